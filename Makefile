@@ -1,0 +1,55 @@
+# The two commands of the README: `make run` and `make test`. Each bootstraps .venv
+# itself (Python 3.11+) and, when run as root on Debian/Ubuntu/Raspberry Pi OS,
+# installs the Debian packages it needs when they are missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_TEST_PACKAGES := chromium shellcheck systemd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps-test deps-run bench clean
+
+run: $(VENV)/.run-installed
+	$(VENV)/bin/engage-edge run --source demo $(ARGS)
+
+test: $(VENV)/.test-installed deps-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.run-installed
+	$(VENV)/bin/engage-edge bench $(ARGS)
+
+$(VENV)/.venv-created:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "engage-edge needs Python 3.11 or newer"' || \
+		{ echo "error: $(PYTHON) is older than 3.11; install python3.11+ (apt install python3 python3-venv)"; exit 2; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	touch $@
+
+$(VENV)/.run-installed: $(VENV)/.venv-created setup.py
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.venv-created setup.py
+	$(PIP) install -q -e '.[dev,train]'
+	touch $@ $(VENV)/.run-installed
+
+# Debian packages for the browser, shell and unit-file tests, installed only when missing.
+deps-test:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing:$$missing - install them (sudo apt-get install$$missing) or run make test as root"; exit 2; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info test-artifacts

@@ -1,0 +1,133 @@
+"""Still-image analysis shared by the CLI, the upload page and ``POST /api/analyze``.
+
+``decode_image`` is the one gate for untrusted image bytes: it checks the real type (not
+the extension), the byte size, the header's declared pixel count before decoding (so a
+decompression bomb is refused cheaply), and that the data decodes completely.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_app.classifier import EmotionClassifier, crop_face
+from edge_app.detector import FaceDetector
+
+ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+ACCEPTED_TEXT = "JPEG, PNG or WebP"
+
+
+class ImageRejected(ValueError):
+    """An upload that is not an acceptable image; the message says what is accepted."""
+
+
+@dataclass
+class Limits:
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Limits":
+        w = cfg["web"]
+        return cls(int(w["max_upload_mb"] * 1024 * 1024), int(w["max_upload_megapixels"] * 1_000_000))
+
+
+def _sniff(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
+    """Validated bytes -> BGR array (EXIF orientation applied), or ``ImageRejected``."""
+    from PIL import Image, ImageOps
+
+    limits = limits or Limits()
+    if not data:
+        raise ImageRejected(f"the file is empty: upload a {ACCEPTED_TEXT} image")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"the file is {len(data) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1048576:.0f} MB")
+    kind = _sniff(data)
+    if kind is None:
+        raise ImageRejected(f"the file is not a {ACCEPTED_TEXT} image (whatever its name says)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=[kind])
+            w, h = img.size
+            if w <= 0 or h <= 0 or w * h > limits.max_pixels:
+                raise ImageRejected(
+                    f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
+                    f"{limits.max_pixels / 1e6:.0f} MP")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = np.asarray(img.convert("RGB"))
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"the image is too large to decode safely; the limit is {limits.max_pixels / 1e6:.0f} MP") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"the {kind} data is truncated or corrupt ({exc}); upload a complete {ACCEPTED_TEXT} file") from None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+class Analyzer:
+    """Detect every face in a still image and classify each one."""
+
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, mapping: dict[str, str]):
+        self.detector, self.classifier, self.mapping = detector, classifier, mapping
+
+    def analyze(self, bgr: np.ndarray) -> list[dict]:
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        # a still may be any size: detect on a copy at most 640 px wide, never smaller
+        # than the live setting, with the smallest face relative to the picture
+        width = max(self.detector.detect_width, min(640, gray.shape[1]))
+        min_face = max(24, min(self.detector.min_face_px, gray.shape[1] // 20))
+        faces = []
+        for face in self.detector.detect(gray, width, min_face):
+            if face.kind != "frontal":
+                continue
+            crop = crop_face(gray, face.box)
+            if crop.size == 0:
+                continue
+            emotion, confidence, probabilities = self.classifier.classify(crop)
+            faces.append({
+                "box": [int(v) for v in face.box],
+                "emotion": emotion,
+                "confidence": round(confidence, 4),
+                "probabilities": probabilities,
+                "engagement": self.mapping.get(emotion, "Not engaged"),
+            })
+        return faces
+
+
+def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndarray:
+    """Boxes with emotion and engagement written above each, for previews."""
+    out = bgr.copy() if copy else bgr
+    thickness = max(2, out.shape[1] // 320)
+    font = max(0.5, out.shape[1] / 1000)
+    for i, f in enumerate(faces, 1):
+        x, y, w, h = f["box"]
+        colour = _colour(f.get("engagement", ""))
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
+        label = f"{i}: {f['emotion']} {f['confidence']:.0%}" if f.get("emotion") else f.get("engagement", "")
+        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
+    return out
+
+
+def _colour(level: str) -> tuple[int, int, int]:
+    if level.startswith("Partially") or level.startswith("Distracted"):
+        return (0, 165, 255)
+    if level.startswith("Not engaged"):
+        return (0, 0, 255)
+    if level.startswith("Engaged"):
+        return (0, 200, 0)
+    return (255, 128, 0)

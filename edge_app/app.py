@@ -1,0 +1,107 @@
+"""Wiring: build every stage from the configuration and run the appliance.
+
+Kept apart from the stages so each of them stays testable alone; ``Appliance`` is also
+what the end-to-end tests start on a loopback port.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from edge_app import config as config_mod
+from edge_app.analysis import Analyzer
+from edge_app.auth import Accounts
+from edge_app.camera import DemoSource, FrameSource, make_source
+from edge_app.classifier import EmotionClassifier, crop_face
+from edge_app.detector import FaceDetector
+from edge_app.engagement import group_of
+from edge_app.indicators import Indicator, make_indicator
+from edge_app.pipeline import CaptureLoop, LiveFrame
+from edge_app.store import Store
+from edge_app.web import Context, Server, make_app
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_S = 3600
+
+
+def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[int]:
+    """Which LFW faces the demo shows: for each engagement group the face the model
+    places there most confidently, so the demo walks through every state."""
+    from edge_app import demo
+
+    faces = demo.lfw_faces()
+    best: dict[str, tuple[float, int]] = {}
+    for i, face in enumerate(faces):
+        p = classifier.probabilities(face)
+        for label, prob in zip(classifier.labels, p):
+            group = group_of(mapping[label])
+            if prob > best.get(group, (-1.0, 0))[0]:
+                best[group] = (float(prob), i)
+    order = ["Partially engaged", "Not engaged", "Engaged"]
+    return [best[g][1] for g in order if g in best]
+
+
+def classifier_from_config(cfg: dict) -> EmotionClassifier:
+    return EmotionClassifier(cfg["model"]["manifest"] or None, cfg["model"]["threads"])
+
+
+class Appliance:
+    def __init__(self, cfg: dict, source: FrameSource | None = None, indicator: Indicator | None = None,
+                 with_loop: bool = True):
+        self.cfg = cfg
+        self.store = Store(config_mod.data_dir(cfg))
+        web = cfg["web"]
+        self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600)
+        self.generated_password = self.accounts.ensure_admin()
+        self.classifier = classifier_from_config(cfg)
+        mapping = cfg["engagement"]["mapping"]
+        self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
+        self.live = LiveFrame()
+        self.loop = None
+        if with_loop:
+            if source is None:
+                spec = cfg["camera"]["source"]
+                extra = {"lfw_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
+                source = make_source(spec, cfg, **extra)
+            self.indicator = indicator or make_indicator(cfg)
+            self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
+                                    self.indicator, self.live)
+        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time())
+        self.app = make_app(self.ctx)
+        self.server: Server | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> "Appliance":
+        if self.loop:
+            self.loop.start()
+        web = self.cfg["web"]
+        self.server = Server(self.app, web["host"], web["port"], web["threads"], web["tls_cert"], web["tls_key"]).start()
+        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.cfg["web"]["tls_cert"] else "http"
+        host = self.cfg["web"]["host"]
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"{scheme}://{host}:{self.server.port if self.server else self.cfg['web']['port']}"
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(1.0 if not hasattr(self, "_purged") else PURGE_EVERY_S):
+            self._purged = True
+            try:
+                removed = self.store.purge(self.cfg["store"]["retention_days"])
+                self.accounts.purge_sessions()
+                if removed:
+                    log.info("retention: removed %d old rows", removed)
+            except Exception as exc:
+                log.warning("retention purge failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.server:
+            self.server.stop()
+        if self.loop:
+            self.loop.stop()
+        self.store.close()

@@ -1,0 +1,170 @@
+"""Accounts, password hashing and server-side sessions.
+
+Passwords: hashlib.scrypt (memory-hard), salted, never logged. Sessions: a random token
+in an HttpOnly cookie; only its SHA-256 is stored, so a copied database gives no live
+session. Each session carries its own CSRF token for state-changing forms.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from edge_app.store import Store
+
+log = logging.getLogger(__name__)
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
+MIN_PASSWORD = 8
+ROLES = ("student", "admin")
+
+
+class AuthError(ValueError):
+    """A user-facing account problem (bad name, weak password, unknown user)."""
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    role: str
+    disabled: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                                dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600):
+        self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
+
+    # ------------------------------------------------------------ users
+    def create_user(self, username: str, password: str, role: str = "student") -> User:
+        if not USERNAME.match(username or ""):
+            raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores")
+        if role not in ROLES:
+            raise AuthError(f"role must be one of {ROLES}")
+        check_password_rules(password)
+        if self.find(username):
+            raise AuthError(f"the user {username!r} already exists")
+        cur = self.store.execute("INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)",
+                                 (username, hash_password(password), role, time.time()))
+        return User(cur.lastrowid, username, role)
+
+    def find(self, username: str) -> User | None:
+        rows = self.store.query("SELECT id, username, role, disabled FROM users WHERE username = ?", (username,))
+        return User(rows[0]["id"], rows[0]["username"], rows[0]["role"], bool(rows[0]["disabled"])) if rows else None
+
+    def get(self, user_id: int) -> User | None:
+        rows = self.store.query("SELECT id, username, role, disabled FROM users WHERE id = ?", (user_id,))
+        return User(rows[0]["id"], rows[0]["username"], rows[0]["role"], bool(rows[0]["disabled"])) if rows else None
+
+    def list_users(self) -> list[User]:
+        return [User(r["id"], r["username"], r["role"], bool(r["disabled"]))
+                for r in self.store.query("SELECT id, username, role, disabled FROM users ORDER BY username")]
+
+    def set_password(self, user_id: int, password: str) -> None:
+        check_password_rules(password)
+        self.store.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hash_password(password), user_id))
+        self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+
+    def set_disabled(self, user_id: int, disabled: bool) -> None:
+        self.store.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+        if disabled:
+            self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+
+    def delete_user(self, user_id: int) -> None:
+        self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        rows = self.store.query("SELECT id, username, role, disabled, password_hash FROM users WHERE username = ?",
+                                (username or "",))
+        if not rows:
+            verify_password(password or "", hash_password("timing-equaliser"))
+            return None
+        row = rows[0]
+        if not verify_password(password or "", row["password_hash"]) or row["disabled"]:
+            return None
+        self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
+        return User(row["id"], row["username"], row["role"])
+
+    def ensure_admin(self) -> str | None:
+        """On an empty database create ``admin``; returns a generated password to show once."""
+        if self.store.query("SELECT 1 FROM users LIMIT 1"):
+            return None
+        password = os.environ.get("ENGAGE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        generated = "ENGAGE_ADMIN_PASSWORD" not in os.environ
+        self.create_user("admin", password, "admin")
+        return password if generated else None
+
+    # ------------------------------------------------------------ sessions
+    def start_session(self, user: User) -> tuple[str, str]:
+        """A new session: (cookie token, csrf token)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = time.time()
+        self.store.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
+                           (_token_hash(token), user.id, csrf, now, now))
+        return token, csrf
+
+    def session_user(self, token: str | None) -> tuple[User, str] | None:
+        """The live session's user and CSRF token, refreshing its idle timer."""
+        if not token:
+            return None
+        now = time.time()
+        rows = self.store.query(
+            "SELECT s.user_id, s.csrf, s.created, s.last_seen, u.username, u.role, u.disabled "
+            "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", (_token_hash(token),))
+        if not rows:
+            return None
+        r = rows[0]
+        if r["disabled"] or now - r["last_seen"] > self.idle_s or now - r["created"] > self.max_age_s:
+            self.end_session(token)
+            return None
+        if now - r["last_seen"] > 30:  # refresh at most every 30 s: fewer writes
+            self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
+        return User(r["user_id"], r["username"], r["role"]), r["csrf"]
+
+    def end_session(self, token: str) -> None:
+        self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    def purge_sessions(self) -> None:
+        now = time.time()
+        self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
+                           (now - self.idle_s, now - self.max_age_s))

@@ -1,0 +1,214 @@
+"""Camera sources behind one interface: ``open()``, ``read() -> BGR frame``, ``close()``.
+
+``read()`` returns a (H, W, 3) uint8 BGR array or raises ``CameraError``; the capture loop
+owns retries and back-off, so a source only has to report faults clearly.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.demo import DemoScene
+
+
+class CameraError(RuntimeError):
+    """The camera could not be opened or stopped giving frames; the message says why."""
+
+
+class FrameSource:
+    """Base class: a source of BGR frames."""
+
+    name = "source"
+
+    def open(self) -> None:
+        """Acquire the device; raise CameraError with a fix-it message on failure."""
+
+    def read(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device; safe to call twice."""
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class DemoSource(FrameSource):
+    """The built-in animated scene (see ``edge_app.demo``).
+
+    ``realtime`` paces frames to ``fps`` on the wall clock; otherwise frame ``i`` shows
+    time ``i / fps`` as fast as it is read (benchmarks, tests).
+    """
+
+    name = "demo"
+
+    def __init__(self, width=640, height=480, fps=15, realtime=True, lfw_picks=None, start_s=0.0):
+        self.scene = DemoScene(width, height, lfw_picks)
+        self.fps, self.realtime, self.start_s = fps, realtime, start_s
+        self._index = 0
+        self._t0 = None
+        self._next = 0.0
+
+    def open(self) -> None:
+        self._t0 = time.monotonic()
+        self._next = self._t0
+
+    def scene_time(self) -> float:
+        if self.realtime:
+            return self.start_s + time.monotonic() - (self._t0 or time.monotonic())
+        return self.start_s + self._index / self.fps
+
+    def read(self) -> np.ndarray:
+        if self._t0 is None:
+            self.open()
+        if self.realtime:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._next = max(self._next + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+        frame = self.scene.render(self.scene_time())
+        self._index += 1
+        return frame
+
+
+class OpenCVSource(FrameSource):
+    """A V4L2 device index, a video file, a stream URL or a GStreamer pipeline."""
+
+    def __init__(self, spec: str, width=640, height=480, fps=15, loop=True):
+        self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
+        self.cap = None
+        self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec
+        self.name = f"opencv:{spec}"
+
+    def open(self) -> None:
+        if self.spec.isdigit():
+            index = int(self.spec)
+            if not Path(f"/dev/video{index}").exists():
+                raise CameraError(
+                    f"no camera at /dev/video{index}: plug in a USB camera (check `ls /dev/video*`), "
+                    "or run with --source demo"
+                )
+            cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        elif "!" in self.spec:
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+        else:
+            if self.is_file and not Path(self.spec).is_file():
+                raise CameraError(f"video file {self.spec} does not exist")
+            cap = cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            cap.release()
+            hint = " (is OpenCV built with GStreamer? `python -c 'import cv2; print(cv2.getBuildInformation())'`)" if "!" in self.spec else ""
+            raise CameraError(f"cannot open video source {self.spec!r}{hint}")
+        self.cap = cap
+
+    def read(self) -> np.ndarray:
+        if self.cap is None:
+            self.open()
+        ok, frame = self.cap.read()
+        if not ok and self.is_file and self.loop:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+        if not ok or frame is None or frame.size == 0:
+            raise CameraError(f"video source {self.spec!r} gave no frame")
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class Picamera2Source(FrameSource):
+    """The Raspberry Pi camera through picamera2 (apt package ``python3-picamera2``)."""
+
+    name = "picamera2"
+
+    def __init__(self, width=640, height=480, fps=15):
+        self.width, self.height, self.fps = width, height, fps
+        self.cam = None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError:
+            raise CameraError(
+                "picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
+                "and create the venv with --system-site-packages (firmware/install.sh does both)"
+            ) from None
+        try:
+            if not Picamera2.global_camera_info():
+                raise CameraError("no Raspberry Pi camera detected: check the ribbon cable and `rpicam-hello --list-cameras`")
+            cam = Picamera2()
+            config = cam.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "RGB888"},
+                controls={"FrameRate": self.fps},
+            )
+            cam.configure(config)
+            cam.start()
+        except CameraError:
+            raise
+        except Exception as exc:  # libcamera raises many kinds
+            raise CameraError(f"the Pi camera failed to start: {exc}") from exc
+        self.cam = cam
+
+    def read(self) -> np.ndarray:
+        if self.cam is None:
+            self.open()
+        try:
+            frame = self.cam.capture_array("main")
+        except Exception as exc:
+            raise CameraError(f"the Pi camera stopped giving frames: {exc}") from exc
+        if frame is None or frame.size == 0:
+            raise CameraError("the Pi camera gave an empty frame")
+        return frame[:, :, :3] if frame.shape[-1] == 4 else frame
+
+    def close(self) -> None:
+        if self.cam is not None:
+            try:
+                self.cam.stop()
+                self.cam.close()
+            finally:
+                self.cam = None
+
+
+def _picamera2_present() -> bool:
+    try:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+
+        return bool(Picamera2.global_camera_info())
+    except Exception:
+        return False
+
+
+def make_source(spec: str, cfg: dict, **demo_options) -> FrameSource:
+    """Build the source named by ``spec`` (the ``camera.source`` setting or --source)."""
+    cam = cfg["camera"]
+    size = dict(width=cam["width"], height=cam["height"], fps=cam["fps"])
+    if spec == "demo":
+        return DemoSource(**size, **demo_options)
+    if spec == "picamera2":
+        return Picamera2Source(**size)
+    if spec == "camera":
+        if _picamera2_present():
+            return Picamera2Source(**size)
+        devices = sorted(p for p in os.listdir("/dev") if p.startswith("video")) if os.path.isdir("/dev") else []
+        if not devices:
+            raise CameraError(
+                "no camera found: no Raspberry Pi camera and no /dev/video* device. Connect a camera, "
+                "or use --source demo (built-in demo) or --source PATH (a video file)"
+            )
+        return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **size)
+    return OpenCVSource(spec, loop=cam["loop"], **size)

@@ -1,0 +1,153 @@
+"""The emotion classifier: an int8 TFLite model run by LiteRT, described by a manifest.
+
+The manifest (``<model>.json``) says everything the runtime needs: the labels in output
+order, the input size, and the rule ``float = pixel * scale + offset`` for a 0-255
+grayscale pixel; the runtime quantises that with the input tensor's own parameters, so
+a float or int8 model both work. The file's sha256 must match the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHIPPED_MANIFEST = Path(__file__).resolve().parent.parent / "models" / "emotion-int8.json"
+KNOWN_LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+
+
+class ModelError(RuntimeError):
+    """The model or its manifest is missing, corrupt or inconsistent; the message says which."""
+
+
+def load_interpreter_class():
+    """LiteRT first (``ai_edge_litert``), then the older ``tflite_runtime``."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        except ImportError:
+            raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on Python <= 3.11)") from None
+    return Interpreter
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Manifest:
+    path: Path
+    model_path: Path
+    labels: list[str]
+    size: tuple[int, int]
+    scale: float
+    offset: float
+    sha256: str
+    metrics: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"model manifest {path} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model manifest {path} is not readable JSON: {exc}") from None
+        try:
+            labels = list(raw["labels"])
+            inp = raw["input"]
+            size = tuple(int(v) for v in inp["size"])
+            if inp.get("channels", 1) != 1 or len(size) != 2:
+                raise ModelError(f"{path}: input must be one-channel (grayscale) HxW")
+            unknown = [l for l in labels if l not in KNOWN_LABELS]
+            if unknown or not labels:
+                raise ModelError(f"{path}: labels {unknown or labels} are not FER+ emotions {KNOWN_LABELS}")
+            return cls(path, path.parent / raw["model"], labels, size, float(inp["scale"]), float(inp["offset"]),
+                       str(raw["sha256"]), raw.get("metrics", {}), raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: manifest field missing or wrong: {exc}") from None
+
+
+class EmotionClassifier:
+    """``probabilities(gray_face) -> (n_labels,) float32`` summing to 1."""
+
+    def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
+        self.manifest = Manifest.load(Path(manifest_path) if manifest_path else SHIPPED_MANIFEST)
+        m = self.manifest
+        if not m.model_path.is_file():
+            raise ModelError(f"model file {m.model_path} (named by {m.path}) does not exist")
+        digest = sha256_file(m.model_path)
+        if digest != m.sha256:
+            raise ModelError(f"{m.model_path} does not match its manifest: sha256 {digest[:12]}..., expected {m.sha256[:12]}...")
+        Interpreter = load_interpreter_class()
+        try:
+            self.interpreter = Interpreter(model_path=str(m.model_path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
+            raise ModelError(f"{m.model_path} is not a loadable TFLite model: {exc}") from None
+        inp = self.interpreter.get_input_details()[0]
+        out = self.interpreter.get_output_details()[0]
+        expected_in = (1, m.size[0], m.size[1], 1)
+        if tuple(inp["shape"]) != expected_in:
+            raise ModelError(f"{m.model_path}: input shape {tuple(inp['shape'])} does not match the manifest's {expected_in}")
+        if tuple(out["shape"]) != (1, len(m.labels)):
+            raise ModelError(f"{m.model_path}: output shape {tuple(out['shape'])} does not match {len(m.labels)} labels")
+        self._in, self._out = inp, out
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self._buffer = np.empty(expected_in, inp["dtype"])
+        self._crop = np.empty(m.size, np.uint8)
+        self._lock = threading.Lock()  # one interpreter, shared by the loop and uploads
+        self.labels = m.labels
+
+    def _fill_input(self, gray: np.ndarray) -> None:
+        m = self.manifest
+        cv2.resize(gray, m.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
+        x = self._crop.astype(np.float32) * m.scale + m.offset
+        if self._in["dtype"] == np.float32:
+            self._buffer[0, :, :, 0] = x
+        else:
+            info = np.iinfo(self._in["dtype"])
+            q = np.round(x / self._in_scale + self._in_zero)
+            self._buffer[0, :, :, 0] = np.clip(q, info.min, info.max)
+
+    def probabilities(self, gray_face: np.ndarray) -> np.ndarray:
+        if gray_face.ndim == 3:
+            gray_face = cv2.cvtColor(gray_face, cv2.COLOR_BGR2GRAY)
+        with self._lock:
+            self._fill_input(gray_face)
+            self.interpreter.set_tensor(self._in["index"], self._buffer)
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self._out["index"])[0]
+        if self._out["dtype"] == np.float32:
+            p = raw.astype(np.float32)
+        else:
+            p = (raw.astype(np.float32) - self._out_zero) * self._out_scale
+        p = np.clip(p, 0, None)
+        total = float(p.sum())
+        return p / total if total > 0 else np.full(len(p), 1.0 / len(p), np.float32)
+
+    def classify(self, gray_face: np.ndarray) -> tuple[str, float, dict[str, float]]:
+        p = self.probabilities(gray_face)
+        i = int(p.argmax())
+        return self.labels[i], float(p[i]), {l: round(float(v), 4) for l, v in zip(self.labels, p)}
+
+
+def crop_face(gray: np.ndarray, box) -> np.ndarray:
+    """The face region of a grayscale frame, clipped to the frame."""
+    x, y, w, h = box
+    H, W = gray.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    return gray[y0:y1, x0:x1]

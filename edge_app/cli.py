@@ -1,0 +1,161 @@
+"""The ``engage-edge`` command.
+
+Exit codes: 0 success, 1 a check or analysis failed, 2 bad usage, configuration, model
+or input (the message says which and what to do), 3 the camera is unavailable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge_app import __version__
+from edge_app import config as config_mod
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CAMERA = 0, 1, 2, 3
+
+
+def _config(args, overrides: dict | None = None) -> dict:
+    return config_mod.load(getattr(args, "config", None), overrides)
+
+
+# ------------------------------------------------------------------ run
+def cmd_run(args) -> int:
+    from edge_app.app import Appliance
+    from edge_app.camera import CameraError
+    from edge_app.classifier import ModelError
+    from edge_app.store import StoreError
+
+    cfg = _config(args, {"camera.source": args.source, "web.host": args.host, "web.port": args.port,
+                         "store.data_dir": str(args.data_dir) if args.data_dir else None})
+    try:
+        appliance = Appliance(cfg)
+        if cfg["camera"]["source"] != "demo":
+            appliance.loop.source.open()  # fail now, clearly, if the camera is not there
+        appliance.start()
+    except CameraError as exc:
+        _fault_led(cfg)
+        print(f"error: camera: {exc}", file=sys.stderr)
+        return EXIT_CAMERA
+    except (ModelError, StoreError) as exc:
+        _fault_led(cfg)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the port is taken, or not allowed
+        print(f"error: cannot serve on {cfg['web']['host']}:{cfg['web']['port']}: {exc.strerror or exc}. "
+              "Choose another --port or stop the other program.", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"engage-edge {__version__} on {cfg['camera']['source']} source; web UI at {appliance.url}", flush=True)
+    if appliance.generated_password:
+        print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
+              "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping", flush=True)
+    appliance.stop()
+    return EXIT_OK
+
+
+def _fault_led(cfg: dict) -> None:
+    """Show the fault pattern on the LED for a moment before exiting (device start-up errors)."""
+    try:
+        from edge_app.indicators import make_indicator
+
+        ind = make_indicator(cfg)
+        ind.fault(True, "start-up failed")
+        if cfg["indicators"]["backend"] == "gpio":
+            threading.Event().wait(3)
+        ind.close()
+    except Exception:
+        pass
+
+
+# ------------------------------------------------------------------ analyze
+def cmd_analyze(args) -> int:
+    from edge_app.analysis import Analyzer, ImageRejected, Limits, decode_image
+    from edge_app.app import classifier_from_config
+    from edge_app.detector import FaceDetector
+
+    cfg = _config(args)
+    analyzer = Analyzer(FaceDetector.from_config(cfg), classifier_from_config(cfg), cfg["engagement"]["mapping"])
+    limits = Limits.from_config(cfg)
+    results, failed = [], False
+    for path in args.images:
+        try:
+            data = Path(path).read_bytes()
+            faces = analyzer.analyze(decode_image(data, limits))
+            results.append({"image": str(path), "faces": faces})
+        except (OSError, ImageRejected) as exc:
+            failed = True
+            results.append({"image": str(path), "error": str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)})
+    if args.json:
+        print(json.dumps(results if len(results) != 1 else results[0], indent=2))
+    else:
+        for r in results:
+            print(f"{r['image']}:")
+            if "error" in r:
+                print(f"  error: {r['error']}")
+            elif not r["faces"]:
+                print("  no face found")
+            else:
+                print(f"  {'#':>2}  {'box (x,y,w,h)':<22} {'emotion':<10} {'conf':>5}  engagement")
+                for i, f in enumerate(r["faces"], 1):
+                    box = ",".join(str(v) for v in f["box"])
+                    print(f"  {i:>2}  {box:<22} {f['emotion']:<10} {f['confidence']:>5.0%}  {f['engagement']}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="engage-edge", description="On-device engagement detection.")
+    p.add_argument("--version", action="version", version=f"engage-edge {__version__}")
+    p.add_argument("--log-level", default=os.environ.get("ENGAGE_LOG_LEVEL", "INFO"),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the appliance: capture loop, indicators and web UI")
+    run.add_argument("--config", type=Path, help="TOML config (default: /etc/engage-edge/config.toml if present)")
+    run.add_argument("--source", help="demo | camera | picamera2 | device index | video path | URL | GStreamer pipeline")
+    run.add_argument("--host", help="address for the web UI (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port for the web UI (default 8080)")
+    run.add_argument("--data-dir", type=Path, help="where the database and kept images live")
+    run.set_defaults(func=cmd_run)
+
+    an = sub.add_parser("analyze", help="analyse still images and print a table per face")
+    an.add_argument("images", nargs="+", type=Path)
+    an.add_argument("--json", action="store_true", help="machine-readable output")
+    an.add_argument("--config", type=Path)
+    an.set_defaults(func=cmd_analyze)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from edge_app.classifier import ModelError
+
+    try:
+        return args.func(args)
+    except config_mod.ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModelError as exc:
+        print(f"error: model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The device's one SQLite database (WAL) and the data directory around it.
+
+What is written: users and sessions, analysed uploads (one row per face), engagement
+state changes and one aggregate row per minute of live time, alerts. Never a row per
+frame (SD cards wear out). The schema is versioned; ``MIGRATIONS`` run in order.
+Each thread gets its own connection; writers wait on a locked database (busy timeout)
+instead of failing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+DB_NAME = "engage.db"
+BUSY_TIMEOUT_MS = 5000
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation schema
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('student', 'admin')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_login REAL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        filename TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        face_count INTEGER NOT NULL,
+        image_path TEXT
+    );
+    CREATE INDEX uploads_user ON uploads(user_id, created);
+    CREATE TABLE upload_faces (
+        id INTEGER PRIMARY KEY,
+        upload_id INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+        x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+        emotion TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        probabilities TEXT NOT NULL,
+        engagement TEXT NOT NULL
+    );
+    CREATE INDEX upload_faces_upload ON upload_faces(upload_id);
+    CREATE TABLE state_changes (
+        id INTEGER PRIMARY KEY,
+        t REAL NOT NULL,
+        level TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        emotion TEXT,
+        confidence REAL
+    );
+    CREATE INDEX state_changes_t ON state_changes(t);
+    CREATE TABLE minute_stats (
+        minute INTEGER PRIMARY KEY,
+        frames INTEGER NOT NULL,
+        faces INTEGER NOT NULL,
+        engaged_s REAL NOT NULL,
+        partial_s REAL NOT NULL,
+        not_engaged_s REAL NOT NULL,
+        distracted_s REAL NOT NULL,
+        absent_s REAL NOT NULL
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        t REAL NOT NULL,
+        level TEXT NOT NULL,
+        snapshot_path TEXT
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+GROUP_COLUMNS = {
+    "Engaged": "engaged_s",
+    "Partially engaged": "partial_s",
+    "Not engaged": "not_engaged_s",
+    "Distracted": "distracted_s",
+    "Absent": "absent_s",
+}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says why and what to do."""
+
+
+class Store:
+    def __init__(self, data_dir: Path | str):
+        self.data_dir = Path(data_dir).expanduser()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "images").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from None
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self.migrate()
+
+    # ------------------------------------------------------------ connections
+    def connect(self) -> sqlite3.Connection:
+        """This thread's connection (WAL, foreign keys, busy timeout)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
+                                 "Restore a backup (engage-edge backup) or move the file away to start afresh.") from None
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        return self.connect().execute(sql, params)
+
+    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        return self.connect().execute(sql, params).fetchall()
+
+    def transaction(self):
+        return _Transaction(self.connect())
+
+    # ------------------------------------------------------------ schema
+    def schema_version(self) -> int:
+        return self.connect().execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        conn = self.connect()
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema version {version}, newer than this engage-edge "
+                             f"({len(MIGRATIONS)}): upgrade engage-edge or restore an older backup")
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}") from exc
+
+    # ------------------------------------------------------------ settings
+    def get_setting(self, key: str, default=None):
+        row = self.connect().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value) -> None:
+        self.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, json.dumps(value)))
+
+    # ------------------------------------------------------------ live loop
+    def log_state_change(self, t: float, level: str, group: str, emotion: str | None, confidence: float | None) -> None:
+        self.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                     (t, level, group, emotion, confidence))
+
+    def log_minute(self, row: dict) -> None:
+        cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
+        values = [row.get(g, 0.0) for g in GROUP_COLUMNS]
+        updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in ["frames", "faces", *cols])
+        self.execute(
+            f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT(minute) DO UPDATE SET {updates}",
+            (row["minute"], row["frames"], row["faces"], *values),
+        )
+
+    def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
+        self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
+
+    # ------------------------------------------------------------ uploads
+    def add_upload(self, user_id: int | None, filename: str, width: int, height: int, faces: list[dict],
+                   image_path: str | None = None) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO uploads(user_id, created, filename, width, height, face_count, image_path) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, time.time(), filename, width, height, len(faces), image_path),
+            )
+            upload_id = cur.lastrowid
+            conn.executemany(
+                "INSERT INTO upload_faces(upload_id, x, y, w, h, emotion, confidence, probabilities, engagement) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(upload_id, *f["box"], f["emotion"], f["confidence"], json.dumps(f["probabilities"]), f["engagement"])
+                 for f in faces],
+            )
+        return upload_id
+
+    # ------------------------------------------------------------ housekeeping
+    def purge(self, retention_days: int, now: float | None = None) -> int:
+        """Delete rows and kept images older than ``retention_days``; returns rows removed."""
+        cutoff = (now or time.time()) - retention_days * 86400
+        removed = 0
+        with self.transaction() as conn:
+            for (path,) in conn.execute("SELECT image_path FROM uploads WHERE created < ? AND image_path IS NOT NULL", (cutoff,)):
+                self.remove_image(path)
+            for (path,) in conn.execute("SELECT snapshot_path FROM alerts WHERE t < ? AND snapshot_path IS NOT NULL", (cutoff,)):
+                self.remove_image(path)
+            for sql in ("DELETE FROM uploads WHERE created < ?", "DELETE FROM state_changes WHERE t < ?",
+                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?"):
+                removed += conn.execute(sql, (cutoff,)).rowcount
+        return removed
+
+    def image_file(self, relative: str) -> Path:
+        """A stored image's absolute path; refuses anything outside ``images/``."""
+        root = (self.data_dir / "images").resolve()
+        path = (root / relative).resolve()
+        if root not in path.parents:
+            raise ValueError(f"{relative!r} is not inside the image store")
+        return path
+
+    def remove_image(self, relative: str) -> None:
+        try:
+            self.image_file(relative).unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+
+    def write_image(self, relative: str, data: bytes) -> str:
+        """Write an image atomically under ``images/``; returns the relative path."""
+        path = self.image_file(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return relative
+
+    def free_mb(self) -> float:
+        return shutil.disk_usage(self.data_dir).free / 1e6
+
+    def integrity_ok(self) -> bool:
+        return self.connect().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on one connection."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

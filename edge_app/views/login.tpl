@@ -1,0 +1,15 @@
+% rebase('base.tpl', title=title)
+<section class="card narrow">
+  <h1>Log in</h1>
+  % if error:
+  <p class="error" role="alert">{{error}}</p>
+  % end
+  <form method="post" action="/login">
+    <input type="hidden" name="next" value="{{next}}">
+    <label for="username">User name</label>
+    <input id="username" name="username" autocomplete="username" required autofocus>
+    <label for="password">Password</label>
+    <input id="password" name="password" type="password" autocomplete="current-password" required>
+    <button type="submit">Log in</button>
+  </form>
+</section>

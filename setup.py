@@ -1,0 +1,37 @@
+"""engage-edge: the device package (edge_app) and its console script.
+
+Device install:    pip install .[pi]        (Raspberry Pi; picamera2 comes from apt)
+                   pip install .[jetson]    (Jetson)
+Laptop / tests:    pip install .[dev]
+Training:          pip install .[train]     (TensorFlow: never on the device)
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="engage-edge",
+    version="0.1.0",
+    description="On-device classroom engagement detection from facial expressions",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["edge_app", "edge_app.*", "training", "training.*"]),
+    package_data={"edge_app": ["default_config.toml", "views/*.tpl", "static/*"]},
+    install_requires=[
+        "numpy>=1.26",
+        "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
+        "ai-edge-litert>=1.2; python_version<'3.14'",
+        "pillow>=10.3",
+        "bottle>=0.13",
+        "cheroot>=10",
+        "prometheus-client>=0.20",
+        "matplotlib>=3.8",  # its grace_hopper.jpg sample feeds the demo source
+        "scikit-image>=0.22",  # astronaut, lfw_subset and camera samples for the demo
+    ],
+    extras_require={
+        "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'", "sdnotify>=0.3"],
+        "jetson": ["Jetson.GPIO>=2.1", "gpiozero>=2.0", "sdnotify>=0.3"],
+        "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
+        "dev": ["pytest>=8", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["engage-edge=edge_app.cli:main"]},
+)

@@ -1,0 +1,225 @@
+"""FER+ loading and labelling.
+
+Two input forms give the same arrays:
+
+* Microsoft's folder layout (``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/``, each
+  with 48x48 PNGs and a ``label.csv`` of vote counts), as produced by FERPlus'
+  ``generate_training_data.py`` and shipped in ``../shared/data/ferplus.tar.gz``;
+* the two public CSV files a user downloads: ``fer2013.csv`` (pixels) and
+  ``fer2013new.csv`` (FER+ votes), read straight, row by row.
+
+Vote columns are, in order: the eight emotions of ``EMOTIONS`` then ``unknown`` and ``NF``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+VOTE_COLUMNS = EMOTIONS + ["unknown", "NF"]
+SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
+CSV_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
+IMAGE_SIZE = 48
+
+
+@dataclass
+class Split:
+    """Raw images (N, 48, 48) uint8, their names and their 10-column vote counts."""
+
+    images: np.ndarray
+    votes: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, keep: np.ndarray) -> "Split":
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return Split(self.images[idx], self.votes[idx], [self.names[i] for i in idx])
+
+
+class DataError(ValueError):
+    """The data folder or files are not FER+ as expected; the message says what to fix."""
+
+
+# ---------------------------------------------------------------- label rules
+
+def majority_labels(votes: np.ndarray) -> np.ndarray:
+    """Microsoft's "majority" protocol; -1 marks an image the protocol drops.
+
+    1. a single vote is an outlier and is set to 0;
+    2. keep only when the top count is more than half of the remaining votes;
+    3. drop when that top class is ``unknown`` or ``NF``.
+    """
+    v = np.asarray(votes, dtype=np.float64).copy()
+    v[v <= 1] = 0
+    total = v.sum(axis=1)
+    top = v.argmax(axis=1)
+    top_count = v.max(axis=1)
+    keep = (total > 0) & (top_count > 0.5 * total) & (top < len(EMOTIONS))
+    return np.where(keep, top, -1)
+
+
+def argmax_labels(votes: np.ndarray) -> np.ndarray:
+    """The strict rule: argmax of all 10 raw votes, dropped (-1) when unknown or NF."""
+    v = np.asarray(votes)
+    top = v.argmax(axis=1)
+    keep = (v.sum(axis=1) > 0) & (top < len(EMOTIONS))
+    return np.where(keep, top, -1)
+
+
+def soft_labels(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vote distribution over the 8 emotions as a training target.
+
+    Single votes are outliers (as in the majority rule). An image is usable when the
+    emotion votes are more than half of all remaining votes (so mostly-unknown or
+    not-a-face images are dropped). Returns (targets (N, 8) float32, usable mask).
+    """
+    v = np.asarray(votes, dtype=np.float64).copy()
+    v[v <= 1] = 0
+    emotion = v[:, : len(EMOTIONS)]
+    emo_total = emotion.sum(axis=1)
+    usable = (emo_total > 0) & (emo_total > 0.5 * v.sum(axis=1))
+    targets = np.zeros_like(emotion)
+    targets[usable] = emotion[usable] / emo_total[usable, None]
+    return targets.astype(np.float32), usable
+
+
+def one_hot(labels: np.ndarray, n: int = len(EMOTIONS)) -> np.ndarray:
+    out = np.zeros((len(labels), n), np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def training_targets(split: Split, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and usable mask for ``mode`` ``soft`` (vote distribution) or ``majority``."""
+    if mode == "soft":
+        return soft_labels(split.votes)
+    if mode == "majority":
+        labels = majority_labels(split.votes)
+        keep = labels >= 0
+        targets = np.zeros((len(labels), len(EMOTIONS)), np.float32)
+        targets[keep] = one_hot(labels[keep])
+        return targets, keep
+    raise DataError(f"label mode {mode!r} is not known; use 'soft' or 'majority'")
+
+
+# ---------------------------------------------------------------- loaders
+
+def _decode_png(path: Path, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise DataError(f"{path} is not a readable image")
+    if box is not None:
+        x, y, w, h = box
+        if (x, y, w, h) != (0, 0, img.shape[1], img.shape[0]):
+            img = img[y : y + h, x : x + w]
+    if img.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        img = cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _parse_box(text: str) -> tuple[int, int, int, int] | None:
+    parts = [p for p in text.strip("() ").replace(" ", "").split(",") if p]
+    return tuple(int(p) for p in parts) if len(parts) == 4 else None  # type: ignore[return-value]
+
+
+def load_folder_split(root: Path, split: str) -> Split:
+    folder = Path(root) / SPLIT_FOLDERS[split]
+    label_file = folder / "label.csv"
+    if not label_file.is_file():
+        raise DataError(f"{label_file} is missing: expected Microsoft's FERPlus folder layout")
+    images, votes, names = [], [], []
+    with open(label_file, newline="") as f:
+        for row in csv.reader(f):
+            if not row:
+                continue
+            if len(row) != 12:
+                raise DataError(f"{label_file}: row {row[:2]} has {len(row)} columns, expected 12")
+            images.append(_decode_png(folder / row[0], _parse_box(row[1])))
+            votes.append([int(c) for c in row[2:]])
+            names.append(row[0])
+    if not names:
+        raise DataError(f"{label_file} has no rows")
+    return Split(np.stack(images), np.asarray(votes, np.int16), names)
+
+
+def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
+    """Read one split straight from ``fer2013.csv`` + ``fer2013new.csv`` (same row order)."""
+    usage = CSV_USAGE[split]
+    images, votes, names = [], [], []
+    with open(fer2013_csv, newline="") as f_pix, open(ferplus_csv, newline="") as f_new:
+        pix_rows, new_rows = csv.DictReader(f_pix), csv.reader(f_new)
+        header = next(new_rows, None)
+        if not header or header[0] != "Usage" or len(header) != 12:
+            raise DataError(f"{ferplus_csv} does not start with the FER+ header 'Usage,Image name,...'")
+        if not pix_rows.fieldnames or "pixels" not in pix_rows.fieldnames:
+            raise DataError(f"{fer2013_csv} has no 'pixels' column: is it fer2013.csv?")
+        for n, (pix, new) in enumerate(zip(pix_rows, new_rows)):
+            if new[0] != usage or not new[1].strip():
+                continue  # other split, or an image FER+ removed
+            if pix.get("Usage") != usage:
+                raise DataError(f"row {n + 2}: the two files disagree on the split; use unmodified files")
+            pixels = np.array(pix["pixels"].split(), dtype=np.uint8)
+            if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
+                raise DataError(f"{fer2013_csv} row {n + 2}: {pixels.size} pixels, expected 2304")
+            images.append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
+            votes.append([int(float(c)) for c in new[2:12]])
+            names.append(new[1].strip())
+    if not names:
+        raise DataError(f"no {usage} rows found in {ferplus_csv}")
+    return Split(np.stack(images), np.asarray(votes, np.int16), names)
+
+
+def find_layout(path: Path) -> tuple[str, Path]:
+    """Tell which layout ``path`` holds: ('folder', root) or ('csv', dir)."""
+    path = Path(path).expanduser()
+    for root in (path, path / "ferplus"):
+        if (root / SPLIT_FOLDERS["train"]).is_dir() or (root / SPLIT_FOLDERS["test"]).is_dir():
+            return "folder", root
+    if (path / "fer2013.csv").is_file() and (path / "fer2013new.csv").is_file():
+        return "csv", path
+    raise DataError(
+        f"{path} holds neither FERPlus folders (FER2013Train/, FER2013Valid/, FER2013Test/) "
+        "nor fer2013.csv + fer2013new.csv. Extract ../shared/data/ferplus.tar.gz and pass "
+        "the folder that contains 'ferplus/'."
+    )
+
+
+def _cache_path(root: Path, split: str) -> Path:
+    cache = Path(os.environ.get("ENGAGE_DATA_CACHE", Path.home() / ".cache" / "engage-data" / "npz"))
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    return cache / f"{split}-{key}.npz"
+
+
+def load_split(path: Path, split: str, cache: bool = True) -> Split:
+    """Load ``split`` (train/valid/test) from either layout, caching decoded arrays."""
+    if split not in SPLIT_FOLDERS:
+        raise DataError(f"split {split!r} is not one of {sorted(SPLIT_FOLDERS)}")
+    kind, root = find_layout(path)
+    cached = _cache_path(root, split)
+    if cache and cached.is_file():
+        with np.load(cached) as z:
+            return Split(z["images"], z["votes"], list(z["names"]))
+    if kind == "folder":
+        data = load_folder_split(root, split)
+    else:
+        data = load_csv_split(root / "fer2013.csv", root / "fer2013new.csv", split)
+    if cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, images=data.images, votes=data.votes, names=np.array(data.names))
+        os.replace(tmp, cached)
+    return data
+
+
+def default_data_dir() -> Path:
+    """Where the README tells people to extract FER+; ENGAGE_DATA overrides it."""
+    return Path(os.environ.get("ENGAGE_DATA", Path.home() / ".cache" / "engage-data"))

@@ -1,0 +1,108 @@
+"""Convert a trained Keras model to a full-integer int8 TFLite model plus its manifest.
+
+    python -m training.quantize runs/edge/best.keras --out models/emotion-int8.tflite
+
+Every op is int8 and so are the input and output tensors; the representative dataset is
+drawn from training images (never validation or test). The manifest written beside the
+model (same name, ``.json``) is the contract with the device: labels, input size and the
+``pixel * scale + offset`` rule, the file's sha256, and the metrics when given.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training import data as fer
+from training.models import INPUT_OFFSET, INPUT_SCALE
+
+
+def representative_images(data_dir: Path, count: int = 500, seed: int = 0) -> np.ndarray:
+    train = fer.load_split(data_dir, "train")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(train), size=min(count, len(train)), replace=False)
+    return train.images[idx]
+
+
+def convert(model, images: np.ndarray) -> bytes:
+    """Full-integer quantisation of a Keras model; ``images`` are uint8 (N, 48, 48)."""
+    import tensorflow as tf
+
+    def representative():
+        for img in images:
+            x = img.astype(np.float32)[None, :, :, None] * INPUT_SCALE + INPUT_OFFSET
+            yield [x]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``<model>.json`` beside ``tflite_path`` describing it for the device."""
+    manifest = {
+        "model": tflite_path.name,
+        "labels": list(fer.EMOTIONS),
+        "input": {"size": [48, 48], "channels": 1, "scale": INPUT_SCALE, "offset": INPUT_OFFSET},
+        "sha256": sha256_of(tflite_path),
+        "metrics": metrics or {},
+    }
+    if extra:
+        manifest.update(extra)
+    out = tflite_path.with_suffix(".json")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.quantize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a .keras model from training.train")
+    p.add_argument("--out", type=Path, required=True, help="output .tflite path")
+    p.add_argument("--data", type=Path, default=fer.default_data_dir())
+    p.add_argument("--samples", type=int, default=500, help="representative images")
+    p.add_argument("--metrics", type=Path, help="evaluation JSON to embed in the manifest")
+    p.add_argument("--version", default="", help="model version string for the manifest")
+    args = p.parse_args(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if not args.model.is_file():
+        print(f"error: {args.model} does not exist", file=sys.stderr)
+        return 2
+    model = keras.models.load_model(args.model, compile=False)
+    tflite = convert(model, representative_images(args.data, args.samples))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tflite.tmp")
+    tmp.write_bytes(tflite)
+    os.replace(tmp, args.out)
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    extra = {"architecture": model.name}
+    if args.version:
+        extra["version"] = args.version
+    manifest = write_manifest(args.out, metrics, extra)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {manifest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
