@@ -31,7 +31,7 @@ setup(
         "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'", "sdnotify>=0.3"],
         "jetson": ["Jetson.GPIO>=2.1", "gpiozero>=2.0", "sdnotify>=0.3"],
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
-        "dev": ["pytest>=8", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["engage-edge=edge_app.cli:main"]},
 )

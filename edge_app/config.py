@@ -42,7 +42,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "indicators.quiet_hours": (lambda v: bool(QUIET_HOURS.match(v)), 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'),
     "store.retention_days": (lambda v: 1 <= v <= 3650, "days from 1 to 3650"),
     "store.min_free_mb": (lambda v: 0 <= v <= 100000, "megabytes from 0 to 100000"),
-    "web.port": (lambda v: 1 <= v <= 65535, "a port from 1 to 65535"),
+    "web.port": (lambda v: 0 <= v <= 65535, "a port from 1 to 65535 (0: any free port)"),
     "web.threads": (lambda v: 4 <= v <= 256, "an integer from 4 to 256"),
     "web.max_viewers": (lambda v: 0 <= v <= 64, "an integer from 0 to 64"),
     "web.stream_fps": (lambda v: 1 <= v <= 60, "an integer from 1 to 60"),

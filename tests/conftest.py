@@ -1,0 +1,90 @@
+"""Shared fixtures: real face photos from package samples, a temporary config and data
+directory, and a running appliance (demo source, real HTTP server on loopback)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+import requests
+
+from edge_app import config as config_mod
+
+ADMIN_PASSWORD = "admin-test-pw-1"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def grace_path() -> Path:
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="session")
+def face_jpeg(grace_path) -> bytes:
+    """A real face photograph (matplotlib's Grace Hopper sample) as JPEG bytes."""
+    return grace_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def astronaut_png() -> bytes:
+    import skimage.data
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture
+def cfg(tmp_path) -> dict:
+    """Defaults (an empty config file, so a device's /etc config never leaks in) with a
+    private data dir, any free port and no indicator output."""
+    empty = tmp_path / "config.toml"
+    empty.write_text("")
+    return config_mod.load(empty, {"store.data_dir": str(tmp_path / "data"), "web.port": 0,
+                                   "indicators.backend": "none"})
+
+
+@pytest.fixture
+def make_appliance(cfg, monkeypatch):
+    """Factory: start an Appliance (demo source unless given) and stop it afterwards."""
+    from edge_app.app import Appliance
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    started = []
+
+    def make(config: dict | None = None, **kwargs):
+        appliance = Appliance(config or cfg, **kwargs).start()
+        started.append(appliance)
+        return appliance
+
+    yield make
+    for appliance in started:
+        appliance.stop()
+
+
+@pytest.fixture
+def appliance(make_appliance):
+    return make_appliance()
+
+
+def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
+    """A requests session logged in through the JSON login API; ``.csrf`` holds its token."""
+    s = requests.Session()
+    r = s.post(f"{base_url}/api/login", json={"username": username, "password": password}, timeout=10)
+    r.raise_for_status()
+    s.csrf = r.json()["csrf"]  # type: ignore[attr-defined]
+    return s
+
+
+@pytest.fixture
+def admin_session(appliance) -> requests.Session:
+    return login(appliance.url)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
