@@ -12,8 +12,8 @@ import time
 from edge_app import config as config_mod
 from edge_app.analysis import Analyzer
 from edge_app.auth import Accounts
-from edge_app.camera import DemoSource, FrameSource, make_source
-from edge_app.classifier import EmotionClassifier, crop_face
+from edge_app.camera import FrameSource, make_source
+from edge_app.classifier import EmotionClassifier
 from edge_app.detector import FaceDetector
 from edge_app.engagement import group_of
 from edge_app.indicators import Indicator, make_indicator
@@ -43,7 +43,10 @@ def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[i
 
 
 def classifier_from_config(cfg: dict) -> EmotionClassifier:
-    return EmotionClassifier(cfg["model"]["manifest"] or None, cfg["model"]["threads"])
+    """The active model: model.manifest if pinned, else the flashed one, else the shipped one."""
+    from edge_app.flash import active_manifest
+
+    return EmotionClassifier(active_manifest(cfg), cfg["model"]["threads"])
 
 
 class Appliance:
@@ -51,10 +54,13 @@ class Appliance:
                  with_loop: bool = True):
         self.cfg = cfg
         self.store = Store(config_mod.data_dir(cfg))
+        from edge_app.web_admin import with_saved_settings  # the admin's settings page outlives restarts
+
+        self.cfg = cfg = with_saved_settings(self.store, cfg)
         web = cfg["web"]
         self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600)
+        self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         self.generated_password = self.accounts.ensure_admin()
-        self.classifier = classifier_from_config(cfg)
         mapping = cfg["engagement"]["mapping"]
         self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
         self.live = LiveFrame()
@@ -71,6 +77,14 @@ class Appliance:
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
+        from edge_app.flash import ModelWatcher  # a flashed model is picked up without a restart
+
+        self.model_watcher = ModelWatcher(cfg, self._use_classifier)
+
+    def _use_classifier(self, classifier: EmotionClassifier) -> None:
+        self.classifier = self.analyzer.classifier = classifier
+        if self.loop:
+            self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
         if self.loop:
@@ -78,6 +92,7 @@ class Appliance:
         web = self.cfg["web"]
         self.server = Server(self.app, web["host"], web["port"], web["threads"], web["tls_cert"], web["tls_key"]).start()
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        self.model_watcher.start()
         return self
 
     @property
@@ -100,6 +115,7 @@ class Appliance:
 
     def stop(self) -> None:
         self._stop.set()
+        self.model_watcher.stop()
         if self.server:
             self.server.stop()
         if self.loop:

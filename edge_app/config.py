@@ -30,12 +30,23 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detector.min_neighbors": (lambda v: 1 <= v <= 20, "an integer from 1 to 20"),
     "detector.min_face_px": (lambda v: 12 <= v <= 1000, "an integer from 12 to 1000"),
     "detector.detect_every": (lambda v: 1 <= v <= 30, "an integer from 1 to 30"),
+    "detector.full_detect_every": (lambda v: 1 <= v <= 600, "an integer from 1 to 600"),
     "model.threads": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
     "engagement.absent_after_s": (lambda v: 0 < v <= 3600, "seconds above 0, at most 3600"),
     "engagement.distracted_after_s": (lambda v: 0 < v <= 3600, "seconds above 0, at most 3600"),
     "engagement.ema_half_life_s": (lambda v: 0 <= v <= 60, "seconds from 0 to 60"),
     "engagement.min_hold_s": (lambda v: 0 <= v <= 60, "seconds from 0 to 60"),
-    "indicators.backend": (lambda v: v in ("console", "gpio", "none"), '"console", "gpio" or "none"'),
+    "indicators.backend": (lambda v: v in ("console", "gpio", "jetson", "none"), '"console", "gpio", "jetson" or "none"'),
+    "indicators.led_red_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
+    "indicators.led_green_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
+    "indicators.led_blue_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
+    "indicators.buzzer_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
+    "indicators.amber_green": (lambda v: 0 <= v <= 1, "a level from 0.0 to 1.0"),
+    "indicators.brightness": (lambda v: 0 < v <= 1, "a level above 0.0, at most 1.0"),
+    "indicators.absent_blink_on_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
+    "indicators.absent_blink_off_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
+    "indicators.fault_blink_on_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
+    "indicators.fault_blink_off_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
     "indicators.buzzer_after_s": (lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
     "indicators.buzzer_cooldown_s": (lambda v: 0 <= v <= 86400, "seconds from 0 to 86400"),
     "indicators.buzzer_beep_s": (lambda v: 0.01 <= v <= 10, "seconds from 0.01 to 10"),
@@ -93,13 +104,20 @@ def _merge(base: dict, override: dict, prefix: str = "") -> None:
             continue
         if key not in base:
             allowed = ", ".join(sorted(base))
-            raise ConfigError(f"{full} is not a known setting; allowed here: {allowed}")
+            raise ConfigError(f"{full} = {value!r} is not a known setting; allowed here: {allowed}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{full} must be a [{full}] table, not {value!r}")
             _merge(base[key], value, f"{full}.")
         else:
             base[key] = _coerce(full, value, base[key])
+
+
+def _nested(dotted: str, value: Any) -> dict:
+    """``"engagement.mapping.fear", v`` -> ``{"engagement": {"mapping": {"fear": v}}}``."""
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return value
 
 
 def validate(cfg: dict) -> dict:
@@ -146,8 +164,7 @@ def load(path: Path | None = None, overrides: dict | None = None) -> dict:
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        section, key = dotted.split(".", 1)
-        _merge(cfg, {section: {key: value}})
+        _merge(cfg, _nested(dotted, value))
     cfg = validate(cfg)
     cfg["_source"] = str(path) if path else "defaults"
     return cfg
@@ -157,8 +174,7 @@ def with_changes(cfg: dict, changes: dict) -> dict:
     """A validated copy of ``cfg`` with ``changes`` (dotted keys) applied."""
     new = copy.deepcopy({k: v for k, v in cfg.items() if not k.startswith("_")})
     for dotted, value in changes.items():
-        section, key = dotted.split(".", 1)
-        _merge(new, {section: {key: value}})
+        _merge(new, _nested(dotted, value))
     validate(new)
     new["_source"] = cfg.get("_source", "defaults")
     return new

@@ -1,0 +1,191 @@
+"""Camera sources behind one interface: the built-in demo, a real video file written by
+cv2.VideoWriter, and the clear errors for sources that are not there."""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app import demo
+from edge_app.camera import CameraError, DemoSource, OpenCVSource, make_source
+from edge_app.detector import FaceDetector
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+# ------------------------------------------------------------------ demo
+def test_demo_frames_are_640x480_bgr():
+    src = DemoSource(realtime=False)
+    with src:
+        frame = src.read()
+    assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
+    assert frame.std() > 10  # a picture, not a flat fill
+
+
+def test_demo_frame_size_follows_the_config(cfg):
+    src = make_source("demo", {**cfg, "camera": {**cfg["camera"], "width": 320, "height": 240}})
+    assert isinstance(src, DemoSource)
+    assert src.read().shape == (240, 320, 3)
+
+
+def test_demo_is_deterministic_in_non_realtime_mode():
+    a, b = DemoSource(realtime=False, fps=10, start_s=12.0), DemoSource(realtime=False, fps=10, start_s=12.0)
+    frames_a = [a.read().copy() for _ in range(5)]
+    frames_b = [b.read().copy() for _ in range(5)]
+    for fa, fb in zip(frames_a, frames_b):
+        assert np.array_equal(fa, fb)
+    assert not np.array_equal(frames_a[0], frames_a[4])  # the face moves
+    assert a.scene_time() == pytest.approx(12.5)
+    # the same scene time renders the same frame, whichever way it is reached
+    assert np.array_equal(demo.DemoScene().render(12.3), DemoSource(realtime=False, fps=10, start_s=12.3).read())
+
+
+def test_demo_realtime_paces_to_fps():
+    import time
+
+    src = DemoSource(realtime=True, fps=20)
+    src.open()
+    t0 = time.monotonic()
+    for _ in range(6):
+        src.read()
+    assert time.monotonic() - t0 >= 5 / 20 - 0.02
+
+
+def test_demo_cycle_shows_frontal_profile_and_no_face(detector):
+    """Over the 60 s cycle: frontal faces (Grace Hopper, the astronaut, LFW portraits), a
+    turned-away face for "Distracted", and an empty frame for "Absent"."""
+    src = DemoSource(realtime=False, fps=1)
+    kinds_by_picture: dict[str, list[str | None]] = {}
+    for second in range(int(demo.CYCLE_S)):
+        frame = src.read()
+        faces = detector.detect(frame)
+        picture = src.scene.shot_at(second + 0.5).picture
+        kinds_by_picture.setdefault(picture.split(":")[0], []).append(faces[0].kind if faces else None)
+    assert set(kinds_by_picture) == {"grace", "astronaut", "lfw", "profile", "empty"}
+    for name in ("grace", "astronaut", "lfw"):
+        frontal = kinds_by_picture[name].count("frontal")
+        assert frontal >= 0.8 * len(kinds_by_picture[name]), (name, kinds_by_picture[name])
+    profile = kinds_by_picture["profile"]
+    assert profile.count("profile") >= 0.75 * len(profile) and "frontal" not in profile, profile
+    assert set(kinds_by_picture["empty"]) == {None}
+    assert len(kinds_by_picture["empty"]) >= 8  # long enough for the default absent_after_s
+
+
+def test_demo_timeline_covers_the_minute_without_gaps():
+    shots = demo.timeline([1, 2, 3])
+    assert shots[0].start == 0 and shots[-1].end == demo.CYCLE_S
+    for a, b in zip(shots, shots[1:]):
+        assert a.end == b.start
+    assert [s.picture for s in shots if s.picture.startswith("lfw")] == ["lfw:1", "lfw:2", "lfw:3"]
+
+
+# ------------------------------------------------------------------ video files
+def write_clip(path: Path, frames: int = 6, size=(160, 120)) -> list[int]:
+    """An MJPG .avi whose frame i is a flat grey of level 30 + 35 * i; returns the levels."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    assert writer.isOpened(), "this OpenCV cannot write MJPG .avi files"
+    levels = [30 + 35 * i for i in range(frames)]
+    for level in levels:
+        writer.write(np.full((size[1], size[0], 3), level, np.uint8))
+    writer.release()
+    assert path.stat().st_size > 0
+    return levels
+
+
+def test_video_file_plays_and_loops(tmp_path):
+    clip = tmp_path / "clip.avi"
+    levels = write_clip(clip)
+    src = OpenCVSource(str(clip), loop=True)
+    with src:
+        seen = [int(round(src.read().mean())) for _ in range(len(levels) * 2 + 1)]
+    expected = levels * 2 + levels[:1]
+    assert seen == pytest.approx(expected, abs=3)
+    assert src.cap is None  # closed by the context manager
+
+
+def test_video_file_without_loop_ends_with_camera_error(tmp_path):
+    clip = tmp_path / "clip.avi"
+    levels = write_clip(clip, frames=3)
+    src = OpenCVSource(str(clip), loop=False)
+    frames = [src.read() for _ in levels]
+    assert all(f.shape == (120, 160, 3) for f in frames)
+    with pytest.raises(CameraError, match="gave no frame") as err:
+        src.read()
+    assert str(clip) in str(err.value)
+    src.close()
+    src.close()  # closing twice is safe
+
+
+def test_make_source_plays_a_path_and_uses_camera_loop_setting(tmp_path, cfg):
+    clip = tmp_path / "clip.avi"
+    write_clip(clip, frames=2)
+    src = make_source(str(clip), cfg)
+    assert isinstance(src, OpenCVSource) and src.loop is True
+    src = make_source(str(clip), {**cfg, "camera": {**cfg["camera"], "loop": False}})
+    assert src.loop is False
+
+
+def test_missing_video_file(tmp_path):
+    with pytest.raises(CameraError, match="does not exist") as err:
+        OpenCVSource(str(tmp_path / "nope.mp4")).open()
+    assert "nope.mp4" in str(err.value)
+
+
+def test_file_that_is_not_a_video(tmp_path):
+    bogus = tmp_path / "notes.avi"
+    bogus.write_text("this is not a video")
+    with pytest.raises(CameraError, match="notes.avi"):
+        src = OpenCVSource(str(bogus), loop=False)
+        src.open()
+        src.read()
+
+
+def test_device_index_that_does_not_exist():
+    index = next(i for i in range(50, 200) if not Path(f"/dev/video{i}").exists())
+    with pytest.raises(CameraError) as err:
+        OpenCVSource(str(index)).open()
+    message = str(err.value)
+    assert f"/dev/video{index}" in message and "--source demo" in message
+    # the same device named by its path is a camera, not a "video file"
+    with pytest.raises(CameraError) as err:
+        OpenCVSource(f"/dev/video{index}").open()
+    assert f"no camera at /dev/video{index}" in str(err.value)
+
+
+def test_camera_on_a_machine_without_one(cfg):
+    """CI has no camera: `--source camera` must say so clearly. With a camera attached
+    (a developer's laptop) the same call must pick the first /dev/video device instead."""
+    from edge_app.camera import _picamera2_present
+
+    devices = sorted(glob.glob("/dev/video*"))
+    if devices or _picamera2_present():
+        src = make_source("camera", cfg)
+        assert src.name in ("picamera2", f"opencv:{devices[0].removeprefix('/dev/video')}" if devices else "")
+        return
+    with pytest.raises(CameraError) as err:
+        make_source("camera", cfg)
+    message = str(err.value)
+    assert "no camera found" in message
+    assert "/dev/video" in message and "--source demo" in message
+
+
+def test_picamera2_without_the_library_says_how_to_install(cfg):
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        with pytest.raises(CameraError, match="apt install python3-picamera2"):
+            make_source("picamera2", cfg).open()
+    else:  # on a Pi: without a camera attached it must still fail clearly
+        src = make_source("picamera2", cfg)
+        try:
+            src.open()
+        except CameraError as exc:
+            assert "camera" in str(exc)
+        finally:
+            src.close()

@@ -1,0 +1,154 @@
+"""Configuration: documented defaults, a user TOML on top, CLI-style overrides on top of
+that, and every bad value rejected with a message naming the key, the value and what is
+allowed."""
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+import pytest
+
+from edge_app import config as config_mod
+from edge_app.config import ConfigError
+
+
+def write(tmp_path, text: str, name: str = "config.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def load_text(tmp_path, text: str, overrides=None) -> dict:
+    return config_mod.load(write(tmp_path, text), overrides)
+
+
+def test_defaults_are_the_shipped_file(tmp_path):
+    shipped = tomllib.loads(resources.files("edge_app").joinpath("default_config.toml").read_text())
+    cfg = load_text(tmp_path, "")
+    for section, values in shipped.items():
+        assert cfg[section] == values, section
+    assert cfg["camera"]["source"] == "demo"
+    assert cfg["web"]["host"] == "127.0.0.1" and cfg["web"]["port"] == 8080
+    assert cfg["engagement"]["mapping"]["happiness"] == "Engaged - likes the topic"
+    assert cfg["engagement"]["mapping"]["fear"] == "Partially engaged - confused"
+    assert cfg["_source"].endswith("config.toml")
+
+
+def test_every_default_key_is_documented():
+    """default_config.toml is the documented schema: each setting has a comment near it."""
+    text = resources.files("edge_app").joinpath("default_config.toml").read_text()
+    assert text.lstrip().startswith("#")
+    for section in tomllib.loads(text):
+        assert f"[{section}]" in text
+
+
+def test_user_file_overrides_only_its_keys(tmp_path):
+    cfg = load_text(tmp_path, """
+[web]
+port = 9090
+[engagement]
+min_hold_s = 3          # an int where the default is a float is fine
+[engagement.mapping]
+fear = "Not engaged - scared"
+""")
+    assert cfg["web"]["port"] == 9090
+    assert cfg["web"]["host"] == "127.0.0.1"  # untouched default
+    assert cfg["engagement"]["min_hold_s"] == 3.0 and isinstance(cfg["engagement"]["min_hold_s"], float)
+    assert cfg["engagement"]["mapping"]["fear"] == "Not engaged - scared"
+    assert cfg["engagement"]["mapping"]["happiness"] == "Engaged - likes the topic"
+
+
+def test_dotted_overrides_win_over_the_file(tmp_path):
+    cfg = load_text(tmp_path, '[web]\nport = 9090\nhost = "0.0.0.0"\n',
+                    {"web.port": 7070, "web.host": None, "camera.source": "clip.mp4",
+                     "engagement.mapping.neutral": "Partially engaged - blank"})
+    assert cfg["web"]["port"] == 7070
+    assert cfg["web"]["host"] == "0.0.0.0"  # None means "flag not given"
+    assert cfg["camera"]["source"] == "clip.mp4"
+    assert cfg["engagement"]["mapping"]["neutral"] == "Partially engaged - blank"
+
+
+def test_with_changes_returns_a_validated_copy(tmp_path):
+    cfg = load_text(tmp_path, "")
+    new = config_mod.with_changes(cfg, {"web.stream_fps": 5})
+    assert new["web"]["stream_fps"] == 5 and cfg["web"]["stream_fps"] == 10
+    with pytest.raises(ConfigError, match="web.stream_fps"):
+        config_mod.with_changes(cfg, {"web.stream_fps": 0})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        config_mod.load(tmp_path / "nope.toml")
+    assert "nope.toml" in str(err.value)
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML") as err:
+        load_text(tmp_path, "[web]\nport = = 3\n")
+    assert "config.toml" in str(err.value) and "line 2" in str(err.value)
+
+
+def test_binary_file_is_a_config_error(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="config.toml"):
+        config_mod.load(path)
+
+
+@pytest.mark.parametrize("text, overrides, key, value, allowed", [
+    ("[web]\nprot = 80\n", None, "web.prot", "80", "port"),
+    ("[webb]\nport = 80\n", None, "webb", "", "web"),
+    ("", {"web.bogus": 1}, "web.bogus", "1", "max_viewers"),
+    ('[web]\nport = "eighty"\n', None, "web.port", "'eighty'", "an integer"),
+    ("[web]\nport = 80.5\n", None, "web.port", "80.5", "an integer"),
+    ("[detector]\nprofile = 1\n", None, "detector.profile", "1", "true or false"),
+    ("[engagement]\nmin_hold_s = true\n", None, "engagement.min_hold_s", "True", "a number"),
+    ("[camera]\nsource = 0\n", None, "camera.source", "0", "a string"),
+    ("[web]\nport = 70000\n", None, "web.port", "70000", "1 to 65535"),
+    ("", {"web.port": -1}, "web.port", "-1", "1 to 65535"),
+    ("[camera]\nfps = 0\n", None, "camera.fps", "0", "1 to 120"),
+    ("[engagement]\nabsent_after_s = 0\n", None, "engagement.absent_after_s", "0.0", "above 0"),
+    ("[store]\nretention_days = 0\n", None, "store.retention_days", "0", "1 to 3650"),
+    ('[indicators]\nbackend = "led"\n', None, "indicators.backend", "'led'", '"gpio"'),
+    ('[privacy]\nkeep_uploads = "all"\n', None, "privacy.keep_uploads", "'all'", '"thumbnail"'),
+    ('[indicators]\nquiet_hours = "22-07"\n', None, "indicators.quiet_hours", "'22-07'", "HH:MM-HH:MM"),
+    ('[indicators]\nquiet_hours = "25:00-07:00"\n', None, "indicators.quiet_hours", "'25:00-07:00'", "HH:MM-HH:MM"),
+    ('[indicators]\nquiet_hours = "22:00-07:60"\n', None, "indicators.quiet_hours", "'22:00-07:60'", "HH:MM-HH:MM"),
+    ('[engagement.mapping]\nhappiness = "Bored"\n', None, "engagement.mapping.happiness", "'Bored'", '"Partially engaged"'),
+    ('[engagement.mapping]\nsadness = "engaged"\n', None, "engagement.mapping.sadness", "'engaged'", '"Not engaged"'),
+    ('[engagement.mapping]\nboredom = "Not engaged"\n', None, "engagement.mapping.boredom", "", "happiness"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, text, overrides, key, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text, overrides)
+    message = str(err.value)
+    assert key in message
+    assert value in message
+    assert allowed in message
+
+
+def test_good_quiet_hours_are_accepted(tmp_path):
+    for spec in ("", "22:00-07:00", "00:00-23:59", "12:30-13:15"):
+        assert load_text(tmp_path, f'[indicators]\nquiet_hours = "{spec}"\n')["indicators"]["quiet_hours"] == spec
+
+
+def test_a_table_where_a_value_belongs_and_vice_versa(tmp_path):
+    with pytest.raises(ConfigError, match=r"web must be a \[web\] table"):
+        load_text(tmp_path, "web = 3\n")
+    with pytest.raises(ConfigError, match="engagement.mapping"):
+        load_text(tmp_path, '[engagement]\nmapping = "x"\n')
+    with pytest.raises(ConfigError, match="web.port"):
+        load_text(tmp_path, "[web.port]\nx = 1\n")
+
+
+def test_cross_field_rules(tmp_path):
+    with pytest.raises(ConfigError, match="camera.retry_max_s must be at least camera.retry_initial_s"):
+        load_text(tmp_path, "[camera]\nretry_initial_s = 10.0\nretry_max_s = 5.0\n")
+    with pytest.raises(ConfigError, match="tls_cert and web.tls_key go together"):
+        load_text(tmp_path, '[web]\ntls_cert = "/etc/cert.pem"\n')
+
+
+def test_data_dir_expands_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_text(tmp_path, "")
+    assert config_mod.data_dir(cfg) == tmp_path / ".local/share/engage-edge"

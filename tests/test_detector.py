@@ -1,0 +1,122 @@
+"""Face detection (OpenCV Haar cascades) on real photographs from package samples."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from edge_app.detector import Face, FaceDetector
+
+# Where the faces are in the package photos (x, y of a point inside each face).
+GRACE_FACE = (265, 215)
+ASTRONAUT_FACE = (223, 113)
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def grace(grace_path) -> np.ndarray:
+    img = cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def contains(box, point) -> bool:
+    x, y, w, h = box
+    return x <= point[0] <= x + w and y <= point[1] <= y + h
+
+
+def test_grace_hopper_has_one_frontal_face(detector, grace):
+    faces = detector.detect(grace)
+    assert len(faces) == 1
+    face = faces[0]
+    assert isinstance(face, Face) and face.kind == "frontal"
+    assert contains(face.box, GRACE_FACE)
+    x, y, w, h = face.box
+    assert 150 <= w <= 330 and 0.8 <= w / h <= 1.25
+    assert x >= 0 and y >= 0 and x + w <= grace.shape[1] and y + h <= grace.shape[0]
+
+
+def test_astronaut_has_one_frontal_face(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert [f.kind for f in faces] == ["frontal"]
+    assert contains(faces[0].box, ASTRONAUT_FACE)
+    assert 60 <= faces[0].box[2] <= 170
+
+
+def test_boxes_are_in_full_frame_pixels(detector, grace):
+    """Detection runs on a small copy; the box must come back scaled to the frame."""
+    (x, y, w, h), = [f.box for f in detector.detect(grace)]
+    big = cv2.resize(grace, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    (bx, by, bw, bh), = [f.box for f in detector.detect(big)]
+    assert bw == pytest.approx(2 * w, rel=0.15)
+    assert contains((bx, by, bw, bh), (2 * GRACE_FACE[0], 2 * GRACE_FACE[1]))
+
+
+def test_grayscale_and_bgr_give_the_same_face(detector, grace):
+    gray = cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY)
+    assert detector.detect(gray) == detector.detect(grace)
+
+
+def test_small_gray_scales_to_detect_width(detector):
+    frame = np.zeros((480, 640, 3), np.uint8)
+    small, scale = detector.small_gray(frame)
+    assert small.shape == (240, 320) and scale == pytest.approx(2.0)
+    small, scale = detector.small_gray(np.zeros((100, 200), np.uint8))
+    assert small.shape == (100, 200) and scale == 1.0  # never upscaled
+
+
+def test_two_faces_come_biggest_first(detector, grace, astronaut):
+    canvas = np.full((600, 1024, 3), 90, np.uint8)
+    canvas[:, :512] = grace
+    canvas[44:556, 512:] = astronaut
+    faces = detector.detect(canvas, detect_width=640)
+    assert len(faces) == 2 and {f.kind for f in faces} == {"frontal"}
+    assert contains(faces[0].box, GRACE_FACE)
+    assert contains(faces[1].box, (512 + ASTRONAUT_FACE[0], 44 + ASTRONAUT_FACE[1]))
+    assert faces[0].box[2] > faces[1].box[2]
+
+
+@pytest.mark.parametrize("name", ["blank", "noise", "coffee", "chelsea"])
+def test_no_face_where_there_is_none(detector, name):
+    if name == "blank":
+        img = np.full((480, 640, 3), 128, np.uint8)
+    elif name == "noise":
+        img = np.random.default_rng(7).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    else:  # a cup of coffee; a cat
+        img = cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR)
+    assert detector.detect(img) == []
+
+
+def test_turned_away_face_is_a_profile_hit(detector):
+    """The cameraman (mirrored, as the demo shows him) is turned sideways: no frontal hit,
+    profile hits - the tracker's "Distracted". With ``profile = false`` nothing is found."""
+    sideways = cv2.flip(skimage.data.camera(), 1)
+    faces = detector.detect(sideways)
+    assert faces and all(f.kind == "profile" for f in faces)
+    assert contains(faces[0].box, (280, 140))
+    assert FaceDetector(profile=False).detect(sideways) == []
+
+
+def test_profile_cascade_only_runs_without_a_frontal_face(detector, grace):
+    assert all(f.kind == "frontal" for f in detector.detect(grace))
+
+
+def test_min_face_px_drops_small_faces(grace):
+    assert FaceDetector(min_face_px=400).detect(grace) == []
+    assert len(FaceDetector(min_face_px=100).detect(grace)) == 1
+
+
+def test_from_config(cfg):
+    cfg = {**cfg, "detector": {**cfg["detector"], "detect_width": 200, "min_neighbors": 7, "profile": False}}
+    d = FaceDetector.from_config(cfg)
+    assert d.detect_width == 200 and d.min_neighbors == 7 and d.profile is None

@@ -1,0 +1,238 @@
+"""The whole appliance: demo source -> detector -> int8 model -> engagement -> SQLite, and
+the web UI on a real HTTP server on loopback. Plus the whole capture loop over one full
+demo minute on a scene-time clock, so every state the demo promises is seen."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from edge_app.auth import Accounts
+from edge_app.classifier import KNOWN_LABELS
+from edge_app.engagement import ABSENT, DISTRACTED, group_of
+from edge_app.store import Store
+
+from conftest import ADMIN_PASSWORD, login
+
+EMOTION_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
+
+
+def db_rows(cfg: dict, sql: str) -> list[sqlite3.Row]:
+    """Read the appliance's SQLite file from outside, as an admin tool would."""
+    conn = sqlite3.connect(config_mod.data_dir(cfg) / "engage.db", timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for(check, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def read_mjpeg_frame(response: requests.Response, max_bytes: int = 5_000_000) -> bytes:
+    """The first part of a multipart/x-mixed-replace stream, parsed by its headers."""
+    ctype = response.headers["Content-Type"]
+    assert ctype.startswith("multipart/x-mixed-replace"), ctype
+    boundary = ctype.split("boundary=", 1)[1].strip().strip('"').encode()
+    buf = b""
+    chunks = response.iter_content(chunk_size=4096)
+    while b"\r\n\r\n" not in buf.split(b"--" + boundary, 1)[-1]:
+        buf += next(chunks)
+        assert len(buf) < max_bytes
+    start = buf.index(b"--" + boundary)
+    head, rest = buf[start:].split(b"\r\n\r\n", 1)
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert headers[b"Content-Type"] == b"image/jpeg"
+    length = int(headers[b"Content-Length"])
+    while len(rest) < length:
+        rest += next(chunks)
+    return rest[:length]
+
+
+# ------------------------------------------------------------------ over HTTP
+def test_login_is_required(appliance):
+    assert requests.post(f"{appliance.url}/api/analyze", files={"image": ("a.jpg", b"x")}, timeout=10).status_code == 401
+    assert requests.get(f"{appliance.url}/live.mjpg", timeout=10).status_code == 401
+    r = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": "wrong-password"}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_upload_a_face_photo_and_get_an_emotion(appliance, admin_session, face_jpeg, cfg):
+    r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("grace.jpg", face_jpeg, "image/jpeg")},
+                           headers={"X-CSRF-Token": admin_session.csrf}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (512, 600)
+    (face,) = body["faces"]
+    x, y, w, h = face["box"]
+    assert x <= 265 <= x + w and y <= 215 <= y + h
+    assert face["emotion"] in KNOWN_LABELS
+    assert 0 < face["confidence"] <= 1
+    assert set(face["probabilities"]) == set(KNOWN_LABELS)
+    assert face["engagement"] == cfg["engagement"]["mapping"][face["emotion"]]
+    # logged: one upload row and one face row, by this user
+    (upload,) = db_rows(cfg, "SELECT u.id, u.face_count, us.username FROM uploads u JOIN users us ON us.id = u.user_id")
+    assert (upload["id"], upload["face_count"], upload["username"]) == (body["upload_id"], 1, "admin")
+    (row,) = db_rows(cfg, "SELECT emotion, engagement FROM upload_faces")
+    assert (row["emotion"], row["engagement"]) == (face["emotion"], face["engagement"])
+
+
+def test_a_non_image_upload_is_refused_clearly(appliance, admin_session, cfg):
+    r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("notes.jpg", b"not a picture", "image/jpeg")},
+                           headers={"X-CSRF-Token": admin_session.csrf}, timeout=30)
+    assert r.status_code == 400
+    assert "JPEG, PNG or WebP" in r.json()["error"]
+    assert db_rows(cfg, "SELECT COUNT(*) FROM uploads")[0][0] == 0
+
+
+def test_live_mjpeg_gives_a_decodable_frame(appliance, admin_session):
+    with admin_session.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        jpeg = read_mjpeg_frame(r)
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None and frame.shape == (480, 640, 3)
+    assert frame.std() > 10
+
+
+def test_healthz_and_state_changes_land_in_sqlite(appliance, admin_session, cfg):
+    """The demo opens on Grace Hopper: within seconds the loop leaves the initial
+    "Absent" for an engagement level and logs that change - but not every frame."""
+    health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=10).json())["frames"] > 5 and h,
+                      timeout=30)
+    assert health, "the capture loop produced no frames"
+    assert health["status"] == "ok" and health["camera"] == "ok"
+    assert health["model"]["sha256"] == appliance.classifier.manifest.sha256
+    assert health["fps"] > 0 and health["uptime_s"] >= 0
+
+    rows = wait_for(lambda: db_rows(cfg, "SELECT t, level, grp, emotion FROM state_changes ORDER BY id"), timeout=30)
+    assert rows, "no state change was logged"
+    for row in rows:
+        assert row["grp"] == group_of(row["level"])
+        assert abs(row["t"] - time.time()) < 120
+    assert rows[0]["grp"] in EMOTION_GROUPS and rows[0]["emotion"] in KNOWN_LABELS
+
+    state = admin_session.get(f"{appliance.url}/api/state", timeout=10).json()
+    assert state["camera"] == "ok" and state["level"]
+    frames = requests.get(f"{appliance.url}/healthz", timeout=10).json()["frames"]
+    assert len(db_rows(cfg, "SELECT id FROM state_changes")) < max(3, frames // 5)  # never a row per frame
+
+
+def test_a_non_realtime_demo_source_can_be_passed_in(make_appliance, cfg):
+    """make_appliance(source=...) takes any FrameSource: here the demo starting at the
+    empty stretch, read as fast as the loop goes - the state stays "Absent"."""
+    from edge_app.camera import DemoSource
+
+    appliance = make_appliance(source=DemoSource(realtime=False, start_s=44.0, fps=1000))
+    health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=10).json())["frames"] >= 10 and h,
+                      timeout=30)
+    assert health and health["camera"] == "ok"
+    assert appliance.loop.state.level == ABSENT
+    assert db_rows(cfg, "SELECT COUNT(*) FROM state_changes")[0][0] == 0
+
+
+# ------------------------------------------------------------------ first start
+def test_first_start_without_a_password_generates_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD", raising=False)
+    store = Store(tmp_path / "a")
+    try:
+        accounts = Accounts(store)
+        password = accounts.ensure_admin()
+        assert password and len(password) >= 12
+        admin = accounts.authenticate("admin", password)
+        assert admin and admin.is_admin
+        for guess in ("admin", "password", "engage-edge", ""):
+            assert accounts.authenticate("admin", guess) is None
+        assert accounts.ensure_admin() is None  # only on an empty database, only once
+        assert [u.username for u in accounts.list_users()] == ["admin"]
+        stored = store.query("SELECT password_hash FROM users")[0][0]
+        assert password not in stored and stored.startswith("scrypt$")
+    finally:
+        store.close()
+    other = Store(tmp_path / "b")
+    try:
+        assert Accounts(other).ensure_admin() != password  # random, not a default
+    finally:
+        other.close()
+
+
+def test_first_start_with_the_environment_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "chosen-by-tech-1")
+    store = Store(tmp_path / "a")
+    try:
+        accounts = Accounts(store)
+        assert accounts.ensure_admin() is None  # nothing to show: the technician chose it
+        assert accounts.authenticate("admin", "chosen-by-tech-1")
+    finally:
+        store.close()
+
+
+def test_appliance_first_start_prints_a_login_that_works(make_appliance, monkeypatch):
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD")
+    appliance = make_appliance(with_loop=False)
+    assert appliance.generated_password
+    session = login(appliance.url, "admin", appliance.generated_password)
+    assert session.csrf
+    with pytest.raises(requests.HTTPError):
+        login(appliance.url, "admin", ADMIN_PASSWORD)
+
+
+# ------------------------------------------------------------------ one demo minute
+def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
+    """The real capture loop (detector, model, tracker, store) over a full demo cycle on
+    a scene-time clock: the face states, "Distracted" and "Absent" all show, each
+    change is one row, and minute aggregates are one row per minute."""
+    from edge_app.app import classifier_from_config, demo_picks
+    from edge_app.camera import DemoSource
+    from edge_app.detector import FaceDetector
+    from edge_app.indicators import make_indicator
+    from edge_app.pipeline import CaptureLoop
+
+    fps, base = 5, 1_700_000_000.0
+    classifier = classifier_from_config(cfg)
+    source = DemoSource(realtime=False, fps=fps, lfw_picks=demo_picks(classifier, cfg["engagement"]["mapping"]))
+    store = Store(tmp_path / "loop")
+    scene = {"t": 0.0}
+    loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), classifier, store, make_indicator(cfg),
+                       clock=lambda: scene["t"], wall=lambda: base + scene["t"])
+    changes = []
+    frames = 62 * fps
+    try:
+        for _ in range(frames):
+            scene["t"] = source.scene_time()
+            state, changed = loop.process(source.read(), now=scene["t"])
+            if changed:
+                changes.append((round(scene["t"], 1), state.group))
+        assert loop.flush(10)
+        rows = store.query("SELECT t, level, grp FROM state_changes ORDER BY t")
+        minutes = store.query("SELECT * FROM minute_stats ORDER BY minute")
+    finally:
+        loop.stop()
+        store.close()
+
+    groups = [g for _, g in changes]
+    assert [r["grp"] for r in rows] == groups  # every change logged, nothing else
+    assert [r["t"] - base for r in rows] == pytest.approx([t for t, _ in changes], abs=0.3)
+    assert groups[0] in EMOTION_GROUPS  # Grace Hopper opens the demo
+    assert DISTRACTED in groups and ABSENT in groups, changes
+    shots = {shot.picture: shot for shot in source.scene.shots}
+    distracted_at = next(t for t, g in changes if g == DISTRACTED)
+    absent_at = next(t for t, g in changes if g == ABSENT)
+    assert shots["profile"].start < distracted_at < shots["profile"].end  # the turned-away shot
+    assert shots["empty"].start < absent_at < shots["empty"].end  # the empty stretch
+    assert groups[-1] in EMOTION_GROUPS  # Grace comes back for the last seconds
+    assert len(rows) <= 12  # state changes, not frames
+    assert 1 <= len(minutes) <= 2 and sum(m["frames"] for m in minutes) == frames
+    assert sum(m["distracted_s"] for m in minutes) > 2 and sum(m["absent_s"] for m in minutes) > 3

@@ -1,0 +1,200 @@
+"""The engagement tracker on synthetic probability vectors (no model needed): smoothing
+independent of frame rate, hysteresis, Distracted and Absent; and the per-minute
+aggregates that keep the SD card from being written every frame."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_app import config as config_mod
+from edge_app.classifier import KNOWN_LABELS
+from edge_app.engagement import (ABSENT, DISTRACTED, GROUPS, EngagementTracker, MinuteAggregator, Observation,
+                                 group_of)
+
+MAPPING = config_mod.defaults()["engagement"]["mapping"]
+HAPPY = "Engaged - likes the topic"
+ANGRY = "Not engaged"
+
+
+def onehot(label: str, weight: float = 0.9) -> np.ndarray:
+    p = np.full(len(KNOWN_LABELS), (1 - weight) / (len(KNOWN_LABELS) - 1))
+    p[KNOWN_LABELS.index(label)] = weight
+    return p
+
+
+def tracker(**kw) -> EngagementTracker:
+    params = dict(absent_after_s=5.0, distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start=0.0)
+    params.update(kw)
+    return EngagementTracker(KNOWN_LABELS, MAPPING, **params)
+
+
+def feed(tr: EngagementTracker, t0: float, t1: float, fps: float, kind, label=None) -> list[tuple[float, str]]:
+    """Frames from t0 (inclusive) to t1 (exclusive); returns the (t, level) of each change."""
+    changes = []
+    for i in range(int(round((t1 - t0) * fps))):
+        t = t0 + i / fps
+        state, changed = tr.update(Observation(t, kind, onehot(label) if label else None))
+        if changed:
+            changes.append((t, state.level))
+    return changes
+
+
+def test_starts_absent_and_a_steady_face_becomes_a_state_after_min_hold():
+    tr = tracker()
+    assert tr.state.level == ABSENT
+    changes = feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    assert len(changes) == 1
+    t, level = changes[0]
+    assert level == HAPPY and t == pytest.approx(1.5)
+    assert tr.state.since == pytest.approx(0.0)  # the state began when the face did
+    assert tr.state.group == "Engaged" and tr.state.emotion == "happiness"
+    assert 0.5 < tr.state.confidence <= 1.0
+    assert tr.state.probabilities["happiness"] == pytest.approx(tr.state.confidence, abs=1e-4)
+
+
+@pytest.mark.parametrize("half_life", [0.0, 1.0])
+def test_one_odd_frame_never_flips_the_state(half_life):
+    """Even with no smoothing at all (half-life 0), a single odd frame - or a burst
+    shorter than min_hold_s - leaves the shown state alone."""
+    tr = tracker(ema_half_life_s=half_life)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    assert tr.state.level == HAPPY
+    for t in (3.0, 5.0):
+        _, changed = tr.update(Observation(t, "frontal", onehot("anger", 1.0)))
+        assert not changed
+        assert feed(tr, t + 0.1, t + 2.0, 10, "frontal", "happiness") == []
+    assert feed(tr, 7.0, 8.0, 10, "frontal", "anger") == []  # 1 s < min_hold_s
+    assert tr.state.level == HAPPY
+
+
+def test_a_sustained_change_flips_after_min_hold():
+    tr = tracker(ema_half_life_s=0.0, min_hold_s=1.5)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    changes = feed(tr, 3.0, 6.0, 10, "frontal", "anger")
+    assert [level for _, level in changes] == [ANGRY]
+    assert changes[0][0] == pytest.approx(4.5)
+    assert tr.state.since == pytest.approx(3.0)
+    assert tr.state.group == "Not engaged" and tr.state.emotion == "anger"
+    changes = feed(tr, 6.0, 9.0, 10, "frontal", "fear")
+    assert [level for _, level in changes] == ["Partially engaged - confused"]
+
+
+def test_profile_only_becomes_distracted():
+    tr = tracker(distracted_after_s=2.0, min_hold_s=1.0)
+    feed(tr, 0.0, 3.0, 10, "frontal", "neutral")
+    assert tr.state.level == "Engaged - paying attention"
+    # turned away: not before distracted_after_s, and shown once it has held min_hold_s
+    changes = feed(tr, 3.0, 8.0, 10, "profile")
+    assert [level for _, level in changes] == [DISTRACTED]
+    t, _ = changes[0]
+    last_frontal = 2.9
+    assert t >= last_frontal + 2.0
+    assert t == pytest.approx(last_frontal + 2.0 + 1.0, abs=0.11)
+    assert tr.state.emotion is None and tr.state.probabilities == {}
+    assert group_of(tr.state.level) == DISTRACTED
+
+
+def test_a_short_look_away_is_not_distracted():
+    tr = tracker(distracted_after_s=2.0, min_hold_s=1.0)
+    feed(tr, 0.0, 3.0, 10, "frontal", "neutral")
+    for start in (3.0, 5.5, 8.0):
+        assert feed(tr, start, start + 1.5, 10, "profile") == []
+        assert feed(tr, start + 1.5, start + 2.5, 10, "frontal", "neutral") == []
+    assert tr.state.level == "Engaged - paying attention"
+
+
+def test_no_face_becomes_absent():
+    tr = tracker(absent_after_s=5.0, min_hold_s=1.0)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    changes = feed(tr, 3.0, 12.0, 10, None)
+    assert [level for _, level in changes] == [ABSENT]
+    t, _ = changes[0]
+    assert 2.9 + 5.0 <= t <= 2.9 + 5.0 + 1.0 + 0.11
+    assert tr.state.emotion is None
+    # a face coming back starts afresh (old probabilities are forgotten)
+    changes = feed(tr, 12.0, 14.0, 10, "frontal", "sadness")
+    assert [level for _, level in changes] == [ANGRY]  # sadness -> "Not engaged"
+
+
+def test_a_short_gap_keeps_the_state():
+    tr = tracker(absent_after_s=5.0)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    assert feed(tr, 3.0, 6.0, 10, None) == []  # 3 s without a face < absent_after_s
+    assert feed(tr, 6.0, 8.0, 10, "frontal", "happiness") == []
+    assert tr.state.level == HAPPY
+
+
+@pytest.mark.parametrize("fps", [5, 30])
+def test_smoothing_is_independent_of_frame_rate(fps):
+    """The EMA has a half-life in seconds: after switching from one emotion to another
+    the average crosses over one half-life later, at any frame rate."""
+    tr = tracker(ema_half_life_s=1.0, min_hold_s=0.0)
+    feed(tr, 0.0, 5.0, fps, "frontal", "happiness")
+    tr.update(Observation(5.0, "frontal", onehot("happiness")))  # the average is all happiness now
+    # 0.6 s of anger later, still happy: happiness weighs 0.9 * 0.5**0.6 + (0.1 / 7) * (1 - 0.5**0.6)
+    steps = int(round(0.6 * fps))
+    changes = [tr.update(Observation(5.0 + k / fps, "frontal", onehot("anger")))[1] for k in range(1, steps + 1)]
+    expected = 0.9 * 0.5 ** 0.6 + (0.1 / 7) * (1 - 0.5 ** 0.6)
+    assert tr.state.level == HAPPY and not any(changes)
+    assert tr.state.probabilities["happiness"] == pytest.approx(expected, abs=2e-4)
+    # the flip to "Not engaged" comes one half-life (1 s) after the switch, whatever the fps
+    changes = feed(tr, 5.0 + (steps + 1) / fps, 8.0, fps, "frontal", "anger")
+    assert [level for _, level in changes] == [ANGRY]
+    assert 6.0 - 1e-9 <= changes[0][0] <= 6.0 + 1.0 / fps + 1e-9
+
+
+def test_from_config_and_a_mapping_with_gaps(tmp_path):
+    empty = tmp_path / "c.toml"
+    empty.write_text('[engagement]\nmin_hold_s = 0.5\n[engagement.mapping]\nneutral = "Partially engaged - bored"\n')
+    cfg = config_mod.load(empty)
+    tr = EngagementTracker.from_config(cfg, KNOWN_LABELS, start=100.0)
+    assert tr.min_hold_s == 0.5 and tr.state.since == 100.0
+    changes = feed(tr, 100.0, 101.0, 10, "frontal", "neutral")
+    assert [level for _, level in changes] == ["Partially engaged - bored"]
+    with pytest.raises(ValueError, match="contempt"):
+        EngagementTracker(KNOWN_LABELS, {k: v for k, v in MAPPING.items() if k != "contempt"})
+
+
+def test_group_of():
+    assert group_of("Engaged - likes the topic") == "Engaged"
+    assert group_of("Partially engaged - confused") == "Partially engaged"
+    assert group_of("Not engaged") == "Not engaged"
+    assert group_of(DISTRACTED) == DISTRACTED and group_of(ABSENT) == ABSENT
+    for level in MAPPING.values():
+        assert group_of(level) in GROUPS
+    with pytest.raises(ValueError):
+        group_of("Bored")
+
+
+# ------------------------------------------------------------------ minute aggregates
+def test_one_row_per_minute_never_per_frame():
+    agg = MinuteAggregator()
+    rows, frames = [], 0
+    t = 6000.0  # a minute boundary (100 * 60)
+    while t < 6000.0 + 150.0:
+        group = "Engaged" if t < 6090.0 else "Absent"
+        row = agg.add(t, group, face_seen=group == "Engaged")
+        frames += 1
+        if row:
+            rows.append(row)
+        t += 0.1
+    last = agg.flush()
+    assert last is not None
+    rows.append(last)
+    assert frames == 1500
+    assert [r["minute"] for r in rows] == [6000, 6060, 6120]
+    assert [r["frames"] for r in rows] == pytest.approx([600, 600, 300], abs=1)
+    first, second, third = rows
+    assert first["Engaged"] == pytest.approx(60.0, abs=0.2) and first["Absent"] == 0
+    assert second["Engaged"] == pytest.approx(30.0, abs=0.2) and second["Absent"] == pytest.approx(30.0, abs=0.2)
+    assert third["Absent"] == pytest.approx(30.0, abs=0.2) and third["faces"] == 0
+    assert first["faces"] == first["frames"]
+    assert agg.flush() is None  # nothing new since the last flush
+
+
+def test_a_long_stall_counts_at_most_five_seconds():
+    agg = MinuteAggregator()
+    agg.add(60.0, "Engaged", True)
+    agg.add(90.0, "Engaged", True)  # the loop stalled 30 s (camera fault)
+    row = agg.flush()
+    assert row["Engaged"] == pytest.approx(5.0) and row["frames"] == 2

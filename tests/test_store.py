@@ -1,0 +1,209 @@
+"""The SQLite store on a real file: WAL, versioned schema, uploads with faces, state
+changes, minute aggregates, retention and the image directory."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from edge_app.store import DB_NAME, MIGRATIONS, Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def face(emotion="happiness", box=(10, 20, 30, 40), engagement="Engaged - likes the topic") -> dict:
+    return {"box": list(box), "emotion": emotion, "confidence": 0.8,
+            "probabilities": {"happiness": 0.8, "neutral": 0.2}, "engagement": engagement}
+
+
+def minute_row(minute: int, frames=600, faces=500, **seconds) -> dict:
+    return {"minute": minute, "frames": frames, "faces": faces,
+            **{g: seconds.get(g, 0.0) for g in ("Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent")}}
+
+
+def raw(store: Store) -> sqlite3.Connection:
+    """A second, independent connection to the file, as another process would see it."""
+    conn = sqlite3.connect(store.path)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def test_creates_the_data_dir_and_a_wal_database(tmp_path, store):
+    assert store.path == tmp_path / "data" / DB_NAME and store.path.is_file()
+    assert (tmp_path / "data" / "images").is_dir()
+    with raw(store) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"users", "sessions", "uploads", "upload_faces", "state_changes", "minute_stats", "alerts",
+            "settings"} <= tables
+    assert store.connect().execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.integrity_ok()
+
+
+def test_schema_version_and_migrating_twice_is_a_no_op(tmp_path, store):
+    assert store.schema_version() == len(MIGRATIONS) >= 1
+    store.log_state_change(time.time(), "Absent", "Absent", None, None)
+    store.migrate()
+    store.close()
+    again = Store(tmp_path / "data")
+    try:
+        assert again.schema_version() == len(MIGRATIONS)
+        assert len(again.query("SELECT * FROM state_changes")) == 1  # nothing recreated, nothing lost
+    finally:
+        again.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path, store):
+    store.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    store.close()
+    with pytest.raises(StoreError, match="newer than this engage-edge") as err:
+        Store(tmp_path / "data")
+    assert f"schema version {len(MIGRATIONS) + 1}" in str(err.value)
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / DB_NAME).write_bytes(b"this is not SQLite " * 100)
+    with pytest.raises(StoreError, match=DB_NAME):
+        Store(data)
+
+
+def test_a_data_dir_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the data directory"):
+        Store(blocker / "data")
+
+
+def test_upload_with_faces(store):
+    uid = store.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('ann', 'x', 'student', 0)").lastrowid
+    upload_id = store.add_upload(uid, "class.jpg", 640, 480, [face(), face("sadness", (100, 100, 50, 50), "Not engaged")])
+    with raw(store) as conn:
+        up = conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        faces = conn.execute("SELECT * FROM upload_faces WHERE upload_id = ? ORDER BY id", (upload_id,)).fetchall()
+    assert (up["user_id"], up["filename"], up["width"], up["height"], up["face_count"]) == (uid, "class.jpg", 640, 480, 2)
+    assert up["image_path"] is None and abs(up["created"] - time.time()) < 60
+    assert [(f["x"], f["y"], f["w"], f["h"], f["emotion"], f["engagement"]) for f in faces] == [
+        (10, 20, 30, 40, "happiness", "Engaged - likes the topic"), (100, 100, 50, 50, "sadness", "Not engaged")]
+    assert json.loads(faces[0]["probabilities"]) == {"happiness": 0.8, "neutral": 0.2}
+    # deleting the user deletes their uploads and faces (foreign keys are on)
+    store.execute("DELETE FROM users WHERE id = ?", (uid,))
+    assert store.query("SELECT COUNT(*) FROM upload_faces")[0][0] == 0
+
+
+def test_an_upload_without_faces(store):
+    upload_id = store.add_upload(None, "empty.png", 10, 10, [])
+    assert store.query("SELECT face_count FROM uploads WHERE id = ?", (upload_id,))[0][0] == 0
+
+
+def test_a_failed_upload_leaves_nothing(store):
+    with pytest.raises(KeyError):
+        store.add_upload(None, "bad.jpg", 10, 10, [face(), {"box": [1, 2, 3, 4]}])
+    assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0  # rolled back as a whole
+
+
+def test_state_changes_and_alerts(store):
+    store.log_state_change(100.0, "Engaged - likes the topic", "Engaged", "happiness", 0.7)
+    store.log_state_change(110.0, "Absent", "Absent", None, None)
+    store.log_alert(120.0, "Not engaged", "alerts/1.jpg")
+    with raw(store) as conn:
+        rows = conn.execute("SELECT t, level, grp, emotion, confidence FROM state_changes ORDER BY t").fetchall()
+        alerts = conn.execute("SELECT t, level, snapshot_path FROM alerts").fetchall()
+    assert [tuple(r) for r in rows] == [(100.0, "Engaged - likes the topic", "Engaged", "happiness", 0.7),
+                                        (110.0, "Absent", "Absent", None, None)]
+    assert [tuple(a) for a in alerts] == [(120.0, "Not engaged", "alerts/1.jpg")]
+
+
+def test_minute_aggregates_upsert_adds(store):
+    store.log_minute(minute_row(600, Engaged=40.0, Absent=20.0))
+    store.log_minute(minute_row(600, frames=100, faces=0, Absent=10.0))  # same minute again (a restart)
+    store.log_minute(minute_row(660, **{"Partially engaged": 5.0, "Not engaged": 6.0, "Distracted": 7.0}))
+    rows = {r["minute"]: r for r in store.query("SELECT * FROM minute_stats")}
+    assert set(rows) == {600, 660}
+    first = rows[600]
+    assert (first["frames"], first["faces"], first["engaged_s"], first["absent_s"]) == (700, 500, 40.0, 30.0)
+    second = rows[660]
+    assert (second["partial_s"], second["not_engaged_s"], second["distracted_s"]) == (5.0, 6.0, 7.0)
+
+
+def test_settings_round_trip(store):
+    assert store.get_setting("live_frames", "off") == "off"
+    store.set_setting("live_frames", {"on": True, "n": 3})
+    store.set_setting("live_frames", {"on": False})
+    assert store.get_setting("live_frames") == {"on": False}
+
+
+def test_purge_removes_old_rows_and_their_images(store):
+    now = time.time()
+    old, new = now - 40 * 86400, now - 86400
+    old_upload = store.add_upload(None, "old.jpg", 10, 10, [face()])
+    new_upload = store.add_upload(None, "new.jpg", 10, 10, [face()])
+    for upload_id, created in ((old_upload, old), (new_upload, new)):
+        rel = store.write_image(f"uploads/{upload_id}.jpg", b"\xff\xd8\xff jpeg")
+        store.execute("UPDATE uploads SET created = ?, image_path = ? WHERE id = ?", (created, rel, upload_id))
+    store.write_image("alerts/old.jpg", b"old snapshot")
+    store.log_alert(old, "Not engaged", "alerts/old.jpg")
+    store.log_alert(new, "Not engaged")
+    store.log_state_change(old, "Absent", "Absent", None, None)
+    store.log_state_change(new, "Absent", "Absent", None, None)
+    store.log_minute(minute_row(int(old // 60 * 60)))
+    store.log_minute(minute_row(int(new // 60 * 60)))
+
+    removed = store.purge(30, now=now)
+
+    assert removed == 4  # one upload, one state change, one minute, one alert
+    assert [r[0] for r in store.query("SELECT filename FROM uploads")] == ["new.jpg"]
+    assert store.query("SELECT COUNT(*) FROM upload_faces")[0][0] == 1
+    assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1
+    assert store.query("SELECT COUNT(*) FROM minute_stats")[0][0] == 1
+    assert store.query("SELECT COUNT(*) FROM alerts")[0][0] == 1
+    images = store.data_dir / "images"
+    assert not (images / f"uploads/{old_upload}.jpg").exists()
+    assert not (images / "alerts/old.jpg").exists()
+    assert (images / f"uploads/{new_upload}.jpg").read_bytes() == b"\xff\xd8\xff jpeg"
+    assert store.purge(30, now=now) == 0
+
+
+def test_write_image_is_atomic_and_inside_the_store(store):
+    rel = store.write_image("uploads/7.jpg", b"data")
+    path = store.image_file(rel)
+    assert path.read_bytes() == b"data" and path.parent == (store.data_dir / "images" / "uploads").resolve()
+    assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("bad", ["../engage.db", "../../etc/passwd", "/etc/passwd", "uploads/../../engage.db", "", "."])
+def test_image_file_refuses_path_traversal(store, bad):
+    with pytest.raises(ValueError, match="not inside the image store"):
+        store.image_file(bad)
+    with pytest.raises(ValueError):
+        store.write_image(bad, b"x")
+    store.remove_image(bad)  # silently ignored, and nothing outside images/ is removed
+    assert store.path.is_file()
+
+
+def test_threads_share_the_file_with_their_own_connections(store):
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(20):
+                store.log_state_change(n * 1000 + i, "Absent", "Absent", None, None)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 80
