@@ -30,6 +30,35 @@ class AuthError(ValueError):
     """A user-facing account problem (bad name, weak password, unknown user)."""
 
 
+class LoginThrottled(AuthError):
+    """Too many failed log-ins: the message says how long to wait (``retry_after`` seconds)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class ThrottlePolicy:
+    """Failed log-ins within ``window_s``, counted per user name and per client address.
+
+    After ``slow_after_*`` failures every further attempt must wait ``base_delay_s``,
+    doubling with each failure (up to ``max_delay_s``); at ``lock_after_*`` failures the
+    user name (or address) is locked for ``lock_s``. An address gets more slack than a
+    name: one classroom may share it. Attempts while waiting or locked are
+    refused without checking the password, so guessing cannot continue meanwhile.
+    """
+
+    window_s: float = 900.0
+    slow_after: int = 3
+    slow_after_address: int = 10
+    base_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    lock_after_user: int = 8
+    lock_after_address: int = 25
+    lock_s: float = 900.0
+
+
 @dataclass
 class User:
     id: int
@@ -71,9 +100,67 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _wait_text(seconds: float) -> str:
+    seconds = max(1, int(seconds + 0.999))
+    if seconds >= 90:
+        minutes = (seconds + 59) // 60
+        return f"{minutes} minutes"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
 class Accounts:
-    def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600):
+    def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600,
+                 throttle: ThrottlePolicy | None = None):
         self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
+        self.throttle = throttle or ThrottlePolicy()
+
+    # ------------------------------------------------------------ throttled log-in
+    def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
+        p = self.throttle
+        keys = [("user:" + (username or "").lower(), p.slow_after, p.lock_after_user, "this user name")]
+        if address:
+            keys.append(("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
+        return keys
+
+    def check_throttle(self, username: str, address: str | None, now: float | None = None) -> None:
+        """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
+        p, now = self.throttle, time.time() if now is None else now
+        for key, slow_after, lock_after, who in self._keys(username, address):
+            row = self.store.query("SELECT COUNT(*) AS n, MAX(t) AS last FROM login_failures WHERE key = ? AND t > ?",
+                                   (key, now - max(p.window_s, p.lock_s)))[0]
+            n, last = row["n"], row["last"] or 0.0
+            if n >= lock_after and now < last + p.lock_s:
+                wait = last + p.lock_s - now
+                raise LoginThrottled(f"Too many failed log-ins for {who}: log-in is locked for {_wait_text(wait)}. "
+                                     "Ask an admin to reset the password if you have forgotten it.", wait)
+            if n >= slow_after:
+                delay = min(p.base_delay_s * 2 ** (n - slow_after), p.max_delay_s)
+                if now < last + delay:
+                    wait = last + delay - now
+                    raise LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
+                                         "before trying again.", wait)
+
+    def login(self, username: str, password: str, address: str | None = None) -> User | None:
+        """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``."""
+        self.check_throttle(username, address)
+        user = self.authenticate(username, password)
+        now = time.time()
+        if user is None:
+            with self.store.transaction() as conn:
+                conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)",
+                                 [(key, now) for key, *_ in self._keys(username, address)])
+            return None
+        self.store.execute("DELETE FROM login_failures WHERE key = ?", (self._keys(username, None)[0][0],))
+        return user
+
+    def change_password(self, user: User, current: str, new: str) -> None:
+        """Check ``current`` and set ``new``; every session of the user ends (log in again)."""
+        rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
+        if not rows or not verify_password(current or "", rows[0]["password_hash"]):
+            raise AuthError("the current password is wrong")
+        if new == current:
+            raise AuthError("the new password must differ from the current one")
+        self.set_password(user.id, new)
 
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student") -> User:
@@ -168,3 +255,8 @@ class Accounts:
         now = time.time()
         self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
                            (now - self.idle_s, now - self.max_age_s))
+        self.store.execute("DELETE FROM login_failures WHERE t < ?",
+                           (now - max(self.throttle.window_s, self.throttle.lock_s),))
+
+    def count_admins(self) -> int:
+        return self.store.query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")[0][0]

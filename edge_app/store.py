@@ -89,6 +89,15 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: failed logins, for throttling by user name and by address (see auth.Throttle)
+    """
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        t REAL NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures(key, t);
+    """,
 ]
 
 GROUP_COLUMNS = {
@@ -261,6 +270,16 @@ class Store:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return relative
+
+    def delete_user_data(self, user_id: int) -> int:
+        """Remove one user's uploads, their faces and kept image files; returns uploads removed."""
+        with self.transaction() as conn:
+            paths = [r[0] for r in conn.execute(
+                "SELECT image_path FROM uploads WHERE user_id = ? AND image_path IS NOT NULL", (user_id,))]
+            removed = conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,)).rowcount
+        for path in paths:
+            self.remove_image(path)
+        return removed
 
     def free_mb(self) -> float:
         return shutil.disk_usage(self.data_dir).free / 1e6

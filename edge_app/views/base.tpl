@@ -5,27 +5,37 @@
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{title}} · engage-edge</title>
 <link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="/static/icon.svg" type="image/svg+xml">
 </head>
 <body>
+<a class="skip" href="#main">Skip to content</a>
 <header class="top">
-  <a class="brand" href="/">engage-edge</a>
+  <a class="brand" href="/"><span class="dot" aria-hidden="true"></span>engage-edge</a>
   % if user:
-  <nav>
+  <nav aria-label="Main">
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
     <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
     % if user.is_admin:
     <a href="/admin" class="{{'on' if path.startswith('/admin') else ''}}">Admin</a>
     % end
+    <a href="/account" class="{{'on' if path.startswith('/account') else ''}}" title="Your account">{{user.username}}</a>
     <form method="post" action="/logout" class="inline">
       <input type="hidden" name="csrf" value="{{csrf}}">
-      <button type="submit" class="link">Log out {{user.username}}</button>
+      <button type="submit" class="link">Log out</button>
     </form>
   </nav>
   % end
 </header>
-<main>
+% if user and user.is_admin and path.startswith('/admin'):
+<nav class="sub" aria-label="Admin">
+  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/model', 'Model')):
+  <a href="{{href}}" class="{{'on' if path == href else ''}}">{{label}}</a>
+  % end
+</nav>
+% end
+<main id="main">
 {{!base}}
 </main>
-<footer>engage-edge {{version}} · no face images leave this device</footer>
+<footer>engage-edge {{version}} · analysed on this device; no face images leave it</footer>
 </body>
 </html>

@@ -1,8 +1,24 @@
 % rebase('base.tpl', title=title)
 <section class="card">
-  <h1>Live</h1>
-  <p class="state">Now: <strong id="state">{{state.level if state else 'no camera loop'}}</strong></p>
-  <img id="stream" src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream">
-  <p class="hint">Frames are shown here only; they are not stored.</p>
+  <div class="head-row">
+    <h1>Live</h1>
+    <p class="state">Now: <strong id="state" data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong></p>
+  </div>
+  <div class="split">
+    <div>
+      <img id="stream" src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480">
+      <p class="hint" id="stream-note">Frames are shown here only; they are not stored.</p>
+    </div>
+    <div>
+      <h2>Last <span id="minutes">10</span> minutes</h2>
+      <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes"></div>
+      <ul class="legend" aria-hidden="true">
+        % for g in ('Engaged', 'Partially engaged', 'Not engaged', 'Distracted', 'Absent'):
+        <li><span class="swatch g-{{g.replace(' ', '-').lower()}}"></span>{{g}}</li>
+        % end
+      </ul>
+      <p class="hint" id="timeline-empty" hidden>No state changes yet: the chart fills as the loop runs.</p>
+    </div>
+  </div>
 </section>
 <script src="/static/live.js"></script>

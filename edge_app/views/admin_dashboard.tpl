@@ -1,0 +1,53 @@
+% rebase('base.tpl', title=title)
+% import time as _t
+<section class="card">
+  <h1>Today</h1>
+  <div class="tiles">
+    <div class="tile"><span class="label">Engaged share</span><strong id="engaged-share">{{'%.0f%%' % (today['engaged_share'] * 100) if today['engaged_share'] is not None else '–'}}</strong><span class="hint">of live time tracked</span></div>
+    <div class="tile"><span class="label">Time absent</span><strong id="absent">{{'%d:%02d' % (today['absent_s'] // 3600, (today['absent_s'] % 3600) // 60)}}</strong><span class="hint">hours:minutes</span></div>
+    <div class="tile"><span class="label">Alerts raised</span><strong id="alerts">{{today['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
+    <div class="tile"><span class="label">Photos analysed</span><strong>{{today['uploads']}}</strong><span class="hint">uploads today</span></div>
+    <div class="tile"><span class="label">Now</span><strong class="small" data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="hint">{{'camera ' + health.camera + (' · %.1f fps' % health.fps if health else '') if health else ''}}</span></div>
+  </div>
+  % if today['total_s'] == 0:
+  <p class="empty">No live time recorded today yet: the figures fill in minute by minute while the camera loop runs.</p>
+  % else:
+  <div class="stack" aria-label="Share of today's live time per engagement level">
+    % for g in groups:
+    % s = today['seconds'][g]
+    % if s > 0:
+    <span class="seg g-{{g.replace(' ', '-').lower()}} w{{max(5, int(round(s / today['total_s'] * 20)) * 5)}}" title="{{g}}: {{'%.0f' % (s / 60)}} min"></span>
+    % end
+    % end
+  </div>
+  % end
+</section>
+<section class="card">
+  <h2>Last 14 days</h2>
+  {{!chart}}
+  <ul class="legend" aria-hidden="true">
+    % for g in groups:
+    <li><span class="swatch g-{{g.replace(' ', '-').lower()}}"></span>{{g}}</li>
+    % end
+  </ul>
+  % if not any(d['total_s'] for d in days):
+  <p class="empty">No live time recorded in the last 14 days.</p>
+  % end
+</section>
+<section class="card">
+  <h2>Recent alerts</h2>
+  % if not alerts:
+  <p class="empty">No alerts yet. An alert is raised when a student stays disengaged longer than the alert threshold (see <a href="/admin/settings">Settings</a>).</p>
+  % else:
+  <ul>
+    % for a in alerts:
+    <li>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(a['t']))}}: {{a['level']}}
+    % if a['snapshot_path']:
+      · <a href="/admin/alert/{{a['id']}}.jpg">snapshot</a>
+    % end
+    </li>
+    % end
+  </ul>
+  % end
+  <p><a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
+</section>

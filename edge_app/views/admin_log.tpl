@@ -1,0 +1,69 @@
+% rebase('base.tpl', title=title)
+% import time as _t
+<section class="card">
+  <h1>Log</h1>
+  <form method="get" action="/admin/log" class="filters" id="filters">
+    <div><label for="f-user">User</label>
+      <select id="f-user" name="user"><option value="">Anyone</option>
+      % for u in users:
+        <option value="{{u}}" {{'selected' if flt.user == u else ''}}>{{u}}</option>
+      % end
+      </select></div>
+    <div><label for="f-level">Engagement</label>
+      <select id="f-level" name="level"><option value="">Any level</option>
+      % for g in groups:
+        <option value="{{g}}" {{'selected' if flt.level == g else ''}}>{{g}}</option>
+      % end
+      </select></div>
+    <div><label for="f-emotion">Emotion</label>
+      <select id="f-emotion" name="emotion"><option value="">Any emotion</option>
+      % for e in emotions:
+        <option value="{{e}}" {{'selected' if flt.emotion == e else ''}}>{{e}}</option>
+      % end
+      </select></div>
+    <div><label for="f-kind">Source</label>
+      <select id="f-kind" name="kind"><option value="">Live and uploads</option>
+        <option value="live" {{'selected' if flt.kind == 'live' else ''}}>Live state changes</option>
+        <option value="upload" {{'selected' if flt.kind == 'upload' else ''}}>Uploads</option>
+      </select></div>
+    <div><label for="f-from">From</label><input id="f-from" name="from" type="date" value="{{flt.date_from}}"></div>
+    <div><label for="f-to">To</label><input id="f-to" name="to" type="date" value="{{flt.date_to}}"></div>
+    <div class="actions"><button type="submit" id="apply">Filter</button> <a href="/admin/log" class="button secondary">Clear</a></div>
+  </form>
+  % if error:
+  <p class="error" role="alert">{{error}}</p>
+  % end
+  <p class="row between"><span id="count">{{total}} row{{'' if total == 1 else 's'}}</span>
+    <a href="/admin/log.csv{{'?' + query if query else ''}}" id="csv" class="button secondary" download>Download CSV of these rows</a></p>
+  % if not rows:
+  <p class="empty" id="log-empty">{{'No rows match these filters.' if query else 'Nothing logged yet: live state changes and analysed photos appear here.'}}</p>
+  % else:
+  <div class="table-wrap">
+  <table id="log">
+    <thead><tr><th scope="col">Time</th><th scope="col">Source</th><th scope="col">User</th><th scope="col">Engagement</th><th scope="col">Emotion</th><th scope="col">Confidence</th><th scope="col">Image</th></tr></thead>
+    <tbody>
+    % for r in rows:
+      <tr><td>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</td><td>{{r['kind']}}</td><td>{{r['username'] or ''}}</td>
+      <td><span class="pill g-{{r['grp'].replace(' ', '-').lower()}}">{{r['level']}}</span></td><td>{{r['emotion'] or ''}}</td><td>{{'%.0f%%' % (r['confidence'] * 100) if r['confidence'] is not None else ''}}</td>
+      <td>
+      % if r['image_path']:
+        <a href="/admin/image/{{r['upload_id']}}"><img class="thumb" src="/admin/image/{{r['upload_id']}}" alt="Stored image of upload {{r['upload_id']}}" loading="lazy" width="64"></a>
+      % elif r['kind'] == 'upload':
+        <span class="hint">not kept</span>
+      % end
+      </td></tr>
+    % end
+    </tbody>
+  </table>
+  </div>
+  <nav class="pager" aria-label="Pages">
+    % if page_no > 1:
+    <a href="/admin/log?{{query + '&' if query else ''}}page={{page_no - 1}}" rel="prev">← Newer</a>
+    % end
+    <span>Page {{page_no}} of {{pages}}</span>
+    % if page_no < pages:
+    <a href="/admin/log?{{query + '&' if query else ''}}page={{page_no + 1}}" rel="next" id="next-page">Older →</a>
+    % end
+  </nav>
+  % end
+</section>

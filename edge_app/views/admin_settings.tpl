@@ -1,0 +1,55 @@
+% rebase('base.tpl', title=title)
+<section class="card">
+  <h1>Settings</h1>
+  % if done:
+  <p class="ok" role="status" id="settings-done">{{done}}</p>
+  % end
+  % if error:
+  <p class="error" role="alert" id="settings-error">{{error}}</p>
+  % end
+  <form method="post" action="/admin/settings" id="settings">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <fieldset>
+      <legend>Engagement, alerts and privacy</legend>
+      <div class="grid2">
+      % for key, label, kind, help in settings:
+      % fid = key.replace('.', '-')
+      <div class="field">
+      % if kind is bool:
+        <label class="check" for="{{fid}}"><input id="{{fid}}" name="{{key}}" type="checkbox" {{'checked' if values[key] else ''}} aria-describedby="{{fid}}-help"> {{label}}</label>
+      % elif isinstance(kind, tuple):
+        <label for="{{fid}}">{{label}}</label>
+        <select id="{{fid}}" name="{{key}}" aria-describedby="{{fid}}-help">
+        % for c in kind:
+          <option value="{{c}}" {{'selected' if values[key] == c else ''}}>{{c}}</option>
+        % end
+        </select>
+      % else:
+        <label for="{{fid}}">{{label}}</label>
+        <input id="{{fid}}" name="{{key}}" value="{{values[key]}}" aria-describedby="{{fid}}-help" {{'inputmode=decimal' if kind in (float, int) else ''}}>
+      % end
+        <small id="{{fid}}-help" class="hint">{{help}}</small>
+      </div>
+      % end
+      </div>
+    </fieldset>
+    <fieldset>
+      <legend>Emotion → engagement level</legend>
+      <p class="hint">A level starts with Engaged, Partially engaged or Not engaged (that picks the LED colour); text after " - " is a description.</p>
+      <datalist id="levels">
+      % for l in levels:
+        <option value="{{l}}">
+      % end
+      </datalist>
+      <div class="grid2">
+      % for emotion, level in mapping.items():
+      <div class="field">
+        <label for="map-{{emotion}}">{{emotion}}</label>
+        <input id="map-{{emotion}}" name="map.{{emotion}}" value="{{level}}" list="levels" required>
+      </div>
+      % end
+      </div>
+    </fieldset>
+    <button type="submit">Save settings</button>
+  </form>
+</section>

@@ -1,0 +1,91 @@
+% rebase('base.tpl', title=title)
+% import time as _t
+<section class="card">
+  <h1>Users</h1>
+  % if done:
+  <p class="ok" role="status" id="users-done">{{done}}</p>
+  % end
+  % if error:
+  <p class="error" role="alert" id="users-error">{{error}}</p>
+  % end
+  <form method="get" action="/admin/users" class="filters">
+    <div><label for="u-level">Mostly</label>
+      <select id="u-level" name="level"><option value="">Any engagement</option>
+      % for g in groups:
+        <option value="{{g}}" {{'selected' if level == g else ''}}>{{g}}</option>
+      % end
+        <option value="none" {{'selected' if level == 'none' else ''}}>No results yet</option>
+      </select></div>
+    <div class="actions"><button type="submit">Filter</button></div>
+  </form>
+  % if not people:
+  <p class="empty" id="users-empty">No users match this filter.</p>
+  % else:
+  <div class="table-wrap">
+  <table id="users">
+    <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Photos</th><th scope="col">Engaged share</th><th scope="col">Mostly</th><th scope="col">Last log-in</th><th scope="col">Actions</th></tr></thead>
+    <tbody>
+    % for u in people:
+      <tr data-user="{{u['username']}}">
+        <td><a href="/admin/log?user={{u['username']}}">{{u['username']}}</a>{{' (disabled)' if u['disabled'] else ''}}{{' (you)' if u['id'] == me.id else ''}}</td>
+        <td>{{u['role']}}</td>
+        <td>{{u['uploads']}}</td>
+        <td>{{'%.0f%%' % (u['engaged_share'] * 100) if u['engaged_share'] is not None else '–'}}</td>
+        <td>
+        % if u['dominant']:
+          <span class="pill g-{{u['dominant'].replace(' ', '-').lower()}}">{{u['dominant']}}</span>
+        % else:
+          <span class="hint">no results</span>
+        % end
+        </td>
+        <td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(u['last_login'])) if u['last_login'] else 'never'}}</td>
+        <td>
+          <details class="actions-menu"><summary>Manage</summary>
+          <form method="post" action="/admin/users/{{u['id']}}/password" class="row">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
+            <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
+            <button type="submit" class="secondary">Reset password</button>
+          </form>
+          % if u['id'] != me.id:
+          <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}" class="inline">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <button type="submit" class="secondary">{{'Enable' if u['disabled'] else 'Disable'}}</button>
+          </form>
+          % end
+          <form method="post" action="/admin/users/{{u['id']}}/delete-data" class="inline">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <button type="submit" class="danger">Delete their data</button>
+          </form>
+          % if u['id'] != me.id:
+          <form method="post" action="/admin/users/{{u['id']}}/delete" class="inline">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <button type="submit" class="danger">Delete user</button>
+          </form>
+          % end
+          </details>
+        </td>
+      </tr>
+    % end
+    </tbody>
+  </table>
+  </div>
+  % end
+</section>
+<section class="card narrow-left">
+  <h2>Add a user</h2>
+  <form method="post" action="/admin/users" id="new-user" class="stacked">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="n-username">User name</label>
+    <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}">
+    <label for="n-password">Password (at least 8 characters)</label>
+    <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required>
+    <label for="n-role">Role</label>
+    <select id="n-role" name="role">
+    % for r in roles:
+      <option value="{{r}}">{{r}}</option>
+    % end
+    </select>
+    <button type="submit">Add user</button>
+  </form>
+</section>

@@ -1,0 +1,199 @@
+"""The web UI in a real headless browser: Playwright driving Debian's chromium.
+
+One appliance (demo camera source, real server on loopback) and one browser for the
+module; each test gets its own browser context (its own cookies). Screenshots of the
+main pages go to test-artifacts/screenshots/."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+
+import pytest
+
+from edge_app import config as config_mod
+from tests.conftest import ADMIN_PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+STUDENT, STUDENT_PW = "lea", "lea-password-1"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from edge_app.app import Appliance
+
+    tmp = tmp_path_factory.mktemp("browser")
+    (tmp / "config.toml").write_text("")
+    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
+                                                "indicators.backend": "none"})
+    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
+    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    try:
+        appliance = Appliance(cfg).start()
+    finally:
+        if old is None:
+            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
+        else:
+            os.environ["ENGAGE_ADMIN_PASSWORD"] = old
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    yield appliance
+    appliance.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(artifacts):
+    d = artifacts / "screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def new_page(browser, server):
+    contexts = []
+
+    def make(username="admin", password=ADMIN_PASSWORD, **kw):
+        context = browser.new_context(accept_downloads=True, **kw)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.console_errors = errors
+        if username:
+            page.goto(f"{server.url}/login")
+            page.get_by_label("User name").fill(username)
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_load_state()
+            assert "/login" not in page.url, page.content()
+        return page
+
+    yield make
+    for c in contexts:
+        c.close()
+
+
+def test_login_page_refuses_a_wrong_password(new_page, server, shots):
+    page = new_page(None)
+    page.goto(f"{server.url}/admin")
+    assert "/login" in page.url  # an admin page sends anonymous users to log in
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    assert "Wrong user name or password" in page.locator("#login-error").inner_text()
+    page.screenshot(path=str(shots / "login-error.png"), full_page=True)
+
+
+def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, shots):
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Photo").set_input_files(str(grace_path))
+    page.get_by_role("button", name="Analyse").click()
+    table = page.locator("#faces")
+    table.wait_for()
+    assert table.locator("tbody tr").count() >= 1
+    row = table.locator("tbody tr").first
+    assert row.locator("img.face").evaluate("img => img.naturalWidth") > 0  # the face thumbnail
+    levels = set(server.cfg["engagement"]["mapping"].values())
+    assert row.locator(".pill").inner_text() in levels
+    row.locator("summary").click()  # expand: every class probability
+    assert row.locator(".probs li").count() == len(server.classifier.labels)
+    assert page.locator("img.preview").evaluate("img => img.naturalWidth") > 0
+    assert "grace_hopper.jpg" in page.locator("#history").inner_text()
+    assert not page.console_errors, page.console_errors  # e.g. nothing blocked by the CSP
+    page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
+
+
+def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("this is a text file with a .jpg name")
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Photo").set_input_files(str(bad))
+    page.get_by_role("button", name="Analyse").click()
+    error = page.locator("#upload-error")
+    error.wait_for()
+    text = error.inner_text()
+    assert "not a JPEG, PNG or WebP image" in text and "Accepted" in text
+    assert page.locator("#faces").count() == 0
+    page.screenshot(path=str(shots / "upload-error.png"), full_page=True)
+
+
+def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/live")
+    page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
+    assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg["camera"]["width"]
+    page.wait_for_function("document.getElementById('timeline-svg') !== null")
+    assert page.locator("#state").inner_text() not in ("", "no camera loop")
+    page.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)
+    page.screenshot(path=str(shots / "live.png"), full_page=True)
+
+
+def test_admin_filters_the_log_and_downloads_csv(new_page, server, face_jpeg, shots):
+    # data: a student's upload and the live loop's state changes
+    face = {"box": [1, 2, 3, 4], "emotion": "sadness", "confidence": 0.6, "probabilities": {"sadness": 0.6},
+            "engagement": "Not engaged"}
+    lea = server.accounts.find(STUDENT)
+    server.store.add_upload(lea.id, "lea.jpg", 10, 10, [face])
+    server.store.log_state_change(time.time(), "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    page = new_page()
+    page.goto(f"{server.url}/admin")
+    page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Log").click()
+    page.get_by_label("User").select_option(STUDENT)
+    page.get_by_label("Engagement").select_option("Not engaged")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/admin/log?*")
+    assert "level=Not+engaged" in page.url and f"user={STUDENT}" in page.url
+    rows = page.locator("#log tbody tr")
+    assert rows.count() >= 1
+    for i in range(rows.count()):
+        assert STUDENT in rows.nth(i).inner_text() and "Not engaged" in rows.nth(i).inner_text()
+    page.screenshot(path=str(shots / "admin-log.png"), full_page=True)
+    with page.expect_download() as info:
+        page.locator("#csv").click()
+    download = info.value
+    text = open(download.path(), encoding="utf-8").read()
+    got = list(csv.DictReader(io.StringIO(text)))
+    assert len(got) == rows.count()
+    assert all(r["user"] == STUDENT and r["group"] == "Not engaged" for r in got)
+    for path, name in (("/admin/users", "admin-users"), ("/admin/settings", "admin-settings"),
+                       ("/admin/model", "admin-model")):
+        page.goto(server.url + path)
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    assert not page.console_errors, page.console_errors
+
+
+def test_a_student_is_refused_an_admin_page(new_page, server, shots):
+    page = new_page(STUDENT, STUDENT_PW)
+    assert page.get_by_role("link", name="Admin").count() == 0  # not offered in the navigation
+    response = page.goto(f"{server.url}/admin/log")
+    assert response.status == 403
+    assert "admins only" in page.locator("main").inner_text()
+    page.screenshot(path=str(shots / "student-refused.png"), full_page=True)
+
+
+def test_pages_fit_a_phone_in_portrait(new_page, server, shots):
+    page = new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    for path in ("/upload", "/live", "/admin", "/admin/log", "/admin/users", "/admin/settings"):
+        page.goto(server.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path} is {overflow}px wider than the phone"
+    page.goto(server.url + "/upload")
+    page.screenshot(path=str(shots / "phone-upload.png"), full_page=True)

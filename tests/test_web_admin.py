@@ -1,0 +1,291 @@
+"""The admin pages over real HTTP: dashboard, log filters/pagination/CSV, previews,
+users with engagement summaries, settings applied to the running loop, model page and
+deleting a student's data."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+
+import pytest
+
+from edge_app.web_admin import PAGE_SIZE
+from tests.conftest import login
+
+PW = "student-pw-123"
+
+
+def face(emotion: str, engagement: str, conf: float = 0.7) -> dict:
+    return {"box": [10, 10, 50, 50], "emotion": emotion, "confidence": conf,
+            "probabilities": {emotion: conf, "neutral": 1 - conf}, "engagement": engagement}
+
+
+@pytest.fixture
+def quiet(make_appliance):
+    """An appliance without the camera loop, so the log holds exactly what a test puts in."""
+    return make_appliance(with_loop=False)
+
+
+def seed(appliance) -> dict:
+    """Two students with uploads and a few live state changes, at known times."""
+    store, accounts = appliance.store, appliance.accounts
+    ann = accounts.create_user("ann", PW)
+    bob = accounts.create_user("bob", PW)
+    now = time.time()
+    store.add_upload(ann.id, "ann1.jpg", 640, 480, [face("happiness", "Engaged - likes the topic")])
+    store.add_upload(ann.id, "ann2.jpg", 640, 480, [face("neutral", "Engaged - paying attention")])
+    store.add_upload(bob.id, "=HYPERLINK(evil).jpg", 640, 480, [face("sadness", "Not engaged"),
+                                                                 face("anger", "Not engaged")])
+    store.log_state_change(now - 120, "Not engaged", "Not engaged", "sadness", 0.5)
+    store.log_state_change(now - 60, "Engaged - surprised", "Engaged", "surprise", 0.8)
+    store.log_state_change(now - 30, "Absent", "Absent", None, None)
+    # an old row, 3 days ago
+    store.execute("UPDATE uploads SET created = ? WHERE filename = 'ann1.jpg'", (now - 3 * 86400,))
+    return {"ann": ann, "bob": bob}
+
+
+def rows_of(html: str) -> int:
+    body = html.split('<table id="log">', 1)
+    return body[1].split("</tbody>")[0].count("<tr><td>") if len(body) > 1 else 0
+
+
+def csv_rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# ------------------------------------------------------------ log
+def test_log_filters(quiet):
+    seed(quiet)
+    s = login(quiet.url)
+    get = lambda q: s.get(f"{quiet.url}/admin/log", params=q, timeout=10)  # noqa: E731
+    assert rows_of(get({}).text) == 7  # 4 upload faces + 3 live changes
+    assert rows_of(get({"user": "bob"}).text) == 2
+    assert rows_of(get({"level": "Not engaged"}).text) == 3  # bob's two faces and one live change
+    assert rows_of(get({"level": "Engaged", "kind": "upload"}).text) == 2
+    assert rows_of(get({"emotion": "surprise"}).text) == 1
+    today = dt.date.today().isoformat()
+    assert rows_of(get({"from": today, "to": today}).text) == 6  # ann1.jpg is 3 days old
+    three_days = (dt.date.today() - dt.timedelta(days=3)).isoformat()
+    assert rows_of(get({"to": three_days}).text) == 1
+    empty = get({"user": "ann", "level": "Absent"})
+    assert 'id="log-empty"' in empty.text and "No rows match" in empty.text
+    bad = get({"from": "31/01/2026"})
+    assert bad.status_code == 400 and "not a date like 2026-01-31" in bad.text
+    bad = get({"level": "Sleepy"})
+    assert bad.status_code == 400 and "unknown" in bad.text
+
+
+def test_log_pagination(quiet):
+    now = time.time()
+    with quiet.store.transaction() as conn:
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(now - i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+                          for i in range(PAGE_SIZE * 2 + 7)])
+    s = login(quiet.url)
+    first = s.get(f"{quiet.url}/admin/log", params={"level": "Engaged"}, timeout=10).text
+    last = s.get(f"{quiet.url}/admin/log", params={"level": "Engaged", "page": 3}, timeout=10).text
+    assert rows_of(first) == PAGE_SIZE and "Page 1 of 3" in first
+    assert 'href="/admin/log?level=Engaged&amp;page=2"' in first  # the filter is kept across pages
+    assert rows_of(last) == 7 and "Page 3 of 3" in last
+
+
+def test_csv_exports_the_filtered_rows(quiet):
+    seed(quiet)
+    s = login(quiet.url)
+    r = s.get(f"{quiet.url}/admin/log.csv", params={"level": "Not engaged"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in r.headers["Content-Disposition"]
+    rows = csv_rows(r.text)
+    assert len(rows) == 3 and {row["group"] for row in rows} == {"Not engaged"}
+    bob = csv_rows(s.get(f"{quiet.url}/admin/log.csv", params={"user": "bob"}, timeout=10).text)
+    assert len(bob) == 2 and all(row["user"] == "bob" for row in bob)
+    # a file name that a spreadsheet would run as a formula is defused
+    assert all(row["file"] == "'=HYPERLINK(evil).jpg" for row in bob)
+    everything = csv_rows(s.get(f"{quiet.url}/admin/log.csv", timeout=10).text)
+    assert len(everything) == 7
+
+
+def test_api_log_json(quiet):
+    seed(quiet)
+    s = login(quiet.url)
+    body = s.get(f"{quiet.url}/api/admin/log", params={"kind": "live"}, timeout=10).json()
+    assert body["total"] == 3 and [r["kind"] for r in body["rows"]] == ["live"] * 3
+    assert s.get(f"{quiet.url}/api/admin/log", params={"to": "yesterday"}, timeout=10).status_code == 400
+
+
+def test_image_previews_only_for_admins_and_never_outside_the_store(quiet, face_jpeg):
+    quiet.accounts.create_user("ann", PW)
+    ann = login(quiet.url, "ann", PW)
+    upload_id = ann.post(f"{quiet.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=60).json()["upload_id"]
+    admin = login(quiet.url)
+    log_page = admin.get(f"{quiet.url}/admin/log", timeout=10).text
+    assert f'src="/admin/image/{upload_id}"' in log_page
+    img = admin.get(f"{quiet.url}/admin/image/{upload_id}", timeout=10)
+    assert img.status_code == 200 and img.headers["Content-Type"] == "image/jpeg" and img.content[:3] == b"\xff\xd8\xff"
+    assert ann.get(f"{quiet.url}/admin/image/{upload_id}", timeout=10).status_code == 403
+    # a tampered row pointing outside images/ is refused
+    quiet.store.execute("UPDATE uploads SET image_path = '../engage.db' WHERE id = ?", (upload_id,))
+    r = admin.get(f"{quiet.url}/admin/image/{upload_id}", timeout=10)
+    assert r.status_code == 404 and b"SQLite" not in r.content
+
+
+# ------------------------------------------------------------ dashboard
+def test_dashboard_summarises_today(quiet):
+    minute = int(time.time() // 60) * 60
+    midnight = dt.datetime.combine(dt.date.today(), dt.time()).timestamp()
+    minute = max(minute - 120, int(midnight))
+    quiet.store.log_minute({"minute": minute, "frames": 600, "faces": 600, "Engaged": 45.0, "Absent": 15.0})
+    quiet.store.log_alert(time.time(), "Not engaged")
+    quiet.store.log_alert(time.time(), "Distracted")
+    s = login(quiet.url)
+    page = s.get(f"{quiet.url}/admin", timeout=10).text
+    assert 'id="engaged-share">75%' in page
+    assert 'id="alerts">2<' in page
+    assert 'id="absent">0:00<' in page  # 15 s rounds down to 0 minutes
+    assert "<svg" in page and "Minutes per engagement level per day" in page
+
+
+def test_dashboard_empty_state(quiet):
+    page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
+    assert "No live time recorded today yet" in page and "No alerts yet" in page
+
+
+# ------------------------------------------------------------ users
+def test_user_list_with_engagement_summary_and_filter(quiet):
+    seed(quiet)
+    s = login(quiet.url)
+    page = s.get(f"{quiet.url}/admin/users", timeout=10).text
+    assert 'data-user="ann"' in page and 'data-user="bob"' in page
+    engaged = s.get(f"{quiet.url}/admin/users", params={"level": "Engaged"}, timeout=10).text
+    assert 'data-user="ann"' in engaged and 'data-user="bob"' not in engaged
+    not_engaged = s.get(f"{quiet.url}/admin/users", params={"level": "Not engaged"}, timeout=10).text
+    assert 'data-user="bob"' in not_engaged and 'data-user="ann"' not in not_engaged
+    none = s.get(f"{quiet.url}/admin/users", params={"level": "none"}, timeout=10).text
+    assert 'data-user="admin"' in none and 'data-user="ann"' not in none
+
+
+def test_admin_deletes_one_students_data(quiet, face_jpeg):
+    for name in ("ann", "bob"):
+        quiet.accounts.create_user(name, PW)
+        sess = login(quiet.url, name, PW)
+        for _ in range(2):
+            assert sess.post(f"{quiet.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=60).ok
+    images = quiet.store.data_dir / "images" / "uploads"
+    assert len(list(images.iterdir())) == 4
+    ann = quiet.accounts.find("ann")
+    s = login(quiet.url)
+    r = s.post(f"{quiet.url}/admin/users/{ann.id}/delete-data", data={"csrf": s.csrf}, timeout=10)
+    assert "Deleted 2 uploads" in r.text
+    left = quiet.store.query("SELECT us.username FROM uploads u JOIN users us ON us.id = u.user_id")
+    assert {r[0] for r in left} == {"bob"}
+    assert len(list(images.iterdir())) == 2
+    assert quiet.store.query("SELECT COUNT(*) FROM upload_faces f LEFT JOIN uploads u ON u.id = f.upload_id "
+                             "WHERE u.id IS NULL")[0][0] == 0
+    assert quiet.accounts.find("ann") is not None  # the account stays
+
+
+# ------------------------------------------------------------ settings
+def settings_form(appliance, **changes) -> dict:
+    cfg = appliance.cfg
+    form = {"engagement.ema_half_life_s": cfg["engagement"]["ema_half_life_s"],
+            "engagement.min_hold_s": cfg["engagement"]["min_hold_s"],
+            "engagement.absent_after_s": cfg["engagement"]["absent_after_s"],
+            "indicators.buzzer_after_s": cfg["indicators"]["buzzer_after_s"],
+            "indicators.quiet_hours": cfg["indicators"]["quiet_hours"],
+            "privacy.keep_uploads": cfg["privacy"]["keep_uploads"],
+            "store.retention_days": cfg["store"]["retention_days"],
+            "indicators.buzzer": "on"}
+    form.update({f"map.{k}": v for k, v in cfg["engagement"]["mapping"].items()})
+    form.update(changes)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
+    appliance = make_appliance()
+    s = login(appliance.url)
+    form = settings_form(appliance, **{"engagement.min_hold_s": "4.5", "indicators.buzzer_after_s": "12",
+                                       "indicators.quiet_hours": "22:00-07:00", "privacy.keep_uploads": "none",
+                                       "store.retention_days": "7", "indicators.buzzer": None,
+                                       "map.fear": "Not engaged - scared", "csrf": s.csrf})
+    r = s.post(f"{appliance.url}/admin/settings", data=form, timeout=10)
+    assert r.status_code == 200 and 'id="settings-done"' in r.text
+    assert appliance.cfg["engagement"]["min_hold_s"] == 4.5
+    assert appliance.cfg["privacy"]["keep_uploads"] == "none" and appliance.cfg["store"]["retention_days"] == 7
+    loop = appliance.loop
+    assert loop.tracker.min_hold_s == 4.5 and loop.tracker.mapping["fear"] == "Not engaged - scared"
+    assert loop.buzzer.after_s == 12.0 and loop.buzzer.enabled is False and loop.buzzer.quiet_hours == "22:00-07:00"
+    assert appliance.analyzer.mapping["fear"] == "Not engaged - scared"
+    page = s.get(f"{appliance.url}/admin/settings", timeout=10).text
+    assert 'value="22:00-07:00"' in page and 'value="Not engaged - scared"' in page
+    appliance.stop()
+    again = make_appliance(cfg, with_loop=False)  # same data directory: the settings come back
+    assert again.cfg["engagement"]["min_hold_s"] == 4.5
+    assert again.cfg["indicators"]["buzzer"] is False
+    assert again.cfg["engagement"]["mapping"]["fear"] == "Not engaged - scared"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"indicators.quiet_hours": "25:00-07:00"}, "HH:MM-HH:MM"),
+    ({"engagement.min_hold_s": "soon"}, "is not a number"),
+    ({"engagement.ema_half_life_s": "999"}, "seconds from 0 to 60"),
+    ({"store.retention_days": "0"}, "days from 1 to 3650"),
+    ({"privacy.keep_uploads": "everything"}, "choose one of"),
+    ({"map.fear": "Bored"}, "a level must start with"),
+])
+def test_a_bad_setting_is_refused_with_its_message(quiet, change, message):
+    s = login(quiet.url)
+    before = dict(quiet.cfg["engagement"]), dict(quiet.cfg["indicators"]), dict(quiet.cfg["store"])
+    r = s.post(f"{quiet.url}/admin/settings", data=settings_form(quiet, csrf=s.csrf, **change), timeout=10)
+    assert r.status_code == 400 and 'id="settings-error"' in r.text and message in r.text
+    assert "Nothing saved" in r.text
+    assert (dict(quiet.cfg["engagement"]), dict(quiet.cfg["indicators"]), dict(quiet.cfg["store"])) == before
+    assert quiet.store.get_setting("config_overrides") is None
+
+
+# ------------------------------------------------------------ model
+def test_model_page(quiet):
+    page = login(quiet.url).get(f"{quiet.url}/admin/model", timeout=10).text
+    m = quiet.analyzer.classifier.manifest
+    assert m.sha256 in page and m.model_path.name in page
+    for label in m.labels:
+        assert label in page
+    assert 'action="/admin/model/install"' in page and 'enctype="multipart/form-data"' in page
+    assert 'name="model"' in page and 'name="manifest"' in page and 'name="csrf"' in page
+
+
+# ------------------------------------------------------------ alerts and live snapshots
+def wait_for_alert(appliance, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = appliance.store.query("SELECT id, snapshot_path FROM alerts")
+        if rows:
+            return rows[0]
+        time.sleep(0.2)
+    raise AssertionError("no alert within %.0f s" % timeout)
+
+
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance, cfg, snapshot):
+    from edge_app import config as config_mod
+
+    every_emotion_disengaged = {f"engagement.mapping.{e}": "Not engaged" for e in cfg["engagement"]["mapping"]}
+    alerting = config_mod.with_changes(cfg, {**every_emotion_disengaged, "engagement.min_hold_s": 0.0,
+                                             "indicators.buzzer_after_s": 0.0,
+                                             "privacy.snapshot_on_alert": snapshot})
+    appliance = make_appliance(alerting)
+    alert = wait_for_alert(appliance)
+    s = login(appliance.url)
+    dashboard = s.get(f"{appliance.url}/admin", timeout=10).text
+    snapshots = list((appliance.store.data_dir / "images").rglob("*.jpg"))
+    if not snapshot:
+        assert alert["snapshot_path"] is None and snapshots == []
+        assert "snapshot</a>" not in dashboard
+        return
+    assert alert["snapshot_path"].startswith("alerts/")
+    deadline = time.monotonic() + 5
+    while not appliance.store.image_file(alert["snapshot_path"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f'href="/admin/alert/{alert["id"]}.jpg"' in dashboard
+    r = s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10)
+    assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"

@@ -1,0 +1,285 @@
+"""Accounts, sessions, throttling, CSRF and the route-by-route access guard, over real HTTP."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from edge_app.auth import ThrottlePolicy
+from tests.conftest import ADMIN_PASSWORD, login
+
+STUDENT_PW = "student-pw-123"
+# routes anyone may reach without logging in
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/api/login"), ("GET", "/static/<name:path>"),
+          ("GET", "/healthz"), ("GET", "/metrics")}
+
+
+def form_login(base: str, username: str, password: str, **kw) -> requests.Response:
+    return requests.post(f"{base}/login", data={"username": username, "password": password, "next": "/"},
+                         allow_redirects=False, timeout=10, **kw)
+
+
+def add_student(appliance, name: str = "sam", password: str = STUDENT_PW):
+    return appliance.accounts.create_user(name, password, "student")
+
+
+def refused_anonymously(r: requests.Response) -> bool:
+    if r.status_code in (401, 403):
+        return True
+    return r.status_code in (302, 303) and "/login" in r.headers.get("Location", "")
+
+
+def concrete(rule: str) -> str:
+    """A route rule with its wildcards filled in (``<id:int>`` -> 1, ``<name>`` -> x)."""
+    rule = re.sub(r"<[^>]*:int>", "1", rule)
+    rule = re.sub(r"<[^>]*:path>", "x/y", rule)
+    return re.sub(r"<[^>]*>", "x", rule)
+
+
+# ------------------------------------------------------------ log in, cookies, log out
+def test_form_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(appliance):
+    r = form_login(appliance.url, "admin", ADMIN_PASSWORD)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/")
+    cookie = r.headers["Set-Cookie"]
+    assert "ee_session=" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert "Secure" not in cookie  # plain HTTP on loopback: a Secure cookie would never come back
+    assert "bottle" not in cookie.lower() and "!" not in cookie.split(";")[0]  # not bottle's pickled signed cookie
+    s = requests.Session()
+    s.cookies.set("ee_session", r.cookies["ee_session"])
+    page = s.get(f"{appliance.url}/admin", timeout=10)
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    out = s.post(f"{appliance.url}/logout", data={"csrf": csrf}, allow_redirects=False, timeout=10)
+    assert out.status_code == 303
+    again = requests.get(f"{appliance.url}/admin", cookies={"ee_session": r.cookies["ee_session"]},
+                         allow_redirects=False, timeout=10)
+    assert again.status_code == 303 and "/login" in again.headers["Location"]
+
+
+def test_wrong_password_is_refused_with_a_message_and_not_logged(appliance, caplog):
+    r = form_login(appliance.url, "admin", "wrong-password-xyz")
+    assert r.status_code == 401
+    assert "Wrong user name or password" in r.text
+    assert "wrong-password-xyz" not in caplog.text
+    stored = appliance.store.query("SELECT password_hash FROM users WHERE username = 'admin'")[0][0]
+    assert stored.startswith("scrypt$") and ADMIN_PASSWORD not in stored
+
+
+def test_login_redirect_never_leaves_the_site(appliance):
+    r = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": ADMIN_PASSWORD,
+                                                      "next": "//evil.example/"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert "evil" not in r.headers["Location"]
+
+
+@pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+def test_cookie_is_secure_under_tls(make_appliance, cfg, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    tls = config_mod.with_changes(cfg, {"web.tls_cert": str(cert), "web.tls_key": str(key)})
+    appliance = make_appliance(tls, with_loop=False)
+    assert appliance.url.startswith("https://")
+    r = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                      verify=False, timeout=10)
+    assert r.status_code == 200
+    cookie = r.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+
+
+# ------------------------------------------------------------ expiry
+def test_idle_session_expires(appliance):
+    s = login(appliance.url)
+    assert s.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
+    idle = appliance.accounts.idle_s
+    appliance.store.execute("UPDATE sessions SET last_seen = last_seen - ?", (idle + 5,))
+    r = s.get(f"{appliance.url}/api/state", timeout=10)
+    assert r.status_code == 401
+    assert appliance.store.query("SELECT COUNT(*) FROM sessions")[0][0] == 0  # the expired row is gone
+
+
+def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance):
+    s = login(appliance.url)
+    max_age = appliance.accounts.max_age_s
+    # active a moment ago, but created longer ago than the absolute limit
+    appliance.store.execute("UPDATE sessions SET created = created - ?", (max_age + 5,))
+    r = s.get(f"{appliance.url}/upload", allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and "/login" in r.headers["Location"]
+
+
+# ------------------------------------------------------------ change password
+def test_change_password(appliance):
+    add_student(appliance)
+    other_device = login(appliance.url, "sam", STUDENT_PW)
+    s = login(appliance.url, "sam", STUDENT_PW)
+    url = f"{appliance.url}/account"
+    r = s.post(url, data={"csrf": s.csrf, "current": "not-it-at-all", "new": "brand-new-pw-1", "again": "brand-new-pw-1"})
+    assert r.status_code == 400 and "current password is wrong" in r.text
+    r = s.post(url, data={"csrf": s.csrf, "current": STUDENT_PW, "new": "brand-new-pw-1", "again": "different-pw-2"})
+    assert r.status_code == 400 and "differ" in r.text
+    r = s.post(url, data={"csrf": s.csrf, "current": STUDENT_PW, "new": "short", "again": "short"})
+    assert r.status_code == 400 and "at least 8" in r.text
+    r = s.post(url, data={"csrf": s.csrf, "current": STUDENT_PW, "new": "brand-new-pw-1", "again": "brand-new-pw-1"})
+    assert r.status_code == 200 and "Password changed" in r.text
+    assert s.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # this browser stays logged in
+    assert other_device.get(f"{appliance.url}/api/state", timeout=10).status_code == 401  # others are logged out
+    assert form_login(appliance.url, "sam", STUDENT_PW).status_code == 401
+    assert form_login(appliance.url, "sam", "brand-new-pw-1").status_code == 303
+
+
+# ------------------------------------------------------------ throttling
+def test_failed_logins_for_a_user_slow_down_then_lock(appliance):
+    appliance.accounts.throttle = ThrottlePolicy(slow_after=2, base_delay_s=1.5, max_delay_s=10, lock_after_user=4,
+                                                 lock_after_address=100, lock_s=300)
+    add_student(appliance)
+    base = appliance.url
+    assert form_login(base, "sam", "bad-guess-1").status_code == 401
+    assert form_login(base, "sam", "bad-guess-2").status_code == 401
+    # slowed down: even the right password is not checked while waiting
+    r = form_login(base, "sam", STUDENT_PW)
+    assert r.status_code == 429 and "wait" in r.text and "Retry-After" in r.headers
+    time.sleep(1.6)
+    assert form_login(base, "sam", "bad-guess-3").status_code == 401
+    r = form_login(base, "sam", "bad-guess-4")  # the delay doubled to 3 s
+    assert r.status_code == 429
+    time.sleep(3.1)
+    assert form_login(base, "sam", "bad-guess-4").status_code == 401  # the 4th failure locks the name
+    r = form_login(base, "sam", STUDENT_PW)
+    assert r.status_code == 429 and "locked for 5 minutes" in r.text
+    api = requests.post(f"{base}/api/login", json={"username": "sam", "password": STUDENT_PW}, timeout=10)
+    assert api.status_code == 429 and "locked" in api.json()["error"]
+    # another user from the same address is not locked out by sam's lock
+    assert form_login(base, "admin", ADMIN_PASSWORD).status_code == 303
+    # the failures are in SQLite: a restart does not forget them
+    rows = appliance.store.query("SELECT COUNT(*) FROM login_failures WHERE key = 'user:sam'")[0][0]
+    assert rows == 4
+
+
+def test_failed_logins_from_one_address_lock_that_address(appliance):
+    appliance.accounts.throttle = ThrottlePolicy(slow_after=100, slow_after_address=100, lock_after_user=100,
+                                                 lock_after_address=5, lock_s=120)
+    for i in range(5):  # a password spray: a different name each time
+        assert form_login(appliance.url, f"user{i}", "guess-guess").status_code == 401
+    r = form_login(appliance.url, "admin", ADMIN_PASSWORD)
+    assert r.status_code == 429 and "your address" in r.text and "locked" in r.text
+
+
+def test_success_clears_the_user_failures(appliance):
+    appliance.accounts.throttle = ThrottlePolicy(slow_after=2, base_delay_s=30, lock_after_user=50)
+    assert form_login(appliance.url, "admin", "nope-nope-1").status_code == 401
+    assert form_login(appliance.url, "admin", ADMIN_PASSWORD).status_code == 303
+    assert form_login(appliance.url, "admin", "nope-nope-2").status_code == 401
+    assert form_login(appliance.url, "admin", ADMIN_PASSWORD).status_code == 303  # only one failure counted
+
+
+# ------------------------------------------------------------ CSRF and origin
+def test_state_changing_forms_need_the_csrf_token(appliance, face_jpeg):
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/upload", files={"image": ("a.jpg", face_jpeg, "image/jpeg")}, timeout=30)
+    assert r.status_code == 403 and "reload the page" in r.text
+    r = s.post(f"{appliance.url}/admin/users", data={"username": "mallory", "password": "mallory-pw-1",
+                                                     "role": "admin", "csrf": "forged"}, timeout=10)
+    assert r.status_code == 403
+    assert appliance.accounts.find("mallory") is None
+    r = s.post(f"{appliance.url}/logout", data={}, timeout=10)
+    assert r.status_code == 403
+    assert s.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # still logged in
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+
+
+def test_cross_site_post_is_refused_even_with_the_token(appliance):
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/admin/users", data={"username": "mallory", "password": "mallory-pw-1",
+                                                     "role": "admin", "csrf": s.csrf},
+               headers={"Origin": "http://evil.example"}, timeout=10)
+    assert r.status_code == 403
+    assert appliance.accounts.find("mallory") is None
+
+
+# ------------------------------------------------------------ admin manages users
+def test_admin_creates_disables_resets_and_deletes_users(appliance):
+    admin = login(appliance.url)
+    base = appliance.url
+
+    def act(path, **data):
+        return admin.post(f"{base}{path}", data={"csrf": admin.csrf, **data}, timeout=10)
+
+    r = act("/admin/users", username="kim", password="kim-pw-1234", role="student")
+    assert r.status_code == 200 and "Created student kim" in r.text
+    r = act("/admin/users", username="kim", password="kim-pw-1234", role="student")
+    assert "already exists" in r.text
+    r = act("/admin/users", username="x", password="kim-pw-1234", role="student")
+    assert "User not created" in r.text
+    kim = appliance.accounts.find("kim")
+    student = login(base, "kim", "kim-pw-1234")
+    r = act(f"/admin/users/{kim.id}/disable")
+    assert "Disabled kim" in r.text
+    assert student.get(f"{base}/api/state", timeout=10).status_code == 401  # their session ended
+    assert form_login(base, "kim", "kim-pw-1234").status_code == 401
+    act(f"/admin/users/{kim.id}/enable")
+    assert form_login(base, "kim", "kim-pw-1234").status_code == 303
+    r = act(f"/admin/users/{kim.id}/password", password="reset-pw-5678")
+    assert "New password set" in r.text
+    assert form_login(base, "kim", "kim-pw-1234").status_code == 401
+    assert form_login(base, "kim", "reset-pw-5678").status_code == 303
+    r = act(f"/admin/users/{kim.id}/delete")
+    assert "Deleted kim" in r.text and appliance.accounts.find("kim") is None
+
+
+def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
+    admin = login(appliance.url)
+    me = appliance.accounts.find("admin")
+    r = admin.post(f"{appliance.url}/admin/users/{me.id}/delete", data={"csrf": admin.csrf}, timeout=10)
+    assert "cannot disable or delete your own account" in r.text
+    assert appliance.accounts.find("admin") is not None
+
+
+# ------------------------------------------------------------ every route guarded
+def test_every_route_is_guarded(appliance):
+    """Enumerates the app's routes, so a route added without a guard fails here."""
+    add_student(appliance)
+    student = login(appliance.url, "sam", STUDENT_PW)
+    admin_routes = 0
+    for route in appliance.app.routes:
+        key = (route.method, route.rule)
+        if key in PUBLIC:
+            continue
+        url = appliance.url + concrete(route.rule)
+        anon = requests.request(route.method, url, allow_redirects=False, timeout=10, stream=True)
+        anon.close()
+        assert refused_anonymously(anon), f"{route.method} {route.rule} answered {anon.status_code} to an anonymous user"
+        if route.rule == "/admin" or route.rule.startswith(("/admin/", "/api/admin/")):
+            admin_routes += 1
+            # with a valid CSRF token, so only the role check can refuse
+            r = student.request(route.method, url, data={"csrf": student.csrf}, allow_redirects=False, timeout=10,
+                                stream=True)
+            r.close()
+            assert r.status_code == 403, f"{route.method} {route.rule} answered {r.status_code} to a student"
+    assert admin_routes >= 12
+
+
+def test_admin_json_api_refuses_with_json(appliance):
+    add_student(appliance)
+    r = requests.get(f"{appliance.url}/api/admin/log", timeout=10)
+    assert r.status_code == 401 and "log in" in r.json()["error"]
+    student = login(appliance.url, "sam", STUDENT_PW)
+    r = student.get(f"{appliance.url}/api/admin/log", timeout=10)
+    assert r.status_code == 403 and r.json()["error"] == "admins only"
+    r = student.get(f"{appliance.url}/admin", timeout=10)
+    assert r.status_code == 403 and "admins only" in r.text
+
+
+def test_students_see_their_own_results_only(appliance, face_jpeg):
+    add_student(appliance, "ann")
+    add_student(appliance, "ben")
+    ann, ben = login(appliance.url, "ann", STUDENT_PW), login(appliance.url, "ben", STUDENT_PW)
+    r = ann.post(f"{appliance.url}/upload", data={"csrf": ann.csrf},
+                 files={"image": ("ann-secret-photo.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200
+    assert "ann-secret-photo.jpg" in ann.get(f"{appliance.url}/upload", timeout=10).text
+    assert "ann-secret-photo.jpg" not in ben.get(f"{appliance.url}/upload", timeout=10).text
+    assert ben.get(f"{appliance.url}/admin/image/1", timeout=10).status_code == 403

@@ -1,0 +1,222 @@
+"""Uploads (the HTML form and POST /api/analyze) and the live stream, over real HTTP.
+
+Every bad upload must get a 4xx that says what was wrong and what is accepted, store
+nothing, and leave the server serving."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from edge_app import config as config_mod
+from tests.conftest import login
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def huge_header_png() -> bytes:
+    """A tiny file whose header declares 50000 x 50000 pixels."""
+    ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + png_chunk(b"IEND", b"")
+
+
+def bomb_png() -> bytes:
+    """A real, fully valid 8000 x 6000 (48 MP) PNG that compresses to a few kB."""
+    buf = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def bad_uploads(face_jpeg: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """name -> (file name, bytes, a phrase the error must contain)."""
+    return {
+        "text with a .jpg name": ("photo.jpg", b"hello, I am not a picture" * 10, "not a JPEG, PNG or WebP"),
+        "GIF": ("anim.gif", b"GIF89a" + b"\0" * 200, "not a JPEG, PNG or WebP"),
+        "zero bytes": ("empty.jpg", b"", "empty"),
+        "truncated JPEG": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "truncated or corrupt"),
+        "corrupt JPEG": ("junk.jpg", face_jpeg[:20] + bytes(range(256)) * 40, "truncated or corrupt"),
+        "huge declared size": ("huge.png", huge_header_png(), "limit is 40 MP"),
+        "decompression bomb": ("bomb.png", bomb_png(), "limit is 40 MP"),
+    }
+
+
+def upload_count(appliance) -> int:
+    return appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0]
+
+
+def stored_files(appliance) -> list:
+    return [p for p in (appliance.store.data_dir / "images").rglob("*") if p.is_file()]
+
+
+# ------------------------------------------------------------ good uploads
+def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg):
+    r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf},
+                           files={"image": ("grace.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200
+    assert 'id="faces"' in r.text
+    assert r.text.count('class="face"') == 1  # one face thumbnail per row
+    mapping = appliance.cfg["engagement"]["mapping"]
+    assert any(level in r.text for level in mapping.values())
+    for label in appliance.classifier.labels:  # every class probability is listed in the expandable cell
+        assert f"{label} " in r.text
+    assert "data:image/jpeg;base64," in r.text  # the preview with boxes, inline: nothing served from disk
+    assert upload_count(appliance) == 1
+
+
+def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    pair = np.hstack([face, np.full((face.shape[0], 80, 3), 255, np.uint8), cv2.flip(face, 1)])
+    ok, buf = cv2.imencode(".png", pair)
+    r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("pair.png", buf.tobytes(), "image/png")},
+                           timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["faces"]) >= 2
+    labels = set(appliance.classifier.labels)
+    for f in body["faces"]:
+        assert set(f["probabilities"]) == labels
+        assert abs(sum(f["probabilities"].values()) - 1.0) < 0.02
+        assert f["engagement"] == appliance.cfg["engagement"]["mapping"][f["emotion"]]
+        assert 0.0 <= f["confidence"] <= 1.0
+    assert body["width"] == pair.shape[1]
+    row = appliance.store.query("SELECT face_count FROM uploads WHERE id = ?", (body["upload_id"],))[0]
+    assert row["face_count"] == len(body["faces"])
+
+
+def test_no_face_gives_a_clear_message(appliance, admin_session):
+    sky = np.tile(np.linspace(80, 220, 400, dtype=np.uint8), (300, 1))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(sky, cv2.COLOR_GRAY2BGR))
+    r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf},
+                           files={"image": ("sky.jpg", buf.tobytes(), "image/jpeg")}, timeout=60)
+    assert r.status_code == 200
+    assert 'id="no-face"' in r.text and "No face was found" in r.text
+    api = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("sky.jpg", buf.tobytes())}, timeout=60)
+    assert api.json()["faces"] == []
+
+
+def test_webp_is_accepted(appliance, admin_session, face_jpeg):
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(face_jpeg)).save(buf, "WEBP")
+    r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("g.webp", buf.getvalue())}, timeout=60)
+    assert r.status_code == 200 and len(r.json()["faces"]) >= 1
+
+
+def test_a_path_in_the_file_name_is_neutralised(appliance, admin_session, face_jpeg, tmp_path):
+    for i, name in enumerate(["../../../../tmp/evil.jpg", "..\\..\\windows\\evil.jpg", "/etc/passwd"]):
+        r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": (name, face_jpeg, "image/jpeg")},
+                               timeout=60)
+        assert r.status_code == 200
+    names = [r[0] for r in appliance.store.query("SELECT filename FROM uploads ORDER BY id")]
+    assert names == ["evil.jpg", "evil.jpg", "passwd"]
+    files = stored_files(appliance)
+    assert len(files) == 3
+    root = (appliance.store.data_dir / "images" / "uploads").resolve()
+    assert all(f.resolve().parent == root and f.name.split(".")[0].isdigit() for f in files)
+
+
+# ------------------------------------------------------------ bad uploads
+def test_every_bad_upload_is_refused_by_the_api_and_stores_nothing(appliance, admin_session, face_jpeg):
+    for what, (name, data, phrase) in bad_uploads(face_jpeg).items():
+        r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": (name, data, "image/jpeg")}, timeout=60)
+        assert 400 <= r.status_code < 500, what
+        error = r.json()["error"]
+        assert phrase in error, f"{what}: {error}"
+        assert "Accepted: JPEG, PNG or WebP up to 10 MB and 40 MP" in error, what
+    assert upload_count(appliance) == 0 and stored_files(appliance) == []
+    assert admin_session.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # still serving
+
+
+def test_every_bad_upload_gets_an_error_page_from_the_form(appliance, admin_session, face_jpeg):
+    for what, (name, data, phrase) in bad_uploads(face_jpeg).items():
+        r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf},
+                               files={"image": (name, data, "image/jpeg")}, timeout=60)
+        assert r.status_code == 400, what
+        assert 'id="upload-error"' in r.text and phrase in r.text, what
+        assert "Accepted: JPEG, PNG or WebP files up to 10 MB and 40 megapixels." in r.text
+    r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf}, timeout=10)
+    assert r.status_code == 400 and "no file in the form field" in r.text
+    assert upload_count(appliance) == 0 and stored_files(appliance) == []
+
+
+def test_an_oversized_upload_is_refused_with_413(make_appliance, cfg, face_jpeg):
+    small = config_mod.with_changes(cfg, {"web.max_upload_mb": 1})
+    appliance = make_appliance(small, with_loop=False)
+    s = login(appliance.url)
+    big = face_jpeg + b"\0" * (2 * 1024 * 1024)
+    r = s.post(f"{appliance.url}/api/analyze", files={"image": ("big.jpg", big, "image/jpeg")}, timeout=60)
+    assert r.status_code == 413 and "the limit is 1 MB" in r.json()["error"]
+    r = s.post(f"{appliance.url}/upload", data={"csrf": s.csrf}, files={"image": ("big.jpg", big, "image/jpeg")},
+               timeout=60)
+    assert r.status_code == 413 and "the limit is 1 MB" in r.text
+    assert upload_count(appliance) == 0
+    ok = s.post(f"{appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert ok.status_code == 200  # the server still serves
+
+
+def test_api_analyze_needs_a_session(appliance, face_jpeg):
+    r = requests.post(f"{appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=30)
+    assert r.status_code == 401 and "log in" in r.json()["error"]
+    assert upload_count(appliance) == 0
+
+
+# ------------------------------------------------------------ privacy: what is kept
+@pytest.mark.parametrize("keep", ["none", "thumbnail", "full"])
+def test_keep_uploads_setting(make_appliance, cfg, face_jpeg, keep):
+    appliance = make_appliance(config_mod.with_changes(cfg, {"privacy.keep_uploads": keep}), with_loop=False)
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=60)
+    assert r.status_code == 200
+    files = stored_files(appliance)
+    path = appliance.store.query("SELECT image_path FROM uploads")[0][0]
+    if keep == "none":
+        assert files == [] and path is None
+        return
+    assert len(files) == 1 and path
+    width = Image.open(files[0]).size[0]
+    original = Image.open(io.BytesIO(face_jpeg)).size[0]
+    assert width == (320 if keep == "thumbnail" else original)
+
+
+# ------------------------------------------------------------ live
+def test_live_stream_needs_a_session_and_is_bounded(make_appliance, cfg):
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.max_viewers": 2}))
+    url = f"{appliance.url}/live.mjpg"
+    assert requests.get(url, timeout=10, stream=True).status_code == 401
+    s = login(appliance.url)
+    first, second = s.get(url, stream=True, timeout=10), s.get(url, stream=True, timeout=10)
+    try:
+        assert first.status_code == second.status_code == 200
+        assert first.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        chunk = next(first.iter_content(4096))
+        assert b"--frame" in chunk and b"image/jpeg" in chunk
+        third = s.get(url, stream=True, timeout=10)
+        assert third.status_code == 503 and "already has 2 viewers" in third.json()["error"]
+        assert s.get(f"{appliance.url}/admin", timeout=10).status_code == 200  # pages still answer
+    finally:
+        first.close()
+        second.close()
+
+
+def test_live_page_and_timeline(appliance, admin_session):
+    page = admin_session.get(f"{appliance.url}/live", timeout=10)
+    assert page.status_code == 200 and 'src="/live.mjpg"' in page.text and 'id="timeline"' in page.text
+    assert "<script>" not in page.text  # the CSP forbids inline scripts: the chart comes from /static
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    appliance.store.log_state_change(time.time() - 30, "Not engaged", "Not engaged", "sadness", 0.6)
+    t = admin_session.get(f"{appliance.url}/api/timeline?minutes=5", timeout=10).json()
+    assert t["now"] - t["from"] == pytest.approx(300, abs=1)
+    assert any(p["group"] == "Not engaged" for p in t["points"])
+    assert all(t["from"] <= p["t"] <= t["now"] for p in t["points"])
+    assert admin_session.get(f"{appliance.url}/api/timeline?minutes=abc", timeout=10).status_code == 400
+    js = admin_session.get(f"{appliance.url}/static/live.js", timeout=10)
+    assert js.status_code == 200 and "/api/timeline" in js.text
