@@ -1,28 +1,65 @@
-"""LED and buzzer behind one interface, with a console backend and a gpiozero backend.
+"""LED and buzzer behind one interface: console, gpiozero (Raspberry Pi) and Jetson.GPIO backends.
 
 Colours: green engaged, amber partially engaged or distracted, red not engaged, slow
-blue blink absent, fast red blink fault. The buzzer only sounds after sustained
-disengagement (``BuzzerPolicy``), never in quiet hours or when muted.
+blue blink absent, fast red blink fault (no camera, model error). The buzzer only sounds
+after sustained disengagement (``BuzzerPolicy``), never in quiet hours or when muted.
+Pins, amber mix and blink timings come from ``[indicators]`` in the config.
+
+The capture loop calls ``show(group)`` on every frame: an unchanged group returns after
+one comparison, so a running blink is never restarted and no pin is touched.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from edge_app.engagement import ABSENT, DISTRACTED
 
-COLOURS = {
-    "Engaged": (0.0, 1.0, 0.0),
-    "Partially engaged": (1.0, 0.5, 0.0),
-    DISTRACTED: (1.0, 0.5, 0.0),
-    "Not engaged": (1.0, 0.0, 0.0),
-    ABSENT: (0.0, 0.0, 1.0),
-}
-ABSENT_BLINK = (1.0, 1.0)  # on, off seconds: slow
-FAULT_BLINK = (0.1, 0.1)  # fast
+log = logging.getLogger(__name__)
+OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = ("Not engaged", DISTRACTED)
+COLOUR_NAMES = {"Engaged": "green", "Partially engaged": "amber", DISTRACTED: "amber",
+                "Not engaged": "red", ABSENT: "blue (slow blink)"}
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """What each state looks like: RGB levels 0..1 and (on, off) blink seconds."""
+
+    amber_green: float = 0.4
+    brightness: float = 1.0
+    absent_blink: tuple[float, float] = (1.0, 1.0)  # slow
+    fault_blink: tuple[float, float] = (0.1, 0.1)  # fast
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Patterns":
+        i = cfg["indicators"]
+        return cls(i["amber_green"], i["brightness"], (i["absent_blink_on_s"], i["absent_blink_off_s"]),
+                   (i["fault_blink_on_s"], i["fault_blink_off_s"]))
+
+    def colour(self, group: str) -> tuple[float, float, float]:
+        b = self.brightness
+        return {"Engaged": (0.0, b, 0.0), "Partially engaged": (b, b * self.amber_green, 0.0),
+                DISTRACTED: (b, b * self.amber_green, 0.0), "Not engaged": (b, 0.0, 0.0),
+                ABSENT: (0.0, 0.0, b)}[group]
+
+    def look(self, group: str | None, fault: bool) -> tuple[tuple[float, float, float], tuple[float, float] | None]:
+        """(colour, blink or None) for a state; the fault pattern overrides every state."""
+        if fault:
+            return (self.brightness, 0.0, 0.0), self.fault_blink
+        if group is None:
+            return OFF, None
+        if group == ABSENT:
+            return self.colour(ABSENT), self.absent_blink
+        return self.colour(group), None
+
+
+# Kept for callers that want the default colours without a config.
+COLOURS = {g: Patterns().colour(g) for g in COLOUR_NAMES}
 
 
 def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
@@ -37,7 +74,8 @@ def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
 
 
 class BuzzerPolicy:
-    """Decides when to sound: a disengaged state held ``after_s``, at most once per cooldown."""
+    """Decides when to sound: a disengaged state held ``after_s``, once per disengaged
+    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``)."""
 
     def __init__(self, after_s=30.0, cooldown_s=120.0, quiet_hours="", enabled=True):
         self.after_s, self.cooldown_s, self.quiet_hours, self.enabled = after_s, cooldown_s, quiet_hours, enabled
@@ -93,9 +131,7 @@ class ConsoleIndicator(Indicator):
     def show(self, group: str) -> None:
         if group != self._shown:
             self._shown = group
-            colour = {"Engaged": "green", "Partially engaged": "amber", DISTRACTED: "amber",
-                      "Not engaged": "red", ABSENT: "blue (slow blink)"}[group]
-            self._say(f"LED {colour}: {group}")
+            self._say(f"LED {COLOUR_NAMES[group]}: {group}")
 
     def fault(self, on: bool, reason: str = "") -> None:
         if on != self._fault:
@@ -106,13 +142,50 @@ class ConsoleIndicator(Indicator):
         self._say("BUZZER: sustained disengagement")
 
 
-class GpioIndicator(Indicator):
-    """gpiozero RGB LED (or three LEDs) and buzzer; gpiozero picks lgpio/RPi.GPIO/mock."""
+class _PatternIndicator(Indicator):
+    """State bookkeeping shared by the hardware backends; they implement ``_apply``."""
+
+    def __init__(self, patterns: Patterns):
+        self.patterns = patterns
+        self._group: str | None = None
+        self._fault = False
+        self._lock = threading.Lock()
+
+    def _apply(self, colour, blink) -> None:
+        raise NotImplementedError
+
+    def _render(self) -> None:
+        self._apply(*self.patterns.look(self._group, self._fault))
+
+    def show(self, group: str) -> None:
+        if group == self._group:  # every frame: nothing to do, the blink keeps running
+            return
+        with self._lock:
+            if group != self._group:
+                self._group = group
+                if not self._fault:
+                    self._render()
+
+    def fault(self, on: bool, reason: str = "") -> None:
+        if on == self._fault:
+            return
+        with self._lock:
+            if on != self._fault:
+                self._fault = on
+                self._render()
+
+
+class GpioIndicator(_PatternIndicator):
+    """gpiozero RGB LED (or three LEDs) and buzzer; gpiozero picks lgpio/RPi.GPIO/mock.
+
+    One common-cathode RGB LED (``rgb_led = true``) is driven by PWM, so amber is red plus
+    some green; with three separate LEDs, red and green are PWM and blue is on/off."""
 
     def __init__(self, red=17, green=27, blue=22, buzzer=23, rgb=True, active_buzzer=True,
-                 beep_s=0.3, pin_factory=None):
+                 beep_s=0.3, pin_factory=None, patterns: Patterns | None = None):
         from gpiozero import LED, PWMLED, RGBLED, Buzzer, TonalBuzzer
 
+        super().__init__(patterns or Patterns())
         self._rgb = rgb
         if rgb:
             self.led = RGBLED(red, green, blue, pin_factory=pin_factory)
@@ -124,20 +197,17 @@ class GpioIndicator(Indicator):
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
                        else TonalBuzzer(buzzer, pin_factory=pin_factory))
         self.beep_s = beep_s
-        self._group: str | None = None
-        self._fault = False
-        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: dict, pin_factory=None) -> "GpioIndicator":
         i = cfg["indicators"]
         return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["rgb_led"],
-                   i["buzzer_active"], i["buzzer_beep_s"], pin_factory)
+                   i["buzzer_active"], i["buzzer_beep_s"], pin_factory, Patterns.from_config(cfg))
 
-    def _set(self, colour, blink=None) -> None:
+    def _apply(self, colour, blink) -> None:
         if self._rgb:
             if blink:
-                self.led.blink(on_time=blink[0], off_time=blink[1], on_color=colour, off_color=(0, 0, 0))
+                self.led.blink(on_time=blink[0], off_time=blink[1], on_color=colour, off_color=OFF)
             else:
                 self.led.color = colour
             return
@@ -152,30 +222,10 @@ class GpioIndicator(Indicator):
         else:
             blue.value = bool(colour[2])
 
-    def _render(self) -> None:
-        if self._fault:
-            self._set(COLOURS["Not engaged"], FAULT_BLINK)
-        elif self._group == ABSENT:
-            self._set(COLOURS[ABSENT], ABSENT_BLINK)
-        elif self._group is not None:
-            self._set(COLOURS[self._group])
-
-    def show(self, group: str) -> None:
-        with self._lock:
-            if group != self._group:
-                self._group = group
-                self._render()
-
-    def fault(self, on: bool, reason: str = "") -> None:
-        with self._lock:
-            if on != self._fault:
-                self._fault = on
-                self._render()
-
     def beep(self) -> None:
         if hasattr(self.buzzer, "beep"):
             self.buzzer.beep(on_time=self.beep_s, off_time=self.beep_s, n=2)
-        else:  # TonalBuzzer: two short tones in a background thread
+        else:  # TonalBuzzer (passive): two short tones in a background thread
             def chirp():
                 for _ in range(2):
                     self.buzzer.play("A5")
@@ -183,7 +233,7 @@ class GpioIndicator(Indicator):
                     self.buzzer.stop()
                     time.sleep(self.beep_s)
 
-            threading.Thread(target=chirp, daemon=True).start()
+            threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
     def close(self) -> None:
         devices = [self.led, self.buzzer] if self._rgb else [*self._leds, self.buzzer]
@@ -194,6 +244,89 @@ class GpioIndicator(Indicator):
                 pass
 
 
+class JetsonIndicator(_PatternIndicator):
+    """The same LED and buzzer on a Jetson's 40-pin header through Jetson.GPIO (gpiozero
+    does not run there). Pins are BCM numbers, as on a Pi (Jetson.GPIO maps them to the
+    same header positions). The header pins used have no PWM, so a channel is on or off:
+    amber is red and green fully on; blinking and beeping run in a background thread.
+    Only an active buzzer is supported. ``output(pin, bool)`` replaces Jetson.GPIO (tests)."""
+
+    def __init__(self, red=17, green=27, blue=22, buzzer=23, beep_s=0.3, patterns: Patterns | None = None,
+                 output=None):
+        super().__init__(patterns or Patterns())
+        self.pins = (red, green, blue)
+        self.buzzer_pin = buzzer
+        self.beep_s = beep_s
+        self._gpio = None
+        if output is None:
+            try:
+                import Jetson.GPIO as GPIO  # type: ignore[import-not-found]  # lazily: Jetson only
+            except ImportError:
+                raise ImportError("indicators.backend = \"jetson\" needs Jetson.GPIO: pip install 'engage-edge[jetson]'") from None
+            GPIO.setwarnings(False)
+            GPIO.setmode(GPIO.BCM)
+            GPIO.setup([*self.pins, buzzer], GPIO.OUT, initial=GPIO.LOW)
+            self._gpio = GPIO
+            output = lambda pin, on: GPIO.output(pin, GPIO.HIGH if on else GPIO.LOW)  # noqa: E731
+        self.output = output
+        self._blink_stop: threading.Event | None = None
+        self._out_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: dict, output=None) -> "JetsonIndicator":
+        i = cfg["indicators"]
+        if not i["buzzer_active"]:
+            log.warning("Jetson backend drives an active buzzer only; a passive one will just click")
+        return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["buzzer_beep_s"],
+                   Patterns.from_config(cfg), output)
+
+    def _write(self, colour) -> None:
+        with self._out_lock:
+            for pin, level in zip(self.pins, colour):
+                self.output(pin, level > 0)
+
+    def _apply(self, colour, blink) -> None:
+        if self._blink_stop is not None:
+            self._blink_stop.set()
+            self._blink_stop = None
+        if not blink:
+            self._write(colour)
+            return
+        stop = self._blink_stop = threading.Event()
+
+        def run():
+            while True:
+                self._write(colour)
+                if stop.wait(blink[0]):
+                    return
+                self._write(OFF)
+                if stop.wait(blink[1]):
+                    return
+
+        threading.Thread(target=run, name="led-blink", daemon=True).start()
+
+    def beep(self) -> None:
+        def chirp():
+            for _ in range(2):
+                self.output(self.buzzer_pin, True)
+                time.sleep(self.beep_s)
+                self.output(self.buzzer_pin, False)
+                time.sleep(self.beep_s)
+
+        threading.Thread(target=chirp, name="buzzer", daemon=True).start()
+
+    def close(self) -> None:
+        if self._blink_stop is not None:
+            self._blink_stop.set()
+        try:
+            self._write(OFF)
+            self.output(self.buzzer_pin, False)
+            if self._gpio is not None:
+                self._gpio.cleanup([*self.pins, self.buzzer_pin])
+        except Exception:
+            pass
+
+
 def make_indicator(cfg: dict, pin_factory=None) -> Indicator:
     backend = cfg["indicators"]["backend"]
     if backend == "gpio":
@@ -201,6 +334,11 @@ def make_indicator(cfg: dict, pin_factory=None) -> Indicator:
             return GpioIndicator.from_config(cfg, pin_factory)
         except ImportError:
             raise RuntimeError("indicators.backend = \"gpio\" needs gpiozero: pip install 'engage-edge[pi]'") from None
+    if backend == "jetson":
+        try:
+            return JetsonIndicator.from_config(cfg)
+        except ImportError as exc:
+            raise RuntimeError(str(exc)) from None
     if backend == "console":
         return ConsoleIndicator()
     return NullIndicator()

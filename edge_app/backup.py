@@ -1,0 +1,128 @@
+"""Backups and CSV export of the device's database, safe while the service runs.
+
+``backup`` uses SQLite's online backup API: the copy is one consistent snapshot even while
+the capture loop and the web UI keep writing (WAL readers never block writers). It is
+written beside the destination, checked with ``PRAGMA integrity_check``, fsynced and
+renamed into place, so a half-written backup never looks like a good one.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from edge_app.store import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
+
+EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "frames", "faces",
+                  *GROUP_COLUMNS.values()]
+
+
+class BackupError(RuntimeError):
+    """The backup or export failed; the message says why (the source is untouched)."""
+
+
+def _open(db: Path) -> sqlite3.Connection:
+    if not db.is_file():
+        raise BackupError(f"no database at {db}: check --data-dir or store.data_dir")
+    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def backup(data_dir: Path | str, dest: Path | str) -> Path:
+    """Copy ``<data_dir>/engage.db`` to ``dest`` (a file, or a directory to put a dated file in)."""
+    db = Path(data_dir).expanduser() / DB_NAME
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    if dest.resolve() == db.resolve():
+        raise BackupError("the backup must not overwrite the live database")
+    tmp = dest.with_name(f".{dest.name}.partial")
+    src = _open(db)
+    try:
+        with contextlib.closing(sqlite3.connect(tmp)) as out:
+            # one step: a WAL read snapshot, so writers carry on and a write can't restart it
+            src.backup(out)
+            out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            result = out.execute("PRAGMA integrity_check").fetchone()[0]
+            if result != "ok":
+                raise BackupError(f"the copy failed its integrity check: {result}")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except (sqlite3.Error, OSError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BackupError(f"backup to {dest} failed: {exc}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    finally:
+        src.close()
+    return dest
+
+
+def parse_since(text: str) -> float:
+    """``YYYY-MM-DD`` or an ISO date-time (local time unless it names a zone) -> epoch seconds."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BackupError(f"--since {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return when.timestamp()
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def export_rows(data_dir: Path | str, since: float):
+    """Log rows since ``since``: state changes, minute aggregates, alerts and uploads' faces."""
+    conn = _open(Path(data_dir).expanduser() / DB_NAME)
+    empty = dict.fromkeys(EXPORT_COLUMNS, "")
+    try:
+        for t, level, grp, emotion, conf in conn.execute(
+                "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
+            yield {**empty, "kind": "state", "time": _iso(t), "level": level, "group": grp,
+                   "emotion": emotion or "", "confidence": "" if conf is None else round(conf, 4)}
+        cols = list(GROUP_COLUMNS.values())
+        for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
+                                "WHERE minute >= ? ORDER BY minute", (since - 60,)):
+            yield {**empty, "kind": "minute", "time": _iso(row[0]), "frames": row[1], "faces": row[2],
+                   **dict(zip(cols, row[3:]))}
+        for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):
+            yield {**empty, "kind": "alert", "time": _iso(t), "level": level}
+        for created, engagement, emotion, conf, user in conn.execute(
+                "SELECT u.created, f.engagement, f.emotion, f.confidence, us.username FROM upload_faces f "
+                "JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id "
+                "WHERE u.created >= ? ORDER BY u.created, f.id", (since,)):
+            yield {**empty, "kind": "upload", "time": _iso(created), "level": engagement, "emotion": emotion,
+                   "confidence": round(conf, 4), "user": user or ""}
+    except sqlite3.Error as exc:
+        raise BackupError(f"reading the log failed: {exc}") from None
+    finally:
+        conn.close()
+
+
+def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None) -> int:
+    """Write the log as CSV to ``out`` (stdout when None); returns the number of rows."""
+    rows = list(export_rows(data_dir, since))
+    target = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        writer = csv.DictWriter(target, EXPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if out:
+            target.close()
+    return len(rows)

@@ -1,0 +1,379 @@
+"""Safe model flashing: validate everything, then swap atomically; keep one model to roll back to.
+
+The active models directory is ``<data_dir>/models`` (``/var/lib/engage-edge/models`` on a
+device; the shipped ``models/`` stays read-only). It holds model files named by their
+sha256 (``emotion-<sha12>.tflite``) and two manifests: ``current.json`` (what runs) and
+``previous.json`` (what ``rollback`` restores). Replacing ``current.json`` with
+``os.replace`` is the single commit point, so a crash at any moment leaves either the old
+or the new model active, never half of one. The running appliance notices the change
+(``ModelWatcher``, one ``stat`` a second) and swaps its classifier without a restart.
+
+A model is only installed when: the manifest parses and its labels are FER+ emotions, the
+file's sha256 matches, LiteRT loads it, the input/output shapes and types match the
+manifest, and it classifies the manifest's golden reference faces (LFW crops shipped in
+scikit-image, the same the demo uses) as recorded. ``compute_golden`` records them.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_app import config as config_mod
+from edge_app.classifier import (KNOWN_LABELS, SHIPPED_MANIFEST, EmotionClassifier, Manifest, ModelError,
+                                 sha256_file)
+
+log = logging.getLogger(__name__)
+CURRENT, PREVIOUS = "current.json", "previous.json"
+GOLDEN_SOURCE = "skimage.data.lfw_subset"
+GOLDEN_COUNT = 8
+DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
+MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
+
+
+class FlashError(ModelError):
+    """The model was refused (or nothing to roll back to); the running model is untouched."""
+
+
+# ------------------------------------------------------------------ where things are
+def models_dir(cfg: dict) -> Path:
+    return config_mod.data_dir(cfg) / "models"
+
+
+def active_manifest(cfg: dict) -> Path:
+    """What the appliance runs: ``model.manifest`` if set (a pin), else the installed
+    ``current.json``, else the shipped model."""
+    if cfg["model"]["manifest"]:
+        return Path(cfg["model"]["manifest"]).expanduser()
+    current = models_dir(cfg) / CURRENT
+    return current if current.is_file() else SHIPPED_MANIFEST
+
+
+# ------------------------------------------------------------------ golden faces
+def golden_faces() -> np.ndarray:
+    from edge_app import demo
+
+    return demo.lfw_faces()
+
+
+def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict:
+    """Golden data for a manifest: the reference faces this model classifies with the
+    clearest margin (spread over labels), and its label for each. The training helper
+    calls this when shipping; ``engage-edge model golden`` writes it into a manifest."""
+    clf = EmotionClassifier(manifest_path)
+    faces = golden_faces()
+    scored = []
+    for i, face in enumerate(faces):
+        p = clf.probabilities(face)
+        top = np.sort(p)[::-1]
+        scored.append((float(top[0] - top[1]), i, clf.labels[int(p.argmax())]))
+    scored.sort(reverse=True)
+    chosen: list[tuple[float, int, str]] = []
+    seen: set[str] = set()
+    for item in scored:  # first the clearest face of each label, then the clearest of the rest
+        if item[2] not in seen:
+            seen.add(item[2])
+            chosen.append(item)
+    chosen = sorted(chosen, reverse=True)[:count]
+    for item in scored:
+        if len(chosen) >= count:
+            break
+        if item not in chosen:
+            chosen.append(item)
+    chosen.sort(key=lambda c: c[1])
+    return {"source": GOLDEN_SOURCE, "indices": [c[1] for c in chosen], "labels": [c[2] for c in chosen],
+            "min_agreement": 1.0}
+
+
+def write_golden(manifest_path: Path | str) -> dict:
+    """Compute golden data and store it in the manifest (atomically); returns it."""
+    path = Path(manifest_path)
+    raw = json.loads(path.read_text())
+    raw["golden"] = compute_golden(path)
+    _atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
+    return raw["golden"]
+
+
+def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str]:
+    """(ok, reason): does ``clf`` classify the golden faces as recorded?"""
+    if not golden:
+        return False, "the manifest has no golden data: add it with `engage-edge model golden MANIFEST`"
+    try:
+        indices, labels = [int(i) for i in golden["indices"]], list(golden["labels"])
+        need = float(golden.get("min_agreement", 1.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        return False, f"the manifest's golden data is malformed: {exc}"
+    if golden.get("source", GOLDEN_SOURCE) != GOLDEN_SOURCE:
+        return False, f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE})"
+    faces = golden_faces()
+    if not indices or len(indices) != len(labels) or any(not 0 <= i < len(faces) for i in indices):
+        return False, "the manifest's golden data is malformed: indices and labels must pair up"
+    wrong = []
+    for i, want in zip(indices, labels):
+        got = clf.classify(faces[i])[0]
+        if got != want:
+            wrong.append(f"face {i}: {got}, expected {want}")
+    agreement = 1 - len(wrong) / len(indices)
+    if agreement < need:
+        return False, f"golden check failed ({len(wrong)} of {len(indices)} reference faces differ: {'; '.join(wrong[:3])})"
+    return True, f"golden check passed ({len(indices) - len(wrong)}/{len(indices)} reference faces)"
+
+
+# ------------------------------------------------------------------ validation
+def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict, EmotionClassifier]:
+    """Check a model and its manifest in ``staging`` (a scratch directory); returns the
+    manifest (``model`` renamed to its content-addressed name) and the loaded classifier."""
+    model_file, manifest_file = Path(model_file), Path(manifest_file)
+    if not model_file.is_file():
+        raise FlashError(f"model file {model_file} does not exist")
+    if not manifest_file.is_file():
+        raise FlashError(f"manifest {manifest_file} does not exist (pass --manifest FILE.json)")
+    size = model_file.stat().st_size
+    if size == 0 or size > MAX_MODEL_BYTES:
+        raise FlashError(f"{model_file.name} is {size} bytes: a model must be above 0 and at most {MAX_MODEL_BYTES >> 20} MB")
+    try:
+        raw = json.loads(manifest_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FlashError(f"manifest {manifest_file} is not readable JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("sha256"), str) or len(raw["sha256"]) != 64:
+        raise FlashError(f"manifest {manifest_file} has no sha256 of the model file")
+    labels = raw.get("labels")
+    if isinstance(labels, list) and len(set(labels)) != len(labels):
+        raise FlashError(f"manifest {manifest_file}: labels {labels} repeat")
+    digest = sha256_file(model_file)
+    if digest != raw["sha256"]:
+        raise FlashError(f"{model_file.name} does not match its manifest: sha256 {digest[:12]}..., "
+                         f"expected {raw['sha256'][:12]}... (truncated or the wrong file?)")
+    name = f"emotion-{digest[:12]}.tflite"
+    shutil.copyfile(model_file, staging / name)
+    raw = {**raw, "model": name}
+    staged = staging / "manifest.json"
+    staged.write_text(json.dumps(raw, indent=2))
+    try:
+        Manifest.load(staged)  # fields and known labels
+        clf = EmotionClassifier(staged)  # loadable, shapes match
+    except ModelError as exc:  # say it with the names the technician gave
+        reason = str(exc).replace(str(staged), manifest_file.name).replace(str(staging / name), model_file.name)
+        raise FlashError(reason) from None
+    for key, details in (("input", clf._in), ("output", clf._out)):
+        actual = np.dtype(details["dtype"]).name
+        wanted = (raw.get(key) or {}).get("dtype") if isinstance(raw.get(key), dict) else None
+        if actual not in DTYPES:
+            raise FlashError(f"{model_file.name}: {key} type {actual} is not supported (int8, uint8 or float32)")
+        if wanted and wanted != actual:
+            raise FlashError(f"{model_file.name}: {key} type {actual} does not match the manifest's {wanted}")
+    ok, reason = golden_check(clf, raw.get("golden"))
+    if not ok:
+        raise FlashError(f"{model_file.name}: {reason}")
+    raw["installed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return raw, clf
+
+
+# ------------------------------------------------------------------ atomic file work
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside ``path``, fsync, rename over it, fsync the directory."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """One install or rollback at a time (CLI and web upload may race)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlashError(f"cannot create {directory}: {exc}") from None
+    try:
+        lock = open(directory / ".lock", "a")
+    except PermissionError:  # created by another user (root from the CLI, engage in the service)
+        lock = open(directory / ".lock")
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _adopt_running(directory: Path, cfg: dict) -> dict | None:
+    """The manifest now running, with its model copied into ``directory`` (so rollback can
+    return to the shipped model too); None when it cannot be read."""
+    current = directory / CURRENT
+    try:
+        if current.is_file():
+            return json.loads(current.read_text())
+        m = Manifest.load(active_manifest(cfg))
+        name = f"emotion-{m.sha256[:12]}.tflite"
+        if not (directory / name).is_file():
+            _atomic_write(directory / name, m.model_path.read_bytes())
+        return {**m.raw, "model": name}
+    except (OSError, ValueError, ModelError) as exc:
+        log.warning("the running model cannot be kept for rollback: %s", exc)
+        return None
+
+
+def _cleanup(directory: Path) -> None:
+    keep = set()
+    for name in (CURRENT, PREVIOUS):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            keep.add(json.loads((directory / name).read_text())["model"])
+    for path in directory.glob("emotion-*.tflite"):
+        if path.name not in keep:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+# ------------------------------------------------------------------ the three operations
+def install(model_file: Path | str, manifest_file: Path | str | None, cfg: dict) -> dict:
+    """Validate, then make the model current; the old current becomes previous. Returns the
+    installed manifest. Raises ``FlashError`` (nothing changed) when the model is refused."""
+    model_file = Path(model_file)
+    manifest_file = Path(manifest_file) if manifest_file else model_file.with_suffix(".json")
+    directory = models_dir(cfg)
+    with _locked(directory):
+        with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
+            raw, _ = validate(model_file, manifest_file, Path(staging))
+            running = _adopt_running(directory, cfg)
+            target = directory / raw["model"]
+            if not target.is_file() or sha256_file(target) != raw["sha256"]:
+                _atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
+        if running is not None and running.get("sha256") != raw["sha256"]:
+            _atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
+        _atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+        _cleanup(directory)
+    log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
+    return raw
+
+
+def rollback(cfg: dict) -> dict:
+    """Make the previous model current again (and the current one previous)."""
+    directory = models_dir(cfg)
+    with _locked(directory):
+        prev_path, cur_path = directory / PREVIOUS, directory / CURRENT
+        if not prev_path.is_file():
+            raise FlashError(f"there is no previous model in {directory} to roll back to")
+        try:
+            previous = json.loads(prev_path.read_text())
+            current = json.loads(cur_path.read_text()) if cur_path.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise FlashError(f"the model manifests in {directory} are unreadable: {exc}") from None
+        EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
+        _atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
+        if current is not None:
+            _atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
+        else:
+            prev_path.unlink()
+            _fsync_dir(directory)
+    log.info("rolled back to model %s", previous.get("model"))
+    return previous
+
+
+def listing(cfg: dict) -> list[dict]:
+    """The current and previous model (and the shipped one) with their metrics."""
+    directory = models_dir(cfg)
+    rows = []
+    active = active_manifest(cfg)
+    for role, path in (("current", directory / CURRENT), ("previous", directory / PREVIOUS), ("shipped", SHIPPED_MANIFEST)):
+        if not path.is_file():
+            continue
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            rows.append({"role": role, "path": str(path), "error": str(exc)})
+            continue
+        rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
+                     "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
+                     "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden"))})
+    if cfg["model"]["manifest"]:
+        rows.insert(0, {"role": "pinned by model.manifest", "path": str(active), "active": True,
+                        "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False})
+    return rows
+
+
+# ------------------------------------------------------------------ hot pick-up
+class ModelWatcher:
+    """Notices a new active manifest (one ``stat`` per ``interval``) and hands a freshly
+    loaded classifier to ``on_change``; a model that fails to load is logged and the
+    running one kept."""
+
+    def __init__(self, cfg: dict, on_change, interval: float = 1.0, threads: int | None = None):
+        self.cfg, self.on_change, self.interval = cfg, on_change, interval
+        self.threads = threads or cfg["model"]["threads"]
+        self._seen = self._signature()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error = ""
+
+    def _signature(self):
+        path = active_manifest(self.cfg)
+        try:
+            st = path.stat()
+            return str(path), st.st_ino, st.st_mtime_ns, st.st_size
+        except OSError:
+            return str(path), None, None, None
+
+    def check(self) -> bool:
+        """Reload if the active manifest changed; True when a new classifier was handed over."""
+        sig = self._signature()
+        if sig == self._seen:
+            return False
+        self._seen = sig
+        try:
+            clf = EmotionClassifier(sig[0], self.threads)
+        except ModelError as exc:
+            self.last_error = str(exc)
+            log.error("new model not picked up, keeping the running one: %s", exc)
+            return False
+        self.last_error = ""
+        self.on_change(clf)
+        log.info("now running model %s (sha256 %s)", clf.manifest.model_path.name, clf.manifest.sha256[:12])
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as exc:  # never let the watcher die
+                log.warning("model watcher: %s", exc)
+
+    def start(self) -> "ModelWatcher":
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+
+
+__all__ = ["FlashError", "install", "rollback", "listing", "compute_golden", "write_golden", "golden_check",
+           "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

@@ -1,0 +1,144 @@
+"""The technician's hardware self-test: one PASS/FAIL line per check.
+
+Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), the
+model's golden check, a database write, free disk space. On a device stop the service
+first (``sudo systemctl stop engage-edge``): the camera and the GPIO pins are exclusive.
+Runs on a laptop too, with ``--source demo`` and the console indicator.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from edge_app import config as config_mod
+from edge_app.engagement import ABSENT, GROUPS
+
+FRAMES = 5
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # "PASS", "FAIL" or "SKIP"
+    detail: str
+
+
+def check_camera(cfg: dict, source_spec: str) -> str:
+    from edge_app.camera import CameraError, make_source
+
+    source = make_source(source_spec, cfg)
+    try:
+        source.open()
+        shape = None
+        t0 = time.monotonic()
+        for _ in range(FRAMES):
+            frame = source.read()
+            if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
+                raise CameraError(f"bad frame {getattr(frame, 'shape', None)}")
+            shape = frame.shape
+        fps = FRAMES / max(time.monotonic() - t0, 1e-6)
+    except CameraError as exc:
+        raise RuntimeError(f"{exc} (is the engage-edge service running and holding the camera?)") from None
+    finally:
+        source.close()
+    return f"{FRAMES} frames {shape[1]}x{shape[0]} from {source_spec} ({fps:.0f} fps)"
+
+
+def check_led(indicator, step_s: float) -> str:
+    for group in GROUPS:
+        indicator.show(group)
+        time.sleep(step_s * (2 if group == ABSENT else 1))
+    indicator.fault(True, "self-test")
+    patterns = getattr(indicator, "patterns", None)  # show at least two fault blinks
+    time.sleep(max(step_s, 2 * sum(patterns.fault_blink)) if patterns else step_s)
+    indicator.fault(False)
+    return "showed green, amber, red, amber, blue blink, fault blink (look at the LED)"
+
+
+def check_buzzer(indicator, cfg: dict) -> str:
+    indicator.beep()
+    time.sleep(cfg["indicators"]["buzzer_beep_s"] * 4)
+    return "chirped twice (listen)"
+
+
+def check_model(cfg: dict) -> str:
+    from edge_app.classifier import EmotionClassifier
+    from edge_app.flash import active_manifest, golden_check
+
+    path = active_manifest(cfg)
+    clf = EmotionClassifier(path, cfg["model"]["threads"])
+    ok, reason = golden_check(clf, clf.manifest.raw.get("golden"))
+    if not ok:
+        raise RuntimeError(f"{path}: {reason}")
+    return f"{clf.manifest.model_path.name}: {reason}"
+
+
+def check_database(cfg: dict) -> str:
+    from edge_app.store import Store
+
+    store = Store(config_mod.data_dir(cfg))
+    try:
+        stamp = time.time()
+        store.set_setting("selftest.last", stamp)
+        if store.get_setting("selftest.last") != stamp:
+            raise RuntimeError("a written setting did not read back")
+        if not store.integrity_ok():
+            raise RuntimeError(f"{store.path} fails PRAGMA integrity_check: restore a backup")
+        return f"{store.path} writable, integrity ok"
+    finally:
+        store.close()
+
+
+def check_disk(cfg: dict) -> str:
+    data = config_mod.data_dir(cfg)
+    data.mkdir(parents=True, exist_ok=True)
+    free_mb = shutil.disk_usage(data).free / 1e6
+    need = max(cfg["store"]["min_free_mb"] * 2, 100)
+    if free_mb < need:
+        raise RuntimeError(f"only {free_mb:.0f} MB free on {data} (need {need} MB): free space or lower store.retention_days")
+    return f"{free_mb:.0f} MB free on {data}"
+
+
+def run(cfg: dict, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
+        pin_factory=None) -> list[Result]:
+    """Run every check, print one line each to ``out``; returns the results."""
+    from edge_app.indicators import make_indicator
+
+    out = out or sys.stdout
+    results: list[Result] = []
+
+    def attempt(name: str, check, *args) -> None:
+        try:
+            results.append(Result(name, "PASS", check(*args)))
+        except Exception as exc:  # every failure becomes a FAIL line, never a traceback
+            detail = str(exc) or type(exc).__name__
+            if not str(exc):
+                detail += ": " + traceback.format_exc(limit=1).strip().splitlines()[-1]
+            results.append(Result(name, "FAIL", detail))
+        r = results[-1]
+        print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
+
+    attempt("camera", check_camera, cfg, source or cfg["camera"]["source"])
+    indicator = None
+    try:
+        indicator = make_indicator(cfg, pin_factory)
+    except Exception as exc:
+        results.append(Result("led", "FAIL", str(exc)))
+        print(f"FAIL led: {exc}", file=out, flush=True)
+    if indicator is not None:
+        attempt("led", check_led, indicator, step_s)
+        if buzzer:
+            attempt("buzzer", check_buzzer, indicator, cfg)
+        else:
+            results.append(Result("buzzer", "SKIP", "--no-buzzer"))
+            print("SKIP buzzer: --no-buzzer", file=out, flush=True)
+        indicator.close()
+    attempt("model", check_model, cfg)
+    attempt("database", check_database, cfg)
+    attempt("disk", check_disk, cfg)
+    failed = [r.name for r in results if r.status == "FAIL"]
+    print(f"self-test {'FAILED: ' + ', '.join(failed) if failed else 'passed'}", file=out, flush=True)
+    return results

@@ -1,0 +1,157 @@
+"""Technician subcommands of ``engage-edge``: model install/rollback/list/golden, selftest,
+export and backup. Registered by ``cli.build_parser``; heavy imports happen per command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _config(args, overrides: dict | None = None) -> dict:
+    from edge_app import config as config_mod
+
+    over = dict(overrides or {})
+    if getattr(args, "data_dir", None):
+        over["store.data_dir"] = str(args.data_dir)
+    return config_mod.load(getattr(args, "config", None), over)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config (default: /etc/engage-edge/config.toml if present)")
+    p.add_argument("--data-dir", type=Path, help="the data directory (default: store.data_dir)")
+
+
+# ------------------------------------------------------------------ model
+def cmd_model_install(args) -> int:
+    from edge_app import flash
+
+    cfg = _config(args)
+    try:
+        raw = flash.install(args.file, args.manifest, cfg)
+    except flash.ModelError as exc:
+        print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}) into {flash.models_dir(cfg)}; "
+          "a running engage-edge picks it up within a few seconds")
+    if cfg["model"]["manifest"]:
+        print(f"warning: model.manifest = {cfg['model']['manifest']!r} pins another model: clear it in the "
+              "config to run the installed one", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_model_rollback(args) -> int:
+    from edge_app import flash
+
+    cfg = _config(args)
+    try:
+        raw = flash.rollback(cfg)
+    except flash.ModelError as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"rolled back to {raw.get('model')} (sha256 {raw.get('sha256', '')[:12]})")
+    return EXIT_OK
+
+
+def cmd_model_list(args) -> int:
+    from edge_app import flash
+
+    rows = flash.listing(_config(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        if "error" in r:
+            print(f"{r['role']:<9} {r['path']}: unreadable: {r['error']}")
+            continue
+        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in r["metrics"].items() if not isinstance(v, (dict, list))) or "no metrics"
+        mark = "*" if r["active"] else " "
+        print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
+              f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  {metrics}")
+    print("(* = running)")
+    return EXIT_OK
+
+
+def cmd_model_golden(args) -> int:
+    from edge_app import flash
+
+    golden = flash.write_golden(args.manifest)
+    print(f"golden data written to {args.manifest}: faces {golden['indices']} -> {golden['labels']}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ selftest, export, backup
+def cmd_selftest(args) -> int:
+    from edge_app import selftest
+
+    overrides = {"camera.source": args.source} if args.source else {}
+    results = selftest.run(_config(args, overrides), args.source, buzzer=not args.no_buzzer, step_s=args.step)
+    return EXIT_FAILED if any(r.status == "FAIL" for r in results) else EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from edge_app import backup, config as config_mod
+
+    cfg = _config(args)
+    try:
+        n = backup.export_csv(config_mod.data_dir(cfg), backup.parse_since(args.since), args.out)
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out:
+        print(f"{n} rows written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_backup(args) -> int:
+    from edge_app import backup, config as config_mod
+
+    cfg = _config(args)
+    try:
+        dest = backup.backup(config_mod.data_dir(cfg), args.path)
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup written to {dest} (integrity ok)")
+    return EXIT_OK
+
+
+def add_commands(sub) -> None:
+    model = sub.add_parser("model", help="install, roll back or list emotion models")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    inst = msub.add_parser("install", help="validate a .tflite model and make it the running one")
+    inst.add_argument("file", type=Path, help="the .tflite model")
+    inst.add_argument("--manifest", type=Path, help="its manifest (default: FILE with .json)")
+    _common(inst)
+    inst.set_defaults(func=cmd_model_install)
+    rb = msub.add_parser("rollback", help="restore the previous model")
+    _common(rb)
+    rb.set_defaults(func=cmd_model_rollback)
+    ls = msub.add_parser("list", help="show the current and previous model with metrics")
+    ls.add_argument("--json", action="store_true")
+    _common(ls)
+    ls.set_defaults(func=cmd_model_list)
+    gold = msub.add_parser("golden", help="record golden reference predictions in a manifest")
+    gold.add_argument("manifest", type=Path)
+    gold.set_defaults(func=cmd_model_golden)
+
+    st = sub.add_parser("selftest", help="check camera, LED, buzzer, model, database and disk")
+    st.add_argument("--source", help="camera source to test (default: camera.source)")
+    st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
+    st.add_argument("--step", type=float, default=0.4, help="seconds per LED colour")
+    _common(st)
+    st.set_defaults(func=cmd_selftest)
+
+    ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
+    ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
+    ex.add_argument("--out", type=Path, help="CSV file (default: standard output)")
+    _common(ex)
+    ex.set_defaults(func=cmd_export)
+
+    bk = sub.add_parser("backup", help="consistent copy of the database, safe while the service runs")
+    bk.add_argument("path", type=Path, help="a file, or a directory for a dated file")
+    _common(bk)
+    bk.set_defaults(func=cmd_backup)

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Provision a Raspberry Pi (Pi OS Bookworm 64-bit, Pi 4/5) or an NVIDIA Jetson (JetPack)
+# as an engage-edge appliance: packages, the `engage` service user, a venv under
+# /opt/engage-edge, /etc/engage-edge/config.toml, /var/lib/engage-edge, a self-signed TLS
+# certificate, udev rules, the camera boot setting and the systemd service.
+#
+# Idempotent: run it again to upgrade the package; the config, the certificate and the
+# data are kept. --dry-run prints every action without doing any of them.
+#
+#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--no-start]
+set -euo pipefail
+
+SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX=/opt/engage-edge
+VENV="$PREFIX/venv"
+CONF_DIR=/etc/engage-edge
+CONF="$CONF_DIR/config.toml"
+TLS_DIR="$CONF_DIR/tls"
+DATA_DIR=/var/lib/engage-edge
+SERVICE_USER=engage
+UNIT=engage-edge.service
+UNIT_DST="/etc/systemd/system/$UNIT"
+UDEV_DST=/etc/udev/rules.d/99-engage-edge.rules
+BOOT_MARK="# --- engage-edge BEGIN ---"
+
+DRY_RUN=0
+START=1
+PLATFORM=""
+
+usage() {
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY_RUN=1 ;;
+        --no-start) START=0 ;;
+        --platform) PLATFORM="${2:-}"; shift ;;
+        --platform=*) PLATFORM="${1#*=}" ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+# A command as one line a person can copy: plain words as they are, others shell-quoted.
+show_cmd() {
+    local arg line=""
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+            line+=" $arg"
+        else
+            line+=" $(printf '%q' "$arg")"
+        fi
+    done
+    printf '%s\n' "$line"
+}
+
+# Run a command, or under --dry-run only show it.
+run() {
+    if [ "$DRY_RUN" = 1 ]; then
+        printf '[dry-run]%s' "$(show_cmd "$@")"
+        printf '\n'
+    else
+        printf '    +%s\n' "$(show_cmd "$@")"
+        "$@"
+    fi
+}
+
+# Write stdin to a file atomically (temp file + rename) with owner and mode.
+# Under --dry-run, show where it would go and what it would contain.
+write_file() {
+    local dest="$1" mode="$2" owner="$3" tmp
+    if [ "$DRY_RUN" = 1 ]; then
+        printf '[dry-run] write %s (mode %s, owner %s):\n' "$dest" "$mode" "$owner"
+        sed 's/^/[dry-run]   | /'
+        return
+    fi
+    tmp="$(mktemp "$dest.XXXXXX")"
+    cat >"$tmp"
+    chmod "$mode" "$tmp"
+    chown "$owner" "$tmp"
+    mv -f "$tmp" "$dest"
+    printf '    wrote %s\n' "$dest"
+}
+
+detect_platform() {
+    local model=""
+    if [ -r /proc/device-tree/model ]; then
+        model="$(tr -d '\0' </proc/device-tree/model)"
+    fi
+    case "$model" in
+        *"Raspberry Pi"*) echo pi; return ;;
+        *Jetson*|*NVIDIA*) echo jetson; return ;;
+    esac
+    if [ -e /etc/nv_tegra_release ]; then
+        echo jetson
+    fi
+}
+
+if [ -z "$PLATFORM" ]; then
+    PLATFORM="$(detect_platform)"
+fi
+case "$PLATFORM" in
+    pi) EXTRA=pi; BACKEND=gpio ;;
+    jetson) EXTRA=jetson; BACKEND=jetson ;;
+    *)
+        echo "error: this is neither a Raspberry Pi nor a Jetson (no /proc/device-tree/model match);" \
+             "pass --platform pi or --platform jetson" >&2
+        exit 2 ;;
+esac
+
+if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
+    echo "error: provisioning changes system files: run it with sudo (or try --dry-run)" >&2
+    exit 2
+fi
+
+HOST="$(hostname 2>/dev/null || cat /etc/hostname)"
+[ "$DRY_RUN" = 1 ] && echo "engage-edge install: DRY RUN - nothing is changed"
+echo "engage-edge install: platform $PLATFORM, host $HOST, source $SRC_DIR"
+
+# ------------------------------------------------------------------ 1. packages
+step "1/9 Debian packages"
+PACKAGES=(python3 python3-venv python3-pip openssl ca-certificates rsync)
+if [ "$PLATFORM" = pi ]; then
+    # picamera2 and libcamera only come from apt (the venv sees them: --system-site-packages)
+    PACKAGES+=(python3-picamera2 python3-libcamera libcamera-ipa rpicam-apps python3-lgpio)
+else
+    # JetPack ships OpenCV built with GStreamer (apt: nvidia-opencv / python3-opencv) and the
+    # nvarguscamerasrc plugin for CSI cameras; pip's opencv-python-headless has no GStreamer,
+    # so CSI cameras need camera.source = a GStreamer pipeline and the JetPack OpenCV first
+    # on the path. USB cameras work with either (V4L2).
+    PACKAGES+=(python3-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good v4l-utils)
+fi
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    note "all present: ${PACKAGES[*]}"
+fi
+if [ "$PLATFORM" = jetson ]; then
+    note "Jetson: for a CSI camera set camera.source to a pipeline such as"
+    note "  nvarguscamerasrc ! video/x-raw(memory:NVMM),width=640,height=480,framerate=15/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
+    note "and check: python3 -c 'import cv2; print(cv2.getBuildInformation())' | grep GStreamer"
+fi
+
+# ------------------------------------------------------------------ 2. user and groups
+step "2/9 service user '$SERVICE_USER' (groups video, gpio)"
+if ! getent group gpio >/dev/null; then
+    run groupadd --system gpio
+fi
+if id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    note "user $SERVICE_USER exists"
+else
+    run useradd --system --user-group --home-dir "$DATA_DIR" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+fi
+run usermod -a -G video,gpio "$SERVICE_USER"
+
+# ------------------------------------------------------------------ 3. udev and boot config
+step "3/9 device access: udev rules$( [ "$PLATFORM" = pi ] && echo ', camera boot setting')"
+if [ -f "$UDEV_DST" ] && cmp -s "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"; then
+    note "$UDEV_DST is up to date"
+else
+    run install -m 0644 "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"
+    run udevadm control --reload-rules
+    run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
+fi
+if [ "$PLATFORM" = pi ]; then
+    BOOT_CONFIG=/boot/firmware/config.txt
+    [ -f "$BOOT_CONFIG" ] || BOOT_CONFIG=/boot/config.txt
+    if [ -f "$BOOT_CONFIG" ] && grep -qF "$BOOT_MARK" "$BOOT_CONFIG"; then
+        note "$BOOT_CONFIG already has the engage-edge block"
+    elif [ "$DRY_RUN" = 1 ]; then
+        printf '[dry-run] append firmware/boot-config.txt to %s (reboot needed)\n' "$BOOT_CONFIG"
+    else
+        { echo "$BOOT_MARK"; cat "$SRC_DIR/firmware/boot-config.txt"; echo "# --- engage-edge END ---"; } >>"$BOOT_CONFIG"
+        note "appended the camera setting to $BOOT_CONFIG: reboot once to apply it"
+    fi
+fi
+
+# ------------------------------------------------------------------ 4. directories
+step "4/9 directories"
+run install -d -m 0755 -o root -g root "$PREFIX"
+run install -d -m 0750 -o root -g "$SERVICE_USER" "$CONF_DIR" "$TLS_DIR"
+run install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR" "$DATA_DIR/models"
+
+# ------------------------------------------------------------------ 5. the package
+step "5/9 engage-edge into $VENV (extra [$EXTRA])"
+# The source (with the shipped model) is copied to $PREFIX/src and installed editable, so
+# the package finds models/ beside it; the venv sees apt's picamera2 and libcamera.
+run rsync -a --delete --exclude .git --exclude .venv --exclude runs --exclude test-artifacts \
+    --exclude '__pycache__' --exclude '*.egg-info' "$SRC_DIR/" "$PREFIX/src/"
+if [ -x "$VENV/bin/python" ]; then
+    note "venv exists: upgrading the package in place"
+else
+    run python3 -m venv --system-site-packages "$VENV"
+fi
+run "$VENV/bin/pip" install --quiet --upgrade pip
+run "$VENV/bin/pip" install --quiet --upgrade -e "$PREFIX/src[$EXTRA]"
+
+# ------------------------------------------------------------------ 6. configuration
+step "6/9 configuration $CONF"
+if [ -f "$CONF" ]; then
+    note "kept: $CONF exists (compare with $SRC_DIR/firmware/config.toml.template)"
+else
+    sed "s/@BACKEND@/$BACKEND/" "$SRC_DIR/firmware/config.toml.template" | write_file "$CONF" 0640 "root:$SERVICE_USER"
+fi
+
+# ------------------------------------------------------------------ 7. TLS certificate
+step "7/9 TLS certificate for $HOST"
+if [ -f "$TLS_DIR/cert.pem" ] && [ -f "$TLS_DIR/key.pem" ]; then
+    note "kept: $TLS_DIR/cert.pem exists (to use your own: firmware/README.md)"
+else
+    run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST,DNS:$HOST.local,DNS:localhost,IP:127.0.0.1" \
+        -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem"
+    run chown "root:$SERVICE_USER" "$TLS_DIR/key.pem" "$TLS_DIR/cert.pem"
+    run chmod 0640 "$TLS_DIR/key.pem"
+    run chmod 0644 "$TLS_DIR/cert.pem"
+fi
+
+# ------------------------------------------------------------------ 8. systemd unit
+step "8/9 systemd unit $UNIT_DST"
+run install -m 0644 "$SRC_DIR/systemd/$UNIT" "$UNIT_DST"
+if [ "$PLATFORM" = jetson ]; then
+    # nvarguscamerasrc talks to nvargus-daemon through /tmp/argus_socket, and older
+    # Jetson.GPIO writes sysfs: loosen exactly those two, and allow the NVIDIA devices.
+    run install -d -m 0755 "$UNIT_DST.d"
+    write_file "$UNIT_DST.d/10-jetson.conf" 0644 root:root <<'EOF'
+# engage-edge on Jetson (written by firmware/install.sh)
+[Service]
+PrivateTmp=no
+ProtectKernelTunables=no
+# the Tegra GPU/ISP/video nodes the camera pipeline opens; if the journal shows a device
+# denied, add it here with `sudo systemctl edit engage-edge`
+DeviceAllow=char-nvhost* rw
+DeviceAllow=char-nvmap rw
+DeviceAllow=char-nvgpu* rw
+EOF
+fi
+run systemctl daemon-reload
+
+# ------------------------------------------------------------------ 9. enable and start
+step "9/9 enable and start the service"
+run systemctl enable "$UNIT"
+if [ "$START" = 1 ]; then
+    # restart, so an upgrade (a second run) takes effect too
+    run systemctl restart "$UNIT"
+else
+    note "--no-start: start it with: sudo systemctl start $UNIT"
+fi
+
+echo
+echo "done. Web UI: https://$HOST.local:8443/ (self-signed certificate: accept it once, or install your own)"
+echo "first start: the admin password is in the journal once: journalctl -u engage-edge | grep 'first start'"
+echo "check the hardware: sudo systemctl stop engage-edge && sudo -u $SERVICE_USER $VENV/bin/engage-edge selftest; sudo systemctl start engage-edge"

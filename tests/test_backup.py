@@ -1,0 +1,131 @@
+"""Backups with SQLite's backup API while another thread writes, and the CSV export."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_app.backup import BackupError, backup, export_csv, parse_since
+from edge_app.cli import main
+from edge_app.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def test_backup_while_another_thread_writes_is_consistent(store, tmp_path):
+    for i in range(2000):  # enough pages that the backup takes several steps
+        store.log_state_change(1000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    stop = threading.Event()
+    written = [0]
+
+    def writer():
+        w = Store(store.data_dir)
+        t = 10_000.0
+        while not stop.is_set():
+            with w.transaction() as conn:
+                for _ in range(20):
+                    t += 1
+                    conn.execute("INSERT INTO state_changes(t, level, grp) VALUES (?, 'Not engaged', 'Not engaged')", (t,))
+                    conn.execute("INSERT INTO alerts(t, level) VALUES (?, 'Not engaged')", (t,))
+            written[0] += 20
+        w.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        dests = [backup(store.data_dir, tmp_path / f"copy{i}.db") for i in range(3)]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert written[0] > 0
+    counts = []
+    for dest in dests:
+        conn = sqlite3.connect(f"file:{dest}?mode=ro", uri=True)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
+        changes = conn.execute("SELECT count(*) FROM state_changes WHERE t >= 10000").fetchone()[0]
+        alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+        assert changes == alerts and changes % 20 == 0, "a snapshot caught half a transaction"
+        assert conn.execute("SELECT count(*) FROM state_changes WHERE t < 10000").fetchone()[0] == 2000
+        counts.append(changes)
+        conn.close()
+    assert counts == sorted(counts)
+    restored_dir = tmp_path / "restored-copy"
+    restored_dir.mkdir()
+    dests[-1].rename(restored_dir / "engage.db")
+    restored = Store(restored_dir)
+    assert restored.integrity_ok() and restored.schema_version() == store.schema_version()
+    restored.close()
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_backup_into_a_directory_and_refusals(store, tmp_path):
+    out = tmp_path / "backups"
+    out.mkdir()
+    dest = backup(store.data_dir, out)
+    assert dest.parent == out and dest.name.startswith("engage-") and dest.suffix == ".db"
+    with pytest.raises(BackupError, match="must not overwrite"):
+        backup(store.data_dir, store.path)
+    with pytest.raises(BackupError, match="no database"):
+        backup(tmp_path / "nowhere", tmp_path / "x.db")
+
+
+def test_cli_backup(store, tmp_path, capsys):
+    store.log_alert(time.time(), "Not engaged")
+    assert main(["backup", str(tmp_path / "b.db"), "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 0
+    assert "integrity ok" in capsys.readouterr().out
+    assert sqlite3.connect(tmp_path / "b.db").execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+
+
+def _empty(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    return path
+
+
+def _ts(text: str) -> float:
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_date(store, tmp_path, capsys):
+    store.log_state_change(_ts("2026-01-01T09:00"), "Engaged - paying attention", "Engaged", "neutral", 0.8)
+    store.log_state_change(_ts("2026-02-01T09:00"), "Not engaged", "Not engaged", "sadness", 0.6)
+    store.log_minute({"minute": int(_ts("2026-02-01T09:01")), "frames": 900, "faces": 880, "Engaged": 20.0,
+                      "Not engaged": 40.0})
+    store.log_alert(_ts("2026-02-01T09:02"), "Not engaged")
+    user = store.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('ann', 'x', 'student', 0)").lastrowid
+    upload = store.add_upload(user, "a.jpg", 100, 100, [
+        {"box": [1, 2, 3, 4], "emotion": "happiness", "confidence": 0.7, "probabilities": {}, "engagement": "Engaged"}])
+    store.execute("UPDATE uploads SET created = ? WHERE id = ?", (_ts("2026-02-02T10:00"), upload))
+
+    out = tmp_path / "log.csv"
+    assert main(["export", "--since", "2026-01-15", "--out", str(out), "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["kind"] for r in rows] == ["state", "minute", "alert", "upload"]
+    state, minute, alert, face = rows
+    assert state["level"] == "Not engaged" and state["emotion"] == "sadness" and state["time"].startswith("2026-02-01T09:00")
+    assert minute["frames"] == "900" and float(minute["not_engaged_s"]) == 40.0 and float(minute["engaged_s"]) == 20.0
+    assert alert["level"] == "Not engaged"
+    assert face["user"] == "ann" and face["emotion"] == "happiness" and face["level"] == "Engaged"
+
+    assert export_csv(store.data_dir, parse_since("2026-03-01")) == 0  # nothing that recent: header only
+    assert capsys.readouterr().out.strip().startswith("kind,time,level")
+
+
+def test_export_rejects_a_bad_date(store, tmp_path, capsys):
+    assert main(["export", "--since", "last tuesday", "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err

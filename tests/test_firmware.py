@@ -1,0 +1,109 @@
+"""firmware/: install.sh is shellcheck-clean and its --dry-run previews every step without
+changing anything; the config template, boot fragment, udev rules and README agree with
+the defaults (pins) and the config schema."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge_app import config as config_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+INSTALL = FIRMWARE / "install.sh"
+DEVICE_PATHS = [Path("/opt/engage-edge"), Path("/etc/engage-edge"), Path("/var/lib/engage-edge"),
+                Path("/etc/systemd/system/engage-edge.service"), Path("/etc/udev/rules.d/99-engage-edge.rules")]
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), "--dry-run", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_install_sh_is_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: `make deps-test` (or apt-get install shellcheck)"
+    result = subprocess.run([shellcheck, "--severity=style", str(INSTALL)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("platform, extra, backend", [("pi", "pi", "gpio"), ("jetson", "jetson", "jetson")])
+def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backend):
+    before = {p: p.exists() for p in DEVICE_PATHS}
+    result = dry_run("--platform", platform)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "DRY RUN" in out
+    assert [int(n) for n in re.findall(r"==> (\d)/9", out)] == list(range(1, 10))
+    for expected in ["useradd --system", "usermod -a -G video,gpio engage",
+                     "python3 -m venv --system-site-packages /opt/engage-edge/venv",
+                     f"pip install --quiet --upgrade -e /opt/engage-edge/src\\[{extra}\\]",
+                     "write /etc/engage-edge/config.toml", f'backend = "{backend}"',
+                     'data_dir = "/var/lib/engage-edge"', 'host = "0.0.0.0"', "tls_cert =",
+                     "openssl req -x509", "/etc/systemd/system/engage-edge.service",
+                     "systemctl enable engage-edge.service", "systemctl restart engage-edge.service",
+                     "/etc/udev/rules.d/99-engage-edge.rules"]:
+        assert expected in out, f"{expected!r} missing from the dry run:\n{out}"
+    actions = [l for l in out.splitlines() if l.startswith(("    + ", "    wrote "))]
+    assert not actions, f"the dry run executed something: {actions}"
+    assert {p: p.exists() for p in DEVICE_PATHS} == before
+    if platform == "pi":
+        assert "python3-picamera2" in out or "all present" in out
+        assert "boot-config.txt" in out or "already has the engage-edge block" in out
+    else:
+        assert "10-jetson.conf" in out and "PrivateTmp=no" in out and "nvarguscamerasrc" in out
+
+
+def test_unknown_platform_and_bad_options_are_refused():
+    result = dry_run("--platform", "toaster")
+    assert result.returncode == 2 and "--platform pi or --platform jetson" in result.stderr
+    result = dry_run("--frobnicate")
+    assert result.returncode == 2 and "unknown option" in result.stderr
+
+
+def test_real_run_needs_root():
+    cmd = ["bash", str(INSTALL), "--platform", "pi"]
+    if os.geteuid() == 0:  # as root (CI), try it as nobody
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "sudo" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["gpio", "jetson"])
+def test_config_template_is_a_valid_config(tmp_path, backend):
+    text = (FIRMWARE / "config.toml.template").read_text().replace("@BACKEND@", backend)
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    cfg = config_mod.load(path)
+    assert cfg["indicators"]["backend"] == backend
+    assert cfg["store"]["data_dir"] == "/var/lib/engage-edge"
+    assert cfg["web"]["host"] == "0.0.0.0"
+    assert cfg["web"]["tls_cert"] == "/etc/engage-edge/tls/cert.pem" and cfg["web"]["tls_key"].endswith("key.pem")
+
+
+def test_boot_fragment_enables_the_camera_without_inline_comments():
+    lines = [l for l in (FIRMWARE / "boot-config.txt").read_text().splitlines() if l and not l.startswith("#")]
+    assert "camera_auto_detect=1" in lines
+    assert lines[0] == "[all]"
+    assert all("#" not in l for l in lines), "config.txt does not allow comments after a value"
+
+
+def test_udev_rules_give_the_groups_camera_and_gpio():
+    rules = [l for l in (FIRMWARE / "99-engage-edge.rules").read_text().splitlines() if l and not l.startswith("#")]
+    assert any('KERNEL=="gpiochip*"' in l and 'GROUP="gpio"' in l for l in rules)
+    assert any('SUBSYSTEM=="video4linux"' in l and 'GROUP="video"' in l for l in rules)
+    assert all("==" in l for l in rules)
+
+
+def test_readme_wiring_matches_the_default_pins():
+    readme = (FIRMWARE / "README.md").read_text()
+    i = config_mod.defaults()["indicators"]
+    for key, header_pin in (("led_red_pin", 11), ("led_green_pin", 13), ("led_blue_pin", 15), ("buzzer_pin", 16)):
+        row = next(l for l in readme.splitlines() if l.startswith("|") and f"`{key} = {i[key]}`" in l)
+        assert f"GPIO{i[key]}" in row and f"| {header_pin} |" in row and "Ω" in row
+    assert "Active vs passive buzzer" in readme and "Jetson" in readme
+    assert "Your own TLS certificate" in readme

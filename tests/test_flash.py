@@ -1,0 +1,253 @@
+"""Model flashing: validation refuses bad files (the running model untouched), a good file
+is swapped in atomically and picked up by the running appliance, rollback restores."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge_app import flash
+from edge_app.classifier import SHIPPED_MANIFEST
+from edge_app.cli import main
+
+
+def _write_model(directory: Path, name: str, data: bytes, manifest: dict, **changes) -> tuple[Path, Path]:
+    model = directory / f"{name}.tflite"
+    model.write_bytes(data)
+    raw = {**manifest, "model": model.name, "sha256": hashlib.sha256(data).hexdigest(), **changes}
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(raw))
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def golden_manifest(tmp_path_factory) -> dict:
+    """The shipped manifest with golden data computed for the shipped model."""
+    d = tmp_path_factory.mktemp("shipped")
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    data = (SHIPPED_MANIFEST.parent / raw["model"]).read_bytes()
+    _, path = _write_model(d, "shipped", data, raw)
+    flash.write_golden(path)
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped_bytes() -> bytes:
+    return (SHIPPED_MANIFEST.parent / json.loads(SHIPPED_MANIFEST.read_text())["model"]).read_bytes()
+
+
+@pytest.fixture
+def variant(tmp_path, shipped_bytes, golden_manifest):
+    """A valid model file that differs from the shipped one (padding after the flatbuffer),
+    so it has its own sha256 but the same predictions."""
+
+    def make(n: int = 1, **changes) -> tuple[Path, Path]:
+        return _write_model(tmp_path, f"variant{n}", shipped_bytes + b"\0" * (16 * n), golden_manifest, **changes)
+
+    return make
+
+
+def _state(directory: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()} if directory.exists() else {}
+
+
+def test_golden_data_is_recorded_and_checked(golden_manifest):
+    g = golden_manifest["golden"]
+    assert len(g["indices"]) == len(g["labels"]) == flash.GOLDEN_COUNT
+    assert set(g["labels"]) <= set(golden_manifest["labels"])
+
+
+def test_good_model_installs_and_running_appliance_picks_it_up(make_appliance, cfg, variant):
+    appliance = make_appliance()
+    before = appliance.loop.classifier
+    assert before.manifest.path == SHIPPED_MANIFEST
+    model, manifest = variant(1)
+    raw = flash.install(model, manifest, cfg)
+    models = flash.models_dir(cfg)
+    current = json.loads((models / "current.json").read_text())
+    assert current["sha256"] == raw["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert (models / current["model"]).read_bytes() == model.read_bytes()
+    previous = json.loads((models / "previous.json").read_text())  # the shipped model, kept for rollback
+    assert previous["sha256"] == before.manifest.sha256
+    assert not list(models.glob("*.tmp")) and not list(models.glob(".staging-*"))
+
+    deadline = time.monotonic() + 10
+    while appliance.loop.classifier is before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert appliance.loop.classifier.manifest.sha256 == raw["sha256"], "not picked up without a restart"
+    assert appliance.analyzer.classifier is appliance.loop.classifier
+    health = requests.get(f"{appliance.url}/healthz", timeout=10).json()
+    assert health["model"]["sha256"] == raw["sha256"]
+    frames = appliance.loop.health.frames
+    deadline = time.monotonic() + 10
+    while appliance.loop.health.frames < frames + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert appliance.loop.health.frames >= frames + 3, "the loop stopped after the swap"
+
+    flash.rollback(cfg)
+    deadline = time.monotonic() + 10
+    while appliance.loop.classifier.manifest.sha256 != before.manifest.sha256 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert appliance.loop.classifier.manifest.sha256 == before.manifest.sha256
+
+
+@pytest.mark.parametrize("breakage, reason", [
+    ("truncated", "does not match its manifest"),
+    ("truncated-rehashed", "not a loadable TFLite model"),
+    ("corrupt", "not a loadable TFLite model"),
+    ("wrong-input-size", "input shape"),
+    ("fewer-labels", "output shape"),
+    ("unknown-label", r"are not FER\+ emotions"),
+    ("repeated-label", "repeat"),
+    ("wrong-dtype", "does not match the manifest's float32"),
+    ("golden-mismatch", "golden check failed"),
+    ("no-golden", "no golden data"),
+    ("no-sha", "no sha256"),
+    ("not-json", "not readable JSON"),
+    ("empty", "is 0 bytes"),
+])
+def test_bad_models_are_refused_and_running_model_untouched(cfg, variant, tmp_path, breakage, reason, golden_manifest):
+    good_model, good_manifest = variant(1)
+    flash.install(good_model, good_manifest, cfg)
+    models = flash.models_dir(cfg)
+    before = _state(models)
+    model, manifest = variant(2)
+    data = model.read_bytes()
+    raw = json.loads(manifest.read_text())
+    if breakage == "truncated":
+        model.write_bytes(data[: len(data) // 2])
+    elif breakage == "truncated-rehashed":
+        model.write_bytes(data[: len(data) // 2])
+        raw["sha256"] = hashlib.sha256(data[: len(data) // 2]).hexdigest()
+    elif breakage == "corrupt":
+        junk = bytes(range(256)) * 100
+        model.write_bytes(junk)
+        raw["sha256"] = hashlib.sha256(junk).hexdigest()
+    elif breakage == "wrong-input-size":
+        raw["input"]["size"] = [64, 64]
+    elif breakage == "fewer-labels":
+        raw["labels"] = raw["labels"][:-1]
+    elif breakage == "unknown-label":
+        raw["labels"][-1] = "boredom"
+    elif breakage == "repeated-label":
+        raw["labels"][-1] = raw["labels"][0]
+    elif breakage == "wrong-dtype":
+        raw["input"]["dtype"] = "float32"
+    elif breakage == "golden-mismatch":
+        others = [l for l in raw["labels"] if l != raw["golden"]["labels"][0]]
+        raw["golden"]["labels"][0] = others[0]
+    elif breakage == "no-golden":
+        del raw["golden"]
+    elif breakage == "no-sha":
+        del raw["sha256"]
+    elif breakage == "empty":
+        model.write_bytes(b"")
+    if breakage == "not-json":
+        manifest.write_text("{not json")
+    else:
+        manifest.write_text(json.dumps(raw))
+    with pytest.raises(flash.FlashError, match=reason):
+        flash.install(model, manifest, cfg)
+    assert _state(models) == before, "a refused model changed the models directory"
+    assert not list(models.glob(".staging-*"))
+
+
+def test_rollback_swaps_current_and_previous_and_cleans_up(cfg, variant):
+    a, b = variant(1), variant(2)
+    with pytest.raises(flash.FlashError, match="no previous model"):
+        flash.rollback(cfg)
+    raw_a = flash.install(*a, cfg)
+    raw_b = flash.install(*b, cfg)
+    models = flash.models_dir(cfg)
+    assert sorted(p.name for p in models.glob("*.tflite")) == sorted([raw_a["model"], raw_b["model"]])  # shipped copy gone
+    assert flash.active_manifest(cfg) == models / "current.json"
+    flash.rollback(cfg)
+    assert json.loads((models / "current.json").read_text())["sha256"] == raw_a["sha256"]
+    assert json.loads((models / "previous.json").read_text())["sha256"] == raw_b["sha256"]
+    rows = {r["role"]: r for r in flash.listing(cfg)}
+    assert rows["current"]["active"] and rows["current"]["sha256"] == raw_a["sha256"]
+    assert rows["previous"]["sha256"] == raw_b["sha256"] and not rows["previous"]["active"]
+
+
+def test_rollback_refuses_a_damaged_previous_model(cfg, variant):
+    flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    models = flash.models_dir(cfg)
+    previous = json.loads((models / "previous.json").read_text())
+    current_before = (models / "current.json").read_bytes()
+    (models / previous["model"]).write_bytes(b"\0" * 100)
+    with pytest.raises(flash.ModelError, match="does not match its manifest"):
+        flash.rollback(cfg)
+    assert (models / "current.json").read_bytes() == current_before
+
+
+def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant):
+    got = []
+    watcher = flash.ModelWatcher(cfg, got.append)
+    flash.install(*variant(1), cfg)
+    assert watcher.check() and got[-1].manifest.path == flash.models_dir(cfg) / "current.json"
+    assert not watcher.check()  # unchanged: nothing reloaded
+    current = flash.models_dir(cfg) / "current.json"
+    raw = json.loads(current.read_text())
+    raw["sha256"] = "0" * 64
+    current.write_text(json.dumps(raw))  # damaged behind the installer's back
+    assert not watcher.check() and "does not match" in watcher.last_error
+    assert len(got) == 1
+
+
+def _config_file(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "cli.toml"
+    path.write_text(f'[store]\ndata_dir = "{cfg["store"]["data_dir"]}"\n')
+    return path
+
+
+def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
+    conf = _config_file(tmp_path, cfg)
+    model, manifest = variant(1)
+    assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+    assert "installed" in capsys.readouterr().out
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(model.read_bytes()[:1000])
+    assert main(["model", "install", str(broken), "--manifest", str(manifest), "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert "refused" in err and "does not match its manifest" in err and "unchanged" in err
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "* current" in out and "previous" in out and "golden=yes" in out
+    assert main(["model", "rollback", "--config", str(conf)]) == 0
+    assert main(["model", "list", "--json", "--config", str(conf)]) == 0
+    rows = {r["role"]: r for r in json.loads(capsys.readouterr().out.split("\n", 1)[1])}
+    assert rows["previous"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    raw.pop("golden", None)
+    _, manifest = _write_model(tmp_path, "m", shipped_bytes, raw)
+    assert main(["model", "golden", str(manifest)]) == 0
+    assert json.loads(manifest.read_text())["golden"]["labels"]
+
+
+def test_admin_web_upload_installs_and_refuses(appliance, admin_session, variant, cfg):
+    model, manifest = variant(1)
+    url = f"{appliance.url}/admin/model/install"
+    files = lambda m: {"model": (m.name, m.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())}  # noqa: E731
+    r = admin_session.post(url, data={"csrf": "wrong"}, files=files(model), allow_redirects=False, timeout=30)
+    assert r.status_code == 403
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+    bad = model.with_name("bad.tflite")
+    bad.write_bytes(model.read_bytes()[:5000])
+    r = admin_session.post(url, data={"csrf": admin_session.csrf}, files=files(bad), allow_redirects=False, timeout=30)
+    assert r.status_code == 400 and "does not match its manifest" in r.text
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+    r = admin_session.post(url, data={"csrf": admin_session.csrf}, files=files(model), allow_redirects=False, timeout=30)
+    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/admin/model")
+    assert json.loads((flash.models_dir(cfg) / "current.json").read_text())["sha256"] == \
+        hashlib.sha256(model.read_bytes()).hexdigest()
+    anonymous = requests.post(url, files=files(model), allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (302, 303, 401, 403)
+    assert anonymous.status_code in (401, 403) or "/login" in anonymous.headers["Location"]

@@ -1,0 +1,258 @@
+"""LED and buzzer at pin level with gpiozero's own MockFactory (PWM pins), and the buzzer policy."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge_app import config as config_mod
+from edge_app.engagement import ABSENT, DISTRACTED
+from edge_app.indicators import BuzzerPolicy, GpioIndicator, JetsonIndicator, in_quiet_hours, make_indicator
+
+RED, GREEN, BLUE, BUZZER = 17, 27, 22, 23
+
+
+@pytest.fixture
+def factory():
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.reset()
+
+
+def gpio_cfg(tmp_path, **changes) -> dict:
+    empty = tmp_path / "c.toml"
+    empty.write_text("")
+    return config_mod.load(empty, {"indicators.backend": "gpio", "store.data_dir": str(tmp_path / "d"),
+                                   **{f"indicators.{k}": v for k, v in changes.items()}})
+
+
+def levels(factory) -> tuple[float, float, float]:
+    return tuple(round(float(factory.pin(p).state), 3) for p in (RED, GREEN, BLUE))
+
+
+def transitions(pin, since: int = 0) -> list:
+    """(seconds since the previous change, new state) from ``since`` on."""
+    return [(s.timestamp, float(s.state)) for s in pin.states[since:]]
+
+
+def check_blink(changes: list, on_s: float, off_s: float, on_level: float = 1.0, minimum: int = 4) -> None:
+    """The pin alternated between on_level and 0 with about on_s / off_s between changes."""
+    assert len(changes) >= minimum, changes
+    for (_, prev), (gap, value) in zip(changes, changes[1:]):
+        assert value in (0.0, on_level) and value != prev, changes
+        expected = on_s if prev == on_level else off_s  # how long the previous state lasted
+        assert abs(gap - expected) < max(0.08, expected * 0.5), (gap, expected, changes)
+
+
+@pytest.mark.parametrize("group, expected", [
+    ("Engaged", (0.0, 1.0, 0.0)),
+    ("Partially engaged", (1.0, 0.4, 0.0)),  # amber: PWM duty 40 % on green
+    (DISTRACTED, (1.0, 0.4, 0.0)),
+    ("Not engaged", (1.0, 0.0, 0.0)),
+])
+def test_steady_colours_on_the_rgb_led(factory, tmp_path, group, expected):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path), pin_factory=factory)
+    assert levels(factory) == (0.0, 0.0, 0.0)
+    ind.show(group)
+    assert levels(factory) == expected
+    ind.close()
+
+
+def test_amber_and_brightness_come_from_the_config(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, amber_green=0.25, brightness=0.5), pin_factory=factory)
+    ind.show("Partially engaged")
+    assert levels(factory) == (0.5, 0.125, 0.0)
+    ind.close()
+
+
+def test_absent_is_a_slow_blue_blink(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, absent_blink_on_s=0.15, absent_blink_off_s=0.1),
+                                    pin_factory=factory)
+    ind.show("Engaged")
+    blue = factory.pin(BLUE)
+    start = len(blue.states)
+    ind.show(ABSENT)
+    time.sleep(0.9)
+    check_blink(transitions(blue, start), 0.15, 0.1)
+    assert factory.pin(RED).state == 0 and factory.pin(GREEN).state == 0
+    ind.close()
+
+
+def test_fault_is_a_fast_red_blink_that_overrides_and_then_restores(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path), pin_factory=factory)  # default fault blink 0.1/0.1
+    ind.show("Engaged")
+    red = factory.pin(RED)
+    start = len(red.states)
+    ind.fault(True, "no camera")
+    ind.show("Not engaged")  # the state changes under the fault: still the fault pattern
+    time.sleep(0.75)
+    check_blink(transitions(red, start), 0.1, 0.1, minimum=6)
+    assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
+    ind.fault(False)
+    time.sleep(0.05)
+    assert levels(factory) == (1.0, 0.0, 0.0)  # the state that arrived during the fault
+    ind.close()
+
+
+def test_show_every_frame_never_restarts_a_blink_or_touches_pins(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, absent_blink_on_s=0.1, absent_blink_off_s=0.1),
+                                    pin_factory=factory)
+    ind.show("Engaged")
+    green_changes = len(factory.pin(GREEN).states)
+    for _ in range(2000):
+        ind.show("Engaged")
+    assert len(factory.pin(GREEN).states) == green_changes
+    blue = factory.pin(BLUE)
+    start = len(blue.states)
+    ind.show(ABSENT)
+    deadline = time.monotonic() + 0.7
+    while time.monotonic() < deadline:  # as the capture loop does, many times per blink
+        ind.show(ABSENT)
+        time.sleep(0.002)
+    check_blink(transitions(blue, start), 0.1, 0.1, minimum=5)
+    ind.close()
+
+
+def test_three_separate_leds(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, rgb_led=False, absent_blink_on_s=0.1, absent_blink_off_s=0.1),
+                                    pin_factory=factory)
+    ind.show("Partially engaged")
+    assert levels(factory) == (1.0, 0.4, 0.0)
+    ind.show("Engaged")
+    assert levels(factory) == (0.0, 1.0, 0.0)
+    blue = factory.pin(BLUE)
+    start = len(blue.states)
+    ind.show(ABSENT)
+    time.sleep(0.55)
+    assert factory.pin(GREEN).state == 0
+    check_blink(transitions(blue, start), 0.1, 0.1)
+    ind.close()
+
+
+def test_active_buzzer_beeps_twice(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, buzzer_beep_s=0.05), pin_factory=factory)
+    pin = factory.pin(BUZZER)
+    start = len(pin.states)
+    ind.beep()
+    time.sleep(0.4)
+    changes = transitions(pin, start)
+    assert [v for _, v in changes] == [1.0, 0.0, 1.0, 0.0]
+    check_blink(changes, 0.05, 0.05, minimum=4)
+    ind.close()
+
+
+def test_passive_buzzer_plays_a_tone(factory, tmp_path):
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, buzzer_active=False, buzzer_beep_s=0.05), pin_factory=factory)
+    pin = factory.pin(BUZZER)
+    start = len(pin.states)
+    ind.beep()
+    time.sleep(0.4)
+    values = [v for _, v in transitions(pin, start)]
+    assert values.count(0.5) == 2 and values[-1] == 0.0  # two tones at 50 % duty, then silence
+    assert pin.frequency is None or pin.frequency == pytest.approx(880, rel=0.01)
+    ind.close()
+
+
+def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+
+    def output(number, on):
+        pins[number].state = on
+
+    cfg = gpio_cfg(tmp_path, absent_blink_on_s=0.1, absent_blink_off_s=0.1, buzzer_beep_s=0.05)
+    ind = JetsonIndicator.from_config(cfg, output=output)
+    ind.show("Partially engaged")
+    assert levels(factory) == (1.0, 1.0, 0.0)  # no PWM on those header pins: red + green
+    ind.show("Engaged")
+    assert levels(factory) == (0.0, 1.0, 0.0)
+    start = len(pins[BLUE].states)
+    ind.show(ABSENT)
+    for _ in range(300):
+        ind.show(ABSENT)
+        time.sleep(0.002)
+    check_blink(transitions(pins[BLUE], start), 0.1, 0.1)
+    ind.fault(True)
+    time.sleep(0.05)
+    assert pins[BLUE].state == 0
+    ind.fault(False)
+    start = len(pins[BUZZER].states)
+    ind.beep()
+    time.sleep(0.35)
+    assert [v for _, v in transitions(pins[BUZZER], start)] == [1.0, 0.0, 1.0, 0.0]
+    ind.close()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_jetson_backend_without_jetson_gpio_says_what_to_install(tmp_path):
+    cfg = gpio_cfg(tmp_path)
+    cfg["indicators"]["backend"] = "jetson"
+    with pytest.raises(RuntimeError, match=r"engage-edge\[jetson\]"):
+        make_indicator(cfg)
+
+
+def test_config_accepts_jetson_and_checks_patterns(tmp_path):
+    assert config_mod.load(None, {"indicators.backend": "jetson"})["indicators"]["backend"] == "jetson"
+    with pytest.raises(config_mod.ConfigError, match="indicators.amber_green"):
+        config_mod.load(None, {"indicators.amber_green": 1.5})
+    with pytest.raises(config_mod.ConfigError, match="indicators.fault_blink_on_s"):
+        config_mod.load(None, {"indicators.fault_blink_on_s": 0.0})
+
+
+# ------------------------------------------------------------------ buzzer policy
+NOON = dt.datetime(2026, 3, 2, 12, 0)
+
+
+def test_buzzer_waits_for_sustained_disengagement():
+    p = BuzzerPolicy(after_s=30, cooldown_s=120)
+    assert not p.should_sound(129.9, "Not engaged", since=100, wall=NOON)
+    assert p.should_sound(130.0, "Not engaged", since=100, wall=NOON)
+    assert not p.should_sound(131.0, "Not engaged", since=100, wall=NOON)  # once per stretch
+    assert not p.should_sound(1000.0, "Not engaged", since=100, wall=NOON)
+    for group in ("Engaged", "Partially engaged", ABSENT):
+        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, wall=NOON)
+    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, wall=NOON)
+
+
+def test_buzzer_cooldown_between_stretches():
+    p = BuzzerPolicy(after_s=10, cooldown_s=120)
+    assert p.should_sound(20, "Not engaged", since=10, wall=NOON)
+    assert not p.should_sound(100, DISTRACTED, since=80, wall=NOON)  # a new stretch, inside the cooldown
+    assert p.should_sound(141, DISTRACTED, since=80, wall=NOON)  # cooldown over
+
+
+@pytest.mark.parametrize("hhmm, quiet", [("21:59", False), ("22:00", True), ("23:30", True), ("00:00", True),
+                                         ("06:59", True), ("07:00", False), ("12:00", False)])
+def test_quiet_hours_across_midnight(hhmm, quiet):
+    wall = dt.datetime.combine(NOON.date(), dt.time.fromisoformat(hhmm))
+    assert in_quiet_hours("22:00-07:00", wall) is quiet
+    p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00")
+    assert p.should_sound(10, "Not engaged", since=0, wall=wall) is (not quiet)
+
+
+def test_quiet_hours_within_a_day_and_mute():
+    assert in_quiet_hours("12:00-13:00", NOON) and not in_quiet_hours("12:00-13:00", NOON.replace(hour=13))
+    assert not in_quiet_hours("", NOON)
+    muted = BuzzerPolicy(after_s=0, cooldown_s=0, enabled=False)
+    assert not muted.should_sound(1000, "Not engaged", since=0, wall=NOON)
+
+
+def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
+    cfg = gpio_cfg(tmp_path, buzzer_after_s=5.0, buzzer_cooldown_s=60.0, buzzer_beep_s=0.03)
+    ind = GpioIndicator.from_config(cfg, pin_factory=factory)
+    policy = BuzzerPolicy.from_config(cfg)
+    pin = factory.pin(BUZZER)
+    start = len(pin.states)
+    for t in range(0, 20):  # a simulated stretch of "Not engaged" from t=0, one frame a second
+        ind.show("Not engaged")
+        if policy.should_sound(float(t), "Not engaged", since=0.0, wall=NOON):
+            assert t == 5
+            ind.beep()
+    time.sleep(0.25)
+    assert [v for _, v in transitions(pin, start)] == [1.0, 0.0, 1.0, 0.0]
+    muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
+    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, NOON) for t in range(100))
+    ind.close()

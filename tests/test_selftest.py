@@ -1,0 +1,104 @@
+"""`engage-edge selftest`: one PASS/FAIL line per check, non-zero exit on a failure; runs on a
+laptop with the demo source and console indicator, and drives real (mock-factory) pins."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge_app import config as config_mod, flash, selftest
+from edge_app.classifier import SHIPPED_MANIFEST
+from edge_app.cli import main
+
+CHECKS = ["camera", "led", "buzzer", "model", "database", "disk"]
+
+
+@pytest.fixture(scope="module")
+def golden_manifest(tmp_path_factory):
+    """A copy of the shipped model whose manifest carries golden data."""
+    d = tmp_path_factory.mktemp("model")
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], d / raw["model"])
+    path = d / SHIPPED_MANIFEST.name
+    path.write_text(json.dumps(raw))
+    flash.write_golden(path)
+    return path
+
+
+def write_config(tmp_path, golden_manifest, **extra) -> str:
+    lines = ['[indicators]', 'backend = "console"', 'buzzer_beep_s = 0.02', '[model]', f'manifest = "{golden_manifest}"',
+             '[store]', f'data_dir = "{tmp_path / "data"}"']
+    path = tmp_path / "selftest.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def status_lines(out: str) -> dict[str, str]:
+    found = {}
+    for line in out.splitlines():
+        for status in ("PASS", "FAIL", "SKIP"):
+            if line.startswith(status + " "):
+                found[line.split()[1].rstrip(":")] = status
+    return found
+
+
+def test_laptop_selftest_passes_with_demo_and_console(tmp_path, golden_manifest, capsys):
+    conf = write_config(tmp_path, golden_manifest)
+    assert main(["selftest", "--source", "demo", "--config", conf, "--step", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert status_lines(out) == dict.fromkeys(CHECKS, "PASS")
+    assert "LED green" in out and "LED amber" in out and "LED red" in out and "blue (slow blink)" in out
+    assert "fast red blink" in out and "BUZZER" in out and "golden check passed" in out
+    assert "self-test passed" in out
+
+
+def test_no_buzzer_skips_the_chirp(tmp_path, golden_manifest, capsys):
+    conf = write_config(tmp_path, golden_manifest)
+    assert main(["selftest", "--source", "demo", "--no-buzzer", "--config", conf, "--step", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert status_lines(out)["buzzer"] == "SKIP" and "BUZZER" not in out
+
+
+def test_failures_give_fail_lines_and_a_nonzero_exit(tmp_path, capsys):
+    path = tmp_path / "nogolden.toml"
+    path.write_text(f'[indicators]\nbackend = "none"\n[store]\ndata_dir = "{tmp_path / "data"}"\n'
+                    f'[model]\nmanifest = "{tmp_path / "missing.json"}"\n')
+    assert main(["selftest", "--source", str(tmp_path / "no-such-video.mp4"), "--config", str(path),
+                 "--step", "0.01", "--no-buzzer"]) == 1
+    out = capsys.readouterr().out
+    lines = status_lines(out)
+    assert lines["camera"] == "FAIL" and lines["model"] == "FAIL"
+    assert lines["database"] == "PASS" and lines["disk"] == "PASS"
+    assert "does not exist" in out and "self-test FAILED: camera, model" in out
+
+
+def test_model_without_golden_data_fails_the_model_check(tmp_path):
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    raw.pop("golden", None)
+    shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], tmp_path / raw["model"])
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(raw))
+    cfg = config_mod.load(None, {"model.manifest": str(manifest), "store.data_dir": str(tmp_path / "d")})
+    with pytest.raises(RuntimeError, match="no golden data"):
+        selftest.check_model(cfg)
+
+
+def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manifest):
+    factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        cfg = config_mod.load(None, {"indicators.backend": "gpio", "indicators.buzzer_beep_s": 0.02,
+                                     "model.manifest": str(golden_manifest), "store.data_dir": str(tmp_path / "d")})
+        out = io.StringIO()
+        results = selftest.run(cfg, "demo", step_s=0.05, out=out, pin_factory=factory)
+        assert {r.name: r.status for r in results} == dict.fromkeys(CHECKS, "PASS"), out.getvalue()
+        red, green, blue, buzzer = (factory.pin(n) for n in (17, 27, 22, 23))
+        assert 0.4 in [round(s.state, 3) for s in green.states]  # amber
+        assert 1.0 in [s.state for s in green.states] and 1.0 in [s.state for s in blue.states]
+        assert sum(1 for s in red.states if s.state == 1.0) >= 3  # red, amber and the fault blink
+        assert [s.state for s in buzzer.states[1:]] == [1, 0, 1, 0]
+        assert red.state == green.state == blue.state == 0  # closed: all off
+    finally:
+        factory.reset()

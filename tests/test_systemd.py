@@ -1,0 +1,107 @@
+"""The unit file passes `systemd-analyze verify` (and a broken copy would not), and it
+carries the protocol, restart policy and hardening the appliance relies on."""
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "engage-edge.service"
+DEVICE_EXEC = "/opt/engage-edge/venv/bin/engage-edge"
+ANALYZE = shutil.which("systemd-analyze")
+MISSING = "systemd-analyze is missing: `make deps-test` (or apt-get install systemd) installs it"
+
+
+def unit_values(text: str) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def local_copy(tmp_path: Path, text: str | None = None) -> Path:
+    """The unit with ExecStart pointing at this checkout's engage-edge (verify wants it to exist)."""
+    exe = Path(sys.executable).parent / "engage-edge"
+    assert exe.is_file(), "install the package into the venv first (pip install -e .)"
+    copy = tmp_path / UNIT.name
+    copy.write_text((text or UNIT.read_text()).replace(f"ExecStart={DEVICE_EXEC}", f"ExecStart={exe}"))
+    return copy
+
+
+def verify(path: Path) -> subprocess.CompletedProcess:
+    assert ANALYZE, MISSING
+    return subprocess.run([ANALYZE, "verify", str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    result = verify(local_copy(tmp_path))
+    problems = [l for l in (result.stdout + result.stderr).splitlines() if UNIT.name in l]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_verify_would_catch_a_broken_unit(tmp_path):
+    text = UNIT.read_text().replace("WatchdogSec=60", "WatchdogSec=sixty").replace("ProtectHome=yes", "ProtectHom=yes")
+    result = verify(local_copy(tmp_path, text))
+    output = result.stdout + result.stderr
+    assert "sixty" in output and "ProtectHom" in output
+
+
+def test_unit_hardening_exposure_is_low(tmp_path):
+    assert ANALYZE, MISSING
+    result = subprocess.run([ANALYZE, "security", "--offline=true", str(local_copy(tmp_path))],
+                            capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert match, result.stdout[-2000:] + result.stderr
+    assert float(match.group(1)) <= 4.0, result.stdout[-3000:]
+
+
+def test_unit_runs_the_appliance_as_engage_with_watchdog_and_restart_policy():
+    v = unit_values(UNIT.read_text())
+    assert v["ExecStart"] == [f"{DEVICE_EXEC} run --config /etc/engage-edge/config.toml"]
+    assert v["User"] == ["engage"] and "video" in v["SupplementaryGroups"][0] and "gpio" in v["SupplementaryGroups"][0]
+    assert v["Type"] == ["notify"] and int(v["WatchdogSec"][0]) >= 10
+    assert v["Restart"] == ["on-failure"] and "StartLimitBurst" in v and "StartLimitIntervalSec" in v
+    assert v["StandardOutput"] == ["journal"] and v["StandardError"] == ["journal"]
+    assert v["WantedBy"] == ["multi-user.target"]
+
+
+def test_unit_is_hardened_with_devices_limited_to_camera_and_gpio():
+    v = unit_values(UNIT.read_text())
+    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
+                       "ProtectHome": "yes", "DevicePolicy": "closed", "CapabilityBoundingSet": ""}.items():
+        assert v.get(key) == [value], key
+    assert v["ReadWritePaths"] == ["/var/lib/engage-edge"]
+    allowed = {d.split()[0] for d in v["DeviceAllow"]}
+    assert {"char-video4linux", "char-media", "char-gpiochip"} <= allowed
+    assert all(d.startswith(("char-video4linux", "char-media", "char-dma_heap", "char-vchiq", "char-gpiochip",
+                             "char-*gpiomem")) for d in allowed), allowed
+
+
+def test_unit_parses_as_ini():
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(UNIT.read_text())
+    assert parser.sections() == ["Unit", "Service", "Install"]
+
+
+def test_jetson_drop_in_from_install_sh_verifies_with_the_unit(tmp_path):
+    """install.sh writes a drop-in on a Jetson (argus socket in /tmp, sysfs GPIO, NVIDIA
+    devices); systemd-analyze reads drop-ins beside the unit, so verify the pair."""
+    out = subprocess.run(["bash", str(ROOT / "firmware" / "install.sh"), "--dry-run", "--platform", "jetson"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    block = out.split("10-jetson.conf (mode 0644, owner root:root):\n", 1)[1]
+    lines = [l.split("| ", 1)[1] if "| " in l else "" for l in block.splitlines() if l.startswith("[dry-run]   |")]
+    assert "PrivateTmp=no" in lines and "[Service]" in lines
+    unit = local_copy(tmp_path)
+    (tmp_path / f"{UNIT.name}.d").mkdir()
+    (tmp_path / f"{UNIT.name}.d" / "10-jetson.conf").write_text("\n".join(lines) + "\n")
+    result = verify(unit)
+    problems = [l for l in (result.stdout + result.stderr).splitlines() if UNIT.name in l]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr

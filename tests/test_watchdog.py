@@ -1,0 +1,175 @@
+"""sd_notify over a real NOTIFY_SOCKET datagram socket bound by the test: READY, rate-limited
+WATCHDOG pings only while frames flow, STATUS, STOPPING; abstract '@' addresses too."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from edge_app.camera import CameraError, DemoSource
+from edge_app.watchdog import Notifier
+
+from conftest import ADMIN_PASSWORD
+
+
+class Listener:
+    """A bound datagram socket standing in for systemd's notify socket; collects messages."""
+
+    def __init__(self, address: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def wait_for(self, text: str, timeout: float = 10.0, proc: subprocess.Popen | None = None, output=None) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _, m in self.messages:
+                if text in m.splitlines():
+                    return m
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"the process exited ({proc.returncode}) before {text!r}:\n{output.read_text() if output else ''}")
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} within {timeout} s; got {self.messages}")
+
+    def pings(self) -> list[float]:
+        return [t for t, m in self.messages if "WATCHDOG=1" in m.splitlines()]
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path):
+    path = tmp_path / "notify.sock"
+    lst = Listener(str(path))
+    lst.address = str(path)
+    yield lst
+    lst.close()
+
+
+def test_ready_status_stopping_over_a_path_socket(listener):
+    n = Notifier.from_env({"NOTIFY_SOCKET": listener.address})
+    assert n.enabled
+    assert n.ready("serving http://127.0.0.1:8080")
+    assert listener.wait_for("READY=1") == "READY=1\nSTATUS=serving http://127.0.0.1:8080"
+    assert n.status("camera fault")
+    listener.wait_for("STATUS=camera fault")
+    assert n.stopping()
+    listener.wait_for("STOPPING=1")
+    assert not n.watchdog_ping(), "no WATCHDOG_USEC: the watchdog is off, so no pings"
+    n.close()
+
+
+def test_abstract_socket_address():
+    name = f"engage-edge-test-{os.getpid()}"
+    lst = Listener("\0" + name)
+    try:
+        n = Notifier.from_env({"NOTIFY_SOCKET": "@" + name})
+        assert n.ready()
+        lst.wait_for("READY=1")
+    finally:
+        lst.close()
+
+
+def test_pings_are_rate_limited_to_half_the_watchdog_interval(listener):
+    n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "400000"})
+    assert n.ping_every == pytest.approx(0.2)
+    sent = sum(n.watchdog_ping() for _ in range(500))  # a burst of frames
+    assert sent == 1
+    time.sleep(0.25)
+    assert n.watchdog_ping()
+    listener.wait_for("WATCHDOG=1")
+    time.sleep(0.1)
+    assert len(listener.pings()) == 2
+
+
+def test_watchdog_for_another_pid_is_ignored_and_no_socket_is_a_no_op(listener):
+    n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "400000", "WATCHDOG_PID": "1"})
+    assert n.ping_every is None and not n.watchdog_ping()
+    quiet = Notifier.from_env({})
+    assert not quiet.enabled and not quiet.ready() and not quiet.watchdog_ping()
+
+
+def test_a_missing_socket_does_not_break_the_appliance(tmp_path):
+    n = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "gone.sock"), "WATCHDOG_USEC": "1000000"})
+    assert not n.ready() and not n.watchdog_ping()
+
+
+class StallingSource(DemoSource):
+    """The demo scene until ``stall`` is set, then the camera stops giving frames."""
+
+    def __init__(self):
+        super().__init__(320, 240, fps=30, realtime=True)
+        self.stall = threading.Event()
+
+    def read(self):
+        if self.stall.is_set():
+            time.sleep(0.05)
+            raise CameraError("test camera unplugged")
+        return super().read()
+
+
+def test_capture_loop_pings_only_while_frames_flow(listener, make_appliance, cfg):
+    source = StallingSource()
+    appliance = make_appliance(source=source)
+    n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "200000"})
+    n.attach(appliance.loop)
+    listener.wait_for("WATCHDOG=1")
+    time.sleep(0.6)
+    flowing = listener.pings()
+    assert len(flowing) >= 3, "pings while frames flow"
+    gaps = [b - a for a, b in zip(flowing, flowing[1:])]
+    assert min(gaps) >= 0.08, gaps  # rate-limited, not one per frame
+    assert any("STATUS=running:" in m and "fps" in m for _, m in listener.messages)
+    source.stall.set()
+    time.sleep(0.4)  # the loop notices and goes into camera back-off
+    stalled_at = len(listener.pings())
+    time.sleep(1.0)
+    assert len(listener.pings()) == stalled_at, "pings must stop when frames stop"
+    assert appliance.loop.health.camera == "fault"
+
+
+def test_engage_edge_run_speaks_the_protocol(listener, tmp_path):
+    """The real command: READY=1 after start-up, WATCHDOG=1 while the demo runs, STOPPING=1 on SIGTERM."""
+    conf = tmp_path / "run.toml"
+    conf.write_text('[indicators]\nbackend = "none"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "1000000",
+           "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    log = open(tmp_path / "run.log", "w+")  # a file, not a pipe: nothing can block on a full pipe
+    proc = subprocess.Popen([sys.executable, "-m", "edge_app", "run", "--source", "demo", "--port", "0",
+                             "--config", str(conf), "--data-dir", str(tmp_path / "data")],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = listener.wait_for("READY=1", timeout=60, proc=proc, output=tmp_path / "run.log")
+        assert "STATUS=serving http" in ready
+        listener.wait_for("WATCHDOG=1", timeout=20, proc=proc, output=tmp_path / "run.log")
+        proc.send_signal(signal.SIGTERM)
+        listener.wait_for("STOPPING=1", timeout=20)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
