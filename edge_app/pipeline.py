@@ -1,14 +1,21 @@
 """The capture loop: camera -> faces -> emotions -> engagement -> LED/buzzer -> store.
 
-It runs in one thread and never queues frames: each iteration takes the newest frame,
-so a slow stage drops frames instead of adding latency. Camera faults are caught,
-reported (health, LED fault pattern, log) and retried with exponential back-off; the
-loop continues when the camera returns. JPEG encoding for the live page happens only
-while someone watches (``LiveFrame``).
+It runs in one thread and never queues frames: each iteration asks the camera for the
+newest frame, so a slow stage drops frames (the source counts them) instead of adding
+latency. The camera is read in a helper thread with a timeout, so a camera that raises,
+returns empty frames or hangs is detected, reported (health, metrics, LED fault pattern,
+log) and retried with exponential back-off; the loop continues when the camera returns.
+Database writes go through a background writer: a locked database or a full disk
+pauses logging (health says why) and never stalls or kills the loop. JPEG encoding for
+the live page happens only while someone watches (``LiveFrame``). Every stage is timed
+into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``.
 """
 from __future__ import annotations
 
+import collections
+import errno
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,13 +26,15 @@ import numpy as np
 from edge_app.analysis import draw_faces
 from edge_app.camera import CameraError, FrameSource
 from edge_app.classifier import EmotionClassifier, crop_face
-from edge_app.detector import Face, FaceDetector
+from edge_app.detector import FaceDetector
 from edge_app.engagement import EngagementState, EngagementTracker, MinuteAggregator, Observation
 from edge_app.indicators import BuzzerPolicy, Indicator
+from edge_app.metrics import STAGES, Metrics
 from edge_app.store import Store
+from edge_app.tracking import FaceTracker
 
 log = logging.getLogger(__name__)
-STAGES = ("capture", "detect", "classify", "track", "state", "store")
+__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StoreWriter"]
 
 
 class LiveFrame:
@@ -68,21 +77,186 @@ class LiveFrame:
 class Health:
     camera: str = "starting"  # "ok", "fault", "starting", "stopped"
     camera_error: str = ""
-    store: str = "ok"  # "ok", "disk full", "error"
+    camera_faults: int = 0
+    store: str = "ok"  # "ok", "disk full", "locked", "error"
     store_error: str = ""
+    pending_writes: int = 0
     fps: float = 0.0
     frames: int = 0
     dropped: int = 0
+    errors: int = 0
     faces: int = 0
     started: float = field(default_factory=time.time)
     last_frame: float = 0.0
     stage_ms: dict = field(default_factory=dict)
 
 
+class ReadTimeout(CameraError):
+    pass
+
+
+class _FrameReader:
+    """Runs ``source.read()`` in a helper thread so that a hung camera can be timed out.
+
+    One request at a time and no read-ahead: the loop still takes the newest frame and
+    nothing queues. A reader whose read timed out is abandoned: its thread ends when the
+    read finally returns, and only then is a fresh reader made, so the device never sees
+    two reads at once nor a close in the middle of a read. (A driver hung for good is the
+    systemd watchdog's job: ``on_frame`` stops pinging it.)"""
+
+    def __init__(self, source: FrameSource):
+        self.source = source
+        self._want = threading.Event()
+        self._done = threading.Event()
+        self._result: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self.abandoned = False
+        self.busy_since: float | None = None  # monotonic start of the read in progress
+        self._thread = threading.Thread(target=self._run, name="camera-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._want.wait()
+            self._want.clear()
+            if self.abandoned:
+                return
+            self.busy_since = time.monotonic()
+            try:
+                self._result, self._error = self.source.read(), None
+            except BaseException as exc:  # handed to the loop, which decides
+                self._result, self._error = None, exc
+            self.busy_since = None
+            if self.abandoned:
+                return
+            self._done.set()
+
+    def read(self, timeout: float) -> np.ndarray:
+        self._done.clear()
+        self._want.set()
+        if not self._done.wait(timeout):
+            self.abandoned = True
+            raise ReadTimeout(f"the camera gave no frame within camera.read_timeout_s = {timeout:g} s (hung?)")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        frame, self._result = self._result, None
+        return frame
+
+    def close(self) -> None:
+        self.abandoned = True
+        self._want.set()
+
+
+class StoreWriter:
+    """Writes the loop's rows from a background thread, in order, retrying with back-off.
+
+    A full disk (``store.min_free_mb`` or a real ENOSPC) or a locked database pauses
+    logging and sets the health status; rows wait in a bounded backlog and are written
+    when the disk or the lock comes back. Each write is one SQLite transaction, so a
+    crash never leaves half a row."""
+
+    def __init__(self, store: Store, health: Health, metrics: Metrics, min_free_mb: float,
+                 backlog: int = 2000, retry_initial_s: float = 0.5, retry_max_s: float = 30.0):
+        self.store, self.health, self.metrics, self.min_free_mb = store, health, metrics, min_free_mb
+        self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
+        self._rows: collections.deque = collections.deque()
+        self._backlog = backlog
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, method: str, *args) -> None:
+        with self._cond:
+            if len(self._rows) >= self._backlog:
+                self._rows.popleft()
+                self.metrics.store_lost.inc()
+            self._rows.append((method, args))
+            self.health.pending_writes = len(self._rows)
+            self._cond.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+                self._thread.start()
+
+    def _status(self, status: str, reason: str = "") -> None:
+        if status != self.health.store:
+            if status == "ok":
+                log.info("logging resumed")
+            else:
+                log.warning("logging paused (%s): %s", status, reason)
+        self.health.store, self.health.store_error = status, reason
+        self.metrics.store.state(status)
+
+    def _run(self) -> None:
+        delay = self.retry_initial_s
+        while True:
+            with self._cond:
+                while not self._rows and not self._closed:
+                    self._cond.wait()
+                if not self._rows:
+                    return
+                method, args = self._rows[0]
+                self._busy = True
+            try:
+                free = self.store.free_mb()
+                if free < self.min_free_mb:
+                    raise OSError(errno.ENOSPC, f"only {free:.0f} MB free, below store.min_free_mb = {self.min_free_mb:g}")
+                getattr(self.store, method)(*args)
+            except Exception as exc:  # sqlite3 errors (locked, full, I/O) and OSError: retry later
+                self.metrics.store_failures.inc()
+                self._status(_store_status(exc), str(exc))
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+                    self._cond.wait_for(lambda: self._closed, delay)
+                    if self._closed:
+                        return
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            delay = self.retry_initial_s
+            with self._cond:
+                if self._rows and self._rows[0][0] == method and self._rows[0][1] is args:
+                    self._rows.popleft()
+                self._busy = False
+                self.health.pending_writes = len(self._rows)
+                self.metrics.pending_writes.set(len(self._rows))
+                self._cond.notify_all()
+            if self.health.store != "ok":
+                self._status("ok")
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every row is written (or ``timeout``); True when nothing is left."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._rows and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is pending (briefly, when logging is paused) and stop the thread."""
+        if self._closed:
+            return
+        if not self.drain(timeout if self.health.store == "ok" else min(timeout, 1.0)):
+            log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
+                        self.health.store, self.health.store_error)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+
+
+def _store_status(exc: Exception) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in text:
+        return "disk full"
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return "locked"
+    return "error"
+
+
 class CaptureLoop:
     def __init__(self, cfg: dict, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
-                 clock=time.monotonic, wall=time.time, on_frame=None):
+                 clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
         self.cfg, self.source, self.detector, self.classifier = cfg, source, detector, classifier
         self.store, self.indicator = store, indicator
         self.live = live or LiveFrame()
@@ -92,61 +266,92 @@ class CaptureLoop:
         self.buzzer = BuzzerPolicy.from_config(cfg)
         self.minutes = MinuteAggregator()
         self.health = Health()
-        self.detect_every = cfg["detector"]["detect_every"]
-        self._boxes: list[Face] = []
-        self._frame_no = 0
+        self.metrics = metrics or Metrics()
+        self.metrics.set_model(classifier.manifest)
+        if store is not None:
+            self.metrics.watch_disk(store.data_dir)
+        d = cfg["detector"]
+        self.detect_every = d["detect_every"]
+        self.faces = FaceTracker(detector, d["detect_every"], d.get("full_detect_every", 30))
+        self.writer = StoreWriter(store, self.health, self.metrics, cfg["store"]["min_free_mb"]) if store else None
+        self._boxes = []
+        self._gray: np.ndarray | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._fps_window: list[float] = []
+        self._reader: _FrameReader | None = None
+        self._fps_window: collections.deque = collections.deque()
+        self._source_dropped = 0
         self.state_lock = threading.Lock()
         self.last_faces: list[dict] = []
+        self.last_probabilities: np.ndarray | None = None
 
     # ------------------------------------------------------------ one frame
-    def process(self, frame: np.ndarray, now: float | None = None) -> tuple[EngagementState, bool]:
-        """Run every stage after capture on one frame; returns (state, changed)."""
+    def process(self, frame: np.ndarray, now: float | None = None, captured: float | None = None,
+                capture_s: float = 0.0) -> tuple[EngagementState, bool]:
+        """Run every stage after capture on one frame; returns (state, changed).
+
+        ``captured`` is the ``perf_counter`` time the frame left the camera (for the
+        capture-to-LED latency); ``capture_s`` how long reading it took."""
         now = self.clock() if now is None else now
-        timings = self.health.stage_ms
         t0 = time.perf_counter()
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        if self._frame_no % self.detect_every == 0 or not self._boxes:
-            self._boxes = self.detector.detect(gray)
-        self._frame_no += 1
+        captured = t0 if captured is None else captured
+        if self._gray is None or self._gray.shape != frame.shape[:2]:
+            self._gray = np.empty(frame.shape[:2], np.uint8)  # preallocated, reused every frame
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._gray) if frame.ndim == 3 else frame
+        boxes = self.faces.update(gray)
+        self._boxes = boxes
         t1 = time.perf_counter()
         faces: list[dict] = []
-        main = self._boxes[0] if self._boxes else None
+        main = boxes[0] if boxes else None
         probs = None
+        inference_s = None
         if main is not None and main.kind == "frontal":
-            crop = crop_face(gray, main.box)
+            crop = crop_face(gray, main.box)  # a view, no copy
             if crop.size:
-                probs = self.classifier.probabilities(crop)
+                classifier = self.classifier  # one model per frame, even while a flashed one is swapped in
+                probs = classifier.probabilities(crop)
+                inference_s = time.perf_counter() - t1
                 i = int(probs.argmax())
-                faces.append({"box": list(main.box), "emotion": self.classifier.labels[i], "confidence": float(probs[i])})
+                faces.append({"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])})
         elif main is not None:
             faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": "Distracted"})
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs)
-        t3 = time.perf_counter()
         with self.state_lock:
             state, changed = self.tracker.update(obs)
             self.last_faces = faces
+            self.last_probabilities = probs
         for f in faces:
             f.setdefault("engagement", state.level)
         self.indicator.show(state.group)
+        t3 = time.perf_counter()  # the state is on the LED
+        wall = self.wall()
         if self.buzzer.should_sound(now, state.group, state.since):
             self.indicator.beep()
-            self._log(lambda s: s.log_alert(self.wall(), state.level))
-        t4 = time.perf_counter()
+            snapshot = None
+            if self.cfg["privacy"]["snapshot_on_alert"]:  # off by default: live frames are never stored
+                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                if ok:
+                    snapshot = f"alerts/{int(wall * 1000)}.jpg"
+                    self._log("write_image", snapshot, buf.tobytes())
+            self._log("log_alert", wall, state.level, snapshot)
         if changed:
-            self._log(lambda s: s.log_state_change(self.wall(), state.level, state.group, state.emotion, state.confidence))
-        row = self.minutes.add(self.wall(), state.group, main is not None)
+            self._log("log_state_change", wall, state.level, state.group, state.emotion, state.confidence)
+            self.metrics.state.state(state.group)
+        row = self.minutes.add(wall, state.group, main is not None)
         if row:
-            self._log(lambda s: s.log_minute(row))
-        t5 = time.perf_counter()
+            self._log("log_minute", row)
         if self.live.wanted():
             self.live.publish(self._annotate(frame, faces, state))
-        for name, a, b in (("detect", t0, t1), ("classify", t1, t2), ("track", t2, t3), ("state", t3, t4), ("store", t4, t5)):
-            timings[name] = (b - a) * 1000
-        self.health.faces = len(self._boxes)
+        t4 = time.perf_counter()
+        detect_s = t1 - t0
+        stages = {"capture": capture_s,
+                  "detect": detect_s if self.faces.last_step in ("full", "roi") else 0.0,
+                  "track": detect_s if self.faces.last_step not in ("full", "roi") else 0.0,
+                  "classify": t2 - t1, "state": t3 - t2, "store": t4 - t3}
+        self.metrics.record_frame(stages, capture_s + (t4 - t0), t3 - captured, inference_s)
+        self.health.stage_ms = {k: v * 1000 for k, v in stages.items()}
+        self.health.faces = len(boxes)
         return state, changed
 
     def _annotate(self, frame: np.ndarray, faces: list[dict], state: EngagementState) -> np.ndarray:
@@ -155,76 +360,117 @@ class CaptureLoop:
         cv2.putText(out, state.level, (10, out.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         return out
 
-    def _log(self, write) -> None:
-        """Write to the store; a full disk or locked database pauses logging, never the loop."""
-        if self.store is None:
-            return
-        try:
-            if self.store.free_mb() < self.cfg["store"]["min_free_mb"]:
-                self.health.store, self.health.store_error = "disk full", f"less than {self.cfg['store']['min_free_mb']} MB free"
-                return
-            write(self.store)
-            self.health.store, self.health.store_error = "ok", ""
-        except Exception as exc:  # sqlite3.OperationalError (locked, disk I/O, full) and OSError
-            self.health.store, self.health.store_error = "error", str(exc)
-            log.warning("logging paused: %s", exc)
+    def _log(self, method: str, *args) -> None:
+        """Queue a row for the background writer; never blocks the loop on the disk."""
+        if self.writer is not None:
+            self.writer.put(method, *args)
 
     # ------------------------------------------------------------ the thread
+    def read_frame(self) -> tuple[np.ndarray, float, float]:
+        """The next frame, the time it arrived and how long the read took; ``CameraError``
+        for an error, an empty frame or a read longer than ``camera.read_timeout_s``."""
+        if self._reader is not None and self._reader.abandoned:
+            since = self._reader.busy_since
+            if since is not None:
+                raise ReadTimeout(f"the camera read is still hung after {time.monotonic() - since:.0f} s "
+                                  f"(camera.read_timeout_s = {self.cfg['camera']['read_timeout_s']:g})")
+            self._reader = None
+        if self._reader is None:
+            self._reader = _FrameReader(self.source)
+        t0 = time.perf_counter()
+        frame = self._reader.read(self.cfg["camera"]["read_timeout_s"])
+        t1 = time.perf_counter()
+        if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0 or frame.ndim not in (2, 3):
+            raise CameraError(f"the camera gave an empty frame ({'None' if frame is None else getattr(frame, 'shape', type(frame).__name__)})")
+        return frame, t1, t1 - t0
+
+    def step(self) -> bool:
+        """One iteration: read, process, count. False after a camera fault (caller backs off)."""
+        try:
+            frame, arrived, capture_s = self.read_frame()
+        except Exception as exc:  # CameraError, or a driver raising something unexpected
+            reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
+            self._camera_fault(reason)
+            return False
+        if self.health.camera != "ok":
+            if self.health.camera == "fault":
+                log.info("camera is back")
+            self.health.camera, self.health.camera_error = "ok", ""
+            self.metrics.camera.state("ok")
+            self.indicator.fault(False)
+        try:
+            self.process(frame, captured=arrived, capture_s=capture_s)
+        except Exception:  # one bad frame must not end the loop
+            self.health.errors += 1
+            self.metrics.frame_errors.inc()
+            if self.health.errors in (1, 10, 100) or self.health.errors % 1000 == 0:
+                log.exception("processing a frame failed (%d so far); the loop goes on", self.health.errors)
+        self._count_frame()
+        if self.on_frame:
+            self.on_frame()
+        return True
+
     def run(self) -> None:
-        backoff = self.cfg["camera"]["retry_initial_s"]
+        cam = self.cfg["camera"]
+        backoff = cam["retry_initial_s"]
         while not self._stop.is_set():
-            try:
-                t0 = time.perf_counter()
-                frame = self.source.read()
-                self.health.stage_ms["capture"] = (time.perf_counter() - t0) * 1000
-            except CameraError as exc:
-                self._camera_fault(str(exc))
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.cfg["camera"]["retry_max_s"])
+            if self.step():
+                backoff = cam["retry_initial_s"]
                 continue
-            except Exception as exc:  # a driver raising something unexpected is still a camera fault
-                self._camera_fault(f"{type(exc).__name__}: {exc}")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.cfg["camera"]["retry_max_s"])
-                continue
-            if self.health.camera != "ok":
-                if self.health.camera == "fault":
-                    log.info("camera is back")
-                self.health.camera, self.health.camera_error = "ok", ""
-                self.indicator.fault(False)
-            backoff = self.cfg["camera"]["retry_initial_s"]
-            self.process(frame)
-            self._count_frame()
-            if self.on_frame:
-                self.on_frame()
-        self.flush()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, cam["retry_max_s"])
+        row = self.minutes.flush()  # the writer writes it when the loop is stopped
+        if row:
+            self._log("log_minute", row)
 
     def _camera_fault(self, reason: str) -> None:
         if self.health.camera != "fault":
-            log.error("camera fault: %s", reason)
+            log.error("camera fault: %s (retrying with back-off)", reason)
         self.health.camera, self.health.camera_error = "fault", reason
+        self.health.camera_faults += 1
+        self.metrics.camera.state("fault")
+        self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
+        if self._reader is not None and self._reader.busy_since is not None:
+            return  # a read is still in progress: never close the device under it
         try:
-            self.source.close()
+            self.source.close()  # released between attempts; the next read reopens it
         except Exception:
             pass
 
     def _count_frame(self) -> None:
         now = time.monotonic()
-        self.health.frames += 1
-        self.health.last_frame = time.time()
-        self._fps_window.append(now)
-        while self._fps_window and now - self._fps_window[0] > 2.0:
-            self._fps_window.pop(0)
-        if len(self._fps_window) > 1:
-            self.health.fps = (len(self._fps_window) - 1) / (self._fps_window[-1] - self._fps_window[0])
+        h = self.health
+        h.frames += 1
+        h.last_frame = time.time()
+        dropped = int(getattr(self.source, "dropped", 0) or 0)
+        if dropped > self._source_dropped:
+            self.metrics.dropped.inc(dropped - self._source_dropped)
+            h.dropped += dropped - self._source_dropped
+        self._source_dropped = dropped
+        w = self._fps_window
+        w.append(now)
+        while w and now - w[0] > 2.0:
+            w.popleft()
+        if len(w) > 1:
+            h.fps = (len(w) - 1) / (w[-1] - w[0])
+            self.metrics.fps.set(h.fps)
+        self.metrics.faces.set(h.faces)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write the current minute's row and wait for the writer; True when all is written."""
         row = self.minutes.flush()
         if row:
-            self._log(lambda s: s.log_minute(row))
+            self._log("log_minute", row)
+        return self.writer.drain(timeout) if self.writer else True
+
+    @property
+    def alive(self) -> bool:
+        """The loop thread is running (False before ``start`` and after ``stop``)."""
+        return bool(self._thread and self._thread.is_alive())
 
     def start(self) -> "CaptureLoop":
+        self._stop.clear()
         self._thread = threading.Thread(target=self.run, name="capture-loop", daemon=True)
         self._thread.start()
         return self
@@ -234,10 +480,39 @@ class CaptureLoop:
         if self._thread:
             self._thread.join(timeout)
         self.health.camera = "stopped"
+        self.metrics.camera.state("stopped")
+        hung = self._reader is not None and self._reader.busy_since is not None
+        if self._reader is not None:
+            self._reader.close()
         try:
-            self.source.close()
+            if not hung:  # never close the device under a read in progress
+                self.source.close()
         except Exception:
             pass
+        if self.writer is not None:
+            self.writer.close(timeout)
+
+    def set_classifier(self, classifier: EmotionClassifier) -> None:
+        """Swap in a newly flashed model; a different label set restarts the smoothing."""
+        with self.state_lock:
+            if list(classifier.labels) != list(self.classifier.labels):
+                self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
+            self.classifier = classifier
+        self.metrics.set_model(classifier.manifest)
+
+    def apply_config(self, cfg: dict) -> None:
+        """New engagement and buzzer settings from the admin page, applied in place: the
+        shown state and the smoothing history are kept, only the rules change."""
+        e, i = cfg["engagement"], cfg["indicators"]
+        with self.state_lock:
+            t = self.tracker
+            t.mapping = {label: e["mapping"][label] for label in t.labels}
+            t.absent_after_s, t.distracted_after_s = e["absent_after_s"], e["distracted_after_s"]
+            t.half_life, t.min_hold_s = e["ema_half_life_s"], e["min_hold_s"]
+            b = self.buzzer
+            b.after_s, b.cooldown_s, b.quiet_hours, b.enabled = (
+                i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
+        self.cfg = cfg
 
     @property
     def state(self) -> EngagementState:

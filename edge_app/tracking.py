@@ -1,0 +1,128 @@
+"""Keep the main face between detections, so Haar runs rarely and on little of the frame.
+
+Haar on a whole frame is the most expensive stage by far. The tracker runs it on the
+whole (down-scaled) frame only every ``full_every`` frames or when the face is lost;
+every ``detect_every`` frames it re-detects only in a small region around the tracked
+face and only at sizes near the tracked one; on the frames in between it follows the
+face with template matching on the small grayscale frame. Boxes always come back in
+full-frame pixels, and the classifier crops from the full-resolution frame, so the crop
+it sees is (almost) the one a detection on every full frame would give.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_app.detector import Face, FaceDetector
+
+MATCH_MIN = 0.55  # template-match score below which the face counts as lost
+
+
+class FaceTracker:
+    def __init__(self, detector: FaceDetector, detect_every: int = 3, full_every: int = 30):
+        self.detector = detector
+        self.detect_every, self.full_every = max(1, detect_every), max(1, full_every)
+        self.faces: list[Face] = []
+        self.last_step = "none"  # "full", "roi", "track": what the last update did (for stage timing)
+        self._n = 0  # frames since the last full detection
+        self._k = self.detect_every  # frames since the last detection of any kind
+        self._template: np.ndarray | None = None
+        self._small_box: tuple[int, int, int, int] | None = None  # main face in small-frame pixels
+
+    def reset(self) -> None:
+        self.faces, self._template, self._small_box = [], None, None
+        self._n, self._k = 0, self.detect_every
+
+    def update(self, gray: np.ndarray) -> list[Face]:
+        """The faces in this full-resolution grayscale frame, main face first."""
+        det = self.detector
+        if self.detect_every == 1 and self.full_every == 1:  # plain detection on every frame
+            self.last_step = "full"
+            self.faces = det.detect(gray)
+            return self.faces
+        small, scale = det.small_gray(gray)
+        self._n += 1
+        self._k += 1
+        if self._small_box is not None and self._n < self.full_every and self._k >= self.detect_every:
+            self.last_step = "roi"
+            found = self._detect_near(small, scale)
+            if found is not None:
+                self._k = 0
+                return self._keep(small, scale, [found])
+        elif self._small_box is not None and self._n < self.full_every:
+            self.last_step = "track"
+            if self._follow(small, scale):
+                return self.faces
+        elif self._small_box is None and self._k < self.detect_every:
+            self.last_step = "idle"  # nobody there: search the whole frame every detect_every frames only
+            return self.faces
+        self.last_step = "full"
+        self._n = self._k = 0
+        faces = det.detect(gray)
+        if not faces:
+            self._template = self._small_box = None
+            self.faces = []
+            return self.faces
+        return self._keep(small, scale, faces)
+
+    # ------------------------------------------------------------ helpers
+    def _keep(self, small: np.ndarray, scale: float, faces: list[Face]) -> list[Face]:
+        self.faces = faces
+        x, y, w, h = (int(round(v / scale)) for v in faces[0].box)
+        H, W = small.shape
+        x, y = max(0, min(x, W - 2)), max(0, min(y, H - 2))
+        w, h = max(2, min(w, W - x)), max(2, min(h, H - y))
+        self._small_box = (x, y, w, h)
+        self._template = small[y:y + h, x:x + w].copy()  # once per detection, not per frame
+        return faces
+
+    def _detect_near(self, small: np.ndarray, scale: float) -> Face | None:
+        """Re-detect the main face in a region around it, at sizes close to its own."""
+        x, y, w, h = self._small_box
+        kind = self.faces[0].kind if self.faces else "frontal"
+        m = w // 2
+        H, W = small.shape
+        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(W, x + w + m), min(H, y + h + m)
+        roi = small[y0:y1, x0:x1]
+        det = self.detector
+        lo, hi = max(12, int(w * 0.7)), int(w * 1.45) + 1
+        if kind == "frontal":
+            hits = [tuple(b) for b in det.frontal.detectMultiScale(roi, det.scale_factor, det.min_neighbors,
+                                                                 minSize=(lo, lo), maxSize=(hi, hi))]
+        elif det.profile is not None:
+            hits = [tuple(b) for b in det.profile.detectMultiScale(roi, det.scale_factor, det.min_neighbors,
+                                                                 minSize=(lo, lo), maxSize=(hi, hi))]
+            rw = roi.shape[1]
+            hits += [(rw - bx - bw, by, bw, bh) for (bx, by, bw, bh) in
+                     det.profile.detectMultiScale(cv2.flip(roi, 1), det.scale_factor, det.min_neighbors,
+                                                  minSize=(lo, lo), maxSize=(hi, hi))]
+        else:
+            return None
+        if not hits:
+            return None
+        cx, cy = x + w / 2 - x0, y + h / 2 - y0  # the hit closest to where the face was
+        bx, by, bw, bh = min(hits, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
+        box = tuple(int(round(v * scale)) for v in (bx + x0, by + y0, bw, bh))
+        return Face(box, kind)  # type: ignore[arg-type]
+
+    def _follow(self, small: np.ndarray, scale: float) -> bool:
+        """Move the main box to where its template matches best nearby; False when lost."""
+        x, y, w, h = self._small_box
+        m = max(4, w // 6)
+        H, W = small.shape
+        x0, y0 = max(0, x - m), max(0, y - m)
+        x1, y1 = min(W, x + w + m), min(H, y + h + m)
+        window = small[y0:y1, x0:x1]
+        if window.shape[0] < h or window.shape[1] < w:
+            return False
+        score = cv2.matchTemplate(window, self._template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (dx, dy) = cv2.minMaxLoc(score)
+        if best < MATCH_MIN:
+            return False
+        nx, ny = x0 + dx, y0 + dy
+        self._small_box = (nx, ny, w, h)
+        main = self.faces[0]
+        fw, fh = main.box[2], main.box[3]
+        moved = Face((int(round(nx * scale)), int(round(ny * scale)), fw, fh), main.kind)
+        self.faces = [moved, *self.faces[1:]]
+        return True

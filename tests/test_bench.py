@@ -1,0 +1,86 @@
+"""``engage-edge bench`` produces its figures and the agreement rate (correctness only:
+performance is measured by running the bench, never asserted in a test)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+from edge_app import bench
+from edge_app.camera import DemoSource
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "models" / "emotion-int8.json"
+
+
+def check_config(c: dict, frames: int):
+    assert c["frames"] == frames and c["fps"] > 0
+    assert 0 < c["p50_ms"] <= c["p95_ms"] <= c["p99_ms"]
+    assert set(c["stage_ms"]) == {"capture", "detect", "track", "classify", "state", "store"}
+    assert c["cpu_ms_per_frame"] > 0 and c["capture_to_led"]["p99_ms"] > 0
+    assert c["errors"] == 0
+
+
+def test_bench_cli_json_without_the_paper_model(tmp_path):
+    missing = tmp_path / "nowhere" / "paper-float.json"
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "12", "--json",
+                        "--paper-manifest", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "ENGAGE_LOG_LEVEL": "WARNING"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    check_config(out["edge"], 12)
+    assert out["edge"]["fps"] > 0 and out["edge"]["p99_ms"] > 0
+    assert out["paper"]["fps"] is None and out["paper"]["p99_ms"] is None and out["speedup"] is None
+    assert out["paper"]["missing"] == str(missing)
+    assert "python -m training.train --arch paper" in out["paper"]["hint"]
+    assert "python -m training.quantize --float" in out["paper"]["hint"]
+    check_config(out["reference"], 12)  # the paper's detection design with our model still runs
+    a = out["agreement"]
+    assert a["compared"] > 0 and 0 <= a["emotion"] <= 1 and 0 <= a["face_presence"] <= 1
+
+
+def test_bench_text_output_says_the_paper_model_is_missing(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6",
+                        "--paper-manifest", str(tmp_path / "missing.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "frames per second" in r.stdout and "emotion agreement" in r.stdout
+    assert "missing" in r.stderr and "python -m training.train --arch paper" in r.stderr
+
+
+def test_bench_on_a_recorded_clip_with_a_paper_model(tmp_path, cfg):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))
+    demo = DemoSource(realtime=False)
+    for _ in range(10):
+        writer.write(demo.read())
+    writer.release()
+    # any valid manifest stands in for the paper's float model: here the shipped one
+    r = bench.benchmark(cfg, 10, clip, SHIPPED, log=lambda *a: None)
+    assert r["clip"]["source"] == str(clip) and r["clip"]["frames"] == 10
+    check_config(r["edge"], 10)
+    check_config(r["paper"], 10)
+    assert r["paper"]["detector"]["detect_every"] == 1 and r["paper"]["detector"]["detect_width"] == 640
+    assert r["speedup"] == round(r["edge"]["fps"] / r["paper"]["fps"], 2)
+    assert "reference" not in r
+    # the same model on the same boxes: the first frame (a full detection in both) agrees
+    assert r["agreement"]["compared"] > 0
+    assert "frames per second" in bench.format_table(r)
+
+
+def test_agreement_counts_only_faces_both_classified():
+    frames = DemoSource(realtime=False).read()[None].repeat(3, axis=0)
+    from edge_app.classifier import EmotionClassifier
+    from edge_app.detector import FaceDetector
+
+    clf = EmotionClassifier()
+    box = FaceDetector().detect(frames[0])[0].box
+    gray = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
+    label = clf.labels[int(clf.probabilities(gray[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]).argmax())]
+    other = next(l for l in clf.labels if l != label)
+    a = bench.agreement(frames, [(box, label), (box, other), None], [box, box, box], clf)
+    assert a == {"emotion": 0.5, "compared": 2, "face_presence": round(2 / 3, 4)}

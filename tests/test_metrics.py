@@ -1,0 +1,115 @@
+"""/metrics (Prometheus text via prometheus-client) and /healthz, against a running appliance."""
+from __future__ import annotations
+
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_app import config as config_mod
+from edge_app.metrics import STAGES, Metrics
+
+
+def scrape(url: str) -> dict:
+    r = requests.get(f"{url}/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return {f.name: f for f in text_string_to_metric_families(r.text)}
+
+
+def value(families: dict, name: str, sample: str | None = None, **labels) -> float:
+    for s in families[name].samples:
+        if (sample is None or s.name == sample) and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise AssertionError(f"no sample {sample or name} {labels}")
+
+
+def wait_for(predicate, timeout=15.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def test_each_metrics_object_has_its_own_registry():
+    a, b = Metrics(), Metrics()  # the same names twice: would raise on the global registry
+    a.record_frame({s: 0.001 for s in STAGES}, 0.006, 0.005, 0.0007)
+    assert a.registry.get_sample_value("engage_frames_captured_total") == 1
+    assert b.registry.get_sample_value("engage_frames_captured_total") == 0
+    assert a.registry.get_sample_value("engage_stage_seconds_count", {"stage": "detect"}) == 1
+    assert a.registry.get_sample_value("engage_inference_seconds_count") == 1
+    a.keep_samples()
+    a.record_frame({s: 0.002 for s in STAGES}, 0.012, 0.01, None)
+    assert a.samples["frame"] == [0.012] and a.samples["inference"] == []
+
+
+def test_metrics_endpoint_reports_the_running_loop(appliance):
+    wait_for(lambda: appliance.loop.health.frames >= 10)
+    fam = scrape(appliance.url)
+    assert value(fam, "engage_frames_captured", "engage_frames_captured_total") >= 10
+    assert value(fam, "engage_frames_dropped", "engage_frames_dropped_total") >= 0
+    for stage in STAGES:
+        assert value(fam, "engage_stage_seconds", "engage_stage_seconds_count", stage=stage) >= 10
+    assert value(fam, "engage_capture_to_led_seconds", "engage_capture_to_led_seconds_count") >= 10
+    assert "engage_inference_seconds" in fam
+    assert value(fam, "engage_camera_status", engage_camera_status="ok") == 1
+    assert value(fam, "engage_camera_status", engage_camera_status="fault") == 0
+    state = appliance.loop.state.group
+    assert value(fam, "engage_state", engage_state=state) == 1
+    manifest = appliance.classifier.manifest
+    info = [s for s in fam["engage_model_info"].samples if s.name == "engage_model_info"][0]
+    assert info.labels["sha256"] == manifest.sha256
+    assert info.labels["file"] == manifest.model_path.name
+    assert "version" in info.labels
+    assert value(fam, "engage_disk_free_bytes") > 0
+    # the counters move: a second scrape sees more frames
+    n1 = value(fam, "engage_frames_captured", "engage_frames_captured_total")
+    wait_for(lambda: value(scrape(appliance.url), "engage_frames_captured", "engage_frames_captured_total") > n1)
+
+
+def test_healthz_ok_while_all_is_well(appliance):
+    wait_for(lambda: appliance.loop.health.frames >= 3)
+    r = requests.get(f"{appliance.url}/healthz", timeout=10)
+    body = r.json()
+    assert r.status_code == 200, body
+    assert body["status"] == "ok" and body["reasons"] == []
+    assert body["disk_free_mb"] > 0 and body["store"] == "ok"
+
+
+def test_healthz_degraded_when_the_disk_is_below_the_threshold(make_appliance, cfg):
+    # more free space required than this disk has: logging pauses, health says why
+    low = config_mod.with_changes(cfg, {"store.min_free_mb": 100000})
+    appliance = make_appliance(low)
+    r = requests.get(f"{appliance.url}/healthz", timeout=10)
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "degraded"
+    assert any(reason.startswith("disk:") and "min_free_mb" in reason for reason in body["reasons"]), body
+
+
+def test_a_slow_stage_drops_frames_instead_of_queueing_them(cfg):
+    """A slow LED (0.1 s per update) on a 30 fps camera: the loop takes the newest frame
+    each time and the source counts the ones that went by; none waits in a queue."""
+    from edge_app.camera import DemoSource
+    from edge_app.classifier import EmotionClassifier
+    from edge_app.detector import FaceDetector
+    from edge_app.indicators import Indicator
+    from edge_app.pipeline import CaptureLoop
+
+    class SlowLed(Indicator):
+        def show(self, group):
+            time.sleep(0.1)
+
+    source = DemoSource(fps=30, realtime=True)
+    loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), EmotionClassifier(), None, SlowLed()).start()
+    try:
+        wait_for(lambda: loop.health.frames >= 12)
+    finally:
+        loop.stop()
+    h = loop.health
+    assert h.dropped > h.frames  # ~2 of every 3 frames skipped at 30 fps
+    assert loop.metrics.registry.get_sample_value("engage_frames_dropped_total") == h.dropped
+    assert source.dropped == h.dropped
