@@ -28,8 +28,9 @@ setup(
         "scikit-image>=0.22",  # astronaut, lfw_subset and camera samples for the demo
     ],
     extras_require={
-        "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'", "sdnotify>=0.3"],
-        "jetson": ["Jetson.GPIO>=2.1", "gpiozero>=2.0", "sdnotify>=0.3"],
+        # systemd's notify protocol is spoken by edge_app/watchdog.py (stdlib): no sdnotify
+        "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'"],
+        "jetson": ["Jetson.GPIO>=2.1"],  # gpiozero does not run on a Jetson: indicators.backend = "jetson"
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100"],
     },

@@ -23,6 +23,7 @@ class FrameSource:
     """Base class: a source of BGR frames."""
 
     name = "source"
+    dropped = 0  # frames the camera produced that nobody read (a live source counts them)
 
     def open(self) -> None:
         """Acquire the device; raise CameraError with a fix-it message on failure."""
@@ -73,6 +74,8 @@ class DemoSource(FrameSource):
             delay = self._next - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            elif delay < -1.0 / self.fps:  # the reader was late: frames went by unread (dropped, not queued)
+                self.dropped += int(-delay * self.fps)
             self._next = max(self._next + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
         frame = self.scene.render(self.scene_time())
         self._index += 1
@@ -85,7 +88,8 @@ class OpenCVSource(FrameSource):
     def __init__(self, spec: str, width=640, height=480, fps=15, loop=True):
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
         self.cap = None
-        self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec
+        self.is_device = spec.startswith("/dev/")  # e.g. /dev/video0: a camera, not a file
+        self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec and not self.is_device
         self.name = f"opencv:{spec}"
 
     def open(self) -> None:
@@ -100,9 +104,13 @@ class OpenCVSource(FrameSource):
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             cap.set(cv2.CAP_PROP_FPS, self.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones (latency)
         elif "!" in self.spec:
             cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
         else:
+            if self.is_device and not Path(self.spec).exists():
+                raise CameraError(f"no camera at {self.spec}: plug in a USB camera (check `ls /dev/video*`), "
+                                  "or run with --source demo")
             if self.is_file and not Path(self.spec).is_file():
                 raise CameraError(f"video file {self.spec} does not exist")
             cap = cv2.VideoCapture(self.spec)

@@ -27,16 +27,21 @@ def _config(args, overrides: dict | None = None) -> dict:
 # ------------------------------------------------------------------ run
 def cmd_run(args) -> int:
     from edge_app.app import Appliance
-    from edge_app.camera import CameraError
+    from edge_app.camera import CameraError, make_source
     from edge_app.classifier import ModelError
     from edge_app.store import StoreError
 
     cfg = _config(args, {"camera.source": args.source, "web.host": args.host, "web.port": args.port,
                          "store.data_dir": str(args.data_dir) if args.data_dir else None})
+    appliance = None
     try:
-        appliance = Appliance(cfg)
+        source = None
         if cfg["camera"]["source"] != "demo":
-            appliance.loop.source.open()  # fail now, clearly, if the camera is not there
+            # fail now, clearly, if the camera is not there - before the database and the
+            # first-start admin password exist (a password never shown would be lost)
+            source = make_source(cfg["camera"]["source"], cfg)
+            source.open()
+        appliance = Appliance(cfg, source=source)
         appliance.start()
     except CameraError as exc:
         _fault_led(cfg)
@@ -49,15 +54,24 @@ def cmd_run(args) -> int:
     except OSError as exc:  # the port is taken, or not allowed
         print(f"error: cannot serve on {cfg['web']['host']}:{cfg['web']['port']}: {exc.strerror or exc}. "
               "Choose another --port or stop the other program.", file=sys.stderr)
+        if appliance is not None and appliance.generated_password:  # created now, never shown again
+            print(f"first start: log in as 'admin' with password: {appliance.generated_password}", file=sys.stderr)
         return EXIT_USAGE
     print(f"engage-edge {__version__} on {cfg['camera']['source']} source; web UI at {appliance.url}", flush=True)
     if appliance.generated_password:
         print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
               "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+    from edge_app.watchdog import Notifier
+
+    notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
+    if appliance.loop:
+        notifier.attach(appliance.loop)
+    notifier.ready(f"serving {appliance.url}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    notifier.stopping()
     print("stopping", flush=True)
     appliance.stop()
     return EXIT_OK
@@ -133,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--json", action="store_true", help="machine-readable output")
     an.add_argument("--config", type=Path)
     an.set_defaults(func=cmd_analyze)
+
+    be = sub.add_parser("bench", help="benchmark the pipeline: ours (edge) against the paper's design")
+    be.add_argument("--clip", type=Path, help="a recorded video (default: a clip generated from the demo source)")
+    be.add_argument("--frames", type=int, default=450, help="frames to run (default 450)")
+    be.add_argument("--json", action="store_true", help="one JSON object (edge.fps, edge.p99_ms, paper.fps, ...)")
+    be.add_argument("--config", type=Path)
+    be.add_argument("--paper-manifest", type=Path, help="the paper's float model manifest "
+                    "(default models/baseline/paper-float.json)")
+    be.set_defaults(func=lambda args: __import__("edge_app.bench", fromlist=["main"]).main(args))
+
+    from edge_app import tech_commands  # model install/rollback/list/golden, selftest, export, backup
+
+    tech_commands.add_commands(sub)
     return p
 
 
@@ -149,6 +176,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except config_mod.ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
+        if args.command == "run":
+            _fault_led(config_mod.defaults())  # the file is unusable: show the fault with the default indicator
         return EXIT_USAGE
     except ModelError as exc:
         print(f"error: model: {exc}", file=sys.stderr)

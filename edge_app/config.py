@@ -56,6 +56,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "web.port": (lambda v: 0 <= v <= 65535, "a port from 1 to 65535 (0: any free port)"),
     "web.threads": (lambda v: 4 <= v <= 256, "an integer from 4 to 256"),
     "web.max_viewers": (lambda v: 0 <= v <= 64, "an integer from 0 to 64"),
+    "web.analysis_workers": (lambda v: 1 <= v <= 16, "an integer from 1 to 16"),
     "web.stream_fps": (lambda v: 1 <= v <= 60, "an integer from 1 to 60"),
     "web.max_upload_mb": (lambda v: 0 < v <= 200, "megabytes above 0, at most 200"),
     "web.max_upload_megapixels": (lambda v: 0 < v <= 200, "megapixels above 0, at most 200"),

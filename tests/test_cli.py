@@ -1,0 +1,204 @@
+"""The real ``engage-edge`` console script, run as a separate process."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge_app import __version__
+from edge_app.classifier import KNOWN_LABELS
+
+SCRIPT = Path(sys.executable).parent / "engage-edge"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
+LEVELS = ("Engaged", "Partially engaged", "Not engaged")
+
+
+@pytest.fixture
+def empty_config(tmp_path) -> Path:
+    """An empty config file, so a device's /etc/engage-edge/config.toml never leaks in."""
+    path = tmp_path / "config.toml"
+    path.write_text("")
+    return path
+
+
+def cli(*args, timeout=60, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_console_script_is_installed():
+    assert SCRIPT.exists(), "pip install -e . installs the engage-edge console script into the venv"
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"engage-edge {__version__}"
+
+
+def test_no_command_prints_help_and_exits_2():
+    r = cli()
+    assert r.returncode == 2
+    assert "run" in r.stdout and "analyze" in r.stdout
+
+
+def test_analyze_prints_a_table(grace_path, empty_config):
+    r = cli("analyze", grace_path, "--config", empty_config)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{grace_path}:"
+    header = lines[1]
+    for column in ("box", "emotion", "conf", "engagement"):
+        assert column in header
+    rows = [line for line in lines[2:] if line.strip()]
+    assert len(rows) == 1
+    m = re.match(r"^\s+1\s+(\d+),(\d+),(\d+),(\d+)\s+(\w+)\s+(\d+)%\s+(.+)$", rows[0])
+    assert m, rows[0]
+    x, y, w, h = map(int, m.groups()[:4])
+    assert x <= 265 <= x + w and y <= 215 <= y + h  # Grace Hopper's face
+    assert m.group(5) in KNOWN_LABELS
+    assert 12 <= int(m.group(6)) <= 100
+    assert m.group(7).startswith(LEVELS)
+
+
+def test_analyze_json(grace_path, astronaut_png, tmp_path, empty_config):
+    astronaut = tmp_path / "astronaut.png"
+    astronaut.write_bytes(astronaut_png)
+    r = cli("analyze", "--json", grace_path, "--config", empty_config)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["image"] == str(grace_path)
+    (face,) = result["faces"]
+    assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+    assert face["emotion"] in KNOWN_LABELS
+    assert set(face["probabilities"]) == set(KNOWN_LABELS)
+    assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=0.01)
+    assert face["confidence"] == pytest.approx(face["probabilities"][face["emotion"]], abs=1e-3)
+    assert face["engagement"].startswith(LEVELS)
+
+    r = cli("analyze", "--json", grace_path, astronaut, "--config", empty_config)
+    assert r.returncode == 0
+    results = json.loads(r.stdout)
+    assert [Path(x["image"]).name for x in results] == ["grace_hopper.jpg", "astronaut.png"]
+    assert all(len(x["faces"]) == 1 for x in results)
+
+
+def test_analyze_a_file_that_is_not_an_image(tmp_path, grace_path, empty_config):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture")
+    r = cli("analyze", notes, grace_path, "--config", empty_config)
+    assert r.returncode == 1
+    assert "not a JPEG, PNG or WebP image" in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "happiness" in r.stdout or re.search(r"^\s+1\s+\d+,", r.stdout, re.M)  # the good one still ran
+
+    r = cli("analyze", "--json", tmp_path / "missing.png", "--config", empty_config)
+    assert r.returncode == 1
+    assert "No such file" in json.loads(r.stdout)["error"]
+
+
+def test_bad_config_file_exits_2_naming_the_key(tmp_path, grace_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[web]\nport = 99999\n")
+    for args in (("analyze", grace_path, "--config", bad), ("run", "--config", bad, "--data-dir", tmp_path / "d")):
+        r = cli(*args)
+        assert r.returncode == 2
+        assert "web.port" in r.stderr and "99999" in r.stderr and "65535" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_run_with_a_missing_video_fails_fast_and_clearly(tmp_path, empty_config):
+    data = tmp_path / "data"
+    started = time.monotonic()
+    r = cli("run", "--config", empty_config, "--source", "/nonexistent.mp4", "--data-dir", data, "--port", 0,
+            timeout=60)
+    assert time.monotonic() - started < 30
+    assert r.returncode == 3
+    assert "camera" in r.stderr and "/nonexistent.mp4" in r.stderr and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
+    # nothing was created: a first-start admin password that is never shown would be lost
+    assert not (data / "engage.db").exists()
+
+
+def test_run_on_a_busy_port_says_so(tmp_path, empty_config):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("run", "--config", empty_config, "--data-dir", tmp_path / "data", "--port", port,
+                env={"ENGAGE_ADMIN_PASSWORD": "busy-port-pw-1"})
+    assert r.returncode == 2
+    assert f"127.0.0.1:{port}" in r.stderr and "--port" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_busy_port_on_first_start_still_shows_the_new_admin_password(tmp_path, empty_config):
+    """The admin account was created before the port turned out to be taken: its random
+    password must be shown now, or nobody could ever log in."""
+    from edge_app.auth import Accounts
+    from edge_app.store import Store
+
+    env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = subprocess.run([*COMMAND, "run", "--config", str(empty_config), "--data-dir", str(tmp_path / "data"),
+                            "--port", str(busy.getsockname()[1])], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2
+    m = re.search(r"log in as 'admin' with password: (\S+)", r.stderr)
+    assert m, r.stderr
+    store = Store(tmp_path / "data")
+    try:
+        assert Accounts(store).authenticate("admin", m.group(1))
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(180)
+def test_run_serves_the_demo_and_prints_the_admin_login(tmp_path, empty_config):
+    """What `make run` does: the demo source, the web UI on a loopback port, and on a
+    first start a random admin password printed once - which then logs in."""
+    env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([*COMMAND, "run", "--config", str(empty_config), "--source", "demo",
+                             "--data-dir", str(tmp_path / "data"), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = password = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (url and password):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if m := re.search(r"web UI at (http://127\.0\.0\.1:\d+)", line):
+                url = m.group(1)
+            if m := re.search(r"log in as 'admin' with password: (\S+)", line):
+                password = m.group(1)
+        assert url and password, proc.stderr.read() if proc.poll() is not None else "no start-up lines"
+        assert len(password) >= 12
+        health = requests.get(f"{url}/healthz", timeout=10).json()
+        assert health["version"] == __version__ and "model" in health
+        r = requests.post(f"{url}/api/login", json={"username": "admin", "password": password}, timeout=10)
+        assert r.status_code == 200 and r.json()["role"] == "admin"
+        r = requests.post(f"{url}/api/login", json={"username": "admin", "password": "admin"}, timeout=10)
+        assert r.status_code == 401  # no default credentials
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopping" in out
+    assert "Traceback" not in err
