@@ -449,6 +449,13 @@ def make_app(ctx: Context) -> bottle.Bottle:
         """Prometheus text format (prometheus-client), from the loop's own registry."""
         from edge_app.metrics import CONTENT_TYPE_LATEST, Metrics
 
+        # the current engagement state is personal data: loopback (a local scraper or
+        # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
+        remote = request.remote_addr or ""
+        if not (ctx.cfg["web"]["metrics_public"] or remote.startswith("127.") or remote == "::1"):
+            found = current()
+            if not found or not found[0].is_admin:
+                return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
         if ctx.loop is not None:
             m = ctx.loop.metrics
         else:

@@ -113,3 +113,29 @@ def test_a_slow_stage_drops_frames_instead_of_queueing_them(cfg):
     assert h.dropped > h.frames  # ~2 of every 3 frames skipped at 30 fps
     assert loop.metrics.registry.get_sample_value("engage_frames_dropped_total") == h.dropped
     assert source.dropped == h.dropped
+
+
+def _wsgi_get(app, path: str, remote_addr: str, cookie: str = "") -> tuple[str, bytes]:
+    """Call the WSGI app directly as if from ``remote_addr`` (no network traffic)."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {"PATH_INFO": path, "REMOTE_ADDR": remote_addr, "wsgi.input": io.BytesIO(b"")}
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, h, exc=None: status.append(s)))
+    return status[0], body
+
+
+def test_metrics_are_not_served_to_the_network_without_an_admin(appliance):
+    """The live engagement state is personal data: a LAN address gets 403, loopback and admins 200."""
+    from edge_app.web import COOKIE
+
+    status, body = _wsgi_get(appliance.app, "/metrics", "192.0.2.7")
+    assert status.startswith("403") and b"metrics_public" in body
+    assert _wsgi_get(appliance.app, "/metrics", "127.0.0.1")[0].startswith("200")
+    user = appliance.accounts.find("admin")
+    token, _ = appliance.accounts.start_session(user)
+    assert _wsgi_get(appliance.app, "/metrics", "192.0.2.7", f"{COOKIE}={token}")[0].startswith("200")
