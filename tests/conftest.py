@@ -2,6 +2,7 @@
 directory, and a running appliance (demo source, real HTTP server on loopback)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -88,3 +89,14 @@ def admin_session(appliance) -> requests.Session:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def wait_for(predicate, timeout=15.0, every=0.05):
+    """Poll ``predicate`` until it returns something truthy (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")

@@ -24,18 +24,9 @@ from edge_app.detector import FaceDetector
 from edge_app.indicators import Indicator
 from edge_app.pipeline import CaptureLoop
 from edge_app.store import Store
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate, timeout=15.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 class FaultySource(FrameSource):

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app import config as config_mod
 from edge_app.metrics import STAGES, Metrics
+from conftest import wait_for
 
 
 def scrape(url: str) -> dict:
@@ -22,16 +23,6 @@ def value(families: dict, name: str, sample: str | None = None, **labels) -> flo
         if (sample is None or s.name == sample) and all(s.labels.get(k) == v for k, v in labels.items()):
             return s.value
     raise AssertionError(f"no sample {sample or name} {labels}")
-
-
-def wait_for(predicate, timeout=15.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def test_each_metrics_object_has_its_own_registry():

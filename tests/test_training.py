@@ -1,0 +1,378 @@
+"""training/: FER+ loaders, label rules, a real (tiny) train -> int8 -> LiteRT run, and the
+shipped model (its manifest, and its accuracy on a fixed slice of FER+ test where the
+shared data set is present)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from training import data as fer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT / ".." / "shared" / "data"
+MODELS = ROOT / "models"
+SHIPPED_MANIFEST = MODELS / "emotion-int8.json"
+SLICE_SIZE = 500
+SPLIT_SIZES = {"train": 40, "valid": 16, "test": 16}
+
+
+# ---------------------------------------------------------------- generated FER+ in both layouts
+
+def _votes(rng: np.random.Generator) -> list[int]:
+    """Ten annotators, mostly agreeing on one class, with some noise, unknown and NF votes."""
+    v = np.zeros(10, int)
+    v[rng.integers(0, 10)] += int(rng.integers(3, 9))
+    for _ in range(10 - v.sum()):
+        v[rng.integers(0, 10)] += 1
+    return v.tolist()
+
+
+def _face(rng: np.random.Generator, label: int) -> np.ndarray:
+    """A 48x48 uint8 image whose pattern depends on the top class, plus noise."""
+    yy, xx = np.mgrid[0:48, 0:48]
+    base = 128 + 80 * np.sin((xx + 3 * label) / (3 + label)) * np.cos(yy / (4 + label))
+    return np.clip(base + rng.normal(0, 20, (48, 48)), 0, 255).astype(np.uint8)
+
+
+def write_ferplus(root: Path, seed: int = 0) -> dict[str, list]:
+    """Write the same tiny data set as Microsoft's folder layout (``root/ferplus``) and as
+    the two public CSV files (``root/csv``); one image per split was removed by FER+
+    (empty name in fer2013new.csv, absent from the folders). Returns the rows written."""
+    rng = np.random.default_rng(seed)
+    csv_dir, folder_root = root / "csv", root / "ferplus"
+    csv_dir.mkdir(parents=True)
+    rows: dict[str, list] = {}
+    index = 0
+    with open(csv_dir / "fer2013.csv", "w", newline="") as f_pix, \
+            open(csv_dir / "fer2013new.csv", "w", newline="") as f_new:
+        pix, new = csv.writer(f_pix), csv.writer(f_new)
+        pix.writerow(["emotion", "pixels", "Usage"])
+        new.writerow(["Usage", "Image name"] + fer.VOTE_COLUMNS)
+        for split, n in SPLIT_SIZES.items():
+            folder = folder_root / fer.SPLIT_FOLDERS[split]
+            folder.mkdir(parents=True)
+            rows[split] = []
+            with open(folder / "label.csv", "w", newline="") as f_label:
+                labels = csv.writer(f_label)
+                for i in range(n + 1):
+                    votes = _votes(rng)
+                    img = _face(rng, int(np.argmax(votes)))
+                    removed = i == n // 2
+                    name = "" if removed else f"fer{index:07d}.png"
+                    pix.writerow([int(np.argmax(votes[:7])), " ".join(map(str, img.ravel())), fer.CSV_USAGE[split]])
+                    new.writerow([fer.CSV_USAGE[split], name] + (([0] * 9 + [10]) if removed else votes))
+                    if not removed:
+                        assert cv2.imwrite(str(folder / name), img)
+                        labels.writerow([name, "(0, 0, 48, 48)"] + votes)
+                        rows[split].append((name, img, votes))
+                    index += 1
+    return rows
+
+
+@pytest.fixture
+def generated(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_DATA_CACHE", str(tmp_path / "npz"))
+    return tmp_path, write_ferplus(tmp_path)
+
+
+def test_both_layouts_give_identical_arrays(generated):
+    root, rows = generated
+    assert fer.find_layout(root) == ("folder", root / "ferplus")
+    assert fer.find_layout(root / "csv") == ("csv", root / "csv")
+    for split, expected in rows.items():
+        folder = fer.load_split(root, split)
+        from_csv = fer.load_split(root / "csv", split)
+        assert len(folder) == len(from_csv) == SPLIT_SIZES[split]  # the removed image is skipped
+        assert folder.names == from_csv.names == [name for name, _, _ in expected]
+        np.testing.assert_array_equal(folder.images, from_csv.images)
+        np.testing.assert_array_equal(folder.images, np.stack([img for _, img, _ in expected]))
+        np.testing.assert_array_equal(folder.votes, from_csv.votes)
+        np.testing.assert_array_equal(folder.votes, np.array([v for _, _, v in expected]))
+        assert folder.images.dtype == np.uint8 and folder.images.shape[1:] == (48, 48)
+
+
+def test_cached_arrays_equal_decoded_ones(generated):
+    root, _ = generated
+    first = fer.load_split(root, "valid")
+    assert list((root / "npz").glob("valid-*.npz")), "the decoded split was not cached"
+    again = fer.load_split(root, "valid")
+    np.testing.assert_array_equal(first.images, again.images)
+    np.testing.assert_array_equal(first.votes, again.votes)
+    assert first.names == again.names
+
+
+def test_missing_or_wrong_data_gives_a_clear_error(tmp_path):
+    with pytest.raises(fer.DataError, match="fer2013.csv"):
+        fer.find_layout(tmp_path)
+    (tmp_path / "FER2013Test").mkdir()
+    with pytest.raises(fer.DataError, match="label.csv is missing"):
+        fer.load_split(tmp_path, "test", cache=False)
+    (tmp_path / "FER2013Test" / "label.csv").write_text("fer0.png,(0 0 48 48),1,2\n")
+    with pytest.raises(fer.DataError, match="columns"):
+        fer.load_split(tmp_path, "test", cache=False)
+
+
+# ---------------------------------------------------------------- label rules on hand-built votes
+
+#           neutral happy surprise sad anger disgust fear contempt unknown NF
+VOTE_ROWS = np.array([
+    [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],   # 0: 6 of 8 after outliers -> neutral
+    [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],   # 1: 4 of 9 is not a majority -> dropped; argmax neutral
+    [3, 0, 0, 1, 1, 1, 0, 0, 0, 0],   # 2: 3 of 6 raw, 3 of 3 once single votes go -> neutral
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # 3: not a face -> dropped by both rules
+    [2, 0, 0, 0, 0, 0, 0, 0, 5, 3],   # 4: unknown wins -> dropped by both rules
+    [0, 5, 0, 0, 0, 0, 0, 0, 5, 0],   # 5: tie is not > half -> dropped; argmax takes happiness
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],   # 6: every vote an outlier -> dropped; argmax neutral
+    [0, 1, 0, 0, 0, 0, 0, 2, 0, 0],   # 7: contempt 2 of 2 -> contempt
+    [0, 0, 0, 0, 0, 0, 7, 0, 3, 0],   # 8: fear 7 of 10 -> fear
+    [0, 0, 0, 0, 0, 3, 0, 0, 4, 3],   # 9: disgust 3 of 10 -> dropped; argmax unknown -> dropped
+])
+
+
+def test_official_majority_rule():
+    assert fer.majority_labels(VOTE_ROWS).tolist() == [0, -1, 0, -1, -1, -1, -1, 7, 6, -1]
+
+
+def test_strict_argmax_rule():
+    assert fer.argmax_labels(VOTE_ROWS).tolist() == [0, 0, 0, -1, -1, 1, 0, 7, 6, -1]
+
+
+def test_soft_labels_are_the_vote_distribution_without_outliers():
+    targets, usable = fer.soft_labels(VOTE_ROWS)
+    assert usable.tolist() == [True, True, True, False, False, False, False, True, True, False]
+    np.testing.assert_allclose(targets[0], [1, 0, 0, 0, 0, 0, 0, 0])  # the 2 unknown votes are not an emotion
+    np.testing.assert_allclose(targets[1], np.array([4, 0, 0, 0, 3, 2, 0, 0]) / 9, rtol=1e-6)
+    np.testing.assert_allclose(targets[7], [0, 0, 0, 0, 0, 0, 0, 1])  # the single happiness vote is an outlier
+    np.testing.assert_allclose(targets[usable].sum(axis=1), 1, rtol=1e-6)
+    assert not targets[~usable].any()
+
+
+def test_majority_training_targets_are_one_hot():
+    split = fer.Split(np.zeros((len(VOTE_ROWS), 48, 48), np.uint8), VOTE_ROWS, [str(i) for i in range(len(VOTE_ROWS))])
+    targets, keep = fer.training_targets(split, "majority")
+    assert keep.tolist() == (fer.majority_labels(VOTE_ROWS) >= 0).tolist()
+    assert targets[keep].argmax(axis=1).tolist() == [0, 0, 7, 6]
+    with pytest.raises(fer.DataError, match="soft"):
+        fer.training_targets(split, "hard")
+
+
+# ---------------------------------------------------------------- train -> int8 -> LiteRT
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One epoch of the edge model on the generated set, then int8 and float conversion."""
+    from training import quantize, train
+
+    root = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        write_ferplus(root, seed=1)
+        run = root / "run"
+        common = ["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16"]
+        assert train.main(common + ["--epochs", "1"]) == 0
+        assert quantize.main([str(run / "best.keras"), "--out", str(root / "tiny-int8.tflite"),
+                              "--data", str(root), "--samples", "16", "--version", "test"]) == 0
+        assert quantize.main([str(run / "best.keras"), "--float", "--out", str(root / "tiny-float.tflite")]) == 0
+        yield root, run
+
+
+def test_training_run_records_config_history_and_checkpoints(tiny_run):
+    root, run = tiny_run
+    config = json.loads((run / "config.json").read_text())
+    assert config["arch"] == "edge" and config["labels"] == "soft" and config["seed"] == 1234
+    assert config["git_commit"] and config["sizes"]["train"] + config["sizes"]["train_dropped"] == SPLIT_SIZES["train"]
+    with open(run / "history.csv", newline="") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == 1 and 0 <= float(history[0]["val_accuracy"]) <= 1
+    assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
+
+
+def test_resume_continues_the_run(tiny_run):
+    import shutil
+
+    from training import train
+
+    root, first = tiny_run
+    run = root / "resumed"
+    shutil.copytree(first, run)  # the other tests keep the one-epoch model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        args = ["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16", "--epochs", "2"]
+        with pytest.raises(SystemExit, match="--resume"):
+            train.main(args)
+        assert train.main(args + ["--resume"]) == 0
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+
+
+def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
+    from edge_app.classifier import EmotionClassifier
+    from training.quantize import sha256_of
+
+    root, _ = tiny_run
+    manifest = json.loads((root / "tiny-int8.json").read_text())
+    assert manifest["model"] == "tiny-int8.tflite" and manifest["labels"] == fer.EMOTIONS
+    assert manifest["input"] == {"size": [48, 48], "channels": 1, "scale": 1 / 255, "offset": 0.0}
+    assert manifest["sha256"] == sha256_of(root / "tiny-int8.tflite")
+    assert manifest["architecture"] == "edge" and manifest["precision"] == "int8" and manifest["version"] == "test"
+
+    clf = EmotionClassifier(root / "tiny-int8.json")
+    details = clf.interpreter.get_tensor_details()
+    assert clf._in["dtype"] == np.int8 and clf._out["dtype"] == np.int8
+    float_tensors = [d["name"] for d in details if d["dtype"] == np.float32]
+    assert not float_tensors, f"not fully int8: {float_tensors}"
+    label, confidence, probs = clf.classify(_face(np.random.default_rng(5), 2))
+    assert label in fer.EMOTIONS and 0 < confidence <= 1 and abs(sum(probs.values()) - 1) < 0.01
+
+
+def test_float_export_runs_in_the_device_runtime_and_agrees_with_keras(tiny_run):
+    import keras
+
+    from edge_app.classifier import EmotionClassifier
+
+    root, run = tiny_run
+    manifest = json.loads((root / "tiny-float.json").read_text())
+    assert manifest["precision"] == "float32" and manifest["labels"] == fer.EMOTIONS
+    clf = EmotionClassifier(root / "tiny-float.json")
+    assert clf._in["dtype"] == np.float32
+    face = _face(np.random.default_rng(6), 3)
+    expected = keras.models.load_model(run / "best.keras", compile=False).predict(
+        face[None, :, :, None].astype(np.float32) / 255.0, verbose=0)[0]
+    np.testing.assert_allclose(clf.probabilities(face), expected / expected.sum(), atol=1e-4)
+
+
+def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
+    from training import evaluate
+
+    root, run = tiny_run
+    out = root / "eval"
+    assert evaluate.main([str(root / "tiny-int8.tflite"), "--data", str(root), "--out", str(out),
+                          "--history", str(run / "history.csv"), "--latency-runs", "30"]) == 0
+    result = json.loads((out / "tiny-int8-test.json").read_text())
+    votes = fer.load_split(root, "test").votes
+    assert result["official"]["images"] == int((fer.majority_labels(votes) >= 0).sum())
+    assert result["argmax"]["images"] == int((fer.argmax_labels(votes) >= 0).sum())
+    for rule in ("official", "argmax"):
+        r = result[rule]
+        cm = np.array(r["confusion"])
+        assert cm.shape == (8, 8) and cm.sum() == r["images"]
+        assert r["accuracy"] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-4)
+        assert [c["support"] for c in r["per_class"].values()] == cm.sum(axis=1).tolist()
+    assert result["input"]["dtype"] == "int8" and result["file_bytes"] == (root / "tiny-int8.tflite").stat().st_size
+    assert 0 < result["latency"]["median_ms"] <= result["latency"]["p95_ms"] and result["latency"]["threads"] == 1
+    for png in result["plots"].values():
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(result["plots"]) == {"confusion", "curves"}
+
+    # the valid split for tuning, and a Keras model with the same code path
+    assert evaluate.main([str(run / "best.keras"), "--data", str(root), "--split", "valid", "--out", str(out)]) == 0
+    keras_result = json.loads((out / "best-valid.json").read_text())
+    assert keras_result["split"] == "valid" and keras_result["format"] == "keras" and "latency" not in keras_result
+    # a TFLite model without its manifest is refused with a reason
+    lone = root / "lone.tflite"
+    lone.write_bytes((root / "tiny-int8.tflite").read_bytes())
+    assert evaluate.main([str(lone), "--data", str(root), "--out", str(out)]) == 2
+
+
+def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
+    from edge_app.classifier import EmotionClassifier
+    from training import evaluate, ship
+
+    root, run = tiny_run
+    out, dest = root / "ship-eval", root / "shipped"
+    assert evaluate.main([str(root / "tiny-int8.tflite"), "--data", str(root), "--out", str(out),
+                          "--history", str(run / "history.csv"), "--latency-runs", "0"]) == 0
+    # metrics of another file are refused and nothing is shipped
+    assert ship.main([str(root / "tiny-float.tflite"), "--metrics", str(out / "tiny-int8-test.json"),
+                      "--dest", str(dest), "--name", "emotion-int8.tflite"]) == 2
+    assert not (dest / "emotion-int8.tflite").exists()
+    assert ship.main([str(root / "tiny-int8.tflite"), "--metrics", str(out / "tiny-int8-test.json"),
+                      "--dest", str(dest), "--name", "emotion-int8.tflite", "--run", str(run), "--version", "t1"]) == 0
+    manifest = json.loads((dest / "emotion-int8.json").read_text())
+    assert manifest["model"] == "emotion-int8.tflite" and manifest["version"] == "t1"
+    assert manifest["metrics"]["sha256"] == manifest["sha256"] and manifest["metrics"]["official"]["images"] > 0
+    assert manifest["training"]["arch"] == "edge" and manifest["architecture"] == "edge"
+    assert sorted(manifest["metrics"]["plots"].values()) == ["emotion-int8-confusion.png", "emotion-int8-curves.png"]
+    assert all((dest / png).is_file() for png in manifest["metrics"]["plots"].values())
+    assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == []  # no staging left behind
+    EmotionClassifier(dest / "emotion-int8.json")
+
+
+# ---------------------------------------------------------------- the shipped model
+
+def test_shipped_model_matches_its_manifest():
+    from training.quantize import sha256_of
+
+    manifest = json.loads(SHIPPED_MANIFEST.read_text())
+    model = MODELS / manifest["model"]
+    assert manifest["model"] == "emotion-int8.tflite" and manifest["labels"] == fer.EMOTIONS
+    assert manifest["input"]["size"] == [48, 48] and manifest["input"]["channels"] == 1
+    assert manifest["sha256"] == sha256_of(model)
+    assert model.stat().st_size <= 1_000_000
+    metrics = manifest["metrics"]
+    assert metrics["sha256"] == manifest["sha256"], "the metrics are of another file"
+    assert metrics["split"] == "test" and metrics["official"]["images"] == 3137 and metrics["argmax"]["images"] == 3545
+
+
+def _extract_test_folder(tarball: Path, cache_root: Path) -> Path:
+    """Extract only ``ferplus/FER2013Test`` from the shared tarball into ``cache_root``,
+    atomically (a killed run leaves no half folder behind)."""
+    target = cache_root / "FER2013Test"
+    if (target / "label.csv").is_file():
+        return cache_root
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_root) as tmp:
+        seen = False
+        with tarfile.open(tarball, "r|gz") as tar:
+            for member in tar:
+                inside = member.name.startswith("ferplus/FER2013Test/")
+                if inside and member.isfile():
+                    seen = True
+                    member.name = member.name[len("ferplus/"):]
+                    tar.extract(member, tmp, filter="data")
+                elif seen and not inside:
+                    break  # the tarball keeps a folder's files together
+        os.replace(Path(tmp) / "FER2013Test", target)
+    return cache_root
+
+
+def _test_folder() -> Path | None:
+    """A folder holding FER2013Test/: an extracted copy (shared or the default data dir),
+    else one extracted from ../shared/data/ferplus.tar.gz into the cache."""
+    for root in (SHARED_DATA / "ferplus", SHARED_DATA, fer.default_data_dir() / "ferplus",
+                 fer.default_data_dir() / "ferplus-test"):
+        if (root / "FER2013Test" / "label.csv").is_file():
+            return root
+    tarball = SHARED_DATA / "ferplus.tar.gz"
+    if tarball.is_file():
+        return _extract_test_folder(tarball, fer.default_data_dir() / "ferplus-test")
+    return None
+
+
+def test_shipped_model_accuracy_on_a_fixed_test_slice():
+    """The first 500 FER+ test images kept by the official rule (label.csv order), run
+    through the device's own classifier: at least 80% right."""
+    from edge_app.classifier import EmotionClassifier
+
+    root = _test_folder()
+    if root is None:
+        pytest.skip(f"FER+ is not at {SHARED_DATA} (the project's shared data folder): nothing to score on")
+    test = fer.load_folder_split(root, "test")
+    labels = fer.majority_labels(test.votes)
+    assert (labels >= 0).sum() == 3137 and (fer.argmax_labels(test.votes) >= 0).sum() == 3545
+    idx = np.flatnonzero(labels >= 0)[:SLICE_SIZE]
+    clf = EmotionClassifier(SHIPPED_MANIFEST)
+    predicted = np.array([clf.probabilities(test.images[i]).argmax() for i in idx])
+    accuracy = float((predicted == labels[idx]).mean())
+    assert accuracy >= 0.80, f"shipped model: {accuracy:.1%} on the fixed {SLICE_SIZE}-image slice"
