@@ -325,6 +325,16 @@ def test_shipped_model_matches_its_manifest():
     assert metrics["split"] == "test" and metrics["official"]["images"] == 3137 and metrics["argmax"]["images"] == 3545
 
 
+
+def test_baseline_model_matches_its_manifest():
+    """The paper CNN that ``engage-edge bench`` compares against: float32, evaluated file."""
+    from training.quantize import sha256_of
+
+    manifest = json.loads((MODELS / "baseline" / "paper-float.json").read_text())
+    assert manifest["architecture"] == "paper" and manifest["precision"] == "float32"
+    assert manifest["labels"] == fer.EMOTIONS and manifest["input"]["size"] == [48, 48]
+    assert manifest["sha256"] == sha256_of(MODELS / "baseline" / manifest["model"]) == manifest["metrics"]["sha256"]
+
 def _extract_test_folder(tarball: Path, cache_root: Path) -> Path:
     """Extract only ``ferplus/FER2013Test`` from the shared tarball into ``cache_root``,
     atomically (a killed run leaves no half folder behind)."""

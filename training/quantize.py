@@ -1,11 +1,14 @@
 """Convert a trained Keras model to a full-integer int8 TFLite model plus its manifest.
 
     python -m training.quantize runs/edge/best.keras --out models/emotion-int8.tflite
+    python -m training.quantize runs/paper/best.keras --float --out models/baseline/paper-float.tflite
 
 Every op is int8 and so are the input and output tensors; the representative dataset is
 drawn from training images (never validation or test). The manifest written beside the
 model (same name, ``.json``) is the contract with the device: labels, input size and the
 ``pixel * scale + offset`` rule, the file's sha256, and the metrics when given.
+``--float`` writes a plain float32 model instead (the paper baseline for benchmarks), with
+the same manifest; the device runtime takes either.
 """
 from __future__ import annotations
 
@@ -47,6 +50,13 @@ def convert(model, images: np.ndarray) -> bytes:
     return converter.convert()
 
 
+def convert_float(model) -> bytes:
+    """Float32 TFLite, no quantisation: the reference the int8 model is compared with."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -79,7 +89,9 @@ def main(argv=None) -> int:
     p.add_argument("model", type=Path, help="a .keras model from training.train")
     p.add_argument("--out", type=Path, required=True, help="output .tflite path")
     p.add_argument("--data", type=Path, default=fer.default_data_dir())
-    p.add_argument("--samples", type=int, default=500, help="representative images")
+    p.add_argument("--samples", type=int, default=500, help="representative images (int8)")
+    p.add_argument("--float", dest="float32", action="store_true",
+                   help="write a float32 model (no quantisation, no representative data)")
     p.add_argument("--metrics", type=Path, help="evaluation JSON to embed in the manifest")
     p.add_argument("--version", default="", help="model version string for the manifest")
     args = p.parse_args(argv)
@@ -90,13 +102,18 @@ def main(argv=None) -> int:
         print(f"error: {args.model} does not exist", file=sys.stderr)
         return 2
     model = keras.models.load_model(args.model, compile=False)
-    tflite = convert(model, representative_images(args.data, args.samples))
+    try:
+        tflite = convert_float(model) if args.float32 else convert(model, representative_images(args.data, args.samples))
+    except fer.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tflite.tmp")
     tmp.write_bytes(tflite)
     os.replace(tmp, args.out)
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    extra = {"architecture": model.name}
+    extra = {"architecture": model.name, "precision": "float32" if args.float32 else "int8",
+             "parameters": int(model.count_params())}
     if args.version:
         extra["version"] = args.version
     manifest = write_manifest(args.out, metrics, extra)

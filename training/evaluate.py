@@ -1,0 +1,381 @@
+"""Evaluate a Keras or TFLite emotion model on FER+ (test by default; ``--split valid`` to tune).
+
+    python -m training.evaluate models/emotion-int8.tflite --data ~/.cache/engage-data
+    python -m training.evaluate runs/edge/best.keras --split valid
+
+Reports accuracy under Microsoft's official majority rule (3,137 test images) and the
+strict argmax-of-10-votes rule (3,545), per-class precision/recall/F1 and macro-F1, and
+for TFLite models the median and p95 single-thread LiteRT latency per face. Writes into
+``--out`` (default: beside the model) ``<stem>-<split>.json`` with all of it,
+``<stem>-<split>-confusion.png`` and, when a ``history.csv`` is given or lies beside
+the model, ``<stem>-curves.png``.
+
+A TFLite model's input rule ``pixel * scale + offset`` comes from the manifest beside it
+(``<model>.json``), quantised with the input tensor's own parameters, exactly as the
+device does it; a Keras model uses the constants in ``training.models``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import data as fer
+
+RULES = {"official": fer.majority_labels, "argmax": fer.argmax_labels}
+
+
+class EvaluationError(RuntimeError):
+    """The model or its manifest cannot be evaluated; the message says why."""
+
+
+# ---------------------------------------------------------------- models
+
+class KerasModel:
+    kind = "keras"
+
+    def __init__(self, path: Path):
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        from training.models import INPUT_OFFSET, INPUT_SCALE
+
+        self.model = keras.models.load_model(path, compile=False)
+        self.scale, self.offset = INPUT_SCALE, INPUT_OFFSET
+        self.info = {"format": "keras", "architecture": self.model.name,
+                     "parameters": int(self.model.count_params()),
+                     "input": {"scale": self.scale, "offset": self.offset, "source": "training.models"}}
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)[..., None] * self.scale + self.offset
+        return np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
+
+
+def load_interpreter(path: Path, threads: int):
+    """LiteRT first, ``tflite_runtime`` as the fallback, as on the device."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        except ImportError:
+            raise EvaluationError("no TFLite runtime: pip install ai-edge-litert") from None
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad files
+        raise EvaluationError(f"{path} is not a loadable TFLite model: {exc}") from None
+    return interpreter
+
+
+class TFLiteModel:
+    kind = "tflite"
+
+    def __init__(self, path: Path):
+        manifest_path = path.with_suffix(".json")
+        if not manifest_path.is_file():
+            raise EvaluationError(
+                f"{manifest_path} is missing: a TFLite model is evaluated with the input rule of its "
+                "manifest; write one with python -m training.quantize")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            self.scale = float(manifest["input"]["scale"])
+            self.offset = float(manifest["input"]["offset"])
+            labels = list(manifest.get("labels", fer.EMOTIONS))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EvaluationError(f"{manifest_path} is not a valid model manifest: {exc}") from None
+        if labels != fer.EMOTIONS:
+            raise EvaluationError(f"{manifest_path}: labels {labels} are not the FER+ order {fer.EMOTIONS}")
+        self.path = path
+        self.interpreter = load_interpreter(path, threads=1)
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        if tuple(self.inp["shape"]) != (1, 48, 48, 1) or tuple(self.out["shape"]) != (1, len(fer.EMOTIONS)):
+            raise EvaluationError(f"{path}: expected input (1, 48, 48, 1) and output (1, 8), got "
+                                  f"{tuple(self.inp['shape'])} and {tuple(self.out['shape'])}")
+        self.info = {"format": "tflite", "architecture": manifest.get("architecture", ""),
+                     "input": {"scale": self.scale, "offset": self.offset, "source": manifest_path.name,
+                               "dtype": np.dtype(self.inp["dtype"]).name},
+                     "output_dtype": np.dtype(self.out["dtype"]).name}
+
+    def quantise_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 pixels (N, 48, 48) -> the input tensor's dtype, (N, 1, 48, 48, 1)."""
+        x = images.astype(np.float32) * self.scale + self.offset
+        dtype = self.inp["dtype"]
+        if dtype != np.float32:
+            in_scale, in_zero = self.inp["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
+        return x.astype(dtype)[:, None, :, :, None]
+
+    def _output(self) -> np.ndarray:
+        raw = self.interpreter.get_tensor(self.out["index"])[0]
+        if self.out["dtype"] == np.float32:
+            return raw.astype(np.float32)
+        out_scale, out_zero = self.out["quantization"]
+        return (raw.astype(np.float32) - out_zero) * out_scale
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        batch = self.quantise_input(images)
+        probs = np.empty((len(images), len(fer.EMOTIONS)), np.float32)
+        for i, x in enumerate(batch):
+            self.interpreter.set_tensor(self.inp["index"], x)
+            self.interpreter.invoke()
+            probs[i] = self._output()
+        return probs
+
+    def latency(self, images: np.ndarray, runs: int = 300, warmup: int = 50) -> dict:
+        """Single-thread wall time per face: set the input, invoke, read the output."""
+        batch = self.quantise_input(images[: max(1, min(len(images), runs))])
+        times = []
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            self.interpreter.set_tensor(self.inp["index"], batch[i % len(batch)])
+            self.interpreter.invoke()
+            self._output()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        ms = np.asarray(times) * 1000.0
+        return {"median_ms": round(float(np.median(ms)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4),
+                "mean_ms": round(float(ms.mean()), 4), "runs": runs, "warmup": warmup, "threads": 1,
+                "runtime": runtime_name(), "machine": machine_name()}
+
+
+def load_model(path: Path):
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvaluationError(f"{path} does not exist")
+    if path.suffix == ".tflite":
+        return TFLiteModel(path)
+    if path.suffix in (".keras", ".h5"):
+        return KerasModel(path)
+    raise EvaluationError(f"{path}: expected a .keras or .tflite model")
+
+
+def runtime_name() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"ai-edge-litert {version('ai-edge-litert')}"
+    except Exception:  # noqa: BLE001 - any metadata problem just leaves the name generic
+        return "tflite"
+
+
+def machine_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.machine() or "unknown"
+
+
+# ---------------------------------------------------------------- metrics
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n: int = len(fer.EMOTIONS)) -> np.ndarray:
+    cm = np.zeros((n, n), np.int64)
+    np.add.at(cm, (truth, pred), 1)
+    return cm
+
+
+def rule_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """Accuracy, per-class precision/recall/F1 and macro-F1 (over the 8 classes)."""
+    cm = confusion_matrix(truth, pred)
+    per_class, f1s = {}, []
+    for i, name in enumerate(fer.EMOTIONS):
+        tp = int(cm[i, i])
+        predicted, support = int(cm[:, i].sum()), int(cm[i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4),
+                           "f1": round(f1, 4), "support": support}
+    return {"images": int(len(truth)), "accuracy": round(float((truth == pred).mean()) if len(truth) else 0.0, 5),
+            "macro_f1": round(float(np.mean(f1s)), 5), "per_class": per_class, "confusion": cm.tolist()}
+
+
+def score(votes: np.ndarray, probs: np.ndarray) -> dict:
+    pred = probs.argmax(axis=1)
+    out = {}
+    for rule, labeller in RULES.items():
+        labels = labeller(votes)
+        keep = labels >= 0
+        out[rule] = rule_metrics(labels[keep], pred[keep])
+    return out
+
+
+# ---------------------------------------------------------------- plots
+
+def plot_confusion(cm: np.ndarray, title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=90)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.55 else "black")
+    ax.set_xticks(range(len(fer.EMOTIONS)), fer.EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(fer.EMOTIONS)), [f"{e} ({int(r)})" for e, r in zip(fer.EMOTIONS, rows[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (images)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise EvaluationError(f"{path} has no epochs")
+    columns: dict[str, list[float]] = {}
+    for key in rows[0]:
+        try:
+            columns[key] = [float(r[key]) for r in rows]
+        except (TypeError, ValueError):
+            continue
+    return columns
+
+
+def plot_history(history: Path, title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = read_history(history)
+    epochs = [e + 1 for e in h.get("epoch", range(len(next(iter(h.values())))))]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "-o")):
+            if key in h:
+                ax.plot(epochs, h[key], style, markersize=3,
+                        label=("validation (official rule)" if key.startswith("val_") else "training (augmented)"))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- command
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Path | None = None,
+             history: Path | None = None, latency_runs: int = 300) -> dict:
+    model_path = Path(model_path).expanduser()
+    model = load_model(model_path)
+    data = fer.load_split(data_dir, split)
+    started = time.perf_counter()
+    probs = model.predict(data.images)
+    result = {
+        "model": model_path.name,
+        "sha256": sha256_of(model_path),
+        "file_bytes": model_path.stat().st_size,
+        **model.info,
+        "split": split,
+        "split_images": len(data),
+        **score(data.votes, probs),
+        "predict_seconds": round(time.perf_counter() - started, 2),
+        "evaluated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if isinstance(model, TFLiteModel) and latency_runs > 0:
+        result["latency"] = model.latency(data.images, runs=latency_runs)
+
+    out_dir = Path(out_dir).expanduser() if out_dir else model_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{model_path.stem}-{split}"
+    plots = {"confusion": plot_confusion(
+        result["official"]["confusion"],
+        f"{model_path.name}, FER+ {split}, official rule: "
+        f"{100 * result['official']['accuracy']:.2f}% of {result['official']['images']}",
+        out_dir / f"{stem}-confusion.png").name}
+    if history is None and (model_path.parent / "history.csv").is_file():
+        history = model_path.parent / "history.csv"
+    if history is not None:
+        history = Path(history).expanduser()
+        if not history.is_file():
+            raise EvaluationError(f"history file {history} does not exist")
+        plots["curves"] = plot_history(history, f"training curves ({history.parent.name})",
+                                       out_dir / f"{model_path.stem}-curves.png").name
+    result["plots"] = plots
+    json_path = out_dir / f"{stem}.json"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, json_path)
+    result["json"] = str(json_path)
+    return result
+
+
+def summary(result: dict) -> str:
+    lines = [f"{result['model']} ({result['format']}, {result['file_bytes']:,} bytes) on FER+ {result['split']}:"]
+    for rule in RULES:
+        r = result[rule]
+        lines.append(f"  {rule:8s} rule: accuracy {100 * r['accuracy']:.2f}% of {r['images']} images, "
+                     f"macro-F1 {r['macro_f1']:.3f}")
+    lines.append("  per class (official rule): precision / recall / F1 / support")
+    for name, c in result["official"]["per_class"].items():
+        lines.append(f"    {name:10s} {c['precision']:.3f} / {c['recall']:.3f} / {c['f1']:.3f} / {c['support']}")
+    if "latency" in result:
+        lat = result["latency"]
+        lines.append(f"  latency (LiteRT, 1 thread, {lat['runs']} runs): median {lat['median_ms']:.3f} ms, "
+                     f"p95 {lat['p95_ms']:.3f} ms per face on {lat['machine']}")
+    lines.append(f"  wrote {result['json']} and {', '.join(result['plots'].values())}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a .keras model or a .tflite model with its manifest beside it")
+    p.add_argument("--data", type=Path, default=fer.default_data_dir(),
+                   help="FER+ folder layout or a folder with fer2013.csv + fer2013new.csv")
+    p.add_argument("--split", choices=["test", "valid"], default="test",
+                   help="test to report; valid to tune (never tune on test)")
+    p.add_argument("--out", type=Path, help="output folder (default: the model's folder)")
+    p.add_argument("--history", type=Path, help="history.csv of the run (default: one beside the model)")
+    p.add_argument("--latency-runs", type=int, default=300, help="timed invocations for TFLite (0: skip)")
+    args = p.parse_args(argv)
+    try:
+        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs)
+    except (EvaluationError, fer.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Ship an evaluated TFLite model into ``models/``: the file, its manifest with the
+evaluation as ``metrics``, the evaluation's PNGs, and the flash tool's golden check.
+
+    python -m training.ship ~/runs/edge/emotion-int8.tflite \\
+        --metrics ~/runs/edge/eval/emotion-int8-test.json --run ~/runs/edge --version 2026.11-edge-v1
+
+The metrics must be of this very file (their sha256 is checked) and on the test split.
+Everything is staged beside the destination and moved into place at the end, so a failed
+step leaves the shipped model as it was.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from training.quantize import sha256_of, write_manifest
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "git_commit", "sizes",
+            "keras", "tensorflow", "started")
+
+
+class ShipError(RuntimeError):
+    pass
+
+
+def golden_for(manifest_path: Path):
+    """The flash tool's golden record for this model, when the device code provides one."""
+    try:
+        from edge_app.flash import compute_golden
+    except ImportError:
+        return None
+    return compute_golden(manifest_path)
+
+
+def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
+         version: str = "", name: str | None = None) -> Path:
+    model, metrics_path, dest = Path(model).expanduser(), Path(metrics_path).expanduser(), Path(dest)
+    source_manifest = model.with_suffix(".json")
+    if not model.is_file() or not source_manifest.is_file():
+        raise ShipError(f"{model} and its manifest {source_manifest.name} must both exist (training.quantize writes them)")
+    metrics = json.loads(metrics_path.read_text())
+    digest = sha256_of(model)
+    if metrics.get("sha256") != digest:
+        raise ShipError(f"{metrics_path} evaluates another file (sha256 {str(metrics.get('sha256'))[:12]}..., "
+                        f"{model.name} is {digest[:12]}...): run training.evaluate on this model")
+    if metrics.get("split") != "test":
+        raise ShipError(f"{metrics_path} is on the {metrics.get('split')} split; ship with the test evaluation")
+    base = json.loads(source_manifest.read_text())
+    name = name or model.name
+    extra = {k: base[k] for k in ("architecture", "precision", "parameters") if k in base}
+    if version:
+        extra["version"] = version
+    if run is not None:
+        config = json.loads((Path(run).expanduser() / "config.json").read_text())
+        extra["training"] = {k: config[k] for k in RUN_KEYS if k in config}
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".ship-") as tmp:
+        stage = Path(tmp)
+        staged_model = stage / name
+        shutil.copyfile(model, staged_model)
+        plots = {}
+        for key, png in metrics.get("plots", {}).items():
+            src = metrics_path.parent / png
+            if src.is_file():
+                target = f"{Path(name).stem}-{key}.png"
+                shutil.copyfile(src, stage / target)
+                plots[key] = target
+        metrics = {**metrics, "model": name, "plots": plots}
+        metrics.pop("json", None)
+        staged_manifest = write_manifest(staged_model, metrics, extra)
+        golden = golden_for(staged_manifest)
+        if golden is not None:
+            manifest = json.loads(staged_manifest.read_text())
+            manifest["golden"] = golden
+            staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = json.loads(staged_manifest.read_text())
+        if manifest["sha256"] != sha256_of(staged_model) or manifest["sha256"] != digest:
+            raise ShipError("the staged model does not match its manifest; nothing was shipped")
+        for png in plots.values():
+            os.replace(stage / png, dest / png)
+        os.replace(staged_model, dest / name)
+        os.replace(staged_manifest, dest / staged_manifest.name)
+    return dest / staged_manifest.name
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a .tflite from training.quantize (its manifest beside it)")
+    p.add_argument("--metrics", type=Path, required=True, help="training.evaluate's JSON for this file (test split)")
+    p.add_argument("--dest", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
+    p.add_argument("--name", help="file name in the destination (default: the model's)")
+    p.add_argument("--run", type=Path, help="the training run folder, to record its config")
+    p.add_argument("--version", default="", help="model version string")
+    args = p.parse_args(argv)
+    try:
+        manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name)
+    except (ShipError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    raw = json.loads(manifest.read_text())
+    print(f"shipped {manifest.parent / raw['model']} ({raw['sha256'][:12]}...), manifest {manifest}"
+          f"{', golden check included' if 'golden' in raw else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
