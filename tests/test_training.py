@@ -112,6 +112,21 @@ def test_cached_arrays_equal_decoded_ones(generated):
     assert first.names == again.names
 
 
+def test_pack_carries_train_and_valid_losslessly(generated):
+    root, _ = generated
+    pack = fer.write_pack(root, root / "carry" / fer.PACK_NAME)
+    assert fer.find_layout(pack) == ("pack", pack) and fer.find_layout(pack.parent) == ("pack", pack)
+    for split in ("train", "valid"):
+        original, packed = fer.load_split(root, split), fer.load_split(pack, split)
+        usable = fer.soft_labels(original.votes)[1] | (fer.majority_labels(original.votes) >= 0)
+        kept = original.subset(usable)
+        assert packed.names == kept.names and 0 < len(packed) <= len(original)
+        np.testing.assert_array_equal(packed.images, kept.images)
+        np.testing.assert_array_equal(packed.votes, kept.votes)
+    with pytest.raises(fer.DataError, match="no 'test' split"):
+        fer.load_split(pack, "test")
+
+
 def test_missing_or_wrong_data_gives_a_clear_error(tmp_path):
     with pytest.raises(fer.DataError, match="fer2013.csv"):
         fer.find_layout(tmp_path)
@@ -169,6 +184,33 @@ def test_majority_training_targets_are_one_hot():
 
 # ---------------------------------------------------------------- train -> int8 -> LiteRT
 
+def test_geometric_augmentation_keeps_pixels_at_zero_strength_and_flips_half():
+    from training.augment import make_augmenter, make_geometric_layer
+
+    x = np.random.default_rng(0).random((64, 48, 48, 1)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(make_geometric_layer()(0.0, seed=1)(x, training=True)), x)
+    near_identity = np.asarray(make_geometric_layer()(1e-9, seed=1)(x, training=True))
+    flipped = [np.allclose(near_identity[i], x[i, :, ::-1], atol=1e-4) for i in range(64)]
+    kept = [np.allclose(near_identity[i], x[i], atol=1e-4) for i in range(64)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48
+    augmenter = make_augmenter(0, 1.0)
+    out = np.asarray(augmenter(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and not np.allclose(out, x)
+    np.testing.assert_array_equal(np.asarray(augmenter(x, training=False)), x)
+
+
+def test_learning_rate_warms_up_then_anneals_to_the_planned_end():
+    from training import train
+
+    args = train.parse_args(["--out", "unused", "--arch", "edge", "--lr", "0.01"])
+    rates = [train.learning_rate(args, epoch, planned=20) for epoch in range(20)]
+    assert rates[0] < rates[1] < rates[2] <= 0.01 and rates[2] == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:])) and rates[-1] < 0.001
+    assert train.learning_rate(args, 9, planned=10) < train.learning_rate(args, 9, planned=20)
+    paper = train.parse_args(["--out", "unused", "--arch", "paper"])
+    assert {train.learning_rate(paper, e, 50) for e in range(50)} == {1e-4}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One epoch of the edge model on the generated set, then int8 and float conversion."""
@@ -214,6 +256,20 @@ def test_resume_continues_the_run(tiny_run):
         assert train.main(args + ["--resume"]) == 0
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+
+
+def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
+    from training import train
+
+    root, _ = tiny_run
+    run = root / "budget"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        assert train.main(["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16",
+                           "--epochs", "6", "--time-budget", "0.001"]) == 0
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]  # two epochs measure the pace
+    assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
 
 
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):

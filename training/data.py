@@ -178,9 +178,16 @@ def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
     return Split(np.stack(images), np.asarray(votes, np.int16), names)
 
 
+PACK_NAME = "ferplus-pack.npz"
+
+
 def find_layout(path: Path) -> tuple[str, Path]:
-    """Tell which layout ``path`` holds: ('folder', root) or ('csv', dir)."""
+    """Tell which layout ``path`` holds: ('folder', root), ('csv', dir) or ('pack', file)."""
     path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".npz":
+        return "pack", path
+    if (path / PACK_NAME).is_file():
+        return "pack", path / PACK_NAME
     for root in (path, path / "ferplus"):
         if (root / SPLIT_FOLDERS["train"]).is_dir() or (root / SPLIT_FOLDERS["test"]).is_dir():
             return "folder", root
@@ -204,6 +211,8 @@ def load_split(path: Path, split: str, cache: bool = True) -> Split:
     if split not in SPLIT_FOLDERS:
         raise DataError(f"split {split!r} is not one of {sorted(SPLIT_FOLDERS)}")
     kind, root = find_layout(path)
+    if kind == "pack":
+        return load_pack_split(root, split)
     cached = _cache_path(root, split)
     if cache and cached.is_file():
         with np.load(cached) as z:
@@ -220,6 +229,74 @@ def load_split(path: Path, split: str, cache: bool = True) -> Split:
     return data
 
 
+# ---------------------------------------------------------------- pack (carry to a GPU machine)
+
+def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
+    """Write ``splits`` into one file of lossless WebP images plus votes and names.
+
+    FER+ as 48x48 PNGs is ~60 MB; lossless WebP makes the training and validation splits
+    small enough to travel with the code to a training machine that has no copy. Decoded
+    pixels are identical to the source (checked here before the file is written). Images
+    that no label rule can use (mostly ``unknown``/``NF`` votes) are left out.
+    """
+    import cv2
+
+    arrays = {}
+    for split in splits:
+        data = load_split(data_dir, split)
+        data = data.subset(soft_labels(data.votes)[1] | (majority_labels(data.votes) >= 0))
+        blobs = [cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes() for img in data.images]
+        for img, blob in zip(data.images[:50], blobs):
+            if not np.array_equal(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_GRAYSCALE), img):
+                raise DataError("this OpenCV build does not write lossless WebP; cannot pack")
+        arrays[f"{split}_webp"] = np.frombuffer(b"".join(blobs), np.uint8)
+        arrays[f"{split}_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+        arrays[f"{split}_votes"] = data.votes
+        arrays[f"{split}_names"] = np.array(data.names, dtype=bytes)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # names, votes and offsets shrink; WebP does not
+    os.replace(tmp, out)
+    return out
+
+
+def load_pack_split(pack: Path, split: str) -> Split:
+    import cv2
+
+    with np.load(pack) as z:
+        if f"{split}_webp" not in z:
+            raise DataError(f"{pack} holds no {split!r} split; pack it with --splits")
+        blob, offsets = z[f"{split}_webp"], z[f"{split}_offsets"]
+        images = np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])])
+        return Split(images, z[f"{split}_votes"], [n.decode() for n in z[f"{split}_names"]])
+
+
 def default_data_dir() -> Path:
     """Where the README tells people to extract FER+; ENGAGE_DATA overrides it."""
     return Path(os.environ.get("ENGAGE_DATA", Path.home() / ".cache" / "engage-data"))
+
+
+def main(argv=None) -> int:
+    """``python -m training.data pack OUT.npz``: carry FER+ to another training machine."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m training.data", description=main.__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    pk = sub.add_parser("pack", help="write train/valid as one lossless file (pass it as --data)")
+    pk.add_argument("out", type=Path)
+    pk.add_argument("--data", type=Path, default=default_data_dir())
+    pk.add_argument("--splits", nargs="+", default=["train", "valid"], choices=sorted(SPLIT_FOLDERS))
+    args = p.parse_args(argv)
+    try:
+        out = write_pack(args.data, args.out, tuple(args.splits))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

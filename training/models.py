@@ -33,16 +33,17 @@ def paper_cnn(num_classes: int = NUM_CLASSES):
     return keras.Model(inputs, outputs, name="paper")
 
 
-def edge_cnn(num_classes: int = NUM_CLASSES, widths=(64, 128, 256), dropout: float = 0.3):
+def edge_cnn(num_classes: int = NUM_CLASSES, widths=(64, 128, 256), dropout: float = 0.3,
+             stem: int = 32, full_res: int = 0, name: str = "edge"):
     """Compact CNN for int8 on ARM cores.
 
-    A plain 3x3 stem at full resolution, max-pooled to 24x24, then per stage two
-    depthwise-separable blocks (depthwise 3x3 -> BN -> ReLU -> pointwise -> BN -> ReLU)
-    with a residual add where shapes allow and a max-pool between stages; global
-    average pooling and one dense layer. Only ops XNNPACK runs in int8 (conv, depthwise
-    conv, add, max-pool, mean, fully connected); BN folds into the convs at conversion.
-    About 0.14M parameters and ~6M MACs per face, and it trains at ~75 s per FER+
-    epoch on two CPU cores (a full-resolution first stage doubled that).
+    A plain 3x3 stem at full resolution (optionally followed by ``full_res`` channels of
+    separable blocks at 48x48, where the fine detail of mouth and eyes still is), then per
+    stage two depthwise-separable blocks (depthwise 3x3 -> BN -> ReLU -> pointwise -> BN
+    -> ReLU) with a residual add where shapes allow and a max-pool before each stage;
+    global average pooling and one dense layer. Only ops XNNPACK runs in int8 (conv,
+    depthwise conv, add, max-pool, mean, fully connected); BN folds into the convs at
+    conversion.
     """
     import keras
     from keras import layers
@@ -63,7 +64,10 @@ def edge_cnn(num_classes: int = NUM_CLASSES, widths=(64, 128, 256), dropout: flo
         return layers.ReLU()(y)
 
     inputs = keras.Input((48, 48, 1), name="face")
-    x = conv_bn(inputs, 32)
+    x = conv_bn(inputs, stem)
+    if full_res:
+        x = separable(x, full_res)
+        x = separable(x, full_res)
     for width in widths:
         x = layers.MaxPooling2D(2)(x)
         x = separable(x, width)
@@ -71,10 +75,20 @@ def edge_cnn(num_classes: int = NUM_CLASSES, widths=(64, 128, 256), dropout: flo
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="edge")
+    return keras.Model(inputs, outputs, name=name)
 
 
-ARCHITECTURES = {"paper": paper_cnn, "edge": edge_cnn}
+def edge_m(num_classes: int = NUM_CLASSES):
+    """``edge`` plus a full-resolution stage (~0.15M parameters, ~4x the MACs)."""
+    return edge_cnn(num_classes, full_res=32, dropout=0.2, name="edge-m")
+
+
+def edge_l(num_classes: int = NUM_CLASSES):
+    """Wider ``edge-m``: 48-channel full-resolution stage, stages of 96/192/384."""
+    return edge_cnn(num_classes, widths=(96, 192, 384), stem=32, full_res=48, dropout=0.3, name="edge-l")
+
+
+ARCHITECTURES = {"paper": paper_cnn, "edge": edge_cnn, "edge-m": edge_m, "edge-l": edge_l}
 
 
 def build(arch: str):

@@ -6,6 +6,11 @@ Checkpoints every epoch; ``--resume`` continues an interrupted run from its last
 (optimizer and schedule included). The output directory receives ``config.json`` (all
 arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
 ``best.keras`` (best validation accuracy under the official rule) and ``final.keras``.
+
+Runs on any Keras 3 backend: TensorFlow on a CPU here, JAX or PyTorch on a GPU machine
+(``KERAS_BACKEND=jax``); augmentation is part of the training graph, so the input
+pipeline is plain arrays. ``--time-budget`` fits the learning-rate schedule to the
+epochs that fit in the given seconds, so a run on a borrowed machine still anneals.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ DEFAULTS = {
     # ours: AdamW with warm-up and cosine decay, strong augmentation
     "edge": {"epochs": 40, "batch_size": 128, "lr": 3e-3, "optimizer": "adamw", "augment": 1.0},
 }
+DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
 
 
 def git_commit() -> str:
@@ -57,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images per split (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0: all)")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="seconds this run may take; fewer epochs are planned when they do not fit")
     args = p.parse_args(argv)
     for key, value in DEFAULTS[args.arch].items():
         if getattr(args, key, None) is None:
@@ -64,54 +72,96 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def make_datasets(args):
-    import tensorflow as tf
-
-    from training.augment import make_augmenter
-
+def make_arrays(args):
+    """Training images (uint8) with their targets, validation images (float) with one-hot
+    majority labels: plain arrays any Keras backend can fit on."""
     train = fer.load_split(args.data, "train")
     valid = fer.load_split(args.data, "valid")
     if args.limit:
         train, valid = train.subset(np.arange(min(args.limit, len(train)))), valid.subset(np.arange(min(args.limit, len(valid))))
     targets, usable = fer.training_targets(train, args.labels)
-    x_train, y_train = train.images[usable][..., None], targets[usable]
+    x_train = train.images[usable][..., None].astype(np.float32) / 255.0
+    y_train = targets[usable]
     v_labels = fer.majority_labels(valid.votes)
     keep = v_labels >= 0
     x_valid, y_valid = valid.images[keep][..., None].astype(np.float32) / 255.0, fer.one_hot(v_labels[keep])
-
-    ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
-    ds = ds.shuffle(len(x_train), seed=args.seed, reshuffle_each_iteration=True).batch(args.batch_size)
-    if args.augment > 0:
-        ds = ds.map(make_augmenter(args.seed, args.augment), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    valid_ds = tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(256)
     sizes = {"train": int(len(x_train)), "train_dropped": int((~usable).sum()), "valid": int(len(x_valid))}
-    return ds, valid_ds, sizes
+    return (x_train, y_train), (x_valid, y_valid), sizes
 
 
-def make_optimizer(args, steps_per_epoch: int):
+def learning_rate(args, epoch: int, planned: int) -> float:
+    """Adam: constant. AdamW: linear warm-up over 3 epochs, then cosine decay to 1% at
+    the last planned epoch."""
+    if args.optimizer == "adam":
+        return float(args.lr)
+    warmup = min(3, max(1, planned // 10))
+    if epoch < warmup:
+        return float(args.lr * (0.1 + 0.9 * epoch / warmup))
+    progress = min(1.0, (epoch - warmup) / max(1, planned - warmup))
+    return float(args.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress))))
+
+
+def make_callbacks(args, net, out: Path, best_so_far):
     import keras
 
-    if args.optimizer == "adam":
-        return keras.optimizers.Adam(args.lr)
-    total = max(1, args.epochs * steps_per_epoch)
-    warmup = min(total // 10, 3 * steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.lr / 10, decay_steps=total - warmup, alpha=0.01,
-        warmup_target=args.lr, warmup_steps=warmup,
-    )
-    return keras.optimizers.AdamW(schedule, weight_decay=5e-4)
+    class Schedule(keras.callbacks.Callback):
+        """Sets the epoch's learning rate; with a time budget, shrinks the plan to the
+        epochs that fit (measured after two epochs, compile time excluded) and stops there."""
+
+        def __init__(self):
+            super().__init__()
+            self.planned, self.started, self.times = args.epochs, time.monotonic(), []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.monotonic()
+            self.model.optimizer.learning_rate = learning_rate(args, epoch, self.planned)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.monotonic() - self.t0)
+            if args.time_budget and len(self.times) >= 2:
+                per_epoch = float(np.median(self.times[1:]))
+                left = args.time_budget - (time.monotonic() - self.started)
+                self.planned = min(self.planned, epoch + 1 + int(left // per_epoch))
+            if epoch + 1 >= self.planned:
+                self.model.stop_training = True
+
+    class SaveBest(keras.callbacks.Callback):
+        """Saves the exported network (no augmentation layers) when validation improves."""
+
+        def __init__(self, best):
+            super().__init__()
+            self.best = best
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get("val_accuracy")
+            if value is not None and (self.best is None or value > self.best):
+                self.best = float(value)
+                tmp = out / "best.tmp.keras"
+                net.save(tmp)
+                os.replace(tmp, out / "best.keras")
+
+    return [
+        Schedule(),
+        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(history_file(out)), append=True),
+        SaveBest(best_so_far),
+    ]
+
+
+def history_file(out: Path) -> Path:
+    return out / "history.csv"
 
 
 def train(args) -> Path:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
-    if args.threads:
+    from training.augment import make_augmenter
+
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     out: Path = args.out
@@ -120,35 +170,34 @@ def train(args) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
-    train_ds, valid_ds, sizes = make_datasets(args)
-    steps = int(train_ds.cardinality())
+    (x_train, y_train), (x_valid, y_valid), sizes = make_arrays(args)
+    steps = -(-len(x_train) // args.batch_size)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, tensorflow=tf.__version__,
+    config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, backend=keras.backend.backend(),
                   started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     if not args.resume or not (out / "config.json").exists():
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
-    model = build(args.arch)
-    model.compile(optimizer=make_optimizer(args, steps), loss="categorical_crossentropy", metrics=["accuracy"])
-    history_file = out / "history.csv"
+    net = build(args.arch)
+    face = keras.Input((48, 48, 1), name="face")
+    augmented = make_augmenter(args.seed, args.augment)(face) if args.augment > 0 else face
+    trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
+    optimizer = keras.optimizers.Adam(args.lr) if args.optimizer == "adam" else keras.optimizers.AdamW(args.lr, weight_decay=5e-4)
+    trainer.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     best_so_far = None
-    if args.resume and history_file.exists():
-        rows = [line.split(",") for line in history_file.read_text().splitlines()]
+    if args.resume and history_file(out).exists():
+        rows = [line.split(",") for line in history_file(out).read_text().splitlines()]
         if len(rows) > 1 and "val_accuracy" in rows[0]:
             col = rows[0].index("val_accuracy")
             best_so_far = max(float(r[col]) for r in rows[1:] if len(r) > col)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(history_file), append=True),
-        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", mode="max",
-                                        save_best_only=True, initial_value_threshold=best_so_far),
-    ]
     print(f"training {args.arch} on {sizes['train']} images ({args.labels} labels), "
-          f"validating on {sizes['valid']}; {steps} steps per epoch", flush=True)
-    model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs, callbacks=callbacks, verbose=2)
-    model.save(out / "final.keras")
+          f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}", flush=True)
+    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
+                validation_data=(x_valid, y_valid), validation_batch_size=512,
+                callbacks=make_callbacks(args, net, out, best_so_far), verbose=2)
+    net.save(out / "final.keras")
     if not (out / "best.keras").exists():
-        model.save(out / "best.keras")
+        net.save(out / "best.keras")
     print(f"done: {out / 'best.keras'}", flush=True)
     return out
 
