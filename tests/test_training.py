@@ -274,13 +274,13 @@ def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
 
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
     from edge_app.classifier import EmotionClassifier
-    from training.quantize import sha256_of
+    from edge_app.classifier import sha256_file
 
     root, _ = tiny_run
     manifest = json.loads((root / "tiny-int8.json").read_text())
     assert manifest["model"] == "tiny-int8.tflite" and manifest["labels"] == fer.EMOTIONS
     assert manifest["input"] == {"size": [48, 48], "channels": 1, "scale": 1 / 255, "offset": 0.0}
-    assert manifest["sha256"] == sha256_of(root / "tiny-int8.tflite")
+    assert manifest["sha256"] == sha256_file(root / "tiny-int8.tflite")
     assert manifest["architecture"] == "edge" and manifest["precision"] == "int8" and manifest["version"] == "test"
 
     clf = EmotionClassifier(root / "tiny-int8.json")
@@ -368,13 +368,13 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
 # ---------------------------------------------------------------- the shipped model
 
 def test_shipped_model_matches_its_manifest():
-    from training.quantize import sha256_of
+    from edge_app.classifier import sha256_file
 
     manifest = json.loads(SHIPPED_MANIFEST.read_text())
     model = MODELS / manifest["model"]
     assert manifest["model"] == "emotion-int8.tflite" and manifest["labels"] == fer.EMOTIONS
     assert manifest["input"]["size"] == [48, 48] and manifest["input"]["channels"] == 1
-    assert manifest["sha256"] == sha256_of(model)
+    assert manifest["sha256"] == sha256_file(model)
     assert model.stat().st_size <= 1_000_000
     metrics = manifest["metrics"]
     assert metrics["sha256"] == manifest["sha256"], "the metrics are of another file"
@@ -384,12 +384,12 @@ def test_shipped_model_matches_its_manifest():
 
 def test_baseline_model_matches_its_manifest():
     """The paper CNN that ``engage-edge bench`` compares against: float32, evaluated file."""
-    from training.quantize import sha256_of
+    from edge_app.classifier import sha256_file
 
     manifest = json.loads((MODELS / "baseline" / "paper-float.json").read_text())
     assert manifest["architecture"] == "paper" and manifest["precision"] == "float32"
     assert manifest["labels"] == fer.EMOTIONS and manifest["input"]["size"] == [48, 48]
-    assert manifest["sha256"] == sha256_of(MODELS / "baseline" / manifest["model"]) == manifest["metrics"]["sha256"]
+    assert manifest["sha256"] == sha256_file(MODELS / "baseline" / manifest["model"]) == manifest["metrics"]["sha256"]
 
 def _extract_test_folder(tarball: Path, cache_root: Path) -> Path:
     """Extract only ``ferplus/FER2013Test`` from the shared tarball into ``cache_root``,

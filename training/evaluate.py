@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.classifier import sha256_file
 from training import data as fer
 
 RULES = {"official": fer.majority_labels, "argmax": fer.argmax_labels}
@@ -285,14 +285,6 @@ def plot_history(history: Path, title: str, path: Path) -> Path:
 
 # ---------------------------------------------------------------- command
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Path | None = None,
              history: Path | None = None, latency_runs: int = 300) -> dict:
     model_path = Path(model_path).expanduser()
@@ -302,7 +294,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Pat
     probs = model.predict(data.images)
     result = {
         "model": model_path.name,
-        "sha256": sha256_of(model_path),
+        "sha256": sha256_file(model_path),
         "file_bytes": model_path.stat().st_size,
         **model.info,
         "split": split,

@@ -13,7 +13,6 @@ the same manifest; the device runtime takes either.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.classifier import sha256_file
 from training import data as fer
 from training.models import INPUT_OFFSET, INPUT_SCALE
 
@@ -57,21 +57,13 @@ def convert_float(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict | None = None) -> Path:
     """Write ``<model>.json`` beside ``tflite_path`` describing it for the device."""
     manifest = {
         "model": tflite_path.name,
         "labels": list(fer.EMOTIONS),
         "input": {"size": [48, 48], "channels": 1, "scale": INPUT_SCALE, "offset": INPUT_OFFSET},
-        "sha256": sha256_of(tflite_path),
+        "sha256": sha256_file(tflite_path),
         "metrics": metrics or {},
     }
     if extra:

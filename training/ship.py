@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from training.quantize import sha256_of, write_manifest
+from edge_app.classifier import sha256_file
+from training.quantize import write_manifest
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "git_commit", "sizes",
@@ -45,7 +46,7 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
     if not model.is_file() or not source_manifest.is_file():
         raise ShipError(f"{model} and its manifest {source_manifest.name} must both exist (training.quantize writes them)")
     metrics = json.loads(metrics_path.read_text())
-    digest = sha256_of(model)
+    digest = sha256_file(model)
     if metrics.get("sha256") != digest:
         raise ShipError(f"{metrics_path} evaluates another file (sha256 {str(metrics.get('sha256'))[:12]}..., "
                         f"{model.name} is {digest[:12]}...): run training.evaluate on this model")
@@ -81,7 +82,7 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             manifest["golden"] = golden
             staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         manifest = json.loads(staged_manifest.read_text())
-        if manifest["sha256"] != sha256_of(staged_model) or manifest["sha256"] != digest:
+        if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
         for png in plots.values():
             os.replace(stage / png, dest / png)
