@@ -55,6 +55,7 @@ class Manifest:
     sha256: str
     metrics: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
+    flip_average: bool = False  # manifest "inference": {"flip_average": true}
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
@@ -74,14 +75,23 @@ class Manifest:
             unknown = [l for l in labels if l not in KNOWN_LABELS]
             if unknown or not labels:
                 raise ModelError(f"{path}: labels {unknown or labels} are not FER+ emotions {KNOWN_LABELS}")
+            flip_average = raw.get("inference", {}).get("flip_average", False)
+            if not isinstance(flip_average, bool):
+                raise ValueError(f"inference.flip_average must be true or false, not {flip_average!r}")
             return cls(path, path.parent / raw["model"], labels, size, float(inp["scale"]), float(inp["offset"]),
-                       str(raw["sha256"]), raw.get("metrics", {}), raw)
+                       str(raw["sha256"]), raw.get("metrics", {}), raw, flip_average)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: manifest field missing or wrong: {exc}") from None
 
 
 class EmotionClassifier:
-    """``probabilities(gray_face) -> (n_labels,) float32`` summing to 1."""
+    """``probabilities(gray_face) -> (n_labels,) float32`` summing to 1.
+
+    When the manifest asks for ``flip_average``, the model also sees the mirrored face and
+    the two outputs are averaged: faces are left-right symmetric in meaning, and the
+    average is steadier and more accurate than either (measured on FER+ validation) at
+    twice the per-face inference time.
+    """
 
     def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
         self.manifest = Manifest.load(Path(manifest_path) if manifest_path else SHIPPED_MANIFEST)
@@ -108,6 +118,7 @@ class EmotionClassifier:
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
         self._buffer = np.empty(expected_in, inp["dtype"])
+        self._mirrored = np.empty(expected_in, inp["dtype"])
         self._crop = np.empty(m.size, np.uint8)
         self._lock = threading.Lock()  # one interpreter, shared by the loop and uploads
         self.labels = m.labels
@@ -128,9 +139,16 @@ class EmotionClassifier:
             gray_face = cv2.cvtColor(gray_face, cv2.COLOR_BGR2GRAY)
         with self._lock:
             self._fill_input(gray_face)
-            self.interpreter.set_tensor(self._in["index"], self._buffer)
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self._out["index"])[0]
+            p = self._run(self._buffer)
+            if self.manifest.flip_average:
+                np.copyto(self._mirrored, self._buffer[:, :, ::-1, :])
+                p = (p + self._run(self._mirrored)) / 2
+        return p
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._in["index"], tensor)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._out["index"])[0]
         if self._out["dtype"] == np.float32:
             p = raw.astype(np.float32)
         else:

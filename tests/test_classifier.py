@@ -114,6 +114,24 @@ def test_threads_setting_is_accepted():
 
 
 # ------------------------------------------------------------------ bad model files
+def test_flip_average_in_the_manifest_averages_the_face_and_its_mirror(model_copy, grace_crop):
+    manifest_path, _, raw = model_copy
+    rewrite_manifest(manifest_path, inference={"flip_average": False})
+    plain = EmotionClassifier(manifest_path)
+    rewrite_manifest(manifest_path, inference={"flip_average": True})
+    averaged = EmotionClassifier(manifest_path)
+    assert averaged.manifest.flip_average and not plain.manifest.flip_average
+    face = cv2.resize(grace_crop, (48, 48), interpolation=cv2.INTER_AREA)
+    mirrored = np.ascontiguousarray(face[:, ::-1])
+    expected = (plain.probabilities(face) + plain.probabilities(mirrored)) / 2
+    np.testing.assert_allclose(averaged.probabilities(face), expected, atol=1e-6)
+    np.testing.assert_allclose(averaged.probabilities(face), averaged.probabilities(mirrored), atol=1e-6)
+    assert not np.allclose(plain.probabilities(face), plain.probabilities(mirrored), atol=1e-3)
+    rewrite_manifest(manifest_path, inference={"flip_average": "yes"})
+    with pytest.raises(ModelError, match="flip_average"):
+        EmotionClassifier(manifest_path)
+
+
 def test_flipped_byte_with_unchanged_manifest_is_refused(model_copy):
     manifest, model, _ = model_copy
     data = bytearray(model.read_bytes())

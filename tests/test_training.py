@@ -226,6 +226,8 @@ def tiny_run(tmp_path_factory):
         assert quantize.main([str(run / "best.keras"), "--out", str(root / "tiny-int8.tflite"),
                               "--data", str(root), "--samples", "16", "--version", "test"]) == 0
         assert quantize.main([str(run / "best.keras"), "--float", "--out", str(root / "tiny-float.tflite")]) == 0
+        assert quantize.main([str(run / "best.keras"), "--float", "--flip-average",
+                              "--out", str(root / "tiny-flip.tflite")]) == 0
         yield root, run
 
 
@@ -335,6 +337,16 @@ def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
     assert evaluate.main([str(run / "best.keras"), "--data", str(root), "--split", "valid", "--out", str(out)]) == 0
     keras_result = json.loads((out / "best-valid.json").read_text())
     assert keras_result["split"] == "valid" and keras_result["format"] == "keras" and "latency" not in keras_result
+    # flip averaging: the manifest asks for it, the float TFLite and Keras models agree on it
+    assert json.loads((root / "tiny-flip.json").read_text())["inference"] == {"flip_average": True}
+    assert "inference" not in json.loads((root / "tiny-float.json").read_text())
+    flip_tflite = evaluate.TFLiteModel(root / "tiny-flip.tflite")
+    plain_keras, flip_keras = evaluate.KerasModel(run / "best.keras"), evaluate.KerasModel(run / "best.keras", True)
+    faces = fer.load_split(root, "valid").images
+    expected = (plain_keras.predict(faces) + plain_keras.predict(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(flip_keras.predict(faces), expected, atol=1e-5)
+    np.testing.assert_allclose(flip_tflite.predict(faces), expected, atol=1e-4)
+    assert flip_tflite.info["flip_average"] and not evaluate.TFLiteModel(root / "tiny-float.tflite").flip_average
     # a TFLite model without its manifest is refused with a reason
     lone = root / "lone.tflite"
     lone.write_bytes((root / "tiny-int8.tflite").read_bytes())

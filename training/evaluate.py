@@ -42,7 +42,7 @@ class EvaluationError(RuntimeError):
 class KerasModel:
     kind = "keras"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, flip_average: bool = False):
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
@@ -51,13 +51,18 @@ class KerasModel:
 
         self.model = keras.models.load_model(path, compile=False)
         self.scale, self.offset = INPUT_SCALE, INPUT_OFFSET
+        self.flip_average = flip_average
         self.info = {"format": "keras", "architecture": self.model.name,
                      "parameters": int(self.model.count_params()),
-                     "input": {"scale": self.scale, "offset": self.offset, "source": "training.models"}}
+                     "input": {"scale": self.scale, "offset": self.offset, "source": "training.models"},
+                     "flip_average": flip_average}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32)[..., None] * self.scale + self.offset
-        return np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
+        probs = np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
+        if self.flip_average:
+            probs = (probs + np.asarray(self.model.predict(x[:, :, ::-1], batch_size=256, verbose=0), np.float32)) / 2
+        return probs
 
 
 def load_interpreter(path: Path, threads: int):
@@ -91,6 +96,7 @@ class TFLiteModel:
             self.scale = float(manifest["input"]["scale"])
             self.offset = float(manifest["input"]["offset"])
             labels = list(manifest.get("labels", fer.EMOTIONS))
+            self.flip_average = bool(manifest.get("inference", {}).get("flip_average", False))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EvaluationError(f"{manifest_path} is not a valid model manifest: {exc}") from None
         if labels != fer.EMOTIONS:
@@ -105,7 +111,7 @@ class TFLiteModel:
         self.info = {"format": "tflite", "architecture": manifest.get("architecture", ""),
                      "input": {"scale": self.scale, "offset": self.offset, "source": manifest_path.name,
                                "dtype": np.dtype(self.inp["dtype"]).name},
-                     "output_dtype": np.dtype(self.out["dtype"]).name}
+                     "output_dtype": np.dtype(self.out["dtype"]).name, "flip_average": self.flip_average}
 
     def quantise_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 pixels (N, 48, 48) -> the input tensor's dtype, (N, 1, 48, 48, 1)."""
@@ -124,24 +130,32 @@ class TFLiteModel:
         out_scale, out_zero = self.out["quantization"]
         return (raw.astype(np.float32) - out_zero) * out_scale
 
+    def _face(self, x: np.ndarray) -> np.ndarray:
+        """One face as the device runs it (and its mirror image, when the manifest says)."""
+        self.interpreter.set_tensor(self.inp["index"], x)
+        self.interpreter.invoke()
+        probs = self._output()
+        if self.flip_average:
+            self.interpreter.set_tensor(self.inp["index"], np.ascontiguousarray(x[:, :, ::-1]))
+            self.interpreter.invoke()
+            probs = (probs + self._output()) / 2
+        return probs
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         batch = self.quantise_input(images)
         probs = np.empty((len(images), len(fer.EMOTIONS)), np.float32)
         for i, x in enumerate(batch):
-            self.interpreter.set_tensor(self.inp["index"], x)
-            self.interpreter.invoke()
-            probs[i] = self._output()
+            probs[i] = self._face(x)
         return probs
 
     def latency(self, images: np.ndarray, runs: int = 300, warmup: int = 50) -> dict:
-        """Single-thread wall time per face: set the input, invoke, read the output."""
+        """Single-thread wall time per face: set the input, invoke, read the output (twice
+        with flip averaging, as on the device)."""
         batch = self.quantise_input(images[: max(1, min(len(images), runs))])
         times = []
         for i in range(warmup + runs):
             start = time.perf_counter()
-            self.interpreter.set_tensor(self.inp["index"], batch[i % len(batch)])
-            self.interpreter.invoke()
-            self._output()
+            self._face(batch[i % len(batch)])
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         ms = np.asarray(times) * 1000.0
@@ -150,14 +164,15 @@ class TFLiteModel:
                 "runtime": runtime_name(), "machine": machine_name()}
 
 
-def load_model(path: Path):
+def load_model(path: Path, flip_average: bool = False):
+    """A Keras model (``flip_average`` as asked) or a TFLite model (as its manifest says)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise EvaluationError(f"{path} does not exist")
     if path.suffix == ".tflite":
         return TFLiteModel(path)
     if path.suffix in (".keras", ".h5"):
-        return KerasModel(path)
+        return KerasModel(path, flip_average)
     raise EvaluationError(f"{path}: expected a .keras or .tflite model")
 
 
@@ -286,9 +301,9 @@ def plot_history(history: Path, title: str, path: Path) -> Path:
 # ---------------------------------------------------------------- command
 
 def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Path | None = None,
-             history: Path | None = None, latency_runs: int = 300) -> dict:
+             history: Path | None = None, latency_runs: int = 300, flip_average: bool = False) -> dict:
     model_path = Path(model_path).expanduser()
-    model = load_model(model_path)
+    model = load_model(model_path, flip_average)
     data = fer.load_split(data_dir, split)
     started = time.perf_counter()
     probs = model.predict(data.images)
@@ -332,7 +347,8 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Pat
 
 
 def summary(result: dict) -> str:
-    lines = [f"{result['model']} ({result['format']}, {result['file_bytes']:,} bytes) on FER+ {result['split']}:"]
+    flip = ", averaged with the mirrored face" if result.get("flip_average") else ""
+    lines = [f"{result['model']} ({result['format']}, {result['file_bytes']:,} bytes{flip}) on FER+ {result['split']}:"]
     for rule in RULES:
         r = result[rule]
         lines.append(f"  {rule:8s} rule: accuracy {100 * r['accuracy']:.2f}% of {r['images']} images, "
@@ -359,9 +375,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="output folder (default: the model's folder)")
     p.add_argument("--history", type=Path, help="history.csv of the run (default: one beside the model)")
     p.add_argument("--latency-runs", type=int, default=300, help="timed invocations for TFLite (0: skip)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="Keras model: average with the mirrored face (a TFLite model follows its manifest)")
     args = p.parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs)
+        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs,
+                          args.flip_average)
     except (EvaluationError, fer.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,6 +86,8 @@ def main(argv=None) -> int:
                    help="write a float32 model (no quantisation, no representative data)")
     p.add_argument("--metrics", type=Path, help="evaluation JSON to embed in the manifest")
     p.add_argument("--version", default="", help="model version string for the manifest")
+    p.add_argument("--flip-average", action="store_true",
+                   help="tell the device to average each face with its mirror image (two invocations)")
     args = p.parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
@@ -108,6 +110,8 @@ def main(argv=None) -> int:
              "parameters": int(model.count_params())}
     if args.version:
         extra["version"] = args.version
+    if args.flip_average:
+        extra["inference"] = {"flip_average": True}
     manifest = write_manifest(args.out, metrics, extra)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {manifest}")
     return 0
