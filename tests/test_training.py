@@ -376,6 +376,22 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == []  # no staging left behind
     EmotionClassifier(dest / "emotion-int8.json")
 
+    # flip averaging travels into the shipped manifest, and only with an evaluation that used it
+    flip_json = json.loads((root / "tiny-flip.json").read_text())
+    plain_json = root / "tiny-flip-plain.json"
+    plain_json.write_text(json.dumps({**flip_json, "inference": {}}))
+    plain = root / "tiny-flip-plain.tflite"
+    plain.write_bytes((root / "tiny-flip.tflite").read_bytes())
+    assert evaluate.main([str(plain), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
+    assert ship.main([str(root / "tiny-flip.tflite"), "--metrics", str(out / "tiny-flip-plain-test.json"),
+                      "--dest", str(root / "flip-shipped")]) == 2
+    assert evaluate.main([str(root / "tiny-flip.tflite"), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
+    assert ship.main([str(root / "tiny-flip.tflite"), "--metrics", str(out / "tiny-flip-test.json"),
+                      "--dest", str(root / "flip-shipped")]) == 0
+    shipped = json.loads((root / "flip-shipped" / "tiny-flip.json").read_text())
+    assert shipped["inference"] == {"flip_average": True} and shipped["metrics"]["flip_average"] is True
+    assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.flip_average
+
 
 # ---------------------------------------------------------------- the shipped model
 
@@ -391,6 +407,8 @@ def test_shipped_model_matches_its_manifest():
     metrics = manifest["metrics"]
     assert metrics["sha256"] == manifest["sha256"], "the metrics are of another file"
     assert metrics["split"] == "test" and metrics["official"]["images"] == 3137 and metrics["argmax"]["images"] == 3545
+    # the metrics were measured the way the device runs the model
+    assert metrics.get("flip_average", False) == manifest.get("inference", {}).get("flip_average", False)
 
 
 

@@ -54,7 +54,11 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         raise ShipError(f"{metrics_path} is on the {metrics.get('split')} split; ship with the test evaluation")
     base = json.loads(source_manifest.read_text())
     name = name or model.name
-    extra = {k: base[k] for k in ("architecture", "precision", "parameters") if k in base}
+    extra = {k: base[k] for k in ("architecture", "precision", "parameters", "inference") if k in base}
+    flip_average = bool(base.get("inference", {}).get("flip_average", False))
+    if bool(metrics.get("flip_average", False)) != flip_average:
+        raise ShipError(f"{metrics_path} was evaluated {'with' if metrics.get('flip_average') else 'without'} flip "
+                        f"averaging but {source_manifest.name} says flip_average={flip_average}: evaluate again")
     if version:
         extra["version"] = version
     if run is not None:
