@@ -65,97 +65,49 @@ class KerasModel:
         return probs
 
 
-def load_interpreter(path: Path, threads: int):
-    """LiteRT first, ``tflite_runtime`` as the fallback, as on the device."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
-        except ImportError:
-            raise EvaluationError("no TFLite runtime: pip install ai-edge-litert") from None
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad files
-        raise EvaluationError(f"{path} is not a loadable TFLite model: {exc}") from None
-    return interpreter
-
-
 class TFLiteModel:
+    """A TFLite model run exactly as the device runs it: through ``EmotionClassifier``
+    (manifest checks, input quantisation, flip averaging, output normalisation)."""
+
     kind = "tflite"
 
     def __init__(self, path: Path):
+        from edge_app.classifier import EmotionClassifier, ModelError
+
         manifest_path = path.with_suffix(".json")
         if not manifest_path.is_file():
             raise EvaluationError(
                 f"{manifest_path} is missing: a TFLite model is evaluated with the input rule of its "
                 "manifest; write one with python -m training.quantize")
         try:
-            manifest = json.loads(manifest_path.read_text())
-            self.scale = float(manifest["input"]["scale"])
-            self.offset = float(manifest["input"]["offset"])
-            labels = list(manifest.get("labels", fer.EMOTIONS))
-            self.flip_average = bool(manifest.get("inference", {}).get("flip_average", False))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EvaluationError(f"{manifest_path} is not a valid model manifest: {exc}") from None
-        if labels != fer.EMOTIONS:
-            raise EvaluationError(f"{manifest_path}: labels {labels} are not the FER+ order {fer.EMOTIONS}")
+            self.classifier = EmotionClassifier(manifest_path, threads=1)
+        except ModelError as exc:
+            raise EvaluationError(str(exc)) from None
+        manifest = self.classifier.manifest
+        if manifest.labels != fer.EMOTIONS:
+            raise EvaluationError(f"{manifest_path}: labels {manifest.labels} are not the FER+ order {fer.EMOTIONS}")
+        if manifest.size != (48, 48):
+            raise EvaluationError(f"{path}: expected a 48x48 input, the manifest says {manifest.size}")
         self.path = path
-        self.interpreter = load_interpreter(path, threads=1)
-        self.inp = self.interpreter.get_input_details()[0]
-        self.out = self.interpreter.get_output_details()[0]
-        if tuple(self.inp["shape"]) != (1, 48, 48, 1) or tuple(self.out["shape"]) != (1, len(fer.EMOTIONS)):
-            raise EvaluationError(f"{path}: expected input (1, 48, 48, 1) and output (1, 8), got "
-                                  f"{tuple(self.inp['shape'])} and {tuple(self.out['shape'])}")
-        self.info = {"format": "tflite", "architecture": manifest.get("architecture", ""),
-                     "input": {"scale": self.scale, "offset": self.offset, "source": manifest_path.name,
-                               "dtype": np.dtype(self.inp["dtype"]).name},
-                     "output_dtype": np.dtype(self.out["dtype"]).name, "flip_average": self.flip_average}
-
-    def quantise_input(self, images: np.ndarray) -> np.ndarray:
-        """uint8 pixels (N, 48, 48) -> the input tensor's dtype, (N, 1, 48, 48, 1)."""
-        x = images.astype(np.float32) * self.scale + self.offset
-        dtype = self.inp["dtype"]
-        if dtype != np.float32:
-            in_scale, in_zero = self.inp["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
-        return x.astype(dtype)[:, None, :, :, None]
-
-    def _output(self) -> np.ndarray:
-        raw = self.interpreter.get_tensor(self.out["index"])[0]
-        if self.out["dtype"] == np.float32:
-            return raw.astype(np.float32)
-        out_scale, out_zero = self.out["quantization"]
-        return (raw.astype(np.float32) - out_zero) * out_scale
-
-    def _face(self, x: np.ndarray) -> np.ndarray:
-        """One face as the device runs it (and its mirror image, when the manifest says)."""
-        self.interpreter.set_tensor(self.inp["index"], x)
-        self.interpreter.invoke()
-        probs = self._output()
-        if self.flip_average:
-            self.interpreter.set_tensor(self.inp["index"], np.ascontiguousarray(x[:, :, ::-1]))
-            self.interpreter.invoke()
-            probs = (probs + self._output()) / 2
-        return probs
+        self.flip_average = manifest.flip_average
+        interpreter = self.classifier.interpreter
+        self.info = {"format": "tflite", "architecture": manifest.raw.get("architecture", ""),
+                     "input": {"scale": manifest.scale, "offset": manifest.offset, "source": manifest_path.name,
+                               "dtype": np.dtype(interpreter.get_input_details()[0]["dtype"]).name},
+                     "output_dtype": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
+                     "flip_average": self.flip_average}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        batch = self.quantise_input(images)
-        probs = np.empty((len(images), len(fer.EMOTIONS)), np.float32)
-        for i, x in enumerate(batch):
-            probs[i] = self._face(x)
-        return probs
+        return np.stack([self.classifier.probabilities(image) for image in images]).astype(np.float32)
 
     def latency(self, images: np.ndarray, runs: int = 300, warmup: int = 50) -> dict:
-        """Single-thread wall time per face: set the input, invoke, read the output (twice
-        with flip averaging, as on the device)."""
-        batch = self.quantise_input(images[: max(1, min(len(images), runs))])
+        """Single-thread wall time per face as the device spends it: quantise the input,
+        invoke (twice with flip averaging), read and normalise the output."""
+        faces = images[: max(1, min(len(images), runs))]
         times = []
         for i in range(warmup + runs):
             start = time.perf_counter()
-            self._face(batch[i % len(batch)])
+            self.classifier.probabilities(faces[i % len(faces)])
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         ms = np.asarray(times) * 1000.0
