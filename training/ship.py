@@ -23,7 +23,7 @@ from training.quantize import write_manifest
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "git_commit", "sizes",
-            "keras", "tensorflow", "started")
+            "keras", "backend", "tensorflow", "started")
 
 
 class ShipError(RuntimeError):
@@ -80,12 +80,11 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         metrics = {**metrics, "model": name, "plots": plots}
         metrics.pop("json", None)
         staged_manifest = write_manifest(staged_model, metrics, extra)
+        manifest = json.loads(staged_manifest.read_text())
         golden = golden_for(staged_manifest)
         if golden is not None:
-            manifest = json.loads(staged_manifest.read_text())
             manifest["golden"] = golden
             staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-        manifest = json.loads(staged_manifest.read_text())
         if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
         for png in plots.values():

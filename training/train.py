@@ -73,8 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_arrays(args):
-    """Training images (uint8) with their targets, validation images (float) with one-hot
-    majority labels: plain arrays any Keras backend can fit on."""
+    """Training images with their targets and validation images with one-hot majority
+    labels, as float arrays in [0, 1] (the model's input rule) that any Keras backend can
+    fit on."""
     train = fer.load_split(args.data, "train")
     valid = fer.load_split(args.data, "valid")
     if args.limit:
