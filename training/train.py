@@ -6,6 +6,8 @@ Checkpoints every epoch; ``--resume`` continues an interrupted run from its last
 (optimizer and schedule included). The output directory receives ``config.json`` (all
 arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
 ``best.keras`` (best validation accuracy under the official rule) and ``final.keras``.
+``--init-from`` starts from an earlier run's network (its weights, a fresh optimizer and
+schedule): a warm restart that continues a run whose schedule had ended too early.
 
 Runs on any Keras 3 backend: TensorFlow on a CPU here, JAX or PyTorch on a GPU machine
 (``KERAS_BACKEND=jax``); augmentation is part of the training graph, so the input
@@ -61,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="FER+ folder layout or a folder with fer2013.csv + fer2013new.csv")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", type=Path,
+                   help="start from this trained network (an earlier run's best.keras) instead of random weights")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images per split (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0: all)")
     p.add_argument("--time-budget", type=float, default=0,
@@ -106,8 +110,11 @@ def make_callbacks(args, net, out: Path, best_so_far):
     import keras
 
     class Schedule(keras.callbacks.Callback):
-        """Sets the epoch's learning rate; with a time budget, shrinks the plan to the
-        epochs that fit (measured after two epochs, compile time excluded) and stops there."""
+        """Sets the epoch's learning rate; with a time budget, fits the plan (at most
+        ``--epochs``) to the epochs that fit, re-estimated after every epoch from the median
+        epoch time (from the second epoch on, compile time excluded), and stops there. The
+        plan can grow again, so a slow start while the machine was busy does not cut the
+        run short."""
 
         def __init__(self):
             super().__init__()
@@ -122,7 +129,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
             if args.time_budget and len(self.times) >= 2:
                 per_epoch = float(np.median(self.times[1:]))
                 left = args.time_budget - (time.monotonic() - self.started)
-                self.planned = min(self.planned, epoch + 1 + int(left // per_epoch))
+                self.planned = min(args.epochs, epoch + 1 + int(max(0.0, left) // per_epoch))
             if epoch + 1 >= self.planned:
                 self.model.stop_training = True
 
@@ -147,6 +154,18 @@ def make_callbacks(args, net, out: Path, best_so_far):
         keras.callbacks.CSVLogger(str(history_file(out)), append=True),
         SaveBest(best_so_far),
     ]
+
+
+def warm_start(path: Path, arch: str):
+    """An earlier run's exported network, checked to be the architecture asked for."""
+    import keras
+
+    if not Path(path).is_file():
+        raise SystemExit(f"--init-from {path}: no such file; pass an earlier run's best.keras")
+    net = keras.models.load_model(path, compile=False)
+    if net.name != arch:
+        raise SystemExit(f"--init-from {path} holds a {net.name!r} network, not {arch!r}; pass --arch {net.name}")
+    return net
 
 
 def history_file(out: Path) -> Path:
@@ -179,7 +198,7 @@ def train(args) -> Path:
     if not args.resume or not (out / "config.json").exists():
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
-    net = build(args.arch)
+    net = warm_start(args.init_from, args.arch) if args.init_from else build(args.arch)
     face = keras.Input((48, 48, 1), name="face")
     augmented = make_augmenter(args.seed, args.augment)(face) if args.augment > 0 else face
     trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
