@@ -274,6 +274,39 @@ def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
     assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
 
 
+def test_time_budget_plan_grows_back_when_epochs_get_faster():
+    from training.train import planned_epochs
+
+    assert planned_epochs(200, 2, [90.0, 60.0], 600) == 12
+    # a busy start (60 s epochs) then a free machine (30 s): the plan grows again
+    assert planned_epochs(200, 5, [90.0, 60.0, 30.0, 30.0, 30.0], 600) == 25
+    assert planned_epochs(20, 5, [9.0, 3.0, 3.0, 3.0, 3.0], 600) == 20  # never past --epochs
+    assert planned_epochs(200, 7, [9.0, 3.0], -5) == 7  # budget spent: stop now
+
+
+def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):
+    import keras
+
+    from training import train
+
+    root, first = tiny_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        common = ["--data", str(root), "--batch-size", "16", "--epochs", "1", "--init-from", str(first / "best.keras")]
+        with pytest.raises(SystemExit, match="--arch edge"):
+            train.main(common + ["--arch", "paper", "--out", str(root / "wrong-arch")])
+        with pytest.raises(SystemExit, match="no such file"):
+            train.main(["--data", str(root), "--out", str(root / "missing"), "--init-from", str(root / "nope.keras")])
+        assert train.main(common + ["--arch", "edge", "--out", str(root / "warm"), "--lr", "1e-12"]) == 0
+    start = keras.models.load_model(first / "best.keras", compile=False).get_layer("emotion").get_weights()
+    warm = keras.models.load_model(root / "warm" / "final.keras", compile=False).get_layer("emotion").get_weights()
+    fresh = train.build("edge").get_layer("emotion").get_weights()
+    np.testing.assert_allclose(warm[0], start[0], atol=1e-6)  # a near-zero learning rate keeps them
+    assert not np.allclose(fresh[0], start[0], atol=1e-3)
+    config = json.loads((root / "warm" / "config.json").read_text())
+    assert config["init_from"] == str(first / "best.keras")
+
+
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
     from edge_app.classifier import EmotionClassifier
     from edge_app.classifier import sha256_file

@@ -106,6 +106,13 @@ def learning_rate(args, epoch: int, planned: int) -> float:
     return float(args.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress))))
 
 
+def planned_epochs(cap: int, done: int, epoch_times: list[float], seconds_left: float) -> int:
+    """Epochs to plan for: those done plus as many as fit in the time left at the median
+    epoch time (the first epoch, which compiles, left out), never more than ``cap``."""
+    per_epoch = float(np.median(epoch_times[1:] or epoch_times))
+    return min(cap, done + int(max(0.0, seconds_left) // max(per_epoch, 1e-9)))
+
+
 def make_callbacks(args, net, out: Path, best_so_far):
     import keras
 
@@ -127,9 +134,8 @@ def make_callbacks(args, net, out: Path, best_so_far):
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.monotonic() - self.t0)
             if args.time_budget and len(self.times) >= 2:
-                per_epoch = float(np.median(self.times[1:]))
                 left = args.time_budget - (time.monotonic() - self.started)
-                self.planned = min(args.epochs, epoch + 1 + int(max(0.0, left) // per_epoch))
+                self.planned = planned_epochs(args.epochs, epoch + 1, self.times, left)
             if epoch + 1 >= self.planned:
                 self.model.stop_training = True
 
