@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classifier import (KNOWN_LABELS, SHIPPED_MANIFEST, EmotionClassifier, Manifest, ModelError,
-                                 crop_face, sha256_file)
+from edge_app.classifier import (KNOWN_LABELS, SHIPPED_MANIFEST, VIEW_PRESETS, EmotionClassifier, Manifest,
+                                 ModelError, View, crop_face, parse_views, sha256_file, views_json)
 from edge_app.detector import FaceDetector
 
 
@@ -118,9 +118,9 @@ def test_flip_average_in_the_manifest_averages_the_face_and_its_mirror(model_cop
     manifest_path, _, raw = model_copy
     rewrite_manifest(manifest_path, inference={"flip_average": False})
     plain = EmotionClassifier(manifest_path)
-    rewrite_manifest(manifest_path, inference={"flip_average": True})
+    rewrite_manifest(manifest_path, inference={"flip_average": True})  # the first manifests' spelling
     averaged = EmotionClassifier(manifest_path)
-    assert averaged.manifest.flip_average and not plain.manifest.flip_average
+    assert averaged.manifest.views == VIEW_PRESETS["flip"] and plain.manifest.views == VIEW_PRESETS["single"]
     face = cv2.resize(grace_crop, (48, 48), interpolation=cv2.INTER_AREA)
     mirrored = np.ascontiguousarray(face[:, ::-1])
     expected = (plain.probabilities(face) + plain.probabilities(mirrored)) / 2
@@ -130,6 +130,32 @@ def test_flip_average_in_the_manifest_averages_the_face_and_its_mirror(model_cop
     rewrite_manifest(manifest_path, inference={"flip_average": "yes"})
     with pytest.raises(ModelError, match="flip_average"):
         EmotionClassifier(manifest_path)
+
+
+def test_views_in_the_manifest_average_shifted_and_mirrored_crops(model_copy, grace_crop):
+    manifest_path, _, raw = model_copy
+    rewrite_manifest(manifest_path, inference={})
+    plain = EmotionClassifier(manifest_path)
+    rewrite_manifest(manifest_path, inference={"views": views_json(VIEW_PRESETS["flip-vshift"])})
+    averaged = EmotionClassifier(manifest_path)
+    face = cv2.resize(grace_crop, (48, 48), interpolation=cv2.INTER_AREA)
+    up = np.vstack([face[1:], face[-1:]])  # moved one pixel up, the bottom row repeated
+    down = np.vstack([face[:1], face[:-1]])
+    looks = [up, up[:, ::-1], down, down[:, ::-1]]
+    expected = sum(plain.probabilities(np.ascontiguousarray(x)) for x in looks) / 4
+    np.testing.assert_allclose(averaged.probabilities(face), expected, atol=1e-6)
+    assert not np.allclose(averaged.probabilities(face), plain.probabilities(face), atol=1e-3)
+    for bad in ([], [{"shift": [0, 20]}], [{"shift": [0.5, 0]}], [{"flip": 1}], [{"turn": 90}], "flip"):
+        rewrite_manifest(manifest_path, inference={"views": bad})
+        with pytest.raises(ModelError, match="view"):
+            EmotionClassifier(manifest_path)
+
+
+def test_views_on_the_command_line():
+    assert parse_views("single") == (View(),) and parse_views("flip") == (View(), View(flip=True))
+    assert parse_views('[{"shift": [2, -1]}, {"flip": true}]') == (View(dx=2, dy=-1), View(flip=True))
+    with pytest.raises(ValueError, match="flip-vshift"):
+        parse_views("mirror")
 
 
 def test_flipped_byte_with_unchanged_manifest_is_refused(model_copy):

@@ -17,6 +17,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from edge_app.classifier import VIEW_PRESETS, views_from_inference, views_json  # noqa: E402
 from training import data as fer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,6 +229,8 @@ def tiny_run(tmp_path_factory):
         assert quantize.main([str(run / "best.keras"), "--float", "--out", str(root / "tiny-float.tflite")]) == 0
         assert quantize.main([str(run / "best.keras"), "--float", "--flip-average",
                               "--out", str(root / "tiny-flip.tflite")]) == 0
+        assert quantize.main([str(run / "best.keras"), "--float", "--views", "flip-vshift",
+                              "--out", str(root / "tiny-vshift.tflite")]) == 0
         yield root, run
 
 
@@ -344,7 +347,7 @@ def test_float_export_runs_in_the_device_runtime_and_agrees_with_keras(tiny_run)
 
 
 def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
-    from training import evaluate
+    from training import evaluate, quantize
 
     root, run = tiny_run
     out = root / "eval"
@@ -370,16 +373,22 @@ def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
     assert evaluate.main([str(run / "best.keras"), "--data", str(root), "--split", "valid", "--out", str(out)]) == 0
     keras_result = json.loads((out / "best-valid.json").read_text())
     assert keras_result["split"] == "valid" and keras_result["format"] == "keras" and "latency" not in keras_result
-    # flip averaging: the manifest asks for it, the float TFLite and Keras models agree on it
-    assert json.loads((root / "tiny-flip.json").read_text())["inference"] == {"flip_average": True}
+    # views: the manifest asks for them, the float TFLite and Keras models agree on them
+    flip, vshift = VIEW_PRESETS["flip"], VIEW_PRESETS["flip-vshift"]
+    assert json.loads((root / "tiny-flip.json").read_text())["inference"] == {"views": views_json(flip)}
     assert "inference" not in json.loads((root / "tiny-float.json").read_text())
-    flip_tflite = evaluate.TFLiteModel(root / "tiny-flip.tflite")
-    plain_keras, flip_keras = evaluate.KerasModel(run / "best.keras"), evaluate.KerasModel(run / "best.keras", True)
+    plain_keras = evaluate.KerasModel(run / "best.keras")
     faces = fer.load_split(root, "valid").images
-    expected = (plain_keras.predict(faces) + plain_keras.predict(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
-    np.testing.assert_allclose(flip_keras.predict(faces), expected, atol=1e-5)
-    np.testing.assert_allclose(flip_tflite.predict(faces), expected, atol=1e-4)
-    assert flip_tflite.info["flip_average"] and not evaluate.TFLiteModel(root / "tiny-float.tflite").flip_average
+    for name, views in (("tiny-flip", flip), ("tiny-vshift", vshift)):
+        expected = sum(plain_keras.predict(np.stack([v.apply(f) for f in faces])) for v in views) / len(views)
+        np.testing.assert_allclose(evaluate.KerasModel(run / "best.keras", views).predict(faces), expected, atol=1e-5)
+        tflite = evaluate.TFLiteModel(root / f"{name}.tflite")
+        np.testing.assert_allclose(tflite.predict(faces), expected, atol=1e-4)
+        assert tflite.info["views"] == views_json(views)
+    assert evaluate.TFLiteModel(root / "tiny-float.tflite").views == VIEW_PRESETS["single"]
+    with pytest.raises(SystemExit):
+        quantize.main([str(run / "best.keras"), "--float", "--views", "sideways", "--out", str(root / "unused.tflite")])
+    assert not (root / "unused.tflite").exists()
     # a TFLite model without its manifest is refused with a reason
     lone = root / "lone.tflite"
     lone.write_bytes((root / "tiny-int8.tflite").read_bytes())
@@ -422,8 +431,9 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     assert ship.main([str(root / "tiny-flip.tflite"), "--metrics", str(out / "tiny-flip-test.json"),
                       "--dest", str(root / "flip-shipped")]) == 0
     shipped = json.loads((root / "flip-shipped" / "tiny-flip.json").read_text())
-    assert shipped["inference"] == {"flip_average": True} and shipped["metrics"]["flip_average"] is True
-    assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.flip_average
+    flip = views_json(VIEW_PRESETS["flip"])
+    assert shipped["inference"] == {"views": flip} and shipped["metrics"]["views"] == flip
+    assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.views == VIEW_PRESETS["flip"]
 
 
 # ---------------------------------------------------------------- the shipped model
@@ -441,7 +451,7 @@ def test_shipped_model_matches_its_manifest():
     assert metrics["sha256"] == manifest["sha256"], "the metrics are of another file"
     assert metrics["split"] == "test" and metrics["official"]["images"] == 3137 and metrics["argmax"]["images"] == 3545
     # the metrics were measured the way the device runs the model
-    assert metrics.get("flip_average", False) == manifest.get("inference", {}).get("flip_average", False)
+    assert views_from_inference(metrics) == views_from_inference(manifest.get("inference", {}))
 
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.classifier import sha256_file
+from edge_app.classifier import VIEW_PRESETS, parse_views, sha256_file, views_json
 from training import data as fer
 
 RULES = {"official": fer.majority_labels, "argmax": fer.argmax_labels}
@@ -42,7 +42,7 @@ class EvaluationError(RuntimeError):
 class KerasModel:
     kind = "keras"
 
-    def __init__(self, path: Path, flip_average: bool = False):
+    def __init__(self, path: Path, views=VIEW_PRESETS["single"]):
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
@@ -51,23 +51,25 @@ class KerasModel:
 
         self.model = keras.models.load_model(path, compile=False)
         self.scale, self.offset = INPUT_SCALE, INPUT_OFFSET
-        self.flip_average = flip_average
+        self.views = tuple(views)
         self.info = {"format": "keras", "architecture": self.model.name,
                      "parameters": int(self.model.count_params()),
                      "input": {"scale": self.scale, "offset": self.offset, "source": "training.models"},
-                     "flip_average": flip_average}
+                     "views": views_json(self.views)}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32)[..., None] * self.scale + self.offset
-        probs = np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
-        if self.flip_average:
-            probs = (probs + np.asarray(self.model.predict(x[:, :, ::-1], batch_size=256, verbose=0), np.float32)) / 2
-        return probs
+        """Mean output over the views, each applied to the 48x48 crops as the device does."""
+        total = 0
+        for view in self.views:
+            seen = np.stack([view.apply(image) for image in images])
+            x = seen.astype(np.float32)[..., None] * self.scale + self.offset
+            total = total + np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
+        return total / len(self.views)
 
 
 class TFLiteModel:
     """A TFLite model run exactly as the device runs it: through ``EmotionClassifier``
-    (manifest checks, input quantisation, flip averaging, output normalisation)."""
+    (manifest checks, input quantisation, averaging over views, output normalisation)."""
 
     kind = "tflite"
 
@@ -89,20 +91,20 @@ class TFLiteModel:
         if manifest.size != (48, 48):
             raise EvaluationError(f"{path}: expected a 48x48 input, the manifest says {manifest.size}")
         self.path = path
-        self.flip_average = manifest.flip_average
+        self.views = manifest.views
         interpreter = self.classifier.interpreter
         self.info = {"format": "tflite", "architecture": manifest.raw.get("architecture", ""),
                      "input": {"scale": manifest.scale, "offset": manifest.offset, "source": manifest_path.name,
                                "dtype": np.dtype(interpreter.get_input_details()[0]["dtype"]).name},
                      "output_dtype": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
-                     "flip_average": self.flip_average}
+                     "views": views_json(self.views)}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.classifier.probabilities(image) for image in images]).astype(np.float32)
 
     def latency(self, images: np.ndarray, runs: int = 300, warmup: int = 50) -> dict:
         """Single-thread wall time per face as the device spends it: quantise the input,
-        invoke (twice with flip averaging), read and normalise the output."""
+        invoke (once per view), read and normalise the output."""
         faces = images[: max(1, min(len(images), runs))]
         times = []
         for i in range(warmup + runs):
@@ -116,15 +118,15 @@ class TFLiteModel:
                 "runtime": runtime_name(), "machine": machine_name()}
 
 
-def load_model(path: Path, flip_average: bool = False):
-    """A Keras model (``flip_average`` as asked) or a TFLite model (as its manifest says)."""
+def load_model(path: Path, views=VIEW_PRESETS["single"]):
+    """A Keras model (seen through ``views``) or a TFLite model (as its manifest says)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise EvaluationError(f"{path} does not exist")
     if path.suffix == ".tflite":
         return TFLiteModel(path)
     if path.suffix in (".keras", ".h5"):
-        return KerasModel(path, flip_average)
+        return KerasModel(path, views)
     raise EvaluationError(f"{path}: expected a .keras or .tflite model")
 
 
@@ -253,9 +255,9 @@ def plot_history(history: Path, title: str, path: Path) -> Path:
 # ---------------------------------------------------------------- command
 
 def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Path | None = None,
-             history: Path | None = None, latency_runs: int = 300, flip_average: bool = False) -> dict:
+             history: Path | None = None, latency_runs: int = 300, views=VIEW_PRESETS["single"]) -> dict:
     model_path = Path(model_path).expanduser()
-    model = load_model(model_path, flip_average)
+    model = load_model(model_path, views)
     data = fer.load_split(data_dir, split)
     started = time.perf_counter()
     probs = model.predict(data.images)
@@ -299,8 +301,9 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Pat
 
 
 def summary(result: dict) -> str:
-    flip = ", averaged with the mirrored face" if result.get("flip_average") else ""
-    lines = [f"{result['model']} ({result['format']}, {result['file_bytes']:,} bytes{flip}) on FER+ {result['split']}:"]
+    n = len(result.get("views", [None]))
+    seen = f", averaged over {n} views" if n > 1 else ""
+    lines = [f"{result['model']} ({result['format']}, {result['file_bytes']:,} bytes{seen}) on FER+ {result['split']}:"]
     for rule in RULES:
         r = result[rule]
         lines.append(f"  {rule:8s} rule: accuracy {100 * r['accuracy']:.2f}% of {r['images']} images, "
@@ -327,12 +330,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="output folder (default: the model's folder)")
     p.add_argument("--history", type=Path, help="history.csv of the run (default: one beside the model)")
     p.add_argument("--latency-runs", type=int, default=300, help="timed invocations for TFLite (0: skip)")
-    p.add_argument("--flip-average", action="store_true",
-                   help="Keras model: average with the mirrored face (a TFLite model follows its manifest)")
+    p.add_argument("--views", default="single",
+                   help=f"Keras model: average over these views, one of {sorted(VIEW_PRESETS)} or a JSON list "
+                        "(a TFLite model follows its manifest)")
+    p.add_argument("--flip-average", action="store_const", dest="views", const="flip", help="same as --views flip")
     args = p.parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs,
-                          args.flip_average)
+        views = parse_views(args.views)
+    except ValueError as exc:
+        p.error(str(exc))
+    try:
+        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs, views)
     except (EvaluationError, fer.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

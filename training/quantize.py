@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.classifier import sha256_file
+from edge_app.classifier import VIEW_PRESETS, parse_views, sha256_file, views_json
 from training import data as fer
 from training.models import INPUT_OFFSET, INPUT_SCALE
 
@@ -86,9 +86,15 @@ def main(argv=None) -> int:
                    help="write a float32 model (no quantisation, no representative data)")
     p.add_argument("--metrics", type=Path, help="evaluation JSON to embed in the manifest")
     p.add_argument("--version", default="", help="model version string for the manifest")
-    p.add_argument("--flip-average", action="store_true",
-                   help="tell the device to average each face with its mirror image (two invocations)")
+    p.add_argument("--views", default="single",
+                   help=f"tell the device to average each face over these views (one invocation each): "
+                        f"one of {sorted(VIEW_PRESETS)} or a JSON list such as '[{{\"flip\": true, \"shift\": [0, 1]}}]'")
+    p.add_argument("--flip-average", action="store_const", dest="views", const="flip", help="same as --views flip")
     args = p.parse_args(argv)
+    try:
+        views = parse_views(args.views)
+    except ValueError as exc:
+        p.error(str(exc))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
@@ -110,8 +116,8 @@ def main(argv=None) -> int:
              "parameters": int(model.count_params())}
     if args.version:
         extra["version"] = args.version
-    if args.flip_average:
-        extra["inference"] = {"flip_average": True}
+    if views != VIEW_PRESETS["single"]:
+        extra["inference"] = {"views": views_json(views)}
     manifest = write_manifest(args.out, metrics, extra)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {manifest}")
     return 0

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_app.classifier import sha256_file
+from edge_app.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -55,10 +55,13 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
     base = json.loads(source_manifest.read_text())
     name = name or model.name
     extra = {k: base[k] for k in ("architecture", "precision", "parameters", "inference") if k in base}
-    flip_average = bool(base.get("inference", {}).get("flip_average", False))
-    if bool(metrics.get("flip_average", False)) != flip_average:
-        raise ShipError(f"{metrics_path} was evaluated {'with' if metrics.get('flip_average') else 'without'} flip "
-                        f"averaging but {source_manifest.name} says flip_average={flip_average}: evaluate again")
+    try:
+        asked, evaluated = views_from_inference(base.get("inference", {})), views_from_inference(metrics)
+    except ValueError as exc:
+        raise ShipError(f"{source_manifest.name} or {metrics_path.name}: {exc}") from None
+    if asked != evaluated:
+        raise ShipError(f"{metrics_path} was evaluated with {len(evaluated)} view(s) {views_json(evaluated)} but "
+                        f"{source_manifest.name} asks for {views_json(asked)}: evaluate again")
     if version:
         extra["version"] = version
     if run is not None:
