@@ -11,7 +11,7 @@ import time
 
 from edge_app import config as config_mod
 from edge_app.analysis import Analyzer
-from edge_app.auth import Accounts
+from edge_app.auth import Accounts, ThrottlePolicy
 from edge_app.camera import FrameSource, make_source
 from edge_app.classifier import EmotionClassifier
 from edge_app.detector import FaceDetector
@@ -58,7 +58,8 @@ class Appliance:
 
         self.cfg = cfg = with_saved_settings(self.store, cfg)
         web = cfg["web"]
-        self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600)
+        self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600,
+                                 ThrottlePolicy.from_config(cfg["login"]))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         self.generated_password = self.accounts.ensure_admin()
         mapping = cfg["engagement"]["mapping"]

@@ -58,6 +58,14 @@ class ThrottlePolicy:
     lock_after_address: int = 25
     lock_s: float = 900.0
 
+    @classmethod
+    def from_config(cls, login: dict) -> "ThrottlePolicy":
+        """The policy of the config file's ``[login]`` section."""
+        return cls(window_s=login["window_minutes"] * 60.0, slow_after=login["slow_after_user"],
+                   slow_after_address=login["slow_after_address"], base_delay_s=login["first_delay_s"],
+                   max_delay_s=login["max_delay_s"], lock_after_user=login["lock_after_user"],
+                   lock_after_address=login["lock_after_address"], lock_s=login["lock_minutes"] * 60.0)
+
 
 @dataclass
 class User:

@@ -62,6 +62,14 @@ _RULES: dict[str, tuple[Any, str]] = {
     "web.max_upload_megapixels": (lambda v: 0 < v <= 200, "megapixels above 0, at most 200"),
     "web.session_idle_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
     "web.session_max_hours": (lambda v: 1 <= v <= 720, "hours from 1 to 720"),
+    "login.window_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
+    "login.slow_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "login.slow_after_address": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "login.first_delay_s": (lambda v: 0.1 <= v <= 60, "seconds from 0.1 to 60"),
+    "login.max_delay_s": (lambda v: 0.1 <= v <= 3600, "seconds from 0.1 to 3600"),
+    "login.lock_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "login.lock_after_address": (lambda v: 1 <= v <= 10000, "an integer from 1 to 10000"),
+    "login.lock_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
     "privacy.keep_uploads": (lambda v: v in ("thumbnail", "none", "full"), '"thumbnail", "none" or "full"'),
 }
 
@@ -138,6 +146,8 @@ def validate(cfg: dict) -> dict:
             )
     if cfg["camera"]["retry_max_s"] < cfg["camera"]["retry_initial_s"]:
         raise ConfigError("camera.retry_max_s must be at least camera.retry_initial_s")
+    if cfg["login"]["max_delay_s"] < cfg["login"]["first_delay_s"]:
+        raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
     if bool(cfg["web"]["tls_cert"]) != bool(cfg["web"]["tls_key"]):
         raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
     return cfg

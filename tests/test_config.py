@@ -111,6 +111,8 @@ def test_binary_file_is_a_config_error(tmp_path):
     ("[store]\nretention_days = 0\n", None, "store.retention_days", "0", "1 to 3650"),
     ('[indicators]\nbackend = "led"\n', None, "indicators.backend", "'led'", '"gpio"'),
     ('[privacy]\nkeep_uploads = "all"\n', None, "privacy.keep_uploads", "'all'", '"thumbnail"'),
+    ("[login]\nlock_after_user = 0\n", None, "login.lock_after_user", "0", "1 to 1000"),
+    ("[login]\nwindow_minutes = 1.5\n", None, "login.window_minutes", "1.5", "an integer"),
     ('[indicators]\nquiet_hours = "22-07"\n', None, "indicators.quiet_hours", "'22-07'", "HH:MM-HH:MM"),
     ('[indicators]\nquiet_hours = "25:00-07:00"\n', None, "indicators.quiet_hours", "'25:00-07:00'", "HH:MM-HH:MM"),
     ('[indicators]\nquiet_hours = "22:00-07:60"\n', None, "indicators.quiet_hours", "'22:00-07:60'", "HH:MM-HH:MM"),
@@ -144,6 +146,8 @@ def test_a_table_where_a_value_belongs_and_vice_versa(tmp_path):
 def test_cross_field_rules(tmp_path):
     with pytest.raises(ConfigError, match="camera.retry_max_s must be at least camera.retry_initial_s"):
         load_text(tmp_path, "[camera]\nretry_initial_s = 10.0\nretry_max_s = 5.0\n")
+    with pytest.raises(ConfigError, match="login.max_delay_s must be at least login.first_delay_s"):
+        load_text(tmp_path, "[login]\nfirst_delay_s = 10.0\nmax_delay_s = 5.0\n")
     with pytest.raises(ConfigError, match="tls_cert and web.tls_key go together"):
         load_text(tmp_path, '[web]\ntls_cert = "/etc/cert.pem"\n')
 

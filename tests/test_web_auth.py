@@ -159,6 +159,19 @@ def test_failed_logins_for_a_user_slow_down_then_lock(appliance):
     assert rows == 4
 
 
+def test_the_config_files_login_section_sets_the_throttle(make_appliance, cfg):
+    login_cfg = config_mod.with_changes(cfg, {"login.slow_after_user": 50, "login.slow_after_address": 50,
+                                              "login.lock_after_user": 2, "login.lock_minutes": 3})
+    appliance = make_appliance(login_cfg)
+    assert appliance.accounts.throttle == ThrottlePolicy(slow_after=50, slow_after_address=50, lock_after_user=2,
+                                                         lock_s=180.0)
+    add_student(appliance)
+    assert form_login(appliance.url, "sam", "bad-guess-1").status_code == 401
+    assert form_login(appliance.url, "sam", "bad-guess-2").status_code == 401
+    r = form_login(appliance.url, "sam", STUDENT_PW)
+    assert r.status_code == 429 and "locked for 3 minutes" in r.text
+
+
 def test_failed_logins_from_one_address_lock_that_address(appliance):
     appliance.accounts.throttle = ThrottlePolicy(slow_after=100, slow_after_address=100, lock_after_user=100,
                                                  lock_after_address=5, lock_s=120)
