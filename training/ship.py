@@ -22,8 +22,8 @@ from edge_app.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "git_commit", "sizes",
-            "keras", "backend", "tensorflow", "started")
+RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "time_budget",
+            "git_commit", "sizes", "keras", "backend", "tensorflow", "started")
 
 
 class ShipError(RuntimeError):
