@@ -215,15 +215,15 @@ class EmotionClassifier:
         views = self.manifest.views
         with self._lock:
             cv2.resize(gray_face, self.manifest.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
-            p = None
+            total = np.zeros(len(self.labels), np.float32)
             for view in views:
                 self._fill_input(view.apply(self._crop))
-                q = self._run(self._buffer)
-                p = q if p is None else p + q
-        return p / len(views) if len(views) > 1 else p
+                total += self._run()
+        return total / len(views)
 
-    def _run(self, tensor: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self._in["index"], tensor)
+    def _run(self) -> np.ndarray:
+        """Invoke the model on the input buffer; its output as probabilities summing to 1."""
+        self.interpreter.set_tensor(self._in["index"], self._buffer)
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._out["index"])[0]
         if self._out["dtype"] == np.float32:

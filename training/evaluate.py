@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.classifier import VIEW_PRESETS, parse_views, sha256_file, views_json
+from edge_app.classifier import VIEW_PRESETS, sha256_file, views_json
 from training import data as fer
+from training.quantize import add_views_options
 
 RULES = {"official": fer.majority_labels, "argmax": fer.argmax_labels}
 
@@ -330,17 +331,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="output folder (default: the model's folder)")
     p.add_argument("--history", type=Path, help="history.csv of the run (default: one beside the model)")
     p.add_argument("--latency-runs", type=int, default=300, help="timed invocations for TFLite (0: skip)")
-    p.add_argument("--views", default="single",
-                   help=f"Keras model: average over these views, one of {sorted(VIEW_PRESETS)} or a JSON list "
-                        "(a TFLite model follows its manifest)")
-    p.add_argument("--flip-average", action="store_const", dest="views", const="flip", help="same as --views flip")
+    add_views_options(p, "Keras model: average over these views (a TFLite model follows its manifest)")
     args = p.parse_args(argv)
     try:
-        views = parse_views(args.views)
-    except ValueError as exc:
-        p.error(str(exc))
-    try:
-        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs, views)
+        result = evaluate(args.model, args.data, args.split, args.out, args.history, args.latency_runs, args.views)
     except (EvaluationError, fer.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

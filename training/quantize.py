@@ -57,6 +57,23 @@ def convert_float(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
+def add_views_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--views`` and its shorthand ``--flip-average``, parsed into ``args.views`` (a tuple
+    of views); a bad value stops with the parser's usage error."""
+
+    def views(text: str):
+        try:
+            return parse_views(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p.add_argument("--views", type=views, default=VIEW_PRESETS["single"],
+                   help=f"{what}: one of {sorted(VIEW_PRESETS)} or a JSON list such as "
+                        "'[{\"flip\": true, \"shift\": [0, 1]}]'")
+    p.add_argument("--flip-average", action="store_const", dest="views", const=VIEW_PRESETS["flip"],
+                   help="same as --views flip")
+
+
 def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict | None = None) -> Path:
     """Write ``<model>.json`` beside ``tflite_path`` describing it for the device."""
     manifest = {
@@ -86,15 +103,8 @@ def main(argv=None) -> int:
                    help="write a float32 model (no quantisation, no representative data)")
     p.add_argument("--metrics", type=Path, help="evaluation JSON to embed in the manifest")
     p.add_argument("--version", default="", help="model version string for the manifest")
-    p.add_argument("--views", default="single",
-                   help=f"tell the device to average each face over these views (one invocation each): "
-                        f"one of {sorted(VIEW_PRESETS)} or a JSON list such as '[{{\"flip\": true, \"shift\": [0, 1]}}]'")
-    p.add_argument("--flip-average", action="store_const", dest="views", const="flip", help="same as --views flip")
+    add_views_options(p, "tell the device to average each face over these views (one invocation each)")
     args = p.parse_args(argv)
-    try:
-        views = parse_views(args.views)
-    except ValueError as exc:
-        p.error(str(exc))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
@@ -116,8 +126,8 @@ def main(argv=None) -> int:
              "parameters": int(model.count_params())}
     if args.version:
         extra["version"] = args.version
-    if views != VIEW_PRESETS["single"]:
-        extra["inference"] = {"views": views_json(views)}
+    if args.views != VIEW_PRESETS["single"]:
+        extra["inference"] = {"views": views_json(args.views)}
     manifest = write_manifest(args.out, metrics, extra)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {manifest}")
     return 0
