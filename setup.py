@@ -15,7 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["edge_app", "edge_app.*", "training", "training.*"]),
-    package_data={"edge_app": ["default_config.toml", "views/*.tpl", "static/*"]},
+    package_data={"edge_app": ["default_config.toml"], "edge_app.web": ["views/*.tpl", "static/*"]},
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
@@ -28,7 +28,7 @@ setup(
         "scikit-image>=0.22",  # astronaut, lfw_subset and camera samples for the demo
     ],
     extras_require={
-        # systemd's notify protocol is spoken by edge_app/watchdog.py (stdlib): no sdnotify
+        # systemd's notify protocol is spoken by edge_app/device/watchdog.py (stdlib): no sdnotify
         "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'"],
         "jetson": ["Jetson.GPIO>=2.1"],  # gpiozero does not run on a Jetson: indicators.backend = "jetson"
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],

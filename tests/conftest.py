@@ -51,7 +51,7 @@ def cfg(tmp_path) -> dict:
 @pytest.fixture
 def make_appliance(cfg, monkeypatch):
     """Factory: start an Appliance (demo source unless given) and stop it afterwards."""
-    from edge_app.app import Appliance
+    from edge_app.runtime.appliance import Appliance
 
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     started = []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.backup import BackupError, backup, export_csv, parse_since
 from edge_app.cli import main
-from edge_app.store import Store
+from edge_app.store.backup import BackupError, backup, export_csv, parse_since
+from edge_app.store.database import Store
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import cv2
 
-from edge_app import bench
-from edge_app.camera import DemoSource
+from edge_app.runtime import bench
+from edge_app.vision.sources import DemoSource
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "emotion-int8.json"
@@ -74,8 +74,8 @@ def test_bench_on_a_recorded_clip_with_a_paper_model(tmp_path, cfg):
 
 def test_agreement_counts_only_faces_both_classified():
     frames = DemoSource(realtime=False).read()[None].repeat(3, axis=0)
-    from edge_app.classifier import EmotionClassifier
-    from edge_app.detector import FaceDetector
+    from edge_app.vision.classifier import EmotionClassifier
+    from edge_app.vision.detector import FaceDetector
 
     clf = EmotionClassifier()
     box = FaceDetector().detect(frames[0])[0].box

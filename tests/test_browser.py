@@ -23,7 +23,7 @@ STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from edge_app.app import Appliance
+    from edge_app.runtime.appliance import Appliance
 
     tmp = tmp_path_factory.mktemp("browser")
     (tmp / "config.toml").write_text("")

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app import demo
-from edge_app.camera import CameraError, DemoSource, OpenCVSource, make_source
-from edge_app.detector import FaceDetector
+from edge_app.vision import demo
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import CameraError, DemoSource, OpenCVSource, make_source
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_device_index_that_does_not_exist():
 def test_camera_on_a_machine_without_one(cfg):
     """CI has no camera: `--source camera` must say so clearly. With a camera attached
     (a developer's laptop) the same call must pick the first /dev/video device instead."""
-    from edge_app.camera import _picamera2_present
+    from edge_app.vision.sources import _picamera2_present
 
     devices = sorted(glob.glob("/dev/video*"))
     if devices or _picamera2_present():

@@ -11,9 +11,20 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classifier import (KNOWN_LABELS, SHIPPED_MANIFEST, VIEW_PRESETS, EmotionClassifier, Manifest,
-                                 ModelError, View, crop_face, parse_views, sha256_file, views_json)
-from edge_app.detector import FaceDetector
+from edge_app.vision.classifier import (
+    KNOWN_LABELS,
+    SHIPPED_MANIFEST,
+    VIEW_PRESETS,
+    EmotionClassifier,
+    Manifest,
+    ModelError,
+    View,
+    crop_face,
+    parse_views,
+    sha256_file,
+    views_json,
+)
+from edge_app.vision.detector import FaceDetector
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +102,7 @@ def test_colour_crop_equals_its_grayscale(classifier, grace_path):
 def test_the_model_looks_at_the_face(classifier):
     """Different faces give different outputs: the input reaches the network (a wrong
     input quantisation that saturates every pixel would make the output constant)."""
-    from edge_app.demo import lfw_faces
+    from edge_app.vision.demo import lfw_faces
 
     outputs = np.array([classifier.probabilities(face) for face in lfw_faces()[:60]])
     assert np.ptp(outputs, axis=0).max() > 0

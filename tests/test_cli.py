@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from edge_app import __version__
-from edge_app.classifier import KNOWN_LABELS
+from edge_app.vision.classifier import KNOWN_LABELS
 
 SCRIPT = Path(sys.executable).parent / "engage-edge"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
@@ -145,8 +145,8 @@ def test_run_on_a_busy_port_says_so(tmp_path, empty_config):
 def test_busy_port_on_first_start_still_shows_the_new_admin_password(tmp_path, empty_config):
     """The admin account was created before the port turned out to be taken: its random
     password must be shown now, or nobody could ever log in."""
-    from edge_app.auth import Accounts
-    from edge_app.store import Store
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.database import Store
 
     env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
     with socket.socket() as busy:

@@ -13,14 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from edge_app.store import Store
+from edge_app.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 15
 
 CHILD = r"""
 import sys, time
-from edge_app.store import Store
+from edge_app.store.database import Store
 
 store = Store(sys.argv[1])
 face = {"box": [1, 2, 3, 4], "emotion": "neutral", "confidence": 0.9,

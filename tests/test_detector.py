@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from edge_app.detector import Face, FaceDetector
+from edge_app.vision.detector import Face, FaceDetector
 
 # Where the faces are in the package photos (x, y of a point inside each face).
 GRACE_FACE = (265, 215)

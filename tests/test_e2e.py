@@ -3,7 +3,6 @@ the web UI on a real HTTP server on loopback. Plus the whole capture loop over o
 demo minute on a scene-time clock, so every state the demo promises is seen."""
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 
@@ -11,14 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from conftest import ADMIN_PASSWORD, login
 
 from edge_app import config as config_mod
-from edge_app.auth import Accounts
-from edge_app.classifier import KNOWN_LABELS
 from edge_app.engagement import ABSENT, DISTRACTED, group_of
-from edge_app.store import Store
-
-from conftest import ADMIN_PASSWORD, login
+from edge_app.store.accounts import Accounts
+from edge_app.store.database import Store
+from edge_app.vision.classifier import KNOWN_LABELS
 
 EMOTION_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
 
@@ -133,7 +131,7 @@ def test_healthz_and_state_changes_land_in_sqlite(appliance, admin_session, cfg)
 def test_a_non_realtime_demo_source_can_be_passed_in(make_appliance, cfg):
     """make_appliance(source=...) takes any FrameSource: here the demo starting at the
     empty stretch, read as fast as the loop goes - the state stays "Absent"."""
-    from edge_app.camera import DemoSource
+    from edge_app.vision.sources import DemoSource
 
     appliance = make_appliance(source=DemoSource(realtime=False, start_s=44.0, fps=1000))
     health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=10).json())["frames"] >= 10 and h,
@@ -194,11 +192,11 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
     """The real capture loop (detector, model, tracker, store) over a full demo cycle on
     a scene-time clock: the face states, "Distracted" and "Absent" all show, each
     change is one row, and minute aggregates are one row per minute."""
-    from edge_app.app import classifier_from_config, demo_picks
-    from edge_app.camera import DemoSource
-    from edge_app.detector import FaceDetector
-    from edge_app.indicators import make_indicator
-    from edge_app.pipeline import CaptureLoop
+    from edge_app.device.indicators import make_indicator
+    from edge_app.runtime.appliance import classifier_from_config, demo_picks
+    from edge_app.runtime.capture import CaptureLoop
+    from edge_app.vision.detector import FaceDetector
+    from edge_app.vision.sources import DemoSource
 
     fps, base = 5, 1_700_000_000.0
     classifier = classifier_from_config(cfg)

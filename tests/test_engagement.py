@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 
 from edge_app import config as config_mod
-from edge_app.classifier import KNOWN_LABELS
-from edge_app.engagement import (ABSENT, DISTRACTED, GROUPS, EngagementTracker, MinuteAggregator, Observation,
-                                 group_of)
+from edge_app.engagement import (
+    ABSENT,
+    DISTRACTED,
+    GROUPS,
+    EngagementTracker,
+    MinuteAggregator,
+    Observation,
+    group_of,
+)
+from edge_app.vision.classifier import KNOWN_LABELS
 
 MAPPING = config_mod.defaults()["engagement"]["mapping"]
 HAPPY = "Engaged - likes the topic"

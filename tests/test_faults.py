@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from conftest import wait_for
 
 from edge_app import config as config_mod
-from edge_app.camera import CameraError, DemoSource, FrameSource
-from edge_app.classifier import EmotionClassifier
-from edge_app.detector import FaceDetector
-from edge_app.indicators import Indicator
-from edge_app.pipeline import CaptureLoop
-from edge_app.store import Store
-from conftest import wait_for
+from edge_app.device.indicators import Indicator
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import CameraError, DemoSource, FrameSource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def health(url):
     ("none", "empty frame"), ("hang", "read_timeout_s"),
 ])
 def test_camera_fault_is_reported_retried_and_recovered(make_appliance, fast_cfg, caplog, mode, expected):
-    caplog.set_level(logging.INFO, logger="edge_app.pipeline")
+    caplog.set_level(logging.INFO, logger="edge_app.runtime.capture")
     source, indicator = FaultySource(), RecordingIndicator()
     app = make_appliance(fast_cfg, source=source, indicator=indicator)
     wait_for(lambda: app.loop.health.frames >= 5)

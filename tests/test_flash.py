@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from edge_app import flash
-from edge_app.classifier import SHIPPED_MANIFEST
 from edge_app.cli import main
+from edge_app.models import registry as flash
+from edge_app.vision.classifier import SHIPPED_MANIFEST
 
 
 def _write_model(directory: Path, name: str, data: bytes, manifest: dict, **changes) -> tuple[Path, Path]:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edge_app.analysis import ImageRejected, Limits, decode_image
+from edge_app.vision.stills import ImageRejected, Limits, decode_image
 from tests.conftest import login
 
 LIMITS = Limits(max_bytes=256 * 1024, max_pixels=2_000_000)
@@ -79,7 +79,7 @@ def test_decode_image_accepts_or_rejects_clearly(data):
 def web(tmp_path_factory):
     """One appliance (no capture loop) for all fuzzed requests."""
     from edge_app import config as config_mod
-    from edge_app.app import Appliance
+    from edge_app.runtime.appliance import Appliance
 
     tmp = tmp_path_factory.mktemp("fuzz")
     empty = tmp / "config.toml"

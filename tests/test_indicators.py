@@ -8,8 +8,14 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_app import config as config_mod
+from edge_app.device.indicators import (
+    BuzzerPolicy,
+    GpioIndicator,
+    JetsonIndicator,
+    in_quiet_hours,
+    make_indicator,
+)
 from edge_app.engagement import ABSENT, DISTRACTED
-from edge_app.indicators import BuzzerPolicy, GpioIndicator, JetsonIndicator, in_quiet_hours, make_indicator
 
 RED, GREEN, BLUE, BUZZER = 17, 27, 22, 23
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 
 import requests
+from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app import config as config_mod
-from edge_app.metrics import STAGES, Metrics
-from conftest import wait_for
+from edge_app.runtime.metrics import STAGES, Metrics
 
 
 def scrape(url: str) -> dict:
@@ -84,11 +84,11 @@ def test_healthz_degraded_when_the_disk_is_below_the_threshold(make_appliance, c
 def test_a_slow_stage_drops_frames_instead_of_queueing_them(cfg):
     """A slow LED (0.1 s per update) on a 30 fps camera: the loop takes the newest frame
     each time and the source counts the ones that went by; none waits in a queue."""
-    from edge_app.camera import DemoSource
-    from edge_app.classifier import EmotionClassifier
-    from edge_app.detector import FaceDetector
-    from edge_app.indicators import Indicator
-    from edge_app.pipeline import CaptureLoop
+    from edge_app.device.indicators import Indicator
+    from edge_app.runtime.capture import CaptureLoop
+    from edge_app.vision.classifier import EmotionClassifier
+    from edge_app.vision.detector import FaceDetector
+    from edge_app.vision.sources import DemoSource
 
     class SlowLed(Indicator):
         def show(self, group):
@@ -122,7 +122,7 @@ def _wsgi_get(app, path: str, remote_addr: str, cookie: str = "") -> tuple[str, 
 
 def test_metrics_are_not_served_to_the_network_without_an_admin(appliance):
     """The live engagement state is personal data: a LAN address gets 403, loopback and admins 200."""
-    from edge_app.web import COOKIE
+    from edge_app.web.app import COOKIE
 
     status, body = _wsgi_get(appliance.app, "/metrics", "192.0.2.7")
     assert status.startswith("403") and b"metrics_public" in body

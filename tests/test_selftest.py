@@ -9,9 +9,11 @@ import shutil
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edge_app import config as config_mod, flash, selftest
-from edge_app.classifier import SHIPPED_MANIFEST
+from edge_app import config as config_mod
 from edge_app.cli import main
+from edge_app.device import selftest
+from edge_app.models import registry as flash
+from edge_app.vision.classifier import SHIPPED_MANIFEST
 
 CHECKS = ["camera", "led", "buzzer", "model", "database", "disk"]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from edge_app.store import DB_NAME, MIGRATIONS, Store, StoreError
+from edge_app.store.database import DB_NAME, MIGRATIONS, Store, StoreError
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "engage-edge.service"
 DEVICE_EXEC = "/opt/engage-edge/venv/bin/engage-edge"

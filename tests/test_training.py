@@ -17,7 +17,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from edge_app.classifier import VIEW_PRESETS, views_from_inference, views_json  # noqa: E402
+from edge_app.vision.classifier import VIEW_PRESETS, views_from_inference, views_json  # noqa: E402
 from training import data as fer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,8 +311,7 @@ def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):
 
 
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
-    from edge_app.classifier import EmotionClassifier
-    from edge_app.classifier import sha256_file
+    from edge_app.vision.classifier import EmotionClassifier, sha256_file
 
     root, _ = tiny_run
     manifest = json.loads((root / "tiny-int8.json").read_text())
@@ -333,7 +332,7 @@ def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run
 def test_float_export_runs_in_the_device_runtime_and_agrees_with_keras(tiny_run):
     import keras
 
-    from edge_app.classifier import EmotionClassifier
+    from edge_app.vision.classifier import EmotionClassifier
 
     root, run = tiny_run
     manifest = json.loads((root / "tiny-float.json").read_text())
@@ -396,7 +395,7 @@ def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
 
 
 def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
-    from edge_app.classifier import EmotionClassifier
+    from edge_app.vision.classifier import EmotionClassifier
     from training import evaluate, ship
 
     root, run = tiny_run
@@ -439,7 +438,7 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
 # ---------------------------------------------------------------- the shipped model
 
 def test_shipped_model_matches_its_manifest():
-    from edge_app.classifier import sha256_file
+    from edge_app.vision.classifier import sha256_file
 
     manifest = json.loads(SHIPPED_MANIFEST.read_text())
     model = MODELS / manifest["model"]
@@ -457,7 +456,7 @@ def test_shipped_model_matches_its_manifest():
 
 def test_baseline_model_matches_its_manifest():
     """The paper CNN that ``engage-edge bench`` compares against: float32, evaluated file."""
-    from edge_app.classifier import sha256_file
+    from edge_app.vision.classifier import sha256_file
 
     manifest = json.loads((MODELS / "baseline" / "paper-float.json").read_text())
     assert manifest["architecture"] == "paper" and manifest["precision"] == "float32"
@@ -502,7 +501,7 @@ def _test_folder() -> Path | None:
 def test_shipped_model_accuracy_on_a_fixed_test_slice():
     """The first 500 FER+ test images kept by the official rule (label.csv order), run
     through the device's own classifier: at least 80% right."""
-    from edge_app.classifier import EmotionClassifier
+    from edge_app.vision.classifier import EmotionClassifier
 
     root = _test_folder()
     if root is None:

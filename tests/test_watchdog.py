@@ -11,11 +11,10 @@ import threading
 import time
 
 import pytest
-
-from edge_app.camera import CameraError, DemoSource
-from edge_app.watchdog import Notifier
-
 from conftest import ADMIN_PASSWORD
+
+from edge_app.device.watchdog import Notifier
+from edge_app.vision.sources import CameraError, DemoSource
 
 
 class Listener:

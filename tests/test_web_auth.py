@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
-from edge_app.auth import ThrottlePolicy
+from edge_app.store.accounts import ThrottlePolicy
 from tests.conftest import ADMIN_PASSWORD, login
 
 STUDENT_PW = "student-pw-123"

@@ -5,7 +5,6 @@ nothing, and leave the server serving."""
 from __future__ import annotations
 
 import io
-import json
 import struct
 import time
 import zlib

@@ -223,7 +223,7 @@ def main(argv=None) -> int:
     from matplotlib import cbook
 
     from edge_app import config as config_mod
-    from edge_app.app import Appliance
+    from edge_app.runtime.appliance import Appliance
 
     image = args.image or Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     password = "load-test-password-1"

@@ -36,7 +36,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_app.store import Store  # noqa: E402
+from edge_app.store.database import Store  # noqa: E402
 
 PASSWORD = "bench-admin-pw-1"
 PAGES = ["/admin", "/admin/log", "/admin/log?level=Engaged&page=2", "/admin/users", "/admin/settings",
@@ -72,7 +72,7 @@ def seed(data_dir: Path, url: str) -> None:
     s = requests.Session()
     s.post(f"{url}/api/login", json={"username": "admin", "password": PASSWORD}, timeout=10).raise_for_status()
     store = Store(data_dir)
-    from edge_app.auth import hash_password
+    from edge_app.store.accounts import hash_password
 
     pw = hash_password("student-pw-1")
     now = time.time()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.classifier import VIEW_PRESETS, sha256_file, views_json
+from edge_app.vision.classifier import VIEW_PRESETS, sha256_file, views_json
 from training import data as fer
 from training.quantize import add_views_options
 
@@ -75,7 +75,7 @@ class TFLiteModel:
     kind = "tflite"
 
     def __init__(self, path: Path):
-        from edge_app.classifier import EmotionClassifier, ModelError
+        from edge_app.vision.classifier import EmotionClassifier, ModelError
 
         manifest_path = path.with_suffix(".json")
         if not manifest_path.is_file():

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.classifier import VIEW_PRESETS, parse_views, sha256_file, views_json
+from edge_app.vision.classifier import (
+    VIEW_PRESETS,
+    parse_views,
+    sha256_file,
+    views_json,
+)
 from training import data as fer
 from training.models import INPUT_OFFSET, INPUT_SCALE
 

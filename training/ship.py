@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_app.classifier import sha256_file, views_from_inference, views_json
+from edge_app.vision.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -33,7 +33,7 @@ class ShipError(RuntimeError):
 def golden_for(manifest_path: Path):
     """The flash tool's golden record for this model, when the device code provides one."""
     try:
-        from edge_app.flash import compute_golden
+        from edge_app.models.registry import compute_golden
     except ImportError:
         return None
     return compute_golden(manifest_path)

@@ -11,8 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the web app)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,  # noqa: F401  (re-exported for the web app)
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 from edge_app.engagement import GROUPS
 

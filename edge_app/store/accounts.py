@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from edge_app.store import Store
+from edge_app.store.database import Store
 
 log = logging.getLogger(__name__)
 

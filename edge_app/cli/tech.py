@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ model
 def cmd_model_install(args) -> int:
-    from edge_app import flash
+    from edge_app.models import registry as flash
 
     cfg = _config(args)
     try:
@@ -43,7 +43,7 @@ def cmd_model_install(args) -> int:
 
 
 def cmd_model_rollback(args) -> int:
-    from edge_app import flash
+    from edge_app.models import registry as flash
 
     cfg = _config(args)
     try:
@@ -56,7 +56,7 @@ def cmd_model_rollback(args) -> int:
 
 
 def cmd_model_list(args) -> int:
-    from edge_app import flash
+    from edge_app.models import registry as flash
 
     rows = flash.listing(_config(args))
     if args.json:
@@ -76,7 +76,7 @@ def cmd_model_list(args) -> int:
 
 
 def cmd_model_golden(args) -> int:
-    from edge_app import flash
+    from edge_app.models import registry as flash
 
     golden = flash.write_golden(args.manifest)
     print(f"golden data written to {args.manifest}: faces {golden['indices']} -> {golden['labels']}")
@@ -85,7 +85,7 @@ def cmd_model_golden(args) -> int:
 
 # ------------------------------------------------------------------ selftest, export, backup
 def cmd_selftest(args) -> int:
-    from edge_app import selftest
+    from edge_app.device import selftest
 
     overrides = {"camera.source": args.source} if args.source else {}
     results = selftest.run(_config(args, overrides), args.source, buzzer=not args.no_buzzer, step_s=args.step)
@@ -93,7 +93,8 @@ def cmd_selftest(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from edge_app import backup, config as config_mod
+    from edge_app import config as config_mod
+    from edge_app.store import backup
 
     cfg = _config(args)
     try:
@@ -107,7 +108,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from edge_app import backup, config as config_mod
+    from edge_app import config as config_mod
+    from edge_app.store import backup
 
     cfg = _config(args)
     try:

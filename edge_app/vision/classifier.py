@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-SHIPPED_MANIFEST = Path(__file__).resolve().parent.parent / "models" / "emotion-int8.json"
+SHIPPED_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "emotion-int8.json"
 KNOWN_LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_app.classifier import EmotionClassifier, crop_face
-from edge_app.detector import FaceDetector
+from edge_app.vision.classifier import EmotionClassifier, crop_face
+from edge_app.vision.detector import FaceDetector
 
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_TEXT = "JPEG, PNG or WebP"

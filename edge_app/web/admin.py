@@ -21,9 +21,9 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import config as config_mod
-from edge_app.auth import ROLES, AuthError
 from edge_app.engagement import GROUPS
-from edge_app.store import GROUP_COLUMNS, Store
+from edge_app.store.accounts import ROLES, AuthError
+from edge_app.store.database import GROUP_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50

@@ -27,7 +27,7 @@ class Result:
 
 
 def check_camera(cfg: dict, source_spec: str) -> str:
-    from edge_app.camera import CameraError, make_source
+    from edge_app.vision.sources import CameraError, make_source
 
     source = make_source(source_spec, cfg)
     try:
@@ -65,8 +65,8 @@ def check_buzzer(indicator, cfg: dict) -> str:
 
 
 def check_model(cfg: dict) -> str:
-    from edge_app.classifier import EmotionClassifier
-    from edge_app.flash import active_manifest, golden_check
+    from edge_app.models.registry import active_manifest, golden_check
+    from edge_app.vision.classifier import EmotionClassifier
 
     path = active_manifest(cfg)
     clf = EmotionClassifier(path, cfg["model"]["threads"])
@@ -77,7 +77,7 @@ def check_model(cfg: dict) -> str:
 
 
 def check_database(cfg: dict) -> str:
-    from edge_app.store import Store
+    from edge_app.store.database import Store
 
     store = Store(config_mod.data_dir(cfg))
     try:
@@ -105,7 +105,7 @@ def check_disk(cfg: dict) -> str:
 def run(cfg: dict, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
         pin_factory=None) -> list[Result]:
     """Run every check, print one line each to ``out``; returns the results."""
-    from edge_app.indicators import make_indicator
+    from edge_app.device.indicators import make_indicator
 
     out = out or sys.stdout
     results: list[Result] = []

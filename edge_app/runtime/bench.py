@@ -31,15 +31,15 @@ import cv2
 import numpy as np
 
 from edge_app import config as config_mod
-from edge_app.camera import CameraError, DemoSource, FrameSource, OpenCVSource
-from edge_app.classifier import EmotionClassifier, ModelError, crop_face
-from edge_app.detector import FaceDetector
-from edge_app.indicators import NullIndicator
-from edge_app.metrics import STAGES, Metrics
-from edge_app.pipeline import CaptureLoop
-from edge_app.store import Store
+from edge_app.device.indicators import NullIndicator
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.runtime.metrics import STAGES, Metrics
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier, ModelError, crop_face
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import CameraError, DemoSource, FrameSource, OpenCVSource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_MANIFEST = ROOT / "models" / "baseline" / "paper-float.json"
 PAPER_HINT = (
     "train it briefly and export it in float, then run the bench again:\n"

@@ -13,82 +13,33 @@ into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``.
 from __future__ import annotations
 
 import collections
-import errno
 import logging
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from edge_app.analysis import draw_faces
-from edge_app.camera import CameraError, FrameSource
-from edge_app.classifier import EmotionClassifier, crop_face
-from edge_app.detector import FaceDetector
-from edge_app.engagement import EngagementState, EngagementTracker, MinuteAggregator, Observation
-from edge_app.indicators import BuzzerPolicy, Indicator
-from edge_app.metrics import STAGES, Metrics
-from edge_app.store import Store
-from edge_app.tracking import FaceTracker
+from edge_app.device.indicators import BuzzerPolicy, Indicator
+from edge_app.engagement import (
+    EngagementState,
+    EngagementTracker,
+    MinuteAggregator,
+    Observation,
+)
+from edge_app.runtime.health import Health
+from edge_app.runtime.live import LiveFrame
+from edge_app.runtime.metrics import STAGES, Metrics
+from edge_app.runtime.store_writer import StoreWriter
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier, crop_face
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import CameraError, FrameSource
+from edge_app.vision.stills import draw_faces
+from edge_app.vision.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 __all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StoreWriter"]
-
-
-class LiveFrame:
-    """The newest annotated frame for MJPEG viewers; encodes JPEG only on demand."""
-
-    def __init__(self, quality: int = 75):
-        self.quality = quality
-        self._cond = threading.Condition()
-        self._frame: np.ndarray | None = None
-        self._seq = 0
-        self._jpeg: tuple[int, bytes] | None = None
-        self.viewers = 0
-
-    def wanted(self) -> bool:
-        return self.viewers > 0
-
-    def publish(self, frame: np.ndarray) -> None:
-        with self._cond:
-            self._frame = frame
-            self._seq += 1
-            self._cond.notify_all()
-
-    def jpeg(self, after_seq: int = 0, timeout: float = 2.0) -> tuple[int, bytes] | None:
-        """Wait for a frame newer than ``after_seq``; returns (seq, JPEG bytes) or None."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._seq > after_seq and self._frame is not None, timeout):
-                return None
-            seq, frame = self._seq, self._frame
-            cached = self._jpeg
-        if cached and cached[0] == seq:
-            return cached
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            return None
-        self._jpeg = (seq, buf.tobytes())
-        return self._jpeg
-
-
-@dataclass
-class Health:
-    camera: str = "starting"  # "ok", "fault", "starting", "stopped"
-    camera_error: str = ""
-    camera_faults: int = 0
-    store: str = "ok"  # "ok", "disk full", "locked", "error"
-    store_error: str = ""
-    pending_writes: int = 0
-    fps: float = 0.0
-    frames: int = 0
-    dropped: int = 0
-    errors: int = 0
-    faces: int = 0
-    started: float = field(default_factory=time.time)
-    last_frame: float = 0.0
-    stage_ms: dict = field(default_factory=dict)
 
 
 class ReadTimeout(CameraError):
@@ -146,111 +97,6 @@ class _FrameReader:
     def close(self) -> None:
         self.abandoned = True
         self._want.set()
-
-
-class StoreWriter:
-    """Writes the loop's rows from a background thread, in order, retrying with back-off.
-
-    A full disk (``store.min_free_mb`` or a real ENOSPC) or a locked database pauses
-    logging and sets the health status; rows wait in a bounded backlog and are written
-    when the disk or the lock comes back. Each write is one SQLite transaction, so a
-    crash never leaves half a row."""
-
-    def __init__(self, store: Store, health: Health, metrics: Metrics, min_free_mb: float,
-                 backlog: int = 2000, retry_initial_s: float = 0.5, retry_max_s: float = 30.0):
-        self.store, self.health, self.metrics, self.min_free_mb = store, health, metrics, min_free_mb
-        self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
-        self._rows: collections.deque = collections.deque()
-        self._backlog = backlog
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def put(self, method: str, *args) -> None:
-        with self._cond:
-            if len(self._rows) >= self._backlog:
-                self._rows.popleft()
-                self.metrics.store_lost.inc()
-            self._rows.append((method, args))
-            self.health.pending_writes = len(self._rows)
-            self._cond.notify_all()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-                self._thread.start()
-
-    def _status(self, status: str, reason: str = "") -> None:
-        if status != self.health.store:
-            if status == "ok":
-                log.info("logging resumed")
-            else:
-                log.warning("logging paused (%s): %s", status, reason)
-        self.health.store, self.health.store_error = status, reason
-        self.metrics.store.state(status)
-
-    def _run(self) -> None:
-        delay = self.retry_initial_s
-        while True:
-            with self._cond:
-                while not self._rows and not self._closed:
-                    self._cond.wait()
-                if not self._rows:
-                    return
-                method, args = self._rows[0]
-                self._busy = True
-            try:
-                free = self.store.free_mb()
-                if free < self.min_free_mb:
-                    raise OSError(errno.ENOSPC, f"only {free:.0f} MB free, below store.min_free_mb = {self.min_free_mb:g}")
-                getattr(self.store, method)(*args)
-            except Exception as exc:  # sqlite3 errors (locked, full, I/O) and OSError: retry later
-                self.metrics.store_failures.inc()
-                self._status(_store_status(exc), str(exc))
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._closed, delay)
-                    if self._closed:
-                        return
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            delay = self.retry_initial_s
-            with self._cond:
-                if self._rows and self._rows[0][0] == method and self._rows[0][1] is args:
-                    self._rows.popleft()
-                self._busy = False
-                self.health.pending_writes = len(self._rows)
-                self.metrics.pending_writes.set(len(self._rows))
-                self._cond.notify_all()
-            if self.health.store != "ok":
-                self._status("ok")
-
-    def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until every row is written (or ``timeout``); True when nothing is left."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._rows and not self._busy, timeout)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is pending (briefly, when logging is paused) and stop the thread."""
-        if self._closed:
-            return
-        if not self.drain(timeout if self.health.store == "ok" else min(timeout, 1.0)):
-            log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
-                        self.health.store, self.health.store_error)
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._thread:
-            self._thread.join(timeout)
-
-
-def _store_status(exc: Exception) -> str:
-    text = str(exc).lower()
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in text:
-        return "disk full"
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return "locked"
-    return "error"
 
 
 class CaptureLoop:

@@ -29,8 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_app import config as config_mod
-from edge_app.classifier import (KNOWN_LABELS, SHIPPED_MANIFEST, EmotionClassifier, Manifest, ModelError,
-                                 sha256_file)
+from edge_app.vision.classifier import (
+    KNOWN_LABELS,
+    SHIPPED_MANIFEST,
+    EmotionClassifier,
+    Manifest,
+    ModelError,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
@@ -60,7 +66,7 @@ def active_manifest(cfg: dict) -> Path:
 
 # ------------------------------------------------------------------ golden faces
 def golden_faces() -> np.ndarray:
-    from edge_app import demo
+    from edge_app.vision import demo
 
     return demo.lfw_faces()
 

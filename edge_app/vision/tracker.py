@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_app.detector import Face, FaceDetector
+from edge_app.vision.detector import Face, FaceDetector
 
 MATCH_MIN = 0.55  # template-match score below which the face counts as lost
 

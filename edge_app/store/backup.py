@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_app.store import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
+from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
 EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "frames", "faces",
                   *GROUP_COLUMNS.values()]

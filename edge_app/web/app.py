@@ -19,10 +19,17 @@ import cv2
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.analysis import ACCEPTED_TEXT, Analyzer, ImageRejected, Limits, decode_image, draw_faces
-from edge_app.auth import Accounts, AuthError, LoginThrottled, User
-from edge_app.pipeline import CaptureLoop, LiveFrame
-from edge_app.store import Store
+from edge_app.runtime.capture import CaptureLoop, LiveFrame
+from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+from edge_app.store.database import Store
+from edge_app.vision.stills import (
+    ACCEPTED_TEXT,
+    Analyzer,
+    ImageRejected,
+    Limits,
+    decode_image,
+    draw_faces,
+)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -411,18 +418,18 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
         return frames()
 
-    # ------------------------------------------------------------ admin (edge_app.web_admin)
-    from edge_app import web_admin
+    # ------------------------------------------------------------ admin (edge_app.web.admin)
+    from edge_app.web import admin as web_admin
 
     web_admin.install(app, ctx, web_admin.Helpers(require_user=require_user, check_csrf=check_csrf, page=page,
                                                   json_error=json_error, current=current))
 
     @app.post("/admin/model/install")
     def admin_model_install():
-        """Flash a model from the admin page: validated fully before anything changes (edge_app.flash)."""
+        """Flash a model from the admin page: validated fully before anything changes (edge_app.models.registry)."""
         import tempfile
 
-        from edge_app import flash
+        from edge_app.models import registry as flash
 
         require_user(admin=True)
         check_csrf()
@@ -447,7 +454,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     @app.get("/metrics")
     def metrics():
         """Prometheus text format (prometheus-client), from the loop's own registry."""
-        from edge_app.metrics import CONTENT_TYPE_LATEST, Metrics
+        from edge_app.runtime.metrics import CONTENT_TYPE_LATEST, Metrics
 
         # the current engagement state is personal data: loopback (a local scraper or
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set

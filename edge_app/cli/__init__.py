@@ -26,10 +26,10 @@ def _config(args, overrides: dict | None = None) -> dict:
 
 # ------------------------------------------------------------------ run
 def cmd_run(args) -> int:
-    from edge_app.app import Appliance
-    from edge_app.camera import CameraError, make_source
-    from edge_app.classifier import ModelError
-    from edge_app.store import StoreError
+    from edge_app.runtime.appliance import Appliance
+    from edge_app.store.database import StoreError
+    from edge_app.vision.classifier import ModelError
+    from edge_app.vision.sources import CameraError, make_source
 
     cfg = _config(args, {"camera.source": args.source, "web.host": args.host, "web.port": args.port,
                          "store.data_dir": str(args.data_dir) if args.data_dir else None})
@@ -61,7 +61,7 @@ def cmd_run(args) -> int:
     if appliance.generated_password:
         print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
               "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
-    from edge_app.watchdog import Notifier
+    from edge_app.device.watchdog import Notifier
 
     notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
     if appliance.loop:
@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
 def _fault_led(cfg: dict) -> None:
     """Show the fault pattern on the LED for a moment before exiting (device start-up errors)."""
     try:
-        from edge_app.indicators import make_indicator
+        from edge_app.device.indicators import make_indicator
 
         ind = make_indicator(cfg)
         ind.fault(True, "start-up failed")
@@ -93,9 +93,9 @@ def _fault_led(cfg: dict) -> None:
 
 # ------------------------------------------------------------------ analyze
 def cmd_analyze(args) -> int:
-    from edge_app.analysis import Analyzer, ImageRejected, Limits, decode_image
-    from edge_app.app import classifier_from_config
-    from edge_app.detector import FaceDetector
+    from edge_app.runtime.appliance import classifier_from_config
+    from edge_app.vision.detector import FaceDetector
+    from edge_app.vision.stills import Analyzer, ImageRejected, Limits, decode_image
 
     cfg = _config(args)
     analyzer = Analyzer(FaceDetector.from_config(cfg), classifier_from_config(cfg), cfg["engagement"]["mapping"])
@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--config", type=Path)
     be.add_argument("--paper-manifest", type=Path, help="the paper's float model manifest "
                     "(default models/baseline/paper-float.json)")
-    be.set_defaults(func=lambda args: __import__("edge_app.bench", fromlist=["main"]).main(args))
+    be.set_defaults(func=lambda args: __import__("edge_app.runtime.bench", fromlist=["main"]).main(args))
 
-    from edge_app import tech_commands  # model install/rollback/list/golden, selftest, export, backup
+    from edge_app.cli import (
+        tech as tech_commands,  # model install/rollback/list/golden, selftest, export, backup
+    )
 
     tech_commands.add_commands(sub)
     return p
@@ -170,7 +172,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from edge_app.classifier import ModelError
+    from edge_app.vision.classifier import ModelError
 
     try:
         return args.func(args)

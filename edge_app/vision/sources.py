@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.demo import DemoScene
+from edge_app.vision.demo import DemoScene
 
 
 class CameraError(RuntimeError):
@@ -43,7 +43,7 @@ class FrameSource:
 
 
 class DemoSource(FrameSource):
-    """The built-in animated scene (see ``edge_app.demo``).
+    """The built-in animated scene (see ``edge_app.vision.demo``).
 
     ``realtime`` paces frames to ``fps`` on the wall clock; otherwise frame ``i`` shows
     time ``i / fps`` as fast as it is read (benchmarks, tests).

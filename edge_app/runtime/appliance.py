@@ -10,16 +10,16 @@ import threading
 import time
 
 from edge_app import config as config_mod
-from edge_app.analysis import Analyzer
-from edge_app.auth import Accounts, ThrottlePolicy
-from edge_app.camera import FrameSource, make_source
-from edge_app.classifier import EmotionClassifier
-from edge_app.detector import FaceDetector
+from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import group_of
-from edge_app.indicators import Indicator, make_indicator
-from edge_app.pipeline import CaptureLoop, LiveFrame
-from edge_app.store import Store
-from edge_app.web import Context, Server, make_app
+from edge_app.runtime.capture import CaptureLoop, LiveFrame
+from edge_app.store.accounts import Accounts, ThrottlePolicy
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import FrameSource, make_source
+from edge_app.vision.stills import Analyzer
+from edge_app.web.app import Context, Server, make_app
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600
@@ -28,7 +28,7 @@ PURGE_EVERY_S = 3600
 def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[int]:
     """Which LFW faces the demo shows: for each engagement group the face the model
     places there most confidently, so the demo walks through every state."""
-    from edge_app import demo
+    from edge_app.vision import demo
 
     faces = demo.lfw_faces()
     best: dict[str, tuple[float, int]] = {}
@@ -44,7 +44,7 @@ def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[i
 
 def classifier_from_config(cfg: dict) -> EmotionClassifier:
     """The active model: model.manifest if pinned, else the flashed one, else the shipped one."""
-    from edge_app.flash import active_manifest
+    from edge_app.models.registry import active_manifest
 
     return EmotionClassifier(active_manifest(cfg), cfg["model"]["threads"])
 
@@ -54,7 +54,9 @@ class Appliance:
                  with_loop: bool = True):
         self.cfg = cfg
         self.store = Store(config_mod.data_dir(cfg))
-        from edge_app.web_admin import with_saved_settings  # the admin's settings page outlives restarts
+        from edge_app.web.admin import (
+            with_saved_settings,  # the admin's settings page outlives restarts
+        )
 
         self.cfg = cfg = with_saved_settings(self.store, cfg)
         web = cfg["web"]
@@ -78,7 +80,9 @@ class Appliance:
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
-        from edge_app.flash import ModelWatcher  # a flashed model is picked up without a restart
+        from edge_app.models.registry import (
+            ModelWatcher,  # a flashed model is picked up without a restart
+        )
 
         self.model_watcher = ModelWatcher(cfg, self._use_classifier)
 

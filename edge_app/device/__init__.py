@@ -1,0 +1,1 @@
+"""The hardware around the loop: LED/buzzer indicators, the systemd watchdog, the technician self-test."""

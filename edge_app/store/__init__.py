@@ -1,0 +1,1 @@
+"""Everything persistent: the SQLite database and its migrations, accounts and sessions, backup and export."""
