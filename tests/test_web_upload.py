@@ -111,7 +111,7 @@ def test_webp_is_accepted(appliance, admin_session, face_jpeg):
 
 
 def test_a_path_in_the_file_name_is_neutralised(appliance, admin_session, face_jpeg, tmp_path):
-    for i, name in enumerate(["../../../../tmp/evil.jpg", "..\\..\\windows\\evil.jpg", "/etc/passwd"]):
+    for name in ["../../../../tmp/evil.jpg", "..\\..\\windows\\evil.jpg", "/etc/passwd"]:
         r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": (name, face_jpeg, "image/jpeg")},
                                timeout=60)
         assert r.status_code == 200
