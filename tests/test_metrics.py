@@ -122,7 +122,7 @@ def _wsgi_get(app, path: str, remote_addr: str, cookie: str = "") -> tuple[str, 
 
 def test_metrics_are_not_served_to_the_network_without_an_admin(appliance):
     """The live engagement state is personal data: a LAN address gets 403, loopback and admins 200."""
-    from edge_app.web.app import COOKIE
+    from edge_app.web.guard import COOKIE
 
     status, body = _wsgi_get(appliance.app, "/metrics", "192.0.2.7")
     assert status.startswith("403") and b"metrics_public" in body

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from edge_app.web.admin import PAGE_SIZE
+from edge_app.web.admin_log import PAGE_SIZE
 from tests.conftest import login
 
 PW = "student-pw-123"

@@ -19,7 +19,8 @@ from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import FrameSource, make_source
 from edge_app.vision.stills import Analyzer
-from edge_app.web.app import Context, Server, make_app
+from edge_app.web.app import Context, make_app
+from edge_app.web.server import Server
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600
@@ -54,7 +55,7 @@ class Appliance:
                  with_loop: bool = True):
         self.cfg = cfg
         self.store = Store(config_mod.data_dir(cfg))
-        from edge_app.web.admin import (
+        from edge_app.web.admin_settings import (
             with_saved_settings,  # the admin's settings page outlives restarts
         )
 

@@ -230,6 +230,10 @@ class Store:
             )
         return upload_id
 
+    def set_upload_image(self, upload_id: int, relative: str) -> None:
+        """Record the kept image (under ``images/``) of an upload."""
+        self.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (relative, upload_id))
+
     # ------------------------------------------------------------ housekeeping
     def purge(self, retention_days: int, now: float | None = None) -> int:
         """Delete rows and kept images older than ``retention_days``; returns rows removed."""
