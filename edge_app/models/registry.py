@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app import config as config_mod
+from edge_app.fsutil import atomic_write, fsync_dir
 from edge_app.vision.classifier import (
     KNOWN_LABELS,
     SHIPPED_MANIFEST,
@@ -105,7 +105,7 @@ def write_golden(manifest_path: Path | str) -> dict:
     path = Path(manifest_path)
     raw = json.loads(path.read_text())
     raw["golden"] = compute_golden(path)
-    _atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
     return raw["golden"]
 
 
@@ -184,32 +184,7 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
     return raw, clf
 
 
-# ------------------------------------------------------------------ atomic file work
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, rename over it, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
+# ------------------------------------------------------------------ one install at a time
 @contextlib.contextmanager
 def _locked(directory: Path):
     """One install or rollback at a time (CLI and web upload may race)."""
@@ -239,7 +214,7 @@ def _adopt_running(directory: Path, cfg: dict) -> dict | None:
         m = Manifest.load(active_manifest(cfg))
         name = f"emotion-{m.sha256[:12]}.tflite"
         if not (directory / name).is_file():
-            _atomic_write(directory / name, m.model_path.read_bytes())
+            atomic_write(directory / name, m.model_path.read_bytes())
         return {**m.raw, "model": name}
     except (OSError, ValueError, ModelError) as exc:
         log.warning("the running model cannot be kept for rollback: %s", exc)
@@ -270,10 +245,10 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: dict)
             running = _adopt_running(directory, cfg)
             target = directory / raw["model"]
             if not target.is_file() or sha256_file(target) != raw["sha256"]:
-                _atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
+                atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
         if running is not None and running.get("sha256") != raw["sha256"]:
-            _atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
-        _atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+            atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
+        atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
         _cleanup(directory)
     log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
     return raw
@@ -292,12 +267,12 @@ def rollback(cfg: dict) -> dict:
         except (OSError, ValueError) as exc:
             raise FlashError(f"the model manifests in {directory} are unreadable: {exc}") from None
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
-        _atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
+        atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
         if current is not None:
-            _atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
+            atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
         else:
             prev_path.unlink()
-            _fsync_dir(directory)
+            fsync_dir(directory)
     log.info("rolled back to model %s", previous.get("model"))
     return previous
 

@@ -9,12 +9,13 @@ instead of failing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from edge_app.fsutil import atomic_write
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
@@ -267,12 +268,7 @@ class Store:
         """Write an image atomically under ``images/``; returns the relative path."""
         path = self.image_file(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
         return relative
 
     def delete_user_data(self, user_id: int) -> int:
