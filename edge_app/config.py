@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_app.engagement import LEVEL_GROUPS
+
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
-LEVEL_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
 # Extra rules beyond "same type as the default": (check, what is allowed).

@@ -8,18 +8,32 @@ turned-away (profile) face has been seen for a while, "Absent" no face at all.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 
-DISTRACTED = "Distracted"
-ABSENT = "Absent"
-GROUPS = ("Engaged", "Partially engaged", "Not engaged", DISTRACTED, ABSENT)
+
+class Group(enum.StrEnum):
+    """The five engagement groups (LED colours). A level is a group, optionally followed by
+    a description ("Engaged - likes the topic"). StrEnum: each member *is* its text, so
+    JSON, SQLite rows, templates and config files see the same strings as before."""
+
+    ENGAGED = "Engaged"
+    PARTIALLY_ENGAGED = "Partially engaged"
+    NOT_ENGAGED = "Not engaged"
+    DISTRACTED = "Distracted"
+    ABSENT = "Absent"
 
 
-def group_of(level: str) -> str:
+GROUPS = tuple(Group)
+DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself
+LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
+
+
+def group_of(level: str) -> Group:
     """The LED group of a level: "Engaged - likes the topic" -> "Engaged"."""
-    for g in ("Partially engaged", "Not engaged", "Engaged", DISTRACTED, ABSENT):
+    for g in Group:
         if level.startswith(g):
             return g
     raise ValueError(f"level {level!r} belongs to no group {GROUPS}")
@@ -34,7 +48,7 @@ class EngagementState:
     probabilities: dict[str, float] = field(default_factory=dict)
 
     @property
-    def group(self) -> str:
+    def group(self) -> Group:
         return group_of(self.level)
 
 
@@ -127,7 +141,7 @@ class MinuteAggregator:
 
     def __init__(self):
         self.minute: int | None = None
-        self.seconds = dict.fromkeys(GROUPS, 0.0)
+        self.seconds: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
         self.frames = 0
         self.faces = 0
         self._last: tuple[float, str] | None = None
@@ -150,7 +164,7 @@ class MinuteAggregator:
     def flush(self) -> dict | None:
         if self.minute is None or self.frames == 0:
             return None
-        row = {"minute": self.minute * 60, "frames": self.frames, "faces": self.faces,
+        row: dict[str, float] = {"minute": self.minute * 60, "frames": self.frames, "faces": self.faces,
                **{g: round(s, 2) for g, s in self.seconds.items()}}
         self.seconds = dict.fromkeys(GROUPS, 0.0)
         self.frames = self.faces = 0

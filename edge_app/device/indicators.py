@@ -17,13 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from edge_app.engagement import ABSENT, DISTRACTED
+from edge_app.engagement import ABSENT, DISTRACTED, Group
 
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
-ALERT_GROUPS = ("Not engaged", DISTRACTED)
-COLOUR_NAMES = {"Engaged": "green", "Partially engaged": "amber", DISTRACTED: "amber",
-                "Not engaged": "red", ABSENT: "blue (slow blink)"}
+ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
+COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "amber",
+                Group.NOT_ENGAGED: "red", ABSENT: "blue (slow blink)"}
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,10 @@ class Patterns:
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
-        return {"Engaged": (0.0, b, 0.0), "Partially engaged": (b, b * self.amber_green, 0.0),
-                DISTRACTED: (b, b * self.amber_green, 0.0), "Not engaged": (b, 0.0, 0.0),
-                ABSENT: (0.0, 0.0, b)}[group]
+        colours: dict[str, tuple[float, float, float]] = {
+            Group.ENGAGED: (0.0, b, 0.0), Group.PARTIALLY_ENGAGED: (b, b * self.amber_green, 0.0),
+            DISTRACTED: (b, b * self.amber_green, 0.0), Group.NOT_ENGAGED: (b, 0.0, 0.0), ABSENT: (0.0, 0.0, b)}
+        return colours[group]
 
     def look(self, group: str | None, fault: bool) -> tuple[tuple[float, float, float], tuple[float, float] | None]:
         """(colour, blink or None) for a state; the fault pattern overrides every state."""

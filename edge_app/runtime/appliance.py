@@ -11,7 +11,7 @@ import time
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator, make_indicator
-from edge_app.engagement import group_of
+from edge_app.engagement import Group, group_of
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
@@ -39,7 +39,7 @@ def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[i
             group = group_of(mapping[label])
             if prob > best.get(group, (-1.0, 0))[0]:
                 best[group] = (float(prob), i)
-    order = ["Partially engaged", "Not engaged", "Engaged"]
+    order = [Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED, Group.ENGAGED]
     return [best[g][1] for g in order if g in best]
 
 

@@ -22,12 +22,13 @@ import numpy as np
 
 from edge_app.device.indicators import BuzzerPolicy, Indicator
 from edge_app.engagement import (
+    DISTRACTED,
     EngagementState,
     EngagementTracker,
     MinuteAggregator,
     Observation,
 )
-from edge_app.runtime.health import Health
+from edge_app.runtime.health import CameraState, Health
 from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
 from edge_app.runtime.store_writer import StoreWriter
@@ -160,7 +161,7 @@ class CaptureLoop:
                 i = int(probs.argmax())
                 faces.append({"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])})
         elif main is not None:
-            faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": "Distracted"})
+            faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": DISTRACTED})
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs)
         with self.state_lock:
@@ -238,11 +239,11 @@ class CaptureLoop:
             reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
             self._camera_fault(reason)
             return False
-        if self.health.camera != "ok":
-            if self.health.camera == "fault":
+        if self.health.camera != CameraState.OK:
+            if self.health.camera == CameraState.FAULT:
                 log.info("camera is back")
-            self.health.camera, self.health.camera_error = "ok", ""
-            self.metrics.camera.state("ok")
+            self.health.camera, self.health.camera_error = CameraState.OK, ""
+            self.metrics.camera.state(CameraState.OK)
             self.indicator.fault(False)
         try:
             self.process(frame, captured=arrived, capture_s=capture_s)
@@ -270,11 +271,11 @@ class CaptureLoop:
             self._log("log_minute", row)
 
     def _camera_fault(self, reason: str) -> None:
-        if self.health.camera != "fault":
+        if self.health.camera != CameraState.FAULT:
             log.error("camera fault: %s (retrying with back-off)", reason)
-        self.health.camera, self.health.camera_error = "fault", reason
+        self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
-        self.metrics.camera.state("fault")
+        self.metrics.camera.state(CameraState.FAULT)
         self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
         if self._reader is not None and self._reader.busy_since is not None:
@@ -325,8 +326,8 @@ class CaptureLoop:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
-        self.health.camera = "stopped"
-        self.metrics.camera.state("stopped")
+        self.health.camera = CameraState.STOPPED
+        self.metrics.camera.state(CameraState.STOPPED)
         hung = self._reader is not None and self._reader.busy_since is not None
         if self._reader is not None:
             self._reader.close()

@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import threading
 
-from edge_app.runtime.health import Health
+from edge_app.runtime.health import Health, StoreState
 from edge_app.runtime.metrics import Metrics
 from edge_app.store.database import Store
 
@@ -45,9 +45,9 @@ class StoreWriter:
                 self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
                 self._thread.start()
 
-    def _status(self, status: str, reason: str = "") -> None:
+    def _status(self, status: StoreState, reason: str = "") -> None:
         if status != self.health.store:
-            if status == "ok":
+            if status == StoreState.OK:
                 log.info("logging resumed")
             else:
                 log.warning("logging paused (%s): %s", status, reason)
@@ -88,8 +88,8 @@ class StoreWriter:
                 self.health.pending_writes = len(self._rows)
                 self.metrics.pending_writes.set(len(self._rows))
                 self._cond.notify_all()
-            if self.health.store != "ok":
-                self._status("ok")
+            if self.health.store != StoreState.OK:
+                self._status(StoreState.OK)
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every row is written (or ``timeout``); True when nothing is left."""
@@ -100,7 +100,7 @@ class StoreWriter:
         """Write what is pending (briefly, when logging is paused) and stop the thread."""
         if self._closed:
             return
-        if not self.drain(timeout if self.health.store == "ok" else min(timeout, 1.0)):
+        if not self.drain(timeout if self.health.store == StoreState.OK else min(timeout, 1.0)):
             log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
                         self.health.store, self.health.store_error)
         with self._cond:
@@ -110,10 +110,10 @@ class StoreWriter:
             self._thread.join(timeout)
 
 
-def _store_status(exc: Exception) -> str:
+def _store_status(exc: Exception) -> StoreState:
     text = str(exc).lower()
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in text:
-        return "disk full"
+        return StoreState.DISK_FULL
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return "locked"
-    return "error"
+        return StoreState.LOCKED
+    return StoreState.ERROR

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge_app.engagement import Group
 from edge_app.fsutil import atomic_write
 
 DB_NAME = "engage.db"
@@ -101,12 +102,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-GROUP_COLUMNS = {
-    "Engaged": "engaged_s",
-    "Partially engaged": "partial_s",
-    "Not engaged": "not_engaged_s",
-    "Distracted": "distracted_s",
-    "Absent": "absent_s",
+GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
+    Group.ENGAGED: "engaged_s",
+    Group.PARTIALLY_ENGAGED: "partial_s",
+    Group.NOT_ENGAGED: "not_engaged_s",
+    Group.DISTRACTED: "distracted_s",
+    Group.ABSENT: "absent_s",
 }
 
 

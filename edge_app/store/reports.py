@@ -10,7 +10,7 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 
-from edge_app.engagement import GROUPS
+from edge_app.engagement import GROUPS, Group
 from edge_app.store.database import GROUP_COLUMNS, Store
 
 
@@ -66,9 +66,9 @@ class LogFilter:
 
 
 def _group_case(col: str) -> str:
-    return ("CASE " + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in
-                               ("Partially engaged", "Not engaged", "Engaged", "Distracted", "Absent"))
-            + " ELSE 'Not engaged' END")
+    """SQL for ``engagement.group_of``: a level's group by its prefix."""
+    return ("CASE " + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in GROUPS)
+            + f" ELSE '{Group.NOT_ENGAGED}' END")
 
 
 LOG_SQL = (
@@ -108,8 +108,8 @@ def day_summary(store: Store, start: float, end: float) -> dict:
     total = sum(seconds.values())
     alerts = store.query("SELECT COUNT(*) FROM alerts WHERE t >= ? AND t < ?", (start, end))[0][0]
     uploads = store.query("SELECT COUNT(*) FROM uploads WHERE created >= ? AND created < ?", (start, end))[0][0]
-    return {"seconds": seconds, "total_s": total, "engaged_share": seconds["Engaged"] / total if total else None,
-            "absent_s": seconds["Absent"], "alerts": alerts, "uploads": uploads}
+    return {"seconds": seconds, "total_s": total, "engaged_share": seconds[Group.ENGAGED] / total if total else None,
+            "absent_s": seconds[Group.ABSENT], "alerts": alerts, "uploads": uploads}
 
 
 def recent_alerts(store: Store, limit: int = 5) -> list[sqlite3.Row]:
@@ -138,7 +138,7 @@ def student_summaries(store: Store) -> list[dict]:
             u["last_upload"] = max(u["last_upload"] or 0, r["last_upload"])
     for u in users.values():
         u["dominant"] = max(u["groups"], key=u["groups"].get) if u["faces"] else None
-        u["engaged_share"] = u["groups"]["Engaged"] / u["faces"] if u["faces"] else None
+        u["engaged_share"] = u["groups"][Group.ENGAGED] / u["faces"] if u["faces"] else None
     return sorted(users.values(), key=lambda u: u["username"].lower())
 
 

@@ -10,12 +10,12 @@ import datetime as dt
 
 import bottle
 
-from edge_app.engagement import GROUPS
+from edge_app.engagement import GROUPS, Group
 from edge_app.store import reports
 from edge_app.web.guard import Guard
 
-GROUP_COLOURS = {"Engaged": "#12a150", "Partially engaged": "#f2a900", "Not engaged": "#d92d20",
-                 "Distracted": "#7a5af8", "Absent": "#98a2b3"}
+GROUP_COLOURS = {Group.ENGAGED: "#12a150", Group.PARTIALLY_ENGAGED: "#f2a900", Group.NOT_ENGAGED: "#d92d20",
+                 Group.DISTRACTED: "#7a5af8", Group.ABSENT: "#98a2b3"}  # as in static/live.js and style.css
 
 
 def _midnight(days_ago: int = 0) -> float:

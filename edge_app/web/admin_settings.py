@@ -8,6 +8,7 @@ import bottle
 from bottle import HTTPResponse, request
 
 from edge_app import config as config_mod
+from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store.database import Store
 from edge_app.web.guard import Guard
 
@@ -88,7 +89,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None):
         mapping = (values or {}).get("mapping") or ctx.cfg["engagement"]["mapping"]
         levels = sorted(set(config_mod.defaults()["engagement"]["mapping"].values()) | set(mapping.values())
-                        | {"Engaged", "Partially engaged", "Not engaged"})
+                        | set(LEVEL_GROUPS))
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values or settings_values(),
                           mapping=mapping, levels=levels, error=error, done=done)
         return HTTPResponse(body, status) if status != 200 else body

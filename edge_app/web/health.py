@@ -9,6 +9,7 @@ import bottle
 from bottle import request, response
 
 from edge_app import __version__
+from edge_app.runtime.health import CameraState, StoreState
 from edge_app.web.guard import Guard, json_error
 
 
@@ -43,13 +44,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         h = ctx.loop.health if ctx.loop else None
         reasons = []
-        if h and h.camera != "ok":
+        if h and h.camera != CameraState.OK:
             reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
-        if h and h.camera == "ok" and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg["camera"]["read_timeout_s"]:
+        if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg["camera"]["read_timeout_s"]:
             reasons.append(f"camera: no frame for {time.time() - h.last_frame:.0f} s")
-        if ctx.loop is not None and h is not None and h.camera not in ("starting", "stopped") and not ctx.loop.alive:
+        if ctx.loop is not None and h is not None and h.camera not in (CameraState.STARTING, CameraState.STOPPED) and not ctx.loop.alive:
             reasons.append("capture loop is not running: restart the service (journalctl -u engage-edge says why)")
-        if h and h.store != "ok":
+        if h and h.store != StoreState.OK:
             reasons.append(f"store {h.store}: {h.store_error}")
         try:
             free_mb = round(ctx.store.free_mb(), 1)
@@ -65,7 +66,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             reasons.append(f"database {ctx.store.path}: {exc}")
         body = {
             "disk_free_mb": free_mb,
-            "store": h.store if h else "ok",
+            "store": h.store if h else StoreState.OK,
             "dropped": h.dropped if h else 0,
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,

@@ -13,7 +13,9 @@ import time
 import bottle
 from bottle import request, response
 
+from edge_app.engagement import ABSENT, GROUPS
 from edge_app.runtime.capture import LiveFrame
+from edge_app.runtime.health import CameraState
 from edge_app.store import reports
 from edge_app.web.guard import Guard, json_error
 
@@ -49,7 +51,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/live")
     def live_page():
         guard.require_user()
-        return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None)
+        return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS)
 
     @app.get("/api/state")
     def api_state():
@@ -77,11 +79,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if before:
             points.append({"t": cutoff, "level": before["level"], "group": before["grp"]})
         elif ctx.loop and ctx.started > cutoff:
-            points.append({"t": ctx.started, "level": "Absent", "group": "Absent"})
+            points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
         points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
         response.content_type = "application/json"
         return json.dumps({"from": cutoff, "now": now, "points": points,
-                           "groups": ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent"]})
+                           "groups": list(GROUPS)})
 
     @app.get("/live.mjpg")
     def live_stream():
@@ -100,7 +102,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 while True:
                     got = ctx.live.jpeg(seq, timeout=5.0)
                     if got is None:
-                        if ctx.loop.health.camera != "ok":
+                        if ctx.loop.health.camera != CameraState.OK:
                             continue
                         break
                     seq, jpeg = got

@@ -13,7 +13,7 @@
       <h2>Last <span id="minutes">10</span> minutes</h2>
       <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes"></div>
       <ul class="legend" aria-hidden="true">
-        % for g in ('Engaged', 'Partially engaged', 'Not engaged', 'Distracted', 'Absent'):
+        % for g in groups:
         <li><span class="swatch g-{{g.replace(' ', '-').lower()}}"></span>{{g}}</li>
         % end
       </ul>
