@@ -120,7 +120,8 @@ def student_summaries(store: Store) -> list[dict]:
     """Per user: uploads, faces, share of faces per engagement group and the dominant group."""
     rows = store.query(
         f"SELECT us.id, us.username, us.role, us.disabled, us.last_login, us.created, "
-        f"COUNT(DISTINCT u.id) AS uploads, COUNT(f.id) AS faces, {_group_case('f.engagement')} AS grp, "
+        "(SELECT COUNT(*) FROM uploads WHERE user_id = us.id) AS uploads, "  # not per group: an upload spans groups
+        f"COUNT(f.id) AS faces, {_group_case('f.engagement')} AS grp, "
         "MAX(u.created) AS last_upload "
         "FROM users us LEFT JOIN uploads u ON u.user_id = us.id LEFT JOIN upload_faces f ON f.upload_id = u.id "
         "GROUP BY us.id, grp ORDER BY us.username")
@@ -130,7 +131,7 @@ def student_summaries(store: Store) -> list[dict]:
                                        "disabled": bool(r["disabled"]), "last_login": r["last_login"],
                                        "uploads": 0, "faces": 0, "groups": dict.fromkeys(GROUPS, 0),
                                        "last_upload": None})
-        u["uploads"] += r["uploads"]
+        u["uploads"] = r["uploads"]
         if r["faces"]:
             u["faces"] += r["faces"]
             u["groups"][r["grp"]] += r["faces"]
