@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from edge_app.fsutil import atomic_write
 from edge_app.vision.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
@@ -90,10 +90,9 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
-        for png in plots.values():
-            os.replace(stage / png, dest / png)
-        os.replace(staged_model, dest / name)
-        os.replace(staged_manifest, dest / staged_manifest.name)
+        # the manifest last: it is what the device reads, so it never names a missing model
+        for staged in [*(stage / png for png in plots.values()), staged_model, staged_manifest]:
+            atomic_write(dest / staged.name, staged.read_bytes())
     return dest / staged_manifest.name
 
 
