@@ -389,7 +389,8 @@ def install(app: bottle.Bottle, ctx, h: Helpers) -> None:
         if level:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return h.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
-                      me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""), error=request.query.getunicode("error", ""),
+                      me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""),
+                      error=request.query.getunicode("error", ""),
                       colours=GROUP_COLOURS)
 
     @app.post("/admin/users")
