@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
 GOLDEN_SOURCE = "skimage.data.lfw_subset"
 GOLDEN_COUNT = 8
+# A manifest says how its golden check is run, but cannot waive it: at least this many
+# reference faces, and at least this share of them classified as recorded (a little
+# slack for an int8 model on another CPU's kernels).
+GOLDEN_MIN_FACES = 8
+GOLDEN_MIN_AGREEMENT = 0.875
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
 
@@ -116,8 +121,14 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     try:
         indices, labels = [int(i) for i in golden["indices"]], list(golden["labels"])
         need = float(golden.get("min_agreement", 1.0))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         return False, f"the manifest's golden data is malformed: {exc}"
+    if not GOLDEN_MIN_AGREEMENT <= need <= 1.0:
+        return False, (f"the manifest's golden min_agreement {need!r} is not allowed: from {GOLDEN_MIN_AGREEMENT} "
+                       "to 1.0 (a manifest cannot waive its own check)")
+    if len(indices) < GOLDEN_MIN_FACES:
+        return False, (f"the manifest's golden data names {len(indices)} reference faces; at least "
+                       f"{GOLDEN_MIN_FACES} are needed")
     if golden.get("source", GOLDEN_SOURCE) != GOLDEN_SOURCE:
         return False, f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE})"
     faces = golden_faces()
@@ -153,7 +164,9 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256"), str) or len(raw["sha256"]) != 64:
         raise FlashError(f"manifest {manifest_file} has no sha256 of the model file")
     labels = raw.get("labels")
-    if isinstance(labels, list) and len(set(labels)) != len(labels):
+    if not isinstance(labels, list) or not all(isinstance(l, str) for l in labels):
+        raise FlashError(f"manifest {manifest_file}: labels must be a list of emotion names")
+    if len(set(labels)) != len(labels):
         raise FlashError(f"manifest {manifest_file}: labels {labels} repeat")
     digest = sha256_file(model_file)
     if digest != raw["sha256"]:
