@@ -16,11 +16,13 @@ scikit-image, the same the demo uses) as recorded. ``compute_golden`` records th
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -223,6 +225,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _open_lock_readonly(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def _locked(directory: Path):
     """One install or rollback at a time (CLI and web upload may race)."""
@@ -230,11 +239,19 @@ def _locked(directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FlashError(f"cannot create {directory}: {exc}") from None
-    try:
-        lock = open(directory / ".lock", "a")
+    path = directory / ".lock"
+    try:  # never through a link: root's CLI must not create or open a file an engage-owned link names
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except PermissionError:  # created by another user (root from the CLI, engage in the service)
-        lock = open(directory / ".lock")
-    with lock:
+        fd = _open_lock_readonly(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FlashError(f"{path} is a symbolic link, which is refused: remove it (rm {path}) and try again") from None
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FlashError(f"{path} is not a regular file: remove it and try again")
+    with os.fdopen(fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
