@@ -25,6 +25,11 @@ class Group(enum.StrEnum):
     DISTRACTED = "Distracted"
     ABSENT = "Absent"
 
+    @property
+    def css_class(self) -> str:
+        """The web UI's class for this group's colour (static/app.css): "g-partially-engaged"."""
+        return "g-" + self.value.replace(" ", "-").lower()
+
 
 GROUPS = tuple(Group)
 DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself

@@ -10,12 +10,9 @@ import datetime as dt
 
 import bottle
 
-from edge_app.engagement import GROUPS, Group
+from edge_app.engagement import GROUPS
 from edge_app.store import reports
 from edge_app.web.guard import Guard
-
-GROUP_COLOURS = {Group.ENGAGED: "#12a150", Group.PARTIALLY_ENGAGED: "#f2a900", Group.NOT_ENGAGED: "#d92d20",
-                 Group.DISTRACTED: "#7a5af8", Group.ABSENT: "#98a2b3"}  # as in static/live.js and style.css
 
 
 def _midnight(days_ago: int = 0) -> float:
@@ -49,7 +46,7 @@ def days_chart(store, days: int = 14) -> tuple[str, list[dict]]:
             if h > 0:
                 y -= h
                 parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 4:.1f}" height="{h:.1f}" '
-                             f'fill="{GROUP_COLOURS[g]}"><title>{r["day"]:%a %d %b} {bottle.html_escape(g)}: '
+                             f'class="{g.css_class}"><title>{r["day"]:%a %d %b} {bottle.html_escape(g)}: '
                              f'{r["seconds"][g] / 60:.0f} min</title></rect>')
         if days <= 14 or i % 2 == 0:
             parts.append(f'<text x="{x + (bw - 4) / 2:.1f}" y="{H - 10}" text-anchor="middle" font-size="10" '
@@ -74,5 +71,5 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         alerts = reports.recent_alerts(ctx.store, 5)
         state = ctx.loop.state if ctx.loop else None
         return guard.page("admin_dashboard", title="Dashboard", today=today, chart=svg, days=days, alerts=alerts,
-                          state=state, colours=GROUP_COLOURS, groups=GROUPS,
+                          state=state, groups=GROUPS,
                           health=ctx.loop.health if ctx.loop else None)

@@ -11,7 +11,6 @@ from bottle import HTTPResponse, request
 from edge_app.engagement import GROUPS
 from edge_app.store import reports
 from edge_app.store.accounts import ROLES, AuthError
-from edge_app.web.admin_dashboard import GROUP_COLOURS
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
                           me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""),
-                          error=request.query.getunicode("error", ""), colours=GROUP_COLOURS)
+                          error=request.query.getunicode("error", ""))
 
     @app.post("/admin/users")
     def create_user():
