@@ -125,6 +125,14 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
 
 
+def test_export_to_a_missing_folder_is_a_clear_error_and_writes_nothing(store, tmp_path, capsys):
+    out = tmp_path / "no-such-folder" / "log.csv"
+    assert main(["export", "--since", "2026-01-01", "--out", str(out), "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 2
+    assert f"error: cannot write {out}" in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
 def test_export_rejects_a_bad_date(store, tmp_path, capsys):
     assert main(["export", "--since", "last tuesday", "--data-dir", str(store.data_dir),
                  "--config", str(_empty(tmp_path))]) == 2

@@ -100,14 +100,21 @@ def export_rows(data_dir: Path | str, since: float):
 
 
 def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None) -> int:
-    """Write the log as CSV to ``out`` (stdout when None); returns the number of rows."""
+    """Write the log as CSV to ``out`` (stdout when None); returns the number of rows.
+    A file appears whole or not at all (an interrupted export leaves no half a file)."""
     rows = list(export_rows(data_dir, since))
-    target = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
-    try:
+
+    def write(target) -> None:
         writer = csv.DictWriter(target, EXPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    finally:
-        if out:
-            target.close()
+
+    if out is None:
+        write(sys.stdout)
+        return len(rows)
+    try:
+        with atomic_path(Path(out).expanduser()) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            write(f)
+    except OSError as exc:
+        raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
     return len(rows)
