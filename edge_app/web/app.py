@@ -359,10 +359,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
         response.content_type = "application/json"
         if not ctx.loop:
             return json.dumps({"level": None})
-        s = ctx.loop.state
-        return json.dumps({"level": s.level, "group": s.group, "emotion": s.emotion,
-                           "confidence": round(s.confidence, 3), "since": s.since,
-                           "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
+        state = ctx.loop.snapshot.public()  # one frame's frozen state: fields never mix frames
+        return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
     def api_timeline():
