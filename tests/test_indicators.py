@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
+from conftest import wait_for
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_app import config as config_mod
@@ -182,14 +184,72 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
         time.sleep(0.002)
     check_blink(transitions(pins[BLUE], start), 0.1, 0.1)
     ind.fault(True)
-    time.sleep(0.05)
-    assert pins[BLUE].state == 0
+    assert levels(factory) == (1.0, 0.0, 0.0)  # the fault colour is on the pins when fault() returns
     ind.fault(False)
     start = len(pins[BUZZER].states)
     ind.beep()
     time.sleep(0.35)
     assert [v for _, v in transitions(pins[BUZZER], start)] == [1.0, 0.0, 1.0, 0.0]
     ind.close()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_jetson_joins_the_old_blink_before_a_new_colour(factory, tmp_path):
+    """A blink thread caught in the middle of a slow pin write must not overwrite the new
+    colour afterwards: the indicator waits for it before showing the next state."""
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+    in_write = threading.Event()
+    slow: list[threading.Thread] = []
+
+    def output(number, on):
+        if threading.current_thread().name == "led-blink" and not slow:
+            slow.append(threading.current_thread())
+            in_write.set()
+            threading.Event().wait(0.3)  # a slow GPIO write (one, bounded), not a synchronisation
+        pins[number].state = on
+
+    cfg = gpio_cfg(tmp_path, absent_blink_on_s=0.05, absent_blink_off_s=0.05)
+    ind = JetsonIndicator.from_config(cfg, output=output)
+    ind.show(ABSENT)
+    assert levels(factory) == (0.0, 0.0, 1.0)  # the first phase is written by show() itself
+    assert in_write.wait(5)  # the blink thread is now inside a pin write
+    ind.show("Engaged")
+    assert not slow[0].is_alive()  # joined: it can write nothing more
+    assert levels(factory) == (0.0, 1.0, 0.0)
+    ind.fault(True)
+    ind.show("Not engaged")
+    ind.fault(False)
+    assert levels(factory) == (1.0, 0.0, 0.0)
+    assert not [t for t in threading.enumerate() if t.name == "led-blink"]
+    ind.close()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_jetson_close_ends_the_blink_thread(factory, tmp_path):
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+
+    def output(number, on):
+        pins[number].state = on
+
+    ind = JetsonIndicator.from_config(gpio_cfg(tmp_path), output=output)
+    ind.fault(True)
+    blinking = [t for t in threading.enumerate() if t.name == "led-blink"]
+    assert len(blinking) == 1
+    ind.close()
+    assert not blinking[0].is_alive()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_stopping_the_appliance_turns_the_led_off_and_releases_the_pins(factory, make_appliance, cfg):
+    ind = GpioIndicator.from_config(config_mod.with_changes(cfg, {"indicators.backend": "gpio"}), pin_factory=factory)
+    app = make_appliance(cfg, indicator=ind)
+    wait_for(lambda: levels(factory) != (0.0, 0.0, 0.0))  # the loop shows a state
+    app.stop()
+    assert ind.led.closed and ind.buzzer.closed
     assert levels(factory) == (0.0, 0.0, 0.0)
 
 

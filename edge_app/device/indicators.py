@@ -270,7 +270,7 @@ class JetsonIndicator(_PatternIndicator):
             self._gpio = GPIO
             output = lambda pin, on: GPIO.output(pin, GPIO.HIGH if on else GPIO.LOW)  # noqa: E731
         self.output = output
-        self._blink_stop: threading.Event | None = None
+        self._blink: tuple[threading.Event, threading.Thread] | None = None
         self._out_lock = threading.Lock()
 
     @classmethod
@@ -286,25 +286,32 @@ class JetsonIndicator(_PatternIndicator):
             for pin, level in zip(self.pins, colour):
                 self.output(pin, level > 0)
 
+    def _stop_blink(self) -> None:
+        """End the running blink and wait for its thread, so no write of the old pattern
+        can land after the new colour (the thread only ever waits or writes: it ends at once)."""
+        if self._blink is not None:
+            stop, thread = self._blink
+            self._blink = None
+            stop.set()
+            thread.join()
+
     def _apply(self, colour, blink) -> None:
-        if self._blink_stop is not None:
-            self._blink_stop.set()
-            self._blink_stop = None
+        self._stop_blink()
+        self._write(colour)  # the first phase is on the pins before show() or fault() returns
         if not blink:
-            self._write(colour)
             return
-        stop = self._blink_stop = threading.Event()
+        stop = threading.Event()
 
         def run():
-            while True:
-                self._write(colour)
-                if stop.wait(blink[0]):
-                    return
+            while not stop.wait(blink[0]):
                 self._write(OFF)
                 if stop.wait(blink[1]):
                     return
+                self._write(colour)
 
-        threading.Thread(target=run, name="led-blink", daemon=True).start()
+        thread = threading.Thread(target=run, name="led-blink", daemon=True)
+        self._blink = (stop, thread)
+        thread.start()
 
     def beep(self) -> None:
         def chirp():
@@ -317,8 +324,8 @@ class JetsonIndicator(_PatternIndicator):
         threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
     def close(self) -> None:
-        if self._blink_stop is not None:
-            self._blink_stop.set()
+        with self._lock:
+            self._stop_blink()
         try:
             self._write(OFF)
             self.output(self.buzzer_pin, False)

@@ -126,4 +126,5 @@ class Appliance:
             self.server.stop()
         if self.loop:
             self.loop.stop()
+            self.indicator.close()  # after the loop: nothing shows a state on a closed LED
         self.store.close()

@@ -123,7 +123,7 @@ def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.n
     for i in range(n):
         scene["t"] = i / CLIP_FPS
         loop.step()
-        f = loop.last_faces[0] if loop.last_faces else None
+        f = loop.snapshot.faces[0] if loop.snapshot.faces else None
         per_frame.append((tuple(f["box"]), f["emotion"]) if f and f.get("emotion") else None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     loop.flush()

@@ -8,7 +8,8 @@ log) and retried with exponential back-off; the loop continues when the camera r
 Database writes go through a background writer: a locked database or a full disk
 pauses logging (health says why) and never stalls or kills the loop. JPEG encoding for
 the live page happens only while someone watches (``LiveFrame``). Every stage is timed
-into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``.
+into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``. Readers (the
+web) get a frozen ``StateSnapshot`` of the latest frame, swapped in whole, never a lock.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import numpy as np
 from edge_app.device.indicators import BuzzerPolicy, Indicator
 from edge_app.engagement import (
     DISTRACTED,
-    EngagementState,
     EngagementTracker,
     MinuteAggregator,
     Observation,
@@ -31,6 +31,7 @@ from edge_app.engagement import (
 from edge_app.runtime.health import CameraState, Health
 from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
+from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
 from edge_app.vision.classifier import EmotionClassifier, crop_face
@@ -40,7 +41,7 @@ from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
-__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StoreWriter"]
+__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
 
 
 class ReadTimeout(CameraError):
@@ -128,14 +129,13 @@ class CaptureLoop:
         self._reader: _FrameReader | None = None
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
-        self.state_lock = threading.Lock()
-        self.last_faces: list[dict] = []
-        self.last_probabilities: np.ndarray | None = None
+        self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
+        self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
 
     # ------------------------------------------------------------ one frame
     def process(self, frame: np.ndarray, now: float | None = None, captured: float | None = None,
-                capture_s: float = 0.0) -> tuple[EngagementState, bool]:
-        """Run every stage after capture on one frame; returns (state, changed).
+                capture_s: float = 0.0) -> tuple[StateSnapshot, bool]:
+        """Run every stage after capture on one frame; returns (the new snapshot, changed).
 
         ``captured`` is the ``perf_counter`` time the frame left the camera (for the
         capture-to-LED latency); ``capture_s`` how long reading it took."""
@@ -165,11 +165,11 @@ class CaptureLoop:
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs)
         with self.state_lock:
-            state, changed = self.tracker.update(obs)
-            self.last_faces = faces
-            self.last_probabilities = probs
-        for f in faces:
-            f.setdefault("engagement", state.level)
+            tracked, changed = self.tracker.update(obs)
+            for f in faces:
+                f.setdefault("engagement", tracked.level)
+            state = StateSnapshot.of(tracked, faces, probs, now, self.snapshot.seq + 1)
+        self.snapshot = state  # one reference assignment: readers see this frame or the previous one, whole
         self.indicator.show(state.group)
         t3 = time.perf_counter()  # the state is on the LED
         wall = self.wall()
@@ -201,7 +201,7 @@ class CaptureLoop:
         self.health.faces = len(boxes)
         return state, changed
 
-    def _annotate(self, frame: np.ndarray, faces: list[dict], state: EngagementState) -> np.ndarray:
+    def _annotate(self, frame: np.ndarray, faces: list[dict], state: StateSnapshot) -> np.ndarray:
         out = draw_faces(frame, faces)
         cv2.putText(out, state.level, (10, out.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
         cv2.putText(out, state.level, (10, out.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
@@ -344,6 +344,7 @@ class CaptureLoop:
         with self.state_lock:
             if list(classifier.labels) != list(self.classifier.labels):
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
+                self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
 
@@ -362,6 +363,6 @@ class CaptureLoop:
         self.cfg = cfg
 
     @property
-    def state(self) -> EngagementState:
-        with self.state_lock:
-            return self.tracker.state
+    def state(self) -> StateSnapshot:
+        """The latest frame's frozen snapshot; never waits for the loop."""
+        return self.snapshot

@@ -43,6 +43,8 @@ class Metrics:
         self.camera_faults = Counter("engage_camera_faults", "Camera faults (error, empty frame, read timeout)", registry=r)
         self.store_failures = Counter("engage_store_write_failures", "Database writes that failed and were retried", registry=r)
         self.store_lost = Counter("engage_store_rows_lost", "Rows dropped because the write backlog was full", registry=r)
+        self.store_rejected = Counter("engage_store_rows_rejected", "Rows SQLite refused for good (constraint, type, "
+                                      "size), set aside so logging goes on", registry=r)
         self.stage = Histogram("engage_stage_seconds", "Time per frame in each pipeline stage", ["stage"],
                                buckets=STAGE_BUCKETS, registry=r)
         self.inference = Histogram("engage_inference_seconds", "Emotion CNN inference time per face",

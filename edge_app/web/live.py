@@ -15,7 +15,7 @@ from bottle import request, response
 
 from edge_app.engagement import ABSENT, GROUPS
 from edge_app.runtime.capture import LiveFrame
-from edge_app.runtime.health import CameraState
+from edge_app.runtime.live import mjpeg_stream
 from edge_app.store import reports
 from edge_app.web.guard import Guard, json_error
 
@@ -59,10 +59,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         if not ctx.loop:
             return json.dumps({"level": None})
-        s = ctx.loop.state
-        return json.dumps({"level": s.level, "group": s.group, "emotion": s.emotion,
-                           "confidence": round(s.confidence, 3), "since": s.since,
-                           "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
+        state = ctx.loop.snapshot.public()  # one frame's frozen state: fields never mix frames
+        return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
     def api_timeline():
@@ -92,26 +90,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return json_error(503, "no live camera loop is running")
         if not viewers.acquire():
             return json_error(503, f"the live view already has {viewers.limit} viewers; try again later")
-        interval = 1.0 / ctx.cfg["web"]["stream_fps"]
         response.content_type = "multipart/x-mixed-replace; boundary=frame"
         response.set_header("Cache-Control", "no-store")
 
         def frames():
-            seq, last = 0, 0.0
-            try:
-                while True:
-                    got = ctx.live.jpeg(seq, timeout=5.0)
-                    if got is None:
-                        if ctx.loop.health.camera != CameraState.OK:
-                            continue
-                        break
-                    seq, jpeg = got
-                    yield (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                           + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                    wait = interval - (time.monotonic() - last)
-                    if wait > 0:
-                        time.sleep(wait)
-                    last = time.monotonic()
+            try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
+                yield from mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg["web"]["stream_fps"])
             finally:
                 viewers.release()
 
