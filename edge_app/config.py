@@ -123,12 +123,12 @@ class Section(Mapping[str, Any]):
 
 
 @cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
 
 
 @cache
-def _types(cls: type) -> dict[str, Any]:
+def _types(cls: Any) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
@@ -325,8 +325,9 @@ class Config(Section):
     def __post_init__(self) -> None:
         for name in self:
             section = self[name]
+            kinds = _types(section.__class__)
             for f in dataclasses.fields(section):
-                _check_value(f"{name}.{f.name}", getattr(section, f.name), f, _types(type(section))[f.name])
+                _check_value(f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name])
         if self.camera.retry_max_s < self.camera.retry_initial_s:
             raise ConfigError("camera.retry_max_s must be at least camera.retry_initial_s")
         if self.login.max_delay_s < self.login.first_delay_s:
@@ -368,7 +369,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
 
 
 # ------------------------------------------------------------ loading
-def _sections() -> dict[str, type[Section]]:
+def _sections() -> dict[str, Any]:
     return {name: _types(Config)[name] for name in _field_names(Config)}
 
 
