@@ -288,8 +288,7 @@ class LoginSettings(Section):
 
     window_minutes: int = setting(15, "Failures older than this are forgotten.", Range(1, 1440, "minutes"))
     slow_after_user: int = setting(3, "After this many failures for a name from one address, each attempt first waits "
-                                      "first_delay_s, "
-                                      "doubling with each further failure.", Range(1, 1000))
+                                      "first_delay_s, doubling with each further failure.", Range(1, 1000))
     slow_after_address: int = setting(10, "The same for a client address (more slack: a classroom may share one).",
                                       Range(1, 1000))
     first_delay_s: float = setting(1.0, "The first wait once slowed down.", Range(0.1, 60, "seconds"))
