@@ -9,7 +9,10 @@ turned-away (profile) face has been seen for a while, "Absent" no face at all.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +32,10 @@ class Group(enum.StrEnum):
     def css_class(self) -> str:
         """The web UI's class for this group's colour (static/app.css): "g-partially-engaged"."""
         return "g-" + self.value.replace(" ", "-").lower()
+
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
 
 
 GROUPS = tuple(Group)
@@ -66,15 +73,33 @@ class Observation:
     probabilities: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class EngagementRules:
+    """The tracker's settings, immutable: a settings change is a new ``EngagementRules``
+    handed to ``update``, so a frame never sees half-old, half-new rules."""
+
+    mapping: Mapping[str, str]
+    absent_after_s: float = 5.0
+    distracted_after_s: float = 2.0
+    ema_half_life_s: float = 1.0
+    min_hold_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mapping", MappingProxyType(dict(self.mapping)))  # a read-only copy
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "EngagementRules":
+        e = cfg.engagement
+        return cls(e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s)
+
+
 class EngagementTracker:
-    def __init__(self, labels: list[str], mapping: dict[str, str], absent_after_s=5.0,
+    """Smoothing history and the shown state (mutable, one thread's) under ``rules``."""
+
+    def __init__(self, labels: list[str], mapping: Mapping[str, str], absent_after_s=5.0,
                  distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0):
-        missing = [l for l in labels if l not in mapping]
-        if missing:
-            raise ValueError(f"engagement.mapping has no level for {missing}")
-        self.labels, self.mapping = list(labels), dict(mapping)
-        self.absent_after_s, self.distracted_after_s = absent_after_s, distracted_after_s
-        self.half_life, self.min_hold_s = ema_half_life_s, min_hold_s
+        self.labels = list(labels)
+        self.rules = self._checked(EngagementRules(mapping, absent_after_s, distracted_after_s, ema_half_life_s, min_hold_s))
         self.state = EngagementState(ABSENT, start)
         self._ema: np.ndarray | None = None
         self._last_t: float | None = None
@@ -83,17 +108,31 @@ class EngagementTracker:
         self._pending: tuple[str, float] | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict, labels: list[str], start: float = 0.0) -> "EngagementTracker":
-        e = cfg["engagement"]
-        return cls(labels, e["mapping"], e["absent_after_s"], e["distracted_after_s"],
-                   e["ema_half_life_s"], e["min_hold_s"], start)
+    def from_config(cls, cfg: "Config", labels: list[str], start: float = 0.0) -> "EngagementTracker":
+        e = cfg.engagement
+        return cls(labels, e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s, start)
+
+    def _checked(self, rules: EngagementRules) -> EngagementRules:
+        missing = [l for l in self.labels if l not in rules.mapping]
+        if missing:
+            raise ValueError(f"engagement.mapping has no level for {missing}")
+        return rules
+
+    @property
+    def mapping(self) -> Mapping[str, str]:
+        return self.rules.mapping
+
+    @property
+    def min_hold_s(self) -> float:
+        return self.rules.min_hold_s
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:
-        if self._ema is None or self._last_t is None or self.half_life <= 0:
+        half_life = self.rules.ema_half_life_s
+        if self._ema is None or self._last_t is None or half_life <= 0:
             self._ema = p.astype(np.float64).copy()
         else:
             dt = max(0.0, t - self._last_t)
-            alpha = 1.0 - 0.5 ** (dt / self.half_life)
+            alpha = 1.0 - 0.5 ** (dt / half_life)
             self._ema += alpha * (p - self._ema)
         return self._ema
 
@@ -103,19 +142,24 @@ class EngagementTracker:
             self._last_frontal = self._last_face = t
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
-            return self.mapping[self.labels[int(ema.argmax())]]
+            return self.rules.mapping[self.labels[int(ema.argmax())]]
         if obs.kind == "profile":
             self._last_face = t
-            if t - self._last_frontal >= self.distracted_after_s:
+            if t - self._last_frontal >= self.rules.distracted_after_s:
                 return DISTRACTED
             return None
-        if t - self._last_face >= self.absent_after_s:
+        if t - self._last_face >= self.rules.absent_after_s:
             self._ema = None
             return ABSENT
         return None  # a short gap keeps the current state
 
-    def update(self, obs: Observation) -> tuple[EngagementState, bool]:
-        """Feed one frame; returns the shown state and whether it just changed."""
+    def update(self, obs: Observation, rules: EngagementRules | None = None) -> tuple[EngagementState, bool]:
+        """Feed one frame; returns the shown state and whether it just changed.
+
+        ``rules``: the settings to judge this frame (and the next ones) by; the shown state
+        and the smoothing history carry over, only the rules change."""
+        if rules is not None and rules is not self.rules:
+            self.rules = self._checked(rules)
         candidate = self._candidate(obs)
         if candidate is None or candidate == self.state.level:
             self._pending = None
@@ -124,7 +168,7 @@ class EngagementTracker:
             return self.state, False
         if self._pending is None or self._pending[0] != candidate:
             self._pending = (candidate, obs.t)
-        if obs.t - self._pending[1] >= self.min_hold_s:
+        if obs.t - self._pending[1] >= self.rules.min_hold_s:
             self.state = EngagementState(candidate, self._pending[1])
             self._pending = None
             self._refresh_emotion()

@@ -1,6 +1,7 @@
 """LED and buzzer at pin level with gpiozero's own MockFactory (PWM pins), and the buzzer policy."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -11,6 +12,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import (
+    AlertMemory,
     BuzzerPolicy,
     GpioIndicator,
     JetsonIndicator,
@@ -254,8 +256,7 @@ def test_stopping_the_appliance_turns_the_led_off_and_releases_the_pins(factory,
 
 
 def test_jetson_backend_without_jetson_gpio_says_what_to_install(tmp_path):
-    cfg = gpio_cfg(tmp_path)
-    cfg["indicators"]["backend"] = "jetson"
+    cfg = config_mod.with_changes(gpio_cfg(tmp_path), {"indicators.backend": "jetson"})
     with pytest.raises(RuntimeError, match=r"engage-edge\[jetson\]"):
         make_indicator(cfg)
 
@@ -273,21 +274,34 @@ NOON = dt.datetime(2026, 3, 2, 12, 0)
 
 
 def test_buzzer_waits_for_sustained_disengagement():
-    p = BuzzerPolicy(after_s=30, cooldown_s=120)
-    assert not p.should_sound(129.9, "Not engaged", since=100, wall=NOON)
-    assert p.should_sound(130.0, "Not engaged", since=100, wall=NOON)
-    assert not p.should_sound(131.0, "Not engaged", since=100, wall=NOON)  # once per stretch
-    assert not p.should_sound(1000.0, "Not engaged", since=100, wall=NOON)
+    p, m = BuzzerPolicy(after_s=30, cooldown_s=120), AlertMemory()
+    assert not p.should_sound(129.9, "Not engaged", since=100, memory=m, wall=NOON)
+    assert p.should_sound(130.0, "Not engaged", since=100, memory=m, wall=NOON)
+    assert not p.should_sound(131.0, "Not engaged", since=100, memory=m, wall=NOON)  # once per stretch
+    assert not p.should_sound(1000.0, "Not engaged", since=100, memory=m, wall=NOON)
     for group in ("Engaged", "Partially engaged", ABSENT):
-        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, wall=NOON)
-    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, wall=NOON)
+        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, memory=AlertMemory(), wall=NOON)
+    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, memory=AlertMemory(), wall=NOON)
 
 
 def test_buzzer_cooldown_between_stretches():
-    p = BuzzerPolicy(after_s=10, cooldown_s=120)
-    assert p.should_sound(20, "Not engaged", since=10, wall=NOON)
-    assert not p.should_sound(100, DISTRACTED, since=80, wall=NOON)  # a new stretch, inside the cooldown
-    assert p.should_sound(141, DISTRACTED, since=80, wall=NOON)  # cooldown over
+    p, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
+    assert p.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
+    assert not p.should_sound(100, DISTRACTED, since=80, memory=m, wall=NOON)  # a new stretch, inside the cooldown
+    assert p.should_sound(141, DISTRACTED, since=80, memory=m, wall=NOON)  # cooldown over
+
+
+def test_a_new_policy_keeps_the_memory_and_never_changes():
+    """Settings arrive as a new policy; the cooldown and "once per stretch" carry over."""
+    old, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
+    assert old.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
+    new = BuzzerPolicy(after_s=5, cooldown_s=60)
+    assert not new.should_sound(21, "Not engaged", since=10, memory=m, wall=NOON)  # same stretch: once
+    assert not new.should_sound(50, DISTRACTED, since=40, memory=m, wall=NOON)  # inside the new cooldown
+    assert new.should_sound(81, DISTRACTED, since=40, memory=m, wall=NOON)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        old.after_s = 0  # type: ignore[misc]
+    assert old == BuzzerPolicy(after_s=10, cooldown_s=120)
 
 
 @pytest.mark.parametrize("hhmm, quiet", [("21:59", False), ("22:00", True), ("23:30", True), ("00:00", True),
@@ -296,29 +310,29 @@ def test_quiet_hours_across_midnight(hhmm, quiet):
     wall = dt.datetime.combine(NOON.date(), dt.time.fromisoformat(hhmm))
     assert in_quiet_hours("22:00-07:00", wall) is quiet
     p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00")
-    assert p.should_sound(10, "Not engaged", since=0, wall=wall) is (not quiet)
+    assert p.should_sound(10, "Not engaged", since=0, memory=AlertMemory(), wall=wall) is (not quiet)
 
 
 def test_quiet_hours_within_a_day_and_mute():
     assert in_quiet_hours("12:00-13:00", NOON) and not in_quiet_hours("12:00-13:00", NOON.replace(hour=13))
     assert not in_quiet_hours("", NOON)
     muted = BuzzerPolicy(after_s=0, cooldown_s=0, enabled=False)
-    assert not muted.should_sound(1000, "Not engaged", since=0, wall=NOON)
+    assert not muted.should_sound(1000, "Not engaged", since=0, memory=AlertMemory(), wall=NOON)
 
 
 def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
     cfg = gpio_cfg(tmp_path, buzzer_after_s=5.0, buzzer_cooldown_s=60.0, buzzer_beep_s=0.03)
     ind = GpioIndicator.from_config(cfg, pin_factory=factory)
-    policy = BuzzerPolicy.from_config(cfg)
+    policy, memory = BuzzerPolicy.from_config(cfg), AlertMemory()
     pin = factory.pin(BUZZER)
     start = len(pin.states)
     for t in range(0, 20):  # a simulated stretch of "Not engaged" from t=0, one frame a second
         ind.show("Not engaged")
-        if policy.should_sound(float(t), "Not engaged", since=0.0, wall=NOON):
+        if policy.should_sound(float(t), "Not engaged", since=0.0, memory=memory, wall=NOON):
             assert t == 5
             ind.beep()
     time.sleep(0.25)
     assert [v for _, v in transitions(pin, start)] == [1.0, 0.0, 1.0, 0.0]
     muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
-    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, NOON) for t in range(100))
+    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, AlertMemory(), NOON) for t in range(100))
     ind.close()

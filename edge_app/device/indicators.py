@@ -16,8 +16,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge_app.engagement import ABSENT, DISTRACTED, Group
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
 
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
@@ -74,31 +78,45 @@ def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
     return start <= t < end if start <= end else (t >= start or t < end)
 
 
+@dataclass
+class AlertMemory:
+    """What ``BuzzerPolicy`` remembers between frames: owned by the capture loop's thread,
+    kept across settings changes (a new policy does not restart the cooldown)."""
+
+    last_alert: float = -1e18
+    alerted_since: float | None = None
+
+
+@dataclass(frozen=True)
 class BuzzerPolicy:
     """Decides when to sound: a disengaged state held ``after_s``, once per disengaged
-    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``)."""
+    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``).
 
-    def __init__(self, after_s=30.0, cooldown_s=120.0, quiet_hours="", enabled=True):
-        self.after_s, self.cooldown_s, self.quiet_hours, self.enabled = after_s, cooldown_s, quiet_hours, enabled
-        self._last_alert = -1e18
-        self._alerted_since: float | None = None
+    Immutable: new settings are a new policy; what it remembers lives in ``AlertMemory``."""
+
+    after_s: float = 30.0
+    cooldown_s: float = 120.0
+    quiet_hours: str = ""
+    enabled: bool = True
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "BuzzerPolicy":
-        i = cfg["indicators"]
-        return cls(i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
+    def from_config(cls, cfg: "Config") -> "BuzzerPolicy":
+        i = cfg.indicators
+        return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer)
 
-    def should_sound(self, now: float, group: str, since: float, wall: dt.datetime | None = None) -> bool:
-        """True once per disengaged stretch that lasts ``after_s``, outside cooldown and quiet hours."""
+    def should_sound(self, now: float, group: str, since: float, memory: AlertMemory,
+                     wall: dt.datetime | None = None) -> bool:
+        """True once per disengaged stretch that lasts ``after_s``, outside cooldown and
+        quiet hours; records the alert in ``memory``."""
         if not self.enabled or group not in ALERT_GROUPS:
             return False
-        if now - since < self.after_s or self._alerted_since == since:
+        if now - since < self.after_s or memory.alerted_since == since:
             return False
-        if now - self._last_alert < self.cooldown_s:
+        if now - memory.last_alert < self.cooldown_s:
             return False
         if in_quiet_hours(self.quiet_hours, wall or dt.datetime.now()):
             return False
-        self._last_alert, self._alerted_since = now, since
+        memory.last_alert, memory.alerted_since = now, since
         return True
 
 

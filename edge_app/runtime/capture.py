@@ -17,13 +17,16 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from edge_app.device.indicators import BuzzerPolicy, Indicator
+from edge_app.config import Config
+from edge_app.device.indicators import AlertMemory, BuzzerPolicy, Indicator
 from edge_app.engagement import (
     DISTRACTED,
+    EngagementRules,
     EngagementTracker,
     MinuteAggregator,
     Observation,
@@ -101,27 +104,43 @@ class _FrameReader:
         self._want.set()
 
 
+@dataclass(frozen=True)
+class LoopRules:
+    """Everything a frame is judged by, built once per config. The loop reads this one
+    reference once per frame and a settings change replaces it whole, so every frame sees
+    one config: never old engagement rules with a new buzzer, nor the reverse."""
+
+    cfg: Config
+    engagement: EngagementRules
+    buzzer: BuzzerPolicy
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "LoopRules":
+        return cls(cfg, EngagementRules.from_config(cfg), BuzzerPolicy.from_config(cfg))
+
+
 class CaptureLoop:
-    def __init__(self, cfg: dict, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, cfg: Config, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
                  clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
-        self.cfg, self.source, self.detector, self.classifier = cfg, source, detector, classifier
+        self.rules = LoopRules.from_config(cfg)  # replaced whole by apply_config, never edited
+        self.source, self.detector, self.classifier = source, detector, classifier
         self.store, self.indicator = store, indicator
         self.live = live or LiveFrame()
         self.clock, self.wall = clock, wall
         self.on_frame = on_frame  # e.g. the systemd watchdog ping: called only while frames flow
         self.tracker = EngagementTracker.from_config(cfg, classifier.labels, start=clock())
-        self.buzzer = BuzzerPolicy.from_config(cfg)
+        self.alerts = AlertMemory()  # the loop thread's own: cooldowns survive a settings change
         self.minutes = MinuteAggregator()
         self.health = Health()
         self.metrics = metrics or Metrics()
         self.metrics.set_model(classifier.manifest)
         if store is not None:
             self.metrics.watch_disk(store.data_dir)
-        d = cfg["detector"]
-        self.detect_every = d["detect_every"]
-        self.faces = FaceTracker(detector, d["detect_every"], d.get("full_detect_every", 30))
-        self.writer = StoreWriter(store, self.health, self.metrics, cfg["store"]["min_free_mb"]) if store else None
+        d = cfg.detector
+        self.detect_every = d.detect_every
+        self.faces = FaceTracker(detector, d.detect_every, d.full_detect_every)
+        self.writer = StoreWriter(store, self.health, self.metrics, cfg.store.min_free_mb) if store else None
         self._boxes = []
         self._gray: np.ndarray | None = None
         self._stop = threading.Event()
@@ -139,6 +158,7 @@ class CaptureLoop:
 
         ``captured`` is the ``perf_counter`` time the frame left the camera (for the
         capture-to-LED latency); ``capture_s`` how long reading it took."""
+        rules = self.rules  # read once: a settings change lands between frames, whole
         now = self.clock() if now is None else now
         t0 = time.perf_counter()
         captured = t0 if captured is None else captured
@@ -165,7 +185,7 @@ class CaptureLoop:
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs)
         with self.state_lock:
-            tracked, changed = self.tracker.update(obs)
+            tracked, changed = self.tracker.update(obs, rules.engagement)
             for f in faces:
                 f.setdefault("engagement", tracked.level)
             state = StateSnapshot.of(tracked, faces, probs, now, self.snapshot.seq + 1)
@@ -173,10 +193,10 @@ class CaptureLoop:
         self.indicator.show(state.group)
         t3 = time.perf_counter()  # the state is on the LED
         wall = self.wall()
-        if self.buzzer.should_sound(now, state.group, state.since):
+        if rules.buzzer.should_sound(now, state.group, state.since, self.alerts):
             self.indicator.beep()
             snapshot = None
-            if self.cfg["privacy"]["snapshot_on_alert"]:  # off by default: live frames are never stored
+            if rules.cfg.privacy.snapshot_on_alert:  # off by default: live frames are never stored
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:
                     snapshot = f"alerts/{int(wall * 1000)}.jpg"
@@ -348,19 +368,16 @@ class CaptureLoop:
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
 
-    def apply_config(self, cfg: dict) -> None:
-        """New engagement and buzzer settings from the admin page, applied in place: the
-        shown state and the smoothing history are kept, only the rules change."""
-        e, i = cfg["engagement"], cfg["indicators"]
-        with self.state_lock:
-            t = self.tracker
-            t.mapping = {label: e["mapping"][label] for label in t.labels}
-            t.absent_after_s, t.distracted_after_s = e["absent_after_s"], e["distracted_after_s"]
-            t.half_life, t.min_hold_s = e["ema_half_life_s"], e["min_hold_s"]
-            b = self.buzzer
-            b.after_s, b.cooldown_s, b.quiet_hours, b.enabled = (
-                i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
-        self.cfg = cfg
+    @property
+    def cfg(self) -> Config:
+        """The config the loop runs on now (the one in ``rules``)."""
+        return self.rules.cfg
+
+    def apply_config(self, cfg: Config) -> None:
+        """New engagement and buzzer settings from the admin page: one reference swap,
+        picked up by the next frame whole. The shown state, the smoothing history and
+        the alert cooldown are kept; nothing the loop thread is reading is edited."""
+        self.rules = LoopRules.from_config(cfg)
 
     @property
     def state(self) -> StateSnapshot:

@@ -15,27 +15,13 @@ from edge_app.web.guard import Guard
 log = logging.getLogger(__name__)
 SETTINGS_KEY = "config_overrides"
 
-# (dotted key, label, kind, help); kind: float, int, bool, str or a tuple of choices
-SETTINGS: list[tuple[str, str, object, str]] = [
-    ("engagement.ema_half_life_s", "Smoothing half-life (seconds)", float,
-     "How quickly the shown state follows the face: larger is steadier, slower."),
-    ("engagement.min_hold_s", "Minimum hold (seconds)", float,
-     "A new state must hold this long before the LED changes."),
-    ("engagement.absent_after_s", "Absent after (seconds)", float, "No face for this long counts as absent."),
-    ("indicators.buzzer", "Buzzer on", bool, "Off mutes the buzzer; the LED still shows the state."),
-    ("indicators.buzzer_after_s", "Alert after (seconds)", float,
-     "Sustained Not engaged or Distracted for this long sounds the buzzer and logs an alert."),
-    ("indicators.quiet_hours", "Quiet hours", str, 'No buzzer in these hours, e.g. "22:00-07:00"; empty: none.'),
-    ("privacy.keep_uploads", "Uploaded images kept", ("thumbnail", "none", "full"),
-     "thumbnail: a small copy; none: only the results; full: the whole photo."),
-    ("store.retention_days", "Keep data for (days)", int, "Rows and kept images older than this are deleted."),
-    ("privacy.snapshot_on_alert", "Snapshot on alert", bool,
-     "Store one live frame when an alert fires (off: live frames are never stored)."),
-]
+# (dotted key, label, kind, help) of what admins may change, from the config schema;
+# kind: float, int, bool, str or a tuple of choices
+SETTINGS: list[config_mod.AdminSetting] = config_mod.admin_settings()
 
 
 # ------------------------------------------------------------ settings persistence
-def with_saved_settings(store: Store, cfg: dict) -> dict:
+def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Config:
     """``cfg`` with the admin's saved settings applied (a bad saved value is skipped, logged)."""
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
     for dotted, value in saved.items():
@@ -47,17 +33,17 @@ def with_saved_settings(store: Store, cfg: dict) -> dict:
 
 
 def apply_settings(ctx, changes: dict) -> None:
-    """Validate ``changes`` (dotted keys), apply them to the running config in place,
-    tell the loop and the analyzer, and persist them. Raises ``ConfigError``."""
+    """Validate ``changes`` (dotted keys) into a new config, persist them, then hand the
+    new config whole to the web context, the analyzer and the loop. The old config object
+    is never edited: the loop may be reading it. Raises ``ConfigError``, changing nothing."""
     new = config_mod.with_changes(ctx.cfg, changes)
-    for section in {k.split(".", 1)[0] for k in changes}:
-        ctx.cfg[section] = new[section]
-    ctx.analyzer.mapping = dict(ctx.cfg["engagement"]["mapping"])
-    if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
-        ctx.loop.apply_config(ctx.cfg)
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     saved.update(changes)
     ctx.store.set_setting(SETTINGS_KEY, saved)
+    ctx.cfg = new
+    ctx.analyzer.mapping = dict(new.engagement.mapping)
+    if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
+        ctx.loop.apply_config(new)
 
 
 def _parse_setting(dotted: str, label: str, kind, raw: str | None):
@@ -83,12 +69,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         values = {}
         for dotted, *_ in SETTINGS:
             section, key = dotted.split(".")
-            values[dotted] = ctx.cfg[section][key]
+            values[dotted] = getattr(getattr(ctx.cfg, section), key)
         return values
 
     def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None):
-        mapping = (values or {}).get("mapping") or ctx.cfg["engagement"]["mapping"]
-        levels = sorted(set(config_mod.defaults()["engagement"]["mapping"].values()) | set(mapping.values())
+        mapping = (values or {}).get("mapping") or ctx.cfg.engagement.mapping
+        levels = sorted(set(config_mod.defaults().engagement.mapping.values()) | set(mapping.values())
                         | set(LEVEL_GROUPS))
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values or settings_values(),
                           mapping=mapping, levels=levels, error=error, done=done)
@@ -108,7 +94,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         shown = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
         shown["mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
-                            for emotion in ctx.cfg["engagement"]["mapping"]}
+                            for emotion in ctx.cfg.engagement.mapping}
         try:
             for dotted, label, kind, _ in SETTINGS:
                 value = _parse_setting(dotted, label, kind, request.forms.getunicode(dotted))
