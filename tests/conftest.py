@@ -2,6 +2,7 @@
 directory, and a running appliance (demo source, real HTTP server on loopback)."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -91,12 +92,43 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def wait_for(predicate, timeout=15.0, every=0.05):
-    """Poll ``predicate`` until it returns something truthy (returned) or time runs out."""
+def wait_for(predicate, timeout=15.0, every=0.05, what: str = ""):
+    """Poll ``predicate`` until it returns something truthy (returned) or time runs out.
+
+    The one way tests wait for something to happen: never a bare sleep."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         result = predicate()
         if result:
             return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached within {timeout} s: {what or getattr(predicate, '__name__', predicate)}")
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+
+
+class RecordingCascade:
+    """A Haar cascade that records the size of every image it is asked to search, so a
+    test can see which cascade ran, and on how much of the frame."""
+
+    def __init__(self, cascade):
+        self.cascade = cascade
+        self.calls: list[tuple[int, int]] = []
+
+    def detectMultiScale(self, image, *args, **kwargs):  # noqa: N802 - OpenCV's name
+        self.calls.append(image.shape[:2])
+        return self.cascade.detectMultiScale(image, *args, **kwargs)
+
+
+def record_cascades(detector) -> tuple[RecordingCascade, RecordingCascade]:
+    """Wrap ``detector``'s frontal and profile cascades in place; returns the recorders."""
+    detector.frontal = RecordingCascade(detector.frontal)
+    detector.profile = RecordingCascade(detector.profile)
+    return detector.frontal, detector.profile
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip on a developer's machine that lacks ``reason``; fail in CI (``CI`` set), which
+    must have everything the suite needs, so nothing is silently left untested there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} - CI must provide it (CI is set)")
+    pytest.skip(reason)
