@@ -72,6 +72,14 @@ def appliance(make_appliance):
     return make_appliance()
 
 
+@pytest.fixture
+def web_appliance(make_appliance):
+    """The web UI on its store without the capture loop, for tests that never look at the
+    live state, the stream or what the loop writes: much cheaper to start and stop. A module
+    whose tests are all like that overrides ``appliance`` with it (``admin_session`` follows)."""
+    return make_appliance(with_loop=False)
+
+
 def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
     """A requests session logged in through the JSON login API; ``.csrf`` holds its token."""
     s = requests.Session()
