@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conftest import wait_for
+from conftest import skip_unless_ci, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
@@ -162,10 +162,10 @@ def tiny_tmpfs(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI and the device test rig run as root)")
+        skip_unless_ci("mounting a tmpfs needs root (CI and the device test rig run as root)")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
+        skip_unless_ci(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
