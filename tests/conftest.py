@@ -114,6 +114,17 @@ def wait_for(predicate, timeout=15.0, every=0.05, what: str = ""):
         time.sleep(every)
 
 
+def stays(predicate, seconds: float, every=0.005) -> bool:
+    """True when ``predicate`` holds at every check over ``seconds``: for proving that
+    something does *not* happen (a blink that should have stopped), never for waiting."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        time.sleep(every)
+    return bool(predicate())
+
+
 class RecordingCascade:
     """A Haar cascade that records the size of every image it is asked to search, so a
     test can see which cascade ran, and on how much of the frame."""
