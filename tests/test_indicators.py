@@ -156,18 +156,34 @@ def test_active_buzzer_beeps_twice(factory, tmp_path):
     ind.close()
 
 
-def test_passive_buzzer_plays_a_tone(factory, tmp_path):
+class ToneRecordingPin(MockPWMPin):
+    """gpiozero's PWM mock pin, remembering every frequency set (the tone is gone once
+    the buzzer stops)."""
+
+    def __init__(self, factory, info):
+        super().__init__(factory, info)
+        self.frequencies: list[float | None] = []
+
+    def _set_frequency(self, value):
+        super()._set_frequency(value)
+        self.frequencies.append(value)
+
+
+def test_passive_buzzer_plays_a_tone(tmp_path):
+    factory = MockFactory(pin_class=ToneRecordingPin)
     ind = GpioIndicator.from_config(gpio_cfg(tmp_path, buzzer_active=False, buzzer_beep_s=0.05), pin_factory=factory)
     pin = factory.pin(BUZZER)
-    start = len(pin.states)
+    start, set_before = len(pin.states), len(pin.frequencies)
     ind.beep()
     wait_for(lambda: [v for _, v in transitions(pin, start)].count(0.5) == 2 and pin.state == 0,
              what="two tones, then silence")
     assert stays(lambda: pin.state == 0, 0.15)
     values = [v for _, v in transitions(pin, start)]
     assert values.count(0.5) == 2 and values[-1] == 0.0  # two tones at 50 % duty, then silence
-    assert pin.frequency is None or pin.frequency == pytest.approx(880, rel=0.01)
+    tones = [f for f in pin.frequencies[set_before:] if f]
+    assert len(tones) == 2 and tones == pytest.approx([880, 880], rel=0.01)  # A5, twice
     ind.close()
+    factory.reset()
 
 
 def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
