@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import wait_for
+from conftest import login, wait_for
 
 from edge_app.cli import main
 from edge_app.models import registry as flash
@@ -225,7 +225,8 @@ def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
     assert json.loads(manifest.read_text())["golden"]["labels"]
 
 
-def test_admin_web_upload_installs_and_refuses(appliance, admin_session, variant, cfg):
+def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
+    appliance, admin_session = web_appliance, login(web_appliance.url)  # the web upload alone: no loop needed
     model, manifest = variant(1)
     url = f"{appliance.url}/admin/model/install"
     files = lambda m: {"model": (m.name, m.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())}  # noqa: E731
