@@ -19,6 +19,7 @@ H, W = 480, 640  # the camera frame; the detector works on a 320 px wide copy (s
 def face(grace_path) -> np.ndarray:
     """Grace Hopper's face and a margin around it, about 155x160 px, grayscale."""
     img = cv2.imread(str(grace_path), cv2.IMREAD_GRAYSCALE)
+    assert img is not None
     return cv2.resize(img[60:380, 110:420], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
 
 
@@ -86,7 +87,8 @@ def test_detects_every_n_frames_and_on_the_whole_frame_every_m(detector, face, b
 def test_follows_a_moving_face_between_detections(detector, face, background):
     tracker = FaceTracker(detector, detect_every=3, full_every=10)
     fh, fw = face.shape
-    previous, seen = None, set()
+    previous: tuple[int, int, int, int] = (0, 0, 0, 0)
+    seen = set()
     for i in range(24):
         x, y = 100 + 4 * i, 100 + 2 * i
         faces = tracker.update(scene(background, (face, (x, y))))
