@@ -176,3 +176,25 @@ def test_every_one_means_plain_detection_on_every_frame(detector, face, backgrou
     assert steps(tracker, [frame] * 4) == ["full"] * 4
     assert frontal.calls == [(240, 320)] * 4
     assert tracker.faces == FaceDetector().detect(frame)
+
+
+def test_a_turned_away_face_is_followed_with_the_profile_cascade(detector):
+    """The demo's turned-away stretch: found as a profile face, re-detected near itself
+    with the profile cascade (frame and mirror) and never with the frontal one, and it
+    stays a profile face ("Distracted") throughout."""
+    from edge_app.vision.demo import CYCLE_S, DemoScene
+
+    scene_ = DemoScene()
+    times = [t / 10 for t in range(int(CYCLE_S * 10)) if scene_.shot_at(t / 10).picture == "profile"]
+    frontal, profile = record_cascades(detector)
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    for i, t in enumerate(times[5:17]):
+        f0, p0 = len(frontal.calls), len(profile.calls)
+        faces = tracker.update(scene_.render(t))  # 10 fps of scene time
+        assert len(faces) == 1 and faces[0].kind == "profile", (t, faces)
+        step = tracker.last_step
+        assert step == ("full" if i == 0 else "roi" if i % 3 == 0 else "track"), (i, step)
+        if step == "roi":
+            assert frontal.calls[f0:] == [] and len(profile.calls[p0:]) == 2
+            (h, w), _ = profile.calls[p0:]
+            assert h * w < 0.5 * 240 * 320
