@@ -211,7 +211,7 @@ def test_locked_database_is_waited_on_then_reported_never_a_crash(cfg, tmp_path)
 
     # a short lock: the writer waits (busy timeout) and succeeds, no failure at all
     other.execute("BEGIN EXCLUSIVE")
-    time.sleep(1.0)
+    wait_for(lambda: loop.health.pending_writes >= 3, what="rows piling up behind the lock")
     other.execute("COMMIT")
     wait_for(lambda: loop.health.pending_writes == 0)
     assert loop.metrics.registry.get_sample_value("engage_store_write_failures_total") == 0
