@@ -1,5 +1,7 @@
 """Shared fixtures: real face photos from package samples, a temporary config and data
-directory, and a running appliance (demo source, real HTTP server on loopback)."""
+directory, and a running appliance (demo source, real HTTP server on loopback), with or
+without its capture loop. Shared helpers: ``wait_for`` (the one way to wait), ``stays``,
+cascade recorders, and ``skip_unless_ci`` (a missing prerequisite fails in CI)."""
 from __future__ import annotations
 
 import os
@@ -140,6 +142,7 @@ class RecordingCascade:
 
 def record_cascades(detector) -> tuple[RecordingCascade, RecordingCascade]:
     """Wrap ``detector``'s frontal and profile cascades in place; returns the recorders."""
+    assert detector.profile is not None, "record_cascades needs a detector with the profile cascade on"
     detector.frontal = RecordingCascade(detector.frontal)
     detector.profile = RecordingCascade(detector.profile)
     return detector.frontal, detector.profile
