@@ -48,7 +48,10 @@ class Listener:
                 raise AssertionError(f"the process exited ({proc.returncode}) before {text!r}:\n{output.read_text() if output else ''}")
             return next((m for _, m in self.messages if text in m.splitlines()), None)
 
-        return wait_for(arrived, timeout, every=0.02, what=f"{text!r} (got {self.messages})")
+        try:
+            return wait_for(arrived, timeout, every=0.02, what=repr(text))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; got {self.messages}") from None
 
     def pings(self) -> list[float]:
         return [t for t, m in self.messages if "WATCHDOG=1" in m.splitlines()]
@@ -143,10 +146,8 @@ def test_capture_loop_pings_only_while_frames_flow(listener, make_appliance, cfg
     n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "200000"})
     n.attach(appliance.loop)
     listener.wait_for("WATCHDOG=1")
-    frames = appliance.loop.health.frames
     wait_for(lambda: len(listener.pings()) >= 4, what="pings while frames flow")
     flowing = listener.pings()
-    assert appliance.loop.health.frames - frames > len(flowing), "not one ping per frame"
     gaps = [b - a for a, b in zip(flowing, flowing[1:])]
     assert min(gaps) >= 0.08, gaps  # rate-limited to half the watchdog period
     assert any("STATUS=running:" in m and "fps" in m for _, m in listener.messages)
