@@ -198,3 +198,21 @@ def test_a_turned_away_face_is_followed_with_the_profile_cascade(detector):
             assert frontal.calls[f0:] == [] and len(profile.calls[p0:]) == 2
             (h, w), _ = profile.calls[p0:]
             assert h * w < 0.5 * 240 * 320
+
+
+def test_a_newcomer_is_found_at_the_next_whole_frame_detection(detector, face, background):
+    """Between whole-frame detections only the main face is looked for; the periodic
+    whole-frame pass is what finds someone who sat down meanwhile."""
+    newcomer = cv2.resize(face, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_LINEAR)
+    nh, nw = newcomer.shape
+    tracker = FaceTracker(detector, detect_every=3, full_every=6)
+    alone = scene(background, (face, (40, 150)))
+    both = scene(background, (face, (40, 150)), (newcomer, (380, 120)))
+    assert len(tracker.update(alone)) == 1
+    for _ in range(5):  # the newcomer arrives; the tracker keeps to the face it knows
+        faces = tracker.update(both)
+        assert tracker.last_step in ("track", "roi")
+        assert len(faces) == 1 and faces[0].box[0] < 200
+    faces = tracker.update(both)
+    assert tracker.last_step == "full" and len(faces) == 2
+    assert near(faces[0].box, (380 + nw / 2, 120 + nh / 2))  # the bigger face is the main face now
