@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from edge_app.cli import main
 from edge_app.store.backup import BackupError, backup, export_csv, parse_since
@@ -43,7 +44,7 @@ def test_backup_while_another_thread_writes_is_consistent(store, tmp_path):
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(0.2)
+        wait_for(lambda: written[0] >= 200, what="the writer under way")  # backups race real writes
         dests = [backup(store.data_dir, tmp_path / f"copy{i}.db") for i in range(3)]
     finally:
         stop.set()

@@ -62,7 +62,12 @@ def test_shipped_manifest_describes_the_shipped_model():
     assert raw["input"]["size"] == [48, 48] and raw["input"]["channels"] == 1
     assert isinstance(raw["input"]["scale"], (int, float)) and isinstance(raw["input"]["offset"], (int, float))
     assert raw["sha256"] == sha256_file(SHIPPED_MANIFEST.parent / raw["model"])
-    assert isinstance(raw.get("metrics", {}), dict)
+    # the evaluation of this very file, and the figure the model card quotes
+    metrics = raw["metrics"]
+    assert (metrics["model"], metrics["sha256"], metrics["split"]) == (raw["model"], raw["sha256"], "test")
+    accuracy = metrics["official"]["accuracy"]
+    assert 0.8 <= accuracy <= 1
+    assert f"{accuracy:.2%}" in (SHIPPED_MANIFEST.parent / "MODEL_CARD.md").read_text()
 
 
 def test_runs_on_litert_with_an_int8_model(classifier):

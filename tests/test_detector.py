@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from conftest import record_cascades
 
 from edge_app.vision.detector import Face, FaceDetector
 
@@ -107,8 +108,17 @@ def test_turned_away_face_is_a_profile_hit(detector):
     assert FaceDetector(profile=False).detect(sideways) == []
 
 
-def test_profile_cascade_only_runs_without_a_frontal_face(detector, grace):
-    assert all(f.kind == "frontal" for f in detector.detect(grace))
+def test_profile_cascade_only_runs_without_a_frontal_face(grace):
+    """It is the expensive fallback: never run when a frontal face was found; run on the
+    frame and its mirror image when none was."""
+    detector = FaceDetector()
+    frontal, profile = record_cascades(detector)
+    assert [f.kind for f in detector.detect(grace)] == ["frontal"]
+    assert len(frontal.calls) == 1 and profile.calls == []
+    sideways = cv2.flip(skimage.data.camera(), 1)
+    assert detector.detect(sideways) and len(frontal.calls) == 2
+    small = frontal.calls[-1]
+    assert profile.calls == [small, small]  # the frame and its mirror, at the detection size
 
 
 def test_min_face_px_drops_small_faces(grace):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import login, wait_for
+from conftest import login, skip_unless_ci, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
@@ -164,10 +164,10 @@ def tiny_tmpfs(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI and the device test rig run as root)")
+        skip_unless_ci("mounting a tmpfs needs root (CI and the device test rig run as root)")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
+        skip_unless_ci(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -213,7 +213,7 @@ def test_locked_database_is_waited_on_then_reported_never_a_crash(cfg, tmp_path)
 
     # a short lock: the writer waits (busy timeout) and succeeds, no failure at all
     other.execute("BEGIN EXCLUSIVE")
-    time.sleep(1.0)
+    wait_for(lambda: loop.health.pending_writes >= 3, what="rows piling up behind the lock")
     other.execute("COMMIT")
     wait_for(lambda: loop.health.pending_writes == 0)
     assert loop.metrics.registry.get_sample_value("engage_store_write_failures_total") == 0

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
+from conftest import stays, wait_for
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_app import config as config_mod
@@ -47,6 +47,12 @@ def transitions(pin, since: int = 0) -> list:
     return [(s.timestamp, float(s.state)) for s in pin.states[since:]]
 
 
+def changes_after(pin, start: int, n: int) -> list:
+    """Wait until ``pin`` has changed ``n`` times since ``start``; its transitions."""
+    wait_for(lambda: len(pin.states) - start >= n, what=f"{n} changes of {pin}")
+    return transitions(pin, start)
+
+
 def check_blink(changes: list, on_s: float, off_s: float, on_level: float = 1.0, minimum: int = 4) -> None:
     """The pin alternated between on_level and 0 with about on_s / off_s between changes."""
     assert len(changes) >= minimum, changes
@@ -84,8 +90,7 @@ def test_absent_is_a_slow_blue_blink(factory, tmp_path):
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    time.sleep(0.9)
-    check_blink(transitions(blue, start), 0.15, 0.1)
+    check_blink(changes_after(blue, start, 5), 0.15, 0.1)
     assert factory.pin(RED).state == 0 and factory.pin(GREEN).state == 0
     ind.close()
 
@@ -97,12 +102,11 @@ def test_fault_is_a_fast_red_blink_that_overrides_and_then_restores(factory, tmp
     start = len(red.states)
     ind.fault(True, "no camera")
     ind.show("Not engaged")  # the state changes under the fault: still the fault pattern
-    time.sleep(0.75)
-    check_blink(transitions(red, start), 0.1, 0.1, minimum=6)
+    check_blink(changes_after(red, start, 7), 0.1, 0.1, minimum=6)
     assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
     ind.fault(False)
-    time.sleep(0.05)
-    assert levels(factory) == (1.0, 0.0, 0.0)  # the state that arrived during the fault
+    # the state that arrived during the fault, steady: no blink left over (one blink is 0.2 s)
+    assert stays(lambda: levels(factory) == (1.0, 0.0, 0.0), 0.3)
     ind.close()
 
 
@@ -117,10 +121,12 @@ def test_show_every_frame_never_restarts_a_blink_or_touches_pins(factory, tmp_pa
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    deadline = time.monotonic() + 0.7
-    while time.monotonic() < deadline:  # as the capture loop does, many times per blink
+
+    def shown_until_blinked():  # as the capture loop does, many times per blink
         ind.show(ABSENT)
-        time.sleep(0.002)
+        return len(blue.states) - start >= 6
+
+    wait_for(shown_until_blinked, every=0.002)
     check_blink(transitions(blue, start), 0.1, 0.1, minimum=5)
     ind.close()
 
@@ -135,9 +141,9 @@ def test_three_separate_leds(factory, tmp_path):
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    time.sleep(0.55)
+    changes = changes_after(blue, start, 5)
     assert factory.pin(GREEN).state == 0
-    check_blink(transitions(blue, start), 0.1, 0.1)
+    check_blink(changes, 0.1, 0.1)
     ind.close()
 
 
@@ -146,23 +152,41 @@ def test_active_buzzer_beeps_twice(factory, tmp_path):
     pin = factory.pin(BUZZER)
     start = len(pin.states)
     ind.beep()
-    time.sleep(0.4)
-    changes = transitions(pin, start)
+    changes = changes_after(pin, start, 4)
+    assert stays(lambda: len(pin.states) - start == 4, 0.15)  # two beeps, then silence
     assert [v for _, v in changes] == [1.0, 0.0, 1.0, 0.0]
     check_blink(changes, 0.05, 0.05, minimum=4)
     ind.close()
 
 
-def test_passive_buzzer_plays_a_tone(factory, tmp_path):
+class ToneRecordingPin(MockPWMPin):
+    """gpiozero's PWM mock pin, remembering every frequency set (the tone is gone once
+    the buzzer stops)."""
+
+    def __init__(self, factory, info):
+        super().__init__(factory, info)
+        self.frequencies: list[float | None] = []
+
+    def _set_frequency(self, value):
+        super()._set_frequency(value)
+        self.frequencies.append(value)
+
+
+def test_passive_buzzer_plays_a_tone(tmp_path):
+    factory = MockFactory(pin_class=ToneRecordingPin)
     ind = GpioIndicator.from_config(gpio_cfg(tmp_path, buzzer_active=False, buzzer_beep_s=0.05), pin_factory=factory)
     pin = factory.pin(BUZZER)
-    start = len(pin.states)
+    start, set_before = len(pin.states), len(pin.frequencies)
     ind.beep()
-    time.sleep(0.4)
+    wait_for(lambda: [v for _, v in transitions(pin, start)].count(0.5) == 2 and pin.state == 0,
+             what="two tones, then silence")
+    assert stays(lambda: pin.state == 0, 0.15)
     values = [v for _, v in transitions(pin, start)]
     assert values.count(0.5) == 2 and values[-1] == 0.0  # two tones at 50 % duty, then silence
-    assert pin.frequency is None or pin.frequency == pytest.approx(880, rel=0.01)
+    tones = [f for f in pin.frequencies[set_before:] if f]
+    assert len(tones) == 2 and tones == pytest.approx([880, 880], rel=0.01)  # A5, twice
     ind.close()
+    factory.reset()
 
 
 def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
@@ -331,8 +355,7 @@ def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
         if policy.should_sound(float(t), "Not engaged", since=0.0, memory=memory, wall=NOON):
             assert t == 5
             ind.beep()
-    time.sleep(0.25)
-    assert [v for _, v in transitions(pin, start)] == [1.0, 0.0, 1.0, 0.0]
+    assert [v for _, v in changes_after(pin, start, 4)] == [1.0, 0.0, 1.0, 0.0]
     muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
     assert not any(muted.should_sound(float(t), "Not engaged", 0.0, AlertMemory(), NOON) for t in range(100))
     ind.close()

@@ -269,13 +269,8 @@ def test_model_page(quiet):
 
 # ------------------------------------------------------------ alerts and live snapshots
 def wait_for_alert(appliance, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = appliance.store.query("SELECT id, snapshot_path FROM alerts")
-        if rows:
-            return rows[0]
-        time.sleep(0.2)
-    raise AssertionError("no alert within %.0f s" % timeout)
+    return wait_for(lambda: appliance.store.query("SELECT id, snapshot_path FROM alerts"), timeout,
+                    what="an alert")[0]
 
 
 @pytest.mark.parametrize("snapshot", [False, True])
@@ -296,9 +291,7 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
         assert "snapshot</a>" not in dashboard
         return
     assert alert["snapshot_path"].startswith("alerts/")
-    deadline = time.monotonic() + 5
-    while not appliance.store.image_file(alert["snapshot_path"]).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: appliance.store.image_file(alert["snapshot_path"]).exists(), 5, what="the snapshot file")
     assert f'href="/admin/alert/{alert["id"]}.jpg"' in dashboard
     r = s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10)
     assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
