@@ -14,7 +14,7 @@ from edge_app.runtime import bench
 from edge_app.vision.sources import DemoSource
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "emotion-int8.json"
+SHIPPED = ROOT / "edge_app" / "models" / "shipped" / "emotion-int8.json"
 
 
 def check_config(c: dict, frames: int):
