@@ -97,6 +97,8 @@ clf = classifier.EmotionClassifier()
 assert clf.manifest.model_path.resolve().is_relative_to(target)
 ok, reason = registry.golden_check(clf, json.loads(classifier.SHIPPED_MANIFEST.read_text())["golden"])
 assert ok, reason
+from edge_app.runtime import bench
+assert bench.default_paper_manifest() == Path.cwd() / "models" / "baseline" / "paper-float.json"  # a checkout's
 frame = demo.DemoScene().render(20.0)
 assert frame.shape == (480, 640, 3) and frame.std() > 10
 print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",")),

@@ -56,12 +56,10 @@ CLIP_START_S = 5.0  # the demo timeline from 5 s: Grace Hopper, the astronaut, t
 
 
 def default_paper_manifest() -> Path:
-    """The paper's float model: beside the package in a checkout, else in the checkout the
-    bench is run from (a wheel install), else the checkout path (missing: the caller says so)."""
-    for candidate in (PAPER_MANIFEST, Path.cwd() / PAPER_RELATIVE):
-        if candidate.is_file():
-            return candidate
-    return PAPER_MANIFEST
+    """The paper's float model: beside the package when it runs from a checkout, else in
+    the checkout the bench is run from (an installed wheel); the caller says when missing."""
+    in_checkout = (ROOT / "setup.py").is_file() and (ROOT / "edge_app").is_dir()
+    return PAPER_MANIFEST if in_checkout else Path.cwd() / PAPER_RELATIVE
 
 
 class ClipSource(FrameSource):
