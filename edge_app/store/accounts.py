@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -164,6 +165,8 @@ class Accounts:
                  throttle: ThrottlePolicy | None = None):
         self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
         self.throttle = throttle or ThrottlePolicy()
+        self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
+        self._pending_lock = threading.Lock()
 
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
@@ -176,12 +179,13 @@ class Accounts:
             keys.append(("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
         return keys
 
-    def _refusal(self, conn, username: str, address: str | None, now: float) -> LoginThrottled | None:
-        """Why this attempt must not be checked now, or None."""
+    def _refusal(self, username: str, address: str | None, now: float) -> LoginThrottled | None:
+        """Why this attempt must not be checked now, or None. Attempts still being checked
+        (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
         p = self.throttle
         for key, slow_after, lock_after, who in self._keys(username, address):
-            row = conn.execute("SELECT COUNT(*) AS n, MAX(t) AS last FROM login_failures WHERE key = ? AND t > ?",
-                               (key, now - max(p.window_s, p.lock_s))).fetchone()
+            row = self.store.query("SELECT COUNT(*) AS n, MAX(t) AS last FROM login_failures WHERE key = ? AND t > ?",
+                                   (key, now - max(p.window_s, p.lock_s)))[0]
             n, last = row["n"], row["last"] or 0.0
             if n >= lock_after and now < last + p.lock_s:
                 wait = last + p.lock_s - now
@@ -193,36 +197,45 @@ class Accounts:
                     wait = last + delay - now
                     return LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
                                           "before trying again.", wait)
+            if n + self._pending.get(key, 0) >= lock_after:
+                return LoginThrottled(f"Too many log-ins for {who} are being checked at once: "
+                                      "try again in a moment.", 1.0)
         return None
 
     def check_throttle(self, username: str, address: str | None, now: float | None = None) -> None:
         """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
-        refusal = self._refusal(self.store.connect(), username, address, time.time() if now is None else now)
+        refusal = self._refusal(username, address, time.time() if now is None else now)
         if refusal:
             raise refusal
 
     def login(self, username: str, password: str, address: str | None = None) -> User | None:
         """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``.
 
-        The attempt is recorded as a failure, in the same write transaction as the
-        throttle check, *before* the password is checked: forty parallel guesses are
-        forty counted failures, not one check each against a count of zero. A right
-        password then takes its own attempt back."""
-        now = time.time()
-        keys = self._keys(username, address)
-        with self.store.transaction() as conn:
-            refusal = self._refusal(conn, username, address, now)
-            if refusal is None:
-                ids = [conn.execute("INSERT INTO login_failures(key, t) VALUES (?, ?)", (key, now)).lastrowid
-                       for key, *_ in keys]
-        if refusal is not None:
-            raise refusal
-        user = self.authenticate(username, password)
-        if user is not None:
-            with self.store.transaction() as conn:
-                conn.executemany("DELETE FROM login_failures WHERE id = ?", [(i,) for i in ids])
-                conn.execute("DELETE FROM login_failures WHERE key = ?", (keys[0][0],))
-        return user
+        The attempt is counted (as pending, under one lock with the throttle check)
+        *before* the password is checked: forty parallel guesses are forty counted
+        attempts, not forty checks against a count of zero."""
+        keys = [key for key, *_ in self._keys(username, address)]
+        with self._pending_lock:
+            refusal = self._refusal(username, address, time.time())
+            if refusal is not None:
+                raise refusal
+            for key in keys:
+                self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            user = self.authenticate(username, password)
+            now = time.time()
+            if user is None:
+                with self.store.transaction() as conn:
+                    conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)", [(key, now) for key in keys])
+            else:
+                self.store.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
+            return user
+        finally:
+            with self._pending_lock:
+                for key in keys:
+                    self._pending[key] -= 1
+                    if not self._pending[key]:
+                        del self._pending[key]
 
     def unlock(self, username: str) -> int:
         """Forget every failed log-in for ``username`` (an admin's unlock); returns how many."""
