@@ -94,7 +94,12 @@ class Appliance:
         if self.loop:
             self.loop.start()
         web = self.cfg["web"]
-        self.server = Server(self.app, web["host"], web["port"], web["threads"], web["tls_cert"], web["tls_key"]).start()
+        try:
+            self.server = Server(self.app, web["host"], web["port"], web["threads"], web["tls_cert"], web["tls_key"]).start()
+        except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
+            if self.loop:
+                self.loop.stop()
+            raise
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         self.model_watcher.start()
         return self
