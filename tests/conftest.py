@@ -1,6 +1,6 @@
-"""Shared fixtures: real face photos from package samples, a temporary config and data
-directory, and a running appliance (demo source, real HTTP server on loopback), with or
-without its capture loop. Shared helpers: ``wait_for`` (the one way to wait), ``stays``,
+"""Shared fixtures: the real face photos shipped in the package, a temporary config and
+data directory, and a running appliance (demo source, real HTTP server on loopback), with
+or without its capture loop. Shared helpers: ``wait_for`` (the one way to wait), ``stays``,
 cascade recorders, and ``skip_unless_ci`` (a missing prerequisite fails in CI)."""
 from __future__ import annotations
 
@@ -21,22 +21,24 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def grace_path() -> Path:
-    from matplotlib import cbook
+    """The Grace Hopper portrait shipped in the package (public domain, US Navy)."""
+    from edge_app.vision.faces import PHOTOS
 
-    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    return Path(str(PHOTOS / "grace_hopper.jpg"))
 
 
 @pytest.fixture(scope="session")
 def face_jpeg(grace_path) -> bytes:
-    """A real face photograph (matplotlib's Grace Hopper sample) as JPEG bytes."""
+    """A real face photograph (the shipped Grace Hopper portrait) as JPEG bytes."""
     return grace_path.read_bytes()
 
 
 @pytest.fixture(scope="session")
 def astronaut_png() -> bytes:
-    import skimage.data
+    """The shipped astronaut portrait (Eileen Collins, NASA), re-encoded as PNG."""
+    from edge_app.vision.faces import photo
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(".png", photo("astronaut.jpg"))
     assert ok
     return buf.tobytes()
 

@@ -14,7 +14,7 @@ from edge_app.runtime import bench
 from edge_app.vision.sources import DemoSource
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "emotion-int8.json"
+SHIPPED = ROOT / "edge_app" / "models" / "shipped" / "emotion-int8.json"
 
 
 def check_config(c: dict, frames: int):
@@ -86,3 +86,10 @@ def test_agreement_counts_only_faces_both_classified():
     other = next(l for l in clf.labels if l != label)
     a = bench.agreement(frames, [(box, label), (box, other), None], [box, box, box], clf)
     assert a == {"emotion": 0.5, "compared": 2, "face_presence": round(2 / 3, 4)}
+
+
+def test_the_paper_model_is_found_in_the_checkout():
+    """In a checkout the bench finds the paper's float model in models/baseline/ (a wheel
+    install looks in the checkout it is run from: tests/test_packaging.py)."""
+    assert bench.default_paper_manifest() == ROOT / "models" / "baseline" / "paper-float.json"
+    assert bench.default_paper_manifest().is_file()

@@ -1,4 +1,5 @@
-"""Face detection (OpenCV Haar cascades) on real photographs from package samples."""
+"""Face detection (OpenCV Haar cascades) on the real photographs shipped in the package
+(and two face-free scikit-image samples, a dev-only dependency)."""
 from __future__ import annotations
 
 import cv2
@@ -7,6 +8,7 @@ import pytest
 import skimage.data
 from conftest import record_cascades
 
+from edge_app.vision import faces as shipped
 from edge_app.vision.detector import Face, FaceDetector
 
 # Where the faces are in the package photos (x, y of a point inside each face).
@@ -28,7 +30,7 @@ def grace(grace_path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    return shipped.photo("astronaut.jpg").copy()
 
 
 def contains(box, point) -> bool:
@@ -101,7 +103,7 @@ def test_no_face_where_there_is_none(detector, name):
 def test_turned_away_face_is_a_profile_hit(detector):
     """The cameraman (mirrored, as the demo shows him) is turned sideways: no frontal hit,
     profile hits - the tracker's "Distracted". With ``profile = false`` nothing is found."""
-    sideways = cv2.flip(skimage.data.camera(), 1)
+    sideways = cv2.cvtColor(shipped.profile_face(), cv2.COLOR_BGR2GRAY)
     faces = detector.detect(sideways)
     assert faces and all(f.kind == "profile" for f in faces)
     assert contains(faces[0].box, (280, 140))

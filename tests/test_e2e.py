@@ -190,7 +190,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
 
     fps, base = 5, 1_700_000_000.0
     classifier = classifier_from_config(cfg)
-    source = DemoSource(realtime=False, fps=fps, lfw_picks=demo_picks(classifier, cfg["engagement"]["mapping"]))
+    source = DemoSource(realtime=False, fps=fps, face_picks=demo_picks(classifier, cfg["engagement"]["mapping"]))
     store = Store(tmp_path / "loop")
     scene = {"t": 0.0}
     loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), classifier, store, make_indicator(cfg),

@@ -257,7 +257,7 @@ def test_corrupt_model_at_start_is_a_clear_error(tmp_path):
     import hashlib
     import json
 
-    shipped = json.loads((ROOT / "models" / "emotion-int8.json").read_text())
+    shipped = json.loads((ROOT / "edge_app" / "models" / "shipped" / "emotion-int8.json").read_text())
     model = tmp_path / "broken.tflite"
     model.write_bytes(b"TFL3 this is not a flatbuffer" * 50)
     manifest = tmp_path / "broken.json"

@@ -61,6 +61,25 @@ def test_golden_data_is_recorded_and_checked(golden_manifest):
     assert set(g["labels"]) <= set(golden_manifest["labels"])
 
 
+def test_shipped_manifest_carries_a_current_golden_record():
+    """The shipped golden block is the one compute_golden gives today (recompute it with
+    `engage-edge model golden` when the reference faces or the model change), spread over
+    the labels the shipped photos show, and the shipped model passes it."""
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    assert raw["golden"] == flash.compute_golden(SHIPPED_MANIFEST)
+    assert raw["golden"]["source"] == flash.GOLDEN_SOURCE
+    assert len(set(raw["golden"]["labels"])) >= 3, raw["golden"]
+    ok, reason = flash.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), raw["golden"])
+    assert ok, reason
+
+
+def test_golden_record_of_another_face_set_is_refused_with_the_fix():
+    clf = flash.EmotionClassifier(SHIPPED_MANIFEST)
+    old = {"source": "skimage.data.lfw_subset", "indices": list(range(flash.GOLDEN_COUNT)), "labels": ["neutral"] * flash.GOLDEN_COUNT}
+    ok, reason = flash.golden_check(clf, old)
+    assert not ok and "lfw_subset" in reason and "engage-edge model golden" in reason
+
+
 def test_good_model_installs_and_running_appliance_picks_it_up(make_appliance, cfg, variant):
     appliance = make_appliance()
     before = appliance.loop.classifier

@@ -29,13 +29,12 @@ PURGE_EVERY_S = 3600
 
 
 def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> list[int]:
-    """Which LFW faces the demo shows: for each engagement group the face the model
-    places there most confidently, so the demo walks through every state."""
-    from edge_app.vision import demo
+    """Which reference faces the demo shows: for each engagement group the face the model
+    places there most confidently, so the demo walks through every state it can."""
+    from edge_app.vision.faces import reference_faces
 
-    faces = demo.lfw_faces()
     best: dict[str, tuple[float, int]] = {}
-    for i, face in enumerate(faces):
+    for i, face in enumerate(reference_faces()):
         p = classifier.probabilities(face)
         for label, prob in zip(classifier.labels, p):
             group = group_of(mapping[label])
@@ -73,7 +72,7 @@ class Appliance:
         if with_loop:
             if source is None:
                 spec = cfg.camera.source
-                extra = {"lfw_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
+                extra = {"face_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
                 source = make_source(spec, cfg, **extra)
             self.indicator = indicator or make_indicator(cfg)
             self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
@@ -102,7 +101,12 @@ class Appliance:
         if self.loop:
             self.loop.start()
         web = self.cfg.web
-        self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key).start()
+        try:
+            self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key).start()
+        except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
+            if self.loop:
+                self.loop.stop()
+            raise
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         self.model_watcher.start()
         return self
