@@ -24,6 +24,7 @@ setup(
         "bottle>=0.13",
         "cheroot>=10",
         "prometheus-client>=0.20",
+        "paho-mqtt>=2,<3",  # the classroom: devices publish to an MQTT broker (edge_app/fleet)
         "matplotlib>=3.8",  # its grace_hopper.jpg sample feeds the demo source
         "scikit-image>=0.22",  # astronaut, lfw_subset and camera samples for the demo
     ],

@@ -13,6 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_app.fleet.settings import RULES as MQTT_RULES
+from edge_app.fleet.settings import check_together as check_mqtt
+
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
 LEVEL_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
@@ -70,6 +73,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "login.lock_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
     "login.lock_after_address": (lambda v: 1 <= v <= 10000, "an integer from 1 to 10000"),
     "login.lock_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
+    **MQTT_RULES,  # [mqtt]: the classroom (edge_app/fleet/settings.py)
     "privacy.keep_uploads": (lambda v: v in ("thumbnail", "none", "full"), '"thumbnail", "none" or "full"'),
 }
 
@@ -150,6 +154,7 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
     if bool(cfg["web"]["tls_cert"]) != bool(cfg["web"]["tls_key"]):
         raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+    check_mqtt(cfg["mqtt"], ConfigError)
     return cfg
 
 

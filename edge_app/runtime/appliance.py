@@ -12,6 +12,7 @@ import time
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import group_of
+from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
@@ -64,6 +65,7 @@ class Appliance:
                                  ThrottlePolicy.from_config(cfg["login"]))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         self.generated_password = self.accounts.ensure_admin()
+        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt]
         mapping = cfg["engagement"]["mapping"]
         self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
         self.live = LiveFrame()
@@ -76,7 +78,8 @@ class Appliance:
             self.indicator = indicator or make_indicator(cfg)
             self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
                                     self.indicator, self.live)
-        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time())
+        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
+                           publisher=self.publisher)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
@@ -92,6 +95,8 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
+        if self.publisher:
+            self.publisher.start()
         if self.loop:
             self.loop.start()
         web = self.cfg["web"]
@@ -125,4 +130,6 @@ class Appliance:
             self.server.stop()
         if self.loop:
             self.loop.stop()
+        if self.publisher:  # after the loop: its last minute row goes out too
+            self.publisher.stop()
         self.store.close()

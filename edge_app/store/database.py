@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from edge_app.store.outbox import queue_message
+
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
 
@@ -98,6 +100,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX login_failures_key ON login_failures(key, t);
     """,
+    # 3: messages for the MQTT broker, written with the rows they describe (see store/outbox.py)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        t REAL NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    """,
 ]
 
 GROUP_COLUMNS = {
@@ -125,6 +136,8 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self.outbox_enabled = False  # set when [mqtt] is on: live rows also queue a message for the broker
+        self.outbox_event = threading.Event()  # set on each queued message: wakes the MQTT publisher
         self.migrate()
 
     # ------------------------------------------------------------ connections
@@ -196,18 +209,27 @@ class Store:
 
     # ------------------------------------------------------------ live loop
     def log_state_change(self, t: float, level: str, group: str, emotion: str | None, confidence: float | None) -> None:
-        self.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
-                     (t, level, group, emotion, confidence))
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         (t, level, group, emotion, confidence))
+            if self.outbox_enabled:
+                queue_message(conn, t, "state", {"level": group, "label": level, "since": t, "emotion": emotion})
+        self.outbox_event.set()
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
         values = [row.get(g, 0.0) for g in GROUP_COLUMNS]
         updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in ["frames", "faces", *cols])
-        self.execute(
-            f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            f"ON CONFLICT(minute) DO UPDATE SET {updates}",
-            (row["minute"], row["frames"], row["faces"], *values),
-        )
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT(minute) DO UPDATE SET {updates}",
+                (row["minute"], row["frames"], row["faces"], *values),
+            )
+            if self.outbox_enabled:
+                body = dict(zip(["frames", "faces", *cols], [row["frames"], row["faces"], *values]))
+                queue_message(conn, row["minute"] * 60, "minute", {"start": row["minute"] * 60, **body})
+        self.outbox_event.set()
 
     def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
         self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
@@ -241,7 +263,8 @@ class Store:
             for (path,) in conn.execute("SELECT snapshot_path FROM alerts WHERE t < ? AND snapshot_path IS NOT NULL", (cutoff,)):
                 self.remove_image(path)
             for sql in ("DELETE FROM uploads WHERE created < ?", "DELETE FROM state_changes WHERE t < ?",
-                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?"):
+                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?",
+                        "DELETE FROM outbox WHERE t < ?"):
                 removed += conn.execute(sql, (cutoff,)).rowcount
         return removed
 

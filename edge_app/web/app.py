@@ -13,12 +13,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bottle
 import cv2
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app import __version__
+from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
 from edge_app.store.database import Store
@@ -48,6 +50,7 @@ class Context:
     loop: CaptureLoop | None = None
     live: LiveFrame | None = None
     started: float = 0.0
+    publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
 
 
 class ViewerSlots:
@@ -471,6 +474,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
                 metrics_fallback[0].watch_disk(ctx.store.data_dir)
             m = metrics_fallback[0]
         m.set_model(ctx.analyzer.classifier.manifest)  # the model in use now (it may have been swapped)
+        if ctx.publisher:
+            ctx.publisher.watch(m.registry)  # engage_mqtt_connected, engage_mqtt_backlog
         response.content_type = CONTENT_TYPE_LATEST
         return m.render()
 
@@ -511,6 +516,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
             "fps": round(h.fps, 2) if h else 0.0,
             "frames": h.frames if h else 0,
             "uptime_s": round(time.time() - ctx.started, 1),
+            "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
             "version": __version__,
         }
         if reasons:
