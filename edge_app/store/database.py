@@ -109,6 +109,21 @@ MIGRATIONS: list[str] = [
         body TEXT NOT NULL
     );
     """,
+    # 4: the "instructor" role (the classroom service's users); SQLite changes a CHECK by copying the table
+    """
+    CREATE TABLE users_new (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('student', 'admin', 'instructor')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_login REAL
+    );
+    INSERT INTO users_new SELECT id, username, password_hash, role, disabled, created, last_login FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    """,
 ]
 
 GROUP_COLUMNS = {
@@ -186,6 +201,13 @@ class Store:
 
     def migrate(self) -> None:
         conn = self.connect()
+        conn.execute("PRAGMA foreign_keys = OFF")  # a table rebuilt by a migration must not cascade-delete
+        try:
+            self._migrate(conn)
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self.schema_version()
         if version > len(MIGRATIONS):
             raise StoreError(f"{self.path} has schema version {version}, newer than this engage-edge "
