@@ -118,7 +118,7 @@ class Publisher:
                              "that the broker runs and that the network lets this device reach it; retrying")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.status.connected:
+        if self.status.connected and not self._stop.is_set():
             log.warning("mqtt: lost the broker %s (%s); retrying with back-off", self.settings.broker, reason_code)
             self.status.error = f"lost the connection ({reason_code}); retrying"
         self.status.connected = False
@@ -254,3 +254,37 @@ def model_version(manifest) -> str:
     """The model's version from its manifest (its sha256 prefix when it has none)."""
     raw = getattr(manifest, "raw", {}) or {}
     return str(raw.get("version") or str(manifest.sha256)[:12])
+
+
+def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool, str]:
+    """Try the broker once with these settings (a separate client id: the live link stays up)."""
+    import threading as _threading
+
+    done = _threading.Event()
+    result: list[str] = []
+    try:
+        client = make_client(settings, f"engage-edge-{settings.device_id}-check")
+    except (OSError, ValueError) as exc:  # an unreadable CA or client certificate
+        return False, f"the TLS files cannot be used: {exc}; check mqtt.tls_ca, mqtt.tls_cert and mqtt.tls_key"
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result.append("" if not reason_code.is_failure else refusal_text(settings, reason_code))
+        done.set()
+
+    def on_fail(client, userdata):
+        result.append(f"cannot reach the broker at {settings.broker}: check the host and port and that it runs")
+        done.set()
+
+    client.on_connect, client.on_connect_fail = on_connect, on_fail
+    client.connect_async(settings.host, settings.port, settings.keepalive_s)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return False, f"no answer from {settings.broker} within {timeout:g} s: check the host, port and firewall"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if result[0]:
+        return False, result[0]
+    who = f" (user {settings.username})" if settings.username else ""
+    return True, f"connected to {settings.broker} as {settings.device_id}{who}"

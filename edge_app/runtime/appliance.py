@@ -130,6 +130,6 @@ class Appliance:
             self.server.stop()
         if self.loop:
             self.loop.stop()
-        if self.publisher:  # after the loop: its last minute row goes out too
-            self.publisher.stop()
+        if self.ctx.publisher:  # after the loop: its last minute row goes out too (the admin may have swapped it)
+            self.ctx.publisher.stop()
         self.store.close()

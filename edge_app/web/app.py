@@ -20,6 +20,7 @@ import cv2
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app import __version__
+from edge_app.fleet import admin_page as fleet_admin
 from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
@@ -424,8 +425,10 @@ def make_app(ctx: Context) -> bottle.Bottle:
     # ------------------------------------------------------------ admin (edge_app.web.admin)
     from edge_app.web import admin as web_admin
 
-    web_admin.install(app, ctx, web_admin.Helpers(require_user=require_user, check_csrf=check_csrf, page=page,
-                                                  json_error=json_error, current=current))
+    helpers = web_admin.Helpers(require_user=require_user, check_csrf=check_csrf, page=page, json_error=json_error,
+                                current=current)
+    web_admin.install(app, ctx, helpers)
+    fleet_admin.install(app, ctx, helpers)  # /admin/classroom: the MQTT broker settings and a connection test
 
     @app.post("/admin/model/install")
     def admin_model_install():
