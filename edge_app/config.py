@@ -73,6 +73,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "login.lock_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
     "login.lock_after_address": (lambda v: 1 <= v <= 10000, "an integer from 1 to 10000"),
     "login.lock_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
+    "login.lock_after_user_global": (lambda v: 1 <= v <= 100000, "an integer from 1 to 100000"),
     **MQTT_RULES,  # [mqtt]: the classroom (edge_app/fleet/settings.py)
     "privacy.keep_uploads": (lambda v: v in ("thumbnail", "none", "full"), '"thumbnail", "none" or "full"'),
 }

@@ -16,11 +16,13 @@ scikit-image, the same the demo uses) as recorded. ``compute_golden`` records th
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -42,6 +44,11 @@ log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
 GOLDEN_SOURCE = "skimage.data.lfw_subset"
 GOLDEN_COUNT = 8
+# A manifest says how its golden check is run, but cannot waive it: at least this many
+# reference faces, and at least this share of them classified as recorded (a little
+# slack for an int8 model on another CPU's kernels).
+GOLDEN_MIN_FACES = 8
+GOLDEN_MIN_AGREEMENT = 0.875
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
 
@@ -116,8 +123,14 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     try:
         indices, labels = [int(i) for i in golden["indices"]], list(golden["labels"])
         need = float(golden.get("min_agreement", 1.0))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         return False, f"the manifest's golden data is malformed: {exc}"
+    if not GOLDEN_MIN_AGREEMENT <= need <= 1.0:
+        return False, (f"the manifest's golden min_agreement {need!r} is not allowed: from {GOLDEN_MIN_AGREEMENT} "
+                       "to 1.0 (a manifest cannot waive its own check)")
+    if len(indices) < GOLDEN_MIN_FACES:
+        return False, (f"the manifest's golden data names {len(indices)} reference faces; at least "
+                       f"{GOLDEN_MIN_FACES} are needed")
     if golden.get("source", GOLDEN_SOURCE) != GOLDEN_SOURCE:
         return False, f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE})"
     faces = golden_faces()
@@ -153,7 +166,9 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256"), str) or len(raw["sha256"]) != 64:
         raise FlashError(f"manifest {manifest_file} has no sha256 of the model file")
     labels = raw.get("labels")
-    if isinstance(labels, list) and len(set(labels)) != len(labels):
+    if not isinstance(labels, list) or not all(isinstance(l, str) for l in labels):
+        raise FlashError(f"manifest {manifest_file}: labels must be a list of emotion names")
+    if len(set(labels)) != len(labels):
         raise FlashError(f"manifest {manifest_file}: labels {labels} repeat")
     digest = sha256_file(model_file)
     if digest != raw["sha256"]:
@@ -210,6 +225,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _open_lock_readonly(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def _locked(directory: Path):
     """One install or rollback at a time (CLI and web upload may race)."""
@@ -217,11 +239,19 @@ def _locked(directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FlashError(f"cannot create {directory}: {exc}") from None
-    try:
-        lock = open(directory / ".lock", "a")
+    path = directory / ".lock"
+    try:  # never through a link: root's CLI must not create or open a file an engage-owned link names
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except PermissionError:  # created by another user (root from the CLI, engage in the service)
-        lock = open(directory / ".lock")
-    with lock:
+        fd = _open_lock_readonly(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FlashError(f"{path} is a symbolic link, which is refused: remove it (rm {path}) and try again") from None
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FlashError(f"{path} is not a regular file: remove it and try again")
+    with os.fdopen(fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

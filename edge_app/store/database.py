@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -147,6 +148,7 @@ class Store:
             (self.data_dir / "images").mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from None
+        self._check_writable()
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -154,6 +156,18 @@ class Store:
         self.outbox_enabled = False  # set when [mqtt] is on: live rows also queue a message for the broker
         self.outbox_event = threading.Event()  # set on each queued message: wakes the MQTT publisher
         self.migrate()
+
+    def _check_writable(self) -> None:
+        """A read-only mount or a directory owned by someone else is said as such, not as
+        a corrupt database (SQLite only says "unable to open database file")."""
+        try:
+            with tempfile.TemporaryFile(dir=self.data_dir):
+                pass
+        except OSError as exc:
+            raise StoreError(
+                f"the data directory {self.data_dir} is not writable ({exc.strerror or exc}): the database and kept "
+                "images live there. Check that its file system is not mounted read-only and that the service user "
+                "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
 
     # ------------------------------------------------------------ connections
     def connect(self) -> sqlite3.Connection:

@@ -389,7 +389,8 @@ def install(app: bottle.Bottle, ctx, h: Helpers) -> None:
         if level:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return h.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
-                      me=me, done=request.query.getunicode("done", ""), error=request.query.getunicode("error", ""),
+                      me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""),
+                      error=request.query.getunicode("error", ""),
                       colours=GROUP_COLOURS)
 
     @app.post("/admin/users")
@@ -429,6 +430,9 @@ def install(app: bottle.Bottle, ctx, h: Helpers) -> None:
             except AuthError as exc:
                 flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
             message = f"New password set for {target.username}; their sessions ended."
+        elif action == "unlock":
+            n = ctx.accounts.unlock(target.username)
+            message = f"Unlocked {target.username}: {n} failed log-ins forgotten."
         elif action == "delete-data":
             n = ctx.store.delete_user_data(user_id)
             message = f"Deleted {n} uploads and their images for {target.username}."
