@@ -68,7 +68,7 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
 
 
 def desks_worker(ids: list[str], broker_port: int, folder: str, duration: float, mean_gap: float,
-                 ready: mp.Event, go: mp.Event, out: mp.Queue) -> None:
+                 ready, go, out) -> None:
     """One process running several simulated desks; reports how many changes it made."""
     from edge_app.fleet.publisher import Publisher
     from edge_app.fleet.settings import MqttSettings
@@ -125,7 +125,7 @@ def follow(url: str, session: requests.Session, arrivals: dict, stop: threading.
         for line in r.iter_lines(decode_unicode=True):
             if stop.is_set():
                 return
-            if line and line.startswith("data: "):
+            if isinstance(line, str) and line.startswith("data: "):
                 now = time.time()
                 for d in json.loads(line[6:])["desks"]:
                     if d["since"] is not None:
@@ -154,7 +154,7 @@ def run(n: int, duration: float, mean_gap: float, workers: int) -> dict:
         session.post(f"{url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10).raise_for_status()
         ids = [f"desk-{i:03d}" for i in range(n)]
         ready = [mp.Event() for _ in range(workers)]
-        go, out = mp.Event(), mp.Queue()
+        go, out = mp.Event(), mp.Queue()  # type: ignore[var-annotated]
         for w in range(workers):
             p = mp.Process(target=desks_worker, args=(ids[w::workers], broker_port, str(folder), duration, mean_gap,
                                                       ready[w], go, out), daemon=True)
