@@ -164,6 +164,8 @@ def test_wrong_credentials_clear_error_and_the_device_keeps_running(broker, cfg,
     assert "check mqtt.username and mqtt.password" in health["mqtt"]["error"]
     frames = health["frames"]
     wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["frames"] > frames + 5)
+    # the loop's state changes wait in the outbox for a broker that will take them
+    wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"]["backlog"] > 0, timeout=30)
     metrics = requests.get(f"{appliance.url}/metrics", timeout=5).text
     assert "engage_mqtt_connected 0.0" in metrics
 
