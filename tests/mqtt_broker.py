@@ -117,6 +117,7 @@ class Listener:
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self.connected = 0
+        self.subscribed = 0  # SUBACKs: from then on the broker delivers to this listener
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"listener-{free_port()}",
                                   clean_session=not persistent)
         self.client.username_pw_set(USER, PASSWORD)
@@ -127,7 +128,11 @@ class Listener:
                 self.connected += 1
                 client.subscribe([(t, 1) for t in topics])
 
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            self.subscribed += 1
+
         self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
         self.client.connect_async("127.0.0.1", broker.port, 10)
         self.client.loop_start()

@@ -141,6 +141,16 @@ keepalive_s = {KEEPALIVE}
             device.wait(10)
 
 
+def test_classroom_command_refuses_bad_broker_settings(tmp_path):
+    for args, expected in ((["classroom"], "--mqtt-host is required"),
+                           (["classroom", "--mqtt-host", "bad host!"], "mqtt.host = 'bad host!' is not allowed"),
+                           (["classroom", "--mqtt-host", "broker.lan", "--mqtt-port", "70000"],
+                            "mqtt.port = 70000 is not allowed: use a port from 1 to 65535")):
+        r = subprocess.run([sys.executable, "-m", "edge_app", *args, "--data-dir", str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and expected in r.stderr, r.stderr
+
+
 def test_users_survive_the_instructor_role_migration(tmp_path):
     """Schema 4 rebuilds the users table; sessions and uploads that point at users stay."""
     path = tmp_path / "old" / database.DB_NAME

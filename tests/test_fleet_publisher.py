@@ -69,7 +69,7 @@ def test_emotion_only_when_the_admin_turns_it_on(broker, store):
     listener = Listener(broker, ["engage/+/state"])
     pub = Publisher(settings(broker, include_emotion=True), store).start()
     try:
-        wait_for(lambda: listener.connected and pub.status.connected)
+        wait_for(lambda: listener.subscribed and pub.status.connected)
         change(store, 2)
         state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]
         assert state["emotion"] == "sadness" and "confidence" not in state
@@ -83,7 +83,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
     listener = Listener(b, ["engage/+/state", "engage/+/minute"], client_id="instructor", persistent=True)
     pub = Publisher(settings(b), store).start()
     try:
-        wait_for(lambda: listener.connected and pub.status.connected)
+        wait_for(lambda: listener.subscribed and pub.status.connected)
         change(store, 0)
         wait_for(lambda: len(listener.payloads("engage/desk-07/state")) == 1)
         b.stop()
@@ -120,13 +120,18 @@ def test_backlog_survives_a_device_restart(broker, tmp_path):
     store.close()
 
     listener = Listener(broker, ["engage/+/state"])
+    wait_for(lambda: listener.subscribed)
     store = Store(data)
     pub = Publisher(settings(broker), store).start()
     try:
         wait_for(lambda: len(listener.payloads("engage/desk-07/state")) == 5)
         assert [s["label"] for s in listener.json("engage/desk-07/state")] == \
             [f"{LEVELS[i]} - label {i}" for i in range(5)]
-        wait_for(lambda: pub.snapshot().backlog == 0)
+        try:
+            wait_for(lambda: pub.snapshot().backlog == 0)
+        except AssertionError:  # say what is stuck
+            raise AssertionError(f"backlog not drained: unacknowledged {pub._pending}, status {pub.status}, "
+                                 f"rows {[tuple(r) for r in store.query('SELECT id, kind FROM outbox')]}") from None
     finally:
         pub.stop()
         listener.close()
@@ -137,7 +142,7 @@ def test_tls_with_the_broker_ca(tls_broker, store):
     listener = Listener(tls_broker, ["engage/+/state"])
     pub = Publisher(settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca)), store).start()
     try:
-        wait_for(lambda: pub.status.connected and listener.connected)
+        wait_for(lambda: pub.status.connected and listener.subscribed)
         change(store, 3)
         assert wait_for(lambda: listener.json("engage/desk-07/state"))[-1]["level"] == "Partially engaged"
     finally:
@@ -147,6 +152,7 @@ def test_tls_with_the_broker_ca(tls_broker, store):
 
 def test_clean_stop_says_offline(broker, store):
     listener = Listener(broker, ["engage/+/availability"])
+    wait_for(lambda: listener.subscribed)
     pub = Publisher(settings(broker), store).start()
     wait_for(lambda: listener.payloads("engage/desk-07/availability") == [b"online"])
     pub.stop()
@@ -185,3 +191,10 @@ def test_appliance_publishes_its_live_state(broker, cfg, make_appliance):
         assert "engage_mqtt_backlog" in requests.get(f"{appliance.url}/metrics", timeout=5).text
     finally:
         listener.close()
+
+
+def test_unreadable_tls_files_are_a_clear_configuration_error(store, tmp_path):
+    missing = tmp_path / "missing-ca.pem"
+    with pytest.raises(config_mod.ConfigError, match="mqtt.tls_ca"):
+        Publisher(MqttSettings(host="127.0.0.1", port=8883, tls_ca=str(missing), device_id="desk-12"), store)
+    assert store.outbox_enabled is False  # nothing queues for a publisher that never started

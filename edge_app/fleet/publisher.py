@@ -13,6 +13,7 @@ Topics (README "Classroom"): ``<prefix>/<id>/state`` (retained, QoS 1),
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -62,7 +63,14 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
     if settings.username:
         client.username_pw_set(settings.username, settings.password or None)
     if settings.tls_ca:
-        client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert or None, keyfile=settings.tls_key or None)
+        try:
+            client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert or None,
+                           keyfile=settings.tls_key or None)
+        except (OSError, ValueError) as exc:  # a missing or unreadable PEM file (ssl.SSLError is an OSError)
+            from edge_app.config import ConfigError
+
+            raise ConfigError(f"the MQTT TLS files cannot be used ({exc}): check that mqtt.tls_ca "
+                              f"({settings.tls_ca}), mqtt.tls_cert and mqtt.tls_key are readable PEM files") from None
     client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
     return client
 
@@ -82,19 +90,21 @@ class Publisher:
         self.settings, self.store, self.model_version = settings, store, model_version
         self.outbox = Outbox(store)
         self.status = BrokerStatus(True, settings.broker, settings.device_id, settings.username)
+        self.client = make_client(settings, f"engage-edge-{settings.device_id}")  # first: bad TLS files raise here
         self._wake = store.outbox_event
         store.outbox_enabled = True
         self._stop = threading.Event()
         self._cursor = 0  # the last seq handed to paho in this process
-        self._pending: list[tuple[int, mqtt.MQTTMessageInfo]] = []
+        self._pending: dict[int, int] = {}  # paho message id -> seq, handed over and not yet acknowledged
+        self._acked: collections.deque[int] = collections.deque()  # message ids paho reported acknowledged
+        self._done: list[int] = []  # seqs acknowledged, not yet deleted from the outbox
         self._thread: threading.Thread | None = None
         self._watched: list = []
-        self.client = make_client(settings, f"engage-edge-{settings.device_id}")
         self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = lambda *_: self._wake.set()
+        self.client.on_publish = self._on_publish
 
     # ------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -123,6 +133,11 @@ class Publisher:
             self.status.error = f"lost the connection ({reason_code}); retrying"
         self.status.connected = False
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # only a note for the sender thread: paho holds its message lock while calling this
+        self._acked.append(mid)
+        self._wake.set()
+
     # ------------------------------------------------------------ the sender thread
     def payload(self, message: Message) -> tuple[str, str, bool]:
         """(topic, JSON payload, retain) for one outbox row."""
@@ -148,12 +163,15 @@ class Publisher:
                 log.warning("mqtt: outbox not readable now: %s", exc)
 
     def _settle(self) -> None:
-        """Forget the rows the broker has acknowledged."""
-        done = [seq for seq, info in self._pending if info.is_published()]
-        if done:
-            self.outbox.ack(done)
-            self.status.sent += len(done)
-            self._pending = [(seq, info) for seq, info in self._pending if not info.is_published()]
+        """Forget the rows the broker has acknowledged (kept for the next try if the delete fails)."""
+        while self._acked:
+            seq = self._pending.pop(self._acked.popleft(), None)
+            if seq is not None:  # None: availability or discovery
+                self._done.append(seq)
+        if self._done:
+            self.outbox.ack(self._done)
+            self.status.sent += len(self._done)
+            self._done = []
 
     def _send(self) -> None:
         room = WINDOW - len(self._pending)
@@ -162,7 +180,7 @@ class Publisher:
         for message in self.outbox.after(self._cursor, room):
             topic, payload, retain = self.payload(message)
             info = self.client.publish(topic, payload, qos=1, retain=retain)  # paho queues it if the link drops
-            self._pending.append((message.seq, info))
+            self._pending[info.mid] = message.seq
             self._cursor = message.seq
         if len(self._pending) >= WINDOW:
             return
@@ -264,8 +282,8 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool
     result: list[str] = []
     try:
         client = make_client(settings, f"engage-edge-{settings.device_id}-check")
-    except (OSError, ValueError) as exc:  # an unreadable CA or client certificate
-        return False, f"the TLS files cannot be used: {exc}; check mqtt.tls_ca, mqtt.tls_cert and mqtt.tls_key"
+    except ValueError as exc:  # ConfigError: an unreadable CA or client certificate
+        return False, str(exc)
 
     def on_connect(client, userdata, flags, reason_code, properties):
         result.append("" if not reason_code.is_failure else refusal_text(settings, reason_code))

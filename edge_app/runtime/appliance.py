@@ -64,8 +64,8 @@ class Appliance:
         self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600,
                                  ThrottlePolicy.from_config(cfg["login"]))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
+        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt], ditto
         self.generated_password = self.accounts.ensure_admin()
-        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt]
         mapping = cfg["engagement"]["mapping"]
         self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
         self.live = LiveFrame()
