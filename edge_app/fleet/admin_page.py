@@ -1,7 +1,7 @@
 """The device admin's "Classroom" settings page: the [mqtt] section, its status and a test button.
 
 Saved values go through the same validation and persistence as every other setting
-(``web.admin.apply_settings``); saving restarts the publisher with them."""
+(``web.admin_settings.apply_settings``); saving restarts the publisher with them."""
 from __future__ import annotations
 
 import logging
@@ -29,7 +29,7 @@ FIELDS: list[tuple[str, str, type, str]] = [
 
 
 def install(app, ctx, h) -> None:
-    """Routes ``/admin/classroom`` (``h``: the helpers web.admin gets from make_app)."""
+    """Routes ``/admin/classroom`` (``h``: the web app's ``Guard``)."""
 
     def form_changes() -> dict:
         changes: dict = {}
@@ -62,7 +62,7 @@ def install(app, ctx, h) -> None:
 
     @app.post("/admin/classroom")
     def save_classroom_settings():
-        from edge_app.web.admin import apply_settings
+        from edge_app.web.admin_settings import apply_settings
 
         me = h.require_user(admin=True)
         h.check_csrf()

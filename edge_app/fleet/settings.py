@@ -1,7 +1,8 @@
-"""The ``[mqtt]`` section, typed: how this device (or the classroom service) reaches the broker.
+"""How this device (or the classroom service) reaches the MQTT broker.
 
-``RULES`` joins the configuration's per-key checks; ``MqttSettings.from_config`` turns the
-validated section into one immutable object the publisher and the classroom share.
+The patterns below validate the ``[mqtt]`` section of the configuration schema;
+``MqttSettings.from_config`` turns that validated section (plus the password file) into
+one immutable object the publisher and the classroom share.
 """
 from __future__ import annotations
 
@@ -9,22 +10,12 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 HOST = re.compile(r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
-TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the host name
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
-RULES: dict[str, tuple[Any, str]] = {
-    "mqtt.host": (lambda v: bool(HOST.match(v)), "a host name or IP address such as broker.school.lan (empty: off)"),
-    "mqtt.port": (lambda v: 1 <= v <= 65535, "a port from 1 to 65535 (1883, or 8883 with TLS)"),
-    "mqtt.device_id": (lambda v: v == "" or bool(TOPIC_ID.match(v)),
-                       "letters, digits, '.', '_' or '-', at most 64 (empty: the host name)"),
-    "mqtt.desk": (lambda v: len(v) <= 64 and v.isprintable(), "a printable label of at most 64 characters"),
-    "mqtt.topic_prefix": (lambda v: bool(PREFIX.match(v)), 'topic levels of letters, digits, ".", "_", "-" '
-                          'joined by "/", e.g. "engage" or "school-a/room-12" (no "+" or "#")'),
-    "mqtt.keepalive_s": (lambda v: 5 <= v <= 3600, "seconds from 5 to 3600"),
-}
+DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
 
 
 def check_together(section: dict, error: type[Exception]) -> None:

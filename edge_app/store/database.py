@@ -9,7 +9,6 @@ instead of failing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -17,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from edge_app.engagement import Group
+from edge_app.fsutil import atomic_write
 from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
@@ -127,12 +128,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-GROUP_COLUMNS = {
-    "Engaged": "engaged_s",
-    "Partially engaged": "partial_s",
-    "Not engaged": "not_engaged_s",
-    "Distracted": "distracted_s",
-    "Absent": "absent_s",
+GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
+    Group.ENGAGED: "engaged_s",
+    Group.PARTIALLY_ENGAGED: "partial_s",
+    Group.NOT_ENGAGED: "not_engaged_s",
+    Group.DISTRACTED: "distracted_s",
+    Group.ABSENT: "absent_s",
 }
 
 
@@ -288,6 +289,10 @@ class Store:
             )
         return upload_id
 
+    def set_upload_image(self, upload_id: int, relative: str) -> None:
+        """Record the kept image (under ``images/``) of an upload."""
+        self.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (relative, upload_id))
+
     # ------------------------------------------------------------ housekeeping
     def purge(self, retention_days: int, now: float | None = None) -> int:
         """Delete rows and kept images older than ``retention_days``; returns rows removed."""
@@ -322,12 +327,7 @@ class Store:
         """Write an image atomically under ``images/``; returns the relative path."""
         path = self.image_file(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
         return relative
 
     def delete_user_data(self, user_id: int) -> int:

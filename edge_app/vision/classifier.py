@@ -13,12 +13,15 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SHIPPED_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "emotion-int8.json"
+# The shipped model is package data (edge_app/models/shipped/), so it is found wherever the
+# package is installed (a wheel on a device, an editable checkout); never beside a checkout.
+SHIPPED_MANIFEST = Path(str(resources.files("edge_app.models") / "shipped" / "emotion-int8.json"))
 KNOWN_LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 

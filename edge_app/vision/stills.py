@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_app.engagement import Group
 from edge_app.vision.classifier import EmotionClassifier, crop_face
 from edge_app.vision.detector import FaceDetector
 
@@ -115,7 +116,7 @@ class Analyzer:
                 "emotion": emotion,
                 "confidence": round(confidence, 4),
                 "probabilities": probabilities,
-                "engagement": self.mapping.get(emotion, "Not engaged"),
+                "engagement": self.mapping.get(emotion, Group.NOT_ENGAGED),
             })
         return faces
 
@@ -136,10 +137,10 @@ def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndar
 
 
 def _colour(level: str) -> tuple[int, int, int]:
-    if level.startswith("Partially") or level.startswith("Distracted"):
+    if level.startswith((Group.PARTIALLY_ENGAGED, Group.DISTRACTED)):
         return (0, 165, 255)
-    if level.startswith("Not engaged"):
+    if level.startswith(Group.NOT_ENGAGED):
         return (0, 0, 255)
-    if level.startswith("Engaged"):
+    if level.startswith(Group.ENGAGED):
         return (0, 200, 0)
     return (255, 128, 0)

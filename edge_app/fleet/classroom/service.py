@@ -32,7 +32,7 @@ class ClassroomService:
         self.server: Any = None  # edge_app.web.app.Server once started
 
     def start(self) -> "ClassroomService":
-        from edge_app.web.app import Server
+        from edge_app.web.server import Server
 
         self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key).start()
         self.subscriber.start()
