@@ -262,7 +262,7 @@ def status_of(publisher: Publisher | None) -> dict:
             "backlog": s.backlog, "sent": s.sent, "error": s.error, "text": s.text()}
 
 
-def publisher_for(cfg: dict, store: Store, model_version: Callable[[], str]) -> Publisher | None:
+def publisher_for(cfg, store: Store, model_version: Callable[[], str]) -> Publisher | None:
     """The device's publisher when ``mqtt.host`` is set, else None (MQTT is off by default)."""
     settings = MqttSettings.from_config(cfg)
     return Publisher(settings, store, model_version) if settings.enabled else None

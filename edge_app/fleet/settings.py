@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = re.compile(r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
 TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the host name
@@ -18,7 +20,7 @@ PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
 
 
-def check_together(section: dict, error: type[Exception]) -> None:
+def check_together(section: Mapping[str, Any], error: type[Exception]) -> None:
     """Rules between keys of ``[mqtt]``; raises ``error`` with what to change."""
     if bool(section["tls_cert"]) != bool(section["tls_key"]):
         raise error("mqtt.tls_cert and mqtt.tls_key go together: set both PEM paths or neither")
@@ -62,7 +64,7 @@ class MqttSettings:
         return f"{self.topic_prefix}/{device_id or self.device_id}/{kind}"
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "MqttSettings":
+    def from_config(cls, cfg: Mapping[str, Any]) -> "MqttSettings":
         m = cfg["mqtt"]
         password = m["password"]
         if m["password_file"]:
