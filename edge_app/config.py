@@ -270,7 +270,8 @@ class WebSettings(Section):
 
     host: str = setting("127.0.0.1", 'Address to listen on; "0.0.0.0": every network interface.')
     port: int = setting(8080, "TCP port to listen on.", Range(1, 65535, "a port", also=(0, "any free port")))
-    threads: int = setting(24, "HTTP worker threads (each live-stream viewer holds one).", Range(4, 256))
+    threads: int = setting(96, "HTTP worker threads: each live-stream viewer, upload and slow client holds one "
+                               "(96 keep log-in quick while 64 slow clients hold connections).", Range(4, 256))
     max_viewers: int = setting(4, "Concurrent live streams; the next one gets 503.", Range(0, 64))
     analysis_workers: int = setting(1, "Uploads analysed at once; more wait their turn (the live loop keeps its CPU).",
                                     Range(1, 16))
@@ -285,6 +286,8 @@ class WebSettings(Section):
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
+    allowed_hosts: str = setting("", "Extra host names the web UI answers to, comma-separated; IP addresses, "
+                                     "localhost and this machine's own names always work (no DNS rebinding).")
 
 
 @dataclass(frozen=True)

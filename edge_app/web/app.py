@@ -28,11 +28,12 @@ from edge_app.web import (
     admin_settings,
     admin_users,
     auth_routes,
+    hardening,
     health,
     live,
     upload,
 )
-from edge_app.web.guard import Guard, wants_json
+from edge_app.web.guard import Guard, json_error, wants_json
 
 HERE = Path(__file__).resolve().parent
 bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
@@ -56,6 +57,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["ctx"] = ctx
     guard = Guard(ctx)
+    allowed_hosts = hardening.AllowedHosts.from_config(ctx.cfg)
     limits = Limits.from_config(ctx.cfg)
     # bottle refuses bodies above MEMFILE_MAX only for forms; keep uploads in memory up to the limit
     bottle.BaseRequest.MEMFILE_MAX = limits.max_bytes + 1024 * 1024
@@ -70,11 +72,16 @@ def make_app(ctx: Context) -> bottle.Bottle:
                                                        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
         if request.path != "/live.mjpg" and not request.path.startswith("/static/"):
             response.set_header("Cache-Control", "no-store")
+        if guard.secure_cookie:  # served over TLS: browsers must never fall back to plain HTTP
+            response.set_header("Strict-Transport-Security", "max-age=31536000")
 
     @app.hook("before_request")
     def guard_paths():
         """Defence in depth: every /admin and /api/admin path needs an admin, whatever
         the route itself checks, and no state-changing request comes from another site."""
+        if not allowed_hosts.allows(request.headers.get("Host", "")):
+            raise json_error(400, "unknown Host header: open this device by its own name or address "
+                                  "(web.allowed_hosts lists more names)")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             guard.check_same_origin()
         if request.path == "/admin" or request.path.startswith(("/admin/", "/api/admin/")):
