@@ -73,7 +73,8 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
     now = time.time()
     a.log_state_change(now - 30, "Engaged - paying attention", "Engaged", "neutral", 0.9)
     b.log_state_change(now - 10, "Not engaged", "Not engaged", "sadness", 0.8)
-    found = wait_for(lambda: (d := desks(s, url)) and len(d) == 2 and d["desk-b"]["level"] == "Not engaged" and d)
+    found = wait_for(lambda: (d := desks(s, url)) and d.get("desk-a", {}).get("level") == "Engaged"
+                     and d.get("desk-b", {}).get("level") == "Not engaged" and d)
     assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
                                "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10)}
@@ -209,9 +210,8 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     page.fill("#username", "admin")
     page.fill("#password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
+    page.wait_for_selector("li.desk[data-device='desk-p'][data-level='Engaged']", timeout=10_000)
     tile = page.locator("li.desk[data-device='desk-p']")
-    tile.wait_for()
-    assert tile.get_attribute("data-level") == "Engaged"
     assert "Row 2, seat 4" in tile.inner_text()
     page.fill("#threshold", "0")
     page.dispatch_event("#threshold", "change")
