@@ -5,6 +5,10 @@ half-life in seconds, so the smoothing is the same at any frame rate), mapped to
 through the configured table, and a new level is only shown once it has held for
 ``min_hold_s`` (hysteresis): one odd frame never flips the LED. "Distracted" means only a
 turned-away (profile) face has been seen for a while, "Absent" no face at all.
+
+A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
+counts as present and frontal, but its probabilities are not smoothed in and the shown
+state stays as it was - a guess is never logged as an engagement record.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 
 DISTRACTED = "Distracted"
 ABSENT = "Absent"
+UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay), never a state
 GROUPS = ("Engaged", "Partially engaged", "Not engaged", DISTRACTED, ABSENT)
 
 
@@ -49,13 +54,15 @@ class Observation:
 
 class EngagementTracker:
     def __init__(self, labels: list[str], mapping: dict[str, str], absent_after_s=5.0,
-                 distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0):
+                 distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0,
+                 min_confidence: float = 0.0):
         missing = [l for l in labels if l not in mapping]
         if missing:
             raise ValueError(f"engagement.mapping has no level for {missing}")
         self.labels, self.mapping = list(labels), dict(mapping)
         self.absent_after_s, self.distracted_after_s = absent_after_s, distracted_after_s
         self.half_life, self.min_hold_s = ema_half_life_s, min_hold_s
+        self.min_confidence = min_confidence
         self.state = EngagementState(ABSENT, start)
         self._ema: np.ndarray | None = None
         self._last_t: float | None = None
@@ -67,7 +74,7 @@ class EngagementTracker:
     def from_config(cls, cfg: dict, labels: list[str], start: float = 0.0) -> "EngagementTracker":
         e = cfg["engagement"]
         return cls(labels, e["mapping"], e["absent_after_s"], e["distracted_after_s"],
-                   e["ema_half_life_s"], e["min_hold_s"], start)
+                   e["ema_half_life_s"], e["min_hold_s"], start, e.get("min_confidence", 0.0))
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:
         if self._ema is None or self._last_t is None or self.half_life <= 0:
@@ -82,6 +89,8 @@ class EngagementTracker:
         t = obs.t
         if obs.kind == "frontal" and obs.probabilities is not None:
             self._last_frontal = self._last_face = t
+            if float(obs.probabilities.max()) < self.min_confidence:
+                return None  # uncertain: the face is there, but what it shows is a guess
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
             return self.mapping[self.labels[int(ema.argmax())]]

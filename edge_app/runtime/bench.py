@@ -4,9 +4,9 @@ Both configurations run the real ``CaptureLoop`` (read, detect/track, classify, 
 LED, store) headless on the same clip, one after the other, and every figure comes from
 the loop's own ``Metrics`` (the ones ``/metrics`` shows):
 
-* ``paper``: Haar on every full-resolution frame, the paper's CNN in float on the face
+* ``paper``: Haar (``detector.backend = "haar"``) on every full-resolution frame, the paper's CNN in float on the face
   (``models/baseline/paper-float.tflite``);
-* ``edge``: ours, as configured: detection on a small grayscale frame, tracking between
+* ``edge``: ours, as configured: the learned detector (BlazeFace) by default, tracking between
   detections, preallocated buffers, the int8 model, one inference thread.
 
 Emotion agreement: the label edge gives each face it classifies, against our int8 model
@@ -36,7 +36,7 @@ from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.metrics import STAGES, Metrics
 from edge_app.store.database import Store
 from edge_app.vision.classifier import EmotionClassifier, ModelError, crop_face
-from edge_app.vision.detector import FaceDetector
+from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import CameraError, DemoSource, FrameSource, OpenCVSource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.n
     metrics.keep_samples()
     scene = {"t": 0.0}
     store = Store(data_dir / name)
-    loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), classifier, store, NullIndicator(),
+    loop = CaptureLoop(cfg, source, detector_from_config(cfg), classifier, store, NullIndicator(),
                        clock=lambda: scene["t"], wall=lambda: 1_700_000_000.0 + scene["t"], metrics=metrics)
     per_frame: list = []
     n = len(frames)
@@ -143,7 +143,7 @@ def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.n
         "errors": int(loop.health.errors),
         "faces_classified": sum(1 for p in per_frame if p),
         "model": classifier.manifest.model_path.name,
-        "detector": {k: cfg["detector"][k] for k in ("detect_width", "detect_every", "full_detect_every", "profile")},
+        "detector": {k: cfg["detector"][k] for k in ("backend", "detect_width", "detect_every", "full_detect_every", "profile")},
     }
     return summary, per_frame
 
@@ -179,7 +179,8 @@ def benchmark(cfg: dict, frames_wanted: int = DEFAULT_FRAMES, clip: Path | None 
     with tempfile.TemporaryDirectory(prefix="engage-bench-") as tmp:
         frames, about = make_clip(Path(tmp), frames_wanted, clip)
         width = about["width"]
-        paper_cfg = config_mod.with_changes(cfg, {"detector.detect_width": max(80, min(1920, width)),
+        paper_cfg = config_mod.with_changes(cfg, {"detector.backend": "haar",
+                                                  "detector.detect_width": max(80, min(1920, width)),
                                                   "detector.detect_every": 1, "detector.full_detect_every": 1,
                                                   "detector.profile": False})
         log(f"clip: {about['frames']} frames {width}x{about['height']} from {about['source']}")

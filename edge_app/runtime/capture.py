@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_app.device.indicators import BuzzerPolicy, Indicator
 from edge_app.engagement import (
+    UNCERTAIN,
     EngagementState,
     EngagementTracker,
     MinuteAggregator,
@@ -32,8 +33,9 @@ from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
 from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
-from edge_app.vision.classifier import EmotionClassifier, crop_face
-from edge_app.vision.detector import FaceDetector
+from edge_app.vision.align import aligned_crop
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import Detector
 from edge_app.vision.sources import CameraError, FrameSource
 from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
@@ -100,7 +102,7 @@ class _FrameReader:
 
 
 class CaptureLoop:
-    def __init__(self, cfg: dict, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, cfg: dict, source: FrameSource, detector: Detector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
                  clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
         self.cfg, self.source, self.detector, self.classifier = cfg, source, detector, classifier
@@ -152,13 +154,16 @@ class CaptureLoop:
         probs = None
         inference_s = None
         if main is not None and main.kind == "frontal":
-            crop = crop_face(gray, main.box)  # a view, no copy
+            crop = aligned_crop(gray, main)  # eyes level, FER framing (box crop without keypoints)
             if crop.size:
                 classifier = self.classifier  # one model per frame, even while a flashed one is swapped in
                 probs = classifier.probabilities(crop)
                 inference_s = time.perf_counter() - t1
                 i = int(probs.argmax())
-                faces.append({"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])})
+                face = {"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])}
+                if probs[i] < self.tracker.min_confidence:
+                    face["engagement"] = UNCERTAIN
+                faces.append(face)
         elif main is not None:
             faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": "Distracted"})
         t2 = time.perf_counter()
@@ -355,6 +360,7 @@ class CaptureLoop:
             t.mapping = {label: e["mapping"][label] for label in t.labels}
             t.absent_after_s, t.distracted_after_s = e["absent_after_s"], e["distracted_after_s"]
             t.half_life, t.min_hold_s = e["ema_half_life_s"], e["min_hold_s"]
+            t.min_confidence = e["min_confidence"]
             b = self.buzzer
             b.after_s, b.cooldown_s, b.quiet_hours, b.enabled = (
                 i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
