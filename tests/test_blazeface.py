@@ -19,12 +19,14 @@ import skimage.data
 from edge_app.vision.blazeface import SHIPPED_DETECTOR, BlazeFace, decode, iou, ssd_anchors, weighted_nms
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
+    TILES_PER_SEARCH,
     TURNED_AWAY,
     BlazeFaceDetector,
     FaceDetector,
     detector_from_config,
     ear_asymmetry,
     plausible,
+    tile_grid,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,15 +143,32 @@ def test_no_face_where_there_is_none(detector, name):
     assert detector.detect(img, tiles=True) == []
 
 
-def test_a_small_face_is_found_on_tiles(detector, grace):
+def test_a_small_face_is_found_on_tiles(grace):
     """A face about 100 px wide in a 640x480 frame is too small for the network's 128-px
-    view of the whole frame; the tiles find it."""
+    view of the whole frame; a full tile search (stills) finds it at once, the live
+    search (a few tiles per call, in turn) within one round of the tiles."""
+    detector = BlazeFaceDetector()
     canvas = np.full((480, 640), 120, np.uint8)
     canvas[170:470, 360:616] = cv2.resize(cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY), (256, 300), interpolation=cv2.INTER_AREA)
+    where = (360 + GRACE_FACE[0] / 2, 170 + GRACE_FACE[1] / 2)
     assert detector.net.detect(canvas, detector.min_score) == []
-    faces = detector.detect(canvas)
-    assert len(faces) == 1 and contains(faces[0].box, (360 + GRACE_FACE[0] / 2, 170 + GRACE_FACE[1] / 2))
-    assert 70 <= faces[0].box[2] <= 140
+    faces = detector.detect(canvas, tiles=True)
+    assert len(faces) == 1 and contains(faces[0].box, where) and 70 <= faces[0].box[2] <= 140
+    rounds = -(-len(tile_grid(480, 640, detector.min_face_px)) // TILES_PER_SEARCH)
+    live = [detector.detect(canvas) for _ in range(rounds)]
+    assert any(live) and all(len(f) == 1 and contains(f[0].box, where) for f in live if f)
+    assert all(0.75 <= f[0].box[2] / f[0].box[3] <= 1.33 for f in live if f)  # whole faces, never one cut by a tile
+
+
+def test_tiles_cover_the_frame_with_half_a_tile_of_overlap():
+    grid = tile_grid(480, 640, 40)
+    for side in {s for _, _, s in grid}:
+        tiles = [(x, y) for x, y, s in grid if s == side]
+        xs, ys = sorted({x for x, _ in tiles}), sorted({y for _, y in tiles})
+        assert xs[0] == 0 and xs[-1] == 640 - side and ys[0] == 0 and ys[-1] == 480 - side
+        assert all(b - a <= side / 2 + 1 for a, b in zip(xs, xs[1:]))
+        assert all(b - a <= side / 2 + 1 for a, b in zip(ys, ys[1:]))
+    assert tile_grid(480, 640, 200) == []  # no tile could hold a face that big: whole frames only
 
 
 def test_sanity_checks():

@@ -71,7 +71,8 @@ class Detector:
         self.detect_width, self.min_face_px = detect_width, min_face_px
         self._small: np.ndarray | None = None
 
-    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None) -> list[Face]:
+    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
+               tiles: bool | None = None) -> list[Face]:
         raise NotImplementedError
 
     def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
@@ -109,10 +110,12 @@ class FaceDetector(Detector):
         d = cfg["detector"]
         return cls(d["detect_width"], d["scale_factor"], d["min_neighbors"], d["min_face_px"], d["profile"])
 
-    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None) -> list[Face]:
+    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
+               tiles: bool | None = None) -> list[Face]:
         """Frontal faces, or, when there are none, turned-away (profile) faces.
 
-        ``detect_width`` and ``min_face_px`` override the live settings (stills)."""
+        ``detect_width`` and ``min_face_px`` override the live settings (stills); Haar
+        searches every scale anyway, so ``tiles`` changes nothing."""
         small, scale = self.small_gray(frame, detect_width)
         min_px = max(12, int((min_face_px or self.min_face_px) / scale))
         found = self.frontal.detectMultiScale(small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px))
@@ -208,17 +211,27 @@ class BlazeFaceDetector(Detector):
 
         self.net = BlazeFace(manifest, threads)
         self.min_score, self.profile = min_score, profile
+        self._next_tile = 0  # where the next partial tile search starts (see ``detect``)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "BlazeFaceDetector":
         d = cfg["detector"]
         return cls(d["detect_width"], d["min_face_px"], d.get("min_score", 0.6), d["profile"], d.get("manifest") or None)
 
-    def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0) -> list[Face]:
+    def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0,
+               frame_shape: tuple[int, ...] | None = None) -> list[Face]:
+        """Believable faces in ``gray``, a region whose corner is (dx, dy) in a frame of
+        ``frame_shape``: a face cut by the region's edge inside the frame is left out (an
+        overlapping region holds it whole)."""
         H, W = gray.shape[:2]
+        FH, FW = (frame_shape or gray.shape)[:2]
+        cut = (dx > 0, dy > 0, dx + W < FW, dy + H < FH)  # which region edges lie inside the frame
         faces = []
         for d in self.net.detect(gray, self.min_score):
             if not plausible(d.box, d.keypoints, min_px):
+                continue
+            x0, y0, x1, y1 = d.box
+            if (cut[0] and x0 < 0) or (cut[1] and y0 < 0) or (cut[2] and x1 > W) or (cut[3] and y1 > H):
                 continue
             kind = "profile" if ear_asymmetry(d.keypoints) >= TURNED_AWAY else "frontal"
             if kind == "profile" and not self.profile:
@@ -233,26 +246,42 @@ class BlazeFaceDetector(Detector):
                tiles: bool | None = None) -> list[Face]:
         """Every believable face, biggest first (``detect_width`` is Haar's; unused).
 
-        The short-range network sees the frame at 128 pixels, so it finds faces from about
-        a third of the frame's height up. Smaller faces are searched on overlapping tiles
-        of two thirds of the frame's shorter side: always when ``tiles`` is true (stills),
-        and, by default, when the whole frame showed no face (a student far back)."""
+        The short-range network sees the frame at 128 pixels, so on a whole frame it finds
+        faces from about a third of the frame's height up. Smaller faces are searched on
+        overlapping tiles (``tile_grid``): all of them when ``tiles`` is true (stills,
+        where time matters less); by default, when the whole frame showed no face, the
+        next ``TILES_PER_SEARCH`` of them in turn, so the live loop, which searches an
+        empty scene every few frames, covers them all within about a second and never
+        pays for all at once."""
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         min_px = min_face_px or self.min_face_px
         faces = self._faces(gray, min_px)
         if tiles or (tiles is None and not faces):
-            faces = _merge(faces + self._tiled(gray, min_px))
+            grid = tile_grid(*gray.shape[:2], min_px)
+            if not tiles and grid:
+                start = self._next_tile % len(grid)
+                grid = (grid + grid)[start:start + min(TILES_PER_SEARCH, len(grid))]
+                self._next_tile = start + len(grid)
+            # a tile is searched for faces up to 0.6 of its side (bigger ones are seldom
+            # whole in it; the whole frame or the bigger tiles find them). Zoomed-in
+            # tiles see faces in textures more often than the whole frame does, so a
+            # tile's face must score higher and be confirmed by a second look.
+            found = [f for x, y, side in grid
+                     for f in self._faces(gray[y:y + side, x:x + side], min_px, x, y, gray.shape)
+                     if f.box[2] <= 0.6 * side and f.score >= max(self.min_score, TILE_MIN_SCORE)]
+            faces = _merge(faces + [f for f in found if self._confirmed(gray, f)])
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
 
-    def _tiled(self, gray: np.ndarray, min_px: float) -> list[Face]:
+    def _confirmed(self, gray: np.ndarray, face: Face) -> bool:
+        """A second look at a tile's face, on a square twice its size around it: the
+        network must find it there again, at the same place, scoring ``RECHECK_MIN_SCORE``."""
+        x, y, w, h = face.box
+        cx, cy, side = x + w / 2, y + h / 2, 2 * max(w, h)
         H, W = gray.shape[:2]
-        side = int(min(H, W) * 2 / 3)
-        if side < 3 * min_px:
-            return []  # tiles would be too small to hold a face of the smallest size
-        step = side // 2
-        xs = sorted({*range(0, W - side, step), W - side})
-        ys = sorted({*range(0, H - side, step), H - side})
-        return [f for y in ys for x in xs for f in self._faces(gray[y:y + side, x:x + side], min_px, x, y)]
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
+        return any(abs((d.box[0] + d.box[2]) / 2 + x0 - cx) < 0.3 * w and abs((d.box[1] + d.box[3]) / 2 + y0 - cy) < 0.3 * w
+                   for d in self.net.detect(gray[y0:y1, x0:x1], RECHECK_MIN_SCORE))
 
     def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
         """Run the network on a square region about twice the tracked face: the face
@@ -263,11 +292,36 @@ class BlazeFaceDetector(Detector):
         H, W = gray.shape[:2]
         x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
         x1, y1 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
-        hits = [f for f in self._faces(gray[y0:y1, x0:x1], max(self.min_face_px, 0.6 * w), x0, y0)
+        hits = [f for f in self._faces(gray[y0:y1, x0:x1], max(self.min_face_px, 0.6 * w), x0, y0, gray.shape)
                 if f.box[2] <= 1.6 * w]
         if not hits:
             return None
         return min(hits, key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2)
+
+
+TILE_LEVELS = (2 / 3, 4 / 9)  # tile sides as fractions of the frame's shorter side
+TILES_PER_SEARCH = 4  # tiles a default (live) search adds when the whole frame shows no face
+TILE_MIN_SCORE = 0.7  # a face found on a tile must score this (whole frame: detector.min_score) ...
+RECHECK_MIN_SCORE = 0.6  # ... and score this again on a second look (tools/detect_bench.py chose both)
+
+
+def tile_grid(h: int, w: int, min_px: float) -> list[tuple[int, int, int]]:
+    """Square tiles (x, y, side) covering an h x w frame at each of ``TILE_LEVELS``, each
+    overlapping its neighbours by half, so any face up to half a tile wide lies whole in
+    one of them; a level whose tiles could not hold a face of ``min_px`` is left out."""
+    out = []
+    for level in TILE_LEVELS:
+        side = int(min(h, w) * level)
+        if side < 3 * min_px:
+            continue
+        out += [(x, y, side) for y in _starts(h, side) for x in _starts(w, side)]
+    return out
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Evenly spaced tile starts from 0 to ``length - side``, at most half a tile apart."""
+    n = int(np.ceil((length - side) / (side / 2) - 0.05)) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - side, max(1, n))})
 
 
 def _merge(faces: list[Face], overlap: float = 0.3) -> list[Face]:

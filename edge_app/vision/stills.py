@@ -96,7 +96,7 @@ class Analyzer:
         width = max(self.detector.detect_width, min(640, gray.shape[1]))
         min_face = max(24, min(self.detector.min_face_px, gray.shape[1] // 20))
         faces = []
-        for face in self.detector.detect(gray, width, min_face):
+        for face in self.detector.detect(gray, width, min_face, tiles=True):
             if face.kind != "frontal":
                 continue
             crop = aligned_crop(gray, face)
