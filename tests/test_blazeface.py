@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 import skimage.data
 
-from edge_app.vision.blazeface import SHIPPED_DETECTOR, BlazeFace, decode, iou, ssd_anchors, weighted_nms
+from edge_app.vision.blazeface import (
+    SHIPPED_DETECTOR,
+    SHIPPED_FACE_CHECK,
+    BlazeFace,
+    FaceCheck,
+    decode,
+    iou,
+    ssd_anchors,
+    weighted_nms,
+)
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
     TILES_PER_SEARCH,
@@ -104,13 +113,15 @@ def test_weighted_nms_merges_one_face_and_keeps_another():
 
 
 # ------------------------------------------------------------ the shipped model
-def test_manifest_names_licence_source_and_checksum():
-    raw = json.loads(SHIPPED_DETECTOR.read_text())
-    model = SHIPPED_DETECTOR.parent / raw["model"]
+@pytest.mark.parametrize("manifest", [SHIPPED_DETECTOR, SHIPPED_FACE_CHECK], ids=["detector", "face-check"])
+def test_manifest_names_licence_source_and_checksum(manifest):
+    raw = json.loads(manifest.read_text())
+    model = manifest.parent / raw["model"]
     assert hashlib.sha256(model.read_bytes()).hexdigest() == raw["sha256"]
     assert raw["license"] == "Apache-2.0"
-    assert "Apache License" in (SHIPPED_DETECTOR.parent / raw["license_file"]).read_text()
+    assert "Apache License" in (manifest.parent / raw["license_file"]).read_text()
     assert raw["source"]["wheel"] == "mediapipe" and raw["source"]["version"]
+    assert raw["sha256"] in (manifest.parent / "NOTICE-mediapipe").read_text()
 
 
 def test_grace_hopper_and_the_astronaut(detector, grace):
@@ -144,16 +155,16 @@ def test_no_face_where_there_is_none(detector, name):
 
 
 def test_a_small_face_is_found_on_tiles(grace):
-    """A face about 100 px wide in a 640x480 frame is too small for the network's 128-px
+    """A face about 80 px wide in a 640x480 frame is too small for the network's 128-px
     view of the whole frame; a full tile search (stills) finds it at once, the live
     search (a few tiles per call, in turn) within one round of the tiles."""
     detector = BlazeFaceDetector()
     canvas = np.full((480, 640), 120, np.uint8)
-    canvas[170:470, 360:616] = cv2.resize(cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY), (256, 300), interpolation=cv2.INTER_AREA)
-    where = (360 + GRACE_FACE[0] / 2, 170 + GRACE_FACE[1] / 2)
+    canvas[200:440, 380:585] = cv2.resize(cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY), (205, 240), interpolation=cv2.INTER_AREA)
+    where = (380 + GRACE_FACE[0] * 0.4, 200 + GRACE_FACE[1] * 0.4)
     assert detector.net.detect(canvas, detector.min_score) == []
     faces = detector.detect(canvas, tiles=True)
-    assert len(faces) == 1 and contains(faces[0].box, where) and 70 <= faces[0].box[2] <= 140
+    assert len(faces) == 1 and contains(faces[0].box, where) and 55 <= faces[0].box[2] <= 110
     rounds = -(-len(tile_grid(480, 640, detector.min_face_px)) // TILES_PER_SEARCH)
     live = [detector.detect(canvas) for _ in range(rounds)]
     assert any(live) and all(len(f) == 1 and contains(f[0].box, where) for f in live if f)
@@ -169,6 +180,31 @@ def test_tiles_cover_the_frame_with_half_a_tile_of_overlap():
         assert all(b - a <= side / 2 + 1 for a, b in zip(xs, xs[1:]))
         assert all(b - a <= side / 2 + 1 for a, b in zip(ys, ys[1:]))
     assert tile_grid(480, 640, 200) == []  # no tile could hold a face that big: whole frames only
+
+
+def test_the_face_check_tells_a_face_from_a_blob(grace):
+    """A bright round cell on a grey ground made BlazeFace alone report a face in the
+    benchmark; the face check's second opinion rejects it and passes real faces."""
+    check = FaceCheck()
+    gray = cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY)
+    assert check.presence(gray, (165, 143, 365, 342), (222, 192), (309, 189)) >= check.presence_min
+    ast = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    assert check.presence(ast, (178, 80, 272, 174), (204, 101), (248, 108)) >= check.presence_min
+    blob = np.full((480, 640), 90, np.uint8)
+    cv2.circle(blob, (320, 240), 60, 215, -1)
+    blob = cv2.GaussianBlur(blob, (0, 0), 6)
+    assert check.presence(blob, (260, 180, 380, 300), (290, 225), (350, 225)) < 0.5
+    assert check.presence(np.full((480, 640), 128, np.uint8), (260, 180, 380, 300), (290, 225), (350, 225)) < 0.5
+
+
+def test_the_face_check_keeps_a_cat_out(grace):
+    """BlazeFace alone finds a face in the cat photograph (on a tile); the face check
+    rejects it, and still passes Grace Hopper."""
+    with_check, without = BlazeFaceDetector(), BlazeFaceDetector(face_check=False)
+    cat = cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2GRAY)
+    assert len(without.detect(cat, tiles=True)) == 1
+    assert with_check.detect(cat, tiles=True) == []
+    assert len(with_check.detect(grace)) == len(without.detect(grace)) == 1
 
 
 def test_sanity_checks():
@@ -215,6 +251,19 @@ def _copy_shipped(tmp_path: Path) -> tuple[Path, Path]:
     manifest = tmp_path / SHIPPED_DETECTOR.name
     manifest.write_text(json.dumps(raw))
     return manifest, model
+
+
+def test_a_corrupt_face_check_model_is_refused(tmp_path):
+    raw = json.loads(SHIPPED_FACE_CHECK.read_text())
+    model = tmp_path / raw["model"]
+    model.write_bytes((SHIPPED_FACE_CHECK.parent / raw["model"]).read_bytes()[:-1000])
+    manifest = tmp_path / "check.json"
+    manifest.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="does not match its manifest.*reinstall engage-edge"):
+        FaceCheck(manifest)
+    manifest.write_text(json.dumps({**raw, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}))
+    with pytest.raises(ModelError, match="not a loadable TFLite model"):
+        FaceCheck(manifest)
 
 
 def test_corrupt_or_missing_detector_files_are_refused(tmp_path):

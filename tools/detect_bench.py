@@ -125,8 +125,8 @@ def place(canvas: np.ndarray, tile: np.ndarray, size: int, angle: float, rng: np
     return x0 + side / 2, y0 + side / 2
 
 
-def fer_test_faces(data: Path, limit: int, rng: np.random.Generator) -> list[np.ndarray]:
-    folder = data / "FER2013Test"
+def fer_test_faces(data: Path, limit: int, rng: np.random.Generator, split: str = "FER2013Test") -> list[np.ndarray]:
+    folder = data / split
     rows = []
     with open(folder / "label.csv", newline="") as f:
         for row in csv.reader(f):
@@ -149,7 +149,7 @@ def real_photo_faces() -> list[tuple[np.ndarray, tuple[int, int, int]]]:
     return [(grace, (266, 242, 200)), (astronaut, (224, 127, 95))]
 
 
-def build(data: Path, n_faces: int, n_negatives: int, seed: int = 11):
+def build(data: Path, n_faces: int, n_negatives: int, seed: int = 11, split: str = "FER2013Test"):
     rng = np.random.default_rng(seed)
     import skimage.data
 
@@ -157,7 +157,7 @@ def build(data: Path, n_faces: int, n_negatives: int, seed: int = 11):
     lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)
     positives: list[tuple[np.ndarray, list[tuple[float, float, int]], str]] = []
     combos = [(s, a) for s in SIZES for a in ANGLES]
-    for i, tile in enumerate(fer_test_faces(data, n_faces, rng)):
+    for i, tile in enumerate(fer_test_faces(data, n_faces, rng, split)):
         size, angle = combos[i % len(combos)]
         canvas = background(photos, rng)
         cx, cy = place(canvas, tile, size, angle, rng)
@@ -244,13 +244,16 @@ def main() -> int:
     ap.add_argument("--faces", type=int, default=300, help="FER+ test faces to place")
     ap.add_argument("--negatives", type=int, default=300, help="images without a face")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--split", default="FER2013Test", choices=["FER2013Test", "FER2013Valid"],
+                    help="FER+ split of the faces: choose thresholds on FER2013Valid (with another --seed), report on test")
+    ap.add_argument("--seed", type=int, default=11, help="placements, sizes, backgrounds")
     args = ap.parse_args()
-    if not (args.data / "FER2013Test" / "label.csv").is_file():
-        print(f"error: {args.data}/FER2013Test/label.csv is missing: extract ../shared/data/ferplus.tar.gz (see its README)",
+    if not (args.data / args.split / "label.csv").is_file():
+        print(f"error: {args.data}/{args.split}/label.csv is missing: extract ../shared/data/ferplus.tar.gz (see its README)",
               file=sys.stderr)
         return 2
     cv2.setNumThreads(1)
-    positives, negatives = build(args.data, args.faces, args.negatives)
+    positives, negatives = build(args.data, args.faces, args.negatives, args.seed, args.split)
     rows = [evaluate("blazeface (ours)", BlazeFaceDetector(threads=1), positives, negatives),
             evaluate("haar, live (320 px, profile)", FaceDetector(), positives, negatives),
             evaluate("haar, paper (640 px, frontal)", FaceDetector(detect_width=640, profile=False), positives, negatives)]

@@ -7,6 +7,11 @@ rarely fires on texture (numbers in ``models/MODEL_CARD.md``). The model
 is described by a manifest beside it (sha256, input rule, anchor grids, keypoint names)
 and loaded like the emotion model: a wrong checksum or a broken file is refused at start.
 
+A detector alone still sees faces in round bright blobs and in zoomed textures, so each
+detection gets a second opinion (``FaceCheck``): MediaPipe's Face Mesh landmark model
+(``face_landmark.tflite``, same wheel and licence) has a face-presence output, which we
+read on the eye-levelled crop around the detection; its landmarks are not used.
+
 The network gives, for each of 896 fixed anchors, a score logit and 16 numbers: the box
 centre offset and size, and six keypoints (eyes, nose tip, mouth, ears), in input
 pixels relative to the anchor. ``decode`` turns them into boxes, ``weighted_nms`` merges
@@ -24,7 +29,9 @@ import numpy as np
 
 from edge_app.vision.classifier import ModelError, load_interpreter_class, sha256_file
 
-SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "models" / "shipped" / "face_detection_short_range.json"
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "shipped"
+SHIPPED_DETECTOR = SHIPPED / "face_detection_short_range.json"
+SHIPPED_FACE_CHECK = SHIPPED / "face_landmark.json"
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right/left
 
 
@@ -121,12 +128,7 @@ class DetectorManifest:
     @classmethod
     def load(cls, path: Path) -> "DetectorManifest":
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"face detector manifest {path} does not exist") from None
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"face detector manifest {path} is not readable JSON: {exc}") from None
+        raw = _read_manifest(path, "face detector")
         try:
             inp, anchors, dec = raw["input"], raw["anchors"], raw["decoder"]
             h, w = (int(v) for v in inp["size"])
@@ -143,6 +145,75 @@ class DetectorManifest:
             raise ModelError(f"{path}: face detector manifest field missing or wrong: {exc}") from None
 
 
+def checked_interpreter(model_path: Path, sha256: str, manifest_path: Path, threads: int, what: str):
+    """A LiteRT interpreter for a shipped model whose file matches its manifest's sha256;
+    ``ModelError`` naming the file and what to do otherwise."""
+    if not model_path.is_file():
+        raise ModelError(f"{what} file {model_path} (named by {manifest_path}) does not exist; "
+                         "reinstall engage-edge to restore it")
+    digest = sha256_file(model_path)
+    if digest != sha256:
+        raise ModelError(f"{model_path} does not match its manifest: sha256 {digest[:12]}..., "
+                         f"expected {sha256[:12]}...; reinstall engage-edge to restore the {what}")
+    Interpreter = load_interpreter_class()
+    try:
+        interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
+        raise ModelError(f"{model_path} is not a loadable TFLite model: {exc}") from None
+    return interpreter
+
+
+def _read_manifest(path: Path, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{what} manifest {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{what} manifest {path} is not readable JSON: {exc}") from None
+
+
+class FaceCheck:
+    """``presence(gray, box, right_eye, left_eye) -> 0..1``: how sure the Face Mesh model
+    is that the eye-levelled square of ``crop_scale`` times the box holds a face."""
+
+    def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
+        path = Path(manifest_path) if manifest_path else SHIPPED_FACE_CHECK
+        raw = _read_manifest(path, "face check")
+        try:
+            model_path, sha = path.parent / raw["model"], str(raw["sha256"])
+            self.size = int(raw["input"]["size"][0])
+            self.scale, self.offset = float(raw["input"]["scale"]), float(raw["input"]["offset"])
+            self.crop_scale, self.presence_min = float(raw["crop_scale"]), float(raw["presence_min"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(f"{path}: face check manifest field missing or wrong: {exc}") from None
+        self.interpreter = checked_interpreter(model_path, sha, path, threads, "face check model")
+        inp = self.interpreter.get_input_details()[0]
+        flags = [d for d in self.interpreter.get_output_details() if int(np.prod(d["shape"])) == 1]
+        if tuple(inp["shape"]) != (1, self.size, self.size, 3) or len(flags) != 1:
+            raise ModelError(f"{model_path}: tensors do not match the manifest ({self.size}x{self.size}x3 -> "
+                             "one face-presence value)")
+        self._in, self._flag = inp, flags[0]
+        self._buffer = np.zeros((1, self.size, self.size, 3), np.float32)
+        self._lock = threading.Lock()
+
+    def presence(self, gray: np.ndarray, box, right_eye, left_eye) -> float:
+        x0, y0, x1, y1 = box
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        side = self.crop_scale * max(x1 - x0, y1 - y0)
+        angle = np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+        m = cv2.getRotationMatrix2D((cx, cy), float(angle), self.size / side)
+        m[0, 2] += self.size / 2 - cx
+        m[1, 2] += self.size / 2 - cy
+        crop = cv2.warpAffine(gray, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        with self._lock:
+            self._buffer[0] = (crop.astype(np.float32) * self.scale + self.offset)[:, :, None]
+            self.interpreter.set_tensor(self._in["index"], self._buffer)
+            self.interpreter.invoke()
+            logit = float(self.interpreter.get_tensor(self._flag["index"]).ravel()[0])
+        return float(1.0 / (1.0 + np.exp(-np.clip(logit, -80, 80))))
+
+
 class BlazeFace:
     """``detect(image) -> [Detection]`` in image pixels, best first.
 
@@ -152,18 +223,7 @@ class BlazeFace:
 
     def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
         self.manifest = m = DetectorManifest.load(Path(manifest_path) if manifest_path else SHIPPED_DETECTOR)
-        if not m.model_path.is_file():
-            raise ModelError(f"face detector file {m.model_path} (named by {m.path}) does not exist")
-        digest = sha256_file(m.model_path)
-        if digest != m.sha256:
-            raise ModelError(f"{m.model_path} does not match its manifest: sha256 {digest[:12]}..., "
-                             f"expected {m.sha256[:12]}...; reinstall engage-edge to restore the face detector")
-        Interpreter = load_interpreter_class()
-        try:
-            self.interpreter = Interpreter(model_path=str(m.model_path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
-            raise ModelError(f"{m.model_path} is not a loadable TFLite model: {exc}") from None
+        self.interpreter = checked_interpreter(m.model_path, m.sha256, m.path, threads, "face detector")
         self.anchors = ssd_anchors(m.size, m.grids, m.anchor_offset)
         inp = self.interpreter.get_input_details()[0]
         outs = {tuple(d["shape"][1:]): d for d in self.interpreter.get_output_details()}

@@ -6,7 +6,8 @@ turned-away head, which the engagement tracker reports as "Distracted").
 
 BlazeFace (``BlazeFaceDetector``) keeps a detection only when it is believable: a score
 of at least ``detector.min_score``, a box of at least ``min_face_px``, roughly square,
-and eyes, nose and mouth inside it; a head is "profile" when one ear sits next to its
+eyes, nose and mouth inside it, and a second model's face check passed
+(``blazeface.FaceCheck``); a head is "profile" when one ear sits next to its
 eye and the other far out (the keypoints of a turned head), see ``ear_asymmetry``.
 
 Haar (``FaceDetector``, opencv-python-headless < 5 ships the cascades): the frontal
@@ -204,27 +205,30 @@ class BlazeFaceDetector(Detector):
 
     backend = "blazeface"
 
-    def __init__(self, detect_width: int = 320, min_face_px: int = 40, min_score: float = 0.6, profile: bool = True,
-                 manifest=None, threads: int = 1):
+    def __init__(self, detect_width: int = 320, min_face_px: int = 40, min_score: float = 0.5, profile: bool = True,
+                 manifest=None, threads: int = 1, face_check: bool = True):
         super().__init__(detect_width, min_face_px)
-        from edge_app.vision.blazeface import BlazeFace
+        from edge_app.vision.blazeface import BlazeFace, FaceCheck
 
         self.net = BlazeFace(manifest, threads)
+        self.check = FaceCheck(threads=threads) if face_check else None
         self.min_score, self.profile = min_score, profile
         self._next_tile = 0  # where the next partial tile search starts (see ``detect``)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "BlazeFaceDetector":
         d = cfg["detector"]
-        return cls(d["detect_width"], d["min_face_px"], d.get("min_score", 0.6), d["profile"], d.get("manifest") or None)
+        return cls(d["detect_width"], d["min_face_px"], d.get("min_score", 0.5), d["profile"], d.get("manifest") or None)
 
     def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0,
-               frame_shape: tuple[int, ...] | None = None) -> list[Face]:
-        """Believable faces in ``gray``, a region whose corner is (dx, dy) in a frame of
-        ``frame_shape``: a face cut by the region's edge inside the frame is left out (an
-        overlapping region holds it whole)."""
+               frame: np.ndarray | None = None) -> list[Face]:
+        """Believable faces in ``gray``, a region whose corner is (dx, dy) in ``frame``
+        (the whole grayscale frame): a face cut by the region's edge inside the frame is
+        left out (an overlapping region holds it whole), and every face must pass the
+        face check on the frame."""
+        frame = gray if frame is None else frame
         H, W = gray.shape[:2]
-        FH, FW = (frame_shape or gray.shape)[:2]
+        FH, FW = frame.shape[:2]
         cut = (dx > 0, dy > 0, dx + W < FW, dy + H < FH)  # which region edges lie inside the frame
         faces = []
         for d in self.net.detect(gray, self.min_score):
@@ -235,6 +239,10 @@ class BlazeFaceDetector(Detector):
                 continue
             kind = "profile" if ear_asymmetry(d.keypoints) >= TURNED_AWAY else "frontal"
             if kind == "profile" and not self.profile:
+                continue
+            shift = np.array([dx, dy, dx, dy], np.float32)
+            if self.check is not None and self.check.presence(frame, np.asarray(d.box) + shift, d.keypoints[0] + shift[:2],
+                                                              d.keypoints[1] + shift[:2]) < self.check.presence_min:
                 continue
             x0, y0 = max(0, int(round(d.box[0]))), max(0, int(round(d.box[1])))
             x1, y1 = min(W, int(round(d.box[2]))), min(H, int(round(d.box[3])))
@@ -262,26 +270,12 @@ class BlazeFaceDetector(Detector):
                 start = self._next_tile % len(grid)
                 grid = (grid + grid)[start:start + min(TILES_PER_SEARCH, len(grid))]
                 self._next_tile = start + len(grid)
-            # a tile is searched for faces up to 0.6 of its side (bigger ones are seldom
-            # whole in it; the whole frame or the bigger tiles find them). Zoomed-in
-            # tiles see faces in textures more often than the whole frame does, so a
-            # tile's face must score higher and be confirmed by a second look.
-            found = [f for x, y, side in grid
-                     for f in self._faces(gray[y:y + side, x:x + side], min_px, x, y, gray.shape)
-                     if f.box[2] <= 0.6 * side and f.score >= max(self.min_score, TILE_MIN_SCORE)]
-            faces = _merge(faces + [f for f in found if self._confirmed(gray, f)])
+            # a tile is searched for faces up to 0.6 of its side: bigger ones are seldom
+            # whole in it, and the whole frame or the bigger tiles find them
+            faces = _merge(faces + [f for x, y, side in grid
+                                    for f in self._faces(gray[y:y + side, x:x + side], min_px, x, y, gray)
+                                    if f.box[2] <= 0.6 * side])
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
-
-    def _confirmed(self, gray: np.ndarray, face: Face) -> bool:
-        """A second look at a tile's face, on a square twice its size around it: the
-        network must find it there again, at the same place, scoring ``RECHECK_MIN_SCORE``."""
-        x, y, w, h = face.box
-        cx, cy, side = x + w / 2, y + h / 2, 2 * max(w, h)
-        H, W = gray.shape[:2]
-        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-        x1, y1 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
-        return any(abs((d.box[0] + d.box[2]) / 2 + x0 - cx) < 0.3 * w and abs((d.box[1] + d.box[3]) / 2 + y0 - cy) < 0.3 * w
-                   for d in self.net.detect(gray[y0:y1, x0:x1], RECHECK_MIN_SCORE))
 
     def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
         """Run the network on a square region about twice the tracked face: the face
@@ -292,7 +286,7 @@ class BlazeFaceDetector(Detector):
         H, W = gray.shape[:2]
         x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
         x1, y1 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
-        hits = [f for f in self._faces(gray[y0:y1, x0:x1], max(self.min_face_px, 0.6 * w), x0, y0, gray.shape)
+        hits = [f for f in self._faces(gray[y0:y1, x0:x1], max(self.min_face_px, 0.6 * w), x0, y0, gray)
                 if f.box[2] <= 1.6 * w]
         if not hits:
             return None
@@ -301,8 +295,6 @@ class BlazeFaceDetector(Detector):
 
 TILE_LEVELS = (2 / 3, 4 / 9)  # tile sides as fractions of the frame's shorter side
 TILES_PER_SEARCH = 4  # tiles a default (live) search adds when the whole frame shows no face
-TILE_MIN_SCORE = 0.7  # a face found on a tile must score this (whole frame: detector.min_score) ...
-RECHECK_MIN_SCORE = 0.6  # ... and score this again on a second look (tools/detect_bench.py chose both)
 
 
 def tile_grid(h: int, w: int, min_px: float) -> list[tuple[int, int, int]]:
