@@ -2,7 +2,7 @@
 
 Faces: matplotlib's ``grace_hopper.jpg`` sample, scikit-image's ``astronaut`` and its
 ``lfw_subset`` (200 small Labeled-Faces-in-the-Wild crops), and the ``camera`` image (a
-man turned sideways, found by the profile cascade) for "Distracted". The timeline moves a
+man turned sideways, a turned-away face to either detector) for "Distracted". The timeline moves a
 face around, swaps faces, turns away, leaves the frame and comes back, so every
 engagement state shows within one minute. Nothing is read from outside the packages.
 """
@@ -45,7 +45,7 @@ def lfw_faces() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def profile_face() -> np.ndarray:
-    """The cameraman photo, mirrored so the profile cascade finds his face."""
+    """The cameraman photo, mirrored (Haar's profile cascade knows one side): a turned-away face."""
     import skimage.data
 
     return cv2.cvtColor(cv2.flip(skimage.data.camera(), 1), cv2.COLOR_GRAY2BGR)
