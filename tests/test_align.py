@@ -1,5 +1,6 @@
 """Aligned crops: eyes level and where FER2013 puts them, so a tilted head gets the
-emotion it gets upright (real photographs, the shipped detector and emotion model)."""
+emotion it gets upright (the package's photographs and scikit-image's LFW faces, a
+dev-only dependency; the shipped detector and emotion model)."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from edge_app.vision import faces as shipped
 from edge_app.vision.align import FER_TEMPLATE, aligned_crop, eye_transform
 from edge_app.vision.classifier import EmotionClassifier, crop_face
 from edge_app.vision.detector import BlazeFaceDetector, Face
@@ -43,11 +45,8 @@ def test_a_face_without_keypoints_gets_the_box_crop():
 
 
 def _faces():
-    from matplotlib import cbook
-
-    grace = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_GRAYSCALE)
-    yield "grace", grace
-    yield "astronaut", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    yield "grace", cv2.cvtColor(shipped.photo("grace_hopper.jpg"), cv2.COLOR_BGR2GRAY)
+    yield "astronaut", cv2.cvtColor(shipped.photo("astronaut.jpg"), cv2.COLOR_BGR2GRAY)
     lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)
     for i in (7, 21, 42, 91):  # LFW faces the model reads confidently upright
         tile = np.full((400, 400), 110, np.uint8)

@@ -1,5 +1,6 @@
 """The learned face detector: our BlazeFace decoder (anchors, boxes, keypoints, weighted
-NMS) on hand-made outputs, the shipped model on real photographs, the sanity checks
+NMS) on hand-made outputs, the shipped model on the package's photographs (and
+face-free scikit-image samples, a dev-only dependency), the sanity checks
 that keep non-faces out, the turned-away test, and refusal of a corrupt detector file."""
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 import skimage.data
 
+from edge_app import config as config_mod
+from edge_app.vision import faces as shipped
 from edge_app.vision.blazeface import (
     SHIPPED_DETECTOR,
     SHIPPED_FACE_CHECK,
@@ -126,7 +129,7 @@ def test_manifest_names_licence_source_and_checksum(manifest):
 
 def test_grace_hopper_and_the_astronaut(detector, grace):
     for image, point, widths in [(grace, GRACE_FACE, (150, 300)),
-                                 (cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), ASTRONAUT_FACE, (60, 170))]:
+                                 (shipped.photo("astronaut.jpg"), ASTRONAUT_FACE, (60, 170))]:
         faces = detector.detect(image)
         assert len(faces) == 1
         face = faces[0]
@@ -188,7 +191,7 @@ def test_the_face_check_tells_a_face_from_a_blob(grace):
     check = FaceCheck()
     gray = cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY)
     assert check.presence(gray, (165, 143, 365, 342), (222, 192), (309, 189)) >= check.presence_min
-    ast = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    ast = cv2.cvtColor(shipped.photo("astronaut.jpg"), cv2.COLOR_BGR2GRAY)
     assert check.presence(ast, (178, 80, 272, 174), (204, 101), (248, 108)) >= check.presence_min
     blob = np.full((480, 640), 90, np.uint8)
     cv2.circle(blob, (320, 240), 60, 215, -1)
@@ -226,7 +229,7 @@ def test_ear_asymmetry_tells_a_turned_head():
 def test_turned_away_face_is_a_profile(detector):
     """The cameraman, turned sideways as the demo shows him: "profile" (the tracker's
     "Distracted"); with ``profile = false`` he is not reported at all."""
-    sideways = cv2.flip(skimage.data.camera(), 1)
+    sideways = cv2.cvtColor(shipped.profile_face(), cv2.COLOR_BGR2GRAY)
     faces = detector.detect(sideways)
     assert [f.kind for f in faces] == ["profile"] and contains(faces[0].box, (290, 160))
     assert BlazeFaceDetector(profile=False).detect(sideways) == []
@@ -240,7 +243,7 @@ def test_min_face_px_and_min_score(grace):
 
 def test_backend_from_config(cfg):
     assert isinstance(detector_from_config(cfg), BlazeFaceDetector)
-    assert isinstance(detector_from_config({**cfg, "detector": {**cfg["detector"], "backend": "haar"}}), FaceDetector)
+    assert isinstance(detector_from_config(config_mod.with_changes(cfg, {"detector.backend": "haar"})), FaceDetector)
 
 
 # ------------------------------------------------------------ bad files

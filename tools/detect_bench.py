@@ -2,11 +2,13 @@
 
 Data (all synthesised here from files on this machine; nothing is downloaded):
 
+Needs scikit-image (the ``dev`` extra) for its photographs and LFW faces.
+
 * faces: FER+ **test** faces (majority-vote emotion, not "not a face"), upscaled from
   48x48 to 96-288 pixels, rotated by -25, 0 or +25 degrees, blended with a soft edge
   into a 640x480 background at a random place; scikit-image's LFW faces (the first 100
   of ``lfw_subset``) the same way; and the two real photographs that ship in installed
-  packages (matplotlib's Grace Hopper, scikit-image's astronaut) at three sizes and the
+  package (Grace Hopper, the astronaut) at three sizes and the
   three angles, on a background.
 * no faces: 640x480 crops of scikit-image photographs without people (coffee, cat,
   rocket, brick, grass, gravel, moon, text, coins, horse, clock, cells, galaxies, ...),
@@ -140,12 +142,11 @@ def fer_test_faces(data: Path, limit: int, rng: np.random.Generator, split: str 
 
 
 def real_photo_faces() -> list[tuple[np.ndarray, tuple[int, int, int]]]:
-    """(image, (cx, cy, face size)) for the two package photographs."""
-    import skimage.data
-    from matplotlib import cbook
+    """(image, (cx, cy, face size)) for the two portraits shipped in the package."""
+    from edge_app.vision.faces import photo
 
-    grace = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_GRAYSCALE)
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    grace = cv2.cvtColor(photo("grace_hopper.jpg"), cv2.COLOR_BGR2GRAY)
+    astronaut = cv2.cvtColor(photo("astronaut.jpg"), cv2.COLOR_BGR2GRAY)
     return [(grace, (266, 242, 200)), (astronaut, (224, 127, 95))]
 
 

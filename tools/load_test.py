@@ -118,6 +118,8 @@ def client_load(url: str, password: str, viewers: int, uploaders: int, seconds: 
             try:
                 resp = session.post(f"{url}/api/login", json={"username": "admin", "password": password}, timeout=30)
                 key = None if resp.status_code == 200 else f"login {resp.status_code}"
+                if key is None:  # state-changing API calls carry the session's CSRF token
+                    session.headers["X-CSRF-Token"] = resp.json()["csrf"]
             except requests.RequestException as exc:
                 key = f"login {type(exc).__name__}: {exc}"
             if key:
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--viewers", type=int, default=8)
     p.add_argument("--uploaders", type=int, default=20)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--image", type=Path, help="the photo to upload (default: matplotlib's Grace Hopper sample)")
+    p.add_argument("--image", type=Path, help="the photo to upload (default: the shipped Grace Hopper portrait)")
     p.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # internal: be the client process
     p.add_argument("--password", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -220,12 +222,11 @@ def main(argv=None) -> int:
                                      args.image.read_bytes())))
         return 0
 
-    from matplotlib import cbook
-
     from edge_app import config as config_mod
     from edge_app.runtime.appliance import Appliance
+    from edge_app.vision.faces import PHOTOS
 
-    image = args.image or Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    image = args.image or Path(str(PHOTOS / "grace_hopper.jpg"))
     password = "load-test-password-1"
     os.environ["ENGAGE_ADMIN_PASSWORD"] = password
     with tempfile.TemporaryDirectory(prefix="engage-load-") as tmp:
