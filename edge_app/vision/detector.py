@@ -265,7 +265,7 @@ class BlazeFaceDetector(Detector):
         min_px = min_face_px or self.min_face_px
         faces = self._faces(gray, min_px)
         if tiles or (tiles is None and not faces):
-            grid = tile_grid(*gray.shape[:2], min_px)
+            grid = tile_grid(gray.shape[0], gray.shape[1], min_px)
             if not tiles and grid:
                 start = self._next_tile % len(grid)
                 grid = (grid + grid)[start:start + min(TILES_PER_SEARCH, len(grid))]
