@@ -90,8 +90,10 @@ class Guard:
                             max_age=int(self.ctx.accounts.max_age_s))
 
     def page(self, name: str, **values) -> str:
-        """Render ``views/<name>.tpl`` with the user, CSRF token and version every page shows."""
+        """Render ``views/<name>.tpl`` with the user, CSRF token, version and current state every page shows."""
         found = self.current()
         values.setdefault("title", "engage-edge")
+        # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
+        now = self.ctx.loop.state if found and self.ctx.loop else None
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
-                               version=__version__, path=request.path, **values)
+                               version=__version__, path=request.path, now=now, **values)

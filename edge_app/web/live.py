@@ -1,4 +1,4 @@
-"""The live view: its page, the current state, the timeline chart's data and the MJPEG stream.
+"""The live view: its page, the desk view, the current state, the timeline chart's data and the MJPEG stream.
 
 cheroot streams generator responses as they are produced, so an endless MJPEG stream
 holds one worker thread and nothing is buffered; ``ViewerSlots`` bounds the viewers so
@@ -54,6 +54,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def live_page():
         guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS)
+
+    @app.get("/glance")
+    def glance_page():
+        """The desk view: the state as a full-screen colour field, readable across a room."""
+        guard.require_user()
+        return guard.page("glance", title="Desk view", state=ctx.loop.state if ctx.loop else None)
 
     @app.get("/api/state")
     def api_state():

@@ -1,10 +1,11 @@
-// The live page: the current engagement state and a timeline chart of the last minutes,
-// drawn as SVG from /api/timeline (no libraries; CSP allows only scripts from /static).
+// The live page: a timeline chart of the last minutes, drawn as SVG from /api/timeline
+// (no libraries; CSP allows only scripts from /static). The chart is drawn at the width
+// it is shown at, one SVG unit a CSS pixel, so its text stays readable on a phone. The
+// current state above it is state.js's.
 (function () {
   "use strict";
   const SVGNS = "http://www.w3.org/2000/svg";
   const MINUTES = 10;
-  const stateEl = document.getElementById("state");
   const chartEl = document.getElementById("timeline");
   const emptyEl = document.getElementById("timeline-empty");
   const stream = document.getElementById("stream");
@@ -28,18 +29,20 @@
 
   function draw(data) {
     const GROUPS = data.groups;  // the rows, in the device's order
-    const W = 600, H = 200, left = 120, right = 22, top = 8, bottom = 24;
+    const W = Math.max(280, Math.round(chartEl.clientWidth || 600)), H = 200, top = 8, bottom = 24;
+    const left = W < 480 ? 112 : 124, right = 22;
     const rowH = (H - top - bottom) / GROUPS.length;
     const x = (t) => left + (W - left - right) * (t - data.from) / (data.now - data.from);
-    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, "aria-hidden": "true", id: "timeline-svg" });
+    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, "aria-hidden": "true", id: "timeline-svg" });
     GROUPS.forEach(function (g, i) {
       const y = top + i * rowH;
       svg.appendChild(el("line", { x1: left, x2: W - right, y1: y + rowH / 2, y2: y + rowH / 2, stroke: "#eef0f4" }));
-      svg.appendChild(el("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end", "font-size": 11, fill: "#5b6576" }, g));
+      svg.appendChild(el("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end", "font-size": 13, fill: "#5b6576" }, g));
     });
-    for (let m = 0; m <= MINUTES; m += 2) {
+    const step = W < 480 ? 5 : 2;  // fewer time labels where they would collide
+    for (let m = 0; m <= MINUTES; m += step) {
       const t = data.now - m * 60;
-      svg.appendChild(el("text", { x: x(t), y: H - 6, "text-anchor": "middle", "font-size": 10, fill: "#5b6576" },
+      svg.appendChild(el("text", { x: x(t), y: H - 6, "text-anchor": m === 0 ? "end" : "middle", "font-size": 12, fill: "#5b6576" },
                          m === 0 ? "now" : fmt(t)));
     }
     const pts = data.points;
@@ -60,28 +63,15 @@
     emptyEl.hidden = segments > 0;
   }
 
-  async function pollState() {
-    try {
-      const r = await fetch("/api/state", { credentials: "same-origin" });
-      if (r.ok) {
-        const s = await r.json();
-        stateEl.textContent = s.level || "no camera loop";
-        stateEl.dataset.group = s.group || "";
-      } else if (r.status === 401) {
-        window.location = "/login?next=/live";
-        return;
-      }
-    } catch (e) { /* the device may be restarting: try again */ }
-    setTimeout(pollState, 1000);
-  }
-
+  let latest = null;
   async function pollTimeline() {
     try {
       const r = await fetch("/api/timeline?minutes=" + MINUTES, { credentials: "same-origin" });
-      if (r.ok) draw(await r.json());
+      if (r.ok) { latest = await r.json(); draw(latest); }
     } catch (e) { /* retry below */ }
     setTimeout(pollTimeline, 5000);
   }
+  window.addEventListener("resize", function () { if (latest) draw(latest); });
 
   stream.addEventListener("error", function () {
     note.textContent = "The live view is not available right now (too many viewers, or the camera is off). " +
@@ -89,6 +79,5 @@
     note.className = "error";
   });
 
-  pollState();
   pollTimeline();
 })();

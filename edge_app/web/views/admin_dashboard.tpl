@@ -7,7 +7,7 @@
     <div class="tile"><span class="label">Time absent</span><strong id="absent">{{'%d:%02d' % (today['absent_s'] // 3600, (today['absent_s'] % 3600) // 60)}}</strong><span class="hint">hours:minutes</span></div>
     <div class="tile"><span class="label">Alerts raised</span><strong id="alerts">{{today['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
     <div class="tile"><span class="label">Photos analysed</span><strong>{{today['uploads']}}</strong><span class="hint">uploads today</span></div>
-    <div class="tile"><span class="label">Now</span><strong class="small" data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="hint">{{'camera ' + health.camera + (' · %.1f fps' % health.fps if health else '') if health else ''}}</span></div>
+    <div class="tile"><span class="label">Now</span><strong class="small" id="now" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="hint">{{!'<a href="/glance">desk view</a>' if state else ''}}</span></div>
   </div>
   % if today['total_s'] == 0:
   <p class="empty">No live time recorded today yet: the figures fill in minute by minute while the camera loop runs.</p>
@@ -23,7 +23,7 @@
   % end
 </section>
 <section class="card">
-  <h2>Last 14 days</h2>
+  <h2>Last 14 days <span class="hint">(minutes per day)</span></h2>
   {{!chart}}
   <ul class="legend" aria-hidden="true">
     % for g in groups:

@@ -10,7 +10,11 @@
 <body>
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
-  <a class="brand" href="/"><span class="dot" aria-hidden="true"></span>engage-edge</a>
+  <div class="brand"><a href="/">engage-edge</a>
+  % if user and now:
+  <a id="state-dot" class="dot" href="/glance" data-group="{{now.group}}" title="Now: {{now.level}} (open the desk view)"><span class="sr-only">Now: {{now.level}} (open the desk view)</span></a>
+  % end
+  </div>
   % if user:
   <nav aria-label="Main">
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
@@ -37,5 +41,9 @@
 {{!base}}
 </main>
 <footer>engage-edge {{version}} · analysed on this device; no face images leave it</footer>
+% if user and now:
+<script src="/static/state.js"></script>
+% end
+<script src="/static/reflow.js"></script>
 </body>
 </html>

@@ -1,0 +1,70 @@
+// The current engagement state on every page that shows it, kept fresh from /api/state
+// (pages include this only where a capture loop runs).
+// Any element with data-live-state gets the level as its text and data-group for its
+// colour (app.css); the header dot gets data-group and a label. When the device stops
+// answering, they say so instead of showing an old state. One poller per page; it rests
+// while the tab is hidden. (A file, not inline: the CSP allows scripts from /static only.)
+(function () {
+  "use strict";
+  const EVERY_MS = 1000;
+  const STALE_MS = 5000;  // no answer for this long: the shown state is no longer trusted
+  let lastOk = Date.now();
+  let timer = null;
+  let busy = false;
+
+  function targets() { return document.querySelectorAll("[data-live-state]"); }
+
+  function show(text, group, camera) {
+    targets().forEach(function (el) {
+      if (el.textContent !== text) el.textContent = text;
+      el.dataset.group = group;
+      if (camera !== undefined) el.dataset.camera = camera;
+    });
+    const dot = document.getElementById("state-dot");
+    if (dot) {
+      dot.dataset.group = group;
+      const label = "Now: " + text + " (open the desk view)";
+      dot.title = label;
+      const sr = dot.querySelector(".sr-only");
+      if (sr) sr.textContent = label;
+    }
+    // for pages that show it their own way (the desk view)
+    document.dispatchEvent(new CustomEvent("engage:state", { detail: { text: text, group: group, camera: camera } }));
+  }
+
+  function describe(s) {
+    if (!s.level) return ["no camera loop", ""];
+    if (s.camera && s.camera !== "ok" && s.camera !== "starting") return ["Camera " + s.camera, ""];
+    return [s.level, s.group || ""];
+  }
+
+  async function poll() {
+    timer = null;
+    if (busy) return;
+    busy = true;
+    try {
+      const r = await fetch("/api/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (r.status === 401) {  // logged out (or the session ended): log in and come back here
+        window.location = "/login?next=" + encodeURIComponent(window.location.pathname);
+        return;
+      }
+      if (r.ok) {
+        const shown = describe(await r.json());
+        show(shown[0], shown[1], undefined);
+        lastOk = Date.now();
+      }
+    } catch (e) { /* the device may be restarting: the stale check below covers it */
+    } finally { busy = false; }
+    if (Date.now() - lastOk > STALE_MS) show("No connection to the device", "", "unknown");
+    schedule();
+  }
+
+  function schedule() {
+    if (timer === null && document.visibilityState !== "hidden") timer = setTimeout(poll, EVERY_MS);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "hidden" && timer === null) { lastOk = Date.now(); poll(); }
+  });
+  poll();
+})();

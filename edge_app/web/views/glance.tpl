@@ -1,0 +1,27 @@
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{title}} · engage-edge</title>
+<link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="/static/icon.svg" type="image/svg+xml">
+</head>
+<body class="glance" id="glance" data-group="{{state.group if state else ''}}">
+<main class="glance-field">
+  <h1 class="sr-only">Engagement now</h1>
+  % word, _, detail = (state.level if state else 'no camera loop').partition(' - ')
+  <div role="status" aria-atomic="true">
+    <p class="glance-word" id="glance-word">{{word}}</p>
+    <p class="glance-detail" id="glance-detail">{{detail}}</p>
+  </div>
+  <p class="glance-note" id="glance-note">Updated every second from this device. Nothing is recorded by this page.</p>
+</main>
+<nav class="glance-tools" aria-label="Desk view">
+  <button type="button" id="fullscreen" class="secondary">Full screen</button>
+  <a href="/live" class="button secondary">Back to Live</a>
+</nav>
+<script src="/static/state.js"></script>
+<script src="/static/glance.js"></script>
+</body>
+</html>

@@ -1,0 +1,197 @@
+"""Glanceable state (issue 13, item 6) in a real headless browser: the desk view at
+/glance, the dashboard's and live page's "Now" and the header dot follow the device's
+real state by themselves, and say so when the device stops answering.
+
+The appliance runs its real pipeline (detector, LiteRT classifier, tracker) on a camera
+source the test switches between a real face photograph and an empty scene, so the state
+changes when the test says, not when the demo timeline happens to get there."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from edge_app.engagement import ABSENT
+from edge_app.vision.sources import FrameSource
+from tests.conftest import ADMIN_PASSWORD, wait_for
+from tests.test_browser import ARGS, CHROMIUM, STUDENT, STUDENT_PW
+
+# a group's colour as the page paints it (app.css --engaged ...), to see the field change
+BACKGROUND = "getComputedStyle(document.body).backgroundColor"
+
+
+class SwitchedScene(FrameSource):
+    """A 15 fps camera showing Grace Hopper's portrait, or the empty room when ``face`` is off."""
+
+    name = "switched"
+
+    def __init__(self, portrait: np.ndarray):
+        self.frame = np.full((480, 640, 3), 200, np.uint8)
+        h = 360
+        w = int(portrait.shape[1] * h / portrait.shape[0])
+        self.frame[60:60 + h, (640 - w) // 2:(640 - w) // 2 + w] = cv2.resize(portrait, (w, h))
+        self.empty = np.full((480, 640, 3), 200, np.uint8)
+        self.face = threading.Event()
+        self.face.set()
+
+    def read(self) -> np.ndarray:
+        time.sleep(1 / 15)  # a camera's frame rate, not synchronisation
+        return (self.frame if self.face.is_set() else self.empty).copy()
+
+
+@pytest.fixture(scope="module")
+def scene(grace_path):
+    return SwitchedScene(cv2.imread(str(grace_path)))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, scene):
+    from edge_app.runtime.appliance import Appliance
+
+    tmp = tmp_path_factory.mktemp("glance")
+    (tmp / "config.toml").write_text("")
+    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
+                                                "indicators.backend": "none", "engagement.absent_after_s": 1.0,
+                                                "engagement.min_hold_s": 0.3})
+    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
+    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    try:
+        appliance = Appliance(cfg, source=scene).start()
+    finally:
+        if old is None:
+            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
+        else:
+            os.environ["ENGAGE_ADMIN_PASSWORD"] = old
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    yield appliance
+    appliance.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser, server):
+    contexts = []
+
+    def make(username="admin", password=ADMIN_PASSWORD, **kw):
+        context = browser.new_context(**kw)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(f"{server.url}/login")
+        page.get_by_label("User name").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+        assert "/login" not in page.url, page.content()
+        return page
+
+    yield make
+    for c in contexts:
+        c.close()
+
+
+def show(server, scene, face: bool) -> str:
+    """Put the face in front of the camera (or take it away); the level the device then settles on."""
+    if face:
+        scene.face.set()
+    else:
+        scene.face.clear()
+    return wait_for(lambda: (server.loop.state.level != ABSENT) == face and server.loop.state.level,
+                    timeout=20, what=f"the device's state with the face {'shown' if face else 'gone'}")
+
+
+def text_of(page, selector):
+    return page.locator(selector).inner_text().strip()
+
+
+def glance_text(page) -> str:
+    """The desk view's level: its group in big letters, the description below."""
+    word, detail = text_of(page, "#glance-word"), text_of(page, "#glance-detail")
+    return f"{word} - {detail}" if detail else word
+
+
+def test_desk_view_is_the_state_as_a_full_screen_colour_field(new_page, server, scene, artifacts):
+    level = show(server, scene, True)
+    page = new_page(STUDENT, STUDENT_PW, viewport={"width": 1366, "height": 850})
+    assert page.goto(f"{server.url}/glance").status == 200
+    wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
+    assert text_of(page, "#glance-word") == server.loop.state.group
+    word = page.locator("#glance-word")
+    assert float(word.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 96  # readable across a room
+    box = page.locator("main").bounding_box()
+    assert box["width"] >= 1300 and box["height"] >= 0.6 * 850  # the field fills the screen
+    face_colour = page.evaluate(BACKGROUND)
+    assert page.locator("body").get_attribute("data-group") == server.loop.state.group
+    page.screenshot(path=str(artifacts / f"glance-{level.split(' ')[0].lower()}.png"))
+
+    show(server, scene, False)  # the student leaves: the field turns to Absent by itself, no reload
+    wait_for(lambda: glance_text(page) == ABSENT, what="the desk view follows to Absent")
+    wait_for(lambda: page.evaluate(BACKGROUND) != face_colour, what="the colour field follows")
+    assert page.locator("body").get_attribute("data-group") == ABSENT
+    page.screenshot(path=str(artifacts / "glance-absent.png"))
+    show(server, scene, True)
+
+
+@pytest.mark.parametrize("path, selector", [("/admin", "#now"), ("/live", "#state")])
+def test_now_updates_by_itself(new_page, server, scene, path, selector):
+    """The dashboard's "Now" tile (and the live page's) follows the state without a reload."""
+    show(server, scene, True)
+    page = new_page()
+    page.goto(server.url + path)
+    wait_for(lambda: text_of(page, selector) == server.loop.state.level, what=f"{path} shows the state")
+    show(server, scene, False)
+    wait_for(lambda: text_of(page, selector) == ABSENT, what=f"{path} follows to Absent without a reload")
+    show(server, scene, True)
+    wait_for(lambda: text_of(page, selector) == server.loop.state.level, what=f"{path} follows the face's return")
+
+
+def test_header_dot_is_the_real_state_and_leads_to_the_desk_view(new_page, server, scene):
+    show(server, scene, True)
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/upload")
+    dot = page.locator("#state-dot")
+    wait_for(lambda: dot.get_attribute("data-group") == server.loop.state.group, what="the dot has the state's group")
+    assert server.loop.state.level in dot.inner_text()  # its text for screen readers (visually hidden)
+    lit = dot.evaluate("e => getComputedStyle(e).backgroundColor")
+    show(server, scene, False)
+    wait_for(lambda: dot.get_attribute("data-group") == ABSENT, what="the dot follows to Absent")
+    assert dot.evaluate("e => getComputedStyle(e).backgroundColor") != lit
+    assert f"Now: {ABSENT}" in dot.inner_text()
+    dot.click()
+    page.wait_for_url("**/glance")
+    show(server, scene, True)
+
+
+def test_a_device_that_stops_answering_is_not_shown_as_a_state(new_page, server, scene):
+    show(server, scene, True)
+    page = new_page()
+    page.goto(f"{server.url}/glance")
+    wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
+    page.context.route("**/api/state", lambda route: route.abort("connectionrefused"))  # the device is unreachable
+    wait_for(lambda: "No connection" in glance_text(page), what="the desk view says it lost the device")
+    assert page.locator("body").get_attribute("data-group") == ""
+    page.goto(f"{server.url}/admin")
+    wait_for(lambda: page.locator("#state-dot").get_attribute("data-group") == "", what="the dot goes blank")
+    assert "No connection" in text_of(page, "#now")
+
+
+def test_desk_view_is_for_logged_in_users_only(server):
+    r = requests.get(f"{server.url}/glance", allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and "/login" in r.headers["Location"]
