@@ -21,36 +21,41 @@ def _midnight(days_ago: int = 0) -> float:
 
 
 def days_chart(store, days: int = 14) -> tuple[str, list[dict]]:
-    """An inline SVG stacked bar chart of minutes per engagement group per day."""
+    """An inline SVG stacked bar chart of minutes per engagement group per day.
+
+    No viewBox: the chart is as wide as its card and its x positions are percentages,
+    so the text keeps its real pixel size on a phone instead of shrinking with the
+    drawing; every other date is marked ``minor`` (hidden on narrow screens)."""
     rows = []
     for ago in range(days - 1, -1, -1):
         start, end = _midnight(ago), _midnight(ago - 1) if ago else _midnight(0) + 86400
         s = reports.day_summary(store, start, end)
         rows.append({"day": dt.date.fromtimestamp(start + 3600), **s})
     peak = max([r["total_s"] for r in rows] + [60.0])
-    W, H, left, bottom, top = 700, 220, 56, 28, 10
-    bw = (W - left - 10) / days
-    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="days-title days-desc">',
+    H, bottom, top = 220, 28, 12
+    left = 11.0  # percent of the width for the minute labels
+    bw = (100 - left - 1) / days  # percent per day
+    parts = [f'<svg class="chart" width="100%" height="{H}" role="img" aria-labelledby="days-title days-desc">',
              '<title id="days-title">Minutes per engagement level per day</title>',
              f'<desc id="days-desc">Stacked bars for the last {days} days.</desc>']
     for frac in (0, 0.5, 1):
         y = top + (H - top - bottom) * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{W - 5}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#667085">'
+        parts.append(f'<line x1="{left}%" x2="99%" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"/>')
+        parts.append(f'<text x="{left - 1}%" y="{y + 4:.1f}" text-anchor="end" font-size="12" fill="#5b6576">'
                      f'{_minutes_label(peak * frac)}</text>')
     for i, r in enumerate(rows):
-        x = left + i * bw + 2
+        x = left + i * bw + 0.3
         y = H - bottom
         for g in GROUPS:
             h = (H - top - bottom) * r["seconds"][g] / peak
             if h > 0:
                 y -= h
-                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 4:.1f}" height="{h:.1f}" '
+                parts.append(f'<rect x="{x:.2f}%" y="{y:.1f}" width="{bw - 0.6:.2f}%" height="{h:.1f}" '
                              f'class="{g.css_class}"><title>{r["day"]:%a %d %b} {bottle.html_escape(g)}: '
                              f'{r["seconds"][g] / 60:.0f} min</title></rect>')
-        if days <= 14 or i % 2 == 0:
-            parts.append(f'<text x="{x + (bw - 4) / 2:.1f}" y="{H - 10}" text-anchor="middle" font-size="10" '
-                         f'fill="#667085">{r["day"]:%d/%m}</text>')
+        minor = ' class="minor"' if (days - 1 - i) % 2 else ""  # today and every other day stay on phones
+        parts.append(f'<text{minor} x="{x + (bw - 0.6) / 2:.2f}%" y="{H - 8}" text-anchor="middle" font-size="12" '
+                     f'fill="#5b6576">{r["day"]:%d/%m}</text>')
     parts.append("</svg>")
     return "".join(parts), rows
 
@@ -59,7 +64,7 @@ def _minutes_label(seconds: float) -> str:
     if seconds == 0:
         return "0"
     minutes = seconds / 60
-    return f"{minutes:.0f} min" if minutes >= 10 else f"{minutes:.1f} min".replace(".0 ", " ")
+    return f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}".removesuffix(".0")  # the heading says "minutes"
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:

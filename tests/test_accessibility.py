@@ -1,0 +1,158 @@
+"""Phones and accessibility (issue 13, item 7) in a real headless browser.
+
+axe-core (vendored in tests/vendor/axe-core, never shipped) checks every page a logged-in
+admin can reach by following links, plus the pages only a form leads to, at a desktop and a
+phone size: no serious or critical violation. Then what axe cannot see: chart text big
+enough to read on a phone, tables that reflow so "Manage" stays on screen, badges unclipped."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.test_browser import STUDENT, STUDENT_PW, browser, server  # noqa: F401 - the shared module fixtures
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+DESKTOP, PHONE = {"width": 1366, "height": 850}, {"width": 390, "height": 844}
+# links that are not pages: they download, stream, or change something on GET
+NOT_PAGES = (".csv", ".jpg", ".mjpg", ".png", "/static/", "/logout", "/metrics", "/healthz", "/api/")
+MAX_PAGES = 40
+
+
+def log_in(browser, server, viewport, username="admin", password=ADMIN_PASSWORD):  # noqa: F811
+    context = browser.new_context(viewport=viewport, is_mobile=viewport == PHONE, has_touch=viewport == PHONE)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{server.url}/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+    assert "/login" not in page.url
+    return page
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now, one line each."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated by the driver, so the page's CSP allows it
+    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' -> ' +
+                  v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' (' + (n.failureSummary || '').replace(/\\s+/g, ' ') + ')').join('; '))""")
+    return list(found)
+
+
+def crawl(page, server, start: list[str]) -> list[str]:  # noqa: F811
+    """Every same-site HTML page reachable by links from ``start`` (query strings dropped)."""
+    seen, pages, queue = set(), [], list(start)
+    while queue and len(pages) < MAX_PAGES:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        response = page.goto(server.url + path)
+        seen.add(path)
+        if response is None or "text/html" not in response.headers.get("content-type", ""):
+            continue  # an image, a download
+        pages.append(path)
+        for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))"):
+            url = urlsplit(urljoin(server.url + path, href))
+            if url.netloc == urlsplit(server.url).netloc and not any(p in url.path for p in NOT_PAGES):
+                if url.path not in seen and url.path not in queue:
+                    queue.append(url.path)
+    return pages
+
+
+@pytest.fixture(scope="module")
+def with_data(server, face_jpeg):  # noqa: F811
+    """A student's upload, a live state change and an alert, so tables and charts have rows."""
+    lea = server.accounts.find(STUDENT)
+    face = {"box": [1, 2, 3, 4], "emotion": "neutral", "confidence": 0.9, "probabilities": {"neutral": 0.9},
+            "engagement": "Engaged - paying attention"}
+    server.store.add_upload(lea.id, "lea.jpg", 10, 10, [face])
+    for level, grp in (("Engaged - paying attention", "Engaged"), ("Not engaged - bored", "Not engaged"),
+                       ("Distracted", "Distracted"), ("Absent", "Absent")):
+        server.store.log_state_change(time.time(), level, grp, None, 0.8)
+    return server
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x850", "390x844"])
+def test_every_page_passes_axe(browser, with_data, grace_path, viewport):  # noqa: F811
+    device = with_data
+    page = log_in(browser, device, viewport)
+    pages = crawl(page, device, ["/upload", "/live", "/glance", "/account", "/admin", "/no-such-page"])
+    assert {"/upload", "/live", "/glance", "/admin", "/admin/log", "/admin/users", "/admin/settings",
+            "/admin/model"} <= set(pages), pages
+    problems = {}
+    for path in pages:
+        page.goto(device.url + path)
+        if found := serious_violations(page):
+            problems[path] = found
+    # pages behind a form: an analysed photo's results, and the log-in page itself
+    page.goto(device.url + "/upload")
+    page.get_by_label("Photo").set_input_files(str(grace_path))
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#faces").wait_for()
+    if found := serious_violations(page):
+        problems["/upload (results)"] = found
+    page.context.clear_cookies()
+    page.goto(device.url + "/login")
+    if found := serious_violations(page):
+        problems["/login"] = found
+    page.context.close()
+    assert not problems, "\n".join(f"{p}:\n  " + "\n  ".join(v) for p, v in problems.items())
+
+
+def rendered_font_sizes(page, selector: str) -> list[float]:
+    """The on-screen size, in CSS pixels, of each visible text in the SVGs matching ``selector``."""
+    return page.eval_on_selector_all(selector + " text", """ts => ts.filter(t => t.getBBox().width > 0 &&
+        getComputedStyle(t).display !== 'none').map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)""")
+
+
+def overlapping(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, """ts => {
+        const shown = ts.filter(t => getComputedStyle(t).display !== 'none').map(t => [t.textContent, t.getBoundingClientRect()]);
+        const bad = [];
+        for (let i = 1; i < shown.length; i++)
+          if (shown[i][1].left < shown[i - 1][1].right && shown[i][1].top < shown[i - 1][1].bottom) bad.push(shown[i - 1][0] + '/' + shown[i][0]);
+        return bad; }""")
+
+
+def test_charts_are_readable_on_a_phone(browser, with_data):  # noqa: F811
+    page = log_in(browser, with_data, PHONE)
+    page.goto(with_data.url + "/admin")
+    sizes = rendered_font_sizes(page, "svg.chart")
+    assert sizes and min(sizes) >= 11, f"the 14-day chart's text is {min(sizes):.1f}px on a phone"
+    assert not overlapping(page, "svg.chart text[text-anchor=middle]"), "the dates run into each other"
+    page.goto(with_data.url + "/live")
+    page.wait_for_function("document.getElementById('timeline-svg') !== null")
+    sizes = rendered_font_sizes(page, "#timeline-svg")
+    assert sizes and min(sizes) >= 11, f"the live timeline's text is {min(sizes):.1f}px on a phone"
+    page.context.close()
+
+
+@pytest.mark.parametrize("path, table", [("/admin/users", "#users"), ("/admin/log", "#log"), ("/upload", "#history")])
+def test_tables_reflow_on_a_phone(browser, with_data, path, table):  # noqa: F811
+    page = log_in(browser, with_data, PHONE) if path != "/upload" else log_in(browser, with_data, PHONE, STUDENT, STUDENT_PW)
+    page.goto(with_data.url + path)
+    wrap = page.locator(table).locator("xpath=..")
+    assert wrap.evaluate("w => w.scrollWidth - w.clientWidth") <= 1, f"{table} scrolls sideways on a phone"
+    for cell in page.locator(f"{table} tbody td").all():
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, f"a cell of {table} is off-screen"
+        assert cell.get_attribute("data-label"), "each cell says which column it is"
+    if table == "#users":
+        manage = page.locator("#users summary").first
+        box = manage.bounding_box()
+        assert box["x"] + box["width"] <= PHONE["width"], "Manage is off-screen"
+        manage.click()
+        assert page.get_by_role("button", name="Reset password").first.bounding_box()["x"] >= 0
+    for pill in page.locator(f"{table} .pill").all():  # the state badges: whole, inside their cell
+        assert pill.evaluate("p => p.scrollWidth <= p.clientWidth + 1 && p.scrollHeight <= p.clientHeight + 1")
+        cell = pill.locator("xpath=ancestor::td").bounding_box()
+        box = pill.bounding_box()
+        assert box["x"] >= cell["x"] - 1 and box["x"] + box["width"] <= cell["x"] + cell["width"] + 1, "a badge is clipped"
+    page.context.close()
