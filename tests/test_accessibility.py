@@ -131,6 +131,10 @@ def test_charts_are_readable_on_a_phone(browser, with_data):  # noqa: F811
     page.wait_for_function("document.getElementById('timeline-svg') !== null")
     sizes = rendered_font_sizes(page, "#timeline-svg")
     assert sizes and min(sizes) >= 11, f"the live timeline's text is {min(sizes):.1f}px on a phone"
+    cut = page.eval_on_selector_all("#timeline-svg text", """ts => ts.filter(t => {
+        const b = t.getBoundingClientRect(), s = t.ownerSVGElement.getBoundingClientRect();
+        return b.left < s.left - 1 || b.right > s.right + 1; }).map(t => t.textContent)""")
+    assert not cut, f"cut off at the chart's edge: {cut}"
     page.context.close()
 
 

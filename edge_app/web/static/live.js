@@ -27,17 +27,18 @@
     return "g-" + g.replace(/ /g, "-").toLowerCase();
   }
 
-  function draw(data) {
+  function draw(data, labelWidth) {
     const GROUPS = data.groups;  // the rows, in the device's order
     const W = Math.max(280, Math.round(chartEl.clientWidth || 600)), H = 200, top = 8, bottom = 24;
-    const left = W < 480 ? 112 : 124, right = 22;
+    const left = labelWidth || 124, right = 22;
     const rowH = (H - top - bottom) / GROUPS.length;
+    const names = [];
     const x = (t) => left + (W - left - right) * (t - data.from) / (data.now - data.from);
     const svg = el("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, "aria-hidden": "true", id: "timeline-svg" });
     GROUPS.forEach(function (g, i) {
       const y = top + i * rowH;
       svg.appendChild(el("line", { x1: left, x2: W - right, y1: y + rowH / 2, y2: y + rowH / 2, stroke: "#eef0f4" }));
-      svg.appendChild(el("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end", "font-size": 13, fill: "#5b6576" }, g));
+      names.push(svg.appendChild(el("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end", "font-size": 13, fill: "#5b6576" }, g)));
     });
     const step = W < 480 ? 5 : 2;  // fewer time labels where they would collide
     for (let m = 0; m <= MINUTES; m += step) {
@@ -59,6 +60,9 @@
       segments++;
     }
     chartEl.replaceChildren(svg);
+    // the row names in this browser's font: widen their column once if one would be cut off
+    const need = Math.ceil(Math.max.apply(null, names.map(function (t) { return t.getComputedTextLength(); }))) + 10;
+    if (!labelWidth && need > left) return draw(data, need);
     chartEl.dataset.segments = String(segments);
     emptyEl.hidden = segments > 0;
   }
