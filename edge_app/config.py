@@ -330,8 +330,8 @@ class Config(Section):
     source: str = field(default="defaults", compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
-        for name in self:
-            section = self[name]
+        for name in _field_names(Config):
+            section = getattr(self, name)
             kinds = _types(section.__class__)
             for f in dataclasses.fields(section):
                 _check_value(f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name])
@@ -344,8 +344,12 @@ class Config(Section):
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""
-        return {name: {key: dict(value) if isinstance(value, Mapping) else value for key, value in self[name].items()}
-                for name in self}
+        tables = {}
+        for name in _field_names(Config):
+            section = getattr(self, name)
+            values = {key: getattr(section, key) for key in _field_names(section.__class__)}
+            tables[name] = {key: dict(value) if isinstance(value, Mapping) else value for key, value in values.items()}
+        return tables
 
 
 def _check_value(dotted: str, value: Any, f: dataclasses.Field, kind: Any) -> None:

@@ -113,7 +113,8 @@ class FpsDuring:
     """The loop's frame rate (from /healthz, a 2 s window) sampled while a block runs."""
 
     def __init__(self, target: Target):
-        self.target, self.samples, self._stop = target, [], threading.Event()
+        self.target, self._stop = target, threading.Event()
+        self.samples: list[float] = []
 
     def __enter__(self):
         def sample():
@@ -309,7 +310,7 @@ def host_and_csrf(t: Target) -> Result:
 
 
 def odd_input(t: Target) -> Result:
-    got = []
+    got: list[int | str] = []
     got.append(requests.post(f"{t.url}/api/login", data=b"[1,2]", headers={"Content-Type": "application/json"},
                              timeout=10).status_code)
     s = t.login()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_app.config import Config
+
 
 @dataclass(frozen=True)
 class Face:
@@ -26,11 +28,12 @@ class DetectorError(RuntimeError):
 
 
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+    cascades = getattr(getattr(cv2, "data", None), "haarcascades", None)  # cv2.data: in the wheels, not the stubs
+    if not hasattr(cv2, "CascadeClassifier") or cascades is None:
         raise DetectorError("this OpenCV has no Haar cascades: install opencv-python-headless>=4.10,<5")
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    cascade = cv2.CascadeClassifier(cascades + name)
     if cascade.empty():
-        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cv2.data.haarcascades}")
+        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cascades}")
     return cascade
 
 
@@ -43,9 +46,9 @@ class FaceDetector:
         self._small = None
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "FaceDetector":
-        d = cfg["detector"]
-        return cls(d["detect_width"], d["scale_factor"], d["min_neighbors"], d["min_face_px"], d["profile"])
+    def from_config(cls, cfg: Config) -> "FaceDetector":
+        d = cfg.detector
+        return cls(d.detect_width, d.scale_factor, d.min_neighbors, d.min_face_px, d.profile)
 
     def small_gray(self, frame: np.ndarray, detect_width: int | None = None) -> tuple[np.ndarray, float]:
         """The detection image and the factor back to full-frame pixels."""
@@ -79,4 +82,5 @@ class FaceDetector:
 
 
 def _scaled(box, scale: float) -> tuple[int, int, int, int]:
-    return tuple(int(round(v * scale)) for v in box)  # type: ignore[return-value]
+    x, y, w, h = (int(round(v * scale)) for v in box)
+    return x, y, w, h

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge_app.config import Config
 from edge_app.engagement import Group
 from edge_app.vision.classifier import EmotionClassifier, crop_face
 from edge_app.vision.detector import FaceDetector
@@ -31,9 +33,9 @@ class Limits:
     max_pixels: int = 40_000_000
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Limits":
-        w = cfg["web"]
-        return cls(int(w["max_upload_mb"] * 1024 * 1024), int(w["max_upload_megapixels"] * 1_000_000))
+    def from_config(cls, cfg: Config) -> "Limits":
+        w = cfg.web
+        return cls(int(w.max_upload_mb * 1024 * 1024), int(w.max_upload_megapixels * 1_000_000))
 
 
 def _sniff(data: bytes) -> str | None:
@@ -71,7 +73,7 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[kind])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[kind])
             w, h = img.size
             if w <= 0 or h <= 0 or w * h > limits.max_pixels:
                 raise ImageRejected(
@@ -94,7 +96,7 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
 class Analyzer:
     """Detect every face in a still image and classify each one."""
 
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, mapping: dict[str, str]):
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, mapping: Mapping[str, str]):
         self.detector, self.classifier, self.mapping = detector, classifier, mapping
 
     def analyze(self, bgr: np.ndarray) -> list[dict]:

@@ -78,6 +78,8 @@ class FaceTracker:
 
     def _detect_near(self, small: np.ndarray, scale: float) -> Face | None:
         """Re-detect the main face in a region around it, at sizes close to its own."""
+        if self._small_box is None:
+            return None
         x, y, w, h = self._small_box
         kind = self.faces[0].kind if self.faces else "frontal"
         m = w // 2
@@ -102,11 +104,13 @@ class FaceTracker:
             return None
         cx, cy = x + w / 2 - x0, y + h / 2 - y0  # the hit closest to where the face was
         bx, by, bw, bh = min(hits, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
-        box = tuple(int(round(v * scale)) for v in (bx + x0, by + y0, bw, bh))
-        return Face(box, kind)  # type: ignore[arg-type]
+        fx, fy, fw, fh = (int(round(v * scale)) for v in (bx + x0, by + y0, bw, bh))
+        return Face((fx, fy, fw, fh), kind)
 
     def _follow(self, small: np.ndarray, scale: float) -> bool:
         """Move the main box to where its template matches best nearby; False when lost."""
+        if self._small_box is None or self._template is None:
+            return False
         x, y, w, h = self._small_box
         m = max(4, w // 6)
         H, W = small.shape

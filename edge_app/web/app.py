@@ -15,6 +15,7 @@ from pathlib import Path
 import bottle
 from bottle import request, response
 
+from edge_app.config import Config
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
@@ -41,7 +42,7 @@ bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
 class Context:
     """Everything the web app reads: config, store, accounts, analyzer, the live loop."""
 
-    cfg: dict
+    cfg: Config
     store: Store
     accounts: Accounts
     analyzer: Analyzer

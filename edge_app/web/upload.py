@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     page = guard.page
-    analysis_slots = threading.BoundedSemaphore(ctx.cfg["web"].get("analysis_workers", 1))
+    analysis_slots = threading.BoundedSemaphore(ctx.cfg.web.analysis_workers)
 
     def analyze_upload(user: User) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
         burst of uploads never starves the live capture loop of CPU."""
         data, raw_name = _read_upload()  # the whole body first: a slow sender must not hold the slot
-        free_mb, floor = ctx.store.free_mb(), ctx.cfg["store"]["min_free_mb"]
+        free_mb, floor = ctx.store.free_mb(), ctx.cfg.store.min_free_mb
         if free_mb < floor:
             raise ImageRejected(f"the device's disk is nearly full ({free_mb:.0f} MB free, below store.min_free_mb = "
                                 f"{floor:g}): nothing was analysed or stored. An admin can free space by deleting "
@@ -66,7 +66,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
                                 "Nothing was kept; try again once an admin has freed space", 507) from None
-        keep = ctx.cfg["privacy"]["keep_uploads"]
+        keep = ctx.cfg.privacy.keep_uploads
         if keep != "none":
             image = bgr if keep == "full" else thumbnail(bgr, 320)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
