@@ -42,7 +42,7 @@ setup(
         # scikit-image: only tests/test_detector.py's face-free photos (coffee, a cat); never on a device
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
                 "scikit-image>=0.22",
-                "ruff>=0.17", "mypy>=2.4"],  # `make lint` (part of `make test`): ruff.toml, mypy.ini
+                "ruff>=0.17", "mypy>=2.4", "types-requests>=2.31"],  # `make lint` (part of `make test`): ruff.toml, mypy.ini
     },
     entry_points={"console_scripts": ["engage-edge=edge_app.cli:main"]},
 )

@@ -100,10 +100,10 @@ def test_config_template_is_a_valid_config(tmp_path, backend):
     path = tmp_path / "config.toml"
     path.write_text(text)
     cfg = config_mod.load(path)
-    assert cfg["indicators"]["backend"] == backend
-    assert cfg["store"]["data_dir"] == "/var/lib/engage-edge"
-    assert cfg["web"]["host"] == "0.0.0.0"
-    assert cfg["web"]["tls_cert"] == "/etc/engage-edge/tls/cert.pem" and cfg["web"]["tls_key"].endswith("key.pem")
+    assert cfg.indicators.backend == backend
+    assert cfg.store.data_dir == "/var/lib/engage-edge"
+    assert cfg.web.host == "0.0.0.0"
+    assert cfg.web.tls_cert == "/etc/engage-edge/tls/cert.pem" and cfg.web.tls_key.endswith("key.pem")
 
 
 def test_boot_fragment_enables_the_camera_without_inline_comments():
@@ -122,9 +122,9 @@ def test_udev_rules_give_the_groups_camera_and_gpio():
 
 def test_readme_wiring_matches_the_default_pins():
     readme = (FIRMWARE / "README.md").read_text()
-    i = config_mod.defaults()["indicators"]
+    i = config_mod.defaults().indicators
     for key, header_pin in (("led_red_pin", 11), ("led_green_pin", 13), ("led_blue_pin", 15), ("buzzer_pin", 16)):
-        row = next(l for l in readme.splitlines() if l.startswith("|") and f"`{key} = {i[key]}`" in l)
-        assert f"GPIO{i[key]}" in row and f"| {header_pin} |" in row and "Ω" in row
+        row = next(l for l in readme.splitlines() if l.startswith("|") and f"`{key} = {getattr(i, key)}`" in l)
+        assert f"GPIO{getattr(i, key)}" in row and f"| {header_pin} |" in row and "Ω" in row
     assert "Active vs passive buzzer" in readme and "Jetson" in readme
     assert "Your own TLS certificate" in readme

@@ -71,7 +71,7 @@ def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg)
     assert r.status_code == 200
     assert 'id="faces"' in r.text
     assert r.text.count('class="face"') == 1  # one face thumbnail per row
-    mapping = appliance.cfg["engagement"]["mapping"]
+    mapping = appliance.cfg.engagement.mapping
     assert any(level in r.text for level in mapping.values())
     for label in appliance.classifier.labels:  # every class probability is listed in the expandable cell
         assert f"{label} " in r.text
@@ -92,7 +92,7 @@ def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
     for f in body["faces"]:
         assert set(f["probabilities"]) == labels
         assert abs(sum(f["probabilities"].values()) - 1.0) < 0.02
-        assert f["engagement"] == appliance.cfg["engagement"]["mapping"][f["emotion"]]
+        assert f["engagement"] == appliance.cfg.engagement.mapping[f["emotion"]]
         assert 0.0 <= f["confidence"] <= 1.0
     assert body["width"] == pair.shape[1]
     row = appliance.store.query("SELECT face_count FROM uploads WHERE id = ?", (body["upload_id"],))[0]
