@@ -210,7 +210,6 @@ class GpioIndicator(_PatternIndicator):
         if rgb:
             self.led = RGBLED(red, green, blue, pin_factory=pin_factory)
         else:
-            self.led = None
             self._leds = (PWMLED(red, pin_factory=pin_factory), PWMLED(green, pin_factory=pin_factory),
                           LED(blue, pin_factory=pin_factory))
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
