@@ -33,6 +33,7 @@ setup(
         "bottle>=0.13",
         "cheroot>=10",
         "prometheus-client>=0.20",
+        "paho-mqtt>=2,<3",  # the classroom: devices publish to an MQTT broker (edge_app/fleet)
     ],
     extras_require={
         # systemd's notify protocol is spoken by edge_app/device/watchdog.py (stdlib): no sdnotify

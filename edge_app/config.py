@@ -29,6 +29,11 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, get_type_hints
 
 from edge_app.engagement import LEVEL_GROUPS
+from edge_app.fleet.settings import DESK as MQTT_DESK
+from edge_app.fleet.settings import HOST as MQTT_HOST
+from edge_app.fleet.settings import PREFIX as MQTT_PREFIX
+from edge_app.fleet.settings import TOPIC_ID as MQTT_TOPIC_ID
+from edge_app.fleet.settings import check_together as check_mqtt
 
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
@@ -272,7 +277,9 @@ class WebSettings(Section):
                                     Range(1, 16))
     stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))
     max_upload_mb: int = setting(10, "Largest upload accepted.", Range(0, 200, "megabytes", above=True))
-    max_upload_megapixels: int = setting(40, "Largest image accepted, in pixels after decoding.",
+    max_upload_megapixels: int = setting(12, "Largest image accepted, in pixels after decoding: a phone's 12 MP photo "
+                                             "decodes to 48 MB, a peak a 1 GB Pi can afford; above 3 MP a photo is "
+                                             "analysed scaled down.",
                                          Range(0, 200, "megapixels", above=True))
     session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
     session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))
@@ -315,6 +322,33 @@ class PrivacySettings(Section):
 
 
 @dataclass(frozen=True)
+class MqttSection(Section):
+    """The classroom: publish this desk's engagement level to the school's MQTT broker
+    (README "Classroom"). Off while host is empty. Never an image, a probability or a name."""
+
+    host: str = setting("", "Broker host name or address; empty: MQTT is off.",
+                        Matches(MQTT_HOST, "a host name or IP address such as broker.school.lan (empty: off)"))
+    port: int = setting(1883, "Broker port: 1883, or 8883 with TLS.", Range(1, 65535, "a port"))
+    tls_ca: str = setting("", "CA certificate (PEM) of the broker: set it to use TLS.")
+    tls_cert: str = setting("", "Optional client certificate (PEM), for brokers that ask for one ...")
+    tls_key: str = setting("", "... and its key (PEM).")
+    username: str = setting("", "This device's broker account.")
+    password: str = setting("", "Its password (or password_file, better: readable by the service user only).")
+    password_file: str = setting("", "A file holding the broker password.")
+    device_id: str = setting("", "Topic name of this device; empty: the host name.",
+                             Matches(MQTT_TOPIC_ID, "letters, digits, '.', '_' or '-', at most 64 (empty: the host name)"))
+    desk: str = setting("", 'A label for the instructor, e.g. "Row 2, seat 4" (never a student\'s name).',
+                        Matches(MQTT_DESK, "a printable label of at most 64 characters"))
+    topic_prefix: str = setting("engage", 'One prefix per school or classroom, e.g. "school-a/room-12".',
+                                Matches(MQTT_PREFIX, 'topic levels of letters, digits, ".", "_", "-" joined by "/", '
+                                        'e.g. "engage" or "school-a/room-12" (no "+" or "#")'))
+    keepalive_s: int = setting(30, "The broker marks the device offline after 1.5x this with no word from it.",
+                               Range(5, 3600, "seconds"))
+    include_emotion: bool = setting(False, "True: the state message also carries the emotion label (never "
+                                           "probabilities).")
+
+
+@dataclass(frozen=True)
 class Config(Section):
     """The whole configuration, immutable; ``source`` says which file it came from."""
 
@@ -327,6 +361,7 @@ class Config(Section):
     web: WebSettings = field(default_factory=WebSettings)
     login: LoginSettings = field(default_factory=LoginSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    mqtt: MqttSection = field(default_factory=MqttSection)
     source: str = field(default="defaults", compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
@@ -341,6 +376,7 @@ class Config(Section):
             raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
         if bool(self.web.tls_cert) != bool(self.web.tls_key):
             raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+        check_mqtt(self.mqtt, ConfigError)
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""

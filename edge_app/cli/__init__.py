@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     tech_commands.add_commands(sub)
+    from edge_app.cli import classroom as classroom_command  # the instructor's page (edge_app/fleet)
+
+    classroom_command.add_command(sub)
     return p
 
 

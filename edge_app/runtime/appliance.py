@@ -14,6 +14,7 @@ from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import Group, group_of
+from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
@@ -64,6 +65,7 @@ class Appliance:
         self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
                                  ThrottlePolicy.from_config(cfg.login))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
+        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt], ditto
         self.generated_password = self.accounts.ensure_admin()
         mapping = cfg.engagement.mapping
         self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
@@ -77,7 +79,8 @@ class Appliance:
             self.indicator = indicator or make_indicator(cfg)
             self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
                                     self.indicator, self.live)
-        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time())
+        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
+                           publisher=self.publisher)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
@@ -98,6 +101,8 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
+        if self.publisher:
+            self.publisher.start()
         if self.loop:
             self.loop.start()
         web = self.cfg.web
@@ -137,4 +142,6 @@ class Appliance:
         if self.loop:
             self.loop.stop()
             self.indicator.close()  # after the loop: nothing shows a state on a closed LED
+        if self.ctx.publisher:  # after the loop: its last minute row goes out too (the admin may have swapped it)
+            self.ctx.publisher.stop()
         self.store.close()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bottle
 from bottle import request, response
 
 from edge_app.config import Config
+from edge_app.fleet import admin_page as fleet_admin
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
@@ -49,6 +51,7 @@ class Context:
     loop: CaptureLoop | None = None
     live: LiveFrame | None = None
     started: float = 0.0
+    publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
 
 
 def make_app(ctx: Context) -> bottle.Bottle:
@@ -95,6 +98,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model):
         admin_group.install(app, ctx, guard)
     health.install(app, ctx, guard)
+    fleet_admin.install(app, ctx, guard)  # /admin/classroom: the MQTT broker settings and a connection test
 
     @app.error(404)
     def not_found(err):

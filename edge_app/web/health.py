@@ -9,6 +9,7 @@ import bottle
 from bottle import response
 
 from edge_app import __version__
+from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.health import CameraState, StoreState
 from edge_app.web import hardening
 from edge_app.web.guard import Guard, client_address, json_error
@@ -37,6 +38,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 metrics_fallback[0].watch_disk(ctx.store.data_dir)
             m = metrics_fallback[0]
         m.set_model(ctx.analyzer.classifier.manifest)  # the model in use now (it may have been swapped)
+        if ctx.publisher:
+            ctx.publisher.watch(m.registry)  # engage_mqtt_connected, engage_mqtt_backlog
         response.content_type = CONTENT_TYPE_LATEST
         return m.render()
 
@@ -77,6 +80,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "fps": round(h.fps, 2) if h else 0.0,
             "frames": h.frames if h else 0,
             "uptime_s": round(time.time() - ctx.started, 1),
+            "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
             "version": __version__,
         }
         if reasons:
