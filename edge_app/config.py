@@ -158,13 +158,20 @@ class CameraSettings(Section):
 
 @dataclass(frozen=True)
 class DetectorSettings(Section):
-    """Face detection (Haar cascades) on a small grayscale copy of each frame."""
+    """Face detection: the learned BlazeFace detector (default) or the seed paper's Haar cascades."""
 
-    detect_width: int = setting(320, "Faces are searched on a grayscale copy this wide (speed).", Range(80, 1920))
+    backend: str = setting("blazeface", '"blazeface" (learned detector, shipped model, with a face check) or "haar" '
+                                        "(the seed paper's cascades).", OneOf(("blazeface", "haar")))
+    min_score: float = setting(0.5, "BlazeFace: detections scoring below this are not faces (each must also pass the "
+                                    "face check).", Range(0.05, 0.99, "a score"))
+    manifest: str = setting("", "BlazeFace: the detector's manifest (.json beside the .tflite). Empty: the shipped one.")
+    detect_width: int = setting(320, "Haar searches a grayscale copy this wide (speed); the tracker follows faces on it.",
+                                Range(80, 1920))
     scale_factor: float = setting(1.15, "Haar cascade pyramid step: smaller finds more sizes, slower.", Range(1.01, 2.0))
     min_neighbors: int = setting(5, "Overlapping detections a face needs: higher means fewer false faces.", Range(1, 20))
     min_face_px: int = setting(40, "Smallest face, in full-frame pixels.", Range(12, 1000))
-    profile: bool = setting(True, 'Also look for turned-away faces ("Distracted").')
+    profile: bool = setting(True, 'Also report turned-away faces ("Distracted"); BlazeFace tells them by their ear and eye '
+                                  "keypoints.")
     detect_every: int = setting(3, "Run the detector every Nth frame, track the boxes in between.", Range(1, 30))
     full_detect_every: int = setting(30, "Between these, detection only searches around the tracked face.", Range(1, 600))
 
@@ -218,6 +225,9 @@ class EngagementSettings(Section):
                                      Range(0, 60, "seconds"), label="Smoothing half-life (seconds)")
     min_hold_s: float = setting(1.5, "A new state must hold this long before the LED changes.", Range(0, 60, "seconds"),
                                 label="Minimum hold (seconds)")
+    min_confidence: float = setting(0.5, 'A face whose most likely emotion is below this changes nothing; uploads call it '
+                                         '"Uncertain" (FER+ validation: 8.7% of faces fall below 0.5, and 53% of those '
+                                         "are read right against 89.5% of the rest).", Range(0.0, 0.99, "a probability"))
     mapping: Mapping[str, str] = field(default_factory=lambda: DEFAULT_MAPPING, metadata={
         "doc": 'Emotion -> engagement level, after the seed paper. A level starts with "Engaged", "Partially engaged" '
                'or "Not engaged" (that picks the LED colour); text after " - " describes it.',

@@ -96,11 +96,12 @@ def _fault_led(cfg: Config) -> None:
 # ------------------------------------------------------------------ analyze
 def cmd_analyze(args) -> int:
     from edge_app.runtime.appliance import classifier_from_config
-    from edge_app.vision.detector import FaceDetector
+    from edge_app.vision.detector import detector_from_config
     from edge_app.vision.stills import Analyzer, ImageRejected, Limits, decode_image
 
     cfg = _config(args)
-    analyzer = Analyzer(FaceDetector.from_config(cfg), classifier_from_config(cfg), cfg.engagement.mapping)
+    analyzer = Analyzer(detector_from_config(cfg), classifier_from_config(cfg), cfg.engagement.mapping,
+                        cfg.engagement.min_confidence)
     limits = Limits.from_config(cfg)
     results: list[dict[str, Any]] = []
     failed = False

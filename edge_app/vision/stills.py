@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 
 from edge_app.config import Config
-from edge_app.engagement import Group
-from edge_app.vision.classifier import EmotionClassifier, crop_face
-from edge_app.vision.detector import FaceDetector
+from edge_app.engagement import UNCERTAIN, Group
+from edge_app.vision.align import aligned_crop
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import Detector
 
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_TEXT = "JPEG, PNG or WebP"
@@ -120,10 +121,13 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
 
 
 class Analyzer:
-    """Detect every face in a still image and classify each one."""
+    """Detect every face in a still image and classify each one; a face whose top emotion
+    is below ``min_confidence`` is reported with engagement "Uncertain" (not a guess)."""
 
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, mapping: Mapping[str, str]):
+    def __init__(self, detector: Detector, classifier: EmotionClassifier, mapping: Mapping[str, str],
+                 min_confidence: float = 0.0):
         self.detector, self.classifier, self.mapping = detector, classifier, mapping
+        self.min_confidence = min_confidence
 
     def analyze(self, bgr: np.ndarray) -> list[dict]:
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -132,19 +136,21 @@ class Analyzer:
         width = max(self.detector.detect_width, min(640, gray.shape[1]))
         min_face = max(24, min(self.detector.min_face_px, gray.shape[1] // 20))
         faces = []
-        for face in self.detector.detect(gray, width, min_face):
+        for face in self.detector.detect(gray, width, min_face, tiles=True):
             if face.kind != "frontal":
                 continue
-            crop = crop_face(gray, face.box)
+            crop = aligned_crop(gray, face)
             if crop.size == 0:
                 continue
             emotion, confidence, probabilities = self.classifier.classify(crop)
+            uncertain = confidence < self.min_confidence
             faces.append({
                 "box": [int(v) for v in face.box],
                 "emotion": emotion,
                 "confidence": round(confidence, 4),
                 "probabilities": probabilities,
-                "engagement": self.mapping.get(emotion, Group.NOT_ENGAGED),
+                "engagement": UNCERTAIN if uncertain else self.mapping.get(emotion, Group.NOT_ENGAGED),
+                "uncertain": uncertain,
             })
         return faces
 
@@ -165,6 +171,8 @@ def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndar
 
 
 def _colour(level: str) -> tuple[int, int, int]:
+    if level == UNCERTAIN:
+        return (160, 160, 160)
     if level.startswith((Group.PARTIALLY_ENGAGED, Group.DISTRACTED)):
         return (0, 165, 255)
     if level.startswith(Group.NOT_ENGAGED):
