@@ -287,9 +287,9 @@ class WebSettings(Section):
                                     Range(1, 16))
     stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))
     max_upload_mb: int = setting(10, "Largest upload accepted.", Range(0, 200, "megabytes", above=True))
-    max_upload_megapixels: int = setting(12, "Largest image accepted, in pixels after decoding: a phone's 12 MP photo "
-                                             "decodes to 48 MB, a peak a 1 GB Pi can afford; above 3 MP a photo is "
-                                             "analysed scaled down.",
+    max_upload_megapixels: int = setting(40, "Largest image accepted, as its header declares it. A JPEG is decoded "
+                                             "scaled down to about 3 MP for analysis; PNG and WebP, decoded whole, are "
+                                             "limited to 8 MP as well.",
                                          Range(0, 200, "megapixels", above=True))
     session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
     session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))

@@ -34,12 +34,16 @@ class ImageRejected(ValueError):
 
 # What the detector and the results see of a larger photo: about 2100 x 1400 pixels.
 ANALYSIS_PIXELS = 3_000_000
+# PNG and WebP cannot be decoded scaled down: the whole picture is held at 4 bytes a pixel
+# before it is reduced. 8 MP is 32 MB; a 40 MP PNG would be 160 MB (a Pi has 1-4 GB, and
+# several uploads may wait). JPEG, what phones send, decodes at 1/2..1/8 size instead.
+FULL_DECODE_PIXELS = 8_000_000
 
 
 @dataclass
 class Limits:
     max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 12_000_000
+    max_pixels: int = 40_000_000
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Limits":
@@ -101,6 +105,10 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
                 raise ImageRejected(
                     f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
                     f"{limits.max_pixels / 1e6:.0f} MP")
+            if kind != "JPEG" and w * h > FULL_DECODE_PIXELS:
+                raise ImageRejected(
+                    f"the {kind} image has {w}x{h} pixels ({w * h / 1e6:.0f} MP); {kind} images are decoded whole, "
+                    f"so the limit for them is {FULL_DECODE_PIXELS / 1e6:.0f} MP: send a JPEG or a smaller image")
             if kind == "JPEG" and w * h > ANALYSIS_PIXELS:
                 img.draft("RGB", _fit(w, h, ANALYSIS_PIXELS))  # decoded at 1/2, 1/4 or 1/8 size
             img.load()
