@@ -5,9 +5,11 @@
 # certificate, udev rules, the camera boot setting and the systemd service.
 #
 # Idempotent: run it again to upgrade the package; the config, the certificate and the
-# data are kept. --dry-run prints every action without doing any of them.
+# data are kept. --dry-run prints every action without doing any of them. --no-apt installs
+# no Debian packages, only lists the missing ones (an image builder's chroot that lacks
+# the Raspberry Pi archive: tools/prove-arm64.sh).
 #
-#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--no-start]
+#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--no-start] [--no-apt]
 set -euo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,16 +27,18 @@ BOOT_MARK="# --- engage-edge BEGIN ---"
 
 DRY_RUN=0
 START=1
+APT=1
 PLATFORM=""
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --no-start) START=0 ;;
+        --no-apt) APT=0 ;;
         --platform) PLATFORM="${2:-}"; shift ;;
         --platform=*) PLATFORM="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
@@ -139,7 +143,9 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "${#missing[@]}" -gt 0 ] && [ "$APT" = 0 ]; then
+    note "--no-apt: not installing ${missing[*]} (the camera or the LED may not work without them)"
+elif [ "${#missing[@]}" -gt 0 ]; then
     run apt-get update
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
