@@ -175,8 +175,12 @@ if [ -f "$UDEV_DST" ] && cmp -s "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_
     note "$UDEV_DST is up to date"
 else
     run install -m 0644 "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"
-    run udevadm control --reload-rules
-    run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
+    if [ -S /run/udev/control ]; then
+        run udevadm control --reload-rules
+        run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
+    else
+        note "udev is not running (a chroot or an image being built): the rules apply at the next boot"
+    fi
 fi
 if [ "$PLATFORM" = pi ]; then
     BOOT_CONFIG=/boot/firmware/config.txt
@@ -251,7 +255,11 @@ DeviceAllow=char-nvmap rw
 DeviceAllow=char-nvgpu* rw
 EOF
 fi
-run systemctl daemon-reload
+if [ -d /run/systemd/system ]; then
+    run systemctl daemon-reload
+else
+    note "systemd is not running (a chroot or an image being built): it reads the unit at boot"
+fi
 
 # ------------------------------------------------------------------ 9. enable and start
 step "9/9 enable and start the service"

@@ -6,12 +6,15 @@
 # golden check) and `engage-edge analyze` on a face photo inside it, and print the versions
 # pip resolved and the time of every step. A developer tool, not part of `make test`.
 #
-#   sudo tools/prove-arm64.sh [--keep] [--root DIR] [--mirror URL] [--photo FILE] [--report FILE]
+#   sudo tools/prove-arm64.sh [--keep] [--root DIR] [--mirror URL] [--photo FILE]
+#                             [--pin 'PACKAGE<VERSION' ...] [--report FILE]
 #
 # --keep reuses the root of an earlier run (install.sh then upgrades in place: fast);
-# without it the root is deleted and built from scratch. Host needs (Debian packages):
-# debootstrap qemu-user-static binfmt-support. Exit status: 0 every step passed, 1 a step
-# failed (the summary says which), 2 bad usage or a missing host tool.
+# without it the root is deleted and built from scratch. --pin constrains what pip may
+# resolve inside the root (a pip constraint, repeatable), to try another version.
+# Host needs (Debian packages): debootstrap qemu-user-static binfmt-support. Exit status:
+# 0 every step passed, 1 a step failed (the summary says which), 2 bad usage or a missing
+# host tool.
 set -euo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,12 +24,14 @@ MIRROR=""
 PHOTO=""
 REPORT=""
 KEEP=0
+PINS=()
 SUITE=bookworm
 # What Raspberry Pi OS Lite has and install.sh relies on: its Debian-side packages, and
 # systemd/udev for its unit and udev steps (in a chroot systemctl and udevadm do nothing).
 BASE_PACKAGES=(python3 python3-venv python3-pip openssl ca-certificates rsync systemd udev)
 VENV=/opt/engage-edge/venv
 CHROOT_SRC=/root/engage-edge-src
+CHROOT_PINS=/root/engage-edge-pins.txt
 BASE_MARK=.engage-arm64-base-ok
 
 usage() {
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
         --mirror) MIRROR="${2:?--mirror needs a URL}"; shift ;;
         --photo) PHOTO="${2:?--photo needs an image file}"; shift ;;
         --report) REPORT="${2:?--report needs a file}"; shift ;;
+        --pin) PINS+=("${2:?--pin needs a requirement such as 'ai-edge-litert<2'}"); shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -112,6 +118,7 @@ mount_all() {
     mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
     mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys"
     mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
+    mountpoint -q "$ROOT/dev/pts" || mount --bind /dev/pts "$ROOT/dev/pts"
 }
 
 # Run a command inside the root with a clean environment: the host's proxy and package
@@ -121,6 +128,7 @@ in_root() {
     for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_DEFAULT_TIMEOUT; do
         [ -n "${!var:-}" ] && pass+=("$var=${!var}")
     done
+    [ "${#PINS[@]}" = 0 ] || pass+=("PIP_CONSTRAINT=$CHROOT_PINS")
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "${pass[@]}" "$@"
 }
@@ -163,26 +171,43 @@ build_root() {
 prepare_root() {
     mount_all
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    # a host behind a TLS-inspecting proxy trusts its CA from here; the root must too
-    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-        mkdir -p "$ROOT/usr/local/share/ca-certificates"
-        cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
-    fi
     [ "$(in_root uname -m)" = aarch64 ] || { echo "the root does not run as aarch64" >&2; return 1; }
+    # a host behind a TLS-inspecting proxy trusts its CA from here; the root must too
+    local crt new_ca=0
+    for crt in /usr/local/share/ca-certificates/*.crt; do
+        [ -e "$crt" ] || continue
+        mkdir -p "$ROOT/usr/local/share/ca-certificates"
+        cmp -s "$crt" "$ROOT$crt" || { cp "$crt" "$ROOT$crt"; new_ca=1; }
+    done
+    [ "$new_ca" = 0 ] || in_root update-ca-certificates
+    local pkg missing=()
+    for pkg in "${BASE_PACKAGES[@]}"; do
+        # shellcheck disable=SC2016  # ${Status} is dpkg-query's format, not the shell's
+        in_root dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" = 0 ]; then
+        echo "    all present"
+        return 0
+    fi
     in_root apt-get update -q
-    in_root apt-get install -y -q --no-install-recommends "${BASE_PACKAGES[@]}"
-    in_root update-ca-certificates >/dev/null
+    in_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
 # The checkout as git sees it (tracked and new files, not ignored ones) into the root.
 copy_source() {
+    rm -rf --one-file-system "$ROOT$CHROOT_SRC"
     mkdir -p "$ROOT$CHROOT_SRC"
-    (cd "$SRC_DIR" && git ls-files -z --cached --others --exclude-standard) \
-        | rsync -a --delete --from0 --files-from=- "$SRC_DIR/" "$ROOT$CHROOT_SRC/"
+    (cd "$SRC_DIR" && git ls-files -z --cached --others --exclude-standard \
+        | tar --null --verbatim-files-from --ignore-failed-read -T - -cf -) | tar -xf - -C "$ROOT$CHROOT_SRC"
     echo "    $SRC_DIR at $(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo '?') -> $CHROOT_SRC"
 }
 
 run_install() {
+    rm -f "$ROOT$CHROOT_PINS"
+    if [ "${#PINS[@]}" -gt 0 ]; then
+        printf '%s\n' "${PINS[@]}" >"$ROOT$CHROOT_PINS"
+        echo "    pip constraints: ${PINS[*]}"
+    fi
     in_root bash "$CHROOT_SRC/firmware/install.sh" --platform pi --no-start --no-apt
 }
 
@@ -234,7 +259,7 @@ summary() {
         [ "${STEP_RESULTS[$i]}" = PASS ] || failed=1
     done
     {
-        echo "## arm64 proof: $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo '?')"
+        echo "## arm64 proof: $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo '?')$([ "$KEEP" = 1 ] && echo ', --keep')$([ "${#PINS[@]}" = 0 ] || echo ", --pin ${PINS[*]}")"
         echo
         echo "| step | result | seconds |"
         echo "|---|---|---|"
