@@ -6,9 +6,12 @@
 # golden check) and `engage-edge analyze` on a face photo inside it, and print the versions
 # pip resolved and the time of every step. A developer tool, not part of `make test`.
 #
-#   sudo tools/prove-arm64.sh [--keep] [--root DIR] [--mirror URL] [--photo FILE]
-#                             [--pin 'PACKAGE<VERSION' ...] [--report FILE]
+#   sudo tools/prove-arm64.sh [--keep] [--cpu cortex-a72|cortex-a76] [--root DIR] [--mirror URL]
+#                             [--photo FILE] [--pin 'PACKAGE<VERSION' ...] [--report FILE]
 #
+# qemu emulates the Pi's own CPU: --cpu cortex-a72 (Pi 4, the default) or cortex-a76
+# (Pi 5). Not qemu's default "max" CPU: its SVE/i8mm make LiteRT pick kernels no Pi has,
+# and under qemu 7.2 those compute wrong answers.
 # --keep reuses the root of an earlier run (install.sh then upgrades in place: fast);
 # without it the root is deleted and built from scratch. --pin constrains what pip may
 # resolve inside the root (a pip constraint, repeatable), to try another version.
@@ -25,6 +28,7 @@ PHOTO=""
 REPORT=""
 KEEP=0
 PINS=()
+CPU=cortex-a72
 SUITE=bookworm
 # What Raspberry Pi OS Lite has and install.sh relies on: its Debian-side packages, and
 # systemd/udev for its unit and udev steps (in a chroot systemctl and udevadm do nothing).
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
         --mirror) MIRROR="${2:?--mirror needs a URL}"; shift ;;
         --photo) PHOTO="${2:?--photo needs an image file}"; shift ;;
         --report) REPORT="${2:?--report needs a file}"; shift ;;
+        --cpu) CPU="${2:?--cpu needs a qemu CPU name such as cortex-a76}"; shift ;;
         --pin) PINS+=("${2:?--pin needs a requirement such as 'ai-edge-litert<2'}"); shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -129,8 +134,8 @@ in_root() {
         [ -n "${!var:-}" ] && pass+=("$var=${!var}")
     done
     [ "${#PINS[@]}" = 0 ] || pass+=("PIP_CONSTRAINT=$CHROOT_PINS")
-    chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "${pass[@]}" "$@"
+    QEMU_CPU="$CPU" chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive QEMU_CPU="$CPU" "${pass[@]}" "$@"
 }
 
 # As the service user, the way a technician runs the self-test on a device. There is no
@@ -172,6 +177,7 @@ prepare_root() {
     mount_all
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
     [ "$(in_root uname -m)" = aarch64 ] || { echo "the root does not run as aarch64" >&2; return 1; }
+    in_root python3 -c 'import sys' || { echo "qemu does not know the CPU $CPU (qemu-aarch64-static -cpu help)" >&2; return 1; }
     # a host behind a TLS-inspecting proxy trusts its CA from here; the root must too
     local crt new_ca=0
     for crt in /usr/local/share/ca-certificates/*.crt; do
@@ -245,7 +251,7 @@ print("; ".join("{} {:.0%} -> {}".format(f["emotion"], f["confidence"], f["engag
 
 show_versions() {
     local versions
-    versions="$(in_root sh -c ". /etc/os-release; echo \"\$PRETTY_NAME, \$(uname -m), \$($VENV/bin/python --version)\"")"
+    versions="$(in_root sh -c ". /etc/os-release; echo \"\$PRETTY_NAME, \$(uname -m) (qemu $CPU), \$($VENV/bin/python --version)\"")"
     versions+=$'\n'"$(in_root "$VENV/bin/python" -m pip list --format=freeze 2>/dev/null \
         | grep -iE '^(numpy|opencv-python-headless|ai-edge-litert|pillow|gpiozero|lgpio|bottle|cheroot|engage-edge)==')"
     printf '%s\n' "$versions" | tee "$STATE/versions"
