@@ -4,6 +4,10 @@ Device install:    pip install .[pi]        (Raspberry Pi; picamera2 comes from 
                    pip install .[jetson]    (Jetson)
 Laptop / tests:    pip install .[dev]
 Training:          pip install .[train]     (TensorFlow: never on the device)
+
+The wheel carries only edge_app, with its model, demo photos, web views and default
+config as package data. ``training/`` is never installed: it runs from a checkout
+(``python -m training.train``); the ``train`` extra only brings its dependencies.
 """
 from setuptools import find_packages, setup
 
@@ -14,8 +18,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["edge_app", "edge_app.*", "training", "training.*"]),
-    package_data={"edge_app": ["default_config.toml"], "edge_app.web": ["views/*.tpl", "static/*"]},
+    packages=find_packages(include=["edge_app", "edge_app.*"]),
+    package_data={
+        "edge_app": ["default_config.toml"],
+        "edge_app.models": ["shipped/*.tflite", "shipped/*.json"],
+        "edge_app.vision": ["photos/*.jpg", "photos/*.json", "photos/PROVENANCE.md"],
+        "edge_app.web": ["views/*.tpl", "static/*"],
+    },
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
@@ -27,15 +36,15 @@ setup(
         "bottle>=0.13",
         "cheroot>=10",
         "prometheus-client>=0.20",
-        "matplotlib>=3.8",  # its grace_hopper.jpg sample feeds the demo source
-        "scikit-image>=0.22",  # astronaut, lfw_subset and camera samples for the demo
     ],
     extras_require={
         # systemd's notify protocol is spoken by edge_app/device/watchdog.py (stdlib): no sdnotify
         "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'"],
         "jetson": ["Jetson.GPIO>=2.1"],  # gpiozero does not run on a Jetson: indicators.backend = "jetson"
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100"],
+        # scikit-image: only tests/test_detector.py's face-free photos (coffee, a cat); never on a device
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
+                "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["engage-edge=edge_app.cli:main"]},
 )

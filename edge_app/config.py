@@ -1,125 +1,406 @@
-"""Configuration: one TOML file with documented defaults, validated at start-up.
+"""Configuration: one typed schema, a user TOML on top, CLI-style overrides on top of that.
 
-The shipped ``default_config.toml`` is the schema: every key, its type and its default.
-A user file only overrides keys; unknown keys and wrong values raise ``ConfigError``
-naming the key, the value and what is allowed.
+The schema below (one frozen dataclass per ``[section]``) is the single source of every
+setting's type, default, allowed values and description. Validation and its messages,
+``defaults()``, the admin settings page (labels and help) and the shipped
+``default_config.toml`` (its comments) all come from it: regenerate that file with
+``python -m edge_app.config --write-defaults`` after changing the schema (a test fails
+while they differ). A user file only overrides keys; unknown keys and wrong values raise
+``ConfigError`` naming the key, the value and what is allowed.
+
+A loaded ``Config`` is immutable: a settings change makes a new one (``with_changes``)
+and hands it over whole, so no reader ever sees half-old, half-new settings.
 """
 from __future__ import annotations
 
-import copy
+import argparse
+import dataclasses
+import json
 import re
+import sys
+import textwrap
 import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple, get_type_hints
+
+from edge_app.engagement import LEVEL_GROUPS
 
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
-LEVEL_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
-
-# Extra rules beyond "same type as the default": (check, what is allowed).
-_RULES: dict[str, tuple[Any, str]] = {
-    "camera.width": (lambda v: 16 <= v <= 4096, "an integer from 16 to 4096"),
-    "camera.height": (lambda v: 16 <= v <= 4096, "an integer from 16 to 4096"),
-    "camera.fps": (lambda v: 1 <= v <= 120, "an integer from 1 to 120"),
-    "camera.read_timeout_s": (lambda v: 0.1 <= v <= 120, "seconds from 0.1 to 120"),
-    "camera.retry_initial_s": (lambda v: 0.01 <= v <= 60, "seconds from 0.01 to 60"),
-    "camera.retry_max_s": (lambda v: 0.01 <= v <= 3600, "seconds from 0.01 to 3600"),
-    "detector.detect_width": (lambda v: 80 <= v <= 1920, "an integer from 80 to 1920"),
-    "detector.scale_factor": (lambda v: 1.01 <= v <= 2.0, "a number from 1.01 to 2.0"),
-    "detector.min_neighbors": (lambda v: 1 <= v <= 20, "an integer from 1 to 20"),
-    "detector.min_face_px": (lambda v: 12 <= v <= 1000, "an integer from 12 to 1000"),
-    "detector.detect_every": (lambda v: 1 <= v <= 30, "an integer from 1 to 30"),
-    "detector.full_detect_every": (lambda v: 1 <= v <= 600, "an integer from 1 to 600"),
-    "model.threads": (lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
-    "engagement.absent_after_s": (lambda v: 0 < v <= 3600, "seconds above 0, at most 3600"),
-    "engagement.distracted_after_s": (lambda v: 0 < v <= 3600, "seconds above 0, at most 3600"),
-    "engagement.ema_half_life_s": (lambda v: 0 <= v <= 60, "seconds from 0 to 60"),
-    "engagement.min_hold_s": (lambda v: 0 <= v <= 60, "seconds from 0 to 60"),
-    "indicators.backend": (lambda v: v in ("console", "gpio", "jetson", "none"), '"console", "gpio", "jetson" or "none"'),
-    "indicators.led_red_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
-    "indicators.led_green_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
-    "indicators.led_blue_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
-    "indicators.buzzer_pin": (lambda v: 0 <= v <= 27, "a BCM GPIO number from 0 to 27"),
-    "indicators.amber_green": (lambda v: 0 <= v <= 1, "a level from 0.0 to 1.0"),
-    "indicators.brightness": (lambda v: 0 < v <= 1, "a level above 0.0, at most 1.0"),
-    "indicators.absent_blink_on_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
-    "indicators.absent_blink_off_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
-    "indicators.fault_blink_on_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
-    "indicators.fault_blink_off_s": (lambda v: 0.02 <= v <= 10, "seconds from 0.02 to 10"),
-    "indicators.buzzer_after_s": (lambda v: 0 <= v <= 3600, "seconds from 0 to 3600"),
-    "indicators.buzzer_cooldown_s": (lambda v: 0 <= v <= 86400, "seconds from 0 to 86400"),
-    "indicators.buzzer_beep_s": (lambda v: 0.01 <= v <= 10, "seconds from 0.01 to 10"),
-    "indicators.quiet_hours": (lambda v: bool(QUIET_HOURS.match(v)), 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'),
-    "store.retention_days": (lambda v: 1 <= v <= 3650, "days from 1 to 3650"),
-    "store.min_free_mb": (lambda v: 0 <= v <= 100000, "megabytes from 0 to 100000"),
-    "web.port": (lambda v: 0 <= v <= 65535, "a port from 1 to 65535 (0: any free port)"),
-    "web.threads": (lambda v: 4 <= v <= 256, "an integer from 4 to 256"),
-    "web.max_viewers": (lambda v: 0 <= v <= 64, "an integer from 0 to 64"),
-    "web.analysis_workers": (lambda v: 1 <= v <= 16, "an integer from 1 to 16"),
-    "web.stream_fps": (lambda v: 1 <= v <= 60, "an integer from 1 to 60"),
-    "web.max_upload_mb": (lambda v: 0 < v <= 200, "megabytes above 0, at most 200"),
-    "web.max_upload_megapixels": (lambda v: 0 < v <= 200, "megapixels above 0, at most 200"),
-    "web.session_idle_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
-    "web.session_max_hours": (lambda v: 1 <= v <= 720, "hours from 1 to 720"),
-    "login.window_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
-    "login.slow_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
-    "login.slow_after_address": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
-    "login.first_delay_s": (lambda v: 0.1 <= v <= 60, "seconds from 0.1 to 60"),
-    "login.max_delay_s": (lambda v: 0.1 <= v <= 3600, "seconds from 0.1 to 3600"),
-    "login.lock_after_user": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
-    "login.lock_after_address": (lambda v: 1 <= v <= 10000, "an integer from 1 to 10000"),
-    "login.lock_minutes": (lambda v: 1 <= v <= 1440, "minutes from 1 to 1440"),
-    "privacy.keep_uploads": (lambda v: v in ("thumbnail", "none", "full"), '"thumbnail", "none" or "full"'),
-}
 
 
 class ConfigError(ValueError):
     """A configuration problem a person can fix; the message says how."""
 
 
-def defaults() -> dict:
-    text = resources.files("edge_app").joinpath("default_config.toml").read_text()
-    return tomllib.loads(text)
+# ------------------------------------------------------------ declarative constraints
+@dataclass(frozen=True)
+class Range:
+    """A number from ``lo`` to ``hi`` (``above``: strictly above ``lo``); ``also`` admits
+    one extra value with its meaning, e.g. port 0 = any free port. ``noun`` names the
+    unit in the message ("seconds", "a port"); by default the type's name."""
+
+    lo: float
+    hi: float
+    noun: str = ""
+    above: bool = False
+    also: tuple[float, str] | None = None
+
+    def check(self, value: Any) -> bool:
+        if self.also is not None and value == self.also[0]:
+            return True
+        return (self.lo < value if self.above else self.lo <= value) and value <= self.hi
+
+    def allowed(self, kind: type) -> str:
+        noun = self.noun or _type_name(kind)
+        text = f"{noun} above {self.lo}, at most {self.hi}" if self.above else f"{noun} from {self.lo} to {self.hi}"
+        return text + (f" ({self.also[0]}: {self.also[1]})" if self.also else "")
 
 
-def _type_name(value: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(value), type(value).__name__)
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few strings (the settings page shows them as a choice)."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: Any) -> bool:
+        return value in self.choices
+
+    def allowed(self, kind: type) -> str:
+        quoted = [f'"{c}"' for c in self.choices]
+        return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
+@dataclass(frozen=True)
+class Matches:
+    """A string matching ``pattern``; ``text`` says what that means to a person."""
+
+    pattern: re.Pattern
+    text: str
+
+    def check(self, value: Any) -> bool:
+        return bool(self.pattern.match(value))
+
+    def allowed(self, kind: type) -> str:
+        return self.text
+
+
+Rule = Range | OneOf | Matches
+
+
+def setting(default: Any, doc: str, rule: Rule | None = None, label: str = "") -> Any:
+    """A schema field: its default, its description (TOML comment and settings-page help),
+    its constraint, and a ``label`` when admins may change it on the settings page."""
+    return field(default=default, metadata={"doc": doc, "rule": rule, "label": label})
+
+
+def _type_name(kind: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+# ------------------------------------------------------------ sections
+class Section(Mapping[str, Any]):
+    """Base of the frozen section dataclasses; the class docstring is the section's
+    comment in ``default_config.toml``.
+
+    Transitional: a section also answers read-only ``cfg["web"]["port"]`` lookups (and
+    ``.get``, ``dict(...)``) so call sites can move to ``cfg.web.port`` one at a time."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _field_names(type(self)):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_field_names(type(self)))
+
+    def __len__(self) -> int:
+        return len(_field_names(type(self)))
+
+
+@cache
+def _field_names(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
+
+
+@cache
+def _types(cls: Any) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@dataclass(frozen=True)
+class CameraSettings(Section):
+    """Where frames come from and how a camera fault is retried."""
+
+    source: str = setting("demo", '"demo" (built-in animated faces, no camera needed), "camera" (first camera found: '
+                          'picamera2 on a Pi, else OpenCV device 0), "picamera2", a device index ("0", "1"), a video '
+                          'file path, an rtsp/http URL, or a GStreamer pipeline ending in "appsink".')
+    width: int = setting(640, "Frame width asked of the camera, in pixels.", Range(16, 4096))
+    height: int = setting(480, "Frame height asked of the camera, in pixels.", Range(16, 4096))
+    fps: int = setting(15, "Frame rate asked of the camera (and the demo source).", Range(1, 120))
+    loop: bool = setting(True, "Restart a video file at its end.")
+    read_timeout_s: float = setting(5.0, "A read that takes longer counts as a camera fault.", Range(0.1, 120, "seconds"))
+    retry_initial_s: float = setting(1.0, "Back-off after a camera fault: starts here, doubles up to retry_max_s.",
+                                     Range(0.01, 60, "seconds"))
+    retry_max_s: float = setting(30.0, "Longest back-off between two attempts to reopen the camera.",
+                                 Range(0.01, 3600, "seconds"))
+
+
+@dataclass(frozen=True)
+class DetectorSettings(Section):
+    """Face detection (Haar cascades) on a small grayscale copy of each frame."""
+
+    detect_width: int = setting(320, "Faces are searched on a grayscale copy this wide (speed).", Range(80, 1920))
+    scale_factor: float = setting(1.15, "Haar cascade pyramid step: smaller finds more sizes, slower.", Range(1.01, 2.0))
+    min_neighbors: int = setting(5, "Overlapping detections a face needs: higher means fewer false faces.", Range(1, 20))
+    min_face_px: int = setting(40, "Smallest face, in full-frame pixels.", Range(12, 1000))
+    profile: bool = setting(True, 'Also look for turned-away faces ("Distracted").')
+    detect_every: int = setting(3, "Run the detector every Nth frame, track the boxes in between.", Range(1, 30))
+    full_detect_every: int = setting(30, "Between these, detection only searches around the tracked face.", Range(1, 600))
+
+
+@dataclass(frozen=True)
+class ModelSettings(Section):
+    """The emotion model."""
+
+    manifest: str = setting("", "Manifest of the emotion model (.json beside the .tflite). Empty: the flashed or "
+                                "shipped model.")
+    threads: int = setting(1, "CPU threads for one inference.", Range(1, 8))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Each emotion the model knows maps to a level that starts with an LED group."""
+
+    def check_mapping(self, mapping: Mapping[str, Any]) -> None:
+        known = DEFAULT_MAPPING
+        for emotion, level in mapping.items():
+            if emotion not in known:
+                raise ConfigError(f"engagement.mapping.{emotion} is not an emotion the model knows; use one of {sorted(known)}")
+            if not isinstance(level, str) or not level.startswith(LEVEL_GROUPS):
+                raise ConfigError(
+                    f"engagement.mapping.{emotion} = {level!r} is not allowed: a level must start with "
+                    + ", ".join(f'"{g}"' for g in LEVEL_GROUPS)
+                )
+
+
+DEFAULT_MAPPING: Mapping[str, str] = MappingProxyType({
+    "neutral": "Engaged - paying attention",
+    "happiness": "Engaged - likes the topic",
+    "surprise": "Engaged - surprised",
+    "fear": "Partially engaged - confused",
+    "sadness": "Not engaged",
+    "anger": "Not engaged",
+    "disgust": "Not engaged",
+    "contempt": "Not engaged",
+})
+
+
+@dataclass(frozen=True)
+class EngagementSettings(Section):
+    """From smoothed emotions to the shown engagement state."""
+
+    absent_after_s: float = setting(5.0, 'No face for this long counts as "Absent".', Range(0, 3600, "seconds", above=True),
+                                    label="Absent after (seconds)")
+    distracted_after_s: float = setting(2.0, 'Only a turned-away face for this long counts as "Distracted".',
+                                        Range(0, 3600, "seconds", above=True))
+    ema_half_life_s: float = setting(1.0, "Smoothing of the emotion probabilities over time: larger is steadier, slower.",
+                                     Range(0, 60, "seconds"), label="Smoothing half-life (seconds)")
+    min_hold_s: float = setting(1.5, "A new state must hold this long before the LED changes.", Range(0, 60, "seconds"),
+                                label="Minimum hold (seconds)")
+    mapping: Mapping[str, str] = field(default_factory=lambda: DEFAULT_MAPPING, metadata={
+        "doc": 'Emotion -> engagement level, after the seed paper. A level starts with "Engaged", "Partially engaged" '
+               'or "Not engaged" (that picks the LED colour); text after " - " describes it.',
+        "rule": Levels(), "label": ""})
+
+
+@dataclass(frozen=True)
+class IndicatorSettings(Section):
+    """The LED and the buzzer (wiring: firmware/README.md). Pins are BCM numbers, also on a
+    Jetson, where there is no PWM: amber is red and green fully on."""
+
+    backend: str = setting("console", '"console" (prints), "gpio" (gpiozero pins), "jetson" (Jetson.GPIO) or "none".',
+                           OneOf(("console", "gpio", "jetson", "none")))
+    rgb_led: bool = setting(True, "One common-cathode RGB LED; false: three separate LEDs.")
+    led_red_pin: int = setting(17, "BCM pin of the red LED.", Range(0, 27, "a BCM GPIO number"))
+    led_green_pin: int = setting(27, "BCM pin of the green LED.", Range(0, 27, "a BCM GPIO number"))
+    led_blue_pin: int = setting(22, "BCM pin of the blue LED.", Range(0, 27, "a BCM GPIO number"))
+    buzzer_pin: int = setting(23, "BCM pin of the buzzer.", Range(0, 27, "a BCM GPIO number"))
+    buzzer_active: bool = setting(True, "Active buzzer (on/off); false: passive, driven as a tone (Pi only).")
+    buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state.", label="Buzzer on")
+    buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted for this long sounds the buzzer and logs "
+                                          "an alert.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
+    buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
+    buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
+    quiet_hours: str = setting("", 'No buzzer in these hours, e.g. "22:00-07:00"; empty: none.',
+                               Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
+    amber_green: float = setting(0.4, "Amber is full red plus this much green (PWM, RGB LED).", Range(0.0, 1.0, "a level"))
+    brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))
+    absent_blink_on_s: float = setting(1.0, '"Absent" is a slow blue blink: seconds on ...', Range(0.02, 10, "seconds"))
+    absent_blink_off_s: float = setting(1.0, "... and seconds off.", Range(0.02, 10, "seconds"))
+    fault_blink_on_s: float = setting(0.1, "A fault (no camera, model error) is a fast red blink: seconds on ...",
+                                      Range(0.02, 10, "seconds"))
+    fault_blink_off_s: float = setting(0.1, "... and seconds off.", Range(0.02, 10, "seconds"))
+
+
+@dataclass(frozen=True)
+class StoreSettings(Section):
+    """Where the logs, accounts and kept images live, and for how long."""
+
+    data_dir: str = setting("~/.local/share/engage-edge", "Directory of the SQLite database and kept images.")
+    retention_days: int = setting(30, "Rows and kept images older than this are deleted.", Range(1, 3650, "days"),
+                                  label="Keep data for (days)")
+    min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
+                               Range(0, 100000, "megabytes"))
+
+
+@dataclass(frozen=True)
+class WebSettings(Section):
+    """The web UI the device serves."""
+
+    host: str = setting("127.0.0.1", 'Address to listen on; "0.0.0.0": every network interface.')
+    port: int = setting(8080, "TCP port to listen on.", Range(1, 65535, "a port", also=(0, "any free port")))
+    threads: int = setting(24, "HTTP worker threads (each live-stream viewer holds one).", Range(4, 256))
+    max_viewers: int = setting(4, "Concurrent live streams; the next one gets 503.", Range(0, 64))
+    analysis_workers: int = setting(1, "Uploads analysed at once; more wait their turn (the live loop keeps its CPU).",
+                                    Range(1, 16))
+    stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))
+    max_upload_mb: int = setting(10, "Largest upload accepted.", Range(0, 200, "megabytes", above=True))
+    max_upload_megapixels: int = setting(40, "Largest image accepted, in pixels after decoding.",
+                                         Range(0, 200, "megapixels", above=True))
+    session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
+    session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))
+    tls_cert: str = setting("", "PEM certificate path; set with tls_key, the UI is served over HTTPS (cookies become "
+                                "Secure).")
+    tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
+    metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
+                                          "false: loopback and admins only.")
+
+
+@dataclass(frozen=True)
+class LoginSettings(Section):
+    """Failed log-ins, counted per user name from one address and per client address: a
+    slow-down, then a lock; a ceiling per name from all addresses together."""
+
+    window_minutes: int = setting(15, "Failures older than this are forgotten.", Range(1, 1440, "minutes"))
+    slow_after_user: int = setting(3, "After this many failures for a name from one address, each attempt first waits "
+                                      "first_delay_s, doubling with each further failure.", Range(1, 1000))
+    slow_after_address: int = setting(10, "The same for a client address (more slack: a classroom may share one).",
+                                      Range(1, 1000))
+    first_delay_s: float = setting(1.0, "The first wait once slowed down.", Range(0.1, 60, "seconds"))
+    max_delay_s: float = setting(30.0, "The longest wait.", Range(0.1, 3600, "seconds"))
+    lock_after_user: int = setting(8, "This many failures lock the name for lock_minutes.", Range(1, 1000))
+    lock_after_address: int = setting(25, "This many failures lock the address for lock_minutes.", Range(1, 10000))
+    lock_minutes: int = setting(15, "How long a lock lasts.", Range(1, 1440, "minutes"))
+    lock_after_user_global: int = setting(100, "Failures for one name from all addresses together that lock it "
+                                               "everywhere.", Range(1, 100000))
+
+
+@dataclass(frozen=True)
+class PrivacySettings(Section):
+    """What is kept of faces (this device films minors)."""
+
+    keep_uploads: str = setting("thumbnail", "thumbnail: a small copy; none: only the results; full: the whole photo.",
+                                OneOf(("thumbnail", "none", "full")), label="Uploaded images kept")
+    snapshot_on_alert: bool = setting(False, "Store one live frame when an alert fires (off: live frames are never "
+                                             "stored).", label="Snapshot on alert")
+
+
+@dataclass(frozen=True)
+class Config(Section):
+    """The whole configuration, immutable; ``source`` says which file it came from."""
+
+    camera: CameraSettings = field(default_factory=CameraSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    engagement: EngagementSettings = field(default_factory=EngagementSettings)
+    indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    login: LoginSettings = field(default_factory=LoginSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    source: str = field(default="defaults", compare=False, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        for name in self:
+            section = self[name]
+            kinds = _types(section.__class__)
+            for f in dataclasses.fields(section):
+                _check_value(f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name])
+        if self.camera.retry_max_s < self.camera.retry_initial_s:
+            raise ConfigError("camera.retry_max_s must be at least camera.retry_initial_s")
+        if self.login.max_delay_s < self.login.first_delay_s:
+            raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
+        if bool(self.web.tls_cert) != bool(self.web.tls_key):
+            raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts (what a TOML file holds), without ``source``."""
+        return {name: {key: dict(value) if isinstance(value, Mapping) else value for key, value in self[name].items()}
+                for name in self}
+
+
+def _check_value(dotted: str, value: Any, f: dataclasses.Field, kind: Any) -> None:
+    if kind in (bool, int, float, str):
+        _coerce(dotted, value, kind)  # a section built by hand gets the same type check as a file
+    rule = f.metadata.get("rule")
+    if isinstance(rule, Levels):
+        rule.check_mapping(value)
+    elif rule is not None and not rule.check(value):
+        raise ConfigError(f"{dotted} = {value!r} is not allowed: use {rule.allowed(kind)}")
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """``value`` as the schema type ``kind`` (an integer is a fine float), or ``ConfigError``."""
+    if kind is bool:
         if isinstance(value, bool):
             return value
-    elif isinstance(default, float):
+    elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-    elif isinstance(default, int):
+    elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif isinstance(default, str):
+    elif kind is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{key} = {value!r} is not allowed: expected {_type_name(default)}")
+    raise ConfigError(f"{key} = {value!r} is not allowed: expected {_type_name(kind)}")
 
 
-def _merge(base: dict, override: dict, prefix: str = "") -> None:
-    for key, value in override.items():
-        full = f"{prefix}{key}"
-        if full == "engagement.mapping":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{full} must be a table of emotion = \"level\"")
-            base[key].update(value)
-            continue
-        if key not in base:
-            allowed = ", ".join(sorted(base))
-            raise ConfigError(f"{full} = {value!r} is not a known setting; allowed here: {allowed}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{full} must be a [{full}] table, not {value!r}")
-            _merge(base[key], value, f"{full}.")
-        else:
-            base[key] = _coerce(full, value, base[key])
+# ------------------------------------------------------------ loading
+def _sections() -> dict[str, Any]:
+    return {name: _types(Config)[name] for name in _field_names(Config)}
+
+
+def defaults() -> Config:
+    """Every default, straight from the schema."""
+    return Config()
+
+
+def _merge(base: dict, override: dict) -> None:
+    """Apply a TOML-shaped ``override`` onto plain ``base`` dicts, checking names and types."""
+    sections = _sections()
+    for name, table in override.items():
+        if name not in sections:
+            raise ConfigError(f"{name} = {table!r} is not a known setting; allowed here: {', '.join(sorted(sections))}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name} must be a [{name}] table, not {table!r}")
+        kinds = _types(sections[name])
+        for key, value in table.items():
+            full = f"{name}.{key}"
+            if key not in kinds:
+                raise ConfigError(f"{full} = {value!r} is not a known setting; allowed here: {', '.join(sorted(kinds))}")
+            if full == "engagement.mapping":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{full} must be a table of emotion = \"level\"")
+                base[name][key] = {**base[name][key], **value}
+            else:
+                base[name][key] = _coerce(full, value, kinds[key])
 
 
 def _nested(dotted: str, value: Any) -> dict:
@@ -129,36 +410,23 @@ def _nested(dotted: str, value: Any) -> dict:
     return value
 
 
-def validate(cfg: dict) -> dict:
-    for dotted, (check, allowed) in _RULES.items():
-        section, key = dotted.split(".")
-        value = cfg[section][key]
-        if not check(value):
-            raise ConfigError(f"{dotted} = {value!r} is not allowed: use {allowed}")
-    known = set(defaults()["engagement"]["mapping"])
-    for emotion, level in cfg["engagement"]["mapping"].items():
-        if emotion not in known:
-            raise ConfigError(f"engagement.mapping.{emotion} is not an emotion the model knows; use one of {sorted(known)}")
-        if not isinstance(level, str) or not level.startswith(LEVEL_GROUPS):
-            raise ConfigError(
-                f"engagement.mapping.{emotion} = {level!r} is not allowed: a level must start with "
-                + ", ".join(f'"{g}"' for g in LEVEL_GROUPS)
-            )
-    if cfg["camera"]["retry_max_s"] < cfg["camera"]["retry_initial_s"]:
-        raise ConfigError("camera.retry_max_s must be at least camera.retry_initial_s")
-    if cfg["login"]["max_delay_s"] < cfg["login"]["first_delay_s"]:
-        raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
-    if bool(cfg["web"]["tls_cert"]) != bool(cfg["web"]["tls_key"]):
-        raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
-    return cfg
+def _build(tables: dict, source: str) -> Config:
+    sections = _sections()
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        values = dict(tables[name])
+        if name == "engagement":
+            values["mapping"] = MappingProxyType(dict(values["mapping"]))
+        built[name] = cls(**values)
+    return Config(**built, source=source)
 
 
-def load(path: Path | None = None, overrides: dict | None = None) -> dict:
+def load(path: Path | None = None, overrides: dict | None = None) -> Config:
     """Defaults, then ``path`` (or the device file when it exists), then ``overrides``.
 
-    ``overrides`` maps dotted keys (``"web.port"``) to values, as from CLI flags.
-    """
-    cfg = defaults()
+    ``overrides`` maps dotted keys (``"web.port"``) to values, as from CLI flags; a value
+    of None means "flag not given"."""
+    tables = defaults().to_dict()
     if path is None and DEVICE_CONFIG.is_file():
         path = DEVICE_CONFIG
     if path is not None:
@@ -171,25 +439,108 @@ def load(path: Path | None = None, overrides: dict | None = None) -> dict:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        _merge(cfg, user)
+        _merge(tables, user)
     for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        _merge(cfg, _nested(dotted, value))
-    cfg = validate(cfg)
-    cfg["_source"] = str(path) if path else "defaults"
-    return cfg
+        if value is not None:
+            _merge(tables, _nested(dotted, value))
+    return _build(tables, str(path) if path else "defaults")
 
 
-def with_changes(cfg: dict, changes: dict) -> dict:
-    """A validated copy of ``cfg`` with ``changes`` (dotted keys) applied."""
-    new = copy.deepcopy({k: v for k, v in cfg.items() if not k.startswith("_")})
+def with_changes(cfg: Config, changes: dict) -> Config:
+    """A new validated ``Config``: ``cfg`` with ``changes`` (dotted keys) applied; ``cfg``
+    itself never changes."""
+    tables = cfg.to_dict()
     for dotted, value in changes.items():
-        _merge(new, _nested(dotted, value))
-    validate(new)
-    new["_source"] = cfg.get("_source", "defaults")
-    return new
+        _merge(tables, _nested(dotted, value))
+    return _build(tables, cfg.source)
 
 
-def data_dir(cfg: dict) -> Path:
-    return Path(cfg["store"]["data_dir"]).expanduser()
+def data_dir(cfg: Config) -> Path:
+    return Path(cfg.store.data_dir).expanduser()
+
+
+# ------------------------------------------------------------ the settings page
+class AdminSetting(NamedTuple):
+    """One setting admins may change on the settings page; ``kind`` is the Python type or,
+    for a choice, the tuple of choices."""
+
+    key: str
+    label: str
+    kind: Any
+    help: str
+
+
+def admin_settings() -> list[AdminSetting]:
+    """The schema fields that carry a ``label``, in schema order."""
+    out = []
+    for name, cls in _sections().items():
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("label"):
+                rule = f.metadata.get("rule")
+                kind = rule.choices if isinstance(rule, OneOf) else _types(cls)[f.name]
+                out.append(AdminSetting(f"{name}.{f.name}", f.metadata["label"], kind, f.metadata["doc"]))
+    return out
+
+
+# ------------------------------------------------------------ default_config.toml
+HEADER = """\
+engage-edge configuration: every key with its default and what it does.
+The device reads /etc/engage-edge/config.toml (or --config FILE); keys left out keep the
+defaults below; command-line flags override both. A wrong key or value stops start-up
+with a message naming the key, the value and what is allowed.
+Generated from the schema in edge_app/config.py: python -m edge_app.config --write-defaults"""
+WIDTH = 88
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _comment(text: str, f: dataclasses.Field | None = None, kind: Any = None) -> list[str]:
+    rule = f.metadata.get("rule") if f is not None else None
+    if rule is not None and not isinstance(rule, (OneOf, Levels)):
+        text += f" Allowed: {rule.allowed(kind)}."
+    return textwrap.wrap(text, WIDTH - 2, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
+
+
+def render_default_toml() -> str:
+    """The text of ``default_config.toml``: every section, key, default and description."""
+    lines = [f"# {line}" for line in HEADER.splitlines()]
+    for name, cls in _sections().items():
+        section = getattr(defaults(), name)
+        lines += ["", *_comment(" ".join((cls.__doc__ or "").split())), f"[{name}]"]
+        tables = []
+        for f in dataclasses.fields(cls):
+            value = getattr(section, f.name)
+            if isinstance(value, Mapping):
+                tables.append((f, value))
+                continue
+            lines += [*_comment(f.metadata["doc"], f, _types(cls)[f.name]), f"{f.name} = {_toml_value(value)}"]
+        for f, table in tables:
+            lines += ["", *_comment(f.metadata["doc"]), f"[{name}.{f.name}]"]
+            lines += [f"{key} = {_toml_value(level)}" for key, level in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def default_toml_path() -> Path:
+    return Path(str(resources.files("edge_app").joinpath("default_config.toml")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_app.config", description=__doc__.split("\n")[0])
+    parser.add_argument("--write-defaults", action="store_true", help="regenerate edge_app/default_config.toml")
+    args = parser.parse_args(argv)
+    if args.write_defaults:
+        default_toml_path().write_text(render_default_toml())
+        print(f"wrote {default_toml_path()}")
+    else:
+        sys.stdout.write(render_default_toml())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

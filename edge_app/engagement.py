@@ -8,18 +8,44 @@ turned-away (profile) face has been seen for a while, "Absent" no face at all.
 """
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-DISTRACTED = "Distracted"
-ABSENT = "Absent"
-GROUPS = ("Engaged", "Partially engaged", "Not engaged", DISTRACTED, ABSENT)
+
+class Group(enum.StrEnum):
+    """The five engagement groups (LED colours). A level is a group, optionally followed by
+    a description ("Engaged - likes the topic"). StrEnum: each member *is* its text, so
+    JSON, SQLite rows, templates and config files see the same strings as before."""
+
+    ENGAGED = "Engaged"
+    PARTIALLY_ENGAGED = "Partially engaged"
+    NOT_ENGAGED = "Not engaged"
+    DISTRACTED = "Distracted"
+    ABSENT = "Absent"
+
+    @property
+    def css_class(self) -> str:
+        """The web UI's class for this group's colour (static/app.css): "g-partially-engaged"."""
+        return "g-" + self.value.replace(" ", "-").lower()
 
 
-def group_of(level: str) -> str:
+if TYPE_CHECKING:
+    from edge_app.config import Config
+
+
+GROUPS = tuple(Group)
+DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself
+LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
+
+
+def group_of(level: str) -> Group:
     """The LED group of a level: "Engaged - likes the topic" -> "Engaged"."""
-    for g in ("Partially engaged", "Not engaged", "Engaged", DISTRACTED, ABSENT):
+    for g in Group:
         if level.startswith(g):
             return g
     raise ValueError(f"level {level!r} belongs to no group {GROUPS}")
@@ -34,7 +60,7 @@ class EngagementState:
     probabilities: dict[str, float] = field(default_factory=dict)
 
     @property
-    def group(self) -> str:
+    def group(self) -> Group:
         return group_of(self.level)
 
 
@@ -47,15 +73,33 @@ class Observation:
     probabilities: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class EngagementRules:
+    """The tracker's settings, immutable: a settings change is a new ``EngagementRules``
+    handed to ``update``, so a frame never sees half-old, half-new rules."""
+
+    mapping: Mapping[str, str]
+    absent_after_s: float = 5.0
+    distracted_after_s: float = 2.0
+    ema_half_life_s: float = 1.0
+    min_hold_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mapping", MappingProxyType(dict(self.mapping)))  # a read-only copy
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "EngagementRules":
+        e = cfg.engagement
+        return cls(e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s)
+
+
 class EngagementTracker:
-    def __init__(self, labels: list[str], mapping: dict[str, str], absent_after_s=5.0,
+    """Smoothing history and the shown state (mutable, one thread's) under ``rules``."""
+
+    def __init__(self, labels: list[str], mapping: Mapping[str, str], absent_after_s=5.0,
                  distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0):
-        missing = [l for l in labels if l not in mapping]
-        if missing:
-            raise ValueError(f"engagement.mapping has no level for {missing}")
-        self.labels, self.mapping = list(labels), dict(mapping)
-        self.absent_after_s, self.distracted_after_s = absent_after_s, distracted_after_s
-        self.half_life, self.min_hold_s = ema_half_life_s, min_hold_s
+        self.labels = list(labels)
+        self.rules = self._checked(EngagementRules(mapping, absent_after_s, distracted_after_s, ema_half_life_s, min_hold_s))
         self.state = EngagementState(ABSENT, start)
         self._ema: np.ndarray | None = None
         self._last_t: float | None = None
@@ -64,17 +108,31 @@ class EngagementTracker:
         self._pending: tuple[str, float] | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict, labels: list[str], start: float = 0.0) -> "EngagementTracker":
-        e = cfg["engagement"]
-        return cls(labels, e["mapping"], e["absent_after_s"], e["distracted_after_s"],
-                   e["ema_half_life_s"], e["min_hold_s"], start)
+    def from_config(cls, cfg: "Config", labels: list[str], start: float = 0.0) -> "EngagementTracker":
+        e = cfg.engagement
+        return cls(labels, e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s, start)
+
+    def _checked(self, rules: EngagementRules) -> EngagementRules:
+        missing = [l for l in self.labels if l not in rules.mapping]
+        if missing:
+            raise ValueError(f"engagement.mapping has no level for {missing}")
+        return rules
+
+    @property
+    def mapping(self) -> Mapping[str, str]:
+        return self.rules.mapping
+
+    @property
+    def min_hold_s(self) -> float:
+        return self.rules.min_hold_s
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:
-        if self._ema is None or self._last_t is None or self.half_life <= 0:
+        half_life = self.rules.ema_half_life_s
+        if self._ema is None or self._last_t is None or half_life <= 0:
             self._ema = p.astype(np.float64).copy()
         else:
             dt = max(0.0, t - self._last_t)
-            alpha = 1.0 - 0.5 ** (dt / self.half_life)
+            alpha = 1.0 - 0.5 ** (dt / half_life)
             self._ema += alpha * (p - self._ema)
         return self._ema
 
@@ -84,19 +142,24 @@ class EngagementTracker:
             self._last_frontal = self._last_face = t
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
-            return self.mapping[self.labels[int(ema.argmax())]]
+            return self.rules.mapping[self.labels[int(ema.argmax())]]
         if obs.kind == "profile":
             self._last_face = t
-            if t - self._last_frontal >= self.distracted_after_s:
+            if t - self._last_frontal >= self.rules.distracted_after_s:
                 return DISTRACTED
             return None
-        if t - self._last_face >= self.absent_after_s:
+        if t - self._last_face >= self.rules.absent_after_s:
             self._ema = None
             return ABSENT
         return None  # a short gap keeps the current state
 
-    def update(self, obs: Observation) -> tuple[EngagementState, bool]:
-        """Feed one frame; returns the shown state and whether it just changed."""
+    def update(self, obs: Observation, rules: EngagementRules | None = None) -> tuple[EngagementState, bool]:
+        """Feed one frame; returns the shown state and whether it just changed.
+
+        ``rules``: the settings to judge this frame (and the next ones) by; the shown state
+        and the smoothing history carry over, only the rules change."""
+        if rules is not None and rules is not self.rules:
+            self.rules = self._checked(rules)
         candidate = self._candidate(obs)
         if candidate is None or candidate == self.state.level:
             self._pending = None
@@ -105,7 +168,7 @@ class EngagementTracker:
             return self.state, False
         if self._pending is None or self._pending[0] != candidate:
             self._pending = (candidate, obs.t)
-        if obs.t - self._pending[1] >= self.min_hold_s:
+        if obs.t - self._pending[1] >= self.rules.min_hold_s:
             self.state = EngagementState(candidate, self._pending[1])
             self._pending = None
             self._refresh_emotion()
@@ -127,7 +190,7 @@ class MinuteAggregator:
 
     def __init__(self):
         self.minute: int | None = None
-        self.seconds = dict.fromkeys(GROUPS, 0.0)
+        self.seconds: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
         self.frames = 0
         self.faces = 0
         self._last: tuple[float, str] | None = None
@@ -150,7 +213,7 @@ class MinuteAggregator:
     def flush(self) -> dict | None:
         if self.minute is None or self.frames == 0:
             return None
-        row = {"minute": self.minute * 60, "frames": self.frames, "faces": self.faces,
+        row: dict[str, float] = {"minute": self.minute * 60, "frames": self.frames, "faces": self.faces,
                **{g: round(s, 2) for g, s in self.seconds.items()}}
         self.seconds = dict.fromkeys(GROUPS, 0.0)
         self.frames = self.faces = 0

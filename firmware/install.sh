@@ -4,17 +4,20 @@
 # /opt/engage-edge, /etc/engage-edge/config.toml, /var/lib/engage-edge, a self-signed TLS
 # certificate, udev rules, the camera boot setting and the systemd service.
 #
+# The package goes into the venv as a wheel (built from this checkout, or --wheel FILE):
+# the device runs an installed package, never an editable checkout.
 # Idempotent: run it again to upgrade the package; the config, the certificate and the
 # data are kept. --dry-run prints every action without doing any of them. --no-apt installs
 # no Debian packages, only lists the missing ones (an image builder's chroot that lacks
 # the Raspberry Pi archive: tools/prove-arm64.sh).
 #
-#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--no-start] [--no-apt]
+#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start] [--no-apt]
 set -euo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX=/opt/engage-edge
 VENV="$PREFIX/venv"
+WHEEL_DIR="$PREFIX/wheels"
 CONF_DIR=/etc/engage-edge
 CONF="$CONF_DIR/config.toml"
 TLS_DIR="$CONF_DIR/tls"
@@ -29,6 +32,7 @@ DRY_RUN=0
 START=1
 APT=1
 PLATFORM=""
+WHEEL_IN=""
 
 usage() {
     sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
@@ -41,6 +45,8 @@ while [ $# -gt 0 ]; do
         --no-apt) APT=0 ;;
         --platform) PLATFORM="${2:-}"; shift ;;
         --platform=*) PLATFORM="${1#*=}" ;;
+        --wheel) WHEEL_IN="${2:-}"; shift ;;
+        --wheel=*) WHEEL_IN="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -116,6 +122,25 @@ case "$PLATFORM" in
              "pass --platform pi or --platform jetson" >&2
         exit 2 ;;
 esac
+
+if [ -n "$WHEEL_IN" ]; then
+    case "$WHEEL_IN" in
+        *.whl) ;;
+        *) echo "error: --wheel $WHEEL_IN is not a wheel (.whl): build one with 'pip wheel --no-deps -w dist .'" >&2; exit 2 ;;
+    esac
+    if [ ! -f "$WHEEL_IN" ]; then
+        echo "error: the wheel $WHEEL_IN does not exist: build one with 'pip wheel --no-deps -w dist .' or leave out --wheel" >&2
+        exit 2
+    fi
+    WHEEL="$WHEEL_DIR/$(basename "$WHEEL_IN")"
+else
+    VERSION="$(sed -n 's/^[[:space:]]*version="\([^"]*\)",.*/\1/p' "$SRC_DIR/setup.py")"
+    if [ -z "$VERSION" ]; then
+        echo "error: no version in $SRC_DIR/setup.py: run this from a checkout of engage-edge, or pass --wheel FILE" >&2
+        exit 2
+    fi
+    WHEEL="$WHEEL_DIR/engage_edge-$VERSION-py3-none-any.whl"
+fi
 
 if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
     echo "error: provisioning changes system files: run it with sudo (or try --dry-run)" >&2
@@ -197,23 +222,39 @@ fi
 
 # ------------------------------------------------------------------ 4. directories
 step "4/9 directories"
-run install -d -m 0755 -o root -g root "$PREFIX"
+run install -d -m 0755 -o root -g root "$PREFIX" "$WHEEL_DIR"
 run install -d -m 0750 -o root -g "$SERVICE_USER" "$CONF_DIR" "$TLS_DIR"
 run install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR" "$DATA_DIR/models"
 
 # ------------------------------------------------------------------ 5. the package
-step "5/9 engage-edge into $VENV (extra [$EXTRA])"
-# The source (with the shipped model) is copied to $PREFIX/src and installed editable, so
-# the package finds models/ beside it; the venv sees apt's picamera2 and libcamera.
-run rsync -a --delete --exclude .git --exclude .venv --exclude runs --exclude test-artifacts \
-    --exclude '__pycache__' --exclude '*.egg-info' "$SRC_DIR/" "$PREFIX/src/"
+step "5/9 engage-edge wheel into $VENV (extra [$EXTRA])"
+# The wheel carries the package with its model, demo photos and web files (package data);
+# training/ and the development files stay in the checkout. The venv sees apt's picamera2
+# and libcamera (--system-site-packages).
 if [ -x "$VENV/bin/python" ]; then
     note "venv exists: upgrading the package in place"
 else
     run python3 -m venv --system-site-packages "$VENV"
 fi
 run "$VENV/bin/pip" install --quiet --upgrade pip
-run "$VENV/bin/pip" install --quiet --upgrade -e "$PREFIX/src[$EXTRA]"
+if [ -n "$WHEEL_IN" ]; then
+    run install -m 0644 "$WHEEL_IN" "$WHEEL"
+else
+    # built from a copy of what the wheel needs, so the checkout gets no build/ or egg-info
+    BUILD_DIR="$PREFIX/build"
+    run rm -rf "$BUILD_DIR"
+    run install -d -m 0755 "$BUILD_DIR"
+    run rsync -a --exclude '__pycache__' "$SRC_DIR/setup.py" "$SRC_DIR/README.md" "$SRC_DIR/edge_app" "$BUILD_DIR/"
+    run "$VENV/bin/pip" wheel --quiet --no-deps --wheel-dir "$WHEEL_DIR" "$BUILD_DIR"
+    run rm -rf "$BUILD_DIR"
+fi
+run "$VENV/bin/pip" install --quiet --upgrade "${WHEEL}[$EXTRA]"
+# the same version number may hold new code: reinstall this very wheel (its dependencies stay)
+run "$VENV/bin/pip" install --quiet --force-reinstall --no-deps "$WHEEL"
+if [ -d "$PREFIX/src" ]; then
+    note "removing $PREFIX/src, the editable copy an older install.sh left"
+    run rm -rf "$PREFIX/src"
+fi
 
 # ------------------------------------------------------------------ 6. configuration
 step "6/9 configuration $CONF"

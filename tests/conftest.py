@@ -1,7 +1,10 @@
-"""Shared fixtures: real face photos from package samples, a temporary config and data
-directory, and a running appliance (demo source, real HTTP server on loopback)."""
+"""Shared fixtures: the real face photos shipped in the package, a temporary config and
+data directory, and a running appliance (demo source, real HTTP server on loopback), with
+or without its capture loop. Shared helpers: ``wait_for`` (the one way to wait), ``stays``,
+cascade recorders, and ``skip_unless_ci`` (a missing prerequisite fails in CI)."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,22 +21,24 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def grace_path() -> Path:
-    from matplotlib import cbook
+    """The Grace Hopper portrait shipped in the package (public domain, US Navy)."""
+    from edge_app.vision.faces import PHOTOS
 
-    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    return Path(str(PHOTOS / "grace_hopper.jpg"))
 
 
 @pytest.fixture(scope="session")
 def face_jpeg(grace_path) -> bytes:
-    """A real face photograph (matplotlib's Grace Hopper sample) as JPEG bytes."""
+    """A real face photograph (the shipped Grace Hopper portrait) as JPEG bytes."""
     return grace_path.read_bytes()
 
 
 @pytest.fixture(scope="session")
 def astronaut_png() -> bytes:
-    import skimage.data
+    """The shipped astronaut portrait (Eileen Collins, NASA), re-encoded as PNG."""
+    from edge_app.vision.faces import photo
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(".png", photo("astronaut.jpg"))
     assert ok
     return buf.tobytes()
 
@@ -71,6 +76,14 @@ def appliance(make_appliance):
     return make_appliance()
 
 
+@pytest.fixture
+def web_appliance(make_appliance):
+    """The web UI on its store without the capture loop, for tests that never look at the
+    live state, the stream or what the loop writes: much cheaper to start and stop. A module
+    whose tests are all like that overrides ``appliance`` with it (``admin_session`` follows)."""
+    return make_appliance(with_loop=False)
+
+
 def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
     """A requests session logged in through the JSON login API; ``.csrf`` holds its token."""
     s = requests.Session()
@@ -91,12 +104,55 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def wait_for(predicate, timeout=15.0, every=0.05):
-    """Poll ``predicate`` until it returns something truthy (returned) or time runs out."""
+def wait_for(predicate, timeout=15.0, every=0.05, what: str = ""):
+    """Poll ``predicate`` until it returns something truthy (returned) or time runs out.
+
+    The one way tests wait for something to happen: never a bare sleep."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         result = predicate()
         if result:
             return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached within {timeout} s: {what or getattr(predicate, '__name__', predicate)}")
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+
+
+def stays(predicate, seconds: float, every=0.005) -> bool:
+    """True when ``predicate`` holds at every check over ``seconds``: for proving that
+    something does *not* happen (a blink that should have stopped), never for waiting."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        time.sleep(every)
+    return bool(predicate())
+
+
+class RecordingCascade:
+    """A Haar cascade that records the size of every image it is asked to search, so a
+    test can see which cascade ran, and on how much of the frame."""
+
+    def __init__(self, cascade):
+        self.cascade = cascade
+        self.calls: list[tuple[int, int]] = []
+
+    def detectMultiScale(self, image, *args, **kwargs):  # noqa: N802 - OpenCV's name
+        self.calls.append(image.shape[:2])
+        return self.cascade.detectMultiScale(image, *args, **kwargs)
+
+
+def record_cascades(detector) -> tuple[RecordingCascade, RecordingCascade]:
+    """Wrap ``detector``'s frontal and profile cascades in place; returns the recorders."""
+    assert detector.profile is not None, "record_cascades needs a detector with the profile cascade on"
+    detector.frontal = RecordingCascade(detector.frontal)
+    detector.profile = RecordingCascade(detector.profile)
+    return detector.frontal, detector.profile
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip on a developer's machine that lacks ``reason``; fail in CI (``CI`` set), which
+    must have everything the suite needs, so nothing is silently left untested there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} - CI must provide it (CI is set)")
+    pytest.skip(reason)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from edge_app.cli import main
 from edge_app.store.backup import BackupError, backup, export_csv, parse_since
@@ -43,7 +44,7 @@ def test_backup_while_another_thread_writes_is_consistent(store, tmp_path):
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(0.2)
+        wait_for(lambda: written[0] >= 200, what="the writer under way")  # backups race real writes
         dests = [backup(store.data_dir, tmp_path / f"copy{i}.db") for i in range(3)]
     finally:
         stop.set()
@@ -123,6 +124,14 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
 
     assert export_csv(store.data_dir, parse_since("2026-03-01")) == 0  # nothing that recent: header only
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
+
+
+def test_export_to_a_missing_folder_is_a_clear_error_and_writes_nothing(store, tmp_path, capsys):
+    out = tmp_path / "no-such-folder" / "log.csv"
+    assert main(["export", "--since", "2026-01-01", "--out", str(out), "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 2
+    assert f"error: cannot write {out}" in capsys.readouterr().err
+    assert not out.parent.exists()
 
 
 def test_export_rejects_a_bad_date(store, tmp_path, capsys):

@@ -58,7 +58,7 @@ def test_demo_realtime_paces_to_fps():
 
 
 def test_demo_cycle_shows_frontal_profile_and_no_face(detector):
-    """Over the 60 s cycle: frontal faces (Grace Hopper, the astronaut, LFW portraits), a
+    """Over the 60 s cycle: frontal faces (Grace Hopper, the astronaut, picked faces), a
     turned-away face for "Distracted", and an empty frame for "Absent"."""
     src = DemoSource(realtime=False, fps=1)
     kinds_by_picture: dict[str, list[str | None]] = {}
@@ -67,8 +67,8 @@ def test_demo_cycle_shows_frontal_profile_and_no_face(detector):
         faces = detector.detect(frame)
         picture = src.scene.shot_at(second + 0.5).picture
         kinds_by_picture.setdefault(picture.split(":")[0], []).append(faces[0].kind if faces else None)
-    assert set(kinds_by_picture) == {"grace", "astronaut", "lfw", "profile", "empty"}
-    for name in ("grace", "astronaut", "lfw"):
+    assert set(kinds_by_picture) == {"grace", "astronaut", "face", "profile", "empty"}
+    for name in ("grace", "astronaut", "face"):
         frontal = kinds_by_picture[name].count("frontal")
         assert frontal >= 0.8 * len(kinds_by_picture[name]), (name, kinds_by_picture[name])
     profile = kinds_by_picture["profile"]
@@ -77,12 +77,27 @@ def test_demo_cycle_shows_frontal_profile_and_no_face(detector):
     assert len(kinds_by_picture["empty"]) >= 8  # long enough for the default absent_after_s
 
 
+def test_demo_picks_faces_the_model_places_in_different_groups(cfg):
+    """Over the shipped photos the model sees an engaged face (the astronaut, Grace Hopper)
+    and a disengaged one (the Migrant Mother): the demo shows both."""
+    from edge_app.engagement import group_of
+    from edge_app.runtime.appliance import classifier_from_config, demo_picks
+    from edge_app.vision.faces import cuts, reference_faces
+
+    classifier, mapping = classifier_from_config(cfg), cfg["engagement"]["mapping"]
+    picks = demo_picks(classifier, mapping)
+    assert len(picks) == 3 and all(0 <= i < len(cuts()) for i in picks)
+    shown = {group_of(mapping[classifier.classify(reference_faces()[i])[0]]) for i in picks}
+    assert {"Engaged", "Not engaged"} <= shown, shown
+    assert any(cuts()[i].photo == "migrant_mother.jpg" for i in picks)
+
+
 def test_demo_timeline_covers_the_minute_without_gaps():
     shots = demo.timeline([1, 2, 3])
     assert shots[0].start == 0 and shots[-1].end == demo.CYCLE_S
     for a, b in zip(shots, shots[1:]):
         assert a.end == b.start
-    assert [s.picture for s in shots if s.picture.startswith("lfw")] == ["lfw:1", "lfw:2", "lfw:3"]
+    assert [s.picture for s in shots if s.picture.startswith("face")] == ["face:1", "face:2", "face:3"]
 
 
 # ------------------------------------------------------------------ video files

@@ -3,6 +3,7 @@ that, and every bad value rejected with a message naming the key, the value and 
 allowed."""
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from importlib import resources
 
@@ -18,28 +19,81 @@ def write(tmp_path, text: str, name: str = "config.toml"):
     return path
 
 
-def load_text(tmp_path, text: str, overrides=None) -> dict:
+def load_text(tmp_path, text: str, overrides=None) -> config_mod.Config:
     return config_mod.load(write(tmp_path, text), overrides)
 
 
 def test_defaults_are_the_shipped_file(tmp_path):
     shipped = tomllib.loads(resources.files("edge_app").joinpath("default_config.toml").read_text())
     cfg = load_text(tmp_path, "")
-    for section, values in shipped.items():
-        assert cfg[section] == values, section
-    assert cfg["camera"]["source"] == "demo"
-    assert cfg["web"]["host"] == "127.0.0.1" and cfg["web"]["port"] == 8080
-    assert cfg["engagement"]["mapping"]["happiness"] == "Engaged - likes the topic"
-    assert cfg["engagement"]["mapping"]["fear"] == "Partially engaged - confused"
-    assert cfg["_source"].endswith("config.toml")
+    assert cfg.to_dict() == shipped
+    assert cfg == config_mod.defaults()
+    assert cfg.camera.source == "demo"
+    assert cfg.web.host == "127.0.0.1" and cfg.web.port == 8080
+    assert cfg.engagement.mapping["happiness"] == "Engaged - likes the topic"
+    assert cfg.engagement.mapping["fear"] == "Partially engaged - confused"
+    assert cfg.source.endswith("config.toml")
 
 
-def test_every_default_key_is_documented():
-    """default_config.toml is the documented schema: each setting has a comment near it."""
-    text = resources.files("edge_app").joinpath("default_config.toml").read_text()
-    assert text.lstrip().startswith("#")
-    for section in tomllib.loads(text):
-        assert f"[{section}]" in text
+def test_the_shipped_file_is_generated_from_the_schema():
+    """default_config.toml can never drift from the schema: regenerate it with
+    ``python -m edge_app.config --write-defaults``."""
+    shipped = resources.files("edge_app").joinpath("default_config.toml").read_text()
+    assert shipped == config_mod.render_default_toml(), "run: python -m edge_app.config --write-defaults"
+
+
+def test_every_setting_is_documented_in_the_schema_and_the_file():
+    text = config_mod.render_default_toml()
+    for name, section in config_mod.defaults().items():
+        assert f"[{name}]" in text
+        assert (type(section).__doc__ or "").strip(), name
+        for f in dataclasses.fields(section):
+            doc = f.metadata["doc"]
+            assert len(doc) > 10, f"{name}.{f.name} has no description"
+            assert " ".join(doc.split()[:4]) in " ".join(line.lstrip("# ") for line in text.splitlines()), f.name
+    assert "minute_aggregates" not in text  # read by nothing, so gone
+
+
+def test_a_section_built_by_hand_is_validated_too():
+    with pytest.raises(ConfigError, match="camera.fps = 500 is not allowed: use an integer from 1 to 120"):
+        config_mod.Config(camera=config_mod.CameraSettings(fps=500))
+    with pytest.raises(ConfigError, match="camera.width = '640' is not allowed: expected an integer"):
+        config_mod.Config(camera=config_mod.CameraSettings(width="640"))
+
+
+def test_a_config_is_immutable_and_reads_both_ways(tmp_path):
+    cfg = load_text(tmp_path, "[web]\nport = 9090\n")
+    assert cfg.web.port == cfg["web"]["port"] == cfg["web"].get("port") == 9090
+    assert dict(cfg["web"])["port"] == 9090 and "port" in cfg["web"] and "bogus" not in cfg["web"]
+    with pytest.raises(KeyError):
+        cfg["web"]["bogus"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.web.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cfg["web"]["port"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        cfg.engagement.mapping["fear"] = "Not engaged"  # type: ignore[index]
+
+
+def test_the_settings_page_fields_come_from_the_schema():
+    settings = {s.key: s for s in config_mod.admin_settings()}
+    assert {"engagement.min_hold_s", "indicators.buzzer", "indicators.quiet_hours", "privacy.keep_uploads",
+            "store.retention_days"} <= set(settings)
+    assert "web.port" not in settings  # only what is safe to change while running
+    assert settings["privacy.keep_uploads"].kind == ("thumbnail", "none", "full")
+    assert settings["engagement.min_hold_s"].kind is float and settings["indicators.buzzer"].kind is bool
+    for s in settings.values():
+        section, key = s.key.split(".")
+        field = {f.name: f for f in dataclasses.fields(config_mod.defaults()[section])}[key]
+        assert s.help == field.metadata["doc"] and s.label
+
+
+def test_write_defaults_regenerates_the_file(tmp_path, monkeypatch):
+    target = tmp_path / "default_config.toml"
+    monkeypatch.setattr(config_mod, "default_toml_path", lambda: target)
+    assert config_mod.main(["--write-defaults"]) == 0
+    assert target.read_text() == config_mod.render_default_toml()
+    assert tomllib.loads(target.read_text()) == config_mod.defaults().to_dict()
 
 
 def test_user_file_overrides_only_its_keys(tmp_path):
@@ -71,7 +125,9 @@ def test_dotted_overrides_win_over_the_file(tmp_path):
 def test_with_changes_returns_a_validated_copy(tmp_path):
     cfg = load_text(tmp_path, "")
     new = config_mod.with_changes(cfg, {"web.stream_fps": 5})
-    assert new["web"]["stream_fps"] == 5 and cfg["web"]["stream_fps"] == 10
+    assert new.web.stream_fps == 5 and cfg.web.stream_fps == 10
+    assert new is not cfg and new.source == cfg.source
+    assert new.camera is not None and new.camera == cfg.camera
     with pytest.raises(ConfigError, match="web.stream_fps"):
         config_mod.with_changes(cfg, {"web.stream_fps": 0})
 

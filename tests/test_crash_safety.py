@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import wait_for
+
 from edge_app.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +54,10 @@ def test_kill_9_during_heavy_logging_loses_nothing_committed(tmp_path):
         with open(log, "w") as out:
             child = subprocess.Popen([sys.executable, str(script), str(data)], cwd=ROOT, stdout=out,
                                      stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            deadline = time.monotonic() + 20
-            while log.stat().st_size == 0 and time.monotonic() < deadline and child.poll() is None:
-                time.sleep(0.01)  # wait until it is writing
+            wait_for(lambda log=log, child=child: log.stat().st_size > 0 or child.poll() is not None, 20, every=0.01,
+                     what="the child writing")
             assert child.poll() is None, child.stderr.read().decode()
-            time.sleep(rng.uniform(0.05, 0.4))
+            time.sleep(rng.uniform(0.05, 0.4))  # not a wait: the kill lands at a random point of the writing
             os.kill(child.pid, signal.SIGKILL)
             child.wait(10)
             child.stderr.close()

@@ -1,11 +1,14 @@
-"""Face detection (OpenCV Haar cascades) on real photographs from package samples."""
+"""Face detection (OpenCV Haar cascades) on the real photographs shipped in the package
+(and two face-free scikit-image samples, a dev-only dependency)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+from conftest import record_cascades
 
+from edge_app.vision import faces as shipped
 from edge_app.vision.detector import Face, FaceDetector
 
 # Where the faces are in the package photos (x, y of a point inside each face).
@@ -27,7 +30,7 @@ def grace(grace_path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    return shipped.photo("astronaut.jpg").copy()
 
 
 def contains(box, point) -> bool:
@@ -100,15 +103,24 @@ def test_no_face_where_there_is_none(detector, name):
 def test_turned_away_face_is_a_profile_hit(detector):
     """The cameraman (mirrored, as the demo shows him) is turned sideways: no frontal hit,
     profile hits - the tracker's "Distracted". With ``profile = false`` nothing is found."""
-    sideways = cv2.flip(skimage.data.camera(), 1)
+    sideways = cv2.cvtColor(shipped.profile_face(), cv2.COLOR_BGR2GRAY)
     faces = detector.detect(sideways)
     assert faces and all(f.kind == "profile" for f in faces)
     assert contains(faces[0].box, (280, 140))
     assert FaceDetector(profile=False).detect(sideways) == []
 
 
-def test_profile_cascade_only_runs_without_a_frontal_face(detector, grace):
-    assert all(f.kind == "frontal" for f in detector.detect(grace))
+def test_profile_cascade_only_runs_without_a_frontal_face(grace):
+    """It is the expensive fallback: never run when a frontal face was found; run on the
+    frame and its mirror image when none was."""
+    detector = FaceDetector()
+    frontal, profile = record_cascades(detector)
+    assert [f.kind for f in detector.detect(grace)] == ["frontal"]
+    assert len(frontal.calls) == 1 and profile.calls == []
+    sideways = cv2.flip(skimage.data.camera(), 1)
+    assert detector.detect(sideways) and len(frontal.calls) == 2
+    small = frontal.calls[-1]
+    assert profile.calls == [small, small]  # the frame and its mirror, at the detection size
 
 
 def test_min_face_px_drops_small_faces(grace):

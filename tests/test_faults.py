@@ -13,14 +13,16 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import wait_for
+from conftest import login, skip_unless_ci, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
 from edge_app.runtime.capture import CaptureLoop
+from edge_app.runtime.live import PLACEHOLDER_GREY
 from edge_app.store.database import Store
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import FaceDetector
@@ -162,10 +164,10 @@ def tiny_tmpfs(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI and the device test rig run as root)")
+        skip_unless_ci("mounting a tmpfs needs root (CI and the device test rig run as root)")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
+        skip_unless_ci(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -211,7 +213,7 @@ def test_locked_database_is_waited_on_then_reported_never_a_crash(cfg, tmp_path)
 
     # a short lock: the writer waits (busy timeout) and succeeds, no failure at all
     other.execute("BEGIN EXCLUSIVE")
-    time.sleep(1.0)
+    wait_for(lambda: loop.health.pending_writes >= 3, what="rows piling up behind the lock")
     other.execute("COMMIT")
     wait_for(lambda: loop.health.pending_writes == 0)
     assert loop.metrics.registry.get_sample_value("engage_store_write_failures_total") == 0
@@ -255,7 +257,7 @@ def test_corrupt_model_at_start_is_a_clear_error(tmp_path):
     import hashlib
     import json
 
-    shipped = json.loads((ROOT / "models" / "emotion-int8.json").read_text())
+    shipped = json.loads((ROOT / "edge_app" / "models" / "shipped" / "emotion-int8.json").read_text())
     model = tmp_path / "broken.tflite"
     model.write_bytes(b"TFL3 this is not a flatbuffer" * 50)
     manifest = tmp_path / "broken.json"
@@ -272,3 +274,33 @@ def test_corrupt_model_at_start_is_a_clear_error(tmp_path):
     model.write_bytes(b"changed after the manifest was written")  # sha256 mismatch
     r = run_cli("--config", str(conf), tmp_path=tmp_path)
     assert r.returncode == 2 and "does not match its manifest" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_live_view_during_a_camera_fault_shows_a_placeholder_and_frees_a_closed_viewer(make_appliance, fast_cfg):
+    """A stream that wrote nothing during a fault never noticed a closed tab: its viewer
+    slot and worker thread stayed taken. The placeholder keeps writing, so they are freed."""
+    from test_e2e import read_mjpeg_frame
+
+    source = FaultySource()
+    app = make_appliance(config_mod.with_changes(fast_cfg, {"web.max_viewers": 1}), source=source,
+                         indicator=RecordingIndicator())
+    wait_for(lambda: app.loop.health.frames >= 5)
+    source.mode = "raise"
+    wait_for(lambda: app.loop.health.camera == "fault")
+    s = login(app.url)
+    url = f"{app.url}/live.mjpg"
+    for _ in range(2):  # the second viewer only gets in if the first one's slot was freed
+        with s.get(url, stream=True, timeout=10) as r:
+            assert r.status_code == 200, r.text
+            jpeg = read_mjpeg_frame(r)
+            img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert img.shape == (480, 640, 3)  # the size of the camera's frames
+            assert abs(float(np.median(img)) - PLACEHOLDER_GREY) <= 2 and img.std() < 40  # grey, text only
+            assert app.live.viewers == 1
+        wait_for(lambda: app.live.viewers == 0)  # the tab is closed: noticed on the next placeholder
+    source.mode = "ok"  # the camera is back: a new viewer sees real frames again
+    wait_for(lambda: app.loop.health.camera == "ok")
+    with s.get(url, stream=True, timeout=10) as r:
+        img = cv2.imdecode(np.frombuffer(read_mjpeg_frame(r), np.uint8), cv2.IMREAD_COLOR)
+        assert abs(float(np.median(img)) - PLACEHOLDER_GREY) > 2 or img.std() >= 40
+    wait_for(lambda: app.live.viewers == 0)

@@ -20,6 +20,10 @@ DEVICE_PATHS = [Path("/opt/engage-edge"), Path("/etc/engage-edge"), Path("/var/l
                 Path("/etc/systemd/system/engage-edge.service"), Path("/etc/udev/rules.d/99-engage-edge.rules")]
 
 
+VERSION = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+WHEEL = f"/opt/engage-edge/wheels/engage_edge-{VERSION}-py3-none-any.whl"
+
+
 def dry_run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(INSTALL), "--dry-run", *args], capture_output=True, text=True, timeout=60)
 
@@ -49,13 +53,17 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
     assert [int(n) for n in re.findall(r"==> (\d)/9", out)] == list(range(1, 10))
     for expected in ["useradd --system", "usermod -a -G video,gpio engage",
                      "python3 -m venv --system-site-packages /opt/engage-edge/venv",
-                     f"pip install --quiet --upgrade -e /opt/engage-edge/src\\[{extra}\\]",
+                     "pip wheel --quiet --no-deps --wheel-dir /opt/engage-edge/wheels /opt/engage-edge/build",
+                     f"pip install --quiet --upgrade {WHEEL}\\[{extra}\\]",
+                     f"pip install --quiet --force-reinstall --no-deps {WHEEL}",
                      "write /etc/engage-edge/config.toml", f'backend = "{backend}"',
                      'data_dir = "/var/lib/engage-edge"', 'host = "0.0.0.0"', "tls_cert =",
                      "openssl req -x509", "/etc/systemd/system/engage-edge.service",
                      "systemctl enable engage-edge.service", "systemctl restart engage-edge.service",
                      "/etc/udev/rules.d/99-engage-edge.rules"]:
         assert expected in out, f"{expected!r} missing from the dry run:\n{out}"
+    assert " -e " not in out and "/opt/engage-edge/src" not in out, \
+        "the device gets the wheel, not an editable checkout"
     actions = [l for l in out.splitlines() if l.startswith(("    + ", "    wrote "))]
     assert not actions, f"the dry run executed something: {actions}"
     assert {p: p.exists() for p in DEVICE_PATHS} == before
@@ -64,6 +72,19 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
         assert "boot-config.txt" in out or "already has the engage-edge block" in out
     else:
         assert "10-jetson.conf" in out and "PrivateTmp=no" in out and "nvarguscamerasrc" in out
+
+
+def test_a_given_wheel_is_installed_instead_of_building_one(tmp_path):
+    wheel = tmp_path / "engage_edge-9.9-py3-none-any.whl"
+    wheel.write_bytes(b"PK")  # the dry run only copies it
+    out = dry_run("--platform", "pi", "--wheel", str(wheel))
+    assert out.returncode == 0, out.stderr
+    assert f"install -m 0644 {wheel} /opt/engage-edge/wheels/{wheel.name}" in out.stdout
+    assert f"pip install --quiet --upgrade /opt/engage-edge/wheels/{wheel.name}\\[pi\\]" in out.stdout
+    assert "pip wheel" not in out.stdout
+    for bad, reason in ((tmp_path / "missing.whl", "does not exist"), (ROOT / "setup.py", "is not a wheel")):
+        result = dry_run("--platform", "pi", "--wheel", str(bad))
+        assert result.returncode == 2 and reason in result.stderr and "pip wheel" in result.stderr
 
 
 def test_unknown_platform_and_bad_options_are_refused():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from conftest import login, wait_for
 
 from edge_app.cli import main
 from edge_app.models import registry as flash
@@ -61,6 +61,25 @@ def test_golden_data_is_recorded_and_checked(golden_manifest):
     assert set(g["labels"]) <= set(golden_manifest["labels"])
 
 
+def test_shipped_manifest_carries_a_current_golden_record():
+    """The shipped golden block is the one compute_golden gives today (recompute it with
+    `engage-edge model golden` when the reference faces or the model change), spread over
+    the labels the shipped photos show, and the shipped model passes it."""
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    assert raw["golden"] == flash.compute_golden(SHIPPED_MANIFEST)
+    assert raw["golden"]["source"] == flash.GOLDEN_SOURCE
+    assert len(set(raw["golden"]["labels"])) >= 3, raw["golden"]
+    ok, reason = flash.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), raw["golden"])
+    assert ok, reason
+
+
+def test_golden_record_of_another_face_set_is_refused_with_the_fix():
+    clf = flash.EmotionClassifier(SHIPPED_MANIFEST)
+    old = {"source": "skimage.data.lfw_subset", "indices": list(range(flash.GOLDEN_COUNT)), "labels": ["neutral"] * flash.GOLDEN_COUNT}
+    ok, reason = flash.golden_check(clf, old)
+    assert not ok and "lfw_subset" in reason and "engage-edge model golden" in reason
+
+
 def test_good_model_installs_and_running_appliance_picks_it_up(make_appliance, cfg, variant):
     appliance = make_appliance()
     before = appliance.loop.classifier
@@ -75,24 +94,17 @@ def test_good_model_installs_and_running_appliance_picks_it_up(make_appliance, c
     assert previous["sha256"] == before.manifest.sha256
     assert not list(models.glob("*.tmp")) and not list(models.glob(".staging-*"))
 
-    deadline = time.monotonic() + 10
-    while appliance.loop.classifier is before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert appliance.loop.classifier.manifest.sha256 == raw["sha256"], "not picked up without a restart"
+    wait_for(lambda: appliance.loop.classifier is not before, 10, what="the new model picked up without a restart")
+    assert appliance.loop.classifier.manifest.sha256 == raw["sha256"]
     assert appliance.analyzer.classifier is appliance.loop.classifier
     health = requests.get(f"{appliance.url}/healthz", timeout=10).json()
     assert health["model"]["sha256"] == raw["sha256"]
     frames = appliance.loop.health.frames
-    deadline = time.monotonic() + 10
-    while appliance.loop.health.frames < frames + 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert appliance.loop.health.frames >= frames + 3, "the loop stopped after the swap"
+    wait_for(lambda: appliance.loop.health.frames >= frames + 3, 10, what="frames after the swap")
 
     flash.rollback(cfg)
-    deadline = time.monotonic() + 10
-    while appliance.loop.classifier.manifest.sha256 != before.manifest.sha256 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert appliance.loop.classifier.manifest.sha256 == before.manifest.sha256
+    wait_for(lambda: appliance.loop.classifier.manifest.sha256 == before.manifest.sha256, 10,
+             what="the rolled-back model picked up")
 
 
 @pytest.mark.parametrize("breakage, reason", [
@@ -232,7 +244,8 @@ def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
     assert json.loads(manifest.read_text())["golden"]["labels"]
 
 
-def test_admin_web_upload_installs_and_refuses(appliance, admin_session, variant, cfg):
+def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
+    appliance, admin_session = web_appliance, login(web_appliance.url)  # the web upload alone: no loop needed
     model, manifest = variant(1)
     url = f"{appliance.url}/admin/model/install"
     files = lambda m: {"model": (m.name, m.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())}  # noqa: E731

@@ -1,14 +1,18 @@
 """LED and buzzer at pin level with gpiozero's own MockFactory (PWM pins), and the buzzer policy."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
 import time
 
 import pytest
+from conftest import stays, wait_for
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import (
+    AlertMemory,
     BuzzerPolicy,
     GpioIndicator,
     JetsonIndicator,
@@ -41,6 +45,12 @@ def levels(factory) -> tuple[float, float, float]:
 def transitions(pin, since: int = 0) -> list:
     """(seconds since the previous change, new state) from ``since`` on."""
     return [(s.timestamp, float(s.state)) for s in pin.states[since:]]
+
+
+def changes_after(pin, start: int, n: int) -> list:
+    """Wait until ``pin`` has changed ``n`` times since ``start``; its transitions."""
+    wait_for(lambda: len(pin.states) - start >= n, what=f"{n} changes of {pin}")
+    return transitions(pin, start)
 
 
 def check_blink(changes: list, on_s: float, off_s: float, on_level: float = 1.0, minimum: int = 4) -> None:
@@ -80,8 +90,7 @@ def test_absent_is_a_slow_blue_blink(factory, tmp_path):
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    time.sleep(0.9)
-    check_blink(transitions(blue, start), 0.15, 0.1)
+    check_blink(changes_after(blue, start, 5), 0.15, 0.1)
     assert factory.pin(RED).state == 0 and factory.pin(GREEN).state == 0
     ind.close()
 
@@ -93,12 +102,11 @@ def test_fault_is_a_fast_red_blink_that_overrides_and_then_restores(factory, tmp
     start = len(red.states)
     ind.fault(True, "no camera")
     ind.show("Not engaged")  # the state changes under the fault: still the fault pattern
-    time.sleep(0.75)
-    check_blink(transitions(red, start), 0.1, 0.1, minimum=6)
+    check_blink(changes_after(red, start, 7), 0.1, 0.1, minimum=6)
     assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
     ind.fault(False)
-    time.sleep(0.05)
-    assert levels(factory) == (1.0, 0.0, 0.0)  # the state that arrived during the fault
+    # the state that arrived during the fault, steady: no blink left over (one blink is 0.2 s)
+    assert stays(lambda: levels(factory) == (1.0, 0.0, 0.0), 0.3)
     ind.close()
 
 
@@ -113,10 +121,12 @@ def test_show_every_frame_never_restarts_a_blink_or_touches_pins(factory, tmp_pa
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    deadline = time.monotonic() + 0.7
-    while time.monotonic() < deadline:  # as the capture loop does, many times per blink
+
+    def shown_until_blinked():  # as the capture loop does, many times per blink
         ind.show(ABSENT)
-        time.sleep(0.002)
+        return len(blue.states) - start >= 6
+
+    wait_for(shown_until_blinked, every=0.002)
     check_blink(transitions(blue, start), 0.1, 0.1, minimum=5)
     ind.close()
 
@@ -131,9 +141,9 @@ def test_three_separate_leds(factory, tmp_path):
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    time.sleep(0.55)
+    changes = changes_after(blue, start, 5)
     assert factory.pin(GREEN).state == 0
-    check_blink(transitions(blue, start), 0.1, 0.1)
+    check_blink(changes, 0.1, 0.1)
     ind.close()
 
 
@@ -142,23 +152,41 @@ def test_active_buzzer_beeps_twice(factory, tmp_path):
     pin = factory.pin(BUZZER)
     start = len(pin.states)
     ind.beep()
-    time.sleep(0.4)
-    changes = transitions(pin, start)
+    changes = changes_after(pin, start, 4)
+    assert stays(lambda: len(pin.states) - start == 4, 0.15)  # two beeps, then silence
     assert [v for _, v in changes] == [1.0, 0.0, 1.0, 0.0]
     check_blink(changes, 0.05, 0.05, minimum=4)
     ind.close()
 
 
-def test_passive_buzzer_plays_a_tone(factory, tmp_path):
+class ToneRecordingPin(MockPWMPin):
+    """gpiozero's PWM mock pin, remembering every frequency set (the tone is gone once
+    the buzzer stops)."""
+
+    def __init__(self, factory, info):
+        super().__init__(factory, info)
+        self.frequencies: list[float | None] = []
+
+    def _set_frequency(self, value):
+        super()._set_frequency(value)
+        self.frequencies.append(value)
+
+
+def test_passive_buzzer_plays_a_tone(tmp_path):
+    factory = MockFactory(pin_class=ToneRecordingPin)
     ind = GpioIndicator.from_config(gpio_cfg(tmp_path, buzzer_active=False, buzzer_beep_s=0.05), pin_factory=factory)
     pin = factory.pin(BUZZER)
-    start = len(pin.states)
+    start, set_before = len(pin.states), len(pin.frequencies)
     ind.beep()
-    time.sleep(0.4)
+    wait_for(lambda: [v for _, v in transitions(pin, start)].count(0.5) == 2 and pin.state == 0,
+             what="two tones, then silence")
+    assert stays(lambda: pin.state == 0, 0.15)
     values = [v for _, v in transitions(pin, start)]
     assert values.count(0.5) == 2 and values[-1] == 0.0  # two tones at 50 % duty, then silence
-    assert pin.frequency is None or pin.frequency == pytest.approx(880, rel=0.01)
+    tones = [f for f in pin.frequencies[set_before:] if f]
+    assert len(tones) == 2 and tones == pytest.approx([880, 880], rel=0.01)  # A5, twice
     ind.close()
+    factory.reset()
 
 
 def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
@@ -182,8 +210,7 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
         time.sleep(0.002)
     check_blink(transitions(pins[BLUE], start), 0.1, 0.1)
     ind.fault(True)
-    time.sleep(0.05)
-    assert pins[BLUE].state == 0
+    assert levels(factory) == (1.0, 0.0, 0.0)  # the fault colour is on the pins when fault() returns
     ind.fault(False)
     start = len(pins[BUZZER].states)
     ind.beep()
@@ -193,9 +220,67 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
     assert levels(factory) == (0.0, 0.0, 0.0)
 
 
+def test_jetson_joins_the_old_blink_before_a_new_colour(factory, tmp_path):
+    """A blink thread caught in the middle of a slow pin write must not overwrite the new
+    colour afterwards: the indicator waits for it before showing the next state."""
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+    in_write = threading.Event()
+    slow: list[threading.Thread] = []
+
+    def output(number, on):
+        if threading.current_thread().name == "led-blink" and not slow:
+            slow.append(threading.current_thread())
+            in_write.set()
+            threading.Event().wait(0.3)  # a slow GPIO write (one, bounded), not a synchronisation
+        pins[number].state = on
+
+    cfg = gpio_cfg(tmp_path, absent_blink_on_s=0.05, absent_blink_off_s=0.05)
+    ind = JetsonIndicator.from_config(cfg, output=output)
+    ind.show(ABSENT)
+    assert levels(factory) == (0.0, 0.0, 1.0)  # the first phase is written by show() itself
+    assert in_write.wait(5)  # the blink thread is now inside a pin write
+    ind.show("Engaged")
+    assert not slow[0].is_alive()  # joined: it can write nothing more
+    assert levels(factory) == (0.0, 1.0, 0.0)
+    ind.fault(True)
+    ind.show("Not engaged")
+    ind.fault(False)
+    assert levels(factory) == (1.0, 0.0, 0.0)
+    assert not [t for t in threading.enumerate() if t.name == "led-blink"]
+    ind.close()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_jetson_close_ends_the_blink_thread(factory, tmp_path):
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+
+    def output(number, on):
+        pins[number].state = on
+
+    ind = JetsonIndicator.from_config(gpio_cfg(tmp_path), output=output)
+    ind.fault(True)
+    blinking = [t for t in threading.enumerate() if t.name == "led-blink"]
+    assert len(blinking) == 1
+    ind.close()
+    assert not blinking[0].is_alive()
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
+def test_stopping_the_appliance_turns_the_led_off_and_releases_the_pins(factory, make_appliance, cfg):
+    ind = GpioIndicator.from_config(config_mod.with_changes(cfg, {"indicators.backend": "gpio"}), pin_factory=factory)
+    app = make_appliance(cfg, indicator=ind)
+    wait_for(lambda: levels(factory) != (0.0, 0.0, 0.0))  # the loop shows a state
+    app.stop()
+    assert ind.led.closed and ind.buzzer.closed
+    assert levels(factory) == (0.0, 0.0, 0.0)
+
+
 def test_jetson_backend_without_jetson_gpio_says_what_to_install(tmp_path):
-    cfg = gpio_cfg(tmp_path)
-    cfg["indicators"]["backend"] = "jetson"
+    cfg = config_mod.with_changes(gpio_cfg(tmp_path), {"indicators.backend": "jetson"})
     with pytest.raises(RuntimeError, match=r"engage-edge\[jetson\]"):
         make_indicator(cfg)
 
@@ -213,21 +298,34 @@ NOON = dt.datetime(2026, 3, 2, 12, 0)
 
 
 def test_buzzer_waits_for_sustained_disengagement():
-    p = BuzzerPolicy(after_s=30, cooldown_s=120)
-    assert not p.should_sound(129.9, "Not engaged", since=100, wall=NOON)
-    assert p.should_sound(130.0, "Not engaged", since=100, wall=NOON)
-    assert not p.should_sound(131.0, "Not engaged", since=100, wall=NOON)  # once per stretch
-    assert not p.should_sound(1000.0, "Not engaged", since=100, wall=NOON)
+    p, m = BuzzerPolicy(after_s=30, cooldown_s=120), AlertMemory()
+    assert not p.should_sound(129.9, "Not engaged", since=100, memory=m, wall=NOON)
+    assert p.should_sound(130.0, "Not engaged", since=100, memory=m, wall=NOON)
+    assert not p.should_sound(131.0, "Not engaged", since=100, memory=m, wall=NOON)  # once per stretch
+    assert not p.should_sound(1000.0, "Not engaged", since=100, memory=m, wall=NOON)
     for group in ("Engaged", "Partially engaged", ABSENT):
-        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, wall=NOON)
-    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, wall=NOON)
+        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, memory=AlertMemory(), wall=NOON)
+    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, memory=AlertMemory(), wall=NOON)
 
 
 def test_buzzer_cooldown_between_stretches():
-    p = BuzzerPolicy(after_s=10, cooldown_s=120)
-    assert p.should_sound(20, "Not engaged", since=10, wall=NOON)
-    assert not p.should_sound(100, DISTRACTED, since=80, wall=NOON)  # a new stretch, inside the cooldown
-    assert p.should_sound(141, DISTRACTED, since=80, wall=NOON)  # cooldown over
+    p, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
+    assert p.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
+    assert not p.should_sound(100, DISTRACTED, since=80, memory=m, wall=NOON)  # a new stretch, inside the cooldown
+    assert p.should_sound(141, DISTRACTED, since=80, memory=m, wall=NOON)  # cooldown over
+
+
+def test_a_new_policy_keeps_the_memory_and_never_changes():
+    """Settings arrive as a new policy; the cooldown and "once per stretch" carry over."""
+    old, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
+    assert old.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
+    new = BuzzerPolicy(after_s=5, cooldown_s=60)
+    assert not new.should_sound(21, "Not engaged", since=10, memory=m, wall=NOON)  # same stretch: once
+    assert not new.should_sound(50, DISTRACTED, since=40, memory=m, wall=NOON)  # inside the new cooldown
+    assert new.should_sound(81, DISTRACTED, since=40, memory=m, wall=NOON)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        old.after_s = 0  # type: ignore[misc]
+    assert old == BuzzerPolicy(after_s=10, cooldown_s=120)
 
 
 @pytest.mark.parametrize("hhmm, quiet", [("21:59", False), ("22:00", True), ("23:30", True), ("00:00", True),
@@ -236,29 +334,28 @@ def test_quiet_hours_across_midnight(hhmm, quiet):
     wall = dt.datetime.combine(NOON.date(), dt.time.fromisoformat(hhmm))
     assert in_quiet_hours("22:00-07:00", wall) is quiet
     p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00")
-    assert p.should_sound(10, "Not engaged", since=0, wall=wall) is (not quiet)
+    assert p.should_sound(10, "Not engaged", since=0, memory=AlertMemory(), wall=wall) is (not quiet)
 
 
 def test_quiet_hours_within_a_day_and_mute():
     assert in_quiet_hours("12:00-13:00", NOON) and not in_quiet_hours("12:00-13:00", NOON.replace(hour=13))
     assert not in_quiet_hours("", NOON)
     muted = BuzzerPolicy(after_s=0, cooldown_s=0, enabled=False)
-    assert not muted.should_sound(1000, "Not engaged", since=0, wall=NOON)
+    assert not muted.should_sound(1000, "Not engaged", since=0, memory=AlertMemory(), wall=NOON)
 
 
 def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
     cfg = gpio_cfg(tmp_path, buzzer_after_s=5.0, buzzer_cooldown_s=60.0, buzzer_beep_s=0.03)
     ind = GpioIndicator.from_config(cfg, pin_factory=factory)
-    policy = BuzzerPolicy.from_config(cfg)
+    policy, memory = BuzzerPolicy.from_config(cfg), AlertMemory()
     pin = factory.pin(BUZZER)
     start = len(pin.states)
     for t in range(0, 20):  # a simulated stretch of "Not engaged" from t=0, one frame a second
         ind.show("Not engaged")
-        if policy.should_sound(float(t), "Not engaged", since=0.0, wall=NOON):
+        if policy.should_sound(float(t), "Not engaged", since=0.0, memory=memory, wall=NOON):
             assert t == 5
             ind.beep()
-    time.sleep(0.25)
-    assert [v for _, v in transitions(pin, start)] == [1.0, 0.0, 1.0, 0.0]
+    assert [v for _, v in changes_after(pin, start, 4)] == [1.0, 0.0, 1.0, 0.0]
     muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
-    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, NOON) for t in range(100))
+    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, AlertMemory(), NOON) for t in range(100))
     ind.close()

@@ -191,12 +191,13 @@ def test_image_file_refuses_path_traversal(store, bad):
 
 
 def test_threads_share_the_file_with_their_own_connections(store):
-    errors = []
+    errors, connections = [], []
 
     def writer(n):
         try:
             for i in range(20):
                 store.log_state_change(n * 1000 + i, "Absent", "Absent", None, None)
+            connections.append(store.connect())
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -207,3 +208,4 @@ def test_threads_share_the_file_with_their_own_connections(store):
         t.join()
     assert errors == []
     assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 80
+    assert len({id(c) for c in connections}) == 4 and store.connect() not in connections  # one per thread

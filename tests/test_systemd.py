@@ -58,7 +58,7 @@ def test_unit_hardening_exposure_is_low(tmp_path):
                             capture_output=True, text=True, timeout=60)
     match = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
-    assert float(match.group(1)) <= 4.0, result.stdout[-3000:]
+    assert float(match.group(1)) < 2.0, result.stdout[-3000:]
 
 
 def test_unit_runs_the_appliance_as_engage_with_watchdog_and_restart_policy():
@@ -77,6 +77,10 @@ def test_unit_is_hardened_with_devices_limited_to_camera_and_gpio():
                        "ProtectHome": "yes", "DevicePolicy": "closed", "CapabilityBoundingSet": ""}.items():
         assert v.get(key) == [value], key
     assert v["ReadWritePaths"] == ["/var/lib/engage-edge"]
+    assert v["SystemCallFilter"][0] == "@system-service" and "~@privileged" in v["SystemCallFilter"]
+    assert v["SystemCallErrorNumber"] == ["EPERM"], "a refused system call must fail, not kill the loop"
+    assert v["IPAddressDeny"] == ["any"] and "localhost" in v["IPAddressAllow"][0]
+    assert v["MemoryMax"] and v["UMask"] == ["0077"]
     allowed = {d.split()[0] for d in v["DeviceAllow"]}
     assert {"char-video4linux", "char-media", "char-gpiochip"} <= allowed
     assert all(d.startswith(("char-video4linux", "char-media", "char-dma_heap", "char-vchiq", "char-gpiochip",

@@ -11,8 +11,9 @@ import threading
 import time
 
 import pytest
-from conftest import ADMIN_PASSWORD
+from conftest import ADMIN_PASSWORD, wait_for
 
+from edge_app import config as config_mod
 from edge_app.device.watchdog import Notifier
 from edge_app.vision.sources import CameraError, DemoSource
 
@@ -40,15 +41,17 @@ class Listener:
             self.messages.append((time.monotonic(), data.decode()))
 
     def wait_for(self, text: str, timeout: float = 10.0, proc: subprocess.Popen | None = None, output=None) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for _, m in self.messages:
-                if text in m.splitlines():
-                    return m
+        """The first message with the line ``text``, once it has arrived."""
+
+        def arrived():
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"the process exited ({proc.returncode}) before {text!r}:\n{output.read_text() if output else ''}")
-            time.sleep(0.02)
-        raise AssertionError(f"no {text!r} within {timeout} s; got {self.messages}")
+            return next((m for _, m in self.messages if text in m.splitlines()), None)
+
+        try:
+            return wait_for(arrived, timeout, every=0.02, what=repr(text))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; got {self.messages}") from None
 
     def pings(self) -> list[float]:
         return [t for t, m in self.messages if "WATCHDOG=1" in m.splitlines()]
@@ -93,14 +96,18 @@ def test_abstract_socket_address():
 
 
 def test_pings_are_rate_limited_to_half_the_watchdog_interval(listener):
-    n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "400000"})
+    now = [1000.0]
+    n = Notifier(listener.address, 400000, clock=lambda: now[0])
     assert n.ping_every == pytest.approx(0.2)
     sent = sum(n.watchdog_ping() for _ in range(500))  # a burst of frames
     assert sent == 1
-    time.sleep(0.25)
+    now[0] += 0.19
+    assert not n.watchdog_ping()
+    now[0] += 0.02  # 0.21 s after the first
     assert n.watchdog_ping()
-    listener.wait_for("WATCHDOG=1")
-    time.sleep(0.1)
+    assert sum(n.watchdog_ping() for _ in range(500)) == 0
+    assert n.status("end of test")  # datagrams arrive in order: once this is in, so is every ping
+    listener.wait_for("STATUS=end of test")
     assert len(listener.pings()) == 2
 
 
@@ -122,30 +129,37 @@ class StallingSource(DemoSource):
     def __init__(self):
         super().__init__(320, 240, fps=30, realtime=True)
         self.stall = threading.Event()
+        self.failed_reads = 0
 
     def read(self):
         if self.stall.is_set():
-            time.sleep(0.05)
+            time.sleep(0.05)  # a camera that takes a moment to fail
+            self.failed_reads += 1
             raise CameraError("test camera unplugged")
         return super().read()
 
 
 def test_capture_loop_pings_only_while_frames_flow(listener, make_appliance, cfg):
     source = StallingSource()
-    appliance = make_appliance(source=source)
+    quick_retry = config_mod.with_changes(cfg, {"camera.retry_initial_s": 0.05, "camera.retry_max_s": 0.1})
+    appliance = make_appliance(quick_retry, source=source)
     n = Notifier.from_env({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "200000"})
     n.attach(appliance.loop)
     listener.wait_for("WATCHDOG=1")
-    time.sleep(0.6)
+    wait_for(lambda: len(listener.pings()) >= 4, what="pings while frames flow")
     flowing = listener.pings()
-    assert len(flowing) >= 3, "pings while frames flow"
     gaps = [b - a for a, b in zip(flowing, flowing[1:])]
-    assert min(gaps) >= 0.08, gaps  # rate-limited, not one per frame
+    assert min(gaps) >= 0.08, gaps  # rate-limited to half the watchdog period
     assert any("STATUS=running:" in m and "fps" in m for _, m in listener.messages)
     source.stall.set()
-    time.sleep(0.4)  # the loop notices and goes into camera back-off
-    stalled_at = len(listener.pings())
-    time.sleep(1.0)
+    wait_for(lambda: appliance.loop.health.camera == "fault", what="the loop noticing the stalled camera")
+    assert n.status("stalled")  # every ping sent so far is in once this is
+    listener.wait_for("STATUS=stalled")
+    stalled_at, failed = len(listener.pings()), source.failed_reads
+    # several retries later, each longer than the ping interval, still no ping
+    wait_for(lambda: source.failed_reads >= failed + 5, what="the loop retrying the camera")
+    assert n.status("end of test")  # in order behind any ping sent before it
+    listener.wait_for("STATUS=end of test")
     assert len(listener.pings()) == stalled_at, "pings must stop when frames stop"
     assert appliance.loop.health.camera == "fault"
 

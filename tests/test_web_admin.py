@@ -8,10 +8,12 @@ import datetime as dt
 import io
 import time
 
+import bottle
 import pytest
 
-from edge_app.web.admin import PAGE_SIZE
-from tests.conftest import login
+from edge_app.web.admin_log import PAGE_SIZE
+from edge_app.web.admin_settings import SETTINGS
+from tests.conftest import login, wait_for
 
 PW = "student-pw-123"
 
@@ -188,15 +190,15 @@ def test_admin_deletes_one_students_data(quiet, face_jpeg):
 # ------------------------------------------------------------ settings
 def settings_form(appliance, **changes) -> dict:
     cfg = appliance.cfg
-    form = {"engagement.ema_half_life_s": cfg["engagement"]["ema_half_life_s"],
-            "engagement.min_hold_s": cfg["engagement"]["min_hold_s"],
-            "engagement.absent_after_s": cfg["engagement"]["absent_after_s"],
-            "indicators.buzzer_after_s": cfg["indicators"]["buzzer_after_s"],
-            "indicators.quiet_hours": cfg["indicators"]["quiet_hours"],
-            "privacy.keep_uploads": cfg["privacy"]["keep_uploads"],
-            "store.retention_days": cfg["store"]["retention_days"],
+    form = {"engagement.ema_half_life_s": cfg.engagement.ema_half_life_s,
+            "engagement.min_hold_s": cfg.engagement.min_hold_s,
+            "engagement.absent_after_s": cfg.engagement.absent_after_s,
+            "indicators.buzzer_after_s": cfg.indicators.buzzer_after_s,
+            "indicators.quiet_hours": cfg.indicators.quiet_hours,
+            "privacy.keep_uploads": cfg.privacy.keep_uploads,
+            "store.retention_days": cfg.store.retention_days,
             "indicators.buzzer": "on"}
-    form.update({f"map.{k}": v for k, v in cfg["engagement"]["mapping"].items()})
+    form.update({f"map.{k}": v for k, v in cfg.engagement.mapping.items()})
     form.update(changes)
     return {k: v for k, v in form.items() if v is not None}
 
@@ -208,21 +210,32 @@ def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
                                        "indicators.quiet_hours": "22:00-07:00", "privacy.keep_uploads": "none",
                                        "store.retention_days": "7", "indicators.buzzer": None,
                                        "map.fear": "Not engaged - scared", "csrf": s.csrf})
+    loop = appliance.loop
+    old_cfg, old_rules = appliance.cfg, loop.rules
+    assert loop.cfg is old_cfg  # the loop and the web app share one config object
+    old_values = old_cfg.to_dict()
     r = s.post(f"{appliance.url}/admin/settings", data=form, timeout=10)
     assert r.status_code == 200 and 'id="settings-done"' in r.text
-    assert appliance.cfg["engagement"]["min_hold_s"] == 4.5
-    assert appliance.cfg["privacy"]["keep_uploads"] == "none" and appliance.cfg["store"]["retention_days"] == 7
-    loop = appliance.loop
-    assert loop.tracker.min_hold_s == 4.5 and loop.tracker.mapping["fear"] == "Not engaged - scared"
-    assert loop.buzzer.after_s == 12.0 and loop.buzzer.enabled is False and loop.buzzer.quiet_hours == "22:00-07:00"
+    assert appliance.cfg.engagement.min_hold_s == 4.5
+    assert appliance.cfg.privacy.keep_uploads == "none" and appliance.cfg.store.retention_days == 7
+    # handed over as a new object: the config and rules the loop was reading are untouched
+    assert appliance.cfg is not old_cfg and old_cfg.to_dict() == old_values
+    assert loop.cfg is appliance.cfg and loop.rules is not old_rules
+    assert old_rules.engagement.min_hold_s == 1.5 and old_rules.buzzer.enabled is True
+    rules = loop.rules
+    assert rules.engagement.min_hold_s == 4.5 and rules.engagement.mapping["fear"] == "Not engaged - scared"
+    assert rules.buzzer.after_s == 12.0 and rules.buzzer.enabled is False and rules.buzzer.quiet_hours == "22:00-07:00"
+    wait_for(lambda: loop.tracker.rules is rules.engagement)  # the next frame runs on them
     assert appliance.analyzer.mapping["fear"] == "Not engaged - scared"
     page = s.get(f"{appliance.url}/admin/settings", timeout=10).text
     assert 'value="22:00-07:00"' in page and 'value="Not engaged - scared"' in page
+    for setting in SETTINGS:  # labels and help text come from the config schema
+        assert bottle.html_escape(setting.label) in page and bottle.html_escape(setting.help) in page
     appliance.stop()
     again = make_appliance(cfg, with_loop=False)  # same data directory: the settings come back
-    assert again.cfg["engagement"]["min_hold_s"] == 4.5
-    assert again.cfg["indicators"]["buzzer"] is False
-    assert again.cfg["engagement"]["mapping"]["fear"] == "Not engaged - scared"
+    assert again.cfg.engagement.min_hold_s == 4.5
+    assert again.cfg.indicators.buzzer is False
+    assert again.cfg.engagement.mapping["fear"] == "Not engaged - scared"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -235,11 +248,11 @@ def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
 ])
 def test_a_bad_setting_is_refused_with_its_message(quiet, change, message):
     s = login(quiet.url)
-    before = dict(quiet.cfg["engagement"]), dict(quiet.cfg["indicators"]), dict(quiet.cfg["store"])
+    before = quiet.cfg
     r = s.post(f"{quiet.url}/admin/settings", data=settings_form(quiet, csrf=s.csrf, **change), timeout=10)
     assert r.status_code == 400 and 'id="settings-error"' in r.text and message in r.text
     assert "Nothing saved" in r.text
-    assert (dict(quiet.cfg["engagement"]), dict(quiet.cfg["indicators"]), dict(quiet.cfg["store"])) == before
+    assert quiet.cfg is before
     assert quiet.store.get_setting("config_overrides") is None
 
 
@@ -256,20 +269,15 @@ def test_model_page(quiet):
 
 # ------------------------------------------------------------ alerts and live snapshots
 def wait_for_alert(appliance, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = appliance.store.query("SELECT id, snapshot_path FROM alerts")
-        if rows:
-            return rows[0]
-        time.sleep(0.2)
-    raise AssertionError("no alert within %.0f s" % timeout)
+    return wait_for(lambda: appliance.store.query("SELECT id, snapshot_path FROM alerts"), timeout,
+                    what="an alert")[0]
 
 
 @pytest.mark.parametrize("snapshot", [False, True])
 def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance, cfg, snapshot):
     from edge_app import config as config_mod
 
-    every_emotion_disengaged = {f"engagement.mapping.{e}": "Not engaged" for e in cfg["engagement"]["mapping"]}
+    every_emotion_disengaged = {f"engagement.mapping.{e}": "Not engaged" for e in cfg.engagement.mapping}
     alerting = config_mod.with_changes(cfg, {**every_emotion_disengaged, "engagement.min_hold_s": 0.0,
                                              "indicators.buzzer_after_s": 0.0,
                                              "privacy.snapshot_on_alert": snapshot})
@@ -283,9 +291,7 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
         assert "snapshot</a>" not in dashboard
         return
     assert alert["snapshot_path"].startswith("alerts/")
-    deadline = time.monotonic() + 5
-    while not appliance.store.image_file(alert["snapshot_path"]).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: appliance.store.image_file(alert["snapshot_path"]).exists(), 5, what="the snapshot file")
     assert f'href="/admin/alert/{alert["id"]}.jpg"' in dashboard
     r = s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10)
     assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"

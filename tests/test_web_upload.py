@@ -19,6 +19,13 @@ from edge_app import config as config_mod
 from tests.conftest import login
 
 
+@pytest.fixture
+def appliance(web_appliance):
+    """Uploads go through the still-image analyzer, not the capture loop (the stream test
+    below starts its own appliance with the loop)."""
+    return web_appliance
+
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

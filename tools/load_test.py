@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--viewers", type=int, default=8)
     p.add_argument("--uploaders", type=int, default=20)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--image", type=Path, help="the photo to upload (default: matplotlib's Grace Hopper sample)")
+    p.add_argument("--image", type=Path, help="the photo to upload (default: the shipped Grace Hopper portrait)")
     p.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # internal: be the client process
     p.add_argument("--password", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -220,12 +220,11 @@ def main(argv=None) -> int:
                                      args.image.read_bytes())))
         return 0
 
-    from matplotlib import cbook
-
     from edge_app import config as config_mod
     from edge_app.runtime.appliance import Appliance
+    from edge_app.vision.faces import PHOTOS
 
-    image = args.image or Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    image = args.image or Path(str(PHOTOS / "grace_hopper.jpg"))
     password = "load-test-password-1"
     os.environ["ENGAGE_ADMIN_PASSWORD"] = password
     with tempfile.TemporaryDirectory(prefix="engage-load-") as tmp:

@@ -56,9 +56,9 @@ def pct(values: list[float], q: float) -> float:
 
 def big_jpeg() -> bytes:
     """A 4000x3000 (12 MP) JPEG: the Grace Hopper photo scaled up onto a textured canvas."""
-    from matplotlib import cbook
+    from edge_app.vision.faces import photo
 
-    face = cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    face = photo("grace_hopper.jpg")
     canvas = np.random.default_rng(0).integers(60, 200, (3000, 4000, 3), dtype=np.uint8)
     canvas = cv2.GaussianBlur(canvas, (0, 0), 3)
     scaled = cv2.resize(face, (1500, int(face.shape[0] * 1500 / face.shape[1])), interpolation=cv2.INTER_CUBIC)

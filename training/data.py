@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.fsutil import atomic_path
+
 EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 VOTE_COLUMNS = EMOTIONS + ["unknown", "NF"]
 SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -223,9 +225,8 @@ def load_split(path: Path, split: str, cache: bool = True) -> Split:
         data = load_csv_split(root / "fer2013.csv", root / "fer2013new.csv", split)
     if cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, images=data.images, votes=data.votes, names=np.array(data.names))
-        os.replace(tmp, cached)
+        with atomic_path(cached, suffix=".npz") as tmp:
+            np.savez(tmp, images=data.images, votes=data.votes, names=np.array(data.names))
     return data
 
 
@@ -255,9 +256,8 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
         arrays[f"{split}_names"] = np.array(data.names, dtype=bytes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # names, votes and offsets shrink; WebP does not
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)  # names, votes and offsets shrink; WebP does not
     return out
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.fsutil import atomic_write
 from edge_app.vision.classifier import VIEW_PRESETS, sha256_file, views_json
 from training import data as fer
 from training.quantize import add_views_options
@@ -294,9 +295,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", out_dir: Pat
                                        out_dir / f"{model_path.stem}-curves.png").name
     result["plots"] = plots
     json_path = out_dir / f"{stem}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, json_path)
+    atomic_write(json_path, json.dumps(result, indent=2) + "\n")
     result["json"] = str(json_path)
     return result
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.fsutil import atomic_write
 from edge_app.vision.classifier import (
     VIEW_PRESETS,
     parse_views,
@@ -91,9 +92,7 @@ def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict |
     if extra:
         manifest.update(extra)
     out = tflite_path.with_suffix(".json")
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(manifest, indent=2) + "\n")
     return out
 
 
@@ -123,9 +122,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tflite.tmp")
-    tmp.write_bytes(tflite)
-    os.replace(tmp, args.out)
+    atomic_write(args.out, tflite)
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = {"architecture": model.name, "precision": "float32" if args.float32 else "int8",
              "parameters": int(model.count_params())}

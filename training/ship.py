@@ -1,5 +1,8 @@
-"""Ship an evaluated TFLite model into ``models/``: the file, its manifest with the
-evaluation as ``metrics``, the evaluation's PNGs, and the flash tool's golden check.
+"""Ship an evaluated TFLite model: the file and its manifest (with the evaluation as
+``metrics`` and the flash tool's golden check) into the device package
+(``edge_app/models/shipped/``, package data found wherever edge_app is installed), and the
+evaluation's PNGs beside the model card in ``models/`` (the card's pictures are no use on
+a device). With ``--dest DIR`` (e.g. ``models/baseline``) everything goes to DIR.
 
     python -m training.ship ~/runs/edge/emotion-int8.tflite \\
         --metrics ~/runs/edge/eval/emotion-int8-test.json --run ~/runs/edge --version 2026.11-edge-v1
@@ -12,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from edge_app.fsutil import atomic_write
 from edge_app.vision.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+REPO = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's model
+CARD_DIR = REPO / "models"  # MODEL_CARD.md and its pictures
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "time_budget",
             "git_commit", "sizes", "keras", "backend", "tensorflow", "started")
 
@@ -39,9 +44,15 @@ def golden_for(manifest_path: Path):
     return compute_golden(manifest_path)
 
 
+def plots_dir_for(dest: Path) -> Path:
+    """The shipped model's PNGs go to the model card; any other destination keeps them."""
+    return CARD_DIR if dest.resolve() == MODELS_DIR.resolve() else dest
+
+
 def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
          version: str = "", name: str | None = None) -> Path:
     model, metrics_path, dest = Path(model).expanduser(), Path(metrics_path).expanduser(), Path(dest)
+    plots_dest = plots_dir_for(dest)
     source_manifest = model.with_suffix(".json")
     if not model.is_file() or not source_manifest.is_file():
         raise ShipError(f"{model} and its manifest {source_manifest.name} must both exist (training.quantize writes them)")
@@ -90,10 +101,12 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
+        plots_dest.mkdir(parents=True, exist_ok=True)
         for png in plots.values():
-            os.replace(stage / png, dest / png)
-        os.replace(staged_model, dest / name)
-        os.replace(staged_manifest, dest / staged_manifest.name)
+            atomic_write(plots_dest / png, (stage / png).read_bytes())
+        # the manifest last: it is what the device reads, so it never names a missing model
+        for staged in (staged_model, staged_manifest):
+            atomic_write(dest / staged.name, staged.read_bytes())
     return dest / staged_manifest.name
 
 
@@ -102,7 +115,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a .tflite from training.quantize (its manifest beside it)")
     p.add_argument("--metrics", type=Path, required=True, help="training.evaluate's JSON for this file (test split)")
-    p.add_argument("--dest", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
+    p.add_argument("--dest", type=Path, default=MODELS_DIR, help="destination folder (default: edge_app/models/shipped/, the PNGs to models/)")
     p.add_argument("--name", help="file name in the destination (default: the model's)")
     p.add_argument("--run", type=Path, help="the training run folder, to record its config")
     p.add_argument("--version", default="", help="model version string")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.fsutil import atomic_path
 from training import data as fer
 from training.models import build
 
@@ -150,9 +151,8 @@ def make_callbacks(args, net, out: Path, best_so_far):
             value = (logs or {}).get("val_accuracy")
             if value is not None and (self.best is None or value > self.best):
                 self.best = float(value)
-                tmp = out / "best.tmp.keras"
-                net.save(tmp)
-                os.replace(tmp, out / "best.keras")
+                with atomic_path(out / "best.keras", suffix=".keras") as tmp:
+                    net.save(tmp)
 
     return [
         Schedule(),

@@ -16,14 +16,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from edge_app.engagement import ABSENT, DISTRACTED
+from edge_app.engagement import ABSENT, DISTRACTED, Group
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
 
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
-ALERT_GROUPS = ("Not engaged", DISTRACTED)
-COLOUR_NAMES = {"Engaged": "green", "Partially engaged": "amber", DISTRACTED: "amber",
-                "Not engaged": "red", ABSENT: "blue (slow blink)"}
+ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
+COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "amber",
+                Group.NOT_ENGAGED: "red", ABSENT: "blue (slow blink)"}
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,10 @@ class Patterns:
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
-        return {"Engaged": (0.0, b, 0.0), "Partially engaged": (b, b * self.amber_green, 0.0),
-                DISTRACTED: (b, b * self.amber_green, 0.0), "Not engaged": (b, 0.0, 0.0),
-                ABSENT: (0.0, 0.0, b)}[group]
+        colours: dict[str, tuple[float, float, float]] = {
+            Group.ENGAGED: (0.0, b, 0.0), Group.PARTIALLY_ENGAGED: (b, b * self.amber_green, 0.0),
+            DISTRACTED: (b, b * self.amber_green, 0.0), Group.NOT_ENGAGED: (b, 0.0, 0.0), ABSENT: (0.0, 0.0, b)}
+        return colours[group]
 
     def look(self, group: str | None, fault: bool) -> tuple[tuple[float, float, float], tuple[float, float] | None]:
         """(colour, blink or None) for a state; the fault pattern overrides every state."""
@@ -73,31 +78,45 @@ def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
     return start <= t < end if start <= end else (t >= start or t < end)
 
 
+@dataclass
+class AlertMemory:
+    """What ``BuzzerPolicy`` remembers between frames: owned by the capture loop's thread,
+    kept across settings changes (a new policy does not restart the cooldown)."""
+
+    last_alert: float = -1e18
+    alerted_since: float | None = None
+
+
+@dataclass(frozen=True)
 class BuzzerPolicy:
     """Decides when to sound: a disengaged state held ``after_s``, once per disengaged
-    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``)."""
+    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``).
 
-    def __init__(self, after_s=30.0, cooldown_s=120.0, quiet_hours="", enabled=True):
-        self.after_s, self.cooldown_s, self.quiet_hours, self.enabled = after_s, cooldown_s, quiet_hours, enabled
-        self._last_alert = -1e18
-        self._alerted_since: float | None = None
+    Immutable: new settings are a new policy; what it remembers lives in ``AlertMemory``."""
+
+    after_s: float = 30.0
+    cooldown_s: float = 120.0
+    quiet_hours: str = ""
+    enabled: bool = True
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "BuzzerPolicy":
-        i = cfg["indicators"]
-        return cls(i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
+    def from_config(cls, cfg: "Config") -> "BuzzerPolicy":
+        i = cfg.indicators
+        return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer)
 
-    def should_sound(self, now: float, group: str, since: float, wall: dt.datetime | None = None) -> bool:
-        """True once per disengaged stretch that lasts ``after_s``, outside cooldown and quiet hours."""
+    def should_sound(self, now: float, group: str, since: float, memory: AlertMemory,
+                     wall: dt.datetime | None = None) -> bool:
+        """True once per disengaged stretch that lasts ``after_s``, outside cooldown and
+        quiet hours; records the alert in ``memory``."""
         if not self.enabled or group not in ALERT_GROUPS:
             return False
-        if now - since < self.after_s or self._alerted_since == since:
+        if now - since < self.after_s or memory.alerted_since == since:
             return False
-        if now - self._last_alert < self.cooldown_s:
+        if now - memory.last_alert < self.cooldown_s:
             return False
         if in_quiet_hours(self.quiet_hours, wall or dt.datetime.now()):
             return False
-        self._last_alert, self._alerted_since = now, since
+        memory.last_alert, memory.alerted_since = now, since
         return True
 
 
@@ -269,7 +288,7 @@ class JetsonIndicator(_PatternIndicator):
             self._gpio = GPIO
             output = lambda pin, on: GPIO.output(pin, GPIO.HIGH if on else GPIO.LOW)  # noqa: E731
         self.output = output
-        self._blink_stop: threading.Event | None = None
+        self._blink: tuple[threading.Event, threading.Thread] | None = None
         self._out_lock = threading.Lock()
 
     @classmethod
@@ -285,25 +304,32 @@ class JetsonIndicator(_PatternIndicator):
             for pin, level in zip(self.pins, colour):
                 self.output(pin, level > 0)
 
+    def _stop_blink(self) -> None:
+        """End the running blink and wait for its thread, so no write of the old pattern
+        can land after the new colour (the thread only ever waits or writes: it ends at once)."""
+        if self._blink is not None:
+            stop, thread = self._blink
+            self._blink = None
+            stop.set()
+            thread.join()
+
     def _apply(self, colour, blink) -> None:
-        if self._blink_stop is not None:
-            self._blink_stop.set()
-            self._blink_stop = None
+        self._stop_blink()
+        self._write(colour)  # the first phase is on the pins before show() or fault() returns
         if not blink:
-            self._write(colour)
             return
-        stop = self._blink_stop = threading.Event()
+        stop = threading.Event()
 
         def run():
-            while True:
-                self._write(colour)
-                if stop.wait(blink[0]):
-                    return
+            while not stop.wait(blink[0]):
                 self._write(OFF)
                 if stop.wait(blink[1]):
                     return
+                self._write(colour)
 
-        threading.Thread(target=run, name="led-blink", daemon=True).start()
+        thread = threading.Thread(target=run, name="led-blink", daemon=True)
+        self._blink = (stop, thread)
+        thread.start()
 
     def beep(self) -> None:
         def chirp():
@@ -316,8 +342,8 @@ class JetsonIndicator(_PatternIndicator):
         threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
     def close(self) -> None:
-        if self._blink_stop is not None:
-            self._blink_stop.set()
+        with self._lock:
+            self._stop_blink()
         try:
             self._write(OFF)
             self.output(self.buzzer_pin, False)

@@ -1,7 +1,7 @@
 """Safe model flashing: validate everything, then swap atomically; keep one model to roll back to.
 
 The active models directory is ``<data_dir>/models`` (``/var/lib/engage-edge/models`` on a
-device; the shipped ``models/`` stays read-only). It holds model files named by their
+device; the shipped model in the package, ``edge_app/models/shipped/``, stays read-only). It holds model files named by their
 sha256 (``emotion-<sha12>.tflite``) and two manifests: ``current.json`` (what runs) and
 ``previous.json`` (what ``rollback`` restores). Replacing ``current.json`` with
 ``os.replace`` is the single commit point, so a crash at any moment leaves either the old
@@ -10,17 +10,20 @@ or the new model active, never half of one. The running appliance notices the ch
 
 A model is only installed when: the manifest parses and its labels are FER+ emotions, the
 file's sha256 matches, LiteRT loads it, the input/output shapes and types match the
-manifest, and it classifies the manifest's golden reference faces (LFW crops shipped in
-scikit-image, the same the demo uses) as recorded. ``compute_golden`` records them.
+manifest, and it classifies the manifest's golden reference faces (cut from the
+public-domain photographs shipped in the package, the same the demo uses:
+``edge_app.vision.faces``) as recorded. ``compute_golden`` records them.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -29,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app import config as config_mod
+from edge_app.fsutil import atomic_write, fsync_dir
 from edge_app.vision.classifier import (
     KNOWN_LABELS,
     SHIPPED_MANIFEST,
@@ -37,11 +41,17 @@ from edge_app.vision.classifier import (
     ModelError,
     sha256_file,
 )
+from edge_app.vision.faces import REFERENCE_SOURCE, reference_faces
 
 log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
-GOLDEN_SOURCE = "skimage.data.lfw_subset"
+GOLDEN_SOURCE = REFERENCE_SOURCE
 GOLDEN_COUNT = 8
+# A manifest says how its golden check is run, but cannot waive it: at least this many
+# reference faces, and at least this share of them classified as recorded (a little
+# slack for an int8 model on another CPU's kernels).
+GOLDEN_MIN_FACES = 8
+GOLDEN_MIN_AGREEMENT = 0.875
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
 
@@ -66,15 +76,14 @@ def active_manifest(cfg: dict) -> Path:
 
 # ------------------------------------------------------------------ golden faces
 def golden_faces() -> np.ndarray:
-    from edge_app.vision import demo
-
-    return demo.lfw_faces()
+    return reference_faces()
 
 
 def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict:
     """Golden data for a manifest: the reference faces this model classifies with the
-    clearest margin (spread over labels), and its label for each. The training helper
-    calls this when shipping; ``engage-edge model golden`` writes it into a manifest."""
+    clearest margin, taken in turn from each label it gives, and its label for each. The
+    training helper calls this when shipping; ``engage-edge model golden`` writes it into
+    a manifest."""
     clf = EmotionClassifier(manifest_path)
     faces = golden_faces()
     scored = []
@@ -82,19 +91,14 @@ def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict
         p = clf.probabilities(face)
         top = np.sort(p)[::-1]
         scored.append((float(top[0] - top[1]), i, clf.labels[int(p.argmax())]))
-    scored.sort(reverse=True)
+    by_label: dict[str, list[tuple[float, int, str]]] = {}
+    for item in sorted(scored, reverse=True):
+        by_label.setdefault(item[2], []).append(item)
     chosen: list[tuple[float, int, str]] = []
-    seen: set[str] = set()
-    for item in scored:  # first the clearest face of each label, then the clearest of the rest
-        if item[2] not in seen:
-            seen.add(item[2])
-            chosen.append(item)
-    chosen = sorted(chosen, reverse=True)[:count]
-    for item in scored:
-        if len(chosen) >= count:
-            break
-        if item not in chosen:
-            chosen.append(item)
+    while len(chosen) < count and any(by_label.values()):  # round robin: the clearest left of each label
+        for queue in by_label.values():
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
     chosen.sort(key=lambda c: c[1])
     return {"source": GOLDEN_SOURCE, "indices": [c[1] for c in chosen], "labels": [c[2] for c in chosen],
             "min_agreement": 1.0}
@@ -105,7 +109,7 @@ def write_golden(manifest_path: Path | str) -> dict:
     path = Path(manifest_path)
     raw = json.loads(path.read_text())
     raw["golden"] = compute_golden(path)
-    _atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
     return raw["golden"]
 
 
@@ -116,10 +120,17 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     try:
         indices, labels = [int(i) for i in golden["indices"]], list(golden["labels"])
         need = float(golden.get("min_agreement", 1.0))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         return False, f"the manifest's golden data is malformed: {exc}"
+    if not GOLDEN_MIN_AGREEMENT <= need <= 1.0:
+        return False, (f"the manifest's golden min_agreement {need!r} is not allowed: from {GOLDEN_MIN_AGREEMENT} "
+                       "to 1.0 (a manifest cannot waive its own check)")
+    if len(indices) < GOLDEN_MIN_FACES:
+        return False, (f"the manifest's golden data names {len(indices)} reference faces; at least "
+                       f"{GOLDEN_MIN_FACES} are needed")
     if golden.get("source", GOLDEN_SOURCE) != GOLDEN_SOURCE:
-        return False, f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE})"
+        return False, (f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE}): "
+                       "record it again with `engage-edge model golden MANIFEST`")
     faces = golden_faces()
     if not indices or len(indices) != len(labels) or any(not 0 <= i < len(faces) for i in indices):
         return False, "the manifest's golden data is malformed: indices and labels must pair up"
@@ -153,7 +164,9 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256"), str) or len(raw["sha256"]) != 64:
         raise FlashError(f"manifest {manifest_file} has no sha256 of the model file")
     labels = raw.get("labels")
-    if isinstance(labels, list) and len(set(labels)) != len(labels):
+    if not isinstance(labels, list) or not all(isinstance(l, str) for l in labels):
+        raise FlashError(f"manifest {manifest_file}: labels must be a list of emotion names")
+    if len(set(labels)) != len(labels):
         raise FlashError(f"manifest {manifest_file}: labels {labels} repeat")
     digest = sha256_file(model_file)
     if digest != raw["sha256"]:
@@ -184,30 +197,12 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
     return raw, clf
 
 
-# ------------------------------------------------------------------ atomic file work
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+# ------------------------------------------------------------------ one install at a time
+def _open_lock_readonly(path: Path) -> int:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, rename over it, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -217,11 +212,19 @@ def _locked(directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FlashError(f"cannot create {directory}: {exc}") from None
-    try:
-        lock = open(directory / ".lock", "a")
+    path = directory / ".lock"
+    try:  # never through a link: root's CLI must not create or open a file an engage-owned link names
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except PermissionError:  # created by another user (root from the CLI, engage in the service)
-        lock = open(directory / ".lock")
-    with lock:
+        fd = _open_lock_readonly(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FlashError(f"{path} is a symbolic link, which is refused: remove it (rm {path}) and try again") from None
+        raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FlashError(f"{path} is not a regular file: remove it and try again")
+    with os.fdopen(fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -239,7 +242,7 @@ def _adopt_running(directory: Path, cfg: dict) -> dict | None:
         m = Manifest.load(active_manifest(cfg))
         name = f"emotion-{m.sha256[:12]}.tflite"
         if not (directory / name).is_file():
-            _atomic_write(directory / name, m.model_path.read_bytes())
+            atomic_write(directory / name, m.model_path.read_bytes())
         return {**m.raw, "model": name}
     except (OSError, ValueError, ModelError) as exc:
         log.warning("the running model cannot be kept for rollback: %s", exc)
@@ -270,10 +273,10 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: dict)
             running = _adopt_running(directory, cfg)
             target = directory / raw["model"]
             if not target.is_file() or sha256_file(target) != raw["sha256"]:
-                _atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
+                atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
         if running is not None and running.get("sha256") != raw["sha256"]:
-            _atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
-        _atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+            atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
+        atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
         _cleanup(directory)
     log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
     return raw
@@ -292,12 +295,12 @@ def rollback(cfg: dict) -> dict:
         except (OSError, ValueError) as exc:
             raise FlashError(f"the model manifests in {directory} are unreadable: {exc}") from None
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
-        _atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
+        atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
         if current is not None:
-            _atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
+            atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
         else:
             prev_path.unlink()
-            _fsync_dir(directory)
+            fsync_dir(directory)
     log.info("rolled back to model %s", previous.get("model"))
     return previous
 

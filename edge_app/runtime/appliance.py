@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
 from edge_app import config as config_mod
+from edge_app.config import Config
 from edge_app.device.indicators import Indicator, make_indicator
-from edge_app.engagement import group_of
+from edge_app.engagement import Group, group_of
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
@@ -19,59 +21,58 @@ from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import FrameSource, make_source
 from edge_app.vision.stills import Analyzer
-from edge_app.web.app import Context, Server, make_app
+from edge_app.web.app import Context, make_app
+from edge_app.web.server import Server
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600
 
 
-def demo_picks(classifier: EmotionClassifier, mapping: dict[str, str]) -> list[int]:
-    """Which LFW faces the demo shows: for each engagement group the face the model
-    places there most confidently, so the demo walks through every state."""
-    from edge_app.vision import demo
+def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> list[int]:
+    """Which reference faces the demo shows: for each engagement group the face the model
+    places there most confidently, so the demo walks through every state it can."""
+    from edge_app.vision.faces import reference_faces
 
-    faces = demo.lfw_faces()
     best: dict[str, tuple[float, int]] = {}
-    for i, face in enumerate(faces):
+    for i, face in enumerate(reference_faces()):
         p = classifier.probabilities(face)
         for label, prob in zip(classifier.labels, p):
             group = group_of(mapping[label])
             if prob > best.get(group, (-1.0, 0))[0]:
                 best[group] = (float(prob), i)
-    order = ["Partially engaged", "Not engaged", "Engaged"]
+    order = [Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED, Group.ENGAGED]
     return [best[g][1] for g in order if g in best]
 
 
-def classifier_from_config(cfg: dict) -> EmotionClassifier:
+def classifier_from_config(cfg: Config) -> EmotionClassifier:
     """The active model: model.manifest if pinned, else the flashed one, else the shipped one."""
     from edge_app.models.registry import active_manifest
 
-    return EmotionClassifier(active_manifest(cfg), cfg["model"]["threads"])
+    return EmotionClassifier(active_manifest(cfg), cfg.model.threads)
 
 
 class Appliance:
-    def __init__(self, cfg: dict, source: FrameSource | None = None, indicator: Indicator | None = None,
+    def __init__(self, cfg: Config, source: FrameSource | None = None, indicator: Indicator | None = None,
                  with_loop: bool = True):
-        self.cfg = cfg
         self.store = Store(config_mod.data_dir(cfg))
-        from edge_app.web.admin import (
+        from edge_app.web.admin_settings import (
             with_saved_settings,  # the admin's settings page outlives restarts
         )
 
-        self.cfg = cfg = with_saved_settings(self.store, cfg)
-        web = cfg["web"]
-        self.accounts = Accounts(self.store, web["session_idle_minutes"] * 60, web["session_max_hours"] * 3600,
-                                 ThrottlePolicy.from_config(cfg["login"]))
+        cfg = with_saved_settings(self.store, cfg)
+        web = cfg.web
+        self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
+                                 ThrottlePolicy.from_config(cfg.login))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         self.generated_password = self.accounts.ensure_admin()
-        mapping = cfg["engagement"]["mapping"]
+        mapping = cfg.engagement.mapping
         self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
         self.live = LiveFrame()
         self.loop = None
         if with_loop:
             if source is None:
-                spec = cfg["camera"]["source"]
-                extra = {"lfw_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
+                spec = cfg.camera.source
+                extra = {"face_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
                 source = make_source(spec, cfg, **extra)
             self.indicator = indicator or make_indicator(cfg)
             self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
@@ -86,6 +87,11 @@ class Appliance:
 
         self.model_watcher = ModelWatcher(cfg, self._use_classifier)
 
+    @property
+    def cfg(self) -> Config:
+        """The config in use now: the settings page replaces it (``web.admin.apply_settings``)."""
+        return self.ctx.cfg
+
     def _use_classifier(self, classifier: EmotionClassifier) -> None:
         self.classifier = self.analyzer.classifier = classifier
         if self.loop:
@@ -94,24 +100,29 @@ class Appliance:
     def start(self) -> "Appliance":
         if self.loop:
             self.loop.start()
-        web = self.cfg["web"]
-        self.server = Server(self.app, web["host"], web["port"], web["threads"], web["tls_cert"], web["tls_key"]).start()
+        web = self.cfg.web
+        try:
+            self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key).start()
+        except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
+            if self.loop:
+                self.loop.stop()
+            raise
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         self.model_watcher.start()
         return self
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.cfg["web"]["tls_cert"] else "http"
-        host = self.cfg["web"]["host"]
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"{scheme}://{host}:{self.server.port if self.server else self.cfg['web']['port']}"
+        web = self.cfg.web
+        scheme = "https" if web.tls_cert else "http"
+        host = "127.0.0.1" if web.host in ("0.0.0.0", "") else web.host
+        return f"{scheme}://{host}:{self.server.port if self.server else web.port}"
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(1.0 if not hasattr(self, "_purged") else PURGE_EVERY_S):
             self._purged = True
             try:
-                removed = self.store.purge(self.cfg["store"]["retention_days"])
+                removed = self.store.purge(self.cfg.store.retention_days)
                 self.accounts.purge_sessions()
                 if removed:
                     log.info("retention: removed %d old rows", removed)
@@ -125,4 +136,5 @@ class Appliance:
             self.server.stop()
         if self.loop:
             self.loop.stop()
+            self.indicator.close()  # after the loop: nothing shows a state on a closed LED
         self.store.close()

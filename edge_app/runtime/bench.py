@@ -40,16 +40,26 @@ from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import CameraError, DemoSource, FrameSource, OpenCVSource
 
 ROOT = Path(__file__).resolve().parents[2]
-PAPER_MANIFEST = ROOT / "models" / "baseline" / "paper-float.json"
+PAPER_RELATIVE = Path("models") / "baseline" / "paper-float.json"
+PAPER_MANIFEST = ROOT / PAPER_RELATIVE  # in a checkout (editable install); a wheel does not carry it
 PAPER_HINT = (
-    "train it briefly and export it in float, then run the bench again:\n"
+    "run the bench from a checkout of the repository (the paper's model is a development file in "
+    "models/baseline/, not part of the device install) or pass --paper-manifest FILE; "
+    "without a checkout, train it briefly and export it in float, then run the bench again:\n"
     "  python -m training.train --arch paper --out ~/runs/paper --epochs 5\n"
     "  python -m training.quantize --float ~/runs/paper/best.keras --out models/baseline/paper-float.tflite"
     "\n(that also writes models/baseline/paper-float.json, the manifest the bench reads)"
 )
 DEFAULT_FRAMES = 450
 CLIP_FPS = 15
-CLIP_START_S = 5.0  # the demo timeline from 5 s: Grace Hopper, the astronaut, LFW faces, a profile
+CLIP_START_S = 5.0  # the demo timeline from 5 s: Grace Hopper, the astronaut, the picked faces, a profile
+
+
+def default_paper_manifest() -> Path:
+    """The paper's float model: beside the package when it runs from a checkout, else in
+    the checkout the bench is run from (an installed wheel); the caller says when missing."""
+    in_checkout = (ROOT / "setup.py").is_file() and (ROOT / "edge_app").is_dir()
+    return PAPER_MANIFEST if in_checkout else Path.cwd() / PAPER_RELATIVE
 
 
 class ClipSource(FrameSource):
@@ -123,7 +133,7 @@ def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.n
     for i in range(n):
         scene["t"] = i / CLIP_FPS
         loop.step()
-        f = loop.last_faces[0] if loop.last_faces else None
+        f = loop.snapshot.faces[0] if loop.snapshot.faces else None
         per_frame.append((tuple(f["box"]), f["emotion"]) if f and f.get("emotion") else None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     loop.flush()
@@ -257,7 +267,7 @@ def main(args) -> int:
     if args.clip is not None and not Path(args.clip).is_file():
         print(f"error: bench: the clip {args.clip} does not exist", file=sys.stderr)
         return 2
-    paper_manifest = Path(args.paper_manifest) if getattr(args, "paper_manifest", None) else PAPER_MANIFEST
+    paper_manifest = Path(args.paper_manifest) if getattr(args, "paper_manifest", None) else default_paper_manifest()
     if not paper_manifest.is_file() and not args.json:
         print(f"note: the paper's float model {paper_manifest} is missing; running edge and the paper's detection "
               f"with our model. To add it, {PAPER_HINT}", file=sys.stderr)

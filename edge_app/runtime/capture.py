@@ -8,7 +8,8 @@ log) and retried with exponential back-off; the loop continues when the camera r
 Database writes go through a background writer: a locked database or a full disk
 pauses logging (health says why) and never stalls or kills the loop. JPEG encoding for
 the live page happens only while someone watches (``LiveFrame``). Every stage is timed
-into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``.
+into ``Metrics``, which feeds both ``/metrics`` and ``engage-edge bench``. Readers (the
+web) get a frozen ``StateSnapshot`` of the latest frame, swapped in whole, never a lock.
 """
 from __future__ import annotations
 
@@ -16,20 +17,24 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from edge_app.device.indicators import BuzzerPolicy, Indicator
+from edge_app.config import Config
+from edge_app.device.indicators import AlertMemory, BuzzerPolicy, Indicator
 from edge_app.engagement import (
-    EngagementState,
+    DISTRACTED,
+    EngagementRules,
     EngagementTracker,
     MinuteAggregator,
     Observation,
 )
-from edge_app.runtime.health import Health
+from edge_app.runtime.health import CameraState, Health
 from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
+from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
 from edge_app.vision.classifier import EmotionClassifier, crop_face
@@ -39,7 +44,7 @@ from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
-__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StoreWriter"]
+__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
 
 
 class ReadTimeout(CameraError):
@@ -99,27 +104,43 @@ class _FrameReader:
         self._want.set()
 
 
+@dataclass(frozen=True)
+class LoopRules:
+    """Everything a frame is judged by, built once per config. The loop reads this one
+    reference once per frame and a settings change replaces it whole, so every frame sees
+    one config: never old engagement rules with a new buzzer, nor the reverse."""
+
+    cfg: Config
+    engagement: EngagementRules
+    buzzer: BuzzerPolicy
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "LoopRules":
+        return cls(cfg, EngagementRules.from_config(cfg), BuzzerPolicy.from_config(cfg))
+
+
 class CaptureLoop:
-    def __init__(self, cfg: dict, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, cfg: Config, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
                  clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
-        self.cfg, self.source, self.detector, self.classifier = cfg, source, detector, classifier
+        self.rules = LoopRules.from_config(cfg)  # replaced whole by apply_config, never edited
+        self.source, self.detector, self.classifier = source, detector, classifier
         self.store, self.indicator = store, indicator
         self.live = live or LiveFrame()
         self.clock, self.wall = clock, wall
         self.on_frame = on_frame  # e.g. the systemd watchdog ping: called only while frames flow
         self.tracker = EngagementTracker.from_config(cfg, classifier.labels, start=clock())
-        self.buzzer = BuzzerPolicy.from_config(cfg)
+        self.alerts = AlertMemory()  # the loop thread's own: cooldowns survive a settings change
         self.minutes = MinuteAggregator()
         self.health = Health()
         self.metrics = metrics or Metrics()
         self.metrics.set_model(classifier.manifest)
         if store is not None:
             self.metrics.watch_disk(store.data_dir)
-        d = cfg["detector"]
-        self.detect_every = d["detect_every"]
-        self.faces = FaceTracker(detector, d["detect_every"], d.get("full_detect_every", 30))
-        self.writer = StoreWriter(store, self.health, self.metrics, cfg["store"]["min_free_mb"]) if store else None
+        d = cfg.detector
+        self.detect_every = d.detect_every
+        self.faces = FaceTracker(detector, d.detect_every, d.full_detect_every)
+        self.writer = StoreWriter(store, self.health, self.metrics, cfg.store.min_free_mb) if store else None
         self._boxes = []
         self._gray: np.ndarray | None = None
         self._stop = threading.Event()
@@ -127,17 +148,17 @@ class CaptureLoop:
         self._reader: _FrameReader | None = None
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
-        self.state_lock = threading.Lock()
-        self.last_faces: list[dict] = []
-        self.last_probabilities: np.ndarray | None = None
+        self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
+        self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
 
     # ------------------------------------------------------------ one frame
     def process(self, frame: np.ndarray, now: float | None = None, captured: float | None = None,
-                capture_s: float = 0.0) -> tuple[EngagementState, bool]:
-        """Run every stage after capture on one frame; returns (state, changed).
+                capture_s: float = 0.0) -> tuple[StateSnapshot, bool]:
+        """Run every stage after capture on one frame; returns (the new snapshot, changed).
 
         ``captured`` is the ``perf_counter`` time the frame left the camera (for the
         capture-to-LED latency); ``capture_s`` how long reading it took."""
+        rules = self.rules  # read once: a settings change lands between frames, whole
         now = self.clock() if now is None else now
         t0 = time.perf_counter()
         captured = t0 if captured is None else captured
@@ -160,22 +181,22 @@ class CaptureLoop:
                 i = int(probs.argmax())
                 faces.append({"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])})
         elif main is not None:
-            faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": "Distracted"})
+            faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": DISTRACTED})
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs)
         with self.state_lock:
-            state, changed = self.tracker.update(obs)
-            self.last_faces = faces
-            self.last_probabilities = probs
-        for f in faces:
-            f.setdefault("engagement", state.level)
+            tracked, changed = self.tracker.update(obs, rules.engagement)
+            for f in faces:
+                f.setdefault("engagement", tracked.level)
+            state = StateSnapshot.of(tracked, faces, probs, now, self.snapshot.seq + 1)
+        self.snapshot = state  # one reference assignment: readers see this frame or the previous one, whole
         self.indicator.show(state.group)
         t3 = time.perf_counter()  # the state is on the LED
         wall = self.wall()
-        if self.buzzer.should_sound(now, state.group, state.since):
+        if rules.buzzer.should_sound(now, state.group, state.since, self.alerts):
             self.indicator.beep()
             snapshot = None
-            if self.cfg["privacy"]["snapshot_on_alert"]:  # off by default: live frames are never stored
+            if rules.cfg.privacy.snapshot_on_alert:  # off by default: live frames are never stored
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:
                     snapshot = f"alerts/{int(wall * 1000)}.jpg"
@@ -200,7 +221,7 @@ class CaptureLoop:
         self.health.faces = len(boxes)
         return state, changed
 
-    def _annotate(self, frame: np.ndarray, faces: list[dict], state: EngagementState) -> np.ndarray:
+    def _annotate(self, frame: np.ndarray, faces: list[dict], state: StateSnapshot) -> np.ndarray:
         out = draw_faces(frame, faces)
         cv2.putText(out, state.level, (10, out.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
         cv2.putText(out, state.level, (10, out.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
@@ -238,11 +259,11 @@ class CaptureLoop:
             reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
             self._camera_fault(reason)
             return False
-        if self.health.camera != "ok":
-            if self.health.camera == "fault":
+        if self.health.camera != CameraState.OK:
+            if self.health.camera == CameraState.FAULT:
                 log.info("camera is back")
-            self.health.camera, self.health.camera_error = "ok", ""
-            self.metrics.camera.state("ok")
+            self.health.camera, self.health.camera_error = CameraState.OK, ""
+            self.metrics.camera.state(CameraState.OK)
             self.indicator.fault(False)
         try:
             self.process(frame, captured=arrived, capture_s=capture_s)
@@ -270,11 +291,11 @@ class CaptureLoop:
             self._log("log_minute", row)
 
     def _camera_fault(self, reason: str) -> None:
-        if self.health.camera != "fault":
+        if self.health.camera != CameraState.FAULT:
             log.error("camera fault: %s (retrying with back-off)", reason)
-        self.health.camera, self.health.camera_error = "fault", reason
+        self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
-        self.metrics.camera.state("fault")
+        self.metrics.camera.state(CameraState.FAULT)
         self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
         if self._reader is not None and self._reader.busy_since is not None:
@@ -325,8 +346,8 @@ class CaptureLoop:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
-        self.health.camera = "stopped"
-        self.metrics.camera.state("stopped")
+        self.health.camera = CameraState.STOPPED
+        self.metrics.camera.state(CameraState.STOPPED)
         hung = self._reader is not None and self._reader.busy_since is not None
         if self._reader is not None:
             self._reader.close()
@@ -343,24 +364,22 @@ class CaptureLoop:
         with self.state_lock:
             if list(classifier.labels) != list(self.classifier.labels):
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
+                self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
 
-    def apply_config(self, cfg: dict) -> None:
-        """New engagement and buzzer settings from the admin page, applied in place: the
-        shown state and the smoothing history are kept, only the rules change."""
-        e, i = cfg["engagement"], cfg["indicators"]
-        with self.state_lock:
-            t = self.tracker
-            t.mapping = {label: e["mapping"][label] for label in t.labels}
-            t.absent_after_s, t.distracted_after_s = e["absent_after_s"], e["distracted_after_s"]
-            t.half_life, t.min_hold_s = e["ema_half_life_s"], e["min_hold_s"]
-            b = self.buzzer
-            b.after_s, b.cooldown_s, b.quiet_hours, b.enabled = (
-                i["buzzer_after_s"], i["buzzer_cooldown_s"], i["quiet_hours"], i["buzzer"])
-        self.cfg = cfg
+    @property
+    def cfg(self) -> Config:
+        """The config the loop runs on now (the one in ``rules``)."""
+        return self.rules.cfg
+
+    def apply_config(self, cfg: Config) -> None:
+        """New engagement and buzzer settings from the admin page: one reference swap,
+        picked up by the next frame whole. The shown state, the smoothing history and
+        the alert cooldown are kept; nothing the loop thread is reading is edited."""
+        self.rules = LoopRules.from_config(cfg)
 
     @property
-    def state(self) -> EngagementState:
-        with self.state_lock:
-            return self.tracker.state
+    def state(self) -> StateSnapshot:
+        """The latest frame's frozen snapshot; never waits for the loop."""
+        return self.snapshot

@@ -1,16 +1,35 @@
 """What the capture loop reports about itself: camera, store, frame rate, faces."""
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 
 
+class CameraState(enum.StrEnum):
+    """The camera as the loop sees it (shown in /healthz, /api/state and metrics as its text)."""
+
+    STARTING = "starting"
+    OK = "ok"
+    FAULT = "fault"
+    STOPPED = "stopped"
+
+
+class StoreState(enum.StrEnum):
+    """Whether the loop's log writes reach the database, and if not why."""
+
+    OK = "ok"
+    DISK_FULL = "disk full"
+    LOCKED = "locked"
+    ERROR = "error"
+
+
 @dataclass
 class Health:
-    camera: str = "starting"  # "ok", "fault", "starting", "stopped"
+    camera: CameraState = CameraState.STARTING
     camera_error: str = ""
     camera_faults: int = 0
-    store: str = "ok"  # "ok", "disk full", "locked", "error"
+    store: StoreState = StoreState.OK
     store_error: str = ""
     pending_writes: int = 0
     fps: float = 0.0

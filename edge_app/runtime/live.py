@@ -1,25 +1,45 @@
-"""The newest annotated frame for the MJPEG viewers, JPEG-encoded only while someone watches."""
+"""The newest annotated frame for the MJPEG viewers, JPEG-encoded only while someone watches.
+
+While the camera is faulted no frames come, and a stream that writes nothing never learns
+that its viewer closed the tab: its viewer slot and web worker thread would be held for
+good. So the stream sends a placeholder (a grey "camera unavailable" frame, no image
+from the camera) every ``placeholder_every_s``; writing to a closed connection raises and
+the stream ends, freeing both.
+"""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
+
+from edge_app.runtime.health import CameraState
+
+PLACEHOLDER_GREY = 96
 
 
 class LiveFrame:
     """The newest annotated frame for MJPEG viewers; encodes JPEG only on demand."""
 
-    def __init__(self, quality: int = 75):
+    def __init__(self, quality: int = 75, placeholder_every_s: float = 2.0):
         self.quality = quality
+        self.placeholder_every_s = placeholder_every_s
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._jpeg: tuple[int, bytes] | None = None
+        self._placeholders: dict[tuple, bytes] = {}
         self.viewers = 0
 
     def wanted(self) -> bool:
         return self.viewers > 0
+
+    @property
+    def seq(self) -> int:
+        """The number of the newest published frame (0: none yet)."""
+        return self._seq
 
     def publish(self, frame: np.ndarray) -> None:
         with self._cond:
@@ -34,6 +54,7 @@ class LiveFrame:
                 return None
             seq, frame = self._seq, self._frame
             cached = self._jpeg
+        assert frame is not None  # wait_for checked it
         if cached and cached[0] == seq:
             return cached
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
@@ -41,3 +62,58 @@ class LiveFrame:
             return None
         self._jpeg = (seq, buf.tobytes())
         return self._jpeg
+
+    def placeholder(self, status: str) -> bytes:
+        """A grey JPEG saying the camera is unavailable and why (``status``), the size of
+        the last frame; made once per size and status."""
+        frame = self._frame
+        h, w = frame.shape[:2] if frame is not None else (480, 640)
+        key = (h, w, status)
+        if key not in self._placeholders:
+            img = np.full((h, w, 3), PLACEHOLDER_GREY, np.uint8)
+            scale = max(0.5, w / 640)
+            for text, y, size in (("camera unavailable", 0.45, 1.0), (status, 0.58, 0.7)):
+                (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size * scale, 2)
+                cv2.putText(img, text, ((w - tw) // 2, int(h * y)), cv2.FONT_HERSHEY_SIMPLEX, size * scale,
+                            (235, 235, 235), 2, cv2.LINE_AA)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:  # pragma: no cover - encoding a plain grey frame cannot fail
+                raise RuntimeError("could not encode the live-view placeholder")
+            self._placeholders[key] = buf.tobytes()
+        return self._placeholders[key]
+
+
+def _part(jpeg: bytes) -> bytes:
+    return (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
+            + b"\r\n\r\n" + jpeg + b"\r\n")
+
+
+def mjpeg_stream(live: LiveFrame, camera: Callable[[], str], fps: float, stall_s: float = 5.0) -> Iterator[bytes]:
+    """multipart/x-mixed-replace parts (boundary ``frame``): the newest frame at most ``fps``
+    times a second; while ``camera()`` is not "ok", a placeholder every
+    ``live.placeholder_every_s`` (at once for a viewer who arrives during a fault). Ends
+    when the camera is ok yet no frame came for ``stall_s`` (the loop has stopped)."""
+    interval = 1.0 / fps
+    seq, sent = 0, 0.0
+    last_frame = time.monotonic()
+    wait = live.placeholder_every_s
+    if camera() != CameraState.OK:
+        seq, wait = live.seq, 0.0  # no stale frame from before the fault: say why at once
+    while True:
+        got = live.jpeg(seq, timeout=wait)
+        wait = live.placeholder_every_s
+        status = camera()
+        if got is not None:
+            seq, jpeg = got
+            last_frame = time.monotonic()
+        elif status != CameraState.OK:
+            jpeg = live.placeholder(status)
+        elif time.monotonic() - last_frame > stall_s:
+            return
+        else:
+            continue
+        yield _part(jpeg)
+        pause = interval - (time.monotonic() - sent)
+        if pause > 0:
+            time.sleep(pause)  # pacing to web.stream_fps, not synchronisation
+        sent = time.monotonic()

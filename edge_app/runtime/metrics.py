@@ -22,11 +22,12 @@ from prometheus_client import (
     generate_latest,
 )
 
-from edge_app.engagement import GROUPS
+from edge_app.engagement import ABSENT, GROUPS
+from edge_app.runtime.health import CameraState, StoreState
 
 STAGES = ("capture", "detect", "track", "classify", "state", "store")
-CAMERA_STATES = ["starting", "ok", "fault", "stopped"]
-STORE_STATES = ["ok", "disk full", "locked", "error"]
+CAMERA_STATES = list(CameraState)
+STORE_STATES = list(StoreState)
 # stages take from microseconds (state) to tens of milliseconds (Haar on a full frame)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 1.0)
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5, 1.0, 2.0)
@@ -42,6 +43,8 @@ class Metrics:
         self.camera_faults = Counter("engage_camera_faults", "Camera faults (error, empty frame, read timeout)", registry=r)
         self.store_failures = Counter("engage_store_write_failures", "Database writes that failed and were retried", registry=r)
         self.store_lost = Counter("engage_store_rows_lost", "Rows dropped because the write backlog was full", registry=r)
+        self.store_rejected = Counter("engage_store_rows_rejected", "Rows SQLite refused for good (constraint, type, "
+                                      "size), set aside so logging goes on", registry=r)
         self.stage = Histogram("engage_stage_seconds", "Time per frame in each pipeline stage", ["stage"],
                                buckets=STAGE_BUCKETS, registry=r)
         self.inference = Histogram("engage_inference_seconds", "Emotion CNN inference time per face",
@@ -57,8 +60,8 @@ class Metrics:
         self.model = Info("engage_model", "The emotion model in use", registry=r)
         self.disk_free = Gauge("engage_disk_free_bytes", "Free space where the database lives", registry=r)
         self._stage_children = {s: self.stage.labels(s) for s in STAGES}
-        self.camera.state("starting")
-        self.state.state("Absent")
+        self.camera.state(CameraState.STARTING)
+        self.state.state(ABSENT)
         self.samples: dict[str, list[float]] | None = None
 
     # ------------------------------------------------------------ set-up

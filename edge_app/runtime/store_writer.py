@@ -1,4 +1,11 @@
-"""The capture loop's rows, written from a background thread so the loop never waits on the disk."""
+"""The capture loop's rows, written from a background thread so the loop never waits on the disk.
+
+A failed write is either transient (the database is locked or busy, the disk is full, an
+I/O error: wait and retry the same row, in order) or permanent (the row itself is bad: a
+constraint, a type SQLite refuses, a value out of range: retrying can never succeed).
+SQLite says which by its error code, so one bad row is set aside with a log line and
+logging goes on instead of retrying it forever while every later row waits behind it.
+"""
 from __future__ import annotations
 
 import collections
@@ -7,7 +14,7 @@ import logging
 import sqlite3
 import threading
 
-from edge_app.runtime.health import Health
+from edge_app.runtime.health import Health, StoreState
 from edge_app.runtime.metrics import Metrics
 from edge_app.store.database import Store
 
@@ -19,14 +26,18 @@ class StoreWriter:
 
     A full disk (``store.min_free_mb`` or a real ENOSPC) or a locked database pauses
     logging and sets the health status; rows wait in a bounded backlog and are written
-    when the disk or the lock comes back. Each write is one SQLite transaction, so a
-    crash never leaves half a row."""
+    when the disk or the lock comes back. A row SQLite refuses for good is logged, kept
+    in ``rejected`` (the latest few, for a technician) and counted in
+    ``engage_store_rows_rejected_total``; the next row is written. Each write is one
+    SQLite transaction, so a crash never leaves half a row."""
 
     def __init__(self, store: Store, health: Health, metrics: Metrics, min_free_mb: float,
-                 backlog: int = 2000, retry_initial_s: float = 0.5, retry_max_s: float = 30.0):
+                 backlog: int = 2000, retry_initial_s: float = 0.5, retry_max_s: float = 30.0,
+                 keep_rejected: int = 50):
         self.store, self.health, self.metrics, self.min_free_mb = store, health, metrics, min_free_mb
         self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
         self._rows: collections.deque = collections.deque()
+        self.rejected: collections.deque = collections.deque(maxlen=keep_rejected)  # (method, args, reason)
         self._backlog = backlog
         self._cond = threading.Condition()
         self._busy = False
@@ -45,9 +56,9 @@ class StoreWriter:
                 self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
                 self._thread.start()
 
-    def _status(self, status: str, reason: str = "") -> None:
+    def _status(self, status: StoreState, reason: str = "") -> None:
         if status != self.health.store:
-            if status == "ok":
+            if status == StoreState.OK:
                 log.info("logging resumed")
             else:
                 log.warning("logging paused (%s): %s", status, reason)
@@ -69,17 +80,20 @@ class StoreWriter:
                 if free < self.min_free_mb:
                     raise OSError(errno.ENOSPC, f"only {free:.0f} MB free, below store.min_free_mb = {self.min_free_mb:g}")
                 getattr(self.store, method)(*args)
-            except Exception as exc:  # sqlite3 errors (locked, full, I/O) and OSError: retry later
-                self.metrics.store_failures.inc()
-                self._status(_store_status(exc), str(exc))
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._closed, delay)
-                    if self._closed:
-                        return
-                delay = min(delay * 2, self.retry_max_s)
-                continue
+            except Exception as exc:
+                if permanent(exc):
+                    self._reject(method, args, exc)
+                else:  # locked, busy, full, I/O: the same row again later
+                    self.metrics.store_failures.inc()
+                    self._status(_store_status(exc), str(exc))
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                        self._cond.wait_for(lambda: self._closed, delay)
+                        if self._closed:
+                            return
+                    delay = min(delay * 2, self.retry_max_s)
+                    continue
             delay = self.retry_initial_s
             with self._cond:
                 if self._rows and self._rows[0][0] == method and self._rows[0][1] is args:
@@ -88,8 +102,16 @@ class StoreWriter:
                 self.health.pending_writes = len(self._rows)
                 self.metrics.pending_writes.set(len(self._rows))
                 self._cond.notify_all()
-            if self.health.store != "ok":
-                self._status("ok")
+            if self.health.store != StoreState.OK:
+                self._status(StoreState.OK)
+
+    def _reject(self, method: str, args: tuple, exc: Exception) -> None:
+        """Set a row SQLite will never accept aside, so the rows behind it are written."""
+        self.metrics.store_rejected.inc()
+        self.rejected.append((method, args, str(exc)))
+        shown = ", ".join(_short(a) for a in args)
+        log.error("a %s row was refused for good and set aside (%s: %s); logging goes on. Row: (%s)",
+                  method, type(exc).__name__, exc, shown)
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every row is written (or ``timeout``); True when nothing is left."""
@@ -100,7 +122,7 @@ class StoreWriter:
         """Write what is pending (briefly, when logging is paused) and stop the thread."""
         if self._closed:
             return
-        if not self.drain(timeout if self.health.store == "ok" else min(timeout, 1.0)):
+        if not self.drain(timeout if self.health.store == StoreState.OK else min(timeout, 1.0)):
             log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
                         self.health.store, self.health.store_error)
         with self._cond:
@@ -110,10 +132,45 @@ class StoreWriter:
             self._thread.join(timeout)
 
 
-def _store_status(exc: Exception) -> str:
-    text = str(exc).lower()
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in text:
-        return "disk full"
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return "locked"
-    return "error"
+# SQLite primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+PERMANENT_CODES = {18: "SQLITE_TOOBIG", 19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH", 25: "SQLITE_RANGE"}
+# raised by Python while binding a row's values (no SQLite code): the row is malformed
+BAD_ROW_ERRORS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, TypeError, ValueError, KeyError, OverflowError)
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def permanent(exc: BaseException) -> bool:
+    """True when retrying this row can never succeed: the row, not the database, is at fault.
+
+    Decided by SQLite's error code where there is one; an error without a code is a
+    bad row only if Python refused its values. Anything else (locked, busy, full, I/O,
+    corrupt, cannot open, a closed connection) is the database's state, which can change."""
+    code = _primary_code(exc)
+    if code is not None:
+        return code in PERMANENT_CODES
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+        return False  # the store was closed under the writer (shutdown): not the row's fault
+    return isinstance(exc, BAD_ROW_ERRORS)
+
+
+def _store_status(exc: Exception) -> StoreState:
+    """The health status for a transient failure: disk full, locked or error."""
+    code = _primary_code(exc)
+    if code == SQLITE_FULL or isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return StoreState.DISK_FULL
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return StoreState.LOCKED
+    return StoreState.ERROR
+
+
+def _short(value, limit: int = 80) -> str:
+    """A row value for the log: bytes (a JPEG) by size only, long text cut."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

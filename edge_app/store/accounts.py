@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -40,13 +41,18 @@ class LoginThrottled(AuthError):
 
 @dataclass
 class ThrottlePolicy:
-    """Failed log-ins within ``window_s``, counted per user name and per client address.
+    """Failed log-ins within ``window_s``, counted per user name *from one address*, per
+    client address, and per user name from all addresses together.
 
     After ``slow_after_*`` failures every further attempt must wait ``base_delay_s``,
     doubling with each failure (up to ``max_delay_s``); at ``lock_after_*`` failures the
-    user name (or address) is locked for ``lock_s``. An address gets more slack than a
-    name: one classroom may share it. Attempts while waiting or locked are
-    refused without checking the password, so guessing cannot continue meanwhile.
+    name (from that address), or the address, is locked for ``lock_s``. Counting a name
+    per address means a student guessing from their laptop cannot lock the teacher out
+    of their own desk; ``lock_after_user_global`` is the ceiling that still stops a
+    guesser who moves between addresses. An address gets more slack than a name: one
+    classroom may share it. Attempts while waiting or locked are refused without
+    checking the password, and every attempt is counted before the password is
+    checked, so parallel guesses cannot slip past the limit.
     """
 
     window_s: float = 900.0
@@ -57,6 +63,7 @@ class ThrottlePolicy:
     lock_after_user: int = 8
     lock_after_address: int = 25
     lock_s: float = 900.0
+    lock_after_user_global: int = 100
 
     @classmethod
     def from_config(cls, login: dict) -> "ThrottlePolicy":
@@ -64,7 +71,8 @@ class ThrottlePolicy:
         return cls(window_s=login["window_minutes"] * 60.0, slow_after=login["slow_after_user"],
                    slow_after_address=login["slow_after_address"], base_delay_s=login["first_delay_s"],
                    max_delay_s=login["max_delay_s"], lock_after_user=login["lock_after_user"],
-                   lock_after_address=login["lock_after_address"], lock_s=login["lock_minutes"] * 60.0)
+                   lock_after_address=login["lock_after_address"], lock_s=login["lock_minutes"] * 60.0,
+                   lock_after_user_global=login["lock_after_user_global"])
 
 
 @dataclass
@@ -99,13 +107,49 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+# Passwords that guessing tools try first (and that a class would guess); compared
+# case-insensitively. Short on purpose: the length rule does most of the work.
+COMMON_PASSWORDS = frozenset("""
+password password1 password12 password123 passw0rd p@ssw0rd 12345678 123456789 1234567890
+87654321 11111111 00000000 12341234 11223344 qwertyui qwertyuiop qwerty123 1q2w3e4r
+1qaz2wsx asdfghjk asdfasdf zxcvbnm1 iloveyou sunshine princess football baseball superman
+batman123 trustno1 letmein1 welcome1 welcome123 abc12345 abcd1234 aa123456 changeme
+admin123 administrator teacher1 student1 student123 school123 classroom engage-edge
+engageedge raspberry
+""".split())
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
+    if password.lower() in COMMON_PASSWORDS or len(set(password)) < 3:
+        raise AuthError("that password is among the first ones an attacker tries: choose a less common one "
+                        "(a few unrelated words work well)")
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A stored-hash stand-in for unknown user names, made once: checking a password
+    against it costs one scrypt, exactly like a known name, so timing tells nothing."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _throttle_name(username: str | None) -> str:
+    """The name a throttle counter is kept under: names that can never exist share one
+    bucket, so a crafted name ("teacher|10.0.0.5") cannot reach another counter's key."""
+    return (username or "").lower() if USERNAME.match(username or "") else "~invalid"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _wait_text(seconds: float) -> str:
@@ -121,45 +165,95 @@ class Accounts:
                  throttle: ThrottlePolicy | None = None):
         self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
         self.throttle = throttle or ThrottlePolicy()
+        self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
+        self._pending_lock = threading.Lock()
 
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
-        p = self.throttle
-        keys = [("user:" + (username or "").lower(), p.slow_after, p.lock_after_user, "this user name")]
+        """(key, slow after, lock after, who) for each counter an attempt feeds."""
+        p, name = self.throttle, _throttle_name(username)
+        keys = [("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user, "this user name"),
+                ("user:" + name, p.lock_after_user_global, p.lock_after_user_global,
+                 "this user name (from every address)")]
         if address:
             keys.append(("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
         return keys
 
-    def check_throttle(self, username: str, address: str | None, now: float | None = None) -> None:
-        """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
-        p, now = self.throttle, time.time() if now is None else now
+    def _refusal(self, username: str, address: str | None, now: float) -> LoginThrottled | None:
+        """Why this attempt must not be checked now, or None. Attempts still being checked
+        (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
+        p = self.throttle
         for key, slow_after, lock_after, who in self._keys(username, address):
             row = self.store.query("SELECT COUNT(*) AS n, MAX(t) AS last FROM login_failures WHERE key = ? AND t > ?",
                                    (key, now - max(p.window_s, p.lock_s)))[0]
             n, last = row["n"], row["last"] or 0.0
             if n >= lock_after and now < last + p.lock_s:
                 wait = last + p.lock_s - now
-                raise LoginThrottled(f"Too many failed log-ins for {who}: log-in is locked for {_wait_text(wait)}. "
-                                     "Ask an admin to reset the password if you have forgotten it.", wait)
+                return LoginThrottled(f"Too many failed log-ins for {who}: log-in is locked for {_wait_text(wait)}. "
+                                      "Ask an admin to unlock it (Users page) if you have forgotten the password.", wait)
             if n >= slow_after:
                 delay = min(p.base_delay_s * 2 ** (n - slow_after), p.max_delay_s)
                 if now < last + delay:
                     wait = last + delay - now
-                    raise LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
-                                         "before trying again.", wait)
+                    return LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
+                                          "before trying again.", wait)
+            if n + self._pending.get(key, 0) >= lock_after:
+                return LoginThrottled(f"Too many log-ins for {who} are being checked at once: "
+                                      "try again in a moment.", 1.0)
+        return None
+
+    def check_throttle(self, username: str, address: str | None, now: float | None = None) -> None:
+        """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
+        refusal = self._refusal(username, address, time.time() if now is None else now)
+        if refusal:
+            raise refusal
 
     def login(self, username: str, password: str, address: str | None = None) -> User | None:
-        """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``."""
-        self.check_throttle(username, address)
-        user = self.authenticate(username, password)
-        now = time.time()
-        if user is None:
-            with self.store.transaction() as conn:
-                conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)",
-                                 [(key, now) for key, *_ in self._keys(username, address)])
-            return None
-        self.store.execute("DELETE FROM login_failures WHERE key = ?", (self._keys(username, None)[0][0],))
-        return user
+        """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``.
+
+        The attempt is counted (as pending, under one lock with the throttle check)
+        *before* the password is checked: forty parallel guesses are forty counted
+        attempts, not forty checks against a count of zero."""
+        keys = [key for key, *_ in self._keys(username, address)]
+        with self._pending_lock:
+            refusal = self._refusal(username, address, time.time())
+            if refusal is not None:
+                raise refusal
+            for key in keys:
+                self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            user = self.authenticate(username, password)
+            now = time.time()
+            if user is None:
+                with self.store.transaction() as conn:
+                    conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)", [(key, now) for key in keys])
+            else:
+                self.store.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
+            return user
+        finally:
+            with self._pending_lock:
+                for key in keys:
+                    self._pending[key] -= 1
+                    if not self._pending[key]:
+                        del self._pending[key]
+
+    def unlock(self, username: str) -> int:
+        """Forget every failed log-in for ``username`` (an admin's unlock); returns how many."""
+        name = _throttle_name(username)
+        return self.store.execute("DELETE FROM login_failures WHERE key = ? OR key LIKE ? ESCAPE '\\'",
+                                  ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
+
+    def locked_users(self, now: float | None = None) -> set[str]:
+        """User names locked now, from any address (for the admin's Users page)."""
+        p, now = self.throttle, time.time() if now is None else now
+        rows = self.store.query("SELECT key, COUNT(*) AS n, MAX(t) AS last FROM login_failures "
+                                "WHERE key LIKE 'user:%' AND t > ? GROUP BY key", (now - max(p.window_s, p.lock_s),))
+        locked = set()
+        for r in rows:
+            pair = "|" in r["key"]
+            if r["n"] >= (p.lock_after_user if pair else p.lock_after_user_global) and now < r["last"] + p.lock_s:
+                locked.add(r["key"][5:].split("|", 1)[0])
+        return locked
 
     def change_password(self, user: User, current: str, new: str) -> None:
         """Check ``current`` and set ``new``; every session of the user ends (log in again)."""
@@ -199,6 +293,9 @@ class Accounts:
         check_password_rules(password)
         self.store.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hash_password(password), user_id))
         self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        user = self.get(user_id)
+        if user:  # a new password from an admin also lifts a lock on the name
+            self.unlock(user.username)
 
     def set_disabled(self, user_id: int, disabled: bool) -> None:
         self.store.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
@@ -212,7 +309,7 @@ class Accounts:
         rows = self.store.query("SELECT id, username, role, disabled, password_hash FROM users WHERE username = ?",
                                 (username or "",))
         if not rows:
-            verify_password(password or "", hash_password("timing-equaliser"))
+            verify_password(password or "", _dummy_hash())  # the same work as a known name
             return None
         row = rows[0]
         if not verify_password(password or "", row["password_hash"]) or row["disabled"]:

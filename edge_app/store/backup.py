@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
+from edge_app.fsutil import atomic_path
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
 EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "frames", "faces",
@@ -42,32 +42,17 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
         dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
     if dest.resolve() == db.resolve():
         raise BackupError("the backup must not overwrite the live database")
-    tmp = dest.with_name(f".{dest.name}.partial")
     src = _open(db)
     try:
-        with contextlib.closing(sqlite3.connect(tmp)) as out:
+        with atomic_path(dest) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
             src.backup(out)
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             result = out.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
                 raise BackupError(f"the copy failed its integrity check: {result}")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     except (sqlite3.Error, OSError) as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise BackupError(f"backup to {dest} failed: {exc}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     finally:
         src.close()
     return dest
@@ -115,14 +100,21 @@ def export_rows(data_dir: Path | str, since: float):
 
 
 def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None) -> int:
-    """Write the log as CSV to ``out`` (stdout when None); returns the number of rows."""
+    """Write the log as CSV to ``out`` (stdout when None); returns the number of rows.
+    A file appears whole or not at all (an interrupted export leaves no half a file)."""
     rows = list(export_rows(data_dir, since))
-    target = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
-    try:
+
+    def write(target) -> None:
         writer = csv.DictWriter(target, EXPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    finally:
-        if out:
-            target.close()
+
+    if out is None:
+        write(sys.stdout)
+        return len(rows)
+    try:
+        with atomic_path(Path(out).expanduser()) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            write(f)
+    except OSError as exc:
+        raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
     return len(rows)

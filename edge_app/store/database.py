@@ -9,12 +9,15 @@ instead of failing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+from edge_app.engagement import Group
+from edge_app.fsutil import atomic_write
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
@@ -100,12 +103,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-GROUP_COLUMNS = {
-    "Engaged": "engaged_s",
-    "Partially engaged": "partial_s",
-    "Not engaged": "not_engaged_s",
-    "Distracted": "distracted_s",
-    "Absent": "absent_s",
+GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
+    Group.ENGAGED: "engaged_s",
+    Group.PARTIALLY_ENGAGED: "partial_s",
+    Group.NOT_ENGAGED: "not_engaged_s",
+    Group.DISTRACTED: "distracted_s",
+    Group.ABSENT: "absent_s",
 }
 
 
@@ -121,11 +124,24 @@ class Store:
             (self.data_dir / "images").mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from None
+        self._check_writable()
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self.migrate()
+
+    def _check_writable(self) -> None:
+        """A read-only mount or a directory owned by someone else is said as such, not as
+        a corrupt database (SQLite only says "unable to open database file")."""
+        try:
+            with tempfile.TemporaryFile(dir=self.data_dir):
+                pass
+        except OSError as exc:
+            raise StoreError(
+                f"the data directory {self.data_dir} is not writable ({exc.strerror or exc}): the database and kept "
+                "images live there. Check that its file system is not mounted read-only and that the service user "
+                "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
 
     # ------------------------------------------------------------ connections
     def connect(self) -> sqlite3.Connection:
@@ -230,6 +246,10 @@ class Store:
             )
         return upload_id
 
+    def set_upload_image(self, upload_id: int, relative: str) -> None:
+        """Record the kept image (under ``images/``) of an upload."""
+        self.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (relative, upload_id))
+
     # ------------------------------------------------------------ housekeeping
     def purge(self, retention_days: int, now: float | None = None) -> int:
         """Delete rows and kept images older than ``retention_days``; returns rows removed."""
@@ -263,12 +283,7 @@ class Store:
         """Write an image atomically under ``images/``; returns the relative path."""
         path = self.image_file(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
         return relative
 
     def delete_user_data(self, user_id: int) -> int:

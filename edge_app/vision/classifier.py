@@ -13,12 +13,15 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SHIPPED_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "emotion-int8.json"
+# The shipped model is package data (edge_app/models/shipped/), so it is found wherever the
+# package is installed (a wheel on a device, an editable checkout); never beside a checkout.
+SHIPPED_MANIFEST = Path(str(resources.files("edge_app.models") / "shipped" / "emotion-int8.json"))
 KNOWN_LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 
@@ -92,6 +95,11 @@ VIEW_PRESETS = {
 }
 
 
+# Each view is one more inference per face per frame: a manifest asking for 1000 took the
+# live loop from 15 FPS to 1. Eight is twice the largest preset.
+MAX_VIEWS = 8
+
+
 def views_from_inference(inference) -> tuple[View, ...]:
     """The views a manifest's ``inference`` block (or an evaluation JSON) asks for:
     ``views`` (a list of views), the older ``flip_average: true``, or the plain crop."""
@@ -101,6 +109,9 @@ def views_from_inference(inference) -> tuple[View, ...]:
         raw = inference["views"]
         if not isinstance(raw, list) or not raw:
             raise ValueError(f"inference.views must be a non-empty list of views, not {raw!r}")
+        if len(raw) > MAX_VIEWS:
+            raise ValueError(f"inference.views lists {len(raw)} views; at most {MAX_VIEWS} are allowed "
+                             "(each one is another inference per face per frame)")
         return tuple(View.from_json(v) for v in raw)
     flip_average = inference.get("flip_average", False)
     if not isinstance(flip_average, bool):
@@ -146,8 +157,14 @@ class Manifest:
         except (OSError, ValueError) as exc:
             raise ModelError(f"model manifest {path} is not readable JSON: {exc}") from None
         try:
-            labels = list(raw["labels"])
+            if not isinstance(raw, dict):
+                raise ValueError("the manifest must be a JSON object")
+            labels = raw["labels"]
+            if not isinstance(labels, list) or not all(isinstance(l, str) for l in labels):
+                raise ValueError(f"labels must be a list of emotion names, not {str(labels)[:80]}")
             inp = raw["input"]
+            if not isinstance(inp, dict):
+                raise ValueError(f"input must be an object, not {str(inp)[:80]}")
             size = tuple(int(v) for v in inp["size"])
             if inp.get("channels", 1) != 1 or len(size) != 2:
                 raise ModelError(f"{path}: input must be one-channel (grayscale) HxW")
@@ -155,9 +172,15 @@ class Manifest:
             if unknown or not labels:
                 raise ModelError(f"{path}: labels {unknown or labels} are not FER+ emotions {KNOWN_LABELS}")
             views = views_from_inference(raw.get("inference", {}))
+            if not isinstance(raw["model"], str) or not isinstance(raw.get("metrics", {}), dict):
+                raise ValueError("model must be a file name and metrics an object")
+            for key in ("scale", "offset"):
+                value = inp[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < 1e6:
+                    raise ValueError(f"input.{key} must be a finite number, not {value!r}")
             return cls(path, path.parent / raw["model"], labels, size, float(inp["scale"]), float(inp["offset"]),
                        str(raw["sha256"]), raw.get("metrics", {}), raw, views)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"{path}: manifest field missing or wrong: {exc}") from None
 
 

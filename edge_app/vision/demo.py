@@ -1,63 +1,31 @@
-"""The built-in demo scene: real face photographs that ship inside installed packages.
+"""The built-in demo scene: real face photographs shipped inside the package.
 
-Faces: matplotlib's ``grace_hopper.jpg`` sample, scikit-image's ``astronaut`` and its
-``lfw_subset`` (200 small Labeled-Faces-in-the-Wild crops), and the ``camera`` image (a
-man turned sideways, found by the profile cascade) for "Distracted". The timeline moves a
-face around, swaps faces, turns away, leaves the frame and comes back, so every
-engagement state shows within one minute. Nothing is read from outside the packages.
+Faces (public domain, see ``photos/PROVENANCE.md``): Grace Hopper, the astronaut Eileen
+Collins, a few reference faces picked per engagement group (``faces.cuts()``; the
+appliance picks, for each group, the face the model places there most confidently), and
+the cameraman turned sideways (found by the profile cascade) for "Distracted". The
+timeline moves a face around, swaps faces, turns away, leaves the frame and comes back,
+so every state the faces allow shows within one minute.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from edge_app.vision import faces
+
 CYCLE_S = 60.0
+DEFAULT_PICKS = [14, 0, 7]  # Migrant Mother, Grace Hopper, the astronaut: until a model chooses
 
 
-@lru_cache(maxsize=1)
 def grace_hopper() -> np.ndarray:
-    from matplotlib import cbook
-
-    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"matplotlib sample {path} is missing")
-    return img
+    return faces.photo("grace_hopper.jpg")
 
 
-@lru_cache(maxsize=1)
 def astronaut() -> np.ndarray:
-    import skimage.data
-
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
-
-
-@lru_cache(maxsize=1)
-def lfw_faces() -> np.ndarray:
-    """200 grayscale 25x25 face crops (uint8)."""
-    import skimage.data
-
-    return (skimage.data.lfw_subset() * 255).astype(np.uint8)
-
-
-@lru_cache(maxsize=1)
-def profile_face() -> np.ndarray:
-    """The cameraman photo, mirrored so the profile cascade finds his face."""
-    import skimage.data
-
-    return cv2.cvtColor(cv2.flip(skimage.data.camera(), 1), cv2.COLOR_GRAY2BGR)
-
-
-def lfw_portrait(index: int, size: int = 200) -> np.ndarray:
-    """An LFW crop blown up into a portrait tile with a neutral border around the face."""
-    face = cv2.resize(lfw_faces()[index], (size, size), interpolation=cv2.INTER_CUBIC)
-    tile = np.full((int(size * 1.6), int(size * 1.6)), 110, np.uint8)
-    off = (tile.shape[0] - size) // 2
-    tile[off : off + size, off : off + size] = face
-    return cv2.cvtColor(tile, cv2.COLOR_GRAY2BGR)
+    return faces.photo("astronaut.jpg")
 
 
 @dataclass(frozen=True)
@@ -66,19 +34,19 @@ class Shot:
 
     start: float
     end: float
-    picture: str  # "grace", "astronaut", "lfw:<i>", "profile", "empty"
+    picture: str  # "grace", "astronaut", "face:<i>" (a reference face), "profile", "empty"
     height: int = 300  # drawn height in pixels
     drift: float = 60.0  # amplitude of the motion in pixels
     exit: bool = False  # slides out of the frame during the shot
 
 
-def timeline(lfw_picks: list[int] | None = None) -> list[Shot]:
-    """The 60-second script; ``lfw_picks`` chooses which LFW faces appear (5 s each)."""
-    picks = (lfw_picks or [3, 17, 42])[:3]
+def timeline(face_picks: list[int] | None = None) -> list[Shot]:
+    """The 60-second script; ``face_picks`` chooses which reference faces appear (5 s each)."""
+    picks = (face_picks or DEFAULT_PICKS)[:3]
     shots = [Shot(0, 10, "grace"), Shot(10, 18, "astronaut", 420)]
     t = 18.0
     for i in picks:
-        shots.append(Shot(t, t + 5, f"lfw:{i}", 300, 30))
+        shots.append(Shot(t, t + 5, f"face:{i}", 300, 30))
         t += 5
     shots += [
         Shot(t, t + 8, "profile", 420, 20),
@@ -92,9 +60,9 @@ def timeline(lfw_picks: list[int] | None = None) -> list[Shot]:
 class DemoScene:
     """Renders the demo frame for any time ``t`` (seconds), deterministically."""
 
-    def __init__(self, width: int = 640, height: int = 480, lfw_picks: list[int] | None = None):
+    def __init__(self, width: int = 640, height: int = 480, face_picks: list[int] | None = None):
         self.width, self.height = width, height
-        self.shots = timeline(lfw_picks)
+        self.shots = timeline(face_picks)
         yy, xx = np.mgrid[0:height, 0:width]
         bg = (40 + 50 * yy / height + 20 * xx / width).astype(np.uint8)
         self.background = cv2.merge([bg + 20, bg + 10, bg])
@@ -111,9 +79,9 @@ class DemoScene:
             elif name == "astronaut":
                 src = astronaut()[20:300, 110:360]
             elif name == "profile":
-                src = profile_face()[40:380, 120:460]
+                src = faces.profile_face()[40:380, 120:460]
             else:
-                src = lfw_portrait(int(name.split(":")[1]))
+                src = faces.cuts()[int(name.split(":")[1])].portrait()
             scale = height / src.shape[0]
             self._pictures[key] = cv2.resize(src, (max(1, int(src.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
         return self._pictures[key]

@@ -51,8 +51,8 @@ class DemoSource(FrameSource):
 
     name = "demo"
 
-    def __init__(self, width=640, height=480, fps=15, realtime=True, lfw_picks=None, start_s=0.0):
-        self.scene = DemoScene(width, height, lfw_picks)
+    def __init__(self, width=640, height=480, fps=15, realtime=True, face_picks=None, start_s=0.0):
+        self.scene = DemoScene(width, height, face_picks)
         self.fps, self.realtime, self.start_s = fps, realtime, start_s
         self._index = 0
         self._t0 = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_app.engagement import Group
 from edge_app.vision.classifier import EmotionClassifier, crop_face
 from edge_app.vision.detector import FaceDetector
 
@@ -45,6 +46,16 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
+# Pillow's modes for 16-bit (and 32-bit integer) grayscale, as PNG decodes them.
+WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _wide_gray_to_bgr(values: np.ndarray) -> np.ndarray:
+    """16-bit grayscale (0-65535) -> 8-bit BGR, scaled, not clipped."""
+    gray = np.clip((values.astype(np.float32) + 128.5) / 257.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
 def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
     """Validated bytes -> BGR array (EXIF orientation applied), or ``ImageRejected``."""
     from PIL import Image, ImageOps
@@ -68,6 +79,8 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
                     f"{limits.max_pixels / 1e6:.0f} MP")
             img.load()
             img = ImageOps.exif_transpose(img)
+            if img.mode in WIDE_GRAY_MODES:  # 16-bit grayscale: convert("RGB") would clip it to 255
+                return _wide_gray_to_bgr(np.asarray(img))
             rgb = np.asarray(img.convert("RGB"))
     except ImageRejected:
         raise
@@ -103,7 +116,7 @@ class Analyzer:
                 "emotion": emotion,
                 "confidence": round(confidence, 4),
                 "probabilities": probabilities,
-                "engagement": self.mapping.get(emotion, "Not engaged"),
+                "engagement": self.mapping.get(emotion, Group.NOT_ENGAGED),
             })
         return faces
 
@@ -124,10 +137,10 @@ def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndar
 
 
 def _colour(level: str) -> tuple[int, int, int]:
-    if level.startswith("Partially") or level.startswith("Distracted"):
+    if level.startswith((Group.PARTIALLY_ENGAGED, Group.DISTRACTED)):
         return (0, 165, 255)
-    if level.startswith("Not engaged"):
+    if level.startswith(Group.NOT_ENGAGED):
         return (0, 0, 255)
-    if level.startswith("Engaged"):
+    if level.startswith(Group.ENGAGED):
         return (0, 200, 0)
     return (255, 128, 0)

@@ -3,9 +3,6 @@
 (function () {
   "use strict";
   const SVGNS = "http://www.w3.org/2000/svg";
-  const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent"];
-  const COLOURS = { "Engaged": "#12a150", "Partially engaged": "#f2a900", "Not engaged": "#d92d20",
-                    "Distracted": "#7a5af8", "Absent": "#98a2b3" };
   const MINUTES = 10;
   const stateEl = document.getElementById("state");
   const chartEl = document.getElementById("timeline");
@@ -25,7 +22,12 @@
     return d.getHours().toString().padStart(2, "0") + ":" + d.getMinutes().toString().padStart(2, "0");
   }
 
+  function groupClass(g) {  // the group's colour, from app.css
+    return "g-" + g.replace(/ /g, "-").toLowerCase();
+  }
+
   function draw(data) {
+    const GROUPS = data.groups;  // the rows, in the device's order
     const W = 600, H = 200, left = 120, right = 22, top = 8, bottom = 24;
     const rowH = (H - top - bottom) / GROUPS.length;
     const x = (t) => left + (W - left - right) * (t - data.from) / (data.now - data.from);
@@ -48,7 +50,7 @@
       const row = GROUPS.indexOf(pts[i].group);
       if (row < 0) continue;
       const r = el("rect", { x: x(t0), y: top + row * rowH + 3, width: Math.max(1, x(t1) - x(t0)),
-                             height: rowH - 6, rx: 3, fill: COLOURS[pts[i].group], "class": "seg-rect" });
+                             height: rowH - 6, rx: 3, "class": "seg-rect " + groupClass(pts[i].group) });
       r.appendChild(el("title", {}, pts[i].level + " from " + fmt(t0)));
       svg.appendChild(r);
       segments++;

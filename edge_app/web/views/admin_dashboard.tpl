@@ -16,7 +16,7 @@
     % for g in groups:
     % s = today['seconds'][g]
     % if s > 0:
-    <span class="seg g-{{g.replace(' ', '-').lower()}} w{{max(5, int(round(s / today['total_s'] * 20)) * 5)}}" title="{{g}}: {{'%.0f' % (s / 60)}} min"></span>
+    <span class="seg {{g.css_class}} w{{max(5, int(round(s / today['total_s'] * 20)) * 5)}}" title="{{g}}: {{'%.0f' % (s / 60)}} min"></span>
     % end
     % end
   </div>
@@ -27,7 +27,7 @@
   {{!chart}}
   <ul class="legend" aria-hidden="true">
     % for g in groups:
-    <li><span class="swatch g-{{g.replace(' ', '-').lower()}}"></span>{{g}}</li>
+    <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
     % end
   </ul>
   % if not any(d['total_s'] for d in days):

@@ -27,7 +27,7 @@
     <tbody>
     % for u in people:
       <tr data-user="{{u['username']}}">
-        <td><a href="/admin/log?user={{u['username']}}">{{u['username']}}</a>{{' (disabled)' if u['disabled'] else ''}}{{' (you)' if u['id'] == me.id else ''}}</td>
+        <td><a href="/admin/log?user={{u['username']}}">{{u['username']}}</a>{{' (disabled)' if u['disabled'] else ''}}{{' (you)' if u['id'] == me.id else ''}}{{!' <strong class="locked">(locked)</strong>' if u['username'].lower() in locked else ''}}</td>
         <td>{{u['role']}}</td>
         <td>{{u['uploads']}}</td>
         <td>{{'%.0f%%' % (u['engaged_share'] * 100) if u['engaged_share'] is not None else '–'}}</td>
@@ -47,6 +47,12 @@
             <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
             <button type="submit" class="secondary">Reset password</button>
           </form>
+          % if u['username'].lower() in locked:
+          <form method="post" action="/admin/users/{{u['id']}}/unlock" class="inline">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <button type="submit" class="secondary">Unlock log-in</button>
+          </form>
+          % end
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">

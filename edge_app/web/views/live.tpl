@@ -13,8 +13,8 @@
       <h2>Last <span id="minutes">10</span> minutes</h2>
       <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes"></div>
       <ul class="legend" aria-hidden="true">
-        % for g in ('Engaged', 'Partially engaged', 'Not engaged', 'Distracted', 'Absent'):
-        <li><span class="swatch g-{{g.replace(' ', '-').lower()}}"></span>{{g}}</li>
+        % for g in groups:
+        <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
         % end
       </ul>
       <p class="hint" id="timeline-empty" hidden>No state changes yet: the chart fills as the loop runs.</p>

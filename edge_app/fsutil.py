@@ -1,0 +1,53 @@
+"""Crash-safe file replacement, the one way this device writes a file that must never be
+seen half-written (models and manifests, kept images, database backups).
+
+A temp file beside the target is written and fsynced, renamed over the target (the
+single commit point: readers see the old file or the new one, never a mix), and the
+directory is fsynced so the rename survives a power cut. On any error the temp file is
+removed and the old file is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make a directory's entries (a rename, a new or removed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield an empty temp file's path beside ``path``; fill it in the ``with`` block (any
+    writer: open(), SQLite, a library's save()). On a clean exit it replaces ``path``; on an
+    exception it is deleted and ``path`` keeps its old content. ``suffix`` is the temp
+    name's ending, for writers that insist on one (Keras wants ``.keras``)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (str is written as UTF-8) all at once or not at all."""
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)

@@ -1,0 +1,54 @@
+"""What readers see of the capture loop: one frozen snapshot per frame.
+
+The loop builds a new ``StateSnapshot`` after each frame and publishes it with one
+reference assignment; the web reads ``loop.snapshot`` without a lock. A reader therefore
+always gets level, emotion, confidence, probabilities and faces of one and the same frame,
+and nothing it holds changes under it (the tracker updates its own state in place).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from edge_app.engagement import EngagementState, group_of
+
+
+def _frozen(d: Mapping) -> Mapping:
+    """A read-only copy; lists inside (a face's box) become tuples."""
+    return MappingProxyType({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """The engagement state and the faces of one processed frame (read-only throughout)."""
+
+    level: str
+    since: float  # loop clock (monotonic) when this level began
+    emotion: str | None = None
+    confidence: float = 0.0
+    probabilities: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # smoothed
+    faces: tuple[Mapping[str, Any], ...] = ()
+    frame_probabilities: tuple[float, ...] | None = None  # the main face in this frame, unsmoothed
+    t: float = 0.0  # loop clock of the frame (same clock as ``since``)
+    seq: int = 0  # frames processed before this snapshot was made (0: none yet)
+
+    @property
+    def group(self) -> str:
+        return group_of(self.level)
+
+    @classmethod
+    def of(cls, state: EngagementState, faces=(), frame_probabilities=None, t: float | None = None,
+           seq: int = 0) -> "StateSnapshot":
+        """Copy the tracker's (mutable) state and this frame's faces into a frozen snapshot
+        (``t`` defaults to when the state began: no frame yet)."""
+        return cls(state.level, state.since, state.emotion, state.confidence, _frozen(state.probabilities),
+                   tuple(_frozen(f) for f in faces),
+                   None if frame_probabilities is None else tuple(float(p) for p in frame_probabilities),
+                   state.since if t is None else t, seq)
+
+    def public(self) -> dict:
+        """The JSON body of ``/api/state`` (without the loop's health fields)."""
+        return {"level": self.level, "group": self.group, "emotion": self.emotion,
+                "confidence": round(self.confidence, 3), "since": self.since, "t": self.t, "seq": self.seq,
+                "probabilities": dict(self.probabilities)}

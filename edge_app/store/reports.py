@@ -1,0 +1,170 @@
+"""Read-only queries the web UI shows: the unified log, day summaries, the timeline,
+upload history, per-user summaries and the image paths behind them.
+
+They live beside the schema (``database``) so a table change is one package's concern;
+the web routes only format what these return.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+
+from edge_app.engagement import GROUPS, Group
+from edge_app.store.database import GROUP_COLUMNS, Store
+
+
+# ------------------------------------------------------------ the unified log
+@dataclass
+class LogFilter:
+    user: str = ""
+    level: str = ""
+    emotion: str = ""
+    kind: str = ""
+    date_from: str = ""
+    date_to: str = ""
+
+    @classmethod
+    def from_query(cls, q) -> "LogFilter":
+        """From a query mapping with ``getunicode`` (bottle's ``request.query``)."""
+        return cls(*(q.getunicode(k, "").strip() for k in ("user", "level", "emotion", "kind", "from", "to")))
+
+    def params(self) -> dict:
+        pairs = {"user": self.user, "level": self.level, "emotion": self.emotion, "kind": self.kind,
+                 "from": self.date_from, "to": self.date_to}
+        return {k: v for k, v in pairs.items() if v}
+
+    def where(self) -> tuple[str, list]:
+        """SQL conditions on the unified log; raises ValueError with a message for a bad value."""
+        conds: list[str] = []
+        args: list[object] = []
+        if self.user:
+            conds.append("username = ?")
+            args.append(self.user)
+        if self.level:
+            if self.level not in GROUPS:
+                raise ValueError(f"engagement level {self.level!r} is unknown; use one of {', '.join(GROUPS)}")
+            conds.append("grp = ?")
+            args.append(self.level)
+        if self.emotion:
+            conds.append("emotion = ?")
+            args.append(self.emotion)
+        if self.kind:
+            if self.kind not in ("live", "upload"):
+                raise ValueError("kind is live or upload")
+            conds.append("kind = ?")
+            args.append(self.kind)
+        for value, op, shift in ((self.date_from, ">=", 0), (self.date_to, "<", 1)):
+            if value:
+                try:
+                    day = dt.datetime.strptime(value, "%Y-%m-%d") + dt.timedelta(days=shift)
+                except ValueError:
+                    raise ValueError(f"date {value!r} is not a date like 2026-01-31") from None
+                conds.append(f"t {op} ?")
+                args.append(day.timestamp())
+        return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+def _group_case(col: str) -> str:
+    """SQL for ``engagement.group_of``: a level's group by its prefix."""
+    return ("CASE " + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in GROUPS)
+            + f" ELSE '{Group.NOT_ENGAGED}' END")
+
+
+LOG_SQL = (
+    "("
+    "SELECT 'live' AS kind, t, level, grp, emotion, confidence, NULL AS username, NULL AS upload_id, "
+    "NULL AS image_path, NULL AS filename, NULL AS probabilities FROM state_changes "
+    "UNION ALL "
+    f"SELECT 'upload', u.created, f.engagement, {_group_case('f.engagement')}, f.emotion, f.confidence, us.username, "
+    "u.id, u.image_path, u.filename, f.probabilities "
+    "FROM upload_faces f JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id"
+    ")"
+)
+
+
+def query_log(store: Store, flt: LogFilter, page: int | None = None, page_size: int = 50) -> tuple[list, int]:
+    """(rows, total matching) of the unified log, newest first; ``page`` None: all rows."""
+    where, args = flt.where()
+    total = store.query(f"SELECT COUNT(*) FROM {LOG_SQL}{where}", args)[0][0]
+    sql = f"SELECT * FROM {LOG_SQL}{where} ORDER BY t DESC"
+    if page is not None:
+        sql += f" LIMIT {int(page_size)} OFFSET {max(0, page - 1) * int(page_size)}"
+    return store.query(sql, args), total
+
+
+def log_emotions(store: Store) -> list[str]:
+    """Every emotion the log holds, for the filter's choices."""
+    return [r[0] for r in store.query(
+        "SELECT DISTINCT emotion FROM upload_faces UNION SELECT DISTINCT emotion FROM state_changes "
+        "WHERE emotion IS NOT NULL ORDER BY 1")]
+
+
+# ------------------------------------------------------------ dashboard
+def day_summary(store: Store, start: float, end: float) -> dict:
+    cols = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in GROUP_COLUMNS.values())
+    row = store.query(f"SELECT {cols} FROM minute_stats WHERE minute >= ? AND minute < ?", (start, end))[0]
+    seconds = {g: float(row[c]) for g, c in GROUP_COLUMNS.items()}
+    total = sum(seconds.values())
+    alerts = store.query("SELECT COUNT(*) FROM alerts WHERE t >= ? AND t < ?", (start, end))[0][0]
+    uploads = store.query("SELECT COUNT(*) FROM uploads WHERE created >= ? AND created < ?", (start, end))[0][0]
+    return {"seconds": seconds, "total_s": total, "engaged_share": seconds[Group.ENGAGED] / total if total else None,
+            "absent_s": seconds[Group.ABSENT], "alerts": alerts, "uploads": uploads}
+
+
+def recent_alerts(store: Store, limit: int = 5) -> list[sqlite3.Row]:
+    return store.query("SELECT id, t, level, snapshot_path FROM alerts ORDER BY t DESC LIMIT ?", (limit,))
+
+
+def student_summaries(store: Store) -> list[dict]:
+    """Per user: uploads, faces, share of faces per engagement group and the dominant group."""
+    rows = store.query(
+        f"SELECT us.id, us.username, us.role, us.disabled, us.last_login, us.created, "
+        "(SELECT COUNT(*) FROM uploads WHERE user_id = us.id) AS uploads, "  # not per group: an upload spans groups
+        f"COUNT(f.id) AS faces, {_group_case('f.engagement')} AS grp, "
+        "MAX(u.created) AS last_upload "
+        "FROM users us LEFT JOIN uploads u ON u.user_id = us.id LEFT JOIN upload_faces f ON f.upload_id = u.id "
+        "GROUP BY us.id, grp ORDER BY us.username")
+    users: dict[int, dict] = {}
+    for r in rows:
+        u = users.setdefault(r["id"], {"id": r["id"], "username": r["username"], "role": r["role"],
+                                       "disabled": bool(r["disabled"]), "last_login": r["last_login"],
+                                       "uploads": 0, "faces": 0, "groups": dict.fromkeys(GROUPS, 0),
+                                       "last_upload": None})
+        u["uploads"] = r["uploads"]
+        if r["faces"]:
+            u["faces"] += r["faces"]
+            u["groups"][r["grp"]] += r["faces"]
+        if r["last_upload"]:
+            u["last_upload"] = max(u["last_upload"] or 0, r["last_upload"])
+    for u in users.values():
+        u["dominant"] = max(u["groups"], key=u["groups"].get) if u["faces"] else None
+        u["engaged_share"] = u["groups"][Group.ENGAGED] / u["faces"] if u["faces"] else None
+    return sorted(users.values(), key=lambda u: u["username"].lower())
+
+
+# ------------------------------------------------------------ live timeline
+def timeline(store: Store, cutoff: float) -> tuple[sqlite3.Row | None, list[sqlite3.Row]]:
+    """(the last state change at or before ``cutoff``, the changes after it in order)."""
+    before = store.query("SELECT t, level, grp FROM state_changes WHERE t <= ? ORDER BY t DESC LIMIT 1", (cutoff,))
+    rows = store.query("SELECT t, level, grp FROM state_changes WHERE t > ? ORDER BY t", (cutoff,))
+    return (before[0] if before else None), rows
+
+
+# ------------------------------------------------------------ uploads and stored images
+def recent_uploads(store: Store, user_id: int, limit: int = 10) -> list[sqlite3.Row]:
+    """A user's latest uploads with their faces' levels joined by "; "."""
+    return store.query(
+        "SELECT u.id, u.created, u.filename, u.face_count, "
+        "(SELECT group_concat(f.engagement, '; ') FROM upload_faces f WHERE f.upload_id = u.id) AS levels "
+        "FROM uploads u WHERE u.user_id = ? ORDER BY u.created DESC LIMIT ?", (user_id, limit))
+
+
+def upload_image_path(store: Store, upload_id: int) -> str | None:
+    rows = store.query("SELECT image_path FROM uploads WHERE id = ?", (upload_id,))
+    return rows[0]["image_path"] if rows else None
+
+
+def alert_snapshot_path(store: Store, alert_id: int) -> str | None:
+    rows = store.query("SELECT snapshot_path FROM alerts WHERE id = ?", (alert_id,))
+    return rows[0]["snapshot_path"] if rows else None

@@ -1,0 +1,118 @@
+"""The admin log: filtered and paged (HTML and JSON), CSV export, and the stored upload
+images and alert snapshots the log links to (admins only, never cached)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from urllib.parse import urlencode
+
+import bottle
+from bottle import HTTPResponse, request, response
+
+from edge_app.engagement import GROUPS
+from edge_app.store import reports
+from edge_app.store.reports import LogFilter
+from edge_app.web.guard import Guard, json_error
+
+PAGE_SIZE = 50
+
+
+def _csv_safe(value):
+    """Spreadsheet formula injection: a text cell never starts with = + - @."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _log_request() -> tuple[LogFilter, int]:
+    flt = LogFilter.from_query(request.query)
+    try:
+        page_no = max(1, int(request.query.get("page", 1)))
+    except ValueError:
+        page_no = 1
+    return flt, page_no
+
+
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    def query_log(flt: LogFilter, page_no: int | None):
+        return reports.query_log(ctx.store, flt, page_no, PAGE_SIZE)
+
+    @app.get("/admin/log")
+    def log_page():
+        guard.require_user(admin=True)
+        flt, page_no = _log_request()
+        try:
+            rows, total = query_log(flt, page_no)
+            error = ""
+        except ValueError as exc:
+            rows, total, error = [], 0, f"Filter not applied: {exc}."
+        pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+        emotions = reports.log_emotions(ctx.store)
+        users = [u.username for u in ctx.accounts.list_users()]
+        body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,
+                          query=urlencode(flt.params()), emotions=emotions, users=users, groups=GROUPS, error=error)
+        return HTTPResponse(body, 400) if error else body
+
+    @app.get("/admin/log.csv")
+    def log_csv():
+        guard.require_user(admin=True)
+        flt = LogFilter.from_query(request.query)
+        try:
+            rows, _ = query_log(flt, None)
+        except ValueError as exc:
+            return HTTPResponse(guard.page("error", title="Bad filter", message=f"No CSV: {exc}."), 400)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["kind", "time", "user", "engagement", "group", "emotion", "confidence", "file"])
+        for r in rows:
+            writer.writerow([_csv_safe(v) for v in (
+                r["kind"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])), r["username"] or "",
+                r["level"], r["grp"], r["emotion"] or "",
+                f"{r['confidence']:.4f}" if r["confidence"] is not None else "", r["filename"] or "")])
+        response.content_type = "text/csv; charset=utf-8"
+        stamp = time.strftime("%Y%m%d-%H%M")
+        response.set_header("Content-Disposition", f'attachment; filename="engage-log-{stamp}.csv"')
+        return out.getvalue()
+
+    @app.get("/api/admin/log")
+    def api_log():
+        guard.require_user(admin=True)
+        flt, page_no = _log_request()
+        try:
+            rows, total = query_log(flt, page_no)
+        except ValueError as exc:
+            return json_error(400, str(exc))
+        response.content_type = "application/json"
+        keys = ("kind", "t", "username", "level", "grp", "emotion", "confidence", "upload_id", "filename")
+        return json.dumps({"total": total, "page": page_no, "page_size": PAGE_SIZE,
+                           "rows": [{k: r[k] for k in keys} for r in rows]})
+
+    @app.get("/admin/image/<upload_id:int>")
+    def stored_image(upload_id):
+        guard.require_user(admin=True)
+        relative = reports.upload_image_path(ctx.store, upload_id)
+        if not relative:
+            return HTTPResponse(guard.page("error", title="No image", message="No image is stored for this upload "
+                                           "(the privacy setting may keep none, or it was purged)."), 404)
+        try:
+            path = ctx.store.image_file(relative)
+        except ValueError:
+            return HTTPResponse("refused", 404)
+        resp = bottle.static_file(path.name, root=str(path.parent), mimetype="image/jpeg")
+        resp.set_header("Cache-Control", "private, no-store")
+        return resp
+
+    @app.get("/admin/alert/<alert_id:int>.jpg")
+    def alert_snapshot(alert_id):
+        guard.require_user(admin=True)
+        relative = reports.alert_snapshot_path(ctx.store, alert_id)
+        if not relative:
+            return HTTPResponse(guard.page("error", title="No snapshot",
+                                           message="No snapshot is stored for this alert."), 404)
+        try:
+            path = ctx.store.image_file(relative)
+        except ValueError:
+            return HTTPResponse("refused", 404)
+        return bottle.static_file(path.name, root=str(path.parent), mimetype="image/jpeg")

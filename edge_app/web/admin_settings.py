@@ -1,0 +1,109 @@
+"""The admin settings page: the live-tunable settings, applied to the running loop at once
+and saved in the database so they outlive restarts (``with_saved_settings`` at start-up)."""
+from __future__ import annotations
+
+import logging
+
+import bottle
+from bottle import HTTPResponse, request
+
+from edge_app import config as config_mod
+from edge_app.engagement import LEVEL_GROUPS
+from edge_app.store.database import Store
+from edge_app.web.guard import Guard
+
+log = logging.getLogger(__name__)
+SETTINGS_KEY = "config_overrides"
+
+# (dotted key, label, kind, help) of what admins may change, from the config schema;
+# kind: float, int, bool, str or a tuple of choices
+SETTINGS: list[config_mod.AdminSetting] = config_mod.admin_settings()
+
+
+# ------------------------------------------------------------ settings persistence
+def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Config:
+    """``cfg`` with the admin's saved settings applied (a bad saved value is skipped, logged)."""
+    saved = store.get_setting(SETTINGS_KEY, {}) or {}
+    for dotted, value in saved.items():
+        try:
+            cfg = config_mod.with_changes(cfg, {dotted: value})
+        except config_mod.ConfigError as exc:
+            log.warning("ignoring a saved setting: %s", exc)
+    return cfg
+
+
+def apply_settings(ctx, changes: dict) -> None:
+    """Validate ``changes`` (dotted keys) into a new config, persist them, then hand the
+    new config whole to the web context, the analyzer and the loop. The old config object
+    is never edited: the loop may be reading it. Raises ``ConfigError``, changing nothing."""
+    new = config_mod.with_changes(ctx.cfg, changes)
+    saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
+    saved.update(changes)
+    ctx.store.set_setting(SETTINGS_KEY, saved)
+    ctx.cfg = new
+    ctx.analyzer.mapping = dict(new.engagement.mapping)
+    if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
+        ctx.loop.apply_config(new)
+
+
+def _parse_setting(dotted: str, label: str, kind, raw: str | None):
+    if kind is bool:
+        return raw in ("on", "true", "1")
+    raw = (raw or "").strip()
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise config_mod.ConfigError(f"{label}: {raw!r} is not a number") from None
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise config_mod.ConfigError(f"{label}: {raw!r} is not a whole number") from None
+    return raw
+
+
+# ------------------------------------------------------------ routes
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    def settings_values() -> dict:
+        values = {}
+        for dotted, *_ in SETTINGS:
+            section, key = dotted.split(".")
+            values[dotted] = getattr(getattr(ctx.cfg, section), key)
+        return values
+
+    def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None):
+        mapping = (values or {}).get("mapping") or ctx.cfg.engagement.mapping
+        levels = sorted(set(config_mod.defaults().engagement.mapping.values()) | set(mapping.values())
+                        | set(LEVEL_GROUPS))
+        body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values or settings_values(),
+                          mapping=mapping, levels=levels, error=error, done=done)
+        return HTTPResponse(body, status) if status != 200 else body
+
+    @app.get("/admin/settings")
+    def settings_page():
+        guard.require_user(admin=True)
+        return render_settings()
+
+    @app.post("/admin/settings")
+    def save_settings():
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        changes = {}
+        # what the admin typed, shown again beside the error
+        shown = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
+                 else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
+        shown["mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
+                            for emotion in ctx.cfg.engagement.mapping}
+        try:
+            for dotted, label, kind, _ in SETTINGS:
+                value = _parse_setting(dotted, label, kind, request.forms.getunicode(dotted))
+                if isinstance(kind, tuple) and value not in kind:
+                    raise config_mod.ConfigError(f"{label}: choose one of {', '.join(kind)}")
+                changes[dotted] = value
+            changes["engagement.mapping"] = dict(shown["mapping"])
+            apply_settings(ctx, changes)
+        except config_mod.ConfigError as exc:
+            return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown)
+        log.info("admin %s changed settings", me.username)
+        return render_settings(done="Saved. The live loop uses the new settings now.")

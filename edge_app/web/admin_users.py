@@ -1,0 +1,87 @@
+"""Admin user management: the users page with per-user summaries, creating users, and
+the per-user actions (disable, enable, reset password, delete data, delete)."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+import bottle
+from bottle import HTTPResponse, request
+
+from edge_app.engagement import GROUPS
+from edge_app.store import reports
+from edge_app.store.accounts import ROLES, AuthError
+from edge_app.web.guard import Guard
+
+log = logging.getLogger(__name__)
+
+
+def flash_redirect(path: str, message: str, error: bool = False) -> None:
+    """Back to ``path`` with the outcome shown there (``done`` or ``error`` in the query)."""
+    raise bottle.redirect(path + ("?" + urlencode({"error" if error else "done": message})))
+
+
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    @app.get("/admin/users")
+    def users_page():
+        me = guard.require_user(admin=True)
+        level = request.query.getunicode("level", "")
+        people = reports.student_summaries(ctx.store)
+        if level:
+            people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
+        return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
+                          me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""),
+                          error=request.query.getunicode("error", ""))
+
+    @app.post("/admin/users")
+    def create_user():
+        guard.require_user(admin=True)
+        guard.check_csrf()
+        f = request.forms
+        try:
+            user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
+                                            f.getunicode("role", "student"))
+        except AuthError as exc:
+            flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
+        log.info("admin created user %s (%s)", user.username, user.role)
+        flash_redirect("/admin/users", f"Created {user.role} {user.username}.")
+
+    @app.post("/admin/users/<user_id:int>/<action>")
+    def user_action(user_id, action):
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        target = ctx.accounts.get(user_id)
+        if target is None:
+            flash_redirect("/admin/users", "That user no longer exists.", error=True)
+        if target.id == me.id and action in ("disable", "delete"):
+            flash_redirect("/admin/users", "You cannot disable or delete your own account.", error=True)
+        if (target.is_admin and not target.disabled and action in ("disable", "delete")
+                and ctx.accounts.count_admins() <= 1):
+            flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
+        if action == "disable":
+            ctx.accounts.set_disabled(user_id, True)
+            message = f"Disabled {target.username}: they are logged out and cannot log in."
+        elif action == "enable":
+            ctx.accounts.set_disabled(user_id, False)
+            message = f"Enabled {target.username}."
+        elif action == "password":
+            try:
+                ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""))
+            except AuthError as exc:
+                flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
+            message = f"New password set for {target.username}; their sessions ended."
+        elif action == "unlock":
+            n = ctx.accounts.unlock(target.username)
+            message = f"Unlocked {target.username}: {n} failed log-ins forgotten."
+        elif action == "delete-data":
+            n = ctx.store.delete_user_data(user_id)
+            message = f"Deleted {n} uploads and their images for {target.username}."
+        elif action == "delete":
+            n = ctx.store.delete_user_data(user_id)
+            ctx.accounts.delete_user(user_id)
+            message = f"Deleted {target.username} and {n} uploads."
+        else:
+            return HTTPResponse(guard.page("error", title="Unknown action",
+                                           message=f"{action!r} is not a user action."), 404)
+        log.info("admin %s: %s", me.username, message)
+        flash_redirect("/admin/users", message)

@@ -1,0 +1,97 @@
+"""Log-in, log-out and the user's own account page (the session cookie's whole life)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import bottle
+from bottle import HTTPError, HTTPResponse, request, response
+
+from edge_app.store.accounts import AuthError, LoginThrottled
+from edge_app.web.guard import COOKIE, Guard, client_address, json_error
+
+log = logging.getLogger(__name__)
+
+
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    page = guard.page
+
+    @app.get("/")
+    def index():
+        user = guard.require_user()
+        return bottle.redirect("/admin" if user.is_admin else "/upload")
+
+    @app.get("/login")
+    def login_page():
+        return page("login", title="Log in", error="", next=request.query.get("next", "/"))
+
+    @app.post("/login")
+    def login():
+        username, password = request.forms.getunicode("username", ""), request.forms.getunicode("password", "")
+        nxt = request.forms.getunicode("next", "/") or "/"
+        if not nxt.startswith("/") or nxt.startswith("//"):
+            nxt = "/"
+        try:
+            user = ctx.accounts.login(username, password, client_address())
+        except LoginThrottled as exc:
+            log.warning("log-in refused for %r from %s: throttled", username, client_address())
+            return HTTPResponse(page("login", title="Log in", error=str(exc), next=nxt, username=username), 429,
+                                {"Retry-After": str(int(exc.retry_after) + 1)})
+        if not user:
+            log.info("failed login for %r from %s", username, client_address())
+            return HTTPResponse(page("login", title="Log in", error="Wrong user name or password.", next=nxt,
+                                     username=username), 401)
+        token, _ = ctx.accounts.start_session(user)
+        guard.set_session_cookie(token)
+        return bottle.redirect(nxt)
+
+    @app.post("/api/login")
+    def api_login():
+        guard.check_same_origin()
+        try:
+            data = request.json if request.json else request.forms
+        except HTTPError:
+            return json_error(400, "send JSON {\"username\": ..., \"password\": ...} or a form")
+        try:
+            user = ctx.accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())
+        except LoginThrottled as exc:
+            return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
+                                {"Content-Type": "application/json", "Retry-After": str(int(exc.retry_after) + 1)})
+        if not user:
+            return json_error(401, "wrong user name or password")
+        token, csrf = ctx.accounts.start_session(user)
+        guard.set_session_cookie(token)
+        response.content_type = "application/json"
+        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf})
+
+    @app.post("/logout")
+    def logout():
+        guard.check_csrf()
+        token = request.get_cookie(COOKIE)
+        if token:
+            ctx.accounts.end_session(token)
+        response.delete_cookie(COOKIE, path="/")
+        return bottle.redirect("/login")
+
+    @app.get("/account")
+    def account_page():
+        guard.require_user()
+        return page("account", title="Your account", error="", done=False)
+
+    @app.post("/account")
+    def change_password():
+        user = guard.require_user()
+        guard.check_csrf()
+        current_pw = request.forms.getunicode("current", "")
+        new, again = request.forms.getunicode("new", ""), request.forms.getunicode("again", "")
+        try:
+            if new != again:
+                raise AuthError("the two new passwords differ")
+            ctx.accounts.change_password(user, current_pw, new)
+        except AuthError as exc:
+            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
+        # every old session ended with the change; this browser gets a fresh one
+        token, csrf = ctx.accounts.start_session(user)
+        guard.set_session_cookie(token)
+        guard.remember(user, csrf)
+        return page("account", title="Your account", error="", done=True)

@@ -1,0 +1,93 @@
+"""What every route shares: the request's user, the log-in, role, CSRF and same-origin
+checks, the session cookie, and the page and JSON-error renderers that refusals use.
+
+Bottle's ``request`` and ``response`` are per-thread, so one ``Guard`` per app serves
+every request; the user is looked up once per request and cached in its environ.
+"""
+from __future__ import annotations
+
+import json
+
+import bottle
+from bottle import HTTPResponse, request, response
+
+from edge_app import __version__
+from edge_app.store.accounts import User
+
+COOKIE = "ee_session"
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def json_error(status: int, message: str) -> HTTPResponse:
+    return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
+
+
+def client_address() -> str:
+    # the socket's peer, never X-Forwarded-For (a client could set that to dodge throttling)
+    return request.environ.get("REMOTE_ADDR") or "unknown"
+
+
+class Guard:
+    """The checks and renderers routes call; built once by ``make_app`` from the context."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.secure_cookie = bool(ctx.cfg["web"]["tls_cert"])
+
+    def current(self) -> tuple[User, str] | None:
+        """The logged-in user and their CSRF token, or None."""
+        cached = request.environ.get("ee.user")
+        if cached is None:
+            cached = self.ctx.accounts.session_user(request.get_cookie(COOKIE)) or False
+            request.environ["ee.user"] = cached
+        return cached or None
+
+    def remember(self, user: User, csrf: str) -> None:
+        """This request now belongs to ``user`` (after a session change mid-request)."""
+        request.environ["ee.user"] = (user, csrf)
+
+    def require_user(self, admin: bool = False) -> User:
+        found = self.current()
+        if not found:
+            if wants_json() or request.path in ("/live.mjpg",):
+                raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
+            raise bottle.redirect("/login?next=" + bottle.html_quote(request.fullpath))
+        user = found[0]
+        if admin and not user.is_admin:
+            if wants_json():
+                raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})
+            raise HTTPResponse(self.page("error", title="Not allowed", message="This page is for admins only."), 403)
+        return user
+
+    def check_csrf(self) -> None:
+        found = self.current()
+        try:
+            token = request.forms.get("csrf") or request.headers.get("X-CSRF-Token")
+        except (UnicodeDecodeError, ValueError):  # a malformed form body is refused like a stale one
+            token = None
+        if not found or not token or token != found[1]:
+            raise HTTPResponse(self.page("error", title="Form expired",
+                                         message="The form was stale: reload the page and try again."), 403)
+
+    def check_same_origin(self) -> None:
+        origin = request.headers.get("Origin")
+        if origin and (origin == "null" or origin.split("://", 1)[-1] != request.headers.get("Host")):
+            if wants_json():
+                raise HTTPResponse(json.dumps({"error": "cross-site request refused"}), 403,
+                                   {"Content-Type": "application/json"})
+            raise HTTPResponse(self.page("error", title="Refused", message="This form was sent from another site, so "
+                                         "it was refused. Open this device's page directly and try again."), 403)
+
+    def set_session_cookie(self, token: str) -> None:
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=self.secure_cookie, path="/",
+                            max_age=int(self.ctx.accounts.max_age_s))
+
+    def page(self, name: str, **values) -> str:
+        """Render ``views/<name>.tpl`` with the user, CSRF token and version every page shows."""
+        found = self.current()
+        values.setdefault("title", "engage-edge")
+        return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
+                               version=__version__, path=request.path, **values)

@@ -1,0 +1,83 @@
+"""Health for machines: ``/healthz`` (JSON, 503 when degraded, for watchdogs and load
+balancers) and ``/metrics`` (Prometheus text, loopback and admins only by default)."""
+from __future__ import annotations
+
+import json
+import time
+
+import bottle
+from bottle import request, response
+
+from edge_app import __version__
+from edge_app.runtime.health import CameraState, StoreState
+from edge_app.web.guard import Guard, json_error
+
+
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    metrics_fallback: list = []  # a registry for an appliance without a capture loop, made on first scrape
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus text format (prometheus-client), from the loop's own registry."""
+        from edge_app.runtime.metrics import CONTENT_TYPE_LATEST, Metrics
+
+        # the current engagement state is personal data: loopback (a local scraper or
+        # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
+        remote = request.remote_addr or ""
+        if not (ctx.cfg["web"]["metrics_public"] or remote.startswith("127.") or remote == "::1"):
+            found = guard.current()
+            if not found or not found[0].is_admin:
+                return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
+        if ctx.loop is not None:
+            m = ctx.loop.metrics
+        else:
+            if not metrics_fallback:
+                metrics_fallback.append(Metrics())
+                metrics_fallback[0].watch_disk(ctx.store.data_dir)
+            m = metrics_fallback[0]
+        m.set_model(ctx.analyzer.classifier.manifest)  # the model in use now (it may have been swapped)
+        response.content_type = CONTENT_TYPE_LATEST
+        return m.render()
+
+    @app.get("/healthz")
+    def healthz():
+        response.content_type = "application/json"
+        h = ctx.loop.health if ctx.loop else None
+        reasons = []
+        if h and h.camera != CameraState.OK:
+            reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
+        if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg["camera"]["read_timeout_s"]:
+            reasons.append(f"camera: no frame for {time.time() - h.last_frame:.0f} s")
+        if ctx.loop is not None and h is not None and h.camera not in (CameraState.STARTING, CameraState.STOPPED) and not ctx.loop.alive:
+            reasons.append("capture loop is not running: restart the service (journalctl -u engage-edge says why)")
+        if h and h.store != StoreState.OK:
+            reasons.append(f"store {h.store}: {h.store_error}")
+        try:
+            free_mb = round(ctx.store.free_mb(), 1)
+            if free_mb < ctx.cfg["store"]["min_free_mb"] and not any(r.startswith("store disk full") for r in reasons):
+                reasons.append(f"disk: {free_mb:.0f} MB free in {ctx.store.data_dir}, below store.min_free_mb = "
+                               f"{ctx.cfg['store']['min_free_mb']:g}: logging is paused; free some space")
+        except OSError as exc:
+            free_mb = None
+            reasons.append(f"disk: {ctx.store.data_dir} is not accessible: {exc}")
+        try:
+            ctx.store.schema_version()
+        except Exception as exc:  # sqlite3.Error, StoreError
+            reasons.append(f"database {ctx.store.path}: {exc}")
+        body = {
+            "disk_free_mb": free_mb,
+            "store": h.store if h else StoreState.OK,
+            "dropped": h.dropped if h else 0,
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "camera": h.camera if h else "off",
+            "model": {"sha256": ctx.analyzer.classifier.manifest.sha256,
+                      "file": ctx.analyzer.classifier.manifest.model_path.name},
+            "fps": round(h.fps, 2) if h else 0.0,
+            "frames": h.frames if h else 0,
+            "uptime_s": round(time.time() - ctx.started, 1),
+            "version": __version__,
+        }
+        if reasons:
+            response.status = 503
+        return json.dumps(body)

@@ -1,0 +1,102 @@
+"""The live view: its page, the current state, the timeline chart's data and the MJPEG stream.
+
+cheroot streams generator responses as they are produced, so an endless MJPEG stream
+holds one worker thread and nothing is buffered; ``ViewerSlots`` bounds the viewers so
+the pool always has threads left for pages.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import bottle
+from bottle import request, response
+
+from edge_app.engagement import ABSENT, GROUPS
+from edge_app.runtime.capture import LiveFrame
+from edge_app.runtime.live import mjpeg_stream
+from edge_app.store import reports
+from edge_app.web.guard import Guard, json_error
+
+
+class ViewerSlots:
+    """A bounded number of concurrent MJPEG viewers."""
+
+    def __init__(self, limit: int, live: LiveFrame | None):
+        self.limit, self.live = limit, live
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+            if self.live:
+                self.live.viewers = self.count
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.count = max(0, self.count - 1)
+            if self.live:
+                self.live.viewers = self.count
+
+
+def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    viewers = ViewerSlots(ctx.cfg["web"]["max_viewers"], ctx.live)
+    app.config["viewers"] = viewers
+
+    @app.get("/live")
+    def live_page():
+        guard.require_user()
+        return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS)
+
+    @app.get("/api/state")
+    def api_state():
+        guard.require_user()
+        response.content_type = "application/json"
+        if not ctx.loop:
+            return json.dumps({"level": None})
+        state = ctx.loop.snapshot.public()  # one frame's frozen state: fields never mix frames
+        return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
+
+    @app.get("/api/timeline")
+    def api_timeline():
+        """The engagement level over the last minutes: the state changes, for the live chart."""
+        guard.require_user()
+        try:
+            minutes = min(60, max(1, int(request.query.get("minutes", 10))))
+        except ValueError:
+            return json_error(400, "minutes must be a whole number from 1 to 60")
+        now = time.time()
+        cutoff = now - minutes * 60
+        before, rows = reports.timeline(ctx.store, cutoff)
+        points = []
+        if before:
+            points.append({"t": cutoff, "level": before["level"], "group": before["grp"]})
+        elif ctx.loop and ctx.started > cutoff:
+            points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
+        points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
+        response.content_type = "application/json"
+        return json.dumps({"from": cutoff, "now": now, "points": points,
+                           "groups": list(GROUPS)})
+
+    @app.get("/live.mjpg")
+    def live_stream():
+        guard.require_user()
+        if ctx.live is None or ctx.loop is None:
+            return json_error(503, "no live camera loop is running")
+        if not viewers.acquire():
+            return json_error(503, f"the live view already has {viewers.limit} viewers; try again later")
+        response.content_type = "multipart/x-mixed-replace; boundary=frame"
+        response.set_header("Cache-Control", "no-store")
+
+        def frames():
+            try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
+                yield from mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg["web"]["stream_fps"])
+            finally:
+                viewers.release()
+
+        return frames()

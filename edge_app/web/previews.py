@@ -1,0 +1,32 @@
+"""How an analysed photo is shown back: a scaled, annotated preview and face thumbnails,
+inlined as data URIs so no image is ever served from a URL or cached by the browser."""
+from __future__ import annotations
+
+import base64
+
+import cv2
+
+
+def data_uri(bgr) -> str:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def face_crop(bgr, box, size: int):
+    x, y, w, h = box
+    m = int(0.15 * max(w, h))
+    H, W = bgr.shape[:2]
+    crop = bgr[max(0, y - m):min(H, y + h + m), max(0, x - m):min(W, x + w + m)]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) if crop.size else bgr[:1, :1]
+
+
+def thumbnail(bgr, width: int):
+    h, w = bgr.shape[:2]
+    if w <= width:
+        return bgr.copy()
+    return cv2.resize(bgr, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
+
+
+def scale_faces(faces: list[dict], from_w: int, to_w: int) -> list[dict]:
+    s = to_w / from_w
+    return [{**f, "box": [int(v * s) for v in f["box"]]} for f in faces]

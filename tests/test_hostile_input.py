@@ -1,0 +1,67 @@
+"""Hostile or unusual input outside the web server (issue 14 item 12): 16-bit PNGs, a
+read-only data directory, a planted lock-file link."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import skip_unless_ci
+from PIL import Image
+
+from edge_app.models import registry as flash
+from edge_app.store.database import Store, StoreError
+from edge_app.vision.stills import decode_image
+
+
+def test_a_16_bit_grayscale_png_decodes_to_the_same_picture():
+    ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (64, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")  # mode I;16
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    bgr = decode_image(buf.getvalue())
+    assert bgr.shape == (64, 256, 3) and bgr.dtype == np.uint8
+    expected = np.round(ramp[0].astype(np.float64) / 257).astype(int)
+    assert np.abs(bgr[0, :, 0].astype(int) - expected).max() <= 1
+    assert (bgr == 255).mean() < 0.01, "most pixels clipped to white"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A data directory on a file system mounted read-only (a tmpfs, remounted)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip_unless_ci(f"mounting a tmpfs needs root (CI runs as root): {r.stderr.strip()}")
+    try:
+        (mnt / "data").mkdir()
+        Store(mnt / "data").close()  # a real database, then the disk turns read-only
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        yield mnt / "data"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_read_only_data_dir_is_named_as_such_not_as_a_corrupt_database(read_only_dir, tmp_path):
+    with pytest.raises(StoreError) as err:
+        Store(read_only_dir)
+    assert "not writable" in str(err.value) and "read-only" in str(err.value)
+    assert "Restore a backup" not in str(err.value)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    r = subprocess.run([sys.executable, "-m", "edge_app", "run", "--config", str(empty), "--source", "demo",
+                        "--port", "0", "--data-dir", str(read_only_dir)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is not writable" in r.stderr and "Restore a backup" not in r.stderr
+
+
+def test_the_model_lock_never_follows_a_planted_link(cfg, tmp_path):
+    models = flash.models_dir(cfg)
+    models.mkdir(parents=True)
+    target = tmp_path / "victim.conf"  # what an engage-owned link would make root's CLI create
+    (models / ".lock").symlink_to(target)
+    with pytest.raises(flash.FlashError, match="symbolic link"):
+        flash.rollback(cfg)
+    assert not target.exists()

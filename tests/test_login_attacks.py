@@ -1,0 +1,126 @@
+"""Log-in attacks from the security review (issue 14 items 5, 6, 9 and the password
+policy of 12), each over real HTTP on loopback against a real SQLite store.
+
+Different client addresses are real: Linux routes all of 127.0.0.0/8 to loopback, so a
+client socket bound to 127.0.0.2 reaches the server on 127.0.0.1 as another peer."""
+from __future__ import annotations
+
+import http.client
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from edge_app.store import accounts as accounts_mod
+from edge_app.store.accounts import AuthError, ThrottlePolicy
+from tests.conftest import login
+
+STUDENT_PW = "student-pw-123"
+
+
+@pytest.fixture
+def web(make_appliance):
+    """The web app without the capture loop: these tests only log in."""
+    return make_appliance(with_loop=False)
+
+
+def login_from(appliance, address: str, username: str, password: str) -> int:
+    """POST /login from a client socket bound to ``address``; returns the status code."""
+    port = appliance.server.port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(address, 0))
+    try:
+        body = urllib.parse.urlencode({"username": username, "password": password, "next": "/"})
+        conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_parallel_guesses_are_all_counted_before_any_password_is_checked(web):
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=8,
+                                           lock_after_address=1000, lock_s=600)
+    guesses = [f"wrong-guess-{i}" for i in range(39)] + [STUDENT_PW]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(lambda pw: login_from(web, "127.0.0.1", "sam", pw), guesses))
+    checked = [s for s in statuses if s in (401, 303)]  # 303: the right password got in
+    assert len(checked) <= 8, f"{len(checked)} passwords were checked with a limit of 8: {statuses}"
+    assert statuses.count(429) >= 32
+    counted = web.store.query("SELECT COUNT(*) FROM login_failures WHERE key = 'user:sam|127.0.0.1'")[0][0]
+    assert counted == statuses.count(401)
+
+
+def test_guesses_from_another_address_do_not_lock_out_the_real_user(web):
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=4,
+                                           lock_after_address=1000, lock_s=600, lock_after_user_global=50)
+    for i in range(6):
+        login_from(web, "127.0.0.2", "sam", f"attacker-{i}")
+    assert login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 429  # the attacker's address is locked for sam
+    assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 303  # sam at their own desk is not
+
+
+def test_a_global_ceiling_stops_a_guesser_who_moves_between_addresses(web):
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=4,
+                                           lock_after_address=1000, lock_s=600, lock_after_user_global=9)
+    for i in range(9):  # three failures from each of three addresses: under every per-address limit
+        assert login_from(web, f"127.0.0.{2 + i % 3}", "sam", f"attacker-{i}") == 401
+    assert login_from(web, "127.0.0.9", "sam", STUDENT_PW) == 429
+    assert "sam" in web.accounts.locked_users()
+
+
+def test_a_crafted_user_name_cannot_reach_another_users_counter(web):
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=600)
+    for i in range(5):
+        login_from(web, "127.0.0.2", "sam|127.0.0.1", f"attacker-{i}")
+    assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 303
+
+
+def test_an_admin_unlocks_a_locked_user_and_a_password_reset_unlocks_too(web):
+    sam = web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=600)
+    admin = login(web.url)
+    for i in range(3):
+        login_from(web, "127.0.0.1", "sam", f"bad-{i}")
+    assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 429
+    page = admin.get(f"{web.url}/admin/users", timeout=10).text
+    assert "(locked)" in page and f"/admin/users/{sam.id}/unlock" in page
+    r = admin.post(f"{web.url}/admin/users/{sam.id}/unlock", data={"csrf": admin.csrf}, timeout=10)
+    assert r.ok and "Unlocked sam" in r.text
+    assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 303
+
+    for i in range(3):
+        login_from(web, "127.0.0.1", "sam", f"bad-again-{i}")
+    assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 429
+    r = admin.post(f"{web.url}/admin/users/{sam.id}/password", data={"csrf": admin.csrf, "password": "fresh-pw-2468"},
+                   timeout=10)
+    assert r.ok and "New password set" in r.text
+    assert login_from(web, "127.0.0.1", "sam", "fresh-pw-2468") == 303
+
+
+def test_unknown_and_known_names_cost_the_same_work(web, monkeypatch):
+    """The login time told which names exist (one scrypt for a known name, two for an
+    unknown one). Count the scrypt runs each attempt makes: timing follows from work."""
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=1000,
+                                           lock_after_address=1000)
+    accounts_mod._dummy_hash()  # made once per process, before any attempt is measured
+    calls = []
+    real = accounts_mod.hashlib.scrypt
+    monkeypatch.setattr(accounts_mod.hashlib, "scrypt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("sam", "nobody-here"):
+        calls.clear()
+        assert login_from(web, "127.0.0.1", name, "wrong-password-1") == 401
+        assert len(calls) == 1, f"{name}: {len(calls)} scrypt runs"
+
+
+@pytest.mark.parametrize("weak", ["password", "12345678", "Password123", "aaaaaaaaaaaa", "raspberry"])
+def test_common_passwords_are_refused_with_a_reason(web, weak):
+    with pytest.raises(AuthError, match="attacker tries"):
+        web.accounts.create_user("kim", weak, "student")
+    assert web.accounts.find("kim") is None
+    web.accounts.create_user("kim", "correct horse battery", "student")

@@ -1,0 +1,132 @@
+"""The web UI's read queries (``edge_app.store.reports``) on a real SQLite file: the unified
+log with its filters and pages, day summaries, the live timeline, per-user summaries and
+upload history. The HTTP tests show these pages; these pin the numbers behind them."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from edge_app.engagement import GROUPS, Group, group_of
+from edge_app.store import reports
+from edge_app.store.accounts import Accounts
+from edge_app.store.database import Store
+from edge_app.store.reports import LogFilter
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def people(store):
+    accounts = Accounts(store)
+    return {name: accounts.create_user(name, "password-123") for name in ("ana", "ben")}
+
+
+def face(engagement: str, emotion: str = "happiness") -> dict:
+    return {"box": [1, 2, 3, 4], "emotion": emotion, "confidence": 0.75,
+            "probabilities": {emotion: 0.75}, "engagement": engagement}
+
+
+def test_the_sql_group_of_a_level_agrees_with_group_of(store, people):
+    levels = ["Engaged - likes the topic", "Partially engaged", "Not engaged - bored", "Distracted", "Absent"]
+    store.add_upload(people["ana"].id, "a.jpg", 10, 10, [face(level) for level in levels])
+    rows, total = reports.query_log(store, LogFilter(kind="upload"))
+    assert total == 5
+    assert sorted((r["level"], r["grp"]) for r in rows) == sorted((lv, group_of(lv)) for lv in levels)
+
+
+def test_the_log_joins_live_changes_and_uploads_newest_first_and_filters(store, people):
+    now = time.time()
+    store.log_state_change(now - 300, "Engaged - likes the topic", Group.ENGAGED, "happiness", 0.9)
+    store.log_state_change(now - 200, "Absent", Group.ABSENT, None, None)
+    store.add_upload(people["ben"].id, "ben.jpg", 10, 10, [face("Not engaged - bored", "sadness")])
+
+    rows, total = reports.query_log(store, LogFilter())
+    assert total == 3 and [r["kind"] for r in rows] == ["upload", "live", "live"]
+    assert rows[0]["username"] == "ben" and rows[0]["filename"] == "ben.jpg"
+
+    assert reports.query_log(store, LogFilter(user="ben"))[1] == 1
+    assert reports.query_log(store, LogFilter(level="Absent"))[0][0]["kind"] == "live"
+    assert reports.query_log(store, LogFilter(emotion="sadness"))[0][0]["grp"] == "Not engaged"
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert reports.query_log(store, LogFilter(date_from=tomorrow))[1] == 0
+    assert reports.query_log(store, LogFilter(date_to=tomorrow))[1] == 3
+    assert reports.log_emotions(store) == ["happiness", "sadness"]
+
+
+def test_the_log_pages_and_counts_every_match(store):
+    now = time.time()
+    for i in range(7):
+        store.log_state_change(now - i, "Distracted", Group.DISTRACTED, None, None)
+    rows, total = reports.query_log(store, LogFilter(), page=2, page_size=3)
+    assert total == 7 and [r["t"] for r in rows] == [now - 3, now - 4, now - 5]
+    assert len(reports.query_log(store, LogFilter(), page=3, page_size=3)[0]) == 1
+
+
+@pytest.mark.parametrize("flt, message", [
+    (LogFilter(level="Sleepy"), "engagement level 'Sleepy' is unknown"),
+    (LogFilter(kind="photo"), "kind is live or upload"),
+    (LogFilter(date_from="31/01/2026"), "is not a date like 2026-01-31"),
+])
+def test_a_bad_filter_says_what_is_allowed(store, flt, message):
+    with pytest.raises(ValueError, match=message):
+        reports.query_log(store, flt)
+
+
+def test_day_summary_adds_up_the_minutes_alerts_and_uploads_of_its_window(store, people):
+    start = 1_700_000_040.0
+    store.log_minute({"minute": start, "frames": 10, "faces": 9, Group.ENGAGED: 30.0, Group.ABSENT: 10.0})
+    store.log_minute({"minute": start + 60, "frames": 10, "faces": 9, Group.ENGAGED: 20.0, Group.NOT_ENGAGED: 40.0})
+    store.log_minute({"minute": start + 3600, "frames": 10, "faces": 9, Group.ENGAGED: 60.0})  # outside
+    store.log_alert(start + 90, "Not engaged")
+    s = reports.day_summary(store, start, start + 120)
+    assert s["seconds"] == {Group.ENGAGED: 50.0, Group.PARTIALLY_ENGAGED: 0.0, Group.NOT_ENGAGED: 40.0,
+                            Group.DISTRACTED: 0.0, Group.ABSENT: 10.0}
+    assert s["total_s"] == 100.0 and s["engaged_share"] == pytest.approx(0.5) and s["absent_s"] == 10.0
+    assert s["alerts"] == 1 and s["uploads"] == 0
+    assert reports.day_summary(store, 0, 1)["engaged_share"] is None  # nothing tracked: no share, not 0 %
+
+
+def test_timeline_gives_the_state_at_the_cutoff_and_the_changes_after(store):
+    for t, group in ((100.0, Group.ENGAGED), (200.0, Group.ABSENT), (300.0, Group.DISTRACTED)):
+        store.log_state_change(t, group, group, None, None)
+    before, after = reports.timeline(store, 250.0)
+    assert before["t"] == 200.0 and before["grp"] == "Absent"
+    assert [r["grp"] for r in after] == ["Distracted"]
+    assert reports.timeline(store, 50.0)[0] is None
+
+
+def test_student_summaries_count_faces_per_group_and_pick_the_dominant_one(store, people):
+    store.add_upload(people["ana"].id, "1.jpg", 10, 10, [face("Engaged - likes the topic"), face("Not engaged")])
+    store.add_upload(people["ana"].id, "2.jpg", 10, 10, [face("Engaged")])
+    summaries = {u["username"]: u for u in reports.student_summaries(store)}
+    ana, ben = summaries["ana"], summaries["ben"]
+    assert ana["uploads"] == 2 and ana["faces"] == 3 and ana["dominant"] == "Engaged"
+    assert ana["groups"] == {**dict.fromkeys(GROUPS, 0), "Engaged": 2, "Not engaged": 1}
+    assert ana["engaged_share"] == pytest.approx(2 / 3)
+    assert ben["uploads"] == 0 and ben["dominant"] is None and ben["engaged_share"] is None
+
+
+def test_upload_history_and_the_stored_image_paths(store, people):
+    first = store.add_upload(people["ana"].id, "first.jpg", 10, 10, [face("Engaged"), face("Absent")])
+    second = store.add_upload(people["ana"].id, "second.jpg", 10, 10, [])
+    store.add_upload(people["ben"].id, "not-ana.jpg", 10, 10, [])
+    history = reports.recent_uploads(store, people["ana"].id)
+    assert {r["id"] for r in history} == {first, second}
+    assert {r["filename"]: r["levels"] for r in history} == {"first.jpg": "Engaged; Absent", "second.jpg": None}
+
+    assert reports.upload_image_path(store, first) is None
+    store.set_upload_image(first, store.write_image(f"uploads/{first}.jpg", b"jpeg"))
+    assert reports.upload_image_path(store, first) == f"uploads/{first}.jpg"
+    assert reports.upload_image_path(store, 9999) is None
+
+    store.log_alert(5.0, "Distracted", "alerts/5.jpg")
+    alert_id = reports.recent_alerts(store)[0]["id"]
+    assert reports.alert_snapshot_path(store, alert_id) == "alerts/5.jpg"
+    assert reports.alert_snapshot_path(store, alert_id + 1) is None

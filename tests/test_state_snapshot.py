@@ -1,0 +1,101 @@
+"""Readers get a consistent engagement state: the loop publishes a frozen snapshot per
+frame, so level, emotion, confidence, probabilities and faces always come from one frame
+and never change under a reader (web threads read it without a lock)."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from conftest import login, wait_for
+
+from edge_app.device.indicators import NullIndicator
+from edge_app.engagement import ABSENT, DISTRACTED, group_of
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import DemoSource
+
+
+@pytest.fixture
+def loop(cfg):
+    clock = {"t": 0.0}
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), None,
+                       NullIndicator(), clock=lambda: clock["t"])
+    loop.test_clock = clock  # type: ignore[attr-defined]
+    yield loop
+    loop.stop()
+
+
+def feed(loop, frame: np.ndarray, start: float, stop: float, step: float = 0.1) -> None:
+    t = start
+    while t < stop:
+        loop.test_clock["t"] = t
+        loop.process(frame)
+        t += step
+
+
+def test_a_snapshot_held_by_a_reader_never_changes_under_it(loop, face_jpeg):
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    feed(loop, face, 0.0, 3.0)  # long enough for the face's level to be shown
+    held = loop.state
+    assert held.emotion is not None and held.faces, "the test photo must give a classified face"
+    seen = (held.level, held.emotion, held.confidence, dict(held.probabilities), [dict(f) for f in held.faces])
+    brighter = cv2.convertScaleAbs(face, alpha=0.8, beta=40)  # the same face, other probabilities
+    feed(loop, brighter, 3.0, 4.0)
+    newest = loop.state
+    assert newest.seq > held.seq and newest.confidence != held.confidence  # the loop moved on ...
+    assert (held.level, held.emotion, held.confidence, dict(held.probabilities),
+            [dict(f) for f in held.faces]) == seen  # ... the reader's copy did not
+
+
+def test_a_snapshot_is_read_only_all_the_way_down(loop, face_jpeg):
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    feed(loop, face, 0.0, 2.0)
+    s = loop.state
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.confidence = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.probabilities["happiness"] = 1.0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        s.faces[0]["emotion"] = "anger"  # type: ignore[index]
+    assert isinstance(s.faces[0]["box"], tuple)
+    assert s.emotion == max(s.probabilities, key=s.probabilities.get)
+    assert s.faces[0]["engagement"] == s.level  # the faces carry this frame's level
+    assert s.frame_probabilities is not None and len(s.frame_probabilities) == len(loop.classifier.labels)
+
+
+def test_reading_the_state_never_waits_for_the_loop(loop):
+    got = []
+    with loop.state_lock:  # the loop (or an admin change) is in the middle of an update
+        reader = threading.Thread(target=lambda: got.append(loop.state))
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), "reading the state waited on the loop's lock"
+    assert got[0].level == ABSENT and got[0].seq == 0 and got[0].t == got[0].since  # no frame yet
+
+
+def test_api_state_fields_always_belong_to_one_frame(appliance):
+    """Many reads of /api/state while the demo loop runs: every answer is self-consistent."""
+    s = login(appliance.url)
+    answers = []
+
+    def consistent_with_emotion():
+        body = s.get(f"{appliance.url}/api/state", timeout=10).json()
+        answers.append(body)
+        return body["emotion"] is not None and len(answers) >= 30
+
+    wait_for(consistent_with_emotion, timeout=60, every=0.02)
+    for body in answers:
+        assert body["group"] == group_of(body["level"]), body
+        if body["level"] in (ABSENT, DISTRACTED):
+            assert body["emotion"] is None and body["confidence"] == 0 and body["probabilities"] == {}, body
+        else:
+            p = body["probabilities"]
+            assert body["emotion"] == max(p, key=p.get), body
+            assert body["confidence"] == pytest.approx(p[body["emotion"]], abs=1e-3), body
+        assert body["t"] >= body["since"], body
+    seqs = [b["seq"] for b in answers]
+    assert seqs == sorted(seqs) and seqs[-1] > seqs[0]

@@ -1,0 +1,130 @@
+"""The store writer tells a bad row (set aside, logging goes on) from a database that is
+busy, locked or full (the same row is retried), by SQLite's own error codes."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from edge_app.runtime.health import Health
+from edge_app.runtime.metrics import Metrics
+from edge_app.runtime.store_writer import StoreWriter, _store_status, permanent
+from edge_app.store.database import Store
+
+GOOD = ("Engaged - paying attention", "Engaged", "neutral", 0.5)
+
+
+@pytest.fixture
+def writer(tmp_path):
+    store = Store(tmp_path / "db")
+    w = StoreWriter(store, Health(), Metrics(), min_free_mb=0, retry_initial_s=0.05, retry_max_s=0.05)
+    yield w
+    w.close(2)
+    store.close()
+
+
+def sample(w: StoreWriter, name: str) -> float:
+    return w.metrics.registry.get_sample_value(name) or 0.0
+
+
+@pytest.mark.parametrize("bad_row, reason", [
+    (("log_state_change", 2.0, None, "Engaged", None, None), "NOT NULL constraint failed"),  # SQLITE_CONSTRAINT
+    (("log_minute", {"minute": "noon", "frames": 1, "faces": 0}), "datatype mismatch"),  # SQLITE_MISMATCH
+    (("log_state_change", 2.0, {"not": "text"}, "Engaged", None, None), "not supported"),  # refused by Python
+    (("log_alert", 2**70, "Not engaged"), "too large"),  # OverflowError
+])
+def test_one_bad_row_is_set_aside_and_logging_goes_on(writer, caplog, bad_row, reason):
+    caplog.set_level(logging.ERROR, logger="edge_app.runtime.store_writer")
+    writer.put("log_state_change", 1.0, *GOOD)
+    writer.put(*bad_row)
+    writer.put("log_state_change", 3.0, *GOOD)
+    assert writer.drain(10), "the rows behind the bad one were never written"
+    times = [r[0] for r in writer.store.query("SELECT t FROM state_changes ORDER BY t")]
+    assert times == [1.0, 3.0]
+    assert len(writer.rejected) == 1
+    method, args, why = writer.rejected[0]
+    assert (method, *args) == bad_row and reason in why
+    assert sample(writer, "engage_store_rows_rejected_total") == 1
+    assert sample(writer, "engage_store_write_failures_total") == 0  # not retried
+    assert writer.health.store == "ok" and writer.health.pending_writes == 0
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("set aside" in m and bad_row[0] in m and reason in m for m in logged), logged
+
+
+def test_an_image_row_is_logged_by_its_size_not_its_bytes(writer, caplog):
+    caplog.set_level(logging.ERROR, logger="edge_app.runtime.store_writer")
+    writer.put("log_alert", 2**70, "Not engaged", b"\xff\xd8" * 5000)
+    assert writer.drain(10)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "<10000 bytes>" in message and "\\xff" not in message
+
+
+# ------------------------------------------------------------------ classification on real SQLite errors
+def error_of(action) -> Exception:
+    with pytest.raises(Exception) as info:
+        action()
+    return info.value
+
+
+def busy(tmp_path) -> Exception:
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t(x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        return error_of(lambda: other.execute("INSERT INTO t VALUES (1)"))
+    finally:
+        other.close()
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def full(tmp_path) -> Exception:
+    conn = sqlite3.connect(tmp_path / "full.db", isolation_level=None)
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("PRAGMA max_page_count = 3")  # a database that cannot grow: SQLITE_FULL
+    try:
+        return error_of(lambda: [conn.execute("INSERT INTO t VALUES (?)", ("x" * 3000,)) for _ in range(20)])
+    finally:
+        conn.close()
+
+
+def too_big(tmp_path) -> Exception:
+    conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)
+    conn.execute("CREATE TABLE t(x)")
+    return error_of(lambda: conn.execute("INSERT INTO t VALUES (?)", ("x" * 5000,)))
+
+
+def constraint(tmp_path) -> Exception:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t(x TEXT NOT NULL)")
+    return error_of(lambda: conn.execute("INSERT INTO t VALUES (NULL)"))
+
+
+def closed(tmp_path) -> Exception:
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    return error_of(lambda: conn.execute("SELECT 1"))
+
+
+@pytest.mark.parametrize("make, is_permanent, status, code", [
+    (busy, False, "locked", "SQLITE_BUSY"),
+    (full, False, "disk full", "SQLITE_FULL"),
+    (closed, False, "error", None),
+    (too_big, True, None, "SQLITE_TOOBIG"),
+    (constraint, True, None, "SQLITE_CONSTRAINT_NOTNULL"),
+])
+def test_sqlite_error_codes_decide_retry_or_set_aside(tmp_path, make, is_permanent, status, code):
+    exc = make(tmp_path)
+    assert getattr(exc, "sqlite_errorname", None) == code
+    assert permanent(exc) is is_permanent
+    if status:
+        assert _store_status(exc) == status
+
+
+def test_a_full_disk_without_a_sqlite_code_is_still_disk_full():
+    exc = OSError(28, "No space left on device")
+    assert not permanent(exc) and _store_status(exc) == "disk full"

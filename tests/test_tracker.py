@@ -1,0 +1,218 @@
+"""The face tracker (edge_app/vision/tracker.py) with the real Haar detector on synthetic
+frames: a real face photograph pasted onto a textured background, moved, doubled or
+taken away. The cascades are wrapped in recorders, so each test sees which detection
+ran on which frame and on how much of it."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import record_cascades
+
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.tracker import FaceTracker
+
+H, W = 480, 640  # the camera frame; the detector works on a 320 px wide copy (scale 2)
+
+
+@pytest.fixture(scope="module")
+def face(grace_path) -> np.ndarray:
+    """Grace Hopper's face and a margin around it, about 155x160 px, grayscale."""
+    img = cv2.imread(str(grace_path), cv2.IMREAD_GRAYSCALE)
+    assert img is not None
+    return cv2.resize(img[60:380, 110:420], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def background() -> np.ndarray:
+    """Blurred noise: texture for template matching to fail on, no face for Haar to find."""
+    noise = np.random.default_rng(3).integers(60, 190, (H, W), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 3)
+
+
+def scene(background, *placed) -> np.ndarray:
+    """A frame with each ``(image, (x, y))`` pasted at its top-left corner."""
+    frame = background.copy()
+    for img, (x, y) in placed:
+        h, w = img.shape
+        frame[y:y + h, x:x + w] = img
+    return frame
+
+
+def centre(box) -> tuple[float, float]:
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
+
+
+def near(box, point, tolerance: float = 12) -> bool:
+    cx, cy = centre(box)
+    return abs(cx - point[0]) <= tolerance and abs(cy - point[1]) <= tolerance
+
+
+@pytest.fixture
+def detector() -> FaceDetector:
+    return FaceDetector()  # its cascades get wrapped per test: not shared between tests
+
+
+def steps(tracker: FaceTracker, frames) -> list[str]:
+    out = []
+    for frame in frames:
+        tracker.update(frame)
+        out.append(tracker.last_step)
+    return out
+
+
+def test_detects_every_n_frames_and_on_the_whole_frame_every_m(detector, face, background):
+    frontal, profile = record_cascades(detector)
+    tracker = FaceTracker(detector, detect_every=3, full_every=10)
+    frame = scene(background, (face, (100, 100)))
+    done = []
+    for _ in range(21):
+        before = len(frontal.calls)
+        tracker.update(frame)
+        done.append((tracker.last_step, frontal.calls[before:]))
+    assert [step for step, _ in done] == ["full", "track", "track", "roi", "track", "track", "roi",
+                                         "track", "track", "roi"] * 2 + ["full"]
+    for step, searched in done:
+        if step == "full":  # the whole detection image, once
+            assert searched == [(240, 320)]
+        elif step == "roi":  # only a region around the face, much smaller than the frame
+            (h, w), = searched
+            assert h * w < 0.5 * 240 * 320
+        else:  # template matching only: no cascade at all
+            assert searched == []
+    assert profile.calls == []  # a frontal face never needs the profile cascade
+
+
+def test_follows_a_moving_face_between_detections(detector, face, background):
+    tracker = FaceTracker(detector, detect_every=3, full_every=10)
+    fh, fw = face.shape
+    previous: tuple[int, int, int, int] = (0, 0, 0, 0)
+    seen = set()
+    for i in range(24):
+        x, y = 100 + 4 * i, 100 + 2 * i
+        faces = tracker.update(scene(background, (face, (x, y))))
+        assert len(faces) == 1 and faces[0].kind == "frontal"
+        assert near(faces[0].box, (x + fw / 2, y + fh / 2)), (i, tracker.last_step, faces[0].box)
+        if tracker.last_step == "track":  # the template moved exactly as the face did
+            assert faces[0].box[:2] == (previous[0] + 4, previous[1] + 2)
+            assert faces[0].box[2:] == previous[2:]
+        previous = faces[0].box
+        seen.add(tracker.last_step)
+    assert seen == {"full", "roi", "track"}
+
+
+def test_boxes_are_in_full_frame_pixels(detector, face, background):
+    """The tracker works on the small detection copy; its boxes must match a detection on
+    the full frame, on tracked frames as on detected ones."""
+    tracker = FaceTracker(detector, detect_every=3, full_every=10)
+    frame = scene(background, (face, (300, 200)))
+    reference, = FaceDetector().detect(frame)
+    for _ in range(3):
+        tracked, = tracker.update(frame)
+        assert tracked.box == pytest.approx(reference.box, abs=4), tracker.last_step
+
+
+def test_drops_a_face_that_left_then_searches_every_n_frames(detector, face, background):
+    frontal, _ = record_cascades(detector)
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    with_face = scene(background, (face, (200, 150)))
+    assert len(tracker.update(with_face)) == 1
+    assert len(tracker.update(with_face)) == 1 and tracker.last_step == "track"
+    # the face leaves: the template no longer matches, the whole frame is searched at once
+    assert tracker.update(background) == [] and tracker.last_step == "full"
+    assert tracker.faces == []
+    # nobody there: the whole frame again only every detect_every frames, nothing in between
+    before = len(frontal.calls)
+    assert steps(tracker, [background] * 6) == ["idle", "idle", "full"] * 2
+    assert len(frontal.calls) - before == 2
+    # and the face is found when it comes back, at the next search
+    found = [tracker.update(with_face) for _ in range(3)]
+    assert [len(f) for f in found] == [0, 0, 1] and tracker.last_step == "full"
+
+
+def test_a_face_that_jumps_is_found_again_in_the_same_frame(detector, face, background):
+    """Too far for template matching: the tracker falls back to a whole-frame detection
+    on that very frame instead of losing the face or reporting it at the old place."""
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    fh, fw = face.shape
+    tracker.update(scene(background, (face, (40, 40))))
+    faces = tracker.update(scene(background, (face, (420, 280))))
+    assert tracker.last_step == "full"
+    assert len(faces) == 1 and near(faces[0].box, (420 + fw / 2, 280 + fh / 2))
+
+
+def test_main_face_comes_first_and_is_the_one_followed(detector, face, background):
+    big = face
+    small = cv2.resize(face, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    tracker = FaceTracker(detector, detect_every=3, full_every=10)
+    bh, bw = big.shape
+    sh, sw = small.shape
+    faces = tracker.update(scene(background, (small, (30, 200)), (big, (400, 100))))
+    assert tracker.last_step == "full" and len(faces) == 2
+    assert near(faces[0].box, (400 + bw / 2, 100 + bh / 2))  # biggest first, wherever it is
+    assert near(faces[1].box, (30 + sw / 2, 200 + sh / 2))
+    assert faces[0].box[2] > faces[1].box[2]
+    # the main face moves; the tracker follows it and keeps it first
+    faces = tracker.update(scene(background, (small, (30, 200)), (big, (408, 104))))
+    assert tracker.last_step == "track"
+    assert near(faces[0].box, (408 + bw / 2, 104 + bh / 2), tolerance=4)
+    assert faces[0].box[2] > faces[1].box[2]
+
+
+def test_reset_forgets_the_face(detector, face, background):
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    frame = scene(background, (face, (200, 150)))
+    assert steps(tracker, [frame, frame]) == ["full", "track"]
+    tracker.reset()
+    assert tracker.faces == []
+    assert steps(tracker, [frame]) == ["full"] and len(tracker.faces) == 1
+
+
+def test_every_one_means_plain_detection_on_every_frame(detector, face, background):
+    frontal, _ = record_cascades(detector)
+    tracker = FaceTracker(detector, detect_every=1, full_every=1)
+    frame = scene(background, (face, (200, 150)))
+    assert steps(tracker, [frame] * 4) == ["full"] * 4
+    assert frontal.calls == [(240, 320)] * 4
+    assert tracker.faces == FaceDetector().detect(frame)
+
+
+def test_a_turned_away_face_is_followed_with_the_profile_cascade(detector):
+    """The demo's turned-away stretch: found as a profile face, re-detected near itself
+    with the profile cascade (frame and mirror) and never with the frontal one, and it
+    stays a profile face ("Distracted") throughout."""
+    from edge_app.vision.demo import CYCLE_S, DemoScene
+
+    scene_ = DemoScene()
+    times = [t / 10 for t in range(int(CYCLE_S * 10)) if scene_.shot_at(t / 10).picture == "profile"]
+    frontal, profile = record_cascades(detector)
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    for i, t in enumerate(times[5:17]):
+        f0, p0 = len(frontal.calls), len(profile.calls)
+        faces = tracker.update(scene_.render(t))  # 10 fps of scene time
+        assert len(faces) == 1 and faces[0].kind == "profile", (t, faces)
+        step = tracker.last_step
+        assert step == ("full" if i == 0 else "roi" if i % 3 == 0 else "track"), (i, step)
+        if step == "roi":
+            assert frontal.calls[f0:] == [] and len(profile.calls[p0:]) == 2
+            (h, w), _ = profile.calls[p0:]
+            assert h * w < 0.5 * 240 * 320
+
+
+def test_a_newcomer_is_found_at_the_next_whole_frame_detection(detector, face, background):
+    """Between whole-frame detections only the main face is looked for; the periodic
+    whole-frame pass is what finds someone who sat down meanwhile."""
+    newcomer = cv2.resize(face, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_LINEAR)
+    nh, nw = newcomer.shape
+    tracker = FaceTracker(detector, detect_every=3, full_every=6)
+    alone = scene(background, (face, (40, 150)))
+    both = scene(background, (face, (40, 150)), (newcomer, (380, 120)))
+    assert len(tracker.update(alone)) == 1
+    for _ in range(5):  # the newcomer arrives; the tracker keeps to the face it knows
+        faces = tracker.update(both)
+        assert tracker.last_step in ("track", "roi")
+        assert len(faces) == 1 and faces[0].box[0] < 200
+    faces = tracker.update(both)
+    assert tracker.last_step == "full" and len(faces) == 2
+    assert near(faces[0].box, (380 + nw / 2, 120 + nh / 2))  # the bigger face is the main face now
