@@ -178,14 +178,6 @@ prepare_root() {
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
     [ "$(in_root uname -m)" = aarch64 ] || { echo "the root does not run as aarch64" >&2; return 1; }
     in_root /bin/true || { echo "qemu does not know the CPU $CPU (qemu-aarch64-static -cpu help)" >&2; return 1; }
-    # a host behind a TLS-inspecting proxy trusts its CA from here; the root must too
-    local crt new_ca=0
-    for crt in /usr/local/share/ca-certificates/*.crt; do
-        [ -e "$crt" ] || continue
-        mkdir -p "$ROOT/usr/local/share/ca-certificates"
-        cmp -s "$crt" "$ROOT$crt" || { cp "$crt" "$ROOT$crt"; new_ca=1; }
-    done
-    [ "$new_ca" = 0 ] || in_root update-ca-certificates
     local pkg missing=()
     for pkg in "${BASE_PACKAGES[@]}"; do
         # shellcheck disable=SC2016  # ${Status} is dpkg-query's format, not the shell's
@@ -193,10 +185,19 @@ prepare_root() {
     done
     if [ "${#missing[@]}" = 0 ]; then
         echo "    all present"
-        return 0
+    else
+        in_root apt-get update -q
+        in_root apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
-    in_root apt-get update -q
-    in_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # a host behind a TLS-inspecting proxy trusts its CA from here; the root must too
+    local crt new_ca=0
+    for crt in /usr/local/share/ca-certificates/*.crt; do
+        [ -e "$crt" ] || continue
+        mkdir -p "$ROOT/usr/local/share/ca-certificates"
+        cmp -s "$crt" "$ROOT$crt" || { cp "$crt" "$ROOT$crt"; new_ca=1; }
+        [ -e "$ROOT/etc/ssl/certs/$(basename "$crt" .crt).pem" ] || new_ca=1
+    done
+    [ "$new_ca" = 0 ] || in_root update-ca-certificates
 }
 
 # The checkout as git sees it (tracked and new files, not ignored ones) into the root.
