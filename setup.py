@@ -21,7 +21,7 @@ setup(
     packages=find_packages(include=["edge_app", "edge_app.*"]),
     package_data={
         "edge_app": ["default_config.toml"],
-        "edge_app.models": ["shipped/*.tflite", "shipped/*.json"],
+        "edge_app.models": ["shipped/*.tflite", "shipped/*.json", "shipped/LICENSE-*", "shipped/NOTICE-*"],
         "edge_app.vision": ["photos/*.jpg", "photos/*.json", "photos/PROVENANCE.md"],
         "edge_app.web": ["views/*.tpl", "static/*"],
     },
@@ -36,13 +36,15 @@ setup(
         "bottle>=0.13",
         "cheroot>=10",
         "prometheus-client>=0.20",
+        "paho-mqtt>=2,<3",  # the classroom: devices publish to an MQTT broker (edge_app/fleet)
     ],
     extras_require={
         # systemd's notify protocol is spoken by edge_app/device/watchdog.py (stdlib): no sdnotify
         "pi": ["gpiozero>=2.0", "lgpio>=0.2; platform_machine=='aarch64'"],
         "jetson": ["Jetson.GPIO>=2.1"],  # gpiozero does not run on a Jetson: indicators.backend = "jetson"
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
-        # scikit-image: only tests/test_detector.py's face-free photos (coffee, a cat); never on a device
+        # scikit-image: only tests' face-free photos (coffee, a cat) and LFW faces, and tools/detect_bench.py;
+        # never on a device
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
                 "scikit-image>=0.22"],
     },

@@ -29,6 +29,11 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, get_type_hints
 
 from edge_app.engagement import LEVEL_GROUPS
+from edge_app.fleet.settings import DESK as MQTT_DESK
+from edge_app.fleet.settings import HOST as MQTT_HOST
+from edge_app.fleet.settings import PREFIX as MQTT_PREFIX
+from edge_app.fleet.settings import TOPIC_ID as MQTT_TOPIC_ID
+from edge_app.fleet.settings import check_together as check_mqtt
 
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
@@ -153,13 +158,20 @@ class CameraSettings(Section):
 
 @dataclass(frozen=True)
 class DetectorSettings(Section):
-    """Face detection (Haar cascades) on a small grayscale copy of each frame."""
+    """Face detection: the learned BlazeFace detector (default) or the seed paper's Haar cascades."""
 
-    detect_width: int = setting(320, "Faces are searched on a grayscale copy this wide (speed).", Range(80, 1920))
+    backend: str = setting("blazeface", '"blazeface" (learned detector, shipped model, with a face check) or "haar" '
+                                        "(the seed paper's cascades).", OneOf(("blazeface", "haar")))
+    min_score: float = setting(0.5, "BlazeFace: detections scoring below this are not faces (each must also pass the "
+                                    "face check).", Range(0.05, 0.99, "a score"))
+    manifest: str = setting("", "BlazeFace: the detector's manifest (.json beside the .tflite). Empty: the shipped one.")
+    detect_width: int = setting(320, "Haar searches a grayscale copy this wide (speed); the tracker follows faces on it.",
+                                Range(80, 1920))
     scale_factor: float = setting(1.15, "Haar cascade pyramid step: smaller finds more sizes, slower.", Range(1.01, 2.0))
     min_neighbors: int = setting(5, "Overlapping detections a face needs: higher means fewer false faces.", Range(1, 20))
     min_face_px: int = setting(40, "Smallest face, in full-frame pixels.", Range(12, 1000))
-    profile: bool = setting(True, 'Also look for turned-away faces ("Distracted").')
+    profile: bool = setting(True, 'Also report turned-away faces ("Distracted"); BlazeFace tells them by their ear and eye '
+                                  "keypoints.")
     detect_every: int = setting(3, "Run the detector every Nth frame, track the boxes in between.", Range(1, 30))
     full_detect_every: int = setting(30, "Between these, detection only searches around the tracked face.", Range(1, 600))
 
@@ -213,6 +225,9 @@ class EngagementSettings(Section):
                                      Range(0, 60, "seconds"), label="Smoothing half-life (seconds)")
     min_hold_s: float = setting(1.5, "A new state must hold this long before the LED changes.", Range(0, 60, "seconds"),
                                 label="Minimum hold (seconds)")
+    min_confidence: float = setting(0.5, 'A face whose most likely emotion is below this changes nothing; uploads call it '
+                                         '"Uncertain" (FER+ validation: 8.7% of faces fall below 0.5, and 53% of those '
+                                         "are read right against 89.5% of the rest).", Range(0.0, 0.99, "a probability"))
     mapping: Mapping[str, str] = field(default_factory=lambda: DEFAULT_MAPPING, metadata={
         "doc": 'Emotion -> engagement level, after the seed paper. A level starts with "Engaged", "Partially engaged" '
                'or "Not engaged" (that picks the LED colour); text after " - " describes it.',
@@ -265,13 +280,16 @@ class WebSettings(Section):
 
     host: str = setting("127.0.0.1", 'Address to listen on; "0.0.0.0": every network interface.')
     port: int = setting(8080, "TCP port to listen on.", Range(1, 65535, "a port", also=(0, "any free port")))
-    threads: int = setting(24, "HTTP worker threads (each live-stream viewer holds one).", Range(4, 256))
+    threads: int = setting(96, "HTTP worker threads: each live-stream viewer, upload and slow client holds one "
+                               "(96 keep log-in quick while 64 slow clients hold connections).", Range(4, 256))
     max_viewers: int = setting(4, "Concurrent live streams; the next one gets 503.", Range(0, 64))
     analysis_workers: int = setting(1, "Uploads analysed at once; more wait their turn (the live loop keeps its CPU).",
                                     Range(1, 16))
     stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))
     max_upload_mb: int = setting(10, "Largest upload accepted.", Range(0, 200, "megabytes", above=True))
-    max_upload_megapixels: int = setting(40, "Largest image accepted, in pixels after decoding.",
+    max_upload_megapixels: int = setting(12, "Largest image accepted, in pixels after decoding: a phone's 12 MP photo "
+                                             "decodes to 48 MB, a peak a 1 GB Pi can afford; above 3 MP a photo is "
+                                             "analysed scaled down.",
                                          Range(0, 200, "megapixels", above=True))
     session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
     session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))
@@ -280,6 +298,8 @@ class WebSettings(Section):
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
+    allowed_hosts: str = setting("", "Extra host names the web UI answers to, comma-separated; IP addresses, "
+                                     "localhost and this machine's own names always work (no DNS rebinding).")
 
 
 @dataclass(frozen=True)
@@ -312,6 +332,33 @@ class PrivacySettings(Section):
 
 
 @dataclass(frozen=True)
+class MqttSection(Section):
+    """The classroom: publish this desk's engagement level to the school's MQTT broker
+    (README "Classroom"). Off while host is empty. Never an image, a probability or a name."""
+
+    host: str = setting("", "Broker host name or address; empty: MQTT is off.",
+                        Matches(MQTT_HOST, "a host name or IP address such as broker.school.lan (empty: off)"))
+    port: int = setting(1883, "Broker port: 1883, or 8883 with TLS.", Range(1, 65535, "a port"))
+    tls_ca: str = setting("", "CA certificate (PEM) of the broker: set it to use TLS.")
+    tls_cert: str = setting("", "Optional client certificate (PEM), for brokers that ask for one ...")
+    tls_key: str = setting("", "... and its key (PEM).")
+    username: str = setting("", "This device's broker account.")
+    password: str = setting("", "Its password (or password_file, better: readable by the service user only).")
+    password_file: str = setting("", "A file holding the broker password.")
+    device_id: str = setting("", "Topic name of this device; empty: the host name.",
+                             Matches(MQTT_TOPIC_ID, "letters, digits, '.', '_' or '-', at most 64 (empty: the host name)"))
+    desk: str = setting("", 'A label for the instructor, e.g. "Row 2, seat 4" (never a student\'s name).',
+                        Matches(MQTT_DESK, "a printable label of at most 64 characters"))
+    topic_prefix: str = setting("engage", 'One prefix per school or classroom, e.g. "school-a/room-12".',
+                                Matches(MQTT_PREFIX, 'topic levels of letters, digits, ".", "_", "-" joined by "/", '
+                                        'e.g. "engage" or "school-a/room-12" (no "+" or "#")'))
+    keepalive_s: int = setting(30, "The broker marks the device offline after 1.5x this with no word from it.",
+                               Range(5, 3600, "seconds"))
+    include_emotion: bool = setting(False, "True: the state message also carries the emotion label (never "
+                                           "probabilities).")
+
+
+@dataclass(frozen=True)
 class Config(Section):
     """The whole configuration, immutable; ``source`` says which file it came from."""
 
@@ -324,6 +371,7 @@ class Config(Section):
     web: WebSettings = field(default_factory=WebSettings)
     login: LoginSettings = field(default_factory=LoginSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    mqtt: MqttSection = field(default_factory=MqttSection)
     source: str = field(default="defaults", compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
@@ -338,6 +386,7 @@ class Config(Section):
             raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
         if bool(self.web.tls_cert) != bool(self.web.tls_key):
             raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+        check_mqtt(self.mqtt, ConfigError)
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""

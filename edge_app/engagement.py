@@ -5,6 +5,10 @@ half-life in seconds, so the smoothing is the same at any frame rate), mapped to
 through the configured table, and a new level is only shown once it has held for
 ``min_hold_s`` (hysteresis): one odd frame never flips the LED. "Distracted" means only a
 turned-away (profile) face has been seen for a while, "Absent" no face at all.
+
+A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
+counts as present and frontal, but its probabilities are not smoothed in and the shown
+state stays as it was - a guess is never logged as an engagement record.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 GROUPS = tuple(Group)
 DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself
+UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
 
 
@@ -83,6 +88,7 @@ class EngagementRules:
     distracted_after_s: float = 2.0
     ema_half_life_s: float = 1.0
     min_hold_s: float = 1.5
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping", MappingProxyType(dict(self.mapping)))  # a read-only copy
@@ -90,16 +96,18 @@ class EngagementRules:
     @classmethod
     def from_config(cls, cfg: "Config") -> "EngagementRules":
         e = cfg.engagement
-        return cls(e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s)
+        return cls(e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s, e.min_confidence)
 
 
 class EngagementTracker:
     """Smoothing history and the shown state (mutable, one thread's) under ``rules``."""
 
     def __init__(self, labels: list[str], mapping: Mapping[str, str], absent_after_s=5.0,
-                 distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0):
+                 distracted_after_s=2.0, ema_half_life_s=1.0, min_hold_s=1.5, start: float = 0.0,
+                 min_confidence: float = 0.0):
         self.labels = list(labels)
-        self.rules = self._checked(EngagementRules(mapping, absent_after_s, distracted_after_s, ema_half_life_s, min_hold_s))
+        self.rules = self._checked(EngagementRules(mapping, absent_after_s, distracted_after_s, ema_half_life_s, min_hold_s,
+                                                   min_confidence))
         self.state = EngagementState(ABSENT, start)
         self._ema: np.ndarray | None = None
         self._last_t: float | None = None
@@ -110,7 +118,8 @@ class EngagementTracker:
     @classmethod
     def from_config(cls, cfg: "Config", labels: list[str], start: float = 0.0) -> "EngagementTracker":
         e = cfg.engagement
-        return cls(labels, e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s, start)
+        return cls(labels, e.mapping, e.absent_after_s, e.distracted_after_s, e.ema_half_life_s, e.min_hold_s, start,
+                   e.min_confidence)
 
     def _checked(self, rules: EngagementRules) -> EngagementRules:
         missing = [l for l in self.labels if l not in rules.mapping]
@@ -126,6 +135,10 @@ class EngagementTracker:
     def min_hold_s(self) -> float:
         return self.rules.min_hold_s
 
+    @property
+    def min_confidence(self) -> float:
+        return self.rules.min_confidence
+
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:
         half_life = self.rules.ema_half_life_s
         if self._ema is None or self._last_t is None or half_life <= 0:
@@ -140,6 +153,8 @@ class EngagementTracker:
         t = obs.t
         if obs.kind == "frontal" and obs.probabilities is not None:
             self._last_frontal = self._last_face = t
+            if float(obs.probabilities.max()) < self.rules.min_confidence:
+                return None  # uncertain: the face is there, but what it shows is a guess
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
             return self.rules.mapping[self.labels[int(ema.argmax())]]

@@ -90,6 +90,7 @@ def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD
     r = s.post(f"{base_url}/api/login", json={"username": username, "password": password}, timeout=10)
     r.raise_for_status()
     s.csrf = r.json()["csrf"]  # type: ignore[attr-defined]
+    s.headers["X-CSRF-Token"] = s.csrf  # what a script sends with every state-changing API call
     return s
 
 

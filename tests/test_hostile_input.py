@@ -65,3 +65,37 @@ def test_the_model_lock_never_follows_a_planted_link(cfg, tmp_path):
     with pytest.raises(flash.FlashError, match="symbolic link"):
         flash.rollback(cfg)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_large_photo_is_analysed_scaled_down_as_it_is_decoded(fmt):
+    from edge_app.vision.stills import ANALYSIS_PIXELS, Limits
+
+    big = Image.new("RGB", (4800, 2400), (120, 90, 60))  # 11.5 MP: accepted, more than analysis needs
+    buf = io.BytesIO()
+    big.save(buf, format=fmt)
+    bgr = decode_image(buf.getvalue(), Limits())
+    h, w = bgr.shape[:2]
+    assert w * h <= ANALYSIS_PIXELS and abs(w / h - 2.0) < 0.02
+    assert tuple(int(v) for v in bgr[h // 2, w // 2]) == pytest.approx((60, 90, 120), abs=2)
+
+
+def test_uploads_are_decoded_on_the_analysis_threads_only(make_appliance, face_jpeg):
+    """Decoding on every web worker grew one malloc arena per worker (2.7 GB for 24 big
+    uploads); the analysis threads are few and always the same."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import login
+
+    web = make_appliance(with_loop=False)
+    s = login(web.url)
+    seen = []
+    real = web.analyzer.analyze
+    web.analyzer.analyze = lambda bgr: seen.append(threading.current_thread().name) or real(bgr)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)},
+                                               timeout=120).status_code, range(8)))
+    assert codes == [200] * 8
+    assert len(seen) == 8 and {name.rsplit("_", 1)[0] for name in seen} == {"upload-analysis"}
+    assert len(set(seen)) <= web.cfg.web.analysis_workers

@@ -118,6 +118,8 @@ def client_load(url: str, password: str, viewers: int, uploaders: int, seconds: 
             try:
                 resp = session.post(f"{url}/api/login", json={"username": "admin", "password": password}, timeout=30)
                 key = None if resp.status_code == 200 else f"login {resp.status_code}"
+                if key is None:  # state-changing API calls carry the session's CSRF token
+                    session.headers["X-CSRF-Token"] = resp.json()["csrf"]
             except requests.RequestException as exc:
                 key = f"login {type(exc).__name__}: {exc}"
             if key:

@@ -144,7 +144,9 @@ def main() -> int:
             time.sleep(0.1)
         seed(tmp / "data", url)
         s = requests.Session()
-        s.post(f"{url}/api/login", json={"username": "admin", "password": PASSWORD}, timeout=10).raise_for_status()
+        r = s.post(f"{url}/api/login", json={"username": "admin", "password": PASSWORD}, timeout=10)
+        r.raise_for_status()
+        s.headers["X-CSRF-Token"] = r.json()["csrf"]  # /api/analyze needs the session's CSRF token
         viewers = [Viewer(url, s.cookies) for _ in range(args.viewers)]
         for v in viewers:
             v.start()

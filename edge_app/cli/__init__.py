@@ -94,11 +94,12 @@ def _fault_led(cfg: dict) -> None:
 # ------------------------------------------------------------------ analyze
 def cmd_analyze(args) -> int:
     from edge_app.runtime.appliance import classifier_from_config
-    from edge_app.vision.detector import FaceDetector
+    from edge_app.vision.detector import detector_from_config
     from edge_app.vision.stills import Analyzer, ImageRejected, Limits, decode_image
 
     cfg = _config(args)
-    analyzer = Analyzer(FaceDetector.from_config(cfg), classifier_from_config(cfg), cfg["engagement"]["mapping"])
+    analyzer = Analyzer(detector_from_config(cfg), classifier_from_config(cfg), cfg["engagement"]["mapping"],
+                        cfg["engagement"]["min_confidence"])
     limits = Limits.from_config(cfg)
     results, failed = [], False
     for path in args.images:
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     tech_commands.add_commands(sub)
+    from edge_app.cli import classroom as classroom_command  # the instructor's page (edge_app/fleet)
+
+    classroom_command.add_command(sub)
     return p
 
 

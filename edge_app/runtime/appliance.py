@@ -14,11 +14,12 @@ from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import Group, group_of
+from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
 from edge_app.vision.classifier import EmotionClassifier
-from edge_app.vision.detector import FaceDetector
+from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source
 from edge_app.vision.stills import Analyzer
 from edge_app.web.app import Context, make_app
@@ -64,9 +65,11 @@ class Appliance:
         self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
                                  ThrottlePolicy.from_config(cfg.login))
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
+        detector = detector_from_config(cfg)  # likewise a corrupt detector file
+        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt], ditto
         self.generated_password = self.accounts.ensure_admin()
         mapping = cfg.engagement.mapping
-        self.analyzer = Analyzer(FaceDetector.from_config(cfg), self.classifier, mapping)
+        self.analyzer = Analyzer(detector, self.classifier, mapping, cfg.engagement.min_confidence)
         self.live = LiveFrame()
         self.loop = None
         if with_loop:
@@ -75,9 +78,10 @@ class Appliance:
                 extra = {"face_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
                 source = make_source(spec, cfg, **extra)
             self.indicator = indicator or make_indicator(cfg)
-            self.loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), self.classifier, self.store,
+            self.loop = CaptureLoop(cfg, source, detector_from_config(cfg), self.classifier, self.store,
                                     self.indicator, self.live)
-        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time())
+        self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
+                           publisher=self.publisher)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
@@ -98,6 +102,8 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
+        if self.publisher:
+            self.publisher.start()
         if self.loop:
             self.loop.start()
         web = self.cfg.web
@@ -137,4 +143,6 @@ class Appliance:
         if self.loop:
             self.loop.stop()
             self.indicator.close()  # after the loop: nothing shows a state on a closed LED
+        if self.ctx.publisher:  # after the loop: its last minute row goes out too (the admin may have swapped it)
+            self.ctx.publisher.stop()
         self.store.close()

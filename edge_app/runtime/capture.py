@@ -26,6 +26,7 @@ from edge_app.config import Config
 from edge_app.device.indicators import AlertMemory, BuzzerPolicy, Indicator
 from edge_app.engagement import (
     DISTRACTED,
+    UNCERTAIN,
     EngagementRules,
     EngagementTracker,
     MinuteAggregator,
@@ -37,8 +38,9 @@ from edge_app.runtime.metrics import STAGES, Metrics
 from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
-from edge_app.vision.classifier import EmotionClassifier, crop_face
-from edge_app.vision.detector import FaceDetector
+from edge_app.vision.align import aligned_crop
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import Detector
 from edge_app.vision.sources import CameraError, FrameSource
 from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
@@ -120,7 +122,7 @@ class LoopRules:
 
 
 class CaptureLoop:
-    def __init__(self, cfg: Config, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, cfg: Config, source: FrameSource, detector: Detector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
                  clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
         self.rules = LoopRules.from_config(cfg)  # replaced whole by apply_config, never edited
@@ -173,13 +175,16 @@ class CaptureLoop:
         probs = None
         inference_s = None
         if main is not None and main.kind == "frontal":
-            crop = crop_face(gray, main.box)  # a view, no copy
+            crop = aligned_crop(gray, main)  # eyes level, FER framing (box crop without keypoints)
             if crop.size:
                 classifier = self.classifier  # one model per frame, even while a flashed one is swapped in
                 probs = classifier.probabilities(crop)
                 inference_s = time.perf_counter() - t1
                 i = int(probs.argmax())
-                faces.append({"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])})
+                face = {"box": list(main.box), "emotion": classifier.labels[i], "confidence": float(probs[i])}
+                if probs[i] < rules.engagement.min_confidence:
+                    face["engagement"] = UNCERTAIN
+                faces.append(face)
         elif main is not None:
             faces.append({"box": list(main.box), "emotion": None, "confidence": 0.0, "engagement": DISTRACTED})
         t2 = time.perf_counter()

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
 MIN_PASSWORD = 8
-ROLES = ("student", "admin")
+ROLES = ("student", "admin", "instructor")  # instructor: the classroom service (edge_app/fleet/classroom)
 
 
 class AuthError(ValueError):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge_app.engagement import Group
 from edge_app.fsutil import atomic_write
+from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
@@ -101,6 +102,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX login_failures_key ON login_failures(key, t);
     """,
+    # 3: messages for the MQTT broker, written with the rows they describe (see store/outbox.py)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        t REAL NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    """,
+    # 4: the "instructor" role (the classroom service's users); SQLite changes a CHECK by copying the table
+    """
+    CREATE TABLE users_new (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('student', 'admin', 'instructor')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_login REAL
+    );
+    INSERT INTO users_new SELECT id, username, password_hash, role, disabled, created, last_login FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
@@ -129,6 +154,8 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self.outbox_enabled = False  # set when [mqtt] is on: live rows also queue a message for the broker
+        self.outbox_event = threading.Event()  # set on each queued message: wakes the MQTT publisher
         self.migrate()
 
     def _check_writable(self) -> None:
@@ -189,6 +216,13 @@ class Store:
 
     def migrate(self) -> None:
         conn = self.connect()
+        conn.execute("PRAGMA foreign_keys = OFF")  # a table rebuilt by a migration must not cascade-delete
+        try:
+            self._migrate(conn)
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self.schema_version()
         if version > len(MIGRATIONS):
             raise StoreError(f"{self.path} has schema version {version}, newer than this engage-edge "
@@ -212,18 +246,27 @@ class Store:
 
     # ------------------------------------------------------------ live loop
     def log_state_change(self, t: float, level: str, group: str, emotion: str | None, confidence: float | None) -> None:
-        self.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
-                     (t, level, group, emotion, confidence))
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         (t, level, group, emotion, confidence))
+            if self.outbox_enabled:
+                queue_message(conn, t, "state", {"level": group, "label": level, "since": t, "emotion": emotion})
+        self.outbox_event.set()
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
         values = [row.get(g, 0.0) for g in GROUP_COLUMNS]
         updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in ["frames", "faces", *cols])
-        self.execute(
-            f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            f"ON CONFLICT(minute) DO UPDATE SET {updates}",
-            (row["minute"], row["frames"], row["faces"], *values),
-        )
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT(minute) DO UPDATE SET {updates}",
+                (row["minute"], row["frames"], row["faces"], *values),
+            )
+            if self.outbox_enabled:
+                body = dict(zip(["frames", "faces", *cols], [row["frames"], row["faces"], *values]))
+                queue_message(conn, row["minute"] * 60, "minute", {"start": row["minute"] * 60, **body})
+        self.outbox_event.set()
 
     def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
         self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
@@ -261,7 +304,8 @@ class Store:
             for (path,) in conn.execute("SELECT snapshot_path FROM alerts WHERE t < ? AND snapshot_path IS NOT NULL", (cutoff,)):
                 self.remove_image(path)
             for sql in ("DELETE FROM uploads WHERE created < ?", "DELETE FROM state_changes WHERE t < ?",
-                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?"):
+                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?",
+                        "DELETE FROM outbox WHERE t < ?"):
                 removed += conn.execute(sql, (cutoff,)).rowcount
         return removed
 

@@ -3,7 +3,7 @@
 Faces (public domain, see ``photos/PROVENANCE.md``): Grace Hopper, the astronaut Eileen
 Collins, a few reference faces picked per engagement group (``faces.cuts()``; the
 appliance picks, for each group, the face the model places there most confidently), and
-the cameraman turned sideways (found by the profile cascade) for "Distracted". The
+the cameraman turned sideways (a turned-away face to either detector) for "Distracted". The
 timeline moves a face around, swaps faces, turns away, leaves the frame and comes back,
 so every state the faces allow shows within one minute.
 """

@@ -1,6 +1,17 @@
-"""Face detection with OpenCV Haar cascades (opencv-python-headless < 5 ships them).
+"""Face detection: the learned BlazeFace detector (default) or the seed paper's Haar cascades.
 
-The frontal cascade finds faces looking at the screen; the profile cascade (run on the
+``detector_from_config`` picks the backend (``detector.backend``). Both give ``Face``
+boxes in full-frame pixels with a ``kind``: "frontal" (classified) or "profile" (a
+turned-away head, which the engagement tracker reports as "Distracted").
+
+BlazeFace (``BlazeFaceDetector``) keeps a detection only when it is believable: a score
+of at least ``detector.min_score``, a box of at least ``min_face_px``, roughly square,
+eyes, nose and mouth inside it, and a second model's face check passed
+(``blazeface.FaceCheck``); a head is "profile" when one ear sits next to its
+eye and the other far out (the keypoints of a turned head), see ``ear_asymmetry``.
+
+Haar (``FaceDetector``, opencv-python-headless < 5 ships the cascades): the frontal
+cascade finds faces looking at the screen; the profile cascade (run on the
 frame and its mirror image, since it only knows one side) finds faces turned away,
 which the engagement tracker reports as "Distracted". Detection runs on a grayscale copy
 scaled down to ``detect_width`` pixels: most of the cost of Haar is the image size.
@@ -15,10 +26,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Face:
-    """A face box in full-frame pixels and which cascade found it."""
+    """A face box in full-frame pixels, its kind, and (BlazeFace only) the detection score
+    and six keypoints (x, y): the subject's right eye, left eye, nose tip, mouth, right
+    ear, left ear - what ``align`` uses to level the eyes."""
 
     box: tuple[int, int, int, int]  # x, y, w, h
     kind: str = "frontal"  # or "profile"
+    score: float = 1.0
+    keypoints: tuple[tuple[float, float], ...] | None = None
+
+    def moved(self, dx: float, dy: float, box: tuple[int, int, int, int]) -> "Face":
+        """The same face followed to ``box`` (moved by dx, dy full-frame pixels)."""
+        kp = None if self.keypoints is None else tuple((x + dx, y + dy) for x, y in self.keypoints)
+        return Face(box, self.kind, self.score, kp)
 
 
 class DetectorError(RuntimeError):
@@ -34,18 +54,30 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return cascade
 
 
-class FaceDetector:
-    def __init__(self, detect_width=320, scale_factor=1.15, min_neighbors=5, min_face_px=40, profile=True):
-        self.detect_width = detect_width
-        self.scale_factor, self.min_neighbors, self.min_face_px = scale_factor, min_neighbors, min_face_px
-        self.frontal = _cascade("haarcascade_frontalface_default.xml")
-        self.profile = _cascade("haarcascade_profileface.xml") if profile else None
-        self._small = None
+def detector_from_config(cfg: dict) -> "Detector":
+    """The configured detector: ``detector.backend`` "blazeface" (default) or "haar"."""
+    if cfg["detector"].get("backend", "blazeface") == "haar":
+        return FaceDetector.from_config(cfg)
+    return BlazeFaceDetector.from_config(cfg)
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "FaceDetector":
-        d = cfg["detector"]
-        return cls(d["detect_width"], d["scale_factor"], d["min_neighbors"], d["min_face_px"], d["profile"])
+
+class Detector:
+    """What the tracker, the capture loop and still analysis use of a detector: ``detect``
+    on a whole frame, ``detect_near`` around a tracked face, and ``small_gray``, the
+    down-scaled frame the tracker follows a face on between detections."""
+
+    backend = ""
+
+    def __init__(self, detect_width: int = 320, min_face_px: int = 40):
+        self.detect_width, self.min_face_px = detect_width, min_face_px
+        self._small: np.ndarray | None = None
+
+    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
+               tiles: bool | None = None) -> list[Face]:
+        raise NotImplementedError
+
+    def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
+        raise NotImplementedError
 
     def small_gray(self, frame: np.ndarray, detect_width: int | None = None) -> tuple[np.ndarray, float]:
         """The detection image and the factor back to full-frame pixels."""
@@ -61,10 +93,30 @@ class FaceDetector:
         cv2.resize(gray, size, dst=self._small, interpolation=cv2.INTER_AREA)
         return self._small, scale
 
-    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None) -> list[Face]:
+
+
+class FaceDetector(Detector):
+    """The seed paper's detector: Haar cascades on a down-scaled grayscale frame."""
+
+    backend = "haar"
+
+    def __init__(self, detect_width=320, scale_factor=1.15, min_neighbors=5, min_face_px=40, profile=True):
+        super().__init__(detect_width, min_face_px)
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+        self.frontal = _cascade("haarcascade_frontalface_default.xml")
+        self.profile = _cascade("haarcascade_profileface.xml") if profile else None
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "FaceDetector":
+        d = cfg["detector"]
+        return cls(d["detect_width"], d["scale_factor"], d["min_neighbors"], d["min_face_px"], d["profile"])
+
+    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
+               tiles: bool | None = None) -> list[Face]:
         """Frontal faces, or, when there are none, turned-away (profile) faces.
 
-        ``detect_width`` and ``min_face_px`` override the live settings (stills)."""
+        ``detect_width`` and ``min_face_px`` override the live settings (stills); Haar
+        searches every scale anyway, so ``tiles`` changes nothing."""
         small, scale = self.small_gray(frame, detect_width)
         min_px = max(12, int((min_face_px or self.min_face_px) / scale))
         found = self.frontal.detectMultiScale(small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px))
@@ -78,5 +130,208 @@ class FaceDetector:
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
 
 
+    def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
+        """Re-detect a tracked face in a region around it (``small_box``, small-frame
+        pixels), at sizes close to its own; the hit closest to where it was, or None."""
+        x, y, w, h = small_box
+        m = w // 2
+        H, W = small.shape
+        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(W, x + w + m), min(H, y + h + m)
+        roi = small[y0:y1, x0:x1]
+        lo, hi = max(12, int(w * 0.7)), int(w * 1.45) + 1
+        if kind == "frontal":
+            hits = [tuple(b) for b in self.frontal.detectMultiScale(roi, self.scale_factor, self.min_neighbors,
+                                                                  minSize=(lo, lo), maxSize=(hi, hi))]
+        elif self.profile is not None:
+            hits = [tuple(b) for b in self.profile.detectMultiScale(roi, self.scale_factor, self.min_neighbors,
+                                                                  minSize=(lo, lo), maxSize=(hi, hi))]
+            rw = roi.shape[1]
+            hits += [(rw - bx - bw, by, bw, bh) for (bx, by, bw, bh) in
+                     self.profile.detectMultiScale(cv2.flip(roi, 1), self.scale_factor, self.min_neighbors,
+                                                   minSize=(lo, lo), maxSize=(hi, hi))]
+        else:
+            return None
+        if not hits:
+            return None
+        cx, cy = x + w / 2 - x0, y + h / 2 - y0  # the hit closest to where the face was
+        bx, by, bw, bh = min(hits, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
+        return Face(_scaled((bx + x0, by + y0, bw, bh), scale), kind)
+
+
 def _scaled(box, scale: float) -> tuple[int, int, int, int]:
     return tuple(int(round(v * scale)) for v in box)  # type: ignore[return-value]
+
+
+TURNED_AWAY = 0.8  # ear asymmetry (see ``ear_asymmetry``) from which a head counts as turned away;
+# the cameraman turned sideways scores 0.87, half of FER2013 faces under 0.2 and 12% above 0.8
+
+
+def ear_asymmetry(keypoints) -> float:
+    """0 for a head facing the camera, towards 1 for a head turned sideways.
+
+    Along the line through the eyes, each ear lies about as far out from its eye as the
+    other on a frontal face; on a turned head the near-side ear sits next to its eye and
+    the far-side ear far out. |d_right - d_left| / (|d_right| + |d_left|)."""
+    kp = np.asarray(keypoints, np.float32)
+    right_eye, left_eye, right_ear, left_ear = kp[0], kp[1], kp[4], kp[5]
+    axis = left_eye - right_eye
+    norm = float(np.hypot(*axis))
+    if norm < 1e-6:
+        return 1.0
+    axis /= norm
+    d_right, d_left = float((right_eye - right_ear) @ axis), float((left_ear - left_eye) @ axis)
+    total = abs(d_right) + abs(d_left)
+    return abs(d_right - d_left) / total if total > 1e-6 else 1.0
+
+
+def plausible(box, keypoints, min_face_px: float) -> bool:
+    """Sanity checks that keep non-faces out: big enough, roughly square, eyes apart,
+    and eyes, nose and mouth inside the box (a texture that scores high rarely also puts
+    four keypoints where a face has them)."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    if w < min_face_px or h <= 0 or not 0.6 <= w / h <= 1.6:
+        return False
+    kp = np.asarray(keypoints, np.float32)[:4]  # eyes, nose, mouth
+    mx, my = 0.05 * w, 0.05 * h
+    inside = (kp[:, 0] >= x0 - mx) & (kp[:, 0] <= x1 + mx) & (kp[:, 1] >= y0 - my) & (kp[:, 1] <= y1 + my)
+    return bool(inside.all()) and float(np.hypot(*(kp[1] - kp[0]))) >= 0.15 * w
+
+
+class BlazeFaceDetector(Detector):
+    """The learned detector (``edge_app.vision.blazeface``) with our sanity checks and a
+    turned-away test on its keypoints. Always runs on grayscale (as the capture loop
+    does), so a still and the live loop see the same thing."""
+
+    backend = "blazeface"
+
+    def __init__(self, detect_width: int = 320, min_face_px: int = 40, min_score: float = 0.5, profile: bool = True,
+                 manifest=None, threads: int = 1, face_check: bool = True):
+        super().__init__(detect_width, min_face_px)
+        from edge_app.vision.blazeface import BlazeFace, FaceCheck
+
+        self.net = BlazeFace(manifest, threads)
+        self.check = FaceCheck(threads=threads) if face_check else None
+        self.min_score, self.profile = min_score, profile
+        self._next_tile = 0  # where the next partial tile search starts (see ``detect``)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "BlazeFaceDetector":
+        d = cfg["detector"]
+        return cls(d["detect_width"], d["min_face_px"], d.get("min_score", 0.5), d["profile"], d.get("manifest") or None)
+
+    def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0,
+               frame: np.ndarray | None = None) -> list[Face]:
+        """Believable faces in ``gray``, a region whose corner is (dx, dy) in ``frame``
+        (the whole grayscale frame): a face cut by the region's edge inside the frame is
+        left out (an overlapping region holds it whole), and every face must pass the
+        face check on the frame."""
+        frame = gray if frame is None else frame
+        H, W = gray.shape[:2]
+        FH, FW = frame.shape[:2]
+        cut = (dx > 0, dy > 0, dx + W < FW, dy + H < FH)  # which region edges lie inside the frame
+        faces = []
+        for d in self.net.detect(gray, self.min_score):
+            if not plausible(d.box, d.keypoints, min_px):
+                continue
+            x0, y0, x1, y1 = d.box
+            if (cut[0] and x0 < 0) or (cut[1] and y0 < 0) or (cut[2] and x1 > W) or (cut[3] and y1 > H):
+                continue
+            kind = "profile" if ear_asymmetry(d.keypoints) >= TURNED_AWAY else "frontal"
+            if kind == "profile" and not self.profile:
+                continue
+            shift = np.array([dx, dy, dx, dy], np.float32)
+            if self.check is not None and self.check.presence(frame, np.asarray(d.box) + shift, d.keypoints[0] + shift[:2],
+                                                              d.keypoints[1] + shift[:2]) < self.check.presence_min:
+                continue
+            x0, y0 = max(0, int(round(d.box[0]))), max(0, int(round(d.box[1])))
+            x1, y1 = min(W, int(round(d.box[2]))), min(H, int(round(d.box[3])))
+            kp = tuple((float(x) + dx, float(y) + dy) for x, y in d.keypoints)
+            faces.append(Face((x0 + dx, y0 + dy, x1 - x0, y1 - y0), kind, round(d.score, 4), kp))
+        return faces
+
+    def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
+               tiles: bool | None = None) -> list[Face]:
+        """Every believable face, biggest first (``detect_width`` is Haar's; unused).
+
+        The short-range network sees the frame at 128 pixels, so on a whole frame it finds
+        faces from about a third of the frame's height up. Smaller faces are searched on
+        overlapping tiles (``tile_grid``): all of them when ``tiles`` is true (stills,
+        where time matters less); by default, when the whole frame showed no face, the
+        next ``TILES_PER_SEARCH`` of them in turn, so the live loop, which searches an
+        empty scene every few frames, covers them all within about a second and never
+        pays for all at once."""
+        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        min_px = min_face_px or self.min_face_px
+        faces = self._faces(gray, min_px)
+        if tiles or (tiles is None and not faces):
+            grid = tile_grid(gray.shape[0], gray.shape[1], min_px)
+            if not tiles and grid:
+                start = self._next_tile % len(grid)
+                grid = (grid + grid)[start:start + min(TILES_PER_SEARCH, len(grid))]
+                self._next_tile = start + len(grid)
+            # a tile is searched for faces up to 0.6 of its side: bigger ones are seldom
+            # whole in it, and the whole frame or the bigger tiles find them
+            faces = _merge(faces + [f for x, y, side in grid
+                                    for f in self._faces(gray[y:y + side, x:x + side], min_px, x, y, gray)
+                                    if f.box[2] <= 0.6 * side])
+        return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
+
+    def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
+        """Run the network on a square region about twice the tracked face: the face
+        fills more of the network's 128-pixel input there than in the whole frame."""
+        x, y, w, h = (v * scale for v in small_box)
+        side = 2.0 * max(w, h)
+        cx, cy = x + w / 2, y + h / 2
+        H, W = gray.shape[:2]
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
+        hits = [f for f in self._faces(gray[y0:y1, x0:x1], max(self.min_face_px, 0.6 * w), x0, y0, gray)
+                if f.box[2] <= 1.6 * w]
+        if not hits:
+            return None
+        return min(hits, key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2)
+
+
+TILE_LEVELS = (2 / 3, 4 / 9)  # tile sides as fractions of the frame's shorter side
+TILES_PER_SEARCH = 4  # tiles a default (live) search adds when the whole frame shows no face
+
+
+def tile_grid(h: int, w: int, min_px: float) -> list[tuple[int, int, int]]:
+    """Square tiles (x, y, side) covering an h x w frame at each of ``TILE_LEVELS``, each
+    overlapping its neighbours by half, so any face up to half a tile wide lies whole in
+    one of them; a level whose tiles could not hold a face of ``min_px`` is left out."""
+    out = []
+    for level in TILE_LEVELS:
+        side = int(min(h, w) * level)
+        if side < 3 * min_px:
+            continue
+        out += [(x, y, side) for y in _starts(h, side) for x in _starts(w, side)]
+    return out
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Evenly spaced tile starts from 0 to ``length - side``, at most half a tile apart."""
+    n = int(np.ceil((length - side) / (side / 2) - 0.05)) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - side, max(1, n))})
+
+
+def _merge(faces: list[Face], overlap: float = 0.3) -> list[Face]:
+    """One face per place: of faces overlapping by more than ``overlap`` (intersection
+    over union), the best-scoring one (a face found whole and in a tile, or in two tiles)."""
+    kept: list[Face] = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        x, y, w, h = f.box
+        if all(_iou((x, y, w, h), k.box) <= overlap for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0

@@ -2,20 +2,25 @@
 
 ``decode_image`` is the one gate for untrusted image bytes: it checks the real type (not
 the extension), the byte size, the header's declared pixel count before decoding (so a
-decompression bomb is refused cheaply), and that the data decodes completely.
+decompression bomb is refused cheaply), and that the data decodes completely. A photo
+larger than ``ANALYSIS_PIXELS`` is scaled down as it is decoded (JPEG) or right after
+(PNG, WebP), before any copy is made: faces stay far above the detector's minimum size,
+and one upload costs tens of megabytes, not hundreds (a Pi has 1-4 GB).
 """
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from edge_app.engagement import Group
-from edge_app.vision.classifier import EmotionClassifier, crop_face
-from edge_app.vision.detector import FaceDetector
+from edge_app.engagement import UNCERTAIN, Group
+from edge_app.vision.align import aligned_crop
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import Detector
 
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_TEXT = "JPEG, PNG or WebP"
@@ -25,10 +30,14 @@ class ImageRejected(ValueError):
     """An upload that is not an acceptable image; the message says what is accepted."""
 
 
+# What the detector and the results see of a larger photo: about 2100 x 1400 pixels.
+ANALYSIS_PIXELS = 3_000_000
+
+
 @dataclass
 class Limits:
     max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = 12_000_000
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Limits":
@@ -48,6 +57,19 @@ def _sniff(data: bytes) -> str | None:
 
 # Pillow's modes for 16-bit (and 32-bit integer) grayscale, as PNG decodes them.
 WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _fit(w: int, h: int, pixels: int) -> tuple[int, int]:
+    """(w, h) scaled down, aspect kept, to at most ``pixels`` pixels."""
+    scale = min(1.0, (pixels / (w * h)) ** 0.5)
+    return max(1, int(w * scale)), max(1, int(h * scale))
+
+
+def _shrink(bgr: np.ndarray) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    if w * h <= ANALYSIS_PIXELS:
+        return bgr
+    return cv2.resize(bgr, _fit(w, h, ANALYSIS_PIXELS), interpolation=cv2.INTER_AREA)
 
 
 def _wide_gray_to_bgr(values: np.ndarray) -> np.ndarray:
@@ -77,25 +99,33 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
                 raise ImageRejected(
                     f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
                     f"{limits.max_pixels / 1e6:.0f} MP")
+            if kind == "JPEG" and w * h > ANALYSIS_PIXELS:
+                img.draft("RGB", _fit(w, h, ANALYSIS_PIXELS))  # decoded at 1/2, 1/4 or 1/8 size
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode in WIDE_GRAY_MODES:  # 16-bit grayscale: convert("RGB") would clip it to 255
-                return _wide_gray_to_bgr(np.asarray(img))
-            rgb = np.asarray(img.convert("RGB"))
+                return _shrink(_wide_gray_to_bgr(np.asarray(img)))
+            if img.width * img.height > ANALYSIS_PIXELS:  # a large PNG or WebP: one box-filter pass, no copies
+                img = img.reduce(math.ceil((img.width * img.height / ANALYSIS_PIXELS) ** 0.5))
+            rgb = np.array(img if img.mode == "RGB" else img.convert("RGB"))  # writable: converted in place
+            del img  # the decoded picture goes before anything else is allocated
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected(f"the image is too large to decode safely; the limit is {limits.max_pixels / 1e6:.0f} MP") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the {kind} data is truncated or corrupt ({exc}); upload a complete {ACCEPTED_TEXT} file") from None
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)  # in place: no second copy of the photo
 
 
 class Analyzer:
-    """Detect every face in a still image and classify each one."""
+    """Detect every face in a still image and classify each one; a face whose top emotion
+    is below ``min_confidence`` is reported with engagement "Uncertain" (not a guess)."""
 
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, mapping: dict[str, str]):
+    def __init__(self, detector: Detector, classifier: EmotionClassifier, mapping: dict[str, str],
+                 min_confidence: float = 0.0):
         self.detector, self.classifier, self.mapping = detector, classifier, mapping
+        self.min_confidence = min_confidence
 
     def analyze(self, bgr: np.ndarray) -> list[dict]:
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -104,19 +134,21 @@ class Analyzer:
         width = max(self.detector.detect_width, min(640, gray.shape[1]))
         min_face = max(24, min(self.detector.min_face_px, gray.shape[1] // 20))
         faces = []
-        for face in self.detector.detect(gray, width, min_face):
+        for face in self.detector.detect(gray, width, min_face, tiles=True):
             if face.kind != "frontal":
                 continue
-            crop = crop_face(gray, face.box)
+            crop = aligned_crop(gray, face)
             if crop.size == 0:
                 continue
             emotion, confidence, probabilities = self.classifier.classify(crop)
+            uncertain = confidence < self.min_confidence
             faces.append({
                 "box": [int(v) for v in face.box],
                 "emotion": emotion,
                 "confidence": round(confidence, 4),
                 "probabilities": probabilities,
-                "engagement": self.mapping.get(emotion, Group.NOT_ENGAGED),
+                "engagement": UNCERTAIN if uncertain else self.mapping.get(emotion, Group.NOT_ENGAGED),
+                "uncertain": uncertain,
             })
         return faces
 
@@ -137,6 +169,8 @@ def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndar
 
 
 def _colour(level: str) -> tuple[int, int, int]:
+    if level == UNCERTAIN:
+        return (160, 160, 160)
     if level.startswith((Group.PARTIALLY_ENGAGED, Group.DISTRACTED)):
         return (0, 165, 255)
     if level.startswith(Group.NOT_ENGAGED):

@@ -1,9 +1,9 @@
-"""Keep the main face between detections, so Haar runs rarely and on little of the frame.
+"""Keep the main face between detections, so the detector runs rarely and on little of the frame.
 
-Haar on a whole frame is the most expensive stage by far. The tracker runs it on the
+Detection on a whole frame is the most expensive stage by far. The tracker runs it on the
 whole (down-scaled) frame only every ``full_every`` frames or when the face is lost;
 every ``detect_every`` frames it re-detects only in a small region around the tracked
-face and only at sizes near the tracked one; on the frames in between it follows the
+face and only at sizes near the tracked one (``Detector.detect_near``); on the frames in between it follows the
 face with template matching on the small grayscale frame. Boxes always come back in
 full-frame pixels, and the classifier crops from the full-resolution frame, so the crop
 it sees is (almost) the one a detection on every full frame would give.
@@ -13,13 +13,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_app.vision.detector import Face, FaceDetector
+from edge_app.vision.detector import Detector, Face
 
 MATCH_MIN = 0.55  # template-match score below which the face counts as lost
 
 
 class FaceTracker:
-    def __init__(self, detector: FaceDetector, detect_every: int = 3, full_every: int = 30):
+    def __init__(self, detector: Detector, detect_every: int = 3, full_every: int = 30):
         self.detector = detector
         self.detect_every, self.full_every = max(1, detect_every), max(1, full_every)
         self.faces: list[Face] = []
@@ -45,7 +45,7 @@ class FaceTracker:
         self._k += 1
         if self._small_box is not None and self._n < self.full_every and self._k >= self.detect_every:
             self.last_step = "roi"
-            found = self._detect_near(small, scale)
+            found = det.detect_near(gray, small, scale, self._small_box, self.faces[0].kind if self.faces else "frontal")
             if found is not None:
                 self._k = 0
                 return self._keep(small, scale, [found])
@@ -76,35 +76,6 @@ class FaceTracker:
         self._template = small[y:y + h, x:x + w].copy()  # once per detection, not per frame
         return faces
 
-    def _detect_near(self, small: np.ndarray, scale: float) -> Face | None:
-        """Re-detect the main face in a region around it, at sizes close to its own."""
-        x, y, w, h = self._small_box
-        kind = self.faces[0].kind if self.faces else "frontal"
-        m = w // 2
-        H, W = small.shape
-        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(W, x + w + m), min(H, y + h + m)
-        roi = small[y0:y1, x0:x1]
-        det = self.detector
-        lo, hi = max(12, int(w * 0.7)), int(w * 1.45) + 1
-        if kind == "frontal":
-            hits = [tuple(b) for b in det.frontal.detectMultiScale(roi, det.scale_factor, det.min_neighbors,
-                                                                 minSize=(lo, lo), maxSize=(hi, hi))]
-        elif det.profile is not None:
-            hits = [tuple(b) for b in det.profile.detectMultiScale(roi, det.scale_factor, det.min_neighbors,
-                                                                 minSize=(lo, lo), maxSize=(hi, hi))]
-            rw = roi.shape[1]
-            hits += [(rw - bx - bw, by, bw, bh) for (bx, by, bw, bh) in
-                     det.profile.detectMultiScale(cv2.flip(roi, 1), det.scale_factor, det.min_neighbors,
-                                                  minSize=(lo, lo), maxSize=(hi, hi))]
-        else:
-            return None
-        if not hits:
-            return None
-        cx, cy = x + w / 2 - x0, y + h / 2 - y0  # the hit closest to where the face was
-        bx, by, bw, bh = min(hits, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
-        box = tuple(int(round(v * scale)) for v in (bx + x0, by + y0, bw, bh))
-        return Face(box, kind)  # type: ignore[arg-type]
-
     def _follow(self, small: np.ndarray, scale: float) -> bool:
         """Move the main box to where its template matches best nearby; False when lost."""
         x, y, w, h = self._small_box
@@ -123,6 +94,6 @@ class FaceTracker:
         self._small_box = (nx, ny, w, h)
         main = self.faces[0]
         fw, fh = main.box[2], main.box[3]
-        moved = Face((int(round(nx * scale)), int(round(ny * scale)), fw, fh), main.kind)
+        moved = main.moved((nx - x) * scale, (ny - y) * scale, (int(round(nx * scale)), int(round(ny * scale)), fw, fh))
         self.faces = [moved, *self.faces[1:]]
         return True

@@ -29,8 +29,8 @@ def _csv_safe(value):
 def _log_request() -> tuple[LogFilter, int]:
     flt = LogFilter.from_query(request.query)
     try:
-        page_no = max(1, int(request.query.get("page", 1)))
-    except ValueError:
+        page_no = min(max(1, int(request.query.get("page", 1))), 1_000_000)  # OFFSET stays a SQLite integer
+    except (ValueError, OverflowError):
         page_no = 1
     return flt, page_no
 

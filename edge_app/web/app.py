@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bottle
 from bottle import request, response
 
+from edge_app.fleet import admin_page as fleet_admin
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
@@ -26,11 +28,12 @@ from edge_app.web import (
     admin_settings,
     admin_users,
     auth_routes,
+    hardening,
     health,
     live,
     upload,
 )
-from edge_app.web.guard import Guard, wants_json
+from edge_app.web.guard import Guard, json_error, wants_json
 
 HERE = Path(__file__).resolve().parent
 bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
@@ -47,12 +50,14 @@ class Context:
     loop: CaptureLoop | None = None
     live: LiveFrame | None = None
     started: float = 0.0
+    publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
 
 
 def make_app(ctx: Context) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["ctx"] = ctx
     guard = Guard(ctx)
+    allowed_hosts = hardening.AllowedHosts.from_config(ctx.cfg)
     limits = Limits.from_config(ctx.cfg)
     # bottle refuses bodies above MEMFILE_MAX only for forms; keep uploads in memory up to the limit
     bottle.BaseRequest.MEMFILE_MAX = limits.max_bytes + 1024 * 1024
@@ -67,11 +72,16 @@ def make_app(ctx: Context) -> bottle.Bottle:
                                                        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
         if request.path != "/live.mjpg" and not request.path.startswith("/static/"):
             response.set_header("Cache-Control", "no-store")
+        if guard.secure_cookie:  # served over TLS: browsers must never fall back to plain HTTP
+            response.set_header("Strict-Transport-Security", "max-age=31536000")
 
     @app.hook("before_request")
     def guard_paths():
         """Defence in depth: every /admin and /api/admin path needs an admin, whatever
         the route itself checks, and no state-changing request comes from another site."""
+        if not allowed_hosts.allows(request.headers.get("Host", "")):
+            raise json_error(400, "unknown Host header: open this device by its own name or address "
+                                  "(web.allowed_hosts lists more names)")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             guard.check_same_origin()
         if request.path == "/admin" or request.path.startswith(("/admin/", "/api/admin/")):
@@ -87,6 +97,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model):
         admin_group.install(app, ctx, guard)
     health.install(app, ctx, guard)
+    fleet_admin.install(app, ctx, guard)  # /admin/classroom: the MQTT broker settings and a connection test
 
     @app.error(404)
     def not_found(err):

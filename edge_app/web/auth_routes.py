@@ -49,8 +49,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def api_login():
         guard.check_same_origin()
         try:
-            data = request.json if request.json else request.forms
-        except HTTPError:
+            data = request.json if request.content_type.startswith("application/json") else request.forms
+        except (HTTPError, ValueError, UnicodeDecodeError):
+            data = None
+        if not hasattr(data, "get"):  # a JSON array, string or null, or a body that is no JSON at all
             return json_error(400, "send JSON {\"username\": ..., \"password\": ...} or a form")
         try:
             user = ctx.accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())

@@ -6,11 +6,13 @@ import json
 import time
 
 import bottle
-from bottle import request, response
+from bottle import response
 
 from edge_app import __version__
+from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.health import CameraState, StoreState
-from edge_app.web.guard import Guard, json_error
+from edge_app.web import hardening
+from edge_app.web.guard import Guard, client_address, json_error
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
@@ -23,8 +25,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
         # the current engagement state is personal data: loopback (a local scraper or
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
-        remote = request.remote_addr or ""
-        if not (ctx.cfg["web"]["metrics_public"] or remote.startswith("127.") or remote == "::1"):
+        # the socket's peer: bottle's remote_addr believes X-Forwarded-For, which any client can send
+        if not (ctx.cfg["web"]["metrics_public"] or hardening.is_loopback(client_address())):
             found = guard.current()
             if not found or not found[0].is_admin:
                 return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
@@ -36,6 +38,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 metrics_fallback[0].watch_disk(ctx.store.data_dir)
             m = metrics_fallback[0]
         m.set_model(ctx.analyzer.classifier.manifest)  # the model in use now (it may have been swapped)
+        if ctx.publisher:
+            ctx.publisher.watch(m.registry)  # engage_mqtt_connected, engage_mqtt_backlog
         response.content_type = CONTENT_TYPE_LATEST
         return m.render()
 
@@ -76,6 +80,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "fps": round(h.fps, 2) if h else 0.0,
             "frames": h.frames if h else 0,
             "uptime_s": round(time.time() - ctx.started, 1),
+            "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
             "version": __version__,
         }
         if reasons:

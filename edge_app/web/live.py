@@ -17,7 +17,9 @@ from edge_app.engagement import ABSENT, GROUPS
 from edge_app.runtime.capture import LiveFrame
 from edge_app.runtime.live import mjpeg_stream
 from edge_app.store import reports
-from edge_app.web.guard import Guard, json_error
+from edge_app.web.guard import COOKIE, Guard, json_error
+
+SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
 
 class ViewerSlots:
@@ -93,9 +95,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "multipart/x-mixed-replace; boundary=frame"
         response.set_header("Cache-Control", "no-store")
 
+        token = request.get_cookie(COOKIE)
+
         def frames():
+            checked = time.monotonic()
             try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
-                yield from mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg["web"]["stream_fps"])
+                for part in mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg["web"]["stream_fps"]):
+                    if time.monotonic() - checked > SESSION_RECHECK_S:  # a disabled or logged-out viewer's stream ends
+                        if not ctx.accounts.session_user(token):
+                            return
+                        checked = time.monotonic()
+                    yield part
             finally:
                 viewers.release()
 

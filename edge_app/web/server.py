@@ -10,10 +10,13 @@ class Server:
     def __init__(self, app, host: str, port: int, threads: int = 24, tls_cert: str = "", tls_key: str = ""):
         from cheroot import wsgi
 
+        from edge_app.web import http_limits
+
         self.httpd = wsgi.Server((host, port), app, numthreads=threads, timeout=10, shutdown_timeout=2)
         # stop() waits for the connection selector's next wake-up: 0.1 s (cheroot's default
         # is 0.5 s) makes a service stop or restart quick; idle wake-ups cost next to nothing
         self.httpd.expiration_interval = 0.1
+        self.head_deadlines = http_limits.apply(self.httpd)  # head size and time, listen backlog
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -5,9 +5,13 @@ lower thread priority, and kept only as ``privacy.keep_uploads`` says.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import os
+import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import bottle
 import cv2
@@ -19,19 +23,30 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.guard import Guard, json_error
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
+log = logging.getLogger(__name__)
+
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     page = guard.page
-    analysis_slots = threading.BoundedSemaphore(ctx.cfg["web"].get("analysis_workers", 1))
+    # Uploads are decoded and analysed on these threads only, never on the web workers: at
+    # most web.analysis_workers at once, and their memory comes from the same few malloc
+    # arenas each time (24 web threads each decoding once grew 24 arenas: 2.7 GB).
+    analysis = ThreadPoolExecutor(ctx.cfg["web"]["analysis_workers"], thread_name_prefix="upload-analysis",
+                                  initializer=_lower_thread_priority)
 
     def analyze_upload(user: User) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
         burst of uploads never starves the live capture loop of CPU."""
-        with analysis_slots, _lower_thread_priority():
-            return _analyze_upload(user)
+        data, raw_name = _read_upload()  # the whole body first: a slow sender must not hold the slot
+        free_mb, floor = ctx.store.free_mb(), ctx.cfg["store"]["min_free_mb"]
+        if free_mb < floor:
+            raise ImageRejected(f"the device's disk is nearly full ({free_mb:.0f} MB free, below store.min_free_mb = "
+                                f"{floor:g}): nothing was analysed or stored. An admin can free space by deleting "
+                                "old data (Users page) or lowering store.retention_days", 507)
+        return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name).result()
 
-    def _analyze_upload(user: User) -> tuple[dict, int]:
-        """Validate and analyse the multipart field ``image``; returns (result, upload id)."""
+    def _read_upload() -> tuple[bytes, str | None]:
+        """The bytes and client file name of the multipart field ``image``, or ``ImageRejected``."""
         if request.content_length > limits.max_bytes + 64 * 1024:
             _drain_body(limits.max_bytes * 4)
             raise ImageRejected(f"the upload is {request.content_length / 1e6:.1f} MB; the limit is "
@@ -43,18 +58,31 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                 "as a file in the multipart field 'image'") from None
         if field is None or not hasattr(field, "file"):
             raise ImageRejected(f"no file in the form field 'image': choose a {ACCEPTED_TEXT} file")
-        data = field.file.read(limits.max_bytes + 1)
+        return field.file.read(limits.max_bytes + 1), field.raw_filename
+
+    def _analyze_upload(user: User, data: bytes, raw_name: str | None) -> tuple[dict, int]:
+        """Decode and analyse an upload and store its results; returns (result, upload id)."""
         bgr = decode_image(data, limits)
         faces = ctx.analyzer.analyze(bgr)
-        name = safe_filename(field.raw_filename)
-        upload_id = ctx.store.add_upload(user.id, name, bgr.shape[1], bgr.shape[0], faces)
+        name = safe_filename(raw_name)
+        try:
+            upload_id = ctx.store.add_upload(user.id, name, bgr.shape[1], bgr.shape[0], faces)
+        except sqlite3.OperationalError as exc:  # SQLITE_FULL within the threshold's margin, or locked
+            log.warning("upload not stored: %s", exc)
+            raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
+                                "Nothing was kept; try again once an admin has freed space", 507) from None
         keep = ctx.cfg["privacy"]["keep_uploads"]
         if keep != "none":
             image = bgr if keep == "full" else thumbnail(bgr, 320)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            if ok:
-                rel = ctx.store.write_image(f"uploads/{upload_id}.jpg", buf.tobytes())
-                ctx.store.set_upload_image(upload_id, rel)
+            relative = f"uploads/{upload_id}.jpg"
+            try:
+                if ok:
+                    ctx.store.write_image(relative, buf.tobytes())
+                    ctx.store.set_upload_image(upload_id, relative)
+            except (OSError, sqlite3.Error) as exc:  # never an image that no row points to
+                log.warning("upload %d kept without its image: %s", upload_id, exc)
+                ctx.store.remove_image(relative)
         thumbs = [data_uri(face_crop(bgr, f["box"], 96)) for f in faces]
         annotated = draw_faces(thumbnail(bgr, 960), scale_faces(faces, bgr.shape[1], min(960, bgr.shape[1])), copy=False)
         return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0], "preview": data_uri(annotated),
@@ -97,6 +125,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def api_analyze():
         user = guard.require_user()
         guard.check_same_origin()
+        guard.check_csrf()
         try:
             result, upload_id = analyze_upload(user)
         except ImageRejected as exc:
@@ -131,24 +160,36 @@ def safe_filename(raw: str | None) -> str:
     return name[:120] or "upload"
 
 
-class _lower_thread_priority:
-    """Run a block at a higher nice value (this thread only, Linux), so the capture loop
-    wins the CPU over upload analysis; restored afterwards where the OS allows it."""
+def _lower_thread_priority() -> None:
+    """An analysis thread runs at a higher nice value (Linux: per thread), so the capture
+    loop wins the CPU over upload analysis."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + ANALYSIS_NICE))
+    except (OSError, AttributeError):
+        pass
 
-    NICE = 10
 
-    def __enter__(self):
-        self.tid, self.old = threading.get_native_id(), None
+def _analyzed_and_trimmed(analyze, *args):
+    """Run one analysis, then hand the freed decode buffers back to the OS (glibc keeps
+    freed heap memory otherwise, and the process would stay at its largest upload)."""
+    try:
+        return analyze(*args)
+    finally:
+        _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    global _LIBC
+    if _LIBC is None:
         try:
-            self.old = os.getpriority(os.PRIO_PROCESS, self.tid)
-            os.setpriority(os.PRIO_PROCESS, self.tid, min(19, self.old + self.NICE))
-        except (OSError, AttributeError):
-            self.old = None
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
-    def __exit__(self, *exc):
-        if self.old is not None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, self.tid, self.old)
-            except OSError:  # an unprivileged service cannot lower it again: this worker stays polite
-                pass
-        return False
+
+_LIBC = None
+ANALYSIS_NICE = 10

@@ -41,7 +41,11 @@
             % end
             </ul></details></td>
           <td>{{'%.0f' % (f['confidence'] * 100)}}%</td>
-          <td><span class="pill g-{{group.replace(' ', '-').lower()}}">{{f['engagement']}}</span></td>
+          <td><span class="pill g-{{group.replace(' ', '-').lower()}}">{{f['engagement']}}</span>
+            % if f.get('uncertain'):
+            <span class="hint">the emotion is too unsure to count</span>
+            % end
+          </td>
         </tr>
       % end
       </tbody>

@@ -1,0 +1,77 @@
+"""``engage-edge classroom``: the instructor's view of every desk (see edge_app/fleet/classroom)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+EXIT_OK, EXIT_USAGE = 0, 2
+DEFAULT_DATA = "~/.local/share/engage-classroom"
+
+
+def settings_from_args(args):
+    """The broker settings from the flags, checked by the same rules as the device's [mqtt]."""
+    from edge_app import config as config_mod
+    from edge_app.fleet.settings import MqttSettings
+
+    changes = {"mqtt.host": args.mqtt_host, "mqtt.port": args.mqtt_port, "mqtt.tls_ca": str(args.tls_ca or ""),
+               "mqtt.tls_cert": str(args.tls_cert or ""), "mqtt.tls_key": str(args.tls_key or ""),
+               "mqtt.username": args.mqtt_user or "", "mqtt.password_file": str(args.mqtt_password_file or ""),
+               "mqtt.password": "" if args.mqtt_password_file else os.environ.get("ENGAGE_MQTT_PASSWORD", ""),
+               "mqtt.topic_prefix": args.topic_prefix, "mqtt.keepalive_s": args.keepalive,
+               "mqtt.device_id": "classroom"}
+    if not args.mqtt_host:
+        raise config_mod.ConfigError("--mqtt-host is required: the broker the desks publish to")
+    cfg = config_mod.with_changes(config_mod.defaults(), changes)
+    return MqttSettings.from_config(cfg)
+
+
+def cmd_classroom(args) -> int:
+    from edge_app.fleet.classroom.service import ClassroomService
+    from edge_app.store.database import StoreError
+
+    settings = settings_from_args(args)
+    try:
+        service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
+                                   tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or "")).start()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}. "
+              "Choose another --port or stop the other program.", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}", flush=True)
+    if service.generated_password:
+        print(f"first start: log in as 'admin' with password: {service.generated_password}\n"
+              "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping", flush=True)
+    service.stop()
+    return EXIT_OK
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("classroom", help="the instructor's page: every desk's state live, from an MQTT broker",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--mqtt-host", help="the broker the desks publish to (required)")
+    p.add_argument("--mqtt-port", type=int, default=1883, help="8883 with TLS")
+    p.add_argument("--tls-ca", type=Path, help="the broker's CA certificate (PEM): connect with TLS")
+    p.add_argument("--tls-cert", type=Path, help="client certificate (PEM), if the broker asks for one")
+    p.add_argument("--tls-key", type=Path, help="its key (PEM)")
+    p.add_argument("--mqtt-user", help="broker user name (password: --mqtt-password-file or ENGAGE_MQTT_PASSWORD)")
+    p.add_argument("--mqtt-password-file", type=Path, help="a file holding the broker password")
+    p.add_argument("--topic-prefix", default="engage", help="the desks' mqtt.topic_prefix")
+    p.add_argument("--keepalive", type=int, default=30, help="MQTT keep-alive, seconds")
+    p.add_argument("--host", default="127.0.0.1", help="address for the page (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8090, help="port for the page (0: any free port)")
+    p.add_argument("--https-cert", type=Path, help="serve the page over HTTPS with this certificate (PEM) ...")
+    p.add_argument("--https-key", type=Path, help="... and this key")
+    p.add_argument("--data-dir", default=DEFAULT_DATA, help="where the classroom's accounts live")
+    p.set_defaults(func=cmd_classroom)

@@ -1,0 +1,94 @@
+"""The device admin's "Classroom" settings page: the [mqtt] section, its status and a test button.
+
+Saved values go through the same validation and persistence as every other setting
+(``web.admin_settings.apply_settings``); saving restarts the publisher with them."""
+from __future__ import annotations
+
+import logging
+
+from bottle import request
+
+from edge_app import config as config_mod
+from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
+from edge_app.fleet.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+# (key in [mqtt], label, kind, help)
+FIELDS: list[tuple[str, str, type, str]] = [
+    ("host", "Broker host", str, "Host name or address of the school's MQTT broker; empty turns publishing off."),
+    ("port", "Broker port", int, "1883, or 8883 with TLS."),
+    ("tls_ca", "Broker CA file (TLS)", str, "PEM file of the broker's certificate authority; empty: no TLS."),
+    ("username", "User name", str, "This device's broker account."),
+    ("password", "Password", str, "Leave empty to keep the saved one."),
+    ("device_id", "Device id", str, "Its topic name; empty: the host name."),
+    ("desk", "Desk label", str, 'Shown to the instructor, e.g. "Row 2, seat 4" (never a student\'s name).'),
+    ("topic_prefix", "Topic prefix", str, 'One per school or classroom, e.g. "school-a/room-12".'),
+    ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),
+]
+
+
+def install(app, ctx, h) -> None:
+    """Routes ``/admin/classroom`` (``h``: the web app's ``Guard``)."""
+
+    def form_changes() -> dict:
+        changes: dict = {}
+        for key, label, kind, _ in FIELDS:
+            raw = (request.forms.getunicode(f"mqtt.{key}") or "").strip()
+            if kind is bool:
+                changes[f"mqtt.{key}"] = raw in ("on", "true", "1")
+            elif kind is int:
+                try:
+                    changes[f"mqtt.{key}"] = int(raw)
+                except ValueError:
+                    raise config_mod.ConfigError(f"{label}: {raw!r} is not a port number (1 to 65535)") from None
+            elif key == "password" and not raw:
+                continue  # keep the saved password
+            else:
+                changes[f"mqtt.{key}"] = raw
+        return changes
+
+    def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None):
+        from bottle import HTTPResponse
+
+        body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or ctx.cfg["mqtt"],
+                      status=status_of(ctx.publisher), message=message, ok=ok)
+        return HTTPResponse(body, status) if status != 200 else body
+
+    @app.get("/admin/classroom")
+    def classroom_settings():
+        h.require_user(admin=True)
+        return render()
+
+    @app.post("/admin/classroom")
+    def save_classroom_settings():
+        from edge_app.web.admin_settings import apply_settings
+
+        me = h.require_user(admin=True)
+        h.check_csrf()
+        shown = {**ctx.cfg["mqtt"], **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
+        try:
+            changes = form_changes()
+            candidate = config_mod.with_changes(ctx.cfg, changes)  # bad host or port: ConfigError, nothing saved
+            settings = MqttSettings.from_config(candidate)
+        except config_mod.ConfigError as exc:
+            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown)
+        if request.forms.get("action") == "test":
+            if not settings.enabled:
+                return render("Set a broker host to test.", ok=False, status=400, values=shown)
+            ok, text = check_connection(settings)
+            return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
+                          status=200 if ok else 502, values=shown)
+        apply_settings(ctx, changes)
+        restart_publisher(ctx, ctx.cfg)
+        log.info("admin %s changed the classroom broker settings", me.username)
+        return render("Saved." + (" Publishing to " + settings.broker + "." if settings.enabled else " MQTT is off."))
+
+
+def restart_publisher(ctx, cfg: dict) -> None:
+    """Stop the running publisher (if any) and start one with ``cfg`` (none when host is empty)."""
+    if ctx.publisher is not None:
+        ctx.publisher.stop(timeout=1.0)
+        ctx.store.outbox_enabled = False
+    new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest))
+    ctx.publisher = new.start() if new else None

@@ -1,0 +1,212 @@
+"""The classroom web page and API: every desk live, for instructors (Bottle on cheroot).
+
+Accounts and sessions are the device's own (``store.accounts``) in the service's own
+data directory: an ``admin`` made at first start (``ENGAGE_ADMIN_PASSWORD`` or a
+generated password), ``instructor`` users the admin adds. Live updates are Server-Sent
+Events carrying only the desks that changed, so a class of hundreds stays cheap.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bottle
+from bottle import HTTPError, HTTPResponse, request, response
+
+from edge_app import __version__
+from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.publisher import BrokerStatus
+from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet, shared
+COOKIE = "ee_classroom"
+VIEWERS = ("admin", "instructor")
+KEEPALIVE_S = 15.0
+
+
+@dataclass
+class ClassroomContext:
+    classroom: Classroom
+    accounts: Accounts
+    broker: BrokerStatus
+    secure_cookie: bool = False
+    started: float = 0.0
+
+
+def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
+    app = bottle.Bottle()
+    lookup = [str(HERE / "views")]
+
+    def current() -> tuple[User, str] | None:
+        cached = request.environ.get("ee.user")
+        if cached is None:
+            cached = ctx.accounts.session_user(request.get_cookie(COOKIE)) or False
+            request.environ["ee.user"] = cached
+        return cached or None
+
+    def json_error(status: int, message: str) -> HTTPResponse:
+        return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
+
+    def page(name: str, **values) -> str:
+        found = current()
+        return bottle.template(name, template_lookup=lookup, user=found[0] if found else None,
+                               csrf=found[1] if found else "", version=__version__, **values)
+
+    def require_viewer(api: bool = False) -> tuple[User, str]:
+        found = current()
+        if not found:
+            if api:
+                raise json_error(401, "log in first (POST /api/login)")
+            raise bottle.redirect("/login")
+        if found[0].role not in VIEWERS:
+            raise json_error(403, "this page is for instructors and admins") if api else \
+                HTTPResponse(page("message", title="Not allowed", message="This page is for instructors and admins."), 403)
+        return found
+
+    def same_origin() -> None:
+        origin = request.headers.get("Origin")
+        if origin and (origin == "null" or origin.split("://", 1)[-1] != request.headers.get("Host")):
+            raise json_error(403, "cross-site request refused")
+
+    def start_session(user: User) -> str:
+        token, csrf = ctx.accounts.start_session(user)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure_cookie, path="/",
+                            max_age=int(ctx.accounts.max_age_s))
+        return csrf
+
+    def login_user(username: str, password: str) -> User | None:
+        return ctx.accounts.login(username, password, request.environ.get("REMOTE_ADDR") or "unknown")
+
+    @app.hook("after_request")
+    def headers():
+        response.set_header("X-Content-Type-Options", "nosniff")
+        response.set_header("X-Frame-Options", "DENY")
+        response.set_header("Referrer-Policy", "same-origin")
+        response.set_header("Content-Security-Policy", "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
+                                                       "form-action 'self'; base-uri 'none'")
+        if not request.path.startswith("/static/"):
+            response.set_header("Cache-Control", "no-store")
+
+    @app.get("/static/<name:path>")
+    def static(name):
+        if name == "app.css":
+            return bottle.static_file(name, root=str(DEVICE_STATIC))
+        return bottle.static_file(name, root=str(HERE / "static"))
+
+    @app.get("/login")
+    def login_page():
+        return page("login", title="Log in", error="")
+
+    @app.post("/login")
+    def login():
+        same_origin()
+        username = request.forms.getunicode("username", "")
+        try:
+            user = login_user(username, request.forms.getunicode("password", ""))
+        except LoginThrottled as exc:
+            return HTTPResponse(page("login", title="Log in", error=str(exc), username=username), 429)
+        if not user:
+            return HTTPResponse(page("login", title="Log in", error="Wrong user name or password.", username=username), 401)
+        start_session(user)
+        return bottle.redirect("/")
+
+    @app.post("/api/login")
+    def api_login():
+        same_origin()
+        try:
+            data = request.json or request.forms
+        except HTTPError:
+            return json_error(400, 'send JSON {"username": ..., "password": ...}')
+        try:
+            user = login_user(str(data.get("username", "")), str(data.get("password", "")))
+        except LoginThrottled as exc:
+            return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
+                                {"Content-Type": "application/json"})
+        if not user:
+            return json_error(401, "wrong user name or password")
+        csrf = start_session(user)
+        response.content_type = "application/json"
+        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf})
+
+    @app.post("/logout")
+    def logout():
+        same_origin()
+        token = request.get_cookie(COOKIE)
+        if token:
+            ctx.accounts.end_session(token)
+        response.delete_cookie(COOKIE, path="/")
+        return bottle.redirect("/login")
+
+    @app.get("/")
+    def classroom_page():
+        user, csrf = require_viewer()
+        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot())
+
+    @app.get("/api/classroom")
+    def api_classroom():
+        require_viewer(api=True)
+        response.content_type = "application/json"
+        return json.dumps(ctx.classroom.snapshot())
+
+    @app.get("/api/classroom/events")
+    def events():
+        """Server-Sent Events: the desks that changed since the last event (the first: all)."""
+        require_viewer(api=True)
+        response.content_type = "text/event-stream"
+        response.set_header("X-Accel-Buffering", "no")
+
+        def stream():
+            version = -1
+            yield "retry: 2000\n\n"
+            while not ctx.classroom.closed:
+                seen = ctx.classroom.wait_change(version, KEEPALIVE_S)
+                if seen == version:
+                    yield ": keep-alive\n\n"  # also notices a closed connection
+                    continue
+                data = ctx.classroom.snapshot(since=version if version >= 0 else None)
+                version = data["version"]
+                yield f"data: {json.dumps(data)}\n\n"
+
+        return stream()
+
+    @app.post("/api/instructors")
+    def add_instructor():
+        """An admin adds an instructor account: JSON {"username", "password"}."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if user.role != "admin":
+            return json_error(403, "only an admin adds instructors")
+        if request.headers.get("X-CSRF-Token") != csrf:
+            return json_error(403, "missing or stale X-CSRF-Token: log in again")
+        data = request.json or {}
+        try:
+            made = ctx.accounts.create_user(str(data.get("username", "")), str(data.get("password", "")), "instructor")
+        except AuthError as exc:
+            return json_error(400, str(exc))
+        response.status = 201
+        response.content_type = "application/json"
+        return json.dumps({"user": made.username, "role": made.role})
+
+    @app.get("/healthz")
+    def healthz():
+        response.content_type = "application/json"
+        b = ctx.broker
+        body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "broker": b.broker, "connected": b.connected,
+                "error": b.error, "desks": len(ctx.classroom), "uptime_s": round(time.time() - ctx.started, 1),
+                "version": __version__}
+        if not b.connected:
+            body["reasons"] = [f"mqtt: {b.error or 'connecting to ' + b.broker}"]
+            response.status = 503
+        return json.dumps(body)
+
+    @app.error(404)
+    def not_found(err):
+        response.content_type = "application/json"
+        return json.dumps({"error": "not found"})
+
+    return app

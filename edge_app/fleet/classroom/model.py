@@ -1,0 +1,109 @@
+"""What the instructor sees: one record per desk, fed by the broker, read by the page.
+
+Thread-safe: paho's network thread applies messages, web threads read snapshots and
+wait for the next change (``wait_change``) to push it to the page over SSE.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+LEVELS = ("Not engaged", "Distracted", "Absent", "Partially engaged", "Engaged")
+ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
+ALERT_LEVELS = ("Not engaged", "Distracted")
+
+
+@dataclass
+class Desk:
+    device_id: str
+    desk: str = ""
+    level: str = ""
+    label: str = ""
+    since: float | None = None
+    seq: int = -1
+    online: bool = False
+    last_seen: float = 0.0
+    changed: int = 0  # the classroom's version at this desk's latest change
+
+    def sort_key(self) -> tuple:
+        """Online desks that need attention first (longest in that state first), offline last."""
+        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.since or 0.0,
+                self.desk or self.device_id)
+
+
+class Classroom:
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self._desks: dict[str, Desk] = {}
+        self._cond = threading.Condition()
+        self.version = 0
+        self.closed = False  # set at shutdown: live streams end instead of waiting
+
+    def _changed(self, desk: Desk) -> None:
+        self.version += 1
+        desk.changed = self.version
+        self.updated = time.perf_counter()
+        self._cond.notify_all()
+
+    def apply_state(self, device_id: str, payload: bytes) -> bool:
+        """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have."""
+        try:
+            data = json.loads(payload)
+            level, since, seq = str(data["level"]), float(data["since"]), int(data["seq"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        with self._cond:
+            desk = self._desks.setdefault(device_id, Desk(device_id))
+            if seq <= desk.seq and desk.since is not None and since <= desk.since:
+                return False  # a retained or repeated copy of an older change
+            desk.level, desk.since, desk.seq = level, since, seq
+            desk.label = str(data.get("label", level))[:120]
+            desk.desk = str(data.get("desk", ""))[:64]
+            desk.online, desk.last_seen = True, self.clock()
+            self._changed(desk)
+        return True
+
+    def apply_availability(self, device_id: str, payload: bytes) -> None:
+        """``online`` or ``offline`` (the device's last will, or its clean stop)."""
+        online = payload.strip() == b"online"
+        with self._cond:
+            desk = self._desks.setdefault(device_id, Desk(device_id))
+            if online:
+                desk.last_seen = self.clock()
+            if desk.online != online or online:
+                desk.online = online
+                self._changed(desk)
+
+    def snapshot(self, since: int | None = None) -> dict:
+        """The page's and ``/api/classroom``'s data: desks in attention order and counts per level.
+
+        ``since``: only the desks changed after that version (the live page's updates)."""
+        counts = {level: 0 for level in reversed(LEVELS)}
+        counts["Offline"] = 0
+        with self._cond:
+            for d in self._desks.values():
+                key = d.level if d.online else "Offline"
+                if key in counts:
+                    counts[key] += 1
+            desks = [d for d in self._desks.values() if since is None or d.changed > since]
+            desks.sort(key=Desk.sort_key)
+            rows = [{k: v for k, v in asdict(d).items() if k not in ("seq", "changed")} for d in desks]
+            version = self.version
+        return {"desks": rows, "counts": counts, "now": self.clock(), "version": version, "full": since is None}
+
+    def wait_change(self, version: int, timeout: float) -> int:
+        """Block until the version moves past ``version`` (or ``timeout``); returns the version."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != version or self.closed, timeout)
+            return self.version
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._desks)

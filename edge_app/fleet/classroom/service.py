@@ -1,0 +1,52 @@
+"""``engage-edge classroom``: the broker subscriber and the web page, wired and run together."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_app.fleet.classroom.app import ClassroomContext, make_classroom_app
+from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.classroom.subscriber import Subscriber
+from edge_app.fleet.settings import MqttSettings
+from edge_app.store.accounts import Accounts, ThrottlePolicy
+from edge_app.store.database import Store
+
+
+class ClassroomService:
+    def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
+                 login: dict | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64):
+        from edge_app import config as config_mod
+
+        self.settings = settings
+        self.store = Store(data_dir)
+        login = login or config_mod.defaults()["login"]
+        self.accounts = Accounts(self.store, throttle=ThrottlePolicy.from_config(login))
+        self.generated_password = self.accounts.ensure_admin()
+        self.classroom = Classroom()
+        self.subscriber = Subscriber(settings, self.classroom)
+        ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time())
+        self.app = make_classroom_app(ctx)
+        self.host, self.port, self.threads = host, port, threads
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.server: Any = None  # edge_app.web.app.Server once started
+
+    def start(self) -> "ClassroomService":
+        from edge_app.web.server import Server
+
+        self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key).start()
+        self.subscriber.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls_cert else "http"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{scheme}://{host}:{self.server.port if self.server else self.port}"
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+        self.classroom.close()  # ends the pages' live streams, so the server stops at once
+        if self.server:
+            self.server.stop()
+        self.store.close()

@@ -1,0 +1,94 @@
+// The classroom page: desks arrive over Server-Sent Events (only the changed ones after
+// the first event) and are re-drawn here; durations tick every second.
+"use strict";
+(function () {
+  const ORDER = ["Not engaged", "Distracted", "Absent", "Partially engaged", "Engaged"];
+  const ALERTING = ["Not engaged", "Distracted"];
+  const desks = new Map();
+  let counts = {};
+  let offset = 0; // server clock minus ours, seconds
+  const $ = (id) => document.getElementById(id);
+  const threshold = $("threshold");
+  threshold.value = localStorage.getItem("ee-alert-min") || threshold.value;
+  threshold.addEventListener("change", () => { localStorage.setItem("ee-alert-min", threshold.value); render(); });
+
+  const cls = (level) => "lvl-" + level.toLowerCase().replace(/ /g, "-");
+  const now = () => Date.now() / 1000 + offset;
+  function ago(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+  }
+  function rank(d) {
+    const i = ORDER.indexOf(d.level);
+    return [d.online ? 0 : 1, i < 0 ? ORDER.length : i, d.since || 0];
+  }
+  function compare(a, b) {
+    const x = rank(a), y = rank(b);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return (a.desk || a.device_id).localeCompare(b.desk || b.device_id);
+  }
+  function el(tag, className, text) {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function render() {
+    const list = [...desks.values()].sort(compare);
+    const t = now();
+    const ul = $("desks");
+    ul.replaceChildren(...list.map((d) => {
+      const li = el("li", "desk " + (d.online ? cls(d.level || "Absent") : "offline"));
+      li.dataset.device = d.device_id;
+      li.dataset.level = d.level;
+      li.dataset.online = d.online;
+      li.append(el("span", "name", d.desk || d.device_id), el("span", "level", d.level || "No state yet"));
+      if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
+      li.append(el("span", "meta heard", "last heard " + ago(t - d.last_seen) + " ago"));
+      return li;
+    }));
+    if (!list.length) ul.append(el("li", "empty", "No desk has reported yet."));
+    const c = $("counts");
+    c.replaceChildren(...Object.entries(counts).map(([level, n]) => {
+      const li = el("li", "count " + cls(level));
+      li.dataset.level = level;
+      li.append(el("span", "n", String(n)), document.createTextNode(" " + level));
+      return li;
+    }));
+    const limit = parseFloat(threshold.value) * 60;
+    const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
+    $("alerts").replaceChildren(...(alerts.length ? alerts.map((d) =>
+      el("li", "alert", (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since))) :
+      [el("li", "none", "No desk right now.")]));
+  }
+  function connect() {
+    const source = new EventSource("/api/classroom/events");
+    source.onopen = () => { $("conn").textContent = "Live"; };
+    source.onerror = () => { $("conn").textContent = "Reconnecting…"; };
+    source.onmessage = (event) => {
+      const data = JSON.parse(event.data);
+      offset = data.now - Date.now() / 1000;
+      if (data.full) desks.clear();
+      for (const d of data.desks) desks.set(d.device_id, d);
+      counts = data.counts;
+      document.body.dataset.version = data.version;
+      render();
+    };
+  }
+  const form = $("add-instructor");
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = {username: form.username.value, password: form.password.value};
+      const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body),
+        headers: {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf}});
+      const data = await r.json();
+      $("add-result").textContent = r.ok ? "Added " + data.user + "." : data.error;
+      if (r.ok) form.reset();
+    });
+  }
+  connect();
+  setInterval(render, 1000);
+})();

@@ -1,0 +1,60 @@
+"""The classroom's MQTT side: subscribe to every desk's state and availability."""
+from __future__ import annotations
+
+import logging
+import os
+
+from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.publisher import BrokerStatus, make_client, refusal_text
+from edge_app.fleet.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber:
+    def __init__(self, settings: MqttSettings, classroom: Classroom):
+        self.settings, self.classroom = settings, classroom
+        self.status = BrokerStatus(True, settings.broker, "", settings.username)
+        self.client = make_client(settings, f"engage-classroom-{os.getpid()}-{id(self) & 0xffff:x}")
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._depth = len(settings.topic_prefix.split("/"))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.status.connected, self.status.error = False, refusal_text(self.settings, reason_code)
+            log.error("mqtt: %s", self.status.error)
+            return
+        self.status.connected, self.status.error = True, ""
+        log.info("mqtt: connected to %s", self.settings.broker)
+        client.subscribe([(self.settings.topic("state", "+"), 1), (self.settings.topic("availability", "+"), 1)])
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.status.connected = False
+        self.status.error = (f"cannot reach the broker at {self.settings.broker}: check --mqtt-host and --mqtt-port "
+                             "and that the broker runs; retrying")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.status.connected = False
+        self.status.error = f"lost the connection ({reason_code}); retrying"
+
+    def _on_message(self, client, userdata, message) -> None:
+        parts = message.topic.split("/")
+        if len(parts) != self._depth + 2:
+            return
+        device_id, kind = parts[-2], parts[-1]
+        if kind == "state":
+            self.classroom.apply_state(device_id, message.payload)
+        elif kind == "availability":
+            self.classroom.apply_availability(device_id, message.payload)
+
+    def start(self) -> "Subscriber":
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,41 @@
+% rebase('layout.tpl', title=title)
+<div class="classroom">
+  <section aria-labelledby="counts-h" class="counts-bar">
+    <h1 id="counts-h" class="sr-only">Desks per level</h1>
+    <ul id="counts" class="counts">
+      % for level, n in snapshot['counts'].items():
+      <li class="count lvl-{{level.lower().replace(' ', '-')}}"><span class="n">{{n}}</span> {{level}}</li>
+      % end
+    </ul>
+    <p class="conn" id="conn" role="status">Connecting…</p>
+  </section>
+  <section aria-labelledby="alerts-h" class="alerts card">
+    <div class="head-row">
+      <h2 id="alerts-h">Needs attention</h2>
+      <label class="threshold" for="threshold">Alert after
+        <input id="threshold" type="number" min="0" max="120" step="0.5" value="2" inputmode="decimal"> min
+        "Not engaged" or "Distracted"</label>
+    </div>
+    <ul id="alerts" aria-live="polite"><li class="none">No desk right now.</li></ul>
+  </section>
+  <section aria-labelledby="desks-h">
+    <h2 id="desks-h" class="sr-only">Desks</h2>
+    <ul id="desks" class="desks" aria-live="off">
+      % if not snapshot['desks']:
+      <li class="empty">No desk has reported yet. Devices appear here once they publish to the broker.</li>
+      % end
+    </ul>
+  </section>
+  % if user.role == 'admin':
+  <details class="card admin-tools">
+    <summary>Add an instructor</summary>
+    <form id="add-instructor" class="row" data-csrf="{{csrf}}">
+      <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
+      <label>Password <input name="password" type="password" required minlength="8" autocomplete="new-password"></label>
+      <button type="submit">Add</button>
+      <p id="add-result" role="status"></p>
+    </form>
+  </details>
+  % end
+</div>
+<script src="/static/classroom.js"></script>

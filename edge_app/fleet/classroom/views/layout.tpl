@@ -1,0 +1,26 @@
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{title}} · engage-edge classroom</title>
+<link rel="stylesheet" href="/static/app.css">
+<link rel="stylesheet" href="/static/classroom.css">
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="top">
+  <span class="brand"><span class="dot" aria-hidden="true"></span>engage-edge classroom</span>
+  % if user:
+  <nav aria-label="Main">
+    <span>{{user.username}} ({{user.role}})</span>
+    <form method="post" action="/logout" class="inline"><button type="submit" class="link">Log out</button></form>
+  </nav>
+  % end
+</header>
+<main id="main">
+{{!base}}
+</main>
+<footer>engage-edge {{version}} · desks report an engagement level only: no images, no names</footer>
+</body>
+</html>

@@ -1,0 +1,14 @@
+% rebase('layout.tpl', title=title)
+<section class="card narrow">
+  <h1>Log in</h1>
+  % if error:
+  <p class="error" role="alert" id="login-error">{{error}}</p>
+  % end
+  <form method="post" action="/login" class="stacked">
+    <label for="username">User name</label>
+    <input id="username" name="username" autocomplete="username" value="{{get('username', '')}}" required autofocus>
+    <label for="password">Password</label>
+    <input id="password" name="password" type="password" autocomplete="current-password" required>
+    <button type="submit">Log in</button>
+  </form>
+</section>

@@ -1,0 +1,308 @@
+"""The device side of the classroom: sends the outbox to the MQTT broker, in order.
+
+The capture loop never talks to the broker: its state changes and minute rows go to
+SQLite with an outbox row in the same transaction (store/outbox.py). This thread hands
+waiting rows to paho-mqtt (whose own network thread reconnects with back-off) and
+deletes a row only once the broker has acknowledged it, so an outage or a restart
+loses nothing and the loop is never slowed by the network.
+
+Topics (README "Classroom"): ``<prefix>/<id>/state`` (retained, QoS 1),
+``<prefix>/<id>/minute`` (QoS 1), ``<prefix>/<id>/availability`` (``online`` retained,
+``offline`` as the last will and on a clean stop), and Home Assistant discovery under
+``homeassistant/sensor/<id>/...``. No image, crop, probability or name is ever sent.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_app.fleet.settings import MqttSettings
+from edge_app.store.database import Store
+from edge_app.store.outbox import Message, Outbox
+
+log = logging.getLogger(__name__)
+WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+DISCOVERY_PREFIX = "homeassistant"
+
+
+@dataclass
+class BrokerStatus:
+    """What /healthz, /metrics and the admin page show about the broker."""
+
+    enabled: bool
+    broker: str = ""
+    device_id: str = ""
+    username: str = ""
+    connected: bool = False
+    error: str = ""
+    backlog: int = 0
+    sent: int = 0
+
+    def text(self) -> str:
+        who = f" as {self.username}" if self.username else ""
+        if not self.enabled:
+            return "MQTT is off (set mqtt.host to publish to a classroom broker)"
+        if self.connected:
+            return f"connected to {self.broker}{who} (device {self.device_id})"
+        return f"not connected to {self.broker}{who}: {self.error or 'connecting'}"
+
+
+def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A paho client with the credentials and TLS of ``settings`` (not yet connected)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+                         protocol=mqtt.MQTTv311)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password or None)
+    if settings.tls_ca:
+        try:
+            client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert or None,
+                           keyfile=settings.tls_key or None)
+        except (OSError, ValueError) as exc:  # a missing or unreadable PEM file (ssl.SSLError is an OSError)
+            from edge_app.config import ConfigError
+
+            raise ConfigError(f"the MQTT TLS files cannot be used ({exc}): check that mqtt.tls_ca "
+                              f"({settings.tls_ca}), mqtt.tls_cert and mqtt.tls_key are readable PEM files") from None
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    return client
+
+
+def refusal_text(settings: MqttSettings, reason: object) -> str:
+    """Why the broker refused us, and what to change."""
+    text = str(reason)
+    if "user name or password" in text.lower() or "not authori" in text.lower():
+        who = f"as {settings.username!r}" if settings.username else "without a user name"
+        return (f"the broker {settings.broker} refused the log-in {who} ({text}): "
+                "check mqtt.username and mqtt.password (or mqtt.password_file)")
+    return f"the broker {settings.broker} refused the connection ({text})"
+
+
+class Publisher:
+    def __init__(self, settings: MqttSettings, store: Store, model_version: Callable[[], str] = lambda: ""):
+        self.settings, self.store, self.model_version = settings, store, model_version
+        self.outbox = Outbox(store)
+        self.status = BrokerStatus(True, settings.broker, settings.device_id, settings.username)
+        self.client = make_client(settings, f"engage-edge-{settings.device_id}")  # first: bad TLS files raise here
+        self._wake = store.outbox_event
+        store.outbox_enabled = True
+        self._stop = threading.Event()
+        self._cursor = 0  # the last seq handed to paho in this process
+        self._pending: dict[int, int] = {}  # paho message id -> seq, handed over and not yet acknowledged
+        self._acked: collections.deque[int] = collections.deque()  # message ids paho reported acknowledged
+        self._done: list[int] = []  # seqs acknowledged, not yet deleted from the outbox
+        self._thread: threading.Thread | None = None
+        self._watched: list = []
+        self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    # ------------------------------------------------------------ paho callbacks (its network thread)
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.status.connected = False
+            error = refusal_text(self.settings, reason_code)
+            if error != self.status.error:
+                log.error("mqtt: %s", error)
+            self.status.error = error
+            return
+        log.info("mqtt: connected to %s as %s", self.settings.broker, self.settings.device_id)
+        self.status.connected, self.status.error = True, ""
+        client.publish(self.settings.topic("availability"), "online", qos=1, retain=True)
+        for topic, config in discovery_messages(self.settings, self.model_version()):
+            client.publish(topic, json.dumps(config), qos=1, retain=True)
+        self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.status.connected = False
+        self.status.error = (f"cannot reach the broker at {self.settings.broker}: check mqtt.host and mqtt.port, "
+                             "that the broker runs and that the network lets this device reach it; retrying")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.status.connected and not self._stop.is_set():
+            log.warning("mqtt: lost the broker %s (%s); retrying with back-off", self.settings.broker, reason_code)
+            self.status.error = f"lost the connection ({reason_code}); retrying"
+        self.status.connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # only a note for the sender thread: paho holds its message lock while calling this
+        self._acked.append(mid)
+        self._wake.set()
+
+    # ------------------------------------------------------------ the sender thread
+    def payload(self, message: Message) -> tuple[str, str, bool]:
+        """(topic, JSON payload, retain) for one outbox row."""
+        body = dict(message.body)
+        if message.kind == "state":
+            if not self.settings.include_emotion or body.get("emotion") is None:
+                body.pop("emotion", None)
+            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version())
+            return self.settings.topic("state"), json.dumps(body), True
+        body.update(seq=message.seq, desk=self.settings.desk)
+        return self.settings.topic(message.kind), json.dumps(body), False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._settle()
+                if self.status.connected:
+                    self._send()
+                self.status.backlog = self.outbox.count()
+            except Exception as exc:  # a locked or failing database: try again on the next wake-up
+                log.warning("mqtt: outbox not readable now: %s", exc)
+
+    def _settle(self) -> None:
+        """Forget the rows the broker has acknowledged (kept for the next try if the delete fails)."""
+        while self._acked:
+            seq = self._pending.pop(self._acked.popleft(), None)
+            if seq is not None:  # None: availability or discovery
+                self._done.append(seq)
+        if self._done:
+            self.outbox.ack(self._done)
+            self.status.sent += len(self._done)
+            self._done = []
+
+    def _send(self) -> None:
+        room = WINDOW - len(self._pending)
+        if room <= 0:
+            return
+        for message in self.outbox.after(self._cursor, room):
+            topic, payload, retain = self.payload(message)
+            info = self.client.publish(topic, payload, qos=1, retain=retain)  # paho queues it if the link drops
+            self._pending[info.mid] = message.seq
+            self._cursor = message.seq
+        if len(self._pending) >= WINDOW:
+            return
+        if self.outbox.after(self._cursor, 1):
+            self._wake.set()
+
+    # ------------------------------------------------------------ life cycle
+    def start(self) -> "Publisher":
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Send what is waiting (briefly), say ``offline`` and disconnect."""
+        deadline = time.monotonic() + timeout
+        if self.status.connected:
+            self._wake.set()
+            while time.monotonic() < deadline and self._pending_or_waiting():
+                time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        if self.status.connected:
+            info = self.client.publish(self.settings.topic("availability"), "offline", qos=1, retain=True)
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._settle()
+
+    def _pending_or_waiting(self) -> bool:
+        return bool(self._pending) or bool(self.outbox.after(self._cursor, 1))
+
+    def watch(self, registry) -> None:
+        """Broker gauges in a Prometheus registry, read at each scrape (once per registry)."""
+        from prometheus_client import Gauge
+
+        if registry in self._watched:
+            return
+        self._watched.append(registry)
+        Gauge("engage_mqtt_connected", "1 while connected to the classroom MQTT broker",
+              registry=registry).set_function(lambda: float(self.status.connected))
+        Gauge("engage_mqtt_backlog", "Messages waiting for the MQTT broker (kept in SQLite)",
+              registry=registry).set_function(lambda: float(self.outbox.count()))
+        Gauge("engage_mqtt_sent", "Messages the broker acknowledged since start",
+              registry=registry).set_function(lambda: float(self.status.sent))
+
+    def snapshot(self) -> BrokerStatus:
+        self.status.backlog = self.outbox.count()
+        return self.status
+
+
+def discovery_messages(settings: MqttSettings, model: str) -> list[tuple[str, dict]]:
+    """Home Assistant MQTT discovery: the engagement level as a sensor, with availability."""
+    device_id = settings.device_id
+    device = {"identifiers": [f"engage-edge-{device_id}"], "name": settings.desk or device_id,
+              "manufacturer": "engage-edge", "model": "engage-edge", "sw_version": model}
+    common = {"availability_topic": settings.topic("availability"), "payload_available": "online",
+              "payload_not_available": "offline", "device": device, "state_topic": settings.topic("state")}
+    return [
+        (f"{DISCOVERY_PREFIX}/sensor/{device_id}/engagement/config",
+         {**common, "name": "Engagement", "unique_id": f"{device_id}-engagement",
+          "value_template": "{{ value_json.level }}", "json_attributes_topic": settings.topic("state"),
+          "icon": "mdi:school"}),
+        (f"{DISCOVERY_PREFIX}/sensor/{device_id}/since/config",
+         {**common, "name": "Engagement since", "unique_id": f"{device_id}-since", "device_class": "timestamp",
+          "value_template": "{{ as_datetime(value_json.since) }}"}),
+    ]
+
+
+def status_of(publisher: Publisher | None) -> dict:
+    """The broker part of /healthz (also the admin page and /metrics)."""
+    if publisher is None:
+        return {"enabled": False}
+    s = publisher.snapshot()
+    return {"enabled": True, "broker": s.broker, "device_id": s.device_id, "connected": s.connected,
+            "backlog": s.backlog, "sent": s.sent, "error": s.error, "text": s.text()}
+
+
+def publisher_for(cfg, store: Store, model_version: Callable[[], str]) -> Publisher | None:
+    """The device's publisher when ``mqtt.host`` is set, else None (MQTT is off by default)."""
+    settings = MqttSettings.from_config(cfg)
+    return Publisher(settings, store, model_version) if settings.enabled else None
+
+
+def model_version(manifest) -> str:
+    """The model's version from its manifest (its sha256 prefix when it has none)."""
+    raw = getattr(manifest, "raw", {}) or {}
+    return str(raw.get("version") or str(manifest.sha256)[:12])
+
+
+def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool, str]:
+    """Try the broker once with these settings (a separate client id: the live link stays up)."""
+    import threading as _threading
+
+    done = _threading.Event()
+    result: list[str] = []
+    try:
+        client = make_client(settings, f"engage-edge-{settings.device_id}-check")
+    except ValueError as exc:  # ConfigError: an unreadable CA or client certificate
+        return False, str(exc)
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result.append("" if not reason_code.is_failure else refusal_text(settings, reason_code))
+        done.set()
+
+    def on_fail(client, userdata):
+        result.append(f"cannot reach the broker at {settings.broker}: check the host and port and that it runs")
+        done.set()
+
+    client.on_connect, client.on_connect_fail = on_connect, on_fail
+    client.connect_async(settings.host, settings.port, settings.keepalive_s)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return False, f"no answer from {settings.broker} within {timeout:g} s: check the host, port and firewall"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if result[0]:
+        return False, result[0]
+    who = f" (user {settings.username})" if settings.username else ""
+    return True, f"connected to {settings.broker} as {settings.device_id}{who}"

@@ -1,0 +1,81 @@
+"""How this device (or the classroom service) reaches the MQTT broker.
+
+The patterns below validate the ``[mqtt]`` section of the configuration schema;
+``MqttSettings.from_config`` turns that validated section (plus the password file) into
+one immutable object the publisher and the classroom share.
+"""
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOST = re.compile(r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
+TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the host name
+PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
+
+
+def check_together(section: Mapping[str, Any], error: type[Exception]) -> None:
+    """Rules between keys of ``[mqtt]``; raises ``error`` with what to change."""
+    if bool(section["tls_cert"]) != bool(section["tls_key"]):
+        raise error("mqtt.tls_cert and mqtt.tls_key go together: set both PEM paths or neither")
+    if section["tls_cert"] and not section["tls_ca"]:
+        raise error("mqtt.tls_cert needs mqtt.tls_ca (the broker's CA): client certificates only work over TLS")
+    if section["password"] and section["password_file"]:
+        raise error("set mqtt.password or mqtt.password_file, not both")
+
+
+def default_device_id() -> str:
+    """The host name, made topic-safe ('desk-07.school.lan' -> 'desk-07')."""
+    name = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
+    return name or "engage-edge"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int = 1883
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    username: str = ""
+    password: str = ""
+    device_id: str = ""
+    desk: str = ""
+    topic_prefix: str = "engage"
+    keepalive_s: int = 30
+    include_emotion: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+    @property
+    def broker(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def topic(self, kind: str, device_id: str | None = None) -> str:
+        return f"{self.topic_prefix}/{device_id or self.device_id}/{kind}"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "MqttSettings":
+        m = cfg["mqtt"]
+        password = m["password"]
+        if m["password_file"]:
+            try:
+                password = Path(m["password_file"]).expanduser().read_text().strip()
+            except OSError as exc:
+                from edge_app.config import ConfigError
+
+                raise ConfigError(f"mqtt.password_file {m['password_file']} cannot be read: {exc.strerror or exc}; "
+                                 "check the path and that the service user may read it") from None
+        return cls(host=m["host"], port=m["port"], tls_ca=m["tls_ca"], tls_cert=m["tls_cert"], tls_key=m["tls_key"],
+                   username=m["username"], password=password, device_id=m["device_id"] or default_device_id(),
+                   desk=m["desk"], topic_prefix=m["topic_prefix"], keepalive_s=m["keepalive_s"],
+                   include_emotion=m["include_emotion"])

@@ -1,0 +1,46 @@
+"""Messages waiting for the MQTT broker, kept in SQLite so a broker outage or a restart loses none.
+
+A row is written in the same transaction as the state change or minute row it
+describes (``queue_message``), and deleted only once the broker has acknowledged it
+(``Outbox.ack``). Its id is the message's ``seq``: increasing, never reused.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_app.store.database import Store
+
+
+def queue_message(conn: sqlite3.Connection, t: float, kind: str, body: dict) -> None:
+    """Queue one message inside the caller's transaction."""
+    conn.execute("INSERT INTO outbox(t, kind, body) VALUES (?, ?, ?)", (t, kind, json.dumps(body)))
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    t: float
+    kind: str  # "state" or "minute"
+    body: dict
+
+
+class Outbox:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    def after(self, seq: int, limit: int = 100) -> list[Message]:
+        """Waiting messages with a seq above ``seq``, oldest first."""
+        rows = self.store.query("SELECT id, t, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (seq, limit))
+        return [Message(r["id"], r["t"], r["kind"], json.loads(r["body"])) for r in rows]
+
+    def ack(self, seqs: list[int]) -> None:
+        """The broker has these: forget them."""
+        if seqs:
+            self.store.connect().executemany("DELETE FROM outbox WHERE id = ?", [(s,) for s in seqs])
+
+    def count(self) -> int:
+        return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]

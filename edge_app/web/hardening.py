@@ -1,0 +1,52 @@
+"""Who may talk to the web server: the Host names it answers to (no DNS rebinding) and
+which peers count as this machine (only the socket's, never a client's header)."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _host_name(host_header: str) -> str:
+    """The name part of a Host header, lower-case, without port or IPv6 brackets."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@dataclass(frozen=True)
+class AllowedHosts:
+    """A web page on another site can make a browser send requests to a name that its
+    DNS points at this device (DNS rebinding); the Host header then carries that name.
+    Answer only to IP literals (no DNS involved), ``localhost``, this machine's own names
+    and the names an admin lists in ``web.allowed_hosts``."""
+
+    names: frozenset[str]
+
+    @classmethod
+    def from_config(cls, cfg) -> "AllowedHosts":
+        own = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+        own |= {f"{n}.local" for n in list(own) if "." not in n}
+        extra = {n.strip().lower() for n in str(cfg["web"]["allowed_hosts"]).split(",") if n.strip()}
+        return cls(frozenset(own | extra))
+
+    def allows(self, host_header: str) -> bool:
+        name = _host_name(host_header)
+        if not name:
+            return False
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in self.names or name.rstrip(".") in self.names

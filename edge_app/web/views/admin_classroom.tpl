@@ -1,0 +1,38 @@
+% rebase('base.tpl', title=title)
+<section class="card">
+  <h1>Classroom broker</h1>
+  <p class="hint">This device can report its engagement level (never an image, a probability or a name) to the
+    school's MQTT broker, where the instructor's classroom page shows every desk.</p>
+  <p id="mqtt-status" role="status" class="{{'ok' if status.get('connected') else 'hint'}}"><strong>Now:</strong>
+  % if not status.get('enabled'):
+    MQTT is off (no broker host set).
+  % else:
+    {{status['text']}}; {{status['backlog']}} message(s) waiting.
+  % end
+  </p>
+  % if message:
+  <p class="{{'ok' if ok else 'error'}}" role="{{'status' if ok else 'alert'}}" id="mqtt-message">{{message}}</p>
+  % end
+  <form method="post" action="/admin/classroom" id="mqtt-form">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <div class="grid2">
+    % for key, label, kind, help in fields:
+    % fid = 'mqtt-' + key.replace('_', '-')
+    <div class="field">
+    % if kind is bool:
+      <label class="check" for="{{fid}}"><input id="{{fid}}" name="mqtt.{{key}}" type="checkbox" {{'checked' if values.get(key) in (True, 'on') else ''}} aria-describedby="{{fid}}-help"> {{label}}</label>
+    % elif key == 'password':
+      <label for="{{fid}}">{{label}}</label>
+      <input id="{{fid}}" name="mqtt.{{key}}" type="password" autocomplete="new-password" aria-describedby="{{fid}}-help">
+    % else:
+      <label for="{{fid}}">{{label}}</label>
+      <input id="{{fid}}" name="mqtt.{{key}}" value="{{values.get(key, '')}}" aria-describedby="{{fid}}-help" {{'inputmode=numeric' if kind is int else ''}}>
+    % end
+      <small id="{{fid}}-help" class="hint">{{help}}</small>
+    </div>
+    % end
+    </div>
+    <button type="submit" name="action" value="test" class="secondary">Test connection</button>
+    <button type="submit" name="action" value="save">Save</button>
+  </form>
+</section>

@@ -1,0 +1,152 @@
+"""A real Mosquitto broker for the fleet tests: its own config, port and password file.
+
+Debian's ``mosquitto`` (installed by ``make test``) is started per test on a free
+loopback port with ``allow_anonymous false``; ``tls=True`` adds a TLS listener with a
+throw-away CA made here with openssl. ``stop()``/``start()`` simulate an outage.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+USER, PASSWORD = "desk", "desk-secret-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def make_ca(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost (PEM files in ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = folder / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=engage-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(ext))
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+class Broker:
+    def __init__(self, folder: Path, tls: bool = False, persistence: bool = False):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.ca: Path | None = None
+        passwd = folder / "passwd"
+        passwd.write_text("")
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, PASSWORD], check=True, capture_output=True)
+        passwd.chmod(0o644)
+        lines = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwd}",
+                 f"persistence {'true' if persistence else 'false'}", f"persistence_location {folder}/",
+                 "user root", f"listener {self.port} 127.0.0.1"]
+        if tls:
+            files = make_ca(folder / "tls")
+            for f in files.values():
+                f.chmod(0o644)
+            self.ca = files["ca"]
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {files['ca']}", f"certfile {files['cert']}",
+                      f"keyfile {files['key']}"]
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not _port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.02)  # polling the port: there is no readiness signal to wait on
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    b = Broker(tmp_path / "tls-broker", tls=True).start()
+    yield b
+    b.stop()
+
+
+class Listener:
+    """A subscriber (a real paho client) that records every message it gets, in order."""
+
+    def __init__(self, broker: Broker, topics: list[str], client_id: str = "", persistent: bool = False):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.connected = 0
+        self.subscribed = 0  # SUBACKs: from then on the broker delivers to this listener
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"listener-{free_port()}",
+                                  clean_session=not persistent)
+        self.client.username_pw_set(USER, PASSWORD)
+        self.client.reconnect_delay_set(0.2, 1)
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            if not reason_code.is_failure:
+                self.connected += 1
+                client.subscribe([(t, 1) for t in topics])
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            self.subscribed += 1
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
+        self.client.connect_async("127.0.0.1", broker.port, 10)
+        self.client.loop_start()
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [p for t, p, _ in list(self.messages) if t == topic]
+
+    def json(self, topic: str, live_only: bool = False) -> list[dict]:
+        """Payloads as JSON; ``live_only`` leaves out retained copies replayed at (re)subscription."""
+        import json
+
+        return [json.loads(p) for t, p, retained in list(self.messages)
+                if t == topic and p and not (live_only and retained)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,45 @@
+"""The device admin's classroom broker page: status, a real connection test, validation, save."""
+from __future__ import annotations
+
+import mqtt_broker
+import requests
+from conftest import login, wait_for
+from mqtt_broker import PASSWORD, USER
+
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
+
+
+def form(s: requests.Session, b, action: str, **kw) -> dict:
+    values = {"csrf": s.csrf, "action": action, "mqtt.host": "127.0.0.1", "mqtt.port": str(b.port),
+              "mqtt.username": USER, "mqtt.password": PASSWORD, "mqtt.device_id": "desk-11",
+              "mqtt.desk": "Row 1, seat 3", "mqtt.topic_prefix": "engage", "mqtt.tls_ca": ""}
+    values.update(kw)
+    return values
+
+
+def test_admin_tests_and_saves_the_broker(broker, make_appliance):
+    appliance = make_appliance(with_loop=False)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/classroom"
+    assert "MQTT is off" in s.get(url, timeout=5).text
+    assert requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"] == {"enabled": False}
+
+    r = s.post(url, data=form(s, broker, "test", **{"mqtt.port": "0"}), timeout=10)
+    assert r.status_code == 400 and "mqtt.port = 0 is not allowed" in r.text
+    r = s.post(url, data=form(s, broker, "save", **{"mqtt.host": "bad host!"}), timeout=10)
+    assert r.status_code == 400 and "mqtt.host" in r.text and "Nothing saved" in r.text
+    r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": "wrong-password"}), timeout=10)
+    assert r.status_code == 502 and "refused the log-in as &#039;desk&#039;" in r.text
+    r = s.post(url, data=form(s, broker, "test"), timeout=10)
+    assert r.status_code == 200 and f"Connected to 127.0.0.1:{broker.port} as desk-11" in r.text
+    assert requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"] == {"enabled": False}  # a test saves nothing
+
+    r = s.post(url, data=form(s, broker, "save"), timeout=10)
+    assert r.status_code == 200 and "Saved" in r.text
+    health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"])["connected"]
+                      and h)
+    assert health["device_id"] == "desk-11" and health["backlog"] == 0
+    page = s.get(url, timeout=5).text
+    assert f"connected to 127.0.0.1:{broker.port} as {USER}" in page
+    assert PASSWORD not in page  # the password is never shown back
+    assert appliance.store.get_setting("config_overrides")["mqtt.desk"] == "Row 1, seat 3"  # kept across restarts

@@ -1,0 +1,235 @@
+"""The classroom service against a real Mosquitto: its API, accounts, a device killed
+with SIGKILL going offline, and the live page in headless Chromium."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import mqtt_broker
+import pytest
+import requests
+from conftest import ADMIN_PASSWORD, login, wait_for
+from mqtt_broker import PASSWORD, USER
+
+from edge_app.fleet.classroom.service import ClassroomService
+from edge_app.fleet.publisher import Publisher
+from edge_app.fleet.settings import MqttSettings
+from edge_app.store import database
+from edge_app.store.database import Store
+
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
+CHROMIUM = "/usr/bin/chromium"
+KEEPALIVE = 5
+
+
+def mqtt(b, **kw) -> MqttSettings:
+    values = dict(host="127.0.0.1", port=b.port, username=USER, password=PASSWORD, keepalive_s=KEEPALIVE)
+    values.update(kw)
+    return MqttSettings(**values)
+
+
+@pytest.fixture
+def classroom(broker, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    wait_for(lambda: service.subscriber.status.connected)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def devices(broker, tmp_path):
+    """Factory: a simulated desk (its own store and the real publisher)."""
+    made = []
+
+    def make(device_id: str, desk: str = "") -> tuple[Store, Publisher]:
+        store = Store(tmp_path / device_id)
+        pub = Publisher(mqtt(broker, device_id=device_id, desk=desk), store, lambda: "model-v3").start()
+        made.append((store, pub))
+        wait_for(lambda: pub.status.connected)
+        return store, pub
+
+    yield make
+    for store, pub in made:
+        pub.stop()
+        store.close()
+
+
+def desks(session: requests.Session, url: str) -> dict[str, dict]:
+    return {d["device_id"]: d for d in session.get(f"{url}/api/classroom", timeout=5).json()["desks"]}
+
+
+def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
+    url = classroom.url
+    assert requests.get(f"{url}/api/classroom", timeout=5).status_code == 401
+    assert requests.get(f"{url}/", timeout=5, allow_redirects=False).status_code in (302, 303)
+    s = login(url)
+    a, _ = devices("desk-a", "Row 1, seat 1")
+    b, _ = devices("desk-b", "Row 1, seat 2")
+    now = time.time()
+    a.log_state_change(now - 30, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    b.log_state_change(now - 10, "Not engaged", "Not engaged", "sadness", 0.8)
+    found = wait_for(lambda: (d := desks(s, url)) and d.get("desk-a", {}).get("level") == "Engaged"
+                     and d.get("desk-b", {}).get("level") == "Not engaged" and d)
+    assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
+                               "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
+                               "online": True, "last_seen": pytest.approx(time.time(), abs=10)}
+    body = s.get(f"{url}/api/classroom", timeout=5).json()
+    assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
+    assert body["counts"]["Engaged"] == 1 and body["counts"]["Not engaged"] == 1
+    health = requests.get(f"{url}/healthz", timeout=5).json()
+    assert health["connected"] is True and health["desks"] == 2
+
+
+def test_clean_stop_shows_offline(classroom, devices):
+    s = login(classroom.url)
+    store, pub = devices("desk-c")
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    wait_for(lambda: desks(s, classroom.url).get("desk-c", {}).get("online"))
+    pub.stop()
+    wait_for(lambda: desks(s, classroom.url)["desk-c"]["online"] is False)
+    assert s.get(f"{classroom.url}/api/classroom", timeout=5).json()["counts"]["Offline"] == 1
+
+
+def test_instructor_accounts(classroom):
+    admin = login(classroom.url)
+    r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee", "password": "lee-password-1"},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 201 and r.json()["role"] == "instructor"
+    teacher = login(classroom.url, "ms-lee", "lee-password-1")
+    assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
+    r = teacher.post(f"{classroom.url}/api/instructors", json={"username": "x", "password": "y"},
+                     headers={"X-CSRF-Token": teacher.csrf}, timeout=5)
+    assert r.status_code == 403
+    r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee2", "password": "short"},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 400 and "password" in r.json()["error"].lower()
+
+
+def test_sigkilled_device_goes_offline_within_one_and_a_half_keepalives(classroom, broker, tmp_path):
+    config = tmp_path / "device.toml"
+    config.write_text(f"""
+[indicators]
+backend = "none"
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+username = "{USER}"
+password = "{PASSWORD}"
+device_id = "desk-k"
+desk = "Row 3, seat 1"
+keepalive_s = {KEEPALIVE}
+""")
+    env = dict(os.environ, ENGAGE_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    device = subprocess.Popen([sys.executable, "-m", "edge_app", "run", "--config", str(config), "--port", "0",
+                               "--data-dir", str(tmp_path / "device-data")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s = login(classroom.url)
+        wait_for(lambda: desks(s, classroom.url).get("desk-k", {}).get("online"), timeout=60)
+        os.kill(device.pid, signal.SIGKILL)
+        device.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: desks(s, classroom.url)["desk-k"]["online"] is False, timeout=1.5 * KEEPALIVE)
+        assert time.monotonic() - killed <= 1.5 * KEEPALIVE
+    finally:
+        if device.poll() is None:
+            device.kill()
+            device.wait(10)
+
+
+def test_classroom_command_refuses_bad_broker_settings(tmp_path):
+    for args, expected in ((["classroom"], "--mqtt-host is required"),
+                           (["classroom", "--mqtt-host", "bad host!"], "mqtt.host = 'bad host!' is not allowed"),
+                           (["classroom", "--mqtt-host", "broker.lan", "--mqtt-port", "70000"],
+                            "mqtt.port = 70000 is not allowed: use a port from 1 to 65535")):
+        r = subprocess.run([sys.executable, "-m", "edge_app", *args, "--data-dir", str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and expected in r.stderr, r.stderr
+
+
+def test_users_survive_the_instructor_role_migration(tmp_path):
+    """Schema 4 rebuilds the users table; sessions and uploads that point at users stay."""
+    path = tmp_path / "old" / database.DB_NAME
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    for number, sql in enumerate(database.MIGRATIONS[:2], 1):
+        conn.executescript(f"{sql}; PRAGMA user_version = {number};")
+    conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (7, 'lea', 'h', 'student', 1)")
+    conn.execute("INSERT INTO sessions VALUES ('t', 7, 'c', 1, 1)")
+    conn.execute("INSERT INTO uploads(user_id, created, filename, width, height, face_count) VALUES (7, 1, 'a', 1, 1, 0)")
+    conn.commit()
+    conn.close()
+    store = Store(path.parent)
+    try:
+        assert store.schema_version() == len(database.MIGRATIONS)
+        assert store.query("SELECT COUNT(*) FROM sessions")[0][0] == 1
+        assert store.query("SELECT COUNT(*) FROM uploads WHERE user_id = 7")[0][0] == 1
+        store.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('t', 'h', 'instructor', 1)")
+        store.execute("DELETE FROM users WHERE id = 7")  # foreign keys still cascade after the rebuild
+        assert store.query("SELECT COUNT(*) FROM sessions")[0][0] == 0
+        assert store.integrity_ok()
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------ the page in a browser
+@pytest.fixture
+def page():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+        yield context.new_page()
+        browser.close()
+
+
+CONTRAST_JS = """(el) => {
+  const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const st = getComputedStyle(el);
+  const a = lum(rgb(st.color)), b = lum(rgb(st.backgroundColor));
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
+    store, _ = devices("desk-p", "Row 2, seat 4")
+    other, other_pub = devices("desk-q", "Row 2, seat 5")
+    store.log_state_change(time.time(), "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    other.log_state_change(time.time(), "Partially engaged - confused", "Partially engaged", "fear", 0.6)
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("li.desk[data-device='desk-p'][data-level='Engaged']", timeout=10_000)
+    tile = page.locator("li.desk[data-device='desk-p']")
+    assert "Row 2, seat 4" in tile.inner_text()
+    page.fill("#threshold", "0")
+    page.dispatch_event("#threshold", "change")
+    loads = page.evaluate("performance.getEntriesByType('navigation').length")
+    store.log_state_change(time.time(), "Not engaged", "Not engaged", "sadness", 0.8)  # the student drifts off
+    page.wait_for_selector("li.desk[data-device='desk-p'][data-level='Not engaged']", timeout=10_000)
+    assert page.locator("#desks li.desk").first.get_attribute("data-device") == "desk-p"  # attention first
+    page.wait_for_selector("#alerts li.alert", timeout=10_000)
+    assert "Row 2, seat 4" in page.inner_text("#alerts")
+    assert page.inner_text("#counts li[data-level='Not engaged'] .n") == "1"
+    other_pub.stop()
+    page.wait_for_selector("li.desk[data-device='desk-q'].offline", timeout=10_000)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == loads  # no reload
+    for selector in ("li.desk[data-device='desk-p']", "li.desk[data-device='desk-q']", "#counts li.count"):
+        for el in page.locator(selector).element_handles():
+            assert el.evaluate(CONTRAST_JS) >= 4.5, selector  # WCAG AA for normal text
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
+    (artifacts / "screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "screenshots" / "classroom-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1920, "height": 1080})  # a projector
+    page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))

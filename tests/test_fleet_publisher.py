@@ -1,0 +1,200 @@
+"""The device's MQTT publishing against a real Mosquitto: retained state, discovery,
+ordering across a broker outage and a restart, TLS, and refused credentials."""
+from __future__ import annotations
+
+import json
+
+import mqtt_broker
+import pytest
+import requests
+from conftest import wait_for
+from mqtt_broker import PASSWORD, USER, Broker, Listener
+
+from edge_app import config as config_mod
+from edge_app.fleet.publisher import Publisher
+from edge_app.fleet.settings import MqttSettings
+from edge_app.store.database import Store
+
+broker, tls_broker = mqtt_broker.broker, mqtt_broker.tls_broker  # fixtures: a real Mosquitto per test
+LEVELS = ["Engaged", "Not engaged", "Distracted", "Partially engaged", "Absent", "Engaged"]
+
+
+def settings(b: Broker, **kw) -> MqttSettings:
+    values = dict(host="127.0.0.1", port=b.port, username=USER, password=PASSWORD, device_id="desk-07",
+                  desk="Row 2, seat 4", keepalive_s=5)
+    values.update(kw)
+    return MqttSettings(**values)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "device")
+    yield s
+    s.close()
+
+
+def change(store: Store, i: int, t0: float = 1_700_000_000.0) -> None:
+    group = LEVELS[i % len(LEVELS)]
+    store.log_state_change(t0 + i, f"{group} - label {i}", group, "sadness", 0.9)
+
+
+def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
+    pub = Publisher(settings(broker), store, lambda: "model-v3").start()
+    try:
+        wait_for(lambda: pub.status.connected)
+        change(store, 1)
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
+        # a subscriber that arrives later still gets the state, discovery and availability (retained)
+        late = Listener(broker, ["engage/+/state", "engage/+/availability", "homeassistant/sensor/#"])
+        try:
+            wait_for(lambda: late.payloads("engage/desk-07/state") and late.payloads("engage/desk-07/availability")
+                     and len([t for t, _, _ in late.messages if t.startswith("homeassistant/")]) == 2)
+            state = late.json("engage/desk-07/state")[-1]
+            assert state["level"] == "Not engaged" and state["label"] == "Not engaged - label 1"
+            assert state["desk"] == "Row 2, seat 4" and state["model"] == "model-v3"
+            assert state["since"] == 1_700_000_001.0 and state["seq"] >= 1
+            assert set(state) == {"level", "label", "since", "seq", "desk", "model"}  # no emotion, no confidence
+            assert all(retain for t, _, retain in late.messages)
+            assert late.payloads("engage/desk-07/availability")[-1] == b"online"
+            config = json.loads(late.payloads("homeassistant/sensor/desk-07/engagement/config")[-1])
+            assert config["state_topic"] == "engage/desk-07/state"
+            assert config["availability_topic"] == "engage/desk-07/availability"
+        finally:
+            late.close()
+    finally:
+        pub.stop()
+
+
+def test_emotion_only_when_the_admin_turns_it_on(broker, store):
+    listener = Listener(broker, ["engage/+/state"])
+    pub = Publisher(settings(broker, include_emotion=True), store).start()
+    try:
+        wait_for(lambda: listener.subscribed and pub.status.connected)
+        change(store, 2)
+        state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]
+        assert state["emotion"] == "sadness" and "confidence" not in state
+    finally:
+        pub.stop()
+        listener.close()
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
+    b = Broker(tmp_path / "broker", persistence=True).start()
+    listener = Listener(b, ["engage/+/state", "engage/+/minute"], client_id="instructor", persistent=True)
+    pub = Publisher(settings(b), store).start()
+    try:
+        wait_for(lambda: listener.subscribed and pub.status.connected)
+        change(store, 0)
+        wait_for(lambda: len(listener.payloads("engage/desk-07/state")) == 1)
+        b.stop()
+        wait_for(lambda: not pub.status.connected)
+        for i in range(1, 8):  # the device goes on changing state while the broker is away
+            change(store, i)
+        store.log_minute({"minute": 28_333_334, "frames": 900, "faces": 880, "Engaged": 40.0, "Not engaged": 20.0})
+        assert wait_for(lambda: pub.snapshot().backlog == 8)
+        b.start()
+        wait_for(lambda: len(listener.json("engage/desk-07/state", live_only=True)) >= 8, timeout=40)
+        states = listener.json("engage/desk-07/state", live_only=True)
+        seqs = [s["seq"] for s in states]
+        assert seqs == sorted(set(seqs)) and len(seqs) == 8  # each once, in order
+        assert [s["label"] for s in states] == [f"{LEVELS[i % len(LEVELS)]} - label {i}" for i in range(8)]
+        minute = wait_for(lambda: listener.json("engage/desk-07/minute"))[0]
+        assert minute["start"] == 28_333_334 * 60 and minute["engaged_s"] == 40.0
+        wait_for(lambda: pub.snapshot().backlog == 0)
+    finally:
+        pub.stop()
+        listener.close()
+        b.stop()
+
+
+def test_backlog_survives_a_device_restart(broker, tmp_path):
+    """Messages queued while the broker was unreachable are in SQLite, not memory: a new
+    process (a new Store and Publisher on the same data directory) sends them."""
+    data = tmp_path / "device"
+    store = Store(data)
+    unreachable = Publisher(settings(broker, port=broker.port + 1 if broker.port < 65535 else 1), store).start()
+    for i in range(5):
+        change(store, i)
+    assert unreachable.snapshot().backlog == 5 and not unreachable.status.connected
+    unreachable.stop(timeout=0.5)
+    store.close()
+
+    listener = Listener(broker, ["engage/+/state"])
+    wait_for(lambda: listener.subscribed)
+    store = Store(data)
+    pub = Publisher(settings(broker), store).start()
+    try:
+        wait_for(lambda: len(listener.payloads("engage/desk-07/state")) == 5)
+        assert [s["label"] for s in listener.json("engage/desk-07/state")] == \
+            [f"{LEVELS[i]} - label {i}" for i in range(5)]
+        try:
+            wait_for(lambda: pub.snapshot().backlog == 0)
+        except AssertionError:  # say what is stuck
+            raise AssertionError(f"backlog not drained: unacknowledged {pub._pending}, status {pub.status}, "
+                                 f"rows {[tuple(r) for r in store.query('SELECT id, kind FROM outbox')]}") from None
+    finally:
+        pub.stop()
+        listener.close()
+        store.close()
+
+
+def test_tls_with_the_broker_ca(tls_broker, store):
+    listener = Listener(tls_broker, ["engage/+/state"])
+    pub = Publisher(settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca)), store).start()
+    try:
+        wait_for(lambda: pub.status.connected and listener.subscribed)
+        change(store, 3)
+        assert wait_for(lambda: listener.json("engage/desk-07/state"))[-1]["level"] == "Partially engaged"
+    finally:
+        pub.stop()
+        listener.close()
+
+
+def test_clean_stop_says_offline(broker, store):
+    listener = Listener(broker, ["engage/+/availability"])
+    wait_for(lambda: listener.subscribed)
+    pub = Publisher(settings(broker), store).start()
+    wait_for(lambda: listener.payloads("engage/desk-07/availability") == [b"online"])
+    pub.stop()
+    wait_for(lambda: listener.payloads("engage/desk-07/availability")[-1:] == [b"offline"])
+    listener.close()
+
+
+def test_wrong_credentials_clear_error_and_the_device_keeps_running(broker, cfg, make_appliance):
+    cfg = config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.username": USER,
+                                        "mqtt.password": "not-the-password", "mqtt.device_id": "desk-09"})
+    appliance = make_appliance(cfg)
+    health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=5).json())["mqtt"]["error"] and h)
+    assert health["mqtt"]["connected"] is False
+    assert "refused the log-in as 'desk'" in health["mqtt"]["error"]
+    assert "check mqtt.username and mqtt.password" in health["mqtt"]["error"]
+    frames = health["frames"]
+    wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["frames"] > frames + 5)
+    # the loop's state changes wait in the outbox for a broker that will take them
+    wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"]["backlog"] > 0, timeout=30)
+    metrics = requests.get(f"{appliance.url}/metrics", timeout=5).text
+    assert "engage_mqtt_connected 0.0" in metrics
+
+
+def test_appliance_publishes_its_live_state(broker, cfg, make_appliance):
+    listener = Listener(broker, ["engage/+/state"])
+    cfg = config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.username": USER,
+                                        "mqtt.password": PASSWORD, "mqtt.device_id": "desk-10"})
+    appliance = make_appliance(cfg)
+    try:
+        state = wait_for(lambda: listener.json("engage/desk-10/state"), timeout=30)[-1]
+        assert state["level"] in ("Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent")
+        assert state["model"]
+        health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=5).json())["mqtt"]["connected"]
+                          and h)
+        assert health["mqtt"]["broker"] == f"127.0.0.1:{broker.port}"
+        assert "engage_mqtt_backlog" in requests.get(f"{appliance.url}/metrics", timeout=5).text
+    finally:
+        listener.close()
+
+
+def test_unreadable_tls_files_are_a_clear_configuration_error(store, tmp_path):
+    missing = tmp_path / "missing-ca.pem"
+    with pytest.raises(config_mod.ConfigError, match="mqtt.tls_ca"):
+        Publisher(MqttSettings(host="127.0.0.1", port=8883, tls_ca=str(missing), device_id="desk-12"), store)
+    assert store.outbox_enabled is False  # nothing queues for a publisher that never started

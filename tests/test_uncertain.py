@@ -1,0 +1,66 @@
+"""No invented records: a face whose emotion the model is unsure of (top probability
+below ``engagement.min_confidence``) leaves the shown state as it is, and uploads say
+"Uncertain" for it instead of a guessed engagement level."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_app import config as config_mod
+from edge_app.engagement import ABSENT, UNCERTAIN, EngagementTracker, Observation
+from edge_app.vision.classifier import KNOWN_LABELS
+from tests.conftest import login
+
+MAPPING = config_mod.defaults()["engagement"]["mapping"]
+
+
+def probs(label: str, weight: float) -> np.ndarray:
+    p = np.full(len(KNOWN_LABELS), (1 - weight) / (len(KNOWN_LABELS) - 1))
+    p[KNOWN_LABELS.index(label)] = weight
+    return p
+
+
+def run(tr: EngagementTracker, t0: float, t1: float, p: np.ndarray) -> list[str]:
+    changes = []
+    for i in range(int((t1 - t0) * 10)):
+        state, changed = tr.update(Observation(t0 + i / 10, "frontal", p))
+        if changed:
+            changes.append(state.level)
+    return changes
+
+
+@pytest.mark.parametrize("min_confidence,expected", [(0.4, []), (0.0, ["Not engaged"])])
+def test_unsure_faces_leave_the_state_unchanged(min_confidence, expected):
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, absent_after_s=3.0, min_confidence=min_confidence)
+    assert run(tr, 0, 3, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
+    # ten seconds of an unsure "anger" (30%, the rest spread): a guess, not a state
+    assert run(tr, 3, 13, probs("anger", 0.3)) == expected
+    if not expected:
+        assert tr.state.level == "Engaged - likes the topic" and tr.state.level != ABSENT  # the face is still there
+        assert tr.state.emotion == "happiness"
+
+
+def test_from_config_reads_min_confidence(cfg):
+    tr = EngagementTracker.from_config(config_mod.with_changes(cfg, {"engagement.min_confidence": 0.55}), KNOWN_LABELS)
+    assert tr.min_confidence == 0.55
+    with pytest.raises(config_mod.ConfigError, match="engagement.min_confidence"):
+        config_mod.with_changes(cfg, {"engagement.min_confidence": 1.5})
+
+
+def test_uploads_report_unsure_faces_as_uncertain(make_appliance, cfg, face_jpeg):
+    """Grace Hopper reads as neutral, well above the default threshold: "Engaged"; with a
+    threshold above her confidence, the same face is reported "Uncertain"."""
+    for threshold, uncertain in ((cfg["engagement"]["min_confidence"], False), (0.95, True)):
+        appliance = make_appliance(config_mod.with_changes(cfg, {"engagement.min_confidence": threshold}),
+                                   with_loop=False)
+        s = login(appliance.url)
+        r = s.post(f"{appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+        assert r.status_code == 200, r.text
+        (face,) = r.json()["faces"]
+        assert face["uncertain"] is uncertain
+        assert face["emotion"] == "neutral" and 0.5 < face["confidence"] < 0.95  # still shown, for the record
+        assert (face["engagement"] == UNCERTAIN) is uncertain
+        page = s.post(f"{appliance.url}/upload", data={"csrf": s.csrf},
+                      files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+        assert ("the emotion is too unsure to count" in page.text) is uncertain
+

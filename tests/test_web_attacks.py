@@ -1,0 +1,201 @@
+"""The security review's web findings (issue 14 items 1, 3, 7, 8, 10, 12), each over
+real HTTP on loopback unless a client address other than loopback is needed."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import wsgiref.util
+
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from tests.conftest import ADMIN_PASSWORD, login, wait_for
+
+STUDENT_PW = "student-pw-123"
+
+
+@pytest.fixture
+def web(make_appliance):
+    return make_appliance(with_loop=False)
+
+
+def call_wsgi(app, path: str, **environ) -> str:
+    """One request straight into the WSGI app, from a peer that is not loopback: the only
+    way to be another machine without sending traffic off this one."""
+    env: dict = {"PATH_INFO": path, "REMOTE_ADDR": "192.0.2.10", "HTTP_HOST": "127.0.0.1", **environ}
+    wsgiref.util.setup_testing_defaults(env)
+    status = []
+    body = b"".join(app(env, lambda s, h, exc_info=None: status.append(s)))
+    assert body is not None
+    return status[0]
+
+
+def test_a_forwarded_for_header_does_not_make_a_client_loopback(web):
+    assert call_wsgi(web.app, "/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1").startswith("403")
+    assert call_wsgi(web.app, "/metrics").startswith("403")
+    assert requests.get(f"{web.url}/metrics", timeout=10).status_code == 200  # a real loopback peer
+
+
+@pytest.mark.parametrize("host, allowed", [("evil.example", False), ("evil.example:8080", False), ("", False),
+                                           ("127.0.0.1", True), ("localhost", True), ("[::1]:8080", True),
+                                           ("10.1.2.3:8080", True), (socket.gethostname(), True)])
+def test_only_this_devices_names_are_answered(web, host, allowed):
+    r = requests.get(f"{web.url}/login", headers={"Host": host}, timeout=10)
+    assert (r.status_code == 200) == allowed, (host, r.status_code)
+    if not allowed:
+        assert r.status_code == 400 and "Host" in r.json()["error"]
+
+
+def test_an_admin_listed_name_is_answered(make_appliance, cfg):
+    web = make_appliance(config_mod.with_changes(cfg, {"web.allowed_hosts": "desk-07.school.lan, desk-07"}),
+                         with_loop=False)
+    assert requests.get(f"{web.url}/login", headers={"Host": "desk-07.school.lan:8443"}, timeout=10).status_code == 200
+    assert requests.get(f"{web.url}/login", headers={"Host": "desk-08.school.lan"}, timeout=10).status_code == 400
+
+
+def test_the_origin_check_compares_the_scheme_too(web):
+    host = f"127.0.0.1:{web.server.port}"
+    r = requests.post(f"{web.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                      headers={"Origin": f"https://{host}"}, timeout=10)
+    assert r.status_code == 403
+    r = requests.post(f"{web.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                      headers={"Origin": f"http://{host}"}, timeout=10)
+    assert r.status_code == 200
+
+
+def test_api_analyze_needs_the_csrf_token(web, face_jpeg):
+    s = login(web.url)
+    del s.headers["X-CSRF-Token"]
+    r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 403 and "X-CSRF-Token" in r.json()["error"]
+    r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")},
+               headers={"X-CSRF-Token": "forged"}, timeout=60)
+    assert r.status_code == 403
+    assert web.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+    r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")},
+               headers={"X-CSRF-Token": s.csrf}, timeout=60)
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"\"admin\"", b"{bad json", b"null", b"\xff\xfe"])
+def test_malformed_json_to_api_login_is_a_400(web, body):
+    r = requests.post(f"{web.url}/api/login", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and "username" in r.json()["error"]
+
+
+@pytest.mark.parametrize("page", ["1e30", "1" + "0" * 30, "-5", "abc"])
+def test_absurd_log_pages_are_not_server_errors(web, page):
+    s = login(web.url)
+    r = s.get(f"{web.url}/admin/log", params={"page": page}, timeout=10)
+    assert r.status_code == 200
+
+
+def test_hsts_is_sent_under_tls_only(make_appliance, cfg, tmp_path, web):
+    assert "Strict-Transport-Security" not in requests.get(f"{web.url}/login", timeout=10).headers
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    tls = make_appliance(config_mod.with_changes(cfg, {"web.tls_cert": str(cert), "web.tls_key": str(key)}),
+                         with_loop=False)
+    r = requests.get(f"{tls.url}/login", verify=False, timeout=10)
+    assert "max-age=" in r.headers["Strict-Transport-Security"]
+
+
+def test_disabling_a_user_ends_their_open_stream(appliance):
+    sam = appliance.accounts.create_user("sam", STUDENT_PW, "student")
+    s = login(appliance.url, "sam", STUDENT_PW)
+    r = s.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
+    assert r.status_code == 200
+    chunks = r.iter_content(4096)
+    assert next(chunks)
+    admin = login(appliance.url)
+    assert admin.post(f"{appliance.url}/admin/users/{sam.id}/disable", data={"csrf": admin.csrf}, timeout=10).ok
+    ended = []
+
+    def drained():
+        for _ in chunks:  # the server closes the stream: iteration ends
+            pass
+        ended.append(True)
+        return True
+
+    assert drained()  # would run for ever (the 30 s read timeout raising) if the stream kept going
+    assert ended and wait_for(lambda: appliance.app.config["viewers"].count == 0, timeout=10)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 12 MB tmpfs for the data directory (root only; CI runs as root)."""
+    import os
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs as root and must be able to mount a tmpfs: {r.stderr}")
+        pytest.skip(f"mounting a tmpfs needs root: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_uploads_below_the_free_space_floor_are_refused_with_507_and_nothing_kept(make_appliance, cfg, tiny_disk,
+                                                                                   face_jpeg):
+    low = config_mod.with_changes(cfg, {"store.data_dir": str(tiny_disk / "data"), "store.min_free_mb": 50,
+                                        "privacy.keep_uploads": "full"})
+    web = make_appliance(low, with_loop=False)
+    s = login(web.url)  # log-in keeps working on a nearly full disk
+    before = sorted(p.name for p in (tiny_disk / "data").rglob("*"))
+    r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 507 and "disk is nearly full" in r.json()["error"]
+    assert web.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+    assert sorted(p.name for p in (tiny_disk / "data").rglob("*")) == before
+    assert login(web.url).csrf  # and after
+
+
+def test_a_disk_that_fills_during_an_upload_leaves_no_orphan(make_appliance, cfg, tiny_disk, face_jpeg):
+    full = config_mod.with_changes(cfg, {"store.data_dir": str(tiny_disk / "data"), "store.min_free_mb": 0,
+                                         "privacy.keep_uploads": "full"})
+    web = make_appliance(full, with_loop=False)
+    s = login(web.url)
+    ballast = tiny_disk / "ballast"
+    with open(ballast, "wb", buffering=0) as f:  # fill the disk to within a few kB
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    statuses = []
+    for _ in range(3):
+        r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+        statuses.append(r.status_code)
+        assert r.status_code in (200, 507), r.text[:300]
+    rows = {r["id"]: r["image_path"] for r in web.store.query("SELECT id, image_path FROM uploads")}
+    images = {p.relative_to(tiny_disk / "data" / "images").as_posix()
+              for p in (tiny_disk / "data" / "images").rglob("*") if p.is_file()}
+    assert not [p for p in images if p.endswith(".tmp")], images
+    assert images <= {path for path in rows.values() if path}, f"images no row points to: {images} vs {rows}"
+    ballast.unlink()
+    r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, statuses
+
+
+def test_a_slow_upload_body_does_not_hold_the_analysis_slot(web, face_jpeg):
+    """The slot was taken before the body was read: one slow sender blocked every upload."""
+    s = login(web.url)
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"g.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + face_jpeg + f"\r\n--{boundary}--\r\n".encode()
+    pool = web.server.httpd.requests
+    idle = pool.idle
+    slow = socket.create_connection(("127.0.0.1", web.server.port), timeout=30)
+    cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
+    slow.sendall((f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nX-CSRF-Token: {s.csrf}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                 + body[:100])
+    try:
+        wait_for(lambda: pool.idle < idle, timeout=10)  # a worker is inside the slow request
+        r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=8)
+        assert r.status_code == 200  # analysed while the slow body is still arriving
+    finally:
+        slow.close()

@@ -1,0 +1,124 @@
+"""Hostile HTTP clients against the real server on loopback (issue 14 items 2 and 3):
+huge request heads are refused before they are buffered, slow clients cannot hold every
+worker, and a burst of connections is queued, not reset."""
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from edge_app.web import http_limits
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def web(make_appliance, cfg):
+    """The web app alone (no capture loop), with a small pool so slow clients can fill it."""
+    from edge_app import config as config_mod
+
+    return make_appliance(config_mod.with_changes(cfg, {"web.threads": 8}), with_loop=False)
+
+
+def rss_kb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def send_until_refused(port: int, head: bytes, filler: bytes, total: int) -> tuple[bytes, int]:
+    """Send ``head`` then ``filler`` up to ``total`` bytes, stopping when the server answers
+    or closes; returns (its answer, bytes sent)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sent = 0
+    try:
+        s.sendall(head)
+        chunk = filler * (65536 // len(filler))
+        s.setblocking(False)
+        answer = b""
+        while sent < total:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:  # reset once the server closed its side
+                break
+            try:
+                answer += s.recv(65536)
+                if answer:
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+        s.setblocking(True)
+        s.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in answer:
+                more = s.recv(65536)
+                if not more:
+                    break
+                answer += more
+        except OSError:
+            pass
+        return answer, sent
+    finally:
+        s.close()
+
+
+def test_a_200_mb_header_is_refused_with_431_at_bounded_cost(web):
+    before = rss_kb()
+    answer, sent = send_until_refused(web.server.port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-Junk: ", b"a", 200 << 20)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert sent < 50 << 20, f"the server read {sent >> 20} MB before refusing"
+    assert rss_kb() - before < 20_000, "the header was buffered"
+    assert requests.get(f"{web.url}/login", timeout=10).status_code == 200
+
+
+def test_a_huge_request_line_is_refused_with_414(web):
+    answer, sent = send_until_refused(web.server.port, b"GET /", b"a", 50 << 20)
+    assert answer.startswith(b"HTTP/1.1 414") or b" 414 " in answer[:40], answer[:200]
+    assert sent < 50 << 20
+
+
+def test_slow_clients_cannot_hold_every_worker(web):
+    deadlines = web.server.head_deadlines
+    deadlines.deadline_s = 1.5  # the product's 10 s, shortened so the test is quick
+    slow = []
+    for _ in range(12):  # more than the 8 workers
+        s = socket.create_connection(("127.0.0.1", web.server.port), timeout=30)
+        s.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n")
+        slow.append(s)
+    try:
+        for _ in range(3):  # one header line every 0.5 s: never finishing, never timing out per read
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        r = requests.get(f"{web.url}/login", timeout=15)
+        assert r.status_code == 200 and time.monotonic() - t0 < 6
+        wait_for(lambda: deadlines.closed >= 8, timeout=10)
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_a_burst_of_logins_is_queued_not_reset(web):
+    """Twenty people logging in at once (the listen backlog was 5: 8 of 20 were reset)."""
+    assert web.server.httpd.request_queue_size >= http_limits.LISTEN_BACKLOG
+    for i in range(20):
+        web.accounts.create_user(f"pupil{i}", f"pupil-pw-{i}-x", "student")
+
+    def log_in(i):
+        return requests.post(f"{web.url}/api/login", json={"username": f"pupil{i}", "password": f"pupil-pw-{i}-x"},
+                             timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(log_in, range(20)))
+    assert statuses == [200] * 20

@@ -1,0 +1,87 @@
+"""Measure how FER2013 frames a face, for ``edge_app/vision/align.py``.
+
+The emotion model was trained on FER2013's 48x48 crops, so the live crop should frame a
+face the way those crops do. This runs the shipped BlazeFace detector on FER+ training
+images (upscaled 4x and padded, so the face is a normal size for the detector) and
+reports where the eyes sit, as fractions of the 48x48 crop: the mean eye positions, the
+eye midpoint, the inter-ocular distance, and how tilted FER faces are (FER2013 crops
+were not rotated, so the tilt is spread around level).
+
+    python tools/fer_framing.py --data ~/.cache/engage-data/ferplus [--split FER2013Train] [--limit 4000]
+
+Only the training split is read (never test). The numbers printed go into
+``align.FER_TEMPLATE`` and ``models/MODEL_CARD.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge_app.vision.blazeface import BlazeFace  # noqa: E402
+from edge_app.vision.detector import TURNED_AWAY, ear_asymmetry, plausible  # noqa: E402
+
+UP = 4  # 48 -> 192 pixels
+PAD = 96  # grey border around the upscaled face: the detector expects some context
+
+
+def measure(folder: Path, limit: int, min_score: float = 0.6) -> dict:
+    net = BlazeFace()
+    names = sorted(p.name for p in folder.glob("*.png"))[:limit]
+    eyes, mouths, turned = [], [], 0
+    for name in names:
+        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+        if img is None or img.shape != (48, 48):
+            continue
+        big = cv2.resize(img, (48 * UP, 48 * UP), interpolation=cv2.INTER_CUBIC)
+        canvas = cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=int(img.mean()))
+        found = [d for d in net.detect(canvas, min_score) if plausible(d.box, d.keypoints, 48)]
+        if not found:
+            continue
+        d = max(found, key=lambda d: d.score)
+        if ear_asymmetry(d.keypoints) >= TURNED_AWAY:
+            turned += 1
+            continue  # a turned head's eyes say little about the frontal framing
+        kp = (d.keypoints - PAD) / (48 * UP)  # fractions of the 48x48 crop
+        eyes.append(kp[:2])
+        mouths.append(kp[3])
+    e = np.asarray(eyes)
+    right, left = e[:, 0], e[:, 1]
+    mid = (right + left) / 2
+    iod = np.hypot(*(left - right).T)
+    tilt = np.degrees(np.arctan2(left[:, 1] - right[:, 1], left[:, 0] - right[:, 0]))
+    m = np.asarray(mouths)
+    r4 = lambda v: [round(float(x), 4) for x in np.atleast_1d(v)]  # noqa: E731
+    return {
+        "split": folder.name, "images": len(names), "frontal_faces_measured": len(e), "turned_away": turned,
+        "detected_rate": round((len(e) + turned) / max(1, len(names)), 4),
+        "right_eye_mean": r4(right.mean(0)), "left_eye_mean": r4(left.mean(0)),
+        "eye_mid_mean": r4(mid.mean(0)), "eye_mid_median": r4(np.median(mid, 0)), "eye_mid_std": r4(mid.std(0)),
+        "iod_mean": r4(iod.mean())[0], "iod_median": r4(np.median(iod))[0], "iod_std": r4(iod.std())[0],
+        "mouth_mean": r4(m.mean(0)),
+        "tilt_deg_mean": round(float(tilt.mean()), 2), "tilt_deg_std": round(float(tilt.std()), 2),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="the extracted ferplus/ folder")
+    ap.add_argument("--split", default="FER2013Train", choices=["FER2013Train", "FER2013Valid"])
+    ap.add_argument("--limit", type=int, default=4000)
+    args = ap.parse_args()
+    folder = args.data / args.split
+    if not folder.is_dir():
+        print(f"error: {folder} does not exist: extract ../shared/data/ferplus.tar.gz (see its README)", file=sys.stderr)
+        return 2
+    print(json.dumps(measure(folder, args.limit), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
