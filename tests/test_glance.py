@@ -195,3 +195,18 @@ def test_a_device_that_stops_answering_is_not_shown_as_a_state(new_page, server,
 def test_desk_view_is_for_logged_in_users_only(server):
     r = requests.get(f"{server.url}/glance", allow_redirects=False, timeout=10)
     assert r.status_code in (302, 303) and "/login" in r.headers["Location"]
+
+
+def test_dashboard_today_figures_keep_up_without_a_reload(new_page, server, face_jpeg):
+    page = new_page()
+    page.goto(f"{server.url}/admin")
+    before = int(text_of(page, "#uploads"))
+    student = requests.Session()  # a student analyses a photo over the real API meanwhile
+    csrf = student.post(f"{server.url}/api/login", json={"username": STUDENT, "password": STUDENT_PW},
+                        timeout=10).json()["csrf"]
+    r = student.post(f"{server.url}/api/analyze", files={"image": ("desk.jpg", face_jpeg, "image/jpeg")},
+                     headers={"X-CSRF-Token": csrf}, timeout=30)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: int(text_of(page, "#uploads")) == before + 1, timeout=25,
+             what="the Photos analysed tile counts the new upload without a reload")
+    assert requests.get(f"{server.url}/api/admin/today", timeout=10).status_code == 401  # admins only

@@ -7,8 +7,10 @@ added later without a check is still refused to students and anonymous users.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import bottle
+from bottle import response
 
 from edge_app.engagement import GROUPS
 from edge_app.store import reports
@@ -67,7 +69,22 @@ def _minutes_label(seconds: float) -> str:
     return f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}".removesuffix(".0")  # the heading says "minutes"
 
 
+def today_tiles(today: dict) -> dict[str, str]:
+    """Today's figures as the tiles show them: the page and ``/api/admin/today`` (which
+    dashboard.js polls, so the tiles keep up with the day) format them here, once."""
+    absent = int(today["absent_s"])
+    return {"engaged-share": f"{today['engaged_share'] * 100:.0f}%" if today["engaged_share"] is not None else "–",
+            "absent": f"{absent // 3600}:{absent % 3600 // 60:02d}", "alerts": str(today["alerts"]),
+            "uploads": str(today["uploads"])}
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    @app.get("/api/admin/today")
+    def api_today():
+        guard.require_user(admin=True)
+        response.content_type = "application/json"
+        return json.dumps(today_tiles(reports.day_summary(ctx.store, _midnight(0), _midnight(0) + 86400)))
+
     @app.get("/admin")
     def dashboard():
         guard.require_user(admin=True)
@@ -75,6 +92,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         svg, days = days_chart(ctx.store)
         alerts = reports.recent_alerts(ctx.store, 5)
         state = ctx.loop.state if ctx.loop else None
-        return guard.page("admin_dashboard", title="Dashboard", today=today, chart=svg, days=days, alerts=alerts,
+        return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
+                          days=days, alerts=alerts,
                           state=state, groups=GROUPS,
                           health=ctx.loop.health if ctx.loop else None)

@@ -3,10 +3,10 @@
 <section class="card">
   <h1>Today</h1>
   <div class="tiles">
-    <div class="tile"><span class="label">Engaged share</span><strong id="engaged-share">{{'%.0f%%' % (today['engaged_share'] * 100) if today['engaged_share'] is not None else '–'}}</strong><span class="hint">of live time tracked</span></div>
-    <div class="tile"><span class="label">Time absent</span><strong id="absent">{{'%d:%02d' % (today['absent_s'] // 3600, (today['absent_s'] % 3600) // 60)}}</strong><span class="hint">hours:minutes</span></div>
-    <div class="tile"><span class="label">Alerts raised</span><strong id="alerts">{{today['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
-    <div class="tile"><span class="label">Photos analysed</span><strong>{{today['uploads']}}</strong><span class="hint">uploads today</span></div>
+    <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
+    <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>
+    <div class="tile"><span class="label">Alerts raised</span><strong data-tile id="alerts">{{tiles['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
+    <div class="tile"><span class="label">Photos analysed</span><strong data-tile id="uploads">{{tiles['uploads']}}</strong><span class="hint">uploads today</span></div>
     <div class="tile"><span class="label">Now</span><strong class="small" id="now" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="hint">{{!'<a href="/glance">desk view</a>' if state else ''}}</span></div>
   </div>
   % if today['total_s'] == 0:
@@ -51,3 +51,4 @@
   % end
   <p><a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
 </section>
+<script src="/static/dashboard.js"></script>

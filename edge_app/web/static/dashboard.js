@@ -1,0 +1,22 @@
+// The dashboard's "Today" tiles keep up with the day without a reload: every tile marked
+// data-tile takes its text from /api/admin/today (formatted by the device, keyed by the
+// tile's id). The "Now" tile is state.js's, every second.
+(function () {
+  "use strict";
+  const EVERY_MS = 10000;
+  async function poll() {
+    if (document.visibilityState !== "hidden") {
+      try {
+        const r = await fetch("/api/admin/today", { credentials: "same-origin" });
+        if (r.ok) {
+          const tiles = await r.json();
+          document.querySelectorAll("[data-tile]").forEach(function (el) {
+            if (tiles[el.id] !== undefined && el.textContent !== tiles[el.id]) el.textContent = tiles[el.id];
+          });
+        }
+      } catch (e) { /* the device may be restarting: try again */ }
+    }
+    setTimeout(poll, EVERY_MS);
+  }
+  setTimeout(poll, EVERY_MS);
+})();
