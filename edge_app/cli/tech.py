@@ -25,12 +25,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------ model
+def _by() -> str:
+    """Who flashed from the command line, for the model history the admin page shows."""
+    import getpass
+
+    try:
+        return f"command line ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "command line"
+
+
 def cmd_model_install(args) -> int:
     from edge_app.models import registry as flash
 
     cfg = _config(args)
     try:
-        raw = flash.install(args.file, args.manifest, cfg)
+        raw = flash.install(args.file, args.manifest, cfg, by=_by())
     except flash.ModelError as exc:
         print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
@@ -47,7 +57,7 @@ def cmd_model_rollback(args) -> int:
 
     cfg = _config(args)
     try:
-        raw = flash.rollback(cfg)
+        raw = flash.rollback(cfg, by=_by())
     except flash.ModelError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
