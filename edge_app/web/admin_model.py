@@ -97,7 +97,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             size_mb = None
         rows = flash.listing(ctx.cfg)
         previous = next((r for r in rows if r["role"] == "previous" and "error" not in r), None)
-        pinned = bool(ctx.cfg["model"]["manifest"])
+        pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
                           done=request.query.getunicode("done", ""), error=request.query.getunicode("error", ""))
@@ -132,7 +132,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         log.info("admin %s installed model %s", me.username, raw["sha256"][:12])
         ctx.store.audit(me.username, "installed model", raw["model"], f"sha256 {raw['sha256'][:12]}, from "
                         f"{model.raw_filename or 'an upload'}")
-        if ctx.cfg["model"]["manifest"]:
+        if ctx.cfg.model.manifest:
             back(f"Installed {raw['model']}, but model.manifest in the config pins another model: clear it and "
                  "restart to run the installed one.", error=True)
         problem = pick_up()
