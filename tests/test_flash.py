@@ -231,6 +231,8 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert main(["model", "list", "--config", str(conf)]) == 0
     out = capsys.readouterr().out
     assert "* current" in out and "previous" in out and "golden=yes" in out
+    assert "history (newest first):" in out
+    assert "installed emotion-" in out and "by command line" in out  # who flashed it, from this shell
     assert main(["model", "rollback", "--config", str(conf)]) == 0
     assert main(["model", "list", "--json", "--config", str(conf)]) == 0
     rows = {r["role"]: r for r in json.loads(capsys.readouterr().out.split("\n", 1)[1])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,12 @@ def cmd_model_list(args) -> int:
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
               f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  {metrics}")
     print("(* = running)")
+    changes = flash.history(_config(args))
+    if changes:
+        print("history (newest first):")
+    for h in changes[:10]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
+        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}  by {h.get('by') or '?'}")
     return EXIT_OK
 
 
