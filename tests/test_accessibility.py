@@ -39,7 +39,9 @@ def serious_violations(page) -> list[str]:
     """axe-core's serious and critical findings on the page as it is now, one line each."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated by the driver, so the page's CSP allows it
-    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+    found = page.evaluate("""async () => (await Promise.race([axe.run(document, {resultTypes: ['violations']}),
+            new Promise((_, no) => setTimeout(() => no(new Error('axe.run took over 30 s on ' + location.pathname)), 30000))]))
+        .violations
         .filter(v => v.impact === 'serious' || v.impact === 'critical')
         .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' -> ' +
                   v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' (' + (n.failureSummary || '').replace(/\\s+/g, ' ') + ')').join('; '))""")
@@ -85,13 +87,21 @@ def test_every_page_passes_axe(browser, with_data, grace_path, viewport):  # noq
     page = log_in(browser, device, viewport)
     pages = crawl(page, device, ["/upload", "/live", "/glance", "/account", "/admin", "/no-such-page"])
     assert {"/upload", "/live", "/glance", "/admin", "/admin/log", "/admin/users", "/admin/settings",
-            "/admin/model"} <= set(pages), pages
+            "/admin/model", "/admin/audit"} <= set(pages), pages
     problems = {}
     for path in pages:
         page.goto(device.url + path)
         if found := serious_violations(page):
             problems[path] = found
-    # pages behind a form: an analysed photo's results, and the log-in page itself
+    # pages behind a form: a deletion's confirmation (its first step deletes nothing), an
+    # analysed photo's results, and the log-in page itself
+    page.goto(device.url + "/admin/users")
+    row = page.locator(f"tr[data-user={STUDENT}]")
+    row.locator("summary").click()
+    row.get_by_role("button", name="Delete user").click()
+    page.locator("#confirm").wait_for()
+    if found := serious_violations(page):
+        problems["deletion confirmation"] = found
     page.goto(device.url + "/upload")
     page.get_by_label("Photo").set_input_files(str(grace_path))
     page.get_by_role("button", name="Analyse").click()
@@ -128,7 +138,7 @@ def test_charts_are_readable_on_a_phone(browser, with_data):  # noqa: F811
     assert sizes and min(sizes) >= 11, f"the 14-day chart's text is {min(sizes):.1f}px on a phone"
     assert not overlapping(page, "svg.chart text[text-anchor=middle]"), "the dates run into each other"
     page.goto(with_data.url + "/live")
-    page.wait_for_function("document.getElementById('timeline-svg') !== null")
+    page.locator("#timeline-svg").wait_for()
     sizes = rendered_font_sizes(page, "#timeline-svg")
     assert sizes and min(sizes) >= 11, f"the live timeline's text is {min(sizes):.1f}px on a phone"
     cut = page.eval_on_selector_all("#timeline-svg text", """ts => ts.filter(t => {
