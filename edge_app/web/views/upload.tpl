@@ -31,10 +31,10 @@
       <tbody>
       % for i, f in enumerate(result['faces'], 1):
         % group = f['engagement'].split(' - ')[0]
-        <tr>
+        <tr class="{{'uncertain' if f.get('uncertain') else ''}}">
           <td>{{i}}</td>
           <td><img class="face" src="{{result['thumbs'][i - 1]}}" alt="Face {{i}}" width="64" height="64"></td>
-          <td><details><summary>{{f['emotion']}}</summary>
+          <td><details><summary>{{('unsure (maybe ' + f['emotion'] + ')') if f.get('uncertain') else f['emotion']}}</summary>
             <ul class="probs" aria-label="All emotion probabilities for face {{i}}">
             % for label, p in sorted(f['probabilities'].items(), key=lambda kv: -kv[1]):
               <li><span class="bar"><span class="fill w{{int(round(p * 20)) * 5}}"></span></span>{{label}} {{'%.1f' % (p * 100)}}%</li>
