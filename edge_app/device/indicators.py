@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_app.engagement import ABSENT, DISTRACTED, Group
 
@@ -40,10 +40,10 @@ class Patterns:
     fault_blink: tuple[float, float] = (0.1, 0.1)  # fast
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Patterns":
-        i = cfg["indicators"]
-        return cls(i["amber_green"], i["brightness"], (i["absent_blink_on_s"], i["absent_blink_off_s"]),
-                   (i["fault_blink_on_s"], i["fault_blink_off_s"]))
+    def from_config(cls, cfg: Config) -> "Patterns":
+        i = cfg.indicators
+        return cls(i.amber_green, i.brightness, (i.absent_blink_on_s, i.absent_blink_off_s),
+                   (i.fault_blink_on_s, i.fault_blink_off_s))
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
@@ -205,12 +205,11 @@ class GpioIndicator(_PatternIndicator):
         from gpiozero import LED, PWMLED, RGBLED, Buzzer, TonalBuzzer
 
         super().__init__(patterns or Patterns())
-        self._rgb = rgb
+        self.led: Any = None  # the RGB LED, or None with three separate LEDs in _leds
+        self._leds: tuple[Any, Any, Any] | None = None
         if rgb:
             self.led = RGBLED(red, green, blue, pin_factory=pin_factory)
-            self._leds = None
         else:
-            self.led = None
             self._leds = (PWMLED(red, pin_factory=pin_factory), PWMLED(green, pin_factory=pin_factory),
                           LED(blue, pin_factory=pin_factory))
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
@@ -218,13 +217,13 @@ class GpioIndicator(_PatternIndicator):
         self.beep_s = beep_s
 
     @classmethod
-    def from_config(cls, cfg: dict, pin_factory=None) -> "GpioIndicator":
-        i = cfg["indicators"]
-        return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["rgb_led"],
-                   i["buzzer_active"], i["buzzer_beep_s"], pin_factory, Patterns.from_config(cfg))
+    def from_config(cls, cfg: Config, pin_factory=None) -> "GpioIndicator":
+        i = cfg.indicators
+        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.rgb_led,
+                   i.buzzer_active, i.buzzer_beep_s, pin_factory, Patterns.from_config(cfg))
 
     def _apply(self, colour, blink) -> None:
-        if self._rgb:
+        if self._leds is None:
             if blink:
                 self.led.blink(on_time=blink[0], off_time=blink[1], on_color=colour, off_color=OFF)
             else:
@@ -255,7 +254,7 @@ class GpioIndicator(_PatternIndicator):
             threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
     def close(self) -> None:
-        devices = [self.led, self.buzzer] if self._rgb else [*self._leds, self.buzzer]
+        devices = [self.led, self.buzzer] if self._leds is None else [*self._leds, self.buzzer]
         for device in devices:
             try:
                 device.close()
@@ -279,7 +278,7 @@ class JetsonIndicator(_PatternIndicator):
         self._gpio = None
         if output is None:
             try:
-                import Jetson.GPIO as GPIO  # type: ignore[import-not-found]  # lazily: Jetson only
+                import Jetson.GPIO as GPIO  # lazily: Jetson only
             except ImportError:
                 raise ImportError("indicators.backend = \"jetson\" needs Jetson.GPIO: pip install 'engage-edge[jetson]'") from None
             GPIO.setwarnings(False)
@@ -292,11 +291,11 @@ class JetsonIndicator(_PatternIndicator):
         self._out_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg: dict, output=None) -> "JetsonIndicator":
-        i = cfg["indicators"]
-        if not i["buzzer_active"]:
+    def from_config(cls, cfg: Config, output=None) -> "JetsonIndicator":
+        i = cfg.indicators
+        if not i.buzzer_active:
             log.warning("Jetson backend drives an active buzzer only; a passive one will just click")
-        return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["buzzer_beep_s"],
+        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.buzzer_beep_s,
                    Patterns.from_config(cfg), output)
 
     def _write(self, colour) -> None:
@@ -353,8 +352,8 @@ class JetsonIndicator(_PatternIndicator):
             pass
 
 
-def make_indicator(cfg: dict, pin_factory=None) -> Indicator:
-    backend = cfg["indicators"]["backend"]
+def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
+    backend = cfg.indicators.backend
     if backend == "gpio":
         try:
             return GpioIndicator.from_config(cfg, pin_factory)
