@@ -7,16 +7,19 @@ from __future__ import annotations
 import os
 import threading
 
+import mqtt_broker
 import pytest
 import requests
 from conftest import login, stays, wait_for
 from gpiozero.pins.mock import MockFactory, MockPWMPin
+from mqtt_broker import PASSWORD, USER, Listener
 
 from edge_app import config as config_mod
 from edge_app.store import reports
 from edge_app.vision.sources import DemoSource
 
 STUDENT, STUDENT_PW = "mia", "mia-password-1"
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
 
 
 class CountingDemo(DemoSource):
@@ -78,6 +81,22 @@ def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
     assert body["state"] is None and body["paused"] is None and body["camera"] == "ok"
     levels = [r["level"] for r in reports.timeline(app.store, 0)[1]]
     assert "Paused" in levels and levels[levels.index("Paused") + 1] != "Paused"  # logged, then left
+
+
+def test_the_classroom_gets_paused_on_the_state_topic(paused_app, broker):
+    app, _ = paused_app(**{"mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.username": USER,
+                           "mqtt.password": PASSWORD, "mqtt.device_id": "desk-09"})
+    listener = Listener(broker, ["engage/+/state"])
+    try:
+        s = login(app.url, STUDENT, STUDENT_PW)
+        s.post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+        wait_for(lambda: [m["level"] for m in listener.json("engage/desk-09/state")][-1:] == ["Paused"],
+                 what="Paused on the MQTT state topic")
+        s.post(f"{app.url}/api/resume", timeout=10).raise_for_status()
+        wait_for(lambda: [m["level"] for m in listener.json("engage/desk-09/state")][-1:] != ["Paused"],
+                 what="the next state after the pause")
+    finally:
+        listener.close()
 
 
 def test_pausing_needs_a_login_and_the_csrf_token(paused_app):
@@ -154,3 +173,19 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
             wait_for(lambda: app.loop.state.level != "Paused", what="resumed from the page")
         finally:
             browser.close()
+
+
+def test_the_classroom_counts_a_paused_desk():
+    """The instructor's page counts "Paused" desks as such (it counted only five levels)."""
+    import json
+
+    from edge_app.fleet.classroom.model import Classroom
+
+    room = Classroom()
+    room.apply_availability("desk-1", b"online")
+    room.apply_availability("desk-2", b"online")
+    assert room.apply_state("desk-1", json.dumps({"level": "Paused", "label": "Paused", "since": 1.0, "seq": 1}).encode())
+    room.apply_state("desk-2", json.dumps({"level": "Not engaged", "label": "Not engaged", "since": 2.0, "seq": 1}).encode())
+    snap = room.snapshot()
+    assert snap["counts"]["Paused"] == 1
+    assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # a disengaged desk before a paused one
