@@ -1,0 +1,31 @@
+"""The README's examples are what the commands really print (issue 13, item 11)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def console_example(command: str) -> tuple[list[str], list[str]]:
+    """The README's ```console block whose ``$`` line runs ``engage-edge <command>``:
+    (the arguments after the command, the lines printed)."""
+    readme = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```console\n(.*?)```", readme, re.S):
+        lines = block.rstrip("\n").split("\n")
+        prompt = lines[0].removeprefix("$ ").split()
+        if prompt[0].endswith("engage-edge") and prompt[1] == command:
+            return prompt[2:], lines[1:]
+    raise AssertionError(f"README has no console example of engage-edge {command}")
+
+
+def test_the_analyze_example_is_what_analyze_prints(tmp_path):
+    args, printed = console_example("analyze")
+    empty = tmp_path / "config.toml"
+    empty.write_text("")  # the defaults, as on a fresh checkout (never a device's /etc config)
+    r = subprocess.run([sys.executable, "-m", "edge_app", "analyze", *args, "--config", str(empty)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip("\n").split("\n") == printed
