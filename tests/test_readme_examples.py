@@ -29,3 +29,18 @@ def test_the_analyze_example_is_what_analyze_prints(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.rstrip("\n").split("\n") == printed
+
+
+def test_the_demo_claims_match_the_shipped_model(cfg):
+    """The README says the demo cannot show "Partially engaged": no shipped photograph
+    looks fearful to the shipped model (every fear score under 1 %). A model for which
+    one does makes this fail, and the README (and the demo's promise) must be updated."""
+    from edge_app.runtime.appliance import classifier_from_config
+    from edge_app.vision.faces import reference_faces
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert '"Partially engaged" (a fearful face, in the default mapping) does not appear' in readme
+    classifier = classifier_from_config(cfg)
+    fear = classifier.labels.index("fear")
+    assert max(float(classifier.probabilities(face)[fear]) for face in reference_faces()) < 0.01
+    assert cfg.engagement.mapping["fear"].startswith("Partially engaged")
