@@ -189,3 +189,15 @@ def test_the_classroom_counts_a_paused_desk():
     snap = room.snapshot()
     assert snap["counts"]["Paused"] == 1
     assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # a disengaged desk before a paused one
+
+
+def test_a_paused_loop_still_pings_the_watchdog(paused_app):
+    """systemd restarts a service whose loop stops pinging: a pause must not look like a hang."""
+    app, _ = paused_app()
+    pings = []
+    app.loop.on_frame = lambda: pings.append(app.loop.health.frames)
+    app.loop.privacy.pause("button")
+    wait_for(lambda: app.loop.state.level == "Paused", what="paused")
+    frames = app.loop.health.frames
+    wait_for(lambda: pings.count(frames) >= 3, what="pings while paused, with no new frame")
+    assert app.loop.alive
