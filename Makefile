@@ -9,13 +9,18 @@ PIP := $(VENV)/bin/pip
 APT_TEST_PACKAGES := chromium shellcheck systemd mosquitto
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps-test deps-run bench clean
+.PHONY: run test lint deps-test deps-run bench clean
 
 run: $(VENV)/.run-installed
 	$(VENV)/bin/engage-edge run --source demo $(ARGS)
 
-test: $(VENV)/.test-installed deps-test
+test: $(VENV)/.test-installed deps-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The linter and the type checker, configured in ruff.toml and mypy.ini; both must be clean.
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.run-installed
 	$(VENV)/bin/engage-edge bench $(ARGS)
@@ -53,4 +58,4 @@ deps-test:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info test-artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-artifacts

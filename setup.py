@@ -28,7 +28,10 @@ setup(
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
-        "ai-edge-litert>=1.2; python_version<'3.14'",
+        # aarch64 (Pi 4/5, Jetson): 2.2 and 2.3 crash loading the model on an emulated
+        # Cortex-A72/A76, 1.4.0 passes the golden check there (tools/prove-arm64.sh)
+        "ai-edge-litert>=1.2,<2; python_version<'3.14' and platform_machine=='aarch64'",
+        "ai-edge-litert>=1.2; python_version<'3.14' and platform_machine!='aarch64'",
         "pillow>=10.3",
         "bottle>=0.13",
         "cheroot>=10",
@@ -43,7 +46,8 @@ setup(
         # scikit-image: only tests' face-free photos (coffee, a cat) and LFW faces, and tools/detect_bench.py;
         # never on a device
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
-                "scikit-image>=0.22"],
+                "scikit-image>=0.22",
+                "ruff>=0.17", "mypy>=2.4", "types-requests>=2.31"],  # `make lint` (part of `make test`): ruff.toml, mypy.ini
     },
     entry_points={"console_scripts": ["engage-edge=edge_app.cli:main"]},
 )

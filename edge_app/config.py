@@ -296,9 +296,9 @@ class WebSettings(Section):
                                     Range(1, 16))
     stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))
     max_upload_mb: int = setting(10, "Largest upload accepted.", Range(0, 200, "megabytes", above=True))
-    max_upload_megapixels: int = setting(12, "Largest image accepted, in pixels after decoding: a phone's 12 MP photo "
-                                             "decodes to 48 MB, a peak a 1 GB Pi can afford; above 3 MP a photo is "
-                                             "analysed scaled down.",
+    max_upload_megapixels: int = setting(40, "Largest image accepted, as its header declares it. A JPEG is decoded "
+                                             "scaled down to about 3 MP for analysis; PNG and WebP, decoded whole, are "
+                                             "limited to 8 MP as well.",
                                          Range(0, 200, "megapixels", above=True))
     session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
     session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))
@@ -386,8 +386,8 @@ class Config(Section):
     source: str = field(default="defaults", compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
-        for name in self:
-            section = self[name]
+        for name in _field_names(Config):
+            section = getattr(self, name)
             kinds = _types(section.__class__)
             for f in dataclasses.fields(section):
                 _check_value(f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name])
@@ -401,8 +401,12 @@ class Config(Section):
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""
-        return {name: {key: dict(value) if isinstance(value, Mapping) else value for key, value in self[name].items()}
-                for name in self}
+        tables = {}
+        for name in _field_names(Config):
+            section = getattr(self, name)
+            values = {key: getattr(section, key) for key in _field_names(section.__class__)}
+            tables[name] = {key: dict(value) if isinstance(value, Mapping) else value for key, value in values.items()}
+        return tables
 
 
 def _check_value(dotted: str, value: Any, f: dataclasses.Field, kind: Any) -> None:

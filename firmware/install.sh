@@ -7,9 +7,11 @@
 # The package goes into the venv as a wheel (built from this checkout, or --wheel FILE):
 # the device runs an installed package, never an editable checkout.
 # Idempotent: run it again to upgrade the package; the config, the certificate and the
-# data are kept. --dry-run prints every action without doing any of them.
+# data are kept. --dry-run prints every action without doing any of them. --no-apt installs
+# no Debian packages, only lists the missing ones (an image builder's chroot that lacks
+# the Raspberry Pi archive: tools/prove-arm64.sh).
 #
-#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start]
+#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start] [--no-apt]
 set -euo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,17 +30,19 @@ BOOT_MARK="# --- engage-edge BEGIN ---"
 
 DRY_RUN=0
 START=1
+APT=1
 PLATFORM=""
 WHEEL_IN=""
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --no-start) START=0 ;;
+        --no-apt) APT=0 ;;
         --platform) PLATFORM="${2:-}"; shift ;;
         --platform=*) PLATFORM="${1#*=}" ;;
         --wheel) WHEEL_IN="${2:-}"; shift ;;
@@ -164,7 +168,9 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "${#missing[@]}" -gt 0 ] && [ "$APT" = 0 ]; then
+    note "--no-apt: not installing ${missing[*]} (the camera or the LED may not work without them)"
+elif [ "${#missing[@]}" -gt 0 ]; then
     run apt-get update
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
@@ -194,8 +200,12 @@ if [ -f "$UDEV_DST" ] && cmp -s "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_
     note "$UDEV_DST is up to date"
 else
     run install -m 0644 "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"
-    run udevadm control --reload-rules
-    run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
+    if [ -S /run/udev/control ]; then
+        run udevadm control --reload-rules
+        run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
+    else
+        note "udev is not running (a chroot or an image being built): the rules apply at the next boot"
+    fi
 fi
 if [ "$PLATFORM" = pi ]; then
     BOOT_CONFIG=/boot/firmware/config.txt
@@ -286,7 +296,11 @@ DeviceAllow=char-nvmap rw
 DeviceAllow=char-nvgpu* rw
 EOF
 fi
-run systemctl daemon-reload
+if [ -d /run/systemd/system ]; then
+    run systemctl daemon-reload
+else
+    note "systemd is not running (a chroot or an image being built): it reads the unit at boot"
+fi
 
 # ------------------------------------------------------------------ 9. enable and start
 step "9/9 enable and start the service"

@@ -44,7 +44,7 @@ def astronaut_png() -> bytes:
 
 
 @pytest.fixture
-def cfg(tmp_path) -> dict:
+def cfg(tmp_path) -> config_mod.Config:
     """Defaults (an empty config file, so a device's /etc config never leaks in) with a
     private data dir, any free port and no indicator output."""
     empty = tmp_path / "config.toml"
@@ -61,8 +61,8 @@ def make_appliance(cfg, monkeypatch):
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     started = []
 
-    def make(config: dict | None = None, **kwargs):
-        appliance = Appliance(config or cfg, **kwargs).start()
+    def make(config: config_mod.Config | None = None, **kwargs):
+        appliance = Appliance(config if config is not None else cfg, **kwargs).start()
         started.append(appliance)
         return appliance
 

@@ -109,7 +109,7 @@ def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, sho
     assert table.locator("tbody tr").count() >= 1
     row = table.locator("tbody tr").first
     assert row.locator("img.face").evaluate("img => img.naturalWidth") > 0  # the face thumbnail
-    levels = set(server.cfg["engagement"]["mapping"].values())
+    levels = set(server.cfg.engagement.mapping.values())
     assert row.locator(".pill").inner_text() in levels
     row.locator("summary").click()  # expand: every class probability
     assert row.locator(".probs li").count() == len(server.classifier.labels)
@@ -138,7 +138,7 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     page = new_page(STUDENT, STUDENT_PW)
     page.goto(f"{server.url}/live")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
-    assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg["camera"]["width"]
+    assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg.camera.width
     page.wait_for_function("document.getElementById('timeline-svg') !== null")
     assert page.locator("#state").inner_text() not in ("", "no camera loop")
     page.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_app import config as config_mod
 from edge_app.vision import demo
 from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import CameraError, DemoSource, OpenCVSource, make_source
@@ -29,7 +30,7 @@ def test_demo_frames_are_640x480_bgr():
 
 
 def test_demo_frame_size_follows_the_config(cfg):
-    src = make_source("demo", {**cfg, "camera": {**cfg["camera"], "width": 320, "height": 240}})
+    src = make_source("demo", config_mod.with_changes(cfg, {"camera.width": 320, "camera.height": 240}))
     assert isinstance(src, DemoSource)
     assert src.read().shape == (240, 320, 3)
 
@@ -84,7 +85,7 @@ def test_demo_picks_faces_the_model_places_in_different_groups(cfg):
     from edge_app.runtime.appliance import classifier_from_config, demo_picks
     from edge_app.vision.faces import cuts, reference_faces
 
-    classifier, mapping = classifier_from_config(cfg), cfg["engagement"]["mapping"]
+    classifier, mapping = classifier_from_config(cfg), cfg.engagement.mapping
     picks = demo_picks(classifier, mapping)
     assert len(picks) == 3 and all(0 <= i < len(cuts()) for i in picks)
     shown = {group_of(mapping[classifier.classify(reference_faces()[i])[0]]) for i in picks}
@@ -142,7 +143,7 @@ def test_make_source_plays_a_path_and_uses_camera_loop_setting(tmp_path, cfg):
     write_clip(clip, frames=2)
     src = make_source(str(clip), cfg)
     assert isinstance(src, OpenCVSource) and src.loop is True
-    src = make_source(str(clip), {**cfg, "camera": {**cfg["camera"], "loop": False}})
+    src = make_source(str(clip), config_mod.with_changes(cfg, {"camera.loop": False}))
     assert src.loop is False
 
 

@@ -44,7 +44,9 @@ def test_the_shipped_file_is_generated_from_the_schema():
 
 def test_every_setting_is_documented_in_the_schema_and_the_file():
     text = config_mod.render_default_toml()
-    for name, section in config_mod.defaults().items():
+    cfg = config_mod.defaults()
+    for name in (f.name for f in dataclasses.fields(cfg) if not f.metadata.get("internal")):
+        section = getattr(cfg, name)
         assert f"[{name}]" in text
         assert (type(section).__doc__ or "").strip(), name
         for f in dataclasses.fields(section):
@@ -62,6 +64,7 @@ def test_a_section_built_by_hand_is_validated_too():
 
 
 def test_a_config_is_immutable_and_reads_both_ways(tmp_path):
+    # the mapping reads (cfg["web"]["port"]) are transitional: this test goes when they do
     cfg = load_text(tmp_path, "[web]\nport = 9090\n")
     assert cfg.web.port == cfg["web"]["port"] == cfg["web"].get("port") == 9090
     assert dict(cfg["web"])["port"] == 9090 and "port" in cfg["web"] and "bogus" not in cfg["web"]
@@ -84,7 +87,7 @@ def test_the_settings_page_fields_come_from_the_schema():
     assert settings["engagement.min_hold_s"].kind is float and settings["indicators.buzzer"].kind is bool
     for s in settings.values():
         section, key = s.key.split(".")
-        field = {f.name: f for f in dataclasses.fields(config_mod.defaults()[section])}[key]
+        field = {f.name: f for f in dataclasses.fields(getattr(config_mod.defaults(), section))}[key]
         assert s.help == field.metadata["doc"] and s.label
 
 
@@ -105,21 +108,21 @@ min_hold_s = 3          # an int where the default is a float is fine
 [engagement.mapping]
 fear = "Not engaged - scared"
 """)
-    assert cfg["web"]["port"] == 9090
-    assert cfg["web"]["host"] == "127.0.0.1"  # untouched default
-    assert cfg["engagement"]["min_hold_s"] == 3.0 and isinstance(cfg["engagement"]["min_hold_s"], float)
-    assert cfg["engagement"]["mapping"]["fear"] == "Not engaged - scared"
-    assert cfg["engagement"]["mapping"]["happiness"] == "Engaged - likes the topic"
+    assert cfg.web.port == 9090
+    assert cfg.web.host == "127.0.0.1"  # untouched default
+    assert cfg.engagement.min_hold_s == 3.0 and isinstance(cfg.engagement.min_hold_s, float)
+    assert cfg.engagement.mapping["fear"] == "Not engaged - scared"
+    assert cfg.engagement.mapping["happiness"] == "Engaged - likes the topic"
 
 
 def test_dotted_overrides_win_over_the_file(tmp_path):
     cfg = load_text(tmp_path, '[web]\nport = 9090\nhost = "0.0.0.0"\n',
                     {"web.port": 7070, "web.host": None, "camera.source": "clip.mp4",
                      "engagement.mapping.neutral": "Partially engaged - blank"})
-    assert cfg["web"]["port"] == 7070
-    assert cfg["web"]["host"] == "0.0.0.0"  # None means "flag not given"
-    assert cfg["camera"]["source"] == "clip.mp4"
-    assert cfg["engagement"]["mapping"]["neutral"] == "Partially engaged - blank"
+    assert cfg.web.port == 7070
+    assert cfg.web.host == "0.0.0.0"  # None means "flag not given"
+    assert cfg.camera.source == "clip.mp4"
+    assert cfg.engagement.mapping["neutral"] == "Partially engaged - blank"
 
 
 def test_with_changes_returns_a_validated_copy(tmp_path):
@@ -187,7 +190,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, text, overrides
 
 def test_good_quiet_hours_are_accepted(tmp_path):
     for spec in ("", "22:00-07:00", "00:00-23:59", "12:30-13:15"):
-        assert load_text(tmp_path, f'[indicators]\nquiet_hours = "{spec}"\n')["indicators"]["quiet_hours"] == spec
+        assert load_text(tmp_path, f'[indicators]\nquiet_hours = "{spec}"\n').indicators.quiet_hours == spec
 
 
 def test_a_table_where_a_value_belongs_and_vice_versa(tmp_path):

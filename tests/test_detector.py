@@ -8,6 +8,7 @@ import pytest
 import skimage.data
 from conftest import record_cascades
 
+from edge_app import config as config_mod
 from edge_app.vision import faces as shipped
 from edge_app.vision.detector import Face, FaceDetector
 
@@ -129,6 +130,6 @@ def test_min_face_px_drops_small_faces(grace):
 
 
 def test_from_config(cfg):
-    cfg = {**cfg, "detector": {**cfg["detector"], "detect_width": 200, "min_neighbors": 7, "profile": False}}
+    cfg = config_mod.with_changes(cfg, {"detector.detect_width": 200, "detector.min_neighbors": 7, "detector.profile": False})
     d = FaceDetector.from_config(cfg)
     assert d.detect_width == 200 and d.min_neighbors == 7 and d.profile is None

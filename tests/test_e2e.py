@@ -21,7 +21,7 @@ from edge_app.vision.classifier import KNOWN_LABELS
 EMOTION_GROUPS = ("Engaged", "Partially engaged", "Not engaged")
 
 
-def db_rows(cfg: dict, sql: str) -> list[sqlite3.Row]:
+def db_rows(cfg: config_mod.Config, sql: str) -> list[sqlite3.Row]:
     """Read the appliance's SQLite file from outside, as an admin tool would."""
     conn = sqlite3.connect(config_mod.data_dir(cfg) / "engage.db", timeout=5)
     conn.row_factory = sqlite3.Row
@@ -71,7 +71,7 @@ def test_upload_a_face_photo_and_get_an_emotion(appliance, admin_session, face_j
     assert face["emotion"] in KNOWN_LABELS
     assert 0 < face["confidence"] <= 1
     assert set(face["probabilities"]) == set(KNOWN_LABELS)
-    assert face["engagement"] == cfg["engagement"]["mapping"][face["emotion"]]
+    assert face["engagement"] == cfg.engagement.mapping[face["emotion"]]
     # logged: one upload row and one face row, by this user
     (upload,) = db_rows(cfg, "SELECT u.id, u.face_count, us.username FROM uploads u JOIN users us ON us.id = u.user_id")
     assert (upload["id"], upload["face_count"], upload["username"]) == (body["upload_id"], 1, "admin")
@@ -190,7 +190,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
 
     fps, base = 5, 1_700_000_000.0
     classifier = classifier_from_config(cfg)
-    source = DemoSource(realtime=False, fps=fps, face_picks=demo_picks(classifier, cfg["engagement"]["mapping"]))
+    source = DemoSource(realtime=False, fps=fps, face_picks=demo_picks(classifier, cfg.engagement.mapping))
     store = Store(tmp_path / "loop")
     scene = {"t": 0.0}
     loop = CaptureLoop(cfg, source, FaceDetector.from_config(cfg), classifier, store, make_indicator(cfg),

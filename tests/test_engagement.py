@@ -18,7 +18,7 @@ from edge_app.engagement import (
 )
 from edge_app.vision.classifier import KNOWN_LABELS
 
-MAPPING = config_mod.defaults()["engagement"]["mapping"]
+MAPPING = config_mod.defaults().engagement.mapping
 HAPPY = "Engaged - likes the topic"
 ANGRY = "Not engaged"
 

@@ -28,11 +28,19 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(INSTALL), "--dry-run", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_install_sh_is_shellcheck_clean():
+@pytest.mark.parametrize("script", [INSTALL, *sorted((ROOT / "tools").glob("*.sh"))], ids=lambda p: p.name)
+def test_shell_scripts_are_shellcheck_clean(script):
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing: `make deps-test` (or apt-get install shellcheck)"
-    result = subprocess.run([shellcheck, "--severity=style", str(INSTALL)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([shellcheck, "--severity=style", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_no_apt_lists_missing_packages_instead_of_installing_them():
+    """The arm64 proof's chroot has no Raspberry Pi archive: --no-apt must name what it skips."""
+    out = dry_run("--platform", "pi", "--no-apt").stdout
+    assert "apt-get" not in out
+    assert "--no-apt: not installing" in out and "python3-picamera2" in out or "all present" in out
 
 
 @pytest.mark.parametrize("platform, extra, backend", [("pi", "pi", "gpio"), ("jetson", "jetson", "jetson")])
@@ -100,10 +108,10 @@ def test_config_template_is_a_valid_config(tmp_path, backend):
     path = tmp_path / "config.toml"
     path.write_text(text)
     cfg = config_mod.load(path)
-    assert cfg["indicators"]["backend"] == backend
-    assert cfg["store"]["data_dir"] == "/var/lib/engage-edge"
-    assert cfg["web"]["host"] == "0.0.0.0"
-    assert cfg["web"]["tls_cert"] == "/etc/engage-edge/tls/cert.pem" and cfg["web"]["tls_key"].endswith("key.pem")
+    assert cfg.indicators.backend == backend
+    assert cfg.store.data_dir == "/var/lib/engage-edge"
+    assert cfg.web.host == "0.0.0.0"
+    assert cfg.web.tls_cert == "/etc/engage-edge/tls/cert.pem" and cfg.web.tls_key.endswith("key.pem")
 
 
 def test_boot_fragment_enables_the_camera_without_inline_comments():
@@ -122,9 +130,24 @@ def test_udev_rules_give_the_groups_camera_and_gpio():
 
 def test_readme_wiring_matches_the_default_pins():
     readme = (FIRMWARE / "README.md").read_text()
-    i = config_mod.defaults()["indicators"]
+    i = config_mod.defaults().indicators
     for key, header_pin in (("led_red_pin", 11), ("led_green_pin", 13), ("led_blue_pin", 15), ("buzzer_pin", 16)):
-        row = next(l for l in readme.splitlines() if l.startswith("|") and f"`{key} = {i[key]}`" in l)
-        assert f"GPIO{i[key]}" in row and f"| {header_pin} |" in row and "Ω" in row
+        row = next(l for l in readme.splitlines() if l.startswith("|") and f"`{key} = {getattr(i, key)}`" in l)
+        assert f"GPIO{getattr(i, key)}" in row and f"| {header_pin} |" in row and "Ω" in row
     assert "Active vs passive buzzer" in readme and "Jetson" in readme
     assert "Your own TLS certificate" in readme
+
+
+def test_prove_arm64_refuses_bad_usage_before_touching_anything():
+    """tools/prove-arm64.sh (run by hand, not here) stops on bad options and never roots in a system folder."""
+    script = ["bash", str(ROOT / "tools" / "prove-arm64.sh")]
+    result = subprocess.run([*script, "--frobnicate"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown option" in result.stderr
+    if os.geteuid() == 0:
+        result = subprocess.run([*script, "--root", "/usr"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "system directory" in result.stderr
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *script],
+                                capture_output=True, text=True, timeout=60)
+    else:
+        result = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "sudo" in result.stderr

@@ -11,6 +11,7 @@ import requests
 from conftest import login, wait_for
 
 from edge_app.cli import main
+from edge_app.config import Config
 from edge_app.models import registry as flash
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 
@@ -211,9 +212,9 @@ def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant):
     assert len(got) == 1
 
 
-def _config_file(tmp_path: Path, cfg: dict) -> Path:
+def _config_file(tmp_path: Path, cfg: Config) -> Path:
     path = tmp_path / "cli.toml"
-    path.write_text(f'[store]\ndata_dir = "{cfg["store"]["data_dir"]}"\n')
+    path.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n')
     return path
 
 

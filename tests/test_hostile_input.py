@@ -67,11 +67,11 @@ def test_the_model_lock_never_follows_a_planted_link(cfg, tmp_path):
     assert not target.exists()
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-def test_a_large_photo_is_analysed_scaled_down_as_it_is_decoded(fmt):
+@pytest.mark.parametrize("fmt, size", [("PNG", (3800, 1900)), ("JPEG", (8000, 4000))])
+def test_a_large_photo_is_analysed_scaled_down_as_it_is_decoded(fmt, size):
     from edge_app.vision.stills import ANALYSIS_PIXELS, Limits
 
-    big = Image.new("RGB", (4800, 2400), (120, 90, 60))  # 11.5 MP: accepted, more than analysis needs
+    big = Image.new("RGB", size, (120, 90, 60))  # accepted, more than analysis needs
     buf = io.BytesIO()
     big.save(buf, format=fmt)
     bgr = decode_image(buf.getvalue(), Limits())
@@ -99,3 +99,12 @@ def test_uploads_are_decoded_on_the_analysis_threads_only(make_appliance, face_j
     assert codes == [200] * 8
     assert len(seen) == 8 and {name.rsplit("_", 1)[0] for name in seen} == {"upload-analysis"}
     assert len(set(seen)) <= web.cfg.web.analysis_workers
+
+
+def test_a_png_too_large_to_decode_whole_is_refused_before_decoding():
+    from edge_app.vision.stills import ImageRejected, Limits
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (1, 2, 3)).save(buf, format="PNG")  # 12 MP: fine as a JPEG, not as a PNG
+    with pytest.raises(ImageRejected, match="send a JPEG or a smaller image"):
+        decode_image(buf.getvalue(), Limits())

@@ -33,7 +33,7 @@ def factory():
     f.reset()
 
 
-def gpio_cfg(tmp_path, **changes) -> dict:
+def gpio_cfg(tmp_path, **changes) -> config_mod.Config:
     empty = tmp_path / "c.toml"
     empty.write_text("")
     return config_mod.load(empty, {"indicators.backend": "gpio", "store.data_dir": str(tmp_path / "d"),
@@ -382,7 +382,7 @@ def test_jetson_backend_without_jetson_gpio_says_what_to_install(tmp_path):
 
 
 def test_config_accepts_jetson_and_checks_patterns(tmp_path):
-    assert config_mod.load(None, {"indicators.backend": "jetson"})["indicators"]["backend"] == "jetson"
+    assert config_mod.load(None, {"indicators.backend": "jetson"}).indicators.backend == "jetson"
     with pytest.raises(config_mod.ConfigError, match="indicators.amber_green"):
         config_mod.load(None, {"indicators.amber_green": 1.5})
     with pytest.raises(config_mod.ConfigError, match="indicators.fault_blink_on_s"):

@@ -11,7 +11,7 @@ from edge_app.engagement import ABSENT, UNCERTAIN, EngagementTracker, Observatio
 from edge_app.vision.classifier import KNOWN_LABELS
 from tests.conftest import login
 
-MAPPING = config_mod.defaults()["engagement"]["mapping"]
+MAPPING = config_mod.defaults().engagement.mapping
 
 
 def probs(label: str, weight: float) -> np.ndarray:
@@ -50,7 +50,7 @@ def test_from_config_reads_min_confidence(cfg):
 def test_uploads_report_unsure_faces_as_uncertain(make_appliance, cfg, face_jpeg):
     """Grace Hopper reads as neutral, well above the default threshold: "Engaged"; with a
     threshold above her confidence, the same face is reported "Uncertain"."""
-    for threshold, uncertain in ((cfg["engagement"]["min_confidence"], False), (0.95, True)):
+    for threshold, uncertain in ((cfg.engagement.min_confidence, False), (0.95, True)):
         appliance = make_appliance(config_mod.with_changes(cfg, {"engagement.min_confidence": threshold}),
                                    with_loop=False)
         s = login(appliance.url)

@@ -51,8 +51,8 @@ def bad_uploads(face_jpeg: bytes) -> dict[str, tuple[str, bytes, str]]:
         "zero bytes": ("empty.jpg", b"", "empty"),
         "truncated JPEG": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "truncated or corrupt"),
         "corrupt JPEG": ("junk.jpg", face_jpeg[:20] + bytes(range(256)) * 40, "truncated or corrupt"),
-        "huge declared size": ("huge.png", huge_header_png(), "limit is 12 MP"),
-        "decompression bomb": ("bomb.png", bomb_png(), "limit is 12 MP"),
+        "huge declared size": ("huge.png", huge_header_png(), "limit is 40 MP"),
+        "decompression bomb": ("bomb.png", bomb_png(), "limit is 40 MP"),
     }
 
 
@@ -71,7 +71,7 @@ def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg)
     assert r.status_code == 200
     assert 'id="faces"' in r.text
     assert r.text.count('class="face"') == 1  # one face thumbnail per row
-    mapping = appliance.cfg["engagement"]["mapping"]
+    mapping = appliance.cfg.engagement.mapping
     assert any(level in r.text for level in mapping.values())
     for label in appliance.classifier.labels:  # every class probability is listed in the expandable cell
         assert f"{label} " in r.text
@@ -92,7 +92,7 @@ def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
     for f in body["faces"]:
         assert set(f["probabilities"]) == labels
         assert abs(sum(f["probabilities"].values()) - 1.0) < 0.02
-        assert f["engagement"] == appliance.cfg["engagement"]["mapping"][f["emotion"]]
+        assert f["engagement"] == appliance.cfg.engagement.mapping[f["emotion"]]
         assert 0.0 <= f["confidence"] <= 1.0
     assert body["width"] == pair.shape[1]
     row = appliance.store.query("SELECT face_count FROM uploads WHERE id = ?", (body["upload_id"],))[0]
@@ -137,7 +137,7 @@ def test_every_bad_upload_is_refused_by_the_api_and_stores_nothing(appliance, ad
         assert 400 <= r.status_code < 500, what
         error = r.json()["error"]
         assert phrase in error, f"{what}: {error}"
-        assert "Accepted: JPEG, PNG or WebP up to 10 MB and 12 MP" in error, what
+        assert "Accepted: JPEG, PNG or WebP up to 10 MB and 40 MP" in error, what
     assert upload_count(appliance) == 0 and stored_files(appliance) == []
     assert admin_session.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # still serving
 
@@ -148,7 +148,7 @@ def test_every_bad_upload_gets_an_error_page_from_the_form(appliance, admin_sess
                                files={"image": (name, data, "image/jpeg")}, timeout=60)
         assert r.status_code == 400, what
         assert 'id="upload-error"' in r.text and phrase in r.text, what
-        assert "Accepted: JPEG, PNG or WebP files up to 10 MB and 12 megapixels." in r.text
+        assert "Accepted: JPEG, PNG or WebP files up to 10 MB and 40 megapixels." in r.text
     r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf}, timeout=10)
     assert r.status_code == 400 and "no file in the form field" in r.text
     assert upload_count(appliance) == 0 and stored_files(appliance) == []

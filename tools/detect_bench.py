@@ -104,7 +104,7 @@ def place(canvas: np.ndarray, tile: np.ndarray, size: int, angle: float, rng: np
     """Blend ``tile`` (square, the face filling it) at ``size`` px, rotated, at a random
     place; returns the face centre."""
     face = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC if size > tile.shape[0] else cv2.INTER_AREA)
-    mask = np.ones((size, size), np.float32)
+    mask: np.ndarray = np.ones((size, size), np.float32)
     if feather:
         edge = max(2, size // 12)
         mask = cv2.copyMakeBorder(np.ones((size - 2 * edge, size - 2 * edge), np.float32), edge, edge, edge, edge,
@@ -138,7 +138,13 @@ def fer_test_faces(data: Path, limit: int, rng: np.random.Generator, split: str 
             if top < 8 and votes[top] * 2 > sum(votes):
                 rows.append(row[0])
     picks = rng.choice(len(rows), size=min(limit, len(rows)), replace=False)
-    return [cv2.imread(str(folder / rows[i]), cv2.IMREAD_GRAYSCALE) for i in sorted(picks)]
+    faces = []
+    for i in sorted(picks):
+        img = cv2.imread(str(folder / rows[i]), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise SystemExit(f"error: {folder / rows[i]} is not a readable image: check the FER+ data in {data}")
+        faces.append(img)
+    return faces
 
 
 def real_photo_faces() -> list[tuple[np.ndarray, tuple[int, int, int]]]:

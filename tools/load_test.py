@@ -60,10 +60,10 @@ class Viewer(threading.Thread):
     def __init__(self, url: str, cookie: str):
         super().__init__(daemon=True)
         self.url, self.cookie = urlparse(url), cookie
-        self.status = None
+        self.status: int | None = None
         self.bytes = 0
         self.frames = 0
-        self.error = None
+        self.error: str | None = None
         self.sock: socket.socket | None = None
         self.stop = threading.Event()
 
@@ -109,6 +109,8 @@ def client_load(url: str, password: str, viewers: int, uploaders: int, seconds: 
     r.raise_for_status()
     cookie = s.cookies.get("ee_session")
     s.close()
+    if cookie is None:
+        raise SystemExit(f"error: logging in at {url} set no ee_session cookie: is that an engage-edge web UI?")
     outcomes: Counter = Counter()
     lock = threading.Lock()
     stop = threading.Event()

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def rss_mb(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    if m is None:
+        raise SystemExit(f"error: /proc/{pid}/status has no VmRSS line: is process {pid} still running?")
+    return int(m.group(1)) / 1024
 
 
 def threads_fds(pid: int) -> tuple[int, int]:
@@ -51,10 +53,12 @@ def main(argv=None) -> int:
         cmd = [sys.executable, "-m", "edge_app", "run", "--config", str(cfg), "--source", "demo",
                "--port", "0", "--data-dir", str(Path(tmp) / "data")]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = proc.stdout
+        assert out is not None  # stdout=PIPE
         url = None
         deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = out.readline()
             if not line:
                 break
             m = re.search(r"web UI at (\S+)", line)
@@ -62,12 +66,12 @@ def main(argv=None) -> int:
                 url = m.group(1)
         if url is None:
             proc.kill()
-            print("error: engage-edge run did not start:", proc.stdout.read(), file=sys.stderr)
+            print("error: engage-edge run did not start:", out.read(), file=sys.stderr)
             return 1
         # keep reading its output so a full pipe never blocks it
         import threading
 
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
         time.sleep(args.warmup)
         start = rss_mb(proc.pid)
         t_start = time.monotonic()

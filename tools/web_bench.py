@@ -59,8 +59,8 @@ def big_jpeg() -> bytes:
     from edge_app.vision.faces import photo
 
     face = photo("grace_hopper.jpg")
-    canvas = np.random.default_rng(0).integers(60, 200, (3000, 4000, 3), dtype=np.uint8)
-    canvas = cv2.GaussianBlur(canvas, (0, 0), 3)
+    noise = np.random.default_rng(0).integers(60, 200, (3000, 4000, 3), dtype=np.uint8)
+    canvas = cv2.GaussianBlur(noise, (0, 0), 3)
     scaled = cv2.resize(face, (1500, int(face.shape[0] * 1500 / face.shape[1])), interpolation=cv2.INTER_CUBIC)
     canvas[500:500 + scaled.shape[0], 1200:2700] = scaled
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -102,7 +102,8 @@ class Viewer(threading.Thread):
     def __init__(self, url: str, cookies):
         super().__init__(daemon=True)
         self.url, self.cookies = url, cookies
-        self.frames, self.status, self.stop = 0, None, threading.Event()
+        self.frames, self.stop = 0, threading.Event()
+        self.status: int | None = None
 
     def run(self) -> None:
         with requests.get(f"{self.url}/live.mjpg", cookies=self.cookies, stream=True, timeout=15) as r:
@@ -139,7 +140,7 @@ def main() -> int:
             except requests.ConnectionError:
                 pass
             if server.poll() is not None:
-                print(server.stderr.read().decode()[-2000:], file=sys.stderr)
+                print((server.stderr.read() if server.stderr else b"").decode()[-2000:], file=sys.stderr)
                 return 2
             time.sleep(0.1)
         seed(tmp / "data", url)

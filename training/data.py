@@ -130,7 +130,10 @@ def _decode_png(path: Path, box: tuple[int, int, int, int] | None) -> np.ndarray
 
 def _parse_box(text: str) -> tuple[int, int, int, int] | None:
     parts = [p for p in text.strip("() ").replace(" ", "").split(",") if p]
-    return tuple(int(p) for p in parts) if len(parts) == 4 else None  # type: ignore[return-value]
+    if len(parts) != 4:
+        return None
+    x, y, w, h = (int(p) for p in parts)
+    return x, y, w, h
 
 
 def load_folder_split(root: Path, split: str) -> Split:
@@ -248,7 +251,8 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
         data = data.subset(soft_labels(data.votes)[1] | (majority_labels(data.votes) >= 0))
         blobs = [cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes() for img in data.images]
         for img, blob in zip(data.images[:50], blobs):
-            if not np.array_equal(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_GRAYSCALE), img):
+            decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if decoded is None or not np.array_equal(decoded, img):
                 raise DataError("this OpenCV build does not write lossless WebP; cannot pack")
         arrays[f"{split}_webp"] = np.frombuffer(b"".join(blobs), np.uint8)
         arrays[f"{split}_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
@@ -257,7 +261,7 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)  # names, votes and offsets shrink; WebP does not
+        np.savez_compressed(tmp, allow_pickle=False, **arrays)  # names, votes and offsets shrink; WebP does not
     return out
 
 
@@ -268,8 +272,13 @@ def load_pack_split(pack: Path, split: str) -> Split:
         if f"{split}_webp" not in z:
             raise DataError(f"{pack} holds no {split!r} split; pack it with --splits")
         blob, offsets = z[f"{split}_webp"], z[f"{split}_offsets"]
-        images = np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])])
-        return Split(images, z[f"{split}_votes"], [n.decode() for n in z[f"{split}_names"]])
+        images = [cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])]
+        broken = [i for i, img in enumerate(images) if img is None]
+        if broken:
+            raise DataError(f"{pack}: {len(broken)} {split} images (the first: #{broken[0]}) are not readable WebP: the "
+                            "file is damaged; write it again with python -m training.data pack")
+        return Split(np.stack([img for img in images if img is not None]), z[f"{split}_votes"],
+                     [n.decode() for n in z[f"{split}_names"]])
 
 
 def default_data_dir() -> Path:

@@ -61,12 +61,12 @@ class KerasModel:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Mean output over the views, each applied to the 48x48 crops as the device does."""
-        total = 0
+        outputs = []
         for view in self.views:
             seen = np.stack([view.apply(image) for image in images])
             x = seen.astype(np.float32)[..., None] * self.scale + self.offset
-            total = total + np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32)
-        return total / len(self.views)
+            outputs.append(np.asarray(self.model.predict(x, batch_size=256, verbose=0), np.float32))
+        return sum(outputs[1:], outputs[0]) / len(outputs)
 
 
 class TFLiteModel:

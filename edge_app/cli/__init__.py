@@ -13,14 +13,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from edge_app import __version__
 from edge_app import config as config_mod
+from edge_app.config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CAMERA = 0, 1, 2, 3
 
 
-def _config(args, overrides: dict | None = None) -> dict:
+def _config(args, overrides: dict | None = None) -> Config:
     return config_mod.load(getattr(args, "config", None), overrides)
 
 
@@ -36,10 +38,10 @@ def cmd_run(args) -> int:
     appliance = None
     try:
         source = None
-        if cfg["camera"]["source"] != "demo":
+        if cfg.camera.source != "demo":
             # fail now, clearly, if the camera is not there - before the database and the
             # first-start admin password exist (a password never shown would be lost)
-            source = make_source(cfg["camera"]["source"], cfg)
+            source = make_source(cfg.camera.source, cfg)
             source.open()
         appliance = Appliance(cfg, source=source)
         appliance.start()
@@ -52,12 +54,12 @@ def cmd_run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the port is taken, or not allowed
-        print(f"error: cannot serve on {cfg['web']['host']}:{cfg['web']['port']}: {exc.strerror or exc}. "
+        print(f"error: cannot serve on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}. "
               "Choose another --port or stop the other program.", file=sys.stderr)
         if appliance is not None and appliance.generated_password:  # created now, never shown again
             print(f"first start: log in as 'admin' with password: {appliance.generated_password}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"engage-edge {__version__} on {cfg['camera']['source']} source; web UI at {appliance.url}", flush=True)
+    print(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}", flush=True)
     if appliance.generated_password:
         print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
               "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
@@ -77,14 +79,14 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _fault_led(cfg: dict) -> None:
+def _fault_led(cfg: Config) -> None:
     """Show the fault pattern on the LED for a moment before exiting (device start-up errors)."""
     try:
         from edge_app.device.indicators import make_indicator
 
         ind = make_indicator(cfg)
         ind.fault(True, "start-up failed")
-        if cfg["indicators"]["backend"] == "gpio":
+        if cfg.indicators.backend == "gpio":
             threading.Event().wait(3)
         ind.close()
     except Exception:
@@ -98,10 +100,11 @@ def cmd_analyze(args) -> int:
     from edge_app.vision.stills import Analyzer, ImageRejected, Limits, decode_image
 
     cfg = _config(args)
-    analyzer = Analyzer(detector_from_config(cfg), classifier_from_config(cfg), cfg["engagement"]["mapping"],
-                        cfg["engagement"]["min_confidence"])
+    analyzer = Analyzer(detector_from_config(cfg), classifier_from_config(cfg), cfg.engagement.mapping,
+                        cfg.engagement.min_confidence)
     limits = Limits.from_config(cfg)
-    results, failed = [], False
+    results: list[dict[str, Any]] = []
+    failed = False
     for path in args.images:
         try:
             data = Path(path).read_bytes()

@@ -6,11 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _config(args, overrides: dict | None = None) -> dict:
+def _config(args, overrides: dict | None = None) -> Config:
     from edge_app import config as config_mod
 
     over = dict(overrides or {})
@@ -36,8 +40,8 @@ def cmd_model_install(args) -> int:
         return EXIT_FAILED
     print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}) into {flash.models_dir(cfg)}; "
           "a running engage-edge picks it up within a few seconds")
-    if cfg["model"]["manifest"]:
-        print(f"warning: model.manifest = {cfg['model']['manifest']!r} pins another model: clear it in the "
+    if cfg.model.manifest:
+        print(f"warning: model.manifest = {cfg.model.manifest!r} pins another model: clear it in the "
               "config to run the installed one", file=sys.stderr)
     return EXIT_OK
 

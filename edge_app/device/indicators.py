@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, Group
 
@@ -55,11 +55,11 @@ class Patterns:
     paused_pulse: tuple[float, float] = (1.0, 1.0)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Patterns":
-        i = cfg["indicators"]
-        return cls(i["amber_green"], i["brightness"], (i["absent_blink_on_s"], i["absent_blink_off_s"]),
-                   (i["fault_blink_on_s"], i["fault_blink_off_s"]), i["violet_red"], i["grey_level"],
-                   (i["paused_pulse_s"] / 2, i["paused_pulse_s"] / 2))
+    def from_config(cls, cfg: Config) -> "Patterns":
+        i = cfg.indicators
+        return cls(i.amber_green, i.brightness, (i.absent_blink_on_s, i.absent_blink_off_s),
+                   (i.fault_blink_on_s, i.fault_blink_off_s), i.violet_red, i.grey_level,
+                   (i.paused_pulse_s / 2, i.paused_pulse_s / 2))
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
@@ -228,16 +228,16 @@ class GpioIndicator(_PatternIndicator):
 
         super().__init__(patterns or Patterns())
         self._rgb = rgb
-        self.led = RGBLED(red, green, blue, pin_factory=pin_factory)
+        self.led: Any = RGBLED(red, green, blue, pin_factory=pin_factory)
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
                        else TonalBuzzer(buzzer, pin_factory=pin_factory))
         self.beep_s = beep_s
 
     @classmethod
-    def from_config(cls, cfg: dict, pin_factory=None) -> "GpioIndicator":
-        i = cfg["indicators"]
-        return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["rgb_led"],
-                   i["buzzer_active"], i["buzzer_beep_s"], pin_factory, Patterns.from_config(cfg))
+    def from_config(cls, cfg: Config, pin_factory=None) -> "GpioIndicator":
+        i = cfg.indicators
+        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.rgb_led,
+                   i.buzzer_active, i.buzzer_beep_s, pin_factory, Patterns.from_config(cfg))
 
     def _apply(self, look: Look) -> None:
         if look.blink:
@@ -285,7 +285,7 @@ class JetsonIndicator(_PatternIndicator):
         self._gpio = None
         if output is None:
             try:
-                import Jetson.GPIO as GPIO  # type: ignore[import-not-found]  # lazily: Jetson only
+                import Jetson.GPIO as GPIO  # lazily: Jetson only
             except ImportError:
                 raise ImportError("indicators.backend = \"jetson\" needs Jetson.GPIO: pip install 'engage-edge[jetson]'") from None
             GPIO.setwarnings(False)
@@ -298,11 +298,11 @@ class JetsonIndicator(_PatternIndicator):
         self._out_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg: dict, output=None) -> "JetsonIndicator":
-        i = cfg["indicators"]
-        if not i["buzzer_active"]:
+    def from_config(cls, cfg: Config, output=None) -> "JetsonIndicator":
+        i = cfg.indicators
+        if not i.buzzer_active:
             log.warning("Jetson backend drives an active buzzer only; a passive one will just click")
-        return cls(i["led_red_pin"], i["led_green_pin"], i["led_blue_pin"], i["buzzer_pin"], i["buzzer_beep_s"],
+        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.buzzer_beep_s,
                    Patterns.from_config(cfg), output)
 
     def _write(self, colour) -> None:
@@ -360,8 +360,8 @@ class JetsonIndicator(_PatternIndicator):
             pass
 
 
-def make_indicator(cfg: dict, pin_factory=None) -> Indicator:
-    backend = cfg["indicators"]["backend"]
+def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
+    backend = cfg.indicators.backend
     if backend == "gpio":
         try:
             return GpioIndicator.from_config(cfg, pin_factory)

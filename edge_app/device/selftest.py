@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 
 from edge_app import config as config_mod
+from edge_app.config import Config
 from edge_app.device.indicators import COLOUR_NAMES
 from edge_app.engagement import ABSENT, GROUPS, PAUSED
 
@@ -27,13 +28,13 @@ class Result:
     detail: str
 
 
-def check_camera(cfg: dict, source_spec: str) -> str:
+def check_camera(cfg: Config, source_spec: str) -> str:
     from edge_app.vision.sources import CameraError, make_source
 
     source = make_source(source_spec, cfg)
     try:
         source.open()
-        shape = None
+        shape: tuple[int, ...] = ()
         t0 = time.monotonic()
         for _ in range(FRAMES):
             frame = source.read()
@@ -60,25 +61,25 @@ def check_led(indicator, step_s: float) -> str:
     return f"showed {shown}, fast red blink (fault): each different (look at the LED)"
 
 
-def check_buzzer(indicator, cfg: dict) -> str:
+def check_buzzer(indicator, cfg: Config) -> str:
     indicator.beep()
-    time.sleep(cfg["indicators"]["buzzer_beep_s"] * 4)
+    time.sleep(cfg.indicators.buzzer_beep_s * 4)
     return "chirped twice (listen)"
 
 
-def check_model(cfg: dict) -> str:
+def check_model(cfg: Config) -> str:
     from edge_app.models.registry import active_manifest, golden_check
     from edge_app.vision.classifier import EmotionClassifier
 
     path = active_manifest(cfg)
-    clf = EmotionClassifier(path, cfg["model"]["threads"])
+    clf = EmotionClassifier(path, cfg.model.threads)
     ok, reason = golden_check(clf, clf.manifest.raw.get("golden"))
     if not ok:
         raise RuntimeError(f"{path}: {reason}")
     return f"{clf.manifest.model_path.name}: {reason}"
 
 
-def check_database(cfg: dict) -> str:
+def check_database(cfg: Config) -> str:
     from edge_app.store.database import Store
 
     store = Store(config_mod.data_dir(cfg))
@@ -94,17 +95,17 @@ def check_database(cfg: dict) -> str:
         store.close()
 
 
-def check_disk(cfg: dict) -> str:
+def check_disk(cfg: Config) -> str:
     data = config_mod.data_dir(cfg)
     data.mkdir(parents=True, exist_ok=True)
     free_mb = shutil.disk_usage(data).free / 1e6
-    need = max(cfg["store"]["min_free_mb"] * 2, 100)
+    need = max(cfg.store.min_free_mb * 2, 100)
     if free_mb < need:
         raise RuntimeError(f"only {free_mb:.0f} MB free on {data} (need {need} MB): free space or lower store.retention_days")
     return f"{free_mb:.0f} MB free on {data}"
 
 
-def run(cfg: dict, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
+def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
         pin_factory=None) -> list[Result]:
     """Run every check, print one line each to ``out``; returns the results."""
     from edge_app.device.indicators import make_indicator
@@ -123,7 +124,7 @@ def run(cfg: dict, source: str | None = None, buzzer: bool = True, step_s: float
         r = results[-1]
         print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
 
-    attempt("camera", check_camera, cfg, source or cfg["camera"]["source"])
+    attempt("camera", check_camera, cfg, source or cfg.camera.source)
     indicator = None
     try:
         indicator = make_indicator(cfg, pin_factory)

@@ -5,10 +5,12 @@ Saved values go through the same validation and persistence as every other setti
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bottle import request
 
 from edge_app import config as config_mod
+from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
 from edge_app.fleet.settings import MqttSettings
 
@@ -51,7 +53,7 @@ def install(app, ctx, h) -> None:
     def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None):
         from bottle import HTTPResponse
 
-        body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or ctx.cfg["mqtt"],
+        body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
                       status=status_of(ctx.publisher), message=message, ok=ok)
         return HTTPResponse(body, status) if status != 200 else body
 
@@ -66,7 +68,7 @@ def install(app, ctx, h) -> None:
 
         me = h.require_user(admin=True)
         h.check_csrf()
-        shown = {**ctx.cfg["mqtt"], **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
+        shown = {**saved_values(ctx.cfg), **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
         try:
             changes = form_changes()
             candidate = config_mod.with_changes(ctx.cfg, changes)  # bad host or port: ConfigError, nothing saved
@@ -85,7 +87,12 @@ def install(app, ctx, h) -> None:
         return render("Saved." + (" Publishing to " + settings.broker + "." if settings.enabled else " MQTT is off."))
 
 
-def restart_publisher(ctx, cfg: dict) -> None:
+def saved_values(cfg: Config) -> dict[str, Any]:
+    """The page's fields as the running config has them."""
+    return {key: getattr(cfg.mqtt, key) for key, *_ in FIELDS}
+
+
+def restart_publisher(ctx, cfg: Config) -> None:
     """Stop the running publisher (if any) and start one with ``cfg`` (none when host is empty)."""
     if ctx.publisher is not None:
         ctx.publisher.stop(timeout=1.0)

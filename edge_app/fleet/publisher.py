@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -27,6 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.database import Store
 from edge_app.store.outbox import Message, Outbox
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
 
 log = logging.getLogger(__name__)
 WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
@@ -262,7 +266,7 @@ def status_of(publisher: Publisher | None) -> dict:
             "backlog": s.backlog, "sent": s.sent, "error": s.error, "text": s.text()}
 
 
-def publisher_for(cfg, store: Store, model_version: Callable[[], str]) -> Publisher | None:
+def publisher_for(cfg: Config, store: Store, model_version: Callable[[], str]) -> Publisher | None:
     """The device's publisher when ``mqtt.host`` is set, else None (MQTT is off by default)."""
     settings = MqttSettings.from_config(cfg)
     return Publisher(settings, store, model_version) if settings.enabled else None

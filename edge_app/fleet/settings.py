@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config imports this module: no runtime import back
+    from edge_app.config import Config, MqttSection
 
 HOST = re.compile(r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
 TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the host name
@@ -20,13 +22,13 @@ PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
 
 
-def check_together(section: Mapping[str, Any], error: type[Exception]) -> None:
+def check_together(section: MqttSection, error: type[Exception]) -> None:
     """Rules between keys of ``[mqtt]``; raises ``error`` with what to change."""
-    if bool(section["tls_cert"]) != bool(section["tls_key"]):
+    if bool(section.tls_cert) != bool(section.tls_key):
         raise error("mqtt.tls_cert and mqtt.tls_key go together: set both PEM paths or neither")
-    if section["tls_cert"] and not section["tls_ca"]:
+    if section.tls_cert and not section.tls_ca:
         raise error("mqtt.tls_cert needs mqtt.tls_ca (the broker's CA): client certificates only work over TLS")
-    if section["password"] and section["password_file"]:
+    if section.password and section.password_file:
         raise error("set mqtt.password or mqtt.password_file, not both")
 
 
@@ -64,18 +66,18 @@ class MqttSettings:
         return f"{self.topic_prefix}/{device_id or self.device_id}/{kind}"
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "MqttSettings":
-        m = cfg["mqtt"]
-        password = m["password"]
-        if m["password_file"]:
+    def from_config(cls, cfg: Config) -> "MqttSettings":
+        m = cfg.mqtt
+        password = m.password
+        if m.password_file:
             try:
-                password = Path(m["password_file"]).expanduser().read_text().strip()
+                password = Path(m.password_file).expanduser().read_text().strip()
             except OSError as exc:
                 from edge_app.config import ConfigError
 
-                raise ConfigError(f"mqtt.password_file {m['password_file']} cannot be read: {exc.strerror or exc}; "
+                raise ConfigError(f"mqtt.password_file {m.password_file} cannot be read: {exc.strerror or exc}; "
                                  "check the path and that the service user may read it") from None
-        return cls(host=m["host"], port=m["port"], tls_ca=m["tls_ca"], tls_cert=m["tls_cert"], tls_key=m["tls_key"],
-                   username=m["username"], password=password, device_id=m["device_id"] or default_device_id(),
-                   desk=m["desk"], topic_prefix=m["topic_prefix"], keepalive_s=m["keepalive_s"],
-                   include_emotion=m["include_emotion"])
+        return cls(host=m.host, port=m.port, tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
+                   username=m.username, password=password, device_id=m.device_id or default_device_id(),
+                   desk=m.desk, topic_prefix=m.topic_prefix, keepalive_s=m.keepalive_s,
+                   include_emotion=m.include_emotion)

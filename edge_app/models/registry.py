@@ -28,10 +28,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_app import config as config_mod
+from edge_app.config import Config
 from edge_app.fsutil import atomic_write, fsync_dir
 from edge_app.vision.classifier import (
     KNOWN_LABELS,
@@ -61,15 +63,15 @@ class FlashError(ModelError):
 
 
 # ------------------------------------------------------------------ where things are
-def models_dir(cfg: dict) -> Path:
+def models_dir(cfg: Config) -> Path:
     return config_mod.data_dir(cfg) / "models"
 
 
-def active_manifest(cfg: dict) -> Path:
+def active_manifest(cfg: Config) -> Path:
     """What the appliance runs: ``model.manifest`` if set (a pin), else the installed
     ``current.json``, else the shipped model."""
-    if cfg["model"]["manifest"]:
-        return Path(cfg["model"]["manifest"]).expanduser()
+    if cfg.model.manifest:
+        return Path(cfg.model.manifest).expanduser()
     current = models_dir(cfg) / CURRENT
     return current if current.is_file() else SHIPPED_MANIFEST
 
@@ -232,7 +234,7 @@ def _locked(directory: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _adopt_running(directory: Path, cfg: dict) -> dict | None:
+def _adopt_running(directory: Path, cfg: Config) -> dict | None:
     """The manifest now running, with its model copied into ``directory`` (so rollback can
     return to the shipped model too); None when it cannot be read."""
     current = directory / CURRENT
@@ -261,7 +263,7 @@ def _cleanup(directory: Path) -> None:
 
 
 # ------------------------------------------------------------------ the three operations
-def install(model_file: Path | str, manifest_file: Path | str | None, cfg: dict) -> dict:
+def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Config) -> dict:
     """Validate, then make the model current; the old current becomes previous. Returns the
     installed manifest. Raises ``FlashError`` (nothing changed) when the model is refused."""
     model_file = Path(model_file)
@@ -282,7 +284,7 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: dict)
     return raw
 
 
-def rollback(cfg: dict) -> dict:
+def rollback(cfg: Config) -> dict:
     """Make the previous model current again (and the current one previous)."""
     directory = models_dir(cfg)
     with _locked(directory):
@@ -305,10 +307,10 @@ def rollback(cfg: dict) -> dict:
     return previous
 
 
-def listing(cfg: dict) -> list[dict]:
+def listing(cfg: Config) -> list[dict]:
     """The current and previous model (and the shipped one) with their metrics."""
     directory = models_dir(cfg)
-    rows = []
+    rows: list[dict[str, Any]] = []
     active = active_manifest(cfg)
     for role, path in (("current", directory / CURRENT), ("previous", directory / PREVIOUS), ("shipped", SHIPPED_MANIFEST)):
         if not path.is_file():
@@ -321,7 +323,7 @@ def listing(cfg: dict) -> list[dict]:
         rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
                      "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden"))})
-    if cfg["model"]["manifest"]:
+    if cfg.model.manifest:
         rows.insert(0, {"role": "pinned by model.manifest", "path": str(active), "active": True,
                         "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False})
     return rows
@@ -333,9 +335,9 @@ class ModelWatcher:
     loaded classifier to ``on_change``; a model that fails to load is logged and the
     running one kept."""
 
-    def __init__(self, cfg: dict, on_change, interval: float = 1.0, threads: int | None = None):
+    def __init__(self, cfg: Config, on_change, interval: float = 1.0, threads: int | None = None):
         self.cfg, self.on_change, self.interval = cfg, on_change, interval
-        self.threads = threads or cfg["model"]["threads"]
+        self.threads = threads or cfg.model.threads
         self._seen = self._signature()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -26,11 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_app import config as config_mod
+from edge_app.config import Config
 from edge_app.device.indicators import NullIndicator
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.metrics import STAGES, Metrics
@@ -90,7 +92,7 @@ def make_clip(directory: Path, frames: int, clip: Path | None = None, width: int
         except CameraError as exc:
             raise SystemExit(f"error: bench: cannot read the clip: {exc}") from None
         height, width = first.shape[:2]
-        about = {"source": str(clip)}
+        about: dict[str, Any] = {"source": str(clip)}
     else:
         src = DemoSource(width, height, CLIP_FPS, realtime=False, start_s=CLIP_START_S)
         first = src.read()
@@ -119,11 +121,11 @@ def _percentiles(values: list[float]) -> dict:
     return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3)}
 
 
-def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.ndarray, data_dir: Path) -> tuple[dict, list]:
+def run_config(name: str, cfg: Config, classifier: EmotionClassifier, frames: np.ndarray, data_dir: Path) -> tuple[dict, list]:
     """Run the capture loop over every frame; returns (summary, per-frame main face)."""
     source = ClipSource(frames)
     metrics = Metrics()
-    metrics.keep_samples()
+    samples = metrics.keep_samples()
     scene = {"t": 0.0}
     store = Store(data_dir / name)
     loop = CaptureLoop(cfg, source, detector_from_config(cfg), classifier, store, NullIndicator(),
@@ -140,21 +142,20 @@ def run_config(name: str, cfg: dict, classifier: EmotionClassifier, frames: np.n
     loop.flush()
     loop.stop()
     store.close()
-    s = metrics.samples
     summary = {
         "frames": n,
         "fps": round(n / wall, 1),
-        **_percentiles(s["frame"]),
-        "capture_to_led": _percentiles(s["latency"]),
-        "stage_ms": {st: round(float(np.mean(s[st])) * 1000, 3) for st in STAGES},
-        "inference_ms": round(float(np.mean(s["inference"])) * 1000, 3) if s["inference"] else None,
+        **_percentiles(samples["frame"]),
+        "capture_to_led": _percentiles(samples["latency"]),
+        "stage_ms": {st: round(float(np.mean(samples[st])) * 1000, 3) for st in STAGES},
+        "inference_ms": round(float(np.mean(samples["inference"])) * 1000, 3) if samples["inference"] else None,
         "cpu_ms_per_frame": round(cpu / n * 1000, 3),
         "cpu_bound_fps": round(n / cpu, 1) if cpu > 0 else None,  # what one free core would give
         "dropped": int(loop.health.dropped),
         "errors": int(loop.health.errors),
         "faces_classified": sum(1 for p in per_frame if p),
         "model": classifier.manifest.model_path.name,
-        "detector": {k: cfg["detector"][k] for k in ("backend", "detect_width", "detect_every", "full_detect_every", "profile")},
+        "detector": {k: getattr(cfg.detector, k) for k in ("backend", "detect_width", "detect_every", "full_detect_every", "profile")},
     }
     return summary, per_frame
 
@@ -179,7 +180,7 @@ def agreement(frames: np.ndarray, edge: list, reference_boxes: list, classifier:
             "face_presence": round(face_match / len(edge), 4) if edge else None}
 
 
-def full_frame_faces(cfg: dict, frames: np.ndarray) -> list:
+def full_frame_faces(cfg: Config, frames: np.ndarray) -> list:
     """The main frontal face a whole-frame search with edge's detector finds in each frame."""
     detector = detector_from_config(cfg)
     out = []
@@ -189,10 +190,10 @@ def full_frame_faces(cfg: dict, frames: np.ndarray) -> list:
     return out
 
 
-def benchmark(cfg: dict, frames_wanted: int = DEFAULT_FRAMES, clip: Path | None = None,
+def benchmark(cfg: Config, frames_wanted: int = DEFAULT_FRAMES, clip: Path | None = None,
               paper_manifest: Path = PAPER_MANIFEST, log=print) -> dict:
     cfg = config_mod.with_changes(cfg, {"model.threads": 1, "store.min_free_mb": 0})
-    edge_classifier = EmotionClassifier(cfg["model"]["manifest"] or None, threads=1)
+    edge_classifier = EmotionClassifier(cfg.model.manifest or None, threads=1)
     paper_classifier, paper_problem = None, ""
     try:
         paper_classifier = EmotionClassifier(paper_manifest, threads=1)
@@ -213,7 +214,7 @@ def benchmark(cfg: dict, frames_wanted: int = DEFAULT_FRAMES, clip: Path | None 
         paper, _ = run_config("paper", paper_cfg, paper_classifier or edge_classifier, frames, Path(tmp))
         agree = agreement(frames, edge_faces, full_frame_faces(cfg, frames), edge_classifier)
         del frames
-    result = {"clip": about, "edge": edge, "agreement": agree,
+    result: dict[str, Any] = {"clip": about, "edge": edge, "agreement": agree,
               "machine": {"cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}}
     if paper_classifier:
         result["paper"] = paper

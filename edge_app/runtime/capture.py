@@ -44,7 +44,7 @@ from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
 from edge_app.vision.align import aligned_crop
 from edge_app.vision.classifier import EmotionClassifier
-from edge_app.vision.detector import Detector
+from edge_app.vision.detector import Detector, Face
 from edge_app.vision.sources import CameraError, FrameSource
 from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
@@ -93,7 +93,8 @@ class _FrameReader:
                 return
             self._done.set()
 
-    def read(self, timeout: float) -> np.ndarray:
+    def read(self, timeout: float) -> np.ndarray | None:
+        """The source's frame (None or junk from a faulty source: the caller checks)."""
         self._done.clear()
         self._want.set()
         if not self._done.wait(timeout):
@@ -147,7 +148,7 @@ class CaptureLoop:
         self.detect_every = d.detect_every
         self.faces = FaceTracker(detector, d.detect_every, d.full_detect_every)
         self.writer = StoreWriter(store, self.health, self.metrics, cfg.store.min_free_mb) if store else None
-        self._boxes = []
+        self._boxes: list[Face] = []
         self._gray: np.ndarray | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -250,12 +251,12 @@ class CaptureLoop:
             since = self._reader.busy_since
             if since is not None:
                 raise ReadTimeout(f"the camera read is still hung after {time.monotonic() - since:.0f} s "
-                                  f"(camera.read_timeout_s = {self.cfg['camera']['read_timeout_s']:g})")
+                                  f"(camera.read_timeout_s = {self.cfg.camera.read_timeout_s:g})")
             self._reader = None
         if self._reader is None:
             self._reader = _FrameReader(self.source)
         t0 = time.perf_counter()
-        frame = self._reader.read(self.cfg["camera"]["read_timeout_s"])
+        frame = self._reader.read(self.cfg.camera.read_timeout_s)
         t1 = time.perf_counter()
         if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0 or frame.ndim not in (2, 3):
             raise CameraError(f"the camera gave an empty frame ({'None' if frame is None else getattr(frame, 'shape', type(frame).__name__)})")
@@ -290,17 +291,17 @@ class CaptureLoop:
         return True
 
     def run(self) -> None:
-        cam = self.cfg["camera"]
-        backoff = cam["retry_initial_s"]
+        cam = self.cfg.camera
+        backoff = cam.retry_initial_s
         while not self._stop.is_set():
             if self.privacy.active is not None:
                 self._hold_paused()
                 continue
             if self.step():
-                backoff = cam["retry_initial_s"]
+                backoff = cam.retry_initial_s
                 continue
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, cam["retry_max_s"])
+            backoff = min(backoff * 2, cam.retry_max_s)
         row = self.minutes.flush()  # the writer writes it when the loop is stopped
         if row:
             self._log("log_minute", row)

@@ -87,9 +87,11 @@ class Metrics:
         })
         self._model_manifest = manifest
 
-    def keep_samples(self) -> None:
-        """Also keep every observation in memory (the benchmark; never on the device)."""
+    def keep_samples(self) -> dict[str, list[float]]:
+        """Also keep every observation in memory (the benchmark; never on the device); returns
+        the lists that fill up."""
         self.samples = {name: [] for name in (*STAGES, "frame", "inference", "latency")}
+        return self.samples
 
     # ------------------------------------------------------------ per frame
     def record_frame(self, stage_s: dict[str, float], frame_s: float, latency_s: float, inference_s: float | None) -> None:

@@ -16,8 +16,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge_app.store.database import Store
+
+if TYPE_CHECKING:
+    from edge_app.config import LoginSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,13 @@ class ThrottlePolicy:
     lock_after_user_global: int = 100
 
     @classmethod
-    def from_config(cls, login: dict) -> "ThrottlePolicy":
+    def from_config(cls, login: LoginSettings) -> "ThrottlePolicy":
         """The policy of the config file's ``[login]`` section."""
-        return cls(window_s=login["window_minutes"] * 60.0, slow_after=login["slow_after_user"],
-                   slow_after_address=login["slow_after_address"], base_delay_s=login["first_delay_s"],
-                   max_delay_s=login["max_delay_s"], lock_after_user=login["lock_after_user"],
-                   lock_after_address=login["lock_after_address"], lock_s=login["lock_minutes"] * 60.0,
-                   lock_after_user_global=login["lock_after_user_global"])
+        return cls(window_s=login.window_minutes * 60.0, slow_after=login.slow_after_user,
+                   slow_after_address=login.slow_after_address, base_delay_s=login.first_delay_s,
+                   max_delay_s=login.max_delay_s, lock_after_user=login.lock_after_user,
+                   lock_after_address=login.lock_after_address, lock_s=login.lock_minutes * 60.0,
+                   lock_after_user_global=login.lock_after_user_global)
 
 
 @dataclass
@@ -275,6 +279,7 @@ class Accounts:
             raise AuthError(f"the user {username!r} already exists")
         cur = self.store.execute("INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)",
                                  (username, hash_password(password), role, time.time()))
+        assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
         return User(cur.lastrowid, username, role)
 
     def find(self, username: str) -> User | None:

@@ -35,7 +35,7 @@ def load_interpreter_class():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+            from tflite_runtime.interpreter import Interpreter
         except ImportError:
             raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on Python <= 3.11)") from None
     return Interpreter
@@ -81,7 +81,7 @@ class View:
         out = crop[:, ::-1] if self.flip else crop
         if self.dx or self.dy:
             h, w = out.shape[:2]
-            move = np.float32([[1, 0, self.dx], [0, 1, self.dy]])
+            move = np.array([[1, 0, self.dx], [0, 1, self.dy]], np.float32)
             out = cv2.warpAffine(np.ascontiguousarray(out), move, (w, h), flags=cv2.INTER_NEAREST,
                                  borderMode=cv2.BORDER_REPLICATE)
         return out

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_app.config import Config
+
 
 @dataclass(frozen=True)
 class Face:
@@ -48,15 +50,16 @@ class DetectorError(RuntimeError):
 def _cascade(name: str) -> cv2.CascadeClassifier:
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
         raise DetectorError("this OpenCV has no Haar cascades: install opencv-python-headless>=4.10,<5")
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    cascades = cv2.data.haarcascades  # type: ignore[attr-defined]  # in the OpenCV wheels, not in their stubs
+    cascade = cv2.CascadeClassifier(cascades + name)
     if cascade.empty():
-        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cv2.data.haarcascades}")
+        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cascades}")
     return cascade
 
 
-def detector_from_config(cfg: dict) -> "Detector":
+def detector_from_config(cfg: Config) -> "Detector":
     """The configured detector: ``detector.backend`` "blazeface" (default) or "haar"."""
-    if cfg["detector"].get("backend", "blazeface") == "haar":
+    if cfg.detector.backend == "haar":
         return FaceDetector.from_config(cfg)
     return BlazeFaceDetector.from_config(cfg)
 
@@ -107,9 +110,9 @@ class FaceDetector(Detector):
         self.profile = _cascade("haarcascade_profileface.xml") if profile else None
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "FaceDetector":
-        d = cfg["detector"]
-        return cls(d["detect_width"], d["scale_factor"], d["min_neighbors"], d["min_face_px"], d["profile"])
+    def from_config(cls, cfg: Config) -> "FaceDetector":
+        d = cfg.detector
+        return cls(d.detect_width, d.scale_factor, d.min_neighbors, d.min_face_px, d.profile)
 
     def detect(self, frame: np.ndarray, detect_width: int | None = None, min_face_px: int | None = None,
                tiles: bool | None = None) -> list[Face]:
@@ -216,9 +219,9 @@ class BlazeFaceDetector(Detector):
         self._next_tile = 0  # where the next partial tile search starts (see ``detect``)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "BlazeFaceDetector":
-        d = cfg["detector"]
-        return cls(d["detect_width"], d["min_face_px"], d.get("min_score", 0.5), d["profile"], d.get("manifest") or None)
+    def from_config(cls, cfg: Config) -> "BlazeFaceDetector":
+        d = cfg.detector
+        return cls(d.detect_width, d.min_face_px, d.min_score, d.profile, d.manifest or None)
 
     def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0,
                frame: np.ndarray | None = None) -> list[Face]:

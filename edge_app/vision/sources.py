@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.config import Config
 from edge_app.vision.demo import DemoScene
 
 
@@ -87,7 +88,7 @@ class OpenCVSource(FrameSource):
 
     def __init__(self, spec: str, width=640, height=480, fps=15, loop=True):
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
-        self.cap = None
+        self.cap: cv2.VideoCapture | None = None
         self.is_device = spec.startswith("/dev/")  # e.g. /dev/video0: a camera, not a file
         self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec and not self.is_device
         self.name = f"opencv:{spec}"
@@ -123,10 +124,12 @@ class OpenCVSource(FrameSource):
     def read(self) -> np.ndarray:
         if self.cap is None:
             self.open()
-        ok, frame = self.cap.read()
+        cap = self.cap
+        assert cap is not None  # open() sets it or raises CameraError
+        ok, frame = cap.read()
         if not ok and self.is_file and self.loop:
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self.cap.read()
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = cap.read()
         if not ok or frame is None or frame.size == 0:
             raise CameraError(f"video source {self.spec!r} gave no frame")
         if frame.ndim == 2:
@@ -150,7 +153,7 @@ class Picamera2Source(FrameSource):
 
     def open(self) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError:
             raise CameraError(
                 "picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
@@ -175,8 +178,10 @@ class Picamera2Source(FrameSource):
     def read(self) -> np.ndarray:
         if self.cam is None:
             self.open()
+        cam = self.cam
+        assert cam is not None  # open() sets it or raises CameraError
         try:
-            frame = self.cam.capture_array("main")
+            frame = cam.capture_array("main")
         except Exception as exc:
             raise CameraError(f"the Pi camera stopped giving frames: {exc}") from exc
         if frame is None or frame.size == 0:
@@ -194,17 +199,17 @@ class Picamera2Source(FrameSource):
 
 def _picamera2_present() -> bool:
     try:
-        from picamera2 import Picamera2  # type: ignore[import-not-found]
+        from picamera2 import Picamera2
 
         return bool(Picamera2.global_camera_info())
     except Exception:
         return False
 
 
-def make_source(spec: str, cfg: dict, **demo_options) -> FrameSource:
+def make_source(spec: str, cfg: Config, **demo_options) -> FrameSource:
     """Build the source named by ``spec`` (the ``camera.source`` setting or --source)."""
-    cam = cfg["camera"]
-    size = dict(width=cam["width"], height=cam["height"], fps=cam["fps"])
+    cam = cfg.camera
+    size = dict(width=cam.width, height=cam.height, fps=cam.fps)
     if spec == "demo":
         return DemoSource(**size, **demo_options)
     if spec == "picamera2":
@@ -219,4 +224,4 @@ def make_source(spec: str, cfg: dict, **demo_options) -> FrameSource:
                 "or use --source demo (built-in demo) or --source PATH (a video file)"
             )
         return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **size)
-    return OpenCVSource(spec, loop=cam["loop"], **size)
+    return OpenCVSource(spec, loop=cam.loop, **size)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge_app.config import Config
 from edge_app.engagement import UNCERTAIN, Group
 from edge_app.vision.align import aligned_crop
 from edge_app.vision.classifier import EmotionClassifier
@@ -32,17 +34,21 @@ class ImageRejected(ValueError):
 
 # What the detector and the results see of a larger photo: about 2100 x 1400 pixels.
 ANALYSIS_PIXELS = 3_000_000
+# PNG and WebP cannot be decoded scaled down: the whole picture is held at 4 bytes a pixel
+# before it is reduced. 8 MP is 32 MB; a 40 MP PNG would be 160 MB (a Pi has 1-4 GB, and
+# several uploads may wait). JPEG, what phones send, decodes at 1/2..1/8 size instead.
+FULL_DECODE_PIXELS = 8_000_000
 
 
 @dataclass
 class Limits:
     max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 12_000_000
+    max_pixels: int = 40_000_000
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Limits":
-        w = cfg["web"]
-        return cls(int(w["max_upload_mb"] * 1024 * 1024), int(w["max_upload_megapixels"] * 1_000_000))
+    def from_config(cls, cfg: Config) -> "Limits":
+        w = cfg.web
+        return cls(int(w.max_upload_mb * 1024 * 1024), int(w.max_upload_megapixels * 1_000_000))
 
 
 def _sniff(data: bytes) -> str | None:
@@ -93,12 +99,16 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[kind])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[kind])
             w, h = img.size
             if w <= 0 or h <= 0 or w * h > limits.max_pixels:
                 raise ImageRejected(
                     f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
                     f"{limits.max_pixels / 1e6:.0f} MP")
+            if kind != "JPEG" and w * h > FULL_DECODE_PIXELS:
+                raise ImageRejected(
+                    f"the {kind} image has {w}x{h} pixels ({w * h / 1e6:.0f} MP); {kind} images are decoded whole, "
+                    f"so the limit for them is {FULL_DECODE_PIXELS / 1e6:.0f} MP: send a JPEG or a smaller image")
             if kind == "JPEG" and w * h > ANALYSIS_PIXELS:
                 img.draft("RGB", _fit(w, h, ANALYSIS_PIXELS))  # decoded at 1/2, 1/4 or 1/8 size
             img.load()
@@ -122,7 +132,7 @@ class Analyzer:
     """Detect every face in a still image and classify each one; a face whose top emotion
     is below ``min_confidence`` is reported with engagement "Uncertain" (not a guess)."""
 
-    def __init__(self, detector: Detector, classifier: EmotionClassifier, mapping: dict[str, str],
+    def __init__(self, detector: Detector, classifier: EmotionClassifier, mapping: Mapping[str, str],
                  min_confidence: float = 0.0):
         self.detector, self.classifier, self.mapping = detector, classifier, mapping
         self.min_confidence = min_confidence

@@ -78,6 +78,8 @@ class FaceTracker:
 
     def _follow(self, small: np.ndarray, scale: float) -> bool:
         """Move the main box to where its template matches best nearby; False when lost."""
+        if self._small_box is None or self._template is None:
+            return False
         x, y, w, h = self._small_box
         m = max(4, w // 6)
         H, W = small.shape

@@ -3,6 +3,7 @@ and saved in the database so they outlive restarts (``with_saved_settings`` at s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import bottle
 from bottle import HTTPResponse, request
@@ -91,7 +92,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.check_csrf()
         changes = {}
         # what the admin typed, shown again beside the error
-        shown = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
+        shown: dict[str, Any] = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
         shown["mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
                             for emotion in ctx.cfg.engagement.mapping}

@@ -16,6 +16,7 @@ from typing import Any
 import bottle
 from bottle import request, response
 
+from edge_app.config import Config
 from edge_app.fleet import admin_page as fleet_admin
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts
@@ -44,7 +45,7 @@ bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
 class Context:
     """Everything the web app reads: config, store, accounts, analyzer, the live loop."""
 
-    cfg: dict
+    cfg: Config
     store: Store
     accounts: Accounts
     analyzer: Analyzer

@@ -36,7 +36,7 @@ class Guard:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.secure_cookie = bool(ctx.cfg["web"]["tls_cert"])
+        self.secure_cookie = bool(ctx.cfg.web.tls_cert)
 
     def current(self) -> tuple[User, str] | None:
         """The logged-in user and their CSRF token, or None."""

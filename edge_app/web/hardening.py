@@ -6,6 +6,8 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+from edge_app.config import Config
+
 
 def is_loopback(address: str) -> bool:
     """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
@@ -35,10 +37,10 @@ class AllowedHosts:
     names: frozenset[str]
 
     @classmethod
-    def from_config(cls, cfg) -> "AllowedHosts":
+    def from_config(cls, cfg: Config) -> "AllowedHosts":
         own = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
         own |= {f"{n}.local" for n in list(own) if "." not in n}
-        extra = {n.strip().lower() for n in str(cfg["web"]["allowed_hosts"]).split(",") if n.strip()}
+        extra = {n.strip().lower() for n in cfg.web.allowed_hosts.split(",") if n.strip()}
         return cls(frozenset(own | extra))
 
     def allows(self, host_header: str) -> bool:

@@ -26,7 +26,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # the current engagement state is personal data: loopback (a local scraper or
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
         # the socket's peer: bottle's remote_addr believes X-Forwarded-For, which any client can send
-        if not (ctx.cfg["web"]["metrics_public"] or hardening.is_loopback(client_address())):
+        if not (ctx.cfg.web.metrics_public or hardening.is_loopback(client_address())):
             found = guard.current()
             if not found or not found[0].is_admin:
                 return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
@@ -51,7 +51,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         reasons = []
         if h and h.camera not in (CameraState.OK, CameraState.PAUSED):  # a pause is the student's choice, not a fault
             reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
-        if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg["camera"]["read_timeout_s"]:
+        if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg.camera.read_timeout_s:
             reasons.append(f"camera: no frame for {time.time() - h.last_frame:.0f} s")
         if ctx.loop is not None and h is not None and h.camera not in (CameraState.STARTING, CameraState.STOPPED) and not ctx.loop.alive:
             reasons.append("capture loop is not running: restart the service (journalctl -u engage-edge says why)")
@@ -59,9 +59,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             reasons.append(f"store {h.store}: {h.store_error}")
         try:
             free_mb = round(ctx.store.free_mb(), 1)
-            if free_mb < ctx.cfg["store"]["min_free_mb"] and not any(r.startswith("store disk full") for r in reasons):
+            if free_mb < ctx.cfg.store.min_free_mb and not any(r.startswith("store disk full") for r in reasons):
                 reasons.append(f"disk: {free_mb:.0f} MB free in {ctx.store.data_dir}, below store.min_free_mb = "
-                               f"{ctx.cfg['store']['min_free_mb']:g}: logging is paused; free some space")
+                               f"{ctx.cfg.store.min_free_mb:g}: logging is paused; free some space")
         except OSError as exc:
             free_mb = None
             reasons.append(f"disk: {ctx.store.data_dir} is not accessible: {exc}")

@@ -47,7 +47,7 @@ class ViewerSlots:
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
-    viewers = ViewerSlots(ctx.cfg["web"]["max_viewers"], ctx.live)
+    viewers = ViewerSlots(ctx.cfg.web.max_viewers, ctx.live)
     app.config["viewers"] = viewers
 
     @app.get("/live")
@@ -100,7 +100,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         def frames():
             checked = time.monotonic()
             try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
-                for part in mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg["web"]["stream_fps"]):
+                for part in mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg.web.stream_fps):
                     if time.monotonic() - checked > SESSION_RECHECK_S:  # a disabled or logged-out viewer's stream ends
                         if not ctx.accounts.session_user(token):
                             return

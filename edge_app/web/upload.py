@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import bottle
 import cv2
@@ -31,14 +32,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     # Uploads are decoded and analysed on these threads only, never on the web workers: at
     # most web.analysis_workers at once, and their memory comes from the same few malloc
     # arenas each time (24 web threads each decoding once grew 24 arenas: 2.7 GB).
-    analysis = ThreadPoolExecutor(ctx.cfg["web"]["analysis_workers"], thread_name_prefix="upload-analysis",
+    analysis = ThreadPoolExecutor(ctx.cfg.web.analysis_workers, thread_name_prefix="upload-analysis",
                                   initializer=_lower_thread_priority)
 
     def analyze_upload(user: User) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
         burst of uploads never starves the live capture loop of CPU."""
         data, raw_name = _read_upload()  # the whole body first: a slow sender must not hold the slot
-        free_mb, floor = ctx.store.free_mb(), ctx.cfg["store"]["min_free_mb"]
+        free_mb, floor = ctx.store.free_mb(), ctx.cfg.store.min_free_mb
         if free_mb < floor:
             raise ImageRejected(f"the device's disk is nearly full ({free_mb:.0f} MB free, below store.min_free_mb = "
                                 f"{floor:g}): nothing was analysed or stored. An admin can free space by deleting "
@@ -71,7 +72,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
                                 "Nothing was kept; try again once an admin has freed space", 507) from None
-        keep = ctx.cfg["privacy"]["keep_uploads"]
+        keep = ctx.cfg.privacy.keep_uploads
         if keep != "none":
             image = bgr if keep == "full" else thumbnail(bgr, 320)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -191,5 +192,5 @@ def _malloc_trim() -> None:
         _LIBC.malloc_trim(0)
 
 
-_LIBC = None
+_LIBC: ctypes.CDLL | Literal[False] | None = None  # None: not tried yet; False: no glibc
 ANALYSIS_NICE = 10

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_app.fleet.classroom.app import ClassroomContext, make_classroom_app
 from edge_app.fleet.classroom.model import Classroom
@@ -12,16 +12,19 @@ from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
 
+if TYPE_CHECKING:
+    from edge_app.config import LoginSettings
+
 
 class ClassroomService:
     def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
-                 login: dict | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64):
+                 login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64):
         from edge_app import config as config_mod
 
         self.settings = settings
         self.store = Store(data_dir)
-        login = login or config_mod.defaults()["login"]
-        self.accounts = Accounts(self.store, throttle=ThrottlePolicy.from_config(login))
+        throttle = ThrottlePolicy.from_config(login if login is not None else config_mod.defaults().login)
+        self.accounts = Accounts(self.store, throttle=throttle)
         self.generated_password = self.accounts.ensure_admin()
         self.classroom = Classroom()
         self.subscriber = Subscriber(settings, self.classroom)
