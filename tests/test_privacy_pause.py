@@ -81,6 +81,9 @@ def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
     assert body["state"] is None and body["paused"] is None and body["camera"] == "ok"
     levels = [r["level"] for r in reports.timeline(app.store, 0)[1]]
     assert "Paused" in levels and levels[levels.index("Paused") + 1] != "Paused"  # logged, then left
+    admin = login(app.url)
+    page = admin.get(f"{app.url}/admin/log", params={"level": "Paused", "kind": "live"}, timeout=10)
+    assert page.status_code == 200 and '<span class="pill g-paused">Paused</span>' in page.text  # the admin's log
 
 
 def test_the_classroom_gets_paused_on_the_state_topic(paused_app, broker):
