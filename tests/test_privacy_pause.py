@@ -69,6 +69,7 @@ def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
     body = health.json()
     assert body["status"] == "ok" and body["camera"] == "paused" and body["state"] == "Paused"
     assert body["paused"]["until"] is None
+    assert body["fps"] == 0.0
 
     points = s.get(f"{app.url}/api/timeline", timeout=10).json()["points"]
     assert points[-1]["level"] == "Paused"  # the log's state changes: what the CSV and MQTT carry too

@@ -326,7 +326,10 @@ class CaptureLoop:
         self.minutes.gap()
         self.indicator.fault(False)  # a camera fault means nothing while the camera is off
         self.health.camera, self.health.camera_error = CameraState.PAUSED, ""
+        self.health.fps = 0.0  # no frames: no stale rate in /healthz and /api/state
+        self._fps_window.clear()
         self.metrics.camera.state(CameraState.PAUSED)
+        self.metrics.fps.set(0.0)
         self._show(PAUSED, wall)
         log.info("paused by the privacy switch: no frame is read until it is resumed")
         released = False
