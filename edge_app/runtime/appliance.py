@@ -93,7 +93,7 @@ class Appliance:
             ModelWatcher,  # a flashed model is picked up without a restart
         )
 
-        self.model_watcher = ModelWatcher(cfg, self._use_classifier)
+        self.model_watcher = self.ctx.model_watcher = ModelWatcher(cfg, self._use_classifier)
 
     @property
     def cfg(self) -> Config:

@@ -40,7 +40,7 @@
 </header>
 % if user and user.is_admin and path.startswith('/admin'):
 <nav class="sub" aria-label="Admin">
-  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom'), ('/admin/model', 'Model')):
+  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom'), ('/admin/model', 'Model'), ('/admin/audit', 'Audit')):
   <a href="{{href}}" class="{{'on' if path == href else ''}}">{{label}}</a>
   % end
 </nav>
