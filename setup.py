@@ -21,7 +21,7 @@ setup(
     packages=find_packages(include=["edge_app", "edge_app.*"]),
     package_data={
         "edge_app": ["default_config.toml"],
-        "edge_app.models": ["shipped/*.tflite", "shipped/*.json", "shipped/LICENSE-*", "shipped/NOTICE-*"],
+        "edge_app.models": ["shipped/*.tflite", "shipped/*.json", "shipped/*.png", "shipped/LICENSE-*", "shipped/NOTICE-*"],
         "edge_app.vision": ["photos/*.jpg", "photos/*.json", "photos/PROVENANCE.md"],
         "edge_app.web": ["views/*.tpl", "static/*"],
     },

@@ -234,6 +234,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
     assert [r["t"] - base for r in rows] == pytest.approx([t for t, _ in changes], abs=0.3)
     assert groups[0] in EMOTION_GROUPS  # Grace Hopper opens the demo
     assert DISTRACTED in groups and ABSENT in groups, changes
+    assert {"Engaged", "Not engaged"} <= set(groups), changes  # what the README promises of the demo
     shots = {shot.picture: shot for shot in source.scene.shots}
     distracted_at = next(t for t, g in changes if g == DISTRACTED)
     absent_at = next(t for t, g in changes if g == ABSENT)

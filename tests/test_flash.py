@@ -231,6 +231,8 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert main(["model", "list", "--config", str(conf)]) == 0
     out = capsys.readouterr().out
     assert "* current" in out and "previous" in out and "golden=yes" in out
+    assert "history (newest first):" in out
+    assert "installed emotion-" in out and "by command line" in out  # who flashed it, from this shell
     assert main(["model", "rollback", "--config", str(conf)]) == 0
     assert main(["model", "list", "--json", "--config", str(conf)]) == 0
     rows = {r["role"]: r for r in json.loads(capsys.readouterr().out.split("\n", 1)[1])}
@@ -259,9 +261,62 @@ def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     assert r.status_code == 400 and "does not match its manifest" in r.text
     assert not (flash.models_dir(cfg) / "current.json").exists()
     r = admin_session.post(url, data={"csrf": admin_session.csrf}, files=files(model), allow_redirects=False, timeout=30)
-    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/admin/model")
+    assert r.status_code in (302, 303) and r.headers["Location"].split("?")[0].endswith("/admin/model")
     assert json.loads((flash.models_dir(cfg) / "current.json").read_text())["sha256"] == \
         hashlib.sha256(model.read_bytes()).hexdigest()
     anonymous = requests.post(url, files=files(model), allow_redirects=False, timeout=30)
     assert anonymous.status_code in (302, 303, 401, 403)
     assert anonymous.status_code in (401, 403) or "/login" in anonymous.headers["Location"]
+
+
+def _sha_on_page(html: str) -> str:
+    return html.split('id="sha256">', 1)[1].split("<", 1)[0]
+
+
+def test_web_install_shows_the_new_model_running_and_rolls_back(web_appliance, variant, cfg):
+    """After "Check and install" the page the admin lands on shows the new model as the
+    running one with a success message; Roll back returns to the old one the same way;
+    the history and the audit log record both, with who did it."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    shipped_sha = appliance.analyzer.classifier.manifest.sha256
+    page = s.get(f"{appliance.url}/admin/model", timeout=10).text
+    assert 'id="no-previous"' in page and 'id="history-empty"' in page
+    model, manifest = variant(1)
+    new_sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    r = s.post(f"{appliance.url}/admin/model/install", data={"csrf": s.csrf}, timeout=30,
+               files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
+    assert r.status_code == 200 and r.url.split("?")[0].endswith("/admin/model")
+    assert appliance.analyzer.classifier.manifest.sha256 == new_sha  # running before the page was rendered
+    assert _sha_on_page(r.text) == new_sha
+    done = r.text.split('id="model-done">', 1)[1].split("<", 1)[0]
+    assert "Installed and running" in done and new_sha[:12] in done
+    assert 'action="/admin/model/rollback"' in r.text
+    history = r.text.split('id="model-history"', 1)[1].split("</table>", 1)[0]
+    assert "installed" in history and new_sha[:12] in history and "admin" in history
+
+    r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=30)
+    assert r.status_code == 200 and appliance.analyzer.classifier.manifest.sha256 == shipped_sha
+    assert _sha_on_page(r.text) == shipped_sha and "Rolled back" in r.text.split('id="model-done">', 1)[1]
+    history = r.text.split('id="model-history"', 1)[1].split("</table>", 1)[0]
+    assert history.index("rolled back to") < history.index("installed")  # newest first
+    assert [h["action"] for h in flash.history(cfg)] == ["rolled back to", "installed"]
+    audit = s.get(f"{appliance.url}/admin/audit", timeout=10).text
+    assert "installed model" in audit and "rolled back model to" in audit and new_sha[:12] in audit
+
+    r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": "stale"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 403 and appliance.analyzer.classifier.manifest.sha256 == shipped_sha
+
+
+def test_web_rollback_with_nothing_to_roll_back_to_says_so(web_appliance):
+    s = login(web_appliance.url)
+    r = s.post(f"{web_appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=10)
+    error = r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0]
+    assert "no previous model" in error and "unchanged" in error
+
+
+def test_cli_flashes_are_in_the_history_too(cfg, variant):
+    model, manifest = variant(2)
+    flash.install(model, manifest, cfg, by="command line (tech)")
+    (entry,) = flash.history(cfg)
+    assert entry["action"] == "installed" and entry["by"] == "command line (tech)"
+    assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()

@@ -177,7 +177,7 @@ def test_admin_deletes_one_students_data(quiet, face_jpeg):
     assert len(list(images.iterdir())) == 4
     ann = quiet.accounts.find("ann")
     s = login(quiet.url)
-    r = s.post(f"{quiet.url}/admin/users/{ann.id}/delete-data", data={"csrf": s.csrf}, timeout=10)
+    r = s.post(f"{quiet.url}/admin/users/{ann.id}/delete-data", data={"csrf": s.csrf, "confirm": "yes"}, timeout=10)
     assert "Deleted 2 uploads" in r.text
     left = quiet.store.query("SELECT us.username FROM uploads u JOIN users us ON us.id = u.user_id")
     assert {r[0] for r in left} == {"bob"}

@@ -281,7 +281,9 @@ def test_admin_creates_disables_resets_and_deletes_users(appliance):
     assert "New password set" in r.text
     assert form_login(base, "kim", "kim-pw-1234").status_code == 401
     assert form_login(base, "kim", "reset-pw-5678").status_code == 303
-    r = act(f"/admin/users/{kim.id}/delete")
+    r = act(f"/admin/users/{kim.id}/delete")  # first the page that says what will be lost
+    assert 'id="confirm-delete"' in r.text and appliance.accounts.find("kim") is not None
+    r = act(f"/admin/users/{kim.id}/delete", confirm="yes")
     assert "Deleted kim" in r.text and appliance.accounts.find("kim") is None
 
 

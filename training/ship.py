@@ -26,7 +26,7 @@ from training.quantize import write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's model
-CARD_DIR = REPO / "models"  # MODEL_CARD.md and its pictures
+CARD_DIR = REPO / "models"  # MODEL_CARD.md
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "time_budget",
             "git_commit", "sizes", "keras", "backend", "tensorflow", "started")
 
@@ -45,8 +45,8 @@ def golden_for(manifest_path: Path):
 
 
 def plots_dir_for(dest: Path) -> Path:
-    """The shipped model's PNGs go to the model card; any other destination keeps them."""
-    return CARD_DIR if dest.resolve() == MODELS_DIR.resolve() else dest
+    """The PNGs go beside the manifest that names them: the device's model page shows them."""
+    return dest
 
 
 def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a .tflite from training.quantize (its manifest beside it)")
     p.add_argument("--metrics", type=Path, required=True, help="training.evaluate's JSON for this file (test split)")
-    p.add_argument("--dest", type=Path, default=MODELS_DIR, help="destination folder (default: edge_app/models/shipped/, the PNGs to models/)")
+    p.add_argument("--dest", type=Path, default=MODELS_DIR, help="destination folder (default: edge_app/models/shipped/, the PNGs too)")
     p.add_argument("--name", help="file name in the destination (default: the model's)")
     p.add_argument("--run", type=Path, help="the training run folder, to record its config")
     p.add_argument("--version", default="", help="model version string")

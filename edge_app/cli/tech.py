@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,12 +30,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------ model
+def _by() -> str:
+    """Who flashed from the command line, for the model history the admin page shows."""
+    import getpass
+
+    try:
+        return f"command line ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "command line"
+
+
 def cmd_model_install(args) -> int:
     from edge_app.models import registry as flash
 
     cfg = _config(args)
     try:
-        raw = flash.install(args.file, args.manifest, cfg)
+        raw = flash.install(args.file, args.manifest, cfg, by=_by())
     except flash.ModelError as exc:
         print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
@@ -51,7 +62,7 @@ def cmd_model_rollback(args) -> int:
 
     cfg = _config(args)
     try:
-        raw = flash.rollback(cfg)
+        raw = flash.rollback(cfg, by=_by())
     except flash.ModelError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -76,6 +87,12 @@ def cmd_model_list(args) -> int:
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
               f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  {metrics}")
     print("(* = running)")
+    changes = flash.history(_config(args))
+    if changes:
+        print("history (newest first):")
+    for h in changes[:10]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
+        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}  by {h.get('by') or '?'}")
     return EXIT_OK
 
 

@@ -84,6 +84,8 @@ def install(app, ctx, h) -> None:
         apply_settings(ctx, changes)
         restart_publisher(ctx, ctx.cfg)
         log.info("admin %s changed the classroom broker settings", me.username)
+        ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
+                        f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
         return render("Saved." + (" Publishing to " + settings.broker + "." if settings.enabled else " MQTT is off."))
 
 

@@ -47,6 +47,8 @@ from edge_app.vision.faces import REFERENCE_SOURCE, reference_faces
 
 log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
+HISTORY = "history.json"
+HISTORY_KEEP = 50  # installs and roll-backs remembered (newest first), whoever made them
 GOLDEN_SOURCE = REFERENCE_SOURCE
 GOLDEN_COUNT = 8
 # A manifest says how its golden check is run, but cannot waive it: at least this many
@@ -262,8 +264,33 @@ def _cleanup(directory: Path) -> None:
                 path.unlink()
 
 
+# ------------------------------------------------------------------ history
+def _record(directory: Path, action: str, raw: dict, by: str) -> None:
+    """Remember an install or roll-back in ``history.json`` (under the lock; the web page
+    and ``engage-edge model list`` read it), so CLI and web changes share one history."""
+    official = ((raw.get("metrics") or {}).get("official") or {}) if isinstance(raw.get("metrics"), dict) else {}
+    entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
+             "version": raw.get("version", ""), "accuracy": official.get("accuracy"), "by": by}
+    atomic_write(directory / HISTORY, (json.dumps([entry, *history_of(directory)][:HISTORY_KEEP], indent=2)
+                                       + "\n").encode())
+
+
+def history_of(directory: Path) -> list[dict]:
+    try:
+        rows = json.loads((directory / HISTORY).read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def history(cfg: Config) -> list[dict]:
+    """Installs and roll-backs on this device, newest first (``t``, ``action``, ``model``,
+    ``sha256``, ``version``, ``accuracy``, ``by``)."""
+    return history_of(models_dir(cfg))
+
+
 # ------------------------------------------------------------------ the three operations
-def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Config) -> dict:
+def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Config, by: str = "") -> dict:
     """Validate, then make the model current; the old current becomes previous. Returns the
     installed manifest. Raises ``FlashError`` (nothing changed) when the model is refused."""
     model_file = Path(model_file)
@@ -279,12 +306,13 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
         if running is not None and running.get("sha256") != raw["sha256"]:
             atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
         atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+        _record(directory, "installed", raw, by)
         _cleanup(directory)
     log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
     return raw
 
 
-def rollback(cfg: Config) -> dict:
+def rollback(cfg: Config, by: str = "") -> dict:
     """Make the previous model current again (and the current one previous)."""
     directory = models_dir(cfg)
     with _locked(directory):
@@ -303,6 +331,7 @@ def rollback(cfg: Config) -> dict:
         else:
             prev_path.unlink()
             fsync_dir(directory)
+        _record(directory, "rolled back to", previous, by)
     log.info("rolled back to model %s", previous.get("model"))
     return previous
 
@@ -341,6 +370,7 @@ class ModelWatcher:
         self._seen = self._signature()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.last_error = ""
 
     def _signature(self):
@@ -352,7 +382,12 @@ class ModelWatcher:
             return str(path), None, None, None
 
     def check(self) -> bool:
-        """Reload if the active manifest changed; True when a new classifier was handed over."""
+        """Reload if the active manifest changed; True when a new classifier was handed over.
+        The web page calls it right after an install, so the page shows the new model."""
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> bool:
         sig = self._signature()
         if sig == self._seen:
             return False
@@ -386,5 +421,5 @@ class ModelWatcher:
             self._thread.join(2)
 
 
-__all__ = ["FlashError", "install", "rollback", "listing", "compute_golden", "write_golden", "golden_check",
+__all__ = ["FlashError", "install", "rollback", "listing", "history", "compute_golden", "write_golden", "golden_check",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

@@ -22,6 +22,7 @@ from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
+AUDIT_KEEP_DAYS = 365
 
 MIGRATIONS: list[str] = [
     # 1: the foundation schema
@@ -125,6 +126,18 @@ MIGRATIONS: list[str] = [
     INSERT INTO users_new SELECT id, username, password_hash, role, disabled, created, last_login FROM users;
     DROP TABLE users;
     ALTER TABLE users_new RENAME TO users;
+    """,
+    # 5: the audit log: what admins changed (who, what, when), read on /admin/audit
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        t REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_t ON audit(t);
     """,
 ]
 
@@ -244,6 +257,13 @@ class Store:
         self.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      (key, json.dumps(value)))
 
+    # ------------------------------------------------------------ audit
+    def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
+        """Record an admin's change. Kept at least ``AUDIT_KEEP_DAYS`` (longer than a short
+        retention), so a deletion stays accountable after the data it removed is gone."""
+        self.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                     (time.time(), actor, action, target, detail))
+
     # ------------------------------------------------------------ live loop
     def log_state_change(self, t: float, level: str, group: str, emotion: str | None, confidence: float | None) -> None:
         with self.transaction() as conn:
@@ -307,6 +327,8 @@ class Store:
                         "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?",
                         "DELETE FROM outbox WHERE t < ?"):
                 removed += conn.execute(sql, (cutoff,)).rowcount
+            audit_cutoff = (now or time.time()) - max(retention_days, AUDIT_KEEP_DAYS) * 86400
+            removed += conn.execute("DELETE FROM audit WHERE t < ?", (audit_cutoff,)).rowcount
         return removed
 
     def image_file(self, relative: str) -> Path:

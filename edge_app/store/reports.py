@@ -192,3 +192,20 @@ def upload_image_path(store: Store, upload_id: int) -> str | None:
 def alert_snapshot_path(store: Store, alert_id: int) -> str | None:
     rows = store.query("SELECT snapshot_path FROM alerts WHERE id = ?", (alert_id,))
     return rows[0]["snapshot_path"] if rows else None
+
+
+# ------------------------------------------------------------ what a deletion would remove, and the audit log
+def user_data_counts(store: Store, user_id: int) -> dict:
+    """What deleting a user's data removes: uploads, faces analysed and kept images."""
+    row = store.query(
+        "SELECT COUNT(*) AS uploads, COALESCE(SUM(face_count), 0) AS faces, "
+        "COUNT(image_path) AS images FROM uploads WHERE user_id = ?", (user_id,))[0]
+    return {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
+
+
+def audit_log(store: Store, page: int = 1, page_size: int = 50) -> tuple[list[sqlite3.Row], int]:
+    """(rows, total) of the admins' audit log, newest first."""
+    total = store.query("SELECT COUNT(*) FROM audit")[0][0]
+    rows = store.query("SELECT t, actor, action, target, detail FROM audit ORDER BY t DESC, id DESC LIMIT ? OFFSET ?",
+                       (int(page_size), max(0, page - 1) * int(page_size)))
+    return rows, total

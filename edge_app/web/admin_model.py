@@ -1,21 +1,92 @@
-"""The admin model page: the model in use (manifest, metrics, size) and installing a new
-one from the browser, validated fully before anything changes (``edge_app.models.registry``)."""
+"""The admin model page: the model in use with a readable summary of its evaluation
+(headline accuracy, per-class table, confusion matrix, the shipped plots), the history of
+installs and roll-backs, installing a new model from the browser (validated fully before
+anything changes: ``edge_app.models.registry``) and rolling back to the previous one.
+
+An install or roll-back hands the new classifier to the running appliance before the
+page is shown again (``ModelWatcher.check``), so the page the admin lands on shows the
+model that really runs; every change is written to the audit log."""
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import tempfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request
 
 from edge_app.models import registry as flash
+from edge_app.vision.classifier import SHIPPED_MANIFEST, Manifest
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
+RULES = (("official", "FER+ official rule"), ("argmax", "majority vote"))  # how the manifest's test scores were counted
+
+
+def summary(metrics: dict, labels: list[str]) -> dict | None:
+    """The evaluation the manifest records, shaped for a page: headline numbers, one row
+    per class and the confusion matrix (rows: true class); None when it records none."""
+    found = next(((metrics[key], rule) for key, rule in RULES if isinstance(metrics.get(key), dict)
+                  and isinstance(metrics[key].get("accuracy"), (int, float))), None)
+    if found is None:
+        return None
+    block, rule = found
+    per_class = block.get("per_class") if isinstance(block.get("per_class"), dict) else {}
+    classes = [{"label": label, **{k: per_class[label].get(k) for k in ("precision", "recall", "f1", "support")}}
+               for label in labels if isinstance(per_class.get(label), dict)]
+    confusion = block.get("confusion")
+    if not (isinstance(confusion, list) and len(confusion) == len(labels)
+            and all(isinstance(row, list) and len(row) == len(labels) for row in confusion)):
+        confusion = None
+    latency: dict = metrics["latency"] if isinstance(metrics.get("latency"), dict) else {}
+    return {"rule": rule, "accuracy": block["accuracy"], "macro_f1": block.get("macro_f1"), "images": block.get("images"),
+            "split": metrics.get("split", ""), "evaluated": metrics.get("evaluated", ""), "classes": classes,
+            "confusion": confusion, "latency_ms": latency.get("median_ms")}
+
+
+@functools.cache
+def _shipped_sha256() -> str:
+    return str(json.loads(SHIPPED_MANIFEST.read_text()).get("sha256", ""))
+
+
+def plot_files(manifest: Manifest) -> dict[str, Path]:
+    """The evaluation pictures the manifest names that exist beside it (or, for a model
+    installed from the shipped one, beside the shipped manifest)."""
+    plots: dict = manifest.metrics["plots"] if isinstance(manifest.metrics.get("plots"), dict) else {}
+    folders = [manifest.path.parent]
+    if manifest.sha256 == _shipped_sha256():  # the same model file: its pictures are the shipped ones
+        folders.append(SHIPPED_MANIFEST.parent)
+    found: dict[str, Path] = {}
+    for key, name in plots.items():
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".png"):
+            continue
+        for folder in folders:
+            if (folder / name).is_file():
+                found[str(key)] = folder / name
+                break
+    return found
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    def back(message: str, error: bool = False) -> None:
+        raise bottle.redirect("/admin/model?" + urlencode({"error" if error else "done": message}))
+
+    def pick_up() -> str:
+        """Hand the newly active model to the running appliance now; '' or why not."""
+        watcher = getattr(ctx, "model_watcher", None)
+        if watcher is not None:
+            watcher.check()
+            return watcher.last_error
+        return ""
+
+    def running_text() -> str:
+        m = ctx.analyzer.classifier.manifest
+        version = m.raw.get("version")
+        return f"{m.model_path.name}" + (f" (version {version})" if version else "") + f", sha256 {m.sha256[:12]}"
+
     @app.get("/admin/model")
     def model_page():
         guard.require_user(admin=True)
@@ -24,9 +95,20 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             size_mb = m.model_path.stat().st_size / 1e6
         except OSError:
             size_mb = None
-        extra = {k: v for k, v in m.raw.items() if k not in ("labels", "metrics", "sha256", "model", "input")}
-        return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, extra=extra,
+        rows = flash.listing(ctx.cfg)
+        previous = next((r for r in rows if r["role"] == "previous" and "error" not in r), None)
+        pinned = bool(ctx.cfg.model.manifest)
+        return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
+                          plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
                           done=request.query.getunicode("done", ""), error=request.query.getunicode("error", ""))
+
+    @app.get("/admin/model/plot/<key>")
+    def model_plot(key):
+        guard.require_user(admin=True)
+        path = plot_files(ctx.analyzer.classifier.manifest).get(key)
+        if path is None:
+            return HTTPResponse(guard.page("error", title="No picture", message="The model in use has no such picture."), 404)
+        return bottle.static_file(path.name, root=str(path.parent), mimetype="image/png")
 
     @app.post("/admin/model/install")
     def admin_model_install():
@@ -42,10 +124,35 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             model.save(str(model_path))
             manifest.save(str(manifest_path))
             try:
-                raw = flash.install(model_path, manifest_path, ctx.cfg)
+                raw = flash.install(model_path, manifest_path, ctx.cfg, by=me.username)
             except flash.ModelError as exc:
                 reason = str(exc).replace("model.tflite", model.raw_filename or "the model")
                 return HTTPResponse(guard.page("error", title="Model refused",
                                                message=f"{reason}. The running model is unchanged."), 400)
         log.info("admin %s installed model %s", me.username, raw["sha256"][:12])
-        return bottle.redirect("/admin/model")
+        ctx.store.audit(me.username, "installed model", raw["model"], f"sha256 {raw['sha256'][:12]}, from "
+                        f"{model.raw_filename or 'an upload'}")
+        if ctx.cfg.model.manifest:
+            back(f"Installed {raw['model']}, but model.manifest in the config pins another model: clear it and "
+                 "restart to run the installed one.", error=True)
+        problem = pick_up()
+        if problem:
+            back(f"Installed {raw['model']}, but the running appliance could not load it ({problem}): roll back.",
+                 error=True)
+        back(f"Installed and running: {running_text()}.")
+
+    @app.post("/admin/model/rollback")
+    def admin_model_rollback():
+        """The CLI's ``engage-edge model rollback`` from the page: the previous model runs again."""
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        try:
+            raw = flash.rollback(ctx.cfg, by=me.username)
+        except flash.ModelError as exc:
+            back(f"Not rolled back: {exc}. The running model is unchanged.", error=True)
+        log.info("admin %s rolled back to model %s", me.username, raw.get("model"))
+        ctx.store.audit(me.username, "rolled back model to", str(raw.get("model")), f"sha256 {raw.get('sha256', '')[:12]}")
+        problem = pick_up()
+        if problem:
+            back(f"Rolled back, but the running appliance could not load {raw.get('model')} ({problem}).", error=True)
+        back(f"Rolled back. Running: {running_text()}.")

@@ -103,8 +103,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                     raise config_mod.ConfigError(f"{label}: choose one of {', '.join(kind)}")
                 changes[dotted] = value
             changes["engagement.mapping"] = dict(shown["mapping"])
+            before = {**settings_values(), "engagement.mapping": dict(ctx.cfg.engagement.mapping)}
             apply_settings(ctx, changes)
         except config_mod.ConfigError as exc:
             return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown)
         log.info("admin %s changed settings", me.username)
+        changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in changes.items() if before.get(k) != v]
+        if changed:
+            ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         return render_settings(done="Saved. The live loop uses the new settings now.")

@@ -1,5 +1,7 @@
 """Admin user management: the users page with per-user summaries, creating users, and
-the per-user actions (disable, enable, reset password, delete data, delete)."""
+the per-user actions (disable, enable, reset password, delete data, delete). The two
+deletions cannot be undone, so they first show a page naming what will be lost and act
+only on its confirmation; every action is written to the audit log (``/admin/audit``)."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +16,7 @@ from edge_app.store.accounts import ROLES, AuthError
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
+IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
 
 
 def flash_redirect(path: str, message: str, error: bool = False) -> None:
@@ -35,7 +38,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.post("/admin/users")
     def create_user():
-        guard.require_user(admin=True)
+        me = guard.require_user(admin=True)
         guard.check_csrf()
         f = request.forms
         try:
@@ -44,6 +47,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except AuthError as exc:
             flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
         log.info("admin created user %s (%s)", user.username, user.role)
+        ctx.store.audit(me.username, "created user", user.username, f"role {user.role}")
         flash_redirect("/admin/users", f"Created {user.role} {user.username}.")
 
     @app.post("/admin/users/<user_id:int>/<action>")
@@ -58,30 +62,40 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if (target.is_admin and not target.disabled and action in ("disable", "delete")
                 and ctx.accounts.count_admins() <= 1):
             flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
+        if action in IRREVERSIBLE and request.forms.getunicode("confirm") != "yes":
+            return guard.page("admin_confirm", title="Confirm deletion", target=target, action=action,
+                              counts=reports.user_data_counts(ctx.store, user_id))
         if action == "disable":
             ctx.accounts.set_disabled(user_id, True)
             message = f"Disabled {target.username}: they are logged out and cannot log in."
+            audit = ("disabled user", "")
         elif action == "enable":
             ctx.accounts.set_disabled(user_id, False)
             message = f"Enabled {target.username}."
+            audit = ("enabled user", "")
         elif action == "password":
             try:
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""))
             except AuthError as exc:
                 flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
             message = f"New password set for {target.username}; their sessions ended."
+            audit = ("reset password of", "")
         elif action == "unlock":
             n = ctx.accounts.unlock(target.username)
             message = f"Unlocked {target.username}: {n} failed log-ins forgotten."
+            audit = ("unlocked log-in of", f"{n} failed log-ins forgotten")
         elif action == "delete-data":
             n = ctx.store.delete_user_data(user_id)
             message = f"Deleted {n} uploads and their images for {target.username}."
+            audit = ("deleted data of", f"{n} uploads")
         elif action == "delete":
             n = ctx.store.delete_user_data(user_id)
             ctx.accounts.delete_user(user_id)
             message = f"Deleted {target.username} and {n} uploads."
+            audit = ("deleted user", f"{target.role}, {n} uploads")
         else:
             return HTTPResponse(guard.page("error", title="Unknown action",
                                            message=f"{action!r} is not a user action."), 404)
         log.info("admin %s: %s", me.username, message)
+        ctx.store.audit(me.username, audit[0], target.username, audit[1])
         flash_redirect("/admin/users", message)

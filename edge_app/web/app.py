@@ -23,6 +23,7 @@ from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.vision.stills import Analyzer, Limits
 from edge_app.web import (
+    admin_audit,
     admin_dashboard,
     admin_log,
     admin_model,
@@ -32,6 +33,7 @@ from edge_app.web import (
     hardening,
     health,
     live,
+    privacy,
     upload,
 )
 from edge_app.web.guard import Guard, json_error, wants_json
@@ -52,6 +54,7 @@ class Context:
     live: LiveFrame | None = None
     started: float = 0.0
     publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
+    model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
 
 
 def make_app(ctx: Context) -> bottle.Bottle:
@@ -95,7 +98,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
     auth_routes.install(app, ctx, guard)
     upload.install(app, ctx, guard, limits)
     live.install(app, ctx, guard)
-    for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model):
+    privacy.install(app, ctx, guard)  # the student's pause button
+    for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model, admin_audit):
         admin_group.install(app, ctx, guard)
     health.install(app, ctx, guard)
     fleet_admin.install(app, ctx, guard)  # /admin/classroom: the MQTT broker settings and a connection test

@@ -108,5 +108,8 @@ class Guard:
         """Render ``views/<name>.tpl`` with the user, CSRF token and version every page shows."""
         found = self.current()
         values.setdefault("title", "engage-edge")
+        loop = self.ctx.loop
+        values.setdefault("camera_switch", loop is not None and found is not None)  # the header's pause button
+        values.setdefault("paused", loop.privacy.active if loop is not None else None)
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, **values)

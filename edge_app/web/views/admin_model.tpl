@@ -1,31 +1,125 @@
 % rebase('base.tpl', title=title)
+% import time as _t
+% def pct(v):
+%   return '%.1f%%' % (v * 100) if isinstance(v, (int, float)) else '–'
+% end
 <section class="card">
   <h1>Model in use</h1>
   % if done:
-  <p class="ok" role="status">{{done}}</p>
+  <p class="ok" role="status" id="model-done">{{done}}</p>
   % end
   % if error:
-  <p class="error" role="alert">{{error}}</p>
+  <p class="error" role="alert" id="model-error">{{error}}</p>
+  % end
+  % if info:
+  <div class="tiles" id="model-headline">
+    <div class="tile"><span class="label">Accuracy ({{info['split'] or 'test'}} set)</span><strong id="accuracy">{{pct(info['accuracy'])}}</strong></div>
+    <div class="tile"><span class="label">Macro F1 (all emotions alike)</span><strong>{{pct(info['macro_f1'])}}</strong></div>
+    <div class="tile"><span class="label">Test faces</span><strong>{{'{:,}'.format(info['images']) if isinstance(info['images'], int) else '–'}}</strong></div>
+    % if info['latency_ms']:
+    <div class="tile"><span class="label">Time per face</span><strong>{{'%.2f ms' % info['latency_ms']}}</strong></div>
+    % end
+  </div>
+  <p class="hint">Scored on FER+ faces the model never trained on, counted by the {{info['rule']}}{{', evaluated ' + info['evaluated'][:10] if info['evaluated'] else ''}}.</p>
   % end
   <dl class="facts" id="model-facts">
     <dt>File</dt><dd><code>{{manifest.model_path.name}}</code>{{' (%.2f MB)' % size_mb if size_mb is not None else ' (missing!)'}}</dd>
-    <dt>Manifest</dt><dd><code>{{manifest.path}}</code></dd>
+    % if manifest.raw.get('version'):
+    <dt>Version</dt><dd id="model-version">{{manifest.raw['version']}}</dd>
+    % end
+    % if manifest.raw.get('installed'):
+    <dt>Installed</dt><dd>{{manifest.raw['installed']}}</dd>
+    % end
     <dt>sha256</dt><dd><code class="wrap" id="sha256">{{manifest.sha256}}</code></dd>
-    <dt>Input</dt><dd>{{manifest.size[0]}}×{{manifest.size[1]}} grayscale</dd>
+    <dt>Input</dt><dd>{{manifest.size[0]}}×{{manifest.size[1]}} grayscale face</dd>
     <dt>Emotions</dt><dd>{{', '.join(manifest.labels)}}</dd>
-    % for k, v in extra.items():
-    <dt>{{k}}</dt><dd>{{v if not isinstance(v, (dict, list)) else repr(v)}}</dd>
-    % end
+    <dt>Manifest</dt><dd><code class="wrap">{{manifest.path}}</code></dd>
   </dl>
-  <h2>Metrics</h2>
-  % if not manifest.metrics:
-  <p class="empty">The manifest records no evaluation metrics for this model.</p>
+</section>
+<section class="card">
+  <h2>How well it recognises each emotion</h2>
+  % if not info:
+  <p class="empty" id="no-metrics">The manifest records no evaluation of this model.</p>
   % else:
-  <div class="table-wrap"><table id="metrics">
-    % for k, v in manifest.metrics.items():
-    <tr><th scope="row">{{k}}</th><td>{{('%.4g' % v) if isinstance(v, float) else (v if not isinstance(v, (dict, list)) else repr(v))}}</td></tr>
+  % if info['classes']:
+  <div class="table-wrap">
+  <table id="per-class" class="numbers">
+    <caption class="sr-only">Per-emotion scores on the test set</caption>
+    <thead><tr><th scope="col">Emotion</th><th scope="col">Recall</th><th scope="col">Precision</th><th scope="col">F1</th><th scope="col">Test faces</th></tr></thead>
+    <tbody>
+    % for c in info['classes']:
+      <tr><th scope="row">{{c['label']}}</th><td>{{pct(c['recall'])}}</td><td>{{pct(c['precision'])}}</td><td>{{pct(c['f1'])}}</td><td>{{c['support'] if c['support'] is not None else '–'}}</td></tr>
     % end
-  </table></div>
+    </tbody>
+  </table>
+  </div>
+  <p class="hint">Recall: of the faces that showed this emotion, the share the model named correctly.</p>
+  % end
+  % if info['confusion']:
+  <h3>Confusion matrix</h3>
+  <div class="table-wrap">
+  <table id="confusion" class="confusion">
+    <caption class="sr-only">Rows: the emotion the face showed; columns: what the model said</caption>
+    <thead><tr><th scope="col"><span class="sr-only">Shown, then said</span></th>
+    % for label in manifest.labels:
+      <th scope="col"><abbr title="{{label}}">{{label[:3]}}</abbr></th>
+    % end
+    </tr></thead>
+    <tbody>
+    % for i, row in enumerate(info['confusion']):
+      % total = sum(row) or 1
+      <tr><th scope="row"><abbr title="{{manifest.labels[i]}}">{{manifest.labels[i][:3]}}</abbr></th>
+      % for j, n in enumerate(row):
+        <td class="h{{min(5, int(n * 6 / total))}}{{' diag' if i == j else ''}}">{{n}}</td>
+      % end
+      </tr>
+    % end
+    </tbody>
+  </table>
+  </div>
+  <p class="hint">Emotions by their first three letters (neu = neutral, hap = happiness, and so on). Each row is the emotion the face showed; the darker the cell, the larger its share of that row. The diagonal is what the model got right.</p>
+  % end
+  % end
+  % if plots:
+  <div class="plots" id="plots">
+    % for key, alt in (('confusion', 'Confusion matrix of the model on the test set, as shipped'), ('curves', 'Training and validation curves of the run that made this model')):
+    % if key in plots:
+    <figure><img src="/admin/model/plot/{{key}}" alt="{{alt}}" class="plot" loading="lazy"><figcaption class="hint">{{alt}}</figcaption></figure>
+    % end
+    % end
+  </div>
+  % end
+</section>
+<section class="card">
+  <h2>Roll back</h2>
+  % if pinned:
+  <p class="hint">The config's <code>model.manifest</code> pins this model, so installs and roll-backs here do not change what runs.</p>
+  % end
+  % if previous:
+  <p>The previous model is <code>{{previous['model']}}</code> (sha256 {{previous['sha256'][:12]}}{{', installed ' + previous['installed'] if previous['installed'] else ''}}). Rolling back runs it again at once; the current model becomes the one to roll back to.</p>
+  <form method="post" action="/admin/model/rollback" id="rollback-model">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <button type="submit" class="secondary">Roll back to {{previous['model']}}</button>
+  </form>
+  % else:
+  <p class="empty" id="no-previous">There is no previous model to roll back to: one appears after the first install.</p>
+  % end
+  <h3>History</h3>
+  % if not history:
+  <p class="empty" id="history-empty">No model has been installed on this device yet: it runs the shipped model.</p>
+  % else:
+  <div class="table-wrap">
+  <table id="model-history">
+    <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">By</th></tr></thead>
+    <tbody>
+    % for h in history:
+      <tr><td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(h['t'])) if isinstance(h.get('t'), (int, float)) else ''}}</td>
+      <td>{{h.get('action', '')}} <code>{{h.get('model') or ''}}</code>{{' (' + str(h['version']) + ')' if h.get('version') else ''}} <span class="hint">{{str(h.get('sha256', ''))[:12]}}</span></td>
+      <td>{{pct(h.get('accuracy'))}}</td><td>{{h.get('by') or '–'}}</td></tr>
+    % end
+    </tbody>
+  </table>
+  </div>
   % end
 </section>
 <section class="card">

@@ -15,6 +15,18 @@
   <nav aria-label="Main">
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
     <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
+    % if camera_switch:
+    <form method="post" action="/privacy" class="inline privacy">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <input type="hidden" name="back" value="{{path}}">
+      % if paused:
+      <span class="pill g-paused" id="paused">Camera paused</span>
+      <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
+      % else:
+      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="Nothing is filmed or analysed until you resume">Pause camera</button>
+      % end
+    </form>
+    % end
     % if user.is_admin:
     <a href="/admin" class="{{'on' if path.startswith('/admin') else ''}}">Admin</a>
     % end
@@ -28,7 +40,7 @@
 </header>
 % if user and user.is_admin and path.startswith('/admin'):
 <nav class="sub" aria-label="Admin">
-  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom'), ('/admin/model', 'Model')):
+  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom'), ('/admin/model', 'Model'), ('/admin/audit', 'Audit')):
   <a href="{{href}}" class="{{'on' if path == href else ''}}">{{label}}</a>
   % end
 </nav>

@@ -1,0 +1,23 @@
+% rebase('base.tpl', title=title)
+% whole = action == 'delete'
+<section class="card narrow" id="confirm">
+  <h1>{{'Delete the user %s?' % target.username if whole else 'Delete the data of %s?' % target.username}}</h1>
+  <p>This cannot be undone. It removes for good:</p>
+  <ul id="confirm-losses">
+    % if whole:
+    <li>the {{target.role}} account <strong>{{target.username}}</strong>: its password and every open session</li>
+    % end
+    <li>{{counts['uploads']}} uploaded photo{{'' if counts['uploads'] == 1 else 's'}} and the results of their {{counts['faces']}} face{{'' if counts['faces'] == 1 else 's'}}</li>
+    <li>{{counts['images']}} kept image{{'' if counts['images'] == 1 else 's'}}</li>
+  </ul>
+  % if not whole:
+  <p class="hint">The account stays: {{target.username}} can still log in.</p>
+  % end
+  <p class="hint">The audit log records that you did this.</p>
+  <form method="post" action="/admin/users/{{target.id}}/{{action}}" class="row">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="confirm" value="yes">
+    <button type="submit" class="danger" id="confirm-delete">{{'Delete user %s' % target.username if whole else 'Delete their data'}}</button>
+    <a href="/admin/users" class="button secondary" id="confirm-cancel">Cancel</a>
+  </form>
+</section>

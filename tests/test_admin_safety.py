@@ -1,0 +1,205 @@
+"""Destructive admin actions ask first and every admin change is audited: over real HTTP
+and in headless chromium (the confirmation page, Cancel, the audit page). Also the model
+page read on a phone: a readable evaluation summary, its pictures, nothing off-screen."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from edge_app.vision.classifier import SHIPPED_MANIFEST
+from tests.conftest import ADMIN_PASSWORD, login
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+PW = "student-pw-123"
+
+
+@pytest.fixture
+def appliance(web_appliance):
+    return web_appliance
+
+
+def add_uploads(appliance, user, n: int, kept: int) -> None:
+    face = {"box": [10, 10, 50, 50], "emotion": "neutral", "confidence": 0.9, "probabilities": {"neutral": 0.9},
+            "engagement": "Engaged - paying attention"}
+    for i in range(n):
+        upload = appliance.store.add_upload(user.id, f"p{i}.jpg", 64, 64, [face, face])
+        if i < kept:
+            appliance.store.set_upload_image(upload, appliance.store.write_image(f"uploads/{upload}.jpg", b"jpeg"))
+
+
+def audit_rows(html: str) -> list[str]:
+    body = html.split('<table id="audit">', 1)[1].split("</tbody>", 1)[0]
+    return [row.split("</tr>")[0] for row in body.split("<tr>")[2:]]
+
+
+def test_deleting_asks_first_naming_what_is_lost(appliance):
+    ann = appliance.accounts.create_user("ann", PW)
+    add_uploads(appliance, ann, 3, kept=2)
+    s = login(appliance.url)
+    for action in ("delete-data", "delete"):
+        r = s.post(f"{appliance.url}/admin/users/{ann.id}/{action}", data={"csrf": s.csrf}, timeout=10)
+        assert r.status_code == 200 and 'id="confirm-delete"' in r.text
+        losses = r.text.split('id="confirm-losses">', 1)[1].split("</ul>", 1)[0]
+        assert "3 uploaded photos" in losses and "6 faces" in losses and "2 kept images" in losses
+        assert ("account <strong>ann</strong>" in losses) == (action == "delete")
+        assert "cannot be undone" in r.text
+        assert appliance.accounts.find("ann") is not None  # nothing happened yet
+        assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 3
+    # a forged confirmation from another session is still refused by its CSRF token
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/delete", data={"csrf": "stale", "confirm": "yes"}, timeout=10)
+    assert r.status_code == 403 and appliance.accounts.find("ann") is not None
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/delete", data={"csrf": s.csrf, "confirm": "yes"}, timeout=10)
+    assert "Deleted ann and 3 uploads" in r.text and appliance.accounts.find("ann") is None
+
+
+def test_the_audit_log_says_who_did_what_when(appliance):
+    s = login(appliance.url)
+    assert 'id="audit-empty"' in s.get(f"{appliance.url}/admin/audit", timeout=10).text
+    before = time.time()
+    act = lambda path, **data: s.post(f"{appliance.url}{path}", data={"csrf": s.csrf, **data}, timeout=10)  # noqa: E731
+    act("/admin/users", username="bo", password=PW, role="admin")
+    bo = appliance.accounts.find("bo")
+    kim = appliance.accounts.create_user("kim", PW)
+    act(f"/admin/users/{kim.id}/disable")
+    act(f"/admin/users/{kim.id}/password", password="another-pw-1")
+    act(f"/admin/users/{kim.id}/delete-data", confirm="yes")
+    act(f"/admin/users/{kim.id}/delete")  # not confirmed: not done, not audited
+    bo_session = login(appliance.url, "bo", PW)
+    bo_session.post(f"{appliance.url}/admin/users/{kim.id}/delete", data={"csrf": bo_session.csrf, "confirm": "yes"},
+                    timeout=10)
+    page = s.get(f"{appliance.url}/admin/audit", timeout=10).text
+    rows = audit_rows(page)
+    assert len(rows) == 5, rows
+    assert "bo" in rows[0].split("</td>")[1] and "deleted user <strong>kim</strong>" in rows[0]  # newest first
+    assert "deleted data of <strong>kim</strong>" in rows[1] and "0 uploads" in rows[1]
+    assert "reset password of <strong>kim</strong>" in rows[2] and "another-pw-1" not in page
+    assert "disabled user <strong>kim</strong>" in rows[3]
+    assert "created user <strong>bo</strong>" in rows[4] and "role admin" in rows[4]
+    when = rows[4].split("<td>", 1)[1].split("</td>", 1)[0]
+    assert abs(time.mktime(time.strptime(when, "%Y-%m-%d %H:%M:%S")) - before) < 60
+    assert bo.is_admin
+    student = login(appliance.url, "sam", PW) if appliance.accounts.create_user("sam", PW) else None
+    assert student.get(f"{appliance.url}/admin/audit", timeout=10).status_code == 403  # admins only
+
+
+def test_settings_changes_are_audited_with_what_changed(appliance):
+    from edge_app.web.admin_settings import SETTINGS
+
+    s = login(appliance.url)
+    form = {"csrf": s.csrf}
+    for dotted, _, kind, _ in SETTINGS:
+        section, key = dotted.split(".")
+        value = getattr(getattr(appliance.cfg, section), key)
+        if kind is bool:
+            if value:
+                form[dotted] = "on"
+        else:
+            form[dotted] = str(value)
+    for emotion, level in appliance.cfg.engagement.mapping.items():
+        form[f"map.{emotion}"] = level
+    form["store.retention_days"] = "9"
+    assert s.post(f"{appliance.url}/admin/settings", data=form, timeout=10).status_code == 200
+    (row,) = audit_rows(s.get(f"{appliance.url}/admin/audit", timeout=10).text)
+    assert "changed settings" in row and "store.retention_days" in row and "9" in row
+    assert "engagement.mapping" not in row  # only what changed
+
+
+def test_model_page_summary_is_readable(appliance):
+    """Headline accuracy, per-class recall as a table, the confusion matrix as numbers and
+    the shipped pictures, from the manifest: no raw Python dicts."""
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    official = raw["metrics"]["official"]
+    s = login(appliance.url)
+    page = s.get(f"{appliance.url}/admin/model", timeout=10).text
+    assert "{'" not in page and "[[" not in page  # no repr() of the metrics
+    assert page.split('id="accuracy">', 1)[1].startswith("%.1f%%" % (official["accuracy"] * 100))
+    table = page.split('id="per-class"', 1)[1].split("</table>", 1)[0]
+    for label in raw["labels"]:
+        row = table.split(f'<th scope="row">{label}</th>', 1)[1].split("</tr>", 1)[0]
+        assert row.startswith("<td>%.1f%%</td>" % (official["per_class"][label]["recall"] * 100)), row
+    matrix = page.split('id="confusion"', 1)[1].split("</table>", 1)[0]
+    cells = [int(c.split(">", 1)[1].split("<", 1)[0]) for c in matrix.split("<td")[1:]]
+    assert cells == [n for row in official["confusion"] for n in row]
+    for key in raw["metrics"]["plots"]:
+        r = s.get(f"{appliance.url}/admin/model/plot/{key}", timeout=10)
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+        assert f'src="/admin/model/plot/{key}"' in page
+    assert s.get(f"{appliance.url}/admin/model/plot/nope", timeout=10).status_code == 404
+
+
+# ------------------------------------------------------------ in the browser
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def admin_page(browser, appliance, **kw):
+    context = browser.new_context(**kw)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{appliance.url}/login")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+    return context, page
+
+
+def test_delete_user_in_the_browser_confirms_cancels_and_audits(browser, appliance, artifacts):
+    ann = appliance.accounts.create_user("ann", PW)
+    add_uploads(appliance, ann, 2, kept=1)
+    context, page = admin_page(browser, appliance, viewport={"width": 1366, "height": 850})
+    try:
+        page.goto(f"{appliance.url}/admin/users")
+        row = page.locator('tr[data-user="ann"]')
+        row.locator("summary").click()
+        row.get_by_role("button", name="Delete user").click()
+        page.locator("#confirm").wait_for()
+        assert "Delete the user ann?" in page.locator("h1").inner_text()
+        assert "2 uploaded photos" in page.locator("#confirm-losses").inner_text()
+        page.screenshot(path=str(artifacts / "confirm-delete.png"), full_page=True)
+        page.locator("#confirm-cancel").click()
+        page.wait_for_url("**/admin/users")
+        assert appliance.accounts.find("ann") is not None
+        row = page.locator('tr[data-user="ann"]')
+        row.locator("summary").click()
+        row.get_by_role("button", name="Delete user").click()
+        page.locator("#confirm-delete").click()
+        assert "Deleted ann" in page.locator("#users-done").inner_text()
+        assert appliance.accounts.find("ann") is None
+        page.get_by_role("navigation", name="Admin").get_by_role("link", name="Audit").click()
+        first = page.locator("#audit tbody tr").first.inner_text()
+        assert "admin" in first and "deleted user ann" in first
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width, height", [(390, 844), (1366, 850)])
+def test_model_page_fits_and_shows_its_pictures(browser, appliance, artifacts, width, height):
+    context, page = admin_page(browser, appliance, viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{appliance.url}/admin/model")
+        for img in page.locator("#plots img").all():
+            img.scroll_into_view_if_needed()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            assert img.bounding_box()["width"] <= width
+        assert page.locator("#plots img").count() == 2
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing off to the side
+        box = page.locator("#confusion").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width  # the matrix itself fits, no sideways scrolling
+        assert page.get_by_role("button", name="Check and install").is_visible()
+        page.screenshot(path=str(artifacts / f"admin-model-{width}.png"), full_page=True)
+    finally:
+        context.close()
