@@ -236,8 +236,8 @@ class EngagementSettings(Section):
 
 @dataclass(frozen=True)
 class IndicatorSettings(Section):
-    """The LED and the buzzer (wiring: firmware/README.md). Pins are BCM numbers, also on a
-    Jetson, where there is no PWM: amber is red and green fully on."""
+    """The LED, the buzzer and the privacy button (wiring: firmware/README.md). Pins are BCM
+    numbers, also on a Jetson, where there is no PWM: amber is red and green fully on."""
 
     backend: str = setting("console", '"console" (prints), "gpio" (gpiozero pins), "jetson" (Jetson.GPIO) or "none".',
                            OneOf(("console", "gpio", "jetson", "none")))
@@ -246,6 +246,9 @@ class IndicatorSettings(Section):
     led_green_pin: int = setting(27, "BCM pin of the green LED.", Range(0, 27, "a BCM GPIO number"))
     led_blue_pin: int = setting(22, "BCM pin of the blue LED.", Range(0, 27, "a BCM GPIO number"))
     buzzer_pin: int = setting(23, "BCM pin of the buzzer.", Range(0, 27, "a BCM GPIO number"))
+    pause_button_pin: int = setting(-1, "BCM pin of the student's privacy button (to ground, pull-up): a press "
+                                        "pauses the camera, the next resumes it; -1: no button (gpio backend only).",
+                                    Range(0, 27, "a BCM GPIO number", also=(-1, "no button")))
     buzzer_active: bool = setting(True, "Active buzzer (on/off); false: passive, driven as a tone (Pi only).")
     buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state.", label="Buzzer on")
     buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted for this long sounds the buzzer and logs "
@@ -256,7 +259,13 @@ class IndicatorSettings(Section):
                                Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
     amber_green: float = setting(0.4, "Amber is full red plus this much green (PWM, RGB LED).", Range(0.0, 1.0, "a level"))
     brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))
-    absent_blink_on_s: float = setting(1.0, '"Absent" is a slow blue blink: seconds on ...', Range(0.02, 10, "seconds"))
+    violet_red: float = setting(0.5, '"Distracted" is violet: full blue plus this much red (PWM).',
+                                Range(0.0, 1.0, "a level"))
+    grey_level: float = setting(0.3, '"Absent" is grey: red, green and blue at this level (PWM), blinking slowly.',
+                                Range(0.0, 1.0, "a level", above=True))
+    paused_pulse_s: float = setting(2.0, '"Paused" (the privacy switch) fades blue in and out over this many seconds.',
+                                    Range(0.1, 20, "seconds"))
+    absent_blink_on_s: float = setting(1.0, '"Absent" is a slow grey blink: seconds on ...', Range(0.02, 10, "seconds"))
     absent_blink_off_s: float = setting(1.0, "... and seconds off.", Range(0.02, 10, "seconds"))
     fault_blink_on_s: float = setting(0.1, "A fault (no camera, model error) is a fast red blink: seconds on ...",
                                       Range(0.02, 10, "seconds"))
@@ -329,6 +338,8 @@ class PrivacySettings(Section):
                                 OneOf(("thumbnail", "none", "full")), label="Uploaded images kept")
     snapshot_on_alert: bool = setting(False, "Store one live frame when an alert fires (off: live frames are never "
                                              "stored).", label="Snapshot on alert")
+    max_pause_minutes: float = setting(0.0, "A student's pause (privacy switch) ends by itself after this many minutes; "
+                                            "0: only when resumed.", Range(0, 1440, "minutes"))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import numpy as np
 
 
 class Group(enum.StrEnum):
-    """The five engagement groups (LED colours). A level is a group, optionally followed by
-    a description ("Engaged - likes the topic"). StrEnum: each member *is* its text, so
+    """The engagement groups (LED colours). A level is a group, optionally followed by
+    a description ("Engaged - likes the topic"). "Paused" is the student's privacy switch:
+    the camera is off, so nothing is known of the face. StrEnum: each member *is* its text, so
     JSON, SQLite rows, templates and config files see the same strings as before."""
 
     ENGAGED = "Engaged"
@@ -31,6 +32,7 @@ class Group(enum.StrEnum):
     NOT_ENGAGED = "Not engaged"
     DISTRACTED = "Distracted"
     ABSENT = "Absent"
+    PAUSED = "Paused"
 
     @property
     def css_class(self) -> str:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 GROUPS = tuple(Group)
 DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself
+PAUSED = Group.PAUSED  # set by the capture loop while the privacy switch is on, never by the tracker
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
 
@@ -224,6 +227,11 @@ class MinuteAggregator:
         self.faces += int(face_seen)
         self._last = (wall_t, group)
         return done
+
+    def gap(self) -> None:
+        """No frames for a while on purpose (a pause): the time until the next frame
+        counts for no group."""
+        self._last = None
 
     def flush(self) -> dict | None:
         if self.minute is None or self.frames == 0:

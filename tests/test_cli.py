@@ -157,6 +157,10 @@ def test_busy_port_on_first_start_still_shows_the_new_admin_password(tmp_path, e
     assert r.returncode == 2
     m = re.search(r"log in as 'admin' with password: (\S+)", r.stderr)
     assert m, r.stderr
+    kept = tmp_path / "data" / "first-admin-password.txt"
+    assert str(kept) in r.stderr  # the output says where the password waits
+    assert kept.stat().st_mode & 0o777 == 0o600  # root-only: a student's shell cannot read it
+    assert kept.read_text().splitlines()[0] == m.group(1)
     store = Store(tmp_path / "data")
     try:
         assert Accounts(store).authenticate("admin", m.group(1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -177,6 +178,24 @@ def test_appliance_first_start_prints_a_login_that_works(make_appliance, monkeyp
         login(appliance.url, "admin", ADMIN_PASSWORD)
 
 
+def test_first_start_password_waits_in_a_root_only_file_until_the_first_login(make_appliance, cfg, monkeypatch):
+    """Nobody saw the output (a service's journal, a closed terminal): the password is in
+    the data directory, readable by its owner only, and gone once admin has logged in."""
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD")
+    appliance = make_appliance(with_loop=False)
+    kept = Path(cfg["store"]["data_dir"]) / "first-admin-password.txt"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    password = kept.read_text().splitlines()[0]
+    assert password == appliance.generated_password
+    failed = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": "not-it-at-all"},
+                           allow_redirects=False, timeout=10)
+    assert failed.status_code == 401 and kept.exists()  # a wrong guess does not remove it
+    r = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": password},
+                      allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert not kept.exists()
+
+
 # ------------------------------------------------------------------ one demo minute
 def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
     """The real capture loop (detector, model, tracker, store) over a full demo cycle on
@@ -215,6 +234,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
     assert [r["t"] - base for r in rows] == pytest.approx([t for t, _ in changes], abs=0.3)
     assert groups[0] in EMOTION_GROUPS  # Grace Hopper opens the demo
     assert DISTRACTED in groups and ABSENT in groups, changes
+    assert {"Engaged", "Not engaged"} <= set(groups), changes  # what the README promises of the demo
     shots = {shot.picture: shot for shot in source.scene.shots}
     distracted_at = next(t for t, g in changes if g == DISTRACTED)
     absent_at = next(t for t, g in changes if g == ABSENT)

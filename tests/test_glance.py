@@ -210,3 +210,23 @@ def test_dashboard_today_figures_keep_up_without_a_reload(new_page, server, face
     wait_for(lambda: int(text_of(page, "#uploads")) == before + 1, timeout=25,
              what="the Photos analysed tile counts the new upload without a reload")
     assert requests.get(f"{server.url}/api/admin/today", timeout=10).status_code == 401  # admins only
+
+
+def test_desk_view_shows_a_pause_as_paused(new_page, server, scene):
+    """The student's privacy switch: the desk view says "Paused" in its own colour, not a camera fault."""
+    show(server, scene, True)
+    page = new_page()
+    page.goto(f"{server.url}/glance")
+    wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
+    colour = page.evaluate(BACKGROUND)
+    student = requests.Session()
+    csrf = student.post(f"{server.url}/api/login", json={"username": STUDENT, "password": STUDENT_PW},
+                        timeout=10).json()["csrf"]
+    assert student.post(f"{server.url}/api/pause", headers={"X-CSRF-Token": csrf}, timeout=10).status_code == 200
+    try:
+        wait_for(lambda: glance_text(page) == "Paused", what="the desk view shows Paused")
+        assert page.locator("body").get_attribute("data-group") == "Paused"
+        assert page.evaluate(BACKGROUND) != colour
+    finally:
+        student.post(f"{server.url}/api/resume", headers={"X-CSRF-Token": csrf}, timeout=10)
+    wait_for(lambda: glance_text(page) == server.loop.state.level != "Paused", what="back to the state after resuming")

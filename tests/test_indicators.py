@@ -1,4 +1,6 @@
-"""LED and buzzer at pin level with gpiozero's own MockFactory (PWM pins), and the buzzer policy."""
+"""LED and buzzer at pin level with gpiozero's own MockFactory (PWM pins), and the buzzer policy.
+
+Every state has a look of its own, in the web UI's colours (issue 13, item 8)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +21,7 @@ from edge_app.device.indicators import (
     in_quiet_hours,
     make_indicator,
 )
-from edge_app.engagement import ABSENT, DISTRACTED
+from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, Group
 
 RED, GREEN, BLUE, BUZZER = 17, 27, 22, 23
 
@@ -65,7 +67,7 @@ def check_blink(changes: list, on_s: float, off_s: float, on_level: float = 1.0,
 @pytest.mark.parametrize("group, expected", [
     ("Engaged", (0.0, 1.0, 0.0)),
     ("Partially engaged", (1.0, 0.4, 0.0)),  # amber: PWM duty 40 % on green
-    (DISTRACTED, (1.0, 0.4, 0.0)),
+    (DISTRACTED, (0.5, 0.0, 1.0)),  # violet: half red plus blue, not amber like "Partially engaged"
     ("Not engaged", (1.0, 0.0, 0.0)),
 ])
 def test_steady_colours_on_the_rgb_led(factory, tmp_path, group, expected):
@@ -83,16 +85,107 @@ def test_amber_and_brightness_come_from_the_config(factory, tmp_path):
     ind.close()
 
 
-def test_absent_is_a_slow_blue_blink(factory, tmp_path):
+def test_absent_is_a_slow_grey_blink(factory, tmp_path):
     ind = GpioIndicator.from_config(gpio_cfg(tmp_path, absent_blink_on_s=0.15, absent_blink_off_s=0.1),
                                     pin_factory=factory)
     ind.show("Engaged")
+    pins = [factory.pin(p) for p in (RED, GREEN, BLUE)]
+    starts = [len(p.states) for p in pins]
+    ind.show(ABSENT)
+    for pin, start in zip(pins, starts):  # dim white: all three channels at the grey level, blinking together
+        check_blink(changes_after(pin, start, 5), 0.15, 0.1, on_level=0.3)
+    ind.close()
+
+
+def test_paused_is_a_slow_blue_pulse(factory, tmp_path):
+    """The privacy switch's look: blue fading in and out (levels between off and on, which
+    no blink has), red and green dark."""
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, paused_pulse_s=0.4), pin_factory=factory)
+    ind.show("Engaged")
     blue = factory.pin(BLUE)
     start = len(blue.states)
-    ind.show(ABSENT)
-    check_blink(changes_after(blue, start, 5), 0.15, 0.1)
+    ind.show(PAUSED)
+    wait_for(lambda: sum(1 for _, v in transitions(blue, start) if 0.05 < v < 0.95) >= 10
+             and any(v > 0.9 for _, v in transitions(blue, start)), what="blue fading up and down")
     assert factory.pin(RED).state == 0 and factory.pin(GREEN).state == 0
     ind.close()
+
+
+def look_on_pins(factory, ind, group, window=0.5) -> frozenset:
+    """Every (r, g, b) the pins showed for ``group`` over ``window`` seconds, as levels
+    rounded to a tenth: a steady colour is one triple, a blink two, a pulse many."""
+    seen: set = set()
+    ind.show(group)
+    end = time.monotonic() + window
+    while time.monotonic() < end:  # observing the pins over a time, not waiting for anything
+        seen.add(tuple(round(v, 1) for v in levels(factory)))
+        time.sleep(0.01)
+    return frozenset(seen)
+
+
+def test_every_state_looks_different_on_the_led(factory, tmp_path):
+    """An instructor tells each state apart: no two states (and not the fault) share a look."""
+    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, absent_blink_on_s=0.1, absent_blink_off_s=0.1,
+                                             paused_pulse_s=0.3), pin_factory=factory)
+    looks = {g: look_on_pins(factory, ind, g) for g in Group}
+    ind.fault(True)
+    looks["fault"] = look_on_pins(factory, ind, Group.ENGAGED)
+    ind.close()
+    for a in looks:
+        for b in looks:
+            if a != b:
+                assert looks[a] != looks[b], (a, b, looks[a])
+    assert len({next(iter(v)) for g, v in looks.items() if len(v) == 1}) == 4  # four steady colours
+
+
+def css_colour(group: Group) -> tuple[float, float, float]:
+    """The colour of ``group``'s badge in the web UI's stylesheet (the .g-<group> class's variable)."""
+    import re
+    from pathlib import Path
+
+    import edge_app.web
+
+    css = (Path(edge_app.web.__file__).parent / "static" / "app.css").read_text()
+    var = re.search(r"\." + group.css_class + r" \{ background:var\((--[a-z-]+)\)", css).group(1)
+    hex_ = re.search(var + r":#([0-9a-fA-F]{6})", css).group(1)
+    return tuple(int(hex_[i:i + 2], 16) / 255 for i in (0, 2, 4))
+
+
+@pytest.mark.parametrize("group", list(Group))
+def test_the_led_shows_the_web_uis_colour(group):
+    """Same hue as the state's badge in the web UI (within 30 degrees), and grey where the
+    badge is grey: the LED and the page speak one colour language."""
+    import colorsys
+
+    from edge_app.device.indicators import Patterns
+
+    led_h, led_s, _ = colorsys.rgb_to_hsv(*Patterns().colour(group))
+    web_h, web_s, _ = colorsys.rgb_to_hsv(*css_colour(group))
+    if web_s < 0.3:
+        assert led_s < 0.3, (group, led_s)
+        return
+    distance = abs(led_h - web_h) * 360
+    assert min(distance, 360 - distance) <= 30, (group, led_h * 360, web_h * 360)
+    assert led_s > 0.6
+
+
+def test_pause_button_toggles_the_privacy_switch(factory, tmp_path):
+    """A press (pin pulled to ground) pauses, the next one resumes."""
+    from edge_app.device.pause_button import pause_button_for
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    switch = PrivacySwitch()
+    button = pause_button_for(gpio_cfg(tmp_path, pause_button_pin=5), switch, pin_factory=factory)
+    pin = factory.pin(5)
+    assert switch.active is None
+    pin.drive_low()
+    wait_for(lambda: switch.active is not None, what="paused by the press")
+    assert switch.active.by == "button"
+    pin.drive_high()
+    pin.drive_low()
+    wait_for(lambda: switch.active is None, what="resumed by the second press")
+    button.close()
+    assert pause_button_for(gpio_cfg(tmp_path), switch, pin_factory=factory) is None  # -1: no button
 
 
 def test_fault_is_a_fast_red_blink_that_overrides_and_then_restores(factory, tmp_path):
@@ -127,7 +220,7 @@ def test_show_every_frame_never_restarts_a_blink_or_touches_pins(factory, tmp_pa
         return len(blue.states) - start >= 6
 
     wait_for(shown_until_blinked, every=0.002)
-    check_blink(transitions(blue, start), 0.1, 0.1, minimum=5)
+    check_blink(transitions(blue, start), 0.1, 0.1, on_level=0.3, minimum=5)
     ind.close()
 
 
@@ -138,12 +231,12 @@ def test_three_separate_leds(factory, tmp_path):
     assert levels(factory) == (1.0, 0.4, 0.0)
     ind.show("Engaged")
     assert levels(factory) == (0.0, 1.0, 0.0)
+    ind.show(DISTRACTED)
+    assert levels(factory) == (0.5, 0.0, 1.0)
     blue = factory.pin(BLUE)
     start = len(blue.states)
     ind.show(ABSENT)
-    changes = changes_after(blue, start, 5)
-    assert factory.pin(GREEN).state == 0
-    check_blink(changes, 0.1, 0.1)
+    check_blink(changes_after(blue, start, 5), 0.1, 0.1, on_level=0.3)
     ind.close()
 
 
@@ -203,12 +296,15 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
     assert levels(factory) == (1.0, 1.0, 0.0)  # no PWM on those header pins: red + green
     ind.show("Engaged")
     assert levels(factory) == (0.0, 1.0, 0.0)
+    ind.show(DISTRACTED)
+    assert levels(factory) == (1.0, 0.0, 1.0)  # violet without PWM: red + blue
     start = len(pins[BLUE].states)
     ind.show(ABSENT)
     for _ in range(300):
         ind.show(ABSENT)
         time.sleep(0.002)
     check_blink(transitions(pins[BLUE], start), 0.1, 0.1)
+    assert len(pins[RED].states) > 3  # grey without PWM: white, so red blinks too
     ind.fault(True)
     assert levels(factory) == (1.0, 0.0, 0.0)  # the fault colour is on the pins when fault() returns
     ind.fault(False)
@@ -239,7 +335,7 @@ def test_jetson_joins_the_old_blink_before_a_new_colour(factory, tmp_path):
     cfg = gpio_cfg(tmp_path, absent_blink_on_s=0.05, absent_blink_off_s=0.05)
     ind = JetsonIndicator.from_config(cfg, output=output)
     ind.show(ABSENT)
-    assert levels(factory) == (0.0, 0.0, 1.0)  # the first phase is written by show() itself
+    assert levels(factory) == (1.0, 1.0, 1.0)  # the first phase (grey: white without PWM) is written by show() itself
     assert in_write.wait(5)  # the blink thread is now inside a pin write
     ind.show("Engaged")
     assert not slow[0].is_alive()  # joined: it can write nothing more

@@ -52,7 +52,8 @@ def test_laptop_selftest_passes_with_demo_and_console(tmp_path, golden_manifest,
     assert main(["selftest", "--source", "demo", "--config", conf, "--step", "0.01"]) == 0
     out = capsys.readouterr().out
     assert status_lines(out) == dict.fromkeys(CHECKS, "PASS")
-    assert "LED green" in out and "LED amber" in out and "LED red" in out and "blue (slow blink)" in out
+    assert "LED green" in out and "LED amber" in out and "LED red" in out and "LED violet" in out
+    assert "grey (slow blink)" in out and "blue (slow pulse)" in out
     assert "fast red blink" in out and "BUZZER" in out and "golden check passed" in out
     assert "self-test passed" in out
 
@@ -99,6 +100,8 @@ def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manif
         red, green, blue, buzzer = (factory.pin(n) for n in (17, 27, 22, 23))
         assert 0.4 in [round(s.state, 3) for s in green.states]  # amber
         assert 1.0 in [s.state for s in green.states] and 1.0 in [s.state for s in blue.states]
+        assert 0.5 in [round(s.state, 3) for s in red.states]  # violet
+        assert 0.3 in [round(s.state, 3) for s in blue.states]  # grey
         assert sum(1 for s in red.states if s.state == 1.0) >= 3  # red, amber and the fault blink
         assert [s.state for s in buzzer.states[1:]] == [1, 0, 1, 0]
         assert red.state == green.state == blue.state == 0  # closed: all off

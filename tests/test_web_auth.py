@@ -81,6 +81,33 @@ def test_login_redirect_never_leaves_the_site(appliance):
     assert "evil" not in r.headers["Location"]
 
 
+@pytest.mark.parametrize("target", ["/live", "/admin/log?frm=2026-01-01&to=2026-01-31"])
+def test_login_returns_you_where_you_were_going(appliance, target):
+    """A logged-out visit lands on the login page, whose form carries the page as a plain
+    path (not HTML-quoted), and logging in there lands back on that page."""
+    s = requests.Session()
+    first = s.get(appliance.url + target, allow_redirects=False, timeout=10)
+    assert first.status_code in (302, 303) and "/login?next=" in first.headers["Location"]
+    login_page = s.get(first.headers["Location"], timeout=10)
+    hidden = re.search(r'name="next" value="([^"]*)"', login_page.text).group(1)
+    assert hidden.replace("&amp;", "&") == target
+    done = s.post(f"{appliance.url}/login", data={"username": "admin", "password": ADMIN_PASSWORD,
+                                                  "next": hidden.replace("&amp;", "&")},
+                  allow_redirects=False, timeout=10)
+    assert done.status_code == 303 and done.headers["Location"] == appliance.url + target
+    assert s.get(done.headers["Location"], allow_redirects=False, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "evil.example",
+                                 "/\r\nLocation: http://evil.example", "javascript:alert(1)", "/\tevil"])
+def test_next_that_is_not_a_local_path_goes_home(appliance, bad):
+    page = requests.get(f"{appliance.url}/login", params={"next": bad}, timeout=10)
+    assert 'name="next" value="/"' in page.text
+    r = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": ADMIN_PASSWORD,
+                                                      "next": bad}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == appliance.url + "/"
+
+
 @pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 def test_cookie_is_secure_under_tls(make_appliance, cfg, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

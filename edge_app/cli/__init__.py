@@ -57,12 +57,15 @@ def cmd_run(args) -> int:
         print(f"error: cannot serve on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}. "
               "Choose another --port or stop the other program.", file=sys.stderr)
         if appliance is not None and appliance.generated_password:  # created now, never shown again
-            print(f"first start: log in as 'admin' with password: {appliance.generated_password}", file=sys.stderr)
+            print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
+                  f"(also kept in {appliance.accounts.first_password_path}, mode 0600, "
+                  "until that first log-in)", file=sys.stderr)
         return EXIT_USAGE
     print(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}", flush=True)
     if appliance.generated_password:
         print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
-              "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+              f"(also kept in {appliance.accounts.first_password_path}, mode 0600, until that first "
+              "log-in; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
     from edge_app.device.watchdog import Notifier
 
     notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow

@@ -31,6 +31,7 @@ def settings_from_args(args):
 
 def cmd_classroom(args) -> int:
     from edge_app.fleet.classroom.service import ClassroomService
+    from edge_app.store.accounts import FIRST_PASSWORD_FILE
     from edge_app.store.database import StoreError
 
     settings = settings_from_args(args)
@@ -43,11 +44,15 @@ def cmd_classroom(args) -> int:
     except OSError as exc:
         print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}. "
               "Choose another --port or stop the other program.", file=sys.stderr)
+        kept = Path(args.data_dir).expanduser() / FIRST_PASSWORD_FILE
+        if kept.exists():  # created now: it waits there for the first log-in
+            print(f"the first-start 'admin' password is in {kept} (mode 0600)", file=sys.stderr)
         return EXIT_USAGE
     print(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}", flush=True)
     if service.generated_password:
         print(f"first start: log in as 'admin' with password: {service.generated_password}\n"
-              "(shown once; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+              f"(also kept in {service.accounts.first_password_path}, mode 0600, until that first log-in; "
+              "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,9 +1,11 @@
 """LED and buzzer behind one interface: console, gpiozero (Raspberry Pi) and Jetson.GPIO backends.
 
-Colours: green engaged, amber partially engaged or distracted, red not engaged, slow
-blue blink absent, fast red blink fault (no camera, model error). The buzzer only sounds
-after sustained disengagement (``BuzzerPolicy``), never in quiet hours or when muted.
-Pins, amber mix and blink timings come from ``[indicators]`` in the config.
+Every state has its own look, in the web UI's colours (static/app.css), so an instructor
+tells them apart across the room: green engaged, amber partially engaged, red not
+engaged, violet distracted (red and blue), slow grey blink (dim white) absent, slow blue
+pulse paused (the student's privacy switch), fast red blink fault (no camera, model
+error). The buzzer only sounds after sustained disengagement (``BuzzerPolicy``), never in
+quiet hours or when muted. Pins, mixes and timings come from ``[indicators]``.
 
 The capture loop calls ``show(group)`` on every frame: an unchanged group returns after
 one comparison, so a running blink is never restarted and no pin is touched.
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge_app.engagement import ABSENT, DISTRACTED, Group
+from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, Group
 
 if TYPE_CHECKING:
     from edge_app.config import Config
@@ -26,8 +28,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
-COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "amber",
-                Group.NOT_ENGAGED: "red", ABSENT: "blue (slow blink)"}
+COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "violet",
+                                Group.NOT_ENGAGED: "red", ABSENT: "grey (slow blink)", PAUSED: "blue (slow pulse)"}
+
+
+@dataclass(frozen=True)
+class Look:
+    """How the LED shows one state: a colour (RGB levels 0..1), steady, blinking (on, off
+    seconds) or pulsing (fade in, fade out seconds; a blink where there is no PWM)."""
+
+    colour: tuple[float, float, float]
+    blink: tuple[float, float] | None = None
+    pulse: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,29 +50,37 @@ class Patterns:
     brightness: float = 1.0
     absent_blink: tuple[float, float] = (1.0, 1.0)  # slow
     fault_blink: tuple[float, float] = (0.1, 0.1)  # fast
+    violet_red: float = 0.5
+    grey_level: float = 0.3
+    paused_pulse: tuple[float, float] = (1.0, 1.0)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Patterns":
         i = cfg.indicators
         return cls(i.amber_green, i.brightness, (i.absent_blink_on_s, i.absent_blink_off_s),
-                   (i.fault_blink_on_s, i.fault_blink_off_s))
+                   (i.fault_blink_on_s, i.fault_blink_off_s), i.violet_red, i.grey_level,
+                   (i.paused_pulse_s / 2, i.paused_pulse_s / 2))
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
+        grey = b * self.grey_level
         colours: dict[str, tuple[float, float, float]] = {
             Group.ENGAGED: (0.0, b, 0.0), Group.PARTIALLY_ENGAGED: (b, b * self.amber_green, 0.0),
-            DISTRACTED: (b, b * self.amber_green, 0.0), Group.NOT_ENGAGED: (b, 0.0, 0.0), ABSENT: (0.0, 0.0, b)}
+            DISTRACTED: (b * self.violet_red, 0.0, b), Group.NOT_ENGAGED: (b, 0.0, 0.0), ABSENT: (grey, grey, grey),
+            PAUSED: (0.0, 0.0, b)}
         return colours[group]
 
-    def look(self, group: str | None, fault: bool) -> tuple[tuple[float, float, float], tuple[float, float] | None]:
-        """(colour, blink or None) for a state; the fault pattern overrides every state."""
+    def look_of(self, group: str | None, fault: bool) -> Look:
+        """The look of a state; the fault pattern overrides every state."""
         if fault:
-            return (self.brightness, 0.0, 0.0), self.fault_blink
+            return Look((self.brightness, 0.0, 0.0), blink=self.fault_blink)
         if group is None:
-            return OFF, None
+            return Look(OFF)
         if group == ABSENT:
-            return self.colour(ABSENT), self.absent_blink
-        return self.colour(group), None
+            return Look(self.colour(ABSENT), blink=self.absent_blink)
+        if group == PAUSED:
+            return Look(self.colour(PAUSED), pulse=self.paused_pulse)
+        return Look(self.colour(group))
 
 
 # Kept for callers that want the default colours without a config.
@@ -170,11 +190,11 @@ class _PatternIndicator(Indicator):
         self._fault = False
         self._lock = threading.Lock()
 
-    def _apply(self, colour, blink) -> None:
+    def _apply(self, look: Look) -> None:
         raise NotImplementedError
 
     def _render(self) -> None:
-        self._apply(*self.patterns.look(self._group, self._fault))
+        self._apply(self.patterns.look_of(self._group, self._fault))
 
     def show(self, group: str) -> None:
         if group == self._group:  # every frame: nothing to do, the blink keeps running
@@ -197,21 +217,18 @@ class _PatternIndicator(Indicator):
 class GpioIndicator(_PatternIndicator):
     """gpiozero RGB LED (or three LEDs) and buzzer; gpiozero picks lgpio/RPi.GPIO/mock.
 
-    One common-cathode RGB LED (``rgb_led = true``) is driven by PWM, so amber is red plus
-    some green; with three separate LEDs, red and green are PWM and blue is on/off."""
+    Every channel is PWM, so amber is red plus some green, violet half red plus blue, grey
+    all three dimmed, and "Paused" fades blue in and out. One common-cathode RGB LED
+    (``rgb_led = true``) and three separate LEDs (``false``) get the same three signals:
+    gpiozero's ``RGBLED`` drives any three pins, and blinks and pulses keep each level."""
 
     def __init__(self, red=17, green=27, blue=22, buzzer=23, rgb=True, active_buzzer=True,
                  beep_s=0.3, pin_factory=None, patterns: Patterns | None = None):
-        from gpiozero import LED, PWMLED, RGBLED, Buzzer, TonalBuzzer
+        from gpiozero import RGBLED, Buzzer, TonalBuzzer
 
         super().__init__(patterns or Patterns())
-        self.led: Any = None  # the RGB LED, or None with three separate LEDs in _leds
-        self._leds: tuple[Any, Any, Any] | None = None
-        if rgb:
-            self.led = RGBLED(red, green, blue, pin_factory=pin_factory)
-        else:
-            self._leds = (PWMLED(red, pin_factory=pin_factory), PWMLED(green, pin_factory=pin_factory),
-                          LED(blue, pin_factory=pin_factory))
+        self._rgb = rgb
+        self.led: Any = RGBLED(red, green, blue, pin_factory=pin_factory)
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
                        else TonalBuzzer(buzzer, pin_factory=pin_factory))
         self.beep_s = beep_s
@@ -222,23 +239,13 @@ class GpioIndicator(_PatternIndicator):
         return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.rgb_led,
                    i.buzzer_active, i.buzzer_beep_s, pin_factory, Patterns.from_config(cfg))
 
-    def _apply(self, colour, blink) -> None:
-        if self._leds is None:
-            if blink:
-                self.led.blink(on_time=blink[0], off_time=blink[1], on_color=colour, off_color=OFF)
-            else:
-                self.led.color = colour
-            return
-        red, green, blue = self._leds
-        for led, value in zip((red, green), colour[:2]):
-            if blink and value:
-                led.blink(on_time=blink[0], off_time=blink[1])
-            else:
-                led.value = value
-        if blink and colour[2]:
-            blue.blink(on_time=blink[0], off_time=blink[1])
+    def _apply(self, look: Look) -> None:
+        if look.blink:
+            self.led.blink(on_time=look.blink[0], off_time=look.blink[1], on_color=look.colour, off_color=OFF)
+        elif look.pulse:
+            self.led.pulse(fade_in_time=look.pulse[0], fade_out_time=look.pulse[1], on_color=look.colour, off_color=OFF)
         else:
-            blue.value = bool(colour[2])
+            self.led.color = look.colour
 
     def beep(self) -> None:
         if hasattr(self.buzzer, "beep"):
@@ -254,8 +261,7 @@ class GpioIndicator(_PatternIndicator):
             threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
     def close(self) -> None:
-        devices = [self.led, self.buzzer] if self._leds is None else [*self._leds, self.buzzer]
-        for device in devices:
+        for device in (self.led, self.buzzer):
             try:
                 device.close()
             except Exception:
@@ -266,7 +272,8 @@ class JetsonIndicator(_PatternIndicator):
     """The same LED and buzzer on a Jetson's 40-pin header through Jetson.GPIO (gpiozero
     does not run there). Pins are BCM numbers, as on a Pi (Jetson.GPIO maps them to the
     same header positions). The header pins used have no PWM, so a channel is on or off:
-    amber is red and green fully on; blinking and beeping run in a background thread.
+    amber is red and green fully on, violet red and blue, grey white, and the "Paused"
+    pulse a slow blue blink; blinking and beeping run in a background thread.
     Only an active buzzer is supported. ``output(pin, bool)`` replaces Jetson.GPIO (tests)."""
 
     def __init__(self, red=17, green=27, blue=22, buzzer=23, beep_s=0.3, patterns: Patterns | None = None,
@@ -312,7 +319,8 @@ class JetsonIndicator(_PatternIndicator):
             stop.set()
             thread.join()
 
-    def _apply(self, colour, blink) -> None:
+    def _apply(self, look: Look) -> None:
+        colour, blink = look.colour, look.blink or look.pulse  # no PWM: a pulse is a blink, a level on or off
         self._stop_blink()
         self._write(colour)  # the first phase is on the pins before show() or fault() returns
         if not blink:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from edge_app import config as config_mod
 from edge_app.config import Config
-from edge_app.engagement import ABSENT, GROUPS
+from edge_app.device.indicators import COLOUR_NAMES
+from edge_app.engagement import ABSENT, GROUPS, PAUSED
 
 FRAMES = 5
 
@@ -51,12 +52,13 @@ def check_camera(cfg: Config, source_spec: str) -> str:
 def check_led(indicator, step_s: float) -> str:
     for group in GROUPS:
         indicator.show(group)
-        time.sleep(step_s * (2 if group == ABSENT else 1))
+        time.sleep(step_s * (2 if group in (ABSENT, PAUSED) else 1))
     indicator.fault(True, "self-test")
     patterns = getattr(indicator, "patterns", None)  # show at least two fault blinks
     time.sleep(max(step_s, 2 * sum(patterns.fault_blink)) if patterns else step_s)
     indicator.fault(False)
-    return "showed green, amber, red, amber, blue blink, fault blink (look at the LED)"
+    shown = ", ".join(COLOUR_NAMES[g] for g in GROUPS)
+    return f"showed {shown}, fast red blink (fault): each different (look at the LED)"
 
 
 def check_buzzer(indicator, cfg: Config) -> str:

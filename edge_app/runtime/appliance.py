@@ -54,7 +54,7 @@ def classifier_from_config(cfg: Config) -> EmotionClassifier:
 
 class Appliance:
     def __init__(self, cfg: Config, source: FrameSource | None = None, indicator: Indicator | None = None,
-                 with_loop: bool = True):
+                 with_loop: bool = True, pin_factory=None):
         self.store = Store(config_mod.data_dir(cfg))
         from edge_app.web.admin_settings import (
             with_saved_settings,  # the admin's settings page outlives restarts
@@ -72,14 +72,18 @@ class Appliance:
         self.analyzer = Analyzer(detector, self.classifier, mapping, cfg.engagement.min_confidence)
         self.live = LiveFrame()
         self.loop = None
+        self.pause_button = None
         if with_loop:
             if source is None:
                 spec = cfg.camera.source
                 extra = {"face_picks": demo_picks(self.classifier, mapping)} if spec == "demo" else {}
                 source = make_source(spec, cfg, **extra)
-            self.indicator = indicator or make_indicator(cfg)
+            self.indicator = indicator or make_indicator(cfg, pin_factory)
             self.loop = CaptureLoop(cfg, source, detector_from_config(cfg), self.classifier, self.store,
                                     self.indicator, self.live)
+            from edge_app.device.pause_button import pause_button_for
+
+            self.pause_button = pause_button_for(cfg, self.loop.privacy, pin_factory)
         self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
                            publisher=self.publisher)
         self.app = make_app(self.ctx)
@@ -140,6 +144,8 @@ class Appliance:
         self.model_watcher.stop()
         if self.server:
             self.server.stop()
+        if self.pause_button:
+            self.pause_button.close()
         if self.loop:
             self.loop.stop()
             self.indicator.close()  # after the loop: nothing shows a state on a closed LED

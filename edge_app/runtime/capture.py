@@ -25,9 +25,12 @@ import numpy as np
 from edge_app.config import Config
 from edge_app.device.indicators import AlertMemory, BuzzerPolicy, Indicator
 from edge_app.engagement import (
+    ABSENT,
     DISTRACTED,
+    PAUSED,
     UNCERTAIN,
     EngagementRules,
+    EngagementState,
     EngagementTracker,
     MinuteAggregator,
     Observation,
@@ -35,6 +38,7 @@ from edge_app.engagement import (
 from edge_app.runtime.health import CameraState, Health
 from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
+from edge_app.runtime.privacy import PrivacySwitch
 from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.runtime.store_writer import StoreWriter
 from edge_app.store.database import Store
@@ -151,6 +155,7 @@ class CaptureLoop:
         self._reader: _FrameReader | None = None
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
+        self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall)  # the student's pause
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
 
@@ -265,6 +270,8 @@ class CaptureLoop:
             reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
             self._camera_fault(reason)
             return False
+        if self.privacy.active is not None:  # paused while this frame was read: it is dropped unseen
+            return True
         if self.health.camera != CameraState.OK:
             if self.health.camera == CameraState.FAULT:
                 log.info("camera is back")
@@ -287,6 +294,9 @@ class CaptureLoop:
         cam = self.cfg.camera
         backoff = cam.retry_initial_s
         while not self._stop.is_set():
+            if self.privacy.active is not None:
+                self._hold_paused()
+                continue
             if self.step():
                 backoff = cam.retry_initial_s
                 continue
@@ -295,6 +305,55 @@ class CaptureLoop:
         row = self.minutes.flush()  # the writer writes it when the loop is stopped
         if row:
             self._log("log_minute", row)
+
+    # ------------------------------------------------------------ the privacy switch
+    def _show(self, level: str, wall: float) -> None:
+        """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics."""
+        with self.state_lock:
+            self.snapshot = StateSnapshot.of(EngagementState(level, self.clock()), seq=self.snapshot.seq + 1)
+        self.indicator.show(level)
+        self._log("log_state_change", wall, level, level, None, None)
+        self.metrics.state.state(level)
+
+    def _hold_paused(self) -> None:
+        """While the privacy switch is on: "Paused" everywhere, the camera released, no
+        frame read; the watchdog is still pinged (the loop is alive, idle on purpose).
+        Afterwards the tracker starts afresh: nothing from before the pause carries over."""
+        wall = self.wall()
+        row = self.minutes.flush()
+        if row:
+            self._log("log_minute", row)
+        self.minutes.gap()
+        self.indicator.fault(False)  # a camera fault means nothing while the camera is off
+        self.health.camera, self.health.camera_error = CameraState.PAUSED, ""
+        self.health.fps = 0.0  # no frames: no stale rate in /healthz and /api/state
+        self._fps_window.clear()
+        self.metrics.camera.state(CameraState.PAUSED)
+        self.metrics.fps.set(0.0)
+        self._show(PAUSED, wall)
+        log.info("paused by the privacy switch: no frame is read until it is resumed")
+        released = False
+        while not self._stop.is_set():
+            self.privacy.changed.clear()
+            if self.privacy.active is None:
+                break
+            if not released and (self._reader is None or self._reader.busy_since is None):
+                released = True  # never close the device under a read in progress
+                try:
+                    self.source.close()  # the next read after the pause reopens it
+                except Exception:
+                    pass
+            if self.on_frame:
+                self.on_frame()
+            self.privacy.changed.wait(1.0)  # at least once a second: the pause's time limit
+        if self._stop.is_set():
+            return
+        with self.state_lock:
+            self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=self.clock())
+        self.health.camera = CameraState.STARTING
+        self.metrics.camera.state(CameraState.STARTING)
+        self._show(ABSENT, self.wall())  # the tracker's first state, until a face has held min_hold_s
+        log.info("resumed: the camera is read again")
 
     def _camera_fault(self, reason: str) -> None:
         if self.health.camera != CameraState.FAULT:
@@ -350,6 +409,7 @@ class CaptureLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.privacy.changed.set()  # a paused loop wakes to stop
         if self._thread:
             self._thread.join(timeout)
         self.health.camera = CameraState.STOPPED

@@ -12,6 +12,7 @@ class CameraState(enum.StrEnum):
     STARTING = "starting"
     OK = "ok"
     FAULT = "fault"
+    PAUSED = "paused"  # the student's privacy switch: released on purpose, not a fault
     STOPPED = "stopped"
 
 

@@ -72,7 +72,8 @@ class LiveFrame:
         if key not in self._placeholders:
             img = np.full((h, w, 3), PLACEHOLDER_GREY, np.uint8)
             scale = max(0.5, w / 640)
-            for text, y, size in (("camera unavailable", 0.45, 1.0), (status, 0.58, 0.7)):
+            headline = "camera paused" if status == CameraState.PAUSED else "camera unavailable"
+            for text, y, size in ((headline, 0.45, 1.0), (status, 0.58, 0.7)):
                 (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size * scale, 2)
                 cv2.putText(img, text, ((w - tw) // 2, int(h * y)), cv2.FONT_HERSHEY_SIMPLEX, size * scale,
                             (235, 235, 235), 2, cv2.LINE_AA)

@@ -8,6 +8,7 @@ and nothing it holds changes under it (the tracker updates its own state in plac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -47,8 +48,19 @@ class StateSnapshot:
                    None if frame_probabilities is None else tuple(float(p) for p in frame_probabilities),
                    state.since if t is None else t, seq)
 
-    def public(self) -> dict:
-        """The JSON body of ``/api/state`` (without the loop's health fields)."""
+    def public(self, wall_offset: float) -> dict:
+        """The JSON body of ``/api/state`` (without the loop's health fields). ``since`` and
+        ``t`` are wall-clock Unix times there (loop clock + ``wall_offset``, which is
+        ``time.time() - time.monotonic()`` now): a monotonic reading means nothing to a
+        client, and the loop's own clock must stay monotonic (a clock step must not end a
+        state). ``since_iso`` is ``since`` as local ISO 8601, as the log and CSV show it."""
+        since = self.since + wall_offset
         return {"level": self.level, "group": self.group, "emotion": self.emotion,
-                "confidence": round(self.confidence, 3), "since": self.since, "t": self.t, "seq": self.seq,
-                "probabilities": dict(self.probabilities)}
+                "confidence": round(self.confidence, 3), "since": round(since, 3),
+                "since_iso": iso_local(since), "for_s": round(self.t - self.since, 1),
+                "t": round(self.t + wall_offset, 3), "seq": self.seq, "probabilities": dict(self.probabilities)}
+
+
+def iso_local(t: float) -> str:
+    """``t`` (Unix seconds) as local time with its UTC offset, to the second."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")

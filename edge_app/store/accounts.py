@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
 
 if TYPE_CHECKING:
@@ -164,6 +165,11 @@ def _wait_text(seconds: float) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
+# The generated first-start password waits here (root-only) until ``admin`` first logs in,
+# so a start whose output nobody saw (a busy port, a service's journal) cannot lose it.
+FIRST_PASSWORD_FILE = "first-admin-password.txt"
+
+
 class Accounts:
     def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600,
                  throttle: ThrottlePolicy | None = None):
@@ -233,6 +239,8 @@ class Accounts:
                     conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)", [(key, now) for key in keys])
             else:
                 self.store.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
+                if user.username == "admin":
+                    self.first_password_path.unlink(missing_ok=True)  # seen and used: no copy left lying around
             return user
         finally:
             with self._pending_lock:
@@ -322,12 +330,24 @@ class Accounts:
         self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
         return User(row["id"], row["username"], row["role"])
 
+    @property
+    def first_password_path(self):
+        return self.store.data_dir / FIRST_PASSWORD_FILE
+
     def ensure_admin(self) -> str | None:
-        """On an empty database create ``admin``; returns a generated password to show once."""
+        """On an empty database create ``admin``; returns a generated password to show once.
+
+        A generated one is also kept in ``first_password_path`` (mode 0600) until ``admin``
+        first logs in, written before the account exists so a crash cannot leave an
+        account whose password nobody has."""
         if self.store.query("SELECT 1 FROM users LIMIT 1"):
             return None
         password = os.environ.get("ENGAGE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         generated = "ENGAGE_ADMIN_PASSWORD" not in os.environ
+        if generated:
+            atomic_write(self.first_password_path,
+                         f"{password}\n# engage-edge first start: log in as 'admin' with the password above.\n"
+                         "# This file is deleted at that first log-in; change the password then.\n", mode=0o600)
         self.create_user("admin", password, "admin")
         return password if generated else None
 

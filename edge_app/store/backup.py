@@ -15,11 +15,42 @@ import sys
 import time
 from pathlib import Path
 
+from edge_app.engagement import UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
-EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "frames", "faces",
+# One CSV format for `engage-edge export` and the web log's "Download CSV": the same
+# columns, kinds ("state" a live state change, "minute", "alert", "upload" one face) and
+# times (local ISO 8601 with the UTC offset), so one spreadsheet reads both.
+EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "file", "frames", "faces",
                   *GROUP_COLUMNS.values()]
+
+
+def csv_safe(value):
+    """Spreadsheet formula injection: a text cell never starts with = + - @ (a user name
+    or a file name is chosen by a user)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_log_csv(target, rows) -> None:
+    """``rows`` (dicts keyed by ``EXPORT_COLUMNS``, missing keys empty) as CSV to ``target``."""
+    writer = csv.DictWriter(target, EXPORT_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+
+
+def group_label(level: str) -> str:
+    """The group column: the level's LED group, or "Uncertain" for an unsure upload face."""
+    return UNCERTAIN if level == UNCERTAIN else group_of(level)
+
+
+def log_row(kind: str, t: float, level: str, group: str, emotion: str | None, confidence: float | None,
+            user: str | None = None, file: str | None = None) -> dict:
+    """A state-change or upload-face row in the export format."""
+    return {"kind": kind, "time": iso_time(t), "level": level, "group": group, "emotion": emotion or "",
+            "confidence": "" if confidence is None else round(confidence, 4), "user": user or "", "file": file or ""}
 
 
 class BackupError(RuntimeError):
@@ -67,32 +98,30 @@ def parse_since(text: str) -> float:
     return when.timestamp()
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
+    """Local time with its UTC offset, to the second: unambiguous across a DST change."""
     return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
 def export_rows(data_dir: Path | str, since: float):
     """Log rows since ``since``: state changes, minute aggregates, alerts and uploads' faces."""
     conn = _open(Path(data_dir).expanduser() / DB_NAME)
-    empty = dict.fromkeys(EXPORT_COLUMNS, "")
     try:
         for t, level, grp, emotion, conf in conn.execute(
                 "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
-            yield {**empty, "kind": "state", "time": _iso(t), "level": level, "group": grp,
-                   "emotion": emotion or "", "confidence": "" if conf is None else round(conf, 4)}
+            yield log_row("state", t, level, grp, emotion, conf)
         cols = list(GROUP_COLUMNS.values())
         for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
                                 "WHERE minute >= ? ORDER BY minute", (since - 60,)):
-            yield {**empty, "kind": "minute", "time": _iso(row[0]), "frames": row[1], "faces": row[2],
+            yield {"kind": "minute", "time": iso_time(row[0]), "frames": row[1], "faces": row[2],
                    **dict(zip(cols, row[3:]))}
         for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):
-            yield {**empty, "kind": "alert", "time": _iso(t), "level": level}
-        for created, engagement, emotion, conf, user in conn.execute(
-                "SELECT u.created, f.engagement, f.emotion, f.confidence, us.username FROM upload_faces f "
+            yield {"kind": "alert", "time": iso_time(t), "level": level, "group": group_label(level)}
+        for created, engagement, emotion, conf, user, filename in conn.execute(
+                "SELECT u.created, f.engagement, f.emotion, f.confidence, us.username, u.filename FROM upload_faces f "
                 "JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id "
                 "WHERE u.created >= ? ORDER BY u.created, f.id", (since,)):
-            yield {**empty, "kind": "upload", "time": _iso(created), "level": engagement, "emotion": emotion,
-                   "confidence": round(conf, 4), "user": user or ""}
+            yield log_row("upload", created, engagement, group_label(engagement), emotion, conf, user, filename)
     except sqlite3.Error as exc:
         raise BackupError(f"reading the log failed: {exc}") from None
     finally:
@@ -105,9 +134,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     rows = list(export_rows(data_dir, since))
 
     def write(target) -> None:
-        writer = csv.DictWriter(target, EXPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        write_log_csv(target, rows)
 
     if out is None:
         write(sys.stdout)

@@ -7,10 +7,11 @@ the web routes only format what these return.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from dataclasses import dataclass
 
-from edge_app.engagement import GROUPS, Group
+from edge_app.engagement import GROUPS, UNCERTAIN, Group
 from edge_app.store.database import GROUP_COLUMNS, Store
 
 
@@ -54,20 +55,27 @@ class LogFilter:
                 raise ValueError("kind is live or upload")
             conds.append("kind = ?")
             args.append(self.kind)
+        days = []
         for value, op, shift in ((self.date_from, ">=", 0), (self.date_to, "<", 1)):
             if value:
                 try:
-                    day = dt.datetime.strptime(value, "%Y-%m-%d") + dt.timedelta(days=shift)
+                    day = dt.datetime.strptime(value, "%Y-%m-%d")
                 except ValueError:
                     raise ValueError(f"date {value!r} is not a date like 2026-01-31") from None
+                days.append(day)
                 conds.append(f"t {op} ?")
-                args.append(day.timestamp())
+                args.append((day + dt.timedelta(days=shift)).timestamp())
+        if self.date_from and self.date_to and days[0] > days[1]:
+            raise ValueError(f"From ({self.date_from}) is after To ({self.date_to}), so no day is in between; "
+                             "swap the two dates")
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
 
-def _group_case(col: str) -> str:
-    """SQL for ``engagement.group_of``: a level's group by its prefix."""
-    return ("CASE " + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in GROUPS)
+def _group_case(col: str, uncertain: bool = False) -> str:
+    """SQL for ``engagement.group_of``: a level's group by its prefix (with ``uncertain``,
+    an unsure upload face keeps "Uncertain" instead of a made-up group)."""
+    keep = f"WHEN {col} = '{UNCERTAIN}' THEN '{UNCERTAIN}' " if uncertain else ""
+    return ("CASE " + keep + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in GROUPS)
             + f" ELSE '{Group.NOT_ENGAGED}' END")
 
 
@@ -76,7 +84,7 @@ LOG_SQL = (
     "SELECT 'live' AS kind, t, level, grp, emotion, confidence, NULL AS username, NULL AS upload_id, "
     "NULL AS image_path, NULL AS filename, NULL AS probabilities FROM state_changes "
     "UNION ALL "
-    f"SELECT 'upload', u.created, f.engagement, {_group_case('f.engagement')}, f.emotion, f.confidence, us.username, "
+    f"SELECT 'upload', u.created, f.engagement, {_group_case('f.engagement', uncertain=True)}, f.emotion, f.confidence, us.username, "
     "u.id, u.image_path, u.filename, f.probabilities "
     "FROM upload_faces f JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id"
     ")"
@@ -158,6 +166,22 @@ def recent_uploads(store: Store, user_id: int, limit: int = 10) -> list[sqlite3.
         "SELECT u.id, u.created, u.filename, u.face_count, "
         "(SELECT group_concat(f.engagement, '; ') FROM upload_faces f WHERE f.upload_id = u.id) AS levels "
         "FROM uploads u WHERE u.user_id = ? ORDER BY u.created DESC LIMIT ?", (user_id, limit))
+
+
+def upload_result(store: Store, upload_id: int) -> dict | None:
+    """One stored upload as its result page shows it: the upload, its owner's name and its
+    faces (numbered as when analysed: stored in reading order), or None."""
+    rows = store.query("SELECT u.id, u.user_id, us.username, u.created, u.filename, u.width, u.height, "
+                       "u.image_path FROM uploads u LEFT JOIN users us ON us.id = u.user_id WHERE u.id = ?",
+                       (upload_id,))
+    if not rows:
+        return None
+    faces = [{"box": [f["x"], f["y"], f["w"], f["h"]], "emotion": f["emotion"], "confidence": f["confidence"],
+              "probabilities": json.loads(f["probabilities"]), "engagement": f["engagement"],
+              "uncertain": f["engagement"] == UNCERTAIN}
+             for f in store.query("SELECT x, y, w, h, emotion, confidence, probabilities, engagement "
+                                  "FROM upload_faces WHERE upload_id = ? ORDER BY id", (upload_id,))]
+    return {**dict(rows[0]), "faces": faces}
 
 
 def upload_image_path(store: Store, upload_id: int) -> str | None:

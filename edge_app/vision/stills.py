@@ -160,22 +160,109 @@ class Analyzer:
                 "engagement": UNCERTAIN if uncertain else self.mapping.get(emotion, Group.NOT_ENGAGED),
                 "uncertain": uncertain,
             })
-        return faces
+        return reading_order(faces)
+
+
+def reading_order(faces: list[dict]) -> list[dict]:
+    """``faces`` sorted as a reader numbers them: rows top to bottom, left to right in a
+    row. A face joins a row when its centre is within half a face height of the row's
+    first face, so a slightly lower head beside another is not put on a row of its own."""
+    rows: list[list[dict]] = []
+    for face in sorted(faces, key=lambda f: f["box"][1] + f["box"][3] / 2):
+        _, y, _, h = face["box"]
+        if rows:
+            _, fy, _, fh = rows[-1][0]["box"]
+            if abs((y + h / 2) - (fy + fh / 2)) <= max(h, fh) / 2:
+                rows[-1].append(face)
+                continue
+        rows.append([face])
+    return [face for row in rows for face in sorted(row, key=lambda f: f["box"][0])]
+
+
+def face_label(number: int, face: dict) -> str:
+    """The text by a face: its number and emotion, or that the model is unsure of it."""
+    if face.get("uncertain") or face.get("engagement") == UNCERTAIN:
+        return f"{number}: uncertain"
+    if face.get("emotion"):
+        return f"{number}: {face['emotion']} {face['confidence']:.0%}"
+    return f"{number}: {face.get('engagement', '')}"
+
+
+def place_labels(boxes: list[list[int]], sizes: list[tuple[int, int]], width: int,
+                 height: int) -> list[tuple[int, int, int, int]]:
+    """One rectangle (x, y, w, h) per label, inside the picture and overlapping no other
+    label: above its face when there is room, else below it, else the nearest free place
+    in its column, else anywhere free (only a picture too small for all labels has none);
+    places that cover no face are preferred.
+    ``sizes`` are the labels' (w, h) with padding."""
+    placed: list[tuple[int, int, int, int]] = []
+    faces = [tuple(b) for b in boxes]
+
+    def hits(r: tuple[int, int, int, int], others) -> bool:
+        return any(r[0] < o[0] + o[2] and o[0] < r[0] + r[2] and r[1] < o[1] + o[3] and o[1] < r[1] + r[3]
+                   for o in others)
+
+    def inside(x: int, y: int, lw: int, lh: int) -> tuple[int, int, int, int]:
+        return min(max(0, x), max(0, width - lw)), min(max(0, y), max(0, height - lh)), lw, lh
+
+    for (x, y, _w, h), (lw, lh) in zip(boxes, sizes):
+        steps = range(1, height // max(1, lh) + 2)
+        column = [y - lh, y + h] + [v for k in steps for v in (y + h + k * lh, y - lh - k * lh)]
+        trials = [inside(x, ly, lw, lh) for ly in column]
+        trials += [inside(gx, gy, lw, lh) for gy in range(0, height, max(1, lh // 2))
+                   for gx in range(0, width, max(1, lw // 4))]
+        # best a place that hides no face either; a label may cover a face, never a label
+        placed.append(next((r for r in trials if not hits(r, placed) and not hits(r, faces)),
+                           next((r for r in trials if not hits(r, placed)), trials[0])))
+    return placed
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """Font scale, line widths and padding for a picture ``width`` pixels wide."""
+    font: float
+    box_thickness: int
+    text_thickness: int
+    pad: int
+
+    @classmethod
+    def for_width(cls, width: int) -> "LabelStyle":
+        box = max(2, width // 320)
+        return cls(max(0.5, width / 1000), box, max(1, box // 2), max(3, box))
+
+
+def layout_labels(faces: list[dict], width: int, height: int) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Each face's label text and where it goes (``place_labels``), in the table's order."""
+    style = LabelStyle.for_width(width)
+    texts, sizes = [], []
+    for i, f in enumerate(faces, 1):
+        text = face_label(i, f)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, style.font, style.text_thickness)
+        texts.append(text)
+        sizes.append((tw + 2 * style.pad, th + base + 2 * style.pad))
+    return list(zip(texts, place_labels([f["box"] for f in faces], sizes, width, height)))
 
 
 def draw_faces(bgr: np.ndarray, faces: list[dict], copy: bool = True) -> np.ndarray:
-    """Boxes with emotion and engagement written above each, for previews."""
+    """Boxes numbered as in the results table, each label on a solid backing in the face's
+    colour, placed so that no label covers another (``layout_labels``)."""
     out = bgr.copy() if copy else bgr
-    thickness = max(2, out.shape[1] // 320)
-    font = max(0.5, out.shape[1] / 1000)
-    for i, f in enumerate(faces, 1):
+    style = LabelStyle.for_width(out.shape[1])
+    for f in faces:
         x, y, w, h = f["box"]
-        colour = _colour(f.get("engagement", ""))
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
-        label = f"{i}: {f['emotion']} {f['confidence']:.0%}" if f.get("emotion") else f.get("engagement", "")
-        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
+        cv2.rectangle(out, (x, y), (x + w, y + h), _colour(_level(f)), style.box_thickness)
+    for f, (text, (lx, ly, lw, lh)) in zip(faces, layout_labels(faces, out.shape[1], out.shape[0])):
+        colour = _colour(_level(f))
+        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), colour, cv2.FILLED)
+        ink = (0, 0, 0) if sum(colour) > 300 or colour[1] >= 160 else (255, 255, 255)
+        (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, style.font, style.text_thickness)
+        cv2.putText(out, text, (lx + style.pad, ly + style.pad + th), cv2.FONT_HERSHEY_SIMPLEX, style.font, ink,
+                    style.text_thickness, cv2.LINE_AA)
     return out
+
+
+def _level(face: dict) -> str:
+    return UNCERTAIN if face.get("uncertain") else face.get("engagement", "")
 
 
 def _colour(level: str) -> tuple[int, int, int]:

@@ -12,7 +12,6 @@ import json
 import bottle
 from bottle import response
 
-from edge_app.engagement import GROUPS
 from edge_app.store import reports
 from edge_app.web.guard import Guard
 
@@ -48,7 +47,7 @@ def days_chart(store, days: int = 14) -> tuple[str, list[dict]]:
     for i, r in enumerate(rows):
         x = left + i * bw + 0.3
         y = H - bottom
-        for g in GROUPS:
+        for g in r["seconds"]:  # the groups minute_stats keeps (no "Paused": nothing is measured then)
             h = (H - top - bottom) * r["seconds"][g] / peak
             if h > 0:
                 y -= h
@@ -94,5 +93,5 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         state = ctx.loop.state if ctx.loop else None
         return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
                           days=days, alerts=alerts,
-                          state=state, groups=GROUPS,
+                          state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
                           health=ctx.loop.health if ctx.loop else None)

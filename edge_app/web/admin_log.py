@@ -2,7 +2,7 @@
 images and alert snapshots the log links to (admins only, never cached)."""
 from __future__ import annotations
 
-import csv
+import datetime as dt
 import io
 import json
 import time
@@ -12,18 +12,11 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app.engagement import GROUPS
-from edge_app.store import reports
+from edge_app.store import backup, reports
 from edge_app.store.reports import LogFilter
 from edge_app.web.guard import Guard, json_error
 
 PAGE_SIZE = 50
-
-
-def _csv_safe(value):
-    """Spreadsheet formula injection: a text cell never starts with = + - @."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _log_request() -> tuple[LogFilter, int]:
@@ -33,6 +26,15 @@ def _log_request() -> tuple[LogFilter, int]:
     except (ValueError, OverflowError):
         page_no = 1
     return flt, page_no
+
+
+def date_presets(flt: LogFilter, today: dt.date | None = None) -> list[tuple[str, str]]:
+    """(label, link) for the log's date shortcuts, keeping the other filters."""
+    today = today or dt.date.today()
+    spans = (("Today", today, today), ("Last 7 days", today - dt.timedelta(days=6), today),
+             ("Last 30 days", today - dt.timedelta(days=29), today))
+    return [(label, "/admin/log?" + urlencode({**flt.params(), "from": start.isoformat(), "to": end.isoformat()}))
+            for label, start, end in spans]
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
@@ -52,7 +54,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         emotions = reports.log_emotions(ctx.store)
         users = [u.username for u in ctx.accounts.list_users()]
         body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,
-                          query=urlencode(flt.params()), emotions=emotions, users=users, groups=GROUPS, error=error)
+                          query=urlencode(flt.params()), emotions=emotions, users=users, groups=GROUPS, error=error,
+                          presets=date_presets(flt))
         return HTTPResponse(body, 400) if error else body
 
     @app.get("/admin/log.csv")
@@ -64,13 +67,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except ValueError as exc:
             return HTTPResponse(guard.page("error", title="Bad filter", message=f"No CSV: {exc}."), 400)
         out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["kind", "time", "user", "engagement", "group", "emotion", "confidence", "file"])
-        for r in rows:
-            writer.writerow([_csv_safe(v) for v in (
-                r["kind"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"])), r["username"] or "",
-                r["level"], r["grp"], r["emotion"] or "",
-                f"{r['confidence']:.4f}" if r["confidence"] is not None else "", r["filename"] or "")])
+        # the format of `engage-edge export`: same columns, kinds and times
+        backup.write_log_csv(out, (backup.log_row("state" if r["kind"] == "live" else "upload", r["t"], r["level"],
+                                                  r["grp"], r["emotion"], r["confidence"], r["username"],
+                                                  r["filename"]) for r in rows))
         response.content_type = "text/csv; charset=utf-8"
         stamp = time.strftime("%Y%m%d-%H%M")
         response.set_header("Content-Disposition", f'attachment; filename="engage-log-{stamp}.csv"')

@@ -33,6 +33,7 @@ from edge_app.web import (
     hardening,
     health,
     live,
+    privacy,
     upload,
 )
 from edge_app.web.guard import Guard, json_error, wants_json
@@ -97,6 +98,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     auth_routes.install(app, ctx, guard)
     upload.install(app, ctx, guard, limits)
     live.install(app, ctx, guard)
+    privacy.install(app, ctx, guard)  # the student's pause button
     for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model, admin_audit):
         admin_group.install(app, ctx, guard)
     health.install(app, ctx, guard)

@@ -8,7 +8,7 @@ import bottle
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app.store.accounts import AuthError, LoginThrottled
-from edge_app.web.guard import COOKIE, Guard, client_address, json_error
+from edge_app.web.guard import COOKIE, Guard, client_address, json_error, safe_next
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +23,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/login")
     def login_page():
-        return page("login", title="Log in", error="", next=request.query.get("next", "/"))
+        return page("login", title="Log in", error="", next=safe_next(request.query.getunicode("next", "/")))
 
     @app.post("/login")
     def login():
         username, password = request.forms.getunicode("username", ""), request.forms.getunicode("password", "")
-        nxt = request.forms.getunicode("next", "/") or "/"
-        if not nxt.startswith("/") or nxt.startswith("//"):
-            nxt = "/"
+        nxt = safe_next(request.forms.getunicode("next", "/"))
         try:
             user = ctx.accounts.login(username, password, client_address())
         except LoginThrottled as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import quote, urlsplit
 
 import bottle
 from bottle import HTTPResponse, request, response
@@ -24,6 +25,19 @@ def wants_json() -> bool:
 
 def json_error(status: int, message: str) -> HTTPResponse:
     return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` when it is a path on this site, else ``"/"``: the login's ``next`` must
+    never send a user to another site (``//host``, ``/\\host``, ``http:``, control bytes)."""
+    nxt = (value or "").strip()
+    if (not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt
+            or any(ord(c) < 32 or ord(c) == 127 for c in nxt)):
+        return "/"
+    parts = urlsplit(nxt)
+    if parts.scheme or parts.netloc or nxt.startswith("/login"):
+        return "/"
+    return nxt
 
 
 def client_address() -> str:
@@ -55,7 +69,8 @@ class Guard:
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
-            raise bottle.redirect("/login?next=" + bottle.html_quote(request.fullpath))
+            target = request.fullpath + ("?" + request.query_string if request.query_string else "")
+            raise bottle.redirect("/login?next=" + quote(target, safe="/"))
         user = found[0]
         if admin and not user.is_admin:
             if wants_json():
@@ -93,7 +108,10 @@ class Guard:
         """Render ``views/<name>.tpl`` with the user, CSRF token, version and current state every page shows."""
         found = self.current()
         values.setdefault("title", "engage-edge")
+        loop = self.ctx.loop
+        values.setdefault("camera_switch", loop is not None and found is not None)  # the header's pause button
+        values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
-        now = self.ctx.loop.state if found and self.ctx.loop else None
+        now = loop.state if found and loop is not None else None
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, **values)

@@ -47,8 +47,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def healthz():
         response.content_type = "application/json"
         h = ctx.loop.health if ctx.loop else None
+        paused = ctx.loop.privacy.active if ctx.loop else None
         reasons = []
-        if h and h.camera != CameraState.OK:
+        if h and h.camera not in (CameraState.OK, CameraState.PAUSED):  # a pause is the student's choice, not a fault
             reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
         if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg.camera.read_timeout_s:
             reasons.append(f"camera: no frame for {time.time() - h.last_frame:.0f} s")
@@ -75,6 +76,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
             "camera": h.camera if h else "off",
+            "state": "Paused" if paused else None,  # only the pause: the engagement state is personal, not public
+            "paused": paused.public() if paused else None,
             "model": {"sha256": ctx.analyzer.classifier.manifest.sha256,
                       "file": ctx.analyzer.classifier.manifest.model_path.name},
             "fps": round(h.fps, 2) if h else 0.0,

@@ -67,7 +67,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         if not ctx.loop:
             return json.dumps({"level": None})
-        state = ctx.loop.snapshot.public()  # one frame's frozen state: fields never mix frames
+        loop = ctx.loop
+        # one frame's frozen state (fields never mix frames), its loop-clock times as wall clock
+        state = loop.snapshot.public(loop.wall() - loop.clock())
         return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")

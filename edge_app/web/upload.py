@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -121,6 +122,35 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                      error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user)), status)
         return page("upload", title="Analyse a photo", result=result, error="", accepted=upload_limits_text(),
                     history=my_uploads(user))
+
+    @app.get("/uploads/<upload_id:int>")
+    def upload_result(upload_id):
+        """A stored upload's result, opened from the upload history or the admin's log:
+        its owner and admins only (anyone else gets the same "not found" as for no upload)."""
+        user = guard.require_user()
+        stored = reports.upload_result(ctx.store, upload_id)
+        if stored is None or not (user.is_admin or stored["user_id"] == user.id):
+            return HTTPResponse(page("error", title="No such result", message="There is no stored result with this "
+                                     "number for you: it may have been deleted or removed by the retention period."),
+                                404)
+        return page("upload_result", title=f"Results for {stored['filename']}", result=result_view(stored))
+
+    def result_view(stored: dict) -> dict:
+        """What the results partial shows for a stored upload: the kept image (thumbnail or
+        full) annotated and cut into face thumbnails, or no picture when none was kept."""
+        preview, thumbs = "", None
+        if stored["image_path"]:
+            try:
+                kept = cv2.imread(str(ctx.store.image_file(stored["image_path"])), cv2.IMREAD_COLOR)
+            except ValueError:
+                kept = None
+            if kept is not None:
+                faces = scale_faces(stored["faces"], stored["width"], kept.shape[1])
+                thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
+                preview = data_uri(draw_faces(thumbnail(kept, 960), scale_faces(faces, kept.shape[1],
+                                                                                min(960, kept.shape[1])), copy=False))
+        when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
+        return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or ""}
 
     @app.post("/api/analyze")
     def api_analyze():

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-LEVELS = ("Not engaged", "Distracted", "Absent", "Partially engaged", "Engaged")
+LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged")  # Paused: the student's privacy switch
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
 

@@ -34,7 +34,8 @@
 
   function describe(s) {
     if (!s.level) return ["no camera loop", ""];
-    if (s.camera && s.camera !== "ok" && s.camera !== "starting") return ["Camera " + s.camera, ""];
+    // a camera fault is shown as such, not as the last state; "paused" is the state Paused
+    if (s.camera && ["ok", "starting", "paused"].indexOf(s.camera) < 0) return ["Camera " + s.camera, ""];
     return [s.level, s.group || ""];
   }
 

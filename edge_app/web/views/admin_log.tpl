@@ -30,6 +30,11 @@
     <div><label for="f-to">To</label><input id="f-to" name="to" type="date" value="{{flt.date_to}}"></div>
     <div class="actions"><button type="submit" id="apply">Filter</button> <a href="/admin/log" class="button secondary">Clear</a></div>
   </form>
+  <p class="presets" id="presets">Dates:
+  % for label, href in presets:
+    <a href="{{href}}">{{label}}</a>
+  % end
+  </p>
   % if error:
   <p class="error" role="alert">{{error}}</p>
   % end
@@ -43,11 +48,17 @@
     <thead><tr><th scope="col">Time</th><th scope="col">Source</th><th scope="col">User</th><th scope="col">Engagement</th><th scope="col">Emotion</th><th scope="col">Confidence</th><th scope="col">Image</th></tr></thead>
     <tbody>
     % for r in rows:
-      <tr><td>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</td><td>{{r['kind']}}</td><td>{{r['username'] or ''}}</td>
+      <tr><td>
+      % if r['upload_id']:
+        <a href="/uploads/{{r['upload_id']}}" title="Open this photo's result">{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</a>
+      % else:
+        {{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}
+      % end
+      </td><td>{{r['kind']}}</td><td>{{r['username'] or ''}}</td>
       <td><span class="pill g-{{r['grp'].replace(' ', '-').lower()}}">{{r['level']}}</span></td><td>{{r['emotion'] or ''}}</td><td>{{'%.0f%%' % (r['confidence'] * 100) if r['confidence'] is not None else ''}}</td>
       <td>
       % if r['image_path']:
-        <a href="/admin/image/{{r['upload_id']}}"><img class="thumb" src="/admin/image/{{r['upload_id']}}" alt="Stored image of upload {{r['upload_id']}}" loading="lazy" width="64"></a>
+        <a href="/uploads/{{r['upload_id']}}"><img class="thumb" src="/admin/image/{{r['upload_id']}}" alt="Stored image of upload {{r['upload_id']}}" loading="lazy" width="64"></a>
       % elif r['kind'] == 'upload':
         <span class="hint">not kept</span>
       % end

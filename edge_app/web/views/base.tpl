@@ -19,6 +19,18 @@
   <nav aria-label="Main">
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
     <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
+    % if camera_switch:
+    <form method="post" action="/privacy" class="inline privacy">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <input type="hidden" name="back" value="{{path}}">
+      % if paused:
+      <span class="pill g-paused" id="paused">Camera paused</span>
+      <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
+      % else:
+      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="Nothing is filmed or analysed until you resume">Pause camera</button>
+      % end
+    </form>
+    % end
     % if user.is_admin:
     <a href="/admin" class="{{'on' if path.startswith('/admin') else ''}}">Admin</a>
     % end

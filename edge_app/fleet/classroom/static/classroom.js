@@ -2,7 +2,7 @@
 // the first event) and are re-drawn here; durations tick every second.
 "use strict";
 (function () {
-  const ORDER = ["Not engaged", "Distracted", "Absent", "Partially engaged", "Engaged"];
+  const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged"];
   const ALERTING = ["Not engaged", "Distracted"];
   const desks = new Map();
   let counts = {};

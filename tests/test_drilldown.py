@@ -1,0 +1,131 @@
+"""Drill-down and the log's dates, over real HTTP: an upload history row and a log row
+open that photo's stored result; the log has date presets and says when From is after
+To; the web CSV and `engage-edge export` share one format; `/api/state`'s ``since`` is
+a wall-clock time."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import time
+
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from edge_app.cli import main
+from tests.conftest import login, wait_for
+
+STUDENT_PW = "student-pw-123"
+
+
+@pytest.fixture
+def web(web_appliance):
+    web_appliance.accounts.create_user("sam", STUDENT_PW, "student")
+    web_appliance.accounts.create_user("kim", STUDENT_PW, "student")
+    return web_appliance
+
+
+def upload(s: requests.Session, url: str, jpeg: bytes, name: str = "grace.jpg") -> dict:
+    r = s.post(f"{url}/api/analyze", files={"image": (name, jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def faces_table(html: str) -> list[tuple[str, str]]:
+    """(emotion summary, engagement) per row of the results table."""
+    body = html.split('<table id="faces">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<summary>([^<]+)</summary>.*?<span class=\"pill[^\"]*\">([^<]+)</span>", body, re.S)
+
+
+def test_an_upload_history_row_opens_that_result(web, face_jpeg):
+    sam = login(web.url, "sam", STUDENT_PW)
+    result = upload(sam, web.url, face_jpeg)
+    page = sam.get(f"{web.url}/upload", timeout=10).text
+    history = page.split('<table id="history">', 1)[1]
+    link = f'/uploads/{result["upload_id"]}'
+    assert f'href="{link}"' in history
+    opened = sam.get(web.url + link, timeout=10)
+    assert opened.status_code == 200
+    assert "Results for grace.jpg" in opened.text
+    (face,) = result["faces"]
+    assert faces_table(opened.text) == [(face["emotion"], face["engagement"])]
+    assert 'class="preview"' in opened.text and 'alt="Face 1"' in opened.text  # the kept thumbnail, annotated
+    # someone else's result is not theirs to open; an admin may
+    kim = login(web.url, "kim", STUDENT_PW)
+    assert kim.get(web.url + link, timeout=10).status_code == 404
+    assert kim.get(f"{web.url}/uploads/999999", timeout=10).status_code == 404
+    assert login(web.url).get(web.url + link, timeout=10).status_code == 200
+
+
+def test_a_result_without_a_kept_photo_still_shows_its_faces(make_appliance, cfg, face_jpeg):
+    appliance = make_appliance(config_mod.with_changes(cfg, {"privacy.keep_uploads": "none"}), with_loop=False)
+    s = login(appliance.url)
+    result = upload(s, appliance.url, face_jpeg)
+    opened = s.get(f"{appliance.url}/uploads/{result['upload_id']}", timeout=10)
+    assert opened.status_code == 200 and 'id="not-kept"' in opened.text and 'class="preview"' not in opened.text
+    assert faces_table(opened.text) == [(result["faces"][0]["emotion"], result["faces"][0]["engagement"])]
+
+
+def test_a_log_row_opens_that_result(web, face_jpeg):
+    admin = login(web.url)
+    result = upload(login(web.url, "sam", STUDENT_PW), web.url, face_jpeg)
+    log = admin.get(f"{web.url}/admin/log", timeout=10).text
+    row = re.search(r'<a href="(/uploads/\d+)" title="Open this photo', log)
+    assert row and row.group(1) == f"/uploads/{result['upload_id']}"
+    opened = admin.get(web.url + row.group(1), timeout=10)
+    assert opened.status_code == 200 and "for sam" in opened.text
+
+
+def test_log_date_presets_and_from_after_to(web, face_jpeg):
+    admin = login(web.url)
+    upload(admin, web.url, face_jpeg)
+    page = admin.get(f"{web.url}/admin/log", params={"user": "admin"}, timeout=10).text
+    presets = dict((label, href.replace("&amp;", "&")) for href, label in
+                   re.findall(r'<a href="(/admin/log\?[^"]+)">([^<]+)</a>', page.split('id="presets"', 1)[1]))
+    today = dt.date.today()
+    assert f"from={today.isoformat()}" in presets["Today"] and f"to={today.isoformat()}" in presets["Today"]
+    assert f"from={(today - dt.timedelta(days=6)).isoformat()}" in presets["Last 7 days"]
+    assert "user=admin" in presets["Last 7 days"]  # the other filters stay
+    week = admin.get(web.url + presets["Last 7 days"], timeout=10)
+    assert week.status_code == 200 and re.search(r'id="count">1 row<', week.text)
+    backwards = admin.get(f"{web.url}/admin/log", params={"from": "2026-02-01", "to": "2026-01-01"}, timeout=10)
+    assert backwards.status_code == 400
+    assert "From (2026-02-01) is after To (2026-01-01)" in backwards.text
+    api = admin.get(f"{web.url}/api/admin/log", params={"from": "2026-02-01", "to": "2026-01-01"}, timeout=10)
+    assert api.status_code == 400 and "is after To" in api.json()["error"]
+
+
+def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_path, cfg):
+    admin = login(web.url)
+    upload(login(web.url, "sam", STUDENT_PW), web.url, face_jpeg, name="=cmd.jpg")
+    web.store.log_state_change(time.time() - 5, "Engaged - paying attention", "Engaged", "neutral", 0.8123456)
+    r = admin.get(f"{web.url}/admin/log.csv", timeout=10)
+    assert r.status_code == 200
+    web_rows = list(csv.DictReader(io.StringIO(r.text)))
+    out = tmp_path / "export.csv"
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["export", "--since", "2020-01-01", "--out", str(out), "--data-dir", cfg["store"]["data_dir"],
+                 "--config", str(empty)]) == 0
+    exported = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert r.text.splitlines()[0] == out.read_text(encoding="utf-8").splitlines()[0]  # the same columns
+    for kind in ("state", "upload"):
+        (w,) = [row for row in web_rows if row["kind"] == kind]
+        (e,) = [row for row in exported if row["kind"] == kind]
+        assert w == e, (w, e)
+        assert dt.datetime.fromisoformat(w["time"]).tzinfo is not None  # local time with its offset
+    (face,) = [row for row in web_rows if row["kind"] == "upload"]
+    assert face["user"] == "sam" and face["file"] == "'=cmd.jpg"  # no spreadsheet formula
+
+
+def test_api_state_since_is_wall_clock(appliance):
+    s = login(appliance.url)
+    before = time.time()
+    state = wait_for(lambda: (b := s.get(f"{appliance.url}/api/state", timeout=10).json())["seq"] > 0 and b,
+                     timeout=30, what="a processed frame")
+    assert appliance.ctx.started - 1 <= state["since"] <= time.time()
+    assert before - 60 <= state["t"] <= time.time() and state["t"] >= state["since"]
+    assert dt.datetime.fromisoformat(state["since_iso"]).timestamp() == pytest.approx(state["since"], abs=1)
+    assert state["for_s"] == pytest.approx(state["t"] - state["since"], abs=0.2)

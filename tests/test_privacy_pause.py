@@ -1,0 +1,207 @@
+"""The student's privacy switch (issue 13, item 9), on a real appliance over HTTP, in a real
+browser and with the button and LED on gpiozero's MockFactory: while paused no frame is
+read or analysed, the camera is released, the LED pulses blue, and "Paused" is the state
+in /api/state, the log (state changes, so also the MQTT outbox) and /healthz."""
+from __future__ import annotations
+
+import os
+import threading
+
+import mqtt_broker
+import pytest
+import requests
+from conftest import login, stays, wait_for
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+from mqtt_broker import PASSWORD, USER, Listener
+
+from edge_app import config as config_mod
+from edge_app.store import reports
+from edge_app.vision.sources import DemoSource
+
+STUDENT, STUDENT_PW = "mia", "mia-password-1"
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
+
+
+class CountingDemo(DemoSource):
+    """The real demo source, counting reads and closes (what "nothing is captured" means)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.reads = 0
+        self.closes = 0
+        self.lock = threading.Lock()
+
+    def read(self):
+        with self.lock:
+            self.reads += 1
+        return super().read()
+
+    def close(self):
+        self.closes += 1
+        super().close()
+
+
+@pytest.fixture
+def paused_app(make_appliance, cfg):
+    def make(**changes):
+        config = config_mod.with_changes(cfg, changes) if changes else cfg
+        source = CountingDemo(width=320, height=240, fps=15)
+        app = make_appliance(config, source=source)
+        app.accounts.create_user(STUDENT, STUDENT_PW, "student")
+        wait_for(lambda: app.loop.health.frames > 3, what="frames flowing")
+        return app, source
+
+    return make
+
+
+def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
+    app, source = paused_app()
+    s = login(app.url, STUDENT, STUDENT_PW)
+    r = s.post(f"{app.url}/api/pause", timeout=10)
+    assert r.status_code == 200 and r.json()["paused"] is True and r.json()["pause"]["by"] == "web"
+    wait_for(lambda: s.get(f"{app.url}/api/state", timeout=10).json()["level"] == "Paused", what="state Paused")
+    wait_for(lambda: source.closes >= 1, what="the camera released")
+    reads, frames = source.reads, app.loop.health.frames
+    assert stays(lambda: source.reads == reads and app.loop.health.frames == frames, 1.5)  # nothing read, nothing analysed
+
+    health = requests.get(f"{app.url}/healthz", timeout=10)
+    assert health.status_code == 200, health.text  # a pause is no fault: no watchdog restarts it
+    body = health.json()
+    assert body["status"] == "ok" and body["camera"] == "paused" and body["state"] == "Paused"
+    assert body["paused"]["until"] is None
+    assert body["fps"] == 0.0
+
+    points = s.get(f"{app.url}/api/timeline", timeout=10).json()["points"]
+    assert points[-1]["level"] == "Paused"  # the log's state changes: what the CSV and MQTT carry too
+    assert s.get(f"{app.url}/api/privacy", timeout=10).json()["paused"] is True
+
+    assert s.post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False
+    wait_for(lambda: source.reads > reads + 3 and app.loop.health.frames > frames, what="frames again")
+    wait_for(lambda: s.get(f"{app.url}/api/state", timeout=10).json()["level"] != "Paused", what="state left Paused")
+    body = requests.get(f"{app.url}/healthz", timeout=10).json()
+    assert body["state"] is None and body["paused"] is None and body["camera"] == "ok"
+    levels = [r["level"] for r in reports.timeline(app.store, 0)[1]]
+    assert "Paused" in levels and levels[levels.index("Paused") + 1] != "Paused"  # logged, then left
+    admin = login(app.url)
+    page = admin.get(f"{app.url}/admin/log", params={"level": "Paused", "kind": "live"}, timeout=10)
+    assert page.status_code == 200 and '<span class="pill g-paused">Paused</span>' in page.text  # the admin's log
+
+
+def test_the_classroom_gets_paused_on_the_state_topic(paused_app, broker):
+    app, _ = paused_app(**{"mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.username": USER,
+                           "mqtt.password": PASSWORD, "mqtt.device_id": "desk-09"})
+    listener = Listener(broker, ["engage/+/state"])
+    try:
+        s = login(app.url, STUDENT, STUDENT_PW)
+        s.post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+        wait_for(lambda: [m["level"] for m in listener.json("engage/desk-09/state")][-1:] == ["Paused"],
+                 what="Paused on the MQTT state topic")
+        s.post(f"{app.url}/api/resume", timeout=10).raise_for_status()
+        wait_for(lambda: [m["level"] for m in listener.json("engage/desk-09/state")][-1:] != ["Paused"],
+                 what="the next state after the pause")
+    finally:
+        listener.close()
+
+
+def test_pausing_needs_a_login_and_the_csrf_token(paused_app):
+    app, _ = paused_app()
+    assert requests.post(f"{app.url}/api/pause", timeout=10).status_code == 401
+    s = login(app.url, STUDENT, STUDENT_PW)
+    del s.headers["X-CSRF-Token"]
+    assert s.post(f"{app.url}/api/pause", timeout=10).status_code == 403
+    assert app.loop.privacy.active is None
+
+
+def test_the_longest_pause_resumes_by_itself(paused_app):
+    app, source = paused_app(**{"privacy.max_pause_minutes": 0.02})  # 1.2 s
+    s = login(app.url, STUDENT, STUDENT_PW)
+    until = s.post(f"{app.url}/api/pause", timeout=10).json()["pause"]["until"]
+    assert until is not None
+    wait_for(lambda: app.loop.state.level == "Paused", what="paused")
+    reads = source.reads
+    wait_for(lambda: source.reads > reads and app.loop.state.level != "Paused", what="resumed by itself")
+    assert requests.get(f"{app.url}/healthz", timeout=10).json()["paused"] is None
+
+
+def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
+    factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        config = config_mod.with_changes(cfg, {"indicators.backend": "gpio", "indicators.pause_button_pin": 24,
+                                               "indicators.paused_pulse_s": 0.4})
+        app = make_appliance(config, pin_factory=factory)
+        wait_for(lambda: app.loop.health.frames > 3, what="frames flowing")
+        button, blue = factory.pin(24), factory.pin(22)
+        button.drive_low()  # pressed: the button connects the pin to ground
+        wait_for(lambda: app.loop.state.level == "Paused", what="paused by the button")
+        start = len(blue.states)
+        wait_for(lambda: sum(1 for s in blue.states[start:] if 0.05 < s.state < 0.95) >= 10,
+                 what="blue fading in and out")
+        assert factory.pin(17).state == 0 and factory.pin(27).state == 0
+        frames = app.loop.health.frames
+        assert stays(lambda: app.loop.health.frames == frames, 0.5)
+        button.drive_high()
+        button.drive_low()  # the second press resumes
+        wait_for(lambda: app.loop.health.frames > frames and app.loop.state.level != "Paused", what="resumed")
+    finally:
+        factory.reset()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    app, _ = paused_app()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.set_default_timeout(15000)
+            page.goto(f"{app.url}/login")
+            page.get_by_label("User name").fill(STUDENT)
+            page.get_by_label("Password").fill(STUDENT_PW)
+            page.get_by_role("button", name="Log in").click()
+            page.goto(f"{app.url}/upload")
+            page.get_by_role("button", name="Pause camera").click()
+            page.wait_for_url(f"{app.url}/upload")  # back where the student was
+            assert page.locator("#paused").inner_text() == "Camera paused"
+            wait_for(lambda: app.loop.state.level == "Paused", what="paused from the page")
+            shots = artifacts / "screenshots"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "privacy-paused-phone.png"))
+            page.get_by_role("button", name="Resume camera").click()
+            page.get_by_role("button", name="Pause camera").wait_for()
+            wait_for(lambda: app.loop.state.level != "Paused", what="resumed from the page")
+        finally:
+            browser.close()
+
+
+def test_the_classroom_counts_a_paused_desk():
+    """The instructor's page counts "Paused" desks as such (it counted only five levels)."""
+    import json
+
+    from edge_app.fleet.classroom.model import Classroom
+
+    room = Classroom()
+    room.apply_availability("desk-1", b"online")
+    room.apply_availability("desk-2", b"online")
+    assert room.apply_state("desk-1", json.dumps({"level": "Paused", "label": "Paused", "since": 1.0, "seq": 1}).encode())
+    room.apply_state("desk-2", json.dumps({"level": "Not engaged", "label": "Not engaged", "since": 2.0, "seq": 1}).encode())
+    snap = room.snapshot()
+    assert snap["counts"]["Paused"] == 1
+    assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # a disengaged desk before a paused one
+
+
+def test_a_paused_loop_still_pings_the_watchdog(paused_app):
+    """systemd restarts a service whose loop stops pinging: a pause must not look like a hang."""
+    app, _ = paused_app()
+    pings = []
+    app.loop.on_frame = lambda: pings.append(app.loop.health.frames)
+    app.loop.privacy.pause("button")
+    wait_for(lambda: app.loop.state.level == "Paused", what="paused")
+    frames = app.loop.health.frames
+    wait_for(lambda: pings.count(frames) >= 3, what="pings while paused, with no new frame")
+    assert app.loop.alive
