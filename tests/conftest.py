@@ -4,6 +4,7 @@ or without its capture loop. Shared helpers: ``wait_for`` (the one way to wait),
 cascade recorders, and ``skip_unless_ci`` (a missing prerequisite fails in CI)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,9 @@ import requests
 from edge_app import config as config_mod
 
 ADMIN_PASSWORD = "admin-test-pw-1"
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make deps-test`
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -157,3 +161,31 @@ def skip_unless_ci(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} - CI must provide it (CI is set)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run (each test opens its own context)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@contextlib.contextmanager
+def admin_password_env():
+    """ENGAGE_ADMIN_PASSWORD set while an appliance starts, for module-scoped fixtures
+    (``monkeypatch`` is per test)."""
+    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
+    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
+        else:
+            os.environ["ENGAGE_ADMIN_PASSWORD"] = old

@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_browser import STUDENT, STUDENT_PW, browser, server  # noqa: F401 - the shared module fixtures
+from tests.test_browser import STUDENT, STUDENT_PW, server  # noqa: F401 - the shared module fixture
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 DESKTOP, PHONE = {"width": 1366, "height": 850}, {"width": 390, "height": 844}

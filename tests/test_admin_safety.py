@@ -4,7 +4,6 @@ page read on a phone: a readable evaluation summary, its pictures, nothing off-s
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -12,9 +11,6 @@ import pytest
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 from tests.conftest import ADMIN_PASSWORD, login
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 PW = "student-pw-123"
 
 
@@ -133,18 +129,6 @@ def test_model_page_summary_is_readable(appliance):
 
 
 # ------------------------------------------------------------ in the browser
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 def admin_page(browser, appliance, **kw):
     context = browser.new_context(**kw)
     page = context.new_page()

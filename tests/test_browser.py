@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 
 import pytest
 
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, admin_password_env
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
 
@@ -29,30 +25,11 @@ def server(tmp_path_factory):
     (tmp / "config.toml").write_text("")
     cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
                                                 "indicators.backend": "none"})
-    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
-    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-    try:
+    with admin_password_env():
         appliance = Appliance(cfg).start()
-    finally:
-        if old is None:
-            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
-        else:
-            os.environ["ENGAGE_ADMIN_PASSWORD"] = old
     appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
     yield appliance
     appliance.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

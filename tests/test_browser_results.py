@@ -4,7 +4,7 @@ photo's stored result."""
 from __future__ import annotations
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_browser import STUDENT, STUDENT_PW, browser, new_page, server, shots  # noqa: F401 - fixtures
+from tests.test_browser import STUDENT, STUDENT_PW, new_page, server, shots  # noqa: F401 - fixtures
 
 
 def test_login_lands_on_the_page_you_were_going_to(new_page, server, shots):  # noqa: F811

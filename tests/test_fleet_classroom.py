@@ -22,7 +22,6 @@ from edge_app.store import database
 from edge_app.store.database import Store
 
 broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
-CHROMIUM = "/usr/bin/chromium"
 KEEPALIVE = 5
 
 
@@ -179,16 +178,10 @@ def test_users_survive_the_instructor_role_migration(tmp_path):
 
 # ------------------------------------------------------------------ the page in a browser
 @pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
-        yield context.new_page()
-        browser.close()
+def page(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    yield context.new_page()
+    context.close()
 
 
 CONTRAST_JS = """(el) => {

@@ -7,7 +7,6 @@ source the test switches between a real face photograph and an empty scene, so t
 changes when the test says, not when the demo timeline happens to get there."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -19,8 +18,8 @@ import requests
 from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
 from edge_app.vision.sources import FrameSource
-from tests.conftest import ADMIN_PASSWORD, wait_for
-from tests.test_browser import ARGS, CHROMIUM, STUDENT, STUDENT_PW
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, wait_for
+from tests.test_browser import STUDENT, STUDENT_PW
 
 # a group's colour as the page paints it (app.css --engaged ...), to see the field change
 BACKGROUND = "getComputedStyle(document.body).backgroundColor"
@@ -59,30 +58,11 @@ def server(tmp_path_factory, scene):
     cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
                                                 "indicators.backend": "none", "engagement.absent_after_s": 1.0,
                                                 "engagement.min_hold_s": 0.3})
-    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
-    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-    try:
+    with admin_password_env():
         appliance = Appliance(cfg, source=scene).start()
-    finally:
-        if old is None:
-            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
-        else:
-            os.environ["ENGAGE_ADMIN_PASSWORD"] = old
     appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
     yield appliance
     appliance.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

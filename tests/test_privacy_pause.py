@@ -4,7 +4,6 @@ read or analysed, the camera is released, the LED pulses blue, and "Paused" is t
 in /api/state, the log (state changes, so also the MQTT outbox) and /healthz."""
 from __future__ import annotations
 
-import os
 import threading
 
 import mqtt_broker
@@ -146,37 +145,29 @@ def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
         factory.reset()
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make deps-test` (apt-get install chromium) first")
-    from playwright.sync_api import sync_playwright
-
+def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts, browser):
     app, _ = paused_app()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.set_default_timeout(15000)
-            page.goto(f"{app.url}/login")
-            page.get_by_label("User name").fill(STUDENT)
-            page.get_by_label("Password").fill(STUDENT_PW)
-            page.get_by_role("button", name="Log in").click()
-            page.goto(f"{app.url}/upload")
-            page.get_by_role("button", name="Pause camera").click()
-            page.wait_for_url(f"{app.url}/upload")  # back where the student was
-            assert page.locator("#paused").inner_text() == "Camera paused"
-            wait_for(lambda: app.loop.state.level == "Paused", what="paused from the page")
-            shots = artifacts / "screenshots"
-            shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shots / "privacy-paused-phone.png"))
-            page.get_by_role("button", name="Resume camera").click()
-            page.get_by_role("button", name="Pause camera").wait_for()
-            wait_for(lambda: app.loop.state.level != "Paused", what="resumed from the page")
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(f"{app.url}/login")
+        page.get_by_label("User name").fill(STUDENT)
+        page.get_by_label("Password").fill(STUDENT_PW)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"{app.url}/upload")
+        page.get_by_role("button", name="Pause camera").click()
+        page.wait_for_url(f"{app.url}/upload")  # back where the student was
+        assert page.locator("#paused").inner_text() == "Camera paused"
+        wait_for(lambda: app.loop.state.level == "Paused", what="paused from the page")
+        shots = artifacts / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "privacy-paused-phone.png"))
+        page.get_by_role("button", name="Resume camera").click()
+        page.get_by_role("button", name="Pause camera").wait_for()
+        wait_for(lambda: app.loop.state.level != "Paused", what="resumed from the page")
+    finally:
+        context.close()
 
 
 def test_the_classroom_counts_a_paused_desk():
