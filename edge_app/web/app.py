@@ -68,16 +68,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.hook("after_request")
     def headers():
-        response.set_header("X-Content-Type-Options", "nosniff")
-        response.set_header("X-Frame-Options", "DENY")
-        # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts
-        response.set_header("Referrer-Policy", "same-origin")
-        response.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                                       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
-        if request.path != "/live.mjpg" and not request.path.startswith("/static/"):
-            response.set_header("Cache-Control", "no-store")
-        if guard.secure_cookie:  # served over TLS: browsers must never fall back to plain HTTP
-            response.set_header("Strict-Transport-Security", "max-age=31536000")
+        hardening.set_security_headers(images="data: blob:", hsts=guard.secure_cookie,
+                                       no_store=request.path != "/live.mjpg" and not request.path.startswith("/static/"))
 
     @app.hook("before_request")
     def guard_paths():

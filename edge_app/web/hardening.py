@@ -1,12 +1,37 @@
-"""Who may talk to the web server: the Host names it answers to (no DNS rebinding) and
-which peers count as this machine (only the socket's, never a client's header)."""
+"""Who may talk to the web server: the Host names it answers to (no DNS rebinding),
+which peers count as this machine (only the socket's, never a client's header), and
+the security headers every page carries."""
 from __future__ import annotations
 
 import ipaddress
 import socket
 from dataclasses import dataclass
 
+from bottle import response
+
 from edge_app.config import Config
+
+# Scripts, styles and forms from this origin only; no framing; no <base>.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+                           "base-uri 'none'")
+
+
+def set_security_headers(*, images: str = "", no_store: bool = True, hsts: bool = False) -> None:
+    """The headers every page of the device and the classroom service carries.
+
+    ``images``: extra image sources (the device shows data: and blob: previews);
+    ``no_store``: pages hold a minor's data, so nothing is cached but static files;
+    ``hsts``: served over TLS, so browsers must never fall back to plain HTTP."""
+    response.set_header("X-Content-Type-Options", "nosniff")
+    response.set_header("X-Frame-Options", "DENY")
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts
+    response.set_header("Referrer-Policy", "same-origin")
+    response.set_header("Content-Security-Policy",
+                        CONTENT_SECURITY_POLICY + (f"; img-src 'self' {images}" if images else ""))
+    if no_store:
+        response.set_header("Cache-Control", "no-store")
+    if hsts:
+        response.set_header("Strict-Transport-Security", "max-age=31536000")
 
 
 def is_loopback(address: str) -> bool:

@@ -20,6 +20,7 @@ from edge_app import __version__
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+from edge_app.web import hardening
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -84,13 +85,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.hook("after_request")
     def headers():
-        response.set_header("X-Content-Type-Options", "nosniff")
-        response.set_header("X-Frame-Options", "DENY")
-        response.set_header("Referrer-Policy", "same-origin")
-        response.set_header("Content-Security-Policy", "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
-                                                       "form-action 'self'; base-uri 'none'")
-        if not request.path.startswith("/static/"):
-            response.set_header("Cache-Control", "no-store")
+        hardening.set_security_headers(no_store=not request.path.startswith("/static/"), hsts=ctx.secure_cookie)
 
     @app.get("/static/<name:path>")
     def static(name):
