@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -189,3 +190,26 @@ def admin_password_env():
             os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
         else:
             os.environ["ENGAGE_ADMIN_PASSWORD"] = old
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, size: str):
+    """A real small file system at ``path`` (a tmpfs), for full-disk and read-only tests:
+    root only; skipped on a developer's machine without it, failed in CI."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip_unless_ci(f"mounting a tmpfs needs root (CI runs as root): {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def browser_login(page, base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Log ``page`` in through the real form, as a person would."""
+    page.goto(f"{base_url}/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()

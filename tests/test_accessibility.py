@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, browser_login
 from tests.test_browser import STUDENT, STUDENT_PW, server  # noqa: F401 - the shared module fixture
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -26,11 +26,7 @@ def log_in(browser, server, viewport, username="admin", password=ADMIN_PASSWORD)
     context = browser.new_context(viewport=viewport, is_mobile=viewport == PHONE, has_touch=viewport == PHONE)
     page = context.new_page()
     page.set_default_timeout(15000)
-    page.goto(f"{server.url}/login")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
+    browser_login(page, server.url, username, password)
     assert "/login" not in page.url
     return page
 

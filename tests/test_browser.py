@@ -12,7 +12,7 @@ import time
 import pytest
 
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD, admin_password_env
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login
 
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
@@ -52,11 +52,7 @@ def new_page(browser, server):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.console_errors = errors
         if username:
-            page.goto(f"{server.url}/login")
-            page.get_by_label("User name").fill(username)
-            page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_load_state()
+            browser_login(page, server.url, username, password)
             assert "/login" not in page.url, page.content()
         return page
 

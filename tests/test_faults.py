@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import login, skip_unless_ci, wait_for
+from conftest import login, mounted_tmpfs, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
@@ -161,15 +161,8 @@ def test_free_space_threshold_pauses_logging_and_resumes(cfg, tmp_path):
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        skip_unless_ci("mounting a tmpfs needs root (CI and the device test rig run as root)")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        skip_unless_ci(f"this container does not allow mounting a tmpfs: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with mounted_tmpfs(tmp_path / "tiny", "2m") as mnt:
+        yield mnt
 
 
 def test_real_full_disk_pauses_logging_never_corrupts_and_resumes(cfg, tiny_tmpfs):

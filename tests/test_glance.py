@@ -18,7 +18,7 @@ import requests
 from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
 from edge_app.vision.sources import FrameSource
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, wait_for
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for
 from tests.test_browser import STUDENT, STUDENT_PW
 
 # a group's colour as the page paints it (app.css --engaged ...), to see the field change
@@ -74,11 +74,7 @@ def new_page(browser, server):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15000)
-        page.goto(f"{server.url}/login")
-        page.get_by_label("User name").fill(username)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_load_state()
+        browser_login(page, server.url, username, password)
         assert "/login" not in page.url, page.content()
         return page
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import skip_unless_ci
+from conftest import mounted_tmpfs
 from PIL import Image
 
 from edge_app.models import registry as flash
@@ -31,18 +31,11 @@ def test_a_16_bit_grayscale_png_decodes_to_the_same_picture():
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A data directory on a file system mounted read-only (a tmpfs, remounted)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        skip_unless_ci(f"mounting a tmpfs needs root (CI runs as root): {r.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "4m") as mnt:
         (mnt / "data").mkdir()
         Store(mnt / "data").close()  # a real database, then the disk turns read-only
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         yield mnt / "data"
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_read_only_data_dir_is_named_as_such_not_as_a_corrupt_database(read_only_dir, tmp_path):

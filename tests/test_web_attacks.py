@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD, login, wait_for
+from tests.conftest import ADMIN_PASSWORD, login, mounted_tmpfs, wait_for
 
 STUDENT_PW = "student-pw-123"
 
@@ -125,18 +125,9 @@ def test_disabling_a_user_ends_their_open_stream(appliance):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 12 MB tmpfs for the data directory (root only; CI runs as root)."""
-    import os
-
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs as root and must be able to mount a tmpfs: {r.stderr}")
-        pytest.skip(f"mounting a tmpfs needs root: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """A 12 MB tmpfs for the data directory."""
+    with mounted_tmpfs(tmp_path / "disk", "12m") as mnt:
+        yield mnt
 
 
 def test_uploads_below_the_free_space_floor_are_refused_with_507_and_nothing_kept(make_appliance, cfg, tiny_disk,
