@@ -22,6 +22,18 @@ from edge_app.config import Config
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CAMERA = 0, 1, 2, 3
 
 
+def cannot_serve(host: str, port: int, exc: OSError) -> str:
+    """What a service says when its port is taken or not allowed."""
+    return f"error: cannot serve on {host}:{port}: {exc.strerror or exc}. Choose another --port or stop the other program."
+
+
+def first_start_message(password: str, kept_at: Path) -> str:
+    """The generated admin password, shown once at the first start of a device or classroom."""
+    return (f"first start: log in as 'admin' with password: {password}\n"
+            f"(also kept in {kept_at}, mode 0600, until that first log-in; "
+            "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)")
+
+
 def _config(args, overrides: dict | None = None) -> Config:
     return config_mod.load(getattr(args, "config", None), overrides)
 
@@ -54,8 +66,7 @@ def cmd_run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the port is taken, or not allowed
-        print(f"error: cannot serve on {cfg.web.host}:{cfg.web.port}: {exc.strerror or exc}. "
-              "Choose another --port or stop the other program.", file=sys.stderr)
+        print(cannot_serve(cfg.web.host, cfg.web.port, exc), file=sys.stderr)
         if appliance is not None and appliance.generated_password:  # created now, never shown again
             print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
                   f"(also kept in {appliance.accounts.first_password_path}, mode 0600, "
@@ -63,9 +74,7 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     print(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}", flush=True)
     if appliance.generated_password:
-        print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
-              f"(also kept in {appliance.accounts.first_password_path}, mode 0600, until that first "
-              "log-in; set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+        print(first_start_message(appliance.generated_password, appliance.accounts.first_password_path), flush=True)
     from edge_app.device.watchdog import Notifier
 
     notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow

@@ -8,7 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from edge_app.cli import EXIT_OK, EXIT_USAGE, cannot_serve, first_start_message
+
 DEFAULT_DATA = "~/.local/share/engage-classroom"
 
 
@@ -42,17 +43,14 @@ def cmd_classroom(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}. "
-              "Choose another --port or stop the other program.", file=sys.stderr)
+        print(cannot_serve(args.host, args.port, exc), file=sys.stderr)
         kept = Path(args.data_dir).expanduser() / FIRST_PASSWORD_FILE
         if kept.exists():  # created now: it waits there for the first log-in
             print(f"the first-start 'admin' password is in {kept} (mode 0600)", file=sys.stderr)
         return EXIT_USAGE
     print(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}", flush=True)
     if service.generated_password:
-        print(f"first start: log in as 'admin' with password: {service.generated_password}\n"
-              f"(also kept in {service.accounts.first_password_path}, mode 0600, until that first log-in; "
-              "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)", flush=True)
+        print(first_start_message(service.generated_password, service.accounts.first_password_path), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
