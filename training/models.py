@@ -88,7 +88,14 @@ def edge_l(num_classes: int = NUM_CLASSES):
     return edge_cnn(num_classes, widths=(96, 192, 384), stem=32, full_res=48, dropout=0.3, name="edge-l")
 
 
-ARCHITECTURES = {"paper": paper_cnn, "edge": edge_cnn, "edge-m": edge_m, "edge-l": edge_l}
+def edge_w(num_classes: int = NUM_CLASSES):
+    """``edge`` with a quarter more channels in every stage (80/160/320): ~1.14x the
+    int8 time per view of ``edge`` on one core, 1.5x the parameters; a distillation
+    student that still fits the time of ``edge`` with two views."""
+    return edge_cnn(num_classes, widths=(80, 160, 320), name="edge-w")
+
+
+ARCHITECTURES = {"paper": paper_cnn, "edge": edge_cnn, "edge-w": edge_w, "edge-m": edge_m, "edge-l": edge_l}
 
 
 def build(arch: str):

@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_app.fsutil import atomic_path
 from training import data as fer
+from training import distill
 from training.models import build
 
 DEFAULTS = {
@@ -36,7 +37,11 @@ DEFAULTS = {
     # ours: AdamW with warm-up and cosine decay, augmentation at 0.7 (1.0 underfit: edge-v1)
     "edge": {"epochs": 40, "batch_size": 128, "lr": 3e-3, "optimizer": "adamw", "augment": 0.7},
 }
-DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
+DEFAULTS["edge-w"] = DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
+# with --time-budget the plan is re-estimated over these first epochs, then fixed, so the
+# run equals one with --epochs set to the plan (the warm-up of 3 epochs and the first
+# cosine epoch do not depend on the plan): the replay command in config.json rebuilds it
+PLAN_FIXED_AFTER = 4
 
 
 def git_commit() -> str:
@@ -69,8 +74,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="use only the first N images per split (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0: all)")
     p.add_argument("--time-budget", type=float, default=0,
-                   help="seconds this run may take; fewer epochs are planned when they do not fit")
+                   help="seconds this run may take; the epochs that fit are planned after the first "
+                        f"{PLAN_FIXED_AFTER} and then fixed (config.json records the replay command)")
+    p.add_argument("--teacher", help="distil from a teacher: an architecture trained alongside "
+                                     "(e.g. edge-l) or an earlier run's best.keras (frozen)")
+    p.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="weight of the teacher's softened outputs in the student's loss (0..1)")
+    p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
+    p.add_argument("--logit-adjust", type=float, default=0.0,
+                   help="tau of the logit-adjusted loss (0: off; 1: full prior correction)")
     args = p.parse_args(argv)
+    if not 0.0 <= args.distill_alpha <= 1.0 or args.temperature <= 0:
+        p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
+    if args.logit_adjust and not args.teacher:
+        p.error("--logit-adjust is part of the distillation loss: pass --teacher too")
     for key, value in DEFAULTS[args.arch].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -118,26 +135,39 @@ def make_callbacks(args, net, out: Path, best_so_far):
     import keras
 
     class Schedule(keras.callbacks.Callback):
-        """Sets the epoch's learning rate; with a time budget, fits the plan (at most
-        ``--epochs``) to the epochs that fit, re-estimated after every epoch from the median
-        epoch time (from the second epoch on, compile time excluded), and stops there. The
-        plan can grow again, so a slow start while the machine was busy does not cut the
-        run short."""
+        """Sets the epoch's learning rate and logs it (``learning_rate`` in history.csv).
+
+        With a time budget, the plan (at most ``--epochs``) is re-estimated from the median
+        epoch time (compile time excluded) over the first ``PLAN_FIXED_AFTER`` epochs,
+        then fixed and written to config.json with the command that replays it; the run
+        then goes to the plan, unless the budget runs out first (recorded as cut short)."""
 
         def __init__(self):
             super().__init__()
             self.planned, self.started, self.times = args.epochs, time.monotonic(), []
+            self.fixed = not args.time_budget
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.monotonic()
-            self.model.optimizer.learning_rate = learning_rate(args, epoch, self.planned)
+            self.rate = learning_rate(args, epoch, self.planned)
+            self.model.optimizer.learning_rate = self.rate
 
         def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = self.rate
             self.times.append(time.monotonic() - self.t0)
-            if args.time_budget and len(self.times) >= 2:
-                left = args.time_budget - (time.monotonic() - self.started)
-                self.planned = planned_epochs(args.epochs, epoch + 1, self.times, left)
+            left = args.time_budget - (time.monotonic() - self.started)
+            if not self.fixed and len(self.times) >= 2:
+                fixing = epoch + 1 >= PLAN_FIXED_AFTER
+                # the fixed plan keeps 5% of the time in hand: later epochs run a little slower
+                self.planned = planned_epochs(args.epochs, epoch + 1, self.times, left * (0.95 if fixing else 1.0))
+                if fixing and self.planned > epoch + 1:
+                    self.fixed = True
+                    record_plan(args, out, self.planned)
             if epoch + 1 >= self.planned:
+                self.model.stop_training = True
+            elif self.fixed and args.time_budget and left <= 0:
+                record_plan(args, out, self.planned, cut_short_at=epoch + 1)
                 self.model.stop_training = True
 
     class SaveBest(keras.callbacks.Callback):
@@ -160,6 +190,45 @@ def make_callbacks(args, net, out: Path, best_so_far):
         keras.callbacks.CSVLogger(str(history_file(out)), append=True),
         SaveBest(best_so_far),
     ]
+
+
+def replay_command(args, epochs: int) -> str:
+    """The command that rebuilds this run with a fixed epoch count (no time budget)."""
+    parts = ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
+             f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
+    if args.teacher:
+        parts += [f"--teacher {args.teacher}", f"--distill-alpha {args.distill_alpha}",
+                  f"--temperature {args.temperature}"]
+        if args.logit_adjust:
+            parts.append(f"--logit-adjust {args.logit_adjust}")
+    if args.init_from:
+        parts.append(f"--init-from {args.init_from}")
+    return " ".join(parts + ["--data DATA", "--out RUN"])
+
+
+def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None) -> None:
+    """Adds the fixed plan and its replay command to config.json."""
+    path = out / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config.update(planned_epochs=planned, replay=replay_command(args, planned))
+    if cut_short_at is not None:
+        config["cut_short_at_epoch"] = cut_short_at
+        config["replay_note"] = "the budget ran out before the plan: the replay trains longer than this run did"
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide what a replay computes: numpy, Keras and the backend's libraries."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("numpy", "keras", "tensorflow", "jax", "jaxlib", "torch", "opencv-python-headless"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def warm_start(path: Path, arch: str):
@@ -200,16 +269,29 @@ def train(args) -> Path:
     steps = -(-len(x_train) // args.batch_size)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, backend=keras.backend.backend(),
+                  versions=library_versions(), python=sys.version.split()[0],
                   started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if not args.time_budget:
+        config["replay"] = replay_command(args, args.epochs)
     if not args.resume or not (out / "config.json").exists():
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     net = warm_start(args.init_from, args.arch) if args.init_from else build(args.arch)
     face = keras.Input((48, 48, 1), name="face")
     augmented = make_augmenter(args.seed, args.augment)(face) if args.augment > 0 else face
-    trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
     optimizer = keras.optimizers.Adam(args.lr) if args.optimizer == "adam" else keras.optimizers.AdamW(args.lr, weight_decay=5e-4)
-    trainer.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    teacher, online = None, False
+    if args.teacher:
+        teacher, online = distill.load_teacher(args.teacher)
+        taught = teacher(augmented) if online else teacher(augmented, training=False)
+        both = keras.layers.Concatenate(name="student_teacher")([net(augmented), taught])
+        trainer = keras.Model(face, both, name=f"{net.name}-distillation")
+        loss = distill.make_loss(y_train.shape[1], args.distill_alpha, args.temperature, online,
+                                 distill.class_prior(y_train), args.logit_adjust)
+        trainer.compile(optimizer=optimizer, loss=loss, metrics=distill.metrics(y_train.shape[1]))
+    else:
+        trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
+        trainer.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     best_so_far = None
     if args.resume and history_file(out).exists():
         rows = [line.split(",") for line in history_file(out).read_text().splitlines()]
@@ -222,6 +304,8 @@ def train(args) -> Path:
                 validation_data=(x_valid, y_valid), validation_batch_size=512,
                 callbacks=make_callbacks(args, net, out, best_so_far), verbose=2)
     net.save(out / "final.keras")
+    if online:
+        teacher.save(out / "teacher.keras")  # trained alongside: it can teach a later run
     if not (out / "best.keras").exists():
         net.save(out / "best.keras")
     print(f"done: {out / 'best.keras'}", flush=True)

@@ -1,0 +1,89 @@
+"""Knowledge distillation for ``training.train``: a small student learns from the vote
+distribution and from a wider teacher's softened outputs on the same augmented batch.
+
+Two kinds of teacher:
+
+* an architecture name (``--teacher edge-l``): the teacher is trained alongside the
+  student from its own random start (online distillation, one run, no earlier run
+  needed); the teacher learns from the labels only, the student from both;
+* a trained network (``--teacher runs/wide/best.keras``): frozen, run in inference mode.
+
+The trainer's output is the student's and the teacher's probabilities side by side, so
+one plain Keras loss and metric serve every backend. Probabilities are turned back into
+logits with ``log`` (softmax is shift-invariant, so nothing is lost).
+
+``--logit-adjust tau`` trains the student on logits shifted by ``tau * log(prior)``
+(Menon et al., 2021): at inference, without the shift, rare classes (contempt, disgust,
+fear) are no longer drowned by neutral and happiness.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+EPS = 1e-7
+
+
+def class_prior(targets: np.ndarray) -> np.ndarray:
+    """Mean training target per class, floored so that log() stays finite."""
+    prior = np.asarray(targets, np.float64).mean(axis=0)
+    prior = np.maximum(prior, 1e-4)
+    return (prior / prior.sum()).astype(np.float32)
+
+
+def load_teacher(spec: str):
+    """The teacher network and whether it is trained alongside (``True``) or frozen."""
+    import keras
+
+    from training.models import ARCHITECTURES, build
+
+    if spec in ARCHITECTURES:
+        teacher = build(spec)
+        return teacher, True
+    path = Path(spec)
+    if not path.is_file():
+        raise SystemExit(f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
+                         "nor a trained network file; pass an earlier run's best.keras")
+    teacher = keras.models.load_model(path, compile=False)
+    teacher.trainable = False
+    return teacher, False
+
+
+def make_loss(num_classes: int, alpha: float, temperature: float, online: bool,
+              prior: np.ndarray | None = None, tau: float = 0.0):
+    """Loss over ``y_pred = [student probs | teacher probs]`` and soft-label ``y_true``."""
+    from keras import ops
+
+    shift = None if prior is None or not tau else ops.convert_to_tensor(tau * np.log(prior)[None, :])
+
+    def distillation_loss(y_true, y_pred):
+        student, teacher = y_pred[:, :num_classes], y_pred[:, num_classes:]
+        logits = ops.log(student + EPS)
+        if shift is not None:
+            logits = logits + shift
+        hard = -ops.sum(y_true * ops.log_softmax(logits, axis=-1), axis=-1)
+        t = ops.stop_gradient(teacher)
+        soft_target = ops.softmax(ops.log(t + EPS) / temperature, axis=-1)
+        soft_student = ops.log_softmax(ops.log(student + EPS) / temperature, axis=-1)
+        kd = ops.sum(soft_target * (ops.log(soft_target + EPS) - soft_student), axis=-1) * temperature ** 2
+        loss = (1.0 - alpha) * hard + alpha * kd
+        if online:
+            loss = loss - ops.sum(y_true * ops.log(teacher + EPS), axis=-1)
+        return loss
+
+    return distillation_loss
+
+
+def metrics(num_classes: int):
+    """Student accuracy (named ``accuracy`` so best-model saving reads it as before) and
+    the teacher's, both against the argmax of the target."""
+    from keras import ops
+
+    def accuracy(y_true, y_pred):
+        return ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred[:, :num_classes], axis=-1), "float32")
+
+    def teacher_accuracy(y_true, y_pred):
+        return ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred[:, num_classes:], axis=-1), "float32")
+
+    return [accuracy, teacher_accuracy]
