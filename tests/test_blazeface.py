@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import cv2
 import numpy as np
@@ -23,14 +24,17 @@ from edge_app.vision.blazeface import (
     SHIPPED_DETECTOR,
     SHIPPED_FACE_CHECK,
     BlazeFace,
+    Detection,
     FaceCheck,
     decode,
     iou,
+    mirrored,
     ssd_anchors,
     weighted_nms,
 )
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
+    MAX_TILT,
     TILES_PER_SEARCH,
     TURNED_AWAY,
     BlazeFaceDetector,
@@ -94,6 +98,18 @@ def test_decode_clips_huge_logits_without_overflow():
     with np.errstate(over="raise"):
         _, _, p = decode(np.zeros((896, 16), np.float32), np.full(896, -1e6, np.float32), anchors, 128)
     assert np.all(p >= 0) and np.all(p < 1e-40)
+
+
+def test_a_detection_on_the_mirror_image_maps_back_with_right_and_left_swapped():
+    kp = np.array([(30, 40), (50, 41), (42, 50), (41, 60), (22, 44), (58, 45)], np.float32)  # right eye first
+    # the same face as the network reports it on the mirror image: x flipped, and what it
+    # calls the right eye (on the image's left) is the subject's left eye
+    flipped = Detection((100 - 60, 30, 100 - 20, 70), 0.7, np.column_stack([100 - kp[:, 0], kp[:, 1]])[[1, 0, 2, 3, 5, 4]])
+    back = mirrored(flipped, 100)
+    assert back.box == (20, 30, 60, 70) and back.score == 0.7
+    np.testing.assert_allclose(back.keypoints, kp)  # the subject's right eye is on the image's left again
+    again = mirrored(back, 100)
+    assert again.box == flipped.box and np.allclose(again.keypoints, flipped.keypoints)
 
 
 def test_iou():
@@ -174,6 +190,36 @@ def test_a_small_face_is_found_on_tiles(grace):
     assert all(0.75 <= f[0].box[2] / f[0].box[3] <= 1.33 for f in live if f)  # whole faces, never one cut by a tile
 
 
+def test_the_mirror_image_finds_a_face_the_network_misses(grace):
+    """Grace Hopper leaning by 50 degrees at half size: the network misses her on the
+    whole frame, shown the mirror image it finds her (full searches: stills); a view
+    where the plain pass found a face costs one pass only; the live search does not
+    look at mirror images."""
+    gray = cv2.cvtColor(grace, cv2.COLOR_BGR2GRAY)
+    h, w = gray.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -50, 0.5)
+    leaning = cv2.warpAffine(gray, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    where = m @ np.array([*GRACE_FACE, 1.0])
+    whole_frame = [(0, 0, 0)]  # the full search on the whole frame only (no tiles)
+    with patch("edge_app.vision.detector.tile_grid", lambda *a: whole_frame[1:]):
+        assert BlazeFaceDetector(mirror=False).detect(leaning, tiles=True) == []
+        detector = BlazeFaceDetector()
+        assert detector.detect(leaning, tiles=False) == []  # the live search: no mirror image
+        (face,) = detector.detect(leaning, tiles=True)
+    assert contains(face.box, where) and face.kind == "frontal"
+    right_eye, left_eye = face.keypoints[0], face.keypoints[1]
+    assert right_eye[0] < left_eye[0]  # the subject's right eye on the image's left, as unmirrored
+
+    calls = []
+    real = detector.net.detect
+    detector.net.detect = lambda image, min_score=0.5: calls.append(image.shape) or real(image, min_score)  # type: ignore[method-assign]
+    try:
+        with patch("edge_app.vision.detector.tile_grid", lambda *a: []):
+            assert len(detector.detect(gray, tiles=True)) == 1 and len(calls) == 1
+    finally:
+        detector.net.detect = real  # type: ignore[method-assign]
+
+
 def test_tiles_cover_the_frame_with_half_a_tile_of_overlap():
     grid = tile_grid(480, 640, 40)
     for side in {s for _, _, s in grid}:
@@ -183,6 +229,8 @@ def test_tiles_cover_the_frame_with_half_a_tile_of_overlap():
         assert all(b - a <= side / 2 + 1 for a, b in zip(xs, xs[1:]))
         assert all(b - a <= side / 2 + 1 for a, b in zip(ys, ys[1:]))
     assert tile_grid(480, 640, 200) == []  # no tile could hold a face that big: whole frames only
+    assert {s for _, _, s in grid} == {480, 384, 320, 213}  # full-height squares catch big faces too
+    assert 480 not in {s for _, _, s in tile_grid(480, 480, 40)}  # a tile as big as a square frame is the frame
 
 
 def test_the_face_check_tells_a_face_from_a_blob(grace):
@@ -201,11 +249,11 @@ def test_the_face_check_tells_a_face_from_a_blob(grace):
 
 
 def test_the_face_check_keeps_a_cat_out(grace):
-    """BlazeFace alone finds a face in the cat photograph (on a tile); the face check
-    rejects it, and still passes Grace Hopper."""
+    """BlazeFace alone finds faces in the cat photograph (on tiles and their mirror
+    images); the face check rejects them, and still passes Grace Hopper."""
     with_check, without = BlazeFaceDetector(), BlazeFaceDetector(face_check=False)
     cat = cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2GRAY)
-    assert len(without.detect(cat, tiles=True)) == 1
+    assert len(without.detect(cat, tiles=True)) >= 1
     assert with_check.detect(cat, tiles=True) == []
     assert len(with_check.detect(grace)) == len(without.detect(grace)) == 1
 
@@ -217,6 +265,14 @@ def test_sanity_checks():
     assert not plausible((30, 30, 90, 50), kp, 20)  # far from square
     assert not plausible((30, 30, 70, 70), [(40, 40), (60, 40), (50, 50), (50, 95), (30, 45), (70, 45)], 20)  # mouth outside
     assert not plausible((30, 30, 70, 70), [(49, 40), (51, 40), (50, 50), (50, 60), (30, 45), (70, 45)], 20)  # eyes on one spot
+    c, s = np.cos(np.radians(MAX_TILT - 5)), np.sin(np.radians(MAX_TILT - 5))
+    leaning = [(50 - 10 * c, 45 - 10 * s), (50 + 10 * c, 45 + 10 * s), (50, 52), (50, 60), (30, 45), (70, 45)]
+    assert plausible((30, 30, 70, 70), leaning, 20)
+    c, s = np.cos(np.radians(MAX_TILT + 5)), np.sin(np.radians(MAX_TILT + 5))
+    too_far = [(50 - 10 * c, 45 - 10 * s), (50 + 10 * c, 45 + 10 * s), (50, 52), (50, 60), (30, 45), (70, 45)]
+    assert not plausible((30, 30, 70, 70), too_far, 20)  # eye line beyond MAX_TILT
+    upside_down = [(60, 40), (40, 40), (50, 50), (50, 60), (70, 45), (30, 45)]
+    assert not plausible((30, 30, 70, 70), upside_down, 20)
 
 
 def test_ear_asymmetry_tells_a_turned_head():

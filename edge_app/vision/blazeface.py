@@ -53,6 +53,19 @@ class Detection:
         return self.box[3] - self.box[1]
 
 
+MIRROR_ORDER = (1, 0, 2, 3, 5, 4)  # keypoints of a mirrored face: the subject's right and left swap
+
+
+def mirrored(d: Detection, width: float) -> Detection:
+    """A detection made on the mirror image (flipped left-right) of an image ``width``
+    wide, in the unflipped image's coordinates: x becomes ``width - x``, and the eyes and
+    ears trade names (the mirror image's right eye is the subject's left)."""
+    x0, y0, x1, y1 = d.box
+    kp = np.asarray(d.keypoints, np.float32)[list(MIRROR_ORDER)].copy()
+    kp[:, 0] = width - kp[:, 0]
+    return Detection((width - x1, y0, width - x0, y1), d.score, kp)
+
+
 def ssd_anchors(size: int, grids: list[tuple[int, int]], offset: float = 0.5) -> np.ndarray:
     """Anchor centres (N, 2) as fractions of the input: for each (stride, per_cell) grid,
     row by row, ``per_cell`` anchors at the centre of every cell (MediaPipe's SSD anchors
