@@ -19,7 +19,8 @@ A face counts as found when a detection's centre lies within 0.35 face sizes of 
 true centre and its width is 0.4-1.6x the face's; any other detection is a false
 positive. Every kind of detection counts (frontal and turned away), for both detectors.
 Recall and false positives are those of a full search (BlazeFace: the whole frame and
-every tile, as for an upload; the live loop covers the tiles over a few searches). Time,
+every tile, each view that shows no face also mirrored, as for an upload; the live loop
+covers the tiles over a few searches and does not look at mirror images). Time,
 640x480, one thread (``cv2.setNumThreads(1)``, LiteRT ``num_threads=1``), medians: "ms
 search" a full search, "ms frame" one whole-frame pass (BlazeFace without tiles: what the
 live loop pays per search while a face is in view; Haar: the same full search).
