@@ -45,8 +45,10 @@ def load_teacher(spec: str):
     if not path.is_file():
         raise SystemExit(f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
                          "nor a trained network file; pass an earlier run's best.keras")
-    teacher = keras.models.load_model(path, compile=False)
-    teacher.trainable = False
+    loaded = keras.models.load_model(path, compile=False)
+    loaded.trainable = False
+    # renamed: the student may be the same architecture, and names must be unique in a model
+    teacher = keras.Model(loaded.inputs[0], loaded.outputs[0], name=f"teacher-{loaded.name}")
     return teacher, False
 
 
