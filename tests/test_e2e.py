@@ -183,7 +183,7 @@ def test_first_start_password_waits_in_a_root_only_file_until_the_first_login(ma
     the data directory, readable by its owner only, and gone once admin has logged in."""
     monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD")
     appliance = make_appliance(with_loop=False)
-    kept = Path(cfg["store"]["data_dir"]) / "first-admin-password.txt"
+    kept = Path(cfg.store.data_dir) / "first-admin-password.txt"
     assert kept.stat().st_mode & 0o777 == 0o600
     password = kept.read_text().splitlines()[0]
     assert password == appliance.generated_password
