@@ -91,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
         p.error("--logit-adjust is part of the distillation loss: pass --teacher too")
+    if args.teacher and distill.teacher_problem(args.teacher):
+        p.error(distill.teacher_problem(args.teacher))
     for key, value in DEFAULTS[args.arch].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
