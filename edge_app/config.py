@@ -20,7 +20,7 @@ import re
 import sys
 import textwrap
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -109,23 +109,9 @@ def _type_name(kind: Any) -> str:
 
 
 # ------------------------------------------------------------ sections
-class Section(Mapping[str, Any]):
+class Section:
     """Base of the frozen section dataclasses; the class docstring is the section's
-    comment in ``default_config.toml``.
-
-    Transitional: a section also answers read-only ``cfg["web"]["port"]`` lookups (and
-    ``.get``, ``dict(...)``) so call sites can move to ``cfg.web.port`` one at a time."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key in _field_names(type(self)):
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_field_names(type(self)))
-
-    def __len__(self) -> int:
-        return len(_field_names(type(self)))
+    comment in ``default_config.toml``. Read values as attributes: ``cfg.web.port``."""
 
 
 @cache

@@ -78,19 +78,21 @@ def test_demo_cycle_shows_frontal_profile_and_no_face(detector):
     assert len(kinds_by_picture["empty"]) >= 8  # long enough for the default absent_after_s
 
 
-def test_demo_picks_faces_the_model_places_in_different_groups(cfg):
-    """Over the shipped photos the model sees an engaged face (the astronaut, Grace Hopper)
-    and a disengaged one (the Migrant Mother): the demo shows both."""
+def test_demo_picks_a_face_for_every_engagement_group(cfg):
+    """Over the shipped photos the model sees a fearful face (Duchenne's old man: "Partially
+    engaged"), a disengaged one (the Migrant Mother) and an engaged one (the astronaut,
+    Grace Hopper): the demo shows all three, in that order."""
     from edge_app.engagement import group_of
     from edge_app.runtime.appliance import classifier_from_config, demo_picks
-    from edge_app.vision.faces import cuts, reference_faces
+    from edge_app.vision.faces import cuts, demo_cuts, demo_faces
 
     classifier, mapping = classifier_from_config(cfg), cfg.engagement.mapping
     picks = demo_picks(classifier, mapping)
-    assert len(picks) == 3 and all(0 <= i < len(cuts()) for i in picks)
-    shown = {group_of(mapping[classifier.classify(reference_faces()[i])[0]]) for i in picks}
-    assert {"Engaged", "Not engaged"} <= shown, shown
-    assert any(cuts()[i].photo == "migrant_mother.jpg" for i in picks)
+    assert len(picks) == 3 and all(0 <= i < len(demo_cuts()) for i in picks)
+    shown = [group_of(mapping[classifier.classify(demo_faces()[i])[0]]) for i in picks]
+    assert shown == ["Partially engaged", "Not engaged", "Engaged"], shown
+    assert [demo_cuts()[i].photo for i in picks[:2]] == ["duchenne_fright.jpg", "migrant_mother.jpg"]
+    assert demo_cuts()[: len(cuts())] == cuts()  # the demo-only face leaves the golden set and its indices alone
 
 
 def test_demo_timeline_covers_the_minute_without_gaps():

@@ -63,17 +63,13 @@ def test_a_section_built_by_hand_is_validated_too():
         config_mod.Config(camera=config_mod.CameraSettings(width="640"))
 
 
-def test_a_config_is_immutable_and_reads_both_ways(tmp_path):
-    # the mapping reads (cfg["web"]["port"]) are transitional: this test goes when they do
+def test_a_config_is_immutable_and_read_as_attributes(tmp_path):
     cfg = load_text(tmp_path, "[web]\nport = 9090\n")
-    assert cfg.web.port == cfg["web"]["port"] == cfg["web"].get("port") == 9090
-    assert dict(cfg["web"])["port"] == 9090 and "port" in cfg["web"] and "bogus" not in cfg["web"]
-    with pytest.raises(KeyError):
-        cfg["web"]["bogus"]
+    assert cfg.web.port == 9090
+    with pytest.raises(TypeError):
+        cfg["web"]  # type: ignore[index]  # no mapping reads: one way to read a setting
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.web.port = 1  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        cfg["web"]["port"] = 1  # type: ignore[index]
     with pytest.raises(TypeError):
         cfg.engagement.mapping["fear"] = "Not engaged"  # type: ignore[index]
 

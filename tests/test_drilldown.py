@@ -107,7 +107,7 @@ def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_
     out = tmp_path / "export.csv"
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    assert main(["export", "--since", "2020-01-01", "--out", str(out), "--data-dir", cfg["store"]["data_dir"],
+    assert main(["export", "--since", "2020-01-01", "--out", str(out), "--data-dir", str(cfg.store.data_dir),
                  "--config", str(empty)]) == 0
     exported = list(csv.DictReader(out.open(encoding="utf-8")))
     assert r.text.splitlines()[0] == out.read_text(encoding="utf-8").splitlines()[0]  # the same columns

@@ -1,6 +1,9 @@
 """The device admin's classroom broker page: status, a real connection test, validation, save."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mqtt_broker
 import requests
 from conftest import login, wait_for
@@ -42,4 +45,23 @@ def test_admin_tests_and_saves_the_broker(broker, make_appliance):
     page = s.get(url, timeout=5).text
     assert f"connected to 127.0.0.1:{broker.port} as {USER}" in page
     assert PASSWORD not in page  # the password is never shown back
-    assert appliance.store.get_setting("config_overrides")["mqtt.desk"] == "Row 1, seat 3"  # kept across restarts
+    saved = appliance.store.get_setting("config_overrides")
+    assert saved["mqtt.desk"] == "Row 1, seat 3"  # kept across restarts
+    assert PASSWORD not in json.dumps(saved) and saved["mqtt.password"] == ""  # not in the database
+    kept = Path(saved["mqtt.password_file"])
+    assert kept.read_text().strip() == PASSWORD and kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_password_saved_by_an_earlier_release_leaves_the_database_at_start(make_appliance, cfg):
+    from edge_app import config as config_mod
+    from edge_app.store.database import Store
+
+    earlier = Store(config_mod.data_dir(cfg))
+    earlier.set_setting("config_overrides", {"mqtt.password": "old-plain-secret", "mqtt.desk": "Row 2"})
+    earlier.close()
+    appliance = make_appliance(with_loop=False)
+    saved = appliance.store.get_setting("config_overrides")
+    assert "old-plain-secret" not in json.dumps(saved) and saved["mqtt.desk"] == "Row 2"
+    kept = Path(saved["mqtt.password_file"])
+    assert kept.read_text().strip() == "old-plain-secret" and kept.stat().st_mode & 0o777 == 0o600
+    assert appliance.ctx.cfg.mqtt.password_file == str(kept) and appliance.ctx.cfg.mqtt.password == ""

@@ -116,6 +116,27 @@ def test_cached_arrays_equal_decoded_ones(generated):
     assert first.names == again.names
 
 
+def test_cache_is_keyed_by_content_not_by_path(generated, tmp_path):
+    import shutil
+
+    root, _ = generated
+    original = fer.load_split(root, "valid")
+    entries = lambda: sorted((root / "npz").glob("valid-*.npz"))  # noqa: E731
+    assert len(entries()) == 1
+    shutil.copytree(root / "ferplus", tmp_path / "copy")
+    fer.load_split(tmp_path / "copy", "valid")
+    assert len(entries()) == 1, "the same data in another folder was decoded again"
+    label_file = root / "ferplus" / "FER2013Valid" / "label.csv"
+    with open(label_file, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0][2] = str(int(rows[0][2]) + 1)  # one more neutral vote on the first image, in place
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    changed = fer.load_split(root, "valid")
+    assert changed.votes[0, 0] == original.votes[0, 0] + 1, "a stale cache entry was served for edited data"
+    assert len(entries()) == 2
+
+
 def test_pack_carries_train_and_valid_losslessly(generated):
     root, _ = generated
     pack = fer.write_pack(root, root / "carry" / fer.PACK_NAME)
@@ -288,6 +309,52 @@ def test_time_budget_plan_grows_back_when_epochs_get_faster():
     assert planned_epochs(200, 5, [90.0, 60.0, 30.0, 30.0, 30.0], 600) == 25
     assert planned_epochs(20, 5, [9.0, 3.0, 3.0, 3.0, 3.0], 600) == 20  # never past --epochs
     assert planned_epochs(200, 7, [9.0, 3.0], -5) == 7  # budget spent: stop now
+
+
+def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run):
+    from training import train
+
+    root, _ = tiny_run
+    run = root / "fixed-plan"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        assert train.main(["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16",
+                           "--epochs", "5", "--time-budget", "3600"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["planned_epochs"] == 5 and "cut_short_at_epoch" not in config
+    assert "--epochs 5 " in config["replay"] and "--time-budget" not in config["replay"]
+    assert config["versions"]["keras"] and config["versions"]["numpy"]
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    args = train.parse_args(["--out", "x", "--arch", "edge", "--epochs", "5"])
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(args, e, 5) for e in range(5)])
+
+
+def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
+    import keras
+
+    from training import train
+
+    root, first = tiny_run
+    run = root / "distilled"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        common = ["--arch", "edge", "--data", str(root), "--batch-size", "16", "--epochs", "2", "--stop-after", "1"]
+        with pytest.raises(SystemExit):
+            train.main(common + ["--out", str(root / "bad"), "--teacher", str(root / "missing.keras")])
+        assert "neither an architecture" in capsys.readouterr().err and not (root / "bad").exists()
+        assert train.main(common + ["--out", str(run), "--teacher", "edge", "--logit-adjust", "0.3"]) == 0
+        frozen = root / "distilled-frozen"
+        assert train.main(common + ["--out", str(frozen), "--teacher", str(first / "best.keras")]) == 0
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and {"accuracy", "teacher_accuracy", "val_teacher_accuracy", "learning_rate"} <= set(rows[0])
+    assert keras.models.load_model(run / "best.keras", compile=False).name == "edge"  # the student ships
+    assert keras.models.load_model(run / "teacher.keras", compile=False).name == "teacher-edge"
+    config = json.loads((run / "config.json").read_text())
+    assert "--teacher edge" in config["replay"] and "--logit-adjust 0.3" in config["replay"]
+    assert "--stop-after 1" in config["replay"]
+    assert not (frozen / "teacher.keras").exists()  # a frozen teacher is an input, not an output
 
 
 def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):

@@ -154,7 +154,8 @@ def run(n: int, duration: float, mean_gap: float, workers: int) -> dict:
         session.post(f"{url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10).raise_for_status()
         ids = [f"desk-{i:03d}" for i in range(n)]
         ready = [mp.Event() for _ in range(workers)]
-        go, out = mp.Event(), mp.Queue()  # type: ignore[var-annotated]
+        go = mp.Event()
+        out: mp.Queue[tuple] = mp.Queue()  # each worker: (messages made, desks connected, last send)
         for w in range(workers):
             p = mp.Process(target=desks_worker, args=(ids[w::workers], broker_port, str(folder), duration, mean_gap,
                                                       ready[w], go, out), daemon=True)

@@ -205,20 +205,41 @@ def find_layout(path: Path) -> tuple[str, Path]:
     )
 
 
-def _cache_path(root: Path, split: str) -> Path:
+def content_key(kind: str, root: Path, split: str) -> str:
+    """A digest of the bytes a split is decoded from (its label file and every image, or
+    the two CSV files), so a cache entry is reused only for the very same data, wherever
+    it lies, and an edited or re-extracted copy is decoded again."""
+    digest = hashlib.sha256(f"{kind}:{split}:".encode())
+    if kind == "folder":
+        folder = Path(root) / SPLIT_FOLDERS[split]
+        label_file = folder / "label.csv"
+        if not label_file.is_file():
+            raise DataError(f"{label_file} is missing: expected Microsoft's FERPlus folder layout")
+        digest.update(label_file.read_bytes())
+        for image in sorted(folder.glob("*.png")):
+            digest.update(image.name.encode() + b"\0" + image.read_bytes())
+    else:
+        for name in ("fer2013.csv", "fer2013new.csv"):
+            with open(Path(root) / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _cache_path(kind: str, root: Path, split: str) -> Path:
     cache = Path(os.environ.get("ENGAGE_DATA_CACHE", Path.home() / ".cache" / "engage-data" / "npz"))
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-    return cache / f"{split}-{key}.npz"
+    return cache / f"{split}-{content_key(kind, root, split)}.npz"
 
 
 def load_split(path: Path, split: str, cache: bool = True) -> Split:
-    """Load ``split`` (train/valid/test) from either layout, caching decoded arrays."""
+    """Load ``split`` (train/valid/test) from either layout, caching decoded arrays
+    under a digest of the source bytes (``content_key``)."""
     if split not in SPLIT_FOLDERS:
         raise DataError(f"split {split!r} is not one of {sorted(SPLIT_FOLDERS)}")
     kind, root = find_layout(path)
     if kind == "pack":
         return load_pack_split(root, split)
-    cached = _cache_path(root, split)
+    cached = _cache_path(kind, root, split)
     if cache and cached.is_file():
         with np.load(cached) as z:
             return Split(z["images"], z["votes"], list(z["names"]))

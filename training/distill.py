@@ -32,22 +32,31 @@ def class_prior(targets: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()).astype(np.float32)
 
 
+def teacher_problem(spec: str) -> str:
+    """Why ``--teacher spec`` cannot be used ('' when it can), checked before data loads."""
+    from training.models import ARCHITECTURES
+
+    if spec in ARCHITECTURES or Path(spec).is_file():
+        return ""
+    return (f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
+            "nor a trained network file; pass an earlier run's best.keras")
+
+
 def load_teacher(spec: str):
-    """The teacher network and whether it is trained alongside (``True``) or frozen."""
+    """The teacher network and whether it is trained alongside (``True``) or frozen. Either
+    is wrapped under the name ``teacher-<name>``: the student may be the same architecture,
+    and names must be unique in one model."""
     import keras
 
     from training.models import ARCHITECTURES, build
 
-    if spec in ARCHITECTURES:
-        teacher = build(spec)
-        return teacher, True
-    path = Path(spec)
-    if not path.is_file():
-        raise SystemExit(f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
-                         "nor a trained network file; pass an earlier run's best.keras")
-    teacher = keras.models.load_model(path, compile=False)
-    teacher.trainable = False
-    return teacher, False
+    online = spec in ARCHITECTURES
+    if not online and not Path(spec).is_file():
+        raise SystemExit(teacher_problem(spec))
+    inner = build(spec) if online else keras.models.load_model(spec, compile=False)
+    if not online:
+        inner.trainable = False
+    return keras.Model(inner.inputs[0], inner.outputs[0], name=f"teacher-{inner.name}"), online
 
 
 def make_loss(num_classes: int, alpha: float, temperature: float, online: bool,

@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, default=0,
                    help="seconds this run may take; the epochs that fit are planned after the first "
                         f"{PLAN_FIXED_AFTER} and then fixed (config.json records the replay command)")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop after this many epochs while the schedule still plans --epochs "
+                        "(replays a run that its time budget cut short)")
     p.add_argument("--teacher", help="distil from a teacher: an architecture trained alongside "
                                      "(e.g. edge-l) or an earlier run's best.keras (frozen)")
     p.add_argument("--distill-alpha", type=float, default=0.5,
@@ -88,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
         p.error("--logit-adjust is part of the distillation loss: pass --teacher too")
+    if args.teacher and distill.teacher_problem(args.teacher):
+        p.error(distill.teacher_problem(args.teacher))
     for key, value in DEFAULTS[args.arch].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -164,7 +169,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
                 if fixing and self.planned > epoch + 1:
                     self.fixed = True
                     record_plan(args, out, self.planned)
-            if epoch + 1 >= self.planned:
+            if epoch + 1 >= self.planned or (args.stop_after and epoch + 1 >= args.stop_after):
                 self.model.stop_training = True
             elif self.fixed and args.time_budget and left <= 0:
                 record_plan(args, out, self.planned, cut_short_at=epoch + 1)
@@ -192,7 +197,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
     ]
 
 
-def replay_command(args, epochs: int) -> str:
+def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     """The command that rebuilds this run with a fixed epoch count (no time budget)."""
     parts = ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
              f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
@@ -203,6 +208,8 @@ def replay_command(args, epochs: int) -> str:
             parts.append(f"--logit-adjust {args.logit_adjust}")
     if args.init_from:
         parts.append(f"--init-from {args.init_from}")
+    if stop_after or args.stop_after:
+        parts.append(f"--stop-after {stop_after or args.stop_after}")
     return " ".join(parts + ["--data DATA", "--out RUN"])
 
 
@@ -210,10 +217,9 @@ def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None) 
     """Adds the fixed plan and its replay command to config.json."""
     path = out / "config.json"
     config = json.loads(path.read_text()) if path.is_file() else {}
-    config.update(planned_epochs=planned, replay=replay_command(args, planned))
+    config.update(planned_epochs=planned, replay=replay_command(args, planned, cut_short_at or 0))
     if cut_short_at is not None:
         config["cut_short_at_epoch"] = cut_short_at
-        config["replay_note"] = "the budget ran out before the plan: the replay trains longer than this run did"
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(config, indent=2) + "\n")
 
@@ -304,7 +310,7 @@ def train(args) -> Path:
                 validation_data=(x_valid, y_valid), validation_batch_size=512,
                 callbacks=make_callbacks(args, net, out, best_so_far), verbose=2)
     net.save(out / "final.keras")
-    if online:
+    if online and teacher is not None:
         teacher.save(out / "teacher.keras")  # trained alongside: it can teach a later run
     if not (out / "best.keras").exists():
         net.save(out / "best.keras")

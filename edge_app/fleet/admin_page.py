@@ -1,10 +1,14 @@
 """The device admin's "Classroom" settings page: the [mqtt] section, its status and a test button.
 
 Saved values go through the same validation and persistence as every other setting
-(``web.admin_settings.apply_settings``); saving restarts the publisher with them."""
+(``web.admin_settings.apply_settings``); saving restarts the publisher with them. The
+broker password is the exception: it goes to a file in the data directory that only the
+service's user can read (``mqtt-password``, mode 0600), and the settings table keeps only
+that file's path, so a copy of the database or a backup does not carry it."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from bottle import request
@@ -13,8 +17,10 @@ from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
 from edge_app.fleet.settings import MqttSettings
+from edge_app.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
+PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
 
 # (key in [mqtt], label, kind, help)
 FIELDS: list[tuple[str, str, type, str]] = [
@@ -81,12 +87,34 @@ def install(app, ctx, h) -> None:
             ok, text = check_connection(settings)
             return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
                           status=200 if ok else 502, values=shown)
-        apply_settings(ctx, changes)
+        apply_settings(ctx, password_to_file(ctx.cfg, changes))
         restart_publisher(ctx, ctx.cfg)
         log.info("admin %s changed the classroom broker settings", me.username)
         ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
                         f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
         return render("Saved." + (" Publishing to " + settings.broker + "." if settings.enabled else " MQTT is off."))
+
+
+def password_to_file(cfg: Config, changes: dict) -> dict:
+    """``changes`` with a typed broker password swapped for ``mqtt.password_file``: the
+    password is written (atomically, mode 0600) to ``PASSWORD_FILE`` in the data directory."""
+    password = changes.get("mqtt.password")
+    if not password:
+        return changes
+    path = config_mod.data_dir(cfg) / PASSWORD_FILE
+    atomic_write(path, password + "\n", mode=0o600)
+    return {**changes, "mqtt.password": "", "mqtt.password_file": str(path)}
+
+
+def move_saved_password(store, cfg: Config, settings_key: str) -> None:
+    """Earlier releases kept a password typed on this page in the settings table: move it
+    to the password file once, at start-up, so it is no longer in the database."""
+    saved = store.get_setting(settings_key, {}) or {}
+    if not saved.get("mqtt.password"):
+        return
+    saved.update(password_to_file(cfg, {"mqtt.password": saved["mqtt.password"]}))
+    store.set_setting(settings_key, saved)
+    log.info("moved the saved broker password out of the database into %s", Path(saved["mqtt.password_file"]))
 
 
 def saved_values(cfg: Config) -> dict[str, Any]:

@@ -31,11 +31,12 @@ PURGE_EVERY_S = 3600
 
 def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> list[int]:
     """Which reference faces the demo shows: for each engagement group the face the model
-    places there most confidently, so the demo walks through every state it can."""
-    from edge_app.vision.faces import reference_faces
+    places there most confidently, so the demo walks through every state it can. The
+    indices are into ``faces.demo_cuts()``."""
+    from edge_app.vision.faces import demo_faces
 
     best: dict[str, tuple[float, int]] = {}
-    for i, face in enumerate(reference_faces()):
+    for i, face in enumerate(demo_faces()):
         p = classifier.probabilities(face)
         for label, prob in zip(classifier.labels, p):
             group = group_of(mapping[label])

@@ -1,8 +1,9 @@
 """The built-in demo scene: real face photographs shipped inside the package.
 
 Faces (public domain, see ``photos/PROVENANCE.md``): Grace Hopper, the astronaut Eileen
-Collins, a few reference faces picked per engagement group (``faces.cuts()``; the
-appliance picks, for each group, the face the model places there most confidently), and
+Collins, a few faces picked per engagement group (``faces.demo_cuts()``: the reference
+faces and Duchenne's frightened old man; the appliance picks, for each group, the face
+the model places there most confidently), and
 the cameraman turned sideways (a turned-away face to either detector) for "Distracted". The
 timeline moves a face around, swaps faces, turns away, leaves the frame and comes back,
 so every state the faces allow shows within one minute.
@@ -34,7 +35,7 @@ class Shot:
 
     start: float
     end: float
-    picture: str  # "grace", "astronaut", "face:<i>" (a reference face), "profile", "empty"
+    picture: str  # "grace", "astronaut", "face:<i>" (faces.demo_cuts()[i]), "profile", "empty"
     height: int = 300  # drawn height in pixels
     drift: float = 60.0  # amplitude of the motion in pixels
     exit: bool = False  # slides out of the frame during the shot
@@ -81,7 +82,7 @@ class DemoScene:
             elif name == "profile":
                 src = faces.profile_face()[40:380, 120:460]
             else:
-                src = faces.cuts()[int(name.split(":")[1])].portrait()
+                src = faces.demo_cuts()[int(name.split(":")[1])].portrait()
             scale = height / src.shape[0]
             self._pictures[key] = cv2.resize(src, (max(1, int(src.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
         return self._pictures[key]

@@ -1,10 +1,15 @@
 """The shipped photographs and the reference faces cut from them.
 
-Four public-domain photographs travel inside the package (``photos/``, provenance and
+Five public-domain photographs travel inside the package (``photos/``, provenance and
 sha256 in ``photos/PROVENANCE.md``), so the demo, the choice of demo faces and the flash
 tool's golden check work wherever edge_app is installed, with no plotting or
 image-science library on the device. The face boxes are fixed here rather than found by
 the detector, so a detector change never moves a model's golden record.
+
+Two sets: the reference faces (``cuts()``, ``FRONTAL``) are what a manifest's golden
+block records, named by ``REFERENCE_SOURCE``; the demo's faces (``demo_cuts()``) are
+those plus ``DEMO_FRONTAL``, appended after them, so a face added for the demo never
+changes the golden set or the indices into it.
 """
 from __future__ import annotations
 
@@ -24,6 +29,11 @@ FRONTAL = {
     "grace_hopper.jpg": (149, 101, 232, 232),  # Grace Hopper, US Navy portrait
     "astronaut.jpg": (174, 64, 99, 99),  # Eileen Collins, NASA portrait
     "migrant_mother.jpg": (172, 142, 184, 184),  # Florence Owens Thompson, Dorothea Lange (FSA)
+}
+# Faces only the demo uses (not in the golden set): a frightened face, so the demo can
+# show "Partially engaged" (fear, in the default mapping). Boxed the same way.
+DEMO_FRONTAL = {
+    "duchenne_fright.jpg": (144, 145, 247, 247),  # Duchenne's old man, fright (Darwin 1872, Plate VII fig. 2)
 }
 PROFILE = "cameraman.jpg"  # a man turned sideways (mirrored for the profile cascade)
 # Each face is cut several ways (moved by a fraction of its box, grown, shrunk), the looks
@@ -67,22 +77,38 @@ class Cut:
         return img[y0:y1, x0:x1]
 
 
-@lru_cache(maxsize=1)
-def cuts() -> tuple[Cut, ...]:
-    """The reference faces in a fixed order (a golden record stores indices into it)."""
+def _nudged(boxes: dict[str, tuple[int, int, int, int]]) -> list[Cut]:
     out = []
-    for name, (x, y, w, h) in FRONTAL.items():
+    for name, (x, y, w, h) in boxes.items():
         for dx, dy, scale in NUDGES:
             side = round(w * scale)
             cx, cy = x + w / 2 + dx * w, y + h / 2 + dy * h
             out.append(Cut(name, (round(cx - side / 2), round(cy - side / 2), side, side)))
-    return tuple(out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def cuts() -> tuple[Cut, ...]:
+    """The reference faces in a fixed order (a golden record stores indices into it)."""
+    return tuple(_nudged(FRONTAL))
+
+
+@lru_cache(maxsize=1)
+def demo_cuts() -> tuple[Cut, ...]:
+    """The faces the demo may show: ``cuts()`` (same indices), then the demo-only faces."""
+    return cuts() + tuple(_nudged(DEMO_FRONTAL))
 
 
 @lru_cache(maxsize=1)
 def reference_faces() -> np.ndarray:
     """All reference faces as one (N, 64, 64) uint8 grayscale array, in ``cuts()`` order."""
     return np.stack([cut.gray() for cut in cuts()])
+
+
+@lru_cache(maxsize=1)
+def demo_faces() -> np.ndarray:
+    """The demo's faces as one (N, 64, 64) uint8 grayscale array, in ``demo_cuts()`` order."""
+    return np.stack([cut.gray() for cut in demo_cuts()])
 
 
 def profile_face() -> np.ndarray:

@@ -24,6 +24,9 @@ SETTINGS: list[config_mod.AdminSetting] = config_mod.admin_settings()
 # ------------------------------------------------------------ settings persistence
 def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Config:
     """``cfg`` with the admin's saved settings applied (a bad saved value is skipped, logged)."""
+    from edge_app.fleet.admin_page import move_saved_password
+
+    move_saved_password(store, cfg, SETTINGS_KEY)
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
     for dotted, value in saved.items():
         try:
