@@ -35,10 +35,13 @@ from edge_app.vision.blazeface import (
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
     MAX_TILT,
+    SURE_PRESENCE,
     TILES_PER_SEARCH,
     TURNED_AWAY,
+    UNSURE_SCORE,
     BlazeFaceDetector,
     FaceDetector,
+    believed,
     detector_from_config,
     ear_asymmetry,
     plausible,
@@ -273,6 +276,32 @@ def test_sanity_checks():
     assert not plausible((30, 30, 70, 70), too_far, 20)  # eye line beyond MAX_TILT
     upside_down = [(60, 40), (40, 40), (50, 50), (50, 60), (70, 45), (30, 45)]
     assert not plausible((30, 30, 70, 70), upside_down, 20)
+
+
+def test_a_borderline_detection_needs_a_sure_face_check(grace):
+    """A detection scoring just above ``min_score`` is where textures get in: it is kept
+    only when the face check is sure (``SURE_PRESENCE``); one that scores well needs
+    ``presence_min`` only. The network and the face check are stood in for, so the test
+    pins the rule, not the models' numbers."""
+    detector = BlazeFaceDetector()
+    assert detector.check is not None
+    kp = np.array([(40, 40), (60, 40), (50, 50), (50, 60), (30, 45), (70, 45)], np.float32) * 4
+    gray = np.full((480, 640), 128, np.uint8)
+    presence_min = detector.check.presence_min
+    assert presence_min < SURE_PRESENCE and UNSURE_SCORE > detector.min_score
+
+    def found(score: float, presence: float) -> int:
+        with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), score, kp)]), \
+             patch.object(detector.check, "presence", lambda *a: presence), \
+             patch("edge_app.vision.detector.tile_grid", lambda *a: []):
+            return len(detector.detect(gray, tiles=True))
+
+    between = (presence_min + SURE_PRESENCE) / 2
+    assert found(UNSURE_SCORE - 0.05, between) == 0  # borderline score, face check not sure: out
+    assert found(UNSURE_SCORE - 0.05, SURE_PRESENCE) == 1  # borderline score, face check sure
+    assert found(UNSURE_SCORE + 0.05, between) == 1  # a good score needs presence_min only
+    assert found(UNSURE_SCORE + 0.05, presence_min - 0.01) == 0
+    assert believed(0.9, presence_min, presence_min) and not believed(0.55, 0.98, 0.9)
 
 
 def test_ear_asymmetry_tells_a_turned_head():
