@@ -26,11 +26,13 @@ from edge_app.vision.blazeface import (
     BlazeFace,
     Detection,
     FaceCheck,
+    Look,
     decode,
     iou,
     mirrored,
     ssd_anchors,
     weighted_nms,
+    yaw_degrees,
 )
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
@@ -38,6 +40,7 @@ from edge_app.vision.detector import (
     SURE_PRESENCE,
     TILES_PER_SEARCH,
     TURNED_AWAY,
+    TURNED_AWAY_YAW,
     UNSURE_SCORE,
     BlazeFaceDetector,
     FaceDetector,
@@ -46,6 +49,7 @@ from edge_app.vision.detector import (
     ear_asymmetry,
     plausible,
     tile_grid,
+    turned_away,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,7 +296,7 @@ def test_a_borderline_detection_needs_a_sure_face_check(grace):
 
     def found(score: float, presence: float) -> int:
         with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), score, kp)]), \
-             patch.object(detector.check, "presence", lambda *a: presence), \
+             patch.object(detector.check, "look", lambda *a: Look(presence, 0.0)), \
              patch("edge_app.vision.detector.tile_grid", lambda *a: []):
             return len(detector.detect(gray, tiles=True))
 
@@ -318,6 +322,45 @@ def test_turned_away_face_is_a_profile(detector):
     faces = detector.detect(sideways)
     assert [f.kind for f in faces] == ["profile"] and contains(faces[0].box, (290, 160))
     assert BlazeFaceDetector(profile=False).detect(sideways) == []
+
+
+def _framed(picture: np.ndarray, height: int) -> np.ndarray:
+    """``picture`` scaled to ``height`` and centred on a grey 640x480 frame, as the demo draws one."""
+    pic = cv2.resize(picture, (picture.shape[1] * height // picture.shape[0], height), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    y, x = (480 - height) // 2, (640 - pic.shape[1]) // 2
+    frame[y:y + height, x:x + pic.shape[1]] = pic
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def test_a_three_quarter_view_is_not_turned_away(detector):
+    """Migrant Mother looks towards the camera in three-quarter view; framed like this
+    her ear keypoints are as lopsided as a head turned sideways (ear asymmetry 0.92, the
+    old rule's "profile" and so "Distracted"). The face check's yaw tells the two apart:
+    she reads frontal, the demo's cameraman, at the demo's sizes, still turned away."""
+    mother = _framed(shipped.demo_cuts()[15].portrait(2.2), 300)
+    faces = detector.detect(mother)
+    assert len(faces) == 1 and ear_asymmetry(faces[0].keypoints) >= TURNED_AWAY  # the keypoints alone would say turned
+    assert faces[0].kind == "frontal"
+    cameraman = shipped.profile_face()[40:380, 120:460]  # the demo's picture of him
+    for height in (200, 300, 420):  # a full search: the live one looks at a few tiles per frame
+        faces = detector.detect(_framed(cameraman, height), tiles=True)
+        assert [f.kind for f in faces] == ["profile"], height
+    check = FaceCheck()
+    box = faces[0].box
+    look = check.look(_framed(cameraman, 420), (box[0], box[1], box[0] + box[2], box[1] + box[3]), *faces[0].keypoints[:2])
+    assert abs(look.yaw) >= TURNED_AWAY_YAW and look.presence >= check.presence_min
+
+
+def test_turned_away_uses_yaw_when_there_is_one():
+    lopsided = [(40, 40), (60, 40), (45, 50), (47, 60), (39, 45), (75, 45)]  # ear asymmetry >= TURNED_AWAY
+    assert turned_away(lopsided, None)  # no face check: the ear keypoints decide
+    assert not turned_away(lopsided, TURNED_AWAY_YAW - 5) and turned_away(lopsided, -TURNED_AWAY_YAW - 1)
+    flat = np.zeros((468, 3), np.float32)
+    flat[234], flat[454] = (50, 90, 0), (150, 90, 0)
+    assert yaw_degrees(flat) == pytest.approx(0.0)
+    flat[454, 2] = 100  # the image-right cheek as far behind as the face is wide
+    assert yaw_degrees(flat) == pytest.approx(45.0)
 
 
 def test_min_face_px_and_min_score(grace):

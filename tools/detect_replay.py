@@ -36,12 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect_bench import build, matches  # noqa: E402
 
 from edge_app.vision.detector import (  # noqa: E402
-    TURNED_AWAY,
     BlazeFaceDetector,
     believed,
-    ear_asymmetry,
     plausible,
     tile_grid,
+    turned_away,
 )
 
 LOW = 0.1  # candidates kept for agreement rules (the upright pass's weaker candidates)
@@ -101,8 +100,9 @@ def record(gray: np.ndarray) -> list[View]:
                     w = min(W, round(x1)) - max(0, round(x0))
                     if not is_cut and (max_w is None or w <= max_w):
                         c.ok = True
-                        c.kind = "profile" if ear_asymmetry(d.keypoints) >= TURNED_AWAY else "frontal"
-                        c.presence = det.check.presence(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1])
+                        look = det.check.look(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1])
+                        c.presence = look.presence
+                        c.kind = "profile" if turned_away(d.keypoints, look.yaw) else "frontal"
                 cands.append(c)
             v.passes[flip] = cands
         v.low = [((d.box[0] + v.x, d.box[1] + v.y, d.box[2] + v.x, d.box[3] + v.y), float(d.score))

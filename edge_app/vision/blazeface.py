@@ -10,7 +10,9 @@ and loaded like the emotion model: a wrong checksum or a broken file is refused 
 A detector alone still sees faces in round bright blobs and in zoomed textures, so each
 detection gets a second opinion (``FaceCheck``): MediaPipe's Face Mesh landmark model
 (``face_landmark.tflite``, same wheel and licence) has a face-presence output, which we
-read on the eye-levelled crop around the detection; its landmarks are not used.
+read on the eye-levelled crop around the detection. The same call's 468 3D landmarks
+give the head's yaw (``FaceCheck.look``): BlazeFace's ear keypoints cannot tell a
+three-quarter view from a head turned sideways, the mesh's depth can.
 
 The network gives, for each of 896 fixed anchors, a score logit and 16 numbers: the box
 centre offset and size, and six keypoints (eyes, nose tip, mouth, ears), in input
@@ -186,9 +188,39 @@ def _read_manifest(path: Path, what: str) -> dict:
         raise ModelError(f"{what} manifest {path} is not readable JSON: {exc}") from None
 
 
+YAW_CONTOUR = (234, 454)  # Face Mesh landmarks on the face's outline at cheek height, image-left and -right
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the face check says of a detection: ``presence`` 0..1 (how sure it is that
+    the crop holds a face) and ``yaw`` in degrees (0: facing the camera; the sign tells
+    which way, positive when the nose points to the image's right)."""
+
+    presence: float
+    yaw: float
+
+
+def yaw_degrees(landmarks: np.ndarray) -> float:
+    """Head yaw from Face Mesh landmarks (468, 3) (x, y in crop pixels along and across
+    the eye line, z depth on x's scale, smaller nearer): the angle of the line between
+    the two outline points at cheek height (``YAW_CONTOUR``) out of the image plane,
+    atan2(z difference, x difference). Facing the camera both lie at the same depth; a
+    turned head brings one cheek nearer. 90 when the outline points do not lie left to
+    right (a face the mesh could not fit)."""
+    lm = np.asarray(landmarks, np.float32).reshape(-1, 3)
+    left, right = lm[YAW_CONTOUR[0]], lm[YAW_CONTOUR[1]]
+    dx, dz = float(right[0] - left[0]), float(right[2] - left[2])
+    if dx <= 1e-6:
+        return 90.0
+    return float(np.degrees(np.arctan2(dz, dx)))
+
+
 class FaceCheck:
-    """``presence(gray, box, right_eye, left_eye) -> 0..1``: how sure the Face Mesh model
-    is that the eye-levelled square of ``crop_scale`` times the box holds a face."""
+    """``look(gray, box, right_eye, left_eye) -> Look``: one Face Mesh inference on the
+    eye-levelled square of ``crop_scale`` times the box: how sure the model is that it
+    holds a face, and the head's yaw from its landmarks (``yaw_degrees``).
+    ``presence(...)`` is the first of these alone."""
 
     def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
         path = Path(manifest_path) if manifest_path else SHIPPED_FACE_CHECK
@@ -202,15 +234,17 @@ class FaceCheck:
             raise ModelError(f"{path}: face check manifest field missing or wrong: {exc}") from None
         self.interpreter = checked_interpreter(model_path, sha, path, threads, "face check model")
         inp = self.interpreter.get_input_details()[0]
-        flags = [d for d in self.interpreter.get_output_details() if int(np.prod(d["shape"])) == 1]
-        if tuple(inp["shape"]) != (1, self.size, self.size, 3) or len(flags) != 1:
+        outs = self.interpreter.get_output_details()
+        flags = [d for d in outs if int(np.prod(d["shape"])) == 1]
+        meshes = [d for d in outs if int(np.prod(d["shape"])) == 468 * 3]
+        if tuple(inp["shape"]) != (1, self.size, self.size, 3) or len(flags) != 1 or len(meshes) != 1:
             raise ModelError(f"{model_path}: tensors do not match the manifest ({self.size}x{self.size}x3 -> "
-                             "one face-presence value)")
-        self._in, self._flag = inp, flags[0]
+                             "one face-presence value and 468 3D landmarks)")
+        self._in, self._flag, self._mesh = inp, flags[0], meshes[0]
         self._buffer = np.zeros((1, self.size, self.size, 3), np.float32)
         self._lock = threading.Lock()
 
-    def presence(self, gray: np.ndarray, box, right_eye, left_eye) -> float:
+    def look(self, gray: np.ndarray, box, right_eye, left_eye) -> Look:
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         side = self.crop_scale * max(x1 - x0, y1 - y0)
@@ -224,7 +258,11 @@ class FaceCheck:
             self.interpreter.set_tensor(self._in["index"], self._buffer)
             self.interpreter.invoke()
             logit = float(self.interpreter.get_tensor(self._flag["index"]).ravel()[0])
-        return float(1.0 / (1.0 + np.exp(-np.clip(logit, -80, 80))))
+            yaw = yaw_degrees(self.interpreter.get_tensor(self._mesh["index"]))
+        return Look(float(1.0 / (1.0 + np.exp(-np.clip(logit, -80, 80)))), yaw)
+
+    def presence(self, gray: np.ndarray, box, right_eye, left_eye) -> float:
+        return self.look(gray, box, right_eye, left_eye).presence
 
 
 class BlazeFace:
