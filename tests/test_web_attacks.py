@@ -178,14 +178,16 @@ def test_a_slow_upload_body_does_not_hold_the_analysis_slot(web, face_jpeg):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"g.jpg\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode() + face_jpeg + f"\r\n--{boundary}--\r\n".encode()
     pool = web.server.httpd.requests
-    idle = pool.idle
     slow = socket.create_connection(("127.0.0.1", web.server.port), timeout=30)
+    port = slow.getsockname()[1]
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
     slow.sendall((f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nX-CSRF-Token: {s.csrf}\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
                  + body[:100])
     try:
-        wait_for(lambda: pool.idle < idle, timeout=10)  # a worker is inside the slow request
+        # a worker is inside the slow request (by its client port: an idle count taken
+        # earlier races with the log-in's worker going back to the pool)
+        wait_for(lambda: any(getattr(w.conn, "remote_port", None) == port for w in list(pool._threads)), timeout=10)
         r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=8)
         assert r.status_code == 200  # analysed while the slow body is still arriving
     finally:
