@@ -258,6 +258,15 @@ def tiny_run(tmp_path_factory):
         yield root, run
 
 
+def train_on(root: Path, *args: str) -> int:
+    """``training.train`` on the generated set in ``root`` (its own decoded cache), batch 16."""
+    from training import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        return train.main(["--data", str(root), "--batch-size", "16", *args])
+
+
 def test_training_run_records_config_history_and_checkpoints(tiny_run):
     root, run = tiny_run
     config = json.loads((run / "config.json").read_text())
@@ -272,30 +281,23 @@ def test_training_run_records_config_history_and_checkpoints(tiny_run):
 def test_resume_continues_the_run(tiny_run):
     import shutil
 
-    from training import train
 
     root, first = tiny_run
     run = root / "resumed"
     shutil.copytree(first, run)  # the other tests keep the one-epoch model
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
-        args = ["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16", "--epochs", "2"]
-        with pytest.raises(SystemExit, match="--resume"):
-            train.main(args)
-        assert train.main(args + ["--resume"]) == 0
+    args = ["--arch", "edge", "--out", str(run), "--epochs", "2"]
+    with pytest.raises(SystemExit, match="--resume"):
+        train_on(root, *args)
+    assert train_on(root, *args, "--resume") == 0
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
 
 
 def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
-    from training import train
 
     root, _ = tiny_run
     run = root / "budget"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
-        assert train.main(["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16",
-                           "--epochs", "6", "--time-budget", "0.001"]) == 0
+    assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "6", "--time-budget", "0.001") == 0
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]  # two epochs measure the pace
     assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
@@ -316,10 +318,7 @@ def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_r
 
     root, _ = tiny_run
     run = root / "fixed-plan"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
-        assert train.main(["--arch", "edge", "--data", str(root), "--out", str(run), "--batch-size", "16",
-                           "--epochs", "5", "--time-budget", "3600"]) == 0
+    assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "5", "--time-budget", "3600") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["planned_epochs"] == 5 and "cut_short_at_epoch" not in config
     assert "--epochs 5 " in config["replay"] and "--time-budget" not in config["replay"]
@@ -333,19 +332,16 @@ def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_r
 def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     import keras
 
-    from training import train
 
     root, first = tiny_run
     run = root / "distilled"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
-        common = ["--arch", "edge", "--data", str(root), "--batch-size", "16", "--epochs", "2", "--stop-after", "1"]
-        with pytest.raises(SystemExit):
-            train.main(common + ["--out", str(root / "bad"), "--teacher", str(root / "missing.keras")])
-        assert "neither an architecture" in capsys.readouterr().err and not (root / "bad").exists()
-        assert train.main(common + ["--out", str(run), "--teacher", "edge", "--logit-adjust", "0.3"]) == 0
-        frozen = root / "distilled-frozen"
-        assert train.main(common + ["--out", str(frozen), "--teacher", str(first / "best.keras")]) == 0
+    common = ["--arch", "edge", "--epochs", "2", "--stop-after", "1"]
+    with pytest.raises(SystemExit):
+        train_on(root, *common, "--out", str(root / "bad"), "--teacher", str(root / "missing.keras"))
+    assert "neither an architecture" in capsys.readouterr().err and not (root / "bad").exists()
+    assert train_on(root, *common, "--out", str(run), "--teacher", "edge", "--logit-adjust", "0.3") == 0
+    frozen = root / "distilled-frozen"
+    assert train_on(root, *common, "--out", str(frozen), "--teacher", str(first / "best.keras")) == 0
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"accuracy", "teacher_accuracy", "val_teacher_accuracy", "learning_rate"} <= set(rows[0])
@@ -363,14 +359,12 @@ def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):
     from training import train
 
     root, first = tiny_run
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
-        common = ["--data", str(root), "--batch-size", "16", "--epochs", "1", "--init-from", str(first / "best.keras")]
-        with pytest.raises(SystemExit, match="--arch edge"):
-            train.main(common + ["--arch", "paper", "--out", str(root / "wrong-arch")])
-        with pytest.raises(SystemExit, match="no such file"):
-            train.main(["--data", str(root), "--out", str(root / "missing"), "--init-from", str(root / "nope.keras")])
-        assert train.main(common + ["--arch", "edge", "--out", str(root / "warm"), "--lr", "1e-12"]) == 0
+    common = ["--epochs", "1", "--init-from", str(first / "best.keras")]
+    with pytest.raises(SystemExit, match="--arch edge"):
+        train_on(root, *common, "--arch", "paper", "--out", str(root / "wrong-arch"))
+    with pytest.raises(SystemExit, match="no such file"):
+        train_on(root, "--out", str(root / "missing"), "--init-from", str(root / "nope.keras"))
+    assert train_on(root, *common, "--arch", "edge", "--out", str(root / "warm"), "--lr", "1e-12") == 0
     start = keras.models.load_model(first / "best.keras", compile=False).get_layer("emotion").get_weights()
     warm = keras.models.load_model(root / "warm" / "final.keras", compile=False).get_layer("emotion").get_weights()
     fresh = train.build("edge").get_layer("emotion").get_weights()
