@@ -31,20 +31,27 @@ UP = 4  # 48 -> 192 pixels
 PAD = 96  # grey border around the upscaled face: the detector expects some context
 
 
+def best_detection(net: BlazeFace, img: np.ndarray | None, min_score: float):
+    """A 48x48 FER image upscaled ``UP`` times on a ``PAD`` border of its mean grey, and
+    the best-scoring plausible BlazeFace detection on it: ``(canvas, detection)``, or
+    None when the image is not 48x48 or no face is found."""
+    if img is None or img.shape != (48, 48):
+        return None
+    big = cv2.resize(img, (48 * UP, 48 * UP), interpolation=cv2.INTER_CUBIC)
+    canvas = cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=int(img.mean()))
+    found = [d for d in net.detect(canvas, min_score) if plausible(d.box, d.keypoints, 48)]
+    return (canvas, max(found, key=lambda d: d.score)) if found else None
+
+
 def measure(folder: Path, limit: int, min_score: float = 0.6) -> dict:
     net = BlazeFace()
     names = sorted(p.name for p in folder.glob("*.png"))[:limit]
     eyes, mouths, turned = [], [], 0
     for name in names:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
-        if img is None or img.shape != (48, 48):
+        best = best_detection(net, cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), min_score)
+        if best is None:
             continue
-        big = cv2.resize(img, (48 * UP, 48 * UP), interpolation=cv2.INTER_CUBIC)
-        canvas = cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=int(img.mean()))
-        found = [d for d in net.detect(canvas, min_score) if plausible(d.box, d.keypoints, 48)]
-        if not found:
-            continue
-        d = max(found, key=lambda d: d.score)
+        _, d = best
         if ear_asymmetry(d.keypoints) >= TURNED_AWAY:
             turned += 1
             continue  # a turned head's eyes say little about the frontal framing

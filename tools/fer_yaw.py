@@ -25,11 +25,13 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fer_framing import best_detection  # noqa: E402
 
 from edge_app.vision.blazeface import BlazeFace, FaceCheck  # noqa: E402
-from edge_app.vision.detector import TURNED_AWAY, TURNED_AWAY_YAW, ear_asymmetry, plausible  # noqa: E402
+from edge_app.vision.detector import TURNED_AWAY, TURNED_AWAY_YAW, ear_asymmetry  # noqa: E402
 
-UP, PAD = 4, 96  # as fer_framing.py
 BANDS = ((0, 10), (15, 20), (20, 25), (25, 30), (30, 35), (35, 40), (40, 50), (50, 90))
 
 
@@ -37,15 +39,10 @@ def measure(folder: Path, start: int, limit: int) -> list[dict]:
     net, check = BlazeFace(), FaceCheck()
     rows = []
     for name in sorted(p.name for p in folder.glob("*.png"))[start:start + limit]:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
-        if img is None or img.shape != (48, 48):
+        best = best_detection(net, cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), 0.5)
+        if best is None:
             continue
-        big = cv2.resize(img, (48 * UP, 48 * UP), interpolation=cv2.INTER_CUBIC)
-        canvas = cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=int(img.mean()))
-        found = [d for d in net.detect(canvas, 0.5) if plausible(d.box, d.keypoints, 48)]
-        if not found:
-            continue
-        d = max(found, key=lambda d: d.score)
+        canvas, d = best
         look = check.look(canvas, d.box, d.keypoints[0], d.keypoints[1])
         if look.presence >= check.presence_min:
             rows.append({"name": name, "yaw": look.yaw, "ear": ear_asymmetry(d.keypoints)})
