@@ -270,9 +270,10 @@ class BlazeFaceDetector(Detector):
         network, shown a face flipped left-right, often finds one it missed (chosen on
         FER+ validation placements, see the model card); a view with a face costs one
         pass only."""
-        faces = [f for f in self._faces(gray, min_px, dx, dy, frame) if max_w is None or f.box[2] <= max_w]
-        if not faces and mirror:
-            faces = [f for f in self._faces(gray, min_px, dx, dy, frame, flip=True) if max_w is None or f.box[2] <= max_w]
+        for flip in (False, True) if mirror else (False,):
+            faces = [f for f in self._faces(gray, min_px, dx, dy, frame, flip) if max_w is None or f.box[2] <= max_w]
+            if faces:
+                break
         return faces
 
     def _faces(self, gray: np.ndarray, min_px: float, dx: int = 0, dy: int = 0,
