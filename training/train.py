@@ -91,8 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
         p.error("--logit-adjust is part of the distillation loss: pass --teacher too")
-    if args.teacher and distill.teacher_problem(args.teacher):
-        p.error(distill.teacher_problem(args.teacher))
+    problem = distill.teacher_problem(args.teacher) if args.teacher else ""
+    if problem:
+        p.error(problem)
     for key, value in DEFAULTS[args.arch].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
