@@ -37,6 +37,12 @@ SHIPPED_FACE_CHECK = SHIPPED / "face_landmark.json"
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right/left
 
 
+def box4(values) -> tuple[float, float, float, float]:
+    """Four numbers (an array's or a sequence's) as a box tuple of floats."""
+    x0, y0, x1, y1 = (float(v) for v in values)
+    return x0, y0, x1, y1
+
+
 @dataclass(frozen=True)
 class Detection:
     """One face: box (x0, y0, x1, y1), score 0-1, keypoints (6, 2) as (x, y), all in the
@@ -121,7 +127,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, m
         w = scores[cluster][:, None]
         box = (boxes[cluster] * w).sum(0) / w.sum()
         kp = (keypoints[cluster] * w[:, :, None]).sum(0) / w.sum()
-        out.append(Detection(tuple(float(v) for v in box), float(scores[0]), kp))  # type: ignore[arg-type]
+        out.append(Detection(box4(box), float(scores[0]), kp))
         boxes, keypoints, scores = boxes[~cluster], keypoints[~cluster], scores[~cluster]
     return out
 
@@ -314,5 +320,5 @@ class BlazeFace:
         for d in found:
             b = (np.array(d.box, np.float32).reshape(2, 2) * m.size - shift) / scale
             kp = (d.keypoints * m.size - shift) / scale
-            out.append(Detection(tuple(float(v) for v in b.ravel()), d.score, kp))  # type: ignore[arg-type]
+            out.append(Detection(box4(b.ravel()), d.score, kp))
         return out

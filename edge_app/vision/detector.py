@@ -162,7 +162,8 @@ class FaceDetector(Detector):
 
 
 def _scaled(box, scale: float) -> tuple[int, int, int, int]:
-    return tuple(int(round(v * scale)) for v in box)  # type: ignore[return-value]
+    x, y, w, h = (int(round(v * scale)) for v in box)
+    return x, y, w, h
 
 
 TURNED_AWAY_YAW = 35.0  # degrees of head yaw (Face Mesh landmarks, ``blazeface.yaw_degrees``)
