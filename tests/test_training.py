@@ -353,6 +353,36 @@ def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     assert not (frozen / "teacher.keras").exists()  # a frozen teacher is an input, not an output
 
 
+def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run):
+    import shutil
+
+    import keras
+
+    root, _ = tiny_run
+    run = root / "averaged"
+    common = ["--arch", "edge", "--out", str(run), "--epochs", "3", "--average-last", "2"]
+    with pytest.raises(SystemExit):
+        train_on(root, *common[:-1], "-1")
+    assert train_on(root, *common, "--stop-after", "2") == 0  # killed after epoch 2 of 3, say
+    assert json.loads((run / "averaged.json").read_text())["epochs"] == 1  # epochs 2-3 are averaged
+    shutil.copy(run / "final.keras", root / "epoch2.keras")
+    assert train_on(root, *common, "--resume") == 0
+
+    def weights(path):
+        return keras.models.load_model(path, compile=False).get_weights()
+
+    state = json.loads((run / "averaged.json").read_text())
+    assert state["epochs"] == 2 and state["last_epoch"] == 3
+    assert 0 <= state["averaged_val_accuracy"] <= 1 and 0 <= state["best_val_accuracy"] <= 1
+    mean = [(a + b) / 2 for a, b in zip(weights(root / "epoch2.keras"), weights(run / "final.keras"))]
+    averaged = weights(run / "averaged.keras")
+    assert len(averaged) == len(mean)
+    for got, want in zip(averaged, mean):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(averaged[0], weights(run / "final.keras")[0])  # not simply the last epoch
+    assert "--average-last 2" in json.loads((run / "config.json").read_text())["replay"]
+
+
 def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):
     import keras
 

@@ -5,7 +5,9 @@
 Checkpoints every epoch; ``--resume`` continues an interrupted run from its last epoch
 (optimizer and schedule included). The output directory receives ``config.json`` (all
 arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
-``best.keras`` (best validation accuracy under the official rule) and ``final.keras``.
+``best.keras`` (best validation accuracy under the official rule) and ``final.keras``;
+with ``--average-last N`` also ``averaged.keras``, the mean weights of the last N planned
+epochs, and ``averaged.json`` with its validation accuracy beside best.keras's.
 ``--init-from`` starts from an earlier run's network (its weights, a fresh optimizer and
 schedule): a warm restart that continues a run whose schedule had ended too early.
 
@@ -86,7 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--logit-adjust", type=float, default=0.0,
                    help="tau of the logit-adjusted loss (0: off; 1: full prior correction)")
+    p.add_argument("--average-last", type=int, default=0,
+                   help="also write averaged.keras: the mean of the network's weights over the last N "
+                        "planned epochs (a steadier choice than the single best validation epoch)")
     args = p.parse_args(argv)
+    if args.average_last < 0:
+        p.error("--average-last must be 0 (off) or a number of epochs")
     if not 0.0 <= args.distill_alpha <= 1.0 or args.temperature <= 0:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
@@ -176,6 +183,37 @@ def make_callbacks(args, net, out: Path, best_so_far):
                 record_plan(args, out, self.planned, cut_short_at=epoch + 1)
                 self.model.stop_training = True
 
+    class AverageLast(keras.callbacks.Callback):
+        """Keeps the mean of the network's weights (batch-norm statistics included) over
+        the epochs from ``planned - n`` on, in ``averaged.keras`` with its epoch count in
+        ``averaged.json``, both rewritten each such epoch, so a resumed run carries on
+        with the mean it had. Late epochs of a cosine schedule lie in one basin, so
+        their mean is a network too (stochastic weight averaging)."""
+
+        def __init__(self, net, out: Path, n: int, schedule):
+            super().__init__()
+            self.net, self.out, self.n, self.schedule = net, out, n, schedule
+            self.count, self.mean = 0, None
+            state = out / "averaged.json"
+            if state.is_file() and (out / "averaged.keras").is_file():
+                self.count = int(json.loads(state.read_text())["epochs"])
+                self.mean = [np.asarray(w, np.float64) for w in keras.models.load_model(out / "averaged.keras").get_weights()]
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 <= self.schedule.planned - self.n:
+                return
+            weights = [np.asarray(w, np.float64) for w in self.net.get_weights()]
+            self.count += 1
+            self.mean = weights if self.mean is None else [m + (w - m) / self.count for m, w in zip(self.mean, weights)]
+            original = self.net.get_weights()
+            self.net.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, original)])
+            try:
+                with atomic_path(self.out / "averaged.keras", suffix=".keras") as tmp:
+                    self.net.save(tmp)
+            finally:
+                self.net.set_weights(original)
+            (self.out / "averaged.json").write_text(json.dumps({"epochs": self.count, "last_epoch": epoch + 1}) + "\n")
+
     class SaveBest(keras.callbacks.Callback):
         """Saves the exported network (no augmentation layers) when validation improves."""
 
@@ -190,11 +228,13 @@ def make_callbacks(args, net, out: Path, best_so_far):
                 with atomic_path(out / "best.keras", suffix=".keras") as tmp:
                     net.save(tmp)
 
+    schedule = Schedule()
     return [
-        Schedule(),
+        schedule,
         keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(history_file(out)), append=True),
         SaveBest(best_so_far),
+        *([AverageLast(net, out, args.average_last, schedule)] if args.average_last else []),
     ]
 
 
@@ -211,6 +251,8 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
         parts.append(f"--init-from {args.init_from}")
     if stop_after or args.stop_after:
         parts.append(f"--stop-after {stop_after or args.stop_after}")
+    if args.average_last:
+        parts.append(f"--average-last {args.average_last}")
     return " ".join(parts + ["--data DATA", "--out RUN"])
 
 
@@ -315,8 +357,25 @@ def train(args) -> Path:
         teacher.save(out / "teacher.keras")  # trained alongside: it can teach a later run
     if not (out / "best.keras").exists():
         net.save(out / "best.keras")
+    if args.average_last and (out / "averaged.keras").exists():
+        report_average(out, x_valid, y_valid)
     print(f"done: {out / 'best.keras'}", flush=True)
     return out
+
+
+def report_average(out: Path, x_valid: np.ndarray, y_valid: np.ndarray) -> None:
+    """Validation accuracy (the ``val_accuracy`` of history.csv) of ``averaged.keras``
+    beside ``best.keras``'s, recorded in ``averaged.json``: the choice between them is
+    made on validation."""
+    import keras
+
+    state = json.loads((out / "averaged.json").read_text())
+    for name in ("averaged", "best"):
+        probs = keras.models.load_model(out / f"{name}.keras").predict(x_valid, batch_size=512, verbose=0)
+        state[f"{name}_val_accuracy"] = float(np.mean(probs.argmax(1) == y_valid.argmax(1)))
+    (out / "averaged.json").write_text(json.dumps(state, indent=2) + "\n")
+    print(f"averaged over the last {state['epochs']} epochs: val_accuracy {state['averaged_val_accuracy']:.4f} "
+          f"(best epoch: {state['best_val_accuracy']:.4f})", flush=True)
 
 
 def main(argv=None) -> int:
