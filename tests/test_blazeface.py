@@ -37,7 +37,10 @@ from edge_app.vision.blazeface import (
 from edge_app.vision.classifier import ModelError
 from edge_app.vision.detector import (
     MAX_TILT,
+    SECOND_LOOK_CROP,
+    SECOND_LOOK_PRESENCE,
     SURE_PRESENCE,
+    TILE_MAX_FACE,
     TILES_PER_SEARCH,
     TURNED_AWAY,
     TURNED_AWAY_YAW,
@@ -306,6 +309,62 @@ def test_a_borderline_detection_needs_a_sure_face_check(grace):
     assert found(UNSURE_SCORE + 0.05, between) == 1  # a good score needs presence_min only
     assert found(UNSURE_SCORE + 0.05, presence_min - 0.01) == 0
     assert believed(0.9, presence_min, presence_min) and not believed(0.55, 0.98, 0.9)
+
+
+def test_a_doubted_detection_gets_a_second_look_on_a_wider_crop():
+    """A detection the face check doubts on its usual crop is looked at again on a wider
+    one (``SECOND_LOOK_CROP``) and kept only when the face check is all but certain there
+    (``SECOND_LOOK_PRESENCE``); a believed one costs one look. The network and the face
+    check are stood in for, so the test pins the rule, not the models' numbers."""
+    detector = BlazeFaceDetector()
+    assert detector.check is not None
+    kp = np.array([(40, 40), (60, 40), (50, 50), (50, 60), (30, 45), (70, 45)], np.float32) * 4
+    gray = np.full((480, 640), 128, np.uint8)
+
+    def found(first: float, second: float) -> tuple[int, list]:
+        crops: list = []
+
+        def look(gray, box, right_eye, left_eye, crop_scale=None):
+            crops.append(crop_scale)
+            return Look(second if crop_scale == SECOND_LOOK_CROP else first, 0.0)
+
+        with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), 0.8, kp)]), \
+             patch.object(detector.check, "look", look), patch("edge_app.vision.detector.tile_grid", lambda *a: []):
+            return len(detector.detect(gray, tiles=True)), crops
+
+    assert found(0.5, SECOND_LOOK_PRESENCE) == (1, [None, SECOND_LOOK_CROP])
+    assert found(0.5, SECOND_LOOK_PRESENCE - 0.003)[0] == 0  # still in doubt: out
+    assert found(0.95, 0.0) == (1, [None])  # believed at once: no second look
+
+
+def _tight_face_on_checks(name: str, size: int, x: int, y: int) -> np.ndarray:
+    """A shipped face cut tight (brow to chin, the way FER2013 frames faces), ``size``
+    pixels wide at (x, y) on a 24-pixel checkerboard, its edge blended in."""
+    bx, by, bw, bh = {**shipped.FRONTAL, **shipped.DEMO_FRONTAL}[name]
+    gray = cv2.cvtColor(shipped.photo(name), cv2.COLOR_BGR2GRAY)
+    side, cx, cy = int(0.85 * bw), bx + bw / 2, by + 0.55 * bh
+    crop = gray[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)]
+    face = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    yy, xx = np.mgrid[0:480, 0:640]
+    frame = ((yy // 24 + xx // 24) % 2 * 200 + 30).astype(np.float32)
+    mask = np.zeros((size, size), np.float32)
+    cv2.circle(mask, (size // 2, size // 2), int(size * 0.45), 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), size * 0.05)
+    frame[y:y + size, x:x + size] = frame[y:y + size, x:x + size] * (1 - mask) + face * mask
+    return frame.astype(np.uint8)
+
+
+@pytest.mark.parametrize("x, y", [(40, 40), (300, 150)])
+def test_a_big_tight_face_is_kept_from_a_tile_it_fills(detector, x, y):
+    """Migrant Mother cut tight, 288 px wide on a checkerboard: the whole frame misses
+    her, and the only view that finds her is a tile she fills to more than 0.6 of its
+    side, the limit before ``TILE_MAX_FACE``."""
+    frame = _tight_face_on_checks("migrant_mother.jpg", 288, x, y)
+    (face,) = detector.detect(frame, tiles=True)
+    assert contains(face.box, (x + 144, y + 144)) and 0.6 * 288 <= face.box[2] <= 1.4 * 288
+    with patch("edge_app.vision.detector.TILE_MAX_FACE", 0.6):
+        assert detector.detect(frame, tiles=True) == []
+    assert TILE_MAX_FACE > 0.6
 
 
 def test_ear_asymmetry_tells_a_turned_head():

@@ -6,8 +6,10 @@ each image of ``detect_bench.build`` (the same placements as the benchmark for a
 ``--split``/``--seed``/``--faces``/``--negatives``), every view of a full search (the
 whole frame and each tile of ``tile_grid``) is shown to BlazeFace upright and mirrored;
 every candidate scoring >= ``min_score`` is kept (box, score, keypoints in frame
-pixels; those that pass ``plausible`` with their Face Mesh presence), and the upright
-pass's candidates down to a score of 0.1 (box and score, for agreement rules).
+pixels; those that pass ``plausible`` with their width as a fraction of the tile and
+their Face Mesh presence on the usual crop and on the second look's wider one), and the
+upright pass's candidates down to a score of 0.1 (box and score, for agreement rules).
+Recordings made before the second look (2026-11-26) replay as if it never accepts.
 ``--out FILE`` writes them (pickle); ``--replay FILE [FILE ...]`` prints recall and
 false positives of the rule before, the detector's own (``believed``) and the
 candidate rules in ``RULES`` on them (and each false positive of the first two).
@@ -36,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect_bench import build, matches  # noqa: E402
 
 from edge_app.vision.detector import (  # noqa: E402
+    SECOND_LOOK_CROP,
+    SECOND_LOOK_PRESENCE,
+    TILE_MAX_FACE,
     BlazeFaceDetector,
     believed,
     plausible,
@@ -51,9 +56,11 @@ class Cand:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 frame pixels
     score: float
     keypoints: np.ndarray
-    ok: bool = False  # plausible, not cut by the tile's edge, within the view's max width
+    ok: bool = False  # plausible, not cut by the tile's edge
     presence: float = -1.0
     kind: str = "frontal"
+    wide: float = 0.0  # its width as a fraction of its tile's side (0 on the whole frame)
+    presence2: float = -1.0  # the face check's second look (``SECOND_LOOK_CROP``)
 
 
 @dataclass
@@ -85,7 +92,6 @@ def record(gray: np.ndarray) -> list[View]:
         region = gray if v.side == 0 else gray[v.y:v.y + v.side, v.x:v.x + v.side]
         H, W = region.shape
         cut = (v.x > 0, v.y > 0, v.x + W < FW, v.y + H < FH)
-        max_w = None if v.side == 0 else 0.6 * v.side
         for flip in (False, True):
             found = (det.net.detect(region, det.min_score) if not flip else
                      [mirrored(d, W) for d in det.net.detect(cv2.flip(region, 1), det.min_score)])
@@ -98,10 +104,12 @@ def record(gray: np.ndarray) -> list[View]:
                 if plausible(d.box, d.keypoints, det.min_face_px):
                     is_cut = (cut[0] and x0 < 0) or (cut[1] and y0 < 0) or (cut[2] and x1 > W) or (cut[3] and y1 > H)
                     w = min(W, round(x1)) - max(0, round(x0))
-                    if not is_cut and (max_w is None or w <= max_w):
-                        c.ok = True
+                    if not is_cut:
+                        c.ok, c.wide = True, w / v.side if v.side else 0.0
                         look = det.check.look(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1])
                         c.presence = look.presence
+                        c.presence2 = det.check.look(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1],
+                                                     SECOND_LOOK_CROP).presence
                         c.kind = "profile" if turned_away(d.keypoints, look.yaw) else "frontal"
                 cands.append(c)
             v.passes[flip] = cands
@@ -138,19 +146,33 @@ def upright_support(c: Cand, v: View) -> float:
     return max((s for b, s in v.low if _iou(b, c.box) > 0.3), default=0.0)
 
 
+def fits(c: Cand, v: View, max_wide: float = TILE_MAX_FACE) -> bool:
+    """Whether a tile keeps the candidate: no wider than ``max_wide`` of its side."""
+    return not v.side or c.wide <= max_wide
+
+
 def before(c: Cand, v: View, flip: bool, views: list[View]) -> bool:
-    """The face check before the borderline rule: presence >= 0.9 whatever the score."""
-    return c.presence >= 0.9
+    """The face check before the borderline rule: presence >= 0.9 whatever the score,
+    tiles keeping faces up to 0.6 of their side."""
+    return fits(c, v, 0.6) and c.presence >= 0.9
+
+
+def borderline(c: Cand, v: View, flip: bool, views: list[View]) -> bool:
+    """The borderline rule (``detector.believed``) alone: before the second look and
+    the wider tiles."""
+    return fits(c, v, 0.6) and believed(c.score, c.presence, 0.9)
 
 
 def now(c: Cand, v: View, flip: bool, views: list[View]) -> bool:
-    """The detector's own rule (``detector.believed``)."""
-    return believed(c.score, c.presence, 0.9)
+    """The detector's own rule: ``detector.believed`` or the second look, on faces up to
+    ``TILE_MAX_FACE`` of a tile."""
+    return fits(c, v) and (believed(c.score, c.presence, 0.9) or c.presence2 >= SECOND_LOOK_PRESENCE)
 
 
 def search(views: list[View], rule: Rule) -> list[Cand]:
     """The full search of ``BlazeFaceDetector.detect(tiles=True)`` replayed with ``rule``
-    as the last check: each view upright, mirrored when upright kept nothing; merged."""
+    as the last check (the rule also says how wide a tile's faces may be, ``fits``):
+    each view upright, mirrored when upright kept nothing; merged."""
     faces: list[tuple[Cand, View]] = []
     for v in views:
         kept = [c for c in v.passes[False] if c.ok and rule(c, v, False, views)]
@@ -223,37 +245,50 @@ def _rule(f: Callable[..., bool]) -> Rule:
     return f
 
 
+def _narrow(rule: Rule) -> Rule:
+    return lambda c, v, f, vs: fits(c, v, 0.6) and rule(c, v, f, vs)
+
+
 def _rules() -> dict[str, Rule]:
-    r: dict[str, Rule] = {"before (presence >= 0.9)": before, "now (detector.believed)": now}
+    r: dict[str, Rule] = {"before (presence >= 0.9)": before, "borderline rule alone": borderline,
+                          "now (detector.believed)": now}
+    for p in (0.99, 0.995, 0.998):
+        for m in (0.6, 0.8, 0.9, 1.0):
+            r[f"second look >= {p}, tiles to {m}"] = _rule(lambda c, v, f, vs, p=p, m=m: fits(c, v, m) and (
+                believed(c.score, c.presence, 0.9) or c.presence2 >= p))
+    # the rules tried for the borderline rule, on tiles keeping faces up to 0.6 of their side as then
+    older: dict[str, Rule] = {}
     for p in (0.95, 0.98, 0.99, 0.995):
-        r[f"mirror presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if f else 0.9))
-        r[f"tile presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if v.side else 0.9))
-        r[f"mirror or tile presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if f or v.side else 0.9))
-        r[f"all presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= p)
+        older[f"mirror presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if f else 0.9))
+        older[f"tile presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if v.side else 0.9))
+        older[f"mirror or tile presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= (p if f or v.side else 0.9))
+        older[f"all presence >= {p}"] = _rule(lambda c, v, f, vs, p=p: c.presence >= p)
     for t in (30, 40, 45, 50):
-        r[f"mirror tilt <= {t}"] = _rule(lambda c, v, f, vs, t=t: c.presence >= 0.9 and (not f or tilt(c) <= t))
-        r[f"all tilt <= {t}"] = _rule(lambda c, v, f, vs, t=t: c.presence >= 0.9 and tilt(c) <= t)
+        older[f"mirror tilt <= {t}"] = _rule(lambda c, v, f, vs, t=t: c.presence >= 0.9 and (not f or tilt(c) <= t))
+        older[f"all tilt <= {t}"] = _rule(lambda c, v, f, vs, t=t: c.presence >= 0.9 and tilt(c) <= t)
     for s in (0.1, 0.2, 0.3):
-        r[f"mirror needs upright >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not f or upright_support(c, v) >= s))
+        older[f"mirror needs upright >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not f or upright_support(c, v) >= s))
     for m in (60, 80, 100):
-        r[f"tile min width {m}"] = _rule(lambda c, v, f, vs, m=m: c.presence >= 0.9 and (not v.side or c.box[2] - c.box[0] >= m))
+        older[f"tile min width {m}"] = _rule(lambda c, v, f, vs, m=m: c.presence >= 0.9 and (not v.side or c.box[2] - c.box[0] >= m))
     for s in (0.6, 0.7, 0.8):
-        r[f"mirror score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not f or c.score >= s))
-        r[f"tile score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not v.side or c.score >= s))
-    r["profile presence >= 0.98"] = _rule(lambda c, v, f, vs: c.presence >= (0.98 if c.kind == "profile" else 0.9))
-    r["mirror keeps no profile"] = _rule(lambda c, v, f, vs: c.presence >= 0.9 and not (f and c.kind == "profile"))
-    r["mirror profile presence >= 0.99"] = _rule(lambda c, v, f, vs: c.presence >= (0.99 if f and c.kind == "profile" else 0.9))
+        older[f"mirror score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not f or c.score >= s))
+        older[f"tile score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and (not v.side or c.score >= s))
+    older["profile presence >= 0.98"] = _rule(lambda c, v, f, vs: c.presence >= (0.98 if c.kind == "profile" else 0.9))
+    older["mirror keeps no profile"] = _rule(lambda c, v, f, vs: c.presence >= 0.9 and not (f and c.kind == "profile"))
+    older["mirror profile presence >= 0.99"] = _rule(lambda c, v, f, vs: c.presence >= (0.99 if f and c.kind == "profile" else 0.9))
     for s in (0.6, 0.65):
-        r[f"mirror no profile, score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and not (f and (c.kind == "profile" or c.score < s)))
+        older[f"mirror no profile, score >= {s}"] = _rule(lambda c, v, f, vs, s=s: c.presence >= 0.9 and not (
+            f and (c.kind == "profile" or c.score < s)))
         for p in (0.98, 0.99):
-            r[f"mirror: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
+            older[f"mirror: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
                 not f or c.score >= s or c.presence >= p))
-            r[f"all: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
+            older[f"all: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
                 c.score >= s or c.presence >= p))
-            r[f"mirror+tile: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
+            older[f"mirror+tile: score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
                 not (f or v.side) or c.score >= s or c.presence >= p))
-            r[f"mirror no profile, score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
+            older[f"mirror no profile, score >= {s} or presence >= {p}"] = _rule(lambda c, v, f, vs, s=s, p=p: c.presence >= 0.9 and (
                 not f or (c.kind != "profile" and (c.score >= s or c.presence >= p))))
+    r.update({name: _narrow(rule) for name, rule in older.items()})
     return r
 
 

@@ -224,9 +224,9 @@ def yaw_degrees(landmarks: np.ndarray) -> float:
 
 class FaceCheck:
     """``look(gray, box, right_eye, left_eye) -> Look``: one Face Mesh inference on the
-    eye-levelled square of ``crop_scale`` times the box: how sure the model is that it
-    holds a face, and the head's yaw from its landmarks (``yaw_degrees``).
-    ``presence(...)`` is the first of these alone."""
+    eye-levelled square of ``crop_scale`` times the box (the manifest's, or the one
+    given): how sure the model is that it holds a face, and the head's yaw from its
+    landmarks (``yaw_degrees``). ``presence(...)`` is the first of these alone."""
 
     def __init__(self, manifest_path: Path | str | None = None, threads: int = 1):
         path = Path(manifest_path) if manifest_path else SHIPPED_FACE_CHECK
@@ -250,10 +250,10 @@ class FaceCheck:
         self._buffer = np.zeros((1, self.size, self.size, 3), np.float32)
         self._lock = threading.Lock()
 
-    def look(self, gray: np.ndarray, box, right_eye, left_eye) -> Look:
+    def look(self, gray: np.ndarray, box, right_eye, left_eye, crop_scale: float | None = None) -> Look:
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        side = self.crop_scale * max(x1 - x0, y1 - y0)
+        side = (crop_scale or self.crop_scale) * max(x1 - x0, y1 - y0)
         angle = np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
         m = cv2.getRotationMatrix2D((cx, cy), float(angle), self.size / side)
         m[0, 2] += self.size / 2 - cx
