@@ -106,10 +106,10 @@ def record(gray: np.ndarray) -> list[View]:
                     w = min(W, round(x1)) - max(0, round(x0))
                     if not is_cut:
                         c.ok, c.wide = True, w / v.side if v.side else 0.0
-                        look = det.check.look(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1])
+                        box, eyes = np.asarray(c.box), (c.keypoints[0], c.keypoints[1])
+                        look = det.check.look(gray, box, *eyes)
                         c.presence = look.presence
-                        c.presence2 = det.check.look(gray, np.asarray(c.box), c.keypoints[0], c.keypoints[1],
-                                                     SECOND_LOOK_CROP).presence
+                        c.presence2 = det.check.look(gray, box, *eyes, SECOND_LOOK_CROP).presence
                         c.kind = "profile" if turned_away(d.keypoints, look.yaw) else "frontal"
                 cands.append(c)
             v.passes[flip] = cands

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.fsutil import atomic_path
+from edge_app.fsutil import atomic_path, atomic_write
 from training import data as fer
 from training import distill
 from training.models import build
@@ -197,7 +197,8 @@ def make_callbacks(args, net, out: Path, best_so_far):
             state = out / "averaged.json"
             if state.is_file() and (out / "averaged.keras").is_file():
                 self.count = int(json.loads(state.read_text())["epochs"])
-                self.mean = [np.asarray(w, np.float64) for w in keras.models.load_model(out / "averaged.keras").get_weights()]
+                saved = keras.models.load_model(out / "averaged.keras", compile=False)
+                self.mean = [np.asarray(w, np.float64) for w in saved.get_weights()]
 
         def on_epoch_end(self, epoch, logs=None):
             if epoch + 1 <= self.schedule.planned - self.n:
@@ -212,7 +213,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
                     self.net.save(tmp)
             finally:
                 self.net.set_weights(original)
-            (self.out / "averaged.json").write_text(json.dumps({"epochs": self.count, "last_epoch": epoch + 1}) + "\n")
+            atomic_write(self.out / "averaged.json", json.dumps({"epochs": self.count, "last_epoch": epoch + 1}) + "\n")
 
     class SaveBest(keras.callbacks.Callback):
         """Saves the exported network (no augmentation layers) when validation improves."""
@@ -371,9 +372,9 @@ def report_average(out: Path, x_valid: np.ndarray, y_valid: np.ndarray) -> None:
 
     state = json.loads((out / "averaged.json").read_text())
     for name in ("averaged", "best"):
-        probs = keras.models.load_model(out / f"{name}.keras").predict(x_valid, batch_size=512, verbose=0)
+        probs = keras.models.load_model(out / f"{name}.keras", compile=False).predict(x_valid, batch_size=512, verbose=0)
         state[f"{name}_val_accuracy"] = float(np.mean(probs.argmax(1) == y_valid.argmax(1)))
-    (out / "averaged.json").write_text(json.dumps(state, indent=2) + "\n")
+    atomic_write(out / "averaged.json", json.dumps(state, indent=2) + "\n")
     print(f"averaged over the last {state['epochs']} epochs: val_accuracy {state['averaged_val_accuracy']:.4f} "
           f"(best epoch: {state['best_val_accuracy']:.4f})", flush=True)
 
