@@ -285,6 +285,15 @@ def test_sanity_checks():
     assert not plausible((30, 30, 70, 70), upside_down, 20)
 
 
+def found_stood_in(detector: BlazeFaceDetector, score: float, look) -> int:
+    """Faces a full search finds on a blank frame where the network stands in with one
+    plausible face scoring ``score`` and the face check with ``look`` (whole frame only)."""
+    kp = np.array([(40, 40), (60, 40), (50, 50), (50, 60), (30, 45), (70, 45)], np.float32) * 4
+    with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), score, kp)]), \
+         patch.object(detector.check, "look", look), patch("edge_app.vision.detector.tile_grid", lambda *a: []):
+        return len(detector.detect(np.full((480, 640), 128, np.uint8), tiles=True))
+
+
 def test_a_borderline_detection_needs_a_sure_face_check(grace):
     """A detection scoring just above ``min_score`` is where textures get in: it is kept
     only when the face check is sure (``SURE_PRESENCE``); one that scores well needs
@@ -292,16 +301,11 @@ def test_a_borderline_detection_needs_a_sure_face_check(grace):
     pins the rule, not the models' numbers."""
     detector = BlazeFaceDetector()
     assert detector.check is not None
-    kp = np.array([(40, 40), (60, 40), (50, 50), (50, 60), (30, 45), (70, 45)], np.float32) * 4
-    gray = np.full((480, 640), 128, np.uint8)
     presence_min = detector.check.presence_min
     assert presence_min < SURE_PRESENCE and UNSURE_SCORE > detector.min_score
 
     def found(score: float, presence: float) -> int:
-        with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), score, kp)]), \
-             patch.object(detector.check, "look", lambda *a: Look(presence, 0.0)), \
-             patch("edge_app.vision.detector.tile_grid", lambda *a: []):
-            return len(detector.detect(gray, tiles=True))
+        return found_stood_in(detector, score, lambda *a: Look(presence, 0.0))
 
     between = (presence_min + SURE_PRESENCE) / 2
     assert found(UNSURE_SCORE - 0.05, between) == 0  # borderline score, face check not sure: out
@@ -318,8 +322,6 @@ def test_a_doubted_detection_gets_a_second_look_on_a_wider_crop():
     check are stood in for, so the test pins the rule, not the models' numbers."""
     detector = BlazeFaceDetector()
     assert detector.check is not None
-    kp = np.array([(40, 40), (60, 40), (50, 50), (50, 60), (30, 45), (70, 45)], np.float32) * 4
-    gray = np.full((480, 640), 128, np.uint8)
 
     def found(first: float, second: float) -> tuple[int, list]:
         crops: list = []
@@ -328,9 +330,7 @@ def test_a_doubted_detection_gets_a_second_look_on_a_wider_crop():
             crops.append(crop_scale)
             return Look(second if crop_scale == SECOND_LOOK_CROP else first, 0.0)
 
-        with patch.object(detector.net, "detect", lambda image, min_score=0.5: [Detection((120, 120, 280, 280), 0.8, kp)]), \
-             patch.object(detector.check, "look", look), patch("edge_app.vision.detector.tile_grid", lambda *a: []):
-            return len(detector.detect(gray, tiles=True)), crops
+        return found_stood_in(detector, 0.8, look), crops
 
     assert found(0.5, SECOND_LOOK_PRESENCE) == (1, [None, SECOND_LOOK_CROP])
     assert found(0.5, SECOND_LOOK_PRESENCE - 0.003)[0] == 0  # still in doubt: out
