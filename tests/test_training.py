@@ -281,7 +281,6 @@ def test_training_run_records_config_history_and_checkpoints(tiny_run):
 def test_resume_continues_the_run(tiny_run):
     import shutil
 
-
     root, first = tiny_run
     run = root / "resumed"
     shutil.copytree(first, run)  # the other tests keep the one-epoch model
@@ -294,7 +293,6 @@ def test_resume_continues_the_run(tiny_run):
 
 
 def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
-
     root, _ = tiny_run
     run = root / "budget"
     assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "6", "--time-budget", "0.001") == 0
@@ -331,7 +329,6 @@ def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_r
 
 def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     import keras
-
 
     root, first = tiny_run
     run = root / "distilled"
