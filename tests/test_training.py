@@ -350,6 +350,35 @@ def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     assert not (frozen / "teacher.keras").exists()  # a frozen teacher is an input, not an output
 
 
+def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, capsys):
+    """``--teacher-views flip``: a one-view student learns what the teacher says with the
+    device's two views (the face and its mirror image)."""
+    import keras
+
+    from training import distill
+
+    root, first = tiny_run
+    # a network that tells left from right at once (the tiny run's is still near uniform)
+    keras.utils.set_random_seed(5)
+    inner = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(8, activation="softmax")], name="lopsided")
+    inner.save(root / "lopsided.keras")
+    teacher, online = distill.load_teacher(str(root / "lopsided.keras"), mirrored=True)
+    faces = np.random.default_rng(5).random((6, 48, 48, 1)).astype("float32")
+    expected = (inner.predict(faces, verbose=0) + inner.predict(faces[:, :, ::-1], verbose=0)) / 2
+    assert not online and not teacher.trainable_weights  # frozen: the student alone learns
+    assert not np.allclose(inner.predict(faces, verbose=0), expected, atol=1e-3)  # the mirror changes the answer
+    np.testing.assert_allclose(teacher.predict(faces, verbose=0), expected, atol=1e-5)
+    common = ["--arch", "edge", "--epochs", "2", "--stop-after", "1"]
+    with pytest.raises(SystemExit):
+        train_on(root, *common, "--out", str(root / "bad-views"), "--teacher", "edge", "--teacher-views", "flip")
+    assert "needs a trained teacher" in capsys.readouterr().err and not (root / "bad-views").exists()
+    run = root / "distilled-mirrored"
+    assert train_on(root, *common, "--out", str(run), "--teacher", str(first / "best.keras"),
+                    "--teacher-views", "flip") == 0
+    assert "--teacher-views flip" in json.loads((run / "config.json").read_text())["replay"]
+
+
 def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run):
     import shutil
 

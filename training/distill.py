@@ -32,31 +32,44 @@ def class_prior(targets: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()).astype(np.float32)
 
 
-def teacher_problem(spec: str) -> str:
+def teacher_problem(spec: str, mirrored: bool = False) -> str:
     """Why ``--teacher spec`` cannot be used ('' when it can), checked before data loads."""
     from training.models import ARCHITECTURES
 
-    if spec in ARCHITECTURES or Path(spec).is_file():
+    if spec in ARCHITECTURES:
+        return ("--teacher-views flip needs a trained teacher (an earlier run's best.keras), "
+                "not one trained alongside") if mirrored else ""
+    if Path(spec).is_file():
         return ""
     return (f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
             "nor a trained network file; pass an earlier run's best.keras")
 
 
-def load_teacher(spec: str):
+def load_teacher(spec: str, mirrored: bool = False):
     """The teacher network and whether it is trained alongside (``True``) or frozen. Either
     is wrapped under the name ``teacher-<name>``: the student may be the same architecture,
-    and names must be unique in one model."""
+    and names must be unique in one model.
+
+    ``mirrored`` (a frozen teacher only): the teacher answers with the mean of its outputs
+    on the face and on its mirror image, as a two-view model does on the device, so a
+    student run on one view learns the two-view answer (one view of ``edge-l`` fits the
+    time a face may take; two do not)."""
     import keras
 
     from training.models import ARCHITECTURES, build
 
+    problem = teacher_problem(spec, mirrored)
+    if problem:
+        raise SystemExit(problem)
     online = spec in ARCHITECTURES
-    if not online and not Path(spec).is_file():
-        raise SystemExit(teacher_problem(spec))
     inner = build(spec) if online else keras.models.load_model(spec, compile=False)
     if not online:
         inner.trainable = False
-    return keras.Model(inner.inputs[0], inner.outputs[0], name=f"teacher-{inner.name}"), online
+    if not mirrored:
+        return keras.Model(inner.inputs[0], inner.outputs[0], name=f"teacher-{inner.name}"), online
+    face = keras.Input(inner.inputs[0].shape[1:], name="teacher_face")
+    both = keras.layers.Average()([inner(face), inner(keras.ops.flip(face, axis=2))])  # axis 2: left-right
+    return keras.Model(face, both, name=f"teacher-{inner.name}"), online
 
 
 def make_loss(num_classes: int, alpha: float, temperature: float, online: bool,

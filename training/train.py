@@ -83,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(replays a run that its time budget cut short)")
     p.add_argument("--teacher", help="distil from a teacher: an architecture trained alongside "
                                      "(e.g. edge-l) or an earlier run's best.keras (frozen)")
+    p.add_argument("--teacher-views", choices=["single", "flip"], default="single",
+                   help="flip: a trained teacher answers with the mean over the face and its mirror "
+                        "image (the device's two views), for a student that will run on one view")
     p.add_argument("--distill-alpha", type=float, default=0.5,
                    help="weight of the teacher's softened outputs in the student's loss (0..1)")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
@@ -98,7 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
         p.error("--logit-adjust is part of the distillation loss: pass --teacher too")
-    problem = distill.teacher_problem(args.teacher) if args.teacher else ""
+    if args.teacher_views != "single" and not args.teacher:
+        p.error("--teacher-views is the teacher's: pass --teacher too")
+    problem = distill.teacher_problem(args.teacher, args.teacher_views == "flip") if args.teacher else ""
     if problem:
         p.error(problem)
     for key, value in DEFAULTS[args.arch].items():
@@ -246,6 +251,8 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     if args.teacher:
         parts += [f"--teacher {args.teacher}", f"--distill-alpha {args.distill_alpha}",
                   f"--temperature {args.temperature}"]
+        if args.teacher_views != "single":
+            parts.append(f"--teacher-views {args.teacher_views}")
         if args.logit_adjust:
             parts.append(f"--logit-adjust {args.logit_adjust}")
     if args.init_from:
@@ -332,7 +339,7 @@ def train(args) -> Path:
     optimizer = keras.optimizers.Adam(args.lr) if args.optimizer == "adam" else keras.optimizers.AdamW(args.lr, weight_decay=5e-4)
     teacher, online = None, False
     if args.teacher:
-        teacher, online = distill.load_teacher(args.teacher)
+        teacher, online = distill.load_teacher(args.teacher, mirrored=args.teacher_views == "flip")
         taught = teacher(augmented) if online else teacher(augmented, training=False)
         both = keras.layers.Concatenate(name="student_teacher")([net(augmented), taught])
         trainer = keras.Model(face, both, name=f"{net.name}-distillation")
