@@ -258,6 +258,27 @@ def tiny_run(tmp_path_factory):
         yield root, run
 
 
+@pytest.fixture
+def eager_steps(tiny_run):
+    """Keras's train and test steps run eagerly for this test. TensorFlow traces them
+    into graphs anew for every run, seconds per tiny run; a test of a run's bookkeeping
+    (resume, time budget, averaging, warm start) does not need the graphs. The fixture
+    run and the distillation test keep graph mode, as a real run has. (After
+    ``tiny_run``, so the fixture run is traced.)"""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
 def train_on(root: Path, *args: str) -> int:
     """``training.train`` on the generated set in ``root`` (its own decoded cache), batch 16."""
     from training import train
@@ -278,7 +299,7 @@ def test_training_run_records_config_history_and_checkpoints(tiny_run):
     assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
 
 
-def test_resume_continues_the_run(tiny_run):
+def test_resume_continues_the_run(tiny_run, eager_steps):
     import shutil
 
     root, first = tiny_run
@@ -292,7 +313,7 @@ def test_resume_continues_the_run(tiny_run):
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
 
 
-def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run):
+def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps):
     root, _ = tiny_run
     run = root / "budget"
     assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "6", "--time-budget", "0.001") == 0
@@ -311,7 +332,7 @@ def test_time_budget_plan_grows_back_when_epochs_get_faster():
     assert planned_epochs(200, 7, [9.0, 3.0], -5) == 7  # budget spent: stop now
 
 
-def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run):
+def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run, eager_steps):
     from training import train
 
     root, _ = tiny_run
@@ -350,7 +371,7 @@ def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     assert not (frozen / "teacher.keras").exists()  # a frozen teacher is an input, not an output
 
 
-def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, capsys):
+def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, eager_steps, capsys):
     """``--teacher-views flip``: a one-view student learns what the teacher says with the
     device's two views (the face and its mirror image)."""
     import keras
@@ -379,7 +400,7 @@ def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, capsys
     assert "--teacher-views flip" in json.loads((run / "config.json").read_text())["replay"]
 
 
-def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run):
+def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps):
     import shutil
 
     import keras
@@ -409,7 +430,7 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run
     assert "--average-last 2" in json.loads((run / "config.json").read_text())["replay"]
 
 
-def test_init_from_starts_at_an_earlier_runs_weights(tiny_run):
+def test_init_from_starts_at_an_earlier_runs_weights(tiny_run, eager_steps):
     import keras
 
     from training import train
