@@ -158,12 +158,15 @@ def test_header_dot_is_the_real_state_and_leads_to_the_desk_view(new_page, serve
 def test_a_device_that_stops_answering_is_not_shown_as_a_state(new_page, server, scene):
     show(server, scene, True)
     page = new_page()
+    page.clock.install()  # Playwright's own clock: the page's 5 s of silence pass at once
     page.goto(f"{server.url}/glance")
     wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
     page.context.route("**/api/state", lambda route: route.abort("connectionrefused"))  # the device is unreachable
+    page.clock.fast_forward(6_000)
     wait_for(lambda: "No connection" in glance_text(page), what="the desk view says it lost the device")
     assert page.locator("body").get_attribute("data-group") == ""
     page.goto(f"{server.url}/admin")
+    page.clock.fast_forward(6_000)
     wait_for(lambda: page.locator("#state-dot").get_attribute("data-group") == "", what="the dot goes blank")
     assert "No connection" in text_of(page, "#now")
 
@@ -175,6 +178,7 @@ def test_desk_view_is_for_logged_in_users_only(server):
 
 def test_dashboard_today_figures_keep_up_without_a_reload(new_page, server, face_jpeg):
     page = new_page()
+    page.clock.install()  # Playwright's own clock: the tiles' 10 s refresh comes at once
     page.goto(f"{server.url}/admin")
     before = int(text_of(page, "#uploads"))
     student = requests.Session()  # a student analyses a photo over the real API meanwhile
@@ -183,6 +187,7 @@ def test_dashboard_today_figures_keep_up_without_a_reload(new_page, server, face
     r = student.post(f"{server.url}/api/analyze", files={"image": ("desk.jpg", face_jpeg, "image/jpeg")},
                      headers={"X-CSRF-Token": csrf}, timeout=30)
     assert r.status_code == 200, r.text
+    page.clock.fast_forward(10_000)
     wait_for(lambda: int(text_of(page, "#uploads")) == before + 1, timeout=25,
              what="the Photos analysed tile counts the new upload without a reload")
     assert requests.get(f"{server.url}/api/admin/today", timeout=10).status_code == 401  # admins only
