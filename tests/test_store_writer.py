@@ -128,3 +128,22 @@ def test_sqlite_error_codes_decide_retry_or_set_aside(tmp_path, make, is_permane
 def test_a_full_disk_without_a_sqlite_code_is_still_disk_full():
     exc = OSError(28, "No space left on device")
     assert not permanent(exc) and _store_status(exc) == "disk full"
+
+
+def test_shutdown_waits_briefly_when_the_disk_fills_during_it(tmp_path, caplog):
+    """The last rows are often the first to meet a full disk: ``close`` finds logging
+    paused while it waits and gives up after ``paused_wait``, not the whole timeout
+    (a device being stopped with a full disk stops at once)."""
+    import time
+
+    caplog.set_level(logging.WARNING, logger="edge_app.runtime.store_writer")
+    store = Store(tmp_path / "db")
+    w = StoreWriter(store, Health(), Metrics(), min_free_mb=float("inf"), retry_initial_s=0.05)
+    w.put("log_state_change", 1.0, *GOOD)  # the store is OK until the writer tries this row, maybe after close begins
+    started = time.monotonic()
+    w.close(timeout=60, paused_wait=0.2)
+    assert time.monotonic() - started < 30  # the whole timeout would be 60 s
+    assert w.health.store == "disk full" and w.health.pending_writes == 1
+    assert any("1 rows not written" in r.getMessage() for r in caplog.records)
+    assert store.query("SELECT count(*) FROM state_changes")[0][0] == 0
+    store.close()

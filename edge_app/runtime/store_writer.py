@@ -13,6 +13,7 @@ import errno
 import logging
 import sqlite3
 import threading
+import time
 
 from edge_app.runtime.health import Health, StoreState
 from edge_app.runtime.metrics import Metrics
@@ -118,11 +119,20 @@ class StoreWriter:
         with self._cond:
             return self._cond.wait_for(lambda: not self._rows and not self._busy, timeout)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is pending (briefly, when logging is paused) and stop the thread."""
+    def close(self, timeout: float = 5.0, paused_wait: float = 1.0) -> None:
+        """Write what is pending and stop the thread: up to ``timeout`` while writes
+        succeed, only ``paused_wait`` once logging is paused, even when the pause is found
+        during the shutdown itself (the last rows are often the first to meet a full disk)."""
         if self._closed:
             return
-        if not self.drain(timeout if self.health.store == StoreState.OK else min(timeout, 1.0)):
+        start = time.monotonic()
+        with self._cond:
+            while self._rows or self._busy:
+                waited = time.monotonic() - start
+                if waited >= timeout or (self.health.store != StoreState.OK and waited >= paused_wait):
+                    break
+                self._cond.wait(min(0.1, timeout - waited))
+        if self._rows:
             log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
                         self.health.store, self.health.store_error)
         with self._cond:
