@@ -400,6 +400,47 @@ def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, eager_
     assert "--teacher-views flip" in json.loads((run / "config.json").read_text())["replay"]
 
 
+def test_several_teachers_answer_with_the_mean_of_their_probabilities(tiny_run, eager_steps, capsys):
+    """``--teacher a.keras,b.keras``: two trained teachers make a better one; networks of
+    one architecture share their names, and the mean still loads, runs and trains a student."""
+    import keras
+
+    from training import distill
+
+    root, first = tiny_run
+    nets = []
+    for i, classes in enumerate((8, 8, 7)):
+        keras.utils.set_random_seed(10 + i)
+        net = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(classes, activation="softmax")], name="same-name")
+        net.save(root / f"member{i}.keras")
+        nets.append(net)
+    two = f"{root / 'member0.keras'},{root / 'member1.keras'}"
+    faces = np.random.default_rng(6).random((6, 48, 48, 1)).astype("float32")
+    answers = [n.predict(faces, verbose=0) for n in nets[:2]]
+    assert not np.allclose(answers[0], answers[1], atol=1e-3)  # they disagree, so the mean is news
+    teacher, online = distill.load_teacher(two)
+    assert not online and not teacher.trainable_weights
+    np.testing.assert_allclose(teacher.predict(faces, verbose=0), (answers[0] + answers[1]) / 2, atol=1e-5)
+    mirrored, _ = distill.load_teacher(two, mirrored=True)
+    flipped = [n.predict(faces[:, :, ::-1], verbose=0) for n in nets[:2]]
+    np.testing.assert_allclose(mirrored.predict(faces, verbose=0), sum(answers + flipped) / 4, atol=1e-5)
+
+    common = ["--arch", "edge", "--epochs", "2", "--stop-after", "1"]
+    for bad, why in [(f"{root / 'member0.keras'},edge-l", "must all be trained networks"),
+                     (f"{root / 'member0.keras'},{root / 'nope.keras'}", "nope.keras is neither"),
+                     (f"{root / 'member0.keras'},", "(empty) is neither")]:
+        with pytest.raises(SystemExit):
+            train_on(root, *common, "--out", str(root / "bad-teachers"), "--teacher", bad)
+        assert why in capsys.readouterr().err and not (root / "bad-teachers").exists()
+    with pytest.raises(SystemExit, match="classes \\[7, 8\\]"):
+        distill.load_teacher(f"{root / 'member0.keras'},{root / 'member2.keras'}")
+    run = root / "distilled-from-two"
+    teachers = f"{first / 'best.keras'},{root / 'member0.keras'}"
+    assert train_on(root, *common, "--out", str(run), "--teacher", teachers, "--teacher-views", "flip") == 0
+    assert f"--teacher {teachers}" in json.loads((run / "config.json").read_text())["replay"]
+
+
 def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps):
     import shutil
 

@@ -6,7 +6,9 @@ Two kinds of teacher:
 * an architecture name (``--teacher edge-l``): the teacher is trained alongside the
   student from its own random start (online distillation, one run, no earlier run
   needed); the teacher learns from the labels only, the student from both;
-* a trained network (``--teacher runs/wide/best.keras``): frozen, run in inference mode.
+* a trained network (``--teacher runs/wide/best.keras``): frozen, run in inference mode;
+  several, comma-separated (``--teacher a/best.keras,b/best.keras``): frozen, and the
+  teacher's answer is the mean of their probabilities (a better teacher than either).
 
 The trainer's output is the student's and the teacher's probabilities side by side, so
 one plain Keras loss and metric serve every backend. Probabilities are turned back into
@@ -32,6 +34,11 @@ def class_prior(targets: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()).astype(np.float32)
 
 
+def teacher_files(spec: str) -> list[str]:
+    """The trained networks a ``--teacher`` spec names (one, or several comma-separated)."""
+    return [part.strip() for part in spec.split(",")]
+
+
 def teacher_problem(spec: str, mirrored: bool = False) -> str:
     """Why ``--teacher spec`` cannot be used ('' when it can), checked before data loads."""
     from training.models import ARCHITECTURES
@@ -39,10 +46,18 @@ def teacher_problem(spec: str, mirrored: bool = False) -> str:
     if spec in ARCHITECTURES:
         return ("--teacher-views flip needs a trained teacher (an earlier run's best.keras), "
                 "not one trained alongside") if mirrored else ""
-    if Path(spec).is_file():
-        return ""
-    return (f"--teacher {spec}: neither an architecture ({', '.join(sorted(ARCHITECTURES))}) "
-            "nor a trained network file; pass an earlier run's best.keras")
+    files = teacher_files(spec)
+    if len(files) > 1:
+        trained_alongside = [f for f in files if f in ARCHITECTURES]
+        if trained_alongside:
+            return (f"--teacher {spec}: several teachers must all be trained networks (an earlier run's "
+                    f"best.keras); {', '.join(trained_alongside)} is an architecture")
+    for f in files:
+        if not f or not Path(f).is_file():
+            return (f"--teacher {spec}: {f or '(empty)'} is neither an architecture "
+                    f"({', '.join(sorted(ARCHITECTURES))}) nor a trained network file; "
+                    "pass an earlier run's best.keras")
+    return ""
 
 
 def load_teacher(spec: str, mirrored: bool = False):
@@ -62,7 +77,11 @@ def load_teacher(spec: str, mirrored: bool = False):
     if problem:
         raise SystemExit(problem)
     online = spec in ARCHITECTURES
-    inner = build(spec) if online else keras.models.load_model(spec, compile=False)
+    files = teacher_files(spec)
+    if len(files) > 1:
+        inner = _mean_of(files)
+    else:
+        inner = build(spec) if online else keras.models.load_model(spec, compile=False)
     if not online:
         inner.trainable = False
     if not mirrored:
@@ -70,6 +89,26 @@ def load_teacher(spec: str, mirrored: bool = False):
     face = keras.Input(inner.inputs[0].shape[1:], name="teacher_face")
     both = keras.layers.Average()([inner(face), inner(keras.ops.flip(face, axis=2))])  # axis 2: left-right
     return keras.Model(face, both, name=f"teacher-{inner.name}"), online
+
+
+def _mean_of(files: list[str]):
+    """One network whose answer is the mean of the trained networks' probabilities. Each
+    is renamed ``member<i>``: two runs of one architecture share their names."""
+    import keras
+
+    members = []
+    for i, f in enumerate(files):
+        net = keras.models.load_model(f, compile=False)
+        members.append(keras.Model(net.inputs[0], net.outputs[0], name=f"member{i}"))
+    inputs = {tuple(m.inputs[0].shape[1:]) for m in members}
+    classes = {m.outputs[0].shape[-1] for m in members}
+    if len(inputs) > 1 or len(classes) > 1:
+        raise SystemExit(f"--teacher {','.join(files)}: the networks differ (inputs {sorted(inputs)}, "
+                         f"classes {sorted(classes)}); several teachers must read the same faces and "
+                         "name the same classes")
+    face = keras.Input(members[0].inputs[0].shape[1:], name="face")
+    mean = keras.layers.Average(name="mean_probs")([m(face) for m in members])
+    return keras.Model(face, mean, name=f"mean-of-{len(files)}")
 
 
 def make_loss(num_classes: int, alpha: float, temperature: float, online: bool,

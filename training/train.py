@@ -82,7 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop after this many epochs while the schedule still plans --epochs "
                         "(replays a run that its time budget cut short)")
     p.add_argument("--teacher", help="distil from a teacher: an architecture trained alongside "
-                                     "(e.g. edge-l) or an earlier run's best.keras (frozen)")
+                                     "(e.g. edge-l), an earlier run's best.keras (frozen), or several "
+                                     "comma-separated (frozen; the mean of their answers)")
     p.add_argument("--teacher-views", choices=["single", "flip"], default="single",
                    help="flip: a trained teacher answers with the mean over the face and its mirror "
                         "image (the device's two views), for a student that will run on one view")
