@@ -81,7 +81,7 @@ def load_teacher(spec: str, mirrored: bool = False):
     if len(files) > 1:
         inner = _mean_of(files)
     else:
-        inner = build(spec) if online else keras.models.load_model(spec, compile=False)
+        inner = build(spec) if online else keras.models.load_model(files[0], compile=False)
     if not online:
         inner.trainable = False
     if not mirrored:
