@@ -114,10 +114,19 @@ class StoreWriter:
         log.error("a %s row was refused for good and set aside (%s: %s); logging goes on. Row: (%s)",
                   method, type(exc).__name__, exc, shown)
 
-    def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until every row is written (or ``timeout``); True when nothing is left."""
+    def drain(self, timeout: float = 5.0, paused_wait: float | None = None) -> bool:
+        """Wait until every row is written (or ``timeout``); True when nothing is left.
+        With ``paused_wait``, give up that soon once logging is paused, even when the
+        pause comes while waiting."""
+        start = time.monotonic()
         with self._cond:
-            return self._cond.wait_for(lambda: not self._rows and not self._busy, timeout)
+            while self._rows or self._busy:
+                waited = time.monotonic() - start
+                if waited >= timeout or (paused_wait is not None and self.health.store != StoreState.OK
+                                         and waited >= paused_wait):
+                    return False
+                self._cond.wait(min(0.1, timeout - waited))
+            return True
 
     def close(self, timeout: float = 5.0, paused_wait: float = 1.0) -> None:
         """Write what is pending and stop the thread: up to ``timeout`` while writes
@@ -125,14 +134,7 @@ class StoreWriter:
         during the shutdown itself (the last rows are often the first to meet a full disk)."""
         if self._closed:
             return
-        start = time.monotonic()
-        with self._cond:
-            while self._rows or self._busy:
-                waited = time.monotonic() - start
-                if waited >= timeout or (self.health.store != StoreState.OK and waited >= paused_wait):
-                    break
-                self._cond.wait(min(0.1, timeout - waited))
-        if self._rows:
+        if not self.drain(timeout, paused_wait):
             log.warning("shutting down with %d rows not written (%s: %s)", len(self._rows),
                         self.health.store, self.health.store_error)
         with self._cond:
