@@ -1,9 +1,10 @@
 """Technician subcommands of ``engage-edge``: model install/rollback/list/golden, selftest,
-export and backup. Registered by ``cli.build_parser``; heavy imports happen per command."""
+export, backup and passwd. Registered by ``cli.build_parser``; heavy imports happen per command."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,75 @@ def cmd_backup(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ passwd
+def _read_new_password(username: str, from_stdin: bool) -> str | None:
+    """The new password: one line of standard input (a script, a pipe), or typed twice
+    without echo at a terminal; None when the two typed differ."""
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"new password for {username!r}: ")
+    return first if getpass.getpass("the same again: ") == first else None
+
+
+def _become_owner(path: Path) -> None:
+    """Run as the owner of the database (the service's user) when started as root, so
+    SQLite's journal files stay the service's: a root-owned ``engage.db-wal`` would stop
+    the service from opening its own database."""
+    st = path.stat()
+    if os.geteuid() == 0 and st.st_uid != 0:
+        os.setgroups([])
+        os.setgid(st.st_gid)
+        os.setuid(st.st_uid)
+
+
+def cmd_passwd(args) -> int:
+    """Set a user's password on this machine: the way back in when the admin password is
+    lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
+    from edge_app import config as config_mod
+    from edge_app.store.accounts import FIRST_PASSWORD_FILE, Accounts, AuthError
+    from edge_app.store.database import DB_NAME, Store, StoreError
+
+    data = Path(args.data_dir).expanduser() if args.data_dir else config_mod.data_dir(_config(args))
+    if not (data / DB_NAME).is_file():
+        print(f"error: no engage-edge database in {data} ({DB_NAME} is missing): give the data directory with "
+              "--data-dir (a device's store.data_dir; a classroom page's --data-dir, e.g. /var/lib/engage-classroom)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    actor = _by()
+    try:
+        _become_owner(data / DB_NAME)
+        store = Store(data)
+    except (OSError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        accounts = Accounts(store)
+        user = accounts.find(args.username)
+        if user is None:
+            names = ", ".join(u.username for u in accounts.list_users()) or "none"
+            print(f"error: no user {args.username!r} in {data} (its users: {names})", file=sys.stderr)
+            return EXIT_FAILED
+        password = _read_new_password(user.username, args.stdin)
+        if password is None:
+            print("refused: the two passwords differ; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            accounts.set_password(user.id, password)
+        except AuthError as exc:
+            print(f"refused: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        store.audit(actor, "set password of", user.username, "engage-edge passwd")
+        if user.username == "admin":  # a generated first-start password waiting there no longer works
+            (data / FIRST_PASSWORD_FILE).unlink(missing_ok=True)
+    finally:
+        store.close()
+    print(f"password of {user.username!r} set in {data}; their sessions were logged out"
+          + (f" (note: {user.username!r} is disabled; an admin re-enables it on the Users page)" if user.disabled else ""))
+    return EXIT_OK
+
+
 def add_commands(sub) -> None:
     model = sub.add_parser("model", help="install, roll back or list emotion models")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
@@ -178,3 +248,10 @@ def add_commands(sub) -> None:
     bk.add_argument("path", type=Path, help="a file, or a directory for a dated file")
     _common(bk)
     bk.set_defaults(func=cmd_backup)
+
+    pw = sub.add_parser("passwd", help="set a user's password on this machine (a lost admin password), keeping all data")
+    pw.add_argument("username", help="the user, e.g. admin")
+    pw.add_argument("--stdin", action="store_true", help="read the new password from one line of standard input "
+                    "(the default when standard input is not a terminal)")
+    _common(pw)
+    pw.set_defaults(func=cmd_passwd)

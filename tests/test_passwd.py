@@ -1,0 +1,123 @@
+"""`engage-edge passwd`: a lost password is set again on the machine itself, while the
+service runs, keeping every record (the README's way back in; before it, a lost admin
+password meant moving the whole data directory away)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+from conftest import ADMIN_PASSWORD, login, skip_unless_ci
+
+from edge_app.store.accounts import Accounts
+from edge_app.store.database import Store
+
+SCRIPT = Path(sys.executable).parent / "engage-edge"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
+NEW = "a-new-pass-phrase-7"
+
+
+def passwd(*args, stdin: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, "passwd", *map(str, args)], input=stdin, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_lost_admin_password_is_set_again_while_the_device_runs(make_appliance, cfg):
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user("sam", "sams-own-pass-1", "student")
+    old_session = login(appliance.url)
+    assert old_session.get(f"{appliance.url}/api/admin/today", timeout=10).status_code == 200
+
+    r = passwd("admin", "--data-dir", cfg.store.data_dir, "--stdin", stdin=NEW + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "'admin'" in r.stdout and str(cfg.store.data_dir) in r.stdout
+
+    assert login(appliance.url, "admin", NEW).csrf  # the running device takes the new password at once
+    old = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                        timeout=10)
+    assert old.status_code == 401
+    assert old_session.get(f"{appliance.url}/api/admin/today", timeout=10).status_code == 401  # logged out
+    assert login(appliance.url, "sam", "sams-own-pass-1").csrf  # nothing else was touched
+    audit = appliance.store.query("SELECT actor, action, target FROM audit")
+    assert [(a["action"], a["target"]) for a in audit] == [("set password of", "admin")]
+    assert audit[0]["actor"].startswith("command line")
+
+
+def test_a_waiting_first_start_password_is_removed_once_replaced(tmp_path, monkeypatch):
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD", raising=False)
+    store = Store(tmp_path)
+    try:
+        generated = Accounts(store).ensure_admin()
+    finally:
+        store.close()
+    kept = tmp_path / "first-admin-password.txt"
+    assert generated and kept.exists()
+    r = passwd("admin", "--data-dir", tmp_path, stdin=NEW + "\n")  # a pipe: read like --stdin
+    assert r.returncode == 0, r.stderr
+    assert not kept.exists()  # it would no longer log in: no stale copy left lying around
+    store = Store(tmp_path)
+    try:
+        assert Accounts(store).authenticate("admin", NEW)
+        assert not Accounts(store).authenticate("admin", generated)
+    finally:
+        store.close()
+
+
+def test_refusals_say_why_and_change_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    missing = passwd("admin", "--data-dir", tmp_path / "nowhere", stdin=NEW + "\n")
+    assert missing.returncode == 2
+    assert "no engage-edge database" in missing.stderr and "--data-dir" in missing.stderr
+    assert not (tmp_path / "nowhere").exists()  # a mistyped directory is not made into a fresh device
+
+    store = Store(tmp_path)
+    try:
+        Accounts(store).ensure_admin()
+    finally:
+        store.close()
+    unknown = passwd("bob", "--data-dir", tmp_path, stdin=NEW + "\n")
+    assert unknown.returncode == 1 and "no user 'bob'" in unknown.stderr and "admin" in unknown.stderr
+    weak = passwd("admin", "--data-dir", tmp_path, stdin="short\n")
+    assert weak.returncode == 1 and "at least 8 characters" in weak.stderr and "nothing changed" in weak.stderr
+    common = passwd("admin", "--data-dir", tmp_path, stdin="password\n")
+    assert common.returncode == 1 and "nothing changed" in common.stderr
+    for r in (unknown, weak, common):
+        assert "Traceback" not in r.stderr
+    store = Store(tmp_path)
+    try:
+        assert Accounts(store).authenticate("admin", ADMIN_PASSWORD)
+        assert not store.query("SELECT 1 FROM audit")
+    finally:
+        store.close()
+
+
+def test_run_as_root_it_works_as_the_database_owner(monkeypatch):
+    """A technician runs it with sudo; SQLite's journal files it creates must belong to the
+    service's user, or the service could no longer open its own database."""
+    if os.geteuid() != 0:
+        skip_unless_ci("acting as the database's owner needs root (CI runs as root)")
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    nobody = 65534
+    # a service's data directory is reachable by its user: not under pytest's root-only tmp_path
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        data = Path(top) / "data"
+        store = Store(data)
+        try:
+            Accounts(store).ensure_admin()
+        finally:
+            store.close()
+        for path in [Path(top), data, *data.rglob("*")]:
+            os.chown(path, nobody, nobody)
+        probe = subprocess.run([sys.executable, "-c", "import os, sys; from pathlib import Path; "
+                                "from edge_app.cli.tech import _become_owner; _become_owner(Path(sys.argv[1])); "
+                                "print(os.getuid(), os.getgid())", str(data / "engage.db")],
+                               capture_output=True, text=True, timeout=60)
+        assert probe.stdout.split() == [str(nobody), str(nobody)], probe.stderr
+        (data / "images").rmdir()  # the store makes it again: anything the command creates is the service's
+        r = passwd("admin", "--data-dir", data, stdin=NEW + "\n")
+        assert r.returncode == 0, r.stderr
+        owners = {p.name: p.stat().st_uid for p in data.iterdir()}
+        assert set(owners.values()) == {nobody}, owners
