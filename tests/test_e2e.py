@@ -3,6 +3,7 @@ the web UI on a real HTTP server on loopback. Plus the whole capture loop over o
 demo minute on a scene-time clock, so every state the demo promises is seen."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -195,6 +196,41 @@ def test_first_start_password_waits_in_a_root_only_file_until_the_first_login(ma
     assert r.status_code == 303
     assert not kept.exists()
 
+
+
+def test_the_first_start_password_must_be_replaced_before_anything_else(make_appliance, monkeypatch):
+    """It was printed to the console and the service's journal: the first log-in leads to
+    /account, every other page and API waits until admin has chosen a password."""
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD")
+    appliance = make_appliance(with_loop=False)
+    url, generated = appliance.url, appliance.generated_password
+    api = requests.post(f"{url}/api/login", json={"username": "admin", "password": generated}, timeout=10)
+    assert api.status_code == 200 and api.json()["must_change_password"] is True
+
+    browser = requests.Session()
+    r = browser.post(f"{url}/login", data={"username": "admin", "password": generated, "next": "/admin/users"},
+                     timeout=10)
+    assert r.url == f"{url}/account" and 'id="account-first"' in r.text
+    for path in ("/admin", "/admin/settings", "/upload", "/live"):
+        r = browser.get(f"{url}{path}", allow_redirects=False, timeout=10)
+        assert r.status_code == 303 and r.headers["Location"].endswith("/account"), path
+    r = browser.get(f"{url}/api/admin/today", timeout=10)
+    assert r.status_code == 403 and "/account" in r.json()["error"]
+
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"{url}/account", timeout=10).text).group(1)
+    r = browser.post(f"{url}/account", data={"csrf": csrf, "current": generated, "new": "my-own-pass-phrase-4",
+                                             "again": "my-own-pass-phrase-4"}, timeout=10)
+    assert r.status_code == 200 and 'id="account-done"' in r.text and 'id="account-first"' not in r.text
+    assert browser.get(f"{url}/admin", allow_redirects=False, timeout=10).status_code == 200
+    assert browser.get(f"{url}/api/admin/today", timeout=10).status_code == 200
+    assert login(url, "admin", "my-own-pass-phrase-4").csrf
+
+
+def test_a_password_the_technician_chose_is_not_asked_again(appliance):
+    r = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                      timeout=10)
+    assert r.status_code == 200 and r.json()["must_change_password"] is False
+    assert login(appliance.url).get(f"{appliance.url}/api/admin/today", timeout=10).status_code == 200
 
 # ------------------------------------------------------------------ one demo minute
 def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):

@@ -3,6 +3,7 @@ with SIGKILL going offline, and the live page in headless Chromium."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -108,6 +109,55 @@ def test_instructor_accounts(classroom):
                    headers={"X-CSRF-Token": admin.csrf}, timeout=5)
     assert r.status_code == 400 and "password" in r.json()["error"].lower()
 
+
+
+def _account_form(session: requests.Session, url: str, current: str, new: str) -> requests.Response:
+    page = session.get(f"{url}/account", timeout=5)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return session.post(f"{url}/account", data={"csrf": csrf, "current": current, "new": new, "again": new},
+                        timeout=5)
+
+
+def test_an_instructor_changes_their_own_password(classroom):
+    url = classroom.url
+    admin = login(url)
+    admin.post(f"{url}/api/instructors", json={"username": "ms-lee", "password": "given-by-admin-1"},
+               headers={"X-CSRF-Token": admin.csrf}, timeout=5).raise_for_status()
+    teacher = requests.Session()
+    teacher.post(f"{url}/login", data={"username": "ms-lee", "password": "given-by-admin-1"}, timeout=5)
+    wrong = _account_form(teacher, url, "not-the-current-1", "her-own-phrase-22")
+    assert wrong.status_code == 400 and "current password is wrong" in wrong.text
+    r = _account_form(teacher, url, "given-by-admin-1", "her-own-phrase-22")
+    assert r.status_code == 200 and 'id="account-done"' in r.text
+    assert teacher.get(f"{url}/api/classroom", timeout=5).status_code == 200  # this browser stays logged in
+    assert login(url, "ms-lee", "her-own-phrase-22").csrf
+    old = requests.post(f"{url}/api/login", json={"username": "ms-lee", "password": "given-by-admin-1"}, timeout=5)
+    assert old.status_code == 401
+    stale = requests.Session()
+    stale.cookies.update(teacher.cookies)
+    r = stale.post(f"{url}/account", data={"csrf": "forged", "current": "her-own-phrase-22", "new": "x" * 12,
+                                            "again": "x" * 12}, timeout=5)
+    assert r.status_code == 403  # a form without this session's token changes nothing
+    assert login(url, "ms-lee", "her-own-phrase-22").csrf
+
+
+def test_the_generated_admin_password_must_be_replaced_first(broker, tmp_path, monkeypatch):
+    monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD", raising=False)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    try:
+        url, generated = service.url, service.generated_password
+        assert generated
+        s = requests.Session()
+        r = s.post(f"{url}/login", data={"username": "admin", "password": generated}, timeout=5)
+        assert r.url == f"{url}/account" and 'id="account-first"' in r.text
+        r = s.get(f"{url}/api/classroom", timeout=5)
+        assert r.status_code == 403 and "/account" in r.json()["error"]
+        r = _account_form(s, url, generated, "the-admins-own-phrase-3")
+        assert r.status_code == 200 and 'id="account-first"' not in r.text
+        assert s.get(f"{url}/api/classroom", timeout=5).status_code == 200
+        assert s.get(f"{url}/", timeout=5, allow_redirects=False).status_code == 200
+    finally:
+        service.stop()
 
 def test_sigkilled_device_goes_offline_within_one_and_a_half_keepalives(classroom, broker, tmp_path):
     config = tmp_path / "device.toml"

@@ -60,7 +60,8 @@ def test_a_waiting_first_start_password_is_removed_once_replaced(tmp_path, monke
     assert not kept.exists()  # it would no longer log in: no stale copy left lying around
     store = Store(tmp_path)
     try:
-        assert Accounts(store).authenticate("admin", NEW)
+        admin = Accounts(store).authenticate("admin", NEW)
+        assert admin and not admin.must_change_password  # chosen by the technician: not asked again
         assert not Accounts(store).authenticate("admin", generated)
     finally:
         store.close()

@@ -86,10 +86,22 @@ class User:
     username: str
     role: str
     disabled: bool = False
+    must_change_password: bool = False  # the generated first-start password: replace it before anything else
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+USER_COLUMNS = "id, username, role, disabled, must_change_password"
+
+
+def _user(rows) -> User | None:
+    """The ``User`` of the first row selected with ``USER_COLUMNS``, or None."""
+    if not rows:
+        return None
+    r = rows[0]
+    return User(r["id"], r["username"], r["role"], bool(r["disabled"]), bool(r["must_change_password"]))
 
 
 def hash_password(password: str) -> str:
@@ -277,7 +289,7 @@ class Accounts:
         self.set_password(user.id, new)
 
     # ------------------------------------------------------------ users
-    def create_user(self, username: str, password: str, role: str = "student") -> User:
+    def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
         if not USERNAME.match(username or ""):
             raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores")
         if role not in ROLES:
@@ -285,26 +297,26 @@ class Accounts:
         check_password_rules(password)
         if self.find(username):
             raise AuthError(f"the user {username!r} already exists")
-        cur = self.store.execute("INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)",
-                                 (username, hash_password(password), role, time.time()))
+        cur = self.store.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
+                                 "VALUES (?, ?, ?, ?, ?)", (username, hash_password(password), role, time.time(),
+                                                            int(must_change)))
         assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
-        return User(cur.lastrowid, username, role)
+        return User(cur.lastrowid, username, role, must_change_password=must_change)
 
     def find(self, username: str) -> User | None:
-        rows = self.store.query("SELECT id, username, role, disabled FROM users WHERE username = ?", (username,))
-        return User(rows[0]["id"], rows[0]["username"], rows[0]["role"], bool(rows[0]["disabled"])) if rows else None
+        return _user(self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username,)))
 
     def get(self, user_id: int) -> User | None:
-        rows = self.store.query("SELECT id, username, role, disabled FROM users WHERE id = ?", (user_id,))
-        return User(rows[0]["id"], rows[0]["username"], rows[0]["role"], bool(rows[0]["disabled"])) if rows else None
+        return _user(self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)))
 
     def list_users(self) -> list[User]:
-        return [User(r["id"], r["username"], r["role"], bool(r["disabled"]))
-                for r in self.store.query("SELECT id, username, role, disabled FROM users ORDER BY username")]
+        rows = self.store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
+        return [u for r in rows if (u := _user([r])) is not None]
 
     def set_password(self, user_id: int, password: str) -> None:
         check_password_rules(password)
-        self.store.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hash_password(password), user_id))
+        self.store.execute("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?",
+                           (hash_password(password), user_id))
         self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         user = self.get(user_id)
         if user:  # a new password from an admin also lifts a lock on the name
@@ -319,8 +331,7 @@ class Accounts:
         self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
     def authenticate(self, username: str, password: str) -> User | None:
-        rows = self.store.query("SELECT id, username, role, disabled, password_hash FROM users WHERE username = ?",
-                                (username or "",))
+        rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username or "",))
         if not rows:
             verify_password(password or "", _dummy_hash())  # the same work as a known name
             return None
@@ -328,7 +339,7 @@ class Accounts:
         if not verify_password(password or "", row["password_hash"]) or row["disabled"]:
             return None
         self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
-        return User(row["id"], row["username"], row["role"])
+        return _user([row])
 
     @property
     def first_password_path(self):
@@ -348,7 +359,7 @@ class Accounts:
             atomic_write(self.first_password_path,
                          f"{password}\n# engage-edge first start: log in as 'admin' with the password above.\n"
                          "# This file is deleted at that first log-in; change the password then.\n", mode=0o600)
-        self.create_user("admin", password, "admin")
+        self.create_user("admin", password, "admin", must_change=generated)
         return password if generated else None
 
     # ------------------------------------------------------------ sessions
@@ -366,7 +377,7 @@ class Accounts:
             return None
         now = time.time()
         rows = self.store.query(
-            "SELECT s.user_id, s.csrf, s.created, s.last_seen, u.username, u.role, u.disabled "
+            "SELECT s.user_id, s.csrf, s.created, s.last_seen, u.username, u.role, u.disabled, u.must_change_password "
             "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", (_token_hash(token),))
         if not rows:
             return None
@@ -376,7 +387,7 @@ class Accounts:
             return None
         if now - r["last_seen"] > 30:  # refresh at most every 30 s: fewer writes
             self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
-        return User(r["user_id"], r["username"], r["role"]), r["csrf"]
+        return User(r["user_id"], r["username"], r["role"], must_change_password=bool(r["must_change_password"])), r["csrf"]
 
     def end_session(self, token: str) -> None:
         self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))

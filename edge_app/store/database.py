@@ -139,6 +139,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_t ON audit(t);
     """,
+    # 6: a generated first-start password must be replaced at the first log-in: it was
+    # printed to the console and the service's journal, where others may read it
+    """
+    ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group

@@ -62,7 +62,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
         response.content_type = "application/json"
-        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf})
+        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,
+                           "must_change_password": user.must_change_password})
 
     @app.post("/logout")
     def logout():
@@ -75,12 +76,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/account")
     def account_page():
-        guard.require_user()
+        guard.require_user(first_password_ok=True)
         return page("account", title="Your account", error="", done=False)
 
     @app.post("/account")
     def change_password():
-        user = guard.require_user()
+        user = guard.require_user(first_password_ok=True)
         guard.check_csrf()
         current_pw = request.forms.getunicode("current", "")
         new, again = request.forms.getunicode("new", ""), request.forms.getunicode("again", "")
@@ -91,6 +92,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except AuthError as exc:
             return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
         # every old session ended with the change; this browser gets a fresh one
+        user = ctx.accounts.get(user.id) or user  # (no longer on the first-start password)
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
         guard.remember(user, csrf)

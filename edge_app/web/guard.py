@@ -64,7 +64,10 @@ class Guard:
         """This request now belongs to ``user`` (after a session change mid-request)."""
         request.environ["ee.user"] = (user, csrf)
 
-    def require_user(self, admin: bool = False) -> User:
+    def require_user(self, admin: bool = False, first_password_ok: bool = False) -> User:
+        """The logged-in user, or the way to log in. A user still on the generated
+        first-start password is sent to /account (a script gets 403) until it is replaced:
+        it was printed to the console and the service's journal."""
         found = self.current()
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
@@ -72,6 +75,11 @@ class Guard:
             target = request.fullpath + ("?" + request.query_string if request.query_string else "")
             raise bottle.redirect("/login?next=" + quote(target, safe="/"))
         user = found[0]
+        if user.must_change_password and not first_password_ok:
+            if wants_json() or request.path in ("/live.mjpg",):
+                raise json_error(403, "choose your own password first: the first-start one was printed to the "
+                                      "console and the journal (change it on /account)")
+            raise bottle.redirect("/account")
         if admin and not user.is_admin:
             if wants_json():
                 raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})

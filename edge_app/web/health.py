@@ -28,7 +28,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # the socket's peer: bottle's remote_addr believes X-Forwarded-For, which any client can send
         if not (ctx.cfg.web.metrics_public or hardening.is_loopback(client_address())):
             found = guard.current()
-            if not found or not found[0].is_admin:
+            if not found or not found[0].is_admin or found[0].must_change_password:
                 return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
         if ctx.loop is not None:
             m = ctx.loop.metrics

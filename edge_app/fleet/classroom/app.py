@@ -7,6 +7,7 @@ Events carrying only the desks that changed, so a class of hundreds stays cheap.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -58,7 +59,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         return bottle.template(name, template_lookup=lookup, user=found[0] if found else None,
                                csrf=found[1] if found else "", version=__version__, **values)
 
-    def require_viewer(api: bool = False) -> tuple[User, str]:
+    def require_viewer(api: bool = False, first_password_ok: bool = False) -> tuple[User, str]:
+        """The logged-in admin or instructor and their CSRF token. One still on the
+        generated first-start password is sent to /account until it is replaced (it was
+        printed to the console and the journal)."""
         found = current()
         if not found:
             if api:
@@ -67,6 +71,11 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         if found[0].role not in VIEWERS:
             raise json_error(403, "this page is for instructors and admins") if api else \
                 HTTPResponse(page("message", title="Not allowed", message="This page is for instructors and admins."), 403)
+        if found[0].must_change_password and not first_password_ok:
+            if api:
+                raise json_error(403, "choose your own password first: the first-start one was printed to the "
+                                      "console and the journal (change it on /account)")
+            raise bottle.redirect("/account")
         return found
 
     def same_origin() -> None:
@@ -126,7 +135,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return json_error(401, "wrong user name or password")
         csrf = start_session(user)
         response.content_type = "application/json"
-        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf})
+        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,
+                           "must_change_password": user.must_change_password})
 
     @app.post("/logout")
     def logout():
@@ -136,6 +146,31 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             ctx.accounts.end_session(token)
         response.delete_cookie(COOKIE, path="/")
         return bottle.redirect("/login")
+
+    @app.get("/account")
+    def account_page():
+        require_viewer(first_password_ok=True)
+        return page("account", title="Your account", error="", done=False)
+
+    @app.post("/account")
+    def change_password():
+        """An admin or instructor changes their own password; their other sessions end."""
+        same_origin()
+        user, csrf = require_viewer(first_password_ok=True)
+        if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
+            return HTTPResponse(page("message", title="Form expired",
+                                     message="The form was stale: reload the page and try again."), 403)
+        current_pw = request.forms.getunicode("current", "")
+        new, again = request.forms.getunicode("new", ""), request.forms.getunicode("again", "")
+        try:
+            if new != again:
+                raise AuthError("the two new passwords differ")
+            ctx.accounts.change_password(user, current_pw, new)
+        except AuthError as exc:
+            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
+        user = ctx.accounts.get(user.id) or user  # every old session ended; this browser gets a fresh one
+        request.environ["ee.user"] = (user, start_session(user))
+        return page("account", title="Your account", error="", done=True)
 
     @app.get("/")
     def classroom_page():

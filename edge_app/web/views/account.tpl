@@ -2,6 +2,11 @@
 <section class="card narrow">
   <h1>Your account</h1>
   <p>Logged in as <strong>{{user.username}}</strong> ({{user.role}}).</p>
+  % if user.must_change_password and not done:
+  <p class="error" role="alert" id="account-first">Choose your own password before anything else: the one you
+    logged in with was generated at the first start and printed to the console and the system journal, where
+    others may read it.</p>
+  % end
   % if done:
   <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.</p>
   % end

@@ -13,7 +13,8 @@
   <span class="brand"><span class="dot" aria-hidden="true"></span>engage-edge classroom</span>
   % if user:
   <nav aria-label="Main">
-    <span>{{user.username}} ({{user.role}})</span>
+    <a href="/">Classroom</a>
+    <a href="/account">{{user.username}} ({{user.role}})</a>
     <form method="post" action="/logout" class="inline"><button type="submit" class="link">Log out</button></form>
   </nav>
   % end

@@ -1,0 +1,28 @@
+% rebase('layout.tpl', title=title)
+<section class="card narrow">
+  <h1>Your account</h1>
+  <p>Logged in as <strong>{{user.username}}</strong> ({{user.role}}).</p>
+  % if user.must_change_password and not done:
+  <p class="error" role="alert" id="account-first">Choose your own password before anything else: the one you
+    logged in with was generated at the first start and printed to the console and the system journal, where
+    others may read it.</p>
+  % end
+  % if done:
+  <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.
+    <a href="/">Back to the classroom</a></p>
+  % end
+  % if error:
+  <p class="error" role="alert" id="account-error">{{error}}</p>
+  % end
+  <h2>Change password</h2>
+  <form method="post" action="/account" class="stacked">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="current">Current password</label>
+    <input id="current" name="current" type="password" autocomplete="current-password" required>
+    <label for="new">New password (at least 8 characters)</label>
+    <input id="new" name="new" type="password" autocomplete="new-password" minlength="8" required>
+    <label for="again">New password again</label>
+    <input id="again" name="again" type="password" autocomplete="new-password" minlength="8" required>
+    <button type="submit">Change password</button>
+  </form>
+</section>
