@@ -211,7 +211,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         user, csrf = require_viewer(api=True)
         if user.role != "admin":
             return json_error(403, "only an admin adds instructors")
-        if request.headers.get("X-CSRF-Token") != csrf:
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
         data = request.json or {}
         try:
