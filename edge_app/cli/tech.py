@@ -170,7 +170,7 @@ def cmd_passwd(args) -> int:
     """Set a user's password on this machine: the way back in when the admin password is
     lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
     from edge_app import config as config_mod
-    from edge_app.store.accounts import FIRST_PASSWORD_FILE, Accounts, AuthError
+    from edge_app.store.accounts import Accounts, AuthError
     from edge_app.store.database import DB_NAME, Store, StoreError
 
     data = Path(args.data_dir).expanduser() if args.data_dir else config_mod.data_dir(_config(args))
@@ -203,8 +203,6 @@ def cmd_passwd(args) -> int:
             print(f"refused: {exc}; nothing changed", file=sys.stderr)
             return EXIT_FAILED
         store.audit(actor, "set password of", user.username, "engage-edge passwd")
-        if user.username == "admin":  # a generated first-start password waiting there no longer works
-            (data / FIRST_PASSWORD_FILE).unlink(missing_ok=True)
     finally:
         store.close()
     print(f"password of {user.username!r} set in {data}; their sessions were logged out"

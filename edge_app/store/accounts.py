@@ -279,14 +279,19 @@ class Accounts:
                 locked.add(r["key"][5:].split("|", 1)[0])
         return locked
 
-    def change_password(self, user: User, current: str, new: str) -> None:
-        """Check ``current`` and set ``new``; every session of the user ends (log in again)."""
+    def change_password(self, user: User, current: str, new: str, again: str | None = None) -> User:
+        """A user's own change (the account pages): check ``current`` (and ``again``, the
+        form's second entry) and set ``new``; every session of the user ends, so the caller
+        starts a fresh one for the returned, updated user."""
+        if again is not None and new != again:
+            raise AuthError("the two new passwords differ")
         rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
         if not rows or not verify_password(current or "", rows[0]["password_hash"]):
             raise AuthError("the current password is wrong")
         if new == current:
             raise AuthError("the new password must differ from the current one")
         self.set_password(user.id, new)
+        return self.get(user.id) or user
 
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
@@ -321,6 +326,8 @@ class Accounts:
         user = self.get(user_id)
         if user:  # a new password from an admin also lifts a lock on the name
             self.unlock(user.username)
+        if user and user.username == "admin":  # a generated first-start password waiting on disk no longer works
+            self.first_password_path.unlink(missing_ok=True)
 
     def set_disabled(self, user_id: int, disabled: bool) -> None:
         self.store.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))

@@ -83,16 +83,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def change_password():
         user = guard.require_user(first_password_ok=True)
         guard.check_csrf()
-        current_pw = request.forms.getunicode("current", "")
-        new, again = request.forms.getunicode("new", ""), request.forms.getunicode("again", "")
+        form = request.forms
         try:
-            if new != again:
-                raise AuthError("the two new passwords differ")
-            ctx.accounts.change_password(user, current_pw, new)
+            user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
+                                                form.getunicode("again", ""))
         except AuthError as exc:
             return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
         # every old session ended with the change; this browser gets a fresh one
-        user = ctx.accounts.get(user.id) or user  # (no longer on the first-start password)
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
         guard.remember(user, csrf)

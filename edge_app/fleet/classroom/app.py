@@ -160,16 +160,13 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
             return HTTPResponse(page("message", title="Form expired",
                                      message="The form was stale: reload the page and try again."), 403)
-        current_pw = request.forms.getunicode("current", "")
-        new, again = request.forms.getunicode("new", ""), request.forms.getunicode("again", "")
+        form = request.forms
         try:
-            if new != again:
-                raise AuthError("the two new passwords differ")
-            ctx.accounts.change_password(user, current_pw, new)
+            user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
+                                                form.getunicode("again", ""))
         except AuthError as exc:
             return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
-        user = ctx.accounts.get(user.id) or user  # every old session ended; this browser gets a fresh one
-        request.environ["ee.user"] = (user, start_session(user))
+        request.environ["ee.user"] = (user, start_session(user))  # every old session ended: a fresh one here
         return page("account", title="Your account", error="", done=True)
 
     @app.get("/")
