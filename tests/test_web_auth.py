@@ -169,6 +169,19 @@ def let_time_pass(appliance, seconds: float) -> None:
     appliance.store.execute("UPDATE login_failures SET t = t - ?", (seconds,))
 
 
+def test_a_stolen_session_cannot_guess_the_password_faster_than_the_login_page(appliance):
+    """The account page checks the current password like a log-in: counted and throttled."""
+    appliance.accounts.throttle = ThrottlePolicy(slow_after=100, lock_after_user=3, lock_after_address=100, lock_s=300)
+    add_student(appliance)
+    s = login(appliance.url, "sam", STUDENT_PW)
+    url = f"{appliance.url}/account"
+    for guess in ("guess-number-1", "guess-number-2", "guess-number-3"):
+        r = s.post(url, data={"csrf": s.csrf, "current": guess, "new": "brand-new-pw-1", "again": "brand-new-pw-1"})
+        assert r.status_code == 400 and "current password is wrong" in r.text
+    r = s.post(url, data={"csrf": s.csrf, "current": STUDENT_PW, "new": "brand-new-pw-1", "again": "brand-new-pw-1"})
+    assert r.status_code == 429 and "locked" in r.text  # even the right one waits: the name is locked
+    assert form_login(appliance.url, "sam", STUDENT_PW).status_code == 429  # the log-in page counts the same guesses
+
 def test_failed_logins_for_a_user_slow_down_then_lock(appliance):
     appliance.accounts.throttle = ThrottlePolicy(slow_after=2, base_delay_s=1.5, max_delay_s=10, lock_after_user=4,
                                                  lock_after_address=100, lock_s=300)

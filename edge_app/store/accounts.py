@@ -279,14 +279,16 @@ class Accounts:
                 locked.add(r["key"][5:].split("|", 1)[0])
         return locked
 
-    def change_password(self, user: User, current: str, new: str, again: str | None = None) -> User:
+    def change_password(self, user: User, current: str, new: str, again: str | None = None,
+                        address: str | None = None) -> User:
         """A user's own change (the account pages): check ``current`` (and ``again``, the
         form's second entry) and set ``new``; every session of the user ends, so the caller
-        starts a fresh one for the returned, updated user."""
+        starts a fresh one for the returned, updated user. ``current`` is checked as a
+        log-in from ``address``, throttled and counted: a stolen session cannot be used to
+        guess the password behind it faster than the log-in page allows."""
         if again is not None and new != again:
             raise AuthError("the two new passwords differ")
-        rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
-        if not rows or not verify_password(current or "", rows[0]["password_hash"]):
+        if self.login(user.username, current, address) is None:
             raise AuthError("the current password is wrong")
         if new == current:
             raise AuthError("the new password must differ from the current one")

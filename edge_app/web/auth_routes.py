@@ -86,9 +86,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         form = request.forms
         try:
             user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
-                                                form.getunicode("again", ""))
+                                                form.getunicode("again", ""), client_address())
         except AuthError as exc:
-            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
+            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {str(exc).rstrip('.')}.",
+                                     done=False), 429 if isinstance(exc, LoginThrottled) else 400)
         # every old session ended with the change; this browser gets a fresh one
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)

@@ -163,9 +163,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         form = request.forms
         try:
             user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
-                                                form.getunicode("again", ""))
+                                                form.getunicode("again", ""), request.environ.get("REMOTE_ADDR"))
         except AuthError as exc:
-            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {exc}.", done=False), 400)
+            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {str(exc).rstrip('.')}.",
+                                     done=False), 429 if isinstance(exc, LoginThrottled) else 400)
         request.environ["ee.user"] = (user, start_session(user))  # every old session ended: a fresh one here
         return page("account", title="Your account", error="", done=True)
 
