@@ -3,6 +3,7 @@ changes, minute aggregates, retention and the image directory."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -47,6 +48,22 @@ def test_creates_the_data_dir_and_a_wal_database(tmp_path, store):
     assert store.connect().execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.integrity_ok()
 
+
+def test_a_new_data_dir_is_readable_by_its_owner_only(tmp_path):
+    """The log of minors, password hashes and kept photos: whatever the umask of the
+    shell that first starts it (``make run`` on a shared laptop)."""
+    old = os.umask(0o022)
+    try:
+        fresh = Store(tmp_path / "fresh")
+        fresh.close()
+        kept = tmp_path / "kept"
+        kept.mkdir(mode=0o750)  # a technician gave the group access: left as it is
+        Store(kept).close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "fresh" / "images").stat().st_mode & 0o777 == 0o700
+    assert kept.stat().st_mode & 0o777 == 0o750
 
 def test_schema_version_and_migrating_twice_is_a_no_op(tmp_path, store):
     assert store.schema_version() == len(MIGRATIONS) >= 1

@@ -163,8 +163,11 @@ class Store:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir).expanduser()
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            (self.data_dir / "images").mkdir(exist_ok=True)
+            # a new data directory is the service user's alone: it holds a log about minors,
+            # password hashes and, when an admin keeps them, face photos (an existing one
+            # keeps the mode it was given)
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (self.data_dir / "images").mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from None
         self._check_writable()
