@@ -210,17 +210,22 @@ def test_the_first_start_password_must_be_replaced_before_anything_else(make_app
     browser = requests.Session()
     r = browser.post(f"{url}/login", data={"username": "admin", "password": generated, "next": "/admin/users"},
                      timeout=10)
-    assert r.url == f"{url}/account" and 'id="account-first"' in r.text
+    assert r.url == f"{url}/account?next=/admin/users" and 'id="account-first"' in r.text
     for path in ("/admin", "/admin/settings", "/upload", "/live"):
         r = browser.get(f"{url}{path}", allow_redirects=False, timeout=10)
-        assert r.status_code == 303 and r.headers["Location"].endswith("/account"), path
+        assert r.status_code == 303 and r.headers["Location"].endswith(f"/account?next={path}"), path
     r = browser.get(f"{url}/api/admin/today", timeout=10)
     assert r.status_code == 403 and "/account" in r.json()["error"]
 
-    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"{url}/account", timeout=10).text).group(1)
+    hostile = browser.get(f"{url}/account?next=//evil.example/x", timeout=10).text
+    assert 'name="next" value="/"' in hostile  # never on to another site
+    form = browser.get(f"{url}/account?next=/admin/users", timeout=10).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    nxt = re.search(r'name="next" value="([^"]+)"', form).group(1)
     r = browser.post(f"{url}/account", data={"csrf": csrf, "current": generated, "new": "my-own-pass-phrase-4",
-                                             "again": "my-own-pass-phrase-4"}, timeout=10)
+                                             "again": "my-own-pass-phrase-4", "next": nxt}, timeout=10)
     assert r.status_code == 200 and 'id="account-done"' in r.text and 'id="account-first"' not in r.text
+    assert '<a href="/admin/users" id="account-continue">' in r.text  # on to the page first asked for
     assert browser.get(f"{url}/admin", allow_redirects=False, timeout=10).status_code == 200
     assert browser.get(f"{url}/api/admin/today", timeout=10).status_code == 200
     assert login(url, "admin", "my-own-pass-phrase-4").csrf

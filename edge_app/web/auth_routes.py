@@ -8,7 +8,7 @@ import bottle
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app.store.accounts import AuthError, LoginThrottled
-from edge_app.web.guard import COOKIE, Guard, client_address, json_error, safe_next
+from edge_app.web.guard import COOKIE, Guard, account_url, client_address, json_error, safe_next
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                                      username=username), 401)
         token, _ = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
-        return bottle.redirect(nxt)
+        return bottle.redirect(account_url(nxt) if user.must_change_password else nxt)
 
     @app.post("/api/login")
     def api_login():
@@ -77,21 +77,23 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/account")
     def account_page():
         guard.require_user(first_password_ok=True)
-        return page("account", title="Your account", error="", done=False)
+        return page("account", title="Your account", error="", done=False,
+                    next=safe_next(request.query.getunicode("next", "/")))
 
     @app.post("/account")
     def change_password():
         user = guard.require_user(first_password_ok=True)
         guard.check_csrf()
         form = request.forms
+        nxt = safe_next(form.getunicode("next", "/"))
         try:
             user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
                                                 form.getunicode("again", ""), client_address())
         except AuthError as exc:
             return HTTPResponse(page("account", title="Your account", error=f"Not changed: {str(exc).rstrip('.')}.",
-                                     done=False), 429 if isinstance(exc, LoginThrottled) else 400)
+                                     done=False, next=nxt), 429 if isinstance(exc, LoginThrottled) else 400)
         # every old session ended with the change; this browser gets a fresh one
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
         guard.remember(user, csrf)
-        return page("account", title="Your account", error="", done=True)
+        return page("account", title="Your account", error="", done=True, next=nxt)

@@ -40,6 +40,12 @@ def safe_next(value: str | None) -> str:
     return nxt
 
 
+def account_url(then: str) -> str:
+    """/account, and where to go on once the password is changed."""
+    then = safe_next(then)
+    return "/account" + ("?next=" + quote(then, safe="/") if then != "/" else "")
+
+
 def client_address() -> str:
     # the socket's peer, never X-Forwarded-For (a client could set that to dodge throttling)
     return request.environ.get("REMOTE_ADDR") or "unknown"
@@ -69,17 +75,17 @@ class Guard:
         first-start password is sent to /account (a script gets 403) until it is replaced:
         it was printed to the console and the service's journal."""
         found = self.current()
+        target = request.fullpath + ("?" + request.query_string if request.query_string else "")
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
-            target = request.fullpath + ("?" + request.query_string if request.query_string else "")
             raise bottle.redirect("/login?next=" + quote(target, safe="/"))
         user = found[0]
         if user.must_change_password and not first_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise json_error(403, "choose your own password first: the first-start one was printed to the "
                                       "console and the journal (change it on /account)")
-            raise bottle.redirect("/account")
+            raise bottle.redirect(account_url(target))
         if admin and not user.is_admin:
             if wants_json():
                 raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})

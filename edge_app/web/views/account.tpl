@@ -8,7 +8,11 @@
     others may read it.</p>
   % end
   % if done:
-  <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.</p>
+  <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.
+    % if get('next', '/') not in ('/', '/account'):
+    <a href="{{next}}" id="account-continue">Continue</a>
+    % end
+  </p>
   % end
   % if error:
   <p class="error" role="alert" id="account-error">{{error}}</p>
@@ -16,6 +20,7 @@
   <h2>Change password</h2>
   <form method="post" action="/account" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="next" value="{{get('next', '/')}}">
     <label for="current">Current password</label>
     <input id="current" name="current" type="password" autocomplete="current-password" required>
     <label for="new">New password (at least 8 characters)</label>
