@@ -96,11 +96,8 @@ class User:
 USER_COLUMNS = "id, username, role, disabled, must_change_password"
 
 
-def _user(rows) -> User | None:
-    """The ``User`` of the first row selected with ``USER_COLUMNS``, or None."""
-    if not rows:
-        return None
-    r = rows[0]
+def _user(r) -> User:
+    """The ``User`` of a row selected with ``USER_COLUMNS``."""
     return User(r["id"], r["username"], r["role"], bool(r["disabled"]), bool(r["must_change_password"]))
 
 
@@ -176,6 +173,11 @@ def _wait_text(seconds: float) -> str:
         return f"{minutes} minutes"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
+
+# What a user still on the generated first-start password is told by every page but the
+# account page, on a device and on the classroom page alike
+FIRST_PASSWORD_PENDING = ("choose your own password first: the first-start one was printed to the console and "
+                          "the journal (change it on /account)")
 
 # The generated first-start password waits here (root-only) until ``admin`` first logs in,
 # so a start whose output nobody saw (a busy port, a service's journal) cannot lose it.
@@ -311,14 +313,13 @@ class Accounts:
         return User(cur.lastrowid, username, role, must_change_password=must_change)
 
     def find(self, username: str) -> User | None:
-        return _user(self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username,)))
+        return next(map(_user, self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username,))), None)
 
     def get(self, user_id: int) -> User | None:
-        return _user(self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)))
+        return next(map(_user, self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))), None)
 
     def list_users(self) -> list[User]:
-        rows = self.store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
-        return [u for r in rows if (u := _user([r])) is not None]
+        return [_user(r) for r in self.store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")]
 
     def set_password(self, user_id: int, password: str) -> None:
         check_password_rules(password)
@@ -348,7 +349,7 @@ class Accounts:
         if not verify_password(password or "", row["password_hash"]) or row["disabled"]:
             return None
         self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
-        return _user([row])
+        return _user(row)
 
     @property
     def first_password_path(self):
@@ -386,7 +387,7 @@ class Accounts:
             return None
         now = time.time()
         rows = self.store.query(
-            "SELECT s.user_id, s.csrf, s.created, s.last_seen, u.username, u.role, u.disabled, u.must_change_password "
+            f"SELECT s.csrf, s.created, s.last_seen, {USER_COLUMNS} "  # (names only users has)
             "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", (_token_hash(token),))
         if not rows:
             return None
@@ -396,7 +397,7 @@ class Accounts:
             return None
         if now - r["last_seen"] > 30:  # refresh at most every 30 s: fewer writes
             self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
-        return User(r["user_id"], r["username"], r["role"], must_change_password=bool(r["must_change_password"])), r["csrf"]
+        return _user(r), r["csrf"]
 
     def end_session(self, token: str) -> None:
         self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))

@@ -14,7 +14,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.store.accounts import User
+from edge_app.store.accounts import FIRST_PASSWORD_PENDING, User
 
 COOKIE = "ee_session"
 
@@ -38,6 +38,11 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or nxt.startswith("/login"):
         return "/"
     return nxt
+
+
+def _here() -> str:
+    """This request's path and query: where to come back to."""
+    return request.fullpath + ("?" + request.query_string if request.query_string else "")
 
 
 def account_url(then: str) -> str:
@@ -75,17 +80,15 @@ class Guard:
         first-start password is sent to /account (a script gets 403) until it is replaced:
         it was printed to the console and the service's journal."""
         found = self.current()
-        target = request.fullpath + ("?" + request.query_string if request.query_string else "")
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
-            raise bottle.redirect("/login?next=" + quote(target, safe="/"))
+            raise bottle.redirect("/login?next=" + quote(_here(), safe="/"))
         user = found[0]
         if user.must_change_password and not first_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
-                raise json_error(403, "choose your own password first: the first-start one was printed to the "
-                                      "console and the journal (change it on /account)")
-            raise bottle.redirect(account_url(target))
+                raise json_error(403, FIRST_PASSWORD_PENDING)
+            raise bottle.redirect(account_url(_here()))
         if admin and not user.is_admin:
             if wants_json():
                 raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})

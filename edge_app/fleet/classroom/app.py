@@ -20,7 +20,7 @@ from bottle import HTTPError, HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
-from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+from edge_app.store.accounts import FIRST_PASSWORD_PENDING, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                 HTTPResponse(page("message", title="Not allowed", message="This page is for instructors and admins."), 403)
         if found[0].must_change_password and not first_password_ok:
             if api:
-                raise json_error(403, "choose your own password first: the first-start one was printed to the "
-                                      "console and the journal (change it on /account)")
+                raise json_error(403, FIRST_PASSWORD_PENDING)
             raise bottle.redirect("/account")
         return found
 
