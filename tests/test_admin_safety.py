@@ -170,6 +170,41 @@ def test_delete_user_in_the_browser_confirms_cancels_and_audits(browser, applian
         context.close()
 
 
+def test_a_new_user_chooses_their_own_password_in_the_browser(browser, appliance, artifacts):
+    """The Add a user form as an admin sees it (its box checked unless unticked), then the
+    new student's first log-in: Your account first, then the page they asked for."""
+    context, page = admin_page(browser, appliance, viewport={"width": 1366, "height": 850})
+    student = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page.goto(f"{appliance.url}/admin/users")
+        assert page.locator("#n-temporary").is_checked()
+        page.locator("#n-username").fill("lee")
+        page.locator("#n-password").fill("on-the-note-1")
+        page.get_by_role("button", name="Add user").click()
+        assert "they choose their own password" in page.locator("#users-done").inner_text()
+        assert "(password not yet chosen)" in page.locator('tr[data-user="lee"]').inner_text()
+
+        s = student.new_page()
+        s.set_default_timeout(15000)
+        s.goto(f"{appliance.url}/upload")
+        s.get_by_label("User name").fill("lee")
+        s.get_by_label("Password").fill("on-the-note-1")
+        s.get_by_role("button", name="Log in").click()
+        s.locator("#account-first").wait_for()
+        s.screenshot(path=str(artifacts / "account-temporary-password.png"), full_page=True)
+        s.get_by_label("Current password").fill("on-the-note-1")
+        s.get_by_label("New password (at least 8 characters)").fill("lees-own-words-2")
+        s.get_by_label("New password again").fill("lees-own-words-2")
+        s.get_by_role("button", name="Change password").click()
+        s.locator("#account-done").wait_for()
+        s.locator("#account-continue").click()
+        s.wait_for_url("**/upload")
+        assert not appliance.accounts.find("lee").must_change_password
+    finally:
+        student.close()
+        context.close()
+
+
 @pytest.mark.parametrize("width, height", [(390, 844), (1366, 850)])
 def test_model_page_fits_and_shows_its_pictures(browser, appliance, artifacts, width, height):
     context, page = admin_page(browser, appliance, viewport={"width": width, "height": height})

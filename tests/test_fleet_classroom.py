@@ -97,9 +97,10 @@ def test_clean_stop_shows_offline(classroom, devices):
 
 def test_instructor_accounts(classroom):
     admin = login(classroom.url)
-    r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee", "password": "lee-password-1"},
-                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
-    assert r.status_code == 201 and r.json()["role"] == "instructor"
+    r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee", "password": "lee-password-1",
+                                                              "temporary": False}, headers={"X-CSRF-Token": admin.csrf},
+                   timeout=5)
+    assert r.status_code == 201 and r.json() == {"user": "ms-lee", "role": "instructor", "temporary": False}
     teacher = login(classroom.url, "ms-lee", "lee-password-1")
     assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
     r = teacher.post(f"{classroom.url}/api/instructors", json={"username": "x", "password": "y"},
@@ -108,6 +109,13 @@ def test_instructor_accounts(classroom):
     r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee2", "password": "short"},
                    headers={"X-CSRF-Token": admin.csrf}, timeout=5)
     assert r.status_code == 400 and "password" in r.json()["error"].lower()
+    for body in ({"username": "ms-lee3", "password": "lee-password-3", "temporary": "no"}, ["ms-lee3"]):
+        r = admin.post(f"{classroom.url}/api/instructors", json=body, headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+        assert r.status_code == 400 and "temporary" in r.json()["error"]
+    r = admin.post(f"{classroom.url}/api/instructors", data=b"{not json", timeout=5,
+                   headers={"X-CSRF-Token": admin.csrf, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "send JSON" in r.json()["error"]
+    assert classroom.accounts.find("ms-lee3") is None
 
 
 
@@ -121,10 +129,14 @@ def _account_form(session: requests.Session, url: str, current: str, new: str) -
 def test_an_instructor_changes_their_own_password(classroom):
     url = classroom.url
     admin = login(url)
-    admin.post(f"{url}/api/instructors", json={"username": "ms-lee", "password": "given-by-admin-1"},
-               headers={"X-CSRF-Token": admin.csrf}, timeout=5).raise_for_status()
+    r = admin.post(f"{url}/api/instructors", json={"username": "ms-lee", "password": "given-by-admin-1"},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 201 and r.json()["temporary"] is True  # the default: the admin does not keep knowing it
     teacher = requests.Session()
-    teacher.post(f"{url}/login", data={"username": "ms-lee", "password": "given-by-admin-1"}, timeout=5)
+    r = teacher.post(f"{url}/login", data={"username": "ms-lee", "password": "given-by-admin-1"}, timeout=5)
+    assert r.url == f"{url}/account" and 'id="account-first"' in r.text
+    r = teacher.get(f"{url}/api/classroom", timeout=5)
+    assert r.status_code == 403 and "/account" in r.json()["error"]
     wrong = _account_form(teacher, url, "not-the-current-1", "her-own-phrase-22")
     assert wrong.status_code == 400 and "current password is wrong" in wrong.text
     r = _account_form(teacher, url, "given-by-admin-1", "her-own-phrase-22")
@@ -276,3 +288,28 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})  # a projector
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))
+
+
+def test_admin_adds_instructors_in_chromium(classroom, page):
+    """The page's own form: its box (checked unless unticked) decides whether the new
+    instructor must choose their own password at the first log-in."""
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("details.admin-tools summary").click()
+    form = page.locator("#add-instructor")
+    assert form.get_by_label("They choose their own at the first log-in").is_checked()
+    form.get_by_label("User name").fill("ms-lee")
+    form.get_by_label("Password").fill("on-the-note-1")
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Added ms-lee").wait_for()
+    assert "choose their own password" in page.inner_text("#add-result")
+    assert classroom.accounts.find("ms-lee").must_change_password
+    form.get_by_label("User name").fill("mr-kay")
+    form.get_by_label("Password").fill("kays-own-words-2")
+    form.get_by_label("They choose their own at the first log-in").uncheck()
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Added mr-kay").wait_for()
+    assert "choose their own" not in page.inner_text("#add-result")
+    assert not classroom.accounts.find("mr-kay").must_change_password

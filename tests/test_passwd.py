@@ -46,6 +46,21 @@ def test_a_lost_admin_password_is_set_again_while_the_device_runs(make_appliance
     assert audit[0]["actor"].startswith("command line")
 
 
+def test_a_temporary_password_must_be_replaced_at_the_next_log_in(make_appliance, cfg):
+    """A technician hands a student who forgot theirs a password on a note: ``--temporary``."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user("sam", "sams-own-pass-1", "student")
+    r = passwd("sam", "--data-dir", cfg.store.data_dir, "--temporary", stdin=NEW + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "choose their own at the next log-in" in r.stdout
+    sam = requests.post(f"{appliance.url}/api/login", json={"username": "sam", "password": NEW}, timeout=10)
+    assert sam.status_code == 200 and sam.json()["must_change_password"] is True
+    r = requests.get(f"{appliance.url}/api/state", cookies=sam.cookies, timeout=10)
+    assert r.status_code == 403 and "/account" in r.json()["error"]
+    detail = appliance.store.query("SELECT detail FROM audit WHERE target = 'sam'")[0]["detail"]
+    assert detail == "engage-edge passwd, temporary password"
+
+
 def test_a_waiting_first_start_password_is_removed_once_replaced(tmp_path, monkeypatch):
     monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD", raising=False)
     store = Store(tmp_path)

@@ -300,6 +300,50 @@ def test_admin_creates_disables_resets_and_deletes_users(appliance):
     assert "Deleted kim" in r.text and appliance.accounts.find("kim") is None
 
 
+def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
+    """The form's box, checked by default: a password the admin typed (and handed over on
+    a note) opens nothing but Your account until its owner chooses their own."""
+    admin = login(appliance.url)
+    base = appliance.url
+
+    def act(path, **data):
+        return admin.post(f"{base}{path}", data={"csrf": admin.csrf, **data}, timeout=10)
+
+    r = act("/admin/users", username="kim", password="from-the-admin-1", role="student", temporary="on")
+    assert "Created student kim; they choose their own password" in r.text
+    assert "(password not yet chosen)" in r.text
+    r = requests.post(f"{base}/login", data={"username": "kim", "password": "from-the-admin-1", "next": "/upload"},
+                      timeout=10)
+    assert r.url.startswith(f"{base}/account") and 'id="account-first"' in r.text
+    kim = requests.post(f"{base}/api/login", json={"username": "kim", "password": "from-the-admin-1"}, timeout=10)
+    assert kim.status_code == 200 and kim.json()["must_change_password"] is True
+    r = requests.get(f"{base}/api/state", cookies=kim.cookies, timeout=10)
+    assert r.status_code == 403 and "/account" in r.json()["error"]
+
+    student = requests.Session()
+    student.post(f"{base}/login", data={"username": "kim", "password": "from-the-admin-1"}, timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', student.get(f"{base}/account", timeout=10).text).group(1)
+    r = student.post(f"{base}/account", data={"csrf": csrf, "current": "from-the-admin-1", "new": "kims-own-words-2",
+                                              "again": "kims-own-words-2"}, timeout=10)
+    assert 'id="account-done"' in r.text and 'id="account-first"' not in r.text
+    assert student.get(f"{base}/api/state", timeout=10).status_code == 200
+    assert "(password not yet chosen)" not in admin.get(f"{base}/admin/users", timeout=10).text
+
+    kim_id = appliance.accounts.find("kim").id
+    r = act(f"/admin/users/{kim_id}/password", password="another-note-3", temporary="on")  # forgotten again
+    assert "they choose their own at the next log-in" in r.text
+    assert appliance.accounts.find("kim").must_change_password
+    r = act(f"/admin/users/{kim_id}/password", password="another-note-4")  # the box left unchecked
+    assert not appliance.accounts.find("kim").must_change_password
+    me = appliance.accounts.find("admin")
+    act(f"/admin/users/{me.id}/password", password="the-admins-own-5", temporary="on")
+    assert not appliance.accounts.find("admin").must_change_password  # their own choice: nothing to replace
+    audit = [(a["action"], a["target"], a["detail"]) for a in
+             appliance.store.query("SELECT action, target, detail FROM audit WHERE target = 'kim' ORDER BY id")]
+    assert audit == [("created user", "kim", "role student, temporary password"),
+                         ("reset password of", "kim", "temporary password"), ("reset password of", "kim", "")]
+
+
 def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
     admin = login(appliance.url)
     me = appliance.accounts.find("admin")

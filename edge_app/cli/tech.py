@@ -198,14 +198,16 @@ def cmd_passwd(args) -> int:
             print("refused: the two passwords differ; nothing changed", file=sys.stderr)
             return EXIT_FAILED
         try:
-            accounts.set_password(user.id, password)
+            accounts.set_password(user.id, password, must_change=args.temporary)
         except AuthError as exc:
             print(f"refused: {exc}; nothing changed", file=sys.stderr)
             return EXIT_FAILED
-        store.audit(actor, "set password of", user.username, "engage-edge passwd")
+        store.audit(actor, "set password of", user.username,
+                    "engage-edge passwd" + (", temporary password" if args.temporary else ""))
     finally:
         store.close()
     print(f"password of {user.username!r} set in {data}; their sessions were logged out"
+          + ("; they choose their own at the next log-in" if args.temporary else "")
           + (f" (note: {user.username!r} is disabled; an admin re-enables it on the Users page)" if user.disabled else ""))
     return EXIT_OK
 
@@ -251,5 +253,7 @@ def add_commands(sub) -> None:
     pw.add_argument("username", help="the user, e.g. admin")
     pw.add_argument("--stdin", action="store_true", help="read the new password from one line of standard input "
                     "(the default when standard input is not a terminal)")
+    pw.add_argument("--temporary", action="store_true", help="the user must choose their own password at the next "
+                    "log-in (for a password you hand to someone else)")
     _common(pw)
     pw.set_defaults(func=cmd_passwd)

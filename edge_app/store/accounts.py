@@ -174,10 +174,11 @@ def _wait_text(seconds: float) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-# What a user still on the generated first-start password is told by every page but the
-# account page, on a device and on the classroom page alike
-FIRST_PASSWORD_PENDING = ("choose your own password first: the first-start one was printed to the console and "
-                          "the journal (change it on /account)")
+# What a user still on a password someone else chose (the generated first-start one, or
+# one an admin or technician set for them) is told by every page but the account page,
+# on a device and on the classroom page alike
+PASSWORD_CHANGE_PENDING = ("choose your own password first: the one you logged in with was given to you, so others "
+                           "may know it (change it on /account)")
 
 # The generated first-start password waits here (root-only) until ``admin`` first logs in,
 # so a start whose output nobody saw (a busy port, a service's journal) cannot lose it.
@@ -321,10 +322,13 @@ class Accounts:
     def list_users(self) -> list[User]:
         return [_user(r) for r in self.store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")]
 
-    def set_password(self, user_id: int, password: str) -> None:
+    def set_password(self, user_id: int, password: str, must_change: bool = False) -> None:
+        """Set a password and end the user's sessions. ``must_change``: the password was
+        chosen for them (an admin's reset, a technician's), so every page but /account
+        waits until they choose their own; their own change (``change_password``) clears it."""
         check_password_rules(password)
-        self.store.execute("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?",
-                           (hash_password(password), user_id))
+        self.store.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
+                           (hash_password(password), int(must_change), user_id))
         self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         user = self.get(user_id)
         if user:  # a new password from an admin also lifts a lock on the name

@@ -127,7 +127,7 @@ def recent_alerts(store: Store, limit: int = 5) -> list[sqlite3.Row]:
 def student_summaries(store: Store) -> list[dict]:
     """Per user: uploads, faces, share of faces per engagement group and the dominant group."""
     rows = store.query(
-        f"SELECT us.id, us.username, us.role, us.disabled, us.last_login, us.created, "
+        f"SELECT us.id, us.username, us.role, us.disabled, us.must_change_password, us.last_login, us.created, "
         "(SELECT COUNT(*) FROM uploads WHERE user_id = us.id) AS uploads, "  # not per group: an upload spans groups
         f"COUNT(f.id) AS faces, {_group_case('f.engagement')} AS grp, "
         "MAX(u.created) AS last_upload "
@@ -137,6 +137,7 @@ def student_summaries(store: Store) -> list[dict]:
     for r in rows:
         u = users.setdefault(r["id"], {"id": r["id"], "username": r["username"], "role": r["role"],
                                        "disabled": bool(r["disabled"]), "last_login": r["last_login"],
+                                       "must_change_password": bool(r["must_change_password"]),
                                        "uploads": 0, "faces": 0, "groups": dict.fromkeys(GROUPS, 0),
                                        "last_upload": None})
         u["uploads"] = r["uploads"]

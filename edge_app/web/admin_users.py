@@ -24,6 +24,13 @@ def flash_redirect(path: str, message: str, error: bool = False) -> None:
     raise bottle.redirect(path + ("?" + urlencode({"error" if error else "done": message})))
 
 
+def temporary() -> bool:
+    """The form's "they choose their own password at the first log-in" box (checked by
+    default): a password an admin chose is known to the admin, and to whoever saw the note
+    it was handed over on."""
+    return request.forms.get("temporary") == "on"
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/users")
     def users_page():
@@ -43,12 +50,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         f = request.forms
         try:
             user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
-                                            f.getunicode("role", "student"))
+                                            f.getunicode("role", "student"), must_change=temporary())
         except AuthError as exc:
             flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
         log.info("admin created user %s (%s)", user.username, user.role)
-        ctx.store.audit(me.username, "created user", user.username, f"role {user.role}")
-        flash_redirect("/admin/users", f"Created {user.role} {user.username}.")
+        ctx.store.audit(me.username, "created user", user.username,
+                        f"role {user.role}" + (", temporary password" if user.must_change_password else ""))
+        flash_redirect("/admin/users", f"Created {user.role} {user.username}"
+                       + ("; they choose their own password at the first log-in." if user.must_change_password else "."))
 
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):
@@ -74,12 +83,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             message = f"Enabled {target.username}."
             audit = ("enabled user", "")
         elif action == "password":
+            must_change = temporary() and target.id != me.id  # an admin's own new password is their own choice
             try:
-                ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""))
+                ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
                 flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
-            message = f"New password set for {target.username}; their sessions ended."
-            audit = ("reset password of", "")
+            message = f"New password set for {target.username}; their sessions ended" + (
+                "; they choose their own at the next log-in." if must_change else ".")
+            audit = ("reset password of", "temporary password" if must_change else "")
         elif action == "unlock":
             n = ctx.accounts.unlock(target.username)
             message = f"Unlocked {target.username}: {n} failed log-ins forgotten."

@@ -76,13 +76,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/account")
     def account_page():
-        guard.require_user(first_password_ok=True)
+        guard.require_user(given_password_ok=True)
         return page("account", title="Your account", error="", done=False,
                     next=safe_next(request.query.getunicode("next", "/")))
 
     @app.post("/account")
     def change_password():
-        user = guard.require_user(first_password_ok=True)
+        user = guard.require_user(given_password_ok=True)
         guard.check_csrf()
         form = request.forms
         nxt = safe_next(form.getunicode("next", "/"))

@@ -14,7 +14,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.store.accounts import FIRST_PASSWORD_PENDING, User
+from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
 
 COOKIE = "ee_session"
 
@@ -75,19 +75,20 @@ class Guard:
         """This request now belongs to ``user`` (after a session change mid-request)."""
         request.environ["ee.user"] = (user, csrf)
 
-    def require_user(self, admin: bool = False, first_password_ok: bool = False) -> User:
-        """The logged-in user, or the way to log in. A user still on the generated
-        first-start password is sent to /account (a script gets 403) until it is replaced:
-        it was printed to the console and the service's journal."""
+    def require_user(self, admin: bool = False, given_password_ok: bool = False) -> User:
+        """The logged-in user, or the way to log in. A user still on a password given to
+        them (the generated first-start one, printed to the console and the service's
+        journal, or one an admin set) is sent to /account (a script gets 403) until they
+        choose their own."""
         found = self.current()
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
             raise bottle.redirect("/login?next=" + quote(_here(), safe="/"))
         user = found[0]
-        if user.must_change_password and not first_password_ok:
+        if user.must_change_password and not given_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
-                raise json_error(403, FIRST_PASSWORD_PENDING)
+                raise json_error(403, PASSWORD_CHANGE_PENDING)
             raise bottle.redirect(account_url(_here()))
         if admin and not user.is_admin:
             if wants_json():

@@ -20,7 +20,7 @@ from bottle import HTTPError, HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
-from edge_app.store.accounts import FIRST_PASSWORD_PENDING, Accounts, AuthError, LoginThrottled, User
+from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         return bottle.template(name, template_lookup=lookup, user=found[0] if found else None,
                                csrf=found[1] if found else "", version=__version__, **values)
 
-    def require_viewer(api: bool = False, first_password_ok: bool = False) -> tuple[User, str]:
-        """The logged-in admin or instructor and their CSRF token. One still on the
-        generated first-start password is sent to /account until it is replaced (it was
-        printed to the console and the journal)."""
+    def require_viewer(api: bool = False, given_password_ok: bool = False) -> tuple[User, str]:
+        """The logged-in admin or instructor and their CSRF token. One still on a password
+        given to them (generated at the first start, or set by an admin) is sent to
+        /account until they choose their own."""
         found = current()
         if not found:
             if api:
@@ -71,9 +71,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         if found[0].role not in VIEWERS:
             raise json_error(403, "this page is for instructors and admins") if api else \
                 HTTPResponse(page("message", title="Not allowed", message="This page is for instructors and admins."), 403)
-        if found[0].must_change_password and not first_password_ok:
+        if found[0].must_change_password and not given_password_ok:
             if api:
-                raise json_error(403, FIRST_PASSWORD_PENDING)
+                raise json_error(403, PASSWORD_CHANGE_PENDING)
             raise bottle.redirect("/account")
         return found
 
@@ -148,14 +148,14 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.get("/account")
     def account_page():
-        require_viewer(first_password_ok=True)
+        require_viewer(given_password_ok=True)
         return page("account", title="Your account", error="", done=False)
 
     @app.post("/account")
     def change_password():
         """An admin or instructor changes their own password; their other sessions end."""
         same_origin()
-        user, csrf = require_viewer(first_password_ok=True)
+        user, csrf = require_viewer(given_password_ok=True)
         if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
             return HTTPResponse(page("message", title="Form expired",
                                      message="The form was stale: reload the page and try again."), 403)
@@ -203,21 +203,32 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.post("/api/instructors")
     def add_instructor():
-        """An admin adds an instructor account: JSON {"username", "password"}."""
+        """An admin adds an instructor account: JSON {"username", "password", "temporary"}.
+        ``temporary`` (default true): the instructor must choose their own password at the
+        first log-in, so the admin does not keep knowing it."""
         same_origin()
         user, csrf = require_viewer(api=True)
         if user.role != "admin":
             return json_error(403, "only an admin adds instructors")
         if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
-        data = request.json or {}
         try:
-            made = ctx.accounts.create_user(str(data.get("username", "")), str(data.get("password", "")), "instructor")
+            data = request.json or {}
+        except HTTPError:
+            data = None
+        if not isinstance(data, dict):
+            return json_error(400, 'send JSON {"username": ..., "password": ..., "temporary": true}')
+        try:
+            temporary = data.get("temporary", True)
+            if not isinstance(temporary, bool):
+                raise AuthError("temporary must be true or false")
+            made = ctx.accounts.create_user(str(data.get("username", "")), str(data.get("password", "")), "instructor",
+                                            must_change=temporary)
         except AuthError as exc:
             return json_error(400, str(exc))
         response.status = 201
         response.content_type = "application/json"
-        return json.dumps({"user": made.username, "role": made.role})
+        return json.dumps({"user": made.username, "role": made.role, "temporary": made.must_change_password})
 
     @app.get("/healthz")
     def healthz():

@@ -4,8 +4,14 @@
   <p>Logged in as <strong>{{user.username}}</strong> ({{user.role}}).</p>
   % if user.must_change_password and not done:
   <p class="error" role="alert" id="account-first">Choose your own password before anything else: the one you
-    logged in with was generated at the first start and printed to the console and the system journal, where
-    others may read it.</p>
+    logged in with was
+    % if user.role == 'admin':
+    given to you (generated at the first start and printed to the console and the system journal, or set by
+    another admin),
+    % else:
+    set for you by an admin or a technician,
+    % end
+    so others may know it.</p>
   % end
   % if done:
   <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.

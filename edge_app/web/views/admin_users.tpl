@@ -27,7 +27,7 @@
     <tbody>
     % for u in people:
       <tr data-user="{{u['username']}}">
-        <td><a href="/admin/log?user={{u['username']}}">{{u['username']}}</a>{{' (disabled)' if u['disabled'] else ''}}{{' (you)' if u['id'] == me.id else ''}}{{!' <strong class="locked">(locked)</strong>' if u['username'].lower() in locked else ''}}</td>
+        <td><a href="/admin/log?user={{u['username']}}">{{u['username']}}</a>{{' (disabled)' if u['disabled'] else ''}}{{' (you)' if u['id'] == me.id else ''}}{{!' <span class="hint">(password not yet chosen)</span>' if u['must_change_password'] else ''}}{{!' <strong class="locked">(locked)</strong>' if u['username'].lower() in locked else ''}}</td>
         <td>{{u['role']}}</td>
         <td>{{u['uploads']}}</td>
         <td>{{'%.0f%%' % (u['engaged_share'] * 100) if u['engaged_share'] is not None else '–'}}</td>
@@ -45,6 +45,9 @@
             <input type="hidden" name="csrf" value="{{csrf}}">
             <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
             <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
+            % if u['id'] != me.id:
+            <label class="check"><input type="checkbox" name="temporary" checked> they choose their own at the next log-in</label>
+            % end
             <button type="submit" class="secondary">Reset password</button>
           </form>
           % if u['username'].lower() in locked:
@@ -86,6 +89,7 @@
     <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}">
     <label for="n-password">Password (at least 8 characters)</label>
     <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required>
+    <label class="check"><input id="n-temporary" type="checkbox" name="temporary" checked> They choose their own password at the first log-in</label>
     <label for="n-role">Role</label>
     <select id="n-role" name="role">
     % for r in roles:

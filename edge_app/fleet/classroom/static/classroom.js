@@ -81,11 +81,13 @@
   if (form) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const body = {username: form.username.value, password: form.password.value};
+      const body = {username: form.username.value, password: form.password.value,
+                    temporary: form.temporary.checked};
       const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body),
         headers: {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf}});
       const data = await r.json();
-      $("add-result").textContent = r.ok ? "Added " + data.user + "." : data.error;
+      $("add-result").textContent = !r.ok ? data.error : "Added " + data.user +
+        (data.temporary ? ": they choose their own password at the first log-in." : ".");
       if (r.ok) form.reset();
     });
   }

@@ -32,6 +32,7 @@
     <form id="add-instructor" class="row" data-csrf="{{csrf}}">
       <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
       <label>Password <input name="password" type="password" required minlength="8" autocomplete="new-password"></label>
+      <label><input name="temporary" type="checkbox" checked> They choose their own at the first log-in</label>
       <button type="submit">Add</button>
       <p id="add-result" role="status"></p>
     </form>
