@@ -16,6 +16,7 @@ import requests
 from conftest import ADMIN_PASSWORD, login, wait_for
 from mqtt_broker import PASSWORD, USER
 
+from edge_app.config import LoginSettings
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
@@ -117,6 +118,27 @@ def test_instructor_accounts(classroom):
     assert r.status_code == 400 and "send JSON" in r.json()["error"]
     assert classroom.accounts.find("ms-lee3") is None
 
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'"admin"', b"null", b"{not json", b'{"username": "\xff"}'])
+def test_a_hostile_login_body_gets_a_clear_400(classroom, body):
+    r = requests.post(f"{classroom.url}/api/login", data=body, headers={"Content-Type": "application/json"},
+                      timeout=5)
+    assert r.status_code == 400 and "send JSON" in r.json()["error"]
+
+
+def test_a_locked_name_is_told_when_to_come_back(broker, tmp_path, monkeypatch):
+    """A script guessing an instructor's password gets 429 with Retry-After, as on a device."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
+                               login=LoginSettings(slow_after_user=100, lock_after_user=2, lock_minutes=5)).start()
+    try:
+        guesses = [requests.post(f"{service.url}/api/login", json={"username": "admin", "password": f"guess-{i}"},
+                                 timeout=5) for i in range(3)]
+        assert [r.status_code for r in guesses] == [401, 401, 429]
+        assert 200 <= int(guesses[2].headers["Retry-After"]) <= 301 and guesses[2].json()["retry_after_s"] > 0
+    finally:
+        service.stop()
 
 
 def _account_form(session: requests.Session, url: str, current: str, new: str) -> requests.Response:

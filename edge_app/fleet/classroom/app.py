@@ -122,14 +122,16 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def api_login():
         same_origin()
         try:
-            data = request.json or request.forms
-        except HTTPError:
-            return json_error(400, 'send JSON {"username": ..., "password": ...}')
+            data = request.json if request.content_type.startswith("application/json") else request.forms
+        except (HTTPError, ValueError, UnicodeDecodeError):
+            data = None
+        if not hasattr(data, "get"):  # a JSON array, string or null, or a body that is no JSON at all
+            return json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
             user = login_user(str(data.get("username", "")), str(data.get("password", "")))
         except LoginThrottled as exc:
             return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
-                                {"Content-Type": "application/json"})
+                                {"Content-Type": "application/json", "Retry-After": str(int(exc.retry_after) + 1)})
         if not user:
             return json_error(401, "wrong user name or password")
         csrf = start_session(user)
@@ -214,7 +216,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
         try:
             data = request.json or {}
-        except HTTPError:
+        except (HTTPError, ValueError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict):
             return json_error(400, 'send JSON {"username": ..., "password": ..., "temporary": true}')
