@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -137,6 +138,33 @@ def test_a_locked_name_is_told_when_to_come_back(broker, tmp_path, monkeypatch):
                                  timeout=5) for i in range(3)]
         assert [r.status_code for r in guesses] == [401, 401, 429]
         assert 200 <= int(guesses[2].headers["Retry-After"]) <= 301 and guesses[2].json()["retry_after_s"] > 0
+    finally:
+        service.stop()
+
+
+def test_only_the_servers_own_names_are_answered(broker, tmp_path, monkeypatch):
+    """No DNS rebinding: a page elsewhere cannot reach the classroom under a name of its own."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
+                               allowed_hosts="classroom.school.lan").start()
+    try:
+        port = service.server.port
+        for host, allowed in [("evil.example", False), (f"evil.example:{port}", False), ("", False),
+                              (f"127.0.0.1:{port}", True), ("localhost", True), ("[::1]", True),
+                              (f"classroom.school.lan:{port}", True), (socket.gethostname(), True)]:
+            for path in ("/healthz", "/login"):
+                r = requests.get(f"{service.url}{path}", headers={"Host": host}, timeout=5)
+                assert (r.status_code != 400) == allowed, (host, path, r.status_code)
+                if not allowed:
+                    assert "Host" in r.json()["error"]
+        credentials = {"username": "admin", "password": ADMIN_PASSWORD}
+        own = f"127.0.0.1:{port}"
+        r = requests.post(f"{service.url}/api/login", json=credentials, headers={"Origin": f"https://{own}"},
+                          timeout=5)
+        assert r.status_code == 403  # the same host under another scheme is another origin
+        r = requests.post(f"{service.url}/api/login", json=credentials, headers={"Origin": f"http://{own}"},
+                          timeout=5)
+        assert r.status_code == 200
     finally:
         service.stop()
 

@@ -38,7 +38,8 @@ def cmd_classroom(args) -> int:
     settings = settings_from_args(args)
     try:
         service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
-                                   tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or "")).start()
+                                   tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or ""),
+                                   allowed_hosts=args.allowed_hosts).start()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,4 +78,7 @@ def add_command(sub) -> None:
     p.add_argument("--https-cert", type=Path, help="serve the page over HTTPS with this certificate (PEM) ...")
     p.add_argument("--https-key", type=Path, help="... and this key")
     p.add_argument("--data-dir", default=DEFAULT_DATA, help="where the classroom's accounts live")
+    p.add_argument("--allowed-hosts", default="", metavar="NAMES",
+                   help="DNS names the page is opened by besides this machine's own (comma-separated, e.g. "
+                        "classroom.school.lan); other names are refused (no DNS rebinding), IP addresses always work")
     p.set_defaults(func=cmd_classroom)

@@ -63,9 +63,14 @@ class AllowedHosts:
 
     @classmethod
     def from_config(cls, cfg: Config) -> "AllowedHosts":
+        return cls.with_names(cfg.web.allowed_hosts)
+
+    @classmethod
+    def with_names(cls, listed: str) -> "AllowedHosts":
+        """This machine's own names and ``listed`` (comma-separated)."""
         own = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
         own |= {f"{n}.local" for n in list(own) if "." not in n}
-        extra = {n.strip().lower() for n in cfg.web.allowed_hosts.split(",") if n.strip()}
+        extra = {n.strip().lower() for n in listed.split(",") if n.strip()}
         return cls(frozenset(own | extra))
 
     def allows(self, host_header: str) -> bool:

@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bottle
@@ -38,6 +38,7 @@ class ClassroomContext:
     broker: BrokerStatus
     secure_cookie: bool = False
     started: float = 0.0
+    allowed_hosts: hardening.AllowedHosts = field(default_factory=lambda: hardening.AllowedHosts.with_names(""))
 
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
@@ -79,7 +80,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     def same_origin() -> None:
         origin = request.headers.get("Origin")
-        if origin and (origin == "null" or origin.split("://", 1)[-1] != request.headers.get("Host")):
+        if origin and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}":
             raise json_error(403, "cross-site request refused")
 
     def start_session(user: User) -> str:
@@ -94,6 +95,14 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.hook("after_request")
     def headers():
         hardening.set_security_headers(no_store=not request.path.startswith("/static/"), hsts=ctx.secure_cookie)
+
+    @app.hook("before_request")
+    def known_host():
+        """No DNS rebinding: answer only to this server's own names, IP literals and the
+        names given with --allowed-host (as a device does)."""
+        if not ctx.allowed_hosts.allows(request.headers.get("Host", "")):
+            raise json_error(400, "unknown Host header: open this page by the server's own name or address "
+                                  "(engage-edge classroom --allowed-hosts adds names)")
 
     @app.get("/static/<name:path>")
     def static(name):

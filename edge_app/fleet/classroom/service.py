@@ -11,6 +11,7 @@ from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
+from edge_app.web.hardening import AllowedHosts
 
 if TYPE_CHECKING:
     from edge_app.config import LoginSettings
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
 class ClassroomService:
     def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
-                 login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64):
+                 login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64,
+                 allowed_hosts: str = ""):
         from edge_app import config as config_mod
 
         self.settings = settings
@@ -28,7 +30,8 @@ class ClassroomService:
         self.generated_password = self.accounts.ensure_admin()
         self.classroom = Classroom()
         self.subscriber = Subscriber(settings, self.classroom)
-        ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time())
+        ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
+                               AllowedHosts.with_names(allowed_hosts))
         self.app = make_classroom_app(ctx)
         self.host, self.port, self.threads = host, port, threads
         self.tls_cert, self.tls_key = tls_cert, tls_key
