@@ -78,7 +78,7 @@ def test_api_analyze_needs_the_csrf_token(web, face_jpeg):
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"[1, 2]", b"\"admin\"", b"{bad json", b"null", b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"[1, 2]", b"\"admin\"", b"{bad json", b"null", b"\xff\xfe", b"[" * 50000])
 def test_malformed_json_to_api_login_is_a_400(web, body):
     r = requests.post(f"{web.url}/api/login", data=body, headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 400 and "username" in r.json()["error"]

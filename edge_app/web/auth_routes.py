@@ -5,9 +5,10 @@ import json
 import logging
 
 import bottle
-from bottle import HTTPError, HTTPResponse, request, response
+from bottle import HTTPResponse, request, response
 
 from edge_app.store.accounts import AuthError, LoginThrottled
+from edge_app.web import hardening
 from edge_app.web.guard import COOKIE, Guard, account_url, client_address, json_error, safe_next
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.post("/api/login")
     def api_login():
         guard.check_same_origin()
-        try:
-            data = request.json if request.content_type.startswith("application/json") else request.forms
-        except (HTTPError, ValueError, UnicodeDecodeError):
-            data = None
-        if not hasattr(data, "get"):  # a JSON array, string or null, or a body that is no JSON at all
+        data = hardening.json_object(request) if request.content_type.startswith("application/json") else request.forms
+        if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return json_error(400, "send JSON {\"username\": ..., \"password\": ...} or a form")
         try:
             user = ctx.accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())

@@ -1,19 +1,30 @@
 """Who may talk to the web server: the Host names it answers to (no DNS rebinding),
-which peers count as this machine (only the socket's, never a client's header), and
-the security headers every page carries."""
+which peers count as this machine (only the socket's, never a client's header), the
+security headers every page carries, and which JSON bodies are read at all."""
 from __future__ import annotations
 
 import ipaddress
 import socket
 from dataclasses import dataclass
 
-from bottle import response
+from bottle import HTTPError, response
 
 from edge_app.config import Config
 
 # Scripts, styles and forms from this origin only; no framing; no <base>.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; "
                            "base-uri 'none'")
+
+
+def json_object(request) -> dict | None:
+    """The request's JSON body when it is an object; None for anything else: no body, not
+    JSON, not UTF-8, an array or a string, or nesting deep enough to exhaust the parser's
+    recursion (bottle raises RecursionError, which would otherwise be a 500)."""
+    try:
+        data = request.json
+    except (HTTPError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def set_security_headers(*, images: str = "", no_store: bool = True, hsts: bool = False) -> None:

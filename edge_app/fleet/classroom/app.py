@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bottle
-from bottle import HTTPError, HTTPResponse, request, response
+from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
 from edge_app.fleet.classroom.model import Classroom
@@ -130,11 +130,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.post("/api/login")
     def api_login():
         same_origin()
-        try:
-            data = request.json if request.content_type.startswith("application/json") else request.forms
-        except (HTTPError, ValueError, UnicodeDecodeError):
-            data = None
-        if not hasattr(data, "get"):  # a JSON array, string or null, or a body that is no JSON at all
+        data = hardening.json_object(request) if request.content_type.startswith("application/json") else request.forms
+        if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
             user = login_user(str(data.get("username", "")), str(data.get("password", "")))
@@ -223,11 +220,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return json_error(403, "only an admin adds instructors")
         if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
-        try:
-            data = request.json or {}
-        except (HTTPError, ValueError, UnicodeDecodeError):
-            data = None
-        if not isinstance(data, dict):
+        data = hardening.json_object(request)
+        if data is None:
             return json_error(400, 'send JSON {"username": ..., "password": ..., "temporary": true}')
         try:
             temporary = data.get("temporary", True)
