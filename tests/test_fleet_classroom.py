@@ -170,6 +170,22 @@ def test_only_the_servers_own_names_are_answered(broker, tmp_path, monkeypatch):
         service.stop()
 
 
+def test_an_open_event_stream_ends_with_its_viewers_session(classroom):
+    """Disabling an instructor (or resetting their password) ends their sessions; a page
+    left open must stop receiving the desks too, not only new requests."""
+    classroom.accounts.create_user("ms-lee", "lee-password-1", "instructor")
+    teacher = login(classroom.url, "ms-lee", "lee-password-1")
+    r = teacher.get(f"{classroom.url}/api/classroom/events", stream=True, timeout=(5, 30))
+    lines = r.iter_lines()
+    assert next(lines) == b"retry: 2000"
+    classroom.accounts.set_disabled(classroom.accounts.find("ms-lee").id, True)
+    started = time.monotonic()
+    for _ in lines:  # the first snapshot, perhaps a keep-alive; then the server closes the stream
+        assert time.monotonic() - started < 10, "the stream outlived its session"
+    assert time.monotonic() - started < 10
+    r.close()
+
+
 def _account_form(session: requests.Session, url: str, current: str, new: str) -> requests.Response:
     page = session.get(f"{url}/account", timeout=5)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)

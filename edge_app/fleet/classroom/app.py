@@ -29,6 +29,7 @@ DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet
 COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
 KEEPALIVE_S = 15.0
+SESSION_RECHECK_S = 2.0  # how often the endless event stream re-checks its viewer's session
 
 
 @dataclass
@@ -194,15 +195,22 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         require_viewer(api=True)
         response.content_type = "text/event-stream"
         response.set_header("X-Accel-Buffering", "no")
+        token = request.get_cookie(COOKIE)
 
         def stream():
-            version = -1
+            version, quiet_since = -1, time.monotonic()
             yield "retry: 2000\n\n"
             while not ctx.classroom.closed:
-                seen = ctx.classroom.wait_change(version, KEEPALIVE_S)
+                seen = ctx.classroom.wait_change(version, SESSION_RECHECK_S)
+                # a logged-out, disabled or deleted viewer, or one whose password was reset, sees no more
+                if not ctx.accounts.session_user(token):
+                    return
                 if seen == version:
-                    yield ": keep-alive\n\n"  # also notices a closed connection
+                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                        yield ": keep-alive\n\n"  # also notices a closed connection
+                        quiet_since = time.monotonic()
                     continue
+                quiet_since = time.monotonic()
                 data = ctx.classroom.snapshot(since=version if version >= 0 else None)
                 version = data["version"]
                 yield f"data: {json.dumps(data)}\n\n"
