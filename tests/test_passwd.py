@@ -59,6 +59,11 @@ def test_a_temporary_password_must_be_replaced_at_the_next_log_in(make_appliance
     assert r.status_code == 403 and "/account" in r.json()["error"]
     detail = appliance.store.query("SELECT detail FROM audit WHERE target = 'sam'")[0]["detail"]
     assert detail == "engage-edge passwd, temporary password"
+    r = passwd("sam", "--data-dir", cfg.store.data_dir, stdin="sams-own-again-2\n")  # without: theirs to keep
+    assert r.returncode == 0, r.stderr and "choose their own" not in r.stdout
+    sam = requests.post(f"{appliance.url}/api/login", json={"username": "sam", "password": "sams-own-again-2"},
+                        timeout=10)
+    assert sam.status_code == 200 and sam.json()["must_change_password"] is False
 
 
 def test_a_waiting_first_start_password_is_removed_once_replaced(tmp_path, monkeypatch):

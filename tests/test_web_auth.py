@@ -1,6 +1,7 @@
 """Accounts, sessions, throttling, CSRF and the route-by-route access guard, over real HTTP."""
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 
@@ -309,8 +310,11 @@ def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
     def act(path, **data):
         return admin.post(f"{base}{path}", data={"csrf": admin.csrf, **data}, timeout=10)
 
+    def done(r) -> str:  # the page's report of what was done
+        return html.unescape(r.text.split('id="users-done">', 1)[1].split("</p>", 1)[0])
+
     r = act("/admin/users", username="kim", password="from-the-admin-1", role="student", temporary="on")
-    assert "Created student kim; they choose their own password" in r.text
+    assert done(r) == "Created student kim; they choose their own password at the first log-in."
     assert "(password not yet chosen)" in r.text
     r = requests.post(f"{base}/login", data={"username": "kim", "password": "from-the-admin-1", "next": "/upload"},
                       timeout=10)
@@ -331,17 +335,44 @@ def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
 
     kim_id = appliance.accounts.find("kim").id
     r = act(f"/admin/users/{kim_id}/password", password="another-note-3", temporary="on")  # forgotten again
-    assert "they choose their own at the next log-in" in r.text
+    assert done(r) == "New password set for kim; their sessions ended; they choose their own at the next log-in."
     assert appliance.accounts.find("kim").must_change_password
+    r = act(f"/admin/users/{kim_id}/password", password="another-note-4", temporary="maybe")
+    assert "Password not reset: temporary must be on or off" in r.text
+    assert appliance.accounts.authenticate("kim", "another-note-3")
     r = act(f"/admin/users/{kim_id}/password", password="another-note-4")  # the box left unchecked
+    assert done(r) == "New password set for kim; their sessions ended."
     assert not appliance.accounts.find("kim").must_change_password
     me = appliance.accounts.find("admin")
-    act(f"/admin/users/{me.id}/password", password="the-admins-own-5", temporary="on")
+    r = act(f"/admin/users/{me.id}/password", password="the-admins-own-5", temporary="on")
+    assert "/login" in r.url  # done: their own sessions ended with the old password
+    assert appliance.accounts.authenticate("admin", "the-admins-own-5")
     assert not appliance.accounts.find("admin").must_change_password  # their own choice: nothing to replace
     audit = [(a["action"], a["target"], a["detail"]) for a in
              appliance.store.query("SELECT action, target, detail FROM audit WHERE target = 'kim' ORDER BY id")]
     assert audit == [("created user", "kim", "role student, temporary password"),
                          ("reset password of", "kim", "temporary password"), ("reset password of", "kim", "")]
+
+
+def test_a_given_password_shows_nothing_live_until_replaced(make_appliance):
+    """The account page's header (the only page such a user gets) carries no live state and
+    no camera switch: whoever read the note could see them; a form sent meanwhile leads to
+    /account without a way back to the form's own address."""
+    appliance = make_appliance()  # with the capture loop: its state is what must not show
+    base = appliance.url
+    appliance.accounts.create_user("kim", "from-the-admin-1", "student", must_change=True)
+    s = requests.Session()
+    r = s.post(f"{base}/login", data={"username": "kim", "password": "from-the-admin-1"}, timeout=10)
+    assert 'id="account-first"' in r.text
+    assert 'id="state-dot"' not in r.text and 'id="privacy-button"' not in r.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+    r = s.post(f"{base}/privacy", data={"csrf": csrf, "do": "pause", "back": "/"}, allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/account")
+    assert not appliance.loop.privacy.active
+    r = s.post(f"{base}/account", data={"csrf": csrf, "current": "from-the-admin-1", "new": "kims-own-words-2",
+                                        "again": "kims-own-words-2"}, timeout=10)
+    assert 'id="account-done"' in r.text
+    assert 'id="state-dot"' in r.text and 'id="privacy-button"' in r.text
 
 
 def test_admin_cannot_remove_themself_or_the_last_admin(appliance):

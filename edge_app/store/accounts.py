@@ -86,7 +86,7 @@ class User:
     username: str
     role: str
     disabled: bool = False
-    must_change_password: bool = False  # the generated first-start password: replace it before anything else
+    must_change_password: bool = False  # a password given to them (first start, admin, technician): replace it first
 
     @property
     def is_admin(self) -> bool:

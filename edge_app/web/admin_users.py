@@ -27,8 +27,13 @@ def flash_redirect(path: str, message: str, error: bool = False) -> None:
 def temporary() -> bool:
     """The form's "they choose their own password at the first log-in" box (checked by
     default): a password an admin chose is known to the admin, and to whoever saw the note
-    it was handed over on."""
-    return request.forms.get("temporary") == "on"
+    it was handed over on. A browser sends "on" or nothing; a script may say yes or no."""
+    value = (request.forms.get("temporary") or "").strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("", "off", "0", "false", "no"):
+        return False
+    raise AuthError("temporary must be on or off")
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
@@ -83,8 +88,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             message = f"Enabled {target.username}."
             audit = ("enabled user", "")
         elif action == "password":
-            must_change = temporary() and target.id != me.id  # an admin's own new password is their own choice
             try:
+                must_change = temporary() and target.id != me.id  # an admin's own new password is their own choice
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
                 flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)

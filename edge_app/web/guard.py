@@ -89,7 +89,8 @@ class Guard:
         if user.must_change_password and not given_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise json_error(403, PASSWORD_CHANGE_PENDING)
-            raise bottle.redirect(account_url(_here()))
+            # come back to a page, never to a form's target (a GET there is a 405)
+            raise bottle.redirect(account_url(_here() if request.method == "GET" else "/"))
         if admin and not user.is_admin:
             if wants_json():
                 raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})
@@ -127,9 +128,12 @@ class Guard:
         found = self.current()
         values.setdefault("title", "engage-edge")
         loop = self.ctx.loop
-        values.setdefault("camera_switch", loop is not None and found is not None)  # the header's pause button
+        # nothing live for a user still on a given password (whoever read the note could see
+        # it): /account is the only page they get, and its header shows no state and no switch
+        viewer = found is not None and not found[0].must_change_password
+        values.setdefault("camera_switch", loop is not None and viewer)  # the header's pause button
         values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
-        now = loop.state if found and loop is not None else None
+        now = loop.state if viewer and loop is not None else None
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, **values)

@@ -7,7 +7,7 @@
     logged in with was
     % if user.role == 'admin':
     given to you (generated at the first start and printed to the console and the system journal, or set by
-    another admin),
+    another admin or a technician),
     % else:
     set for you by an admin or a technician,
     % end
