@@ -18,6 +18,7 @@ from conftest import ADMIN_PASSWORD, login, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app.config import LoginSettings
+from edge_app.fleet.classroom import model as classroom_model
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
@@ -380,3 +381,65 @@ def test_admin_adds_instructors_in_chromium(classroom, page):
     page.locator("#add-result", has_text="Added mr-kay").wait_for()
     assert "choose their own" not in page.inner_text("#add-result")
     assert not classroom.accounts.find("mr-kay").must_change_password
+
+
+# ------------------------------------------------------------------ hostile publishers
+def state(level="Engaged", since="1700000000.5", seq="1", **extra) -> bytes:
+    fields = {"level": f'"{level}"', "since": since, "seq": seq, **extra}
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode()
+
+
+@pytest.mark.parametrize("device_id, payload", [
+    ("desk-1", state(since="NaN")),  # bare NaN in JSON: the page's JSON.parse would fail for every viewer
+    ("desk-1", state(since="Infinity")),
+    ("desk-1", state(seq="Infinity")),  # int(inf): OverflowError
+    ("desk-1", state(seq="1e400")),
+    ("desk-1", state(level="<b>Bored</b>")),  # not a level a desk sends
+    ("desk-1", state(level="x" * 5000)),  # larger than any state message
+    ("desk-1", b"[" * 200000),
+    ("desk-1", b"{}"),
+    ("", state()),  # engage//state
+    ("d" * 65, state()),
+    ("desk 1", state()),
+])
+def test_a_message_no_desk_would_send_is_dropped(device_id, payload):
+    room = classroom_model.Classroom()
+    assert room.apply_state(device_id, payload) is False
+    assert len(room) == 0 and room.version == 0
+    assert room.apply_state("desk-1", state()) is True  # and a real one still counts
+
+
+def test_the_number_of_desks_is_bounded(monkeypatch):
+    monkeypatch.setattr(classroom_model, "MAX_DESKS", 3)
+    room = classroom_model.Classroom(clock=iter(range(100)).__next__)
+    for n in range(3):
+        assert room.apply_state(f"desk-{n}", state())
+    assert not room.apply_state("desk-3", state())  # all online: no room
+    room.apply_availability("desk-4", b"online")
+    assert len(room) == 3 and "desk-4" not in {d["device_id"] for d in room.snapshot()["desks"]}
+    room.apply_availability("desk-1", b"offline")
+    assert room.apply_state("desk-3", state())  # the offline desk made room
+    assert sorted(d["device_id"] for d in room.snapshot()["desks"]) == ["desk-0", "desk-2", "desk-3"]
+    room.apply_availability("never-seen", b"offline")  # nothing to show for a desk never heard from
+    assert len(room) == 3
+
+
+def test_a_hostile_retained_message_does_not_stop_the_classroom(broker, tmp_path, monkeypatch, devices):
+    """Before, one message that raised (seq Infinity) ended paho's network thread: no desk
+    was ever updated again, while /healthz still said ok; retained, it did so at every start."""
+    attacker = mqtt_broker.Listener(broker, ["nothing/#"])
+    wait_for(lambda: attacker.connected)
+    attacker.client.publish("engage/evil/state", state(seq="Infinity"), qos=1, retain=True).wait_for_publish(5)
+    attacker.client.publish("engage/evil2/state", state(since="NaN"), qos=1, retain=True).wait_for_publish(5)
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    try:
+        s = login(service.url)
+        store, _ = devices("desk-ok")
+        store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+        wait_for(lambda: desks(s, service.url).get("desk-ok", {}).get("level") == "Engaged")
+        assert set(desks(s, service.url)) == {"desk-ok"}
+        assert service.subscriber.client._thread.is_alive()
+    finally:
+        service.stop()
+        attacker.close()

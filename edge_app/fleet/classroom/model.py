@@ -2,17 +2,29 @@
 
 Thread-safe: paho's network thread applies messages, web threads read snapshots and
 wait for the next change (``wait_change``) to push it to the page over SSE.
+
+Anyone who may publish to the broker can send anything, so a message is applied only
+when it is what a desk sends: a known level, a finite time, a device id a device may
+have, a small payload; and the number of desks is bounded (``MAX_DESKS``).
 """
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
 
+log = logging.getLogger(__name__)
+
 LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged")  # Paused: the student's privacy switch
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
+MAX_PAYLOAD = 4096  # bytes: a desk's state message is about 200
+MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
 
 
 @dataclass
@@ -47,15 +59,35 @@ class Classroom:
         self.updated = time.perf_counter()
         self._cond.notify_all()
 
+    def _desk(self, device_id: str) -> Desk | None:
+        """The desk for ``device_id``, added if there is room (call holding the lock)."""
+        desk = self._desks.get(device_id)
+        if desk is not None:
+            return desk
+        if len(self._desks) >= MAX_DESKS:
+            offline = [d for d in self._desks.values() if not d.online]
+            if not offline:
+                log.warning("classroom: %d desks already, all online; ignoring a new one (%s)", MAX_DESKS, device_id)
+                return None
+            del self._desks[min(offline, key=lambda d: d.last_seen).device_id]
+        desk = self._desks[device_id] = Desk(device_id)
+        return desk
+
     def apply_state(self, device_id: str, payload: bytes) -> bool:
         """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have."""
+        if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
+            return False
         try:
             data = json.loads(payload)
-            level, since, seq = str(data["level"]), float(data["since"]), int(data["seq"])
-        except (ValueError, KeyError, TypeError):
+            level, since, seq = data["level"], float(data["since"]), int(data["seq"])
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+            return False
+        if level not in ATTENTION or not math.isfinite(since):  # NaN or Infinity would break the page's JSON
             return False
         with self._cond:
-            desk = self._desks.setdefault(device_id, Desk(device_id))
+            desk = self._desk(device_id)
+            if desk is None:
+                return False
             if seq <= desk.seq and desk.since is not None and since <= desk.since:
                 return False  # a retained or repeated copy of an older change
             desk.level, desk.since, desk.seq = level, since, seq
@@ -67,9 +99,13 @@ class Classroom:
 
     def apply_availability(self, device_id: str, payload: bytes) -> None:
         """``online`` or ``offline`` (the device's last will, or its clean stop)."""
+        if not DEVICE_ID.fullmatch(device_id):
+            return
         online = payload.strip() == b"online"
         with self._cond:
-            desk = self._desks.setdefault(device_id, Desk(device_id))
+            desk = self._desk(device_id) if online else self._desks.get(device_id)  # an unknown desk going offline: nothing to show
+            if desk is None:
+                return
             if online:
                 desk.last_seen = self.clock()
             if desk.online != online or online:

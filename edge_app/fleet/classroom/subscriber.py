@@ -20,6 +20,7 @@ class Subscriber:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.suppress_exceptions = True  # a failing callback is logged, never the end of the network thread
         self._depth = len(settings.topic_prefix.split("/"))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -45,10 +46,13 @@ class Subscriber:
         if len(parts) != self._depth + 2:
             return
         device_id, kind = parts[-2], parts[-1]
-        if kind == "state":
-            self.classroom.apply_state(device_id, message.payload)
-        elif kind == "availability":
-            self.classroom.apply_availability(device_id, message.payload)
+        try:
+            if kind == "state":
+                self.classroom.apply_state(device_id, message.payload)
+            elif kind == "availability":
+                self.classroom.apply_availability(device_id, message.payload)
+        except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: no more updates at all
+            log.exception("mqtt: dropped a message on %s that could not be applied", message.topic[:200])
 
     def start(self) -> "Subscriber":
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
