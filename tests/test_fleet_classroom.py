@@ -112,6 +112,12 @@ def test_instructor_accounts(classroom):
     r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee2", "password": "short"},
                    headers={"X-CSRF-Token": admin.csrf}, timeout=5)
     assert r.status_code == 400 and "password" in r.json()["error"].lower()
+    for name, password in (("ms-lee3\n", "lee-password-3"), ("ms-lee3", "lee-\ud800-password")):
+        r = admin.post(f"{classroom.url}/api/instructors", json={"username": name, "password": password},
+                       headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+        assert r.status_code == 400, (name, r.text)
+    r = requests.post(f"{classroom.url}/api/login", json={"username": "\ud800", "password": "x"}, timeout=5)
+    assert r.status_code == 401
     r = admin.post(f"{classroom.url}/api/instructors", headers={"X-CSRF-Token": admin.csrf}, timeout=5,
                    json={"username": "ms-lee3", "password": "lee-password-3", "temporary": "no"})
     assert r.status_code == 400 and r.json()["error"] == "temporary must be true or false"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")  # always fullmatch: "$" would let a final newline in
 MIN_PASSWORD = 8
 ROLES = ("student", "admin", "instructor")  # instructor: the classroom service (edge_app/fleet/classroom)
 
@@ -134,6 +134,10 @@ engageedge raspberry
 
 
 def check_password_rules(password: str) -> None:
+    try:
+        password.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800": no UTF-8 for it, so no hash
+        raise AuthError("the password holds a character that is not text (a lone UTF-16 surrogate)") from None
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
     if password.lower() in COMMON_PASSWORDS or len(set(password)) < 3:
@@ -159,7 +163,7 @@ def _token_hash(token: str) -> str:
 def _throttle_name(username: str | None) -> str:
     """The name a throttle counter is kept under: names that can never exist share one
     bucket, so a crafted name ("teacher|10.0.0.5") cannot reach another counter's key."""
-    return (username or "").lower() if USERNAME.match(username or "") else "~invalid"
+    return (username or "").lower() if USERNAME.fullmatch(username or "") else "~invalid"
 
 
 def _like_escape(text: str) -> str:
@@ -300,7 +304,7 @@ class Accounts:
 
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
-        if not USERNAME.match(username or ""):
+        if not USERNAME.fullmatch(username or ""):
             raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores")
         if role not in ROLES:
             raise AuthError(f"role must be one of {ROLES}")
@@ -314,6 +318,8 @@ class Accounts:
         return User(cur.lastrowid, username, role, must_change_password=must_change)
 
     def find(self, username: str) -> User | None:
+        if not USERNAME.fullmatch(username or ""):  # no such user can exist (and SQLite refuses lone surrogates)
+            return None
         return next(map(_user, self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username,))), None)
 
     def get(self, user_id: int) -> User | None:
@@ -345,7 +351,8 @@ class Accounts:
         self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
     def authenticate(self, username: str, password: str) -> User | None:
-        rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username or "",))
+        rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?",
+                                (username,)) if USERNAME.fullmatch(username or "") else []  # no other name exists
         if not rows:
             verify_password(password or "", _dummy_hash())  # the same work as a known name
             return None
