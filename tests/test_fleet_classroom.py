@@ -449,3 +449,14 @@ def test_a_hostile_retained_message_does_not_stop_the_classroom(broker, tmp_path
     finally:
         service.stop()
         attacker.close()
+
+
+def test_an_unexpected_error_keeps_the_security_headers(classroom, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail of a bug")
+
+    monkeypatch.setattr(classroom.accounts, "login", broken)
+    r = requests.post(f"{classroom.url}/api/login", json={"username": "admin", "password": "x"}, timeout=5)
+    assert r.status_code == 500 and "journalctl -u engage-classroom" in r.json()["error"]
+    assert "secret detail" not in r.text
+    assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"

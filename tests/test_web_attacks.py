@@ -91,6 +91,18 @@ def test_a_name_or_password_no_account_can_have_is_a_401(web, username, password
     assert r.status_code == 401 and r.json()["error"] == "wrong user name or password"
 
 
+def test_an_unexpected_error_keeps_the_security_headers_and_shows_no_traceback(web, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail of a bug")
+
+    monkeypatch.setattr(web.accounts, "login", broken)  # a bug anywhere behind a route
+    r = requests.post(f"{web.url}/api/login", json={"username": "admin", "password": "x"}, timeout=10)
+    assert r.status_code == 500 and "journalctl -u engage-edge" in r.json()["error"]
+    assert "secret detail" not in r.text and "Traceback" not in r.text
+    assert r.headers["Cache-Control"] == "no-store" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Frame-Options"] == "DENY"
+
+
 @pytest.mark.parametrize("page", ["1e30", "1" + "0" * 30, "-5", "abc"])
 def test_absurd_log_pages_are_not_server_errors(web, page):
     s = login(web.url)

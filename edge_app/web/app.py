@@ -103,4 +103,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
             return json.dumps({"error": "not found"})
         return guard.page("error", title="Not found", message="There is no such page.")
 
+    @app.error(500)
+    def server_error(err):
+        return hardening.server_error("engage-edge", hsts=guard.secure_cookie)
+
     return app

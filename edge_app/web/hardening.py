@@ -4,6 +4,7 @@ security headers every page carries, and which JSON bodies are read at all."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass
 
@@ -43,6 +44,15 @@ def set_security_headers(*, images: str = "", no_store: bool = True, hsts: bool 
         response.set_header("Cache-Control", "no-store")
     if hsts:
         response.set_header("Strict-Transport-Security", "max-age=31536000")
+
+
+def server_error(service: str, hsts: bool = False) -> str:
+    """The answer to an unexpected error (500): the headers every page carries, no
+    traceback (bottle writes it to the service's log), JSON that pages and scripts read alike."""
+    set_security_headers(hsts=hsts)
+    response.content_type = "application/json"
+    return json.dumps({"error": f"internal error: the service's log has the details (journalctl -u {service}); "
+                                "please report it"})
 
 
 def is_loopback(address: str) -> bool:

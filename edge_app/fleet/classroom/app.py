@@ -260,4 +260,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         return json.dumps({"error": "not found"})
 
+    @app.error(500)
+    def server_error(err):
+        return hardening.server_error("engage-classroom", hsts=ctx.secure_cookie)
+
     return app
