@@ -460,3 +460,48 @@ def test_an_unexpected_error_keeps_the_security_headers(classroom, monkeypatch):
     assert r.status_code == 500 and "journalctl -u engage-classroom" in r.json()["error"]
     assert "secret detail" not in r.text
     assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"
+
+
+def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, monkeypatch):
+    """Each open page holds a server thread: one cookie opening streams without end took
+    every thread, and the log-in page with them, from everyone."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
+                               threads=16).start()  # 8 streams in all
+    opened = []
+    try:
+        admin = login(service.url)
+        service.accounts.create_user("ms-lee", "lee-password-1", "instructor")
+        teacher = login(service.url, "ms-lee", "lee-password-1")
+
+        def open_stream(session):
+            r = session.get(f"{service.url}/api/classroom/events", stream=True, timeout=(5, 30))
+            if r.status_code == 200:
+                opened.append(r)
+            return r
+
+        assert [open_stream(admin).status_code for _ in range(6)] == [200] * 6
+        refused = open_stream(admin)
+        assert refused.status_code == 429 and "already has 6 classroom pages open" in refused.json()["error"]
+        assert [open_stream(teacher).status_code for _ in range(3)] == [200, 200, 429]  # 8 in all
+        assert "already has 8 viewers" in open_stream(teacher).json()["error"]
+        assert requests.get(f"{service.url}/login", timeout=5).status_code == 200  # threads left for everyone
+        opened.pop().close()  # a page closed: its place is free again
+        wait_for(lambda: open_stream(teacher).status_code == 200)
+    finally:
+        for r in opened:
+            r.close()
+        service.stop()
+
+
+def test_a_page_shut_out_goes_back_to_the_log_in(classroom, page):
+    """Disabled while the page is open: its stream ends, the browser's reconnection is
+    refused, and the page leads to the log-in instead of showing stale desks."""
+    classroom.accounts.create_user("ms-lee", "lee-password-1", "instructor")
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "ms-lee")
+    page.fill("#password", "lee-password-1")
+    page.click("button[type=submit]")
+    page.locator("#conn", has_text="Live").wait_for()
+    classroom.accounts.set_disabled(classroom.accounts.find("ms-lee").id, True)
+    page.wait_for_url("**/login", timeout=20_000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,38 @@ HERE = Path(__file__).resolve().parent
 DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet, shared
 COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 5.0  # a comment line: also how soon a closed page's stream is noticed and its place freed
 SESSION_RECHECK_S = 2.0  # how often the endless event stream re-checks its viewer's session
+STREAMS_PER_SESSION = 6  # open pages of one log-in (tabs, a projector, a tablet, a few quick reloads)
+
+
+class StreamSlots:
+    """Open event streams, bounded in all and per session: each holds a server thread for
+    as long as its page is open, so one log-in (or a script with its cookie) opening
+    streams without end would otherwise take every thread and the page from everyone."""
+
+    def __init__(self, total: int, per_session: int = STREAMS_PER_SESSION):
+        self.total, self.per_session = total, per_session
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, session: str) -> str | None:
+        """None when a stream may open (call ``release`` when it ends), else why not."""
+        with self._lock:
+            if self._open.get(session, 0) >= self.per_session:
+                return f"this log-in already has {self.per_session} classroom pages open: close one and reload"
+            if sum(self._open.values()) >= self.total:
+                return f"the classroom page already has {self.total} viewers: try again later"
+            self._open[session] = self._open.get(session, 0) + 1
+            return None
+
+    def release(self, session: str) -> None:
+        with self._lock:
+            left = self._open.get(session, 0) - 1
+            if left > 0:
+                self._open[session] = left
+            else:
+                self._open.pop(session, None)
 
 
 @dataclass
@@ -40,10 +71,12 @@ class ClassroomContext:
     secure_cookie: bool = False
     started: float = 0.0
     allowed_hosts: hardening.AllowedHosts = field(default_factory=lambda: hardening.AllowedHosts.with_names(""))
+    max_streams: int = 32  # at most half the server's threads (service.py)
 
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     app = bottle.Bottle()
+    streams = StreamSlots(ctx.max_streams)
     lookup = [str(HERE / "views")]
 
     def current() -> tuple[User, str] | None:
@@ -193,11 +226,20 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def events():
         """Server-Sent Events: the desks that changed since the last event (the first: all)."""
         require_viewer(api=True)
+        token = request.get_cookie(COOKIE)
+        refusal = streams.acquire(token)
+        if refusal:
+            return json_error(429, refusal)
         response.content_type = "text/event-stream"
         response.set_header("X-Accel-Buffering", "no")
-        token = request.get_cookie(COOKIE)
 
         def stream():
+            try:
+                yield from updates()
+            finally:  # the page closed, the session ended or the service stops
+                streams.release(token)
+
+        def updates():
             version, quiet_since = -1, time.monotonic()
             yield "retry: 2000\n\n"
             while not ctx.classroom.closed:

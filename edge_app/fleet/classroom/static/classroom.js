@@ -66,7 +66,17 @@
   function connect() {
     const source = new EventSource("/api/classroom/events");
     source.onopen = () => { $("conn").textContent = "Live"; };
-    source.onerror = () => { $("conn").textContent = "Reconnecting…"; };
+    source.onerror = async () => {
+      if (source.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
+        $("conn").textContent = "Reconnecting…";
+        return;
+      }
+      // refused: logged out (back to the log-in page) or too many pages open (try again soon)
+      const r = await fetch("/api/classroom").catch(() => null);
+      if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/login"; return; }
+      $("conn").textContent = "Waiting for a free place (close another classroom page)…";
+      setTimeout(connect, 10000);
+    };
     source.onmessage = (event) => {
       const data = JSON.parse(event.data);
       offset = data.now - Date.now() / 1000;
