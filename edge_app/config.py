@@ -89,7 +89,7 @@ class Matches:
     text: str
 
     def check(self, value: Any) -> bool:
-        return bool(self.pattern.match(value))
+        return bool(self.pattern.fullmatch(value))  # whole: "$" alone would let a final newline through
 
     def allowed(self, kind: type) -> str:
         return self.text

@@ -91,7 +91,7 @@ def test_a_name_or_password_no_account_can_have_is_a_401(web, username, password
     assert r.status_code == 401 and r.json()["error"] == "wrong user name or password"
 
 
-def test_an_unexpected_error_keeps_the_security_headers_and_shows_no_traceback(web, monkeypatch):
+def test_an_unexpected_error_keeps_the_security_headers_and_shows_no_traceback(web, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail of a bug")
 
@@ -101,6 +101,7 @@ def test_an_unexpected_error_keeps_the_security_headers_and_shows_no_traceback(w
     assert "secret detail" not in r.text and "Traceback" not in r.text
     assert r.headers["Cache-Control"] == "no-store" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY"
+    assert "RuntimeError: secret detail of a bug" in caplog.text  # the traceback is in the service's log
 
 
 @pytest.mark.parametrize("page", ["1e30", "1" + "0" * 30, "-5", "abc"])

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
-from edge_app.store.accounts import ThrottlePolicy
+from edge_app.store.accounts import AuthError, ThrottlePolicy, hash_password
 from tests.conftest import ADMIN_PASSWORD, login
 
 STUDENT_PW = "student-pw-123"
@@ -373,6 +373,17 @@ def test_a_given_password_shows_nothing_live_until_replaced(make_appliance):
                                         "again": "kims-own-words-2"}, timeout=10)
     assert 'id="account-done"' in r.text
     assert 'id="state-dot"' in r.text and 'id="privacy-button"' in r.text
+
+
+def test_a_name_made_before_names_were_matched_whole_still_logs_in(appliance):
+    """Until 2026-11-27 a name could end in a newline (the rule's "$"); such an account must
+    still log in and be found by `engage-edge passwd`, not be locked out by the new rule."""
+    appliance.store.execute("INSERT INTO users(username, password_hash, role, created) VALUES (?, ?, ?, ?)",
+                            ("legacy\n", hash_password("legacy-pass-1"), "instructor", 0.0))
+    assert appliance.accounts.find("legacy\n") is not None
+    assert appliance.accounts.authenticate("legacy\n", "legacy-pass-1").username == "legacy\n"
+    with pytest.raises(AuthError):
+        appliance.accounts.create_user("another\n", "another-pass-1")
 
 
 def test_admin_cannot_remove_themself_or_the_last_admin(appliance):

@@ -160,6 +160,19 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _storable(name: str | None) -> bool:
+    """A name SQLite can look up: text with a UTF-8 form (a lone surrogate from JSON's
+    "\\ud800" has none, and SQLite raises on it). Not USERNAME: a name made before that
+    rule was matched whole (one ending in a newline) must still log in and be found."""
+    if not name:
+        return False
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _throttle_name(username: str | None) -> str:
     """The name a throttle counter is kept under: names that can never exist share one
     bucket, so a crafted name ("teacher|10.0.0.5") cannot reach another counter's key."""
@@ -318,7 +331,7 @@ class Accounts:
         return User(cur.lastrowid, username, role, must_change_password=must_change)
 
     def find(self, username: str) -> User | None:
-        if not USERNAME.fullmatch(username or ""):  # no such user can exist (and SQLite refuses lone surrogates)
+        if not _storable(username):
             return None
         return next(map(_user, self.store.query(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", (username,))), None)
 
@@ -352,7 +365,7 @@ class Accounts:
 
     def authenticate(self, username: str, password: str) -> User | None:
         rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?",
-                                (username,)) if USERNAME.fullmatch(username or "") else []  # no other name exists
+                                (username,)) if _storable(username) else []
         if not rows:
             verify_password(password or "", _dummy_hash())  # the same work as a known name
             return None

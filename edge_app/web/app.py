@@ -105,6 +105,6 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
-        return hardening.server_error("engage-edge", hsts=guard.secure_cookie)
+        return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)
 
     return app

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import socket
 from dataclasses import dataclass
 
-from bottle import HTTPError, response
+from bottle import HTTPError, request, response
 
 from edge_app.config import Config
+
+log = logging.getLogger(__name__)
 
 # Scripts, styles and forms from this origin only; no framing; no <base>.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -46,9 +49,12 @@ def set_security_headers(*, images: str = "", no_store: bool = True, hsts: bool 
         response.set_header("Strict-Transport-Security", "max-age=31536000")
 
 
-def server_error(service: str, hsts: bool = False) -> str:
-    """The answer to an unexpected error (500): the headers every page carries, no
-    traceback (bottle writes it to the service's log), JSON that pages and scripts read alike."""
+def server_error(err, service: str, hsts: bool = False) -> str:
+    """The answer to an unexpected error (500): the headers every page carries, JSON that
+    pages and scripts read alike, and the traceback in the service's log only (bottle
+    writes none for a streamed response that fails on its first chunk)."""
+    log.error("unexpected error on %s %s:\n%s", request.method, request.path,
+              getattr(err, "traceback", None) or getattr(err, "body", ""))
     set_security_headers(hsts=hsts)
     response.content_type = "application/json"
     return json.dumps({"error": f"internal error: the service's log has the details (journalctl -u {service}); "

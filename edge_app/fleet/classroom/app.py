@@ -31,35 +31,49 @@ COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
 KEEPALIVE_S = 5.0  # a comment line: also how soon a closed page's stream is noticed and its place freed
 SESSION_RECHECK_S = 2.0  # how often the endless event stream re-checks its viewer's session
-STREAMS_PER_SESSION = 6  # open pages of one log-in (tabs, a projector, a tablet, a few quick reloads)
+STREAMS_PER_SESSION = 6  # open pages of one log-in (tabs, a projector, a tablet); a seventh ends the oldest
 
 
 class StreamSlots:
     """Open event streams, bounded in all and per session: each holds a server thread for
     as long as its page is open, so one log-in (or a script with its cookie) opening
-    streams without end would otherwise take every thread and the page from everyone."""
+    streams without end would otherwise take every thread and the page from everyone.
+    Past the per-session bound the log-in's oldest stream is ended, not the new one
+    refused: a page that vanished without closing (a tablet's Wi-Fi dropped) holds its
+    place until a write fails, and must not lock its owner out meanwhile."""
 
     def __init__(self, total: int, per_session: int = STREAMS_PER_SESSION):
         self.total, self.per_session = total, per_session
-        self._open: dict[str, int] = {}
+        self._open: dict[str, list[int]] = {}  # session -> its streams, oldest first
+        self._ending: set[int] = set()  # streams told to end, until they do
+        self._next = 0
         self._lock = threading.Lock()
 
-    def acquire(self, session: str) -> str | None:
-        """None when a stream may open (call ``release`` when it ends), else why not."""
+    def acquire(self, session: str) -> int | str:
+        """A stream id (call ``release`` when it ends), or why none may open."""
         with self._lock:
-            if self._open.get(session, 0) >= self.per_session:
-                return f"this log-in already has {self.per_session} classroom pages open: close one and reload"
-            if sum(self._open.values()) >= self.total:
+            if sum(map(len, self._open.values())) >= self.total:  # the ending ones still hold their threads
                 return f"the classroom page already has {self.total} viewers: try again later"
-            self._open[session] = self._open.get(session, 0) + 1
-            return None
+            mine = self._open.setdefault(session, [])
+            live = [i for i in mine if i not in self._ending]
+            if len(live) >= self.per_session:
+                self._ending.add(live[0])
+            self._next += 1
+            mine.append(self._next)
+            return self._next
 
-    def release(self, session: str) -> None:
+    def ending(self, stream: int) -> bool:
+        """True once a newer page of the same log-in took this stream's place."""
         with self._lock:
-            left = self._open.get(session, 0) - 1
-            if left > 0:
-                self._open[session] = left
-            else:
+            return stream in self._ending
+
+    def release(self, session: str, stream: int) -> None:
+        with self._lock:
+            self._ending.discard(stream)
+            mine = self._open.get(session, [])
+            if stream in mine:
+                mine.remove(stream)
+            if not mine:
                 self._open.pop(session, None)
 
 
@@ -227,17 +241,17 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         """Server-Sent Events: the desks that changed since the last event (the first: all)."""
         require_viewer(api=True)
         token = request.get_cookie(COOKIE)
-        refusal = streams.acquire(token)
-        if refusal:
-            return json_error(429, refusal)
+        slot = streams.acquire(token)
+        if isinstance(slot, str):
+            return json_error(429, slot)
         response.content_type = "text/event-stream"
         response.set_header("X-Accel-Buffering", "no")
 
         def stream():
             try:
                 yield from updates()
-            finally:  # the page closed, the session ended or the service stops
-                streams.release(token)
+            finally:  # the page closed, the session ended, a newer page took its place, or the service stops
+                streams.release(token, slot)
 
         def updates():
             version, quiet_since = -1, time.monotonic()
@@ -245,7 +259,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             while not ctx.classroom.closed:
                 seen = ctx.classroom.wait_change(version, SESSION_RECHECK_S)
                 # a logged-out, disabled or deleted viewer, or one whose password was reset, sees no more
-                if not ctx.accounts.session_user(token):
+                if streams.ending(slot) or not ctx.accounts.session_user(token):
                     return
                 if seen == version:
                     if time.monotonic() - quiet_since >= KEEPALIVE_S:
@@ -304,6 +318,6 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
-        return hardening.server_error("engage-classroom", hsts=ctx.secure_cookie)
+        return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie)
 
     return app

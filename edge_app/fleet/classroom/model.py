@@ -23,7 +23,7 @@ LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", 
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
-MAX_PAYLOAD = 4096  # bytes: a desk's state message is about 200
+MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
 
 
@@ -51,6 +51,7 @@ class Classroom:
         self._desks: dict[str, Desk] = {}
         self._cond = threading.Condition()
         self.version = 0
+        self.removed = 0  # the version at the latest removal: a page updated since then needs everything again
         self.closed = False  # set at shutdown: live streams end instead of waiting
 
     def _changed(self, desk: Desk) -> None:
@@ -69,12 +70,19 @@ class Classroom:
             if not offline:
                 log.warning("classroom: %d desks already, all online; ignoring a new one (%s)", MAX_DESKS, device_id)
                 return None
-            del self._desks[min(offline, key=lambda d: d.last_seen).device_id]
+            # never heard live (only a retained state) and longest silent first
+            del self._desks[min(offline, key=lambda d: (d.last_seen, d.since or 0.0)).device_id]
+            self.version += 1
+            self.removed = self.version
+            self._cond.notify_all()
         desk = self._desks[device_id] = Desk(device_id)
         return desk
 
-    def apply_state(self, device_id: str, payload: bytes) -> bool:
-        """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have."""
+    def apply_state(self, device_id: str, payload: bytes, retained: bool = False) -> bool:
+        """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have.
+
+        ``retained``: the broker's stored copy, sent at (re)subscription: it says what the
+        desk last showed, not that it is there now (its ``availability`` says that)."""
         if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
             return False
         try:
@@ -82,7 +90,7 @@ class Classroom:
             level, since, seq = data["level"], float(data["since"]), int(data["seq"])
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return False
-        if level not in ATTENTION or not math.isfinite(since):  # NaN or Infinity would break the page's JSON
+        if not isinstance(level, str) or level not in ATTENTION or not math.isfinite(since):  # NaN: broken JSON
             return False
         with self._cond:
             desk = self._desk(device_id)
@@ -93,7 +101,8 @@ class Classroom:
             desk.level, desk.since, desk.seq = level, since, seq
             desk.label = str(data.get("label", level))[:120]
             desk.desk = str(data.get("desk", ""))[:64]
-            desk.online, desk.last_seen = True, self.clock()
+            if not retained:
+                desk.online, desk.last_seen = True, self.clock()
             self._changed(desk)
         return True
 
@@ -119,6 +128,8 @@ class Classroom:
         counts = {level: 0 for level in reversed(LEVELS)}
         counts["Offline"] = 0
         with self._cond:
+            if since is not None and since < self.removed:
+                since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
                 key = d.level if d.online else "Offline"
                 if key in counts:

@@ -48,7 +48,7 @@ class Subscriber:
         device_id, kind = parts[-2], parts[-1]
         try:
             if kind == "state":
-                self.classroom.apply_state(device_id, message.payload)
+                self.classroom.apply_state(device_id, message.payload, retained=bool(message.retain))
             elif kind == "availability":
                 self.classroom.apply_availability(device_id, message.payload)
         except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: no more updates at all

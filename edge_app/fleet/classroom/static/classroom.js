@@ -73,7 +73,8 @@
       }
       // refused: logged out (back to the log-in page) or too many pages open (try again soon)
       const r = await fetch("/api/classroom").catch(() => null);
-      if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/login"; return; }
+      // the server sends "/" on to the log-in, or to Your account for a password to replace
+      if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/"; return; }
       $("conn").textContent = "Waiting for a free place (close another classroom page)…";
       setTimeout(connect, 10000);
     };
