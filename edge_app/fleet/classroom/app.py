@@ -255,12 +255,17 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
         def updates():
             version, quiet_since = -1, time.monotonic()
+            checked = time.monotonic()
             yield "retry: 2000\n\n"
             while not ctx.classroom.closed:
                 seen = ctx.classroom.wait_change(version, SESSION_RECHECK_S)
-                # a logged-out, disabled or deleted viewer, or one whose password was reset, sees no more
-                if streams.ending(slot) or not ctx.accounts.session_user(token):
+                if streams.ending(slot):
                     return
+                if time.monotonic() - checked >= SESSION_RECHECK_S:  # not at every change of a busy classroom
+                    # a logged-out, disabled or deleted viewer, or one whose password was reset, sees no more
+                    if not ctx.accounts.session_user(token):
+                        return
+                    checked = time.monotonic()
                 if seen == version:
                     if time.monotonic() - quiet_since >= KEEPALIVE_S:
                         yield ": keep-alive\n\n"  # also notices a closed connection
