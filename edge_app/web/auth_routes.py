@@ -34,8 +34,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             user = ctx.accounts.login(username, password, client_address())
         except LoginThrottled as exc:
             log.warning("log-in refused for %r from %s: throttled", username, client_address())
-            return HTTPResponse(page("login", title="Log in", error=str(exc), next=nxt, username=username), 429,
-                                {"Retry-After": str(int(exc.retry_after) + 1)})
+            return hardening.throttled(exc, page("login", title="Log in", error=str(exc), next=nxt, username=username))
         if not user:
             log.info("failed login for %r from %s", username, client_address())
             return HTTPResponse(page("login", title="Log in", error="Wrong user name or password.", next=nxt,
@@ -47,14 +46,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.post("/api/login")
     def api_login():
         guard.check_same_origin()
-        data = hardening.json_object(request) if request.content_type.startswith("application/json") else request.forms
+        data = hardening.login_fields(request)
         if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return json_error(400, "send JSON {\"username\": ..., \"password\": ...} or a form")
         try:
             user = ctx.accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
-            return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
-                                {"Content-Type": "application/json", "Retry-After": str(int(exc.retry_after) + 1)})
+            return hardening.throttled(exc)
         if not user:
             return json_error(401, "wrong user name or password")
         token, csrf = ctx.accounts.start_session(user)

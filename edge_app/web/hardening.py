@@ -9,7 +9,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from bottle import HTTPError, request, response
+from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app.config import Config
 
@@ -47,6 +47,22 @@ def set_security_headers(*, images: str = "", no_store: bool = True, hsts: bool 
         response.set_header("Cache-Control", "no-store")
     if hsts:
         response.set_header("Strict-Transport-Security", "max-age=31536000")
+
+
+def login_fields(req):
+    """A log-in's fields: the JSON object when the body says it is JSON, else the form;
+    None for a JSON body that is no object (the caller answers 400)."""
+    return json_object(req) if req.content_type.startswith("application/json") else req.forms
+
+
+def throttled(exc, page: str | None = None) -> HTTPResponse:
+    """429 for a throttled log-in (``accounts.LoginThrottled``): the log-in ``page`` with
+    its message, or JSON for a script; Retry-After either way."""
+    headers = {"Retry-After": str(int(exc.retry_after) + 1)}
+    if page is not None:
+        return HTTPResponse(page, 429, headers)
+    return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
+                        {"Content-Type": "application/json", **headers})
 
 
 def server_error(err, service: str, hsts: bool = False) -> str:

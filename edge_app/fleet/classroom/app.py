@@ -147,7 +147,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.hook("before_request")
     def known_host():
         """No DNS rebinding: answer only to this server's own names, IP literals and the
-        names given with --allowed-host (as a device does)."""
+        names given with --allowed-hosts (as a device does)."""
         if not ctx.allowed_hosts.allows(request.headers.get("Host", "")):
             raise json_error(400, "unknown Host header: open this page by the server's own name or address "
                                   "(engage-edge classroom --allowed-hosts adds names)")
@@ -169,7 +169,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         try:
             user = login_user(username, request.forms.getunicode("password", ""))
         except LoginThrottled as exc:
-            return HTTPResponse(page("login", title="Log in", error=str(exc), username=username), 429)
+            return hardening.throttled(exc, page("login", title="Log in", error=str(exc), username=username))
         if not user:
             return HTTPResponse(page("login", title="Log in", error="Wrong user name or password.", username=username), 401)
         start_session(user)
@@ -178,14 +178,13 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.post("/api/login")
     def api_login():
         same_origin()
-        data = hardening.json_object(request) if request.content_type.startswith("application/json") else request.forms
+        data = hardening.login_fields(request)
         if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
             user = login_user(str(data.get("username", "")), str(data.get("password", "")))
         except LoginThrottled as exc:
-            return HTTPResponse(json.dumps({"error": str(exc), "retry_after_s": round(exc.retry_after, 1)}), 429,
-                                {"Content-Type": "application/json", "Retry-After": str(int(exc.retry_after) + 1)})
+            return hardening.throttled(exc)
         if not user:
             return json_error(401, "wrong user name or password")
         csrf = start_session(user)
