@@ -16,7 +16,8 @@ class Server:
         # stop() waits for the connection selector's next wake-up: 0.1 s (cheroot's default
         # is 0.5 s) makes a service stop or restart quick; idle wake-ups cost next to nothing
         self.httpd.expiration_interval = 0.1
-        self.head_deadlines = http_limits.apply(self.httpd)  # head size and time, listen backlog
+        self.peer_limits = http_limits.PeerLimits(max(1, threads // 2))  # one address: half the threads at most
+        self.head_deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size and time, listen backlog
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 
