@@ -344,10 +344,9 @@ def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
     assert done(r) == "New password set for kim; their sessions ended."
     assert not appliance.accounts.find("kim").must_change_password
     me = appliance.accounts.find("admin")
-    r = act(f"/admin/users/{me.id}/password", password="the-admins-own-5", temporary="on")
-    assert "/login" in r.url  # done: their own sessions ended with the old password
-    assert appliance.accounts.authenticate("admin", "the-admins-own-5")
-    assert not appliance.accounts.find("admin").must_change_password  # their own choice: nothing to replace
+    r = act(f"/admin/users/{me.id}/password", password="the-admins-own-5")  # no current password asked here
+    assert "Change your own password on Your account" in r.text and 'href="/account">Change your password' in r.text
+    assert appliance.accounts.authenticate("admin", ADMIN_PASSWORD)  # a stolen session cannot take the account
     audit = [(a["action"], a["target"], a["detail"]) for a in
              appliance.store.query("SELECT action, target, detail FROM audit WHERE target = 'kim' ORDER BY id")]
     assert audit == [("created user", "kim", "role student, temporary password"),

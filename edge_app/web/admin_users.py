@@ -73,6 +73,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             flash_redirect("/admin/users", "That user no longer exists.", error=True)
         if target.id == me.id and action in ("disable", "delete"):
             flash_redirect("/admin/users", "You cannot disable or delete your own account.", error=True)
+        if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
+            flash_redirect("/admin/users", "Change your own password on Your account: it asks for the current one.",
+                           error=True)
         if (target.is_admin and not target.disabled and action in ("disable", "delete")
                 and ctx.accounts.count_admins() <= 1):
             flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
@@ -89,7 +92,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             audit = ("enabled user", "")
         elif action == "password":
             try:
-                must_change = temporary() and target.id != me.id  # an admin's own new password is their own choice
+                must_change = temporary()
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
                 flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)

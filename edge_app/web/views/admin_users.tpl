@@ -41,15 +41,17 @@
         <td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(u['last_login'])) if u['last_login'] else 'never'}}</td>
         <td>
           <details class="actions-menu"><summary>Manage</summary>
+          % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/password" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
             <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
-            % if u['id'] != me.id:
             <label class="check"><input type="checkbox" name="temporary" checked> they choose their own at the next log-in</label>
-            % end
             <button type="submit" class="secondary">Reset password</button>
           </form>
+          % else:
+          <p class="hint"><a href="/account">Change your password</a> (it asks for the current one)</p>
+          % end
           % if u['username'].lower() in locked:
           <form method="post" action="/admin/users/{{u['id']}}/unlock" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
