@@ -18,6 +18,7 @@ from conftest import ADMIN_PASSWORD, login, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app.config import LoginSettings
+from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
@@ -498,6 +499,8 @@ def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, 
     every thread, and the log-in page with them, from everyone. Past 6 pages a log-in's
     oldest stream ends (a tablet that dropped off the Wi-Fi must not lock its owner out);
     past half the threads a new page is refused."""
+    monkeypatch.setattr(classroom_app, "KEEPALIVE_S", 1.0)  # the product's 5 s and 2 s, shortened so the test is quick
+    monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
                                threads=16).start()  # 8 streams in all
@@ -532,9 +535,10 @@ def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, 
         service.stop()
 
 
-def test_a_page_shut_out_goes_back_to_the_log_in(classroom, page):
+def test_a_page_shut_out_goes_back_to_the_log_in(classroom, page, monkeypatch):
     """Disabled while the page is open: its stream ends, the browser's reconnection is
     refused, and the page leads to the log-in instead of showing stale desks."""
+    monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.5)  # the product's 2 s, shortened
     classroom.accounts.create_user("ms-lee", "lee-password-1", "instructor")
     page.goto(f"{classroom.url}/")
     page.fill("#username", "ms-lee")

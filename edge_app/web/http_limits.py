@@ -24,6 +24,8 @@ import time
 
 from cheroot import server as cheroot_server
 
+from edge_app.web.hardening import is_loopback
+
 log = logging.getLogger(__name__)
 HEAD_LIMIT_BYTES = 32 * 1024  # request line + headers: browsers send a few kB, cookies included
 HEAD_DEADLINE_S = 10.0
@@ -88,8 +90,6 @@ class PeerLimits:
 
     def enter(self, address: str) -> bool:
         """Take a thread for ``address``; False when it already holds its share."""
-        from edge_app.web.hardening import is_loopback
-
         with self._lock:
             n = self._busy.get(address, 0)
             if n >= self.per_peer and not (self.exempt_loopback and is_loopback(address)):
