@@ -446,7 +446,9 @@ def test_retired_desks_retained_on_the_broker_do_not_crowd_out_a_live_one(monkey
     room.apply_availability("live-1", b"online")
     live = {d["device_id"]: d for d in room.snapshot()["desks"]}["live-1"]
     assert live["online"] and live["level"] == "Not engaged"
-    assert "retired-0" not in {d["device_id"] for d in room.snapshot()["desks"]}  # the oldest state made room
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert "retired-0" not in shown  # the oldest state made room
+    assert shown["retired-2"]["last_seen"] == 1002  # heard when it changed state, not "56 years ago"
 
 
 def test_a_page_learns_that_a_desk_was_removed(monkeypatch):

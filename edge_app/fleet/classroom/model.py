@@ -103,6 +103,8 @@ class Classroom:
             desk.desk = str(data.get("desk", ""))[:64]
             if not retained:
                 desk.online, desk.last_seen = True, self.clock()
+            elif not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
+                desk.last_seen = since
             self._changed(desk)
         return True
 
