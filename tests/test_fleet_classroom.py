@@ -505,7 +505,7 @@ def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, 
     monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
-                               threads=16).start()  # 8 streams in all
+                               threads=32).start()  # 8 streams in all
     opened = []
     try:
         admin = login(service.url)

@@ -16,7 +16,9 @@ class Server:
         # stop() waits for the connection selector's next wake-up: 0.1 s (cheroot's default
         # is 0.5 s) makes a service stop or restart quick; idle wake-ups cost next to nothing
         self.httpd.expiration_interval = 0.1
-        self.peer_limits = http_limits.PeerLimits(max(1, threads // 2))  # one address: half the threads at most
+        # one address: half the threads at most, but never fewer than the ~6 connections a
+        # browser opens to one host (unless the pool itself is smaller)
+        self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))
         self.head_deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size and time, listen backlog
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter

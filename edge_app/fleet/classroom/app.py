@@ -85,7 +85,8 @@ class ClassroomContext:
     secure_cookie: bool = False
     started: float = 0.0
     allowed_hosts: hardening.AllowedHosts = field(default_factory=lambda: hardening.AllowedHosts.with_names(""))
-    max_streams: int = 32  # at most half the server's threads (service.py)
+    max_streams: int = 16  # a quarter of the server's threads (service.py): all streams behind one proxy
+    # address stay under that address's half (http_limits.PeerLimits), leaving threads for its other requests
 
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:

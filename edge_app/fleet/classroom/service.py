@@ -31,7 +31,7 @@ class ClassroomService:
         self.classroom = Classroom()
         self.subscriber = Subscriber(settings, self.classroom)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
-                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 2))
+                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4))
         self.app = make_classroom_app(ctx)
         self.host, self.port, self.threads = host, port, threads
         self.tls_cert, self.tls_key = tls_cert, tls_key
