@@ -133,11 +133,19 @@ engageedge raspberry
 """.split())
 
 
-def check_password_rules(password: str) -> None:
+def _has_utf8(text: str) -> bool:
+    """False for a string with a lone UTF-16 surrogate (JSON's "\\ud800"): it has no
+    UTF-8 form, so it can be neither hashed nor stored."""
     try:
-        password.encode()
-    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800": no UTF-8 for it, so no hash
-        raise AuthError("the password holds a character that is not text (a lone UTF-16 surrogate)") from None
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_password_rules(password: str) -> None:
+    if not _has_utf8(password):  # no UTF-8 form, so no hash
+        raise AuthError("the password holds a character that is not text (a lone UTF-16 surrogate)")
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
     if password.lower() in COMMON_PASSWORDS or len(set(password)) < 3:
@@ -161,16 +169,10 @@ def _token_hash(token: str) -> str:
 
 
 def _storable(name: str | None) -> bool:
-    """A name SQLite can look up: text with a UTF-8 form (a lone surrogate from JSON's
-    "\\ud800" has none, and SQLite raises on it). Not USERNAME: a name made before that
-    rule was matched whole (one ending in a newline) must still log in and be found."""
-    if not name:
-        return False
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    """A name SQLite can look up: text with a UTF-8 form (SQLite raises on one without).
+    Not USERNAME: a name made before that rule was matched whole (one ending in a newline)
+    must still log in and be found."""
+    return name is not None and name != "" and _has_utf8(name)
 
 
 def _throttle_name(username: str | None) -> str:
