@@ -222,6 +222,48 @@ def slow_clients(t: Target, count: int = 64) -> Result:
                   f"p95 {p95:.2f} s over {len(times)} requests", p95 < 2.0, fps.median, {"login_p95_s": p95})
 
 
+def slow_bodies(t: Target, count: int = 120) -> Result:
+    """More dripping request bodies than the server has threads, each from its own loopback
+    address (a laptop can hold many IPv6 addresses, so the per-address share is no help):
+    they must be cut once their grace is over, and /login served again."""
+    slow = []
+    for i in range(count):
+        try:
+            c = socket.create_connection(("127.0.0.1", t.port), timeout=30,
+                                         source_address=(f"127.0.{1 + i // 250}.{2 + i % 250}", 0))
+            c.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                      b"\r\nContent-Length: 100000\r\n\r\nusername=")
+            slow.append(c)
+        except OSError:
+            pass
+    stop = threading.Event()
+
+    def drip():
+        while not stop.wait(2.0):  # a byte every 2 s: under any per-read timeout, never finishing
+            for c in slow:
+                try:
+                    c.sendall(b"a")
+                except OSError:
+                    pass
+    threading.Thread(target=drip, daemon=True).start()
+    t0, served_after = time.monotonic(), None
+    with FpsDuring(t) as fps:
+        while time.monotonic() - t0 < 45:
+            try:
+                if requests.get(f"{t.url}/login", timeout=5).status_code == 200:
+                    served_after = time.monotonic() - t0
+                    break
+            except requests.RequestException:
+                pass
+    stop.set()
+    for c in slow:
+        c.close()
+    got = f"/login served after {served_after:.1f} s" if served_after is not None else "/login not served in 45 s"
+    return Result(f"3b {len(slow)} bodies a byte every 2 s, one address each", "/login served within 25 s",
+                  got, served_after is not None and served_after < 25, fps.median,
+                  {"slow_body_served_s": served_after})
+
+
 def _png(width: int, height: int, mode: str) -> bytes:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (64, 64, 3 if mode == "RGB" else 1), dtype=np.uint8).squeeze()
@@ -393,7 +435,7 @@ def systemd_score(t: Target) -> Result:
     return Result("13 systemd-analyze security", "< 2.0", f"{score}", score < 2.0, numbers={"systemd_exposure": score})
 
 
-ATTACKS = {"xff": metrics_xff, "header": big_header, "slow": slow_clients, "uploads": big_uploads,
+ATTACKS = {"xff": metrics_xff, "header": big_header, "slow": slow_clients, "slowbody": slow_bodies, "uploads": big_uploads,
            "parallel": parallel_guesses, "lockout": lockout, "stream": disabled_stream, "host": host_and_csrf,
            "odd": odd_input, "timing": login_timing, "manifest": waived_manifest,
            "systemd": systemd_score}

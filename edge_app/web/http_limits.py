@@ -1,19 +1,21 @@
 """What one HTTP client may hold: the size of its request head, the time it takes to
-send it, a place in the listen queue, and the share of worker threads one address may
-keep busy.
+send it and its body, a place in the listen queue, and the share of worker threads one
+address may keep busy.
 
 cheroot reads a request's line and headers in a worker thread, with no limit on their
 size (a 200 MB header was buffered whole) and only a per-read timeout (a client sending
 one header line every 5 s held its worker for ever: 24 such clients took the whole pool).
 Here the head is capped at ``HEAD_LIMIT_BYTES`` (414 for the request line, 431 for the
-headers, answered before more is buffered), a connection that has not finished its head
-``HEAD_DEADLINE_S`` after it started is closed by a watchdog thread, and the listen
-backlog is deep enough for a classroom's burst of log-ins. A request *body* has no such
-deadline (an upload may take a minute on weak Wi-Fi): one sent a byte every few seconds
-holds its thread, so one client address may keep at most half the threads busy
-(``PeerLimits``); past that it is answered 503 at once, and everyone else still gets in.
-Frigate puts nginx in front for the same reasons; for one desk device these limits and a
-larger thread pool (``web.threads``) are enough, as ``tools/attack.py`` measures.
+headers, answered before more is buffered), and a watchdog thread closes a connection
+that has not finished its head ``HEAD_DEADLINE_S`` after it started. A request *body* may
+take longer (an upload on weak Wi-Fi), so it gets Apache mod_reqtimeout's rule instead:
+``BODY_GRACE_S`` to start, one more second for every ``BODY_MIN_RATE`` bytes received; a
+body sent a byte every few seconds is cut after the grace, from however many addresses it
+comes. The listen backlog is deep enough for a classroom's burst of log-ins, and one
+client address may keep at most half the threads busy (``PeerLimits``); past that it is
+answered 503 at once, and everyone else still gets in. Frigate puts nginx in front for
+the same reasons; for one desk device these limits and a larger thread pool
+(``web.threads``) are enough, as ``tools/attack.py`` measures.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import logging
 import socket
 import threading
 import time
+from typing import Callable
 
 from cheroot import server as cheroot_server
 
@@ -29,26 +32,49 @@ from edge_app.web.hardening import is_loopback
 log = logging.getLogger(__name__)
 HEAD_LIMIT_BYTES = 32 * 1024  # request line + headers: browsers send a few kB, cookies included
 HEAD_DEADLINE_S = 10.0
+BODY_GRACE_S = 20.0  # mod_reqtimeout's default body timeout ...
+BODY_MIN_RATE = 1000  # ... extended by a second per this many bytes (weak Wi-Fi moves tens of kB/s)
 LISTEN_BACKLOG = 128
 
 
-class HeadDeadlines:
-    """Shuts down connections still sending their request head after ``deadline_s``."""
+class Deadlines:
+    """One watchdog thread that shuts down connections too slow to send their request head
+    (``deadline_s`` after it started) or their body (``body_grace_s`` plus a second per
+    ``body_min_rate`` bytes received). Shutting the socket down wakes the worker's blocked
+    read with end-of-file; cheroot then drops the connection and the thread is free."""
 
-    def __init__(self, deadline_s: float = HEAD_DEADLINE_S, every_s: float = 0.25):
+    def __init__(self, deadline_s: float = HEAD_DEADLINE_S, every_s: float = 0.25,
+                 body_grace_s: float = BODY_GRACE_S, body_min_rate: float = BODY_MIN_RATE):
         self.deadline_s, self.every_s = deadline_s, every_s
+        self.body_grace_s, self.body_min_rate = body_grace_s, body_min_rate
         self._lock = threading.Lock()
-        self._watched: dict[int, tuple[socket.socket, float]] = {}
+        self._watched: dict[int, tuple[socket.socket, str, Callable[[float], bool]]] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
-        self.closed = 0  # connections cut for being too slow (for tests and logs)
+        self.closed = 0  # connections cut for a slow head (for tests and logs)
+        self.closed_bodies = 0  # ... and for a slow body
 
     def watch(self, sock: socket.socket) -> int:
+        """Watch a connection starting its request head."""
+        end = time.monotonic() + self.deadline_s
+        return self._add(sock, "head", lambda now: now > end)
+
+    def watch_body(self, request: cheroot_server.HTTPRequest) -> int:
+        """Watch a request whose body is about to be read (until ``done``)."""
+        start, counted = time.monotonic(), request.conn.rfile.arrived
+
+        def overdue(now: float) -> bool:
+            received = request.conn.rfile.arrived - counted
+            return _body_pending(request) and now - start > self.body_grace_s + received / self.body_min_rate
+
+        return self._add(request.conn.socket, "body", overdue)
+
+    def _add(self, sock: socket.socket, what: str, overdue: Callable[[float], bool]) -> int:
         with self._lock:
             self._next += 1
-            self._watched[self._next] = (sock, time.monotonic() + self.deadline_s)
+            self._watched[self._next] = (sock, what, overdue)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="http-head-deadlines", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
                 self._thread.start()
             return self._next
 
@@ -61,18 +87,75 @@ class HeadDeadlines:
             time.sleep(self.every_s)
             now = time.monotonic()
             with self._lock:
-                late = [(k, s) for k, (s, deadline) in self._watched.items() if now > deadline]
-                for k, _ in late:
+                late = [(k, sock, what) for k, (sock, what, overdue) in self._watched.items() if overdue(now)]
+                for k, _, _ in late:
                     del self._watched[k]
-            for _, sock in late:
-                self.closed += 1
-                try:  # wakes the worker's blocked read with end-of-file; cheroot then drops the connection
+            for _, sock, what in late:
+                if what == "head":
+                    self.closed += 1
+                else:
+                    self.closed_bodies += 1
+                try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-            if late:
-                log.info("closed %d connection(s) that took over %.0f s to send a request head", len(late),
-                         self.deadline_s)
+            for what in ("head", "body"):
+                n = sum(1 for _, _, w in late if w == what)
+                if n:
+                    log.info("closed %d connection(s) too slow to send a request %s", n, what)
+
+
+class ArrivalCounter:
+    """A connection's reader that counts bytes as they arrive. cheroot's own count moves
+    only when a read returns, and bottle reads a body in one call that blocks until all of
+    it is in: a steady upload would look stalled until its last byte. Here a read of
+    ``size`` bytes is made of the socket's reads as they come (``read1``), each counted."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.arrived = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            data = self._inner.read(size)
+            self.arrived += len(data)
+            return data
+        parts = []
+        while size > 0:
+            chunk = self._inner.read1(size)
+            if not chunk:
+                break  # end of file: the client closed, or the deadline shut the socket
+            self.arrived += len(chunk)
+            size -= len(chunk)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._inner.readline(size)
+        self.arrived += len(line)
+        return line
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        line = next(self._inner)
+        self.arrived += len(line)
+        return line
+
+    def __getattr__(self, name):  # has_data, close, closed, bytes_read ...: cheroot's reader answers
+        return getattr(self._inner, name)
+
+
+def _body_pending(request: cheroot_server.HTTPRequest) -> bool:
+    """Is the request's body still to come? (Once it is all read, the app is answering: a
+    long answer, a live stream for one, is not the client's slowness.)"""
+    body = request.rfile
+    if isinstance(body, cheroot_server.KnownLengthRFile):
+        return body.remaining > 0
+    if isinstance(body, cheroot_server.ChunkedRFile):
+        return not body.closed
+    return True  # cheroot has not wrapped it yet
 
 
 class PeerLimits:
@@ -112,9 +195,13 @@ BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n
               b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_TEXT), BUSY_TEXT))
 
 
-def _connection_class(deadlines: HeadDeadlines, peers: PeerLimits) -> type:
+def _connection_class(deadlines: Deadlines, peers: PeerLimits) -> type:
     class LimitedConnection(cheroot_server.HTTPConnection):
         RequestHandlerClass = _request_class(deadlines)
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.rfile = ArrivalCounter(self.rfile)
 
         def communicate(self):
             peer = str(self.remote_addr or "")
@@ -136,12 +223,21 @@ def _connection_class(deadlines: HeadDeadlines, peers: PeerLimits) -> type:
     return LimitedConnection
 
 
-def _request_class(deadlines: HeadDeadlines) -> type:
+def _request_class(deadlines: Deadlines) -> type:
     class LimitedRequest(cheroot_server.HTTPRequest):
         def parse_request(self):
             token = deadlines.watch(self.conn.socket)
             try:
                 super().parse_request()
+            finally:
+                deadlines.done(token)
+
+        def respond(self):
+            if not self.chunked_read and self.inheaders.get(b"Content-Length", b"0").strip() in (b"0", b""):
+                return super().respond()  # no body to wait for
+            token = deadlines.watch_body(self)
+            try:
+                return super().respond()
             finally:
                 deadlines.done(token)
 
@@ -156,9 +252,9 @@ def _request_class(deadlines: HeadDeadlines) -> type:
 
 
 def apply(httpd: cheroot_server.HTTPServer, peers: PeerLimits,
-          deadlines: HeadDeadlines | None = None) -> HeadDeadlines:
+          deadlines: Deadlines | None = None) -> Deadlines:
     """Put the limits on a cheroot server before it binds; returns its deadline watchdog."""
-    deadlines = deadlines or HeadDeadlines()
+    deadlines = deadlines or Deadlines()
     httpd.max_request_header_size = HEAD_LIMIT_BYTES
     httpd.request_queue_size = LISTEN_BACKLOG
     httpd.ConnectionClass = _connection_class(deadlines, peers)

@@ -19,7 +19,7 @@ class Server:
         # one address: half the threads at most, but never fewer than the ~6 connections a
         # browser opens to one host (unless the pool itself is smaller)
         self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))
-        self.head_deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size and time, listen backlog
+        self.deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size, head and body time, backlog
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 
