@@ -138,3 +138,21 @@ def test_export_rejects_a_bad_date(store, tmp_path, capsys):
     assert main(["export", "--since", "last tuesday", "--data-dir", str(store.data_dir),
                  "--config", str(_empty(tmp_path))]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly(store, tmp_path):
+    """`engage-edge export | head`: the reader stops after a few lines; the export must end
+    with the shell's usual status for that (141), not a traceback."""
+    import subprocess
+    import sys
+
+    for i in range(5000):  # more CSV than a pipe holds, so a write meets the closed end
+        store.log_state_change(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    proc = subprocess.Popen([sys.executable, "-m", "edge_app", "export", "--since", "2020-01-01",
+                             "--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout.readline().startswith(b"kind,time,level")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert "Traceback" not in err and "Error" not in err, err

@@ -205,6 +205,9 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `engage-edge export | head`: the reader stopped; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
