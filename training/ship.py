@@ -1,8 +1,8 @@
 """Ship an evaluated TFLite model: the file and its manifest (with the evaluation as
 ``metrics`` and the flash tool's golden check) into the device package
-(``edge_app/models/shipped/``, package data found wherever edge_app is installed), and the
-evaluation's PNGs beside the model card in ``models/`` (the card's pictures are no use on
-a device). With ``--dest DIR`` (e.g. ``models/baseline``) everything goes to DIR.
+(``edge_app/models/shipped/``, package data found wherever edge_app is installed), with
+the evaluation's PNGs beside it (the device's model page shows them, and the model card
+links them there). With ``--dest DIR`` (e.g. ``models/baseline``) everything goes to DIR.
 
     python -m training.ship ~/runs/edge/emotion-int8.tflite \\
         --metrics ~/runs/edge/eval/emotion-int8-test.json --run ~/runs/edge --version 2026.11-edge-v1
