@@ -288,6 +288,9 @@ class WebSettings(Section):
                                          Range(0, 200, "megapixels", above=True))
     session_idle_minutes: int = setting(30, "A log-in left unused this long ends.", Range(1, 1440, "minutes"))
     session_max_hours: int = setting(12, "A log-in ends this long after it began, used or not.", Range(1, 720, "hours"))
+    confirm_password_minutes: int = setting(15, "An admin's change (users, settings, model, classroom link) asks for "
+                                                "their password again when they last typed it longer ago than this (a "
+                                                "browser left logged in); 0: never ask.", Range(0, 1440, "minutes"))
     tls_cert: str = setting("", "PEM certificate path; set with tls_key, the UI is served over HTTPS (cookies become "
                                 "Secure).")
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")

@@ -81,8 +81,8 @@ def with_data(server, face_jpeg):  # noqa: F811
 def test_every_page_passes_axe(browser, with_data, grace_path, viewport):  # noqa: F811
     device = with_data
     page = log_in(browser, device, viewport)
-    pages = crawl(page, device, ["/upload", "/live", "/glance", "/account", "/admin", "/no-such-page"])
-    assert {"/upload", "/live", "/glance", "/admin", "/admin/log", "/admin/users", "/admin/settings",
+    pages = crawl(page, device, ["/upload", "/live", "/glance", "/account", "/confirm", "/admin", "/no-such-page"])
+    assert {"/upload", "/live", "/glance", "/confirm", "/admin", "/admin/log", "/admin/users", "/admin/settings",
             "/admin/model", "/admin/audit"} <= set(pages), pages
     problems = {}
     for path in pages:

@@ -376,18 +376,62 @@ def test_admin_adds_instructors_in_chromium(classroom, page):
     form = page.locator("#add-instructor")
     assert form.get_by_label("They choose their own at the first log-in").is_checked()
     form.get_by_label("User name").fill("ms-lee")
-    form.get_by_label("Password").fill("on-the-note-1")
+    form.get_by_label("Password", exact=True).fill("on-the-note-1")
     form.get_by_role("button", name="Add").click()
     page.locator("#add-result", has_text="Added ms-lee").wait_for()
     assert "choose their own password" in page.inner_text("#add-result")
     assert classroom.accounts.find("ms-lee").must_change_password
     form.get_by_label("User name").fill("mr-kay")
-    form.get_by_label("Password").fill("kays-own-words-2")
+    form.get_by_label("Password", exact=True).fill("kays-own-words-2")
     form.get_by_label("They choose their own at the first log-in").uncheck()
     form.get_by_role("button", name="Add").click()
     page.locator("#add-result", has_text="Added mr-kay").wait_for()
     assert "choose their own" not in page.inner_text("#add-result")
     assert not classroom.accounts.find("mr-kay").must_change_password
+
+
+def test_an_old_log_in_confirms_the_admins_password_before_adding_in_chromium(classroom, page):
+    """A browser left logged in: adding an instructor asks for the admin's own password
+    first (on the same form), and adds nothing until it is given."""
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    classroom.store.execute("UPDATE sessions SET confirmed = confirmed - 3600")
+    page.locator("details.admin-tools summary").click()
+    form = page.locator("#add-instructor")
+    form.get_by_label("User name").fill("ms-ray")
+    form.get_by_label("Password", exact=True).fill("on-the-note-1")
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Type your own password to confirm").wait_for()
+    assert classroom.accounts.find("ms-ray") is None
+    form.get_by_label("Your own password").fill("not-mine-123")
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="wrong password").wait_for()
+    assert classroom.accounts.find("ms-ray") is None
+    form.get_by_label("Your own password").fill(ADMIN_PASSWORD)
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Added ms-ray").wait_for()
+    assert not page.locator("#confirm-mine").is_visible()
+
+
+def test_the_api_asks_an_old_log_in_to_confirm(classroom):
+    admin = login(classroom.url)
+    classroom.store.execute("UPDATE sessions SET confirmed = confirmed - 3600")
+    body = {"username": "mr-oak", "password": "oak-password-1"}
+    r = admin.post(f"{classroom.url}/api/instructors", json=body, headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 403 and r.json()["confirm"] == "/api/confirm"
+    no_token = requests.post(f"{classroom.url}/api/confirm", json={"password": ADMIN_PASSWORD}, cookies=admin.cookies,
+                             timeout=5)
+    assert no_token.status_code == 403  # CSRF: another site's page cannot confirm for the admin
+    r = admin.post(f"{classroom.url}/api/confirm", json={"password": "wrong-one-123"},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 401 and classroom.accounts.find("mr-oak") is None
+    r = admin.post(f"{classroom.url}/api/confirm", json={"password": ADMIN_PASSWORD},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 200 and r.json()["confirmed"] is True
+    r = admin.post(f"{classroom.url}/api/instructors", json=body, headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 201
 
 
 # ------------------------------------------------------------------ hostile publishers

@@ -74,6 +74,7 @@ def install(app, ctx, h) -> None:
 
         me = h.require_user(admin=True)
         h.check_csrf()
+        h.require_recent_password()
         shown = {**saved_values(ctx.cfg), **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
         try:
             changes = form_changes()

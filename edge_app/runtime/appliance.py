@@ -64,7 +64,7 @@ class Appliance:
         cfg = with_saved_settings(self.store, cfg)
         web = cfg.web
         self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
-                                 ThrottlePolicy.from_config(cfg.login))
+                                 ThrottlePolicy.from_config(cfg.login), confirm_s=web.confirm_password_minutes * 60)
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         detector = detector_from_config(cfg)  # likewise a corrupt detector file
         self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt], ditto

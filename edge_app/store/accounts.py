@@ -206,8 +206,9 @@ FIRST_PASSWORD_FILE = "first-admin-password.txt"
 
 class Accounts:
     def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600,
-                 throttle: ThrottlePolicy | None = None):
+                 throttle: ThrottlePolicy | None = None, confirm_s: float = 15 * 60):
         self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
+        self.confirm_s = confirm_s  # an admin's change asks for the password typed within this (0: never)
         self.throttle = throttle or ThrottlePolicy()
         self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
         self._pending_lock = threading.Lock()
@@ -403,9 +404,27 @@ class Accounts:
         """A new session: (cookie token, csrf token)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = time.time()
-        self.store.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
-                           (_token_hash(token), user.id, csrf, now, now))
+        self.store.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen, confirmed) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (_token_hash(token), user.id, csrf, now, now, now))
         return token, csrf
+
+    def recently_confirmed(self, token: str | None) -> bool:
+        """Whether this session's user typed their password (log-in or ``confirm``) within
+        ``confirm_s``: an admin's change needs it, so a browser left logged in on a
+        classroom computer cannot be used to turn on frame storage or add an admin."""
+        if not self.confirm_s:
+            return True
+        rows = self.store.query("SELECT confirmed FROM sessions WHERE token_hash = ?", (_token_hash(token or ""),))
+        return bool(rows) and time.time() - rows[0]["confirmed"] <= self.confirm_s
+
+    def confirm(self, token: str, user: User, password: str, address: str | None = None) -> bool:
+        """The session's user typed their password again: throttled like a log-in (a stolen
+        session cannot guess it faster), and on success the session counts as confirmed now."""
+        again = self.login(user.username, password, address)
+        if again is None or again.id != user.id:
+            return False
+        self.store.execute("UPDATE sessions SET confirmed = ? WHERE token_hash = ?", (time.time(), _token_hash(token)))
+        return True
 
     def session_user(self, token: str | None) -> tuple[User, str] | None:
         """The live session's user and CSRF token, refreshing its idle timer."""

@@ -144,6 +144,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: when this session's user last typed their password (log-in or confirmation): an
+    # admin's changes ask for it again after a while (a browser left logged in). Sessions
+    # from before count as never confirmed.
+    """
+    ALTER TABLE sessions ADD COLUMN confirmed REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group

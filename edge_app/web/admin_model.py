@@ -115,6 +115,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         """Flash a model from the admin page: validated fully before anything changes."""
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()
         model, manifest = request.files.get("model"), request.files.get("manifest")
         if model is None or manifest is None:
             return HTTPResponse(guard.page("error", title="Model refused",
@@ -146,6 +147,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         """The CLI's ``engage-edge model rollback`` from the page: the previous model runs again."""
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()
         try:
             raw = flash.rollback(ctx.cfg, by=me.username)
         except flash.ModelError as exc:

@@ -93,6 +93,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def save_settings():
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()
         changes = {}
         # what the admin typed, shown again beside the error
         shown: dict[str, Any] = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool

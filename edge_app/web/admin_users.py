@@ -52,6 +52,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def create_user():
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()
         f = request.forms
         try:
             user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
@@ -68,6 +69,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def user_action(user_id, action):
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()
         target = ctx.accounts.get(user_id)
         if target is None:
             flash_redirect("/admin/users", "That user no longer exists.", error=True)

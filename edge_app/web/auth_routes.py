@@ -70,6 +70,48 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.delete_cookie(COOKIE, path="/")
         return bottle.redirect("/login")
 
+    @app.get("/confirm")
+    def confirm_page():
+        guard.require_user()
+        return page("confirm", title="Confirm your password", error="", stale=False,
+                    next=safe_next(request.query.getunicode("next", "/")))
+
+    @app.post("/confirm")
+    def confirm():
+        user = guard.require_user()
+        guard.check_csrf()
+        nxt = safe_next(request.forms.getunicode("next", "/"))
+        try:
+            ok = ctx.accounts.confirm(request.get_cookie(COOKIE), user, request.forms.getunicode("password", ""),
+                                      client_address())
+        except LoginThrottled as exc:
+            return hardening.throttled(exc, page("confirm", title="Confirm your password", error=str(exc), next=nxt,
+                                                 stale=False))
+        if not ok:
+            log.info("failed password confirmation by %r from %s", user.username, client_address())
+            return HTTPResponse(page("confirm", title="Confirm your password", error="Wrong password.", next=nxt,
+                                     stale=False), 401)
+        return bottle.redirect(nxt)
+
+    @app.post("/api/confirm")
+    def api_confirm():
+        guard.check_same_origin()
+        user = guard.require_user()
+        guard.check_csrf()
+        data = hardening.json_object(request)
+        if data is None:
+            return json_error(400, "send JSON {\"password\": ...}")
+        try:
+            ok = ctx.accounts.confirm(request.get_cookie(COOKIE), user, str(data.get("password", "")),
+                                      client_address())
+        except LoginThrottled as exc:
+            return hardening.throttled(exc)
+        if not ok:
+            log.info("failed password confirmation by %r from %s", user.username, client_address())
+            return json_error(401, "wrong password")
+        response.content_type = "application/json"
+        return json.dumps({"confirmed": True, "valid_minutes": round(ctx.accounts.confirm_s / 60)})
+
     @app.get("/account")
     def account_page():
         guard.require_user(given_password_ok=True)

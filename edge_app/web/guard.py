@@ -110,6 +110,22 @@ class Guard:
             raise HTTPResponse(self.page("error", title="Form expired",
                                          message="The form was stale: reload the page and try again."), 403)
 
+    def require_recent_password(self) -> None:
+        """An admin's change goes through only when they typed their password within
+        ``web.confirm_password_minutes`` (log-in or /confirm): a browser left logged in on
+        a classroom computer must not be enough to add an admin or turn on frame storage.
+        Call after ``check_csrf``. Otherwise nothing is changed: a page asks for the
+        password and leads back to the admin page the form was on; a script gets 403."""
+        if self.ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):
+            return
+        minutes = round(self.ctx.accounts.confirm_s / 60)
+        if wants_json():
+            raise json_error(403, f"confirm your password first (last typed over {minutes} min ago): "
+                                  "POST /api/confirm {\"password\": ...}, then send this again")
+        back = "/".join(request.path.split("/")[:3])  # /admin/users/5/password -> /admin/users
+        raise HTTPResponse(self.page("confirm", title="Confirm your password", error="", next=safe_next(back),
+                                     stale=True, minutes=minutes), 403)
+
     def check_same_origin(self) -> None:
         origin = request.headers.get("Origin")
         if origin and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}":

@@ -278,6 +278,27 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
         return stream()
 
+    @app.post("/api/confirm")
+    def confirm():
+        """The viewer types their password again (JSON {"password"}): an admin's change
+        needs it once the log-in is older than the confirmation window."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
+            return json_error(403, "missing or stale X-CSRF-Token: log in again")
+        data = hardening.json_object(request)
+        if data is None:
+            return json_error(400, 'send JSON {"password": ...}')
+        try:
+            ok = ctx.accounts.confirm(request.get_cookie(COOKIE), user, str(data.get("password", "")),
+                                      request.environ.get("REMOTE_ADDR") or "unknown")
+        except LoginThrottled as exc:
+            return hardening.throttled(exc)
+        if not ok:
+            return json_error(401, "wrong password")
+        response.content_type = "application/json"
+        return json.dumps({"confirmed": True, "valid_minutes": round(ctx.accounts.confirm_s / 60)})
+
     @app.post("/api/instructors")
     def add_instructor():
         """An admin adds an instructor account: JSON {"username", "password", "temporary"}.
@@ -289,6 +310,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return json_error(403, "only an admin adds instructors")
         if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
+        if not ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):  # a browser left logged in
+            return HTTPResponse(json.dumps({"error": "Type your own password to confirm, then add again (it was last "
+                                                     f"typed over {round(ctx.accounts.confirm_s / 60)} minutes ago).",
+                                            "confirm": "/api/confirm"}), 403, {"Content-Type": "application/json"})
         data = hardening.json_object(request)
         if data is None:
             return json_error(400, 'send JSON {"username": ..., "password": ..., "temporary": true}')

@@ -90,13 +90,29 @@
   }
   const form = $("add-instructor");
   if (form) {
+    const headers = {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf};
+    const mine = $("confirm-mine");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (!mine.hidden && form.mine.value) {  // the admin's own password, asked for below
+        const c = await fetch("/api/confirm", {method: "POST", headers, body: JSON.stringify({password: form.mine.value})});
+        form.mine.value = "";
+        if (!c.ok) {
+          $("add-result").textContent = "Not added: " + (await c.json()).error + ".";
+          return;
+        }
+        mine.hidden = true;
+        form.mine.required = false;
+      }
       const body = {username: form.username.value, password: form.password.value,
                     temporary: form.temporary.checked};
-      const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body),
-        headers: {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf}});
+      const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body), headers});
       const data = await r.json();
+      if (r.status === 403 && data.confirm) {  // the log-in is old: the admin's own password first
+        mine.hidden = false;
+        form.mine.required = true;
+        form.mine.focus();
+      }
       $("add-result").textContent = !r.ok ? data.error : "Added " + data.user +
         (data.temporary ? ": they choose their own password at the first log-in." : ".");
       if (r.ok) form.reset();

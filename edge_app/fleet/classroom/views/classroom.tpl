@@ -33,6 +33,7 @@
       <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
       <label>Password <input name="password" type="password" required minlength="8" autocomplete="new-password"></label>
       <label><input name="temporary" type="checkbox" checked> They choose their own at the first log-in</label>
+      <label id="confirm-mine" hidden>Your own password <input name="mine" type="password" autocomplete="current-password"></label>
       <button type="submit">Add</button>
       <p id="add-result" role="status"></p>
     </form>
