@@ -69,6 +69,17 @@ def send_until_refused(port: int, head: bytes, filler: bytes, total: int) -> tup
         s.close()
 
 
+def drip(sockets: list[socket.socket], data: bytes, times: int, every: float = 0.5) -> None:
+    """Send ``data`` on every socket, ``times`` times, ``every`` seconds apart (a slow client)."""
+    for _ in range(times):
+        for s in sockets:
+            try:
+                s.sendall(data)
+            except OSError:  # cut off by the server: what the test waits for
+                pass
+        time.sleep(every)
+
+
 def test_a_200_mb_header_is_refused_with_431_at_bounded_cost(web):
     before = rss_kb()
     answer, sent = send_until_refused(web.server.port, b"GET /login HTTP/1.1\r\nHost: x\r\nX-Junk: ", b"a", 200 << 20)
@@ -93,13 +104,7 @@ def test_slow_clients_cannot_hold_every_worker(web):
         s.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n")
         slow.append(s)
     try:
-        for _ in range(3):  # one header line every 0.5 s: never finishing, never timing out per read
-            for s in slow:
-                try:
-                    s.sendall(b"X-Slow: 1\r\n")
-                except OSError:
-                    pass
-            time.sleep(0.5)
+        drip(slow, b"X-Slow: 1\r\n", times=3)  # a header line every 0.5 s: never finishing, never timing out
         t0 = time.monotonic()
         r = requests.get(f"{web.url}/login", timeout=15)
         assert r.status_code == 200 and time.monotonic() - t0 < 6
@@ -171,13 +176,7 @@ def test_bodies_sent_a_byte_at_a_time_from_many_addresses_are_cut(web):
             s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
                       b"\r\nContent-Length: 100000\r\n\r\nusername=")
             slow.append(s)
-        for _ in range(6):  # a byte each every 0.5 s: never finishing, never timing out per read
-            for s in slow:
-                try:
-                    s.sendall(b"a")
-                except OSError:
-                    pass
-            time.sleep(0.5)
+        drip(slow, b"a", times=6)  # a byte each every 0.5 s: never finishing, never timing out per read
         wait_for(lambda: deadlines.closed_bodies >= 8, timeout=10)
         t0 = time.monotonic()
         assert requests.get(f"{web.url}/login", timeout=15).status_code == 200
