@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import re
 import sys
@@ -95,7 +96,34 @@ class Matches:
         return self.text
 
 
-Rule = Range | OneOf | Matches
+def ip_networks(listed: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"127.0.0.1, 10.0.0.0/24"`` as networks; ValueError names an entry that is none."""
+    networks = []
+    for entry in (e.strip() for e in listed.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Comma-separated IP addresses or networks (``10.0.0.5, 192.168.1.0/24``), or none."""
+
+    def check(self, value: Any) -> bool:
+        try:
+            ip_networks(str(value))
+        except ValueError:
+            return False
+        return True
+
+    def allowed(self, kind: type) -> str:
+        return "IP addresses or networks separated by commas, e.g. \"127.0.0.1, 10.0.0.0/24\" (empty: none)"
+
+
+Rule = Range | OneOf | Matches | Networks
 
 
 def setting(default: Any, doc: str, rule: Rule | None = None, label: str = "") -> Any:
@@ -296,6 +324,10 @@ class WebSettings(Section):
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
+    trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client "
+                                       "(comma-separated addresses or networks, e.g. 127.0.0.1 for nginx on this "
+                                       "machine); empty: the socket's peer is the client, as without a proxy.",
+                                   Networks())
     allowed_hosts: str = setting("", "Extra host names the web UI answers to, comma-separated; IP addresses, "
                                      "localhost and this machine's own names always work (no DNS rebinding).")
 

@@ -30,6 +30,17 @@ def settings_from_args(args):
     return MqttSettings.from_config(cfg)
 
 
+def _networks(text: str) -> str:
+    """--trusted-proxies: refused at once when an entry is no address or network."""
+    from edge_app.config import ip_networks
+
+    try:
+        ip_networks(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def cmd_classroom(args) -> int:
     from edge_app.fleet.classroom.service import ClassroomService
     from edge_app.store.accounts import FIRST_PASSWORD_FILE
@@ -39,7 +50,7 @@ def cmd_classroom(args) -> int:
     try:
         service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
                                    tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or ""),
-                                   allowed_hosts=args.allowed_hosts).start()
+                                   allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies).start()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -81,4 +92,8 @@ def add_command(sub) -> None:
     p.add_argument("--allowed-hosts", default="", metavar="NAMES",
                    help="DNS names the page is opened by besides this machine's own (comma-separated, e.g. "
                         "classroom.school.lan); other names are refused (no DNS rebinding), IP addresses always work")
+    p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES", type=_networks,
+                   help="reverse proxies in front of the page whose X-Forwarded-For names the client (comma-separated "
+                        "addresses or networks, e.g. 127.0.0.1 for nginx on this machine): the log-in throttle then "
+                        "counts each client, not the proxy")
     p.set_defaults(func=cmd_classroom)

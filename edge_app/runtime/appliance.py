@@ -113,7 +113,8 @@ class Appliance:
             self.loop.start()
         web = self.cfg.web
         try:
-            self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key).start()
+            self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key,
+                                 web.trusted_proxies).start()
         except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
             if self.loop:
                 self.loop.stop()

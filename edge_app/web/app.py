@@ -37,6 +37,7 @@ from edge_app.web import (
     upload,
 )
 from edge_app.web.guard import Guard, json_error, wants_json
+from edge_app.web.proxies import TrustedProxies
 
 HERE = Path(__file__).resolve().parent
 bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
@@ -63,6 +64,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     guard = Guard(ctx)
     allowed_hosts = hardening.AllowedHosts.from_config(ctx.cfg)
     limits = Limits.from_config(ctx.cfg)
+    TrustedProxies(ctx.cfg.web.trusted_proxies).install(app)  # first: every hook and route sees the client
     # bottle refuses bodies above MEMFILE_MAX only for forms; keep uploads in memory up to the limit
     bottle.BaseRequest.MEMFILE_MAX = limits.max_bytes + 1024 * 1024
 

@@ -52,7 +52,8 @@ def account_url(then: str) -> str:
 
 
 def client_address() -> str:
-    # the socket's peer, never X-Forwarded-For (a client could set that to dodge throttling)
+    # the socket's peer, or the client a trusted proxy names (web/proxies.py); never bottle's
+    # remote_addr, which believes any client's X-Forwarded-For (a way to dodge throttling)
     return request.environ.get("REMOTE_ADDR") or "unknown"
 
 

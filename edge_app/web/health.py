@@ -25,7 +25,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
         # the current engagement state is personal data: loopback (a local scraper or
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
-        # the socket's peer: bottle's remote_addr believes X-Forwarded-For, which any client can send
+        # the socket's peer (or a trusted proxy's client): bottle's remote_addr believes any X-Forwarded-For
         if not (ctx.cfg.web.metrics_public or hardening.is_loopback(client_address())):
             found = guard.current()
             if not found or not found[0].is_admin or found[0].must_change_password:

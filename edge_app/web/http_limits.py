@@ -28,6 +28,7 @@ from typing import Callable
 from cheroot import server as cheroot_server
 
 from edge_app.web.hardening import is_loopback
+from edge_app.web.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 HEAD_LIMIT_BYTES = 32 * 1024  # request line + headers: browsers send a few kB, cookies included
@@ -161,12 +162,14 @@ def _body_pending(request: cheroot_server.HTTPRequest) -> bool:
 class PeerLimits:
     """At most ``per_peer`` worker threads busy for one client address at a time.
 
-    Loopback is exempt (this machine's own tools, a reverse proxy in front); tests that
-    play an attacker on loopback turn ``exempt_loopback`` off."""
+    Loopback is exempt (this machine's own tools, a reverse proxy in front), and so are
+    the trusted proxies (``web.trusted_proxies``); tests that play an attacker on loopback
+    turn ``exempt_loopback`` off."""
 
     def __init__(self, per_peer: int):
         self.per_peer = per_peer
         self.exempt_loopback = True
+        self.exempt_proxies: TrustedProxies | None = None
         self.refused = 0  # requests answered 503 for it (for tests and logs)
         self._busy: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -175,11 +178,15 @@ class PeerLimits:
         """Take a thread for ``address``; False when it already holds its share."""
         with self._lock:
             n = self._busy.get(address, 0)
-            if n >= self.per_peer and not (self.exempt_loopback and is_loopback(address)):
+            if n >= self.per_peer and not self._exempt(address):
                 self.refused += 1
                 return False
             self._busy[address] = n + 1
             return True
+
+    def _exempt(self, address: str) -> bool:
+        return ((self.exempt_loopback and is_loopback(address))
+                or (self.exempt_proxies is not None and self.exempt_proxies.trusts(address)))
 
     def leave(self, address: str) -> None:
         with self._lock:

@@ -7,10 +7,12 @@ import threading
 class Server:
     """cheroot's threaded WSGI server in a background thread (HTTPS when configured)."""
 
-    def __init__(self, app, host: str, port: int, threads: int = 24, tls_cert: str = "", tls_key: str = ""):
+    def __init__(self, app, host: str, port: int, threads: int = 24, tls_cert: str = "", tls_key: str = "",
+                 trusted_proxies: str = ""):
         from cheroot import wsgi
 
         from edge_app.web import http_limits
+        from edge_app.web.proxies import TrustedProxies
 
         self.httpd = wsgi.Server((host, port), app, numthreads=threads, timeout=10, shutdown_timeout=2)
         # stop() waits for the connection selector's next wake-up: 0.1 s (cheroot's default
@@ -19,6 +21,7 @@ class Server:
         # one address: half the threads at most, but never fewer than the ~6 connections a
         # browser opens to one host (unless the pool itself is smaller)
         self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))
+        self.peer_limits.exempt_proxies = TrustedProxies(trusted_proxies)  # everyone behind one shares its address
         self.deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size, head and body time, backlog
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter

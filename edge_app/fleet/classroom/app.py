@@ -23,6 +23,7 @@ from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
+from edge_app.web.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -87,10 +88,12 @@ class ClassroomContext:
     allowed_hosts: hardening.AllowedHosts = field(default_factory=lambda: hardening.AllowedHosts.with_names(""))
     max_streams: int = 16  # a quarter of the server's threads (service.py): all streams behind one proxy
     # address stay under that address's half (http_limits.PeerLimits), leaving threads for its other requests
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     app = bottle.Bottle()
+    ctx.trusted_proxies.install(app)  # first: every hook and route sees the client, not the proxy
     streams = StreamSlots(ctx.max_streams)
     lookup = [str(HERE / "views")]
 

@@ -12,6 +12,7 @@ from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
 from edge_app.web.hardening import AllowedHosts
+from edge_app.web.proxies import TrustedProxies
 
 if TYPE_CHECKING:
     from edge_app.config import LoginSettings
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 class ClassroomService:
     def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
                  login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64,
-                 allowed_hosts: str = ""):
+                 allowed_hosts: str = "", trusted_proxies: str = ""):
         from edge_app import config as config_mod
 
         self.settings = settings
@@ -31,16 +32,18 @@ class ClassroomService:
         self.classroom = Classroom()
         self.subscriber = Subscriber(settings, self.classroom)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
-                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4))
+                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4),
+                               trusted_proxies=TrustedProxies(trusted_proxies))
         self.app = make_classroom_app(ctx)
         self.host, self.port, self.threads = host, port, threads
-        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.tls_cert, self.tls_key, self.trusted_proxies = tls_cert, tls_key, trusted_proxies
         self.server: Any = None  # edge_app.web.app.Server once started
 
     def start(self) -> "ClassroomService":
         from edge_app.web.server import Server
 
-        self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key).start()
+        self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key,
+                             self.trusted_proxies).start()
         self.subscriber.start()
         return self
 

@@ -1,0 +1,69 @@
+"""Who the client is when a reverse proxy the technician trusts sits in front.
+
+Behind a proxy every request comes from the proxy's address, so the log-in throttle
+counts one student's wrong guesses against the whole school (25 lock the address), the
+per-address share of threads is the proxy's, and the logs and audit name the proxy. A
+proxy says who it forwarded for in ``X-Forwarded-For``, but any client can send that
+header too, so it is believed only from the addresses listed in ``web.trusted_proxies``
+(``engage-edge classroom --trusted-proxies``), none by default. The list is read from the
+right: the proxy appends the address it saw, so the first address from the right that is
+not a trusted proxy is the client, whatever a client wrote to the left of it.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+import bottle
+from bottle import request
+
+from edge_app.config import ip_networks
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:10.0.0.5 on a dual-stack socket
+    return mapped or ip
+
+
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` is believed (none: the socket's peer is the client)."""
+
+    def __init__(self, listed: str = ""):
+        self.networks = ip_networks(listed)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        ip = _address(address)
+        return ip is not None and any(ip.version == n.version and ip in n for n in self.networks)
+
+    def client(self, peer: str, forwarded_for: str) -> str:
+        """The client's address for a request from ``peer`` carrying ``forwarded_for``."""
+        if not self.trusts(peer):
+            return peer
+        client = peer
+        for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
+            ip = _address(hop)
+            if ip is None:  # not an address: a trusted proxy would not write that; keep the last one known
+                return client
+            client = str(ip)
+            if not self.trusts(client):
+                return client
+        return client  # every hop a trusted proxy: the first of them
+
+    def install(self, app: bottle.Bottle) -> None:
+        """Resolve the client before anything reads it: ``REMOTE_ADDR`` becomes the client,
+        ``ee.peer`` keeps the socket's peer. Install before the app's other hooks."""
+        if not self:
+            return
+
+        @app.hook("before_request")
+        def forwarded_client():
+            env = request.environ
+            peer = env.get("ee.peer") or env.get("REMOTE_ADDR") or ""
+            env["ee.peer"] = peer
+            env["REMOTE_ADDR"] = self.client(peer, env.get("HTTP_X_FORWARDED_FOR", ""))

@@ -1,0 +1,93 @@
+"""A reverse proxy in front (web.trusted_proxies, classroom --trusted-proxies): the client
+it names counts as the client, for the log-in throttle and /metrics alike; anyone else's
+X-Forwarded-For is ignored. Over real HTTP on loopback, the test playing the proxy."""
+from __future__ import annotations
+
+import mqtt_broker
+import pytest
+import requests
+
+from edge_app import config as config_mod
+from edge_app.cli import main
+from edge_app.web.http_limits import PeerLimits
+from edge_app.web.proxies import TrustedProxies
+from tests.conftest import ADMIN_PASSWORD
+
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
+
+
+@pytest.mark.parametrize("peer, forwarded, client", [
+    ("192.0.2.10", "198.51.100.7", "198.51.100.7"),  # the proxy names its client
+    ("192.0.2.99", "198.51.100.7", "192.0.2.99"),  # not a trusted proxy: its header means nothing
+    ("192.0.2.10", "", "192.0.2.10"),  # a proxy that names nobody
+    ("192.0.2.10", "127.0.0.1, 198.51.100.7", "198.51.100.7"),  # what the client wrote to the left is not believed
+    ("192.0.2.10", "198.51.100.7, 10.0.0.3", "198.51.100.7"),  # through two proxies (10.0.0.0/8 trusted too)
+    ("192.0.2.10", "10.0.0.4, 10.0.0.3", "10.0.0.4"),  # only proxies: the first of them
+    ("192.0.2.10", "198.51.100.7, not-an-address", "192.0.2.10"),  # junk from a "proxy": keep what is known
+    ("::ffff:192.0.2.10", "2001:db8::7", "2001:db8::7"),  # a dual-stack socket's mapped address, an IPv6 client
+])
+def test_the_client_is_the_first_untrusted_address_from_the_right(peer, forwarded, client):
+    assert TrustedProxies("192.0.2.10, 10.0.0.0/8").client(peer, forwarded) == client
+
+
+def test_nobody_is_trusted_by_default():
+    assert TrustedProxies().client("127.0.0.1", "198.51.100.7") == "127.0.0.1"
+
+
+def test_a_bad_entry_is_refused_with_what_to_write(cfg, tmp_path, capsys):
+    with pytest.raises(config_mod.ConfigError, match="web.trusted_proxies .*IP addresses or networks"):
+        config_mod.with_changes(cfg, {"web.trusted_proxies": "10.0.0.300"})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classroom", "--mqtt-host", "localhost", "--trusted-proxies", "nginx.local"])
+    assert exit_info.value.code == 2 and "'nginx.local' is not an IP address or network" in capsys.readouterr().err
+
+
+def test_a_trusted_proxy_shares_no_address_limit():
+    peers = PeerLimits(1)
+    peers.exempt_loopback = False
+    peers.exempt_proxies = TrustedProxies("192.0.2.10")
+    assert peers.enter("192.0.2.10") and peers.enter("192.0.2.10")  # everyone behind it
+    assert peers.enter("192.0.2.11") and not peers.enter("192.0.2.11")
+
+
+def proxied_login(url: str, client: str, username: str, password: str) -> int:
+    return requests.post(f"{url}/api/login", json={"username": username, "password": password},
+                         headers={"X-Forwarded-For": client}, timeout=10).status_code
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "not trusted"])
+def test_one_clients_guesses_slow_down_that_client_only_behind_a_trusted_proxy(make_appliance, cfg, trusted):
+    """Two failures slow an address down (shortened from 10): behind an untrusted proxy a
+    student's guesses lock the whole school out, behind a trusted one only that student."""
+    changes = {"login.slow_after_address": 2, "login.first_delay_s": 30.0,
+               "web.trusted_proxies": "127.0.0.1" if trusted else ""}
+    appliance = make_appliance(config_mod.with_changes(cfg, changes), with_loop=False)
+    guesser, teacher = "198.51.100.7", "198.51.100.8"
+    assert [proxied_login(appliance.url, guesser, f"name{i}", "wrong-guess-1") for i in range(3)] == [401, 401, 429]
+    assert proxied_login(appliance.url, teacher, "admin", ADMIN_PASSWORD) == (200 if trusted else 429)
+
+
+def test_metrics_behind_a_trusted_proxy_are_not_loopback(make_appliance, cfg):
+    """With nginx on this machine, every client arrived from loopback: /metrics (the live
+    state) was open to anyone through the proxy. Trusted, the proxy's client is asked for."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.trusted_proxies": "127.0.0.1"}), with_loop=False)
+    assert requests.get(f"{appliance.url}/metrics", headers={"X-Forwarded-For": "198.51.100.7"},
+                        timeout=10).status_code == 403
+    assert requests.get(f"{appliance.url}/metrics", timeout=10).status_code == 200  # a scraper on this machine
+
+
+def test_the_classroom_page_counts_the_proxys_clients(broker, tmp_path, monkeypatch):
+    from edge_app.fleet.classroom.service import ClassroomService
+    from tests.test_fleet_classroom import mqtt
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    login = config_mod.with_changes(config_mod.defaults(), {"login.slow_after_address": 2,
+                                                            "login.first_delay_s": 30.0}).login
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, login=login,
+                               trusted_proxies="127.0.0.1").start()
+    try:
+        assert [proxied_login(service.url, "198.51.100.7", f"name{i}", "wrong-guess-1")
+                for i in range(3)] == [401, 401, 429]
+        assert proxied_login(service.url, "198.51.100.8", "admin", ADMIN_PASSWORD) == 200
+    finally:
+        service.stop()
