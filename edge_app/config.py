@@ -120,7 +120,7 @@ class Networks:
         return True
 
     def allowed(self, kind: type) -> str:
-        return "IP addresses or networks separated by commas, e.g. \"127.0.0.1, 10.0.0.0/24\" (empty: none)"
+        return "IP addresses or networks separated by commas, e.g. \"127.0.0.1, 10.0.0.7\" (empty: none)"
 
 
 Rule = Range | OneOf | Matches | Networks
@@ -324,9 +324,10 @@ class WebSettings(Section):
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
-    trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client "
-                                       "(comma-separated addresses or networks, e.g. 127.0.0.1 for nginx on this "
-                                       "machine); empty: the socket's peer is the client, as without a proxy.",
+    trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client, "
+                                       "comma-separated (e.g. 127.0.0.1 for nginx on this machine). List the proxies "
+                                       "only: any host listed, or inside a network listed, can claim to be anyone. "
+                                       "Empty: the socket's peer is the client, as without a proxy.",
                                    Networks())
     allowed_hosts: str = setting("", "Extra host names the web UI answers to, comma-separated; IP addresses, "
                                      "localhost and this machine's own names always work (no DNS rebinding).")

@@ -23,7 +23,11 @@ broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
     ("192.0.2.10", "127.0.0.1, 198.51.100.7", "198.51.100.7"),  # what the client wrote to the left is not believed
     ("192.0.2.10", "198.51.100.7, 10.0.0.3", "198.51.100.7"),  # through two proxies (10.0.0.0/8 trusted too)
     ("192.0.2.10", "10.0.0.4, 10.0.0.3", "10.0.0.4"),  # only proxies: the first of them
-    ("192.0.2.10", "198.51.100.7, not-an-address", "192.0.2.10"),  # junk from a "proxy": keep what is known
+    ("192.0.2.10", "198.51.100.7:5555", "198.51.100.7"),  # with the client's port, as some balancers write it
+    ("192.0.2.10", "[2001:db8::7]:443", "2001:db8::7"),
+    ("192.0.2.10", "[2001:db8::7]", "2001:db8::7"),
+    ("192.0.2.10", "198.51.100.7, _hidden7", "_hidden7"),  # RFC 7239's obfuscated name: the proxy's word for it
+    ("192.0.2.10", "unknown", "unknown"),  # never the proxy itself: that would lump its clients together
     ("::ffff:192.0.2.10", "2001:db8::7", "2001:db8::7"),  # a dual-stack socket's mapped address, an IPv6 client
 ])
 def test_the_client_is_the_first_untrusted_address_from_the_right(peer, forwarded, client):
@@ -91,3 +95,38 @@ def test_the_classroom_page_counts_the_proxys_clients(broker, tmp_path, monkeypa
         assert proxied_login(service.url, "198.51.100.8", "admin", ADMIN_PASSWORD) == 200
     finally:
         service.stop()
+
+
+def raw_request(url: str, head: bytes) -> bytes:
+    """Send a request head as written (headers requests would normalise) and read the answer's first line."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
+        s.sendall(head)
+        return s.recv(200).split(b"\r\n", 1)[0]
+
+
+def test_an_underscore_header_cannot_replace_what_the_proxy_appended(make_appliance, cfg):
+    """cheroot filed X_Forwarded_For under the same key, the later winning: through a proxy
+    that passes it on, a client named itself loopback and read /metrics."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.trusted_proxies": "127.0.0.1"}), with_loop=False)
+    answer = raw_request(appliance.url, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                        b"X-Forwarded-For: 198.51.100.7\r\nX_Forwarded_For: 127.0.0.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+
+
+def test_a_host_in_a_trusted_network_cannot_pass_for_this_machine(make_appliance, cfg):
+    from tests.test_web_attacks import call_wsgi
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.trusted_proxies": "192.0.2.0/24"}), with_loop=False)
+    assert call_wsgi(appliance.app, "/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1").startswith("403")
+
+
+def test_a_large_body_is_refused_before_it_is_read_except_where_uploads_go(make_appliance, cfg):
+    appliance = make_appliance(with_loop=False)
+    big = b"Host: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n"
+    assert raw_request(appliance.url, b"POST /api/login HTTP/1.1\r\n" + big).startswith(b"HTTP/1.1 413")
+    # an upload path reads on: here the app refuses the anonymous caller itself
+    assert raw_request(appliance.url, b"POST /api/analyze HTTP/1.1\r\n" + big).startswith(b"HTTP/1.1 401")

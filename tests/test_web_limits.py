@@ -140,7 +140,7 @@ def test_one_address_sending_bodies_slowly_cannot_take_every_worker(web):
         for _ in range(10):  # more than all the workers
             s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
             s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
-                      b"\r\nContent-Length: 100000\r\n\r\nusername=")  # and then nothing: the body never comes
+                      b"\r\nContent-Length: 60000\r\n\r\nusername=")  # and then nothing: the body never comes
             slow.append(s)
         wait_for(lambda: peers.refused >= 4)
         refused = []
@@ -174,7 +174,7 @@ def test_bodies_sent_a_byte_at_a_time_from_many_addresses_are_cut(web):
             s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10,
                                          source_address=(f"127.0.0.{i + 2}", 0))
             s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
-                      b"\r\nContent-Length: 100000\r\n\r\nusername=")
+                      b"\r\nContent-Length: 60000\r\n\r\nusername=")
             slow.append(s)
         drip(slow, b"a", times=6)  # a byte each every 0.5 s: never finishing, never timing out per read
         wait_for(lambda: deadlines.closed_bodies >= 8, timeout=10)

@@ -232,7 +232,7 @@ def slow_bodies(t: Target, count: int = 120) -> Result:
             c = socket.create_connection(("127.0.0.1", t.port), timeout=30,
                                          source_address=(f"127.0.{1 + i // 250}.{2 + i % 250}", 0))
             c.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
-                      b"\r\nContent-Length: 100000\r\n\r\nusername=")
+                      b"\r\nContent-Length: 60000\r\n\r\nusername=")
             slow.append(c)
         except OSError:
             pass

@@ -94,6 +94,6 @@ def add_command(sub) -> None:
                         "classroom.school.lan); other names are refused (no DNS rebinding), IP addresses always work")
     p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES", type=_networks,
                    help="reverse proxies in front of the page whose X-Forwarded-For names the client (comma-separated "
-                        "addresses or networks, e.g. 127.0.0.1 for nginx on this machine): the log-in throttle then "
-                        "counts each client, not the proxy")
+                        "addresses, e.g. 127.0.0.1 for nginx on this machine): the log-in throttle then counts each "
+                        "client, not the proxy. List the proxies only: a host listed can claim to be anyone")
     p.set_defaults(func=cmd_classroom)

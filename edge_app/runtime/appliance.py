@@ -22,7 +22,7 @@ from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source
 from edge_app.vision.stills import Analyzer
-from edge_app.web.app import Context, make_app
+from edge_app.web.app import UPLOAD_PATHS, Context, make_app
 from edge_app.web.server import Server
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Appliance:
         web = self.cfg.web
         try:
             self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key,
-                                 web.trusted_proxies).start()
+                                 web.trusted_proxies, UPLOAD_PATHS).start()
         except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
             if self.loop:
                 self.loop.stop()

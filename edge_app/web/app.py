@@ -58,6 +58,11 @@ class Context:
     model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
 
 
+# the routes that take a large body (a photo, a model); any other body is refused above 64 kB
+# before it is read (web/http_limits.py), so a slow sender cannot hold a thread with one
+UPLOAD_PATHS = ("/upload", "/api/analyze", "/admin/model/install")
+
+
 def make_app(ctx: Context) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["ctx"] = ctx

@@ -15,6 +15,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
+from edge_app.web.hardening import is_loopback
 
 COOKIE = "ee_session"
 
@@ -55,6 +56,12 @@ def client_address() -> str:
     # the socket's peer, or the client a trusted proxy names (web/proxies.py); never bottle's
     # remote_addr, which believes any client's X-Forwarded-For (a way to dodge throttling)
     return request.environ.get("REMOTE_ADDR") or "unknown"
+
+
+def from_this_machine() -> bool:
+    """A request from this machine: the socket's peer is loopback, and so is the client a
+    trusted proxy names (a host in a trusted network could name loopback in its header)."""
+    return is_loopback(client_address()) and is_loopback(request.environ.get("ee.peer") or client_address())
 
 
 class Guard:

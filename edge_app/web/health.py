@@ -11,8 +11,7 @@ from bottle import response
 from edge_app import __version__
 from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.health import CameraState, StoreState
-from edge_app.web import hardening
-from edge_app.web.guard import Guard, client_address, json_error
+from edge_app.web.guard import Guard, from_this_machine, json_error
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
@@ -26,7 +25,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # the current engagement state is personal data: loopback (a local scraper or
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
         # the socket's peer (or a trusted proxy's client): bottle's remote_addr believes any X-Forwarded-For
-        if not (ctx.cfg.web.metrics_public or hardening.is_loopback(client_address())):
+        if not (ctx.cfg.web.metrics_public or from_this_machine()):
             found = guard.current()
             if not found or not found[0].is_admin or found[0].must_change_password:
                 return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")

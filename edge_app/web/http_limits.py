@@ -35,6 +35,7 @@ HEAD_LIMIT_BYTES = 32 * 1024  # request line + headers: browsers send a few kB, 
 HEAD_DEADLINE_S = 10.0
 BODY_GRACE_S = 20.0  # mod_reqtimeout's default body timeout ...
 BODY_MIN_RATE = 1000  # ... extended by a second per this many bytes (weak Wi-Fi moves tens of kB/s)
+SMALL_BODY_BYTES = 64 * 1024  # a log-in, a settings form: any path but the uploads' (``large_body_paths``)
 LISTEN_BACKLOG = 128
 
 
@@ -148,6 +149,17 @@ class ArrivalCounter:
         return getattr(self._inner, name)
 
 
+def _declared_length(request: cheroot_server.HTTPRequest) -> int:
+    try:
+        return int(request.inheaders.get(b"Content-Length", b"0"))
+    except ValueError:
+        return 0  # cheroot answers 400 for it
+
+
+def _path(request: cheroot_server.HTTPRequest) -> str:
+    return request.path.split(b"?", 1)[0].decode("latin-1") if isinstance(request.path, bytes) else str(request.path)
+
+
 def _body_pending(request: cheroot_server.HTTPRequest) -> bool:
     """Is the request's body still to come? (Once it is all read, the app is answering: a
     long answer, a live stream for one, is not the client's slowness.)"""
@@ -202,9 +214,9 @@ BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n
               b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_TEXT), BUSY_TEXT))
 
 
-def _connection_class(deadlines: Deadlines, peers: PeerLimits) -> type:
+def _connection_class(deadlines: Deadlines, peers: PeerLimits, large_body_paths: tuple[str, ...]) -> type:
     class LimitedConnection(cheroot_server.HTTPConnection):
-        RequestHandlerClass = _request_class(deadlines)
+        RequestHandlerClass = _request_class(deadlines, large_body_paths)
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -230,8 +242,20 @@ def _connection_class(deadlines: Deadlines, peers: PeerLimits) -> type:
     return LimitedConnection
 
 
-def _request_class(deadlines: Deadlines) -> type:
+class _NoUnderscoreHeaders(cheroot_server.HeaderReader):
+    """Drops header names with an underscore. cheroot files ``X_Forwarded_For`` under the
+    same WSGI key as ``X-Forwarded-For``, the later one winning: behind a proxy that passes
+    such headers on, a client could replace the address the proxy appended (nginx drops
+    them itself; cheroot's own ``DropUnderscoreHeaderReader`` compares str with bytes)."""
+
+    def _allow_header(self, key_name: bytes) -> bool:
+        return b"_" not in key_name
+
+
+def _request_class(deadlines: Deadlines, large_body_paths: tuple[str, ...]) -> type:
     class LimitedRequest(cheroot_server.HTTPRequest):
+        header_reader = _NoUnderscoreHeaders()
+
         def parse_request(self):
             token = deadlines.watch(self.conn.socket)
             try:
@@ -242,6 +266,12 @@ def _request_class(deadlines: Deadlines) -> type:
         def respond(self):
             if not self.chunked_read and self.inheaders.get(b"Content-Length", b"0").strip() in (b"0", b""):
                 return super().respond()  # no body to wait for
+            if _declared_length(self) > SMALL_BODY_BYTES and _path(self) not in large_body_paths:
+                # refused before a byte is read: a slow sender of a large body would hold the thread for
+                # as long as the body rule allows (a second per kB), on a path that never needs one
+                self.close_connection = True
+                return self.simple_response("413 Payload Too Large",
+                                            f"At most {SMALL_BODY_BYTES // 1024} kB may be sent here.")
             token = deadlines.watch_body(self)
             try:
                 return super().respond()
@@ -258,11 +288,13 @@ def _request_class(deadlines: Deadlines) -> type:
     return LimitedRequest
 
 
-def apply(httpd: cheroot_server.HTTPServer, peers: PeerLimits,
-          deadlines: Deadlines | None = None) -> Deadlines:
-    """Put the limits on a cheroot server before it binds; returns its deadline watchdog."""
+def apply(httpd: cheroot_server.HTTPServer, peers: PeerLimits, deadlines: Deadlines | None = None,
+          large_body_paths: tuple[str, ...] = ()) -> Deadlines:
+    """Put the limits on a cheroot server before it binds; returns its deadline watchdog.
+    ``large_body_paths``: the paths that take uploads; every other body is at most
+    ``SMALL_BODY_BYTES``."""
     deadlines = deadlines or Deadlines()
     httpd.max_request_header_size = HEAD_LIMIT_BYTES
     httpd.request_queue_size = LISTEN_BACKLOG
-    httpd.ConnectionClass = _connection_class(deadlines, peers)
+    httpd.ConnectionClass = _connection_class(deadlines, peers, large_body_paths)
     return deadlines

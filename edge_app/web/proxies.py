@@ -20,8 +20,14 @@ from edge_app.config import ip_networks
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: bare, ``[v6]``, or with a port (``a.b.c.d:p``, ``[v6]:p``)."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     try:
-        ip = ipaddress.ip_address(text.strip().split("%", 1)[0])
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
     mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:10.0.0.5 on a dual-stack socket
@@ -48,8 +54,8 @@ class TrustedProxies:
         client = peer
         for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
             ip = _address(hop)
-            if ip is None:  # not an address: a trusted proxy would not write that; keep the last one known
-                return client
+            if ip is None:  # "unknown", "_hidden" (RFC 7239): the name a trusted proxy gave its client
+                return "".join(c for c in hop.strip() if c.isprintable())[:64] or "unknown"
             client = str(ip)
             if not self.trusts(client):
                 return client

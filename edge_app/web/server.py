@@ -8,7 +8,7 @@ class Server:
     """cheroot's threaded WSGI server in a background thread (HTTPS when configured)."""
 
     def __init__(self, app, host: str, port: int, threads: int = 24, tls_cert: str = "", tls_key: str = "",
-                 trusted_proxies: str = ""):
+                 trusted_proxies: str = "", large_body_paths: tuple[str, ...] = ()):
         from cheroot import wsgi
 
         from edge_app.web import http_limits
@@ -22,7 +22,8 @@ class Server:
         # browser opens to one host (unless the pool itself is smaller)
         self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))
         self.peer_limits.exempt_proxies = TrustedProxies(trusted_proxies)  # everyone behind one shares its address
-        self.deadlines = http_limits.apply(self.httpd, self.peer_limits)  # head size, head and body time, backlog
+        # head size, head and body time, body size outside the uploads' paths, listen backlog
+        self.deadlines = http_limits.apply(self.httpd, self.peer_limits, large_body_paths=large_body_paths)
         if tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 
