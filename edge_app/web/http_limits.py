@@ -89,7 +89,7 @@ class Deadlines:
             time.sleep(self.every_s)
             now = time.monotonic()
             with self._lock:
-                late = [(k, sock, what) for k, (sock, what, overdue) in self._watched.items() if overdue(now)]
+                late = [(k, sock, what) for k, (sock, what, overdue) in self._watched.items() if _late(overdue, now)]
                 for k, _, _ in late:
                     del self._watched[k]
             for _, sock, what in late:
@@ -158,6 +158,16 @@ def _declared_length(request: cheroot_server.HTTPRequest) -> int:
 
 def _path(request: cheroot_server.HTTPRequest) -> str:
     return request.path.split(b"?", 1)[0].decode("latin-1") if isinstance(request.path, bytes) else str(request.path)
+
+
+def _late(overdue: Callable[[float], bool], now: float) -> bool:
+    """One watch's verdict; a watch that fails is left alone rather than ending the watchdog
+    (and with it every deadline)."""
+    try:
+        return overdue(now)
+    except Exception:  # noqa: BLE001 - logged; the other connections still need watching
+        log.exception("a connection deadline check failed")
+        return False
 
 
 def _body_pending(request: cheroot_server.HTTPRequest) -> bool:
