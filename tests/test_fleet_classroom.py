@@ -593,3 +593,14 @@ def test_a_page_shut_out_goes_back_to_the_log_in(classroom, page, monkeypatch):
     page.locator("#conn", has_text="Live").wait_for()
     classroom.accounts.set_disabled(classroom.accounts.find("ms-lee").id, True)
     page.wait_for_url("**/login", timeout=20_000)
+
+
+def test_an_instructor_logs_out_a_classroom_computer_left_logged_in(classroom):
+    classroom.accounts.create_user("ms-lee", "lee-password-1", "instructor")
+    here, projector = login(classroom.url, "ms-lee", "lee-password-1"), login(classroom.url, "ms-lee", "lee-password-1")
+    assert "also logged in on 1 other browser." in here.get(f"{classroom.url}/account", timeout=5).text
+    assert here.post(f"{classroom.url}/account/sessions", data={"csrf": "stale"}, timeout=5).status_code == 403
+    r = here.post(f"{classroom.url}/account/sessions", data={"csrf": here.csrf}, timeout=5)
+    assert r.status_code == 200 and "Logged out 1 other browser." in r.text and "Only here." in r.text
+    assert projector.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
+    assert here.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200

@@ -438,3 +438,23 @@ def test_students_see_their_own_results_only(appliance, face_jpeg):
     assert "ann-secret-photo.jpg" in ann.get(f"{appliance.url}/upload", timeout=10).text
     assert "ann-secret-photo.jpg" not in ben.get(f"{appliance.url}/upload", timeout=10).text
     assert ben.get(f"{appliance.url}/admin/image/1", timeout=10).status_code == 403
+
+
+def test_log_out_everywhere_else_ends_the_other_browsers_only(appliance):
+    """A browser left logged in on a classroom computer: from another one, the user ends it."""
+    add_student(appliance)
+    here, left_behind = login(appliance.url, "sam", STUDENT_PW), login(appliance.url, "sam", STUDENT_PW)
+    admin = login(appliance.url)  # someone else's session is not touched
+    page = here.get(f"{appliance.url}/account", timeout=10).text
+    assert "also logged in on 1 other browser." in page
+    assert here.post(f"{appliance.url}/account/sessions", data={"csrf": "stale"}, allow_redirects=False,
+                     timeout=10).status_code == 403
+    r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=1")
+    assert "Logged out 1 other browser." in here.get(r.headers["Location"], timeout=10).text
+    assert left_behind.get(f"{appliance.url}/api/state", timeout=10).status_code == 401
+    assert here.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
+    assert admin.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
+    assert "Only here." in here.get(f"{appliance.url}/account", timeout=10).text
+    forged = here.get(f"{appliance.url}/account?ended=<b>999999</b>", timeout=10).text
+    assert "sessions-ended" not in forged  # only a count this page wrote itself is shown

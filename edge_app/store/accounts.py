@@ -447,6 +447,18 @@ class Accounts:
     def end_session(self, token: str) -> None:
         self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
 
+    def other_sessions(self, user: User, token: str) -> int:
+        """How many other live log-ins ``user`` has (other browsers, other devices)."""
+        now = time.time()
+        return self.store.query("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND token_hash != ? "
+                                "AND last_seen >= ? AND created >= ?",
+                                (user.id, _token_hash(token), now - self.idle_s, now - self.max_age_s))[0][0]
+
+    def end_other_sessions(self, user: User, token: str) -> int:
+        """Log ``user`` out everywhere but this session (a browser left logged in somewhere)."""
+        return self.store.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
+                                  (user.id, _token_hash(token))).rowcount
+
     def purge_sessions(self) -> None:
         now = time.time()
         self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",

@@ -112,11 +112,25 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         return json.dumps({"confirmed": True, "valid_minutes": round(ctx.accounts.confirm_s / 60)})
 
+    def account(user, **values) -> str:
+        values.setdefault("others", ctx.accounts.other_sessions(user, request.get_cookie(COOKIE)))
+        return page("account", title="Your account", **values)
+
     @app.get("/account")
     def account_page():
-        guard.require_user(given_password_ok=True)
-        return page("account", title="Your account", error="", done=False,
-                    next=safe_next(request.query.getunicode("next", "/")))
+        user = guard.require_user(given_password_ok=True)
+        ended = request.query.get("ended", "")
+        return account(user, error="", done=False, next=safe_next(request.query.getunicode("next", "/")),
+                       ended=int(ended) if ended.isdigit() and len(ended) < 6 else None)
+
+    @app.post("/account/sessions")
+    def end_other_sessions():
+        """Log out every other browser of this user (one left logged in on a classroom computer)."""
+        user = guard.require_user(given_password_ok=True)
+        guard.check_csrf()
+        ended = ctx.accounts.end_other_sessions(user, request.get_cookie(COOKIE))
+        log.info("%s logged out %d other session(s) from %s", user.username, ended, client_address())
+        return bottle.redirect(f"/account?ended={ended}")
 
     @app.post("/account")
     def change_password():
@@ -128,10 +142,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
                                                 form.getunicode("again", ""), client_address())
         except AuthError as exc:
-            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {str(exc).rstrip('.')}.",
-                                     done=False, next=nxt), 429 if isinstance(exc, LoginThrottled) else 400)
+            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, next=nxt),
+                                429 if isinstance(exc, LoginThrottled) else 400)
         # every old session ended with the change; this browser gets a fresh one
         token, csrf = ctx.accounts.start_session(user)
         guard.set_session_cookie(token)
         guard.remember(user, csrf)
-        return page("account", title="Your account", error="", done=True, next=nxt)
+        return account(user, error="", done=True, next=nxt)

@@ -28,6 +28,7 @@ from edge_app.web.proxies import TrustedProxies
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet, shared
+DEVICE_VIEWS = HERE.parent.parent / "web" / "views"  # and the templates both apps render the same way
 COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
 KEEPALIVE_S = 5.0  # a comment line: also how soon a closed page's stream is noticed and its place freed
@@ -95,7 +96,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     app = bottle.Bottle()
     ctx.trusted_proxies.install(app)  # first: every hook and route sees the client, not the proxy
     streams = StreamSlots(ctx.max_streams)
-    lookup = [str(HERE / "views")]
+    lookup = [str(HERE / "views"), str(DEVICE_VIEWS)]  # the device's for the parts both share
 
     def current() -> tuple[User, str] | None:
         cached = request.environ.get("ee.user")
@@ -205,28 +206,44 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.delete_cookie(COOKIE, path="/")
         return bottle.redirect("/login")
 
+    def account(user: User, **values) -> str:
+        values.setdefault("others", ctx.accounts.other_sessions(user, request.get_cookie(COOKIE)))
+        return page("account", title="Your account", **values)
+
+    def account_form_user() -> User:
+        """The viewer posting a form of their account page, from this site, with their CSRF token."""
+        same_origin()
+        user, csrf = require_viewer(given_password_ok=True)
+        if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
+            raise HTTPResponse(page("message", title="Form expired",
+                                    message="The form was stale: reload the page and try again."), 403)
+        return user
+
     @app.get("/account")
     def account_page():
-        require_viewer(given_password_ok=True)
-        return page("account", title="Your account", error="", done=False)
+        user, _ = require_viewer(given_password_ok=True)
+        ended = request.query.get("ended", "")
+        return account(user, error="", done=False, ended=int(ended) if ended.isdigit() and len(ended) < 6 else None)
+
+    @app.post("/account/sessions")
+    def end_other_sessions():
+        """Log out this user's other browsers (a classroom computer left logged in)."""
+        user = account_form_user()
+        return bottle.redirect(f"/account?ended={ctx.accounts.end_other_sessions(user, request.get_cookie(COOKIE))}")
 
     @app.post("/account")
     def change_password():
         """An admin or instructor changes their own password; their other sessions end."""
-        same_origin()
-        user, csrf = require_viewer(given_password_ok=True)
-        if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
-            return HTTPResponse(page("message", title="Form expired",
-                                     message="The form was stale: reload the page and try again."), 403)
+        user = account_form_user()
         form = request.forms
         try:
             user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
                                                 form.getunicode("again", ""), request.environ.get("REMOTE_ADDR"))
         except AuthError as exc:
-            return HTTPResponse(page("account", title="Your account", error=f"Not changed: {str(exc).rstrip('.')}.",
-                                     done=False), 429 if isinstance(exc, LoginThrottled) else 400)
+            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False),
+                                429 if isinstance(exc, LoginThrottled) else 400)
         request.environ["ee.user"] = (user, start_session(user))  # every old session ended: a fresh one here
-        return page("account", title="Your account", error="", done=True)
+        return account(user, error="", done=True)
 
     @app.get("/")
     def classroom_page():

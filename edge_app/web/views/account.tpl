@@ -35,4 +35,5 @@
     <input id="again" name="again" type="password" autocomplete="new-password" minlength="8" required>
     <button type="submit">Change password</button>
   </form>
+  % include('account_sessions.tpl')
 </section>

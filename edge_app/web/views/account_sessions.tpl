@@ -1,0 +1,17 @@
+% # the account page's log-ins (the device's and the classroom's): 'others' and 'ended' counts, POST /account/sessions
+  <h2>Where you are logged in</h2>
+  % ended = get('ended', None)
+  % if ended is not None:
+  <p class="ok" role="status" id="sessions-ended">Logged out {{ended}} other browser{{'' if ended == 1 else 's'}}.</p>
+  % end
+  % others = get('others', 0)
+  % if others:
+  <p id="sessions-others">You are also logged in on {{others}} other browser{{'' if others == 1 else 's'}}. Not you, or
+    a computer you left? Log them out; this browser stays logged in.</p>
+  <form method="post" action="/account/sessions" class="row">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <button type="submit" class="secondary" id="sessions-end">Log out everywhere else</button>
+  </form>
+  % else:
+  <p class="hint" id="sessions-none">Only here.</p>
+  % end
