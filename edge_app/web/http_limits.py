@@ -11,7 +11,10 @@ that has not finished its head ``HEAD_DEADLINE_S`` after it started. A request *
 take longer (an upload on weak Wi-Fi), so it gets Apache mod_reqtimeout's rule instead:
 ``BODY_GRACE_S`` to start, one more second for every ``BODY_MIN_RATE`` bytes received; a
 body sent a byte every few seconds is cut after the grace, from however many addresses it
-comes. The listen backlog is deep enough for a classroom's burst of log-ins, and one
+comes; and a body over ``SMALL_BODY_BYTES`` is refused unread except on the paths that
+take uploads. Header names with an underscore are dropped (``X_Forwarded_For`` would
+pass for ``X-Forwarded-For``, see ``web/proxies.py``). The listen backlog is deep enough
+for a classroom's burst of log-ins, and one
 client address may keep at most half the threads busy (``PeerLimits``); past that it is
 answered 503 at once, and everyone else still gets in. Frigate puts nginx in front for
 the same reasons; for one desk device these limits and a larger thread pool
@@ -157,7 +160,7 @@ def _declared_length(request: cheroot_server.HTTPRequest) -> int:
 
 
 def _path(request: cheroot_server.HTTPRequest) -> str:
-    return request.path.split(b"?", 1)[0].decode("latin-1") if isinstance(request.path, bytes) else str(request.path)
+    return request.path.split(b"?", 1)[0].decode("latin-1")  # cheroot keeps it as the bytes received
 
 
 def _late(overdue: Callable[[float], bool], now: float) -> bool:
@@ -274,7 +277,7 @@ def _request_class(deadlines: Deadlines, large_body_paths: tuple[str, ...]) -> t
                 deadlines.done(token)
 
         def respond(self):
-            if not self.chunked_read and self.inheaders.get(b"Content-Length", b"0").strip() in (b"0", b""):
+            if not self.chunked_read and not _declared_length(self):
                 return super().respond()  # no body to wait for
             if _declared_length(self) > SMALL_BODY_BYTES and _path(self) not in large_body_paths:
                 # refused before a byte is read: a slow sender of a large body would hold the thread for
