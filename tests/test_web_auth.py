@@ -458,3 +458,12 @@ def test_log_out_everywhere_else_ends_the_other_browsers_only(appliance):
     assert "Only here." in here.get(f"{appliance.url}/account", timeout=10).text
     forged = here.get(f"{appliance.url}/account?ended=<b>999999</b>", timeout=10).text
     assert "sessions-ended" not in forged  # only a count this page wrote itself is shown
+
+
+def test_after_a_password_change_the_account_page_counts_no_other_browser(appliance):
+    add_student(appliance)
+    here, _elsewhere = login(appliance.url, "sam", STUDENT_PW), login(appliance.url, "sam", STUDENT_PW)
+    r = here.post(f"{appliance.url}/account", data={"csrf": here.csrf, "current": STUDENT_PW, "new": "new-sam-pw-456",
+                                                    "again": "new-sam-pw-456"}, timeout=10)
+    assert r.status_code == 200 and "Password changed" in r.text
+    assert "Only here." in r.text and "other browser" not in r.text  # this browser's fresh session is not "another"

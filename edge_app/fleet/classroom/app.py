@@ -243,7 +243,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False),
                                 429 if isinstance(exc, LoginThrottled) else 400)
         request.environ["ee.user"] = (user, start_session(user))  # every old session ended: a fresh one here
-        return account(user, error="", done=True)
+        return account(user, error="", done=True, others=0)  # the change ended every other one
 
     @app.get("/")
     def classroom_page():
