@@ -205,3 +205,18 @@ def test_a_slow_but_steady_upload_is_not_cut(web):
         assert deadlines.closed_bodies == 0
     finally:
         s.close()
+
+
+def test_refusals_are_logged_at_most_once_a_minute_with_their_count(caplog):
+    """An attack repeats a refusal many times a second; the journal (on an SD card) gets a
+    line at first and then one per interval with how many came, none lost."""
+    import logging
+
+    summary = http_limits.Summary("refused %d request(s) (last: %s)", every_s=0.3)
+    with caplog.at_level(logging.WARNING, logger="edge_app.web.http_limits"):
+        for i in range(500):
+            summary.add(detail=f"192.0.2.{i % 7}")
+        summary.flush_due()  # within the interval: nothing yet
+        assert [r.getMessage() for r in caplog.records] == ["refused 1 request(s) (last: 192.0.2.0)"]
+        wait_for(lambda: (summary.flush_due(), len(caplog.records) == 2)[1], timeout=5)
+    assert caplog.records[1].getMessage() == "refused 499 request(s) (last: 192.0.2.2)"

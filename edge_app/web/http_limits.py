@@ -42,6 +42,34 @@ SMALL_BODY_BYTES = 64 * 1024  # a log-in, a settings form: any path but the uplo
 LISTEN_BACKLOG = 128
 
 
+class Summary:
+    """Counts of one kind of refusal, written to the log at most once per ``every_s``: an
+    attack repeats them many times a second, and the journal lives on an SD card. The
+    first is written at once; what came after it, once the interval is over (``flush_due``,
+    which the deadline watchdog calls as it ticks)."""
+
+    def __init__(self, message: str, every_s: float = 60.0, level: int = logging.WARNING):
+        self.message, self.every_s, self.level = message, every_s, level
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._last = -float("inf")
+        self._detail = ""
+
+    def add(self, n: int = 1, detail: str = "") -> None:
+        with self._lock:
+            self._pending += n
+            self._detail = detail or self._detail
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if not self._pending or now - self._last < self.every_s:
+                return
+            count, detail, self._pending, self._last = self._pending, self._detail, 0, now
+        log.log(self.level, self.message, count, detail)
+
+
 class Deadlines:
     """One watchdog thread that shuts down connections too slow to send their request head
     (``deadline_s`` after it started) or their body (``body_grace_s`` plus a second per
@@ -58,6 +86,9 @@ class Deadlines:
         self._thread: threading.Thread | None = None
         self.closed = 0  # connections cut for a slow head (for tests and logs)
         self.closed_bodies = 0  # ... and for a slow body
+        self._logs = {what: Summary(f"closed %d connection(s) too slow to send a request {what}%s", level=logging.INFO)
+                      for what in ("head", "body")}
+        self.summaries: list[Summary] = list(self._logs.values())  # flushed as the watchdog ticks
 
     def watch(self, sock: socket.socket) -> int:
         """Watch a connection starting its request head."""
@@ -104,10 +135,12 @@ class Deadlines:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-            for what in ("head", "body"):
+            for what, summary in self._logs.items():
                 n = sum(1 for _, _, w in late if w == what)
                 if n:
-                    log.info("closed %d connection(s) too slow to send a request %s", n, what)
+                    summary.add(n)
+            for summary in self.summaries:
+                summary.flush_due()
 
 
 class ArrivalCounter:
@@ -196,6 +229,8 @@ class PeerLimits:
         self.exempt_loopback = True
         self.exempt_proxies: TrustedProxies | None = None
         self.refused = 0  # requests answered 503 for it (for tests and logs)
+        self.refusals = Summary("refused %d request(s) from an address holding its share of threads already "
+                                "(last: %s)")
         self._busy: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -243,9 +278,7 @@ def _connection_class(deadlines: Deadlines, peers: PeerLimits, large_body_paths:
                     self.wfile.flush()
                 except OSError:
                     pass
-                if peers.refused in (1, 10, 100, 1000):
-                    log.warning("refused %d request(s) from an address holding %d threads already (last: %s)",
-                                peers.refused, peers.per_peer, peer)
+                peers.refusals.add(detail=peer)
                 return False
             try:
                 return super().communicate()
@@ -307,6 +340,7 @@ def apply(httpd: cheroot_server.HTTPServer, peers: PeerLimits, deadlines: Deadli
     ``large_body_paths``: the paths that take uploads; every other body is at most
     ``SMALL_BODY_BYTES``."""
     deadlines = deadlines or Deadlines()
+    deadlines.summaries.append(peers.refusals)  # its ticks write the refusals' late counts too
     httpd.max_request_header_size = HEAD_LIMIT_BYTES
     httpd.request_queue_size = LISTEN_BACKLOG
     httpd.ConnectionClass = _connection_class(deadlines, peers, large_body_paths)
