@@ -119,9 +119,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/account")
     def account_page():
         user = guard.require_user(given_password_ok=True)
-        ended = request.query.get("ended", "")
         return account(user, error="", done=False, next=safe_next(request.query.getunicode("next", "/")),
-                       ended=int(ended) if ended.isdigit() and len(ended) < 6 else None)
+                       ended=hardening.small_count(request.query.get("ended", "")))
 
     @app.post("/account/sessions")
     def end_other_sessions():

@@ -55,6 +55,12 @@ def login_fields(req):
     return json_object(req) if req.content_type.startswith("application/json") else req.forms
 
 
+def small_count(value: str) -> int | None:
+    """A count a page put in its own redirect (``?ended=2``); None for anything else, so a
+    crafted link cannot make the page announce what did not happen at scale."""
+    return int(value) if value.isdigit() and len(value) < 6 else None
+
+
 def throttled(exc, page: str | None = None) -> HTTPResponse:
     """429 for a throttled log-in (``accounts.LoginThrottled``): the log-in ``page`` with
     its message, or JSON for a script; Retry-After either way."""

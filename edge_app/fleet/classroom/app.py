@@ -222,8 +222,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.get("/account")
     def account_page():
         user, _ = require_viewer(given_password_ok=True)
-        ended = request.query.get("ended", "")
-        return account(user, error="", done=False, ended=int(ended) if ended.isdigit() and len(ended) < 6 else None)
+        return account(user, error="", done=False, ended=hardening.small_count(request.query.get("ended", "")))
 
     @app.post("/account/sessions")
     def end_other_sessions():
