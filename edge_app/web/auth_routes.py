@@ -98,19 +98,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.check_same_origin()
         user = guard.require_user()
         guard.check_csrf()
-        data = hardening.json_object(request)
-        if data is None:
-            return json_error(400, "send JSON {\"password\": ...}")
-        try:
-            ok = ctx.accounts.confirm(request.get_cookie(COOKIE), user, str(data.get("password", "")),
-                                      client_address())
-        except LoginThrottled as exc:
-            return hardening.throttled(exc)
-        if not ok:
-            log.info("failed password confirmation by %r from %s", user.username, client_address())
-            return json_error(401, "wrong password")
-        response.content_type = "application/json"
-        return json.dumps({"confirmed": True, "valid_minutes": round(ctx.accounts.confirm_s / 60)})
+        return hardening.confirm_answer(ctx.accounts, request.get_cookie(COOKIE), user, client_address())
 
     def account(user, **values) -> str:
         values.setdefault("others", ctx.accounts.other_sessions(user, request.get_cookie(COOKIE)))

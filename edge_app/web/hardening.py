@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bottle import HTTPError, HTTPResponse, request, response
 
 from edge_app.config import Config
+from edge_app.store.accounts import LoginThrottled
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,24 @@ def login_fields(req):
     """A log-in's fields: the JSON object when the body says it is JSON, else the form;
     None for a JSON body that is no object (the caller answers 400)."""
     return json_object(req) if req.content_type.startswith("application/json") else req.forms
+
+
+def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | str:
+    """``POST /api/confirm`` of either app, once its own checks (origin, log-in, CSRF) passed:
+    the JSON ``{"password"}`` checked as a log-in for this session (``Accounts.confirm``)."""
+    data = json_object(request)
+    if data is None:
+        return HTTPResponse(json.dumps({"error": 'send JSON {"password": ...}'}), 400,
+                            {"Content-Type": "application/json"})
+    try:
+        ok = accounts.confirm(token, user, str(data.get("password", "")), address)
+    except LoginThrottled as exc:
+        return throttled(exc)
+    if not ok:
+        log.info("failed password confirmation by %r from %s", user.username, address)
+        return HTTPResponse(json.dumps({"error": "wrong password"}), 401, {"Content-Type": "application/json"})
+    response.content_type = "application/json"
+    return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
 
 
 def small_count(value: str) -> int | None:

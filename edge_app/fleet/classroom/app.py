@@ -305,18 +305,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         user, csrf = require_viewer(api=True)
         if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
             return json_error(403, "missing or stale X-CSRF-Token: log in again")
-        data = hardening.json_object(request)
-        if data is None:
-            return json_error(400, 'send JSON {"password": ...}')
-        try:
-            ok = ctx.accounts.confirm(request.get_cookie(COOKIE), user, str(data.get("password", "")),
-                                      request.environ.get("REMOTE_ADDR") or "unknown")
-        except LoginThrottled as exc:
-            return hardening.throttled(exc)
-        if not ok:
-            return json_error(401, "wrong password")
-        response.content_type = "application/json"
-        return json.dumps({"confirmed": True, "valid_minutes": round(ctx.accounts.confirm_s / 60)})
+        return hardening.confirm_answer(ctx.accounts, request.get_cookie(COOKIE), user,
+                                        request.environ.get("REMOTE_ADDR") or "unknown")
 
     @app.post("/api/instructors")
     def add_instructor():
