@@ -7,7 +7,6 @@ every request; the user is looked up once per request and cached in its environ.
 from __future__ import annotations
 
 import hmac
-import json
 from urllib.parse import quote, urlsplit
 
 import bottle
@@ -15,7 +14,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
-from edge_app.web.hardening import is_loopback
+from edge_app.web.hardening import is_loopback, json_error  # the routes import json_error from here too
 
 COOKIE = "ee_session"
 
@@ -23,9 +22,6 @@ COOKIE = "ee_session"
 def wants_json() -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
-
-def json_error(status: int, message: str) -> HTTPResponse:
-    return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
 
 
 def safe_next(value: str | None) -> str:
@@ -91,7 +87,7 @@ class Guard:
         found = self.current()
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
-                raise HTTPResponse(json.dumps({"error": "log in first"}), 401, {"Content-Type": "application/json"})
+                raise json_error(401, "log in first")
             raise bottle.redirect("/login?next=" + quote(_here(), safe="/"))
         user = found[0]
         if user.must_change_password and not given_password_ok:
@@ -101,7 +97,7 @@ class Guard:
             raise bottle.redirect(account_url(_here() if request.method == "GET" else "/"))
         if admin and not user.is_admin:
             if wants_json():
-                raise HTTPResponse(json.dumps({"error": "admins only"}), 403, {"Content-Type": "application/json"})
+                raise json_error(403, "admins only")
             raise HTTPResponse(self.page("error", title="Not allowed", message="This page is for admins only."), 403)
         return user
 
@@ -138,8 +134,7 @@ class Guard:
         origin = request.headers.get("Origin")
         if origin and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}":
             if wants_json():
-                raise HTTPResponse(json.dumps({"error": "cross-site request refused"}), 403,
-                                   {"Content-Type": "application/json"})
+                raise json_error(403, "cross-site request refused")
             raise HTTPResponse(self.page("error", title="Refused", message="This form was sent from another site, so "
                                          "it was refused. Open this device's page directly and try again."), 403)
 

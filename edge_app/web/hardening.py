@@ -61,17 +61,21 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     the JSON ``{"password"}`` checked as a log-in for this session (``Accounts.confirm``)."""
     data = json_object(request)
     if data is None:
-        return HTTPResponse(json.dumps({"error": 'send JSON {"password": ...}'}), 400,
-                            {"Content-Type": "application/json"})
+        return json_error(400, 'send JSON {"password": ...}')
     try:
         ok = accounts.confirm(token, user, str(data.get("password", "")), address)
     except LoginThrottled as exc:
         return throttled(exc)
     if not ok:
         log.info("failed password confirmation by %r from %s", user.username, address)
-        return HTTPResponse(json.dumps({"error": "wrong password"}), 401, {"Content-Type": "application/json"})
+        return json_error(401, "wrong password")
     response.content_type = "application/json"
     return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
+
+
+def json_error(status: int, message: str) -> HTTPResponse:
+    """A refusal scripts and pages read alike: ``{"error": message}`` with ``status``."""
+    return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
 
 
 def small_count(value: str) -> int | None:
@@ -102,14 +106,20 @@ def server_error(err, service: str, hsts: bool = False) -> str:
                                 "please report it"})
 
 
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
+def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A bare address (an IPv6 zone dropped), an IPv4-mapped one as IPv4 (``::ffff:10.0.0.5``
+    on a dual-stack socket); None for anything else."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
+    ip = ip_of(address)
+    return ip is not None and ip.is_loopback
 
 
 def _host_name(host_header: str) -> str:

@@ -17,6 +17,7 @@ import bottle
 from bottle import request
 
 from edge_app.config import ip_networks
+from edge_app.web.hardening import ip_of
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -26,12 +27,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         text = text[1:].split("]", 1)[0]
     elif text.count(":") == 1:
         text = text.split(":", 1)[0]
-    try:
-        ip = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:10.0.0.5 on a dual-stack socket
-    return mapped or ip
+    return ip_of(text)
 
 
 class TrustedProxies:

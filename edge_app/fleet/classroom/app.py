@@ -23,6 +23,7 @@ from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
+from edge_app.web.hardening import json_error
 from edge_app.web.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,6 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             cached = ctx.accounts.session_user(request.get_cookie(COOKIE)) or False
             request.environ["ee.user"] = cached
         return cached or None
-
-    def json_error(status: int, message: str) -> HTTPResponse:
-        return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
 
     def page(name: str, **values) -> str:
         found = current()
