@@ -45,7 +45,7 @@ setup(
         "train": ["tensorflow-cpu>=2.16,<2.22", "matplotlib>=3.8"],
         # scikit-image: only tests' face-free photos (coffee, a cat) and LFW faces, and tools/detect_bench.py;
         # never on a device
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "requests>=2.31", "playwright>=1.45", "gpiozero>=2.0", "hypothesis>=6.100",
                 "scikit-image>=0.22",
                 "ruff>=0.17", "mypy>=2.4", "types-requests>=2.31"],  # `make lint` (part of `make test`): ruff.toml, mypy.ini
     },
