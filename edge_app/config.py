@@ -378,8 +378,10 @@ class MqttSection(Section):
     username: str = setting("", "This device's broker account.")
     password: str = setting("", "Its password (or password_file, better: readable by the service user only).")
     password_file: str = setting("", "A file holding the broker password.")
-    device_id: str = setting("", "Topic name of this device; empty: the host name.",
-                             Matches(MQTT_TOPIC_ID, "letters, digits, '.', '_' or '-', at most 64 (empty: the host name)"))
+    device_id: str = setting("", "Topic name of this device; empty: its broker user name (username), or the "
+                             "host name without one. Keep it equal to the user name under the README's broker ACL.",
+                             Matches(MQTT_TOPIC_ID, "letters, digits, '.', '_' or '-', at most 64 (empty: the user "
+                                     "name, else the host name)"))
     desk: str = setting("", 'A label for the instructor, e.g. "Row 2, seat 4" (never a student\'s name).',
                         Matches(MQTT_DESK, "a printable label of at most 64 characters"))
     topic_prefix: str = setting("engage", 'One prefix per school or classroom, e.g. "school-a/room-12".',

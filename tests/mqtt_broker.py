@@ -2,7 +2,8 @@
 
 Debian's ``mosquitto`` (installed by ``make test``) is started per test on a free
 loopback port with ``allow_anonymous false``; ``tls=True`` adds a TLS listener with a
-throw-away CA made here with openssl. ``stop()``/``start()`` simulate an outage.
+throw-away CA made here with openssl; ``users`` adds accounts and ``acl`` an ACL file's
+text (the README's). ``stop()``/``start()`` simulate an outage.
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def make_ca(folder: Path) -> dict[str, Path]:
 
 
 class Broker:
-    def __init__(self, folder: Path, tls: bool = False, persistence: bool = False):
+    def __init__(self, folder: Path, tls: bool = False, persistence: bool = False,
+                 users: dict[str, str] | None = None, acl: str = ""):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
@@ -60,11 +62,16 @@ class Broker:
         self.ca: Path | None = None
         passwd = folder / "passwd"
         passwd.write_text("")
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), USER, PASSWORD], check=True, capture_output=True)
+        for user, password in {USER: PASSWORD, **(users or {})}.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
         passwd.chmod(0o644)
         lines = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwd}",
                  f"persistence {'true' if persistence else 'false'}", f"persistence_location {folder}/",
                  "user root", f"listener {self.port} 127.0.0.1"]
+        if acl:
+            (folder / "acl").write_text(acl)
+            (folder / "acl").chmod(0o644)
+            lines.append(f"acl_file {folder / 'acl'}")
         if tls:
             files = make_ca(folder / "tls")
             for f in files.values():
@@ -111,7 +118,8 @@ def tls_broker(tmp_path):
 class Listener:
     """A subscriber (a real paho client) that records every message it gets, in order."""
 
-    def __init__(self, broker: Broker, topics: list[str], client_id: str = "", persistent: bool = False):
+    def __init__(self, broker: Broker, topics: list[str], client_id: str = "", persistent: bool = False,
+                 user: str = USER, password: str = PASSWORD):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -120,7 +128,7 @@ class Listener:
         self.subscribed = 0  # SUBACKs: from then on the broker delivers to this listener
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"listener-{free_port()}",
                                   clean_session=not persistent)
-        self.client.username_pw_set(USER, PASSWORD)
+        self.client.username_pw_set(user, password)
         self.client.reconnect_delay_set(0.2, 1)
 
         def on_connect(client, userdata, flags, reason_code, properties):

@@ -29,7 +29,8 @@ FIELDS: list[tuple[str, str, type, str]] = [
     ("tls_ca", "Broker CA file (TLS)", str, "PEM file of the broker's certificate authority; empty: no TLS."),
     ("username", "User name", str, "This device's broker account."),
     ("password", "Password", str, "Leave empty to keep the saved one."),
-    ("device_id", "Device id", str, "Its topic name; empty: the host name."),
+    ("device_id", "Device id", str, "Its topic name; empty: the user name, else the host name. Under the "
+     "README's broker rules a device may write only under its own user name."),
     ("desk", "Desk label", str, 'Shown to the instructor, e.g. "Row 2, seat 4" (never a student\'s name).'),
     ("topic_prefix", "Topic prefix", str, 'One per school or classroom, e.g. "school-a/room-12".'),
     ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),

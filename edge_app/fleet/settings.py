@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # config imports this module: no runtime import back
     from edge_app.config import Config, MqttSection
 
 HOST = re.compile(r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
-TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the host name
+TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the user name, else the host name
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
@@ -32,8 +32,15 @@ def check_together(section: MqttSection, error: type[Exception]) -> None:
         raise error("set mqtt.password or mqtt.password_file, not both")
 
 
-def default_device_id() -> str:
-    """The host name, made topic-safe ('desk-07.school.lan' -> 'desk-07')."""
+def default_device_id(username: str = "") -> str:
+    """The broker user name when it can be a topic level, else the host name made
+    topic-safe ('desk-07.school.lan' -> 'desk-07').
+
+    The user name first: the README's broker ACL (``pattern write engage/%u/#``) lets a
+    device write only under its own user name, and the broker drops anything else
+    without telling the device, so a desk whose topic name differs never shows up."""
+    if username and TOPIC_ID.match(username):
+        return username
     name = socket.gethostname().split(".")[0]
     name = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:64]
     return name or "engage-edge"
@@ -78,6 +85,6 @@ class MqttSettings:
                 raise ConfigError(f"mqtt.password_file {m.password_file} cannot be read: {exc.strerror or exc}; "
                                  "check the path and that the service user may read it") from None
         return cls(host=m.host, port=m.port, tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
-                   username=m.username, password=password, device_id=m.device_id or default_device_id(),
+                   username=m.username, password=password, device_id=m.device_id or default_device_id(m.username),
                    desk=m.desk, topic_prefix=m.topic_prefix, keepalive_s=m.keepalive_s,
                    include_emotion=m.include_emotion)
