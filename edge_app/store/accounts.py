@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge_app.addresses import client_key
 from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
 
@@ -217,6 +218,7 @@ class Accounts:
     def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
         """(key, slow after, lock after, who) for each counter an attempt feeds."""
         p, name = self.throttle, _throttle_name(username)
+        address = client_key(address) if address else address  # an IPv6 /64 is one client
         keys = [("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user, "this user name"),
                 ("user:" + name, p.lock_after_user_global, p.lock_after_user_global,
                  "this user name (from every address)")]

@@ -13,8 +13,9 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
+from edge_app.addresses import is_loopback
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
-from edge_app.web.hardening import is_loopback, json_error  # the routes import json_error from here too
+from edge_app.web.hardening import json_error  # the routes import json_error from here too
 
 COOKIE = "ee_session"
 

@@ -106,22 +106,6 @@ def server_error(err, service: str, hsts: bool = False) -> str:
                                 "please report it"})
 
 
-def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """A bare address (an IPv6 zone dropped), an IPv4-mapped one as IPv4 (``::ffff:10.0.0.5``
-    on a dual-stack socket); None for anything else."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    return getattr(ip, "ipv4_mapped", None) or ip
-
-
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything unparsable."""
-    ip = ip_of(address)
-    return ip is not None and ip.is_loopback
-
-
 def _host_name(host_header: str) -> str:
     """The name part of a Host header, lower-case, without port or IPv6 brackets."""
     host = host_header.strip().lower()

@@ -30,7 +30,7 @@ from typing import Callable
 
 from cheroot import server as cheroot_server
 
-from edge_app.web.hardening import is_loopback
+from edge_app.addresses import client_key, is_loopback
 from edge_app.web.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,9 @@ def _body_pending(request: cheroot_server.HTTPRequest) -> bool:
 
 
 class PeerLimits:
-    """At most ``per_peer`` worker threads busy for one client address at a time.
+    """At most ``per_peer`` worker threads busy for one client at a time: one IPv4
+    address, or one IPv6 /64 (``addresses.client_key``: a host can pick a new address
+    in its /64 for every connection).
 
     Loopback is exempt (this machine's own tools, a reverse proxy in front), and so are
     the trusted proxies (``web.trusted_proxies``); tests that play an attacker on loopback
@@ -236,12 +238,13 @@ class PeerLimits:
 
     def enter(self, address: str) -> bool:
         """Take a thread for ``address``; False when it already holds its share."""
+        key = client_key(address)
         with self._lock:
-            n = self._busy.get(address, 0)
+            n = self._busy.get(key, 0)
             if n >= self.per_peer and not self._exempt(address):
                 self.refused += 1
                 return False
-            self._busy[address] = n + 1
+            self._busy[key] = n + 1
             return True
 
     def _exempt(self, address: str) -> bool:
@@ -249,12 +252,13 @@ class PeerLimits:
                 or (self.exempt_proxies is not None and self.exempt_proxies.trusts(address)))
 
     def leave(self, address: str) -> None:
+        key = client_key(address)
         with self._lock:
-            n = self._busy.get(address, 0) - 1
+            n = self._busy.get(key, 0) - 1
             if n > 0:
-                self._busy[address] = n
+                self._busy[key] = n
             else:
-                self._busy.pop(address, None)
+                self._busy.pop(key, None)
 
 
 BUSY_TEXT = b"This address has too many requests in progress: try again in a few seconds.\n"

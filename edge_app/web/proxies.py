@@ -16,8 +16,8 @@ import ipaddress
 import bottle
 from bottle import request
 
+from edge_app.addresses import ip_of
 from edge_app.config import ip_networks
-from edge_app.web.hardening import ip_of
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
