@@ -5,9 +5,11 @@ face the way those crops do. This runs the shipped BlazeFace detector on FER+ tr
 images (upscaled 4x and padded, so the face is a normal size for the detector) and
 reports where the eyes sit, as fractions of the 48x48 crop: the mean eye positions, the
 eye midpoint, the inter-ocular distance, and how tilted FER faces are (FER2013 crops
-were not rotated, so the tilt is spread around level).
+were not rotated, so the tilt is spread around level). Faces turned away are left out
+by the device's own rule (``detector.turned_away``: the face check's yaw, or the ear
+keypoints with ``--ear-rule``, the rule the shipped template was first measured with).
 
-    python tools/fer_framing.py --data ~/.cache/engage-data/ferplus [--split FER2013Train] [--limit 4000]
+    python tools/fer_framing.py --data ~/.cache/engage-data/ferplus [--split FER2013Train] [--limit 4000] [--ear-rule]
 
 Only the training split is read (never test). The numbers printed go into
 ``align.FER_TEMPLATE`` and ``models/MODEL_CARD.md``.
@@ -24,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.vision.blazeface import BlazeFace  # noqa: E402
-from edge_app.vision.detector import TURNED_AWAY, ear_asymmetry, plausible  # noqa: E402
+from edge_app.vision.blazeface import BlazeFace, FaceCheck  # noqa: E402
+from edge_app.vision.detector import plausible, turned_away  # noqa: E402
 
 UP = 4  # 48 -> 192 pixels
 PAD = 96  # grey border around the upscaled face: the detector expects some context
@@ -43,16 +45,23 @@ def best_detection(net: BlazeFace, img: np.ndarray | None, min_score: float):
     return (canvas, max(found, key=lambda d: d.score)) if found else None
 
 
-def measure(folder: Path, limit: int, min_score: float = 0.6) -> dict:
-    net = BlazeFace()
+def measure(folder: Path, limit: int, min_score: float = 0.6, ear_rule: bool = False) -> dict:
+    net, check = BlazeFace(), (None if ear_rule else FaceCheck())
     names = sorted(p.name for p in folder.glob("*.png"))[:limit]
-    eyes, mouths, turned = [], [], 0
+    eyes, mouths, turned, doubted = [], [], 0, 0
     for name in names:
         best = best_detection(net, cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), min_score)
         if best is None:
             continue
-        _, d = best
-        if ear_asymmetry(d.keypoints) >= TURNED_AWAY:
+        canvas, d = best
+        yaw = None
+        if check is not None:
+            look = check.look(canvas, d.box, d.keypoints[0], d.keypoints[1])
+            if look.presence < check.presence_min:
+                doubted += 1
+                continue  # the device would not believe it either
+            yaw = look.yaw
+        if turned_away(d.keypoints, yaw):
             turned += 1
             continue  # a turned head's eyes say little about the frontal framing
         kp = (d.keypoints - PAD) / (48 * UP)  # fractions of the 48x48 crop
@@ -66,8 +75,9 @@ def measure(folder: Path, limit: int, min_score: float = 0.6) -> dict:
     m = np.asarray(mouths)
     r4 = lambda v: [round(float(x), 4) for x in np.atleast_1d(v)]  # noqa: E731
     return {
-        "split": folder.name, "images": len(names), "frontal_faces_measured": len(e), "turned_away": turned,
-        "detected_rate": round((len(e) + turned) / max(1, len(names)), 4),
+        "split": folder.name, "rule": "ears" if ear_rule else "yaw", "images": len(names),
+        "frontal_faces_measured": len(e), "turned_away": turned, "doubted_by_face_check": doubted,
+        "detected_rate": round((len(e) + turned + doubted) / max(1, len(names)), 4),
         "right_eye_mean": r4(right.mean(0)), "left_eye_mean": r4(left.mean(0)),
         "eye_mid_mean": r4(mid.mean(0)), "eye_mid_median": r4(np.median(mid, 0)), "eye_mid_std": r4(mid.std(0)),
         "iod_mean": r4(iod.mean())[0], "iod_median": r4(np.median(iod))[0], "iod_std": r4(iod.std())[0],
@@ -81,12 +91,14 @@ def main() -> int:
     ap.add_argument("--data", type=Path, required=True, help="the extracted ferplus/ folder")
     ap.add_argument("--split", default="FER2013Train", choices=["FER2013Train", "FER2013Valid"])
     ap.add_argument("--limit", type=int, default=4000)
+    ap.add_argument("--ear-rule", action="store_true",
+                    help="leave out turned heads by BlazeFace's ears, without the face check (the first measurement)")
     args = ap.parse_args()
     folder = args.data / args.split
     if not folder.is_dir():
         print(f"error: {folder} does not exist: extract ../shared/data/ferplus.tar.gz (see its README)", file=sys.stderr)
         return 2
-    print(json.dumps(measure(folder, args.limit), indent=2))
+    print(json.dumps(measure(folder, args.limit, ear_rule=args.ear_rule), indent=2))
     return 0
 
 
