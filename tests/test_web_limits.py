@@ -220,3 +220,44 @@ def test_refusals_are_logged_at_most_once_a_minute_with_their_count(caplog):
         assert [r.getMessage() for r in caplog.records] == ["refused 1 request(s) (last: 192.0.2.0)"]
         wait_for(lambda: (summary.flush_due(), len(caplog.records) == 2)[1], timeout=5)
     assert caplog.records[1].getMessage() == "refused 499 request(s) (last: 192.0.2.2)"
+
+
+def test_an_upload_refused_for_its_address_reads_the_503_not_a_reset(web):
+    """A refused client still sending a large upload reads the 503's "try again" text,
+    and no worker reads its body. The server closes on the unread body, so the client's
+    send ends in a reset; Linux still hands it the 503 it had received (so does Chromium
+    here, for a fetch of 3 MB). A client that drops what it received on a reset would
+    show only the reset: reading the body to avoid it would give the worker back."""
+    peers = web.server.peer_limits
+    peers.exempt_loopback = False
+    holding = []
+    try:
+        for _ in range(peers.per_peer):  # the address's whole share, busy
+            s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
+            s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 60000\r\n\r\nusername=")
+            holding.append(s)
+        wait_for(lambda: peers.busy("127.0.0.1") == peers.per_peer, what="the share taken")
+        answers = []
+        for _ in range(3):
+            up = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
+            try:
+                up.sendall(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                           b"Content-Length: 3000000\r\n\r\n")
+                try:
+                    up.sendall(b"\xff" * 3_000_000)  # a browser sends the whole body before it reads
+                except OSError:
+                    pass  # told by a reset: the answer below says whether the 503 survived
+                answer = b""
+                try:
+                    while chunk := up.recv(65536):
+                        answer += chunk
+                except OSError as exc:
+                    answer += f"<{exc.__class__.__name__}>".encode()
+                answers.append(answer)
+            finally:
+                up.close()
+        assert all(a.startswith(b"HTTP/1.1 503") and http_limits.BUSY_TEXT in a for a in answers), answers
+        assert peers.busy("127.0.0.1") == peers.per_peer  # none of it read by a worker
+    finally:
+        for s in holding:
+            s.close()

@@ -251,6 +251,11 @@ class PeerLimits:
         return ((self.exempt_loopback and is_loopback(address))
                 or (self.exempt_proxies is not None and self.exempt_proxies.trusts(address)))
 
+    def busy(self, address: str) -> int:
+        """Worker threads busy now for ``address``'s client."""
+        with self._lock:
+            return self._busy.get(client_key(address), 0)
+
     def leave(self, address: str) -> None:
         key = client_key(address)
         with self._lock:
