@@ -1,7 +1,8 @@
 """The technician's hardware self-test: one PASS/FAIL line per check.
 
 Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), the
-model's golden check, a database write, free disk space. On a device stop the service
+model's golden check, a database write, free disk space, and whether a time server
+has set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a device stop the service
 first (``sudo systemctl stop engage-edge``): the camera and the GPIO pins are exclusive.
 Runs on a laptop too, with ``--source demo`` and the console indicator.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from edge_app import config as config_mod
 from edge_app.config import Config
+from edge_app.device import clock
 from edge_app.device.indicators import COLOUR_NAMES
 from edge_app.engagement import ABSENT, GROUPS, PAUSED
 
@@ -24,7 +26,7 @@ FRAMES = 5
 @dataclass
 class Result:
     name: str
-    status: str  # "PASS", "FAIL" or "SKIP"
+    status: str  # "PASS", "FAIL", "WARN" (works, with a caveat) or "SKIP"
     detail: str
 
 
@@ -105,6 +107,15 @@ def check_disk(cfg: Config) -> str:
     return f"{free_mb:.0f} MB free on {data}"
 
 
+def check_clock() -> Result:
+    synced = clock.synchronized()
+    if synced is None:
+        return Result("clock", "SKIP", "this system cannot tell whether its clock is synchronised (not Linux)")
+    if synced:
+        return Result("clock", "PASS", "set by a time server")
+    return Result("clock", "WARN", clock.UNSYNCHRONIZED_HELP)
+
+
 def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
         pin_factory=None) -> list[Result]:
     """Run every check, print one line each to ``out``; returns the results."""
@@ -142,6 +153,8 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
     attempt("model", check_model, cfg)
     attempt("database", check_database, cfg)
     attempt("disk", check_disk, cfg)
+    results.append(check_clock())
+    print(f"{results[-1].status} clock: {results[-1].detail}", file=out, flush=True)
     failed = [r.name for r in results if r.status == "FAIL"]
     print(f"self-test {'FAILED: ' + ', '.join(failed) if failed else 'passed'}", file=out, flush=True)
     return results

@@ -12,6 +12,7 @@ import json
 import bottle
 from bottle import response
 
+from edge_app.device import clock
 from edge_app.store import reports
 from edge_app.web.guard import Guard
 
@@ -94,4 +95,5 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
                           days=days, alerts=alerts,
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
-                          health=ctx.loop.health if ctx.loop else None)
+                          health=ctx.loop.health if ctx.loop else None,
+                          clock_unset=clock.synchronized() is False, clock_help=clock.UNSYNCHRONIZED_HELP)

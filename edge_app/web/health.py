@@ -9,6 +9,7 @@ import bottle
 from bottle import response
 
 from edge_app import __version__
+from edge_app.device import clock
 from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.health import CameraState, StoreState
 from edge_app.web.guard import Guard, from_this_machine, json_error
@@ -83,6 +84,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "frames": h.frames if h else 0,
             "uptime_s": round(time.time() - ctx.started, 1),
             "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
+            # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
+            "clock_synchronized": clock.synchronized(),
             "version": __version__,
         }
         if reasons:

@@ -2,6 +2,9 @@
 % import time as _t
 <section class="card">
   <h1>Today</h1>
+  % if clock_unset:
+  <p class="error" role="alert" id="clock-unset">Times may be wrong: {{clock_help}}.</p>
+  % end
   <div class="tiles">
     <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
     <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>

@@ -1,0 +1,52 @@
+"""Whether a time server has set the clock (edge_app/device/clock.py): a Pi has no
+battery clock, so until one has, every time the device logs may be wrong. The admin
+dashboard says so, /healthz reports it, and the self-test warns."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import requests
+
+from edge_app.cli import main
+from edge_app.device import clock
+from tests.conftest import login
+
+UNSYNCHRONIZED, SYNCHRONIZED = clock.TIME_ERROR, 0  # adjtimex's answers (linux/timex.h)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="adjtimex is Linux's")
+def test_the_kernel_is_asked_without_changing_anything():
+    state = clock.read_state()
+    assert state in range(6)  # TIME_OK .. TIME_ERROR: the real call answered
+    assert clock.synchronized() is (state != clock.TIME_ERROR)
+    assert clock.read_state() == state  # reading did not clear or set the flag
+
+
+def test_a_failing_call_means_cannot_tell():
+    assert clock.read_state(adjtimex=lambda buf: -1) is None
+
+
+@pytest.mark.parametrize("state, banner", [(UNSYNCHRONIZED, True), (SYNCHRONIZED, False)])
+def test_the_dashboard_and_healthz_say_whether_times_can_be_trusted(make_appliance, monkeypatch, state, banner):
+    monkeypatch.setattr(clock, "read_state", lambda: state)  # the kernel's flag cannot be set without CAP_SYS_TIME
+    appliance = make_appliance(with_loop=False)
+    body = requests.get(f"{appliance.url}/healthz", timeout=10).json()
+    assert body["clock_synchronized"] is (not banner)
+    assert body["status"] == "ok"  # the device works: a watchdog must not restart it for this
+    page = login(appliance.url).get(f"{appliance.url}/admin", timeout=10).text
+    assert ('id="clock-unset"' in page) is banner
+    if banner:
+        assert "Times may be wrong" in page and "timesyncd.conf" in page
+
+
+def test_the_selftest_warns_but_passes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(clock, "read_state", lambda: UNSYNCHRONIZED)
+    conf = tmp_path / "selftest.toml"
+    conf.write_text(f'[indicators]\nbackend = "console"\n[store]\ndata_dir = "{tmp_path / "data"}"\n')
+    main(["selftest", "--source", "demo", "--config", str(conf), "--step", "0.01", "--no-buzzer"])
+    out = capsys.readouterr().out
+    line = next(li for li in out.splitlines() if li.startswith(("PASS clock", "WARN clock", "FAIL clock")))
+    assert line.startswith("WARN clock: the clock has not been set by a time server")
+    verdict = out.strip().splitlines()[-1]
+    assert verdict.startswith("self-test") and "clock" not in verdict, verdict  # not among the failures
