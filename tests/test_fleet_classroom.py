@@ -81,7 +81,8 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                      and d.get("desk-b", {}).get("level") == "Not engaged" and d)
     assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
                                "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
-                               "online": True, "last_seen": pytest.approx(time.time(), abs=10)}
+                               "online": True, "last_seen": pytest.approx(time.time(), abs=10),
+                               "clock_skew": 0.0}  # its clock is this machine's
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
     assert body["counts"]["Engaged"] == 1 and body["counts"]["Not engaged"] == 1
@@ -604,3 +605,60 @@ def test_an_instructor_logs_out_a_classroom_computer_left_logged_in(classroom):
     assert r.status_code == 200 and "Logged out 1 other browser." in r.text and "Only here." in r.text
     assert projector.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
     assert here.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
+
+
+# ------------------------------------------------------------------ a desk's clock
+DAYS_3 = 3 * 86400.0
+
+
+def test_a_desk_whose_clock_is_off_is_corrected_by_its_sent_time():
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    # a Pi three days behind (started from the time it saved on Friday): in this state for 2 minutes
+    behind = state(since=str(now - DAYS_3 - 120), seq="5", sent=str(now - DAYS_3))
+    assert room.apply_state("desk-1", behind)
+    # a desk within the margin (network delay, a clock a few seconds off) is left as it is
+    assert room.apply_state("desk-2", state(since=str(now - 30), sent=str(now - 4)))
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert shown["desk-1"]["since"] == pytest.approx(now - 120)
+    assert shown["desk-1"]["clock_skew"] == pytest.approx(DAYS_3)
+    assert shown["desk-2"]["since"] == now - 30 and shown["desk-2"]["clock_skew"] == 0
+    # its retained copy, replayed at a resubscription, changes nothing; its next state is corrected alike
+    assert not room.apply_state("desk-1", behind, retained=True)
+    assert room.apply_state("desk-1", state(level="Not engaged", since=str(now - DAYS_3 + 10), seq="6",
+                                            sent=str(now - DAYS_3 + 10)))
+    assert room.snapshot()["desks"][0]["since"] == pytest.approx(now + 10)
+
+
+@pytest.mark.parametrize("sent", ["true", '"1800000000"', "1e400", "1" + "0" * 400, "null", "[]"])
+def test_a_sent_time_no_desk_would_send_corrects_nothing(sent):
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
+    assert room.apply_state("desk-1", state(since="1700000000.5", sent=sent))  # the state itself still counts
+    desk = room.snapshot()["desks"][0]
+    assert desk["since"] == 1700000000.5 and desk["clock_skew"] == 0
+
+
+def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="desk-behind")
+    client.username_pw_set(USER, PASSWORD)
+    client.connect("127.0.0.1", broker.port, 10)
+    client.loop_start()
+    try:
+        t = time.time() - DAYS_3  # what this desk's clock says now
+        payload = f'{{"level": "Engaged", "label": "Engaged", "since": {t - 180}, "seq": 1, "desk": "Row 3", "sent": {t}}}'
+        client.publish("engage/desk-behind/availability", "online", qos=1, retain=True).wait_for_publish(10)
+        client.publish("engage/desk-behind/state", payload, qos=1).wait_for_publish(10)
+        page.goto(f"{classroom.url}/")
+        page.fill("#username", "admin")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        tile = page.locator("li.desk[data-device='desk-behind']")
+        tile.wait_for(timeout=10_000)
+        text = tile.inner_text()
+        assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -3,6 +3,7 @@ ordering across a broker outage and a restart, TLS, and refused credentials."""
 from __future__ import annotations
 
 import json
+import time
 
 import mqtt_broker
 import pytest
@@ -53,7 +54,8 @@ def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
             assert state["level"] == "Not engaged" and state["label"] == "Not engaged - label 1"
             assert state["desk"] == "Row 2, seat 4" and state["model"] == "model-v3"
             assert state["since"] == 1_700_000_001.0 and state["seq"] >= 1
-            assert set(state) == {"level", "label", "since", "seq", "desk", "model"}  # no emotion, no confidence
+            assert set(state) == {"level", "label", "since", "seq", "desk", "model", "sent"}  # no emotion, no confidence
+            assert abs(state["sent"] - time.time()) < 60  # this clock as the message left
             assert all(retain for t, _, retain in late.messages)
             assert late.payloads("engage/desk-07/availability")[-1] == b"online"
             config = json.loads(late.payloads("homeassistant/sensor/desk-07/engagement/config")[-1])

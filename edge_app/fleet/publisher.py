@@ -144,14 +144,17 @@ class Publisher:
 
     # ------------------------------------------------------------ the sender thread
     def payload(self, message: Message) -> tuple[str, str, bool]:
-        """(topic, JSON payload, retain) for one outbox row."""
+        """(topic, JSON payload, retain) for one outbox row. ``sent`` is this device's
+        clock as the message leaves: a receiver compares it with its own to correct the
+        row's times when this clock is off (a Pi no time server has set yet)."""
         body = dict(message.body)
+        sent = round(time.time(), 3)
         if message.kind == "state":
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
-            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version())
+            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
             return self.settings.topic("state"), json.dumps(body), True
-        body.update(seq=message.seq, desk=self.settings.desk)
+        body.update(seq=message.seq, desk=self.settings.desk, sent=sent)
         return self.settings.topic(message.kind), json.dumps(body), False
 
     def _run(self) -> None:

@@ -24,6 +24,7 @@ ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs t
 ALERT_LEVELS = ("Not engaged", "Distracted")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
 MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
+CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
 
 
@@ -38,6 +39,8 @@ class Desk:
     online: bool = False
     last_seen: float = 0.0
     changed: int = 0  # the classroom's version at this desk's latest change
+    clock_skew: float = 0.0  # our clock minus the desk's, when more than CLOCK_SKEW_S (else 0): added to its times
+    device_since: float | None = None  # ``since`` by the desk's own clock: what ordering its messages compares
 
     def sort_key(self) -> tuple:
         """Online desks that need attention first (longest in that state first), offline last."""
@@ -92,19 +95,23 @@ class Classroom:
             return False
         if not isinstance(level, str) or level not in ATTENTION or not math.isfinite(since):  # NaN: broken JSON
             return False
+        skew = None if retained else _skew(data.get("sent"), self.clock())  # a retained copy was sent long ago
         with self._cond:
             desk = self._desk(device_id)
             if desk is None:
                 return False
-            if seq <= desk.seq and desk.since is not None and since <= desk.since:
+            if seq <= desk.seq and desk.device_since is not None and since <= desk.device_since:
                 return False  # a retained or repeated copy of an older change
-            desk.level, desk.since, desk.seq = level, since, seq
+            if skew is not None:
+                desk.clock_skew = skew if abs(skew) > CLOCK_SKEW_S else 0.0
+            desk.level, desk.device_since, desk.seq = level, since, seq
+            desk.since = since + desk.clock_skew
             desk.label = str(data.get("label", level))[:120]
             desk.desk = str(data.get("desk", ""))[:64]
             if not retained:
                 desk.online, desk.last_seen = True, self.clock()
             elif not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
-                desk.last_seen = since
+                desk.last_seen = desk.since
             self._changed(desk)
         return True
 
@@ -138,7 +145,7 @@ class Classroom:
                     counts[key] += 1
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
-            rows = [{k: v for k, v in asdict(d).items() if k not in ("seq", "changed")} for d in desks]
+            rows = [{k: v for k, v in asdict(d).items() if k not in ("seq", "changed", "device_since")} for d in desks]
             version = self.version
         return {"desks": rows, "counts": counts, "now": self.clock(), "version": version, "full": since is None}
 
@@ -156,3 +163,15 @@ class Classroom:
     def __len__(self) -> int:
         with self._cond:
             return len(self._desks)
+
+
+def _skew(sent, now: float) -> float | None:
+    """Our clock minus the desk's, from the ``sent`` time of a message just received
+    (its own clock as it left; delivery takes milliseconds), or None without one."""
+    if isinstance(sent, bool) or not isinstance(sent, (int, float)):
+        return None
+    try:
+        sent = float(sent)  # an integer too large for a float raises
+    except OverflowError:
+        return None
+    return now - sent if math.isfinite(sent) else None

@@ -47,6 +47,8 @@
       li.append(el("span", "name", d.desk || d.device_id), el("span", "level", d.level || "No state yet"));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       li.append(el("span", "meta heard", "last heard " + ago(t - d.last_seen) + " ago"));
+      // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
+      if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
       return li;
     }));
     if (!list.length) ul.append(el("li", "empty", "No desk has reported yet."));
