@@ -15,10 +15,9 @@ import sys
 TIME_ERROR = 5  # adjtimex's answer while STA_UNSYNC is set (linux/timex.h)
 TIMEX_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; modes = 0 (zeroed) only reads
 
-UNSYNCHRONIZED_HELP = ("the clock has not been set by a time server since this device started, so the times it "
-                       "logs may be wrong: connect it to the network, and where the school blocks public time "
-                       "servers put the school's own in /etc/systemd/timesyncd.conf (NTP=ntp.school.lan), then "
-                       "sudo systemctl restart systemd-timesyncd")
+UNSYNCHRONIZED = "no time server has set the clock since this device started, so the times it logs may be wrong"
+WHAT_TO_DO = ("connect it to the network; where the school blocks public time servers, put the school's own in "
+              "/etc/systemd/timesyncd.conf (NTP=ntp.school.lan) and run sudo systemctl restart systemd-timesyncd")
 
 
 def read_state(adjtimex=None) -> int | None:

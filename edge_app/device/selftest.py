@@ -113,7 +113,7 @@ def check_clock() -> Result:
         return Result("clock", "SKIP", "this system cannot tell whether its clock is synchronised (not Linux)")
     if synced:
         return Result("clock", "PASS", "set by a time server")
-    return Result("clock", "WARN", clock.UNSYNCHRONIZED_HELP)
+    return Result("clock", "WARN", f"{clock.UNSYNCHRONIZED}: {clock.WHAT_TO_DO}")
 
 
 def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,

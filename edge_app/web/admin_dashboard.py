@@ -96,4 +96,4 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                           days=days, alerts=alerts,
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
                           health=ctx.loop.health if ctx.loop else None,
-                          clock_unset=clock.synchronized() is False, clock_help=clock.UNSYNCHRONIZED_HELP)
+                          clock_unset=clock.synchronized() is False, clock_help=clock.WHAT_TO_DO)

@@ -3,7 +3,8 @@
 <section class="card">
   <h1>Today</h1>
   % if clock_unset:
-  <p class="error" role="alert" id="clock-unset">Times may be wrong: {{clock_help}}.</p>
+  <p class="error" role="alert" id="clock-unset"><strong>Times may be wrong:</strong> no time server has set this
+    device's clock since it started (it has no battery clock). To fix it, {{clock_help}}.</p>
   % end
   <div class="tiles">
     <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
