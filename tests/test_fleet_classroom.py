@@ -217,6 +217,8 @@ def test_an_instructor_changes_their_own_password(classroom):
     assert wrong.status_code == 400 and "current password is wrong" in wrong.text
     r = _account_form(teacher, url, "given-by-admin-1", "her-own-phrase-22")
     assert r.status_code == 200 and 'id="account-done"' in r.text
+    assert '<a href="/">Back to the classroom</a>' in r.text and "engage-edge classroom" in r.text  # its own layout
+    assert "An admin of this classroom page can set a new one." in requests.get(f"{url}/login", timeout=5).text
     assert teacher.get(f"{url}/api/classroom", timeout=5).status_code == 200  # this browser stays logged in
     assert login(url, "ms-lee", "her-own-phrase-22").csrf
     old = requests.post(f"{url}/api/login", json={"username": "ms-lee", "password": "given-by-admin-1"}, timeout=5)
@@ -605,6 +607,18 @@ def test_an_instructor_logs_out_a_classroom_computer_left_logged_in(classroom):
     assert r.status_code == 200 and "Logged out 1 other browser." in r.text and "Only here." in r.text
     assert projector.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
     assert here.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
+
+
+def test_log_out_needs_the_sessions_token_and_ends_it(classroom):
+    """The routes the classroom shares with a device (web/account_routes.py): a log-out
+    form another page makes without the token changes nothing; the page's own ends it."""
+    s = login(classroom.url)
+    del s.headers["X-CSRF-Token"]  # a browser's form carries only its hidden field
+    assert s.post(f"{classroom.url}/logout", data={}, timeout=5).status_code == 403
+    assert s.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200  # still logged in
+    r = s.post(f"{classroom.url}/logout", data={"csrf": s.csrf}, allow_redirects=False, timeout=5)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/login")
+    assert s.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
 
 
 # ------------------------------------------------------------------ a desk's clock

@@ -6,7 +6,6 @@ every request; the user is looked up once per request and cached in its environ.
 """
 from __future__ import annotations
 
-import hmac
 from urllib.parse import quote, urlsplit
 
 import bottle
@@ -15,7 +14,7 @@ from bottle import HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
-from edge_app.web.hardening import json_error  # the routes import json_error from here too
+from edge_app.web.hardening import csrf_sent_matches, json_error  # the routes import json_error from here too
 
 COOKIE = "ee_session"
 
@@ -104,12 +103,7 @@ class Guard:
 
     def check_csrf(self) -> None:
         found = self.current()
-        try:
-            tokens = [v for v in (request.headers.get("X-CSRF-Token"), request.forms.get("csrf")) if v is not None]
-        except (UnicodeDecodeError, ValueError):  # a malformed form body is refused like a stale one
-            tokens = []
-        # a script sends the header, a form its hidden field: whichever is sent must be right
-        if not found or not tokens or not all(hmac.compare_digest(str(v).encode(), found[1].encode()) for v in tokens):
+        if not found or not csrf_sent_matches(found[1]):
             if wants_json():
                 raise json_error(403, "missing or wrong X-CSRF-Token: send the csrf value that /api/login returned")
             raise HTTPResponse(self.page("error", title="Form expired",

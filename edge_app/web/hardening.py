@@ -3,6 +3,7 @@ which peers count as this machine (only the socket's, never a client's header), 
 security headers every page carries, and which JSON bodies are read at all."""
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
@@ -76,6 +77,16 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
 def json_error(status: int, message: str) -> HTTPResponse:
     """A refusal scripts and pages read alike: ``{"error": message}`` with ``status``."""
     return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
+
+
+def csrf_sent_matches(expected: str) -> bool:
+    """The request carries the session's CSRF token: a script sends it as X-CSRF-Token, a
+    form as its ``csrf`` field; whichever is sent must match (a malformed form body does not)."""
+    try:
+        sent = [v for v in (request.headers.get("X-CSRF-Token"), request.forms.get("csrf")) if v is not None]
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return bool(sent) and all(hmac.compare_digest(str(v).encode(), expected.encode()) for v in sent)
 
 
 def small_count(value: str) -> int | None:

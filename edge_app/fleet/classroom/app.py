@@ -21,8 +21,8 @@ from bottle import HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.publisher import BrokerStatus
-from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, LoginThrottled, User
-from edge_app.web import hardening
+from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
+from edge_app.web import account_routes, hardening
 from edge_app.web.hardening import json_error
 from edge_app.web.proxies import TrustedProxies
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet, shared
 DEVICE_VIEWS = HERE.parent.parent / "web" / "views"  # and the templates both apps render the same way
+# what the templates shared with a device (log-in, Your account) say here
+SHARED_VIEW_VALUES = {"layout": "layout.tpl", "place": "this classroom page", "home_link": "Back to the classroom"}
 COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
 KEEPALIVE_S = 5.0  # a comment line: also how soon a closed page's stream is noticed and its place freed
@@ -109,7 +111,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def page(name: str, **values) -> str:
         found = current()
         return bottle.template(name, template_lookup=lookup, user=found[0] if found else None,
-                               csrf=found[1] if found else "", version=__version__, **values)
+                               csrf=found[1] if found else "", version=__version__, **SHARED_VIEW_VALUES, **values)
 
     def require_viewer(api: bool = False, given_password_ok: bool = False) -> tuple[User, str]:
         """The logged-in admin or instructor and their CSRF token. One still on a password
@@ -140,9 +142,6 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                             max_age=int(ctx.accounts.max_age_s))
         return csrf
 
-    def login_user(username: str, password: str) -> User | None:
-        return ctx.accounts.login(username, password, request.environ.get("REMOTE_ADDR") or "unknown")
-
     @app.hook("after_request")
     def headers():
         hardening.set_security_headers(no_store=not request.path.startswith("/static/"), hsts=ctx.secure_cookie)
@@ -161,86 +160,20 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             return bottle.static_file(name, root=str(DEVICE_STATIC))
         return bottle.static_file(name, root=str(HERE / "static"))
 
-    @app.get("/login")
-    def login_page():
-        return page("login", title="Log in", error="")
-
-    @app.post("/login")
-    def login():
+    def check_form() -> None:
+        """A form (or script) of this site, with the session's CSRF token."""
         same_origin()
-        username = request.forms.getunicode("username", "")
-        try:
-            user = login_user(username, request.forms.getunicode("password", ""))
-        except LoginThrottled as exc:
-            return hardening.throttled(exc, page("login", title="Log in", error=str(exc), username=username))
-        if not user:
-            return HTTPResponse(page("login", title="Log in", error="Wrong user name or password.", username=username), 401)
-        start_session(user)
-        return bottle.redirect("/")
-
-    @app.post("/api/login")
-    def api_login():
-        same_origin()
-        data = hardening.login_fields(request)
-        if data is None:  # a JSON array, string or null, or a body that is no JSON at all
-            return json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
-        try:
-            user = login_user(str(data.get("username", "")), str(data.get("password", "")))
-        except LoginThrottled as exc:
-            return hardening.throttled(exc)
-        if not user:
-            return json_error(401, "wrong user name or password")
-        csrf = start_session(user)
-        response.content_type = "application/json"
-        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,
-                           "must_change_password": user.must_change_password})
-
-    @app.post("/logout")
-    def logout():
-        same_origin()
-        token = request.get_cookie(COOKIE)
-        if token:
-            ctx.accounts.end_session(token)
-        response.delete_cookie(COOKIE, path="/")
-        return bottle.redirect("/login")
-
-    def account(user: User, **values) -> str:
-        values.setdefault("others", ctx.accounts.other_sessions(user, request.get_cookie(COOKIE)))
-        return page("account", title="Your account", **values)
-
-    def account_form_user() -> User:
-        """The viewer posting a form of their account page, from this site, with their CSRF token."""
-        same_origin()
-        user, csrf = require_viewer(given_password_ok=True)
-        if not hmac.compare_digest(request.forms.getunicode("csrf", "").encode(), csrf.encode()):
+        found = current()
+        if not found or not hardening.csrf_sent_matches(found[1]):
             raise HTTPResponse(page("message", title="Form expired",
                                     message="The form was stale: reload the page and try again."), 403)
-        return user
 
-    @app.get("/account")
-    def account_page():
-        user, _ = require_viewer(given_password_ok=True)
-        return account(user, error="", done=False, ended=hardening.small_count(request.query.get("ended", "")))
-
-    @app.post("/account/sessions")
-    def end_other_sessions():
-        """Log out this user's other browsers (a classroom computer left logged in)."""
-        user = account_form_user()
-        return bottle.redirect(f"/account?ended={ctx.accounts.end_other_sessions(user, request.get_cookie(COOKIE))}")
-
-    @app.post("/account")
-    def change_password():
-        """An admin or instructor changes their own password; their other sessions end."""
-        user = account_form_user()
-        form = request.forms
-        try:
-            user = ctx.accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
-                                                form.getunicode("again", ""), request.environ.get("REMOTE_ADDR"))
-        except AuthError as exc:
-            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False),
-                                429 if isinstance(exc, LoginThrottled) else 400)
-        request.environ["ee.user"] = (user, start_session(user))  # every old session ended: a fresh one here
-        return account(user, error="", done=True, others=0)  # the change ended every other one
+    account_routes.install(app, account_routes.Site(
+        accounts=ctx.accounts, cookie=COOKIE, page=page,
+        viewer=lambda: require_viewer(given_password_ok=True)[0], check_origin=same_origin, check_form=check_form,
+        start_session=start_session, remember=lambda user, csrf: request.environ.__setitem__("ee.user", (user, csrf)),
+        after_login=lambda user, nxt: "/",  # the classroom; it sends a given password on to /account
+        with_next=False))
 
     @app.get("/")
     def classroom_page():

@@ -1,4 +1,4 @@
-% rebase('base.tpl', title=title)
+% rebase(get('layout', 'base.tpl'), title=title)
 <section class="card narrow">
   <h1>Your account</h1>
   <p>Logged in as <strong>{{user.username}}</strong> ({{user.role}}).</p>
@@ -17,6 +17,8 @@
   <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.
     % if get('next', '/') not in ('/', '/account'):
     <a href="{{next}}" id="account-continue">Continue</a>
+    % elif get('home_link'):
+    <a href="/">{{home_link}}</a>
     % end
   </p>
   % end

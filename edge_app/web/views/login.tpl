@@ -1,16 +1,16 @@
-% rebase('base.tpl', title=title)
+% rebase(get('layout', 'base.tpl'), title=title)
 <section class="card narrow">
   <h1>Log in</h1>
   % if error:
   <p class="error" role="alert" id="login-error">{{error}}</p>
   % end
   <form method="post" action="/login" class="stacked">
-    <input type="hidden" name="next" value="{{next}}">
+    <input type="hidden" name="next" value="{{get('next', '/')}}">
     <label for="username">User name</label>
     <input id="username" name="username" autocomplete="username" value="{{get('username', '')}}" required autofocus>
     <label for="password">Password</label>
     <input id="password" name="password" type="password" autocomplete="current-password" required>
     <button type="submit">Log in</button>
   </form>
-  <p class="hint">Forgotten your password? An admin of this device can set a new one.</p>
+  <p class="hint">Forgotten your password? An admin of {{get('place', 'this device')}} can set a new one.</p>
 </section>

@@ -15,7 +15,7 @@
   <nav aria-label="Main">
     <a href="/">Classroom</a>
     <a href="/account">{{user.username}} ({{user.role}})</a>
-    <form method="post" action="/logout" class="inline"><button type="submit" class="link">Log out</button></form>
+    <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="link">Log out</button></form>
   </nav>
   % end
 </header>

@@ -1,0 +1,130 @@
+"""Log-in, log-out and Your account: one set of routes for the device and the classroom page.
+
+Both keep their users in ``store.accounts`` and answer these routes the same way; what
+differs is how each renders a page, finds who is asking, checks a form and starts a
+session, which each describes once in a ``Site``. The device adds ``next`` (where to go
+on after logging in) to its pages; the classroom page has one page to go back to.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import bottle
+from bottle import HTTPResponse, request, response
+
+from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+from edge_app.web import hardening
+from edge_app.web.guard import client_address, safe_next
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Site:
+    accounts: Accounts
+    cookie: str  # the session cookie's name
+    page: Callable[..., str]  # page(template, **values): rendered for the current user
+    viewer: Callable[[], User]  # who may see their own account page (one on a given password too), or raise
+    check_origin: Callable[[], None]  # a request sent from this site's own pages, or raise
+    check_form: Callable[[], None]  # ... and carrying the session's CSRF token, or raise
+    start_session: Callable[[User], str]  # a new session (its cookie set): its CSRF token
+    remember: Callable[[User, str], None]  # this request now belongs to that user and token
+    after_login: Callable[[User, str], str]  # where a browser goes once logged in (user, the asked-for page)
+    with_next: bool = True  # pages carry ``next``: where to go on afterwards
+
+
+def install(app: bottle.Bottle, site: Site) -> None:
+    """Routes ``/login``, ``/api/login``, ``/logout``, ``/account`` and ``/account/sessions``."""
+    accounts = site.accounts
+
+    def asked_next(value: str | None) -> dict:
+        return {"next": safe_next(value or "/")} if site.with_next else {}
+
+    def login_page(status: int = 200, **values):
+        body = site.page("login", title="Log in", **values)
+        return HTTPResponse(body, status) if status != 200 else body
+
+    @app.get("/login")
+    def show_login():
+        return login_page(error="", **asked_next(request.query.getunicode("next")))
+
+    @app.post("/login")
+    def login():
+        site.check_origin()
+        username, password = request.forms.getunicode("username", ""), request.forms.getunicode("password", "")
+        nxt = asked_next(request.forms.getunicode("next"))
+        try:
+            user = accounts.login(username, password, client_address())
+        except LoginThrottled as exc:
+            log.warning("log-in refused for %r from %s: throttled", username, client_address())
+            return hardening.throttled(exc, site.page("login", title="Log in", error=str(exc), username=username,
+                                                      **nxt))
+        if not user:
+            log.info("failed login for %r from %s", username, client_address())
+            return login_page(401, error="Wrong user name or password.", username=username, **nxt)
+        site.start_session(user)
+        return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
+
+    @app.post("/api/login")
+    def api_login():
+        site.check_origin()
+        data = hardening.login_fields(request)
+        if data is None:  # a JSON array, string or null, or a body that is no JSON at all
+            return hardening.json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
+        try:
+            user = accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())
+        except LoginThrottled as exc:
+            return hardening.throttled(exc)
+        if not user:
+            return hardening.json_error(401, "wrong user name or password")
+        csrf = site.start_session(user)
+        response.content_type = "application/json"
+        return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,
+                           "must_change_password": user.must_change_password})
+
+    @app.post("/logout")
+    def logout():
+        site.check_form()
+        token = request.get_cookie(site.cookie)
+        if token:
+            accounts.end_session(token)
+        response.delete_cookie(site.cookie, path="/")
+        return bottle.redirect("/login")
+
+    def account(user: User, **values) -> str:
+        values.setdefault("others", accounts.other_sessions(user, request.get_cookie(site.cookie)))
+        return site.page("account", title="Your account", **values)
+
+    @app.get("/account")
+    def account_page():
+        user = site.viewer()
+        return account(user, error="", done=False, ended=hardening.small_count(request.query.get("ended", "")),
+                       **asked_next(request.query.getunicode("next")))
+
+    @app.post("/account/sessions")
+    def end_other_sessions():
+        """Log out this user's other browsers (one left logged in on a classroom computer)."""
+        user = site.viewer()
+        site.check_form()
+        ended = accounts.end_other_sessions(user, request.get_cookie(site.cookie))
+        log.info("%s logged out %d other session(s) from %s", user.username, ended, client_address())
+        return bottle.redirect(f"/account?ended={ended}")
+
+    @app.post("/account")
+    def change_password():
+        """A user changes their own password; every other session of theirs ends."""
+        user = site.viewer()
+        site.check_form()
+        form = request.forms
+        nxt = asked_next(form.getunicode("next"))
+        try:
+            user = accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
+                                            form.getunicode("again", ""), client_address())
+        except AuthError as exc:
+            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, **nxt),
+                                429 if isinstance(exc, LoginThrottled) else 400)
+        site.remember(user, site.start_session(user))  # every old session ended with the change: a fresh one here
+        return account(user, error="", done=True, others=0, **nxt)  # the change ended every other one
