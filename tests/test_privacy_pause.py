@@ -122,6 +122,26 @@ def test_the_longest_pause_resumes_by_itself(paused_app):
     assert requests.get(f"{app.url}/healthz", timeout=10).json()["paused"] is None
 
 
+def test_a_clock_set_forward_does_not_end_a_pause_early():
+    """A Pi switched off over a weekend starts from the time it saved; when a time server
+    sets its clock three days forward, the student's 10-minute pause keeps its 10 minutes."""
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    wall, mono = [1_700_000_000.0], [500.0]
+    switch = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0], clock=lambda: mono[0])
+    pause = switch.pause("web")
+    assert pause.until == 1_700_000_600.0  # shown in wall time, as before
+    wall[0] += 3 * 86400  # timesyncd steps the clock
+    mono[0] += 60
+    assert switch.active is pause  # one minute in: still paused
+    mono[0] += 9 * 60
+    assert switch.active is None  # ten minutes in: over
+    wall[0] -= 86400  # a clock set back does not stretch one either
+    switch.pause("button")
+    mono[0] += 10 * 60
+    assert switch.active is None
+
+
 def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
     factory = MockFactory(pin_class=MockPWMPin)
     try:

@@ -155,7 +155,7 @@ class CaptureLoop:
         self._reader: _FrameReader | None = None
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
-        self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall)  # the student's pause
+        self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
 

@@ -5,7 +5,9 @@ analyses nothing (it even releases the camera), the LED pulses blue and the stat
 Pressed from the web UI or a GPIO button (``device.pause_button``); any thread may
 press it, the capture loop acts on it between frames. ``privacy.max_pause_minutes``
 ends a pause by itself; the loop asks ``active`` at least once a second, so it resumes
-on time even with no other event.
+on time even with no other event. That end is kept on the monotonic clock: when a time
+server sets a Pi's clock (days forward, after a weekend switched off) a pause must not
+end early and the camera come back on the student.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Pause:
     since: float
     until: float | None
     by: str
+    ends_at: float | None = None  # ``until`` on the monotonic clock: what actually ends it
 
     def public(self) -> dict:
         return {"since": self.since, "until": self.until, "by": self.by}
@@ -31,18 +34,20 @@ class Pause:
 class PrivacySwitch:
     """On or off, thread-safe; ``changed`` is set on every press so the loop wakes at once."""
 
-    def __init__(self, max_minutes: Callable[[], float] = lambda: 0.0, wall: Callable[[], float] = time.time):
+    def __init__(self, max_minutes: Callable[[], float] = lambda: 0.0, wall: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic):
         self.max_minutes = max_minutes  # read at each press: the settings page may change it
-        self.wall = wall
+        self.wall, self.clock = wall, clock
         self.changed = threading.Event()
         self._lock = threading.Lock()
         self._pause: Pause | None = None
 
     def _start(self, by: str) -> Pause:
         if self._pause is None:
-            now = self.wall()
-            limit = self.max_minutes()
-            self._pause = Pause(now, now + limit * 60 if limit > 0 else None, by)
+            now, limit = self.wall(), self.max_minutes()
+            seconds = limit * 60 if limit > 0 else None
+            self._pause = Pause(now, None if seconds is None else now + seconds, by,
+                                None if seconds is None else self.clock() + seconds)
             self.changed.set()
         return self._pause
 
@@ -71,7 +76,7 @@ class PrivacySwitch:
         """The pause on now, or None; a pause past its ``until`` ends here."""
         with self._lock:
             p = self._pause
-            if p is not None and p.until is not None and self.wall() >= p.until:
+            if p is not None and p.ends_at is not None and self.clock() >= p.ends_at:
                 self._pause = None
                 self.changed.set()
                 return None
