@@ -1,9 +1,10 @@
 """The technician's hardware self-test: one PASS/FAIL line per check.
 
 Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), the
-model's golden check, a database write, free disk space, and whether a time server
-has set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a device stop the service
-first (``sudo systemctl stop engage-edge``): the camera and the GPIO pins are exclusive.
+model's golden check, a database write, free disk space, and whether a time server has
+set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a
+device stop the service first (``sudo systemctl stop engage-edge``): the camera and the
+GPIO pins are exclusive.
 Runs on a laptop too, with ``--source demo`` and the console indicator.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Who may talk to the web server: the Host names it answers to (no DNS rebinding),
-which peers count as this machine (only the socket's, never a client's header), the
-security headers every page carries, and which JSON bodies are read at all."""
+"""Who may talk to the web server: the Host names it answers to (no DNS rebinding), the
+security headers every page carries, which JSON bodies are read at all, and whether a
+form carries the session's CSRF token. Which peers count as this machine (only the
+socket's, never a client's header) is ``edge_app.addresses``."""
 from __future__ import annotations
 
 import hmac
