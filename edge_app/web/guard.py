@@ -14,7 +14,7 @@ from bottle import HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
-from edge_app.web.hardening import csrf_sent_matches, json_error  # the routes import json_error from here too
+from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
 
 COOKIE = "ee_session"
 
@@ -126,8 +126,7 @@ class Guard:
                                      stale=True, minutes=minutes), 403)
 
     def check_same_origin(self) -> None:
-        origin = request.headers.get("Origin")
-        if origin and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}":
+        if cross_site():
             if wants_json():
                 raise json_error(403, "cross-site request refused")
             raise HTTPResponse(self.page("error", title="Refused", message="This form was sent from another site, so "

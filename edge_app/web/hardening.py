@@ -80,6 +80,13 @@ def json_error(status: int, message: str) -> HTTPResponse:
     return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
 
 
+def cross_site() -> bool:
+    """The request names an ``Origin`` other than this site (scheme and Host): another
+    site's page sent it. None named (a script, an old browser) is not cross-site."""
+    origin = request.headers.get("Origin")
+    return bool(origin) and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}"
+
+
 def csrf_sent_matches(expected: str) -> bool:
     """The request carries the session's CSRF token: a script sends it as X-CSRF-Token, a
     form as its ``csrf`` field; whichever is sent must match (a malformed form body does not)."""

@@ -132,8 +132,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         return found
 
     def same_origin() -> None:
-        origin = request.headers.get("Origin")
-        if origin and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}":
+        if hardening.cross_site():
             raise json_error(403, "cross-site request refused")
 
     def start_session(user: User) -> str:
