@@ -14,7 +14,7 @@ import time
 import mqtt_broker
 import pytest
 import requests
-from conftest import ADMIN_PASSWORD, login, wait_for
+from conftest import ADMIN_PASSWORD, login, stays, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app.config import LoginSettings
@@ -509,6 +509,37 @@ def test_a_page_learns_that_a_desk_was_removed(monkeypatch):
     update = room.snapshot(since=seen)
     assert update["full"] and sorted(d["device_id"] for d in update["desks"]) == ["desk-1", "desk-2"]
     assert not room.snapshot(since=update["version"])["full"]  # then updates again
+
+
+def test_a_desk_cleared_from_the_broker_leaves_the_page(classroom, broker, devices):
+    """The README's way to retire a desk: an empty retained state deletes the broker's
+    copy, and the running classroom drops the desk at once (not at its next restart)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    store, pub = devices("desk-old", "Row 9")
+    store.log_state_change(time.time(), "Engaged", "Engaged", "neutral", 0.9)
+    s = login(classroom.url)
+    wait_for(lambda: "desk-old" in desks(s, classroom.url), what="the desk shows")
+    pub.stop()  # retired: offline, its last state still retained on the broker
+    wait_for(lambda: desks(s, classroom.url)["desk-old"]["online"] is False, what="offline")
+    tech = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="technician")
+    tech.username_pw_set(USER, PASSWORD)
+    tech.connect("127.0.0.1", broker.port, 10)
+    tech.loop_start()
+    try:
+        for kind in ("state", "availability"):  # mosquitto_pub -r -n -t engage/desk-old/<kind>
+            tech.publish(f"engage/desk-old/{kind}", b"", qos=1, retain=True).wait_for_publish(10)
+        wait_for(lambda: "desk-old" not in desks(s, classroom.url), what="the desk leaves the page")
+    finally:
+        tech.disconnect()
+        tech.loop_stop()
+    late = mqtt_broker.Listener(broker, ["engage/desk-old/#"])
+    try:
+        wait_for(lambda: late.subscribed)
+        assert stays(lambda: not late.messages, 0.5)  # nothing retained any more
+    finally:
+        late.close()
 
 
 def test_a_hostile_retained_message_does_not_stop_the_classroom(broker, tmp_path, monkeypatch, devices):

@@ -74,12 +74,24 @@ class Classroom:
                 log.warning("classroom: %d desks already, all online; ignoring a new one (%s)", MAX_DESKS, device_id)
                 return None
             # never heard live (only a retained state) and longest silent first
-            del self._desks[min(offline, key=lambda d: (d.last_seen, d.since or 0.0)).device_id]
-            self.version += 1
-            self.removed = self.version
-            self._cond.notify_all()
+            self._drop(min(offline, key=lambda d: (d.last_seen, d.since or 0.0)).device_id)
         desk = self._desks[device_id] = Desk(device_id)
         return desk
+
+    def _drop(self, device_id: str) -> None:
+        """Forget a desk (holding the lock); every page then starts afresh (``removed``)."""
+        del self._desks[device_id]
+        self.version += 1
+        self.removed = self.version
+        self._cond.notify_all()
+
+    def remove(self, device_id: str) -> bool:
+        """A desk cleared from the broker (an empty retained state: retired or renamed)."""
+        with self._cond:
+            if device_id not in self._desks:
+                return False
+            self._drop(device_id)
+            return True
 
     def apply_state(self, device_id: str, payload: bytes, retained: bool = False) -> bool:
         """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have.

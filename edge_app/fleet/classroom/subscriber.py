@@ -47,7 +47,9 @@ class Subscriber:
             return
         device_id, kind = parts[-2], parts[-1]
         try:
-            if kind == "state":
+            if kind == "state" and not message.payload:  # MQTT's way to delete a retained message
+                self.classroom.remove(device_id)
+            elif kind == "state":
                 self.classroom.apply_state(device_id, message.payload, retained=bool(message.retain))
             elif kind == "availability":
                 self.classroom.apply_availability(device_id, message.payload)
