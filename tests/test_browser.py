@@ -138,6 +138,7 @@ def test_admin_filters_the_log_and_downloads_csv(new_page, server, face_jpeg, sh
     assert rows.count() >= 1
     for i in range(rows.count()):
         assert STUDENT in rows.nth(i).inner_text() and "Not engaged" in rows.nth(i).inner_text()
+    assert page.inner_text("#log-zone") == f"({time.strftime('%Z')})"  # the times' zone: the device's local one
     page.screenshot(path=str(shots / "admin-log.png"), full_page=True)
     with page.expect_download() as info:
         page.locator("#csv").click()

@@ -8,7 +8,7 @@
   % else:
   <div class="table-wrap">
   <table id="audit">
-    <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Details</th></tr></thead>
+    <thead><tr><th scope="col">When <span class="hint">({{_t.strftime('%Z')}})</span></th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Details</th></tr></thead>
     <tbody>
     % for r in rows:
       <tr><td>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</td><td>{{r['actor']}}</td>

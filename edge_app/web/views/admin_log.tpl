@@ -45,7 +45,7 @@
   % else:
   <div class="table-wrap">
   <table id="log">
-    <thead><tr><th scope="col">Time</th><th scope="col">Source</th><th scope="col">User</th><th scope="col">Engagement</th><th scope="col">Emotion</th><th scope="col">Confidence</th><th scope="col">Image</th></tr></thead>
+    <thead><tr><th scope="col">Time <span class="hint" id="log-zone" title="this device's time zone (timedatectl set-timezone changes it)">({{_t.strftime('%Z')}})</span></th><th scope="col">Source</th><th scope="col">User</th><th scope="col">Engagement</th><th scope="col">Emotion</th><th scope="col">Confidence</th><th scope="col">Image</th></tr></thead>
     <tbody>
     % for r in rows:
       <tr><td>
