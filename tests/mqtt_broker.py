@@ -7,10 +7,12 @@ text (the README's). ``stop()``/``start()`` simulate an outage.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,29 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@contextlib.contextmanager
+def publisher(broker: Broker, user: str = USER, password: str = PASSWORD, client_id: str = "") -> Iterator:
+    """A plain paho client logged in as ``user``: what someone holding that account (a
+    technician, another desk, an attacker) could send. Publish with ``send``."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"publisher-{user}-{free_port()}")
+    client.username_pw_set(user, password)
+    client.connect("127.0.0.1", broker.port, 10)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def send(client, topic: str, payload: str | bytes, retain: bool = True) -> None:
+    """Publish at QoS 1 and wait for the broker's acknowledgement: the broker has routed
+    (or dropped) it before anything sent after it on any connection."""
+    info = client.publish(topic, payload, qos=1, retain=retain)
+    info.wait_for_publish(10)
+    assert info.is_published()

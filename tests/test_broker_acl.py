@@ -8,11 +8,9 @@ import json
 import re
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
-from mqtt_broker import Broker, Listener
-from paho.mqtt.enums import CallbackAPIVersion
+from mqtt_broker import Broker, Listener, publisher, send
 
 from edge_app import config as config_mod
 from edge_app.fleet.classroom.model import Classroom
@@ -53,25 +51,8 @@ def device(b: Broker, user: str, folder: Path) -> MqttSettings:
     return MqttSettings.from_config(cfg)
 
 
-def raw_client(b: Broker, user: str) -> mqtt.Client:
-    """A plain paho client logged in as ``user``: what someone holding that account could send."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{user}")
-    client.username_pw_set(user, ACCOUNTS[user])
-    client.connect("127.0.0.1", b.port, 10)
-    client.loop_start()
-    return client
-
-
 def forged(level: str, seq: int = 10**9) -> str:
     return json.dumps({"level": level, "label": level, "since": T0 + 50, "seq": seq, "desk": "Row 1", "model": "x"})
-
-
-def send(client: mqtt.Client, topic: str, payload: str, retain: bool = True) -> None:
-    """Publish at QoS 1 and wait for the broker's acknowledgement: the broker has routed
-    (or dropped) it before anything sent after it on any connection."""
-    info = client.publish(topic, payload, qos=1, retain=retain)
-    info.wait_for_publish(10)
-    assert info.is_published()
 
 
 def test_a_device_writes_only_its_own_desk_and_the_classroom_only_reads(school_broker, tmp_path):
@@ -83,46 +64,43 @@ def test_a_device_writes_only_its_own_desk_and_the_classroom_only_reads(school_b
     pub = Publisher(device(school_broker, "desk-07", tmp_path), store, lambda: "model-v3")
     assert pub.settings.device_id == "desk-07"
     pub.start()
-    desk_08 = raw_client(school_broker, "desk-08")
-    teacher = raw_client(school_broker, "classroom")
     try:
-        wait_for(lambda: seen.subscribed and sub.status.connected and pub.status.connected)
+        with (publisher(school_broker, "desk-08", ACCOUNTS["desk-08"]) as desk_08,
+              publisher(school_broker, "classroom", ACCOUNTS["classroom"]) as teacher):
+            wait_for(lambda: seen.subscribed and sub.status.connected and pub.status.connected)
 
-        def level(device_id: str) -> str | None:
-            rows = {d["device_id"]: d for d in classroom.snapshot()["desks"]}
-            return rows[device_id]["level"] if device_id in rows else None
+            def level(device_id: str) -> str | None:
+                rows = {d["device_id"]: d for d in classroom.snapshot()["desks"]}
+                return rows[device_id]["level"] if device_id in rows else None
 
-        store.log_state_change(T0 + 1, "Engaged - on task", "Engaged", "happiness", 0.9)
-        wait_for(lambda: level("desk-07") == "Engaged", what="desk-07's own state reaches the classroom")
+            store.log_state_change(T0 + 1, "Engaged - on task", "Engaged", "happiness", 0.9)
+            wait_for(lambda: level("desk-07") == "Engaged", what="desk-07's own state reaches the classroom")
 
-        # desk-08's account tries to pin desk-07 as "Not engaged" and offline, then says its own state
-        send(desk_08, "engage/desk-07/state", forged("Not engaged"))
-        send(desk_08, "engage/desk-07/availability", "offline")
-        send(desk_08, "engage/desk-08/state", forged("Engaged", seq=1))
-        wait_for(lambda: level("desk-08") == "Engaged", what="desk-08's own state")
+            # desk-08's account tries to pin desk-07 as "Not engaged" and offline, then says its own state
+            send(desk_08, "engage/desk-07/state", forged("Not engaged"))
+            send(desk_08, "engage/desk-07/availability", "offline")
+            send(desk_08, "engage/desk-08/state", forged("Engaged", seq=1))
+            wait_for(lambda: level("desk-08") == "Engaged", what="desk-08's own state")
 
-        # the classroom's account tries the same, then desk-07 speaks again
-        send(teacher, "engage/desk-07/state", forged("Distracted"))
-        store.log_state_change(T0 + 2, "Partially engaged - wavering", "Partially engaged", "neutral", 0.8)
-        wait_for(lambda: level("desk-07") == "Partially engaged", what="desk-07's next state")
+            # the classroom's account tries the same, then desk-07 speaks again
+            send(teacher, "engage/desk-07/state", forged("Distracted"))
+            store.log_state_change(T0 + 2, "Partially engaged - wavering", "Partially engaged", "neutral", 0.8)
+            wait_for(lambda: level("desk-07") == "Partially engaged", what="desk-07's next state")
 
-        desk_07 = [json.loads(p)["level"] for p in seen.payloads("engage/desk-07/state")]
-        assert desk_07 == ["Engaged", "Partially engaged"], desk_07  # neither forgery was delivered
-        assert seen.payloads("engage/desk-07/availability") == [b"online"]
-        assert {d["device_id"]: d["online"] for d in classroom.snapshot()["desks"]}["desk-07"] is True
+            desk_07 = [json.loads(p)["level"] for p in seen.payloads("engage/desk-07/state")]
+            assert desk_07 == ["Engaged", "Partially engaged"], desk_07  # neither forgery was delivered
+            assert seen.payloads("engage/desk-07/availability") == [b"online"]
+            assert {d["device_id"]: d["online"] for d in classroom.snapshot()["desks"]}["desk-07"] is True
 
-        # nor retained: a classroom page that starts now sees the device's own last word
-        late = Listener(school_broker, ["engage/desk-07/#"], user="classroom", password=ACCOUNTS["classroom"])
-        try:
-            wait_for(lambda: late.payloads("engage/desk-07/state") and late.payloads("engage/desk-07/availability"))
-            assert json.loads(late.payloads("engage/desk-07/state")[-1])["level"] == "Partially engaged"
-            assert late.payloads("engage/desk-07/availability")[-1] == b"online"
-        finally:
-            late.close()
+            # nor retained: a classroom page that starts now sees the device's own last word
+            late = Listener(school_broker, ["engage/desk-07/#"], user="classroom", password=ACCOUNTS["classroom"])
+            try:
+                wait_for(lambda: late.payloads("engage/desk-07/state") and late.payloads("engage/desk-07/availability"))
+                assert json.loads(late.payloads("engage/desk-07/state")[-1])["level"] == "Partially engaged"
+                assert late.payloads("engage/desk-07/availability")[-1] == b"online"
+            finally:
+                late.close()
     finally:
-        for client in (desk_08, teacher):
-            client.disconnect()
-            client.loop_stop()
         pub.stop(timeout=2)
         seen.close()
         sub.stop()

@@ -514,26 +514,16 @@ def test_a_page_learns_that_a_desk_was_removed(monkeypatch):
 def test_a_desk_cleared_from_the_broker_leaves_the_page(classroom, broker, devices):
     """The README's way to retire a desk: an empty retained state deletes the broker's
     copy, and the running classroom drops the desk at once (not at its next restart)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     store, pub = devices("desk-old", "Row 9")
     store.log_state_change(time.time(), "Engaged", "Engaged", "neutral", 0.9)
     s = login(classroom.url)
     wait_for(lambda: "desk-old" in desks(s, classroom.url), what="the desk shows")
     pub.stop()  # retired: offline, its last state still retained on the broker
     wait_for(lambda: desks(s, classroom.url)["desk-old"]["online"] is False, what="offline")
-    tech = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="technician")
-    tech.username_pw_set(USER, PASSWORD)
-    tech.connect("127.0.0.1", broker.port, 10)
-    tech.loop_start()
-    try:
+    with mqtt_broker.publisher(broker, client_id="technician") as tech:
         for kind in ("state", "availability"):  # mosquitto_pub -r -n -t engage/desk-old/<kind>
-            tech.publish(f"engage/desk-old/{kind}", b"", qos=1, retain=True).wait_for_publish(10)
+            mqtt_broker.send(tech, f"engage/desk-old/{kind}", b"")
         wait_for(lambda: "desk-old" not in desks(s, classroom.url), what="the desk leaves the page")
-    finally:
-        tech.disconnect()
-        tech.loop_stop()
     late = mqtt_broker.Listener(broker, ["engage/desk-old/#"])
     try:
         wait_for(lambda: late.subscribed)
@@ -684,18 +674,11 @@ def test_a_sent_time_no_desk_would_send_corrects_nothing(sent):
 
 
 def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page):
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="desk-behind")
-    client.username_pw_set(USER, PASSWORD)
-    client.connect("127.0.0.1", broker.port, 10)
-    client.loop_start()
-    try:
+    with mqtt_broker.publisher(broker, client_id="desk-behind") as client:
         t = time.time() - DAYS_3  # what this desk's clock says now
         payload = f'{{"level": "Engaged", "label": "Engaged", "since": {t - 180}, "seq": 1, "desk": "Row 3", "sent": {t}}}'
-        client.publish("engage/desk-behind/availability", "online", qos=1, retain=True).wait_for_publish(10)
-        client.publish("engage/desk-behind/state", payload, qos=1).wait_for_publish(10)
+        mqtt_broker.send(client, "engage/desk-behind/availability", "online")
+        mqtt_broker.send(client, "engage/desk-behind/state", payload, retain=False)
         page.goto(f"{classroom.url}/")
         page.fill("#username", "admin")
         page.fill("#password", ADMIN_PASSWORD)
@@ -704,6 +687,3 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         tile.wait_for(timeout=10_000)
         text = tile.inner_text()
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
-    finally:
-        client.disconnect()
-        client.loop_stop()
