@@ -12,6 +12,7 @@ from conftest import wait_for
 from mqtt_broker import PASSWORD, USER, Broker, Listener
 
 from edge_app import config as config_mod
+from edge_app.engagement import Group, MinuteAggregator
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.database import Store
@@ -92,7 +93,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
         wait_for(lambda: not pub.status.connected)
         for i in range(1, 8):  # the device goes on changing state while the broker is away
             change(store, i)
-        store.log_minute({"minute": 28_333_334, "frames": 900, "faces": 880, "Engaged": 40.0, "Not engaged": 20.0})
+        store.log_minute({"minute": 28_333_334 * 60, "frames": 900, "faces": 880, "Engaged": 40.0, "Not engaged": 20.0})
         assert wait_for(lambda: pub.snapshot().backlog == 8)
         b.start()
         wait_for(lambda: len(listener.json("engage/desk-07/state", live_only=True)) >= 8, timeout=40)
@@ -107,6 +108,29 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
         pub.stop()
         listener.close()
         b.stop()
+
+
+def test_a_minute_goes_out_with_its_start_in_unix_seconds(broker, store):
+    """The row the capture loop's aggregator writes is published with the minute it covers:
+    ``start`` is that minute's unix time, not 60 times it (a receiver would date it in
+    the year 5000 and the outbox would never expire it)."""
+    minutes = MinuteAggregator()
+    t0 = (time.time() // 60 - 1) * 60  # the start of the previous minute
+    for i in range(21):  # 20 s engaged, then into the next minute
+        minutes.add(t0 + 20 + i, Group.ENGAGED if i < 20 else Group.ABSENT, True)
+    row = minutes.add(t0 + 61, Group.ENGAGED, True)
+    store.outbox_enabled = True  # as a Publisher sets it; queued before it starts, so the row can be read
+    store.log_minute(row)
+    assert store.query("SELECT t FROM outbox WHERE kind = 'minute'")[0][0] == t0  # what retention compares
+    listener = Listener(broker, ["engage/+/minute"])
+    wait_for(lambda: listener.subscribed)  # not retained: only a subscriber already there gets it
+    pub = Publisher(settings(broker), store).start()
+    try:
+        minute = wait_for(lambda: listener.json("engage/desk-07/minute"))[-1]
+        assert minute["start"] == t0 and minute["engaged_s"] == 20.0
+    finally:
+        pub.stop()
+        listener.close()
 
 
 def test_backlog_survives_a_device_restart(broker, tmp_path):

@@ -299,7 +299,8 @@ class Store:
             )
             if self.outbox_enabled:
                 body = dict(zip(["frames", "faces", *cols], [row["frames"], row["faces"], *values]))
-                queue_message(conn, row["minute"] * 60, "minute", {"start": row["minute"] * 60, **body})
+                # row["minute"] is the minute's start in unix seconds (engagement.MinuteAggregator)
+                queue_message(conn, row["minute"], "minute", {"start": row["minute"], **body})
         self.outbox_event.set()
 
     def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
