@@ -2,6 +2,7 @@
 with SIGKILL going offline, and the live page in headless Chromium."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -82,10 +83,12 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
     assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
                                "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10),
-                               "clock_skew": 0.0}  # its clock is this machine's
+                               "clock_skew": 0.0,  # its clock is this machine's
+                               "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
     assert body["counts"]["Engaged"] == 1 and body["counts"]["Not engaged"] == 1
+    assert body["recent"] is None
     health = requests.get(f"{url}/healthz", timeout=5).json()
     assert health["connected"] is True and health["desks"] == 2
 
@@ -346,6 +349,14 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     page.wait_for_selector("li.desk[data-device='desk-p'][data-level='Engaged']", timeout=10_000)
     tile = page.locator("li.desk[data-device='desk-p']")
     assert "Row 2, seat 4" in tile.inner_text()
+    # the minute that just ended, as the capture loop writes it: 45 s engaged, 15 s not
+    start = (time.time() // 60 - 1) * 60
+    store.log_minute({"minute": start, "frames": 900, "faces": 880, "Engaged": 45.0, "Not engaged": 15.0})
+    page.wait_for_selector("li.desk[data-device='desk-p'] .recent", timeout=10_000)
+    assert tile.locator(".recent").inner_text() == "Last 1 min: 75% engaged"
+    assert tile.locator(".bar").get_attribute("aria-label") == (
+        "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Distracted 0%, Absent 0%")
+    assert page.inner_text("#class-recent") == "Class, last 10 min: 75% engaged (1 desk)"
     page.fill("#threshold", "0")
     page.dispatch_event("#threshold", "change")
     loads = page.evaluate("performance.getEntriesByType('navigation').length")
@@ -687,3 +698,74 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         tile.wait_for(timeout=10_000)
         text = tile.inner_text()
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
+
+
+# ------------------------------------------------------------------ the last ten minutes
+def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
+    """A minute row as a device publishes it (store.database.log_minute + publisher)."""
+    body = {"start": start, "seq": seq, "frames": 900, "faces": 880, "desk": "Row 1",
+            **{name: seconds.get(name, 0.0) for name in classroom_model.MINUTE_FIELDS}}
+    if sent is not None:
+        body["sent"] = sent
+    return json.dumps(body).encode()
+
+
+def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
+    now = 1_800_000_000.0
+    clock = [now]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room.apply_state("desk-1", state(since=str(now - 900), seq="1", sent=str(now)))
+    assert room.apply_state("desk-2", state(level="Not engaged", since=str(now - DAYS_3 - 60), seq="1",
+                                            sent=str(now - DAYS_3)))  # a Pi three days behind
+    # sent as the page receives them (the outbox held the first two through a short broker restart)
+    assert room.apply_minute("desk-1", minute(now - 180, 2, now, engaged_s=60.0))
+    assert room.apply_minute("desk-1", minute(now - 120, 3, now, engaged_s=30.0, not_engaged_s=30.0))
+    assert not room.apply_minute("desk-1", minute(now - 120, 3, now, engaged_s=30.0, not_engaged_s=30.0))  # QoS 1 repeat
+    # the device restarted within its last minute: two rows for it, which add up
+    assert room.apply_minute("desk-1", minute(now - 60, 4, now, engaged_s=20.0, absent_s=10.0))
+    assert room.apply_minute("desk-1", minute(now - 60, 5, now, engaged_s=25.0, absent_s=5.0))
+    # a minute from a backlog sent after an outage is history, not news
+    assert not room.apply_minute("desk-1", minute(now - 3600, 6, now, engaged_s=60.0))
+    assert room.apply_minute("desk-2", minute(now - DAYS_3 - 60, 2, now - DAYS_3, not_engaged_s=50.0, distracted_s=10.0))
+    snap = room.snapshot()
+    shown = {d["device_id"]: d for d in snap["desks"]}
+    assert shown["desk-1"]["recent"] == {
+        "minutes": 3, "observed_s": 180.0, "engaged_share": round(135 / 180, 3),
+        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 30.0, "Distracted": 0.0, "Absent": 15.0}}
+    assert shown["desk-2"]["recent"]["minutes"] == 1 and shown["desk-2"]["recent"]["engaged_share"] == 0.0
+    assert snap["recent"] == {
+        "desks": 2, "observed_s": 240.0, "engaged_share": round(135 / 240, 3),
+        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 80.0, "Distracted": 10.0, "Absent": 15.0}}
+    assert "minutes" not in {k for d in snap["desks"] for k in d if k != "recent"}  # no bookkeeping on the page
+    room.apply_availability("desk-2", b"offline")  # the class is the desks there now
+    assert room.snapshot()["recent"]["desks"] == 1
+    clock[0] += 600  # ten minutes on with no more rows: nothing recent is left
+    snap = room.snapshot()
+    assert snap["recent"] is None and all(d["recent"] is None for d in snap["desks"])
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"start": NaN, "seq": 2, "engaged_s": 60}',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": -1}',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": 1e400}',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": 1' + b"0" * 400 + b"}",
+    b'{"start": 1800000000, "seq": 2, "engaged_s": "60"}',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": true}',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": 100, "absent_s": 100}',  # more than a minute holds
+    b'{"start": 1800000000, "engaged_s": 60}',
+    b'[1800000000, 2, 60]',
+    b'{"start": 1800000000, "seq": 2, "engaged_s": 60, "pad": "' + b"x" * 70000 + b'"}',
+])
+def test_a_minute_no_desk_would_send_is_dropped(payload):
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_030.0)
+    assert not room.apply_minute("desk-1", payload)
+    assert room.snapshot()["recent"] is None
+
+
+def test_made_up_minutes_cannot_grow_a_desks_memory():
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    for i in range(500):  # a forger with the desk's account, a new start each time
+        room.apply_minute("desk-1", minute(now - 500 + i, i + 1, now, engaged_s=1.0))
+    recent = room.snapshot()["desks"][0]["recent"]
+    assert recent["minutes"] == classroom_model.MAX_MINUTE_ROWS

@@ -1,5 +1,10 @@
 """What the instructor sees: one record per desk, fed by the broker, read by the page.
 
+Besides each desk's state, the desks' minute rows (seconds per engagement group) of the
+last ``RECENT_S`` are kept in memory, never on disk: each tile and the class as a whole
+show how much of the last ten minutes was engaged, a steadier figure than the state of
+the moment.
+
 Thread-safe: paho's network thread applies messages, web threads read snapshots and
 wait for the next change (``wait_change``) to push it to the page over SSE.
 
@@ -15,7 +20,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,12 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_i
 MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
+RECENT_S = 600.0  # "the last 10 minutes": minute rows that began earlier are forgotten
+# a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
+MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_engaged_s": "Not engaged",
+                 "distracted_s": "Distracted", "absent_s": "Absent"}
+MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
+MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 
 
 @dataclass
@@ -41,6 +52,14 @@ class Desk:
     changed: int = 0  # the classroom's version at this desk's latest change
     clock_skew: float = 0.0  # our clock minus the desk's, when more than CLOCK_SKEW_S (else 0): added to its times
     device_since: float | None = None  # ``since`` by the desk's own clock: what ordering its messages compares
+    minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
+    minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
+    minute_start: float | None = None
+
+    def recent(self, now: float) -> dict | None:
+        """Seconds per group over the minutes that began in the last ``RECENT_S``, or None."""
+        rows = [row for start, row in self.minutes.items() if start >= now - RECENT_S]
+        return {"minutes": len(rows), **_summary(rows)} if rows else None
 
     def sort_key(self) -> tuple:
         """Online desks that need attention first (longest in that state first), offline last."""
@@ -127,6 +146,49 @@ class Classroom:
             self._changed(desk)
         return True
 
+    def apply_minute(self, device_id: str, payload: bytes) -> bool:
+        """A ``<prefix>/<id>/minute`` message; False when malformed, repeated, or not recent.
+
+        Minutes a desk sends after an outage are mostly older than ``RECENT_S``: they are
+        history for the device's own log, not news for the page."""
+        if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
+            return False
+        try:
+            data = json.loads(payload)
+            start, seq = float(data["start"]), int(data["seq"])
+            seconds = {group: data.get(name, 0.0) for name, group in MINUTE_FIELDS.items()}
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError, AttributeError):
+            return False
+        if not math.isfinite(start) or not all(_seconds_ok(v) for v in seconds.values()) \
+                or sum(seconds.values()) > MAX_MINUTE_S:
+            return False
+        now = self.clock()
+        skew = _skew(data.get("sent"), now)  # never retained: always a live message
+        with self._cond:
+            desk = self._desk(device_id)
+            if desk is None:
+                return False
+            if seq <= desk.minute_seq and desk.minute_start is not None and start <= desk.minute_start:
+                return False  # a repeated copy (QoS 1 delivers at least once)
+            desk.minute_seq, desk.minute_start = seq, start
+            if skew is not None:
+                desk.clock_skew = skew if abs(skew) > CLOCK_SKEW_S else 0.0
+            ours = start + desk.clock_skew
+            news = not desk.online  # a desk sending minutes is there, whatever their dates
+            desk.online, desk.last_seen = True, now
+            recent = now - RECENT_S <= ours <= now + CLOCK_SKEW_S
+            if recent:  # two rows for one minute (the device restarted within it) add up
+                row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
+                for group, value in seconds.items():
+                    row[group] += float(value)
+            for old in [t for t in desk.minutes if t < now - RECENT_S]:
+                del desk.minutes[old]
+            while len(desk.minutes) > MAX_MINUTE_ROWS:
+                del desk.minutes[min(desk.minutes)]
+            if recent or news:  # a backlog of old minutes after an outage is not a page update each
+                self._changed(desk)
+        return recent
+
     def apply_availability(self, device_id: str, payload: bytes) -> None:
         """``online`` or ``offline`` (the device's last will, or its clean stop)."""
         if not DEVICE_ID.fullmatch(device_id):
@@ -155,11 +217,16 @@ class Classroom:
                 key = d.level if d.online else "Offline"
                 if key in counts:
                     counts[key] += 1
+            now = self.clock()
+            recent = [r for d in self._desks.values() if d.online and (r := d.recent(now))]
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
-            rows = [{k: v for k, v in asdict(d).items() if k not in ("seq", "changed", "device_since")} for d in desks]
+            rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
             version = self.version
-        return {"desks": rows, "counts": counts, "now": self.clock(), "version": version, "full": since is None}
+        # the class: the online desks' last minutes together (each desk counts by its seconds)
+        summary = {"desks": len(recent), **_summary([r["seconds"] for r in recent])} if recent else None
+        return {"desks": rows, "counts": counts, "recent": summary, "now": now, "version": version,
+                "full": since is None}
 
     def wait_change(self, version: int, timeout: float) -> int:
         """Block until the version moves past ``version`` (or ``timeout``); returns the version."""
@@ -175,6 +242,27 @@ class Classroom:
     def __len__(self) -> int:
         with self._cond:
             return len(self._desks)
+
+
+HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start")  # bookkeeping, not for the page
+SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
+
+
+def _seconds_ok(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and 0 <= value <= MAX_MINUTE_S
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Seconds per group summed over ``rows``, their total, and the engaged share of it."""
+    seconds = {group: round(sum(r[group] for r in rows), 2) for group in MINUTE_FIELDS.values()}
+    total = round(sum(seconds.values()), 2)
+    return {"seconds": seconds, "observed_s": total,
+            "engaged_share": round(seconds["Engaged"] / total, 3) if total else None}
 
 
 def _skew(sent, now: float) -> float | None:

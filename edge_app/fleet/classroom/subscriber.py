@@ -1,4 +1,4 @@
-"""The classroom's MQTT side: subscribe to every desk's state and availability."""
+"""The classroom's MQTT side: subscribe to every desk's state, minute rows and availability."""
 from __future__ import annotations
 
 import logging
@@ -30,7 +30,7 @@ class Subscriber:
             return
         self.status.connected, self.status.error = True, ""
         log.info("mqtt: connected to %s", self.settings.broker)
-        client.subscribe([(self.settings.topic("state", "+"), 1), (self.settings.topic("availability", "+"), 1)])
+        client.subscribe([(self.settings.topic(kind, "+"), 1) for kind in ("state", "minute", "availability")])
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.status.connected = False
@@ -51,6 +51,8 @@ class Subscriber:
                 self.classroom.remove(device_id)
             elif kind == "state":
                 self.classroom.apply_state(device_id, message.payload, retained=bool(message.retain))
+            elif kind == "minute":
+                self.classroom.apply_minute(device_id, message.payload)
             elif kind == "availability":
                 self.classroom.apply_availability(device_id, message.payload)
         except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: no more updates at all

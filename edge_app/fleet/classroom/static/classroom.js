@@ -4,8 +4,10 @@
 (function () {
   const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged"];
   const ALERTING = ["Not engaged", "Distracted"];
+  const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent"];  // a minute row's seconds
   const desks = new Map();
   let counts = {};
+  let classRecent = null;  // the online desks' last ten minutes together
   let offset = 0; // server clock minus ours, seconds
   const $ = (id) => document.getElementById(id);
   const threshold = $("threshold");
@@ -35,6 +37,23 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  const pct = (share) => Math.round(share * 100) + "%";
+  // "Last 10 min: 62% engaged" and a bar of every group's share: steadier than the state of the moment
+  function recentOf(r) {
+    const minutes = Math.min(10, r.minutes || 10);
+    const span = el("span", "meta recent", "Last " + minutes + " min: " + pct(r.engaged_share) + " engaged");
+    const bar = el("span", "bar");
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", "Last " + minutes + " minutes: " +
+      GROUPS.map((g) => g + " " + pct(r.seconds[g] / r.observed_s)).join(", "));
+    for (const g of GROUPS) {
+      if (!r.seconds[g]) continue;
+      const part = el("span", "part " + cls(g));
+      part.style.flexGrow = String(r.seconds[g]);
+      bar.append(part);
+    }
+    return [span, bar];
+  }
   function render() {
     const list = [...desks.values()].sort(compare);
     const t = now();
@@ -49,6 +68,7 @@
       li.append(el("span", "meta heard", "last heard " + ago(t - d.last_seen) + " ago"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
+      if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
       return li;
     }));
     if (!list.length) ul.append(el("li", "empty", "No desk has reported yet."));
@@ -59,6 +79,9 @@
       li.append(el("span", "n", String(n)), document.createTextNode(" " + level));
       return li;
     }));
+    const r = classRecent;
+    $("class-recent").textContent = r && r.engaged_share !== null ?
+      "Class, last 10 min: " + pct(r.engaged_share) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = parseFloat(threshold.value) * 60;
     const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
     $("alerts").replaceChildren(...(alerts.length ? alerts.map((d) =>
@@ -86,6 +109,7 @@
       if (data.full) desks.clear();
       for (const d of data.desks) desks.set(d.device_id, d);
       counts = data.counts;
+      classRecent = data.recent;
       document.body.dataset.version = data.version;
       render();
     };

@@ -7,6 +7,7 @@
       <li class="count lvl-{{level.lower().replace(' ', '-')}}"><span class="n">{{n}}</span> {{level}}</li>
       % end
     </ul>
+    <p class="conn" id="class-recent"></p>
     <p class="conn" id="conn" role="status">Connecting…</p>
   </section>
   <section aria-labelledby="alerts-h" class="alerts card">
