@@ -17,6 +17,7 @@ import pytest
 import requests
 from conftest import ADMIN_PASSWORD, login, stays, wait_for
 from mqtt_broker import PASSWORD, USER
+from test_accessibility import serious_violations
 
 from edge_app.config import LoginSettings
 from edge_app.fleet.classroom import app as classroom_app
@@ -373,9 +374,11 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
         for el in page.locator(selector).element_handles():
             assert el.evaluate(CONTRAST_JS) >= 4.5, selector  # WCAG AA for normal text
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
+    assert serious_violations(page) == []  # axe-core, as for the device's pages
     (artifacts / "screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})  # a projector
+    assert serious_violations(page) == []
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))
 
 
