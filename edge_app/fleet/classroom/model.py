@@ -55,11 +55,18 @@ class Desk:
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
+    recent_cache: tuple | None = None  # (minute_seq, valid until, summary): every page update reads it for every desk
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that began in the last ``RECENT_S``, or None."""
-        rows = [row for start, row in self.minutes.items() if start >= now - RECENT_S]
-        return {"minutes": len(rows), **_summary(rows)} if rows else None
+        cached = self.recent_cache
+        if cached is not None and cached[0] == self.minute_seq and now < cached[1]:
+            return cached[2]
+        starts = [start for start in self.minutes if start >= now - RECENT_S]
+        summary = {"minutes": len(starts), **_summary([self.minutes[t] for t in starts])} if starts else None
+        # the same until a new row comes or the oldest counted one leaves the window
+        self.recent_cache = (self.minute_seq, min(starts) + RECENT_S if starts else math.inf, summary)
+        return summary
 
     def sort_key(self) -> tuple:
         """Online desks that need attention first (longest in that state first), offline last."""
@@ -75,6 +82,7 @@ class Classroom:
         self.version = 0
         self.removed = 0  # the version at the latest removal: a page updated since then needs everything again
         self.closed = False  # set at shutdown: live streams end instead of waiting
+        self._class_recent: tuple = (-1, -1, None)  # (version, second, summary): shared by the pages' updates
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -218,15 +226,24 @@ class Classroom:
                 if key in counts:
                     counts[key] += 1
             now = self.clock()
-            recent = [r for d in self._desks.values() if d.online and (r := d.recent(now))]
+            summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
             version = self.version
-        # the class: the online desks' last minutes together (each desk counts by its seconds)
-        summary = {"desks": len(recent), **_summary([r["seconds"] for r in recent])} if recent else None
         return {"desks": rows, "counts": counts, "recent": summary, "now": now, "version": version,
                 "full": since is None}
+
+    def _class_summary(self, now: float) -> dict | None:
+        """The class: the online desks' last minutes together, each desk counting by its
+        seconds; computed once per change and second, not once per open page (holding the lock)."""
+        version, second, summary = self._class_recent
+        if version == self.version and second == int(now):
+            return summary
+        recent = [r["seconds"] for d in self._desks.values() if d.online and (r := d.recent(now))]
+        summary = {"desks": len(recent), **_summary(recent)} if recent else None
+        self._class_recent = (self.version, int(now), summary)
+        return summary
 
     def wait_change(self, version: int, timeout: float) -> int:
         """Block until the version moves past ``version`` (or ``timeout``); returns the version."""
@@ -244,7 +261,7 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start")  # bookkeeping, not for the page
+HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
