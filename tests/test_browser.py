@@ -92,6 +92,24 @@ def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, sho
     page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
 
 
+def test_a_student_takes_a_photo_back(new_page, server, face_jpeg, tmp_path, shots):
+    photo = tmp_path / "take-me-back.jpg"
+    photo.write_bytes(face_jpeg)
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#faces").wait_for()
+    page.locator("#history").get_by_role("link", name="take-me-back.jpg").click()  # its stored result page
+    page.get_by_text("Delete this photo").click()  # a disclosure first: one click does not delete
+    page.get_by_role("button", name="Delete it for good").click()
+    assert page.locator("#upload-done").inner_text() == "The photo and its results were deleted."
+    assert "take-me-back.jpg" not in page.locator("main").inner_text()
+    assert server.store.query("SELECT COUNT(*) FROM uploads WHERE filename = 'take-me-back.jpg'")[0][0] == 0
+    assert not page.console_errors, page.console_errors
+    page.screenshot(path=str(shots / "upload-deleted.png"), full_page=True)
+
+
 def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
     bad = tmp_path / "holiday.jpg"
     bad.write_text("this is a text file with a .jpg name")

@@ -99,6 +99,69 @@ def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
     assert row["face_count"] == len(body["faces"])
 
 
+STUDENT_PW = "student-pw-123"
+
+
+def student_upload(appliance, name: str, face_jpeg: bytes) -> tuple[requests.Session, int]:
+    """A student with one analysed photo (kept as a thumbnail, the default): their session and its id."""
+    appliance.accounts.create_user(name, STUDENT_PW, "student")
+    s = login(appliance.url, name, STUDENT_PW)
+    r = s.post(f"{appliance.url}/api/analyze", files={"image": ("me.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return s, r.json()["upload_id"]
+
+
+def stored(appliance, upload_id: int) -> tuple[int, int]:
+    """(upload rows, face rows) of that upload in the database."""
+    q = appliance.store.query
+    return (q("SELECT COUNT(*) FROM uploads WHERE id = ?", (upload_id,))[0][0],
+            q("SELECT COUNT(*) FROM upload_faces WHERE upload_id = ?", (upload_id,))[0][0])
+
+
+def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg):
+    ann, upload_id = student_upload(appliance, "ann", face_jpeg)
+    bob, _ = student_upload(appliance, "bob", face_jpeg)
+    files = stored_files(appliance)
+    assert len(files) == 2 and stored(appliance, upload_id) == (1, 1)
+    page = ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
+    assert f'action="/uploads/{upload_id}/delete"' in page and "Delete it for good" in page
+    # someone else's photo: the same "not found" as for none, by the form and by the API
+    r = bob.post(f"{appliance.url}/uploads/{upload_id}/delete", data={"csrf": bob.csrf}, timeout=10)
+    assert r.status_code == 404
+    assert bob.delete(f"{appliance.url}/api/uploads/{upload_id}", timeout=10).status_code == 404
+    # a form from another site (no token) deletes nothing
+    no_token = requests.Session()
+    no_token.cookies.update(ann.cookies)
+    assert no_token.post(f"{appliance.url}/uploads/{upload_id}/delete", timeout=10).status_code == 403
+    assert stored(appliance, upload_id) == (1, 1) and len(stored_files(appliance)) == 2
+    r = ann.post(f"{appliance.url}/uploads/{upload_id}/delete", data={"csrf": ann.csrf}, timeout=10,
+                 allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/upload?deleted=1")
+    assert "The photo and its results were deleted." in ann.get(r.headers["Location"], timeout=10).text
+    assert stored(appliance, upload_id) == (0, 0)
+    assert [f for f in files if f.exists()] == stored_files(appliance) and len(stored_files(appliance)) == 1  # bob's
+    assert ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).status_code == 404
+    assert appliance.store.query("SELECT COUNT(*) FROM audit")[0][0] == 0  # one's own photo: not an admin's change
+    # the page says only its own fixed text: a link cannot make it say something else
+    assert "deleted" not in ann.get(f"{appliance.url}/upload?deleted=Your+password+expired", timeout=10).text.lower()
+
+
+def test_an_admin_deletes_a_students_photo_and_it_is_audited(appliance, admin_session, face_jpeg):
+    _, upload_id = student_upload(appliance, "cy", face_jpeg)
+    r = admin_session.delete(f"{appliance.url}/api/uploads/{upload_id}", timeout=10)
+    assert r.status_code == 200 and r.json() == {"deleted": upload_id}
+    assert stored(appliance, upload_id) == (0, 0) and stored_files(appliance) == []
+    audit = appliance.store.query("SELECT actor, action, target, detail FROM audit")
+    assert [tuple(a)[:3] for a in audit] == [("admin", "deleted upload", "cy")] and "me.jpg" in audit[0]["detail"]
+    r = admin_session.delete(f"{appliance.url}/api/uploads/{upload_id}", timeout=10)
+    assert r.status_code == 404 and "retention" in r.json()["error"]
+    # by the form, from the log: back to the log, which says so
+    _, other = student_upload(appliance, "dee", face_jpeg)
+    r = admin_session.post(f"{appliance.url}/uploads/{other}/delete", data={"csrf": admin_session.csrf}, timeout=10)
+    assert r.status_code == 200 and r.url.endswith("/admin/log?kind=upload&deleted=1")
+    assert 'id="log-done"' in r.text and stored(appliance, other) == (0, 0)
+
+
 def test_no_face_gives_a_clear_message(appliance, admin_session):
     sky = np.tile(np.linspace(80, 220, 400, dtype=np.uint8), (300, 1))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(sky, cv2.COLOR_GRAY2BGR))

@@ -367,6 +367,17 @@ class Store:
         atomic_write(path, data)
         return relative
 
+    def delete_upload(self, upload_id: int) -> bool:
+        """Remove one upload, its faces and its kept image file; False when there is none."""
+        with self.transaction() as conn:
+            found = conn.execute("SELECT image_path FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            if found is None:
+                return False
+            conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))  # its faces go with it (ON DELETE CASCADE)
+        if found[0]:
+            self.remove_image(found[0])  # after the commit: a failed delete must not leave a row without its image
+        return True
+
     def delete_user_data(self, user_id: int) -> int:
         """Remove one user's uploads, their faces and kept image files; returns uploads removed."""
         with self.transaction() as conn:

@@ -26,6 +26,7 @@ from edge_app.web.guard import Guard, json_error
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
 log = logging.getLogger(__name__)
+DELETED_TEXT = "The photo and its results were deleted."
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -100,8 +101,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
+        # a fixed text, not one from the query: a link must not make this page say what its sender wants
+        done = DELETED_TEXT if request.query.get("deleted") == "1" else ""
         return page("upload", title="Analyse a photo", result=None, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user))
+                    history=my_uploads(user), done=done)
 
     @app.post("/upload")
     def upload():
@@ -123,17 +126,60 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         return page("upload", title="Analyse a photo", result=result, error="", accepted=upload_limits_text(),
                     history=my_uploads(user))
 
+    def stored_for(user: User, upload_id: int) -> dict | None:
+        """A stored upload its owner or an admin may see; None for anyone else, as for none."""
+        stored = reports.upload_result(ctx.store, upload_id)
+        return stored if stored is not None and (user.is_admin or stored["user_id"] == user.id) else None
+
+    def not_found() -> HTTPResponse:
+        return HTTPResponse(page("error", title="No such result", message="There is no stored result with this "
+                                 "number for you: it may have been deleted or removed by the retention period."), 404)
+
     @app.get("/uploads/<upload_id:int>")
     def upload_result(upload_id):
         """A stored upload's result, opened from the upload history or the admin's log:
         its owner and admins only (anyone else gets the same "not found" as for no upload)."""
         user = guard.require_user()
-        stored = reports.upload_result(ctx.store, upload_id)
-        if stored is None or not (user.is_admin or stored["user_id"] == user.id):
-            return HTTPResponse(page("error", title="No such result", message="There is no stored result with this "
-                                     "number for you: it may have been deleted or removed by the retention period."),
-                                404)
-        return page("upload_result", title=f"Results for {stored['filename']}", result=result_view(stored))
+        stored = stored_for(user, upload_id)
+        if stored is None:
+            return not_found()
+        return page("upload_result", title=f"Results for {stored['filename']}", result=result_view(stored),
+                    deletable=True)
+
+    def delete_stored(user: User, upload_id: int) -> dict | None:
+        """Delete one upload for its owner or an admin (audited when it is someone else's)."""
+        stored = stored_for(user, upload_id)
+        if stored is None or not ctx.store.delete_upload(upload_id):
+            return None
+        if stored["user_id"] != user.id:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored["created"]))
+            ctx.store.audit(user.username, "deleted upload", stored["username"] or "",
+                            f"{stored['filename']} of {when}, {len(stored['faces'])} face(s)")
+        log.info("upload %d deleted by %s", upload_id, user.username)
+        return stored
+
+    @app.post("/uploads/<upload_id:int>/delete")
+    def delete_upload(upload_id):
+        """The owner (a student taking back a photo of themselves) or an admin deletes one
+        upload: the row, its faces and the kept image, at once rather than at retention."""
+        user = guard.require_user()
+        guard.check_csrf()
+        stored = delete_stored(user, upload_id)
+        if stored is None:
+            return not_found()
+        mine = stored["user_id"] == user.id
+        raise bottle.redirect("/upload?deleted=1" if mine or not user.is_admin else "/admin/log?kind=upload&deleted=1")
+
+    @app.delete("/api/uploads/<upload_id:int>")
+    def api_delete_upload(upload_id):
+        user = guard.require_user()
+        guard.check_same_origin()
+        guard.check_csrf()
+        if delete_stored(user, upload_id) is None:
+            return json_error(404, f"no upload {upload_id} of yours: it may have been deleted or removed by "
+                                   "the retention period")
+        response.content_type = "application/json"
+        return json.dumps({"deleted": upload_id})
 
     def result_view(stored: dict) -> dict:
         """What the results partial shows for a stored upload: the kept image (thumbnail or

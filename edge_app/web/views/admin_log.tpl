@@ -35,6 +35,9 @@
     <a href="{{href}}">{{label}}</a>
   % end
   </p>
+  % if get('done'):
+  <p class="ok" role="status" id="log-done">{{done}}</p>
+  % end
   % if error:
   <p class="error" role="alert">{{error}}</p>
   % end

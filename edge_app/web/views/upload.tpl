@@ -3,6 +3,9 @@
 <section class="card">
   <h1>Analyse a photo</h1>
   <p class="hint">{{accepted}} The photo is analysed on this device and never sent anywhere.</p>
+  % if get('done'):
+  <p class="ok" role="status" id="upload-done">{{done}}</p>
+  % end
   % if error:
   <p class="error" role="alert" id="upload-error">{{error}} {{accepted}}</p>
   % end

@@ -1,3 +1,15 @@
 % rebase('base.tpl', title=title)
 <p><a href="{{'/admin/log?kind=upload' if user and user.is_admin else '/upload'}}" id="back">← Back to {{'the log' if user and user.is_admin else 'your photos'}}</a></p>
 % include('result.tpl', result=result)
+% if get('deletable'):
+<section class="card" id="delete-upload">
+  <details>
+    <summary>Delete this photo</summary>
+    <p class="hint">The photo{{' (as kept)' if result['preview'] else ''}}, the faces found in it and their results are removed from this device now, not at the end of the retention period. This cannot be undone.</p>
+    <form method="post" action="/uploads/{{result['id']}}/delete">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <button type="submit" class="danger" id="delete-upload-button">Delete it for good</button>
+    </form>
+  </details>
+</section>
+% end
