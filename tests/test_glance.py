@@ -125,6 +125,33 @@ def test_desk_view_is_the_state_as_a_full_screen_colour_field(new_page, server, 
     show(server, scene, True)
 
 
+# each text of the desk view against the field behind it, its opacity blended in (axe sees only
+# the state shown when it runs; this sets every group in turn, synchronously, between two polls)
+FIELD_CONTRAST_JS = """([group, selectors]) => {
+  document.body.dataset.group = group;
+  const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const field = rgb(getComputedStyle(document.body).backgroundColor);
+  return selectors.map((sel) => {
+    const st = getComputedStyle(document.querySelector(sel));
+    const alpha = parseFloat(st.opacity);
+    const text = rgb(st.color).map((v, i) => v * alpha + field[i] * (1 - alpha));
+    const a = lum(text), b = lum(field);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  });
+}"""
+
+
+def test_every_group_s_field_keeps_its_text_readable(new_page, server):
+    page = new_page(STUDENT, STUDENT_PW)
+    assert page.goto(f"{server.url}/glance").status == 200
+    texts = ["#glance-word", "#glance-detail", "#glance-note"]
+    for group in ("Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent", "Paused", ""):
+        ratios = page.evaluate(FIELD_CONTRAST_JS, [group, texts])
+        assert min(ratios) >= 4.5, (group, dict(zip(texts, ratios)))  # WCAG AA for normal text (the note is 16 px)
+
+
 @pytest.mark.parametrize("path, selector", [("/admin", "#now"), ("/live", "#state")])
 def test_now_updates_by_itself(new_page, server, scene, path, selector):
     """The dashboard's "Now" tile (and the live page's) follows the state without a reload."""
