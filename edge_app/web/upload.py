@@ -176,7 +176,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         guard.check_same_origin()
         guard.check_csrf()
         if delete_stored(user, upload_id) is None:
-            return json_error(404, f"no upload {upload_id} of yours: it may have been deleted or removed by "
+            return json_error(404, f"there is no upload {upload_id} for you: it may have been deleted or removed by "
                                    "the retention period")
         response.content_type = "application/json"
         return json.dumps({"deleted": upload_id})
