@@ -553,6 +553,9 @@ def test_a_hostile_retained_message_does_not_stop_the_classroom(broker, tmp_path
     wait_for(lambda: attacker.connected)
     attacker.client.publish("engage/evil/state", state(seq="Infinity"), qos=1, retain=True).wait_for_publish(5)
     attacker.client.publish("engage/evil2/state", state(since="NaN"), qos=1, retain=True).wait_for_publish(5)
+    # a well-formed minute, but retained: no desk keeps one, so it shows no desk as there
+    ghost = minute(time.time() - 60, 2, time.time(), engaged_s=60.0)
+    attacker.client.publish("engage/ghost/minute", ghost, qos=1, retain=True).wait_for_publish(5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
     try:

@@ -51,7 +51,7 @@ class Subscriber:
                 self.classroom.remove(device_id)
             elif kind == "state":
                 self.classroom.apply_state(device_id, message.payload, retained=bool(message.retain))
-            elif kind == "minute":
+            elif kind == "minute" and not message.retain:  # a desk never retains one: a stored copy is not news
                 self.classroom.apply_minute(device_id, message.payload)
             elif kind == "availability":
                 self.classroom.apply_availability(device_id, message.payload)
