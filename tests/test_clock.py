@@ -4,13 +4,15 @@ dashboard says so, /healthz reports it, and the self-test warns."""
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 import requests
 
 from edge_app.cli import main
 from edge_app.device import clock
-from tests.conftest import login
+from edge_app.web import health as health_routes
+from tests.conftest import login, wait_for
 
 UNSYNCHRONIZED, SYNCHRONIZED = clock.TIME_ERROR, 0  # adjtimex's answers (linux/timex.h)
 
@@ -50,3 +52,28 @@ def test_the_selftest_warns_but_passes(tmp_path, monkeypatch, capsys):
     assert line.startswith("WARN clock: no time server has set the clock") and "timesyncd.conf" in line
     verdict = out.strip().splitlines()[-1]
     assert verdict.startswith("self-test") and "clock" not in verdict, verdict  # not among the failures
+
+
+class SteppedClock:
+    """The ``time`` module as a route sees it after a time server stepped the wall clock."""
+
+    def __init__(self, step_s: float):
+        self.step_s = step_s
+
+    def time(self) -> float:
+        return time.time() + self.step_s
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_a_clock_step_does_not_make_healthz_report_a_stall_or_days_of_uptime(make_appliance, monkeypatch):
+    """A Pi starts on the time it last saved; timesyncd then steps it, often by days. The
+    camera's silence and the uptime are durations: measured on the monotonic clock."""
+    appliance = make_appliance()
+    wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=10).json()["frames"] > 0, timeout=30)
+    monkeypatch.setattr(health_routes, "time", SteppedClock(3 * 86400.0))
+    r = requests.get(f"{appliance.url}/healthz", timeout=10)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok", body["reasons"]  # not "no frame for 259200 s"
+    assert 0 < body["uptime_s"] < 120

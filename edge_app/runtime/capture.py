@@ -374,7 +374,7 @@ class CaptureLoop:
         now = time.monotonic()
         h = self.health
         h.frames += 1
-        h.last_frame = time.time()
+        h.last_frame = now  # monotonic: a clock step must not make the camera look stalled
         dropped = int(getattr(self.source, "dropped", 0) or 0)
         if dropped > self._source_dropped:
             self.metrics.dropped.inc(dropped - self._source_dropped)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
 
 
@@ -38,6 +37,5 @@ class Health:
     dropped: int = 0
     errors: int = 0
     faces: int = 0
-    started: float = field(default_factory=time.time)
-    last_frame: float = 0.0
+    last_frame: float = 0.0  # time.monotonic() at the latest frame (0: none yet)
     stage_ms: dict = field(default_factory=dict)

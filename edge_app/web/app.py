@@ -9,7 +9,8 @@ need is in ``edge_app.store``; the HTTP server is in ``server``. Sessions are se
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,10 @@ class Context:
     analyzer: Analyzer
     loop: CaptureLoop | None = None
     live: LiveFrame | None = None
-    started: float = 0.0
+    started: float = 0.0  # wall clock, for what is shown in wall time
     publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
     model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
+    started_monotonic: float = field(default_factory=time.monotonic)  # uptime: a clock step (NTP on a Pi) does not move it
 
 
 # the routes that take a large body (a photo, a model); any other body is refused above 64 kB

@@ -51,8 +51,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         reasons = []
         if h and h.camera not in (CameraState.OK, CameraState.PAUSED):  # a pause is the student's choice, not a fault
             reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
-        if h and h.camera == CameraState.OK and h.last_frame and time.time() - h.last_frame > 2 * ctx.cfg.camera.read_timeout_s:
-            reasons.append(f"camera: no frame for {time.time() - h.last_frame:.0f} s")
+        silent_s = time.monotonic() - h.last_frame if h and h.last_frame else 0.0
+        if h and h.camera == CameraState.OK and silent_s > 2 * ctx.cfg.camera.read_timeout_s:
+            reasons.append(f"camera: no frame for {silent_s:.0f} s")
         if ctx.loop is not None and h is not None and h.camera not in (CameraState.STARTING, CameraState.STOPPED) and not ctx.loop.alive:
             reasons.append("capture loop is not running: restart the service (journalctl -u engage-edge says why)")
         if h and h.store != StoreState.OK:
@@ -82,7 +83,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                       "file": ctx.analyzer.classifier.manifest.model_path.name},
             "fps": round(h.fps, 2) if h else 0.0,
             "frames": h.frames if h else 0,
-            "uptime_s": round(time.time() - ctx.started, 1),
+            "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
             "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),

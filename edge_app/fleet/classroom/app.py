@@ -93,6 +93,7 @@ class ClassroomContext:
     max_streams: int = 16  # a quarter of the server's threads (service.py): all streams behind one proxy
     # address stay under that address's half (http_limits.PeerLimits), leaving threads for its other requests
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    started_monotonic: float = field(default_factory=time.monotonic)  # uptime, whatever the wall clock does
 
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
@@ -273,7 +274,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         b = ctx.broker
         body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "broker": b.broker, "connected": b.connected,
-                "error": b.error, "desks": len(ctx.classroom), "uptime_s": round(time.time() - ctx.started, 1),
+                "error": b.error, "desks": len(ctx.classroom), "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
                 "version": __version__}
         if not b.connected:
             body["reasons"] = [f"mqtt: {b.error or 'connecting to ' + b.broker}"]
