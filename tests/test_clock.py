@@ -76,4 +76,4 @@ def test_a_clock_step_does_not_make_healthz_report_a_stall_or_days_of_uptime(mak
     r = requests.get(f"{appliance.url}/healthz", timeout=10)
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok", body["reasons"]  # not "no frame for 259200 s"
-    assert 0 < body["uptime_s"] < 120
+    assert 0 <= body["uptime_s"] < 120  # not three days (0.0 when the first frame came within 50 ms)
