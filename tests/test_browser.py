@@ -92,20 +92,32 @@ def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, sho
     page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
 
 
-def test_a_student_takes_a_photo_back(new_page, server, face_jpeg, tmp_path, shots):
-    photo = tmp_path / "take-me-back.jpg"
-    photo.write_bytes(face_jpeg)
-    page = new_page(STUDENT, STUDENT_PW)
-    page.goto(f"{server.url}/upload")
-    page.get_by_label("Photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Analyse").click()
-    page.locator("#faces").wait_for()
+def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shots):
+    server.accounts.create_user("max", STUDENT_PW, "student")  # their own history: the module's others stay as they are
+    page = new_page("max", STUDENT_PW)
+
+    def analyse(name: str) -> None:
+        photo = tmp_path / name
+        photo.write_bytes(face_jpeg)
+        page.goto(f"{server.url}/upload")
+        page.get_by_label("Photo").set_input_files(str(photo))
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#faces").wait_for()
+
+    analyse("take-me-back.jpg")
     page.locator("#history").get_by_role("link", name="take-me-back.jpg").click()  # its stored result page
     page.get_by_text("Delete this photo").click()  # a disclosure first: one click does not delete
     page.get_by_role("button", name="Delete it for good").click()
     assert page.locator("#upload-done").inner_text() == "The photo and its results were deleted."
     assert "take-me-back.jpg" not in page.locator("main").inner_text()
-    assert server.store.query("SELECT COUNT(*) FROM uploads WHERE filename = 'take-me-back.jpg'")[0][0] == 0
+    analyse("one.jpg")
+    analyse("two.jpg")
+    page.get_by_text("Delete all my photos").click()
+    page.get_by_role("button", name="Delete all 2 for good").click()
+    assert page.locator("#upload-done").inner_text() == "All your photos and their results were deleted."
+    assert page.locator("#history").count() == 0
+    max_id = server.accounts.find("max").id
+    assert server.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (max_id,))[0][0] == 0
     assert not page.console_errors, page.console_errors
     page.screenshot(path=str(shots / "upload-deleted.png"), full_page=True)
 

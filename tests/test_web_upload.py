@@ -147,6 +147,27 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     assert "deleted" not in ann.get(f"{appliance.url}/upload?deleted=Your+password+expired", timeout=10).text.lower()
 
 
+def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg):
+    eve, first = student_upload(appliance, "eve", face_jpeg)
+    for _ in range(11):  # more than the history lists
+        assert eve.post(f"{appliance.url}/api/analyze", files={"image": ("me.jpg", face_jpeg, "image/jpeg")},
+                        timeout=60).status_code == 200
+    _, fay_upload = student_upload(appliance, "fay", face_jpeg)
+    page = eve.get(f"{appliance.url}/upload", timeout=10).text
+    assert "The latest 10 of your 12 photos." in page and "Delete all 12 for good" in page
+    no_token = requests.Session()  # a form from another site: eve's cookie, no token
+    no_token.cookies.update(eve.cookies)
+    assert no_token.post(f"{appliance.url}/uploads/delete-all", timeout=10).status_code == 403
+    assert len(stored_files(appliance)) == 13
+    r = eve.post(f"{appliance.url}/uploads/delete-all", data={"csrf": eve.csrf}, timeout=10)
+    assert r.status_code == 200 and r.url.endswith("/upload?deleted=all")
+    assert "All your photos and their results were deleted." in r.text and "You have not analysed any photos yet" in r.text
+    eve_id = appliance.accounts.find("eve").id
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (eve_id,))[0][0] == 0
+    assert stored(appliance, first) == (0, 0)
+    assert stored(appliance, fay_upload) == (1, 1) and len(stored_files(appliance)) == 1  # fay's stays
+
+
 def test_an_admin_deletes_a_students_photo_and_it_is_audited(appliance, admin_session, face_jpeg):
     _, upload_id = student_upload(appliance, "cy", face_jpeg)
     r = admin_session.delete(f"{appliance.url}/api/uploads/{upload_id}", timeout=10)

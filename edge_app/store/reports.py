@@ -169,6 +169,11 @@ def recent_uploads(store: Store, user_id: int, limit: int = 10) -> list[sqlite3.
         "FROM uploads u WHERE u.user_id = ? ORDER BY u.created DESC LIMIT ?", (user_id, limit))
 
 
+def upload_count(store: Store, user_id: int) -> int:
+    """How many uploads a user has stored (the history lists only the latest)."""
+    return store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (user_id,))[0][0]
+
+
 def upload_result(store: Store, upload_id: int) -> dict | None:
     """One stored upload as its result page shows it: the upload, its owner's name and its
     faces (numbered as when analysed: stored in reading order), or None."""

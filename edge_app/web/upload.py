@@ -27,6 +27,8 @@ from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
 log = logging.getLogger(__name__)
 DELETED_TEXT = "The photo and its results were deleted."
+# what /upload?deleted=... says: fixed texts, never one from the query (a link must not make the page say what its sender wants)
+DONE_TEXTS = {"1": DELETED_TEXT, "all": "All your photos and their results were deleted."}
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -91,8 +93,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0], "preview": data_uri(annotated),
                 "thumbs": thumbs, "filename": name, "upload_id": upload_id}, upload_id
 
-    def my_uploads(user: User) -> list:
-        return reports.recent_uploads(ctx.store, user.id)
+    def my_uploads(user: User) -> dict:
+        """The upload page's history: the latest rows, and how many there are in all."""
+        return {"rows": reports.recent_uploads(ctx.store, user.id), "total": reports.upload_count(ctx.store, user.id)}
 
     def upload_limits_text() -> str:
         return (f"Accepted: {ACCEPTED_TEXT} files up to {limits.max_bytes // 1048576} MB "
@@ -101,8 +104,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
-        # a fixed text, not one from the query: a link must not make this page say what its sender wants
-        done = DELETED_TEXT if request.query.get("deleted") == "1" else ""
+        done = DONE_TEXTS.get(request.query.get("deleted", ""), "")
         return page("upload", title="Analyse a photo", result=None, error="", accepted=upload_limits_text(),
                     history=my_uploads(user), done=done)
 
@@ -169,6 +171,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             return not_found()
         mine = stored["user_id"] == user.id
         raise bottle.redirect("/upload?deleted=1" if mine or not user.is_admin else "/admin/log?kind=upload&deleted=1")
+
+    @app.post("/uploads/delete-all")
+    def delete_my_uploads():
+        """A user deletes every photo of theirs at once (the history lists only the latest ten)."""
+        user = guard.require_user()
+        guard.check_csrf()
+        removed = ctx.store.delete_user_data(user.id)
+        log.info("%d upload(s) deleted by their owner %s", removed, user.username)
+        raise bottle.redirect("/upload?deleted=all")
 
     @app.delete("/api/uploads/<upload_id:int>")
     def api_delete_upload(upload_id):

@@ -23,18 +23,29 @@
 % end
 <section class="card">
   <h2>Your recent photos</h2>
-  % if not history:
+  % if not history['rows']:
   <p class="empty">You have not analysed any photos yet. Your results will be listed here.</p>
   % else:
+  % if history['total'] > len(history['rows']):
+  <p class="hint" id="history-count">The latest {{len(history['rows'])}} of your {{history['total']}} photos.</p>
+  % end
   <div class="table-wrap">
   <table id="history">
     <thead><tr><th scope="col">When</th><th scope="col">File</th><th scope="col">Faces</th><th scope="col">Engagement</th></tr></thead>
     <tbody>
-    % for h in history:
+    % for h in history['rows']:
       <tr><td><a href="/uploads/{{h['id']}}">{{_t.strftime('%d %b %H:%M', _t.localtime(h['created']))}}</a></td><td><a href="/uploads/{{h['id']}}">{{h['filename']}}</a></td><td>{{h['face_count']}}</td><td>{{h['levels'] or 'no face'}}</td></tr>
     % end
     </tbody>
   </table>
   </div>
+  <details id="delete-all">
+    <summary>Delete all my photos</summary>
+    <p class="hint">{{'Your photo' if history['total'] == 1 else 'All %d of your photos' % history['total']}}, the faces found and their results are removed from this device now. To delete one photo only, open it above.</p>
+    <form method="post" action="/uploads/delete-all">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <button type="submit" class="danger" id="delete-all-button">{{'Delete it' if history['total'] == 1 else 'Delete all %d' % history['total']}} for good</button>
+    </form>
+  </details>
   % end
 </section>
