@@ -355,7 +355,9 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     store.log_minute({"minute": start, "frames": 900, "faces": 880, "Engaged": 45.0, "Not engaged": 15.0})
     page.wait_for_selector("li.desk[data-device='desk-p'] .recent", timeout=10_000)
     assert tile.locator(".recent").inner_text() == "Last 1 min: 75% engaged"
-    assert tile.locator(".bar").get_attribute("aria-label") == (
+    share = tile.locator(".share")
+    assert share.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") > 0.7  # across the tile
+    assert share.get_attribute("aria-label") == (
         "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Distracted 0%, Absent 0%")
     assert page.inner_text("#class-recent") == "Class, last 10 min: 75% engaged (1 desk)"
     page.fill("#threshold", "0")

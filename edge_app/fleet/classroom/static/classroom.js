@@ -42,7 +42,7 @@
   function recentOf(r) {
     const minutes = Math.min(10, r.minutes || 10);
     const span = el("span", "meta recent", "Last " + minutes + " min: " + pct(r.engaged_share) + " engaged");
-    const bar = el("span", "bar");
+    const bar = el("span", "share");
     bar.setAttribute("role", "img");
     bar.setAttribute("aria-label", "Last " + minutes + " minutes: " +
       GROUPS.map((g) => g + " " + pct(r.seconds[g] / r.observed_s)).join(", "));
