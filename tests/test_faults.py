@@ -4,6 +4,7 @@ tmpfs); a database locked by another writer; a bad model or config at start."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sqlite3
@@ -138,6 +139,39 @@ def minute_wall():
         return t["now"]
 
     return wall
+
+
+class EmptyChair(FrameSource):
+    """A camera looking at an empty chair: frames, never a face."""
+
+    name = "empty-chair"
+
+    def read(self):
+        time.sleep(1 / 60)
+        return np.full((480, 640, 3), 120, np.uint8)
+
+    def close(self):
+        pass
+
+
+def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(cfg, tmp_path):
+    """The run before ended "Engaged"; after a restart nobody is there. Before, nothing was
+    logged (the tracker starts at Absent and logs only changes), so the log, the timeline
+    and the classroom's retained MQTT state went on saying "Engaged"."""
+    store = Store(tmp_path / "db")
+    store.outbox_enabled = True  # as with [mqtt] on: the state goes to the broker too
+    store.log_state_change(time.time() - 3600, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    loop = _loop(cfg, store, source=EmptyChair()).start()
+    try:
+        wait_for(lambda: loop.health.frames > 5)
+        assert loop.flush(10)
+        latest = store.query("SELECT level, t FROM state_changes ORDER BY t DESC LIMIT 1")[0]
+        assert latest["level"] == "Absent" and abs(time.time() - latest["t"]) < 30
+        message = store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id DESC LIMIT 1")[0][0]
+        assert json.loads(message)["level"] == "Absent"
+    finally:
+        loop.stop()
+        store.close()
 
 
 def test_free_space_threshold_pauses_logging_and_resumes(cfg, tmp_path):

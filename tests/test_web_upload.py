@@ -16,7 +16,8 @@ import requests
 from PIL import Image
 
 from edge_app import config as config_mod
-from tests.conftest import login
+from edge_app.store.database import Store
+from tests.conftest import login, wait_for
 
 
 @pytest.fixture
@@ -311,3 +312,17 @@ def test_live_page_and_timeline(appliance, admin_session):
     assert admin_session.get(f"{appliance.url}/api/timeline?minutes=abc", timeout=10).status_code == 400
     js = admin_session.get(f"{appliance.url}/static/live.js", timeout=10)
     assert js.status_code == 200 and "/api/timeline" in js.text
+
+
+def test_the_timeline_after_a_restart_is_in_time_order(make_appliance, cfg):
+    """The run before logged "Engaged" 5 minutes ago; this one started now. The chart draws
+    from each point to the next, so a point out of order loses a stretch or draws one twice."""
+    before = Store(cfg.store.data_dir)
+    before.log_state_change(time.time() - 300, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    before.close()
+    appliance = make_appliance(cfg)
+    session = login(appliance.url)
+    wait_for(lambda: appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] >= 2)  # the start's Absent
+    points = session.get(f"{appliance.url}/api/timeline?minutes=10", timeout=10).json()["points"]
+    assert [p["t"] for p in points] == sorted(p["t"] for p in points)
+    assert points[0]["group"] == "Engaged" and "Absent" in [p["group"] for p in points[1:]]

@@ -293,6 +293,11 @@ class CaptureLoop:
     def run(self) -> None:
         cam = self.cfg.camera
         backoff = cam.retry_initial_s
+        if self.privacy.active is None:  # a paused start logs "Paused" itself
+            # the tracker's first state, logged and published like any change: otherwise the log,
+            # the timeline and the classroom's retained state kept the level from before a
+            # restart (an empty desk shown "Engaged for 14 h") until the first change
+            self._show(ABSENT, self.wall())
         while not self._stop.is_set():
             if self.privacy.active is not None:
                 self._hold_paused()
@@ -427,12 +432,17 @@ class CaptureLoop:
 
     def set_classifier(self, classifier: EmotionClassifier) -> None:
         """Swap in a newly flashed model; a different label set restarts the smoothing."""
+        restarted = False
         with self.state_lock:
             if list(classifier.labels) != list(self.classifier.labels):
+                restarted = self.tracker.state.level != ABSENT
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
                 self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
+        if restarted:  # the fresh tracker's Absent is a change like any other: logged and published
+            self._log("log_state_change", self.wall(), ABSENT, ABSENT, None, None)
+            self.metrics.state.state(ABSENT)
 
     @property
     def cfg(self) -> Config:

@@ -89,6 +89,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif ctx.loop and ctx.started > cutoff:
             points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
         points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
+        points.sort(key=lambda p: p["t"])  # the start's Absent may come after rows of the run before
         response.content_type = "application/json"
         return json.dumps({"from": cutoff, "now": now, "points": points,
                            "groups": list(GROUPS)})
