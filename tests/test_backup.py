@@ -126,6 +126,20 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
 
 
+def test_exports_of_consecutive_days_share_no_minute(store, tmp_path):
+    """Day by day exports add up: the minute before midnight is the day before's only."""
+    for minute in ("2026-01-31T23:58", "2026-01-31T23:59", "2026-02-01T00:00", "2026-02-01T00:01"):
+        store.log_minute({"minute": int(_ts(minute)), "frames": 900, "faces": 880, "Engaged": 60.0})
+
+    def minutes(since: str, out: Path) -> list[str]:
+        assert main(["export", "--since", since, "--out", str(out), "--data-dir", str(store.data_dir),
+                     "--config", str(_empty(tmp_path))]) == 0
+        return [r["time"][:16] for r in csv.DictReader(out.open()) if r["kind"] == "minute"]
+
+    assert minutes("2026-02-01", tmp_path / "feb.csv") == ["2026-02-01T00:00", "2026-02-01T00:01"]
+    assert minutes("2026-02-01T00:00:30", tmp_path / "mid.csv")[0] == "2026-02-01T00:00"  # the minute under way counts
+
+
 def test_export_to_a_missing_folder_is_a_clear_error_and_writes_nothing(store, tmp_path, capsys):
     out = tmp_path / "no-such-folder" / "log.csv"
     assert main(["export", "--since", "2026-01-01", "--out", str(out), "--data-dir", str(store.data_dir),

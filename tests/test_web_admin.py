@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import time
 
 import bottle
 import pytest
 
+from edge_app.web.admin_dashboard import day_bounds
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
 from tests.conftest import login, wait_for
@@ -146,6 +148,32 @@ def test_dashboard_summarises_today(quiet):
     assert 'id="alerts">2<' in page
     assert 'id="absent">0:00<' in page  # 15 s rounds down to 0 minutes
     assert "<svg" in page and "Minutes per engagement level per day" in page
+
+
+@pytest.fixture
+def berlin_time():
+    """The process's local zone set to Central European time (a POSIX rule: no tz database
+    needed), and back afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.mark.parametrize("day, hours", [(dt.date(2026, 10, 25), 25), (dt.date(2026, 3, 29), 23),
+                                        (dt.date(2026, 6, 1), 24)])
+def test_a_day_on_the_dashboard_is_midnight_to_midnight_when_the_clocks_change(berlin_time, day, hours):
+    """Today's figures ran from midnight for 86,400 s: on the day the clocks go back that
+    ended at 23:00 and left the day's last hour out."""
+    start, end = day_bounds(0, today=day)
+    assert end - start == hours * 3600
+    assert dt.datetime.fromtimestamp(start).time() == dt.time() == dt.datetime.fromtimestamp(end).time()
+    assert day_bounds(1, today=day + dt.timedelta(days=1)) == (start, end)  # yesterday's, seen tomorrow
 
 
 def test_dashboard_empty_state(quiet):

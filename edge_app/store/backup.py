@@ -111,8 +111,10 @@ def export_rows(data_dir: Path | str, since: float):
                 "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
             yield log_row("state", t, level, grp, emotion, conf)
         cols = list(GROUP_COLUMNS.values())
+        # a minute row overlapping ``since``, and none that ended before it (a day's export
+        # repeated the previous day's 23:59 row, counted twice in a sum over both)
         for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
-                                "WHERE minute >= ? ORDER BY minute", (since - 60,)):
+                                "WHERE minute > ? ORDER BY minute", (since - 60,)):
             yield {"kind": "minute", "time": iso_time(row[0]), "frames": row[1], "faces": row[2],
                    **dict(zip(cols, row[3:]))}
         for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):

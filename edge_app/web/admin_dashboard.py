@@ -17,9 +17,16 @@ from edge_app.store import reports
 from edge_app.web.guard import Guard
 
 
-def _midnight(days_ago: int = 0) -> float:
-    today = dt.datetime.combine(dt.date.today(), dt.time())
-    return (today - dt.timedelta(days=days_ago)).timestamp()
+def _midnight(days_ago: int = 0, today: dt.date | None = None) -> float:
+    """The local midnight that began the day ``days_ago`` before today (-1: the next one)."""
+    midnight = dt.datetime.combine(today or dt.date.today(), dt.time())
+    return (midnight - dt.timedelta(days=days_ago)).timestamp()
+
+
+def day_bounds(days_ago: int = 0, today: dt.date | None = None) -> tuple[float, float]:
+    """That local day as [start, end): 23 or 25 hours on the days the clocks change, so
+    each bound is a midnight of its own rather than the start plus 86,400 s."""
+    return _midnight(days_ago, today), _midnight(days_ago - 1, today)
 
 
 def days_chart(store, days: int = 14) -> tuple[str, list[dict]]:
@@ -30,7 +37,7 @@ def days_chart(store, days: int = 14) -> tuple[str, list[dict]]:
     drawing; every other date is marked ``minor`` (hidden on narrow screens)."""
     rows = []
     for ago in range(days - 1, -1, -1):
-        start, end = _midnight(ago), _midnight(ago - 1) if ago else _midnight(0) + 86400
+        start, end = day_bounds(ago)
         s = reports.day_summary(store, start, end)
         rows.append({"day": dt.date.fromtimestamp(start + 3600), **s})
     peak = max([r["total_s"] for r in rows] + [60.0])
@@ -83,12 +90,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def api_today():
         guard.require_user(admin=True)
         response.content_type = "application/json"
-        return json.dumps(today_tiles(reports.day_summary(ctx.store, _midnight(0), _midnight(0) + 86400)))
+        return json.dumps(today_tiles(reports.day_summary(ctx.store, *day_bounds())))
 
     @app.get("/admin")
     def dashboard():
         guard.require_user(admin=True)
-        today = reports.day_summary(ctx.store, _midnight(0), _midnight(0) + 86400)
+        today = reports.day_summary(ctx.store, *day_bounds())
         svg, days = days_chart(ctx.store)
         alerts = reports.recent_alerts(ctx.store, 5)
         state = ctx.loop.state if ctx.loop else None
