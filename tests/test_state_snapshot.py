@@ -99,3 +99,28 @@ def test_api_state_fields_always_belong_to_one_frame(appliance):
         assert body["t"] >= body["since"], body
     seqs = [b["seq"] for b in answers]
     assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
+
+
+def test_the_logged_change_is_dated_when_the_level_began_as_api_state_says(cfg, tmp_path, face_jpeg):
+    """A level shows after it held for ``min_hold_s``; the log, the CSV and the classroom's
+    ``since`` must name the same moment as /api/state, not the moment it was confirmed."""
+    from edge_app.store.database import Store
+
+    store = Store(tmp_path / "db")
+    clock, wall = {"t": 500.0}, {"t": 1_780_000_000.0}
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), store,
+                       NullIndicator(), clock=lambda: clock["t"], wall=lambda: wall["t"])
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        for _ in range(40):  # 4 s of a face, 10 frames a second
+            clock["t"] += 0.1
+            wall["t"] += 0.1
+            loop.process(face)
+        assert loop.flush(10)
+        shown = loop.snapshot.public(wall["t"] - clock["t"])
+        assert shown["level"] != ABSENT
+        logged = store.query("SELECT t FROM state_changes WHERE level = ?", (shown["level"],))
+        assert len(logged) == 1 and logged[0][0] == pytest.approx(shown["since"], abs=0.01)
+    finally:
+        loop.stop()
+        store.close()

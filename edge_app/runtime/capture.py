@@ -213,8 +213,9 @@ class CaptureLoop:
                     snapshot = f"alerts/{int(wall * 1000)}.jpg"
                     self._log("write_image", snapshot, buf.tobytes())
             self._log("log_alert", wall, state.level, snapshot)
-        if changed:
-            self._log("log_state_change", wall, state.level, state.group, state.emotion, state.confidence)
+        if changed:  # logged (and published) as of when the level began, as /api/state says, not min_hold_s later
+            began = wall - (now - state.since)
+            self._log("log_state_change", began, state.level, state.group, state.emotion, state.confidence)
             self.metrics.state.state(state.group)
         row = self.minutes.add(wall, state.group, main is not None)
         if row:
