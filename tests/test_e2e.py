@@ -260,7 +260,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
     scene = {"t": 0.0}
     loop = CaptureLoop(cfg, source, detector_from_config(cfg), classifier, store, make_indicator(cfg),
                        clock=lambda: scene["t"], wall=lambda: base + scene["t"])
-    changes = []
+    changes, began = [], []
     frames = 62 * fps
     try:
         for _ in range(frames):
@@ -268,6 +268,7 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
             state, changed = loop.process(source.read(), now=scene["t"])
             if changed:
                 changes.append((round(scene["t"], 1), state.group))
+                began.append(state.since)  # when the level began: min_hold_s before it showed
         assert loop.flush(10)
         rows = store.query("SELECT t, level, grp FROM state_changes ORDER BY t")
         minutes = store.query("SELECT * FROM minute_stats ORDER BY minute")
@@ -277,7 +278,8 @@ def test_one_demo_minute_walks_through_every_state(cfg, tmp_path):
 
     groups = [g for _, g in changes]
     assert [r["grp"] for r in rows] == groups  # every change logged, nothing else
-    assert [r["t"] - base for r in rows] == pytest.approx([t for t, _ in changes], abs=0.3)
+    assert [r["t"] - base for r in rows] == pytest.approx(began, abs=0.01)  # logged as of when each began
+    assert all(t - b == pytest.approx(cfg.engagement.min_hold_s, abs=0.3) for (t, _), b in zip(changes, began))
     assert groups[0] in EMOTION_GROUPS  # Grace Hopper opens the demo
     assert DISTRACTED in groups and ABSENT in groups, changes
     # what the README promises of the demo: every state (but "Paused", which needs a person)
