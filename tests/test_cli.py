@@ -51,6 +51,14 @@ def test_no_command_prints_help_and_exits_2():
     assert "run" in r.stdout and "analyze" in r.stdout
 
 
+def test_the_log_level_from_the_environment_in_any_case_or_a_clear_error(tmp_path, empty_config):
+    r = cli("model", "list", "--config", empty_config, env={"ENGAGE_LOG_LEVEL": "debug"})
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    r = cli("model", "list", "--config", empty_config, env={"ENGAGE_LOG_LEVEL": "verbose"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "ENGAGE_LOG_LEVEL='verbose' is not a log level: use one of DEBUG, INFO, WARNING, ERROR" in r.stderr
+
+
 def test_analyze_prints_a_table(grace_path, empty_config):
     r = cli("analyze", grace_path, "--config", empty_config)
     assert r.returncode == 0, r.stderr

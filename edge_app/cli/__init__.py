@@ -143,11 +143,16 @@ def cmd_analyze(args) -> int:
 
 
 # ------------------------------------------------------------------ parser
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engage-edge", description="On-device engagement detection.")
     p.add_argument("--version", action="version", version=f"engage-edge {__version__}")
-    p.add_argument("--log-level", default=os.environ.get("ENGAGE_LOG_LEVEL", "INFO"),
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # any case; argparse converts a string default with ``type`` but never checks it against
+    # ``choices``, so ``main`` checks the value ENGAGE_LOG_LEVEL gives
+    p.add_argument("--log-level", default=os.environ.get("ENGAGE_LOG_LEVEL", "INFO"), type=str.upper,
+                   choices=LOG_LEVELS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the appliance: capture loop, indicators and web UI")
@@ -187,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # from the environment: parser.error exits 2 with usage and the reason
+        parser.error(f"ENGAGE_LOG_LEVEL={os.environ.get('ENGAGE_LOG_LEVEL')!r} is not a log level: "
+                     f"use one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
