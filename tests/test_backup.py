@@ -82,6 +82,14 @@ def test_backup_into_a_directory_and_refusals(store, tmp_path):
         backup(tmp_path / "nowhere", tmp_path / "x.db")
 
 
+def test_cli_backup_of_a_missing_database_is_a_usage_error(tmp_path, capsys):
+    """Exit 2 (bad usage, configuration or database), as export says for the same mistake."""
+    args = ["--data-dir", str(tmp_path / "nothing-here"), "--config", str(_empty(tmp_path))]
+    assert main(["backup", str(tmp_path / "b.db"), *args]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert main(["export", "--since", "2026-01-01", *args]) == 2
+
+
 def test_cli_backup(store, tmp_path, capsys):
     store.log_alert(time.time(), "Not engaged")
     assert main(["backup", str(tmp_path / "b.db"), "--data-dir", str(store.data_dir),

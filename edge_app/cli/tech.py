@@ -136,9 +136,9 @@ def cmd_backup(args) -> int:
     cfg = _config(args)
     try:
         dest = backup.backup(config_mod.data_dir(cfg), args.path)
-    except backup.BackupError as exc:
+    except backup.BackupError as exc:  # exit 2 for a wrong data directory or destination, as for export
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
     print(f"backup written to {dest} (integrity ok)")
     return EXIT_OK
 

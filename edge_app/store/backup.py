@@ -54,7 +54,12 @@ def log_row(kind: str, t: float, level: str, group: str, emotion: str | None, co
 
 
 class BackupError(RuntimeError):
-    """The backup or export failed; the message says why (the source is untouched)."""
+    """The backup or export cannot be done as asked (no database there, a bad date, a
+    destination that cannot be written); the message says why (the source is untouched)."""
+
+
+class CopyFailed(BackupError):
+    """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
 
 
 def _open(db: Path) -> sqlite3.Connection:
@@ -81,9 +86,9 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             result = out.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
-                raise BackupError(f"the copy failed its integrity check: {result}")
+                raise CopyFailed(f"the copy failed its integrity check: {result}")
     except (sqlite3.Error, OSError) as exc:
-        raise BackupError(f"backup to {dest} failed: {exc}") from None
+        raise CopyFailed(f"backup to {dest} failed: {exc}") from None
     finally:
         src.close()
     return dest
