@@ -157,7 +157,7 @@ class CameraSettings(Section):
     """Where frames come from and how a camera fault is retried."""
 
     source: str = setting("demo", '"demo" (built-in animated faces, no camera needed), "camera" (first camera found: '
-                          'picamera2 on a Pi, else OpenCV device 0), "picamera2", a device index ("0", "1"), a video '
+                          'picamera2 on a Pi, else the lowest-numbered /dev/video*), "picamera2", a device index ("0", "1"), a video '
                           'file path, an rtsp/http URL, or a GStreamer pipeline ending in "appsink".')
     width: int = setting(640, "Frame width asked of the camera, in pixels.", Range(16, 4096))
     height: int = setting(480, "Frame height asked of the camera, in pixels.", Range(16, 4096))

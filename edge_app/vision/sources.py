@@ -217,7 +217,8 @@ def make_source(spec: str, cfg: Config, **demo_options) -> FrameSource:
     if spec == "camera":
         if _picamera2_present():
             return Picamera2Source(**size)
-        devices = sorted(p for p in os.listdir("/dev") if p.startswith("video")) if os.path.isdir("/dev") else []
+        found = [p for p in os.listdir("/dev") if p.startswith("video")] if os.path.isdir("/dev") else []
+        devices = sorted(found, key=lambda name: (len(name), name))  # video2 before video10
         if not devices:
             raise CameraError(
                 "no camera found: no Raspberry Pi camera and no /dev/video* device. Connect a camera, "
