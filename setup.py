@@ -17,7 +17,9 @@ setup(
     description="On-device classroom engagement detection from facial expressions",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.11",
+    # 3.14: no ai-edge-litert below 2 for aarch64 and none tried here on x86; pip says so instead of a device
+    # that installs and then cannot load its model
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["edge_app", "edge_app.*"]),
     package_data={
         "edge_app": ["default_config.toml"],
