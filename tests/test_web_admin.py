@@ -176,6 +176,24 @@ def test_a_day_on_the_dashboard_is_midnight_to_midnight_when_the_clocks_change(b
     assert day_bounds(1, today=day + dt.timedelta(days=1)) == (start, end)  # yesterday's, seen tomorrow
 
 
+def test_a_log_time_from_the_other_side_of_a_clock_change_names_its_zone(quiet, berlin_time):
+    """The log's heading names the zone in force now; a row from the other half of the year
+    is shown in its own offset, so it says which (and the repeated autumn hour is told apart)."""
+    now = time.time()
+    zone_now = time.strftime("%Z", time.localtime(now))
+    month = 7 if zone_now == "CET" else 1  # a day of last year on the other side of the clock change
+    other = dt.datetime(dt.date.today().year - 1, month, 15, 12).timestamp()
+    zone_other = time.strftime("%Z", time.localtime(other))
+    assert {zone_now, zone_other} == {"CET", "CEST"}
+    quiet.store.log_state_change(other, "Not engaged", "Not engaged", "sadness", 0.5)
+    quiet.store.log_state_change(now - 60, "Absent", "Absent", None, None)
+    page = login(quiet.url).get(f"{quiet.url}/admin/log", timeout=10).text
+    assert 'id="log-zone"' in page and f"({zone_now})" in page
+    shown_now = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 60))
+    assert f"{dt.date.today().year - 1}-{month:02d}-15 12:00:00 {zone_other}" in page
+    assert shown_now in page and f"{shown_now} {zone_now}" not in page  # the heading's zone: not repeated
+
+
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page

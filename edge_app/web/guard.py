@@ -6,6 +6,7 @@ every request; the user is looked up once per request and cached in its environ.
 """
 from __future__ import annotations
 
+import time
 from urllib.parse import quote, urlsplit
 
 import bottle
@@ -149,4 +150,13 @@ class Guard:
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
         now = loop.state if viewer and loop is not None else None
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
-                               version=__version__, path=request.path, now=now, **values)
+                               version=__version__, path=request.path, now=now, local_time=local_time, **values)
+
+
+def local_time(t: float) -> str:
+    """A log time in this device's zone, the zone named when it is not the one in force now
+    (the page's heading names that one): a summer row read in winter says "CEST", and the
+    hour the clocks go back is told apart."""
+    when = time.localtime(t)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", when)
+    return text if when.tm_zone == time.strftime("%Z") else f"{text} {when.tm_zone}"

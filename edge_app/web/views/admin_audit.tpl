@@ -11,7 +11,7 @@
     <thead><tr><th scope="col">When <span class="hint">({{_t.strftime('%Z')}})</span></th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Details</th></tr></thead>
     <tbody>
     % for r in rows:
-      <tr><td>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</td><td>{{r['actor']}}</td>
+      <tr><td>{{local_time(r['t'])}}</td><td>{{r['actor']}}</td>
       <td>{{r['action']}} <strong>{{r['target']}}</strong></td><td>{{r['detail']}}</td></tr>
     % end
     </tbody>

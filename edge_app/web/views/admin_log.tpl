@@ -53,9 +53,9 @@
     % for r in rows:
       <tr><td>
       % if r['upload_id']:
-        <a href="/uploads/{{r['upload_id']}}" title="Open this photo's result">{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}</a>
+        <a href="/uploads/{{r['upload_id']}}" title="Open this photo's result">{{local_time(r['t'])}}</a>
       % else:
-        {{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(r['t']))}}
+        {{local_time(r['t'])}}
       % end
       </td><td>{{r['kind']}}</td><td>{{r['username'] or ''}}</td>
       <td><span class="pill g-{{r['grp'].replace(' ', '-').lower()}}">{{r['level']}}</span></td><td>{{r['emotion'] or ''}}</td><td>{{'%.0f%%' % (r['confidence'] * 100) if r['confidence'] is not None else ''}}</td>
