@@ -778,3 +778,24 @@ def test_made_up_minutes_cannot_grow_a_desks_memory():
         room.apply_minute("desk-1", minute(now - 500 + i, i + 1, now, engaged_s=1.0))
     recent = room.snapshot()["desks"][0]["recent"]
     assert recent["minutes"] == classroom_model.MAX_MINUTE_ROWS
+
+
+def test_an_open_page_drops_the_figure_when_a_desk_stops_sending_minutes():
+    """A paused desk (or one whose camera failed) sends no minute rows: ten minutes on, the
+    pages that showed "Last 10 min: 100% engaged" get the desk again, without it."""
+    now = 1_800_000_000.0
+    clock = [now]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room.apply_state("desk-1", state(level="Paused", since=str(now - 5), seq="1", sent=str(now)))
+    assert room.apply_minute("desk-1", minute(now - 65, 2, now, engaged_s=60.0))
+    page = room.snapshot()  # what an open page shows now
+    assert page["desks"][0]["recent"]["engaged_share"] == 1.0 and page["recent"]["desks"] == 1
+    clock[0] += 300  # still inside the ten minutes: nothing to tell the pages
+    assert room.wait_change(page["version"], 0) == page["version"]
+    clock[0] += 300  # the row has left the window
+    version = room.wait_change(page["version"], 0)
+    assert version > page["version"]
+    update = room.snapshot(since=page["version"])
+    assert [d["device_id"] for d in update["desks"]] == ["desk-1"] and update["desks"][0]["recent"] is None
+    assert update["recent"] is None
+    assert room.wait_change(version, 0) == version  # once

@@ -83,6 +83,7 @@ class Classroom:
         self.removed = 0  # the version at the latest removal: a page updated since then needs everything again
         self.closed = False  # set at shutdown: live streams end instead of waiting
         self._class_recent: tuple = (-1, -1, None)  # (version, second, summary): shared by the pages' updates
+        self._next_expiry = 0.0  # the soonest moment a desk's shown last-ten-minutes figure runs out
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -186,6 +187,7 @@ class Classroom:
             desk.online, desk.last_seen = True, now
             recent = now - RECENT_S <= ours <= now + CLOCK_SKEW_S
             if recent:  # two rows for one minute (the device restarted within it) add up
+                self._next_expiry = min(self._next_expiry, ours + RECENT_S)  # when pages must drop it again
                 row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
                 for group, value in seconds.items():
                     row[group] += float(value)
@@ -246,10 +248,33 @@ class Classroom:
         return summary
 
     def wait_change(self, version: int, timeout: float) -> int:
-        """Block until the version moves past ``version`` (or ``timeout``); returns the version."""
+        """Block until the version moves past ``version`` (or ``timeout``); returns the version.
+
+        Every open page calls this every few seconds, so it is also where a desk whose
+        last-ten-minutes figure has run out (a paused desk, a failed camera: no more minute
+        rows) becomes a change: the pages drop the figure instead of showing it for hours."""
         with self._cond:
+            self._expire_recent(self.clock())
             self._cond.wait_for(lambda: self.version != version or self.closed, timeout)
             return self.version
+
+    def _expire_recent(self, now: float) -> None:
+        """Mark changed each desk whose shown figure is older than its rows allow (holding the lock)."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = math.inf
+        for desk in self._desks.values():
+            if not desk.minutes:
+                continue
+            cached = desk.recent_cache
+            ran_out = cached is not None and cached[0] == desk.minute_seq and now >= cached[1]
+            for old in [t for t in desk.minutes if t < now - RECENT_S]:
+                del desk.minutes[old]
+            desk.recent(now)  # recomputed if it ran out: fewer minutes, or none
+            if ran_out:
+                self._changed(desk)
+            if desk.recent_cache is not None:
+                self._next_expiry = min(self._next_expiry, desk.recent_cache[1])
 
     def close(self) -> None:
         with self._cond:
