@@ -99,6 +99,28 @@ def test_login_returns_you_where_you_were_going(appliance, target):
     assert s.get(done.headers["Location"], allow_redirects=False, timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize("referer, back", [("{url}/uploads?x=1", "/uploads?x=1"), ("{url}/live", "/live"),
+                                           ("https://evil.example/live", "/"), (None, "/")])
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_not_to_a_405(appliance, referer, back):
+    """"Pause camera" clicked on /live after logging out elsewhere: the log-in must lead back
+    to /live, the page the form was on, not to /privacy, which answers a GET with 405."""
+    headers = {"Referer": referer.format(url=appliance.url)} if referer else {}
+    r = requests.post(f"{appliance.url}/privacy", data={"csrf": "stale"}, headers=headers, allow_redirects=False,
+                      timeout=10)
+    assert r.status_code in (302, 303)
+    next_path = r.headers["Location"].split("/login?next=", 1)[1]
+    assert requests.utils.unquote(next_path) == back
+
+
+def test_log_out_with_a_session_that_already_ended_goes_to_the_log_in(appliance):
+    """Logged out everywhere else, then "Log out" here: the log-in page, not "Form expired"."""
+    here, there = login(appliance.url), login(appliance.url)
+    assert there.post(f"{appliance.url}/account/sessions", data={"csrf": there.csrf}, timeout=10).ok
+    r = here.post(f"{appliance.url}/logout", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/login")
+    assert "Form expired" not in here.get(r.headers["Location"], timeout=10).text
+
+
 @pytest.mark.parametrize("bad", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "evil.example",
                                  "/\r\nLocation: http://evil.example", "javascript:alert(1)", "/\tevil"])
 def test_next_that_is_not_a_local_path_goes_home(appliance, bad):

@@ -87,8 +87,11 @@ def install(app: bottle.Bottle, site: Site) -> None:
 
     @app.post("/logout")
     def logout():
-        site.check_form()
         token = request.get_cookie(site.cookie)
+        if not accounts.session_user(token):  # ended already (elsewhere, or it expired): nothing to check or end
+            response.delete_cookie(site.cookie, path="/")
+            return bottle.redirect("/login")
+        site.check_form()
         if token:
             accounts.end_session(token)
         response.delete_cookie(site.cookie, path="/")

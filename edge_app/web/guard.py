@@ -43,6 +43,17 @@ def _here() -> str:
     return request.fullpath + ("?" + request.query_string if request.query_string else "")
 
 
+def _come_back() -> str:
+    """Where to return after logging in: this page, or for a form's target (a GET there
+    is a 405) the page of this site the form was sent from, else the start page."""
+    if request.method == "GET":
+        return _here()
+    sent_from = urlsplit(request.headers.get("Referer", ""))
+    if sent_from.netloc != request.get_header("Host", ""):
+        return "/"
+    return (sent_from.path or "/") + ("?" + sent_from.query if sent_from.query else "")
+
+
 def account_url(then: str) -> str:
     """/account, and where to go on once the password is changed."""
     then = safe_next(then)
@@ -89,13 +100,13 @@ class Guard:
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise json_error(401, "log in first")
-            raise bottle.redirect("/login?next=" + quote(_here(), safe="/"))
+            raise bottle.redirect("/login?next=" + quote(_come_back(), safe="/"))
         user = found[0]
         if user.must_change_password and not given_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise json_error(403, PASSWORD_CHANGE_PENDING)
             # come back to a page, never to a form's target (a GET there is a 405)
-            raise bottle.redirect(account_url(_here() if request.method == "GET" else "/"))
+            raise bottle.redirect(account_url(_come_back()))
         if admin and not user.is_admin:
             if wants_json():
                 raise json_error(403, "admins only")
