@@ -194,6 +194,20 @@ def test_a_log_time_from_the_other_side_of_a_clock_change_names_its_zone(quiet, 
     assert shown_now in page and f"{shown_now} {zone_now}" not in page  # the heading's zone: not repeated
 
 
+@pytest.mark.parametrize("path", ["/admin/users", "/admin/model"])
+def test_a_link_cannot_make_an_admin_page_announce_its_own_text(quiet, path):
+    """The outcome shown after a form comes back in the query, signed with the session's
+    token; a crafted link's text is not shown, in green or red."""
+    s = login(quiet.url)
+    for kind in ("done", "error"):
+        page = s.get(f"{quiet.url}{path}", params={kind: "Your device was wiped. Call 0800-SCAM", "sig": "0" * 32},
+                     timeout=10).text
+        assert "0800-SCAM" not in page
+    if path == "/admin/users":  # the real outcome of a form still shows, through the redirect
+        r = s.post(f"{quiet.url}/admin/users", data={"csrf": s.csrf, "username": "x", "password": "short"}, timeout=10)
+        assert "User not created" in r.text and 'id="users-error"' in r.text and "sig=" in r.url
+
+
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page

@@ -13,7 +13,6 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request
@@ -72,7 +71,7 @@ def plot_files(manifest: Manifest) -> dict[str, Path]:
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def back(message: str, error: bool = False) -> None:
-        raise bottle.redirect("/admin/model?" + urlencode({"error" if error else "done": message}))
+        guard.flash_redirect("/admin/model", message, error)
 
     def pick_up() -> str:
         """Hand the newly active model to the running appliance now; '' or why not."""
@@ -100,7 +99,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
-                          done=request.query.getunicode("done", ""), error=request.query.getunicode("error", ""))
+                          **guard.flash())
 
     @app.get("/admin/model/plot/<key>")
     def model_plot(key):

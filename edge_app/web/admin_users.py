@@ -5,7 +5,6 @@ only on its confirmation; every action is written to the audit log (``/admin/aud
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request
@@ -17,11 +16,6 @@ from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
-
-
-def flash_redirect(path: str, message: str, error: bool = False) -> None:
-    """Back to ``path`` with the outcome shown there (``done`` or ``error`` in the query)."""
-    raise bottle.redirect(path + ("?" + urlencode({"error" if error else "done": message})))
 
 
 def temporary() -> bool:
@@ -45,8 +39,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if level:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
-                          me=me, locked=ctx.accounts.locked_users(), done=request.query.getunicode("done", ""),
-                          error=request.query.getunicode("error", ""))
+                          me=me, locked=ctx.accounts.locked_users(), **guard.flash())
 
     @app.post("/admin/users")
     def create_user():
@@ -58,11 +51,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
                                             f.getunicode("role", "student"), must_change=temporary())
         except AuthError as exc:
-            flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
+            guard.flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
         log.info("admin created user %s (%s)", user.username, user.role)
         ctx.store.audit(me.username, "created user", user.username,
                         f"role {user.role}" + (", temporary password" if user.must_change_password else ""))
-        flash_redirect("/admin/users", f"Created {user.role} {user.username}"
+        guard.flash_redirect("/admin/users", f"Created {user.role} {user.username}"
                        + ("; they choose their own password at the first log-in." if user.must_change_password else "."))
 
     @app.post("/admin/users/<user_id:int>/<action>")
@@ -72,15 +65,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_recent_password()
         target = ctx.accounts.get(user_id)
         if target is None:
-            flash_redirect("/admin/users", "That user no longer exists.", error=True)
+            guard.flash_redirect("/admin/users", "That user no longer exists.", error=True)
         if target.id == me.id and action in ("disable", "delete"):
-            flash_redirect("/admin/users", "You cannot disable or delete your own account.", error=True)
+            guard.flash_redirect("/admin/users", "You cannot disable or delete your own account.", error=True)
         if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
-            flash_redirect("/admin/users", "Change your own password on Your account: it asks for the current one.",
+            guard.flash_redirect("/admin/users", "Change your own password on Your account: it asks for the current one.",
                            error=True)
         if (target.is_admin and not target.disabled and action in ("disable", "delete")
                 and ctx.accounts.count_admins() <= 1):
-            flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
+            guard.flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
         if action in IRREVERSIBLE and request.forms.getunicode("confirm") != "yes":
             return guard.page("admin_confirm", title="Confirm deletion", target=target, action=action,
                               counts=reports.user_data_counts(ctx.store, user_id))
@@ -97,7 +90,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 must_change = temporary()
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
-                flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
+                guard.flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
             message = f"New password set for {target.username}; their sessions ended" + (
                 "; they choose their own at the next log-in." if must_change else ".")
             audit = ("reset password of", "temporary password" if must_change else "")
@@ -119,4 +112,4 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                                            message=f"{action!r} is not a user action."), 404)
         log.info("admin %s: %s", me.username, message)
         ctx.store.audit(me.username, audit[0], target.username, audit[1])
-        flash_redirect("/admin/users", message)
+        guard.flash_redirect("/admin/users", message)

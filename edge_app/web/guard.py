@@ -6,8 +6,11 @@ every request; the user is looked up once per request and cached in its environ.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
-from urllib.parse import quote, urlsplit
+from typing import NoReturn
+from urllib.parse import quote, urlencode, urlsplit
 
 import bottle
 from bottle import HTTPResponse, request, response
@@ -147,6 +150,29 @@ class Guard:
     def set_session_cookie(self, token: str) -> None:
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=self.secure_cookie, path="/",
                             max_age=int(self.ctx.accounts.max_age_s))
+
+    # ------------------------------------------------------------ the outcome of a form, on the next page
+    def flash_redirect(self, path: str, message: str, error: bool = False) -> NoReturn:
+        """Back to ``path`` with the outcome shown there. The text travels in the query,
+        signed with this session's token: a link from elsewhere cannot make an admin page
+        announce "Your device was wiped, call ..." in green (see ``flash``)."""
+        kind = "error" if error else "done"
+        raise bottle.redirect(path + "?" + urlencode({kind: message, "sig": self._flash_sig(kind, message)}))
+
+    def flash(self) -> dict[str, str]:
+        """``done`` and ``error`` from the query, each only when this session signed it."""
+        sig = request.query.get("sig", "")
+        shown = {}
+        for kind in ("done", "error"):
+            message = request.query.getunicode(kind, "") or ""
+            ok = bool(message and sig) and hmac.compare_digest(sig, self._flash_sig(kind, message))
+            shown[kind] = message if ok else ""
+        return shown
+
+    def _flash_sig(self, kind: str, message: str) -> str:
+        found = self.current()
+        key = (found[1] if found else "").encode()
+        return hmac.new(key, f"{kind}\n{message}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def page(self, name: str, **values) -> str:
         """Render ``views/<name>.tpl`` with the user, CSRF token, version and current state every page shows."""
