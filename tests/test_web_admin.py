@@ -208,6 +208,14 @@ def test_a_link_cannot_make_an_admin_page_announce_its_own_text(quiet, path):
         assert "User not created" in r.text and 'id="users-error"' in r.text and "sig=" in r.url
 
 
+def test_a_refused_filter_offers_no_csv(quiet):
+    s = login(quiet.url)
+    r = s.get(f"{quiet.url}/admin/log", params={"from": "2026-12-31", "to": "2026-01-01"}, timeout=10)
+    assert r.status_code == 400 and "Filter not applied" in r.text
+    assert 'id="csv"' not in r.text  # its download would fail without a word
+    assert 'id="csv"' in s.get(f"{quiet.url}/admin/log", timeout=10).text
+
+
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page

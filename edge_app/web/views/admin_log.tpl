@@ -42,7 +42,10 @@
   <p class="error" role="alert">{{error}}</p>
   % end
   <p class="row between"><span id="count">{{total}} row{{'' if total == 1 else 's'}}</span>
-    <a href="/admin/log.csv{{'?' + query if query else ''}}" id="csv" class="button secondary" download>Download CSV of these rows</a></p>
+    % if not error:  # a refused filter has no rows to download (and "download" would hide the 400 page)
+    <a href="/admin/log.csv{{'?' + query if query else ''}}" id="csv" class="button secondary" download>Download CSV of these rows</a>
+    % end
+  </p>
   % if not rows:
   <p class="empty" id="log-empty">{{'No rows match these filters.' if query else 'Nothing logged yet: live state changes and analysed photos appear here.'}}</p>
   % else:
