@@ -259,6 +259,10 @@ def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     bad.write_bytes(model.read_bytes()[:5000])
     r = admin_session.post(url, data={"csrf": admin_session.csrf}, files=files(bad), allow_redirects=False, timeout=30)
     assert r.status_code == 400 and "does not match its manifest" in r.text
+    assert 'action="/admin/model/install"' in r.text and "engage-upload-" not in r.text  # its page; no temp path
+    r = admin_session.post(url, data={"csrf": admin_session.csrf}, timeout=30,
+                           files={"model": (model.name, model.read_bytes()), "manifest": ("notes.json", b"not json")})
+    assert r.status_code == 400 and "notes.json" in r.text and "engage-upload-" not in r.text, r.text
     assert not (flash.models_dir(cfg) / "current.json").exists()
     r = admin_session.post(url, data={"csrf": admin_session.csrf}, files=files(model), allow_redirects=False, timeout=30)
     assert r.status_code in (302, 303) and r.headers["Location"].split("?")[0].endswith("/admin/model")

@@ -89,6 +89,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/model")
     def model_page():
         guard.require_user(admin=True)
+        return render(**guard.flash())
+
+    def render(**outcome) -> str:
+        """The model page, with ``done`` or ``error`` shown at its top."""
         m = ctx.analyzer.classifier.manifest
         try:
             size_mb = m.model_path.stat().st_size / 1e6
@@ -99,7 +103,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
-                          **guard.flash())
+                          **{"done": "", "error": "", **outcome})
 
     @app.get("/admin/model/plot/<key>")
     def model_plot(key):
@@ -126,9 +130,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             try:
                 raw = flash.install(model_path, manifest_path, ctx.cfg, by=me.username)
             except flash.ModelError as exc:
-                reason = str(exc).replace("model.tflite", model.raw_filename or "the model")
-                return HTTPResponse(guard.page("error", title="Model refused",
-                                               message=f"{reason}. The running model is unchanged."), 400)
+                # the uploads' own names, never this temporary folder's; back to the model page to try again
+                reason = (str(exc).replace(str(manifest_path), manifest.raw_filename or "the manifest")
+                          .replace(str(model_path), model.raw_filename or "the model")
+                          .replace("model.tflite", model.raw_filename or "the model"))
+                # on the model page itself, its form there to try again (400 for a script)
+                return HTTPResponse(render(error=f"Model refused: {reason}. The running model is unchanged."), 400)
         log.info("admin %s installed model %s", me.username, raw["sha256"][:12])
         ctx.store.audit(me.username, "installed model", raw["model"], f"sha256 {raw['sha256'][:12]}, from "
                         f"{model.raw_filename or 'an upload'}")
