@@ -799,3 +799,55 @@ def test_an_open_page_drops_the_figure_when_a_desk_stops_sending_minutes():
     assert [d["device_id"] for d in update["desks"]] == ["desk-1"] and update["desks"][0]["recent"] is None
     assert update["recent"] is None
     assert room.wait_change(version, 0) == version  # once
+
+
+# ------------------------------------------------------------------ a desk's clock, read over several messages
+def test_a_retained_state_is_dated_again_once_a_live_message_measures_the_desks_clock():
+    """The classroom restarts while a desk two hours behind is live: its retained state
+    comes with no usable ``sent``; the desk's next minute row measures the clock, and the
+    state's time is corrected too (it said "Not engaged for 120 min" after 30 s)."""
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    behind = 7200.0
+    assert room.apply_state("desk-1", state(level="Not engaged", since=str(now - behind - 30), seq="4",
+                                            sent=str(now - behind - 30)), retained=True)
+    assert room.snapshot()["desks"][0]["since"] == pytest.approx(now - behind - 30)  # nothing known yet
+    room.apply_minute("desk-1", minute(now - behind - 60, 5, now - behind, not_engaged_s=60.0))
+    desk = room.snapshot()["desks"][0]
+    assert desk["clock_skew"] == pytest.approx(behind) and desk["since"] == pytest.approx(now - 30)
+
+
+def test_a_message_resent_after_a_dropped_link_is_not_taken_for_a_clock_error():
+    """paho re-sends a message with the bytes it had, ``sent`` included: delivered 96 s late,
+    it reads like a clock 96 s behind. One such reading is not enough to change the desk's
+    clock; the next message, on time, says the clock is right."""
+    clock = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    t0 = clock[0]
+    assert room.apply_state("desk-1", state(level="Engaged", since=str(t0 - 600), seq="1", sent=str(t0)))
+    clock[0] += 100
+    # changed to Distracted at t0 + 4, stuck in paho's queue until the link came back at t0 + 100
+    assert room.apply_state("desk-1", state(level="Distracted", since=str(t0 + 4), seq="2", sent=str(t0 + 4)))
+    desk = room.snapshot()["desks"][0]
+    assert desk["clock_skew"] == 0 and desk["since"] == t0 + 4  # "Distracted for 96 s", as it has been
+    room.apply_minute("desk-1", minute(clock[0] - 60, 3, clock[0], distracted_s=60.0))  # on time: the clock is right
+    desk = room.snapshot()["desks"][0]
+    assert desk["clock_skew"] == 0 and desk["since"] == t0 + 4
+
+
+def test_a_desk_clock_set_by_a_time_server_keeps_the_shown_state_dated_right():
+    """A Pi three days behind, then timesyncd steps its clock: the state it showed before
+    the step keeps its (corrected) time; later states are dated by the new reading once two
+    messages agree on it."""
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    behind = DAYS_3
+    assert room.apply_state("desk-1", state(level="Engaged", since=str(now - behind - 300), seq="1",
+                                            sent=str(now - behind)))
+    assert room.snapshot()["desks"][0]["since"] == pytest.approx(now - 300)
+    for seq in (2, 3):  # after the step: minute rows stamped by a right clock
+        room.apply_minute("desk-1", minute(now - 60, seq, now, engaged_s=60.0))
+    desk = room.snapshot()["desks"][0]
+    assert desk["clock_skew"] == 0 and desk["since"] == pytest.approx(now - 300)  # not moved three days back
+    assert room.apply_state("desk-1", state(level="Not engaged", since=str(now - 10), seq="4", sent=str(now)))
+    assert room.snapshot()["desks"][0]["since"] == pytest.approx(now - 10)

@@ -51,6 +51,9 @@ class Desk:
     last_seen: float = 0.0
     changed: int = 0  # the classroom's version at this desk's latest change
     clock_skew: float = 0.0  # our clock minus the desk's, when more than CLOCK_SKEW_S (else 0): added to its times
+    skew_known: bool = False  # a live message has measured it (a retained one cannot: it was sent long ago)
+    pending_skew: float | None = None  # a different reading, adopted when the next live message agrees
+    state_sample: float | None = None  # the skew the current state's own message showed (None: retained)
     device_since: float | None = None  # ``since`` by the desk's own clock: what ordering its messages compares
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
@@ -142,9 +145,8 @@ class Classroom:
                 return False
             if seq <= desk.seq and desk.device_since is not None and since <= desk.device_since:
                 return False  # a retained or repeated copy of an older change
-            if skew is not None:
-                desk.clock_skew = skew if abs(skew) > CLOCK_SKEW_S else 0.0
-            desk.level, desk.device_since, desk.seq = level, since, seq
+            _observe_skew(desk, skew)
+            desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
             desk.since = since + desk.clock_skew
             desk.label = str(data.get("label", level))[:120]
             desk.desk = str(data.get("desk", ""))[:64]
@@ -180,8 +182,11 @@ class Classroom:
             if seq <= desk.minute_seq and desk.minute_start is not None and start <= desk.minute_start:
                 return False  # a repeated copy (QoS 1 delivers at least once)
             desk.minute_seq, desk.minute_start = seq, start
-            if skew is not None:
-                desk.clock_skew = skew if abs(skew) > CLOCK_SKEW_S else 0.0
+            if _observe_skew(desk, skew) and desk.device_since is not None and (
+                    desk.state_sample is None or abs(desk.state_sample - desk.clock_skew) <= CLOCK_SKEW_S):
+                # the state shown was dated by a skew since found wrong (a retained copy, applied before any
+                # live reading; or a first reading, later outvoted) and was sent under the clock now measured
+                desk.since = desk.device_since + desk.clock_skew
             ours = start + desk.clock_skew
             news = not desk.online  # a desk sending minutes is there, whatever their dates
             desk.online, desk.last_seen = True, now
@@ -286,7 +291,8 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache")  # bookkeeping, not for the page
+HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache",
+          "skew_known", "pending_skew", "state_sample")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
@@ -305,6 +311,29 @@ def _summary(rows: list[dict]) -> dict:
     total = round(sum(seconds.values()), 2)
     return {"seconds": seconds, "observed_s": total,
             "engaged_share": round(seconds["Engaged"] / total, 3) if total else None}
+
+
+def _observe_skew(desk: Desk, sample: float | None) -> bool:
+    """Take one live message's reading of our clock minus the desk's; True when the skew
+    used for the desk's times changed. The first reading is taken at once (a Pi days
+    behind must not show "Not engaged for 72 h"); after that, a different one is taken
+    only when the next message agrees: a message paho re-sent after a dropped link
+    carries its old ``sent`` and would otherwise pass for a clock 96 s off."""
+    if sample is None:
+        return False
+    value = sample if abs(sample) > CLOCK_SKEW_S else 0.0
+    if not desk.skew_known:
+        desk.skew_known, desk.pending_skew = True, None
+        changed, desk.clock_skew = value != desk.clock_skew, value
+        return changed
+    if abs(sample - desk.clock_skew) <= CLOCK_SKEW_S:
+        desk.pending_skew = None
+        return False
+    if desk.pending_skew is not None and abs(sample - desk.pending_skew) <= CLOCK_SKEW_S:
+        desk.pending_skew, desk.clock_skew = None, value
+        return True
+    desk.pending_skew = sample
+    return False
 
 
 def _skew(sent, now: float) -> float | None:
