@@ -133,6 +133,32 @@ def test_a_minute_goes_out_with_its_start_in_unix_seconds(broker, store):
         listener.close()
 
 
+def test_a_broker_that_lost_its_retained_state_gets_it_again(tmp_path, store):
+    """A broker restarted without persistence forgets the desk's retained state; a classroom
+    started after that saw the desk with no state until the student's next change. The
+    device publishes its newest state again when it reconnects (same seq)."""
+    b = Broker(tmp_path / "forgetful").start()  # no persistence
+    pub = Publisher(settings(b), store).start()
+    try:
+        wait_for(lambda: pub.status.connected)
+        change(store, 1)
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)  # acknowledged, retained
+        b.stop()
+        wait_for(lambda: not pub.status.connected)
+        b.start()
+        wait_for(lambda: pub.status.connected, timeout=40)
+        late = Listener(b, ["engage/+/state"])  # a classroom started after the restart
+        try:
+            state = wait_for(lambda: late.json("engage/desk-07/state"), timeout=20)[-1]
+            assert state["label"] == "Not engaged - label 1" and state["seq"] >= 1
+            assert all(retain for t, _, retain in late.messages)
+        finally:
+            late.close()
+    finally:
+        pub.stop()
+        b.stop()
+
+
 def test_backlog_survives_a_device_restart(broker, tmp_path):
     """Messages queued while the broker was unreachable are in SQLite, not memory: a new
     process (a new Store and Publisher on the same data directory) sends them."""

@@ -104,6 +104,8 @@ class Publisher:
         self._done: list[int] = []  # seqs acknowledged, not yet deleted from the outbox
         self._thread: threading.Thread | None = None
         self._watched: list = []
+        self._last_state: Message | None = None  # the newest state handed to paho in this process
+        self._restate = False  # set at each connection: that state is published again (sender thread)
         self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -124,6 +126,7 @@ class Publisher:
         client.publish(self.settings.topic("availability"), "online", qos=1, retain=True)
         for topic, config in discovery_messages(self.settings, self.model_version()):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
+        self._restate = self._last_state is not None  # a first connection has none to repeat
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -165,6 +168,7 @@ class Publisher:
                 self._settle()
                 if self.status.connected:
                     self._send()
+                    self._state_again()
                 self.status.backlog = self.outbox.count()
             except Exception as exc:  # a locked or failing database: try again on the next wake-up
                 log.warning("mqtt: outbox not readable now: %s", exc)
@@ -189,10 +193,24 @@ class Publisher:
             info = self.client.publish(topic, payload, qos=1, retain=retain)  # paho queues it if the link drops
             self._pending[info.mid] = message.seq
             self._cursor = message.seq
+            if message.kind == "state":
+                self._last_state = message
         if len(self._pending) >= WINDOW:
             return
         if self.outbox.after(self._cursor, 1):
             self._wake.set()
+
+    def _state_again(self) -> None:
+        """After a (re)connection, the newest state once more, retained: a broker that restarted
+        without persistence has lost it, and a classroom started after that would show the
+        desk with no state until the student's next change, hours later for a steady desk.
+        Only once nothing is in flight, so no older state re-sent by paho lands after it.
+        Same ``seq``: a receiver that has it already drops the copy."""
+        if not self._restate or self._pending or self._last_state is None:
+            return
+        self._restate = False
+        topic, payload, retain = self.payload(self._last_state)
+        self.client.publish(topic, payload, qos=1, retain=retain)
 
     # ------------------------------------------------------------ life cycle
     def start(self) -> "Publisher":
