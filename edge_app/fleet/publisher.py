@@ -195,6 +195,7 @@ class Publisher:
             self._cursor = message.seq
             if message.kind == "state":
                 self._last_state = message
+                self._restate = False  # a state goes out on this connection anyway: nothing to repeat
         if len(self._pending) >= WINDOW:
             return
         if self.outbox.after(self._cursor, 1):
