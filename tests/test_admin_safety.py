@@ -103,6 +103,11 @@ def test_settings_changes_are_audited_with_what_changed(appliance):
     (row,) = audit_rows(s.get(f"{appliance.url}/admin/audit", timeout=10).text)
     assert "changed settings" in row and "store.retention_days" in row and "9" in row
     assert "engagement.mapping" not in row  # only what changed
+    form["map.neutral"] = "Not engaged"  # one emotion's level: the audit names that one, not the whole mapping
+    assert s.post(f"{appliance.url}/admin/settings", data=form, timeout=10).status_code == 200
+    row = audit_rows(s.get(f"{appliance.url}/admin/audit", timeout=10).text)[0]
+    assert "engagement.mapping.neutral" in row and "Not engaged" in row
+    assert "contempt" not in row and "happiness" not in row
 
 
 def test_model_page_summary_is_readable(appliance):

@@ -112,7 +112,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except config_mod.ConfigError as exc:
             return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown)
         log.info("admin %s changed settings", me.username)
-        changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in changes.items() if before.get(k) != v]
+        changed = []
+        for k, v in changes.items():
+            old = before.get(k)
+            if isinstance(v, dict) and isinstance(old, dict):  # the mapping: only the emotions whose level changed
+                changed += [f"{k}.{e}: {old.get(e)!r} -> {v.get(e)!r}" for e in v if old.get(e) != v.get(e)]
+            elif old != v:
+                changed.append(f"{k}: {old!r} -> {v!r}")
         if changed:
             ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         return render_settings(done="Saved. The live loop uses the new settings now.")
