@@ -205,7 +205,7 @@ def test_a_link_cannot_make_an_admin_page_announce_its_own_text(quiet, path):
         assert "0800-SCAM" not in page
     if path == "/admin/users":  # the real outcome of a form still shows, through the redirect
         r = s.post(f"{quiet.url}/admin/users", data={"csrf": s.csrf, "username": "x", "password": "short"}, timeout=10)
-        assert "User not created" in r.text and 'id="users-error"' in r.text and "sig=" in r.url
+        assert "User not created" in r.text and 'id="users-error"' in r.text and r.status_code == 400
 
 
 def test_a_refused_filter_offers_no_csv(quiet):
@@ -214,6 +214,17 @@ def test_a_refused_filter_offers_no_csv(quiet):
     assert r.status_code == 400 and "Filter not applied" in r.text
     assert 'id="csv"' not in r.text  # its download would fail without a word
     assert 'id="csv"' in s.get(f"{quiet.url}/admin/log", timeout=10).text
+
+
+def test_a_refused_new_user_keeps_what_was_typed_but_the_password(quiet):
+    s = login(quiet.url)
+    quiet.accounts.create_user("stud1", PW)
+    r = s.post(f"{quiet.url}/admin/users", timeout=10, data={"csrf": s.csrf, "username": "stud1",
+                                                             "password": "another-pw-123", "role": "admin"})
+    assert r.status_code == 400 and "already exists" in r.text
+    form = r.text.split('id="new-user"', 1)[1].split("</form>", 1)[0]
+    assert 'value="stud1"' in form and '<option value="admin" selected>' in form
+    assert "another-pw-123" not in r.text and "checked" not in form.split('id="n-temporary"', 1)[1][:40]
 
 
 def test_dashboard_empty_state(quiet):

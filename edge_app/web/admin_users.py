@@ -34,12 +34,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/users")
     def users_page():
         me = guard.require_user(admin=True)
+        outcome = guard.flash()
+        return render(me, done=outcome["done"], error=outcome["error"])
+
+    def render(me, typed: dict | None = None, done: str = "", error: str = "") -> str:
+        """The users page; ``typed``: the add form's fields as sent, kept beside an error."""
         level = request.query.getunicode("level", "")
         people = reports.student_summaries(ctx.store)
         if level:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
-                          me=me, locked=ctx.accounts.locked_users(), **guard.flash())
+                          me=me, locked=ctx.accounts.locked_users(), typed=typed or {}, done=done, error=error)
 
     @app.post("/admin/users")
     def create_user():
@@ -50,8 +55,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         try:
             user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
                                             f.getunicode("role", "student"), must_change=temporary())
-        except AuthError as exc:
-            guard.flash_redirect("/admin/users", f"User not created: {exc}.", error=True)
+        except AuthError as exc:  # the page again with what was typed (not the password), to correct
+            typed = {"username": f.getunicode("username", ""), "role": f.getunicode("role", "student"),
+                     "temporary": bool(f.get("temporary"))}
+            return HTTPResponse(render(me, typed, error=f"User not created: {exc}."), 400)
         log.info("admin created user %s (%s)", user.username, user.role)
         ctx.store.audit(me.username, "created user", user.username,
                         f"role {user.role}" + (", temporary password" if user.must_change_password else ""))

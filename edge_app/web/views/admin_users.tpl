@@ -88,14 +88,14 @@
   <form method="post" action="/admin/users" id="new-user" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <label for="n-username">User name</label>
-    <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}">
+    <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}" value="{{typed.get('username', '')}}">
     <label for="n-password">Password (at least 8 characters)</label>
     <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required>
-    <label class="check"><input id="n-temporary" type="checkbox" name="temporary" checked> They choose their own password at the first log-in</label>
+    <label class="check"><input id="n-temporary" type="checkbox" name="temporary"{{' checked' if typed.get('temporary', True) else ''}}> They choose their own password at the first log-in</label>
     <label for="n-role">Role</label>
     <select id="n-role" name="role">
     % for r in roles:
-      <option value="{{r}}">{{r}}</option>
+      <option value="{{r}}"{{' selected' if typed.get('role') == r else ''}}>{{r}}</option>
     % end
     </select>
     <button type="submit">Add user</button>
