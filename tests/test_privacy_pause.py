@@ -186,6 +186,16 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         page.get_by_role("button", name="Resume camera").click()
         page.get_by_role("button", name="Pause camera").wait_for()
         wait_for(lambda: app.loop.state.level != "Paused", what="resumed from the page")
+        # paused elsewhere (another browser, the desk's button): the header follows without a reload
+        other = login(app.url, STUDENT, STUDENT_PW)
+        loads = page.evaluate("performance.getEntriesByType('navigation').length")
+        assert other.post(f"{app.url}/api/pause", timeout=10).ok
+        page.get_by_role("button", name="Resume camera").wait_for()
+        assert page.locator("#paused").inner_text() == "Camera paused"
+        assert other.post(f"{app.url}/api/resume", timeout=10).ok
+        page.get_by_role("button", name="Pause camera").wait_for()
+        assert page.locator("#paused").count() == 0
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
     finally:
         context.close()
 

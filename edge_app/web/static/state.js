@@ -32,6 +32,26 @@
     document.dispatchEvent(new CustomEvent("engage:state", { detail: { text: text, group: group, camera: camera } }));
   }
 
+  // the header's Pause/Resume follows the camera too: paused from another page, the desk
+  // button or the pause's time limit, it must not go on offering "Pause camera"
+  function showSwitch(paused) {
+    const button = document.getElementById("privacy-button");
+    if (!button || (button.value === "resume") === paused) return;
+    button.value = paused ? "resume" : "pause";
+    button.textContent = paused ? "Resume camera" : "Pause camera";
+    if (paused) button.removeAttribute("title"); else button.title = "Nothing is filmed or analysed until you resume";
+    let pill = document.getElementById("paused");
+    if (paused && !pill) {
+      pill = document.createElement("span");
+      pill.className = "pill g-paused";
+      pill.id = "paused";
+      pill.textContent = "Camera paused";
+      button.before(pill);
+    } else if (!paused && pill) {
+      pill.remove();
+    }
+  }
+
   function describe(s) {
     if (!s.level) return ["no camera loop", ""];
     // a camera fault is shown as such, not as the last state; "paused" is the state Paused
@@ -50,7 +70,9 @@
         return;
       }
       if (r.ok) {
-        const shown = describe(await r.json());
+        const state = await r.json();
+        if (state.camera) showSwitch(state.camera === "paused");
+        const shown = describe(state);
         show(shown[0], shown[1], undefined);
         lastOk = Date.now();
       }
