@@ -35,6 +35,7 @@ def test_admin_tests_and_saves_the_broker(broker, make_appliance):
     assert r.status_code == 502 and "refused the log-in as &#039;desk&#039;" in r.text
     r = s.post(url, data=form(s, broker, "test"), timeout=10)
     assert r.status_code == 200 and f"Connected to 127.0.0.1:{broker.port} as desk-11" in r.text
+    assert PASSWORD not in r.text and "type it again, then Save" in r.text  # not kept for a Save that follows
     assert requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"] == {"enabled": False}  # a test saves nothing
 
     r = s.post(url, data=form(s, broker, "save"), timeout=10)

@@ -21,6 +21,7 @@ from edge_app.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
+TYPE_AGAIN = "Tested with the password you typed, which is not shown again: type it again, then Save."
 
 # (key in [mqtt], label, kind, help)
 FIELDS: list[tuple[str, str, type, str]] = [
@@ -57,11 +58,12 @@ def install(app, ctx, h) -> None:
                 changes[f"mqtt.{key}"] = raw
         return changes
 
-    def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None):
+    def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None,
+               password_hint: str = ""):
         from bottle import HTTPResponse
 
         body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
-                      status=status_of(ctx.publisher), message=message, ok=ok)
+                      status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint)
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/classroom")
@@ -87,8 +89,10 @@ def install(app, ctx, h) -> None:
             if not settings.enabled:
                 return render("Set a broker host to test.", ok=False, status=400, values=shown)
             ok, text = check_connection(settings)
+            # a typed password is never sent back to the page, so Save after a Test would keep the old one
+            hint = TYPE_AGAIN if request.forms.getunicode("mqtt.password") else ""
             return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
-                          status=200 if ok else 502, values=shown)
+                          status=200 if ok else 502, values=shown, password_hint=hint)
         apply_settings(ctx, password_to_file(ctx.cfg, changes))
         restart_publisher(ctx, ctx.cfg)
         log.info("admin %s changed the classroom broker settings", me.username)

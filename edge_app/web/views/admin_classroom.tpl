@@ -28,7 +28,7 @@
       <label for="{{fid}}">{{label}}</label>
       <input id="{{fid}}" name="mqtt.{{key}}" value="{{values.get(key, '')}}" aria-describedby="{{fid}}-help" {{'inputmode=numeric' if kind is int else ''}}>
     % end
-      <small id="{{fid}}-help" class="hint">{{help}}</small>
+      <small id="{{fid}}-help" class="{{'error' if key == 'password' and password_hint else 'hint'}}">{{password_hint if key == 'password' and password_hint else help}}</small>
     </div>
     % end
     </div>
