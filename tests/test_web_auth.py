@@ -310,7 +310,13 @@ def test_admin_creates_disables_resets_and_deletes_users(appliance):
     r = act(f"/admin/users/{kim.id}/disable")
     assert "Disabled kim" in r.text
     assert student.get(f"{base}/api/state", timeout=10).status_code == 401  # their session ended
-    assert form_login(base, "kim", "kim-pw-1234").status_code == 401
+    # the right password for a disabled account is told so (only its owner learns it); a wrong one is just wrong
+    r = form_login(base, "kim", "kim-pw-1234")
+    assert r.status_code == 403 and "This account is disabled: ask an admin" in r.text
+    r = requests.post(f"{base}/api/login", json={"username": "kim", "password": "kim-pw-1234"}, timeout=10)
+    assert r.status_code == 403 and "disabled" in r.json()["error"]
+    r = form_login(base, "kim", "not-kims-password")
+    assert r.status_code == 401 and "disabled" not in r.text
     act(f"/admin/users/{kim.id}/enable")
     assert form_login(base, "kim", "kim-pw-1234").status_code == 303
     r = act(f"/admin/users/{kim.id}/password", password="reset-pw-5678")

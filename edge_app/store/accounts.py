@@ -37,6 +37,11 @@ class AuthError(ValueError):
     """A user-facing account problem (bad name, weak password, unknown user)."""
 
 
+class AccountDisabled(AuthError):
+    """The right password for an account an admin has disabled: said as such, so the
+    student asks an admin instead of trying passwords (only the password's owner learns it)."""
+
+
 class LoginThrottled(AuthError):
     """Too many failed log-ins: the message says how long to wait (``retry_after`` seconds)."""
 
@@ -286,6 +291,13 @@ class Accounts:
                     if not self._pending[key]:
                         del self._pending[key]
 
+    def _login_quietly(self, username: str, password: str, address: str | None) -> User | None:
+        """``login`` for a password typed again inside a session: a disabled account is None."""
+        try:
+            return self.login(username, password, address)
+        except AccountDisabled:
+            return None
+
     def unlock(self, username: str) -> int:
         """Forget every failed log-in for ``username`` (an admin's unlock); returns how many."""
         name = _throttle_name(username)
@@ -313,7 +325,7 @@ class Accounts:
         guess the password behind it faster than the log-in page allows."""
         if again is not None and new != again:
             raise AuthError("the two new passwords differ")
-        if self.login(user.username, current, address) is None:
+        if self._login_quietly(user.username, current, address) is None:
             raise AuthError("the current password is wrong")
         if new == current:
             raise AuthError("the new password must differ from the current one")
@@ -375,8 +387,10 @@ class Accounts:
             verify_password(password or "", _dummy_hash())  # the same work as a known name
             return None
         row = rows[0]
-        if not verify_password(password or "", row["password_hash"]) or row["disabled"]:
+        if not verify_password(password or "", row["password_hash"]):
             return None
+        if row["disabled"]:
+            raise AccountDisabled("this account is disabled: ask an admin to enable it (Admin, Users)")
         self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
         return _user(row)
 
@@ -422,7 +436,7 @@ class Accounts:
     def confirm(self, token: str, user: User, password: str, address: str | None = None) -> bool:
         """The session's user typed their password again: throttled like a log-in (a stolen
         session cannot guess it faster), and on success the session counts as confirmed now."""
-        again = self.login(user.username, password, address)
+        again = self._login_quietly(user.username, password, address)
         if again is None or again.id != user.id:
             return False
         self.store.execute("UPDATE sessions SET confirmed = ? WHERE token_hash = ?", (time.time(), _token_hash(token)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import bottle
 from bottle import HTTPResponse, request, response
 
-from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, User
+from edge_app.store.accounts import AccountDisabled, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
 from edge_app.web.guard import client_address, safe_next
 
@@ -62,6 +62,10 @@ def install(app: bottle.Bottle, site: Site) -> None:
             log.warning("log-in refused for %r from %s: throttled", username, client_address())
             return hardening.throttled(exc, site.page("login", title="Log in", error=str(exc), username=username,
                                                       **nxt))
+        except AccountDisabled as exc:
+            log.info("log-in refused for %r from %s: disabled", username, client_address())
+            text = str(exc)
+            return login_page(403, error=text[0].upper() + text[1:] + ".", username=username, **nxt)
         if not user:
             log.info("failed login for %r from %s", username, client_address())
             return login_page(401, error="Wrong user name or password.", username=username, **nxt)
@@ -78,6 +82,8 @@ def install(app: bottle.Bottle, site: Site) -> None:
             user = accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
             return hardening.throttled(exc)
+        except AccountDisabled as exc:
+            return hardening.json_error(403, str(exc))
         if not user:
             return hardening.json_error(401, "wrong user name or password")
         csrf = site.start_session(user)
