@@ -71,6 +71,10 @@ class Desk:
         self.recent_cache = (self.minute_seq, min(starts) + RECENT_S if starts else math.inf, summary)
         return summary
 
+    def forget_minutes_before(self, t: float) -> None:
+        for start in [start for start in self.minutes if start < t]:
+            del self.minutes[start]
+
     def sort_key(self) -> tuple:
         """Online desks that need attention first (longest in that state first), offline last."""
         return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.since or 0.0,
@@ -196,8 +200,7 @@ class Classroom:
                 row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
                 for group, value in seconds.items():
                     row[group] += float(value)
-            for old in [t for t in desk.minutes if t < now - RECENT_S]:
-                del desk.minutes[old]
+            desk.forget_minutes_before(now - RECENT_S)
             while len(desk.minutes) > MAX_MINUTE_ROWS:
                 del desk.minutes[min(desk.minutes)]
             if recent or news:  # a backlog of old minutes after an outage is not a page update each
@@ -273,8 +276,7 @@ class Classroom:
                 continue
             cached = desk.recent_cache
             ran_out = cached is not None and cached[0] == desk.minute_seq and now >= cached[1]
-            for old in [t for t in desk.minutes if t < now - RECENT_S]:
-                del desk.minutes[old]
+            desk.forget_minutes_before(now - RECENT_S)
             desk.recent(now)  # recomputed if it ran out: fewer minutes, or none
             if ran_out:
                 self._changed(desk)
