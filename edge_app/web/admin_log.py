@@ -15,7 +15,6 @@ from edge_app.engagement import GROUPS
 from edge_app.store import backup, reports
 from edge_app.store.reports import LogFilter
 from edge_app.web.guard import Guard, json_error
-from edge_app.web.upload import DELETED_TEXT
 
 PAGE_SIZE = 50
 
@@ -57,7 +56,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,
                           query=urlencode(flt.params()), emotions=emotions, users=users, groups=GROUPS, error=error,
                           presets=date_presets(flt),
-                          done=DELETED_TEXT if request.query.get("deleted") == "1" else "")  # after an upload's deletion
+                          done=guard.flash()["done"])  # after an upload's deletion
         return HTTPResponse(body, 400) if error else body
 
     @app.get("/admin/log.csv")

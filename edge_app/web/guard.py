@@ -157,7 +157,8 @@ class Guard:
         signed with this session's token: a link from elsewhere cannot make an admin page
         announce "Your device was wiped, call ..." in green (see ``flash``)."""
         kind = "error" if error else "done"
-        raise bottle.redirect(path + "?" + urlencode({kind: message, "sig": self._flash_sig(kind, message)}))
+        query = urlencode({kind: message, "sig": self._flash_sig(kind, message)})
+        raise bottle.redirect(path + ("&" if "?" in path else "?") + query)
 
     def flash(self) -> dict[str, str]:
         """``done`` and ``error`` from the query, each only when this session signed it."""

@@ -26,9 +26,6 @@ from edge_app.web.guard import Guard, json_error
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
 log = logging.getLogger(__name__)
-DELETED_TEXT = "The photo and its results were deleted."
-# what /upload?deleted=... says: fixed texts, never one from the query (a link must not make the page say what its sender wants)
-DONE_TEXTS = {"1": DELETED_TEXT, "all": "All your photos and their results were deleted."}
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -104,9 +101,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
-        done = DONE_TEXTS.get(request.query.get("deleted", ""), "")
         return page("upload", title="Analyse a photo", result=None, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user), done=done)
+                    history=my_uploads(user), done=guard.flash()["done"])
 
     @app.post("/upload")
     def upload():
@@ -170,7 +166,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if stored is None:
             return not_found()
         mine = stored["user_id"] == user.id
-        raise bottle.redirect("/upload?deleted=1" if mine or not user.is_admin else "/admin/log?kind=upload&deleted=1")
+        guard.flash_redirect("/upload" if mine or not user.is_admin else "/admin/log?kind=upload",
+                             "The photo and its results were deleted.")
 
     @app.post("/uploads/delete-all")
     def delete_my_uploads():
@@ -179,7 +176,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         guard.check_csrf()
         removed = ctx.store.delete_user_data(user.id)
         log.info("%d upload(s) deleted by their owner %s", removed, user.username)
-        raise bottle.redirect("/upload?deleted=all")
+        guard.flash_redirect("/upload", "All your photos and their results were deleted.")
 
     @app.delete("/api/uploads/<upload_id:int>")
     def api_delete_upload(upload_id):
