@@ -124,3 +124,38 @@ def test_the_logged_change_is_dated_when_the_level_began_as_api_state_says(cfg, 
     finally:
         loop.stop()
         store.close()
+
+
+def test_a_model_with_other_labels_restarts_the_state_and_logs_it(cfg, tmp_path, face_jpeg):
+    """A flashed model whose labels differ restarts the smoothing at Absent; that is a change
+    like any other, logged (and so published), or the log and the classroom would keep the
+    level from before the swap until the next change."""
+    import json
+    import shutil
+
+    from edge_app.store.database import Store
+    from edge_app.vision.classifier import SHIPPED_MANIFEST
+
+    store = Store(tmp_path / "db")
+    clock = {"t": 100.0}
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), store,
+                       NullIndicator(), clock=lambda: clock["t"])
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    other = tmp_path / "other"
+    other.mkdir()
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], other / raw["model"])
+    raw["labels"] = list(reversed(raw["labels"]))  # the same file read with another label order
+    (other / "emotion.json").write_text(json.dumps(raw))
+    try:
+        for _ in range(30):
+            clock["t"] += 0.1
+            loop.process(face)
+        assert loop.state.level != ABSENT
+        loop.set_classifier(EmotionClassifier(other / "emotion.json"))
+        assert loop.state.level == ABSENT
+        assert loop.flush(10)
+        assert store.query("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1")[0][0] == ABSENT
+    finally:
+        loop.stop()
+        store.close()
