@@ -227,6 +227,12 @@ def test_a_refused_new_user_keeps_what_was_typed_but_the_password(quiet):
     assert "another-pw-123" not in r.text and "checked" not in form.split('id="n-temporary"', 1)[1][:40]
 
 
+def test_a_log_filter_naming_a_deleted_user_says_so(quiet):
+    page = login(quiet.url).get(f"{quiet.url}/admin/log", params={"user": "gone-away"}, timeout=10).text
+    select = page.split('id="f-user"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="gone-away" selected>gone-away (no such user now)</option>' in select
+
+
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page

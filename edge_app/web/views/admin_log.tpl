@@ -8,6 +8,9 @@
       % for u in users:
         <option value="{{u}}" {{'selected' if flt.user == u else ''}}>{{u}}</option>
       % end
+      % if flt.user and flt.user not in users:  # a link naming a deleted user: the filter says whom it shows
+        <option value="{{flt.user}}" selected>{{flt.user}} (no such user now)</option>
+      % end
       </select></div>
     <div><label for="f-level">Engagement</label>
       <select id="f-level" name="level"><option value="">Any level</option>
