@@ -91,7 +91,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_user(admin=True)
         return render(**guard.flash())
 
-    def render(**outcome) -> str:
+    def render(done: str = "", error: str = "") -> str:
         """The model page, with ``done`` or ``error`` shown at its top."""
         m = ctx.analyzer.classifier.manifest
         try:
@@ -103,7 +103,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
-                          **{"done": "", "error": "", **outcome})
+                          done=done, error=error)
 
     @app.get("/admin/model/plot/<key>")
     def model_plot(key):
