@@ -32,8 +32,8 @@ setup(
         "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
         # aarch64 (Pi 4/5, Jetson): 2.2 and 2.3 crash loading the model on an emulated
         # Cortex-A72/A76, 1.4.0 passes the golden check there (tools/prove-arm64.sh)
-        "ai-edge-litert>=1.2,<2; python_version<'3.14' and platform_machine=='aarch64'",
-        "ai-edge-litert>=1.2; python_version<'3.14' and platform_machine!='aarch64'",
+        "ai-edge-litert>=1.2,<2; platform_machine=='aarch64'",
+        "ai-edge-litert>=1.2; platform_machine!='aarch64'",
         "pillow>=10.3",
         "bottle>=0.13",
         "cheroot>=10",
