@@ -43,9 +43,15 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY_RUN=1 ;;
         --no-start) START=0 ;;
         --no-apt) APT=0 ;;
-        --platform) PLATFORM="${2:-}"; shift ;;
+        --platform|--wheel)
+            # a missing value must not end the script silently (set -e and a failing shift)
+            if [ $# -lt 2 ] || [ -z "$2" ]; then
+                echo "error: $1 needs a value ($( [ "$1" = --platform ] && echo 'pi or jetson' || echo 'a .whl file')): try --help" >&2
+                exit 2
+            fi
+            if [ "$1" = --platform ]; then PLATFORM="$2"; else WHEEL_IN="$2"; fi
+            shift ;;
         --platform=*) PLATFORM="${1#*=}" ;;
-        --wheel) WHEEL_IN="${2:-}"; shift ;;
         --wheel=*) WHEEL_IN="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;

@@ -94,6 +94,15 @@ def test_unknown_platform_and_bad_options_are_refused():
     assert result.returncode == 2 and "unknown option" in result.stderr
 
 
+@pytest.mark.parametrize("args, wants", [(["--platform"], "pi or jetson"), (["--wheel"], ".whl"),
+                                         (["--platform", "pi", "--wheel"], ".whl"), (["--wheel", ""], ".whl")])
+def test_an_option_without_its_value_is_refused_with_a_message(args, wants):
+    """A value left off the end used to end the script with status 1 and no word (set -e and a failing shift)."""
+    result = dry_run(*args)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert f"{args[-1] or '--wheel'} needs a value" in result.stderr and wants in result.stderr
+
+
 def test_real_run_needs_root():
     cmd = ["bash", str(INSTALL), "--platform", "pi"]
     if os.geteuid() == 0:  # as root (CI), try it as nobody
