@@ -2,14 +2,21 @@
 is swapped in atomically and picked up by the running appliance, rollback restores."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import login, wait_for
+from conftest import login, mounted_tmpfs, skip_unless_ci, wait_for
 
+from edge_app import config as config_mod
 from edge_app.cli import main
 from edge_app.config import Config
 from edge_app.models import registry as flash
@@ -324,3 +331,77 @@ def test_cli_flashes_are_in_the_history_too(cfg, variant):
     (entry,) = flash.history(cfg)
     assert entry["action"] == "installed" and entry["by"] == "command line (tech)"
     assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def _fill(directory: Path) -> Path:
+    """Fill the file system holding ``directory`` to its last byte; returns the filler."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_refuses_the_model_with_what_to_do_and_the_running_one_stays(cfg, variant, tmp_path, capsys):
+    """ENOSPC while staging the copy was a traceback on the command line (a 500 on the web
+    page); it is a refusal that says the disk is full, and nothing in models/ changed."""
+    with mounted_tmpfs(tmp_path / "tiny", "1m") as disk:
+        data = disk / "data"
+        conf = tmp_path / "tiny.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        small = config_mod.load(conf)
+        first = flash.install(*variant(1), small)
+        models = flash.models_dir(small)
+        before = _state(models)
+        filler = _fill(disk)
+        model, manifest = variant(2)
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "is full" in err and "free some space" in err and "unchanged" in err, err
+        assert _state(models) == before and not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
+        assert json.loads((models / "current.json").read_text())["sha256"] == first["sha256"]
+        filler.unlink()  # space returns: the same command works
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+
+
+def test_a_model_the_command_cannot_read_is_refused_with_what_to_do(variant):
+    """`sudo -u engage engage-edge model install new.tflite` with the files in the
+    technician's own 0700 home: PermissionError was a traceback; now a refusal naming the
+    user and the way out."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the command as another user needs root (CI runs as root)")
+    # reachable by the other user: not under pytest's root-only tmp_path
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        os.chmod(top, 0o755)
+        home = Path(top) / "home"
+        home.mkdir(mode=0o700)
+        model, manifest = variant(1)
+        model, manifest = Path(shutil.copy(model, home)), Path(shutil.copy(manifest, home))
+        data = Path(top) / "data"
+        (data / "models").mkdir(parents=True)
+        for path in (data, data / "models"):
+            os.chown(path, 65534, 65534)
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 str(Path(sys.executable).parent / "engage-edge"), "model", "install", str(model),
+                                 "--manifest", str(manifest), "--config", str(conf)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "cannot be read by 'nobody'" in result.stderr, result.stderr
+        assert "/tmp/" in result.stderr and "unchanged" in result.stderr
+        assert not (data / "models" / "current.json").exists()
+
+
+def test_a_history_that_cannot_be_written_does_not_turn_a_made_change_into_a_refusal(cfg, variant):
+    """The commit point is current.json; a history write failing after it (here a folder in
+    its place) is logged, and the caller hears the model is installed, as it is."""
+    models = flash.models_dir(cfg)
+    (models / flash.HISTORY).mkdir(parents=True)
+    raw = flash.install(*variant(1), cfg)
+    assert json.loads((models / "current.json").read_text())["sha256"] == raw["sha256"]
+    back = flash.rollback(cfg)
+    assert json.loads((models / "current.json").read_text())["sha256"] == back["sha256"] != raw["sha256"]

@@ -149,15 +149,71 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     return True, f"golden check passed ({len(indices) - len(wrong)}/{len(indices)} reference faces)"
 
 
+# ------------------------------------------------------------------ what went wrong, and what to do
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _owner(path: Path) -> str:
+    """The owner of ``path`` or of its nearest existing folder (a device's models belong to 'engage')."""
+    import pwd
+
+    for candidate in (path, *path.parents):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+    return "?"
+
+
+def _check_readable(path: Path, what: str, missing: str) -> None:
+    """``path`` is a file this user can read, or a FlashError says what to do."""
+    try:
+        with open(path, "rb"):
+            pass
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise FlashError(f"{what} {path} does not exist{missing}") from None
+    except PermissionError:
+        raise FlashError(f"{what} {path} cannot be read by {_user()!r}, who runs this command: copy the model and its "
+                         "manifest to a folder that user can read (e.g. `cp FILE.tflite FILE.json /tmp/`) and "
+                         "name them there") from None
+    except OSError as exc:
+        raise FlashError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _write_failed(directory: Path, exc: OSError) -> FlashError:
+    """A write into the models directory failed before the commit point: say why and what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f" ({shutil.disk_usage(directory).free / 1e6:.1f} MB free)"
+        except OSError:
+            free = ""
+        return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
+                          "exports, `sudo journalctl --vacuum-size=50M`) and try again")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        owner = _owner(directory)
+        fix = (f"run the command as that user (sudo -u {owner} engage-edge ...)" if owner != _user()
+               else f"give it back to {owner!r} (sudo chown -R {owner}: {directory})")
+        return FlashError(f"{_user()!r} may not write in {directory} ({exc.strerror}): it belongs to {owner!r}; {fix}")
+    return FlashError(f"writing in {directory} failed: {exc.strerror or exc}")
+
+
 # ------------------------------------------------------------------ validation
 def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict, EmotionClassifier]:
     """Check a model and its manifest in ``staging`` (a scratch directory); returns the
     manifest (``model`` renamed to its content-addressed name) and the loaded classifier."""
     model_file, manifest_file = Path(model_file), Path(manifest_file)
-    if not model_file.is_file():
-        raise FlashError(f"model file {model_file} does not exist")
-    if not manifest_file.is_file():
-        raise FlashError(f"manifest {manifest_file} does not exist (pass --manifest FILE.json)")
+    _check_readable(model_file, "model file", "")
+    _check_readable(manifest_file, "manifest", " (pass --manifest FILE.json)")
     size = model_file.stat().st_size
     if size == 0 or size > MAX_MODEL_BYTES:
         raise FlashError(f"{model_file.name} is {size} bytes: a model must be above 0 and at most {MAX_MODEL_BYTES >> 20} MB")
@@ -215,11 +271,13 @@ def _locked(directory: Path):
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FlashError(f"cannot create {directory}: {exc}") from None
+        raise _write_failed(directory, exc) from None
     path = directory / ".lock"
     try:  # never through a link: root's CLI must not create or open a file an engage-owned link names
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except PermissionError:  # created by another user (root from the CLI, engage in the service)
+    except PermissionError as exc:  # created by another user (root from the CLI, engage in the service)
+        if not os.path.lexists(path):  # none to open: this user may not write in the folder at all
+            raise _write_failed(directory, exc) from None
         fd = _open_lock_readonly(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
@@ -275,6 +333,15 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
                                        + "\n").encode())
 
 
+def _after_commit(directory: Path, action: str, raw: dict, by: str) -> None:
+    """Record a change that is already made: a history that cannot be written (a full disk)
+    is logged, never reported as a refusal of the change it failed to record."""
+    try:
+        _record(directory, action, raw, by)
+    except OSError as exc:
+        log.warning("model %s %s, but the history could not be written: %s", raw.get("model"), action, exc)
+
+
 def history_of(directory: Path) -> list[dict]:
     try:
         rows = json.loads((directory / HISTORY).read_text())
@@ -297,16 +364,19 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
     manifest_file = Path(manifest_file) if manifest_file else model_file.with_suffix(".json")
     directory = models_dir(cfg)
     with _locked(directory):
-        with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
-            raw, _ = validate(model_file, manifest_file, Path(staging))
-            running = _adopt_running(directory, cfg)
-            target = directory / raw["model"]
-            if not target.is_file() or sha256_file(target) != raw["sha256"]:
-                atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
-        if running is not None and running.get("sha256") != raw["sha256"]:
-            atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
-        atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
-        _record(directory, "installed", raw, by)
+        try:  # a full disk or a folder this user may not write: refused, the running model untouched
+            with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
+                raw, _ = validate(model_file, manifest_file, Path(staging))
+                running = _adopt_running(directory, cfg)
+                target = directory / raw["model"]
+                if not target.is_file() or sha256_file(target) != raw["sha256"]:
+                    atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
+            if running is not None and running.get("sha256") != raw["sha256"]:
+                atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
+            atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+        except OSError as exc:
+            raise _write_failed(directory, exc) from None
+        _after_commit(directory, "installed", raw, by)
         _cleanup(directory)
     log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
     return raw
@@ -325,13 +395,19 @@ def rollback(cfg: Config, by: str = "") -> dict:
         except (OSError, ValueError) as exc:
             raise FlashError(f"the model manifests in {directory} are unreadable: {exc}") from None
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
-        atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
-        if current is not None:
-            atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
-        else:
-            prev_path.unlink()
-            fsync_dir(directory)
-        _record(directory, "rolled back to", previous, by)
+        try:
+            atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
+        except OSError as exc:
+            raise _write_failed(directory, exc) from None
+        try:  # rolled back already: what follows only tidies up
+            if current is not None:
+                atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
+            else:
+                prev_path.unlink()
+                fsync_dir(directory)
+        except OSError as exc:
+            log.warning("rolled back, but %s still names the same model: %s", prev_path, exc)
+        _after_commit(directory, "rolled back to", previous, by)
     log.info("rolled back to model %s", previous.get("model"))
     return previous
 
