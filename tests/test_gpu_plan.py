@@ -1,0 +1,105 @@
+"""The GPU plan (training.gpu_plan): each step run for real on a tiny generated FER+ set,
+on the CPU (TensorFlow backend), with arguments after ``--`` that make the runs one epoch."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from tests.test_training import write_ferplus
+from training import data as fer
+from training import gpu_plan
+
+TINY = ["--", "--epochs", "1", "--batch-size", "16", "--average-last", "1"]
+
+
+@pytest.fixture(scope="module")
+def carried(tmp_path_factory):
+    """A generated FER+ set and the carried folder that ``prepare`` makes from it."""
+    root = tmp_path_factory.mktemp("plan")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGAGE_DATA_CACHE", str(root / "npz"))
+        write_ferplus(root, seed=3)
+        message = gpu_plan.prepare(root, root / "carry", wheels=False)
+    return root, root / "carry", message
+
+
+def plan(carry, *args):
+    return gpu_plan.main(["--carry", str(carry), *args])
+
+
+def members(tar_path):
+    with tarfile.open(tar_path) as tar:
+        return set(tar.getnames())
+
+
+def test_prepare_packs_the_data_and_says_what_would_travel(carried):
+    root, carry, message = carried
+    pack = carry / fer.PACK_NAME
+    assert pack.is_file()
+    original = fer.load_split(root, "train", cache=False)
+    usable = fer.soft_labels(original.votes)[1] | (fer.majority_labels(original.votes) >= 0)
+    assert fer.load_pack_split(pack, "train").names == original.subset(usable).names
+    assert "a device call would send" in message and "MiB" in message
+
+
+def test_teachers_then_students_then_scores_on_validation(carried, tmp_path, monkeypatch):
+    root, carry, _ = carried
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setenv("ENGAGE_DATA_CACHE", str(tmp_path / "npz"))
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert plan(carry, "teachers", "--budget", "300", "--seeds", "7", "--arch", "edge",
+                "--out", str(out), "--work", str(work), *TINY) == 0
+    assert members(out / "t7.tar") >= {"averaged.keras", "best.keras", "history.csv", "config.json", "train.log"}
+    config = json.loads((work / "t7" / "config.json").read_text())
+    assert config["seed"] == 7 and config["arch"] == "edge" and config["time_budget"] == 300
+    assert config["data"] == str((carry / fer.PACK_NAME).resolve())
+
+    after = tmp_path / "after"
+    assert gpu_plan.main(["after", str(out / "t7.tar"), "--out", str(after), "--data", str(root),
+                          "--samples", "16"]) == 0
+    teacher = after / "t7-teacher.keras"
+    assert teacher.is_file()
+    rows = json.loads((after / "valid.json").read_text())
+    assert [(r["run"], r["weights"]) for r in rows] == [("t7", "averaged"), ("t7", "best")]
+    for r in rows:
+        assert 0 <= r["official"] <= 1 and 0 <= r["neutral_rate"] <= 1 and list(r["recall"]) == fer.EMOTIONS
+        assert (after / "t7" / f"{r['weights']}-int8.tflite").stat().st_size == r["bytes"]
+
+    assert plan(carry, "students", "--budget", "300", "--seeds", "8", "--arch", "edge", "--teachers",
+                f"{teacher},{teacher}", "--out", str(out), "--work", str(work), *TINY) == 0
+    config = json.loads((work / "s8" / "config.json").read_text())
+    assert config["teacher"] == f"{teacher.resolve()},{teacher.resolve()}"
+    assert config["teacher_views"] == "flip" and config["distill_alpha"] == 0.7 and config["init_from"] is None
+    assert "averaged.keras" in members(out / "s8.tar")
+
+
+def test_a_step_that_cannot_run_says_what_to_do(carried, tmp_path, capsys):
+    _, carry, _ = carried
+    assert plan(tmp_path / "empty", "teachers", "--budget", "60", "--seeds", "1") == 2
+    assert "run `python -m training.gpu_plan prepare`" in capsys.readouterr().err
+    assert plan(carry, "teachers", "--budget", "60", "--seeds", "1,1") == 2
+    assert "one distinct seed per run" in capsys.readouterr().err
+    assert plan(carry, "teachers", "--budget", "60", "--seeds", "a,b") == 2
+    assert "whole numbers" in capsys.readouterr().err
+    assert plan(carry, "teachers", "--budget", "60", "--seeds", ",".join(map(str, range(9)))) == 2
+    assert "at most 8" in capsys.readouterr().err
+    assert plan(carry, "students", "--budget", "60", "--seeds", "1", "--teachers", str(tmp_path / "no.keras")) == 2
+    assert "nor a trained network file" in capsys.readouterr().err
+    assert gpu_plan.main(["after", str(tmp_path / "gone.tar"), "--out", str(tmp_path / "a")]) == 2
+    assert "pass the .tar files" in capsys.readouterr().err
+
+
+def test_a_bundle_too_big_to_come_back_leaves_best_out(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, size in (("averaged.keras", 600), ("best.keras", 600), ("history.csv", 10), ("config.json", 10)):
+        (run / name).write_bytes(b"x" * size)
+    log = tmp_path / "run.log"
+    log.write_text("epoch 1\n")
+    assert members(gpu_plan.bundle(run, log, tmp_path / "a.tar")) == {
+        "averaged.keras", "best.keras", "history.csv", "config.json", "train.log"}
+    monkeypatch.setattr(gpu_plan, "RETURN_LIMIT", 1000)
+    assert members(gpu_plan.bundle(run, log, tmp_path / "b.tar")) == {
+        "averaged.keras", "history.csv", "config.json", "train.log"}
