@@ -405,3 +405,22 @@ def test_a_history_that_cannot_be_written_does_not_turn_a_made_change_into_a_ref
     assert json.loads((models / "current.json").read_text())["sha256"] == raw["sha256"]
     back = flash.rollback(cfg)
     assert json.loads((models / "current.json").read_text())["sha256"] == back["sha256"] != raw["sha256"]
+
+
+def test_rollback_recovers_from_a_damaged_current_manifest(cfg, variant, tmp_path, capsys):
+    """A current.json that is no longer JSON stops the appliance from loading its model; the
+    Troubleshooting way out, `engage-edge model rollback`, refused ("manifests ... are
+    unreadable") exactly then. It rolls back over the damaged one, which is not kept."""
+    first = flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    models = flash.models_dir(cfg)
+    (models / "current.json").write_bytes(b'{"model": "emotion-')  # cut short
+    with pytest.raises(flash.ModelError):
+        flash.EmotionClassifier(models / "current.json")
+    conf = _config_file(tmp_path, cfg)
+    assert main(["model", "rollback", "--config", str(conf)]) == 0, capsys.readouterr().err
+    assert json.loads((models / "current.json").read_text())["sha256"] == first["sha256"]
+    assert flash.EmotionClassifier(flash.active_manifest(cfg)).manifest.sha256 == first["sha256"]
+    assert not (models / "previous.json").exists()  # nothing left to roll back to, said so next time
+    assert main(["model", "rollback", "--config", str(conf)]) == 1
+    assert "no previous model" in capsys.readouterr().err

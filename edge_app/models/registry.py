@@ -391,9 +391,15 @@ def rollback(cfg: Config, by: str = "") -> dict:
             raise FlashError(f"there is no previous model in {directory} to roll back to")
         try:
             previous = json.loads(prev_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise FlashError(f"the previous model's manifest {prev_path} is unreadable: {exc}") from None
+        try:
             current = json.loads(cur_path.read_text()) if cur_path.is_file() else None
         except (OSError, ValueError) as exc:
-            raise FlashError(f"the model manifests in {directory} are unreadable: {exc}") from None
+            # a damaged current manifest is what a rollback is for: roll back over it (it is
+            # not kept as the previous one, which could never run)
+            log.warning("the current model's manifest %s is unreadable (%s): rolling back over it", cur_path, exc)
+            current = None
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
         try:
             atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
