@@ -5,6 +5,9 @@ A temp file beside the target is written and fsynced, renamed over the target (t
 single commit point: readers see the old file or the new one, never a mix), and the
 directory is fsynced so the rename survives a power cut. On any error the temp file is
 removed and the old file is untouched.
+
+Also who a file belongs to, for messages that tell a person refused access which user to
+run a command as (a device's data belongs to the service's user, ``engage``).
 """
 from __future__ import annotations
 
@@ -51,3 +54,30 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None
     """Replace ``path`` with ``data`` (str is written as UTF-8) all at once or not at all."""
     with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def user_name() -> str:
+    """The user this process runs as (``sudo -u engage`` makes it ``engage``)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def owner_name(path: Path | str) -> str:
+    """The owner of ``path``, or of its nearest folder this user can see."""
+    import pwd
+
+    path = Path(path).absolute()
+    for candidate in (path, *path.parents):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+    return "?"

@@ -214,3 +214,66 @@ def test_run_serves_the_demo_and_prints_the_admin_login(tmp_path, empty_config):
     assert proc.returncode == 0, err
     assert "stopping" in out
     assert "Traceback" not in err
+
+
+NOBODY = 65534
+
+
+def as_nobody(*args, timeout=60) -> subprocess.CompletedProcess:
+    """The console script as another user (a technician's own account), as setpriv runs it."""
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *COMMAND,
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def device_dirs():
+    """A data directory as on a device (0700, its owner's alone) and a folder the other user
+    may enter, both outside pytest's root-only tmp_path."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        from conftest import skip_unless_ci
+
+        skip_unless_ci("running the command as another user needs root (CI runs as root)")
+    from edge_app.store.database import Store
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        os.chmod(top, 0o755)
+        data = Path(top) / "data"
+        Store(data).close()
+        (data / "models").mkdir()
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        yield Path(top), data, conf
+
+
+@pytest.mark.parametrize("command", [["model", "list"], ["backup", "/tmp"], ["export", "--since", "2026-01-01"],
+                                     ["passwd", "admin"]])
+def test_a_technician_command_run_as_the_wrong_user_says_whom_to_run_it_as(device_dirs, command):
+    """Without `sudo -u engage` the device's data is out of reach: that was a PermissionError
+    traceback; it is exit 2 naming the data's owner and the command to run instead."""
+    _, data, conf = device_dirs
+    r = as_nobody(*command, "--config", conf)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "'nobody' may not read" in r.stderr, r.stderr
+    assert f"it belongs to 'root': run the command as that user: sudo -u root {SCRIPT} {command[0]}" in r.stderr
+
+
+def test_backup_and_export_to_a_folder_the_user_cannot_write_say_where_to_write(device_dirs):
+    top, data, conf = device_dirs
+    for path in [data, *data.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY)  # the data is this user's, as for `sudo -u engage`
+    home = top / "home"
+    home.mkdir(mode=0o700)  # the technician's own home, root's here
+    for command in (["backup", home / "b.db"], ["export", "--since", "2026-01-01", "--out", home / "log.csv"]):
+        r = as_nobody(*command, "--config", conf)
+        assert r.returncode == 2, (r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and f"'nobody', who runs this command, may not write in {home}" in r.stderr
+        assert "/tmp" in r.stderr, r.stderr
+    r = as_nobody("backup", top / "no-such-folder" / "b.db", "--config", conf)
+    assert r.returncode == 2 and "there is no folder" in r.stderr and "create it" in r.stderr, r.stderr
+    r = as_nobody("backup", top, "--config", conf)
+    assert r.returncode == 2 and f"may not write in {top}" in r.stderr, r.stderr
+    os.chmod(top, 0o777)
+    r = as_nobody("backup", top, "--config", conf)
+    assert r.returncode == 0 and "integrity ok" in r.stdout, r.stderr

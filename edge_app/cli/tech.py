@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,34 @@ def _config(args, overrides: dict | None = None) -> Config:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config (default: /etc/engage-edge/config.toml if present)")
     p.add_argument("--data-dir", type=Path, help="the data directory (default: store.data_dir)")
+
+
+def _refused(exc: PermissionError) -> str:
+    """What to do when this user may not read the data (the usual slip: a technician's own
+    account, or plain sudo's root on a root-squashed share, instead of the service's)."""
+    from edge_app.fsutil import owner_name, user_name
+
+    where = exc.filename or "the data directory"
+    owner, user = owner_name(where), user_name()
+    if owner == user:
+        return f"error: {where}: {exc.strerror}: check its permissions (ls -l {where})"
+    command = shlex.join(sys.argv) if Path(sys.argv[0]).name == "engage-edge" else "engage-edge ..."
+    return (f"error: {user!r} may not read {where} ({exc.strerror}); it belongs to {owner!r}: "
+            f"run the command as that user: sudo -u {owner} {command}")
+
+
+def _guarded(command):
+    """A technician command that answers a refused file with who to run it as, not a traceback."""
+
+    def run(args) -> int:
+        try:
+            return command(args)
+        except PermissionError as exc:
+            print(_refused(exc), file=sys.stderr)
+            return EXIT_USAGE
+
+    run.__doc__ = command.__doc__
+    return run
 
 
 # ------------------------------------------------------------------ model
@@ -219,14 +248,14 @@ def add_commands(sub) -> None:
     inst.add_argument("file", type=Path, help="the .tflite model")
     inst.add_argument("--manifest", type=Path, help="its manifest (default: FILE with .json)")
     _common(inst)
-    inst.set_defaults(func=cmd_model_install)
+    inst.set_defaults(func=_guarded(cmd_model_install))
     rb = msub.add_parser("rollback", help="restore the previous model")
     _common(rb)
-    rb.set_defaults(func=cmd_model_rollback)
+    rb.set_defaults(func=_guarded(cmd_model_rollback))
     ls = msub.add_parser("list", help="show the current and previous model with metrics")
     ls.add_argument("--json", action="store_true")
     _common(ls)
-    ls.set_defaults(func=cmd_model_list)
+    ls.set_defaults(func=_guarded(cmd_model_list))
     gold = msub.add_parser("golden", help="record golden reference predictions in a manifest")
     gold.add_argument("manifest", type=Path)
     gold.set_defaults(func=cmd_model_golden)
@@ -236,18 +265,18 @@ def add_commands(sub) -> None:
     st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
     st.add_argument("--step", type=float, default=0.4, help="seconds per LED colour")
     _common(st)
-    st.set_defaults(func=cmd_selftest)
+    st.set_defaults(func=_guarded(cmd_selftest))
 
     ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
     ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
     ex.add_argument("--out", type=Path, help="CSV file (default: standard output)")
     _common(ex)
-    ex.set_defaults(func=cmd_export)
+    ex.set_defaults(func=_guarded(cmd_export))
 
     bk = sub.add_parser("backup", help="consistent copy of the database, safe while the service runs")
     bk.add_argument("path", type=Path, help="a file, or a directory for a dated file")
     _common(bk)
-    bk.set_defaults(func=cmd_backup)
+    bk.set_defaults(func=_guarded(cmd_backup))
 
     pw = sub.add_parser("passwd", help="set a user's password on this machine (a lost admin password), keeping all data")
     pw.add_argument("username", help="the user, e.g. admin")
@@ -256,4 +285,4 @@ def add_commands(sub) -> None:
     pw.add_argument("--temporary", action="store_true", help="the user must choose their own password at the next "
                     "log-in (for a password you hand to someone else)")
     _common(pw)
-    pw.set_defaults(func=cmd_passwd)
+    pw.set_defaults(func=_guarded(cmd_passwd))

@@ -34,7 +34,7 @@ import numpy as np
 
 from edge_app import config as config_mod
 from edge_app.config import Config
-from edge_app.fsutil import atomic_write, fsync_dir
+from edge_app.fsutil import atomic_write, fsync_dir, owner_name, user_name
 from edge_app.vision.classifier import (
     KNOWN_LABELS,
     SHIPPED_MANIFEST,
@@ -150,31 +150,6 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
 
 
 # ------------------------------------------------------------------ what went wrong, and what to do
-def _user() -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def _owner(path: Path) -> str:
-    """The owner of ``path`` or of its nearest existing folder (a device's models belong to 'engage')."""
-    import pwd
-
-    for candidate in (path, *path.parents):
-        try:
-            uid = candidate.stat().st_uid
-        except OSError:
-            continue
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return str(uid)
-    return "?"
-
-
 def _check_readable(path: Path, what: str, missing: str) -> None:
     """``path`` is a file this user can read, or a FlashError says what to do."""
     try:
@@ -183,7 +158,7 @@ def _check_readable(path: Path, what: str, missing: str) -> None:
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise FlashError(f"{what} {path} does not exist{missing}") from None
     except PermissionError:
-        raise FlashError(f"{what} {path} cannot be read by {_user()!r}, who runs this command: copy the model and its "
+        raise FlashError(f"{what} {path} cannot be read by {user_name()!r}, who runs this command: copy the model and its "
                          "manifest to a folder that user can read (e.g. `cp FILE.tflite FILE.json /tmp/`) and "
                          "name them there") from None
     except OSError as exc:
@@ -200,10 +175,10 @@ def _write_failed(directory: Path, exc: OSError) -> FlashError:
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        owner = _owner(directory)
-        fix = (f"run the command as that user (sudo -u {owner} engage-edge ...)" if owner != _user()
+        owner = owner_name(directory)
+        fix = (f"run the command as that user (sudo -u {owner} engage-edge ...)" if owner != user_name()
                else f"give it back to {owner!r} (sudo chown -R {owner}: {directory})")
-        return FlashError(f"{_user()!r} may not write in {directory} ({exc.strerror}): it belongs to {owner!r}; {fix}")
+        return FlashError(f"{user_name()!r} may not write in {directory} ({exc.strerror}): it belongs to {owner!r}; {fix}")
     return FlashError(f"writing in {directory} failed: {exc.strerror or exc}")
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import os
 import sqlite3
+import stat
 import sys
 import time
 from pathlib import Path
 
 from edge_app.engagement import UNCERTAIN, group_of
-from edge_app.fsutil import atomic_path
+from edge_app.fsutil import atomic_path, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
 # One CSV format for `engage-edge export` and the web log's "Download CSV": the same
@@ -62,6 +64,24 @@ class CopyFailed(BackupError):
     """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
 
 
+def _check_destination(dest: Path) -> None:
+    """The folder ``dest`` goes in exists and this user may write there, or a BackupError
+    says what to do (``sudo -u engage`` cannot write in the technician's own home)."""
+    folder = dest.absolute().parent
+    try:
+        is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
+    except PermissionError:
+        is_folder = True  # there, behind a folder this user may not enter: said below
+    except OSError:
+        is_folder = False
+    if not is_folder:
+        raise BackupError(f"cannot write {dest}: there is no folder {folder}: create it or choose another")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BackupError(f"cannot write {dest}: {user_name()!r}, who runs this command, may not write in {folder}: "
+                          "choose a folder that user may write (e.g. /tmp, or the data directory) and copy the "
+                          "file on from there")
+
+
 def _open(db: Path) -> sqlite3.Connection:
     if not db.is_file():
         raise BackupError(f"no database at {db}: check --data-dir or store.data_dir")
@@ -74,11 +94,16 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     """Copy ``<data_dir>/engage.db`` to ``dest`` (a file, or a directory to put a dated file in)."""
     db = Path(data_dir).expanduser() / DB_NAME
     dest = Path(dest).expanduser()
-    if dest.is_dir():
+    if os.path.isdir(dest):  # never raises: a folder this user may not enter is said below
         dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
     if dest.resolve() == db.resolve():
         raise BackupError("the backup must not overwrite the live database")
     src = _open(db)
+    try:
+        _check_destination(dest)
+    except BackupError:
+        src.close()
+        raise
     try:
         with atomic_path(dest) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
@@ -146,8 +171,10 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     if out is None:
         write(sys.stdout)
         return len(rows)
+    out = Path(out).expanduser()
+    _check_destination(out)
     try:
-        with atomic_path(Path(out).expanduser()) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             write(f)
     except OSError as exc:
         raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
