@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_cli_backup(store, tmp_path, capsys):
                  "--config", str(_empty(tmp_path))]) == 0
     assert "integrity ok" in capsys.readouterr().out
     assert sqlite3.connect(tmp_path / "b.db").execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    # the live database is its user's alone (the service's UMask=0077); a copy in /tmp or a
+    # shared folder was 0644, every record and password hash readable by any local user
+    assert stat.S_IMODE((tmp_path / "b.db").stat().st_mode) == 0o600
 
 
 def _empty(tmp_path: Path) -> Path:

@@ -104,8 +104,8 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     except BackupError:
         src.close()
         raise
-    try:
-        with atomic_path(dest) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
+    try:  # 0600 as the database itself: every record and the password hashes, not for other users
+        with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
             src.backup(out)
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
