@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import getpass
+import grp
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -182,3 +187,64 @@ def test_export_into_a_pipe_closed_early_ends_quietly(store, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141, err
     assert "Traceback" not in err and "Error" not in err, err
+
+
+RESTORE_WRITER = r"""
+import sys, time
+from edge_app.store.database import Store
+
+store = Store(sys.argv[1])
+for i in range(50):
+    store.log_alert(5000.0 + i, "Not engaged")
+print("written", flush=True)
+time.sleep(600)  # killed here, its writes still in engage.db-wal
+"""
+
+
+def test_restoring_a_backup_as_the_readme_says_after_a_crash(store, tmp_path):
+    """firmware/README.md's restore steps, run as written (less sudo and systemctl), after
+    the service was killed with its newest writes in engage.db-wal: the database is the
+    backup's afterwards. Copying the backup over engage.db alone is what the README warns
+    about: SQLite applies the old WAL to it and the newer rows come back."""
+    for i in range(10):
+        store.log_alert(1000.0 + i, "Not engaged")
+    saved = backup(store.data_dir, tmp_path / "backup.db")
+    store.close()
+    child = subprocess.Popen([sys.executable, "-c", RESTORE_WRITER, str(store.data_dir)], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert child.stdout.readline() == "written\n"
+    child.kill()
+    child.wait(10)
+    child.stdout.close()
+    wal = store.data_dir / "engage.db-wal"
+    assert wal.stat().st_size > 0, "the crash left the newest writes in the WAL"
+    crashed = {p.name: p.read_bytes() for p in store.data_dir.glob("engage.db*")}
+
+    def alerts() -> int:
+        s = Store(store.data_dir)
+        try:
+            return s.query("SELECT count(*) FROM alerts")[0][0]
+        finally:
+            s.close()
+
+    naive = tmp_path / "naive"  # the trap: only engage.db replaced
+    naive.mkdir()
+    for name, data in crashed.items():
+        (naive / name).write_bytes(data)
+    (naive / "engage.db").write_bytes(saved.read_bytes())
+    check = Store(naive)
+    assert check.query("SELECT count(*) FROM alerts")[0][0] == 60, "SQLite applied the stale WAL to the copy"
+    check.close()
+
+    readme = (Path(__file__).resolve().parent.parent / "firmware" / "README.md").read_text()
+    block = readme.split("**Restoring a backup**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [line.replace("sudo ", "") for line in block.splitlines() if "systemctl" not in line]
+    script = "\n".join(lines).replace("/var/lib/engage-edge/backup.db", str(saved)) \
+        .replace("/var/lib/engage-edge", str(store.data_dir)) \
+        .replace("-o engage -g engage", f"-o {getpass.getuser()} -g {grp.getgrgid(os.getgid()).gr_name}")
+    result = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert alerts() == 10, "the restored database is the backup's"
+    assert (store.data_dir / "engage.db.old").exists() and (store.data_dir / "engage.db-wal.old").read_bytes() == \
+        crashed["engage.db-wal"], "the database as it was is kept beside it"
+    assert stat.S_IMODE((store.data_dir / "engage.db").stat().st_mode) == 0o600

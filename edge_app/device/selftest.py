@@ -92,7 +92,7 @@ def check_database(cfg: Config) -> str:
         if store.get_setting("selftest.last") != stamp:
             raise RuntimeError("a written setting did not read back")
         if not store.integrity_ok():
-            raise RuntimeError(f"{store.path} fails PRAGMA integrity_check: restore a backup")
+            raise RuntimeError(f"{store.path} fails PRAGMA integrity_check: restore a backup (firmware/README.md, 'Restoring a backup')")
         return f"{store.path} writable, integrity ok"
     finally:
         store.close()

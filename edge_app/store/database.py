@@ -212,7 +212,8 @@ class Store:
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
-                                 "Restore a backup (engage-edge backup) or move the file away to start afresh.") from None
+                                 "Restore a backup (engage-edge backup; the steps, with the -wal and -shm files: "
+                                 "firmware/README.md, 'Restoring a backup') or move the file away to start afresh.") from None
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
