@@ -424,3 +424,38 @@ def test_rollback_recovers_from_a_damaged_current_manifest(cfg, variant, tmp_pat
     assert not (models / "previous.json").exists()  # nothing left to roll back to, said so next time
     assert main(["model", "rollback", "--config", str(conf)]) == 1
     assert "no previous model" in capsys.readouterr().err
+
+
+KILLED_INSTALL = r"""
+import os, signal, sys, tempfile
+from pathlib import Path
+from edge_app import config
+from edge_app.models import registry
+
+real = registry.validate
+
+
+def validate_then_die(model, manifest, staging):
+    raw = real(model, manifest, staging)  # the staged copy is made: die as kill -9 would, here
+    tempfile.mkstemp(prefix=".current.json.", suffix=".tmp", dir=staging.parent)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+registry.validate = validate_then_die
+registry.install(sys.argv[1], sys.argv[2], config.load(Path(sys.argv[3])))
+"""
+
+
+def test_an_install_killed_part_way_leaves_nothing_behind_the_next_one(cfg, variant, tmp_path):
+    """A killed install (power cut, kill -9, a watchdog) left its staging copy, a whole
+    model, in models/ for ever; the next install under the lock removes it."""
+    conf = _config_file(tmp_path, cfg)
+    model, manifest = variant(1)
+    child = subprocess.run([sys.executable, "-c", KILLED_INSTALL, str(model), str(manifest), str(conf)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    models = flash.models_dir(cfg)
+    assert list(models.glob(".staging-*")) and list(models.glob(".*.tmp")), "the kill left them"
+    assert not (models / "current.json").exists(), "killed before the commit point: nothing installed"
+    flash.install(*variant(2), cfg)
+    assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))

@@ -295,6 +295,13 @@ def _cleanup(directory: Path) -> None:
         if path.name not in keep:
             with contextlib.suppress(OSError):
                 path.unlink()
+    # what an install killed part-way left (its staging copy, a half-written temp file):
+    # under the lock no other install is using them, and each can be a whole model
+    for path in directory.glob(".staging-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in directory.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 # ------------------------------------------------------------------ history
