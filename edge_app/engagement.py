@@ -8,7 +8,9 @@ turned-away (profile) face has been seen for a while, "Absent" no face at all.
 
 A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
 counts as present and frontal, but its probabilities are not smoothed in and the shown
-state stays as it was - a guess is never logged as an engagement record.
+state stays as it was - a guess is never logged as an engagement record. Such a frame,
+like a short gap without a face, says nothing of the level: a change under way keeps
+counting towards ``min_hold_s`` through it (only a gap longer than the hold restarts it).
 """
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ class EngagementTracker:
         self._last_t: float | None = None
         self._last_frontal = -1e18
         self._last_face = -1e18
-        self._pending: tuple[str, float] | None = None
+        self._pending: tuple[str, float, float] | None = None  # (level, since, last frame that showed it)
 
     @classmethod
     def from_config(cls, cfg: "Config", labels: list[str], start: float = 0.0) -> "EngagementTracker":
@@ -179,13 +181,23 @@ class EngagementTracker:
         if rules is not None and rules is not self.rules:
             self.rules = self._checked(rules)
         candidate = self._candidate(obs)
-        if candidate is None or candidate == self.state.level:
-            self._pending = None
-            if candidate == self.state.level:
-                self._refresh_emotion()
+        if candidate is None:
+            # no word on the level (an unsure face, a short gap, a brief look away): a
+            # change under way keeps its start, or one such frame in every min_hold_s kept
+            # the LED on the old state for good; only a face contradicts Absent, and only
+            # a frontal face Distracted
+            if self._pending is not None and (self._pending[0] == ABSENT and obs.kind is not None or
+                                              self._pending[0] == DISTRACTED and obs.kind == "frontal"):
+                self._pending = None
             return self.state, False
-        if self._pending is None or self._pending[0] != candidate:
-            self._pending = (candidate, obs.t)
+        if candidate == self.state.level:
+            self._pending = None
+            self._refresh_emotion()
+            return self.state, False
+        if (self._pending is None or self._pending[0] != candidate
+                or obs.t - self._pending[2] > self.rules.min_hold_s):  # a gap longer than the hold starts it again
+            self._pending = (candidate, obs.t, obs.t)
+        self._pending = (candidate, self._pending[1], obs.t)
         if obs.t - self._pending[1] >= self.rules.min_hold_s:
             self.state = EngagementState(candidate, self._pending[1])
             self._pending = None

@@ -131,6 +131,54 @@ def test_a_short_gap_keeps_the_state():
     assert tr.state.level == HAPPY
 
 
+def test_frames_without_a_face_now_and_then_do_not_hold_back_a_change():
+    """A detector that misses one frame in a few (or a face lost between detections)
+    says nothing about the level: the change under way keeps its start. Before, each
+    such frame restarted min_hold_s, so a student at the desk stayed "Absent" (and an
+    angry one "Engaged") for as long as one frame in every min_hold_s was missed."""
+    tr = tracker(ema_half_life_s=0.0, min_hold_s=1.5)
+    changes = []
+    for i in range(60):  # 6 s at 10 fps, every 4th frame without a face
+        t = i / 10
+        state, changed = tr.update(Observation(t, None if i % 4 == 2 else "frontal", onehot("happiness")))
+        if changed:
+            changes.append((t, state.level))
+    assert changes == [(pytest.approx(1.5), HAPPY)] and tr.state.since == pytest.approx(0.0)
+    changes = []
+    for i in range(60, 120):
+        t = i / 10
+        state, changed = tr.update(Observation(t, None if i % 4 == 2 else "frontal", onehot("anger")))
+        if changed:
+            changes.append((t, state.level))
+    assert changes == [(pytest.approx(7.5), ANGRY)] and tr.state.since == pytest.approx(6.0)
+
+
+def test_a_gap_longer_than_the_hold_starts_the_hold_again():
+    tr = tracker(ema_half_life_s=0.0, min_hold_s=1.5)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    assert feed(tr, 3.0, 3.5, 10, "frontal", "anger") == []
+    assert feed(tr, 3.5, 5.5, 10, None) == []  # 2 s without a face: longer than min_hold_s
+    changes = feed(tr, 5.5, 8.0, 10, "frontal", "anger")
+    assert changes == [(pytest.approx(7.0), ANGRY)] and tr.state.since == pytest.approx(5.5)
+
+
+def test_a_face_seen_cancels_a_coming_absent_and_a_frontal_one_a_coming_distracted():
+    tr = tracker(min_hold_s=3.0, absent_after_s=5.0, distracted_after_s=2.0, min_confidence=0.5)
+    unsure = onehot("anger", 0.3)
+    feed(tr, 0.0, 4.0, 10, "frontal", "happiness")
+    assert feed(tr, 4.0, 9.5, 10, None) == []  # Absent is the candidate from 8.9
+    tr.update(Observation(9.5, "frontal", unsure))  # the student is back (the model unsure of the face)
+    changes = feed(tr, 9.6, 20.0, 10, None)  # and gone again: Absent counts from 9.5
+    assert changes == [(pytest.approx(17.5), ABSENT)] and tr.state.since == pytest.approx(14.5)
+
+    tr = tracker(min_hold_s=3.0, distracted_after_s=2.0, min_confidence=0.5)
+    feed(tr, 0.0, 4.0, 10, "frontal", "happiness")
+    assert feed(tr, 4.0, 6.5, 10, "profile") == []  # Distracted is the candidate from 5.9
+    tr.update(Observation(6.5, "frontal", unsure))  # looks back at the screen
+    changes = feed(tr, 6.6, 14.0, 10, "profile")
+    assert changes == [(pytest.approx(11.5), DISTRACTED)] and tr.state.since == pytest.approx(8.5)
+
+
 @pytest.mark.parametrize("fps", [5, 30])
 def test_smoothing_is_independent_of_frame_rate(fps):
     """The EMA has a half-life in seconds: after switching from one emotion to another

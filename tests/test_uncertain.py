@@ -40,6 +40,21 @@ def test_unsure_faces_leave_the_state_unchanged(min_confidence, expected):
         assert tr.state.emotion == "happiness"
 
 
+def test_unsure_frames_now_and_then_do_not_hold_back_a_sure_change():
+    """An unsure frame changes nothing, including the change under way: a sad student
+    read at 70% on four frames in five and at 45% on the fifth is shown "Not engaged"
+    (before, each unsure frame restarted min_hold_s and the LED stayed "Engaged")."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.5, ema_half_life_s=0.0, min_confidence=0.5)
+    assert run(tr, 0, 3, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
+    changes = []
+    for i in range(50):
+        t = 3 + i / 10
+        state, changed = tr.update(Observation(t, "frontal", probs("sadness", 0.45 if i % 5 == 4 else 0.7)))
+        if changed:
+            changes.append((t, state.level))
+    assert changes == [(pytest.approx(4.5), "Not engaged")] and tr.state.since == pytest.approx(3.0)
+
+
 def test_from_config_reads_min_confidence(cfg):
     tr = EngagementTracker.from_config(config_mod.with_changes(cfg, {"engagement.min_confidence": 0.55}), KNOWN_LABELS)
     assert tr.min_confidence == 0.55
