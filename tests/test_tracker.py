@@ -216,3 +216,26 @@ def test_a_newcomer_is_found_at_the_next_whole_frame_detection(detector, face, b
     faces = tracker.update(both)
     assert tracker.last_step == "full" and len(faces) == 2
     assert near(faces[0].box, (380 + nw / 2, 120 + nh / 2))  # the bigger face is the main face now
+
+
+def test_the_followed_face_stays_the_main_face_beside_one_about_its_size(detector, face, background):
+    """Two students of about the same size in view: the whole-frame detections keep to the
+    face being followed, so the state is one student's, not a blend of two that flips at
+    every whole-frame pass. A face clearly bigger (``test_a_newcomer_...``) or the followed
+    face leaving still changes the main face."""
+    neighbour = cv2.resize(face, None, fx=1.1, fy=1.1, interpolation=cv2.INTER_LINEAR)
+    nh, nw = neighbour.shape
+    tracker = FaceTracker(detector, detect_every=3, full_every=4)
+    both = scene(background, (face, (40, 150)), (neighbour, (380, 120)))
+    faces = tracker.update(scene(background, (face, (40, 150))))
+    assert len(faces) == 1 and faces[0].box[0] < 200
+    assert FaceDetector().detect(both)[0].box[0] > 200  # the neighbour is the bigger face
+    full = 0
+    for _ in range(12):
+        faces = tracker.update(both)
+        full += tracker.last_step == "full"
+        assert faces[0].box[0] < 200, (tracker.last_step, faces)
+    assert full >= 2 and len(faces) == 2  # whole-frame passes saw both and kept the followed face first
+    for _ in range(4):  # the followed student leaves: the neighbour is the main face from the next pass
+        faces = tracker.update(scene(background, (neighbour, (380, 120))))
+    assert len(faces) == 1 and near(faces[0].box, (380 + nw / 2, 120 + nh / 2))

@@ -13,9 +13,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_app.vision.detector import Detector, Face
+from edge_app.vision.detector import Detector, Face, _iou
 
 MATCH_MIN = 0.55  # template-match score below which the face counts as lost
+# A whole-frame detection keeps the face being followed as the main face (the one that
+# drives the state) while it is still there and no other face is more than this many
+# times its area: two students of about the same size in view, one leaning in and out,
+# made the main face hop between them at every whole-frame detection, and the state
+# averaged two students' emotions.
+SWITCH_AREA = 1.4  # (18% wider; one step of the Haar pyramid is 1.15 wider)
+SAME_FACE_IOU = 0.3  # a face found overlapping the followed one this much (IoU) is that face
 
 
 class FaceTracker:
@@ -63,9 +70,22 @@ class FaceTracker:
             self._template = self._small_box = None
             self.faces = []
             return self.faces
-        return self._keep(small, scale, faces)
+        return self._keep(small, scale, self._main_first(faces))
 
     # ------------------------------------------------------------ helpers
+    def _main_first(self, faces: list[Face]) -> list[Face]:
+        """``faces`` (biggest first) with the face followed so far first, when it is
+        among them and none is more than ``SWITCH_AREA`` times its area."""
+        if self._small_box is None or not self.faces:
+            return faces
+        followed = self.faces[0].box
+        same = max(faces, key=lambda f: _iou(f.box, followed))
+        if same is faces[0] or _iou(same.box, followed) <= SAME_FACE_IOU:
+            return faces
+        if faces[0].box[2] * faces[0].box[3] > SWITCH_AREA * same.box[2] * same.box[3]:
+            return faces
+        return [same, *(f for f in faces if f is not same)]
+
     def _keep(self, small: np.ndarray, scale: float, faces: list[Face]) -> list[Face]:
         self.faces = faces
         x, y, w, h = (int(round(v / scale)) for v in faces[0].box)
