@@ -103,3 +103,13 @@ def test_a_bundle_too_big_to_come_back_leaves_best_out(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_plan, "RETURN_LIMIT", 1000)
     assert members(gpu_plan.bundle(run, log, tmp_path / "b.tar")) == {
         "averaged.keras", "history.csv", "config.json", "train.log"}
+
+
+def test_a_run_past_its_deadline_is_stopped_and_still_comes_back(carried, tmp_path, monkeypatch, capsys):
+    _, carry, _ = carried
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    out = tmp_path / "out"
+    assert plan(carry, "teachers", "--budget", "300", "--deadline", "0.5", "--seeds", "3", "--arch", "edge",
+                "--out", str(out), "--work", str(tmp_path / "work"), *TINY) == 1
+    assert "did not finish by the deadline" in capsys.readouterr().err
+    assert "train.log" in members(out / "t3.tar")

@@ -51,6 +51,7 @@ DEVICE_PYTHON = "3.12"
 RECIPE = ["--labels", "soft", "--epochs", "1000", "--batch-size", "128", "--lr", "0.003", "--augment", "0.7",
           "--average-last", "25"]
 STUDENT = ["--teacher-views", "flip", "--distill-alpha", "0.7", "--temperature", "2.0"]
+CUT = -1  # the exit code recorded for a run stopped at the deadline
 BUNDLED = ("averaged.keras", "best.keras", "history.csv", "config.json", "averaged.json")
 
 
@@ -131,9 +132,12 @@ def device_environment(work: Path, carry: Path) -> dict[str, str]:
     return env
 
 
-def run_side_by_side(runs: dict[str, list[str]], work: Path, out: Path, env: dict[str, str]) -> dict[str, int]:
+def run_side_by_side(runs: dict[str, list[str]], work: Path, out: Path, env: dict[str, str],
+                     deadline: float) -> dict[str, int]:
     """``training.train`` for each named argument list at once, each with its own data
-    cache and log; then each run's files bundled into ``out/NAME.tar``."""
+    cache and log; then each run's files bundled into ``out/NAME.tar``. A run still going
+    ``deadline`` seconds after the start is stopped and bundled as it is (its checkpoints
+    are written every epoch): a device call that outruns its limit brings nothing back."""
     if len(runs) > RETURN_FILES:
         raise PlanError(f"{len(runs)} runs would come back as {len(runs)} files; at most {RETURN_FILES} do")
     work.mkdir(parents=True, exist_ok=True)
@@ -147,9 +151,19 @@ def run_side_by_side(runs: dict[str, list[str]], work: Path, out: Path, env: dic
         print(f"started {name}: {' '.join(command[1:])}", flush=True)
     codes = {}
     for name, (proc, log) in procs.items():
-        codes[name] = proc.wait()
+        try:
+            codes[name] = proc.wait(timeout=max(0.0, started + deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            codes[name] = CUT
         log.close()
-        print(f"{name}: exit {codes[name]} after {time.monotonic() - started:.0f} s", flush=True)
+        said = "stopped at the deadline" if codes[name] == CUT else f"exit {codes[name]}"
+        print(f"{name}: {said} after {time.monotonic() - started:.0f} s", flush=True)
         bundle(work / name, work / f"{name}.log", out / f"{name}.tar")
     return codes
 
@@ -271,6 +285,9 @@ def main(argv=None) -> int:
         sp.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-out")),
                         help="where the tars go (default: $OUT, the folder that comes back)")
         sp.add_argument("--work", type=Path, default=Path("/tmp/engage-gpu"), help="run folders and logs")
+        sp.add_argument("--deadline", type=float,
+                        help="seconds after which runs still going are stopped and bundled as they are "
+                             "(default: the budget plus 60; keep it inside the call's limit)")
         if step == "students":
             sp.add_argument("--teachers", required=True, help="trained networks, comma-separated")
     af = sub.add_parser("after", help="here: quantise and score on validation what came back")
@@ -294,13 +311,19 @@ def main(argv=None) -> int:
         seeds = seeds_of(args.seeds)
         runs = (teacher_runs(seeds, args.budget, args.arch, pack, extra) if args.step == "teachers"
                 else student_runs(seeds, args.budget, args.arch, pack, args.teachers, extra))
-        codes = run_side_by_side(runs, args.work, args.out, device_environment(args.work, args.carry))
+        deadline = args.deadline if args.deadline is not None else args.budget + 60
+        codes = run_side_by_side(runs, args.work, args.out, device_environment(args.work, args.carry), deadline)
     except (PlanError, fer.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    failed = [name for name, code in codes.items() if code != 0]
+    cut = [name for name, code in codes.items() if code == CUT]
+    failed = [name for name, code in codes.items() if code not in (0, CUT)]
+    if cut:
+        print(f"error: {', '.join(cut)} did not finish by the deadline; their tars hold what the last "
+              "finished epoch saved", file=sys.stderr)
     if failed:
         print(f"error: {', '.join(failed)} failed; their logs are train.log in their tars", file=sys.stderr)
+    if cut or failed:
         return 1
     return 0
 
