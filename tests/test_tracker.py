@@ -239,3 +239,20 @@ def test_the_followed_face_stays_the_main_face_beside_one_about_its_size(detecto
     for _ in range(4):  # the followed student leaves: the neighbour is the main face from the next pass
         faces = tracker.update(scene(background, (neighbour, (380, 120))))
     assert len(faces) == 1 and near(faces[0].box, (380 + nw / 2, 120 + nh / 2))
+
+
+def test_a_frame_of_another_size_starts_afresh(detector, face, background):
+    """A camera reopened at another resolution mid-run: what the tracker followed is in
+    the old frame's pixels, so the next frame is a whole-frame detection. Before, the
+    face was followed on with its old size (half the face at twice the resolution)
+    and, with BlazeFace, its eyes where they were in the old frame."""
+    frame = scene(background, (face, (100, 100)))
+    tracker = FaceTracker(detector, detect_every=3, full_every=30)
+    (small,) = tracker.update(frame)
+    assert tracker.last_step == "full"
+    bigger = cv2.resize(frame, (2 * W, 2 * H), interpolation=cv2.INTER_LINEAR)
+    (found,) = tracker.update(bigger)
+    assert tracker.last_step == "full"
+    assert found.box[2] == pytest.approx(2 * small.box[2], rel=0.1)
+    assert near(found.box, (2 * centre(small.box)[0], 2 * centre(small.box)[1]), tolerance=8)
+    assert steps(tracker, [bigger]) == ["track"]  # and followed as usual from there

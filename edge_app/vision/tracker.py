@@ -35,6 +35,7 @@ class FaceTracker:
         self._k = self.detect_every  # frames since the last detection of any kind
         self._template: np.ndarray | None = None
         self._small_box: tuple[int, int, int, int] | None = None  # main face in small-frame pixels
+        self._shape: tuple[int, ...] | None = None  # the frame size the above belong to
 
     def reset(self) -> None:
         self.faces, self._template, self._small_box = [], None, None
@@ -43,6 +44,9 @@ class FaceTracker:
     def update(self, gray: np.ndarray) -> list[Face]:
         """The faces in this full-resolution grayscale frame, main face first."""
         det = self.detector
+        if gray.shape[:2] != self._shape:  # a camera reopened at another size: what was followed is in
+            self.reset()  # the old frame's pixels (a box half the face's size, eyes elsewhere)
+            self._shape = gray.shape[:2]
         if self.detect_every == 1 and self.full_every == 1:  # plain detection on every frame
             self.last_step = "full"
             self.faces = det.detect(gray)
