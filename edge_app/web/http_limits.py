@@ -12,7 +12,8 @@ take longer (an upload on weak Wi-Fi), so it gets Apache mod_reqtimeout's rule i
 ``BODY_GRACE_S`` to start, one more second for every ``BODY_MIN_RATE`` bytes received; a
 body sent a byte every few seconds is cut after the grace, from however many addresses it
 comes; and a body over ``SMALL_BODY_BYTES`` is refused unread except on the paths that
-take uploads. Header names with an underscore are dropped (``X_Forwarded_For`` would
+take uploads; a chunked body (no length declared) is refused with 411 wherever it is sent.
+Header names with an underscore are dropped (``X_Forwarded_For`` would
 pass for ``X-Forwarded-For``, see ``web/proxies.py``). The listen backlog is deep enough
 for a classroom's burst of log-ins, and one
 client address may keep at most half the threads busy (``PeerLimits``); past that it is
@@ -319,7 +320,14 @@ def _request_class(deadlines: Deadlines, large_body_paths: tuple[str, ...]) -> t
                 deadlines.done(token)
 
         def respond(self):
-            if not self.chunked_read and not _declared_length(self):
+            if self.chunked_read:
+                # cheroot undoes the chunking and bottle then parses the chunks again, so no such body
+                # works: a body that is chunked twice was read without end (to a temporary file), and one
+                # chunked once was scanned a byte at a time (a CPU for a minute). Browsers send none.
+                self.close_connection = True
+                return self.simple_response("411 Length Required", "Send the body with a Content-Length header: "
+                                                                   "chunked request bodies are not accepted.")
+            if not _declared_length(self):
                 return super().respond()  # no body to wait for
             if _declared_length(self) > SMALL_BODY_BYTES and _path(self) not in large_body_paths:
                 # refused before a byte is read: a slow sender of a large body would hold the thread for
