@@ -226,3 +226,26 @@ def test_a_paused_loop_still_pings_the_watchdog(paused_app):
     frames = app.loop.health.frames
     wait_for(lambda: pings.count(frames) >= 3, what="pings while paused, with no new frame")
     assert app.loop.alive
+
+
+def test_the_header_button_never_leads_off_the_device(paused_app):
+    """The button's form goes back to the page it is on, whatever its path: a link to
+    /%09/evil.example (a 404 page that still has the button) gave back "/<tab>/evil.example",
+    which the redirect turned into http://evil.example/ (a tab is dropped from URLs)."""
+    from urllib.parse import urlsplit
+
+    app, _ = paused_app()
+    s = login(app.url, STUDENT, STUDENT_PW)
+    page = s.get(f"{app.url}/%09/evil.example/log-in-again", timeout=10)
+    assert page.status_code == 404
+    assert 'name="back" value="/\t/evil.example/log-in-again"' in page.text  # the path, as the page has it
+    for back in ("/\t/evil.example/x", "/\n/evil.example", "/\x0b/evil.example", "//evil.example", "/\\evil.example",
+                 "https://evil.example/"):
+        r = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "pause", "back": back}, allow_redirects=False,
+                   timeout=10)
+        assert r.status_code == 303, back
+        where = urlsplit(r.headers["Location"])
+        assert where.netloc == urlsplit(app.url).netloc and where.path == "/live", (back, r.headers["Location"])
+    r = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "resume", "back": "/upload?x=1"},
+               allow_redirects=False, timeout=10)
+    assert r.headers["Location"].endswith("/upload?x=1"), "a page of the device is still where it goes back to"

@@ -8,16 +8,14 @@ import json
 import bottle
 from bottle import request, response
 
-from edge_app.web.guard import Guard, json_error
+from edge_app.web.guard import Guard, json_error, safe_next
 
 
 def local_path(value: str, default: str = "/live") -> str:
     """``value`` if it is a path on this device ("/live?x=1"), else ``default``: never
-    another site ("//evil", "https://...", "/\\evil")."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value and "\r" not in value \
-            and "\n" not in value:
-        return value
-    return default
+    another site ("//evil", "https://...", "/\\evil", and "/<tab>/evil", which a browser
+    reads as "//evil" once it drops the tab). The log-in's ``next`` rule (``safe_next``)."""
+    return value if value.startswith("/") and safe_next(value) == value else default
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
