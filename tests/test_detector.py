@@ -133,3 +133,30 @@ def test_from_config(cfg):
     cfg = config_mod.with_changes(cfg, {"detector.detect_width": 200, "detector.min_neighbors": 7, "detector.profile": False})
     d = FaceDetector.from_config(cfg)
     assert d.detect_width == 200 and d.min_neighbors == 7 and d.profile is None
+
+
+def test_uploads_analysed_at_once_each_get_their_own_faces(grace):
+    """web.analysis_workers > 1: several threads detect with one detector. Two photos of
+    the same size at once (the same phone) got each other's faces, or none: the
+    cascades and the reused detection image were shared by both searches."""
+    import threading
+
+    detector = FaceDetector()
+    photo = cv2.resize(grace, (1024, 1200), interpolation=cv2.INTER_LINEAR)
+    blank = np.full_like(photo, 128)
+    expected = {0: detector.detect(photo, 640, 40), 1: detector.detect(blank, 640, 40)}
+    assert len(expected[0]) == 1 and expected[1] == []
+    wrong: list = []
+
+    def analyse(which: int, image: np.ndarray) -> None:
+        for _ in range(25):
+            found = detector.detect(image, 640, 40)
+            if found != expected[which]:
+                wrong.append((which, found))
+
+    threads = [threading.Thread(target=analyse, args=(i, img)) for i, img in enumerate((photo, blank))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -19,6 +19,7 @@ scaled down to ``detect_width`` pixels: most of the cost of Haar is the image si
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -109,6 +110,10 @@ class FaceDetector(Detector):
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.frontal = _cascade("haarcascade_frontalface_default.xml")
         self.profile = _cascade("haarcascade_profileface.xml") if profile else None
+        # one search at a time: uploads are analysed on several threads (web.analysis_workers)
+        # with one detector, and neither a cascade nor the reused detection image may be
+        # shared by two searches at once (two photos got each other's faces, or none)
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: Config) -> "FaceDetector":
@@ -121,6 +126,10 @@ class FaceDetector(Detector):
 
         ``detect_width`` and ``min_face_px`` override the live settings (stills); Haar
         searches every scale anyway, so ``tiles`` changes nothing."""
+        with self._lock:
+            return self._detect(frame, detect_width, min_face_px)
+
+    def _detect(self, frame: np.ndarray, detect_width: int | None, min_face_px: int | None) -> list[Face]:
         small, scale = self.small_gray(frame, detect_width)
         min_px = max(12, int((min_face_px or self.min_face_px) / scale))
         found = self.frontal.detectMultiScale(small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px))
@@ -137,6 +146,10 @@ class FaceDetector(Detector):
     def detect_near(self, gray: np.ndarray, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
         """Re-detect a tracked face in a region around it (``small_box``, small-frame
         pixels), at sizes close to its own; the hit closest to where it was, or None."""
+        with self._lock:
+            return self._detect_near(small, scale, small_box, kind)
+
+    def _detect_near(self, small: np.ndarray, scale: float, small_box, kind: str) -> Face | None:
         x, y, w, h = small_box
         m = w // 2
         H, W = small.shape
