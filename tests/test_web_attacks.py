@@ -111,6 +111,24 @@ def test_absurd_log_pages_are_not_server_errors(web, page):
     assert r.status_code == 200
 
 
+
+HUGE = "9" * 30  # past SQLite's 64-bit integers
+
+
+@pytest.mark.parametrize("method, path, admin", [
+    ("GET", f"/uploads/{HUGE}", False), ("POST", f"/uploads/{HUGE}/delete", False),
+    ("DELETE", f"/api/uploads/{HUGE}", False), ("GET", f"/admin/image/{HUGE}", True),
+    ("GET", f"/admin/alert/{HUGE}.jpg", True), ("POST", f"/admin/users/{HUGE}/disable", True)])
+def test_an_id_too_long_for_the_database_is_not_found_not_a_server_error(web, caplog, method, path, admin):
+    """A student guessing ids past SQLite's range got a 500 and a traceback in the journal."""
+    if not admin:
+        web.accounts.create_user("kim", STUDENT_PW, "student")
+    s = login(web.url, *(() if admin else ("kim", STUDENT_PW)))
+    r = s.request(method, f"{web.url}{path}", data={"csrf": s.csrf}, allow_redirects=False, timeout=10)
+    assert r.status_code == 404, r.text[:300]
+    assert "OverflowError" not in caplog.text
+    assert s.get(f"{web.url}/uploads/{'1' * 18}", timeout=10).status_code == 404, "18 digits is still an id"
+
 def test_hsts_is_sent_under_tls_only(make_appliance, cfg, tmp_path, web):
     assert "Strict-Transport-Security" not in requests.get(f"{web.url}/login", timeout=10).headers
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

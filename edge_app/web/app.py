@@ -68,6 +68,9 @@ UPLOAD_PATHS = ("/upload", "/api/analyze", "/admin/model/install")
 def make_app(ctx: Context) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["ctx"] = ctx
+    # every <n:int> in these routes is a row id: at most 18 digits (SQLite's integers are 64-bit), so
+    # /uploads/99999999999999999999 is "no such upload", not an OverflowError (a 500 and a traceback logged)
+    app.router.add_filter("int", lambda conf: (r"\d{1,18}", int, str))
     guard = Guard(ctx)
     allowed_hosts = hardening.AllowedHosts.from_config(ctx.cfg)
     limits = Limits.from_config(ctx.cfg)
