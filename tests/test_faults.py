@@ -57,6 +57,10 @@ class FaultySource(FrameSource):
             return None
         if self.mode == "hang":
             self.release.wait(30)
+        if self.mode == "16bit":  # e.g. a GStreamer pipeline asking for GRAY16_LE
+            return cv2.cvtColor(self.demo.read(), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
+        if self.mode == "grey1":  # grey with a channel axis: a frame like any other
+            return cv2.cvtColor(self.demo.read(), cv2.COLOR_BGR2GRAY)[:, :, None]
         return self.demo.read()
 
     def close(self):
@@ -88,7 +92,7 @@ def health(url):
 
 @pytest.mark.parametrize("mode, expected", [
     ("raise", "went away"), ("oserror", "Input/output error"), ("empty", "empty frame"),
-    ("none", "empty frame"), ("hang", "read_timeout_s"),
+    ("none", "empty frame"), ("hang", "read_timeout_s"), ("16bit", "frames the loop cannot read"),
 ])
 def test_camera_fault_is_reported_retried_and_recovered(make_appliance, fast_cfg, caplog, mode, expected):
     caplog.set_level(logging.INFO, logger="edge_app.runtime.capture")
@@ -123,6 +127,17 @@ def test_camera_fault_is_reported_retried_and_recovered(make_appliance, fast_cfg
     assert indicator.faults[-1][0] is False  # the fault pattern is cleared
     assert any("camera is back" in r.getMessage() for r in caplog.records)
     assert app.loop.metrics.registry.get_sample_value("engage_camera_faults_total") >= 1
+
+
+def test_grey_frames_with_a_channel_axis_are_processed(fast_cfg):
+    source = FaultySource()
+    source.mode = "grey1"
+    loop = _loop(fast_cfg, None, source)
+    try:
+        assert all(loop.step() for _ in range(5))
+        assert loop.health.frames == 5 and loop.health.errors == 0
+    finally:
+        loop.stop()
 
 
 def _loop(cfg, store, source=None, wall=None):

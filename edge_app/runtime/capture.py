@@ -261,6 +261,13 @@ class CaptureLoop:
         t1 = time.perf_counter()
         if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0 or frame.ndim not in (2, 3):
             raise CameraError(f"the camera gave an empty frame ({'None' if frame is None else getattr(frame, 'shape', type(frame).__name__)})")
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[:, :, 0]  # grey with a channel axis: grey
+        if frame.dtype != np.uint8 or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+            # a fault, not a frame: every stage after would fail (or read 16-bit values as 8-bit)
+            # on each frame while the LED kept the last state and health said "ok"
+            raise CameraError(f"the camera gives frames the loop cannot read ({frame.dtype}, shape {frame.shape}): "
+                              "set it (or the GStreamer pipeline's caps) to 8-bit BGR or GRAY8")
         return frame, t1, t1 - t0
 
     def step(self) -> bool:
