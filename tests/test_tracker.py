@@ -226,15 +226,18 @@ def test_the_followed_face_stays_the_main_face_beside_one_about_its_size(detecto
     neighbour = cv2.resize(face, None, fx=1.1, fy=1.1, interpolation=cv2.INTER_LINEAR)
     nh, nw = neighbour.shape
     tracker = FaceTracker(detector, detect_every=3, full_every=4)
+    every_frame = FaceTracker(FaceDetector(), detect_every=1, full_every=1)  # plain detection on every frame
     both = scene(background, (face, (40, 150)), (neighbour, (380, 120)))
     faces = tracker.update(scene(background, (face, (40, 150))))
     assert len(faces) == 1 and faces[0].box[0] < 200
+    assert every_frame.update(scene(background, (face, (40, 150))))[0].box[0] < 200
     assert FaceDetector().detect(both)[0].box[0] > 200  # the neighbour is the bigger face
     full = 0
     for _ in range(12):
         faces = tracker.update(both)
         full += tracker.last_step == "full"
         assert faces[0].box[0] < 200, (tracker.last_step, faces)
+        assert every_frame.update(both)[0].box[0] < 200
     assert full >= 2 and len(faces) == 2  # whole-frame passes saw both and kept the followed face first
     for _ in range(4):  # the followed student leaves: the neighbour is the main face from the next pass
         faces = tracker.update(scene(background, (neighbour, (380, 120))))

@@ -49,7 +49,7 @@ class FaceTracker:
             self._shape = gray.shape[:2]
         if self.detect_every == 1 and self.full_every == 1:  # plain detection on every frame
             self.last_step = "full"
-            self.faces = det.detect(gray)
+            self.faces = self._main_first(det.detect(gray))
             return self.faces
         small, scale = det.small_gray(gray)
         self._n += 1
@@ -80,7 +80,7 @@ class FaceTracker:
     def _main_first(self, faces: list[Face]) -> list[Face]:
         """``faces`` (biggest first) with the face followed so far first, when it is
         among them and none is more than ``SWITCH_AREA`` times its area."""
-        if self._small_box is None or not self.faces:
+        if not self.faces:
             return faces
         followed = self.faces[0].box
         same = max(faces, key=lambda f: _iou(f.box, followed))
