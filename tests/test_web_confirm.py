@@ -144,3 +144,27 @@ def test_in_a_browser_the_admin_confirms_and_comes_back_to_the_page(appliance, b
         page.locator("text=Created student noor").wait_for()
     finally:
         context.close()
+
+
+def test_deleting_someone_elses_photo_asks_for_the_password_and_ones_own_does_not(appliance):
+    """An admin's browser left logged in must not delete a class's photos one by one (the
+    Users page's "Delete data" asked already); a student's own photo needs no password."""
+    sam = appliance.accounts.create_user("sam", "student-pw-123", "student")
+    theirs, mine = (appliance.store.add_upload(sam.id, "me.jpg", 10, 10, []) for _ in range(2))
+    admin, student = login(appliance.url), login(appliance.url, "sam", "student-pw-123")
+    go_stale(appliance)
+
+    def kept(upload_id: int) -> bool:
+        return bool(appliance.store.query("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)))
+
+    r = admin.post(f"{appliance.url}/uploads/{theirs}/delete", data={"csrf": admin.csrf}, allow_redirects=False,
+                   timeout=10)
+    assert r.status_code == 403 and "Nothing was changed" in r.text and f'value="/uploads/{theirs}"' in r.text
+    r = admin.delete(f"{appliance.url}/api/uploads/{theirs}", timeout=10)
+    assert r.status_code == 403 and "/api/confirm" in r.json()["error"]
+    assert kept(theirs) and appliance.store.query("SELECT COUNT(*) FROM audit")[0][0] == 0
+    r = student.post(f"{appliance.url}/uploads/{mine}/delete", data={"csrf": student.csrf}, allow_redirects=False,
+                     timeout=10)
+    assert r.status_code == 303 and not kept(mine)
+    assert admin.post(f"{appliance.url}/api/confirm", json={"password": ADMIN_PASSWORD}, timeout=10).ok
+    assert admin.delete(f"{appliance.url}/api/uploads/{theirs}", timeout=10).status_code == 200 and not kept(theirs)

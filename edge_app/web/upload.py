@@ -145,8 +145,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                     deletable=True)
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
-        """Delete one upload for its owner or an admin (audited when it is someone else's)."""
+        """Delete one upload for its owner or an admin (audited when it is someone else's).
+        Someone else's goes only with the password typed lately, as the Users page's "Delete
+        data" does: an admin's browser left logged in must not be a way to delete a class's
+        photos one by one. Call after ``check_csrf``."""
         stored = stored_for(user, upload_id)
+        if stored is not None and stored["user_id"] != user.id:
+            guard.require_recent_password()
         if stored is None or not ctx.store.delete_upload(upload_id):
             return None
         if stored["user_id"] != user.id:

@@ -5,8 +5,8 @@
   <p class="error" role="alert" id="confirm-stale">Nothing was changed. You last typed your password over
     {{minutes}} minutes ago: type it again, then make the change once more.</p>
   % end
-  <p class="hint">Changes to users, settings, the model and the classroom link ask for it, so that a browser left
-    logged in cannot be used by someone else.</p>
+  <p class="hint">Changes to users, settings, the model and the classroom link, and deleting someone else's photo,
+    ask for it, so that a browser left logged in cannot be used by someone else.</p>
   % if error:
   <p class="error" role="alert" id="confirm-error">{{error}}</p>
   % end
