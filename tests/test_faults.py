@@ -140,6 +140,26 @@ def test_grey_frames_with_a_channel_axis_are_processed(fast_cfg):
         loop.stop()
 
 
+def test_after_a_camera_fault_or_a_pause_the_first_frame_is_searched_whole(fast_cfg):
+    """The face followed before a camera fault or a pause may have moved or gone: the first
+    frame after one is searched whole, not only around the old place (with detect_every = 3
+    a frame after a search is otherwise tracked near the face)."""
+    loop = _loop(fast_cfg, None)
+    try:
+        for _ in range(4):
+            assert loop.step()
+        assert loop.faces.faces and loop.faces.last_step != "full"  # following the demo's face
+        loop._camera_fault("the camera went away")
+        assert loop.step() and loop.faces.last_step == "full"
+        assert loop.step() and loop.faces.last_step != "full"
+        loop.privacy.pause("web")
+        threading.Timer(0.2, loop.privacy.resume).start()
+        loop._hold_paused()  # returns once resumed
+        assert loop.step() and loop.faces.last_step == "full"
+    finally:
+        loop.stop()
+
+
 def _loop(cfg, store, source=None, wall=None):
     return CaptureLoop(cfg, source or DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(),
                        store, RecordingIndicator(), wall=wall or time.time)

@@ -363,6 +363,7 @@ class CaptureLoop:
             return
         with self.state_lock:
             self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=self.clock())
+        self.faces.reset()  # the face followed before the pause may have moved or gone: search the whole frame
         self.health.camera = CameraState.STARTING
         self.metrics.camera.state(CameraState.STARTING)
         self._show(ABSENT, self.wall())  # the tracker's first state, until a face has held min_hold_s
@@ -376,6 +377,7 @@ class CaptureLoop:
         self.metrics.camera.state(CameraState.FAULT)
         self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
+        self.faces.reset()  # the next frame may show another scene: search it whole, not near the old face
         if self._reader is not None and self._reader.busy_since is not None:
             return  # a read is still in progress: never close the device under it
         try:
