@@ -231,9 +231,11 @@ DEFAULT_MAPPING: Mapping[str, str] = MappingProxyType({
 class EngagementSettings(Section):
     """From smoothed emotions to the shown engagement state."""
 
-    absent_after_s: float = setting(5.0, 'No face for this long counts as "Absent".', Range(0, 3600, "seconds", above=True),
+    absent_after_s: float = setting(5.0, 'No face for this long counts as "Absent" (shown once it has also held for '
+                                    'the minimum hold: 6.5 s by default).', Range(0, 3600, "seconds", above=True),
                                     label="Absent after (seconds)")
-    distracted_after_s: float = setting(2.0, 'Only a turned-away face for this long counts as "Distracted".',
+    distracted_after_s: float = setting(2.0, 'Only a turned-away face for this long counts as "Distracted" '
+                                        '(shown once it has also held for the minimum hold).',
                                         Range(0, 3600, "seconds", above=True))
     ema_half_life_s: float = setting(1.0, "Smoothing of the emotion probabilities over time: larger is steadier, slower.",
                                      Range(0, 60, "seconds"), label="Smoothing half-life (seconds)")
