@@ -149,6 +149,42 @@ def test_make_source_plays_a_path_and_uses_camera_loop_setting(tmp_path, cfg):
     assert src.loop is False
 
 
+def test_a_video_file_source_plays_at_the_files_own_frame_rate(tmp_path, cfg):
+    """`--source FILE.mp4` stands in for a camera: it gives frames at the recording's rate,
+    so min_hold_s and absent_after_s mean the recording's seconds (it was read as fast as
+    it decoded: a 10 fps clip ran at hundreds of frames a second, one core at 100 %)."""
+    import time
+
+    clip = tmp_path / "clip.avi"
+    write_clip(clip, frames=6)  # written at 10 fps
+    src = make_source(str(clip), config_mod.with_changes(cfg, {"camera.fps": 30}))
+    assert isinstance(src, OpenCVSource) and src.realtime
+    with src:
+        assert src.rate == pytest.approx(10)  # the file's rate, not camera.fps
+        t0 = time.monotonic()
+        for _ in range(6):
+            src.read()
+        assert time.monotonic() - t0 >= 5 / 10 - 0.02
+
+
+def test_a_late_reader_of_a_video_file_skips_the_frames_that_went_by(tmp_path):
+    import time
+
+    clip = tmp_path / "clip.avi"
+    levels = write_clip(clip, frames=7)
+    src = OpenCVSource(str(clip), loop=True, realtime=True)
+    with src:
+        assert int(round(src.read().mean())) == pytest.approx(levels[0], abs=3)
+        time.sleep(0.35)  # a slow analysis: more than three frames' time at 10 fps
+        after = int(round(src.read().mean()))
+        t0 = time.monotonic()
+        for _ in range(3):  # back on time: paced again, not read as fast as it decodes
+            src.read()
+        assert time.monotonic() - t0 >= 2 / 10
+    assert src.dropped >= 2
+    assert after != pytest.approx(levels[1], abs=3), "the late reader got the next frame, as from a queue"
+
+
 def test_missing_video_file(tmp_path):
     with pytest.raises(CameraError, match="does not exist") as err:
         OpenCVSource(str(tmp_path / "nope.mp4")).open()

@@ -84,10 +84,19 @@ class DemoSource(FrameSource):
 
 
 class OpenCVSource(FrameSource):
-    """A V4L2 device index, a video file, a stream URL or a GStreamer pipeline."""
+    """A V4L2 device index, a video file, a stream URL or a GStreamer pipeline.
 
-    def __init__(self, spec: str, width=640, height=480, fps=15, loop=True):
+    ``realtime`` plays a video file at its own frame rate on the wall clock (``fps`` when
+    the file names none), as a camera would give it: the state's timing (``min_hold_s``,
+    ``absent_after_s``) is the recording's, and frames a slow reader missed are skipped,
+    not queued. Without it a file is read as fast as it decodes (the benchmark's clip).
+    """
+
+    def __init__(self, spec: str, width=640, height=480, fps=15, loop=True, realtime=False):
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
+        self.realtime = realtime
+        self.rate = float(fps)  # a file's own frame rate once opened
+        self._next: float | None = None
         self.cap: cv2.VideoCapture | None = None
         self.is_device = spec.startswith("/dev/")  # e.g. /dev/video0: a camera, not a file
         self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec and not self.is_device
@@ -120,12 +129,18 @@ class OpenCVSource(FrameSource):
             hint = " (is OpenCV built with GStreamer? `python -c 'import cv2; print(cv2.getBuildInformation())'`)" if "!" in self.spec else ""
             raise CameraError(f"cannot open video source {self.spec!r}{hint}")
         self.cap = cap
+        if self.is_file:
+            own = cap.get(cv2.CAP_PROP_FPS)
+            self.rate = own if 0 < own <= 240 else float(self.fps)  # 0 or nonsense: the file does not say
+            self._next = None
 
     def read(self) -> np.ndarray:
         if self.cap is None:
             self.open()
         cap = self.cap
         assert cap is not None  # open() sets it or raises CameraError
+        if self.is_file and self.realtime:
+            self._pace(cap)
         ok, frame = cap.read()
         if not ok and self.is_file and self.loop:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -135,6 +150,23 @@ class OpenCVSource(FrameSource):
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         return frame
+
+    def _pace(self, cap: cv2.VideoCapture) -> None:
+        """Wait for this frame's time; when the reader is late, skip the frames that went by."""
+        period, now = 1.0 / self.rate, time.monotonic()
+        if self._next is None:  # the first frame: the recording starts now, not when it was opened
+            self._next = now
+        late = now - self._next
+        if late < 0:
+            time.sleep(-late)
+        elif late >= period:
+            skip = int(late / period)
+            for _ in range(skip):
+                if not cap.grab():  # the end of the file: read() loops or ends it
+                    break
+            self.dropped += skip
+            self._next += skip * period
+        self._next += period
 
     def close(self) -> None:
         if self.cap is not None:
@@ -225,4 +257,4 @@ def make_source(spec: str, cfg: Config, **demo_options) -> FrameSource:
                 "or use --source demo (built-in demo) or --source PATH (a video file)"
             )
         return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **size)
-    return OpenCVSource(spec, loop=cam.loop, **size)
+    return OpenCVSource(spec, loop=cam.loop, realtime=True, **size)  # a file plays as a camera would
