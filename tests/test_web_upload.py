@@ -256,6 +256,40 @@ def test_an_oversized_upload_is_refused_with_413(make_appliance, cfg, face_jpeg)
     assert ok.status_code == 200  # the server still serves
 
 
+
+@pytest.mark.parametrize("path", ["/api/analyze", "/upload"])
+def test_a_body_declared_too_large_is_refused_before_it_is_read(appliance, path):
+    """The token is read from the form, and reading the form read the whole body as large as
+    declared into a temporary file: a student's 300 MB went to /tmp in a second."""
+    import socket
+
+    appliance.accounts.create_user("kim", STUDENT_PW, "student")
+    s = login(appliance.url, "kim", STUDENT_PW)
+    total = 300 << 20
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ee_session={s.cookies['ee_session']}\r\n"
+            f"X-CSRF-Token: {s.csrf}\r\nContent-Type: multipart/form-data; boundary=b0\r\n"
+            f"Content-Length: {total}\r\n\r\n--b0\r\nContent-Disposition: form-data; name=\"image\"; "
+            "filename=\"big.jpg\"\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", appliance.server.port), timeout=10)
+    sent, answer, piece = 0, b"", b"a" * (1 << 20)
+    try:
+        sock.sendall(head)
+        sock.setblocking(False)
+        while sent < total - len(piece) and not answer:
+            try:
+                sent += sock.send(piece)
+            except BlockingIOError:
+                time.sleep(0.005)
+            try:
+                answer = sock.recv(65536)
+            except BlockingIOError:
+                pass
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 100 << 20, f"the server read {sent >> 20} MB before refusing"
+    assert upload_count(appliance) == 0
+
 def test_api_analyze_needs_a_session(appliance, face_jpeg):
     r = requests.post(f"{appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=30)
     assert r.status_code == 401 and "log in" in r.json()["error"]

@@ -47,12 +47,19 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                 "old data (Users page) or lowering store.retention_days", 507)
         return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name).result()
 
+    def oversized() -> str | None:
+        """Why this body is refused unread, or None. Ask before the CSRF check: the token is
+        read from the form, and reading the form reads the whole body, as large as declared,
+        into a temporary file (a student's 300 MB went to /tmp in a second; a full disk stops
+        the database). The start of the body is drained so the client reads the answer."""
+        if request.content_length <= limits.max_bytes + 64 * 1024:
+            return None
+        _drain_body(limits.max_bytes * 4)
+        return (f"the upload is {request.content_length / 1e6:.1f} MB; "
+                f"the limit is {limits.max_bytes / 1048576:.0f} MB")
+
     def _read_upload() -> tuple[bytes, str | None]:
         """The bytes and client file name of the multipart field ``image``, or ``ImageRejected``."""
-        if request.content_length > limits.max_bytes + 64 * 1024:
-            _drain_body(limits.max_bytes * 4)
-            raise ImageRejected(f"the upload is {request.content_length / 1e6:.1f} MB; the limit is "
-                                f"{limits.max_bytes / 1048576:.0f} MB", 413)
         try:
             field = request.files.get("image")
         except (UnicodeDecodeError, ValueError) as exc:  # a malformed multipart body (bottle decodes text parts)
@@ -107,13 +114,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     @app.post("/upload")
     def upload():
         user = guard.require_user()
-        if request.content_length > limits.max_bytes + 64 * 1024:
-            # refused before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
-            _drain_body(limits.max_bytes * 4)
+        too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
+        if too_large:
             return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error=f"Not analysed: the upload is {request.content_length / 1e6:.1f} MB; "
-                                           f"the limit is {limits.max_bytes / 1048576:.0f} MB.",
-                                     history=my_uploads(user)), 413)
+                                     error=f"Not analysed: {too_large}.", history=my_uploads(user)), 413)
         guard.check_csrf()
         try:
             result, _ = analyze_upload(user)
@@ -215,13 +219,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def api_analyze():
         user = guard.require_user()
         guard.check_same_origin()
+        accepted = (f"Accepted: {ACCEPTED_TEXT} up to {limits.max_bytes // 1048576} MB and "
+                    f"{limits.max_pixels // 1_000_000} MP in the multipart field 'image'.")
+        too_large = oversized()  # before the token: reading it reads the body
+        if too_large:
+            return json_error(413, f"{too_large}. {accepted}")
         guard.check_csrf()
         try:
             result, upload_id = analyze_upload(user)
         except ImageRejected as exc:
             status = exc.args[1] if len(exc.args) > 1 else 400
-            return json_error(status, f"{exc.args[0]}. Accepted: {ACCEPTED_TEXT} up to {limits.max_bytes // 1048576} MB "
-                                      f"and {limits.max_pixels // 1_000_000} MP in the multipart field 'image'.")
+            return json_error(status, f"{exc.args[0]}. {accepted}")
         response.content_type = "application/json"
         return json.dumps({"faces": result["faces"], "width": result["width"], "height": result["height"],
                            "upload_id": upload_id})
