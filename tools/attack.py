@@ -302,6 +302,54 @@ def big_uploads(t: Target, count: int = 24) -> Result:
                   fps.median, {"upload_peak_rss_mb": peak, "idle_rss_mb": idle, "after_rss_mb": after})
 
 
+
+def _send_until_answered(t: Target, head: bytes, piece: bytes, total: int) -> tuple[bytes, int]:
+    """Send ``head``, then ``piece`` again and again up to ``total`` bytes, until the server
+    answers or closes: (the start of its answer, bytes of body sent)."""
+    sock = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+    sent, answer = 0, b""
+    try:
+        sock.sendall(head)
+        sock.setblocking(False)
+        while sent < total and not answer:
+            try:
+                sent += sock.send(piece)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break
+            try:
+                answer = sock.recv(200) or b"(closed)"
+            except BlockingIOError:
+                pass
+    finally:
+        sock.close()
+    return answer, sent
+
+
+def unbounded_bodies(t: Target) -> Result:
+    """Bodies that used to be read without end into a temporary file: one chunked twice
+    (cheroot and bottle each undo a layer) to /login, anyone; and one declaring 2 GB to
+    /api/analyze, a student (the CSRF check read the form before the size was checked)."""
+    frame = b"a" * 60000
+    frame = b"%x\r\n%s\r\n" % (len(frame), frame)
+    frame = b"%x\r\n%s\r\n" % (len(frame), frame)
+    chunked, chunked_sent = _send_until_answered(
+        t, b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+           b"Content-Type: application/x-www-form-urlencoded\r\n\r\n", frame, 2 << 30)
+    s = t.login(STUDENT, STUDENT_PW)
+    declared, declared_sent = _send_until_answered(
+        t, (f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ee_session={s.cookies['ee_session']}\r\n"
+            f"X-CSRF-Token: {s.headers['X-CSRF-Token']}\r\nContent-Type: multipart/form-data; boundary=b0\r\n"
+            f"Content-Length: {2 << 30}\r\n\r\n--b0\r\nContent-Disposition: form-data; name=\"image\"; "
+            "filename=\"big.jpg\"\r\n\r\n").encode(), b"a" * (1 << 20), 2 << 30)
+    status = lambda answer: answer[9:12].decode("latin-1", "replace")  # noqa: E731
+    ok = (status(chunked) == "411" and chunked_sent < 64 << 20 and status(declared) == "413"
+          and declared_sent < 128 << 20)
+    return Result("14 a body chunked twice; a student's upload declaring 2 GB", "411 and 413, each after < 128 MB",
+                  f"{status(chunked)} after {chunked_sent >> 20} MB; {status(declared)} after {declared_sent >> 20} MB",
+                  ok, None, {"chunked_read_mb": chunked_sent >> 20, "declared_read_mb": declared_sent >> 20})
+
 def login_from(t: Target, address: str, user: str, password: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=30, source_address=(address, 0))
     try:
@@ -438,7 +486,7 @@ def systemd_score(t: Target) -> Result:
 ATTACKS = {"xff": metrics_xff, "header": big_header, "slow": slow_clients, "slowbody": slow_bodies, "uploads": big_uploads,
            "parallel": parallel_guesses, "lockout": lockout, "stream": disabled_stream, "host": host_and_csrf,
            "odd": odd_input, "timing": login_timing, "manifest": waived_manifest,
-           "systemd": systemd_score}
+           "systemd": systemd_score, "bodies": unbounded_bodies}
 
 
 def main(argv=None) -> int:
