@@ -338,9 +338,11 @@ def unbounded_bodies(t: Target) -> Result:
         t, b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n", frame, 2 << 30)
     s = t.login(STUDENT, STUDENT_PW)
+    csrf = s.headers["X-CSRF-Token"]
+    assert isinstance(csrf, str)  # set from /api/login's JSON
     declared, declared_sent = _send_until_answered(
         t, (f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ee_session={s.cookies['ee_session']}\r\n"
-            f"X-CSRF-Token: {s.headers['X-CSRF-Token']}\r\nContent-Type: multipart/form-data; boundary=b0\r\n"
+            f"X-CSRF-Token: {csrf}\r\nContent-Type: multipart/form-data; boundary=b0\r\n"
             f"Content-Length: {2 << 30}\r\n\r\n--b0\r\nContent-Disposition: form-data; name=\"image\"; "
             "filename=\"big.jpg\"\r\n\r\n").encode(), b"a" * (1 << 20), 2 << 30)
     status = lambda answer: answer[9:12].decode("latin-1", "replace")  # noqa: E731
