@@ -216,6 +216,36 @@ def test_run_serves_the_demo_and_prints_the_admin_login(tmp_path, empty_config):
     assert "Traceback" not in err
 
 
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("command", ["run", "classroom"])
+def test_ctrl_c_as_soon_as_it_says_where_it_serves_stops_it_cleanly(tmp_path, empty_config, command):
+    """Ctrl-C right after the start-up line (a user who only wanted to see it start): it
+    raised KeyboardInterrupt before the handler was installed, the web server's worker
+    threads kept the process alive, and a second Ctrl-C left a traceback and no clean stop."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": "a-chosen-pw-77"}
+    with socket.socket() as s:  # a port where no broker answers: the page starts all the same
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    args = (["run", "--config", str(empty_config), "--source", "demo"] if command == "run"
+            else ["classroom", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(closed)])
+    proc = subprocess.Popen([*COMMAND, *args, "--data-dir", str(tmp_path / "data"), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # blocks until the line is there
+            if re.search(r"(web UI|page) at http", line):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopping" in out and "Traceback" not in err
+
+
 NOBODY = 65534
 
 

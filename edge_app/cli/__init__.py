@@ -34,6 +34,16 @@ def first_start_message(password: str, kept_at: Path) -> str:
             "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)")
 
 
+def stop_on_signals() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) and SIGTERM set. Installed before a service starts its
+    threads: a Ctrl-C that came between the start and the wait raised KeyboardInterrupt past
+    the clean stop, and the web server's worker threads then kept the process alive."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def _config(args, overrides: dict | None = None) -> Config:
     return config_mod.load(getattr(args, "config", None), overrides)
 
@@ -56,6 +66,7 @@ def cmd_run(args) -> int:
             source = make_source(cfg.camera.source, cfg)
             source.open()
         appliance = Appliance(cfg, source=source)
+        stop = stop_on_signals()  # from here on Ctrl-C stops it cleanly, even mid-start
         appliance.start()
     except CameraError as exc:
         _fault_led(cfg)
@@ -81,9 +92,6 @@ def cmd_run(args) -> int:
     if appliance.loop:
         notifier.attach(appliance.loop)
     notifier.ready(f"serving {appliance.url}")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     notifier.stopping()
     print("stopping", flush=True)

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
-from edge_app.cli import EXIT_OK, EXIT_USAGE, cannot_serve, first_start_message
+from edge_app.cli import EXIT_OK, EXIT_USAGE, cannot_serve, first_start_message, stop_on_signals
 
 DEFAULT_DATA = "~/.local/share/engage-classroom"
 
@@ -50,7 +48,9 @@ def cmd_classroom(args) -> int:
     try:
         service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
                                    tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or ""),
-                                   allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies).start()
+                                   allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies)
+        stop = stop_on_signals()  # from here on Ctrl-C stops it cleanly, even mid-start
+        service.start()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -63,9 +63,6 @@ def cmd_classroom(args) -> int:
     print(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}", flush=True)
     if service.generated_password:
         print(first_start_message(service.generated_password, service.accounts.first_password_path), flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("stopping", flush=True)
     service.stop()
