@@ -1,10 +1,15 @@
 """The README's examples are what the commands really print (issue 13, item 11)."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import ADMIN_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +52,96 @@ def test_the_demo_claims_match_the_shipped_model(cfg):
     tops = [classifier.classify(face)[0] for face in demo_faces()]
     fearful = {demo_cuts()[i].photo for i, top in enumerate(tops) if top == "fear"}
     assert fearful == {"duchenne_fright.jpg"}, [(c.photo, t) for c, t in zip(demo_cuts(), tops)]
+
+
+def readme_block(after: str, language: str = "") -> str:
+    """The first fenced block (of ``language``) that follows the sentence ``after``."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(after)
+    found = re.search(rf"```{language}\n(.*?)```", readme[start:], re.S)
+    assert found, f"README has no ```{language} block after {after!r}"
+    return found.group(1)
+
+
+def test_the_configuration_examples_are_valid_configs(tmp_path):
+    """Every ```toml block of the README (the config file, the [mqtt] section) loads: a
+    renamed or removed key would stop the start-up of whoever copied it."""
+    from edge_app import config as config_mod
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        path = tmp_path / "config.toml"
+        path.write_text(block)
+        config_mod.load(path)  # ConfigError names the key
+
+
+def test_the_configuration_error_example_is_what_run_prints(tmp_path):
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"`(error: configuration: (\w+)\.(\w+) = (\S+) is not allowed: [^`]*)`", readme)
+    assert found, "README no longer quotes a configuration error"
+    message, section, key, value = found.groups()
+    bad = tmp_path / "config.toml"
+    bad.write_text(f"[{section}]\n{key} = {value}\n")
+    r = subprocess.run([sys.executable, "-m", "edge_app", "run", "--config", str(bad), "--data-dir", str(tmp_path / "d")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert message in r.stderr.splitlines(), r.stderr
+
+
+def test_the_first_start_lines_are_what_make_run_prints(tmp_path):
+    """The three lines the Quick start shows, from a real ``engage-edge run --source demo``
+    (the home folder, port and password are this run's)."""
+    from edge_app import __version__
+
+    shown = readme_block("On the first start it prints the admin login once:").rstrip("\n").split("\n")
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
+    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_app", "run", "--config", str(ROOT / "edge_app/default_config.toml"),
+                             "--source", "demo", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        printed = []
+        for line in proc.stdout:  # blocks until each line is there
+            if not line.startswith("[indicator]"):  # the console LED, between them
+                printed.append(line.rstrip("\n"))
+            if len(printed) == 3:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, the README's way to stop it
+        proc.wait(timeout=60)
+    port = re.search(r":(\d+)$", printed[0])
+    password = re.search(r"password: (\S+)$", printed[1])
+    assert port and password, printed
+    expected = [line.replace("0.1.0", __version__).replace(":8080", f":{port.group(1)}")
+                .replace("3q0H...", password.group(1)).replace("/home/pi", str(home)) for line in shown]
+    assert printed == expected
+    assert (home / ".local/share/engage-edge/first-admin-password.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_scripting_example_answers_as_shown(make_appliance, cfg, grace_path):
+    """The README's curl lines, sent by requests to a real appliance: the log-in answer,
+    the analysis's fields and the deletion's answer are what the README shows."""
+    import requests
+
+    block = readme_block("Scripts use the same session login", "sh")
+    answers = [line.split("# -> ", 1)[1] for line in block.split("\n") if "# -> " in line]
+    assert len(answers) == 3, block
+    shown_login = json.loads(answers[0].replace('"TOKEN"', '"x"'))
+    app = make_appliance(with_loop=False)
+    s = requests.Session()
+    r = s.post(f"{app.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10)
+    got = r.json()
+    assert set(got) == set(shown_login) and {**got, "csrf": "x"} == shown_login
+    analysis_lines = block[block.index("/api/analyze"):block.index("/api/uploads/")]
+    shown_keys = set(re.findall(r'"(\w+)":', analysis_lines))
+    r = s.post(f"{app.url}/api/analyze", headers={"X-CSRF-Token": got["csrf"]},
+               files={"image": ("photo.jpg", grace_path.read_bytes(), "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert shown_keys <= set(result) | set(result["faces"][0]), shown_keys - set(result) - set(result["faces"][0])
+    r = s.delete(f"{app.url}/api/uploads/{result['upload_id']}", headers={"X-CSRF-Token": got["csrf"]}, timeout=10)
+    shown_delete = json.loads(answers[2].split("   ")[0])
+    assert set(r.json()) == set(shown_delete) and r.json()["deleted"] == result["upload_id"]
