@@ -295,6 +295,24 @@ def test_classroom_command_refuses_bad_broker_settings(tmp_path):
         assert r.returncode == 2 and expected in r.stderr, r.stderr
 
 
+def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(broker, tmp_path, monkeypatch):
+    """A wrong broker password: /healthz says the broker refused the log-in and names the
+    classroom's options. It named a device's mqtt.username keys, and the disconnect that
+    follows each refusal replaced it at once with "lost the connection (Unspecified error)"."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, password="not-the-password"), tmp_path / "classroom", port=0).start()
+    try:
+        def reason() -> str:
+            health = requests.get(f"{service.url}/healthz", timeout=5).json()
+            return " ".join(health.get("reasons", []))
+
+        wait_for(lambda: "refused the log-in" in reason(), what="the refusal in /healthz")
+        assert "--mqtt-user" in reason() and "--mqtt-password-file" in reason() and "mqtt.username" not in reason()
+        assert stays(lambda: "refused the log-in" in service.subscriber.status.error, 1.5), service.subscriber.status.error
+    finally:
+        service.stop()
+
+
 def test_users_survive_the_instructor_role_migration(tmp_path):
     """Schema 4 rebuilds the users table; sessions and uploads that point at users stay."""
     path = tmp_path / "old" / database.DB_NAME

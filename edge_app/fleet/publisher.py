@@ -79,13 +79,13 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
     return client
 
 
-def refusal_text(settings: MqttSettings, reason: object) -> str:
-    """Why the broker refused us, and what to change."""
+def refusal_text(settings: MqttSettings, reason: object,
+                 fix: str = "check mqtt.username and mqtt.password (or mqtt.password_file)") -> str:
+    """Why the broker refused us, and what to change (``fix``: in the caller's own terms)."""
     text = str(reason)
     if "user name or password" in text.lower() or "not authori" in text.lower():
         who = f"as {settings.username!r}" if settings.username else "without a user name"
-        return (f"the broker {settings.broker} refused the log-in {who} ({text}): "
-                "check mqtt.username and mqtt.password (or mqtt.password_file)")
+        return f"the broker {settings.broker} refused the log-in {who} ({text}): {fix}"
     return f"the broker {settings.broker} refused the connection ({text})"
 
 

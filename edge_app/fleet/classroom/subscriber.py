@@ -9,6 +9,8 @@ from edge_app.fleet.publisher import BrokerStatus, make_client, refusal_text
 from edge_app.fleet.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+# the classroom page's own settings are its command-line options, not a device's [mqtt] keys
+REFUSED_FIX = "check --mqtt-user and the password (--mqtt-password-file or ENGAGE_MQTT_PASSWORD)"
 
 
 class Subscriber:
@@ -25,7 +27,8 @@ class Subscriber:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.status.connected, self.status.error = False, refusal_text(self.settings, reason_code)
+            self.status.connected = False
+            self.status.error = refusal_text(self.settings, reason_code, REFUSED_FIX)
             log.error("mqtt: %s", self.status.error)
             return
         self.status.connected, self.status.error = True, ""
@@ -38,8 +41,9 @@ class Subscriber:
                              "and that the broker runs; retrying")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.status.connected:  # after a refused log-in the refusal stays the reason, not "lost the connection"
+            self.status.error = f"lost the connection ({reason_code}); retrying"
         self.status.connected = False
-        self.status.error = f"lost the connection ({reason_code}); retrying"
 
     def _on_message(self, client, userdata, message) -> None:
         parts = message.topic.split("/")
