@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Replay the security review's attacks against a running appliance and print a table:
+"""Replay the security review's attacks against a fresh appliance and print a table:
 attack, expected, got, and whether the capture loop kept its frame rate meanwhile.
 
 Starts its own appliance (``engage-edge run --source demo`` on a free loopback port, a
-temporary data directory) unless ``--url`` and ``--pid`` name one. Every attack is
+temporary data directory); it never aims at one already running. Every attack is
 bounded in count and time and aimed at loopback only; the whole run takes a few minutes.
 Memory is the appliance process's own (``/proc/PID/status``: VmRSS, and VmHWM reset per
 attack through ``/proc/PID/clear_refs``, which needs root or the same user).
