@@ -117,6 +117,48 @@ def test_upload_with_faces(store):
     assert store.query("SELECT COUNT(*) FROM upload_faces")[0][0] == 0
 
 
+def test_an_upload_number_is_never_given_again(store):
+    """A deleted photo's number (the newest one's, or every one's after retention) is not
+    reused: an old link, bookmark or audit line "photo #2" must not come to show another."""
+    first = store.add_upload(None, "a.jpg", 10, 10, [face()])
+    second = store.add_upload(None, "b.jpg", 10, 10, [face()])
+    assert store.delete_upload(second)
+    third = store.add_upload(None, "c.jpg", 10, 10, [face()])
+    assert third > second > first
+    store.execute("DELETE FROM uploads")
+    assert store.add_upload(None, "d.jpg", 10, 10, []) > third
+
+
+def test_migrating_uploads_keeps_their_numbers_faces_and_cascades(tmp_path):
+    """A database from before migration 8 keeps every upload and face, under the same
+    numbers, and deleting still takes an upload's faces and a user's uploads with it."""
+    path = tmp_path / "old" / DB_NAME
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        for number, sql in enumerate(MIGRATIONS[:7], 1):
+            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
+        conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (5, 'ann', 'x', 'student', 0)")
+        for upload_id in (3, 9):
+            conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
+                         "VALUES (?, 5, 1.0, 'p.jpg', 10, 10, 1)", (upload_id,))
+            conn.execute("INSERT INTO upload_faces(upload_id, x, y, w, h, emotion, confidence, probabilities, engagement) "
+                         "VALUES (?, 1, 2, 3, 4, 'happiness', 0.9, '{}', 'Engaged')", (upload_id,))
+    store = Store(tmp_path / "old")
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        assert [tuple(r) for r in store.query("SELECT id, user_id FROM uploads ORDER BY id")] == [(3, 5), (9, 5)]
+        assert [r[0] for r in store.query("SELECT upload_id FROM upload_faces ORDER BY upload_id")] == [3, 9]
+        assert store.delete_upload(9)
+        assert store.add_upload(5, "new.jpg", 10, 10, [face()]) == 10
+        assert [r[0] for r in store.query("SELECT upload_id FROM upload_faces ORDER BY upload_id")] == [3, 10]
+        assert store.query("PRAGMA foreign_key_check") == []
+        store.execute("DELETE FROM users WHERE id = 5")
+        assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+        assert store.query("SELECT COUNT(*) FROM upload_faces")[0][0] == 0
+    finally:
+        store.close()
+
+
 def test_an_upload_without_faces(store):
     upload_id = store.add_upload(None, "empty.png", 10, 10, [])
     assert store.query("SELECT face_count FROM uploads WHERE id = ?", (upload_id,))[0][0] == 0

@@ -150,6 +150,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN confirmed REAL NOT NULL DEFAULT 0;
     """,
+    # 8: an upload's number is never given again: without AUTOINCREMENT SQLite reuses the
+    # highest id once that upload is deleted (or all are, by retention), so an old link,
+    # bookmark or audit line "photo #12" came to show another photo
+    """
+    CREATE TABLE uploads_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        filename TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        face_count INTEGER NOT NULL,
+        image_path TEXT
+    );
+    INSERT INTO uploads_new (id, user_id, created, filename, width, height, face_count, image_path)
+        SELECT id, user_id, created, filename, width, height, face_count, image_path FROM uploads;
+    DROP TABLE uploads;
+    ALTER TABLE uploads_new RENAME TO uploads;
+    CREATE INDEX uploads_user ON uploads(user_id, created);
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
