@@ -13,7 +13,7 @@ import requests
 from conftest import ADMIN_PASSWORD, login, skip_unless_ci
 
 from edge_app.store.accounts import Accounts
-from edge_app.store.database import Store
+from edge_app.store.database import DB_NAME, Store
 
 SCRIPT = Path(sys.executable).parent / "engage-edge"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
@@ -93,6 +93,11 @@ def test_refusals_say_why_and_change_nothing(tmp_path, monkeypatch):
     assert missing.returncode == 2
     assert "no engage-edge database" in missing.stderr and "--data-dir" in missing.stderr
     assert not (tmp_path / "nowhere").exists()  # a mistyped directory is not made into a fresh device
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / DB_NAME).write_bytes(b"not a database, a half-copied file" * 100)
+    broken = passwd("admin", "--data-dir", tmp_path / "broken", stdin=NEW + "\n")
+    assert broken.returncode == 2, broken.stderr  # a database it cannot use, as `run` exits for the same file
+    assert "Restore a backup" in broken.stderr and "Traceback" not in broken.stderr
 
     store = Store(tmp_path)
     try:

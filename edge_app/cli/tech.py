@@ -212,7 +212,10 @@ def cmd_passwd(args) -> int:
     try:
         _become_owner(data / DB_NAME)
         store = Store(data)
-    except (OSError, StoreError) as exc:
+    except StoreError as exc:  # a database it cannot use: exit 2, as `run` says of the same file
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
