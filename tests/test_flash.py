@@ -280,6 +280,23 @@ def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     assert anonymous.status_code in (401, 403) or "/login" in anonymous.headers["Location"]
 
 
+def test_admin_web_upload_too_big_is_refused_unread(web_appliance, variant, cfg, monkeypatch):
+    """A file far over a model's size (a video picked by mistake) is refused before the
+    form is read: reading it would first copy it whole into a temporary file."""
+    from edge_app.web import admin_model
+
+    appliance, admin_session = web_appliance, login(web_appliance.url)
+    monkeypatch.setattr(admin_model, "UPLOAD_LIMIT", 200_000)  # the real one is 66 MB: as big a body, slower
+    model, manifest = variant(1)
+    r = admin_session.post(f"{appliance.url}/admin/model/install", data={"csrf": admin_session.csrf}, timeout=30,
+                           files={"model": ("lesson.mp4", os.urandom(400_000)),
+                                  "manifest": (manifest.name, manifest.read_bytes())})
+    assert r.status_code == 413
+    assert "Model refused: the upload is 0.4 MB" in r.text and "The running model is unchanged" in r.text
+    assert 'action="/admin/model/install"' in r.text  # the model page, its form there to try again
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+
 def _sha_on_page(html: str) -> str:
     return html.split('id="sha256">', 1)[1].split("<", 1)[0]
 

@@ -20,9 +20,14 @@ from bottle import HTTPResponse, request
 from edge_app.models import registry as flash
 from edge_app.vision.classifier import SHIPPED_MANIFEST, Manifest
 from edge_app.web.guard import Guard
+from edge_app.web.hardening import drain_body
 
 log = logging.getLogger(__name__)
 RULES = (("official", "FER+ official rule"), ("argmax", "majority vote"))  # how the manifest's test scores were counted
+
+
+# a model, its manifest (well under 1 MB) and the form around them
+UPLOAD_LIMIT = flash.MAX_MODEL_BYTES + 2 * 1024 * 1024
 
 
 def summary(metrics: dict, labels: list[str]) -> dict | None:
@@ -117,6 +122,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def admin_model_install():
         """Flash a model from the admin page: validated fully before anything changes."""
         me = guard.require_user(admin=True)
+        if request.content_length > UPLOAD_LIMIT:
+            # refused unread: the CSRF check reads the whole form into a temporary file first,
+            # and a wrong file picked by mistake (a video) could fill the disk the database is on
+            drain_body(UPLOAD_LIMIT)
+            return HTTPResponse(render(error=f"Model refused: the upload is {request.content_length / 1e6:.1f} MB; "
+                                             f"a model is at most {flash.MAX_MODEL_BYTES >> 20} MB (the shipped one is "
+                                             "0.2 MB). Choose the .tflite file and its .json manifest. The running "
+                                             "model is unchanged."), 413)
         guard.check_csrf()
         guard.require_recent_password()
         model, manifest = request.files.get("model"), request.files.get("manifest")

@@ -75,6 +75,16 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
 
 
+def drain_body(cap: int) -> None:
+    """Read (and drop) an oversized body up to ``cap`` so the client sees our answer, not a reset."""
+    stream, left = request.environ["wsgi.input"], min(request.content_length, cap)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
 def json_error(status: int, message: str) -> HTTPResponse:
     """A refusal scripts and pages read alike: ``{"error": message}`` with ``status``."""
     return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})

@@ -23,6 +23,7 @@ from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image, draw_faces
 from edge_app.web.guard import Guard, json_error
+from edge_app.web.hardening import drain_body
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         the database). The start of the body is drained so the client reads the answer."""
         if request.content_length <= limits.max_bytes + 64 * 1024:
             return None
-        _drain_body(limits.max_bytes * 4)
+        drain_body(limits.max_bytes * 4)
         return (f"the upload is {request.content_length / 1e6:.1f} MB; "
                 f"the limit is {limits.max_bytes / 1048576:.0f} MB")
 
@@ -238,16 +239,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def too_large(err):
         response.content_type = "application/json"
         return json.dumps({"error": f"the upload is larger than {limits.max_bytes // 1048576} MB"})
-
-
-def _drain_body(cap: int) -> None:
-    """Read (and drop) an oversized body up to ``cap`` so the client sees our answer, not a reset."""
-    stream, left = request.environ["wsgi.input"], min(request.content_length, cap)
-    while left > 0:
-        chunk = stream.read(min(left, 1 << 20))
-        if not chunk:
-            break
-        left -= len(chunk)
 
 
 def safe_filename(raw: str | None) -> str:
