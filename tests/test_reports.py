@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge_app.engagement import GROUPS, Group, group_of
+from edge_app.engagement import GROUPS, UNCERTAIN, Group, group_of
 from edge_app.store import reports
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
@@ -111,6 +111,19 @@ def test_student_summaries_count_faces_per_group_and_pick_the_dominant_one(store
     assert ana["groups"] == {**dict.fromkeys(GROUPS, 0), "Engaged": 2, "Not engaged": 1}
     assert ana["engaged_share"] == pytest.approx(2 / 3)
     assert ben["uploads"] == 0 and ben["dominant"] is None and ben["engaged_share"] is None
+
+
+def test_student_summaries_count_an_unsure_face_in_no_group(store, people):
+    # two faces read as unsure and one engaged: she is mostly Engaged (100 % of the faces
+    # whose level was read), not "Not engaged" by two guesses counted as such
+    store.add_upload(people["ana"].id, "1.jpg", 10, 10, [face(UNCERTAIN), face(UNCERTAIN), face("Engaged")])
+    store.add_upload(people["ben"].id, "2.jpg", 10, 10, [face(UNCERTAIN)])
+    summaries = {u["username"]: u for u in reports.student_summaries(store)}
+    ana, ben = summaries["ana"], summaries["ben"]
+    assert ana["faces"] == 3 and ana["unsure"] == 2
+    assert ana["groups"] == {**dict.fromkeys(GROUPS, 0), "Engaged": 1}
+    assert ana["dominant"] == "Engaged" and ana["engaged_share"] == pytest.approx(1.0)
+    assert ben["uploads"] == 1 and ben["dominant"] is None and ben["engaged_share"] is None  # nothing read
 
 
 def test_upload_history_and_the_stored_image_paths(store, people):

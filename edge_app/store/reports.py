@@ -125,11 +125,13 @@ def recent_alerts(store: Store, limit: int = 5) -> list[sqlite3.Row]:
 
 
 def student_summaries(store: Store) -> list[dict]:
-    """Per user: uploads, faces, share of faces per engagement group and the dominant group."""
+    """Per user: uploads, faces, faces per engagement group, the dominant group and the
+    engaged share. An unsure face ("Uncertain") counts in ``faces`` and ``unsure`` but in
+    no group nor share: its level is a guess, so it is no "Not engaged" either."""
     rows = store.query(
         f"SELECT us.id, us.username, us.role, us.disabled, us.must_change_password, us.last_login, us.created, "
         "(SELECT COUNT(*) FROM uploads WHERE user_id = us.id) AS uploads, "  # not per group: an upload spans groups
-        f"COUNT(f.id) AS faces, {_group_case('f.engagement')} AS grp, "
+        f"COUNT(f.id) AS faces, {_group_case('f.engagement', uncertain=True)} AS grp, "
         "MAX(u.created) AS last_upload "
         "FROM users us LEFT JOIN uploads u ON u.user_id = us.id LEFT JOIN upload_faces f ON f.upload_id = u.id "
         "GROUP BY us.id, grp ORDER BY us.username")
@@ -138,17 +140,21 @@ def student_summaries(store: Store) -> list[dict]:
         u = users.setdefault(r["id"], {"id": r["id"], "username": r["username"], "role": r["role"],
                                        "disabled": bool(r["disabled"]), "last_login": r["last_login"],
                                        "must_change_password": bool(r["must_change_password"]),
-                                       "uploads": 0, "faces": 0, "groups": dict.fromkeys(GROUPS, 0),
+                                       "uploads": 0, "faces": 0, "unsure": 0, "groups": dict.fromkeys(GROUPS, 0),
                                        "last_upload": None})
         u["uploads"] = r["uploads"]
         if r["faces"]:
             u["faces"] += r["faces"]
-            u["groups"][r["grp"]] += r["faces"]
+            if r["grp"] == UNCERTAIN:
+                u["unsure"] += r["faces"]
+            else:
+                u["groups"][r["grp"]] += r["faces"]
         if r["last_upload"]:
             u["last_upload"] = max(u["last_upload"] or 0, r["last_upload"])
     for u in users.values():
-        u["dominant"] = max(u["groups"], key=u["groups"].get) if u["faces"] else None
-        u["engaged_share"] = u["groups"][Group.ENGAGED] / u["faces"] if u["faces"] else None
+        read = u["faces"] - u["unsure"]  # the faces whose level was read
+        u["dominant"] = max(u["groups"], key=u["groups"].get) if read else None
+        u["engaged_share"] = u["groups"][Group.ENGAGED] / read if read else None
     return sorted(users.values(), key=lambda u: u["username"].lower())
 
 
