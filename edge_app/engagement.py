@@ -226,14 +226,23 @@ class MinuteAggregator:
         self._last: tuple[float, str] | None = None
 
     def add(self, wall_t: float, group: str, face_seen: bool) -> dict | None:
-        """Account for the time since the previous call; returns a finished minute row."""
+        """Account for the time since the previous call; returns a finished minute row.
+
+        The time between the last frame of a minute and the first of the next is split at
+        the minute's end: the part after it is the new minute's (all of it went to the old
+        one, so the 23:59 row held seconds of the next day and a minute up to 65 s)."""
         done = None
         minute = int(wall_t // 60)
+        carried, prev_group = 0.0, group  # the new minute's part of the time since the previous frame
         if self._last is not None:
             prev_t, prev_group = self._last
-            self.seconds[prev_group] += max(0.0, min(wall_t - prev_t, 5.0))
+            span = max(0.0, min(wall_t - prev_t, 5.0))
+            if self.minute is not None and minute > self.minute:
+                carried = min(span, wall_t - minute * 60)
+            self.seconds[prev_group] += span - carried
         if self.minute is not None and minute != self.minute:
             done = self.flush()
+        self.seconds[prev_group] += carried
         self.minute = minute
         self.frames += 1
         self.faces += int(face_seen)

@@ -247,6 +247,22 @@ def test_one_row_per_minute_never_per_frame():
     assert agg.flush() is None  # nothing new since the last flush
 
 
+def test_the_time_between_two_minutes_frames_is_split_at_the_minute_end():
+    # the last frame of 23:59 at 59.5 s, the next 3 s later: 0.5 s is the old day's, 2.5 s the new day's
+    midnight = 20_000 * 86_400.0
+    agg = MinuteAggregator()
+    for k in range(120):  # a frame every 0.5 s from 23:59:00 to 23:59:59.5
+        assert agg.add(midnight - 60.0 + k * 0.5, "Engaged", True) is None
+    before = agg.add(midnight + 2.5, "Absent", False)
+    assert before is not None and before["minute"] == midnight - 60
+    assert before["Engaged"] == pytest.approx(60.0)  # 59.5 s, then 0.5 s to midnight: never more than the minute
+    for k in range(1, 56):  # on to 00:00:30
+        agg.add(midnight + 2.5 + k * 0.5, "Absent", False)
+    after = agg.flush()
+    assert after["minute"] == midnight
+    assert after["Engaged"] == pytest.approx(2.5) and after["Absent"] == pytest.approx(27.5)
+
+
 def test_a_long_stall_counts_at_most_five_seconds():
     agg = MinuteAggregator()
     agg.add(60.0, "Engaged", True)
