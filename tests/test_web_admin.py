@@ -7,12 +7,13 @@ import csv
 import datetime as dt
 import io
 import os
+import re
 import time
 
 import bottle
 import pytest
 
-from edge_app.web.admin_dashboard import day_bounds
+from edge_app.web.admin_dashboard import day_bounds, stack_widths
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
 from tests.conftest import login, wait_for
@@ -148,6 +149,30 @@ def test_dashboard_summarises_today(quiet):
     assert 'id="alerts">2<' in page
     assert 'id="absent">0:00<' in page  # 15 s rounds down to 0 minutes
     assert "<svg" in page and "Minutes per engagement level per day" in page
+
+
+def test_todays_bar_is_filled_to_100_percent(quiet):
+    """Each group's width was rounded on its own to 5 % steps: 52/16/16/16 % drew 50 + 3 x 15 = 95 %."""
+    minute = int(time.time() // 60) * 60
+    midnight = dt.datetime.combine(dt.date.today(), dt.time()).timestamp()
+    minute = max(minute - 120, int(midnight))
+    quiet.store.log_minute({"minute": minute, "frames": 600, "faces": 600, "Engaged": 31.2, "Partially engaged": 9.6,
+                            "Not engaged": 9.6, "Absent": 9.6})
+    page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
+    bar = page.split('<div class="stack"', 1)[1].split("</div>", 1)[0]
+    widths = {cls: int(w) for cls, w in re.findall(r'class="seg (g-[a-z-]+) w(\d+)"', bar)}
+    assert widths == {"g-engaged": 55, "g-partially-engaged": 15, "g-not-engaged": 15, "g-absent": 15}
+
+
+@pytest.mark.parametrize("seconds, widths", [
+    ({"a": 52, "b": 16, "c": 16, "d": 16}, {"a": 55, "b": 15, "c": 15, "d": 15}),
+    ({"a": 34, "b": 33, "c": 33}, {"a": 35, "b": 35, "c": 30}),
+    ({"a": 97, "b": 1, "c": 1, "d": 1}, {"a": 85, "b": 5, "c": 5, "d": 5}),  # a sliver stays visible
+    ({"a": 1.0, "b": 0.0}, {"a": 100}),
+    ({"a": 0.0}, {}),
+])
+def test_the_bar_widths_add_up_to_100_in_5_percent_steps(seconds, widths):
+    assert stack_widths(seconds) == widths
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@
   % else:
   <div class="stack" aria-label="Share of today's live time per engagement level">
     % for g in groups:
-    % s = today['seconds'][g]
-    % if s > 0:
-    <span class="seg {{g.css_class}} w{{max(5, int(round(s / today['total_s'] * 20)) * 5)}}" title="{{g}}: {{'%.0f' % (s / 60)}} min"></span>
+    % if g in widths:
+    <span class="seg {{g.css_class}} w{{widths[g]}}" title="{{g}}: {{'%.0f' % (today['seconds'][g] / 60)}} min"></span>
     % end
     % end
   </div>
