@@ -93,6 +93,10 @@ def test_log_pagination(quiet):
     assert rows_of(first) == PAGE_SIZE and "Page 1 of 3" in first
     assert 'href="/admin/log?level=Engaged&amp;page=2"' in first  # the filter is kept across pages
     assert rows_of(last) == 7 and "Page 3 of 3" in last
+    # a link past the last page (rows purged since) shows the last page, not "Nothing logged yet" under the count
+    past = s.get(f"{quiet.url}/admin/log", params={"level": "Engaged", "page": 9}, timeout=10).text
+    assert rows_of(past) == 7 and "Page 3 of 3" in past and 'id="log-empty"' not in past
+    assert 'rel="prev"' in past and 'href="/admin/log?level=Engaged&amp;page=2"' in past
 
 
 def test_csv_exports_the_filtered_rows(quiet):

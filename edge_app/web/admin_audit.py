@@ -21,4 +21,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             page_no = 1
         rows, total = reports.audit_log(ctx.store, page_no, PAGE_SIZE)
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+        if page_no > pages:  # a link past the last page (rows purged since): the last page, not "No admin has
+            page_no = pages  # changed anything yet" with no way back
+            rows, total = reports.audit_log(ctx.store, page_no, PAGE_SIZE)
         return guard.page("admin_audit", title="Audit log", rows=rows, total=total, page_no=page_no, pages=pages)

@@ -51,6 +51,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except ValueError as exc:
             rows, total, error = [], 0, f"Filter not applied: {exc}."
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+        if page_no > pages:  # a link past the last page (rows deleted or purged since): the last page,
+            page_no = pages  # not "Nothing logged yet" under "120 rows" with no way back
+            rows, total = query_log(flt, page_no)
         emotions = reports.log_emotions(ctx.store)
         users = [u.username for u in ctx.accounts.list_users()]
         body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,
