@@ -256,6 +256,17 @@ def test_a_refused_new_user_keeps_what_was_typed_but_the_password(quiet):
     assert "another-pw-123" not in r.text and "checked" not in form.split('id="n-temporary"', 1)[1][:40]
 
 
+def test_a_log_filter_finds_a_user_in_any_case_as_the_log_in_does(quiet):
+    seed(quiet)
+    s = login(quiet.url)
+    body = s.get(f"{quiet.url}/api/admin/log", params={"user": "Bob"}, timeout=10).json()
+    assert body["total"] == 2 and {r["username"] for r in body["rows"]} == {"bob"}
+    page = s.get(f"{quiet.url}/admin/log", params={"user": "BOB"}, timeout=10).text
+    select = page.split('id="f-user"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="bob" selected>' in select and "no such user" not in select
+    assert rows_of(page) == 2
+
+
 def test_a_log_filter_naming_a_deleted_user_says_so(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin/log", params={"user": "gone-away"}, timeout=10).text
     select = page.split('id="f-user"', 1)[1].split("</select>", 1)[0]

@@ -40,7 +40,7 @@ class LogFilter:
         conds: list[str] = []
         args: list[object] = []
         if self.user:
-            conds.append("username = ?")
+            conds.append("username = ? COLLATE NOCASE")  # as users.username and the log-in: "Ann" is ann
             args.append(self.user)
         if self.level:
             if self.level not in GROUPS:

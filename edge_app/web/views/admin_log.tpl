@@ -6,9 +6,9 @@
     <div><label for="f-user">User</label>
       <select id="f-user" name="user"><option value="">Anyone</option>
       % for u in users:
-        <option value="{{u}}" {{'selected' if flt.user == u else ''}}>{{u}}</option>
+        <option value="{{u}}" {{'selected' if flt.user.lower() == u.lower() else ''}}>{{u}}</option>
       % end
-      % if flt.user and flt.user not in users:  # a link naming a deleted user: the filter says whom it shows
+      % if flt.user and flt.user.lower() not in [u.lower() for u in users]:  # a link naming a deleted user: the filter says whom it shows
         <option value="{{flt.user}}" selected>{{flt.user}} (no such user now)</option>
       % end
       </select></div>
