@@ -139,15 +139,27 @@ def test_cache_is_keyed_by_content_not_by_path(generated, tmp_path):
 
 def test_pack_carries_train_and_valid_losslessly(generated):
     root, _ = generated
+    # an image only the strict argmax rule keeps: neutral 3 ties unknown 3 (argmax takes
+    # neutral), no majority, and the emotion votes are not more than half
+    label_file = root / "ferplus" / "FER2013Valid" / "label.csv"
+    with open(label_file, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0][2:] = ["3", "1", "0", "0", "0", "0", "0", "0", "3", "3"]
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
     pack = fer.write_pack(root, root / "carry" / fer.PACK_NAME)
     assert fer.find_layout(pack) == ("pack", pack) and fer.find_layout(pack.parent) == ("pack", pack)
     for split in ("train", "valid"):
         original, packed = fer.load_split(root, split), fer.load_split(pack, split)
-        usable = fer.soft_labels(original.votes)[1] | (fer.majority_labels(original.votes) >= 0)
+        usable = (fer.soft_labels(original.votes)[1] | (fer.majority_labels(original.votes) >= 0)
+                  | (fer.argmax_labels(original.votes) >= 0))
         kept = original.subset(usable)
         assert packed.names == kept.names and 0 < len(packed) <= len(original)
         np.testing.assert_array_equal(packed.images, kept.images)
         np.testing.assert_array_equal(packed.votes, kept.votes)
+        for rule in (fer.majority_labels, fer.argmax_labels):  # the pack scores as the original does
+            assert (rule(packed.votes) >= 0).sum() == (rule(original.votes) >= 0).sum()
+    assert rows[0][0] in fer.load_split(pack, "valid").names
     with pytest.raises(fer.DataError, match="no 'test' split"):
         fer.load_split(pack, "test")
 

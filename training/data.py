@@ -92,6 +92,13 @@ def soft_labels(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return targets.astype(np.float32), usable
 
 
+def used_by_a_rule(votes: np.ndarray) -> np.ndarray:
+    """Images that a training target or an evaluation rule uses: the soft targets, the
+    official majority rule or the strict argmax rule. The argmax rule keeps images the
+    other two drop (a top emotion tied with, or just ahead of, ``unknown``/``NF``)."""
+    return soft_labels(votes)[1] | (majority_labels(votes) >= 0) | (argmax_labels(votes) >= 0)
+
+
 def one_hot(labels: np.ndarray, n: int = len(EMOTIONS)) -> np.ndarray:
     out = np.zeros((len(labels), n), np.float32)
     out[np.arange(len(labels)), labels] = 1.0
@@ -262,14 +269,15 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
     FER+ as 48x48 PNGs is ~60 MB; lossless WebP makes the training and validation splits
     small enough to travel with the code to a training machine that has no copy. Decoded
     pixels are identical to the source (checked here before the file is written). Images
-    that no label rule can use (mostly ``unknown``/``NF`` votes) are left out.
+    that no label rule can use (``used_by_a_rule``: mostly ``unknown``/``NF`` votes) are
+    left out, so a packed split scores under both evaluation rules as the original does.
     """
     import cv2
 
     arrays = {}
     for split in splits:
         data = load_split(data_dir, split)
-        data = data.subset(soft_labels(data.votes)[1] | (majority_labels(data.votes) >= 0))
+        data = data.subset(used_by_a_rule(data.votes))
         blobs = [cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes() for img in data.images]
         for img, blob in zip(data.images[:50], blobs):
             decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_GRAYSCALE)
