@@ -69,6 +69,15 @@ def test_the_log_pages_and_counts_every_match(store):
     assert len(reports.query_log(store, LogFilter(), page=3, page_size=3)[0]) == 1
 
 
+def test_a_date_at_either_end_of_the_calendar_bounds_nothing(store):
+    # the first and last days a date input offers: "To 9999-12-31" was a 500 (its next
+    # midnight overflows), "From 0001-01-01" a refusal ("year 0 is out of range")
+    store.log_state_change(time.time(), "Absent", Group.ABSENT, None, None)
+    assert reports.query_log(store, LogFilter(date_from="0001-01-01", date_to="9999-12-31"))[1] == 1
+    assert reports.query_log(store, LogFilter(date_to="0001-01-01"))[1] == 0
+    assert reports.query_log(store, LogFilter(date_from="9999-12-31"))[1] == 0
+
+
 @pytest.mark.parametrize("flt, message", [
     (LogFilter(level="Sleepy"), "engagement level 'Sleepy' is unknown"),
     (LogFilter(kind="photo"), "kind is live or upload"),

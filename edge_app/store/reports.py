@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 
@@ -64,7 +65,11 @@ class LogFilter:
                     raise ValueError(f"date {value!r} is not a date like 2026-01-31") from None
                 days.append(day)
                 conds.append(f"t {op} ?")
-                args.append((day + dt.timedelta(days=shift)).timestamp())
+                try:
+                    bound = (day + dt.timedelta(days=shift)).timestamp()
+                except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31: before or after every row
+                    bound = -math.inf if day.year < 1970 else math.inf
+                args.append(bound)
         if self.date_from and self.date_to and days[0] > days[1]:
             raise ValueError(f"From ({self.date_from}) is after To ({self.date_to}), so no day is in between; "
                              "swap the two dates")
