@@ -248,6 +248,36 @@ def test_learning_rate_warms_up_then_anneals_to_the_planned_end():
     assert {train.learning_rate(paper, e, 50) for e in range(50)} == {1e-4}
 
 
+def test_replay_command_carries_every_argument_that_changes_the_run(tmp_path):
+    """Each option of training.train set away from its default comes back the same when
+    config.json's replay command is parsed, but those that do not change what is computed
+    (where the data and run are, resuming, threads) and the budget the replay stands for."""
+    import shlex
+
+    from training import train
+
+    teacher = tmp_path / "my runs" / "best.keras"  # a path with a space survives the shell
+    teacher.parent.mkdir()
+    teacher.write_bytes(b"")
+    argv = ["--arch", "edge-w", "--labels", "majority", "--epochs", "33", "--batch-size", "64", "--lr", "0.0007",
+            "--augment", "0.3", "--seed", "9", "--data", "D", "--out", "O", "--init-from", str(teacher),
+            "--limit", "256", "--threads", "2", "--time-budget", "600", "--stop-after", "30",
+            "--teacher", str(teacher), "--teacher-views", "flip", "--distill-alpha", "0.7",
+            "--temperature", "3.0", "--logit-adjust", "0.5", "--average-last", "7"]
+    args = train.parse_args(argv)
+    words = shlex.split(train.replay_command(args, args.epochs))
+    assert words[:3] == ["python", "-m", "training.train"]
+    replayed = train.parse_args(words[3:])
+    not_the_run = {"data", "out", "resume", "threads", "time_budget"}
+    options = set(vars(args))
+    differ = {k: (getattr(args, k), getattr(replayed, k)) for k in options - not_the_run
+              if getattr(args, k) != getattr(replayed, k)}
+    assert not differ, f"the replay command changes the run: {differ}"
+    defaults = train.parse_args(["--out", "O"])
+    moved = {k for k in options - not_the_run if getattr(args, k) != getattr(defaults, k)}
+    assert moved == options - not_the_run - {"optimizer"}, "the test leaves an option at its default"
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One epoch of the edge model on the generated set, then int8 and float conversion."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -250,14 +251,16 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     parts = ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
              f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
     if args.teacher:
-        parts += [f"--teacher {args.teacher}", f"--distill-alpha {args.distill_alpha}",
+        parts += [f"--teacher {shlex.quote(args.teacher)}", f"--distill-alpha {args.distill_alpha}",
                   f"--temperature {args.temperature}"]
         if args.teacher_views != "single":
             parts.append(f"--teacher-views {args.teacher_views}")
         if args.logit_adjust:
             parts.append(f"--logit-adjust {args.logit_adjust}")
     if args.init_from:
-        parts.append(f"--init-from {args.init_from}")
+        parts.append(f"--init-from {shlex.quote(str(args.init_from))}")
+    if args.limit:
+        parts.append(f"--limit {args.limit}")
     if stop_after or args.stop_after:
         parts.append(f"--stop-after {stop_after or args.stop_after}")
     if args.average_last:
