@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import getpass
 import grp
+import io
 import os
 import sqlite3
 import stat
@@ -169,6 +170,27 @@ def test_export_rejects_a_bad_date(store, tmp_path, capsys):
     assert main(["export", "--since", "last tuesday", "--data-dir", str(store.data_dir),
                  "--config", str(_empty(tmp_path))]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_export_since_the_first_day_of_the_calendar_exports_everything(store, tmp_path, capsys):
+    """'--since 0001-01-01' (everything) ended in a traceback: year 1's midnight has no
+    Unix time in a zone east of UTC ("year 0 is out of range")."""
+    store.log_state_change(1_780_000_000.0, "Absent", "Absent", None, None)
+    store.log_minute({"minute": 1_780_000_020, "frames": 10, "faces": 0, "Absent": 60.0})
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
+    time.tzset()
+    try:
+        assert main(["export", "--since", "0001-01-01", "--data-dir", str(store.data_dir),
+                     "--config", str(_empty(tmp_path))]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["kind"] for r in rows] == ["state", "minute"]
 
 
 def test_export_into_a_pipe_closed_early_ends_quietly(store, tmp_path):

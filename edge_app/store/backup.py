@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import math
 import os
 import sqlite3
 import stat
@@ -125,7 +126,10 @@ def parse_since(text: str) -> float:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise BackupError(f"--since {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):  # 0001-01-01 in a zone east of UTC: before every row
+        return -math.inf
 
 
 def iso_time(t: float) -> str:
