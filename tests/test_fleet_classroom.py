@@ -727,6 +727,29 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
 
 
+def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom, broker, devices, page):
+    """The broker restarts mid-lesson: the tiles can only show what each desk last sent, so
+    the page must stop saying "Live" and tell the instructor, then say "Live" again once the
+    service has reconnected (it said "Live" throughout, over desks frozen in place)."""
+    store, _ = devices("desk-b", "Row 1, seat 2")
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("li.desk[data-device='desk-b'][data-level='Engaged']", timeout=10_000)
+    assert page.inner_text("#conn") == "Live"
+    assert requests.get(f"{classroom.url}/healthz", timeout=5).json()["connected"] is True
+    broker.stop()
+    page.locator("#conn.warn", has_text="Not receiving the desks").wait_for(timeout=10_000)
+    text = page.inner_text("#conn")
+    assert "lost the connection" in text and "tell whoever runs the classroom server" in text, text
+    assert login(classroom.url).get(f"{classroom.url}/api/classroom", timeout=5).json()["broker"]["connected"] is False
+    broker.start()
+    page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=20_000)
+    assert page.locator("li.desk[data-device='desk-b'][data-level='Engaged']").count() == 1
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

@@ -91,6 +91,8 @@ class Classroom:
         self.closed = False  # set at shutdown: live streams end instead of waiting
         self._class_recent: tuple = (-1, -1, None)  # (version, second, summary): shared by the pages' updates
         self._next_expiry = 0.0  # the soonest moment a desk's shown last-ten-minutes figure runs out
+        # the service's link to the broker, as the pages show it: without it nothing on them is news
+        self._link = {"connected": False, "error": ""}
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -119,6 +121,16 @@ class Classroom:
         self.version += 1
         self.removed = self.version
         self._cond.notify_all()
+
+    def set_link(self, connected: bool, error: str = "") -> None:
+        """The subscriber's connection to the broker came or went: every open page is told,
+        so an instructor never takes desks frozen by a broker outage for the class now."""
+        with self._cond:
+            link = {"connected": connected, "error": "" if connected else error}
+            if link != self._link:
+                self._link = link
+                self.version += 1
+                self._cond.notify_all()
 
     def remove(self, device_id: str) -> bool:
         """A desk cleared from the broker (an empty retained state: retired or renamed)."""
@@ -240,9 +252,9 @@ class Classroom:
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
-            version = self.version
+            version, link = self.version, dict(self._link)
         return {"desks": rows, "counts": counts, "recent": summary, "now": now, "version": version,
-                "full": since is None}
+                "full": since is None, "broker": link}
 
     def _class_summary(self, now: float) -> dict | None:
         """The class: the online desks' last minutes together, each desk counting by its

@@ -30,8 +30,10 @@ class Subscriber:
             self.status.connected = False
             self.status.error = refusal_text(self.settings, reason_code, REFUSED_FIX)
             log.error("mqtt: %s", self.status.error)
+            self._tell_pages()
             return
         self.status.connected, self.status.error = True, ""
+        self._tell_pages()
         log.info("mqtt: connected to %s", self.settings.broker)
         client.subscribe([(self.settings.topic(kind, "+"), 1) for kind in ("state", "minute", "availability")])
 
@@ -39,11 +41,17 @@ class Subscriber:
         self.status.connected = False
         self.status.error = (f"cannot reach the broker at {self.settings.broker}: check --mqtt-host and --mqtt-port "
                              "and that the broker runs; retrying")
+        self._tell_pages()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.status.connected:  # after a refused log-in the refusal stays the reason, not "lost the connection"
             self.status.error = f"lost the connection ({reason_code}); retrying"
         self.status.connected = False
+        self._tell_pages()
+
+    def _tell_pages(self) -> None:
+        """The open pages show the link as /healthz does: desks are news only while it holds."""
+        self.classroom.set_link(self.status.connected, self.status.error)
 
     def _on_message(self, client, userdata, message) -> None:
         parts = message.topic.split("/")

@@ -9,6 +9,7 @@
   let counts = {};
   let classRecent = null;  // the online desks' last ten minutes together
   let offset = 0; // server clock minus ours, seconds
+  let broker = null;  // the classroom service's link to the broker: {connected, error}; null before the first event
   const $ = (id) => document.getElementById(id);
   const threshold = $("threshold");
   threshold.value = localStorage.getItem("ee-alert-min") || threshold.value;
@@ -88,10 +89,20 @@
       el("li", "alert", (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since))) :
       [el("li", "none", "No desk right now.")]));
   }
+  // "Live" only while the service hears the broker: in an outage every tile is frozen at what
+  // its desk last sent, and the page must say so rather than pass it off as the class now
+  function showLink() {
+    const down = broker !== null && !broker.connected;
+    $("conn").classList.toggle("warn", down);
+    $("conn").textContent = !down ? "Live" : "Not receiving the desks: the classroom server has no link to the " +
+      "broker (" + (broker.error || "connecting") + "). Each tile shows what its desk last sent, not what happens " +
+      "now; if this lasts, tell whoever runs the classroom server.";
+  }
   function connect() {
     const source = new EventSource("/api/classroom/events");
-    source.onopen = () => { $("conn").textContent = "Live"; };
+    source.onopen = showLink;
     source.onerror = async () => {
+      $("conn").classList.remove("warn");
       if (source.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
         $("conn").textContent = "Reconnecting…";
         return;
@@ -110,7 +121,9 @@
       for (const d of data.desks) desks.set(d.device_id, d);
       counts = data.counts;
       classRecent = data.recent;
+      broker = data.broker;
       document.body.dataset.version = data.version;
+      showLink();
       render();
     };
   }
