@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import login, mounted_tmpfs, wait_for
+from conftest import login, mounted_tmpfs, stays, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
@@ -158,6 +158,51 @@ def test_after_a_camera_fault_or_a_pause_the_first_frame_is_searched_whole(fast_
         assert loop.step() and loop.faces.last_step == "full"
     finally:
         loop.stop()
+
+
+def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast_cfg, tmp_path):
+    """With the camera gone for longer than absent_after_s, the device logs (and shows and
+    publishes) Absent, dated as the tracker dates one; before, the state from before the
+    fault ran on in the log, the timeline and the classroom for as long as it lasted. A
+    fault shorter than that logs nothing; once frames are back, the face's state returns."""
+    cfg = config_mod.with_changes(fast_cfg, {"engagement.absent_after_s": 1.0})
+    store, source = Store(tmp_path / "db"), FaultySource()
+    loop = _loop(cfg, store, source).start()
+    try:
+        wait_for(lambda: loop.state.level != "Absent", what="a state from the demo's face")
+        source.mode = "raise"  # a short fault: 0.3 s
+        wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
+        assert stays(lambda: loop.state.level != "Absent", 0.3)
+        source.mode = "ok"
+        assert stays(lambda: loop.state.level != "Absent", 1.0)
+        source.mode = "raise"
+        wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
+        fault_wall = time.time()
+        wait_for(lambda: loop.state.level == "Absent", what="Absent during a long fault")
+        assert loop.flush(10)
+        last = store.query("SELECT t, level FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        assert last["level"] == "Absent" and fault_wall - 0.5 < last["t"] - 1.0 < fault_wall + 0.5
+        source.mode = "ok"
+        wait_for(lambda: loop.state.level != "Absent", what="the face's state once frames are back")
+    finally:
+        loop.stop()
+        store.close()
+
+
+def test_a_stopped_loop_logs_absent_last(cfg, tmp_path):
+    """Stopped at the end of the day, the device's last row is Absent: the state it showed
+    must not run on through the night in the log and the timeline until the next start."""
+    store = Store(tmp_path / "db")
+    loop = _loop(cfg, store).start()
+    try:
+        wait_for(lambda: loop.state.level != "Absent", what="a state from the demo's face")
+    finally:
+        loop.stop()
+    try:
+        last = store.query("SELECT t, level FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        assert last["level"] == "Absent" and abs(last["t"] - time.time()) < 10
+    finally:
+        store.close()
 
 
 def _loop(cfg, store, source=None, wall=None):

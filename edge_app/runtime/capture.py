@@ -155,6 +155,7 @@ class CaptureLoop:
         self._reader: _FrameReader | None = None
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
+        self._fault_began: tuple[float, float] | None = None  # (loop clock, wall) of a fault's first failed read
         self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
@@ -280,6 +281,7 @@ class CaptureLoop:
             return False
         if self.privacy.active is not None:  # paused while this frame was read: it is dropped unseen
             return True
+        self._fault_began = None
         if self.health.camera != CameraState.OK:
             if self.health.camera == CameraState.FAULT:
                 log.info("camera is back")
@@ -318,6 +320,10 @@ class CaptureLoop:
         row = self.minutes.flush()  # the writer writes it when the loop is stopped
         if row:
             self._log("log_minute", row)
+        if self.privacy.active is None and self.snapshot.level != ABSENT:
+            # stopped (the end of the day, a restart): the last state must not run on in the
+            # log and the timeline through the night until the next start logs Absent
+            self._show(ABSENT, self.wall())
 
     # ------------------------------------------------------------ the privacy switch
     def _show(self, level: str, wall: float) -> None:
@@ -333,6 +339,7 @@ class CaptureLoop:
         frame read; the watchdog is still pinged (the loop is alive, idle on purpose).
         Afterwards the tracker starts afresh: nothing from before the pause carries over."""
         wall = self.wall()
+        self._fault_began = None  # a fault before the pause is over: the camera is released
         row = self.minutes.flush()
         if row:
             self._log("log_minute", row)
@@ -378,6 +385,17 @@ class CaptureLoop:
         self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
         self.faces.reset()  # the next frame may show another scene: search it whole, not near the old face
+        now = self.clock()
+        if self._fault_began is None:
+            self._fault_began = (now, self.wall())
+        absent_after = self.rules.engagement.absent_after_s
+        if now - self._fault_began[0] >= absent_after and self.snapshot.level not in (ABSENT, PAUSED):
+            # no frame for as long as no face counts as Absent: the last state must not run on
+            # in the log, the timeline and the classroom for the whole fault (hours of
+            # "Engaged" with no camera); dated as the tracker dates an Absent
+            with self.state_lock:
+                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=now)
+            self._show(ABSENT, self._fault_began[1] + absent_after)
         if self._reader is not None and self._reader.busy_since is not None:
             return  # a read is still in progress: never close the device under it
         try:
