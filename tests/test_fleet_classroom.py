@@ -750,6 +750,29 @@ def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom
     assert page.locator("li.desk[data-device='desk-b'][data-level='Engaged']").count() == 1
 
 
+def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroom, broker, devices):
+    """The broker restarts (no persistence: its retained messages and the desks' wills go with
+    it) and one desk loses power meanwhile: the desks that come back say "online" again, the
+    dead one never will, so it must not stay green and counted on the page for the rest of
+    the day (it did: only an "offline" message cleared the flag)."""
+    s = login(classroom.url)
+    a, pub_a = devices("desk-a", "Row 1, seat 1")
+    b, pub_b = devices("desk-b", "Row 1, seat 2")
+    a.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    b.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    wait_for(lambda: all(d["online"] for d in desks(s, classroom.url).values()) and len(desks(s, classroom.url)) == 2)
+    broker.stop()
+    wait_for(lambda: not classroom.subscriber.status.connected and not pub_b.status.connected)
+    pub_b.stop()  # power cut: nothing reaches the broker
+    broker.start()
+    wait_for(lambda: pub_a.status.connected and classroom.subscriber.status.connected, timeout=40)
+    wait_for(lambda: desks(s, classroom.url)["desk-a"]["online"], timeout=20)
+    found = desks(s, classroom.url)
+    assert found["desk-a"]["online"] and found["desk-b"]["online"] is False, found
+    body = s.get(f"{classroom.url}/api/classroom", timeout=5).json()
+    assert body["counts"]["Engaged"] == 1 and body["counts"]["Offline"] == 1
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

@@ -127,6 +127,14 @@ class Classroom:
         so an instructor never takes desks frozen by a broker outage for the class now."""
         with self._cond:
             link = {"connected": connected, "error": "" if connected else error}
+            if connected and not self._link["connected"]:
+                # (re)connected: a desk is online again when the broker or the desk says so (the retained
+                # availability replayed at subscription, or the desk's own "online" as it reconnects); one that
+                # died while the broker was away never will, and its will went with the broker
+                for desk in self._desks.values():
+                    if desk.online:
+                        desk.online = False
+                        self._changed(desk)
             if link != self._link:
                 self._link = link
                 self.version += 1
