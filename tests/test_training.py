@@ -386,8 +386,44 @@ def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_r
     assert config["versions"]["keras"] and config["versions"]["numpy"]
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    args = train.parse_args(["--out", "x", "--arch", "edge", "--epochs", "5"])
+    args = train.parse_args(config["replay"].split()[3:])  # the replay's schedule is the run's
+    assert args.epochs == 5 and not args.time_budget
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(args, e, 5) for e in range(5)])
+
+
+def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_run, eager_steps, monkeypatch):
+    """A budget that plans fewer than 30 epochs (the model card's students: 26 and 28 of a
+    1000-epoch cap): the replay command, run with its fixed --epochs, has the budgeted
+    run's learning rate at every epoch and averages the same epochs, although the plan
+    moved (5, then 6 epochs) before it was fixed after four."""
+    import shlex
+
+    from training import train
+
+    root, _ = tiny_run
+    plans = {2: 5, 3: 6}  # the estimate after epochs 2 and 3, then 6 for good
+    monkeypatch.setattr(train, "planned_epochs", lambda cap, done, times, left: min(cap, plans.get(done, 6)))
+    budgeted = root / "short-plan"
+    assert train_on(root, "--arch", "edge", "--out", str(budgeted), "--epochs", "40", "--time-budget", "3600",
+                    "--average-last", "4") == 0
+    config = json.loads((budgeted / "config.json").read_text())
+    assert config["planned_epochs"] == 6
+    words = shlex.split(config["replay"])
+    assert words[:3] == ["python", "-m", "training.train"] and "--time-budget" not in words
+    replayed = root / "short-plan-replay"
+    words = [w for w in words[3:]]
+    words[words.index("--out") + 1] = str(replayed)
+    del words[words.index("--data"):words.index("--data") + 2]
+    assert train_on(root, *words) == 0
+
+    def rates(run):
+        with open(run / "history.csv", newline="") as f:
+            return [float(r["learning_rate"]) for r in csv.DictReader(f)]
+
+    assert len(rates(budgeted)) == 6
+    assert rates(budgeted) == pytest.approx(rates(replayed), rel=1e-6)
+    averaged = [json.loads((run / "averaged.json").read_text()) for run in (budgeted, replayed)]
+    assert [(a["epochs"], a["last_epoch"]) for a in averaged] == [(4, 6), (4, 6)]
 
 
 def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):

@@ -42,9 +42,13 @@ DEFAULTS = {
 }
 DEFAULTS["edge-w"] = DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
 # with --time-budget the plan is re-estimated over these first epochs, then fixed, so the
-# run equals one with --epochs set to the plan (the warm-up of 3 epochs and the first
-# cosine epoch do not depend on the plan): the replay command in config.json rebuilds it
+# run equals one with --epochs set to the plan: the replay command in config.json rebuilds
+# it. Nothing before the plan is fixed may depend on it: a budgeted run warms up over
+# BUDGET_WARMUP epochs whatever the plan (a plan under 30 epochs would otherwise shorten
+# the warm-up, and the replay's --warmup says so), the first cosine epoch is the same for
+# every plan, and the weights of these epochs join --average-last only once it is fixed
 PLAN_FIXED_AFTER = 4
+BUDGET_WARMUP = PLAN_FIXED_AFTER - 1
 
 
 def git_commit() -> str:
@@ -93,12 +97,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--logit-adjust", type=float, default=0.0,
                    help="tau of the logit-adjusted loss (0: off; 1: full prior correction)")
+    p.add_argument("--warmup", type=int,
+                   help="epochs of linear learning-rate warm-up (AdamW; default: 3, fewer for runs of under "
+                        f"30 epochs; always {BUDGET_WARMUP} with --time-budget, whose plan is not known yet)")
     p.add_argument("--average-last", type=int, default=0,
                    help="also write averaged.keras: the mean of the network's weights over the last N "
                         "planned epochs (a steadier choice than the single best validation epoch)")
     args = p.parse_args(argv)
     if args.average_last < 0:
         p.error("--average-last must be 0 (off) or a number of epochs")
+    if args.warmup is not None and args.warmup < 1:
+        p.error("--warmup must be at least 1 epoch")
+    if args.time_budget and args.warmup is None:
+        args.warmup = BUDGET_WARMUP
     if not 0.0 <= args.distill_alpha <= 1.0 or args.temperature <= 0:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
     if args.logit_adjust and not args.teacher:
@@ -133,11 +144,11 @@ def make_arrays(args):
 
 
 def learning_rate(args, epoch: int, planned: int) -> float:
-    """Adam: constant. AdamW: linear warm-up over 3 epochs, then cosine decay to 1% at
-    the last planned epoch."""
+    """Adam: constant. AdamW: linear warm-up over ``--warmup`` epochs (by default 3, fewer
+    for a plan under 30 epochs), then cosine decay to 1% at the last planned epoch."""
     if args.optimizer == "adam":
         return float(args.lr)
-    warmup = min(3, max(1, planned // 10))
+    warmup = args.warmup or min(3, max(1, planned // 10))
     if epoch < warmup:
         return float(args.lr * (0.1 + 0.9 * epoch / warmup))
     progress = min(1.0, (epoch - warmup) / max(1, planned - warmup))
@@ -200,7 +211,8 @@ def make_callbacks(args, net, out: Path, best_so_far):
         def __init__(self, net, out: Path, n: int, schedule):
             super().__init__()
             self.net, self.out, self.n, self.schedule = net, out, n, schedule
-            self.count, self.mean = 0, None
+            self.count, self.mean = 0, []  # the running mean, one array per weight
+            self.pending: list[tuple[int, list[np.ndarray]]] = []  # epochs seen before the plan was fixed
             state = out / "averaged.json"
             if state.is_file() and (out / "averaged.keras").is_file():
                 self.count = int(json.loads(state.read_text())["epochs"])
@@ -208,11 +220,28 @@ def make_callbacks(args, net, out: Path, best_so_far):
                 self.mean = [np.asarray(w, np.float64) for w in saved.get_weights()]
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 <= self.schedule.planned - self.n:
+            if self.schedule.fixed and epoch + 1 <= self.schedule.planned - self.n:
                 return
-            weights = [np.asarray(w, np.float64) for w in self.net.get_weights()]
-            self.count += 1
-            self.mean = weights if self.mean is None else [m + (w - m) / self.count for m, w in zip(self.mean, weights)]
+            # before the plan is fixed, whether an epoch is among the last n is not known:
+            # its weights wait for the plan (a replay with --epochs set to it averages these)
+            self.pending.append((epoch, [np.asarray(w, np.float64) for w in self.net.get_weights()]))
+            if self.schedule.fixed:
+                self.flush()
+
+        def on_train_end(self, logs=None):
+            self.flush()  # a run that stopped before its plan was fixed
+
+        def flush(self) -> None:
+            epochs = [(e, w) for e, w in self.pending if e + 1 > self.schedule.planned - self.n]
+            self.pending = []
+            if not epochs:
+                return
+            for _, weights in epochs:
+                self.count += 1
+                self.mean = weights if not self.mean else [m + (w - m) / self.count for m, w in zip(self.mean, weights)]
+            self.save(epochs[-1][0])
+
+        def save(self, epoch: int) -> None:
             original = self.net.get_weights()
             self.net.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, original)])
             try:
@@ -250,6 +279,8 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     """The command that rebuilds this run with a fixed epoch count (no time budget)."""
     parts = ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
              f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
+    if args.warmup:
+        parts.append(f"--warmup {args.warmup}")
     if args.teacher:
         parts += [f"--teacher {shlex.quote(args.teacher)}", f"--distill-alpha {args.distill_alpha}",
                   f"--temperature {args.temperature}"]
