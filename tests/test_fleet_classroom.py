@@ -773,6 +773,31 @@ def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroo
     assert body["counts"]["Engaged"] == 1 and body["counts"]["Offline"] == 1
 
 
+def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices, page):
+    """The instructor clears the "Alert after" box to type another number (or leaves it
+    empty): the alerts kept the last good threshold; they said "No desk right now" over a
+    student not engaged for minutes (no number compares as reached)."""
+    store, _ = devices("desk-n", "Row 3, seat 1")
+    store.log_state_change(time.time() - 180, "Not engaged", "Not engaged", None, None)
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
+    page.fill("#threshold", "")  # half-way through typing a new number: the page redraws every second
+    assert stays(lambda: page.locator("#alerts li.alert").count() == 1, 2.5)
+    page.dispatch_event("#threshold", "change")  # left empty
+    assert page.input_value("#threshold") == "2" and page.locator("#alerts li.alert").count() == 1
+    page.fill("#threshold", "-5")
+    page.dispatch_event("#threshold", "change")
+    assert page.input_value("#threshold") == "2"
+    page.fill("#threshold", "10")
+    page.dispatch_event("#threshold", "change")
+    page.locator("#alerts li.none", has_text="No desk right now.").wait_for()
+    page.reload()
+    assert page.input_value("#threshold") == "10"  # kept for this browser
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

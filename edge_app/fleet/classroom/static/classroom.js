@@ -12,8 +12,17 @@
   let broker = null;  // the classroom service's link to the broker: {connected, error}; null before the first event
   const $ = (id) => document.getElementById(id);
   const threshold = $("threshold");
-  threshold.value = localStorage.getItem("ee-alert-min") || threshold.value;
-  threshold.addEventListener("change", () => { localStorage.setItem("ee-alert-min", threshold.value); render(); });
+  // the alert threshold in minutes: a box left empty or negative (or half typed) keeps the last good
+  // value, never none at all ("No desk right now" over a class not engaged for ten minutes)
+  const minutes = (text) => { const n = parseFloat(text); return Number.isFinite(n) && n >= 0 ? n : null; };
+  let limitMin = minutes(localStorage.getItem("ee-alert-min")) ?? minutes(threshold.value) ?? 2;
+  threshold.value = limitMin;
+  threshold.addEventListener("change", () => {
+    const n = minutes(threshold.value);
+    if (n === null) threshold.value = limitMin;
+    else localStorage.setItem("ee-alert-min", String(limitMin = n));
+    render();
+  });
 
   const cls = (level) => "lvl-" + level.toLowerCase().replace(/ /g, "-");
   const now = () => Date.now() / 1000 + offset;
@@ -83,7 +92,7 @@
     const r = classRecent;
     $("class-recent").textContent = r && r.engaged_share !== null ?
       "Class, last 10 min: " + pct(r.engaged_share) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
-    const limit = parseFloat(threshold.value) * 60;
+    const limit = limitMin * 60;
     const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
     $("alerts").replaceChildren(...(alerts.length ? alerts.map((d) =>
       el("li", "alert", (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since))) :
