@@ -798,6 +798,29 @@ def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices
     assert page.input_value("#threshold") == "10"  # kept for this browser
 
 
+def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, devices, page):
+    """"Needs attention" is a polite live region: a screen reader reads out what is added to
+    it. The page redraws every second; rebuilding the list each time had it read every
+    alerting desk out again each second. Only a change reaches it: a desk joining or a
+    duration moving on (here after a minute at most), and then only that desk's item."""
+    store, _ = devices("desk-n", "Row 3, seat 1")
+    other, _ = devices("desk-d", "Row 3, seat 2")
+    store.log_state_change(time.time() - 200, "Not engaged", "Not engaged", None, None)  # "for 3 min" for 40 s
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
+    page.evaluate("""() => { window.alertChanges = [];
+      new MutationObserver((records) => window.alertChanges.push(...records.map((r) => r.type)))
+        .observe(document.getElementById("alerts"), {childList: true, subtree: true, characterData: true}); }""")
+    first = page.evaluate_handle("document.querySelector('#alerts li.alert')")
+    assert stays(lambda: page.evaluate("window.alertChanges.length") == 0, 3.0)  # three redraws, nothing new
+    other.log_state_change(time.time() - 300, "Distracted", "Distracted", None, None)
+    page.locator("#alerts li.alert", has_text="Row 3, seat 2: Distracted for 5 min").wait_for(timeout=10_000)
+    assert page.evaluate("(li) => li.isConnected && li.textContent", first) == "Row 3, seat 1: Not engaged for 3 min"
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

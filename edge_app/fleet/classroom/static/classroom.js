@@ -94,9 +94,22 @@
       "Class, last 10 min: " + pct(r.engaged_share) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
-    $("alerts").replaceChildren(...(alerts.length ? alerts.map((d) =>
-      el("li", "alert", (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since))) :
-      [el("li", "none", "No desk right now.")]));
+    showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since)]));
+  }
+  // The alert list is a live region: a screen reader reads out what is added to it. It is
+  // touched only where it changed (a desk joins or leaves, a duration moves on), never
+  // rebuilt at every second's redraw, which had every desk in it read out again each second.
+  let alertItems = new Map();  // device id -> its item in the list
+  function showAlerts(rows) {
+    const ul = $("alerts");
+    const items = rows.map(([id, text]) => {
+      const li = alertItems.get(id) || el("li", "alert");
+      if (li.textContent !== text) li.textContent = text;
+      return li;
+    });
+    alertItems = new Map(rows.map(([id], i) => [id, items[i]]));
+    if (!items.length) items.push(ul.querySelector("li.none") || el("li", "none", "No desk right now."));
+    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
   }
   // "Live" only while the service hears the broker: in an outage every tile is frozen at what
   // its desk last sent, and the page must say so rather than pass it off as the class now
