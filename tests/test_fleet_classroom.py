@@ -821,6 +821,27 @@ def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, de
     assert page.evaluate("(li) => li.isConnected && li.textContent", first) == "Row 3, seat 1: Not engaged for 3 min"
 
 
+def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, page):
+    """Behind a reverse proxy (README: nginx), a classroom service restarting answers 502:
+    the page told the instructor to close another classroom page, which is no help and not
+    the cause; it says the server is not answering, and comes back by itself."""
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+
+    def bad_gateway(route):  # what nginx answers while nothing listens behind it
+        route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
+
+    page.route("**/api/classroom**", bad_gateway)
+    page.reload()
+    page.locator("#conn", has_text="The classroom server is not answering (HTTP 502)").wait_for(timeout=10_000)
+    assert "close another" not in page.inner_text("#conn")
+    page.unroute("**/api/classroom**", bad_gateway)
+    page.locator("#conn", has_text="Live").wait_for(timeout=20_000)
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

@@ -133,7 +133,10 @@
       const r = await fetch("/api/classroom").catch(() => null);
       // the server sends "/" on to the log-in, or to Your account for a password to replace
       if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/"; return; }
-      $("conn").textContent = "Waiting for a free place (close another classroom page)…";
+      // the data answers but the live stream was refused: the server's or this log-in's pages are at their limit;
+      // nothing at all (a reverse proxy's 502 while the service restarts): not the instructor's doing
+      $("conn").textContent = r && r.ok ? "Waiting for a free place (close another classroom page)…" :
+        "The classroom server is not answering" + (r ? " (HTTP " + r.status + ")" : "") + ": trying again every 10 s…";
       setTimeout(connect, 10000);
     };
     source.onmessage = (event) => {
