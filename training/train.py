@@ -171,12 +171,18 @@ def make_callbacks(args, net, out: Path, best_so_far):
         With a time budget, the plan (at most ``--epochs``) is re-estimated from the median
         epoch time (compile time excluded) over the first ``PLAN_FIXED_AFTER`` epochs,
         then fixed and written to config.json with the command that replays it; the run
-        then goes to the plan, unless the budget runs out first (recorded as cut short)."""
+        then goes to the plan, unless the budget runs out first (recorded as cut short).
+        A resumed run keeps the plan it fixed (its budget counts afresh from the resume)."""
 
         def __init__(self):
             super().__init__()
             self.planned, self.started, self.times = args.epochs, time.monotonic(), []
             self.fixed = not args.time_budget
+            recorded = json.loads((out / "config.json").read_text()) if args.resume else {}
+            if not self.fixed and recorded.get("planned_epochs"):
+                # planning again from the time left now would change the epochs still to run
+                self.planned, self.fixed = int(recorded["planned_epochs"]), True
+                record_plan(args, out, self.planned)  # no longer cut short, unless it is again
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.monotonic()
@@ -306,6 +312,8 @@ def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None) 
     config.update(planned_epochs=planned, replay=replay_command(args, planned, cut_short_at or 0))
     if cut_short_at is not None:
         config["cut_short_at_epoch"] = cut_short_at
+    else:
+        config.pop("cut_short_at_epoch", None)
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(config, indent=2) + "\n")
 
