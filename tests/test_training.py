@@ -721,6 +721,33 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.views == VIEW_PRESETS["flip"]
 
 
+def test_ship_gives_the_device_the_input_rule_the_evaluation_used(tiny_run):
+    """The manifest the device reads applies the input rule (pixel * scale + offset) under
+    which the metrics were measured; metrics measured under another rule are refused."""
+    from edge_app.vision.classifier import EmotionClassifier, sha256_file
+    from training import evaluate, ship
+
+    root, _ = tiny_run
+    out = root / "rule-eval"
+    other = root / "tiny-rule.tflite"  # the float model's very bytes, read as pixel / 127.5 - 1
+    other.write_bytes((root / "tiny-float.tflite").read_bytes())
+    manifest = json.loads((root / "tiny-float.json").read_text())
+    manifest["model"] = other.name
+    manifest["input"] = {**manifest["input"], "scale": 1 / 127.5, "offset": -1.0}
+    other.with_suffix(".json").write_text(json.dumps(manifest))
+    assert sha256_file(other) == sha256_file(root / "tiny-float.tflite")
+    assert evaluate.main([str(other), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
+    metrics = out / "tiny-rule-test.json"
+    # the same bytes, shipped with a manifest whose rule the evaluation did not use
+    assert ship.main([str(root / "tiny-float.tflite"), "--metrics", str(metrics), "--dest", str(root / "rule-bad")]) == 2
+    assert not (root / "rule-bad" / "tiny-float.json").exists()
+    assert ship.main([str(other), "--metrics", str(metrics), "--dest", str(root / "rule-ok")]) == 0
+    shipped = json.loads((root / "rule-ok" / "tiny-rule.json").read_text())
+    assert (shipped["input"]["scale"], shipped["input"]["offset"]) == (1 / 127.5, -1.0)
+    assert shipped["input"] == {**shipped["input"], **{k: shipped["metrics"]["input"][k] for k in ("scale", "offset")}}
+    assert EmotionClassifier(root / "rule-ok" / "tiny-rule.json").manifest.scale == 1 / 127.5
+
+
 def test_ship_targets_the_package_with_its_pictures(tmp_path):
     """By default a model ships into the device package (where the classifier loads it),
     its evaluation PNGs beside its manifest: the device's model page shows them."""

@@ -73,6 +73,13 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
     if asked != evaluated:
         raise ShipError(f"{metrics_path} was evaluated with {len(evaluated)} view(s) {views_json(evaluated)} but "
                         f"{source_manifest.name} asks for {views_json(asked)}: evaluate again")
+    # the input rule the device will apply is the one the evaluation applied
+    rule = {k: base.get("input", {}).get(k) for k in ("scale", "offset")}
+    measured = {k: (metrics.get("input") or {}).get(k) for k in ("scale", "offset")}
+    if rule != measured or None in rule.values():
+        raise ShipError(f"{metrics_path} was evaluated with the input rule {measured} but {source_manifest.name} "
+                        f"says {rule}: evaluate again")
+    extra["input"] = base["input"]
     if version:
         extra["version"] = version
     if run is not None:
