@@ -748,6 +748,17 @@ def test_ship_gives_the_device_the_input_rule_the_evaluation_used(tiny_run):
     assert EmotionClassifier(root / "rule-ok" / "tiny-rule.json").manifest.scale == 1 / 127.5
 
 
+def test_shipped_manifest_records_every_argument_that_changes_the_run():
+    """The manifest's ``training`` is the run's recipe: a distilled, averaged or budgeted
+    run's teacher, window and fixed plan are part of it."""
+    from training import ship, train
+
+    args = train.parse_args(["--out", "O", "--time-budget", "60", "--teacher", "edge", "--average-last", "3"])
+    where = {"data", "out", "resume", "threads"}  # where it ran, not what it computed
+    assert set(vars(args)) - where <= set(ship.RUN_KEYS), set(vars(args)) - where - set(ship.RUN_KEYS)
+    assert {"planned_epochs", "replay", "cut_short_at_epoch", "versions"} <= set(ship.RUN_KEYS)
+
+
 def test_ship_targets_the_package_with_its_pictures(tmp_path):
     """By default a model ships into the device package (where the classifier loads it),
     its evaluation PNGs beside its manifest: the device's model page shows them."""

@@ -27,8 +27,13 @@ from training.quantize import write_manifest
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's model
 CARD_DIR = REPO / "models"  # MODEL_CARD.md
-RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "time_budget",
-            "git_commit", "sizes", "keras", "backend", "tensorflow", "started")
+# the run's recipe in the shipped manifest: every argument that changes what a run computes
+# (a distilled or averaged model records its teacher and window), the plan a budget fixed
+# with its replay command, and where and with what it ran
+RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "limit",
+            "warmup", "teacher", "teacher_views", "distill_alpha", "temperature", "logit_adjust", "average_last",
+            "stop_after", "time_budget", "planned_epochs", "cut_short_at_epoch", "replay",
+            "git_commit", "sizes", "keras", "backend", "versions", "started")
 
 
 class ShipError(RuntimeError):
