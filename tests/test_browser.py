@@ -201,3 +201,48 @@ def test_pages_fit_a_phone_in_portrait(new_page, server, shots):
         assert overflow <= 1, f"{path} is {overflow}px wider than the phone"
     page.goto(server.url + "/upload")
     page.screenshot(path=str(shots / "phone-upload.png"), full_page=True)
+
+
+def test_two_admins_saving_settings_keep_each_others_changes(new_page, server):
+    """Two admins open Settings; each changes one setting and saves. The second form still
+    carries what the page said before the first save: saving it must change only what its
+    admin changed, not put back the first admin's setting unseen. A reload of the page a
+    save led to asks nothing and sends nothing again (the save ends on a GET)."""
+    ann, bob = new_page(), new_page()
+    for page in (ann, bob):
+        page.goto(f"{server.url}/admin/settings")
+    before_hours, before_alert = server.cfg.indicators.quiet_hours, server.cfg.indicators.buzzer_after_s
+    ann.get_by_label("Quiet hours").fill("21:30-06:45" if before_hours != "21:30-06:45" else "20:00-06:00")
+    with ann.expect_navigation() as saved:
+        ann.get_by_role("button", name="Save settings").click()
+    assert saved.value.request.method == "GET"  # post, redirect, get: a reload does not send the form again
+    assert "Saved" in ann.locator("#settings-done").inner_text()
+    hours = ann.get_by_label("Quiet hours").input_value()
+    assert server.cfg.indicators.quiet_hours == hours != before_hours
+    bob.get_by_label("Alert after (seconds)").fill(str(before_alert + 7))
+    bob.get_by_role("button", name="Save settings").click()
+    assert "Saved" in bob.locator("#settings-done").inner_text()
+    assert server.cfg.indicators.buzzer_after_s == before_alert + 7
+    assert server.cfg.indicators.quiet_hours == hours  # ann's change stands
+    assert bob.get_by_label("Quiet hours").input_value() == hours  # and bob's page now shows it
+
+
+def test_two_admins_changing_the_same_setting_are_told(new_page, server):
+    """Both change the same setting: the later save is refused with both values named and
+    the admin's own input kept on the page; saving again then goes through."""
+    ann, bob = new_page(), new_page()
+    for page in (ann, bob):
+        page.goto(f"{server.url}/admin/settings")
+    days = server.cfg.store.retention_days
+    ann.get_by_label("Keep data for (days)").fill(str(days + 1))
+    ann.get_by_role("button", name="Save settings").click()
+    ann.locator("#settings-done").wait_for()
+    bob.get_by_label("Keep data for (days)").fill(str(days + 2))
+    bob.get_by_role("button", name="Save settings").click()
+    error = bob.locator("#settings-error").inner_text()
+    assert "another admin" in error.lower() and "Keep data for (days)" in error and str(days + 1) in error
+    assert server.cfg.store.retention_days == days + 1
+    assert bob.get_by_label("Keep data for (days)").input_value() == str(days + 2)  # what bob typed is kept
+    bob.get_by_role("button", name="Save settings").click()  # bob has seen it and saves his own
+    bob.locator("#settings-done").wait_for()
+    assert server.cfg.store.retention_days == days + 2

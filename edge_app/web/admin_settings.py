@@ -2,6 +2,7 @@
 and saved in the database so they outlive restarts (``with_saved_settings`` at start-up)."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -67,51 +68,106 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
     return raw
 
 
+def _read_base(raw: str | None) -> dict | None:
+    """The settings a page was showing when its form was opened (the form's ``base``), or
+    None for a form without one (a script's): then every field it sends is saved."""
+    try:
+        base = json.loads(raw or "")
+    except ValueError:
+        return None
+    return base if isinstance(base, dict) and isinstance(base.get("engagement.mapping"), dict) else None
+
+
+def own_changes(sent: dict, base: dict | None, now: dict) -> tuple[dict, list[str]]:
+    """What this admin changed on their form (``sent`` against ``base``, the values it was
+    opened with), and the settings another admin changed meanwhile to something else.
+
+    Two admins each with the page open: the later form still holds what the page showed
+    before the first save, so saving it whole would put the first admin's setting back
+    unseen. Only the fields this admin changed are saved; one that another admin changed
+    too, to a different value, is a conflict (nothing saved, both named)."""
+    if base is None:
+        return dict(sent), []
+    labels = {dotted: label for dotted, label, *_ in SETTINGS}
+    changes: dict[str, Any] = {}
+    conflicts = []
+    for key, value in sent.items():
+        if key == "engagement.mapping":
+            continue
+        if value != base.get(key):
+            changes[key] = value
+            if now[key] != base.get(key) and now[key] != value:
+                conflicts.append(f"{labels[key]} is now {now[key]!r} (you typed {value!r})")
+    mapping = {}
+    for emotion, level in sent["engagement.mapping"].items():
+        was, current = base["engagement.mapping"].get(emotion), now["engagement.mapping"].get(emotion)
+        if level != was:
+            mapping[emotion] = level
+            if current != was and current != level:
+                conflicts.append(f"{emotion} is now {current!r} (you typed {level!r})")
+    if mapping:
+        changes["engagement.mapping"] = {**now["engagement.mapping"], **mapping}
+    return changes, conflicts
+
+
 # ------------------------------------------------------------ routes
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def settings_values() -> dict:
-        values = {}
+        """Every setting the page shows now, the emotion mapping under ``engagement.mapping``."""
+        values: dict[str, Any] = {}
         for dotted, *_ in SETTINGS:
             section, key = dotted.split(".")
             values[dotted] = getattr(getattr(ctx.cfg, section), key)
+        values["engagement.mapping"] = dict(ctx.cfg.engagement.mapping)
         return values
 
-    def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None):
-        mapping = (values or {}).get("mapping") or ctx.cfg.engagement.mapping
+    def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None,
+                        base: dict | None = None):
+        """The page; ``values``: what the admin typed, shown again beside an error; ``base``:
+        the settings their form started from (kept, so a second Save still saves only theirs)."""
+        now = settings_values()
+        values = values or now
+        mapping = values["engagement.mapping"]
         levels = sorted(set(config_mod.defaults().engagement.mapping.values()) | set(mapping.values())
                         | set(LEVEL_GROUPS))
-        body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values or settings_values(),
-                          mapping=mapping, levels=levels, error=error, done=done)
+        body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values, mapping=mapping,
+                          levels=levels, error=error, done=done, base=json.dumps(base or now))
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/settings")
     def settings_page():
         guard.require_user(admin=True)
-        return render_settings()
+        return render_settings(done=guard.flash()["done"])
 
     @app.post("/admin/settings")
     def save_settings():
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
-        changes = {}
+        base = _read_base(request.forms.getunicode("base"))
         # what the admin typed, shown again beside the error
         shown: dict[str, Any] = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
-        shown["mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
-                            for emotion in ctx.cfg.engagement.mapping}
+        shown["engagement.mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
+                                       for emotion in ctx.cfg.engagement.mapping}
+        before = settings_values()
         try:
+            sent: dict[str, Any] = {}
             for dotted, label, kind, _ in SETTINGS:
                 value = _parse_setting(dotted, label, kind, request.forms.getunicode(dotted))
                 if isinstance(kind, tuple) and value not in kind:
                     raise config_mod.ConfigError(f"{label}: choose one of {', '.join(kind)}")
-                changes[dotted] = value
-            changes["engagement.mapping"] = dict(shown["mapping"])
-            before = {**settings_values(), "engagement.mapping": dict(ctx.cfg.engagement.mapping)}
-            apply_settings(ctx, changes)
+                sent[dotted] = value
+            sent["engagement.mapping"] = dict(shown["engagement.mapping"])
+            changes, conflicts = own_changes(sent, base, before)
+            if conflicts:
+                return render_settings(error="Nothing saved: another admin changed settings since you opened this "
+                                             "page: " + "; ".join(conflicts) + ". Your values are below: save again "
+                                             "to keep them.", status=409, values=shown, base=before)
+            if changes:
+                apply_settings(ctx, changes)
         except config_mod.ConfigError as exc:
-            return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown)
-        log.info("admin %s changed settings", me.username)
+            return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown, base=base)
         changed = []
         for k, v in changes.items():
             old = before.get(k)
@@ -120,5 +176,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             elif old != v:
                 changed.append(f"{k}: {old!r} -> {v!r}")
         if changed:
+            log.info("admin %s changed settings", me.username)
             ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
-        return render_settings(done="Saved. The live loop uses the new settings now.")
+        # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
+        guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." if changed
+                             else "Nothing to save: no setting was changed.")

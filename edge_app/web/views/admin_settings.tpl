@@ -9,6 +9,7 @@
   % end
   <form method="post" action="/admin/settings" id="settings">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="base" value="{{base}}">
     <fieldset>
       <legend>Engagement, alerts and privacy</legend>
       <div class="grid2">
