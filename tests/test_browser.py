@@ -246,3 +246,37 @@ def test_two_admins_changing_the_same_setting_are_told(new_page, server):
     bob.get_by_role("button", name="Save settings").click()  # bob has seen it and saves his own
     bob.locator("#settings-done").wait_for()
     assert server.cfg.store.retention_days == days + 2
+
+
+def test_a_form_sent_after_the_session_ended_says_it_was_not_saved(new_page, server, grace_path):
+    """A student picks a photo, the session ends meanwhile (idle too long), then Analyse:
+    the log-in page must say why it is there and that the photo was not analysed; it showed
+    a bare log-in form, and once logged in the upload page as if nothing had been sent."""
+    page = new_page(STUDENT, STUDENT_PW, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Photo").set_input_files(str(grace_path))
+    lea = server.accounts.find(STUDENT)
+    server.store.execute("UPDATE sessions SET last_seen = last_seen - ? WHERE user_id = ?",
+                         (server.accounts.idle_s + 5, lea.id))
+    page.get_by_role("button", name="Analyse").click()
+    page.wait_for_url(lambda url: "/login" in url)
+    notice = page.locator("#login-ended").inner_text()
+    assert "session ended" in notice and "not saved" in notice
+    page.get_by_label("User name").fill(STUDENT)
+    page.get_by_label("Password").fill(STUDENT_PW)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/upload")  # back where the form was, ready to send it again
+    assert page.locator("#login-ended").count() == 0
+
+
+def test_an_ended_session_is_told_apart_from_never_logged_in(new_page, server):
+    page = new_page(None)
+    page.goto(f"{server.url}/live")
+    assert page.locator("#login-ended").count() == 0  # nobody was logged in here: nothing ended
+    page = new_page(STUDENT, STUDENT_PW)
+    lea = server.accounts.find(STUDENT)
+    server.store.execute("UPDATE sessions SET last_seen = last_seen - ? WHERE user_id = ?",
+                         (server.accounts.idle_s + 5, lea.id))
+    page.goto(f"{server.url}/live")
+    assert "session ended" in page.locator("#login-ended").inner_text()
+    assert "not saved" not in page.locator("#login-ended").inner_text()  # only a page was asked for

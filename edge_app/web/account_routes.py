@@ -49,7 +49,9 @@ def install(app: bottle.Bottle, site: Site) -> None:
 
     @app.get("/login")
     def show_login():
-        return login_page(error="", **asked_next(request.query.getunicode("next")))
+        ended = request.query.get("ended", "")  # the session this browser had is over (web.guard)
+        return login_page(error="", ended=ended if ended in ("page", "form") else "",
+                          **asked_next(request.query.getunicode("next")))
 
     @app.post("/login")
     def login():

@@ -57,6 +57,15 @@ def _come_back() -> str:
     return (sent_from.path or "/") + ("?" + sent_from.query if sent_from.query else "")
 
 
+def _ended() -> str:
+    """``&ended=...`` when this browser had a session that is over (idle too long, its
+    lifetime up, logged out from another browser): the log-in page says so, and for a form
+    that its content was not saved, instead of a bare log-in that looks like nothing was lost."""
+    if not request.get_cookie(COOKIE):
+        return ""
+    return "&ended=" + ("page" if request.method in ("GET", "HEAD") else "form")
+
+
 def account_url(then: str) -> str:
     """/account, and where to go on once the password is changed."""
     then = safe_next(then)
@@ -103,7 +112,7 @@ class Guard:
         if not found:
             if wants_json() or request.path in ("/live.mjpg",):
                 raise json_error(401, "log in first")
-            raise bottle.redirect("/login?next=" + quote(_come_back(), safe="/"))
+            raise bottle.redirect("/login?next=" + quote(_come_back(), safe="/") + _ended())
         user = found[0]
         if user.must_change_password and not given_password_ok:
             if wants_json() or request.path in ("/live.mjpg",):
