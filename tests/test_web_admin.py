@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import io
 import os
 import re
@@ -153,6 +154,23 @@ def test_dashboard_summarises_today(quiet):
     assert 'id="alerts">2<' in page
     assert 'id="absent">0:00<' in page  # 15 s rounds down to 0 minutes
     assert "<svg" in page and "Minutes per engagement level per day" in page
+
+
+def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cfg):
+    """Below store.min_free_mb the loop stops logging: the dashboard said only "No live time
+    recorded today yet: the figures fill in minute by minute", so the log silently stopped."""
+    from edge_app import config as config_mod
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"store.min_free_mb": 100000}))
+    s = login(appliance.url)
+    wait_for(lambda: appliance.loop.health.store == "disk full", what="the loop's first row waiting for space")
+    page = s.get(f"{appliance.url}/admin", timeout=10).text
+    warning = html.unescape(page.split('id="store-warning">', 1)[1].split("</p>", 1)[0])
+    assert "not being recorded" in warning and "nearly full" in warning and "100000" in warning
+    assert "Users page" in warning and "Keep data for (days)" in warning  # what to do about it, in the page's words
+    appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
+    wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
+    assert 'id="store-warning"' not in s.get(f"{appliance.url}/admin", timeout=10).text
 
 
 def test_todays_bar_is_filled_to_100_percent(quiet):

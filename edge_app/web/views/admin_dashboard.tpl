@@ -6,6 +6,16 @@
   <p class="error" role="alert" id="clock-unset"><strong>Times may be wrong:</strong> no time server has set this
     device's clock since it started (it has no battery clock). To fix it, {{clock_help}}.</p>
   % end
+  % if health and health.store != 'ok':
+  <p class="error" role="alert" id="store-warning"><strong>The live state is not being recorded:</strong>
+    % if health.store == 'disk full':
+    the device's disk is nearly full ({{health.store_error}}). State changes, minutes and alerts wait in memory
+    (the oldest are lost once too many wait) and uploads are refused until there is room: delete old data on the <a href="/admin/users">Users page</a> or
+    lower Keep data for (days) in <a href="/admin/settings">Settings</a>.</p>
+    % else:
+    the database cannot be written ({{health.store}}: {{health.store_error}}). The service's journal says more.</p>
+    % end
+  % end
   <div class="tiles">
     <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
     <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>
