@@ -280,3 +280,24 @@ def test_an_ended_session_is_told_apart_from_never_logged_in(new_page, server):
     page.goto(f"{server.url}/live")
     assert "session ended" in page.locator("#login-ended").inner_text()
     assert "not saved" not in page.locator("#login-ended").inner_text()  # only a page was asked for
+
+
+def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_page, server):
+    """The error named the config file's key ('engagement.absent_after_s = -5.0 is not
+    allowed') beside a form that calls it 'Absent after (seconds)', and left the focus at
+    the top of the page: the field at fault is named by its label, marked and focused."""
+    page = new_page()
+    page.goto(f"{server.url}/admin/settings")
+    field = page.get_by_label("Absent after (seconds)")
+    field.fill("-5")
+    page.get_by_role("button", name="Save settings").click()
+    error = page.locator("#settings-error").inner_text()
+    assert error.startswith("Nothing saved: Absent after (seconds): ") and "engagement." not in error
+    assert field.get_attribute("aria-invalid") == "true" and field.input_value() == "-5"
+    assert page.evaluate("document.activeElement.id") == "engagement-absent_after_s"
+    assert "settings-error" in field.get_attribute("aria-describedby").split()
+    page.get_by_label("Absent after (seconds)").fill(str(server.cfg.engagement.absent_after_s))
+    page.get_by_label("anger").fill("Cross")
+    page.get_by_role("button", name="Save settings").click()
+    assert page.locator("#settings-error").inner_text().startswith("Nothing saved: anger: 'Cross' is not allowed")
+    assert page.evaluate("document.activeElement.id") == "map-anger"

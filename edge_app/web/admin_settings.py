@@ -110,6 +110,23 @@ def own_changes(sent: dict, base: dict | None, now: dict) -> tuple[dict, list[st
     return changes, conflicts
 
 
+def _in_the_forms_words(message: str) -> tuple[str, str]:
+    """A refusal as the form words it, and the name of the field at fault ("" if none):
+    the schema says "engagement.absent_after_s = -5.0 is not allowed", the config file's
+    words, beside a field labelled "Absent after (seconds)"."""
+    fields = [(f"{dotted} = ", label, dotted) for dotted, label, *_ in SETTINGS]
+    if message.startswith("engagement.mapping.") and " = " in message:  # the model's labels, whichever they are
+        emotion = message.removeprefix("engagement.mapping.").split(" = ", 1)[0]
+        fields.append((f"engagement.mapping.{emotion} = ", emotion, f"map.{emotion}"))
+    for prefix, label, name in fields:
+        if message.startswith(prefix):
+            return f"{label}: {message.removeprefix(prefix)}", name
+    for dotted, label, *_ in SETTINGS:  # the page's own checks already name the label
+        if message.startswith(f"{label}: "):
+            return message, dotted
+    return message, ""
+
+
 # ------------------------------------------------------------ routes
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def settings_values() -> dict:
@@ -122,7 +139,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return values
 
     def render_settings(error: str = "", done: str = "", status: int = 200, values: dict | None = None,
-                        base: dict | None = None):
+                        base: dict | None = None, invalid: str = ""):
         """The page; ``values``: what the admin typed, shown again beside an error; ``base``:
         the settings their form started from (kept, so a second Save still saves only theirs)."""
         now = settings_values()
@@ -131,7 +148,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         levels = sorted(set(config_mod.defaults().engagement.mapping.values()) | set(mapping.values())
                         | set(LEVEL_GROUPS))
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values, mapping=mapping,
-                          levels=levels, error=error, done=done, base=json.dumps(base or now))
+                          levels=levels, error=error, done=done, base=json.dumps(base or now),
+                          invalid=invalid)
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/settings")
@@ -167,7 +185,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             if changes:
                 apply_settings(ctx, changes)
         except config_mod.ConfigError as exc:
-            return render_settings(error=f"Nothing saved: {exc}.", status=400, values=shown, base=base)
+            text, invalid = _in_the_forms_words(str(exc))
+            return render_settings(error=f"Nothing saved: {text}.", status=400, values=shown, base=base,
+                                   invalid=invalid)
         changed = []
         for k, v in changes.items():
             old = before.get(k)

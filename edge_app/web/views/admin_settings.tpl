@@ -15,19 +15,21 @@
       <div class="grid2">
       % for key, label, kind, help in settings:
       % fid = key.replace('.', '-')
+      % bad = ' aria-invalid="true" autofocus' if invalid == key else ''
+      % described = ('settings-error ' if invalid == key else '') + fid + '-help'
       <div class="field">
       % if kind is bool:
-        <label class="check" for="{{fid}}"><input id="{{fid}}" name="{{key}}" type="checkbox" {{'checked' if values[key] else ''}} aria-describedby="{{fid}}-help"> {{label}}</label>
+        <label class="check" for="{{fid}}"><input id="{{fid}}" name="{{key}}" type="checkbox" {{'checked' if values[key] else ''}} aria-describedby="{{described}}"{{!bad}}> {{label}}</label>
       % elif isinstance(kind, tuple):
         <label for="{{fid}}">{{label}}</label>
-        <select id="{{fid}}" name="{{key}}" aria-describedby="{{fid}}-help">
+        <select id="{{fid}}" name="{{key}}" aria-describedby="{{described}}"{{!bad}}>
         % for c in kind:
           <option value="{{c}}" {{'selected' if values[key] == c else ''}}>{{c}}</option>
         % end
         </select>
       % else:
         <label for="{{fid}}">{{label}}</label>
-        <input id="{{fid}}" name="{{key}}" value="{{values[key]}}" aria-describedby="{{fid}}-help" {{'inputmode=decimal' if kind in (float, int) else ''}}>
+        <input id="{{fid}}" name="{{key}}" value="{{values[key]}}" aria-describedby="{{described}}" {{'inputmode=decimal' if kind in (float, int) else ''}}{{!bad}}>
       % end
         <small id="{{fid}}-help" class="hint">{{help}}</small>
       </div>
@@ -46,7 +48,7 @@
       % for emotion, level in mapping.items():
       <div class="field">
         <label for="map-{{emotion}}">{{emotion}}</label>
-        <input id="map-{{emotion}}" name="map.{{emotion}}" value="{{level}}" list="levels" required>
+        <input id="map-{{emotion}}" name="map.{{emotion}}" value="{{level}}" list="levels" required{{!' aria-invalid="true" aria-describedby="settings-error" autofocus' if invalid == 'map.' + emotion else ''}}>
       </div>
       % end
       </div>
