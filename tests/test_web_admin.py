@@ -17,7 +17,7 @@ import pytest
 from edge_app.web.admin_dashboard import day_bounds, stack_widths
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
-from tests.conftest import login, wait_for
+from tests.conftest import login, mounted_tmpfs, wait_for
 
 PW = "student-pw-123"
 
@@ -156,21 +156,25 @@ def test_dashboard_summarises_today(quiet):
     assert "<svg" in page and "Minutes per engagement level per day" in page
 
 
-def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cfg):
+def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cfg, tmp_path):
     """Below store.min_free_mb the loop stops logging: the dashboard said only "No live time
-    recorded today yet: the figures fill in minute by minute", so the log silently stopped."""
+    recorded today yet: the figures fill in minute by minute", so the log silently stopped.
+    (On a 32 MB file system, so that any machine's disk is "nearly full" at 100 MB.)"""
     from edge_app import config as config_mod
 
-    appliance = make_appliance(config_mod.with_changes(cfg, {"store.min_free_mb": 100000}))
-    s = login(appliance.url)
-    wait_for(lambda: appliance.loop.health.store == "disk full", what="the loop's first row waiting for space")
-    page = s.get(f"{appliance.url}/admin", timeout=10).text
-    warning = html.unescape(page.split('id="store-warning">', 1)[1].split("</p>", 1)[0])
-    assert "not being recorded" in warning and "nearly full" in warning and "100000" in warning
-    assert "Users page" in warning and "Keep data for (days)" in warning  # what to do about it, in the page's words
-    appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
-    wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
-    assert 'id="store-warning"' not in s.get(f"{appliance.url}/admin", timeout=10).text
+    with mounted_tmpfs(tmp_path / "disk", "32m") as disk:
+        appliance = make_appliance(config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"),
+                                                                  "store.min_free_mb": 100}))
+        s = login(appliance.url)
+        wait_for(lambda: appliance.loop.health.store == "disk full", what="the loop's first row waiting for space")
+        page = s.get(f"{appliance.url}/admin", timeout=10).text
+        warning = html.unescape(page.split('id="store-warning">', 1)[1].split("</p>", 1)[0])
+        assert "not being recorded" in warning and "nearly full" in warning and "100" in warning
+        assert "Users page" in warning and "Keep data for (days)" in warning  # what to do, in the page's words
+        appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
+        wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
+        assert 'id="store-warning"' not in s.get(f"{appliance.url}/admin", timeout=10).text
+        appliance.stop()
 
 
 def test_todays_bar_is_filled_to_100_percent(quiet):

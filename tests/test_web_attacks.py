@@ -2,6 +2,7 @@
 real HTTP on loopback unless a client address other than loopback is needed."""
 from __future__ import annotations
 
+import html
 import socket
 import subprocess
 import wsgiref.util
@@ -180,6 +181,26 @@ def test_uploads_below_the_free_space_floor_are_refused_with_507_and_nothing_kep
     assert web.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
     assert sorted(p.name for p in (tiny_disk / "data").rglob("*")) == before
     assert login(web.url).csrf  # and after
+
+
+def test_a_full_disk_is_explained_to_each_user_as_they_can_act_on_it(make_appliance, cfg, tiny_disk, face_jpeg):
+    """A student cannot free space or change store.min_free_mb: they are told whom to tell;
+    an admin is told the setting and what frees space. Neither is shown which files are
+    accepted, which has nothing to do with a full disk."""
+    low = config_mod.with_changes(cfg, {"store.data_dir": str(tiny_disk / "data"), "store.min_free_mb": 50})
+    web = make_appliance(low, with_loop=False)
+    web.accounts.create_user("kim", STUDENT_PW, "student")
+    student, admin = login(web.url, "kim", STUDENT_PW), login(web.url)
+    r = student.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    said = r.json()["error"]
+    assert r.status_code == 507 and "disk is nearly full" in said and "Tell your teacher" in said
+    assert "min_free_mb" not in said and "Users page" not in said and "Accepted" not in said
+    r = student.post(f"{web.url}/upload", data={"csrf": student.csrf}, timeout=60,
+                     files={"image": ("g.jpg", face_jpeg, "image/jpeg")})
+    assert r.status_code == 507 and "Tell your teacher" in html.unescape(r.text)
+    r = admin.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 507 and "store.min_free_mb" in r.json()["error"] and "Users page" in r.json()["error"]
+    assert web.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
 
 
 def test_a_disk_that_fills_during_an_upload_leaves_no_orphan(make_appliance, cfg, tiny_disk, face_jpeg):

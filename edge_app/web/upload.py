@@ -27,6 +27,7 @@ from edge_app.web.hardening import drain_body
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
 
 log = logging.getLogger(__name__)
+DISK_FULL = 507  # Insufficient Storage: the device, not the file, is the problem
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -42,10 +43,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         burst of uploads never starves the live capture loop of CPU."""
         data, raw_name = _read_upload()  # the whole body first: a slow sender must not hold the slot
         free_mb, floor = ctx.store.free_mb(), ctx.cfg.store.min_free_mb
-        if free_mb < floor:
+        if free_mb < floor and user.is_admin:
             raise ImageRejected(f"the device's disk is nearly full ({free_mb:.0f} MB free, below store.min_free_mb = "
-                                f"{floor:g}): nothing was analysed or stored. An admin can free space by deleting "
-                                "old data (Users page) or lowering store.retention_days", 507)
+                                f"{floor:g}): nothing was analysed or stored. Free space by deleting old data "
+                                "(Users page) or lowering store.retention_days", DISK_FULL)
+        if free_mb < floor:  # a student can do nothing about it: who can
+            raise ImageRejected("the device's disk is nearly full: nothing was analysed or stored. Tell your teacher "
+                                "or the school's technician; photos can be analysed again once space is freed", DISK_FULL)
         return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name).result()
 
     def oversized() -> str | None:
@@ -80,7 +84,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         except sqlite3.OperationalError as exc:  # SQLITE_FULL within the threshold's margin, or locked
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
-                                "Nothing was kept; try again once an admin has freed space", 507) from None
+                                "Nothing was kept; try again once an admin has freed space", DISK_FULL) from None
         keep = ctx.cfg.privacy.keep_uploads
         if keep != "none":
             image = bgr if keep == "full" else thumbnail(bgr, 320)
@@ -230,7 +234,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             result, upload_id = analyze_upload(user)
         except ImageRejected as exc:
             status = exc.args[1] if len(exc.args) > 1 else 400
-            return json_error(status, f"{exc.args[0]}. {accepted}")
+            # which files are accepted helps with a refused file, not with a full disk
+            return json_error(status, f"{exc.args[0]}." + ("" if status == DISK_FULL else f" {accepted}"))
         response.content_type = "application/json"
         return json.dumps({"faces": result["faces"], "width": result["width"], "height": result["height"],
                            "upload_id": upload_id})
