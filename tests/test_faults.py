@@ -22,6 +22,7 @@ from conftest import login, mounted_tmpfs, stays, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
+from edge_app.runtime import capture
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.live import PLACEHOLDER_GREY
 from edge_app.store.database import Store
@@ -127,6 +128,51 @@ def test_camera_fault_is_reported_retried_and_recovered(make_appliance, fast_cfg
     assert indicator.faults[-1][0] is False  # the fault pattern is cleared
     assert any("camera is back" in r.getMessage() for r in caplog.records)
     assert app.loop.metrics.registry.get_sample_value("engage_camera_faults_total") >= 1
+
+
+def test_a_flapping_camera_logs_a_bounded_number_of_lines(fast_cfg, caplog):
+    """A camera that gives one frame and fails again (a loose cable, a stream that drops
+    after each frame) logged "camera fault" and "camera is back" on every cycle: measured
+    on a real stream, 6,500 lines an hour into the journal on the SD card. A hundred such
+    faults now log one fault line and its recovery; the next line, once the quiet period is
+    over, says how many faults went unlogged; and a fault that lasts is always logged."""
+    caplog.set_level(logging.INFO, logger="edge_app.runtime.capture")
+    clock = {"now": 1000.0}
+    source = FaultySource()
+    loop = CaptureLoop(fast_cfg, source, FaceDetector.from_config(fast_cfg), EmotionClassifier(), None,
+                       RecordingIndicator(), clock=lambda: clock["now"])
+
+    def lines(text):
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    def flap(times):
+        for _ in range(times):
+            source.mode = "raise"
+            assert not loop.step()
+            source.mode = "ok"
+            assert loop.step()
+            clock["now"] += 1.0
+
+    try:
+        flap(100)
+        assert loop.health.camera_faults == 100
+        assert len(lines("camera fault")) == 1 and len(lines("camera is back")) == 1
+
+        clock["now"] += capture.CAMERA_LOG_QUIET_S
+        flap(1)
+        assert len(lines("camera fault")) == 2 and "99 more times" in lines("camera fault")[-1]
+        assert len(lines("camera is back")) == 2
+
+        source.mode = "raise"  # within the quiet period, but it lasts: logged all the same
+        assert not loop.step()
+        assert len(lines("camera fault")) == 2
+        clock["now"] += capture.CAMERA_LOG_LONG_S
+        assert not loop.step()
+        assert len(lines("camera fault")) == 3
+        source.mode = "ok"
+        assert loop.step() and len(lines("camera is back")) == 3
+    finally:
+        loop.stop()
 
 
 def test_grey_frames_with_a_channel_axis_are_processed(fast_cfg):

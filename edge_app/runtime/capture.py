@@ -50,6 +50,12 @@ from edge_app.vision.stills import draw_faces
 from edge_app.vision.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
+# A camera that keeps failing and coming back (a loose cable, a stream that drops after each
+# frame) logged two lines per cycle: thousands an hour into the journal, on the SD card.
+# Fault lines are kept at most one per CAMERA_LOG_QUIET_S (counting the faults in between),
+# but a fault that lasts CAMERA_LOG_LONG_S is always logged: the journal never hides an outage.
+CAMERA_LOG_QUIET_S = 600.0
+CAMERA_LOG_LONG_S = 60.0
 __all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
 
 
@@ -156,6 +162,9 @@ class CaptureLoop:
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
         self._fault_began: tuple[float, float] | None = None  # (loop clock, wall) of a fault's first failed read
+        self._fault_logged = False  # the current fault has its log line (and so its end gets one)
+        self._fault_line_at: float | None = None  # loop clock of the last logged fault line
+        self._faults_since_line = 0  # faults begun since that line (the logged one included)
         self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
@@ -283,7 +292,7 @@ class CaptureLoop:
             return True
         self._fault_began = None
         if self.health.camera != CameraState.OK:
-            if self.health.camera == CameraState.FAULT:
+            if self.health.camera == CameraState.FAULT and self._fault_logged:
                 log.info("camera is back")
             self.health.camera, self.health.camera_error = CameraState.OK, ""
             self.metrics.camera.state(CameraState.OK)
@@ -377,17 +386,20 @@ class CaptureLoop:
         log.info("resumed: the camera is read again")
 
     def _camera_fault(self, reason: str) -> None:
+        now = self.clock()
         if self.health.camera != CameraState.FAULT:
-            log.error("camera fault: %s (retrying with back-off)", reason)
+            self._fault_logged = False
+            self._faults_since_line += 1
+        if self._fault_began is None:
+            self._fault_began = (now, self.wall())
+        if not self._fault_logged:
+            self._log_fault(reason, now)
         self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
         self.metrics.camera.state(CameraState.FAULT)
         self.metrics.camera_faults.inc()
         self.indicator.fault(True, reason)
         self.faces.reset()  # the next frame may show another scene: search it whole, not near the old face
-        now = self.clock()
-        if self._fault_began is None:
-            self._fault_began = (now, self.wall())
         absent_after = self.rules.engagement.absent_after_s
         if now - self._fault_began[0] >= absent_after and self.snapshot.level not in (ABSENT, PAUSED):
             # no frame for as long as no face counts as Absent: the last state must not run on
@@ -402,6 +414,19 @@ class CaptureLoop:
             self.source.close()  # released between attempts; the next read reopens it
         except Exception:
             pass
+
+    def _log_fault(self, reason: str, now: float) -> None:
+        """The fault's log line, unless a line was logged less than ``CAMERA_LOG_QUIET_S``
+        ago and this fault has not yet lasted ``CAMERA_LOG_LONG_S`` (a flapping camera)."""
+        assert self._fault_began is not None
+        quiet = self._fault_line_at is not None and now - self._fault_line_at < CAMERA_LOG_QUIET_S
+        if quiet and now - self._fault_began[0] < CAMERA_LOG_LONG_S:
+            return
+        others = self._faults_since_line - 1
+        more = (f"; the camera also failed {others} more time{'s' if others != 1 else ''} since the last "
+                f"such line, each time back within {CAMERA_LOG_LONG_S:g} s") if others > 0 else ""
+        log.error("camera fault: %s (retrying with back-off%s)", reason, more)
+        self._fault_logged, self._fault_line_at, self._faults_since_line = True, now, 0
 
     def _count_frame(self) -> None:
         now = time.monotonic()
