@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
 
 import pytest
+from conftest import mounted_tmpfs
 
-from edge_app.store.database import DB_NAME, MIGRATIONS, Store, StoreError
+from edge_app.store.database import DB_NAME, MIGRATIONS, WAL_LIMIT_BYTES, Store, StoreError
 
 
 @pytest.fixture
@@ -230,6 +232,53 @@ def test_purge_removes_old_rows_and_their_images(store):
     assert not (images / "alerts/old.jpg").exists()
     assert (images / f"uploads/{new_upload}.jpg").read_bytes() == b"\xff\xd8\xff jpeg"
     assert store.purge(30, now=now) == 0
+
+
+def _fill_old_rows(store, rows: int, now: float) -> None:
+    """``rows`` state changes and as many outbox messages, all 40 days old (a device back
+    after the summer, or retention lowered from a year to a month)."""
+    old = now - 40 * 86400
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         ((old + i, "Engaged - paying attention", "Engaged", "neutral", 0.9) for i in range(rows)))
+        conn.executemany("INSERT INTO outbox(t, kind, body) VALUES (?, 'state', ?)",
+                         ((old + i, json.dumps({"level": "Engaged", "since": old + i})) for i in range(rows)))
+    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def test_a_large_purge_leaves_the_wal_file_bounded(store):
+    """The purge deleted every old row in one transaction, and SQLite never shrinks a WAL
+    file while the database is open: measured, a purge of 2 million rows left a 145 MB
+    -wal file beside a 157 MB database until the next restart."""
+    now = time.time()
+    _fill_old_rows(store, 150_000, now)
+    store.log_state_change(now, "Absent", "Absent", None, None)
+
+    assert store.purge(30, now=now) == 300_000
+    store.log_state_change(now + 1, "Absent", "Absent", None, None)  # the next write after it
+
+    assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 2
+    wal = store.path.with_name(DB_NAME + "-wal")
+    assert wal.stat().st_size <= WAL_LIMIT_BYTES, wal.stat().st_size
+
+
+def test_a_large_purge_succeeds_on_a_nearly_full_disk(tmp_path):
+    """In one transaction the purge needed a WAL as large as what it deleted: on a nearly
+    full card it failed with "database or disk is full" every hour, so the old rows (and
+    the full disk) stayed for good. In batches it needs a few MB."""
+    with mounted_tmpfs(tmp_path / "card", "48m") as card:
+        store = Store(card / "data")
+        try:
+            now = time.time()
+            _fill_old_rows(store, 150_000, now)
+            filler = card / "filler"  # the rest of the card, but 12 MB
+            filler.write_bytes(b"\0" * int(shutil.disk_usage(card).free - 12e6))
+
+            assert store.purge(30, now=now) == 300_000
+            assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 0
+            assert store.integrity_ok()
+        finally:
+            store.close()
 
 
 def test_write_image_is_atomic_and_inside_the_store(store):

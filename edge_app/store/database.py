@@ -23,6 +23,14 @@ from edge_app.store.outbox import queue_message
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
 AUDIT_KEEP_DAYS = 365
+# The purge deletes this many rows per transaction: one transaction for every old row needed
+# a WAL as large as what it deleted (failing on a nearly full card) and held the write lock
+# throughout. Between batches SQLite's auto-checkpoint recycles the WAL.
+PURGE_BATCH = 2000
+# SQLite never shrinks a WAL file while the database is open: after a checkpoint, one larger
+# than this is truncated to it. Above the ~4 MB the auto-checkpoint (1000 pages) lets it
+# reach in normal running, so only a spike is cut back.
+WAL_LIMIT_BYTES = 8 * 1024 * 1024
 
 MIGRATIONS: list[str] = [
     # 1: the foundation schema
@@ -229,6 +237,7 @@ class Store:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
@@ -351,21 +360,33 @@ class Store:
 
     # ------------------------------------------------------------ housekeeping
     def purge(self, retention_days: int, now: float | None = None) -> int:
-        """Delete rows and kept images older than ``retention_days``; returns rows removed."""
-        cutoff = (now or time.time()) - retention_days * 86400
+        """Delete rows and kept images older than ``retention_days``; returns rows removed
+        (in batches of ``PURGE_BATCH``: a writer waits for one batch at most)."""
+        now = time.time() if now is None else now
+        cutoff = now - retention_days * 86400
+        audit_cutoff = now - max(retention_days, AUDIT_KEEP_DAYS) * 86400
         removed = 0
-        with self.transaction() as conn:
-            for (path,) in conn.execute("SELECT image_path FROM uploads WHERE created < ? AND image_path IS NOT NULL", (cutoff,)):
-                self.remove_image(path)
-            for (path,) in conn.execute("SELECT snapshot_path FROM alerts WHERE t < ? AND snapshot_path IS NOT NULL", (cutoff,)):
-                self.remove_image(path)
-            for sql in ("DELETE FROM uploads WHERE created < ?", "DELETE FROM state_changes WHERE t < ?",
-                        "DELETE FROM minute_stats WHERE minute < ?", "DELETE FROM alerts WHERE t < ?",
-                        "DELETE FROM outbox WHERE t < ?"):
-                removed += conn.execute(sql, (cutoff,)).rowcount
-            audit_cutoff = (now or time.time()) - max(retention_days, AUDIT_KEEP_DAYS) * 86400
-            removed += conn.execute("DELETE FROM audit WHERE t < ?", (audit_cutoff,)).rowcount
+        for table, column, before, image in (
+                ("uploads", "created", cutoff, "image_path"), ("alerts", "t", cutoff, "snapshot_path"),
+                ("state_changes", "t", cutoff, None), ("minute_stats", "minute", cutoff, None),
+                ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
+            removed += self._purge_table(table, column, before, image)
         return removed
+
+    def _purge_table(self, table: str, column: str, before: float, image: str | None) -> int:
+        removed = 0
+        extra = f", {image}" if image else ""
+        while True:
+            with self.transaction() as conn:
+                rows = conn.execute(f"SELECT rowid{extra} FROM {table} WHERE {column} < ? LIMIT ?",
+                                    (before, PURGE_BATCH)).fetchall()
+                conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
+            for row in rows:  # after the commit: a failed delete must not leave a row without its image
+                if image and row[1]:
+                    self.remove_image(row[1])
+            removed += len(rows)
+            if len(rows) < PURGE_BATCH:
+                return removed
 
     def image_file(self, relative: str) -> Path:
         """A stored image's absolute path; refuses anything outside ``images/``."""
@@ -427,5 +448,8 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite has already rolled back after some errors (SQLITE_FULL):
+            self.conn.execute("ROLLBACK")  # a ROLLBACK then would raise and hide the error itself
         return False
