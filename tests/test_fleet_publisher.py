@@ -3,6 +3,7 @@ ordering across a broker outage and a restart, TLS, and refused credentials."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import mqtt_broker
@@ -13,7 +14,7 @@ from mqtt_broker import PASSWORD, USER, Broker, Listener
 
 from edge_app import config as config_mod
 from edge_app.engagement import Group, MinuteAggregator
-from edge_app.fleet.publisher import Publisher
+from edge_app.fleet.publisher import Publisher, make_client
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.database import Store
 
@@ -108,6 +109,39 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
         pub.stop()
         listener.close()
         b.stop()
+
+
+def test_a_link_that_keeps_dropping_logs_a_bounded_number_of_lines(broker, store, caplog):
+    """Two devices with one device_id (it defaults to the host name, the same on every card
+    cloned from one image) make the broker drop each in turn, every second or two: each
+    drop and reconnection was logged, measured 3,600 lines an hour per device into the
+    journal. Five drops now log the first one and its reconnection; an outage that lasts
+    is logged even within the quiet period."""
+    caplog.set_level(logging.INFO, logger="edge_app.fleet.publisher")
+    pub = Publisher(settings(broker), store).start()
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "mqtt: " in r.getMessage()]
+
+    try:
+        wait_for(lambda: pub.status.connected)
+        for _ in range(5):
+            twin = make_client(settings(broker), "engage-edge-desk-07")  # the same client id
+            twin.connect("127.0.0.1", broker.port)
+            twin.loop_start()
+            wait_for(lambda: not pub.status.connected, what="the broker dropping the device for its twin")
+            twin.disconnect()
+            twin.loop_stop()
+            wait_for(lambda: pub.status.connected, what="the device back")
+        assert len([m for m in lines() if "lost the broker" in m]) == 1, lines()
+        assert len([m for m in lines() if "connected to" in m]) == 2, lines()
+
+        pub.log_long_s = 0.5
+        broker.stop()  # a real outage within the quiet period
+        wait_for(lambda: len([m for m in lines() if "lost the broker" in m]) == 2, what="the outage logged")
+        assert "4 more times" in lines()[-1] and "same mqtt.device_id" in lines()[-1]
+    finally:
+        pub.stop()
 
 
 def test_a_minute_goes_out_with_its_start_in_unix_seconds(broker, store):
