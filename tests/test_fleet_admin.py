@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import mqtt_broker
 import requests
 from conftest import login, wait_for
 from mqtt_broker import PASSWORD, USER
+
+from edge_app import config as config_mod
 
 broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
 
@@ -66,3 +69,109 @@ def test_a_password_saved_by_an_earlier_release_leaves_the_database_at_start(mak
     kept = Path(saved["mqtt.password_file"])
     assert kept.read_text().strip() == "old-plain-secret" and kept.stat().st_mode & 0o777 == 0o600
     assert appliance.ctx.cfg.mqtt.password_file == str(kept) and appliance.ctx.cfg.mqtt.password == ""
+
+
+class _Form(HTMLParser):
+    """The fields a browser sends from the page's ``#mqtt-form``: every named input's value,
+    a checkbox only when checked (the buttons' ``action`` is the caller's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.fields = False, {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == "mqtt-form"
+        elif tag == "input" and self.inside and a.get("name"):
+            if a.get("type") != "checkbox" or "checked" in a:
+                self.fields[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox" else "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+
+
+def page_form(html: str) -> dict:
+    parser = _Form()
+    parser.feed(html)
+    assert "csrf" in parser.fields, "no classroom form on the page"
+    return parser.fields
+
+
+def admin(url: str) -> requests.Session:
+    """An admin's browser: it sends the form's hidden CSRF field, no script header."""
+    s = login(url)
+    del s.headers["X-CSRF-Token"]
+    return s
+
+
+def save(s: requests.Session, url: str, fields: dict) -> requests.Response:
+    return s.post(url, data={**fields, "action": "save"}, timeout=10)
+
+
+SECRET = "from-the-config-file-pw"
+
+
+def test_two_admins_saving_the_classroom_page_keep_each_others_changes(make_appliance, cfg):
+    """Two admins open Admin -> Classroom; each changes one field and saves. The later form
+    still holds what the page said before the first save: saving it must change only what
+    its admin changed, not put the first admin's desk label back unseen. A save ends on a
+    GET (post, redirect, get), so a reload or Back sends nothing again. The broker password
+    is never on the page, not even in what the form carries, and a typed one replaces it."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.password": SECRET, "mqtt.desk": "Row 1"}),
+                               with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    ann, bob = admin(appliance.url), admin(appliance.url)
+    pages = [s.get(url, timeout=5) for s in (ann, bob)]
+    assert all(p.status_code == 200 and SECRET not in p.text for p in pages)
+    ann_form, bob_form = (page_form(p.text) for p in pages)
+
+    ann_form.update({"mqtt.desk": "Row 2, seat 4", "mqtt.password": "typed-by-ann-1"})
+    r = save(ann, url, ann_form)
+    assert [h.status_code for h in r.history] == [303] and r.request.method == "GET"  # a reload sends nothing
+    assert r.status_code == 200 and "Saved" in r.text and "MQTT is off" in r.text
+    assert appliance.ctx.cfg.mqtt.desk == "Row 2, seat 4"
+    assert "typed-by-ann-1" not in r.text and SECRET not in r.text
+
+    bob_form["mqtt.topic_prefix"] = "school-a/room-12"
+    r = save(bob, url, bob_form)
+    assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
+    mqtt = appliance.ctx.cfg.mqtt
+    assert mqtt.topic_prefix == "school-a/room-12"
+    assert mqtt.desk == "Row 2, seat 4"  # ann's change stands
+    assert page_form(r.text)["mqtt.desk"] == "Row 2, seat 4"  # and bob's page now shows it
+    assert mqtt.password == "" and Path(mqtt.password_file).read_text().strip() == "typed-by-ann-1"  # kept
+
+    bob_form = page_form(r.text)  # a second password typed on the page replaces the saved file's
+    bob_form["mqtt.password"] = "typed-by-bob-2"
+    r = save(bob, url, bob_form)
+    assert "Saved" in r.text and "typed-by-bob-2" not in r.text
+    assert Path(appliance.ctx.cfg.mqtt.password_file).read_text().strip() == "typed-by-bob-2"
+    assert "typed-by-bob-2" not in json.dumps(appliance.store.get_setting("config_overrides"))
+
+    r = save(bob, url, page_form(r.text))  # saving an unchanged form changes nothing
+    assert [h.status_code for h in r.history] == [303] and "Nothing to save" in r.text
+
+
+def test_two_admins_changing_the_same_classroom_field_are_told(make_appliance, cfg):
+    """Both change the desk label: the later save is refused (409) with both values named and
+    the admin's own input kept on the page; saving that page again then goes through."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.password": SECRET}), with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    ann, bob = admin(appliance.url), admin(appliance.url)
+    ann_form, bob_form = (page_form(s.get(url, timeout=5).text) for s in (ann, bob))
+    ann_form["mqtt.desk"] = "Row 3, seat 1"
+    assert "Saved" in save(ann, url, ann_form).text
+    bob_form.update({"mqtt.desk": "Row 4, seat 2", "mqtt.topic_prefix": "school-b"})
+    r = save(bob, url, bob_form)
+    assert r.status_code == 409 and not r.history
+    assert "another admin" in r.text and "Desk label" in r.text and "Row 3, seat 1" in r.text
+    assert appliance.ctx.cfg.mqtt.desk == "Row 3, seat 1" and appliance.ctx.cfg.mqtt.topic_prefix == "engage"
+    again = page_form(r.text)
+    assert again["mqtt.desk"] == "Row 4, seat 2" and again["mqtt.topic_prefix"] == "school-b"  # what bob typed
+    assert SECRET not in r.text
+    r = save(bob, url, again)  # bob has seen it and saves his own
+    assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
+    assert appliance.ctx.cfg.mqtt.desk == "Row 4, seat 2" and appliance.ctx.cfg.mqtt.topic_prefix == "school-b"
+    assert appliance.ctx.cfg.mqtt.password == SECRET  # never typed, never shown: kept

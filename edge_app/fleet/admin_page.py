@@ -36,10 +36,15 @@ FIELDS: list[tuple[str, str, type, str]] = [
     ("topic_prefix", "Topic prefix", str, 'One per school or classroom, e.g. "school-a/room-12".'),
     ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),
 ]
+LABELS = {f"mqtt.{key}": label for key, label, *_ in FIELDS}
 
 
 def install(app, ctx, h) -> None:
-    """Routes ``/admin/classroom`` (``h``: the web app's ``Guard``)."""
+    """Routes ``/admin/classroom`` (``h``: the web app's ``Guard``).
+
+    Like Admin -> Settings (``web.edits``): the form carries the values it was opened with,
+    a save changes only what its admin changed, the same field changed by another admin
+    meanwhile is refused (409) with both values named, and a save ends on a GET."""
 
     def form_changes() -> dict:
         changes: dict = {}
@@ -54,51 +59,77 @@ def install(app, ctx, h) -> None:
                     raise config_mod.ConfigError(f"{label}: {raw!r} is not a port number (1 to 65535)") from None
             elif key == "password" and not raw:
                 continue  # keep the saved password
+            elif key == "password":
+                # a typed password replaces the saved one, the file included (both set is refused)
+                changes.update({"mqtt.password": raw, "mqtt.password_file": ""})
             else:
                 changes[f"mqtt.{key}"] = raw
         return changes
 
     def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None,
-               password_hint: str = ""):
+               password_hint: str = "", base: dict | None = None):
+        """The page; ``values``: what the admin typed, shown again; ``base``: the values their
+        form started from (kept, so a Save after a Test or an error still saves only theirs)."""
         from bottle import HTTPResponse
 
+        from edge_app.web.edits import base_field
+
         body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
-                      status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint)
+                      status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint,
+                      base=base_field(base or shown_now(ctx.cfg)))
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/classroom")
     def classroom_settings():
         h.require_user(admin=True)
-        return render()
+        flash = h.flash()
+        return render(flash["error"] or flash["done"], ok=not flash["error"])
 
     @app.post("/admin/classroom")
     def save_classroom_settings():
         from edge_app.web.admin_settings import apply_settings
+        from edge_app.web.edits import own_changes, read_base
 
         me = h.require_user(admin=True)
         h.check_csrf()
         h.require_recent_password()
         shown = {**saved_values(ctx.cfg), **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
+        before = shown_now(ctx.cfg)
+        base = read_base(request.forms.getunicode("base"), before)
         try:
-            changes = form_changes()
-            candidate = config_mod.with_changes(ctx.cfg, changes)  # bad host or port: ConfigError, nothing saved
+            sent = form_changes()
+            candidate = config_mod.with_changes(ctx.cfg, sent)  # bad host or port: ConfigError, nothing saved
             settings = MqttSettings.from_config(candidate)
         except config_mod.ConfigError as exc:
-            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown)
+            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown, base=base)
         if request.forms.get("action") == "test":
             if not settings.enabled:
-                return render("Set a broker host to test.", ok=False, status=400, values=shown)
+                return render("Set a broker host to test.", ok=False, status=400, values=shown, base=base)
             ok, text = check_connection(settings)
             # a typed password is never sent back to the page, so Save after a Test would keep the old one
             hint = TYPE_AGAIN if request.forms.getunicode("mqtt.password") else ""
             return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
-                          status=200 if ok else 502, values=shown, password_hint=hint)
+                          status=200 if ok else 502, values=shown, password_hint=hint, base=base)
+        changes, conflicts = own_changes(sent, base, before, LABELS)
+        if conflicts:
+            return render("Nothing saved: another admin changed these settings since you opened this page: "
+                          + "; ".join(conflicts) + ". Your values are below: save again to keep them.", ok=False,
+                          status=409, values=shown, base=before)
+        if not changes:
+            h.flash_redirect("/admin/classroom", "Nothing to save: no setting was changed.")
+        try:
+            candidate = config_mod.with_changes(ctx.cfg, changes)
+        except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
+            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown, base=base)
+        settings = MqttSettings.from_config(candidate)
         apply_settings(ctx, password_to_file(ctx.cfg, changes))
         restart_publisher(ctx, ctx.cfg)
         log.info("admin %s changed the classroom broker settings", me.username)
         ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
                         f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
-        return render("Saved." + (" Publishing to " + settings.broker + "." if settings.enabled else " MQTT is off."))
+        # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
+        h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
+                                                         if settings.enabled else " MQTT is off."))
 
 
 def password_to_file(cfg: Config, changes: dict) -> dict:
@@ -126,6 +157,12 @@ def move_saved_password(store, cfg: Config, settings_key: str) -> None:
 def saved_values(cfg: Config) -> dict[str, Any]:
     """The page's fields as the running config has them."""
     return {key: getattr(cfg.mqtt, key) for key, *_ in FIELDS}
+
+
+def shown_now(cfg: Config) -> dict[str, Any]:
+    """The fields the page shows, by dotted key: the form's ``base``. Never the password,
+    which the page does not show (the base travels in the page)."""
+    return {f"mqtt.{key}": value for key, value in saved_values(cfg).items() if key != "password"}
 
 
 def restart_publisher(ctx, cfg: Config) -> None:

@@ -2,7 +2,6 @@
 and saved in the database so they outlive restarts (``with_saved_settings`` at start-up)."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -12,6 +11,7 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store.database import Store
+from edge_app.web.edits import base_field, own_changes, read_base
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ SETTINGS_KEY = "config_overrides"
 # (dotted key, label, kind, help) of what admins may change, from the config schema;
 # kind: float, int, bool, str or a tuple of choices
 SETTINGS: list[config_mod.AdminSetting] = config_mod.admin_settings()
+LABELS = {dotted: label for dotted, label, *_ in SETTINGS}
 
 
 # ------------------------------------------------------------ settings persistence
@@ -68,48 +69,6 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
     return raw
 
 
-def _read_base(raw: str | None) -> dict | None:
-    """The settings a page was showing when its form was opened (the form's ``base``), or
-    None for a form without one (a script's): then every field it sends is saved."""
-    try:
-        base = json.loads(raw or "")
-    except ValueError:
-        return None
-    return base if isinstance(base, dict) and isinstance(base.get("engagement.mapping"), dict) else None
-
-
-def own_changes(sent: dict, base: dict | None, now: dict) -> tuple[dict, list[str]]:
-    """What this admin changed on their form (``sent`` against ``base``, the values it was
-    opened with), and the settings another admin changed meanwhile to something else.
-
-    Two admins each with the page open: the later form still holds what the page showed
-    before the first save, so saving it whole would put the first admin's setting back
-    unseen. Only the fields this admin changed are saved; one that another admin changed
-    too, to a different value, is a conflict (nothing saved, both named)."""
-    if base is None:
-        return dict(sent), []
-    labels = {dotted: label for dotted, label, *_ in SETTINGS}
-    changes: dict[str, Any] = {}
-    conflicts = []
-    for key, value in sent.items():
-        if key == "engagement.mapping":
-            continue
-        if value != base.get(key):
-            changes[key] = value
-            if now[key] != base.get(key) and now[key] != value:
-                conflicts.append(f"{labels[key]} is now {now[key]!r} (you typed {value!r})")
-    mapping = {}
-    for emotion, level in sent["engagement.mapping"].items():
-        was, current = base["engagement.mapping"].get(emotion), now["engagement.mapping"].get(emotion)
-        if level != was:
-            mapping[emotion] = level
-            if current != was and current != level:
-                conflicts.append(f"{emotion} is now {current!r} (you typed {level!r})")
-    if mapping:
-        changes["engagement.mapping"] = {**now["engagement.mapping"], **mapping}
-    return changes, conflicts
-
-
 def _in_the_forms_words(message: str) -> tuple[str, str]:
     """A refusal as the form words it, and the name of the field at fault ("" if none):
     the schema says "engagement.absent_after_s = -5.0 is not allowed", the config file's
@@ -148,7 +107,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         levels = sorted(set(config_mod.defaults().engagement.mapping.values()) | set(mapping.values())
                         | set(LEVEL_GROUPS))
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values, mapping=mapping,
-                          levels=levels, error=error, done=done, base=json.dumps(base or now),
+                          levels=levels, error=error, done=done, base=base_field(base or now),
                           invalid=invalid)
         return HTTPResponse(body, status) if status != 200 else body
 
@@ -162,13 +121,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
-        base = _read_base(request.forms.getunicode("base"))
-        # what the admin typed, shown again beside the error
+                # what the admin typed, shown again beside the error
         shown: dict[str, Any] = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
         shown["engagement.mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
                                        for emotion in ctx.cfg.engagement.mapping}
         before = settings_values()
+        base = read_base(request.forms.getunicode("base"), before)
         try:
             sent: dict[str, Any] = {}
             for dotted, label, kind, _ in SETTINGS:
@@ -177,7 +136,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                     raise config_mod.ConfigError(f"{label}: choose one of {', '.join(kind)}")
                 sent[dotted] = value
             sent["engagement.mapping"] = dict(shown["engagement.mapping"])
-            changes, conflicts = own_changes(sent, base, before)
+            changes, conflicts = own_changes(sent, base, before, LABELS)
             if conflicts:
                 return render_settings(error="Nothing saved: another admin changed settings since you opened this "
                                              "page: " + "; ".join(conflicts) + ". Your values are below: save again "

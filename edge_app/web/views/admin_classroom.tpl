@@ -15,6 +15,7 @@
   % end
   <form method="post" action="/admin/classroom" id="mqtt-form">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="base" value="{{base}}">
     <div class="grid2">
     % for key, label, kind, help in fields:
     % fid = 'mqtt-' + key.replace('_', '-')
