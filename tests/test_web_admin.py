@@ -314,6 +314,42 @@ def test_user_list_with_engagement_summary_and_filter(quiet):
     assert 'data-user="admin"' in none and 'data-user="ann"' not in none
 
 
+def test_the_users_filter_is_kept_after_each_action(quiet):
+    """An admin filters the users page (?level=Not engaged) and acts on a row: each action's
+    redirect leads back to the filtered page (its other query too), not to every user. Every
+    form is sent the way a browser sends it, to the action its page names, a deletion through
+    its confirmation page."""
+    bob = seed(quiet)["bob"].id
+    s = login(quiet.url)
+    del s.headers["X-CSRF-Token"]  # a browser's form carries only its hidden field
+
+    def action(page: str, path: str) -> str:
+        found = re.search(rf'<form method="post" action="({re.escape(path)}(\?[^"]*)?)"', page)
+        assert found, f"no form for {path}"
+        return quiet.url + html.unescape(found.group(1))
+
+    def send(page: str, path: str, **form) -> str:
+        r = s.post(action(page, path), data={"csrf": s.csrf, **form}, timeout=10)
+        assert r.history and r.request.method == "GET" and r.status_code == 200  # post, redirect, get
+        assert "level=Not+engaged" in r.url and "q=kept+too" in r.url, r.url
+        return r.text
+
+    page = s.get(f"{quiet.url}/admin/users", params={"level": "Not engaged", "q": "kept too"}, timeout=10).text
+    assert 'data-user="bob"' in page and 'data-user="ann"' not in page
+    page = send(page, f"/admin/users/{bob}/disable")
+    assert "Disabled bob" in page and quiet.accounts.get(bob).disabled
+    assert 'data-user="bob"' in page and 'data-user="ann"' not in page  # still the filtered list
+    page = send(page, f"/admin/users/{bob}/enable")
+    assert "Enabled bob" in page and 'data-user="ann"' not in page
+    page = send(page, "/admin/users", username="cleo", password="cleo-password-1", temporary="on")
+    assert "Created student cleo" in page and 'data-user="ann"' not in page
+    confirm = s.post(action(page, f"/admin/users/{bob}/delete-data"), data={"csrf": s.csrf}, timeout=10).text
+    assert 'id="confirm-delete"' in confirm
+    assert 'href="/admin/users?level=Not+engaged&amp;q=kept+too"' in confirm  # its Cancel too
+    page = send(confirm, f"/admin/users/{bob}/delete-data", confirm="yes")
+    assert "Deleted 1 uploads" in page and 'data-user="ann"' not in page
+
+
 def test_admin_deletes_one_students_data(quiet, face_jpeg):
     for name in ("ann", "bob"):
         quiet.accounts.create_user(name, PW)

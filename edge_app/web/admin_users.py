@@ -5,6 +5,7 @@ only on its confirmation; every action is written to the audit log (``/admin/aud
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, urlencode
 
 import bottle
 from bottle import HTTPResponse, request
@@ -30,6 +31,15 @@ def temporary() -> bool:
     raise AuthError("temporary must be on or off")
 
 
+def page_query() -> str:
+    """The users page's own query ("?level=Engaged", or ""), without a previous outcome's
+    message. Its forms post to URLs that carry it, and each action leads back to the page
+    with it: the filter the admin chose is kept after disabling, deleting, etc."""
+    kept = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
+            if k not in ("done", "error", "sig")]
+    return "?" + urlencode(kept) if kept else ""
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/users")
     def users_page():
@@ -44,13 +54,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if level:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
-                          me=me, locked=ctx.accounts.locked_users(), typed=typed or {}, done=done, error=error)
+                          me=me, locked=ctx.accounts.locked_users(), typed=typed or {}, done=done, error=error,
+                          query=page_query())
 
     @app.post("/admin/users")
     def create_user():
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
+        back = "/admin/users" + page_query()
         f = request.forms
         try:
             user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
@@ -62,7 +74,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         log.info("admin created user %s (%s)", user.username, user.role)
         ctx.store.audit(me.username, "created user", user.username,
                         f"role {user.role}" + (", temporary password" if user.must_change_password else ""))
-        guard.flash_redirect("/admin/users", f"Created {user.role} {user.username}"
+        guard.flash_redirect(back, f"Created {user.role} {user.username}"
                        + ("; they choose their own password at the first log-in." if user.must_change_password else "."))
 
     @app.post("/admin/users/<user_id:int>/<action>")
@@ -70,20 +82,21 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
+        back = "/admin/users" + page_query()
         target = ctx.accounts.get(user_id)
         if target is None:
-            guard.flash_redirect("/admin/users", "That user no longer exists.", error=True)
+            guard.flash_redirect(back, "That user no longer exists.", error=True)
         if target.id == me.id and action in ("disable", "delete"):
-            guard.flash_redirect("/admin/users", "You cannot disable or delete your own account.", error=True)
+            guard.flash_redirect(back, "You cannot disable or delete your own account.", error=True)
         if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
-            guard.flash_redirect("/admin/users", "Change your own password on Your account: it asks for the current one.",
+            guard.flash_redirect(back, "Change your own password on Your account: it asks for the current one.",
                            error=True)
         if (target.is_admin and not target.disabled and action in ("disable", "delete")
                 and ctx.accounts.count_admins() <= 1):
-            guard.flash_redirect("/admin/users", "This is the last admin: create another admin first.", error=True)
+            guard.flash_redirect(back, "This is the last admin: create another admin first.", error=True)
         if action in IRREVERSIBLE and request.forms.getunicode("confirm") != "yes":
             return guard.page("admin_confirm", title="Confirm deletion", target=target, action=action,
-                              counts=reports.user_data_counts(ctx.store, user_id))
+                              counts=reports.user_data_counts(ctx.store, user_id), query=page_query())
         if action == "disable":
             ctx.accounts.set_disabled(user_id, True)
             message = f"Disabled {target.username}: they are logged out and cannot log in."
@@ -97,7 +110,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 must_change = temporary()
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
-                guard.flash_redirect("/admin/users", f"Password not reset: {exc}.", error=True)
+                guard.flash_redirect(back, f"Password not reset: {exc}.", error=True)
             message = f"New password set for {target.username}; their sessions ended" + (
                 "; they choose their own at the next log-in." if must_change else ".")
             audit = ("reset password of", "temporary password" if must_change else "")
@@ -119,4 +132,4 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                                            message=f"{action!r} is not a user action."), 404)
         log.info("admin %s: %s", me.username, message)
         ctx.store.audit(me.username, audit[0], target.username, audit[1])
-        guard.flash_redirect("/admin/users", message)
+        guard.flash_redirect(back, message)

@@ -14,10 +14,10 @@
   <p class="hint">The account stays: {{target.username}} can still log in.</p>
   % end
   <p class="hint">The audit log records that you did this.</p>
-  <form method="post" action="/admin/users/{{target.id}}/{{action}}" class="row">
+  <form method="post" action="/admin/users/{{target.id}}/{{action}}{{query}}" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="confirm" value="yes">
     <button type="submit" class="danger" id="confirm-delete">{{'Delete user %s' % target.username if whole else 'Delete their data'}}</button>
-    <a href="/admin/users" class="button secondary" id="confirm-cancel">Cancel</a>
+    <a href="/admin/users{{query}}" class="button secondary" id="confirm-cancel">Cancel</a>
   </form>
 </section>

@@ -42,7 +42,7 @@
         <td>
           <details class="actions-menu"><summary>Manage</summary>
           % if u['id'] != me.id:
-          <form method="post" action="/admin/users/{{u['id']}}/password" class="row">
+          <form method="post" action="/admin/users/{{u['id']}}/password{{query}}" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
             <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
@@ -53,23 +53,23 @@
           <p class="hint"><a href="/account">Change your password</a> (it asks for the current one)</p>
           % end
           % if u['username'].lower() in locked:
-          <form method="post" action="/admin/users/{{u['id']}}/unlock" class="inline">
+          <form method="post" action="/admin/users/{{u['id']}}/unlock{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <button type="submit" class="secondary">Unlock log-in</button>
           </form>
           % end
           % if u['id'] != me.id:
-          <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}" class="inline">
+          <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <button type="submit" class="secondary">{{'Enable' if u['disabled'] else 'Disable'}}</button>
           </form>
           % end
-          <form method="post" action="/admin/users/{{u['id']}}/delete-data" class="inline">
+          <form method="post" action="/admin/users/{{u['id']}}/delete-data{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <button type="submit" class="danger">Delete their data</button>
           </form>
           % if u['id'] != me.id:
-          <form method="post" action="/admin/users/{{u['id']}}/delete" class="inline">
+          <form method="post" action="/admin/users/{{u['id']}}/delete{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <button type="submit" class="danger">Delete user</button>
           </form>
@@ -85,7 +85,7 @@
 </section>
 <section class="card narrow-left">
   <h2>Add a user</h2>
-  <form method="post" action="/admin/users" id="new-user" class="stacked">
+  <form method="post" action="/admin/users{{query}}" id="new-user" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <label for="n-username">User name</label>
     <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}" value="{{typed.get('username', '')}}">
