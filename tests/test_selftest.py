@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -13,9 +14,10 @@ from edge_app import config as config_mod
 from edge_app.cli import main
 from edge_app.device import clock, selftest
 from edge_app.models import registry as flash
+from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 
-CHECKS = ["camera", "led", "buzzer", "model", "database", "disk"]
+CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk"]
 # the clock check reads this machine's kernel: a clock no time server set is a WARN (tests/test_clock.py)
 CLOCK = {True: "PASS", False: "WARN", None: "SKIP"}[clock.synchronized()]
 
@@ -89,6 +91,22 @@ def test_model_without_golden_data_fails_the_model_check(tmp_path):
     cfg = config_mod.load(None, {"model.manifest": str(manifest), "store.data_dir": str(tmp_path / "d")})
     with pytest.raises(RuntimeError, match="no golden data"):
         selftest.check_model(cfg)
+
+
+def test_a_corrupt_face_detector_fails_the_self_test(tmp_path, golden_manifest, capsys):
+    """The appliance refuses to start with a damaged detector model: the self-test must not pass it."""
+    shipped = DETECTOR_MANIFEST.parent
+    models = tmp_path / "models"
+    shutil.copytree(shipped, models)
+    model = models / json.loads(DETECTOR_MANIFEST.read_text())["model"]
+    model.write_bytes(model.read_bytes()[:20000])
+    conf = tmp_path / "selftest.toml"
+    conf.write_text(Path(write_config(tmp_path, golden_manifest)).read_text()
+                    + f'[detector]\nmanifest = "{models / DETECTOR_MANIFEST.name}"\n')
+    assert main(["selftest", "--source", "demo", "--no-buzzer", "--config", str(conf), "--step", "0.01"]) == 1
+    out = capsys.readouterr().out
+    assert status_lines(out)["detector"] == "FAIL" and status_lines(out)["model"] == "PASS"
+    assert "reinstall engage-edge" in out and "self-test FAILED: detector" in out
 
 
 def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manifest):

@@ -263,7 +263,7 @@ def add_commands(sub) -> None:
     gold.add_argument("manifest", type=Path)
     gold.set_defaults(func=cmd_model_golden)
 
-    st = sub.add_parser("selftest", help="check camera, LED, buzzer, model, database and disk")
+    st = sub.add_parser("selftest", help="check camera, LED, buzzer, model, face detector, database and disk")
     st.add_argument("--source", help="camera source to test (default: camera.source)")
     st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
     st.add_argument("--step", type=float, default=0.4, help="seconds per LED colour")

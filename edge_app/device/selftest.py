@@ -1,7 +1,8 @@
 """The technician's hardware self-test: one PASS/FAIL line per check.
 
 Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), the
-model's golden check, a database write, free disk space, and whether a time server has
+model's golden check, the configured face detector finding the face in a shipped portrait,
+a database write, free disk space, and whether a time server has
 set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a
 device stop the service first (``sudo systemctl stop engage-edge``): the camera and the
 GPIO pins are exclusive.
@@ -82,6 +83,24 @@ def check_model(cfg: Config) -> str:
     return f"{clf.manifest.model_path.name}: {reason}"
 
 
+def check_detector(cfg: Config) -> str:
+    """The configured detector (its model file checked against its manifest) finds the
+    face in a shipped portrait: the appliance cannot start without it."""
+    from edge_app.vision.detector import detector_from_config
+    from edge_app.vision.faces import FRONTAL, photo
+
+    detector = detector_from_config(cfg)
+    name = "grace_hopper.jpg"
+    x, y, w, h = FRONTAL[name]
+    cx, cy = x + w / 2, y + h / 2
+    for face in detector.detect(photo(name)):
+        fx, fy, fw, fh = face.box
+        if fx <= cx <= fx + fw and fy <= cy <= fy + fh:
+            return f"{cfg.detector.backend} found the face in {name}"
+    raise RuntimeError(f"the {cfg.detector.backend} detector found no face in the shipped portrait {name}: check "
+                       "the [detector] settings in the config (min_score, min_face_px) or reinstall engage-edge")
+
+
 def check_database(cfg: Config) -> str:
     from edge_app.store.database import Store
 
@@ -152,6 +171,7 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
             print("SKIP buzzer: --no-buzzer", file=out, flush=True)
         indicator.close()
     attempt("model", check_model, cfg)
+    attempt("detector", check_detector, cfg)
     attempt("database", check_database, cfg)
     attempt("disk", check_disk, cfg)
     results.append(check_clock())
