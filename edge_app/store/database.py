@@ -31,6 +31,8 @@ PURGE_BATCH = 2000
 # than this is truncated to it. Above the ~4 MB the auto-checkpoint (1000 pages) lets it
 # reach in normal running, so only a spike is cut back.
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (an extended code's low byte)
+FULL_BELOW_BYTES = 1_000_000  # an I/O error on a disk with less free than this is the disk being full
 
 MIGRATIONS: list[str] = [
     # 1: the foundation schema
@@ -240,6 +242,9 @@ class Store:
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
+                full = self._disk_full(exc)
+                if full:
+                    raise StoreError(f"{self.path} cannot be opened: {exc}: {full}") from None
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
                                  "Restore a backup (engage-edge backup; the steps, with the -wal and -shm files: "
                                  "firmware/README.md, 'Restoring a backup') or move the file away to start afresh.") from None
@@ -290,7 +295,26 @@ class Store:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}") from exc
+                full = self._disk_full(exc)
+                raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}"
+                                 + (f": {full}" if full else "")) from exc
+
+    def _disk_full(self, exc: sqlite3.Error) -> str | None:
+        """What to do when ``exc`` comes from a full disk (SQLITE_FULL, or an I/O error such as
+        growing the -shm file with next to nothing free), else None: the database is not
+        damaged, so restoring a backup or moving it away would only lose data."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in (SQLITE_IOERR, SQLITE_FULL):
+            return None
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            return None
+        if code == SQLITE_IOERR and free >= FULL_BELOW_BYTES:
+            return None
+        return (f"the disk holding {self.data_dir} is full ({free / 1e6:.1f} MB free; the database is not damaged, "
+                "do not restore a backup): free some space (old backups or exports, `sudo journalctl --vacuum-size=50M`) "
+                "or lower store.retention_days, then try again")
 
     # ------------------------------------------------------------ settings
     def get_setting(self, key: str, default=None):
