@@ -109,6 +109,16 @@ def test_a_corrupt_face_detector_fails_the_self_test(tmp_path, golden_manifest, 
     assert "reinstall engage-edge" in out and "self-test FAILED: detector" in out
 
 
+def test_a_damaged_model_file_fails_the_model_check_with_what_to_do(tmp_path, golden_manifest):
+    models = tmp_path / "m"
+    shutil.copytree(golden_manifest.parent, models)
+    model = models / json.loads(golden_manifest.read_text())["model"]
+    model.write_bytes(model.read_bytes()[:20000])
+    cfg = config_mod.load(None, {"model.manifest": str(models / golden_manifest.name), "store.data_dir": str(tmp_path / "d")})
+    with pytest.raises(RuntimeError, match="does not match its manifest.*: fix or remove model.manifest"):
+        selftest.check_model(cfg)
+
+
 def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manifest):
     factory = MockFactory(pin_class=MockPWMPin)
     try:

@@ -72,11 +72,20 @@ def check_buzzer(indicator, cfg: Config) -> str:
 
 
 def check_model(cfg: Config) -> str:
-    from edge_app.models.registry import active_manifest, golden_check
-    from edge_app.vision.classifier import EmotionClassifier
+    from edge_app.models.registry import CURRENT, active_manifest, golden_check
+    from edge_app.vision.classifier import EmotionClassifier, ModelError
 
     path = active_manifest(cfg)
-    clf = EmotionClassifier(path, cfg.model.threads)
+    try:
+        clf = EmotionClassifier(path, cfg.model.threads)
+    except ModelError as exc:
+        if cfg.model.manifest:
+            fix = "fix or remove model.manifest in the config (it pins this file)"
+        elif path.name == CURRENT:
+            fix = "engage-edge model rollback, or engage-edge model install a good model"
+        else:
+            fix = "reinstall engage-edge to restore the shipped model"
+        raise RuntimeError(f"{exc}: {fix}") from None
     ok, reason = golden_check(clf, clf.manifest.raw.get("golden"))
     if not ok:
         raise RuntimeError(f"{path}: {reason}")
