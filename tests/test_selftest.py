@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from edge_app.device import clock, selftest
 from edge_app.models import registry as flash
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
+from tests.conftest import mounted_tmpfs
 
 CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk"]
 # the clock check reads this machine's kernel: a clock no time server set is a WARN (tests/test_clock.py)
@@ -80,6 +82,25 @@ def test_failures_give_fail_lines_and_a_nonzero_exit(tmp_path, capsys):
     assert lines["camera"] == "FAIL" and lines["model"] == "FAIL"
     assert lines["database"] == "PASS" and lines["disk"] == "PASS"
     assert "does not exist" in out and "self-test FAILED: camera, model" in out
+    assert "holding the camera" not in out  # a missing file is not a camera the service could hold
+
+
+def test_a_data_directory_that_cannot_be_created_says_what_to_do(tmp_path, golden_manifest, capsys):
+    """On a read-only file system the database and disk lines said only "[Errno 30]
+    Read-only file system": now each says what to do."""
+    with mounted_tmpfs(tmp_path / "ro", "1m") as ro:
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        path = tmp_path / "ro.toml"
+        path.write_text(Path(write_config(tmp_path, golden_manifest)).read_text()
+                        .replace(str(tmp_path / "data"), str(ro / "data")))
+        assert main(["selftest", "--source", "demo", "--config", str(path), "--step", "0.01", "--no-buzzer"]) == 1
+    out = capsys.readouterr().out
+    lines = status_lines(out)
+    assert lines["database"] == "FAIL" and lines["disk"] == "FAIL"
+    database = next(line for line in out.splitlines() if line.startswith("FAIL database"))
+    disk = next(line for line in out.splitlines() if line.startswith("FAIL disk"))
+    assert "Read-only file system" in database and "store.data_dir" in database
+    assert "Read-only file system" in disk and "store.data_dir" in disk
 
 
 def test_model_without_golden_data_fails_the_model_check(tmp_path):

@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge_app import config as config_mod
 from edge_app.config import Config
@@ -47,7 +48,10 @@ def check_camera(cfg: Config, source_spec: str) -> str:
             shape = frame.shape
         fps = FRAMES / max(time.monotonic() - t0, 1e-6)
     except CameraError as exc:
-        raise RuntimeError(f"{exc} (is the engage-edge service running and holding the camera?)") from None
+        # only a camera device can be held by the running service; not a file, a stream or a missing library
+        camera = "://" not in source_spec and not Path(source_spec).suffix and "not installed" not in str(exc)
+        hint = " (is the engage-edge service running and holding the camera?)" if camera else ""
+        raise RuntimeError(f"{exc}{hint}") from None
     finally:
         source.close()
     return f"{FRAMES} frames {shape[1]}x{shape[0]} from {source_spec} ({fps:.0f} fps)"
@@ -128,7 +132,11 @@ def check_database(cfg: Config) -> str:
 
 def check_disk(cfg: Config) -> str:
     data = config_mod.data_dir(cfg)
-    data.mkdir(parents=True, exist_ok=True)
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeError(f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
+                           "choose another store.data_dir") from None
     free_mb = shutil.disk_usage(data).free / 1e6
     need = max(cfg.store.min_free_mb * 2, 100)
     if free_mb < need:

@@ -205,7 +205,9 @@ class Store:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             (self.data_dir / "images").mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from None
+            raise StoreError(f"cannot create the data directory {self.data_dir} ({exc.strerror or exc}): check that its "
+                             "file system is mounted read-write and that the service user may write to its parent "
+                             "(sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
         self._check_writable()
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
