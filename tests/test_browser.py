@@ -294,10 +294,11 @@ def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_
     error = page.locator("#settings-error").inner_text()
     assert error.startswith("Nothing saved: Absent after (seconds): ") and "engagement." not in error
     assert field.get_attribute("aria-invalid") == "true" and field.input_value() == "-5"
-    assert page.evaluate("document.activeElement.id") == "engagement-absent_after_s"
+    # autofocus lands when the browser next renders the page: wait for it, do not race it
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'engagement-absent_after_s'")
     assert "settings-error" in field.get_attribute("aria-describedby").split()
     page.get_by_label("Absent after (seconds)").fill(str(server.cfg.engagement.absent_after_s))
     page.get_by_label("anger").fill("Cross")
     page.get_by_role("button", name="Save settings").click()
     assert page.locator("#settings-error").inner_text().startswith("Nothing saved: anger: 'Cross' is not allowed")
-    assert page.evaluate("document.activeElement.id") == "map-anger"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'map-anger'")
