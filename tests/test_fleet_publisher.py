@@ -136,7 +136,7 @@ def test_a_link_that_keeps_dropping_logs_a_bounded_number_of_lines(broker, store
         assert len([m for m in lines() if "lost the broker" in m]) == 1, lines()
         assert len([m for m in lines() if "connected to" in m]) == 2, lines()
 
-        pub.log_long_s = 0.5
+        pub.loss_log.long_s = 0.5
         broker.stop()  # a real outage within the quiet period
         wait_for(lambda: len([m for m in lines() if "lost the broker" in m]) == 2, what="the outage logged")
         assert "4 more times" in lines()[-1] and "same mqtt.device_id" in lines()[-1]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_app.episodes import EpisodeLog
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.database import Store
 from edge_app.store.outbox import Message, Outbox
@@ -113,13 +114,10 @@ class Publisher:
         self._watched: list = []
         self._last_state: Message | None = None  # the newest state handed to paho in this process
         self._restate = False  # set at each connection: that state is published again (sender thread)
-        self.log_quiet_s, self.log_long_s = LOG_QUIET_S, LOG_LONG_S
+        self.loss_log = EpisodeLog(LOG_QUIET_S, LOG_LONG_S)  # a link that keeps dropping: bounded lines
         self._log_lock = threading.Lock()  # losses are logged from paho's thread and the sender's
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
         self._lost_reason = ""
-        self._loss_logged = True  # the last loss has its line (so the reconnection gets one too)
-        self._lost_line_at: float | None = None  # monotonic time of the last "lost" line
-        self._losses_since_line = 0  # losses since that line (the logged one included)
         self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -136,7 +134,7 @@ class Publisher:
             self.status.error = error
             return
         with self._log_lock:
-            if self._loss_logged:  # a loss kept out of the log keeps its reconnection out too
+            if self.loss_log.logged:  # a loss kept out of the log keeps its reconnection out too
                 log.info("mqtt: connected to %s as %s", self.settings.broker, self.settings.device_id)
             self._lost_since = None
         self.status.connected, self.status.error = True, ""
@@ -154,31 +152,29 @@ class Publisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.status.connected and not self._stop.is_set():
             with self._log_lock:
-                self._lost_since, self._lost_reason, self._loss_logged = time.monotonic(), str(reason_code), False
-                self._losses_since_line += 1
+                self._lost_since, self._lost_reason = time.monotonic(), str(reason_code)
+                self.loss_log.begin()
             self.status.error = f"lost the connection ({reason_code}); retrying"
             self._log_loss()
         self.status.connected = False
 
     def _log_loss(self) -> None:
-        """The last loss's line, unless a line was logged less than ``log_quiet_s`` ago and
-        this outage has not yet lasted ``log_long_s`` (then the sender thread tries again)."""
+        """The last loss's line, once it is due (``EpisodeLog``; while it is kept back, the
+        sender thread tries again)."""
         with self._log_lock:
-            if self._loss_logged or self._lost_since is None:
+            if self._lost_since is None:
                 return
             now = time.monotonic()
-            quiet = self._lost_line_at is not None and now - self._lost_line_at < self.log_quiet_s
-            if quiet and now - self._lost_since < self.log_long_s:
+            others = self.loss_log.due(now, self._lost_since)
+            if others is None:
                 return
             ago = now - self._lost_since
             when = f" {ago:.0f} s ago" if ago >= 1 else ""
-            others = self._losses_since_line - 1
             more = (f"; the connection also dropped {others} more time{'s' if others != 1 else ''} since the last "
                     "such line (a second device with the same mqtt.device_id makes the broker drop each in turn)"
                     if others > 0 else "")
             log.warning("mqtt: lost the broker %s%s (%s); retrying with back-off%s", self.settings.broker, when,
                         self._lost_reason, more)
-            self._loss_logged, self._lost_line_at, self._losses_since_line = True, now, 0
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # only a note for the sender thread: paho holds its message lock while calling this

@@ -35,6 +35,7 @@ from edge_app.engagement import (
     MinuteAggregator,
     Observation,
 )
+from edge_app.episodes import EpisodeLog
 from edge_app.runtime.health import CameraState, Health
 from edge_app.runtime.live import LiveFrame
 from edge_app.runtime.metrics import STAGES, Metrics
@@ -162,9 +163,7 @@ class CaptureLoop:
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
         self._fault_began: tuple[float, float] | None = None  # (loop clock, wall) of a fault's first failed read
-        self._fault_logged = False  # the current fault has its log line (and so its end gets one)
-        self._fault_line_at: float | None = None  # loop clock of the last logged fault line
-        self._faults_since_line = 0  # faults begun since that line (the logged one included)
+        self._fault_log = EpisodeLog(CAMERA_LOG_QUIET_S, CAMERA_LOG_LONG_S)  # a flapping camera: bounded lines
         self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
@@ -292,7 +291,7 @@ class CaptureLoop:
             return True
         self._fault_began = None
         if self.health.camera != CameraState.OK:
-            if self.health.camera == CameraState.FAULT and self._fault_logged:
+            if self.health.camera == CameraState.FAULT and self._fault_log.logged:
                 log.info("camera is back")
             self.health.camera, self.health.camera_error = CameraState.OK, ""
             self.metrics.camera.state(CameraState.OK)
@@ -388,12 +387,10 @@ class CaptureLoop:
     def _camera_fault(self, reason: str) -> None:
         now = self.clock()
         if self.health.camera != CameraState.FAULT:
-            self._fault_logged = False
-            self._faults_since_line += 1
+            self._fault_log.begin()
         if self._fault_began is None:
             self._fault_began = (now, self.wall())
-        if not self._fault_logged:
-            self._log_fault(reason, now)
+        self._log_fault(reason, now)
         self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
         self.metrics.camera.state(CameraState.FAULT)
@@ -416,17 +413,14 @@ class CaptureLoop:
             pass
 
     def _log_fault(self, reason: str, now: float) -> None:
-        """The fault's log line, unless a line was logged less than ``CAMERA_LOG_QUIET_S``
-        ago and this fault has not yet lasted ``CAMERA_LOG_LONG_S`` (a flapping camera)."""
+        """The fault's log line, once it is due (``EpisodeLog``: a flapping camera)."""
         assert self._fault_began is not None
-        quiet = self._fault_line_at is not None and now - self._fault_line_at < CAMERA_LOG_QUIET_S
-        if quiet and now - self._fault_began[0] < CAMERA_LOG_LONG_S:
+        others = self._fault_log.due(now, self._fault_began[0])
+        if others is None:
             return
-        others = self._faults_since_line - 1
         more = (f"; the camera also failed {others} more time{'s' if others != 1 else ''} since the last "
                 f"such line, each time back within {CAMERA_LOG_LONG_S:g} s") if others > 0 else ""
         log.error("camera fault: %s (retrying with back-off%s)", reason, more)
-        self._fault_logged, self._fault_line_at, self._faults_since_line = True, now, 0
 
     def _count_frame(self) -> None:
         now = time.monotonic()
