@@ -265,6 +265,9 @@ def test_a_refused_filter_offers_no_csv(quiet):
     assert r.status_code == 400 and "Filter not applied" in r.text
     assert 'id="csv"' not in r.text  # its download would fail without a word
     assert 'id="csv"' in s.get(f"{quiet.url}/admin/log", timeout=10).text
+    # on a later page too: the page number is no reason to ask the refused filter again (a 500)
+    r = s.get(f"{quiet.url}/admin/log", params={"from": "2026-12-31", "to": "2026-01-01", "page": 3}, timeout=10)
+    assert r.status_code == 400 and "Filter not applied" in r.text
 
 
 def test_a_refused_new_user_keeps_what_was_typed_but_the_password(quiet):

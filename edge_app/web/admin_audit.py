@@ -6,7 +6,7 @@ import bottle
 from bottle import request
 
 from edge_app.store import reports
-from edge_app.web.guard import Guard
+from edge_app.web.guard import Guard, page_at_most_last
 
 PAGE_SIZE = 50
 
@@ -19,9 +19,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             page_no = min(max(1, int(request.query.get("page", 1))), 1_000_000)
         except (ValueError, OverflowError):
             page_no = 1
-        rows, total = reports.audit_log(ctx.store, page_no, PAGE_SIZE)
-        pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-        if page_no > pages:  # a link past the last page (rows purged since): the last page, not "No admin has
-            page_no = pages  # changed anything yet" with no way back
-            rows, total = reports.audit_log(ctx.store, page_no, PAGE_SIZE)
+        rows, total, page_no, pages = page_at_most_last(lambda n: reports.audit_log(ctx.store, n, PAGE_SIZE),
+                                                        page_no, PAGE_SIZE)
         return guard.page("admin_audit", title="Audit log", rows=rows, total=total, page_no=page_no, pages=pages)

@@ -14,7 +14,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.engagement import GROUPS
 from edge_app.store import backup, reports
 from edge_app.store.reports import LogFilter
-from edge_app.web.guard import Guard, json_error
+from edge_app.web.guard import Guard, json_error, page_at_most_last
 
 PAGE_SIZE = 50
 
@@ -46,14 +46,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_user(admin=True)
         flt, page_no = _log_request()
         try:
-            rows, total = query_log(flt, page_no)
+            rows, total, page_no, pages = page_at_most_last(lambda n: query_log(flt, n), page_no, PAGE_SIZE)
             error = ""
         except ValueError as exc:
-            rows, total, error = [], 0, f"Filter not applied: {exc}."
-        pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-        if page_no > pages:  # a link past the last page (rows deleted or purged since): the last page,
-            page_no = pages  # not "Nothing logged yet" under "120 rows" with no way back
-            rows, total = query_log(flt, page_no)
+            rows, total, page_no, pages, error = [], 0, 1, 1, f"Filter not applied: {exc}."
         emotions = reports.log_emotions(ctx.store)
         users = [u.username for u in ctx.accounts.list_users()]
         body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,

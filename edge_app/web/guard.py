@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import NoReturn
+from typing import Callable, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 import bottle
@@ -198,6 +198,18 @@ class Guard:
         now = loop.state if viewer and loop is not None else None
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, local_time=local_time, **values)
+
+
+def page_at_most_last(fetch: Callable[[int], tuple[list, int]], page_no: int, size: int) -> tuple[list, int, int, int]:
+    """(rows, total, page_no, pages) of a paged table from ``fetch(page_no) -> (rows,
+    total)``. A link past the last page (rows deleted or purged since it was made) gets the
+    last page, not an empty one under "120 rows" with no way back."""
+    rows, total = fetch(page_no)
+    pages = max(1, (total + size - 1) // size)
+    if page_no > pages:
+        page_no = pages
+        rows, total = fetch(page_no)
+    return rows, total, page_no, pages
 
 
 def local_time(t: float) -> str:
