@@ -122,6 +122,35 @@ def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shot
     page.screenshot(path=str(shots / "upload-deleted.png"), full_page=True)
 
 
+def test_reloading_an_upload_result_shows_it_without_storing_the_photo_again(new_page, server, face_jpeg, tmp_path):
+    """The browser sends the form again on a reload (after its "resubmit?" question, which
+    Playwright answers yes): the student gets the first result, not a second copy of their
+    photo in the history and the admin's log."""
+    server.accounts.create_user("noa", STUDENT_PW, "student")
+    noa = server.accounts.find("noa").id
+    page = new_page("noa", STUDENT_PW)
+    photo = tmp_path / "once.jpg"
+    photo.write_bytes(face_jpeg)
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#faces").wait_for()
+    stored = server.store.query("SELECT id FROM uploads WHERE user_id = ?", (noa,))
+    assert len(stored) == 1
+    page.reload()  # a POST again, with the same form
+    page.locator("#result-done").wait_for()
+    assert "analysed and stored once already" in page.locator("#result-done").inner_text()
+    assert page.url.split("?")[0] == f"{server.url}/uploads/{stored[0]['id']}"
+    assert page.locator("#faces tbody tr").count() >= 1  # its result, from the stored rows
+    assert server.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (noa,))[0][0] == 1
+    page.goto(f"{server.url}/upload")  # a new form is a new photo
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#faces").wait_for()
+    assert server.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (noa,))[0][0] == 2
+    assert not page.console_errors, page.console_errors
+
+
 def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
     bad = tmp_path / "holiday.jpg"
     bad.write_text("this is a text file with a .jpg name")

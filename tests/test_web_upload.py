@@ -80,6 +80,42 @@ def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg)
     assert upload_count(appliance) == 1
 
 
+def test_the_same_form_sent_twice_at_once_stores_one_photo(appliance, admin_session, face_jpeg):
+    """A double click on Analyse: two POSTs of one form, the second while the first is
+    analysed. One row; the second answer leads to the first one's result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    form = {"csrf": admin_session.csrf, "attempt": "double-click-1"}
+
+    def send(_):
+        return admin_session.post(f"{appliance.url}/upload", data=form, allow_redirects=False,
+                                  files={"image": ("twice.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, range(2)))
+    assert sorted(r.status_code for r in answers) == [200, 303]
+    assert upload_count(appliance) == 1
+    upload_id = appliance.store.query("SELECT id FROM uploads")[0][0]
+    again = next(r for r in answers if r.status_code == 303)
+    assert again.headers["Location"].split("?")[0].endswith(f"/uploads/{upload_id}")
+    shown = admin_session.get(again.headers["Location"], timeout=10)
+    assert "analysed and stored once already" in shown.text and 'id="faces"' in shown.text
+
+
+def test_a_refused_form_sent_again_is_analysed_again(appliance, admin_session, face_jpeg):
+    """A failure is not remembered as the form's answer: the same form with a good file
+    (or once the disk is freed) is analysed."""
+    form = {"csrf": admin_session.csrf, "attempt": "retry-1"}
+    bad = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60,
+                             files={"image": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "image/jpeg")})
+    assert bad.status_code == 400 and upload_count(appliance) == 0
+    good = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
+                              files={"image": ("whole.jpg", face_jpeg, "image/jpeg")})
+    assert good.status_code == 200 and 'id="faces"' in good.text
+    assert upload_count(appliance) == 1
+    assert 'name="attempt" value="retry-1"' not in good.text  # the page's next form is a new one
+
+
 def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
     face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
     pair = np.hstack([face, np.full((face.shape[0], 80, 3), 255, np.uint8), cv2.flip(face, 1)])
@@ -361,3 +397,42 @@ def test_the_timeline_after_a_restart_is_in_time_order(make_appliance, cfg):
     points = session.get(f"{appliance.url}/api/timeline?minutes=10", timeout=10).json()["points"]
     assert [p["t"] for p in points] == sorted(p["t"] for p in points)
     assert points[0]["group"] == "Engaged" and "Absent" in [p["group"] for p in points[1:]]
+
+
+def test_a_second_send_waits_for_the_first_analysis_and_gets_its_upload():
+    """``Submissions`` alone: the second claim of a token blocks until the first is done
+    (then gets its id) or failed (then analyses itself); another user's same token is theirs."""
+    import threading
+
+    from edge_app.web.resubmit import Submissions
+
+    subs = Submissions()
+    assert subs.claim(1, "t") is None  # the first: analyse
+    got: list = []
+    second = threading.Thread(target=lambda: got.append(subs.claim(1, "t")))
+    second.start()
+    assert subs.claim(2, "t", wait_s=0.1) is None  # another user's form, not this one
+    assert got == []
+    subs.done(1, "t", 41)
+    second.join(10)
+    assert got == [41]
+    assert subs.claim(1, "t") == 41  # a reload later: the same answer
+    assert subs.claim(1, "u") is None
+    waiting = threading.Thread(target=lambda: got.append(subs.claim(1, "u")))
+    waiting.start()
+    subs.failed(1, "u")
+    waiting.join(10)
+    assert got == [41, None]  # the first failed: this one analyses
+    assert subs.claim(1, "") is None and subs.claim(1, "") is None  # no token, nothing to match
+
+
+def test_remembered_forms_are_bounded():
+    from edge_app.web.resubmit import Submissions
+
+    subs = Submissions(max_tokens=3)
+    for i in range(5):
+        assert subs.claim(1, f"t{i}") is None
+        subs.done(1, f"t{i}", i)
+    assert len(subs._seen) <= 3
+    assert subs.claim(1, "t4") == 4
+    assert subs.claim(1, "t0", wait_s=0.1) is None  # forgotten: analysed again, as before

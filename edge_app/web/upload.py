@@ -25,6 +25,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.guard import Guard, json_error
 from edge_app.web.hardening import drain_body
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
+from edge_app.web.resubmit import Submissions, new_attempt
 
 log = logging.getLogger(__name__)
 DISK_FULL = 507  # Insufficient Storage: the device, not the file, is the problem
@@ -37,6 +38,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     # arenas each time (24 web threads each decoding once grew 24 arenas: 2.7 GB).
     analysis = ThreadPoolExecutor(ctx.cfg.web.analysis_workers, thread_name_prefix="upload-analysis",
                                   initializer=_lower_thread_priority)
+    submissions = Submissions()  # a reloaded result page gets the first result, not a second copy
 
     def analyze_upload(user: User) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
@@ -114,7 +116,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def upload_page():
         user = guard.require_user()
         return page("upload", title="Analyse a photo", result=None, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user), done=guard.flash()["done"])
+                    history=my_uploads(user), done=guard.flash()["done"], attempt=new_attempt())
 
     @app.post("/upload")
     def upload():
@@ -122,16 +124,28 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
         if too_large:
             return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error=f"Not analysed: {too_large}.", history=my_uploads(user)), 413)
+                                     error=f"Not analysed: {too_large}.", history=my_uploads(user),
+                                     attempt=new_attempt()), 413)
         guard.check_csrf()
+        attempt = request.forms.get("attempt") or ""
+        earlier = submissions.claim(user.id, attempt)
+        if earlier is not None:  # the same form again (reload, second click): its first result
+            guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
+                                 "was reloaded or the form sent twice): here is its result.")
         try:
-            result, _ = analyze_upload(user)
+            result, upload_id = analyze_upload(user)
         except ImageRejected as exc:
+            submissions.failed(user.id, attempt)
             status = exc.args[1] if len(exc.args) > 1 else 400
             return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user)), status)
+                                     error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user),
+                                     attempt=new_attempt()), status)
+        except BaseException:
+            submissions.failed(user.id, attempt)
+            raise
+        submissions.done(user.id, attempt, upload_id)
         return page("upload", title="Analyse a photo", result=result, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user))
+                    history=my_uploads(user), attempt=new_attempt())
 
     def stored_for(user: User, upload_id: int) -> dict | None:
         """A stored upload its owner or an admin may see; None for anyone else, as for none."""
@@ -151,7 +165,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if stored is None:
             return not_found()
         return page("upload_result", title=f"Results for {stored['filename']}", result=result_view(stored),
-                    deletable=True)
+                    deletable=True, done=guard.flash()["done"])
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
         """Delete one upload for its owner or an admin (audited when it is someone else's).

@@ -11,6 +11,7 @@
   % end
   <form method="post" action="/upload" enctype="multipart/form-data" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="attempt" value="{{get('attempt', '')}}">
     <div>
       <label for="image">Photo</label>
       <input id="image" name="image" type="file" accept="image/jpeg,image/png,image/webp" required>

@@ -1,5 +1,8 @@
 % rebase('base.tpl', title=title)
 <p><a href="{{'/admin/log?kind=upload' if user and user.is_admin else '/upload'}}" id="back">← Back to {{'the log' if user and user.is_admin else 'your photos'}}</a></p>
+% if get('done'):
+<p class="ok" role="status" id="result-done">{{done}}</p>
+% end
 % include('result.tpl', result=result)
 % if get('deletable'):
 <section class="card" id="delete-upload">

@@ -1,0 +1,87 @@
+"""Once per form: a reloaded or double-clicked upload form is answered with the first
+result, not stored again.
+
+The upload page's form carries a random ``attempt`` token. Reloading the result page (the
+browser sends the same POST again, after its "Confirm form resubmission") or clicking
+Analyse twice used to analyse and store the same photo again: a second row in the
+student's history and the admin's log, and a second kept image. Now the first POST
+with a token records which upload it stored; a later POST with that token (by the same
+user) gets that upload's id, and one that comes while the first is still being analysed
+waits for it. A token whose analysis failed is forgotten, so a reload tries again (the
+student may have freed space or the disk been cleaned).
+
+Kept in memory, bounded: a restart forgets the tokens, and a reload after a restart
+stores the photo again, which is the old behaviour, not a loss."""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+
+MAX_TOKENS = 512  # far more forms than a device's users submit within KEEP_S
+KEEP_S = 6 * 3600  # a result page left open over a school day and reloaded
+WAIT_S = 120.0  # a second click waits at most this long for the first analysis
+
+
+def new_attempt() -> str:
+    """A token for one rendering of the upload form."""
+    return secrets.token_urlsafe(16)
+
+
+class Submissions:
+    """(user id, attempt token) -> upload id, for the last ``MAX_TOKENS`` uploads."""
+
+    def __init__(self, max_tokens: int = MAX_TOKENS, keep_s: float = KEEP_S) -> None:
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[int, str], tuple[float, threading.Event, list[int]]] = OrderedDict()
+        self._max, self._keep = max_tokens, keep_s
+
+    def claim(self, user_id: int, attempt: str, wait_s: float = WAIT_S) -> int | None:
+        """None: this caller is the first with the token and must analyse (then call
+        ``done`` or ``failed``). Otherwise the upload id the first one stored; while the first
+        is still analysing, wait for it (up to ``wait_s``; a failure or time-out lets this
+        one analyse instead)."""
+        if not attempt:
+            return None  # a form without a token (a script, an old page): nothing to match
+        key = (user_id, attempt[:64])
+        with self._lock:
+            self._forget_old()
+            found = self._seen.get(key)
+            if found is None:
+                self._seen[key] = (time.monotonic(), threading.Event(), [])
+                return None
+        _, finished, stored = found
+        if finished.wait(wait_s) and stored:
+            return stored[0]
+        with self._lock:  # failed, or still analysing after wait_s: this one goes ahead
+            self._seen[key] = (time.monotonic(), threading.Event(), [])
+        return None
+
+    def done(self, user_id: int, attempt: str, upload_id: int) -> None:
+        self._finish(user_id, attempt, upload_id)
+
+    def failed(self, user_id: int, attempt: str) -> None:
+        self._finish(user_id, attempt, None)
+
+    def _finish(self, user_id: int, attempt: str, upload_id: int | None) -> None:
+        if not attempt:
+            return
+        key = (user_id, attempt[:64])
+        with self._lock:
+            found = self._seen.get(key)
+            if found is None:
+                return
+            if upload_id is None:
+                del self._seen[key]
+            else:
+                found[2].append(upload_id)
+        found[1].set()
+
+    def _forget_old(self) -> None:
+        limit = time.monotonic() - self._keep
+        while self._seen:
+            key, (when, _, _) = next(iter(self._seen.items()))
+            if when >= limit and len(self._seen) < self._max:
+                break
+            del self._seen[key]
