@@ -286,13 +286,16 @@ def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(c
     and the classroom's retained MQTT state went on saying "Engaged"."""
     store = Store(tmp_path / "db")
     store.outbox_enabled = True  # as with [mqtt] on: the state goes to the broker too
-    store.log_state_change(time.time() - 3600, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    ended = time.time() - 3600
+    store.log_state_change(ended, "Engaged - paying attention", "Engaged", "neutral", 0.9)
     loop = _loop(cfg, store, source=EmptyChair()).start()
     try:
         wait_for(lambda: loop.health.frames > 5)
         assert loop.flush(10)
-        latest = store.query("SELECT level, t FROM state_changes ORDER BY t DESC LIMIT 1")[0]
-        assert latest["level"] == "Absent" and abs(time.time() - latest["t"]) < 30
+        latest = store.query("SELECT level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        # dated when that run was last seen (it ended without a clean stop's Absent; see
+        # test_after_a_crash_...), not an hour of "Engaged" until now
+        assert latest["level"] == "Absent" and latest["t"] == ended
         message = store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id DESC LIMIT 1")[0][0]
         assert json.loads(message)["level"] == "Absent"
     finally:
@@ -457,3 +460,81 @@ def test_live_view_during_a_camera_fault_shows_a_placeholder_and_frees_a_closed_
         img = cv2.imdecode(np.frombuffer(read_mjpeg_frame(r), np.uint8), cv2.IMREAD_COLOR)
         assert abs(float(np.median(img)) - PLACEHOLDER_GREY) > 2 or img.std() >= 40
     wait_for(lambda: app.live.viewers == 0)
+
+
+KILLED_LOOP = r"""
+import sys, time
+from edge_app import config as config_mod
+from edge_app.device.indicators import Indicator
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import DemoSource
+
+cfg = config_mod.load(sys.argv[2], {"indicators.backend": "none"})
+store = Store(sys.argv[1])
+t = {"now": 1_700_000_000.0}
+def wall():  # ten seconds a frame: minute rows come every few frames
+    t["now"] += 10
+    return t["now"]
+loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), store,
+                   Indicator(), wall=wall).start()
+while True:
+    time.sleep(0.05)
+    if loop.flush(5):
+        print("flushed", flush=True)
+"""
+
+
+def test_after_a_crash_the_last_state_ends_when_the_loop_was_last_seen_not_at_the_next_start(cfg, tmp_path):
+    """A power loss or kill -9 logs nothing at the time: the state from before it used to run
+    on in the log and the timeline until the next start (a student "Not engaged" through
+    the night). The next start dates its Absent at the last sign of life, the end of the
+    last minute row the dead run wrote; a clean stop (Absent last) is dated as before."""
+    db, config_file = tmp_path / "db", tmp_path / "config.toml"
+    config_file.write_text("")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_LOOP, str(db), str(config_file)],
+                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    store = Store(db)
+    try:
+        wait_for(lambda: store.query("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1") != []
+                 and store.query("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1")[0][0] != "Absent"
+                 and store.query("SELECT COUNT(*) FROM minute_stats")[0][0] > 2, timeout=60,
+                 what="the child logging a face's state and minute rows")
+        os.kill(child.pid, 9)
+        child.wait(10)
+        last = store.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0]
+        last_minute = store.query("SELECT MAX(minute) FROM minute_stats")[0][0]
+        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        restart = last_minute + 14 * 3600.0  # the next morning
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
+        try:
+            assert loop.flush(10)
+        finally:
+            loop.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        assert [r["level"] for r in rows] == ["Absent"]  # the start's
+        # not 14 h later (unless the demo's face left in the instant before the kill: a clean end)
+        assert rows[0]["t"] == (restart if last["level"] == "Absent" else max(last["t"], last_minute + 60))
+    finally:
+        if child.poll() is None:
+            child.kill()
+        store.close()
+
+
+def test_a_start_after_a_clean_stop_dates_its_absent_now(cfg, tmp_path):
+    store = Store(tmp_path / "db")
+    try:
+        loop = _loop(cfg, store, wall=lambda: 1_700_000_000.0).start()
+        wait_for(lambda: loop.state.level != "Absent", what="a state from the demo's face")
+        loop.stop()
+        stopped = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        later = 1_700_050_000.0
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
+        assert loop.flush(10)
+        loop.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[stopped:]
+        assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]  # the start's, dated now
+    finally:
+        store.close()

@@ -315,7 +315,7 @@ class CaptureLoop:
             # the tracker's first state, logged and published like any change: otherwise the log,
             # the timeline and the classroom's retained state kept the level from before a
             # restart (an empty desk shown "Engaged for 14 h") until the first change
-            self._show(ABSENT, self.wall())
+            self._show(ABSENT, self._absent_since(self.wall()))
         while not self._stop.is_set():
             if self.privacy.active is not None:
                 self._hold_paused()
@@ -330,8 +330,29 @@ class CaptureLoop:
             self._log("log_minute", row)
         if self.privacy.active is None and self.snapshot.level != ABSENT:
             # stopped (the end of the day, a restart): the last state must not run on in the
-            # log and the timeline through the night until the next start logs Absent
+            # log and the timeline through the night (after a crash, see _absent_since)
             self._show(ABSENT, self.wall())
+
+    def _absent_since(self, now: float) -> float:
+        """When the Absent logged at start began: ``now``, unless the last run ended by a
+        crash or a power loss (its last level is not Absent, which a clean stop logs). Then
+        the student's last state ended when the loop was last seen alive, not at this start:
+        "Not engaged" from 14:05 until 08:00 the next morning would be a made-up record
+        about a minor. A pause that ran on is left as it is: the pause was real, and nothing
+        is written while paused to say how long it lasted."""
+        if self.writer is None or self.writer.pending():
+            return now  # rows of this process still queued: not a run that ended unseen
+        try:
+            last = self.writer.store.last_sign_of_life()
+        except Exception as exc:  # an unreadable log must not stop the loop: the start's time, as before
+            log.warning("could not read the last logged state (%s): the start's Absent is dated now", exc)
+            return now
+        if last is None or last[0] in (ABSENT, PAUSED):
+            return now
+        level, seen = last
+        log.warning("the last run ended without a clean stop (crash or power loss) while %r: logged Absent as of "
+                    "%s, when it was last seen running", level, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen)))
+        return seen
 
     # ------------------------------------------------------------ the privacy switch
     def _show(self, level: str, wall: float) -> None:

@@ -114,6 +114,11 @@ class StoreWriter:
         log.error("a %s row was refused for good and set aside (%s: %s); logging goes on. Row: (%s)",
                   method, type(exc).__name__, exc, shown)
 
+    def pending(self) -> bool:
+        """Rows queued or being written now."""
+        with self._cond:
+            return bool(self._rows or self._busy)
+
     def drain(self, timeout: float = 5.0, paused_wait: float | None = None) -> bool:
         """Wait until every row is written (or ``timeout``); True when nothing is left.
         With ``paused_wait``, give up that soon once logging is paused, even when the

@@ -343,6 +343,20 @@ class Store:
                 queue_message(conn, t, "state", {"level": group, "label": level, "since": t, "emotion": emotion})
         self.outbox_event.set()
 
+    def last_sign_of_life(self) -> tuple[str, float] | None:
+        """(the last logged level, the latest time a row shows the loop running), or None
+        with nothing logged. A clean stop logs Absent; any other last level means the run
+        ended by a crash or a power loss, and the loop was last seen alive at the latest of
+        that change, the end of the last minute row (one is written every minute it runs)
+        and the last alert."""
+        last = self.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
+        if not last:
+            return None
+        minute = self.query("SELECT MAX(minute) FROM minute_stats")[0][0]
+        alert = self.query("SELECT MAX(t) FROM alerts")[0][0]
+        seen = max(last[0]["t"], (minute + 60) if minute is not None else 0, alert or 0)
+        return last[0]["level"], seen
+
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
         values = [row.get(g, 0.0) for g in GROUP_COLUMNS]
