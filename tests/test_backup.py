@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import mounted_tmpfs, wait_for
 
 from edge_app.cli import main
 from edge_app.store.backup import BackupError, backup, export_csv, parse_since
@@ -83,7 +83,7 @@ def test_backup_into_a_directory_and_refusals(store, tmp_path):
     out.mkdir()
     dest = backup(store.data_dir, out)
     assert dest.parent == out and dest.name.startswith("engage-") and dest.suffix == ".db"
-    with pytest.raises(BackupError, match="must not overwrite"):
+    with pytest.raises(BackupError, match="is the live database's own file"):
         backup(store.data_dir, store.path)
     with pytest.raises(BackupError, match="no database"):
         backup(tmp_path / "nowhere", tmp_path / "x.db")
@@ -270,3 +270,128 @@ def test_restoring_a_backup_as_the_readme_says_after_a_crash(store, tmp_path):
     assert (store.data_dir / "engage.db.old").exists() and (store.data_dir / "engage.db-wal.old").read_bytes() == \
         crashed["engage.db-wal"], "the database as it was is kept beside it"
     assert stat.S_IMODE((store.data_dir / "engage.db").stat().st_mode) == 0o600
+
+
+def _cli(*args, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """The real console script, as a technician types it."""
+    script = Path(sys.executable).parent / "engage-edge"
+    return subprocess.run([str(script), *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+@pytest.fixture
+def running(store):
+    """A device's data directory while the service writes: its newest records are in engage.db-wal."""
+    for i in range(50):
+        store.log_alert(1_780_000_000.0 + i, "Not engaged")
+    assert (store.data_dir / "engage.db-wal").stat().st_size > 0
+    return store
+
+
+def _alerts(data_dir: Path) -> int:
+    s = Store(data_dir)
+    try:
+        return s.query("SELECT count(*) FROM alerts")[0][0]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("name", ["engage.db", "engage.db-wal", "engage.db-shm"])
+@pytest.mark.parametrize("command", ["backup", "export"])
+def test_backup_and_export_never_write_over_the_live_database(running, tmp_path, name, command):
+    """`export --out /var/lib/engage-edge/engage.db` put a CSV in the database's place, and
+    `backup .../engage.db-wal` a copy in the place of the WAL that held the newest records
+    (the check caught engage.db itself for a backup only); both said they succeeded."""
+    target = running.data_dir / name
+    args = ["backup", target] if command == "backup" else ["export", "--since", "2020-01-01", "--out", target]
+    r = _cli(*args, "--data-dir", running.data_dir, "--config", _empty(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert f"error: {target} is the live database's own file" in r.stderr and "choose a name" in r.stderr
+    head = target.read_bytes()[:16] if target.exists() else b""  # SQLite may checkpoint as the command closes
+    assert not head.startswith(b"kind,") and head.startswith(b"SQLite format 3\0") == (name == "engage.db")
+    assert not [p.name for p in running.data_dir.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert _alerts(running.data_dir) == 50
+
+
+@pytest.mark.parametrize("command", ["backup", "export"])
+def test_a_device_or_a_pipe_is_never_replaced_by_a_plain_file(store, tmp_path, command):
+    """Run as root, `export --out /dev/null` (or /dev/full, /dev/stdout) renamed its temp
+    file over the device: /dev/null became a plain file for the whole machine. A FIFO
+    stands in for the device here (the same kind of file, and harmless if it were lost)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    args = ["backup", fifo] if command == "backup" else ["export", "--since", "2020-01-01", "--out", fifo]
+    r = _cli(*args, "--data-dir", store.data_dir, "--config", _empty(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert "it is not a plain file (a device or a pipe)" in r.stderr and "Traceback" not in r.stderr
+    assert ("leave out --out" in r.stderr) == (command == "export")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert not list(tmp_path.glob(".pipe.*"))
+
+
+def test_a_backup_replaces_an_earlier_backup_but_not_another_file(store, tmp_path, capsys):
+    """`backup notes.txt` (or the config, for a name typed wrong) replaced the file with a
+    database. An earlier backup is still replaced (the same name every day), and so is an
+    empty file (mktemp's); anything else is refused and kept."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the technician's notes\n")
+    assert main(["backup", str(notes), *args]) == 2
+    assert f"error: {notes} exists and is not a database: a backup would replace it" in capsys.readouterr().err
+    assert notes.read_text() == "the technician's notes\n"
+
+    earlier = tmp_path / "backup.db"
+    assert main(["backup", str(earlier), *args]) == 0
+    store.log_alert(1_780_000_000.0, "Not engaged")
+    assert main(["backup", str(earlier), *args]) == 0
+    assert sqlite3.connect(earlier).execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["backup", str(empty), *args]) == 0
+    assert _is_engage_backup(empty)
+
+
+def _is_engage_backup(path: Path) -> bool:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and \
+            conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alerts'").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_an_export_does_not_replace_a_database_or_a_folder(store, tmp_path, capsys):
+    """`--out backup.db` for `--out log.csv` replaced last week's backup with a CSV."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    saved = backup(store.data_dir, tmp_path / "backup.db")
+    assert main(["export", "--since", "2020-01-01", "--out", str(saved), *args]) == 2
+    assert "is a database (a backup?), not a CSV file" in capsys.readouterr().err
+    assert _is_engage_backup(saved)
+    assert main(["export", "--since", "2020-01-01", "--out", str(tmp_path), *args]) == 2
+    assert f"it is a folder: name a file in it (e.g. {tmp_path / 'log.csv'})" in capsys.readouterr().err
+    old_csv = tmp_path / "log.csv"
+    old_csv.write_text("kind,time\n")
+    assert main(["export", "--since", "2020-01-01", "--out", str(old_csv), *args]) == 0  # a CSV: replaced, as > would
+    assert old_csv.read_text().startswith("kind,time,level")
+
+
+def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_path):
+    """`export > /mnt/usb/log.csv` on a full stick was a traceback (OSError: [Errno 28]);
+    --out said 'No space left on device' with exit 2 (bad usage); a backup 'database or disk
+    is full', as if the device's own database were. Each now says the disk written to is
+    full, how much is free and what to do, with exit 1 (the writing failed), as backup."""
+    for i in range(3000):  # more CSV than the small disk holds
+        store.log_state_change(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    args = ["--data-dir", store.data_dir, "--config", _empty(tmp_path)]
+    with mounted_tmpfs(tmp_path / "stick", "64k") as stick:
+        r = _cli("backup", stick / "b.db", *args)
+        assert r.returncode == 1, r.stderr
+        assert "the disk is full" in r.stderr and "MB free there" in r.stderr and "free some space" in r.stderr
+        r = _cli("export", "--since", "2020-01-01", "--out", stick / "log.csv", *args)
+        assert r.returncode == 1, r.stderr
+        assert f"cannot write {stick / 'log.csv'}: the disk is full" in r.stderr and "nothing was written" in r.stderr
+        assert list(stick.iterdir()) == []  # no temp file, no half a file
+        with open(stick / "redirected.csv", "w") as out:
+            r = _cli("export", "--since", "2020-01-01", *args, stdout=out)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+        assert "cannot write the CSV to standard output: the disk is full" in r.stderr

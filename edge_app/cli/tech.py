@@ -150,9 +150,11 @@ def cmd_export(args) -> int:
     cfg = _config(args)
     try:
         n = backup.export_csv(config_mod.data_dir(cfg), backup.parse_since(args.since), args.out)
-    except backup.BackupError as exc:
+    except backup.BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        if args.out is None and isinstance(exc, backup.CopyFailed):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+        return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
     if args.out:
         print(f"{n} rows written to {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -65,9 +65,15 @@ class CopyFailed(BackupError):
     """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
 
 
-def _check_destination(dest: Path) -> None:
+def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     """The folder ``dest`` goes in exists and this user may write there, or a BackupError
-    says what to do (``sudo -u engage`` cannot write in the technician's own home)."""
+    says what to do (``sudo -u engage`` cannot write in the technician's own home).
+
+    Nothing is replaced that must not be: the live database or its -wal and -shm files (the
+    newest records are in the WAL), a device or a pipe (run as root, the rename put a plain
+    file in the place of /dev/null or /dev/stdout), and what ``replaces`` refuses: a backup
+    replaces only an earlier backup (a database) or an empty file, an export anything but a
+    database (``--out backup.db`` for ``--out log.csv``)."""
     folder = dest.absolute().parent
     try:
         is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
@@ -77,10 +83,61 @@ def _check_destination(dest: Path) -> None:
         is_folder = False
     if not is_folder:
         raise BackupError(f"cannot write {dest}: there is no folder {folder}: create it or choose another")
+    live = {os.path.realpath(db.with_name(db.name + end)) for end in ("", "-wal", "-shm", "-journal")}
+    if os.path.realpath(dest) in live:
+        raise BackupError(f"{dest} is the live database's own file: writing there would lose the device's records; "
+                          "choose a name of its own (e.g. backup.db)")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BackupError(f"cannot write {dest}: {user_name()!r}, who runs this command, may not write in {folder}: "
                           "choose a folder that user may write (e.g. /tmp, or the data directory) and copy the "
                           "file on from there")
+    try:
+        st = os.stat(dest)
+    except OSError:
+        return  # a new file (or one this user may not see: writing it says so)
+    if stat.S_ISDIR(st.st_mode):
+        raise BackupError(f"cannot write {dest}: it is a folder: name a file in it (e.g. {dest / 'log.csv'})")
+    if not stat.S_ISREG(st.st_mode):
+        raise BackupError(f"cannot write {dest}: it is not a plain file (a device or a pipe), and it would be replaced "
+                          "by one: give a file name" + (", or leave out --out to write the CSV to standard output"
+                                                       if replaces == "export" else ""))
+    try:
+        is_database = _is_database(dest)
+    except OSError as exc:
+        raise BackupError(f"{dest} exists and cannot be read ({exc.strerror}), so it cannot be checked before it is "
+                          "replaced: choose another name") from None
+    if replaces == "backup" and st.st_size and not is_database:
+        raise BackupError(f"{dest} exists and is not a database: a backup would replace it; choose another name, "
+                          "or a folder for a dated file")
+    if replaces == "export" and is_database:
+        raise BackupError(f"{dest} is a database (a backup?), not a CSV file: the export would replace it; "
+                          "choose another name (e.g. log.csv)")
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _is_database(path: Path) -> bool:
+    """An SQLite database by its first 16 bytes (an earlier backup, or the live one)."""
+    with open(path, "rb") as f:
+        return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def _failed(exc: BaseException, where: Path | int) -> str:
+    """Why a write failed; a full disk says how much is free there and what to do.
+    ``where``: the file system's folder, or the file descriptor written to."""
+    import errno
+
+    if getattr(exc, "errno", None) != errno.ENOSPC and "disk is full" not in str(exc):
+        return str(getattr(exc, "strerror", None) or exc)
+    try:
+        if isinstance(where, int) and not stat.S_ISREG(os.fstat(where).st_mode):
+            raise OSError  # a device's own file system says nothing of the room there
+        fs = os.statvfs(where)
+        free = f" ({fs.f_bavail * fs.f_frsize / 1e6:.1f} MB free there)"
+    except OSError:
+        free = ""
+    return f"the disk is full{free}: free some space or write to another disk"
 
 
 def _open(db: Path) -> sqlite3.Connection:
@@ -97,11 +154,9 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     dest = Path(dest).expanduser()
     if os.path.isdir(dest):  # never raises: a folder this user may not enter is said below
         dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
-    if dest.resolve() == db.resolve():
-        raise BackupError("the backup must not overwrite the live database")
     src = _open(db)
     try:
-        _check_destination(dest)
+        _check_destination(dest, db, replaces="backup")
     except BackupError:
         src.close()
         raise
@@ -114,7 +169,8 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             if result != "ok":
                 raise CopyFailed(f"the copy failed its integrity check: {result}")
     except (sqlite3.Error, OSError) as exc:
-        raise CopyFailed(f"backup to {dest} failed: {exc}") from None
+        raise CopyFailed(f"backup to {dest} failed: {_failed(exc, dest.absolute().parent)}; "
+                         "nothing was written there") from None
     finally:
         src.close()
     return dest
@@ -166,20 +222,25 @@ def export_rows(data_dir: Path | str, since: float):
 
 def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None) -> int:
     """Write the log as CSV to ``out`` (stdout when None); returns the number of rows.
-    A file appears whole or not at all (an interrupted export leaves no half a file)."""
+    A file appears whole or not at all (an interrupted export leaves no half a file); a
+    write that fails (a full disk) is a CopyFailed, standard output's too, so a redirect
+    into a full disk is said as such, not a traceback (a closed pipe stays BrokenPipeError)."""
+    db = Path(data_dir).expanduser() / DB_NAME
     rows = list(export_rows(data_dir, since))
-
-    def write(target) -> None:
-        write_log_csv(target, rows)
-
     if out is None:
-        write(sys.stdout)
+        try:
+            write_log_csv(sys.stdout, rows)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise CopyFailed(f"cannot write the CSV to standard output: {_failed(exc, sys.stdout.fileno())}") from None
         return len(rows)
     out = Path(out).expanduser()
-    _check_destination(out)
+    _check_destination(out, db, replaces="export")
     try:
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            write(f)
+            write_log_csv(f, rows)
     except OSError as exc:
-        raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None
     return len(rows)
