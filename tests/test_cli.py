@@ -114,6 +114,43 @@ def test_analyze_a_file_that_is_not_an_image(tmp_path, grace_path, empty_config)
     assert "No such file" in json.loads(r.stdout)["error"]
 
 
+PEAK_RSS = """
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:])
+print(f"peak_rss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", file=sys.stderr)
+sys.exit(r.returncode)
+"""
+
+
+def test_analyze_a_folder_of_photos_and_other_files(tmp_path, grace_path, empty_config):
+    """What a technician points it at: a folder ('analyze photos/' said only 'Is a
+    directory') holding a photo, a note, a recording and hidden files. A 2 GB video was
+    read whole (its size in resident memory, a MemoryError on a Pi's 1 GB) just to be
+    refused as too large; its size is now checked before it is read."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(grace_path.read_bytes())
+    (photos / "notes.txt").write_text("desk 7\n")
+    (photos / ".DS_Store").write_bytes(b"\0" * 10)
+    (photos / "old").mkdir()
+    with open(photos / "lesson.mp4", "wb") as f:
+        f.truncate(2 << 30)  # sparse: no disk used
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-c", PEAK_RSS, *COMMAND, "analyze", str(photos), str(empty), "--config",
+                        str(empty_config)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert [line[:-1] for line in r.stdout.splitlines() if not line.startswith(" ")] == \
+        [str(photos / "a.jpg"), str(photos / "lesson.mp4"), str(photos / "notes.txt"), str(empty)]
+    assert re.search(r"^\s+1\s+\d+,\d+,\d+,\d+\s+[a-z]+\s+\d+%", r.stdout, re.M)  # the photo was analysed
+    assert "error: the file is 2147.5 MB; the limit is 10 MB (web.max_upload_mb in the config)" in r.stdout
+    assert "error: the file is not a JPEG, PNG or WebP image" in r.stdout
+    assert "error: a folder without files in it" in r.stdout
+    peak_mb = int(re.search(r"peak_rss_kb=(\d+)", r.stderr).group(1)) / 1024
+    assert peak_mb < 1024, f"{peak_mb:.0f} MB resident: the video was read"
+
+
 def test_bad_config_file_exits_2_naming_the_key(tmp_path, grace_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[web]\nport = 99999\n")

@@ -117,7 +117,14 @@ def _fault_led(cfg: Config) -> None:
 def cmd_analyze(args) -> int:
     from edge_app.runtime.appliance import classifier_from_config
     from edge_app.vision.detector import detector_from_config
-    from edge_app.vision.stills import Analyzer, ImageRejected, Limits, decode_image
+    from edge_app.vision.stills import (
+        ACCEPTED_TEXT,
+        Analyzer,
+        ImageRejected,
+        Limits,
+        decode_image,
+        read_image_file,
+    )
 
     cfg = _config(args)
     analyzer = Analyzer(detector_from_config(cfg), classifier_from_config(cfg), cfg.engagement.mapping,
@@ -125,14 +132,16 @@ def cmd_analyze(args) -> int:
     limits = Limits.from_config(cfg)
     results: list[dict[str, Any]] = []
     failed = False
-    for path in args.images:
+    for path in _image_files(args.images):
         try:
-            data = Path(path).read_bytes()
-            faces = analyzer.analyze(decode_image(data, limits))
+            faces = analyzer.analyze(decode_image(read_image_file(path, limits), limits))
             results.append({"image": str(path), "faces": faces})
         except (OSError, ImageRejected) as exc:
             failed = True
-            results.append({"image": str(path), "error": str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)})
+            error = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+            if isinstance(exc, IsADirectoryError):
+                error = f"a folder without files in it: name {ACCEPTED_TEXT} files, or a folder that holds them"
+            results.append({"image": str(path), "error": error})
     if args.json:
         print(json.dumps(results if len(results) != 1 else results[0], indent=2))
     else:
@@ -148,6 +157,18 @@ def cmd_analyze(args) -> int:
                     box = ",".join(str(v) for v in f["box"])
                     print(f"  {i:>2}  {box:<22} {f['emotion']:<10} {f['confidence']:>5.0%}  {f['engagement']}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    """The files named, a folder's files in their place (sorted; hidden files and folders
+    in it left out): 'analyze photos/' said only 'Is a directory'."""
+    files: list[Path] = []
+    for path in paths:
+        try:
+            files += sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir()) or [path]
+        except OSError:  # a file, or a folder that cannot be listed: reading it says which
+            files.append(path)
+    return files
 
 
 # ------------------------------------------------------------------ parser
@@ -172,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     an = sub.add_parser("analyze", help="analyse still images and print a table per face")
-    an.add_argument("images", nargs="+", type=Path)
+    an.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                    help="a JPEG, PNG or WebP file, or a folder: every file in it")
     an.add_argument("--json", action="store_true", help="machine-readable output")
     an.add_argument("--config", type=Path)
     an.set_defaults(func=cmd_analyze)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,6 +84,18 @@ def _wide_gray_to_bgr(values: np.ndarray) -> np.ndarray:
     """16-bit grayscale (0-65535) -> 8-bit BGR, scaled, not clipped."""
     gray = np.clip((values.astype(np.float32) + 128.5) / 257.0, 0, 255).astype(np.uint8)
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+def read_image_file(path: Path | str, limits: Limits) -> bytes:
+    """A still image file's bytes for ``decode_image``, its size checked before it is read:
+    ``engage-edge analyze`` of a 3 GB video read all of it (3.2 GB resident; a MemoryError on
+    a Pi) only to say it was too large. Never more than the limit and a byte is read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limits.max_bytes:
+            raise ImageRejected(f"the file is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1048576:.0f} MB "
+                                "(web.max_upload_mb in the config): is it a photograph?")
+        return f.read(limits.max_bytes + 1)
 
 
 def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
