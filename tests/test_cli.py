@@ -187,6 +187,40 @@ def test_run_on_a_busy_port_says_so(tmp_path, empty_config):
     assert "Traceback" not in r.stderr
 
 
+def _pair(folder: Path, name: str) -> tuple[Path, Path]:
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("mistake", ["another pair's key", "not PEM", "no key file"])
+@pytest.mark.parametrize("command", ["run", "classroom"])
+def test_an_unusable_https_certificate_is_named_not_the_port(tmp_path, empty_config, command, mistake):
+    """The school's certificate with the wrong key, or a key the service's user may not
+    read, said 'cannot serve on 0.0.0.0:8443: ... Choose another --port or stop the other
+    program': nothing was wrong with the port. It names the file and what to do."""
+    (cert, key), (_, other_key) = _pair(tmp_path, "a"), _pair(tmp_path, "b")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a certificate\n")
+    cert, key = {"another pair's key": (cert, other_key), "not PEM": (notes, notes),
+                 "no key file": (cert, tmp_path / "missing.key")}[mistake]
+    if command == "run":
+        conf = tmp_path / "tls.toml"
+        conf.write_text(f'[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+        args = ["run", "--config", conf, "--source", "demo"]
+    else:
+        args = ["classroom", "--mqtt-host", "127.0.0.1", "--https-cert", cert, "--https-key", key]
+    r = cli(*args, "--data-dir", tmp_path / "data", "--port", 0, env={"ENGAGE_ADMIN_PASSWORD": "a-chosen-pw-77"})
+    assert r.returncode == 2, r.stderr
+    assert "--port" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert {"another pair's key": f"the HTTPS certificate {cert} and key {key} cannot be used: the key is not the "
+                                  "certificate's own; give the certificate and the key it was made with",
+            "not PEM": "they are not a PEM certificate and its unencrypted PEM key",
+            "no key file": f"the HTTPS key {key} cannot be read (No such file or directory): check the path",
+            }[mistake] in r.stderr, r.stderr
+
+
 def test_busy_port_on_first_start_still_shows_the_new_admin_password(tmp_path, empty_config):
     """The admin account was created before the port turned out to be taken: its random
     password must be shown now, or nobody could ever log in."""
@@ -344,3 +378,20 @@ def test_backup_and_export_to_a_folder_the_user_cannot_write_say_where_to_write(
     os.chmod(top, 0o777)
     r = as_nobody("backup", top, "--config", conf)
     assert r.returncode == 0 and "integrity ok" in r.stdout, r.stderr
+
+
+def test_a_https_key_the_service_user_may_not_read_says_to_let_it(device_dirs):
+    """The school's key copied in as root's 0600 file (not 0640 root:engage as
+    firmware/README.md says): 'Permission denied. Choose another --port' sent the
+    technician to the port; it names the key and whom to let read it."""
+    top, data, _ = device_dirs
+    for path in [data, *data.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY)
+    cert, key = _pair(top, "school")
+    key.chmod(0o600)  # root's alone
+    conf = top / "tls.toml"
+    conf.write_text(f'[store]\ndata_dir = "{data}"\n[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\nport = 0\n')
+    r = as_nobody("run", "--config", conf, "--source", "demo")
+    assert r.returncode == 2, r.stderr
+    assert f"the HTTPS key {key} cannot be read (Permission denied): let 'nobody', who runs engage-edge, read it" \
+        in r.stderr and "--port" not in r.stderr, r.stderr

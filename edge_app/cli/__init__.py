@@ -23,7 +23,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CAMERA = 0, 1, 2, 3
 
 
 def cannot_serve(host: str, port: int, exc: OSError) -> str:
-    """What a service says when its port is taken or not allowed."""
+    """What a service says when its port is taken or not allowed, or its HTTPS files unusable."""
+    from edge_app.web.server import CertificateError
+
+    if isinstance(exc, CertificateError):
+        return f"error: {exc}"
     return f"error: cannot serve on {host}:{port}: {exc.strerror or exc}. Choose another --port or stop the other program."
 
 

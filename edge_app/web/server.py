@@ -4,6 +4,39 @@ from __future__ import annotations
 import threading
 
 
+class CertificateError(OSError):
+    """The HTTPS certificate or key cannot be used. An OSError, as a port that cannot be
+    bound, so a caller that reports one reports the other; ``cannot_serve`` then says what
+    is wrong with the files rather than "choose another --port" (a key the service's user
+    may not read said "Permission denied. Choose another --port")."""
+
+
+def tls_adapter(cert: str, key: str):
+    """cheroot's TLS adapter for ``cert`` and ``key``, or a CertificateError naming the file
+    at fault and what to do."""
+    import ssl
+
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    from edge_app.fsutil import user_name
+
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            fix = (f"let {user_name()!r}, who runs engage-edge, read it (firmware/README.md, 'Your own TLS certificate')"
+                   if isinstance(exc, PermissionError) else "check the path")
+            raise CertificateError(f"the HTTPS {what} {path} cannot be read ({exc.strerror}): {fix}") from None
+    try:
+        return BuiltinSSLAdapter(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        why = ("the key is not the certificate's own" if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH"
+               else f"they are not a PEM certificate and its unencrypted PEM key: {exc}")
+        raise CertificateError(f"the HTTPS certificate {cert} and key {key} cannot be used: {why}; give the "
+                               "certificate and the key it was made with") from None
+
+
 class Server:
     """cheroot's threaded WSGI server in a background thread (HTTPS when configured)."""
 
@@ -25,9 +58,7 @@ class Server:
         # head size, head and body time, body size outside the uploads' paths, listen backlog
         self.deadlines = http_limits.apply(self.httpd, self.peer_limits, large_body_paths=large_body_paths)
         if tls_cert:
-            from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-            self.httpd.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
+            self.httpd.ssl_adapter = tls_adapter(tls_cert, tls_key)
         self.thread: threading.Thread | None = None
 
     def start(self) -> "Server":
