@@ -158,3 +158,14 @@ def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manif
         assert red.state == green.state == blue.state == 0  # closed: all off
     finally:
         factory.reset()
+
+
+@pytest.mark.parametrize("step", ["-1", "nan", "1e9", "fast"])
+def test_a_step_out_of_range_is_a_usage_error_not_a_failed_led(step, tmp_path, golden_manifest, capsys):
+    """'--step -1' printed 'FAIL led: sleep length must be non-negative', so a good LED was
+    reported broken; '--step 1e9' held the LED on green for 30 years."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["selftest", "--source", "demo", "--config", write_config(tmp_path, golden_manifest), "--step", step])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert f"argument --step: {step!r} is not a number of seconds from 0 to 5" in err and "FAIL" not in out

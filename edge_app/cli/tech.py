@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -246,6 +247,18 @@ def cmd_passwd(args) -> int:
     return EXIT_OK
 
 
+def _step_seconds(text: str) -> float:
+    """--step: 0 to 5 seconds. '--step -1' ran the self-test and failed its LED line ('sleep
+    length must be non-negative'), blaming a good LED; '--step 1e9' waited for years."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 5 (default 0.4)")
+    return value
+
+
 def add_commands(sub) -> None:
     model = sub.add_parser("model", help="install, roll back or list emotion models")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
@@ -268,7 +281,7 @@ def add_commands(sub) -> None:
     st = sub.add_parser("selftest", help="check camera, LED, buzzer, model, face detector, database and disk")
     st.add_argument("--source", help="camera source to test (default: camera.source)")
     st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
-    st.add_argument("--step", type=float, default=0.4, help="seconds per LED colour")
+    st.add_argument("--step", type=_step_seconds, default=0.4, help="seconds per LED colour, 0 to 5 (default 0.4)")
     _common(st)
     st.set_defaults(func=_guarded(cmd_selftest))
 
