@@ -7,6 +7,7 @@ import getpass
 import grp
 import io
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -395,3 +396,32 @@ def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_p
         assert r.returncode == 1, r.stderr
         assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
         assert "cannot write the CSV to standard output: the disk is full" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_an_export_stopped_half_way_leaves_no_half_file(store, tmp_path, sig):
+    """Ctrl-C, `kill`, or the technician's SSH session dropping (SIGHUP) while a long export
+    writes: a hang-up or a kill ended the process outright and left its hidden temp file,
+    half the CSV, beside the destination for good (a backup's as large as the database)."""
+    with store.transaction() as conn:  # enough rows that the writing takes a while
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+                          for i in range(150_000)])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    script = Path(sys.executable).parent / "engage-edge"
+    proc = subprocess.Popen([str(script), "export", "--since", "2020-01-01", "--out", str(out_dir / "log.csv"),
+                             "--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: list(out_dir.iterdir()) or proc.poll() is not None, timeout=60, what="the export writing")
+        assert proc.poll() is None, "the export ended before it could be stopped"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err, err
+    assert list(out_dir.iterdir()) == []

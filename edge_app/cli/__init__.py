@@ -235,6 +235,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     from edge_app.vision.classifier import ModelError
 
+    restore = {} if args.command in SERVICES else _end_cleanly_on_hangup()
     try:
         return args.func(args)
     except config_mod.ConfigError as exc:
@@ -250,6 +251,24 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `engage-edge export | head`: the reader stopped; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
         return 128 + signal.SIGPIPE
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+
+
+SERVICES = ("run", "classroom")  # they stop on SIGTERM themselves (stop_on_signals)
+
+
+def _end_cleanly_on_hangup() -> dict:
+    """A one-shot command ends on SIGTERM or SIGHUP (the technician's SSH session dropped)
+    as on Ctrl-C, by an exception: what it was writing is removed on the way out (see
+    fsutil.atomic_path). Killed outright, an export or a backup left its hidden temp file
+    beside the destination, as large as the database, on the device's card. Returns the
+    handlers it replaced, for main to put back (tests call main in their own process)."""
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    return {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 if __name__ == "__main__":
