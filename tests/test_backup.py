@@ -425,3 +425,25 @@ def test_an_export_stopped_half_way_leaves_no_half_file(store, tmp_path, sig):
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err, err
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_damaged_database_is_named_as_the_source_of_the_failure(store, tmp_path, capsys):
+    """A damaged engage.db gave 'backup to /tmp/b.db failed: database disk image is
+    malformed', read as a fault of the destination; the message names the device's
+    database and the restore steps, and nothing is written."""
+    for i in range(200):
+        store.log_state_change(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    store.close()
+    with open(store.path, "r+b") as f:  # three pages in the middle overwritten, as a failing card does
+        f.seek(5 * 4096)
+        f.write(b"\xff" * 3 * 4096)
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    dest = tmp_path / "b.db"
+    assert main(["backup", str(dest), *args]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot back up: the device's database {store.path} is damaged (" in err
+    assert "'Restoring a backup'" in err and f"nothing was written at {dest}" in err
+    assert not dest.exists() and not list(tmp_path.glob(".b.db.*"))
+    assert main(["export", "--since", "2020-01-01", "--out", str(tmp_path / "log.csv"), *args]) == 2
+    assert f"reading the log failed: the device's database {store.path} is damaged" in capsys.readouterr().err
+    assert not (tmp_path / "log.csv").exists()

@@ -140,6 +140,16 @@ def _failed(exc: BaseException, where: Path | int) -> str:
     return f"the disk is full{free}: free some space or write to another disk"
 
 
+def _damaged(db: Path, exc: sqlite3.Error) -> str | None:
+    """What to say when ``exc`` says the device's database itself is damaged (SQLITE_CORRUPT,
+    SQLITE_NOTADB), else None: 'backup to b.db failed: file is not a database' read as if
+    the destination were at fault."""
+    if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in (11, 26):
+        return None
+    return (f"the device's database {db} is damaged ({exc}): restore the latest good backup, moving the damaged "
+            "files aside first as the steps say (firmware/README.md, 'Restoring a backup')")
+
+
 def _open(db: Path) -> sqlite3.Connection:
     if not db.is_file():
         raise BackupError(f"no database at {db}: check --data-dir or store.data_dir")
@@ -169,6 +179,9 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             if result != "ok":
                 raise CopyFailed(f"the copy failed its integrity check: {result}")
     except (sqlite3.Error, OSError) as exc:
+        damaged = _damaged(db, exc) if isinstance(exc, sqlite3.Error) else None
+        if damaged:
+            raise CopyFailed(f"cannot back up: {damaged}; nothing was written at {dest}") from None
         raise CopyFailed(f"backup to {dest} failed: {_failed(exc, dest.absolute().parent)}; "
                          "nothing was written there") from None
     finally:
@@ -195,7 +208,8 @@ def iso_time(t: float) -> str:
 
 def export_rows(data_dir: Path | str, since: float):
     """Log rows since ``since``: state changes, minute aggregates, alerts and uploads' faces."""
-    conn = _open(Path(data_dir).expanduser() / DB_NAME)
+    db = Path(data_dir).expanduser() / DB_NAME
+    conn = _open(db)
     try:
         for t, level, grp, emotion, conf in conn.execute(
                 "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
@@ -215,7 +229,7 @@ def export_rows(data_dir: Path | str, since: float):
                 "WHERE u.created >= ? ORDER BY u.created, f.id", (since,)):
             yield log_row("upload", created, engagement, group_label(engagement), emotion, conf, user, filename)
     except sqlite3.Error as exc:
-        raise BackupError(f"reading the log failed: {exc}") from None
+        raise BackupError(f"reading the log failed: {_damaged(db, exc) or exc}") from None
     finally:
         conn.close()
 
