@@ -391,6 +391,10 @@ class MqttSection(Section):
                                         'e.g. "engage" or "school-a/room-12" (no "+" or "#")'))
     keepalive_s: int = setting(30, "The broker marks the device offline after 1.5x this with no word from it.",
                                Range(5, 3600, "seconds"))
+    heartbeat_s: int = setting(30, "Repeat this desk's current state this often (on <prefix>/<id>/heartbeat, not "
+                                   "stored), so the classroom sees that a paused or steady desk is still there, "
+                                   "and shows one silent for 2.5x this (+1 s) as offline.",
+                               Range(5, 3600, "seconds", also=(0, "off: the classroom then never times the desk out")))
     include_emotion: bool = setting(False, "True: the state message also carries the emotion label (never "
                                            "probabilities).")
 

@@ -3,7 +3,9 @@
 Debian's ``mosquitto`` (installed by ``make test``) is started per test on a free
 loopback port with ``allow_anonymous false``; ``tls=True`` adds a TLS listener with a
 throw-away CA made here with openssl; ``users`` adds accounts and ``acl`` an ACL file's
-text (the README's). ``stop()``/``start()`` simulate an outage.
+text (the README's); ``extra`` more mosquitto.conf lines. ``stop()``/``start()`` simulate an
+outage, ``crash()`` a broker that dies at once (SIGKILL: no will is sent, and with
+persistence only what it last saved survives).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def make_ca(folder: Path) -> dict[str, Path]:
 
 class Broker:
     def __init__(self, folder: Path, tls: bool = False, persistence: bool = False,
-                 users: dict[str, str] | None = None, acl: str = ""):
+                 users: dict[str, str] | None = None, acl: str = "", extra: tuple[str, ...] = ()):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
@@ -69,7 +71,7 @@ class Broker:
         passwd.chmod(0o644)
         lines = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwd}",
                  f"persistence {'true' if persistence else 'false'}", f"persistence_location {folder}/",
-                 "user root", f"listener {self.port} 127.0.0.1"]
+                 "user root", *extra, f"listener {self.port} 127.0.0.1"]
         if acl:
             (folder / "acl").write_text(acl)
             (folder / "acl").chmod(0o644)
@@ -99,6 +101,13 @@ class Broker:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def crash(self) -> None:
+        """Killed, as by a power cut: it sends no will and saves nothing more."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
             self.proc.wait(10)
         self.proc = None
 

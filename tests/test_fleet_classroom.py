@@ -85,6 +85,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                                "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10),
                                "clock_skew": 0.0,  # its clock is this machine's
+                               "heartbeat_s": 30.0,  # the interval its state announces (MqttSettings' default)
                                "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
@@ -984,3 +985,240 @@ def test_a_desk_clock_set_by_a_time_server_keeps_the_shown_state_dated_right():
     assert desk["clock_skew"] == 0 and desk["since"] == pytest.approx(now - 300)  # not moved three days back
     assert room.apply_state("desk-1", state(level="Not engaged", since=str(now - 10), seq="4", sent=str(now)))
     assert room.snapshot()["desks"][0]["since"] == pytest.approx(now - 10)
+
+
+# ------------------------------------------------------------------ a desk with no state yet; heartbeats
+def beat(every=30, **extra) -> bytes:
+    """A heartbeat as a device publishes it: its current state's message (``extra``), or
+    before it has one only the interval, the desk label and its clock."""
+    return json.dumps({"heartbeat_s": every, **extra}).encode()
+
+
+def test_a_desk_online_with_no_state_yet_is_counted_as_waiting_for_a_first_reading():
+    """A desk just started (online, no face read yet) was counted nowhere: the counts did
+    not add up to the desks on the page."""
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
+    room.apply_availability("desk-new", b"online")
+    assert room.apply_heartbeat("desk-new2", beat(desk="Row 4, seat 1", sent=1_800_000_000.0))
+    room.apply_state("desk-on", state(level="Engaged"))
+    room.apply_availability("desk-gone", b"online")
+    room.apply_availability("desk-gone", b"offline")  # gone before its first reading: offline, as any desk
+    snap = room.snapshot()
+    counts = snap["counts"]
+    assert counts[classroom_model.WAITING] == 2 and counts["Engaged"] == 1 and counts["Offline"] == 1
+    assert sum(counts.values()) == len(snap["desks"]) == 4
+    assert list(counts)[-2:] == [classroom_model.WAITING, "Offline"]  # after the levels, before offline
+    shown = {d["device_id"]: d for d in snap["desks"]}
+    assert shown["desk-new2"]["desk"] == "Row 4, seat 1" and shown["desk-new2"]["level"] == ""
+    assert room.apply_state("desk-new", state(level="Absent"))  # its first reading
+    counts = room.snapshot()["counts"]
+    assert counts[classroom_model.WAITING] == 1 and counts["Absent"] == 1
+
+
+def test_a_heartbeat_keeps_a_quiet_desk_heard_and_silence_takes_it_offline():
+    """A paused desk sends no state and no minute row: its heartbeat keeps "last heard"
+    fresh; silent for 2.5 heartbeats (+1 s), it is offline, as if its will had come."""
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    room.set_link(True)  # the service hears the broker
+    paused = state(level="Paused", since=str(t0 - 5), seq="3", sent=str(t0), heartbeat_s="30")
+    assert room.apply_state("desk-p", paused)
+    for _ in range(4):  # two minutes paused
+        clock[0] += 30
+        assert room.apply_heartbeat("desk-p", beat(level="Paused", since=t0 - 5, seq=3, sent=clock[0]))
+    desk = room.snapshot()["desks"][0]
+    assert desk["online"] and desk["last_seen"] == clock[0] and desk["level"] == "Paused"
+    assert desk["since"] == t0 - 5 and desk["heartbeat_s"] == 30  # the state itself did not change
+    heard = clock[0]
+    version = room.snapshot()["version"]
+    clock[0] = heard + classroom_model.silent_after(30) - 0.5  # two beats missed: not yet
+    assert room.wait_change(version, 0) == version and room.snapshot()["desks"][0]["online"]
+    clock[0] = heard + classroom_model.silent_after(30)
+    seen, version = version, room.wait_change(version, 0)  # an open page's next check tells it
+    assert version > seen
+    update = room.snapshot(since=seen)
+    assert [d["online"] for d in update["desks"]] == [False] and update["counts"]["Offline"] == 1
+    assert update["desks"][0]["last_seen"] == heard  # "last heard 77 s ago": why it is offline
+    assert room.wait_change(version, 0) == version  # once
+    clock[0] += 60
+    assert room.apply_heartbeat("desk-p", beat(level="Paused", since=t0 - 5, seq=3, sent=clock[0]))
+    assert room.snapshot()["desks"][0]["online"]  # back
+
+
+def test_a_desk_without_heartbeats_is_never_timed_out_and_none_is_while_the_broker_is_away():
+    """Older firmware (or mqtt.heartbeat_s = 0) announces no heartbeat: its silence means
+    nothing, so it stays as its availability says. And while the service has no link to
+    the broker no desk can be heard: the page says so, the desks are not taken offline."""
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    room.set_link(True)
+    assert room.apply_state("old", state(level="Paused", since=str(t0), sent=str(t0)))
+    assert room.apply_state("new", state(level="Paused", since=str(t0), sent=str(t0), heartbeat_s="30"))
+    room.set_link(False, "lost the connection")
+    clock[0] += 3600
+    online = {d["device_id"]: d["online"] for d in room.snapshot()["desks"]}
+    assert online == {"old": True, "new": True}
+    room.set_link(True)  # back: every desk is offline until its availability or a message says otherwise
+    room.apply_availability("old", b"online")
+    room.apply_availability("new", b"online")  # the broker's retained copy: the desk must still beat
+    clock[0] += classroom_model.silent_after(30)
+    online = {d["device_id"]: d["online"] for d in room.snapshot()["desks"]}
+    assert online == {"old": True, "new": False}
+    assert room.apply_state("new", state(level="Engaged", since=str(clock[0]), seq="2", sent=str(clock[0])))
+    clock[0] += 3600  # its new state announces no heartbeat (turned off): no longer timed out
+    new = {d["device_id"]: d for d in room.snapshot()["desks"]}["new"]
+    assert new["online"] and new["heartbeat_s"] is None
+
+
+def test_a_dead_desks_retained_messages_at_the_classrooms_start_time_out():
+    """The classroom (re)starts after a broker crash kept a dead desk's "online": the retained
+    state says it beats every 30 s, so it is offline once that long has passed unheard."""
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    room.set_link(True)
+    assert room.apply_state("dead", state(level="Engaged", since=str(t0 - 900), sent=str(t0 - 800),
+                                          heartbeat_s="30"), retained=True)
+    room.apply_availability("dead", b"online")  # retained too, replayed at the subscription
+    assert room.snapshot()["desks"][0]["online"]
+    clock[0] += classroom_model.silent_after(30)
+    assert not room.snapshot()["desks"][0]["online"]
+
+
+def test_a_heartbeat_brings_a_state_the_page_missed_and_no_older_one():
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room.apply_state("desk-1", state(level="Engaged", since=str(t0 - 60), seq="4", sent=str(t0)))
+    clock[0] += 30
+    # the state seq 5 was lost on its way (a broker restarted without persistence, say); the heartbeat has it
+    assert room.apply_heartbeat("desk-1", beat(level="Distracted", label="Distracted", since=t0 + 10, seq=5,
+                                               desk="Row 1", sent=clock[0]))
+    desk = room.snapshot()["desks"][0]
+    assert (desk["level"], desk["since"], desk["desk"], desk["last_seen"]) == ("Distracted", t0 + 10, "Row 1", t0 + 30)
+    clock[0] += 30
+    # one paho re-sent late, with the older state: the desk is heard, its state stays
+    assert room.apply_heartbeat("desk-1", beat(level="Engaged", since=t0 - 60, seq=4, desk="Row 1", sent=clock[0]))
+    desk = room.snapshot()["desks"][0]
+    assert (desk["level"], desk["since"], desk["last_seen"]) == ("Distracted", t0 + 10, t0 + 60)
+
+
+@pytest.mark.parametrize("payload", [
+    beat(every=0), beat(every=-30), beat(every=3601), beat(every=True), beat(every="30"), beat(every=None),
+    b'{"heartbeat_s": NaN}', b'{"heartbeat_s": Infinity}', b'{"heartbeat_s": 1' + b"0" * 400 + b"}",
+    b'{"desk": "Row 1"}',  # no interval: not a heartbeat
+    beat(level="<b>Bored</b>", since=1, seq=1),  # a state no desk would send comes with it
+    beat(level="Engaged", since="NaN", seq=1),
+    beat(level="Engaged", since=1),  # no seq
+    b"[30]", b"30", b"{not json", b"[" * 200000,
+    beat(desk="x" * 70000),  # over 64 kB
+])
+def test_a_heartbeat_no_desk_would_send_is_dropped(payload):
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
+    assert room.apply_heartbeat("desk-1", payload) is False
+    assert len(room) == 0 and room.version == 0
+    assert room.apply_heartbeat("desk-1", beat()) is True  # and a real one still counts
+
+
+def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offline(tmp_path, monkeypatch):
+    """The school's server loses power mid-lesson: Mosquitto dies at once (no will sent, its
+    retained messages as last saved, each desk's "online" among them) and a desk on the same
+    circuit dies with it. After the restart the broker replays that desk's "online", and the
+    page showed it online, its "last heard" growing exactly like a paused desk's. Now the
+    paused desk's heartbeat keeps it heard, and the dead one, silent, goes offline."""
+    every = 0.5  # mqtt.heartbeat_s, shortened: the device's default is 30 s
+    b = mqtt_broker.Broker(tmp_path / "broker", persistence=True, extra=("autosave_interval 1",)).start()
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(b, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    made = []
+    try:
+        for device_id in ("desk-p", "desk-d"):
+            store = Store(tmp_path / device_id)
+            pub = Publisher(mqtt(b, device_id=device_id, desk=device_id, heartbeat_s=every), store).start()
+            made.append((store, pub))
+        (paused, pub_p), (doomed, pub_d) = made
+        s = login(service.url)
+        t = time.time()
+        for store in (paused, doomed):  # the students press Pause: nothing changes from here on
+            store.log_state_change(t, "Paused", "Paused", None, None)
+        wait_for(lambda: all(d.get("level") == "Paused" and d["online"] for d in desks(s, service.url).values())
+                 and len(desks(s, service.url)) == 2, what="both desks paused")
+        # heard again and again, with no state or minute row sent: "last heard" does not grow
+        wait_for(lambda: desks(s, service.url)["desk-p"]["last_seen"] > t + 4 * every, what="a heartbeat heard")
+        assert abs(desks(s, service.url)["desk-p"]["last_seen"] - time.time()) < 3 * every
+        acknowledged = time.time()
+        wait_for(lambda: not doomed.query("SELECT COUNT(*) FROM outbox")[0][0])
+        db = b.folder / "mosquitto.db"
+        wait_for(lambda: db.exists() and db.stat().st_mtime > acknowledged, what="the broker's autosave")
+
+        b.crash()
+        wait_for(lambda: not (pub_p.status.connected or pub_d.status.connected or service.subscriber.status.connected))
+        pub_d.stop(timeout=0.5)  # the power cut: nothing more from it
+        b.start()
+        replayed = mqtt_broker.Listener(b, ["engage/desk-d/availability"])
+        try:  # what makes this case: the broker itself still says the dead desk is there
+            assert wait_for(lambda: replayed.payloads("engage/desk-d/availability"))[-1] == b"online"
+        finally:
+            replayed.close()
+        wait_for(lambda: pub_p.status.connected and service.subscriber.status.connected, timeout=40)
+        # the service marks every desk offline as it reconnects; the replayed "online" brings the dead one back ...
+        wait_for(lambda: desks(s, service.url)["desk-d"]["online"], what="the replayed online shown")
+        back = time.monotonic()
+        # ... until its silence outlasts the heartbeat its retained state announced
+        wait_for(lambda: desks(s, service.url)["desk-d"]["online"] is False, timeout=20,
+                 what="the dead desk shown offline")
+        assert time.monotonic() - back < classroom_model.silent_after(every) + 5
+        found = desks(s, service.url)
+        assert found["desk-p"]["online"] and found["desk-p"]["level"] == "Paused", found
+        assert abs(found["desk-p"]["last_seen"] - time.time()) < 3 * every
+        assert found["desk-d"]["last_seen"] < acknowledged + 5  # "last heard" before the crash: why it is offline
+        counts = s.get(f"{service.url}/api/classroom", timeout=5).json()["counts"]
+        assert counts["Paused"] == 1 and counts["Offline"] == 1
+    finally:
+        service.stop()
+        for store, pub in made:
+            pub.stop(timeout=0.5)
+            store.close()
+        b.stop()
+
+
+def test_a_desk_waiting_for_its_first_reading_is_counted_and_said_in_chromium(classroom, devices, page, artifacts):
+    """A desk just started (online, no face read yet) was on the page as "No state yet" in
+    Absent's colour and counted nowhere. Its tile and its count now say "Waiting for a first
+    reading", in words a screen reader reads out too; it is not an alert, so the live
+    region ("Needs attention") is left alone."""
+    store, _ = devices("desk-e", "Row 4, seat 2")
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    waiting, _ = devices("desk-w", "Row 4, seat 1")  # connected, and nothing read yet
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    tile = page.locator("li.desk[data-device='desk-w']")
+    page.wait_for_selector("li.desk[data-device='desk-w'][data-online='true'] .level:text-is('Waiting for a first "
+                           "reading')", timeout=10_000)
+    page.wait_for_selector("li.desk[data-device='desk-e'][data-level='Engaged']", timeout=10_000)
+    assert "Row 4, seat 1" in tile.inner_text()  # its label came with its heartbeat
+    chip = "#counts li[data-level='Waiting for a first reading']"
+    assert page.inner_text(f"{chip} .n") == "1"
+    shown = page.evaluate("[...document.querySelectorAll('#counts .n')].map((n) => Number(n.textContent))")
+    assert sum(shown) == page.locator("#desks li.desk").count() == 2  # every desk counted once
+    # what a screen reader is given: the words, not a colour
+    assert "listitem: 1 Waiting for a first reading" in page.locator("#counts").aria_snapshot()
+    assert "Row 4, seat 1 Waiting for a first reading" in tile.aria_snapshot()
+    assert page.inner_text("#alerts") == "No desk right now."
+    ratios = page.evaluate(f"(sel) => [...document.querySelectorAll(sel)].map({CONTRAST_JS})",
+                           f"li.desk[data-device='desk-w'], {chip}")
+    assert len(ratios) == 2 and min(ratios) >= 4.5, ratios
+    assert serious_violations(page) == []
+    (artifacts / "screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "screenshots" / "classroom-waiting.png"), full_page=True)
+    page.evaluate("""() => { window.alertChanges = 0;
+      new MutationObserver((records) => { window.alertChanges += records.length; })
+        .observe(document.getElementById("alerts"), {childList: true, subtree: true, characterData: true}); }""")
+    waiting.log_state_change(time.time(), "Absent", "Absent", None, None)  # its first reading
+    page.wait_for_selector("li.desk[data-device='desk-w'][data-level='Absent']", timeout=10_000)
+    assert page.inner_text(f"{chip} .n") == "0" and page.inner_text("#counts li[data-level='Absent'] .n") == "1"
+    assert page.evaluate("window.alertChanges") == 0

@@ -9,7 +9,7 @@ import time
 import mqtt_broker
 import pytest
 import requests
-from conftest import wait_for
+from conftest import stays, wait_for
 from mqtt_broker import PASSWORD, USER, Broker, Listener
 
 from edge_app import config as config_mod
@@ -56,7 +56,9 @@ def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
             assert state["level"] == "Not engaged" and state["label"] == "Not engaged - label 1"
             assert state["desk"] == "Row 2, seat 4" and state["model"] == "model-v3"
             assert state["since"] == 1_700_000_001.0 and state["seq"] >= 1
-            assert set(state) == {"level", "label", "since", "seq", "desk", "model", "sent"}  # no emotion, no confidence
+            # no emotion, no confidence; heartbeat_s: the interval of its heartbeats (since 2026-11-27)
+            assert set(state) == {"level", "label", "since", "seq", "desk", "model", "sent", "heartbeat_s"}
+            assert state["heartbeat_s"] == 30
             assert abs(state["sent"] - time.time()) < 60  # this clock as the message left
             assert all(retain for t, _, retain in late.messages)
             assert late.payloads("engage/desk-07/availability")[-1] == b"online"
@@ -67,6 +69,69 @@ def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
             late.close()
     finally:
         pub.stop()
+
+
+def test_a_heartbeat_repeats_the_current_state_and_is_never_stored(broker, store):
+    """A paused desk, or one steady for an hour, sends no state and no minute row: the
+    classroom could not tell it from a desk that died with its will lost. Every
+    ``heartbeat_s`` it repeats its current state on its own topic: the same message with a
+    fresh ``sent``, not retained (a stored copy would keep a dead desk alive), not in the
+    outbox (no SD card write for it), QoS 0 (the next one replaces a lost one)."""
+    listener = Listener(broker, ["engage/+/heartbeat", "engage/+/state"])
+    wait_for(lambda: listener.subscribed)
+    pub = Publisher(settings(broker, heartbeat_s=0.2), store, lambda: "model-v3").start()
+    try:
+        first = wait_for(lambda: listener.json("engage/desk-07/heartbeat"))[0]  # at once, before any state
+        assert set(first) == {"heartbeat_s", "desk", "sent"} and first["heartbeat_s"] == 0.2
+        assert first["desk"] == "Row 2, seat 4" and abs(first["sent"] - time.time()) < 60
+        store.log_state_change(time.time(), "Paused", "Paused", None, None)  # the student pauses: nothing changes now
+        state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]
+        assert state["heartbeat_s"] == 0.2  # retained with the state: a classroom started later knows it too
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
+        db = store.path
+        files = [db, db.with_name(db.name + "-wal")]
+        before = [(f.stat().st_mtime_ns, f.stat().st_size) for f in files]
+
+        def beats() -> list[dict]:
+            return [h for h in listener.json("engage/desk-07/heartbeat") if h.get("seq") == state["seq"]]
+
+        wait_for(lambda: len(beats()) >= 5, what="heartbeats with the paused state")
+        same = [{k: v for k, v in h.items() if k != "sent"} for h in beats()]
+        assert all(h == {k: v for k, v in state.items() if k != "sent"} for h in same), same
+        sent = [h["sent"] for h in beats()]
+        assert sent == sorted(sent) and sent[-1] - sent[0] >= 0.2 * 3  # one after another, each sent anew
+        assert [(f.stat().st_mtime_ns, f.stat().st_size) for f in files] == before  # not a byte written for them
+        late = Listener(broker, ["engage/+/heartbeat"])  # as a classroom started now
+        try:
+            wait_for(lambda: late.payloads("engage/desk-07/heartbeat"), what="a live heartbeat")
+            assert not any(retained for _, _, retained in late.messages)  # nothing kept on the broker
+        finally:
+            late.close()
+    finally:
+        pub.stop()
+        listener.close()
+
+
+def test_no_heartbeat_when_it_is_turned_off(broker, store):
+    """``mqtt.heartbeat_s = 0``: the device publishes as before, and its state says nothing
+    of a heartbeat, so no classroom expects one (config: 0, or 5 s to an hour)."""
+    listener = Listener(broker, ["engage/+/heartbeat", "engage/+/state"])
+    wait_for(lambda: listener.subscribed)
+    pub = Publisher(settings(broker, heartbeat_s=0), store).start()
+    try:
+        change(store, 1)
+        state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]
+        assert "heartbeat_s" not in state
+        assert stays(lambda: not listener.payloads("engage/desk-07/heartbeat"), 1.0)
+    finally:
+        pub.stop()
+        listener.close()
+    cfg = config_mod.defaults()
+    assert cfg.mqtt.heartbeat_s == 30
+    assert MqttSettings.from_config(config_mod.with_changes(cfg, {"mqtt.host": "b.lan", "mqtt.heartbeat_s": 0})) \
+        .heartbeat_s == 0
+    with pytest.raises(config_mod.ConfigError, match=r"mqtt.heartbeat_s = 2 .*seconds from 5 to 3600"):
+        config_mod.with_changes(cfg, {"mqtt.heartbeat_s": 2})
 
 
 def test_emotion_only_when_the_admin_turns_it_on(broker, store):

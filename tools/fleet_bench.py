@@ -10,6 +10,7 @@ delivered, and the classroom process's CPU (% of one core) and memory (RSS, peak
 
     python tools/fleet_bench.py                 # N = 30, 100, 300
     python tools/fleet_bench.py --fleet 300 --duration 30 --json
+    python tools/fleet_bench.py --fleet 300 --heartbeat 1    # heartbeats 30x the default's rate
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
 
 
 def desks_worker(ids: list[str], broker_port: int, folder: str, duration: float, mean_gap: float,
-                 ready, go, out) -> None:
+                 ready, go, out, heartbeat_s: float = 30.0) -> None:
     """One process running several simulated desks; reports how many changes it made."""
     from edge_app.fleet.publisher import Publisher
     from edge_app.fleet.settings import MqttSettings
@@ -77,7 +78,8 @@ def desks_worker(ids: list[str], broker_port: int, folder: str, duration: float,
     desks = []
     for device_id in ids:
         store = Store(Path(folder) / device_id)
-        settings = MqttSettings(host="127.0.0.1", port=broker_port, device_id=device_id, desk=f"Desk {device_id}")
+        settings = MqttSettings(host="127.0.0.1", port=broker_port, device_id=device_id, desk=f"Desk {device_id}",
+                                heartbeat_s=heartbeat_s)
         desks.append((store, Publisher(settings, store, lambda: "bench").start()))
     deadline = time.monotonic() + 30
     while not all(p.status.connected for _, p in desks) and time.monotonic() < deadline:
@@ -137,7 +139,7 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
-def run(n: int, duration: float, mean_gap: float, workers: int) -> dict:
+def run(n: int, duration: float, mean_gap: float, workers: int, heartbeat_s: float = 30.0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"fleet-bench-{n}-"))
     broker, broker_port = start_broker(folder)
     web_port = free_port()
@@ -158,7 +160,7 @@ def run(n: int, duration: float, mean_gap: float, workers: int) -> dict:
         out: mp.Queue[tuple] = mp.Queue()  # each worker: (messages made, desks connected, last send)
         for w in range(workers):
             p = mp.Process(target=desks_worker, args=(ids[w::workers], broker_port, str(folder), duration, mean_gap,
-                                                      ready[w], go, out), daemon=True)
+                                                      ready[w], go, out, heartbeat_s), daemon=True)
             p.start()
             procs.append(p)
         for event in ready:
@@ -207,6 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-process", type=int, default=50,
                     help="desks per simulating process (paho's select() cannot watch descriptors past 1024, "
                          "and each desk's SQLite store holds several)")
+    ap.add_argument("--heartbeat", type=float, default=30.0,
+                    help="each desk's mqtt.heartbeat_s (the device's default; 0: off)")
     ap.add_argument("--json", action="store_true", help="one JSON object per run")
     args = ap.parse_args(argv)
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
@@ -216,7 +220,7 @@ def main(argv=None) -> int:
         print(f"{'desks':>5} {'conn.':>5} {'changes':>8} {'deliv.':>7} {'latest':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
               f"{'CPU %':>6} {'RSS MB':>7} {'peak MB':>8}")
     for n in args.fleet:
-        r = run(n, args.duration, args.mean_gap, max(1, -(-n // args.per_process)))
+        r = run(n, args.duration, args.mean_gap, max(1, -(-n // args.per_process)), args.heartbeat)
         if args.json:
             print(json.dumps(r), flush=True)
         else:

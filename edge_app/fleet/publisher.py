@@ -8,7 +8,10 @@ loses nothing and the loop is never slowed by the network.
 
 Topics (README "Classroom"): ``<prefix>/<id>/state`` (retained, QoS 1),
 ``<prefix>/<id>/minute`` (QoS 1), ``<prefix>/<id>/availability`` (``online`` retained,
-``offline`` as the last will and on a clean stop), and Home Assistant discovery under
+``offline`` as the last will and on a clean stop), ``<prefix>/<id>/heartbeat`` (QoS 0,
+not retained, never stored: the current state again every ``mqtt.heartbeat_s``, so the
+classroom can tell a desk that is paused, or steady for an hour, from one that died
+without its will reaching the page), and Home Assistant discovery under
 ``homeassistant/sensor/<id>/...``. No image, crop, probability or name is ever sent.
 """
 from __future__ import annotations
@@ -114,6 +117,7 @@ class Publisher:
         self._watched: list = []
         self._last_state: Message | None = None  # the newest state handed to paho in this process
         self._restate = False  # set at each connection: that state is published again (sender thread)
+        self._next_beat = 0.0  # monotonic time of the next heartbeat (0: at the sender's next wake-up)
         self.loss_log = EpisodeLog(LOG_QUIET_S, LOG_LONG_S)  # a link that keeps dropping: bounded lines
         self._log_lock = threading.Lock()  # losses are logged from paho's thread and the sender's
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
@@ -142,6 +146,7 @@ class Publisher:
         for topic, config in discovery_messages(self.settings, self.model_version()):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._restate = self._last_state is not None  # a first connection has none to repeat
+        self._next_beat = 0.0  # a heartbeat at once: a classroom learns the interval before it counts on it
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -192,13 +197,24 @@ class Publisher:
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
             body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
+            if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
+                body["heartbeat_s"] = self.settings.heartbeat_s
             return self.settings.topic("state"), json.dumps(body), True
         body.update(seq=message.seq, desk=self.settings.desk, sent=sent)
         return self.settings.topic(message.kind), json.dumps(body), False
 
+    def heartbeat_payload(self) -> str:
+        """The newest state this process has published (the same JSON, with a fresh ``sent``
+        and the same ``seq``: a receiver that has it drops the state and keeps the sign of
+        life), or only ``{"heartbeat_s", "desk", "sent"}`` before there is one."""
+        if self._last_state is not None:
+            return self.payload(self._last_state)[1]
+        return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self.settings.desk,
+                           "sent": round(time.time(), 3)})
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(1.0)
+            self._wake.wait(self._until_beat())
             self._wake.clear()
             if not self.status.connected:
                 self._log_loss()  # an outage kept out of the log while the link flapped, once it lasts
@@ -210,6 +226,24 @@ class Publisher:
                 self.status.backlog = self.outbox.count()
             except Exception as exc:  # a locked or failing database: try again on the next wake-up
                 log.warning("mqtt: outbox not readable now: %s", exc)
+            if self.status.connected:  # also when the database failed: the desk is there, and says so
+                self._beat()
+
+    def _until_beat(self) -> float:
+        """How long the sender may sleep: a second at most (the loss log, a full window), less
+        when a heartbeat falls due sooner."""
+        if self.settings.heartbeat_s <= 0 or not self.status.connected:  # none due while not connected
+            return 1.0
+        return min(1.0, max(0.0, self._next_beat - time.monotonic()))
+
+    def _beat(self) -> None:
+        """A heartbeat when one is due: QoS 0, not retained, not in the outbox (no SD card
+        write, nothing to acknowledge: a lost one is replaced by the next)."""
+        now = time.monotonic()
+        if self.settings.heartbeat_s <= 0 or now < self._next_beat:
+            return
+        self._next_beat = now + self.settings.heartbeat_s
+        self.client.publish(self.settings.topic("heartbeat"), self.heartbeat_payload(), qos=0, retain=False)
 
     def _settle(self) -> None:
         """Forget the rows the broker has acknowledged (kept for the next try if the delete fails)."""

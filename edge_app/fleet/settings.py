@@ -59,6 +59,7 @@ class MqttSettings:
     desk: str = ""
     topic_prefix: str = "engage"
     keepalive_s: int = 30
+    heartbeat_s: float = 30.0  # 0: no heartbeat (the config allows 5 s and up; tests use less)
     include_emotion: bool = False
 
     @property
@@ -87,4 +88,4 @@ class MqttSettings:
         return cls(host=m.host, port=m.port, tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
                    username=m.username, password=password, device_id=m.device_id or default_device_id(m.username),
                    desk=m.desk, topic_prefix=m.topic_prefix, keepalive_s=m.keepalive_s,
-                   include_emotion=m.include_emotion)
+                   heartbeat_s=m.heartbeat_s, include_emotion=m.include_emotion)

@@ -8,6 +8,14 @@ the moment.
 Thread-safe: paho's network thread applies messages, web threads read snapshots and
 wait for the next change (``wait_change``) to push it to the page over SSE.
 
+A desk is online from its ``online`` (or any live message) until its ``offline`` (its
+last will, or a clean stop). A will can be lost (a broker that crashed keeps the
+retained ``online`` it last saved, and the desk died meanwhile), and a paused or steady
+desk sends nothing else for hours, so a desk that announces a heartbeat (``heartbeat_s``,
+in its state and heartbeat messages) repeats itself that often, and one silent for
+``silent_after`` of it is shown offline as if its will had come. A desk that announces none (older firmware,
+``mqtt.heartbeat_s = 0``) is never timed out.
+
 Anyone who may publish to the broker can send anything, so a message is applied only
 when it is what a desk sends: a known level, a finite time, a device id a device may
 have, a small payload; and the number of desks is bounded (``MAX_DESKS``).
@@ -37,6 +45,14 @@ MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_
                  "distracted_s": "Distracted", "absent_s": "Absent"}
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
+WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
+MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
+SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, plus half of one and a second
+
+
+def silent_after(heartbeat_s: float) -> float:
+    """Seconds without a word after which a desk that beats every ``heartbeat_s`` is offline."""
+    return SILENT_BEATS * heartbeat_s + SILENT_GRACE_S
 
 
 @dataclass
@@ -58,6 +74,7 @@ class Desk:
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
+    heartbeat_s: float | None = None  # the interval the desk announced (None: it sends no heartbeat)
     recent_cache: tuple | None = None  # (minute_seq, valid until, summary): every page update reads it for every desk
 
     def recent(self, now: float) -> dict | None:
@@ -91,6 +108,7 @@ class Classroom:
         self.closed = False  # set at shutdown: live streams end instead of waiting
         self._class_recent: tuple = (-1, -1, None)  # (version, second, summary): shared by the pages' updates
         self._next_expiry = 0.0  # the soonest moment a desk's shown last-ten-minutes figure runs out
+        self._next_silence = math.inf  # the soonest moment an online desk with a heartbeat is overdue
         # the service's link to the broker, as the pages show it: without it nothing on them is news
         self._link = {"connected": False, "error": ""}
 
@@ -155,31 +173,74 @@ class Classroom:
         desk last showed, not that it is there now (its ``availability`` says that)."""
         if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
             return False
-        try:
-            data = json.loads(payload)
-            level, since, seq = data["level"], float(data["since"]), int(data["seq"])
-        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        data = _json(payload)
+        state = _state_of(data)
+        if state is None:
             return False
-        if not isinstance(level, str) or level not in ATTENTION or not math.isfinite(since):  # NaN: broken JSON
-            return False
-        skew = None if retained else _skew(data.get("sent"), self.clock())  # a retained copy was sent long ago
+        now = self.clock()
+        skew = None if retained else _skew(data.get("sent"), now)  # a retained copy was sent long ago
         with self._cond:
             desk = self._desk(device_id)
             if desk is None:
                 return False
-            if seq <= desk.seq and desk.device_since is not None and since <= desk.device_since:
+            if not _newer(desk, state):
                 return False  # a retained or repeated copy of an older change
             _observe_skew(desk, skew)
-            desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
-            desk.since = since + desk.clock_skew
-            desk.label = str(data.get("label", level))[:120]
-            desk.desk = str(data.get("desk", ""))[:64]
+            _set_state(desk, data, state, skew)
+            desk.heartbeat_s = _interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
-                desk.online, desk.last_seen = True, self.clock()
-            elif not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
-                desk.last_seen = desk.since
+                self._heard(desk, now)
+            else:
+                if not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
+                    desk.last_seen = state[1] + desk.clock_skew  # its since, as shown
+                self._watch(desk)
             self._changed(desk)
         return True
+
+    def apply_heartbeat(self, device_id: str, payload: bytes) -> bool:
+        """A ``<prefix>/<id>/heartbeat``: the desk is there now (``last_seen``), it promises the
+        next within ``heartbeat_s``, and its current state comes along, applied as a state
+        when it is newer than the one shown. False when malformed.
+
+        A desk that is paused, or steady for an hour, sends no state or minute row; without
+        this its "last heard" grew for as long, and a desk that died with its will lost
+        could not be told from it."""
+        if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
+            return False
+        data = _json(payload)
+        if not isinstance(data, dict) or (every := _interval(data.get("heartbeat_s"))) is None:
+            return False
+        state = _state_of(data) if "level" in data else None
+        if "level" in data and state is None:
+            return False  # a state no desk would send: the whole message is suspect
+        now = self.clock()
+        skew = _skew(data.get("sent"), now)  # never retained: always a live message
+        with self._cond:
+            desk = self._desk(device_id)
+            if desk is None:
+                return False
+            if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
+                _observe_skew(desk, skew)
+                _set_state(desk, data, state, skew)
+            else:
+                _measure_clock(desk, skew)
+                if "desk" in data:
+                    desk.desk = str(data["desk"])[:64]
+            desk.heartbeat_s = every
+            self._heard(desk, now)
+            self._changed(desk)
+        return True
+
+    def _heard(self, desk: Desk, now: float) -> None:
+        """A live message from ``desk``: it is there now (holding the lock)."""
+        desk.online, desk.last_seen = True, now
+        self._watch(desk)
+
+    def _watch(self, desk: Desk) -> None:
+        """Keep the soonest moment an online desk can be overdue (holding the lock). It may
+        be early (the desk was heard since): ``_expire_silent`` then looks and sets it again."""
+        if desk.online and desk.heartbeat_s:
+            self._next_silence = min(self._next_silence, desk.last_seen + silent_after(desk.heartbeat_s))
 
     def apply_minute(self, device_id: str, payload: bytes) -> bool:
         """A ``<prefix>/<id>/minute`` message; False when malformed, repeated, or not recent.
@@ -206,14 +267,10 @@ class Classroom:
             if seq <= desk.minute_seq and desk.minute_start is not None and start <= desk.minute_start:
                 return False  # a repeated copy (QoS 1 delivers at least once)
             desk.minute_seq, desk.minute_start = seq, start
-            if _observe_skew(desk, skew) and desk.device_since is not None and (
-                    desk.state_sample is None or abs(desk.state_sample - desk.clock_skew) <= CLOCK_SKEW_S):
-                # the state shown was dated by a skew since found wrong (a retained copy, applied before any
-                # live reading; or a first reading, later outvoted) and was sent under the clock now measured
-                desk.since = desk.device_since + desk.clock_skew
+            _measure_clock(desk, skew)
             ours = start + desk.clock_skew
             news = not desk.online  # a desk sending minutes is there, whatever their dates
-            desk.online, desk.last_seen = True, now
+            self._heard(desk, now)
             recent = now - RECENT_S <= ours <= now + CLOCK_SKEW_S
             if recent:  # two rows for one minute (the device restarted within it) add up
                 self._next_expiry = min(self._next_expiry, ours + RECENT_S)  # when pages must drop it again
@@ -237,9 +294,10 @@ class Classroom:
             if desk is None:
                 return
             if online:
-                desk.last_seen = self.clock()
-            if desk.online != online or online:
-                desk.online = online
+                self._heard(desk, self.clock())  # a retained copy too: a desk that beats must prove it soon
+                self._changed(desk)
+            elif desk.online:
+                desk.online = False
                 self._changed(desk)
 
     def snapshot(self, since: int | None = None) -> dict:
@@ -247,15 +305,15 @@ class Classroom:
 
         ``since``: only the desks changed after that version (the live page's updates)."""
         counts = {level: 0 for level in reversed(LEVELS)}
+        counts[WAITING] = 0  # online, no state yet: counted, so the counts add up to the desks shown
         counts["Offline"] = 0
         with self._cond:
+            now = self.clock()
+            self._expire_silent(now)  # a script polling the API sees a silent desk offline too
             if since is not None and since < self.removed:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
-                key = d.level if d.online else "Offline"
-                if key in counts:
-                    counts[key] += 1
-            now = self.clock()
+                counts[(d.level or WAITING) if d.online else "Offline"] += 1
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
@@ -282,7 +340,9 @@ class Classroom:
         last-ten-minutes figure has run out (a paused desk, a failed camera: no more minute
         rows) becomes a change: the pages drop the figure instead of showing it for hours."""
         with self._cond:
-            self._expire_recent(self.clock())
+            now = self.clock()
+            self._expire_recent(now)
+            self._expire_silent(now)
             self._cond.wait_for(lambda: self.version != version or self.closed, timeout)
             return self.version
 
@@ -303,6 +363,24 @@ class Classroom:
             if desk.recent_cache is not None:
                 self._next_expiry = min(self._next_expiry, desk.recent_cache[1])
 
+    def _expire_silent(self, now: float) -> None:
+        """Offline, each online desk that announced a heartbeat and has been silent for
+        ``silent_after`` it (holding the lock): its will was lost, or it hangs. Not while the
+        service itself has no link to the broker: then no desk can be heard, and the page
+        says so instead; at the reconnection every desk starts again from its availability."""
+        if now < self._next_silence or not self._link["connected"]:
+            return
+        self._next_silence = math.inf
+        for desk in self._desks.values():
+            if not desk.online or not desk.heartbeat_s:
+                continue
+            due = desk.last_seen + silent_after(desk.heartbeat_s)
+            if now >= due:
+                desk.online = False
+                self._changed(desk)
+            else:
+                self._next_silence = min(self._next_silence, due)
+
     def close(self) -> None:
         with self._cond:
             self.closed = True
@@ -316,6 +394,61 @@ class Classroom:
 HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache",
           "skew_known", "pending_skew", "state_sample")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
+
+
+def _json(payload: bytes):
+    """The payload as JSON, or None when it is none (or too deep to parse)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _state_of(data) -> tuple[str, float, int] | None:
+    """(level, since, seq) of a state as a desk sends it, or None."""
+    try:
+        level, since, seq = data["level"], float(data["since"]), int(data["seq"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not isinstance(level, str) or level not in ATTENTION or not math.isfinite(since):  # NaN: broken JSON
+        return None
+    return level, since, seq
+
+
+def _newer(desk: Desk, state: tuple[str, float, int]) -> bool:
+    """Whether ``state`` is later than the one the desk shows (not a retained or repeated copy)."""
+    _, since, seq = state
+    return not (seq <= desk.seq and desk.device_since is not None and since <= desk.device_since)
+
+
+def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: float | None) -> None:
+    """Show ``state`` (its message ``data``, its clock reading ``skew``) on ``desk``."""
+    level, since, seq = state
+    desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
+    desk.since = since + desk.clock_skew
+    desk.label = str(data.get("label", level))[:120]
+    desk.desk = str(data.get("desk", ""))[:64]
+
+
+def _measure_clock(desk: Desk, skew: float | None) -> None:
+    """A live message other than a state read the desk's clock (``skew``): when that changed
+    the skew in use, the state shown was dated by one since found wrong (a retained copy,
+    applied before any live reading; or a first reading, later outvoted) and was sent under
+    the clock now measured, so it is dated again."""
+    if _observe_skew(desk, skew) and desk.device_since is not None and (
+            desk.state_sample is None or abs(desk.state_sample - desk.clock_skew) <= CLOCK_SKEW_S):
+        desk.since = desk.device_since + desk.clock_skew
+
+
+def _interval(value) -> float | None:
+    """A heartbeat interval as a desk announces it (seconds), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and 0 < value <= MAX_HEARTBEAT_S else None
 
 
 def _seconds_ok(value) -> bool:

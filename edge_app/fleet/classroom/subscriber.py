@@ -1,4 +1,4 @@
-"""The classroom's MQTT side: subscribe to every desk's state, minute rows and availability."""
+"""The classroom's MQTT side: subscribe to every desk's state, minute rows, availability and heartbeat."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,7 @@ from edge_app.fleet.settings import MqttSettings
 log = logging.getLogger(__name__)
 # the classroom page's own settings are its command-line options, not a device's [mqtt] keys
 REFUSED_FIX = "check --mqtt-user and the password (--mqtt-password-file or ENGAGE_MQTT_PASSWORD)"
+KINDS = ("state", "minute", "availability", "heartbeat")  # the topics a desk publishes under <prefix>/<id>/
 
 
 class Subscriber:
@@ -35,7 +36,7 @@ class Subscriber:
         self.status.connected, self.status.error = True, ""
         self._tell_pages()
         log.info("mqtt: connected to %s", self.settings.broker)
-        client.subscribe([(self.settings.topic(kind, "+"), 1) for kind in ("state", "minute", "availability")])
+        client.subscribe([(self.settings.topic(kind, "+"), 1) for kind in KINDS])
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.status.connected = False
@@ -67,6 +68,8 @@ class Subscriber:
                 self.classroom.apply_minute(device_id, message.payload)
             elif kind == "availability":
                 self.classroom.apply_availability(device_id, message.payload)
+            elif kind == "heartbeat" and not message.retain:  # never retained by a desk: a stored one is no sign of life
+                self.classroom.apply_heartbeat(device_id, message.payload)
         except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: no more updates at all
             log.exception("mqtt: dropped a message on %s that could not be applied", message.topic[:200])
 

@@ -5,6 +5,8 @@
   const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged"];
   const ALERTING = ["Not engaged", "Distracted"];
   const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent"];  // a minute row's seconds
+  // an online desk with no state yet (just started): its tile says so in words, as its count does (model.WAITING)
+  const WAITING = "Waiting for a first reading";
   const desks = new Map();
   let counts = {};
   let classRecent = null;  // the online desks' last ten minutes together
@@ -69,11 +71,12 @@
     const t = now();
     const ul = $("desks");
     ul.replaceChildren(...list.map((d) => {
-      const li = el("li", "desk " + (d.online ? cls(d.level || "Absent") : "offline"));
+      const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
       li.dataset.online = d.online;
-      li.append(el("span", "name", d.desk || d.device_id), el("span", "level", d.level || "No state yet"));
+      li.append(el("span", "name", d.desk || d.device_id),
+        el("span", "level", d.level || (d.online ? WAITING : "No reading yet")));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       li.append(el("span", "meta heard", "last heard " + ago(t - d.last_seen) + " ago"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
