@@ -254,6 +254,22 @@ def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
     assert json.loads(manifest.read_text())["golden"]["labels"]
 
 
+def test_cli_golden_of_a_wrong_file_says_so(tmp_path, capsys):
+    """'model golden' of a missing file, a folder, a file that is not JSON or a JSON list
+    was a Python traceback; each is exit 2 naming the file, and nothing is written."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not json\n")
+    listed = tmp_path / "list.json"
+    listed.write_text("[]\n")
+    for path, says in ((tmp_path / "missing.json", "cannot be read as JSON (No such file or directory)"),
+                       (tmp_path, "cannot be read as JSON (Is a directory)"), (notes, "cannot be read as JSON (Expecting"),
+                       (listed, "is not a model manifest")):
+        assert main(["model", "golden", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: model: manifest {path} {says}" in err and "Traceback" not in err, err
+    assert notes.read_text() == "not json\n" and listed.read_text() == "[]\n"
+
+
 def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     appliance, admin_session = web_appliance, login(web_appliance.url)  # the web upload alone: no loop needed
     model, manifest = variant(1)

@@ -111,7 +111,13 @@ def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict
 def write_golden(manifest_path: Path | str) -> dict:
     """Compute golden data and store it in the manifest (atomically); returns it."""
     path = Path(manifest_path)
-    raw = json.loads(path.read_text())
+    try:  # a wrong path or file was a traceback
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FlashError(f"manifest {path} cannot be read as JSON ({getattr(exc, 'strerror', None) or exc}): name the "
+                         "model's .json manifest, e.g. models/new/emotion-int8.json") from None
+    if not isinstance(raw, dict):
+        raise FlashError(f"manifest {path} is not a model manifest (a JSON object with model, sha256 and labels)")
     raw["golden"] = compute_golden(path)
     atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
     return raw["golden"]
