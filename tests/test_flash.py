@@ -270,6 +270,18 @@ def test_cli_golden_of_a_wrong_file_says_so(tmp_path, capsys):
     assert notes.read_text() == "not json\n" and listed.read_text() == "[]\n"
 
 
+def test_cli_install_of_a_folder_says_it_is_one(cfg, variant, tmp_path, capsys):
+    """'model install models/new' (the folder, not the file in it) said the folder 'does not exist'."""
+    model, manifest = variant(1)
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n')
+    assert main(["model", "install", str(model.parent), "--config", str(conf)]) == 1
+    assert f"refused: model file {model.parent} is a folder: name the file in it" in capsys.readouterr().err
+    assert main(["model", "install", str(model), "--manifest", str(tmp_path), "--config", str(conf)]) == 1
+    assert f"manifest {tmp_path} is a folder: name the file in it (pass --manifest FILE.json)" in capsys.readouterr().err
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+
 def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     appliance, admin_session = web_appliance, login(web_appliance.url)  # the web upload alone: no loop needed
     model, manifest = variant(1)

@@ -161,7 +161,9 @@ def _check_readable(path: Path, what: str, missing: str) -> None:
     try:
         with open(path, "rb"):
             pass
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    except IsADirectoryError:
+        raise FlashError(f"{what} {path} is a folder: name the file in it{missing}") from None
+    except (FileNotFoundError, NotADirectoryError):
         raise FlashError(f"{what} {path} does not exist{missing}") from None
     except PermissionError:
         raise FlashError(f"{what} {path} cannot be read by {user_name()!r}, who runs this command: copy the model and its "
