@@ -103,6 +103,25 @@ def test_a_data_directory_that_cannot_be_created_says_what_to_do(tmp_path, golde
     assert "Read-only file system" in disk and "store.data_dir" in disk
 
 
+def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp_path, golden_manifest, capsys):
+    """'--data-dir /var/lib/engage-edge/engage.db' (the database, not its folder): the lines
+    said 'cannot create ... (File exists): check that its file system is mounted read-write
+    ... sudo chown -R', the wrong way; they say to give the folder, and which."""
+    conf = write_config(tmp_path, golden_manifest)
+    from edge_app.store.database import Store
+
+    Store(tmp_path / "data").close()
+    db = tmp_path / "data" / "engage.db"
+    assert main(["selftest", "--source", "demo", "--config", conf, "--step", "0", "--no-buzzer", "--data-dir", str(db)]) == 1
+    out = capsys.readouterr().out
+    for check in ("database", "disk"):
+        line = next(line for line in out.splitlines() if line.startswith(f"FAIL {check}"))
+        assert f"the data directory {db} is a file, not a folder: give the folder the database lives in " \
+               f"({db.parent}, not engage.db)" in line, line
+        assert "chown" not in line and "read-write" not in line
+    assert db.is_file()
+
+
 def test_model_without_golden_data_fails_the_model_check(tmp_path):
     raw = json.loads(SHIPPED_MANIFEST.read_text())
     raw.pop("golden", None)

@@ -135,7 +135,9 @@ def check_disk(cfg: Config) -> str:
     try:
         data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RuntimeError(f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
+        from edge_app.store.database import not_a_folder
+
+        raise RuntimeError(not_a_folder(data, exc) or f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
                            "choose another store.data_dir") from None
     free_mb = shutil.disk_usage(data).free / 1e6
     need = max(cfg.store.min_free_mb * 2, 100)

@@ -195,6 +195,18 @@ class StoreError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
 
 
+def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
+    """What to say when the data directory named is a file, or lies under one (``--data-dir
+    /var/lib/engage-edge/engage.db``: the database, not its folder), else None; the general
+    advice (mount read-write, chown) would send the technician the wrong way."""
+    if not isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return None
+    which = "is a file" if isinstance(exc, FileExistsError) else "lies under a file"
+    hint = f" ({data_dir.parent}, not {data_dir.name})" if data_dir.name == DB_NAME else ""
+    return (f"the data directory {data_dir} {which}, not a folder: give the folder the database lives in{hint} "
+            "with --data-dir or store.data_dir")
+
+
 class Store:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir).expanduser()
@@ -205,6 +217,9 @@ class Store:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             (self.data_dir / "images").mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
+            wrong = not_a_folder(self.data_dir, exc)
+            if wrong:
+                raise StoreError(wrong) from None
             raise StoreError(f"cannot create the data directory {self.data_dir} ({exc.strerror or exc}): check that its "
                              "file system is mounted read-write and that the service user may write to its parent "
                              "(sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
