@@ -99,8 +99,10 @@ def test_a_file_that_is_not_a_database(tmp_path):
 def test_a_data_dir_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StoreError, match="cannot create the data directory"):
+    with pytest.raises(StoreError, match="the data directory .*/file/data lies under a file, not a folder: give the folder"):
         Store(blocker / "data")
+    with pytest.raises(StoreError, match="/file is a file, not a folder: give the folder the database lives in with"):
+        Store(blocker)
 
 
 def test_upload_with_faces(store):
