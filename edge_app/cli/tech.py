@@ -260,7 +260,7 @@ def _step_seconds(text: str) -> float:
 
 
 def add_commands(sub) -> None:
-    model = sub.add_parser("model", help="install, roll back or list emotion models")
+    model = sub.add_parser("model", help="install, roll back or list emotion models, or record a manifest's golden data")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     inst = msub.add_parser("install", help="validate a .tflite model and make it the running one")
     inst.add_argument("file", type=Path, help="the .tflite model")
@@ -287,12 +287,14 @@ def add_commands(sub) -> None:
 
     ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
     ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
-    ex.add_argument("--out", type=Path, help="CSV file (default: standard output)")
+    ex.add_argument("--out", type=Path, help="CSV file, written whole or not at all; never a database or a device "
+                    "(default: standard output)")
     _common(ex)
     ex.set_defaults(func=_guarded(cmd_export))
 
     bk = sub.add_parser("backup", help="consistent copy of the database, safe while the service runs")
-    bk.add_argument("path", type=Path, help="a file, or a directory for a dated file")
+    bk.add_argument("path", type=Path, help="a new file or an earlier backup to replace, or a folder for a dated "
+                    "file (engage-YYYYMMDD-HHMMSS.db); any other file is kept and the backup refused")
     _common(bk)
     bk.set_defaults(func=_guarded(cmd_backup))
 
