@@ -240,6 +240,9 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     write that fails (a full disk) is a CopyFailed, standard output's too, so a redirect
     into a full disk is said as such, not a traceback (a closed pipe stays BrokenPipeError)."""
     db = Path(data_dir).expanduser() / DB_NAME
+    if out is not None:  # a wrong --out is said at once, not after reading a year of rows
+        out = Path(out).expanduser()
+        _check_destination(out, db, replaces="export")
     rows = list(export_rows(data_dir, since))
     if out is None:
         try:
@@ -250,8 +253,6 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
         except OSError as exc:
             raise CopyFailed(f"cannot write the CSV to standard output: {_failed(exc, sys.stdout.fileno())}") from None
         return len(rows)
-    out = Path(out).expanduser()
-    _check_destination(out, db, replaces="export")
     try:
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             write_log_csv(f, rows)
