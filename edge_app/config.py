@@ -521,7 +521,7 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
     ``overrides`` maps dotted keys (``"web.port"``) to values, as from CLI flags; a value
     of None means "flag not given"."""
     tables = defaults().to_dict()
-    if path is None and DEVICE_CONFIG.is_file():
+    if path is None and _device_config_present():
         path = DEVICE_CONFIG
     if path is not None:
         path = Path(path)
@@ -529,6 +529,8 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
             user = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except PermissionError as exc:
+            raise _unreadable(path, exc) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -538,6 +540,42 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
         if value is not None:
             _merge(tables, _nested(dotted, value))
     return _build(tables, str(path) if path else "defaults")
+
+
+def _device_config_present() -> bool:
+    """The device's file is there, readable or not. Behind /etc/engage-edge (root:engage,
+    0750) a technician's own account cannot even see it: is_file() then raised
+    PermissionError, a traceback for 'analyze' and 'run'; reading it now says what to do."""
+    try:
+        return DEVICE_CONFIG.is_file()
+    except PermissionError:
+        return True
+
+
+def _unreadable(path: Path, exc: OSError) -> ConfigError:
+    """A config file this user may not read: run as the group that may (on a device the
+    service's, engage), as the service does."""
+    import grp
+    import os
+    import pwd
+
+    from edge_app.fsutil import user_name
+
+    run_as = "sudo engage-edge ..."
+    for candidate in (path.absolute(), *path.absolute().parents):  # the file, or the folder hiding it
+        try:
+            gid = os.stat(candidate).st_gid
+        except OSError:
+            continue
+        try:  # the service's user has a group of its own name (engage on a device)
+            group = grp.getgrgid(gid).gr_name
+            if group != "root" and pwd.getpwnam(group):
+                run_as = f"sudo -u {group} engage-edge ..."
+        except KeyError:
+            pass
+        break
+    return ConfigError(f"config file {path} cannot be read by {user_name()!r} ({exc.strerror}): run the command as "
+                       f"a user who may read it, as the service does ({run_as}), or name another file with --config")
 
 
 def with_changes(cfg: Config, changes: dict) -> Config:

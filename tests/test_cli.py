@@ -395,3 +395,37 @@ def test_a_https_key_the_service_user_may_not_read_says_to_let_it(device_dirs):
     assert r.returncode == 2, r.stderr
     assert f"the HTTPS key {key} cannot be read (Permission denied): let 'nobody', who runs engage-edge, read it" \
         in r.stderr and "--port" not in r.stderr, r.stderr
+
+
+DEVICE_CONFIG_AT = """
+import sys
+from pathlib import Path
+import edge_app.config as config_mod
+config_mod.DEVICE_CONFIG = Path(sys.argv[1])  # the device's /etc/engage-edge/config.toml, placed in a test folder
+from edge_app.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("command", [["analyze", "photo.jpg"], ["run", "--source", "demo", "--port", "0"],
+                                     ["export", "--since", "2026-01-01"]])
+def test_a_device_config_hidden_from_the_user_says_whom_to_run_as(device_dirs, grace_path, command):
+    """On a device /etc/engage-edge is root:engage 0750: from a technician's own account its
+    config.toml cannot even be looked at, and 'analyze' or 'run' ended in a PermissionError
+    traceback ('export' said to run as root). It is exit 2 naming the file and the service's
+    user (here daemon, a user with a group of its own name, as engage)."""
+    top, _, _ = device_dirs
+    etc = top / "etc" / "engage-edge"
+    etc.mkdir(parents=True)
+    (etc / "config.toml").write_text("")
+    for path, mode in ((etc, 0o750), (etc / "config.toml", 0o640)):
+        os.chown(path, 0, 1)  # root:daemon
+        path.chmod(mode)
+    (top / "photo.jpg").write_bytes(grace_path.read_bytes())
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
+                        DEVICE_CONFIG_AT, str(etc / "config.toml"), *command], capture_output=True, text=True,
+                       timeout=60, cwd=top)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert f"error: configuration: config file {etc / 'config.toml'} cannot be read by 'nobody' (Permission denied): " \
+           "run the command as a user who may read it, as the service does (sudo -u daemon engage-edge ...)" in r.stderr
