@@ -447,3 +447,16 @@ def test_a_damaged_database_is_named_as_the_source_of_the_failure(store, tmp_pat
     assert main(["export", "--since", "2020-01-01", "--out", str(tmp_path / "log.csv"), *args]) == 2
     assert f"reading the log failed: the device's database {store.path} is damaged" in capsys.readouterr().err
     assert not (tmp_path / "log.csv").exists()
+
+
+def test_a_read_only_stick_is_named_as_such(store, tmp_path):
+    """A USB stick the kernel mounted read-only (errors on it, or its switch) was said as
+    "'root', who runs this command, may not write in /media/stick": root, refused?"""
+    args = ["--data-dir", store.data_dir, "--config", _empty(tmp_path)]
+    with mounted_tmpfs(tmp_path / "stick", "1m") as stick:
+        subprocess.run(["mount", "-o", "remount,ro", str(stick)], check=True)
+        for command in (["backup", stick], ["export", "--since", "2020-01-01", "--out", stick / "log.csv"]):
+            r = _cli(*command, *args)
+            assert r.returncode == 2, r.stderr
+            assert f"the file system holding {stick} is mounted read-only: choose another place" in r.stderr, r.stderr
+            assert "who runs this command" not in r.stderr

@@ -88,6 +88,11 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
         raise BackupError(f"{dest} is the live database's own file: writing there would lose the device's records; "
                           "choose a name of its own (e.g. backup.db)")
     if not os.access(folder, os.W_OK | os.X_OK):
+        with contextlib.suppress(OSError):  # a USB stick mounted read-only: no user may write there, root neither
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                raise BackupError(f"cannot write {dest}: the file system holding {folder} is mounted read-only: "
+                                  "choose another place, or mount it read-write (a stick's write-protect switch, or "
+                                  "errors on it: check it with fsck)")
         raise BackupError(f"cannot write {dest}: {user_name()!r}, who runs this command, may not write in {folder}: "
                           "choose a folder that user may write (e.g. /tmp, or the data directory) and copy the "
                           "file on from there")
