@@ -135,6 +135,8 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
                  "--config", str(_empty(tmp_path))]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["kind"] for r in rows] == ["state", "minute", "alert", "upload"]
+    # students' names and states: the command's user's alone, as a backup (the example writes to /tmp)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
     state, minute, alert, face = rows
     assert state["level"] == "Not engaged" and state["emotion"] == "sadness" and state["time"].startswith("2026-02-01T09:00")
     assert minute["frames"] == "900" and float(minute["not_engaged_s"]) == 40.0 and float(minute["engaged_s"]) == 20.0
