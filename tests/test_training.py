@@ -545,20 +545,55 @@ def test_several_teachers_answer_with_the_mean_of_their_probabilities(tiny_run, 
     assert f"--teacher {teachers}" in json.loads((run / "config.json").read_text())["replay"]
 
 
+# a training run in its own process, killed by training.train.kill_point (eager, as eager_steps)
+KILLED_RUN = """
+import os, sys
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    import tensorflow as tf
+    tf.config.run_functions_eagerly(True)
+from training import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
 def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps):
+    """A run stopped after epoch 2 of 3 and resumed averages epochs 2 and 3. The same run
+    killed (SIGKILL) after epoch 2's Keras backup, resumed, killed again after the averaging
+    state of epoch 3 was written but before its backup, and resumed again ends with the
+    same averaged weights bit for bit: both kills leave the backup at epoch 2, as the stop
+    does. (Not the run never stopped: Keras's shuffle and dropout draw other numbers in a
+    resumed process.) A run begun before averaging/ existed resumes as that version did."""
     import shutil
+    import signal
+    import subprocess
+    import sys
 
     import keras
 
     root, _ = tiny_run
-    run = root / "averaged"
-    common = ["--arch", "edge", "--out", str(run), "--epochs", "3", "--average-last", "2"]
+    run, legacy, killed = root / "averaged", root / "averaged-legacy", root / "averaged-killed"
+    common = ["--arch", "edge", "--epochs", "3", "--average-last", "2"]
     with pytest.raises(SystemExit):
-        train_on(root, *common[:-1], "-1")
-    assert train_on(root, *common, "--stop-after", "2") == 0  # killed after epoch 2 of 3, say
+        train_on(root, *common[:-1], "-1", "--out", str(run))
+    assert train_on(root, *common, "--out", str(run), "--stop-after", "2") == 0  # stopped after epoch 2 of 3
     assert json.loads((run / "averaged.json").read_text())["epochs"] == 1  # epochs 2-3 are averaged
     shutil.copy(run / "final.keras", root / "epoch2.keras")
-    assert train_on(root, *common, "--resume") == 0
+    shutil.copytree(run, legacy)
+    shutil.rmtree(legacy / "averaging")
+
+    def killed_at(point, *resume):
+        env = {**os.environ, "ENGAGE_DATA_CACHE": str(root / "npz"), "ENGAGE_TRAIN_KILL_AT": point}
+        child = subprocess.run([sys.executable, "-c", KILLED_RUN, "--data", str(root), "--batch-size", "16", *common,
+                                "--out", str(killed), *resume], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=300)
+        assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+        return sorted(p.name for p in (killed / "averaging").iterdir())
+
+    assert killed_at("backed-up:2") == ["after-00002.npz"]
+    # epoch 3's state is one ahead of the backup: the resumed run must do epoch 3 again
+    assert killed_at("averaging-saved:3", "--resume") == ["after-00002.npz", "after-00003.npz"]
+    for resumed in (run, killed, legacy):
+        assert train_on(root, *common, "--out", str(resumed), "--resume") == 0
 
     def weights(path):
         return keras.models.load_model(path, compile=False).get_weights()
@@ -573,6 +608,37 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(averaged[0], weights(run / "final.keras")[0])  # not simply the last epoch
     assert "--average-last 2" in json.loads((run / "config.json").read_text())["replay"]
+    for other in (killed, legacy):
+        assert json.loads((other / "averaged.json").read_text())["epochs"] == 2, other.name
+        for got, want in zip(weights(other / "averaged.keras"), averaged, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=other.name)
+
+
+def test_average_state_snapshots_resume_from_the_epoch_the_backup_restores(tmp_path):
+    """write_average_state / read_average_state without a training run: the state after the
+    backup's epoch comes back whole (pending epochs too), one snapshot ahead is dropped,
+    two snapshots are kept, and a backup older than that is a clear error."""
+    from training.train import read_average_state, write_average_state
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(3, 2)), rng.normal(size=4)]
+    directory = tmp_path / "averaging"
+    assert read_average_state(directory, 0) is None  # a fresh run
+    write_average_state(directory, 1, 0, [], [(0, weights)], 0)  # before the plan is fixed: pending only
+    write_average_state(directory, 2, 0, [], [(0, weights), (1, [w + 1 for w in weights])], 0)
+    write_average_state(directory, 3, 3, [w * 2 for w in weights], [], 3)
+    assert sorted(p.name for p in directory.iterdir()) == ["after-00002.npz", "after-00003.npz"]
+    count, mean, pending, last = read_average_state(directory, 3)
+    assert (count, last, pending) == (3, 3, []) and all(np.array_equal(m, w * 2) for m, w in zip(mean, weights))
+    with pytest.raises(SystemExit, match="after 3 epochs, but the backup restores 1"):
+        read_average_state(directory, 1)
+    count, mean, pending, last = read_average_state(directory, 2)  # killed before epoch 3's backup
+    assert (count, mean, last) == (0, [], 0) and [e for e, _ in pending] == [0, 1]
+    assert all(np.array_equal(got, w + 1) and got.dtype == w.dtype for got, w in zip(pending[1][1], weights))
+    assert sorted(p.name for p in directory.iterdir()) == ["after-00002.npz"]
+    assert read_average_state(tmp_path / "averaging-ahead", 0) is None
+    write_average_state(tmp_path / "averaging-ahead", 1, 1, weights, [], 1)
+    assert read_average_state(tmp_path / "averaging-ahead", 0) is None  # killed before the first backup
 
 
 def test_init_from_starts_at_an_earlier_runs_weights(tiny_run, eager_steps):

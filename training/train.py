@@ -7,7 +7,8 @@ Checkpoints every epoch; ``--resume`` continues an interrupted run from its last
 arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
 ``best.keras`` (best validation accuracy under the official rule) and ``final.keras``;
 with ``--average-last N`` also ``averaged.keras``, the mean weights of the last N planned
-epochs, and ``averaged.json`` with its validation accuracy beside best.keras's.
+epochs, and ``averaged.json`` with its validation accuracy beside best.keras's (the running
+mean lives in ``averaging/``, kept in step with the backup: a killed run resumes with it).
 ``--init-from`` starts from an earlier run's network (its weights, a fresh optimizer and
 schedule): a warm restart that continues a run whose schedule had ended too early.
 
@@ -22,10 +23,12 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +52,8 @@ DEFAULTS["edge-w"] = DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
 # every plan, and the weights of these epochs join --average-last only once it is fixed
 PLAN_FIXED_AFTER = 4
 BUDGET_WARMUP = PLAN_FIXED_AFTER - 1
+AVERAGING_DIR = "averaging"  # --average-last's running state, one file per epoch it changed
+KILL_AT_ENV = "ENGAGE_TRAIN_KILL_AT"  # tests only: see kill_point
 
 
 def git_commit() -> str:
@@ -210,44 +215,70 @@ def make_callbacks(args, net, out: Path, best_so_far):
     class AverageLast(keras.callbacks.Callback):
         """Keeps the mean of the network's weights (batch-norm statistics included) over
         the epochs from ``planned - n`` on, in ``averaged.keras`` with its epoch count in
-        ``averaged.json``, both rewritten each such epoch, so a resumed run carries on
-        with the mean it had. Late epochs of a cosine schedule lie in one basin, so
-        their mean is a network too (stochastic weight averaging)."""
+        ``averaged.json``. Late epochs of a cosine schedule lie in one basin, so their
+        mean is a network too (stochastic weight averaging).
+
+        The running state goes to ``averaging/`` (see ``write_average_state``) before the
+        Keras backup of the same epoch, and a resumed run takes the state after the epoch
+        the backup restores, so a kill anywhere in between neither drops nor repeats an
+        epoch: the resumed mean is the one the run would have had without the kill."""
 
         def __init__(self, net, out: Path, n: int, schedule):
             super().__init__()
             self.net, self.out, self.n, self.schedule = net, out, n, schedule
-            self.count, self.mean = 0, []  # the running mean, one array per weight
+            self.count, self.last_epoch = 0, 0
+            self.mean: list[np.ndarray] = []  # the running mean, one array per weight
             self.pending: list[tuple[int, list[np.ndarray]]] = []  # epochs seen before the plan was fixed
-            state = out / "averaged.json"
-            if state.is_file() and (out / "averaged.keras").is_file():
-                self.count = int(json.loads(state.read_text())["epochs"])
-                saved = keras.models.load_model(out / "averaged.keras", compile=False)
+            self.done: int | None = None  # epochs done: known once the backup has set the first epoch
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.done is None:
+                self.done = epoch
+                self.restore(epoch)
+
+        def restore(self, done: int) -> None:
+            directory = self.out / AVERAGING_DIR
+            state = read_average_state(directory, done)
+            if state is not None:
+                self.count, self.mean, self.pending, self.last_epoch = state
+            elif done and not directory.exists() and (self.out / "averaged.json").is_file() \
+                    and (self.out / "averaged.keras").is_file():
+                # a run begun before averaging/ existed: its mean, as that version kept it
+                recorded = json.loads((self.out / "averaged.json").read_text())
+                self.count, self.last_epoch = int(recorded["epochs"]), int(recorded["last_epoch"])
+                saved = keras.models.load_model(self.out / "averaged.keras", compile=False)
                 self.mean = [np.asarray(w, np.float64) for w in saved.get_weights()]
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.schedule.fixed and epoch + 1 <= self.schedule.planned - self.n:
-                return
+            self.done, planned = epoch + 1, self.schedule.planned
             # before the plan is fixed, whether an epoch is among the last n is not known:
-            # its weights wait for the plan (a replay with --epochs set to it averages these)
-            self.pending.append((epoch, [np.asarray(w, np.float64) for w in self.net.get_weights()]))
-            if self.schedule.fixed:
-                self.flush()
+            # its weights wait for the plan (a replay with --epochs set to it averages these).
+            # An epoch past the plan runs only when a finished run is resumed: not averaged
+            if not self.schedule.fixed or planned - self.n < epoch + 1 <= planned:
+                self.pending.append((epoch, [np.asarray(w, np.float64) for w in self.net.get_weights()]))
+            if self.pending:
+                self.save(self.fold() if self.schedule.fixed else False)
 
         def on_train_end(self, logs=None):
-            self.flush()  # a run that stopped before its plan was fixed
+            if self.pending:  # a run that stopped before its plan was fixed
+                self.save(self.fold())
 
-        def flush(self) -> None:
+        def fold(self) -> bool:
+            """Adds the pending epochs among the last n to the mean; True if any was."""
             epochs = [(e, w) for e, w in self.pending if e + 1 > self.schedule.planned - self.n]
             self.pending = []
-            if not epochs:
-                return
-            for _, weights in epochs:
+            for e, weights in epochs:
                 self.count += 1
                 self.mean = weights if not self.mean else [m + (w - m) / self.count for m, w in zip(self.mean, weights)]
-            self.save(epochs[-1][0])
+                self.last_epoch = e + 1
+            return bool(epochs)
 
-        def save(self, epoch: int) -> None:
+        def save(self, mean_changed: bool) -> None:
+            assert self.done is not None
+            write_average_state(self.out / AVERAGING_DIR, self.done, self.count, self.mean, self.pending, self.last_epoch)
+            kill_point("averaging-saved", self.done)
+            if not mean_changed:
+                return
             original = self.net.get_weights()
             self.net.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, original)])
             try:
@@ -255,7 +286,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
                     self.net.save(tmp)
             finally:
                 self.net.set_weights(original)
-            atomic_write(self.out / "averaged.json", json.dumps({"epochs": self.count, "last_epoch": epoch + 1}) + "\n")
+            atomic_write(self.out / "averaged.json", json.dumps({"epochs": self.count, "last_epoch": self.last_epoch}) + "\n")
 
     class SaveBest(keras.callbacks.Callback):
         """Saves the exported network (no augmentation layers) when validation improves."""
@@ -274,11 +305,63 @@ def make_callbacks(args, net, out: Path, best_so_far):
     schedule = Schedule()
     return [
         schedule,
+        # before the backup: its state of an epoch is on disk before the epoch counts as done
+        *([AverageLast(net, out, args.average_last, schedule)] if args.average_last else []),
         keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kill_point("backed-up", epoch + 1)),
         keras.callbacks.CSVLogger(str(history_file(out)), append=True),
         SaveBest(best_so_far),
-        *([AverageLast(net, out, args.average_last, schedule)] if args.average_last else []),
     ]
+
+
+def write_average_state(directory: Path, done: int, count: int, mean: list[np.ndarray],
+                        pending: list[tuple[int, list[np.ndarray]]], last_epoch: int) -> None:
+    """Saves --average-last's whole state after ``done`` epochs as one file, at once or not
+    at all (float64, so a resumed mean is bit for bit the uninterrupted one), keyed by
+    ``done``. It is written before the Keras backup of its epoch, so at a kill it is at
+    most one epoch ahead of the backup: the snapshot before it is kept for that case,
+    older ones are removed."""
+    directory.mkdir(exist_ok=True)
+    arrays: dict[str, Any] = {"count": np.array(count), "last_epoch": np.array(last_epoch),
+                              "pending_epochs": np.array([e for e, _ in pending], np.int64)}
+    arrays.update({f"mean_{i}": m for i, m in enumerate(mean)})
+    arrays.update({f"pending_{k}_{i}": w for k, (_, weights) in enumerate(pending) for i, w in enumerate(weights)})
+    with atomic_path(directory / f"after-{done:05d}.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    for old in sorted(directory.glob("after-*.npz"))[:-2]:
+        old.unlink()
+
+
+def read_average_state(directory: Path, done: int):
+    """The state ``write_average_state`` saved after ``done`` epochs (the epochs the backup
+    restores): the newest snapshot taken after at most ``done`` epochs, None if there is
+    none (no epoch saved yet). A snapshot one epoch ahead is from an epoch whose backup
+    a kill prevented: it is removed, the resumed run does that epoch again."""
+    snapshots = {int(p.stem.removeprefix("after-")): p for p in directory.glob("after-*.npz")}
+    if any(e > done + 1 for e in snapshots):
+        raise SystemExit(f"{directory} holds the --average-last state after {max(snapshots)} epochs, but the backup "
+                         f"restores {done}: the run's backup/ is older than its averaging/ state; "
+                         "start the run again in a new --out")
+    if done + 1 in snapshots:
+        snapshots.pop(done + 1).unlink()
+    if not snapshots:
+        return None
+    with np.load(snapshots[max(snapshots)]) as saved:
+        def arrays(prefix: str) -> list[np.ndarray]:
+            keys = sorted((k for k in saved.files if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
+            return [saved[k] for k in keys]
+
+        pending = [(int(e), arrays(f"pending_{k}_")) for k, e in enumerate(saved["pending_epochs"])]
+        return int(saved["count"]), arrays("mean_"), pending, int(saved["last_epoch"])
+
+
+def kill_point(name: str, done: int) -> None:
+    """Tests only: SIGKILL this process at the named point of the epoch that brings the run
+    to ``done`` epochs when ``ENGAGE_TRAIN_KILL_AT`` is ``name:done`` ("averaging-saved":
+    --average-last's state written, the backup not; "backed-up": the Keras backup
+    written), as a power cut could; tests/test_training.py resumes such a run."""
+    if os.environ.get(KILL_AT_ENV) == f"{name}:{done}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def replay_command(args, epochs: int, stop_after: int = 0) -> str:
