@@ -175,3 +175,131 @@ def test_two_admins_changing_the_same_classroom_field_are_told(make_appliance, c
     assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
     assert appliance.ctx.cfg.mqtt.desk == "Row 4, seat 2" and appliance.ctx.cfg.mqtt.topic_prefix == "school-b"
     assert appliance.ctx.cfg.mqtt.password == SECRET  # never typed, never shown: kept
+
+
+class Catcher:
+    """Another host's "broker", as whoever typed its address would run it: it accepts MQTT
+    connections on loopback, keeps every byte a client sends (the CONNECT packet carries the
+    user name and password in the clear) and refuses the log-in (CONNACK 5, not authorised),
+    so a test of it ends at once instead of waiting for an answer."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = b""
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.connections += 1
+                conn.settimeout(2)
+                try:
+                    self.received += conn.recv(4096)
+                    conn.sendall(b"\x20\x02\x00\x05")
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_saved_password_goes_only_to_the_broker_it_was_saved_for(broker, make_appliance):
+    """An admin session (stolen, or an admin's slip) types another host and presses Test or
+    Save: the saved password must not go there, now (Test) or at the publisher's next
+    connect (Save). Another host name, another port or other TLS files is another broker:
+    it gets the password typed on the form, or none with "No password" ticked."""
+    appliance = make_appliance(with_loop=False)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/classroom"
+    assert "Saved" in s.post(url, data=form(s, broker, "save"), timeout=10).text
+    wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"]["connected"])
+    page = s.get(url, timeout=5).text
+    assert f"A password is saved for 127.0.0.1:{broker.port} without TLS" in page
+    assert "sent only to the broker it was saved for" in page  # the field's help says so before anyone tries
+    catcher = Catcher()
+    try:
+        elsewhere = {"mqtt.port": str(catcher.port), "mqtt.password": ""}
+        r = s.post(url, data=form(s, broker, "test", **elsewhere), timeout=10)
+        assert r.status_code == 400 and "Not tested" in r.text
+        assert f"sent only to the broker it was saved for, 127.0.0.1:{broker.port} without TLS" in r.text
+        assert f"Type the password for 127.0.0.1:{catcher.port}" in r.text
+        fields = page_form(r.text)
+        assert fields["mqtt.port"] == str(catcher.port) and fields["mqtt.password"] == ""  # theirs kept, to fill in
+        assert 'aria-invalid="true" autofocus' in r.text.split('id="mqtt-password"')[1].split(">")[0]
+        r = s.post(url, data=form(s, broker, "save", **elsewhere), timeout=10)
+        assert r.status_code == 400 and "Nothing saved" in r.text and "Type the password for" in r.text
+        mqtt = appliance.ctx.cfg.mqtt
+        assert (mqtt.host, mqtt.port) == ("127.0.0.1", broker.port)  # the publisher's next connect stays home
+        assert catcher.connections == 0 and PASSWORD.encode() not in catcher.received
+
+        # another name for the same machine, or TLS files, count as another broker too
+        for other in ({"mqtt.host": "localhost"}, {"mqtt.tls_ca": str(broker.folder / "passwd")}):
+            r = s.post(url, data=form(s, broker, "test", **other, **{"mqtt.password": ""}), timeout=10)
+            assert r.status_code == 400 and "Not tested" in r.text, other
+        # the saved broker itself: the saved password, as before (a Test of the form as the page shows it)
+        r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": ""}), timeout=10)
+        assert r.status_code == 200 and f"Connected to 127.0.0.1:{broker.port}" in r.text
+
+        # the other broker's own password, typed: tested and saved with it
+        r = s.post(url, data=form(s, broker, "test", **{"mqtt.host": "localhost"}), timeout=10)
+        assert r.status_code == 200 and f"Connected to localhost:{broker.port}" in r.text
+        r = s.post(url, data=form(s, broker, "save", **{"mqtt.host": "localhost"}), timeout=10)
+        assert r.status_code == 200 and f"Publishing to localhost:{broker.port}" in r.text
+        wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"])["connected"]
+                 and h["broker"] == f"localhost:{broker.port}")
+        assert f"A password is saved for localhost:{broker.port} without TLS" in r.text
+
+        r = s.post(url, data=form(s, broker, "save", **{"mqtt.no_password": "on"}), timeout=10)
+        assert r.status_code == 400 and "not both" in r.text
+        # "No password": the saved one is deleted, then any broker may be tried (with none)
+        kept = Path(appliance.ctx.cfg.mqtt.password_file)
+        r = s.post(url, data=form(s, broker, "save", **{"mqtt.host": "localhost", "mqtt.password": "",
+                                                        "mqtt.no_password": "on"}), timeout=10)
+        assert r.status_code == 200 and "The saved password was deleted" in r.text and "No password is saved" in r.text
+        assert not kept.exists() and appliance.ctx.cfg.mqtt.password_file == ""
+        r = s.post(url, data=form(s, broker, "test", **elsewhere), timeout=10)
+        assert r.status_code == 502 and "refused the log-in" in r.text
+        assert catcher.connections == 1 and USER.encode() in catcher.received
+        assert PASSWORD.encode() not in catcher.received
+    finally:
+        catcher.close()
+    audit = [r["detail"] for r in appliance.store.query("SELECT detail FROM audit ORDER BY id")]
+    assert audit[-1] == f"publishing to localhost:{broker.port}, saved password deleted"
+
+
+def test_a_password_from_the_config_file_stays_with_its_broker(make_appliance, cfg):
+    """The technician's password (config file) belongs to the configured broker in the same
+    way: moving the device to another host on the page asks for that host's password."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.host": "broker.school.lan", "mqtt.port": 8883,
+                                                             "mqtt.password": SECRET, "mqtt.username": "desk-07"}),
+                               with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    s = admin(appliance.url)
+    fields = page_form(s.get(url, timeout=5).text)
+    fields["mqtt.host"] = "127.0.0.1"
+    r = save(s, url, fields)
+    assert r.status_code == 400 and "Nothing saved" in r.text and SECRET not in r.text
+    assert "broker.school.lan:8883 without TLS" in r.text and "127.0.0.1:8883 without TLS is another broker" in r.text
+    assert appliance.ctx.cfg.mqtt.host == "broker.school.lan" and appliance.ctx.cfg.mqtt.password == SECRET
+    fields = page_form(r.text)
+    assert fields["mqtt.host"] == "127.0.0.1"  # what they typed, to add the password to
+    fields["mqtt.desk"] = "Row 5"  # a change beside the broker's: refused with it, then saved with it
+    fields["mqtt.host"] = "BROKER.school.lan."  # the same host, spelled otherwise: no password asked
+    r = save(s, url, fields)
+    assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
+    assert appliance.ctx.cfg.mqtt.desk == "Row 5" and appliance.ctx.cfg.mqtt.password == SECRET
+    fields = page_form(r.text)
+    fields.update({"mqtt.host": "127.0.0.1", "mqtt.no_password": "on"})  # a broker that takes none
+    r = save(s, url, fields)
+    assert "Saved" in r.text and "The password in the config file is no longer used" in r.text
+    assert appliance.ctx.cfg.mqtt.host == "127.0.0.1" and appliance.ctx.cfg.mqtt.password == ""

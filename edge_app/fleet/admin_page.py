@@ -4,7 +4,14 @@ Saved values go through the same validation and persistence as every other setti
 (``web.admin_settings.apply_settings``); saving restarts the publisher with them. The
 broker password is the exception: it goes to a file in the data directory that only the
 service's user can read (``mqtt-password``, mode 0600), and the settings table keeps only
-that file's path, so a copy of the database or a backup does not carry it."""
+that file's path, so a copy of the database or a backup does not carry it.
+
+The saved password belongs to the saved broker (``same_broker``: host, port and TLS
+files). It is never sent to another one: a Test of another broker, or a Save that moves
+to one, needs that broker's password typed on the form (or "No password" ticked), else
+it is refused. Otherwise whoever held an admin session could type their own host, press
+Test (or Save, and wait for the publisher's next connect) and receive the school's
+broker password."""
 from __future__ import annotations
 
 import logging
@@ -29,7 +36,8 @@ FIELDS: list[tuple[str, str, type, str]] = [
     ("port", "Broker port", int, "1883, or 8883 with TLS."),
     ("tls_ca", "Broker CA file (TLS)", str, "PEM file of the broker's certificate authority; empty: no TLS."),
     ("username", "User name", str, "This device's broker account."),
-    ("password", "Password", str, "Leave empty to keep the saved one."),
+    ("password", "Password", str, "Leave empty to keep the saved one. It is sent only to the broker it was saved "
+     "for (the same host, port and CA file): for another broker, type that broker's password."),
     ("device_id", "Device id", str, "Its topic name; empty: the user name, else the host name. Under the "
      "README's broker rules a device may write only under its own user name."),
     ("desk", "Desk label", str, 'Shown to the instructor, e.g. "Row 2, seat 4" (never a student\'s name).'),
@@ -37,6 +45,42 @@ FIELDS: list[tuple[str, str, type, str]] = [
     ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),
 ]
 LABELS = {f"mqtt.{key}": label for key, label, *_ in FIELDS}
+NO_PASSWORD = "mqtt.no_password"  # the form's "No password" box: a broker that takes none; the saved one is deleted
+
+
+def same_broker(a, b) -> bool:
+    """Whether two ``[mqtt]`` sections (``Config.mqtt``) name the same broker: the same host
+    (letter case, brackets around an IPv6 address and a final dot aside), port and TLS
+    files. A saved password goes only there: another port may be another service, and no
+    CA file (or another one) would send it unencrypted (or to whoever that CA vouches for)."""
+    def key(m) -> tuple:
+        return (m.host.strip().strip("[]").rstrip(".").lower(), m.port, m.tls_ca, m.tls_cert, m.tls_key)
+    return key(a) == key(b)
+
+
+def describe_broker(m) -> str:
+    """"broker.school.lan:8883 with TLS" (``m``: a ``Config.mqtt``), as the page names it."""
+    if not m.host:
+        return "no broker (MQTT was off)"
+    return f"{m.host}:{m.port} " + ("with TLS" if m.tls_ca else "without TLS")
+
+
+def has_saved_password(cfg: Config) -> bool:
+    return bool(cfg.mqtt.password or cfg.mqtt.password_file)
+
+
+def withheld_password(cfg: Config, wanted, sent: dict) -> str:
+    """Why the saved password may not go to the broker of ``wanted`` (a ``Config.mqtt``:
+    the form's broker), or "" when it may (the same broker, none saved, or the form brings
+    its own password or says "No password"); ``sent``: the form's changes."""
+    if not wanted.host or "mqtt.password" in sent or not has_saved_password(cfg) or same_broker(cfg.mqtt, wanted):
+        return ""
+    return (f"the saved password is sent only to the broker it was saved for, {describe_broker(cfg.mqtt)}; "
+            f"{describe_broker(wanted)} is another broker (a different host, port or CA file)")
+
+
+def type_password_for(wanted) -> str:
+    return f'Type the password for {wanted.host}:{wanted.port} (or tick "No password" if that broker takes none).'
 
 
 def install(app, ctx, h) -> None:
@@ -48,6 +92,11 @@ def install(app, ctx, h) -> None:
 
     def form_changes() -> dict:
         changes: dict = {}
+        no_password = request.forms.get(NO_PASSWORD) in ("on", "true", "1")
+        if no_password and (request.forms.getunicode("mqtt.password") or "").strip():
+            raise config_mod.ConfigError('Password: type a password or tick "No password", not both')
+        if no_password and has_saved_password(ctx.cfg):
+            changes.update({"mqtt.password": "", "mqtt.password_file": ""})  # deleted at Save
         for key, label, kind, _ in FIELDS:
             raw = (request.forms.getunicode(f"mqtt.{key}") or "").strip()
             if kind is bool:
@@ -58,7 +107,7 @@ def install(app, ctx, h) -> None:
                 except ValueError:
                     raise config_mod.ConfigError(f"{label}: {raw!r} is not a port number (1 to 65535)") from None
             elif key == "password" and not raw:
-                continue  # keep the saved password
+                continue  # keep the saved password (for the saved broker only: withheld_password)
             elif key == "password":
                 # a typed password replaces the saved one, the file included (both set is refused)
                 changes.update({"mqtt.password": raw, "mqtt.password_file": ""})
@@ -67,15 +116,19 @@ def install(app, ctx, h) -> None:
         return changes
 
     def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None,
-               password_hint: str = "", base: dict | None = None):
+               password_hint: str = "", base: dict | None = None, password_needed: bool = False):
         """The page; ``values``: what the admin typed, shown again; ``base``: the values their
-        form started from (kept, so a Save after a Test or an error still saves only theirs)."""
+        form started from (kept, so a Save after a Test or an error still saves only theirs);
+        ``password_needed``: the password field is marked as the one to fill in, and focused."""
         from bottle import HTTPResponse
 
         from edge_app.web.edits import base_field
 
+        saved = ("A password is saved for " + describe_broker(ctx.cfg.mqtt) + "." if has_saved_password(ctx.cfg)
+                 else "No password is saved.")
         body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
                       status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint,
+                      password_saved=saved, password_needed=password_needed,
                       base=base_field(base or shown_now(ctx.cfg)))
         return HTTPResponse(body, status) if status != 200 else body
 
@@ -94,6 +147,7 @@ def install(app, ctx, h) -> None:
         h.check_csrf()
         h.require_recent_password()
         shown = {**saved_values(ctx.cfg), **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
+        shown["no_password"] = request.forms.get(NO_PASSWORD) in ("on", "true", "1")
         before = shown_now(ctx.cfg)
         base = read_base(request.forms.getunicode("base"), before)
         try:
@@ -105,6 +159,11 @@ def install(app, ctx, h) -> None:
         if request.forms.get("action") == "test":
             if not settings.enabled:
                 return render("Set a broker host to test.", ok=False, status=400, values=shown, base=base)
+            withheld = withheld_password(ctx.cfg, candidate.mqtt, sent)
+            if withheld:
+                return render(f"Not tested: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
+                              values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
+                              password_needed=True)
             ok, text = check_connection(settings)
             # a typed password is never sent back to the page, so Save after a Test would keep the old one
             hint = TYPE_AGAIN if request.forms.getunicode("mqtt.password") else ""
@@ -121,15 +180,27 @@ def install(app, ctx, h) -> None:
             candidate = config_mod.with_changes(ctx.cfg, changes)
         except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
             return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown, base=base)
+        withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)
+        if withheld:  # the publisher's next connect would send it there
+            return render(f"Nothing saved: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
+                          values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
+                          password_needed=True)
         settings = MqttSettings.from_config(candidate)
+        before_cfg = ctx.cfg
         apply_settings(ctx, password_to_file(ctx.cfg, changes))
+        forgotten = ""
+        if "mqtt.password" in changes and not changes["mqtt.password"]:
+            forgotten = (" The saved password was deleted." if forget_password_file(before_cfg)
+                         else " The password in the config file is no longer used.")
         restart_publisher(ctx, ctx.cfg)
         log.info("admin %s changed the classroom broker settings", me.username)
         ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
-                        f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
+                        (f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
+                        + (", saved password deleted" if forgotten else ""))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
         h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
-                                                         if settings.enabled else " MQTT is off."))
+                                                         if settings.enabled else " MQTT is off.")
+                         + forgotten)
 
 
 def password_to_file(cfg: Config, changes: dict) -> dict:
@@ -141,6 +212,17 @@ def password_to_file(cfg: Config, changes: dict) -> dict:
     path = config_mod.data_dir(cfg) / PASSWORD_FILE
     atomic_write(path, password + "\n", mode=0o600)
     return {**changes, "mqtt.password": "", "mqtt.password_file": str(path)}
+
+
+def forget_password_file(cfg: Config) -> bool:
+    """"No password" saved: delete the password file this page wrote, if ``cfg`` used it;
+    False when it did not (a password or file a technician put in the config file is
+    theirs, and stays there, overridden)."""
+    path = config_mod.data_dir(cfg) / PASSWORD_FILE
+    if not cfg.mqtt.password_file or Path(cfg.mqtt.password_file) != path:
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def move_saved_password(store, cfg: Config, settings_key: str) -> None:

@@ -24,12 +24,17 @@
       <label class="check" for="{{fid}}"><input id="{{fid}}" name="mqtt.{{key}}" type="checkbox" {{'checked' if values.get(key) in (True, 'on') else ''}} aria-describedby="{{fid}}-help"> {{label}}</label>
     % elif key == 'password':
       <label for="{{fid}}">{{label}}</label>
-      <input id="{{fid}}" name="mqtt.{{key}}" type="password" autocomplete="new-password" aria-describedby="{{fid}}-help">
+      <input id="{{fid}}" name="mqtt.{{key}}" type="password" autocomplete="new-password" aria-describedby="{{'mqtt-message ' if password_needed else ''}}{{fid}}-help mqtt-password-saved"{{!' aria-invalid="true" autofocus' if password_needed else ''}}>
     % else:
       <label for="{{fid}}">{{label}}</label>
       <input id="{{fid}}" name="mqtt.{{key}}" value="{{values.get(key, '')}}" aria-describedby="{{fid}}-help" {{'inputmode=numeric' if kind is int else ''}}>
     % end
       <small id="{{fid}}-help" class="{{'error' if key == 'password' and password_hint else 'hint'}}">{{password_hint if key == 'password' and password_hint else help}}</small>
+    % if key == 'password':
+      <small id="mqtt-password-saved" class="hint">{{password_saved}}</small>
+      <label class="check" for="mqtt-no-password"><input id="mqtt-no-password" name="mqtt.no_password" type="checkbox" {{'checked' if values.get('no_password') else ''}} aria-describedby="mqtt-no-password-help"> No password</label>
+      <small id="mqtt-no-password-help" class="hint">For a broker that asks for none: Save deletes the saved password.</small>
+    % end
     </div>
     % end
     </div>
