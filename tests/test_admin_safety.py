@@ -53,6 +53,50 @@ def test_deleting_asks_first_naming_what_is_lost(appliance):
     assert "Deleted ann and 3 uploads" in r.text and appliance.accounts.find("ann") is None
 
 
+def user_row(html: str, username: str) -> str:
+    return html.split(f'<tr data-user="{username}">', 1)[1].split("</tr>", 1)[0]
+
+
+def test_an_admin_deletes_their_own_photos_but_not_the_account_they_are_using(appliance):
+    """An admin's own row: "their data" would name someone else, and the account they are
+    logged in with is not theirs to delete or disable from here. Their own photos may go,
+    asked first and audited like anyone's; the account and its session stay."""
+    ann = appliance.accounts.create_user("ann", PW)
+    admin = appliance.accounts.find("admin")
+    add_uploads(appliance, admin, 2, kept=1)
+    add_uploads(appliance, ann, 3, kept=0)
+    s = login(appliance.url)
+    page = s.get(f"{appliance.url}/admin/users", timeout=10).text
+    mine, hers = user_row(page, "admin"), user_row(page, "ann")
+    assert "(you)" in mine and ">Delete my photos</button>" in mine and "their data" not in mine
+    assert "Delete user" not in mine and ">Disable<" not in mine and "Reset password" not in mine
+    assert ">Delete their data</button>" in hers and "Delete user" in hers and "my photos" not in hers
+
+    r = s.post(f"{appliance.url}/admin/users/{admin.id}/delete-data", data={"csrf": s.csrf}, timeout=10)
+    assert r.status_code == 200 and "<h1>Delete your own photos?</h1>" in r.text
+    losses = r.text.split('id="confirm-losses">', 1)[1].split("</ul>", 1)[0]
+    assert "2 uploaded photos" in losses and "1 kept image" in losses and "account" not in losses
+    assert "you stay logged in" in r.text and ">Delete my photos</button>" in r.text and "their data" not in r.text
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 5  # asked, not done
+
+    r = s.post(f"{appliance.url}/admin/users/{admin.id}/delete-data", data={"csrf": s.csrf, "confirm": "yes"},
+               timeout=10)
+    assert r.status_code == 200 and r.history and "Deleted 2 of your uploads" in r.text
+    assert "/login" not in r.url and 'data-user="admin"' in r.text  # still logged in, on the users page
+    owners = appliance.store.query("SELECT user_id, COUNT(*) FROM uploads GROUP BY user_id")
+    assert [tuple(row) for row in owners] == [(ann.id, 3)]  # only their own went
+    assert appliance.accounts.find("admin") is not None
+    assert "deleted data of <strong>admin</strong>" in audit_rows(s.get(f"{appliance.url}/admin/audit",
+                                                                        timeout=10).text)[0]
+
+    # the account itself, even with a hand-made confirmation, is refused
+    for action in ("delete", "disable"):
+        r = s.post(f"{appliance.url}/admin/users/{admin.id}/{action}", data={"csrf": s.csrf, "confirm": "yes"},
+                   timeout=10)
+        assert "You cannot disable or delete your own account" in r.text
+    assert appliance.accounts.find("admin") is not None and not appliance.accounts.find("admin").disabled
+
+
 def test_the_audit_log_says_who_did_what_when(appliance):
     s = login(appliance.url)
     assert 'id="audit-empty"' in s.get(f"{appliance.url}/admin/audit", timeout=10).text

@@ -1,7 +1,10 @@
 """Admin user management: the users page with per-user summaries, creating users, and
 the per-user actions (disable, enable, reset password, delete data, delete). The two
 deletions cannot be undone, so they first show a page naming what will be lost and act
-only on its confirmation; every action is written to the audit log (``/admin/audit``)."""
+only on its confirmation; every action is written to the audit log (``/admin/audit``).
+An admin's own row offers only what makes sense for the account they are using: their
+own photos may go ("Delete my photos"), the account itself is not disabled or deleted
+from under them, and their password changes on Your account (it asks for the old one)."""
 from __future__ import annotations
 
 import logging
@@ -118,9 +121,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             n = ctx.accounts.unlock(target.username)
             message = f"Unlocked {target.username}: {n} failed log-ins forgotten."
             audit = ("unlocked log-in of", f"{n} failed log-ins forgotten")
-        elif action == "delete-data":
+        elif action == "delete-data":  # an admin's own photos too ("Delete my photos"): their account stays
             n = ctx.store.delete_user_data(user_id)
-            message = f"Deleted {n} uploads and their images for {target.username}."
+            message = (f"Deleted {n} of your uploads and their images; your account stays." if target.id == me.id
+                       else f"Deleted {n} uploads and their images for {target.username}.")
             audit = ("deleted data of", f"{n} uploads")
         elif action == "delete":
             n = ctx.store.delete_user_data(user_id)

@@ -1,7 +1,8 @@
 % rebase('base.tpl', title=title)
 % whole = action == 'delete'
+% mine = user is not None and target.id == user.id  # an admin's own photos (never their own account: refused)
 <section class="card narrow" id="confirm">
-  <h1>{{'Delete the user %s?' % target.username if whole else 'Delete the data of %s?' % target.username}}</h1>
+  <h1>{{'Delete the user %s?' % target.username if whole else 'Delete your own photos?' if mine else 'Delete the data of %s?' % target.username}}</h1>
   <p>This cannot be undone. It removes for good:</p>
   <ul id="confirm-losses">
     % if whole:
@@ -10,14 +11,16 @@
     <li>{{counts['uploads']}} uploaded photo{{'' if counts['uploads'] == 1 else 's'}} and the results of their {{counts['faces']}} face{{'' if counts['faces'] == 1 else 's'}}</li>
     <li>{{counts['images']}} kept image{{'' if counts['images'] == 1 else 's'}}</li>
   </ul>
-  % if not whole:
+  % if mine:
+  <p class="hint">Your account ({{target.username}}) stays, and you stay logged in.</p>
+  % elif not whole:
   <p class="hint">The account stays: {{target.username}} can still log in.</p>
   % end
   <p class="hint">The audit log records that you did this.</p>
   <form method="post" action="/admin/users/{{target.id}}/{{action}}{{query}}" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="confirm" value="yes">
-    <button type="submit" class="danger" id="confirm-delete">{{'Delete user %s' % target.username if whole else 'Delete their data'}}</button>
+    <button type="submit" class="danger" id="confirm-delete">{{'Delete user %s' % target.username if whole else 'Delete my photos' if mine else 'Delete their data'}}</button>
     <a href="/admin/users{{query}}" class="button secondary" id="confirm-cancel">Cancel</a>
   </form>
 </section>

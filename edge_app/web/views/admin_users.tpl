@@ -66,7 +66,7 @@
           % end
           <form method="post" action="/admin/users/{{u['id']}}/delete-data{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <button type="submit" class="danger">Delete their data</button>
+            <button type="submit" class="danger">{{'Delete my photos' if u['id'] == me.id else 'Delete their data'}}</button>
           </form>
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/delete{{query}}" class="inline">
