@@ -98,6 +98,9 @@ def test_every_page_passes_axe(browser, with_data, grace_path, viewport):  # noq
     page.locator("#confirm").wait_for()
     if found := serious_violations(page):
         problems["deletion confirmation"] = found
+    page.goto(device.url + "/admin/log?from=31/01/2026&to=2026-1-5")  # a refused date: its field marked, a note
+    if found := serious_violations(page):
+        problems["/admin/log (a date that is not a day)"] = found
     page.goto(device.url + "/upload")
     page.get_by_label("Photo").set_input_files(str(grace_path))
     page.get_by_role("button", name="Analyse").click()

@@ -213,6 +213,32 @@ def test_admin_filters_the_log_and_downloads_csv(new_page, server, face_jpeg, sh
     assert not page.console_errors, page.console_errors
 
 
+def test_a_log_date_that_is_not_a_day_is_shown_to_the_admin_to_fix(new_page, server, shots):
+    """Chromium's date field shows nothing for a value that is not YYYY-MM-DD (a link or a
+    bookmark with "31/01/2026"): the admin saw "Filter not applied" and two empty fields.
+    The page names what the field held, marks and focuses it; picking a day there applies
+    the filter. A day without leading zeros is the filter's day, shown in its field."""
+    page = new_page()
+    response = page.goto(f"{server.url}/admin/log?from=31/01/2026&to=2026-1-5&user={STUDENT}")
+    assert response.status == 400
+    assert "From '31/01/2026' is not a date like 2026-01-31" in page.locator("#log-error").inner_text()
+    field = page.get_by_label("From", exact=True)
+    assert field.input_value() == "" and field.get_attribute("aria-invalid") == "true"
+    note = page.locator("#f-from-bad")
+    assert note.is_visible() and "From was '31/01/2026', which is not a date" in note.inner_text()
+    assert page.get_by_label("To", exact=True).input_value() == "2026-01-05"  # shown, not blanked
+    assert page.get_by_label("User").input_value() == STUDENT
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'f-from'")
+    page.screenshot(path=str(shots / "admin-log-bad-date.png"), full_page=True)
+    field.fill("2026-01-01")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**from=2026-01-01**")
+    assert "to=2026-01-05" in page.url and f"user={STUDENT}" in page.url
+    assert page.locator("#log-error").count() == 0 and page.locator("#f-from-bad").count() == 0
+    assert page.get_by_label("From", exact=True).input_value() == "2026-01-01"
+    assert all("status of 400" in e for e in page.console_errors), page.console_errors  # only the refused load
+
+
 def test_a_student_is_refused_an_admin_page(new_page, server, shots):
     page = new_page(STUDENT, STUDENT_PW)
     assert page.get_by_role("link", name="Admin").count() == 0  # not offered in the navigation

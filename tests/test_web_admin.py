@@ -82,6 +82,42 @@ def test_log_filters(quiet):
     assert bad.status_code == 400 and "unknown" in bad.text
 
 
+def date_input(page: str, key: str) -> str:
+    return re.search(rf'<input id="f-{key}"[^>]*>', page).group(0)
+
+
+def test_a_date_that_is_not_a_day_is_named_and_its_field_says_so(quiet):
+    """A browser's date field shows nothing for a value that is not YYYY-MM-DD: the admin
+    saw "Filter not applied" beside two empty fields. The page names the field and what it
+    held, marks the field, and keeps every other filter; a day spelled "2026-1-5" is the
+    filter's day and is shown as 2026-01-05 (blank before, while the rows were filtered)."""
+    seed(quiet)
+    s = login(quiet.url)
+    get = lambda q: s.get(f"{quiet.url}/admin/log", params=q, timeout=10)  # noqa: E731
+    r = get({"from": "31/01/2026", "to": "2026-1-5", "user": "ann"})
+    assert r.status_code == 400 and "Filter not applied: From &#039;31/01/2026&#039; is not a date like 2026-01-31" in r.text
+    field = date_input(r.text, "from")
+    assert 'value=""' in field and 'aria-invalid="true"' in field and "autofocus" in field
+    assert 'aria-describedby="f-from-bad log-error"' in field
+    note = r.text.split('id="f-from-bad"', 1)[1].split("</small>", 1)[0]
+    assert "From was &#039;31/01/2026&#039;, which is not a date" in note and "leave it empty for no limit" in note
+    assert 'value="2026-01-05"' in date_input(r.text, "to") and "aria-invalid" not in date_input(r.text, "to")
+    assert '<option value="ann" selected>' in r.text  # the other filters stay as chosen
+
+    both = get({"from": "2026-13-01", "to": "yesterday"})
+    assert both.status_code == 400 and "From &#039;2026-13-01&#039;" in both.text and "To &#039;yesterday&#039;" in both.text
+    assert 'id="f-to-bad"' in both.text and "autofocus" not in date_input(both.text, "to")  # the first one only
+
+    today = dt.date.today()
+    loose = f"{today.year}-{today.month}-{today.day}"  # no leading zeros: still the day
+    r = get({"from": loose, "to": loose})
+    assert r.status_code == 200 and rows_of(r.text) == 6
+    assert f'value="{today.isoformat()}"' in date_input(r.text, "from") and 'id="f-from-bad"' not in r.text
+    assert f"from={today.isoformat()}" in r.text.split('id="csv"')[0].rsplit("<a ", 1)[1]  # the CSV link too
+    r = s.get(f"{quiet.url}/api/admin/log", params={"to": "31/01/2026"}, timeout=10)
+    assert r.status_code == 400 and "To '31/01/2026' is not a date like 2026-01-31" in r.json()["error"]
+
+
 def test_log_pagination(quiet):
     now = time.time()
     with quiet.store.transaction() as conn:

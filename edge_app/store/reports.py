@@ -15,8 +15,16 @@ from dataclasses import dataclass
 from edge_app.engagement import GROUPS, UNCERTAIN, Group
 from edge_app.store.database import GROUP_COLUMNS, Store
 
-
 # ------------------------------------------------------------ the unified log
+DATE_FIELDS = (("date_from", "from", "From"), ("date_to", "to", "To"))  # attribute, query key, the form's label
+
+
+def parse_day(value: str) -> dt.datetime:
+    """A filter's day, as a date field sends it ("2026-01-31"; "2026-1-31" is taken too);
+    ValueError for anything else ("31/01/2026", "2026-02-30")."""
+    return dt.datetime.strptime(value, "%Y-%m-%d")
+
+
 @dataclass
 class LogFilter:
     user: str = ""
@@ -28,8 +36,31 @@ class LogFilter:
 
     @classmethod
     def from_query(cls, q) -> "LogFilter":
-        """From a query mapping with ``getunicode`` (bottle's ``request.query``)."""
-        return cls(*(q.getunicode(k, "").strip() for k in ("user", "level", "emotion", "kind", "from", "to")))
+        """From a query mapping with ``getunicode`` (bottle's ``request.query``). A day is
+        written back as YYYY-MM-DD ("2026-1-5" -> "2026-01-05"): a browser's date field
+        shows nothing for any other spelling, so the page would filter by a day it does not
+        show. A value that is no day is kept as it came (``bad_dates``)."""
+        flt = cls(*(q.getunicode(k, "").strip() for k in ("user", "level", "emotion", "kind", "from", "to")))
+        for attr, _, _ in DATE_FIELDS:
+            value = getattr(flt, attr)
+            try:
+                setattr(flt, attr, parse_day(value).date().isoformat() if value else "")
+            except ValueError:
+                pass
+        return flt
+
+    def bad_dates(self) -> dict[str, str]:
+        """The date fields whose value is not a day, by query key, with the value as it came
+        ({"from": "31/01/2026"}): the page says what was typed, as its date field cannot."""
+        bad = {}
+        for attr, key, _ in DATE_FIELDS:
+            value = getattr(self, attr)
+            try:
+                if value:
+                    parse_day(value)
+            except ValueError:
+                bad[key] = value
+        return bad
 
     def params(self) -> dict:
         pairs = {"user": self.user, "level": self.level, "emotion": self.emotion, "kind": self.kind,
@@ -56,13 +87,14 @@ class LogFilter:
                 raise ValueError("kind is live or upload")
             conds.append("kind = ?")
             args.append(self.kind)
+        bad = self.bad_dates()
+        if bad:
+            raise ValueError("; ".join(f"{label} {bad[key]!r} is not a date like 2026-01-31 (year-month-day)"
+                                       for _, key, label in DATE_FIELDS if key in bad))
         days = []
         for value, op, shift in ((self.date_from, ">=", 0), (self.date_to, "<", 1)):
             if value:
-                try:
-                    day = dt.datetime.strptime(value, "%Y-%m-%d")
-                except ValueError:
-                    raise ValueError(f"date {value!r} is not a date like 2026-01-31") from None
+                day = parse_day(value)
                 days.append(day)
                 conds.append(f"t {op} ?")
                 try:

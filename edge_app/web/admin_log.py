@@ -54,7 +54,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         users = [u.username for u in ctx.accounts.list_users()]
         body = guard.page("admin_log", title="Log", rows=rows, total=total, page_no=page_no, pages=pages, flt=flt,
                           query=urlencode(flt.params()), emotions=emotions, users=users, groups=GROUPS, error=error,
-                          presets=date_presets(flt),
+                          presets=date_presets(flt), bad_dates=flt.bad_dates(),
                           done=guard.flash()["done"])  # after an upload's deletion
         return HTTPResponse(body, 400) if error else body
 

@@ -29,8 +29,20 @@
         <option value="live" {{'selected' if flt.kind == 'live' else ''}}>Live state changes</option>
         <option value="upload" {{'selected' if flt.kind == 'upload' else ''}}>Uploads</option>
       </select></div>
-    <div><label for="f-from">From</label><input id="f-from" name="from" type="date" value="{{flt.date_from}}"></div>
-    <div><label for="f-to">To</label><input id="f-to" name="to" type="date" value="{{flt.date_to}}"></div>
+    % bad = get('bad_dates') or {}
+    % dates = (('from', 'From', flt.date_from), ('to', 'To', flt.date_to))
+    % for key, label, value in dates:
+    % if key in bad:  # a date field shows nothing for a value that is not a day: the note below says what it was
+    <div><label for="f-{{key}}">{{label}}</label><input id="f-{{key}}" name="{{key}}" type="date" value="" aria-invalid="true" aria-describedby="f-{{key}}-bad log-error"{{!' autofocus' if key == next(iter(bad)) else ''}}></div>
+    % else:
+    <div><label for="f-{{key}}">{{label}}</label><input id="f-{{key}}" name="{{key}}" type="date" value="{{value}}"></div>
+    % end
+    % end
+    % for key, label, value in dates:
+    % if key in bad:
+    <p id="f-{{key}}-bad" class="error date-note">{{label}} was {{repr(bad[key])}}, which is not a date, so the {{label}} field is empty: pick a day there, or leave it empty for no limit.</p>
+    % end
+    % end
     <div class="actions"><button type="submit" id="apply">Filter</button> <a href="/admin/log" class="button secondary">Clear</a></div>
   </form>
   <p class="presets" id="presets">Dates:
@@ -42,7 +54,7 @@
   <p class="ok" role="status" id="log-done">{{done}}</p>
   % end
   % if error:
-  <p class="error" role="alert">{{error}}</p>
+  <p class="error" role="alert" id="log-error">{{error}}</p>
   % end
   <p class="row between"><span id="count">{{total}} row{{'' if total == 1 else 's'}}</span>
     % if not error:  # a refused filter has no rows to download (and "download" would hide the 400 page)
