@@ -334,6 +334,20 @@ def test_a_log_filter_naming_a_deleted_user_says_so(quiet):
     assert '<option value="gone-away" selected>gone-away (no such user now)</option>' in select
 
 
+def test_a_log_filter_with_a_value_the_lists_lack_shows_that_value_not_any(quiet):
+    """An old or hand-made link (an earlier model's emotion, a mistyped level): the drop-down
+    shows what the table is filtered by, not "Any emotion" over an empty table."""
+    s = login(quiet.url)
+    for key, value, note in (("emotion", "boredom", "(none in the log now)"), ("level", "Sleepy", "(not a level)"),
+                             ("kind", "video", "(not a source)")):
+        page = s.get(f"{quiet.url}/admin/log", params={key: value}, timeout=10).text
+        select = page.split(f'id="f-{key}"', 1)[1].split("</select>", 1)[0]
+        assert f'<option value="{value}" selected>{value} {note}</option>' in select, key
+        assert select.count("selected") == 1, key
+    page = s.get(f"{quiet.url}/admin/log", params={"level": "Engaged"}, timeout=10).text
+    assert "(not a level)" not in page
+
+
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page

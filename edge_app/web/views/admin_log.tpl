@@ -17,17 +17,26 @@
       % for g in groups:
         <option value="{{g}}" {{'selected' if flt.level == g else ''}}>{{g}}</option>
       % end
+      % if flt.level and flt.level not in groups:  # a hand-made or old link: shown as what it asked, not as "Any level"
+        <option value="{{flt.level}}" selected>{{flt.level}} (not a level)</option>
+      % end
       </select></div>
     <div><label for="f-emotion">Emotion</label>
       <select id="f-emotion" name="emotion"><option value="">Any emotion</option>
       % for e in emotions:
         <option value="{{e}}" {{'selected' if flt.emotion == e else ''}}>{{e}}</option>
       % end
+      % if flt.emotion and flt.emotion not in emotions:  # e.g. a label of an earlier model, purged since: the empty table is this filter's
+        <option value="{{flt.emotion}}" selected>{{flt.emotion}} (none in the log now)</option>
+      % end
       </select></div>
     <div><label for="f-kind">Source</label>
       <select id="f-kind" name="kind"><option value="">Live and uploads</option>
         <option value="live" {{'selected' if flt.kind == 'live' else ''}}>Live state changes</option>
         <option value="upload" {{'selected' if flt.kind == 'upload' else ''}}>Uploads</option>
+      % if flt.kind and flt.kind not in ('live', 'upload'):
+        <option value="{{flt.kind}}" selected>{{flt.kind}} (not a source)</option>
+      % end
       </select></div>
     % bad = get('bad_dates') or {}
     % dates = (('from', 'From', flt.date_from), ('to', 'To', flt.date_to))
