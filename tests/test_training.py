@@ -558,11 +558,13 @@ sys.exit(train.main(sys.argv[1:]))
 
 def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps):
     """A run stopped after epoch 2 of 3 and resumed averages epochs 2 and 3. The same run
-    killed (SIGKILL) after epoch 2's Keras backup, resumed, killed again after the averaging
-    state of epoch 3 was written but before its backup, and resumed again ends with the
-    same averaged weights bit for bit: both kills leave the backup at epoch 2, as the stop
-    does. (Not the run never stopped: Keras's shuffle and dropout draw other numbers in a
-    resumed process.) A run begun before averaging/ existed resumes as that version did."""
+    killed (SIGKILL) after epoch 2's backup (before its history row and its turn at
+    best.keras), resumed, killed again halfway through epoch 3's backup (its averaging
+    state written, its weights file not yet in place), and resumed again ends with the
+    same averaged weights, history.csv and best.keras bit for bit: both kills leave the
+    backup at epoch 2, as the stop does. (Not the run never stopped: Keras's shuffle and
+    dropout draw other numbers in a resumed process.) A run begun by an older version
+    (no averaging/, Keras's own backup files) resumes as that version did."""
     import shutil
     import signal
     import subprocess
@@ -580,6 +582,11 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run
     shutil.copy(run / "final.keras", root / "epoch2.keras")
     shutil.copytree(run, legacy)
     shutil.rmtree(legacy / "averaging")
+    # what Keras's BackupAndRestore kept: the same save_weights file, the epoch beside it
+    (legacy / "backup" / "epoch-00002" / "training.weights.h5").rename(legacy / "backup" / "latest.weights.h5")
+    (legacy / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    for folder in (legacy / "backup").glob("epoch-*"):
+        shutil.rmtree(folder)
 
     def killed_at(point, *resume):
         env = {**os.environ, "ENGAGE_DATA_CACHE": str(root / "npz"), "ENGAGE_TRAIN_KILL_AT": point}
@@ -589,9 +596,15 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run
         assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
         return sorted(p.name for p in (killed / "averaging").iterdir())
 
+    def history(path):
+        with open(path / "history.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
     assert killed_at("backed-up:2") == ["after-00002.npz"]
+    assert [r["epoch"] for r in history(killed)] == ["0"]  # epoch 2's row was not written
     # epoch 3's state is one ahead of the backup: the resumed run must do epoch 3 again
-    assert killed_at("averaging-saved:3", "--resume") == ["after-00002.npz", "after-00003.npz"]
+    assert killed_at("backup-writing:3", "--resume") == ["after-00002.npz", "after-00003.npz"]
+    assert sorted(p.name for p in (killed / "backup").iterdir()) == [".epoch-00003.partial", "epoch-00001", "epoch-00002"]
     for resumed in (run, killed, legacy):
         assert train_on(root, *common, "--out", str(resumed), "--resume") == 0
 
@@ -612,12 +625,21 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run
         assert json.loads((other / "averaged.json").read_text())["epochs"] == 2, other.name
         for got, want in zip(weights(other / "averaged.keras"), averaged, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=other.name)
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1, 2]
+    assert history(killed) == history(legacy) == history(run)
+    for other in (killed, legacy):
+        for name in ("best.keras", "final.keras"):
+            for got, want in zip(weights(other / name), weights(run / name), strict=True):
+                np.testing.assert_array_equal(got, want, err_msg=f"{other.name}/{name}")
+    assert sorted(p.name for p in (killed / "backup").iterdir()) == ["epoch-00002", "epoch-00003"]
+    assert sorted(p.name for p in (legacy / "backup").iterdir()) == ["epoch-00003"]
 
 
 def test_average_state_snapshots_resume_from_the_epoch_the_backup_restores(tmp_path):
     """write_average_state / read_average_state without a training run: the state after the
-    backup's epoch comes back whole (pending epochs too), one snapshot ahead is dropped,
-    two snapshots are kept, and a backup older than that is a clear error."""
+    backup's epoch comes back whole (pending epochs too), one snapshot ahead is dropped
+    (two where the resume skipped an unreadable backup), three snapshots are kept, and a
+    backup older than that is a clear error."""
     from training.train import read_average_state, write_average_state
 
     rng = np.random.default_rng(0)
@@ -627,7 +649,7 @@ def test_average_state_snapshots_resume_from_the_epoch_the_backup_restores(tmp_p
     write_average_state(directory, 1, 0, [], [(0, weights)], 0)  # before the plan is fixed: pending only
     write_average_state(directory, 2, 0, [], [(0, weights), (1, [w + 1 for w in weights])], 0)
     write_average_state(directory, 3, 3, [w * 2 for w in weights], [], 3)
-    assert sorted(p.name for p in directory.iterdir()) == ["after-00002.npz", "after-00003.npz"]
+    assert sorted(p.name for p in directory.iterdir()) == ["after-00001.npz", "after-00002.npz", "after-00003.npz"]
     count, mean, pending, last = read_average_state(directory, 3)
     assert (count, last, pending) == (3, 3, []) and all(np.array_equal(m, w * 2) for m, w in zip(mean, weights))
     with pytest.raises(SystemExit, match="after 3 epochs, but the backup restores 1"):
@@ -635,10 +657,115 @@ def test_average_state_snapshots_resume_from_the_epoch_the_backup_restores(tmp_p
     count, mean, pending, last = read_average_state(directory, 2)  # killed before epoch 3's backup
     assert (count, mean, last) == (0, [], 0) and [e for e, _ in pending] == [0, 1]
     assert all(np.array_equal(got, w + 1) and got.dtype == w.dtype for got, w in zip(pending[1][1], weights))
-    assert sorted(p.name for p in directory.iterdir()) == ["after-00002.npz"]
+    assert sorted(p.name for p in directory.iterdir()) == ["after-00001.npz", "after-00002.npz"]
+    write_average_state(directory, 3, 3, [w * 2 for w in weights], [], 3)
+    # epoch 2's backup was unreadable and epoch 3's never written: the state after epoch 1
+    count, mean, pending, last = read_average_state(directory, 1, ahead=2)
+    assert (count, mean, last) == (0, [], 0) and [e for e, _ in pending] == [0]
+    for done in (2, 3, 4):
+        write_average_state(directory, done, 0, [], [], 0)
+    assert sorted(p.name for p in directory.iterdir()) == ["after-00002.npz", "after-00003.npz", "after-00004.npz"]
     assert read_average_state(tmp_path / "averaging-ahead", 0) is None
     write_average_state(tmp_path / "averaging-ahead", 1, 1, weights, [], 1)
     assert read_average_state(tmp_path / "averaging-ahead", 0) is None  # killed before the first backup
+
+
+def _tiny_trainer(seed: int):
+    """A compiled two-layer model with its optimizer built: a backup's contents in miniature."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    face = keras.Input((3,))
+    model = keras.Model(face, keras.layers.Dense(2)(keras.layers.Dense(4)(face)))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_backup_is_whole_or_absent_and_a_resume_skips_an_unreadable_one(tmp_path, capsys):
+    """save_backup / restore_backup without a training run: a backup brings back the
+    weights, the optimizer's state and the history of its epoch; a folder a kill left
+    half-written is not one; an unreadable newest backup gives way to the one before it,
+    said in a log line; none readable is an error saying what to do; and an older
+    version's backup (Keras's BackupAndRestore files) still resumes."""
+    from training import train
+
+    directory, model = tmp_path / "backup", _tiny_trainer(0)
+    history, saved = [], {}
+    for done in (1, 2, 3):
+        model.set_weights([w + done for w in model.get_weights()])
+        model.optimizer.iterations.assign(10 * done)
+        history.append({"epoch": done - 1, "loss": 1.0 / done, "val_accuracy": 0.25 * done})
+        train.save_backup(model, directory, done, history)
+        saved[done] = [w.copy() for w in model.get_weights()]
+    assert sorted(p.name for p in directory.iterdir()) == ["epoch-00002", "epoch-00003"]
+    (directory / ".epoch-00004.partial").mkdir()  # a kill while epoch 4's was written
+
+    def restored(expect_done):
+        fresh = _tiny_trainer(1)
+        done, got_history, lost = train.restore_backup(fresh, directory)
+        assert done == expect_done and int(fresh.optimizer.iterations.numpy()) == 10 * done
+        for got, want in zip(fresh.get_weights(), saved[done], strict=True):
+            np.testing.assert_array_equal(got, want)
+        return got_history, lost
+
+    assert restored(3) == (history, 0)
+    assert not (directory / ".epoch-00004.partial").exists()
+    weights = directory / "epoch-00003" / "training.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:2000])  # a disk that lost the end of it
+    assert restored(2) == (history[:2], 1)
+    out = capsys.readouterr().out
+    assert "epoch-00003 cannot be read" in out and "resuming from" in out and "trained again" in out
+    assert sorted(p.name for p in directory.iterdir()) == ["epoch-00002"]
+    (directory / "epoch-00002" / "state.json").write_text('{"epoch": 2, "hist')
+    with pytest.raises(SystemExit, match=r"no readable backup \(epoch-00002: JSONDecodeError.*new --out.*--init-from"):
+        train.restore_backup(_tiny_trainer(1), directory)
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    model.save_weights(legacy / "latest.weights.h5")
+    (legacy / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    fresh = _tiny_trainer(1)
+    assert train.restore_backup(fresh, legacy) == (3, None, 0)
+    assert int(fresh.optimizer.iterations.numpy()) == 30
+    (legacy / "latest.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(SystemExit, match="older version of training.train.*cannot be read.*new --out"):
+        train.restore_backup(fresh, legacy)
+
+
+def test_resume_rebuilds_history_and_best_from_the_backup(tmp_path, capsys):
+    """reconcile_outputs: a kill after epoch 2's backup left history.csv without its row
+    (or a row cut short) and best.keras at epoch 1, though epoch 2 scored better: the
+    resumed run's history.csv is the backup's, and best.keras the restored network. Rows
+    of epochs the resume trains again are dropped (and one that beat the rest is said)."""
+    import keras
+
+    from training import train
+
+    out, net = tmp_path / "run", _tiny_trainer(2)
+    out.mkdir()
+    history = [{"epoch": 0, "accuracy": 0.5, "val_accuracy": 0.25}, {"epoch": 1, "accuracy": 0.75, "val_accuracy": 0.5}]
+    train.write_history(out, history[:1])
+    with open(out / "history.csv", "a") as f:
+        f.write("1,0.7")  # a line a kill cut short
+    train.save_best(_tiny_trainer(3), out)
+    assert train.reconcile_outputs(out, net, 2, history) == (history, 0.5)
+    assert train.read_history(out) == history
+    assert (out / "history.csv").read_text().splitlines()[0] == "epoch,accuracy,val_accuracy"
+    for got, want in zip(keras.models.load_model(out / "best.keras").get_weights(), net.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # resumed after epoch 1 (epoch 2's backup unreadable): its row goes; best.keras, which
+    # holds epoch 2's network, stays, and a resumed epoch must beat its score to replace it
+    epoch2 = _tiny_trainer(4)
+    train.save_best(epoch2, out)
+    assert train.reconcile_outputs(out, net, 1, history[:1]) == (history[:1], 0.5)
+    for got, want in zip(keras.models.load_model(out / "best.keras").get_weights(), epoch2.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert "val_accuracy 0.5" in capsys.readouterr().out
+    assert train.read_history(out) == history[:1]
+    # an older version's backup, which kept no history: history.csv's rows before its epoch
+    train.write_history(out, history)
+    assert train.reconcile_outputs(out, net, 1, None) == (history[:1], 0.5)
 
 
 def test_init_from_starts_at_an_earlier_runs_weights(tiny_run, eager_steps):

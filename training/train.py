@@ -3,8 +3,10 @@
     python -m training.train --arch edge --data ~/.cache/engage-data --out runs/edge
 
 Checkpoints every epoch; ``--resume`` continues an interrupted run from its last epoch
-(optimizer and schedule included). The output directory receives ``config.json`` (all
-arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
+(optimizer and schedule included), after a kill at any point too: ``backup/`` keeps the
+last two epochs, each renamed into place whole, and history.csv and best.keras are
+rebuilt from it (``save_backup``, ``reconcile_outputs``). The output directory receives
+``config.json`` (all arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
 ``best.keras`` (best validation accuracy under the official rule) and ``final.keras``;
 with ``--average-last N`` also ``averaged.keras``, the mean weights of the last N planned
 epochs, and ``averaged.json`` with its validation accuracy beside best.keras's (the running
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.fsutil import atomic_path, atomic_write
+from edge_app.fsutil import atomic_path, atomic_write, fsync_dir
 from training import data as fer
 from training import distill
 from training.models import build
@@ -53,6 +56,9 @@ DEFAULTS["edge-w"] = DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
 PLAN_FIXED_AFTER = 4
 BUDGET_WARMUP = PLAN_FIXED_AFTER - 1
 AVERAGING_DIR = "averaging"  # --average-last's running state, one file per epoch it changed
+BACKUP_DIR = "backup"  # the state a resume continues from, one folder per epoch (the last two)
+BACKUP_WEIGHTS, BACKUP_STATE = "training.weights.h5", "state.json"
+LEGACY_BACKUP = ("latest.weights.h5", "training_metadata.json")  # Keras's BackupAndRestore, before
 KILL_AT_ENV = "ENGAGE_TRAIN_KILL_AT"  # tests only: see kill_point
 
 
@@ -167,7 +173,13 @@ def planned_epochs(cap: int, done: int, epoch_times: list[float], seconds_left: 
     return min(cap, done + int(max(0.0, seconds_left) // max(per_epoch, 1e-9)))
 
 
-def make_callbacks(args, net, out: Path, best_so_far):
+def make_callbacks(args, net, out: Path, history: list[dict[str, Any]], best_so_far: float | None,
+                   lost_backups: int = 0):
+    """The run's callbacks, in the order an epoch's end needs: the schedule, the averaging
+    state, then the commit (backup, history.csv, best.keras). ``history`` and
+    ``best_so_far`` are what ``restore_backup``/``reconcile_outputs`` recovered;
+    ``lost_backups`` unreadable backups were skipped, so averaging/ may be that many more
+    epochs ahead."""
     import keras
 
     class Schedule(keras.callbacks.Callback):
@@ -238,7 +250,7 @@ def make_callbacks(args, net, out: Path, best_so_far):
 
         def restore(self, done: int) -> None:
             directory = self.out / AVERAGING_DIR
-            state = read_average_state(directory, done)
+            state = read_average_state(directory, done, ahead=1 + lost_backups)
             if state is not None:
                 self.count, self.mean, self.pending, self.last_epoch = state
             elif done and not directory.exists() and (self.out / "averaged.json").is_file() \
@@ -288,29 +300,34 @@ def make_callbacks(args, net, out: Path, best_so_far):
                 self.net.set_weights(original)
             atomic_write(self.out / "averaged.json", json.dumps({"epochs": self.count, "last_epoch": self.last_epoch}) + "\n")
 
-    class SaveBest(keras.callbacks.Callback):
-        """Saves the exported network (no augmentation layers) when validation improves."""
+    class Commit(keras.callbacks.Callback):
+        """An epoch counts as done once its backup is renamed into place (``save_backup``:
+        weights, optimizer, epoch count and the history in one folder); history.csv and
+        best.keras come after it, and a resume rebuilds them from the backup
+        (``reconcile_outputs``), so a kill between them loses neither."""
 
-        def __init__(self, best):
+        def __init__(self, history, best):
             super().__init__()
-            self.best = best
+            self.history, self.best = history, best
 
         def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get("val_accuracy")
+            logs = logs or {}
+            self.history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+            save_backup(self.model, out / BACKUP_DIR, epoch + 1, self.history)
+            kill_point("backed-up", epoch + 1)
+            write_history(out, self.history)
+            kill_point("history-written", epoch + 1)
+            value = logs.get("val_accuracy")
             if value is not None and (self.best is None or value > self.best):
                 self.best = float(value)
-                with atomic_path(out / "best.keras", suffix=".keras") as tmp:
-                    net.save(tmp)
+                save_best(net, out)
 
     schedule = Schedule()
     return [
         schedule,
         # before the backup: its state of an epoch is on disk before the epoch counts as done
         *([AverageLast(net, out, args.average_last, schedule)] if args.average_last else []),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kill_point("backed-up", epoch + 1)),
-        keras.callbacks.CSVLogger(str(history_file(out)), append=True),
-        SaveBest(best_so_far),
+        Commit(history, best_so_far),
     ]
 
 
@@ -318,9 +335,10 @@ def write_average_state(directory: Path, done: int, count: int, mean: list[np.nd
                         pending: list[tuple[int, list[np.ndarray]]], last_epoch: int) -> None:
     """Saves --average-last's whole state after ``done`` epochs as one file, at once or not
     at all (float64, so a resumed mean is bit for bit the uninterrupted one), keyed by
-    ``done``. It is written before the Keras backup of its epoch, so at a kill it is at
-    most one epoch ahead of the backup: the snapshot before it is kept for that case,
-    older ones are removed."""
+    ``done``. It is written before the backup of its epoch, so at a kill it is at most
+    one epoch ahead of the backup, two where the resume finds the newest backup
+    unreadable and takes the one before: the two snapshots before it are kept for these
+    cases, older ones are removed."""
     directory.mkdir(exist_ok=True)
     arrays: dict[str, Any] = {"count": np.array(count), "last_epoch": np.array(last_epoch),
                               "pending_epochs": np.array([e for e, _ in pending], np.int64)}
@@ -328,22 +346,23 @@ def write_average_state(directory: Path, done: int, count: int, mean: list[np.nd
     arrays.update({f"pending_{k}_{i}": w for k, (_, weights) in enumerate(pending) for i, w in enumerate(weights)})
     with atomic_path(directory / f"after-{done:05d}.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    for old in sorted(directory.glob("after-*.npz"))[:-2]:
+    for old in sorted(directory.glob("after-*.npz"))[:-3]:
         old.unlink()
 
 
-def read_average_state(directory: Path, done: int):
+def read_average_state(directory: Path, done: int, ahead: int = 1):
     """The state ``write_average_state`` saved after ``done`` epochs (the epochs the backup
     restores): the newest snapshot taken after at most ``done`` epochs, None if there is
-    none (no epoch saved yet). A snapshot one epoch ahead is from an epoch whose backup
-    a kill prevented: it is removed, the resumed run does that epoch again."""
+    none (no epoch saved yet). A snapshot up to ``ahead`` epochs ahead is from an epoch
+    whose backup a kill prevented (or was unreadable): it is removed, the resumed run does
+    that epoch again."""
     snapshots = {int(p.stem.removeprefix("after-")): p for p in directory.glob("after-*.npz")}
-    if any(e > done + 1 for e in snapshots):
+    if any(e > done + ahead for e in snapshots):
         raise SystemExit(f"{directory} holds the --average-last state after {max(snapshots)} epochs, but the backup "
                          f"restores {done}: the run's backup/ is older than its averaging/ state; "
                          "start the run again in a new --out")
-    if done + 1 in snapshots:
-        snapshots.pop(done + 1).unlink()
+    for e in [e for e in snapshots if e > done]:
+        snapshots.pop(e).unlink()
     if not snapshots:
         return None
     with np.load(snapshots[max(snapshots)]) as saved:
@@ -355,11 +374,166 @@ def read_average_state(directory: Path, done: int):
         return int(saved["count"]), arrays("mean_"), pending, int(saved["last_epoch"])
 
 
+def save_backup(trainer, directory: Path, done: int, history: list[dict[str, Any]]) -> None:
+    """The run's state after ``done`` epochs, all or nothing: ``epoch-NNNNN/`` holds what
+    Keras's BackupAndRestore kept (the training model's weights with the optimizer's
+    variables, ``trainer.save_weights``) and ``state.json`` (the epoch count and the
+    history rows), written as a hidden folder, fsynced and renamed into place. Keras's
+    own backup overwrote its weights file in place, then wrote the epoch beside it: a kill
+    could leave a half-written file or an epoch count that did not match the weights. The
+    previous backup is kept until this one is complete (and after, for a resume that
+    finds this one unreadable); older ones are removed."""
+    directory.mkdir(exist_ok=True)
+    final, partial = directory / f"epoch-{done:05d}", directory / f".epoch-{done:05d}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    trainer.save_weights(partial / BACKUP_WEIGHTS)
+    kill_point("backup-writing", done)
+    (partial / BACKUP_STATE).write_text(json.dumps({"epoch": done, "history": history}) + "\n")
+    for name in (BACKUP_WEIGHTS, BACKUP_STATE):
+        with open(partial / name, "rb") as f:
+            os.fsync(f.fileno())
+    fsync_dir(partial)
+    if final.exists():  # an unreadable backup of an epoch done again: not the one resumed from
+        shutil.rmtree(final)
+    os.rename(partial, final)
+    fsync_dir(directory)
+    for old in sorted(directory.glob("epoch-[0-9]*"))[:-2]:
+        shutil.rmtree(old)
+    for name in LEGACY_BACKUP:  # an older version's backup, resumed from: replaced by this one
+        (directory / name).unlink(missing_ok=True)
+
+
+def restore_backup(trainer, directory: Path) -> tuple[int, list[dict[str, Any]] | None, int]:
+    """Loads the newest readable backup into ``trainer`` (weights and optimizer): returns
+    the epochs it holds, its history (None from an older version's backup, which kept no
+    history) and how many newer backups were unreadable and skipped (removed: their
+    epochs are done again). No backup at all is a run killed in its first epoch: 0 epochs."""
+    for stale in directory.glob(".epoch-*.partial"):  # a kill while writing one: never complete
+        shutil.rmtree(stale)
+    backups = sorted(directory.glob("epoch-[0-9]*"), reverse=True)
+    if not backups:
+        return restore_legacy_backup(trainer, directory), None, 0
+    problems = []
+    for skipped, path in enumerate(backups):
+        try:
+            state = json.loads((path / BACKUP_STATE).read_text())
+            done, history = int(state["epoch"]), list(state["history"])
+            load_training_weights(trainer, path / BACKUP_WEIGHTS)
+        except Exception as exc:  # whatever broke it (h5py, JSON, a missing file), the previous one may serve
+            problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
+            print(f"warning: backup {path} cannot be read ({problems[-1]}); trying the one before it", flush=True)
+            continue
+        if skipped:
+            print(f"resuming from {path} (after {done} epochs): the {skipped} newer backup(s) could not be read, "
+                  "their epochs are trained again", flush=True)
+            for bad in backups[:skipped]:
+                shutil.rmtree(bad)
+        return done, history, skipped
+    raise SystemExit(f"{directory} holds no readable backup ({'; '.join(problems)}): the run cannot be resumed. "
+                     "Start it again in a new --out, or start a new run from this one's network with "
+                     f"--init-from {directory.parent / 'best.keras'} (a fresh schedule)")
+
+
+def restore_legacy_backup(trainer, directory: Path) -> int:
+    """The backup of a run begun by an older version (Keras's BackupAndRestore: the weights
+    and the epoch count beside them); 0 if there is none."""
+    weights, metadata = (directory / name for name in LEGACY_BACKUP)
+    if not weights.exists():
+        return 0
+    try:
+        load_training_weights(trainer, weights)
+        return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+    except Exception as exc:  # whatever broke it: the same advice
+        raise SystemExit(f"{weights} (the backup of an older version of training.train) cannot be read "
+                         f"({type(exc).__name__}: {exc}): the run cannot be resumed. Start it again in a new --out, "
+                         f"or start a new run from its network with --init-from {directory.parent / 'best.keras'}") from exc
+
+
+def load_training_weights(trainer, path: Path) -> None:
+    """What Keras's BackupAndRestore did to restore: the optimizer's variables are built
+    first, so the file's optimizer state has somewhere to go."""
+    if trainer.optimizer is not None and not trainer.optimizer.built:
+        trainer.optimizer.build(trainer.trainable_variables)
+    trainer.load_weights(path)
+
+
+def read_history(out: Path) -> list[dict[str, Any]]:
+    """history.csv's rows, numbers as numbers; a row a kill cut short is left out."""
+    import csv
+
+    if not history_file(out).is_file():
+        return []
+    with open(history_file(out), newline="") as f:
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            if None in row.values() or None in row:  # a line cut short, or one too long
+                continue
+            try:
+                rows.append({k: int(v) if k == "epoch" else float(v) for k, v in row.items()})
+            except ValueError:
+                continue
+        return rows
+
+
+def write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    """history.csv as Keras's CSVLogger wrote it (epoch, then the logs in name order), all
+    at once: the whole file is replaced each epoch."""
+    import csv
+    import io
+
+    keys = sorted({k for row in history for k in row} - {"epoch"})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["epoch", *keys], restval="NA")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(history_file(out), text.getvalue())
+
+
+def save_best(net, out: Path) -> None:
+    with atomic_path(out / "best.keras", suffix=".keras") as tmp:
+        net.save(tmp)
+
+
+def reconcile_outputs(out: Path, net, done: int, history: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], float | None]:
+    """history.csv and best.keras as they are after the ``done`` epochs the backup restored
+    (``net`` holds the network of the last one): the backup's history replaces
+    history.csv (a kill after the backup lost its row; one after an unreadable backup
+    left rows of epochs done again), and if the last restored epoch is the best, its
+    network is saved as best.keras (the kill may have come before that). Returns the
+    history and the best val_accuracy so far, which a resumed epoch must beat."""
+    on_disk = read_history(out)
+    if history is None:  # an older version's backup: history.csv is all there is
+        history = list({row["epoch"]: row for row in on_disk if row["epoch"] < done}.values())
+        missing = sorted(set(range(done)) - {row["epoch"] for row in history})
+        if missing:
+            print(f"note: history.csv has no row for epoch(s) {missing}, which an older version's backup "
+                  "holds (it was stopped before writing them): they stay missing", flush=True)
+    if history:
+        write_history(out, history)
+    else:
+        history_file(out).unlink(missing_ok=True)
+    scored = [row for row in history if "val_accuracy" in row]
+    best = max(row["val_accuracy"] for row in scored) if scored else None
+    lost = [row["val_accuracy"] for row in on_disk if row["epoch"] >= done and "val_accuracy" in row]
+    if lost and (best is None or max(lost) > best):  # only past an unreadable backup
+        best = max(lost)
+        print(f"note: best.keras may hold the network of an epoch after {done} (val_accuracy {best}), which "
+              "the resumed run trains again; it stays best.keras unless a resumed epoch does better", flush=True)
+    # Commit saves on a strict improvement: best.keras holds the first epoch with the best score
+    elif scored and next(row for row in scored if row["val_accuracy"] == best)["epoch"] == done - 1:
+        save_best(net, out)
+    return history, best
+
+
 def kill_point(name: str, done: int) -> None:
     """Tests only: SIGKILL this process at the named point of the epoch that brings the run
     to ``done`` epochs when ``ENGAGE_TRAIN_KILL_AT`` is ``name:done`` ("averaging-saved":
-    --average-last's state written, the backup not; "backed-up": the Keras backup
-    written), as a power cut could; tests/test_training.py resumes such a run."""
+    --average-last's state written, the backup not; "backup-writing": the backup's weights
+    written, not yet renamed into place; "backed-up": the backup in place, history.csv
+    not written; "history-written": history.csv written, best.keras not), as a power cut
+    could; tests/test_training.py resumes such a run."""
     if os.environ.get(KILL_AT_ENV) == f"{name}:{done}":
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -475,17 +649,14 @@ def train(args) -> Path:
     else:
         trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
         trainer.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    best_so_far = None
-    if args.resume and history_file(out).exists():
-        rows = [line.split(",") for line in history_file(out).read_text().splitlines()]
-        if len(rows) > 1 and "val_accuracy" in rows[0]:
-            col = rows[0].index("val_accuracy")
-            best_so_far = max(float(r[col]) for r in rows[1:] if len(r) > col)
+    done, history, lost = restore_backup(trainer, out / BACKUP_DIR) if args.resume else (0, [], 0)
+    history, best_so_far = reconcile_outputs(out, net, done, history)
+    callbacks = make_callbacks(args, net, out, history, best_so_far, lost)
     print(f"training {args.arch} on {sizes['train']} images ({args.labels} labels), "
-          f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}", flush=True)
-    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
-                validation_data=(x_valid, y_valid), validation_batch_size=512,
-                callbacks=make_callbacks(args, net, out, best_so_far), verbose=2)
+          f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}"
+          + (f"; resuming after epoch {done}" if done else ""), flush=True)
+    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, initial_epoch=done, shuffle=True,
+                validation_data=(x_valid, y_valid), validation_batch_size=512, callbacks=callbacks, verbose=2)
     net.save(out / "final.keras")
     if online and teacher is not None:
         teacher.save(out / "teacher.keras")  # trained alongside: it can teach a later run
