@@ -429,7 +429,9 @@ def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_ru
 def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, monkeypatch):
     """A budgeted run stopped after its plan was fixed and resumed: the resumed epochs
     follow the recorded plan (learning rate and end), not a new plan made from the time
-    the resumed process has, and config.json's replay is still the run."""
+    the resumed process has, and config.json's replay is still the run. A resume that
+    finds the run at its end (its plan, or the --stop-after given again) trains nothing:
+    fit was given the --epochs cap and ran one epoch past the end."""
     import shlex
 
     from training import train
@@ -442,6 +444,9 @@ def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, mo
     assert json.loads((run / "config.json").read_text())["planned_epochs"] == 6
     # the resumed process would plan more epochs from its own, fresh budget
     monkeypatch.setattr(train, "planned_epochs", lambda cap, done, times, left: min(cap, done + 20))
+    assert train_on(root, *common, "--stop-after", "5", "--resume") == 0  # the same command again: no epoch more
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3, 4]
     assert train_on(root, *common, "--resume") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["planned_epochs"] == 6 and "--stop-after" not in config["replay"]
@@ -450,6 +455,9 @@ def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, mo
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4, 5]
     replay = train.parse_args(shlex.split(config["replay"])[3:])
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(replay, e, 6) for e in range(6)])
+    assert train_on(root, *common, "--resume") == 0  # a finished run resumed: no epoch past the plan
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3, 4, 5]
 
 
 def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):

@@ -652,10 +652,15 @@ def train(args) -> Path:
     done, history, lost = restore_backup(trainer, out / BACKUP_DIR) if args.resume else (0, [], 0)
     history, best_so_far = reconcile_outputs(out, net, done, history)
     callbacks = make_callbacks(args, net, out, history, best_so_far, lost)
+    schedule = callbacks[0]
+    # the plan, not the cap: a finished budgeted run resumed must not train past its plan
+    epochs = schedule.planned if schedule.fixed else args.epochs
+    if args.stop_after:
+        epochs = min(epochs, args.stop_after)
     print(f"training {args.arch} on {sizes['train']} images ({args.labels} labels), "
           f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}"
           + (f"; resuming after epoch {done}" if done else ""), flush=True)
-    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, initial_epoch=done, shuffle=True,
+    trainer.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, initial_epoch=done, shuffle=True,
                 validation_data=(x_valid, y_valid), validation_batch_size=512, callbacks=callbacks, verbose=2)
     net.save(out / "final.keras")
     if online and teacher is not None:
