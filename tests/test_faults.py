@@ -34,11 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class FaultySource(FrameSource):
-    """The demo scene, with a switch that makes reads raise, return empty frames or hang."""
+    """The demo scene, with a switch that makes reads raise, return empty frames or hang.
+    Each read takes a 60 fps camera's frame time (``frame_s``; 0 where the test steps the
+    loop by hand on its own clock and only the order of reads matters)."""
 
     name = "faulty"
 
-    def __init__(self):
+    def __init__(self, frame_s: float = 1 / 60):
+        self.frame_s = frame_s
         self.demo = DemoSource(realtime=False)
         self.mode = "ok"
         self.reads = 0
@@ -47,7 +50,8 @@ class FaultySource(FrameSource):
 
     def read(self):
         self.reads += 1
-        time.sleep(1 / 60)
+        if self.frame_s:
+            time.sleep(self.frame_s)
         if self.mode == "raise":
             raise CameraError("the camera went away (test)")
         if self.mode == "oserror":
@@ -138,7 +142,7 @@ def test_a_flapping_camera_logs_a_bounded_number_of_lines(fast_cfg, caplog):
     over, says how many faults went unlogged; and a fault that lasts is always logged."""
     caplog.set_level(logging.INFO, logger="edge_app.runtime.capture")
     clock = {"now": 1000.0}
-    source = FaultySource()
+    source = FaultySource(frame_s=0)  # 200 reads on the test's clock: a real frame time only adds 3 s of sleep
     loop = CaptureLoop(fast_cfg, source, FaceDetector.from_config(fast_cfg), EmotionClassifier(), None,
                        RecordingIndicator(), clock=lambda: clock["now"])
 
@@ -211,7 +215,9 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
     publishes) Absent, dated as the tracker dates one; before, the state from before the
     fault ran on in the log, the timeline and the classroom for as long as it lasted. A
     fault shorter than that logs nothing; once frames are back, the face's state returns."""
-    cfg = config_mod.with_changes(fast_cfg, {"engagement.absent_after_s": 1.0})
+    # the hold a new state needs before it shows, shortened as absent_after_s is (1.5 s by
+    # default): each of the three state changes waited out the full hold
+    cfg = config_mod.with_changes(fast_cfg, {"engagement.absent_after_s": 1.0, "engagement.min_hold_s": 0.3})
     store, source = Store(tmp_path / "db"), FaultySource()
     loop = _loop(cfg, store, source).start()
     try:
@@ -440,6 +446,9 @@ def test_live_view_during_a_camera_fault_shows_a_placeholder_and_frees_a_closed_
     source = FaultySource()
     app = make_appliance(config_mod.with_changes(fast_cfg, {"web.max_viewers": 1}), source=source,
                          indicator=RecordingIndicator())
+    # a closed tab is noticed on the second placeholder written to it (the first one only
+    # draws the peer's reset): at the default 2 s that is ~4 s per viewer of plain waiting
+    app.live.placeholder_every_s = 0.5
     wait_for(lambda: app.loop.health.frames >= 5)
     source.mode = "raise"
     wait_for(lambda: app.loop.health.camera == "fault")
