@@ -8,7 +8,6 @@ import contextlib
 import os
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -23,25 +22,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-# The test files that take longest, slowest first (--durations on two cores). `make test`'s
-# --dist loadfile hands out whole files, by default those with the most tests first: the
-# 80 s of test_gpu_plan.py's five tests went out last and ran alone at the end, one worker
-# idle. These go out first, the rest after them as xdist would order them.
-SLOWEST_FILES = ("test_training.py", "test_gpu_plan.py", "test_fleet_classroom.py", "test_faults.py",
-                 "test_browser.py")
-
-
-def pytest_configure(config):
-    if getattr(config.option, "loadscopereorder", None) is not None:  # pytest-xdist is there
-        config.option.loadscopereorder = False  # files go out in the collection order set below
-
-
-def pytest_collection_modifyitems(items):
-    """The slowest files first (``SLOWEST_FILES``), then the others, most tests first; the
-    order within a file is kept."""
-    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-    tests_in = Counter(item.path for item in items)
-    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -tests_in[item.path], str(item.path)))
 
 
 @pytest.fixture(scope="session")
