@@ -547,3 +547,44 @@ def test_a_start_after_a_clean_stop_dates_its_absent_now(cfg, tmp_path):
         assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]  # the start's, dated now
     finally:
         store.close()
+
+
+def test_after_a_crash_the_start_never_dates_its_absent_after_itself(cfg, tmp_path):
+    """The end of the last minute row is a sign of life only for a whole minute: a pause or a
+    stop writes the minute it is in (``minutes.flush``), so a run that resumed and died
+    within that minute left a row ending after the crash, and a start a few seconds later
+    dated its Absent in its own future: the student's state after the start (logged at the
+    start's real time) sorted before it and the timeline showed Absent over it. A clock
+    set back (a Pi without RTC boots with the time saved at its last shutdown, before the
+    crash) did the same by hours. The Absent is dated at the start at the latest, and
+    never before the state it ends."""
+    store = Store(tmp_path / "db")
+    try:
+        minute = 1_700_000_040.0
+        store.log_minute({"minute": minute, "frames": 40, "faces": 40, "Engaged": 20.0})  # flushed at a pause at +20 s
+        store.log_state_change(minute + 30, "Engaged - paying attention", "Engaged", "neutral", 0.9)  # then died
+        restart = minute + 45  # restarted at once: before the minute row's end
+        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
+        try:
+            assert loop.flush(10)
+        finally:
+            loop.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        assert (rows[0]["level"], rows[0]["t"]) == ("Absent", restart)
+
+        # a clock behind the last run's rows: Absent as the last state's end, not "before" it
+        store.log_state_change(restart + 100, "Distracted", "Not engaged", "happy", 0.9)
+        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        early = restart - 3600
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: early).start()
+        try:
+            assert loop.flush(10)
+        finally:
+            loop.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        assert (rows[0]["level"], rows[0]["t"]) == ("Absent", restart + 100)
+        latest = store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0]
+        assert latest == "Absent"  # the timeline's current state is no longer "Distracted"
+    finally:
+        store.close()

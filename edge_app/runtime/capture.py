@@ -343,7 +343,7 @@ class CaptureLoop:
         if self.writer is None or self.writer.pending():
             return now  # rows of this process still queued: not a run that ended unseen
         try:
-            last = self.writer.store.last_sign_of_life()
+            last = self.writer.store.last_sign_of_life(now)  # never after this start
         except Exception as exc:  # an unreadable log must not stop the loop: the start's time, as before
             log.warning("could not read the last logged state (%s): the start's Absent is dated now", exc)
             return now

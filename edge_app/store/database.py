@@ -358,19 +358,26 @@ class Store:
                 queue_message(conn, t, "state", {"level": group, "label": level, "since": t, "emotion": emotion})
         self.outbox_event.set()
 
-    def last_sign_of_life(self) -> tuple[str, float] | None:
+    def last_sign_of_life(self, now: float | None = None) -> tuple[str, float] | None:
         """(the last logged level, the latest time a row shows the loop running), or None
         with nothing logged. A clean stop logs Absent; any other last level means the run
         ended by a crash or a power loss, and the loop was last seen alive at the latest of
         that change, the end of the last minute row (one is written every minute it runs)
-        and the last alert."""
+        and the last alert.
+
+        With ``now`` (the caller's clock), never later than ``now`` nor earlier than that
+        change: a pause or a stop writes the minute it is in, whose end a run that died
+        within it never reached, and a clock set back (a Pi without RTC boots with the time
+        of its last shutdown) puts every earlier row in its future."""
         last = self.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
         if not last:
             return None
         minute = self.query("SELECT MAX(minute) FROM minute_stats")[0][0]
         alert = self.query("SELECT MAX(t) FROM alerts")[0][0]
-        seen = max(last[0]["t"], (minute + 60) if minute is not None else 0, alert or 0)
-        return last[0]["level"], seen
+        seen = max((minute + 60) if minute is not None else 0, alert or 0)
+        if now is not None:
+            seen = min(seen, now)
+        return last[0]["level"], max(last[0]["t"], seen)
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
