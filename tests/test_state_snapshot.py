@@ -159,3 +159,47 @@ def test_a_model_with_other_labels_restarts_the_state_and_logs_it(cfg, tmp_path,
     finally:
         loop.stop()
         store.close()
+
+
+def test_a_model_flashed_during_a_pause_leaves_the_desk_paused(cfg, tmp_path, face_jpeg):
+    """A model with other labels flashed while the privacy switch is on (an admin's upload,
+    the student paused) restarted the tracker, which still held the level from before the
+    pause: /api/state, the LED and the log said "Absent" (and the classroom showed the desk
+    as an empty chair, the log a state nobody saw) while no frame was read. The pause stays
+    as it is; the resume starts the new model's tracker at Absent, as any resume does."""
+    import json
+    import shutil
+
+    from conftest import wait_for
+
+    from edge_app.engagement import PAUSED
+    from edge_app.store.database import Store
+    from edge_app.vision.classifier import SHIPPED_MANIFEST
+
+    store = Store(tmp_path / "db")
+    other = tmp_path / "other"
+    other.mkdir()
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], other / raw["model"])
+    raw["labels"] = list(reversed(raw["labels"]))
+    (other / "emotion.json").write_text(json.dumps(raw))
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), store,
+                       NullIndicator()).start()
+    try:
+        wait_for(lambda: loop.state.level not in (ABSENT, PAUSED), what="a state from the demo's face")
+        loop.privacy.pause("web")
+        wait_for(lambda: loop.state.level == PAUSED, what="the loop paused")
+        assert loop.flush(10)
+        loop.set_classifier(EmotionClassifier(other / "emotion.json"))
+        assert loop.state.level == PAUSED
+        assert loop.flush(10)
+        assert store.query("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1")[0][0] == PAUSED
+        assert loop.classifier.labels == raw["labels"]
+        loop.privacy.resume()
+        wait_for(lambda: loop.state.level != PAUSED, what="the loop resumed")
+        assert loop.flush(10)
+        levels = [r[0] for r in store.query("SELECT level FROM state_changes ORDER BY id")]
+        assert levels[levels.index(PAUSED):][:2] == [PAUSED, ABSENT]  # no Absent during the pause
+    finally:
+        loop.stop()
+        store.close()

@@ -503,9 +503,14 @@ class CaptureLoop:
         restarted = False
         with self.state_lock:
             if list(classifier.labels) != list(self.classifier.labels):
-                restarted = self.tracker.state.level != ABSENT
+                # while paused the desk stays "Paused" (the resume restarts the tracker anyway): the
+                # tracker still holds the level from before the pause, and an "Absent" shown and logged
+                # now would be a state nobody saw, with the camera off
+                paused = self.snapshot.level == PAUSED
+                restarted = not paused and self.tracker.state.level != ABSENT
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
-                self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
+                if not paused:
+                    self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
         if restarted:  # the fresh tracker's Absent is a change like any other: logged and published
