@@ -588,3 +588,28 @@ def test_after_a_crash_the_start_never_dates_its_absent_after_itself(cfg, tmp_pa
         assert latest == "Absent"  # the timeline's current state is no longer "Distracted"
     finally:
         store.close()
+
+
+def test_the_start_after_a_long_dead_crash_still_reaches_the_classroom(cfg, tmp_path):
+    """A power cut on the last day of term, the next start after the summer: the start's
+    Absent is dated at the last sign of life, weeks back, and its outbox message was dated
+    the same, so the retention purge (a second after the start) deleted it before the
+    broker could have it; the classroom went on showing the retained "Engaged" from before
+    the power cut. A message is dated when it was queued; its ``since`` says the rest."""
+    store = Store(tmp_path / "db")
+    store.outbox_enabled = True  # as with [mqtt] on, the broker not reached yet
+    try:
+        now = time.time()
+        ended = now - 60 * 86400
+        store.log_state_change(ended, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+        store.execute("DELETE FROM outbox")  # the broker had it before the power cut
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: now).start()
+        try:
+            assert loop.flush(10)
+        finally:
+            loop.stop()
+        store.purge(cfg.store.retention_days, now=now)  # the appliance's housekeeping, a second after start
+        bodies = [json.loads(r[0]) for r in store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id")]
+        assert bodies and bodies[0]["level"] == "Absent" and bodies[0]["since"] == ended
+    finally:
+        store.close()

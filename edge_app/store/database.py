@@ -355,7 +355,11 @@ class Store:
             conn.execute("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
                          (t, level, group, emotion, confidence))
             if self.outbox_enabled:
-                queue_message(conn, t, "state", {"level": group, "label": level, "since": t, "emotion": emotion})
+                # dated when queued, which the retention purge compares: a start's Absent dated at the
+                # last sign of life (weeks back after a power cut before the holidays) was purged a
+                # second after the start, before the broker had it, leaving the old retained state
+                queue_message(conn, max(t, time.time()), "state",
+                              {"level": group, "label": level, "since": t, "emotion": emotion})
         self.outbox_event.set()
 
     def last_sign_of_life(self, now: float | None = None) -> tuple[str, float] | None:
