@@ -462,3 +462,31 @@ def test_a_read_only_stick_is_named_as_such(store, tmp_path):
             assert r.returncode == 2, r.stderr
             assert f"the file system holding {stick} is mounted read-only: choose another place" in r.stderr, r.stderr
             assert "who runs this command" not in r.stderr
+
+
+def test_a_second_signal_cannot_cut_the_clean_up_short():
+    """The first SIGTERM or SIGHUP ends a one-shot command by an exception whose way out
+    removes the half-written file; a second one (a supervisor's repeated TERM, a hang-up
+    after the Ctrl-C) raised again inside that clean-up and left the file behind. After
+    the first, the three are ignored until main puts the handlers back."""
+    from edge_app.cli import _end_cleanly_on_hangup
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    replaced = _end_cleanly_on_hangup()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert ended.value.code == 128 + signal.SIGTERM
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT))
+    finally:
+        for sig, handler in replaced.items():
+            signal.signal(sig, handler)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_export_to_dash_writes_standard_output(store, tmp_path, capsys):
+    store.log_state_change(_ts("2026-02-01T09:00"), "Not engaged", "Not engaged", "sadness", 0.6)
+    assert main(["export", "--since", "2026-01-15", "--out", "-", "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("state,2026-02-01T09:00")
+    assert not Path("-").exists() and not (tmp_path / "-").exists()

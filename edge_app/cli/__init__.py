@@ -266,9 +266,14 @@ def _end_cleanly_on_hangup() -> dict:
     beside the destination, as large as the database, on the device's card. Returns the
     handlers it replaced, for main to put back (tests call main in their own process)."""
     def leave(signum, _frame):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
-    return {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    replaced = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if signal.getsignal(signal.SIGINT) is not None:  # leave() ignores Ctrl-C too: main puts it back
+        replaced[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    return replaced
 
 
 if __name__ == "__main__":

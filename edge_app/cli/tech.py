@@ -149,6 +149,8 @@ def cmd_export(args) -> int:
     from edge_app.store import backup
 
     cfg = _config(args)
+    if args.out == Path("-"):  # the Unix convention for standard output, not a file named "-"
+        args.out = None
     try:
         n = backup.export_csv(config_mod.data_dir(cfg), backup.parse_since(args.since), args.out)
     except backup.BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
@@ -288,7 +290,7 @@ def add_commands(sub) -> None:
     ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
     ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
     ex.add_argument("--out", type=Path, help="CSV file, written whole or not at all; never a database or a device "
-                    "(default: standard output)")
+                    "(default, or -: standard output)")
     _common(ex)
     ex.set_defaults(func=_guarded(cmd_export))
 
