@@ -436,3 +436,92 @@ def test_remembered_forms_are_bounded():
     assert len(subs._seen) <= 3
     assert subs.claim(1, "t4") == 4
     assert subs.claim(1, "t0", wait_s=0.1) is None  # forgotten: analysed again, as before
+
+
+def test_another_photo_sent_with_the_same_form_is_analysed(appliance, admin_session, face_jpeg):
+    """The same form (its attempt token) with another file is another photo, not a reload:
+    a student who picked the wrong photo and chose another while the first was still being
+    analysed (or a browser that restores the form's hidden field on Back, as Firefox does)
+    was led to the first photo's result, told it was 'stored once already', and the photo
+    they chose was never analysed."""
+    form = {"csrf": admin_session.csrf, "attempt": "same-form-1"}
+    first = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
+                               files={"image": ("first.jpg", face_jpeg, "image/jpeg")})
+    assert first.status_code == 200 and upload_count(appliance) == 1
+    other = cv2.imencode(".jpg", cv2.flip(cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR), 1))[1]
+    second = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
+                                files={"image": ("second.jpg", other.tobytes(), "image/jpeg")})
+    assert second.status_code == 200 and 'id="faces"' in second.text, second.headers.get("Location")
+    assert "second.jpg" in second.text
+    assert [r[0] for r in appliance.store.query("SELECT filename FROM uploads ORDER BY id")] == ["first.jpg",
+                                                                                                 "second.jpg"]
+    again = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
+                               files={"image": ("second.jpg", other.tobytes(), "image/jpeg")})
+    assert again.status_code == 303 and upload_count(appliance) == 2  # the same photo again: still once
+
+
+def test_a_form_sent_again_after_its_photo_was_deleted_says_so(appliance, admin_session, face_jpeg):
+    """Reloading a result page whose photo was deleted since (by its owner, an admin or the
+    retention period) led to 'No such result' (404) with the 'here is its result' note
+    left in the address; it now says what happened, and stores nothing again: the photo
+    was deleted on purpose."""
+    form = {"csrf": admin_session.csrf, "attempt": "deleted-1"}
+
+    def send():
+        return admin_session.post(f"{appliance.url}/upload", data=form, timeout=60,
+                                  files={"image": ("gone.jpg", face_jpeg, "image/jpeg")})
+
+    assert send().status_code == 200
+    upload_id = appliance.store.query("SELECT id FROM uploads")[0][0]
+    assert admin_session.post(f"{appliance.url}/uploads/{upload_id}/delete", data={"csrf": admin_session.csrf},
+                              timeout=10).status_code == 200
+    again = send()
+    assert again.status_code == 410, (again.status_code, again.url)
+    assert "was deleted after it was analysed" in again.text and "nothing was stored again" in again.text
+    assert 'name="attempt"' in again.text and 'name="attempt" value="deleted-1"' not in again.text
+    assert upload_count(appliance) == 0
+
+
+def test_a_failed_first_send_lets_one_waiting_send_analyse_and_the_others_wait_for_it():
+    """A triple click whose first analysis failed (the disk was full a moment): the two
+    waiting sends both analysed and stored the photo; now one does, the other gets its upload."""
+    import threading
+
+    from edge_app.web.resubmit import Submissions
+
+    subs = Submissions()
+    assert subs.claim(1, "t", "f") is None
+    got: list = []
+    waiting = [threading.Thread(target=lambda: got.append(subs.claim(1, "t", "f"))) for _ in range(2)]
+    for t in waiting:
+        t.start()
+    wait_for(lambda: all(t.is_alive() for t in waiting))
+    subs.failed(1, "t", "f")
+    wait_for(lambda: got == [None], timeout=10)  # one analyses ...
+    assert sum(t.is_alive() for t in waiting) == 1  # ... the other waits for it
+    subs.done(1, "t", 7, content="f")
+    for t in waiting:
+        t.join(10)
+    assert got == [None, 7]
+
+
+def test_a_form_still_being_analysed_is_not_forgotten_by_the_bound():
+    """Many forms sent meanwhile (another user's script) must not drop a token whose photo
+    is still being analysed: its second click then waited the full WAIT_S and stored the
+    photo again."""
+    import threading
+
+    from edge_app.web.resubmit import Submissions
+
+    subs = Submissions(max_tokens=3)
+    assert subs.claim(1, "slow", "f") is None
+    for i in range(5):
+        assert subs.claim(2, f"t{i}", "g") is None
+        subs.done(2, f"t{i}", i, content="g")
+    assert len(subs._seen) <= 3
+    got: list = []
+    second = threading.Thread(target=lambda: got.append(subs.claim(1, "slow", "f", wait_s=30)))
+    second.start()
+    subs.done(1, "slow", 99, content="f")
+    second.join(10)
+    assert got == [99]

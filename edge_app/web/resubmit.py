@@ -5,9 +5,11 @@ The upload page's form carries a random ``attempt`` token. Reloading the result 
 browser sends the same POST again, after its "Confirm form resubmission") or clicking
 Analyse twice used to analyse and store the same photo again: a second row in the
 student's history and the admin's log, and a second kept image. Now the first POST
-with a token records which upload it stored; a later POST with that token (by the same
-user) gets that upload's id, and one that comes while the first is still being analysed
-waits for it. A token whose analysis failed is forgotten, so a reload tries again (the
+with a token records which upload it stored; a later POST with that token and the same
+file (by the same user) gets that upload's id, and one that comes while the first is still
+being analysed waits for it. The same token with another file is another photo (picked
+instead while the first was still being analysed, or a hidden field a browser restored on
+Back) and is analysed. A token whose analysis failed is forgotten, so a reload tries again (the
 student may have freed space or the disk been cleaned).
 
 Kept in memory, bounded: a restart forgets the tokens, and a reload after a restart
@@ -30,58 +32,72 @@ def new_attempt() -> str:
 
 
 class Submissions:
-    """(user id, attempt token) -> upload id, for the last ``MAX_TOKENS`` uploads."""
+    """(user id, attempt token, file digest) -> upload id, for the last ``MAX_TOKENS`` uploads."""
 
     def __init__(self, max_tokens: int = MAX_TOKENS, keep_s: float = KEEP_S) -> None:
         self._lock = threading.Lock()
-        self._seen: OrderedDict[tuple[int, str], tuple[float, threading.Event, list[int]]] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, str, str], tuple[float, threading.Event, list[int]]] = OrderedDict()
         self._max, self._keep = max_tokens, keep_s
 
-    def claim(self, user_id: int, attempt: str, wait_s: float = WAIT_S) -> int | None:
+    def claim(self, user_id: int, attempt: str, content: str = "", wait_s: float = WAIT_S) -> int | None:
         """None: this caller is the first with the token and must analyse (then call
         ``done`` or ``failed``). Otherwise the upload id the first one stored; while the first
-        is still analysing, wait for it (up to ``wait_s``; a failure or time-out lets this
-        one analyse instead)."""
+        is still analysing, wait for it (up to ``wait_s``; a time-out lets this one analyse
+        too). When the first fails, one of those waiting claims the token anew and analyses,
+        the others wait for it in turn.
+
+        ``content``: a digest of the file sent. The same form with another file is another
+        photo (chosen instead while the first was still being analysed, or a form whose
+        hidden token a browser restored on Back), never answered with the first one's result."""
         if not attempt:
             return None  # a form without a token (a script, an old page): nothing to match
-        key = (user_id, attempt[:64])
-        with self._lock:
-            self._forget_old()
-            found = self._seen.get(key)
-            if found is None:
-                self._seen[key] = (time.monotonic(), threading.Event(), [])
-                return None
-        _, finished, stored = found
-        if finished.wait(wait_s) and stored:
-            return stored[0]
-        with self._lock:  # failed, or still analysing after wait_s: this one goes ahead
-            self._seen[key] = (time.monotonic(), threading.Event(), [])
-        return None
+        key = (user_id, attempt[:64], content)
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                self._forget_old()
+                found = self._seen.get(key)
+                if found is None:
+                    self._seen[key] = (time.monotonic(), threading.Event(), [])
+                    return None
+            _, finished, stored = found
+            if not finished.wait(max(0.0, deadline - time.monotonic())):
+                return None  # still analysing after wait_s: this one goes ahead too, the first's entry stays
+            if stored:
+                return stored[0]
+            # the first failed and its entry is gone: claim it again, or wait for whoever did
 
-    def done(self, user_id: int, attempt: str, upload_id: int) -> None:
-        self._finish(user_id, attempt, upload_id)
+    def done(self, user_id: int, attempt: str, upload_id: int, content: str = "") -> None:
+        self._finish(user_id, attempt, content, upload_id)
 
-    def failed(self, user_id: int, attempt: str) -> None:
-        self._finish(user_id, attempt, None)
+    def failed(self, user_id: int, attempt: str, content: str = "") -> None:
+        self._finish(user_id, attempt, content, None)
 
-    def _finish(self, user_id: int, attempt: str, upload_id: int | None) -> None:
+    def _finish(self, user_id: int, attempt: str, content: str, upload_id: int | None) -> None:
         if not attempt:
             return
-        key = (user_id, attempt[:64])
+        key = (user_id, attempt[:64], content)
         with self._lock:
             found = self._seen.get(key)
             if found is None:
                 return
             if upload_id is None:
-                del self._seen[key]
-            else:
+                if not found[2]:  # (a send that timed out and failed too leaves the first's result)
+                    del self._seen[key]
+            elif not found[2]:
                 found[2].append(upload_id)
         found[1].set()
 
     def _forget_old(self) -> None:
+        """Drop the oldest finished tokens past ``keep_s`` or ``max_tokens``. A token still
+        being analysed stays (those are at most one per request being served): dropping it
+        would leave its waiters without an answer until their time-out, and then analysing
+        and storing the photo a second time."""
         limit = time.monotonic() - self._keep
-        while self._seen:
-            key, (when, _, _) = next(iter(self._seen.items()))
-            if when >= limit and len(self._seen) < self._max:
+        over = len(self._seen) - self._max + 1  # room for the one about to be added
+        for key, (when, finished, _) in list(self._seen.items()):
+            if over <= 0 and when >= limit:
                 break
-            del self._seen[key]
+            if finished.is_set():
+                del self._seen[key]
+                over -= 1

@@ -6,6 +6,7 @@ lower thread priority, and kept only as ``privacy.keep_uploads`` says.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -40,10 +41,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                   initializer=_lower_thread_priority)
     submissions = Submissions()  # a reloaded result page gets the first result, not a second copy
 
-    def analyze_upload(user: User) -> tuple[dict, int]:
+    def analyze_upload(user: User, sent: tuple[bytes, str | None] | None = None) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
-        burst of uploads never starves the live capture loop of CPU."""
-        data, raw_name = _read_upload()  # the whole body first: a slow sender must not hold the slot
+        burst of uploads never starves the live capture loop of CPU. ``sent``: the file's
+        bytes and name when the caller has read them already (``_read_upload``)."""
+        data, raw_name = sent or _read_upload()  # the whole body first: a slow sender must not hold the slot
         free_mb, floor = ctx.store.free_mb(), ctx.cfg.store.min_free_mb
         if free_mb < floor and user.is_admin:
             raise ImageRejected(f"the device's disk is nearly full ({free_mb:.0f} MB free, below store.min_free_mb = "
@@ -127,23 +129,39 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                      error=f"Not analysed: {too_large}.", history=my_uploads(user),
                                      attempt=new_attempt()), 413)
         guard.check_csrf()
-        attempt = request.forms.get("attempt") or ""
-        earlier = submissions.claim(user.id, attempt)
-        if earlier is not None:  # the same form again (reload, second click): its first result
-            guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
-                                 "was reloaded or the form sent twice): here is its result.")
-        try:
-            result, upload_id = analyze_upload(user)
-        except ImageRejected as exc:
-            submissions.failed(user.id, attempt)
+
+        def refused(exc: ImageRejected) -> HTTPResponse:
             status = exc.args[1] if len(exc.args) > 1 else 400
             return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
                                      error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user),
                                      attempt=new_attempt()), status)
+
+        try:
+            sent = _read_upload()
+        except ImageRejected as exc:
+            return refused(exc)
+        attempt = request.forms.get("attempt") or ""
+        # the same form with another file is another photo, not a reload: the token goes with the file's digest
+        content = hashlib.blake2b(sent[0], digest_size=16).hexdigest()
+        earlier = submissions.claim(user.id, attempt, content)
+        if earlier is not None and stored_for(user, earlier) is None:  # deleted since: not stored again
+            return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
+                                     error="Not analysed again: this form's photo was deleted after it was analysed "
+                                     "(the page was reloaded or the form sent again), so nothing was stored again. "
+                                     "To analyse the photo anew, choose it here.", history=my_uploads(user),
+                                     attempt=new_attempt()), 410)
+        if earlier is not None:  # the same form again (reload, second click): its first result
+            guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
+                                 "was reloaded or the form sent twice): here is its result.")
+        try:
+            result, upload_id = analyze_upload(user, sent)
+        except ImageRejected as exc:
+            submissions.failed(user.id, attempt, content)
+            return refused(exc)
         except BaseException:
-            submissions.failed(user.id, attempt)
+            submissions.failed(user.id, attempt, content)
             raise
-        submissions.done(user.id, attempt, upload_id)
+        submissions.done(user.id, attempt, upload_id, content)
         return page("upload", title="Analyse a photo", result=result, error="", accepted=upload_limits_text(),
                     history=my_uploads(user), attempt=new_attempt())
 
