@@ -303,3 +303,22 @@ def test_a_password_from_the_config_file_stays_with_its_broker(make_appliance, c
     r = save(s, url, fields)
     assert "Saved" in r.text and "The password in the config file is no longer used" in r.text
     assert appliance.ctx.cfg.mqtt.host == "127.0.0.1" and appliance.ctx.cfg.mqtt.password == ""
+
+
+def test_the_audit_log_names_what_a_classroom_save_changed(make_appliance, cfg):
+    """The audit said only 'publishing to HOST:PORT' (or 'MQTT off'): an admin session that
+    turned on sending the students' emotion labels off the device, moved the topic or put
+    in its own broker password left the same line as a desk label's edit. Each changed
+    field is named with its old and new value; a password only as replaced, never its text."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.password": SECRET}), with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    s = admin(appliance.url)
+    fields = page_form(s.get(url, timeout=5).text)
+    fields.update({"mqtt.include_emotion": "on", "mqtt.topic_prefix": "school-a/room-12",
+                   "mqtt.password": "typed-new-pw-3"})
+    r = save(s, url, fields)
+    assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
+    detail = appliance.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
+    assert "Send the emotion label: False -> True" in detail, detail
+    assert "Topic prefix: 'engage' -> 'school-a/room-12'" in detail and "new password saved" in detail
+    assert "typed-new-pw-3" not in detail and SECRET not in detail and "Desk label" not in detail

@@ -196,7 +196,10 @@ def install(app, ctx, h) -> None:
         log.info("admin %s changed the classroom broker settings", me.username)
         ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
                         (f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
-                        + (", saved password deleted" if forgotten else ""))
+                        + (", saved password deleted" if forgotten else ", new password saved"
+                           if changes.get("mqtt.password") else "")
+                        + "".join(f"; {LABELS.get(k, k)}: {before[k]!r} -> {v!r}" for k, v in changes.items()
+                                  if k in before and before[k] != v))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
         h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
                                                          if settings.enabled else " MQTT is off.")
