@@ -1087,6 +1087,39 @@ def test_a_dead_desks_retained_messages_at_the_classrooms_start_time_out():
     assert not room.snapshot()["desks"][0]["online"]
 
 
+def test_the_servers_clock_set_forward_or_back_times_no_desk_out_early_or_late():
+    """NTP at boot or an admin sets the classroom server's clock: an hour forward must not
+    take a beating desk offline, an hour back must not keep a dead one online for an hour.
+    Silence is timed by the monotonic clock; "last heard" stays on the wall clock."""
+    assert classroom_model.Classroom().monotonic is time.monotonic  # the service's: never set
+    wall, mono = [1_800_000_000.0], [5000.0]
+
+    def tick(s):
+        wall[0] += s
+        mono[0] += s
+
+    room = classroom_model.Classroom(clock=lambda: wall[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    assert room.apply_state("desk-1", state(level="Paused", since=str(wall[0]), sent=str(wall[0]), heartbeat_s="30"))
+    tick(30)
+    assert room.apply_heartbeat("desk-1", beat(sent=wall[0]))
+    heard = wall[0]
+    tick(1)
+    wall[0] += 3600  # set forward an hour, one second after a beat
+    desk = room.snapshot()["desks"][0]
+    assert desk["online"] and desk["last_seen"] == heard  # heard a second ago, whatever the wall clock says
+    tick(29)
+    assert room.apply_heartbeat("desk-1", beat(sent=wall[0]))
+    assert room.snapshot()["desks"][0]["last_seen"] == wall[0]  # "last heard" by the wall clock, as shown
+    wall[0] -= 7200  # set back two hours; the desk dies with its will lost
+    tick(classroom_model.silent_after(30) - 0.5)
+    version = room.snapshot()["version"]
+    assert room.wait_change(version, 0) == version and room.snapshot()["desks"][0]["online"]  # not yet
+    tick(0.5)
+    assert room.wait_change(version, 0) > version  # an open page is told now, not two hours on
+    assert not room.snapshot()["desks"][0]["online"]
+
+
 def test_a_heartbeat_brings_a_state_the_page_missed_and_no_older_one():
     t0 = 1_800_000_000.0
     clock = [t0]

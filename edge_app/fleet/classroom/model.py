@@ -75,6 +75,7 @@ class Desk:
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
     heartbeat_s: float | None = None  # the interval the desk announced (None: it sends no heartbeat)
+    heard: float | None = None  # ``last_seen`` by our monotonic clock: what its silence is timed from
     recent_cache: tuple | None = None  # (minute_seq, valid until, summary): every page update reads it for every desk
 
     def recent(self, now: float) -> dict | None:
@@ -99,8 +100,15 @@ class Desk:
 
 
 class Classroom:
-    def __init__(self, clock=time.time):
+    """``clock``: the wall clock, for every time shown or compared with a desk's own (``since``,
+    ``last_seen``, minute rows). ``monotonic``: what a heartbeat desk's silence is timed by, so
+    that the server's clock set forward (NTP at boot, an admin) takes no desk offline early and
+    set back keeps no dead one online late. A test that injects only ``clock`` times silence by
+    it too (its fake time is the only time there is)."""
+
+    def __init__(self, clock=time.time, monotonic=None):
         self.clock = clock
+        self.monotonic = monotonic if monotonic is not None else time.monotonic if clock is time.time else clock
         self._desks: dict[str, Desk] = {}
         self._cond = threading.Condition()
         self.version = 0
@@ -108,7 +116,7 @@ class Classroom:
         self.closed = False  # set at shutdown: live streams end instead of waiting
         self._class_recent: tuple = (-1, -1, None)  # (version, second, summary): shared by the pages' updates
         self._next_expiry = 0.0  # the soonest moment a desk's shown last-ten-minutes figure runs out
-        self._next_silence = math.inf  # the soonest moment an online desk with a heartbeat is overdue
+        self._next_silence = math.inf  # the soonest moment (monotonic) an online desk with a heartbeat is overdue
         # the service's link to the broker, as the pages show it: without it nothing on them is news
         self._link = {"connected": False, "error": ""}
 
@@ -232,15 +240,15 @@ class Classroom:
         return True
 
     def _heard(self, desk: Desk, now: float) -> None:
-        """A live message from ``desk``: it is there now (holding the lock)."""
-        desk.online, desk.last_seen = True, now
+        """A live message from ``desk``: it is there now (holding the lock); ``now``: the wall clock."""
+        desk.online, desk.last_seen, desk.heard = True, now, self.monotonic()
         self._watch(desk)
 
     def _watch(self, desk: Desk) -> None:
         """Keep the soonest moment an online desk can be overdue (holding the lock). It may
         be early (the desk was heard since): ``_expire_silent`` then looks and sets it again."""
-        if desk.online and desk.heartbeat_s:
-            self._next_silence = min(self._next_silence, desk.last_seen + silent_after(desk.heartbeat_s))
+        if desk.online and desk.heartbeat_s and desk.heard is not None:
+            self._next_silence = min(self._next_silence, desk.heard + silent_after(desk.heartbeat_s))
 
     def apply_minute(self, device_id: str, payload: bytes) -> bool:
         """A ``<prefix>/<id>/minute`` message; False when malformed, repeated, or not recent.
@@ -309,7 +317,7 @@ class Classroom:
         counts["Offline"] = 0
         with self._cond:
             now = self.clock()
-            self._expire_silent(now)  # a script polling the API sees a silent desk offline too
+            self._expire_silent(self.monotonic())  # a script polling the API sees a silent desk offline too
             if since is not None and since < self.removed:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
@@ -342,7 +350,7 @@ class Classroom:
         with self._cond:
             now = self.clock()
             self._expire_recent(now)
-            self._expire_silent(now)
+            self._expire_silent(self.monotonic())
             self._cond.wait_for(lambda: self.version != version or self.closed, timeout)
             return self.version
 
@@ -365,16 +373,17 @@ class Classroom:
 
     def _expire_silent(self, now: float) -> None:
         """Offline, each online desk that announced a heartbeat and has been silent for
-        ``silent_after`` it (holding the lock): its will was lost, or it hangs. Not while the
-        service itself has no link to the broker: then no desk can be heard, and the page
-        says so instead; at the reconnection every desk starts again from its availability."""
+        ``silent_after`` it by the monotonic clock (``now``; holding the lock): its will was
+        lost, or it hangs. Not while the service itself has no link to the broker: then no
+        desk can be heard, and the page says so instead; at the reconnection every desk
+        starts again from its availability."""
         if now < self._next_silence or not self._link["connected"]:
             return
         self._next_silence = math.inf
         for desk in self._desks.values():
-            if not desk.online or not desk.heartbeat_s:
+            if not desk.online or not desk.heartbeat_s or desk.heard is None:
                 continue
-            due = desk.last_seen + silent_after(desk.heartbeat_s)
+            due = desk.heard + silent_after(desk.heartbeat_s)
             if now >= due:
                 desk.online = False
                 self._changed(desk)
@@ -392,7 +401,7 @@ class Classroom:
 
 
 HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache",
-          "skew_known", "pending_skew", "state_sample")  # bookkeeping, not for the page
+          "skew_known", "pending_skew", "state_sample", "heard")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
