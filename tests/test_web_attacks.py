@@ -198,6 +198,8 @@ def test_a_full_disk_is_explained_to_each_user_as_they_can_act_on_it(make_applia
     r = student.post(f"{web.url}/upload", data={"csrf": student.csrf}, timeout=60,
                      files={"image": ("g.jpg", face_jpeg, "image/jpeg")})
     assert r.status_code == 507 and "Tell your teacher" in html.unescape(r.text)
+    error = r.text.split('id="upload-error">', 1)[1].split("</p>", 1)[0]
+    assert "Accepted" not in error  # the form's error too: which files are accepted is beside the point
     r = admin.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
     assert r.status_code == 507 and "store.min_free_mb" in r.json()["error"] and "Users page" in r.json()["error"]
     assert web.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0

@@ -478,6 +478,7 @@ def test_a_form_sent_again_after_its_photo_was_deleted_says_so(appliance, admin_
     again = send()
     assert again.status_code == 410, (again.status_code, again.url)
     assert "was deleted after it was analysed" in again.text and "nothing was stored again" in again.text
+    assert "Accepted" not in again.text.split('id="upload-error">', 1)[1].split("</p>", 1)[0]  # not about the file
     assert 'name="attempt"' in again.text and 'name="attempt" value="deleted-1"' not in again.text
     assert upload_count(appliance) == 0
 

@@ -134,7 +134,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             status = exc.args[1] if len(exc.args) > 1 else 400
             return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
                                      error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user),
-                                     attempt=new_attempt()), status)
+                                     attempt=new_attempt(), about_the_file=status != DISK_FULL), status)
 
         try:
             sent = _read_upload()
@@ -149,7 +149,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                                      error="Not analysed again: this form's photo was deleted after it was analysed "
                                      "(the page was reloaded or the form sent again), so nothing was stored again. "
                                      "To analyse the photo anew, choose it here.", history=my_uploads(user),
-                                     attempt=new_attempt()), 410)
+                                     attempt=new_attempt(), about_the_file=False), 410)
         if earlier is not None:  # the same form again (reload, second click): its first result
             guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
                                  "was reloaded or the form sent twice): here is its result.")

@@ -7,7 +7,8 @@
   <p class="ok" role="status" id="upload-done">{{done}}</p>
   % end
   % if error:
-  <p class="error" role="alert" id="upload-error">{{error}} {{accepted}}</p>
+  % # which files are accepted helps with a refused file, not with a full disk or a deleted photo
+  <p class="error" role="alert" id="upload-error">{{error}}{{(' ' + accepted) if get('about_the_file', True) else ''}}</p>
   % end
   <form method="post" action="/upload" enctype="multipart/form-data" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
