@@ -262,6 +262,18 @@ def _loop(cfg, store, source=None, wall=None):
                        store, RecordingIndicator(), wall=wall or time.time)
 
 
+def _start_and_stop_empty(cfg, store, wall: float) -> list:
+    """A start (and a clean stop) with nobody in view at the wall time ``wall``: the rows it
+    logged, in order."""
+    before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+    loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: wall).start()
+    try:
+        assert loop.flush(10)
+    finally:
+        loop.stop()
+    return store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+
+
 def minute_wall():
     """A wall clock that moves one minute per call: every frame finishes a minute row."""
     t = {"now": 1_700_000_000.0}
@@ -515,14 +527,8 @@ def test_after_a_crash_the_last_state_ends_when_the_loop_was_last_seen_not_at_th
         child.wait(10)
         last = store.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0]
         last_minute = store.query("SELECT MAX(minute) FROM minute_stats")[0][0]
-        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
         restart = last_minute + 14 * 3600.0  # the next morning
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
-        try:
-            assert loop.flush(10)
-        finally:
-            loop.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        rows = _start_and_stop_empty(cfg, store, restart)
         assert [r["level"] for r in rows] == ["Absent"]  # the start's
         # not 14 h later (unless the demo's face left in the instant before the kill: a clean end)
         assert rows[0]["t"] == (restart if last["level"] == "Absent" else max(last["t"], last_minute + 60))
@@ -538,12 +544,8 @@ def test_a_start_after_a_clean_stop_dates_its_absent_now(cfg, tmp_path):
         loop = _loop(cfg, store, wall=lambda: 1_700_000_000.0).start()
         wait_for(lambda: loop.state.level != "Absent", what="a state from the demo's face")
         loop.stop()
-        stopped = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
         later = 1_700_050_000.0
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
-        assert loop.flush(10)
-        loop.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[stopped:]
+        rows = _start_and_stop_empty(cfg, store, later)
         assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]  # the start's, dated now
     finally:
         store.close()
@@ -564,25 +566,12 @@ def test_after_a_crash_the_start_never_dates_its_absent_after_itself(cfg, tmp_pa
         store.log_minute({"minute": minute, "frames": 40, "faces": 40, "Engaged": 20.0})  # flushed at a pause at +20 s
         store.log_state_change(minute + 30, "Engaged - paying attention", "Engaged", "neutral", 0.9)  # then died
         restart = minute + 45  # restarted at once: before the minute row's end
-        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
-        try:
-            assert loop.flush(10)
-        finally:
-            loop.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        rows = _start_and_stop_empty(cfg, store, restart)
         assert (rows[0]["level"], rows[0]["t"]) == ("Absent", restart)
 
         # a clock behind the last run's rows: Absent as the last state's end, not "before" it
         store.log_state_change(restart + 100, "Distracted", "Not engaged", "happy", 0.9)
-        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
-        early = restart - 3600
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: early).start()
-        try:
-            assert loop.flush(10)
-        finally:
-            loop.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        rows = _start_and_stop_empty(cfg, store, restart - 3600)
         assert (rows[0]["level"], rows[0]["t"]) == ("Absent", restart + 100)
         latest = store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0]
         assert latest == "Absent"  # the timeline's current state is no longer "Distracted"
@@ -603,11 +592,7 @@ def test_the_start_after_a_long_dead_crash_still_reaches_the_classroom(cfg, tmp_
         ended = now - 60 * 86400
         store.log_state_change(ended, "Engaged - paying attention", "Engaged", "neutral", 0.9)
         store.execute("DELETE FROM outbox")  # the broker had it before the power cut
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: now).start()
-        try:
-            assert loop.flush(10)
-        finally:
-            loop.stop()
+        _start_and_stop_empty(cfg, store, now)
         store.purge(cfg.store.retention_days, now=now)  # the appliance's housekeeping, a second after start
         bodies = [json.loads(r[0]) for r in store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id")]
         assert bodies and bodies[0]["level"] == "Absent" and bodies[0]["since"] == ended
