@@ -221,6 +221,39 @@ def test_an_unusable_https_certificate_is_named_not_the_port(tmp_path, empty_con
             }[mistake] in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "classroom"])
+def test_a_weak_environment_admin_password_stops_the_first_start_with_a_clear_error(tmp_path, empty_config, command):
+    """ENGAGE_ADMIN_PASSWORD that the password rules refuse ("password", 5 letters) ended
+    the first start in a traceback with exit 1, naming neither the variable nor what to do."""
+    args = (["run", "--config", empty_config, "--source", "demo"] if command == "run"
+            else ["classroom", "--mqtt-host", "127.0.0.1"])
+    for weak, why in (("password", "among the first ones an attacker tries"), ("short", "at least 8 characters")):
+        r = cli(*args, "--data-dir", tmp_path / "data", "--port", 0, env={"ENGAGE_ADMIN_PASSWORD": weak})
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr, r.stderr
+        assert "error: ENGAGE_ADMIN_PASSWORD" in r.stderr and why in r.stderr, r.stderr
+        assert "or unset it" in r.stderr, r.stderr
+
+
+def test_an_empty_environment_admin_password_generates_and_shows_one(tmp_path, monkeypatch):
+    """`ENGAGE_ADMIN_PASSWORD=` (a unit file's or a script's empty line) created an admin
+    with a random password that was neither printed nor kept: nobody could log in."""
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.database import Store
+
+    store = Store(tmp_path / "data")
+    try:
+        accounts = Accounts(store)
+        monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "")
+        password = accounts.ensure_admin()
+        assert password, "a generated password is shown"
+        assert accounts.first_password_path.read_text().splitlines()[0] == password
+        admin = accounts.authenticate("admin", password)
+        assert admin and admin.must_change_password
+    finally:
+        store.close()
+
+
 def test_busy_port_on_first_start_still_shows_the_new_admin_password(tmp_path, empty_config):
     """The admin account was created before the port turned out to be taken: its random
     password must be shown now, or nobody could ever log in."""

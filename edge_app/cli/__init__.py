@@ -55,6 +55,7 @@ def _config(args, overrides: dict | None = None) -> Config:
 # ------------------------------------------------------------------ run
 def cmd_run(args) -> int:
     from edge_app.runtime.appliance import Appliance
+    from edge_app.store.accounts import AuthError
     from edge_app.store.database import StoreError
     from edge_app.vision.classifier import ModelError
     from edge_app.vision.sources import CameraError, make_source
@@ -76,7 +77,7 @@ def cmd_run(args) -> int:
         _fault_led(cfg)
         print(f"error: camera: {exc}", file=sys.stderr)
         return EXIT_CAMERA
-    except (ModelError, StoreError) as exc:
+    except (ModelError, StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         _fault_led(cfg)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -41,7 +41,7 @@ def _networks(text: str) -> str:
 
 def cmd_classroom(args) -> int:
     from edge_app.fleet.classroom.service import ClassroomService
-    from edge_app.store.accounts import FIRST_PASSWORD_FILE
+    from edge_app.store.accounts import FIRST_PASSWORD_FILE, AuthError
     from edge_app.store.database import StoreError
 
     settings = settings_from_args(args)
@@ -51,7 +51,7 @@ def cmd_classroom(args) -> int:
                                    allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies)
         stop = stop_on_signals()  # from here on Ctrl-C stops it cleanly, even mid-start
         service.start()
-    except StoreError as exc:
+    except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:

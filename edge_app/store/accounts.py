@@ -406,8 +406,15 @@ class Accounts:
         account whose password nobody has."""
         if self.store.query("SELECT 1 FROM users LIMIT 1"):
             return None
-        password = os.environ.get("ENGAGE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-        generated = "ENGAGE_ADMIN_PASSWORD" not in os.environ
+        chosen = os.environ.get("ENGAGE_ADMIN_PASSWORD", "")  # empty (a unit file's bare line): not chosen
+        if chosen:
+            try:
+                check_password_rules(chosen)
+            except AuthError as exc:
+                raise AuthError(f"ENGAGE_ADMIN_PASSWORD: {exc}; set another, or unset it to have one generated "
+                                "and printed") from None
+        generated = not chosen
+        password = chosen or secrets.token_urlsafe(12)
         if generated:
             atomic_write(self.first_password_path,
                          f"{password}\n# engage-edge first start: log in as 'admin' with the password above.\n"
