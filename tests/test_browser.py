@@ -337,6 +337,20 @@ def test_an_ended_session_is_told_apart_from_never_logged_in(new_page, server):
     assert "not saved" not in page.locator("#login-ended").inner_text()  # only a page was asked for
 
 
+def test_a_page_left_open_past_the_session_says_the_session_ended(new_page, server):
+    """The header's state poll is what meets an ended session on a page left open: it went
+    to a bare log-in page, as if the student had never been logged in (and it raced the
+    next click to the log-in page, which then said nothing either)."""
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/upload")
+    lea = server.accounts.find(STUDENT)
+    server.store.execute("UPDATE sessions SET last_seen = last_seen - ? WHERE user_id = ?",
+                         (server.accounts.idle_s + 5, lea.id))
+    page.wait_for_url(lambda url: "/login" in url)  # by the poll alone: no click
+    assert "session ended" in page.locator("#login-ended").inner_text()
+    assert "next=/upload" in page.url
+
+
 def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_page, server):
     """The error named the config file's key ('engagement.absent_after_s = -5.0 is not
     allowed') beside a form that calls it 'Absent after (seconds)', and left the focus at

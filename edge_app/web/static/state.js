@@ -65,8 +65,10 @@
     busy = true;
     try {
       const r = await fetch("/api/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (r.status === 401) {  // logged out (or the session ended): log in and come back here
-        window.location = "/login?next=" + encodeURIComponent(window.location.pathname);
+      if (r.status === 401) {  // the session ended (idle, logged out elsewhere): this page again, which the
+        // server sends to the log-in with why ("Your session ended") and the way back; a bare /login
+        // here looked as if the student had never been logged in
+        window.location.replace(window.location.pathname + window.location.search);
         return;
       }
       if (r.ok) {
