@@ -114,27 +114,29 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         return (f"Accepted: {ACCEPTED_TEXT} files up to {limits.max_bytes // 1048576} MB "
                 f"and {limits.max_pixels // 1_000_000} megapixels.")
 
+    def upload_form(user: User, status: int = 200, **values):
+        """The upload page (a result, an error or neither) with the user's history and a
+        fresh form: a new ``attempt`` token each time it is shown."""
+        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), history=my_uploads(user),
+                    attempt=new_attempt(), **{"result": None, "error": "", **values})
+        return body if status == 200 else HTTPResponse(body, status)
+
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
-        return page("upload", title="Analyse a photo", result=None, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user), done=guard.flash()["done"], attempt=new_attempt())
+        return upload_form(user, done=guard.flash()["done"])
 
     @app.post("/upload")
     def upload():
         user = guard.require_user()
         too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
         if too_large:
-            return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error=f"Not analysed: {too_large}.", history=my_uploads(user),
-                                     attempt=new_attempt()), 413)
+            return upload_form(user, 413, error=f"Not analysed: {too_large}.")
         guard.check_csrf()
 
         def refused(exc: ImageRejected) -> HTTPResponse:
             status = exc.args[1] if len(exc.args) > 1 else 400
-            return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error=f"Not analysed: {exc.args[0]}.", history=my_uploads(user),
-                                     attempt=new_attempt(), about_the_file=status != DISK_FULL), status)
+            return upload_form(user, status, error=f"Not analysed: {exc.args[0]}.", about_the_file=status != DISK_FULL)
 
         try:
             sent = _read_upload()
@@ -145,11 +147,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         content = hashlib.blake2b(sent[0], digest_size=16).hexdigest()
         earlier = submissions.claim(user.id, attempt, content)
         if earlier is not None and stored_for(user, earlier) is None:  # deleted since: not stored again
-            return HTTPResponse(page("upload", title="Analyse a photo", result=None, accepted=upload_limits_text(),
-                                     error="Not analysed again: this form's photo was deleted after it was analysed "
-                                     "(the page was reloaded or the form sent again), so nothing was stored again. "
-                                     "To analyse the photo anew, choose it here.", history=my_uploads(user),
-                                     attempt=new_attempt(), about_the_file=False), 410)
+            return upload_form(user, 410, about_the_file=False,
+                               error="Not analysed again: this form's photo was deleted after it was analysed (the "
+                               "page was reloaded or the form sent again), so nothing was stored again. To analyse "
+                               "the photo anew, choose it here.")
         if earlier is not None:  # the same form again (reload, second click): its first result
             guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
                                  "was reloaded or the form sent twice): here is its result.")
@@ -162,8 +163,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             submissions.failed(user.id, attempt, content)
             raise
         submissions.done(user.id, attempt, upload_id, content)
-        return page("upload", title="Analyse a photo", result=result, error="", accepted=upload_limits_text(),
-                    history=my_uploads(user), attempt=new_attempt())
+        return upload_form(user, result=result)
 
     def stored_for(user: User, upload_id: int) -> dict | None:
         """A stored upload its owner or an admin may see; None for anyone else, as for none."""
