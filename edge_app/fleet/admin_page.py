@@ -18,13 +18,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bottle import request
+from bottle import HTTPResponse, request
 
 from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
 from edge_app.fleet.settings import MqttSettings
 from edge_app.fsutil import atomic_write
+from edge_app.web.edits import base_field, own_changes, read_base, ticked
 
 log = logging.getLogger(__name__)
 PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
@@ -92,7 +93,7 @@ def install(app, ctx, h) -> None:
 
     def form_changes() -> dict:
         changes: dict = {}
-        no_password = request.forms.get(NO_PASSWORD) in ("on", "true", "1")
+        no_password = ticked(request.forms.get(NO_PASSWORD))
         if no_password and (request.forms.getunicode("mqtt.password") or "").strip():
             raise config_mod.ConfigError('Password: type a password or tick "No password", not both')
         if no_password and has_saved_password(ctx.cfg):
@@ -100,7 +101,7 @@ def install(app, ctx, h) -> None:
         for key, label, kind, _ in FIELDS:
             raw = (request.forms.getunicode(f"mqtt.{key}") or "").strip()
             if kind is bool:
-                changes[f"mqtt.{key}"] = raw in ("on", "true", "1")
+                changes[f"mqtt.{key}"] = ticked(raw)
             elif kind is int:
                 try:
                     changes[f"mqtt.{key}"] = int(raw)
@@ -120,10 +121,6 @@ def install(app, ctx, h) -> None:
         """The page; ``values``: what the admin typed, shown again; ``base``: the values their
         form started from (kept, so a Save after a Test or an error still saves only theirs);
         ``password_needed``: the password field is marked as the one to fill in, and focused."""
-        from bottle import HTTPResponse
-
-        from edge_app.web.edits import base_field
-
         saved = ("A password is saved for " + describe_broker(ctx.cfg.mqtt) + "." if has_saved_password(ctx.cfg)
                  else "No password is saved.")
         body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
@@ -141,13 +138,12 @@ def install(app, ctx, h) -> None:
     @app.post("/admin/classroom")
     def save_classroom_settings():
         from edge_app.web.admin_settings import apply_settings
-        from edge_app.web.edits import own_changes, read_base
 
         me = h.require_user(admin=True)
         h.check_csrf()
         h.require_recent_password()
         shown = {**saved_values(ctx.cfg), **{k: request.forms.getunicode(f"mqtt.{k}", "") for k, *_ in FIELDS}}
-        shown["no_password"] = request.forms.get(NO_PASSWORD) in ("on", "true", "1")
+        shown["no_password"] = ticked(request.forms.get(NO_PASSWORD))
         before = shown_now(ctx.cfg)
         base = read_base(request.forms.getunicode("base"), before)
         try:

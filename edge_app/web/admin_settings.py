@@ -11,7 +11,7 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store.database import Store
-from edge_app.web.edits import base_field, own_changes, read_base
+from edge_app.web.edits import base_field, own_changes, read_base, ticked
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def apply_settings(ctx, changes: dict) -> None:
 
 def _parse_setting(dotted: str, label: str, kind, raw: str | None):
     if kind is bool:
-        return raw in ("on", "true", "1")
+        return ticked(raw)
     raw = (raw or "").strip()
     if kind is float:
         try:
@@ -122,7 +122,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.check_csrf()
         guard.require_recent_password()
                 # what the admin typed, shown again beside the error
-        shown: dict[str, Any] = {dotted: (request.forms.getunicode(dotted) in ("on", "true", "1")) if kind is bool
+        shown: dict[str, Any] = {dotted: ticked(request.forms.getunicode(dotted)) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
         shown["engagement.mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
                                        for emotion in ctx.cfg.engagement.mapping}

@@ -12,6 +12,12 @@ import json
 from typing import Any
 
 
+def ticked(raw: str | None) -> bool:
+    """A checkbox field's value: browsers send "on" for a ticked box and nothing for an
+    unticked one; scripts may send "true" or "1"."""
+    return raw in ("on", "true", "1")
+
+
 def base_field(now: dict) -> str:
     """The hidden ``base`` field's value: the settings ``now`` the page is showing. Never
     put a secret in ``now``: the page would carry it."""
