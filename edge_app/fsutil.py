@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,19 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None
     """Replace ``path`` with ``data`` (str is written as UTF-8) all at once or not at all."""
     with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def free_mb(where: Path | str | int) -> float | None:
+    """Free megabytes on the file system holding ``where`` (a path, or an open file
+    descriptor of a plain file), or None when that cannot be said (a device or a pipe
+    has no room of its own to report): for the "the disk is full (N MB free)" messages."""
+    try:
+        if isinstance(where, int) and not stat.S_ISREG(os.fstat(where).st_mode):
+            return None
+        fs = os.statvfs(where)
+    except OSError:
+        return None
+    return fs.f_bavail * fs.f_frsize / 1e6
 
 
 def user_name() -> str:

@@ -34,7 +34,7 @@ import numpy as np
 
 from edge_app import config as config_mod
 from edge_app.config import Config
-from edge_app.fsutil import atomic_write, fsync_dir, owner_name, user_name
+from edge_app.fsutil import atomic_write, free_mb, fsync_dir, owner_name, user_name
 from edge_app.vision.classifier import (
     KNOWN_LABELS,
     SHIPPED_MANIFEST,
@@ -176,10 +176,8 @@ def _check_readable(path: Path, what: str, missing: str) -> None:
 def _write_failed(directory: Path, exc: OSError) -> FlashError:
     """A write into the models directory failed before the commit point: say why and what to do."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        try:
-            free = f" ({shutil.disk_usage(directory).free / 1e6:.1f} MB free)"
-        except OSError:
-            free = ""
+        mb = free_mb(directory)
+        free = f" ({mb:.1f} MB free)" if mb is not None else ""
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
     if exc.errno in (errno.EACCES, errno.EPERM):

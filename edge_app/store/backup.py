@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from edge_app.engagement import UNCERTAIN, group_of
-from edge_app.fsutil import atomic_path, user_name
+from edge_app.fsutil import atomic_path, free_mb, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
 # One CSV format for `engage-edge export` and the web log's "Download CSV": the same
@@ -135,13 +135,8 @@ def _failed(exc: BaseException, where: Path | int) -> str:
 
     if getattr(exc, "errno", None) != errno.ENOSPC and "disk is full" not in str(exc):
         return str(getattr(exc, "strerror", None) or exc)
-    try:
-        if isinstance(where, int) and not stat.S_ISREG(os.fstat(where).st_mode):
-            raise OSError  # a device's own file system says nothing of the room there
-        fs = os.statvfs(where)
-        free = f" ({fs.f_bavail * fs.f_frsize / 1e6:.1f} MB free there)"
-    except OSError:
-        free = ""
+    mb = free_mb(where)
+    free = f" ({mb:.1f} MB free there)" if mb is not None else ""
     return f"the disk is full{free}: free some space or write to another disk"
 
 
