@@ -109,9 +109,21 @@ def test_analyze_a_file_that_is_not_an_image(tmp_path, grace_path, empty_config)
     assert "Traceback" not in r.stderr
     assert re.search(r"^\s+1\s+\d+,\d+,\d+,\d+\s+[a-z]+\s+\d+%", r.stdout, re.M)  # the good one still ran
 
-    r = cli("analyze", "--json", tmp_path / "missing.png", "--config", empty_config)
+
+def test_analyze_a_path_that_does_not_exist_names_it_and_says_what_to_do(tmp_path, grace_path, empty_config):
+    """`analyze nosuch.jpg` said only 'No such file or directory': which name, and what then?
+    The message names the path and what analyze takes; the other files named still run."""
+    missing = tmp_path / "nosuch.jpg"
+    advice = (f"{missing} does not exist: check the path (analyze takes JPEG, PNG or WebP files, "
+              "or folders that hold them)")
+    r = cli("analyze", missing, grace_path, "--config", empty_config)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{missing}:\n  error: {advice}\n" in r.stdout
+    assert re.search(r"^\s+1\s+\d+,\d+,\d+,\d+\s+[a-z]+\s+\d+%", r.stdout, re.M)  # the good one still ran
+
+    r = cli("analyze", "--json", missing, "--config", empty_config)
     assert r.returncode == 1
-    assert "No such file" in json.loads(r.stdout)["error"]
+    assert json.loads(r.stdout) == {"image": str(missing), "error": advice}
 
 
 PEAK_RSS = """

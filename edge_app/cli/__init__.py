@@ -141,12 +141,12 @@ def cmd_analyze(args) -> int:
         try:
             faces = analyzer.analyze(decode_image(read_image_file(path, limits), limits))
             results.append({"image": str(path), "faces": faces})
-        except (OSError, ImageRejected) as exc:
+        except ImageRejected as exc:
             failed = True
-            error = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-            if isinstance(exc, IsADirectoryError):
-                error = f"a folder without files in it: name {ACCEPTED_TEXT} files, or a folder that holds them"
-            results.append({"image": str(path), "error": error})
+            results.append({"image": str(path), "error": str(exc)})
+        except OSError as exc:
+            failed = True
+            results.append({"image": str(path), "error": _unreadable(path, exc, ACCEPTED_TEXT)})
     if args.json:
         print(json.dumps(results if len(results) != 1 else results[0], indent=2))
     else:
@@ -162,6 +162,16 @@ def cmd_analyze(args) -> int:
                     box = ",".join(str(v) for v in f["box"])
                     print(f"  {i:>2}  {box:<22} {f['emotion']:<10} {f['confidence']:>5.0%}  {f['engagement']}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _unreadable(path: Path, exc: OSError, accepted: str) -> str:
+    """Why ``path`` could not be read, and what to do: a mistyped name said only 'No such
+    file or directory', naming neither the path nor what analyze takes."""
+    if isinstance(exc, IsADirectoryError):
+        return f"a folder without files in it: name {accepted} files, or a folder that holds them"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return f"{path} does not exist: check the path (analyze takes {accepted} files, or folders that hold them)"
+    return str(exc.strerror or exc)
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
