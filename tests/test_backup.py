@@ -353,6 +353,64 @@ def test_a_backup_replaces_an_earlier_backup_but_not_another_file(store, tmp_pat
     assert _is_engage_backup(empty)
 
 
+def test_a_backup_to_a_symbolic_link_writes_through_it_as_cp_does(store, tmp_path, capsys):
+    """`backup latest.db`, a link the technician keeps to the stick's nightly.db: the rename
+    put a plain file in the link's place and left nightly.db as it was. The copy now goes
+    where the link points (a temp file beside the target, renamed over it) and the link
+    stays; `export --out` to a link too."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    nightly = stick / "nightly.db"
+    nightly.touch()
+    latest = tmp_path / "latest.db"
+    latest.symlink_to(Path("stick") / "nightly.db")  # relative, as `ln -s stick/nightly.db latest.db` makes it
+    assert main(["backup", str(latest), *args]) == 0
+    assert f"backup written to {os.path.realpath(nightly)} (integrity ok)" in capsys.readouterr().out
+    assert latest.is_symlink() and os.readlink(latest) == "stick/nightly.db"
+    assert _is_engage_backup(nightly) and stat.S_IMODE(nightly.stat().st_mode) == 0o600
+    store.log_alert(1_780_000_000.0, "Not engaged")
+    assert main(["backup", str(latest), *args]) == 0  # an earlier backup, replaced through the link
+    assert latest.is_symlink() and sqlite3.connect(nightly).execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    assert sorted(p.name for p in stick.iterdir()) == ["nightly.db"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    log, log_link = stick / "log.csv", tmp_path / "log.csv"
+    log.write_text("kind,time\n")
+    log_link.symlink_to(log)
+    assert main(["export", "--since", "2020-01-01", "--out", str(log_link), *args]) == 0
+    assert log_link.is_symlink() and log.read_text().startswith("kind,time,level")
+
+
+def test_a_link_is_refused_where_its_target_would_be(running, tmp_path, capsys):
+    """Every refusal holds for where a link points: the live database (or its WAL), a file
+    that is not a backup, a pipe; and a link to nothing (as cp, that writes through no
+    dangling link: it may be an old one, to a place no longer meant)."""
+    args = ["--data-dir", str(running.data_dir), "--config", str(_empty(tmp_path))]
+    notes, fifo = tmp_path / "notes.txt", tmp_path / "pipe"
+    notes.write_text("the technician's notes\n")
+    os.mkfifo(fifo)
+    refusals = {
+        running.data_dir / "engage.db": "is a link to the live database's own file",
+        running.data_dir / "engage.db-wal": "is a link to the live database's own file",
+        notes: "exists and is not a database: a backup would replace it",
+        fifo: "it is not a plain file (a device or a pipe)",
+        tmp_path / "gone" / "old.db": "is a link to a file that does not exist",
+    }
+    for i, (target, why) in enumerate(refusals.items()):
+        link = tmp_path / f"link{i}.db"
+        link.symlink_to(target)
+        assert main(["backup", str(link), *args]) == 2, why
+        err = capsys.readouterr().err
+        assert why in err and str(link) in err, err
+        assert link.is_symlink() and os.readlink(link) == str(target)
+    assert notes.read_text() == "the technician's notes\n" and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert not (tmp_path / "gone").exists()
+    assert "touch" in err  # what to do with a link to nothing: create the file, or name another
+    assert _alerts(running.data_dir) == 50
+    assert not [p.name for p in running.data_dir.iterdir() if p.name.startswith(".")]
+
+
 def _is_engage_backup(path: Path) -> bool:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

@@ -73,8 +73,17 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     newest records are in the WAL), a device or a pipe (run as root, the rename put a plain
     file in the place of /dev/null or /dev/stdout), and what ``replaces`` refuses: a backup
     replaces only an earlier backup (a database) or an empty file, an export anything but a
-    database (``--out backup.db`` for ``--out log.csv``)."""
-    folder = dest.absolute().parent
+    database (``--out backup.db`` for ``--out log.csv``).
+
+    A symbolic link is checked where it points, as it is written there (``_through_link``);
+    a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant)."""
+    link = os.path.islink(dest)
+    target = _through_link(dest)
+    if link and not os.path.exists(dest):
+        raise BackupError(f"{dest} is a link to a file that does not exist ({target}): nothing is written through "
+                          f"it; create that file first (touch {target}) or give another name")
+    named = f"{dest} (a link to {target})" if link else f"{dest}"
+    folder = target.absolute().parent
     try:
         is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
     except PermissionError:
@@ -85,8 +94,8 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
         raise BackupError(f"cannot write {dest}: there is no folder {folder}: create it or choose another")
     live = {os.path.realpath(db.with_name(db.name + end)) for end in ("", "-wal", "-shm", "-journal")}
     if os.path.realpath(dest) in live:
-        raise BackupError(f"{dest} is the live database's own file: writing there would lose the device's records; "
-                          "choose a name of its own (e.g. backup.db)")
+        raise BackupError(f"{dest} is {'a link to ' if link else ''}the live database's own file: writing there "
+                          "would lose the device's records; choose a name of its own (e.g. backup.db)")
     if not os.access(folder, os.W_OK | os.X_OK):
         with contextlib.suppress(OSError):  # a USB stick mounted read-only: no user may write there, root neither
             if os.statvfs(folder).f_flag & os.ST_RDONLY:
@@ -101,22 +110,29 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     except OSError:
         return  # a new file (or one this user may not see: writing it says so)
     if stat.S_ISDIR(st.st_mode):
-        raise BackupError(f"cannot write {dest}: it is a folder: name a file in it (e.g. {dest / 'log.csv'})")
+        raise BackupError(f"cannot write {named}: it is a folder: name a file in it (e.g. {dest / 'log.csv'})")
     if not stat.S_ISREG(st.st_mode):
-        raise BackupError(f"cannot write {dest}: it is not a plain file (a device or a pipe), and it would be replaced "
+        raise BackupError(f"cannot write {named}: it is not a plain file (a device or a pipe), and it would be replaced "
                           "by one: give a file name" + (", or leave out --out to write the CSV to standard output"
                                                        if replaces == "export" else ""))
     try:
         is_database = _is_database(dest)
     except OSError as exc:
-        raise BackupError(f"{dest} exists and cannot be read ({exc.strerror}), so it cannot be checked before it is "
+        raise BackupError(f"{named} exists and cannot be read ({exc.strerror}), so it cannot be checked before it is "
                           "replaced: choose another name") from None
     if replaces == "backup" and st.st_size and not is_database:
-        raise BackupError(f"{dest} exists and is not a database: a backup would replace it; choose another name, "
+        raise BackupError(f"{named} exists and is not a database: a backup would replace it; choose another name, "
                           "or a folder for a dated file")
     if replaces == "export" and is_database:
-        raise BackupError(f"{dest} is a database (a backup?), not a CSV file: the export would replace it; "
+        raise BackupError(f"{named} is a database (a backup?), not a CSV file: the export would replace it; "
                           "choose another name (e.g. log.csv)")
+
+
+def _through_link(dest: Path) -> Path:
+    """Where writing ``dest`` lands: a symbolic link's target, as cp writes through a link.
+    The temp file goes beside the target and is renamed over it; beside the link, the rename
+    put a plain file in the link's place and left the file it points to as it was."""
+    return Path(os.path.realpath(dest)) if os.path.islink(dest) else dest
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -170,6 +186,7 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     except BackupError:
         src.close()
         raise
+    dest = _through_link(dest)
     try:  # 0600 as the database itself: every record and the password hashes, not for other users
         with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
@@ -243,6 +260,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = Path(out).expanduser()
         _check_destination(out, db, replaces="export")
+        out = _through_link(out)
     rows = list(export_rows(data_dir, since))
     if out is None:
         try:
