@@ -9,10 +9,11 @@ import csv
 import io
 import time
 
+import bottle
 import pytest
 
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for
 
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
@@ -70,6 +71,30 @@ def test_login_page_refuses_a_wrong_password(new_page, server, shots):
     page.get_by_role("button", name="Log in").click()
     assert "Wrong user name or password" in page.locator("#login-error").inner_text()
     page.screenshot(path=str(shots / "login-error.png"), full_page=True)
+
+
+def test_no_page_load_asks_for_an_icon_that_is_not_there(new_page, server):
+    """Chromium asks for /favicon.ico when a page links no icon (a JSON answer such as
+    /healthz, an error page): a 404 there was an error in the console of each such load,
+    and a line in a school proxy's log. Nothing is logged in: the log-in page is where a
+    browser first asks."""
+    served: list[int] = []
+
+    def record():
+        if bottle.request.path == "/favicon.ico":
+            served.append(bottle.response.status_code)
+
+    server.app.add_hook("after_request", record)  # what the server answered the browser
+    try:
+        page = new_page(None)
+        page.goto(f"{server.url}/login")
+        page.goto(f"{server.url}/healthz")
+        wait_for(lambda: page.evaluate("0") or served or page.console_errors,  # evaluate: lets the events in
+                 what="the browser's request for /favicon.ico")
+        page.evaluate("0")
+        assert set(served) == {200} and not page.console_errors, (served, page.console_errors)
+    finally:
+        server.app.remove_hook("after_request", record)
 
 
 def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, shots):

@@ -80,8 +80,9 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.hook("after_request")
     def headers():
+        cacheable = request.path.startswith("/static/") or request.path == "/favicon.ico"  # no one's data in them
         hardening.set_security_headers(images="data: blob:", hsts=guard.secure_cookie,
-                                       no_store=request.path != "/live.mjpg" and not request.path.startswith("/static/"))
+                                       no_store=request.path != "/live.mjpg" and not cacheable)
 
     @app.hook("before_request")
     def guard_paths():
@@ -98,6 +99,12 @@ def make_app(ctx: Context) -> bottle.Bottle:
     @app.get("/static/<name:path>")
     def static(name):
         return bottle.static_file(name, root=str(HERE / "static"))
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask for it whatever a page links (a JSON answer, an error page links
+        nothing): a 404 was an error in each such page's console. Drawn by tools/draw_favicon.py."""
+        return bottle.static_file("favicon.ico", root=str(HERE / "static"), mimetype="image/vnd.microsoft.icon")
 
     auth_routes.install(app, ctx, guard)
     upload.install(app, ctx, guard, limits)

@@ -5,6 +5,7 @@
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{title}} · engage-edge</title>
 <link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="/favicon.ico" sizes="32x32">
 <link rel="icon" href="/static/icon.svg" type="image/svg+xml">
 </head>
 <body class="glance" id="glance" data-group="{{state.group if state else ''}}">

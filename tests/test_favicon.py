@@ -1,0 +1,47 @@
+"""/favicon.ico: browsers (and some proxies) ask for it whatever a page links, a JSON or
+error page links nothing; a 404 there was an error line in every browser's console and
+in the school's proxy log. The icon is ours, drawn by tools/draw_favicon.py."""
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def drawer():
+    spec = importlib.util.spec_from_file_location("draw_favicon", ROOT / "tools" / "draw_favicon.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_icon_in_the_repository_is_the_one_drawn_here():
+    tool = drawer()
+    assert tool.OUT.read_bytes() == tool.draw(), "run: python tools/draw_favicon.py"
+    icon = Image.open(io.BytesIO(tool.OUT.read_bytes()))
+    assert icon.format == "ICO" and sorted(icon.info["sizes"]) == [(16, 16), (32, 32)]
+    for size in (16, 32):
+        icon.size = (size, size)
+        image = icon.convert("RGBA")
+        assert image.getpixel((size // 2, size // 2)) == (0x10, 0x7C, 0x10, 255)  # icon.svg's green
+        assert image.getpixel((0, 0))[3] == 0  # a disc: the corners are clear
+
+
+def test_favicon_is_served_to_anyone_and_cached(web_appliance):
+    """No log-in (the log-in page's own load asks for it), an icon's type, and cacheable
+    like /static/ files: a validator to ask again with, never "no-store"."""
+    url = f"{web_appliance.url}/favicon.ico"
+    r = requests.get(url, timeout=5)
+    assert r.status_code == 200, r.text[:200]
+    assert r.headers["Content-Type"] == "image/vnd.microsoft.icon"
+    assert r.content == drawer().OUT.read_bytes()
+    assert "no-store" not in r.headers.get("Cache-Control", "") and r.headers["Last-Modified"]
+    again = requests.get(url, headers={"If-Modified-Since": r.headers["Last-Modified"]},
+                         timeout=5)
+    assert again.status_code == 304 and not again.content
+    assert requests.head(url, timeout=5).status_code == 200
