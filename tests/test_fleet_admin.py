@@ -322,3 +322,56 @@ def test_the_audit_log_names_what_a_classroom_save_changed(make_appliance, cfg):
     assert "Send the emotion label: False -> True" in detail, detail
     assert "Topic prefix: 'engage' -> 'school-a/room-12'" in detail and "new password saved" in detail
     assert "typed-new-pw-3" not in detail and SECRET not in detail and "Desk label" not in detail
+
+
+def broker_at(host: str, port: int = 8883, **tls) -> config_mod.MqttSection:
+    return config_mod.MqttSection(host=host, port=port, **tls)
+
+
+def test_a_host_name_spelled_otherwise_is_the_same_broker():
+    """Host names are case-blind and may end in one dot (the root): the password saved for
+    broker.school goes to BROKER.School. as well, both sides spelled either way."""
+    from edge_app.fleet.admin_page import same_broker
+
+    spellings = ["broker.school", "broker.school.", "BROKER.School", "Broker.SCHOOL."]
+    for saved in spellings:
+        for typed in spellings:
+            assert same_broker(broker_at(saved), broker_at(typed)), (saved, typed)
+
+
+def test_nothing_else_counts_as_the_same_broker():
+    """Only a host name's letter case and one final dot: two final dots make another name,
+    an IP address counts as written (10.0.0.1. is looked up as a name, [::1] is no address
+    to connect to), and the port and each TLS file must match exactly."""
+    from edge_app.fleet.admin_page import same_broker
+
+    others = [("broker.school", "broker.school.."), ("broker.school.", "broker.school.."),
+              ("broker.school", "broker.schoo1"), ("broker.school", "xbroker.school"),
+              ("10.0.0.1", "10.0.0.1."), ("10.0.0.1", "10.0.0.10"), ("::1", "[::1]"), ("fe80::a", "FE80::A"),
+              ("127.0.0.1", "localhost")]
+    for saved, typed in others:
+        assert not same_broker(broker_at(saved), broker_at(typed)), (saved, typed)
+        assert not same_broker(broker_at(typed), broker_at(saved)), (typed, saved)
+    for ip in ("10.0.0.1", "::1", "fe80::a"):
+        assert same_broker(broker_at(ip), broker_at(ip))
+    assert not same_broker(broker_at("broker.school"), broker_at("broker.school", 1883))
+    for tls in ({"tls_ca": "/etc/ca.pem"}, {"tls_cert": "/etc/c.pem"}, {"tls_key": "/etc/k.pem"}):
+        assert not same_broker(broker_at("broker.school"), broker_at("broker.school.", **tls)), tls
+        assert same_broker(broker_at("Broker.School", **tls), broker_at("broker.school.", **tls)), tls
+    assert not same_broker(broker_at("b.school", tls_ca="/etc/ca.pem"), broker_at("b.school", tls_ca="/etc/CA.pem"))
+
+
+def test_an_address_with_a_final_dot_is_another_broker_on_the_page(make_appliance, cfg):
+    """Through the page: the password saved for 127.0.0.1 is not sent to "127.0.0.1."
+    (a name to look up, not that address), while BROKER.school.lan. stays broker.school.lan."""
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1", "mqtt.port": 8883,
+                                                             "mqtt.password": SECRET}), with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    s = admin(appliance.url)
+    fields = page_form(s.get(url, timeout=5).text)
+    fields["mqtt.host"] = "127.0.0.1."
+    r = s.post(url, data={**fields, "action": "test"}, timeout=10)
+    assert r.status_code == 400 and "Not tested" in r.text and "127.0.0.1.:8883 without TLS is another broker" in r.text
+    r = save(s, url, fields)
+    assert r.status_code == 400 and "Nothing saved" in r.text and "Type the password for 127.0.0.1.:8883" in r.text
+    assert appliance.ctx.cfg.mqtt.host == "127.0.0.1" and appliance.ctx.cfg.mqtt.password == SECRET

@@ -23,7 +23,7 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
-from edge_app.fleet.settings import MqttSettings
+from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
 from edge_app.web.edits import base_field, own_changes, read_base, ticked
 
@@ -51,11 +51,12 @@ NO_PASSWORD = "mqtt.no_password"  # the form's "No password" box: a broker that 
 
 def same_broker(a, b) -> bool:
     """Whether two ``[mqtt]`` sections (``Config.mqtt``) name the same broker: the same host
-    (letter case, brackets around an IPv6 address and a final dot aside), port and TLS
-    files. A saved password goes only there: another port may be another service, and no
-    CA file (or another one) would send it unencrypted (or to whoever that CA vouches for)."""
+    (a name's letter case and one final dot aside, an address as written: ``host_key``),
+    port and TLS files. A saved password goes only there: another port may be another
+    service, and no CA file (or another one) would send it unencrypted (or to whoever that
+    CA vouches for)."""
     def key(m) -> tuple:
-        return (m.host.strip().strip("[]").rstrip(".").lower(), m.port, m.tls_ca, m.tls_cert, m.tls_key)
+        return (host_key(m.host), m.port, m.tls_ca, m.tls_cert, m.tls_key)
     return key(a) == key(b)
 
 

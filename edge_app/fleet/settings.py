@@ -20,6 +20,19 @@ TOPIC_ID = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")  # empty: the user name, else t
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 DESK = re.compile(r"^[^\x00-\x1f\x7f]{0,64}$")  # the config schema (edge_app/config.py) checks [mqtt] with these
+# what the resolver takes as an address, not a name: anything with ':' or brackets (IPv6),
+# or only numbers between the dots (IPv4, also in inet_aton's short, octal or 0x forms)
+ADDRESS = re.compile(r"^.*[:\[\]].*$|^(0[xX][0-9A-Fa-f]*|[0-9]+)(\.(0[xX][0-9A-Fa-f]*|[0-9]+))*\.?$")
+
+
+def host_key(host: str) -> str:
+    """``host`` as the same broker's host is always spelled: a name in lower case without
+    its one final dot ("Broker.School." -> "broker.school"; DNS names are case-blind and
+    the final dot is the root), an address exactly as written. Nothing wider: "a.b.." is
+    no name of a.b, and "10.0.0.1." is a name to look up, not the address 10.0.0.1."""
+    if ADDRESS.match(host):
+        return host
+    return host.removesuffix(".").lower()
 
 
 def check_together(section: MqttSection, error: type[Exception]) -> None:
