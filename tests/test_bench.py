@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from edge_app.runtime import bench
 from edge_app.vision.sources import DemoSource
@@ -25,17 +27,27 @@ def check_config(c: dict, frames: int):
     assert c["errors"] == 0
 
 
-def test_bench_cli_json_without_the_paper_model(tmp_path):
-    missing = tmp_path / "nowhere" / "paper-float.json"
-    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "12", "--json",
-                        "--paper-manifest", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "ENGAGE_LOG_LEVEL": "WARNING"})
+@pytest.fixture
+def installed(tmp_path) -> tuple[dict, Path]:
+    """edge_app as a device has it: the package alone (no checkout around it, so no
+    models/baseline/), run from a folder without the paper's model: the default manifest
+    is really absent. Returns the environment to run it with and that folder."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "edge_app", site / "edge_app", ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere.mkdir()
+    return {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1", "ENGAGE_LOG_LEVEL": "WARNING"}, elsewhere
+
+
+def test_bench_cli_json_without_the_paper_model(installed):
+    env, elsewhere = installed
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "12", "--json"], cwd=elsewhere,
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     check_config(out["edge"], 12)
     assert out["edge"]["fps"] > 0 and out["edge"]["p99_ms"] > 0
     assert out["paper"]["fps"] is None and out["paper"]["p99_ms"] is None and out["speedup"] is None
-    assert out["paper"]["missing"] == str(missing)
+    assert out["paper"]["missing"] == os.path.join(os.path.realpath(elsewhere), "models", "baseline", "paper-float.json")
     assert "python -m training.train --arch paper" in out["paper"]["hint"]
     assert "python -m training.quantize --float" in out["paper"]["hint"]
     check_config(out["reference"], 12)  # the paper's detection design with our model still runs
@@ -43,13 +55,38 @@ def test_bench_cli_json_without_the_paper_model(tmp_path):
     assert a["compared"] > 0 and 0 <= a["emotion"] <= 1 and 0 <= a["face_presence"] <= 1
 
 
-def test_bench_text_output_says_the_paper_model_is_missing(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6",
-                        "--paper-manifest", str(tmp_path / "missing.json")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_bench_text_output_says_the_paper_model_is_missing(installed):
+    env, elsewhere = installed
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6"], cwd=elsewhere,
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "frames per second" in r.stdout and "emotion agreement" in r.stdout
     assert "missing" in r.stderr and "python -m training.train --arch paper" in r.stderr
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_a_paper_manifest_named_but_missing_is_an_error(tmp_path, output):
+    """`bench --paper-manifest FILE` with FILE mistyped ran on quietly, reporting the paper's
+    model unavailable, as if none had been asked for: a file named and absent is exit 2
+    naming it (only the default one's absence, a device install's, falls back)."""
+    missing = tmp_path / "paper-flaot.json"
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6", *output,
+                        "--paper-manifest", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"error: bench: the paper's model manifest {missing} does not exist: check the path, or leave out " \
+        "--paper-manifest" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_a_paper_manifest_named_but_unusable_is_an_error(tmp_path):
+    """A named manifest that cannot be loaded is said as such (exit 2), not replaced by our model."""
+    broken = tmp_path / "paper-float.json"
+    broken.write_text("{ not json")
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6", "--json",
+                        "--paper-manifest", str(broken)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"error: model: model manifest {broken} is not readable JSON" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
 
 
 def test_bench_on_a_recorded_clip_with_a_paper_model(tmp_path, cfg):

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", action="store_true", help="one JSON object (edge.fps, edge.p99_ms, paper.fps, ...)")
     be.add_argument("--config", type=Path)
     be.add_argument("--paper-manifest", type=Path, help="the paper's float model manifest "
-                    "(default models/baseline/paper-float.json)")
+                    "(default models/baseline/paper-float.json, if there; a FILE named here must load)")
     be.set_defaults(func=lambda args: __import__("edge_app.runtime.bench", fromlist=["main"]).main(args))
 
     from edge_app.cli import (

@@ -191,13 +191,18 @@ def full_frame_faces(cfg: Config, frames: np.ndarray) -> list:
 
 
 def benchmark(cfg: Config, frames_wanted: int = DEFAULT_FRAMES, clip: Path | None = None,
-              paper_manifest: Path = PAPER_MANIFEST, log=print) -> dict:
+              paper_manifest: Path = PAPER_MANIFEST, log=print, paper_required: bool = False) -> dict:
+    """Both configurations on one clip. Without the paper's model the paper column runs its
+    detection with our model, unless ``paper_required`` (a manifest the technician named):
+    then its ModelError is raised."""
     cfg = config_mod.with_changes(cfg, {"model.threads": 1, "store.min_free_mb": 0})
     edge_classifier = EmotionClassifier(cfg.model.manifest or None, threads=1)
     paper_classifier, paper_problem = None, ""
     try:
         paper_classifier = EmotionClassifier(paper_manifest, threads=1)
     except ModelError as exc:
+        if paper_required:
+            raise
         paper_problem = str(exc)
     with tempfile.TemporaryDirectory(prefix="engage-bench-") as tmp:
         frames, about = make_clip(Path(tmp), frames_wanted, clip)
@@ -281,10 +286,16 @@ def main(args) -> int:
     if args.clip is not None and not Path(args.clip).is_file():
         print(f"error: bench: the clip {args.clip} does not exist", file=sys.stderr)
         return 2
-    paper_manifest = Path(args.paper_manifest) if getattr(args, "paper_manifest", None) else default_paper_manifest()
+    named = getattr(args, "paper_manifest", None)
+    paper_manifest = Path(named) if named else default_paper_manifest()
+    if named and not paper_manifest.is_file():  # only the default's absence (a device install) falls back
+        print(f"error: bench: the paper's model manifest {paper_manifest} "
+              f"{'is not a file' if paper_manifest.exists() else 'does not exist'}: check the path, or leave out "
+              f"--paper-manifest to use {default_paper_manifest()}", file=sys.stderr)
+        return 2
     if not paper_manifest.is_file() and not args.json:
         print(f"note: the paper's float model {paper_manifest} is missing; running edge and the paper's detection "
               f"with our model. To add it, {PAPER_HINT}", file=sys.stderr)
-    result = benchmark(cfg, args.frames, args.clip, paper_manifest, log=quiet)
+    result = benchmark(cfg, args.frames, args.clip, paper_manifest, log=quiet, paper_required=bool(named))
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
