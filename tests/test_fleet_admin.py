@@ -1,6 +1,7 @@
 """The device admin's classroom broker page: status, a real connection test, validation, save."""
 from __future__ import annotations
 
+import html
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,9 +32,9 @@ def test_admin_tests_and_saves_the_broker(broker, make_appliance):
     assert requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"] == {"enabled": False}
 
     r = s.post(url, data=form(s, broker, "test", **{"mqtt.port": "0"}), timeout=10)
-    assert r.status_code == 400 and "mqtt.port = 0 is not allowed" in r.text
+    assert r.status_code == 400 and "Nothing saved: Broker port: 0 is not allowed: use a port from 1 to 65535" in r.text
     r = s.post(url, data=form(s, broker, "save", **{"mqtt.host": "bad host!"}), timeout=10)
-    assert r.status_code == 400 and "mqtt.host" in r.text and "Nothing saved" in r.text
+    assert r.status_code == 400 and "Nothing saved: Broker host: " in r.text
     r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": "wrong-password"}), timeout=10)
     assert r.status_code == 502 and "refused the log-in as &#039;desk&#039;" in r.text
     r = s.post(url, data=form(s, broker, "test"), timeout=10)
@@ -41,8 +42,9 @@ def test_admin_tests_and_saves_the_broker(broker, make_appliance):
     assert PASSWORD not in r.text and "type it again, then Save" in r.text  # not kept for a Save that follows
     assert requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"] == {"enabled": False}  # a test saves nothing
 
-    r = s.post(url, data=form(s, broker, "save"), timeout=10)
+    r = s.post(url, data=form(s, broker, "save", **{"mqtt.heartbeat_s": "45"}), timeout=10)
     assert r.status_code == 200 and "Saved" in r.text
+    assert appliance.ctx.publisher.settings.heartbeat_s == 45  # the restarted publisher beats at the new interval
     health = wait_for(lambda: (h := requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"])["connected"]
                       and h)
     assert health["device_id"] == "desk-11" and health["backlog"] == 0
@@ -375,3 +377,40 @@ def test_an_address_with_a_final_dot_is_another_broker_on_the_page(make_applianc
     r = save(s, url, fields)
     assert r.status_code == 400 and "Nothing saved" in r.text and "Type the password for 127.0.0.1.:8883" in r.text
     assert appliance.ctx.cfg.mqtt.host == "127.0.0.1" and appliance.ctx.cfg.mqtt.password == SECRET
+
+
+def test_an_admin_sets_the_heartbeat_on_the_page(make_appliance, cfg):
+    """mqtt.heartbeat_s could only be set in the config file. The page shows it with its
+    unit and the config's bounds; a value outside them (or no whole number) is refused by
+    name, the admin's input kept, nothing saved; a good one is saved, used and audited."""
+    appliance = make_appliance(cfg, with_loop=False)
+    url = f"{appliance.url}/admin/classroom"
+    s = admin(appliance.url)
+    page = s.get(url, timeout=5).text
+    fields = page_form(page)
+    assert fields["mqtt.heartbeat_s"] == "30"
+    assert '<label for="mqtt-heartbeat-s">Heartbeat (seconds)</label>' in page
+    assert "seconds from 5 to 3600 (0: off" in page.split('id="mqtt-heartbeat-s-help"')[1].split("</small>")[0]
+
+    for bad, why in (("2", "2 is not allowed: use seconds from 5 to 3600"), ("3601", "3601 is not allowed"),
+                     ("half a minute", "'half a minute' is not a whole number: use seconds from 5 to 3600"),
+                     ("30.5", "'30.5' is not a whole number")):
+        r = save(s, url, {**fields, "mqtt.heartbeat_s": bad})
+        assert r.status_code == 400 and f"Nothing saved: Heartbeat (seconds): {why}" in html.unescape(r.text), bad
+        assert page_form(r.text)["mqtt.heartbeat_s"] == bad  # theirs, to correct
+        tag = r.text.split('id="mqtt-heartbeat-s"')[1].split(">")[0]
+        assert 'aria-invalid="true"' in tag and "autofocus" in tag and "mqtt-message" in tag
+        assert appliance.ctx.cfg.mqtt.heartbeat_s == 30
+    assert "mqtt.heartbeat_s" not in (appliance.store.get_setting("config_overrides") or {})
+
+    r = save(s, url, {**fields, "mqtt.heartbeat_s": "60"})
+    assert [h.status_code for h in r.history] == [303] and "Saved" in r.text
+    assert appliance.ctx.cfg.mqtt.heartbeat_s == 60 and page_form(r.text)["mqtt.heartbeat_s"] == "60"
+    assert appliance.store.get_setting("config_overrides")["mqtt.heartbeat_s"] == 60  # kept across restarts
+    detail = appliance.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
+    assert detail == "MQTT off; Heartbeat (seconds): 30 -> 60", detail
+    r = save(s, url, {**page_form(r.text), "mqtt.heartbeat_s": "0"})  # 0: off, as in the config file
+    assert "Saved" in r.text and appliance.ctx.cfg.mqtt.heartbeat_s == 0
+    earlier = {k: v for k, v in page_form(r.text).items() if k != "mqtt.heartbeat_s"}  # a page from before the field
+    r = save(s, url, {**earlier, "mqtt.desk": "Row 9"})
+    assert "Saved" in r.text and appliance.ctx.cfg.mqtt.heartbeat_s == 0 and appliance.ctx.cfg.mqtt.desk == "Row 9"

@@ -14,6 +14,7 @@ Test (or Save, and wait for the publisher's next connect) and receive the school
 broker password."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
 TYPE_AGAIN = "Tested with the password you typed, which is not shown again: type it again, then Save."
 
+
+def allowed(key: str) -> str:
+    """What the config schema allows for ``mqtt.<key>`` and its default, in the schema's own
+    words ("seconds from 5 to 3600 ...; default 30"): the page never repeats the bounds."""
+    f = next(f for f in dataclasses.fields(config_mod.MqttSection) if f.name == key)
+    return f"{f.metadata['rule'].allowed(type(f.default))}; default {f.default}"
+
+
 # (key in [mqtt], label, kind, help)
 FIELDS: list[tuple[str, str, type, str]] = [
     ("host", "Broker host", str, "Host name or address of the school's MQTT broker; empty turns publishing off."),
@@ -43,10 +52,24 @@ FIELDS: list[tuple[str, str, type, str]] = [
      "README's broker rules a device may write only under its own user name."),
     ("desk", "Desk label", str, 'Shown to the instructor, e.g. "Row 2, seat 4" (never a student\'s name).'),
     ("topic_prefix", "Topic prefix", str, 'One per school or classroom, e.g. "school-a/room-12".'),
+    ("heartbeat_s", "Heartbeat (seconds)", int, "How often this desk tells the classroom it is still there, paused "
+     "or steady: the classroom shows a desk silent for 2.5 times this as offline. "
+     f"Allowed: {allowed('heartbeat_s')}."),
     ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),
 ]
 LABELS = {f"mqtt.{key}": label for key, label, *_ in FIELDS}
 NO_PASSWORD = "mqtt.no_password"  # the form's "No password" box: a broker that takes none; the saved one is deleted
+
+
+def in_the_forms_words(message: str) -> tuple[str, str]:
+    """A refusal as the form words it, and the field at fault ("" if none): the schema's
+    "mqtt.heartbeat_s = 2 is not allowed" is "Heartbeat (seconds): 2 is not allowed" here."""
+    for dotted, label in LABELS.items():
+        if message.startswith(f"{dotted} = "):
+            return f"{label}: {message.removeprefix(f'{dotted} = ')}", dotted
+        if message.startswith(f"{label}: "):  # the page's own checks already name the label
+            return message, dotted
+    return message, ""
 
 
 def same_broker(a, b) -> bool:
@@ -103,11 +126,13 @@ def install(app, ctx, h) -> None:
             raw = (request.forms.getunicode(f"mqtt.{key}") or "").strip()
             if kind is bool:
                 changes[f"mqtt.{key}"] = ticked(raw)
+            elif kind is int and f"mqtt.{key}" not in request.forms:
+                continue  # a form without it (a page opened before Heartbeat was on it, a script): kept as is
             elif kind is int:
                 try:
                     changes[f"mqtt.{key}"] = int(raw)
                 except ValueError:
-                    raise config_mod.ConfigError(f"{label}: {raw!r} is not a port number (1 to 65535)") from None
+                    raise config_mod.ConfigError(f"{label}: {raw!r} is not a whole number: use {allowed(key)}") from None
             elif key == "password" and not raw:
                 continue  # keep the saved password (for the saved broker only: withheld_password)
             elif key == "password":
@@ -118,15 +143,16 @@ def install(app, ctx, h) -> None:
         return changes
 
     def render(message: str = "", ok: bool = True, status: int = 200, values: dict | None = None,
-               password_hint: str = "", base: dict | None = None, password_needed: bool = False):
+               password_hint: str = "", base: dict | None = None, password_needed: bool = False, invalid: str = ""):
         """The page; ``values``: what the admin typed, shown again; ``base``: the values their
         form started from (kept, so a Save after a Test or an error still saves only theirs);
-        ``password_needed``: the password field is marked as the one to fill in, and focused."""
+        ``password_needed``: the password field is marked as the one to fill in, and focused;
+        ``invalid``: the field at fault (``mqtt.<key>``), marked and focused the same way."""
         saved = ("A password is saved for " + describe_broker(ctx.cfg.mqtt) + "." if has_saved_password(ctx.cfg)
                  else "No password is saved.")
         body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
                       status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint,
-                      password_saved=saved, password_needed=password_needed,
+                      password_saved=saved, password_needed=password_needed, invalid=invalid,
                       base=base_field(base or shown_now(ctx.cfg)))
         return HTTPResponse(body, status) if status != 200 else body
 
@@ -152,7 +178,9 @@ def install(app, ctx, h) -> None:
             candidate = config_mod.with_changes(ctx.cfg, sent)  # bad host or port: ConfigError, nothing saved
             settings = MqttSettings.from_config(candidate)
         except config_mod.ConfigError as exc:
-            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown, base=base)
+            message, invalid = in_the_forms_words(str(exc))
+            return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
+                          invalid=invalid)
         if request.forms.get("action") == "test":
             if not settings.enabled:
                 return render("Set a broker host to test.", ok=False, status=400, values=shown, base=base)
@@ -176,7 +204,9 @@ def install(app, ctx, h) -> None:
         try:
             candidate = config_mod.with_changes(ctx.cfg, changes)
         except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
-            return render(f"Nothing saved: {exc}.", ok=False, status=400, values=shown, base=base)
+            message, invalid = in_the_forms_words(str(exc))
+            return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
+                          invalid=invalid)
         withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)
         if withheld:  # the publisher's next connect would send it there
             return render(f"Nothing saved: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,

@@ -27,7 +27,8 @@
       <input id="{{fid}}" name="mqtt.{{key}}" type="password" autocomplete="new-password" aria-describedby="{{'mqtt-message ' if password_needed else ''}}{{fid}}-help mqtt-password-saved"{{!' aria-invalid="true" autofocus' if password_needed else ''}}>
     % else:
       <label for="{{fid}}">{{label}}</label>
-      <input id="{{fid}}" name="mqtt.{{key}}" value="{{values.get(key, '')}}" aria-describedby="{{fid}}-help" {{'inputmode=numeric' if kind is int else ''}}>
+      % at_fault = invalid == 'mqtt.' + key
+      <input id="{{fid}}" name="mqtt.{{key}}" value="{{values.get(key, '')}}" aria-describedby="{{'mqtt-message ' if at_fault else ''}}{{fid}}-help" {{'inputmode=numeric' if kind is int else ''}}{{!' aria-invalid="true" autofocus' if at_fault else ''}}>
     % end
       <small id="{{fid}}-help" class="{{'error' if key == 'password' and password_hint else 'hint'}}">{{password_hint if key == 'password' and password_hint else help}}</small>
     % if key == 'password':
