@@ -504,3 +504,19 @@ def test_an_install_killed_part_way_leaves_nothing_behind_the_next_one(cfg, vari
     assert not (models / "current.json").exists(), "killed before the commit point: nothing installed"
     flash.install(*variant(2), cfg)
     assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
+
+
+def test_an_install_over_a_damaged_model_keeps_the_good_one_to_roll_back_to(cfg, variant, tmp_path, capsys):
+    """The running model's file damaged (an SD card's bad block): installing a new one kept
+    the damaged model as the one to roll back to, and dropped the good previous one, so
+    `model rollback` was refused from then on. The damaged model is not kept."""
+    shipped = json.loads(SHIPPED_MANIFEST.read_text())["sha256"]
+    first = flash.install(*variant(1), cfg)  # the shipped model becomes the previous one
+    models = flash.models_dir(cfg)
+    (models / first["model"]).write_bytes(b"\0" * 100)
+    second = flash.install(*variant(2), cfg)
+    assert json.loads((models / "previous.json").read_text())["sha256"] == shipped
+    conf = _config_file(tmp_path, cfg)
+    assert main(["model", "rollback", "--config", str(conf)]) == 0, capsys.readouterr().err
+    assert flash.EmotionClassifier(flash.active_manifest(cfg)).manifest.sha256 == shipped
+    assert json.loads((models / "previous.json").read_text())["sha256"] == second["sha256"]

@@ -277,10 +277,12 @@ def _locked(directory: Path):
 
 def _adopt_running(directory: Path, cfg: Config) -> dict | None:
     """The manifest now running, with its model copied into ``directory`` (so rollback can
-    return to the shipped model too); None when it cannot be read."""
+    return to the shipped model too); None when it cannot be read or its model no longer
+    loads (a damaged file kept as the previous model would push out the good one there)."""
     current = directory / CURRENT
     try:
         if current.is_file():
+            EmotionClassifier(current)  # intact and loadable, as rollback will need it
             return json.loads(current.read_text())
         m = Manifest.load(active_manifest(cfg))
         name = f"emotion-{m.sha256[:12]}.tflite"
