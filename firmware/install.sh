@@ -315,7 +315,8 @@ if [ "$START" = 1 ]; then
     # restart, so an upgrade (a second run) takes effect too
     run systemctl restart "$UNIT"
 else
-    note "--no-start: start it with: sudo systemctl start $UNIT"
+    # restart, not start: on an upgrade a running service ignores start and keeps the old package
+    note "--no-start: start it (or, if it runs, make it run the new package) with: sudo systemctl restart $UNIT"
 fi
 
 echo

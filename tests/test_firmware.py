@@ -160,3 +160,13 @@ def test_prove_arm64_refuses_bad_usage_before_touching_anything():
     else:
         result = subprocess.run(script, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "sudo" in result.stderr
+
+
+def test_no_start_says_how_to_run_the_new_package_after_an_upgrade_too():
+    """`--no-start` on an upgrade said "start it with: sudo systemctl start": a service that
+    runs already ignores that, and kept running the old package until the next reboot."""
+    result = dry_run("--platform", "pi", "--no-start")
+    assert result.returncode == 0, result.stderr
+    assert "[dry-run] systemctl restart" not in result.stdout and "[dry-run] systemctl start" not in result.stdout
+    note = next(l for l in result.stdout.splitlines() if "--no-start" in l)
+    assert "sudo systemctl restart engage-edge.service" in note, note
