@@ -270,6 +270,23 @@ def test_cli_golden_of_a_wrong_file_says_so(tmp_path, capsys):
     assert notes.read_text() == "not json\n" and listed.read_text() == "[]\n"
 
 
+def test_cli_golden_of_a_manifest_it_cannot_write_says_what_to_do(tmp_path, shipped_bytes, capsys):
+    """The install refusal says "add it with `engage-edge model golden MANIFEST`"; with the
+    manifest on a read-only stick (or a file of another user's) that was a Python traceback.
+    It is exit 2 saying the manifest cannot be written and where to copy it; nothing written."""
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    raw.pop("golden", None)
+    with mounted_tmpfs(tmp_path / "stick", "4m") as stick:
+        _, manifest = _write_model(stick, "m", shipped_bytes, raw)
+        before = manifest.read_bytes()
+        subprocess.run(["mount", "-o", "remount,ro", str(stick)], check=True)
+        assert main(["model", "golden", str(manifest)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"manifest {manifest} cannot be written (Read-only file system)" in err, err
+        assert "copy the manifest and its model to a folder you may write" in err, err
+        assert manifest.read_bytes() == before
+
+
 def test_cli_install_of_a_folder_says_it_is_one(cfg, variant, tmp_path, capsys):
     """'model install models/new' (the folder, not the file in it) said the folder 'does not exist'."""
     model, manifest = variant(1)

@@ -119,7 +119,15 @@ def write_golden(manifest_path: Path | str) -> dict:
     if not isinstance(raw, dict):
         raise FlashError(f"manifest {path} is not a model manifest (a JSON object with model, sha256 and labels)")
     raw["golden"] = compute_golden(path)
-    atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
+    try:
+        atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
+    except OSError as exc:  # a read-only stick, another user's file or folder: was a traceback
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _write_failed(path.parent, exc) from None
+        model = path.parent / str(raw.get("model") or path.with_suffix(".tflite").name)
+        raise FlashError(f"manifest {path} cannot be written ({exc.strerror or exc}): copy the manifest and its model "
+                         f"to a folder you may write (e.g. `cp {model} {path} /tmp/`) and run the command on the "
+                         "copy there") from None
     return raw["golden"]
 
 
