@@ -188,3 +188,25 @@ def test_a_step_out_of_range_is_a_usage_error_not_a_failed_led(step, tmp_path, g
     assert stopped.value.code == 2
     out, err = capsys.readouterr()
     assert f"argument --step: {step!r} is not a number of seconds from 0 to 5" in err and "FAIL" not in out
+
+
+def test_pins_held_by_the_running_service_say_to_stop_it(tmp_path, golden_manifest):
+    """The self-test run beside the service (which holds the LED and buzzer pins) said only
+    "FAIL led: pin GPIO17 is already in use by <gpiozero.LED ...>", and no buzzer line at
+    all; the camera line already says what to do, the LED line now does too."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        from gpiozero import LED
+
+        service_led = LED(17, pin_factory=factory)  # what the running service holds
+        cfg = config_mod.load(None, {"indicators.backend": "gpio", "model.manifest": str(golden_manifest),
+                                     "store.data_dir": str(tmp_path / "d")})
+        out = io.StringIO()
+        results = {r.name: r for r in selftest.run(cfg, "demo", step_s=0, out=out, pin_factory=factory)}
+        assert results["led"].status == "FAIL" and "GPIO17" in results["led"].detail
+        assert "sudo systemctl stop engage-edge" in results["led"].detail, out.getvalue()
+        assert results["buzzer"].status == "SKIP" and "LED" in results["buzzer"].detail, out.getvalue()
+        assert "SKIP buzzer:" in out.getvalue()
+        service_led.close()
+    finally:
+        factory.reset()

@@ -24,6 +24,7 @@ from edge_app.device.indicators import COLOUR_NAMES
 from edge_app.engagement import ABSENT, GROUPS, PAUSED
 
 FRAMES = 5
+SERVICE_HOLDS = "is the engage-edge service running and holding"
 
 
 @dataclass
@@ -50,11 +51,21 @@ def check_camera(cfg: Config, source_spec: str) -> str:
     except CameraError as exc:
         # only a camera device can be held by the running service; not a file, a stream or a missing library
         camera = "://" not in source_spec and not Path(source_spec).suffix and "not installed" not in str(exc)
-        hint = " (is the engage-edge service running and holding the camera?)" if camera else ""
+        hint = f" ({SERVICE_HOLDS} the camera?)" if camera else ""
         raise RuntimeError(f"{exc}{hint}") from None
     finally:
         source.close()
     return f"{FRAMES} frames {shape[1]}x{shape[0]} from {source_spec} ({fps:.0f} fps)"
+
+
+def _pins_taken(exc: Exception) -> bool:
+    """A pin another process or device holds: gpiozero's GPIOPinInUse (one process), lgpio's
+    'GPIO busy' (the running service, on a device)."""
+    try:
+        from gpiozero.exc import GPIOPinInUse
+    except ImportError:  # no gpiozero: no pins to be taken
+        return False
+    return isinstance(exc, GPIOPinInUse) or "busy" in str(exc).lower()
 
 
 def check_led(indicator, step_s: float) -> str:
@@ -179,8 +190,12 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
     try:
         indicator = make_indicator(cfg, pin_factory)
     except Exception as exc:
-        results.append(Result("led", "FAIL", str(exc)))
-        print(f"FAIL led: {exc}", file=out, flush=True)
+        detail = str(exc) or type(exc).__name__
+        if _pins_taken(exc):
+            detail += f" ({SERVICE_HOLDS} the pins? stop it first: sudo systemctl stop engage-edge)"
+        for r in (Result("led", "FAIL", detail), Result("buzzer", "SKIP", "no LED and buzzer pins (see the led line)")):
+            results.append(r)
+            print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
     if indicator is not None:
         attempt("led", check_led, indicator, step_s)
         if buzzer:
