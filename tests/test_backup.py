@@ -493,10 +493,13 @@ def test_a_damaged_database_is_named_as_the_source_of_the_failure(store, tmp_pat
     database and the restore steps, and nothing is written."""
     for i in range(200):
         store.log_state_change(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    # the log's own pages, wherever the schema's migrations put them (a fixed offset met an index once one was added)
+    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = 'state_changes'")[0][0]
+    page_size = store.query("PRAGMA page_size")[0][0]
     store.close()
     with open(store.path, "r+b") as f:  # three pages in the middle overwritten, as a failing card does
-        f.seek(5 * 4096)
-        f.write(b"\xff" * 3 * 4096)
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * 3 * page_size)
     args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
     dest = tmp_path / "b.db"
     assert main(["backup", str(dest), *args]) == 1
