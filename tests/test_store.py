@@ -12,6 +12,7 @@ import time
 import pytest
 from conftest import mounted_tmpfs
 
+from edge_app.store import reports
 from edge_app.store.database import DB_NAME, MIGRATIONS, WAL_LIMIT_BYTES, Store, StoreError
 
 
@@ -349,3 +350,33 @@ def test_a_full_disk_is_not_reported_as_a_damaged_database(tmp_path, monkeypatch
     message = str(raised.value)
     assert "is full" in message and "free some space" in message
     assert "Restore a backup" not in message and "move the file away" not in message
+
+
+def test_an_uploads_form_key_goes_with_its_row(tmp_path):
+    """Migration 9 adds the form key (a digest of the upload form's one-time token and the
+    file) to uploads from before, which have none; a key is found for its own user only,
+    and goes with its upload: deleted, or removed by the retention period (nothing grows)."""
+    path = tmp_path / "old" / DB_NAME
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        for number, sql in enumerate(MIGRATIONS[:8], 1):
+            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
+        conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (5, 'ann', 'x', 'student', 0)")
+        conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
+                     "VALUES (3, 5, 1.0, 'old.jpg', 10, 10, 0)")
+    store = Store(tmp_path / "old")
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        assert [tuple(r) for r in store.query("SELECT id, form_key FROM uploads")] == [(3, None)]
+        kept = store.add_upload(5, "new.jpg", 10, 10, [face()], form_key="k1")
+        other = store.add_upload(5, "other.jpg", 10, 10, [], form_key="k2")
+        assert reports.upload_of_form(store, 5, "k1") == kept and reports.upload_of_form(store, 5, "k2") == other
+        assert reports.upload_of_form(store, 6, "k1") is None  # another user's form is not this one
+        assert reports.upload_of_form(store, 5, "k3") is None
+        assert store.delete_upload(other) and reports.upload_of_form(store, 5, "k2") is None
+        store.execute("UPDATE uploads SET created = ? WHERE id = ?", (time.time() - 10 * 86400, kept))
+        store.purge(retention_days=7)
+        assert reports.upload_of_form(store, 5, "k1") is None
+        assert store.query("SELECT COUNT(*) FROM uploads WHERE form_key IS NOT NULL")[0][0] == 0
+    finally:
+        store.close()

@@ -526,3 +526,44 @@ def test_a_form_still_being_analysed_is_not_forgotten_by_the_bound():
     subs.done(1, "slow", 99, content="f")
     second.join(10)
     assert got == [99]
+
+
+def test_a_form_sent_again_after_a_restart_leads_to_its_first_result(cfg, make_appliance, face_jpeg):
+    """The remembered forms lived in memory: after a restart of the device (or of the web
+    process) reloading a result page stored the photo a second time (a second row in the
+    student's history and the admin's log, a second kept image). The form's key is kept
+    with its upload row, so the restarted server leads to the first result."""
+    first_run = make_appliance(with_loop=False)
+    session = login(first_run.url)
+    form = {"csrf": session.csrf, "attempt": "after-restart-1"}
+
+    def send(url, data=face_jpeg):
+        return session.post(f"{url}/upload", data=form, timeout=60, allow_redirects=False,
+                            files={"image": ("kept.jpg", data, "image/jpeg")})
+
+    assert send(first_run.url).status_code == 200
+    upload_id = first_run.store.query("SELECT id FROM uploads")[0][0]
+    first_run.stop()
+    second_run = make_appliance(with_loop=False)  # the same data directory: a restart
+    again = send(second_run.url)  # the browser's reload: the same cookie, form and file
+    assert again.status_code == 303, again.status_code
+    assert again.headers["Location"].split("?")[0].endswith(f"/uploads/{upload_id}")
+    assert upload_count(second_run) == 1 and len(stored_files(second_run)) == 1
+    shown = session.get(again.headers["Location"], timeout=10)
+    assert "analysed and stored once already" in shown.text and 'id="faces"' in shown.text
+    # the token is no secret kept in the clear: neither the database nor the admin's log holds it
+    keys = [r[0] for r in second_run.store.query("SELECT form_key FROM uploads")]
+    assert len(keys) == 1 and keys[0] and "after-restart-1" not in keys[0]
+    for log_url in ("/admin/log", "/api/admin/log", "/admin/log.csv", f"/uploads/{upload_id}"):
+        shown = session.get(f"{second_run.url}{log_url}", params={"kind": "upload"}, timeout=10)
+        assert shown.status_code == 200 and (f"/uploads/{upload_id}" in shown.text or "kept.jpg" in shown.text), log_url
+        assert "after-restart-1" not in shown.text and keys[0] not in shown.text, log_url
+    # the same form with another photo after the restart is that photo, analysed once
+    other = cv2.imencode(".jpg", cv2.flip(cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR), 1))[1]
+    assert send(second_run.url, other.tobytes()).status_code == 200 and upload_count(second_run) == 2
+    # another user's page with the same token and photo is theirs: never led to this one's result
+    second_run.accounts.create_user("kim", STUDENT_PW, "student")
+    kim = login(second_run.url, "kim", STUDENT_PW)
+    theirs = kim.post(f"{second_run.url}/upload", data={"csrf": kim.csrf, "attempt": "after-restart-1"}, timeout=60,
+                      allow_redirects=False, files={"image": ("kept.jpg", face_jpeg, "image/jpeg")})
+    assert theirs.status_code == 200 and f"/uploads/{upload_id}" not in theirs.text and upload_count(second_run) == 3

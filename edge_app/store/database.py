@@ -180,6 +180,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE uploads_new RENAME TO uploads;
     CREATE INDEX uploads_user ON uploads(user_id, created);
     """,
+    # 9: which upload form stored an upload (a digest of the form's one-time token and the
+    # file, see web/resubmit.py): a result page reloaded after a restart leads to the first
+    # result instead of storing the photo again. The key goes with its row (deletion,
+    # retention); uploads from before have none.
+    """
+    ALTER TABLE uploads ADD COLUMN form_key TEXT;
+    CREATE INDEX uploads_form_key ON uploads(form_key) WHERE form_key IS NOT NULL;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
@@ -404,12 +412,14 @@ class Store:
 
     # ------------------------------------------------------------ uploads
     def add_upload(self, user_id: int | None, filename: str, width: int, height: int, faces: list[dict],
-                   image_path: str | None = None) -> int:
+                   image_path: str | None = None, form_key: str | None = None) -> int:
+        """Store an analysed upload and its faces; ``form_key``: the form that sent it
+        (``resubmit.form_key``), written with the row so a resent form finds it even after a restart."""
         with self.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO uploads(user_id, created, filename, width, height, face_count, image_path) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user_id, time.time(), filename, width, height, len(faces), image_path),
+                "INSERT INTO uploads(user_id, created, filename, width, height, face_count, image_path, form_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (user_id, time.time(), filename, width, height, len(faces), image_path, form_key),
             )
             upload_id = cur.lastrowid
             conn.executemany(

@@ -233,6 +233,14 @@ def upload_result(store: Store, upload_id: int) -> dict | None:
     return {**dict(rows[0]), "faces": faces}
 
 
+def upload_of_form(store: Store, user_id: int, form_key: str) -> int | None:
+    """The upload this user's form (``resubmit.form_key``) stored, or None: none, or deleted
+    since (by its owner, an admin or the retention period)."""
+    rows = store.query("SELECT id FROM uploads WHERE form_key = ? AND user_id = ? ORDER BY id LIMIT 1",
+                       (form_key, user_id))
+    return rows[0]["id"] if rows else None
+
+
 def upload_image_path(store: Store, upload_id: int) -> str | None:
     rows = store.query("SELECT image_path FROM uploads WHERE id = ?", (upload_id,))
     return rows[0]["image_path"] if rows else None

@@ -12,14 +12,23 @@ instead while the first was still being analysed, or a hidden field a browser re
 Back) and is analysed. A token whose analysis failed is forgotten, so a reload tries again (the
 student may have freed space or the disk been cleaned).
 
-Kept in memory, bounded: a restart forgets the tokens, and a reload after a restart
-stores the photo again, which is the old behaviour, not a loss."""
+The uploads table keeps each upload's ``form_key`` (a digest of the token and the file, never
+the token itself), written with its row: a reload after a restart of the device or the web
+process, or after the memory below has let the token go, still finds the first upload. The
+key goes with its row (deleted, or removed by the retention period), so nothing grows.
+
+Kept in memory, bounded: the forms still being analysed (a second click waits for the first)
+and those finished lately, whose upload id stays known after the upload is deleted (the
+form sent again is told so, 410, rather than stored again); after a restart a deleted
+upload's form is analysed anew, as the student asked."""
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 MAX_TOKENS = 512  # far more forms than a device's users submit within KEEP_S
 KEEP_S = 6 * 3600  # a result page left open over a school day and reloaded
@@ -31,10 +40,24 @@ def new_attempt() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Submissions:
-    """(user id, attempt token, file digest) -> upload id, for the last ``MAX_TOKENS`` uploads."""
+def form_key(attempt: str, content: str) -> str:
+    """What an upload's row keeps of the form that sent it: a digest of the token and the
+    file's digest, so the token itself is never stored (nor shown with the row)."""
+    return hashlib.blake2b(f"{attempt[:64]}\n{content}".encode(), digest_size=16).hexdigest()
 
-    def __init__(self, max_tokens: int = MAX_TOKENS, keep_s: float = KEEP_S) -> None:
+
+def _none_recorded(user_id: int, key: str) -> int | None:
+    return None
+
+
+class Submissions:
+    """(user id, attempt token, file digest) -> upload id, for the last ``MAX_TOKENS`` uploads;
+    older ones (and all after a restart) are asked of ``recorded``: (user id, ``form_key``) ->
+    the stored upload's id, or None."""
+
+    def __init__(self, recorded: Callable[[int, str], int | None] = _none_recorded, max_tokens: int = MAX_TOKENS,
+                 keep_s: float = KEEP_S) -> None:
+        self._recorded = recorded
         self._lock = threading.Lock()
         self._seen: OrderedDict[tuple[int, str, str], tuple[float, threading.Event, list[int]]] = OrderedDict()
         self._max, self._keep = max_tokens, keep_s
@@ -58,6 +81,9 @@ class Submissions:
                 self._forget_old()
                 found = self._seen.get(key)
                 if found is None:
+                    stored_before = self._recorded(user_id, form_key(attempt, content))  # a restart ago, or long ago
+                    if stored_before is not None:
+                        return stored_before
                     self._seen[key] = (time.monotonic(), threading.Event(), [])
                     return None
             _, finished, stored = found

@@ -26,7 +26,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.guard import Guard, json_error
 from edge_app.web.hardening import drain_body
 from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
-from edge_app.web.resubmit import Submissions, new_attempt
+from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
 log = logging.getLogger(__name__)
 DISK_FULL = 507  # Insufficient Storage: the device, not the file, is the problem
@@ -39,12 +39,16 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     # arenas each time (24 web threads each decoding once grew 24 arenas: 2.7 GB).
     analysis = ThreadPoolExecutor(ctx.cfg.web.analysis_workers, thread_name_prefix="upload-analysis",
                                   initializer=_lower_thread_priority)
-    submissions = Submissions()  # a reloaded result page gets the first result, not a second copy
+    # a reloaded result page gets the first result, not a second copy (after a restart too: the
+    # uploads table keeps each upload's form key)
+    submissions = Submissions(recorded=lambda user_id, key: reports.upload_of_form(ctx.store, user_id, key))
 
-    def analyze_upload(user: User, sent: tuple[bytes, str | None] | None = None) -> tuple[dict, int]:
+    def analyze_upload(user: User, sent: tuple[bytes, str | None] | None = None,
+                       form: str | None = None) -> tuple[dict, int]:
         """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
         burst of uploads never starves the live capture loop of CPU. ``sent``: the file's
-        bytes and name when the caller has read them already (``_read_upload``)."""
+        bytes and name when the caller has read them already (``_read_upload``); ``form``:
+        the sending form's ``resubmit.form_key``, stored with the upload."""
         data, raw_name = sent or _read_upload()  # the whole body first: a slow sender must not hold the slot
         free_mb, floor = ctx.store.free_mb(), ctx.cfg.store.min_free_mb
         if free_mb < floor and user.is_admin:
@@ -54,7 +58,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if free_mb < floor:  # a student can do nothing about it: who can
             raise ImageRejected("the device's disk is nearly full: nothing was analysed or stored. Tell your teacher "
                                 "or the school's technician; photos can be analysed again once space is freed", DISK_FULL)
-        return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name).result()
+        return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name, form).result()
 
     def oversized() -> str | None:
         """Why this body is refused unread, or None. Ask before the CSRF check: the token is
@@ -78,13 +82,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             raise ImageRejected(f"no file in the form field 'image': choose a {ACCEPTED_TEXT} file")
         return field.file.read(limits.max_bytes + 1), field.raw_filename
 
-    def _analyze_upload(user: User, data: bytes, raw_name: str | None) -> tuple[dict, int]:
+    def _analyze_upload(user: User, data: bytes, raw_name: str | None, form: str | None) -> tuple[dict, int]:
         """Decode and analyse an upload and store its results; returns (result, upload id)."""
         bgr = decode_image(data, limits)
         faces = ctx.analyzer.analyze(bgr)
         name = safe_filename(raw_name)
         try:
-            upload_id = ctx.store.add_upload(user.id, name, bgr.shape[1], bgr.shape[0], faces)
+            upload_id = ctx.store.add_upload(user.id, name, bgr.shape[1], bgr.shape[0], faces, form_key=form)
         except sqlite3.OperationalError as exc:  # SQLITE_FULL within the threshold's margin, or locked
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
@@ -155,7 +159,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             guard.flash_redirect(f"/uploads/{earlier}", "This photo was analysed and stored once already (the page "
                                  "was reloaded or the form sent twice): here is its result.")
         try:
-            result, upload_id = analyze_upload(user, sent)
+            result, upload_id = analyze_upload(user, sent, form_key(attempt, content) if attempt else None)
         except ImageRejected as exc:
             submissions.failed(user.id, attempt, content)
             return refused(exc)
