@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -598,3 +599,182 @@ def test_the_start_after_a_long_dead_crash_still_reaches_the_classroom(cfg, tmp_
         assert bodies and bodies[0]["level"] == "Absent" and bodies[0]["since"] == ended
     finally:
         store.close()
+
+
+PAUSED_THEN_KILLED = r"""
+import sys, threading, time
+from edge_app import config as config_mod
+from edge_app.device.indicators import Indicator
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import FaceDetector
+from edge_app.vision.sources import DemoSource
+
+cfg = config_mod.load(sys.argv[2], {"indicators.backend": "none"})
+store = Store(sys.argv[1])
+end = float(sys.argv[3])
+t = {"now": 1_700_000_000.0, "looks_at_end": 0}
+looked = threading.Condition()
+def wall():  # the device's clock: still until the pause, then moved by the main thread
+    with looked:
+        if t["now"] >= end:
+            t["looks_at_end"] += 1
+            looked.notify_all()
+        return t["now"]
+loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), EmotionClassifier(), store,
+                   Indicator(), wall=wall).start()
+deadline = time.monotonic() + 60
+while loop.state.level == "Absent" and time.monotonic() < deadline:  # the demo's face: a state to pause from
+    time.sleep(0.05)
+loop.privacy.pause("button")
+while t["now"] < end:  # ten seconds of the device's clock every few ms: minutes of pause in a moment
+    with looked:
+        t["now"] += 10
+    loop.privacy.changed.set()  # wakes the paused loop at once (it wakes once a second anyway)
+    time.sleep(0.002)
+with looked:  # the paused loop looked at the clock at the end twice: what the first look queued is queued
+    deadline = time.monotonic() + 5
+    while t["looks_at_end"] < 2 and time.monotonic() < deadline:
+        loop.privacy.changed.set()
+        looked.wait(0.01)
+loop.writer.drain(5)
+print("paused until", t["now"], flush=True)
+time.sleep(600)  # until killed
+"""
+
+
+def test_after_a_crash_during_a_pause_the_pause_ends_when_the_loop_was_last_seen(cfg, tmp_path):
+    """A pause running when the device lost power or was killed: nothing was written while
+    paused to say the loop was alive, so "Paused" ran on in the log, the timeline and the
+    classroom until the next start (from 14:05 until 08:00 the next morning). The next start
+    dates its Absent when the paused loop was last seen, to the minute."""
+    db, config_file = tmp_path / "db", tmp_path / "config.toml"
+    config_file.write_text("")
+    end = 1_700_000_000.0 + 600  # ten minutes of pause on the child's clock
+    child = subprocess.Popen([sys.executable, "-c", PAUSED_THEN_KILLED, str(db), str(config_file), str(end)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    store = Store(db)
+    try:
+        assert child.stdout is not None and child.stdout.readline().startswith("paused until")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        paused = store.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0]
+        assert paused["level"] == "Paused" and paused["t"] < end - 300
+        store.outbox_enabled = True  # as with [mqtt] on: the start's state goes to the broker too
+        restart = end + 14 * 3600.0  # the next morning
+        rows = _start_and_stop_empty(cfg, store, restart)
+        assert [r["level"] for r in rows] == ["Absent"]
+        assert end - 60 < rows[0]["t"] <= end  # when the paused loop was last seen, not the start
+        body = json.loads(store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id DESC LIMIT 1")[0][0])
+        assert (body["level"], body["since"]) == ("Absent", rows[0]["t"])
+    finally:
+        if child.poll() is None:
+            child.kill()
+        store.close()
+
+
+def wal_commits(db: Path) -> int:
+    """Transactions committed into the database's WAL file since it last restarted (SQLite's
+    WAL format: a 32-byte header, then frames of a 24-byte header and a page; a commit's last
+    frame gives the database size, and a frame counts only with the header's salts)."""
+    data = db.with_name(db.name + "-wal").read_bytes()
+    if len(data) < 32:
+        return 0
+    page_size, salts = int.from_bytes(data[8:12], "big"), data[16:24]
+    commits = 0
+    for offset in range(32, len(data) - 24 - page_size + 1, 24 + page_size):
+        frame = data[offset:offset + 24]
+        if frame[8:16] != salts:
+            break
+        commits += int.from_bytes(frame[4:8], "big") != 0
+    return commits
+
+
+def test_a_paused_loop_shows_it_is_alive_with_one_small_write_a_minute(cfg, tmp_path):
+    """What a paused loop writes to be dated after a crash: never a row per wake (SD cards
+    wear out), at most one commit per minute of pause; the last one says the minute it saw."""
+    store = Store(tmp_path / "db")
+    t = {"now": 1_700_000_000.0}
+    loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: t["now"]).start()
+    try:
+        wait_for(lambda: loop.health.frames > 2, what="frames flowing")
+        loop.privacy.pause("web")
+        wait_for(lambda: loop.state.level == "Paused")
+        assert loop.flush(10)
+        paused_at, before = t["now"], wal_commits(store.path)
+        for _ in range(60):  # ten minutes, each ten seconds seen by the paused loop
+            t["now"] += 10
+            loop.privacy.changed.set()
+            wait_for(lambda: not loop.privacy.changed.is_set(), every=0.002, what="the paused loop woken")
+        loop.privacy.changed.set()  # one more look at the last minute: what the look before queued is queued
+        wait_for(lambda: not loop.privacy.changed.is_set())
+        assert loop.writer.drain(10)
+        written = wal_commits(store.path) - before
+        assert 1 <= written <= 10 + 1, written  # a minute's write at most (one more for a partial minute)
+        last = store.last_sign_of_life(t["now"] + 3600)
+        assert last is not None and last.level == "Paused" and paused_at + 540 < last.seen <= t["now"]
+    finally:
+        loop.stop()
+        store.close()
+
+
+def test_a_start_after_a_clean_stop_during_a_pause_dates_its_absent_now(cfg, tmp_path):
+    """A clean stop while paused logs nothing (the pause was real and goes on until the next
+    start, as before): what the paused loop wrote to be dated after a crash must not make
+    the next start read the stop as one."""
+    store = Store(tmp_path / "db")
+    t = {"now": 1_700_000_000.0}
+    try:
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: t["now"]).start()
+        wait_for(lambda: loop.health.frames > 2, what="frames flowing")
+        loop.privacy.pause("web")
+        wait_for(lambda: loop.state.level == "Paused")
+        for _ in range(3):
+            t["now"] += 60
+            loop.privacy.changed.set()
+            wait_for(lambda: not loop.privacy.changed.is_set(), what="the paused loop woken")
+        loop.stop()
+        assert store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0] == "Paused"
+        later = t["now"] + 14 * 3600
+        rows = _start_and_stop_empty(cfg, store, later)
+        assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]
+    finally:
+        store.close()
+
+
+
+def test_a_paused_start_after_a_crash_still_ends_the_last_state_when_it_was_last_seen(cfg, tmp_path):
+    """A start already paused logged only its "Paused": the state the crashed run ended in
+    ran on until this start instead of ending when that run was last seen."""
+    store = Store(tmp_path / "db")
+    ended, restart = 1_700_000_000.0, 1_700_050_000.0
+    store.log_state_change(ended, "Engaged - paying attention", "Engaged", "neutral", 0.9)  # then the power went
+    loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart)
+    try:
+        loop.privacy.pause("button")
+        loop.start()
+        wait_for(lambda: loop.state.level == "Paused")
+        assert loop.flush(10)
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[1:]
+        assert [(r["level"], r["t"]) for r in rows] == [("Absent", ended), ("Paused", restart)]
+    finally:
+        loop.stop()
+        store.close()
+
+def test_after_a_crash_the_api_state_dates_absent_as_the_log_does(make_appliance, cfg):
+    """After a crash the start logs (and publishes) Absent as of the last sign of life, but
+    ``/api/state`` said Absent since the start: the header and the log disagreed by the
+    hours the device was off. Both give the same time now."""
+    store = Store(config_mod.data_dir(cfg))
+    ended = time.time() - 3600
+    store.log_state_change(ended, "Engaged - paying attention", "Engaged", "neutral", 0.9)  # then the power went
+    store.close()
+    app = make_appliance(source=EmptyChair())
+    wait_for(lambda: app.loop.health.frames > 3, what="frames flowing")
+    assert app.loop.flush(10)
+    logged = app.store.query("SELECT level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+    assert (logged["level"], logged["t"]) == ("Absent", ended)
+    state = login(app.url).get(f"{app.url}/api/state", timeout=10).json()
+    assert state["level"] == "Absent" and abs(state["since"] - ended) < 0.01, (state, ended)
+    assert state["for_s"] >= 3599

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 # but a fault that lasts CAMERA_LOG_LONG_S is always logged: the journal never hides an outage.
 CAMERA_LOG_QUIET_S = 600.0
 CAMERA_LOG_LONG_S = 60.0
+# A paused loop writes that it is alive this often at most (one settings row, overwritten):
+# a crash during a pause is dated by it to the minute, and an SD card is never written per wake.
+PAUSE_SEEN_EVERY_S = 60.0
 __all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
 
 
@@ -311,11 +314,17 @@ class CaptureLoop:
     def run(self) -> None:
         cam = self.cfg.camera
         backoff = cam.retry_initial_s
-        if self.privacy.active is None:  # a paused start logs "Paused" itself
+        now = self.wall()
+        began = self._absent_since(now)
+        if self.privacy.active is None or began < now:  # a paused start logs "Paused" itself, after
             # the tracker's first state, logged and published like any change: otherwise the log,
             # the timeline and the classroom's retained state kept the level from before a
-            # restart (an empty desk shown "Engaged for 14 h") until the first change
-            self._show(ABSENT, self._absent_since(self.wall()))
+            # restart (an empty desk shown "Engaged for 14 h") until the first change. After a
+            # crash it is dated at the last sign of life, and /api/state says the same "since"
+            since = self.clock() - (now - began)
+            with self.state_lock:
+                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
+            self._show(ABSENT, began, since)
         while not self._stop.is_set():
             if self.privacy.active is not None:
                 self._hold_paused()
@@ -338,8 +347,8 @@ class CaptureLoop:
         crash or a power loss (its last level is not Absent, which a clean stop logs). Then
         the student's last state ended when the loop was last seen alive, not at this start:
         "Not engaged" from 14:05 until 08:00 the next morning would be a made-up record
-        about a minor. A pause that ran on is left as it is: the pause was real, and nothing
-        is written while paused to say how long it lasted."""
+        about a minor. The same for a pause (``_hold_paused`` notes once a minute that it is
+        alive); a pause ended by a clean stop runs on until this start, as before."""
         if self.writer is None or self.writer.pending():
             return now  # rows of this process still queued: not a run that ended unseen
         try:
@@ -347,25 +356,29 @@ class CaptureLoop:
         except Exception as exc:  # an unreadable log must not stop the loop: the start's time, as before
             log.warning("could not read the last logged state (%s): the start's Absent is dated now", exc)
             return now
-        if last is None or last[0] in (ABSENT, PAUSED):
+        if last is None or not last.crashed:
             return now
-        level, seen = last
+        level, seen = last.level, last.seen
         log.warning("the last run ended without a clean stop (crash or power loss) while %r: logged Absent as of "
                     "%s, when it was last seen running", level, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen)))
         return seen
 
     # ------------------------------------------------------------ the privacy switch
-    def _show(self, level: str, wall: float) -> None:
-        """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics."""
+    def _show(self, level: str, wall: float, since: float | None = None) -> None:
+        """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics.
+        ``since``: when it began on the loop clock, where that is not now."""
         with self.state_lock:
-            self.snapshot = StateSnapshot.of(EngagementState(level, self.clock()), seq=self.snapshot.seq + 1)
+            began = self.clock() if since is None else since
+            self.snapshot = StateSnapshot.of(EngagementState(level, began), seq=self.snapshot.seq + 1)
         self.indicator.show(level)
         self._log("log_state_change", wall, level, level, None, None)
         self.metrics.state.state(level)
 
     def _hold_paused(self) -> None:
         """While the privacy switch is on: "Paused" everywhere, the camera released, no
-        frame read; the watchdog is still pinged (the loop is alive, idle on purpose).
+        frame read; the watchdog is still pinged (the loop is alive, idle on purpose), and
+        the store told once a minute (``note_paused_alive``): after a crash the next start
+        ends the pause then, not at itself. A clean stop says so, and the pause runs on.
         Afterwards the tracker starts afresh: nothing from before the pause carries over."""
         wall = self.wall()
         self._fault_began = None  # a fault before the pause is over: the camera is released
@@ -380,12 +393,18 @@ class CaptureLoop:
         self.metrics.camera.state(CameraState.PAUSED)
         self.metrics.fps.set(0.0)
         self._show(PAUSED, wall)
+        self._log("note_paused_alive", wall, wall)  # a crash within the first minute is dated too
         log.info("paused by the privacy switch: no frame is read until it is resumed")
         released = False
+        seen = wall
         while not self._stop.is_set():
             self.privacy.changed.clear()
             if self.privacy.active is None:
                 break
+            now = self.wall()
+            if abs(now - seen) >= PAUSE_SEEN_EVERY_S:  # either way: a clock set back must not silence it
+                self._log("note_paused_alive", wall, now)
+                seen = now
             if not released and (self._reader is None or self._reader.busy_since is None):
                 released = True  # never close the device under a read in progress
                 try:
@@ -396,6 +415,7 @@ class CaptureLoop:
                 self.on_frame()
             self.privacy.changed.wait(1.0)  # at least once a second: the pause's time limit
         if self._stop.is_set():
+            self._log("note_paused_alive", wall, self.wall(), True)  # a clean stop, not a crash
             return
         with self.state_lock:
             self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=self.clock())

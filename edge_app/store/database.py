@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from edge_app.engagement import Group
 from edge_app.fsutil import atomic_write
@@ -215,6 +216,20 @@ def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
             "with --data-dir or store.data_dir")
 
 
+# The paused capture loop's sign of life (a settings row, overwritten): {"pause": its Paused
+# row's time, "seen": when it was last seen paused, "stopped": stopped cleanly}. A paused loop
+# writes no other row, so without it a crash during a pause could not be dated.
+PAUSE_SEEN_KEY = "loop.pause_seen"
+
+
+class LastRun(NamedTuple):
+    """How the capture loop's last run ended, as the log tells it (``last_sign_of_life``)."""
+
+    level: str  # the last level it logged
+    seen: float  # the latest time a row shows it running
+    crashed: bool  # it ended without a clean stop: a crash or a power loss
+
+
 class Store:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir).expanduser()
@@ -370,12 +385,17 @@ class Store:
                               {"level": group, "label": level, "since": t, "emotion": emotion})
         self.outbox_event.set()
 
-    def last_sign_of_life(self, now: float | None = None) -> tuple[str, float] | None:
-        """(the last logged level, the latest time a row shows the loop running), or None
-        with nothing logged. A clean stop logs Absent; any other last level means the run
-        ended by a crash or a power loss, and the loop was last seen alive at the latest of
-        that change, the end of the last minute row (one is written every minute it runs)
-        and the last alert.
+    def note_paused_alive(self, pause: float, seen: float, stopped: bool = False) -> None:
+        """The paused loop was alive at ``seen`` (``pause``: when its pause was logged), or is
+        stopping cleanly: one row overwritten, at most once a minute (``CaptureLoop``)."""
+        self.set_setting(PAUSE_SEEN_KEY, {"pause": pause, "seen": seen, "stopped": stopped})
+
+    def last_sign_of_life(self, now: float | None = None) -> LastRun | None:
+        """How the last run ended, or None with nothing logged. A clean stop logs Absent, or
+        during a pause marks the pause's sign of life stopped; any other end was a crash or a
+        power loss, and the loop was last seen alive at the latest of that change, the end of
+        the last minute row (one is written every minute it runs) and the last alert; during
+        a pause, at the pause's last sign of life (``note_paused_alive``).
 
         With ``now`` (the caller's clock), never later than ``now`` nor earlier than that
         change: a pause or a stop writes the minute it is in, whose end a run that died
@@ -384,12 +404,21 @@ class Store:
         last = self.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
         if not last:
             return None
-        minute = self.query("SELECT MAX(minute) FROM minute_stats")[0][0]
-        alert = self.query("SELECT MAX(t) FROM alerts")[0][0]
-        seen = max((minute + 60) if minute is not None else 0, alert or 0)
+        level, began = last[0]["level"], last[0]["t"]
+        if level == Group.PAUSED:
+            mark = self.get_setting(PAUSE_SEEN_KEY)
+            if not isinstance(mark, dict) or mark.get("pause") != began or mark.get("stopped"):
+                # stopped cleanly, or paused by a version that wrote no sign of life: nothing
+                # says the pause ended before the next start
+                return LastRun(level, began, crashed=False)
+            seen = float(mark["seen"])
+        else:
+            minute = self.query("SELECT MAX(minute) FROM minute_stats")[0][0]
+            alert = self.query("SELECT MAX(t) FROM alerts")[0][0]
+            seen = max((minute + 60) if minute is not None else 0, alert or 0)
         if now is not None:
             seen = min(seen, now)
-        return last[0]["level"], max(last[0]["t"], seen)
+        return LastRun(level, max(began, seen), crashed=level != Group.ABSENT)
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
