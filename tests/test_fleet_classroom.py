@@ -1255,3 +1255,17 @@ def test_a_desk_waiting_for_its_first_reading_is_counted_and_said_in_chromium(cl
     page.wait_for_selector("li.desk[data-device='desk-w'][data-level='Absent']", timeout=10_000)
     assert page.inner_text(f"{chip} .n") == "0" and page.inner_text("#counts li[data-level='Absent'] .n") == "1"
     assert page.evaluate("window.alertChanges") == 0
+
+
+def test_the_classroom_server_serves_the_icon_its_pages_link(classroom):
+    """Its pages linked no icon and it had no /favicon.ico: every instructor's page load left a
+    404 in the console and the school proxy's log. It serves the device's own icons."""
+    from test_favicon import drawer
+
+    login = requests.get(f"{classroom.url}/login", timeout=5).text
+    assert 'href="/favicon.ico"' in login and 'href="/static/icon.svg"' in login
+    r = requests.get(f"{classroom.url}/favicon.ico", timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/vnd.microsoft.icon"
+    assert r.content == drawer().OUT.read_bytes() and "no-store" not in r.headers.get("Cache-Control", "")
+    svg = requests.get(f"{classroom.url}/static/icon.svg", timeout=5)
+    assert svg.status_code == 200 and svg.content.lstrip().startswith(b"<svg")

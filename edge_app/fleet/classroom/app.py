@@ -28,7 +28,8 @@ from edge_app.web.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet, shared
+DEVICE_STATIC = HERE.parent.parent / "web" / "static"  # the device's stylesheet and icon, shared
+SHARED_STATIC = {"app.css", "icon.svg"}
 DEVICE_VIEWS = HERE.parent.parent / "web" / "views"  # and the templates both apps render the same way
 # what the templates shared with a device (log-in, Your account) say here
 SHARED_VIEW_VALUES = {"layout": "layout.tpl", "place": "this classroom page", "home_link": "Back to the classroom"}
@@ -144,7 +145,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.hook("after_request")
     def headers():
-        hardening.set_security_headers(no_store=not request.path.startswith("/static/"), hsts=ctx.secure_cookie)
+        cacheable = request.path.startswith("/static/") or request.path == "/favicon.ico"  # no one's data in them
+        hardening.set_security_headers(no_store=not cacheable, hsts=ctx.secure_cookie)
 
     @app.hook("before_request")
     def known_host():
@@ -156,9 +158,14 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.get("/static/<name:path>")
     def static(name):
-        if name == "app.css":
+        if name in SHARED_STATIC:
             return bottle.static_file(name, root=str(DEVICE_STATIC))
         return bottle.static_file(name, root=str(HERE / "static"))
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask for it whatever a page links: a 404 was an error in every page's console."""
+        return bottle.static_file("favicon.ico", root=str(DEVICE_STATIC), mimetype="image/vnd.microsoft.icon")
 
     def check_form() -> None:
         """A form (or script) of this site, with the session's CSRF token."""
