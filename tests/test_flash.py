@@ -537,3 +537,28 @@ def test_an_install_over_a_damaged_model_keeps_the_good_one_to_roll_back_to(cfg,
     assert main(["model", "rollback", "--config", str(conf)]) == 0, capsys.readouterr().err
     assert flash.EmotionClassifier(flash.active_manifest(cfg)).manifest.sha256 == shipped
     assert json.loads((models / "previous.json").read_text())["sha256"] == second["sha256"]
+
+
+def test_a_flashed_model_that_no_longer_loads_says_to_roll_back_at_start(cfg, variant, tmp_path, capsys):
+    """The service refusing to start on a damaged flashed model said only what was wrong with
+    the file; the technician's way out (Troubleshooting: `model rollback`) was not named,
+    nor, with nothing to roll back to, what else brings the device back."""
+    flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    models = flash.models_dir(cfg)
+    running = models / json.loads((models / "current.json").read_text())["model"]
+    running.write_bytes(b"\0" * running.stat().st_size)  # a bad block under the running file
+    conf = _config_file(tmp_path, cfg)
+    conf.write_text(conf.read_text() + '[indicators]\nbackend = "console"\n')
+    argv = ["run", "--config", str(conf), "--source", "demo", "--port", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not match its manifest" in err and "engage-edge model rollback" in err
+
+    (models / "previous.json").unlink()  # nothing to roll back to
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "rollback" not in err and "engage-edge model install" in err
+    shipped = err.split("(the shipped one: ")[1].rstrip(")\n").split(" --manifest ")
+    assert main(["model", "install", shipped[0], "--manifest", shipped[1], "--config", str(conf)]) == 0  # as said
+    flash.EmotionClassifier(flash.active_manifest(cfg))  # loads again

@@ -77,7 +77,14 @@ def cmd_run(args) -> int:
         _fault_led(cfg)
         print(f"error: camera: {exc}", file=sys.stderr)
         return EXIT_CAMERA
-    except (ModelError, StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
+    except ModelError as exc:
+        _fault_led(cfg)
+        from edge_app.models.registry import way_out
+
+        hint = way_out(cfg)
+        print(f"error: {exc}" + (f"\n{hint}" if hint else ""), file=sys.stderr)
+        return EXIT_USAGE
+    except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         _fault_led(cfg)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -78,6 +78,27 @@ def active_manifest(cfg: Config) -> Path:
     return current if current.is_file() else SHIPPED_MANIFEST
 
 
+def way_out(cfg: Config) -> str:
+    """What a technician can do when the appliance cannot load its emotion model: '' unless
+    it is a flashed model (``current.json``) that no longer loads. A bad block or a cut
+    copy under the running file stops the service at every start; the README's way out
+    is a rollback, or, with nothing to roll back to, installing a good model."""
+    current = active_manifest(cfg)
+    if cfg.model.manifest or current.name != CURRENT:
+        return ""  # a pinned manifest or the shipped model: not the flashing's to mend
+    try:
+        EmotionClassifier(current)
+        return ""  # it loads: the start failed on something else
+    except ModelError:
+        pass
+    if (current.parent / PREVIOUS).is_file():
+        return ("the flashed model does not load: 'sudo -u engage engage-edge model rollback' "
+                "returns to the model that ran before it")
+    return ("the flashed model does not load and there is no earlier one to roll back to: install a good "
+            "one with 'sudo -u engage engage-edge model install MODEL.tflite --manifest MANIFEST.json' "
+            f"(the shipped one: {SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})")
+
+
 # ------------------------------------------------------------------ golden faces
 def golden_faces() -> np.ndarray:
     return reference_faces()
@@ -501,5 +522,5 @@ class ModelWatcher:
             self._thread.join(2)
 
 
-__all__ = ["FlashError", "install", "rollback", "listing", "history", "compute_golden", "write_golden", "golden_check",
+__all__ = ["FlashError", "install", "rollback", "way_out", "listing", "history", "compute_golden", "write_golden", "golden_check",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
