@@ -411,6 +411,55 @@ def test_a_link_is_refused_where_its_target_would_be(running, tmp_path, capsys):
     assert not [p.name for p in running.data_dir.iterdir() if p.name.startswith(".")]
 
 
+def test_a_link_another_user_left_in_a_shared_folder_is_not_followed(store, tmp_path, capsys):
+    """`sudo engage-edge export --out /tmp/x`, where another user made /tmp/x a link to
+    /etc/shadow: written through, root's CSV replaced the password file. The kernel refuses
+    to follow such a link (fs.protected_symlinks: a link in a sticky world-writable folder,
+    owned by neither the caller nor the folder's owner), but a path resolved by the program
+    itself is never walked by the kernel, and the sysctl may be off. So the program refuses
+    it itself, at every hop of a chain; a link loop is said as one, not as a missing file."""
+    if os.geteuid() != 0:
+        from conftest import skip_unless_ci
+
+        skip_unless_ci("a link owned by another user needs root (CI runs as root)")
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp
+    secret, empty = tmp_path / "shadow", tmp_path / "empty-root-file"
+    secret.write_text("root:$6$hash:19000::::::\n")
+    empty.touch()  # a backup replaces an empty file: the refusals alone did not protect it
+    theirs, chained, mine = shared / "x", shared / "chain", shared / "mine.csv"
+    theirs.symlink_to(secret)
+    os.lchown(theirs, 65534, 65534)
+    chained.symlink_to(theirs)  # root's own link, to theirs: the second hop is refused
+    empty_link = shared / "y.db"
+    empty_link.symlink_to(empty)
+    os.lchown(empty_link, 65534, 65534)
+    for command, link in ((["export", "--since", "2020-01-01", "--out"], theirs),
+                          (["export", "--since", "2020-01-01", "--out"], chained),
+                          (["backup"], empty_link)):
+        assert main([*command, str(link), *args]) == 2, link
+        err = capsys.readouterr().err
+        assert "belongs to another user" in err and str(link) in err, err
+        assert link.is_symlink()
+    assert secret.read_text() == "root:$6$hash:19000::::::\n" and empty.read_bytes() == b""
+    assert sorted(p.name for p in shared.iterdir()) == ["chain", "x", "y.db"]
+
+    log = tmp_path / "log.csv"
+    log.write_text("kind,time\n")
+    mine.symlink_to(log)  # the caller's own link in the shared folder: followed, as the kernel does
+    assert main(["export", "--since", "2020-01-01", "--out", str(mine), *args]) == 0
+    assert log.read_text().startswith("kind,time,level")
+
+    loop = shared / "loop1"
+    loop.symlink_to("loop2")
+    (shared / "loop2").symlink_to("loop1")
+    assert main(["backup", str(loop), *args]) == 2
+    err = capsys.readouterr().err
+    assert "links in a loop" in err and "touch" not in err, err
+
+
 def _is_engage_backup(path: Path) -> bool:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

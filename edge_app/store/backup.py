@@ -65,7 +65,7 @@ class CopyFailed(BackupError):
     """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
 
 
-def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
+def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     """The folder ``dest`` goes in exists and this user may write there, or a BackupError
     says what to do (``sudo -u engage`` cannot write in the technician's own home).
 
@@ -76,10 +76,12 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     database (``--out backup.db`` for ``--out log.csv``).
 
     A symbolic link is checked where it points, as it is written there (``_through_link``);
-    a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant)."""
+    a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant).
+    Returns that place: the write goes where the checks looked, not where the link points
+    by then."""
     link = os.path.islink(dest)
     target = _through_link(dest)
-    if link and not os.path.exists(dest):
+    if link and not os.path.exists(target):
         raise BackupError(f"{dest} is a link to a file that does not exist ({target}): nothing is written through "
                           f"it; create that file first (touch {target}) or give another name")
     named = f"{dest} (a link to {target})" if link else f"{dest}"
@@ -93,7 +95,7 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     if not is_folder:
         raise BackupError(f"cannot write {dest}: there is no folder {folder}: create it or choose another")
     live = {os.path.realpath(db.with_name(db.name + end)) for end in ("", "-wal", "-shm", "-journal")}
-    if os.path.realpath(dest) in live:
+    if os.path.realpath(target) in live:
         raise BackupError(f"{dest} is {'a link to ' if link else ''}the live database's own file: writing there "
                           "would lose the device's records; choose a name of its own (e.g. backup.db)")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -106,9 +108,9 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
                           "choose a folder that user may write (e.g. /tmp, or the data directory) and copy the "
                           "file on from there")
     try:
-        st = os.stat(dest)
+        st = os.stat(target)
     except OSError:
-        return  # a new file (or one this user may not see: writing it says so)
+        return target  # a new file (or one this user may not see: writing it says so)
     if stat.S_ISDIR(st.st_mode):
         raise BackupError(f"cannot write {named}: it is a folder: name a file in it (e.g. {dest / 'log.csv'})")
     if not stat.S_ISREG(st.st_mode):
@@ -116,7 +118,7 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
                           "by one: give a file name" + (", or leave out --out to write the CSV to standard output"
                                                        if replaces == "export" else ""))
     try:
-        is_database = _is_database(dest)
+        is_database = _is_database(target)
     except OSError as exc:
         raise BackupError(f"{named} exists and cannot be read ({exc.strerror}), so it cannot be checked before it is "
                           "replaced: choose another name") from None
@@ -126,13 +128,47 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> None:
     if replaces == "export" and is_database:
         raise BackupError(f"{named} is a database (a backup?), not a CSV file: the export would replace it; "
                           "choose another name (e.g. log.csv)")
+    return target
+
+
+MAX_LINKS = 40  # the kernel's own limit on links followed in one path (ELOOP)
 
 
 def _through_link(dest: Path) -> Path:
     """Where writing ``dest`` lands: a symbolic link's target, as cp writes through a link.
     The temp file goes beside the target and is renamed over it; beside the link, the rename
-    put a plain file in the link's place and left the file it points to as it was."""
-    return Path(os.path.realpath(dest)) if os.path.islink(dest) else dest
+    put a plain file in the link's place and left the file it points to as it was.
+
+    The links are read here, one at a time, so the kernel never follows them, and its
+    fs.protected_symlinks (which keeps ``sudo cp x /tmp/evil`` off /etc/shadow) would not
+    apply: each hop is held to the same rule (``_may_follow``), whether the sysctl is on or not."""
+    path = dest
+    for _ in range(MAX_LINKS):
+        if not os.path.islink(path):
+            return path
+        _may_follow(path, dest)
+        path = Path(os.path.dirname(path), os.readlink(path))  # a relative target is from the link's folder
+    raise BackupError(f"{dest} is a link to a link to ... ({MAX_LINKS} or more: links in a loop?): nothing is "
+                      f"written through it; check it with `ls -l {dest}` or give another name")
+
+
+def _may_follow(link: Path, dest: Path) -> None:
+    """The kernel's rule for fs.protected_symlinks: a link in a sticky folder every user may
+    write (/tmp) is followed only by its owner or when the folder's owner made it. Another
+    user's link there may point at any file (/etc/shadow) that root, running the command
+    with sudo, would replace."""
+    folder = os.stat(os.path.dirname(link) or ".")
+    owner = os.lstat(link).st_uid
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    if shared and owner not in (os.geteuid(), folder.st_uid):
+        import pwd
+
+        with contextlib.suppress(KeyError):
+            owner = pwd.getpwuid(owner).pw_name  # type: ignore[assignment]
+        hop = f"{dest} leads to {link}, " if link != dest else f"{link} is "
+        raise BackupError(f"{hop}a link that belongs to another user ({owner}) in a folder every user "
+                          f"may write ({os.path.dirname(link)}): it may point at a file not meant for this (as "
+                          "the kernel, nothing here follows such a link); give a name in a folder of your own")
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -182,11 +218,10 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
         dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
     src = _open(db)
     try:
-        _check_destination(dest, db, replaces="backup")
+        dest = _check_destination(dest, db, replaces="backup")
     except BackupError:
         src.close()
         raise
-    dest = _through_link(dest)
     try:  # 0600 as the database itself: every record and the password hashes, not for other users
         with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
@@ -259,8 +294,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     db = Path(data_dir).expanduser() / DB_NAME
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = Path(out).expanduser()
-        _check_destination(out, db, replaces="export")
-        out = _through_link(out)
+        out = _check_destination(out, db, replaces="export")
     rows = list(export_rows(data_dir, since))
     if out is None:
         try:
