@@ -153,6 +153,18 @@ if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
+# Half a certificate (one of the school's files copied in, the other not yet): step 7 would
+# replace both with a self-signed pair, so stop before anything is changed.
+for there in cert.pem key.pem; do
+    other=key.pem
+    [ "$there" = key.pem ] && other=cert.pem
+    if [ -e "$TLS_DIR/$there" ] && [ ! -e "$TLS_DIR/$other" ]; then
+        echo "error: $TLS_DIR/$there is there but not its $other: copy $other in too (firmware/README.md," \
+             "\"Your own TLS certificate\"), or remove $there to have a self-signed pair made; nothing was changed" >&2
+        exit 2
+    fi
+done
+
 HOST="$(hostname 2>/dev/null || cat /etc/hostname)"
 [ "$DRY_RUN" = 1 ] && echo "engage-edge install: DRY RUN - nothing is changed"
 echo "engage-edge install: platform $PLATFORM, host $HOST, source $SRC_DIR"

@@ -170,3 +170,33 @@ def test_no_start_says_how_to_run_the_new_package_after_an_upgrade_too():
     assert "[dry-run] systemctl restart" not in result.stdout and "[dry-run] systemctl start" not in result.stdout
     note = next(l for l in result.stdout.splitlines() if "--no-start" in l)
     assert "sudo systemctl restart engage-edge.service" in note, note
+
+
+def _dry_run_with_tls_files(tmp_path: Path, names: list[str]) -> subprocess.CompletedProcess:
+    """A dry run on a machine whose /etc/engage-edge/tls holds ``names``: /etc is overlaid in
+    a private mount namespace (the host's /etc is never touched), the files made there."""
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir(), work.mkdir()
+    made = " && ".join(f"echo pem > /etc/engage-edge/tls/{n}" for n in names) or "true"
+    script = (f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
+              f" && mkdir -p /etc/engage-edge/tls && {made}"
+              f" && exec bash {INSTALL} --dry-run --platform pi")
+    return subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("present, missing", [("cert.pem", "key.pem"), ("key.pem", "cert.pem")])
+def test_half_a_certificate_is_refused_before_anything_changes(tmp_path, present, missing):
+    """A technician copying the school's certificate in (firmware/README.md) who ran install.sh
+    between the two files had both replaced by a self-signed pair, though the README says the
+    installer never replaces an existing certificate. Half a pair now stops it, before step 1."""
+    result = _dry_run_with_tls_files(tmp_path, [present])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"/etc/engage-edge/tls/{present}" in result.stderr and missing in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "==> 1/9" not in result.stdout and "openssl req" not in result.stdout
+
+
+def test_a_whole_certificate_is_kept(tmp_path):
+    result = _dry_run_with_tls_files(tmp_path, ["cert.pem", "key.pem"])
+    assert result.returncode == 0, result.stderr
+    assert "kept: /etc/engage-edge/tls/cert.pem exists" in result.stdout and "openssl req" not in result.stdout
