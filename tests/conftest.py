@@ -5,6 +5,7 @@ cascade recorders, and ``skip_unless_ci`` (a missing prerequisite fails in CI)."
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import time
@@ -108,6 +109,14 @@ def admin_session(appliance) -> requests.Session:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module (tools/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_for(predicate, timeout=15.0, every=0.05, what: str = ""):

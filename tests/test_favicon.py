@@ -3,21 +3,16 @@ error page links nothing; a 404 there was an error line in every browser's conso
 in the school's proxy log. The icon is ours, drawn by tools/draw_favicon.py."""
 from __future__ import annotations
 
-import importlib.util
 import io
-from pathlib import Path
 
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_tool
 
 
 def drawer():
-    spec = importlib.util.spec_from_file_location("draw_favicon", ROOT / "tools" / "draw_favicon.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("draw_favicon")
 
 
 def test_the_icon_in_the_repository_is_the_one_drawn_here():

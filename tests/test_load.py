@@ -4,24 +4,12 @@ or file descriptor left behind. (The loop's FPS under load is reported by the to
 asserted here: timing is for benchmarks.)"""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("load_test", ROOT / "tools" / "load_test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import ADMIN_PASSWORD, load_tool
 
 
 def test_viewers_and_uploads_are_all_answered_and_nothing_leaks(make_appliance, cfg, grace_path):
-    tool = load_tool()
+    tool = load_tool("load_test")
     appliance = make_appliance(config_mod.with_changes(cfg, {"web.max_viewers": 3, "privacy.keep_uploads": "none"}))
     report = tool.run_load(appliance, ADMIN_PASSWORD, viewers=3, uploaders=4, seconds=3.0, image_path=grace_path,
                            settle_s=1.0, idle_s=1.0, warmup_s=1.0)
