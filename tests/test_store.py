@@ -2,6 +2,7 @@
 changes, minute aggregates, retention and the image directory."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -134,15 +135,21 @@ def test_an_upload_number_is_never_given_again(store):
     assert store.add_upload(None, "d.jpg", 10, 10, []) > third
 
 
+@contextlib.contextmanager
+def _database_before(directory, migration: int):
+    """A database as a version before ``migration`` left it, with one student, 'ann' (id 5)."""
+    directory.mkdir()
+    with sqlite3.connect(directory / DB_NAME) as conn:
+        for number, sql in enumerate(MIGRATIONS[:migration - 1], 1):
+            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
+        conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (5, 'ann', 'x', 'student', 0)")
+        yield conn
+
+
 def test_migrating_uploads_keeps_their_numbers_faces_and_cascades(tmp_path):
     """A database from before migration 8 keeps every upload and face, under the same
     numbers, and deleting still takes an upload's faces and a user's uploads with it."""
-    path = tmp_path / "old" / DB_NAME
-    path.parent.mkdir()
-    with sqlite3.connect(path) as conn:
-        for number, sql in enumerate(MIGRATIONS[:7], 1):
-            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
-        conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (5, 'ann', 'x', 'student', 0)")
+    with _database_before(tmp_path / "old", migration=8) as conn:
         for upload_id in (3, 9):
             conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
                          "VALUES (?, 5, 1.0, 'p.jpg', 10, 10, 1)", (upload_id,))
@@ -356,12 +363,7 @@ def test_an_uploads_form_key_goes_with_its_row(tmp_path):
     """Migration 9 adds the form key (a digest of the upload form's one-time token and the
     file) to uploads from before, which have none; a key is found for its own user only,
     and goes with its upload: deleted, or removed by the retention period (nothing grows)."""
-    path = tmp_path / "old" / DB_NAME
-    path.parent.mkdir()
-    with sqlite3.connect(path) as conn:
-        for number, sql in enumerate(MIGRATIONS[:8], 1):
-            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
-        conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (5, 'ann', 'x', 'student', 0)")
+    with _database_before(tmp_path / "old", migration=9) as conn:
         conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
                      "VALUES (3, 5, 1.0, 'old.jpg', 10, 10, 0)")
     store = Store(tmp_path / "old")
