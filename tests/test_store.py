@@ -14,7 +14,7 @@ import pytest
 from conftest import mounted_tmpfs
 
 from edge_app.store import reports
-from edge_app.store.database import DB_NAME, MIGRATIONS, WAL_LIMIT_BYTES, Store, StoreError
+from edge_app.store.database import DB_NAME, MIGRATIONS, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
 
 
 @pytest.fixture
@@ -382,3 +382,21 @@ def test_an_uploads_form_key_goes_with_its_row(tmp_path):
         assert store.query("SELECT COUNT(*) FROM uploads WHERE form_key IS NOT NULL")[0][0] == 0
     finally:
         store.close()
+
+
+def test_the_paused_loops_sign_of_life_goes_with_the_retention_period(store):
+    """The paused capture loop's sign of life (one settings row: when the student paused and
+    when the loop was last seen paused) outlived the retention period: the Paused row it dates
+    was purged with the log, but the row kept the pause's times, in every later backup, until
+    the next pause. It goes once the pause was last seen before the retention period, not sooner."""
+    now = time.time()
+    old_pause = now - 40 * 86400
+    store.log_state_change(old_pause, "Paused", "Paused", None, None)
+    store.note_paused_alive(old_pause, old_pause + 1800, stopped=True)
+    store.purge(30, now=now)
+    assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 0
+    assert store.get_setting(PAUSE_SEEN_KEY) is None
+    recent = now - 86400
+    store.note_paused_alive(recent, recent + 60)
+    store.purge(30, now=now)
+    assert store.get_setting(PAUSE_SEEN_KEY) == {"pause": recent, "seen": recent + 60, "stopped": False}

@@ -476,7 +476,17 @@ class Store:
                 ("state_changes", "t", cutoff, None), ("minute_stats", "minute", cutoff, None),
                 ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
             removed += self._purge_table(table, column, before, image)
-        return removed
+        return removed + self._purge_pause_mark(cutoff)
+
+    def _purge_pause_mark(self, cutoff: float) -> int:
+        """The paused loop's sign of life goes once it was last seen before ``cutoff``: it
+        holds a pause's times, which must not outlive the Paused row it dates (purged above)."""
+        mark = self.get_setting(PAUSE_SEEN_KEY)
+        if not isinstance(mark, dict) or not isinstance(mark.get("seen"), (int, float)) or mark["seen"] >= cutoff:
+            return 0
+        # only the row read: the paused loop may have written a newer one since
+        return self.execute("DELETE FROM settings WHERE key = ? AND value = ?",
+                            (PAUSE_SEEN_KEY, json.dumps(mark))).rowcount
 
     def _purge_table(self, table: str, column: str, before: float, image: str | None) -> int:
         removed = 0
