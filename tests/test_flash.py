@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,48 @@ def test_cli_golden_of_a_manifest_it_cannot_write_says_what_to_do(tmp_path, ship
         assert "Traceback" not in err and f"manifest {manifest} cannot be written (Read-only file system)" in err, err
         assert "copy the manifest and its model to a folder you may write" in err, err
         assert manifest.read_bytes() == before
+
+
+def test_golden_on_another_users_manifest_in_tmp_gives_a_command_that_works(shipped_bytes):
+    """A manifest another user left in /tmp itself (sticky: this user may not replace it):
+    the advice was `cp /tmp/m.tflite /tmp/m.json /tmp/`, which cp refuses (the same files),
+    so the technician was left with no way on. The command it gives now runs as printed and
+    records the golden data on a copy of the technician's own."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the command as another user needs root (CI runs as root)")
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    raw.pop("golden", None)
+    fd, reserved = tempfile.mkstemp(prefix="engage-golden-", dir="/tmp")  # a name of its own in /tmp itself
+    os.close(fd)
+    model, manifest = _write_model(Path("/tmp"), Path(reserved).name, shipped_bytes, raw)  # root's, 0644
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    script = str(Path(sys.executable).parent / "engage-edge")
+    copy = None
+    try:
+        before = manifest.read_bytes()
+        r = subprocess.run([*as_nobody, script, "model", "golden", str(manifest)], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+        assert r.returncode == 2 and f"manifest {manifest} cannot be written" in r.stderr, r.stderr
+        assert "copy the manifest and its model to a folder you may write" in r.stderr
+        advice = re.search(r"`([^`]+)`", r.stderr)
+        assert advice and "engage-edge model golden" in advice.group(1), r.stderr
+        # the shell part as printed, then the command on the file it names (a shell run as
+        # another user here may not reach this checkout's Python, which setpriv itself does)
+        shell, command = advice.group(1).split(" && engage-edge ")
+        r = subprocess.run([*as_nobody, "sh", "-c", f"{shell} && echo {command}"], capture_output=True, text=True,
+                           timeout=60, cwd="/")
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([*as_nobody, script, *r.stdout.split()], capture_output=True, text=True, timeout=120,
+                           cwd="/")
+        copy = re.search(r"golden data written to (\S+):", r.stdout)
+        assert r.returncode == 0 and copy, r.stdout + r.stderr
+        assert "golden" in json.loads(Path(copy.group(1)).read_text())
+        assert manifest.read_bytes() == before
+    finally:
+        for path in (reserved, model, manifest):
+            Path(path).unlink(missing_ok=True)
+        if copy:
+            shutil.rmtree(Path(copy.group(1)).parent)
 
 
 def test_cli_install_of_a_folder_says_it_is_one(cfg, variant, tmp_path, capsys):

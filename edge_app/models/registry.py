@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import shutil
 import stat
 import tempfile
@@ -146,9 +147,13 @@ def write_golden(manifest_path: Path | str) -> dict:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _write_failed(path.parent, exc) from None
         model = path.parent / str(raw.get("model") or path.with_suffix(".tflite").name)
+        # a fresh folder of the user's own: "cp ... /tmp/" named the same files when the
+        # manifest was another user's in /tmp itself, and cp refuses to copy a file onto itself
+        copy = f'd=$(mktemp -d) && cp {shlex.quote(str(model))} {shlex.quote(str(path))} "$d"/ && ' \
+               f'engage-edge model golden "$d"/{shlex.quote(path.name)}'
         raise FlashError(f"manifest {path} cannot be written ({exc.strerror or exc}): copy the manifest and its model "
-                         f"to a folder you may write (e.g. `cp {model} {path} /tmp/`) and run the command on the "
-                         "copy there") from None
+                         f"to a folder you may write and run the command on the copy there, e.g. `{copy}`; then "
+                         "install the copy") from None
     return raw["golden"]
 
 
