@@ -443,8 +443,15 @@ def test_a_link_another_user_left_in_a_shared_folder_is_not_followed(store, tmp_
         err = capsys.readouterr().err
         assert "belongs to another user" in err and str(link) in err, err
         assert link.is_symlink()
+    system = tmp_path / "etc"  # a link to a folder: the backup's dated file would go in there
+    system.mkdir()
+    folder_link = shared / "backups"
+    folder_link.symlink_to(system)
+    os.lchown(folder_link, 65534, 65534)
+    assert main(["backup", str(folder_link), *args]) == 2
+    assert "belongs to another user" in capsys.readouterr().err and list(system.iterdir()) == []
     assert secret.read_text() == "root:$6$hash:19000::::::\n" and empty.read_bytes() == b""
-    assert sorted(p.name for p in shared.iterdir()) == ["chain", "x", "y.db"]
+    assert sorted(p.name for p in shared.iterdir()) == ["backups", "chain", "x", "y.db"]
 
     log = tmp_path / "log.csv"
     log.write_text("kind,time\n")

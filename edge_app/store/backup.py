@@ -215,7 +215,8 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     db = Path(data_dir).expanduser() / DB_NAME
     dest = Path(dest).expanduser()
     if os.path.isdir(dest):  # never raises: a folder this user may not enter is said below
-        dest = dest / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
+        # a link to the folder is held to the same rule as a link to a file (_may_follow)
+        dest = _through_link(dest) / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
     src = _open(db)
     try:
         dest = _check_destination(dest, db, replaces="backup")
