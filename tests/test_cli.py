@@ -474,3 +474,15 @@ def test_a_device_config_hidden_from_the_user_says_whom_to_run_as(device_dirs, g
     assert "Traceback" not in r.stderr, r.stderr
     assert f"error: configuration: config file {etc / 'config.toml'} cannot be read by 'nobody' (Permission denied): " \
            "run the command as a user who may read it, as the service does (sudo -u daemon engage-edge ...)" in r.stderr
+
+
+def test_analyze_of_a_file_it_may_not_read_names_it_and_says_what_to_do(tmp_path):
+    """'Permission denied' named neither the file nor the way out (a photo copied in by root,
+    analysed as the service user). Root reads every file, so the error is built here as
+    open() raises it for another user."""
+    from edge_app.cli import _unreadable
+    from edge_app.vision.stills import ACCEPTED_TEXT
+
+    photo = tmp_path / "root-only.jpg"
+    said = _unreadable(photo, PermissionError(13, "Permission denied", str(photo)), ACCEPTED_TEXT)
+    assert str(photo) in said and "may not read" in said and "chmod" in said

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -178,6 +179,9 @@ def _unreadable(path: Path, exc: OSError, accepted: str) -> str:
         return f"a folder without files in it: name {accepted} files, or a folder that holds them"
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return f"{path} does not exist: check the path (analyze takes {accepted} files, or folders that hold them)"
+    if isinstance(exc, PermissionError):
+        return (f"{path}: this user may not read it: run analyze as its owner, or make it readable "
+                f"(chmod a+r {shlex.quote(str(path))})")
     return str(exc.strerror or exc)
 
 
