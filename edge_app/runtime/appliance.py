@@ -18,6 +18,7 @@ from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
+from edge_app.store.leftovers import remove_unrecorded_images
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source
@@ -107,6 +108,7 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
+        remove_unrecorded_images(self.store)  # before anything writes images: a file no row names is a killed write's
         if self.publisher:
             self.publisher.start()
         if self.loop:

@@ -1,0 +1,51 @@
+"""Kept images no row points to, removed when the appliance starts.
+
+An upload's image is written before its row names it, an alert's snapshot before its
+row, and a deleted or purged row goes before its file (so a failed delete never leaves a
+row without its image). A process killed between the two steps, or halfway through the
+atomic write (its temp file), leaves a photo of a student that neither the retention
+purge nor "Delete this photo" can find: it would stay on the SD card for ever. At start
+nothing is writing images yet, so every file under ``images/`` that no row names is one
+of those.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_app.store.database import Store
+
+log = logging.getLogger(__name__)
+
+
+def recorded_images(store: "Store") -> set[str]:
+    """The image paths (relative to ``images/``) that some row names."""
+    rows = store.query("SELECT image_path FROM uploads WHERE image_path IS NOT NULL "
+                       "UNION SELECT snapshot_path FROM alerts WHERE snapshot_path IS NOT NULL")
+    return {r[0] for r in rows}
+
+
+def remove_unrecorded_images(store: "Store") -> int:
+    """Delete every file under ``images/`` that no row names; returns how many went. Call
+    only while nothing writes images (before the web server and the capture loop start):
+    an image being written now has no row yet either."""
+    root = Path(store.data_dir) / "images"
+    recorded = recorded_images(store)
+    removed = 0
+    for folder, _dirs, files in os.walk(root):  # links to folders are not followed
+        for name in files:
+            path = Path(folder) / name
+            if path.relative_to(root).as_posix() in recorded:
+                continue
+            try:
+                path.unlink()
+                removed += 1
+            except OSError as exc:
+                log.warning("could not remove %s, an image no row names: %s; delete it by hand", path, exc)
+    if removed:
+        log.info("removed %d image file(s) that no row names (left by a process stopped mid-write or mid-delete)",
+                 removed)
+    return removed

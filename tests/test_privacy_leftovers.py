@@ -1,0 +1,34 @@
+"""A photo or live frame must not outlive its row: a process killed (power cut, OOM, the
+watchdog) between writing a kept image and recording it, halfway through writing it, or
+between deleting a row and its file leaves a file no retention purge or "Delete this
+photo" ever finds. The next start removes it."""
+from __future__ import annotations
+
+from edge_app import config as config_mod
+from edge_app.store.database import Store
+
+
+def stored_files(images) -> list[str]:
+    return sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
+
+
+def test_images_a_killed_process_left_behind_are_gone_after_the_next_start(cfg, make_appliance):
+    store = Store(config_mod.data_dir(cfg))
+    images = store.data_dir / "images"
+    kept = store.add_upload(None, "kept.jpg", 10, 10, [])
+    store.set_upload_image(kept, store.write_image(f"uploads/{kept}.jpg", b"kept photo"))
+    store.log_alert(1_700_000_000.0, "Not engaged", store.write_image("alerts/1700000000000.jpg", b"kept frame"))
+    # killed after the image was written, before its row said so
+    unrecorded = store.add_upload(None, "Anna_Schmidt.jpg", 10, 10, [])
+    store.write_image(f"uploads/{unrecorded}.jpg", b"a student's face")
+    # killed halfway through fsutil.atomic_write: its temp file beside the target
+    (images / "uploads" / f".{unrecorded + 1}.jpg.k3x9q_tmp.tmp").write_bytes(b"half a face")
+    # killed after "Delete this photo" committed, before the file went
+    store.write_image("uploads/77.jpg", b"a deleted photo")
+    # killed between the alert's snapshot and its row
+    store.write_image("alerts/1700000060000.jpg", b"a live frame")
+    store.close()
+
+    make_appliance(with_loop=False)
+
+    assert stored_files(images) == ["alerts/1700000000000.jpg", f"uploads/{kept}.jpg"]
