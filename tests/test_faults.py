@@ -778,3 +778,49 @@ def test_after_a_crash_the_api_state_dates_absent_as_the_log_does(make_appliance
     state = login(app.url).get(f"{app.url}/api/state", timeout=10).json()
     assert state["level"] == "Absent" and abs(state["since"] - ended) < 0.01, (state, ended)
     assert state["for_s"] >= 3599
+
+
+class GatedDemo(DemoSource):
+    """The demo's face, read as fast as asked; while ``gate`` is shut a read waits at it
+    (``waiting`` set): a frame still being read when the test acts."""
+
+    def __init__(self):
+        super().__init__(realtime=False)
+        self.gate, self.waiting = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def read(self):
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(10)
+        return super().read()
+
+
+def test_a_stop_right_after_a_pause_ends_the_last_state_as_any_stop_does(cfg, tmp_path):
+    """The student pressed pause and the service was stopped before the loop had shown the
+    pause (a frame was being read): nothing ended the student's state, so the log and the
+    timeline said "Engaged" through the night, and the next start took the clean stop for a
+    crash. Such a stop logs Absent, as a stop without a pause does."""
+    store = Store(tmp_path / "db")
+    source = GatedDemo()
+    loop = _loop(cfg, store, source=source).start()
+    try:
+        wait_for(lambda: loop.state.level not in ("Absent", "Paused"), timeout=60, what="a state from the demo's face")
+        source.gate.clear()
+        wait_for(source.waiting.is_set, what="a frame being read")
+        loop.privacy.pause("button")
+        loop.privacy.changed.clear()
+        stopper = threading.Thread(target=loop.stop)
+        stopper.start()
+        wait_for(loop.privacy.changed.is_set, what="the stop asked for")  # stop() wakes a paused loop
+        source.gate.set()
+        stopper.join(10)
+        assert not stopper.is_alive()
+        last = store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0]
+        assert last == "Absent"
+        ended = store.last_sign_of_life()
+        assert ended is not None and not ended.crashed
+    finally:
+        source.gate.set()
+        loop.stop()
+        store.close()

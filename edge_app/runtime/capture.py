@@ -337,9 +337,11 @@ class CaptureLoop:
         row = self.minutes.flush()  # the writer writes it when the loop is stopped
         if row:
             self._log("log_minute", row)
-        if self.privacy.active is None and self.snapshot.level != ABSENT:
+        if self.snapshot.level != ABSENT and (self.snapshot.level != PAUSED or self.privacy.active is None):
             # stopped (the end of the day, a restart): the last state must not run on in the
-            # log and the timeline through the night (after a crash, see _absent_since)
+            # log and the timeline through the night (after a crash, see _absent_since). A
+            # pause shown runs on (see _hold_paused); one pressed while the stop came, before
+            # the loop showed it, ends the state like any stop
             self._show(ABSENT, self.wall())
 
     def _absent_since(self, now: float) -> float:
