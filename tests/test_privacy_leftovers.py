@@ -32,3 +32,16 @@ def test_images_a_killed_process_left_behind_are_gone_after_the_next_start(cfg, 
     make_appliance(with_loop=False)
 
     assert stored_files(images) == ["alerts/1700000000000.jpg", f"uploads/{kept}.jpg"]
+
+
+def test_the_audit_log_naming_students_is_kept_a_year_as_the_readme_says(tmp_path):
+    """The one record the retention period does not bound: an admin's deletion must stay
+    accountable after the photo is gone, for a year (README, Privacy), and no longer."""
+    store = Store(tmp_path / "data")
+    now = 1_800_000_000.0
+    for days in (40, 364, 366):
+        store.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, 'admin', 'deleted upload', "
+                      "'anna.schmidt', ?)", (now - days * 86400, f"{days} days ago"))
+    store.purge(30, now=now)
+    assert [r[0] for r in store.query("SELECT detail FROM audit ORDER BY t")] == ["364 days ago", "40 days ago"]
+    store.close()
