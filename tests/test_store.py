@@ -400,3 +400,36 @@ def test_the_paused_loops_sign_of_life_goes_with_the_retention_period(store):
     store.note_paused_alive(recent, recent + 60)
     store.purge(30, now=now)
     assert store.get_setting(PAUSE_SEEN_KEY) == {"pause": recent, "seen": recent + 60, "stopped": False}
+
+
+def _traces(store, text: bytes) -> list[str]:
+    """Which of the database's files still hold ``text`` (the bytes as written to disk)."""
+    return [p.name for p in store.path.parent.glob(store.path.name + "*") if p.is_file() and text in p.read_bytes()]
+
+
+def test_deleted_names_leave_no_trace_in_the_database_files(tmp_path):
+    """A deleted photo's file name ('Anna_Schmidt.jpg') or a deleted student's user name stayed
+    readable in engage.db (without secure_delete, as other SQLite builds have it) or in the
+    write-ahead log (about 500 later writes to go): a copied SD card gave them back."""
+    from edge_app.store.accounts import Accounts
+
+    store = Store(tmp_path / "data")
+    try:
+        accounts = Accounts(store)
+        ann = accounts.create_user("anna.schmidt", "a-long-password-1")
+        store.add_upload(ann.id, "Anna_Schmidt_older.jpg", 10, 10, [face()])
+        store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # one name in the database file itself
+        upload = store.add_upload(ann.id, "Anna_Schmidt.jpg", 10, 10, [face()])  # one only in the log
+        assert store.delete_upload(upload)
+        assert _traces(store, b"Anna_Schmidt.jpg") == []
+        store.delete_user_data(ann.id)
+        assert _traces(store, b"Anna_Schmidt_older.jpg") == []
+        accounts.delete_user(ann.id)
+        assert _traces(store, b"anna.schmidt") == []
+        store.add_upload(None, "Ben_Weber.jpg", 10, 10, [face()])
+        assert store.purge(30, now=time.time() + 31 * 86400) >= 1  # the retention period's end
+        assert _traces(store, b"Ben_Weber.jpg") == []
+        assert store.integrity_ok()
+        assert store.connect().execute("PRAGMA secure_delete").fetchone()[0] == 1  # whatever the build's default
+    finally:
+        store.close()

@@ -379,6 +379,7 @@ class Accounts:
 
     def delete_user(self, user_id: int) -> None:
         self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        self.store.forget_deleted()  # the name must not stay readable in the write-ahead log
 
     def authenticate(self, username: str, password: str) -> User | None:
         rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?",
