@@ -97,6 +97,34 @@ def test_no_page_load_asks_for_an_icon_that_is_not_there(new_page, server):
         server.app.remove_hook("after_request", record)
 
 
+def test_a_deleted_students_name_stays_out_of_the_address_and_history(new_page, server):
+    """The outcome of deleting a user names them. It is shown on the page the form leads
+    back to, but no address the browser asked for (its history, a proxy's access log)
+    holds the name: only an id that shows the message to this session alone."""
+    server.accounts.create_user("anna.schmidt", STUDENT_PW, "student")
+    page = new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.goto(f"{server.url}/admin/users")
+    row = page.locator('tr[data-user="anna.schmidt"]')
+    row.get_by_text("Manage").click()
+    row.get_by_role("button", name="Delete user").click()
+    with page.expect_navigation() as deleted:
+        page.locator("#confirm-delete").click()
+    assert deleted.value.request.method == "GET"  # post, redirect, get
+    assert page.locator("#users-done").inner_text() == "Deleted anna.schmidt and 0 uploads."
+    assert "anna" not in page.url and not [u for u in asked if "anna" in u.lower()], asked
+    assert "/admin/users?note=" in page.url
+    history = page.evaluate("history.length")
+    page.reload()  # a reload still says what happened
+    assert page.locator("#users-done").inner_text() == "Deleted anna.schmidt and 0 uploads."
+    assert page.evaluate("history.length") == history and "anna" not in page.url
+    other = new_page()  # another admin opening the same address is told nothing
+    other.goto(page.url)
+    assert other.locator("#users-done").count() == 0 and "anna.schmidt" not in other.content()
+    assert not page.console_errors, page.console_errors
+
+
 def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, shots):
     page = new_page(STUDENT, STUDENT_PW)
     page.goto(f"{server.url}/upload")

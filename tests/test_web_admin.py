@@ -13,10 +13,12 @@ import time
 
 import bottle
 import pytest
+import requests
 
 from edge_app.web.admin_dashboard import day_bounds, stack_widths
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
+from edge_app.web.guard import OutcomeNotes
 from tests.conftest import login, mounted_tmpfs, wait_for
 
 PW = "student-pw-123"
@@ -283,16 +285,62 @@ def test_a_log_time_from_the_other_side_of_a_clock_change_names_its_zone(quiet, 
 
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/model"])
 def test_a_link_cannot_make_an_admin_page_announce_its_own_text(quiet, path):
-    """The outcome shown after a form comes back in the query, signed with the session's
-    token; a crafted link's text is not shown, in green or red."""
+    """The outcome shown after a form is kept on the server under an id only this session
+    can read; a crafted link's text (the query carrying it, signed or not, or a made-up
+    note id) is not shown, in green or red."""
     s = login(quiet.url)
     for kind in ("done", "error"):
         page = s.get(f"{quiet.url}{path}", params={kind: "Your device was wiped. Call 0800-SCAM", "sig": "0" * 32},
                      timeout=10).text
         assert "0800-SCAM" not in page
+    made_up = s.get(f"{quiet.url}{path}", params={"note": "A" * 22}, timeout=10)
+    assert made_up.status_code == 200 and 'id="users-done"' not in made_up.text and 'role="alert"' not in made_up.text
     if path == "/admin/users":  # the real outcome of a form still shows, through the redirect
         r = s.post(f"{quiet.url}/admin/users", data={"csrf": s.csrf, "username": "x", "password": "short"}, timeout=10)
         assert "User not created" in r.text and 'id="users-error"' in r.text and r.status_code == 400
+
+
+def test_a_deleted_users_name_is_shown_but_not_put_in_the_address(quiet):
+    """"Deleted anna.schmidt and 0 uploads." shows on the page the form leads back to, and
+    again on a reload; the redirect's address (a browser's history, a proxy's access log)
+    carries only an opaque note id, which shows nothing to another session."""
+    anna = quiet.accounts.create_user("anna.schmidt", PW)
+    s = login(quiet.url)
+    r = s.post(f"{quiet.url}/admin/users/{anna.id}/delete", data={"csrf": s.csrf, "confirm": "yes"}, timeout=10,
+               allow_redirects=False)
+    assert r.status_code == 303
+    where = r.headers["Location"]
+    assert "anna" not in where.lower() and "Deleted" not in where and re.search(r"/admin/users\?note=[\w-]{16,}$", where)
+    for _ in range(2):  # the page, and a reload of it
+        page = s.get(where, timeout=10).text
+        assert re.search(r'id="users-done">Deleted anna\.schmidt and 0 uploads\.</p>', page), page
+        assert "note=" not in page  # its forms do not carry the note on to the next action's address
+    other = login(quiet.url)  # the same admin in another browser: a fresh session
+    page = other.get(where, timeout=10).text
+    assert "anna.schmidt" not in page and 'id="users-done"' not in page
+    anon = requests.get(where, timeout=10)  # no session at all: the log-in page, with nothing of it
+    assert "anna.schmidt" not in anon.text and "Deleted" not in anon.text
+
+
+def test_outcome_notes_are_bounded_and_private():
+    """Kept for minutes, not for ever; at most ``most`` of them, however many forms a
+    client sends; each read only with the secret of the session that made it."""
+    now = [1000.0]
+    notes = OutcomeNotes(keep_s=600, most=3, clock=lambda: now[0])
+    first = notes.add("ann-secret", "done", "Deleted bob and 2 uploads.")
+    assert notes.read("ann-secret", first) == ("done", "Deleted bob and 2 uploads.")
+    assert notes.read("ann-secret", first) == ("done", "Deleted bob and 2 uploads.")  # a reload: still there
+    assert notes.read("eve-secret", first) is None and notes.read("", first) is None
+    assert notes.read("ann-secret", "made-up") is None
+    now[0] += 599
+    assert notes.read("ann-secret", first) == ("done", "Deleted bob and 2 uploads.")
+    now[0] += 1
+    assert notes.read("ann-secret", first) is None  # expired
+    ids = [notes.add("ann-secret", "error", f"note {i}") for i in range(10)]  # the expired one is dropped
+    assert len(notes) == 3
+    assert [notes.read("ann-secret", i) for i in ids[-4:]] == [None, ("error", "note 7"), ("error", "note 8"),
+                                                               ("error", "note 9")]
+    assert len(set(ids)) == 10 and all(len(i) >= 16 for i in ids)
 
 
 def test_a_refused_filter_offers_no_csv(quiet):
@@ -385,6 +433,7 @@ def test_the_users_filter_is_kept_after_each_action(quiet):
         r = s.post(action(page, path), data={"csrf": s.csrf, **form}, timeout=10)
         assert r.history and r.request.method == "GET" and r.status_code == 200  # post, redirect, get
         assert "level=Not+engaged" in r.url and "q=kept+too" in r.url, r.url
+        assert r.url.count("note=") == 1, r.url  # this action's note only, not the last one's too
         return r.text
 
     page = s.get(f"{quiet.url}/admin/users", params={"level": "Not engaged", "q": "kept too"}, timeout=10).text

@@ -174,7 +174,7 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     assert stored(appliance, upload_id) == (1, 1) and len(stored_files(appliance)) == 2
     r = ann.post(f"{appliance.url}/uploads/{upload_id}/delete", data={"csrf": ann.csrf}, timeout=10,
                  allow_redirects=False)
-    assert r.status_code == 303 and "/upload?done=" in r.headers["Location"]
+    assert r.status_code == 303 and "/upload?note=" in r.headers["Location"] and "deleted" not in r.headers["Location"]
     assert "The photo and its results were deleted." in ann.get(r.headers["Location"], timeout=10).text
     assert stored(appliance, upload_id) == (0, 0)
     assert [f for f in files if f.exists()] == stored_files(appliance) and len(stored_files(appliance)) == 1  # bob's
@@ -183,6 +183,8 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     # the page says only what this session's own form led to: a link cannot make it say something else
     crafted = ann.get(f"{appliance.url}/upload", params={"done": "Your password expired", "sig": "0" * 32}, timeout=10)
     assert "Your password expired" not in crafted.text
+    # nor can another user's session read this session's outcome by its address
+    assert "were deleted" not in bob.get(r.headers["Location"], timeout=10).text
 
 
 def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg):
@@ -198,8 +200,8 @@ def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg
     assert no_token.post(f"{appliance.url}/uploads/delete-all", timeout=10).status_code == 403
     assert len(stored_files(appliance)) == 13
     r = eve.post(f"{appliance.url}/uploads/delete-all", data={"csrf": eve.csrf}, timeout=10)
-    assert r.status_code == 200 and "/upload?done=" in r.url
-    assert "All your photos and their results were deleted." in r.text and "You have not analysed any photos yet" in r.text
+    assert r.status_code == 200 and "/upload?note=" in r.url
+    assert 'id="upload-done">All your photos and their results were deleted.' in r.text and "You have not analysed any photos yet" in r.text
     eve_id = appliance.accounts.find("eve").id
     assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (eve_id,))[0][0] == 0
     assert stored(appliance, first) == (0, 0)
@@ -218,8 +220,8 @@ def test_an_admin_deletes_a_students_photo_and_it_is_audited(appliance, admin_se
     # by the form, from the log: back to the log, which says so
     _, other = student_upload(appliance, "dee", face_jpeg)
     r = admin_session.post(f"{appliance.url}/uploads/{other}/delete", data={"csrf": admin_session.csrf}, timeout=10)
-    assert r.status_code == 200 and "/admin/log?kind=upload&done=" in r.url
-    assert 'id="log-done"' in r.text and stored(appliance, other) == (0, 0)
+    assert r.status_code == 200 and "/admin/log?kind=upload&note=" in r.url and "dee" not in r.url
+    assert 'id="log-done">The photo and its results were deleted.' in r.text and stored(appliance, other) == (0, 0)
 
 
 def test_no_face_gives_a_clear_message(appliance, admin_session):

@@ -36,10 +36,11 @@ def temporary() -> bool:
 
 def page_query() -> str:
     """The users page's own query ("?level=Engaged", or ""), without a previous outcome's
-    message. Its forms post to URLs that carry it, and each action leads back to the page
-    with it: the filter the admin chose is kept after disabling, deleting, etc."""
+    note (or the text an older version put there, from a bookmark). Its forms post to URLs
+    that carry it, and each action leads back to the page with it: the filter the admin
+    chose is kept after disabling, deleting, etc."""
     kept = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
-            if k not in ("done", "error", "sig")]
+            if k not in ("note", "done", "error", "sig")]
     return "?" + urlencode(kept) if kept else ""
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import threading
 import time
+from collections import OrderedDict
 from typing import Callable, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -84,12 +87,62 @@ def from_this_machine() -> bool:
     return is_loopback(client_address()) and is_loopback(request.environ.get("ee.peer") or client_address())
 
 
+NOTE_KEPT_S = 10 * 60  # a reload of the page a form led to says what happened for this long
+NOTES_KEPT = 500  # at most, per process: a client sending forms in a loop cannot grow memory
+
+
+class OutcomeNotes:
+    """The outcome of a form ("Deleted anna.schmidt and 3 uploads."), kept in this process
+    for the page the form leads back to. Only an opaque id travels in the redirect, so no
+    student's name sits in a shared computer's browser history or a proxy's access log.
+    A note is read back only by the session that made it (a forged or shared link shows
+    nothing), for ``keep_s``; the oldest are dropped past ``most``, and a restart forgets
+    them all (the page then shows no message)."""
+
+    def __init__(self, keep_s: float = NOTE_KEPT_S, most: int = NOTES_KEPT,
+                 clock: Callable[[], float] = time.monotonic):
+        self.keep_s, self.most, self._clock = keep_s, most, clock
+        self._notes: OrderedDict[str, tuple[bytes, str, str, float]] = OrderedDict()  # id -> owner, kind, text, until
+        self._lock = threading.Lock()
+
+    def add(self, owner: str, kind: str, message: str) -> str:
+        """Keep ``message`` for the session whose secret is ``owner``; its id."""
+        note_id = secrets.token_urlsafe(16)
+        now = self._clock()
+        with self._lock:
+            while self._notes and next(iter(self._notes.values()))[3] <= now:  # oldest first: expired ones lead
+                self._notes.popitem(last=False)
+            self._notes[note_id] = (_owner_key(owner), kind, message, now + self.keep_s)
+            while len(self._notes) > self.most:
+                self._notes.popitem(last=False)
+        return note_id
+
+    def read(self, owner: str, note_id: str) -> tuple[str, str] | None:
+        """(kind, message) of the note ``note_id`` when ``owner``'s session made it and it
+        has not expired; else None. Reading keeps it: a reload shows it again."""
+        with self._lock:
+            found = self._notes.get(note_id)
+        if (found is None or not owner or found[3] <= self._clock()
+                or not hmac.compare_digest(found[0], _owner_key(owner))):
+            return None
+        return found[1], found[2]
+
+    def __len__(self) -> int:
+        return len(self._notes)
+
+
+def _owner_key(owner: str) -> bytes:
+    # a digest, not the session's CSRF token itself, is what sits in memory beside the note
+    return hashlib.sha256(owner.encode()).digest()
+
+
 class Guard:
     """The checks and renderers routes call; built once by ``make_app`` from the context."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.secure_cookie = bool(ctx.cfg.web.tls_cert)
+        self.notes = OutcomeNotes()
 
     def current(self) -> tuple[User, str] | None:
         """The logged-in user and their CSRF token, or None."""
@@ -162,27 +215,24 @@ class Guard:
 
     # ------------------------------------------------------------ the outcome of a form, on the next page
     def flash_redirect(self, path: str, message: str, error: bool = False) -> NoReturn:
-        """Back to ``path`` with the outcome shown there. The text travels in the query,
-        signed with this session's token: a link from elsewhere cannot make an admin page
-        announce "Your device was wiped, call ..." in green (see ``flash``)."""
-        kind = "error" if error else "done"
-        query = urlencode({kind: message, "sig": self._flash_sig(kind, message)})
-        raise bottle.redirect(path + ("&" if "?" in path else "?") + query)
+        """Back to ``path`` with the outcome shown there. The text stays on the server
+        (``OutcomeNotes``): the address holds only ``note=<id>``, so a name in the message
+        is not kept in the browser's history or a proxy's log, and a link from elsewhere
+        cannot make an admin page announce "Your device was wiped, call ..." (see ``flash``)."""
+        found = self.current()
+        if not found:  # no session to show it to (every form's route has logged its user in)
+            raise bottle.redirect(path)
+        note_id = self.notes.add(found[1], "error" if error else "done", message)
+        raise bottle.redirect(path + ("&" if "?" in path else "?") + urlencode({"note": note_id}))
 
     def flash(self) -> dict[str, str]:
-        """``done`` and ``error`` from the query, each only when this session signed it."""
-        sig = request.query.get("sig", "")
-        shown = {}
-        for kind in ("done", "error"):
-            message = request.query.getunicode(kind, "") or ""
-            ok = bool(message and sig) and hmac.compare_digest(sig, self._flash_sig(kind, message))
-            shown[kind] = message if ok else ""
-        return shown
-
-    def _flash_sig(self, kind: str, message: str) -> str:
+        """``done`` and ``error``: the text of the query's ``note`` when this session made it, else ""."""
+        shown = {"done": "", "error": ""}
         found = self.current()
-        key = (found[1] if found else "").encode()
-        return hmac.new(key, f"{kind}\n{message}".encode(), hashlib.sha256).hexdigest()[:32]
+        note = self.notes.read(found[1] if found else "", request.query.get("note", ""))
+        if note:
+            shown[note[0]] = note[1]
+        return shown
 
     def page(self, name: str, **values) -> str:
         """Render ``views/<name>.tpl`` with the user, CSRF token, version and current state every page shows."""
