@@ -35,7 +35,9 @@ DEVICE_VIEWS = HERE.parent.parent / "web" / "views"  # and the templates both ap
 SHARED_VIEW_VALUES = {"layout": "layout.tpl", "place": "this classroom page", "home_link": "Back to the classroom"}
 COOKIE = "ee_classroom"
 VIEWERS = ("admin", "instructor")
-KEEPALIVE_S = 5.0  # a comment line: also how soon a closed page's stream is noticed and its place freed
+# the longest a stream stays silent: an update with no desks then (the page takes 3 missed for a lost connection;
+# a comment line would be invisible to it); also how soon a closed page's stream is noticed and its place freed
+KEEPALIVE_S = 5.0
 SESSION_RECHECK_S = 2.0  # how often the endless event stream re-checks its viewer's session
 STREAMS_PER_SESSION = 6  # open pages of one log-in (tabs, a projector, a tablet); a seventh ends the oldest
 
@@ -223,10 +225,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                     if not ctx.accounts.session_user(token):
                         return
                     checked = time.monotonic()
-                if seen == version:
-                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                        yield ": keep-alive\n\n"  # also notices a closed connection
-                        quiet_since = time.monotonic()
+                if seen == version and time.monotonic() - quiet_since < KEEPALIVE_S:
                     continue
                 quiet_since = time.monotonic()
                 data = ctx.classroom.snapshot(since=version if version >= 0 else None)

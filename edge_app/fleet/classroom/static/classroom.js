@@ -123,13 +123,29 @@
       "broker (" + (broker.error || "connecting") + "). Each tile shows what its desk last sent, not what happens " +
       "now; if this lasts, tell whoever runs the classroom server.";
   }
+  // The server sends an update at least every 5 s (app.KEEPALIVE_S), one with no desks when nothing changed. A
+  // stream silent for three of them is a connection lost with neither end told (a laptop that slept, a Wi-Fi
+  // that dropped): an event stream only receives, so the browser would wait on it for ever under "Live".
+  const SILENT_MS = 15000;
+  let source = null;
+  let heard = Date.now();  // the latest word from the server on the current stream
+  const AS_THEY_WERE = " The tiles show the desks as they were, not as they are now.";
+  function watch() {
+    if (!source || source.readyState !== EventSource.OPEN || Date.now() - heard < SILENT_MS) return;
+    source.close();
+    $("conn").classList.add("warn");
+    $("conn").textContent = "No word from the classroom server for " + ago((Date.now() - heard) / 1000) +
+      ": reconnecting…" + AS_THEY_WERE;
+    connect();
+  }
   function connect() {
-    const source = new EventSource("/api/classroom/events");
-    source.onopen = showLink;
-    source.onerror = async () => {
+    const stream = source = new EventSource("/api/classroom/events");
+    heard = Date.now();
+    stream.onopen = () => { heard = Date.now(); showLink(); };
+    stream.onerror = async () => {
       $("conn").classList.remove("warn");
-      if (source.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
-        $("conn").textContent = "Reconnecting…";
+      if (stream.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
+        $("conn").textContent = "Reconnecting…" + AS_THEY_WERE;
         return;
       }
       // refused: logged out (back to the log-in page) or too many pages open (try again soon)
@@ -142,7 +158,8 @@
         "The classroom server is not answering" + (r ? " (HTTP " + r.status + ")" : "") + ": trying again every 10 s…";
       setTimeout(connect, 10000);
     };
-    source.onmessage = (event) => {
+    stream.onmessage = (event) => {
+      heard = Date.now();
       const data = JSON.parse(event.data);
       offset = data.now - Date.now() / 1000;
       if (data.full) desks.clear();
@@ -186,5 +203,5 @@
     });
   }
   connect();
-  setInterval(render, 1000);
+  setInterval(() => { watch(); render(); }, 1000);
 })();

@@ -1,0 +1,140 @@
+"""The classroom page as an instructor meets it in a lesson: a laptop that slept with the
+page open, desks that send what no desk should. A real Mosquitto, the real service, headless
+Chromium; Playwright's clock moves the page's own timers on where a test would wait."""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+
+import mqtt_broker
+import test_fleet_classroom as base
+from conftest import ADMIN_PASSWORD, login
+
+from edge_app.fleet.classroom import app as classroom_app
+
+broker = mqtt_broker.broker  # fixtures: a real Mosquitto per test, the service, desks, a browser page
+classroom, devices, page = base.classroom, base.devices, base.page
+
+
+class Relay:
+    """A TCP relay in front of the classroom server. ``lose_open_connections`` models a
+    laptop that slept with the page open: the server's end of each open connection is
+    gone (timed out meanwhile), while the browser is told nothing until it sends on one
+    (then a reset, as from a server that forgot it); new connections wait for
+    ``network_back`` (the laptop woke, its Wi-Fi is not yet there)."""
+
+    def __init__(self, port: int):
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lost: set[socket.socket] = set()  # browser ends whose server end is gone
+        self.up = threading.Event()
+        self.up.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.up.wait()
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self.pairs.append((client, server))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if src in self.lost:  # the browser sends on a connection the server forgot
+                    src.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    src.close()  # a reset
+                    return
+                if dst in self.lost:  # what the server sent is not delivered, nor its end
+                    return
+                dst.sendall(data)
+            if dst not in self.lost:
+                dst.shutdown(socket.SHUT_WR)  # an ordinary end is passed on
+        except OSError:
+            return
+
+    def lose_open_connections(self) -> None:
+        self.up.clear()
+        for client, server in self.pairs:
+            self.lost.add(client)
+            server.shutdown(socket.SHUT_RDWR)  # no word of it reaches the browser
+            server.close()
+        self.pairs = []
+
+    def network_back(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.up.set()
+        self.listener.close()
+        for client in self.lost:
+            client.close()
+        for client, server in self.pairs:
+            client.close()
+            server.close()
+
+
+def open_page(tab, url: str) -> None:
+    tab.goto(f"{url}/")
+    tab.fill("#username", "admin")
+    tab.fill("#password", ADMIN_PASSWORD)
+    tab.click("button[type=submit]")
+    tab.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+
+
+def test_a_page_whose_connection_died_unnoticed_says_so_and_reconnects(classroom, devices, page):
+    """The instructor's laptop sleeps through part of the lesson with the page open. Its live
+    stream's connection is dead, but an event stream only ever receives, so the browser is
+    never told: the page said "Live" for the rest of the day over tiles frozen at the moment
+    it slept. It now hears from the server at least every few seconds, and after 15 s of
+    silence says the tiles are not current and opens a new stream by itself."""
+    relay = Relay(classroom.server.port)
+    try:
+        store, _ = devices("desk-s", "Row 4, seat 1")
+        store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+        page.clock.install()  # the page's timers, moved on by the test instead of waited out
+        open_page(page, f"http://127.0.0.1:{relay.port}")
+        page.locator("li.desk[data-device='desk-s'][data-level='Engaged']").wait_for(timeout=10_000)
+        store.log_state_change(time.time(), "Partially engaged", "Partially engaged", None, None)
+        page.locator("li.desk[data-device='desk-s'][data-level='Partially engaged']").wait_for(timeout=10_000)
+        relay.lose_open_connections()  # the laptop sleeps just after that word from the server
+        store.log_state_change(time.time(), "Distracted", "Distracted", None, None)  # the lesson goes on
+        page.clock.run_for(12_000)
+        assert page.inner_text("#conn") == "Live"  # a quiet classroom is not yet a lost one
+        page.clock.run_for(4_000)
+        text = page.inner_text("#conn")
+        assert "No word from the classroom server" in text and "as they were" in text, text
+        relay.network_back()
+        page.locator("li.desk[data-device='desk-s'][data-level='Distracted']").wait_for(timeout=10_000)
+        page.locator("#conn", has_text="Live").wait_for(timeout=5_000)
+    finally:
+        relay.close()
+
+
+def test_a_quiet_classroom_still_sends_its_pages_a_word_every_few_seconds(classroom, monkeypatch):
+    """What lets a page tell a quiet classroom from a lost connection: with no desk changing,
+    the stream still carries an update (no desks in it) every ``KEEPALIVE_S``. It carried a
+    comment line, which a page's script never sees."""
+    monkeypatch.setattr(classroom_app, "KEEPALIVE_S", 0.3)  # the product's 5 s and 2 s, shortened to be quick
+    monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.1)
+    with login(classroom.url).get(f"{classroom.url}/api/classroom/events", stream=True, timeout=(5, 5)) as r:
+        updates, deadline = [], time.monotonic() + 3
+        for line in r.iter_lines(decode_unicode=True):  # a line at least every 0.3 s: a comment or an update
+            if line.startswith("data: "):
+                updates.append(json.loads(line[6:]))
+            if len(updates) == 4 or time.monotonic() > deadline:
+                break
+    assert updates[0]["full"] is True
+    quiet = updates[1:]
+    assert [(u["full"], u["desks"]) for u in quiet] == [(False, [])] * 3, quiet
+    assert all(u["broker"]["connected"] for u in quiet)
