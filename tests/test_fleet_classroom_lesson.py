@@ -14,6 +14,7 @@ import test_fleet_classroom as base
 from conftest import ADMIN_PASSWORD, login
 
 from edge_app.fleet.classroom import app as classroom_app
+from edge_app.fleet.classroom import model as classroom_model
 
 broker = mqtt_broker.broker  # fixtures: a real Mosquitto per test, the service, desks, a browser page
 classroom, devices, page = base.classroom, base.devices, base.page
@@ -138,3 +139,19 @@ def test_a_quiet_classroom_still_sends_its_pages_a_word_every_few_seconds(classr
     quiet = updates[1:]
     assert [(u["full"], u["desks"]) for u in quiet] == [(False, [])] * 3, quiet
     assert all(u["broker"]["connected"] for u in quiet)
+
+
+def test_a_desk_name_or_label_that_is_not_text_is_not_shown():
+    """Anyone who may publish can send a desk name of any JSON type: a list or an object was
+    shown on the tile as Python wrote it ("{'a': [1, 1]}"). A desk's name and label are text;
+    anything else is left out (the tile then shows the device id, as for a desk with no name)."""
+    room = classroom_model.Classroom()
+    sent = time.time()
+    for device_id, desk, label in (("desk-1", {"a": [1, 1]}, ["x"]), ("desk-2", 7, {"b": 1}), ("desk-3", None, 3)):
+        payload = json.dumps({"level": "Engaged", "since": sent, "seq": 1, "sent": sent, "desk": desk, "label": label})
+        assert room.apply_state(device_id, payload.encode())
+    room.apply_heartbeat("desk-1", json.dumps({"heartbeat_s": 30, "sent": sent, "desk": [1, 2]}).encode())
+    shown = {d["device_id"]: (d["desk"], d["label"]) for d in room.snapshot()["desks"]}
+    assert shown == {"desk-1": ("", "Engaged"), "desk-2": ("", "Engaged"), "desk-3": ("", "Engaged")}, shown
+    room.apply_heartbeat("desk-1", json.dumps({"heartbeat_s": 30, "sent": sent, "desk": "Row 2, seat 1"}).encode())
+    assert room.snapshot()["desks"][0]["desk"] == "Row 2, seat 1"  # a name in text still renames it

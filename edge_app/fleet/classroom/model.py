@@ -233,7 +233,7 @@ class Classroom:
             else:
                 _measure_clock(desk, skew)
                 if "desk" in data:
-                    desk.desk = str(data["desk"])[:64]
+                    desk.desk = _text(data["desk"], 64)
             desk.heartbeat_s = every
             self._heard(desk, now)
             self._changed(desk)
@@ -435,8 +435,14 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     level, since, seq = state
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
     desk.since = since + desk.clock_skew
-    desk.label = str(data.get("label", level))[:120]
-    desk.desk = str(data.get("desk", ""))[:64]
+    desk.label = _text(data.get("label"), 120) or level
+    desk.desk = _text(data.get("desk"), 64)
+
+
+def _text(value, limit: int) -> str:
+    """A desk's name or label: text, cut to ``limit``; anything else (a list, a number, null:
+    no desk sends one) is none, never shown as Python writes it."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _measure_clock(desk: Desk, skew: float | None) -> None:
