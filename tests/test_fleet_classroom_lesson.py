@@ -155,3 +155,31 @@ def test_a_desk_name_or_label_that_is_not_text_is_not_shown():
     assert shown == {"desk-1": ("", "Engaged"), "desk-2": ("", "Engaged"), "desk-3": ("", "Engaged")}, shown
     room.apply_heartbeat("desk-1", json.dumps({"heartbeat_s": 30, "sent": sent, "desk": "Row 2, seat 1"}).encode())
     assert room.snapshot()["desks"][0]["desk"] == "Row 2, seat 1"  # a name in text still renames it
+
+
+NATURAL_ORDER = ["Row 1, seat 2", "Row 2, seat 1", "row 2, seat 10", "Row 10, seat 1"]
+
+
+def test_desks_in_the_same_state_are_ordered_by_the_numbers_in_their_names():
+    """A room's desks are named "Row 2", "Row 10": compared as text, "Row 10" came before
+    "Row 2" wherever desks tie (the same state since the same time, every offline desk)."""
+    room = classroom_model.Classroom()
+    sent = time.time()
+    for i, name in enumerate(reversed(NATURAL_ORDER)):
+        payload = json.dumps({"level": "Engaged", "since": sent - 60, "seq": 1, "sent": sent, "desk": name})
+        assert room.apply_state(f"desk-{i}", payload.encode())
+    assert [d["desk"] for d in room.snapshot()["desks"]] == NATURAL_ORDER
+
+
+def test_the_page_orders_desks_by_the_numbers_in_their_names(classroom, broker, page):
+    """The page sorts the desks again itself (each update brings only the changed ones): it
+    put "Row 10" before "Row 2" too."""
+    since = time.time() - 120
+    with mqtt_broker.publisher(broker, client_id="room-sim") as client:
+        for i, name in enumerate(reversed(NATURAL_ORDER)):
+            payload = json.dumps({"level": "Engaged", "since": since, "seq": 1, "sent": time.time(), "desk": name})
+            mqtt_broker.send(client, f"engage/desk-{i}/availability", "online")
+            mqtt_broker.send(client, f"engage/desk-{i}/state", payload, retain=False)
+        open_page(page, classroom.url)
+        page.locator("li.desk").nth(len(NATURAL_ORDER) - 1).wait_for(timeout=10_000)
+        assert page.locator("li.desk .name").all_inner_texts() == NATURAL_ORDER

@@ -38,6 +38,7 @@ ALERT_LEVELS = ("Not engaged", "Distracted")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
 MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
+NUMBERS = re.compile(r"(\d+)")  # the numbers in a desk's name, for its place in the order
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
 RECENT_S = 600.0  # "the last 10 minutes": minute rows that began earlier are forgotten
 # a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
@@ -95,8 +96,8 @@ class Desk:
 
     def sort_key(self) -> tuple:
         """Online desks that need attention first (longest in that state first), offline last."""
-        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.since or 0.0,
-                self.desk or self.device_id)
+        name = self.desk or self.device_id
+        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.since or 0.0, natural_key(name), name)
 
 
 class Classroom:
@@ -403,6 +404,12 @@ class Classroom:
 HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache",
           "skew_known", "pending_skew", "state_sample", "heard")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
+
+
+def natural_key(name: str) -> tuple:
+    """Names as people number desks: "Row 2" before "Row 10" (the numbers in a name compared
+    by value, case ignored), as the page orders them (classroom.js ``byName``)."""
+    return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(NUMBERS.split(name)))
 
 
 def _json(payload: bytes):

@@ -38,10 +38,12 @@
     const i = ORDER.indexOf(d.level);
     return [d.online ? 0 : 1, i < 0 ? ORDER.length : i, d.since || 0];
   }
+  // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, model.natural_key)
+  const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
   function compare(a, b) {
     const x = rank(a), y = rank(b);
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
-    return (a.desk || a.device_id).localeCompare(b.desk || b.device_id);
+    return byName.compare(a.desk || a.device_id, b.desk || b.device_id);
   }
   function el(tag, className, text) {
     const e = document.createElement(tag);
