@@ -45,3 +45,38 @@ def test_the_audit_log_naming_students_is_kept_a_year_as_the_readme_says(tmp_pat
     store.purge(30, now=now)
     assert [r[0] for r in store.query("SELECT detail FROM audit ORDER BY t")] == ["364 days ago", "40 days ago"]
     store.close()
+
+
+def test_a_second_start_on_a_running_devices_data_leaves_its_images_alone(cfg, make_appliance):
+    """`engage-edge run` typed while the service runs (it then stops on the taken port) must
+    not remove the photo the running one has just written and is about to record: the
+    cleanup runs only when no other appliance uses the data directory."""
+    running = make_appliance(with_loop=False)
+    upload = running.store.add_upload(None, "in_flight.jpg", 10, 10, [])
+    running.store.write_image(f"uploads/{upload}.jpg", b"written, its row not yet told")
+
+    make_appliance(with_loop=False)
+
+    assert stored_files(running.store.data_dir / "images") == [f"uploads/{upload}.jpg"]
+
+
+def test_a_database_whose_uploads_cannot_be_read_keeps_every_image_and_still_starts(cfg, make_appliance, caplog):
+    """Damage under the uploads table (a bad block) must not make the cleanup guess: it
+    removes nothing, says so, and the appliance starts (the pages that read uploads say
+    what is wrong, as before the cleanup existed)."""
+    store = Store(config_mod.data_dir(cfg))
+    for n in range(300):  # the table spans pages of its own, beyond the schema's first page
+        store.add_upload(None, f"photo{n}.jpg", 10, 10, [])
+    store.write_image("uploads/1.jpg", b"a kept photo")
+    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = 'uploads'")[0][0]
+    page_size = store.query("PRAGMA page_size")[0][0]
+    store.close()
+    with open(store.path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+
+    make_appliance(with_loop=False)
+
+    assert stored_files(store.data_dir / "images") == ["uploads/1.jpg"]
+    assert "removed nothing" in caplog.text

@@ -6,6 +6,7 @@ what the end-to-end tests start on a loopback port.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
-from edge_app.store.leftovers import remove_unrecorded_images
+from edge_app.store.leftovers import hold_images
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source
@@ -91,6 +92,7 @@ class Appliance:
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()
+        self._images_held: int | None = None  # hold_images' descriptor, while this appliance may write images
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart
         )
@@ -108,7 +110,8 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
-        remove_unrecorded_images(self.store)  # before anything writes images: a file no row names is a killed write's
+        if self._images_held is None:  # before anything writes images: a file no row names is a killed write's
+            self._images_held = hold_images(self.store)
         if self.publisher:
             self.publisher.start()
         if self.loop:
@@ -120,6 +123,8 @@ class Appliance:
         except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
             if self.loop:
                 self.loop.stop()
+            os.close(self._images_held)  # nothing of this appliance writes images now
+            self._images_held = None
             raise
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         self.model_watcher.start()
@@ -156,3 +161,6 @@ class Appliance:
         if self.ctx.publisher:  # after the loop: its last minute row goes out too (the admin may have swapped it)
             self.ctx.publisher.stop()
         self.store.close()
+        if self._images_held is not None:  # after every writer has stopped
+            os.close(self._images_held)
+            self._images_held = None

@@ -10,8 +10,10 @@ of those.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +35,12 @@ def remove_unrecorded_images(store: "Store") -> int:
     only while nothing writes images (before the web server and the capture loop start):
     an image being written now has no row yet either."""
     root = Path(store.data_dir) / "images"
-    recorded = recorded_images(store)
+    try:
+        recorded = recorded_images(store)
+    except sqlite3.DatabaseError as exc:  # damage under uploads or alerts: which images are named is unknown
+        log.warning("kept every image: the database could not say which ones its rows name (%s), so the cleanup "
+                    "removed nothing; restore a backup (firmware/README.md, 'Restoring a backup')", exc)
+        return 0
     removed = 0
     for folder, _dirs, files in os.walk(root):  # links to folders are not followed
         for name in files:
@@ -49,3 +56,24 @@ def remove_unrecorded_images(store: "Store") -> int:
         log.info("removed %d image file(s) that no row names (left by a process stopped mid-write or mid-delete)",
                  removed)
     return removed
+
+
+def hold_images(store: "Store") -> int:
+    """Mark ``images/`` in use by this appliance until the returned descriptor is closed,
+    removing the images no row names first when no other appliance uses it: a second
+    ``engage-edge run`` on a running device's data (stopped later by the taken port) would
+    otherwise remove the photo the running one has written and not yet recorded. An
+    advisory lock on the folder: shared while running, exclusive for the cleanup."""
+    fd = os.open(Path(store.data_dir) / "images", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another engage-edge uses %s: images no row names are left for its next start", store.data_dir)
+        else:
+            remove_unrecorded_images(store)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # from now on this appliance may be writing images
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
