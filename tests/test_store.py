@@ -433,3 +433,28 @@ def test_deleted_names_leave_no_trace_in_the_database_files(tmp_path):
         assert store.connect().execute("PRAGMA secure_delete").fetchone()[0] == 1  # whatever the build's default
     finally:
         store.close()
+
+
+def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_the_name(tmp_path):
+    """A reader holding a snapshot (a backup, an export) made the delete's checkpoint wait
+    out the whole busy timeout, the web request and every writer with it; the delete now
+    returns at once and the next purge empties the log the reader held."""
+    import sqlite3
+
+    from edge_app.store.database import BUSY_TIMEOUT_MS
+
+    store = Store(tmp_path / "data")
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        upload = store.add_upload(None, "Anna_Schmidt.jpg", 10, 10, [face()])
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM uploads").fetchall()
+        began = time.monotonic()
+        assert store.delete_upload(upload)
+        assert time.monotonic() - began < BUSY_TIMEOUT_MS / 1000 / 2
+        reader.execute("COMMIT")
+        assert store.purge(30) == 0  # nothing old: only the deferred checkpoint
+        assert _traces(store, b"Anna_Schmidt.jpg") == []
+    finally:
+        reader.close()
+        store.close()

@@ -24,6 +24,7 @@ from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
+FORGET_WAIT_MS = 200  # the most a delete's checkpoint waits for readers (Store.forget_deleted)
 AUDIT_KEEP_DAYS = 365
 # The purge deletes this many rows per transaction: one transaction for every old row needed
 # a WAL as large as what it deleted (failing on a nearly full card) and held the write lock
@@ -254,6 +255,7 @@ class Store:
         self._all_lock = threading.Lock()
         self.outbox_enabled = False  # set when [mqtt] is on: live rows also queue a message for the broker
         self.outbox_event = threading.Event()  # set on each queued message: wakes the MQTT publisher
+        self._forget_pending = False  # a delete's checkpoint was deferred by a reader (forget_deleted)
         self.migrate()
 
     def _check_writable(self) -> None:
@@ -479,7 +481,7 @@ class Store:
                 ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
             removed += self._purge_table(table, column, before, image)
         removed += self._purge_pause_mark(cutoff)
-        if removed:
+        if removed or self._forget_pending:  # pending: a reader deferred an earlier delete's checkpoint
             self.forget_deleted()
         return removed
 
@@ -556,10 +558,20 @@ class Store:
         """After a delete that names someone (a photo's file name, a user): secure_delete has
         zeroed the rows in the database's pages, but the write-ahead log still holds those
         pages as they were until about 500 more writes reuse it; a copied SD card gave the
-        names back. Emptying the log is one checkpoint, and deletes are rare. Best effort: a
-        reader holding the log open defers it (the delete itself is done)."""
-        with contextlib.suppress(sqlite3.Error):
-            self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        names back. Emptying the log is one checkpoint, and deletes are rare. It waits
+        ``FORGET_WAIT_MS`` at most (while it waits no writer may write, and the request that
+        deleted waits too): a reader holding the log open (a backup, an export) defers it to
+        the next purge (the delete itself is done)."""
+        conn = self.connect()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {FORGET_WAIT_MS}")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._forget_pending = bool(busy)
 
     def free_mb(self) -> float:
         return shutil.disk_usage(self.data_dir).free / 1e6
