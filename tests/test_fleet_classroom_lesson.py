@@ -183,3 +183,24 @@ def test_the_page_orders_desks_by_the_numbers_in_their_names(classroom, broker, 
         open_page(page, classroom.url)
         page.locator("li.desk").nth(len(NATURAL_ORDER) - 1).wait_for(timeout=10_000)
         assert page.locator("li.desk .name").all_inner_texts() == NATURAL_ORDER
+
+
+def test_a_broker_restart_is_told_to_the_instructor_in_words_they_can_act_on(classroom, broker, page, caplog):
+    """The broker restarts mid-lesson: the page said "no link to the broker (lost the
+    connection (Unspecified error); retrying)", paho's words, which tell an instructor neither
+    what is wrong nor what to do. It now says so in plain words (it retries by itself; whom to
+    tell if it lasts), and keeps the technical reason on a details line and in the server's log."""
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.subscriber")
+    open_page(page, classroom.url)
+    broker.stop()
+    page.locator("#conn.warn", has_text="Not receiving the desks").wait_for(timeout=10_000)
+    said = page.locator("#conn .says").inner_text(timeout=5_000)
+    assert "Unspecified error" not in said and "lost the connection" not in said, said
+    assert "tries again by itself" in said and "technician" in said, said
+    detail = page.locator("#conn .detail").inner_text(timeout=5_000)
+    assert detail.startswith("For a technician:") and "lost the connection (Unspecified error)" in detail, detail
+    assert any("lost the connection" in r.getMessage() and "Unspecified error" in r.getMessage()
+               for r in caplog.records), caplog.records
+    broker.start()
+    page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=20_000)
+    assert page.locator("#conn .detail").count() == 0

@@ -47,6 +47,7 @@ class Subscriber:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.status.connected:  # after a refused log-in the refusal stays the reason, not "lost the connection"
             self.status.error = f"lost the connection ({reason_code}); retrying"
+            log.warning("mqtt: broker %s: %s", self.settings.broker, self.status.error)  # the page gives plain words
         self.status.connected = False
         self._tell_pages()
 

@@ -117,13 +117,18 @@
     if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
   }
   // "Live" only while the service hears the broker: in an outage every tile is frozen at what
-  // its desk last sent, and the page must say so rather than pass it off as the class now
+  // its desk last sent, and the page must say so rather than pass it off as the class now. The
+  // instructor gets what to do; the reason as the server has it (paho's "Unspecified error", a
+  // refused log-in) is for whoever fixes it, so it goes on a line of its own.
   function showLink() {
     const down = broker !== null && !broker.connected;
     $("conn").classList.toggle("warn", down);
-    $("conn").textContent = !down ? "Live" : "Not receiving the desks: the classroom server has no link to the " +
-      "broker (" + (broker.error || "connecting") + "). Each tile shows what its desk last sent, not what happens " +
-      "now; if this lasts, tell whoever runs the classroom server.";
+    if (!down) { $("conn").textContent = "Live"; return; }
+    $("conn").replaceChildren(el("span", "says", "Not receiving the desks: the classroom server has lost its link " +
+      "to the message broker that brings their states. It tries again by itself; until then each tile shows what " +
+      "its desk last sent, not what happens now. If this lasts more than a few minutes, tell your school's " +
+      "technician or whoever runs the classroom server."),
+      el("span", "detail", "For a technician: " + (broker.error || "connecting to the broker")));
   }
   // The server sends an update at least every 5 s (app.KEEPALIVE_S), one with no desks when nothing changed. A
   // stream silent for three of them is a connection lost with neither end told (a laptop that slept, a Wi-Fi
