@@ -291,7 +291,8 @@ class Store:
                     raise StoreError(f"{self.path} cannot be opened: {exc}: {full}") from None
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
                                  "Restore a backup (engage-edge backup; the steps, with the -wal and -shm files: "
-                                 "firmware/README.md, 'Restoring a backup') or move the file away to start afresh.") from None
+                                 "firmware/README.md, 'Restoring a backup') or move the file away, and the images folder "
+                                 "beside it, to start afresh (a start deletes kept photos that no row names).") from None
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
