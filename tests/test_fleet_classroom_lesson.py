@@ -10,8 +10,9 @@ import threading
 import time
 
 import mqtt_broker
+import requests
 import test_fleet_classroom as base
-from conftest import ADMIN_PASSWORD, login
+from conftest import ADMIN_PASSWORD, login, stays
 
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
@@ -204,3 +205,31 @@ def test_a_broker_restart_is_told_to_the_instructor_in_words_they_can_act_on(cla
     broker.start()
     page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=20_000)
     assert page.locator("#conn .detail").count() == 0
+
+
+def test_a_page_whose_place_a_newer_page_took_stops_instead_of_taking_it_back(classroom, page, monkeypatch):
+    """One log-in may hold 6 live pages; a seventh ends the oldest's stream. The browser then
+    reconnected that page by itself 2 s later, which ended the next oldest, and so on: the
+    pages took each other's place in turn all lesson, each flashing "Reconnecting…". The
+    page whose place was taken now says so and stays stopped until the instructor reloads it."""
+    monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.2)  # the product's 2 s, shortened to be quick
+    open_page(page, classroom.url)
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/api/classroom/events") else None)
+    other = requests.Session()  # the same log-in's other pages: a projector, a tablet, more tabs
+    for c in page.context.cookies():
+        other.cookies.set(c["name"], c["value"], domain=c["domain"], path=c["path"])
+    newer = [other.get(f"{classroom.url}/api/classroom/events", stream=True, timeout=(5, 30))
+             for _ in range(classroom_app.STREAMS_PER_SESSION)]
+    try:
+        assert [r.status_code for r in newer] == [200] * classroom_app.STREAMS_PER_SESSION
+        page.locator("#conn.warn", has_text="This page stopped updating").wait_for(timeout=10_000)
+        assert "reload" in page.inner_text("#conn").lower()
+
+        def quiet() -> bool:
+            page.evaluate("0")  # Playwright hands over the page's events (its requests) only inside a call
+            return not asked
+        assert stays(quiet, 2.5), asked  # no reconnection (the browser's own came after 2 s)
+    finally:
+        for r in newer:
+            r.close()

@@ -218,7 +218,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             yield "retry: 2000\n\n"
             while not ctx.classroom.closed:
                 seen = ctx.classroom.wait_change(version, SESSION_RECHECK_S)
-                if streams.ending(slot):
+                if streams.ending(slot):  # told, or the browser reconnects it and ends the next oldest, and so on
+                    yield f"event: ended\ndata: {json.dumps({'pages': streams.per_session})}\n\n"
                     return
                 if time.monotonic() - checked >= SESSION_RECHECK_S:  # not at every change of a busy classroom
                     # a logged-out, disabled or deleted viewer, or one whose password was reset, sees no more

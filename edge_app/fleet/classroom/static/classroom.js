@@ -165,6 +165,14 @@
         "The classroom server is not answering" + (r ? " (HTTP " + r.status + ")" : "") + ": trying again every 10 s…";
       setTimeout(connect, 10000);
     };
+    // a newer page of this log-in took this one's place (one log-in holds app.STREAMS_PER_SESSION): stop here, or
+    // the browser's own reconnection would take the next oldest page's place, and that one the next's, all lesson
+    stream.addEventListener("ended", (event) => {
+      stream.close();
+      $("conn").classList.add("warn");
+      $("conn").textContent = "This page stopped updating: your log-in has " + JSON.parse(event.data).pages +
+        " newer classroom pages open, the most at once. Close one you do not need, then reload this page." + AS_THEY_WERE;
+    });
     stream.onmessage = (event) => {
       heard = Date.now();
       const data = JSON.parse(event.data);
