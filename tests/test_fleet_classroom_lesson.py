@@ -155,7 +155,8 @@ def test_a_desk_name_or_label_that_is_not_text_is_not_shown():
     shown = {d["device_id"]: (d["desk"], d["label"]) for d in room.snapshot()["desks"]}
     assert shown == {"desk-1": ("", "Engaged"), "desk-2": ("", "Engaged"), "desk-3": ("", "Engaged")}, shown
     room.apply_heartbeat("desk-1", json.dumps({"heartbeat_s": 30, "sent": sent, "desk": "Row 2, seat 1"}).encode())
-    assert room.snapshot()["desks"][0]["desk"] == "Row 2, seat 1"  # a name in text still renames it
+    renamed = {d["device_id"]: d["desk"] for d in room.snapshot()["desks"]}["desk-1"]
+    assert renamed == "Row 2, seat 1"  # a name in text still renames it
 
 
 NATURAL_ORDER = ["Row 1, seat 2", "Row 2, seat 1", "row 2, seat 10", "Row 10, seat 1"]
