@@ -12,10 +12,12 @@ import time
 import mqtt_broker
 import requests
 import test_fleet_classroom as base
-from conftest import ADMIN_PASSWORD, login, stays
+from conftest import ADMIN_PASSWORD, login, stays, wait_for
 
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
+from edge_app.fleet.publisher import Publisher
+from edge_app.store.database import Store
 
 broker = mqtt_broker.broker  # fixtures: a real Mosquitto per test, the service, desks, a browser page
 classroom, devices, page = base.classroom, base.devices, base.page
@@ -234,3 +236,33 @@ def test_a_page_whose_place_a_newer_page_took_stops_instead_of_taking_it_back(cl
     finally:
         for r in newer:
             r.close()
+
+
+def test_a_desk_moved_to_another_room_leaves_the_old_rooms_page(classroom, broker, tmp_path):
+    """An admin moves a desk to another room (Admin -> Classroom: a new topic prefix). Its
+    retained "online" and state stayed under the old prefix, so the old room's page showed it
+    online for good (a desk without heartbeats never timed out). The publisher now clears its
+    own retained messages under the old topics when it starts under new ones."""
+    admin = login(classroom.url)
+    store = Store(tmp_path / "desk-m")
+    try:
+        before = Publisher(base.mqtt(broker, device_id="desk-m", desk="Row 3", heartbeat_s=0), store).start()
+        store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+        wait_for(lambda: base.desks(admin, classroom.url).get("desk-m", {}).get("level") == "Engaged")
+        before.stop()
+        moved = Publisher(base.mqtt(broker, device_id="desk-m", desk="Row 3", heartbeat_s=0,
+                                    topic_prefix="room-2"), store).start()
+        try:
+            wait_for(lambda: "desk-m" not in base.desks(admin, classroom.url), timeout=10,
+                     what="the desk moved away left the old room's page")
+        finally:
+            moved.stop()
+        old_room = mqtt_broker.Listener(broker, ["engage/desk-m/#", "room-2/desk-m/#"])  # what a new page gets
+        try:
+            wait_for(lambda: old_room.connected)
+            wait_for(lambda: old_room.payloads("room-2/desk-m/availability"))
+            assert old_room.payloads("engage/desk-m/state") == old_room.payloads("engage/desk-m/availability") == []
+        finally:
+            old_room.close()
+    finally:
+        store.close()

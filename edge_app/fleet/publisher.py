@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
@@ -47,6 +47,9 @@ DISCOVERY_PREFIX = "homeassistant"
 # between, but an outage that lasts LOG_LONG_S is always logged.
 LOG_QUIET_S = 600.0
 LOG_LONG_S = 60.0
+# where this desk's retained messages last went (broker, topic prefix, device id): a desk moved to another room
+# (a new prefix or id) clears them there, or the old room's page shows it for good; written only when it changes
+PUBLISHED_UNDER_KEY = "mqtt.published_under"
 
 
 @dataclass
@@ -122,6 +125,9 @@ class Publisher:
         self._log_lock = threading.Lock()  # losses are logged from paho's thread and the sender's
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
         self._lost_reason = ""
+        self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None
+        self._clearing: list[mqtt.MQTTMessageInfo] = []  # the clearing publishes, until acknowledged
+        self._home_recorded = False  # the current topics are in the store (sender thread)
         self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -141,6 +147,9 @@ class Publisher:
             if self.loss_log.logged:  # a loss kept out of the log keeps its reconnection out too
                 log.info("mqtt: connected to %s as %s", self.settings.broker, self.settings.device_id)
             self._lost_since = None
+        if self._moved_from is not None:  # before anything new, and before the sender may record the new topics
+            self._clearing = [client.publish(topic, b"", qos=1, retain=True)
+                              for topic in retained_topics(self._moved_from) if topic not in retained_topics(self.settings)]
         self.status.connected, self.status.error = True, ""
         client.publish(self.settings.topic("availability"), "online", qos=1, retain=True)
         for topic, config in discovery_messages(self.settings, self.model_version()):
@@ -221,6 +230,7 @@ class Publisher:
             try:
                 self._settle()
                 if self.status.connected:
+                    self._record_topics()
                     self._send()
                     self._state_again()
                 self.status.backlog = self.outbox.count()
@@ -228,6 +238,34 @@ class Publisher:
                 log.warning("mqtt: outbox not readable now: %s", exc)
             if self.status.connected:  # also when the database failed: the desk is there, and says so
                 self._beat()
+
+    def _previous_topics(self, store: Store) -> MqttSettings | None:
+        """The settings this desk last published under, where they differ from the current
+        ones on this same broker (another broker's messages are out of reach here)."""
+        try:
+            was = store.get_setting(PUBLISHED_UNDER_KEY)
+            if not isinstance(was, dict) or was.get("broker") != self.settings.broker:
+                return None
+            old = replace(self.settings, topic_prefix=str(was["topic_prefix"]), device_id=str(was["device_id"]))
+        except Exception as exc:  # noqa: BLE001 - a damaged or locked row: publish anyway, the old topics stay
+            log.warning("mqtt: could not read where this desk published before: %s", exc)
+            return None
+        return old if retained_topics(old) != retained_topics(self.settings) else None
+
+    def _record_topics(self) -> None:
+        """Once the old topics are cleared (acknowledged), the current ones become the ones to
+        clear after the next move: one settings row, written only when they change."""
+        if self._home_recorded or not all(info.is_published() for info in self._clearing):
+            return
+        here = {"broker": self.settings.broker, "topic_prefix": self.settings.topic_prefix,
+                "device_id": self.settings.device_id}
+        if self.store.get_setting(PUBLISHED_UNDER_KEY) != here:
+            self.store.set_setting(PUBLISHED_UNDER_KEY, here)
+        if self._moved_from is not None:
+            log.info("mqtt: cleared this desk's retained messages under %s/%s/ (it now publishes under %s/%s/)",
+                     self._moved_from.topic_prefix, self._moved_from.device_id,
+                     self.settings.topic_prefix, self.settings.device_id)
+        self._moved_from, self._clearing, self._home_recorded = None, [], True
 
     def _until_beat(self) -> float:
         """How long the sender may sleep: a second at most (the loss log, a full window), less
@@ -331,6 +369,12 @@ class Publisher:
     def snapshot(self) -> BrokerStatus:
         self.status.backlog = self.outbox.count()
         return self.status
+
+
+def retained_topics(settings: MqttSettings) -> list[str]:
+    """Every topic a desk leaves a retained message on (its availability before its state: a
+    classroom that reads them cleared in this order drops the desk at the second)."""
+    return [settings.topic("availability"), settings.topic("state")] + [t for t, _ in discovery_messages(settings, "")]
 
 
 def discovery_messages(settings: MqttSettings, model: str) -> list[tuple[str, dict]]:
