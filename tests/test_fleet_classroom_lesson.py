@@ -266,3 +266,24 @@ def test_a_desk_moved_to_another_room_leaves_the_old_rooms_page(classroom, broke
             old_room.close()
     finally:
         store.close()
+
+
+def test_the_laptops_clock_set_forward_is_not_taken_for_a_lost_connection(classroom, devices, page):
+    """The silence watchdog measured time on the wall clock: a laptop whose clock a time
+    server steps forward (after a sleep, or a wrong time zone corrected) made a live page
+    drop its stream and open another, saying "No word from the classroom server" it had just
+    heard from."""
+    store, _ = devices("desk-c", "Row 1, seat 1")
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    streams = []
+    page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/api/classroom/events") else None)
+    page.clock.install()
+    open_page(page, classroom.url)
+    page.locator("li.desk[data-device='desk-c'][data-level='Engaged']").wait_for(timeout=10_000)
+    opened = len(streams)
+    page.clock.set_system_time(page.evaluate("Date.now()") / 1000 + 60)  # seconds: a minute forward
+    page.clock.run_for(2_000)  # the watchdog looks once a second
+    assert len(streams) == opened, "the page dropped a live stream for a step of its clock"
+    assert page.inner_text("#conn") == "Live"
+    store.log_state_change(time.time(), "Distracted", "Distracted", None, None)
+    page.locator("li.desk[data-device='desk-c'][data-level='Distracted']").wait_for(timeout=10_000)

@@ -135,20 +135,23 @@
   // that dropped): an event stream only receives, so the browser would wait on it for ever under "Live".
   const SILENT_MS = 15000;
   let source = null;
-  let heard = Date.now();  // the latest word from the server on the current stream
+  // the latest word from the server on the current stream, on the page's monotonic clock: a laptop's clock
+  // stepped forward by a time server is not silence
+  const since = () => performance.now();
+  let heard = since();
   const AS_THEY_WERE = " The tiles show the desks as they were, not as they are now.";
   function watch() {
-    if (!source || source.readyState !== EventSource.OPEN || Date.now() - heard < SILENT_MS) return;
+    if (!source || source.readyState !== EventSource.OPEN || since() - heard < SILENT_MS) return;
     source.close();
     $("conn").classList.add("warn");
-    $("conn").textContent = "No word from the classroom server for " + ago((Date.now() - heard) / 1000) +
+    $("conn").textContent = "No word from the classroom server for " + ago((since() - heard) / 1000) +
       ": reconnecting…" + AS_THEY_WERE;
     connect();
   }
   function connect() {
     const stream = source = new EventSource("/api/classroom/events");
-    heard = Date.now();
-    stream.onopen = () => { heard = Date.now(); showLink(); };
+    heard = since();
+    stream.onopen = () => { heard = since(); showLink(); };
     stream.onerror = async () => {
       $("conn").classList.remove("warn");
       if (stream.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
@@ -174,7 +177,7 @@
         " newer classroom pages open, the most at once. Close one you do not need, then reload this page." + AS_THEY_WERE;
     });
     stream.onmessage = (event) => {
-      heard = Date.now();
+      heard = since();
       const data = JSON.parse(event.data);
       offset = data.now - Date.now() / 1000;
       if (data.full) desks.clear();
