@@ -235,6 +235,8 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
         assert loop.flush(10)
         last = store.query("SELECT t, level FROM state_changes ORDER BY id DESC LIMIT 1")[0]
         assert last["level"] == "Absent" and fault_wall - 0.5 < last["t"] - 1.0 < fault_wall + 0.5
+        shown = loop.state.since + (time.time() - loop.clock())  # /api/state's "since", in wall-clock time
+        assert abs(shown - last["t"]) < 0.05, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
         source.mode = "ok"
         wait_for(lambda: loop.state.level != "Absent", what="the face's state once frames are back")
     finally:

@@ -444,10 +444,12 @@ class CaptureLoop:
         if now - self._fault_began[0] >= absent_after and self.snapshot.level not in (ABSENT, PAUSED):
             # no frame for as long as no face counts as Absent: the last state must not run on
             # in the log, the timeline and the classroom for the whole fault (hours of
-            # "Engaged" with no camera); dated as the tracker dates an Absent
+            # "Engaged" with no camera); dated as the tracker dates an Absent, and /api/state
+            # says the same "since" (not when a retry saw it, up to one retry interval later)
+            since = self._fault_began[0] + absent_after
             with self.state_lock:
-                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=now)
-            self._show(ABSENT, self._fault_began[1] + absent_after)
+                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
+            self._show(ABSENT, self._fault_began[1] + absent_after, since)
         if self._reader is not None and self._reader.busy_since is not None:
             return  # a read is still in progress: never close the device under it
         try:
