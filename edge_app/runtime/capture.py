@@ -321,10 +321,7 @@ class CaptureLoop:
             # the timeline and the classroom's retained state kept the level from before a
             # restart (an empty desk shown "Engaged for 14 h") until the first change. After a
             # crash it is dated at the last sign of life, and /api/state says the same "since"
-            since = self.clock() - (now - began)
-            with self.state_lock:
-                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
-            self._show(ABSENT, began, since)
+            self._absent_from(began, self.clock() - (now - began))
         while not self._stop.is_set():
             if self.privacy.active is not None:
                 self._hold_paused()
@@ -366,6 +363,13 @@ class CaptureLoop:
         return seen
 
     # ------------------------------------------------------------ the privacy switch
+    def _absent_from(self, wall: float, since: float) -> None:
+        """Absent, begun before now (``wall``; ``since`` on the loop clock): the tracker starts
+        afresh there, so /api/state, the log and MQTT give one time for it."""
+        with self.state_lock:
+            self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
+        self._show(ABSENT, wall, since)
+
     def _show(self, level: str, wall: float, since: float | None = None) -> None:
         """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics.
         ``since``: when it began on the loop clock, where that is not now."""
@@ -446,10 +450,7 @@ class CaptureLoop:
             # in the log, the timeline and the classroom for the whole fault (hours of
             # "Engaged" with no camera); dated as the tracker dates an Absent, and /api/state
             # says the same "since" (not when a retry saw it, up to one retry interval later)
-            since = self._fault_began[0] + absent_after
-            with self.state_lock:
-                self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
-            self._show(ABSENT, self._fault_began[1] + absent_after, since)
+            self._absent_from(self._fault_began[1] + absent_after, self._fault_began[0] + absent_after)
         if self._reader is not None and self._reader.busy_since is not None:
             return  # a read is still in progress: never close the device under it
         try:
