@@ -26,7 +26,7 @@ from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
 from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
-from edge_app.web.edits import base_field, own_changes, read_base, ticked
+from edge_app.web.edits import base_field, in_the_forms_words, own_changes, read_base, ticked
 
 log = logging.getLogger(__name__)
 PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
@@ -59,17 +59,6 @@ FIELDS: list[tuple[str, str, type, str]] = [
 ]
 LABELS = {f"mqtt.{key}": label for key, label, *_ in FIELDS}
 NO_PASSWORD = "mqtt.no_password"  # the form's "No password" box: a broker that takes none; the saved one is deleted
-
-
-def in_the_forms_words(message: str) -> tuple[str, str]:
-    """A refusal as the form words it, and the field at fault ("" if none): the schema's
-    "mqtt.heartbeat_s = 2 is not allowed" is "Heartbeat (seconds): 2 is not allowed" here."""
-    for dotted, label in LABELS.items():
-        if message.startswith(f"{dotted} = "):
-            return f"{label}: {message.removeprefix(f'{dotted} = ')}", dotted
-        if message.startswith(f"{label}: "):  # the page's own checks already name the label
-            return message, dotted
-    return message, ""
 
 
 def same_broker(a, b) -> bool:
@@ -178,7 +167,7 @@ def install(app, ctx, h) -> None:
             candidate = config_mod.with_changes(ctx.cfg, sent)  # bad host or port: ConfigError, nothing saved
             settings = MqttSettings.from_config(candidate)
         except config_mod.ConfigError as exc:
-            message, invalid = in_the_forms_words(str(exc))
+            message, invalid = in_the_forms_words(str(exc), LABELS)
             return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
                           invalid=invalid)
         if request.forms.get("action") == "test":
@@ -204,7 +193,7 @@ def install(app, ctx, h) -> None:
         try:
             candidate = config_mod.with_changes(ctx.cfg, changes)
         except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
-            message, invalid = in_the_forms_words(str(exc))
+            message, invalid = in_the_forms_words(str(exc), LABELS)
             return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
                           invalid=invalid)
         withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)

@@ -11,7 +11,7 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store.database import Store
-from edge_app.web.edits import base_field, own_changes, read_base, ticked
+from edge_app.web.edits import base_field, in_the_forms_words, own_changes, read_base, ticked
 from edge_app.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -70,20 +70,12 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
 
 
 def _in_the_forms_words(message: str) -> tuple[str, str]:
-    """A refusal as the form words it, and the name of the field at fault ("" if none):
-    the schema says "engagement.absent_after_s = -5.0 is not allowed", the config file's
-    words, beside a field labelled "Absent after (seconds)"."""
-    fields = [(f"{dotted} = ", label, dotted) for dotted, label, *_ in SETTINGS]
-    if message.startswith("engagement.mapping.") and " = " in message:  # the model's labels, whichever they are
-        emotion = message.removeprefix("engagement.mapping.").split(" = ", 1)[0]
-        fields.append((f"engagement.mapping.{emotion} = ", emotion, f"map.{emotion}"))
-    for prefix, label, name in fields:
-        if message.startswith(prefix):
-            return f"{label}: {message.removeprefix(prefix)}", name
-    for dotted, label, *_ in SETTINGS:  # the page's own checks already name the label
-        if message.startswith(f"{label}: "):
-            return message, dotted
-    return message, ""
+    """``edits.in_the_forms_words``, with the model's labels, whichever they are, named as
+    their own fields ("engagement.mapping.happiness = ..." is "happiness: ...")."""
+    if message.startswith("engagement.mapping.") and " = " in message:
+        emotion, rest = message.removeprefix("engagement.mapping.").split(" = ", 1)
+        return f"{emotion}: {rest}", f"map.{emotion}"
+    return in_the_forms_words(message, LABELS)
 
 
 # ------------------------------------------------------------ routes

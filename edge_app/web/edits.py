@@ -9,6 +9,7 @@ Used by Admin -> Settings and Admin -> Classroom."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,6 +17,19 @@ def ticked(raw: str | None) -> bool:
     """A checkbox field's value: browsers send "on" for a ticked box and nothing for an
     unticked one; scripts may send "true" or "1"."""
     return raw in ("on", "true", "1")
+
+
+def in_the_forms_words(message: str, labels: Mapping[str, str]) -> tuple[str, str]:
+    """A refusal as the form words it, and the field at fault (its dotted key, "" if none):
+    the schema says "mqtt.heartbeat_s = 2 is not allowed", the config file's words, beside a
+    field labelled "Heartbeat (seconds)". ``labels``: dotted key -> the form's label."""
+    for dotted, label in labels.items():
+        if message.startswith(f"{dotted} = "):
+            return f"{label}: {message.removeprefix(f'{dotted} = ')}", dotted
+    for dotted, label in labels.items():  # the page's own checks already name the label
+        if message.startswith(f"{label}: "):
+            return message, dotted
+    return message, ""
 
 
 def base_field(now: dict) -> str:
