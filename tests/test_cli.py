@@ -362,6 +362,42 @@ def test_ctrl_c_as_soon_as_it_says_where_it_serves_stops_it_cleanly(tmp_path, em
     assert "stopping" in out and "Traceback" not in err
 
 
+A_SIGNAL_ANOTHER_THREAD_RECEIVES = """
+import signal, sys, threading
+from edge_app.cli import StopRequest
+
+stop = StopRequest()
+main = threading.main_thread()
+
+def blocked():  # the main thread is in wait() and asleep in the kernel
+    with open(f"/proc/self/task/{main.native_id}/stat") as stat:
+        state = stat.read().rsplit(")", 1)[1].split()[0]
+    return sys._current_frames()[main.ident].f_code.co_name == "wait" and state == "S"
+
+def the_kernel_picks_this_thread():
+    polls = 0
+    while polls < 2:  # twice, 10 ms apart: each pause lets the main thread take the GIL
+        polls = polls + 1 if blocked() else 0
+        threading.Event().wait(0.01)
+    signal.pthread_kill(threading.get_ident(), signal.SIG)
+
+threading.Thread(target=the_kernel_picks_this_thread, daemon=True).start()
+stop.wait()
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_that_another_thread_receives_still_ends_the_wait(sig):
+    """The kernel gives a process's signal to any of its threads (the web server's, the
+    camera's, LiteRT's), and Python runs the handler only on the main thread between
+    bytecodes: a service waiting on a threading.Event never woke, and about 1 Ctrl-C in 75
+    right after the start lines (seen in CI) left ``engage-edge run`` running."""
+    r = subprocess.run([sys.executable, "-c", A_SIGNAL_ANOTHER_THREAD_RECEIVES.replace("signal.SIG)", f"signal.{sig})")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "stopped\n", r.stderr
+
+
 NOBODY = 65534
 
 

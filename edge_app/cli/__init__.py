@@ -39,14 +39,48 @@ def first_start_message(password: str, kept_at: Path) -> str:
             "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)")
 
 
-def stop_on_signals() -> threading.Event:
-    """An event that Ctrl-C (SIGINT) and SIGTERM set. Installed before a service starts its
-    threads: a Ctrl-C that came between the start and the wait raised KeyboardInterrupt past
-    the clean stop, and the web server's worker threads then kept the process alive."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM, asked for once; ``wait()`` returns when it came. Installed
+    before a service starts its threads: a Ctrl-C that came between the start and the wait
+    raised KeyboardInterrupt past the clean stop, and the web server's worker threads then
+    kept the process alive.
+
+    Not a ``threading.Event``: Python runs a signal's handler only between the main
+    thread's bytecodes, so a signal that came just as the main thread entered
+    ``Event.wait()`` (or one the kernel gave another thread) was handled when the wait
+    ended, which was never: about 1 Ctrl-C in 75 right after the start lines left the
+    service running. Here the signal's C-level handler writes a byte to a pipe the wait
+    is blocked on (``signal.set_wakeup_fd``), so the wait wakes whichever thread received it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._wakeup, writer = os.pipe()
+        for fd in (self._wakeup, writer):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        signal.set_wakeup_fd(writer)
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._request)
+
+    def _request(self, _signum, _frame) -> None:
+        self.requested = True
+
+    def wait(self) -> None:
+        """Block until a stop was asked for, however early it came."""
+        import select
+
+        while not self.requested:
+            select.select([self._wakeup], [], [], 1.0)  # 1 s: a last resort should the byte be lost
+            self._drain()  # a Python call: the signal's handler runs on its way in
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._wakeup, 512):
+                pass
+        except BlockingIOError:
+            pass
 
 
 def _config(args, overrides: dict | None = None) -> Config:
@@ -72,7 +106,7 @@ def cmd_run(args) -> int:
             source = make_source(cfg.camera.source, cfg)
             source.open()
         appliance = Appliance(cfg, source=source)
-        stop = stop_on_signals()  # from here on Ctrl-C stops it cleanly, even mid-start
+        stop = StopRequest()  # from here on Ctrl-C stops it cleanly, even mid-start
         appliance.start()
     except CameraError as exc:
         _fault_led(cfg)
@@ -278,7 +312,7 @@ def main(argv=None) -> int:
             signal.signal(sig, handler)
 
 
-SERVICES = ("run", "classroom")  # they stop on SIGTERM themselves (stop_on_signals)
+SERVICES = ("run", "classroom")  # they stop on SIGTERM themselves (StopRequest)
 
 
 def _end_cleanly_on_hangup() -> dict:

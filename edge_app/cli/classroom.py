@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge_app.cli import EXIT_OK, EXIT_USAGE, cannot_serve, first_start_message, stop_on_signals
+from edge_app.cli import EXIT_OK, EXIT_USAGE, StopRequest, cannot_serve, first_start_message
 
 DEFAULT_DATA = "~/.local/share/engage-classroom"
 
@@ -49,7 +49,7 @@ def cmd_classroom(args) -> int:
         service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
                                    tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or ""),
                                    allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies)
-        stop = stop_on_signals()  # from here on Ctrl-C stops it cleanly, even mid-start
+        stop = StopRequest()  # from here on Ctrl-C stops it cleanly, even mid-start
         service.start()
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         print(f"error: {exc}", file=sys.stderr)
