@@ -151,6 +151,7 @@ class Appliance:
     def stop(self) -> None:
         self._stop.set()
         self.model_watcher.stop()
+        self.live.close()  # the live viewers' endless streams end, so the server stops at once
         if self.server:
             self.server.stop()
         if self.pause_button:

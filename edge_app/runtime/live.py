@@ -32,6 +32,14 @@ class LiveFrame:
         self._jpeg: tuple[int, bytes] | None = None
         self._placeholders: dict[tuple, bytes] = {}
         self.viewers = 0
+        self.closed = False  # set at shutdown: the streams end instead of holding the web server's stop
+
+    def close(self) -> None:
+        """End every MJPEG stream now (the service stops): each would otherwise run until the
+        web server cut its connection, up to ``shutdown_timeout`` into the stop."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
     def wanted(self) -> bool:
         return self.viewers > 0
@@ -50,7 +58,8 @@ class LiveFrame:
     def jpeg(self, after_seq: int = 0, timeout: float = 2.0) -> tuple[int, bytes] | None:
         """Wait for a frame newer than ``after_seq``; returns (seq, JPEG bytes) or None."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._seq > after_seq and self._frame is not None, timeout):
+            if not self._cond.wait_for(lambda: self.closed or (self._seq > after_seq and self._frame is not None),
+                                       timeout) or self.closed:
                 return None
             seq, frame = self._seq, self._frame
             cached = self._jpeg
@@ -93,15 +102,18 @@ def mjpeg_stream(live: LiveFrame, camera: Callable[[], str], fps: float, stall_s
     """multipart/x-mixed-replace parts (boundary ``frame``): the newest frame at most ``fps``
     times a second; while ``camera()`` is not "ok", a placeholder every
     ``live.placeholder_every_s`` (at once for a viewer who arrives during a fault). Ends
-    when the camera is ok yet no frame came for ``stall_s`` (the loop has stopped)."""
+    when the camera is ok yet no frame came for ``stall_s`` (the loop has stopped), or at
+    once when ``live`` is closed (the service stops)."""
     interval = 1.0 / fps
     seq, sent = 0, 0.0
     last_frame = time.monotonic()
     wait = live.placeholder_every_s
     if camera() != CameraState.OK:
         seq, wait = live.seq, 0.0  # no stale frame from before the fault: say why at once
-    while True:
+    while not live.closed:
         got = live.jpeg(seq, timeout=wait)
+        if live.closed:
+            return
         wait = live.placeholder_every_s
         status = camera()
         if got is not None:

@@ -1,6 +1,7 @@
 """The HTTP server: cheroot's threaded WSGI server in a background thread."""
 from __future__ import annotations
 
+import socket
 import threading
 
 
@@ -59,6 +60,7 @@ class Server:
         self.deadlines = http_limits.apply(self.httpd, self.peer_limits, large_body_paths=large_body_paths)
         if tls_cert:
             self.httpd.ssl_adapter = tls_adapter(tls_cert, tls_key)
+        self.busy = BusyConnections.track(self.httpd)
         self.thread: threading.Thread | None = None
 
     def start(self) -> "Server":
@@ -72,6 +74,64 @@ class Server:
         return self.httpd.bind_addr[1]
 
     def stop(self) -> None:
-        self.httpd.stop()
+        """Stop serving: requests in progress get cheroot's ``shutdown_timeout`` to finish, then
+        their connections are shut down both ways. cheroot itself only shuts the reading side
+        and then waits for the worker without a limit: an endless response (the live MJPEG
+        stream to an open tab) or a write to a client that stopped reading (a full socket
+        buffer) kept the stop waiting for ever, or ~20 s, until systemd's SIGKILL lost what
+        the rest of the stop would have written."""
+        stopper = threading.Thread(target=self.httpd.stop, name="http-stop", daemon=True)
+        stopper.start()
+        stopper.join(self.httpd.shutdown_timeout + 0.5)
+        if stopper.is_alive():
+            self.busy.shut_down()  # their writes fail now, so their workers end
+            stopper.join(5)
         if self.thread:
             self.thread.join(5)
+
+
+class BusyConnections:
+    """The connections a worker thread is serving now (not the idle keep-alive ones, which
+    cheroot closes itself), so a stop can end them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set = set()
+
+    @classmethod
+    def track(cls, httpd) -> "BusyConnections":
+        """Wrap ``httpd``'s connection class (after ``http_limits.apply``) to count its connections."""
+        busy = cls()
+
+        class Tracked(httpd.ConnectionClass):
+            def communicate(self):
+                busy._add(self)
+                try:
+                    return super().communicate()
+                finally:
+                    busy._discard(self)
+
+        httpd.ConnectionClass = Tracked
+        return busy
+
+    def _add(self, conn) -> None:
+        with self._lock:
+            self._open.add(conn)
+
+    def _discard(self, conn) -> None:
+        with self._lock:
+            self._open.discard(conn)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def shut_down(self) -> None:
+        """Shut every busy connection down, both ways: a blocked read or write returns at once."""
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.socket.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):  # already closed
+                pass

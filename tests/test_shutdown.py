@@ -1,0 +1,136 @@
+"""Every stop of the services finishes, well inside systemd's TimeoutStopSec, and writes
+what a clean stop writes: under systemd a stop that hangs ends in SIGKILL, which loses the
+student's last state ended as Absent in the log, the MQTT "offline" and the WAL checkpoint.
+Each test holds the stop up the way a classroom does (an open live view, a client that
+stopped reading) and waits on the stop with a deadline of half the service's budget."""
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import requests
+from conftest import ROOT, login, wait_for
+
+from edge_app import config as config_mod
+from edge_app.runtime.live import LiveFrame, mjpeg_stream
+from edge_app.web.server import Server
+
+# the web server's part of a stop: the capture loop, the store writer and the MQTT publisher
+# each take up to a few seconds of the same TimeoutStopSec after it
+SERVER_SHARE_S = 5.0
+
+
+def stop_budget(unit: str) -> float:
+    """Half the unit's TimeoutStopSec: what a stop may take, with room for the process's own exit."""
+    text = (ROOT / "systemd" / unit).read_text()
+    return int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M).group(1)) / 2
+
+
+def stopped_within(stop, seconds: float) -> bool:
+    """Run ``stop`` in a thread; True when it returned within ``seconds``."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (stop(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+def last_level(data_dir: Path) -> str:
+    with sqlite3.connect(data_dir / "engage.db") as db:
+        return db.execute("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1").fetchone()[0]
+
+
+def test_a_stop_while_a_tab_shows_the_live_view_finishes_and_logs_absent(make_appliance, cfg):
+    """The endless MJPEG stream kept cheroot's stop waiting for its worker for ever (it only
+    shuts the reading side of the connection): SIGKILL, and the last state ran on in the log."""
+    appliance = make_appliance()
+    session = login(appliance.url)
+    stream = session.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
+    received = []
+
+    def watch():
+        try:
+            for chunk in stream.iter_content(4096):
+                received.append(len(chunk))
+        except requests.RequestException:
+            pass  # the server ended the stream
+
+    threading.Thread(target=watch, daemon=True).start()
+    wait_for(lambda: sum(received) > 10_000, what="live frames reach the viewer")
+    assert stopped_within(appliance.stop, stop_budget("engage-edge.service"))
+    assert last_level(Path(cfg.store.data_dir)) == "Absent"
+
+
+def test_a_stop_while_a_live_viewer_stopped_reading_finishes_and_logs_absent(make_appliance, cfg):
+    """A viewer that stopped reading (a laptop lid closed on the live view) fills the socket
+    buffers and blocks the stream's write; cheroot shut only the reading side after its 2 s
+    and then waited on the write's own timeouts: 19.5 s, at the device's 20 s TimeoutStopSec."""
+    big = config_mod.with_changes(cfg, {"camera.width": 1280, "camera.height": 960, "camera.fps": 30,
+                                          "web.stream_fps": 30})  # the buffers fill sooner
+    appliance = make_appliance(big)
+    cookie = "; ".join(f"{k}={v}" for k, v in login(appliance.url).cookies.items())
+    live, parts = appliance.live, []
+    jpeg = live.jpeg
+    live.jpeg = lambda *a, **kw: parts.append(1) or jpeg(*a, **kw)  # counts the parts the stream asks for
+    viewer = socket.socket()
+    try:
+        viewer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        viewer.connect(("127.0.0.1", appliance.server.port))
+        viewer.sendall(f"GET /live.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode())
+        wait_for(lambda: parts, what="the stream starts")
+        wait_for(lambda: _stuck(parts), timeout=60, what="the socket buffers fill and the stream's write blocks")
+        assert stopped_within(appliance.stop, stop_budget("engage-edge.service"))
+    finally:
+        viewer.close()
+    assert last_level(Path(cfg.store.data_dir)) == "Absent"
+
+
+def test_a_stop_ends_the_live_streams_at_once():
+    live = LiveFrame(placeholder_every_s=30)
+    parts = mjpeg_stream(live, lambda: "ok", fps=15)
+    ended = threading.Event()
+
+    def view():
+        for _ in parts:
+            pass
+        ended.set()
+
+    threading.Thread(target=view, daemon=True).start()
+    live.close()
+    assert ended.wait(5), "the stream waited for its next frame after the close"
+
+
+def test_a_stop_while_a_client_stopped_reading_finishes():
+    """A client that stopped reading (a laptop lid closed mid-stream) fills the socket
+    buffers and blocks the worker's write; cheroot then waited for the write's own timeout
+    (up to 10 s) after its 2 s: 12 s of the device's 20 s TimeoutStopSec before the loop,
+    the writer and the publisher had begun to stop. The stop shuts the connection down."""
+    written = []
+
+    def endless(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        chunk = b"x" * 65536
+        while True:
+            written.append(len(chunk))
+            yield chunk
+
+    server = Server(endless, "127.0.0.1", 0, threads=2).start()
+    client = socket.socket()
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", server.port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
+        wait_for(lambda: len(server.busy) == 1 and written, what="the response is being written")
+        wait_for(lambda: _stuck(written), what="the socket buffers fill and the write blocks")
+        assert stopped_within(server.stop, SERVER_SHARE_S)
+    finally:
+        client.close()
+
+
+def _stuck(written: list) -> bool:
+    """True once the writer made no progress for half a second (the buffers are full)."""
+    count = len(written)
+    time.sleep(0.5)  # no event says "blocked in send": no progress over a while is the sign
+    return len(written) == count
