@@ -16,7 +16,9 @@ import requests
 from conftest import ROOT, login, wait_for
 
 from edge_app import config as config_mod
+from edge_app.engagement import ABSENT
 from edge_app.runtime.live import LiveFrame, mjpeg_stream
+from edge_app.vision.sources import DemoSource
 from edge_app.web.server import Server
 
 # the web server's part of a stop: the capture loop, the store writer and the MQTT publisher
@@ -85,6 +87,38 @@ def test_a_stop_while_a_live_viewer_stopped_reading_finishes_and_logs_absent(mak
     finally:
         viewer.close()
     assert last_level(Path(cfg.store.data_dir)) == "Absent"
+
+
+class HangingCamera(DemoSource):
+    """The demo scene until ``hang`` is set; then a read that never returns (a USB camera
+    whose driver stopped answering), until the test ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.hang, self.hanging, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def read(self):
+        if self.hang.is_set():
+            self.hanging.set()
+            self.release.wait(60)
+        return super().read()
+
+
+def test_a_stop_while_the_camera_hangs_in_a_read_logs_absent(make_appliance, cfg):
+    """The loop waited for the hung read up to camera.read_timeout_s (up to 120 s), past
+    the 5 s it is given to stop: the store writer closed first and the student's last
+    state ran on in the log, as after a SIGKILL."""
+    camera = HangingCamera()
+    appliance = make_appliance(config_mod.with_changes(cfg, {"camera.read_timeout_s": 30}), source=camera)
+    try:
+        wait_for(lambda: appliance.loop.snapshot.level != ABSENT, what="the student's state is shown")
+        camera.hang.set()
+        assert camera.hanging.wait(10)
+        assert stopped_within(appliance.stop, stop_budget("engage-edge.service"))
+        assert last_level(Path(cfg.store.data_dir)) == ABSENT
+        assert appliance.loop.health.camera_faults == 0  # a stop is no camera fault
+    finally:
+        camera.release.set()
 
 
 def test_a_stop_ends_the_live_streams_at_once():

@@ -67,6 +67,10 @@ class ReadTimeout(CameraError):
     pass
 
 
+class ReadInterrupted(Exception):
+    """The loop is stopping: the read waited on is abandoned, not a camera fault."""
+
+
 class _FrameReader:
     """Runs ``source.read()`` in a helper thread so that a hung camera can be timed out.
 
@@ -83,6 +87,7 @@ class _FrameReader:
         self._result: np.ndarray | None = None
         self._error: BaseException | None = None
         self.abandoned = False
+        self.interrupted = False  # the loop stops: a read waited on returns at once
         self.busy_since: float | None = None  # monotonic start of the read in progress
         self._thread = threading.Thread(target=self._run, name="camera-read", daemon=True)
         self._thread.start()
@@ -107,14 +112,23 @@ class _FrameReader:
         """The source's frame (None or junk from a faulty source: the caller checks)."""
         self._done.clear()
         self._want.set()
-        if not self._done.wait(timeout):
+        if not self._done.wait(timeout) or self.interrupted:
             self.abandoned = True
+            if self.interrupted:
+                raise ReadInterrupted()
             raise ReadTimeout(f"the camera gave no frame within camera.read_timeout_s = {timeout:g} s (hung?)")
         if self._error is not None:
             error, self._error = self._error, None
             raise error
         frame, self._result = self._result, None
         return frame
+
+    def interrupt(self) -> None:
+        """Stop waiting for the read in progress (the loop stops): a camera hung in a read
+        held the stop for up to ``camera.read_timeout_s`` (120 s allowed), past the loop's
+        join, so its last state was never ended as Absent in the log."""
+        self.interrupted = True
+        self._done.set()
 
     def close(self) -> None:
         self.abandoned = True
@@ -268,6 +282,8 @@ class CaptureLoop:
             self._reader = None
         if self._reader is None:
             self._reader = _FrameReader(self.source)
+        if self._stop.is_set():  # after the reader is set: stop() interrupts it, or this sees the stop
+            raise ReadInterrupted()
         t0 = time.perf_counter()
         frame = self._reader.read(self.cfg.camera.read_timeout_s)
         t1 = time.perf_counter()
@@ -286,6 +302,8 @@ class CaptureLoop:
         """One iteration: read, process, count. False after a camera fault (caller backs off)."""
         try:
             frame, arrived, capture_s = self.read_frame()
+        except ReadInterrupted:  # stopping: the run loop ends, no fault to report
+            return False
         except Exception as exc:  # CameraError, or a driver raising something unexpected
             reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
             self._camera_fault(reason)
@@ -508,6 +526,9 @@ class CaptureLoop:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.privacy.changed.set()  # a paused loop wakes to stop
+        reader = self._reader
+        if reader is not None:
+            reader.interrupt()  # a loop waiting on a hung camera read ends now, and logs Absent
         if self._thread:
             self._thread.join(timeout)
         self.health.camera = CameraState.STOPPED
