@@ -5,6 +5,7 @@ Each test holds the stop up the way a classroom does (an open live view, a clien
 stopped reading) and waits on the stop with a deadline of half the service's budget."""
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import sqlite3
@@ -12,14 +13,21 @@ import threading
 import time
 from pathlib import Path
 
+import mqtt_broker
 import requests
 from conftest import ROOT, login, wait_for
+from mqtt_broker import PASSWORD, USER
 
 from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
+from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.classroom.subscriber import Subscriber
+from edge_app.fleet.settings import MqttSettings
 from edge_app.runtime.live import LiveFrame, mjpeg_stream
 from edge_app.vision.sources import DemoSource
 from edge_app.web.server import Server
+
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
 
 # the web server's part of a stop: the capture loop, the store writer and the MQTT publisher
 # each take up to a few seconds of the same TimeoutStopSec after it
@@ -168,3 +176,15 @@ def _stuck(written: list) -> bool:
     count = len(written)
     time.sleep(0.5)  # no event says "blocked in send": no progress over a while is the sign
     return len(written) == count
+
+
+def test_a_clean_stop_of_the_classroom_says_no_connection_was_lost(broker, caplog):
+    """Each stop of the classroom service logged a warning that it lost the broker and was
+    retrying: the journal's last word on a clean stop was a fault that never happened."""
+    settings = MqttSettings(host="127.0.0.1", port=broker.port, username=USER, password=PASSWORD,
+                            device_id="classroom", keepalive_s=5)
+    subscriber = Subscriber(settings, Classroom()).start()
+    wait_for(lambda: subscriber.status.connected, what="the classroom connects")
+    with caplog.at_level(logging.WARNING):
+        subscriber.stop()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

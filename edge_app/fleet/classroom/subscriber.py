@@ -25,6 +25,7 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.suppress_exceptions = True  # a failing callback is logged, never the end of the network thread
         self._depth = len(settings.topic_prefix.split("/"))
+        self._stopping = False  # the disconnect that follows is ours, not a lost connection
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -45,7 +46,7 @@ class Subscriber:
         self._tell_pages()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.status.connected:  # after a refused log-in the refusal stays the reason, not "lost the connection"
+        if self.status.connected and not self._stopping:  # after a refused log-in the refusal stays the reason
             self.status.error = f"lost the connection ({reason_code}); retrying"
             log.warning("mqtt: broker %s: %s", self.settings.broker, self.status.error)  # the page gives plain words
         self.status.connected = False
@@ -80,5 +81,6 @@ class Subscriber:
         return self
 
     def stop(self) -> None:
+        self._stopping = True  # every clean stop logged "lost the connection (Normal disconnection); retrying"
         self.client.disconnect()
         self.client.loop_stop()
