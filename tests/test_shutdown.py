@@ -129,6 +129,30 @@ def test_a_stop_while_the_camera_hangs_in_a_read_logs_absent(make_appliance, cfg
         camera.release.set()
 
 
+class UnclosableCamera(DemoSource):
+    """The demo scene, with a close that never returns (a wedged driver), until the test ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.closing, self.release = threading.Event(), threading.Event()
+
+    def close(self):
+        self.closing.set()
+        self.release.wait(60)
+
+
+def test_a_stop_whose_camera_never_closes_still_finishes(make_appliance, cfg):
+    camera = UnclosableCamera()
+    appliance = make_appliance(source=camera)
+    try:
+        wait_for(lambda: appliance.loop.health.frames > 0, what="frames flow")
+        assert stopped_within(appliance.stop, stop_budget("engage-edge.service"))
+        assert camera.closing.is_set()
+        assert last_level(Path(cfg.store.data_dir)) == ABSENT
+    finally:
+        camera.release.set()
+
+
 def test_a_stop_ends_the_live_streams_at_once():
     live = LiveFrame(placeholder_every_s=30)
     parts = mjpeg_stream(live, lambda: "ok", fps=15)

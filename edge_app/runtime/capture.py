@@ -60,6 +60,10 @@ CAMERA_LOG_LONG_S = 60.0
 # A paused loop writes that it is alive this often at most (one settings row, overwritten):
 # a crash during a pause is dated by it to the minute, and an SD card is never written per wake.
 PAUSE_SEEN_EVERY_S = 60.0
+# a stop interrupts the loop's wait on a read, then gives the read this long to return so the
+# camera can be closed (a frame's time); a hung read is left to itself, the device unclosed
+READ_GRACE_S = 1.0
+CLOSE_WAIT_S = 2.0  # the longest a stop waits for the camera to close (a wedged driver's close never returns)
 __all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
 
 
@@ -133,6 +137,13 @@ class _FrameReader:
     def close(self) -> None:
         self.abandoned = True
         self._want.set()
+
+    def finish(self, timeout: float) -> bool:
+        """Close, and wait up to ``timeout`` for a read in progress to return; True when
+        none is in progress (the device may be closed)."""
+        self.close()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 @dataclass(frozen=True)
@@ -533,16 +544,27 @@ class CaptureLoop:
             self._thread.join(timeout)
         self.health.camera = CameraState.STOPPED
         self.metrics.camera.state(CameraState.STOPPED)
-        hung = self._reader is not None and self._reader.busy_since is not None
-        if self._reader is not None:
-            self._reader.close()
-        try:
-            if not hung:  # never close the device under a read in progress
-                self.source.close()
-        except Exception:
-            pass
+        hung = self._reader is not None and not self._reader.finish(READ_GRACE_S)
+        if not hung:  # never close the device under a read in progress
+            self._close_source(CLOSE_WAIT_S)
         if self.writer is not None:
             self.writer.close(timeout)
+
+    def _close_source(self, timeout: float) -> None:
+        """``source.close()``, waited on ``timeout`` at most: a wedged camera driver whose close
+        never returned held the whole stop, so the store writer, the MQTT "offline" and the
+        database's close never came before systemd's SIGKILL."""
+        def close() -> None:
+            try:
+                self.source.close()
+            except Exception:
+                pass
+
+        closer = threading.Thread(target=close, name="camera-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():
+            log.warning("the camera did not close within %g s (a hung driver?): stopping without it", timeout)
 
     def set_classifier(self, classifier: EmotionClassifier) -> None:
         """Swap in a newly flashed model; a different label set restarts the smoothing."""
