@@ -6,16 +6,20 @@ stopped reading) and waits on the stop with a deadline of half the service's bud
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import mqtt_broker
 import requests
-from conftest import ROOT, login, wait_for
+from conftest import ADMIN_PASSWORD, ROOT, login, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app import config as config_mod
@@ -52,13 +56,11 @@ def last_level(data_dir: Path) -> str:
         return db.execute("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1").fetchone()[0]
 
 
-def test_a_stop_while_a_tab_shows_the_live_view_finishes_and_logs_absent(make_appliance, cfg):
-    """The endless MJPEG stream kept cheroot's stop waiting for its worker for ever (it only
-    shuts the reading side of the connection): SIGKILL, and the last state ran on in the log."""
-    appliance = make_appliance()
-    session = login(appliance.url)
-    stream = session.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
-    received = []
+def watch_live(session: requests.Session, url: str) -> list[int]:
+    """A tab showing the live view: reads the MJPEG stream in a thread until it ends;
+    returns the sizes of what it read, growing."""
+    stream = session.get(f"{url}/live.mjpg", stream=True, timeout=30)
+    received: list[int] = []
 
     def watch():
         try:
@@ -68,6 +70,14 @@ def test_a_stop_while_a_tab_shows_the_live_view_finishes_and_logs_absent(make_ap
             pass  # the server ended the stream
 
     threading.Thread(target=watch, daemon=True).start()
+    return received
+
+
+def test_a_stop_while_a_tab_shows_the_live_view_finishes_and_logs_absent(make_appliance, cfg):
+    """The endless MJPEG stream kept cheroot's stop waiting for its worker for ever (it only
+    shuts the reading side of the connection): SIGKILL, and the last state ran on in the log."""
+    appliance = make_appliance()
+    received = watch_live(login(appliance.url), appliance.url)
     wait_for(lambda: sum(received) > 10_000, what="live frames reach the viewer")
     assert stopped_within(appliance.stop, stop_budget("engage-edge.service"))
     assert last_level(Path(cfg.store.data_dir)) == "Absent"
@@ -151,6 +161,37 @@ def test_a_stop_whose_camera_never_closes_still_finishes(make_appliance, cfg):
         assert last_level(Path(cfg.store.data_dir)) == ABSENT
     finally:
         camera.release.set()
+
+
+def test_sigterm_with_the_live_view_open_ends_engage_edge_run_cleanly(tmp_path):
+    """What systemd does at a stop, with a teacher's tab on the live view: before, the
+    process never exited (SIGKILL after TimeoutStopSec) and the last state ran on in the log."""
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    script = Path(sys.executable).parent / "engage-edge"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "edge_app"]
+    proc = subprocess.Popen([*command, "run", "--config", str(config), "--source", "demo", "--port", "0",
+                             "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # blocks until the line is there
+            if m := re.search(r"web UI at (http://[\d.]+:\d+)", line):
+                break
+        else:
+            raise AssertionError("no start-up line")
+        received = watch_live(login(m.group(1)), m.group(1))
+        wait_for(lambda: sum(received) > 10_000, what="live frames reach the viewer")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=stop_budget("engage-edge.service"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopping" in out and "Traceback" not in err
+    assert last_level(tmp_path / "data") == ABSENT
 
 
 def test_a_stop_ends_the_live_streams_at_once():
