@@ -5,6 +5,7 @@ Each test holds the stop up the way a classroom does (an open live view, a clien
 stopped reading) and waits on the stop with a deadline of half the service's budget."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -52,7 +53,7 @@ def stopped_within(stop, seconds: float) -> bool:
 
 
 def last_level(data_dir: Path) -> str:
-    with sqlite3.connect(data_dir / "engage.db") as db:
+    with contextlib.closing(sqlite3.connect(data_dir / "engage.db")) as db:
         return db.execute("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1").fetchone()[0]
 
 
