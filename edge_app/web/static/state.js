@@ -11,6 +11,10 @@
   let lastOk = Date.now();
   let timer = null;
   let busy = false;
+  let sending = false;  // a form is on its way: its answer says what became of it (e.g. "not saved")
+
+  document.addEventListener("submit", function (e) { if (!e.defaultPrevented) sending = true; });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) sending = false; });  // back to it
 
   function targets() { return document.querySelectorAll("[data-live-state]"); }
 
@@ -67,8 +71,9 @@
       const r = await fetch("/api/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (r.status === 401) {  // the session ended (idle, logged out elsewhere): this page again, which the
         // server sends to the log-in with why ("Your session ended") and the way back; a bare /login
-        // here looked as if the student had never been logged in
-        window.location.replace(window.location.pathname + window.location.search);
+        // here looked as if the student had never been logged in. Not while a form is on its way:
+        // going there cut the form's answer short, and the log-in page no longer said it was not saved
+        if (!sending) window.location.replace(window.location.pathname + window.location.search);
         return;
       }
       if (r.ok) {
