@@ -28,6 +28,7 @@ from edge_app.engagement import ABSENT
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.settings import MqttSettings
+from edge_app.runtime import capture
 from edge_app.runtime.live import LiveFrame, mjpeg_stream
 from edge_app.vision.sources import DemoSource
 from edge_app.web.server import Server
@@ -254,3 +255,60 @@ def test_a_clean_stop_of_the_classroom_says_no_connection_was_lost(broker, caplo
     with caplog.at_level(logging.WARNING):
         subscriber.stop()
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_stop_just_before_the_loop_asks_for_a_frame_still_ends_the_wait():
+    """The loop checks for a stop, then asks the reader for a frame: a stop that came in
+    between interrupted a reader not yet waiting, and the read that followed cleared the
+    interruption and waited on the hung camera for camera.read_timeout_s after all."""
+    camera = HangingCamera()
+    camera.hang.set()
+    reader = capture._FrameReader(camera)
+    try:
+        reader.interrupt()  # the stop, just after the loop's check
+        ended = threading.Event()
+
+        def read():
+            with contextlib.suppress(capture.ReadInterrupted):
+                reader.read(30)
+            ended.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert ended.wait(5), "the read waited for the hung camera after the stop"
+        assert not camera.hanging.is_set()  # and the camera was not even asked
+    finally:
+        camera.release.set()
+        reader.close()
+
+
+class SlowCamera(DemoSource):
+    """A healthy camera that takes a while for each frame (a webcam in dim light), and
+    says whether it was closed and whether that came under a read."""
+
+    def __init__(self):
+        super().__init__()
+        self.reading, self.closed_under_read, self.closes = threading.Event(), False, 0
+
+    def read(self):
+        self.reading.set()
+        time.sleep(0.3)
+        frame = super().read()
+        self.reading.clear()
+        return frame
+
+    def close(self):
+        self.closed_under_read = self.closed_under_read or self.reading.is_set()
+        self.closes += 1
+
+
+def test_a_stop_during_a_healthy_cameras_read_still_closes_the_camera(make_appliance, cfg):
+    """The stop interrupts the loop's wait on a read; the read itself is given a frame's
+    time to return so the device is closed (a V4L2 or libcamera device left open stays busy
+    for the next start), but never under the read."""
+    camera = SlowCamera()
+    appliance = make_appliance(source=camera)
+    wait_for(lambda: appliance.loop.health.frames > 0, what="frames flow")
+    camera.reading.clear()
+    wait_for(camera.reading.is_set, what="a read in progress")
+    appliance.loop.stop()
+    assert camera.closes >= 1 and not camera.closed_under_read

@@ -115,6 +115,9 @@ class _FrameReader:
     def read(self, timeout: float) -> np.ndarray | None:
         """The source's frame (None or junk from a faulty source: the caller checks)."""
         self._done.clear()
+        if self.interrupted:  # a stop came before this wait began: its wake-up was cleared just now
+            self.abandoned = True
+            raise ReadInterrupted()
         self._want.set()
         if not self._done.wait(timeout) or self.interrupted:
             self.abandoned = True
