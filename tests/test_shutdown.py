@@ -312,3 +312,15 @@ def test_a_stop_during_a_healthy_cameras_read_still_closes_the_camera(make_appli
     wait_for(camera.reading.is_set, what="a read in progress")
     appliance.loop.stop()
     assert camera.closes >= 1 and not camera.closed_under_read
+
+
+def test_a_clean_stop_of_the_classroom_tells_the_open_pages_no_link_was_lost(broker):
+    """The stop's own disconnect told every open page "the classroom server has lost its
+    link to the message broker", just before their streams ended at the stop."""
+    settings = MqttSettings(host="127.0.0.1", port=broker.port, username=USER, password=PASSWORD,
+                            device_id="classroom", keepalive_s=5)
+    classroom = Classroom()
+    subscriber = Subscriber(settings, classroom).start()
+    wait_for(lambda: classroom.snapshot()["broker"]["connected"], what="the classroom connects")
+    subscriber.stop()
+    assert classroom.snapshot()["broker"]["connected"]

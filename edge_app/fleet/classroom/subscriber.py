@@ -50,7 +50,8 @@ class Subscriber:
             self.status.error = f"lost the connection ({reason_code}); retrying"
             log.warning("mqtt: broker %s: %s", self.settings.broker, self.status.error)  # the page gives plain words
         self.status.connected = False
-        self._tell_pages()
+        if not self._stopping:  # the pages' streams end at the stop: "lost its link" would be their last word
+            self._tell_pages()
 
     def _tell_pages(self) -> None:
         """The open pages show the link as /healthz does: desks are news only while it holds."""
