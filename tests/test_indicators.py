@@ -312,10 +312,15 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
     ind.fault(True)
     assert levels(factory) == (1.0, 0.0, 0.0)  # the fault colour is on the pins when fault() returns
     ind.fault(False)
+
+    def beeps() -> list:
+        return [v for _, v in transitions(pins[BUZZER], start)]
+
     start = len(pins[BUZZER].states)
     ind.beep()
-    time.sleep(0.35)
-    assert [v for _, v in transitions(pins[BUZZER], start)] == [1.0, 0.0, 1.0, 0.0]
+    wait_for(lambda: len(beeps()) >= 4, what="two beeps on the buzzer pin")
+    assert stays(lambda: len(beeps()) == 4, 0.15)  # two beeps, and no more
+    assert beeps() == [1.0, 0.0, 1.0, 0.0]
     ind.close()
     assert levels(factory) == (0.0, 0.0, 0.0)
 
