@@ -6,6 +6,10 @@ throw-away CA made here with openssl; ``users`` adds accounts and ``acl`` an ACL
 text (the README's); ``extra`` more mosquitto.conf lines. ``stop()``/``start()`` simulate an
 outage, ``crash()`` a broker that dies at once (SIGKILL: no will is sent, and with
 persistence only what it last saved survives).
+
+Ports are picked free, then handed to Mosquitto: another test (another xdist worker) can
+take one in between, so a start counts only once this Mosquitto says it is running; the
+first start then moves to new ports, a restart (which must keep its port) fails saying so.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,12 +34,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs: bound here but never
+    listening, so no other test's broker (which would take the shared login) can have it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def unique_id(prefix: str) -> str:
+    """An MQTT client id no other client has: a broker drops one of two clients sharing an id."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def make_ca(folder: Path) -> dict[str, Path]:
@@ -64,45 +75,86 @@ class Broker:
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.ca: Path | None = None
+        self.started = False  # once it has run, a restart must get the same port back
         passwd = folder / "passwd"
         passwd.write_text("")
         for user, password in {USER: PASSWORD, **(users or {})}.items():
             subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
         passwd.chmod(0o644)
-        lines = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwd}",
-                 f"persistence {'true' if persistence else 'false'}", f"persistence_location {folder}/",
-                 "user root", *extra, f"listener {self.port} 127.0.0.1"]
+        self._settings = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwd}",
+                          f"persistence {'true' if persistence else 'false'}", f"persistence_location {folder}/",
+                          "user root", *extra]
         if acl:
             (folder / "acl").write_text(acl)
             (folder / "acl").chmod(0o644)
-            lines.append(f"acl_file {folder / 'acl'}")
+            self._settings.append(f"acl_file {folder / 'acl'}")
+        self._tls_files: dict[str, Path] = {}
         if tls:
-            files = make_ca(folder / "tls")
-            for f in files.values():
+            self._tls_files = make_ca(folder / "tls")
+            for f in self._tls_files.values():
                 f.chmod(0o644)
-            self.ca = files["ca"]
-            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {files['ca']}", f"certfile {files['cert']}",
-                      f"keyfile {files['key']}"]
+            self.ca = self._tls_files["ca"]
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text("\n".join(lines) + "\n")
         self.log = folder / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    def _write_conf(self) -> None:
+        lines = [*self._settings, f"listener {self.port} 127.0.0.1"]
+        if self._tls_files:
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self._tls_files['ca']}",
+                      f"certfile {self._tls_files['cert']}", f"keyfile {self._tls_files['key']}"]
+        self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self) -> "Broker":
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=open(self.log, "ab"),
+        for _ in range(5):
+            if self._run():
+                self.started = True
+                return self
+            if self.started:
+                raise RuntimeError(f"mosquitto could not get its port {self.port} back on restart (another "
+                                   f"process took it while it was stopped): {self.log.read_text()[-2000:]}")
+            self.port = free_port()  # taken between free_port() and mosquitto's bind: new ports
+            self.tls_port = free_port() if self.tls_port else None
+        raise RuntimeError(f"mosquitto found no free port in 5 tries: {self.log.read_text()[-2000:]}")
+
+    def _run(self) -> bool:
+        """Start Mosquitto on the current ports: True once it says it is running (its
+        listeners are then bound), False when it exits because a port is taken."""
+        self._write_conf()
+        logged = self.log.stat().st_size if self.log.exists() else 0
+        self._log_file = open(self.log, "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self._log_file,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while not _port_open(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.02)  # polling the port: there is no readiness signal to wait on
-        return self
+        while True:
+            with open(self.log, "rb") as f:
+                f.seek(logged)
+                said = f.read().decode(errors="replace")
+            if " running" in said:
+                return True
+            if self.proc.poll() is not None:
+                self._close_log()
+                if "Address already in use" in said:
+                    self.proc = None
+                    return False
+                raise RuntimeError(f"mosquitto did not start: {said[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mosquitto did not start within 10 s: {said[-2000:]}")
+            time.sleep(0.02)  # polling its log: there is no other readiness signal to wait on
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+        self._close_log()
 
     def crash(self) -> None:
         """Killed, as by a power cut: it sends no will and saves nothing more."""
@@ -110,6 +162,7 @@ class Broker:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+        self._close_log()
 
 
 @pytest.fixture
@@ -137,7 +190,7 @@ class Listener:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.connected = 0
         self.subscribed = 0  # SUBACKs: from then on the broker delivers to this listener
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"listener-{free_port()}",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique_id("listener"),
                                   clean_session=not persistent)
         self.client.username_pw_set(user, password)
         self.client.reconnect_delay_set(0.2, 1)
@@ -178,7 +231,7 @@ def publisher(broker: Broker, user: str = USER, password: str = PASSWORD, client
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"publisher-{user}-{free_port()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique_id(f"publisher-{user}"))
     client.username_pw_set(user, password)
     client.connect("127.0.0.1", broker.port, 10)
     client.loop_start()

@@ -270,11 +270,12 @@ def test_backlog_survives_a_device_restart(broker, tmp_path):
     process (a new Store and Publisher on the same data directory) sends them."""
     data = tmp_path / "device"
     store = Store(data)
-    unreachable = Publisher(settings(broker, port=broker.port + 1 if broker.port < 65535 else 1), store).start()
-    for i in range(5):
-        change(store, i)
-    assert unreachable.snapshot().backlog == 5 and not unreachable.status.connected
-    unreachable.stop(timeout=0.5)
+    with mqtt_broker.closed_port() as nowhere:  # refuses for certain: no other test's broker can have it
+        unreachable = Publisher(settings(broker, port=nowhere), store).start()
+        for i in range(5):
+            change(store, i)
+        assert unreachable.snapshot().backlog == 5 and not unreachable.status.connected
+        unreachable.stop(timeout=0.5)
     store.close()
 
     listener = Listener(broker, ["engage/+/state"])
