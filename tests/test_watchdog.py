@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -17,12 +18,18 @@ from edge_app import config as config_mod
 from edge_app.device.watchdog import Notifier
 from edge_app.vision.sources import CameraError, DemoSource
 
+SO_TIMESTAMPNS = 35  # Linux (asm-generic), missing from Python's socket module
+TIMESPEC = struct.Struct("@ll")
+
 
 class Listener:
-    """A bound datagram socket standing in for systemd's notify socket; collects messages."""
+    """A bound datagram socket standing in for systemd's notify socket; collects messages
+    with the time each was sent (the kernel stamps a Unix datagram in the sender's
+    ``sendto``): gaps between pings then stay true when this thread is slow to read them."""
 
     def __init__(self, address: str):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind(address)
         self.sock.settimeout(0.1)
         self.messages: list[tuple[float, str]] = []
@@ -33,12 +40,14 @@ class Listener:
     def _run(self):
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(4096)
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(TIMESPEC.size))
             except socket.timeout:
                 continue
             except OSError:
                 return
-            self.messages.append((time.monotonic(), data.decode()))
+            sent = next(TIMESPEC.unpack(d[:TIMESPEC.size]) for level, kind, d in ancillary
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS)
+            self.messages.append((sent[0] + sent[1] / 1e9, data.decode()))
 
     def wait_for(self, text: str, timeout: float = 10.0, proc: subprocess.Popen | None = None, output=None) -> str:
         """The first message with the line ``text``, once it has arrived."""
