@@ -113,13 +113,18 @@ def test_camera_fault_is_reported_retried_and_recovered(make_appliance, fast_cfg
     assert any(expected in r for r in body["reasons"]), body
     assert any(on and expected in reason for on, reason in indicator.faults), indicator.faults
     assert any("camera fault" in r.getMessage() and expected in r.getMessage() for r in caplog.records)
-    # retried with back-off, not in a tight loop: over ~1 s at most a handful of attempts
+    # retried with back-off, not in a tight loop: over 1 s or more, a handful of attempts a
+    # second; and the back-off stays within retry_max_s (three attempts well inside 5 s; the
+    # default 1 s doubling to 30 s would take 7 s)
     reads0, t0 = source.reads, time.monotonic()
-    time.sleep(1.0)
+    if mode == "hang":  # no new read while one is hung, and never closed under it
+        assert stays(lambda: source.closes == 0, 1.0)
+    else:
+        wait_for(lambda: source.reads >= reads0 + 3 and time.monotonic() - t0 >= 1.0, timeout=5,
+                 what="three more attempts to reopen the camera")
     attempts = (source.reads - reads0) / (time.monotonic() - t0)
-    assert 1 <= attempts < 15 or mode == "hang", attempts
+    assert attempts < 15, attempts
     if mode == "hang":
-        assert source.closes == 0  # never closed under a read that is still in progress
         assert "still hung" in health(app.url)[1]["reasons"][0]
     else:
         assert source.closes >= 1  # the device is released between attempts
@@ -217,8 +222,10 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
     fault ran on in the log, the timeline and the classroom for as long as it lasted. A
     fault shorter than that logs nothing; once frames are back, the face's state returns."""
     # the hold a new state needs before it shows, shortened as absent_after_s is (1.5 s by
-    # default): each of the three state changes waited out the full hold
-    cfg = config_mod.with_changes(fast_cfg, {"engagement.absent_after_s": 1.0, "engagement.min_hold_s": 0.3})
+    # default): each of the three state changes waited out the full hold. absent_after_s is
+    # 2 s so the short fault (0.3 s, plus its detection and up to retry_max_s 0.4 s before
+    # frames are back) stays well short of it on a loaded machine
+    cfg = config_mod.with_changes(fast_cfg, {"engagement.absent_after_s": 2.0, "engagement.min_hold_s": 0.3})
     store, source = Store(tmp_path / "db"), FaultySource()
     loop = _loop(cfg, store, source).start()
     try:
@@ -227,14 +234,14 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
         wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
         assert stays(lambda: loop.state.level != "Absent", 0.3)
         source.mode = "ok"
-        assert stays(lambda: loop.state.level != "Absent", 1.0)
+        assert stays(lambda: loop.state.level != "Absent", 2.0)  # past when Absent would show had the fault counted
         source.mode = "raise"
         wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
         fault_wall = time.time()
         wait_for(lambda: loop.state.level == "Absent", what="Absent during a long fault")
         assert loop.flush(10)
         last = store.query("SELECT t, level FROM state_changes ORDER BY id DESC LIMIT 1")[0]
-        assert last["level"] == "Absent" and fault_wall - 0.5 < last["t"] - 1.0 < fault_wall + 0.5
+        assert last["level"] == "Absent" and fault_wall - 0.5 < last["t"] - 2.0 < fault_wall + 0.5
         shown = loop.state.since + (time.time() - loop.clock())  # /api/state's "since", in wall-clock time
         assert abs(shown - last["t"]) < 0.05, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
         source.mode = "ok"
