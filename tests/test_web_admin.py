@@ -36,21 +36,26 @@ def quiet(make_appliance):
 
 
 def seed(appliance) -> dict:
-    """Two students with uploads and a few live state changes, at known times."""
+    """Two students with uploads and a few live state changes, at known times: all on one
+    day, returned as "day" for the date filters to ask for (a run crossing midnight read
+    "today" on the next day, and rows from 2 minutes ago just after midnight were yesterday's)."""
     store, accounts = appliance.store, appliance.accounts
     ann = accounts.create_user("ann", PW)
     bob = accounts.create_user("bob", PW)
     now = time.time()
+    day = dt.date.fromtimestamp(now)
+    midnight = dt.datetime.combine(day, dt.time()).timestamp()
     store.add_upload(ann.id, "ann1.jpg", 640, 480, [face("happiness", "Engaged - likes the topic")])
     store.add_upload(ann.id, "ann2.jpg", 640, 480, [face("neutral", "Engaged - paying attention")])
     store.add_upload(bob.id, "=HYPERLINK(evil).jpg", 640, 480, [face("sadness", "Not engaged"),
                                                                  face("anger", "Not engaged")])
-    store.log_state_change(now - 120, "Not engaged", "Not engaged", "sadness", 0.5)
-    store.log_state_change(now - 60, "Engaged - surprised", "Engaged", "surprise", 0.8)
-    store.log_state_change(now - 30, "Absent", "Absent", None, None)
+    store.log_state_change(max(now - 120, midnight), "Not engaged", "Not engaged", "sadness", 0.5)
+    store.log_state_change(max(now - 60, midnight), "Engaged - surprised", "Engaged", "surprise", 0.8)
+    store.log_state_change(max(now - 30, midnight), "Absent", "Absent", None, None)
+    store.execute("UPDATE uploads SET created = ?", (now,))  # on that day, even if added just after midnight
     # an old row, 3 days ago
     store.execute("UPDATE uploads SET created = ? WHERE filename = 'ann1.jpg'", (now - 3 * 86400,))
-    return {"ann": ann, "bob": bob}
+    return {"ann": ann, "bob": bob, "day": day}
 
 
 def rows_of(html: str) -> int:
@@ -64,7 +69,7 @@ def csv_rows(text: str) -> list[dict]:
 
 # ------------------------------------------------------------ log
 def test_log_filters(quiet):
-    seed(quiet)
+    day = seed(quiet)["day"]
     s = login(quiet.url)
     get = lambda q: s.get(f"{quiet.url}/admin/log", params=q, timeout=10)  # noqa: E731
     assert rows_of(get({}).text) == 7  # 4 upload faces + 3 live changes
@@ -72,9 +77,8 @@ def test_log_filters(quiet):
     assert rows_of(get({"level": "Not engaged"}).text) == 3  # bob's two faces and one live change
     assert rows_of(get({"level": "Engaged", "kind": "upload"}).text) == 2
     assert rows_of(get({"emotion": "surprise"}).text) == 1
-    today = dt.date.today().isoformat()
-    assert rows_of(get({"from": today, "to": today}).text) == 6  # ann1.jpg is 3 days old
-    three_days = (dt.date.today() - dt.timedelta(days=3)).isoformat()
+    assert rows_of(get({"from": day.isoformat(), "to": day.isoformat()}).text) == 6  # ann1.jpg is 3 days old
+    three_days = (day - dt.timedelta(days=3)).isoformat()
     assert rows_of(get({"to": three_days}).text) == 1
     empty = get({"user": "ann", "level": "Absent"})
     assert 'id="log-empty"' in empty.text and "No rows match" in empty.text
@@ -93,7 +97,7 @@ def test_a_date_that_is_not_a_day_is_named_and_its_field_says_so(quiet):
     saw "Filter not applied" beside two empty fields. The page names the field and what it
     held, marks the field, and keeps every other filter; a day spelled "2026-1-5" is the
     filter's day and is shown as 2026-01-05 (blank before, while the rows were filtered)."""
-    seed(quiet)
+    day = seed(quiet)["day"]
     s = login(quiet.url)
     get = lambda q: s.get(f"{quiet.url}/admin/log", params=q, timeout=10)  # noqa: E731
     r = get({"from": "31/01/2026", "to": "2026-1-5", "user": "ann"})
@@ -110,12 +114,11 @@ def test_a_date_that_is_not_a_day_is_named_and_its_field_says_so(quiet):
     assert both.status_code == 400 and "From &#039;2026-13-01&#039;" in both.text and "To &#039;yesterday&#039;" in both.text
     assert 'id="f-to-bad"' in both.text and "autofocus" not in date_input(both.text, "to")  # the first one only
 
-    today = dt.date.today()
-    loose = f"{today.year}-{today.month}-{today.day}"  # no leading zeros: still the day
+    loose = f"{day.year}-{day.month}-{day.day}"  # no leading zeros: still the day
     r = get({"from": loose, "to": loose})
     assert r.status_code == 200 and rows_of(r.text) == 6
-    assert f'value="{today.isoformat()}"' in date_input(r.text, "from") and 'id="f-from-bad"' not in r.text
-    assert f"from={today.isoformat()}" in r.text.split('id="csv"')[0].rsplit("<a ", 1)[1]  # the CSV link too
+    assert f'value="{day.isoformat()}"' in date_input(r.text, "from") and 'id="f-from-bad"' not in r.text
+    assert f"from={day.isoformat()}" in r.text.split('id="csv"')[0].rsplit("<a ", 1)[1]  # the CSV link too
     r = s.get(f"{quiet.url}/api/admin/log", params={"to": "31/01/2026"}, timeout=10)
     assert r.status_code == 400 and "To '31/01/2026' is not a date like 2026-01-31" in r.json()["error"]
 
