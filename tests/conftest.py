@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -142,6 +144,44 @@ def stays(predicate, seconds: float, every=0.005) -> bool:
             return False
         time.sleep(every)
     return bool(predicate())
+
+
+ENGAGE_EDGE_SCRIPT = Path(sys.executable).parent / "engage-edge"
+ENGAGE_EDGE = [str(ENGAGE_EDGE_SCRIPT)] if ENGAGE_EDGE_SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
+
+
+@contextlib.contextmanager
+def service_process(*args, env: dict):
+    """A real ``engage-edge run`` or ``classroom`` process (the console script where it is
+    installed), stdout and stderr piped as text; killed if the test leaves it running."""
+    proc = subprocess.Popen([*ENGAGE_EDGE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def served_at(proc) -> str:
+    """The address a service's start-up line names ("web UI at ..." or "page at ..."),
+    read from its output as it comes."""
+    assert proc.stdout is not None
+    for line in proc.stdout:  # blocks until each line is there
+        if found := re.search(r"(?:web UI|page) at (https?://\S+)", line):
+            return found.group(1)
+    raise AssertionError(f"no start-up line; it said: {proc.stderr.read()}")
+
+
+def stops_cleanly(proc, sig: int, timeout: float) -> str:
+    """Send ``sig``: the service says "stopping" and exits 0 without a traceback within
+    ``timeout`` seconds. Returns what it printed."""
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert "stopping" in out and "Traceback" not in err
+    return out
 
 
 class RecordingCascade:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import ENGAGE_EDGE, ENGAGE_EDGE_SCRIPT, served_at, service_process, stops_cleanly
 
 from edge_app import __version__
 from edge_app.vision.classifier import KNOWN_LABELS
 
-SCRIPT = Path(sys.executable).parent / "engage-edge"
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_app"]
+SCRIPT, COMMAND = ENGAGE_EDGE_SCRIPT, ENGAGE_EDGE
 LEVELS = ("Engaged", "Partially engaged", "Not engaged")
 
 
@@ -298,21 +298,12 @@ def test_run_serves_the_demo_and_prints_the_admin_login(tmp_path, empty_config):
     first start a random admin password printed once - which then logs in."""
     env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([*COMMAND, "run", "--config", str(empty_config), "--source", "demo",
-                             "--data-dir", str(tmp_path / "data"), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        url = password = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (url and password):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if m := re.search(r"web UI at (http://127\.0\.0\.1:\d+)", line):
-                url = m.group(1)
-            if m := re.search(r"log in as 'admin' with password: (\S+)", line):
-                password = m.group(1)
-        assert url and password, proc.stderr.read() if proc.poll() is not None else "no start-up lines"
+    with service_process("run", "--config", empty_config, "--source", "demo", "--data-dir", tmp_path / "data",
+                         "--port", "0", env=env) as proc:
+        url = served_at(proc)
+        assert url.startswith("http://127.0.0.1:")
+        password = next(m.group(1) for line in proc.stdout
+                        if (m := re.search(r"log in as 'admin' with password: (\S+)", line)))
         assert len(password) >= 12
         health = requests.get(f"{url}/healthz", timeout=10).json()
         assert health["version"] == __version__ and "model" in health
@@ -320,16 +311,7 @@ def test_run_serves_the_demo_and_prints_the_admin_login(tmp_path, empty_config):
         assert r.status_code == 200 and r.json()["role"] == "admin"
         r = requests.post(f"{url}/api/login", json={"username": "admin", "password": "admin"}, timeout=10)
         assert r.status_code == 401  # no default credentials
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-    assert proc.returncode == 0, err
-    assert "stopping" in out
-    assert "Traceback" not in err
+        stops_cleanly(proc, signal.SIGTERM, timeout=20)
 
 
 
@@ -345,21 +327,9 @@ def test_ctrl_c_as_soon_as_it_says_where_it_serves_stops_it_cleanly(tmp_path, em
         closed = s.getsockname()[1]
     args = (["run", "--config", str(empty_config), "--source", "demo"] if command == "run"
             else ["classroom", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(closed)])
-    proc = subprocess.Popen([*COMMAND, *args, "--data-dir", str(tmp_path / "data"), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # blocks until the line is there
-            if re.search(r"(web UI|page) at http", line):
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "stopping" in out and "Traceback" not in err
+    with service_process(*args, "--data-dir", tmp_path / "data", "--port", "0", env=env) as proc:
+        served_at(proc)
+        stops_cleanly(proc, signal.SIGINT, timeout=30)
 
 
 A_SIGNAL_ANOTHER_THREAD_RECEIVES = """

@@ -13,15 +13,13 @@ import select
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import mqtt_broker
 import requests
-from conftest import ADMIN_PASSWORD, ROOT, login, wait_for
+from conftest import ADMIN_PASSWORD, ROOT, login, served_at, service_process, stops_cleanly, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app import config as config_mod
@@ -209,28 +207,12 @@ def test_sigterm_with_the_live_view_open_ends_engage_edge_run_cleanly(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    script = Path(sys.executable).parent / "engage-edge"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "edge_app"]
-    proc = subprocess.Popen([*command, "run", "--config", str(config), "--source", "demo", "--port", "0",
-                             "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # blocks until the line is there
-            if m := re.search(r"web UI at (http://[\d.]+:\d+)", line):
-                break
-        else:
-            raise AssertionError("no start-up line")
-        received = watch_live(login(m.group(1)), m.group(1))
+    with service_process("run", "--config", config, "--source", "demo", "--port", "0",
+                         "--data-dir", tmp_path / "data", env=env) as proc:
+        url = served_at(proc)
+        received = watch_live(login(url), url)
         wait_for(lambda: sum(received) > 10_000, what="live frames reach the viewer")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=stop_budget("engage-edge.service"))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "stopping" in out and "Traceback" not in err
+        stops_cleanly(proc, signal.SIGTERM, timeout=stop_budget("engage-edge.service"))
     assert last_level(tmp_path / "data") == ABSENT
 
 
