@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mqtt_broker
 import requests
-from conftest import ADMIN_PASSWORD, ROOT, login, served_at, service_process, stops_cleanly, wait_for
+from conftest import ADMIN_PASSWORD, ROOT, login, served_at, service_process, stays, stops_cleanly, wait_for
 from mqtt_broker import PASSWORD, USER
 
 from edge_app import config as config_mod
@@ -252,17 +252,11 @@ def test_a_stop_while_a_client_stopped_reading_finishes():
         client.connect(("127.0.0.1", server.port))
         client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
         wait_for(lambda: len(server.busy) == 1 and written, what="the response is being written")
-        wait_for(lambda: _stuck(written), what="the socket buffers fill and the write blocks")
+        wait_for(lambda: stays(lambda n=len(written): len(written) == n, 0.5),  # no progress for half a second
+                 what="the socket buffers fill and the write blocks")
         assert stopped_within(server.stop, SERVER_SHARE_S)
     finally:
         client.close()
-
-
-def _stuck(written: list) -> bool:
-    """True once the writer made no progress for half a second (the buffers are full)."""
-    count = len(written)
-    time.sleep(0.5)  # no event says "blocked in send": no progress over a while is the sign
-    return len(written) == count
 
 
 def test_a_clean_stop_of_the_classroom_says_no_connection_was_lost(broker, caplog):
