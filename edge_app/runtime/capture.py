@@ -115,11 +115,10 @@ class _FrameReader:
     def read(self, timeout: float) -> np.ndarray | None:
         """The source's frame (None or junk from a faulty source: the caller checks)."""
         self._done.clear()
-        if self.interrupted:  # a stop came before this wait began: its wake-up was cleared just now
-            self.abandoned = True
-            raise ReadInterrupted()
-        self._want.set()
-        if not self._done.wait(timeout) or self.interrupted:
+        if not self.interrupted:  # a stop that came before this wait: its wake-up was cleared just now
+            self._want.set()
+            self._done.wait(timeout)
+        if self.interrupted or not self._done.is_set():
             self.abandoned = True
             if self.interrupted:
                 raise ReadInterrupted()
