@@ -372,23 +372,40 @@ def test_time_budget_plan_grows_back_when_epochs_get_faster():
     assert planned_epochs(200, 5, [90.0, 60.0, 30.0, 30.0, 30.0], 600) == 25
     assert planned_epochs(20, 5, [9.0, 3.0, 3.0, 3.0, 3.0], 600) == 20  # never past --epochs
     assert planned_epochs(200, 7, [9.0, 3.0], -5) == 7  # budget spent: stop now
+    # runs side by side: this one finished compiling first and ran two epochs alone (2 s),
+    # then shared the GPU (3 s): planned at 3 s, not at the median's 2
+    assert planned_epochs(1000, 4, [98.0, 2.0, 2.0, 3.0], 300) == 104
 
 
-def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run, eager_steps):
+def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run, eager_steps, monkeypatch):
+    """The plan counts an epoch from end to end, the backup and checkpoints written after
+    it included: on a pretend clock where only the backup takes time (10 s), a 60 s budget
+    fixes a plan of 6 epochs after four (30 s spent, 95% of the 30 left) and the run ends
+    there, inside its budget. Timing fit alone saw epochs of no time, planned the 40-epoch
+    cap and was cut short (on the GPU: 130 of 153 planned epochs)."""
     from training import train
 
+    now = [0.0]
+    save_backup = train.save_backup
+
+    def slow_backup(*args, **kwargs):
+        now[0] += 10.0
+        return save_backup(*args, **kwargs)
+
+    monkeypatch.setattr(train, "clock", lambda: now[0])
+    monkeypatch.setattr(train, "save_backup", slow_backup)
     root, _ = tiny_run
     run = root / "fixed-plan"
-    assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "5", "--time-budget", "3600") == 0
+    assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "40", "--time-budget", "60") == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["planned_epochs"] == 5 and "cut_short_at_epoch" not in config
-    assert "--epochs 5 " in config["replay"] and "--time-budget" not in config["replay"]
+    assert config["planned_epochs"] == 6 and "cut_short_at_epoch" not in config
+    assert "--epochs 6 " in config["replay"] and "--time-budget" not in config["replay"]
     assert config["versions"]["keras"] and config["versions"]["numpy"]
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     args = train.parse_args(config["replay"].split()[3:])  # the replay's schedule is the run's
-    assert args.epochs == 5 and not args.time_budget
-    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(args, e, 5) for e in range(5)])
+    assert args.epochs == 6 and not args.time_budget
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(args, e, 6) for e in range(6)])
 
 
 def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_run, eager_steps, monkeypatch):
