@@ -114,3 +114,31 @@ def test_a_run_past_its_deadline_is_stopped_and_still_comes_back(carried, tmp_pa
                 "--out", str(out), "--work", str(tmp_path / "work"), *TINY) == 1
     assert "did not finish by the deadline" in capsys.readouterr().err
     assert "train.log" in members(out / "t3.tar")
+
+
+def test_a_run_cut_before_averaging_still_leaves_a_teacher(tmp_path, monkeypatch):
+    """A teacher stopped at the call's deadline before its last epochs (the H100's t11: 134
+    of 223 planned) brings back best.keras and no averaged.keras: its best epoch is kept as
+    the teacher (it was none, and the next call's students lost a third of their teachers);
+    a run that finished keeps its averaged network."""
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    import keras
+    import numpy as np
+
+    def network(value):
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        net.set_weights([np.full(w.shape, value, w.dtype) for w in net.get_weights()])
+        return net
+
+    cut, done = tmp_path / "cut", tmp_path / "done"
+    cut.mkdir(), done.mkdir()
+    network(1.0).save(cut / "best.keras")
+    network(1.0).save(done / "best.keras")
+    network(2.0).save(done / "averaged.keras")
+    assert gpu_plan.keep_teacher(cut, tmp_path / "cut-teacher.keras") == "best"
+    assert gpu_plan.keep_teacher(done, tmp_path / "done-teacher.keras") == "averaged"
+    for name, value in (("cut", 1.0), ("done", 2.0)):
+        kept = keras.models.load_model(tmp_path / f"{name}-teacher.keras", compile=False)
+        assert all(np.all(w == value) for w in kept.get_weights())
+    assert gpu_plan.keep_teacher(tmp_path / "empty", tmp_path / "none.keras") is None
+    assert not (tmp_path / "none.keras").exists()

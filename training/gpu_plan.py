@@ -18,7 +18,8 @@ is those steps, so no session rebuilds them from notes:
 Each run comes back as one tar (``$OUT/NAME.tar``: averaged.keras, best.keras, history.csv,
 config.json with the replay command, averaged.json, the log), under the device's limits of
 8 files of 16 MiB. ``after`` writes for each run its int8 files and validation figures, and
-``NAME-teacher.keras``, the averaged network without optimizer state (1.5 MB for `edge-l`),
+``NAME-teacher.keras``, the averaged network (the best epoch where a run was cut before it
+averaged) without optimizer state (1.5 MB for `edge-l`),
 which is what a later call carries as a teacher.
 
 Arguments after ``--`` go to every ``training.train`` run (the tests use them for tiny runs).
@@ -217,12 +218,22 @@ def neutral_rate(result: dict) -> float:
     return sum(row[0] for row in confusion) / total if total else 0.0
 
 
+def keep_teacher(run: Path, dest: Path) -> str | None:
+    """Saves the run's averaged network, or its best epoch where a run cut short never
+    began averaging, without optimizer state as ``dest``; says which (None: neither)."""
+    import keras
+
+    for which in ("averaged", "best"):
+        if (run / f"{which}.keras").is_file():
+            keras.models.load_model(run / f"{which}.keras", compile=False).save(dest)
+            return which
+    return None
+
+
 def after(tars: list[Path], out: Path, data: Path, views: str = "single", samples: int = 1000) -> list[dict]:
     """Unpack each run, keep its averaged network as a compact teacher file, quantise
     averaged.keras and best.keras to int8 and score them on validation."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
     from training import evaluate, quantize
 
     rows = []
@@ -234,8 +245,10 @@ def after(tars: list[Path], out: Path, data: Path, views: str = "single", sample
         run.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tar_path) as tar:
             tar.extractall(run, filter="data")
-        if (run / "averaged.keras").is_file():
-            keras.models.load_model(run / "averaged.keras", compile=False).save(out / f"{name}-teacher.keras")
+        kept = keep_teacher(run, out / f"{name}-teacher.keras")
+        if kept != "averaged":
+            print(f"{name}: no averaged network (the run stopped before its last epochs); "
+                  f"{name}-teacher.keras is its {kept or 'nothing: no network came back'}", file=sys.stderr)
         for which in ("averaged", "best"):
             source = run / f"{which}.keras"
             if not source.is_file():
