@@ -321,6 +321,28 @@ def eager_steps(tiny_run):
         tf.config.run_functions_eagerly(False)
 
 
+def small_edge_network():
+    """A network of five layers in place of `edge` (convolution, batch norm, pooling and the
+    same "emotion" head): tests of a run's bookkeeping (time budget, replay, resume,
+    averaging) train it eagerly in a few seconds where `edge` took half a minute. The real
+    network is trained by ``tiny_run``, the distillation and warm-start tests and the GPU
+    plan's test."""
+    import keras
+
+    return keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Conv2D(4, 3, strides=4),
+                             keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(len(fer.EMOTIONS), activation="softmax", name="emotion")],
+                            name="edge")
+
+
+@pytest.fixture
+def small_edge(monkeypatch):
+    """``--arch edge`` builds ``small_edge_network`` for this test."""
+    from training import models
+
+    monkeypatch.setitem(models.ARCHITECTURES, "edge", small_edge_network)
+
+
 def train_on(root: Path, *args: str) -> int:
     """``training.train`` on the generated set in ``root`` (its own decoded cache), batch 16."""
     from training import train
@@ -355,7 +377,7 @@ def test_resume_continues_the_run(tiny_run, eager_steps):
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
 
 
-def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps):
+def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps, small_edge):
     root, _ = tiny_run
     run = root / "budget"
     assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "6", "--time-budget", "0.001") == 0
@@ -377,7 +399,7 @@ def test_time_budget_plan_grows_back_when_epochs_get_faster():
     assert planned_epochs(1000, 4, [98.0, 2.0, 2.0, 3.0], 300) == 104
 
 
-def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run, eager_steps, monkeypatch):
+def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_run, eager_steps, small_edge, monkeypatch):
     """The plan counts an epoch from end to end, the backup and checkpoints written after
     it included: on a pretend clock where only the backup takes time (10 s), a 60 s budget
     fixes a plan of 6 epochs after four (30 s spent, 95% of the 30 left) and the run ends
@@ -408,7 +430,7 @@ def test_time_budget_plan_is_fixed_early_and_recorded_as_a_replay_command(tiny_r
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(args, e, 6) for e in range(6)])
 
 
-def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_run, eager_steps, monkeypatch):
+def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_run, eager_steps, small_edge, monkeypatch):
     """A budget that plans fewer than 30 epochs (the model card's students: 26 and 28 of a
     1000-epoch cap): the replay command, run with its fixed --epochs, has the budgeted
     run's learning rate at every epoch and averages the same epochs, although the plan
@@ -443,7 +465,7 @@ def test_replay_of_a_budgeted_run_is_the_same_run_when_the_plan_is_short(tiny_ru
     assert [(a["epochs"], a["last_epoch"]) for a in averaged] == [(4, 6), (4, 6)]
 
 
-def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, monkeypatch):
+def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, small_edge, monkeypatch):
     """A budgeted run stopped after its plan was fixed and resumed: the resumed epochs
     follow the recorded plan (learning rate and end), not a new plan made from the time
     the resumed process has, and config.json's replay is still the run. A resume that
@@ -487,8 +509,6 @@ def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
         train_on(root, *common, "--out", str(root / "bad"), "--teacher", str(root / "missing.keras"))
     assert "neither an architecture" in capsys.readouterr().err and not (root / "bad").exists()
     assert train_on(root, *common, "--out", str(run), "--teacher", "edge", "--logit-adjust", "0.3") == 0
-    frozen = root / "distilled-frozen"
-    assert train_on(root, *common, "--out", str(frozen), "--teacher", str(first / "best.keras")) == 0
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"accuracy", "teacher_accuracy", "val_teacher_accuracy", "learning_rate"} <= set(rows[0])
@@ -497,10 +517,17 @@ def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):
     config = json.loads((run / "config.json").read_text())
     assert "--teacher edge" in config["replay"] and "--logit-adjust 0.3" in config["replay"]
     assert "--stop-after 1" in config["replay"]
-    assert not (frozen / "teacher.keras").exists()  # a frozen teacher is an input, not an output
 
 
-def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, eager_steps, capsys):
+def test_a_trained_teacher_is_an_input_not_an_output(tiny_run, eager_steps, small_edge):
+    root, first = tiny_run
+    frozen = root / "distilled-frozen"
+    assert train_on(root, "--arch", "edge", "--epochs", "2", "--stop-after", "1", "--out", str(frozen),
+                    "--teacher", str(first / "best.keras")) == 0
+    assert (frozen / "best.keras").is_file() and not (frozen / "teacher.keras").exists()
+
+
+def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, eager_steps, small_edge, capsys):
     """``--teacher-views flip``: a one-view student learns what the teacher says with the
     device's two views (the face and its mirror image)."""
     import keras
@@ -529,7 +556,7 @@ def test_a_mirrored_teacher_answers_with_the_mean_of_both_views(tiny_run, eager_
     assert "--teacher-views flip" in json.loads((run / "config.json").read_text())["replay"]
 
 
-def test_several_teachers_answer_with_the_mean_of_their_probabilities(tiny_run, eager_steps, capsys):
+def test_several_teachers_answer_with_the_mean_of_their_probabilities(tiny_run, eager_steps, small_edge, capsys):
     """``--teacher a.keras,b.keras``: two trained teachers make a better one; networks of
     one architecture share their names, and the mean still loads, runs and trains a student."""
     import keras
@@ -576,12 +603,15 @@ import os, sys
 if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
     import tensorflow as tf
     tf.config.run_functions_eagerly(True)
-from training import train
+sys.path.insert(0, "tests")  # run from the checkout's root
+from test_training import small_edge_network  # as the test's own runs (small_edge)
+from training import models, train
+models.ARCHITECTURES["edge"] = small_edge_network
 sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps):
+def test_average_last_keeps_the_mean_of_the_last_epochs_across_a_resume(tiny_run, eager_steps, small_edge):
     """A run stopped after epoch 2 of 3 and resumed averages epochs 2 and 3. The same run
     killed (SIGKILL) after epoch 2's backup (before its history row and its turn at
     best.keras), resumed, killed again halfway through epoch 3's backup (its averaging
