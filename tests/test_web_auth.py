@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 import subprocess
 
@@ -10,6 +11,7 @@ import requests
 
 from edge_app import config as config_mod
 from edge_app.store.accounts import AuthError, ThrottlePolicy, hash_password
+from edge_app.web import hardening
 from tests.conftest import ADMIN_PASSWORD, login
 
 STUDENT_PW = "student-pw-123"
@@ -257,6 +259,41 @@ def test_failed_logins_from_one_address_lock_that_address(appliance):
         assert form_login(appliance.url, f"user{i}", "guess-guess").status_code == 401
     r = form_login(appliance.url, "admin", ADMIN_PASSWORD)
     assert r.status_code == 429 and "your address" in r.text and "locked" in r.text
+
+
+def test_a_script_that_keeps_guessing_writes_a_bounded_number_of_journal_lines(appliance, caplog, monkeypatch):
+    """Every refused log-in wrote a journal line, the throttled ones too: a script guessing
+    on after the lock, refused hundreds of times a second without a password check, wrote
+    as many lines to the SD card. Now at most ``burst`` a minute; the next line says how
+    many were left out. The API's refusals are logged too (they were not at all), and a
+    user name is cut to what a line needs."""
+    now = [0.0]
+    monkeypatch.setattr(hardening, "REFUSALS", hardening.RefusalLog(burst=4, window_s=60, clock=lambda: now[0]))
+    appliance.accounts.throttle = ThrottlePolicy(slow_after=100, slow_after_address=100, lock_after_user=3,
+                                                 lock_after_address=100, lock_s=300)
+    caplog.set_level(logging.INFO, logger="edge_app.web")
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "log-in" in r.getMessage() or "failed login" in r.getMessage()]
+
+    for i in range(3):
+        assert form_login(appliance.url, "admin", f"guess-number-{i}").status_code == 401
+    for _ in range(20):
+        assert form_login(appliance.url, "admin", "guess-again").status_code == 429
+    api = f"{appliance.url}/api/login"
+    for _ in range(10):
+        assert requests.post(api, json={"username": "admin", "password": "guess"}, timeout=10).status_code == 429
+    assert lines()[:3] == ["failed login for 'admin' from 127.0.0.1"] * 3
+    assert lines()[3] == "log-in refused for 'admin' from 127.0.0.1: throttled" and len(lines()) == 4
+
+    now[0] = 61.0  # the next minute: a line again, saying how many were left out
+    assert requests.post(api, json={"username": "admin", "password": "guess"}, timeout=10).status_code == 429
+    assert len(lines()) == 5 and lines()[4].startswith("log-in refused for 'admin' from 127.0.0.1: throttled (API) "
+                                                        "(29 more refused log-ins before this one were not logged")
+    long_name = "x" * 5000
+    assert requests.post(api, json={"username": long_name, "password": "guess"}, timeout=10).status_code == 401
+    assert lines()[5].startswith("failed login for 'xxx") and "(5000 characters)" in lines()[5]
+    assert len(lines()[5]) < 200
 
 
 def test_success_clears_the_user_failures(appliance):

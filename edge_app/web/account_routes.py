@@ -61,15 +61,16 @@ def install(app: bottle.Bottle, site: Site) -> None:
         try:
             user = accounts.login(username, password, client_address())
         except LoginThrottled as exc:
-            log.warning("log-in refused for %r from %s: throttled", username, client_address())
+            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled", username,
+                          client_address())
             return hardening.throttled(exc, site.page("login", title="Log in", error=str(exc), username=username,
                                                       **nxt))
         except AccountDisabled as exc:
-            log.info("log-in refused for %r from %s: disabled", username, client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %r from %s: disabled", username, client_address())
             text = str(exc)
             return login_page(403, error=text[0].upper() + text[1:] + ".", username=username, **nxt)
         if not user:
-            log.info("failed login for %r from %s", username, client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "failed login for %r from %s", username, client_address())
             return login_page(401, error="Wrong user name or password.", username=username, **nxt)
         site.start_session(user)
         return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
@@ -81,12 +82,18 @@ def install(app: bottle.Bottle, site: Site) -> None:
         if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return hardening.json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
-            user = accounts.login(str(data.get("username", "")), str(data.get("password", "")), client_address())
+            username = str(data.get("username", ""))
+            user = accounts.login(username, str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
+            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled (API)", username,
+                          client_address())
             return hardening.throttled(exc)
         except AccountDisabled as exc:
+            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %r from %s: disabled (API)", username,
+                          client_address())
             return hardening.json_error(403, str(exc))
         if not user:
+            hardening.REFUSALS.line(log, logging.INFO, "failed login for %r from %s (API)", username, client_address())
             return hardening.json_error(401, "wrong user name or password")
         csrf = site.start_session(user)
         response.content_type = "application/json"

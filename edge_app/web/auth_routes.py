@@ -53,7 +53,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return hardening.throttled(exc, page("confirm", title="Confirm your password", error=str(exc), next=nxt,
                                                  stale=False))
         if not ok:
-            log.info("failed password confirmation by %r from %s", user.username, client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s",
+                                    user.username, client_address())
             return HTTPResponse(page("confirm", title="Confirm your password", error="Wrong password.", next=nxt,
                                      stale=False), 401)
         return bottle.redirect(nxt)

@@ -9,6 +9,9 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bottle import HTTPError, HTTPResponse, request, response
@@ -69,7 +72,7 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     except LoginThrottled as exc:
         return throttled(exc)
     if not ok:
-        log.info("failed password confirmation by %r from %s", user.username, address)
+        REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s (API)", user.username, address)
         return json_error(401, "wrong password")
     response.content_type = "application/json"
     return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
@@ -111,6 +114,45 @@ def small_count(value: str) -> int | None:
     """A count a page put in its own redirect (``?ended=2``); None for anything else, so a
     crafted link cannot make the page announce what did not happen at scale."""
     return int(value) if value.isdigit() and len(value) < 6 else None
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text`` for a log line: a user name is whatever a client sent, up to the body's limit."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+class RefusalLog:
+    """Journal lines for refused log-ins, at most ``burst`` every ``window_s``. A script
+    that keeps guessing is refused each time (throttled: without checking the password),
+    and a line each, hundreds a second, would fill the journal on the device's SD card and
+    bury everything else in it. Lines past the budget are counted, and the next line
+    logged says how many were left out (the failures themselves are counted in SQLite by
+    the throttle, whatever is logged)."""
+
+    def __init__(self, burst: int = 10, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self._lock = threading.Lock()
+        self._window_began: float | None = None
+        self._logged = self._left_out = 0
+
+    def line(self, logger: logging.Logger, level: int, message: str, *args) -> None:
+        with self._lock:
+            now = self.clock()
+            if self._window_began is None or now - self._window_began >= self.window_s:
+                self._window_began, self._logged = now, 0
+            if self._logged >= self.burst:
+                self._left_out += 1
+                return
+            self._logged += 1
+            left_out, self._left_out = self._left_out, 0
+        args = tuple(cut(a) if isinstance(a, str) else a for a in args)
+        if left_out:
+            message += (f" ({left_out} more refused log-in{'s' if left_out != 1 else ''} before this one "
+                        f"were not logged: at most {self.burst} lines every {self.window_s:g} s)")
+        logger.log(level, message, *args)
+
+
+REFUSALS = RefusalLog()  # the lines of every refused log-in and password check (one budget per process)
 
 
 def throttled(exc, page: str | None = None) -> HTTPResponse:
