@@ -19,8 +19,8 @@ Each run comes back as one tar (``$OUT/NAME.tar``: averaged.keras, best.keras, h
 config.json with the replay command, averaged.json, the log), under the device's limits of
 8 files of 16 MiB. ``after`` writes for each run its int8 files and validation figures, and
 ``NAME-teacher.keras``, the averaged network (the best epoch where a run was cut before it
-averaged) without optimizer state (1.5 MB for `edge-l`),
-which is what a later call carries as a teacher.
+averaged) without optimizer state (1.5 MB for `edge-l`), which is what a later call carries
+as a teacher.
 
 Arguments after ``--`` go to every ``training.train`` run (the tests use them for tiny runs).
 """

@@ -54,11 +54,11 @@ DEFAULTS["edge-w"] = DEFAULTS["edge-m"] = DEFAULTS["edge-l"] = DEFAULTS["edge"]
 # the warm-up, and the replay's --warmup says so), the first cosine epoch is the same for
 # every plan, and the weights of these epochs join --average-last only once it is fixed
 PLAN_FIXED_AFTER = 4
-clock = time.monotonic  # the schedule's clock (a test gives it a pretend one)
 BUDGET_WARMUP = PLAN_FIXED_AFTER - 1
 AVERAGING_DIR = "averaging"  # --average-last's running state, one file per epoch it changed
 BACKUP_DIR = "backup"  # the state a resume continues from, one folder per epoch (the last two)
 BACKUP_WEIGHTS, BACKUP_STATE = "training.weights.h5", "state.json"
+clock = time.monotonic  # what the time budget's schedule reads (a test gives it a pretend one)
 LEGACY_BACKUP = ("latest.weights.h5", "training_metadata.json")  # Keras's BackupAndRestore, before
 KILL_AT_ENV = "ENGAGE_TRAIN_KILL_AT"  # tests only: see kill_point
 

@@ -62,7 +62,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
             user = accounts.login(username, password, client_address())
         except LoginThrottled as exc:
             hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled", username,
-                          client_address())
+                                    client_address())
             return hardening.throttled(exc, site.page("login", title="Log in", error=str(exc), username=username,
                                                       **nxt))
         except AccountDisabled as exc:
@@ -86,11 +86,11 @@ def install(app: bottle.Bottle, site: Site) -> None:
             user = accounts.login(username, str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
             hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled (API)", username,
-                          client_address())
+                                    client_address())
             return hardening.throttled(exc)
         except AccountDisabled as exc:
             hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %r from %s: disabled (API)", username,
-                          client_address())
+                                    client_address())
             return hardening.json_error(403, str(exc))
         if not user:
             hardening.REFUSALS.line(log, logging.INFO, "failed login for %r from %s (API)", username, client_address())
