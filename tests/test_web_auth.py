@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import html
+import http.client
+import json
 import logging
 import re
 import subprocess
@@ -264,11 +266,13 @@ def test_failed_logins_from_one_address_lock_that_address(appliance):
 def test_a_script_that_keeps_guessing_writes_a_bounded_number_of_journal_lines(appliance, caplog, monkeypatch):
     """Every refused log-in wrote a journal line, the throttled ones too: a script guessing
     on after the lock, refused hundreds of times a second without a password check, wrote
-    as many lines to the SD card. Now at most ``burst`` a minute; the next line says how
-    many were left out. The API's refusals are logged too (they were not at all), and a
-    user name is cut to what a line needs."""
+    as many lines to the SD card. Now at most ``per_client`` a minute from one address;
+    the next line says how many were left out. The script's lines do not use up another
+    address's: a genuine failed log-in elsewhere is still logged. The API's refusals are
+    logged too (they were not at all), and a user name is cut to what a line needs."""
     now = [0.0]
-    monkeypatch.setattr(hardening, "REFUSALS", hardening.RefusalLog(burst=4, window_s=60, clock=lambda: now[0]))
+    monkeypatch.setattr(hardening, "REFUSALS", hardening.RefusalLog(burst=100, per_client=4, window_s=60,
+                                                                    clock=lambda: now[0]))
     appliance.accounts.throttle = ThrottlePolicy(slow_after=100, slow_after_address=100, lock_after_user=3,
                                                  lock_after_address=100, lock_s=300)
     caplog.set_level(logging.INFO, logger="edge_app.web")
@@ -286,14 +290,50 @@ def test_a_script_that_keeps_guessing_writes_a_bounded_number_of_journal_lines(a
     assert lines()[:3] == ["failed login for 'admin' from 127.0.0.1"] * 3
     assert lines()[3] == "log-in refused for 'admin' from 127.0.0.1: throttled" and len(lines()) == 4
 
-    now[0] = 61.0  # the next minute: a line again, saying how many were left out
-    assert requests.post(api, json={"username": "admin", "password": "guess"}, timeout=10).status_code == 429
-    assert len(lines()) == 5 and lines()[4].startswith("log-in refused for 'admin' from 127.0.0.1: throttled (API) "
+    # another address (loopback has all of 127/8) still gets its line within the minute
+    port = int(appliance.url.rsplit(":", 1)[1])
+    other = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
+    other.request("POST", "/api/login", body=json.dumps({"username": "teacher", "password": "wrong-one"}),
+                  headers={"Content-Type": "application/json"})
+    assert other.getresponse().status == 401
+    other.close()
+    assert len(lines()) == 5 and lines()[4].startswith("failed login for 'teacher' from 127.0.0.2 (API) "
                                                         "(29 more refused log-ins before this one were not logged")
+
+    now[0] = 61.0  # the next minute: the script's address has lines again
+    assert requests.post(api, json={"username": "admin", "password": "guess"}, timeout=10).status_code == 429
+    assert len(lines()) == 6 and lines()[5] == "log-in refused for 'admin' from 127.0.0.1: throttled (API)"
     long_name = "x" * 5000
     assert requests.post(api, json={"username": long_name, "password": "guess"}, timeout=10).status_code == 401
-    assert lines()[5].startswith("failed login for 'xxx") and "(5000 characters)" in lines()[5]
-    assert len(lines()[5]) < 200
+    assert lines()[6].startswith("failed login for 'xxx") and "(5000 characters)" in lines()[6]
+    assert len(lines()[6]) < 200
+
+
+def test_refused_log_ins_from_many_addresses_share_an_overall_bound(caplog):
+    """A script spread over many addresses gets each address's lines until the overall
+    budget is spent; then nothing more until the next window, whose first line counts what
+    was left out."""
+    now = [0.0]
+    refusals = hardening.RefusalLog(burst=6, per_client=2, window_s=60, clock=lambda: now[0])
+    logger = logging.getLogger("test.refusals")
+    caplog.set_level(logging.INFO, logger="test.refusals")
+
+    def refused(address: str, times: int = 1) -> list[str]:
+        for _ in range(times):
+            refusals.line(logger, logging.INFO, "failed login from %s", address, address=address)
+        return [r.getMessage() for r in caplog.records if r.name == "test.refusals"]
+
+    for i in range(20):
+        refused(f"10.0.0.{i}")
+    assert len(refused("10.0.1.1", 3)) == 6  # the overall budget: the first six addresses
+    now[0] = 60.0
+    lines = refused("10.0.1.1", 3)
+    assert len(lines) == 8  # that address's own two
+    assert "(17 more refused log-ins" in lines[6] and "(" not in lines[7]
+    # IPv6: one /64 is one client, whatever address of it a laptop takes each time
+    for i in range(4):
+        lines = refused(f"2001:db8::{i}")
+    assert len(lines) == 10 and lines[-1].endswith("2001:db8::1")
 
 
 def test_success_clears_the_user_failures(appliance):

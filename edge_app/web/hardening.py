@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bottle import HTTPError, HTTPResponse, request, response
 
+from edge_app.addresses import client_key
 from edge_app.config import Config
 from edge_app.store.accounts import LoginThrottled
 
@@ -72,7 +73,8 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     except LoginThrottled as exc:
         return throttled(exc)
     if not ok:
-        REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s (API)", user.username, address)
+        REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s (API)", user.username, address,
+                      address=address)
         return json_error(401, "wrong password")
     response.content_type = "application/json"
     return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
@@ -122,37 +124,45 @@ def cut(text: str, limit: int = 80) -> str:
 
 
 class RefusalLog:
-    """Journal lines for refused log-ins, at most ``burst`` every ``window_s``. A script
-    that keeps guessing is refused each time (throttled: without checking the password),
-    and a line each, hundreds a second, would fill the journal on the device's SD card and
-    bury everything else in it. Lines past the budget are counted, and the next line
+    """Journal lines for refused log-ins: at most ``per_client`` every ``window_s`` for one
+    client (an address, an IPv6 /64) and ``burst`` for all together. A script that keeps
+    guessing is refused each time (throttled: without checking the password), and a line
+    each, hundreds a second, would fill the journal on the device's SD card and bury
+    everything else in it. The budget per client keeps one guessing script from using up
+    the lines a genuine failed log-in from another address needs; the overall one bounds
+    a script spread over many addresses. Lines past either are counted, and the next line
     logged says how many were left out (the failures themselves are counted in SQLite by
     the throttle, whatever is logged)."""
 
-    def __init__(self, burst: int = 10, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self.burst, self.window_s, self.clock = burst, window_s, clock
+    def __init__(self, burst: int = 30, window_s: float = 60.0, per_client: int = 5,
+                 clock: Callable[[], float] = time.monotonic):
+        self.burst, self.window_s, self.per_client, self.clock = burst, window_s, per_client, clock
         self._lock = threading.Lock()
         self._window_began: float | None = None
         self._logged = self._left_out = 0
+        self._by_client: dict[str, int] = {}  # only clients given a line: never more than ``burst``
 
-    def line(self, logger: logging.Logger, level: int, message: str, *args) -> None:
+    def line(self, logger: logging.Logger, level: int, message: str, *args, address: str = "") -> None:
+        client = client_key(address)
         with self._lock:
             now = self.clock()
             if self._window_began is None or now - self._window_began >= self.window_s:
-                self._window_began, self._logged = now, 0
-            if self._logged >= self.burst:
+                self._window_began, self._logged, self._by_client = now, 0, {}
+            if self._logged >= self.burst or self._by_client.get(client, 0) >= self.per_client:
                 self._left_out += 1
                 return
             self._logged += 1
+            self._by_client[client] = self._by_client.get(client, 0) + 1
             left_out, self._left_out = self._left_out, 0
         args = tuple(cut(a) if isinstance(a, str) else a for a in args)
         if left_out:
             message += (f" ({left_out} more refused log-in{'s' if left_out != 1 else ''} before this one "
-                        f"were not logged: at most {self.burst} lines every {self.window_s:g} s)")
+                        f"were not logged: at most {self.per_client} lines from one address and {self.burst} "
+                        f"in all every {self.window_s:g} s)")
         logger.log(level, message, *args)
 
 
-REFUSALS = RefusalLog()  # the lines of every refused log-in and password check (one budget per process)
+REFUSALS = RefusalLog()  # the lines of every refused log-in and password check (budgets per process)
 
 
 def throttled(exc, page: str | None = None) -> HTTPResponse:
