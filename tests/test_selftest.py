@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from edge_app.device import clock, selftest
 from edge_app.models import registry as flash
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
-from tests.conftest import mounted_tmpfs
+from tests.conftest import mounted_tmpfs, skip_unless_ci
 
 CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk"]
 # the clock check reads this machine's kernel: a clock no time server set is a WARN (tests/test_clock.py)
@@ -210,3 +213,28 @@ def test_pins_held_by_the_running_service_say_to_stop_it(tmp_path, golden_manife
         service_led.close()
     finally:
         factory.reset()
+
+
+def test_selftest_as_plain_root_writes_as_the_data_directorys_owner(tmp_path, golden_manifest):
+    """`sudo engage-edge selftest` (plain root, not `sudo -u engage`) created a root-owned
+    engage.db and images/ in the service's data directory, and the service then could not
+    start (a traceback: "attempt to write a readonly database"). It now runs as the data
+    directory's owner, as `passwd` does."""
+    if os.geteuid() != 0:
+        skip_unless_ci("acting as the data directory's owner needs root (CI runs as root)")
+    nobody = 65534
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # reachable by its user, unlike pytest's tmp_path
+        data = Path(top) / "data"
+        data.mkdir()
+        model = Path(top) / "model"
+        shutil.copytree(golden_manifest.parent, model)
+        for path in [Path(top), data, model, *model.iterdir()]:
+            os.chown(path, nobody, nobody)
+        conf = tmp_path / "selftest.toml"
+        conf.write_text(f'[indicators]\nbackend = "console"\n[model]\nmanifest = "{model / golden_manifest.name}"\n'
+                        f'[store]\ndata_dir = "{data}"\n')
+        r = subprocess.run([sys.executable, "-m", "edge_app", "selftest", "--source", "demo", "--no-buzzer",
+                            "--config", str(conf), "--step", "0.01"], capture_output=True, text=True, timeout=120)
+        assert status_lines(r.stdout)["database"] == "PASS", r.stdout + r.stderr
+        owners = {p.name: p.stat().st_uid for p in data.iterdir()}
+        assert "engage.db" in owners and "images" in owners and set(owners.values()) == {nobody}, owners

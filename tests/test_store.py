@@ -7,11 +7,15 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from conftest import mounted_tmpfs
+from conftest import mounted_tmpfs, skip_unless_ci
 
 from edge_app.store import reports
 from edge_app.store.database import DB_NAME, MIGRATIONS, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
@@ -51,6 +55,30 @@ def test_creates_the_data_dir_and_a_wal_database(tmp_path, store):
             "settings"} <= tables
     assert store.connect().execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.integrity_ok()
+
+
+@pytest.mark.parametrize("left", ["engage.db", "images"])
+def test_data_a_root_command_left_behind_is_refused_with_whom_to_give_it_back(left):
+    """A technician's command run as plain root that created the database (or the images
+    folder) in the service's data directory left the service a traceback at its start
+    ("attempt to write a readonly database"), or "cannot serve on ...: Permission denied"
+    for the port, which was fine. The store now says whose the file is and what to run."""
+    if os.geteuid() != 0:
+        skip_unless_ci("files of another user need root to make (CI runs as root)")
+    nobody = 65534
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        data = Path(top) / "data"
+        Store(data).close()  # root's, as `sudo engage-edge ...` makes it
+        for path in [Path(top), data, *data.iterdir()]:
+            if path.name != left:
+                os.chown(path, nobody, nobody)
+        probe = subprocess.run([sys.executable, "-c", "import os, pwd, sys, tempfile\n"
+                                "from edge_app.store.database import Store, StoreError\n"
+                                f"os.setgroups([]); os.setgid({nobody}); os.setuid({nobody})\n"
+                                "try:\n    Store(sys.argv[1]).close()\nexcept StoreError as exc:\n    print(exc)",
+                                str(data)], capture_output=True, text=True, timeout=60)
+        assert f"{data / left} belongs to 'root'" in probe.stdout, probe.stdout + probe.stderr
+        assert f"sudo chown -R nobody: {data}" in probe.stdout and "sudo -u nobody" in probe.stdout
 
 
 def test_a_new_data_dir_is_readable_by_its_owner_only(tmp_path):

@@ -3,6 +3,7 @@ export, backup and passwd. Registered by ``cli.build_parser``; heavy imports hap
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -137,10 +138,17 @@ def cmd_model_golden(args) -> int:
 
 # ------------------------------------------------------------------ selftest, export, backup
 def cmd_selftest(args) -> int:
+    from edge_app import config as config_mod
     from edge_app.device import selftest
 
     overrides = {"camera.source": args.source} if args.source else {}
-    results = selftest.run(_config(args, overrides), args.source, buzzer=not args.no_buzzer, step_s=args.step)
+    cfg = _config(args, overrides)
+    data = config_mod.data_dir(cfg)
+    if data.is_dir() and os.geteuid() == 0:  # checked as the service's user, which the database check writes as
+        for module in selftest.CHECK_MODULES:  # loaded first: a Python under a folder only root enters (pyenv in /root)
+            importlib.import_module(module)
+        _become_owner(data)
+    results = selftest.run(cfg, args.source, buzzer=not args.no_buzzer, step_s=args.step)
     return EXIT_FAILED if any(r.status == "FAIL" for r in results) else EXIT_OK
 
 
@@ -190,12 +198,18 @@ def _read_new_password(username: str, from_stdin: bool) -> str | None:
 
 
 def _become_owner(path: Path) -> None:
-    """Run as the owner of the database (the service's user) when started as root, so
-    SQLite's journal files stay the service's: a root-owned ``engage.db-wal`` would stop
-    the service from opening its own database."""
+    """Run as the owner of ``path`` (the service's user) when started as root, so the
+    files this command writes stay the service's: a root-owned ``engage.db``, ``-wal`` or
+    ``images/`` would stop the service from opening its own data. The owner's own groups
+    come along (``gpio``, ``video``: what the service may reach, a self-test checks)."""
+    import pwd
+
     st = path.stat()
     if os.geteuid() == 0 and st.st_uid != 0:
-        os.setgroups([])
+        try:
+            os.initgroups(pwd.getpwuid(st.st_uid).pw_name, st.st_gid)
+        except KeyError:  # an owner without a name (a copied card): no groups but its own
+            os.setgroups([])
         os.setgid(st.st_gid)
         os.setuid(st.st_uid)
 

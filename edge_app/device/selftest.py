@@ -25,6 +25,10 @@ from edge_app.engagement import ABSENT, GROUPS, PAUSED
 
 FRAMES = 5
 SERVICE_HOLDS = "is the engage-edge service running and holding"
+# what the checks load: run as root, the command loads them before it becomes the service's user
+CHECK_MODULES = ("sqlite3", "fcntl", "edge_app.vision.sources", "edge_app.models.registry", "edge_app.vision.classifier",
+                 "edge_app.vision.detector", "edge_app.vision.faces", "edge_app.store.database",
+                 "edge_app.device.indicators")
 
 
 @dataclass

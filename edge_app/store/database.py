@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from edge_app.engagement import Group
-from edge_app.fsutil import atomic_write
+from edge_app.fsutil import atomic_write, owner_name, user_name
 from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
@@ -269,6 +270,21 @@ class Store:
                 f"the data directory {self.data_dir} is not writable ({exc.strerror or exc}): the database and kept "
                 "images live there. Check that its file system is not mounted read-only and that the service user "
                 "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
+        # a folder the service may write can still hold files it may not: a technician's
+        # command run as plain root (sudo engage-edge ...) that created the database or the
+        # images folder; SQLite then says only "attempt to write a readonly database"
+        for path in (self.data_dir / DB_NAME, self.data_dir / f"{DB_NAME}-wal", self.data_dir / f"{DB_NAME}-shm",
+                     self.data_dir / "images"):
+            need = os.W_OK | (os.X_OK if path.is_dir() else 0)
+            if os.path.lexists(path) and not os.access(path, need):
+                owner, user = owner_name(path), user_name()
+                keeper = owner_name(self.data_dir)
+                keeper = user if keeper in (owner, "root") else keeper
+                raise StoreError(
+                    f"{path} belongs to {owner!r}, and {user!r}, who runs engage-edge, may not write to it (a command "
+                    f"run as plain root, `sudo engage-edge ...`, leaves such files): give the data directory back to "
+                    f"its user (sudo chown -R {keeper}: {self.data_dir}) and run technician commands as that user "
+                    f"(sudo -u {keeper} ...)") from None
 
     # ------------------------------------------------------------ connections
     def connect(self) -> sqlite3.Connection:
