@@ -73,6 +73,48 @@ def test_a_password_saved_by_an_earlier_release_leaves_the_database_at_start(mak
     assert appliance.ctx.cfg.mqtt.password_file == str(kept) and appliance.ctx.cfg.mqtt.password == ""
 
 
+def test_a_backup_restored_without_the_saved_broker_password_starts_and_says_to_type_it_again(
+        broker, make_appliance, cfg):
+    """The page keeps a typed broker password in a file beside the database; a backup holds
+    the database only. Restored on a new card, the device did not start at all ("mqtt.
+    password_file ... cannot be read", exit 2, and systemd gave up), and with the web UI
+    down nobody could type the password again. Now it starts, the broker part of
+    /healthz and the admin page say what to do, and typing the password connects."""
+    from edge_app.store.database import Store
+
+    restored = Store(config_mod.data_dir(cfg))  # what the backup brings: the page's settings, no file
+    missing = config_mod.data_dir(cfg) / "mqtt-password"
+    restored.set_setting("config_overrides", {"mqtt.host": "127.0.0.1", "mqtt.port": broker.port,
+                                              "mqtt.username": USER, "mqtt.password_file": str(missing),
+                                              "mqtt.device_id": "desk-12"})
+    restored.close()
+    appliance = make_appliance(with_loop=False)
+    health = requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"]
+    assert health["enabled"] and not health["connected"] and "type it there again" in health["error"]
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/classroom"
+    assert "type it there again" in html.unescape(s.get(url, timeout=5).text)
+    r = s.post(url, data=form(s, broker, "save", **{"mqtt.device_id": "desk-12"}), timeout=10)
+    assert r.status_code == 200 and "Saved" in r.text
+    assert wait_for(lambda: requests.get(f"{appliance.url}/healthz", timeout=5).json()["mqtt"]["connected"])
+    assert missing.read_text().strip() == PASSWORD
+
+
+def test_a_technicians_missing_password_file_is_still_a_configuration_error(cfg, tmp_path):
+    """Only the page's own file is forgiven: a password file named in the config file is
+    the technician's, and a wrong path there stops the start with what to check, as before."""
+    import pytest
+
+    from edge_app.fleet.settings import MqttSettings
+
+    bad = config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1", "mqtt.password_file": str(tmp_path / "nope")})
+    with pytest.raises(config_mod.ConfigError, match="cannot be read: No such file"):
+        MqttSettings.from_config(bad)
+    page = config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1",
+                                         "mqtt.password_file": str(config_mod.data_dir(cfg) / "mqtt-password")})
+    assert "type it there again" in MqttSettings.from_config(page).password_missing
+
+
 class _Form(HTMLParser):
     """The fields a browser sends from the page's ``#mqtt-form``: every named input's value,
     a checkbox only when checked (the buttons' ``action`` is the caller's)."""

@@ -24,12 +24,11 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
-from edge_app.fleet.settings import MqttSettings, host_key
+from edge_app.fleet.settings import PASSWORD_FILE, MqttSettings, host_key
 from edge_app.fsutil import atomic_write
 from edge_app.web.edits import base_field, in_the_forms_words, own_changes, read_base, ticked
 
 log = logging.getLogger(__name__)
-PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600
 TYPE_AGAIN = "Tested with the password you typed, which is not shown again: type it again, then Save."
 
 

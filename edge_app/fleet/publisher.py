@@ -325,6 +325,10 @@ class Publisher:
 
     # ------------------------------------------------------------ life cycle
     def start(self) -> "Publisher":
+        if self.settings.password_missing:  # said on the admin page and /healthz; the outbox keeps what comes
+            self.status.error = self.settings.password_missing
+            log.error("mqtt: %s", self.settings.password_missing)
+            return self
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)

@@ -45,6 +45,16 @@ def check_together(section: MqttSection, error: type[Exception]) -> None:
         raise error("set mqtt.password or mqtt.password_file, not both")
 
 
+PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600: where Admin > Classroom keeps the password
+
+
+def _page_written(cfg: Config) -> bool:
+    """Whether ``mqtt.password_file`` is the file the admin page writes (not a technician's)."""
+    from edge_app.config import data_dir
+
+    return Path(cfg.mqtt.password_file).expanduser() == data_dir(cfg) / PASSWORD_FILE
+
+
 def default_device_id(username: str = "") -> str:
     """The broker user name when it can be a topic level, else the host name made
     topic-safe ('desk-07.school.lan' -> 'desk-07').
@@ -74,6 +84,7 @@ class MqttSettings:
     keepalive_s: int = 30
     heartbeat_s: float = 30.0  # 0: no heartbeat (the config allows 5 s and up; tests use less)
     include_emotion: bool = False
+    password_missing: str = ""  # why the password the admin page saved could not be read (it connects not at all)
 
     @property
     def enabled(self) -> bool:
@@ -89,16 +100,21 @@ class MqttSettings:
     @classmethod
     def from_config(cls, cfg: Config) -> "MqttSettings":
         m = cfg.mqtt
-        password = m.password
+        password, missing = m.password, ""
         if m.password_file:
             try:
                 password = Path(m.password_file).expanduser().read_text().strip()
             except OSError as exc:
-                from edge_app.config import ConfigError
+                if not (isinstance(exc, FileNotFoundError) and _page_written(cfg)):
+                    from edge_app.config import ConfigError
 
-                raise ConfigError(f"mqtt.password_file {m.password_file} cannot be read: {exc.strerror or exc}; "
-                                 "check the path and that the service user may read it") from None
+                    raise ConfigError(f"mqtt.password_file {m.password_file} cannot be read: {exc.strerror or exc}; "
+                                      "check the path and that the service user may read it") from None
+                # the Admin > Classroom page's own file: its setting lives in the database and
+                # travels with a backup, the file does not (a restore onto a new card)
+                missing = (f"the broker password saved on Admin > Classroom ({m.password_file}) is missing, as after "
+                           "a backup is restored on another card: type it there again; not connecting until then")
         return cls(host=m.host, port=m.port, tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
                    username=m.username, password=password, device_id=m.device_id or default_device_id(m.username),
-                   desk=m.desk, topic_prefix=m.topic_prefix, keepalive_s=m.keepalive_s,
+                   desk=m.desk, topic_prefix=m.topic_prefix, keepalive_s=m.keepalive_s, password_missing=missing,
                    heartbeat_s=m.heartbeat_s, include_emotion=m.include_emotion)
