@@ -482,6 +482,8 @@ def state(level="Engaged", since="1700000000.5", seq="1", **extra) -> bytes:
 @pytest.mark.parametrize("device_id, payload", [
     ("desk-1", state(since="NaN")),  # bare NaN in JSON: the page's JSON.parse would fail for every viewer
     ("desk-1", state(since="Infinity")),
+    ("desk-1", state(since="1.7e308")),  # finite, but not a time: plus a clock correction it was Infinity
+    ("desk-1", state(since="-1")),
     ("desk-1", state(seq="Infinity")),  # int(inf): OverflowError
     ("desk-1", state(seq="1e400")),
     ("desk-1", state(level="<b>Bored</b>")),  # not a level a desk sends
@@ -499,6 +501,20 @@ def test_a_message_no_desk_would_send_is_dropped(device_id, payload):
     assert room.apply_state(device_id, payload) is False
     assert len(room) == 0 and room.version == 0
     assert room.apply_state("desk-1", state()) is True  # and a real one still counts
+
+
+@pytest.mark.parametrize("sent", ["-1.7e308", "1.7e308", "-1"])
+def test_a_clock_reading_no_desk_could_send_never_makes_a_page_unreadable(sent):
+    """``since`` and ``sent`` were each checked finite, but one message with a since of
+    1.7e308 and a sent of -1.7e308 made the clock correction overflow: every snapshot
+    then held ``Infinity``, which no browser's JSON.parse reads, and every instructor's
+    page stopped showing desks. A time no clock shows is no reading of its clock."""
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    assert room.apply_state("desk-1", state(since="1799999000", sent=sent)) is True  # the state itself is good
+    snap = room.snapshot()
+    json.loads(json.dumps(snap, allow_nan=False))  # strict JSON, as a browser reads it
+    assert snap["desks"][0]["since"] == 1799999000 and snap["desks"][0]["clock_skew"] == 0
 
 
 def test_the_number_of_desks_is_bounded(monkeypatch):
@@ -894,6 +910,7 @@ def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
 
 @pytest.mark.parametrize("payload", [
     b'{"start": NaN, "seq": 2, "engaged_s": 60}',
+    b'{"start": 1.7e308, "seq": 2, "engaged_s": 60}',
     b'{"start": 1800000000, "seq": 2, "engaged_s": -1}',
     b'{"start": 1800000000, "seq": 2, "engaged_s": 1e400}',
     b'{"start": 1800000000, "seq": 2, "engaged_s": 1' + b"0" * 400 + b"}",

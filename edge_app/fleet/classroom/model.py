@@ -49,6 +49,9 @@ MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood o
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
 MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
 SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, plus half of one and a second
+# the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
+# each alone finite was not enough: 1.7e308 plus a clock correction is infinity, which no page reads as JSON
+LATEST_TIME = 1e10
 
 
 def silent_after(heartbeat_s: float) -> float:
@@ -264,7 +267,7 @@ class Classroom:
             seconds = {group: data.get(name, 0.0) for name, group in MINUTE_FIELDS.items()}
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError, AttributeError):
             return False
-        if not math.isfinite(start) or not all(_seconds_ok(v) for v in seconds.values()) \
+        if not _time_ok(start) or not all(_seconds_ok(v) for v in seconds.values()) \
                 or sum(seconds.values()) > MAX_MINUTE_S:
             return False
         now = self.clock()
@@ -426,7 +429,7 @@ def _state_of(data) -> tuple[str, float, int] | None:
         level, since, seq = data["level"], float(data["since"]), int(data["seq"])
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    if not isinstance(level, str) or level not in ATTENTION or not math.isfinite(since):  # NaN: broken JSON
+    if not isinstance(level, str) or level not in ATTENTION or not _time_ok(since):
         return None
     return level, since, seq
 
@@ -522,4 +525,9 @@ def _skew(sent, now: float) -> float | None:
         sent = float(sent)  # an integer too large for a float raises
     except OverflowError:
         return None
-    return now - sent if math.isfinite(sent) else None
+    return now - sent if _time_ok(sent) else None
+
+
+def _time_ok(t: float) -> bool:
+    """A time a desk's clock can show (NaN and infinity are not: broken JSON)."""
+    return 0.0 <= t <= LATEST_TIME
