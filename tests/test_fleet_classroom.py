@@ -744,6 +744,25 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
 
 
+def test_a_desk_known_only_from_the_broker_is_not_heard_yet_in_chromium(broker, tmp_path, monkeypatch, page):
+    """The broker's stored "online" of a desk that has sent nothing else: the page said
+    "last heard" a second ago at the service's start, for a desk perhaps dead for hours."""
+    with mqtt_broker.publisher(broker, client_id="desk-quiet") as client:
+        mqtt_broker.send(client, "engage/desk-quiet/availability", "online", retain=True)
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    try:
+        page.goto(f"{service.url}/")
+        page.fill("#username", "admin")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        tile = page.locator("li.desk[data-device='desk-quiet']")
+        tile.wait_for(timeout=10_000)
+        assert "not heard yet" in tile.inner_text() and "last heard" not in tile.inner_text()
+    finally:
+        service.stop()
+
+
 def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom, broker, devices, page):
     """The broker restarts mid-lesson: the tiles can only show what each desk last sent, so
     the page must stop saying "Live" and tell the instructor, then say "Live" again once the
@@ -1177,6 +1196,26 @@ def test_a_heartbeat_no_desk_would_send_is_dropped(payload):
     assert room.apply_heartbeat("desk-1", beat()) is True  # and a real one still counts
 
 
+def test_a_stored_online_is_not_a_desk_heard_now():
+    """At the service's start the broker replays each desk's retained "online": every desk,
+    dead ones too, showed "last heard" a second ago. Its last_seen is now what is known
+    (its retained state's since, or nothing), and only a live message makes it now."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    room.apply_state("desk-1", state(since=str(now[0] - 3600), heartbeat_s="30"), retained=True)
+    room.apply_availability("desk-1", b"online", retained=True)
+    room.apply_availability("desk-2", b"online", retained=True)  # no state kept for it at all
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert shown["desk-1"]["online"] and shown["desk-1"]["last_seen"] == now[0] - 3600
+    assert shown["desk-2"]["online"] and shown["desk-2"]["last_seen"] == 0  # the page: "not heard yet"
+    mono[0] += classroom_model.silent_after(30) + 1  # a dead desk that beat every 30 s stays silent
+    assert {d["device_id"]: d for d in room.snapshot()["desks"]}["desk-1"]["online"] is False
+    now[0] += 5
+    room.apply_availability("desk-2", b"online")  # live: the desk itself, now
+    assert {d["device_id"]: d for d in room.snapshot()["desks"]}["desk-2"]["last_seen"] == now[0]
+
+
 def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offline(tmp_path, monkeypatch):
     """The school's server loses power mid-lesson: Mosquitto dies at once (no will sent, its
     retained messages as last saved, each desk's "online" among them) and a desk on the same
@@ -1208,6 +1247,7 @@ def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offlin
         db = b.folder / "mosquitto.db"
         wait_for(lambda: db.exists() and db.stat().st_mtime > acknowledged, what="the broker's autosave")
 
+        crashed = time.time()
         b.crash()
         wait_for(lambda: not (pub_p.status.connected or pub_d.status.connected or service.subscriber.status.connected))
         pub_d.stop(timeout=0.5)  # the power cut: nothing more from it
@@ -1221,6 +1261,8 @@ def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offlin
         # the service marks every desk offline as it reconnects; the replayed "online" brings the dead one back ...
         wait_for(lambda: desks(s, service.url)["desk-d"]["online"], what="the replayed online shown")
         back = time.monotonic()
+        # the broker's stored "online" is no word from the desk: it was not "last heard 3 s ago"
+        assert desks(s, service.url)["desk-d"]["last_seen"] <= crashed
         # ... until its silence outlasts the heartbeat its retained state announced
         wait_for(lambda: desks(s, service.url)["desk-d"]["online"] is False, timeout=20,
                  what="the dead desk shown offline")

@@ -296,8 +296,12 @@ class Classroom:
                 self._changed(desk)
         return recent
 
-    def apply_availability(self, device_id: str, payload: bytes) -> None:
-        """``online`` or ``offline`` (the device's last will, or its clean stop)."""
+    def apply_availability(self, device_id: str, payload: bytes, retained: bool = False) -> None:
+        """``online`` or ``offline`` (the device's last will, or its clean stop).
+
+        ``retained``: the broker's stored copy (a restart of this service, a reconnection):
+        the desk said so when it connected, perhaps hours ago, so it is not "heard" now; a
+        desk that beats must prove it within its silence limit all the same."""
         if not DEVICE_ID.fullmatch(device_id):
             return
         online = payload.strip() == b"online"
@@ -305,8 +309,12 @@ class Classroom:
             desk = self._desk(device_id) if online else self._desks.get(device_id)  # an unknown desk going offline: nothing to show
             if desk is None:
                 return
-            if online:
-                self._heard(desk, self.clock())  # a retained copy too: a desk that beats must prove it soon
+            if online and retained:
+                desk.online, desk.heard = True, self.monotonic()  # its last_seen stays what we know of it
+                self._watch(desk)
+                self._changed(desk)
+            elif online:
+                self._heard(desk, self.clock())
                 self._changed(desk)
             elif desk.online:
                 desk.online = False

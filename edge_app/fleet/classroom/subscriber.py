@@ -70,7 +70,7 @@ class Subscriber:
             elif kind == "minute" and not message.retain:  # a desk never retains one: a stored copy is not news
                 self.classroom.apply_minute(device_id, message.payload)
             elif kind == "availability":
-                self.classroom.apply_availability(device_id, message.payload)
+                self.classroom.apply_availability(device_id, message.payload, retained=bool(message.retain))
             elif kind == "heartbeat" and not message.retain:  # never retained by a desk: a stored one is no sign of life
                 self.classroom.apply_heartbeat(device_id, message.payload)
         except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: no more updates at all

@@ -80,7 +80,8 @@
       li.append(el("span", "name", d.desk || d.device_id),
         el("span", "level", d.level || (d.online ? WAITING : "No reading yet")));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
-      li.append(el("span", "meta heard", "last heard " + ago(t - d.last_seen) + " ago"));
+      // a desk known only from the broker's stored copies has not been heard by this service yet
+      li.append(el("span", "meta heard", d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
       if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
