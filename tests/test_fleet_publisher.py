@@ -265,6 +265,33 @@ def test_a_broker_that_lost_its_retained_state_gets_it_again(tmp_path, store):
         b.stop()
 
 
+def test_a_desk_renamed_on_the_admin_page_publishes_its_state_under_the_new_name_at_once(broker, store):
+    """Admin > Classroom restarts the publisher with the new desk name (or broker, or
+    topics): the new one had sent no state itself, so the desk showed "Waiting for a first
+    reading" under its new name until the student's state next changed, hours later for a
+    steady desk. It starts from the state the store logged last."""
+    pub = Publisher(settings(broker, device_id="room1-a"), store).start()
+    try:
+        wait_for(lambda: pub.status.connected)
+        change(store, 1)
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
+    finally:
+        pub.stop()
+    late = Listener(broker, ["engage/room1-b/state", "engage/room1-b/heartbeat"])
+    wait_for(lambda: late.subscribed)
+    renamed = Publisher(settings(broker, device_id="room1-b", heartbeat_s=0.2), store).start()
+    try:
+        state = wait_for(lambda: late.json("engage/room1-b/state"), what="the state under the new name")[-1]
+        assert (state["level"], state["label"], state["since"]) == ("Not engaged", "Not engaged - label 1",
+                                                                   1_700_000_001.0)
+        beat = wait_for(lambda: [h for h in late.json("engage/room1-b/heartbeat") if "level" in h])[-1]
+        assert beat["level"] == "Not engaged" and beat["seq"] == state["seq"]
+        assert store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0  # nothing written for it
+    finally:
+        renamed.stop()
+        late.close()
+
+
 def test_backlog_survives_a_device_restart(broker, tmp_path):
     """Messages queued while the broker was unreachable are in SQLite, not memory: a new
     process (a new Store and Publisher on the same data directory) sends them."""

@@ -118,7 +118,7 @@ class Publisher:
         self._done: list[int] = []  # seqs acknowledged, not yet deleted from the outbox
         self._thread: threading.Thread | None = None
         self._watched: list = []
-        self._last_state: Message | None = None  # the newest state handed to paho in this process
+        self._last_state = self._logged_state()  # the newest state handed to paho (or, at first, logged)
         self._restate = False  # set at each connection: that state is published again (sender thread)
         self._next_beat = 0.0  # monotonic time of the next heartbeat (0: at the sender's next wake-up)
         self.loss_log = EpisodeLog(LOG_QUIET_S, LOG_LONG_S)  # a link that keeps dropping: bounded lines
@@ -238,6 +238,14 @@ class Publisher:
                 log.warning("mqtt: outbox not readable now: %s", exc)
             if self.status.connected:  # also when the database failed: the desk is there, and says so
                 self._beat()
+
+    def _logged_state(self) -> Message | None:
+        """The student's state now (``Outbox.current_state``), or None when unreadable."""
+        try:
+            return self.outbox.current_state()
+        except Exception as exc:  # noqa: BLE001 - a locked or damaged database: the next change brings a state
+            log.warning("mqtt: could not read the current state to publish: %s", exc)
+            return None
 
     def _previous_topics(self, store: Store) -> MqttSettings | None:
         """The settings this desk last published under, where they differ from the current

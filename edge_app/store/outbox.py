@@ -44,3 +44,18 @@ class Outbox:
 
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]
+
+    def current_state(self) -> Message | None:
+        """The newest logged state as the state message it was queued as, with the newest seq
+        issued (a receiver holding it already drops the copy); None with nothing logged. A
+        publisher started on a running device (the admin page changed the broker, the desk's
+        name or its topics) has sent no state itself, and without this its heartbeats and
+        its re-publish at connection carried none: the new desk showed "Waiting for a first
+        reading" until the student's state next changed, hours later for a steady one."""
+        rows = self.store.query("SELECT t, level, grp, emotion FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
+        if not rows:
+            return None
+        issued = self.store.query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+        row = rows[0]
+        return Message(issued[0][0] if issued else 0, row["t"], "state",
+                       {"level": row["grp"], "label": row["level"], "since": row["t"], "emotion": row["emotion"]})
