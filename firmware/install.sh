@@ -269,6 +269,9 @@ fi
 run "$VENV/bin/pip" install --quiet --upgrade "${WHEEL}[$EXTRA]"
 # the same version number may hold new code: reinstall this very wheel (its dependencies stay)
 run "$VENV/bin/pip" install --quiet --force-reinstall --no-deps "$WHEEL"
+# on sudo's PATH (secure_path has /usr/local/bin), so the commands the program's own messages
+# name, `sudo -u engage engage-edge ...`, are found as written
+run ln -sfn "$VENV/bin/engage-edge" /usr/local/bin/engage-edge
 if [ -d "$PREFIX/src" ]; then
     note "removing $PREFIX/src, the editable copy an older install.sh left"
     run rm -rf "$PREFIX/src"

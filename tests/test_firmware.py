@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 INSTALL = FIRMWARE / "install.sh"
 DEVICE_PATHS = [Path("/opt/engage-edge"), Path("/etc/engage-edge"), Path("/var/lib/engage-edge"),
-                Path("/etc/systemd/system/engage-edge.service"), Path("/etc/udev/rules.d/99-engage-edge.rules")]
+                Path("/etc/systemd/system/engage-edge.service"), Path("/etc/udev/rules.d/99-engage-edge.rules"),
+                Path("/usr/local/bin/engage-edge")]
 
 
 VERSION = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
@@ -56,6 +57,8 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
                      "pip wheel --quiet --no-deps --wheel-dir /opt/engage-edge/wheels /opt/engage-edge/build",
                      f"pip install --quiet --upgrade {WHEEL}\\[{extra}\\]",
                      f"pip install --quiet --force-reinstall --no-deps {WHEEL}",
+                     # the messages' `sudo -u engage engage-edge ...` must be found on sudo's secure_path
+                     "ln -sfn /opt/engage-edge/venv/bin/engage-edge /usr/local/bin/engage-edge",
                      "write /etc/engage-edge/config.toml", f'backend = "{backend}"',
                      'data_dir = "/var/lib/engage-edge"', 'host = "0.0.0.0"', "tls_cert =",
                      "openssl req -x509", "/etc/systemd/system/engage-edge.service",
