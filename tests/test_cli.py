@@ -187,6 +187,20 @@ def test_run_with_a_missing_video_fails_fast_and_clearly(tmp_path, empty_config)
     assert not (data / "engage.db").exists()
 
 
+def test_gpio_indicators_without_a_pin_driver_say_what_to_install_not_a_traceback(tmp_path):
+    """gpiozero installed, no pin driver it can load (lgpio missing, not a Pi): the start
+    ended in a traceback saying gpiozero was missing and to pip install it. Now exit 2
+    with what to install or which backend to choose instead."""
+    conf = tmp_path / "gpio.toml"
+    conf.write_text('[indicators]\nbackend = "gpio"\n')
+    # the driver named, and one that cannot load here or in CI (no lgpio module): not this machine's luck
+    r = cli("run", "--config", conf, "--source", "demo", "--data-dir", tmp_path / "data", "--port", 0,
+            env={"GPIOZERO_PIN_FACTORY": "lgpio", "ENGAGE_ADMIN_PASSWORD": "Dove-Lantern-Quiet-8"})
+    assert r.returncode == 2, r.stderr
+    assert "found no GPIO pin driver" in r.stderr and "python3-lgpio" in r.stderr and 'backend = "console"' in r.stderr
+    assert "Traceback" not in r.stderr and "pip install" not in r.stderr
+
+
 def test_run_on_a_busy_port_says_so(tmp_path, empty_config):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

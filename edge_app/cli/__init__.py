@@ -89,6 +89,7 @@ def _config(args, overrides: dict | None = None) -> Config:
 
 # ------------------------------------------------------------------ run
 def cmd_run(args) -> int:
+    from edge_app.device.indicators import IndicatorError
     from edge_app.runtime.appliance import Appliance
     from edge_app.store.accounts import AuthError
     from edge_app.store.database import StoreError
@@ -121,6 +122,9 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         _fault_led(cfg)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except IndicatorError as exc:  # no LED to show a fault on
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the port is taken, or not allowed

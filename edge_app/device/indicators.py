@@ -360,18 +360,27 @@ class JetsonIndicator(_PatternIndicator):
             pass
 
 
+class IndicatorError(RuntimeError):
+    """The configured LED/buzzer backend cannot drive its pins here (the message says why)."""
+
+
 def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
     backend = cfg.indicators.backend
     if backend == "gpio":
         try:
             return GpioIndicator.from_config(cfg, pin_factory)
-        except ImportError:
-            raise RuntimeError("indicators.backend = \"gpio\" needs gpiozero: pip install 'engage-edge[pi]'") from None
+        except ImportError as exc:
+            if (getattr(exc, "name", None) or "").split(".")[0] != "gpiozero":  # it is there; no pin driver it can use
+                raise IndicatorError(
+                    f"indicators.backend = \"gpio\": gpiozero found no GPIO pin driver it can use ({exc}): on a "
+                    "Raspberry Pi install python3-lgpio (apt) and add the service user to the gpio group; on "
+                    "another machine set indicators.backend = \"console\" or \"none\"") from None
+            raise IndicatorError("indicators.backend = \"gpio\" needs gpiozero: pip install 'engage-edge[pi]'") from None
     if backend == "jetson":
         try:
             return JetsonIndicator.from_config(cfg)
         except ImportError as exc:
-            raise RuntimeError(str(exc)) from None
+            raise IndicatorError(str(exc)) from None
     if backend == "console":
         return ConsoleIndicator()
     return NullIndicator()
