@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import html
 import io
+import logging
 import os
 import re
 import time
@@ -527,6 +528,49 @@ def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
     assert again.cfg.engagement.min_hold_s == 4.5
     assert again.cfg.indicators.buzzer is False
     assert again.cfg.engagement.mapping["fear"] == "Not engaged - scared"
+
+
+def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_it(make_appliance, tmp_path, caplog):
+    """A setting saved on this page wins over the config file at every start, and nothing
+    said so: a technician's edit of /etc/engage-edge/config.toml did nothing and nobody
+    knew why. The start logs each one, the page lists them with the file's value, and one
+    button hands them back to the file (the loop runs on the file's values at once)."""
+    from edge_app import config as config_mod
+
+    conf = tmp_path / "config.toml"
+    conf.write_text('[indicators]\nquiet_hours = "21:00-06:00"\n[engagement.mapping]\nfear = "Not engaged - scared"\n')
+    cfg = config_mod.load(conf, {"store.data_dir": str(tmp_path / "data"), "web.port": 0,
+                                 "indicators.backend": "none"})
+    appliance = make_appliance(cfg)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/settings"
+    assert 'id="settings-overridden"' not in s.get(url, timeout=10).text  # nothing saved yet
+    form = settings_form(appliance, **{"indicators.quiet_hours": "22:00-07:00",
+                                       "map.fear": "Partially engaged - confused", "csrf": s.csrf})
+    assert s.post(url, data=form, timeout=10).status_code == 200
+    appliance.stop()
+
+    caplog.set_level(logging.INFO, logger="edge_app.web.admin_settings")
+    again = make_appliance(cfg)
+    assert again.cfg.indicators.quiet_hours == "22:00-07:00"  # the admin's, as before
+    said = [r.getMessage() for r in caplog.records if "saved on an admin page" in r.getMessage()]
+    assert any("indicators.quiet_hours = '22:00-07:00'" in m and f"{conf}'s '21:00-06:00'" in m for m in said), said
+    assert any("engagement.mapping.fear" in m for m in said), said
+    s = login(again.url)
+    url = f"{again.url}/admin/settings"
+    page = html.unescape(s.get(url, timeout=10).text)
+    notice = page.split('id="settings-overridden"')[1].split("</div>")[0]
+    assert "Quiet hours" in notice and "22:00-07:00" in notice and "21:00-06:00" in notice and str(conf) in notice
+    assert "fear" in notice and "Partially engaged - confused" in notice and "Not engaged - scared" in notice
+    r = s.post(f"{url}/use-file", data={"csrf": s.csrf}, timeout=10)
+    assert r.status_code == 200 and "config file's values are used now" in html.unescape(r.text)
+    assert 'id="settings-overridden"' not in r.text
+    assert again.cfg.indicators.quiet_hours == "21:00-06:00"
+    assert again.loop.rules.buzzer.quiet_hours == "21:00-06:00"  # the running loop too
+    assert again.loop.rules.engagement.mapping["fear"] == "Not engaged - scared"
+    saved = again.store.get_setting("config_overrides")
+    assert "indicators.quiet_hours" not in saved and "engagement.mapping" not in saved
+    assert "indicators.quiet_hours" in again.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
 
 
 @pytest.mark.parametrize("change, message", [

@@ -63,7 +63,7 @@ class Appliance:
             with_saved_settings,  # the admin's settings page outlives restarts
         )
 
-        cfg = with_saved_settings(self.store, cfg)
+        file_cfg, cfg = cfg, with_saved_settings(self.store, cfg)
         web = cfg.web
         self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
                                  ThrottlePolicy.from_config(cfg.login), confirm_s=web.confirm_password_minutes * 60)
@@ -88,7 +88,7 @@ class Appliance:
 
             self.pause_button = pause_button_for(cfg, self.loop.privacy, pin_factory)
         self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
-                           publisher=self.publisher)
+                           publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self._stop = threading.Event()

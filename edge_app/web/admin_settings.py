@@ -3,6 +3,7 @@ and saved in the database so they outlive restarts (``with_saved_settings`` at s
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import bottle
@@ -30,12 +31,73 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
 
     move_saved_password(store, cfg, SETTINGS_KEY)
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
+    file_cfg = cfg
     for dotted, value in saved.items():
         try:
             cfg = config_mod.with_changes(cfg, {dotted: value})
         except config_mod.ConfigError as exc:
             log.warning("ignoring a saved setting: %s", exc)
+    # said once at each start: a technician who edits the config file sees why an edit does nothing
+    where = file_source(file_cfg)
+    for dotted, now, was in differences(cfg, file_cfg, saved):
+        log.info("setting %s = %r was saved on an admin page and is used instead of %s's %r "
+                 "(Admin > Settings can hand it back)", dotted, now, where, was)
     return cfg
+
+
+def file_source(cfg: config_mod.Config) -> str:
+    """Where ``cfg`` came from, in words: its config file, or the defaults without one."""
+    return cfg.source if cfg.source != "defaults" else "the defaults"
+
+
+def value_of(cfg: config_mod.Config, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+def differences(cfg: config_mod.Config, file_cfg: config_mod.Config, saved: dict) -> list[tuple[str, Any, Any]]:
+    """(key, value used, the config file's value) of each saved setting the file says
+    otherwise; the emotion mapping one emotion at a time (``engagement.mapping.fear``)."""
+    rows = []
+    for dotted in saved:
+        if dotted.count(".") != 1 or dotted == "mqtt.password":  # a password is never written to a log
+            continue
+        try:
+            now, was = value_of(cfg, dotted), value_of(file_cfg, dotted)
+        except AttributeError:  # a key an earlier release saved and this one no longer has
+            continue
+        if isinstance(now, Mapping) and isinstance(was, Mapping):
+            rows += [(f"{dotted}.{k}", now.get(k), was.get(k)) for k in now if now.get(k) != was.get(k)]
+        elif now != was:
+            rows.append((dotted, now, was))
+    return rows
+
+
+def page_differences(ctx) -> list[tuple[str, Any, Any]]:
+    """The settings page's own saved settings (not the broker's) that the config file says otherwise."""
+    if ctx.file_cfg is None:
+        return []
+    saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
+    mine = {k: v for k, v in saved.items() if k in LABELS or k == "engagement.mapping"}
+    return differences(ctx.cfg, ctx.file_cfg, mine)
+
+
+def use_file_settings(ctx) -> list[str]:
+    """Forget the settings page's saved settings the config file says otherwise, and run on
+    the file's values (the loop at once); returns what changed, as the audit log words it."""
+    rows = page_differences(ctx)
+    if not rows:
+        return []
+    keys = {dotted if dotted.count(".") == 1 else dotted.rsplit(".", 1)[0] for dotted, _, _ in rows}
+    values = {k: value_of(ctx.file_cfg, k) for k in keys}
+    new = config_mod.with_changes(ctx.cfg, {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()})
+    saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
+    ctx.store.set_setting(SETTINGS_KEY, {k: v for k, v in saved.items() if k not in keys})
+    ctx.cfg = new
+    ctx.analyzer.mapping = dict(new.engagement.mapping)
+    if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
+        ctx.loop.apply_config(new)
+    return [f"{dotted}: {now!r} -> {was!r}" for dotted, now, was in rows]
 
 
 def apply_settings(ctx, changes: dict) -> None:
@@ -100,13 +162,27 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                         | set(LEVEL_GROUPS))
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values, mapping=mapping,
                           levels=levels, error=error, done=done, base=base_field(base or now),
-                          invalid=invalid)
+                          invalid=invalid, overridden=[(_label(k), now_v, was) for k, now_v, was in page_differences(ctx)],
+                          config_file=file_source(ctx.file_cfg) if ctx.file_cfg is not None else "")
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/settings")
     def settings_page():
         guard.require_user(admin=True)
         return render_settings(done=guard.flash()["done"])
+
+    @app.post("/admin/settings/use-file")
+    def use_file():
+        """The saved settings the config file says otherwise go back to the file's values."""
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        guard.require_recent_password()
+        changed = use_file_settings(ctx)
+        if changed:
+            log.info("admin %s handed settings back to the config file", me.username)
+            ctx.store.audit(me.username, "used the config file's settings", "", "; ".join(changed))
+        guard.flash_redirect("/admin/settings", "The config file's values are used now." if changed
+                             else "Nothing to hand back: no saved setting differs from the config file.")
 
     @app.post("/admin/settings")
     def save_settings():
@@ -152,3 +228,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
         guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." if changed
                              else "Nothing to save: no setting was changed.")
+
+
+def _label(dotted: str) -> str:
+    """A setting as the page names it (an emotion's level: "Emotion → engagement level: fear")."""
+    if dotted.startswith("engagement.mapping."):
+        return f"Emotion → engagement level: {dotted.rsplit('.', 1)[1]}"
+    return LABELS.get(dotted, dotted)

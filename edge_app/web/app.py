@@ -58,6 +58,7 @@ class Context:
     publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
     model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime: a clock step (NTP on a Pi) does not move it
+    file_cfg: Config | None = None  # the config file's own values, before the admin's saved settings
 
 
 # the routes that take a large body (a photo, a model); any other body is refused above 64 kB

@@ -7,6 +7,20 @@
   % if error:
   <p class="error" role="alert" id="settings-error">{{error}}</p>
   % end
+  % if overridden:
+  <div class="notice" id="settings-overridden">
+    <p>Saved on this page, so used instead of {{config_file}} (an edit there changes nothing while these are saved):</p>
+    <ul>
+    % for label, used, there in overridden:
+      <li>{{label}}: <strong>{{used}}</strong> (there: {{there}})</li>
+    % end
+    </ul>
+    <form method="post" action="/admin/settings/use-file">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <button type="submit" class="secondary">Use the values of {{config_file}}</button>
+    </form>
+  </div>
+  % end
   <form method="post" action="/admin/settings" id="settings">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="base" value="{{base}}">
