@@ -314,6 +314,23 @@ def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(b
         service.stop()
 
 
+@pytest.mark.parametrize("flags, said, not_said", [
+    (["--keepalive", "1"], "--keepalive = 1 is not allowed", "mqtt.keepalive_s"),
+    (["--tls-cert", "/tmp/c.pem"], "--tls-cert and --tls-key go together", "mqtt.tls"),
+    (["--https-cert", "/tmp/c.pem"], "--https-cert and --https-key go together", "cannot be read"),
+    (["--tls-ca", "/nonexistent/ca.pem"], "check that --tls-ca (/nonexistent/ca.pem)", "mqtt.tls"),
+])
+def test_the_classroom_command_names_its_own_flags_in_its_errors(flags, said, not_said, tmp_path, capsys):
+    """The rules are the device's [mqtt], and the messages named its keys
+    (mqtt.keepalive_s), which this command does not have; an --https-cert without its key
+    said 'the HTTPS key  cannot be read' (an empty name) once the broker was set up."""
+    from edge_app.cli import main
+
+    code = main(["classroom", "--mqtt-host", "127.0.0.1", "--data-dir", str(tmp_path / "c"), "--port", "0", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and said in err and not_said not in err, err
+
+
 def test_users_survive_the_instructor_role_migration(tmp_path):
     """Schema 4 rebuilds the users table; sessions and uploads that point at users stay."""
     path = tmp_path / "old" / database.DB_NAME

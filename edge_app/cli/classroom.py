@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,8 +25,25 @@ def settings_from_args(args):
                "mqtt.device_id": "classroom"}
     if not args.mqtt_host:
         raise config_mod.ConfigError("--mqtt-host is required: the broker the desks publish to")
-    cfg = config_mod.with_changes(config_mod.defaults(), changes)
-    return MqttSettings.from_config(cfg)
+    if bool(args.https_cert) != bool(args.https_key):
+        raise config_mod.ConfigError("--https-cert and --https-key go together: give the certificate and its key, "
+                                     "or neither (plain HTTP)")
+    try:
+        cfg = config_mod.with_changes(config_mod.defaults(), changes)
+        return MqttSettings.from_config(cfg)
+    except config_mod.ConfigError as exc:  # the rules are the device's [mqtt]: said in this command's flags
+        raise config_mod.ConfigError(in_flags(str(exc))) from None
+
+
+# the device's [mqtt] keys as this command's flags (the password from the environment)
+FLAGS = {"host": "--mqtt-host", "port": "--mqtt-port", "tls_ca": "--tls-ca", "tls_cert": "--tls-cert",
+         "tls_key": "--tls-key", "username": "--mqtt-user", "password_file": "--mqtt-password-file",
+         "password": "ENGAGE_MQTT_PASSWORD", "topic_prefix": "--topic-prefix", "keepalive_s": "--keepalive"}
+
+
+def in_flags(message: str) -> str:
+    """A message about ``mqtt.<key>`` with each key named as the flag that sets it."""
+    return re.sub(r"\bmqtt\.(\w+)", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
 
 
 def _networks(text: str) -> str:
@@ -40,6 +58,7 @@ def _networks(text: str) -> str:
 
 
 def cmd_classroom(args) -> int:
+    from edge_app.config import ConfigError
     from edge_app.fleet.classroom.service import ClassroomService
     from edge_app.store.accounts import FIRST_PASSWORD_FILE, AuthError
     from edge_app.store.database import StoreError
@@ -53,6 +72,9 @@ def cmd_classroom(args) -> int:
         service.start()
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:  # the broker's TLS files, checked as the client is made
+        print(f"error: configuration: {in_flags(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(cannot_serve(args.host, args.port, exc), file=sys.stderr)
