@@ -446,6 +446,62 @@ def test_admin_adds_instructors_in_chromium(classroom, page):
     assert not classroom.accounts.find("mr-kay").must_change_password
 
 
+def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom, page):
+    """A teacher who left kept seeing the class: the admin could add instructors but not
+    list, disable or remove them. The page lists them; disabling ends their open page at
+    once and refuses their log-in, enabling lets them in again, removing deletes the
+    account (and asks first)."""
+    classroom.accounts.create_user("mr-gone", "gone-password-1", "instructor")
+    teacher = login(classroom.url, "mr-gone", "gone-password-1")
+    assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
+    page.goto(f"{classroom.url}/")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("details.admin-tools summary").click()
+    row = page.locator("#instructors li[data-user='mr-gone']")
+    assert "can log in" in row.inner_text()
+    row.get_by_role("button", name="Disable mr-gone").click()
+    page.locator("#instructors-result", has_text="Disabled mr-gone").wait_for()
+    assert classroom.accounts.find("mr-gone").disabled
+    assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401  # their session ended
+    assert requests.post(f"{classroom.url}/api/login", json={"username": "mr-gone", "password": "gone-password-1"},
+                         timeout=5).status_code == 403
+    assert "disabled: cannot log in" in row.inner_text()
+    row.get_by_role("button", name="Enable mr-gone").click()
+    page.locator("#instructors-result", has_text="Enabled mr-gone").wait_for()
+    assert not classroom.accounts.find("mr-gone").disabled
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Remove mr-gone").click()
+    page.locator("#instructors-result", has_text="Removed mr-gone").wait_for()
+    assert classroom.accounts.find("mr-gone") is None
+    page.locator("#instructors li.none", has_text="No instructor yet").wait_for()
+    assert serious_violations(page) == []
+
+
+def test_instructors_are_an_admins_to_list_and_change_and_admins_are_not_theirs(classroom):
+    classroom.accounts.create_user("ms-vale", "vale-password-1", "instructor")
+    teacher = login(classroom.url, "ms-vale", "vale-password-1")
+    assert teacher.get(f"{classroom.url}/api/instructors", timeout=5).status_code == 403
+    r = teacher.post(f"{classroom.url}/api/instructors/ms-vale", json={"disabled": True},
+                     headers={"X-CSRF-Token": teacher.csrf}, timeout=5)
+    assert r.status_code == 403 and not classroom.accounts.find("ms-vale").disabled
+    admin = login(classroom.url)
+    assert admin.get(f"{classroom.url}/api/instructors", timeout=5).json() == {
+        "instructors": [{"user": "ms-vale", "disabled": False, "temporary": False}]}
+    r = admin.delete(f"{classroom.url}/api/instructors/admin", headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 404 and classroom.accounts.find("admin") is not None  # never an admin's account
+    r = admin.delete(f"{classroom.url}/api/instructors/ms-vale", headers={"X-CSRF-Token": ""}, timeout=5)
+    assert r.status_code == 403 and classroom.accounts.find("ms-vale") is not None
+    r = admin.post(f"{classroom.url}/api/instructors/ms-vale", json={"disabled": "yes"},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 400
+    classroom.store.execute("UPDATE sessions SET confirmed = confirmed - 3600")  # a browser left logged in
+    r = admin.delete(f"{classroom.url}/api/instructors/ms-vale", headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 403 and r.json()["confirm"] == "/api/confirm"
+    assert classroom.accounts.find("ms-vale") is not None
+
+
 def test_an_old_log_in_confirms_the_admins_password_before_adding_in_chromium(classroom, page):
     """A browser left logged in: adding an instructor asks for the admin's own password
     first (on the same form), and adds nothing until it is given."""

@@ -246,21 +246,34 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         return hardening.confirm_answer(ctx.accounts, request.get_cookie(COOKIE), user,
                                         request.environ.get("REMOTE_ADDR") or "unknown")
 
+    def require_admin_change(what: str) -> User:
+        """An admin's change on this page: same origin, the session's CSRF token, and a
+        password typed recently (a browser left logged in); raises the JSON refusal."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if user.role != "admin":
+            raise json_error(403, f"only an admin {what}")
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
+            raise json_error(403, "missing or stale X-CSRF-Token: log in again")
+        if not ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):
+            raise HTTPResponse(json.dumps({"error": "Type your own password to confirm, then try again (it was last "
+                                                    f"typed over {round(ctx.accounts.confirm_s / 60)} minutes ago).",
+                                           "confirm": "/api/confirm"}), 403, {"Content-Type": "application/json"})
+        return user
+
+    def instructor(name: str) -> User:
+        """The instructor account ``name`` (an admin's is never changed here: Your account, or passwd)."""
+        found = ctx.accounts.find(name)
+        if found is None or found.role != "instructor":
+            raise json_error(404, f"no instructor {hardening.cut(name)!r}")
+        return found
+
     @app.post("/api/instructors")
     def add_instructor():
         """An admin adds an instructor account: JSON {"username", "password", "temporary"}.
         ``temporary`` (default true): the instructor must choose their own password at the
         first log-in, so the admin does not keep knowing it."""
-        same_origin()
-        user, csrf = require_viewer(api=True)
-        if user.role != "admin":
-            return json_error(403, "only an admin adds instructors")
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
-            return json_error(403, "missing or stale X-CSRF-Token: log in again")
-        if not ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):  # a browser left logged in
-            return HTTPResponse(json.dumps({"error": "Type your own password to confirm, then add again (it was last "
-                                                     f"typed over {round(ctx.accounts.confirm_s / 60)} minutes ago).",
-                                            "confirm": "/api/confirm"}), 403, {"Content-Type": "application/json"})
+        admin = require_admin_change("adds instructors")
         data = hardening.json_object(request)
         if data is None:
             return json_error(400, 'send JSON {"username": ..., "password": ..., "temporary": true}')
@@ -272,9 +285,47 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                                             must_change=temporary)
         except AuthError as exc:
             return json_error(400, str(exc))
+        log.info("instructor %r added by %s", made.username, admin.username)
         response.status = 201
         response.content_type = "application/json"
         return json.dumps({"user": made.username, "role": made.role, "temporary": made.must_change_password})
+
+    @app.get("/api/instructors")
+    def list_instructors():
+        """The instructor accounts, for an admin: who may see the class (a teacher who left
+        keeps that until disabled or removed)."""
+        user, _ = require_viewer(api=True)
+        if user.role != "admin":
+            return json_error(403, "only an admin sees the instructors")
+        response.content_type = "application/json"
+        return json.dumps({"instructors": [{"user": u.username, "disabled": u.disabled,
+                                            "temporary": u.must_change_password}
+                                           for u in ctx.accounts.list_users() if u.role == "instructor"]})
+
+    @app.post("/api/instructors/<name>")
+    def change_instructor(name: str):
+        """JSON {"disabled": true|false}: a disabled instructor's pages end at once and their
+        log-in is refused; enabling lets them in again with the same password."""
+        admin = require_admin_change("disables instructors")
+        target = instructor(name)
+        data = hardening.json_object(request)
+        if data is None or not isinstance(data.get("disabled"), bool):
+            return json_error(400, 'send JSON {"disabled": true} or {"disabled": false}')
+        ctx.accounts.set_disabled(target.id, data["disabled"])
+        log.info("instructor %r %s by %s", target.username, "disabled" if data["disabled"] else "enabled",
+                 admin.username)
+        response.content_type = "application/json"
+        return json.dumps({"user": target.username, "disabled": data["disabled"]})
+
+    @app.delete("/api/instructors/<name>")
+    def remove_instructor(name: str):
+        """The account is deleted: its pages end at once, and the name may be added again."""
+        admin = require_admin_change("removes instructors")
+        target = instructor(name)
+        ctx.accounts.delete_user(target.id)
+        log.info("instructor %r removed by %s", target.username, admin.username)
+        response.content_type = "application/json"
+        return json.dumps({"user": target.username, "removed": True})
 
     @app.get("/healthz")
     def healthz():

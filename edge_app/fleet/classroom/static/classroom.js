@@ -195,31 +195,78 @@
   if (form) {
     const headers = {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf};
     const mine = $("confirm-mine");
+    // an old log-in: the admin's own password first (the form's "Your own password" field),
+    // for adding as for disabling or removing
+    async function confirmFirst(result) {
+      if (mine.hidden || !form.mine.value) return true;
+      const c = await fetch("/api/confirm", {method: "POST", headers, body: JSON.stringify({password: form.mine.value})});
+      form.mine.value = "";
+      if (!c.ok) {
+        result.textContent = "Not done: " + (await c.json()).error + ".";
+        return false;
+      }
+      mine.hidden = true;
+      form.mine.required = false;
+      return true;
+    }
+    function askForPassword(data) {
+      if (!data.confirm) return;
+      mine.hidden = false;
+      form.mine.required = true;
+      form.mine.focus();
+    }
+    const list = $("instructors");
+    async function loadInstructors() {
+      const r = await fetch("/api/instructors");
+      if (!r.ok) return;
+      const found = (await r.json()).instructors;
+      list.replaceChildren(...found.map((i) => {
+        const li = el("li", "instructor" + (i.disabled ? " disabled" : ""));
+        li.dataset.user = i.user;
+        li.append(el("span", "name", i.user), el("span", "meta", i.disabled ? "disabled: cannot log in"
+          : i.temporary ? "has not chosen a password yet" : "can log in"));
+        const toggle = el("button", "secondary", (i.disabled ? "Enable " : "Disable ") + i.user);
+        toggle.type = "button";
+        toggle.addEventListener("click", () => act("POST", i.user, {disabled: !i.disabled},
+          (i.disabled ? "Enabled " : "Disabled ") + i.user + "."));
+        const remove = el("button", "secondary", "Remove " + i.user);
+        remove.type = "button";
+        remove.addEventListener("click", () => {
+          if (window.confirm("Remove " + i.user + "? Their pages close now and they can no longer log in.")) {
+            act("DELETE", i.user, null, "Removed " + i.user + ".");
+          }
+        });
+        li.append(toggle, remove);
+        return li;
+      }));
+      if (!found.length) list.append(el("li", "none", "No instructor yet."));
+    }
+    async function act(method, user, body, done) {
+      const result = $("instructors-result");
+      if (!(await confirmFirst(result))) return;
+      const r = await fetch("/api/instructors/" + encodeURIComponent(user),
+        {method, headers, body: body ? JSON.stringify(body) : undefined});
+      const data = await r.json();
+      if (r.status === 403) askForPassword(data);
+      result.textContent = r.ok ? done : data.error;
+      if (r.ok) loadInstructors();
+    }
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      if (!mine.hidden && form.mine.value) {  // the admin's own password, asked for below
-        const c = await fetch("/api/confirm", {method: "POST", headers, body: JSON.stringify({password: form.mine.value})});
-        form.mine.value = "";
-        if (!c.ok) {
-          $("add-result").textContent = "Not added: " + (await c.json()).error + ".";
-          return;
-        }
-        mine.hidden = true;
-        form.mine.required = false;
-      }
+      if (!(await confirmFirst($("add-result")))) return;
       const body = {username: form.username.value, password: form.password.value,
                     temporary: form.temporary.checked};
       const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body), headers});
       const data = await r.json();
-      if (r.status === 403 && data.confirm) {  // the log-in is old: the admin's own password first
-        mine.hidden = false;
-        form.mine.required = true;
-        form.mine.focus();
-      }
+      if (r.status === 403) askForPassword(data);
       $("add-result").textContent = !r.ok ? data.error : "Added " + data.user +
         (data.temporary ? ": they choose their own password at the first log-in." : ".");
-      if (r.ok) form.reset();
+      if (r.ok) {
+        form.reset();
+        loadInstructors();
+      }
     });
+    loadInstructors();
   }
   connect();
   setInterval(() => { watch(); render(); }, 1000);

@@ -29,7 +29,10 @@
   </section>
   % if user.role == 'admin':
   <details class="card admin-tools">
-    <summary>Add an instructor</summary>
+    <summary>Instructors</summary>
+    <ul id="instructors" class="instructors" aria-label="Instructor accounts"></ul>
+    <p id="instructors-result" role="status"></p>
+    <h3>Add an instructor</h3>
     <form id="add-instructor" class="row" data-csrf="{{csrf}}">
       <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
       <label>Password <input name="password" type="password" required minlength="8" autocomplete="new-password"></label>
