@@ -43,7 +43,8 @@ FLAGS = {"host": "--mqtt-host", "port": "--mqtt-port", "tls_ca": "--tls-ca", "tl
 
 def in_flags(message: str) -> str:
     """A message about ``mqtt.<key>`` with each key named as the flag that sets it."""
-    return re.sub(r"\bmqtt\.(\w+)", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+    named = re.sub(r"\bmqtt\.(\w+)", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+    return named.replace(" (empty: off)", "")  # a device's MQTT is off without a host; this command needs one
 
 
 def _networks(text: str) -> str:
