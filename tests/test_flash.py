@@ -247,6 +247,26 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert rows["previous"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
 
 
+def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, variant, tmp_path, capsys):
+    """With model.manifest set, an install warned that the pin keeps another model running;
+    a rollback said only "rolled back to X", which does not run either."""
+    model, manifest = variant(1)
+    conf = tmp_path / "pinned.toml"
+    conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n[model]\nmanifest = "{SHIPPED_MANIFEST}"\n')
+    for n in (1, 2):
+        model, manifest = variant(n)
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+        assert "pins another model" in capsys.readouterr().err
+    assert main(["model", "rollback", "--config", str(conf)]) == 0
+    captured = capsys.readouterr()
+    assert "rolled back to" in captured.out and "pins another model" in captured.err
+    assert "to run the rolled-back one" in captured.err
+    conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n[model]\nmanifest = "{tmp_path / "gone.json"}"\n')
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "gone.json: no such file: the device will not start" in out and "* pinned" not in out  # nothing runs
+
+
 def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
     raw = json.loads(SHIPPED_MANIFEST.read_text())
     raw.pop("golden", None)

@@ -83,10 +83,15 @@ def cmd_model_install(args) -> int:
         return EXIT_FAILED
     print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}) into {flash.models_dir(cfg)}; "
           "a running engage-edge picks it up within a few seconds")
+    _warn_if_pinned(cfg, "installed")
+    return EXIT_OK
+
+
+def _warn_if_pinned(cfg, done: str) -> None:
+    """An install or rollback changes the current model, which a pinned one overrules."""
     if cfg.model.manifest:
         print(f"warning: model.manifest = {cfg.model.manifest!r} pins another model: clear it in the "
-              "config to run the installed one", file=sys.stderr)
-    return EXIT_OK
+              f"config to run the {done} one", file=sys.stderr)
 
 
 def cmd_model_rollback(args) -> int:
@@ -99,6 +104,7 @@ def cmd_model_rollback(args) -> int:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"rolled back to {raw.get('model')} (sha256 {raw.get('sha256', '')[:12]})")
+    _warn_if_pinned(cfg, "rolled-back")
     return EXIT_OK
 
 
@@ -111,7 +117,7 @@ def cmd_model_list(args) -> int:
         return EXIT_OK
     for r in rows:
         if "error" in r:
-            print(f"{r['role']:<9} {r['path']}: unreadable: {r['error']}")
+            print(f"{r['role']:<9} {r['path']}: {'' if 'pinned' in r['role'] else 'unreadable: '}{r['error']}")
             continue
         metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in r["metrics"].items() if not isinstance(v, (dict, list))) or "no metrics"

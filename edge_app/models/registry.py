@@ -459,8 +459,11 @@ def listing(cfg: Config) -> list[dict]:
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
                      "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden"))})
     if cfg.model.manifest:
-        rows.insert(0, {"role": "pinned by model.manifest", "path": str(active), "active": True,
-                        "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False})
+        pinned = {"role": "pinned by model.manifest", "path": str(active), "active": active.is_file(),
+                  "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False}
+        if not active.is_file():  # nothing runs: the device does not start with it
+            pinned["error"] = "no such file: the device will not start; fix or clear model.manifest in the config"
+        rows.insert(0, pinned)
     return rows
 
 
