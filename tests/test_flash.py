@@ -267,6 +267,16 @@ def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, 
     assert "gone.json: no such file: the device will not start" in out and "* pinned" not in out  # nothing runs
 
 
+def test_a_manifest_with_its_sha256_in_capitals_is_the_same_sha256(cfg, variant):
+    """Refused as "does not match ... expected 92786C55...", which read as a wrong file."""
+    model, manifest = variant(1)
+    raw = json.loads(manifest.read_text())
+    raw["sha256"] = raw["sha256"].upper()
+    manifest.write_text(json.dumps(raw))
+    installed = flash.install(model, manifest, cfg)
+    assert installed["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
 def test_cli_golden_writes_manifest(tmp_path, shipped_bytes, capsys):
     raw = json.loads(SHIPPED_MANIFEST.read_text())
     raw.pop("golden", None)

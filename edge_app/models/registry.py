@@ -238,6 +238,7 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
         raise FlashError(f"manifest {manifest_file} is not readable JSON: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256"), str) or len(raw["sha256"]) != 64:
         raise FlashError(f"manifest {manifest_file} has no sha256 of the model file")
+    raw["sha256"] = raw["sha256"].lower()  # as sha256sum prints it; a tool that writes capitals means the same
     labels = raw.get("labels")
     if not isinstance(labels, list) or not all(isinstance(l, str) for l in labels):
         raise FlashError(f"manifest {manifest_file}: labels must be a list of emotion names")

@@ -173,7 +173,7 @@ def checked_interpreter(model_path: Path, sha256: str, manifest_path: Path, thre
         raise ModelError(f"{what} file {model_path} (named by {manifest_path}) does not exist; "
                          "reinstall engage-edge to restore it")
     digest = sha256_file(model_path)
-    if digest != sha256:
+    if digest != sha256.lower():
         raise ModelError(f"{model_path} does not match its manifest: sha256 {digest[:12]}..., "
                          f"expected {sha256[:12]}...; reinstall engage-edge to restore the {what}")
     Interpreter = load_interpreter_class()

@@ -179,7 +179,7 @@ class Manifest:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < 1e6:
                     raise ValueError(f"input.{key} must be a finite number, not {value!r}")
             return cls(path, path.parent / raw["model"], labels, size, float(inp["scale"]), float(inp["offset"]),
-                       str(raw["sha256"]), raw.get("metrics", {}), raw, views)
+                       str(raw["sha256"]).lower(), raw.get("metrics", {}), raw, views)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"{path}: manifest field missing or wrong: {exc}") from None
 
