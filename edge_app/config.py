@@ -526,7 +526,9 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
     if path is not None:
         path = Path(path)
         try:
-            user = tomllib.loads(path.read_text())
+            # utf-8-sig: a file saved by an editor that begins UTF-8 with a byte-order mark (Notepad)
+            # reads as the same file; TOML itself has no BOM, and tomllib calls it an invalid statement
+            user = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except PermissionError as exc:

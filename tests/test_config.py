@@ -143,6 +143,15 @@ def test_invalid_toml_names_the_file_and_line(tmp_path):
     assert "config.toml" in str(err.value) and "line 2" in str(err.value)
 
 
+def test_a_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Notepad saves UTF-8 with a BOM: the start stopped at "Invalid statement (at line 1,
+    column 1)", and nothing on line 1 looked wrong."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + '[web]\nport = 9090\n[engagement.mapping]\nfear = "Partially engaged - é"\n'.encode())
+    cfg = config_mod.load(path)
+    assert cfg.web.port == 9090 and cfg.engagement.mapping["fear"] == "Partially engaged - é"
+
+
 def test_binary_file_is_a_config_error(tmp_path):
     path = tmp_path / "config.toml"
     path.write_bytes(b"\xff\xfe\x00garbage")
