@@ -89,6 +89,17 @@ def test_a_paper_manifest_named_but_unusable_is_an_error(tmp_path):
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
+@pytest.mark.parametrize("clip, said", [("folder", "is not a file"), ("photo", "holds 1 frame")])
+def test_a_clip_that_is_no_video_is_said_as_such(tmp_path, clip, said):
+    """A folder was "does not exist"; a photograph ran and reported a p99 and a speed-up
+    from one frame."""
+    path = tmp_path if clip == "folder" else ROOT / "edge_app" / "vision" / "photos" / "grace_hopper.jpg"
+    r = subprocess.run([sys.executable, "-m", "edge_app", "bench", "--frames", "6", "--clip", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and said in r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "frames per second" not in r.stdout
+
+
 def test_bench_on_a_recorded_clip_with_a_paper_model(tmp_path, cfg):
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))

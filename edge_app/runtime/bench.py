@@ -109,6 +109,8 @@ def make_clip(directory: Path, frames: int, clip: Path | None = None, width: int
         n += 1
     src.close()
     data.flush()
+    if n < 2:  # a photo: no time per frame, spread or p99 to measure
+        raise SystemExit(f"error: bench: {clip} holds {n} frame: give a recorded video of at least 2 frames")
     about.update({"frames": n, "width": width, "height": height})
     return data[:n], about
 
@@ -284,7 +286,8 @@ def main(args) -> int:
         print("error: bench: --frames must be at least 2", file=sys.stderr)
         return 2
     if args.clip is not None and not Path(args.clip).is_file():
-        print(f"error: bench: the clip {args.clip} does not exist", file=sys.stderr)
+        print(f"error: bench: the clip {args.clip} {'is not a file' if Path(args.clip).exists() else 'does not exist'}:"
+              " give a recorded video", file=sys.stderr)
         return 2
     named = getattr(args, "paper_manifest", None)
     paper_manifest = Path(named) if named else default_paper_manifest()
