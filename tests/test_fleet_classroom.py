@@ -379,10 +379,7 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     other, other_pub = devices("desk-q", "Row 2, seat 5")
     store.log_state_change(time.time(), "Engaged - paying attention", "Engaged", "neutral", 0.9)
     other.log_state_change(time.time(), "Partially engaged - confused", "Partially engaged", "fear", 0.6)
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     page.wait_for_selector("li.desk[data-device='desk-p'][data-level='Engaged']", timeout=10_000)
     tile = page.locator("li.desk[data-device='desk-p']")
     assert "Row 2, seat 4" in tile.inner_text()
@@ -421,14 +418,24 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))
 
 
-def test_admin_adds_instructors_in_chromium(classroom, page):
-    """The page's own form: its box (checked unless unticked) decides whether the new
-    instructor must choose their own password at the first log-in."""
-    page.goto(f"{classroom.url}/")
+def log_in_page(page, url: str) -> None:
+    """Open the page and log in as the admin."""
+    page.goto(f"{url}/")
     page.fill("#username", "admin")
     page.fill("#password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
+
+
+def open_admin_tools(page, url: str) -> None:
+    """Log in to the page as the admin and open its admin tools."""
+    log_in_page(page, url)
     page.locator("details.admin-tools summary").click()
+
+
+def test_admin_adds_instructors_in_chromium(classroom, page):
+    """The page's own form: its box (checked unless unticked) decides whether the new
+    instructor must choose their own password at the first log-in."""
+    open_admin_tools(page, classroom.url)
     form = page.locator("#add-instructor")
     assert form.get_by_label("They choose their own at the first log-in").is_checked()
     form.get_by_label("User name").fill("ms-lee")
@@ -454,11 +461,7 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     classroom.accounts.create_user("mr-gone", "gone-password-1", "instructor")
     teacher = login(classroom.url, "mr-gone", "gone-password-1")
     assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.locator("details.admin-tools summary").click()
+    open_admin_tools(page, classroom.url)
     row = page.locator("#instructors li[data-user='mr-gone']")
     assert "can log in" in row.inner_text()
     row.get_by_role("button", name="Disable mr-gone").click()
@@ -505,10 +508,7 @@ def test_instructors_are_an_admins_to_list_and_change_and_admins_are_not_theirs(
 def test_an_old_log_in_confirms_the_admins_password_before_adding_in_chromium(classroom, page):
     """A browser left logged in: adding an instructor asks for the admin's own password
     first (on the same form), and adds nothing until it is given."""
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     classroom.store.execute("UPDATE sessions SET confirmed = confirmed - 3600")
     page.locator("details.admin-tools summary").click()
     form = page.locator("#add-instructor")
@@ -807,10 +807,7 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         payload = f'{{"level": "Engaged", "label": "Engaged", "since": {t - 180}, "seq": 1, "desk": "Row 3", "sent": {t}}}'
         mqtt_broker.send(client, "engage/desk-behind/availability", "online")
         mqtt_broker.send(client, "engage/desk-behind/state", payload, retain=False)
-        page.goto(f"{classroom.url}/")
-        page.fill("#username", "admin")
-        page.fill("#password", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
+        log_in_page(page, classroom.url)
         tile = page.locator("li.desk[data-device='desk-behind']")
         tile.wait_for(timeout=10_000)
         text = tile.inner_text()
@@ -825,10 +822,7 @@ def test_a_desk_known_only_from_the_broker_is_not_heard_yet_in_chromium(broker, 
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
     try:
-        page.goto(f"{service.url}/")
-        page.fill("#username", "admin")
-        page.fill("#password", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
+        log_in_page(page, service.url)
         tile = page.locator("li.desk[data-device='desk-quiet']")
         tile.wait_for(timeout=10_000)
         assert "not heard yet" in tile.inner_text() and "last heard" not in tile.inner_text()
@@ -842,10 +836,7 @@ def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom
     service has reconnected (it said "Live" throughout, over desks frozen in place)."""
     store, _ = devices("desk-b", "Row 1, seat 2")
     store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     page.wait_for_selector("li.desk[data-device='desk-b'][data-level='Engaged']", timeout=10_000)
     assert page.inner_text("#conn") == "Live"
     assert requests.get(f"{classroom.url}/healthz", timeout=5).json()["connected"] is True
@@ -888,10 +879,7 @@ def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices
     student not engaged for minutes (no number compares as reached)."""
     store, _ = devices("desk-n", "Row 3, seat 1")
     store.log_state_change(time.time() - 180, "Not engaged", "Not engaged", None, None)
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
     page.fill("#threshold", "")  # half-way through typing a new number: the page redraws every second
     assert stays(lambda: page.locator("#alerts li.alert").count() == 1, 2.5)
@@ -915,10 +903,7 @@ def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, de
     store, _ = devices("desk-n", "Row 3, seat 1")
     other, _ = devices("desk-d", "Row 3, seat 2")
     store.log_state_change(time.time() - 200, "Not engaged", "Not engaged", None, None)  # "for 3 min" for 40 s
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
     page.evaluate("""() => { window.alertChanges = [];
       new MutationObserver((records) => window.alertChanges.push(...records.map((r) => r.type)))
@@ -936,10 +921,7 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     the cause; it says the server is not answering, and comes back by itself. Its retry
     waits 10 s of the page's own clock: Playwright's clock runs it on at once."""
     page.clock.install()  # the page's timers and Date, moved on only by the test (a library's double)
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
 
     def bad_gateway(route):  # what nginx answers while nothing listens behind it
@@ -1362,10 +1344,7 @@ def test_a_desk_waiting_for_its_first_reading_is_counted_and_said_in_chromium(cl
     store, _ = devices("desk-e", "Row 4, seat 2")
     store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
     waiting, _ = devices("desk-w", "Row 4, seat 1")  # connected, and nothing read yet
-    page.goto(f"{classroom.url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, classroom.url)
     tile = page.locator("li.desk[data-device='desk-w']")
     page.wait_for_selector("li.desk[data-device='desk-w'][data-online='true'] .level:text-is('Waiting for a first "
                            "reading')", timeout=10_000)
