@@ -122,6 +122,52 @@ def test_the_longest_pause_resumes_by_itself(paused_app):
     assert requests.get(f"{app.url}/healthz", timeout=10).json()["paused"] is None
 
 
+def test_a_pause_outlives_a_restart_and_ends_only_when_resumed(paused_app, make_appliance, cfg):
+    """The student paused; the service restarted (the watchdog, an update, a power cut) and
+    filmed them again within a second, with nothing said. The pause is saved at each change
+    and taken back at the start: nothing is read until the student resumes."""
+    app, _ = paused_app()
+    s = login(app.url, STUDENT, STUDENT_PW)
+    since = s.post(f"{app.url}/api/pause", timeout=10).json()["pause"]["since"]
+    wait_for(lambda: app.loop.state.level == "Paused", what="paused")
+    app.stop()
+
+    source = CountingDemo(width=320, height=240, fps=15)
+    again = make_appliance(cfg, source=source)
+    wait_for(lambda: again.loop.state.level == "Paused", what="paused again at the start")
+    assert stays(lambda: source.reads == 0 and again.loop.health.frames == 0, 1.5)  # never read a frame
+    body = requests.get(f"{again.url}/healthz", timeout=10).json()
+    assert body["camera"] == "paused" and body["paused"]["since"] == since and body["paused"]["by"] == "web"
+    s = login(again.url, STUDENT, STUDENT_PW)
+    assert s.get(f"{again.url}/api/privacy", timeout=10).json()["paused"] is True
+    assert s.post(f"{again.url}/api/resume", timeout=10).json()["paused"] is False
+    wait_for(lambda: source.reads > 3 and again.loop.state.level != "Paused", what="frames after the resume")
+    again.stop()
+    third = make_appliance(cfg, source=CountingDemo(width=320, height=240, fps=15))  # resumed: stays resumed
+    wait_for(lambda: third.loop.health.frames > 3, what="frames at once")
+    assert third.loop.privacy.active is None
+
+
+def test_a_saved_pause_whose_time_ran_out_while_off_is_not_taken_back():
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    wall, mono = [1_700_000_000.0], [500.0]
+    saved = []
+    before = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0], clock=lambda: mono[0], keep=saved.append)
+    pause = before.pause("button")
+    assert saved[-1] is pause
+    after = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0] + 300, clock=lambda: 7.0)  # a restart 5 min on
+    restored = after.restore(pause.public())
+    assert restored is not None and restored.since == pause.since and restored.until == pause.until
+    assert restored.ends_at == 7.0 + 300  # the 5 minutes left, on the new monotonic clock
+    late = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0] + 601, clock=lambda: 7.0)
+    assert late.restore(pause.public()) is None and late.active is None  # its 10 minutes are over
+    for junk in (None, {}, {"since": "x", "until": None, "by": "web"}, [1, 2]):
+        assert PrivacySwitch().restore(junk) is None
+    before.resume()
+    assert saved[-1] is None  # resumed: nothing to take back
+
+
 def test_a_clock_set_forward_does_not_end_a_pause_early():
     """A Pi switched off over a weekend starts from the time it saved; when a time server
     sets its clock three days forward, the student's 10-minute pause keeps its 10 minutes."""

@@ -42,7 +42,7 @@ from edge_app.runtime.metrics import STAGES, Metrics
 from edge_app.runtime.privacy import PrivacySwitch
 from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.runtime.store_writer import StoreWriter
-from edge_app.store.database import Store
+from edge_app.store.database import PAUSE_KEY, Store
 from edge_app.vision.align import aligned_crop
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import Detector, Face
@@ -195,6 +195,12 @@ class CaptureLoop:
         self._fault_began: tuple[float, float] | None = None  # (loop clock, wall) of a fault's first failed read
         self._fault_log = EpisodeLog(CAMERA_LOG_QUIET_S, CAMERA_LOG_LONG_S)  # a flapping camera: bounded lines
         self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
+        if store is not None:  # a pause outlives a restart: saved at each change, taken back here
+            self.privacy.keep = lambda pause: store.set_setting(PAUSE_KEY, pause.public() if pause else None)
+            try:
+                self.privacy.restore(store.get_setting(PAUSE_KEY))
+            except Exception as exc:  # noqa: BLE001 - an unreadable store is the store writer's to report
+                log.warning("could not read whether a privacy pause was on before the restart: %s", exc)
         self.state_lock = threading.Lock()  # the tracker and buzzer rules: the loop vs. admin changes
         self.snapshot = StateSnapshot.of(self.tracker.state)  # replaced whole after every frame; read lock-free
 

@@ -223,6 +223,7 @@ def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
 # row's time, "seen": when it was last seen paused, "stopped": stopped cleanly}. A paused loop
 # writes no other row, so without it a crash during a pause could not be dated.
 PAUSE_SEEN_KEY = "loop.pause_seen"
+PAUSE_KEY = "privacy.pause"  # the student's pause on now ({"since", "until", "by"}) or null: it outlives a restart
 
 
 class LastRun(NamedTuple):
