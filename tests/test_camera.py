@@ -133,11 +133,14 @@ def test_video_file_without_loop_ends_with_camera_error(tmp_path):
     src = OpenCVSource(str(clip), loop=False)
     frames = [src.read() for _ in levels]
     assert all(f.shape == (120, 160, 3) for f in frames)
-    with pytest.raises(CameraError, match="gave no frame") as err:
+    with pytest.raises(CameraError, match="has ended") as err:
         src.read()
-    assert str(clip) in str(err.value)
+    assert str(clip) in str(err.value) and "camera.loop = false" in str(err.value)
     src.close()
     src.close()  # closing twice is safe
+    # the capture loop's retry closes and reopens a failed source: it played the file again
+    with pytest.raises(CameraError, match="has ended"):
+        src.read()
 
 
 def test_make_source_plays_a_path_and_uses_camera_loop_setting(tmp_path, cfg):

@@ -101,8 +101,14 @@ class OpenCVSource(FrameSource):
         self.is_device = spec.startswith("/dev/")  # e.g. /dev/video0: a camera, not a file
         self.is_file = not spec.isdigit() and "!" not in spec and "://" not in spec and not self.is_device
         self.name = f"opencv:{spec}"
+        self.ended = False  # a file played to its end with loop off
+
+    def _ended_text(self) -> str:
+        return f"the video file {self.spec} has ended (camera.loop = false: it is played once)"
 
     def open(self) -> None:
+        if self.ended:  # the capture loop's retry reopens a failed source: an ended file stays ended
+            raise CameraError(self._ended_text())
         if self.spec.isdigit():
             index = int(self.spec)
             if not Path(f"/dev/video{index}").exists():
@@ -145,6 +151,9 @@ class OpenCVSource(FrameSource):
         if not ok and self.is_file and self.loop:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = cap.read()
+        elif not ok and self.is_file:
+            self.ended = True
+            raise CameraError(self._ended_text())
         if not ok or frame is None or frame.size == 0:
             raise CameraError(f"video source {self.spec!r} gave no frame")
         if frame.ndim == 2:
