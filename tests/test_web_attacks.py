@@ -130,6 +130,17 @@ def test_an_id_too_long_for_the_database_is_not_found_not_a_server_error(web, ca
     assert "OverflowError" not in caplog.text
     assert s.get(f"{web.url}/uploads/{'1' * 18}", timeout=10).status_code == 404, "18 digits is still an id"
 
+def test_a_forms_address_opened_as_a_page_gets_the_apps_page_not_bottles(web):
+    """/logout typed in the address bar (or a refused upload's page reloaded with Enter)
+    showed bottle's bare "Error: 405 Method Not Allowed" page, no header, no way back."""
+    s = login(web.url)
+    r = s.get(f"{web.url}/logout", headers={"Accept": "text/html"}, timeout=10)
+    assert r.status_code == 405 and "POST" in r.headers.get("Allow", "")
+    assert "use the button on the page" in r.text and 'href="/"' in r.text and "Method Not Allowed" not in r.text
+    api = s.get(f"{web.url}/api/pause", timeout=10)
+    assert api.status_code == 405 and "use POST" in api.json()["error"]
+
+
 def test_hsts_is_sent_under_tls_only(make_appliance, cfg, tmp_path, web):
     assert "Strict-Transport-Security" not in requests.get(f"{web.url}/login", timeout=10).headers
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

@@ -123,6 +123,16 @@ def make_app(ctx: Context) -> bottle.Bottle:
             return json.dumps({"error": "not found"})
         return guard.page("error", title="Not found", message="There is no such page.")
 
+    @app.error(405)
+    def wrong_method(err):
+        """A form's address opened in the address bar (``/logout``, a refused upload's page
+        reloaded with Enter): bottle's own bare page had no way back."""
+        if wants_json():
+            response.content_type = "application/json"
+            return json.dumps({"error": f"{request.method} is not allowed here; use {err.headers.get('Allow', 'POST')}"})
+        return guard.page("error", title="Not a page to open", message="This address answers a form's button, "
+                          "not a link: go back and use the button on the page.")
+
     @app.error(500)
     def server_error(err):
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)

@@ -344,6 +344,12 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         return json.dumps({"error": "not found"})
 
+    @app.error(405)
+    def wrong_method(err):  # /logout typed in the address bar: bottle's bare page otherwise
+        response.content_type = "application/json"
+        return json.dumps({"error": f"{request.method} is not allowed here; use {err.headers.get('Allow', 'POST')} "
+                                    "(a form's button, not a link)"})
+
     @app.error(500)
     def server_error(err):
         return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie)
