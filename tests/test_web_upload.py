@@ -187,6 +187,21 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     assert "were deleted" not in bob.get(r.headers["Location"], timeout=10).text
 
 
+def test_a_photos_back_link_goes_where_it_was_reached_from(appliance, admin_session, face_jpeg):
+    """An admin's own photo, opened from "Your recent photos", said "Back to the log"."""
+    _, students = student_upload(appliance, "gus", face_jpeg)
+    r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("mine.jpg", face_jpeg, "image/jpeg")},
+                           timeout=60)
+    own = r.json()["upload_id"]
+
+    def back(upload_id: int) -> str:
+        page = admin_session.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
+        return page.split('id="back"')[0].rsplit("<a href=", 1)[1] + page.split('id="back">')[1].split("</a>")[0]
+
+    assert '"/upload"' in back(own) and "your photos" in back(own)
+    assert "/admin/log?kind=upload" in back(students) and "the log" in back(students)  # a student's, from the log
+
+
 def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg):
     eve, first = student_upload(appliance, "eve", face_jpeg)
     for _ in range(11):  # more than the history lists

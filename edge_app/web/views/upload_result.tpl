@@ -1,5 +1,7 @@
 % rebase('base.tpl', title=title)
-<p><a href="{{'/admin/log?kind=upload' if user and user.is_admin else '/upload'}}" id="back">← Back to {{'the log' if user and user.is_admin else 'your photos'}}</a></p>
+% # someone else's photo is reached from the admin's log; one's own from the upload page (an admin's too)
+% back_to_log = get('from_log', False)
+<p><a href="{{'/admin/log?kind=upload' if back_to_log else '/upload'}}" id="back">← Back to {{'the log' if back_to_log else 'your photos'}}</a></p>
 % if get('done'):
 <p class="ok" role="status" id="result-done">{{done}}</p>
 % end
