@@ -4,7 +4,9 @@ Every bad upload must get a 4xx that says what was wrong and what is accepted, s
 nothing, and leave the server serving."""
 from __future__ import annotations
 
+import base64
 import io
+import re
 import struct
 import time
 import zlib
@@ -200,6 +202,22 @@ def test_a_photos_back_link_goes_where_it_was_reached_from(appliance, admin_sess
 
     assert '"/upload"' in back(own) and "your photos" in back(own)
     assert "/admin/log?kind=upload" in back(students) and "the log" in back(students)  # a student's, from the log
+
+
+def test_a_stored_photo_is_drawn_at_the_size_its_first_result_was(appliance, face_jpeg):
+    """Kept as a 320-px thumbnail, a stored photo was annotated at 320 px, where six faces'
+    labels had no room beside their faces and landed beside others. It is drawn at the
+    width the first result page used (at most 960 px), its boxes scaled from the original."""
+    photo = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.resize(photo, (1200, round(photo.shape[0] * 1200 / photo.shape[1])))
+    ok, encoded = cv2.imencode(".jpg", big)
+    s, upload_id = student_upload(appliance, "hal", encoded.tobytes())
+    page = s.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
+    uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    widths = [cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR).shape[1] for u in uris]
+    assert 960 in widths, widths  # the annotated picture (the rest are the 96-px face crops)
+    kept = appliance.store.query("SELECT image_path FROM uploads WHERE id = ?", (upload_id,))[0][0]
+    assert cv2.imread(str(appliance.store.image_file(kept))).shape[1] == 320  # what is kept stays small
 
 
 def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg):

@@ -27,6 +27,16 @@ def thumbnail(bgr, width: int):
     return cv2.resize(bgr, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
 
 
+def at_width(bgr, width: int):
+    """``bgr`` scaled to ``width``, up as well as down: a kept 320-px thumbnail drawn at
+    its own size had no room for its labels, which landed beside other faces."""
+    h, w = bgr.shape[:2]
+    if w == width:
+        return bgr.copy()
+    return cv2.resize(bgr, (width, max(1, round(h * width / w))),
+                      interpolation=cv2.INTER_AREA if w > width else cv2.INTER_LINEAR)
+
+
 def scale_faces(faces: list[dict], from_w: int, to_w: int) -> list[dict]:
     s = to_w / from_w
     return [{**f, "box": [int(v * s) for v in f["box"]]} for f in faces]

@@ -25,7 +25,7 @@ from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image, draw_faces
 from edge_app.web.guard import Guard, json_error
 from edge_app.web.hardening import drain_body
-from edge_app.web.previews import data_uri, face_crop, scale_faces, thumbnail
+from edge_app.web.previews import at_width, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             if kept is not None:
                 faces = scale_faces(stored["faces"], stored["width"], kept.shape[1])
                 thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
-                preview = data_uri(draw_faces(thumbnail(kept, 960), scale_faces(faces, kept.shape[1],
-                                                                                min(960, kept.shape[1])), copy=False))
+                shown = min(960, stored["width"])  # as the first result page drew it, labels beside their faces
+                preview = data_uri(draw_faces(at_width(kept, shown), scale_faces(stored["faces"], stored["width"], shown),
+                                              copy=False))
         when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
         return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or ""}
 
