@@ -69,7 +69,7 @@ class FaceTracker:
             return self.faces
         self.last_step = "full"
         self._n = self._k = 0
-        faces = det.detect(gray)
+        faces = self._with_followed(gray, small, scale, det.detect(gray))
         if not faces:
             self._template = self._small_box = None
             self.faces = []
@@ -77,6 +77,23 @@ class FaceTracker:
         return self._keep(small, scale, self._main_first(faces))
 
     # ------------------------------------------------------------ helpers
+    def _with_followed(self, gray: np.ndarray, small: np.ndarray, scale: float, faces: list[Face]) -> list[Face]:
+        """``faces`` of a whole-frame search, with the followed face looked for near where it
+        was when the search missed it. BlazeFace searches a frame's small-face tiles a few
+        at a time, so one whole-frame pass can miss a face the last one found: with two
+        people in view the other became the main face until the next pass, and the state
+        flipped between two people's expressions every few seconds."""
+        if self._small_box is None or not self.faces:
+            return faces
+        followed = self.faces[0]
+        if any(_iou(f.box, followed.box) > SAME_FACE_IOU for f in faces):
+            return faces
+        found = self.detector.detect_near(gray, small, scale, self._small_box, followed.kind)
+        if found is None:  # gone: whatever the search found is what there is
+            return faces
+        kept = [found, *(f for f in faces if _iou(f.box, found.box) <= SAME_FACE_IOU)]
+        return sorted(kept, key=lambda f: f.box[2] * f.box[3], reverse=True)  # as a search gives them: _main_first
+
     def _main_first(self, faces: list[Face]) -> list[Face]:
         """``faces`` (biggest first) with the face followed so far first, when it is
         among them and none is more than ``SWITCH_AREA`` times its area."""
