@@ -329,6 +329,7 @@ def test_the_classroom_command_names_its_own_flags_in_its_errors(flags, said, no
     code = main(["classroom", "--mqtt-host", "127.0.0.1", "--data-dir", str(tmp_path / "c"), "--port", "0", *flags])
     err = capsys.readouterr().err
     assert code == 2 and said in err and not_said not in err, err
+    assert not (tmp_path / "c").exists()  # refused before a database and a first-start password were made
 
 
 def test_users_survive_the_instructor_role_migration(tmp_path):

@@ -25,12 +25,14 @@ class ClassroomService:
         from edge_app import config as config_mod
 
         self.settings = settings
+        # the broker's client first: unusable TLS files fail before the database and a first-start
+        # admin password exist (a password printed with an error is easily lost)
+        self.classroom = Classroom()
+        self.subscriber = Subscriber(settings, self.classroom)
         self.store = Store(data_dir)
         throttle = ThrottlePolicy.from_config(login if login is not None else config_mod.defaults().login)
         self.accounts = Accounts(self.store, throttle=throttle)
         self.generated_password = self.accounts.ensure_admin()
-        self.classroom = Classroom()
-        self.subscriber = Subscriber(settings, self.classroom)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4),
                                trusted_proxies=TrustedProxies(trusted_proxies))
