@@ -732,10 +732,11 @@ def test_a_paused_loop_shows_it_is_alive_with_one_small_write_a_minute(cfg, tmp_
         store.close()
 
 
-def test_a_start_after_a_clean_stop_during_a_pause_dates_its_absent_now(cfg, tmp_path):
-    """A clean stop while paused logs nothing (the pause was real and goes on until the next
-    start, as before): what the paused loop wrote to be dated after a crash must not make
-    the next start read the stop as one."""
+def test_a_start_after_a_clean_stop_during_a_pause_stays_paused_and_reads_no_crash(cfg, tmp_path):
+    """A clean stop while paused logs nothing (the pause was real and goes on), and the next
+    start takes the pause back (it outlives a restart): what the paused loop wrote to be
+    dated after a crash must not make that start read the stop as one, which would log an
+    Absent at the pause's last sign of life."""
     store = Store(tmp_path / "db")
     t = {"now": 1_700_000_000.0}
     try:
@@ -750,8 +751,15 @@ def test_a_start_after_a_clean_stop_during_a_pause_dates_its_absent_now(cfg, tmp
         loop.stop()
         assert store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0] == "Paused"
         later = t["now"] + 14 * 3600
-        rows = _start_and_stop_empty(cfg, store, later)
-        assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]
+        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        again = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
+        try:
+            wait_for(lambda: again.state.level == "Paused", what="paused again at the start")
+            assert again.flush(10)
+        finally:
+            again.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        assert [(r["level"], r["t"]) for r in rows] == [("Paused", later)]
     finally:
         store.close()
 
