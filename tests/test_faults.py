@@ -661,7 +661,8 @@ def test_after_a_crash_during_a_pause_the_pause_ends_when_the_loop_was_last_seen
     """A pause running when the device lost power or was killed: nothing was written while
     paused to say the loop was alive, so "Paused" ran on in the log, the timeline and the
     classroom until the next start (from 14:05 until 08:00 the next morning). The next start
-    dates its Absent when the paused loop was last seen, to the minute."""
+    dates its Absent when the paused loop was last seen, to the minute, and is paused again
+    (a pause outlives a restart, a crash too)."""
     db, config_file = tmp_path / "db", tmp_path / "config.toml"
     config_file.write_text("")
     end = 1_700_000_000.0 + 600  # ten minutes of pause on the child's clock
@@ -676,11 +677,18 @@ def test_after_a_crash_during_a_pause_the_pause_ends_when_the_loop_was_last_seen
         assert paused["level"] == "Paused" and paused["t"] < end - 300
         store.outbox_enabled = True  # as with [mqtt] on: the start's state goes to the broker too
         restart = end + 14 * 3600.0  # the next morning
-        rows = _start_and_stop_empty(cfg, store, restart)
-        assert [r["level"] for r in rows] == ["Absent"]
+        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+        again = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
+        try:
+            wait_for(lambda: again.state.level == "Paused", what="paused again at the start")
+            assert again.flush(10)
+        finally:
+            again.stop()
+        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        assert [r["level"] for r in rows] == ["Absent", "Paused"] and rows[1]["t"] == restart
         assert end - 60 < rows[0]["t"] <= end  # when the paused loop was last seen, not the start
-        body = json.loads(store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id DESC LIMIT 1")[0][0])
-        assert (body["level"], body["since"]) == ("Absent", rows[0]["t"])
+        sent = [json.loads(b[0]) for b in store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id")]
+        assert [(b["level"], b["since"]) for b in sent][-2:] == [("Absent", rows[0]["t"]), ("Paused", restart)]
     finally:
         if child.poll() is None:
             child.kill()
