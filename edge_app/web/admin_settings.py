@@ -93,10 +93,7 @@ def use_file_settings(ctx) -> list[str]:
     new = config_mod.with_changes(ctx.cfg, {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()})
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     ctx.store.set_setting(SETTINGS_KEY, {k: v for k, v in saved.items() if k not in keys})
-    ctx.cfg = new
-    ctx.analyzer.mapping = dict(new.engagement.mapping)
-    if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
-        ctx.loop.apply_config(new)
+    _run_on(ctx, new)
     return [f"{dotted}: {now!r} -> {was!r}" for dotted, now, was in rows]
 
 
@@ -108,6 +105,11 @@ def apply_settings(ctx, changes: dict) -> None:
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     saved.update(changes)
     ctx.store.set_setting(SETTINGS_KEY, saved)
+    _run_on(ctx, new)
+
+
+def _run_on(ctx, new: config_mod.Config) -> None:
+    """Hand ``new`` whole to the web context, the analyzer and the loop (never edited in place)."""
     ctx.cfg = new
     ctx.analyzer.mapping = dict(new.engagement.mapping)
     if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
@@ -144,10 +146,7 @@ def _in_the_forms_words(message: str) -> tuple[str, str]:
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def settings_values() -> dict:
         """Every setting the page shows now, the emotion mapping under ``engagement.mapping``."""
-        values: dict[str, Any] = {}
-        for dotted, *_ in SETTINGS:
-            section, key = dotted.split(".")
-            values[dotted] = getattr(getattr(ctx.cfg, section), key)
+        values: dict[str, Any] = {dotted: value_of(ctx.cfg, dotted) for dotted, *_ in SETTINGS}
         values["engagement.mapping"] = dict(ctx.cfg.engagement.mapping)
         return values
 
