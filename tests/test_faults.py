@@ -288,6 +288,19 @@ def _start_and_stop_empty(cfg, store, wall: float) -> list:
     return store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
 
 
+def _start_paused_again_and_stop(cfg, store, wall: float) -> list:
+    """A start at the wall time ``wall`` that takes back the pause saved before it (and a
+    clean stop once it shows "Paused"): the rows it logged, in order."""
+    before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+    loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: wall).start()
+    try:
+        wait_for(lambda: loop.state.level == "Paused", what="paused again at the start")
+        assert loop.flush(10)
+    finally:
+        loop.stop()
+    return store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+
+
 def minute_wall():
     """A wall clock that moves one minute per call: every frame finishes a minute row."""
     t = {"now": 1_700_000_000.0}
@@ -677,14 +690,7 @@ def test_after_a_crash_during_a_pause_the_pause_ends_when_the_loop_was_last_seen
         assert paused["level"] == "Paused" and paused["t"] < end - 300
         store.outbox_enabled = True  # as with [mqtt] on: the start's state goes to the broker too
         restart = end + 14 * 3600.0  # the next morning
-        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
-        again = _loop(cfg, store, source=EmptyChair(), wall=lambda: restart).start()
-        try:
-            wait_for(lambda: again.state.level == "Paused", what="paused again at the start")
-            assert again.flush(10)
-        finally:
-            again.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        rows = _start_paused_again_and_stop(cfg, store, restart)
         assert [r["level"] for r in rows] == ["Absent", "Paused"] and rows[1]["t"] == restart
         assert end - 60 < rows[0]["t"] <= end  # when the paused loop was last seen, not the start
         sent = [json.loads(b[0]) for b in store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id")]
@@ -759,14 +765,7 @@ def test_a_start_after_a_clean_stop_during_a_pause_stays_paused_and_reads_no_cra
         loop.stop()
         assert store.query("SELECT level FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")[0][0] == "Paused"
         later = t["now"] + 14 * 3600
-        before = store.query("SELECT COUNT(*) FROM state_changes")[0][0]
-        again = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
-        try:
-            wait_for(lambda: again.state.level == "Paused", what="paused again at the start")
-            assert again.flush(10)
-        finally:
-            again.stop()
-        rows = store.query("SELECT level, t FROM state_changes ORDER BY id")[before:]
+        rows = _start_paused_again_and_stop(cfg, store, later)
         assert [(r["level"], r["t"]) for r in rows] == [("Paused", later)]
     finally:
         store.close()
