@@ -18,7 +18,7 @@ import requests
 from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
 from edge_app.vision.sources import FrameSource
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, stays, wait_for
 from tests.test_browser import STUDENT, STUDENT_PW
 
 # a group's colour as the page paints it (app.css --engaged ...), to see the field change
@@ -218,6 +218,26 @@ def test_dashboard_today_figures_keep_up_without_a_reload(new_page, server, face
     wait_for(lambda: int(text_of(page, "#uploads")) == before + 1, timeout=25,
              what="the Photos analysed tile counts the new upload without a reload")
     assert requests.get(f"{server.url}/api/admin/today", timeout=10).status_code == 401  # admins only
+
+
+def test_a_dashboard_left_open_past_midnight_reloads_for_the_new_day(new_page, server):
+    """The tiles kept up with the day, the day bar and the 14-day chart did not (drawn once):
+    a dashboard left open overnight mixed two days. The page reloads once the device's day
+    is another than the one it was drawn for."""
+    page = new_page()
+    page.clock.install()
+    page.goto(f"{server.url}/admin")
+    day = page.get_attribute("#today-tiles", "data-day")
+    assert day and day.isdigit()
+    page.evaluate("window.drawn = true")  # gone with a reload
+    with page.expect_response(lambda r: "/api/admin/today" in r.url):
+        page.clock.fast_forward(10_000)  # a poll on the same day
+    assert stays(lambda: page.evaluate("window.drawn === true"), 1.0)  # no reload for it
+    page.evaluate("document.getElementById('today-tiles').dataset.day = '0'")  # as if drawn the day before
+    with page.expect_navigation():
+        page.clock.fast_forward(10_000)
+    assert page.evaluate("window.drawn === undefined")  # drawn again
+    assert page.get_attribute("#today-tiles", "data-day") == day
 
 
 def test_desk_view_shows_a_pause_as_paused(new_page, server, scene):

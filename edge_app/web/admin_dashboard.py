@@ -105,16 +105,20 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def api_today():
         guard.require_user(admin=True)
         response.content_type = "application/json"
-        return json.dumps(today_tiles(reports.day_summary(ctx.store, *day_bounds())))
+        start, end = day_bounds()
+        # "day": the page compares it with its own, and reloads once midnight has passed
+        return json.dumps({**today_tiles(reports.day_summary(ctx.store, start, end)), "day": int(start)})
 
     @app.get("/admin")
     def dashboard():
         guard.require_user(admin=True)
-        today = reports.day_summary(ctx.store, *day_bounds())
+        start, end = day_bounds()
+        today = reports.day_summary(ctx.store, start, end)
         svg, days = days_chart(ctx.store)
         alerts = reports.recent_alerts(ctx.store, 5)
         state = ctx.loop.state if ctx.loop else None
         return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
+                          day=int(start),
                           widths=stack_widths(today["seconds"]),
                           days=days, alerts=alerts,
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"

@@ -1,6 +1,8 @@
 // The dashboard's "Today" tiles keep up with the day without a reload: every tile marked
 // data-tile takes its text from /api/admin/today (formatted by the device, keyed by the
-// tile's id). The "Now" tile is state.js's, every second.
+// tile's id). Once the device's day is another than the page's (midnight has passed), the
+// page reloads: its day bar and 14-day chart are drawn once, and would mix two days.
+// The "Now" tile is state.js's, every second.
 (function () {
   "use strict";
   const EVERY_MS = 10000;
@@ -10,6 +12,11 @@
         const r = await fetch("/api/admin/today", { credentials: "same-origin" });
         if (r.ok) {
           const tiles = await r.json();
+          const shown = document.getElementById("today-tiles");
+          if (shown && tiles.day !== undefined && String(tiles.day) !== shown.dataset.day) {
+            window.location.reload();
+            return;
+          }
           document.querySelectorAll("[data-tile]").forEach(function (el) {
             if (tiles[el.id] !== undefined && el.textContent !== tiles[el.id]) el.textContent = tiles[el.id];
           });

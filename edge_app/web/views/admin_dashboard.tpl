@@ -16,7 +16,7 @@
     the database cannot be written ({{health.store}}: {{health.store_error}}). The service's journal says more.</p>
     % end
   % end
-  <div class="tiles">
+  <div class="tiles" id="today-tiles" data-day="{{day}}">
     <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
     <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>
     <div class="tile"><span class="label">Alerts raised</span><strong data-tile id="alerts">{{tiles['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
