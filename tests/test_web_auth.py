@@ -320,7 +320,7 @@ def test_refused_log_ins_from_many_addresses_share_an_overall_bound(caplog):
 
     def refused(address: str, times: int = 1) -> list[str]:
         for _ in range(times):
-            refusals.line(logger, logging.INFO, "failed login from %s", address, address=address)
+            refusals.line(logger, logging.INFO, "failed login from %s", address=address)
         return [r.getMessage() for r in caplog.records if r.name == "test.refusals"]
 
     for i in range(20):

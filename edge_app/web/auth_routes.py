@@ -54,7 +54,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                                                  stale=False))
         if not ok:
             hardening.REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s",
-                                    user.username, client_address(), address=client_address())
+                                    user.username, address=client_address())
             return HTTPResponse(page("confirm", title="Confirm your password", error="Wrong password.", next=nxt,
                                      stale=False), 401)
         return bottle.redirect(nxt)

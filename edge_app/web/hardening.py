@@ -73,7 +73,7 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     except LoginThrottled as exc:
         return throttled(exc)
     if not ok:
-        REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s (API)", user.username, address,
+        REFUSALS.line(log, logging.INFO, "failed password confirmation by %r from %s (API)", user.username,
                       address=address)
         return json_error(401, "wrong password")
     response.content_type = "application/json"
@@ -139,22 +139,22 @@ class RefusalLog:
         self.burst, self.window_s, self.per_client, self.clock = burst, window_s, per_client, clock
         self._lock = threading.Lock()
         self._window_began: float | None = None
-        self._logged = self._left_out = 0
+        self._left_out = 0
         self._by_client: dict[str, int] = {}  # only clients given a line: never more than ``burst``
 
-    def line(self, logger: logging.Logger, level: int, message: str, *args, address: str = "") -> None:
+    def line(self, logger: logging.Logger, level: int, message: str, *args, address: str) -> None:
+        """``message`` % (``args``, ``address``): the client's address is its last field."""
         client = client_key(address)
         with self._lock:
             now = self.clock()
             if self._window_began is None or now - self._window_began >= self.window_s:
-                self._window_began, self._logged, self._by_client = now, 0, {}
-            if self._logged >= self.burst or self._by_client.get(client, 0) >= self.per_client:
+                self._window_began, self._by_client = now, {}
+            if sum(self._by_client.values()) >= self.burst or self._by_client.get(client, 0) >= self.per_client:
                 self._left_out += 1
                 return
-            self._logged += 1
             self._by_client[client] = self._by_client.get(client, 0) + 1
             left_out, self._left_out = self._left_out, 0
-        args = tuple(cut(a) if isinstance(a, str) else a for a in args)
+        args = tuple(cut(a) if isinstance(a, str) else a for a in (*args, address))
         if left_out:
             message += (f" ({left_out} more refused log-in{'s' if left_out != 1 else ''} before this one "
                         f"were not logged: at most {self.per_client} lines from one address and {self.burst} "
