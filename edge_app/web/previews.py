@@ -6,6 +6,8 @@ import base64
 
 import cv2
 
+from edge_app.vision.stills import draw_faces
+
 
 def data_uri(bgr) -> str:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -21,10 +23,8 @@ def face_crop(bgr, box, size: int):
 
 
 def thumbnail(bgr, width: int):
-    h, w = bgr.shape[:2]
-    if w <= width:
-        return bgr.copy()
-    return cv2.resize(bgr, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
+    """``bgr`` at most ``width`` wide (never enlarged)."""
+    return at_width(bgr, min(width, bgr.shape[1]))
 
 
 def at_width(bgr, width: int):
@@ -33,8 +33,15 @@ def at_width(bgr, width: int):
     h, w = bgr.shape[:2]
     if w == width:
         return bgr.copy()
-    return cv2.resize(bgr, (width, max(1, round(h * width / w))),
+    return cv2.resize(bgr, (width, max(1, int(h * width / w))),
                       interpolation=cv2.INTER_AREA if w > width else cv2.INTER_LINEAR)
+
+
+def annotated(image, faces: list[dict], width: int, shown_px: int = 960):
+    """``image`` (the photo, or what was kept of it) with its faces drawn, at most
+    ``shown_px`` wide; ``faces``' boxes are in pixels of the photo ``width`` wide."""
+    shown = min(shown_px, width)
+    return draw_faces(at_width(image, shown), scale_faces(faces, width, shown), copy=False)
 
 
 def scale_faces(faces: list[dict], from_w: int, to_w: int) -> list[dict]:

@@ -22,10 +22,10 @@ from bottle import HTTPResponse, request, response
 
 from edge_app.store import reports
 from edge_app.store.accounts import User
-from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image, draw_faces
+from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
 from edge_app.web.guard import Guard, json_error
 from edge_app.web.hardening import drain_body
-from edge_app.web.previews import at_width, data_uri, face_crop, scale_faces, thumbnail
+from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 log.warning("upload %d kept without its image: %s", upload_id, exc)
                 ctx.store.remove_image(relative)
         thumbs = [data_uri(face_crop(bgr, f["box"], 96)) for f in faces]
-        annotated = draw_faces(thumbnail(bgr, 960), scale_faces(faces, bgr.shape[1], min(960, bgr.shape[1])), copy=False)
-        return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0], "preview": data_uri(annotated),
+        return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0],
+                "preview": data_uri(annotated(bgr, faces, bgr.shape[1])),
                 "thumbs": thumbs, "filename": name, "upload_id": upload_id}, upload_id
 
     def my_uploads(user: User) -> dict:
@@ -251,9 +251,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             if kept is not None:
                 faces = scale_faces(stored["faces"], stored["width"], kept.shape[1])
                 thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
-                shown = min(960, stored["width"])  # as the first result page drew it, labels beside their faces
-                preview = data_uri(draw_faces(at_width(kept, shown), scale_faces(stored["faces"], stored["width"], shown),
-                                              copy=False))
+                # at the first result page's size, not the kept thumbnail's: labels beside their faces
+                preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
         when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
         return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or ""}
 
