@@ -277,6 +277,8 @@ class IndicatorSettings(Section):
     brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))
     violet_red: float = setting(0.5, '"Distracted" is violet: full blue plus this much red (PWM).',
                                 Range(0.0, 1.0, "a level"))
+    teal_green: float = setting(0.6, '"Present" (a face whose expression cannot be read) is teal: full blue plus this '
+                                     'much green (PWM).', Range(0.0, 1.0, "a level"))
     grey_level: float = setting(0.3, '"Absent" is grey: red, green and blue at this level (PWM), blinking slowly.',
                                 Range(0.0, 1.0, "a level", above=True))
     paused_pulse_s: float = setting(2.0, '"Paused" (the privacy switch) fades blue in and out over this many seconds.',

@@ -7,10 +7,13 @@ through the configured table, and a new level is only shown once it has held for
 turned-away (profile) face has been seen for a while, "Absent" no face at all.
 
 A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
-counts as present and frontal, but its probabilities are not smoothed in and the shown
-state stays as it was - a guess is never logged as an engagement record. Such a frame,
-like a short gap without a face, says nothing of the level: a change under way keeps
-counting towards ``min_hold_s`` through it (only a gap longer than the hold restarts it).
+counts as present and frontal, but its probabilities are not smoothed in and a shown
+engagement level stays as it was - a guess is never logged as an engagement record. Such
+a frame, like a short gap without a face, says nothing of the level: a change under way
+keeps counting towards ``min_hold_s`` through it (only a gap longer than the hold restarts
+it). It does say that a student faces the camera, though: from "Absent" or "Distracted",
+unsure faces lead to "Present" (there, expression unknown), or a student in bad light
+was logged absent, or turned away, for as long as the light stayed bad.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class Group(enum.StrEnum):
     ENGAGED = "Engaged"
     PARTIALLY_ENGAGED = "Partially engaged"
     NOT_ENGAGED = "Not engaged"
+    PRESENT = "Present"  # a face towards the camera whose expression cannot be read: there, level unknown
     DISTRACTED = "Distracted"
     ABSENT = "Absent"
     PAUSED = "Paused"
@@ -47,7 +51,9 @@ if TYPE_CHECKING:
 
 
 GROUPS = tuple(Group)
-DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # the two levels the tracker sets itself
+DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # levels the tracker sets itself, with PRESENT
+PRESENT = Group.PRESENT  # a frontal face whose emotion stays unsure, after "Absent" or "Distracted"
+NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT)  # the tracker's own levels: no emotion goes with them
 PAUSED = Group.PAUSED  # set by the capture loop while the privacy switch is on, never by the tracker
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
@@ -159,7 +165,12 @@ class EngagementTracker:
         if obs.kind == "frontal" and obs.probabilities is not None:
             self._last_frontal = self._last_face = t
             if float(obs.probabilities.max()) < self.rules.min_confidence:
-                return None  # uncertain: the face is there, but what it shows is a guess
+                # uncertain: the face is there, but what it shows is a guess. A level shown,
+                # or one on its way from sure frames, stays; otherwise the student is present
+                if self.state.level in (ABSENT, DISTRACTED) and (
+                        self._pending is None or self._pending[0] in NO_EXPRESSION):
+                    return PRESENT
+                return None
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
             return self.rules.mapping[self.labels[int(ema.argmax())]]
@@ -206,12 +217,12 @@ class EngagementTracker:
         return self.state, False
 
     def _refresh_emotion(self) -> None:
-        if self._ema is not None and self.state.level not in (ABSENT, DISTRACTED):
+        if self._ema is not None and self.state.level not in NO_EXPRESSION:
             i = int(self._ema.argmax())
             self.state.emotion = self.labels[i]
             self.state.confidence = float(self._ema[i])
             self.state.probabilities = {l: round(float(v), 4) for l, v in zip(self.labels, self._ema)}
-        elif self.state.level in (ABSENT, DISTRACTED):
+        elif self.state.level in NO_EXPRESSION:
             self.state.emotion, self.state.confidence, self.state.probabilities = None, 0.0, {}
 
 

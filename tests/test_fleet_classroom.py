@@ -392,7 +392,7 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     share = tile.locator(".share")
     assert share.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") > 0.7  # across the tile
     assert share.get_attribute("aria-label") == (
-        "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Distracted 0%, Absent 0%")
+        "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Present 0%, Distracted 0%, Absent 0%")
     assert page.inner_text("#class-recent") == "Class, last 10 min: 75% engaged (1 desk)"
     page.fill("#threshold", "0")
     page.dispatch_event("#threshold", "change")
@@ -961,7 +961,7 @@ def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
     assert room.apply_minute("desk-1", minute(now - 120, 3, now, engaged_s=30.0, not_engaged_s=30.0))
     assert not room.apply_minute("desk-1", minute(now - 120, 3, now, engaged_s=30.0, not_engaged_s=30.0))  # QoS 1 repeat
     # the device restarted within its last minute: two rows for it, which add up
-    assert room.apply_minute("desk-1", minute(now - 60, 4, now, engaged_s=20.0, absent_s=10.0))
+    assert room.apply_minute("desk-1", minute(now - 60, 4, now, engaged_s=20.0, present_s=10.0))
     assert room.apply_minute("desk-1", minute(now - 60, 5, now, engaged_s=25.0, absent_s=5.0))
     # a minute from a backlog sent after an outage is history, not news
     assert not room.apply_minute("desk-1", minute(now - 3600, 6, now, engaged_s=60.0))
@@ -970,11 +970,13 @@ def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
     shown = {d["device_id"]: d for d in snap["desks"]}
     assert shown["desk-1"]["recent"] == {
         "minutes": 3, "observed_s": 180.0, "engaged_share": round(135 / 180, 3),
-        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 30.0, "Distracted": 0.0, "Absent": 15.0}}
+        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 30.0, "Distracted": 0.0, "Absent": 5.0,
+                    "Present": 10.0}}
     assert shown["desk-2"]["recent"]["minutes"] == 1 and shown["desk-2"]["recent"]["engaged_share"] == 0.0
     assert snap["recent"] == {
         "desks": 2, "observed_s": 240.0, "engaged_share": round(135 / 240, 3),
-        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 80.0, "Distracted": 10.0, "Absent": 15.0}}
+        "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 80.0, "Distracted": 10.0, "Absent": 5.0,
+                    "Present": 10.0}}
     assert "minutes" not in {k for d in snap["desks"] for k in d if k != "recent"}  # no bookkeeping on the page
     room.apply_availability("desk-2", b"offline")  # the class is the desks there now
     assert room.snapshot()["recent"]["desks"] == 1

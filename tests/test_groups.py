@@ -19,7 +19,8 @@ def test_every_group_has_a_pill_colour_and_a_chart_colour(group):
 
 
 def test_groups_are_their_text_everywhere():
-    assert [str(g) for g in GROUPS] == ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent", "Paused"]
+    assert [str(g) for g in GROUPS] == ["Engaged", "Partially engaged", "Not engaged", "Present", "Distracted", "Absent",
+                                         "Paused"]
     assert f"{Group.NOT_ENGAGED}" == "Not engaged" and Group("Absent") is Group.ABSENT
     assert Group.PARTIALLY_ENGAGED.css_class == "g-partially-engaged"
     assert group_of("Partially engaged - unsure") is Group.PARTIALLY_ENGAGED

@@ -139,7 +139,7 @@ def test_every_state_looks_different_on_the_led(factory, tmp_path):
         for b in looks:
             if a != b:
                 assert looks[a] != looks[b], (a, b, looks[a])
-    assert len({next(iter(v)) for g, v in looks.items() if len(v) == 1}) == 4  # four steady colours
+    assert len({next(iter(v)) for g, v in looks.items() if len(v) == 1}) == 5  # five steady colours
 
 
 def css_colour(group: Group) -> tuple[float, float, float]:

@@ -91,12 +91,13 @@ def test_a_bad_filter_says_what_is_allowed(store, flt, message):
 def test_day_summary_adds_up_the_minutes_alerts_and_uploads_of_its_window(store, people):
     start = 1_700_000_040.0
     store.log_minute({"minute": start, "frames": 10, "faces": 9, Group.ENGAGED: 30.0, Group.ABSENT: 10.0})
-    store.log_minute({"minute": start + 60, "frames": 10, "faces": 9, Group.ENGAGED: 20.0, Group.NOT_ENGAGED: 40.0})
+    store.log_minute({"minute": start + 60, "frames": 10, "faces": 9, Group.ENGAGED: 20.0, Group.NOT_ENGAGED: 35.0,
+                      Group.PRESENT: 5.0})
     store.log_minute({"minute": start + 3600, "frames": 10, "faces": 9, Group.ENGAGED: 60.0})  # outside
     store.log_alert(start + 90, "Not engaged")
     s = reports.day_summary(store, start, start + 120)
-    assert s["seconds"] == {Group.ENGAGED: 50.0, Group.PARTIALLY_ENGAGED: 0.0, Group.NOT_ENGAGED: 40.0,
-                            Group.DISTRACTED: 0.0, Group.ABSENT: 10.0}
+    assert s["seconds"] == {Group.ENGAGED: 50.0, Group.PARTIALLY_ENGAGED: 0.0, Group.NOT_ENGAGED: 35.0,
+                            Group.DISTRACTED: 0.0, Group.ABSENT: 10.0, Group.PRESENT: 5.0}
     assert s["total_s"] == 100.0 and s["engaged_share"] == pytest.approx(0.5) and s["absent_s"] == 10.0
     assert s["alerts"] == 1 and s["uploads"] == 0
     assert reports.day_summary(store, 0, 1)["engaged_share"] is None  # nothing tracked: no share, not 0 %

@@ -1,13 +1,14 @@
 """No invented records: a face whose emotion the model is unsure of (top probability
 below ``engagement.min_confidence``) leaves the shown state as it is, and uploads say
-"Uncertain" for it instead of a guessed engagement level."""
+"Uncertain" for it instead of a guessed engagement level. The face says the student is
+there, though: after "Absent" or "Distracted" it leads to "Present"."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edge_app import config as config_mod
-from edge_app.engagement import ABSENT, UNCERTAIN, EngagementTracker, Observation
+from edge_app.engagement import ABSENT, DISTRACTED, PRESENT, UNCERTAIN, EngagementTracker, Observation
 from edge_app.vision.classifier import KNOWN_LABELS
 from tests.conftest import login
 
@@ -53,6 +54,47 @@ def test_unsure_frames_now_and_then_do_not_hold_back_a_sure_change():
         if changed:
             changes.append((t, state.level))
     assert changes == [(pytest.approx(4.5), "Not engaged")] and tr.state.since == pytest.approx(3.0)
+
+
+def test_an_unsure_face_of_a_student_logged_absent_is_present():
+    """A student in bad light was logged "Absent" for as long as the light stayed bad: the
+    face is there, only its expression is unknown. "Present" says so, and carries no emotion."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, ema_half_life_s=0.0, min_confidence=0.5)
+    assert tr.state.level == ABSENT
+    changes = []
+    for i in range(50):
+        state, changed = tr.update(Observation(i / 10, "frontal", probs("anger", 0.3)))
+        if changed:
+            changes.append((i / 10, state.level))
+    assert changes == [(pytest.approx(1.0), PRESENT)] and tr.state.since == 0.0
+    assert tr.state.emotion is None and tr.state.probabilities == {}  # a guess is no record
+    # the light comes back: the expression is read again
+    assert run(tr, 5, 8, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
+    # unsure again: the level read stays, as before ("Present" only follows Absent or Distracted)
+    assert run(tr, 8, 18, probs("anger", 0.3)) == []
+
+
+def test_an_unsure_face_turned_back_to_the_camera_ends_distracted():
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, distracted_after_s=2.0, min_confidence=0.5)
+    run(tr, 0, 3, probs("happiness", 0.9))
+    for i in range(40):
+        tr.update(Observation(3 + i / 10, "profile"))
+    assert tr.state.level == DISTRACTED
+    assert run(tr, 7, 10, probs("anger", 0.3)) == [PRESENT]
+
+
+def test_sure_frames_among_unsure_ones_lead_to_their_level_not_to_present():
+    """A face read at 70% on one frame in three and unsure on the others: the sure frames
+    say what it shows, and the unsure ones between do not restart their hold (nor does the
+    student stop at "Present" on the way)."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.5, ema_half_life_s=0.0, min_confidence=0.5)
+    changes = []
+    for i in range(40):
+        state, changed = tr.update(Observation(i / 10, "frontal", probs("sadness", 0.7 if i % 3 == 0 else 0.3)))
+        if changed:
+            changes.append((i / 10, state.level))
+    # the first frame is sure: its level pends from 0 s, and the unsure frames between keep it
+    assert changes == [(pytest.approx(1.5), "Not engaged")] and tr.state.since == 0.0
 
 
 def test_from_config_reads_min_confidence(cfg):

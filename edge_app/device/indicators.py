@@ -2,7 +2,8 @@
 
 Every state has its own look, in the web UI's colours (static/app.css), so an instructor
 tells them apart across the room: green engaged, amber partially engaged, red not
-engaged, violet distracted (red and blue), slow grey blink (dim white) absent, slow blue
+engaged, teal present with an expression it cannot read (green and blue), violet
+distracted (red and blue), slow grey blink (dim white) absent, slow blue
 pulse paused (the student's privacy switch), fast red blink fault (no camera, model
 error). The buzzer only sounds after sustained disengagement (``BuzzerPolicy``), never in
 quiet hours or when muted. Pins, mixes and timings come from ``[indicators]``.
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, Group
+from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, Group
 
 if TYPE_CHECKING:
     from edge_app.config import Config
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
 COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "violet",
-                                Group.NOT_ENGAGED: "red", ABSENT: "grey (slow blink)", PAUSED: "blue (slow pulse)"}
+                                Group.NOT_ENGAGED: "red", PRESENT: "teal", ABSENT: "grey (slow blink)",
+                                PAUSED: "blue (slow pulse)"}
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,14 @@ class Patterns:
     violet_red: float = 0.5
     grey_level: float = 0.3
     paused_pulse: tuple[float, float] = (1.0, 1.0)
+    teal_green: float = 0.6  # "Present": blue with this much green, apart from blue (paused) and green
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Patterns":
         i = cfg.indicators
         return cls(i.amber_green, i.brightness, (i.absent_blink_on_s, i.absent_blink_off_s),
                    (i.fault_blink_on_s, i.fault_blink_off_s), i.violet_red, i.grey_level,
-                   (i.paused_pulse_s / 2, i.paused_pulse_s / 2))
+                   (i.paused_pulse_s / 2, i.paused_pulse_s / 2), i.teal_green)
 
     def colour(self, group: str) -> tuple[float, float, float]:
         b = self.brightness
@@ -67,6 +70,7 @@ class Patterns:
         colours: dict[str, tuple[float, float, float]] = {
             Group.ENGAGED: (0.0, b, 0.0), Group.PARTIALLY_ENGAGED: (b, b * self.amber_green, 0.0),
             DISTRACTED: (b * self.violet_red, 0.0, b), Group.NOT_ENGAGED: (b, 0.0, 0.0), ABSENT: (grey, grey, grey),
+            PRESENT: (0.0, b * self.teal_green, b),
             PAUSED: (0.0, 0.0, b)}
         return colours[group]
 

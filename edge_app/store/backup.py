@@ -267,13 +267,16 @@ def export_rows(data_dir: Path | str, since: float):
         for t, level, grp, emotion, conf in conn.execute(
                 "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
             yield log_row("state", t, level, grp, emotion, conf)
-        cols = list(GROUP_COLUMNS.values())
+        # a database not yet opened by this version (exported before the service's first
+        # start after an update) lacks the newer columns: it has no seconds there
+        have = {r[1] for r in conn.execute("PRAGMA table_info(minute_stats)")}
+        cols = [c if c in have else f"0 AS {c}" for c in GROUP_COLUMNS.values()]
         # a minute row overlapping ``since``, and none that ended before it (a day's export
         # repeated the previous day's 23:59 row, counted twice in a sum over both)
         for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
                                 "WHERE minute > ? ORDER BY minute", (since - 60,)):
             yield {"kind": "minute", "time": iso_time(row[0]), "frames": row[1], "faces": row[2],
-                   **dict(zip(cols, row[3:]))}
+                   **dict(zip(GROUP_COLUMNS.values(), row[3:]))}
         for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):
             yield {"kind": "alert", "time": iso_time(t), "level": level, "group": group_label(level)}
         for created, engagement, emotion, conf, user, filename in conn.execute(

@@ -192,6 +192,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE uploads ADD COLUMN form_key TEXT;
     CREATE INDEX uploads_form_key ON uploads(form_key) WHERE form_key IS NOT NULL;
     """,
+    # 10: seconds "Present" (a face towards the camera whose expression stays unsure): they
+    # counted as "Absent" or "Distracted" before; older minutes have none
+    """
+    ALTER TABLE minute_stats ADD COLUMN present_s REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
@@ -200,6 +205,7 @@ GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
     Group.NOT_ENGAGED: "not_engaged_s",
     Group.DISTRACTED: "distracted_s",
     Group.ABSENT: "absent_s",
+    Group.PRESENT: "present_s",  # last: a CSV export's earlier columns keep their places
 }
 
 
@@ -448,7 +454,8 @@ class Store:
         updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in ["frames", "faces", *cols])
         with self.transaction() as conn:
             conn.execute(
-                f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO minute_stats(minute, frames, faces, {', '.join(cols)}) "
+                f"VALUES (?, ?, ?, {', '.join('?' for _ in cols)}) "
                 f"ON CONFLICT(minute) DO UPDATE SET {updates}",
                 (row["minute"], row["frames"], row["faces"], *values),
             )

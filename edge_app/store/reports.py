@@ -149,7 +149,8 @@ def log_emotions(store: Store) -> list[str]:
 def day_summary(store: Store, start: float, end: float) -> dict:
     cols = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in GROUP_COLUMNS.values())
     row = store.query(f"SELECT {cols} FROM minute_stats WHERE minute >= ? AND minute < ?", (start, end))[0]
-    seconds = {g: float(row[c]) for g, c in GROUP_COLUMNS.items()}
+    # in the groups' order (the chart's stack and legend), not the columns' (present_s came last)
+    seconds = {g: float(row[GROUP_COLUMNS[g]]) for g in GROUPS if g in GROUP_COLUMNS}
     total = sum(seconds.values())
     alerts = store.query("SELECT COUNT(*) FROM alerts WHERE t >= ? AND t < ?", (start, end))[0][0]
     uploads = store.query("SELECT COUNT(*) FROM uploads WHERE created >= ? AND created < ?", (start, end))[0][0]

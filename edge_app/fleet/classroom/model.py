@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, fields
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged")  # Paused: the student's privacy switch
+LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially engaged", "Engaged")
+# Paused: the student's privacy switch; Present: a face whose expression cannot be read
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
@@ -43,7 +44,7 @@ MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline
 RECENT_S = 600.0  # "the last 10 minutes": minute rows that began earlier are forgotten
 # a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
 MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_engaged_s": "Not engaged",
-                 "distracted_s": "Distracted", "absent_s": "Absent"}
+                 "distracted_s": "Distracted", "absent_s": "Absent", "present_s": "Present"}  # none from older desks
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile

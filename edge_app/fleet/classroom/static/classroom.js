@@ -2,9 +2,9 @@
 // the first event) and are re-drawn here; durations tick every second.
 "use strict";
 (function () {
-  const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Partially engaged", "Engaged"];
+  const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially engaged", "Engaged"];
   const ALERTING = ["Not engaged", "Distracted"];
-  const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Distracted", "Absent"];  // a minute row's seconds
+  const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Present", "Distracted", "Absent"];  // a minute row's seconds
   // an online desk with no state yet (just started): its tile says so in words, as its count does (model.WAITING)
   const WAITING = "Waiting for a first reading";
   const desks = new Map();
