@@ -147,6 +147,33 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
 
 
+def test_present_seconds_are_exported_also_from_a_database_this_version_has_not_opened(store, tmp_path):
+    """``present_s`` (migration 10) is the CSV's last column. An export run after an update,
+    before the service's first start has migrated the database, finds no such column: its
+    minutes had none, so they export 0, not "reading the log failed"."""
+    store.log_minute({"minute": int(_ts("2026-02-01T09:01")), "frames": 900, "faces": 880, "Engaged": 20.0,
+                      "Present": 40.0})
+    out = tmp_path / "log.csv"
+    assert export_csv(store.data_dir, parse_since("2026-02-01"), out) == 1
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-1] == "present_s" and header[-2] == "absent_s"
+    assert float(next(csv.DictReader(out.open()))["present_s"]) == 40.0
+
+    store.close()
+    with sqlite3.connect(store.path) as conn:  # the database as version 9 left it
+        conn.execute("ALTER TABLE minute_stats DROP COLUMN present_s")
+        conn.execute("PRAGMA user_version = 9")
+    assert export_csv(store.data_dir, parse_since("2026-02-01"), out) == 1
+    row = next(csv.DictReader(out.open()))
+    assert float(row["present_s"]) == 0.0 and float(row["engaged_s"]) == 20.0
+    again = Store(store.data_dir)  # the next start migrates it
+    try:
+        again.log_minute({"minute": int(_ts("2026-02-01T09:02")), "frames": 9, "faces": 9, "Present": 5.0})
+        assert [r[0] for r in again.query("SELECT present_s FROM minute_stats ORDER BY minute")] == [0.0, 5.0]
+    finally:
+        again.close()
+
+
 def test_exports_of_consecutive_days_share_no_minute(store, tmp_path):
     """Day by day exports add up: the minute before midnight is the day before's only."""
     for minute in ("2026-01-31T23:58", "2026-01-31T23:59", "2026-02-01T00:00", "2026-02-01T00:01"):
