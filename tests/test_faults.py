@@ -325,7 +325,7 @@ class EmptyChair(FrameSource):
         pass
 
 
-def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(cfg, tmp_path):
+def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(cfg, tmp_path, caplog):
     """The run before ended "Engaged"; after a restart nobody is there. Before, nothing was
     logged (the tracker starts at Absent and logs only changes), so the log, the timeline
     and the classroom's retained MQTT state went on saying "Engaged"."""
@@ -343,6 +343,9 @@ def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(c
         assert latest["level"] == "Absent" and latest["t"] == ended
         message = store.query("SELECT body FROM outbox WHERE kind = 'state' ORDER BY id DESC LIMIT 1")[0][0]
         assert json.loads(message)["level"] == "Absent"
+        # the technician is told, but the journal (kept outside store.retention_days) gets no state
+        said = [r.getMessage() for r in caplog.records if "without a clean stop" in r.getMessage()]
+        assert said and not any("Engaged" in line for line in said), said
     finally:
         loop.stop()
         store.close()

@@ -394,10 +394,11 @@ class CaptureLoop:
             return now
         if last is None or not last.crashed:
             return now
-        level, seen = last.level, last.seen
-        log.warning("the last run ended without a clean stop (crash or power loss) while %r: logged Absent as of "
-                    "%s, when it was last seen running", level, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen)))
-        return seen
+        # no level in the line: the journal outlives store.retention_days, and a student's
+        # state is a record about a minor (the log, which retention bounds, has it)
+        log.warning("the last run ended without a clean stop (crash or power loss): logged Absent as of %s, when it "
+                    "was last seen running", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
+        return last.seen
 
     # ------------------------------------------------------------ the privacy switch
     def _absent_from(self, wall: float, since: float) -> None:
