@@ -105,6 +105,27 @@ def test_clean_stop_shows_offline(classroom, devices):
     assert s.get(f"{classroom.url}/api/classroom", timeout=5).json()["counts"]["Offline"] == 1
 
 
+def test_the_classroom_service_purges_old_failed_log_ins_and_expired_sessions(broker, tmp_path, monkeypatch):
+    """A failed log-in keeps the name typed and the address it came from: the device purges
+    them within the hour, the classroom server kept them for as long as it ran."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0)
+    store = service.store
+    old = time.time() - 400 * 86400
+    store.execute("INSERT INTO login_failures(key, t) VALUES ('user:anna.schmidt|10.0.0.7', ?), "
+                  "('user:mr.smith|10.0.0.8', ?)", (old, time.time()))
+    admin = store.query("SELECT id FROM users WHERE username = 'admin'")[0][0]
+    store.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen) VALUES ('a', ?, 'c', ?, ?), "
+                  "('b', ?, 'c', ?, ?)", (admin, old, old, admin, time.time(), time.time()))
+    service.start()
+    try:
+        wait_for(lambda: service.housekeeping.runs >= 1)
+        assert [r[0] for r in store.query("SELECT key FROM login_failures")] == ["user:mr.smith|10.0.0.8"]
+        assert [r[0] for r in store.query("SELECT token_hash FROM sessions")] == ["b"]
+    finally:
+        service.stop()
+
+
 def test_instructor_accounts(classroom):
     admin = login(classroom.url)
     r = admin.post(f"{classroom.url}/api/instructors", json={"username": "ms-lee", "password": "lee-password-1",

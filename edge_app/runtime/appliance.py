@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping
 
@@ -19,6 +18,7 @@ from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop, LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
+from edge_app.store.housekeeping import Housekeeping
 from edge_app.store.leftovers import hold_images
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
@@ -28,7 +28,6 @@ from edge_app.web.app import UPLOAD_PATHS, Context, make_app
 from edge_app.web.server import Server
 
 log = logging.getLogger(__name__)
-PURGE_EVERY_S = 3600
 
 
 def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> list[int]:
@@ -91,7 +90,7 @@ class Appliance:
                            publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
-        self._stop = threading.Event()
+        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: self.cfg.store.retention_days)
         self._images_held: int | None = None  # hold_images' descriptor, while this appliance may write images
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart
@@ -126,7 +125,7 @@ class Appliance:
             os.close(self._images_held)  # nothing of this appliance writes images now
             self._images_held = None
             raise
-        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        self.housekeeping.start()
         self.model_watcher.start()
         return self
 
@@ -137,19 +136,8 @@ class Appliance:
         host = "127.0.0.1" if web.host in ("0.0.0.0", "") else web.host
         return f"{scheme}://{host}:{self.server.port if self.server else web.port}"
 
-    def _housekeeping(self) -> None:
-        while not self._stop.wait(1.0 if not hasattr(self, "_purged") else PURGE_EVERY_S):
-            self._purged = True
-            try:
-                removed = self.store.purge(self.cfg.store.retention_days)
-                self.accounts.purge_sessions()
-                if removed:
-                    log.info("retention: removed %d old rows", removed)
-            except Exception as exc:
-                log.warning("retention purge failed: %s", exc)
-
     def stop(self) -> None:
-        self._stop.set()
+        self.housekeeping.stop()
         self.model_watcher.stop()
         self.live.close()  # the live viewers' endless streams end, so the server stops at once
         if self.server:

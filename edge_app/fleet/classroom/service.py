@@ -11,6 +11,7 @@ from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
+from edge_app.store.housekeeping import Housekeeping
 from edge_app.web.hardening import AllowedHosts
 from edge_app.web.proxies import TrustedProxies
 
@@ -33,6 +34,10 @@ class ClassroomService:
         throttle = ThrottlePolicy.from_config(login if login is not None else config_mod.defaults().login)
         self.accounts = Accounts(self.store, throttle=throttle)
         self.generated_password = self.accounts.ensure_admin()
+        # the page's database holds accounts and the audit log, no student's record: the
+        # device's default retention bounds what little else could be there
+        retention = config_mod.defaults().store.retention_days
+        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4),
                                trusted_proxies=TrustedProxies(trusted_proxies))
@@ -47,6 +52,7 @@ class ClassroomService:
         self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key,
                              self.trusted_proxies).start()
         self.subscriber.start()
+        self.housekeeping.start()
         return self
 
     @property
@@ -56,6 +62,7 @@ class ClassroomService:
         return f"{scheme}://{host}:{self.server.port if self.server else self.port}"
 
     def stop(self) -> None:
+        self.housekeeping.stop()
         self.subscriber.stop()
         self.classroom.close()  # ends the pages' live streams, so the server stops at once
         if self.server:
