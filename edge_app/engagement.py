@@ -56,6 +56,7 @@ PRESENT = Group.PRESENT  # a frontal face whose emotion stays unsure, after "Abs
 NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT)  # the tracker's own levels: no emotion goes with them
 PAUSED = Group.PAUSED  # set by the capture loop while the privacy switch is on, never by the tracker
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
+NO_FACE = "No face"  # the log's and the export's label for a kept photo in which no face was found; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
 
 

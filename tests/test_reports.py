@@ -60,6 +60,25 @@ def test_the_log_joins_live_changes_and_uploads_newest_first_and_filters(store, 
     assert reports.log_emotions(store) == ["happiness", "sadness"]
 
 
+def test_a_photo_in_which_no_face_was_found_is_in_the_log_and_the_export(store, people, tmp_path):
+    """It is kept (its file name, its thumbnail) like any other photo: before, the log, its
+    CSV and ``engage-edge export`` showed only faces, so a student's photo with none could
+    not be found, not even under their name, while the dashboard counted it."""
+    from edge_app.store.backup import export_rows
+
+    store.add_upload(people["ana"].id, "ana_at_desk.jpg", 10, 10, [])
+    store.add_upload(people["ben"].id, "ben.jpg", 10, 10, [face("Engaged")])
+    rows, total = reports.query_log(store, LogFilter(user="ana"))
+    assert total == 1 and rows[0]["filename"] == "ana_at_desk.jpg" and rows[0]["upload_id"]
+    assert (rows[0]["level"], rows[0]["grp"], rows[0]["emotion"], rows[0]["confidence"]) == ("No face", "No face", None,
+                                                                                               None)
+    assert reports.query_log(store, LogFilter(kind="upload"))[1] == 2
+    assert reports.query_log(store, LogFilter(level="Engaged"))[1] == 1  # no level: found by no level's filter
+    exported = [r for r in export_rows(store.data_dir, 0) if r["kind"] == "upload"]
+    assert [(r["user"], r["file"], r["level"], r["group"]) for r in exported] == [
+        ("ana", "ana_at_desk.jpg", "No face", "No face"), ("ben", "ben.jpg", "Engaged", "Engaged")]
+
+
 def test_the_log_pages_and_counts_every_match(store):
     now = time.time()
     for i in range(7):

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_app.engagement import UNCERTAIN, group_of
+from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
@@ -45,8 +45,9 @@ def write_log_csv(target, rows) -> None:
 
 
 def group_label(level: str) -> str:
-    """The group column: the level's LED group, or "Uncertain" for an unsure upload face."""
-    return UNCERTAIN if level == UNCERTAIN else group_of(level)
+    """The group column: the level's LED group, or "Uncertain" for an unsure upload face
+    ("No face" for a photo in which none was found)."""
+    return level if level in (UNCERTAIN, NO_FACE) else group_of(level)
 
 
 def log_row(kind: str, t: float, level: str, group: str, emotion: str | None, confidence: float | None,
@@ -280,9 +281,9 @@ def export_rows(data_dir: Path | str, since: float):
         for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):
             yield {"kind": "alert", "time": iso_time(t), "level": level, "group": group_label(level)}
         for created, engagement, emotion, conf, user, filename in conn.execute(
-                "SELECT u.created, f.engagement, f.emotion, f.confidence, us.username, u.filename FROM upload_faces f "
-                "JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id "
-                "WHERE u.created >= ? ORDER BY u.created, f.id", (since,)):
+                "SELECT u.created, COALESCE(f.engagement, ?), f.emotion, f.confidence, us.username, u.filename "
+                "FROM uploads u LEFT JOIN upload_faces f ON f.upload_id = u.id LEFT JOIN users us ON us.id = u.user_id "
+                "WHERE u.created >= ? ORDER BY u.created, f.id", (NO_FACE, since)):  # a photo with no face: one row
             yield log_row("upload", created, engagement, group_label(engagement), emotion, conf, user, filename)
     except sqlite3.Error as exc:
         raise BackupError(f"reading the log failed: {_damaged(db, exc) or exc}") from None

@@ -12,7 +12,7 @@ import math
 import sqlite3
 from dataclasses import dataclass
 
-from edge_app.engagement import GROUPS, UNCERTAIN, Group
+from edge_app.engagement import GROUPS, NO_FACE, UNCERTAIN, Group
 from edge_app.store.database import GROUP_COLUMNS, Store
 
 # ------------------------------------------------------------ the unified log
@@ -110,8 +110,9 @@ class LogFilter:
 
 def _group_case(col: str, uncertain: bool = False) -> str:
     """SQL for ``engagement.group_of``: a level's group by its prefix (with ``uncertain``,
-    an unsure upload face keeps "Uncertain" instead of a made-up group)."""
-    keep = f"WHEN {col} = '{UNCERTAIN}' THEN '{UNCERTAIN}' " if uncertain else ""
+    an unsure upload face keeps "Uncertain" instead of a made-up group, and a photo with no
+    face, NULL from the outer join, is "No face")."""
+    keep = f"WHEN {col} IS NULL THEN '{NO_FACE}' WHEN {col} = '{UNCERTAIN}' THEN '{UNCERTAIN}' " if uncertain else ""
     return ("CASE " + keep + " ".join(f"WHEN {col} LIKE '{g}%' THEN '{g}'" for g in GROUPS)
             + f" ELSE '{Group.NOT_ENGAGED}' END")
 
@@ -121,9 +122,11 @@ LOG_SQL = (
     "SELECT 'live' AS kind, t, level, grp, emotion, confidence, NULL AS username, NULL AS upload_id, "
     "NULL AS image_path, NULL AS filename, NULL AS probabilities FROM state_changes "
     "UNION ALL "
-    f"SELECT 'upload', u.created, f.engagement, {_group_case('f.engagement', uncertain=True)}, f.emotion, f.confidence, us.username, "
-    "u.id, u.image_path, u.filename, f.probabilities "
-    "FROM upload_faces f JOIN uploads u ON u.id = f.upload_id LEFT JOIN users us ON us.id = u.user_id"
+    # one row per face, and one for a photo in which none was found: it is kept (and
+    # deletable) like any other, so the log must find it (a data-protection request did not)
+    f"SELECT 'upload', u.created, COALESCE(f.engagement, '{NO_FACE}'), {_group_case('f.engagement', uncertain=True)}, "
+    "f.emotion, f.confidence, us.username, u.id, u.image_path, u.filename, f.probabilities "
+    "FROM uploads u LEFT JOIN upload_faces f ON f.upload_id = u.id LEFT JOIN users us ON us.id = u.user_id"
     ")"
 )
 
