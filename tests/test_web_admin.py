@@ -222,6 +222,51 @@ def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cf
         appliance.stop()
 
 
+def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, cfg, tmp_path):
+    """On a card with no byte free (a backup written beside the database), a delete and a
+    settings save said "internal error ... please report it", the photo stayed and the admin
+    could not tell the disk was the cause. Now the photo's picture goes first (it frees the
+    room its row's delete needs), and what cannot be written says the disk is full."""
+    from edge_app import config as config_mod
+
+    with mounted_tmpfs(tmp_path / "disk", "3m") as disk:
+        appliance = make_appliance(config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"),
+                                                                  "store.min_free_mb": 0}), with_loop=False)
+        store = appliance.store
+        ann = appliance.accounts.create_user("ann", PW)
+        photos = [store.add_upload(ann.id, f"ann{i}.jpg", 640, 480, [face("happiness", "Engaged")],
+                                   image_path=store.write_image(f"uploads/{i}.jpg", os.urandom(150_000)))
+                  for i in range(2)]
+        unkept = store.add_upload(ann.id, "ann-not-kept.jpg", 640, 480, [face("happiness", "Engaged")])
+        student, admin = login(appliance.url, "ann", PW), login(appliance.url)
+        store.forget_deleted()  # as after any deletion: the write-ahead log emptied, so a delete must grow it
+
+        def fill() -> None:
+            with open(disk / "filler", "ab", buffering=0) as filler:
+                with pytest.raises(OSError):
+                    while True:
+                        filler.write(b"\0" * 4096)
+
+        fill()
+
+        r = student.delete(f"{appliance.url}/api/uploads/{photos[0]}", timeout=10)
+        assert r.status_code == 200, r.text
+        assert not (disk / "data" / "images" / "uploads" / "0.jpg").exists()
+        assert [row[0] for row in store.query("SELECT id FROM uploads")] == [photos[1], unkept]
+
+        fill()  # the room the picture freed is taken again
+        r = admin.post(f"{appliance.url}/admin/settings", timeout=10,
+                       data=settings_form(appliance, **{"store.retention_days": "7", "csrf": admin.csrf}))
+        assert r.status_code == 507 and "disk holding" in r.text and "is full" in r.text, r.text[:300]
+        assert "The disk is full" in r.text and "report it" not in r.text
+        assert appliance.cfg.store.retention_days == 30  # not half applied
+        # no picture to free room with (not kept): said as a full disk to a script too
+        r = student.delete(f"{appliance.url}/api/uploads/{unkept}", timeout=10)
+        assert r.status_code == 507 and "is full" in r.json()["error"], r.text
+        os.remove(disk / "filler")
+        appliance.stop()
+
+
 def test_todays_bar_is_filled_to_100_percent(quiet):
     """Each group's width was rounded on its own to 5 % steps: 52/16/16/16 % drew 50 + 3 x 15 = 95 %."""
     minute = int(time.time() // 60) * 60

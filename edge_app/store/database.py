@@ -309,7 +309,7 @@ class Store:
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA secure_delete = ON")  # deleted rows zeroed: Debian's default, not every build's
             except sqlite3.DatabaseError as exc:
-                full = self._disk_full(exc)
+                full = self.disk_full_advice(exc)
                 if full:
                     raise StoreError(f"{self.path} cannot be opened: {exc}: {full}") from None
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
@@ -363,14 +363,16 @@ class Store:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                full = self._disk_full(exc)
+                full = self.disk_full_advice(exc)
                 raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}"
                                  + (f": {full}" if full else "")) from exc
 
-    def _disk_full(self, exc: sqlite3.Error) -> str | None:
+    def disk_full_advice(self, exc: BaseException | None) -> str | None:
         """What to do when ``exc`` comes from a full disk (SQLITE_FULL, or an I/O error such as
         growing the -shm file with next to nothing free), else None: the database is not
         damaged, so restoring a backup or moving it away would only lose data."""
+        if not isinstance(exc, sqlite3.Error):
+            return None
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         if code not in (SQLITE_IOERR, SQLITE_FULL):
             return None
@@ -557,7 +559,22 @@ class Store:
         return relative
 
     def delete_upload(self, upload_id: int) -> bool:
-        """Remove one upload, its faces and its kept image file; False when there is none."""
+        """Remove one upload, its faces and its kept image file; False when there is none.
+
+        On a full disk (in WAL mode a delete needs room too) the image goes first, which
+        frees some, and the row is tried again: a student asking for a photo to go gets its
+        picture gone even when the row must wait."""
+        try:
+            return self._delete_upload(upload_id)
+        except sqlite3.Error as exc:
+            if not self.disk_full_advice(exc):
+                raise
+            found = self.query("SELECT image_path FROM uploads WHERE id = ?", (upload_id,))
+            if found and found[0][0]:
+                self.remove_image(found[0][0])
+            return self._delete_upload(upload_id)
+
+    def _delete_upload(self, upload_id: int) -> bool:
         with self.transaction() as conn:
             found = conn.execute("SELECT image_path FROM uploads WHERE id = ?", (upload_id,)).fetchone()
             if found is None:
@@ -569,7 +586,19 @@ class Store:
         return True
 
     def delete_user_data(self, user_id: int) -> int:
-        """Remove one user's uploads, their faces and kept image files; returns uploads removed."""
+        """Remove one user's uploads, their faces and kept image files; returns uploads
+        removed. On a full disk the images go first, as in ``delete_upload``."""
+        try:
+            return self._delete_user_data(user_id)
+        except sqlite3.Error as exc:
+            if not self.disk_full_advice(exc):
+                raise
+            for (path,) in self.query("SELECT image_path FROM uploads WHERE user_id = ? AND image_path IS NOT NULL",
+                                      (user_id,)):
+                self.remove_image(path)
+            return self._delete_user_data(user_id)
+
+    def _delete_user_data(self, user_id: int) -> int:
         with self.transaction() as conn:
             paths = [r[0] for r in conn.execute(
                 "SELECT image_path FROM uploads WHERE user_id = ? AND image_path IS NOT NULL", (user_id,))]

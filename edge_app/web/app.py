@@ -135,6 +135,14 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
+        advice = hardening.disk_full(err, ctx.store, hsts=guard.secure_cookie)
+        if advice:
+            response.status = 507  # Insufficient Storage
+            message = f"Not done, the database could not be written: {advice}."
+            if wants_json():
+                response.content_type = "application/json"
+                return json.dumps({"error": message})
+            return guard.page("error", title="The disk is full", message=message)
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)
 
     return app

@@ -175,6 +175,18 @@ def throttled(exc, page: str | None = None) -> HTTPResponse:
                         {"Content-Type": "application/json", **headers})
 
 
+def disk_full(err, store, hsts: bool = False) -> str | None:
+    """What to tell the user when the unexpected error is a full disk (``store``'s advice:
+    how much is free, what to delete), logged once without a traceback; None otherwise.
+    Before, a delete or a settings save on a full card said "internal error, please report
+    it", and the admin could not learn that the card was the cause."""
+    advice = store.disk_full_advice(getattr(err, "exception", None))
+    if advice:
+        log.error("%s %s not done: %s", request.method, request.path, advice)
+        set_security_headers(hsts=hsts)
+    return advice
+
+
 def server_error(err, service: str, hsts: bool = False) -> str:
     """The answer to an unexpected error (500): the headers every page carries, JSON that
     pages and scripts read alike, and the traceback in the service's log only (bottle

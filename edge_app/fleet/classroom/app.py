@@ -352,6 +352,11 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
+        advice = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure_cookie)
+        if advice:
+            response.status = 507  # Insufficient Storage
+            response.content_type = "application/json"
+            return json.dumps({"error": f"Not done, the database could not be written: {advice}."})
         return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie)
 
     return app
