@@ -264,3 +264,61 @@ def test_a_slow_upload_body_does_not_hold_the_analysis_slot(web, face_jpeg):
         assert r.status_code == 200  # analysed while the slow body is still arriving
     finally:
         slow.close()
+
+
+def test_uploads_held_at_once_are_bounded_by_size_and_per_user(web, face_jpeg):
+    """Each upload body stays in memory about three times until its analysis is done: one
+    student's 24 parallel uploads of 10 MB took the service to 900 MB, past its MemoryMax.
+    Now one user holds at most two of the largest bodies at once, everyone at most three;
+    past that an upload is answered 503 with Retry-After, its body never kept."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    ann = web.accounts.create_user("ann", STUDENT_PW)
+    ben = web.accounts.create_user("ben", STUDENT_PW)
+    budget = web.app.config["engage.upload_budget"]
+    big = face_jpeg + b"\0" * (9 * 1024 * 1024)  # a valid photo, 9 MB with what follows its end
+    analysing = threading.Event()
+    release = threading.Event()
+    real = web.analyzer.analyze
+
+    def slow_analysis(bgr):  # the analysis of the first photo takes its time
+        analysing.set()
+        release.wait(60)
+        return real(bgr)
+
+    web.analyzer.analyze = slow_analysis
+    students = {name: login(web.url, name, STUDENT_PW) for name in ("ann", "ben")}
+
+    def send(name: str, data: bytes) -> requests.Response:
+        return students[name].post(f"{web.url}/api/analyze", files={"image": ("p.jpg", data, "image/jpeg")},
+                                   timeout=120)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = [pool.submit(send, "ann", big) for _ in range(2)]
+        wait_for(lambda: analysing.is_set() and budget.in_hand(ann.id) >= 2 * len(big), what="ann's two photos held")
+        r = send("ann", big)  # a third of hers: refused unread, at once
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5" and "try again" in r.json()["error"]
+        r = students["ann"].post(f"{web.url}/upload", files={"image": ("p.jpg", big, "image/jpeg")},
+                                 data={"csrf": students["ann"].csrf}, timeout=30)
+        assert r.status_code == 503 and "try again in 5 seconds" in html.unescape(r.text)
+        other = pool.submit(send, "ben", face_jpeg)  # someone else's photo still gets in
+        wait_for(lambda: budget.in_hand(ben.id) > 0, what="ben's photo held")
+        release.set()
+        assert [f.result().status_code for f in (*first, other)] == [200, 200, 200]
+    assert budget.in_hand() == 0
+    assert send("ann", big).status_code == 200  # her turn again once her photos are done
+
+
+def test_the_upload_budget_counts_bytes_in_all_and_per_user():
+    from edge_app.web.upload import MIN_BODY_BYTES, UploadBudget
+
+    budget = UploadBudget(total_bytes=30 * MIN_BODY_BYTES, per_user_bytes=20 * MIN_BODY_BYTES)
+    size = 10 * MIN_BODY_BYTES
+    with budget.hold(1, size) as a, budget.hold(1, size) as b, budget.hold(1, size) as c:
+        assert (a, b, c) == (True, True, False)  # her share is two
+        with budget.hold(2, size) as d, budget.hold(3, 1) as e:
+            assert d and not e  # the whole budget is three, however small the next
+        with budget.hold(3, 1) as f:
+            assert f and budget.in_hand(3) == MIN_BODY_BYTES
+    assert budget.in_hand() == 0 and budget.in_hand(1) == 0

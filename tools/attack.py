@@ -303,6 +303,28 @@ def big_uploads(t: Target, count: int = 24) -> Result:
 
 
 
+def largest_bodies(t: Target, count: int = 24) -> Result:
+    """The second review's attack: one student sends ``count`` uploads of the largest size
+    allowed (10 MB, here a photo followed by padding) at once. Each body was held in
+    memory about three times until analysed: 900 MB, past the service's MemoryMax."""
+    s = t.login(STUDENT, STUDENT_PW)
+    photo = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 90, 90)).save(photo, format="JPEG")
+    big = photo.getvalue() + b"\0" * (10 * 1024 * 1024 - len(photo.getvalue()) - 4096)
+    time.sleep(2)
+    idle = t.rss_mb()
+    t.reset_peak()
+    with FpsDuring(t) as fps, ThreadPoolExecutor(count) as pool:
+        statuses = list(pool.map(lambda _: s.post(f"{t.url}/api/analyze", files={"image": ("big.jpg", big, "image/jpeg")},
+                                                  timeout=600).status_code, range(count)))
+    peak = t.peak_mb()
+    served, busy = statuses.count(200), statuses.count(503)
+    ok = peak < 400 and served >= 1 and served + busy == count
+    return Result(f"{count} x 10 MB uploads at once by one student", "peak RSS < 400 MB; the rest 503",
+                  f"peak {peak:.0f} MB (idle {idle:.0f}); {served} analysed, {busy} told to retry", ok, fps.median,
+                  {"largest_bodies_peak_rss_mb": peak, "idle_rss_mb": idle, "analysed": served, "busy": busy})
+
+
 def _send_until_answered(t: Target, head: bytes, piece: bytes, total: int) -> tuple[bytes, int]:
     """Send ``head``, then ``piece`` again and again up to ``total`` bytes, until the server
     answers or closes: (the start of its answer, bytes of body sent)."""
@@ -486,6 +508,7 @@ def systemd_score(t: Target) -> Result:
 
 
 ATTACKS = {"xff": metrics_xff, "header": big_header, "slow": slow_clients, "slowbody": slow_bodies, "uploads": big_uploads,
+           "largest": largest_bodies,
            "parallel": parallel_guesses, "lockout": lockout, "stream": disabled_stream, "host": host_and_csrf,
            "odd": odd_input, "timing": login_timing, "manifest": waived_manifest,
            "systemd": systemd_score, "bodies": unbounded_bodies}

@@ -13,7 +13,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Literal
 
 import bottle
@@ -30,6 +32,51 @@ from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
 log = logging.getLogger(__name__)
 DISK_FULL = 507  # Insufficient Storage: the device, not the file, is the problem
+BUSY = 503
+BUSY_RETRY_S = 5
+BODIES_IN_HAND = 3  # upload bodies of the largest size allowed that may be held at once ...
+BODIES_PER_USER = 2  # ... and of them, by one user (small photos: many more at once)
+MIN_BODY_BYTES = 64 * 1024  # a tiny upload counts as this much (its parts and headers)
+
+
+class UploadBudget:
+    """The upload bodies held at once, by declared size. Each stays in memory about three
+    times (the request body, its multipart part, the bytes analysed) until its analysis is
+    done, and only the decoding was one at a time: one student's 24 uploads of 10 MB at once
+    took the service to 900 MB, past its MemoryMax (600 MB), and systemd killed it for
+    everyone. Past the budget, or past one user's share of it (so one user's uploads never
+    shut out everyone else's), an upload is answered 503 unread; its sender tries again."""
+
+    def __init__(self, total_bytes: int, per_user_bytes: int):
+        self.total_bytes, self.per_user_bytes = total_bytes, per_user_bytes
+        self._lock = threading.Lock()
+        self._held = 0
+        self._by_user: dict[int, int] = {}
+
+    def in_hand(self, user_id: int | None = None) -> int:
+        """Bytes held in all (``user_id`` None), or for that user's uploads."""
+        with self._lock:
+            return self._held if user_id is None else self._by_user.get(user_id, 0)
+
+    @contextmanager
+    def hold(self, user_id: int, declared: int) -> Iterator[bool]:
+        """Yields whether the body may be read now (False: answer ``BUSY``, read nothing)."""
+        size = max(declared, MIN_BODY_BYTES)
+        with self._lock:
+            mine = self._by_user.get(user_id, 0)
+            ok = self._held + size <= self.total_bytes and mine + size <= self.per_user_bytes
+            if ok:
+                self._held += size
+                self._by_user[user_id] = mine + size
+        try:
+            yield ok
+        finally:
+            if ok:
+                with self._lock:
+                    self._held -= size
+                    self._by_user[user_id] -= size
+                    if not self._by_user[user_id]:
+                        del self._by_user[user_id]
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -42,6 +89,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     # a reloaded result page gets the first result, not a second copy (after a restart too: the
     # uploads table keeps each upload's form key)
     submissions = Submissions(recorded=lambda user_id, key: reports.upload_of_form(ctx.store, user_id, key))
+    largest = limits.max_bytes + 64 * 1024  # the largest body oversized() lets through
+    budget = app.config["engage.upload_budget"] = UploadBudget(BODIES_IN_HAND * largest, BODIES_PER_USER * largest)
+
+    def busy() -> str:
+        """The refusal of an upload past the budget; its body is read and dropped (not
+        kept), so the browser shows the answer rather than a reset connection."""
+        drain_body(limits.max_bytes + 64 * 1024)
+        return (f"the device is busy with other photos just now (it holds {BODIES_IN_HAND} of the largest at once, "
+                f"{BODIES_PER_USER} of them one user's): try again in {BUSY_RETRY_S} seconds")
 
     def analyze_upload(user: User, sent: tuple[bytes, str | None] | None = None,
                        form: str | None = None) -> tuple[dict, int]:
@@ -136,6 +192,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
         if too_large:
             return upload_form(user, 413, error=f"Not analysed: {too_large}.")
+        with budget.hold(user.id, request.content_length) as ok:  # before the form is read: that reads the body
+            if not ok:
+                refusal = upload_form(user, BUSY, error=f"Not analysed: {busy()}.", about_the_file=False)
+                refusal.set_header("Retry-After", str(BUSY_RETRY_S))
+                return refusal
+            return _upload_form_sent(user)
+
+    def _upload_form_sent(user: User):
+        """``POST /upload`` once its body may be read: the CSRF check, the file, its analysis."""
         guard.check_csrf()
 
         def refused(exc: ImageRejected) -> HTTPResponse:
@@ -265,13 +330,18 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the token: reading it reads the body
         if too_large:
             return json_error(413, f"{too_large}. {accepted}")
-        guard.check_csrf()
-        try:
-            result, upload_id = analyze_upload(user)
-        except ImageRejected as exc:
-            status = exc.args[1] if len(exc.args) > 1 else 400
-            # which files are accepted helps with a refused file, not with a full disk
-            return json_error(status, f"{exc.args[0]}." + ("" if status == DISK_FULL else f" {accepted}"))
+        with budget.hold(user.id, request.content_length) as ok:  # before the token: reading it reads the body
+            if not ok:
+                refusal = json_error(BUSY, f"{busy()}.")
+                refusal.set_header("Retry-After", str(BUSY_RETRY_S))
+                return refusal
+            guard.check_csrf()
+            try:
+                result, upload_id = analyze_upload(user)
+            except ImageRejected as exc:
+                status = exc.args[1] if len(exc.args) > 1 else 400
+                # which files are accepted helps with a refused file, not with a full disk
+                return json_error(status, f"{exc.args[0]}." + ("" if status == DISK_FULL else f" {accepted}"))
         response.content_type = "application/json"
         return json.dumps({"faces": result["faces"], "width": result["width"], "height": result["height"],
                            "upload_id": upload_id})
