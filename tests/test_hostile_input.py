@@ -101,3 +101,26 @@ def test_a_png_too_large_to_decode_whole_is_refused_before_decoding():
     Image.new("RGB", (4000, 3000), (1, 2, 3)).save(buf, format="PNG")  # 12 MP: fine as a JPEG, not as a PNG
     with pytest.raises(ImageRejected, match="send a JPEG or a smaller image"):
         decode_image(buf.getvalue(), Limits())
+
+
+def _progressive_jpeg(scans_added: int = 0) -> bytes:
+    """A real progressive JPEG (Pillow's, about 10 scans), with its last scan repeated
+    ``scans_added`` times before the end marker: a file as slow to decode as it has scans."""
+    buf = io.BytesIO()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    last = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last:-2] * scans_added + b"\xff\xd9"
+
+
+def test_a_jpeg_of_very_many_scans_is_refused_before_decoding():
+    """Each scan is decoded over the whole picture: a crafted 10 MB JPEG of 170,000 scans
+    kept the analysis thread (and every upload waiting for it) busy for 14 minutes."""
+    from edge_app.vision.stills import MAX_JPEG_SCANS, ImageRejected
+
+    ordinary = _progressive_jpeg()
+    assert 5 <= ordinary.count(b"\xff\xda") <= 20
+    assert decode_image(ordinary).shape == (480, 640, 3)
+    with pytest.raises(ImageRejected, match=r"written in \d+ scans .* the limit is 100"):
+        decode_image(_progressive_jpeg(MAX_JPEG_SCANS))

@@ -40,6 +40,12 @@ ANALYSIS_PIXELS = 3_000_000
 # before it is reduced. 8 MP is 32 MB; a 40 MP PNG would be 160 MB (a Pi has 1-4 GB, and
 # several uploads may wait). JPEG, what phones send, decodes at 1/2..1/8 size instead.
 FULL_DECODE_PIXELS = 8_000_000
+# A progressive JPEG is decoded scan by scan, each over the whole picture, however small the
+# decoded size: cameras and encoders write about 10 (mozjpeg's smallest files a few more),
+# while a crafted 10 MB file of 170,000 tiny scans kept the one analysis thread busy for 14
+# minutes and every upload waited. A start-of-scan marker (FF DA) cannot occur inside the
+# compressed data (a data byte FF is written FF 00), so counting them is exact.
+MAX_JPEG_SCANS = 100
 
 
 @dataclass
@@ -110,6 +116,9 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
     kind = _sniff(data)
     if kind is None:
         raise ImageRejected(f"the file is not a {ACCEPTED_TEXT} image (whatever its name says)")
+    if kind == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise ImageRejected(f"the JPEG is written in {scans} scans (a photo has about 10; the limit is "
+                            f"{MAX_JPEG_SCANS}): save it again as an ordinary JPEG")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
