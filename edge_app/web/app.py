@@ -94,6 +94,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
                                   "(web.allowed_hosts lists more names)")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             guard.check_same_origin()
+        hardening.readable_form(skip_paths=UPLOAD_PATHS)
         if request.path == "/admin" or request.path.startswith(("/admin/", "/api/admin/")):
             guard.require_user(admin=True)
 
@@ -132,6 +133,10 @@ def make_app(ctx: Context) -> bottle.Bottle:
             return json.dumps({"error": f"{request.method} is not allowed here; use {err.headers.get('Allow', 'POST')}"})
         return guard.page("error", title="Not a page to open", message="This address answers a form's button, "
                           "not a link: go back and use the button on the page.")
+
+    @app.error(400)
+    def bad_request(err):
+        return hardening.bad_request(err, hsts=guard.secure_cookie)
 
     @app.error(500)
     def server_error(err):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bottle import HTTPError, HTTPResponse, request, response
+from bottle import HTTPError, HTTPResponse, MultipartError, request, response
 
 from edge_app.addresses import client_key
 from edge_app.config import Config
@@ -102,12 +102,41 @@ def cross_site() -> bool:
     return bool(origin) and origin != f"{request.urlparts.scheme}://{request.headers.get('Host')}"
 
 
+# what reading a form body may raise: text in no charset Python knows (``charset=nonexistent``,
+# for the body or one part: LookupError), bytes not in the one named, a broken multipart body
+FORM_ERRORS = (ValueError, LookupError, MultipartError)
+
+
+def readable_form(skip_paths: tuple[str, ...] = ()) -> None:
+    """Read a form body up front (bottle keeps what it parsed) and answer 400 for one that
+    cannot be read. Each route read it where it needed a field, and a bogus charset was a
+    500 with a traceback in the journal, for every such request, logged in or not.
+    ``skip_paths``: the upload paths, whose bodies are read only once their size is allowed."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path in skip_paths:
+        return
+    if not request.content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
+        return
+    try:
+        request.forms  # noqa: B018 - parsed now, kept for the route
+    except FORM_ERRORS as exc:
+        raise json_error(400, f"the form could not be read ({type(exc).__name__}): send it as UTF-8, "
+                              "as a browser does") from None
+
+
+def bad_request(err, hsts: bool = False) -> str:
+    """Bottle's own 400 (a multipart body without a boundary, cut short) in the app's words:
+    JSON, with the headers every answer carries."""
+    set_security_headers(hsts=hsts)
+    response.content_type = "application/json"
+    return json.dumps({"error": f"the request could not be read: {err.body}"})
+
+
 def csrf_sent_matches(expected: str) -> bool:
     """The request carries the session's CSRF token: a script sends it as X-CSRF-Token, a
     form as its ``csrf`` field; whichever is sent must match (a malformed form body does not)."""
     try:
         sent = [v for v in (request.headers.get("X-CSRF-Token"), request.forms.get("csrf")) if v is not None]
-    except (UnicodeDecodeError, ValueError):
+    except FORM_ERRORS:
         return False
     return bool(sent) and all(hmac.compare_digest(str(v).encode(), expected.encode()) for v in sent)
 

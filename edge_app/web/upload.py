@@ -26,7 +26,7 @@ from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
 from edge_app.web.guard import Guard, json_error
-from edge_app.web.hardening import drain_body
+from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
@@ -131,7 +131,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         """The bytes and client file name of the multipart field ``image``, or ``ImageRejected``."""
         try:
             field = request.files.get("image")
-        except (UnicodeDecodeError, ValueError) as exc:  # a malformed multipart body (bottle decodes text parts)
+        except FORM_ERRORS as exc:  # a malformed multipart body (bottle decodes text parts)
             raise ImageRejected(f"the upload form could not be read ({type(exc).__name__}): send the image "
                                 "as a file in the multipart field 'image'") from None
         if field is None or not hasattr(field, "file"):

@@ -157,6 +157,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         if not ctx.allowed_hosts.allows(request.headers.get("Host", "")):
             raise json_error(400, "unknown Host header: open this page by the server's own name or address "
                                   "(engage-edge classroom --allowed-hosts adds names)")
+        hardening.readable_form()
 
     @app.get("/static/<name:path>")
     def static(name):
@@ -349,6 +350,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         return json.dumps({"error": f"{request.method} is not allowed here; use {err.headers.get('Allow', 'POST')} "
                                     "(a form's button, not a link)"})
+
+    @app.error(400)
+    def bad_request(err):
+        return hardening.bad_request(err, hsts=ctx.secure_cookie)
 
     @app.error(500)
     def server_error(err):
