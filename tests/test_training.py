@@ -1101,3 +1101,18 @@ def test_shipped_model_accuracy_on_a_fixed_test_slice():
     predicted = np.array([clf.probabilities(test.images[i]).argmax() for i in idx])
     accuracy = float((predicted == labels[idx]).mean())
     assert accuracy >= 0.80, f"shipped model: {accuracy:.1%} on the fixed {SLICE_SIZE}-image slice"
+
+
+def test_a_runs_library_versions_name_the_tensorflow_it_ran_on():
+    """The train extra installs TensorFlow as ``tensorflow-cpu``: looked up as ``tensorflow``
+    only, no run recorded the backend that computed it, though the model card said so."""
+    import importlib.util
+
+    from training.train import library_versions
+
+    versions = library_versions()
+    assert {"numpy", "keras"} <= set(versions)
+    if importlib.util.find_spec("tensorflow") is not None:
+        import tensorflow as tf
+
+        assert tf.__version__ in (versions.get("tensorflow"), versions.get("tensorflow-cpu")), versions

@@ -593,7 +593,8 @@ def library_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {}
-    for name in ("numpy", "keras", "tensorflow", "jax", "jaxlib", "torch", "opencv-python-headless"):
+    # the train extra installs TensorFlow as tensorflow-cpu: a distribution by that name only
+    for name in ("numpy", "keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "opencv-python-headless"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
