@@ -11,7 +11,7 @@ is those steps, so no session rebuilds them from notes:
     .venv/bin/python -m training.gpu_plan prepare
     # there (the device command; carry [".gpu"]): teachers, then, in a later call, students
     python3 -m training.gpu_plan teachers --budget 520 --seeds 11,22,33
-    python3 -m training.gpu_plan students --budget 520 --seeds 5,6 --teachers .gpu/teachers/t11.keras,...
+    python3 -m training.gpu_plan students --budget 500 --seeds 5 --teachers models/teachers/t11-teacher.keras,...
     # here: unpack what came back, quantise, score on validation (never on test)
     .venv/bin/python -m training.gpu_plan after RUN.tar ... --out runs/gpu
 
