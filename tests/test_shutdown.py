@@ -338,3 +338,24 @@ def test_a_clean_stop_of_the_classroom_tells_the_open_pages_no_link_was_lost(bro
     wait_for(lambda: classroom.snapshot()["broker"]["connected"], what="the classroom connects")
     subscriber.stop()
     assert classroom.snapshot()["broker"]["connected"]
+
+
+def test_sigterm_stops_engage_edge_run_whose_output_reader_has_gone(tmp_path):
+    """``engage-edge run ... | head -3``: the "stopping" line failed with a broken pipe, the
+    command returned before the appliance's stop, and its threads kept it serving (and
+    holding its port) until a SIGKILL."""
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    with service_process("run", "--config", config, "--source", "demo", "--port", "0",
+                         "--data-dir", tmp_path / "data", env=env) as proc:
+        url = served_at(proc)
+        proc.stdout.close()  # the reader is gone, as head's after its lines
+        wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).json()["fps"] > 1, what="frames")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=stop_budget("engage-edge.service")) == 0
+        assert "Traceback" not in proc.stderr.read()
+        with contextlib.suppress(requests.ConnectionError):
+            requests.get(f"{url}/healthz", timeout=2)
+            raise AssertionError("still serving after the stop")
+    assert last_level(tmp_path / "data") == ABSENT

@@ -32,6 +32,17 @@ def cannot_serve(host: str, port: int, exc: OSError) -> str:
     return f"error: cannot serve on {host}:{port}: {exc.strerror or exc}. Choose another --port or stop the other program."
 
 
+def say(text: str) -> None:
+    """A running service's line on standard output. Its reader may be gone (``engage-edge
+    run | head -3``): the line is dropped and later ones go to /dev/null, and the service
+    runs and stops as it would. Before, the failed "stopping" line ended the command before
+    the appliance's stop, and its threads kept it serving until a SIGKILL."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+
+
 def first_start_message(password: str, kept_at: Path) -> str:
     """The generated admin password, shown once at the first start of a device or classroom."""
     return (f"first start: log in as 'admin' with password: {password}\n"
@@ -134,19 +145,21 @@ def cmd_run(args) -> int:
                   f"(also kept in {appliance.accounts.first_password_path}, mode 0600, "
                   "until that first log-in)", file=sys.stderr)
         return EXIT_USAGE
-    print(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}", flush=True)
-    if appliance.generated_password:
-        print(first_start_message(appliance.generated_password, appliance.accounts.first_password_path), flush=True)
-    from edge_app.device.watchdog import Notifier
+    try:
+        say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}")
+        if appliance.generated_password:
+            say(first_start_message(appliance.generated_password, appliance.accounts.first_password_path))
+        from edge_app.device.watchdog import Notifier
 
-    notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
-    if appliance.loop:
-        notifier.attach(appliance.loop)
-    notifier.ready(f"serving {appliance.url}")
-    stop.wait()
-    notifier.stopping()
-    print("stopping", flush=True)
-    appliance.stop()
+        notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
+        if appliance.loop:
+            notifier.attach(appliance.loop)
+        notifier.ready(f"serving {appliance.url}")
+        stop.wait()
+        notifier.stopping()
+        say("stopping")
+    finally:  # whatever ends the wait: the loop logs its Absent, the port is freed
+        appliance.stop()
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from edge_app.cli import EXIT_OK, EXIT_USAGE, StopRequest, cannot_serve, first_start_message
+from edge_app.cli import EXIT_OK, EXIT_USAGE, StopRequest, cannot_serve, first_start_message, say
 
 DEFAULT_DATA = "~/.local/share/engage-classroom"
 
@@ -83,12 +83,14 @@ def cmd_classroom(args) -> int:
         if kept.exists():  # created now: it waits there for the first log-in
             print(f"the first-start 'admin' password is in {kept} (mode 0600)", file=sys.stderr)
         return EXIT_USAGE
-    print(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}", flush=True)
-    if service.generated_password:
-        print(first_start_message(service.generated_password, service.accounts.first_password_path), flush=True)
-    stop.wait()
-    print("stopping", flush=True)
-    service.stop()
+    try:
+        say(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}")
+        if service.generated_password:
+            say(first_start_message(service.generated_password, service.accounts.first_password_path))
+        stop.wait()
+        say("stopping")
+    finally:
+        service.stop()
     return EXIT_OK
 
 
