@@ -196,6 +196,21 @@ def test_export_to_a_missing_folder_is_a_clear_error_and_writes_nothing(store, t
     assert not out.parent.exists()
 
 
+@pytest.mark.parametrize("command", ["backup", "export --since 2026-01-01 --out"])
+def test_a_folder_named_with_a_slash_that_does_not_exist_is_not_written_as_a_file(store, tmp_path, capsys, command):
+    """``engage-edge backup /media/usb/backups/`` before that folder existed wrote a file named
+    ``backups``, though the help promises a dated file in the folder."""
+    folder = tmp_path / "backups"
+    assert main([*command.split(), f"{folder}/", "--data-dir", str(store.data_dir),
+                 "--config", str(_empty(tmp_path))]) == 2
+    assert f"there is no folder {folder}: create it (mkdir -p {folder})" in capsys.readouterr().err
+    assert not folder.exists()
+    folder.mkdir()
+    if command == "backup":  # there now: a dated file inside it
+        assert main(["backup", f"{folder}/", "--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]) == 0
+        assert [p.suffix for p in folder.iterdir()] == [".db"]
+
+
 def test_export_rejects_a_bad_date(store, tmp_path, capsys):
     assert main(["export", "--since", "last tuesday", "--data-dir", str(store.data_dir),
                  "--config", str(_empty(tmp_path))]) == 2

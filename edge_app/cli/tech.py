@@ -163,7 +163,7 @@ def cmd_export(args) -> int:
     from edge_app.store import backup
 
     cfg = _config(args)
-    if args.out == Path("-"):  # the Unix convention for standard output, not a file named "-"
+    if args.out == "-":  # the Unix convention for standard output, not a file named "-"
         args.out = None
     try:
         n = backup.export_csv(config_mod.data_dir(cfg), backup.parse_since(args.since), args.out)
@@ -309,13 +309,13 @@ def add_commands(sub) -> None:
 
     ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
     ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
-    ex.add_argument("--out", type=Path, help="CSV file, written whole or not at all; never a database or a device "
+    ex.add_argument("--out", help="CSV file, written whole or not at all; never a database or a device "
                     "(default, or -: standard output)")
     _common(ex)
     ex.set_defaults(func=_guarded(cmd_export))
 
     bk = sub.add_parser("backup", help="consistent copy of the database, safe while the service runs")
-    bk.add_argument("path", type=Path, help="a new file or an earlier backup to replace, or a folder for a dated "
+    bk.add_argument("path", help="a new file or an earlier backup to replace, or a folder for a dated "
                     "file (engage-YYYYMMDD-HHMMSS.db); any other file is kept and the backup refused")
     _common(bk)
     bk.set_defaults(func=_guarded(cmd_backup))

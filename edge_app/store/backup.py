@@ -66,6 +66,16 @@ class CopyFailed(BackupError):
     """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
 
 
+def _folder_named(dest: Path | str) -> Path:
+    """``dest`` as a path; one written as a folder (a trailing slash) must be one: Path
+    drops the slash, and ``backup /media/usb/backups/`` before that folder existed wrote a
+    file named ``backups``."""
+    path = Path(dest).expanduser()
+    if str(dest).endswith(("/", os.sep)) and not os.path.isdir(path):
+        raise BackupError(f"there is no folder {path}: create it (mkdir -p {path}) or give a file name")
+    return path
+
+
 def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     """The folder ``dest`` goes in exists and this user may write there, or a BackupError
     says what to do (``sudo -u engage`` cannot write in the technician's own home).
@@ -214,7 +224,7 @@ def _open(db: Path) -> sqlite3.Connection:
 def backup(data_dir: Path | str, dest: Path | str) -> Path:
     """Copy ``<data_dir>/engage.db`` to ``dest`` (a file, or a directory to put a dated file in)."""
     db = Path(data_dir).expanduser() / DB_NAME
-    dest = Path(dest).expanduser()
+    dest = _folder_named(dest)
     if os.path.isdir(dest):  # never raises: a folder this user may not enter is said below
         # a link to the folder is held to the same rule as a link to a file (_may_follow)
         dest = _through_link(dest) / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
@@ -298,7 +308,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     into a full disk is said as such, not a traceback (a closed pipe stays BrokenPipeError)."""
     db = Path(data_dir).expanduser() / DB_NAME
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
-        out = Path(out).expanduser()
+        out = _folder_named(out)
         out = _check_destination(out, db, replaces="export")
     rows = list(export_rows(data_dir, since))
     if out is None:
