@@ -228,29 +228,43 @@ class EngagementTracker:
 
 
 class MinuteAggregator:
-    """Seconds spent in each group per wall-clock minute: one row a minute, not a frame."""
+    """Seconds spent in each group per wall-clock minute: one row a minute, not a frame.
+
+    A span between two frames is measured on the monotonic clock (``mono_t``); the wall
+    clock only says which minute it belongs to. A wall clock that steps (a Pi without a
+    real-time clock is set by NTP after it starts, or by hand) no longer shows up as time:
+    set forward, the 5-s gap cap was counted once as seconds nobody was seen; set back, a
+    minute already written was added to again (110 s in one row). The minute never goes
+    back: after a step back the current row keeps the seconds until the wall clock has
+    passed it again."""
+
+    MAX_SPAN_S = 5.0  # a longer pause between frames (a stall) counts this much at most
 
     def __init__(self):
         self.minute: int | None = None
         self.seconds: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
         self.frames = 0
         self.faces = 0
-        self._last: tuple[float, str] | None = None
+        self._last: tuple[float, str] | None = None  # (monotonic time, group) of the previous frame
 
-    def add(self, wall_t: float, group: str, face_seen: bool) -> dict | None:
+    def add(self, wall_t: float, group: str, face_seen: bool, mono_t: float | None = None) -> dict | None:
         """Account for the time since the previous call; returns a finished minute row.
+        ``mono_t``: the frame's monotonic time (by default ``wall_t``: a clock that never steps).
 
         The time between the last frame of a minute and the first of the next is split at
         the minute's end: the part after it is the new minute's (all of it went to the old
         one, so the 23:59 row held seconds of the next day and a minute up to 65 s)."""
+        mono_t = wall_t if mono_t is None else mono_t
         done = None
         minute = int(wall_t // 60)
+        if self.minute is not None and minute < self.minute:  # the wall clock stepped back
+            minute = self.minute
         carried, prev_group = 0.0, group  # the new minute's part of the time since the previous frame
         if self._last is not None:
             prev_t, prev_group = self._last
-            span = max(0.0, min(wall_t - prev_t, 5.0))
+            span = max(0.0, min(mono_t - prev_t, self.MAX_SPAN_S))
             if self.minute is not None and minute > self.minute:
-                carried = min(span, wall_t - minute * 60)
+                carried = max(0.0, min(span, wall_t - minute * 60))
             self.seconds[prev_group] += span - carried
         if self.minute is not None and minute != self.minute:
             done = self.flush()
@@ -258,7 +272,7 @@ class MinuteAggregator:
         self.minute = minute
         self.frames += 1
         self.faces += int(face_seen)
-        self._last = (wall_t, group)
+        self._last = (mono_t, group)
         return done
 
     def gap(self) -> None:

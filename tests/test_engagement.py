@@ -269,3 +269,31 @@ def test_a_long_stall_counts_at_most_five_seconds():
     agg.add(90.0, "Engaged", True)  # the loop stalled 30 s (camera fault)
     row = agg.flush()
     assert row["Engaged"] == pytest.approx(5.0) and row["frames"] == 2
+
+
+def test_a_wall_clock_set_forward_is_no_time_spent():
+    """NTP sets a Pi's clock forward after it starts: the jump counted as five seconds of
+    the state shown (the gap cap). Spans are on the monotonic clock now."""
+    agg = MinuteAggregator()
+    for k in range(20):  # 10 s at 2 fps, then the clock jumps an hour ahead between two frames
+        agg.add(6000.0 + k * 0.5, "Engaged", True, mono_t=100.0 + k * 0.5)
+    before = agg.add(6000.0 + 3600.0 + 10.0, "Engaged", True, mono_t=110.0)
+    assert before["Engaged"] == pytest.approx(9.5)  # its frames' 9.5 s, not 9.5 + 5
+    agg.add(6000.0 + 3600.0 + 10.5, "Engaged", True, mono_t=110.5)
+    assert agg.flush()["Engaged"] == pytest.approx(1.0)  # the half second over the jump, and one after
+
+
+def test_a_wall_clock_set_back_never_adds_to_a_minute_already_written():
+    """Set back 90 s, the clock named a minute already written, and its row was added to
+    again in the database (110 s in one minute). The minute now never goes back."""
+    agg = MinuteAggregator()
+    rows = []
+    mono = 0.0
+    for wall in [6000.0 + k for k in range(70)] + [6070.0 - 90.0 + k for k in range(1, 20)]:
+        row = agg.add(wall, "Engaged", True, mono_t=mono)
+        mono += 1.0
+        if row:
+            rows.append(row)
+    rows.append(agg.flush())
+    assert [r["minute"] for r in rows] == [6000, 6060]  # none for 5940 or 6000 again
+    assert sum(r["Engaged"] for r in rows) == pytest.approx(88.0)  # every second counted once

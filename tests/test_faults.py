@@ -23,6 +23,7 @@ from conftest import login, mounted_tmpfs, stays, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
+from edge_app.engagement import Group
 from edge_app.runtime import capture
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.live import PLACEHOLDER_GREY
@@ -185,6 +186,33 @@ def test_a_flapping_camera_logs_a_bounded_number_of_lines(fast_cfg, caplog):
         assert len(lines("camera fault")) == 3
         source.mode = "ok"
         assert loop.step() and len(lines("camera is back")) == 3
+    finally:
+        loop.stop()
+
+
+def test_the_time_of_a_camera_fault_counts_for_no_state(fast_cfg):
+    """After a fault, the first frame credited up to 5 s of the time without frames to the
+    state from before it: seconds of "Engaged" with no camera."""
+    clock = {"now": 6000.0}
+    source = FaultySource(frame_s=0)
+    loop = CaptureLoop(fast_cfg, source, FaceDetector.from_config(fast_cfg), EmotionClassifier(), None,
+                       RecordingIndicator(), clock=lambda: clock["now"], wall=lambda: clock["now"])
+
+    def frames(n: int) -> None:
+        for _ in range(n):
+            assert loop.step()
+            clock["now"] += 0.1
+
+    try:
+        frames(10)  # 6000.0 .. 6000.9: nine spans of 0.1 s between them
+        source.mode = "raise"
+        assert not loop.step()
+        clock["now"] += 3.0  # three seconds without a frame
+        source.mode = "ok"
+        frames(10)
+        row = loop.minutes.flush()
+        assert row["frames"] == 20
+        assert sum(row[g] for g in Group) == pytest.approx(1.8)  # 9 + 9 spans, the fault in neither
     finally:
         loop.stop()
 

@@ -262,7 +262,7 @@ class CaptureLoop:
             began = wall - (now - state.since)
             self._log("log_state_change", began, state.level, state.group, state.emotion, state.confidence)
             self.metrics.state.state(state.group)
-        row = self.minutes.add(wall, state.group, main is not None)
+        row = self.minutes.add(wall, state.group, main is not None, mono_t=now)
         if row:
             self._log("log_minute", row)
         if self.live.wanted():
@@ -475,6 +475,7 @@ class CaptureLoop:
             self._fault_log.begin()
         if self._fault_began is None:
             self._fault_began = (now, self.wall())
+            self.minutes.gap()  # no frames: the time until the next one counts for no group, not the last
         self._log_fault(reason, now)
         self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
