@@ -242,7 +242,8 @@ class EngagementSettings(Section):
     min_hold_s: float = setting(1.5, "A new state must hold this long before the LED changes.", Range(0, 60, "seconds"),
                                 label="Minimum hold (seconds)")
     min_confidence: float = setting(0.5, 'A face whose most likely emotion is below this leaves an engagement level as it is '
-                                         '(after "Absent" or "Distracted" it leads to "Present"); uploads call it '
+                                         'for absent_after_s (then, and after "Absent" or "Distracted", it leads to '
+                                         '"Present"); uploads call it '
                                          '"Uncertain" (FER+ validation: 8.7% of faces fall below 0.5, and 53% of those '
                                          "are read right against 89.5% of the rest).", Range(0.0, 0.99, "a probability"))
     mapping: Mapping[str, str] = field(default_factory=lambda: DEFAULT_MAPPING, metadata={

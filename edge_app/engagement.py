@@ -8,12 +8,15 @@ turned-away (profile) face has been seen for a while, "Absent" no face at all.
 
 A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
 counts as present and frontal, but its probabilities are not smoothed in and a shown
-engagement level stays as it was - a guess is never logged as an engagement record. Such
+engagement level stays as it was for a while - a guess is never logged as an engagement
+record. Such
 a frame, like a short gap without a face, says nothing of the level: a change under way
 keeps counting towards ``min_hold_s`` through it (only a gap longer than the hold restarts
 it). It does say that a student faces the camera, though: from "Absent" or "Distracted",
 unsure faces lead to "Present" (there, expression unknown), or a student in bad light
-was logged absent, or turned away, for as long as the light stayed bad.
+was logged absent, or turned away, for as long as the light stayed bad; and a level no
+sure frame has shown for ``absent_after_s`` gives way to "Present" too, as it gives way to
+"Absent" when the face has been gone that long.
 """
 from __future__ import annotations
 
@@ -125,6 +128,7 @@ class EngagementTracker:
         self._last_t: float | None = None
         self._last_frontal = -1e18
         self._last_face = -1e18
+        self._last_sure = -1e18  # the last frontal face whose emotion was sure
         self._pending: tuple[str, float, float] | None = None  # (level, since, last frame that showed it)
 
     @classmethod
@@ -166,12 +170,8 @@ class EngagementTracker:
         if obs.kind == "frontal" and obs.probabilities is not None:
             self._last_frontal = self._last_face = t
             if float(obs.probabilities.max()) < self.rules.min_confidence:
-                # uncertain: the face is there, but what it shows is a guess. A level shown,
-                # or one on its way from sure frames, stays; otherwise the student is present
-                if self.state.level in (ABSENT, DISTRACTED) and (
-                        self._pending is None or self._pending[0] in NO_EXPRESSION):
-                    return PRESENT
-                return None
+                return self._unsure(t)
+            self._last_sure = t
             ema = self._smooth(t, obs.probabilities)
             self._last_t = t
             return self.rules.mapping[self.labels[int(ema.argmax())]]
@@ -184,6 +184,20 @@ class EngagementTracker:
             self._ema = None
             return ABSENT
         return None  # a short gap keeps the current state
+
+    def _unsure(self, t: float) -> str | None:
+        """An unsure frontal face: the face is there, but what it shows is a guess. A level on
+        its way from sure frames keeps its count (a frame it showed within ``min_hold_s``:
+        one sure frame long ago, in bad light, held "Absent" for good). A level shown stays
+        until no sure frame has come for ``absent_after_s``, as a face does until it has
+        been gone that long: logged for ten unreadable minutes, "Not engaged" was a made-up
+        record (and sounded the buzzer). Otherwise the student is present."""
+        pending = self._pending
+        if pending is not None and pending[0] not in NO_EXPRESSION and t - pending[2] <= self.rules.min_hold_s:
+            return None
+        if self.state.level in NO_EXPRESSION or t - self._last_sure >= self.rules.absent_after_s:
+            return PRESENT
+        return None
 
     def update(self, obs: Observation, rules: EngagementRules | None = None) -> tuple[EngagementState, bool]:
         """Feed one frame; returns the shown state and whether it just changed.

@@ -32,13 +32,30 @@ def run(tr: EngagementTracker, t0: float, t1: float, p: np.ndarray) -> list[str]
 
 @pytest.mark.parametrize("min_confidence,expected", [(0.4, []), (0.0, ["Not engaged"])])
 def test_unsure_faces_leave_the_state_unchanged(min_confidence, expected):
-    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, absent_after_s=3.0, min_confidence=min_confidence)
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, absent_after_s=5.0, min_confidence=min_confidence)
     assert run(tr, 0, 3, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
-    # ten seconds of an unsure "anger" (30%, the rest spread): a guess, not a state
-    assert run(tr, 3, 13, probs("anger", 0.3)) == expected
+    # four seconds of an unsure "anger" (30%, the rest spread): a guess, not a state
+    assert run(tr, 3, 7, probs("anger", 0.3)) == expected
     if not expected:
         assert tr.state.level == "Engaged - likes the topic" and tr.state.level != ABSENT  # the face is still there
         assert tr.state.emotion == "happiness"
+
+
+def test_a_level_no_sure_frame_has_shown_for_absent_after_s_gives_way_to_present():
+    """Ten unreadable minutes kept "Not engaged": a disengagement record (and the buzzer)
+    from a face whose expression nobody could read. A level lasts as long without a sure
+    frame as it does without a face: ``absent_after_s``."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, absent_after_s=5.0, ema_half_life_s=0.0,
+                           min_confidence=0.5)
+    changes = []
+    for i in range(200):
+        t = i / 10
+        state, changed = tr.update(Observation(t, "frontal", probs("sadness", 0.9 if t < 3 else 0.3)))
+        if changed:
+            changes.append((t, state.level))
+    # the last sure frame at 2.9 s: "Present" pends from 7.9 s and shows after the hold
+    assert changes == [(pytest.approx(1.0), "Not engaged"), (pytest.approx(8.9), PRESENT)]
+    assert tr.state.since == pytest.approx(7.9) and tr.state.emotion is None
 
 
 def test_unsure_frames_now_and_then_do_not_hold_back_a_sure_change():
@@ -70,8 +87,25 @@ def test_an_unsure_face_of_a_student_logged_absent_is_present():
     assert tr.state.emotion is None and tr.state.probabilities == {}  # a guess is no record
     # the light comes back: the expression is read again
     assert run(tr, 5, 8, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
-    # unsure again: the level read stays, as before ("Present" only follows Absent or Distracted)
-    assert run(tr, 8, 18, probs("anger", 0.3)) == []
+    # unsure again: the level read stays a while (absent_after_s, 5 s by default)
+    assert run(tr, 8, 12, probs("anger", 0.3)) == []
+
+
+@pytest.mark.parametrize("every_s", [None, 5.0])
+def test_a_rare_sure_frame_in_bad_light_does_not_hold_absent_for_good(every_s):
+    """One confident frame now and then, in bad light, began a level that never held, and
+    unsure frames kept waiting for it: the student stayed "Absent" for ten minutes. A level
+    pends only while frames show it (within ``min_hold_s``)."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.5, ema_half_life_s=0.0, min_confidence=0.5)
+    uniform = np.full(len(KNOWN_LABELS), 1 / len(KNOWN_LABELS))
+    changes = []
+    for i in range(15 * 60):  # a minute at 15 fps
+        t = i / 15
+        sure = i == 0 or (every_s is not None and i % int(every_s * 15) == 0)
+        state, changed = tr.update(Observation(t, "frontal", probs("happiness", 0.88) if sure else uniform))
+        if changed:
+            changes.append((round(t, 2), state.level))
+    assert [level for _, level in changes] == [PRESENT] and changes[0][0] <= 3.2, changes
 
 
 def test_an_unsure_face_turned_back_to_the_camera_ends_distracted():
