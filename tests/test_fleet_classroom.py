@@ -598,6 +598,20 @@ def test_a_message_no_desk_would_send_is_dropped(device_id, payload):
     assert room.apply_state("desk-1", state()) is True  # and a real one still counts
 
 
+def test_a_level_this_page_does_not_know_is_shown_by_its_name_last_and_never_alerted():
+    """A newer desk's level ("Present" was one): an older page refused its every state and
+    heartbeat, kept its last known level and then showed it "Offline", though it was there."""
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    assert room.apply_state("desk-1", state(level="Sleepy", since=str(now - 600), seq="1")) is True
+    assert room.apply_state("desk-2", state(level="Engaged", since=str(now - 60), seq="1")) is True
+    assert room.apply_heartbeat("desk-1", state(level="Sleepy", since=str(now - 600), seq="1", heartbeat_s="30"))
+    snap = room.snapshot()
+    assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # after every level it knows
+    assert snap["desks"][1]["level"] == "Sleepy" and snap["counts"]["Sleepy"] == 1
+    assert "Sleepy" not in classroom_model.ALERT_LEVELS
+
+
 @pytest.mark.parametrize("sent", ["-1.7e308", "1.7e308", "-1"])
 def test_a_clock_reading_no_desk_could_send_never_makes_a_page_unreadable(sent):
     """``since`` and ``sent`` were each checked finite, but one message with a since of
@@ -1409,3 +1423,11 @@ def test_the_classroom_server_serves_the_icon_its_pages_link(classroom):
     assert r.content == drawer().OUT.read_bytes() and "no-store" not in r.headers.get("Cache-Control", "")
     svg = requests.get(f"{classroom.url}/static/icon.svg", timeout=5)
     assert svg.status_code == 200 and svg.content.lstrip().startswith(b"<svg")
+
+
+def test_the_page_draws_a_level_it_does_not_know_in_the_neutral_look(classroom):
+    now = time.time()
+    assert classroom.classroom.apply_state("desk-9", state(level="Sleepy", since=str(now - 5), seq="1"))
+    page = login(classroom.url).get(f"{classroom.url}/", timeout=5).text
+    assert '<li class="count lvl-other"><span class="n">1</span> Sleepy</li>' in page
+    assert '<li class="count lvl-engaged">' in page  # the levels it knows keep their own

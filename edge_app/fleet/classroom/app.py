@@ -19,7 +19,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.classroom.model import LEVELS, WAITING, Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
@@ -188,7 +188,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.get("/")
     def classroom_page():
         user, csrf = require_viewer()
-        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot())
+        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(),
+                    known={*LEVELS, WAITING, "Offline"})
 
     @app.get("/api/classroom")
     def api_classroom():

@@ -36,6 +36,10 @@ LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially
 # Paused: the student's privacy switch; Present: a face whose expression cannot be read
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
+# a level this page does not know (a newer desk's: "Present" was one) is shown by its name,
+# last in the order, never an alert: an older page refused such desks' every state and
+# heartbeat, showed their last known level, then "Offline", though they were there
+LEVEL_TEXT = re.compile(r"[A-Za-z][A-Za-z -]{0,39}")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
 MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
@@ -334,7 +338,8 @@ class Classroom:
             if since is not None and since < self.removed:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
-                counts[(d.level or WAITING) if d.online else "Offline"] += 1
+                shown = (d.level or WAITING) if d.online else "Offline"
+                counts[shown] = counts.get(shown, 0) + 1  # a level this page does not know: its own count
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=Desk.sort_key)
@@ -438,7 +443,7 @@ def _state_of(data) -> tuple[str, float, int] | None:
         level, since, seq = data["level"], float(data["since"]), int(data["seq"])
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    if not isinstance(level, str) or level not in ATTENTION or not _time_ok(since):
+    if not isinstance(level, str) or not LEVEL_TEXT.fullmatch(level) or not _time_ok(since):
         return None
     return level, since, seq
 

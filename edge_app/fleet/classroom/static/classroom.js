@@ -26,7 +26,9 @@
     render();
   });
 
-  const cls = (level) => "lvl-" + level.toLowerCase().replace(/ /g, "-");
+  const KNOWN = new Set([...ORDER, WAITING, "Offline"]);
+  // a level this page does not know (a newer desk's) has the neutral "other" look
+  const cls = (level) => "lvl-" + (KNOWN.has(level) ? level.toLowerCase().replace(/ /g, "-") : "other");
   const now = () => Date.now() / 1000 + offset;
   function ago(seconds) {
     seconds = Math.max(0, Math.round(seconds));
@@ -52,14 +54,17 @@
     return e;
   }
   const pct = (share) => Math.round(share * 100) + "%";
+  // one share, from the seconds, for the words and the bar's label alike (engaged_share is
+  // rounded already: rounded again, the words said 44% where the label said 43%)
+  const share = (r, group) => r.observed_s ? r.seconds[group] / r.observed_s : 0;
   // "Last 10 min: 62% engaged" and a bar of every group's share: steadier than the state of the moment
   function recentOf(r) {
     const minutes = Math.min(10, r.minutes || 10);
-    const span = el("span", "meta recent", "Last " + minutes + " min: " + pct(r.engaged_share) + " engaged");
+    const span = el("span", "meta recent", "Last " + minutes + " min: " + pct(share(r, "Engaged")) + " engaged");
     const bar = el("span", "share");
     bar.setAttribute("role", "img");
     bar.setAttribute("aria-label", "Last " + minutes + " minutes: " +
-      GROUPS.map((g) => g + " " + pct(r.seconds[g] / r.observed_s)).join(", "));
+      GROUPS.map((g) => g + " " + pct(share(r, g))).join(", "));
     for (const g of GROUPS) {
       if (!r.seconds[g]) continue;
       const part = el("span", "part " + cls(g));
@@ -97,7 +102,7 @@
     }));
     const r = classRecent;
     $("class-recent").textContent = r && r.engaged_share !== null ?
-      "Class, last 10 min: " + pct(r.engaged_share) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
+      "Class, last 10 min: " + pct(share(r, "Engaged")) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
     showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since)]));

@@ -4,7 +4,7 @@
     <h1 id="counts-h" class="sr-only">Desks per level</h1>
     <ul id="counts" class="counts">
       % for level, n in snapshot['counts'].items():
-      <li class="count lvl-{{level.lower().replace(' ', '-')}}"><span class="n">{{n}}</span> {{level}}</li>
+      <li class="count lvl-{{level.lower().replace(' ', '-') if level in known else 'other'}}"><span class="n">{{n}}</span> {{level}}</li>
       % end
     </ul>
     <p class="conn" id="class-recent"></p>
