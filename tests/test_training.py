@@ -175,6 +175,36 @@ def test_missing_or_wrong_data_gives_a_clear_error(tmp_path):
         fer.load_split(tmp_path, "test", cache=False)
 
 
+def test_a_vote_that_is_not_a_number_names_its_file_and_row(generated):
+    """An empty vote cell (a hand-edited or damaged label file) is a DataError naming the
+    file and the row, in both layouts, as an unreadable image is: it was int()'s raw
+    ValueError, a traceback out of training.train and training.evaluate."""
+    root, rows = generated
+    label_file = root / "ferplus" / "FER2013Valid" / "label.csv"
+    with open(label_file, newline="") as f:
+        lines = list(csv.reader(f))
+    lines[2][4] = ""  # the third image's surprise votes
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(lines)
+    with pytest.raises(fer.DataError, match=rf"label\.csv row 3 \({lines[2][0]}\): .*whole numbers"):
+        fer.load_split(root, "valid", cache=False)
+
+    new_csv = root / "csv" / "fer2013new.csv"
+    with open(new_csv, newline="") as f:
+        table = list(csv.reader(f))
+    row = next(i for i, r in enumerate(table) if r[0] == fer.CSV_USAGE["valid"] and r[1])
+    table[row][5] = ""
+    with open(new_csv, "w", newline="") as f:
+        csv.writer(f).writerows(table)
+    with pytest.raises(fer.DataError, match=rf"fer2013new\.csv row {row + 1} \({table[row][1]}\): .*numbers"):
+        fer.load_split(root / "csv", "valid", cache=False)
+    table[row] = table[row][:6]  # a row cut short
+    with open(new_csv, "w", newline="") as f:
+        csv.writer(f).writerows(table)
+    with pytest.raises(fer.DataError, match=rf"fer2013new\.csv row {row + 1} has 6 columns"):
+        fer.load_split(root / "csv", "valid", cache=False)
+
+
 # ---------------------------------------------------------------- label rules on hand-built votes
 
 #           neutral happy surprise sad anger disgust fear contempt unknown NF

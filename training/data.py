@@ -150,13 +150,20 @@ def load_folder_split(root: Path, split: str) -> Split:
         raise DataError(f"{label_file} is missing: expected Microsoft's FERPlus folder layout")
     images, votes, names = [], [], []
     with open(label_file, newline="") as f:
-        for row in csv.reader(f):
+        reader = csv.reader(f)
+        for row in reader:
             if not row:
                 continue
             if len(row) != 12:
                 raise DataError(f"{label_file}: row {row[:2]} has {len(row)} columns, expected 12")
-            images.append(_decode_png(folder / row[0], _parse_box(row[1])))
-            votes.append([int(c) for c in row[2:]])
+            try:
+                box, counts = _parse_box(row[1]), [int(c) for c in row[2:]]
+            except ValueError:
+                raise DataError(f"{label_file} row {reader.line_num} ({row[0]}): the face box {row[1]!r} and the "
+                                f"vote counts {row[2:]} must all be whole numbers; repair the row or extract "
+                                "FER+ again") from None
+            images.append(_decode_png(folder / row[0], box))
+            votes.append(counts)
             names.append(row[0])
     if not names:
         raise DataError(f"{label_file} has no rows")
@@ -175,15 +182,25 @@ def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
         if not pix_rows.fieldnames or "pixels" not in pix_rows.fieldnames:
             raise DataError(f"{fer2013_csv} has no 'pixels' column: is it fer2013.csv?")
         for n, (pix, new) in enumerate(zip(pix_rows, new_rows)):
+            if len(new) != 12:
+                raise DataError(f"{ferplus_csv} row {n + 2} has {len(new)} columns, expected 12; use the unmodified file")
             if new[0] != usage or not new[1].strip():
                 continue  # other split, or an image FER+ removed
             if pix.get("Usage") != usage:
                 raise DataError(f"row {n + 2}: the two files disagree on the split; use unmodified files")
-            pixels = np.array(pix["pixels"].split(), dtype=np.uint8)
+            try:
+                pixels = np.array(pix["pixels"].split(), dtype=np.uint8)
+            except (ValueError, OverflowError):
+                raise DataError(f"{fer2013_csv} row {n + 2}: the pixels must be whole numbers 0-255; use the "
+                                "unmodified file") from None
             if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
                 raise DataError(f"{fer2013_csv} row {n + 2}: {pixels.size} pixels, expected 2304")
             images.append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
-            votes.append([int(float(c)) for c in new[2:12]])
+            try:
+                votes.append([int(float(c)) for c in new[2:12]])
+            except ValueError:
+                raise DataError(f"{ferplus_csv} row {n + 2} ({new[1].strip()}): the vote counts {new[2:12]} "
+                                "must all be numbers; use the unmodified file") from None
             names.append(new[1].strip())
     if not names:
         raise DataError(f"no {usage} rows found in {ferplus_csv}")
