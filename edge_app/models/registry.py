@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge_app import config as config_mod
@@ -57,6 +58,12 @@ GOLDEN_COUNT = 8
 # slack for an int8 model on another CPU's kernels).
 GOLDEN_MIN_FACES = 8
 GOLDEN_MIN_AGREEMENT = 0.875
+# The reference faces show neutral, happy and sad expressions: golden data (and a model)
+# naming fewer emotions for them is a broken model's, which says the same of every face.
+GOLDEN_MIN_CLASSES = 3
+# The largest change of any emotion's probability across the reference faces below which a
+# model's output counts as the same for every face (constant logits; a NaN made uniform).
+MIN_OUTPUT_SPREAD = 0.01
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
 
@@ -105,15 +112,69 @@ def golden_faces() -> np.ndarray:
     return reference_faces()
 
 
+def _raw_outputs(clf: EmotionClassifier, face: np.ndarray) -> np.ndarray:
+    """What the model itself gives for each of its views of ``face`` (dequantized), before
+    the classifier makes probabilities of it: there a NaN reads as "no answer", a uniform
+    output whose top class is always the first label, so a broken model looked calm."""
+    rows = []
+    with clf._lock:
+        cv2.resize(face, clf.manifest.size[::-1], dst=clf._crop, interpolation=cv2.INTER_AREA)
+        for view in clf.manifest.views:
+            clf._fill_input(view.apply(clf._crop))
+            clf.interpreter.set_tensor(clf._in["index"], clf._buffer)
+            clf.interpreter.invoke()
+            out = clf.interpreter.get_tensor(clf._out["index"])[0].astype(np.float32)
+            if clf._out["dtype"] != np.float32:
+                out = (out - clf._out_zero) * clf._out_scale
+            rows.append(out)
+    return np.array(rows)
+
+
+def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.ndarray]:
+    """('' or why the model's answers cannot be trusted, its probabilities for the reference
+    faces ``indices``). Refused: an output that is not a finite number (NaN, inf), and one
+    that (nearly) does not change from face to face (constant logits; a NaN made uniform):
+    such a model says the same of every student, whatever the golden data records."""
+    faces = golden_faces()
+    for i in indices:
+        raw = _raw_outputs(clf, faces[i])
+        if not np.isfinite(raw).all():
+            shown = ", ".join(f"{v:g}" for v in raw[~np.isfinite(raw)][:3])
+            return (f"its output for reference face {i} is not a finite number ({shown}): the model is broken "
+                    "(a NaN or an overflow in its layers)"), np.empty(0)
+    probs = np.array([clf.probabilities(faces[i]) for i in indices])
+    spread = float((probs.max(axis=0) - probs.min(axis=0)).max()) if len(indices) > 1 else 1.0
+    if spread < MIN_OUTPUT_SPREAD:
+        return (f"its output is the same for all {len(indices)} reference faces (no emotion's probability moves "
+                f"by {MIN_OUTPUT_SPREAD:.0%} between them): the model is broken, it says the same of every face"), probs
+    return "", probs
+
+
+def golden_problem(clf: EmotionClassifier) -> str:
+    """'' or why no golden data may be recorded from this model: its output over all the
+    reference faces is broken (``output_problem``) or names fewer than
+    ``GOLDEN_MIN_CLASSES`` emotions. Golden data recorded from a broken model (all
+    "neutral") let it pass its own check."""
+    problem, probs = output_problem(clf, list(range(len(golden_faces()))))
+    if problem:
+        return problem
+    named = sorted({clf.labels[int(p.argmax())] for p in probs})
+    if len(named) < GOLDEN_MIN_CLASSES:
+        return (f"it names only {named} for the {len(probs)} reference faces, which show at least "
+                f"{GOLDEN_MIN_CLASSES} different expressions: the model is broken (or not a FER+ emotion model)")
+    return ""
+
+
 def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict:
     """Golden data for a manifest: the reference faces this model classifies with the
     clearest margin, taken in turn from each label it gives, and its label for each. The
     training helper calls this when shipping; ``engage-edge model golden`` writes it into
-    a manifest."""
+    a manifest (``write_golden``, which first refuses a broken model: ``golden_problem``).
+    It records what the model says, whatever that is; ``golden_check`` refuses golden data
+    naming fewer than ``GOLDEN_MIN_CLASSES`` emotions."""
     clf = EmotionClassifier(manifest_path)
-    faces = golden_faces()
     scored = []
-    for i, face in enumerate(faces):
+    for i, face in enumerate(golden_faces()):
         p = clf.probabilities(face)
         top = np.sort(p)[::-1]
         scored.append((float(top[0] - top[1]), i, clf.labels[int(p.argmax())]))
@@ -140,6 +201,9 @@ def write_golden(manifest_path: Path | str) -> dict:
                          "model's .json manifest, e.g. models/new/emotion-int8.json") from None
     if not isinstance(raw, dict):
         raise FlashError(f"manifest {path} is not a model manifest (a JSON object with model, sha256 and labels)")
+    problem = golden_problem(EmotionClassifier(path))
+    if problem:
+        raise FlashError(f"no golden data written to {path}: {problem}")
     raw["golden"] = compute_golden(path)
     try:
         atomic_write(path, (json.dumps(raw, indent=2) + "\n").encode())
@@ -157,30 +221,49 @@ def write_golden(manifest_path: Path | str) -> dict:
     return raw["golden"]
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str]:
     """(ok, reason): does ``clf`` classify the golden faces as recorded?"""
     if not golden:
         return False, "the manifest has no golden data: add it with `engage-edge model golden MANIFEST`"
-    try:
-        indices, labels = [int(i) for i in golden["indices"]], list(golden["labels"])
-        need = float(golden.get("min_agreement", 1.0))
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-        return False, f"the manifest's golden data is malformed: {exc}"
-    if not GOLDEN_MIN_AGREEMENT <= need <= 1.0:
+    if not isinstance(golden, dict):
+        return False, f"the manifest's golden data is malformed: an object is needed, not {str(golden)[:80]}"
+    indices, labels = golden.get("indices"), golden.get("labels")
+    if not isinstance(indices, list) or not all(_whole(i) for i in indices):  # int() took "4" and 4.9
+        return False, ("the manifest's golden data is malformed: indices must be a list of reference face numbers "
+                       f"(whole numbers), not {str(indices)[:80]}")
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        return False, f"the manifest's golden data is malformed: labels must be a list of emotions, not {str(labels)[:80]}"
+    need = golden.get("min_agreement", 1.0)
+    if isinstance(need, bool) or not isinstance(need, (int, float)) or not GOLDEN_MIN_AGREEMENT <= need <= 1.0:
         return False, (f"the manifest's golden min_agreement {need!r} is not allowed: from {GOLDEN_MIN_AGREEMENT} "
                        "to 1.0 (a manifest cannot waive its own check)")
     if len(indices) < GOLDEN_MIN_FACES:
         return False, (f"the manifest's golden data names {len(indices)} reference faces; at least "
                        f"{GOLDEN_MIN_FACES} are needed")
+    if len(set(indices)) < GOLDEN_MIN_FACES:  # [5] * 8 is one face checked eight times
+        return False, (f"the manifest's golden data names only {len(set(indices))} different reference faces "
+                       f"(some repeat); at least {GOLDEN_MIN_FACES} different ones are needed")
     if golden.get("source", GOLDEN_SOURCE) != GOLDEN_SOURCE:
         return False, (f"golden source {golden.get('source')!r} is unknown (expected {GOLDEN_SOURCE}): "
                        "record it again with `engage-edge model golden MANIFEST`")
     faces = golden_faces()
-    if not indices or len(indices) != len(labels) or any(not 0 <= i < len(faces) for i in indices):
+    if len(indices) != len(labels) or any(not 0 <= i < len(faces) for i in indices):
         return False, "the manifest's golden data is malformed: indices and labels must pair up"
+    if len(set(labels)) < GOLDEN_MIN_CLASSES:
+        return False, (f"the manifest's golden data records only {sorted(set(labels))} for its reference faces; at "
+                       f"least {GOLDEN_MIN_CLASSES} different emotions are needed (the faces show them): recorded from "
+                       "a model that says the same of every face? Record it again with `engage-edge model golden "
+                       "MANIFEST` from a working model")
+    problem, probs = output_problem(clf, indices)
+    if problem:
+        return False, f"golden check failed: {problem}"
     wrong = []
-    for i, want in zip(indices, labels):
-        got = clf.classify(faces[i])[0]
+    for i, want, p in zip(indices, labels, probs):
+        got = clf.labels[int(p.argmax())]
         if got != want:
             wrong.append(f"face {i}: {got}, expected {want}")
     agreement = 1 - len(wrong) / len(indices)
@@ -532,4 +615,5 @@ class ModelWatcher:
 
 
 __all__ = ["FlashError", "install", "rollback", "way_out", "listing", "history", "compute_golden", "write_golden", "golden_check",
+           "golden_problem",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
