@@ -531,6 +531,42 @@ def test_a_model_the_command_cannot_read_is_refused_with_what_to_do(variant):
         assert not (data / "models" / "current.json").exists()
 
 
+def test_a_flash_run_as_plain_root_leaves_the_models_to_the_service(variant):
+    """`sudo engage-edge model install` on a fresh device made <data_dir>/models root's (0755):
+    from then on the service's web uploads and roll-backs, and the README's
+    `sudo -u engage engage-edge model rollback`, were refused with "run the command as that
+    user (sudo -u root ...)". Run as root, the model commands act as the data directory's
+    owner; a models folder left to root says the chown that gives it back."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the command as root and as another user needs root (CI runs as root)")
+    script = str(Path(sys.executable).parent / "engage-edge")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # reachable by the other user
+        os.chmod(top, 0o755)
+        data = Path(top) / "data"
+        data.mkdir()
+        os.chown(data, 65534, 65534)  # a fresh device: the service's data directory, no models/ yet
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        for n in (1, 2):
+            model, manifest = (Path(shutil.copy(p, top)) for p in variant(n))
+            r = subprocess.run([script, "model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        models = data / "models"
+        assert {p.name: p.stat().st_uid for p in [models, *models.iterdir()]} == \
+            {p.name: 65534 for p in [models, *models.iterdir()]}
+        r = subprocess.run([*as_nobody, script, "model", "rollback", "--config", str(conf)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0 and "rolled back to" in r.stdout, r.stderr
+
+        os.chown(models, 0, 0)  # as an older version left it
+        r = subprocess.run([*as_nobody, script, "model", "rollback", "--config", str(conf)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1 and f"sudo chown -R nobody: {models}" in r.stderr, r.stderr
+        assert "sudo -u root" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_history_that_cannot_be_written_does_not_turn_a_made_change_into_a_refusal(cfg, variant):
     """The commit point is current.json; a history write failing after it (here a folder in
     its place) is logged, and the caller hears the model is installed, as it is."""

@@ -72,12 +72,32 @@ def _by() -> str:
         return "command line"
 
 
+def _as_data_owner(cfg: Config) -> None:
+    """Started as root (plain ``sudo engage-edge model install``), act as the data
+    directory's owner, as ``selftest`` and ``passwd`` do: a ``models/`` folder (or manifest)
+    left to root stops the service's own web uploads and roll-backs, and the README's
+    ``sudo -u engage engage-edge model rollback``."""
+    from edge_app import config as config_mod
+    from edge_app.vision.classifier import ModelError, load_interpreter_class
+
+    data = config_mod.data_dir(cfg)
+    if os.geteuid() != 0 or not data.is_dir():
+        return
+    try:  # loaded first: a Python under a folder only root enters (pyenv in /root)
+        load_interpreter_class()
+    except ModelError:
+        pass  # said when the model is loaded
+    _become_owner(data)
+
+
 def cmd_model_install(args) -> int:
     from edge_app.models import registry as flash
 
     cfg = _config(args)
+    by = _by()
+    _as_data_owner(cfg)
     try:
-        raw = flash.install(args.file, args.manifest, cfg, by=_by())
+        raw = flash.install(args.file, args.manifest, cfg, by=by)
     except flash.ModelError as exc:
         print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
@@ -98,8 +118,10 @@ def cmd_model_rollback(args) -> int:
     from edge_app.models import registry as flash
 
     cfg = _config(args)
+    by = _by()
+    _as_data_owner(cfg)
     try:
-        raw = flash.rollback(cfg, by=_by())
+        raw = flash.rollback(cfg, by=by)
     except flash.ModelError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return EXIT_FAILED

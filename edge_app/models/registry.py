@@ -298,9 +298,13 @@ def _write_failed(directory: Path, exc: OSError) -> FlashError:
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        owner = owner_name(directory)
-        fix = (f"run the command as that user (sudo -u {owner} engage-edge ...)" if owner != user_name()
-               else f"give it back to {owner!r} (sudo chown -R {owner}: {directory})")
+        owner, service = owner_name(directory), owner_name(directory.parent)  # the data directory's: the service's
+        if owner != service:  # left to root by a flash run as root: the service's web page cannot flash any more
+            fix = f"give it back to {service!r}, who owns {directory.parent}: sudo chown -R {service}: {directory}"
+        elif owner != user_name():
+            fix = f"run the command as that user (sudo -u {owner} engage-edge ...)"
+        else:
+            fix = f"give it back to {owner!r} (sudo chown -R {owner}: {directory})"
         return FlashError(f"{user_name()!r} may not write in {directory} ({exc.strerror}): it belongs to {owner!r}; {fix}")
     return FlashError(f"writing in {directory} failed: {exc.strerror or exc}")
 
