@@ -874,6 +874,31 @@ def test_init_from_starts_at_an_earlier_runs_weights(tiny_run, eager_steps):
     assert config["init_from"] == str(first / "best.keras")
 
 
+def test_a_network_file_that_cannot_serve_leaves_nothing_in_out(tiny_run, eager_steps, small_edge, tmp_path):
+    """--init-from a network of another architecture, or a file Keras cannot read (a .tflite
+    export: Keras's raw ValueError), and --teacher such a file, stop with a message saying
+    what the file is and what to pass, and leave no config.json behind: it made the
+    corrected command "already holds a run", and with --resume kept the wrong one recorded."""
+    root, _ = tiny_run
+    network = tmp_path / "small.keras"
+    small_edge_network().save(network)
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip file")
+    out = tmp_path / "run"
+    common = ["--epochs", "1", "--out", str(out)]
+    with pytest.raises(SystemExit, match="holds a 'edge' network, not 'paper'; pass --arch edge"):
+        train_on(root, *common, "--arch", "paper", "--init-from", str(network))
+    with pytest.raises(SystemExit, match=r"--init-from .*tiny-float\.tflite is a TFLite model .* pass an earlier run's best\.keras"):
+        train_on(root, *common, "--init-from", str(root / "tiny-float.tflite"))
+    with pytest.raises(SystemExit, match=r"--init-from .*junk\.keras is not a Keras network that can be read"):
+        train_on(root, *common, "--init-from", str(junk))
+    with pytest.raises(SystemExit, match=r"--teacher .*tiny-float\.tflite is a TFLite model .* an earlier run's best\.keras"):
+        train_on(root, *common, "--teacher", f"{network},{root / 'tiny-float.tflite'}")
+    assert not out.exists() or not any(out.iterdir())
+    assert train_on(root, *common, "--arch", "edge", "--init-from", str(network)) == 0
+    assert json.loads((out / "config.json").read_text())["arch"] == "edge"
+
+
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
     from edge_app.vision.classifier import EmotionClassifier, sha256_file
 

@@ -608,10 +608,44 @@ def warm_start(path: Path, arch: str):
 
     if not Path(path).is_file():
         raise SystemExit(f"--init-from {path}: no such file; pass an earlier run's best.keras")
-    net = keras.models.load_model(path, compile=False)
+    try:
+        net = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # whatever Keras found wrong with it: say what it is and what to pass
+        raise SystemExit(f"--init-from {path} is {unreadable_network(Path(path), exc)}; pass an earlier run's "
+                         "best.keras (or final.keras / averaged.keras)") from None
     if net.name != arch:
         raise SystemExit(f"--init-from {path} holds a {net.name!r} network, not {arch!r}; pass --arch {net.name}")
     return net
+
+
+def unreadable_network(path: Path, exc: Exception) -> str:
+    """What a file that Keras could not load as a network is, for a message."""
+    if path.suffix == ".tflite":
+        return "a TFLite model (training.quantize's export for the device), which Keras cannot load"
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"not a Keras network that can be read ({type(exc).__name__}: {first})"
+
+
+def load_teachers(args):
+    """``distill.load_teacher`` for --teacher, a file Keras cannot read named in a clear
+    error (it was Keras's traceback)."""
+    try:
+        return distill.load_teacher(args.teacher, mirrored=args.teacher_views == "flip")
+    except Exception as exc:
+        import keras
+
+        from training.models import ARCHITECTURES
+
+        for f in distill.teacher_files(args.teacher):
+            if f in ARCHITECTURES:
+                continue
+            try:
+                keras.models.load_model(f, compile=False)
+            except Exception as file_exc:
+                raise SystemExit(f"--teacher {f} is {unreadable_network(Path(f), file_exc)}; a teacher is an "
+                                 f"architecture ({', '.join(sorted(ARCHITECTURES))}) or an earlier run's best.keras"
+                                 ) from None
+        raise SystemExit(f"--teacher {args.teacher}: the teacher cannot be built ({type(exc).__name__}: {exc})") from None
 
 
 def history_file(out: Path) -> Path:
@@ -633,27 +667,28 @@ def train(args) -> Path:
     out: Path = args.out
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
-    (x_train, y_train), (x_valid, y_valid), sizes = make_arrays(args)
-    steps = -(-len(x_train) // args.batch_size)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, backend=keras.backend.backend(),
-                  versions=library_versions(), python=sys.version.split()[0],
-                  started=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    if not args.time_budget:
-        config["replay"] = replay_command(args, args.epochs)
-    if not args.resume or not (out / "config.json").exists():
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
+    # the networks first: a file that cannot serve stops the run before it leaves anything
+    # in --out (a config.json there made the corrected command "already holds a run")
     net = warm_start(args.init_from, args.arch) if args.init_from else build(args.arch)
     face = keras.Input((48, 48, 1), name="face")
     augmented = make_augmenter(args.seed, args.augment)(face) if args.augment > 0 else face
     optimizer = keras.optimizers.Adam(args.lr) if args.optimizer == "adam" else keras.optimizers.AdamW(args.lr, weight_decay=5e-4)
-    teacher, online = None, False
-    if args.teacher:
-        teacher, online = distill.load_teacher(args.teacher, mirrored=args.teacher_views == "flip")
+    teacher, online = load_teachers(args) if args.teacher else (None, False)
+    (x_train, y_train), (x_valid, y_valid), sizes = make_arrays(args)
+    steps = -(-len(x_train) // args.batch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume or not (out / "config.json").exists():
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, backend=keras.backend.backend(),
+                      versions=library_versions(), python=sys.version.split()[0],
+                      started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if not args.time_budget:
+            config["replay"] = replay_command(args, args.epochs)
+        atomic_write(out / "config.json", json.dumps(config, indent=2) + "\n")
+
+    if teacher is not None:
         taught = teacher(augmented) if online else teacher(augmented, training=False)
         both = keras.layers.Concatenate(name="student_teacher")([net(augmented), taught])
         trainer = keras.Model(face, both, name=f"{net.name}-distillation")
