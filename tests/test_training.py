@@ -407,13 +407,36 @@ def test_resume_continues_the_run(tiny_run, eager_steps):
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
 
 
-def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps, small_edge):
+def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps, small_edge, monkeypatch, capsys):
+    """A budget that runs out before the plan is fixed: the run stops, says its budget was too
+    short to anneal, and config.json records the plan so far, cut short, with the replay
+    command that is this run (it recorded no plan and no replay). A resume with a budget
+    plans afresh: that plan was never fixed."""
+    import shlex
+
+    from training import train
+
     root, _ = tiny_run
     run = root / "budget"
-    assert train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "6", "--time-budget", "0.001") == 0
+    common = ["--arch", "edge", "--out", str(run), "--epochs", "6"]
+    assert train_on(root, *common, "--time-budget", "0.001") == 0
     with open(run / "history.csv", newline="") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]  # two epochs measure the pace
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]  # two epochs measure the pace
     assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
+    assert f"ran out after 2 epochs, before the plan is fixed (after {train.PLAN_FIXED_AFTER})" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert (config["planned_epochs"], config["cut_short_at_epoch"], config["plan_fixed"]) == (2, 2, False)
+    replay = train.parse_args(shlex.split(config["replay"])[3:])
+    assert (replay.epochs, replay.stop_after, replay.time_budget) == (2, 2, 0)
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(replay, e, 2) for e in range(2)])
+
+    monkeypatch.setattr(train, "planned_epochs", lambda cap, done, times, left: min(cap, 5))
+    assert train_on(root, *common, "--time-budget", "3600", "--resume") == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["planned_epochs"] == 5 and not {"cut_short_at_epoch", "plan_fixed"} & set(config)
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3, 4]
 
 
 def test_time_budget_plan_grows_back_when_epochs_get_faster():

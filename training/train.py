@@ -196,6 +196,7 @@ def make_callbacks(args, net, out: Path, history: list[dict[str, Any]], best_so_
         first ``PLAN_FIXED_AFTER`` epochs,
         then fixed and written to config.json with the command that replays it; the run
         then goes to the plan, unless the budget runs out first (recorded as cut short).
+        A run that stops before its plan is fixed records the plan so far, not fixed.
         A resumed run keeps the plan it fixed (its budget counts afresh from the resume)."""
 
         def __init__(self):
@@ -204,7 +205,7 @@ def make_callbacks(args, net, out: Path, history: list[dict[str, Any]], best_so_
             self.last_end = self.started
             self.fixed = not args.time_budget
             recorded = json.loads((out / "config.json").read_text()) if args.resume else {}
-            if not self.fixed and recorded.get("planned_epochs"):
+            if not self.fixed and recorded.get("planned_epochs") and recorded.get("plan_fixed", True):
                 # planning again from the time left now would change the epochs still to run
                 self.planned, self.fixed = int(recorded["planned_epochs"]), True
                 record_plan(args, out, self.planned)  # no longer cut short, unless it is again
@@ -233,9 +234,29 @@ def make_callbacks(args, net, out: Path, history: list[dict[str, Any]], best_so_
                     record_plan(args, out, self.planned)
             if epoch + 1 >= self.planned or (args.stop_after and epoch + 1 >= args.stop_after):
                 self.model.stop_training = True
+                if not self.fixed:
+                    self.record_unfixed(epoch + 1)
             elif self.fixed and args.time_budget and left <= 0:
                 record_plan(args, out, self.planned, cut_short_at=epoch + 1)
                 self.model.stop_training = True
+
+        def record_unfixed(self, done: int) -> None:
+            """The plan of a budgeted run that stops before it was fixed: all of --epochs
+            if it ran them, else the budget's estimate, cut short where the budget ran
+            out (the epochs so far do not depend on the plan, so the replay is this run)
+            or stopped by --stop-after; a resume with a budget plans that one again."""
+            if done >= args.epochs:
+                record_plan(args, out, args.epochs)
+            elif done >= self.planned:
+                record_plan(args, out, self.planned, cut_short_at=done, fixed=False)
+                pace = max((self.times[1:] or self.times)[-3:])
+                needed = self.times[0] + PLAN_FIXED_AFTER * pace / 0.95
+                print(f"warning: the time budget ({args.time_budget:g} s) ran out after {done} epochs, before the "
+                      f"plan is fixed (after {PLAN_FIXED_AFTER}), so the learning rate never annealed; config.json "
+                      f"records the plan so far, cut short. A budget of more than {needed:.0f} s (at this pace) "
+                      "lets a run fix its plan", flush=True)
+            else:
+                record_plan(args, out, self.planned, fixed=False)
 
     class AverageLast(keras.callbacks.Callback):
         """Keeps the mean of the network's weights (batch-norm statistics included) over
@@ -575,8 +596,10 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     return " ".join(parts + ["--data DATA", "--out RUN"])
 
 
-def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None) -> None:
-    """Adds the fixed plan and its replay command to config.json."""
+def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None, fixed: bool = True) -> None:
+    """Adds the plan and its replay command to config.json; ``fixed=False`` (``plan_fixed``:
+    false) for that of a budgeted run that stopped before its plan was fixed, which a
+    resume with a budget plans again."""
     path = out / "config.json"
     config = json.loads(path.read_text()) if path.is_file() else {}
     config.update(planned_epochs=planned, replay=replay_command(args, planned, cut_short_at or 0))
@@ -584,6 +607,10 @@ def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None) 
         config["cut_short_at_epoch"] = cut_short_at
     else:
         config.pop("cut_short_at_epoch", None)
+    if fixed:
+        config.pop("plan_fixed", None)
+    else:
+        config["plan_fixed"] = False
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(config, indent=2) + "\n")
 
