@@ -606,8 +606,8 @@ from edge_app.models import registry
 real = registry.validate
 
 
-def validate_then_die(model, manifest, staging):
-    raw = real(model, manifest, staging)  # the staged copy is made: die as kill -9 would, here
+def validate_then_die(model, manifest, staging, **checks):
+    raw = real(model, manifest, staging, **checks)  # the staged copy is made: die as kill -9 would, here
     tempfile.mkstemp(prefix=".current.json.", suffix=".tmp", dir=staging.parent)
     os.kill(os.getpid(), signal.SIGKILL)
 

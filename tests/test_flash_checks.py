@@ -24,11 +24,11 @@ SINGLE_VIEW = {"views": [{"flip": False, "shift": [0, 0]}]}
 @pytest.fixture(scope="module")
 def built() -> dict[str, bytes]:
     """Float TFLite models taking a 48x48 face (pixel / 255) to 8 outputs: one whose output is
-    NaN, one that overflows to inf, one whose output is the same for every face, and a
-    ``slow`` one: a least-squares read-out that tells the three reference photographs
-    apart (neutral, happiness, sadness, so its own golden data is sound) beside eight wide
-    convolutions that add nothing to the answer but take about 100 times as long as the
-    shipped model per face."""
+    NaN, one that overflows to inf, one whose output is the same for every face, a sound
+    ``readout`` (least squares on the pixels that tells the three reference photographs
+    apart: neutral, happiness, sadness) and ``slow``: the same read-out beside eight wide
+    convolutions that add nothing to the answer but take about 100 times as long per face
+    as the shipped model."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import cv2
     import tensorflow as tf
@@ -63,14 +63,18 @@ def built() -> dict[str, bytes]:
     wide = [tf.constant(rng.normal(0, 0.03, (3, 3, 128, 128)).astype(np.float32)) for _ in range(8)]
 
     @tf.function(input_signature=[spec])
+    def readout(x):
+        return tf.nn.softmax(tf.matmul(tf.reshape(x, (1, -1)), w[:-1]) + w[-1])
+
+    @tf.function(input_signature=[spec])
     def slow(x):
-        logits = tf.matmul(tf.reshape(x, (1, -1)), w[:-1]) + w[-1]
         h = tf.nn.relu(tf.nn.conv2d(x, first, 1, "SAME"))
         for k in wide:
             h = tf.nn.relu(tf.nn.conv2d(h, k, 1, "SAME"))
-        return tf.nn.softmax(logits + tf.reduce_mean(h) * 1e-9)
+        return readout(x) + tf.reduce_mean(h) * 1e-9
 
-    return {name: tflite(fn) for name, fn in (("nan", nan), ("inf", inf), ("constant", constant), ("slow", slow))}
+    return {name: tflite(fn) for name, fn in (("nan", nan), ("inf", inf), ("constant", constant),
+                                              ("readout", readout), ("slow", slow))}
 
 
 def _model(directory: Path, name: str, data: bytes, **changes) -> tuple[Path, Path]:
@@ -94,6 +98,7 @@ def _refused(cfg, model: Path, manifest: Path, reason: str) -> str:
     return str(refused.value)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # inf / inf: the classifier's NaN
 @pytest.mark.parametrize("broken, says", [
     ("nan", r"its output for reference face \d+ is not a finite number \(nan"),
     ("inf", r"its output for reference face \d+ is not a finite number \(inf"),
@@ -112,8 +117,7 @@ def test_a_model_with_broken_outputs_gets_no_golden_data_and_is_never_installed(
     assert "golden" not in json.loads(manifest.read_text())
 
     raw = json.loads(manifest.read_text())
-    with np.errstate(invalid="ignore"):  # inf / inf, made a NaN by the classifier
-        raw["golden"] = flash.compute_golden(manifest)  # what the broken model says of the faces: one emotion
+    raw["golden"] = flash.compute_golden(manifest)  # what the broken model says of the faces: one emotion
     assert len(set(raw["golden"]["labels"])) == 1
     manifest.write_text(json.dumps(raw))
     _refused(cfg, model, manifest, r"records only \['neutral'\] for its reference faces; at least 3 different")
@@ -124,9 +128,9 @@ def test_a_model_with_broken_outputs_gets_no_golden_data_and_is_never_installed(
 
 
 def test_a_sound_model_records_golden_data_over_three_emotions(tmp_path, built):
-    """The check is not against float models or one view: the slow model's read-out tells the
-    three photographs apart, so its own golden data is recorded and passes."""
-    _, manifest = _model(tmp_path, "slow", built["slow"])
+    """The check is not against float models or one view: the read-out tells the three
+    photographs apart, so its own golden data is recorded and passes."""
+    _, manifest = _model(tmp_path, "readout", built["readout"])
     golden = flash.write_golden(manifest)
     assert set(golden["labels"]) == {"neutral", "happiness", "sadness"}
     ok, reason = flash.golden_check(flash.EmotionClassifier(manifest), golden)
@@ -157,3 +161,84 @@ def test_golden_indices_are_eight_different_whole_numbers(cfg, variant, indices,
         golden["indices"] = [True] * 4 + golden["indices"][4:]
     manifest.write_text(json.dumps(raw))
     _refused(cfg, model, manifest, says)
+
+
+# the slow model's read-out names each photograph's seven cuts alike: golden data written out
+# (recording it would run the slow model 42 times)
+SLOW_GOLDEN = {"source": flash.GOLDEN_SOURCE, "indices": [0, 1, 2, 7, 8, 14, 15, 16],
+               "labels": ["neutral"] * 3 + ["happiness"] * 2 + ["sadness"] * 3, "min_agreement": 1.0}
+
+
+def _config_file(tmp_path: Path, cfg) -> Path:
+    path = tmp_path / "cli.toml"
+    path.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n')
+    return path
+
+
+def test_a_model_far_slower_than_the_running_one_is_refused_unless_allowed(cfg, built, tmp_path, capsys):
+    """A model ~100 times slower than the shipped one installed without a word (the live loop
+    fell from 15 FPS to 2 after the hot swap). It is timed against the model running now and
+    refused, naming both times and the flag that installs it anyway; installed with that
+    flag, its measured time is in the manifest, the history and `model list`."""
+    model, manifest = _model(tmp_path, "slow", built["slow"], golden=SLOW_GOLDEN)
+    conf = _config_file(tmp_path, cfg)
+    models = flash.models_dir(cfg)
+    argv = ["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    found = re.search(r"slow.tflite takes ([\d.]+) ms per face \(1 inference\), (\d+) times the ([\d.]+) ms of the "
+                      r"model running now \(emotion-int8.tflite\), both measured here", err)
+    assert found, err
+    ms, ref_ms = float(found.group(1)), float(found.group(3))
+    assert ms > flash.MAX_SLOWDOWN * ref_ms
+    assert f"--manifest {manifest} --allow-slow` on the device" in err and "the running model is unchanged" in err
+    assert not (models / "current.json").exists()
+
+    assert main([*argv, "--allow-slow"]) == 0
+    assert "ms per face here (emotion-int8.tflite: " in capsys.readouterr().out
+    measured = json.loads((models / "current.json").read_text())["measured"]
+    assert measured["ms_per_face"] > flash.MAX_SLOWDOWN * measured["its_ms_per_face"] > 0
+    assert measured["compared_with"] == "emotion-int8.tflite" and measured["views"] == 1
+    assert flash.history(cfg)[0]["ms_per_face"] == measured["ms_per_face"]
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    assert f"{measured['ms_per_face']:.2f} ms/face" in capsys.readouterr().out
+
+
+def test_a_manifest_cannot_bring_its_own_measurement(cfg, variant):  # noqa: F811
+    """The time shown as measured on this device is measured here: a manifest's own
+    ``measured`` block is replaced."""
+    model, manifest = variant(2)
+    raw = json.loads(manifest.read_text())
+    raw["measured"] = {"ms_per_face": 0.001, "its_ms_per_face": 5.0, "compared_with": "x", "views": 1}
+    manifest.write_text(json.dumps(raw))
+    installed = flash.install(model, manifest, cfg)
+    assert installed["measured"]["ms_per_face"] != 0.001 and installed["measured"]["compared_with"] == "emotion-int8.tflite"
+    assert 0 < installed["measured"]["ms_per_face"] < 5 * installed["measured"]["its_ms_per_face"]  # the same model
+
+
+def test_the_model_page_shows_the_time_measured_here_and_refuses_a_slow_upload(
+        web_appliance, built, variant, tmp_path):  # noqa: F811
+    """/admin/model showed the manifest's claimed time per face (the shipped model's, for a
+    model 100 times slower); it shows the time measured at the install, labels a claim as
+    one, and an upload of a far slower model is refused with both times."""
+    from tests.conftest import login
+
+    s = login(web_appliance.url)
+    page = s.get(f"{web_appliance.url}/admin/model", timeout=10).text
+    assert 'id="speed-claimed"' in page and "its manifest's claim" in page and 'id="model-speed"' not in page
+    url = f"{web_appliance.url}/admin/model/install"
+    model, manifest = _model(tmp_path, "slow", built["slow"], golden=SLOW_GOLDEN)
+    r = s.post(url, data={"csrf": s.csrf}, timeout=60,
+               files={"model": ("slow.tflite", model.read_bytes()), "manifest": ("slow.json", manifest.read_bytes())})
+    assert r.status_code == 400 and "slow.tflite takes" in r.text and "times the" in r.text, r.text
+    assert "engage-upload-" not in r.text and not (flash.models_dir(web_appliance.cfg) / "current.json").exists()
+    model, manifest = variant(1)
+    r = s.post(url, data={"csrf": s.csrf}, timeout=60,
+               files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
+    assert r.status_code == 200 and "Installed and running" in r.text
+    measured = json.loads((flash.models_dir(web_appliance.cfg) / "current.json").read_text())["measured"]
+    speed = r.text.split('id="model-speed">', 1)[1].split("</dd>", 1)[0]
+    assert speed.startswith(f"{measured['ms_per_face']:.2f} ms measured on this device at its install (2 inferences")
+    assert 'id="speed-measured"' in r.text and 'id="speed-claimed"' not in r.text
+    history = r.text.split('id="model-history"', 1)[1].split("</table>", 1)[0]
+    assert f"{measured['ms_per_face']:.2f} ms" in history

@@ -97,11 +97,14 @@ def cmd_model_install(args) -> int:
     by = _by()
     _as_data_owner(cfg)
     try:
-        raw = flash.install(args.file, args.manifest, cfg, by=by)
+        raw = flash.install(args.file, args.manifest, cfg, by=by, allow_slow=args.allow_slow)
     except flash.ModelError as exc:
         print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
-    print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}) into {flash.models_dir(cfg)}; "
+    measured = raw.get("measured") or {}
+    speed = (f"; {measured['ms_per_face']:.2f} ms per face here ({measured['compared_with']}: "
+             f"{measured['its_ms_per_face']:.2f} ms)" if measured else "")
+    print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}{speed}) into {flash.models_dir(cfg)}; "
           "a running engage-edge picks it up within a few seconds")
     _warn_if_pinned(cfg, "installed")
     return EXIT_OK
@@ -152,7 +155,10 @@ def cmd_model_list(args) -> int:
         print("history (newest first):")
     for h in changes[:10]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
-        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}  by {h.get('by') or '?'}")
+        ms = h.get("ms_per_face")
+        speed = f"  {ms:.2f} ms/face" if isinstance(ms, (int, float)) and not isinstance(ms, bool) else ""
+        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{speed}  "
+              f"by {h.get('by') or '?'}")
     return EXIT_OK
 
 
@@ -309,6 +315,8 @@ def add_commands(sub) -> None:
     inst = msub.add_parser("install", help="validate a .tflite model and make it the running one")
     inst.add_argument("file", type=Path, help="the .tflite model")
     inst.add_argument("--manifest", type=Path, help="its manifest (default: FILE with .json)")
+    inst.add_argument("--allow-slow", action="store_true", help="install it even when it takes more than 4 "
+                      "times as long per face as the running model (the live loop slows down as much)")
     _common(inst)
     inst.set_defaults(func=_guarded(cmd_model_install))
     rb = msub.add_parser("rollback", help="restore the previous model")

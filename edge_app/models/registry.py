@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -64,6 +65,14 @@ GOLDEN_MIN_CLASSES = 3
 # The largest change of any emotion's probability across the reference faces below which a
 # model's output counts as the same for every face (constant logits; a NaN made uniform).
 MIN_OUTPUT_SPREAD = 0.01
+# A candidate is timed against the model running now, per face with all its views (the live
+# loop does that for every face of every frame): a model 100 times slower took the loop from
+# 15 FPS to 2 after its hot swap. More than MAX_SLOWDOWN times slower is refused unless the
+# technician allows it; the best of a few alternating rounds, so a busy moment slows both.
+MAX_SLOWDOWN = 4.0
+SPEED_ROUNDS = 5
+SPEED_FACES = 3
+SPEED_BUDGET_S = 0.5  # past this (after two rounds) the rounds stop: a slow model is plain by then
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
 
@@ -310,9 +319,65 @@ def _write_failed(directory: Path, exc: OSError) -> FlashError:
 
 
 # ------------------------------------------------------------------ validation
-def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict, EmotionClassifier]:
+def time_per_face(candidate: EmotionClassifier, reference: EmotionClassifier) -> tuple[float, float]:
+    """Milliseconds per face (every view) of ``candidate`` and of ``reference``, one thread
+    each: the best of up to ``SPEED_ROUNDS`` rounds over ``SPEED_FACES`` reference faces, the
+    two taking turns so that a busy moment of the CPU slows both alike."""
+    faces = golden_faces()[:: len(golden_faces()) // SPEED_FACES][:SPEED_FACES]
+    models = (candidate, reference)
+    for clf in models:
+        clf.probabilities(faces[0])  # the first call sets up the interpreter's buffers
+    best = [math.inf, math.inf]
+    start = time.monotonic()
+    for round_ in range(SPEED_ROUNDS):
+        for k in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+            t = time.perf_counter()
+            for face in faces:
+                models[k].probabilities(face)
+            best[k] = min(best[k], (time.perf_counter() - t) * 1000 / len(faces))
+        if round_ >= 1 and time.monotonic() - start > SPEED_BUDGET_S:
+            break
+    return best[0], best[1]
+
+
+def _reference_model(running: Path) -> EmotionClassifier | None:
+    """The model running now (``active_manifest``), or the shipped one if that no longer
+    loads, to time a candidate against."""
+    for path in (running, SHIPPED_MANIFEST):
+        try:
+            return EmotionClassifier(path)
+        except ModelError as exc:
+            log.warning("cannot time a new model against %s: %s", path, exc)
+    return None
+
+
+def _speed_check(clf: EmotionClassifier, running: Path, model_file: Path, manifest_file: Path,
+                 allow_slow: bool) -> dict | None:
+    """The candidate's measured time per face beside the running model's (recorded in the
+    manifest and the history); ``FlashError`` when it is over ``MAX_SLOWDOWN`` times slower
+    and that is not allowed."""
+    reference = _reference_model(running)
+    if reference is None:
+        return None
+    ms, ref_ms = time_per_face(clf, reference)
+    views = len(clf.manifest.views)
+    if ms > MAX_SLOWDOWN * ref_ms and not allow_slow:
+        raise FlashError(
+            f"{model_file.name} takes {ms:.1f} ms per face ({views} inference{'s' if views > 1 else ''}), "
+            f"{ms / ref_ms:.0f} times the {ref_ms:.2f} ms of the model running now "
+            f"({reference.manifest.model_path.name}), both measured here: the live loop would slow down about as "
+            f"much (more than {MAX_SLOWDOWN:g} times slower is refused). To install it anyway, run `engage-edge model "
+            f"install {model_file} --manifest {manifest_file} --allow-slow` on the device")
+    return {"ms_per_face": round(ms, 3), "views": views, "threads": 1, "compared_with": reference.manifest.model_path.name,
+            "its_ms_per_face": round(ref_ms, 3)}
+
+
+def validate(model_file: Path, manifest_file: Path, staging: Path, *, running: Path | None = None,
+             allow_slow: bool = False) -> tuple[dict, EmotionClassifier]:
     """Check a model and its manifest in ``staging`` (a scratch directory); returns the
-    manifest (``model`` renamed to its content-addressed name) and the loaded classifier."""
+    manifest (``model`` renamed to its content-addressed name) and the loaded classifier.
+    With ``running`` (the manifest of the model running now) the candidate is also timed
+    against it (``_speed_check``) and the measurement kept as the manifest's ``measured``."""
     model_file, manifest_file = Path(model_file), Path(manifest_file)
     _check_readable(model_file, "model file", "")
     _check_readable(manifest_file, "manifest", " (pass --manifest FILE.json)")
@@ -353,6 +418,11 @@ def validate(model_file: Path, manifest_file: Path, staging: Path) -> tuple[dict
             raise FlashError(f"{model_file.name}: {key} type {actual} is not supported (int8, uint8 or float32)")
         if wanted and wanted != actual:
             raise FlashError(f"{model_file.name}: {key} type {actual} does not match the manifest's {wanted}")
+    raw.pop("measured", None)  # measured on this device, never taken from the manifest
+    if running is not None:  # before the golden check: a slow model is refused without running it 16 more times
+        measured = _speed_check(clf, running, model_file, manifest_file, allow_slow)
+        if measured:
+            raw["measured"] = measured
     ok, reason = golden_check(clf, raw.get("golden"))
     if not ok:
         raise FlashError(f"{model_file.name}: {reason}")
@@ -439,8 +509,10 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     """Remember an install or roll-back in ``history.json`` (under the lock; the web page
     and ``engage-edge model list`` read it), so CLI and web changes share one history."""
     official = ((raw.get("metrics") or {}).get("official") or {}) if isinstance(raw.get("metrics"), dict) else {}
+    measured: dict = raw["measured"] if isinstance(raw.get("measured"), dict) else {}
     entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
-             "version": raw.get("version", ""), "accuracy": official.get("accuracy"), "by": by}
+             "version": raw.get("version", ""), "accuracy": official.get("accuracy"),
+             "ms_per_face": measured.get("ms_per_face"), "by": by}
     atomic_write(directory / HISTORY, (json.dumps([entry, *history_of(directory)][:HISTORY_KEEP], indent=2)
                                        + "\n").encode())
 
@@ -464,21 +536,25 @@ def history_of(directory: Path) -> list[dict]:
 
 def history(cfg: Config) -> list[dict]:
     """Installs and roll-backs on this device, newest first (``t``, ``action``, ``model``,
-    ``sha256``, ``version``, ``accuracy``, ``by``)."""
+    ``sha256``, ``version``, ``accuracy``, ``ms_per_face``: measured here at its install, ``by``)."""
     return history_of(models_dir(cfg))
 
 
 # ------------------------------------------------------------------ the three operations
-def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Config, by: str = "") -> dict:
+def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Config, by: str = "",
+            allow_slow: bool = False) -> dict:
     """Validate, then make the model current; the old current becomes previous. Returns the
-    installed manifest. Raises ``FlashError`` (nothing changed) when the model is refused."""
+    installed manifest. Raises ``FlashError`` (nothing changed) when the model is refused,
+    also when it is over ``MAX_SLOWDOWN`` times slower than the running one, unless
+    ``allow_slow``."""
     model_file = Path(model_file)
     manifest_file = Path(manifest_file) if manifest_file else model_file.with_suffix(".json")
     directory = models_dir(cfg)
     with _locked(directory):
         try:  # a full disk or a folder this user may not write: refused, the running model untouched
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
-                raw, _ = validate(model_file, manifest_file, Path(staging))
+                raw, _ = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
+                                  allow_slow=allow_slow)
                 running = _adopt_running(directory, cfg)
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:

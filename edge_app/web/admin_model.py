@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -49,6 +50,28 @@ def summary(metrics: dict, labels: list[str]) -> dict | None:
     return {"rule": rule, "accuracy": block["accuracy"], "macro_f1": block.get("macro_f1"), "images": block.get("images"),
             "split": metrics.get("split", ""), "evaluated": metrics.get("evaluated", ""), "classes": classes,
             "confusion": confusion, "latency_ms": latency.get("median_ms")}
+
+
+def measured(raw: dict) -> dict | None:
+    """The time per face measured on this device when the model was installed (the flash
+    tool's ``measured``), shaped for the page; None for a model never timed here (the
+    shipped one), whose manifest's claim the page then labels as a claim."""
+    m = raw.get("measured")
+    if not isinstance(m, dict):
+        return None
+    ms, ref_ms = _number(m.get("ms_per_face")), _number(m.get("its_ms_per_face"))
+    if ms is None:
+        return None
+    views = m.get("views")
+    return {"ms": ms, "views": views if isinstance(views, int) and not isinstance(views, bool) else None,
+            "compared_with": str(m.get("compared_with") or "")[:80], "its_ms": ref_ms}
+
+
+def _number(value) -> float | None:
+    """A finite number from a manifest, or None (a string, a bool, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
 
 
 @functools.cache
@@ -107,8 +130,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         previous = next((r for r in rows if r["role"] == "previous" and "error" not in r), None)
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
-                          plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous, pinned=pinned,
-                          done=done, error=error)
+                          speed=measured(m.raw), plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous,
+                          pinned=pinned, done=done, error=error)
 
     @app.get("/admin/model/plot/<key>")
     def model_plot(key):

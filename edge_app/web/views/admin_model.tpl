@@ -16,8 +16,10 @@
     <div class="tile"><span class="label">Accuracy ({{info['split'] or 'test'}} set)</span><strong id="accuracy">{{pct(info['accuracy'])}}</strong></div>
     <div class="tile"><span class="label">Macro F1 (all emotions alike)</span><strong>{{pct(info['macro_f1'])}}</strong></div>
     <div class="tile"><span class="label">Test faces</span><strong>{{'{:,}'.format(info['images']) if isinstance(info['images'], int) else '–'}}</strong></div>
-    % if info['latency_ms']:
-    <div class="tile"><span class="label">Time per face</span><strong>{{'%.2f ms' % info['latency_ms']}}</strong></div>
+    % if speed:
+    <div class="tile"><span class="label">Time per face (measured here)</span><strong id="speed-measured">{{'%.2f ms' % speed['ms']}}</strong></div>
+    % elif info['latency_ms']:
+    <div class="tile"><span class="label">Time per inference (its manifest's claim)</span><strong id="speed-claimed">{{'%.2f ms' % info['latency_ms']}}</strong></div>
     % end
   </div>
   <p class="hint">Scored on FER+ faces the model never trained on, counted by the {{info['rule']}}{{', evaluated ' + info['evaluated'][:10] if info['evaluated'] else ''}}.</p>
@@ -29,6 +31,9 @@
     % end
     % if manifest.raw.get('installed'):
     <dt>Installed</dt><dd>{{manifest.raw['installed']}}</dd>
+    % end
+    % if speed:
+    <dt>Time per face</dt><dd id="model-speed">{{'%.2f ms' % speed['ms']}} measured on this device at its install{{' (%d inferences per face)' % speed['views'] if speed['views'] and speed['views'] > 1 else ''}}, one thread{{'; %s, running then, took %.2f ms' % (speed['compared_with'], speed['its_ms']) if speed['compared_with'] and speed['its_ms'] is not None else ''}}</dd>
     % end
     <dt>sha256</dt><dd><code class="wrap" id="sha256">{{manifest.sha256}}</code></dd>
     <dt>Input</dt><dd>{{manifest.size[0]}}×{{manifest.size[1]}} grayscale face</dd>
@@ -110,12 +115,12 @@
   % else:
   <div class="table-wrap">
   <table id="model-history">
-    <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">By</th></tr></thead>
+    <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">Time per face</th><th scope="col">By</th></tr></thead>
     <tbody>
     % for h in history:
       <tr><td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(h['t'])) if isinstance(h.get('t'), (int, float)) else ''}}</td>
       <td>{{h.get('action', '')}} <code>{{h.get('model') or ''}}</code>{{' (' + str(h['version']) + ')' if h.get('version') else ''}} <span class="hint">{{str(h.get('sha256', ''))[:12]}}</span></td>
-      <td>{{pct(h.get('accuracy'))}}</td><td>{{h.get('by') or '–'}}</td></tr>
+      <td>{{pct(h.get('accuracy'))}}</td><td>{{'%.2f ms' % h['ms_per_face'] if isinstance(h.get('ms_per_face'), (int, float)) and not isinstance(h.get('ms_per_face'), bool) else '–'}}</td><td>{{h.get('by') or '–'}}</td></tr>
     % end
     </tbody>
   </table>
