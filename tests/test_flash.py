@@ -671,3 +671,51 @@ def test_a_flashed_model_that_no_longer_loads_says_to_roll_back_at_start(cfg, va
     shipped = err.split("(the shipped one: ")[1].rstrip(")\n").split(" --manifest ")
     assert main(["model", "install", shipped[0], "--manifest", shipped[1], "--config", str(conf)]) == 0  # as said
     flash.EmotionClassifier(flash.active_manifest(cfg))  # loads again
+
+
+ODD_METRICS = [
+    ("evaluated", 1764000000, "metrics.evaluated must be text of at most 64 characters"),
+    ("latency", {"median_ms": "fast"}, "metrics.latency.median_ms must be a number of milliseconds, not 'fast'"),
+    ("official.confusion", [["1"] * 8] * 8, "metrics.official.confusion must be rows of counts of faces"),
+    ("official.images", "3137", "metrics.official.images must be a count of faces"),
+    ("official.per_class.neutral.recall", "high", "metrics.official.per_class.neutral.recall must be a share"),
+]
+
+
+def _with_metric(raw: dict, where: str, value) -> dict:
+    raw = json.loads(json.dumps(raw))
+    *path, last = where.split(".")
+    block = raw["metrics"]
+    for key in path:
+        block = block[key]
+    block[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("where, value, says", ODD_METRICS, ids=[m[0] for m in ODD_METRICS])
+def test_metrics_of_the_wrong_kind_are_refused_and_the_model_page_survives_them(make_appliance, cfg, variant,
+                                                                                where, value, says):
+    """A manifest whose metrics had the wrong kinds ("evaluated": 1764000000, "median_ms":
+    "fast", text in the confusion matrix) was installed from the web page, and GET
+    /admin/model was a 500 from then on until a command-line rollback. The upload is refused
+    with what is wrong; a model an older version let in with them still gets its page."""
+    model, manifest = variant(1)
+    odd = _with_metric(json.loads(manifest.read_text()), where, value)
+    manifest.write_text(json.dumps(odd))
+    with pytest.raises(flash.FlashError, match=re.escape(f"manifest {manifest.name}: {says}")):
+        flash.install(model, manifest, cfg)
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+    models = flash.models_dir(cfg)  # installed by an older version that did not look at the metrics
+    name = f"emotion-{odd['sha256'][:12]}.tflite"
+    shutil.copy(model, models / name)
+    (models / "current.json").write_text(json.dumps({**odd, "model": name}))
+    web = make_appliance(with_loop=False)
+    assert web.analyzer.classifier.manifest.sha256 == odd["sha256"]
+    s = login(web.url)
+    r = s.get(f"{web.url}/admin/model", timeout=10)
+    assert r.status_code == 200 and _sha_on_page(r.text) == odd["sha256"], r.text[-2000:]
+    assert 'id="per-class"' in r.text  # the rest of the evaluation is still shown
+    r = s.post(f"{web.url}/admin/model/install", data={"csrf": s.csrf}, timeout=60,
+               files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
+    assert r.status_code == 400 and says.replace("'", "&#039;") in r.text and "unchanged" in r.text

@@ -319,6 +319,70 @@ def _write_failed(directory: Path, exc: OSError) -> FlashError:
 
 
 # ------------------------------------------------------------------ validation
+MAX_TEXT = 64  # a manifest's free text (version, evaluated, split): a 4 MB version grew history.json to 6.5 MB
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and low <= value <= high)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def metrics_problem(metrics: dict) -> str:
+    """'' or what in a manifest's ``metrics`` (its evaluation: informational, but shown on
+    /admin/model and in ``model list``) is not of the kind those read. A number where the
+    date belongs, text for a time or for a count made the model page a 500 until a
+    command-line rollback. Keys this device does not read are left alone; null is absent."""
+    for key in ("evaluated", "split"):
+        value = metrics.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) <= MAX_TEXT):
+            return (f"metrics.{key} must be text of at most {MAX_TEXT} characters (evaluated: a date and time such as "
+                    f"2026-11-26T04:25:35Z), not {_short(value)}")
+    latency = metrics.get("latency")
+    if latency is not None:
+        if not isinstance(latency, dict):
+            return f"metrics.latency must be an object (median_ms, p95_ms, ...), not {_short(latency)}"
+        for key in ("median_ms", "p95_ms", "mean_ms"):
+            if latency.get(key) is not None and not _is_number(latency[key], 0):
+                return f"metrics.latency.{key} must be a number of milliseconds, not {_short(latency[key])}"
+    for rule in ("official", "argmax"):
+        block = metrics.get(rule)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            return f"metrics.{rule} must be an object (accuracy, per_class, confusion, ...), not {_short(block)}"
+        for key in ("accuracy", "macro_f1"):
+            if block.get(key) is not None and not _is_number(block[key], 0, 1):
+                return f"metrics.{rule}.{key} must be a share from 0 to 1, not {_short(block[key])}"
+        if block.get("images") is not None and not _is_count(block["images"]):
+            return f"metrics.{rule}.images must be a count of faces, not {_short(block['images'])}"
+        per_class = block.get("per_class") or {}
+        if not isinstance(per_class, dict) or not all(isinstance(row, dict) for row in per_class.values()):
+            return f"metrics.{rule}.per_class must map each emotion to its scores, not {_short(per_class)}"
+        for label, row in per_class.items():
+            for key in ("precision", "recall", "f1"):
+                if row.get(key) is not None and not _is_number(row[key], 0, 1):
+                    return f"metrics.{rule}.per_class.{label}.{key} must be a share from 0 to 1, not {_short(row[key])}"
+            if row.get("support") is not None and not _is_count(row["support"]):
+                return f"metrics.{rule}.per_class.{label}.support must be a count of faces, not {_short(row['support'])}"
+        confusion = block.get("confusion")
+        if confusion is not None and not (isinstance(confusion, list) and all(
+                isinstance(row, list) and all(_is_count(n) for n in row) for row in confusion)):
+            return f"metrics.{rule}.confusion must be rows of counts of faces, not {_short(confusion)}"
+    plots = metrics.get("plots")
+    if plots is not None and not (isinstance(plots, dict) and all(isinstance(v, str) for v in plots.values())):
+        return f"metrics.plots must map each picture to its file name, not {_short(plots)}"
+    return ""
+
+
 def time_per_face(candidate: EmotionClassifier, reference: EmotionClassifier) -> tuple[float, float]:
     """Milliseconds per face (every view) of ``candidate`` and of ``reference``, one thread
     each: the best of up to ``SPEED_ROUNDS`` rounds over ``SPEED_FACES`` reference faces, the
@@ -411,6 +475,9 @@ def validate(model_file: Path, manifest_file: Path, staging: Path, *, running: P
     except ModelError as exc:  # say it with the names the technician gave
         reason = str(exc).replace(str(staged), manifest_file.name).replace(str(staging / name), model_file.name)
         raise FlashError(reason) from None
+    problem = metrics_problem(clf.manifest.metrics)
+    if problem:
+        raise FlashError(f"manifest {manifest_file.name}: {problem}")
     for key, details in (("input", clf._in), ("output", clf._out)):
         actual = np.dtype(details["dtype"]).name
         wanted = (raw.get(key) or {}).get("dtype") if isinstance(raw.get(key), dict) else None
@@ -508,10 +575,12 @@ def _cleanup(directory: Path) -> None:
 def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     """Remember an install or roll-back in ``history.json`` (under the lock; the web page
     and ``engage-edge model list`` read it), so CLI and web changes share one history."""
-    official = ((raw.get("metrics") or {}).get("official") or {}) if isinstance(raw.get("metrics"), dict) else {}
+    metrics: dict = raw["metrics"] if isinstance(raw.get("metrics"), dict) else {}
+    official: dict = metrics["official"] if isinstance(metrics.get("official"), dict) else {}
     measured: dict = raw["measured"] if isinstance(raw.get("measured"), dict) else {}
     entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
-             "version": raw.get("version", ""), "accuracy": official.get("accuracy"),
+             "version": raw.get("version", ""),
+             "accuracy": official["accuracy"] if _is_number(official.get("accuracy"), 0, 1) else None,
              "ms_per_face": measured.get("ms_per_face"), "by": by}
     atomic_write(directory / HISTORY, (json.dumps([entry, *history_of(directory)][:HISTORY_KEEP], indent=2)
                                        + "\n").encode())

@@ -33,23 +33,42 @@ UPLOAD_LIMIT = flash.MAX_MODEL_BYTES + 2 * 1024 * 1024
 
 def summary(metrics: dict, labels: list[str]) -> dict | None:
     """The evaluation the manifest records, shaped for a page: headline numbers, one row
-    per class and the confusion matrix (rows: true class); None when it records none."""
+    per class and the confusion matrix (rows: true class); None when it records none. A
+    value of the wrong kind (text for a time, a number for the date: the flash tool refuses
+    them now, an older install may have let them in) is left out, never a 500."""
+    if not isinstance(metrics, dict):
+        return None
     found = next(((metrics[key], rule) for key, rule in RULES if isinstance(metrics.get(key), dict)
-                  and isinstance(metrics[key].get("accuracy"), (int, float))), None)
+                  and _share(metrics[key].get("accuracy")) is not None), None)
     if found is None:
         return None
     block, rule = found
     per_class = block.get("per_class") if isinstance(block.get("per_class"), dict) else {}
-    classes = [{"label": label, **{k: per_class[label].get(k) for k in ("precision", "recall", "f1", "support")}}
+    classes = [{"label": label, **{k: _share(per_class[label].get(k)) for k in ("precision", "recall", "f1")},
+                "support": _count(per_class[label].get("support"))}
                for label in labels if isinstance(per_class.get(label), dict)]
     confusion = block.get("confusion")
     if not (isinstance(confusion, list) and len(confusion) == len(labels)
-            and all(isinstance(row, list) and len(row) == len(labels) for row in confusion)):
+            and all(isinstance(row, list) and len(row) == len(labels) and all(_count(n) is not None for n in row)
+                    for row in confusion)):
         confusion = None
     latency: dict = metrics["latency"] if isinstance(metrics.get("latency"), dict) else {}
-    return {"rule": rule, "accuracy": block["accuracy"], "macro_f1": block.get("macro_f1"), "images": block.get("images"),
-            "split": metrics.get("split", ""), "evaluated": metrics.get("evaluated", ""), "classes": classes,
-            "confusion": confusion, "latency_ms": latency.get("median_ms")}
+    evaluated, split = metrics.get("evaluated"), metrics.get("split")
+    return {"rule": rule, "accuracy": block["accuracy"], "macro_f1": _share(block.get("macro_f1")),
+            "images": _count(block.get("images")), "split": split[:40] if isinstance(split, str) else "",
+            "evaluated": evaluated if isinstance(evaluated, str) else "", "classes": classes,
+            "confusion": confusion, "latency_ms": _number(latency.get("median_ms"))}
+
+
+def _share(value) -> float | None:
+    """A share from 0 to 1 from a manifest, or None."""
+    number = _number(value)
+    return number if number is not None and 0 <= number <= 1 else None
+
+
+def _count(value) -> int | None:
+    """A count from a manifest, or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def measured(raw: dict) -> dict | None:
