@@ -249,7 +249,9 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
 
 def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, variant, tmp_path, capsys):
     """With model.manifest set, an install warned that the pin keeps another model running;
-    a rollback said only "rolled back to X", which does not run either."""
+    a rollback said only "rolled back to X", which does not run either. Neither said that
+    clearing the pin takes a restart, and `model list` then marked the current model
+    "* = running" while the service still ran the pinned one."""
     model, manifest = variant(1)
     conf = tmp_path / "pinned.toml"
     conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n[model]\nmanifest = "{SHIPPED_MANIFEST}"\n')
@@ -261,6 +263,18 @@ def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, 
     captured = capsys.readouterr()
     assert "rolled back to" in captured.out and "pins another model" in captured.err
     assert "to run the rolled-back one" in captured.err
+    # a running service read the pin at its start: clearing it in the config alone changes nothing
+    assert "clear it in the config and restart: sudo systemctl restart engage-edge" in captured.err
+    assert main(["model", "list", "--config", str(conf)]) == 0  # the current model is not marked as running
+    out = capsys.readouterr().out
+    assert "* = running" not in out and "* pinned by model.manifest" in out, out
+    assert re.search(r"^  current .*\(not run while model.manifest pins another\)$", out, re.M), out
+    assert "installs and roll-backs run once the pin is cleared and the service restarted" in out
+    conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n')  # the pin cleared, the service not yet restarted
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\* current ", out, re.M) and "* = running" not in out
+    assert "unless it started while model.manifest pinned another model: then at its next start" in out
     conf.write_text(f'[store]\ndata_dir = "{cfg.store.data_dir}"\n[model]\nmanifest = "{tmp_path / "gone.json"}"\n')
     assert main(["model", "list", "--config", str(conf)]) == 0
     out = capsys.readouterr().out

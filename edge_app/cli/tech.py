@@ -112,9 +112,9 @@ def cmd_model_install(args) -> int:
 
 def _warn_if_pinned(cfg, done: str) -> None:
     """An install or rollback changes the current model, which a pinned one overrules."""
-    if cfg.model.manifest:
-        print(f"warning: model.manifest = {cfg.model.manifest!r} pins another model: clear it in the "
-              f"config to run the {done} one", file=sys.stderr)
+    if cfg.model.manifest:  # a running service read the pin at its start: clearing it alone changes nothing
+        print(f"warning: model.manifest = {cfg.model.manifest!r} pins another model: to run the {done} one, clear "
+              "it in the config and restart: sudo systemctl restart engage-edge", file=sys.stderr)
 
 
 def cmd_model_rollback(args) -> int:
@@ -136,7 +136,8 @@ def cmd_model_rollback(args) -> int:
 def cmd_model_list(args) -> int:
     from edge_app.models import registry as flash
 
-    rows = flash.listing(_config(args))
+    cfg = _config(args)
+    rows = flash.listing(cfg)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -147,10 +148,18 @@ def cmd_model_list(args) -> int:
         metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in r["metrics"].items() if not isinstance(v, (dict, list))) or "no metrics"
         mark = "*" if r["active"] else " "
+        overruled = "  (not run while model.manifest pins another)" if r["role"] == "current" and cfg.model.manifest else ""
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
-              f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  {metrics}")
-    print("(* = running)")
-    changes = flash.history(_config(args))
+              f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  "
+              f"{metrics}{overruled}")
+    # what this command reads is the config; the service may have started with another one
+    if cfg.model.manifest:
+        print("(* = active: pinned by model.manifest, which engage-edge reads at its start; installs and roll-backs "
+              "run once the pin is cleared and the service restarted: sudo systemctl restart engage-edge)")
+    else:
+        print("(* = active: a running engage-edge switches to it within a few seconds, unless it started while "
+              "model.manifest pinned another model: then at its next start, sudo systemctl restart engage-edge)")
+    changes = flash.history(cfg)
     if changes:
         print("history (newest first):")
     for h in changes[:10]:
