@@ -393,13 +393,11 @@ def test_training_run_records_config_history_and_checkpoints(tiny_run):
     assert (run / "best.keras").is_file() and (run / "final.keras").is_file()
 
 
-def test_resume_continues_the_run(tiny_run, eager_steps):
-    import shutil
-
-    root, first = tiny_run
+def test_resume_continues_the_run(tiny_run, eager_steps, small_edge):
+    root, _ = tiny_run
     run = root / "resumed"
-    shutil.copytree(first, run)  # the other tests keep the one-epoch model
     args = ["--arch", "edge", "--out", str(run), "--epochs", "2"]
+    assert train_on(root, *args, "--stop-after", "1") == 0  # stopped after its first epoch, as a kill would
     with pytest.raises(SystemExit, match="--resume"):
         train_on(root, *args)
     assert train_on(root, *args, "--resume") == 0
@@ -550,6 +548,72 @@ def test_resume_of_a_budgeted_run_keeps_its_fixed_plan(tiny_run, eager_steps, sm
     assert train_on(root, *common, "--resume") == 0  # a finished run resumed: no epoch past the plan
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_arguments_that_change_the_run(tiny_run, eager_steps, small_edge, tmp_path):
+    """A resume with other data, labels or settings than config.json records is refused,
+    each difference named, before anything is trained (it trained on them while config.json
+    kept the old ones); --stop-after and where the same data lie may differ."""
+    import shutil
+
+    root, _ = tiny_run
+    run = root / "resume-args"
+    common = ["--arch", "edge", "--out", str(run), "--epochs", "2", "--limit", "24"]
+    assert train_on(root, *common, "--stop-after", "1") == 0
+    with pytest.raises(SystemExit) as refused:
+        train_on(root, "--arch", "edge", "--out", str(run), "--epochs", "3", "--limit", "32", "--batch-size", "8",
+                 "--lr", "0.01", "--labels", "majority", "--resume")
+    message = str(refused.value)
+    for difference in ("--epochs recorded 2, given 3", "--limit recorded 24, given 32", "--batch-size recorded 16, given 8",
+                       "--lr recorded 0.003, given 0.01", "--labels recorded soft, given majority"):
+        assert difference in message
+    assert "Resume it with the recorded ones" in message and "new --out" in message and "--seed" not in message
+    with pytest.raises(SystemExit, match=r"--time-budget sets --warmup 3"):  # a budget's warm-up, 1 epoch recorded
+        train_on(root, *common, "--time-budget", "600", "--resume")
+    edited = tmp_path / "edited"
+    shutil.copytree(root / "ferplus", edited)
+    label_file = edited / "FER2013Train" / "label.csv"
+    with open(label_file, newline="") as f:
+        lines = list(csv.reader(f))
+    lines[0][2:] = ["0", "10", "0", "0", "0", "0", "0", "0", "0", "0"] if lines[0][3] != "10" else ["10"] + ["0"] * 9
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(lines)
+    with pytest.raises(SystemExit, match=rf"--data {edited} gives other images or labels"):
+        train_on(root, *common, "--data", str(edited), "--resume")
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0]  # nothing was trained by the refused ones
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "ferplus", moved)
+    assert train_on(root, *common, "--data", str(moved), "--stop-after", "2", "--resume") == 0
+    with open(run / "history.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+
+
+def test_resume_without_the_time_budget_keeps_the_fixed_plan(tiny_run, eager_steps, small_edge, monkeypatch):
+    """A budgeted run whose plan (6 epochs of a 40 cap) was fixed, resumed without
+    --time-budget: the resumed epochs follow the recorded plan and its budget's warm-up,
+    as the replay command does; the schedule restarted towards --epochs 40 (with the
+    warm-up of a plan without budget) while config.json kept planned_epochs 6."""
+    import shlex
+
+    from training import train
+
+    root, _ = tiny_run
+    run = root / "budget-resumed-without"
+    common = ["--arch", "edge", "--out", str(run), "--epochs", "40"]
+    monkeypatch.setattr(train, "planned_epochs", lambda cap, done, times, left: min(cap, 6))
+    assert train_on(root, *common, "--time-budget", "3600", "--stop-after", "4") == 0
+    assert json.loads((run / "config.json").read_text())["planned_epochs"] == 6
+    assert train_on(root, *common, "--stop-after", "5", "--resume") == 0
+    assert train_on(root, *common, "--resume") == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["planned_epochs"] == 6 and config["warmup"] == train.BUDGET_WARMUP
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+    replay = train.parse_args(shlex.split(config["replay"])[3:])
+    assert replay.epochs == 6 and replay.warmup == train.BUDGET_WARMUP
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(replay, e, 6) for e in range(6)])
 
 
 def test_distillation_trains_a_student_beside_its_teacher(tiny_run, capsys):

@@ -5,8 +5,10 @@
 Checkpoints every epoch; ``--resume`` continues an interrupted run from its last epoch
 (optimizer and schedule included), after a kill at any point too: ``backup/`` keeps the
 last two epochs, each renamed into place whole, and history.csv and best.keras are
-rebuilt from it (``save_backup``, ``reconcile_outputs``). The output directory receives
-``config.json`` (all arguments, the git commit, the data sizes), ``history.csv`` (one row per epoch),
+rebuilt from it (``save_backup``, ``reconcile_outputs``). A resume is given the arguments
+config.json records: one that would change what is computed is refused (``check_resume``).
+The output directory receives ``config.json`` (all arguments, the git commit, the data
+sizes and digest), ``history.csv`` (one row per epoch),
 ``best.keras`` (best validation accuracy under the official rule) and ``final.keras``;
 with ``--average-last N`` also ``averaged.keras``, the mean weights of the last N planned
 epochs, and ``averaged.json`` with its validation accuracy beside best.keras's (the running
@@ -22,6 +24,7 @@ epochs that fit in the given seconds, so a run on a borrowed machine still annea
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -137,10 +140,104 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+# what a resume may give afresh, none of which changes what an epoch computes: where the run
+# and its data lie (the data are compared by what they hold: ``data_digest``), the threads,
+# and how long this process may go on (a time budget counts afresh from the resume and only
+# plans a run whose plan is not fixed yet; --stop-after ends it early)
+RESUME_MAY_DIFFER = ("out", "data", "resume", "threads", "time_budget", "stop_after")
+
+
+def read_config(out: Path) -> dict[str, Any] | None:
+    """The run's config.json (its arguments, plan and data), None if there is none yet."""
+    path = out / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path} cannot be read ({exc}): the run's arguments are not known, so it cannot be "
+                         "resumed; start it again in a new --out") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"{path} is not a run's config.json: the run cannot be resumed; start it again in a new --out")
+    return config
+
+
+def recorded_plan(recorded: dict[str, Any]) -> int | None:
+    """The epochs a resumed run is planned for: those its time budget fixed, or its
+    --epochs if it had no budget; None while a budgeted run's plan is not fixed yet."""
+    if recorded.get("planned_epochs") and recorded.get("plan_fixed", True):
+        return int(recorded["planned_epochs"])
+    if not recorded.get("time_budget") and recorded.get("epochs"):
+        return int(recorded["epochs"])
+    return None
+
+
+def check_resume(args, recorded: dict[str, Any]) -> None:
+    """Refuses to resume with arguments that compute another run than config.json records
+    (a resume that trained on other data or with other settings kept recording the old
+    ones), naming each; only those of ``RESUME_MAY_DIFFER`` may differ. A --warmup
+    not given takes the one a recorded time budget set, and one that gives the same
+    warm-up under the run's plan takes the recorded value."""
+    arch = recorded.get("arch") if recorded.get("arch") in DEFAULTS else args.arch
+    defaults = vars(parse_args(["--out", str(args.out), "--arch", str(arch)]))  # for keys an older version did not record
+    if args.warmup is None and recorded.get("time_budget"):
+        args.warmup = recorded.get("warmup")  # the budget's warm-up: no --warmup chose it
+    plan = recorded_plan(recorded) or args.epochs
+    problems = []
+    for key, given in vars(args).items():
+        if key in RESUME_MAY_DIFFER:
+            continue
+        was = recorded.get(key, defaults.get(key))
+        if key == "warmup" and warmup_epochs(given, plan) == warmup_epochs(was, plan):
+            args.warmup = was
+            continue
+        if same_setting(key, was, given):
+            continue
+        flag = "the optimizer (set by --arch)" if key == "optimizer" else "--" + key.replace("_", "-")
+        line = f"{flag} recorded {shown(was)}, given {shown(given)}"
+        if key == "warmup":
+            line += (f" ({warmup_epochs(was, plan)} and {warmup_epochs(given, plan)} epochs of warm-up for the "
+                     f"plan of {plan}{'; --time-budget sets --warmup ' + str(BUDGET_WARMUP) if args.time_budget else ''})")
+        problems.append(line)
+    if problems:
+        raise SystemExit(f"{args.out} holds a run recorded with other arguments than these (config.json): "
+                         + "; ".join(problems) + ". Resume it with the recorded ones, or start a new run in a new "
+                         f"--out (--init-from {args.out / 'best.keras'} starts one from this run's network)")
+
+
+def shown(value: Any) -> str:
+    return "nothing" if value is None or value == "" else str(value)
+
+
+def same_setting(key: str, recorded: Any, given: Any) -> bool:
+    """A recorded argument and the one given now are the same: equal, or for files (--init-from,
+    --teacher) the same files under other names."""
+    if isinstance(given, Path):
+        given = str(given)
+    if recorded == given:
+        return True
+    if key not in ("init_from", "teacher") or not (isinstance(recorded, str) and isinstance(given, str)):
+        return False
+    before, now = distill.teacher_files(recorded), distill.teacher_files(given)
+    return len(before) == len(now) and all(a == b or (Path(a).is_file() and Path(b).is_file() and os.path.samefile(a, b))
+                                           for a, b in zip(before, now))
+
+
+def check_resumed_data(args, recorded: dict[str, Any], sizes: dict[str, int], digest: str) -> None:
+    """Refuses to resume on other images or labels than the run was trained on; --data may
+    lie elsewhere now (a copy, another machine). A run recorded by an older version has
+    no digest: its sizes are compared."""
+    if recorded.get("data_digest", digest) == digest and recorded.get("sizes", sizes) == sizes:
+        return
+    raise SystemExit(f"--data {args.data} gives other images or labels than the run in {args.out} was trained on "
+                     f"(recorded: --data {recorded.get('data')}, sizes {recorded.get('sizes')}; given: sizes {sizes}): "
+                     "resume it with the data it was recorded with, or start a new run in a new --out")
+
+
 def make_arrays(args):
     """Training images with their targets and validation images with one-hot majority
     labels, as float arrays in [0, 1] (the model's input rule) that any Keras backend can
-    fit on."""
+    fit on, and their sizes."""
     train = fer.load_split(args.data, "train")
     valid = fer.load_split(args.data, "valid")
     if args.limit:
@@ -160,11 +257,26 @@ def learning_rate(args, epoch: int, planned: int) -> float:
     for a plan under 30 epochs), then cosine decay to 1% at the last planned epoch."""
     if args.optimizer == "adam":
         return float(args.lr)
-    warmup = args.warmup or min(3, max(1, planned // 10))
+    warmup = warmup_epochs(args.warmup, planned)
     if epoch < warmup:
         return float(args.lr * (0.1 + 0.9 * epoch / warmup))
     progress = min(1.0, (epoch - warmup) / max(1, planned - warmup))
     return float(args.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress))))
+
+
+def warmup_epochs(warmup: int | None, planned: int) -> int:
+    """The epochs of warm-up: ``--warmup``, or by default 3, fewer for a plan under 30 epochs."""
+    return warmup or min(3, max(1, planned // 10))
+
+
+def data_digest(*arrays: np.ndarray) -> str:
+    """A digest of the arrays a run trains and validates on: a resume must see the same
+    ones, wherever --data lies now."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).data)
+    return digest.hexdigest()[:16]
 
 
 def planned_epochs(cap: int, done: int, epoch_times: list[float], seconds_left: float) -> int:
@@ -197,18 +309,27 @@ def make_callbacks(args, net, out: Path, history: list[dict[str, Any]], best_so_
         then fixed and written to config.json with the command that replays it; the run
         then goes to the plan, unless the budget runs out first (recorded as cut short).
         A run that stops before its plan is fixed records the plan so far, not fixed.
-        A resumed run keeps the plan it fixed (its budget counts afresh from the resume)."""
+        A resumed run keeps the plan it fixed, with a time budget (which counts afresh
+        from the resume, and cuts the run short only) or without; a budgeted run resumed
+        without one before its plan was fixed is planned for --epochs."""
 
         def __init__(self):
             super().__init__()
             self.planned, self.started, self.times = args.epochs, clock(), []
             self.last_end = self.started
             self.fixed = not args.time_budget
-            recorded = json.loads((out / "config.json").read_text()) if args.resume else {}
-            if not self.fixed and recorded.get("planned_epochs") and recorded.get("plan_fixed", True):
+            recorded = read_config(out) if args.resume else None
+            plan = recorded_plan(recorded) if recorded else None
+            if plan is not None:
                 # planning again from the time left now would change the epochs still to run
-                self.planned, self.fixed = int(recorded["planned_epochs"]), True
-                record_plan(args, out, self.planned)  # no longer cut short, unless it is again
+                self.planned, self.fixed = plan, True
+                if recorded and "planned_epochs" in recorded:
+                    record_plan(args, out, self.planned)  # no longer cut short, unless it is again
+            elif recorded and not args.time_budget:
+                self.planned, self.fixed = args.epochs, True
+                record_plan(args, out, self.planned)
+                print(f"note: this run's time budget had not fixed its plan; resumed without --time-budget it is "
+                      f"planned for --epochs {args.epochs} (config.json records the plan)", flush=True)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.rate = learning_rate(args, epoch, self.planned)
@@ -694,6 +815,9 @@ def train(args) -> Path:
     out: Path = args.out
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    recorded = read_config(out) if args.resume else None
+    if recorded is not None:
+        check_resume(args, recorded)
     keras.utils.set_random_seed(args.seed)
 
     # the networks first: a file that cannot serve stops the run before it leaves anything
@@ -704,12 +828,15 @@ def train(args) -> Path:
     optimizer = keras.optimizers.Adam(args.lr) if args.optimizer == "adam" else keras.optimizers.AdamW(args.lr, weight_decay=5e-4)
     teacher, online = load_teachers(args) if args.teacher else (None, False)
     (x_train, y_train), (x_valid, y_valid), sizes = make_arrays(args)
+    digest = data_digest(x_train, y_train, x_valid, y_valid)
+    if recorded is not None:
+        check_resumed_data(args, recorded, sizes, digest)
     steps = -(-len(x_train) // args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    if not args.resume or not (out / "config.json").exists():
+    if recorded is None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        config.update(git_commit=git_commit(), sizes=sizes, keras=keras.__version__, backend=keras.backend.backend(),
-                      versions=library_versions(), python=sys.version.split()[0],
+        config.update(git_commit=git_commit(), sizes=sizes, data_digest=digest, keras=keras.__version__,
+                      backend=keras.backend.backend(), versions=library_versions(), python=sys.version.split()[0],
                       started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if not args.time_budget:
             config["replay"] = replay_command(args, args.epochs)
