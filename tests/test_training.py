@@ -1080,12 +1080,22 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
                           "--history", str(run / "history.csv"), "--latency-runs", "0"]) == 0
     # metrics of another file are refused and nothing is shipped
     assert ship.main([str(root / "tiny-float.tflite"), "--metrics", str(out / "tiny-int8-test.json"),
-                      "--dest", str(dest), "--name", "emotion-int8.tflite"]) == 2
+                      "--dest", str(dest), "--name", "emotion-int8.tflite", "--other-test-set"]) == 2
     assert not (dest / "emotion-int8.tflite").exists()
-    assert ship.main([str(root / "tiny-int8.tflite"), "--metrics", str(out / "tiny-int8-test.json"),
-                      "--dest", str(dest), "--name", "emotion-int8.tflite", "--run", str(run), "--version", "t1"]) == 0
+    this = [str(root / "tiny-int8.tflite"), "--metrics", str(out / "tiny-int8-test.json"), "--dest", str(dest),
+            "--name", "emotion-int8.tflite", "--version", "t1"]
+    # a fixture's few faces are not FER+'s test split: its figures would stand as the headline
+    assert ship.main([*this, "--run", str(run)]) == 2
+    assert not (dest / "emotion-int8.tflite").exists()
+    # a run of another architecture is not this model's recipe
+    other_run = root / "other-run"
+    other_run.mkdir(exist_ok=True)
+    (other_run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()), "arch": "edge-w"}))
+    assert ship.main([*this, "--run", str(other_run), "--other-test-set"]) == 2
+    assert ship.main([*this, "--run", str(run), "--other-test-set"]) == 0
     manifest = json.loads((dest / "emotion-int8.json").read_text())
     assert manifest["model"] == "emotion-int8.tflite" and manifest["version"] == "t1"
+    assert manifest["metrics"]["test_set"] == "other"  # said where a reader of its figures looks
     assert manifest["metrics"]["sha256"] == manifest["sha256"] and manifest["metrics"]["official"]["images"] > 0
     assert manifest["training"]["arch"] == "edge" and manifest["architecture"] == "edge"
     assert sorted(manifest["metrics"]["plots"].values()) == ["emotion-int8-confusion.png", "emotion-int8-curves.png"]
@@ -1101,10 +1111,10 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     plain.write_bytes((root / "tiny-flip.tflite").read_bytes())
     assert evaluate.main([str(plain), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
     assert ship.main([str(root / "tiny-flip.tflite"), "--metrics", str(out / "tiny-flip-plain-test.json"),
-                      "--dest", str(root / "flip-shipped")]) == 2
+                      "--dest", str(root / "flip-shipped"), "--other-test-set"]) == 2
     assert evaluate.main([str(root / "tiny-flip.tflite"), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
     assert ship.main([str(root / "tiny-flip.tflite"), "--metrics", str(out / "tiny-flip-test.json"),
-                      "--dest", str(root / "flip-shipped")]) == 0
+                      "--dest", str(root / "flip-shipped"), "--other-test-set"]) == 0
     shipped = json.loads((root / "flip-shipped" / "tiny-flip.json").read_text())
     flip = views_json(VIEW_PRESETS["flip"])
     assert shipped["inference"] == {"views": flip} and shipped["metrics"]["views"] == flip
@@ -1129,9 +1139,10 @@ def test_ship_gives_the_device_the_input_rule_the_evaluation_used(tiny_run):
     assert evaluate.main([str(other), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
     metrics = out / "tiny-rule-test.json"
     # the same bytes, shipped with a manifest whose rule the evaluation did not use
-    assert ship.main([str(root / "tiny-float.tflite"), "--metrics", str(metrics), "--dest", str(root / "rule-bad")]) == 2
+    assert ship.main([str(root / "tiny-float.tflite"), "--metrics", str(metrics), "--dest", str(root / "rule-bad"),
+                      "--other-test-set"]) == 2
     assert not (root / "rule-bad" / "tiny-float.json").exists()
-    assert ship.main([str(other), "--metrics", str(metrics), "--dest", str(root / "rule-ok")]) == 0
+    assert ship.main([str(other), "--metrics", str(metrics), "--dest", str(root / "rule-ok"), "--other-test-set"]) == 0
     shipped = json.loads((root / "rule-ok" / "tiny-rule.json").read_text())
     assert (shipped["input"]["scale"], shipped["input"]["offset"]) == (1 / 127.5, -1.0)
     assert shipped["input"] == {**shipped["input"], **{k: shipped["metrics"]["input"][k] for k in ("scale", "offset")}}

@@ -7,8 +7,11 @@ links them there). With ``--dest DIR`` (e.g. ``models/baseline``) everything goe
     python -m training.ship ~/runs/edge/emotion-int8.tflite \\
         --metrics ~/runs/edge/eval/emotion-int8-test.json --run ~/runs/edge --version 2026.11-edge-v1
 
-The metrics must be of this very file (their sha256 is checked) and on the test split.
-Everything is staged beside the destination and moved into place at the end, so a failed
+The metrics must be of this very file (their sha256 is checked) and on the whole FER+ test
+split (3,137 faces by the official rule, 3,545 by argmax: a half-extracted label.csv gave
+a headline figure on 431 of them); ``--other-test-set`` ships an evaluation on another set
+(a fixture, another dataset), and the manifest says so. A ``--run`` must be of the same
+architecture. Everything is staged beside the destination and moved into place at the end, so a failed
 step leaves the shipped model as it was.
 """
 from __future__ import annotations
@@ -36,8 +39,19 @@ RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augmen
             "git_commit", "sizes", "keras", "backend", "versions", "started")
 
 
+# the FER+ test split as Microsoft's layout gives it, by the two label rules training.evaluate
+# reports (the README's "Data"; the CSV route's fer2013new.csv keeps 3,152 by the official rule,
+# its votes differing on 283 test images: another test set, see the model card's "Data")
+FERPLUS_TEST_IMAGES = {"official": 3137, "argmax": 3545}
+
+
 class ShipError(RuntimeError):
     pass
+
+
+def test_set_of(metrics: dict) -> dict[str, int | None]:
+    """The number of faces each rule scored in an evaluation."""
+    return {rule: (metrics.get(rule) or {}).get("images") for rule in FERPLUS_TEST_IMAGES}
 
 
 def golden_for(manifest_path: Path):
@@ -55,7 +69,7 @@ def plots_dir_for(dest: Path) -> Path:
 
 
 def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
-         version: str = "", name: str | None = None) -> Path:
+         version: str = "", name: str | None = None, other_test_set: bool = False) -> Path:
     model, metrics_path, dest = Path(model).expanduser(), Path(metrics_path).expanduser(), Path(dest)
     plots_dest = plots_dir_for(dest)
     source_manifest = model.with_suffix(".json")
@@ -68,6 +82,12 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
                         f"{model.name} is {digest[:12]}...): run training.evaluate on this model")
     if metrics.get("split") != "test":
         raise ShipError(f"{metrics_path} is on the {metrics.get('split')} split; ship with the test evaluation")
+    scored = test_set_of(metrics)
+    if not other_test_set and scored != FERPLUS_TEST_IMAGES:
+        raise ShipError(f"{metrics_path} scored {scored['official']} faces by the official rule and {scored['argmax']} "
+                        f"by argmax; the FER+ test split has {FERPLUS_TEST_IMAGES['official']} and "
+                        f"{FERPLUS_TEST_IMAGES['argmax']}: evaluate on the whole split (a partial label.csv?), or pass "
+                        "--other-test-set for an evaluation on another set, which the manifest then records")
     base = json.loads(source_manifest.read_text())
     name = name or model.name
     extra = {k: base[k] for k in ("architecture", "precision", "parameters", "inference") if k in base}
@@ -89,6 +109,9 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         extra["version"] = version
     if run is not None:
         config = json.loads((Path(run).expanduser() / "config.json").read_text())
+        if "architecture" in base and config.get("arch") not in (None, base["architecture"]):
+            raise ShipError(f"{run} trained '{config.get('arch')}', but {source_manifest.name} is '{base['architecture']}': "
+                            "give the run this model came from")
         extra["training"] = {k: config[k] for k in RUN_KEYS if k in config}
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -104,6 +127,8 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
                 shutil.copyfile(src, stage / target)
                 plots[key] = target
         metrics = {**metrics, "model": name, "plots": plots}
+        if other_test_set:
+            metrics["test_set"] = "other"  # not FER+'s whole test split: its figures compare with nothing
         metrics.pop("json", None)
         staged_manifest = write_manifest(staged_model, metrics, extra)
         manifest = json.loads(staged_manifest.read_text())
@@ -131,9 +156,11 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="file name in the destination (default: the model's)")
     p.add_argument("--run", type=Path, help="the training run folder, to record its config")
     p.add_argument("--version", default="", help="model version string")
+    p.add_argument("--other-test-set", action="store_true",
+                   help="the evaluation is not on FER+'s whole test split (a fixture, another dataset); recorded")
     args = p.parse_args(argv)
     try:
-        manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name)
+        manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name, args.other_test_set)
     except (ShipError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
