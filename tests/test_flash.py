@@ -733,3 +733,95 @@ def test_metrics_of_the_wrong_kind_are_refused_and_the_model_page_survives_them(
     r = s.post(f"{web.url}/admin/model/install", data={"csrf": s.csrf}, timeout=60,
                files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
     assert r.status_code == 400 and says.replace("'", "&#039;") in r.text and "unchanged" in r.text
+
+
+CUT_INSTALL = r"""
+import os, signal, sys
+from pathlib import Path
+from edge_app import config
+from edge_app.models import registry
+
+real, when = registry.atomic_write, sys.argv[4]
+
+
+def write(path, data, mode=0o644):  # die as kill -9 (a power cut) would, just before or after the commit point
+    if Path(path).name == "current.json" and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data, mode)
+    if Path(path).name == "current.json" and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+registry.atomic_write = write
+registry.install(sys.argv[1], sys.argv[2], config.load(Path(sys.argv[3])))
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_install_cut_short_at_its_commit_point_keeps_a_model_to_roll_back_to(cfg, variant, tmp_path, when):
+    """previous.json was written before current.json: an install killed between the two left
+    both naming the running model, and `model rollback` said "rolled back to ..." while
+    changing nothing. Killed just before the commit point, the running model stays with its
+    own previous one; just after it, the model it replaced is the one to roll back to."""
+    shipped = json.loads(SHIPPED_MANIFEST.read_text())["sha256"]
+    first = flash.install(*variant(1), cfg)  # the shipped model is the previous one
+    model, manifest = variant(2)
+    child = subprocess.run([sys.executable, "-c", CUT_INSTALL, str(model), str(manifest), str(_config_file(tmp_path, cfg)),
+                            when], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    models = flash.models_dir(cfg)
+    current = json.loads((models / "current.json").read_text())["sha256"]
+    rows = {r["role"]: r for r in flash.listing(cfg)}
+    assert rows["current"]["sha256"] == current != rows["previous"]["sha256"]
+    back = flash.rollback(cfg)
+    assert json.loads((models / "current.json").read_text())["sha256"] == back["sha256"] != current
+    assert back["sha256"] == (shipped if when == "before" else first["sha256"])
+    flash.EmotionClassifier(flash.active_manifest(cfg))  # it loads: its model file was kept
+    assert not (models / flash.PENDING).exists()
+
+
+def test_a_full_disk_at_the_commit_point_leaves_everything_as_it_was(cfg, variant, monkeypatch):
+    """A write of current.json failing on a full disk after previous.json was written left
+    both naming the running model: the rollback target was lost to a refused install."""
+    flash.install(*variant(1), cfg)
+    models = flash.models_dir(cfg)
+    before = {k: v for k, v in _state(models).items() if k != ".lock"}
+    real = flash.atomic_write
+
+    def full_at_commit(path, data, mode=0o644):
+        if Path(path).name == "current.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data, mode)
+
+    monkeypatch.setattr(flash, "atomic_write", full_at_commit)
+    with pytest.raises(flash.FlashError, match="is full"):
+        flash.install(*variant(2), cfg)
+    monkeypatch.undo()
+    assert {k: v for k, v in _state(models).items() if k != ".lock"} == before
+    back = flash.rollback(cfg)
+    assert back["sha256"] == json.loads(SHIPPED_MANIFEST.read_text())["sha256"]
+
+
+def test_rollback_to_the_model_running_now_is_refused_with_what_to_do(web_appliance, cfg, variant, tmp_path, capsys):
+    """A previous.json naming the current model (what a cut-short install of an older version
+    left) made `model rollback` print "rolled back to ..." while changing nothing; with no
+    previous model at all it said so without the way on. Both say the next step, and the
+    model page offers no roll-back to the same model."""
+    conf = _config_file(tmp_path, cfg)
+    assert main(["model", "rollback", "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert "no previous model" in err and "to run another model, install it: engage-edge model install" in err
+    flash.install(*variant(1), cfg)
+    models = flash.models_dir(cfg)
+    shutil.copy(models / "current.json", models / "previous.json")
+    history = flash.history(cfg)
+    assert main(["model", "rollback", "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert "names the model that runs now" in err and "nothing different to roll back to" in err, err
+    assert "to run another model, install it: engage-edge model install" in err and "rolled back" not in err
+    assert flash.history(cfg) == history  # no "rolled back to" recorded for a change that was not made
+    s = login(web_appliance.url)
+    page = s.get(f"{web_appliance.url}/admin/model", timeout=10).text
+    assert 'id="no-previous"' in page and 'action="/admin/model/rollback"' not in page
+    r = s.post(f"{web_appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=10)
+    assert "nothing different to roll back to" in r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0]

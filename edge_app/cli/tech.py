@@ -125,6 +125,13 @@ def cmd_model_rollback(args) -> int:
     _as_data_owner(cfg)
     try:
         raw = flash.rollback(cfg, by=by)
+    except flash.NothingToRollBack as exc:  # what to do instead, as the web page and a failed start say
+        from edge_app.vision.classifier import SHIPPED_MANIFEST
+
+        print(f"rollback refused: {exc}\nthe running model is unchanged; to run another model, install it: "
+              "engage-edge model install MODEL.tflite --manifest MODEL.json (the shipped one: "
+              f"{SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})", file=sys.stderr)
+        return EXIT_FAILED
     except flash.ModelError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return EXIT_FAILED

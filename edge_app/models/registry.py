@@ -5,7 +5,8 @@ device; the shipped model in the package, ``edge_app/models/shipped/``, stays re
 sha256 (``emotion-<sha12>.tflite``) and two manifests: ``current.json`` (what runs) and
 ``previous.json`` (what ``rollback`` restores). Replacing ``current.json`` with
 ``os.replace`` is the single commit point, so a crash at any moment leaves either the old
-or the new model active, never half of one. The running appliance notices the change
+or the new model active, never half of one; the next ``previous.json`` is staged before
+it and renamed after it (``_swap``), so a crash never leaves both naming the same model. The running appliance notices the change
 (``ModelWatcher``, one ``stat`` a second) and swaps its classifier without a restart.
 
 A model is only installed when: the manifest parses and its labels are FER+ emotions, the
@@ -50,6 +51,7 @@ from edge_app.vision.faces import REFERENCE_SOURCE, reference_faces
 
 log = logging.getLogger(__name__)
 CURRENT, PREVIOUS = "current.json", "previous.json"
+PENDING = "previous.pending.json"  # the next previous.json, written before the commit point (``_swap``)
 HISTORY = "history.json"
 HISTORY_KEEP = 50  # installs and roll-backs remembered (newest first), whoever made them
 GOLDEN_SOURCE = REFERENCE_SOURCE
@@ -81,6 +83,10 @@ class FlashError(ModelError):
     """The model was refused (or nothing to roll back to); the running model is untouched."""
 
 
+class NothingToRollBack(FlashError):
+    """No previous model, or one that is the model running now: a rollback changes nothing."""
+
+
 # ------------------------------------------------------------------ where things are
 def models_dir(cfg: Config) -> Path:
     return config_mod.data_dir(cfg) / "models"
@@ -108,7 +114,7 @@ def way_out(cfg: Config) -> str:
         return ""  # it loads: the start failed on something else
     except ModelError:
         pass
-    if (current.parent / PREVIOUS).is_file():
+    if _previous_path(current.parent).is_file():
         return ("the flashed model does not load: 'sudo -u engage engage-edge model rollback' "
                 "returns to the model that ran before it")
     return ("the flashed model does not load and there is no earlier one to roll back to: install a good "
@@ -553,9 +559,70 @@ def _adopt_running(directory: Path, cfg: Config) -> dict | None:
         return None
 
 
+def _read(path: Path) -> dict | None:
+    """A manifest in the models directory, or None when it is missing or unreadable."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _swap(directory: Path, new: dict, previous: dict | None) -> None:
+    """Make ``new`` the current model and ``previous`` (None: previous.json as it is) the one
+    to roll back to. The previous manifest is written first under another name (a full disk
+    refuses the change before anything changed), then current.json is replaced (the commit
+    point), then the staged file is renamed to previous.json. Writing previous.json before
+    current.json, as it was, left both naming the same model after a crash or a failed write
+    between them, and the rollback target was lost; ``_settle`` finishes a swap cut short."""
+    pending = directory / PENDING
+    if previous is not None:
+        atomic_write(pending, (json.dumps(previous, indent=2) + "\n").encode())
+    try:
+        atomic_write(directory / CURRENT, (json.dumps(new, indent=2) + "\n").encode())  # the commit point
+    except BaseException:
+        with contextlib.suppress(OSError):
+            pending.unlink()
+        raise
+    if previous is not None:
+        try:  # a rename needs no room on the disk
+            os.replace(pending, directory / PREVIOUS)
+            fsync_dir(directory)
+        except OSError as exc:  # the next install or rollback finishes it (_settle); listing reads it already
+            log.warning("the model is changed, but %s could not be renamed to %s yet: %s", pending, PREVIOUS, exc)
+
+
+def _staged_previous(directory: Path) -> dict | None:
+    """The previous manifest a swap cut short after its commit point left staged (one that
+    names another model than the current one), or None."""
+    staged, current = _read(directory / PENDING), _read(directory / CURRENT)
+    if staged is None or current is None or staged.get("sha256") == current.get("sha256"):
+        return None  # cut short before the commit point: the current model is still the one staged
+    return staged
+
+
+def _settle(directory: Path) -> None:
+    """Finish a swap a crash cut short (under the lock): the staged previous manifest becomes
+    previous.json when the commit point was passed, and is dropped when it was not."""
+    pending = directory / PENDING
+    if not pending.exists():
+        return
+    if _staged_previous(directory) is not None:
+        os.replace(pending, directory / PREVIOUS)
+    else:
+        pending.unlink()
+    fsync_dir(directory)
+
+
+def _previous_path(directory: Path) -> Path:
+    """Where the model to roll back to is described: previous.json, or the staged one a swap
+    cut short after its commit point left (until ``_settle`` renames it)."""
+    return directory / PENDING if _staged_previous(directory) is not None else directory / PREVIOUS
+
+
 def _cleanup(directory: Path) -> None:
     keep = set()
-    for name in (CURRENT, PREVIOUS):
+    for name in (CURRENT, PREVIOUS, PENDING):
         with contextlib.suppress(OSError, ValueError, KeyError):
             keep.add(json.loads((directory / name).read_text())["model"])
     for path in directory.glob("emotion-*.tflite"):
@@ -621,6 +688,7 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
     directory = models_dir(cfg)
     with _locked(directory):
         try:  # a full disk or a folder this user may not write: refused, the running model untouched
+            _settle(directory)
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
                 raw, _ = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
                                   allow_slow=allow_slow)
@@ -628,10 +696,10 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:
                     atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
-            if running is not None and running.get("sha256") != raw["sha256"]:
-                atomic_write(directory / PREVIOUS, (json.dumps(running, indent=2) + "\n").encode())
-            atomic_write(directory / CURRENT, (json.dumps(raw, indent=2) + "\n").encode())  # the commit point
+            _swap(directory, raw, running if running is not None and running.get("sha256") != raw["sha256"] else None)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                _cleanup(directory)  # the new model's copy, which nothing names
             raise _write_failed(directory, exc) from None
         _after_commit(directory, "installed", raw, by)
         _cleanup(directory)
@@ -644,8 +712,12 @@ def rollback(cfg: Config, by: str = "") -> dict:
     directory = models_dir(cfg)
     with _locked(directory):
         prev_path, cur_path = directory / PREVIOUS, directory / CURRENT
+        try:
+            _settle(directory)
+        except OSError as exc:
+            raise _write_failed(directory, exc) from None
         if not prev_path.is_file():
-            raise FlashError(f"there is no previous model in {directory} to roll back to")
+            raise NothingToRollBack(f"there is no previous model in {directory} to roll back to")
         try:
             previous = json.loads(prev_path.read_text())
         except (OSError, ValueError) as exc:
@@ -657,19 +729,18 @@ def rollback(cfg: Config, by: str = "") -> dict:
             # not kept as the previous one, which could never run)
             log.warning("the current model's manifest %s is unreadable (%s): rolling back over it", cur_path, exc)
             current = None
+        if isinstance(current, dict) and isinstance(previous, dict) and previous.get("sha256") == current.get("sha256"):
+            raise NothingToRollBack(f"{prev_path} names the model that runs now ({current.get('model')}, sha256 "
+                                    f"{str(current.get('sha256'))[:12]}): there is nothing different to roll back to")
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
         try:
-            atomic_write(cur_path, (json.dumps(previous, indent=2) + "\n").encode())  # the commit point
-        except OSError as exc:
-            raise _write_failed(directory, exc) from None
-        try:  # rolled back already: what follows only tidies up
             if current is not None:
-                atomic_write(prev_path, (json.dumps(current, indent=2) + "\n").encode())
-            else:
-                prev_path.unlink()
+                _swap(directory, previous, current)
+            else:  # the damaged one is not kept: previous.json becomes current.json, one rename
+                os.replace(prev_path, cur_path)
                 fsync_dir(directory)
         except OSError as exc:
-            log.warning("rolled back, but %s still names the same model: %s", prev_path, exc)
+            raise _write_failed(directory, exc) from None
         _after_commit(directory, "rolled back to", previous, by)
     log.info("rolled back to model %s", previous.get("model"))
     return previous
@@ -680,7 +751,8 @@ def listing(cfg: Config) -> list[dict]:
     directory = models_dir(cfg)
     rows: list[dict[str, Any]] = []
     active = active_manifest(cfg)
-    for role, path in (("current", directory / CURRENT), ("previous", directory / PREVIOUS), ("shipped", SHIPPED_MANIFEST)):
+    for role, path in (("current", directory / CURRENT), ("previous", _previous_path(directory)),
+                       ("shipped", SHIPPED_MANIFEST)):
         if not path.is_file():
             continue
         try:
@@ -763,6 +835,5 @@ class ModelWatcher:
             self._thread.join(2)
 
 
-__all__ = ["FlashError", "install", "rollback", "way_out", "listing", "history", "compute_golden", "write_golden", "golden_check",
-           "golden_problem",
-           "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
+__all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
+           "write_golden", "golden_check", "golden_problem", "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

@@ -147,6 +147,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             size_mb = None
         rows = flash.listing(ctx.cfg)
         previous = next((r for r in rows if r["role"] == "previous" and "error" not in r), None)
+        current = next((r for r in rows if r["role"] == "current" and "error" not in r), None)
+        if previous is not None and current is not None and previous["sha256"] == current["sha256"]:
+            previous = None  # the current model itself: nothing to go back to
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           speed=measured(m.raw), plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous,
