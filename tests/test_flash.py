@@ -825,3 +825,58 @@ def test_rollback_to_the_model_running_now_is_refused_with_what_to_do(web_applia
     assert 'id="no-previous"' in page and 'action="/admin/model/rollback"' not in page
     r = s.post(f"{web_appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=10)
     assert "nothing different to roll back to" in r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0]
+
+
+def test_free_text_in_a_manifest_is_bounded(cfg, variant):
+    """A 4 MB version was taken and copied into every history entry (history.json grew to
+    6.5 MB, read by every model page view); a manifest is at most 1 MB."""
+    model, manifest = variant(1)
+    raw = json.loads(manifest.read_text())
+    for bad, says in (({"version": "v" * 100_000}, "version must be text of at most 64 characters .*, not 100000 characters"),
+                      ({"version": 2026}, r"version must be text of at most 64 characters \(e.g. 2026.11-edge-v3\), not 2026$"),
+                      ({"notes": "x" * 2_000_000}, r"is 2.0 MB: a manifest is at most 1 MB")):
+        manifest.write_text(json.dumps({**raw, **bad}))
+        with pytest.raises(flash.FlashError, match=says):
+            flash.install(model, manifest, cfg)
+    assert flash.history(cfg) == []
+    manifest.write_text(json.dumps({**raw, "version": "2026.11-edge-v3"}))
+    flash.install(model, manifest, cfg)
+    assert flash.history(cfg)[0]["version"] == "2026.11-edge-v3"
+
+
+def test_a_file_system_out_of_inodes_is_said_as_such(cfg, variant, tmp_path, capsys):
+    """With no inodes left (many small files) the refusal said "the disk holding ... is full
+    (12637.9 MB free)", which read as a lie; it says the file system has no free inodes."""
+    with mounted_tmpfs(tmp_path / "few", "8m,nr_inodes=64") as disk:
+        conf = tmp_path / "few.toml"
+        conf.write_text(f'[store]\ndata_dir = "{disk / "data"}"\n')
+        small = config_mod.load(conf)
+        flash.install(*variant(1), small)
+        models = flash.models_dir(small)
+        before = _state(models)
+        n = 0
+        with pytest.raises(OSError) as full:
+            while True:
+                (disk / f"f{n}").touch()
+                n += 1
+        assert full.value.errno == errno.ENOSPC and os.statvfs(disk).f_bavail > 0
+        model, manifest = variant(2)
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 1
+        err = capsys.readouterr().err
+        assert f"the file system holding {models} has no free inodes: it can hold no more files, though" in err, err
+        assert "is full (" not in err and "Traceback" not in err and "unchanged" in err
+        assert _state(models) == before
+
+
+def test_a_shape_refusal_names_plain_numbers(cfg, variant):
+    """The input-shape refusal printed (np.int32(1), np.int32(48), ...)."""
+    model, manifest = variant(1)
+    raw = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**raw, "input": {**raw["input"], "size": [64, 64]}}))
+    with pytest.raises(flash.FlashError) as refused:
+        flash.install(model, manifest, cfg)
+    assert "input shape (1, 48, 48, 1) does not match the manifest's (1, 64, 64, 1)" in str(refused.value)
+    manifest.write_text(json.dumps({**raw, "labels": raw["labels"][:-1]}))
+    with pytest.raises(flash.FlashError) as refused:
+        flash.install(model, manifest, cfg)
+    assert "output shape (1, 8) does not match 7 labels" in str(refused.value) and "np." not in str(refused.value)

@@ -77,6 +77,7 @@ SPEED_FACES = 3
 SPEED_BUDGET_S = 0.5  # past this (after two rounds) the rounds stop: a slow model is plain by then
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # an emotion CNN for a Pi is well under 10 MB
+MAX_MANIFEST_BYTES = 1024 * 1024  # the shipped one, its evaluation included, is 12 kB
 
 
 class FlashError(ModelError):
@@ -308,7 +309,18 @@ def _check_readable(path: Path, what: str, missing: str) -> None:
 def _write_failed(directory: Path, exc: OSError) -> FlashError:
     """A write into the models directory failed before the commit point: say why and what to do."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        mb = free_mb(directory)
+        where = next((p for p in (directory, *directory.parents) if p.is_dir()), directory)
+        mb = free_mb(where)
+        try:
+            fs = os.statvfs(where)
+            no_inodes = fs.f_files > 0 and fs.f_favail == 0  # 0 files in all: a file system without a count
+        except OSError:
+            no_inodes = False
+        if no_inodes:  # "full (12637.9 MB free)" read as a lie
+            free = f", though {mb:.1f} MB are free" if mb is not None else ""
+            return FlashError(f"the file system holding {directory} has no free inodes: it can hold no more files{free}. "
+                              f"Delete files that are no longer needed (`df -i {where}` counts them; many small files, "
+                              "old backups or exports) and try again")
         free = f" ({mb:.1f} MB free)" if mb is not None else ""
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
@@ -454,6 +466,10 @@ def validate(model_file: Path, manifest_file: Path, staging: Path, *, running: P
     size = model_file.stat().st_size
     if size == 0 or size > MAX_MODEL_BYTES:
         raise FlashError(f"{model_file.name} is {size} bytes: a model must be above 0 and at most {MAX_MODEL_BYTES >> 20} MB")
+    size = manifest_file.stat().st_size
+    if size > MAX_MANIFEST_BYTES:  # it is kept twice (current, previous) and read by every page view
+        raise FlashError(f"manifest {manifest_file.name} is {size / 1e6:.1f} MB: a manifest is at most "
+                         f"{MAX_MANIFEST_BYTES >> 20} MB (the shipped one is 12 kB); is it the right file?")
     try:
         raw = json.loads(manifest_file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -466,6 +482,11 @@ def validate(model_file: Path, manifest_file: Path, staging: Path, *, running: P
         raise FlashError(f"manifest {manifest_file}: labels must be a list of emotion names")
     if len(set(labels)) != len(labels):
         raise FlashError(f"manifest {manifest_file}: labels {labels} repeat")
+    version = raw.get("version")  # kept in every history entry: a 4 MB version grew history.json to 6.5 MB
+    if version is not None and not (isinstance(version, str) and len(version) <= MAX_TEXT):
+        what = f"{len(version)} characters" if isinstance(version, str) else _short(version)
+        raise FlashError(f"manifest {manifest_file}: version must be text of at most {MAX_TEXT} characters "
+                         f"(e.g. 2026.11-edge-v3), not {what}")
     digest = sha256_file(model_file)
     if digest != raw["sha256"]:
         raise FlashError(f"{model_file.name} does not match its manifest: sha256 {digest[:12]}..., "
@@ -646,11 +667,11 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     official: dict = metrics["official"] if isinstance(metrics.get("official"), dict) else {}
     measured: dict = raw["measured"] if isinstance(raw.get("measured"), dict) else {}
     entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
-             "version": raw.get("version", ""),
+             "version": str(raw.get("version") or "")[:MAX_TEXT],
              "accuracy": official["accuracy"] if _is_number(official.get("accuracy"), 0, 1) else None,
              "ms_per_face": measured.get("ms_per_face"), "by": by}
-    atomic_write(directory / HISTORY, (json.dumps([entry, *history_of(directory)][:HISTORY_KEEP], indent=2)
-                                       + "\n").encode())
+    rows = [{**r, "version": str(r.get("version") or "")[:MAX_TEXT]} for r in history_of(directory)]  # older, uncapped
+    atomic_write(directory / HISTORY, (json.dumps([entry, *rows][:HISTORY_KEEP], indent=2) + "\n").encode())
 
 
 def _after_commit(directory: Path, action: str, raw: dict, by: str) -> None:

@@ -210,10 +210,11 @@ class EmotionClassifier:
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         expected_in = (1, m.size[0], m.size[1], 1)
-        if tuple(inp["shape"]) != expected_in:
-            raise ModelError(f"{m.model_path}: input shape {tuple(inp['shape'])} does not match the manifest's {expected_in}")
-        if tuple(out["shape"]) != (1, len(m.labels)):
-            raise ModelError(f"{m.model_path}: output shape {tuple(out['shape'])} does not match {len(m.labels)} labels")
+        in_shape, out_shape = tuple(int(v) for v in inp["shape"]), tuple(int(v) for v in out["shape"])  # not np.int32(1)
+        if in_shape != expected_in:
+            raise ModelError(f"{m.model_path}: input shape {in_shape} does not match the manifest's {expected_in}")
+        if out_shape != (1, len(m.labels)):
+            raise ModelError(f"{m.model_path}: output shape {out_shape} does not match {len(m.labels)} labels")
         self._in, self._out = inp, out
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
