@@ -242,3 +242,24 @@ def test_the_model_page_shows_the_time_measured_here_and_refuses_a_slow_upload(
     assert 'id="speed-measured"' in r.text and 'id="speed-claimed"' not in r.text
     history = r.text.split('id="model-history"', 1)[1].split("</table>", 1)[0]
     assert f"{measured['ms_per_face']:.2f} ms" in history
+
+
+def test_training_ship_refuses_a_model_the_flash_tool_would_refuse(built, tmp_path):
+    """ship recorded golden data from whatever the model said: a model that calls every
+    face "neutral" went into the package, and every device refused it at install."""
+    from training import ship
+
+    model, manifest = _model(tmp_path, "constant", built["constant"])
+    raw = json.loads(manifest.read_text())
+    evaluation = {"sha256": raw["sha256"], "split": "test", "views": SINGLE_VIEW["views"],
+                  "input": {k: raw["input"][k] for k in ("scale", "offset")},
+                  **{rule: {"images": n, "accuracy": 0.5} for rule, n in ship.FERPLUS_TEST_IMAGES.items()}}
+    metrics = tmp_path / "constant-test.json"
+    metrics.write_text(json.dumps(evaluation))
+    with pytest.raises(ship.ShipError, match="the flash tool would refuse this model: its output is the same"):
+        ship.ship(model, metrics, tmp_path / "package")
+    assert not (tmp_path / "package" / "constant.json").exists()
+    sound, sound_manifest = _model(tmp_path, "readout", built["readout"])
+    metrics.write_text(json.dumps({**evaluation, "sha256": json.loads(sound_manifest.read_text())["sha256"]}))
+    shipped = json.loads(ship.ship(sound, metrics, tmp_path / "package").read_text())
+    assert len(set(shipped["golden"]["labels"])) >= 3

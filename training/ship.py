@@ -54,12 +54,18 @@ def test_set_of(metrics: dict) -> dict[str, int | None]:
     return {rule: (metrics.get(rule) or {}).get("images") for rule in FERPLUS_TEST_IMAGES}
 
 
-def golden_for(manifest_path: Path):
-    """The flash tool's golden record for this model, when the device code provides one."""
+def golden_for(manifest_path: Path, other_test_set: bool = False):
+    """The flash tool's golden record for this model, when the device code provides one. A
+    model whose output the flash tool would refuse (NaN, the same for every face, fewer
+    than three emotions over the reference faces) is not shipped: every device would refuse
+    it at install and at its self-test. A fixture (``other_test_set``) is recorded as it is."""
     try:
-        from edge_app.models.registry import compute_golden
+        from edge_app.models.registry import compute_golden, golden_problem
+        from edge_app.vision.classifier import EmotionClassifier
     except ImportError:
         return None
+    if not other_test_set and (problem := golden_problem(EmotionClassifier(manifest_path))):
+        raise ShipError(f"the flash tool would refuse this model: {problem}; nothing was shipped")
     return compute_golden(manifest_path)
 
 
@@ -132,7 +138,7 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         metrics.pop("json", None)
         staged_manifest = write_manifest(staged_model, metrics, extra)
         manifest = json.loads(staged_manifest.read_text())
-        golden = golden_for(staged_manifest)
+        golden = golden_for(staged_manifest, other_test_set)
         if golden is not None:
             manifest["golden"] = golden
             staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
