@@ -201,14 +201,21 @@ def test_a_stop_whose_camera_never_closes_still_finishes(make_appliance, cfg):
         camera.release.set()
 
 
-def test_sigterm_with_the_live_view_open_ends_engage_edge_run_cleanly(tmp_path):
-    """What systemd does at a stop, with a teacher's tab on the live view: before, the
-    process never exited (SIGKILL after TimeoutStopSec) and the last state ran on in the log."""
+@contextlib.contextmanager
+def demo_run(tmp_path: Path):
+    """A real ``engage-edge run`` on the demo source, with its data in ``tmp_path``."""
     config = tmp_path / "config.toml"
     config.write_text("")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
     with service_process("run", "--config", config, "--source", "demo", "--port", "0",
                          "--data-dir", tmp_path / "data", env=env) as proc:
+        yield proc
+
+
+def test_sigterm_with_the_live_view_open_ends_engage_edge_run_cleanly(tmp_path):
+    """What systemd does at a stop, with a teacher's tab on the live view: before, the
+    process never exited (SIGKILL after TimeoutStopSec) and the last state ran on in the log."""
+    with demo_run(tmp_path) as proc:
         url = served_at(proc)
         received = watch_live(login(url), url)
         wait_for(lambda: sum(received) > 10_000, what="live frames reach the viewer")
@@ -344,11 +351,7 @@ def test_sigterm_stops_engage_edge_run_whose_output_reader_has_gone(tmp_path):
     """``engage-edge run ... | head -3``: the "stopping" line failed with a broken pipe, the
     command returned before the appliance's stop, and its threads kept it serving (and
     holding its port) until a SIGKILL."""
-    config = tmp_path / "config.toml"
-    config.write_text("")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    with service_process("run", "--config", config, "--source", "demo", "--port", "0",
-                         "--data-dir", tmp_path / "data", env=env) as proc:
+    with demo_run(tmp_path) as proc:
         url = served_at(proc)
         proc.stdout.close()  # the reader is gone, as head's after its lines
         wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).json()["fps"] > 1, what="frames")
