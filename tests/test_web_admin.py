@@ -239,6 +239,8 @@ def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, 
                   for i in range(2)]
         unkept = store.add_upload(ann.id, "ann-not-kept.jpg", 640, 480, [face("happiness", "Engaged")])
         student, admin = login(appliance.url, "ann", PW), login(appliance.url)
+        # sessions last refreshed over 30 s ago: their next request tries to refresh them, on the full disk
+        store.execute("UPDATE sessions SET last_seen = last_seen - 60")
         store.forget_deleted()  # as after any deletion: the write-ahead log emptied, so a delete must grow it
 
         def fill() -> None:
@@ -259,6 +261,9 @@ def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, 
                        data=settings_form(appliance, **{"store.retention_days": "7", "csrf": admin.csrf}))
         assert r.status_code == 507 and "disk holding" in r.text and "is full" in r.text, r.text[:300]
         assert "The disk is full" in r.text and "report it" not in r.text
+        assert r.headers.get("X-Content-Type-Options") == "nosniff"
+        r = admin.get(f"{appliance.url}/admin/settings", timeout=10)  # a page that only reads still opens
+        assert r.status_code == 200 and "Keep data for" in r.text
         assert appliance.cfg.store.retention_days == 30  # not half applied
         # no picture to free room with (not kept): said as a full disk to a script too
         r = student.delete(f"{appliance.url}/api/uploads/{unkept}", timeout=10)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -465,7 +466,10 @@ class Accounts:
             self.end_session(token)
             return None
         if now - r["last_seen"] > 30:  # refresh at most every 30 s: fewer writes
-            self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
+            try:
+                self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
+            except sqlite3.OperationalError as exc:  # a full disk, a long lock: the session holds on regardless
+                log.debug("session not refreshed: %s", exc)  # (a page on a full disk must still say it is full)
         return _user(r), r["csrf"]
 
     def end_session(self, token: str) -> None:

@@ -9,6 +9,7 @@ need is in ``edge_app.store``; the HTTP server is in ``server``. Sessions are se
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ from edge_app.web import (
 )
 from edge_app.web.guard import Guard, json_error, wants_json
 from edge_app.web.proxies import TrustedProxies
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 bottle.TEMPLATE_PATH[:] = [str(HERE / "views")]
@@ -144,10 +147,13 @@ def make_app(ctx: Context) -> bottle.Bottle:
         if advice:
             response.status = 507  # Insufficient Storage
             message = f"Not done, the database could not be written: {advice}."
-            if wants_json():
-                response.content_type = "application/json"
-                return json.dumps({"error": message})
-            return guard.page("error", title="The disk is full", message=message)
+            if not wants_json():
+                try:
+                    return guard.page("error", title="The disk is full", message=message)
+                except Exception:  # drawing the page needs the database too: say it in JSON then
+                    log.warning("the disk-full page could not be drawn", exc_info=True)
+            response.content_type = "application/json"
+            return json.dumps({"error": message})
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)
 
     return app
