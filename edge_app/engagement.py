@@ -248,11 +248,15 @@ class MinuteAggregator:
     clock only says which minute it belongs to. A wall clock that steps (a Pi without a
     real-time clock is set by NTP after it starts, or by hand) no longer shows up as time:
     set forward, the 5-s gap cap was counted once as seconds nobody was seen; set back, a
-    minute already written was added to again (110 s in one row). The minute never goes
-    back: after a step back the current row keeps the seconds until the wall clock has
-    passed it again."""
+    minute already written was added to again (110 s in one row). A small step back (up to
+    a minute: a clock being corrected) does not move the minute back; the current row keeps
+    the seconds until the wall clock has passed it again. After a larger one the rows follow
+    the wall clock (a row then written again adds up in the store, each pass at most a
+    minute): holding one row for as long made a single row of many minutes, which the
+    classroom refuses, and published nothing meanwhile."""
 
     MAX_SPAN_S = 5.0  # a longer pause between frames (a stall) counts this much at most
+    HOLD_BACK_S = 60.0  # a wall clock set back by at most this much keeps the current minute
 
     def __init__(self):
         self.minute: int | None = None
@@ -260,6 +264,7 @@ class MinuteAggregator:
         self.frames = 0
         self.faces = 0
         self._last: tuple[float, str] | None = None  # (monotonic time, group) of the previous frame
+        self._last_wall: float | None = None
 
     def add(self, wall_t: float, group: str, face_seen: bool, mono_t: float | None = None) -> dict | None:
         """Account for the time since the previous call; returns a finished minute row.
@@ -271,13 +276,14 @@ class MinuteAggregator:
         mono_t = wall_t if mono_t is None else mono_t
         done = None
         minute = int(wall_t // 60)
-        if self.minute is not None and minute < self.minute:  # the wall clock stepped back
+        if (self.minute is not None and minute < self.minute and self._last_wall is not None
+                and self._last_wall - wall_t <= self.HOLD_BACK_S):  # the wall clock stepped back a little
             minute = self.minute
         carried, prev_group = 0.0, group  # the new minute's part of the time since the previous frame
         if self._last is not None:
             prev_t, prev_group = self._last
             span = max(0.0, min(mono_t - prev_t, self.MAX_SPAN_S))
-            if self.minute is not None and minute > self.minute:
+            if self.minute is not None and minute != self.minute:
                 carried = max(0.0, min(span, wall_t - minute * 60))
             self.seconds[prev_group] += span - carried
         if self.minute is not None and minute != self.minute:
@@ -287,6 +293,7 @@ class MinuteAggregator:
         self.frames += 1
         self.faces += int(face_seen)
         self._last = (mono_t, group)
+        self._last_wall = wall_t
         return done
 
     def gap(self) -> None:

@@ -283,17 +283,32 @@ def test_a_wall_clock_set_forward_is_no_time_spent():
     assert agg.flush()["Engaged"] == pytest.approx(1.0)  # the half second over the jump, and one after
 
 
-def test_a_wall_clock_set_back_never_adds_to_a_minute_already_written():
-    """Set back 90 s, the clock named a minute already written, and its row was added to
-    again in the database (110 s in one minute). The minute now never goes back."""
+def _rows_across_a_step_back(back_s: float) -> list[dict]:
+    """A frame a second for 70 s, the wall clock set back ``back_s``, then 70 s more."""
     agg = MinuteAggregator()
     rows = []
-    mono = 0.0
-    for wall in [6000.0 + k for k in range(70)] + [6070.0 - 90.0 + k for k in range(1, 20)]:
-        row = agg.add(wall, "Engaged", True, mono_t=mono)
-        mono += 1.0
+    for k in range(140):
+        wall = 6000.0 + k - (back_s if k >= 70 else 0.0)
+        row = agg.add(wall, "Engaged", True, mono_t=float(k))
         if row:
             rows.append(row)
     rows.append(agg.flush())
-    assert [r["minute"] for r in rows] == [6000, 6060]  # none for 5940 or 6000 again
-    assert sum(r["Engaged"] for r in rows) == pytest.approx(88.0)  # every second counted once
+    return rows
+
+
+def test_a_wall_clock_set_back_a_little_never_adds_to_a_minute_already_written():
+    """Set back 30 s, the clock named a minute already written, and its row was added to
+    again in the database. A small step back keeps the current minute instead."""
+    rows = _rows_across_a_step_back(30.0)
+    assert [r["minute"] for r in rows] == [6000, 6060]  # never 6000 again
+    assert sum(r["Engaged"] for r in rows) == pytest.approx(139.0)  # every second counted once
+    assert max(r["Engaged"] for r in rows) <= 90.0  # the held row: its minute and the 30 s repeated
+
+
+def test_a_wall_clock_set_back_far_gives_rows_of_a_minute_each():
+    """Set back ten minutes, one held row grew to ten minutes (which the classroom refuses,
+    and nothing was published meanwhile): the rows follow the wall clock instead."""
+    rows = _rows_across_a_step_back(600.0)
+    assert [r["minute"] for r in rows] == [6000, 6060, 5460, 5520]
+    assert sum(r["Engaged"] for r in rows) == pytest.approx(139.0)
+    assert all(r["Engaged"] <= 60.0 for r in rows)
