@@ -583,6 +583,8 @@ def state(level="Engaged", since="1700000000.5", seq="1", **extra) -> bytes:
     ("desk-1", state(seq="1e400")),
     ("desk-1", state(level="<b>Bored</b>")),  # not a level a desk sends
     ("desk-1", state(level="x" * 5000)),  # not a level either
+    ("desk-1", state(level="Offline")),  # the page's own words: counted offline while online
+    ("desk-1", state(level="Waiting for a first reading")),
     ("desk-1", b"[" * 200000),
     ("desk-1", b"{}"),
     ("desk-1", state(level="[]").replace(b'"[]"', b"[]")),  # a list: unhashable, was a logged traceback

@@ -52,6 +52,7 @@ MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
+PAGE_STATES = (WAITING, "Offline")  # the page's own words for a desk, never a level a desk may send
 MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
 SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, plus half of one and a second
 # the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
@@ -443,7 +444,7 @@ def _state_of(data) -> tuple[str, float, int] | None:
         level, since, seq = data["level"], float(data["since"]), int(data["seq"])
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    if not isinstance(level, str) or not LEVEL_TEXT.fullmatch(level) or not _time_ok(since):
+    if not isinstance(level, str) or not LEVEL_TEXT.fullmatch(level) or level in PAGE_STATES or not _time_ok(since):
         return None
     return level, since, seq
 
