@@ -486,3 +486,32 @@ def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_t
     finally:
         reader.close()
         store.close()
+
+
+def test_housekeeping_stop_waits_for_a_purge_under_way(tmp_path):
+    """The service closed its store while a purge still ran: the purge reopened the
+    database, and that connection was never closed."""
+    import threading
+
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.housekeeping import Housekeeping
+
+    store = Store(tmp_path / "data")
+    inside, release = threading.Event(), threading.Event()
+
+    class SlowRetention:  # the retention setting, asked for as the run begins
+        def __call__(self) -> int:
+            inside.set()
+            release.wait(5)
+            return 30
+
+    keeper = Housekeeping(store, Accounts(store), SlowRetention(), first_after_s=0.0).start()
+    assert inside.wait(5)
+    stopper = threading.Thread(target=keeper.stop)
+    stopper.start()
+    stopper.join(0.3)
+    assert stopper.is_alive()  # it waits for the run under way ...
+    release.set()
+    stopper.join(5)
+    assert not stopper.is_alive() and keeper.runs == 1  # ... which finished before stop returned
+    store.close()

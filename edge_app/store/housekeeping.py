@@ -36,6 +36,8 @@ class Housekeeping:
         raised: the next run tries again (a locked or full database is passing)."""
         try:
             removed = self.store.purge(self.retention_days())
+            if self._stop.is_set():  # stopping: the store is about to close
+                return removed
             self.accounts.purge_sessions()
             if removed:
                 log.info("retention: removed %d old rows", removed)
@@ -57,5 +59,10 @@ class Housekeeping:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop, and wait for a run under way (a purge deletes in batches): it must not
+        reopen the database its service is closing, nor delete images after the service
+        released them."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
