@@ -186,7 +186,7 @@ def test_a_model_far_slower_than_the_running_one_is_refused_unless_allowed(cfg, 
     argv = ["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    found = re.search(r"slow.tflite takes ([\d.]+) ms per face \(1 inference\), (\d+) times the ([\d.]+) ms of the "
+    found = re.search(r"slow.tflite takes ([\d.]+) ms per face \(1 inference\), ([\d.]+) times the ([\d.]+) ms of the "
                       r"model running now \(emotion-int8.tflite\), both measured here", err)
     assert found, err
     ms, ref_ms = float(found.group(1)), float(found.group(3))

@@ -70,10 +70,11 @@ MIN_OUTPUT_SPREAD = 0.01
 # A candidate is timed against the model running now, per face with all its views (the live
 # loop does that for every face of every frame): a model 100 times slower took the loop from
 # 15 FPS to 2 after its hot swap. More than MAX_SLOWDOWN times slower is refused unless the
-# technician allows it. Not 4: the views bound (MAX_VIEWS) lets a manifest ask for 8 looks at
-# the shipped network, 4 times its 2, which is allowed and must not be refused by timing
-# noise; a network many times slower is what this catches (``time_per_face``).
-MAX_SLOWDOWN = 5.0
+# technician allows it. Not 4 or 5: the views bound (MAX_VIEWS) lets a manifest ask for 8
+# looks at the shipped network, 4 times its 2, which is allowed, and on a busy machine (the
+# live loop beside it) that measured up to 5.7 times; a network many times slower is what
+# this catches (``time_per_face``), and one measured over the limit is measured again.
+MAX_SLOWDOWN = 10.0
 SPEED_FACES = 3
 SPEED_ROUNDS = (3, 15)  # at least, at most
 SPEED_BUDGET_S = 0.3  # no round starts past this (after the first three): a slow model is plain by then
@@ -446,11 +447,13 @@ def _speed_check(clf: EmotionClassifier, running: Path, model_file: Path, manife
     if reference is None:
         return None
     ms, ref_ms = time_per_face(clf, reference)
+    if ms > MAX_SLOWDOWN * ref_ms and not allow_slow:  # once more: a busy moment is not a slow model
+        ms, ref_ms = min((ms, ref_ms), time_per_face(clf, reference), key=lambda pair: pair[0] / pair[1])
     views = len(clf.manifest.views)
     if ms > MAX_SLOWDOWN * ref_ms and not allow_slow:
         raise FlashError(
             f"{model_file.name} takes {ms:.1f} ms per face ({views} inference{'s' if views > 1 else ''}), "
-            f"{ms / ref_ms:.0f} times the {ref_ms:.2f} ms of the model running now "
+            f"{ms / ref_ms:.1f} times the {ref_ms:.2f} ms of the model running now "
             f"({reference.manifest.model_path.name}), both measured here: the live loop would slow down about as "
             f"much (more than {MAX_SLOWDOWN:g} times slower is refused). To install it anyway, run `engage-edge model "
             f"install {model_file} --manifest {manifest_file} --allow-slow` on the device")
