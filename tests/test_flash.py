@@ -802,6 +802,29 @@ def test_a_full_disk_at_the_commit_point_leaves_everything_as_it_was(cfg, varian
     assert back["sha256"] == json.loads(SHIPPED_MANIFEST.read_text())["sha256"]
 
 
+def test_an_error_after_the_commit_point_finishes_the_change_it_made(cfg, variant, monkeypatch):
+    """atomic_write can fail after its rename (syncing the folder on a dying card): the
+    install said "the running model is unchanged", deleted the file current.json now named,
+    and lost the rollback target."""
+    flash.install(*variant(1), cfg)
+    models = flash.models_dir(cfg)
+    real = flash.atomic_write
+
+    def fails_after_the_rename(path, data, mode=0o644):
+        real(path, data, mode)
+        if Path(path).name == "current.json":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(flash, "atomic_write", fails_after_the_rename)
+    installed = flash.install(*variant(2), cfg)
+    monkeypatch.undo()
+    current = json.loads((models / "current.json").read_text())
+    assert current["sha256"] == installed["sha256"] and (models / current["model"]).is_file()
+    assert json.loads((models / "previous.json").read_text())["sha256"] != current["sha256"]
+    back = flash.rollback(cfg)  # to variant 1, whose file is still there
+    assert back["sha256"] != installed["sha256"] and (models / back["model"]).is_file()
+
+
 def test_rollback_to_the_model_running_now_is_refused_with_what_to_do(web_appliance, cfg, variant, tmp_path, capsys):
     """A previous.json naming the current model (what a cut-short install of an older version
     left) made `model rollback` print "rolled back to ..." while changing nothing; with no

@@ -606,18 +606,28 @@ def _swap(directory: Path, new: dict, previous: dict | None) -> None:
     pending = directory / PENDING
     if previous is not None:
         atomic_write(pending, (json.dumps(previous, indent=2) + "\n").encode())
+    interrupted: BaseException | None = None
     try:
         atomic_write(directory / CURRENT, (json.dumps(new, indent=2) + "\n").encode())  # the commit point
-    except BaseException:
-        with contextlib.suppress(OSError):
-            pending.unlink()
-        raise
+    except BaseException as exc:
+        # atomic_write may fail after its rename (syncing the folder on a dying card, a
+        # Ctrl-C then): current.json names the new model, so the change is made and must be
+        # finished, not reported "unchanged" with the old model's file deleted under it
+        if (_read(directory / CURRENT) or {}).get("sha256") != new.get("sha256"):
+            with contextlib.suppress(OSError):
+                pending.unlink()
+            raise
+        log.warning("the model is changed, but writing %s ended with an error: %s", CURRENT, exc)
+        if not isinstance(exc, OSError):
+            interrupted = exc
     if previous is not None:
         try:  # a rename needs no room on the disk
             os.replace(pending, directory / PREVIOUS)
             fsync_dir(directory)
         except OSError as exc:  # the next install or rollback finishes it (_settle); listing reads it already
             log.warning("the model is changed, but %s could not be renamed to %s yet: %s", pending, PREVIOUS, exc)
+    if interrupted is not None:  # a Ctrl-C after the commit: the swap is whole, the command stops now
+        raise interrupted
 
 
 def _staged_previous(directory: Path) -> dict | None:
