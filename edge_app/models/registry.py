@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_app import config as config_mod
@@ -131,24 +130,6 @@ def golden_faces() -> np.ndarray:
     return reference_faces()
 
 
-def _raw_outputs(clf: EmotionClassifier, face: np.ndarray) -> np.ndarray:
-    """What the model itself gives for each of its views of ``face`` (dequantized), before
-    the classifier makes probabilities of it: there a NaN reads as "no answer", a uniform
-    output whose top class is always the first label, so a broken model looked calm."""
-    rows = []
-    with clf._lock:
-        cv2.resize(face, clf.manifest.size[::-1], dst=clf._crop, interpolation=cv2.INTER_AREA)
-        for view in clf.manifest.views:
-            clf._fill_input(view.apply(clf._crop))
-            clf.interpreter.set_tensor(clf._in["index"], clf._buffer)
-            clf.interpreter.invoke()
-            out = clf.interpreter.get_tensor(clf._out["index"])[0].astype(np.float32)
-            if clf._out["dtype"] != np.float32:
-                out = (out - clf._out_zero) * clf._out_scale
-            rows.append(out)
-    return np.array(rows)
-
-
 def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.ndarray]:
     """('' or why the model's answers cannot be trusted, its probabilities for the reference
     faces ``indices``). Refused: an output that is not a finite number (NaN, inf), and one
@@ -156,7 +137,7 @@ def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.
     such a model says the same of every student, whatever the golden data records."""
     faces = golden_faces()
     for i in indices:
-        raw = _raw_outputs(clf, faces[i])
+        raw = clf.raw_outputs(faces[i])
         if not np.isfinite(raw).all():
             shown = ", ".join(f"{v:g}" for v in raw[~np.isfinite(raw)][:3])
             return (f"its output for reference face {i} is not a finite number ({shown}): the model is broken "
@@ -354,7 +335,7 @@ def _is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
 
 
 def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return _whole(value) and value >= 0
 
 
 def metrics_problem(metrics: dict) -> str:

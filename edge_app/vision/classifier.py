@@ -245,16 +245,30 @@ class EmotionClassifier:
                 total += self._run()
         return total / len(views)
 
-    def _run(self) -> np.ndarray:
-        """Invoke the model on the input buffer; its output as probabilities summing to 1."""
+    def raw_outputs(self, gray_face: np.ndarray) -> np.ndarray:
+        """What the model itself gives for each of its views of a grayscale face (a row
+        each, dequantized), before ``probabilities`` makes probabilities of it: there a NaN
+        reads as "no answer", a uniform output, so the flash tool's checks look here."""
+        with self._lock:
+            cv2.resize(gray_face, self.manifest.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
+            rows = []
+            for view in self.manifest.views:
+                self._fill_input(view.apply(self._crop))
+                rows.append(self._invoke())
+        return np.array(rows)
+
+    def _invoke(self) -> np.ndarray:
+        """Invoke the model on the input buffer; its output as numbers (dequantized)."""
         self.interpreter.set_tensor(self._in["index"], self._buffer)
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._out["index"])[0]
         if self._out["dtype"] == np.float32:
-            p = raw.astype(np.float32)
-        else:
-            p = (raw.astype(np.float32) - self._out_zero) * self._out_scale
-        p = np.clip(p, 0, None)
+            return raw.astype(np.float32)
+        return (raw.astype(np.float32) - self._out_zero) * self._out_scale
+
+    def _run(self) -> np.ndarray:
+        """Invoke the model on the input buffer; its output as probabilities summing to 1."""
+        p = np.clip(self._invoke(), 0, None)
         total = float(p.sum())
         return p / total if total > 0 else np.full(len(p), 1.0 / len(p), np.float32)
 
