@@ -331,7 +331,7 @@ def add_commands(sub) -> None:
     inst = msub.add_parser("install", help="validate a .tflite model and make it the running one")
     inst.add_argument("file", type=Path, help="the .tflite model")
     inst.add_argument("--manifest", type=Path, help="its manifest (default: FILE with .json)")
-    inst.add_argument("--allow-slow", action="store_true", help="install it even when it takes more than 5 "
+    inst.add_argument("--allow-slow", action="store_true", help="install it even when it takes more than 10 "
                       "times as long per face as the running model (the live loop slows down as much)")
     _common(inst)
     inst.set_defaults(func=_guarded(cmd_model_install))
