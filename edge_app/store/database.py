@@ -559,53 +559,37 @@ class Store:
         return relative
 
     def delete_upload(self, upload_id: int) -> bool:
-        """Remove one upload, its faces and its kept image file; False when there is none.
-
-        On a full disk (in WAL mode a delete needs room too) the image goes first, which
-        frees some, and the row is tried again: a student asking for a photo to go gets its
-        picture gone even when the row must wait."""
-        try:
-            return self._delete_upload(upload_id)
-        except sqlite3.Error as exc:
-            if not self.disk_full_advice(exc):
-                raise
-            found = self.query("SELECT image_path FROM uploads WHERE id = ?", (upload_id,))
-            if found and found[0][0]:
-                self.remove_image(found[0][0])
-            return self._delete_upload(upload_id)
-
-    def _delete_upload(self, upload_id: int) -> bool:
-        with self.transaction() as conn:
-            found = conn.execute("SELECT image_path FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-            if found is None:
-                return False
-            conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))  # its faces go with it (ON DELETE CASCADE)
-        if found[0]:
-            self.remove_image(found[0])  # after the commit: a failed delete must not leave a row without its image
-        self.forget_deleted()
-        return True
+        """Remove one upload, its faces and its kept image file; False when there is none."""
+        return self._delete_uploads("id = ?", upload_id) > 0
 
     def delete_user_data(self, user_id: int) -> int:
-        """Remove one user's uploads, their faces and kept image files; returns uploads
-        removed. On a full disk the images go first, as in ``delete_upload``."""
+        """Remove one user's uploads, their faces and kept image files; returns uploads removed."""
+        return self._delete_uploads("user_id = ?", user_id)
+
+    def _delete_uploads(self, where: str, key: int) -> int:
+        """Delete the uploads ``where`` names (their faces go with them, ON DELETE CASCADE),
+        then their kept images; returns how many. On a full disk (in WAL mode a delete needs
+        room too) the images go first, which frees some, and the rows are tried again: a
+        student asking for a photo to go gets its picture gone even when the row must wait."""
         try:
-            return self._delete_user_data(user_id)
+            return self._delete_uploads_once(where, key)
         except sqlite3.Error as exc:
             if not self.disk_full_advice(exc):
                 raise
-            for (path,) in self.query("SELECT image_path FROM uploads WHERE user_id = ? AND image_path IS NOT NULL",
-                                      (user_id,)):
+            for (path,) in self.query(f"SELECT image_path FROM uploads WHERE {where} AND image_path IS NOT NULL",
+                                      (key,)):
                 self.remove_image(path)
-            return self._delete_user_data(user_id)
+            return self._delete_uploads_once(where, key)
 
-    def _delete_user_data(self, user_id: int) -> int:
+    def _delete_uploads_once(self, where: str, key: int) -> int:
         with self.transaction() as conn:
             paths = [r[0] for r in conn.execute(
-                "SELECT image_path FROM uploads WHERE user_id = ? AND image_path IS NOT NULL", (user_id,))]
-            removed = conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,)).rowcount
-        for path in paths:
+                f"SELECT image_path FROM uploads WHERE {where} AND image_path IS NOT NULL", (key,))]
+            removed = conn.execute(f"DELETE FROM uploads WHERE {where}", (key,)).rowcount
+        for path in paths:  # after the commit: a failed delete must not leave a row without its image
             self.remove_image(path)
-        self.forget_deleted()
+        if removed:
+            self.forget_deleted()
         return removed
 
     def forget_deleted(self) -> None:
