@@ -143,16 +143,15 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
-        advice = hardening.disk_full(err, ctx.store, hsts=guard.secure_cookie)
-        if advice:
-            response.status = 507  # Insufficient Storage
-            message = f"Not done, the database could not be written: {advice}."
+        message = hardening.disk_full(err, ctx.store, hsts=guard.secure_cookie)
+        if message:
             if not wants_json():
                 try:
-                    return guard.page("error", title="The disk is full", message=message)
+                    page = guard.page("error", title="The disk is full", message=message)
+                    response.content_type = "text/html; charset=UTF-8"
+                    return page
                 except Exception:  # drawing the page needs the database too: say it in JSON then
                     log.warning("the disk-full page could not be drawn", exc_info=True)
-            response.content_type = "application/json"
             return json.dumps({"error": message})
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)
 

@@ -206,14 +206,18 @@ def throttled(exc, page: str | None = None) -> HTTPResponse:
 
 def disk_full(err, store, hsts: bool = False) -> str | None:
     """What to tell the user when the unexpected error is a full disk (``store``'s advice:
-    how much is free, what to delete), logged once without a traceback; None otherwise.
-    Before, a delete or a settings save on a full card said "internal error, please report
-    it", and the admin could not learn that the card was the cause."""
+    how much is free, what to delete), logged once without a traceback, the answer made a
+    507 with the headers every answer carries; None otherwise. Before, a delete or a
+    settings save on a full card said "internal error, please report it", and the admin
+    could not learn that the card was the cause."""
     advice = store.disk_full_advice(getattr(err, "exception", None))
-    if advice:
-        log.error("%s %s not done: %s", request.method, request.path, advice)
-        set_security_headers(hsts=hsts)
-    return advice
+    if not advice:
+        return None
+    log.error("%s %s not done: %s", request.method, request.path, advice)
+    set_security_headers(hsts=hsts)
+    response.status = 507  # Insufficient Storage
+    response.content_type = "application/json"  # a page may replace it with its own
+    return f"Not done, the database could not be written: {advice}."
 
 
 def server_error(err, service: str, hsts: bool = False) -> str:

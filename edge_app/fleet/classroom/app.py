@@ -358,11 +358,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
-        advice = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure_cookie)
-        if advice:
-            response.status = 507  # Insufficient Storage
-            response.content_type = "application/json"
-            return json.dumps({"error": f"Not done, the database could not be written: {advice}."})
+        message = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure_cookie)
+        if message:
+            return json.dumps({"error": message})
         return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie)
 
     return app
