@@ -581,6 +581,58 @@ def test_a_flash_run_as_plain_root_leaves_the_models_to_the_service(variant):
         assert "sudo -u root" not in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_flash_run_as_root_from_a_package_only_root_can_read(variant):
+    """`sudo engage-edge model install` from an engage-edge only root can read (a pyenv under
+    /root) was refused as "'engage' may not write in .../models ... give it back to 'engage'":
+    the golden check read the package's reference photographs after switching to the data's
+    owner. They are read before the switch, and a warning says what cannot be done as that user."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the command as root and as another user needs root (CI runs as root)")
+    import edge_app
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        os.chmod(top, 0o755)
+        root_only = Path(top) / "root-only"  # the package: mode 0700, root's
+        root_only.mkdir(mode=0o700)
+        shutil.copytree(Path(edge_app.__file__).parent, root_only / "edge_app",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        data = Path(top) / "data"
+        data.mkdir()
+        os.chown(data, 65534, 65534)
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        model, manifest = (Path(shutil.copy(p, top)) for p in variant(1))
+        run = ("import sys; from edge_app.cli import main; "
+               "sys.exit(main(['model', 'install', sys.argv[1], '--manifest', sys.argv[2], '--config', sys.argv[3]]))")
+        r = subprocess.run([sys.executable, "-c", run, str(model), str(manifest), str(conf)], cwd=top,
+                           env={**os.environ, "PYTHONPATH": str(root_only)}, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "installed" in r.stdout and "may not write" not in r.stderr
+        assert f"installed in {root_only / 'edge_app'}, which 'nobody'" in r.stderr, r.stderr
+        current = json.loads((data / "models" / "current.json").read_text())
+        assert current["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert (data / "models" / "current.json").stat().st_uid == 65534
+
+
+def test_unreadable_reference_photographs_are_named_not_blamed_on_the_models_folder(cfg, variant, tmp_path,
+                                                                                       monkeypatch):
+    """Any read error inside the install used to be reported as a write error in models/."""
+    from edge_app.vision import faces
+
+    monkeypatch.setattr(faces, "PHOTOS", tmp_path / "no-photos")
+    faces.reference_faces.cache_clear()
+    faces.photo.cache_clear()
+    try:
+        with pytest.raises(flash.FlashError, match="cannot read the package's reference photographs") as refused:
+            flash.install(*variant(1), cfg)
+        assert "may not write" not in str(refused.value) and "grace_hopper.jpg" in str(refused.value)
+    finally:
+        faces.reference_faces.cache_clear()
+        faces.photo.cache_clear()
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+
 def test_a_history_that_cannot_be_written_does_not_turn_a_made_change_into_a_refusal(cfg, variant):
     """The commit point is current.json; a history write failing after it (here a folder in
     its place) is logged, and the caller hears the model is installed, as it is."""

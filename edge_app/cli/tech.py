@@ -3,6 +3,7 @@ export, backup and passwd. Registered by ``cli.build_parser``; heavy imports hap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -77,8 +78,11 @@ def _as_data_owner(cfg: Config) -> None:
     directory's owner, as ``selftest`` and ``passwd`` do: a ``models/`` folder (or manifest)
     left to root stops the service's own web uploads and roll-backs, and the README's
     ``sudo -u engage engage-edge model rollback``."""
+    import edge_app
     from edge_app import config as config_mod
+    from edge_app.fsutil import user_name
     from edge_app.vision.classifier import ModelError, load_interpreter_class
+    from edge_app.vision.faces import reference_faces
 
     data = config_mod.data_dir(cfg)
     if os.geteuid() != 0 or not data.is_dir():
@@ -87,7 +91,15 @@ def _as_data_owner(cfg: Config) -> None:
         load_interpreter_class()
     except ModelError:
         pass  # said when the model is loaded
+    with contextlib.suppress(OSError):  # the golden check's photographs, from such a package (cached)
+        reference_faces()
     _become_owner(data)
+    package = Path(edge_app.__file__).parent
+    if not os.access(package, os.R_OK | os.X_OK):
+        print(f"warning: this engage-edge is installed in {package}, which {user_name()!r} (the data directory's "
+              "owner, whom this command acts as) cannot read: what needs the shipped model is skipped (timing a new "
+              "model against it, keeping it for rollback). Run the service's own engage-edge "
+              "(/opt/engage-edge/venv/bin/engage-edge, as its systemd unit names it) instead", file=sys.stderr)
 
 
 def cmd_model_install(args) -> int:

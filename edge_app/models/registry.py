@@ -127,7 +127,14 @@ def way_out(cfg: Config) -> str:
 
 # ------------------------------------------------------------------ golden faces
 def golden_faces() -> np.ndarray:
-    return reference_faces()
+    """The reference faces, or a FlashError: a photograph this user cannot read is a fault of
+    the installed package, not of the models folder the caller's write error would name."""
+    try:
+        return reference_faces()
+    except OSError as exc:
+        raise FlashError(f"the golden check cannot read the package's reference photographs as {user_name()!r} "
+                         f"({exc}): install engage-edge where that user can read it, or reinstall it "
+                         "(pip install --force-reinstall engage-edge)") from None
 
 
 def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.ndarray]:
