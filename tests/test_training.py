@@ -568,8 +568,8 @@ def test_resume_refuses_arguments_that_change_the_run(tiny_run, eager_steps, sma
                        "--lr recorded 0.003, given 0.01", "--labels recorded soft, given majority"):
         assert difference in message
     assert "Resume it with the recorded ones" in message and "new --out" in message and "--seed" not in message
-    with pytest.raises(SystemExit, match=r"--time-budget sets --warmup 3"):  # a budget's warm-up, 1 epoch recorded
-        train_on(root, *common, "--time-budget", "600", "--resume")
+    with pytest.raises(SystemExit, match=r"--time-budget sets --warmup 3"):  # a warm-up given with the budget
+        train_on(root, *common, "--time-budget", "600", "--warmup", "3", "--resume")
     edited = tmp_path / "edited"
     shutil.copytree(root / "ferplus", edited)
     label_file = edited / "FER2013Train" / "label.csv"
@@ -584,9 +584,17 @@ def test_resume_refuses_arguments_that_change_the_run(tiny_run, eager_steps, sma
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0]  # nothing was trained by the refused ones
     moved = tmp_path / "moved"
     shutil.copytree(root / "ferplus", moved)
-    assert train_on(root, *common, "--data", str(moved), "--stop-after", "2", "--resume") == 0
+    # a time budget added on the resume keeps the run's warm-up (README: --time-budget may differ); it
+    # was refused over the 3 epochs of warm-up a budget sets on a new run
+    assert train_on(root, *common, "--data", str(moved), "--stop-after", "2", "--time-budget", "600", "--resume") == 0
     with open(run / "history.csv", newline="") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    from training import train
+
+    unbudgeted = train.parse_args(["--out", str(run), "--arch", "edge", "--epochs", "2"])
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([train.learning_rate(unbudgeted, e, 2)
+                                                                       for e in range(2)])
 
 
 def test_resume_without_the_time_budget_keeps_the_fixed_plan(tiny_run, eager_steps, small_edge, monkeypatch):

@@ -114,7 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tau of the logit-adjusted loss (0: off; 1: full prior correction)")
     p.add_argument("--warmup", type=int,
                    help="epochs of linear learning-rate warm-up (AdamW; default: 3, fewer for runs of under "
-                        f"30 epochs; always {BUDGET_WARMUP} with --time-budget, whose plan is not known yet)")
+                        f"30 epochs; {BUDGET_WARMUP} with --time-budget, whose plan is not known yet; a --resume keeps "
+                        "the run's own)")
     p.add_argument("--average-last", type=int, default=0,
                    help="also write averaged.keras: the mean of the network's weights over the last N "
                         "planned epochs (a steadier choice than the single best validation epoch)")
@@ -123,7 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--average-last must be 0 (off) or a number of epochs")
     if args.warmup is not None and args.warmup < 1:
         p.error("--warmup must be at least 1 epoch")
-    if args.time_budget and args.warmup is None:
+    if args.time_budget and args.warmup is None and not args.resume:  # a resume keeps the run's own (check_resume)
         args.warmup = BUDGET_WARMUP
     if not 0.0 <= args.distill_alpha <= 1.0 or args.temperature <= 0:
         p.error("--distill-alpha must lie in 0..1 and --temperature be positive")
@@ -176,12 +177,13 @@ def check_resume(args, recorded: dict[str, Any]) -> None:
     """Refuses to resume with arguments that compute another run than config.json records
     (a resume that trained on other data or with other settings kept recording the old
     ones), naming each; only those of ``RESUME_MAY_DIFFER`` may differ. A --warmup
-    not given takes the one a recorded time budget set, and one that gives the same
-    warm-up under the run's plan takes the recorded value."""
+    not given takes the recorded one (a time budget added or dropped on a resume does not
+    change the run's warm-up), and one that gives the same warm-up under the run's plan
+    takes the recorded value."""
     arch = recorded.get("arch") if recorded.get("arch") in DEFAULTS else args.arch
     defaults = vars(parse_args(["--out", str(args.out), "--arch", str(arch)]))  # for keys an older version did not record
-    if args.warmup is None and recorded.get("time_budget"):
-        args.warmup = recorded.get("warmup")  # the budget's warm-up: no --warmup chose it
+    if args.warmup is None:
+        args.warmup = recorded.get("warmup")  # the run's own warm-up (a budget's, or none chosen)
     plan = recorded_plan(recorded) or args.epochs
     problems = []
     for key, given in vars(args).items():
@@ -820,6 +822,8 @@ def train(args) -> Path:
     recorded = read_config(out) if args.resume else None
     if recorded is not None:
         check_resume(args, recorded)
+    elif args.time_budget and args.warmup is None:  # --resume of a folder with no run in it: a new run
+        args.warmup = BUDGET_WARMUP
     keras.utils.set_random_seed(args.seed)
 
     # the networks first: a file that cannot serve stops the run before it leaves anything
