@@ -1051,6 +1051,8 @@ def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
     for png in result["plots"].values():
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(result["plots"]) == {"confusion", "curves"}
+    copies = result["training_copies"]  # the generated faces are all different
+    assert copies["copies"]["images"] == 0 and copies["unseen"] == {k: result["official"][k] for k in ("images", "accuracy")}
 
     # the valid split for tuning, and a Keras model with the same code path
     assert evaluate.main([str(run / "best.keras"), "--data", str(root), "--split", "valid", "--out", str(out)]) == 0
@@ -1244,6 +1246,27 @@ def _test_folder() -> Path | None:
     if tarball.is_file():
         return _extract_test_folder(tarball, fer.default_data_dir() / "ferplus-test")
     return None
+
+
+def test_the_official_figure_is_also_given_without_the_copies_of_training_images():
+    """FER2013 has test images that are pixel for pixel training images (244 of the 3,137
+    official test images): evaluate reports the figure on the rest and on those copies."""
+    from training import evaluate
+
+    rng = np.random.default_rng(3)
+    train_images = rng.integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    images = np.concatenate([train_images[:2], rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)])
+    copy = images[1].copy()
+    copy[0, 0] ^= 1  # one pixel off is not a copy
+    images = np.concatenate([images, copy[None]])
+    copies = evaluate.copies_of_training(images, train_images)
+    assert copies.tolist() == [True, True, False, False, False, False]
+    votes = np.zeros((6, 10), int)
+    votes[:, 1] = 10  # all happy ...
+    votes[4] = [0] * 8 + [10, 0]  # ... but one whose votes are "unknown": no official label
+    probs = np.eye(8)[[1, 0, 1, 0, 1, 1]]  # copies: 1 of 2 right; the others: 2 of 3 labelled right
+    figures = evaluate.overlap_metrics(votes, probs, copies)
+    assert figures == {"copies": {"images": 2, "accuracy": 0.5}, "unseen": {"images": 3, "accuracy": 0.66667}}
 
 
 def test_shipped_model_accuracy_on_a_fixed_test_slice():
