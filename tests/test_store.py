@@ -163,6 +163,28 @@ def test_an_upload_number_is_never_given_again(store):
     assert store.add_upload(None, "d.jpg", 10, 10, []) > third
 
 
+def test_an_alert_number_is_never_given_again(store, tmp_path):
+    """After retention purged the alerts, numbering restarted at 1, so a snapshot link in an
+    incident note showed another capture; a database from before migration 11 keeps its
+    alerts' numbers and never gives them again."""
+    store.log_alert(100.0, "Not engaged", "alerts/a.jpg")
+    store.log_alert(200.0, "Not engaged", None)
+    last = store.query("SELECT MAX(id) FROM alerts")[0][0]
+    store.execute("DELETE FROM alerts")
+    store.log_alert(300.0, "Distracted", None)
+    assert store.query("SELECT id FROM alerts")[0][0] > last
+    with _database_before(tmp_path / "old", migration=11) as conn:
+        conn.execute("INSERT INTO alerts(id, t, level, snapshot_path) VALUES (7, 1.0, 'Not engaged', 'alerts/x.jpg')")
+    old = Store(tmp_path / "old")
+    try:
+        assert [tuple(r) for r in old.query("SELECT id, snapshot_path FROM alerts")] == [(7, "alerts/x.jpg")]
+        old.execute("DELETE FROM alerts")
+        old.log_alert(2.0, "Not engaged", None)
+        assert old.query("SELECT id FROM alerts")[0][0] == 8
+    finally:
+        old.close()
+
+
 @contextlib.contextmanager
 def _database_before(directory, migration: int):
     """A database as a version before ``migration`` left it, with one student, 'ann' (id 5)."""

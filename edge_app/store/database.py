@@ -197,6 +197,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE minute_stats ADD COLUMN present_s REAL NOT NULL DEFAULT 0;
     """,
+    # 11: an alert's number is never given again (as 8 did for uploads): after retention
+    # purged the alerts, new ones started at 1 again, so a snapshot link quoted in an
+    # incident note (/admin/alert/3.jpg) came to show another capture, perhaps another student
+    """
+    CREATE TABLE alerts_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        t REAL NOT NULL,
+        level TEXT NOT NULL,
+        snapshot_path TEXT
+    );
+    INSERT INTO alerts_new (id, t, level, snapshot_path) SELECT id, t, level, snapshot_path FROM alerts;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_new RENAME TO alerts;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
