@@ -165,6 +165,19 @@ def recent_alerts(store: Store, limit: int = 5) -> list[sqlite3.Row]:
     return store.query("SELECT id, t, level, snapshot_path FROM alerts ORDER BY t DESC LIMIT ?", (limit,))
 
 
+def alerts_page(store: Store, page: int = 1, page_size: int = 50) -> tuple[list[sqlite3.Row], int]:
+    """(rows, total) of every alert kept, newest first: each stored frame can be found."""
+    total = store.query("SELECT COUNT(*) FROM alerts")[0][0]
+    rows = store.query("SELECT id, t, level, snapshot_path FROM alerts ORDER BY t DESC, id DESC LIMIT ? OFFSET ?",
+                       (int(page_size), max(0, page - 1) * int(page_size)))
+    return rows, total
+
+
+def stored_snapshots(store: Store) -> int:
+    """How many alert frames are stored now (whatever the setting says today)."""
+    return store.query("SELECT COUNT(*) FROM alerts WHERE snapshot_path IS NOT NULL")[0][0]
+
+
 def student_summaries(store: Store) -> list[dict]:
     """Per user: uploads, faces, faces per engagement group, the dominant group and the
     engaged share. An unsure face ("Uncertain") counts in ``faces`` and ``unsure`` but in
