@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from pathlib import Path
 
 import bottle
 import pytest
@@ -548,7 +549,8 @@ def settings_form(appliance, **changes) -> dict:
 def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
     appliance = make_appliance()
     s = login(appliance.url)
-    form = settings_form(appliance, **{"engagement.min_hold_s": "4.5", "indicators.buzzer_after_s": "12",
+    # "4,5": a decimal comma, as a German phone's number keyboard offers it
+    form = settings_form(appliance, **{"engagement.min_hold_s": "4,5", "indicators.buzzer_after_s": "12",
                                        "indicators.quiet_hours": "22:00-07:00", "privacy.keep_uploads": "none",
                                        "store.retention_days": "7", "indicators.buzzer": None,
                                        "map.fear": "Not engaged - scared", "csrf": s.csrf})
@@ -623,6 +625,21 @@ def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_i
     assert "indicators.quiet_hours" in again.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
 
 
+def test_turning_frame_storage_on_or_off_says_what_it_means(quiet):
+    """It answered "Saved." alone: nothing said whole frames of students are now kept, for
+    how long, and where to delete them; turned off, that the stored ones stay."""
+    s = login(quiet.url)
+    r = s.post(f"{quiet.url}/admin/settings", data=settings_form(quiet, csrf=s.csrf, **{"privacy.snapshot_on_alert": "on"}),
+               timeout=10)
+    assert r.status_code == 200 and quiet.cfg.privacy.snapshot_on_alert is True
+    assert "Snapshots are on" in r.text and f"for {quiet.cfg.store.retention_days} days" in r.text
+    assert "/admin/alerts" in r.text
+    quiet.store.log_alert(time.time(), "Not engaged", quiet.store.write_image("alerts/1.jpg", b"\xff\xd8\xff\xd9"))
+    r = s.post(f"{quiet.url}/admin/settings", data=settings_form(quiet, csrf=s.csrf), timeout=10)
+    assert r.status_code == 200 and quiet.cfg.privacy.snapshot_on_alert is False
+    assert "The 1 frame already stored stays" in r.text
+
+
 @pytest.mark.parametrize("change, message", [
     ({"indicators.quiet_hours": "25:00-07:00"}, "HH:MM-HH:MM"),
     ({"engagement.min_hold_s": "soon"}, "is not a number"),
@@ -671,12 +688,51 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
     s = login(appliance.url)
     dashboard = s.get(f"{appliance.url}/admin", timeout=10).text
     snapshots = list((appliance.store.data_dir / "images").rglob("*.jpg"))
+    live = s.get(f"{appliance.url}/live", timeout=10).text
     if not snapshot:
         assert alert["snapshot_path"] is None and snapshots == []
-        assert "snapshot</a>" not in dashboard
+        assert "snapshot</a>" not in dashboard and 'id="snapshot-notice"' not in dashboard
+        assert "they are not stored" in live
         return
+    # everyone watching is told (it said "not stored" whatever the setting), and the admin sees how many
+    assert "they are not stored" not in live and "One frame is stored when an alert fires" in live
+    assert 'id="snapshot-notice"' in dashboard and 'href="/admin/alerts"' in dashboard
     assert alert["snapshot_path"].startswith("alerts/")
     wait_for(lambda: appliance.store.image_file(alert["snapshot_path"]).exists(), 5, what="the snapshot file")
     assert f'href="/admin/alert/{alert["id"]}.jpg"' in dashboard
     r = s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10)
     assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
+
+    # every stored frame can be found and deleted (the dashboard showed five, nothing deleted one)
+    page = s.get(f"{appliance.url}/admin/alerts", timeout=10).text
+    assert f'href="/admin/alert/{alert["id"]}.jpg"' in page and 'id="snapshots-on"' in page
+    appliance.accounts.create_user("stu", PW)
+    student = login(appliance.url, "stu", PW)
+    assert student.get(f"{appliance.url}/admin/alerts", timeout=10).status_code == 403
+    assert student.post(f"{appliance.url}/admin/alerts/delete-snapshots", data={"csrf": student.csrf,
+                                                                               "alert": str(alert["id"])},
+                        timeout=10).status_code == 403
+    path = appliance.store.image_file(alert["snapshot_path"])
+    assert path.exists()
+    r = s.post(f"{appliance.url}/admin/alerts/delete-snapshots", data={"csrf": s.csrf, "alert": str(alert["id"])},
+               timeout=10)
+    assert r.status_code == 200 and 'id="alerts-done"' in r.text and f"alert #{alert['id']}" in r.text
+    assert not path.exists()
+    assert appliance.store.query("SELECT snapshot_path FROM alerts WHERE id = ?", (alert["id"],))[0][0] is None
+    assert s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10).status_code == 404
+    audit = appliance.store.query("SELECT actor, action, target FROM audit ORDER BY id DESC LIMIT 1")[0]
+    assert tuple(audit) == ("admin", "deleted alert snapshots", f"#{alert['id']}")
+    # then all of them (two more, as older alerts left them), while the loop keeps running
+    for n in (1, 2):
+        appliance.store.log_alert(time.time() - 60 * n, "Not engaged",
+                                  appliance.store.write_image(f"alerts/older-{n}.jpg", b"\xff\xd8\xff\xd9"))
+    r = s.post(f"{appliance.url}/admin/alerts/delete-snapshots", data={"csrf": s.csrf}, timeout=10)
+    assert r.status_code == 200 and "Deleted every alert snapshot" in r.text
+    assert not list((appliance.store.data_dir / "images" / "alerts").glob("older-*.jpg"))
+
+    def unnamed() -> set[str]:  # frames on the card that no alert names (the loop writes the frame, then its row)
+        named = {Path(r[0]).name for r in appliance.store.query("SELECT snapshot_path FROM alerts WHERE "
+                                                               "snapshot_path IS NOT NULL")}
+        return {p.name for p in (appliance.store.data_dir / "images" / "alerts").glob("*.jpg")} - named
+
+    wait_for(lambda: not unnamed(), 5, what="every frame left on the card to be one an alert names")

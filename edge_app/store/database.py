@@ -484,6 +484,20 @@ class Store:
     def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
         self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
 
+    def delete_alert_snapshots(self, alert_id: int | None = None) -> int:
+        """Delete the stored camera frames of one alert (``alert_id``) or of all; the alerts
+        themselves stay (the day's count). Each picture goes before its row forgets it, so
+        a full disk that refuses the update still leaves no frame behind. Returns how many."""
+        where, args = ("id = ?", (alert_id,)) if alert_id is not None else ("1 = 1", ())
+        rows = self.query(f"SELECT id, snapshot_path FROM alerts WHERE {where} AND snapshot_path IS NOT NULL", args)
+        for _, path in rows:
+            self.remove_image(path)
+        # by number: an alert the loop logs meanwhile keeps its frame and its name for it
+        for start in range(0, len(rows), 500):
+            ids = [r[0] for r in rows[start:start + 500]]
+            self.execute(f"UPDATE alerts SET snapshot_path = NULL WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return len(rows)
+
     # ------------------------------------------------------------ uploads
     def add_upload(self, user_id: int | None, filename: str, width: int, height: int, faces: list[dict],
                    image_path: str | None = None, form_key: str | None = None) -> int:

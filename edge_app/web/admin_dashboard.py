@@ -120,7 +120,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
                           day=int(start),
                           widths=stack_widths(today["seconds"]),
-                          days=days, alerts=alerts,
+                          days=days, alerts=alerts, snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
+                          snapshots_stored=reports.stored_snapshots(ctx.store),
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
                           health=ctx.loop.health if ctx.loop else None,
                           clock_unset=clock.synchronized() is False, clock_help=clock.WHAT_TO_DO)

@@ -11,6 +11,7 @@ from bottle import HTTPResponse, request
 
 from edge_app import config as config_mod
 from edge_app.engagement import LEVEL_GROUPS
+from edge_app.store import reports
 from edge_app.store.database import Store
 from edge_app.web.edits import base_field, in_the_forms_words, own_changes, read_base, ticked
 from edge_app.web.guard import Guard
@@ -121,8 +122,8 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
         return ticked(raw)
     raw = (raw or "").strip()
     if kind is float:
-        try:
-            return float(raw)
+        try:  # a decimal comma ("5,5"): what a German or French phone's number keyboard offers
+            return float(raw.replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw)
         except ValueError:
             raise config_mod.ConfigError(f"{label}: {raw!r} is not a number") from None
     if kind is int:
@@ -225,8 +226,24 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             log.info("admin %s changed settings", me.username)
             ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
-        guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." if changed
+        guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." + snapshot_notice(
+            before.get("privacy.snapshot_on_alert"), changes.get("privacy.snapshot_on_alert")) if changed
                              else "Nothing to save: no setting was changed.")
+
+    def snapshot_notice(was, now) -> str:
+        """What turning frame storage on or off means, said where the admin did it: storing
+        whole frames of minors is the one setting that keeps pictures nobody asked for."""
+        days = ctx.cfg.store.retention_days
+        if now is True and not was:
+            return (f" Snapshots are on: from now on each alert stores one whole camera frame of the student on this "
+                    f"device for {days} days. Only admins can see them, on the Alerts page (/admin/alerts), where "
+                    "they can be deleted; the Live page tells students.")
+        if now is False and was:
+            stored = reports.stored_snapshots(ctx.store)
+            if stored:
+                return (f" Snapshots are off. The {stored} frame{'s' if stored != 1 else ''} already stored stay{'s' if stored == 1 else ''} "
+                        f"{days} days unless you delete them on the Alerts page (/admin/alerts).")
+        return ""
 
 
 def _label(dotted: str) -> str:

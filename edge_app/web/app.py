@@ -25,6 +25,7 @@ from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.vision.stills import Analyzer, Limits
 from edge_app.web import (
+    admin_alerts,
     admin_audit,
     admin_dashboard,
     admin_log,
@@ -115,7 +116,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     upload.install(app, ctx, guard, limits)
     live.install(app, ctx, guard)
     privacy.install(app, ctx, guard)  # the student's pause button
-    for admin_group in (admin_dashboard, admin_log, admin_users, admin_settings, admin_model, admin_audit):
+    for admin_group in (admin_dashboard, admin_log, admin_alerts, admin_users, admin_settings, admin_model, admin_audit):
         admin_group.install(app, ctx, guard)
     health.install(app, ctx, guard)
     fleet_admin.install(app, ctx, guard)  # /admin/classroom: the MQTT broker settings and a connection test

@@ -53,7 +53,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/live")
     def live_page():
         guard.require_user()
-        return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS)
+        return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
+                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, retention_days=ctx.cfg.store.retention_days)
 
     @app.get("/glance")
     def glance_page():

@@ -62,6 +62,9 @@
     % end
   </ul>
   % end
-  <p><a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
+  % if snapshots_on or snapshots_stored:
+  <p class="{{'error' if snapshots_on else 'hint'}}" id="snapshot-notice">{{'Snapshots are on: each alert stores a camera frame of the student. ' if snapshots_on else ''}}{{snapshots_stored}} snapshot{{'s' if snapshots_stored != 1 else ''}} stored: <a href="/admin/alerts">see and delete them</a>.</p>
+  % end
+  <p><a href="/admin/alerts">All alerts</a> · <a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
 </section>
 <script src="/static/dashboard.js"></script>

@@ -8,7 +8,13 @@
   <div class="split">
     <div>
       <img id="stream" src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480">
+      % if snapshots_on:
+      <p class="hint" id="stream-note"><strong>One frame is stored when an alert fires</strong> (an admin turned
+        this on): it stays on this device for {{retention_days}} days unless an admin deletes it. Other frames are
+        shown here only.</p>
+      % else:
       <p class="hint" id="stream-note">Frames are shown here only; they are not stored.</p>
+      % end
     </div>
     <div>
       <h2>Last <span id="minutes">10</span> minutes</h2>
