@@ -416,6 +416,23 @@ def test_a_page_left_open_past_the_session_says_the_session_ended(new_page, serv
     assert "next=/upload" in page.url
 
 
+def test_an_open_live_page_does_not_keep_its_session_alive(new_page, server):
+    """The live page polls the state each second and the timeline every 5 s, and its stream
+    re-checks the session each second: each of them restarted the idle timer, so a page left
+    open never timed out (a classroom computer stayed logged in for 12 h). Now the page, left
+    alone, goes to the log-in page once the idle time is up."""
+    page = new_page(STUDENT, STUDENT_PW)
+    page.goto(f"{server.url}/live")
+    page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
+    idle = server.accounts.idle_s
+    server.accounts.idle_s = 2.0
+    try:
+        page.wait_for_url(lambda url: "/login" in url, timeout=12000)  # by the page's own polls alone
+    finally:
+        server.accounts.idle_s = idle
+    assert "session ended" in page.locator("#login-ended").inner_text() and "next=/live" in page.url
+
+
 def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_page, server):
     """The error named the config file's key ('engagement.absent_after_s = -5.0 is not
     allowed') beside a form that calls it 'Absent after (seconds)', and left the focus at

@@ -14,7 +14,7 @@ import requests
 from edge_app import config as config_mod
 from edge_app.store.accounts import AuthError, ThrottlePolicy, hash_password
 from edge_app.web import hardening
-from tests.conftest import ADMIN_PASSWORD, login
+from tests.conftest import ADMIN_PASSWORD, login, stays, wait_for
 
 STUDENT_PW = "student-pw-123"
 # routes anyone may reach without logging in
@@ -160,6 +160,25 @@ def test_idle_session_expires(appliance):
     r = s.get(f"{appliance.url}/api/state", timeout=10)
     assert r.status_code == 401
     assert appliance.store.query("SELECT COUNT(*) FROM sessions")[0][0] == 0  # the expired row is gone
+
+
+def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
+    """Every open page polls /api/state each second (and the live page its timeline and
+    stream, the dashboard its tiles), and each poll restarted the idle timer: a classroom
+    computer left on a page stayed logged in for the whole 12 h. Polls only check the
+    session; what the user does (a page, a form) keeps it alive."""
+    appliance.accounts.idle_s = 1.5
+    polled = login(appliance.url)
+    polls = ("/api/state", "/api/timeline?minutes=1", "/api/privacy", "/api/admin/today", "/live.mjpg")
+
+    def ended() -> bool:
+        answers = [polled.get(appliance.url + path, timeout=10).status_code for path in polls]
+        assert set(answers) <= {200, 401, 503}, answers  # 503: no camera loop here to stream
+        return answers[0] == 401
+    wait_for(ended, timeout=10, every=0.2, what="the polled session to time out")
+    used = login(appliance.url)
+    assert stays(lambda: used.get(f"{appliance.url}/account", allow_redirects=False, timeout=10).status_code == 200,
+                 seconds=2.5, every=0.25)  # twice the idle time, a page each quarter second
 
 
 def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance):

@@ -451,8 +451,11 @@ class Accounts:
         self.store.execute("UPDATE sessions SET confirmed = ? WHERE token_hash = ?", (time.time(), _token_hash(token)))
         return True
 
-    def session_user(self, token: str | None) -> tuple[User, str] | None:
-        """The live session's user and CSRF token, refreshing its idle timer."""
+    def session_user(self, token: str | None, refresh: bool = True) -> tuple[User, str] | None:
+        """The live session's user and CSRF token. ``refresh``: the request is the user's
+        own doing (a page, a form), so the idle timer starts again; a page's background
+        poll (the header's state each second, the live stream's re-check) passes False,
+        or a page left open would never time out."""
         if not token:
             return None
         now = time.time()
@@ -465,7 +468,7 @@ class Accounts:
         if r["disabled"] or now - r["last_seen"] > self.idle_s or now - r["created"] > self.max_age_s:
             self.end_session(token)
             return None
-        if now - r["last_seen"] > 30:  # refresh at most every 30 s: fewer writes
+        if refresh and now - r["last_seen"] > min(30.0, self.idle_s / 4):  # at most every 30 s: fewer writes
             try:
                 self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
             except sqlite3.OperationalError as exc:  # a full disk, a long lock: the session holds on regardless

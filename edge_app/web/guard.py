@@ -30,6 +30,24 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
+def wants_html() -> bool:
+    """A browser asking for a page (it names text/html): an error is shown as a page, not
+    JSON. Scripts (no Accept, ``*/*``, or JSON) keep getting JSON."""
+    return not wants_json() and "text/html" in request.headers.get("Accept", "")
+
+
+# What a page open in a browser asks for by itself (static/state.js each second, live.js's
+# timeline, dashboard.js's tiles, the live stream): these check the session without
+# starting its idle timer again, so ``web.session_idle_minutes`` ends a session on a
+# classroom computer left on a page, not only in a closed tab.
+BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today", "/api/privacy", "/live.mjpg"})
+
+
+def background_request() -> bool:
+    """A page's own poll, not something the user did (see ``BACKGROUND_PATHS``)."""
+    return request.method in ("GET", "HEAD") and request.path in BACKGROUND_PATHS
+
+
 
 def safe_next(value: str | None) -> str:
     """``value`` when it is a path on this site, else ``"/"``: the login's ``next`` must
@@ -148,7 +166,8 @@ class Guard:
         """The logged-in user and their CSRF token, or None."""
         cached = request.environ.get("ee.user")
         if cached is None:
-            cached = self.ctx.accounts.session_user(request.get_cookie(COOKIE)) or False
+            cached = self.ctx.accounts.session_user(request.get_cookie(COOKIE),
+                                                    refresh=not background_request()) or False
             request.environ["ee.user"] = cached
         return cached or None
 

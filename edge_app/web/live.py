@@ -112,7 +112,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
                 for part in mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg.web.stream_fps):
                     if time.monotonic() - checked > SESSION_RECHECK_S:  # a disabled or logged-out viewer's stream ends
-                        if not ctx.accounts.session_user(token):
+                        if not ctx.accounts.session_user(token, refresh=False):  # a check, not use
                             return
                         checked = time.monotonic()
                     yield part

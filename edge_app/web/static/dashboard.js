@@ -10,6 +10,10 @@
     if (document.visibilityState !== "hidden") {
       try {
         const r = await fetch("/api/admin/today", { credentials: "same-origin" });
+        if (r.status === 401) {  // the session ended (this poll does not keep it alive): the page again,
+          window.location.replace(window.location.pathname + window.location.search);  // which says so
+          return;
+        }
         if (r.ok) {
           const tiles = await r.json();
           const shown = document.getElementById("today-tiles");
