@@ -485,6 +485,27 @@ def test_deleted_names_leave_no_trace_in_the_database_files(tmp_path):
         store.close()
 
 
+def test_purged_failed_log_ins_leave_no_trace_in_the_database_files(tmp_path):
+    """The hourly clean-up deleted old failed log-ins after the store's purge had emptied the
+    write-ahead log, so the name typed and the address stayed readable in engage.db-wal."""
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.housekeeping import Housekeeping
+
+    store = Store(tmp_path / "data")
+    try:
+        accounts = Accounts(store)
+        accounts.create_user("zoe.k", "a-long-password-1")
+        store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the account in the database file
+        assert accounts.login("zoe.k", "not-her-password", "203.0.113.77") is None
+        store.execute("UPDATE login_failures SET t = t - 7200")  # past the throttle's window
+        assert _traces(store, b"user:zoe.k") and _traces(store, b"203.0.113.77")
+        Housekeeping(store, accounts, lambda: 30).run_once()
+        assert store.query("SELECT COUNT(*) FROM login_failures")[0][0] == 0
+        assert _traces(store, b"user:zoe.k") == [] and _traces(store, b"203.0.113.77") == []
+    finally:
+        store.close()
+
+
 def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_the_name(tmp_path):
     """A reader holding a snapshot (a backup, an export) made the delete's checkpoint wait
     out the whole busy timeout, the web request and every writer with it; the delete now

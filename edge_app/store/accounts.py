@@ -490,12 +490,15 @@ class Accounts:
         return self.store.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
                                   (user.id, _token_hash(token))).rowcount
 
-    def purge_sessions(self) -> None:
+    def purge_sessions(self) -> int:
+        """Delete expired sessions and failed log-ins past the throttle's window; returns
+        how many rows went. A failed log-in names what was typed and the address: the
+        caller empties the write-ahead log after (``Store.forget_deleted``) when any went."""
         now = time.time()
-        self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
-                           (now - self.idle_s, now - self.max_age_s))
-        self.store.execute("DELETE FROM login_failures WHERE t < ?",
-                           (now - max(self.throttle.window_s, self.throttle.lock_s),))
+        gone = self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
+                                  (now - self.idle_s, now - self.max_age_s)).rowcount
+        return gone + self.store.execute("DELETE FROM login_failures WHERE t < ?",
+                                         (now - max(self.throttle.window_s, self.throttle.lock_s),)).rowcount
 
     def count_admins(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")[0][0]

@@ -38,7 +38,8 @@ class Housekeeping:
             removed = self.store.purge(self.retention_days())
             if self._stop.is_set():  # stopping: the store is about to close
                 return removed
-            self.accounts.purge_sessions()
+            if self.accounts.purge_sessions():  # after the store's own purge, whose checkpoint came before these
+                self.store.forget_deleted()  # the names typed and addresses: zeroed, and gone from the log too
             if removed:
                 log.info("retention: removed %d old rows", removed)
             return removed
