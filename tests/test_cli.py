@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ENGAGE_EDGE, ENGAGE_EDGE_SCRIPT, served_at, service_process, stops_cleanly
+from conftest import ENGAGE_EDGE, ENGAGE_EDGE_SCRIPT, served_at, service_process, stops_cleanly, wait_for
 
 from edge_app import __version__
 from edge_app.vision.classifier import KNOWN_LABELS
@@ -185,6 +185,29 @@ def test_run_with_a_missing_video_fails_fast_and_clearly(tmp_path, empty_config)
     assert "Traceback" not in r.stderr
     # nothing was created: a first-start admin password that is never shown would be lost
     assert not (data / "engage.db").exists()
+
+
+def test_run_without_its_camera_yet_serves_and_waits_for_it(tmp_path):
+    """A camera not there at the start (unplugged, not ready at boot) exited 3; under systemd
+    five such restarts left the unit failed for good, web page and LED too, even once the
+    camera was back. It starts in the camera-fault state instead and tries again."""
+    conf = tmp_path / "run.toml"
+    conf.write_text('[indicators]\nbackend = "none"\n[camera]\nretry_max_s = 1.0\n')
+    env = {**os.environ, "ENGAGE_ADMIN_PASSWORD": "Dove-Lantern-Quiet-8"}
+    with service_process("run", "--config", conf, "--source", "/dev/video97", "--port", 0,
+                         "--data-dir", tmp_path / "data", env=env) as proc:
+        url = served_at(proc)
+
+        def fault():
+            body = requests.get(f"{url}/healthz", timeout=5).json()
+            return any("/dev/video97" in r for r in body.get("reasons", [])) and body
+
+        body = wait_for(fault, 30, what="the missing camera in /healthz")
+        assert body["camera"] == "fault"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "warning: camera: no camera at /dev/video97" in err and "Starting without it" in err
 
 
 def test_gpio_indicators_without_a_pin_driver_say_what_to_install_not_a_traceback(tmp_path):

@@ -266,7 +266,7 @@ def test_a_paused_loop_still_pings_the_watchdog(paused_app):
     """systemd restarts a service whose loop stops pinging: a pause must not look like a hang."""
     app, _ = paused_app()
     pings = []
-    app.loop.on_frame = lambda: pings.append(app.loop.health.frames)
+    app.loop.on_alive = lambda: pings.append(app.loop.health.frames)
     app.loop.privacy.pause("button")
     wait_for(lambda: app.loop.state.level == "Paused", what="paused")
     frames = app.loop.health.frames

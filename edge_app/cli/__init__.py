@@ -113,10 +113,20 @@ def cmd_run(args) -> int:
     try:
         source = None
         if cfg.camera.source != "demo":
-            # fail now, clearly, if the camera is not there - before the database and the
-            # first-start admin password exist (a password never shown would be lost)
+            # fail now, clearly, if the camera can never work (a video file that does not
+            # exist, picamera2 not installed) - before the database and the first-start admin
+            # password exist. A camera not there yet (unplugged, not ready at boot) is waited
+            # for instead: a service that exits for it is restarted by systemd until it gives
+            # up, and then stays down, web page and LED too, after the camera is back
             source = make_source(cfg.camera.source, cfg)
-            source.open()
+            try:
+                source.open()
+            except CameraError as exc:
+                if exc.lasting:
+                    raise
+                print(f"warning: camera: {exc}. Starting without it: the web page serves, /healthz says "
+                      "\"camera\": \"fault\", the LED blinks red, and the camera is tried again with back-off "
+                      f"(at most every camera.retry_max_s = {cfg.camera.retry_max_s:g} s)", file=sys.stderr)
         appliance = Appliance(cfg, source=source)
         stop = StopRequest()  # from here on Ctrl-C stops it cleanly, even mid-start
         appliance.start()

@@ -54,7 +54,8 @@ def check_camera(cfg: Config, source_spec: str) -> str:
         fps = FRAMES / max(time.monotonic() - t0, 1e-6)
     except CameraError as exc:
         # only a camera device can be held by the running service; not a file, a stream or a missing library
-        camera = "://" not in source_spec and not Path(source_spec).suffix and "not installed" not in str(exc)
+        camera = ("://" not in source_spec and not Path(source_spec).suffix and not exc.lasting
+                  and not str(exc).startswith(("no camera", "picamera2")))
         hint = f" ({SERVICE_HOLDS} the camera?)" if camera else ""
         raise RuntimeError(f"{exc}{hint}") from None
     finally:

@@ -1,8 +1,9 @@
 """systemd's notify protocol, by hand: datagrams to ``$NOTIFY_SOCKET`` (stdlib only).
 
 The unit is ``Type=notify`` with ``WatchdogSec``: ``READY=1`` once the capture loop and
-the web server are up, ``WATCHDOG=1`` from the capture loop's per-frame hook, so pings
-stop when frames stop (a hung camera or loop gets the service restarted), ``STATUS=``
+the web server are up, ``WATCHDOG=1`` from the capture loop's ``on_alive`` hook (per frame,
+while paused, while it retries a failing camera), so pings stop when the loop hangs (a
+camera stuck in a read, a stuck loop: the service is restarted), ``STATUS=``
 lines for ``systemctl status``, ``STOPPING=1`` on shutdown. Pings are rate-limited to
 half the watchdog interval (``$WATCHDOG_USEC``). Without ``$NOTIFY_SOCKET`` (a laptop,
 the tests) every call does nothing.
@@ -84,17 +85,20 @@ class Notifier:
         return self.notify("WATCHDOG=1", *([f"STATUS={status}"] if status else []))
 
     def attach(self, loop) -> None:
-        """Ping from ``loop``'s frame hook with a short status (fps and state)."""
+        """Ping from ``loop``'s alive hook with a short status (fps and state, or the fault)."""
 
-        def on_frame():
+        def on_alive():
             if self.ping_every is None:
                 return
             now = self.clock()
             if self._last_ping is not None and now - self._last_ping < self.ping_every:
                 return  # the cheap path, every frame
-            self.watchdog_ping(f"running: {loop.health.fps:.1f} fps, {loop.state.level}")
+            if loop.health.camera == "fault":
+                self.watchdog_ping(f"camera fault, retrying: {loop.health.camera_error}"[:200])
+            else:
+                self.watchdog_ping(f"running: {loop.health.fps:.1f} fps, {loop.state.level}")
 
-        loop.on_frame = on_frame
+        loop.on_alive = on_alive
 
     def close(self) -> None:
         with self._lock:

@@ -82,7 +82,7 @@ class _FrameReader:
     nothing queues. A reader whose read timed out is abandoned: its thread ends when the
     read finally returns, and only then is a fresh reader made, so the device never sees
     two reads at once nor a close in the middle of a read. (A driver hung for good is the
-    systemd watchdog's job: ``on_frame`` stops pinging it.)"""
+    systemd watchdog's job: ``on_alive`` is not called while a read hangs.)"""
 
     def __init__(self, source: FrameSource):
         self.source = source
@@ -166,13 +166,17 @@ class LoopRules:
 class CaptureLoop:
     def __init__(self, cfg: Config, source: FrameSource, detector: Detector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
-                 clock=time.monotonic, wall=time.time, on_frame=None, metrics: Metrics | None = None):
+                 clock=time.monotonic, wall=time.time, on_alive=None, metrics: Metrics | None = None):
         self.rules = LoopRules.from_config(cfg)  # replaced whole by apply_config, never edited
         self.source, self.detector, self.classifier = source, detector, classifier
         self.store, self.indicator = store, indicator
         self.live = live or LiveFrame()
         self.clock, self.wall = clock, wall
-        self.on_frame = on_frame  # e.g. the systemd watchdog ping: called only while frames flow
+        # e.g. the systemd watchdog ping: called while the loop is alive - per frame, while
+        # paused, and while it retries a camera that fails or is missing - never while a read
+        # hangs (a driver stuck for good: the service is restarted)
+        self.on_alive = on_alive
+        self._retrying = False  # the last step failed and the read did not hang: the loop is alive
         self.tracker = EngagementTracker.from_config(cfg, classifier.labels, start=clock())
         self.alerts = AlertMemory()  # the loop thread's own: cooldowns survive a settings change
         self.minutes = MinuteAggregator()
@@ -325,6 +329,7 @@ class CaptureLoop:
             return False
         except Exception as exc:  # CameraError, or a driver raising something unexpected
             reason = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
+            self._retrying = not isinstance(exc, ReadTimeout)  # a hung read: not alive
             self._camera_fault(reason)
             return False
         if self.privacy.active is not None:  # paused while this frame was read: it is dropped unseen
@@ -344,8 +349,8 @@ class CaptureLoop:
             if self.health.errors in (1, 10, 100) or self.health.errors % 1000 == 0:
                 log.exception("processing a frame failed (%d so far); the loop goes on", self.health.errors)
         self._count_frame()
-        if self.on_frame:
-            self.on_frame()
+        if self.on_alive:
+            self.on_alive()
         return True
 
     def run(self) -> None:
@@ -366,7 +371,7 @@ class CaptureLoop:
             if self.step():
                 backoff = cam.retry_initial_s
                 continue
-            self._stop.wait(backoff)
+            self._back_off(backoff)
             backoff = min(backoff * 2, cam.retry_max_s)
         row = self.minutes.flush()  # the writer writes it when the loop is stopped
         if row:
@@ -377,6 +382,20 @@ class CaptureLoop:
             # pause shown runs on (see _hold_paused); one pressed while the stop came, before
             # the loop showed it, ends the state like any stop
             self._show(ABSENT, self.wall())
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait before the next attempt at the camera. A loop retrying a camera that fails (or
+        is not there) is alive and says so each second: the watchdog restarted it within a
+        minute of an unplugged camera, and the restarts soon hit systemd's start limit. A
+        read that hangs says nothing (see ``step``)."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            if self._retrying and self.on_alive:
+                self.on_alive()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(1.0, left))
 
     def _absent_since(self, now: float) -> float:
         """When the Absent logged at start began: ``now``, unless the last run ended by a
@@ -455,8 +474,8 @@ class CaptureLoop:
                     self.source.close()  # the next read after the pause reopens it
                 except Exception:
                     pass
-            if self.on_frame:
-                self.on_frame()
+            if self.on_alive:
+                self.on_alive()
             self.privacy.changed.wait(1.0)  # at least once a second: the pause's time limit
         if self._stop.is_set():
             self._log("note_paused_alive", wall, self.wall(), True)  # a clean stop, not a crash

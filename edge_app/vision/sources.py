@@ -17,7 +17,37 @@ from edge_app.vision.demo import DemoScene
 
 
 class CameraError(RuntimeError):
-    """The camera could not be opened or stopped giving frames; the message says why."""
+    """The camera could not be opened or stopped giving frames; the message says why.
+    ``lasting``: it cannot come right by itself (a video file that does not exist, picamera2
+    not installed): the start fails with it instead of waiting for a camera to appear."""
+
+    def __init__(self, message: str, lasting: bool = False):
+        super().__init__(message)
+        self.lasting = lasting
+
+
+PICAMERA2_MISSING = ("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
+                     "and create the venv with --system-site-packages (firmware/install.sh does both)")
+
+
+def import_picamera2():
+    """picamera2's ``Picamera2`` class, or a lasting CameraError that names why it cannot be
+    imported. Apt's picamera2 imports apt's simplejpeg, built against apt's numpy: a numpy 2
+    in the venv makes that import raise ``ValueError: numpy.dtype size changed``, which was
+    read as "no camera" (or, with --source picamera2, a traceback)."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "picamera2":
+            raise CameraError(PICAMERA2_MISSING, lasting=True) from None
+        raise CameraError(f"picamera2 is installed but cannot be imported ({type(exc).__name__}: {exc}): "
+                          "reinstall it with `sudo apt install --reinstall python3-picamera2`", lasting=True) from None
+    except Exception as exc:
+        hint = (": the venv's numpy is not the one apt's picamera2 was built for; install numpy<2 in the venv "
+                "(`/opt/engage-edge/venv/bin/pip install 'numpy<2'`)" if "numpy" in str(exc) else "")
+        raise CameraError(f"picamera2 is installed but cannot be imported ({type(exc).__name__}: {exc}){hint}",
+                          lasting=True) from None
+    return Picamera2
 
 
 class FrameSource:
@@ -128,7 +158,7 @@ class OpenCVSource(FrameSource):
                 raise CameraError(f"no camera at {self.spec}: plug in a USB camera (check `ls /dev/video*`), "
                                   "or run with --source demo")
             if self.is_file and not Path(self.spec).is_file():
-                raise CameraError(f"video file {self.spec} does not exist")
+                raise CameraError(f"video file {self.spec} does not exist", lasting=True)
             cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
             cap.release()
@@ -193,13 +223,7 @@ class Picamera2Source(FrameSource):
         self.cam = None
 
     def open(self) -> None:
-        try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise CameraError(
-                "picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
-                "and create the venv with --system-site-packages (firmware/install.sh does both)"
-            ) from None
+        Picamera2 = import_picamera2()
         try:
             if not Picamera2.global_camera_info():
                 raise CameraError("no Raspberry Pi camera detected: check the ribbon cable and `rpicam-hello --list-cameras`")
@@ -239,12 +263,63 @@ class Picamera2Source(FrameSource):
 
 
 def _picamera2_present() -> bool:
+    """A Pi camera is connected. picamera2 not installed: False (a USB camera may serve);
+    installed but broken: its lasting CameraError, not "no camera"."""
     try:
-        from picamera2 import Picamera2
-
+        Picamera2 = import_picamera2()
+    except CameraError as exc:
+        if str(exc) == PICAMERA2_MISSING:
+            return False
+        raise
+    try:
         return bool(Picamera2.global_camera_info())
     except Exception:
         return False
+
+
+class AnyCamera(FrameSource):
+    """``camera.source = "camera"``: whichever camera there is, found again at each open,
+    so a camera plugged in after the start (or a USB one in place of the ribbon) is used
+    when the capture loop retries; the start no longer fails for want of one."""
+
+    name = "camera"
+
+    def __init__(self, width=640, height=480, fps=15):
+        self.size = dict(width=width, height=height, fps=fps)
+        self.inner: FrameSource | None = None
+
+    @property
+    def dropped(self) -> int:  # type: ignore[override]
+        return int(getattr(self.inner, "dropped", 0) or 0)
+
+    def _find(self) -> FrameSource:
+        if _picamera2_present():
+            return Picamera2Source(**self.size)
+        found = [p for p in os.listdir("/dev") if p.startswith("video")] if os.path.isdir("/dev") else []
+        devices = sorted(found, key=lambda name: (len(name), name))  # video2 before video10
+        if not devices:
+            raise CameraError(
+                "no camera found: no Raspberry Pi camera and no /dev/video* device. Connect a camera, "
+                "or use --source demo (built-in demo) or --source PATH (a video file)"
+            )
+        return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **self.size)
+
+    def open(self) -> None:
+        if self.inner is None:
+            self.inner = self._find()
+        self.name = f"camera ({self.inner.name})"
+        self.inner.open()
+
+    def read(self) -> np.ndarray:
+        if self.inner is None:
+            self.open()
+        assert self.inner is not None
+        return self.inner.read()
+
+    def close(self) -> None:
+        inner, self.inner = self.inner, None  # found again at the next open
+        if inner is not None:
+            inner.close()
 
 
 def make_source(spec: str, cfg: Config, **demo_options) -> FrameSource:
@@ -256,14 +331,5 @@ def make_source(spec: str, cfg: Config, **demo_options) -> FrameSource:
     if spec == "picamera2":
         return Picamera2Source(**size)
     if spec == "camera":
-        if _picamera2_present():
-            return Picamera2Source(**size)
-        found = [p for p in os.listdir("/dev") if p.startswith("video")] if os.path.isdir("/dev") else []
-        devices = sorted(found, key=lambda name: (len(name), name))  # video2 before video10
-        if not devices:
-            raise CameraError(
-                "no camera found: no Raspberry Pi camera and no /dev/video* device. Connect a camera, "
-                "or use --source demo (built-in demo) or --source PATH (a video file)"
-            )
-        return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **size)
+        return AnyCamera(**size)
     return OpenCVSource(spec, loop=cam.loop, realtime=True, **size)  # a file plays as a camera would
