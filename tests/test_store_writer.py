@@ -144,6 +144,8 @@ def test_shutdown_waits_briefly_when_the_disk_fills_during_it(tmp_path, caplog):
     w.close(timeout=60, paused_wait=0.2)
     assert time.monotonic() - started < 30  # the whole timeout would be 60 s
     assert w.health.store == "disk full" and w.health.pending_writes == 1
+    # /metrics says so too: the gauge was set only after a write went through, so a full disk read 0
+    assert sample(w, "engage_store_pending_rows") == 1
     assert any("1 rows not written" in r.getMessage() for r in caplog.records)
     assert store.query("SELECT count(*) FROM state_changes")[0][0] == 0
     store.close()

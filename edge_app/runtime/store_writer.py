@@ -52,6 +52,7 @@ class StoreWriter:
                 self.metrics.store_lost.inc()
             self._rows.append((method, args))
             self.health.pending_writes = len(self._rows)
+            self.metrics.pending_writes.set(len(self._rows))  # while the disk is full too: the backlog grows there
             self._cond.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)

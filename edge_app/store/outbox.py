@@ -39,8 +39,9 @@ class Outbox:
 
     def ack(self, seqs: list[int]) -> None:
         """The broker has these: forget them."""
-        if seqs:
-            self.store.connect().executemany("DELETE FROM outbox WHERE id = ?", [(s,) for s in seqs])
+        if seqs:  # one transaction: a backlog of N sent after an outage was N commits to the card
+            with self.store.transaction() as conn:
+                conn.executemany("DELETE FROM outbox WHERE id = ?", [(s,) for s in seqs])
 
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]
