@@ -157,6 +157,36 @@ def stored(appliance, upload_id: int) -> tuple[int, int]:
             q("SELECT COUNT(*) FROM upload_faces WHERE upload_id = ?", (upload_id,))[0][0])
 
 
+def test_every_photo_in_a_long_history_can_be_found_opened_and_deleted(appliance, face_jpeg):
+    """The history listed only the latest 10: a student with 12 photos could not find, open
+    or delete the 2 oldest (the Privacy section promises each can be taken back). It is paged."""
+    ann, _ = student_upload(appliance, "ann", face_jpeg)  # the newest, analysed for real
+    ann_id = appliance.accounts.find("ann").id
+    face = {"box": [1, 2, 3, 4], "emotion": "neutral", "confidence": 0.9, "probabilities": {"neutral": 0.9},
+            "engagement": "Engaged - paying attention"}
+    older = [appliance.store.add_upload(ann_id, f"old-{i}.jpg", 10, 10, [face]) for i in range(11)]
+    appliance.store.execute("UPDATE uploads SET created = created - 3600 + id WHERE filename LIKE 'old-%'")
+
+    def listed(html: str) -> list[str]:
+        table = html.split('<table id="history">', 1)[1].split("</table>", 1)[0]
+        return re.findall(r'href="/uploads/(\d+)">[^<]*\.jpg<', table)
+
+    first = ann.get(f"{appliance.url}/upload", timeout=10).text
+    assert len(listed(first)) == 10 and "Photos 1 to 10 of your 12" in first
+    assert 'href="/upload?page=2#your-photos"' in first and "Page 1 of 2" in first
+    second = ann.get(f"{appliance.url}/upload", params={"page": 2}, timeout=10).text
+    assert [int(i) for i in listed(second)] == older[1::-1]  # the two oldest, newest first
+    assert "Photos 11 to 12 of your 12" in second and 'href="/upload?page=1#your-photos"' in second
+    assert listed(ann.get(f"{appliance.url}/upload", params={"page": 99}, timeout=10).text) == listed(second)
+    assert listed(ann.get(f"{appliance.url}/upload", params={"page": "x"}, timeout=10).text) == listed(first)
+    oldest = older[0]
+    assert ann.get(f"{appliance.url}/uploads/{oldest}", timeout=10).status_code == 200
+    r = ann.post(f"{appliance.url}/uploads/{oldest}/delete", data={"csrf": ann.csrf}, timeout=10)
+    assert r.status_code == 200 and stored(appliance, oldest) == (0, 0)
+    assert "Photos 1 to 10 of your 11" in ann.get(f"{appliance.url}/upload", timeout=10).text
+    assert str(oldest) not in listed(ann.get(f"{appliance.url}/upload", params={"page": 2}, timeout=10).text)
+
+
 def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg):
     ann, upload_id = student_upload(appliance, "ann", face_jpeg)
     bob, _ = student_upload(appliance, "bob", face_jpeg)
@@ -190,7 +220,7 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
 
 
 def test_a_photos_back_link_goes_where_it_was_reached_from(appliance, admin_session, face_jpeg):
-    """An admin's own photo, opened from "Your recent photos", said "Back to the log"."""
+    """An admin's own photo, opened from "Your photos", said "Back to the log"."""
     _, students = student_upload(appliance, "gus", face_jpeg)
     r = admin_session.post(f"{appliance.url}/api/analyze", files={"image": ("mine.jpg", face_jpeg, "image/jpeg")},
                            timeout=60)
@@ -222,12 +252,12 @@ def test_a_stored_photo_is_drawn_at_the_size_its_first_result_was(appliance, fac
 
 def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg):
     eve, first = student_upload(appliance, "eve", face_jpeg)
-    for _ in range(11):  # more than the history lists
+    for _ in range(11):  # more than a page of the history
         assert eve.post(f"{appliance.url}/api/analyze", files={"image": ("me.jpg", face_jpeg, "image/jpeg")},
                         timeout=60).status_code == 200
     _, fay_upload = student_upload(appliance, "fay", face_jpeg)
     page = eve.get(f"{appliance.url}/upload", timeout=10).text
-    assert "The latest 10 of your 12 photos." in page and "Delete all 12 for good" in page
+    assert "Photos 1 to 10 of your 12" in page and "Delete all 12 for good" in page
     no_token = requests.Session()  # a form from another site: eve's cookie, no token
     no_token.cookies.update(eve.cookies)
     assert no_token.post(f"{appliance.url}/uploads/delete-all", timeout=10).status_code == 403

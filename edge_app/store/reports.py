@@ -221,16 +221,19 @@ def timeline(store: Store, cutoff: float) -> tuple[sqlite3.Row | None, list[sqli
 
 
 # ------------------------------------------------------------ uploads and stored images
-def recent_uploads(store: Store, user_id: int, limit: int = 10) -> list[sqlite3.Row]:
-    """A user's latest uploads with their faces' levels joined by "; "."""
+def recent_uploads(store: Store, user_id: int, limit: int = 10, offset: int = 0) -> list[sqlite3.Row]:
+    """A user's uploads, newest first, ``limit`` of them from ``offset`` (the history's
+    pages: every photo can be found, opened and deleted), each with its faces' levels
+    joined by "; "."""
     return store.query(
         "SELECT u.id, u.created, u.filename, u.face_count, "
         "(SELECT group_concat(f.engagement, '; ') FROM upload_faces f WHERE f.upload_id = u.id) AS levels "
-        "FROM uploads u WHERE u.user_id = ? ORDER BY u.created DESC LIMIT ?", (user_id, limit))
+        "FROM uploads u WHERE u.user_id = ? ORDER BY u.created DESC, u.id DESC LIMIT ? OFFSET ?",
+        (user_id, int(limit), max(0, int(offset))))
 
 
 def upload_count(store: Store, user_id: int) -> int:
-    """How many uploads a user has stored (the history lists only the latest)."""
+    """How many uploads a user has stored (the history shows them a page at a time)."""
     return store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (user_id,))[0][0]
 
 

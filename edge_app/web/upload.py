@@ -25,7 +25,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
-from edge_app.web.guard import Guard, json_error
+from edge_app.web.guard import Guard, json_error, page_at_most_last
 from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
@@ -37,6 +37,7 @@ BUSY_RETRY_S = 5
 BODIES_IN_HAND = 3  # upload bodies of the largest size allowed that may be held at once ...
 BODIES_PER_USER = 2  # ... and of them, by one user (small photos: many more at once)
 MIN_BODY_BYTES = 64 * 1024  # a tiny upload counts as this much (its parts and headers)
+HISTORY_PAGE = 10  # photos per page of a user's history on /upload (?page=N for older ones)
 
 
 class UploadBudget:
@@ -166,25 +167,39 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 "preview": data_uri(annotated(bgr, faces, bgr.shape[1])),
                 "thumbs": thumbs, "filename": name, "upload_id": upload_id}, upload_id
 
-    def my_uploads(user: User) -> dict:
-        """The upload page's history: the latest rows, and how many there are in all."""
-        return {"rows": reports.recent_uploads(ctx.store, user.id), "total": reports.upload_count(ctx.store, user.id)}
+    def my_uploads(user: User, page_no: int = 1) -> dict:
+        """One page of the user's history, newest first, and how many photos there are in
+        all: every photo can be reached (and so opened and deleted), not only the latest
+        ten, yet a page stays small however many there are."""
+        def fetch(n: int) -> tuple[list, int]:
+            return (reports.recent_uploads(ctx.store, user.id, HISTORY_PAGE, (n - 1) * HISTORY_PAGE),
+                    reports.upload_count(ctx.store, user.id))
+
+        rows, total, page_no, pages = page_at_most_last(fetch, page_no, HISTORY_PAGE)
+        first = (page_no - 1) * HISTORY_PAGE + 1
+        return {"rows": rows, "total": total, "page": page_no, "pages": pages, "first": first,
+                "last": first + len(rows) - 1}
 
     def upload_limits_text() -> str:
         return (f"Accepted: {ACCEPTED_TEXT} files up to {limits.max_bytes // 1048576} MB "
                 f"and {limits.max_pixels // 1_000_000} megapixels.")
 
-    def upload_form(user: User, status: int = 200, **values):
-        """The upload page (a result, an error or neither) with the user's history and a
-        fresh form: a new ``attempt`` token each time it is shown."""
-        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), history=my_uploads(user),
-                    attempt=new_attempt(), **{"result": None, "error": "", **values})
+    def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
+        """The upload page (a result, an error or neither) with a page of the user's history
+        and a fresh form: a new ``attempt`` token each time it is shown."""
+        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(),
+                    history=my_uploads(user, history_page), attempt=new_attempt(),
+                    **{"result": None, "error": "", **values})
         return body if status == 200 else HTTPResponse(body, status)
 
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
-        return upload_form(user, done=guard.flash()["done"])
+        try:
+            history_page = min(max(1, int(request.query.get("page", 1))), 1_000_000)  # OFFSET stays an integer
+        except (ValueError, OverflowError):
+            history_page = 1
+        return upload_form(user, history_page=history_page, done=guard.flash()["done"])
 
     @app.post("/upload")
     def upload():
@@ -286,7 +301,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
 
     @app.post("/uploads/delete-all")
     def delete_my_uploads():
-        """A user deletes every photo of theirs at once (the history lists only the latest ten)."""
+        """A user deletes every photo of theirs at once (the history shows ten a page)."""
         user = guard.require_user()
         guard.check_csrf()
         removed = ctx.store.delete_user_data(user.id)

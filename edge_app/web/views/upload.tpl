@@ -23,13 +23,13 @@
 % if result is not None:
 % include('result.tpl', result=result)
 % end
-<section class="card">
-  <h2>Your recent photos</h2>
+<section class="card" id="your-photos">
+  <h2>Your photos</h2>
   % if not history['rows']:
   <p class="empty">You have not analysed any photos yet. Your results will be listed here.</p>
   % else:
-  % if history['total'] > len(history['rows']):
-  <p class="hint" id="history-count">The latest {{len(history['rows'])}} of your {{history['total']}} photos.</p>
+  % if history['pages'] > 1:
+  <p class="hint" id="history-count">Photos {{history['first']}} to {{history['last']}} of your {{history['total']}}, newest first. Open a photo to see its results or delete it.</p>
   % end
   <div class="table-wrap">
   <table id="history">
@@ -41,6 +41,17 @@
     </tbody>
   </table>
   </div>
+  % if history['pages'] > 1:
+  <nav class="pager" aria-label="Pages of your photos">
+    % if history['page'] > 1:
+    <a href="/upload?page={{history['page'] - 1}}#your-photos" rel="prev" id="history-newer">← Newer</a>
+    % end
+    <span>Page {{history['page']}} of {{history['pages']}}</span>
+    % if history['page'] < history['pages']:
+    <a href="/upload?page={{history['page'] + 1}}#your-photos" rel="next" id="history-older">Older →</a>
+    % end
+  </nav>
+  % end
   <details id="delete-all">
     <summary>Delete all my photos</summary>
     <p class="hint">{{'Your photo' if history['total'] == 1 else 'All %d of your photos' % history['total']}}, the faces found and their results are removed from this device now. To delete one photo only, open it above.</p>
