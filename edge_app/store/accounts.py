@@ -219,11 +219,28 @@ class Accounts:
         self.throttle = throttle or ThrottlePolicy()
         self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
         self._pending_lock = threading.Lock()
+        # keys the counters of names no account has: kept in memory only, so a copied database
+        # cannot be searched for what was typed there (a password in the name field)
+        self._unknown_key = secrets.token_bytes(32)
+
+    def _counted_name(self, username: str) -> str:
+        """The name part of a throttle key: an account's own (lower-case) name, which the
+        Users page unlocks; for a name no account has, a keyed digest, so what was typed (often
+        a password in the wrong field) is never stored, and it is throttled as much as a real name."""
+        name = _throttle_name(username)
+        if self.find(username) is not None:
+            return name
+        return "#" + hmac.new(self._unknown_key, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def log_name(self, username: str) -> str:
+        """How the journal names the user name of a refused log-in: quoted when an account has
+        it, else "an unknown user name" (what was typed may be a password, typed in the wrong field)."""
+        return repr(username) if self.find(username) is not None else "an unknown user name"
 
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
         """(key, slow after, lock after, who) for each counter an attempt feeds."""
-        p, name = self.throttle, _throttle_name(username)
+        p, name = self.throttle, self._counted_name(username)
         address = client_key(address) if address else address  # an IPv6 /64 is one client
         keys = [("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user, "this user name"),
                 ("user:" + name, p.lock_after_user_global, p.lock_after_user_global,
@@ -309,7 +326,8 @@ class Accounts:
         """User names locked now, from any address (for the admin's Users page)."""
         p, now = self.throttle, time.time() if now is None else now
         rows = self.store.query("SELECT key, COUNT(*) AS n, MAX(t) AS last FROM login_failures "
-                                "WHERE key LIKE 'user:%' AND t > ? GROUP BY key", (now - max(p.window_s, p.lock_s),))
+                                "WHERE key LIKE 'user:%' AND key NOT LIKE 'user:#%' AND t > ? GROUP BY key",
+                                (now - max(p.window_s, p.lock_s),))  # '#': names no account has
         locked = set()
         for r in rows:
             pair = "|" in r["key"]
@@ -379,6 +397,9 @@ class Accounts:
             self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
 
     def delete_user(self, user_id: int) -> None:
+        user = self.get(user_id)
+        if user:  # its failed log-ins name it: they go with it
+            self.unlock(user.username)
         self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
         self.store.forget_deleted()  # the name must not stay readable in the write-ahead log
 

@@ -61,16 +61,18 @@ def install(app: bottle.Bottle, site: Site) -> None:
         try:
             user = accounts.login(username, password, client_address())
         except LoginThrottled as exc:
-            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled", username,
-                                    address=client_address())
+            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %s from %s: throttled",
+                                    accounts.log_name(username), address=client_address())
             return hardening.throttled(exc, site.page("login", title="Log in", error=str(exc), username=username,
                                                       **nxt))
         except AccountDisabled as exc:
-            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %r from %s: disabled", username, address=client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %s from %s: disabled",
+                                    accounts.log_name(username), address=client_address())
             text = str(exc)
             return login_page(403, error=text[0].upper() + text[1:] + ".", username=username, **nxt)
         if not user:
-            hardening.REFUSALS.line(log, logging.INFO, "failed login for %r from %s", username, address=client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "failed login for %s from %s", accounts.log_name(username),
+                                    address=client_address())
             return login_page(401, error="Wrong user name or password.", username=username, **nxt)
         site.start_session(user)
         return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
@@ -85,15 +87,16 @@ def install(app: bottle.Bottle, site: Site) -> None:
             username = str(data.get("username", ""))
             user = accounts.login(username, str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
-            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %r from %s: throttled (API)", username,
-                                    address=client_address())
+            hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %s from %s: throttled (API)",
+                                    accounts.log_name(username), address=client_address())
             return hardening.throttled(exc)
         except AccountDisabled as exc:
-            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %r from %s: disabled (API)", username,
-                                    address=client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "log-in refused for %s from %s: disabled (API)",
+                                    accounts.log_name(username), address=client_address())
             return hardening.json_error(403, str(exc))
         if not user:
-            hardening.REFUSALS.line(log, logging.INFO, "failed login for %r from %s (API)", username, address=client_address())
+            hardening.REFUSALS.line(log, logging.INFO, "failed login for %s from %s (API)", accounts.log_name(username),
+                                    address=client_address())
             return hardening.json_error(401, "wrong user name or password")
         csrf = site.start_session(user)
         response.content_type = "application/json"
