@@ -431,6 +431,7 @@ class Config(Section):
             raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
         if bool(self.web.tls_cert) != bool(self.web.tls_key):
             raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+        _check_pins(self.indicators)
         check_mqtt(self.mqtt, ConfigError)
 
     def to_dict(self) -> dict:
@@ -441,6 +442,24 @@ class Config(Section):
             values = {key: getattr(section, key) for key in _field_names(section.__class__)}
             tables[name] = {key: dict(value) if isinstance(value, Mapping) else value for key, value in values.items()}
         return tables
+
+
+PIN_KEYS = ("led_red_pin", "led_green_pin", "led_blue_pin", "buzzer_pin", "pause_button_pin")
+
+
+def _check_pins(indicators: IndicatorSettings) -> None:
+    """Each of the LED, buzzer and privacy-button pins once: two features on one pin passed
+    validation, then the service died at start-up with gpiozero's GPIOPinInUse traceback."""
+    seen: dict[int, str] = {}
+    for key in PIN_KEYS:
+        pin = getattr(indicators, key)
+        if pin < 0:  # pause_button_pin = -1: no button
+            continue
+        if pin in seen:
+            raise ConfigError(f"indicators.{key} = {pin} is not allowed: indicators.{seen[pin]} is GPIO{pin} "
+                              f"already; give each LED colour, the buzzer and the privacy button a pin of its own "
+                              f"(the wiring: firmware/README.md)")
+        seen[pin] = key
 
 
 def _check_value(dotted: str, value: Any, f: dataclasses.Field, kind: Any) -> None:

@@ -220,3 +220,17 @@ def test_data_dir_expands_the_home_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = load_text(tmp_path, "")
     assert config_mod.data_dir(cfg) == tmp_path / ".local/share/engage-edge"
+
+
+@pytest.mark.parametrize("text, key, other", [
+    ('[indicators]\nbackend = "gpio"\npause_button_pin = 22\n', "indicators.pause_button_pin", "indicators.led_blue_pin"),
+    ('[indicators]\nbackend = "gpio"\nbuzzer_pin = 17\n', "indicators.buzzer_pin", "indicators.led_red_pin"),
+    ("[indicators]\nled_green_pin = 5\nled_blue_pin = 5\n", "indicators.led_blue_pin", "indicators.led_green_pin"),
+])
+def test_two_features_on_one_pin_are_refused_naming_both_keys(tmp_path, text, key, other):
+    """The service crashed at start-up with gpiozero's GPIOPinInUse traceback (the button on
+    the blue LED's pin): the file passed validation."""
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert key in str(err.value) and other in str(err.value) and "firmware/README.md" in str(err.value)
+    assert load_text(tmp_path, '[indicators]\npause_button_pin = 24\n').indicators.pause_button_pin == 24

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import threading
 import time
+import warnings
 
 import pytest
 from conftest import stays, wait_for
@@ -17,6 +18,7 @@ from edge_app.device.indicators import (
     AlertMemory,
     BuzzerPolicy,
     GpioIndicator,
+    IndicatorError,
     JetsonIndicator,
     in_quiet_hours,
     make_indicator,
@@ -389,6 +391,21 @@ def test_jetson_backend_without_jetson_gpio_says_what_to_install(tmp_path):
     cfg = config_mod.with_changes(gpio_cfg(tmp_path), {"indicators.backend": "jetson"})
     with pytest.raises(RuntimeError, match=r"engage-edge\[jetson\]"):
         make_indicator(cfg)
+
+
+def test_gpio_without_a_pin_driver_is_one_message_not_a_screen_of_warnings(tmp_path, monkeypatch):
+    """No pin driver (not a Pi, lgpio missing): gpiozero's four PinFactoryFallback warnings
+    (8 lines) came before the line that says what to do; their reasons are now in it."""
+    from gpiozero import Device
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)  # gpiozero's own search, as on a device
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(IndicatorError) as err:
+            make_indicator(gpio_cfg(tmp_path))
+    assert [str(w.message) for w in shown if "Falling back" in str(w.message)] == []
+    assert "found no GPIO pin driver it can use (lgpio: " in str(err.value) and "python3-lgpio" in str(err.value)
 
 
 def test_config_accepts_jetson_and_checks_patterns(tmp_path):

@@ -86,6 +86,8 @@ def test_failures_give_fail_lines_and_a_nonzero_exit(tmp_path, capsys):
     assert lines["database"] == "PASS" and lines["disk"] == "PASS"
     assert "does not exist" in out and "self-test FAILED: camera, model" in out
     assert "holding the camera" not in out  # a missing file is not a camera the service could hold
+    # backend "none" drives nothing: no "PASS led ... (look at the LED)" for a dark LED
+    assert lines["led"] == lines["buzzer"] == "SKIP" and 'SKIP led: indicators.backend = "none"' in out
 
 
 def test_a_data_directory_that_cannot_be_created_says_what_to_do(tmp_path, golden_manifest, capsys):
@@ -193,24 +195,52 @@ def test_a_step_out_of_range_is_a_usage_error_not_a_failed_led(step, tmp_path, g
     assert f"argument --step: {step!r} is not a number of seconds from 0 to 5" in err and "FAIL" not in out
 
 
-def test_pins_held_by_the_running_service_say_to_stop_it(tmp_path, golden_manifest):
-    """The self-test run beside the service (which holds the LED and buzzer pins) said only
-    "FAIL led: pin GPIO17 is already in use by <gpiozero.LED ...>", and no buzzer line at
-    all; the camera line already says what to do, the LED line now does too."""
-    factory = MockFactory(pin_class=MockPWMPin)
-    try:
-        from gpiozero import LED
+class ClaimedByAnotherProcess(MockPWMPin):
+    """GPIO17 as lgpio finds it while the running service has claimed its line: the kernel
+    answers 'GPIO busy' (lgpio.error), which gpiozero passes on. gpiozero's MockFactory
+    only knows one process's reservations, so this one refusal is added to its pin."""
 
-        service_led = LED(17, pin_factory=factory)  # what the running service holds
+    def __init__(self, factory, info, **kwargs):
+        if info.name == "GPIO17":
+            raise RuntimeError("'GPIO busy'")
+        super().__init__(factory, info, **kwargs)
+
+
+def test_pins_held_by_another_process_say_to_stop_the_service(tmp_path, golden_manifest):
+    """The self-test run beside the service (which holds the LED and buzzer pins) said only
+    "FAIL led: ... GPIO busy", and no buzzer line at all; the camera line already says what
+    to do, the LED line now does too."""
+    factory = MockFactory(pin_class=ClaimedByAnotherProcess)
+    try:
         cfg = config_mod.load(None, {"indicators.backend": "gpio", "model.manifest": str(golden_manifest),
                                      "store.data_dir": str(tmp_path / "d")})
         out = io.StringIO()
         results = {r.name: r for r in selftest.run(cfg, "demo", step_s=0, out=out, pin_factory=factory)}
-        assert results["led"].status == "FAIL" and "GPIO17" in results["led"].detail
+        assert results["led"].status == "FAIL" and "GPIO busy" in results["led"].detail
+        assert "held by another process" in results["led"].detail
         assert "sudo systemctl stop engage-edge" in results["led"].detail, out.getvalue()
         assert results["buzzer"].status == "SKIP" and "LED" in results["buzzer"].detail, out.getvalue()
         assert "SKIP buzzer:" in out.getvalue()
-        service_led.close()
+    finally:
+        factory.reset()
+
+
+def test_a_pin_held_in_this_process_is_not_blamed_on_the_service(tmp_path, golden_manifest):
+    """gpiozero's GPIOPinInUse only ever comes from this process (two features on one pin):
+    the line said "is the engage-edge service running and holding the pins? stop it first"
+    to a technician whose service was stopped."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        from gpiozero import Button
+
+        button = Button(22, pin_factory=factory)  # another device of this process on the blue LED's pin
+        cfg = config_mod.load(None, {"indicators.backend": "gpio", "model.manifest": str(golden_manifest),
+                                     "store.data_dir": str(tmp_path / "d")})
+        out = io.StringIO()
+        led = next(r for r in selftest.run(cfg, "demo", step_s=0, out=out, pin_factory=factory) if r.name == "led")
+        assert led.status == "FAIL" and "GPIO22" in led.detail and "held by this process" in led.detail, led.detail
+        assert "systemctl stop" not in led.detail and "service running" not in led.detail
+        button.close()
     finally:
         factory.reset()
 

@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -371,15 +372,27 @@ class IndicatorError(RuntimeError):
 def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
     backend = cfg.indicators.backend
     if backend == "gpio":
+        # gpiozero warns once per pin driver it falls back from: passed on when a driver then
+        # works (why lgpio was passed over), folded into the one message when none does (8
+        # lines of warnings came before the line that says what to do)
+        caught: list[warnings.WarningMessage] = []
         try:
-            return GpioIndicator.from_config(cfg, pin_factory)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                return GpioIndicator.from_config(cfg, pin_factory)
         except ImportError as exc:
+            tried = "; ".join(str(w.message).removeprefix("Falling back from ") for w in caught
+                              if type(w.message).__name__ == "PinFactoryFallback")
+            caught = [w for w in caught if type(w.message).__name__ != "PinFactoryFallback"]
             if (getattr(exc, "name", None) or "").split(".")[0] != "gpiozero":  # it is there; no pin driver it can use
                 raise IndicatorError(
-                    f"indicators.backend = \"gpio\": gpiozero found no GPIO pin driver it can use ({exc}): on a "
-                    "Raspberry Pi install python3-lgpio (apt) and add the service user to the gpio group; on "
+                    f"indicators.backend = \"gpio\": gpiozero found no GPIO pin driver it can use ({tried or exc}): "
+                    "on a Raspberry Pi install python3-lgpio (apt) and add the service user to the gpio group; on "
                     "another machine set indicators.backend = \"console\" or \"none\"") from None
             raise IndicatorError("indicators.backend = \"gpio\" needs gpiozero: pip install 'engage-edge[pi]'") from None
+        finally:
+            for w in caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if backend == "jetson":
         try:
             return JetsonIndicator.from_config(cfg)

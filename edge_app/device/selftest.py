@@ -63,14 +63,27 @@ def check_camera(cfg: Config, source_spec: str) -> str:
     return f"{FRAMES} frames {shape[1]}x{shape[0]} from {source_spec} ({fps:.0f} fps)"
 
 
-def _pins_taken(exc: Exception) -> bool:
-    """A pin another process or device holds: gpiozero's GPIOPinInUse (one process), lgpio's
-    'GPIO busy' (the running service, on a device)."""
+def _pins_held(exc: Exception) -> str | None:
+    """Who holds a pin the LED or buzzer wanted: "this process" for gpiozero's GPIOPinInUse
+    (gpiozero only knows its own process's devices: another setting or device here),
+    "another process" for the kernel's 'GPIO busy' that lgpio passes on (on a device, the
+    running service); None for any other failure."""
     try:
         from gpiozero.exc import GPIOPinInUse
     except ImportError:  # no gpiozero: no pins to be taken
-        return False
-    return isinstance(exc, GPIOPinInUse) or "busy" in str(exc).lower()
+        return None
+    if isinstance(exc, GPIOPinInUse):
+        return "this process"
+    return "another process" if "busy" in str(exc).lower() else None
+
+
+def _pins_hint(holder: str | None) -> str:
+    if holder == "this process":
+        return (" (held by this process, not by the service: each [indicators] pin must be a pin of its own; "
+                "the wiring: firmware/README.md)")
+    if holder == "another process":
+        return f" (held by another process: {SERVICE_HOLDS} the pins? stop it first: sudo systemctl stop engage-edge)"
+    return ""
 
 
 def check_led(indicator, step_s: float) -> str:
@@ -192,15 +205,19 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
 
     attempt("camera", check_camera, cfg, source or cfg.camera.source)
     indicator = None
-    try:
-        indicator = make_indicator(cfg, pin_factory)
-    except Exception as exc:
-        detail = str(exc) or type(exc).__name__
-        if _pins_taken(exc):
-            detail += f" ({SERVICE_HOLDS} the pins? stop it first: sudo systemctl stop engage-edge)"
-        for r in (Result("led", "FAIL", detail), Result("buzzer", "SKIP", "no LED and buzzer pins (see the led line)")):
+    if cfg.indicators.backend == "none":  # nothing is driven: a PASS would send the technician looking at a dark LED
+        why = 'indicators.backend = "none": this device drives no LED or buzzer (set "gpio" or "jetson" to test them)'
+        for r in (Result("led", "SKIP", why), Result("buzzer", "SKIP", why)):
             results.append(r)
             print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
+    else:
+        try:
+            indicator = make_indicator(cfg, pin_factory)
+        except Exception as exc:
+            detail = (str(exc) or type(exc).__name__) + _pins_hint(_pins_held(exc))
+            for r in (Result("led", "FAIL", detail), Result("buzzer", "SKIP", "no LED and buzzer pins (see the led line)")):
+                results.append(r)
+                print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
     if indicator is not None:
         attempt("led", check_led, indicator, step_s)
         if buzzer:
