@@ -883,3 +883,42 @@ def test_a_stop_right_after_a_pause_ends_the_last_state_as_any_stop_does(cfg, tm
         source.gate.set()
         loop.stop()
         store.close()
+
+
+def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg, capsys, monkeypatch):
+    """A database on a full disk cannot be opened (its -shm file cannot be made): the start
+    exited 2, and under systemd five restarts left the unit failed for good, space freed or
+    not. It waits for room and starts once there is some, the database as it was."""
+    import threading
+
+    from edge_app import config as config_mod
+    from edge_app.cli import appliance_when_there_is_room
+    from edge_app.store.database import MIGRATIONS, Store
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "Dove-Lantern-Quiet-8")
+    with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
+        conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data")})
+        Store(disk / "data").close()  # made while there was room, closed cleanly: no -wal or -shm left
+        with open(disk / "filler", "wb") as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        started: list = []
+        thread = threading.Thread(target=lambda: started.append(appliance_when_there_is_room(conf, None, wait_s=0.2)),
+                                  daemon=True)
+        thread.start()
+        said = []
+        wait_for(lambda: said.append(capsys.readouterr().err) or "Waiting for room" in "".join(said), 20,
+                 what="the wait said on stderr")
+        assert thread.is_alive() and not started
+        assert "is full" in "".join(said)
+        (disk / "filler").unlink()
+        thread.join(30)
+        assert started, "it never started once there was room"
+        appliance = started[0]
+        try:
+            assert appliance.store.schema_version() == len(MIGRATIONS)
+        finally:
+            appliance.stop()
+

@@ -1,7 +1,8 @@
 """The ``engage-edge`` command.
 
 Exit codes: 0 success, 1 a check or analysis failed, 2 bad usage, configuration, model
-or input (the message says which and what to do), 3 the camera is unavailable.
+or input (the message says which and what to do), 3 the camera can never work as set (a
+video file that does not exist, picamera2 missing or broken).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,6 @@ def _config(args, overrides: dict | None = None) -> Config:
 # ------------------------------------------------------------------ run
 def cmd_run(args) -> int:
     from edge_app.device.indicators import IndicatorError
-    from edge_app.runtime.appliance import Appliance
     from edge_app.store.accounts import AuthError
     from edge_app.store.database import StoreError
     from edge_app.vision.classifier import ModelError
@@ -127,7 +128,7 @@ def cmd_run(args) -> int:
                 print(f"warning: camera: {exc}. Starting without it: the web page serves, /healthz says "
                       "\"camera\": \"fault\", the LED blinks red, and the camera is tried again with back-off "
                       f"(at most every camera.retry_max_s = {cfg.camera.retry_max_s:g} s)", file=sys.stderr)
-        appliance = Appliance(cfg, source=source)
+        appliance = appliance_when_there_is_room(cfg, source)
         stop = StopRequest()  # from here on Ctrl-C stops it cleanly, even mid-start
         appliance.start()
     except CameraError as exc:
@@ -171,6 +172,42 @@ def cmd_run(args) -> int:
     finally:  # whatever ends the wait: the loop logs its Absent, the port is freed
         appliance.stop()
     return EXIT_OK
+
+
+DISK_WAIT_S = 30.0
+
+
+def appliance_when_there_is_room(cfg: Config, source, wait_s: float = DISK_WAIT_S):
+    """The appliance, once its database opens. A disk too full to open it (the -shm file
+    cannot be made) exited 2, and under systemd five restarts left the unit failed for good,
+    space freed or not, while a full disk met while running only pauses logging. So it waits
+    for room, trying again every ``wait_s``; systemd hears it is up and alive meanwhile
+    (READY with a status saying why it waits, watchdog pings), and the LED shows a fault."""
+    from edge_app.device.watchdog import Notifier
+    from edge_app.runtime.appliance import Appliance
+    from edge_app.store.database import StoreError
+
+    notifier = None
+    while True:
+        try:
+            appliance = Appliance(cfg, source=source)
+        except StoreError as exc:
+            if not exc.disk_full:
+                raise
+            if notifier is None:
+                print(f"error: {exc}. Waiting for room: tried again every {wait_s:g} s", file=sys.stderr, flush=True)
+                _fault_led(cfg)
+                notifier = Notifier.from_env()
+                notifier.ready("waiting for disk space: the database cannot be opened on a full disk")
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                notifier.watchdog_ping()
+                time.sleep(min(1.0, wait_s))
+            continue
+        if notifier is not None:
+            print("there is room again: starting", file=sys.stderr, flush=True)
+            notifier.close()
+        return appliance
 
 
 def _fault_led(cfg: Config) -> None:

@@ -224,7 +224,12 @@ GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
 
 
 class StoreError(RuntimeError):
-    """The database cannot be used; the message says why and what to do."""
+    """The database cannot be used; the message says why and what to do. ``disk_full``: only
+    for want of room (the database is fine; freeing space is the fix, and a wait can see it)."""
+
+    def __init__(self, message: str, disk_full: bool = False):
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
@@ -325,7 +330,7 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 full = self.disk_full_advice(exc)
                 if full:
-                    raise StoreError(f"{self.path} cannot be opened: {exc}: {full}") from None
+                    raise StoreError(f"{self.path} cannot be opened: {exc}: {full}", disk_full=True) from None
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
                                  "Restore a backup (engage-edge backup; the steps, with the -wal and -shm files: "
                                  "firmware/README.md, 'Restoring a backup') or move the file away, and the images folder "
@@ -379,7 +384,7 @@ class Store:
                     conn.execute("ROLLBACK")
                 full = self.disk_full_advice(exc)
                 raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}"
-                                 + (f": {full}" if full else "")) from exc
+                                 + (f": {full}" if full else ""), disk_full=bool(full)) from exc
 
     def disk_full_advice(self, exc: BaseException | None) -> str | None:
         """What to do when ``exc`` comes from a full disk (SQLITE_FULL, or an I/O error such as
