@@ -191,3 +191,22 @@ def test_the_clock_check_works_under_the_units_system_call_filter():
     # the harness can tell: the same policy without the clock calls answers "cannot tell"
     assert clock_state(allowed, denied | {"adjtimex", "clock_adjtime", "clock_adjtime64"}) is None
     assert unit_values(UNIT.read_text())["CapabilityBoundingSet"] == [""], "no CAP_SYS_TIME: reading only"
+
+
+def test_tasks_max_leaves_room_for_the_most_threads_the_config_allows():
+    """web.threads may be 256, and the unit's TasksMax was 256: the service needs about 11
+    tasks of its own beside the web threads, so cheroot died ("can't start new thread") and
+    the start hung without READY. Every thread the config can ask for, and a margin, fit."""
+    import dataclasses
+
+    from edge_app import config as config_mod
+
+    def most(section, key: str) -> int:
+        field = next(f for f in dataclasses.fields(section) if f.name == key)
+        return int(field.metadata["rule"].hi)
+
+    own = 11  # capture loop, store writer, housekeeping, MQTT, watchdog, LED blink, main ...
+    needed = (most(config_mod.WebSettings, "threads") + most(config_mod.WebSettings, "analysis_workers")
+              + 2 * most(config_mod.ModelSettings, "threads") + own)  # LiteRT pools: the live and the upload model
+    tasks_max = int(unit_values(UNIT.read_text())["TasksMax"][0])
+    assert tasks_max >= needed + 32, f"TasksMax={tasks_max} leaves under 32 tasks spare over {needed}"
