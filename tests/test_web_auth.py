@@ -80,6 +80,18 @@ def test_wrong_password_is_refused_with_a_message_and_not_logged(appliance, capl
     assert stored.startswith("scrypt$") and ADMIN_PASSWORD not in stored
 
 
+def test_a_space_around_the_user_name_still_logs_in_and_is_not_a_failure(appliance):
+    """A phone's keyboard adds a space after a word and capitalises the first letter: " Admin "
+    was refused as a wrong password and counted towards the lock. The name is taken without
+    the spaces (case never mattered), and the field asks keyboards to leave it as typed."""
+    assert form_login(appliance.url, " Admin ", ADMIN_PASSWORD).status_code == 303
+    r = requests.post(f"{appliance.url}/api/login", json={"username": "admin\t", "password": ADMIN_PASSWORD}, timeout=10)
+    assert r.status_code == 200 and r.json()["user"] == "admin"
+    assert appliance.store.query("SELECT COUNT(*) FROM login_failures")[0][0] == 0
+    field = re.search(r'<input id="username"[^>]*>', requests.get(f"{appliance.url}/login", timeout=10).text).group(0)
+    assert all(a in field for a in ('autocapitalize="none"', 'autocorrect="off"', 'spellcheck="false"')), field
+
+
 def test_login_redirect_never_leaves_the_site(appliance):
     r = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": ADMIN_PASSWORD,
                                                       "next": "//evil.example/"}, allow_redirects=False, timeout=10)
@@ -530,6 +542,9 @@ def test_a_name_made_before_names_were_matched_whole_still_logs_in(appliance):
                             ("legacy\n", hash_password("legacy-pass-1"), "instructor", 0.0))
     assert appliance.accounts.find("legacy\n") is not None
     assert appliance.accounts.authenticate("legacy\n", "legacy-pass-1").username == "legacy\n"
+    r = requests.post(f"{appliance.url}/api/login", json={"username": "legacy\n", "password": "legacy-pass-1"},
+                      timeout=10)  # the spaces around a name go, but not from the only name that has them
+    assert r.status_code == 200 and r.json()["user"] == "legacy\n"
     with pytest.raises(AuthError):
         appliance.accounts.create_user("another\n", "another-pass-1")
 

@@ -43,6 +43,15 @@ def install(app: bottle.Bottle, site: Site) -> None:
     def asked_next(value: str | None) -> dict:
         return {"next": safe_next(value or "/")} if site.with_next else {}
 
+    def typed_name(raw: str) -> str:
+        """The user name without spaces around it (a phone's keyboard adds one after a word),
+        unless only the name as sent is an account's (one made before names were matched
+        whole may end in a newline)."""
+        name = raw.strip()
+        if name != raw and accounts.find(name) is None and accounts.find(raw) is not None:
+            return raw
+        return name
+
     def login_page(status: int = 200, **values):
         body = site.page("login", title="Log in", **values)
         return HTTPResponse(body, status) if status != 200 else body
@@ -56,7 +65,8 @@ def install(app: bottle.Bottle, site: Site) -> None:
     @app.post("/login")
     def login():
         site.check_origin()
-        username, password = request.forms.getunicode("username", ""), request.forms.getunicode("password", "")
+        username = typed_name(request.forms.getunicode("username", "") or "")
+        password = request.forms.getunicode("password", "")
         nxt = asked_next(request.forms.getunicode("next"))
         try:
             user = accounts.login(username, password, client_address())
@@ -84,7 +94,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
         if data is None:  # a JSON array, string or null, or a body that is no JSON at all
             return hardening.json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
-            username = str(data.get("username", ""))
+            username = typed_name(str(data.get("username", "")))
             user = accounts.login(username, str(data.get("password", "")), client_address())
         except LoginThrottled as exc:
             hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %s from %s: throttled (API)",

@@ -11,7 +11,7 @@
   <form method="post" action="/login" class="stacked">
     <input type="hidden" name="next" value="{{get('next', '/')}}">
     <label for="username">User name</label>
-    <input id="username" name="username" autocomplete="username" value="{{get('username', '')}}" required autofocus>
+    <input id="username" name="username" autocomplete="username" autocapitalize="none" autocorrect="off" spellcheck="false" value="{{get('username', '')}}" required autofocus>
     <label for="password">Password</label>
     <input id="password" name="password" type="password" autocomplete="current-password" required>
     <button type="submit">Log in</button>
