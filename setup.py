@@ -28,8 +28,13 @@ setup(
         "edge_app.web": ["views/*.tpl", "static/*"],
     },
     install_requires=[
-        "numpy>=1.26",
-        "opencv-python-headless>=4.10,<5",  # 5.x drops CascadeClassifier and the Haar files
+        # aarch64 (Pi OS bookworm): numpy 1.x, so apt's numpy (1.24) serves the venv as it serves apt's
+        # picamera2 and simplejpeg, which numpy 2 breaks ("numpy.dtype size changed", picamera2 #1088):
+        # opencv 4.12 and later need numpy 2
+        "numpy>=1.24,<2; platform_machine=='aarch64'",
+        "numpy>=1.26; platform_machine!='aarch64'",
+        "opencv-python-headless>=4.10,<4.12; platform_machine=='aarch64'",
+        "opencv-python-headless>=4.10,<5; platform_machine!='aarch64'",  # 5.x drops CascadeClassifier and the Haar files
         # aarch64 (Pi 4/5, Jetson): 2.2 and 2.3 crash loading the model on an emulated
         # Cortex-A72/A76, 1.4.0 passes the golden check there (tools/prove-arm64.sh)
         "ai-edge-litert>=1.2,<2; platform_machine=='aarch64'",

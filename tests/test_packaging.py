@@ -68,6 +68,16 @@ def test_wheel_metadata_keeps_heavy_libraries_off_the_device(wheel):
     names = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in device}
     assert {"numpy", "opencv-python-headless", "ai-edge-litert", "pillow", "bottle", "cheroot"} <= names
     assert not names & {"matplotlib", "scikit-image", "scipy", "tensorflow", "tensorflow-cpu"}, device
+    # on a Pi (aarch64) numpy stays 1.x, which apt's numpy 1.24 satisfies: apt's picamera2 imports
+    # apt's simplejpeg, built against it, and a numpy 2 in the venv breaks that import
+    from packaging.requirements import Requirement
+
+    pi = {"platform_machine": "aarch64", "python_version": "3.11", "sys_platform": "linux"}
+    on_pi = [Requirement(r) for r in device if Requirement(r).marker is None or Requirement(r).marker.evaluate(pi)]
+    numpy = [r.specifier for r in on_pi if r.name == "numpy"]
+    assert numpy and all("1.24.2" in spec and "2.0.0" not in spec for spec in numpy), numpy
+    opencv = [r.specifier for r in on_pi if r.name == "opencv-python-headless"]  # 4.12 and later need numpy 2
+    assert opencv and all("4.11.0.86" in spec and "4.12.0.88" not in spec for spec in opencv), opencv
     train = [r for r in requires if "extra == \"train\"" in r]
     assert any(r.startswith("tensorflow") for r in train)
     assert "engage-edge = edge_app.cli:main" in entry_points
