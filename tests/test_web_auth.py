@@ -116,6 +116,22 @@ def test_login_returns_you_where_you_were_going(appliance, target):
     assert s.get(done.headers["Location"], allow_redirects=False, timeout=10).status_code == 200
 
 
+def test_a_student_logging_in_on_an_admin_pages_log_in_goes_to_their_own_start_page(appliance):
+    """An admin's session ended on /admin/log on a classroom computer; the next student to log
+    in there landed on "Not allowed" (403). A student asked for an admin page goes to their
+    start page; an admin still lands where asked."""
+    add_student(appliance)
+    s = requests.Session()
+    done = s.post(f"{appliance.url}/login", data={"username": "sam", "password": STUDENT_PW, "next": "/admin/log?x=1"},
+                  allow_redirects=False, timeout=10)
+    assert done.status_code == 303 and done.headers["Location"] == appliance.url + "/"
+    assert s.get(done.headers["Location"], timeout=10).url == appliance.url + "/upload"
+    assert form_login(appliance.url, "admin", ADMIN_PASSWORD).headers["Location"] == appliance.url + "/"
+    r = requests.post(f"{appliance.url}/login", data={"username": "admin", "password": ADMIN_PASSWORD, "next": "/admin/log"},
+                      allow_redirects=False, timeout=10)
+    assert r.headers["Location"] == appliance.url + "/admin/log"
+
+
 @pytest.mark.parametrize("referer, back", [("{url}/uploads?x=1", "/uploads?x=1"), ("{url}/live", "/live"),
                                            ("https://evil.example/live", "/"), (None, "/")])
 def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_not_to_a_405(appliance, referer, back):

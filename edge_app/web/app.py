@@ -99,7 +99,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             guard.check_same_origin()
         hardening.readable_form(skip_paths=UPLOAD_PATHS)
-        if request.path == "/admin" or request.path.startswith(("/admin/", "/api/admin/")):
+        if auth_routes.is_admin_path(request.path):
             guard.require_user(admin=True)
 
     @app.get("/static/<name:path>")

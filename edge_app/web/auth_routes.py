@@ -4,6 +4,7 @@ an admin's change."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import bottle
 from bottle import HTTPResponse, request
@@ -15,6 +16,12 @@ from edge_app.web.guard import COOKIE, Guard, account_url, client_address, safe_
 log = logging.getLogger(__name__)
 
 
+def is_admin_path(path: str) -> bool:
+    """An address only admins may open (``app.guard_paths`` refuses it to anyone else)."""
+    path = urlsplit(path).path
+    return path == "/admin" or path.startswith(("/admin/", "/api/admin/"))
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     page = guard.page
 
@@ -22,6 +29,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def index():
         user = guard.require_user()
         return bottle.redirect("/admin" if user.is_admin else "/upload")
+
+    def after_login(user, nxt: str) -> str:
+        """Where a log-in leads: the page asked for, but a student asked for an admin page (the
+        log-in page an admin's ended session left on a shared computer) gets their own start
+        page, not "Not allowed"; a password given to them is replaced first."""
+        if not user.is_admin and is_admin_path(nxt):
+            nxt = "/"
+        return account_url(nxt) if user.must_change_password else nxt
 
     def start_session(user) -> str:
         token, csrf = ctx.accounts.start_session(user)
@@ -33,7 +48,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         viewer=lambda: guard.require_user(given_password_ok=True),  # /account is where a given password is replaced
         check_origin=guard.check_same_origin, check_form=guard.check_csrf, start_session=start_session,
         remember=guard.remember,
-        after_login=lambda user, nxt: account_url(nxt) if user.must_change_password else nxt))
+        after_login=after_login))
 
     @app.get("/confirm")
     def confirm_page():
