@@ -38,6 +38,10 @@ from edge_app.fleet.settings import check_together as check_mqtt
 
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
 QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+# web.allowed_hosts: names as a browser's Host header carries them, without its port; a URL or
+# "name:8443" listed there could never match, and every request under it got the refusal
+_HOST_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
+HOST_NAMES = re.compile(rf"\s*(?:{_HOST_NAME})?\s*(?:,\s*(?:{_HOST_NAME})?\s*)*")
 
 
 class ConfigError(ValueError):
@@ -336,7 +340,9 @@ class WebSettings(Section):
                                        "Empty: the socket's peer is the client, as without a proxy.",
                                    Networks())
     allowed_hosts: str = setting("", "Extra host names the web UI answers to, comma-separated; IP addresses, "
-                                     "localhost and this machine's own names always work (no DNS rebinding).")
+                                     "localhost and this machine's own names always work (no DNS rebinding).",
+                                 Matches(HOST_NAMES, 'host names separated by commas, without "https://", a "/" or '
+                                         'a ":port", e.g. "desk-07.school.lan, desk-07" (empty: none)'))
 
 
 @dataclass(frozen=True)

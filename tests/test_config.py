@@ -183,6 +183,10 @@ def test_binary_file_is_a_config_error(tmp_path):
     ('[engagement.mapping]\nhappiness = "Bored"\n', None, "engagement.mapping.happiness", "'Bored'", '"Partially engaged"'),
     ('[engagement.mapping]\nsadness = "engaged"\n', None, "engagement.mapping.sadness", "'engaged'", '"Not engaged"'),
     ('[engagement.mapping]\nboredom = "Not engaged"\n', None, "engagement.mapping.boredom", "", "happiness"),
+    # a URL or a name with its port could never match a Host header: every request was refused
+    ('[web]\nallowed_hosts = "https://desk-07.school.lan/"\n', None, "web.allowed_hosts", "https://desk-07",
+     'e.g. "desk-07.school.lan, desk-07"'),
+    ('[web]\nallowed_hosts = "desk-07, desk-08.school.lan:8443"\n', None, "web.allowed_hosts", ":8443", '":port"'),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, text, overrides, key, value, allowed):
     with pytest.raises(ConfigError) as err:
@@ -191,6 +195,11 @@ def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, text, overrides
     assert key in message
     assert value in message
     assert allowed in message
+
+
+def test_good_allowed_hosts_are_accepted(tmp_path):
+    for spec in ("", "desk-07.school.lan", " desk-07.school.lan, desk-07 ", "desk-07.school.lan.", "10.0.0.7"):
+        assert load_text(tmp_path, f'[web]\nallowed_hosts = "{spec}"\n').web.allowed_hosts == spec
 
 
 def test_good_quiet_hours_are_accepted(tmp_path):
