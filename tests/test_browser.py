@@ -13,6 +13,7 @@ import bottle
 import pytest
 
 from edge_app import config as config_mod
+from edge_app.engagement import GROUPS
 from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for
 
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
@@ -140,9 +141,11 @@ def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, sho
     row.locator("summary").click()  # expand: every class probability
     assert row.locator(".probs li").count() == len(server.classifier.labels)
     assert page.locator("img.preview").evaluate("img => img.naturalWidth") > 0
+    assert "/uploads/" in page.url  # the result's own page (post/redirect/get)
+    page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
+    page.get_by_role("link", name="Back to your photos").click()
     assert "grace_hopper.jpg" in page.locator("#history").inner_text()
     assert not page.console_errors, page.console_errors  # e.g. nothing blocked by the CSP
-    page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
 
 
 def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shots):
@@ -158,6 +161,7 @@ def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shot
         page.locator("#faces").wait_for()
 
     analyse("take-me-back.jpg")
+    page.goto(f"{server.url}/upload")
     page.locator("#history").get_by_role("link", name="take-me-back.jpg").click()  # its stored result page
     page.get_by_text("Delete this photo").click()  # a disclosure first: one click does not delete
     page.get_by_role("button", name="Delete it for good").click()
@@ -165,6 +169,7 @@ def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shot
     assert "take-me-back.jpg" not in page.locator("main").inner_text()
     analyse("one.jpg")
     analyse("two.jpg")
+    page.goto(f"{server.url}/upload")
     page.get_by_text("Delete all my photos").click()
     page.get_by_role("button", name="Delete all 2 for good").click()
     assert page.locator("#upload-done").inner_text() == "All your photos and their results were deleted."
@@ -175,13 +180,17 @@ def test_a_student_takes_photos_back(new_page, server, face_jpeg, tmp_path, shot
     page.screenshot(path=str(shots / "upload-deleted.png"), full_page=True)
 
 
-def test_reloading_an_upload_result_shows_it_without_storing_the_photo_again(new_page, server, face_jpeg, tmp_path):
-    """The browser sends the form again on a reload (after its "resubmit?" question, which
-    Playwright answers yes): the student gets the first result, not a second copy of their
-    photo in the history and the admin's log."""
+def test_back_and_reload_after_an_upload_show_its_result_without_sending_the_photo_again(new_page, server,
+                                                                                        face_jpeg, tmp_path):
+    """The result was the answer to the form's POST: Back to it from another page showed
+    Chrome's "Confirm Form Resubmission" (ERR_CACHE_MISS), and a reload sent the photo
+    again. The POST now leads to the result's own page (post/redirect/get): Back and reload
+    show it, and nothing is sent or stored again."""
     server.accounts.create_user("noa", STUDENT_PW, "student")
     noa = server.accounts.find("noa").id
     page = new_page("noa", STUDENT_PW)
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     photo = tmp_path / "once.jpg"
     photo.write_bytes(face_jpeg)
     page.goto(f"{server.url}/upload")
@@ -189,12 +198,15 @@ def test_reloading_an_upload_result_shows_it_without_storing_the_photo_again(new
     page.get_by_role("button", name="Analyse").click()
     page.locator("#faces").wait_for()
     stored = server.store.query("SELECT id FROM uploads WHERE user_id = ?", (noa,))
-    assert len(stored) == 1
-    page.reload()  # a POST again, with the same form
-    page.locator("#result-done").wait_for()
-    assert "analysed and stored once already" in page.locator("#result-done").inner_text()
-    assert page.url.split("?")[0] == f"{server.url}/uploads/{stored[0]['id']}"
+    assert len(stored) == 1 and page.url == f"{server.url}/uploads/{stored[0]['id']}"
+    assert len(posts) == 1
+    page.reload()
+    page.goto(f"{server.url}/live")
+    shown = page.go_back()  # to the result
+    assert shown is not None and shown.ok and shown.request.method == "GET"
+    assert page.url == f"{server.url}/uploads/{stored[0]['id']}"
     assert page.locator("#faces tbody tr").count() >= 1  # its result, from the stored rows
+    assert len(posts) == 1, posts  # the form was never sent again
     assert server.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (noa,))[0][0] == 1
     page.goto(f"{server.url}/upload")  # a new form is a new photo
     page.get_by_label("Photo").set_input_files(str(photo))
@@ -220,13 +232,19 @@ def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
 
 
 def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
-    page = new_page(STUDENT, STUDENT_PW)
+    # a browser in another zone than the device (UTC+14): the chart tells the device's time, as
+    # its log and quiet hours do; it drew the browser's ("from 02:50" beside the log's 01:50)
+    page = new_page(STUDENT, STUDENT_PW, timezone_id="Pacific/Kiritimati")
     page.goto(f"{server.url}/live")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
     assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg.camera.width
     page.wait_for_function("document.getElementById('timeline-svg') !== null")
     assert page.locator("#state").inner_text() not in ("", "no camera loop")
     page.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)
+    labels = set(page.locator("#timeline-svg text").evaluate_all("els => els.map(e => e.textContent)"))
+    now = time.time()
+    device = {time.strftime("%H:%M", time.localtime(now - m)) for m in range(-60, 15 * 60)}
+    assert labels & device and not labels - device - {"now"} - {str(g) for g in GROUPS}, labels
     page.screenshot(path=str(shots / "live.png"), full_page=True)
 
 

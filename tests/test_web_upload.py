@@ -71,6 +71,9 @@ def stored_files(appliance) -> list:
 def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg):
     r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf},
                            files={"image": ("grace.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    upload_id = appliance.store.query("SELECT id FROM uploads")[0][0]
+    # post/redirect/get: the result is its own page, so Back to it never asks to resend the form
+    assert [h.status_code for h in r.history] == [303] and r.url == f"{appliance.url}/uploads/{upload_id}"
     assert r.status_code == 200
     assert 'id="faces"' in r.text
     assert r.text.count('class="face"') == 1  # one face thumbnail per row
@@ -84,7 +87,7 @@ def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg)
 
 def test_the_same_form_sent_twice_at_once_stores_one_photo(appliance, admin_session, face_jpeg):
     """A double click on Analyse: two POSTs of one form, the second while the first is
-    analysed. One row; the second answer leads to the first one's result."""
+    analysed. One row; both answers lead to its result, the second saying it was sent twice."""
     from concurrent.futures import ThreadPoolExecutor
 
     form = {"csrf": admin_session.csrf, "attempt": "double-click-1"}
@@ -95,13 +98,13 @@ def test_the_same_form_sent_twice_at_once_stores_one_photo(appliance, admin_sess
 
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(send, range(2)))
-    assert sorted(r.status_code for r in answers) == [200, 303]
+    assert [r.status_code for r in answers] == [303, 303]
     assert upload_count(appliance) == 1
     upload_id = appliance.store.query("SELECT id FROM uploads")[0][0]
-    again = next(r for r in answers if r.status_code == 303)
-    assert again.headers["Location"].split("?")[0].endswith(f"/uploads/{upload_id}")
-    shown = admin_session.get(again.headers["Location"], timeout=10)
-    assert "analysed and stored once already" in shown.text and 'id="faces"' in shown.text
+    assert all(r.headers["Location"].split("?")[0].endswith(f"/uploads/{upload_id}") for r in answers)
+    shown = [admin_session.get(r.headers["Location"], timeout=10).text for r in answers]
+    assert all('id="faces"' in page for page in shown)
+    assert sorted("analysed and stored once already" in page for page in shown) == [False, True]
 
 
 def test_a_refused_form_sent_again_is_analysed_again(appliance, admin_session, face_jpeg):
@@ -113,9 +116,11 @@ def test_a_refused_form_sent_again_is_analysed_again(appliance, admin_session, f
     assert bad.status_code == 400 and upload_count(appliance) == 0
     good = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
                               files={"image": ("whole.jpg", face_jpeg, "image/jpeg")})
-    assert good.status_code == 200 and 'id="faces"' in good.text
     assert upload_count(appliance) == 1
-    assert 'name="attempt" value="retry-1"' not in good.text  # the page's next form is a new one
+    upload_id = appliance.store.query("SELECT id FROM uploads")[0][0]
+    assert good.status_code == 303 and good.headers["Location"].endswith(f"/uploads/{upload_id}")
+    assert 'id="faces"' in admin_session.get(good.headers["Location"], timeout=10).text
+    assert 'name="attempt" value="retry-1"' not in bad.text  # the refusal's form is a new one
 
 
 def test_api_analyze_reports_several_faces(appliance, admin_session, face_jpeg):
@@ -408,11 +413,23 @@ def test_keep_uploads_setting(make_appliance, cfg, face_jpeg, keep):
     path = appliance.store.query("SELECT image_path FROM uploads")[0][0]
     if keep == "none":
         assert files == [] and path is None
-        return
-    assert len(files) == 1 and path
-    width = Image.open(files[0]).size[0]
-    original = Image.open(io.BytesIO(face_jpeg)).size[0]
-    assert width == (320 if keep == "thumbnail" else original)
+    else:
+        assert len(files) == 1 and path
+        width = Image.open(files[0]).size[0]
+        original = Image.open(io.BytesIO(face_jpeg)).size[0]
+        assert width == (320 if keep == "thumbnail" else original)
+    # the form's answer leads to the result's own page (post/redirect/get), which shows the
+    # picture drawn from the photo itself the first time, kept or not
+    sent = s.post(f"{appliance.url}/upload", data={"csrf": s.csrf}, files={"image": ("g.jpg", face_jpeg)},
+                  allow_redirects=False, timeout=60)
+    assert sent.status_code == 303 and re.fullmatch(r"/uploads/\d+", sent.headers["Location"].replace(appliance.url, ""))
+    first = s.get(appliance.url + sent.headers["Location"].replace(appliance.url, ""), timeout=10).text
+    assert 'class="preview"' in first and 'alt="Face 1"' in first and 'id="faces"' in first
+    assert ('id="shown-once"' in first) == (keep == "none")
+    again = s.get(appliance.url + sent.headers["Location"].replace(appliance.url, ""), timeout=10).text  # a reload
+    assert 'id="faces"' in again and ('id="not-kept"' in again) == (keep == "none")
+    assert ('class="preview"' in again) == (keep != "none") and 'id="shown-once"' not in again
+    assert len(stored_files(appliance)) == (0 if keep == "none" else 2)
 
 
 # ------------------------------------------------------------ live
@@ -445,6 +462,8 @@ def test_live_page_and_timeline(appliance, admin_session):
     assert t["now"] - t["from"] == pytest.approx(300, abs=1)
     assert any(p["group"] == "Not engaged" for p in t["points"])
     assert all(t["from"] <= p["t"] <= t["now"] for p in t["points"])
+    # the chart tells time in the device's zone, as its log does, not in the viewer's browser's
+    assert t["utc_offset_s"] == time.localtime(t["now"]).tm_gmtoff and t["zone"] == time.strftime("%Z")
     assert admin_session.get(f"{appliance.url}/api/timeline?minutes=abc", timeout=10).status_code == 400
     js = admin_session.get(f"{appliance.url}/static/live.js", timeout=10)
     assert js.status_code == 200 and "/api/timeline" in js.text
@@ -512,17 +531,20 @@ def test_another_photo_sent_with_the_same_form_is_analysed(appliance, admin_sess
     form = {"csrf": admin_session.csrf, "attempt": "same-form-1"}
     first = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
                                files={"image": ("first.jpg", face_jpeg, "image/jpeg")})
-    assert first.status_code == 200 and upload_count(appliance) == 1
+    assert first.status_code == 303 and upload_count(appliance) == 1
     other = cv2.imencode(".jpg", cv2.flip(cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR), 1))[1]
     second = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
                                 files={"image": ("second.jpg", other.tobytes(), "image/jpeg")})
-    assert second.status_code == 200 and 'id="faces"' in second.text, second.headers.get("Location")
-    assert "second.jpg" in second.text
+    ids = [r[0] for r in appliance.store.query("SELECT id FROM uploads ORDER BY id")]
     assert [r[0] for r in appliance.store.query("SELECT filename FROM uploads ORDER BY id")] == ["first.jpg",
                                                                                                  "second.jpg"]
+    assert second.status_code == 303 and second.headers["Location"].endswith(f"/uploads/{ids[1]}")
+    shown = admin_session.get(second.headers["Location"], timeout=10).text
+    assert 'id="faces"' in shown and "second.jpg" in shown and "once already" not in shown
     again = admin_session.post(f"{appliance.url}/upload", data=form, timeout=60, allow_redirects=False,
                                files={"image": ("second.jpg", other.tobytes(), "image/jpeg")})
     assert again.status_code == 303 and upload_count(appliance) == 2  # the same photo again: still once
+    assert "once already" in admin_session.get(again.headers["Location"], timeout=10).text
 
 
 def test_a_form_sent_again_after_its_photo_was_deleted_says_so(appliance, admin_session, face_jpeg):
@@ -606,7 +628,7 @@ def test_a_form_sent_again_after_a_restart_leads_to_its_first_result(cfg, make_a
         return session.post(f"{url}/upload", data=form, timeout=60, allow_redirects=False,
                             files={"image": ("kept.jpg", data, "image/jpeg")})
 
-    assert send(first_run.url).status_code == 200
+    assert send(first_run.url).status_code == 303
     upload_id = first_run.store.query("SELECT id FROM uploads")[0][0]
     first_run.stop()
     second_run = make_appliance(with_loop=False)  # the same data directory: a restart
@@ -625,10 +647,13 @@ def test_a_form_sent_again_after_a_restart_leads_to_its_first_result(cfg, make_a
         assert "after-restart-1" not in shown.text and keys[0] not in shown.text, log_url
     # the same form with another photo after the restart is that photo, analysed once
     other = cv2.imencode(".jpg", cv2.flip(cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR), 1))[1]
-    assert send(second_run.url, other.tobytes()).status_code == 200 and upload_count(second_run) == 2
+    anew = send(second_run.url, other.tobytes())
+    assert anew.status_code == 303 and f"/uploads/{upload_id}" not in anew.headers["Location"]
+    assert upload_count(second_run) == 2
     # another user's page with the same token and photo is theirs: never led to this one's result
     second_run.accounts.create_user("kim", STUDENT_PW, "student")
     kim = login(second_run.url, "kim", STUDENT_PW)
     theirs = kim.post(f"{second_run.url}/upload", data={"csrf": kim.csrf, "attempt": "after-restart-1"}, timeout=60,
                       allow_redirects=False, files={"image": ("kept.jpg", face_jpeg, "image/jpeg")})
-    assert theirs.status_code == 200 and f"/uploads/{upload_id}" not in theirs.text and upload_count(second_run) == 3
+    assert theirs.status_code == 303 and f"/uploads/{upload_id}" not in theirs.headers["Location"]
+    assert upload_count(second_run) == 3

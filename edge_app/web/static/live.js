@@ -18,9 +18,15 @@
     return node;
   }
 
+  let offset = null;  // the device's UTC offset (s), from /api/timeline: times are the device's, as in its log
+
   function fmt(t) {
-    const d = new Date(t * 1000);
-    return d.getHours().toString().padStart(2, "0") + ":" + d.getMinutes().toString().padStart(2, "0");
+    if (offset === null) {
+      const d = new Date(t * 1000);
+      return d.getHours().toString().padStart(2, "0") + ":" + d.getMinutes().toString().padStart(2, "0");
+    }
+    const d = new Date((t + offset) * 1000);
+    return d.getUTCHours().toString().padStart(2, "0") + ":" + d.getUTCMinutes().toString().padStart(2, "0");
   }
 
   function groupClass(g) {  // the group's colour, from app.css
@@ -29,6 +35,7 @@
 
   function draw(data, labelWidth) {
     const GROUPS = data.groups;  // the rows, in the device's order
+    if (typeof data.utc_offset_s === "number") offset = data.utc_offset_s;
     const W = Math.max(280, Math.round(chartEl.clientWidth || 600)), H = 200, top = 8, bottom = 24;
     const left = labelWidth || 124, right = 22;
     const rowH = (H - top - bottom) / GROUPS.length;
