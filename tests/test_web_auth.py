@@ -1,6 +1,7 @@
 """Accounts, sessions, throttling, CSRF and the route-by-route access guard, over real HTTP."""
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import http.client
 import json
@@ -476,6 +477,27 @@ def test_admin_creates_disables_resets_and_deletes_users(appliance):
     assert 'id="confirm-delete"' in r.text and appliance.accounts.find("kim") is not None
     r = act(f"/admin/users/{kim.id}/delete", confirm="yes")
     assert "Deleted kim" in r.text and appliance.accounts.find("kim") is None
+
+
+def test_add_user_clicked_twice_shows_the_first_ones_success(appliance):
+    """A double click on "Add user" sends the form twice: the account was created, and the
+    page said "User not created: the user 'mia.k' already exists". The same form sent again
+    (its one-time token) is answered with the first's outcome; a new form for the name is not."""
+    admin = login(appliance.url)
+    form = re.search(r'name="attempt" value="([^"]+)"', admin.get(f"{appliance.url}/admin/users", timeout=10).text)
+    sent = {"csrf": admin.csrf, "attempt": form.group(1), "username": "mia.k", "password": "mia-pw-1234",
+            "role": "student", "temporary": "on"}
+    clicks = [requests.Session() for _ in range(2)]
+    for click in clicks:
+        click.cookies.update(admin.cookies)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both on their way at once, as a double click's
+        answers = list(pool.map(lambda c: c.post(f"{appliance.url}/admin/users", data=sent, timeout=10), clicks))
+    for r in answers:
+        assert r.status_code == 200 and "Created student mia.k; they choose their own" in r.text, r.text
+    assert [u.username for u in appliance.accounts.list_users()].count("mia.k") == 1
+    assert appliance.store.query("SELECT COUNT(*) FROM audit WHERE action = 'created user'")[0][0] == 1
+    again = admin.post(f"{appliance.url}/admin/users", data={**sent, "attempt": "another-form"}, timeout=10)
+    assert again.status_code == 400 and "already exists" in again.text
 
 
 def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):

@@ -360,9 +360,14 @@ class Accounts:
         check_password_rules(password)
         if self.find(username):
             raise AuthError(f"the user {username!r} already exists")
-        cur = self.store.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
-                                 "VALUES (?, ?, ?, ?, ?)", (username, hash_password(password), role, time.time(),
-                                                            int(must_change)))
+        try:
+            cur = self.store.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
+                                     "VALUES (?, ?, ?, ?, ?)", (username, hash_password(password), role, time.time(),
+                                                                int(must_change)))
+        except sqlite3.IntegrityError:  # made meanwhile (another admin's form, hashed at the same moment)
+            if self.find(username):
+                raise AuthError(f"the user {username!r} already exists") from None
+            raise
         assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
         return User(cur.lastrowid, username, role, must_change_password=must_change)
 

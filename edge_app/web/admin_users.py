@@ -17,6 +17,7 @@ from edge_app.engagement import GROUPS
 from edge_app.store import reports
 from edge_app.store.accounts import ROLES, AuthError
 from edge_app.web.guard import Guard
+from edge_app.web.resubmit import Submissions, new_attempt
 
 log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
@@ -44,7 +45,17 @@ def page_query() -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
+def created(user) -> str:
+    """What the page says once ``user`` is created (to the form sent again too)."""
+    return f"Created {user.role} {user.username}" + (
+        "; they choose their own password at the first log-in." if user.must_change_password else ".")
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
+    # "Add user" clicked twice (or its answer reloaded) sends the form twice: the second is
+    # answered with the first's outcome, not "already exists" under an account just made
+    submissions = Submissions()
+
     @app.get("/admin/users")
     def users_page():
         me = guard.require_user(admin=True)
@@ -59,7 +70,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
         return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
                           me=me, locked=ctx.accounts.locked_users(), typed=typed or {}, done=done, error=error,
-                          query=page_query())
+                          query=page_query(), attempt=new_attempt())
 
     @app.post("/admin/users")
     def create_user():
@@ -68,18 +79,26 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_recent_password()
         back = "/admin/users" + page_query()
         f = request.forms
+        name, role = (f.getunicode("username", "") or "").strip(), f.getunicode("role", "student") or ""
+        attempt = f.get("attempt") or ""
+        form = f"{name.lower()}\n{role}\n{f.get('temporary') or ''}"  # the same form: same name, role and box
+        earlier = submissions.claim(me.id, attempt, form)
+        if earlier is not None and (made := ctx.accounts.get(earlier)) is not None:
+            guard.flash_redirect(back, created(made))
         try:
-            user = ctx.accounts.create_user(f.getunicode("username", "").strip(), f.getunicode("password", ""),
-                                            f.getunicode("role", "student"), must_change=temporary())
+            user = ctx.accounts.create_user(name, f.getunicode("password", ""), role, must_change=temporary())
         except AuthError as exc:  # the page again with what was typed (not the password), to correct
-            typed = {"username": f.getunicode("username", ""), "role": f.getunicode("role", "student"),
-                     "temporary": bool(f.get("temporary"))}
+            submissions.failed(me.id, attempt, form)
+            typed = {"username": f.getunicode("username", ""), "role": role, "temporary": bool(f.get("temporary"))}
             return HTTPResponse(render(me, typed, error=f"User not created: {exc}."), 400)
+        except BaseException:
+            submissions.failed(me.id, attempt, form)
+            raise
+        submissions.done(me.id, attempt, user.id, form)
         log.info("admin created user %s (%s)", user.username, user.role)
         ctx.store.audit(me.username, "created user", user.username,
                         f"role {user.role}" + (", temporary password" if user.must_change_password else ""))
-        guard.flash_redirect(back, f"Created {user.role} {user.username}"
-                       + ("; they choose their own password at the first log-in." if user.must_change_password else "."))
+        guard.flash_redirect(back, created(user))
 
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):

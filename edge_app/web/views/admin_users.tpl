@@ -87,6 +87,7 @@
   <h2>Add a user</h2>
   <form method="post" action="/admin/users{{query}}" id="new-user" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="attempt" value="{{attempt}}">
     <label for="n-username">User name</label>
     <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}" value="{{typed.get('username', '')}}">
     <label for="n-password">Password (at least 8 characters)</label>
