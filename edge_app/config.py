@@ -199,7 +199,7 @@ class ModelSettings(Section):
     """The emotion model."""
 
     manifest: str = setting("", "Manifest of the emotion model (.json beside the .tflite). Empty: the flashed or "
-                                "shipped model.")
+                                "shipped model. Not under /home: the service cannot see it.")
     threads: int = setting(1, "CPU threads for one inference.", Range(1, 8))
 
 
@@ -300,7 +300,10 @@ class IndicatorSettings(Section):
 class StoreSettings(Section):
     """Where the logs, accounts and kept images live, and for how long."""
 
-    data_dir: str = setting("~/.local/share/engage-edge", "Directory of the SQLite database and kept images.")
+    data_dir: str = setting("~/.local/share/engage-edge", "Directory of the SQLite database and kept images. The "
+                            "service (systemd/engage-edge.service) may write only in /var/lib/engage-edge and cannot "
+                            "see /home: another folder needs ReadWritePaths=DIR in a drop-in (sudo systemctl edit "
+                            "engage-edge; firmware/README.md).")
     retention_days: int = setting(30, "Rows and kept images older than this are deleted.", Range(1, 3650, "days"),
                                   label="Keep data for (days)")
     min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
@@ -389,7 +392,8 @@ class MqttSection(Section):
     tls_key: str = setting("", "... and its key (PEM).")
     username: str = setting("", "This device's broker account.")
     password: str = setting("", "Its password (or password_file, better: readable by the service user only).")
-    password_file: str = setting("", "A file holding the broker password.")
+    password_file: str = setting("", "A file holding the broker password (not under /home: the service cannot "
+                                     "see it).")
     device_id: str = setting("", "Topic name of this device; empty: its broker user name (username), or the "
                              "host name without one. Keep it equal to the user name under the README's broker ACL.",
                              Matches(MQTT_TOPIC_ID, "letters, digits, '.', '_' or '-', at most 64 (empty: the user "

@@ -12,6 +12,7 @@ run a command as (a device's data belongs to the service's user, ``engage``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -95,3 +96,23 @@ def owner_name(path: Path | str) -> str:
         except KeyError:
             return str(uid)
     return "?"
+
+
+SERVICE_WRITABLE = "/var/lib/engage-edge"  # systemd/engage-edge.service: ReadWritePaths=
+HIDDEN_FROM_SERVICE = ("/home", "/root", "/run/user")  # ProtectHome=yes
+
+
+def sandbox_hint(path: Path | str, exc: OSError) -> str:
+    """What to change when the service, run by systemd (``INVOCATION_ID`` set), is refused a
+    folder: its unit makes everything but /var/lib/engage-edge read-only and hides /home,
+    so a data_dir elsewhere failed with "Read-only file system" while the self-test, run
+    outside the sandbox, passed. A sentence to end a message with (" ..."), or "" outside
+    systemd and for other errors."""
+    if not os.environ.get("INVOCATION_ID") or exc.errno not in (errno.EROFS, errno.EACCES):
+        return ""
+    path = Path(path).absolute()
+    where = f" Run by systemd, the service may write only in {SERVICE_WRITABLE} (its sandbox)"
+    if any(path == Path(h) or Path(h) in path.parents for h in HIDDEN_FROM_SERVICE):
+        return f"{where}, and /home, /root and /run/user are hidden from it: choose a folder outside them."
+    return (f"{where}: to use {path}, add `ReadWritePaths={path}` under [Service] with `sudo systemctl edit "
+            f"engage-edge` and restart it (firmware/README.md, \"The service's sandbox\").")

@@ -108,6 +108,33 @@ def test_a_data_directory_that_cannot_be_created_says_what_to_do(tmp_path, golde
     assert "Read-only file system" in disk and "store.data_dir" in disk
 
 
+def test_under_systemd_a_read_only_data_directory_names_the_sandboxs_drop_in(tmp_path, golden_manifest, monkeypatch):
+    """A data_dir outside /var/lib/engage-edge (ProtectSystem=strict) stopped the service with
+    "Read-only file system: check that its file system is mounted read-write" while the
+    self-test, outside the sandbox, passed. Run by systemd (INVOCATION_ID), the database and
+    disk messages now name the drop-in that lets the service write there."""
+    from edge_app.store.database import Store, StoreError
+
+    with mounted_tmpfs(tmp_path / "ro", "1m") as ro:
+        (ro / "made").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        cfg = config_mod.load(None, {"store.data_dir": str(ro / "data")})
+        messages = {}
+        for invocation in ("", "0123456789abcdef0123456789abcdef"):
+            monkeypatch.setenv("INVOCATION_ID", invocation)
+            with pytest.raises(RuntimeError) as disk:
+                selftest.check_disk(cfg)
+            with pytest.raises(StoreError) as created:
+                Store(ro / "data")
+            with pytest.raises(StoreError) as existing:
+                Store(ro / "made")
+            messages[bool(invocation)] = [str(e.value) for e in (disk, created, existing)]
+    for message in messages[True]:
+        assert "Read-only file system" in message and "sudo systemctl edit engage-edge" in message, message
+        assert "ReadWritePaths=" + str(ro) in message and "The service's sandbox" in message, message
+    assert not any("ReadWritePaths" in message for message in messages[False]), messages[False]
+
+
 def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp_path, golden_manifest, capsys):
     """'--data-dir /var/lib/engage-edge/engage.db' (the database, not its folder): the lines
     said 'cannot create ... (File exists): check that its file system is mounted read-write

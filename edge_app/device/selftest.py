@@ -22,6 +22,7 @@ from edge_app.config import Config
 from edge_app.device import clock
 from edge_app.device.indicators import COLOUR_NAMES
 from edge_app.engagement import ABSENT, GROUPS, PAUSED
+from edge_app.fsutil import sandbox_hint
 
 FRAMES = 5
 SERVICE_HOLDS = "is the engage-edge service running and holding"
@@ -167,7 +168,7 @@ def check_disk(cfg: Config) -> str:
         from edge_app.store.database import not_a_folder
 
         raise RuntimeError(not_a_folder(data, exc) or f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
-                           "choose another store.data_dir") from None
+                           "choose another store.data_dir." + sandbox_hint(data, exc)) from None
     free_mb = shutil.disk_usage(data).free / 1e6
     need = max(cfg.store.min_free_mb * 2, 100)
     if free_mb < need:

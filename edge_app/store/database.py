@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from edge_app.engagement import Group
-from edge_app.fsutil import atomic_write, owner_name, user_name
+from edge_app.fsutil import atomic_write, owner_name, sandbox_hint, user_name
 from edge_app.store.outbox import queue_message
 
 DB_NAME = "engage.db"
@@ -274,7 +274,8 @@ class Store:
                 raise StoreError(wrong) from None
             raise StoreError(f"cannot create the data directory {self.data_dir} ({exc.strerror or exc}): check that its "
                              "file system is mounted read-write and that the service user may write to its parent "
-                             "(sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
+                             "(sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir."
+                             + sandbox_hint(self.data_dir, exc)) from None
         self._check_writable()
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
@@ -295,7 +296,8 @@ class Store:
             raise StoreError(
                 f"the data directory {self.data_dir} is not writable ({exc.strerror or exc}): the database and kept "
                 "images live there. Check that its file system is not mounted read-only and that the service user "
-                "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir.") from None
+                "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir."
+                + sandbox_hint(self.data_dir, exc)) from None
         # a folder the service may write can still hold files it may not: a technician's
         # command run as plain root (sudo engage-edge ...) that created the database or the
         # images folder; SQLite then says only "attempt to write a readonly database"
