@@ -25,6 +25,7 @@ def test_history_and_log_rows_open_the_stored_result(new_page, server, grace_pat
     student.set_input_files("#image", str(grace_path))
     student.get_by_role("button", name="Analyse").click()
     emotion = student.locator("#faces tbody tr").first.locator("summary").inner_text()
+    student.get_by_role("link", name="Back to your photos").click()
     student.locator("#history tbody tr").first.get_by_role("link", name="grace_hopper.jpg").click()
     student.wait_for_url("**/uploads/*")
     assert student.locator("#faces tbody tr").first.locator("summary").inner_text() == emotion

@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal
@@ -80,6 +81,32 @@ class UploadBudget:
                         del self._by_user[user_id]
 
 
+class FreshPictures:
+    """The annotated preview and face thumbnails drawn from an uploaded photo itself, handed
+    from ``POST /upload`` to the result page it redirects to (post/redirect/get: the answer
+    to the POST was the result, and Back to it made Chrome ask to resend the form). Drawn from
+    the photo, not from what was kept: with ``keep_uploads = none`` nothing is kept to draw
+    them from, and a kept thumbnail is coarser. Taken by the first showing only, within
+    ``keep_s``, at most ``most`` at once, by the user who sent it; a reload shows the stored result."""
+
+    def __init__(self, keep_s: float = 60.0, most: int = 8, clock: Callable[[], float] = time.monotonic):
+        self.keep_s, self.most, self._clock = keep_s, most, clock
+        self._held: OrderedDict[tuple[int, int], tuple[str, list[str], float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, user_id: int, upload_id: int, preview: str, thumbs: list[str]) -> None:
+        with self._lock:
+            self._held[(user_id, upload_id)] = (preview, thumbs, self._clock() + self.keep_s)
+            while len(self._held) > self.most:
+                self._held.popitem(last=False)
+
+    def take(self, user_id: int, upload_id: int) -> tuple[str, list[str]] | None:
+        """(preview, thumbs) for this user's upload, once; None when taken, expired or not theirs."""
+        with self._lock:
+            found = self._held.pop((user_id, upload_id), None)
+        return (found[0], found[1]) if found is not None and found[2] > self._clock() else None
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     page = guard.page
     # Uploads are decoded and analysed on these threads only, never on the web workers: at
@@ -92,6 +119,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     submissions = Submissions(recorded=lambda user_id, key: reports.upload_of_form(ctx.store, user_id, key))
     largest = limits.max_bytes + 64 * 1024  # the largest body oversized() lets through
     budget = app.config["engage.upload_budget"] = UploadBudget(BODIES_IN_HAND * largest, BODIES_PER_USER * largest)
+    fresh = FreshPictures()
 
     def busy() -> str:
         """The refusal of an upload past the budget; its body is read and dropped (not
@@ -185,11 +213,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 f"and {limits.max_pixels // 1_000_000} megapixels.")
 
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
-        """The upload page (a result, an error or neither) with a page of the user's history
+        """The upload page (an error or none; a result has a page of its own) with a page of the user's history
         and a fresh form: a new ``attempt`` token each time it is shown."""
         body = page("upload", title="Analyse a photo", accepted=upload_limits_text(),
                     history=my_uploads(user, history_page), attempt=new_attempt(),
-                    **{"result": None, "error": "", **values})
+                    **{"error": "", **values})
         return body if status == 200 else HTTPResponse(body, status)
 
     @app.get("/upload")
@@ -247,7 +275,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             submissions.failed(user.id, attempt, content)
             raise
         submissions.done(user.id, attempt, upload_id, content)
-        return upload_form(user, result=result)
+        # post/redirect/get: the result is a page of its own, so Back and reload never resend the form
+        fresh.put(user.id, upload_id, result["preview"], result["thumbs"])
+        raise bottle.redirect(f"/uploads/{upload_id}", 303)
 
     def stored_for(user: User, upload_id: int) -> dict | None:
         """A stored upload its owner or an admin may see; None for anyone else, as for none."""
@@ -266,7 +296,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         stored = stored_for(user, upload_id)
         if stored is None:
             return not_found()
-        return page("upload_result", title=f"Results for {stored['filename']}", result=result_view(stored),
+        view = result_view(stored)
+        pictures = fresh.take(user.id, upload_id)  # just analysed: drawn from the photo itself
+        if pictures is not None:
+            view["preview"], view["thumbs"] = pictures
+        return page("upload_result", title=f"Results for {stored['filename']}", result=view,
                     deletable=True, done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
@@ -334,7 +368,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 # at the first result page's size, not the kept thumbnail's: labels beside their faces
                 preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
         when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
-        return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or ""}
+        return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or "",
+                "kept": bool(preview)}
 
     @app.post("/api/analyze")
     def api_analyze():

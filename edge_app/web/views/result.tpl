@@ -1,10 +1,13 @@
-% # One analysed photo's results: the upload page's answer and a stored upload's page
+% # One analysed photo's results, on its own page (/uploads/<n>), where POST /upload leads
 <section class="card results" id="results">
   <h2>Results for {{result['filename']}}</h2>
   % if result.get('when'):
   <p class="hint" id="result-when">Analysed {{result['when']}}{{(' for ' + result['owner']) if result.get('owner') else ''}}</p>
   % end
   <p class="hint">{{result['width']}} × {{result['height']}} pixels · {{len(result['faces'])}} face{{'' if len(result['faces']) == 1 else 's'}} found</p>
+  % if result['preview'] and not result.get('kept', True):
+  <p class="hint" id="shown-once">The photo itself is not kept (privacy setting): its picture is shown this once, and this page shows only what was found in it from now on.</p>
+  % end
   <div class="split">
     % if result['preview']:
     <img src="{{result['preview']}}" alt="The photo with the faces found marked and numbered" class="preview">

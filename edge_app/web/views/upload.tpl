@@ -20,9 +20,6 @@
     <button type="submit">Analyse</button>
   </form>
 </section>
-% if result is not None:
-% include('result.tpl', result=result)
-% end
 <section class="card" id="your-photos">
   <h2>Your photos</h2>
   % if not history['rows']:
