@@ -1,6 +1,6 @@
 % # One analysed photo's results, on its own page (/uploads/<n>), where POST /upload leads
 <section class="card results" id="results">
-  <h2>Results for {{result['filename']}}</h2>
+  <h1>Results for {{result['filename']}}</h1>
   % if result.get('when'):
   <p class="hint" id="result-when">Analysed {{result['when']}}{{(' for ' + result['owner']) if result.get('owner') else ''}}</p>
   % end
