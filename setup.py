@@ -13,7 +13,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="engage-edge",
-    version="0.1.0",
+    version="0.1.0",  # edge_app.RELEASE says the same (tests/test_packaging.py)
     description="On-device classroom engagement detection from facial expressions",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -22,7 +22,9 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["edge_app", "edge_app.*"]),
     package_data={
-        "edge_app": ["default_config.toml"],
+        # BUILD: the checkout's `git describe`, written by firmware/install.sh into the copy it builds
+        # from (edge_app/__init__.py shows it in the version); absent from a plain `pip wheel`
+        "edge_app": ["default_config.toml", "BUILD"],
         "edge_app.models": ["shipped/*.tflite", "shipped/*.json", "shipped/*.png", "shipped/LICENSE-*", "shipped/NOTICE-*"],
         "edge_app.vision": ["photos/*.jpg", "photos/*.json", "photos/PROVENANCE.md"],
         "edge_app.web": ["views/*.tpl", "static/*"],

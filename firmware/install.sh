@@ -33,6 +33,7 @@ START=1
 APT=1
 PLATFORM=""
 WHEEL_IN=""
+BUILD_ID=""
 
 usage() {
     sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
@@ -146,6 +147,12 @@ else
         exit 2
     fi
     WHEEL="$WHEEL_DIR/engage_edge-$VERSION-py3-none-any.whl"
+    # the build's identity (`engage-edge --version`, /healthz): every build of a release said
+    # 0.1.0. Read as root from a technician's checkout: safe.directory for this one, no index write.
+    if command -v git >/dev/null 2>&1; then
+        BUILD_ID="$(GIT_OPTIONAL_LOCKS=0 git -c safe.directory="$SRC_DIR" -C "$SRC_DIR" describe --always --dirty 2>/dev/null)" \
+            || BUILD_ID=""
+    fi
 fi
 
 if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
@@ -254,6 +261,26 @@ if [ -x "$VENV/bin/python" ]; then
 else
     run python3 -m venv --system-site-packages "$VENV"
 fi
+# The new package's first start migrates the database, one way: the release installed now
+# could not open it again. Keep a copy to go back to (firmware/README.md, "Going back to
+# the previous release"), made by that release as the service's user, before anything changes.
+OLD_VERSION=""
+if [ -x "$VENV/bin/engage-edge" ]; then
+    OLD_VERSION="$("$VENV/bin/engage-edge" --version 2>/dev/null | awk '{print $2}')" || OLD_VERSION=""
+fi
+if [ -f "$DATA_DIR/engage.db" ] && [ -x "$VENV/bin/engage-edge" ]; then
+    UPGRADE_BACKUP="$DATA_DIR/engage-before-upgrade-$(date +%Y%m%d-%H%M%S)-${OLD_VERSION:-unknown}.db"
+    if ! run runuser -u "$SERVICE_USER" -- "$VENV/bin/engage-edge" backup --data-dir "$DATA_DIR" "$UPGRADE_BACKUP"; then
+        echo "error: could not back up $DATA_DIR/engage.db before the upgrade (the reason is above); the package" \
+             "was not changed. Free space (df -h $DATA_DIR; older engage-before-upgrade-*.db there may go) and" \
+             "run install.sh again" >&2
+        exit 1
+    fi
+    note "to go back to ${OLD_VERSION:-the previous release}: restore $UPGRADE_BACKUP (firmware/README.md)"
+elif [ -f "$DATA_DIR/engage.db" ]; then
+    note "no engage-edge in $VENV to back up $DATA_DIR/engage.db with: back it up before the first start" \
+         "(sudo -u $SERVICE_USER engage-edge backup $DATA_DIR/), which upgrades it"
+fi
 run "$VENV/bin/pip" install --quiet --upgrade pip
 if [ -n "$WHEEL_IN" ]; then
     run install -m 0644 "$WHEEL_IN" "$WHEEL"
@@ -263,6 +290,13 @@ else
     run rm -rf "$BUILD_DIR"
     run install -d -m 0755 "$BUILD_DIR"
     run rsync -a --exclude '__pycache__' "$SRC_DIR/setup.py" "$SRC_DIR/README.md" "$SRC_DIR/edge_app" "$BUILD_DIR/"
+    if [ -n "$BUILD_ID" ]; then
+        # read by edge_app/__init__.py: `engage-edge --version` says 0.1.0+<this>
+        printf '%s\n' "$BUILD_ID" | write_file "$BUILD_DIR/edge_app/BUILD" 0644 root:root
+    else
+        note "$SRC_DIR is not a git checkout (or git is missing): this build is known by its release number only"
+        run rm -f "$BUILD_DIR/edge_app/BUILD"
+    fi
     run "$VENV/bin/pip" wheel --quiet --no-deps --wheel-dir "$WHEEL_DIR" "$BUILD_DIR"
     run rm -rf "$BUILD_DIR"
 fi
@@ -335,6 +369,9 @@ else
 fi
 
 echo
+if [ "$DRY_RUN" = 0 ]; then
+    echo "installed: $("$VENV/bin/engage-edge" --version)${OLD_VERSION:+ (was $OLD_VERSION)}"
+fi
 echo "done. Web UI: https://$HOST.local:8443/ (self-signed certificate: accept it once, or install your own)"
 echo "first start: the admin password is in the journal once: journalctl -u engage-edge | grep 'first start'"
 echo "check the hardware: sudo systemctl stop engage-edge && sudo -u $SERVICE_USER $VENV/bin/engage-edge selftest; sudo systemctl start engage-edge"

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,16 +176,25 @@ def test_no_start_says_how_to_run_the_new_package_after_an_upgrade_too():
     assert "sudo systemctl restart engage-edge.service" in note, note
 
 
+def _dry_run_on_a_device(tmp_path: Path, setup: str, host: str = "") -> subprocess.CompletedProcess:
+    """A dry run on a machine already provisioned as ``setup`` (shell commands) makes it: /etc,
+    /opt and /var/lib are overlaid in a private mount namespace (the host's are never
+    touched) and, with ``host``, the host name is set in a private UTS namespace."""
+    mounts = []
+    for i, folder in enumerate(("/etc", "/opt", "/var/lib")):
+        upper, work = tmp_path / f"upper{i}", tmp_path / f"work{i}"
+        upper.mkdir(), work.mkdir()
+        mounts.append(f"mount -t overlay overlay -o lowerdir={folder},upperdir={upper},workdir={work} {folder}")
+    named = f"hostname {host} && " if host else ""
+    script = f"{' && '.join(mounts)} && {named}{setup or 'true'} && exec bash {INSTALL} --dry-run --platform pi"
+    return subprocess.run(["unshare", "--mount", *(["--uts"] if host else []), "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+
+
 def _dry_run_with_tls_files(tmp_path: Path, names: list[str]) -> subprocess.CompletedProcess:
-    """A dry run on a machine whose /etc/engage-edge/tls holds ``names``: /etc is overlaid in
-    a private mount namespace (the host's /etc is never touched), the files made there."""
-    upper, work = tmp_path / "upper", tmp_path / "work"
-    upper.mkdir(), work.mkdir()
-    made = " && ".join(f"echo pem > /etc/engage-edge/tls/{n}" for n in names) or "true"
-    script = (f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
-              f" && mkdir -p /etc/engage-edge/tls && {made}"
-              f" && exec bash {INSTALL} --dry-run --platform pi")
-    return subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    """A dry run on a machine whose /etc/engage-edge/tls holds ``names``."""
+    made = " && ".join(f"echo pem > /etc/engage-edge/tls/{n}" for n in names)
+    return _dry_run_on_a_device(tmp_path, f"mkdir -p /etc/engage-edge/tls && {made or 'true'}")
 
 
 @pytest.mark.parametrize("present, missing", [("cert.pem", "key.pem"), ("key.pem", "cert.pem")])
@@ -203,3 +213,39 @@ def test_a_whole_certificate_is_kept(tmp_path):
     result = _dry_run_with_tls_files(tmp_path, ["cert.pem", "key.pem"])
     assert result.returncode == 0, result.stderr
     assert "kept: /etc/engage-edge/tls/cert.pem exists" in result.stdout and "openssl req" not in result.stdout
+
+
+def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_path):
+    """install.sh restarted the service, whose first start migrates the database one way,
+    and kept no copy: going back to the old release lost everything. It now has the release
+    installed backs the database up, as the service's user, before the package changes."""
+    old_release = Path(sys.executable).parent / "engage-edge"  # the release installed: this checkout's
+    old_version = subprocess.run([str(old_release), "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout.split()[1]
+    result = _dry_run_on_a_device(tmp_path, " && ".join([
+        "mkdir -p /opt/engage-edge/venv/bin /var/lib/engage-edge",
+        f"ln -s {sys.executable} /opt/engage-edge/venv/bin/python",
+        f"ln -s {old_release} /opt/engage-edge/venv/bin/engage-edge",
+        "echo db > /var/lib/engage-edge/engage.db"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    backup = re.search(r"\[dry-run\] runuser -u engage -- /opt/engage-edge/venv/bin/engage-edge backup --data-dir "
+                       r"/var/lib/engage-edge (/var/lib/engage-edge/engage-before-upgrade-\d{8}-\d{6}-(\S+)\.db)\n", out)
+    assert backup and backup.group(2) == old_version, out
+    assert out.index(backup.group(0)) < out.index("pip install --quiet --upgrade pip") < out.index("pip wheel")
+    assert f"to go back to {old_version}: restore {backup.group(1)}" in out
+
+
+def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_commit():
+    """Every build said 0.1.0; the wheel now carries the checkout's `git describe`, which
+    `engage-edge --version` and /healthz show after the release."""
+    out = dry_run("--platform", "pi").stdout
+    assert "runuser" not in out and "backup" not in out.split("==> 6/9")[0]
+    described = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                               text=True, timeout=60)
+    if described.returncode == 0:
+        block = out.split("write /opt/engage-edge/build/edge_app/BUILD (mode 0644, owner root:root):\n", 1)[1]
+        assert block.splitlines()[0] == f"[dry-run]   | {described.stdout.strip()}", block[:200]
+        assert out.index("edge_app/BUILD") < out.index("pip wheel")
+    else:  # a copy without git history: known by its release alone, and said so
+        assert "is not a git checkout" in out

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+import edge_app
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "edge_app"
 PHOTOS = PACKAGE / "vision" / "photos"
+BUILD = "v0.1.0-12-g1a2b3c4-dirty"  # `git describe --always --dirty` of a checkout
 HEAVY = ("matplotlib", "skimage", "scipy", "networkx", "fontTools", "tensorflow", "training")
 
 
@@ -32,6 +35,7 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(PACKAGE, src / "edge_app", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (src / "edge_app" / "BUILD").write_text(BUILD + "\n")  # as firmware/install.sh records the checkout's
     out = tmp / "dist"
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                              "--wheel-dir", str(out), str(src)], capture_output=True, text=True, timeout=300)
@@ -112,7 +116,7 @@ from edge_app.runtime import bench
 assert bench.default_paper_manifest() == Path.cwd() / "models" / "baseline" / "paper-float.json"  # a checkout's
 frame = demo.DemoScene().render(20.0)
 assert frame.shape == (480, 640, 3) and frame.std() > 10
-print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",")),
+print(json.dumps({"version": edge_app.__version__, "heavy": sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",")),
                   "faces": len(faces.reference_faces()), "reason": reason}))
 """
     env = {**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1"}
@@ -121,7 +125,16 @@ print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in s
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["heavy"] == [], f"edge_app imports {report['heavy']}"
+    # every build of a release said 0.1.0: a technician comparing 30 desks could not tell them apart
+    assert report["version"] == f"{edge_app.RELEASE}+{BUILD}", report["version"]
     assert report["faces"] >= 12 and "golden check passed" in report["reason"]
+
+
+def test_the_release_is_one_number_and_a_checkout_without_a_build_says_it_alone(tmp_path):
+    assert re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1) == edge_app.RELEASE
+    assert edge_app.build_version(tmp_path) == edge_app.RELEASE  # no BUILD file: a checkout, a plain pip wheel
+    (tmp_path / "BUILD").write_text("1a2b3c4\n")
+    assert edge_app.build_version(tmp_path) == f"{edge_app.RELEASE}+1a2b3c4"
 
 
 def test_every_shipped_photo_has_its_provenance_recorded():
