@@ -83,6 +83,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                      and d.get("desk-b", {}).get("level") == "Not engaged" and d)
     assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
                                "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
+                               "disengaged_since": None,  # not on an alert level
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10),
                                "clock_skew": 0.0,  # its clock is this machine's
                                "heartbeat_s": 30.0,  # the interval its state announces (MqttSettings' default)

@@ -287,3 +287,66 @@ def test_the_laptops_clock_set_forward_is_not_taken_for_a_lost_connection(classr
     assert page.inner_text("#conn") == "Live"
     store.log_state_change(time.time(), "Distracted", "Distracted", None, None)
     page.locator("li.desk[data-device='desk-c'][data-level='Distracted']").wait_for(timeout=10_000)
+
+
+def flip(level: str, since: float, seq: int, sent: float, **extra) -> bytes:
+    """A state as a desk publishes it."""
+    return json.dumps({"level": level, "since": since, "seq": seq, "sent": sent, "desk": "Flip", **extra}).encode()
+
+
+def test_a_student_moving_between_the_alert_levels_is_disengaged_all_along():
+    """"Needs attention" timed each level's own ``since``: a student moving between "Not
+    engaged" and "Distracted" every 90 s was never flagged against a 2-minute threshold.
+    The model keeps when the stretch of alert levels began; any other level ends it, and a
+    desk that went offline (or states the service may have missed) restarts it."""
+    now = 1_800_000_000.0
+    clock = [now]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+
+    def shown(device_id: str = "flip") -> dict:
+        return {d["device_id"]: d for d in room.snapshot()["desks"]}[device_id]
+
+    assert room.apply_state("flip", flip("Distracted", now - 170, 1, now), retained=True)
+    assert room.apply_state("flip", flip("Not engaged", now - 80, 2, now))
+    assert shown()["since"] == now - 80 and shown()["disengaged_since"] == now - 170
+    assert room.apply_state("flip", flip("Distracted", now - 10, 3, now))
+    assert shown()["disengaged_since"] == now - 170  # and on, however often it moves
+    # the longest disengaged first, though its level's own time is the shortest
+    assert room.apply_state("steady", flip("Distracted", now - 100, 1, now))
+    assert [d["device_id"] for d in room.snapshot()["desks"]] == ["flip", "steady"]
+    assert room.apply_state("flip", flip("Present", now - 5, 4, now))  # an expression not read: no evidence
+    assert shown()["disengaged_since"] is None
+    assert room.apply_state("flip", flip("Not engaged", now - 2, 5, now))
+    assert shown()["disengaged_since"] == now - 2  # a new stretch
+    assert room.apply_state("flip", flip("Distracted", now - 1, 6, now))
+    room.apply_availability("flip", b"offline")  # its will: what it did meanwhile is unknown
+    assert shown()["disengaged_since"] == now - 1
+    assert room.apply_state("flip", flip("Not engaged", now, 7, now))
+    room.set_link(True)
+    room.set_link(False, "lost the connection")
+    room.set_link(True)  # states sent while the service was away were missed
+    assert shown()["disengaged_since"] == now
+    # a desk clock three days behind: the stretch is dated by the same correction as the level
+    behind = now - 3 * 86400
+    assert room.apply_state("late", flip("Distracted", behind - 200, 1, behind))
+    assert room.apply_state("late", flip("Not engaged", behind - 30, 2, behind))
+    assert shown("late")["disengaged_since"] == now - 200 and shown("late")["since"] == now - 30
+
+
+def test_the_page_alerts_on_a_student_moving_between_the_alert_levels(classroom, broker, page):
+    """The reviewer's case: "Distracted" for 90 s, then "Not engaged" for 80 s. The tile says
+    "Not engaged for 1 min" and the alert list stayed empty, though the student had been
+    disengaged for almost 3 minutes (threshold 2)."""
+    now = time.time()
+    with mqtt_broker.publisher(broker, client_id="flip2-sim") as client:
+        mqtt_broker.send(client, "engage/flip2/availability", "online")
+        mqtt_broker.send(client, "engage/flip2/state", flip("Distracted", now - 170, 1, now))
+        mqtt_broker.send(client, "engage/flip2/state", flip("Not engaged", now - 80, 2, now))
+        open_page(page, classroom.url)
+        tile = page.locator("li.desk[data-device='flip2'][data-level='Not engaged']")
+        tile.wait_for(timeout=10_000)
+        alert = page.locator("#alerts li.alert")
+        alert.wait_for(timeout=10_000)
+        assert alert.inner_text() == "Flip: Not engaged now, not engaged or distracted for 2 min"
+        text = tile.inner_text()
+        assert "for 1 min" in text and "not engaged or distracted for 2 min" in text, text

@@ -16,6 +16,17 @@ in its state and heartbeat messages) repeats itself that often, and one silent f
 ``silent_after`` of it is shown offline as if its will had come. A desk that announces none (older firmware,
 ``mqtt.heartbeat_s = 0``) is never timed out.
 
+"Needs attention" times a student's disengaged stretch (``disengaged_since``), not the
+current level's own ``since``: a student who moves between "Not engaged" and "Distracted"
+every 90 s was never flagged against a 2-minute threshold. The stretch survives moves
+between those two alert levels and nothing else: any other level ends it, "Present" (an
+expression that could not be read) included, since it is no evidence of disengagement
+and the device's smoothing already keeps flicker out of its state changes. It counts only
+changes this service saw one after another: a desk that went offline (its will, its
+clean stop, its silence) or a broker link that was lost (states may have been missed)
+restarts it at the current level's ``since``, which may alert later, never on a stretch
+that was not seen.
+
 Anyone who may publish to the broker can send anything, so a message is applied only
 when it is what a desk sends: a known level, a finite time, a device id a device may
 have, a small payload; and the number of desks is bounded (``MAX_DESKS``).
@@ -72,6 +83,7 @@ class Desk:
     level: str = ""
     label: str = ""
     since: float | None = None
+    disengaged_since: float | None = None  # an alert level: when the stretch of alert levels began (our clock)
     seq: int = -1
     online: bool = False
     last_seen: float = 0.0
@@ -81,6 +93,7 @@ class Desk:
     pending_skew: float | None = None  # a different reading, adopted when the next live message agrees
     state_sample: float | None = None  # the skew the current state's own message showed (None: retained)
     device_since: float | None = None  # ``since`` by the desk's own clock: what ordering its messages compares
+    device_disengaged: float | None = None  # ``disengaged_since`` by the desk's own clock
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
@@ -104,9 +117,20 @@ class Desk:
             del self.minutes[start]
 
     def sort_key(self) -> tuple:
-        """Online desks that need attention first (longest in that state first), offline last."""
+        """Online desks that need attention first (longest in that state, or disengaged stretch,
+        first), offline last (classroom.js ``compare`` orders them the same way)."""
         name = self.desk or self.device_id
-        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.since or 0.0, natural_key(name), name)
+        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.stretch() or 0.0, natural_key(name),
+                name)
+
+    def stretch(self) -> float | None:
+        """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
+        return self.disengaged_since if self.level in ALERT_LEVELS and self.disengaged_since else self.since
+
+    def restart_stretch(self) -> None:
+        """Forget the alert levels before the current one (states may have been missed)."""
+        if self.level in ALERT_LEVELS and self.device_disengaged is not None:
+            self.device_disengaged, self.disengaged_since = self.device_since, self.since
 
 
 class Classroom:
@@ -168,8 +192,10 @@ class Classroom:
                 # availability replayed at subscription, or the desk's own "online" as it reconnects); one that
                 # died while the broker was away never will, and its will went with the broker
                 for desk in self._desks.values():
-                    if desk.online:
-                        desk.online = False
+                    was = (desk.online, desk.disengaged_since)
+                    desk.online = False
+                    desk.restart_stretch()  # states sent while we were away were missed
+                    if (desk.online, desk.disengaged_since) != was:
                         self._changed(desk)
             if link != self._link:
                 self._link = link
@@ -324,6 +350,7 @@ class Classroom:
                 self._changed(desk)
             elif desk.online:
                 desk.online = False
+                desk.restart_stretch()
                 self._changed(desk)
 
     def snapshot(self, since: int | None = None) -> dict:
@@ -405,6 +432,7 @@ class Classroom:
             due = desk.heard + silent_after(desk.heartbeat_s)
             if now >= due:
                 desk.online = False
+                desk.restart_stretch()
                 self._changed(desk)
             else:
                 self._next_silence = min(self._next_silence, due)
@@ -419,7 +447,7 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "minutes", "minute_seq", "minute_start", "recent_cache",
+HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "minutes", "minute_seq", "minute_start", "recent_cache",
           "skew_known", "pending_skew", "state_sample", "heard")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
@@ -458,8 +486,12 @@ def _newer(desk: Desk, state: tuple[str, float, int]) -> bool:
 def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: float | None) -> None:
     """Show ``state`` (its message ``data``, its clock reading ``skew``) on ``desk``."""
     level, since, seq = state
+    if level not in ALERT_LEVELS:
+        desk.device_disengaged = None
+    elif desk.level not in ALERT_LEVELS or desk.device_disengaged is None or desk.device_disengaged > since:
+        desk.device_disengaged = since  # a stretch begins (a moved clock cannot make it begin later than now)
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
-    desk.since = since + desk.clock_skew
+    _date(desk)
     desk.label = _text(data.get("label"), 120) or level
     desk.desk = _text(data.get("desk"), 64)
 
@@ -477,7 +509,13 @@ def _measure_clock(desk: Desk, skew: float | None) -> None:
     the clock now measured, so it is dated again."""
     if _observe_skew(desk, skew) and desk.device_since is not None and (
             desk.state_sample is None or abs(desk.state_sample - desk.clock_skew) <= CLOCK_SKEW_S):
-        desk.since = desk.device_since + desk.clock_skew
+        _date(desk)
+
+
+def _date(desk: Desk) -> None:
+    """The desk's times on our clock, from its own and the skew in use."""
+    desk.since = None if desk.device_since is None else desk.device_since + desk.clock_skew
+    desk.disengaged_since = None if desk.device_disengaged is None else desk.device_disengaged + desk.clock_skew
 
 
 def _interval(value) -> float | None:

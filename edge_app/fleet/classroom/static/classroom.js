@@ -36,9 +36,12 @@
     if (seconds < 3600) return Math.floor(seconds / 60) + " min";
     return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
   }
+  // what the alert times: on an alert level, the whole stretch of alert levels (a student moving between
+  // "Not engaged" and "Distracted" is disengaged all along: model.Desk.stretch), else the level's own time
+  const stretch = (d) => (ALERTING.includes(d.level) && d.disengaged_since) || d.since;
   function rank(d) {
     const i = ORDER.indexOf(d.level);
-    return [d.online ? 0 : 1, i < 0 ? ORDER.length : i, d.since || 0];
+    return [d.online ? 0 : 1, i < 0 ? ORDER.length : i, stretch(d) || 0];
   }
   // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, model.natural_key)
   const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
@@ -85,6 +88,10 @@
       li.append(el("span", "name", d.desk || d.device_id),
         el("span", "level", d.level || (d.online ? WAITING : "No reading yet")));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
+      // moved between the two alert levels: how long it has been either (what the alert counts)
+      if (d.since && stretch(d) < d.since) {
+        li.append(el("span", "meta disengaged", "not engaged or distracted for " + ago(t - stretch(d))));
+      }
       // a desk known only from the broker's stored copies has not been heard by this service yet
       li.append(el("span", "meta heard", d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
@@ -104,8 +111,9 @@
     $("class-recent").textContent = r && r.engaged_share !== null ?
       "Class, last 10 min: " + pct(share(r, "Engaged")) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
-    const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && d.since && t - d.since >= limit);
-    showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + " for " + ago(t - d.since)]));
+    const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
+    showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + (stretch(d) < d.since ?
+      " now, not engaged or distracted for " : " for ") + ago(t - stretch(d))]));
   }
   // The alert list is a live region: a screen reader reads out what is added to it. It is
   // touched only where it changed (a desk joins or leaves, a duration moves on), never
