@@ -321,9 +321,27 @@ fi
 
 # ------------------------------------------------------------------ 7. TLS certificate
 step "7/9 TLS certificate for $HOST"
+# A self-signed certificate (one install.sh made) whose names are another host's: the host was
+# renamed, or the card cloned from another desk, whose key it also carries. One a CA issued
+# (the school's: issuer and subject differ) is the school's to replace, and stays.
+renamed_self_signed() {
+    local subject issuer
+    subject="$(openssl x509 -in "$1" -noout -subject -nameopt RFC2253 2>/dev/null)" || return 1
+    issuer="$(openssl x509 -in "$1" -noout -issuer -nameopt RFC2253 2>/dev/null)" || return 1
+    [ "${subject#subject=}" = "${issuer#issuer=}" ] || return 1
+    openssl x509 -in "$1" -noout -checkhost "$HOST" 2>/dev/null | grep -q "does NOT match"
+}
+MAKE_CERT=1
 if [ -f "$TLS_DIR/cert.pem" ] && [ -f "$TLS_DIR/key.pem" ]; then
-    note "kept: $TLS_DIR/cert.pem exists (to use your own: firmware/README.md)"
-else
+    if renamed_self_signed "$TLS_DIR/cert.pem"; then
+        note "$TLS_DIR/cert.pem is self-signed for another host ($(openssl x509 -in "$TLS_DIR/cert.pem" -noout \
+             -subject -nameopt RFC2253 | sed 's/^subject=//')): making a new pair for $HOST"
+    else
+        note "kept: $TLS_DIR/cert.pem exists (to use your own: firmware/README.md)"
+        MAKE_CERT=0
+    fi
+fi
+if [ "$MAKE_CERT" = 1 ]; then
     run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
         -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST,DNS:$HOST.local,DNS:localhost,IP:127.0.0.1" \
         -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem"

@@ -249,3 +249,38 @@ def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_co
         assert out.index("edge_app/BUILD") < out.index("pip wheel")
     else:  # a copy without git history: known by its release alone, and said so
         assert "is not a git checkout" in out
+
+
+def _certificate(folder: Path, host: str, ca: bool = False) -> Path:
+    """A cert.pem/key.pem pair for ``host`` in ``folder``: self-signed as install.sh makes it,
+    or (``ca``) issued by a school CA made beside it."""
+    folder.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    names = ["-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host},DNS:{host}.local"]
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=folder, capture_output=True, timeout=60, check=True)  # noqa: E731
+    if not ca:
+        run("req", "-x509", *ec, "-days", "30", *names, "-keyout", "key.pem", "-out", "cert.pem")
+        return folder
+    run("req", "-x509", *ec, "-days", "30", "-subj", "/CN=School CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", "-new", *ec, *names, "-keyout", "key.pem", "-out", "req.csr")
+    run("x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-days", "30", "-copy_extensions",
+        "copy", "-out", "cert.pem")
+    return folder
+
+
+@pytest.mark.parametrize("host, ca, remade", [("desk-08", False, True), ("desk-07", False, False),
+                                              ("desk-08", True, False)], ids=["renamed", "same-host", "school-ca"])
+def test_a_renamed_hosts_self_signed_certificate_is_made_again(tmp_path, host, ca, remade):
+    """A desk renamed (or a card cloned from desk-07) kept desk-07's self-signed certificate,
+    "kept: cert.pem exists", so browsers were told of a name mismatch for good. A self-signed
+    one naming another host is made again for this one; one a school CA issued stays."""
+    certs = _certificate(tmp_path / "certs", "desk-07", ca=ca)
+    result = _dry_run_on_a_device(tmp_path, f"mkdir -p /etc/engage-edge/tls && cp {certs}/cert.pem {certs}/key.pem "
+                                            "/etc/engage-edge/tls/", host=host)
+    assert result.returncode == 0, result.stdout + result.stderr
+    step = result.stdout.split("==> 7/9", 1)[1].split("==> 8/9", 1)[0]
+    if remade:
+        assert "self-signed for another host (CN=desk-07): making a new pair for desk-08" in step, step
+        assert "-subj /CN=desk-08" in step and "subjectAltName=DNS:desk-08,DNS:desk-08.local" in step, step
+    else:
+        assert "kept: /etc/engage-edge/tls/cert.pem exists" in step and "openssl req" not in step, step
