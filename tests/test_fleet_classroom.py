@@ -82,7 +82,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
     found = wait_for(lambda: (d := desks(s, url)) and d.get("desk-a", {}).get("level") == "Engaged"
                      and d.get("desk-b", {}).get("level") == "Not engaged" and d)
     assert found["desk-a"] == {"device_id": "desk-a", "desk": "Row 1, seat 1", "level": "Engaged",
-                               "label": "Engaged - paying attention", "since": pytest.approx(now - 30),
+                               "label": "Engaged", "since": pytest.approx(now - 30),  # the level: no sub-label
                                "disengaged_since": None,  # not on an alert level
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10),
                                "clock_skew": 0.0,  # its clock is this machine's

@@ -53,7 +53,8 @@ def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
             wait_for(lambda: late.payloads("engage/desk-07/state") and late.payloads("engage/desk-07/availability")
                      and len([t for t, _, _ in late.messages if t.startswith("homeassistant/")]) == 2)
             state = late.json("engage/desk-07/state")[-1]
-            assert state["level"] == "Not engaged" and state["label"] == "Not engaged - label 1"
+            # the configured text ("Not engaged - label 1") names the emotion with the default mapping: only the level
+            assert state["level"] == "Not engaged" and state["label"] == "Not engaged"
             assert state["desk"] == "Row 2, seat 4" and state["model"] == "model-v3"
             assert state["since"] == 1_700_000_001.0 and state["seq"] >= 1
             # no emotion, no confidence; heartbeat_s: the interval of its heartbeats (since 2026-11-27)
@@ -142,6 +143,7 @@ def test_emotion_only_when_the_admin_turns_it_on(broker, store):
         change(store, 2)
         state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]
         assert state["emotion"] == "sadness" and "confidence" not in state
+        assert state["label"] == f"{LEVELS[2]} - label 2"  # the configured text, with the emotion it names
     finally:
         pub.stop()
         listener.close()
@@ -166,7 +168,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
         states = listener.json("engage/desk-07/state", live_only=True)
         seqs = [s["seq"] for s in states]
         assert seqs == sorted(set(seqs)) and len(seqs) == 8  # each once, in order
-        assert [s["label"] for s in states] == [f"{LEVELS[i % len(LEVELS)]} - label {i}" for i in range(8)]
+        assert [(s["level"], s["since"]) for s in states] == [(LEVELS[i % len(LEVELS)], 1_700_000_000.0 + i)
+                                                               for i in range(8)]
         minute = wait_for(lambda: listener.json("engage/desk-07/minute"))[0]
         assert minute["start"] == 28_333_334 * 60 and minute["engaged_s"] == 40.0
         wait_for(lambda: pub.snapshot().backlog == 0)
@@ -256,7 +259,7 @@ def test_a_broker_that_lost_its_retained_state_gets_it_again(tmp_path, store):
         late = Listener(b, ["engage/+/state"])  # a classroom started after that
         try:
             state = wait_for(lambda: late.json("engage/desk-07/state"), timeout=20)[-1]
-            assert state["label"] == "Not engaged - label 1" and state["seq"] >= 1
+            assert (state["label"], state["since"]) == ("Not engaged", 1_700_000_001.0) and state["seq"] >= 1
             assert all(retain for t, _, retain in late.messages)
         finally:
             late.close()
@@ -282,8 +285,7 @@ def test_a_desk_renamed_on_the_admin_page_publishes_its_state_under_the_new_name
     renamed = Publisher(settings(broker, device_id="room1-b", heartbeat_s=0.2), store).start()
     try:
         state = wait_for(lambda: late.json("engage/room1-b/state"), what="the state under the new name")[-1]
-        assert (state["level"], state["label"], state["since"]) == ("Not engaged", "Not engaged - label 1",
-                                                                   1_700_000_001.0)
+        assert (state["level"], state["label"], state["since"]) == ("Not engaged", "Not engaged", 1_700_000_001.0)
         beat = wait_for(lambda: [h for h in late.json("engage/room1-b/heartbeat") if "level" in h])[-1]
         assert beat["level"] == "Not engaged" and beat["seq"] == state["seq"]
         assert store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0  # nothing written for it
@@ -320,8 +322,8 @@ def test_backlog_survives_a_device_restart(broker, tmp_path):
         for s in listener.json("engage/desk-07/state"):
             if s["seq"] not in seen:
                 seen.add(s["seq"])
-                got.append(s["label"])
-        assert got == [f"{LEVELS[i]} - label {i}" for i in range(5)]
+                got.append((s["level"], s["since"]))
+        assert got == [(LEVELS[i], 1_700_000_000.0 + i) for i in range(5)]
         try:
             wait_for(lambda: pub.snapshot().backlog == 0)
         except AssertionError:  # say what is stuck

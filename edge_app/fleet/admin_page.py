@@ -54,7 +54,9 @@ FIELDS: list[tuple[str, str, type, str]] = [
     ("heartbeat_s", "Heartbeat (seconds)", int, "How often this desk tells the classroom it is still there, paused "
      "or steady: the classroom shows a desk silent for 2.5 times this as offline. "
      f"Allowed: {allowed('heartbeat_s')}."),
-    ("include_emotion", "Send the emotion label", bool, "Off: only the engagement level leaves the device."),
+    ("include_emotion", "Send the emotion label", bool, "Off: of the reading, only the engagement level leaves the "
+     'device (as its level and label; the engagement text, e.g. "Engaged - likes the topic", names the emotion and '
+     "stays here). On: the emotion and that text are sent too."),
 ]
 LABELS = {f"mqtt.{key}": label for key, label, *_ in FIELDS}
 NO_PASSWORD = "mqtt.no_password"  # the form's "No password" box: a broker that takes none; the saved one is deleted

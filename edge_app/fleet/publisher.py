@@ -205,6 +205,11 @@ class Publisher:
         if message.kind == "state":
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
+            if not self.settings.include_emotion:
+                # the configured engagement text names the emotion one-to-one with the default mapping
+                # ("Engaged - likes the topic": happiness): only the level leaves, as the label too (Home
+                # Assistant's attributes and older classroom pages keep the field they read)
+                body["label"] = body.get("level", "")
             body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
