@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -43,13 +46,27 @@ def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp") -> It
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        _chmod(tmp, mode, path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def _chmod(tmp: Path, mode: int, path: Path) -> None:
+    """Give the temp file its mode, where the file system keeps one. FAT and exFAT (a USB
+    stick) keep no Unix permissions: vfat refuses a chmod that takes read bits away with
+    EPERM (unless mounted with "quiet"), others say ENOTSUP, and a backup or export onto the
+    stick failed. There the file gets the mount's mode, readable by whoever reads the stick."""
+    try:
+        os.chmod(tmp, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP):
+            raise
+        log.warning("%s: its file system keeps no Unix permissions (%s; a FAT USB stick?), so it cannot be made "
+                    "mode %o: whoever can read the file system can read it", path, exc.strerror, mode)
 
 
 def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None:

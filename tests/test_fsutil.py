@@ -2,7 +2,12 @@
 old file byte for byte, and no temp file is left behind."""
 from __future__ import annotations
 
+import ctypes.util
+import errno
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +58,46 @@ def test_a_new_file_appears_whole_with_the_writers_suffix(tmp_path):
         tmp.write_bytes(b"weights")
     assert target.read_bytes() == b"weights"
     assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]
+
+
+# In a child: the kernel refuses every chmod with ``errno`` (a seccomp filter, loaded with
+# libseccomp as tests/test_systemd.py does), as vfat refuses one that takes read bits away
+# (EPERM); then a backup-style write of a private file.
+CHMOD_REFUSED = r"""
+import ctypes, ctypes.util, os, sys
+lib = ctypes.CDLL(ctypes.util.find_library("seccomp"))
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = lib.seccomp_init(0x7FFF0000)
+for name in ("chmod", "fchmod", "fchmodat", "fchmodat2"):
+    nr = lib.seccomp_syscall_resolve_name(name.encode())
+    if nr >= 0:
+        lib.seccomp_rule_add(ctx, 0x00050000 | int(sys.argv[2]), nr, 0)
+assert lib.seccomp_load(ctx) == 0, "seccomp_load failed"
+from edge_app.fsutil import atomic_write
+atomic_write(sys.argv[1], b"the backup", 0o600)
+"""
+
+
+@pytest.mark.parametrize("refusal, written", [(errno.EPERM, True), (errno.ENOTSUP, True), (errno.EIO, False)],
+                         ids=["EPERM", "ENOTSUP", "EIO"])
+def test_a_file_system_without_unix_permissions_still_gets_the_file(tmp_path, refusal, written):
+    """A backup or export onto a FAT USB stick failed: vfat refuses the chmod to 0600 with
+    EPERM (unless mounted with "quiet"). A refused chmod of the new file is now said and
+    passed over; any other error still keeps the old file. No vfat can be mounted in a
+    container, so the kernel is made to refuse chmod itself, as vfat would."""
+    assert ctypes.util.find_library("seccomp"), "libseccomp is missing: apt-get install libseccomp2"
+    target = tmp_path / "backup.db"
+    target.write_bytes(b"yesterday")
+    result = subprocess.run([sys.executable, "-c", CHMOD_REFUSED, str(target), str(refusal)], capture_output=True,
+                            text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    if written:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert target.read_bytes() == b"the backup"
+        assert "keeps no Unix permissions" in result.stderr and "whoever can read" in result.stderr
+    else:
+        assert result.returncode != 0 and "Input/output error" in result.stderr, result.stderr[-2000:]
+        assert target.read_bytes() == b"yesterday"
+    assert [p.name for p in tmp_path.iterdir()] == ["backup.db"]
