@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import re
 import struct
 import time
@@ -52,11 +53,36 @@ def bad_uploads(face_jpeg: bytes) -> dict[str, tuple[str, bytes, str]]:
         "text with a .jpg name": ("photo.jpg", b"hello, I am not a picture" * 10, "not a JPEG, PNG or WebP"),
         "GIF": ("anim.gif", b"GIF89a" + b"\0" * 200, "not a JPEG, PNG or WebP"),
         "zero bytes": ("empty.jpg", b"", "empty"),
-        "truncated JPEG": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "truncated or corrupt"),
-        "corrupt JPEG": ("junk.jpg", face_jpeg[:20] + bytes(range(256)) * 40, "truncated or corrupt"),
+        "truncated JPEG": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "JPEG file is incomplete or damaged"),
+        "corrupt JPEG": ("junk.jpg", face_jpeg[:20] + bytes(range(256)) * 40, "JPEG file is incomplete or damaged"),
+        "iPhone HEIC": ("IMG_0001.HEIC", IPHONE_HEIC_START + bytes(2000), "HEIC format"),
         "huge declared size": ("huge.png", huge_header_png(), "limit is 40 MP"),
         "decompression bomb": ("bomb.png", bomb_png(), "limit is 40 MP"),
     }
+
+
+# how an iPhone's HEIC photo begins: its ftyp box (major brand heic, compatible mif1 MiHE miaf MiHB heic)
+IPHONE_HEIC_START = b"\x00\x00\x00\x24ftypheic\x00\x00\x00\x00mif1MiHEmiafMiHBheic"
+DECODER_WORDS = ("image file is", "bytes not processed", "cannot identify", "broken data stream")
+
+
+def test_a_refused_photo_says_what_to_do_and_leaves_the_decoder_s_words_to_the_log(face_jpeg, caplog):
+    """A student was told 'the JPEG data is truncated or corrupt (image file is truncated (89
+    bytes not processed))', and an iPhone's photo 'not a JPEG, PNG or WebP image (whatever its
+    name says)', which names no way out. The decoder's words go to the log only."""
+    from edge_app.vision.stills import ImageRejected, decode_image
+
+    with caplog.at_level(logging.INFO, logger="edge_app.vision.stills"):
+        with pytest.raises(ImageRejected) as cut:
+            decode_image(face_jpeg[:-89])
+    said = str(cut.value)
+    assert "incomplete or damaged" in said and "save the photo again" in said
+    assert not [w for w in DECODER_WORDS if w in said], said
+    assert "image file is truncated" in caplog.text  # what the decoder said, for whoever looks into it
+    with pytest.raises(ImageRejected) as heic:
+        decode_image(IPHONE_HEIC_START + bytes(2000))
+    said = str(heic.value)
+    assert "HEIC" in said and "Settings > Camera > Formats > Most Compatible" in said and "as a JPEG" in said
 
 
 def upload_count(appliance) -> int:
@@ -331,6 +357,7 @@ def test_every_bad_upload_is_refused_by_the_api_and_stores_nothing(appliance, ad
         assert 400 <= r.status_code < 500, what
         error = r.json()["error"]
         assert phrase in error, f"{what}: {error}"
+        assert not [w for w in DECODER_WORDS if w in error], f"{what}: {error}"
         assert "Accepted: JPEG, PNG or WebP up to 10 MB and 40 MP" in error, what
     assert upload_count(appliance) == 0 and stored_files(appliance) == []
     assert admin_session.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # still serving

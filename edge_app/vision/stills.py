@@ -10,6 +10,7 @@ and one upload costs tens of megabytes, not hundreds (a Pi has 1-4 GB).
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import warnings
@@ -26,8 +27,17 @@ from edge_app.vision.align import aligned_crop
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import Detector
 
+log = logging.getLogger(__name__)
+
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_TEXT = "JPEG, PNG or WebP"
+# ISO base media brands (the ``ftyp`` box) of HEIF images: what an iPhone saves by default
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+HEIC_ADVICE = ("the photo is in HEIC format (what iPhones take by default), and this device reads only JPEG, "
+               "PNG or WebP. Share or export the photo as a JPEG and send that (on a computer: open it and save "
+               "or export it as JPEG); on an iPhone, Settings > Camera > Formats > Most Compatible makes the "
+               "camera take JPEG photos from now on")
 
 
 class ImageRejected(ValueError):
@@ -57,6 +67,26 @@ class Limits:
     def from_config(cls, cfg: Config) -> "Limits":
         w = cfg.web
         return cls(int(w.max_upload_mb * 1024 * 1024), int(w.max_upload_megapixels * 1_000_000))
+
+
+def _ftyp_brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO base media file (HEIC, AVIF, MP4), or none."""
+    if data[4:8] != b"ftyp":
+        return set()
+    size = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    return {data[8:12]} | {data[i:i + 4] for i in range(16, size - 3, 4)}
+
+
+def _not_accepted(data: bytes) -> str:
+    """What to say of a file that is no JPEG, PNG or WebP: a HEIC or AVIF photo is named, with
+    what to do, as a student cannot know what "not a JPEG, PNG or WebP" means for their photo."""
+    brands = _ftyp_brands(data)
+    if brands & AVIF_BRANDS:
+        return ("the photo is an AVIF image, and this device reads only JPEG, PNG or WebP: open it and "
+                "export or save it as JPEG, then send that")
+    if brands & HEIF_BRANDS:
+        return HEIC_ADVICE
+    return f"the file is not a {ACCEPTED_TEXT} image (whatever its name says)"
 
 
 def _sniff(data: bytes) -> str | None:
@@ -115,7 +145,7 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
         raise ImageRejected(f"the file is {len(data) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1048576:.0f} MB")
     kind = _sniff(data)
     if kind is None:
-        raise ImageRejected(f"the file is not a {ACCEPTED_TEXT} image (whatever its name says)")
+        raise ImageRejected(_not_accepted(data))
     if kind == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
         raise ImageRejected(f"the JPEG is written in {scans} scans (a photo has about 10; the limit is "
                             f"{MAX_JPEG_SCANS}): save it again as an ordinary JPEG")
@@ -147,7 +177,12 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected(f"the image is too large to decode safely; the limit is {limits.max_pixels / 1e6:.0f} MP") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageRejected(f"the {kind} data is truncated or corrupt ({exc}); upload a complete {ACCEPTED_TEXT} file") from None
+        # the decoder's own words ("image file is truncated (89 bytes not processed)") are for the log,
+        # not for a student, who needs to know what to do
+        log.info("a %s image could not be decoded: %s", kind, exc)
+        raise ImageRejected(f"the {'WebP' if kind == 'WEBP' else kind} file is incomplete or damaged, so it cannot be "
+                            "read (it may not have finished downloading or copying): open it to check, or take "
+                            f"or save the photo again and send that ({ACCEPTED_TEXT})") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)  # in place: no second copy of the photo
 
 
