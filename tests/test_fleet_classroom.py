@@ -312,7 +312,9 @@ def test_classroom_command_refuses_bad_broker_settings(tmp_path):
     for args, expected in ((["classroom"], "--mqtt-host is required"),
                            (["classroom", "--mqtt-host", "bad host!"], "--mqtt-host = 'bad host!' is not allowed"),
                            (["classroom", "--mqtt-host", "broker.lan", "--mqtt-port", "70000"],
-                            "--mqtt-port = 70000 is not allowed: use a port from 1 to 65535")):
+                            "--mqtt-port = 70000 is not allowed: use a port from 1 to 65535"),
+                           (["classroom", "--mqtt-host", "broker.lan", "--max-pages", "0"],
+                            "--max-pages: '0': a whole number from 1 to 500")):
         r = subprocess.run([sys.executable, "-m", "edge_app", *args, "--data-dir", str(tmp_path / "c")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and expected in r.stderr and "(empty: off)" not in r.stderr, r.stderr
@@ -731,16 +733,18 @@ def test_an_unexpected_error_keeps_the_security_headers(classroom, monkeypatch):
     assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"
 
 
-def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, monkeypatch):
+def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, monkeypatch, page):
     """Each open page holds a server thread: one cookie opening streams without end took
     every thread, and the log-in page with them, from everyone. Past 6 pages a log-in's
     oldest stream ends (a tablet that dropped off the Wi-Fi must not lock its owner out);
-    past half the threads a new page is refused."""
+    past --max-pages a new page is refused, and it was fixed at 16 (a quarter of 64
+    threads) for a whole school. A page refused told its viewer to close another classroom
+    page though they had none open: it now says whose pages they are."""
     monkeypatch.setattr(classroom_app, "KEEPALIVE_S", 1.0)  # the product's 5 s and 2 s, shortened so the test is quick
     monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
-                               threads=32).start()  # 8 streams in all
+                               max_pages=8).start()
     opened = []
     try:
         admin = login(service.url)
@@ -762,8 +766,21 @@ def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, 
         wait_for(lambda: open_stream(teacher).status_code == 200)  # its place freed: 7 in all
         assert open_stream(teacher).status_code == 200  # 8
         refused = open_stream(teacher)
-        assert refused.status_code == 429 and "already has 8 viewers" in refused.json()["error"]
+        assert refused.status_code == 429 and "all 8 live classroom pages" in refused.json()["error"]
+        assert "--max-pages" in refused.json()["error"]
         assert requests.get(f"{service.url}/login", timeout=5).status_code == 200  # threads left for everyone
+        assert teacher.get(f"{service.url}/api/classroom", timeout=5).json()["pages"] == {"open": 8, "max": 8,
+                                                                                        "yours": 2}
+        service.accounts.create_user("mr-kay", "kay-password-1", "instructor", must_change=False)
+        page.clock.install()  # the page's 10 s retry, left to the test
+        page.goto(f"{service.url}/login")
+        page.fill("#username", "mr-kay")
+        page.fill("#password", "kay-password-1")
+        page.click("button[type=submit]")
+        conn = page.locator("#conn", has_text="Waiting for a free place")
+        conn.wait_for(timeout=10_000)
+        text = conn.inner_text()
+        assert "all 8 live pages" in text and "other screens" in text and "close" not in text, text
         opened.pop().close()  # a page closed: its place is free again once a keep-alive finds it gone
         wait_for(lambda: open_stream(teacher).status_code == 200)
     finally:

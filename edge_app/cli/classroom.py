@@ -58,6 +58,20 @@ def _networks(text: str) -> str:
     return text
 
 
+def _pages(text: str) -> int:
+    """--max-pages: a whole number from 1 to service.MOST_PAGES."""
+    from edge_app.fleet.classroom.service import MOST_PAGES
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MOST_PAGES:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 1 to {MOST_PAGES} (past that, run one "
+                                         "classroom service per school or building)")
+    return n
+
+
 def cmd_classroom(args) -> int:
     from edge_app.config import ConfigError
     from edge_app.fleet.classroom.service import ClassroomService
@@ -68,7 +82,8 @@ def cmd_classroom(args) -> int:
     try:
         service = ClassroomService(settings, Path(args.data_dir).expanduser(), args.host, args.port,
                                    tls_cert=str(args.https_cert or ""), tls_key=str(args.https_key or ""),
-                                   allowed_hosts=args.allowed_hosts, trusted_proxies=args.trusted_proxies)
+                                   max_pages=args.max_pages, allowed_hosts=args.allowed_hosts,
+                                   trusted_proxies=args.trusted_proxies)
         stop = StopRequest()  # from here on Ctrl-C stops it cleanly, even mid-start
         service.start()
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
@@ -110,6 +125,9 @@ def add_command(sub) -> None:
     p.add_argument("--port", type=int, default=8090, help="port for the page (0: any free port)")
     p.add_argument("--https-cert", type=Path, help="serve the page over HTTPS with this certificate (PEM) ...")
     p.add_argument("--https-key", type=Path, help="... and this key")
+    p.add_argument("--max-pages", type=_pages, default=16, metavar="N",
+                   help="live classroom pages open at once, on every computer together (each holds a server "
+                        "thread; past it a new page waits for a free place): one per instructor's screen")
     p.add_argument("--data-dir", default=DEFAULT_DATA, help="where the classroom's accounts live")
     p.add_argument("--allowed-hosts", default="", metavar="NAMES",
                    help="DNS names the page is opened by besides this machine's own (comma-separated, e.g. "

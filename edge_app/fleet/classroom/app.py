@@ -61,7 +61,8 @@ class StreamSlots:
         """A stream id (call ``release`` when it ends), or why none may open."""
         with self._lock:
             if sum(map(len, self._open.values())) >= self.total:  # the ending ones still hold their threads
-                return f"the classroom page already has {self.total} viewers: try again later"
+                return (f"all {self.total} live classroom pages this server allows are open: this page waits for "
+                        "one to close (engage-edge classroom --max-pages allows more)")
             mine = self._open.setdefault(session, [])
             live = [i for i in mine if i not in self._ending]
             if len(live) >= self.per_session:
@@ -69,6 +70,11 @@ class StreamSlots:
             self._next += 1
             mine.append(self._next)
             return self._next
+
+    def count(self, session: str | None = None) -> int:
+        """Open streams: all of them, or ``session``'s."""
+        with self._lock:
+            return len(self._open.get(session, [])) if session is not None else sum(map(len, self._open.values()))
 
     def ending(self, stream: int) -> bool:
         """True once a newer page of the same log-in took this stream's place."""
@@ -93,8 +99,7 @@ class ClassroomContext:
     secure_cookie: bool = False
     started: float = 0.0
     allowed_hosts: hardening.AllowedHosts = field(default_factory=lambda: hardening.AllowedHosts.with_names(""))
-    max_streams: int = 16  # a quarter of the server's threads (service.py): all streams behind one proxy
-    # address stay under that address's half (http_limits.PeerLimits), leaving threads for its other requests
+    max_streams: int = 16  # live pages at once (--max-pages); the server has threads for them (service.threads_for)
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime, whatever the wall clock does
 
@@ -195,7 +200,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def api_classroom():
         require_viewer(api=True)
         response.content_type = "application/json"
-        return json.dumps(ctx.classroom.snapshot())
+        # "pages": live pages open, of the most the server allows, and this log-in's: a page refused its stream
+        # says whether closing one of its own would help
+        pages = {"open": streams.count(), "max": streams.total, "yours": streams.count(request.get_cookie(COOKIE))}
+        return json.dumps({**ctx.classroom.snapshot(), "pages": pages})
 
     @app.get("/api/classroom/events")
     def events():

@@ -19,10 +19,21 @@ if TYPE_CHECKING:
     from edge_app.config import LoginSettings
 
 
+MAX_PAGES = 16  # live pages open at once, by default: every open page holds a server thread
+MOST_PAGES = 500  # what --max-pages may ask: 1,032 threads; past it, run one service per school or building
+
+
+def threads_for(max_pages: int) -> int:
+    """Server threads for ``max_pages`` live pages: each page holds one, and all of them behind
+    one address (a reverse proxy, a school's NAT) must fit that address's half of the threads
+    (``http_limits.PeerLimits``) with room for its other requests; never fewer than 64."""
+    return max(64, 2 * max_pages + 32)
+
+
 class ClassroomService:
     def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
-                 login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "", threads: int = 64,
-                 allowed_hosts: str = "", trusted_proxies: str = ""):
+                 login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "",
+                 max_pages: int = MAX_PAGES, allowed_hosts: str = "", trusted_proxies: str = ""):
         from edge_app import config as config_mod
 
         self.settings = settings
@@ -39,10 +50,10 @@ class ClassroomService:
         retention = config_mod.defaults().store.retention_days
         self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
-                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, threads // 4),
+                               AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
                                trusted_proxies=TrustedProxies(trusted_proxies))
         self.app = make_classroom_app(ctx)
-        self.host, self.port, self.threads = host, port, threads
+        self.host, self.port, self.threads, self.max_pages = host, port, threads_for(max_pages), max_pages
         self.tls_cert, self.tls_key, self.trusted_proxies = tls_cert, tls_key, trusted_proxies
         self.server: Any = None  # edge_app.web.app.Server once started
 

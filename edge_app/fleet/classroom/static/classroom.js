@@ -176,10 +176,17 @@
       const r = await fetch("/api/classroom").catch(() => null);
       // the server sends "/" on to the log-in, or to Your account for a password to replace
       if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/"; return; }
-      // the data answers but the live stream was refused: the server's or this log-in's pages are at their limit;
-      // nothing at all (a reverse proxy's 502 while the service restarts): not the instructor's doing
-      $("conn").textContent = r && r.ok ? "Waiting for a free place (close another classroom page)…" :
-        "The classroom server is not answering" + (r ? " (HTTP " + r.status + ")" : "") + ": trying again every 10 s…";
+      // the data answers but the live stream was refused: the server's live pages are all open (a log-in's own
+      // seventh ends its oldest instead); nothing at all (a reverse proxy's 502 while the service restarts): not the
+      // instructor's doing either. Closing a page helps only when this log-in has others open.
+      const pages = r && r.ok ? (await r.json().catch(() => ({}))).pages : null;
+      $("conn").textContent = !(r && r.ok) ?
+        "The classroom server is not answering" + (r ? " (HTTP " + r.status + ")" : "") + ": trying again every 10 s…" :
+        pages && pages.yours > 0 ? "Waiting for a free place: the classroom server's " + pages.max + " live pages " +
+          "are all open, " + pages.yours + " of them yours (close one you do not need)…" :
+        "Waiting for a free place: all " + (pages ? pages.max + " " : "") + "live pages the classroom server allows " +
+          "are open on other screens. This page tries again every 10 s; whoever runs the server can allow more " +
+          "(--max-pages).";
       setTimeout(connect, 10000);
     };
     // a newer page of this log-in took this one's place (one log-in holds app.STREAMS_PER_SESSION): stop here, or
