@@ -133,7 +133,7 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
     out = tmp_path / "log.csv"
     assert main(["export", "--since", "2026-01-15", "--out", str(out), "--data-dir", str(store.data_dir),
                  "--config", str(_empty(tmp_path))]) == 0
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
     assert [r["kind"] for r in rows] == ["state", "minute", "alert", "upload"]
     # students' names and states: the command's user's alone, as a backup (the example writes to /tmp)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -155,16 +155,16 @@ def test_present_seconds_are_exported_also_from_a_database_this_version_has_not_
                       "Present": 40.0})
     out = tmp_path / "log.csv"
     assert export_csv(store.data_dir, parse_since("2026-02-01"), out) == 1
-    header = out.read_text().splitlines()[0].split(",")
+    header = out.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
     assert header[-1] == "present_s" and header[-2] == "absent_s"
-    assert float(next(csv.DictReader(out.open()))["present_s"]) == 40.0
+    assert float(next(csv.DictReader(out.open(encoding="utf-8-sig")))["present_s"]) == 40.0
 
     store.close()
     with sqlite3.connect(store.path) as conn:  # the database as version 9 left it
         conn.execute("ALTER TABLE minute_stats DROP COLUMN present_s")
         conn.execute("PRAGMA user_version = 9")
     assert export_csv(store.data_dir, parse_since("2026-02-01"), out) == 1
-    row = next(csv.DictReader(out.open()))
+    row = next(csv.DictReader(out.open(encoding="utf-8-sig")))
     assert float(row["present_s"]) == 0.0 and float(row["engaged_s"]) == 20.0
     again = Store(store.data_dir)  # the next start migrates it
     try:
@@ -182,7 +182,7 @@ def test_exports_of_consecutive_days_share_no_minute(store, tmp_path):
     def minutes(since: str, out: Path) -> list[str]:
         assert main(["export", "--since", since, "--out", str(out), "--data-dir", str(store.data_dir),
                      "--config", str(_empty(tmp_path))]) == 0
-        return [r["time"][:16] for r in csv.DictReader(out.open()) if r["kind"] == "minute"]
+        return [r["time"][:16] for r in csv.DictReader(out.open(encoding="utf-8-sig")) if r["kind"] == "minute"]
 
     assert minutes("2026-02-01", tmp_path / "feb.csv") == ["2026-02-01T00:00", "2026-02-01T00:01"]
     assert minutes("2026-02-01T00:00:30", tmp_path / "mid.csv")[0] == "2026-02-01T00:00"  # the minute under way counts
@@ -421,7 +421,7 @@ def test_a_backup_to_a_symbolic_link_writes_through_it_as_cp_does(store, tmp_pat
     log.write_text("kind,time\n")
     log_link.symlink_to(log)
     assert main(["export", "--since", "2020-01-01", "--out", str(log_link), *args]) == 0
-    assert log_link.is_symlink() and log.read_text().startswith("kind,time,level")
+    assert log_link.is_symlink() and log.read_text(encoding="utf-8-sig").startswith("kind,time,level")
 
 
 def test_a_link_is_refused_where_its_target_would_be(running, tmp_path, capsys):
@@ -499,7 +499,7 @@ def test_a_link_another_user_left_in_a_shared_folder_is_not_followed(store, tmp_
     log.write_text("kind,time\n")
     mine.symlink_to(log)  # the caller's own link in the shared folder: followed, as the kernel does
     assert main(["export", "--since", "2020-01-01", "--out", str(mine), *args]) == 0
-    assert log.read_text().startswith("kind,time,level")
+    assert log.read_text(encoding="utf-8-sig").startswith("kind,time,level")
 
     loop = shared / "loop1"
     loop.symlink_to("loop2")
@@ -530,7 +530,7 @@ def test_an_export_does_not_replace_a_database_or_a_folder(store, tmp_path, caps
     old_csv = tmp_path / "log.csv"
     old_csv.write_text("kind,time\n")
     assert main(["export", "--since", "2020-01-01", "--out", str(old_csv), *args]) == 0  # a CSV: replaced, as > would
-    assert old_csv.read_text().startswith("kind,time,level")
+    assert old_csv.read_text(encoding="utf-8-sig").startswith("kind,time,level")
 
 
 def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_path):

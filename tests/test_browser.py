@@ -273,7 +273,7 @@ def test_admin_filters_the_log_and_downloads_csv(new_page, server, face_jpeg, sh
     with page.expect_download() as info:
         page.locator("#csv").click()
     download = info.value
-    text = open(download.path(), encoding="utf-8").read()
+    text = open(download.path(), encoding="utf-8-sig").read()
     got = list(csv.DictReader(io.StringIO(text)))
     assert len(got) == rows.count()
     assert all(r["user"] == STUDENT and r["group"] == "Not engaged" for r in got)

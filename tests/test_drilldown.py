@@ -4,6 +4,7 @@ To; the web CSV and `engage-edge export` share one format; `/api/state`'s ``sinc
 a wall-clock time."""
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
@@ -99,25 +100,29 @@ def test_log_date_presets_and_from_after_to(web, face_jpeg):
 
 def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_path, cfg):
     admin = login(web.url)
-    upload(login(web.url, "sam", STUDENT_PW), web.url, face_jpeg, name="=cmd.jpg")
+    upload(login(web.url, "sam", STUDENT_PW), web.url, face_jpeg, name="=Müller_Zoë.jpg")
     web.store.log_state_change(time.time() - 5, "Engaged - paying attention", "Engaged", "neutral", 0.8123456)
     r = admin.get(f"{web.url}/admin/log.csv", timeout=10)
     assert r.status_code == 200
-    web_rows = list(csv.DictReader(io.StringIO(r.text)))
+    # a byte order mark first: Excel on Windows read the UTF-8 without one as its own code page ("MÃ¼ller")
+    assert r.content.startswith(codecs.BOM_UTF8) and r.headers["Content-Type"] == "text/csv; charset=utf-8"
+    web_text = r.content.decode("utf-8-sig")
+    web_rows = list(csv.DictReader(io.StringIO(web_text)))
     out = tmp_path / "export.csv"
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     assert main(["export", "--since", "2020-01-01", "--out", str(out), "--data-dir", str(cfg.store.data_dir),
                  "--config", str(empty)]) == 0
-    exported = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert r.text.splitlines()[0] == out.read_text(encoding="utf-8").splitlines()[0]  # the same columns
+    assert out.read_bytes().startswith(codecs.BOM_UTF8)  # the export command's file too
+    exported = list(csv.DictReader(out.open(encoding="utf-8-sig")))
+    assert web_text.splitlines()[0] == out.read_text(encoding="utf-8-sig").splitlines()[0]  # the same columns
     for kind in ("state", "upload"):
         (w,) = [row for row in web_rows if row["kind"] == kind]
         (e,) = [row for row in exported if row["kind"] == kind]
         assert w == e, (w, e)
         assert dt.datetime.fromisoformat(w["time"]).tzinfo is not None  # local time with its offset
     (face,) = [row for row in web_rows if row["kind"] == "upload"]
-    assert face["user"] == "sam" and face["file"] == "'=cmd.jpg"  # no spreadsheet formula
+    assert face["user"] == "sam" and face["file"] == "'=Müller_Zoë.jpg"  # no spreadsheet formula
 
 
 def test_api_state_since_is_wall_clock(appliance):

@@ -321,8 +321,9 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
             raise CopyFailed(f"cannot write the CSV to standard output: {_failed(exc, sys.stdout.fileno())}") from None
         return len(rows)
     try:
-        # 0600, as a backup: students' names and states, not for every user of the machine
-        with atomic_path(out, 0o600) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        # 0600, as a backup: students' names and states, not for every user of the machine; with a
+        # byte order mark (utf-8-sig), as the web's CSV, or Excel on Windows reads "Müller" as "MÃ¼ller"
+        with atomic_path(out, 0o600) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
             write_log_csv(f, rows)
     except OSError as exc:
         raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None

@@ -74,7 +74,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "text/csv; charset=utf-8"
         stamp = time.strftime("%Y%m%d-%H%M")
         response.set_header("Content-Disposition", f'attachment; filename="engage-log-{stamp}.csv"')
-        return out.getvalue()
+        # a byte order mark: without it Excel on Windows reads UTF-8 as the local code page, and a
+        # student's "Müller_Zoë.jpg" showed as "MÃ¼ller_ZoÃ«.jpg" (as `engage-edge export --out` does)
+        return "\ufeff" + out.getvalue()
 
     @app.get("/api/admin/log")
     def api_log():
