@@ -102,6 +102,9 @@ def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_
     admin = login(web.url)
     upload(login(web.url, "sam", STUDENT_PW), web.url, face_jpeg, name="=Müller_Zoë.jpg")
     web.store.log_state_change(time.time() - 5, "Engaged - paying attention", "Engaged", "neutral", 0.8123456)
+    # as the capture loop logs a state with no face read: no emotion, confidence 0.0
+    web.store.log_state_change(time.time() - 8, "Absent", "Absent", None, 0.0)
+    web.store.log_state_change(time.time() - 9, "Distracted - looking away", "Distracted", None, 0.0)
     r = admin.get(f"{web.url}/admin/log.csv", timeout=10)
     assert r.status_code == 200
     # a byte order mark first: Excel on Windows read the UTF-8 without one as its own code page ("MÃ¼ller")
@@ -116,11 +119,19 @@ def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_
     assert out.read_bytes().startswith(codecs.BOM_UTF8)  # the export command's file too
     exported = list(csv.DictReader(out.open(encoding="utf-8-sig")))
     assert web_text.splitlines()[0] == out.read_text(encoding="utf-8-sig").splitlines()[0]  # the same columns
-    for kind in ("state", "upload"):
-        (w,) = [row for row in web_rows if row["kind"] == kind]
-        (e,) = [row for row in exported if row["kind"] == kind]
+    for kind, group in (("state", "Engaged"), ("state", "Absent"), ("state", "Distracted"), ("upload", None)):
+        (w,) = [row for row in web_rows if row["kind"] == kind and group in (None, row["group"])]
+        (e,) = [row for row in exported if row["kind"] == kind and group in (None, row["group"])]
         assert w == e, (w, e)
         assert dt.datetime.fromisoformat(w["time"]).tzinfo is not None  # local time with its offset
+        # a state with no face read has no confidence: empty, not 0.0 (it read as 'sure of nothing')
+        assert (w["confidence"] == "") == (group in ("Absent", "Distracted")), w
+    shown = admin.get(f"{web.url}/admin/log", params={"kind": "live"}, timeout=10).text
+    cells = re.findall(r'<span class="pill g-(\w[\w-]*)">[^<]*</span></td><td>[^<]*</td><td>([^<]*)</td>', shown)
+    assert sorted(cells) == [("absent", ""), ("distracted", ""), ("engaged", "81%")], cells
+    api = admin.get(f"{web.url}/api/admin/log", params={"kind": "live"}, timeout=10).json()["rows"]
+    assert sorted((row["grp"], row["confidence"]) for row in api) == [("Absent", None), ("Distracted", None),
+                                                                       ("Engaged", 0.8123456)]
     (face,) = [row for row in web_rows if row["kind"] == "upload"]
     assert face["user"] == "sam" and face["file"] == "'=Müller_Zoë.jpg"  # no spreadsheet formula
 

@@ -54,7 +54,8 @@ def log_row(kind: str, t: float, level: str, group: str, emotion: str | None, co
             user: str | None = None, file: str | None = None) -> dict:
     """A state-change or upload-face row in the export format."""
     return {"kind": kind, "time": iso_time(t), "level": level, "group": group, "emotion": emotion or "",
-            "confidence": "" if confidence is None else round(confidence, 4), "user": user or "", "file": file or ""}
+            "confidence": "" if confidence is None or not emotion else round(confidence, 4),  # no face read: none
+            "user": user or "", "file": file or ""}
 
 
 class BackupError(RuntimeError):

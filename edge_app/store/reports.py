@@ -119,7 +119,10 @@ def _group_case(col: str, uncertain: bool = False) -> str:
 
 LOG_SQL = (
     "("
-    "SELECT 'live' AS kind, t, level, grp, emotion, confidence, NULL AS username, NULL AS upload_id, "
+    # a state with no face read (Absent, Distracted, Paused) has no emotion and so no confidence:
+    # the loop logs 0.0 for it, which the log showed as "0%"
+    "SELECT 'live' AS kind, t, level, grp, emotion, CASE WHEN emotion IS NULL THEN NULL ELSE confidence END AS confidence, "
+    "NULL AS username, NULL AS upload_id, "
     "NULL AS image_path, NULL AS filename, NULL AS probabilities FROM state_changes "
     "UNION ALL "
     # one row per face, and one for a photo in which none was found: it is kept (and
