@@ -377,6 +377,10 @@ class PrivacySettings(Section):
                                              "stored).", label="Snapshot on alert")
     max_pause_minutes: float = setting(0.0, "A student's pause (privacy switch) ends by itself after this many minutes; "
                                             "0: only when resumed.", Range(0, 1440, "minutes"))
+    live_video: str = setting("admins", "Who may watch the live camera picture (/live): admins, or everyone logged "
+                                        "in. A desk is often shared: with everyone, any student's account shows "
+                                        "whoever sits there now. The state and its chart are shown to all.",
+                              OneOf(("admins", "everyone")), label="Live picture shown to")
 
 
 @dataclass(frozen=True)

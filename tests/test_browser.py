@@ -234,7 +234,7 @@ def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
 def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     # a browser in another zone than the device (UTC+14): the chart tells the device's time, as
     # its log and quiet hours do; it drew the browser's ("from 02:50" beside the log's 01:50)
-    page = new_page(STUDENT, STUDENT_PW, timezone_id="Pacific/Kiritimati")
+    page = new_page(timezone_id="Pacific/Kiritimati")  # an admin: the picture is theirs (privacy.live_video)
     page.goto(f"{server.url}/live")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
     assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg.camera.width
@@ -246,6 +246,12 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     device = {time.strftime("%H:%M", time.localtime(now - m)) for m in range(-60, 15 * 60)}
     assert labels & device and not labels - device - {"now"} - {str(g) for g in GROUPS}, labels
     page.screenshot(path=str(shots / "live.png"), full_page=True)
+    # a student's account sees the state and the chart, not whoever sits at the desk now
+    student = new_page(STUDENT, STUDENT_PW)
+    student.goto(f"{server.url}/live")
+    student.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)
+    assert student.locator("#stream").count() == 0 and "admins only" in student.locator("#no-stream").inner_text()
+    assert student.console_errors == []
 
 
 def test_admin_filters_the_log_and_downloads_csv(new_page, server, face_jpeg, shots):

@@ -539,6 +539,7 @@ def settings_form(appliance, **changes) -> dict:
             "indicators.buzzer_after_s": cfg.indicators.buzzer_after_s,
             "indicators.quiet_hours": cfg.indicators.quiet_hours,
             "privacy.keep_uploads": cfg.privacy.keep_uploads,
+            "privacy.live_video": cfg.privacy.live_video,
             "store.retention_days": cfg.store.retention_days,
             "indicators.buzzer": "on"}
     form.update({f"map.{k}": v for k, v in cfg.engagement.mapping.items()})

@@ -50,11 +50,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     viewers = ViewerSlots(ctx.cfg.web.max_viewers, ctx.live)
     app.config["viewers"] = viewers
 
+    def may_watch(user) -> bool:
+        """The camera picture shows whoever sits at the desk now, a minor: by default only an
+        admin sees it (``privacy.live_video``); every account sees the state."""
+        return user.is_admin or ctx.cfg.privacy.live_video == "everyone"
+
     @app.get("/live")
     def live_page():
-        guard.require_user()
+        user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
-                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, retention_days=ctx.cfg.store.retention_days)
+                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, retention_days=ctx.cfg.store.retention_days,
+                          watch=may_watch(user))
 
     @app.get("/glance")
     def glance_page():
@@ -99,7 +105,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/live.mjpg")
     def live_stream():
-        guard.require_user()
+        if not may_watch(guard.require_user()):
+            return json_error(403, "on this device the live picture is shown to admins only (privacy.live_video)")
         if ctx.live is None or ctx.loop is None:
             return json_error(503, "no live camera loop is running")
         if not viewers.acquire():
@@ -114,7 +121,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             try:  # a placeholder during a camera fault: a closed tab raises on write and lands here
                 for part in mjpeg_stream(ctx.live, lambda: ctx.loop.health.camera, ctx.cfg.web.stream_fps):
                     if time.monotonic() - checked > SESSION_RECHECK_S:  # a disabled or logged-out viewer's stream ends
-                        if not ctx.accounts.session_user(token, refresh=False):  # a check, not use
+                        viewer = ctx.accounts.session_user(token, refresh=False)  # a check, not use
+                        if not viewer or not may_watch(viewer[0]):  # also: the setting changed to admins
                             return
                         checked = time.monotonic()
                     yield part

@@ -84,11 +84,13 @@
   }
   window.addEventListener("resize", function () { if (latest) draw(latest); });
 
-  stream.addEventListener("error", function () {
-    note.textContent = "The live view is not available right now (too many viewers, or the camera is off). " +
-                       "Reload the page to try again.";
-    note.className = "error";
-  });
+  if (stream) {  // none for an account that may not watch (privacy.live_video)
+    stream.addEventListener("error", function () {
+      note.textContent = "The live view is not available right now (too many viewers, or the camera is off). " +
+                         "Reload the page to try again.";
+      note.className = "error";
+    });
+  }
 
   pollTimeline();
 })();

@@ -7,7 +7,12 @@
   </div>
   <div class="split">
     <div>
+      % if watch:
       <img id="stream" src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480">
+      % else:
+      <p class="empty" id="no-stream">The live picture is shown to admins only on this device: it shows whoever sits
+        at the desk now. The state and the chart are here.</p>
+      % end
       % if snapshots_on:
       <p class="hint" id="stream-note"><strong>One frame is stored when an alert fires</strong> (an admin turned
         this on): it stays on this device for {{retention_days}} days unless an admin deletes it. Other frames are
