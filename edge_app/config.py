@@ -261,7 +261,8 @@ class IndicatorSettings(Section):
     """The LED, the buzzer and the privacy button (wiring: firmware/README.md). Pins are BCM
     numbers, also on a Jetson, where there is no PWM: amber is red and green fully on."""
 
-    backend: str = setting("console", '"console" (prints), "gpio" (gpiozero pins), "jetson" (Jetson.GPIO) or "none".',
+    backend: str = setting("console", '"console" (prints; states only to a terminal, never into a journal), '
+                                      '"gpio" (gpiozero pins), "jetson" (Jetson.GPIO) or "none".',
                            OneOf(("console", "gpio", "jetson", "none")))
     rgb_led: bool = setting(True, "One common-cathode RGB LED; false: three separate LEDs.")
     led_red_pin: int = setting(17, "BCM pin of the red LED.", Range(0, 27, "a BCM GPIO number"))

@@ -482,3 +482,24 @@ def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
     muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
     assert not any(muted.should_sound(float(t), "Not engaged", 0.0, AlertMemory(), NOON) for t in range(100))
     ind.close()
+
+
+def test_the_console_led_keeps_student_states_out_of_a_journal(capsys):
+    """The console backend printed every state change with its time; under systemd its
+    output is the journal, which store.retention_days does not bound. Not on a terminal
+    (here pytest's captured stdout), only faults are printed; a stream given gets all."""
+    import io
+
+    from edge_app.device.indicators import ConsoleIndicator
+
+    journal = ConsoleIndicator()
+    journal.show("Not engaged")
+    journal.beep()
+    journal.fault(True, "camera gone")
+    out = capsys.readouterr().out
+    assert "Not engaged" not in out and "BUZZER" not in out and "fault: camera gone" in out
+    given = io.StringIO()
+    shown = ConsoleIndicator(given)
+    shown.show("Not engaged")
+    shown.beep()
+    assert "LED red: Not engaged" in given.getvalue() and "BUZZER" in given.getvalue()

@@ -162,10 +162,14 @@ class NullIndicator(Indicator):
 
 
 class ConsoleIndicator(Indicator):
-    """Prints what the LED and buzzer would do (laptops, the demo)."""
+    """Prints what the LED and buzzer would do (laptops, the demo). On standard output that
+    is not a terminal (a service's journal, a pipe) only faults are printed: each state
+    change with its time is a record about a student, and the journal keeps it beyond
+    ``store.retention_days``. A stream passed in gets everything."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
+        self.states = stream is not None or _a_terminal(self.stream)
         self._shown: str | None = None
         self._fault = False
 
@@ -175,7 +179,8 @@ class ConsoleIndicator(Indicator):
     def show(self, group: str) -> None:
         if group != self._shown:
             self._shown = group
-            self._say(f"LED {COLOUR_NAMES[group]}: {group}")
+            if self.states:
+                self._say(f"LED {COLOUR_NAMES[group]}: {group}")
 
     def fault(self, on: bool, reason: str = "") -> None:
         if on != self._fault:
@@ -183,7 +188,15 @@ class ConsoleIndicator(Indicator):
             self._say(f"LED fast red blink: fault: {reason}" if on else "fault cleared")
 
     def beep(self) -> None:
-        self._say("BUZZER: sustained disengagement")
+        if self.states:
+            self._say("BUZZER: sustained disengagement")
+
+
+def _a_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 class _PatternIndicator(Indicator):
