@@ -278,7 +278,8 @@ class IndicatorSettings(Section):
                                           "an alert.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
     buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
     buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
-    quiet_hours: str = setting("", 'No buzzer in these hours, e.g. "22:00-07:00"; empty: none.',
+    quiet_hours: str = setting("", 'No buzzer in these hours, e.g. "22:00-07:00", on the device\'s clock in its '
+                                   "time zone (sudo timedatectl set-timezone Europe/Berlin); empty: none.",
                                Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
     amber_green: float = setting(0.4, "Amber is full red plus this much green (PWM, RGB LED).", Range(0.0, 1.0, "a level"))
     brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))
