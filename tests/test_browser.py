@@ -445,7 +445,7 @@ def test_an_open_live_page_does_not_keep_its_session_alive(new_page, server):
     re-checks the session each second: each of them restarted the idle timer, so a page left
     open never timed out (a classroom computer stayed logged in for 12 h). Now the page, left
     alone, goes to the log-in page once the idle time is up."""
-    page = new_page(STUDENT, STUDENT_PW)
+    page = new_page()  # an admin: the stream is theirs to watch (privacy.live_video)
     page.goto(f"{server.url}/live")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
     idle = server.accounts.idle_s
