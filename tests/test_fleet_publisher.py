@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 
 import mqtt_broker
@@ -14,7 +15,10 @@ from mqtt_broker import PASSWORD, USER, Broker, Listener
 
 from edge_app import config as config_mod
 from edge_app.engagement import Group, MinuteAggregator
-from edge_app.fleet.publisher import Publisher, make_client
+from edge_app.fleet import publisher as publisher_mod
+from edge_app.fleet.classroom.model import Classroom
+from edge_app.fleet.classroom.subscriber import Subscriber
+from edge_app.fleet.publisher import Publisher, check_connection, make_client, status_of
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.database import Store
 
@@ -345,6 +349,51 @@ def test_tls_with_the_broker_ca(tls_broker, store):
     finally:
         pub.stop()
         listener.close()
+
+
+def test_wrong_tls_settings_are_named_not_taken_for_an_unreachable_broker(tls_broker, store, tmp_path, caplog):
+    """A wrong CA, a TLS port without one and a CA against the plain port all read "cannot
+    reach the broker" (or "connecting" for ever, with no reason) on the admin page's Test,
+    /healthz and the classroom page, and nothing was logged. Each is now named, with what to
+    check, and logged once per reason however often the client retries."""
+    other = mqtt_broker.make_ca(tmp_path / "other-ca")
+    wrong_ca = settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(other["ca"]))
+    ok, text = check_connection(wrong_ca)
+    assert not ok and "TLS certificate" in text and "not accepted" in text and "mqtt.tls_ca" in text, text
+    ok, text = check_connection(settings(tls_broker, port=tls_broker.tls_port))
+    assert not ok and "closed the connection before answering" in text and "without mqtt.tls_ca" in text, text
+    ok, text = check_connection(settings(tls_broker, tls_ca=str(tls_broker.ca)))
+    assert not ok and "plain (non-TLS) port answered the TLS hello" in text, text
+    caplog.set_level(logging.WARNING, logger="edge_app.fleet")
+    pub = Publisher(wrong_ca, store).start()
+    sub = Subscriber(settings(tls_broker, port=tls_broker.tls_port), Classroom()).start()  # the classroom: no CA
+    try:
+        wait_for(lambda: "not accepted" in status_of(pub)["error"] and "not accepted" in pub.status.text())
+
+        def logged(what: str) -> int:
+            return sum(what in r.getMessage() for r in caplog.records)
+        wait_for(lambda: "closed the connection before answering" in sub.status.reason())
+        assert "without --tls-ca" in sub.status.reason()
+        assert sub.classroom.snapshot()["broker"]["error"] == sub.status.reason()
+        assert stays(lambda: logged("not accepted") == 1 and logged("before answering") == 1, 2.5)  # retried since
+    finally:
+        pub.stop()
+        sub.stop()
+
+
+def test_a_broker_that_never_answers_is_not_connecting_for_ever(store, monkeypatch):
+    """A port that takes the connection and never answers the log-in left "connecting" on
+    the page and /healthz with no reason at all; after a while it says what to check."""
+    monkeypatch.setattr(publisher_mod, "CONNECTING_HINT_S", 0.3)  # the product's 10 s, shortened
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listening, never accepting: TCP connects, no answer
+        room = Classroom()
+        sub = Subscriber(MqttSettings(host="127.0.0.1", port=silent.getsockname()[1], keepalive_s=30), room).start()
+        try:
+            hint = wait_for(lambda: room.snapshot()["broker"]["error"])
+            assert hint.startswith(f"no answer from 127.0.0.1:{silent.getsockname()[1]} after") and "--tls-ca" in hint
+            assert "still trying" in hint
+        finally:
+            sub.stop()
 
 
 def test_clean_stop_says_offline(broker, store):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +49,9 @@ DISCOVERY_PREFIX = "homeassistant"
 # between, but an outage that lasts LOG_LONG_S is always logged.
 LOG_QUIET_S = 600.0
 LOG_LONG_S = 60.0
+FAILURE_LOG_S = 60.0  # a connection that keeps failing: each distinct reason logged at most once a minute
+CONNECTING_HINT_S = 10.0  # "connecting" with no answer for this long says what to check instead
+DEVICE_NAMES = {"host": "mqtt.host", "port": "mqtt.port", "tls_ca": "mqtt.tls_ca"}  # settings, as a message names them
 # where this desk's retained messages last went (broker, topic prefix, device id): a desk moved to another room
 # (a new prefix or id) clears them there, or the old room's page shows it for good; written only when it changes
 PUBLISHED_UNDER_KEY = "mqtt.published_under"
@@ -64,6 +69,18 @@ class BrokerStatus:
     error: str = ""
     backlog: int = 0
     sent: int = 0
+    connecting_since: float | None = None  # monotonic: the start, while nothing has answered yet
+    waiting_hint: str = ""  # what to check when "connecting" lasts CONNECTING_HINT_S with no answer
+
+    def reason(self) -> str:
+        """Why it is not connected: the error, or once "connecting" has lasted with no answer
+        at all, what to check (a broker that takes the connection and never answers)."""
+        if self.connected or self.error:
+            return self.error
+        if self.connecting_since is not None and time.monotonic() - self.connecting_since >= CONNECTING_HINT_S:
+            return (f"no answer from {self.broker} after {time.monotonic() - self.connecting_since:.0f} s: "
+                    f"{self.waiting_hint or 'check the host, the port and TLS'}; still trying")
+        return ""
 
     def text(self) -> str:
         who = f" as {self.username}" if self.username else ""
@@ -71,12 +88,92 @@ class BrokerStatus:
             return "MQTT is off (set mqtt.host to publish to a classroom broker)"
         if self.connected:
             return f"connected to {self.broker}{who} (device {self.device_id})"
-        return f"not connected to {self.broker}{who}: {self.error or 'connecting'}"
+        return f"not connected to {self.broker}{who}: {self.reason() or 'connecting'}"
 
 
-def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+class Client(mqtt.Client):
+    """paho's client, keeping why its latest connection attempt failed: paho tells
+    ``on_connect_fail`` nothing, so a wrong CA read as "cannot reach the broker"."""
+
+    connect_error: OSError | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self.connect_error = None
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
+
+
+def failure_text(settings: MqttSettings, exc: BaseException | None, names: dict[str, str] = DEVICE_NAMES) -> str:
+    """Why a connection attempt failed, in plain words, and what to check (``names``: the
+    settings as the reader sets them: the device's keys, the classroom's flags)."""
+    where, host, port, ca = settings.broker, names["host"], names["port"], names["tls_ca"]
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"the TLS certificate of {where} was not accepted ({exc.verify_message or exc}): check that {ca} "
+                f"({settings.tls_ca}) is the CA that signed the broker's certificate and that {host} is a name "
+                "the certificate holds; retrying")
+    plain_port = (ssl.SSLEOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+    if settings.tls_ca and (isinstance(exc, plain_port) or "WRONG_VERSION_NUMBER" in str(exc)
+                            or "wrong version number" in str(exc)):
+        return (f"the TLS handshake with {where} failed ({exc}): a plain (non-TLS) port answered the TLS hello? "
+                f"Use the broker's TLS port (usually 8883) with {ca}, or leave {ca} out for a plain port; retrying")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS with {where} failed ({exc}): check {ca}, the client certificate and {port}; retrying"
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"nothing accepts connections at {where} (connection refused): check {host} and {port} and that "
+                "the broker runs; retrying")
+    if isinstance(exc, socket.gaierror):
+        return f"the broker's name {settings.host!r} cannot be resolved ({exc}): check {host} and DNS; retrying"
+    if isinstance(exc, TimeoutError):
+        return (f"no answer from {where} (timed out): check {host}, {port} and that a firewall lets this machine "
+                "reach it; retrying")
+    said = f" ({exc})" if exc is not None else ""
+    return (f"cannot reach the broker at {where}{said}: check {host} and {port}, that the broker runs and that "
+            "the network lets this machine reach it; retrying")
+
+
+def closed_text(settings: MqttSettings, names: dict[str, str] = DEVICE_NAMES) -> str:
+    """The broker took the connection and closed it before answering the log-in."""
+    if not settings.tls_ca:
+        return (f"{settings.broker} closed the connection before answering: a TLS port (usually 8883) without "
+                f"{names['tls_ca']}? Give the broker's CA file, or use its plain port; retrying")
+    return (f"{settings.broker} closed the connection before answering: see the broker's log (a client certificate "
+            "it requires, a listener for another protocol); retrying")
+
+
+def waiting_hint(settings: MqttSettings, names: dict[str, str] = DEVICE_NAMES) -> str:
+    """What to check while a broker takes the connection and never answers."""
+    if settings.tls_ca:
+        return f"is {names['port']} the broker's TLS port (usually 8883)?"
+    return f"a TLS port (usually 8883) needs {names['tls_ca']}; check {names['host']} and {names['port']}"
+
+
+class FailureLog:
+    """Connection failures in the log, each distinct reason at most once per ``every_s``: a
+    broker that refuses every few seconds must not fill the journal on the SD card, but a
+    wrong CA or port must be in it (nothing was logged at all)."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = FAILURE_LOG_S):
+        self.logger, self.every_s = logger, every_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(text, -self.every_s) < self.every_s:
+                return
+            if len(self._last) > 100:  # reasons that carry changing details: forget the old ones
+                self._last.clear()
+            self._last[text] = now
+        self.logger.warning("mqtt: %s", text)
+
+
+def make_client(settings: MqttSettings, client_id: str) -> Client:
     """A paho client with the credentials and TLS of ``settings`` (not yet connected)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                          protocol=mqtt.MQTTv311)
     if settings.username:
         client.username_pw_set(settings.username, settings.password or None)
@@ -128,6 +225,9 @@ class Publisher:
         self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None
         self._clearing: list[mqtt.MQTTMessageInfo] = []  # the clearing publishes, until acknowledged
         self._home_recorded = False  # the current topics are in the store (sender thread)
+        self.failures = FailureLog(log)
+        self._answered = False  # the broker answered this connection's log-in (paho's thread)
+        self.status.waiting_hint = waiting_hint(settings)
         self.client.will_set(settings.topic("availability"), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -136,6 +236,8 @@ class Publisher:
 
     # ------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._answered = True
+        self.status.connecting_since = None
         if reason_code.is_failure:
             self.status.connected = False
             error = refusal_text(self.settings, reason_code)
@@ -159,12 +261,17 @@ class Publisher:
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self.status.connected = False
-        self.status.error = (f"cannot reach the broker at {self.settings.broker}: check mqtt.host and mqtt.port, "
-                             "that the broker runs and that the network lets this device reach it; retrying")
+        self.status.connected, self.status.connecting_since = False, None
+        self.status.error = failure_text(self.settings, getattr(client, "connect_error", None))
+        self.failures(self.status.error)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.status.connected and not self._stop.is_set():
+        answered, self._answered = self._answered, False
+        if not answered and not self._stop.is_set():  # taken and closed with no answer: a TLS port, no CA?
+            self.status.connecting_since = None
+            self.status.error = closed_text(self.settings)
+            self.failures(self.status.error)
+        elif self.status.connected and not self._stop.is_set():
             with self._log_lock:
                 self._lost_since, self._lost_reason = time.monotonic(), str(reason_code)
                 self.loss_log.begin()
@@ -342,6 +449,7 @@ class Publisher:
             self.status.error = self.settings.password_missing
             log.error("mqtt: %s", self.settings.password_missing)
             return self
+        self.status.connecting_since = time.monotonic()
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
@@ -418,7 +526,7 @@ def status_of(publisher: Publisher | None) -> dict:
         return {"enabled": False}
     s = publisher.snapshot()
     return {"enabled": True, "broker": s.broker, "device_id": s.device_id, "connected": s.connected,
-            "backlog": s.backlog, "sent": s.sent, "error": s.error, "text": s.text()}
+            "backlog": s.backlog, "sent": s.sent, "error": s.reason(), "text": s.text()}
 
 
 def publisher_for(cfg: Config, store: Store, model_version: Callable[[], str]) -> Publisher | None:
@@ -449,15 +557,21 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool
         done.set()
 
     def on_fail(client, userdata):
-        result.append(f"cannot reach the broker at {settings.broker}: check the host and port and that it runs")
+        result.append(failure_text(settings, client.connect_error).removesuffix("; retrying"))
         done.set()
 
-    client.on_connect, client.on_connect_fail = on_connect, on_fail
+    def on_disconnect(client, userdata, flags, reason_code, properties):
+        if not done.is_set():  # closed before any answer (a refusal's disconnect comes after its on_connect)
+            result.append(closed_text(settings).removesuffix("; retrying"))
+            done.set()
+
+    client.on_connect, client.on_connect_fail, client.on_disconnect = on_connect, on_fail, on_disconnect
     client.connect_async(settings.host, settings.port, settings.keepalive_s)
     client.loop_start()
     try:
         if not done.wait(timeout):
-            return False, f"no answer from {settings.broker} within {timeout:g} s: check the host, port and firewall"
+            return False, (f"no answer from {settings.broker} within {timeout:g} s: check the host, port and firewall; "
+                           f"{waiting_hint(settings)}")
     finally:
         client.disconnect()
         client.loop_stop()

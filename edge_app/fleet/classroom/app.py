@@ -342,10 +342,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         b = ctx.broker
         body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "broker": b.broker, "connected": b.connected,
-                "error": b.error, "desks": len(ctx.classroom), "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
+                "error": b.reason(), "desks": len(ctx.classroom), "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
                 "version": __version__}
         if not b.connected:
-            body["reasons"] = [f"mqtt: {b.error or 'connecting to ' + b.broker}"]
+            body["reasons"] = [f"mqtt: {b.reason() or 'connecting to ' + b.broker}"]
             response.status = 503
         return json.dumps(body)
 

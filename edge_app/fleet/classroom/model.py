@@ -153,6 +153,7 @@ class Classroom:
         self._next_silence = math.inf  # the soonest moment (monotonic) an online desk with a heartbeat is overdue
         # the service's link to the broker, as the pages show it: without it nothing on them is news
         self._link = {"connected": False, "error": ""}
+        self._reason = None  # the link's own account of why it is down, read at each snapshot (BrokerStatus.reason)
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -182,10 +183,13 @@ class Classroom:
         self.removed = self.version
         self._cond.notify_all()
 
-    def set_link(self, connected: bool, error: str = "") -> None:
+    def set_link(self, connected: bool, error: str = "", reason=None) -> None:
         """The subscriber's connection to the broker came or went: every open page is told,
-        so an instructor never takes desks frozen by a broker outage for the class now."""
+        so an instructor never takes desks frozen by a broker outage for the class now.
+        ``reason``: called at each snapshot while the error is empty, so "connecting" that
+        lasts turns into what to check (the pages get a snapshot every few seconds)."""
         with self._cond:
+            self._reason = reason
             link = {"connected": connected, "error": "" if connected else error}
             if connected and not self._link["connected"]:
                 # (re)connected: a desk is online again when the broker or the desk says so (the retained
@@ -373,6 +377,8 @@ class Classroom:
             desks.sort(key=Desk.sort_key)
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
+            if not link["connected"] and not link["error"] and self._reason is not None:
+                link["error"] = self._reason()
         return {"desks": rows, "counts": counts, "recent": summary, "now": now, "version": version,
                 "full": since is None, "broker": link}
 

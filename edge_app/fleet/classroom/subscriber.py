@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from edge_app.fleet.classroom.model import Classroom
-from edge_app.fleet.publisher import BrokerStatus, make_client, refusal_text
+from edge_app.fleet.publisher import BrokerStatus, FailureLog, closed_text, failure_text, make_client, refusal_text, waiting_hint
 from edge_app.fleet.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 # the classroom page's own settings are its command-line options, not a device's [mqtt] keys
 REFUSED_FIX = "check --mqtt-user and the password (--mqtt-password-file or ENGAGE_MQTT_PASSWORD)"
+NAMES = {"host": "--mqtt-host", "port": "--mqtt-port", "tls_ca": "--tls-ca"}  # the settings a message names
 KINDS = ("state", "minute", "availability", "heartbeat")  # the topics a desk publishes under <prefix>/<id>/
 
 
@@ -26,8 +28,12 @@ class Subscriber:
         self.client.suppress_exceptions = True  # a failing callback is logged, never the end of the network thread
         self._depth = len(settings.topic_prefix.split("/"))
         self._stopping = False  # the disconnect that follows is ours, not a lost connection
+        self._answered = False  # the broker answered this connection's log-in (paho's thread)
+        self.failures = FailureLog(log)
+        self.status.waiting_hint = waiting_hint(settings, NAMES)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._answered, self.status.connecting_since = True, None
         if reason_code.is_failure:
             self.status.connected = False
             self.status.error = refusal_text(self.settings, reason_code, REFUSED_FIX)
@@ -40,13 +46,18 @@ class Subscriber:
         client.subscribe([(self.settings.topic(kind, "+"), 1) for kind in KINDS])
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self.status.connected = False
-        self.status.error = (f"cannot reach the broker at {self.settings.broker}: check --mqtt-host and --mqtt-port "
-                             "and that the broker runs; retrying")
+        self.status.connected, self.status.connecting_since = False, None
+        self.status.error = failure_text(self.settings, getattr(client, "connect_error", None), NAMES)
+        self.failures(self.status.error)
         self._tell_pages()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.status.connected and not self._stopping:  # after a refused log-in the refusal stays the reason
+        answered, self._answered = self._answered, False
+        if not answered and not self._stopping:  # taken and closed with no answer: a TLS port, no --tls-ca?
+            self.status.connecting_since = None
+            self.status.error = closed_text(self.settings, NAMES)
+            self.failures(self.status.error)
+        elif self.status.connected and not self._stopping:  # after a refused log-in the refusal stays the reason
             self.status.error = f"lost the connection ({reason_code}); retrying"
             log.warning("mqtt: broker %s: %s", self.settings.broker, self.status.error)  # the page gives plain words
         self.status.connected = False
@@ -55,7 +66,7 @@ class Subscriber:
 
     def _tell_pages(self) -> None:
         """The open pages show the link as /healthz does: desks are news only while it holds."""
-        self.classroom.set_link(self.status.connected, self.status.error)
+        self.classroom.set_link(self.status.connected, self.status.error, self.status.reason)
 
     def _on_message(self, client, userdata, message) -> None:
         parts = message.topic.split("/")
@@ -77,6 +88,8 @@ class Subscriber:
             log.exception("mqtt: dropped a message on %s that could not be applied", message.topic[:200])
 
     def start(self) -> "Subscriber":
+        self.status.connecting_since = time.monotonic()
+        self._tell_pages()  # "connecting", and what to check if it lasts
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
         self.client.loop_start()
         return self
