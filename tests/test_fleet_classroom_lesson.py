@@ -350,3 +350,34 @@ def test_the_page_alerts_on_a_student_moving_between_the_alert_levels(classroom,
         assert alert.inner_text() == "Flip: Not engaged now, not engaged or distracted for 2 min"
         text = tile.inner_text()
         assert "for 1 min" in text and "not engaged or distracted for 2 min" in text, text
+
+
+def test_empty_seats_are_left_out_of_the_class_figure_and_ordered_after_the_working_desks(classroom, broker, page):
+    """Two engaged students and two empty seats read "50% engaged": the class figure divided
+    by time that included "Absent". It is now the share of the time students were there, and
+    a desk "Absent" for 5 minutes (an empty seat) is ordered after the working desks, on the
+    server and on the page alike, instead of at the top among those needing the instructor."""
+    now = time.time()
+    start = (now // 60 - 1) * 60  # the minute that just ended
+    rows = {"desk-1": ("Row 1", "Absent", now - 600, {"absent_s": 60.0}),  # an empty seat
+            "desk-2": ("Row 2", "Engaged", now - 300, {"engaged_s": 60.0}),
+            "desk-3": ("Row 3", "Absent", now - 30, {"absent_s": 30.0, "engaged_s": 30.0}),  # just stepped out
+            "desk-4": ("Row 4", "Not engaged", now - 200, {"not_engaged_s": 60.0})}
+    with mqtt_broker.publisher(broker, client_id="room-sim") as client:
+        for device_id, (name, level, since, seconds) in rows.items():
+            mqtt_broker.send(client, f"engage/{device_id}/availability", "online")
+            state = {"level": level, "since": since, "seq": 1, "sent": now, "desk": name}
+            mqtt_broker.send(client, f"engage/{device_id}/state", json.dumps(state), retain=False)
+            minute = {"start": start, "seq": 2, "sent": now, "desk": name, **seconds}
+            mqtt_broker.send(client, f"engage/{device_id}/minute", json.dumps(minute), retain=False)
+        order = ["Row 4", "Row 3", "Row 2", "Row 1"]
+        body = wait_for(lambda: (b := login(classroom.url).get(f"{classroom.url}/api/classroom", timeout=5).json())
+                        and b["recent"] and b["recent"]["desks"] == 4 and b)
+        assert [d["desk"] for d in body["desks"]] == order
+        # 90 s engaged of the 150 s students were there (counting the empty seat's 60 s it was 90 of 240: 38%)
+        assert body["recent"]["engaged_share"] == 0.6 and body["recent"]["there_s"] == 150.0
+        open_page(page, classroom.url)
+        page.locator("li.desk").nth(3).wait_for(timeout=10_000)
+        assert page.locator("li.desk .name").all_inner_texts() == order
+        page.locator("#class-recent", has_text="Class, last 1 min: 60% engaged of the time students were there "
+                                               "(4 desks)").wait_for(timeout=10_000)

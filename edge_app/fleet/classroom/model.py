@@ -47,6 +47,9 @@ LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially
 # Paused: the student's privacy switch; Present: a face whose expression cannot be read
 ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
 ALERT_LEVELS = ("Not engaged", "Distracted")
+# an empty seat: a desk "Absent" this long is ordered after the working desks (before the offline ones), not among
+# those needing the instructor; classroom.js reads it from the snapshot (``long_absent_s``) to order them alike
+LONG_ABSENT_S = 300.0
 # a level this page does not know (a newer desk's: "Present" was one) is shown by its name,
 # last in the order, never an alert: an older page refused such desks' every state and
 # heartbeat, showed their last known level, then "Offline", though they were there
@@ -116,12 +119,15 @@ class Desk:
         for start in [start for start in self.minutes if start < t]:
             del self.minutes[start]
 
-    def sort_key(self) -> tuple:
+    def sort_key(self, now: float) -> tuple:
         """Online desks that need attention first (longest in that state, or disengaged stretch,
-        first), offline last (classroom.js ``compare`` orders them the same way)."""
+        first), then empty seats (``LONG_ABSENT_S``), offline last (classroom.js ``compare``
+        orders them the same way)."""
         name = self.desk or self.device_id
-        return (not self.online, ATTENTION.get(self.level, len(LEVELS)), self.stretch() or 0.0, natural_key(name),
-                name)
+        rank = ATTENTION.get(self.level, len(LEVELS))
+        if self.level == "Absent" and self.since is not None and now - self.since >= LONG_ABSENT_S:
+            rank = len(LEVELS) + 1  # after every level, a newer desk's unknown one too
+        return (not self.online, rank, self.stretch() or 0.0, natural_key(name), name)
 
     def stretch(self) -> float | None:
         """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
@@ -374,22 +380,33 @@ class Classroom:
                 counts[shown] = counts.get(shown, 0) + 1  # a level this page does not know: its own count
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
-            desks.sort(key=Desk.sort_key)
+            desks.sort(key=lambda d: d.sort_key(now))
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
             if not link["connected"] and not link["error"] and self._reason is not None:
                 link["error"] = self._reason()
         return {"desks": rows, "counts": counts, "recent": summary, "now": now, "version": version,
-                "full": since is None, "broker": link}
+                "full": since is None, "broker": link, "long_absent_s": LONG_ABSENT_S}
 
     def _class_summary(self, now: float) -> dict | None:
         """The class: the online desks' last minutes together, each desk counting by its
-        seconds; computed once per change and second, not once per open page (holding the lock)."""
+        seconds; computed once per change and second, not once per open page (holding the lock).
+
+        Its ``engaged_share`` is of the time students were there (``there_s``): an empty seat's
+        "Absent" minutes made two engaged students and two empty seats "50% engaged" (a paused
+        desk's are not counted either: it sends none). ``minutes``: the most any desk counts,
+        so two minutes into a lesson the page says "last 2 min", not "last 10 min"."""
         version, second, summary = self._class_recent
         if version == self.version and second == int(now):
             return summary
-        recent = [r["seconds"] for d in self._desks.values() if d.online and (r := d.recent(now))]
-        summary = {"desks": len(recent), **_summary(recent)} if recent else None
+        recent = [r for d in self._desks.values() if d.online and (r := d.recent(now))]
+        summary = None
+        if recent:
+            summary = {"desks": len(recent), "minutes": max(r["minutes"] for r in recent),
+                       **_summary([r["seconds"] for r in recent])}
+            there = round(summary["observed_s"] - summary["seconds"]["Absent"], 2)
+            summary.update(there_s=there,
+                           engaged_share=round(summary["seconds"]["Engaged"] / there, 3) if there > 0 else None)
         self._class_recent = (self.version, int(now), summary)
         return summary
 

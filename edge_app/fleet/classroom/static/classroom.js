@@ -11,6 +11,7 @@
   let counts = {};
   let classRecent = null;  // the online desks' last ten minutes together
   let offset = 0; // server clock minus ours, seconds
+  let longAbsent = 300;  // seconds "Absent" after which a desk is an empty seat, ordered after the working ones
   let broker = null;  // the classroom service's link to the broker: {connected, error}; null before the first event
   const $ = (id) => document.getElementById(id);
   const threshold = $("threshold");
@@ -39,14 +40,16 @@
   // what the alert times: on an alert level, the whole stretch of alert levels (a student moving between
   // "Not engaged" and "Distracted" is disengaged all along: model.Desk.stretch), else the level's own time
   const stretch = (d) => (ALERTING.includes(d.level) && d.disengaged_since) || d.since;
-  function rank(d) {
+  // as the server orders them (model.Desk.sort_key): an empty seat (long "Absent") after every working desk
+  function rank(d, t) {
     const i = ORDER.indexOf(d.level);
-    return [d.online ? 0 : 1, i < 0 ? ORDER.length : i, stretch(d) || 0];
+    const empty = d.level === "Absent" && d.since && t - d.since >= longAbsent;
+    return [d.online ? 0 : 1, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i, stretch(d) || 0];
   }
   // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, model.natural_key)
   const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
-  function compare(a, b) {
-    const x = rank(a), y = rank(b);
+  function compare(a, b, t) {
+    const x = rank(a, t), y = rank(b, t);
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
     return byName.compare(a.desk || a.device_id, b.desk || b.device_id);
   }
@@ -77,8 +80,8 @@
     return [span, bar];
   }
   function render() {
-    const list = [...desks.values()].sort(compare);
     const t = now();
+    const list = [...desks.values()].sort((a, b) => compare(a, b, t));
     const ul = $("desks");
     ul.replaceChildren(...list.map((d) => {
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
@@ -108,8 +111,11 @@
       return li;
     }));
     const r = classRecent;
-    $("class-recent").textContent = r && r.engaged_share !== null ?
-      "Class, last 10 min: " + pct(share(r, "Engaged")) + " engaged (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
+    // of the time students were there (model._class_summary): empty seats are no one's disengagement; over the
+    // minutes there are (two minutes into a lesson: "last 2 min"), as the tiles say theirs
+    $("class-recent").textContent = r && r.engaged_share !== null && r.there_s ?
+      "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(r.seconds.Engaged / r.there_s) +
+      " engaged of the time students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
     showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + (stretch(d) < d.since ?
@@ -205,6 +211,7 @@
       for (const d of data.desks) desks.set(d.device_id, d);
       counts = data.counts;
       classRecent = data.recent;
+      longAbsent = data.long_absent_s ?? longAbsent;
       broker = data.broker;
       document.body.dataset.version = data.version;
       showLink();
