@@ -320,6 +320,23 @@ def test_classroom_command_refuses_bad_broker_settings(tmp_path):
         assert r.returncode == 2 and expected in r.stderr and "(empty: off)" not in r.stderr, r.stderr
 
 
+def test_on_every_interface_the_command_says_the_address_others_reach_and_warns_of_plain_http(tmp_path):
+    """``--host 0.0.0.0`` printed "page at http://127.0.0.1:8090", which every other computer
+    reads as itself; and nothing said that passwords then cross the LAN unencrypted."""
+    everywhere = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "a", host="0.0.0.0", port=8090)
+    here = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "b", port=8090)
+    try:
+        urls = everywhere.urls()
+        assert urls[0] == f"http://{socket.gethostname()}:8090" and not any("127.0.0.1" in u for u in urls), urls
+        assert all(":" not in u.split("//")[1].rsplit(":", 1)[0] for u in urls)  # 0.0.0.0 serves IPv4 only
+        assert "plain HTTP on 0.0.0.0" in everywhere.plain_http_warning()
+        assert "--https-cert" in everywhere.plain_http_warning()
+        assert here.urls() == ["http://127.0.0.1:8090"] and here.plain_http_warning() == ""  # loopback: a proxy's
+    finally:
+        everywhere.store.close()
+        here.store.close()
+
+
 def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(broker, tmp_path, monkeypatch):
     """A wrong broker password: /healthz says the broker refused the log-in and names the
     classroom's options. It named a device's mqtt.username keys, and the disconnect that

@@ -99,7 +99,10 @@ def cmd_classroom(args) -> int:
             print(f"the first-start 'admin' password is in {kept} (mode 0600)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        say(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at {service.url}")
+        say(f"engage-edge classroom for {settings.topic_prefix}/+ on {settings.broker}; page at "
+            + " or ".join(service.urls()))
+        if warning := service.plain_http_warning():
+            print(warning, file=sys.stderr, flush=True)
         if service.generated_password:
             say(first_start_message(service.generated_password, service.accounts.first_password_path))
         stop.wait()
