@@ -116,7 +116,7 @@ def reachable_addresses() -> list[str]:
         except OSError:  # no route of that family (a machine with no network yet)
             pass
     try:
-        found += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)]
+        found += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)]
     except OSError:
         pass
     addresses = []
