@@ -415,8 +415,9 @@ class MqttSection(Section):
                                    "stored), so the classroom sees that a paused or steady desk is still there, "
                                    "and shows one silent for 2.5x this (+1 s) as offline.",
                                Range(5, 3600, "seconds", also=(0, "off: the classroom then never times the desk out")))
-    include_emotion: bool = setting(False, "True: the state message also carries the emotion label (never "
-                                           "probabilities).")
+    include_emotion: bool = setting(False, "True: the state message also carries the emotion label and the "
+                                           "engagement text (its label, which names the emotion in the default "
+                                           "mapping); false: label is the level alone. Never probabilities.")
 
 
 @dataclass(frozen=True)
