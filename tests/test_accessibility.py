@@ -175,3 +175,65 @@ def test_tables_reflow_on_a_phone(browser, with_data, path, table):  # noqa: F81
         box = pill.bounding_box()
         assert box["x"] >= cell["x"] - 1 and box["x"] + box["width"] <= cell["x"] + cell["width"] + 1, "a badge is clipped"
     page.context.close()
+
+
+def focused_id(page) -> str:
+    """The id of the element with the focus, once the browser has rendered the page (autofocus
+    lands then: wait for it, do not race it)."""
+    page.wait_for_function("() => document.activeElement && document.activeElement.id !== ''", timeout=5000)
+    return page.evaluate("document.activeElement.id")
+
+
+def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(browser, server):  # noqa: F811
+    """Log in, Your account and Add a user showed their error at the top and left the focus
+    there too: a screen reader user had to find the field at fault. The field is now marked
+    (aria-invalid), described by the error, and focused, as on the settings page. The
+    Users table's "Manage" menus and their buttons said only "Manage", "Delete user" ..., and
+    the header's account link only the name."""
+    page = browser.new_context().new_page()
+    page.set_default_timeout(15000)
+    page.goto(server.url + "/login")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    page.locator("#login-error").wait_for()
+    assert focused_id(page) == "password"
+    for field in ("#username", "#password"):
+        assert page.locator(field).get_attribute("aria-invalid") == "true"
+        assert page.locator(field).get_attribute("aria-describedby") == "login-error"
+    page.context.close()
+
+    page = log_in(browser, server, DESKTOP)
+    # not "Your account (admin)": axe drops words in brackets when it checks the label holds the visible text
+    assert page.get_by_role("link", name="Your account: admin", exact=True).count() == 1
+    page.goto(server.url + "/account")
+    page.get_by_label("Current password").fill(ADMIN_PASSWORD)
+    page.get_by_label("New password (at least 8 characters)").fill("a-new-password-1")
+    page.get_by_label("New password again").fill("another-password-2")
+    page.get_by_role("button", name="Change password").click()
+    page.locator("#account-error").wait_for()
+    assert focused_id(page) == "again"
+    assert page.locator("#again").get_attribute("aria-invalid") == "true"
+    assert page.locator("#again").get_attribute("aria-describedby") == "account-error"
+    assert page.locator("#new").get_attribute("aria-invalid") is None
+
+    page.goto(server.url + "/admin/users")
+    name = page.get_by_label("User name")
+    assert name.get_attribute("aria-describedby") == "n-username-hint"
+    assert "2-32 letters, digits, dots, dashes or underscores" in page.locator("#n-username-hint").inner_text()
+    assert name.get_attribute("title") == page.locator("#n-username-hint").inner_text()
+    name.fill(STUDENT)
+    page.get_by_label("Password (at least 8 characters)").fill("some-password-1")
+    page.get_by_role("button", name="Add user").click()
+    assert "already exists" in page.locator("#users-error").inner_text()
+    assert focused_id(page) == "n-username"
+    assert page.locator("#n-username").get_attribute("aria-invalid") == "true"
+    assert page.locator("#n-username").get_attribute("aria-describedby") == "n-username-hint users-error"
+    row = page.locator(f'#users tr[data-user="{STUDENT}"]')
+    row.locator("summary").click()
+    assert row.locator("summary").evaluate("s => s.textContent.replace(/\\s+/g, ' ').trim()") == f"Manage {STUDENT}"
+    for button in (f"Reset password of {STUDENT}", f"Disable {STUDENT}", f"Delete their data ({STUDENT})",
+                   f"Delete user {STUDENT}"):
+        assert page.get_by_role("button", name=button, exact=True).count() == 1, button
+    assert not serious_violations(page)
+    page.context.close()

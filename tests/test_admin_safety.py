@@ -70,7 +70,7 @@ def test_an_admin_deletes_their_own_photos_but_not_the_account_they_are_using(ap
     mine, hers = user_row(page, "admin"), user_row(page, "ann")
     assert "(you)" in mine and ">Delete my photos</button>" in mine and "their data" not in mine
     assert "Delete user" not in mine and ">Disable<" not in mine and "Reset password" not in mine
-    assert ">Delete their data</button>" in hers and "Delete user" in hers and "my photos" not in hers
+    assert ">Delete their data<span class=\"sr-only\"> (ann)</span></button>" in hers and "Delete user" in hers and "my photos" not in hers
 
     r = s.post(f"{appliance.url}/admin/users/{admin.id}/delete-data", data={"csrf": s.csrf}, timeout=10)
     assert r.status_code == 200 and "<h1>Delete your own photos?</h1>" in r.text

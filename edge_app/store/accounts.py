@@ -35,7 +35,13 @@ ROLES = ("student", "admin", "instructor")  # instructor: the classroom service 
 
 
 class AuthError(ValueError):
-    """A user-facing account problem (bad name, weak password, unknown user)."""
+    """A user-facing account problem (bad name, weak password, unknown user). ``field``: the
+    form field at fault, for the page to mark and focus ("username", "role", "current",
+    "new", "again"); empty for the password being set (each form names its own field)."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
 
 
 class AccountDisabled(AuthError):
@@ -343,30 +349,30 @@ class Accounts:
         log-in from ``address``, throttled and counted: a stolen session cannot be used to
         guess the password behind it faster than the log-in page allows."""
         if again is not None and new != again:
-            raise AuthError("the two new passwords differ")
+            raise AuthError("the two new passwords differ", "again")
         if self._login_quietly(user.username, current, address) is None:
-            raise AuthError("the current password is wrong")
+            raise AuthError("the current password is wrong", "current")
         if new == current:
-            raise AuthError("the new password must differ from the current one")
+            raise AuthError("the new password must differ from the current one", "new")
         self.set_password(user.id, new)
         return self.get(user.id) or user
 
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
         if not USERNAME.fullmatch(username or ""):
-            raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores")
+            raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores", "username")
         if role not in ROLES:
-            raise AuthError(f"role must be one of {ROLES}")
+            raise AuthError(f"role must be one of {ROLES}", "role")
         check_password_rules(password)
         if self.find(username):
-            raise AuthError(f"the user {username!r} already exists")
+            raise AuthError(f"the user {username!r} already exists", "username")
         try:
             cur = self.store.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
                                      "VALUES (?, ?, ?, ?, ?)", (username, hash_password(password), role, time.time(),
                                                                 int(must_change)))
         except sqlite3.IntegrityError:  # made meanwhile (another admin's form, hashed at the same moment)
             if self.find(username):
-                raise AuthError(f"the user {username!r} already exists") from None
+                raise AuthError(f"the user {username!r} already exists", "username") from None
             raise
         assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
         return User(cur.lastrowid, username, role, must_change_password=must_change)

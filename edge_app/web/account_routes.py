@@ -83,7 +83,8 @@ def install(app: bottle.Bottle, site: Site) -> None:
         if not user:
             hardening.REFUSALS.line(log, logging.INFO, "failed login for %s from %s", accounts.log_name(username),
                                     address=client_address())
-            return login_page(401, error="Wrong user name or password.", username=username, **nxt)
+            return login_page(401, error="Wrong user name or password.", username=username, invalid="credentials",
+                              **nxt)
         site.start_session(user)
         return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
 
@@ -154,8 +155,9 @@ def install(app: bottle.Bottle, site: Site) -> None:
         try:
             user = accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
                                             form.getunicode("again", ""), client_address())
-        except AuthError as exc:
-            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, **nxt),
-                                429 if isinstance(exc, LoginThrottled) else 400)
+        except AuthError as exc:  # the field at fault marked and focused; a throttle is the current password's
+            field = "current" if isinstance(exc, LoginThrottled) else exc.field or "new"
+            return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, invalid=field,
+                                        **nxt), 429 if isinstance(exc, LoginThrottled) else 400)
         site.remember(user, site.start_session(user))  # every old session ended with the change: a fresh one here
         return account(user, error="", done=True, others=0, **nxt)  # the change ended every other one

@@ -32,7 +32,7 @@ def temporary() -> bool:
         return True
     if value in ("", "off", "0", "false", "no"):
         return False
-    raise AuthError("temporary must be on or off")
+    raise AuthError("temporary must be on or off", "temporary")
 
 
 def page_query() -> str:
@@ -89,7 +89,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             user = ctx.accounts.create_user(name, f.getunicode("password", ""), role, must_change=temporary())
         except AuthError as exc:  # the page again with what was typed (not the password), to correct
             submissions.failed(me.id, attempt, form)
-            typed = {"username": f.getunicode("username", ""), "role": role, "temporary": bool(f.get("temporary"))}
+            typed = {"username": f.getunicode("username", ""), "role": role, "temporary": bool(f.get("temporary")),
+                     "invalid": exc.field or "password"}  # the field to mark (the password's rules name none)
             return HTTPResponse(render(me, typed, error=f"User not created: {exc}."), 400)
         except BaseException:
             submissions.failed(me.id, attempt, form)

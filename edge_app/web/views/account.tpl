@@ -29,12 +29,13 @@
   <form method="post" action="/account" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="next" value="{{get('next', '/')}}">
+    % bad = lambda field: ' aria-invalid="true" aria-describedby="account-error" autofocus' if error and get('invalid') == field else ''
     <label for="current">Current password</label>
-    <input id="current" name="current" type="password" autocomplete="current-password" required>
+    <input id="current" name="current" type="password" autocomplete="current-password" required{{!bad('current')}}>
     <label for="new">New password (at least 8 characters)</label>
-    <input id="new" name="new" type="password" autocomplete="new-password" minlength="8" required>
+    <input id="new" name="new" type="password" autocomplete="new-password" minlength="8" required{{!bad('new')}}>
     <label for="again">New password again</label>
-    <input id="again" name="again" type="password" autocomplete="new-password" minlength="8" required>
+    <input id="again" name="again" type="password" autocomplete="new-password" minlength="8" required{{!bad('again')}}>
     <button type="submit">Change password</button>
   </form>
   % include('account_sessions.tpl')

@@ -40,14 +40,14 @@
         </td>
         <td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(u['last_login'])) if u['last_login'] else 'never'}}</td>
         <td>
-          <details class="actions-menu"><summary>Manage</summary>
+          <details class="actions-menu"><summary>Manage<span class="sr-only"> {{u['username']}}</span></summary>
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/password{{query}}" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
             <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
             <label class="check"><input type="checkbox" name="temporary" checked> they choose their own at the next log-in</label>
-            <button type="submit" class="secondary">Reset password</button>
+            <button type="submit" class="secondary">Reset password<span class="sr-only"> of {{u['username']}}</span></button>
           </form>
           % else:
           <p class="hint"><a href="/account">Change your password</a> (it asks for the current one)</p>
@@ -55,23 +55,27 @@
           % if u['username'].lower() in locked:
           <form method="post" action="/admin/users/{{u['id']}}/unlock{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <button type="submit" class="secondary">Unlock log-in</button>
+            <button type="submit" class="secondary">Unlock log-in<span class="sr-only"> of {{u['username']}}</span></button>
           </form>
           % end
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <button type="submit" class="secondary">{{'Enable' if u['disabled'] else 'Disable'}}</button>
+            <button type="submit" class="secondary">{{'Enable' if u['disabled'] else 'Disable'}}<span class="sr-only"> {{u['username']}}</span></button>
           </form>
           % end
           <form method="post" action="/admin/users/{{u['id']}}/delete-data{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <button type="submit" class="danger">{{'Delete my photos' if u['id'] == me.id else 'Delete their data'}}</button>
+            % if u['id'] == me.id:
+            <button type="submit" class="danger">Delete my photos</button>
+            % else:
+            <button type="submit" class="danger">Delete their data<span class="sr-only"> ({{u['username']}})</span></button>
+            % end
           </form>
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/delete{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <button type="submit" class="danger">Delete user</button>
+            <button type="submit" class="danger">Delete user<span class="sr-only"> {{u['username']}}</span></button>
           </form>
           % end
           </details>
@@ -88,13 +92,18 @@
   <form method="post" action="/admin/users{{query}}" id="new-user" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="attempt" value="{{attempt}}">
+    % invalid = typed.get('invalid', '') if error else ''
+    % bad = lambda field: ' aria-invalid="true" autofocus' if invalid == field else ''
+    % err = lambda field: 'users-error' if invalid == field else ''
+    % told = lambda *ids: ' aria-describedby="' + ' '.join(i for i in ids if i) + '"' if any(ids) else ''
     <label for="n-username">User name</label>
-    <input id="n-username" name="username" autocomplete="off" required pattern="[A-Za-z0-9_.\-]{2,32}" value="{{typed.get('username', '')}}">
+    <input id="n-username" name="username" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required pattern="[A-Za-z0-9_.\-]{2,32}" title="2-32 letters, digits, dots, dashes or underscores" value="{{typed.get('username', '')}}"{{!told('n-username-hint', err('username'))}}{{!bad('username')}}>
+    <p class="hint" id="n-username-hint">2-32 letters, digits, dots, dashes or underscores</p>
     <label for="n-password">Password (at least 8 characters)</label>
-    <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required>
-    <label class="check"><input id="n-temporary" type="checkbox" name="temporary"{{' checked' if typed.get('temporary', True) else ''}}> They choose their own password at the first log-in</label>
+    <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required{{!told(err('password'))}}{{!bad('password')}}>
+    <label class="check"><input id="n-temporary" type="checkbox" name="temporary"{{' checked' if typed.get('temporary', True) else ''}}{{!told(err('temporary'))}}{{!bad('temporary')}}> They choose their own password at the first log-in</label>
     <label for="n-role">Role</label>
-    <select id="n-role" name="role">
+    <select id="n-role" name="role"{{!told(err('role'))}}{{!bad('role')}}>
     % for r in roles:
       <option value="{{r}}"{{' selected' if typed.get('role') == r else ''}}>{{r}}</option>
     % end

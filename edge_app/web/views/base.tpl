@@ -35,7 +35,7 @@
     % if user.is_admin:
     <a href="/admin" class="{{'on' if path.startswith('/admin') else ''}}">Admin</a>
     % end
-    <a href="/account" class="{{'on' if path.startswith('/account') else ''}}" title="Your account">{{user.username}}</a>
+    <a href="/account" class="{{'on' if path.startswith('/account') else ''}}" title="Your account" aria-label="Your account: {{user.username}}">{{user.username}}</a>
     <form method="post" action="/logout" class="inline">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <button type="submit" class="link">Log out</button>

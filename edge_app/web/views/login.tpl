@@ -10,10 +10,12 @@
   % end
   <form method="post" action="/login" class="stacked">
     <input type="hidden" name="next" value="{{get('next', '/')}}">
+    % wrong = get('invalid') == 'credentials'  # either may be wrong: both marked, the password focused
+    % told = ' aria-describedby="login-error"' if error else ''
     <label for="username">User name</label>
-    <input id="username" name="username" autocomplete="username" autocapitalize="none" autocorrect="off" spellcheck="false" value="{{get('username', '')}}" required autofocus>
+    <input id="username" name="username" autocomplete="username" autocapitalize="none" autocorrect="off" spellcheck="false" value="{{get('username', '')}}" required{{!told}}{{!' aria-invalid="true"' if wrong else ' autofocus'}}>
     <label for="password">Password</label>
-    <input id="password" name="password" type="password" autocomplete="current-password" required>
+    <input id="password" name="password" type="password" autocomplete="current-password" required{{!told}}{{!' aria-invalid="true" autofocus' if wrong else ''}}>
     <button type="submit">Log in</button>
   </form>
   <p class="hint">Forgotten your password? An admin of {{get('place', 'this device')}} can set a new one.</p>
