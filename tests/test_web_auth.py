@@ -596,6 +596,29 @@ def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
 
 
 # ------------------------------------------------------------ every route guarded
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what chromium sends
+
+
+def test_a_browser_gets_error_pages_in_plain_words_and_a_script_json(appliance, caplog):
+    """An address by a name the device does not answer to, and an unexpected error, showed a
+    browser a bare line of JSON ({"error": "unknown Host header ..."}) as the whole page."""
+    appliance.app.route("/test-fails", callback=lambda: 1 / 0)  # a real fault, on the real server
+    s = login(appliance.url)
+    r = s.get(f"{appliance.url}/test-fails", headers=BROWSER, timeout=10)
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("text/html")
+    assert "Something went wrong" in r.text and "try again" in r.text and "ZeroDivisionError" not in r.text
+    assert "Content-Security-Policy" in r.headers and "ZeroDivisionError" in caplog.text  # the details: the log
+    r = s.get(f"{appliance.url}/test-fails", timeout=10)  # a script
+    assert r.status_code == 500 and "internal error" in r.json()["error"]
+    r = requests.get(f"{appliance.url}/login", headers={**BROWSER, "Host": "evil.example"}, timeout=10)
+    assert r.status_code == 400 and r.headers["Content-Type"].startswith("text/html")
+    assert "does not answer to the name" in r.text and "web.allowed_hosts" in r.text and "{" not in r.text
+    r = requests.get(f"{appliance.url}/login", headers={"Host": "evil.example"}, timeout=10)
+    assert r.status_code == 400 and "Host" in r.json()["error"]
+    r = requests.get(f"{appliance.url}/api/state", headers={**BROWSER, "Host": "evil.example"}, timeout=10)
+    assert "Host" in r.json()["error"]  # an API path is JSON whatever it accepts
+
+
 def test_every_route_is_guarded(appliance):
     """Enumerates the app's routes, so a route added without a guard fails here."""
     add_student(appliance)

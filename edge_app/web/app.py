@@ -65,6 +65,10 @@ class Context:
     file_cfg: Config | None = None  # the config file's own values, before the admin's saved settings
 
 
+HOST_REFUSED_PAGE = ("This device does not answer to the name in your address bar, to keep other sites' pages "
+                     "from reaching it. Open it by its own name or its IP address; an admin can add names under "
+                     "web.allowed_hosts in its config file.")
+
 # the routes that take a large body (a photo, a model); any other body is refused above 64 kB
 # before it is read (web/http_limits.py), so a slow sender cannot hold a thread with one
 UPLOAD_PATHS = ("/upload", "/api/analyze", "/admin/model/install")
@@ -94,6 +98,8 @@ def make_app(ctx: Context) -> bottle.Bottle:
         """Defence in depth: every /admin and /api/admin path needs an admin, whatever
         the route itself checks, and no state-changing request comes from another site."""
         if not allowed_hosts.allows(request.headers.get("Host", "")):
+            if hardening.wants_html():  # a browser: a page in plain words, not a line of JSON
+                raise bottle.HTTPResponse(guard.bare_page("Not this device's name", HOST_REFUSED_PAGE, home=False), 400)
             raise json_error(400, "unknown Host header: open this device by its own name or address "
                                   "(web.allowed_hosts lists more names)")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -154,6 +160,13 @@ def make_app(ctx: Context) -> bottle.Bottle:
                 except Exception:  # drawing the page needs the database too: say it in JSON then
                     log.warning("the disk-full page could not be drawn", exc_info=True)
             return json.dumps({"error": message})
-        return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie)
+        return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie, page=error_page)
+
+    def error_page(message: str) -> str:
+        """The 500 page: with the header of whoever is logged in, or without when that fails."""
+        try:
+            return guard.page("error", title="Something went wrong", message=message)
+        except Exception:  # the database may be what failed
+            return guard.bare_page("Something went wrong", message)
 
     return app

@@ -30,12 +30,6 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
-def wants_html() -> bool:
-    """A browser asking for a page (it names text/html): an error is shown as a page, not
-    JSON. Scripts (no Accept, ``*/*``, or JSON) keep getting JSON."""
-    return not wants_json() and "text/html" in request.headers.get("Accept", "")
-
-
 # What a page open in a browser asks for by itself (static/state.js each second, live.js's
 # timeline, dashboard.js's tiles, the live stream): these check the session without
 # starting its idle timer again, so ``web.session_idle_minutes`` ends a session on a
@@ -252,6 +246,14 @@ class Guard:
         if note:
             shown[note[0]] = note[1]
         return shown
+
+    def bare_page(self, title: str, message: str, home: bool = True) -> str:
+        """The error page as if nobody were logged in: for a request this device will not
+        serve (an unknown Host: no session is looked up, nothing of anyone's is shown), and
+        when drawing ``page`` failed. ``home``: link the start page (not under a refused name)."""
+        return bottle.template("error", user=None, csrf="", version=__version__, path=request.path, now=None,
+                               local_time=local_time, camera_switch=False, paused=None, title=title,
+                               message=message, home=home)
 
     def page(self, name: str, **values) -> str:
         """Render ``views/<name>.tpl`` with the user, CSRF token, version and current state every page shows."""

@@ -90,6 +90,18 @@ def drain_body(cap: int) -> None:
         left -= len(chunk)
 
 
+def wants_html() -> bool:
+    """A browser asking for a page (it names text/html, and not for /api/ or JSON): an error is
+    shown as a page in plain words. Scripts (no Accept, ``*/*``, JSON) keep getting JSON."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept and not request.path.startswith("/api/")
+
+
+SERVER_ERROR_PAGE = ("Something went wrong on the device, so what you asked for may not have been done. Go back "
+                     "and try again; if it happens again, tell whoever looks after the device (its log has the "
+                     "details: journalctl -u {service}).")
+
+
 def json_error(status: int, message: str) -> HTTPResponse:
     """A refusal scripts and pages read alike: ``{"error": message}`` with ``status``."""
     return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
@@ -220,13 +232,22 @@ def disk_full(err, store, hsts: bool = False) -> str | None:
     return f"Not done, the database could not be written: {advice}."
 
 
-def server_error(err, service: str, hsts: bool = False) -> str:
-    """The answer to an unexpected error (500): the headers every page carries, JSON that
-    pages and scripts read alike, and the traceback in the service's log only (bottle
-    writes none for a streamed response that fails on its first chunk)."""
+def server_error(err, service: str, hsts: bool = False, page: Callable[[str], str] | None = None) -> str:
+    """The answer to an unexpected error (500): the headers every page carries, the
+    traceback in the service's log only (bottle writes none for a streamed response that
+    fails on its first chunk), and JSON for scripts. A browser gets ``page(message)``, the
+    app's error page in plain words (a bare JSON line was all it showed), or JSON when
+    drawing that page fails too."""
     log.error("unexpected error on %s %s:\n%s", request.method, request.path,
               getattr(err, "traceback", None) or getattr(err, "body", ""))
     set_security_headers(hsts=hsts)
+    if page is not None and wants_html():
+        try:
+            body = page(SERVER_ERROR_PAGE.format(service=service))
+            response.content_type = "text/html; charset=UTF-8"
+            return body
+        except Exception:  # whatever broke may break the page too: JSON then
+            log.warning("the error page could not be drawn", exc_info=True)
     response.content_type = "application/json"
     return json.dumps({"error": f"internal error: the service's log has the details (journalctl -u {service}); "
                                 "please report it"})
