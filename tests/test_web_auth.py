@@ -239,6 +239,34 @@ def test_change_password(appliance):
     assert form_login(appliance.url, "sam", "brand-new-pw-1").status_code == 303
 
 
+def test_a_first_password_change_leads_on_and_a_reload_does_not_send_it_again(appliance):
+    """After the forced first change the page said "Your other sessions were logged out" (there
+    were none) and offered no way on; reloading it sent the form again with the token the
+    change had replaced ("Form expired"). The change now redirects to the account page,
+    which says what happened, leads on, and shows the same on a reload, to that session only."""
+    appliance.accounts.create_user("kim", "from-the-admin-1", "student", must_change=True)
+    s = requests.Session()
+    form_page = s.post(f"{appliance.url}/login", data={"username": "kim", "password": "from-the-admin-1"}, timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form_page.text).group(1)
+    r = s.post(f"{appliance.url}/account", data={"csrf": csrf, "current": "from-the-admin-1", "new": "kims-own-words-2",
+                                                  "again": "kims-own-words-2"}, timeout=10)
+    assert [h.status_code for h in r.history] == [303] and r.request.method == "GET"  # post/redirect/get
+    done = re.search(r'<p class="ok" role="status" id="account-done">(.*?)</p>', r.text, re.S).group(1)
+    assert "from now on you log in with the one you chose" in done and "other" not in done
+    assert '<a href="/" id="account-continue">Continue</a>' in done
+    assert s.get(r.url, timeout=10).text.count('id="account-done"') == 1  # a reload: the same, nothing sent
+    assert s.get(f"{appliance.url}/", timeout=10).url == f"{appliance.url}/upload"  # Continue leads on
+    stranger = login(appliance.url)
+    assert 'id="account-done"' not in stranger.get(r.url, timeout=10).text  # a link from elsewhere says nothing
+
+    elsewhere = login(appliance.url, "kim", "kims-own-words-2")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', s.get(f"{appliance.url}/account", timeout=10).text).group(1)
+    r = s.post(f"{appliance.url}/account", data={"csrf": csrf, "current": "kims-own-words-2", "new": "kims-next-words-3",
+                                                  "again": "kims-next-words-3"}, timeout=10)
+    assert "1 other browser was logged out" in r.text
+    assert elsewhere.get(f"{appliance.url}/api/state", timeout=10).status_code == 401
+
+
 # ------------------------------------------------------------ throttling
 def let_time_pass(appliance, seconds: float) -> None:
     """As if ``seconds`` went by since the recorded failed log-ins (no sleeping)."""

@@ -7,10 +7,13 @@ on after logging in) to its pages; the classroom page has one page to go back to
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request, response
@@ -34,6 +37,12 @@ class Site:
     remember: Callable[[User, str], None]  # this request now belongs to that user and token
     after_login: Callable[[User, str], str]  # where a browser goes once logged in (user, the asked-for page)
     with_next: bool = True  # pages carry ``next``: where to go on afterwards
+
+
+def changed_mark(csrf: str, changed: str) -> str:
+    """What the redirect after a password change carries beside ``changed``: only the session
+    it started can show "Password changed" (a forged link cannot), and a reload still does."""
+    return hmac.new(csrf.encode(), f"password changed|{changed}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def install(app: bottle.Bottle, site: Site) -> None:
@@ -133,8 +142,18 @@ def install(app: bottle.Bottle, site: Site) -> None:
     @app.get("/account")
     def account_page():
         user = site.viewer()
-        return account(user, error="", done=False, ended=hardening.small_count(request.query.get("ended", "")),
+        changed, csrf = request.query.get("changed", ""), own_csrf(request.get_cookie(site.cookie))
+        # "Password changed" only for the session the change started (a link from elsewhere says nothing)
+        done = bool(csrf and (changed == "first" or hardening.small_count(changed) is not None)
+                    and hmac.compare_digest(request.query.get("mark", ""), changed_mark(csrf, changed)))
+        return account(user, error="", done=done, first=done and changed == "first",
+                       logged_out=int(changed) if done and changed.isdigit() else 0,
+                       ended=hardening.small_count(request.query.get("ended", "")),
                        **asked_next(request.query.getunicode("next")))
+
+    def own_csrf(token: str | None) -> str:
+        found = accounts.session_user(token)
+        return found[1] if found else ""
 
     @app.post("/account/sessions")
     def end_other_sessions():
@@ -152,6 +171,8 @@ def install(app: bottle.Bottle, site: Site) -> None:
         site.check_form()
         form = request.forms
         nxt = asked_next(form.getunicode("next"))
+        given = user.must_change_password  # a password given to them replaced: no "other sessions" to speak of
+        others = 0 if given else accounts.other_sessions(user, request.get_cookie(site.cookie) or "")  # all end
         try:
             user = accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
                                             form.getunicode("again", ""), client_address())
@@ -159,5 +180,8 @@ def install(app: bottle.Bottle, site: Site) -> None:
             field = "current" if isinstance(exc, LoginThrottled) else exc.field or "new"
             return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, invalid=field,
                                         **nxt), 429 if isinstance(exc, LoginThrottled) else 400)
-        site.remember(user, site.start_session(user))  # every old session ended with the change: a fresh one here
-        return account(user, error="", done=True, others=0, **nxt)  # the change ended every other one
+        csrf = site.start_session(user)  # every old session ended with the change: a fresh one here
+        changed = "first" if given else str(others)
+        query = {**nxt, "changed": changed, "mark": changed_mark(csrf, changed)}
+        # post/redirect/get: a reload shows the outcome again instead of sending the form with a stale token
+        return bottle.redirect("/account?" + urlencode(query))

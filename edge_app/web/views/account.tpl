@@ -14,11 +14,17 @@
     so others may know it.</p>
   % end
   % if done:
-  <p class="ok" role="status" id="account-done">Password changed. Your other sessions were logged out.
+  % n = get('logged_out', 0)
+  <p class="ok" role="status" id="account-done">Password changed{{': from now on you log in with the one you chose' if get('first') else ''}}.
+    % if n:
+    {{n}} other browser{{' was' if n == 1 else 's were'}} logged out: log in there again with the new password.
+    % end
     % if get('next', '/') not in ('/', '/account'):
     <a href="{{next}}" id="account-continue">Continue</a>
     % elif get('home_link'):
     <a href="/">{{home_link}}</a>
+    % else:
+    <a href="/" id="account-continue">Continue</a>
     % end
   </p>
   % end
