@@ -37,6 +37,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         """``alert``: one alert's frame; absent: every stored frame."""
         me = guard.require_user(admin=True)
         guard.check_csrf()
+        guard.require_recent_password()  # as every admin change: not a browser left logged in
         which = request.forms.get("alert", "")
         try:
             alert_id = int(which) if which else None
