@@ -44,6 +44,9 @@ def test_deleting_asks_first_naming_what_is_lost(appliance):
         assert "3 uploaded photos" in losses and "6 faces" in losses and "2 kept images" in losses
         assert ("account <strong>ann</strong>" in losses) == (action == "delete")
         assert "cannot be undone" in r.text
+        # what an erasure request must still see to: it read as if nothing of ann stayed
+        kept = r.text.split('id="confirm-kept">', 1)[1].split("</ul>", 1)[0]
+        assert "audit log" in kept and "ann" in kept and "backups and CSV exports" in kept
         assert appliance.accounts.find("ann") is not None  # nothing happened yet
         assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 3
     # a forged confirmation from another session is still refused by its CSRF token

@@ -17,6 +17,14 @@
   <p class="hint">The account stays: {{target.username}} can still log in.</p>
   % end
   <p class="hint">The audit log records that you did this.</p>
+  <p>What stays (for an erasure request, this is not all of it):</p>
+  <ul id="confirm-kept">
+    <li>the audit log's lines naming {{target.username}} (what admins did to the account and to its photos): kept
+      a year, so a deletion stays accountable</li>
+    <li>the live log's states and minutes: they name no one (the desk's, not an account's)</li>
+    <li>backups and CSV exports made before now, wherever they were copied</li>
+    <li>the system journal's security lines naming the account, until journald's size limit drops them</li>
+  </ul>
   <form method="post" action="/admin/users/{{target.id}}/{{action}}{{query}}" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="confirm" value="yes">
