@@ -412,6 +412,31 @@ def test_a_refused_filter_offers_no_csv(quiet):
     assert r.status_code == 400 and "Filter not applied" in r.text
 
 
+def test_an_admin_adds_a_class_at_once_with_passwords_to_hand_out(quiet):
+    """Thirty students were thirty forms, each with a password typed once into a masked
+    field. A list of names makes them all, each with a generated password shown once (to
+    print) that the student replaces at the first log-in; one bad or taken name makes none."""
+    s = login(quiet.url)
+    quiet.accounts.create_user("taken.one", PW)
+    r = s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": "mia.k\nbad name\ntaken.one\nMIA.K\n"},
+               timeout=30)
+    assert r.status_code == 400 and "No student created" in r.text
+    assert "line 2" in r.text and "line 3" in r.text and "already exists" in r.text and "line 4" in r.text
+    assert "mia.k\nbad name" in html.unescape(r.text)  # the list comes back to be corrected
+    assert quiet.accounts.find("mia.k") is None
+    r = s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": " mia.k \n\njon_b\nlee-3\n"},
+               timeout=30)
+    assert r.status_code == 200 and 'id="shown-once"' in r.text and r.headers["Cache-Control"].startswith("no-store")
+    pairs = re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]+)</code></td></tr>", r.text)
+    assert [name for name, _ in pairs] == ["mia.k", "jon_b", "lee-3"] and len({pw for _, pw in pairs}) == 3
+    for name, password in pairs:
+        user = quiet.accounts.find(name)
+        assert user.role == "student" and user.must_change_password
+        assert login(quiet.url, name, password)  # the sheet's password works, once, to choose their own
+    audit = [tuple(row) for row in quiet.store.query("SELECT action, target FROM audit ORDER BY id")]
+    assert [("created user", name) for name, _ in pairs] == audit[-3:]
+
+
 def test_a_refused_new_user_keeps_what_was_typed_but_the_password(quiet):
     s = login(quiet.url)
     quiet.accounts.create_user("stud1", PW)

@@ -156,6 +156,14 @@ def _has_utf8(text: str) -> bool:
     return True
 
 
+PASSWORD_LETTERS = "abcdefghjkmnpqrstuvwxyz23456789"  # none read as another on a note (no l/1, o/0, i)
+
+
+def temporary_password() -> str:
+    """A password to hand over on a note: three groups of four, about 60 bits."""
+    return "-".join("".join(secrets.choice(PASSWORD_LETTERS) for _ in range(4)) for _ in range(3))
+
+
 def check_password_rules(password: str) -> None:
     if not _has_utf8(password):  # no UTF-8 form, so no hash
         raise AuthError("the password holds a character that is not text (a lone UTF-16 surrogate)")
@@ -376,6 +384,29 @@ class Accounts:
             raise
         assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
         return User(cur.lastrowid, username, role, must_change_password=must_change)
+
+    def create_students(self, names: list[str]) -> list[tuple[User, str]]:
+        """A class at once: a student account for each name, each with a generated password
+        they replace at their first log-in; returns (user, password) to be handed out once.
+        All names are checked first: one bad or taken name creates none and is named with its
+        line, so the list is corrected and sent again whole."""
+        problems, seen = [], set()
+        for line, name in enumerate(names, 1):
+            if not USERNAME.fullmatch(name):
+                problems.append(f"line {line} ({name[:40]!r}): a user name has 2-32 letters, digits, dots, dashes "
+                                "or underscores")
+            elif name.lower() in seen:
+                problems.append(f"line {line} ({name}): twice in the list")
+            elif self.find(name):
+                problems.append(f"line {line} ({name}): the user already exists")
+            seen.add(name.lower())
+        if problems:
+            raise AuthError("; ".join(problems), "names")
+        made = []
+        for name in names:
+            password = temporary_password()
+            made.append((self.create_user(name, password, "student", must_change=True), password))
+        return made
 
     def find(self, username: str) -> User | None:
         if not _storable(username):

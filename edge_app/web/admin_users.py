@@ -21,6 +21,7 @@ from edge_app.web.resubmit import Submissions, new_attempt
 
 log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
+MAX_CLASS = 100  # names in one list: each is one password hash (scrypt) while the admin waits
 
 
 def temporary() -> bool:
@@ -100,6 +101,30 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         ctx.store.audit(me.username, "created user", user.username,
                         f"role {user.role}" + (", temporary password" if user.must_change_password else ""))
         guard.flash_redirect(back, created(user))
+
+    @app.post("/admin/users/class")
+    def create_class():
+        """Several students at once (one name a line): 30 forms, each with a password typed
+        once into a masked field, was how a term began. Each gets a generated password to
+        replace at the first log-in; the list is shown on this answer only, to print."""
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        guard.require_recent_password()
+        text = request.forms.getunicode("names", "") or ""
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        try:
+            if not names:
+                raise AuthError("the list is empty: write one user name a line", "names")
+            if len(names) > MAX_CLASS:
+                raise AuthError(f"at most {MAX_CLASS} names at once ({len(names)} given)", "names")
+            made = ctx.accounts.create_students(names)
+        except AuthError as exc:
+            return HTTPResponse(render(me, {"names": text, "invalid": "names"}, error=f"No student created: {exc}."),
+                                400)
+        for user, _ in made:
+            ctx.store.audit(me.username, "created user", user.username, "role student, temporary password, from a list")
+        log.info("admin %s created %d students from a list", me.username, len(made))
+        return guard.page("admin_users_created", title="Students created", made=made)
 
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):

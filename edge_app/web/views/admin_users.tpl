@@ -110,4 +110,13 @@
     </select>
     <button type="submit">Add user</button>
   </form>
+  <h2>Add a class</h2>
+  <form method="post" action="/admin/users/class" id="new-class" class="stacked">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="c-names">Class list: each student's log-in name on a line of its own</label>
+    <textarea id="c-names" name="names" rows="8" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required{{!told('c-names-hint', err('names'))}}{{!bad('names')}}>{{typed.get('names', '')}}</textarea>
+    <p class="hint" id="c-names-hint">Each gets a generated password, shown once on the next page to print or copy;
+      they choose their own at the first log-in. One name that is taken or not allowed creates none, and is named.</p>
+    <button type="submit">Add students</button>
+  </form>
 </section>

@@ -1,0 +1,17 @@
+% rebase('base.tpl', title=title)
+<section class="card" id="class-created">
+  <h1>{{len(made)}} student{{'' if len(made) == 1 else 's'}} created</h1>
+  <p class="error" id="shown-once"><strong>Shown only here, once:</strong> print this page (Ctrl+P) or copy the list
+    now. Each student logs in with this password and then chooses their own; nobody can see these again.</p>
+  <div class="table-wrap">
+  <table id="class-passwords">
+    <thead><tr><th scope="col">User name</th><th scope="col">First password</th></tr></thead>
+    <tbody>
+    % for u, password in made:
+      <tr><td>{{u.username}}</td><td><code>{{password}}</code></td></tr>
+    % end
+    </tbody>
+  </table>
+  </div>
+  <p><a href="/admin/users">Back to Users</a></p>
+</section>
