@@ -8,19 +8,25 @@ import socket
 import time
 
 import mqtt_broker
+import numpy as np
 import pytest
 import requests
 from conftest import stays, wait_for
 from mqtt_broker import PASSWORD, USER, Broker, Listener
 
 from edge_app import config as config_mod
+from edge_app.device.indicators import make_indicator
 from edge_app.engagement import Group, MinuteAggregator
 from edge_app.fleet import publisher as publisher_mod
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.publisher import Publisher, check_connection, make_client, status_of
 from edge_app.fleet.settings import MqttSettings
+from edge_app.runtime.capture import CaptureLoop
 from edge_app.store.database import Store
+from edge_app.vision.classifier import EmotionClassifier
+from edge_app.vision.detector import detector_from_config
+from edge_app.vision.sources import FrameSource
 
 broker, tls_broker = mqtt_broker.broker, mqtt_broker.tls_broker  # fixtures: a real Mosquitto per test
 LEVELS = ["Engaged", "Not engaged", "Distracted", "Partially engaged", "Absent", "Engaged"]
@@ -115,6 +121,54 @@ def test_a_heartbeat_repeats_the_current_state_and_is_never_stored(broker, store
     finally:
         pub.stop()
         listener.close()
+
+
+class EmptyChair(FrameSource):
+    """A camera looking at an empty chair: frames, never a face (cheap to analyse)."""
+
+    name = "empty-chair"
+
+    def read(self):
+        time.sleep(1 / 30)
+        return np.full((240, 320, 3), 120, np.uint8)
+
+    def close(self):
+        pass
+
+
+def test_a_desk_whose_disk_is_full_beats_with_the_state_it_shows(broker, store, cfg):
+    """A state reaches the outbox only through the loop's store writer, which a full disk
+    pauses: the heartbeats repeated the last state published, so the classroom showed the
+    desk online in its old state for the whole outage. They now carry what the loop shows,
+    under the last ``seq`` published, so the rows held back still go out after it, in order."""
+    room = Classroom()
+    sub = Subscriber(settings(broker), room).start()
+    loop = CaptureLoop(cfg, EmptyChair(), detector_from_config(cfg), EmotionClassifier(), store, make_indicator(cfg))
+    loop.writer.retry_initial_s = loop.writer.retry_max_s = 0.05
+    pub = Publisher(settings(broker, heartbeat_s=0.2), store)
+    pub.follow(loop)
+    pub.start()
+    loop.start()
+
+    def shown() -> dict:
+        return next((d for d in room.snapshot()["desks"] if d["device_id"] == "desk-07"), {})
+
+    try:
+        wait_for(lambda: shown().get("level") == "Absent" and shown().get("online"), what="the logged Absent")
+        published = room._desks["desk-07"].seq
+        loop.writer.min_free_mb = 1e9  # the disk is full: nothing more reaches the store, nor the outbox
+        loop.privacy.pause("student")
+        wait_for(lambda: loop.health.store == "disk full", what="logging paused")
+        wait_for(lambda: shown().get("level") == "Paused", timeout=5, what="the state the desk shows, by heartbeat")
+        assert store.query("SELECT grp FROM state_changes ORDER BY id DESC LIMIT 1")[0][0] == "Absent"  # not logged
+        assert room._desks["desk-07"].seq == published  # no seq of its own: the outbox alone numbers
+        loop.writer.min_free_mb = 0  # space again: the held-back Paused goes out under a new seq
+        wait_for(lambda: room._desks["desk-07"].seq > published, what="the held-back state, published")
+        assert shown()["level"] == "Paused" and shown()["online"]
+    finally:
+        loop.stop()
+        pub.stop()
+        sub.stop()
 
 
 def test_no_heartbeat_when_it_is_turned_off(broker, store):

@@ -272,5 +272,5 @@ def restart_publisher(ctx, cfg: Config) -> None:
     if ctx.publisher is not None:
         ctx.publisher.stop(timeout=1.0)
         ctx.store.outbox_enabled = False
-    new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest))
+    new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest), ctx.loop)
     ctx.publisher = new.start() if new else None

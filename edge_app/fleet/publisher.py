@@ -9,9 +9,10 @@ loses nothing and the loop is never slowed by the network.
 Topics (README "Classroom"): ``<prefix>/<id>/state`` (retained, QoS 1),
 ``<prefix>/<id>/minute`` (QoS 1), ``<prefix>/<id>/availability`` (``online`` retained,
 ``offline`` as the last will and on a clean stop), ``<prefix>/<id>/heartbeat`` (QoS 0,
-not retained, never stored: the current state again every ``mqtt.heartbeat_s``, so the
-classroom can tell a desk that is paused, or steady for an hour, from one that died
-without its will reaching the page), and Home Assistant discovery under
+not retained, never stored: the state the desk shows now, every ``mqtt.heartbeat_s``, so
+the classroom can tell a desk that is paused, or steady for an hour, from one that died
+without its will reaching the page, and sees the student's state while the desk cannot
+log it: a full disk), and Home Assistant discovery under
 ``homeassistant/sensor/<id>/...``. No image, crop, probability or name is ever sent.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ LOG_LONG_S = 60.0
 FAILURE_LOG_S = 60.0  # a connection that keeps failing: each distinct reason logged at most once a minute
 CONNECTING_HINT_S = 10.0  # "connecting" with no answer for this long says what to check instead
 DEVICE_NAMES = {"host": "mqtt.host", "port": "mqtt.port", "tls_ca": "mqtt.tls_ca"}  # settings, as a message names them
+LIVE_SINCE_SLACK_S = 1.0  # the loop's state and the one logged for it: their "since" differ by clock drift, no more
 # where this desk's retained messages last went (broker, topic prefix, device id): a desk moved to another room
 # (a new prefix or id) clears them there, or the old room's page shows it for good; written only when it changes
 PUBLISHED_UNDER_KEY = "mqtt.published_under"
@@ -216,6 +218,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._watched: list = []
         self._last_state = self._logged_state()  # the newest state handed to paho (or, at first, logged)
+        self._live: Callable[[], dict | None] | None = None  # what the capture loop shows now (``follow``)
         self._restate = False  # set at each connection: that state is published again (sender thread)
         self._next_beat = 0.0  # monotonic time of the next heartbeat (0: at the sender's next wake-up)
         self.loss_log = EpisodeLog(LOG_QUIET_S, LOG_LONG_S)  # a link that keeps dropping: bounded lines
@@ -324,12 +327,42 @@ class Publisher:
         body.update(seq=message.seq, desk=self.settings.desk, sent=sent)
         return self.settings.topic(message.kind), json.dumps(body), False
 
+    def follow(self, loop) -> None:
+        """Heartbeats carry what ``loop`` (the capture loop) shows now, not only what reached
+        the outbox: a state reaches the outbox through the loop's store writer, which a full
+        disk pauses for as long as it lasts, and the heartbeats kept repeating the last state
+        published, so the classroom showed "Engaged" for days over a student long gone."""
+        def live() -> dict | None:
+            snap, offset = loop.snapshot, loop.wall() - loop.clock()
+            return {"level": snap.group, "label": snap.level, "since": round(snap.since + offset, 3),
+                    "emotion": snap.emotion}
+        self._live = live
+
+    def _beat_state(self) -> Message | None:
+        """The state a heartbeat carries: the last one published while the loop still shows it,
+        else the loop's own under the last ``seq`` published. It takes no new ``seq``: the
+        outbox alone numbers messages, so the rows a full disk held back still go out after
+        it, each newer by its ``seq``, the newest last."""
+        last = self._last_state
+        try:
+            live = self._live() if self._live is not None else None
+        except Exception as exc:  # noqa: BLE001 - a loop being replaced: this beat carries the logged state
+            log.debug("mqtt: the loop's state is not readable now: %s", exc)
+            live = None
+        if live is None:
+            return last
+        if last is not None and last.body.get("level") == live["level"] and last.body.get("label") == live["label"] \
+                and abs(float(last.body.get("since", 0.0)) - live["since"]) <= LIVE_SINCE_SLACK_S:
+            return last  # the same state: the very message, so a receiver that has it drops it
+        return Message(last.seq if last is not None else 0, time.time(), "state", live)
+
     def heartbeat_payload(self) -> str:
-        """The newest state this process has published (the same JSON, with a fresh ``sent``
-        and the same ``seq``: a receiver that has it drops the state and keeps the sign of
+        """The state the desk shows now (``_beat_state``: as published, with a fresh ``sent``
+        and the same ``seq``, so a receiver that has it drops the state and keeps the sign of
         life), or only ``{"heartbeat_s", "desk", "sent"}`` before there is one."""
-        if self._last_state is not None:
-            return self.payload(self._last_state)[1]
+        state = self._beat_state()
+        if state is not None:
+            return self.payload(state)[1]
         return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self.settings.desk,
                            "sent": round(time.time(), 3)})
 
@@ -529,10 +562,16 @@ def status_of(publisher: Publisher | None) -> dict:
             "backlog": s.backlog, "sent": s.sent, "error": s.reason(), "text": s.text()}
 
 
-def publisher_for(cfg: Config, store: Store, model_version: Callable[[], str]) -> Publisher | None:
-    """The device's publisher when ``mqtt.host`` is set, else None (MQTT is off by default)."""
+def publisher_for(cfg: Config, store: Store, model_version: Callable[[], str], loop=None) -> Publisher | None:
+    """The device's publisher when ``mqtt.host`` is set, else None (MQTT is off by default);
+    its heartbeats follow ``loop``, the capture loop, when there is one."""
     settings = MqttSettings.from_config(cfg)
-    return Publisher(settings, store, model_version) if settings.enabled else None
+    if not settings.enabled:
+        return None
+    publisher = Publisher(settings, store, model_version)
+    if loop is not None:
+        publisher.follow(loop)
+    return publisher
 
 
 def model_version(manifest) -> str:

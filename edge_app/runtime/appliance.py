@@ -86,6 +86,8 @@ class Appliance:
             from edge_app.device.pause_button import pause_button_for
 
             self.pause_button = pause_button_for(cfg, self.loop.privacy, pin_factory)
+            if self.publisher:  # its heartbeats carry what the loop shows, also while the disk is full
+                self.publisher.follow(self.loop)
         self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
                            publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
