@@ -11,7 +11,7 @@ import bottle
 from bottle import request
 
 from edge_app.store import reports
-from edge_app.web.guard import Guard, page_at_most_last
+from edge_app.web.guard import Guard, page_at_most_last, requested_page
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -21,12 +21,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/alerts")
     def alerts_page():
         guard.require_user(admin=True)
-        try:
-            page_no = min(max(1, int(request.query.get("page", 1))), 1_000_000)
-        except (ValueError, OverflowError):
-            page_no = 1
         rows, total, page_no, pages = page_at_most_last(lambda n: reports.alerts_page(ctx.store, n, PAGE_SIZE),
-                                                        page_no, PAGE_SIZE)
+                                                        requested_page(), PAGE_SIZE)
         outcome = guard.flash()
         return guard.page("admin_alerts", title="Alerts", rows=rows, total=total, page_no=page_no, pages=pages,
                           stored=reports.stored_snapshots(ctx.store), storing=ctx.cfg.privacy.snapshot_on_alert,

@@ -3,10 +3,9 @@ first. Written by the routes that change things (``Store.audit``); read-only her
 from __future__ import annotations
 
 import bottle
-from bottle import request
 
 from edge_app.store import reports
-from edge_app.web.guard import Guard, page_at_most_last
+from edge_app.web.guard import Guard, page_at_most_last, requested_page
 
 PAGE_SIZE = 50
 
@@ -15,10 +14,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/audit")
     def audit_page():
         guard.require_user(admin=True)
-        try:
-            page_no = min(max(1, int(request.query.get("page", 1))), 1_000_000)
-        except (ValueError, OverflowError):
-            page_no = 1
         rows, total, page_no, pages = page_at_most_last(lambda n: reports.audit_log(ctx.store, n, PAGE_SIZE),
-                                                        page_no, PAGE_SIZE)
+                                                        requested_page(), PAGE_SIZE)
         return guard.page("admin_audit", title="Audit log", rows=rows, total=total, page_no=page_no, pages=pages)

@@ -14,18 +14,13 @@ from bottle import HTTPResponse, request, response
 from edge_app.engagement import GROUPS
 from edge_app.store import backup, reports
 from edge_app.store.reports import LogFilter
-from edge_app.web.guard import Guard, json_error, page_at_most_last
+from edge_app.web.guard import Guard, json_error, page_at_most_last, requested_page
 
 PAGE_SIZE = 50
 
 
 def _log_request() -> tuple[LogFilter, int]:
-    flt = LogFilter.from_query(request.query)
-    try:
-        page_no = min(max(1, int(request.query.get("page", 1))), 1_000_000)  # OFFSET stays a SQLite integer
-    except (ValueError, OverflowError):
-        page_no = 1
-    return flt, page_no
+    return LogFilter.from_query(request.query), requested_page()
 
 
 def date_presets(flt: LogFilter, today: dt.date | None = None) -> list[tuple[str, str]]:

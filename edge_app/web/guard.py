@@ -271,6 +271,15 @@ class Guard:
                                version=__version__, path=request.path, now=now, local_time=local_time, **values)
 
 
+def requested_page() -> int:
+    """The ``?page=`` asked for: 1 when missing or not a number, at most a million (a
+    table's OFFSET stays a SQLite integer)."""
+    try:
+        return min(max(1, int(request.query.get("page", 1))), 1_000_000)
+    except (ValueError, OverflowError):
+        return 1
+
+
 def page_at_most_last(fetch: Callable[[int], tuple[list, int]], page_no: int, size: int) -> tuple[list, int, int, int]:
     """(rows, total, page_no, pages) of a paged table from ``fetch(page_no) -> (rows,
     total)``. A link past the last page (rows deleted or purged since it was made) gets the

@@ -26,7 +26,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
-from edge_app.web.guard import Guard, json_error, page_at_most_last
+from edge_app.web.guard import Guard, json_error, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
@@ -223,11 +223,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     @app.get("/upload")
     def upload_page():
         user = guard.require_user()
-        try:
-            history_page = min(max(1, int(request.query.get("page", 1))), 1_000_000)  # OFFSET stays an integer
-        except (ValueError, OverflowError):
-            history_page = 1
-        return upload_form(user, history_page=history_page, done=guard.flash()["done"])
+        return upload_form(user, history_page=requested_page(), done=guard.flash()["done"])
 
     @app.post("/upload")
     def upload():
