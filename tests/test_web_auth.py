@@ -719,4 +719,6 @@ def test_after_a_password_change_the_account_page_counts_no_other_browser(applia
     r = here.post(f"{appliance.url}/account", data={"csrf": here.csrf, "current": STUDENT_PW, "new": "new-sam-pw-456",
                                                     "again": "new-sam-pw-456"}, timeout=10)
     assert r.status_code == 200 and "Password changed" in r.text
-    assert "Only here." in r.text and "other browser" not in r.text  # this browser's fresh session is not "another"
+    # this browser's fresh session is not "another"; the one elsewhere was logged out, and is said so once
+    assert 'id="sessions-none">Only here.' in r.text and 'id="sessions-others"' not in r.text
+    assert "1 other browser was logged out" in r.text

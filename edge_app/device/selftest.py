@@ -188,7 +188,7 @@ def check_clock() -> Result:
 def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
         pin_factory=None) -> list[Result]:
     """Run every check, print one line each to ``out``; returns the results."""
-    from edge_app.device.indicators import make_indicator
+    from edge_app.device.indicators import ConsoleIndicator, make_indicator
 
     out = out or sys.stdout
     results: list[Result] = []
@@ -214,6 +214,8 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
     else:
         try:
             indicator = make_indicator(cfg, pin_factory)
+            if isinstance(indicator, ConsoleIndicator):
+                indicator.states = True  # the technician's check: what the LED would show, to this output
         except Exception as exc:
             detail = (str(exc) or type(exc).__name__) + _pins_hint(_pins_held(exc))
             for r in (Result("led", "FAIL", detail), Result("buzzer", "SKIP", "no LED and buzzer pins (see the led line)")):
