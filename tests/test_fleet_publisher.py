@@ -23,7 +23,8 @@ from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.publisher import Publisher, check_connection, make_client, status_of
 from edge_app.fleet.settings import MqttSettings
 from edge_app.runtime.capture import CaptureLoop
-from edge_app.store.database import Store
+from edge_app.store.backup import backup
+from edge_app.store.database import DB_NAME, Store
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource
@@ -154,8 +155,11 @@ def test_a_desk_whose_disk_is_full_beats_with_the_state_it_shows(broker, store, 
         return next((d for d in room.snapshot()["desks"] if d["device_id"] == "desk-07"), {})
 
     try:
-        wait_for(lambda: shown().get("level") == "Absent" and shown().get("online"), what="the logged Absent")
-        published = room._desks["desk-07"].seq
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM state_changes")[0][0]
+                 and store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0, what="the start's Absent, logged and sent")
+        published = pub._last_state.seq if pub._last_state else -1
+        wait_for(lambda: shown().get("level") == "Absent" and shown().get("online")
+                 and room._desks["desk-07"].seq == published, what="the logged Absent shown")
         loop.writer.min_free_mb = 1e9  # the disk is full: nothing more reaches the store, nor the outbox
         loop.privacy.pause("student")
         wait_for(lambda: loop.health.store == "disk full", what="logging paused")
@@ -265,7 +269,8 @@ def test_a_link_that_keeps_dropping_logs_a_bounded_number_of_lines(broker, store
         pub.loss_log.long_s = 0.5
         broker.stop()  # a real outage within the quiet period
         wait_for(lambda: len([m for m in lines() if "lost the broker" in m]) == 2, what="the outage logged")
-        assert "4 more times" in lines()[-1] and "same mqtt.device_id" in lines()[-1]
+        lost = [m for m in lines() if "lost the broker" in m][-1]  # the refused reconnections are logged too
+        assert "4 more times" in lost and "same mqtt.device_id" in lost
     finally:
         pub.stop()
 
@@ -350,6 +355,62 @@ def test_a_desk_renamed_on_the_admin_page_publishes_its_state_under_the_new_name
     finally:
         renamed.stop()
         late.close()
+
+
+def test_a_backup_restored_on_another_desk_leaves_the_first_desks_topics_alone(broker, tmp_path, caplog):
+    """Desk A's backup restored on desk B carries A's record of where it published
+    (``mqtt.published_under``): B took it for its own move and cleared A's retained state
+    and "online" while A still ran, so the classroom dropped desk A. The record says which
+    device wrote it (its data directory's id and the host's machine id, neither in a
+    backup), and a record another device wrote clears nothing."""
+    a_store = Store(tmp_path / "desk-a")
+    a = Publisher(settings(broker, device_id="desk-a", desk="A", heartbeat_s=0), a_store).start()
+    b_store = None
+    b = None
+    try:
+        a_store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+        wait_for(lambda: (a_store.get_setting(publisher_mod.PUBLISHED_UNDER_KEY) or {}).get("device_id") == "desk-a"
+                 and a_store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0, what="desk A published and recorded")
+        backup(a_store.data_dir, tmp_path / "a-backup.db")
+        (tmp_path / "desk-b").mkdir()
+        (tmp_path / "a-backup.db").rename(tmp_path / "desk-b" / DB_NAME)  # restored on desk B
+        b_store = Store(tmp_path / "desk-b")
+        with caplog.at_level(logging.WARNING, logger="edge_app.fleet.publisher"):
+            b = Publisher(settings(broker, device_id="desk-b", desk="B", heartbeat_s=0), b_store).start()
+            wait_for(lambda: (b_store.get_setting(publisher_mod.PUBLISHED_UNDER_KEY) or {}).get("device_id")
+                     == "desk-b", what="desk B recorded its own topics")
+        assert "not clearing the retained messages under engage/desk-a/" in caplog.text
+        classroom = Listener(broker, ["engage/+/state", "engage/+/availability"])  # a page opened now
+        try:
+            wait_for(lambda: classroom.payloads("engage/desk-b/availability") == [b"online"])
+            wait_for(lambda: classroom.payloads("engage/desk-a/availability") == [b"online"], timeout=3,
+                     what="desk A still online on the broker")
+            assert classroom.json("engage/desk-a/state")[-1]["level"] == "Engaged"
+        finally:
+            classroom.close()
+        b.stop()
+        b = None  # desk B's own move (a new prefix) still clears its old topics: its record is its own now
+        moved = Publisher(settings(broker, device_id="desk-b", desk="B", heartbeat_s=0, topic_prefix="room-2"),
+                          b_store).start()
+        try:
+            wait_for(lambda: (b_store.get_setting(publisher_mod.PUBLISHED_UNDER_KEY) or {}).get("topic_prefix")
+                     == "room-2", what="desk B moved")
+        finally:
+            moved.stop()
+        after = Listener(broker, ["engage/+/availability", "room-2/+/availability"])
+        try:
+            wait_for(lambda: after.payloads("room-2/desk-b/availability"))
+            assert after.payloads("engage/desk-b/availability") == []  # cleared
+            assert after.payloads("engage/desk-a/availability") == [b"online"]  # untouched
+        finally:
+            after.close()
+    finally:
+        a.stop()
+        a_store.close()
+        if b is not None:
+            b.stop()
+        if b_store is not None:
+            b_store.close()
 
 
 def test_backlog_survives_a_device_restart(broker, tmp_path):

@@ -18,14 +18,17 @@ log it: a full disk), and Home Assistant discovery under
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
+import secrets
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
@@ -33,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.episodes import EpisodeLog
 from edge_app.fleet.settings import MqttSettings
+from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
 from edge_app.store.outbox import Message, Outbox
 
@@ -57,6 +61,10 @@ LIVE_SINCE_SLACK_S = 1.0  # the loop's state and the one logged for it: their "s
 # where this desk's retained messages last went (broker, topic prefix, device id): a desk moved to another room
 # (a new prefix or id) clears them there, or the old room's page shows it for good; written only when it changes
 PUBLISHED_UNDER_KEY = "mqtt.published_under"
+# ... and by whom: the record lives in the database, which a backup carries to another desk, and a desk restored
+# from desk A's backup "moved" A's topics away (cleared them) while A still published there
+INSTALLATION_FILE = "installation-id"  # in the data directory, never in the database (nor a backup): random, once
+MACHINE_ID = Path("/etc/machine-id")
 
 
 @dataclass
@@ -225,6 +233,7 @@ class Publisher:
         self._log_lock = threading.Lock()  # losses are logged from paho's thread and the sender's
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
         self._lost_reason = ""
+        self.installation = installation_id(store.data_dir)
         self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None
         self._clearing: list[mqtt.MQTTMessageInfo] = []  # the clearing publishes, until acknowledged
         self._home_recorded = False  # the current topics are in the store (sender thread)
@@ -403,7 +412,17 @@ class Publisher:
         except Exception as exc:  # noqa: BLE001 - a damaged or locked row: publish anyway, the old topics stay
             log.warning("mqtt: could not read where this desk published before: %s", exc)
             return None
-        return old if retained_topics(old) != retained_topics(self.settings) else None
+        if retained_topics(old) == retained_topics(self.settings):
+            return None
+        written_by = was.get("written_by")  # None: a release before it, whose record was this desk's own
+        if written_by is not None and written_by != self.installation:
+            log.warning("mqtt: not clearing the retained messages under %s/%s/: the record of them was written on "
+                        "another device (a backup restored from another desk?), which may publish there still. If "
+                        "they are this desk's own from before a reinstall, clear them on the broker "
+                        "(mosquitto_pub -r -n -t TOPIC, for each of %s)", old.topic_prefix, old.device_id,
+                        " ".join(retained_topics(old)))
+            return None
+        return old
 
     def _record_topics(self) -> None:
         """Once the old topics are cleared (acknowledged), the current ones become the ones to
@@ -411,7 +430,7 @@ class Publisher:
         if self._home_recorded or not all(info.is_published() for info in self._clearing):
             return
         here = {"broker": self.settings.broker, "topic_prefix": self.settings.topic_prefix,
-                "device_id": self.settings.device_id}
+                "device_id": self.settings.device_id, "written_by": self.installation}
         if self.store.get_setting(PUBLISHED_UNDER_KEY) != here:
             self.store.set_setting(PUBLISHED_UNDER_KEY, here)
         if self._moved_from is not None:
@@ -527,6 +546,32 @@ class Publisher:
     def snapshot(self) -> BrokerStatus:
         self.status.backlog = self.outbox.count()
         return self.status
+
+
+def installation_id(data_dir: Path) -> str:
+    """Which device this is, as ``mqtt.published_under`` records it: this host's machine id and
+    a random id kept in its data directory (created here the first time), hashed (the machine
+    id is not to be shown). Neither travels in a backup, so a database restored on another
+    desk is told apart, and two data directories on one computer are two devices."""
+    try:
+        machine = MACHINE_ID.read_text().strip()
+    except OSError:
+        machine = ""
+    path = Path(data_dir) / INSTALLATION_FILE
+    try:
+        token = path.read_text().strip()
+        if not token:
+            raise FileNotFoundError(path)
+    except FileNotFoundError:
+        token = secrets.token_hex(16)
+        try:
+            atomic_write(path, token + "\n")
+        except OSError as exc:  # a read-only card: this run is its own device (nothing is cleared for it)
+            log.warning("mqtt: could not keep this device's id in %s: %s", path, exc)
+    except OSError as exc:
+        log.warning("mqtt: could not read this device's id in %s: %s", path, exc)
+        token = secrets.token_hex(16)
+    return hashlib.sha256(f"engage-edge\0{machine}\0{token}".encode()).hexdigest()[:32]
 
 
 def retained_topics(settings: MqttSettings) -> list[str]:
