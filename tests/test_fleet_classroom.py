@@ -969,6 +969,42 @@ def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices
     assert page.input_value("#threshold") == "10"  # kept for this browser
 
 
+def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, devices, page):
+    """With 30 desks the attention order (level, then time in it) moved tiles every few
+    seconds, and an instructor looking for a student's desk could not find it. "Seat order"
+    puts the tiles by desk name, where a level change leaves them; this browser keeps the
+    choice; the attention order stays the default, and the alerts keep it either way."""
+    now, stores = time.time(), {}
+    for device_id, name, level in (("desk-s1", "Row 1", "Engaged"), ("desk-s2", "Row 2", "Distracted"),
+                                   ("desk-s10", "Row 10", "Not engaged")):
+        stores[device_id], _ = devices(device_id, name)
+        stores[device_id].log_state_change(now - 60, level, level, None, None)
+    log_in_page(page, classroom.url)
+
+    def order() -> list[str]:
+        return page.evaluate("[...document.querySelectorAll('#desks li.desk')].map((li) => li.dataset.device)")
+
+    wait_for(lambda: order() == ["desk-s10", "desk-s2", "desk-s1"], timeout=10, what="the attention order")
+    assert not page.is_checked("#seat-order")  # the default
+    page.check("#seat-order")
+    assert order() == ["desk-s1", "desk-s2", "desk-s10"]  # by name, as desks are numbered: Row 2 before Row 10
+    page.fill("#threshold", "0")
+    page.dispatch_event("#threshold", "change")
+    wait_for(lambda: page.locator("#alerts li.alert").count() == 2)
+    assert page.locator("#alerts li.alert").first.inner_text().startswith("Row 10: Not engaged")  # attention first
+    stores["desk-s1"].log_state_change(time.time(), "Not engaged", "Not engaged", None, None)  # Row 1 drifts off
+    page.locator("li.desk[data-device='desk-s1'][data-level='Not engaged']").wait_for(timeout=10_000)
+    assert order() == ["desk-s1", "desk-s2", "desk-s10"]  # it stays in its place
+    page.reload()
+    page.locator("li.desk[data-device='desk-s1']").wait_for(timeout=10_000)
+    assert page.is_checked("#seat-order") and order() == ["desk-s1", "desk-s2", "desk-s10"]  # kept for this browser
+    page.uncheck("#seat-order")
+    assert order() == ["desk-s10", "desk-s1", "desk-s2"]  # attention order again: both Not engaged first
+    page.reload()
+    page.locator("li.desk[data-device='desk-s1']").wait_for(timeout=10_000)
+    assert not page.is_checked("#seat-order")
+
+
 def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, devices, page):
     """"Needs attention" is a polite live region: a screen reader reads out what is added to
     it. The page redraws every second; rebuilding the list each time had it read every

@@ -53,6 +53,17 @@
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
     return byName.compare(a.desk || a.device_id, b.desk || b.device_id);
   }
+  // "Seat order": every tile in a fixed place, by desk name, as the room is laid out (the attention
+  // order moves tiles whenever a level or its time changes: with 30 desks, every few seconds);
+  // remembered in this browser, off by default
+  const seatOrder = $("seat-order");
+  seatOrder.checked = localStorage.getItem("ee-seat-order") === "1";
+  seatOrder.addEventListener("change", () => {
+    localStorage.setItem("ee-seat-order", seatOrder.checked ? "1" : "0");
+    render();
+  });
+  const bySeat = (a, b) => byName.compare(a.desk || a.device_id, b.desk || b.device_id) ||
+    (a.device_id < b.device_id ? -1 : a.device_id > b.device_id ? 1 : 0);
   function el(tag, className, text) {
     const e = document.createElement(tag);
     if (className) e.className = className;
@@ -81,7 +92,8 @@
   }
   function render() {
     const t = now();
-    const list = [...desks.values()].sort((a, b) => compare(a, b, t));
+    const byAttention = [...desks.values()].sort((a, b) => compare(a, b, t));  // the alerts' order, always
+    const list = seatOrder.checked ? [...byAttention].sort(bySeat) : byAttention;
     const ul = $("desks");
     ul.replaceChildren(...list.map((d) => {
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
@@ -117,7 +129,7 @@
       "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(r.seconds.Engaged / r.there_s) +
       " engaged of the time students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
-    const alerts = list.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
+    const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
     showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + (stretch(d) < d.since ?
       " now, not engaged or distracted for " : " for ") + ago(t - stretch(d))]));
   }

@@ -21,6 +21,8 @@
   </section>
   <section aria-labelledby="desks-h">
     <h2 id="desks-h" class="sr-only">Desks</h2>
+    <p class="seat-order"><label><input id="seat-order" type="checkbox"> Seat order: each desk keeps its place, by
+      desk name</label> <span class="hint">(off: the desks that need you first)</span></p>
     <ul id="desks" class="desks" aria-live="off">
       % if not snapshot['desks']:
       <li class="empty">No desk has reported yet. Devices appear here once they publish to the broker.</li>
