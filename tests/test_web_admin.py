@@ -424,10 +424,15 @@ def test_an_admin_adds_a_class_at_once_with_passwords_to_hand_out(quiet):
     assert "line 2" in r.text and "line 3" in r.text and "already exists" in r.text and "line 4" in r.text
     assert "mia.k\nbad name" in html.unescape(r.text)  # the list comes back to be corrected
     assert quiet.accounts.find("mia.k") is None
-    r = s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": " mia.k \n\njon_b\nlee-3\n"},
-               timeout=30)
+    form = {"csrf": s.csrf, "names": " mia.k \n\njon_b\nlee-3\n", "attempt": "class-form-1"}
+    r = s.post(f"{quiet.url}/admin/users/class", data=form, timeout=30)
     assert r.status_code == 200 and 'id="shown-once"' in r.text and r.headers["Cache-Control"].startswith("no-store")
     pairs = re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]+)</code></td></tr>", r.text)
+    # sent again (a second click while the passwords hash, a reload): the same sheet, not "already exists",
+    # which the browser showed in place of the only answer that had the passwords
+    again = s.post(f"{quiet.url}/admin/users/class", data=form, timeout=30)
+    assert again.status_code == 200 and 'id="sent-again"' in again.text
+    assert re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]+)</code></td></tr>", again.text) == pairs
     assert [name for name, _ in pairs] == ["mia.k", "jon_b", "lee-3"] and len({pw for _, pw in pairs}) == 3
     for name, password in pairs:
         user = quiet.accounts.find(name)

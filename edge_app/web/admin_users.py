@@ -8,6 +8,7 @@ from under them, and their password changes on Your account (it asks for the old
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import parse_qsl, urlencode
 
 import bottle
@@ -22,6 +23,7 @@ from edge_app.web.resubmit import Submissions, new_attempt
 log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
 MAX_CLASS = 100  # names in one list: each is one password hash (scrypt) while the admin waits
+SHEET_KEEP_S = 600  # a class's passwords, for a second send of its form (a double click, a reload)
 
 
 def temporary() -> bool:
@@ -56,6 +58,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     # "Add user" clicked twice (or its answer reloaded) sends the form twice: the second is
     # answered with the first's outcome, not "already exists" under an account just made
     submissions = Submissions()
+    class_submissions = Submissions()  # the same for Add a class, whose answer is the only copy of the passwords
+    class_sheets: dict[tuple[int, str], tuple[float, list]] = {}
 
     @app.get("/admin/users")
     def users_page():
@@ -112,6 +116,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_recent_password()
         text = request.forms.getunicode("names", "") or ""
         names = [line.strip() for line in text.splitlines() if line.strip()]
+        # clicked twice while 30 passwords hash, or the sheet reloaded: the second send got
+        # "already exists" and the browser dropped the first answer, the only one with the passwords
+        attempt, form = request.forms.get("attempt") or "", "\n".join(names).lower()
+        if class_submissions.claim(me.id, attempt, form) is not None:
+            sheet = class_sheets.get((me.id, attempt[:64]))
+            if sheet is not None and time.monotonic() - sheet[0] < SHEET_KEEP_S:
+                return guard.page("admin_users_created", title="Students created", made=sheet[1], again=True)
+            guard.flash_redirect("/admin/users", "These students were created when this list was first sent, and "
+                                 "their first passwords shown then. A lost one: Reset password on their row.")
         try:
             if not names:
                 raise AuthError("the list is empty: write one user name a line", "names")
@@ -119,12 +132,22 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 raise AuthError(f"at most {MAX_CLASS} names at once ({len(names)} given)", "names")
             made = ctx.accounts.create_students(names)
         except AuthError as exc:
+            class_submissions.failed(me.id, attempt, form)
             return HTTPResponse(render(me, {"names": text, "invalid": "names"}, error=f"No student created: {exc}."),
                                 400)
+        except BaseException:
+            class_submissions.failed(me.id, attempt, form)
+            raise
         for user, _ in made:
             ctx.store.audit(me.username, "created user", user.username, "role student, temporary password, from a list")
         log.info("admin %s created %d students from a list", me.username, len(made))
-        return guard.page("admin_users_created", title="Students created", made=made)
+        if attempt:  # the sheet for a second send of this very form, for a few minutes, in memory only
+            now = time.monotonic()
+            for key in [k for k, (t, _) in class_sheets.items() if now - t >= SHEET_KEEP_S]:
+                del class_sheets[key]
+            class_sheets[(me.id, attempt[:64])] = (now, made)
+        class_submissions.done(me.id, attempt, made[0][0].id, form)
+        return guard.page("admin_users_created", title="Students created", made=made, again=False)
 
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):

@@ -113,6 +113,7 @@
   <h2>Add a class</h2>
   <form method="post" action="/admin/users/class" id="new-class" class="stacked">
     <input type="hidden" name="csrf" value="{{csrf}}">
+    <input type="hidden" name="attempt" value="{{attempt}}">
     <label for="c-names">Class list: each student's log-in name on a line of its own</label>
     <textarea id="c-names" name="names" rows="8" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required{{!told('c-names-hint', err('names'))}}{{!bad('names')}}>{{typed.get('names', '')}}</textarea>
     <p class="hint" id="c-names-hint">Each gets a generated password, shown once on the next page to print or copy;

@@ -1,6 +1,10 @@
 % rebase('base.tpl', title=title)
 <section class="card" id="class-created">
   <h1>{{len(made)}} student{{'' if len(made) == 1 else 's'}} created</h1>
+  % if again:
+  <p class="ok" role="status" id="sent-again">This list was sent again (a second click or a reload): nothing new was
+    created. The same passwords as on the first answer:</p>
+  % end
   <p class="error" id="shown-once"><strong>Shown only here, once:</strong> print this page (Ctrl+P) or copy the list
     now. Each student logs in with this password and then chooses their own; nobody can see these again.</p>
   <div class="table-wrap">
