@@ -693,3 +693,16 @@ def test_a_form_sent_again_after_a_restart_leads_to_its_first_result(cfg, make_a
                       allow_redirects=False, files={"image": ("kept.jpg", face_jpeg, "image/jpeg")})
     assert theirs.status_code == 303 and f"/uploads/{upload_id}" not in theirs.headers["Location"]
     assert upload_count(second_run) == 3
+
+
+def test_a_picture_never_asked_for_leaves_memory_when_its_time_is_up():
+    """With keep_uploads = none the picture with the faces marked waits in memory for the
+    result page; a page never asked for (a closed tab) kept it until eight more uploads
+    pushed it out, however long that took."""
+    from edge_app.web.upload import FreshPictures
+
+    held = FreshPictures(keep_s=0.2)
+    held.put(1, 7, "data:image/jpeg;base64,AAAA", [])
+    assert len(held) == 1
+    wait_for(lambda: len(held) == 0, 5, what="the picture to be forgotten with no further upload or view")
+    assert held.take(1, 7) is None

@@ -96,15 +96,34 @@ class FreshPictures:
 
     def put(self, user_id: int, upload_id: int, preview: str, thumbs: list[str]) -> None:
         with self._lock:
+            self._forget_expired()
             self._held[(user_id, upload_id)] = (preview, thumbs, self._clock() + self.keep_s)
             while len(self._held) > self.most:
                 self._held.popitem(last=False)
+        # a result page never asked for (a closed tab) must not keep a student's photo in memory
+        # until eight more uploads push it out: with keep_uploads = none no copy outlives keep_s
+        timer = threading.Timer(self.keep_s + 0.1, self.forget_expired)
+        timer.daemon = True
+        timer.start()
 
     def take(self, user_id: int, upload_id: int) -> tuple[str, list[str]] | None:
         """(preview, thumbs) for this user's upload, once; None when taken, expired or not theirs."""
         with self._lock:
             found = self._held.pop((user_id, upload_id), None)
+            self._forget_expired()
         return (found[0], found[1]) if found is not None and found[2] > self._clock() else None
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def forget_expired(self) -> None:
+        with self._lock:
+            self._forget_expired()
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        for key in [k for k, (_, _, until) in self._held.items() if until <= now]:
+            del self._held[key]
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
