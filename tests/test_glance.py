@@ -232,7 +232,7 @@ def test_a_device_that_stops_answering_is_not_shown_as_a_state(new_page, server,
     page.clock.install()  # Playwright's own clock: the page's 5 s of silence pass at once
     page.goto(f"{server.url}/glance")
     wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
-    page.context.route("**/api/state", lambda route: route.abort("connectionrefused"))  # the device is unreachable
+    page.context.route("**/api/state*", lambda route: route.abort("connectionrefused"))  # the device is unreachable
     page.clock.fast_forward(6_000)
     wait_for(lambda: "No connection" in glance_text(page), what="the desk view says it lost the device")
     assert page.locator("body").get_attribute("data-group") == ""

@@ -38,7 +38,12 @@ BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today",
 
 
 def background_request() -> bool:
-    """A page's own poll, not something the user did (see ``BACKGROUND_PATHS``)."""
+    """A page's own poll, not something the user did (see ``BACKGROUND_PATHS``). Except the
+    desk view's (``/api/state?view=desk``): a display on a tablet by the instructor's desk is
+    there to be left open, and the classroom page, left open for a lesson, is the same; both
+    still end after ``web.session_max_hours``."""
+    if request.path == "/api/state" and request.query.get("view") == "desk":
+        return False
     return request.method in ("GET", "HEAD") and request.path in BACKGROUND_PATHS
 
 

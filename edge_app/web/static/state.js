@@ -68,7 +68,9 @@
     if (busy) return;
     busy = true;
     try {
-      const r = await fetch("/api/state", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      // the desk view is left open on purpose: its poll keeps its log-in (the others do not)
+      const url = document.getElementById("glance") ? "/api/state?view=desk" : "/api/state";
+      const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (r.status === 401) {  // the session ended (idle, logged out elsewhere): this page again, which the
         // server sends to the log-in with why ("Your session ended") and the way back; a bare /login
         // here looked as if the student had never been logged in. Not while a form is on its way:
