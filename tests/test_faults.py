@@ -897,7 +897,7 @@ def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg,
 
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "Dove-Lantern-Quiet-8")
     with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
-        conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data")})
+        conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"), "indicators.backend": "console"})
         Store(disk / "data").close()  # made while there was room, closed cleanly: no -wal or -shm left
         with open(disk / "filler", "wb") as f:
             with pytest.raises(OSError):
@@ -909,8 +909,11 @@ def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg,
                                   daemon=True)
         thread.start()
         said = []
-        wait_for(lambda: said.append(capsys.readouterr().err) or "Waiting for room" in "".join(said), 20,
-                 what="the wait said on stderr")
+        shown = []
+        wait_for(lambda: said.append((out := capsys.readouterr()).err) or shown.append(out.out)
+                 or "Waiting for room" in "".join(said), 20, what="the wait said on stderr")
+        wait_for(lambda: shown.append(capsys.readouterr().out) or "fault: disk full" in "".join(shown), 5,
+                 what="the LED's fault pattern for the wait")
         assert thread.is_alive() and not started
         assert "is full" in "".join(said)
         (disk / "filler").unlink()

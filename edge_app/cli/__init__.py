@@ -187,16 +187,19 @@ def appliance_when_there_is_room(cfg: Config, source, wait_s: float = DISK_WAIT_
     from edge_app.runtime.appliance import Appliance
     from edge_app.store.database import StoreError
 
-    notifier = None
+    notifier, led = None, None
     while True:
+        if led is not None:  # the appliance drives the pins itself
+            led.close()
+            led = None
         try:
             appliance = Appliance(cfg, source=source)
         except StoreError as exc:
             if not exc.disk_full:
                 raise
+            led = _fault_shown(cfg, "disk full")  # for the whole wait, not a 3 s blink
             if notifier is None:
                 print(f"error: {exc}. Waiting for room: tried again every {wait_s:g} s", file=sys.stderr, flush=True)
-                _fault_led(cfg)
                 notifier = Notifier.from_env()
                 notifier.ready("waiting for disk space: the database cannot be opened on a full disk")
             deadline = time.monotonic() + wait_s
@@ -208,6 +211,18 @@ def appliance_when_there_is_room(cfg: Config, source, wait_s: float = DISK_WAIT_
             print("there is room again: starting", file=sys.stderr, flush=True)
             notifier.close()
         return appliance
+
+
+def _fault_shown(cfg: Config, reason: str):
+    """The indicator showing the fault pattern until it is closed; None if it cannot be driven."""
+    try:
+        from edge_app.device.indicators import make_indicator
+
+        indicator = make_indicator(cfg)
+        indicator.fault(True, reason)
+        return indicator
+    except Exception:
+        return None
 
 
 def _fault_led(cfg: Config) -> None:
