@@ -277,6 +277,17 @@ if [ -f "$DATA_DIR/engage.db" ] && [ -x "$VENV/bin/engage-edge" ]; then
         exit 1
     fi
     note "to go back to ${OLD_VERSION:-the previous release}: restore $UPGRADE_BACKUP (firmware/README.md)"
+    # This copy and the one before it, not one per upgrade for ever: each is the whole database
+    # (accounts, states, failed log-ins), which neither retention nor deleting a user reaches.
+    PREVIOUS=()
+    for f in "$DATA_DIR"/engage-before-upgrade-*.db; do
+        if [ -e "$f" ] && [ "$f" != "$UPGRADE_BACKUP" ]; then PREVIOUS+=("$f"); fi
+    done
+    if [ "${#PREVIOUS[@]}" -gt 1 ]; then  # a glob is sorted, and the names by date: the newest last
+        for f in "${PREVIOUS[@]:0:${#PREVIOUS[@]}-1}"; do
+            run rm -f -- "$f"
+        done
+    fi
 elif [ -f "$DATA_DIR/engage.db" ]; then
     note "no engage-edge in $VENV to back up $DATA_DIR/engage.db with: back it up before the first start" \
          "(sudo -u $SERVICE_USER engage-edge backup $DATA_DIR/), which upgrades it"

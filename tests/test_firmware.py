@@ -226,7 +226,8 @@ def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_p
         "mkdir -p /opt/engage-edge/venv/bin /var/lib/engage-edge",
         f"ln -s {sys.executable} /opt/engage-edge/venv/bin/python",
         f"ln -s {old_release} /opt/engage-edge/venv/bin/engage-edge",
-        "echo db > /var/lib/engage-edge/engage.db"]))
+        "echo db > /var/lib/engage-edge/engage.db",
+        *(f"echo old > /var/lib/engage-edge/engage-before-upgrade-20260{month}01-080000-0.1.0.db" for month in "789")]))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     backup = re.search(r"\[dry-run\] runuser -u engage -- /opt/engage-edge/venv/bin/engage-edge backup --data-dir "
@@ -234,6 +235,9 @@ def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_p
     assert backup and backup.group(2) == old_version, out
     assert out.index(backup.group(0)) < out.index("pip install --quiet --upgrade pip") < out.index("pip wheel")
     assert f"to go back to {old_version}: restore {backup.group(1)}" in out
+    # this copy and the one before it stay; older ones went (each a whole database that retention never reaches)
+    removed = re.findall(r"\[dry-run\] rm -f -- /var/lib/engage-edge/(engage-before-upgrade-\S+)\n", out)
+    assert removed == ["engage-before-upgrade-20260701-080000-0.1.0.db", "engage-before-upgrade-20260801-080000-0.1.0.db"]
 
 
 def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_commit():
