@@ -558,3 +558,21 @@ def test_housekeeping_stop_waits_for_a_purge_under_way(tmp_path):
     stopper.join(5)
     assert not stopper.is_alive() and keeper.runs == 1  # ... which finished before stop returned
     store.close()
+
+
+def test_a_class_is_created_whole_or_not_at_all(store):
+    """Add a class made its accounts one by one: a failure part-way (a full disk, a name made
+    by another admin meanwhile) left some while the page said "No student created"."""
+    from edge_app.store.accounts import Accounts, AuthError
+
+    accounts = Accounts(store)
+    # the third insert fails, as a name taken by another admin after the list was checked would
+    store.execute("CREATE TRIGGER taken BEFORE INSERT ON users WHEN NEW.username = 'cy' "
+                  "BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: users.username'); END")
+    with pytest.raises(AuthError, match="no student was created"):
+        accounts.create_students(["ann", "bo", "cy", "di"])
+    assert store.query("SELECT COUNT(*) FROM users")[0][0] == 0
+    store.execute("DROP TRIGGER taken")
+    made = accounts.create_students(["ann", "bo", "cy"])
+    assert [u.username for u, _ in made] == ["ann", "bo", "cy"]
+    assert all(accounts.find(u.username).must_change_password for u, _ in made)
