@@ -7,6 +7,7 @@ video file that does not exist, picamera2 missing or broken).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -227,16 +228,13 @@ def _fault_shown(cfg: Config, reason: str):
 
 def _fault_led(cfg: Config) -> None:
     """Show the fault pattern on the LED for a moment before exiting (device start-up errors)."""
-    try:
-        from edge_app.device.indicators import make_indicator
-
-        ind = make_indicator(cfg)
-        ind.fault(True, "start-up failed")
-        if cfg.indicators.backend == "gpio":
-            threading.Event().wait(3)
+    ind = _fault_shown(cfg, "start-up failed")
+    if ind is None:
+        return
+    if cfg.indicators.backend == "gpio":
+        threading.Event().wait(3)
+    with contextlib.suppress(Exception):
         ind.close()
-    except Exception:
-        pass
 
 
 # ------------------------------------------------------------------ analyze

@@ -156,6 +156,14 @@ def _has_utf8(text: str) -> bool:
     return True
 
 
+def _insert_user(conn: sqlite3.Connection, username: str, password_hash: str, role: str, must_change: bool) -> User:
+    """The users row, once its name, role and password are checked (IntegrityError: the name is taken)."""
+    cur = conn.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
+                       "VALUES (?, ?, ?, ?, ?)", (username, password_hash, role, time.time(), int(must_change)))
+    assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
+    return User(cur.lastrowid, username, role, must_change_password=must_change)
+
+
 PASSWORD_LETTERS = "abcdefghjkmnpqrstuvwxyz23456789"  # none read as another on a note (no l/1, o/0, i)
 
 
@@ -375,15 +383,11 @@ class Accounts:
         if self.find(username):
             raise AuthError(f"the user {username!r} already exists", "username")
         try:
-            cur = self.store.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
-                                     "VALUES (?, ?, ?, ?, ?)", (username, hash_password(password), role, time.time(),
-                                                                int(must_change)))
+            return _insert_user(self.store.connect(), username, hash_password(password), role, must_change)
         except sqlite3.IntegrityError:  # made meanwhile (another admin's form, hashed at the same moment)
             if self.find(username):
                 raise AuthError(f"the user {username!r} already exists", "username") from None
             raise
-        assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
-        return User(cur.lastrowid, username, role, must_change_password=must_change)
 
     def create_students(self, names: list[str]) -> list[tuple[User, str]]:
         """A class at once: a student account for each name, each with a generated password
@@ -408,10 +412,7 @@ class Accounts:
         try:
             with self.store.transaction() as conn:  # all or none: the page says either
                 for name, password, hashed in zip(names, passwords, hashes):
-                    cur = conn.execute("INSERT INTO users(username, password_hash, role, created, must_change_password) "
-                                       "VALUES (?, ?, 'student', ?, 1)", (name, hashed, time.time()))
-                    assert cur.lastrowid is not None
-                    made.append((User(cur.lastrowid, name, "student", must_change_password=True), password))
+                    made.append((_insert_user(conn, name, hashed, "student", must_change=True), password))
         except sqlite3.IntegrityError:  # made meanwhile by another admin
             taken = [name for name in names if self.find(name)]
             raise AuthError(f"{', '.join(taken) or 'a name'}: the user already exists (made just now); "

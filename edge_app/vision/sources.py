@@ -26,8 +26,12 @@ class CameraError(RuntimeError):
         self.lasting = lasting
 
 
-PICAMERA2_MISSING = ("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
-                     "and create the venv with --system-site-packages (firmware/install.sh does both)")
+class Picamera2Missing(CameraError):
+    """picamera2 is not installed (not: installed and broken): a USB camera may still serve."""
+
+    def __init__(self) -> None:
+        super().__init__("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
+                         "and create the venv with --system-site-packages (firmware/install.sh does both)", lasting=True)
 
 
 def import_picamera2():
@@ -39,7 +43,7 @@ def import_picamera2():
         from picamera2 import Picamera2
     except ImportError as exc:
         if getattr(exc, "name", None) == "picamera2":
-            raise CameraError(PICAMERA2_MISSING, lasting=True) from None
+            raise Picamera2Missing() from None
         raise CameraError(f"picamera2 is installed but cannot be imported ({type(exc).__name__}: {exc}): "
                           "reinstall it with `sudo apt install --reinstall python3-picamera2`", lasting=True) from None
     except Exception as exc:
@@ -267,10 +271,8 @@ def _picamera2_present() -> bool:
     installed but broken: its lasting CameraError, not "no camera"."""
     try:
         Picamera2 = import_picamera2()
-    except CameraError as exc:
-        if str(exc) == PICAMERA2_MISSING:
-            return False
-        raise
+    except Picamera2Missing:
+        return False
     try:
         return bool(Picamera2.global_camera_info())
     except Exception:
