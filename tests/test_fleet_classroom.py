@@ -751,6 +751,37 @@ def test_an_unexpected_error_keeps_the_security_headers(classroom, monkeypatch):
     assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"
 
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_gets_error_pages_in_words_and_scripts_json(classroom, monkeypatch):
+    """A browser showed a bare line of JSON as the whole page for an unexpected error, an
+    unknown address, a link to a form's address or a name the server does not answer to;
+    scripts and /api/ keep their JSON, and no page shows a traceback."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail of a bug")
+
+    monkeypatch.setattr(classroom.accounts, "login", broken)
+    url = classroom.url
+    r = requests.post(f"{url}/login", data={"username": "admin", "password": "x"}, headers=BROWSER, timeout=5)
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("text/html")
+    assert "Something went wrong on the classroom server" in r.text and "journalctl -u engage-classroom" in r.text
+    assert "secret detail" not in r.text and "Traceback" not in r.text
+    assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"
+    for path, method, status, said in [("/no-such-page", "get", 404, "There is no such page"),
+                                       ("/logout", "get", 405, "not a link")]:
+        r = requests.request(method, f"{url}{path}", headers=BROWSER, timeout=5)
+        assert r.status_code == status and r.headers["Content-Type"].startswith("text/html"), path
+        assert said in r.text and '<a href="/">' in r.text, path
+        script = requests.request(method, f"{url}{path}", timeout=5)  # no Accept naming text/html: JSON
+        assert script.status_code == status and "error" in script.json(), path
+    r = requests.get(f"{url}/api/nothing-here", headers=BROWSER, timeout=5)
+    assert r.status_code == 404 and r.json() == {"error": "not found"}
+    r = requests.get(f"{url}/login", headers={**BROWSER, "Host": "rebound.example"}, timeout=5)
+    assert r.status_code == 400 and r.headers["Content-Type"].startswith("text/html")
+    assert "--allowed-hosts" in r.text and '<a href="/">' not in r.text  # no link on under the refused name
+
+
 def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, monkeypatch, page):
     """Each open page holds a server thread: one cookie opening streams without end took
     every thread, and the log-in page with them, from everyone. Past 6 pages a log-in's

@@ -40,6 +40,9 @@ VIEWERS = ("admin", "instructor")
 KEEPALIVE_S = 5.0
 SESSION_RECHECK_S = 2.0  # how often the endless event stream re-checks its viewer's session
 STREAMS_PER_SESSION = 6  # open pages of one log-in (tabs, a projector, a tablet); a seventh ends the oldest
+SERVER_ERROR_PAGE = ("Something went wrong on the classroom server, so what you asked for may not have been done. "
+                     "Go back and try again; if it happens again, tell whoever runs the classroom server (its log "
+                     "has the details: journalctl -u engage-classroom).")
 
 
 class StreamSlots:
@@ -122,6 +125,21 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         return bottle.template(name, template_lookup=lookup, user=found[0] if found else None,
                                csrf=found[1] if found else "", version=__version__, **SHARED_VIEW_VALUES, **values)
 
+    def error_page(status: int, title: str, message: str, viewer: bool = True, home: bool = True) -> HTTPResponse:
+        """An error as a browser shows it: a page in words with a way back (``home``), not a
+        line of JSON. Drawn as for nobody logged in when ``viewer`` is false (a request this
+        server will not serve) or when looking the viewer up fails (the database may be what failed)."""
+        body = None
+        if viewer:
+            try:
+                body = page("message", title=title, message=message, home=home)
+            except Exception:
+                log.warning("the error page could not be drawn with its viewer", exc_info=True)
+        if body is None:
+            body = bottle.template("message", template_lookup=lookup, user=None, csrf="", version=__version__,
+                                   **SHARED_VIEW_VALUES, title=title, message=message, home=home)
+        return HTTPResponse(body, status, {"Content-Type": "text/html; charset=UTF-8"})
+
     def require_viewer(api: bool = False, given_password_ok: bool = False) -> tuple[User, str]:
         """The logged-in admin or instructor and their CSRF token. One still on a password
         given to them (generated at the first start, or set by an admin) is sent to
@@ -160,6 +178,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         """No DNS rebinding: answer only to this server's own names, IP literals and the
         names given with --allowed-hosts (as a device does)."""
         if not ctx.allowed_hosts.allows(request.headers.get("Host", "")):
+            if hardening.wants_html():  # no session looked up, nothing of anyone's shown, no link under that name
+                raise error_page(400, "Not this server's name", "This classroom server does not answer to the name "
+                                 "in the address bar: open it by its own name or address (engage-edge classroom "
+                                 "--allowed-hosts adds names).", viewer=False, home=False)
             raise json_error(400, "unknown Host header: open this page by the server's own name or address "
                                   "(engage-edge classroom --allowed-hosts adds names)")
         hardening.readable_form()
@@ -349,13 +371,24 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             response.status = 503
         return json.dumps(body)
 
+    def as_page(status: int, title: str, message: str) -> str:
+        """The body of a browser's error page (``error_page``) for an ``@app.error`` handler."""
+        drawn = error_page(status, title, message)
+        response.content_type = drawn.headers["Content-Type"]
+        return drawn.body
+
     @app.error(404)
     def not_found(err):
+        if hardening.wants_html():
+            return as_page(404, "Not found", "There is no such page on this classroom server.")
         response.content_type = "application/json"
         return json.dumps({"error": "not found"})
 
     @app.error(405)
     def wrong_method(err):  # /logout typed in the address bar: bottle's bare page otherwise
+        if hardening.wants_html():
+            return as_page(405, "Not a page to open", "This address answers a form's button, not a link: go back "
+                                                      "and use the button on the page.")
         response.content_type = "application/json"
         return json.dumps({"error": f"{request.method} is not allowed here; use {err.headers.get('Allow', 'POST')} "
                                     "(a form's button, not a link)"})
@@ -368,7 +401,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def server_error(err):
         message = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure_cookie)
         if message:
+            if hardening.wants_html():
+                return as_page(507, "The disk is full", message)
             return json.dumps({"error": message})
-        return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie)
+        return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie,
+                                      page=lambda _device_words: as_page(500, "Something went wrong", SERVER_ERROR_PAGE))
 
     return app

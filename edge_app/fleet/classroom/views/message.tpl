@@ -1,2 +1,6 @@
 % rebase('layout.tpl', title=title)
-<section class="card narrow"><h1>{{title}}</h1><p>{{message}}</p></section>
+<section class="card narrow"><h1>{{title}}</h1><p>{{message}}</p>
+% if get('home', False):
+<p><a href="/">Back to the classroom</a></p>
+% end
+</section>
