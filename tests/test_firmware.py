@@ -242,7 +242,7 @@ def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_p
 
 def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_commit():
     """Every build said 0.1.0; the wheel now carries the checkout's `git describe`, which
-    `engage-edge --version` and /healthz show after the release."""
+    `engage-edge --version` (and, to admins, /healthz) show after the release."""
     out = dry_run("--platform", "pi").stdout
     assert "runuser" not in out and "backup" not in out.split("==> 6/9")[0]
     described = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,

@@ -137,3 +137,22 @@ def test_metrics_are_not_served_to_the_network_without_an_admin(web_appliance):
     user = web_appliance.accounts.find("admin")
     token, _ = web_appliance.accounts.start_session(user)
     assert _wsgi_get(web_appliance.app, "/metrics", "192.0.2.7", f"{COOKIE}={token}")[0].startswith("200")
+
+
+def test_healthz_and_the_pages_name_the_build_to_admins_only(web_appliance):
+    """/healthz and every page's footer said 0.1.0+g1234abc to anyone on the school network,
+    which picks out the desks not yet patched; the build is for logged-in admins (and
+    `engage-edge --version` on the device)."""
+    from conftest import login
+
+    from edge_app import __version__
+
+    url = web_appliance.url
+    anonymous = requests.get(f"{url}/healthz", timeout=10)
+    assert anonymous.json()["status"] in ("ok", "degraded") and "version" not in anonymous.json()
+    assert __version__ not in anonymous.text
+    assert __version__ not in requests.get(f"{url}/login", timeout=10).text
+    assert __version__ not in requests.get(f"{url}/no-such-page", timeout=10).text
+    admin = login(url)
+    assert admin.get(f"{url}/healthz", timeout=10).json()["version"] == __version__
+    assert f"engage-edge {__version__} ·" in admin.get(f"{url}/admin", timeout=10).text

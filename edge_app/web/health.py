@@ -1,5 +1,6 @@
 """Health for machines: ``/healthz`` (JSON, 503 when degraded, for watchdogs and load
-balancers) and ``/metrics`` (Prometheus text, loopback and admins only by default)."""
+balancers; the build's version to logged-in admins only: the exact build marks an unpatched
+desk) and ``/metrics`` (Prometheus text, loopback and admins only by default)."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,12 @@ from edge_app.runtime.health import CameraState, StoreState
 from edge_app.web.guard import Guard, from_this_machine, json_error
 
 
+def _admin(guard: Guard) -> bool:
+    """Whether a logged-in admin (past a given password) asks."""
+    found = guard.current()
+    return bool(found and found[0].is_admin and not found[0].must_change_password)
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     metrics_fallback: list = []  # a registry for an appliance without a capture loop, made on first scrape
 
@@ -27,8 +34,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # an SSH tunnel) and logged-in admins only, unless web.metrics_public is set
         # the socket's peer (or a trusted proxy's client): bottle's remote_addr believes any X-Forwarded-For
         if not (ctx.cfg.web.metrics_public or from_this_machine()):
-            found = guard.current()
-            if not found or not found[0].is_admin or found[0].must_change_password:
+            if not _admin(guard):
                 return json_error(403, "metrics are served to loopback and admins only (web.metrics_public = false)")
         if ctx.loop is not None:
             m = ctx.loop.metrics
@@ -87,8 +93,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),
-            "version": __version__,
         }
+        if _admin(guard):  # the exact build marks an unpatched desk: for its admins, not the whole network
+            body["version"] = __version__
         if reasons:
             response.status = 503
         return json.dumps(body)

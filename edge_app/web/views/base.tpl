@@ -53,7 +53,7 @@
 <main id="main">
 {{!base}}
 </main>
-<footer>engage-edge {{version}} · analysed on this device; no face images leave it</footer>
+<footer>engage-edge{{' ' + version if user and user.is_admin else ''}} · analysed on this device; no face images leave it</footer>
 % if user and now:
 <script src="/static/state.js"></script>
 % end
