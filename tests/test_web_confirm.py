@@ -2,6 +2,9 @@
 left logged in on a classroom computer), over real HTTP on a real store."""
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 import requests
 
@@ -62,6 +65,39 @@ def test_confirming_lets_the_admin_make_the_change_and_a_wrong_password_does_not
     assert ok.status_code == 303 and ok.headers["Location"].endswith("/admin/users")
     r = admin.post(f"{appliance.url}/admin/users", data=create, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and appliance.accounts.authenticate("kim", "kim-password-1") is not None
+
+
+def test_a_class_list_sent_while_the_password_was_stale_is_back_after_confirming(appliance):
+    """A class pasted from a spreadsheet led through the password page to an empty form: it
+    had to be pasted again. It waits in memory (never on disk) for this session only, comes
+    back in its form after the confirmation, and goes once the class is created."""
+    admin = login(appliance.url)
+    go_stale(appliance)
+    names = "zoe.quill\nyan.quill\n"
+    r = admin.post(f"{appliance.url}/admin/users/class", data={"csrf": admin.csrf, "names": names},
+                   allow_redirects=False, timeout=10)
+    assert r.status_code == 403 and "Nothing was changed" in r.text and 'id="confirm-kept"' in r.text
+    back = html.unescape(re.search(r'name="next" value="([^"]+)"', r.text).group(1))
+    assert back.startswith("/admin/users?form=") and "quill" not in back  # no name in an address
+    assert appliance.accounts.find("zoe.quill") is None
+    on_disk = b"".join(f.read_bytes() for f in appliance.store.data_dir.rglob("*") if f.is_file())
+    assert b"zoe.quill" not in on_disk
+
+    ok = admin.post(f"{appliance.url}/confirm", data={"csrf": admin.csrf, "password": ADMIN_PASSWORD, "next": back},
+                    allow_redirects=False, timeout=10)
+    assert ok.status_code == 303 and ok.headers["Location"].endswith(back)
+    page = admin.get(appliance.url + back, timeout=10)
+    assert page.status_code == 200 and "Your class list is back" in page.text
+    assert re.search(r'<textarea id="c-names"[^>]*>zoe.quill\nyan.quill\n?</textarea>', page.text), page.text[-3000:]
+    other = login(appliance.url)  # the same admin in another browser: not its form
+    assert "quill" not in other.get(appliance.url + back, timeout=10).text
+
+    attempt = re.search(r'name="attempt" value="([^"]+)"', page.text.split('id="new-class"', 1)[1]).group(1)
+    made = admin.post(f"{appliance.url}/admin/users/class", data={"csrf": admin.csrf, "names": names,
+                                                                  "attempt": attempt}, timeout=30)
+    assert made.status_code == 200 and appliance.accounts.find("zoe.quill") is not None
+    after = admin.get(appliance.url + back, timeout=10).text  # created: the kept list is gone
+    assert re.search(r'<textarea id="c-names"[^>]*></textarea>', after) and "Your class list is back" not in after
 
 
 def test_confirmation_belongs_to_its_session(appliance):

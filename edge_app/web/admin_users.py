@@ -65,6 +65,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def users_page():
         me = guard.require_user(admin=True)
         outcome = guard.flash()
+        kept = guard.kept_form()  # a class list sent while the password was stale, back after /confirm
+        if kept.get("names"):
+            return render(me, {"names": kept["names"]}, done="Password confirmed. Your class list is back under "
+                          "Add a class: check it and press Add students.")
         return render(me, done=outcome["done"], error=outcome["error"])
 
     def render(me, typed: dict | None = None, done: str = "", error: str = "") -> str:
@@ -113,8 +117,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         replace at the first log-in; the list is shown on this answer only, to print."""
         me = guard.require_user(admin=True)
         guard.check_csrf()
-        guard.require_recent_password()
         text = request.forms.getunicode("names", "") or ""
+        # a list pasted from a spreadsheet must not be lost to the password asked again
+        guard.require_recent_password(keep={"names": text})
         names = [line.strip() for line in text.splitlines() if line.strip()]
         # clicked twice while 30 passwords hash, or the sheet reloaded: the second send got
         # "already exists" and the browser dropped the first answer, the only one with the passwords
@@ -147,6 +152,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 del class_sheets[key]
             class_sheets[(me.id, attempt[:64])] = (now, made)
         class_submissions.done(me.id, attempt, made[0][0].id, form)
+        guard.forget_kept_forms("/admin/users")  # the list kept over a confirmation did its job
         return guard.page("admin_users_created", title="Students created", made=made, again=False)
 
     @app.post("/admin/users/<user_id:int>/<action>")

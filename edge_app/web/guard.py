@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
@@ -106,6 +107,8 @@ def from_this_machine() -> bool:
 
 NOTE_KEPT_S = 10 * 60  # a reload of the page a form led to says what happened for this long
 NOTES_KEPT = 500  # at most, per process: a client sending forms in a loop cannot grow memory
+FORM_KEPT_S = 10 * 60  # a form sent while the password was stale, for its page once it is confirmed
+FORMS_KEPT = 50
 
 
 class OutcomeNotes:
@@ -144,6 +147,13 @@ class OutcomeNotes:
             return None
         return found[1], found[2]
 
+    def drop(self, owner: str, kind: str) -> None:
+        """Forget ``owner``'s notes of ``kind`` now, before they expire."""
+        key = _owner_key(owner)
+        with self._lock:
+            for note_id in [i for i, (o, k, _, _) in self._notes.items() if k == kind and hmac.compare_digest(o, key)]:
+                del self._notes[note_id]
+
     def __len__(self) -> int:
         return len(self._notes)
 
@@ -160,6 +170,9 @@ class Guard:
         self.ctx = ctx
         self.secure_cookie = bool(ctx.cfg.web.tls_cert)
         self.notes = OutcomeNotes()
+        # a form held back for the password (``require_recent_password(keep=...)``): memory only,
+        # a few, for minutes: a class list names students, and is never written to disk
+        self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT)
 
     def current(self) -> tuple[User, str] | None:
         """The logged-in user and their CSRF token, or None."""
@@ -204,12 +217,17 @@ class Guard:
             raise HTTPResponse(self.page("error", title="Form expired",
                                          message="The form was stale: reload the page and try again."), 403)
 
-    def require_recent_password(self) -> None:
+    def require_recent_password(self, keep: dict[str, str] | None = None) -> None:
         """An admin's change goes through only when they typed their password within
         ``web.confirm_password_minutes`` (log-in or /confirm): a browser left logged in on
         a classroom computer must not be enough to add an admin or turn on frame storage.
         Call after ``check_csrf``. Otherwise nothing is changed: a page asks for the
-        password and leads back to the admin page the form was on; a script gets 403."""
+        password and leads back to the admin page the form was on; a script gets 403.
+
+        ``keep``: fields of the form worth not typing again (a class list pasted from a
+        spreadsheet; never a password). They wait in this process's memory for
+        ``FORM_KEPT_S``, for this session only, and the page the confirmation leads back to
+        gets them from ``kept_form`` to fill its form in again."""
         if self.ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):
             return
         minutes = round(self.ctx.accounts.confirm_s / 60)
@@ -217,8 +235,29 @@ class Guard:
             raise json_error(403, f"confirm your password first (last typed over {minutes} min ago): "
                                   "POST /api/confirm {\"password\": ...}, then send this again")
         back = "/".join(request.path.split("/")[:3])  # /admin/users/5/password -> /admin/users
+        found = self.current()
+        kept = bool(found and keep and any(keep.values()))
+        if found and kept:
+            back += "?" + urlencode({"form": self.kept_forms.add(found[1], back, json.dumps(keep))})
         raise HTTPResponse(self.page("confirm", title="Confirm your password", error="", next=safe_next(back),
-                                     stale=True, minutes=minutes), 403)
+                                     stale=True, minutes=minutes, kept=kept, kept_minutes=FORM_KEPT_S // 60), 403)
+
+    def kept_form(self) -> dict[str, str]:
+        """The fields ``require_recent_password`` kept for this page (its ``?form=``), for
+        this session; {} when none, expired, or another session's."""
+        found = self.current()
+        note = self.kept_forms.read(found[1] if found else "", request.query.get("form", ""))
+        if note is None or note[0] != request.path:
+            return {}
+        fields = json.loads(note[1])
+        return {str(k): str(v) for k, v in fields.items()}
+
+    def forget_kept_forms(self, path: str) -> None:
+        """This session's forms kept for ``path`` go now (the form was sent again and done):
+        a class list is not held in memory longer than needed."""
+        found = self.current()
+        if found:
+            self.kept_forms.drop(found[1], path)
 
     def check_same_origin(self) -> None:
         if cross_site():

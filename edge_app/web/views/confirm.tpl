@@ -4,6 +4,10 @@
   % if stale:
   <p class="error" role="alert" id="confirm-stale">Nothing was changed. You last typed your password over
     {{minutes}} minutes ago: type it again, then make the change once more.</p>
+  % if get('kept', False):
+  <p class="hint" id="confirm-kept">What you wrote in the form is kept for {{kept_minutes}} minutes, in this device's
+    memory only: once you confirm, it is back in its form, to check and send again.</p>
+  % end
   % end
   <p class="hint">Changes to users, settings, the model and the classroom link, and deleting someone else's photo,
     ask for it, so that a browser left logged in cannot be used by someone else.</p>
