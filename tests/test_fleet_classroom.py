@@ -429,13 +429,13 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     start = (time.time() // 60 - 1) * 60
     store.log_minute({"minute": start, "frames": 900, "faces": 880, "Engaged": 45.0, "Not engaged": 15.0})
     page.wait_for_selector("li.desk[data-device='desk-p'] .recent", timeout=10_000)
-    assert tile.locator(".recent").inner_text() == "Last 1 min: 75% engaged"
+    assert tile.locator(".recent").inner_text() == "Last 1 min: 75% engaged while there"
     share = tile.locator(".share")
     assert share.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") > 0.7  # across the tile
     assert share.get_attribute("aria-label") == (
         "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Present 0%, Distracted 0%, Absent 0%")
     # the minutes there are, not always "10" (two minutes into a lesson it said "last 10 min")
-    assert page.inner_text("#class-recent") == "Class, last 1 min: 75% engaged of the time students were there (1 desk)"
+    assert page.inner_text("#class-recent") == "Class, last 1 min: 75% engaged while students were there (1 desk)"
     page.fill("#threshold", "0")
     page.dispatch_event("#threshold", "change")
     loads = page.evaluate("performance.getEntriesByType('navigation').length")
@@ -1108,13 +1108,17 @@ def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
     assert room.apply_minute("desk-2", minute(now - DAYS_3 - 60, 2, now - DAYS_3, not_engaged_s=50.0, distracted_s=10.0))
     snap = room.snapshot()
     shown = {d["device_id"]: d for d in snap["desks"]}
+    # engaged_share: of all the time observed, as it always was (and as a device's reports say it);
+    # engaged_share_there: of there_s, the time the student was there ("Absent" left out), what the page shows
     assert shown["desk-1"]["recent"] == {
         "minutes": 3, "observed_s": 180.0, "engaged_share": round(135 / 180, 3),
+        "there_s": 175.0, "engaged_share_there": round(135 / 175, 3),
         "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 30.0, "Distracted": 0.0, "Absent": 5.0,
                     "Present": 10.0}}
     assert shown["desk-2"]["recent"]["minutes"] == 1 and shown["desk-2"]["recent"]["engaged_share"] == 0.0
-    assert snap["recent"] == {  # the class: of the time students were there (an empty seat is no one's)
-        "desks": 2, "minutes": 3, "observed_s": 240.0, "there_s": 235.0, "engaged_share": round(135 / 235, 3),
+    assert snap["recent"] == {  # the class: the same two shares (an empty seat is no one's disengagement)
+        "desks": 2, "minutes": 3, "observed_s": 240.0, "engaged_share": round(135 / 240, 3),
+        "there_s": 235.0, "engaged_share_there": round(135 / 235, 3),
         "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 80.0, "Distracted": 10.0, "Absent": 5.0,
                     "Present": 10.0}}
     assert "minutes" not in {k for d in snap["desks"] for k in d if k != "recent"}  # no bookkeeping on the page

@@ -374,10 +374,19 @@ def test_empty_seats_are_left_out_of_the_class_figure_and_ordered_after_the_work
         body = wait_for(lambda: (b := login(classroom.url).get(f"{classroom.url}/api/classroom", timeout=5).json())
                         and b["recent"] and b["recent"]["desks"] == 4 and b)
         assert [d["desk"] for d in body["desks"]] == order
-        # 90 s engaged of the 150 s students were there (counting the empty seat's 60 s it was 90 of 240: 38%)
-        assert body["recent"]["engaged_share"] == 0.6 and body["recent"]["there_s"] == 150.0
+        # 90 s engaged of the 150 s students were there (counting the empty seat's 60 s it is 90 of 240: 38%,
+        # engaged_share's meaning kept for scripts that read it)
+        assert body["recent"]["engaged_share_there"] == 0.6 and body["recent"]["there_s"] == 150.0
+        assert body["recent"]["engaged_share"] == 0.375
         open_page(page, classroom.url)
         page.locator("li.desk").nth(3).wait_for(timeout=10_000)
         assert page.locator("li.desk .name").all_inner_texts() == order
-        page.locator("#class-recent", has_text="Class, last 1 min: 60% engaged of the time students were there "
+        page.locator("#class-recent", has_text="Class, last 1 min: 60% engaged while students were there "
                                                "(4 desks)").wait_for(timeout=10_000)
+        # each tile counts as the class line does ("50% engaged" for a student there all the time they were
+        # there read as half-hearted) and says how long its seat was empty
+        tiles = {name: page.locator("li.desk", has_text=name).locator(".recent") for name in order}
+        assert tiles["Row 3"].inner_text() == "Last 1 min: 100% engaged while there, away 50%"
+        assert tiles["Row 2"].inner_text() == "Last 1 min: 100% engaged while there"
+        assert tiles["Row 1"].inner_text() == "Last 1 min: away the whole time"
+        assert "Absent" in (tiles["Row 3"].get_attribute("title") or "")  # what it counts, on hover

@@ -392,9 +392,9 @@ class Classroom:
         """The class: the online desks' last minutes together, each desk counting by its
         seconds; computed once per change and second, not once per open page (holding the lock).
 
-        Its ``engaged_share`` is of the time students were there (``there_s``): an empty seat's
-        "Absent" minutes made two engaged students and two empty seats "50% engaged" (a paused
-        desk's are not counted either: it sends none). ``minutes``: the most any desk counts,
+        The page shows its ``engaged_share_there``, of the time students were there (``_summary``):
+        an empty seat's "Absent" minutes made two engaged students and two empty seats "50% engaged"
+        (a paused desk's are not counted either: it sends none). ``minutes``: the most any desk counts,
         so two minutes into a lesson the page says "last 2 min", not "last 10 min"."""
         version, second, summary = self._class_recent
         if version == self.version and second == int(now):
@@ -404,9 +404,6 @@ class Classroom:
         if recent:
             summary = {"desks": len(recent), "minutes": max(r["minutes"] for r in recent),
                        **_summary([r["seconds"] for r in recent])}
-            there = round(summary["observed_s"] - summary["seconds"]["Absent"], 2)
-            summary.update(there_s=there,
-                           engaged_share=round(summary["seconds"]["Engaged"] / there, 3) if there > 0 else None)
         self._class_recent = (self.version, int(now), summary)
         return summary
 
@@ -562,11 +559,17 @@ def _seconds_ok(value) -> bool:
 
 
 def _summary(rows: list[dict]) -> dict:
-    """Seconds per group summed over ``rows``, their total, and the engaged share of it."""
+    """Seconds per group summed over ``rows``, their total and the engaged share of it
+    (``engaged_share``: what the API always said, "Absent" included, as a device's reports
+    count), and the time there (``there_s``: "Absent" left out) with the engaged share of
+    that (``engaged_share_there``, None for an empty seat): the one the page shows, for a
+    desk and for the class alike, so a tile and the class line count the same way."""
     seconds = {group: round(sum(r[group] for r in rows), 2) for group in MINUTE_FIELDS.values()}
     total = round(sum(seconds.values()), 2)
+    there = round(total - seconds["Absent"], 2)
     return {"seconds": seconds, "observed_s": total,
-            "engaged_share": round(seconds["Engaged"] / total, 3) if total else None}
+            "engaged_share": round(seconds["Engaged"] / total, 3) if total else None,
+            "there_s": there, "engaged_share_there": round(seconds["Engaged"] / there, 3) if there > 0 else None}
 
 
 def _observe_skew(desk: Desk, sample: float | None) -> bool:

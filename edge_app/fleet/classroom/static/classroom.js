@@ -74,10 +74,20 @@
   // one share, from the seconds, for the words and the bar's label alike (engaged_share is
   // rounded already: rounded again, the words said 44% where the label said 43%)
   const share = (r, group) => r.observed_s ? r.seconds[group] / r.observed_s : 0;
-  // "Last 10 min: 62% engaged" and a bar of every group's share: steadier than the state of the moment
+  // engaged of the time there ("Absent" left out), as the class line counts (model._summary): a student there
+  // for all the minutes they were there read "50% engaged" on their tile and counted 100% in the class's
+  const shareThere = (r) => r.there_s > 0 ? r.seconds.Engaged / r.there_s : 0;
+  const THERE_TILE = "Of the time the student was at the desk: minutes \u201cAbsent\u201d are left out, as in the " +
+    "class figure (the bar shows them)";
+  // "Last 10 min: 62% engaged while there, away 20%" and a bar of every group's share: steadier than the
+  // state of the moment
   function recentOf(r) {
     const minutes = Math.min(10, r.minutes || 10);
-    const span = el("span", "meta recent", "Last " + minutes + " min: " + pct(share(r, "Engaged")) + " engaged");
+    const away = share(r, "Absent");
+    const words = r.there_s > 0 ? pct(shareThere(r)) + " engaged while there" +
+      (Math.round(away * 100) ? ", away " + pct(away) : "") : "away the whole time";
+    const span = el("span", "meta recent", "Last " + minutes + " min: " + words);
+    span.title = THERE_TILE;
     const bar = el("span", "share");
     bar.setAttribute("role", "img");
     bar.setAttribute("aria-label", "Last " + minutes + " minutes: " +
@@ -124,10 +134,10 @@
     }));
     const r = classRecent;
     // of the time students were there (model._class_summary): empty seats are no one's disengagement; over the
-    // minutes there are (two minutes into a lesson: "last 2 min"), as the tiles say theirs
-    $("class-recent").textContent = r && r.engaged_share !== null && r.there_s ?
-      "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(r.seconds.Engaged / r.there_s) +
-      " engaged of the time students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
+    // minutes there are (two minutes into a lesson: "last 2 min"), counted as the tiles count theirs
+    $("class-recent").textContent = r && r.there_s > 0 ?
+      "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(shareThere(r)) +
+      " engaged while students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
     showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + (stretch(d) < d.since ?

@@ -7,7 +7,7 @@
       <li class="count lvl-{{level.lower().replace(' ', '-') if level in known else 'other'}}"><span class="n">{{n}}</span> {{level}}</li>
       % end
     </ul>
-    <p class="conn" id="class-recent"></p>
+    <p class="conn" id="class-recent" title="Of the time students were at their desks: an empty seat&#8217;s minutes &#8220;Absent&#8221; are left out, as on each tile"></p>
     <p class="conn" id="conn" role="status">Connecting…</p>
   </section>
   <section aria-labelledby="alerts-h" class="alerts card">
