@@ -468,6 +468,26 @@ def test_keep_uploads_setting(make_appliance, cfg, face_jpeg, keep):
     assert len(stored_files(appliance)) == (0 if keep == "none" else 2)
 
 
+def test_a_photo_the_device_could_not_save_is_not_blamed_on_the_privacy_setting(appliance, face_jpeg):
+    """With keep_uploads = thumbnail and the images folder unwritable (a full disk does the
+    same), the result page said "not kept (privacy setting)": nobody could tell the device
+    had a fault. It says the device could not save it, and the results are still there."""
+    blocker = appliance.store.data_dir / "images" / "uploads"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"a file where the folder should be")  # as root, a read-only mode would not stop the write
+    try:
+        s = login(appliance.url)
+        r = s.post(f"{appliance.url}/upload", data={"csrf": s.csrf}, files={"image": ("g.jpg", face_jpeg)}, timeout=60)
+        assert r.status_code == 200 and 'id="faces"' in r.text and 'class="preview"' in r.text  # the analysis stands
+        assert 'id="not-saved"' in r.text and "could not save it" in r.text and "privacy setting" not in r.text
+        assert "Not a directory" in r.text or "File exists" in r.text  # the admin gets what failed, to fix it
+        assert appliance.store.query("SELECT image_path FROM uploads")[0][0] is None
+        again = s.get(r.url, timeout=10).text  # a reload: the setting keeps photos, so no "privacy setting" alone
+        assert 'id="faces"' in again and 'id="not-on-device"' in again and 'id="not-kept"' not in again
+    finally:
+        blocker.unlink()
+
+
 # ------------------------------------------------------------ live
 def test_live_stream_needs_a_session_and_is_bounded(make_appliance, cfg):
     appliance = make_appliance(config_mod.with_changes(cfg, {"web.max_viewers": 2}))

@@ -91,13 +91,15 @@ class FreshPictures:
 
     def __init__(self, keep_s: float = 60.0, most: int = 8, clock: Callable[[], float] = time.monotonic):
         self.keep_s, self.most, self._clock = keep_s, most, clock
-        self._held: OrderedDict[tuple[int, int], tuple[str, list[str], float]] = OrderedDict()
+        self._held: OrderedDict[tuple[int, int], tuple[str, list[str], str, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, user_id: int, upload_id: int, preview: str, thumbs: list[str]) -> None:
+    def put(self, user_id: int, upload_id: int, preview: str, thumbs: list[str], unsaved: str = "") -> None:
+        """``unsaved``: why the photo that was to be kept could not be written (else ""),
+        for this first showing to say so instead of blaming the privacy setting."""
         with self._lock:
             self._forget_expired()
-            self._held[(user_id, upload_id)] = (preview, thumbs, self._clock() + self.keep_s)
+            self._held[(user_id, upload_id)] = (preview, thumbs, unsaved, self._clock() + self.keep_s)
             while len(self._held) > self.most:
                 self._held.popitem(last=False)
         # a result page never asked for (a closed tab) must not keep a student's photo in memory
@@ -106,12 +108,12 @@ class FreshPictures:
         timer.daemon = True
         timer.start()
 
-    def take(self, user_id: int, upload_id: int) -> tuple[str, list[str]] | None:
-        """(preview, thumbs) for this user's upload, once; None when taken, expired or not theirs."""
+    def take(self, user_id: int, upload_id: int) -> tuple[str, list[str], str] | None:
+        """(preview, thumbs, unsaved) for this user's upload, once; None when taken, expired or not theirs."""
         with self._lock:
             found = self._held.pop((user_id, upload_id), None)
             self._forget_expired()
-        return (found[0], found[1]) if found is not None and found[2] > self._clock() else None
+        return (found[0], found[1], found[2]) if found is not None and found[3] > self._clock() else None
 
     def __len__(self) -> int:
         return len(self._held)
@@ -122,7 +124,7 @@ class FreshPictures:
 
     def _forget_expired(self) -> None:
         now = self._clock()
-        for key in [k for k, (_, _, until) in self._held.items() if until <= now]:
+        for key in [k for k, (_, _, _, until) in self._held.items() if until <= now]:
             del self._held[key]
 
 
@@ -197,22 +199,27 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
                                 "Nothing was kept; try again once an admin has freed space", DISK_FULL) from None
-        keep = ctx.cfg.privacy.keep_uploads
+        keep, unsaved = ctx.cfg.privacy.keep_uploads, ""
         if keep != "none":
             image = bgr if keep == "full" else thumbnail(bgr, 320)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
             relative = f"uploads/{upload_id}.jpg"
             try:
-                if ok:
-                    ctx.store.write_image(relative, buf.tobytes())
-                    ctx.store.set_upload_image(upload_id, relative)
+                if not ok:
+                    raise OSError("the photo could not be encoded as JPEG")
+                ctx.store.write_image(relative, buf.tobytes())
+                ctx.store.set_upload_image(upload_id, relative)
             except (OSError, sqlite3.Error) as exc:  # never an image that no row points to
-                log.warning("upload %d kept without its image: %s", upload_id, exc)
+                # said on the result page too: "not kept (privacy setting)" hid a full disk from the admin
+                log.warning("upload %d: its image was not saved (%s), only its results: keep_uploads = %s; "
+                            "free space on %s or make its images folder writable", upload_id, exc, keep,
+                            ctx.store.data_dir)
                 ctx.store.remove_image(relative)
+                unsaved = str(exc) or type(exc).__name__
         thumbs = [data_uri(face_crop(bgr, f["box"], 96)) for f in faces]
         return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0],
                 "preview": data_uri(annotated(bgr, faces, bgr.shape[1])),
-                "thumbs": thumbs, "filename": name, "upload_id": upload_id}, upload_id
+                "thumbs": thumbs, "filename": name, "upload_id": upload_id, "unsaved": unsaved}, upload_id
 
     def my_uploads(user: User, page_no: int = 1) -> dict:
         """One page of the user's history, newest first, and how many photos there are in
@@ -291,7 +298,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             raise
         submissions.done(user.id, attempt, upload_id, content)
         # post/redirect/get: the result is a page of its own, so Back and reload never resend the form
-        fresh.put(user.id, upload_id, result["preview"], result["thumbs"])
+        fresh.put(user.id, upload_id, result["preview"], result["thumbs"], result["unsaved"])
         raise bottle.redirect(f"/uploads/{upload_id}", 303)
 
     def stored_for(user: User, upload_id: int) -> dict | None:
@@ -314,7 +321,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         view = result_view(stored)
         pictures = fresh.take(user.id, upload_id)  # just analysed: drawn from the photo itself
         if pictures is not None:
-            view["preview"], view["thumbs"] = pictures
+            view["preview"], view["thumbs"], view["unsaved"] = pictures
         return page("upload_result", title=f"Results for {stored['filename']}", result=view,
                     deletable=True, done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
 
@@ -383,8 +390,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 # at the first result page's size, not the kept thumbnail's: labels beside their faces
                 preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
         when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
+        # not kept while the setting keeps photos: the setting was "none" then, or the write failed
         return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or "",
-                "kept": bool(preview)}
+                "kept": bool(preview), "keeps_now": ctx.cfg.privacy.keep_uploads != "none"}
 
     @app.post("/api/analyze")
     def api_analyze():

@@ -5,14 +5,20 @@
   <p class="hint" id="result-when">Analysed {{result['when']}}{{(' for ' + result['owner']) if result.get('owner') else ''}}</p>
   % end
   <p class="hint">{{result['width']}} × {{result['height']}} pixels · {{len(result['faces'])}} face{{'' if len(result['faces']) == 1 else 's'}} found</p>
-  % if result['preview'] and not result.get('kept', True):
+  % if result['preview'] and result.get('unsaved'):
+  <p class="error" role="alert" id="not-saved">The photo itself was not kept: the device could not save it (its disk may be full, or its images folder cannot be written). What was found in it is stored; its picture is shown this once. Tell your teacher or an admin.{{(' (%s; the service\'s journal has the line.)' % result['unsaved']) if user is not None and user.is_admin else ''}}</p>
+  % elif result['preview'] and not result.get('kept', True):
   <p class="hint" id="shown-once">The photo itself is not kept (privacy setting): its picture is shown this once, and this page shows only what was found in it from now on.</p>
   % end
   <div class="split">
     % if result['preview']:
     <img src="{{result['preview']}}" alt="The photo with the faces found marked and numbered" class="preview">
     % else:
+    % if result.get('keeps_now'):
+    <p class="hint" id="not-on-device">The photo itself is not on this device, only what was found in it: it was not kept when it was analysed (the privacy setting then), or the device could not save it.</p>
+    % else:
     <p class="hint" id="not-kept">The photo itself was not kept (privacy setting), only what was found in it.</p>
+    % end
     % end
     % if not result['faces']:
     <p class="empty" id="no-face">No face was found in this photo. Use a well-lit photo where the face looks at the camera and fills at least a twentieth of its width.</p>
