@@ -9,9 +9,11 @@
 # Idempotent: run it again to upgrade the package; the config, the certificate and the
 # data are kept. --dry-run prints every action without doing any of them. --no-apt installs
 # no Debian packages, only lists the missing ones (an image builder's chroot that lacks
-# the Raspberry Pi archive: tools/prove-arm64.sh).
+# the Raspberry Pi archive: tools/prove-arm64.sh). An upgrade backs the database up first
+# (by the release installed, else by the system's python3); --no-backup skips that, knowing
+# the old release cannot open the migrated database again.
 #
-#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start] [--no-apt]
+#   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start] [--no-apt] [--no-backup]
 set -euo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,7 @@ BOOT_MARK="# --- engage-edge BEGIN ---"
 DRY_RUN=0
 START=1
 APT=1
+BACKUP=1
 PLATFORM=""
 WHEEL_IN=""
 BUILD_ID=""
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY_RUN=1 ;;
         --no-start) START=0 ;;
         --no-apt) APT=0 ;;
+        --no-backup) BACKUP=0 ;;
         --platform|--wheel)
             # a missing value must not end the script silently (set -e and a failing shift)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
@@ -256,26 +260,81 @@ step "5/9 engage-edge wheel into $VENV (extra [$EXTRA])"
 # The wheel carries the package with its model, demo photos and web files (package data);
 # training/ and the development files stay in the checkout. The venv sees apt's picamera2
 # and libcamera (--system-site-packages).
-if [ -x "$VENV/bin/python" ]; then
-    note "venv exists: upgrading the package in place"
-else
-    run python3 -m venv --system-site-packages "$VENV"
-fi
+#
 # The new package's first start migrates the database, one way: the release installed now
 # could not open it again. Keep a copy to go back to (firmware/README.md, "Going back to
-# the previous release"), made by that release as the service's user, before anything changes.
+# the previous release"), made as the service's user before anything changes: by that
+# release, or, when it cannot (its venv no longer starts: apt replaced the Python it was
+# built on, and this upgrade is what repairs it), by the system's python3 with SQLite's own
+# backup API, the same consistent copy. --no-backup skips it, knowingly.
 OLD_VERSION=""
-if [ -x "$VENV/bin/engage-edge" ]; then
-    OLD_VERSION="$("$VENV/bin/engage-edge" --version 2>/dev/null | awk '{print $2}')" || OLD_VERSION=""
-fi
-if [ -f "$DATA_DIR/engage.db" ] && [ -x "$VENV/bin/engage-edge" ]; then
-    UPGRADE_BACKUP="$DATA_DIR/engage-before-upgrade-$(date +%Y%m%d-%H%M%S)-${OLD_VERSION:-unknown}.db"
-    if ! run runuser -u "$SERVICE_USER" -- "$VENV/bin/engage-edge" backup --data-dir "$DATA_DIR" "$UPGRADE_BACKUP"; then
-        echo "error: could not back up $DATA_DIR/engage.db before the upgrade (the reason is above); the package" \
-             "was not changed. Free space (df -h $DATA_DIR; older engage-before-upgrade-*.db there may go) and" \
-             "run install.sh again" >&2
-        exit 1
+OLD_BROKEN=""  # why the release installed does not start, when it does not
+if [ -e "$VENV/bin/engage-edge" ]; then
+    if probe="$(timeout 120 "$VENV/bin/engage-edge" --version 2>&1)"; then
+        OLD_VERSION="$(printf '%s\n' "$probe" | awk 'NR == 1 {print $2}')"
+    else
+        OLD_BROKEN="$(printf '%s\n' "$probe" | awk 'NF {line = $0} END {print line}')"  # a traceback's last line
+        OLD_BROKEN="\`$VENV/bin/engage-edge --version\` fails: ${OLD_BROKEN:-no message}"
     fi
+fi
+if [ -f "$DATA_DIR/engage.db" ] && [ "$BACKUP" = 0 ]; then
+    note "--no-backup: $DATA_DIR/engage.db is not backed up; the new release's first start migrates it one way," \
+         "so ${OLD_VERSION:-the release before} cannot open these records again"
+elif [ -f "$DATA_DIR/engage.db" ]; then
+    UPGRADE_BACKUP="$DATA_DIR/engage-before-upgrade-$(date +%Y%m%d-%H%M%S)-${OLD_VERSION:-unknown}.db"
+    MADE_BY=""
+    if [ -n "$OLD_VERSION" ]; then
+        if run runuser -u "$SERVICE_USER" -- "$VENV/bin/engage-edge" backup --data-dir "$DATA_DIR" "$UPGRADE_BACKUP"; then
+            MADE_BY="engage-edge $OLD_VERSION, the release installed"
+        else
+            WHY="engage-edge $OLD_VERSION could not write it (its message is above)"
+        fi
+    elif [ -n "$OLD_BROKEN" ]; then
+        WHY="the release installed does not start ($OLD_BROKEN; did apt replace the Python its venv was built on?)"
+    else
+        WHY="there is no engage-edge in $VENV"
+    fi
+    if [ -z "$MADE_BY" ]; then
+        note "$WHY: backing up with the system's python3 (SQLite's backup API) instead"
+        # one consistent snapshot while the service writes, written beside and renamed into place
+        if run runuser -u "$SERVICE_USER" -- /usr/bin/python3 - "$DATA_DIR/engage.db" "$UPGRADE_BACKUP" <<'PY'; then
+import os, sqlite3, sys
+src, dest = sys.argv[1], sys.argv[2]
+tmp = dest + ".part"
+os.umask(0o077)  # 0600, as the database: every record and the password hashes
+try:
+    if os.path.lexists(dest):
+        raise FileExistsError(f"{dest} exists already")
+    db, out = sqlite3.connect(src, timeout=30), sqlite3.connect(tmp)
+    try:
+        db.backup(out)
+        out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        check = out.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        out.close()
+        db.close()
+    if check != "ok":
+        raise sqlite3.DatabaseError(f"the copy failed its integrity check: {check}")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+except (OSError, sqlite3.Error) as exc:
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    sys.exit(f"error: copying {src} to {dest} failed: {exc}")
+print(f"    backup written to {dest} (integrity ok)")
+PY
+            MADE_BY="the system's python3 (SQLite's backup API)"
+        else
+            echo "error: could not back up $DATA_DIR/engage.db before the upgrade: $WHY, and the system's python3" \
+                 "could not either (its message is above); the package was not changed. If it says the disk is" \
+                 "full: df -h $DATA_DIR (older engage-before-upgrade-*.db there may go), then run install.sh again." \
+                 "To upgrade without a copy, knowing the old release cannot open these records again:" \
+                 "install.sh --no-backup" >&2
+            exit 1
+        fi
+    fi
+    note "backup made by $MADE_BY: $UPGRADE_BACKUP"
     note "to go back to ${OLD_VERSION:-the previous release}: restore $UPGRADE_BACKUP (firmware/README.md)"
     # This copy and the one before it, not one per upgrade for ever: each is the whole database
     # (accounts, states, failed log-ins), which neither retention nor deleting a user reaches.
@@ -288,9 +347,14 @@ if [ -f "$DATA_DIR/engage.db" ] && [ -x "$VENV/bin/engage-edge" ]; then
             run rm -f -- "$f"
         done
     fi
-elif [ -f "$DATA_DIR/engage.db" ]; then
-    note "no engage-edge in $VENV to back up $DATA_DIR/engage.db with: back it up before the first start" \
-         "(sudo -u $SERVICE_USER engage-edge backup $DATA_DIR/), which upgrades it"
+fi
+if [ -n "$OLD_BROKEN" ]; then
+    note "the venv does not start ($OLD_BROKEN): making it again; its packages are installed anew below"
+    run python3 -m venv --clear --system-site-packages "$VENV"
+elif [ -x "$VENV/bin/python" ]; then
+    note "venv exists: upgrading the package in place"
+else
+    run python3 -m venv --system-site-packages "$VENV"
 fi
 run "$VENV/bin/pip" install --quiet --upgrade pip
 if [ -n "$WHEEL_IN" ]; then

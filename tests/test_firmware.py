@@ -3,9 +3,11 @@ changing anything; the config template, boot fragment, udev rules and README agr
 the defaults (pins) and the config schema."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -176,7 +178,7 @@ def test_no_start_says_how_to_run_the_new_package_after_an_upgrade_too():
     assert "sudo systemctl restart engage-edge.service" in note, note
 
 
-def _dry_run_on_a_device(tmp_path: Path, setup: str, host: str = "") -> subprocess.CompletedProcess:
+def _dry_run_on_a_device(tmp_path: Path, setup: str, host: str = "", args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """A dry run on a machine already provisioned as ``setup`` (shell commands) makes it: /etc,
     /opt and /var/lib are overlaid in a private mount namespace (the host's are never
     touched) and, with ``host``, the host name is set in a private UTS namespace."""
@@ -186,7 +188,7 @@ def _dry_run_on_a_device(tmp_path: Path, setup: str, host: str = "") -> subproce
         upper.mkdir(), work.mkdir()
         mounts.append(f"mount -t overlay overlay -o lowerdir={folder},upperdir={upper},workdir={work} {folder}")
     named = f"hostname {host} && " if host else ""
-    script = f"{' && '.join(mounts)} && {named}{setup or 'true'} && exec bash {INSTALL} --dry-run --platform pi"
+    script = f"{' && '.join(mounts)} && {named}{setup or 'true'} && exec bash {INSTALL} --dry-run --platform pi {' '.join(args)}"
     return subprocess.run(["unshare", "--mount", *(["--uts"] if host else []), "sh", "-c", script],
                           capture_output=True, text=True, timeout=60)
 
@@ -238,6 +240,102 @@ def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_p
     # this copy and the one before it stay; older ones went (each a whole database that retention never reaches)
     removed = re.findall(r"\[dry-run\] rm -f -- /var/lib/engage-edge/(engage-before-upgrade-\S+)\n", out)
     assert removed == ["engage-before-upgrade-20260701-080000-0.1.0.db", "engage-before-upgrade-20260801-080000-0.1.0.db"]
+
+
+# A venv whose Python apt replaced: its python is the system's, which has no edge_app (no site-packages of its own)
+BROKEN_VENV = " && ".join([
+    "mkdir -p /opt/engage-edge/venv/bin /var/lib/engage-edge",
+    "ln -s /usr/bin/python3 /opt/engage-edge/venv/bin/python",
+    "printf '#!/opt/engage-edge/venv/bin/python\\nfrom edge_app.cli import main\\nmain()\\n' > /opt/engage-edge/venv/bin/engage-edge",
+    "chmod 755 /opt/engage-edge/venv/bin/engage-edge",
+    "echo db > /var/lib/engage-edge/engage.db"])
+
+
+def test_an_upgrade_over_a_venv_that_no_longer_starts_backs_up_with_the_system_python(tmp_path):
+    """apt replaced the Python the venv was built on: the old release could not start to make
+    the backup, and install.sh stopped the upgrade that would repair it, blaming disk space.
+    The system's python3 makes the copy instead, the venv is made again, and both say why."""
+    result = _dry_run_on_a_device(tmp_path, BROKEN_VENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "engage-edge backup" not in out, out
+    copy = re.search(r"\[dry-run\] runuser -u engage -- /usr/bin/python3 - /var/lib/engage-edge/engage.db "
+                     r"(/var/lib/engage-edge/engage-before-upgrade-\d{8}-\d{6}-unknown\.db)\n", out)
+    assert copy, out
+    why = next(line for line in out.splitlines() if "backing up with the system's python3" in line)
+    assert "the release installed does not start" in why and "No module named 'edge_app'" in why, why
+    assert "backup made by the system's python3 (SQLite's backup API): /var/lib/engage-edge/engage-before-upgrade-" in out
+    assert out.index(copy.group(0)) < out.index("[dry-run] python3 -m venv --clear --system-site-packages "
+                                                "/opt/engage-edge/venv") < out.index("pip install --quiet --upgrade pip")
+    assert "upgrading the package in place" not in out and "disk" not in result.stderr
+
+
+def test_no_backup_skips_the_copy_and_says_what_that_means(tmp_path):
+    result = _dry_run_on_a_device(tmp_path, BROKEN_VENV, args=("--no-backup",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runuser" not in result.stdout and "engage-before-upgrade" not in result.stdout
+    assert "--no-backup: /var/lib/engage-edge/engage.db is not backed up" in result.stdout
+    assert "--no-backup" in dry_run("--help").stdout
+
+
+def _install_sh_copy_script() -> str:
+    """The Python install.sh hands the system's python3 when the old release cannot back up."""
+    text = INSTALL.read_text()
+    return text.split("<<'PY'; then\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def test_install_sh_s_own_copy_is_consistent_private_and_never_half_written(tmp_path):
+    """The fallback copy, run for real by the system's python3 while a writer keeps writing:
+    one whole, checked database, the user's own (0600); an existing file is not replaced,
+    and a full disk leaves nothing behind (a half copy must never look like a backup)."""
+    import threading
+
+    from conftest import mounted_tmpfs, wait_for
+
+    from edge_app.store.database import Store
+
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    store = Store(tmp_path / "data")
+    for i in range(2000):  # pages enough that the copy takes several steps
+        store.log_state_change(1000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    stop, written = threading.Event(), [0]
+
+    def write():
+        t = 10_000.0
+        while not stop.is_set():
+            with store.transaction() as conn:
+                t += 1
+                conn.execute("INSERT INTO state_changes(t, level, grp) VALUES (?, 'Not engaged', 'Not engaged')", (t,))
+            written[0] += 1
+
+    def run(to: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([python, "-", str(store.path), str(to)], input=_install_sh_copy_script(),
+                              capture_output=True, text=True, timeout=60)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    dest = tmp_path / "engage-before-upgrade.db"
+    try:
+        wait_for(lambda: written[0] >= 50, what="the writer under way")
+        first = run(dest)
+        assert first.returncode == 0 and "integrity ok" in first.stdout, first.stderr
+        again = run(dest)
+        assert again.returncode != 0 and "exists already" in again.stderr
+    finally:
+        stop.set()
+        writer.join(10)
+        store.close()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(dest)) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert copy.execute("SELECT count(*) FROM state_changes").fetchone()[0] > 0
+    with mounted_tmpfs(tmp_path / "small", "64k") as small:
+        full = run(small / "copy.db")
+        assert full.returncode != 0 and "full" in full.stderr, full.stderr
+        assert list(small.iterdir()) == []
 
 
 def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_commit():
