@@ -888,7 +888,10 @@ def test_a_stop_right_after_a_pause_ends_the_last_state_as_any_stop_does(cfg, tm
 def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg, capsys, monkeypatch):
     """A database on a full disk cannot be opened (its -shm file cannot be made): the start
     exited 2, and under systemd five restarts left the unit failed for good, space freed or
-    not. It waits for room and starts once there is some, the database as it was."""
+    not. It waits for room and starts once there is some, the database as it was. Meanwhile
+    the web UI's address says why (it refused connections: an admin at the desk saw no
+    reason), on every path, without a log-in, and gives the address back for the start."""
+    import re
     import threading
 
     from edge_app import config as config_mod
@@ -911,14 +914,25 @@ def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg,
         said = []
         shown = []
         wait_for(lambda: said.append((out := capsys.readouterr()).err) or shown.append(out.out)
-                 or "Waiting for room" in "".join(said), 20, what="the wait said on stderr")
+                 or "says so" in "".join(said), 20, what="the wait and its page said on stderr")
         wait_for(lambda: shown.append(capsys.readouterr().out) or "fault: disk full" in "".join(shown), 5,
                  what="the LED's fault pattern for the wait")
         assert thread.is_alive() and not started
-        assert "is full" in "".join(said)
+        assert "is full" in "".join(said) and "Waiting for room" in "".join(said)
+        url = re.search(r"meanwhile (\S+) says so", "".join(said)).group(1)
+        for path in ("/", "/login", "/api/state"):
+            r = requests.get(url + path, timeout=5)
+            assert r.status_code == 503 and r.headers["Content-Type"].startswith("text/plain")
+            assert f"the disk holding {disk / 'data'} is full" in r.text
+            assert "free some space" in r.text and "journalctl -u engage-edge" in r.text
+        health = requests.get(url + "/healthz", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["status"] == "fault" and health.json()["reason"] == "disk full"
         (disk / "filler").unlink()
         thread.join(30)
         assert started, "it never started once there was room"
+        with pytest.raises(requests.ConnectionError):  # the address is the appliance's again
+            requests.get(url + "/", timeout=5)
         appliance = started[0]
         try:
             assert appliance.store.schema_version() == len(MIGRATIONS)

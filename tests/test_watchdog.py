@@ -212,3 +212,57 @@ def test_engage_edge_run_speaks_the_protocol(listener, tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_the_build_after_a_wait_for_disk_space_feeds_the_watchdog_for_a_bounded_time(listener, cfg, capsys,
+                                                                                      monkeypatch, tmp_path):
+    """A start that waited for room on a full disk had told systemd READY, so WatchdogSec,
+    not TimeoutStartSec, timed the build once room came: a slow migration of a big database
+    got the unit killed mid-migration. The build is fed pings, but only for a bounded time,
+    so a start that truly hangs is still restarted."""
+    from conftest import mounted_tmpfs
+
+    from edge_app.cli import appliance_when_there_is_room
+    from edge_app.runtime import appliance as appliance_mod
+
+    real_classifier = appliance_mod.classifier_from_config
+    building, gate = threading.Event(), threading.Event()
+
+    def slow_classifier(conf):  # the model's check, held as a slow migration would hold the build
+        building.set()
+        gate.wait(30)
+        return real_classifier(conf)
+
+    monkeypatch.setattr(appliance_mod, "classifier_from_config", slow_classifier)
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping due every 0.1 s
+    with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
+        conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data")})
+        with open(disk / "filler", "wb") as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        started: list = []
+        thread = threading.Thread(target=lambda: started.append(
+            appliance_when_there_is_room(conf, None, wait_s=0.2, build_pings_s=1.5)), daemon=True)
+        thread.start()
+        try:
+            listener.wait_for("READY=1", timeout=20)
+            (disk / "filler").unlink()
+            wait_for(building.is_set, 20, what="the build once there is room")
+            since = time.time()
+            wait_for(lambda: len([t for t in listener.pings() if t > since]) >= 3, 5, what="pings during the build")
+            said: list[str] = []
+            wait_for(lambda: said.append(capsys.readouterr().err) or "no more watchdog pings" in "".join(said), 5,
+                     what="the pings' bound reached")
+            fed = len(listener.pings())
+            assert Notifier.from_env().status("end of test")  # in order behind any ping sent before it
+            listener.wait_for("STATUS=end of test")
+            assert len(listener.pings()) == fed, "pings must stop at the bound while the build hangs"
+        finally:
+            gate.set()
+            thread.join(30)
+        assert started, "it never started once there was room"
+        started[0].stop()

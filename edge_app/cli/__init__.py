@@ -176,42 +176,127 @@ def cmd_run(args) -> int:
 
 
 DISK_WAIT_S = 30.0
+BUILD_PINGS_S = 180.0  # the unit's TimeoutStartSec: what a start may take before systemd gives up on it anyway
 
 
-def appliance_when_there_is_room(cfg: Config, source, wait_s: float = DISK_WAIT_S):
+def appliance_when_there_is_room(cfg: Config, source, wait_s: float = DISK_WAIT_S,
+                                 build_pings_s: float = BUILD_PINGS_S):
     """The appliance, once its database opens. A disk too full to open it (the -shm file
     cannot be made) exited 2, and under systemd five restarts left the unit failed for good,
     space freed or not, while a full disk met while running only pauses logging. So it waits
     for room, trying again every ``wait_s``; systemd hears it is up and alive meanwhile
-    (READY with a status saying why it waits, watchdog pings), and the LED shows a fault."""
+    (READY with a status saying why it waits, watchdog pings), the LED shows a fault, and
+    the web UI's address serves a page saying so (an admin at the desk got "connection
+    refused" and no reason). READY was sent, so systemd's watchdog, not its start timeout,
+    times the build that follows room (a migration of a big database): the watchdog is fed
+    during it, for at most ``build_pings_s``, so a start that truly hangs is still restarted."""
     from edge_app.device.watchdog import Notifier
     from edge_app.runtime.appliance import Appliance
     from edge_app.store.database import StoreError
 
-    notifier, led = None, None
-    while True:
-        if led is not None:  # the appliance drives the pins itself
+    notifier, led, page = None, None, None
+    try:
+        while True:
+            if led is not None:  # the appliance drives the pins itself
+                led.close()
+                led = None
+            try:
+                with _watchdog_fed(notifier, build_pings_s):
+                    appliance = Appliance(cfg, source=source)
+            except StoreError as exc:
+                if not exc.disk_full:
+                    raise
+                led = _fault_shown(cfg, "disk full")  # for the whole wait, not a 3 s blink
+                if notifier is None:
+                    print(f"error: {exc}. Waiting for room: tried again every {wait_s:g} s", file=sys.stderr, flush=True)
+                    page, url = _disk_full_page(cfg, wait_s)  # a port that cannot be served ends the start, as it would later
+                    print(f"meanwhile {url} says so", file=sys.stderr, flush=True)
+                    notifier = Notifier.from_env()
+                    notifier.ready("waiting for disk space: the database cannot be opened on a full disk")
+                deadline = time.monotonic() + wait_s
+                while time.monotonic() < deadline:
+                    notifier.watchdog_ping()
+                    time.sleep(min(1.0, wait_s))
+                continue
+            if notifier is not None:
+                print("there is room again: starting", file=sys.stderr, flush=True)
+                notifier.close()
+            return appliance
+    finally:
+        if page is not None:  # before the appliance's own server binds the address
+            page.stop()
+        if led is not None:
             led.close()
-            led = None
+
+
+@contextlib.contextmanager
+def _watchdog_fed(notifier, limit_s: float):
+    """Watchdog pings from a thread while the block runs, for at most ``limit_s``: a build
+    after READY (migrations, the model's check) could outlast WatchdogSec, and systemd
+    killed it mid-migration. Past the limit the pings stop and systemd restarts a start
+    that hangs, as its start timeout would have before READY."""
+    if notifier is None or notifier.ping_every is None:
+        yield
+        return
+    done = threading.Event()
+
+    def feed() -> None:
+        until = time.monotonic() + limit_s
+        while not done.is_set():
+            if time.monotonic() >= until:
+                print(f"warning: the start has taken over {limit_s:g} s: no more watchdog pings, so systemd "
+                      "restarts it if it hangs", file=sys.stderr, flush=True)
+                return
+            notifier.watchdog_ping()  # rate-limited to half the watchdog period
+            done.wait(min(1.0, notifier.ping_every, max(0.0, until - time.monotonic())))
+
+    feeder = threading.Thread(target=feed, name="watchdog-start", daemon=True)
+    feeder.start()
+    try:
+        yield
+    finally:
+        done.set()
+        feeder.join(2)
+
+
+def _disk_full_page(cfg: Config, wait_s: float):
+    """A started web server on the web UI's address, and its URL, while the start waits for
+    room: every path answers 503 with what is wrong and what to do (``/healthz`` as JSON, status "fault").
+    Nothing private in it and no log-in: the database, accounts included, cannot be opened."""
+    import shutil
+
+    from edge_app.web.server import Server
+
+    folder = config_mod.data_dir(cfg)
+
+    def message() -> str:
         try:
-            appliance = Appliance(cfg, source=source)
-        except StoreError as exc:
-            if not exc.disk_full:
-                raise
-            led = _fault_shown(cfg, "disk full")  # for the whole wait, not a 3 s blink
-            if notifier is None:
-                print(f"error: {exc}. Waiting for room: tried again every {wait_s:g} s", file=sys.stderr, flush=True)
-                notifier = Notifier.from_env()
-                notifier.ready("waiting for disk space: the database cannot be opened on a full disk")
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                notifier.watchdog_ping()
-                time.sleep(min(1.0, wait_s))
-            continue
-        if notifier is not None:
-            print("there is room again: starting", file=sys.stderr, flush=True)
-            notifier.close()
-        return appliance
+            free = f" ({shutil.disk_usage(folder).free / 1e6:.1f} MB free now)"
+        except OSError:
+            free = ""
+        return (f"engage-edge cannot start: the disk holding {folder} is full{free}, so its database cannot be "
+                "opened. The database is not damaged: do not restore a backup.\n\n"
+                "What to do: free some space on that disk (old backups or exports, "
+                "`sudo journalctl --vacuum-size=50M`); once it runs, lower store.retention_days so it does not fill "
+                f"again. engage-edge tries again every {wait_s:g} s and starts by itself once there is room. "
+                "`journalctl -u engage-edge` says more.\n")
+
+    def app(environ, start_response):
+        text = message()
+        if environ.get("PATH_INFO") == "/healthz":
+            body = json.dumps({"status": "fault", "reason": "disk full", "reasons": [text.strip()]}).encode()
+            kind = "application/json"
+        else:
+            body, kind = text.encode(), "text/plain; charset=utf-8"
+        start_response("503 Service Unavailable", [
+            ("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+            ("Retry-After", str(max(1, round(wait_s)))), ("X-Content-Type-Options", "nosniff")])
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
+
+    web = cfg.web
+    server = Server(app, web.host, web.port, min(web.threads, 4), web.tls_cert, web.tls_key, web.trusted_proxies).start()
+    host = "127.0.0.1" if web.host in ("0.0.0.0", "") else web.host
+    return server, f"{'https' if web.tls_cert else 'http'}://{host}:{server.port}"
 
 
 def _fault_shown(cfg: Config, reason: str):
