@@ -5,6 +5,7 @@ in /api/state, the log (state changes, so also the MQTT outbox) and /healthz."""
 from __future__ import annotations
 
 import threading
+import time
 
 import mqtt_broker
 import pytest
@@ -111,6 +112,35 @@ def test_pausing_needs_a_login_and_the_csrf_token(paused_app):
     assert app.loop.privacy.active is None
 
 
+def test_only_who_paused_or_a_teacher_resumes_and_another_student_is_told_until_when(paused_app):
+    """On a shared desk student B resumed student A's pause and the camera filmed A again.
+    B is now told it is someone else's pause and until when, and it stays on; A, an
+    instructor or an admin resumes it. /api/privacy never says who paused."""
+    app, _ = paused_app(**{"privacy.max_pause_minutes": 30})
+    app.accounts.create_user("ben", "ben-password-1", "student")
+    app.accounts.create_user("mr.ito", "ito-password-1", "instructor")
+    mia, ben = login(app.url, STUDENT, STUDENT_PW), login(app.url, "ben", "ben-password-1")
+    until = mia.post(f"{app.url}/api/pause", timeout=10).json()["pause"]["until"]
+    seen = ben.get(f"{app.url}/api/privacy", timeout=10).json()
+    assert seen["paused"] is True and seen["yours"] is False and seen["can_resume"] is False
+    assert "mia" not in str(seen) and "owner" not in seen["pause"]
+    r = ben.post(f"{app.url}/api/resume", timeout=10)
+    assert r.status_code == 403 and r.json()["paused"] is True
+    assert "paused by someone else" in r.json()["error"] and time.strftime("%H:%M", time.localtime(until)) in r.json()["error"]
+    page = ben.post(f"{app.url}/privacy", data={"csrf": ben.csrf, "do": "resume", "back": "/upload"},
+                    allow_redirects=False, timeout=10)
+    assert page.status_code == 403 and "Camera paused by someone else" in page.text and "ask them" in page.text
+    assert ben.post(f"{app.url}/api/pause", timeout=10).json()["can_resume"] is False  # pressing Pause takes no pause over
+    assert app.loop.privacy.active is not None
+    assert mia.get(f"{app.url}/api/privacy", timeout=10).json()["can_resume"] is True
+    assert mia.post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False  # hers
+    for teacher in (login(app.url, "mr.ito", "ito-password-1"), login(app.url)):  # an instructor, an admin
+        mia.post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+        r = teacher.post(f"{app.url}/privacy", data={"csrf": teacher.csrf, "do": "resume", "back": "/live"},
+                         allow_redirects=False, timeout=10)
+        assert r.status_code == 303 and app.loop.privacy.active is None
+
+
 def test_the_longest_pause_resumes_by_itself(paused_app):
     app, source = paused_app(**{"privacy.max_pause_minutes": 0.02})  # 1.2 s
     s = login(app.url, STUDENT, STUDENT_PW)
@@ -138,6 +168,8 @@ def test_a_pause_outlives_a_restart_and_ends_only_when_resumed(paused_app, make_
     assert stays(lambda: source.reads == 0 and again.loop.health.frames == 0, 1.5)  # never read a frame
     body = requests.get(f"{again.url}/healthz", timeout=10).json()
     assert body["camera"] == "paused" and body["paused"]["since"] == since and body["paused"]["by"] == "web"
+    again.accounts.create_user("ben", "ben-password-1", "student")  # the pause is still the student's after a restart
+    assert login(again.url, "ben", "ben-password-1").post(f"{again.url}/api/resume", timeout=10).status_code == 403
     s = login(again.url, STUDENT, STUDENT_PW)
     assert s.get(f"{again.url}/api/privacy", timeout=10).json()["paused"] is True
     assert s.post(f"{again.url}/api/resume", timeout=10).json()["paused"] is False
@@ -207,6 +239,10 @@ def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
         button.drive_high()
         button.drive_low()  # the second press resumes
         wait_for(lambda: app.loop.health.frames > frames and app.loop.state.level != "Paused", what="resumed")
+        app.loop.privacy.pause("web", owner=99)  # a student's pause from a page: the desk's button still ends it
+        button.drive_high()
+        button.drive_low()
+        wait_for(lambda: app.loop.privacy.active is None, what="the button resumed a pause from the web")
     finally:
         factory.reset()
 

@@ -200,7 +200,7 @@ class CaptureLoop:
         self._fault_log = EpisodeLog(CAMERA_LOG_QUIET_S, CAMERA_LOG_LONG_S)  # a flapping camera: bounded lines
         self.privacy = PrivacySwitch(lambda: self.cfg.privacy.max_pause_minutes, wall, clock)  # the student's pause
         if store is not None:  # a pause outlives a restart: saved at each change, taken back here
-            self.privacy.keep = lambda pause: store.set_setting(PAUSE_KEY, pause.public() if pause else None)
+            self.privacy.keep = lambda pause: store.set_setting(PAUSE_KEY, pause.saved() if pause else None)
             try:
                 self.privacy.restore(store.get_setting(PAUSE_KEY))
             except Exception as exc:  # noqa: BLE001 - an unreadable store is the store writer's to report

@@ -1,14 +1,22 @@
 """The student's privacy switch over the web: any logged-in user (a student at the desk,
-an admin) pauses or resumes the camera, from the button in every page's header or the
-JSON API. The capture loop does the pausing (``runtime.privacy``); this only presses it."""
+an admin) pauses the camera, from the button in every page's header or the JSON API. The
+pause is theirs: on a shared desk the next student must not switch the camera back on
+over them, so only the one who paused, an instructor or an admin resumes it (a pause from
+the desk's button, or saved before pauses had owners, anyone). The capture loop does the
+pausing (``runtime.privacy``); this only presses it."""
 from __future__ import annotations
 
 import json
+import time
 
 import bottle
-from bottle import request, response
+from bottle import HTTPResponse, request, response
 
+from edge_app.runtime.privacy import Pause
+from edge_app.store.accounts import User
 from edge_app.web.guard import Guard, json_error, safe_next
+
+RESUME_ANY = ("admin", "instructor")  # roles that resume anyone's pause (the teacher in the room)
 
 
 def local_path(value: str, default: str = "/live") -> str:
@@ -18,44 +26,69 @@ def local_path(value: str, default: str = "/live") -> str:
     return value if value.startswith("/") and safe_next(value) == value else default
 
 
+def may_resume(user: User, pause: Pause) -> bool:
+    """Whether ``user`` may end ``pause``: theirs, one without an owner, or a teacher's role."""
+    return pause.owner is None or pause.owner == user.id or user.role in RESUME_ANY
+
+
+def not_yours(pause: Pause) -> str:
+    """Why a resume was refused, and until when the camera stays off (never who paused)."""
+    if pause.until is None:
+        until = "until they resume it"
+    else:
+        fmt = "%H:%M" if time.localtime(pause.until)[:3] == time.localtime()[:3] else "%d %b %H:%M"
+        until = "until " + time.strftime(fmt, time.localtime(pause.until)) + " at the latest"
+    return (f"The camera was paused by someone else and stays off {until}. Only they, a teacher or an admin "
+            "can resume it: ask them.")
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def switch():
         if ctx.loop is None:
             raise json_error(409, "this device runs no camera loop, so there is nothing to pause")
         return ctx.loop.privacy
 
-    def status() -> str:
+    def status(user: User, status_code: int = 200, error: str = ""):
+        """The pause on now, and whether it is this user's and they may resume it."""
         pause = ctx.loop.privacy.active if ctx.loop else None
+        body: dict[str, object] = {"paused": pause is not None}
+        if pause:
+            body |= {"pause": pause.public(), "yours": pause.owner == user.id, "can_resume": may_resume(user, pause)}
+        if error:
+            body["error"] = error
         response.content_type = "application/json"
-        return json.dumps({"paused": pause is not None, **({"pause": pause.public()} if pause else {})})
+        return json.dumps(body) if status_code == 200 else HTTPResponse(json.dumps(body), status_code)
 
     @app.get("/api/privacy")
     def api_status():
-        guard.require_user()
-        return status()
+        return status(guard.require_user())
 
     @app.post("/api/pause")
     def api_pause():
-        guard.require_user()
+        user = guard.require_user()
         guard.check_csrf()
-        switch().pause("web")
-        return status()
+        switch().pause("web", owner=user.id)
+        return status(user)
 
     @app.post("/api/resume")
     def api_resume():
-        guard.require_user()
+        user = guard.require_user()
         guard.check_csrf()
-        switch().resume()
-        return status()
+        kept = switch().resume(lambda pause: may_resume(user, pause))
+        return status(user, 403, not_yours(kept)) if kept is not None else status(user)
 
     @app.post("/privacy")
     def form():
         """The header's button: pause or resume, then back to the page it was pressed on."""
-        guard.require_user()
+        user = guard.require_user()
         guard.check_csrf()
         action = request.forms.get("do", "")
         if action not in ("pause", "resume"):
             raise json_error(400, 'do must be "pause" or "resume"')
         s = switch()
-        s.pause("web") if action == "pause" else s.resume()
+        if action == "pause":
+            s.pause("web", owner=user.id)
+        elif (kept := s.resume(lambda pause: may_resume(user, pause))) is not None:
+            return HTTPResponse(guard.page("error", title="Camera paused by someone else", message=not_yours(kept)),
+                                403)
         raise bottle.redirect(local_path(request.forms.getunicode("back", "") or ""), 303)
