@@ -353,6 +353,48 @@ class EmptyChair(FrameSource):
         pass
 
 
+class FaceThenEmptyChair(FrameSource):
+    """The demo's faces until ``leave`` is set, then an empty chair: frames flow, no face."""
+
+    name = "face-then-empty-chair"
+
+    def __init__(self):
+        self.demo = DemoSource(realtime=False)
+        self.leave = threading.Event()
+
+    def read(self):
+        if self.leave.is_set():
+            time.sleep(1 / 60)
+            return np.full((480, 640, 3), 120, np.uint8)
+        return self.demo.read()
+
+    def close(self):
+        pass
+
+
+def test_a_state_without_a_face_is_logged_without_a_confidence(cfg, tmp_path):
+    """The tracker's Absent (and Distracted, Present) has no expression read, but the loop
+    logged its confidence as 0.0: a made-up number in the table that exports and reports
+    then had to hide. It is NULL now; a state read from a face keeps its confidence."""
+    cfg = config_mod.with_changes(cfg, {"engagement.absent_after_s": 0.3, "engagement.min_hold_s": 0.1})
+    store, source = Store(tmp_path / "db"), FaceThenEmptyChair()
+    loop = _loop(cfg, store, source).start()
+    try:
+        wait_for(lambda: loop.state.level not in ("Absent", "Paused"), 60, what="a state from the demo's face")
+        source.leave.set()
+        wait_for(lambda: loop.state.level == "Absent", what="Absent once the face has gone")
+        assert loop.flush(10)
+        rows = store.query("SELECT level, emotion, confidence FROM state_changes ORDER BY id")
+    finally:
+        loop.stop()
+        store.close()
+    assert rows[-1]["level"] == "Absent" and rows[-1]["confidence"] is None, [tuple(r) for r in rows]
+    for r in rows:
+        assert (r["emotion"] is None) == (r["confidence"] is None), tuple(r)
+        assert r["confidence"] is None or 0.0 < r["confidence"] <= 1.0, tuple(r)
+    assert any(r["emotion"] is not None for r in rows), "no state read from the face was logged"
+
+
 def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(cfg, tmp_path, caplog):
     """The run before ended "Engaged"; after a restart nobody is there. Before, nothing was
     logged (the tracker starts at Absent and logs only changes), so the log, the timeline

@@ -264,7 +264,9 @@ class CaptureLoop:
             self._log("log_alert", wall, state.level, snapshot)
         if changed:  # logged (and published) as of when the level began, as /api/state says, not min_hold_s later
             began = wall - (now - state.since)
-            self._log("log_state_change", began, state.level, state.group, state.emotion, state.confidence)
+            # no face read (Absent, Distracted, Present): no confidence, not a made-up 0.0
+            confidence = state.confidence if state.emotion is not None else None
+            self._log("log_state_change", began, state.level, state.group, state.emotion, confidence)
             self.metrics.state.state(state.group)
         row = self.minutes.add(wall, state.group, main is not None, mono_t=now)
         if row:
