@@ -341,6 +341,22 @@ def test_a_log_time_from_the_other_side_of_a_clock_change_names_its_zone(quiet, 
     assert shown_now in page and f"{shown_now} {zone_now}" not in page  # the heading's zone: not repeated
 
 
+def test_the_dashboards_alerts_name_the_zone_of_a_time_from_the_other_side(quiet, berlin_time):
+    """The dashboard's alerts (like the Users page and upload history) formatted times themselves, without the
+    zone: the two alerts of the repeated autumn hour read the same ("02:30:00" twice)."""
+    now = time.time()
+    zone_now = time.strftime("%Z", time.localtime(now))
+    other = now + 183 * 86400  # newest of all, so listed first; in the other half of the year
+    zone_other = time.strftime("%Z", time.localtime(other))
+    assert zone_other != zone_now
+    quiet.store.log_alert(other, "Not engaged")
+    try:
+        page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
+    finally:
+        quiet.store.execute("DELETE FROM alerts WHERE t = ?", (other,))
+    assert f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other))} {zone_other}: Not engaged" in page
+
+
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/model"])
 def test_a_link_cannot_make_an_admin_page_announce_its_own_text(quiet, path):
     """The outcome shown after a form is kept on the server under an id only this session

@@ -336,10 +336,10 @@ def page_at_most_last(fetch: Callable[[int], tuple[list, int]], page_no: int, si
     return rows, total, page_no, pages
 
 
-def local_time(t: float) -> str:
+def local_time(t: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """A log time in this device's zone, the zone named when it is not the one in force now
     (the page's heading names that one): a summer row read in winter says "CEST", and the
-    hour the clocks go back is told apart."""
+    hour the clocks go back is told apart. Every page that shows a stored time uses it."""
     when = time.localtime(t)
-    text = time.strftime("%Y-%m-%d %H:%M:%S", when)
+    text = time.strftime(fmt, when)
     return text if when.tm_zone == time.strftime("%Z") else f"{text} {when.tm_zone}"

@@ -26,7 +26,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
-from edge_app.web.guard import Guard, json_error, page_at_most_last, requested_page
+from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
@@ -336,7 +336,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if stored is None or not ctx.store.delete_upload(upload_id):
             return None
         if stored["user_id"] != user.id:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored["created"]))
+            when = local_time(stored["created"], "%Y-%m-%d %H:%M")
             ctx.store.audit(user.username, "deleted upload", stored["username"] or "",
                             f"{stored['filename']} of {when}, {len(stored['faces'])} face(s)")
         log.info("upload %d deleted by %s", upload_id, user.username)
@@ -389,7 +389,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
                 # at the first result page's size, not the kept thumbnail's: labels beside their faces
                 preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
-        when = time.strftime("%d %b %Y %H:%M", time.localtime(stored["created"]))
+        when = local_time(stored["created"], "%d %b %Y %H:%M")
         # not kept while the setting keeps photos: the setting was "none" then, or the write failed
         return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or "",
                 "kept": bool(preview), "keeps_now": ctx.cfg.privacy.keep_uploads != "none"}

@@ -54,7 +54,7 @@
   % else:
   <ul>
     % for a in alerts:
-    <li>{{_t.strftime('%Y-%m-%d %H:%M:%S', _t.localtime(a['t']))}}: {{a['level']}}
+    <li>{{local_time(a['t'])}}: {{a['level']}}
     % if a['snapshot_path']:
       · <a href="/admin/alert/{{a['id']}}.jpg">snapshot</a>
     % end

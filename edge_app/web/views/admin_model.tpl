@@ -118,7 +118,7 @@
     <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">Time per face</th><th scope="col">By</th></tr></thead>
     <tbody>
     % for h in history:
-      <tr><td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(h['t'])) if isinstance(h.get('t'), (int, float)) else ''}}</td>
+      <tr><td>{{local_time(h['t'], '%Y-%m-%d %H:%M') if isinstance(h.get('t'), (int, float)) else ''}}</td>
       <td>{{h.get('action', '')}} <code>{{h.get('model') or ''}}</code>{{' (' + str(h['version']) + ')' if h.get('version') else ''}} <span class="hint">{{str(h.get('sha256', ''))[:12]}}</span></td>
       <td>{{pct(h.get('accuracy'))}}</td><td>{{'%.2f ms' % h['ms_per_face'] if isinstance(h.get('ms_per_face'), (int, float)) and not isinstance(h.get('ms_per_face'), bool) else '–'}}</td><td>{{h.get('by') or '–'}}</td></tr>
     % end

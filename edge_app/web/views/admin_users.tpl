@@ -38,7 +38,7 @@
           <span class="hint">no results</span>
         % end
         </td>
-        <td>{{_t.strftime('%Y-%m-%d %H:%M', _t.localtime(u['last_login'])) if u['last_login'] else 'never'}}</td>
+        <td>{{local_time(u['last_login'], '%Y-%m-%d %H:%M') if u['last_login'] else 'never'}}</td>
         <td>
           <details class="actions-menu"><summary>Manage<span class="sr-only"> {{u['username']}}</span></summary>
           % if u['id'] != me.id:
