@@ -783,3 +783,14 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
         return {p.name for p in (appliance.store.data_dir / "images" / "alerts").glob("*.jpg")} - named
 
     wait_for(lambda: not unnamed(), 5, what="every frame left on the card to be one an alert names")
+
+
+def test_the_settings_page_shows_the_device_clock_beside_quiet_hours(quiet, berlin_time):
+    """Quiet hours are on the device's clock in its zone, which the page did not show: a Pi
+    left on its image's zone (UTC) kept quiet hours an hour off in Berlin, unseen."""
+    page = login(quiet.url).get(f"{quiet.url}/admin/settings", timeout=10).text
+    shown = re.search(r'<span id="device-clock">The device\'s clock reads (\d\d:\d\d) (\w+) now.</span>', page)
+    assert shown and shown[2] in ("CET", "CEST")
+    minutes = int(shown[1][:2]) * 60 + int(shown[1][3:])
+    now = dt.datetime.now()  # local time in the Berlin zone, as the page's
+    assert (now.hour * 60 + now.minute - minutes) % 1440 in (0, 1)  # a minute may turn in between

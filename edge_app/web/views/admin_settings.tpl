@@ -1,4 +1,5 @@
 % rebase('base.tpl', title=title)
+% import time as _t
 <section class="card">
   <h1>Settings</h1>
   % if done:
@@ -45,7 +46,11 @@
         <label for="{{fid}}">{{label}}</label>
         <input id="{{fid}}" name="{{key}}" value="{{values[key]}}" aria-describedby="{{described}}" {{'inputmode=decimal' if kind in (float, int) else ''}}{{!bad}}>
       % end
-        <small id="{{fid}}-help" class="hint">{{help}}</small>
+        <small id="{{fid}}-help" class="hint">{{help}}
+        % if key == 'indicators.quiet_hours':
+          <span id="device-clock">The device's clock reads {{_t.strftime('%H:%M %Z', _t.localtime())}} now.</span>
+        % end
+        </small>
       </div>
       % end
       </div>
