@@ -1,11 +1,11 @@
 """Backups with SQLite's backup API while another thread writes, and the CSV export."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
-import getpass
-import grp
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -272,7 +272,8 @@ def test_restoring_a_backup_as_the_readme_says_after_a_crash(store, tmp_path):
     """firmware/README.md's restore steps, run as written (less sudo and systemctl), after
     the service was killed with its newest writes in engage.db-wal: the database is the
     backup's afterwards. Copying the backup over engage.db alone is what the README warns
-    about: SQLite applies the old WAL to it and the newer rows come back."""
+    about: SQLite applies the old WAL to it and the newer rows come back; `restore` moves
+    the WAL aside with the database."""
     for i in range(10):
         store.log_alert(1000.0 + i, "Not engaged")
     saved = backup(store.data_dir, tmp_path / "backup.db")
@@ -307,8 +308,8 @@ def test_restoring_a_backup_as_the_readme_says_after_a_crash(store, tmp_path):
     block = readme.split("**Restoring a backup**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     lines = [line.replace("sudo ", "") for line in block.splitlines() if "systemctl" not in line]
     script = "\n".join(lines).replace("/var/lib/engage-edge/backup.db", str(saved)) \
-        .replace("/var/lib/engage-edge", str(store.data_dir)) \
-        .replace("-o engage -g engage", f"-o {getpass.getuser()} -g {grp.getgrgid(os.getgid()).gr_name}")
+        .replace("engage-edge restore", f"{Path(sys.executable).parent / 'engage-edge'} restore --data-dir "
+                 f"{store.data_dir}")
     result = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert alerts() == 10, "the restored database is the backup's"
@@ -649,3 +650,80 @@ def test_export_to_dash_writes_standard_output(store, tmp_path, capsys):
                  "--config", str(_empty(tmp_path))]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("state,2026-02-01T09:00")
     assert not Path("-").exists() and not (tmp_path / "-").exists()
+
+
+def _desk(path: Path, overrides: dict, *, published: bool = True) -> Store:
+    """A desk's data directory whose admin saved ``overrides`` on Admin > Classroom; with
+    ``published``, it has run its publisher (its installation id is made)."""
+    from edge_app.fleet.publisher import installation_id
+
+    desk = Store(path)
+    desk.set_setting("config_overrides", overrides)
+    if published:
+        installation_id(path)
+    return desk
+
+
+def _overrides(data_dir: Path) -> dict:
+    with contextlib.closing(sqlite3.connect(data_dir / "engage.db")) as conn:
+        return json.loads(conn.execute("SELECT value FROM settings WHERE key = 'config_overrides'").fetchone()[0])
+
+
+def test_a_backup_restored_on_another_desk_does_not_keep_its_device_id(tmp_path):
+    """Cloning desk A onto desk B by restoring A's backup carried the mqtt.device_id saved on
+    A's admin page: both desks published as A, one tile on the classroom page. Restored on
+    another desk it is dropped (B is named as when it is unset) and said; on A itself, or with
+    --keep-device-id (a desk that replaces A), it stays."""
+    saved = {"mqtt.host": "broker.school.lan", "mqtt.device_id": "desk-07", "mqtt.desk": "Row 2, seat 4"}
+    a = _desk(tmp_path / "a", saved)
+    a.close()
+    b = _desk(tmp_path / "b", {}, published=False)  # a new card: its publisher never ran
+    b.close()
+    assert _cli("backup", "--data-dir", a.data_dir, tmp_path / "a.db").returncode == 0
+
+    onto_b = _cli("restore", "--data-dir", b.data_dir, tmp_path / "a.db")
+    assert onto_b.returncode == 0, onto_b.stderr
+    assert "mqtt.device_id" not in _overrides(b.data_dir) and _overrides(b.data_dir)["mqtt.host"] == "broker.school.lan"
+    assert "dropped mqtt.device_id = 'desk-07' (made on another desk)" in onto_b.stdout
+    assert "'Row 2, seat 4' came with the backup" in onto_b.stdout
+    assert (b.data_dir / "engage.db.old").exists() and stat.S_IMODE((b.data_dir / "engage.db").stat().st_mode) == 0o600
+
+    onto_a = _cli("restore", "--data-dir", a.data_dir, tmp_path / "a.db")
+    assert onto_a.returncode == 0 and "kept mqtt.device_id = 'desk-07' (this desk's own backup)" in onto_a.stdout
+    assert _overrides(a.data_dir)["mqtt.device_id"] == "desk-07"
+
+    (b.data_dir / "engage.db.old").unlink()
+    replacing = _cli("restore", "--keep-device-id", "--data-dir", b.data_dir, tmp_path / "a.db")
+    assert replacing.returncode == 0 and _overrides(b.data_dir)["mqtt.device_id"] == "desk-07"
+
+
+def test_a_backup_that_cannot_say_its_desk_is_restored_only_as_told(tmp_path):
+    """A backup from before backups named their desk, of one that never published: whether its
+    device_id is another desk's cannot be told, so the restore asks (exit 2, nothing changed)."""
+    a = _desk(tmp_path / "a", {"mqtt.device_id": "desk-07"}, published=False)
+    a.close()
+    b = _desk(tmp_path / "b", {}, published=False)
+    b.close()
+    assert _cli("backup", "--data-dir", a.data_dir, tmp_path / "a.db").returncode == 0
+    before = (b.data_dir / "engage.db").read_bytes()
+    asked = _cli("restore", "--data-dir", b.data_dir, tmp_path / "a.db")
+    assert asked.returncode == 2 and "--keep-device-id" in asked.stderr and "--drop-device-id" in asked.stderr
+    assert "nothing was changed" in asked.stderr
+    assert (b.data_dir / "engage.db").read_bytes() == before and not (b.data_dir / "engage.db.old").exists()
+    dropped = _cli("restore", "--drop-device-id", "--data-dir", b.data_dir, tmp_path / "a.db")
+    assert dropped.returncode == 0 and "mqtt.device_id" not in _overrides(b.data_dir)
+
+
+def test_a_restore_is_refused_while_the_service_runs(running, tmp_path):
+    """The running appliance holds images/ (leftovers.hold_images): swapping its database under
+    it would lose what it writes next and leave it writing to the old file."""
+    from edge_app.store.leftovers import hold_images
+
+    saved = backup(running.data_dir, tmp_path / "b.db")
+    held = hold_images(running)
+    try:
+        refused = _cli("restore", "--data-dir", running.data_dir, saved)
+    finally:
+        os.close(held)
+    assert refused.returncode == 2 and "stop it first (sudo systemctl stop engage-edge)" in refused.stderr
+    assert not (running.data_dir / "engage.db.old").exists()

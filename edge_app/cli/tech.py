@@ -1,5 +1,5 @@
 """Technician subcommands of ``engage-edge``: model install/rollback/list/golden, selftest,
-export, backup and passwd. Registered by ``cli.build_parser``; heavy imports happen per command."""
+export, backup, restore and passwd. Registered by ``cli.build_parser``; heavy imports happen per command."""
 from __future__ import annotations
 
 import argparse
@@ -247,6 +247,34 @@ def cmd_backup(args) -> int:
     return EXIT_OK
 
 
+def cmd_restore(args) -> int:
+    """Put a backup in place of the database (the service stopped), the old files kept as
+    ``.old``; another desk's ``mqtt.device_id`` does not come along (``backup.restore``)."""
+    from edge_app import config as config_mod
+    from edge_app.store import backup
+
+    cfg = _config(args)
+    data = config_mod.data_dir(cfg)
+    try:
+        source = open(Path(args.backup).expanduser(), "rb")  # noqa: SIM115 - read as the caller, before the switch
+    except OSError as exc:
+        print(f"error: cannot read {args.backup}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with source:
+        if data.is_dir():
+            _become_owner(data)  # the files it writes stay the service's (run with plain sudo)
+        try:
+            told = backup.restore(data, source, keep_device_id=args.keep_device_id,
+                                  file_mqtt=(cfg.mqtt.device_id, cfg.mqtt.username))
+        except backup.BackupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
+    print(f"restored {args.backup} as {data / 'engage.db'} (integrity ok)")
+    for line in told:
+        print(line)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ passwd
 def _read_new_password(username: str, from_stdin: bool) -> str | None:
     """The new password: one line of standard input (a script, a pipe), or typed twice
@@ -377,6 +405,18 @@ def add_commands(sub) -> None:
                     "file (engage-YYYYMMDD-HHMMSS.db); any other file is kept and the backup refused")
     _common(bk)
     bk.set_defaults(func=_guarded(cmd_backup))
+
+    rs = sub.add_parser("restore", help="put a backup in place of the database (stop the service first); the "
+                        "database as it was is kept as engage.db.old")
+    rs.add_argument("backup", help="a file `engage-edge backup` wrote")
+    which = rs.add_mutually_exclusive_group()
+    which.add_argument("--keep-device-id", dest="keep_device_id", action="store_true", default=None,
+                       help="keep the backup's mqtt.device_id even if it was made on another desk (one this desk "
+                       "replaces); by default another desk's is dropped, or two desks publish as one")
+    which.add_argument("--drop-device-id", dest="keep_device_id", action="store_false", default=None,
+                       help="drop the backup's mqtt.device_id (a desk cloned from an older release's backup)")
+    _common(rs)
+    rs.set_defaults(func=_guarded(cmd_restore))
 
     pw = sub.add_parser("passwd", help="set a user's password on this machine (a lost admin password), keeping all data")
     pw.add_argument("username", help="the user, e.g. admin")

@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import fcntl
+import json
 import math
 import os
 import sqlite3
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
-from edge_app.fsutil import atomic_path, free_mb, user_name
+from edge_app.fsutil import atomic_path, free_mb, fsync_dir, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
 
 # One CSV format for `engage-edge export` and the web log's "Download CSV": the same
@@ -239,6 +242,11 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
         with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
             src.backup(out)
+            made_on = _installation(db.parent, create=False)
+            if made_on:  # which desk it is from: a restore on another keeps none of that desk's identity
+                with out:
+                    out.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                                "value = excluded.value", (MADE_ON_KEY, json.dumps(made_on)))
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             result = out.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
@@ -252,6 +260,155 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     finally:
         src.close()
     return dest
+
+
+MADE_ON_KEY = "backup.made_on"  # in a backup: the installation it was made on (fleet.publisher.installation_id)
+DEVICE_ID = "mqtt.device_id"
+DESK = "mqtt.desk"
+
+
+def _installation(data_dir: Path, create: bool) -> str | None:
+    """This data directory's installation id, as the MQTT publisher records it; None when it
+    has none yet and ``create`` is false (a desk that never published: no id to tell apart)."""
+    from edge_app.fleet.publisher import INSTALLATION_FILE, installation_id
+
+    if not create and not (data_dir / INSTALLATION_FILE).is_file():
+        return None
+    return installation_id(data_dir)
+
+
+def _setting(conn: sqlite3.Connection, key: str):
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+@contextlib.contextmanager
+def _service_stopped(data: Path):
+    """Held while the database is swapped: an appliance holds ``images/`` shared while it runs
+    (``leftovers.hold_images``), so a running service refuses the restore, and one started
+    meanwhile waits for it."""
+    images = data / "images"
+    if not images.is_dir():
+        yield
+        return
+    fd = os.open(images, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"engage-edge is running on {data}: stop it first (sudo systemctl stop engage-edge), "
+                              "restore, then start it; nothing was changed") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, file_mqtt: tuple[str, str],
+                       overrides_key: str) -> list[str]:
+    """Whether the backup's ``mqtt.device_id`` (saved on Admin > Classroom) stays: a backup of
+    desk A restored on desk B (a desk cloned) kept A's topic name, and both published as desk
+    A on the classroom page. It stays when the backup was made on this installation (or
+    ``keep``); another desk's is dropped, so this desk is named as when it is unset (the config
+    file's mqtt.device_id, else the broker user name or the host name: ``file_mqtt``, the
+    file's device_id and username). Returns
+    what to tell the technician; raises BackupError when the backup cannot say."""
+    from edge_app.fleet.publisher import PUBLISHED_UNDER_KEY
+    from edge_app.fleet.settings import default_device_id
+
+    overrides = _setting(conn, overrides_key)
+    if not isinstance(overrides, dict) or not overrides.get(DEVICE_ID):
+        return []
+    device_id = overrides[DEVICE_ID]
+    origin = _setting(conn, MADE_ON_KEY)
+    if origin is None:  # a backup from before the stamp: who recorded where it published, if it did
+        published = _setting(conn, PUBLISHED_UNDER_KEY)
+        origin = published.get("written_by") if isinstance(published, dict) else None
+    if keep is None:
+        if origin is None:
+            raise BackupError(f"the backup sets {DEVICE_ID} = {device_id!r} (saved on Admin > Classroom) and does not "
+                              "say which desk it was made on: if it is this desk's own (or of a desk this one replaces), "
+                              "restore with --keep-device-id; if it is another desk's (a desk cloned), with "
+                              "--drop-device-id, or two desks publish as one; nothing was changed")
+        keep = origin == here
+        why = "this desk's own backup" if keep else "made on another desk"
+    else:
+        why = "as --keep-device-id asks" if keep else "as --drop-device-id asks"
+    if keep:
+        return [f"kept {DEVICE_ID} = {device_id!r} ({why})"]
+    del overrides[DEVICE_ID]
+    with conn:
+        conn.execute("UPDATE settings SET value = ? WHERE key = ?", (json.dumps(overrides), overrides_key))
+    name = file_mqtt[0] or default_device_id(str(overrides.get("mqtt.username") or file_mqtt[1]))
+    lines = [f"dropped {DEVICE_ID} = {device_id!r} ({why}), so two desks do not publish as one: this desk publishes "
+             f"as {name!r}, as when it is unset; to name it otherwise, use Admin > Classroom"]
+    if overrides.get(DESK):
+        lines.append(f"the desk label {overrides[DESK]!r} came with the backup: change it on Admin > Classroom if "
+                     "it names the other desk")
+    return lines
+
+
+def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
+            file_mqtt: tuple[str, str] = ("", "")) -> list[str]:
+    """Put the backup ``source`` (an open binary file: opened by the caller, who may read it
+    when the data's owner may not) in place of ``<data_dir>/engage.db``. The database, its
+    ``-wal`` and ``-shm`` go aside as ``.old`` (a backup copied over engage.db alone gets the
+    old WAL applied to it); the restored file is checked first and renamed into place, mode
+    0600. Refused, changing nothing, while the service runs. Returns what to tell the
+    technician (``_device_id_to_keep``)."""
+    from edge_app.web.admin_settings import SETTINGS_KEY
+
+    data = Path(data_dir).expanduser()
+    name = getattr(source, "name", "the backup")
+    if not data.is_dir():
+        raise BackupError(f"no data directory {data}: check --data-dir or store.data_dir")
+    if source.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+        raise BackupError(f"{name} is not a database: give a file `engage-edge backup` wrote; nothing was changed")
+    source.seek(0)
+    live = [data / (DB_NAME + end) for end in ("", "-wal", "-shm", "-journal")]
+    if any(os.path.realpath(name) == os.path.realpath(p) for p in live):
+        raise BackupError(f"{name} is the live database itself: give a backup")
+    aside = [(p, p.with_name(p.name + ".old")) for p in live if os.path.lexists(p)]
+    for _, old in aside:
+        if os.path.lexists(old):
+            raise BackupError(f"{old} is there from an earlier restore: delete it once the database in use works (or "
+                              "move it elsewhere), then restore again; nothing was changed")
+    with _service_stopped(data):
+        here = _installation(data, create=True) or ""
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=".restore", dir=data)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:  # mkstemp's file is 0600 already
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.closing(sqlite3.connect(tmp)) as conn:
+                result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+                if result != "ok":
+                    raise BackupError(f"{name} fails its integrity check ({result}): restore another backup; "
+                                      "nothing was changed")
+                if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'settings'").fetchone():
+                    raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
+                                      "`engage-edge backup` wrote; nothing was changed")
+                told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
+            for path, old in aside:
+                os.replace(path, old)
+            os.replace(tmp, data / DB_NAME)
+            fsync_dir(data)
+        except sqlite3.Error as exc:
+            raise BackupError(f"{name} cannot be read as a database ({exc}): give a file `engage-edge backup` wrote; "
+                              "nothing was changed") from None
+        except OSError as exc:
+            raise CopyFailed(f"restoring {name} failed: {_failed(exc, data)}; "
+                             f"{'the database in use is as it was' if tmp.exists() else 'see ' + DB_NAME + '.old'}") \
+                from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    if aside:
+        told.append(f"the database as it was: {', '.join(str(old) for _, old in aside)} (delete once the restored "
+                    "one works)")
+    return told
 
 
 def parse_since(text: str) -> float:
