@@ -685,7 +685,7 @@ def test_a_backup_restored_on_another_desk_does_not_keep_its_device_id(tmp_path)
     assert onto_b.returncode == 0, onto_b.stderr
     assert "mqtt.device_id" not in _overrides(b.data_dir) and _overrides(b.data_dir)["mqtt.host"] == "broker.school.lan"
     assert "dropped mqtt.device_id = 'desk-07' (made on another desk)" in onto_b.stdout
-    assert "'Row 2, seat 4' came with the backup" in onto_b.stdout
+    assert "'Row 2, seat 4' came with the backup" in onto_b.stdout and "user name" not in onto_b.stdout
     assert (b.data_dir / "engage.db.old").exists() and stat.S_IMODE((b.data_dir / "engage.db").stat().st_mode) == 0o600
 
     onto_a = _cli("restore", "--data-dir", a.data_dir, tmp_path / "a.db")
@@ -695,12 +695,22 @@ def test_a_backup_restored_on_another_desk_does_not_keep_its_device_id(tmp_path)
     (b.data_dir / "engage.db.old").unlink()
     replacing = _cli("restore", "--keep-device-id", "--data-dir", b.data_dir, tmp_path / "a.db")
     assert replacing.returncode == 0 and _overrides(b.data_dir)["mqtt.device_id"] == "desk-07"
+    # a backup of a restored database names the desk it is made on, or none, never the one restored from
+    from edge_app.fleet.publisher import INSTALLATION_FILE, installation_id
+
+    for named in (True, False):
+        if not named:
+            (b.data_dir / INSTALLATION_FILE).unlink()
+        assert _cli("backup", "--data-dir", b.data_dir, tmp_path / f"b{named}.db").returncode == 0
+        with contextlib.closing(sqlite3.connect(tmp_path / f"b{named}.db")) as copy:
+            stamp = copy.execute("SELECT value FROM settings WHERE key = 'backup.made_on'").fetchone()
+        assert stamp == ((json.dumps(installation_id(b.data_dir)),) if named else None)
 
 
 def test_a_backup_that_cannot_say_its_desk_is_restored_only_as_told(tmp_path):
     """A backup from before backups named their desk, of one that never published: whether its
     device_id is another desk's cannot be told, so the restore asks (exit 2, nothing changed)."""
-    a = _desk(tmp_path / "a", {"mqtt.device_id": "desk-07"}, published=False)
+    a = _desk(tmp_path / "a", {"mqtt.device_id": "desk-07", "mqtt.username": "desk-07"}, published=False)
     a.close()
     b = _desk(tmp_path / "b", {}, published=False)
     b.close()
@@ -712,6 +722,7 @@ def test_a_backup_that_cannot_say_its_desk_is_restored_only_as_told(tmp_path):
     assert (b.data_dir / "engage.db").read_bytes() == before and not (b.data_dir / "engage.db.old").exists()
     dropped = _cli("restore", "--drop-device-id", "--data-dir", b.data_dir, tmp_path / "a.db")
     assert dropped.returncode == 0 and "mqtt.device_id" not in _overrides(b.data_dir)
+    assert "publishes as 'desk-07'" in dropped.stdout and "user name 'desk-07' came with the backup" in dropped.stdout
 
 
 def test_a_restore_is_refused_while_the_service_runs(running, tmp_path):

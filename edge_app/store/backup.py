@@ -243,10 +243,10 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
             src.backup(out)
             made_on = _installation(db.parent, create=False)
-            if made_on:  # which desk it is from: a restore on another keeps none of that desk's identity
-                with out:
-                    out.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                                "value = excluded.value", (MADE_ON_KEY, json.dumps(made_on)))
+            with out:  # which desk it is from: a restore on another keeps none of that desk's identity
+                out.execute("DELETE FROM settings WHERE key = ?", (MADE_ON_KEY,))  # a restored database's, if any
+                if made_on:
+                    out.execute("INSERT INTO settings(key, value) VALUES (?, ?)", (MADE_ON_KEY, json.dumps(made_on)))
             out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             result = out.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
@@ -341,6 +341,9 @@ def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, f
     name = file_mqtt[0] or default_device_id(str(overrides.get("mqtt.username") or file_mqtt[1]))
     lines = [f"dropped {DEVICE_ID} = {device_id!r} ({why}), so two desks do not publish as one: this desk publishes "
              f"as {name!r}, as when it is unset; to name it otherwise, use Admin > Classroom"]
+    if overrides.get("mqtt.username") and not file_mqtt[0]:
+        lines.append(f"the broker user name {overrides['mqtt.username']!r} came with the backup (its password did "
+                     "not): if it is the other desk's account, type this desk's own on Admin > Classroom")
     if overrides.get(DESK):
         lines.append(f"the desk label {overrides[DESK]!r} came with the backup: change it on Admin > Classroom if "
                      "it names the other desk")
