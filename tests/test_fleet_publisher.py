@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import time
+from pathlib import Path
 
 import mqtt_broker
 import numpy as np
@@ -519,6 +520,77 @@ def test_clean_stop_says_offline(broker, store):
     pub.stop()
     wait_for(lambda: listener.payloads("engage/desk-07/availability")[-1:] == [b"offline"])
     listener.close()
+
+
+def _connection_open_to(port: int) -> bool:
+    """Whether some TCP connection to 127.0.0.1:``port`` is established (/proc/net/tcp: the
+    kernel's table; a broker stopped by SIGSTOP still completes the connection's handshake)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+            return True
+    return False
+
+
+def test_a_stop_while_the_broker_hangs_is_bounded(tls_broker, store, caplog):
+    """paho's loop_stop() waits for its network thread without a limit, and that thread may
+    be in a connection attempt that hangs: a TLS handshake with a frozen broker (here
+    SIGSTOPped: TCP connects, nothing answers), a TCP connect into a dead network, a DNS
+    look-up, each for paho's connect_timeout or the resolver's time (here 30 s). The
+    service's stop waited for it, past systemd's TimeoutStopSec, whose SIGKILL lost the rest
+    of the stop (the outbox's acknowledged rows, the store's clean close). The stop now
+    waits a bounded time, says so, and leaves what was not sent in the outbox."""
+    import signal
+    import threading
+
+    pub = Publisher(settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca)), store)
+    pub.client.connect_timeout = 30  # a hang as long as a DNS look-up's against a dead server
+    change(store, 1)  # a state the broker never gets
+    stopper = threading.Thread(target=pub.stop, kwargs={"timeout": 0.5}, daemon=True)
+    tls_broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        pub.start()
+        wait_for(lambda: _connection_open_to(tls_broker.tls_port), what="paho in the TLS handshake")
+        with caplog.at_level(logging.WARNING, logger="edge_app.fleet.publisher"):
+            began = time.monotonic()
+            stopper.start()
+            stopper.join(20)
+            took = time.monotonic() - began
+        assert not stopper.is_alive() and took < 4, f"the stop waited {took:.1f} s on the hung connection"
+        assert "did not stop" in caplog.text and "stays in the outbox" in caplog.text
+        assert store.query("SELECT kind FROM outbox")[0][0] == "state"  # for the next start
+    finally:
+        tls_broker.proc.send_signal(signal.SIGCONT)
+        stopper.join(40)
+
+
+def test_a_stop_cuts_a_connection_that_takes_nothing_more(broker, store, caplog):
+    """Connected to a broker that froze (SIGSTOPped) with more to send than the socket's
+    buffers hold, paho's network thread neither sends its disconnect nor ends until the
+    keepalive gives up (1.5 x keepalive_s, here 90 s): the stop cuts the connection at its
+    time instead. The state the broker never acknowledged stays in the outbox."""
+    import signal
+    import threading
+
+    pub = Publisher(settings(broker, keepalive_s=60), store).start()
+    stopper = threading.Thread(target=pub.stop, kwargs={"timeout": 0.5}, daemon=True)
+    try:
+        wait_for(lambda: pub.status.connected)
+        broker.proc.send_signal(signal.SIGSTOP)
+        change(store, 1)
+        wait_for(lambda: pub._pending, what="the state handed to paho")
+        pub.client.publish("engage/desk-07/bulk", bytes(16_000_000))  # more than loopback's buffers take
+        with caplog.at_level(logging.WARNING, logger="edge_app.fleet.publisher"):
+            began = time.monotonic()
+            stopper.start()
+            stopper.join(20)
+            took = time.monotonic() - began
+        assert not stopper.is_alive() and took < 5, f"the stop waited {took:.1f} s on the frozen broker"
+        assert "did not stop" in caplog.text and "it was cut" in caplog.text
+        assert store.query("SELECT kind FROM outbox")[0][0] == "state"  # for the next start
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+        stopper.join(120)
 
 
 def test_wrong_credentials_clear_error_and_the_device_keeps_running(broker, cfg, make_appliance):

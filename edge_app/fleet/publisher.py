@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+NETWORK_STOP_S = 1.0  # at least this long for paho's network thread to stop (``Publisher._stop_network``)
 DISCOVERY_PREFIX = "homeassistant"
 # A link that keeps dropping (two devices with one mqtt.device_id: the broker drops each in
 # turn; the id defaults to the host name, the same on every card cloned from one image)
@@ -523,8 +524,33 @@ class Publisher:
             info = self.client.publish(self.settings.topic("availability"), "offline", qos=1, retain=True)
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
-        self.client.loop_stop()
+        self._stop_network(max(NETWORK_STOP_S, deadline - time.monotonic()))
         self._settle()
+
+    def _stop_network(self, limit: float) -> None:
+        """paho's ``loop_stop()``, waited on for ``limit`` at most. It joins paho's network
+        thread without a limit, and that thread may be in a connection attempt that hangs (a
+        TLS handshake with a frozen broker, a connect into a dead network, a DNS look-up: paho's
+        connect_timeout or the resolver's time each) or wait for acknowledgements a hung link
+        never brings: the service's stop waited past systemd's TimeoutStopSec, and its SIGKILL
+        lost the rest of the stop. After ``limit`` an open connection is cut; a thread still
+        busy is left (a daemon: it ends with the process). Nothing is lost: what the broker did
+        not acknowledge stays in the outbox for the next start."""
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(limit)
+        if not stopper.is_alive():
+            return
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):  # a connection that takes no more: its read fails now, the thread ends
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            stopper.join(1.0)
+        log.warning("mqtt: the connection to %s did not stop within %.1f s (a hung network or broker?): %s; what "
+                    "the broker did not acknowledge stays in the outbox and goes out after the next start",
+                    self.settings.broker, limit, "it was cut" if not stopper.is_alive() else "left to end by itself")
 
     def _pending_or_waiting(self) -> bool:
         return bool(self._pending) or bool(self.outbox.after(self._cursor, 1))
