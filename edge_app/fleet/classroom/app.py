@@ -365,7 +365,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         b = ctx.broker
         body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "broker": b.broker, "connected": b.connected,
                 "error": b.reason(), "desks": len(ctx.classroom), "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
-                "version": __version__}
+                "version": __version__,
+                # desks sending past their pace (model.DESK_UPDATES_PER_S), most first: which one floods the pages
+                "held_back": ctx.classroom.held_back()}
         if not b.connected:
             body["reasons"] = [f"mqtt: {b.reason() or 'connecting to ' + b.broker}"]
             response.status = 503

@@ -68,6 +68,14 @@ MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood o
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
 PAGE_STATES = (WAITING, "Offline")  # the page's own words for a desk, never a level a desk may send
 MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
+# Page updates one desk's messages may cause: 10 a second, after a burst of 30 (a desk sends under one a second:
+# a state held 1.5 s at least, a minute row, a heartbeat; its backlog after an outage comes at once). Past it the
+# messages are still applied, nothing is lost, but the pages hear of that desk at this pace: each message woke every
+# open page for a snapshot, so one desk sending thousands a second (a broken firmware, a student with its broker
+# password) took the server's CPU and held every other desk's changes back by seconds.
+DESK_UPDATES_PER_S = 10.0
+DESK_UPDATE_BURST = 30.0
+OVER_RATE_LOG_S = 60.0  # a desk held back is logged at most this often
 SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, plus half of one and a second
 # the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
 # each alone finite was not enough: 1.7e308 plus a clock correction is infinity, which no page reads as JSON
@@ -103,6 +111,11 @@ class Desk:
     heartbeat_s: float | None = None  # the interval the desk announced (None: it sends no heartbeat)
     heard: float | None = None  # ``last_seen`` by our monotonic clock: what its silence is timed from
     recent_cache: tuple | None = None  # (minute_seq, valid until, summary): every page update reads it for every desk
+    tokens: float = DESK_UPDATE_BURST  # page updates this desk may cause now (Classroom._announce)
+    tokens_at: float | None = None  # when (monotonic) they were last counted
+    held: bool = False  # a change of this desk the pages have not been told of yet
+    held_back: int = 0  # its messages past DESK_UPDATES_PER_S since this service started (/healthz)
+    held_logged: float | None = None  # when (monotonic) that was last logged
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that began in the last ``RECENT_S``, or None."""
@@ -160,12 +173,57 @@ class Classroom:
         # the service's link to the broker, as the pages show it: without it nothing on them is news
         self._link = {"connected": False, "error": ""}
         self._reason = None  # the link's own account of why it is down, read at each snapshot (BrokerStatus.reason)
+        self._next_release = math.inf  # the soonest moment (monotonic) a desk held back may tell the pages again
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
         desk.changed = self.version
         self.updated = time.perf_counter()
         self._cond.notify_all()
+
+    def _announce(self, desk: Desk) -> None:
+        """A desk's message changed it (holding the lock): the pages are told now, or, past
+        ``DESK_UPDATES_PER_S``, once the desk may cause an update again (``wait_change``)."""
+        now = self.monotonic()
+        if desk.tokens_at is not None:
+            desk.tokens = min(DESK_UPDATE_BURST, desk.tokens + (now - desk.tokens_at) * DESK_UPDATES_PER_S)
+        desk.tokens_at = now
+        if desk.tokens >= 1.0 and not desk.held:
+            desk.tokens -= 1.0
+            self._changed(desk)
+            return
+        desk.held_back += 1
+        if not desk.held:
+            desk.held = True
+            self._next_release = min(self._next_release, now + (1.0 - desk.tokens) / DESK_UPDATES_PER_S)
+        if desk.held_logged is None or now - desk.held_logged >= OVER_RATE_LOG_S:
+            desk.held_logged = now
+            log.warning("classroom: desk %s sends more than %g messages a second (%d held back so far): the pages "
+                        "show its changes at that pace. A desk sends under one a second: check its firmware, or "
+                        "whether someone else uses its broker account", desk.device_id, DESK_UPDATES_PER_S,
+                        desk.held_back)
+
+    def _release_held(self) -> None:
+        """Tell the pages of each held-back desk that may cause an update again (holding the lock)."""
+        now = self.monotonic()
+        if now < self._next_release:
+            return
+        self._next_release = math.inf
+        for desk in self._desks.values():
+            if not desk.held:
+                continue
+            tokens = min(DESK_UPDATE_BURST, desk.tokens + (now - (desk.tokens_at or now)) * DESK_UPDATES_PER_S)
+            if tokens >= 1.0:
+                desk.tokens, desk.tokens_at, desk.held = tokens - 1.0, now, False
+                self._changed(desk)
+            else:
+                self._next_release = min(self._next_release, now + (1.0 - tokens) / DESK_UPDATES_PER_S)
+
+    def held_back(self, most: int = 10) -> dict[str, int]:
+        """The desks whose messages came past ``DESK_UPDATES_PER_S``, most first: how many (``/healthz``)."""
+        with self._cond:
+            over = sorted((d for d in self._desks.values() if d.held_back), key=lambda d: -d.held_back)[:most]
+            return {d.device_id: d.held_back for d in over}
 
     def _desk(self, device_id: str) -> Desk | None:
         """The desk for ``device_id``, added if there is room (call holding the lock)."""
@@ -248,7 +306,7 @@ class Classroom:
                 if not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
                     desk.last_seen = state[1] + desk.clock_skew  # its since, as shown
                 self._watch(desk)
-            self._changed(desk)
+            self._announce(desk)
         return True
 
     def apply_heartbeat(self, device_id: str, payload: bytes) -> bool:
@@ -282,7 +340,7 @@ class Classroom:
                     desk.desk = _text(data["desk"], 64)
             desk.heartbeat_s = every
             self._heard(desk, now)
-            self._changed(desk)
+            self._announce(desk)
         return True
 
     def _heard(self, desk: Desk, now: float) -> None:
@@ -335,7 +393,7 @@ class Classroom:
             while len(desk.minutes) > MAX_MINUTE_ROWS:
                 del desk.minutes[min(desk.minutes)]
             if recent or news:  # a backlog of old minutes after an outage is not a page update each
-                self._changed(desk)
+                self._announce(desk)
         return recent
 
     def apply_availability(self, device_id: str, payload: bytes, retained: bool = False) -> None:
@@ -354,14 +412,14 @@ class Classroom:
             if online and retained:
                 desk.online, desk.heard = True, self.monotonic()  # its last_seen stays what we know of it
                 self._watch(desk)
-                self._changed(desk)
+                self._announce(desk)
             elif online:
                 self._heard(desk, self.clock())
-                self._changed(desk)
+                self._announce(desk)
             elif desk.online:
                 desk.online = False
                 desk.restart_stretch()
-                self._changed(desk)
+                self._announce(desk)
 
     def snapshot(self, since: int | None = None) -> dict:
         """The page's and ``/api/classroom``'s data: desks in attention order and counts per level.
@@ -412,12 +470,17 @@ class Classroom:
 
         Every open page calls this every few seconds, so it is also where a desk whose
         last-ten-minutes figure has run out (a paused desk, a failed camera: no more minute
-        rows) becomes a change: the pages drop the figure instead of showing it for hours."""
+        rows) becomes a change: the pages drop the figure instead of showing it for hours,
+        and where a desk held back (``_announce``) is told of once its pace allows."""
         with self._cond:
             now = self.clock()
             self._expire_recent(now)
             self._expire_silent(self.monotonic())
-            self._cond.wait_for(lambda: self.version != version or self.closed, timeout)
+            self._release_held()
+            if self.version == version and not self.closed:
+                # back at a held desk's release, not only at the next change or the timeout
+                self._cond.wait(max(0.0, min(timeout, self._next_release - self.monotonic())))
+                self._release_held()
             return self.version
 
     def _expire_recent(self, now: float) -> None:
@@ -468,7 +531,8 @@ class Classroom:
 
 
 HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "minutes", "minute_seq", "minute_start", "recent_cache",
-          "skew_known", "pending_skew", "state_sample", "heard")  # bookkeeping, not for the page
+          "skew_known", "pending_skew", "state_sample", "heard", "tokens", "tokens_at", "held", "held_back",
+          "held_logged")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
