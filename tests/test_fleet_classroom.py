@@ -821,6 +821,11 @@ def test_a_browser_gets_error_pages_in_words_and_scripts_json(classroom, monkeyp
         assert said in r.text and '<a href="/">' in r.text, path
         script = requests.request(method, f"{url}{path}", timeout=5)  # no Accept naming text/html: JSON
         assert script.status_code == status and "error" in script.json(), path
+    elsewhere = {"Origin": "http://elsewhere.example"}  # a form another site's page sent
+    r = requests.post(f"{url}/login", data={"username": "admin"}, headers={**BROWSER, **elsewhere}, timeout=5)
+    assert r.status_code == 403 and r.headers["Content-Type"].startswith("text/html") and "another site" in r.text
+    r = requests.post(f"{url}/api/login", json={"username": "admin"}, headers={**BROWSER, **elsewhere}, timeout=5)
+    assert r.status_code == 403 and r.json() == {"error": "cross-site request refused"}
     r = requests.get(f"{url}/api/nothing-here", headers=BROWSER, timeout=5)
     assert r.status_code == 404 and r.json() == {"error": "not found"}
     r = requests.get(f"{url}/login", headers={**BROWSER, "Host": "rebound.example"}, timeout=5)

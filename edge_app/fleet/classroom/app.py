@@ -160,6 +160,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     def same_origin() -> None:
         if hardening.cross_site():
+            if hardening.wants_html():  # a form another site's page sent: the browser shows what it got
+                raise error_page(403, "Refused", "This form was sent from another site, so it was refused. Open "
+                                                 "this classroom page directly and try again.")
             raise json_error(403, "cross-site request refused")
 
     def start_session(user: User) -> str:
