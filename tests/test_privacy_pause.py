@@ -187,7 +187,7 @@ def test_a_saved_pause_whose_time_ran_out_while_off_is_not_taken_back():
     saved = []
     before = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0], clock=lambda: mono[0], keep=saved.append)
     pause = before.pause("button")
-    assert saved[-1] is pause
+    assert saved[-1].public() == pause.public()
     after = PrivacySwitch(lambda: 10.0, wall=lambda: wall[0] + 300, clock=lambda: 7.0)  # a restart 5 min on
     restored = after.restore(pause.public())
     assert restored is not None and restored.since == pause.since and restored.until == pause.until
@@ -211,13 +211,62 @@ def test_a_clock_set_forward_does_not_end_a_pause_early():
     assert pause.until == 1_700_000_600.0  # shown in wall time, as before
     wall[0] += 3 * 86400  # timesyncd steps the clock
     mono[0] += 60
-    assert switch.active is pause  # one minute in: still paused
+    wall[0] += 60
+    now_on = switch.active
+    assert now_on is not None  # one minute in: still paused
+    assert now_on.until == pause.until + 3 * 86400 and now_on.since == pause.since + 3 * 86400  # shown on the new clock
     mono[0] += 9 * 60
     assert switch.active is None  # ten minutes in: over
     wall[0] -= 86400  # a clock set back does not stretch one either
     switch.pause("button")
     mono[0] += 10 * 60
     assert switch.active is None
+
+
+def test_a_pause_keeps_its_time_across_a_clock_step_and_a_restart():
+    """A student paused soon after boot, on a stale clock; a time server stepped it three
+    days forward; ten minutes later the service restarted (the watchdog, an update) and
+    took the 45-minute pause for one that ran out while off: the camera filmed them again
+    35 minutes early, and until then /healthz said the pause began three days ago. Now the
+    shown times move with the clock and are saved at once: the pause keeps its 35 minutes,
+    after a restart within the boot and after a power cut, and never grows."""
+    import json
+
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    wall, mono, saved = [1_700_000_000.0], [40.0], []
+    keep = lambda p: saved.append(json.loads(json.dumps(p.saved() if p else None)))  # noqa: E731 - as the store does
+    switch = PrivacySwitch(lambda: 45.0, wall=lambda: wall[0], clock=lambda: mono[0], keep=keep, boot=lambda: "boot-1")
+    pause = switch.pause("web", owner=7)
+    wall[0] += 3 * 86400 + 1  # timesyncd steps the clock, a second after the press
+    mono[0] += 1
+    shown = switch.active
+    assert shown is not None and shown.since == pause.since + 3 * 86400 and shown.until == pause.until + 3 * 86400
+    assert saved[-1]["until"] == shown.until and saved[-1]["left"] == 45 * 60 - 1  # saved on the new clock at once
+    wall[0] += 600
+    mono[0] += 600
+    assert switch.active is not None and saved[-1]["saved_at"] == wall[0]  # saved again each minute
+    after_step = saved[-1]
+
+    def restarted(wall_now, mono_now, boot, record=after_step):
+        again = PrivacySwitch(lambda: 45.0, wall=lambda: wall_now, clock=lambda: mono_now, boot=lambda: boot)
+        return again.restore(record)
+
+    again = restarted(wall[0], mono[0], "boot-1")  # the watchdog: same boot, ten minutes after the step
+    assert again is not None and again.ends_at == pause.ends_at  # to the second, by the monotonic clock
+    assert again.until == shown.until and again.owner == 7
+    assert restarted(wall[0] + 3 * 86400, mono[0] + 60, "boot-1").ends_at == pause.ends_at  # a later step too
+    assert restarted(wall[0], pause.ends_at, "boot-1") is None  # its 45 minutes are over
+    off = restarted(wall[0] + 120, 9.0, "boot-2")  # a power cut: two minutes off, a new monotonic clock
+    assert off is not None and off.ends_at == 9.0 + 45 * 60 - 601 - 120 and off.until == shown.until
+    # a clock stepped before the save and the device off: what it had left when saved, no more
+    stale = restarted(wall[0] - 5 * 86400, 9.0, "boot-2")
+    assert stale is not None and stale.ends_at == 9.0 + 45 * 60 - 601
+    assert stale.until == wall[0] - 5 * 86400 + 45 * 60 - 601  # shown on the clock it now has
+    # while it runs a clock set back does not stretch it: its end is on the monotonic clock
+    wall[0] -= 86400
+    mono[0] += 45 * 60 - 601
+    assert switch.active is None and saved[-1] is None
 
 
 def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):

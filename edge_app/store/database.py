@@ -248,7 +248,10 @@ def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
 # row's time, "seen": when it was last seen paused, "stopped": stopped cleanly}. A paused loop
 # writes no other row, so without it a crash during a pause could not be dated.
 PAUSE_SEEN_KEY = "loop.pause_seen"
-PAUSE_KEY = "privacy.pause"  # the student's pause on now ({"since", "until", "by"}) or null: it outlives a restart
+# The student's pause on now, or null: it outlives a restart. ``runtime.privacy.Pause.saved``:
+# {"since", "until", "by", "owner", and what it had left on the monotonic
+# and wall clocks: "boot", "mono_since", "ends_at", "saved_at", "left"}.
+PAUSE_KEY = "privacy.pause"
 
 
 class LastRun(NamedTuple):
