@@ -273,13 +273,15 @@ class IndicatorSettings(Section):
                                         "pauses the camera, the next resumes it; -1: no button (gpio backend only).",
                                     Range(0, 27, "a BCM GPIO number", also=(-1, "no button")))
     buzzer_active: bool = setting(True, "Active buzzer (on/off); false: passive, driven as a tone (Pi only).")
-    buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state.", label="Buzzer on")
+    buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state and alerts are still "
+                                 "recorded.", label="Buzzer on")
     buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted for this long sounds the buzzer and logs "
                                           "an alert.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
     buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
     buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
-    quiet_hours: str = setting("", 'No buzzer in these hours, e.g. "22:00-07:00", on the device\'s clock in its '
-                                   "time zone (sudo timedatectl set-timezone Europe/Berlin); empty: none.",
+    quiet_hours: str = setting("", 'No buzzer in these hours (alerts are still recorded), e.g. "22:00-07:00", on '
+                                   "the device's clock in its time zone (sudo timedatectl set-timezone "
+                                   "Europe/Berlin); empty: none.",
                                Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
     amber_green: float = setting(0.4, "Amber is full red plus this much green (PWM, RGB LED).", Range(0.0, 1.0, "a level"))
     brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))

@@ -422,30 +422,30 @@ NOON = dt.datetime(2026, 3, 2, 12, 0)
 
 def test_buzzer_waits_for_sustained_disengagement():
     p, m = BuzzerPolicy(after_s=30, cooldown_s=120), AlertMemory()
-    assert not p.should_sound(129.9, "Not engaged", since=100, memory=m, wall=NOON)
-    assert p.should_sound(130.0, "Not engaged", since=100, memory=m, wall=NOON)
-    assert not p.should_sound(131.0, "Not engaged", since=100, memory=m, wall=NOON)  # once per stretch
-    assert not p.should_sound(1000.0, "Not engaged", since=100, memory=m, wall=NOON)
+    assert not p.alert_due(129.9, "Not engaged", since=100, memory=m)
+    assert p.alert_due(130.0, "Not engaged", since=100, memory=m)
+    assert not p.alert_due(131.0, "Not engaged", since=100, memory=m)  # once per stretch
+    assert not p.alert_due(1000.0, "Not engaged", since=100, memory=m)
     for group in ("Engaged", "Partially engaged", ABSENT):
-        assert not BuzzerPolicy(after_s=0).should_sound(1000.0, group, since=0, memory=AlertMemory(), wall=NOON)
-    assert BuzzerPolicy(after_s=30).should_sound(40.0, DISTRACTED, since=5, memory=AlertMemory(), wall=NOON)
+        assert not BuzzerPolicy(after_s=0).alert_due(1000.0, group, since=0, memory=AlertMemory())
+    assert BuzzerPolicy(after_s=30).alert_due(40.0, DISTRACTED, since=5, memory=AlertMemory())
 
 
 def test_buzzer_cooldown_between_stretches():
     p, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
-    assert p.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
-    assert not p.should_sound(100, DISTRACTED, since=80, memory=m, wall=NOON)  # a new stretch, inside the cooldown
-    assert p.should_sound(141, DISTRACTED, since=80, memory=m, wall=NOON)  # cooldown over
+    assert p.alert_due(20, "Not engaged", since=10, memory=m)
+    assert not p.alert_due(100, DISTRACTED, since=80, memory=m)  # a new stretch, inside the cooldown
+    assert p.alert_due(141, DISTRACTED, since=80, memory=m)  # cooldown over
 
 
 def test_a_new_policy_keeps_the_memory_and_never_changes():
     """Settings arrive as a new policy; the cooldown and "once per stretch" carry over."""
     old, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
-    assert old.should_sound(20, "Not engaged", since=10, memory=m, wall=NOON)
+    assert old.alert_due(20, "Not engaged", since=10, memory=m)
     new = BuzzerPolicy(after_s=5, cooldown_s=60)
-    assert not new.should_sound(21, "Not engaged", since=10, memory=m, wall=NOON)  # same stretch: once
-    assert not new.should_sound(50, DISTRACTED, since=40, memory=m, wall=NOON)  # inside the new cooldown
-    assert new.should_sound(81, DISTRACTED, since=40, memory=m, wall=NOON)
+    assert not new.alert_due(21, "Not engaged", since=10, memory=m)  # same stretch: once
+    assert not new.alert_due(50, DISTRACTED, since=40, memory=m)  # inside the new cooldown
+    assert new.alert_due(81, DISTRACTED, since=40, memory=m)
     with pytest.raises(dataclasses.FrozenInstanceError):
         old.after_s = 0  # type: ignore[misc]
     assert old == BuzzerPolicy(after_s=10, cooldown_s=120)
@@ -457,14 +457,15 @@ def test_quiet_hours_across_midnight(hhmm, quiet):
     wall = dt.datetime.combine(NOON.date(), dt.time.fromisoformat(hhmm))
     assert in_quiet_hours("22:00-07:00", wall) is quiet
     p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00")
-    assert p.should_sound(10, "Not engaged", since=0, memory=AlertMemory(), wall=wall) is (not quiet)
+    assert p.may_sound(wall) is (not quiet)
+    assert p.alert_due(10, "Not engaged", since=0, memory=AlertMemory())  # quiet or not: the alert is due
 
 
 def test_quiet_hours_within_a_day_and_mute():
     assert in_quiet_hours("12:00-13:00", NOON) and not in_quiet_hours("12:00-13:00", NOON.replace(hour=13))
     assert not in_quiet_hours("", NOON)
     muted = BuzzerPolicy(after_s=0, cooldown_s=0, enabled=False)
-    assert not muted.should_sound(1000, "Not engaged", since=0, memory=AlertMemory(), wall=NOON)
+    assert not muted.may_sound(NOON) and muted.alert_due(1000, "Not engaged", since=0, memory=AlertMemory())
 
 
 def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
@@ -475,12 +476,12 @@ def test_policy_from_config_drives_the_buzzer_pin(factory, tmp_path):
     start = len(pin.states)
     for t in range(0, 20):  # a simulated stretch of "Not engaged" from t=0, one frame a second
         ind.show("Not engaged")
-        if policy.should_sound(float(t), "Not engaged", since=0.0, memory=memory, wall=NOON):
+        if policy.alert_due(float(t), "Not engaged", since=0.0, memory=memory) and policy.may_sound(NOON):
             assert t == 5
             ind.beep()
     assert [v for _, v in changes_after(pin, start, 4)] == [1.0, 0.0, 1.0, 0.0]
     muted = BuzzerPolicy.from_config(config_mod.with_changes(cfg, {"indicators.buzzer": False}))
-    assert not any(muted.should_sound(float(t), "Not engaged", 0.0, AlertMemory(), NOON) for t in range(100))
+    assert not muted.may_sound(NOON)
     ind.close()
 
 

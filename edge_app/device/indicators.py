@@ -114,8 +114,10 @@ class AlertMemory:
 
 @dataclass(frozen=True)
 class BuzzerPolicy:
-    """Decides when to sound: a disengaged state held ``after_s``, once per disengaged
-    stretch, at most once per cooldown, never in quiet hours or when muted (``enabled``).
+    """Decides when an alert is due (a disengaged state held ``after_s``, once per
+    disengaged stretch, at most once per cooldown) and whether it may sound: never in
+    quiet hours or when muted (``enabled``). Muting silences the buzzer, not the record:
+    a due alert is logged (and its frame kept, if an admin turned that on) either way.
 
     Immutable: new settings are a new policy; what it remembers lives in ``AlertMemory``."""
 
@@ -129,20 +131,21 @@ class BuzzerPolicy:
         i = cfg.indicators
         return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer)
 
-    def should_sound(self, now: float, group: str, since: float, memory: AlertMemory,
-                     wall: dt.datetime | None = None) -> bool:
-        """True once per disengaged stretch that lasts ``after_s``, outside cooldown and
-        quiet hours; records the alert in ``memory``."""
-        if not self.enabled or group not in ALERT_GROUPS:
+    def alert_due(self, now: float, group: str, since: float, memory: AlertMemory) -> bool:
+        """True once per disengaged stretch that lasts ``after_s``, outside the cooldown;
+        records the alert in ``memory``."""
+        if group not in ALERT_GROUPS:
             return False
         if now - since < self.after_s or memory.alerted_since == since:
             return False
         if now - memory.last_alert < self.cooldown_s:
             return False
-        if in_quiet_hours(self.quiet_hours, wall or dt.datetime.now()):
-            return False
         memory.last_alert, memory.alerted_since = now, since
         return True
+
+    def may_sound(self, wall: dt.datetime | None = None) -> bool:
+        """The buzzer is on and ``wall`` (the device's clock) is outside quiet hours."""
+        return self.enabled and not in_quiet_hours(self.quiet_hours, wall or dt.datetime.now())
 
 
 class Indicator:

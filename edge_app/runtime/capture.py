@@ -253,8 +253,9 @@ class CaptureLoop:
         self.indicator.show(state.group)
         t3 = time.perf_counter()  # the state is on the LED
         wall = self.wall()
-        if rules.buzzer.should_sound(now, state.group, state.since, self.alerts):
-            self.indicator.beep()
+        if rules.buzzer.alert_due(now, state.group, state.since, self.alerts):
+            if rules.buzzer.may_sound():  # muted or quiet hours: no sound, but the alert is recorded
+                self.indicator.beep()
             snapshot = None
             if rules.cfg.privacy.snapshot_on_alert:  # off by default: live frames are never stored
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
