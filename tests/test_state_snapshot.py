@@ -91,7 +91,7 @@ def test_api_state_fields_always_belong_to_one_frame(appliance):
     for body in answers:
         assert body["group"] == group_of(body["level"]), body
         if body["level"] in (ABSENT, DISTRACTED):
-            assert body["emotion"] is None and body["confidence"] == 0 and body["probabilities"] == {}, body
+            assert body["emotion"] is None and body["confidence"] is None and body["probabilities"] == {}, body
         else:
             p = body["probabilities"]
             assert body["emotion"] == max(p, key=p.get), body

@@ -56,7 +56,9 @@ class StateSnapshot:
         state). ``since_iso`` is ``since`` as local ISO 8601, as the log and CSV show it."""
         since = self.since + wall_offset
         return {"level": self.level, "group": self.group, "emotion": self.emotion,
-                "confidence": round(self.confidence, 3), "since": round(since, 3),
+                # no face read (Absent, Distracted, Present): no confidence, as the log has it, not 0.0
+                "confidence": round(self.confidence, 3) if self.emotion is not None else None,
+                "since": round(since, 3),
                 "since_iso": iso_local(since), "for_s": round(self.t - self.since, 1),
                 "t": round(self.t + wall_offset, 3), "seq": self.seq, "probabilities": dict(self.probabilities)}
 
