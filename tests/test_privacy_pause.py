@@ -141,6 +141,22 @@ def test_only_who_paused_or_a_teacher_resumes_and_another_student_is_told_until_
         assert r.status_code == 303 and app.loop.privacy.active is None
 
 
+def test_an_account_given_a_deleted_owners_id_does_not_own_the_pause(paused_app):
+    """SQLite gives the highest id again once its account is deleted: a student's pause,
+    their account deleted meanwhile, was the next new account's to resume."""
+    app, _ = paused_app(**{"privacy.max_pause_minutes": 30})
+    zoe = app.accounts.create_user("zoe", "zoe-password-1", "student")
+    login(app.url, "zoe", "zoe-password-1").post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+    app.accounts.delete_user(zoe.id)
+    max_ = app.accounts.create_user("max", "max-password-1", "student")
+    assert max_.id == zoe.id  # the id given again: what made it possible
+    s = login(app.url, "max", "max-password-1")
+    seen = s.get(f"{app.url}/api/privacy", timeout=10).json()
+    assert seen["yours"] is False and seen["can_resume"] is False
+    assert s.post(f"{app.url}/api/resume", timeout=10).status_code == 403 and app.loop.privacy.active is not None
+    assert login(app.url).post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False  # an admin still can
+
+
 def test_the_longest_pause_resumes_by_itself(paused_app):
     app, source = paused_app(**{"privacy.max_pause_minutes": 0.02})  # 1.2 s
     s = login(app.url, STUDENT, STUDENT_PW)
@@ -237,7 +253,7 @@ def test_a_pause_keeps_its_time_across_a_clock_step_and_a_restart():
     wall, mono, saved = [1_700_000_000.0], [40.0], []
     keep = lambda p: saved.append(json.loads(json.dumps(p.saved() if p else None)))  # noqa: E731 - as the store does
     switch = PrivacySwitch(lambda: 45.0, wall=lambda: wall[0], clock=lambda: mono[0], keep=keep, boot=lambda: "boot-1")
-    pause = switch.pause("web", owner=7)
+    pause = switch.pause("web", owner=7, owner_created=1_600_000_000.5)
     wall[0] += 3 * 86400 + 1  # timesyncd steps the clock, a second after the press
     mono[0] += 1
     shown = switch.active
@@ -254,7 +270,7 @@ def test_a_pause_keeps_its_time_across_a_clock_step_and_a_restart():
 
     again = restarted(wall[0], mono[0], "boot-1")  # the watchdog: same boot, ten minutes after the step
     assert again is not None and again.ends_at == pause.ends_at  # to the second, by the monotonic clock
-    assert again.until == shown.until and again.owner == 7
+    assert again.until == shown.until and again.owner == 7 and again.owner_created == 1_600_000_000.5
     assert restarted(wall[0] + 3 * 86400, mono[0] + 60, "boot-1").ends_at == pause.ends_at  # a later step too
     assert restarted(wall[0], pause.ends_at, "boot-1") is None  # its 45 minutes are over
     off = restarted(wall[0] + 120, 9.0, "boot-2")  # a power cut: two minutes off, a new monotonic clock

@@ -46,13 +46,16 @@ class Pause:
     """One pause: when it began (wall clock), when it ends by itself (None: only when
     resumed) and what started it ("web", "button"). ``public`` never says who, it is a
     student's choice: ``owner`` (the account id that paused from the web; None for the
-    button) stays on the device, for who may resume it, and goes with the pause."""
+    button) and ``owner_created`` (that account's creation time: SQLite gives a deleted
+    account's id to the next one, which must not own its pause) stay on the device, for who
+    may resume it, and go with the pause."""
 
     since: float
     until: float | None
     by: str
     ends_at: float | None = None  # ``until`` on the monotonic clock: what actually ends it
     owner: int | None = None
+    owner_created: float | None = None
     mono_since: float | None = None  # ``since`` on the monotonic clock: how a clock step is seen
     boot: str | None = None  # the boot the monotonic times belong to
     stamp: tuple[float, float] | None = None  # (wall, monotonic) when handed to ``keep``
@@ -65,7 +68,7 @@ class Pause:
         must not let anyone resume it) and how long it had left when saved, on both clocks
         (see ``PrivacySwitch.restore``)."""
         left = None if self.ends_at is None or self.stamp is None else max(0.0, self.ends_at - self.stamp[1])
-        return {**self.public(), "owner": self.owner, "boot": self.boot,
+        return {**self.public(), "owner": self.owner, "owner_created": self.owner_created, "boot": self.boot,
                 "mono_since": self.mono_since, "ends_at": self.ends_at,
                 "saved_at": None if self.stamp is None else self.stamp[0], "left": left}
 
@@ -93,12 +96,12 @@ class PrivacySwitch:
         self._pause: Pause | None = None
         self._saved_mono = 0.0  # when ``_kept`` last saved (monotonic)
 
-    def _start(self, by: str, owner: int | None = None) -> Pause:
+    def _start(self, by: str, owner: int | None = None, owner_created: float | None = None) -> Pause:
         if self._pause is None:
             now, mono, limit = self.wall(), self.clock(), self.max_minutes()
             seconds = limit * 60 if limit > 0 else None
             self._pause = Pause(now, None if seconds is None else now + seconds, by,
-                                None if seconds is None else mono + seconds, owner, mono_since=mono, boot=self.boot())
+                                None if seconds is None else mono + seconds, owner, owner_created, mono, self.boot())
             self.changed.set()
         return self._pause
 
@@ -148,6 +151,7 @@ class PrivacySwitch:
             since, until, by = float(saved["since"]), _number(saved["until"]), str(saved["by"])
             owner = saved.get("owner")  # absent in a pause saved before pauses had owners: anyone resumes it
             owner = None if owner is None else int(owner)
+            owner_created = _number(saved.get("owner_created"))
             saved_at, left = _number(saved.get("saved_at")), _number(saved.get("left"))
             ends_at, mono_since = _number(saved.get("ends_at")), _number(saved.get("mono_since"))
             boot = saved.get("boot")
@@ -170,7 +174,7 @@ class PrivacySwitch:
             log.info("the privacy pause saved before the restart ran out while the device was off: the camera is on")
             return None
         with self._lock:
-            pause = Pause(since, until, by, ends_at, owner, mono_since, this_boot)
+            pause = Pause(since, until, by, ends_at, owner, owner_created, mono_since, this_boot)
             self._pause = self._rebased(pause, now, mono)
             self.changed.set()
             log.info("the privacy pause from before the restart is still on: no frame is read until it is resumed")
@@ -179,10 +183,10 @@ class PrivacySwitch:
             self._kept()
         return restored
 
-    def pause(self, by: str, owner: int | None = None) -> Pause:
+    def pause(self, by: str, owner: int | None = None, owner_created: float | None = None) -> Pause:
         """Pause now (a pause already on is kept as it is, with its owner)."""
         with self._lock:
-            pause = self._start(by, owner)
+            pause = self._start(by, owner, owner_created)
         self._kept()
         return pause
 

@@ -249,7 +249,7 @@ def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
 # writes no other row, so without it a crash during a pause could not be dated.
 PAUSE_SEEN_KEY = "loop.pause_seen"
 # The student's pause on now, or null: it outlives a restart. ``runtime.privacy.Pause.saved``:
-# {"since", "until", "by", "owner", and what it had left on the monotonic
+# {"since", "until", "by", "owner", "owner_created", and what it had left on the monotonic
 # and wall clocks: "boot", "mono_since", "ends_at", "saved_at", "left"}.
 PAUSE_KEY = "privacy.pause"
 

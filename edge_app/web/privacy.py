@@ -26,18 +26,37 @@ def local_path(value: str, default: str = "/live") -> str:
     return value if value.startswith("/") and safe_next(value) == value else default
 
 
-def may_resume(user: User, pause: Pause) -> bool:
+def account_created(store, user: User) -> float | None:
+    """When ``user``'s account was made: with its id, what names it for good (SQLite gives
+    the id of the account with the highest id to the next one made after it is deleted)."""
+    rows = store.query("SELECT created FROM users WHERE id = ?", (user.id,))
+    return rows[0]["created"] if rows else None
+
+
+def is_owner(user: User, created: float | None, pause: Pause) -> bool:
+    """Whether ``pause`` is ``user``'s (``created``: ``account_created``): their id, and their
+    account, not a later one given the id of its deleted owner (a pause saved before pauses
+    kept the account: the id alone)."""
+    return pause.owner == user.id and (pause.owner_created is None or pause.owner_created == created)
+
+
+def may_resume(user: User, created: float | None, pause: Pause) -> bool:
     """Whether ``user`` may end ``pause``: theirs, one without an owner, or a teacher's role."""
-    return pause.owner is None or pause.owner == user.id or user.role in RESUME_ANY
+    return pause.owner is None or user.role in RESUME_ANY or is_owner(user, created, pause)
+
+
+def until_text(pause: Pause) -> str:
+    """" until 14:05" (or " until 29 Nov 14:05"): when the pause ends by itself, on the
+    device's clock; "" when only a resume ends it."""
+    if pause.until is None:
+        return ""
+    fmt = "%H:%M" if time.localtime(pause.until)[:3] == time.localtime()[:3] else "%d %b %H:%M"
+    return " until " + time.strftime(fmt, time.localtime(pause.until))
 
 
 def not_yours(pause: Pause) -> str:
     """Why a resume was refused, and until when the camera stays off (never who paused)."""
-    if pause.until is None:
-        until = "until they resume it"
-    else:
-        fmt = "%H:%M" if time.localtime(pause.until)[:3] == time.localtime()[:3] else "%d %b %H:%M"
-        until = "until " + time.strftime(fmt, time.localtime(pause.until)) + " at the latest"
+    until = until_text(pause).strip() + " at the latest" if pause.until is not None else "until they resume it"
     return (f"The camera was paused by someone else and stays off {until}. Only they, a teacher or an admin "
             "can resume it: ask them.")
 
@@ -53,7 +72,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         pause = ctx.loop.privacy.active if ctx.loop else None
         body: dict[str, object] = {"paused": pause is not None}
         if pause:
-            body |= {"pause": pause.public(), "yours": pause.owner == user.id, "can_resume": may_resume(user, pause)}
+            created = account_created(ctx.store, user)
+            can = may_resume(user, created, pause)
+            body |= {"pause": pause.public(), "yours": is_owner(user, created, pause), "can_resume": can}
         if error:
             body["error"] = error
         response.content_type = "application/json"
@@ -67,14 +88,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def api_pause():
         user = guard.require_user()
         guard.check_csrf()
-        switch().pause("web", owner=user.id)
+        switch().pause("web", owner=user.id, owner_created=account_created(ctx.store, user))
         return status(user)
 
     @app.post("/api/resume")
     def api_resume():
         user = guard.require_user()
         guard.check_csrf()
-        kept = switch().resume(lambda pause: may_resume(user, pause))
+        created = account_created(ctx.store, user)  # read before: the switch's lock is held while it judges
+        kept = switch().resume(lambda pause: may_resume(user, created, pause))
         return status(user, 403, not_yours(kept)) if kept is not None else status(user)
 
     @app.post("/privacy")
@@ -85,10 +107,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         action = request.forms.get("do", "")
         if action not in ("pause", "resume"):
             raise json_error(400, 'do must be "pause" or "resume"')
-        s = switch()
+        s, created = switch(), account_created(ctx.store, user)
         if action == "pause":
-            s.pause("web", owner=user.id)
-        elif (kept := s.resume(lambda pause: may_resume(user, pause))) is not None:
+            s.pause("web", owner=user.id, owner_created=created)
+        elif (kept := s.resume(lambda pause: may_resume(user, created, pause))) is not None:
             return HTTPResponse(guard.page("error", title="Camera paused by someone else", message=not_yours(kept)),
                                 403)
         raise bottle.redirect(local_path(request.forms.getunicode("back", "") or ""), 303)
