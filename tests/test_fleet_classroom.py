@@ -1281,6 +1281,43 @@ def test_a_desk_clock_set_by_a_time_server_keeps_the_shown_state_dated_right():
     assert room.snapshot()["desks"][0]["since"] == pytest.approx(now - 10)
 
 
+@pytest.mark.parametrize("behind", [300.0, DAYS_3])
+def test_a_desk_clock_step_keeps_the_disengaged_stretch_and_its_alert_where_they_were(behind):
+    """A Pi behind (a stale saved time), a student "Distracted" then "Not engaged", then
+    timesyncd steps the clock forward: the page said "not engaged or distracted for 72 h"
+    (5 min early, for a 5-minute step) and raised "Needs attention" at once: the stretch
+    began before the step and was dated again by the new skew. For one heartbeat the state
+    carried with the new clock was dated by the old one: "for -72 h"."""
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    room.set_link(True)
+
+    def stretch() -> tuple[float, float]:
+        desk = room.snapshot()["desks"][0]
+        return clock[0] - desk["since"], clock[0] - desk["disengaged_since"]
+
+    desk_clock = lambda: clock[0] - behind  # noqa: E731
+    assert room.apply_state("desk-1", state(level="Distracted", since=str(desk_clock() - 60), seq="1",
+                                            sent=str(desk_clock()), heartbeat_s="30"))
+    clock[0] += 30
+    assert room.apply_state("desk-1", state(level="Not engaged", since=str(desk_clock()), seq="2",
+                                            sent=str(desk_clock())))
+    assert stretch() == pytest.approx((0, 90))
+    behind = 0.0  # the time server steps the desk's clock; its heartbeats carry the state by the new clock
+    for _ in range(3):
+        clock[0] += 30
+        assert room.apply_heartbeat("desk-1", beat(level="Not engaged", since=t0 + 30, seq=2, sent=clock[0]))
+        assert stretch() == pytest.approx((clock[0] - t0 - 30, clock[0] - t0 + 60))
+    assert room.snapshot()["desks"][0]["clock_skew"] == 0
+    # a minute row sent right after a step counts in the last ten minutes (dated by the old skew: days ahead)
+    room2 = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room2.apply_state("desk-2", state(level="Engaged", since=str(clock[0] - DAYS_3 - 60), seq="1",
+                                             sent=str(clock[0] - DAYS_3)))
+    assert room2.apply_minute("desk-2", minute(clock[0] - 60, 2, clock[0], engaged_s=60.0))
+    assert room2.snapshot()["desks"][0]["recent"]["seconds"]["Engaged"] == 60.0
+
+
 # ------------------------------------------------------------------ a desk with no state yet; heartbeats
 def beat(every=30, **extra) -> bytes:
     """A heartbeat as a device publishes it: its current state's message (``extra``), or

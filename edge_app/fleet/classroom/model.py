@@ -104,7 +104,10 @@ class Desk:
     pending_skew: float | None = None  # a different reading, adopted when the next live message agrees
     state_sample: float | None = None  # the skew the current state's own message showed (None: retained)
     device_since: float | None = None  # ``since`` by the desk's own clock: what ordering its messages compares
-    device_disengaged: float | None = None  # ``disengaged_since`` by the desk's own clock
+    # ``disengaged_since`` by the desk's own clock, and the skew its message showed: the stretch may have begun
+    # messages and a clock step ago, so it keeps its own reading, not the current state's (``_redate``)
+    device_disengaged: float | None = None
+    disengaged_sample: float | None = None
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
@@ -150,6 +153,7 @@ class Desk:
         """Forget the alert levels before the current one (states may have been missed)."""
         if self.level in ALERT_LEVELS and self.device_disengaged is not None:
             self.device_disengaged, self.disengaged_since = self.device_since, self.since
+            self.disengaged_sample = self.state_sample
 
 
 class Classroom:
@@ -297,7 +301,7 @@ class Classroom:
                 return False
             if not _newer(desk, state):
                 return False  # a retained or repeated copy of an older change
-            _observe_skew(desk, skew)
+            _measure_clock(desk, skew)
             _set_state(desk, data, state, skew)
             desk.heartbeat_s = _interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
@@ -331,11 +335,10 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
+            _measure_clock(desk, skew)
             if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
-                _observe_skew(desk, skew)
                 _set_state(desk, data, state, skew)
             else:
-                _measure_clock(desk, skew)
                 if "desk" in data:
                     desk.desk = _text(data["desk"], 64)
             desk.heartbeat_s = every
@@ -380,7 +383,7 @@ class Classroom:
                 return False  # a repeated copy (QoS 1 delivers at least once)
             desk.minute_seq, desk.minute_start = seq, start
             _measure_clock(desk, skew)
-            ours = start + desk.clock_skew
+            ours = start + _offset(desk, skew)
             news = not desk.online  # a desk sending minutes is there, whatever their dates
             self._heard(desk, now)
             recent = now - RECENT_S <= ours <= now + CLOCK_SKEW_S
@@ -530,7 +533,7 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "minutes", "minute_seq", "minute_start", "recent_cache",
+HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "minutes", "minute_seq", "minute_start", "recent_cache",
           "skew_known", "pending_skew", "state_sample", "heard", "tokens", "tokens_at", "held", "held_back",
           "held_logged")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
@@ -568,14 +571,17 @@ def _newer(desk: Desk, state: tuple[str, float, int]) -> bool:
 
 
 def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: float | None) -> None:
-    """Show ``state`` (its message ``data``, its clock reading ``skew``) on ``desk``."""
+    """Show ``state`` (its message ``data``, its clock reading ``skew``, already measured) on ``desk``."""
     level, since, seq = state
+    ours = since + _offset(desk, skew)
     if level not in ALERT_LEVELS:
-        desk.device_disengaged = None
-    elif desk.level not in ALERT_LEVELS or desk.device_disengaged is None or desk.device_disengaged > since:
-        desk.device_disengaged = since  # a stretch begins (a moved clock cannot make it begin later than now)
+        desk.device_disengaged = desk.disengaged_since = None
+    elif desk.level not in ALERT_LEVELS or desk.disengaged_since is None or desk.disengaged_since > ours:
+        # a stretch begins (a moved clock cannot make it begin later than now); compared on our clock: the
+        # stretch's start may be stamped by the desk's clock before a time server stepped it
+        desk.device_disengaged, desk.disengaged_sample, desk.disengaged_since = since, skew, ours
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
-    _date(desk)
+    desk.since = ours
     desk.label = _text(data.get("label"), 120) or level
     desk.desk = _text(data.get("desk"), 64)
 
@@ -587,19 +593,39 @@ def _text(value, limit: int) -> str:
 
 
 def _measure_clock(desk: Desk, skew: float | None) -> None:
-    """A live message other than a state read the desk's clock (``skew``): when that changed
-    the skew in use, the state shown was dated by one since found wrong (a retained copy,
-    applied before any live reading; or a first reading, later outvoted) and was sent under
-    the clock now measured, so it is dated again."""
-    if _observe_skew(desk, skew) and desk.device_since is not None and (
-            desk.state_sample is None or abs(desk.state_sample - desk.clock_skew) <= CLOCK_SKEW_S):
-        _date(desk)
+    """A live message read the desk's clock (``skew``), before anything it carries is dated."""
+    if _observe_skew(desk, skew):
+        _redate(desk)
 
 
-def _date(desk: Desk) -> None:
-    """The desk's times on our clock, from its own and the skew in use."""
-    desk.since = None if desk.device_since is None else desk.device_since + desk.clock_skew
-    desk.disengaged_since = None if desk.device_disengaged is None else desk.device_disengaged + desk.clock_skew
+def _redate(desk: Desk) -> None:
+    """The skew in use changed: each stored time sent under the clock now measured is dated
+    again by it (a retained copy, applied before any live reading; a message read as the
+    first reading was outvoted by). One sent under another clock keeps its time on ours: a
+    Pi started days behind, then stepped by a time server, began its stretch before the
+    step; re-dated by the new skew it began days ago, "Needs attention" at once."""
+    skew = desk.clock_skew
+
+    def now_measured(sample: float | None) -> bool:
+        return sample is None or abs(sample - skew) <= CLOCK_SKEW_S
+
+    if desk.device_since is not None and now_measured(desk.state_sample):
+        desk.since = desk.device_since + skew
+    if desk.device_disengaged is not None and now_measured(desk.disengaged_sample):
+        desk.disengaged_since = desk.device_disengaged + skew
+
+
+def _offset(desk: Desk, sample: float | None) -> float:
+    """What to add to a time the desk sent with a message that read ``sample`` (``_skew``),
+    after ``_observe_skew`` has taken it. A reading the skew in use disagrees with is
+    either a message paho held back (``sent`` old: the reading too high, the skew right) or
+    a clock a time server just stepped (the reading right), told apart only by the next
+    message; the lower of the two never dates a time later than the message came, so a
+    desk stepped forward is not "for -72 h" until then, and a late message keeps its time."""
+    skew = desk.clock_skew
+    if sample is None or abs(sample - skew) <= CLOCK_SKEW_S:
+        return skew
+    return min(skew, sample if abs(sample) > CLOCK_SKEW_S else 0.0)
 
 
 def _interval(value) -> float | None:
