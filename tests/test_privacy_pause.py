@@ -124,6 +124,12 @@ def test_only_who_paused_or_a_teacher_resumes_and_another_student_is_told_until_
     seen = ben.get(f"{app.url}/api/privacy", timeout=10).json()
     assert seen["paused"] is True and seen["yours"] is False and seen["can_resume"] is False
     assert "mia" not in str(seen) and "owner" not in seen["pause"]
+    # the header offered ben "Resume camera", which answered 403: it says until when instead
+    label = "Camera paused by someone else until " + time.strftime("%H:%M", time.localtime(until))
+    assert seen["label"] == label or time.localtime(until)[:3] != time.localtime()[:3]  # (or the day's date too)
+    header = ben.get(f"{app.url}/upload", timeout=10).text
+    assert f'id="paused">{seen["label"]}</span>' in header and 'id="privacy-button"' not in header
+    assert 'value="resume"' in mia.get(f"{app.url}/upload", timeout=10).text  # hers: the button
     r = ben.post(f"{app.url}/api/resume", timeout=10)
     assert r.status_code == 403 and r.json()["paused"] is True
     assert "paused by someone else" in r.json()["error"] and time.strftime("%H:%M", time.localtime(until)) in r.json()["error"]
@@ -313,7 +319,8 @@ def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
 
 
 def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts, browser):
-    app, _ = paused_app()
+    app, _ = paused_app(**{"privacy.max_pause_minutes": 30})
+    app.accounts.create_user("ben", "ben-password-1", "student")
     context = browser.new_context(viewport={"width": 390, "height": 844})
     try:
         page = context.new_page()
@@ -341,6 +348,15 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         assert page.locator("#paused").inner_text() == "Camera paused"
         assert other.post(f"{app.url}/api/resume", timeout=10).ok
         page.get_by_role("button", name="Pause camera").wait_for()
+        assert page.locator("#paused").count() == 0
+        # paused by another student: no "Resume camera" the server would refuse, but until when
+        ben = login(app.url, "ben", "ben-password-1")
+        until = time.localtime(ben.post(f"{app.url}/api/pause", timeout=10).json()["pause"]["until"])
+        page.get_by_text("Camera paused by someone else until " + time.strftime(
+            "%H:%M" if until[:3] == time.localtime()[:3] else "%d %b %H:%M", until)).wait_for()
+        assert page.locator("#privacy-button").count() == 0
+        assert ben.post(f"{app.url}/api/resume", timeout=10).ok
+        page.get_by_role("button", name="Pause camera").wait_for()  # and the button back when it ends
         assert page.locator("#paused").count() == 0
         assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
     finally:

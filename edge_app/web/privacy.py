@@ -2,7 +2,8 @@
 an admin) pauses the camera, from the button in every page's header or the JSON API. The
 pause is theirs: on a shared desk the next student must not switch the camera back on
 over them, so only the one who paused, an instructor or an admin resumes it (a pause from
-the desk's button, or saved before pauses had owners, anyone). The capture loop does the
+the desk's button, or saved before pauses had owners, anyone). The header offers "Resume
+camera" only to those; the others read until when it stays off. The capture loop does the
 pausing (``runtime.privacy``); this only presses it."""
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def may_resume(user: User, created: float | None, pause: Pause) -> bool:
     return pause.owner is None or user.role in RESUME_ANY or is_owner(user, created, pause)
 
 
+def header_may_resume(user: User, pause: Pause) -> bool:
+    """``may_resume`` for the page header's template, which has this request's app, not its ``ctx``."""
+    return may_resume(user, account_created(bottle.request.app.config["ctx"].store, user), pause)
+
+
 def until_text(pause: Pause) -> str:
     """" until 14:05" (or " until 29 Nov 14:05"): when the pause ends by itself, on the
     device's clock; "" when only a resume ends it."""
@@ -52,6 +58,11 @@ def until_text(pause: Pause) -> str:
         return ""
     fmt = "%H:%M" if time.localtime(pause.until)[:3] == time.localtime()[:3] else "%d %b %H:%M"
     return " until " + time.strftime(fmt, time.localtime(pause.until))
+
+
+def someone_elses(pause: Pause) -> str:
+    """The header's words for a pause this user may not resume (never who paused)."""
+    return "Camera paused by someone else" + until_text(pause)
 
 
 def not_yours(pause: Pause) -> str:
@@ -68,13 +79,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return ctx.loop.privacy
 
     def status(user: User, status_code: int = 200, error: str = ""):
-        """The pause on now, and whether it is this user's and they may resume it."""
+        """The pause on now, whether it is this user's and they may resume it, and else
+        the header's words for it (``label``: state.js shows them as the page does)."""
         pause = ctx.loop.privacy.active if ctx.loop else None
         body: dict[str, object] = {"paused": pause is not None}
         if pause:
             created = account_created(ctx.store, user)
             can = may_resume(user, created, pause)
-            body |= {"pause": pause.public(), "yours": is_owner(user, created, pause), "can_resume": can}
+            body |= {"pause": pause.public(), "yours": is_owner(user, created, pause), "can_resume": can,
+                     "label": "Camera paused" if can else someone_elses(pause)}
         if error:
             body["error"] = error
         response.content_type = "application/json"

@@ -37,23 +37,59 @@
   }
 
   // the header's Pause/Resume follows the camera too: paused from another page, the desk
-  // button or the pause's time limit, it must not go on offering "Pause camera"
-  function showSwitch(paused) {
-    const button = document.getElementById("privacy-button");
-    if (!button || (button.value === "resume") === paused) return;
+  // button or the pause's time limit, it must not go on offering "Pause camera"; paused by
+  // someone else (another student at the desk) it offers no "Resume camera" the server
+  // refuses, and says until when instead (/api/privacy's can_resume and label)
+  function showSwitch(paused, canResume, label) {
+    const form = document.querySelector("form.privacy");
+    if (!form) return;
+    let button = document.getElementById("privacy-button");
+    let pill = document.getElementById("paused");
+    if (paused) {
+      if (!pill) {
+        pill = document.createElement("span");
+        pill.className = "pill g-paused";
+        pill.id = "paused";
+        if (button) button.before(pill); else form.appendChild(pill);
+      }
+      const text = canResume ? "Camera paused" : label;
+      if (pill.textContent !== text) pill.textContent = text;
+    } else if (pill) {
+      pill.remove();
+    }
+    if (paused && !canResume) {
+      if (button) button.remove();
+      return;
+    }
+    if (!button) {
+      button = document.createElement("button");
+      button.type = "submit";
+      button.name = "do";
+      button.className = "link";
+      button.id = "privacy-button";
+      form.appendChild(button);
+    }
+    if ((button.value === "resume") === paused && button.textContent) return;
     button.value = paused ? "resume" : "pause";
     button.textContent = paused ? "Resume camera" : "Pause camera";
     if (paused) button.removeAttribute("title"); else button.title = "Nothing is filmed or analysed until you resume";
-    let pill = document.getElementById("paused");
-    if (paused && !pill) {
-      pill = document.createElement("span");
-      pill.className = "pill g-paused";
-      pill.id = "paused";
-      pill.textContent = "Camera paused";
-      button.before(pill);
-    } else if (!paused && pill) {
-      pill.remove();
+  }
+
+  // while paused: whose pause it is, asked once per Paused state (its seq) rather than each second
+  let pauseShown = null;
+  async function followSwitch(state) {
+    if (!document.querySelector("form.privacy")) return;  // a page without the header's switch
+    if (state.camera !== "paused") {
+      pauseShown = null;
+      showSwitch(false, true, "");
+      return;
     }
+    if (pauseShown === state.seq) return;
+    const r = await fetch("/api/privacy", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!r.ok) return;  // asked again at the next poll
+    const p = await r.json();
+    pauseShown = state.seq;
+    showSwitch(p.paused, p.can_resume !== false, p.label || "Camera paused");
   }
 
   function describe(s) {
@@ -80,10 +116,10 @@
       }
       if (r.ok) {
         const state = await r.json();
-        if (state.camera) showSwitch(state.camera === "paused");
         const shown = describe(state);
         show(shown[0], shown[1], undefined);
         lastOk = Date.now();
+        if (state.camera) await followSwitch(state);
       }
     } catch (e) { /* the device may be restarting: the stale check below covers it */
     } finally { busy = false; }

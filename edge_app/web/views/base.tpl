@@ -24,9 +24,12 @@
     <form method="post" action="/privacy" class="inline privacy">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <input type="hidden" name="back" value="{{path}}">
-      % if paused:
+      % from edge_app.web.privacy import header_may_resume, someone_elses
+      % if paused and header_may_resume(user, paused):
       <span class="pill g-paused" id="paused">Camera paused</span>
       <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
+      % elif paused:
+      <span class="pill g-paused" id="paused">{{someone_elses(paused)}}</span>
       % else:
       <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="Nothing is filmed or analysed until you resume">Pause camera</button>
       % end
