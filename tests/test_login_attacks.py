@@ -6,14 +6,15 @@ client socket bound to 127.0.0.2 reaches the server on 127.0.0.1 as another peer
 from __future__ import annotations
 
 import http.client
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from edge_app.store import accounts as accounts_mod
-from edge_app.store.accounts import AuthError, ThrottlePolicy
-from tests.conftest import login
+from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy
+from tests.conftest import login, wait_for
 
 STUDENT_PW = "student-pw-123"
 
@@ -100,6 +101,44 @@ def test_an_admin_unlocks_a_locked_user_and_a_password_reset_unlocks_too(web):
                    timeout=10)
     assert r.ok and "New password set" in r.text
     assert login_from(web, "127.0.0.1", "sam", "fresh-pw-2468") == 303
+
+
+def test_a_clock_step_neither_lifts_a_lock_nor_stretches_it(web, monkeypatch):
+    """A name locked after too many guesses was free again seconds later when NTP stepped a
+    Pi's stale clock forward by days, and a clock stepped back kept it locked for the step.
+    The lock measures elapsed (monotonic) time while the process runs."""
+    step = {"s": 0.0}
+    monkeypatch.setattr(web.accounts, "wall", lambda: time.time() + step["s"])
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=600)
+    for i in range(3):
+        assert login_from(web, "127.0.0.2", "sam", f"guess-{i}-xx") == 401
+    step["s"] = 3 * 86400.0  # NTP arrives
+    web.accounts.purge_sessions()  # the housekeeping's round, on the new time
+    assert login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 429  # still locked
+    assert "sam" in web.accounts.locked_users()  # and the Users page says so
+    web.accounts.throttle.lock_s = web.accounts.throttle.window_s = 1.0  # and back by more: it still ends when due
+    step["s"] = -3 * 86400.0
+    wait_for(lambda: login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 303, timeout=5, every=0.2,
+             what="the 1 s lock to end")
+
+
+def test_after_a_restart_a_lock_is_judged_by_the_wall_clock_and_never_cut_short(web):
+    """A new process has only the failures' wall-clock times: by them a lock goes on or is
+    over, as before; one stamped in the future (the clock went back since) cannot say how long
+    ago it was, so it counts as just now: locked for the whole lock, not for the clock's step."""
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    policy = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3, lock_after_address=1000,
+                            lock_s=600)
+    web.accounts.throttle = policy
+    for i in range(3):
+        assert login_from(web, "127.0.0.2", "sam", f"guess-{i}-xx") == 401
+    assert "sam" in Accounts(web.store, throttle=policy).locked_users()  # restarted at once
+    assert "sam" not in Accounts(web.store, throttle=policy, wall=lambda: time.time() + 601).locked_users()
+    behind = Accounts(web.store, throttle=policy, wall=lambda: time.time() - 86400)  # set back a day meanwhile
+    with pytest.raises(LoginThrottled, match="locked for 10 minutes"):
+        behind.check_throttle("sam", "127.0.0.2")
 
 
 def test_unknown_and_known_names_cost_the_same_work(web, monkeypatch):

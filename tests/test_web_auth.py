@@ -8,12 +8,13 @@ import json
 import logging
 import re
 import subprocess
+import time
 
 import pytest
 import requests
 
 from edge_app import config as config_mod
-from edge_app.store.accounts import AuthError, ThrottlePolicy, hash_password
+from edge_app.store.accounts import Accounts, AuthError, ThrottlePolicy, hash_password
 from edge_app.web import hardening
 from tests.conftest import ADMIN_PASSWORD, login, stays, wait_for
 
@@ -221,6 +222,58 @@ def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance
     appliance.store.execute("UPDATE sessions SET created = created - ?", (max_age + 5,))
     r = s.get(f"{appliance.url}/upload", allow_redirects=False, timeout=10)
     assert r.status_code == 303 and "/login" in r.headers["Location"]
+
+
+class SteppedWall:
+    """The wall clock ``step_s`` off the real one, as after a time server stepped it."""
+
+    def __init__(self, step_s: float = 0.0):
+        self.step_s = step_s
+
+    def __call__(self) -> float:
+        return time.time() + self.step_s
+
+
+DAYS_3 = 3 * 86400.0
+
+
+def test_a_clock_step_neither_ends_sessions_nor_stretches_their_limits(appliance, monkeypatch):
+    """A Pi that booted on a stale clock has it stepped by days when NTP comes (or when a
+    technician fixes NTP): every session ended as idle ("Your session ended"), the purge
+    deleted them too, and a clock stepped back stretched idle timeouts and an admin's password
+    confirmation by the step. While the process runs they measure elapsed (monotonic) time."""
+    wall = SteppedWall()
+    monkeypatch.setattr(appliance.accounts, "wall", wall)
+    admin = login(appliance.url)  # on the stale clock
+    bad_name = {"csrf": admin.csrf, "username": "!", "password": "lee-password-1", "role": "student"}
+    add = lambda s: s.post(f"{appliance.url}/admin/users", data=bad_name, allow_redirects=False,  # noqa: E731
+                           timeout=10).status_code  # 400: past the confirmation (a bad name); 403: asked for it
+    wall.step_s = DAYS_3  # NTP arrives
+    appliance.accounts.purge_sessions()  # the housekeeping's round, on the new time
+    assert admin.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
+    assert add(admin) == 400  # the log-in a moment ago still counts as confirmed
+
+    appliance.accounts.idle_s, appliance.accounts.confirm_s = 1.5, 0.5
+    wall.step_s = -DAYS_3  # and back (a technician's wrong fix undone)
+    assert add(admin) == 400  # a page: the idle timer restarts
+    wait_for(lambda: add(admin) == 403, timeout=5, every=0.1, what="the confirmation to lapse after 0.5 s")
+    wait_for(lambda: admin.get(f"{appliance.url}/api/state", timeout=10).status_code == 401, timeout=5,
+             every=0.1, what="the idle session to end after 1.5 s")  # polls do not restart it
+
+
+def test_after_a_restart_stored_times_are_judged_by_the_wall_clock_and_never_stretched(appliance):
+    """A new process has only the database's wall-clock times: a session idle too long by them
+    ends, as before; one stamped in the future (the clock went back since) cannot say how long
+    ago it was used, so it ends too rather than live on; its confirmation is asked again."""
+    s, idle = login(appliance.url), appliance.accounts.idle_s
+    token = s.cookies.get("ee_session")
+    assert Accounts(appliance.store, idle_s=idle).session_user(token, refresh=False) is not None  # restarted at once
+    assert not Accounts(appliance.store, idle_s=idle, wall=SteppedWall(-60)).recently_confirmed(token)
+    assert Accounts(appliance.store, idle_s=idle, wall=SteppedWall(-60)).session_user(token) is None
+    assert s.get(f"{appliance.url}/api/state", timeout=10).status_code == 401  # ended for this process too
+    later = login(appliance.url)
+    restarted = Accounts(appliance.store, idle_s=idle, wall=SteppedWall(idle + 5))  # as long idle, by the clock
+    assert restarted.session_user(later.cookies.get("ee_session")) is None
 
 
 # ------------------------------------------------------------ change password

@@ -10,12 +10,14 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import os
 import re
 import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -234,9 +236,25 @@ FIRST_PASSWORD_FILE = "first-admin-password.txt"
 
 
 class Accounts:
+    """Users, throttled log-ins and sessions of one process (web worker threads share it).
+
+    Idle timeouts, the sessions' lifetime, log-in locks and the confirmation window are
+    measured on ``monotonic`` while the process runs: a Pi that booted with a stale clock
+    has it stepped by days when NTP comes, and that step must neither log everyone out nor
+    lift a lock (nor, stepped back, stretch them). The database keeps wall-clock (``wall``)
+    times, read only for what this process did not see happen (from before a restart, or
+    changed there by someone else), and then conservatively: a time in the future ends a
+    session or its confirmation and counts a failed log-in as just now."""
+
     def __init__(self, store: Store, idle_s: float = 1800, max_age_s: float = 12 * 3600,
-                 throttle: ThrottlePolicy | None = None, confirm_s: float = 15 * 60):
+                 throttle: ThrottlePolicy | None = None, confirm_s: float = 15 * 60,
+                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
         self.store, self.idle_s, self.max_age_s = store, idle_s, max_age_s
+        self.wall, self.monotonic = wall, monotonic
+        # (what, row) -> (the stored wall time, the monotonic time it stands for), for the
+        # times this process wrote or first read; valid while the row still holds that value
+        self._seen_at: dict[tuple[str, Hashable], tuple[float, float]] = {}
+        self._seen_lock = threading.Lock()
         self.confirm_s = confirm_s  # an admin's change asks for the password typed within this (0: never)
         self.throttle = throttle or ThrottlePolicy()
         self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
@@ -253,6 +271,41 @@ class Accounts:
         if self.find(username) is not None:
             return name
         return "#" + hmac.new(self._unknown_key, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # ------------------------------------------------------------ elapsed time
+    def _now(self) -> tuple[float, float]:
+        return self.wall(), self.monotonic()
+
+    def _elapsed(self, what: tuple[str, Hashable], stored: float, now: tuple[float, float], future: float) -> float:
+        """Seconds since ``stored`` (a wall time in the database) for ``what``: on the
+        monotonic clock when this process wrote or already read that very value; else by the
+        wall clock, once (then remembered), and a time in the future (the clock went back
+        since) counts as ``future`` seconds ago: whatever is conservative for the caller."""
+        wall, mono = now
+        with self._seen_lock:
+            known = self._seen_at.get(what)
+            if known is not None and known[0] == stored:
+                return mono - known[1]
+            elapsed = wall - stored if wall >= stored else future
+            self._seen_at[what] = (stored, mono - elapsed)
+            return elapsed
+
+    def _mark(self, what: tuple[str, Hashable], stored: float, mono: float, only_over: float | None = None) -> None:
+        """Remember that the row's ``stored`` wall time stands for ``mono``; ``only_over``:
+        only while the row is still known to hold that stored value (not written anew meanwhile)."""
+        with self._seen_lock:
+            known = self._seen_at.get(what)
+            if only_over is None or known is None or known[0] == only_over:
+                self._seen_at[what] = (stored, mono)
+
+    def _forget(self, known: set[tuple[str, Hashable]], kinds: tuple[str, ...], keep: set) -> None:
+        """Drop what was remembered (``known``, taken before ``keep`` was read) of ``kinds``
+        of rows no longer in ``keep``: rows deleted by any way (a log-out, a password reset, an
+        unlock), so memory stays bounded; what was remembered since (a new session) stays."""
+        with self._seen_lock:
+            for what in known:
+                if what[0] in kinds and what[1] not in keep:
+                    self._seen_at.pop(what, None)
 
     def log_name(self, username: str) -> str:
         """How the journal names the user name of a refused log-in: quoted when an account has
@@ -271,22 +324,29 @@ class Accounts:
             keys.append(("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
         return keys
 
-    def _refusal(self, username: str, address: str | None, now: float) -> LoginThrottled | None:
+    def _failure_ages(self, rows, now: tuple[float, float]) -> list[float]:
+        """Seconds since each failed log-in (rows of ``id``, ``t``) still inside the throttle's
+        horizon; one stored in the future counts as just now (a lock is never cut short)."""
+        horizon = max(self.throttle.window_s, self.throttle.lock_s)
+        ages = (self._elapsed(("failure", r["id"]), r["t"], now, future=0.0) for r in rows)
+        return [age for age in ages if age < horizon]
+
+    def _refusal(self, username: str, address: str | None) -> LoginThrottled | None:
         """Why this attempt must not be checked now, or None. Attempts still being checked
         (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
-        p = self.throttle
+        p, now = self.throttle, self._now()
         for key, slow_after, lock_after, who in self._keys(username, address):
-            row = self.store.query("SELECT COUNT(*) AS n, MAX(t) AS last FROM login_failures WHERE key = ? AND t > ?",
-                                   (key, now - max(p.window_s, p.lock_s)))[0]
-            n, last = row["n"], row["last"] or 0.0
-            if n >= lock_after and now < last + p.lock_s:
-                wait = last + p.lock_s - now
+            # every row of the key (purged past the horizon): a stepped clock makes stored times say nothing
+            ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (key,)), now)
+            n, last = len(ages), min(ages, default=0.0)
+            if n >= lock_after and last < p.lock_s:
+                wait = p.lock_s - last
                 return LoginThrottled(f"Too many failed log-ins for {who}: log-in is locked for {_wait_text(wait)}. "
                                       "Ask an admin to unlock it (Users page) if you have forgotten the password.", wait)
             if n >= slow_after:
                 delay = min(p.base_delay_s * 2 ** (n - slow_after), p.max_delay_s)
-                if now < last + delay:
-                    wait = last + delay - now
+                if last < delay:
+                    wait = delay - last
                     return LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
                                           "before trying again.", wait)
             if n + self._pending.get(key, 0) >= lock_after:
@@ -294,9 +354,9 @@ class Accounts:
                                       "try again in a moment.", 1.0)
         return None
 
-    def check_throttle(self, username: str, address: str | None, now: float | None = None) -> None:
+    def check_throttle(self, username: str, address: str | None) -> None:
         """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
-        refusal = self._refusal(username, address, time.time() if now is None else now)
+        refusal = self._refusal(username, address)
         if refusal:
             raise refusal
 
@@ -308,17 +368,20 @@ class Accounts:
         attempts, not forty checks against a count of zero."""
         keys = [key for key, *_ in self._keys(username, address)]
         with self._pending_lock:
-            refusal = self._refusal(username, address, time.time())
+            refusal = self._refusal(username, address)
             if refusal is not None:
                 raise refusal
             for key in keys:
                 self._pending[key] = self._pending.get(key, 0) + 1
         try:
             user = self.authenticate(username, password)
-            now = time.time()
             if user is None:
+                wall, mono = self._now()
                 with self.store.transaction() as conn:
-                    conn.executemany("INSERT INTO login_failures(key, t) VALUES (?, ?)", [(key, now) for key in keys])
+                    ids = [conn.execute("INSERT INTO login_failures(key, t) VALUES (?, ?)", (key, wall)).lastrowid
+                           for key in keys]
+                for failure in ids:
+                    self._mark(("failure", failure), wall, mono)
             else:
                 self.store.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
                 if user.username == "admin":
@@ -344,17 +407,19 @@ class Accounts:
         return self.store.execute("DELETE FROM login_failures WHERE key = ? OR key LIKE ? ESCAPE '\\'",
                                   ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
 
-    def locked_users(self, now: float | None = None) -> set[str]:
+    def locked_users(self) -> set[str]:
         """User names locked now, from any address (for the admin's Users page)."""
-        p, now = self.throttle, time.time() if now is None else now
-        rows = self.store.query("SELECT key, COUNT(*) AS n, MAX(t) AS last FROM login_failures "
-                                "WHERE key LIKE 'user:%' AND key NOT LIKE 'user:#%' AND t > ? GROUP BY key",
-                                (now - max(p.window_s, p.lock_s),))  # '#': names no account has
+        p, now = self.throttle, self._now()
+        by_key: dict[str, list] = {}
+        for r in self.store.query("SELECT id, key, t FROM login_failures "
+                                  "WHERE key LIKE 'user:%' AND key NOT LIKE 'user:#%'"):  # '#': names no account has
+            by_key.setdefault(r["key"], []).append(r)
         locked = set()
-        for r in rows:
-            pair = "|" in r["key"]
-            if r["n"] >= (p.lock_after_user if pair else p.lock_after_user_global) and now < r["last"] + p.lock_s:
-                locked.add(r["key"][5:].split("|", 1)[0])
+        for key, rows in by_key.items():
+            ages = self._failure_ages(rows, now)
+            lock_after = p.lock_after_user if "|" in key else p.lock_after_user_global
+            if len(ages) >= lock_after and min(ages, default=p.lock_s) < p.lock_s:
+                locked.add(key[5:].split("|", 1)[0])
         return locked
 
     def change_password(self, user: User, current: str, new: str, again: str | None = None,
@@ -467,7 +532,7 @@ class Accounts:
             return None
         if row["disabled"]:
             raise AccountDisabled("this account is disabled: ask an admin to enable it (Admin, Users)")
-        self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (time.time(), row["id"]))
+        self.store.execute("UPDATE users SET last_login = ? WHERE id = ?", (self.wall(), row["id"]))
         return _user(row)
 
     @property
@@ -502,9 +567,11 @@ class Accounts:
     def start_session(self, user: User) -> tuple[str, str]:
         """A new session: (cookie token, csrf token)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        now = time.time()
+        (wall, mono), th = self._now(), _token_hash(token)
         self.store.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen, confirmed) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (_token_hash(token), user.id, csrf, now, now, now))
+                           "VALUES (?, ?, ?, ?, ?, ?)", (th, user.id, csrf, wall, wall, wall))
+        for what in ("created", "seen", "written", "confirmed"):
+            self._mark((what, th), wall, mono)
         return token, csrf
 
     def recently_confirmed(self, token: str | None) -> bool:
@@ -513,8 +580,10 @@ class Accounts:
         classroom computer cannot be used to turn on frame storage or add an admin."""
         if not self.confirm_s:
             return True
-        rows = self.store.query("SELECT confirmed FROM sessions WHERE token_hash = ?", (_token_hash(token or ""),))
-        return bool(rows) and time.time() - rows[0]["confirmed"] <= self.confirm_s
+        th = _token_hash(token or "")
+        rows = self.store.query("SELECT confirmed FROM sessions WHERE token_hash = ?", (th,))
+        return bool(rows) and self._elapsed(("confirmed", th), rows[0]["confirmed"], self._now(),
+                                            future=math.inf) <= self.confirm_s
 
     def confirm(self, token: str, user: User, password: str, address: str | None = None) -> bool:
         """The session's user typed their password again: throttled like a log-in (a stolen
@@ -522,8 +591,15 @@ class Accounts:
         again = self._login_quietly(user.username, password, address)
         if again is None or again.id != user.id:
             return False
-        self.store.execute("UPDATE sessions SET confirmed = ? WHERE token_hash = ?", (time.time(), _token_hash(token)))
+        (wall, mono), th = self._now(), _token_hash(token)
+        self.store.execute("UPDATE sessions SET confirmed = ? WHERE token_hash = ?", (wall, th))
+        self._mark(("confirmed", th), wall, mono)
         return True
+
+    def _expired(self, th: str, created: float, last_seen: float, now: tuple[float, float]) -> bool:
+        """Idle too long, or past its lifetime (a stored time in the future: ended, never stretched)."""
+        return (self._elapsed(("seen", th), last_seen, now, future=math.inf) > self.idle_s
+                or self._elapsed(("created", th), created, now, future=math.inf) > self.max_age_s)
 
     def session_user(self, token: str | None, refresh: bool = True) -> tuple[User, str] | None:
         """The live session's user and CSRF token. ``refresh``: the request is the user's
@@ -532,21 +608,28 @@ class Accounts:
         or a page left open would never time out."""
         if not token:
             return None
-        now = time.time()
+        th, now = _token_hash(token), self._now()
         rows = self.store.query(
             f"SELECT s.csrf, s.created, s.last_seen, {USER_COLUMNS} "  # (names only users has)
-            "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", (_token_hash(token),))
+            "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", (th,))
         if not rows:
             return None
         r = rows[0]
-        if r["disabled"] or now - r["last_seen"] > self.idle_s or now - r["created"] > self.max_age_s:
+        if r["disabled"] or self._expired(th, r["created"], r["last_seen"], now):
             self.end_session(token)
             return None
-        if refresh and now - r["last_seen"] > min(30.0, self.idle_s / 4):  # at most every 30 s: fewer writes
-            try:
-                self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, _token_hash(token)))
-            except sqlite3.OperationalError as exc:  # a full disk, a long lock: the session holds on regardless
-                log.debug("session not refreshed: %s", exc)  # (a page on a full disk must still say it is full)
+        if refresh:  # the idle timer restarts here, in memory; the row follows at most every 30 s: fewer writes
+            wall, mono = now
+            if self._elapsed(("written", th), r["last_seen"], now, future=math.inf) > min(30.0, self.idle_s / 4):
+                try:  # only over the value read: a parallel request may have written it meanwhile
+                    if self.store.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ? AND last_seen = ?",
+                                          (wall, th, r["last_seen"])).rowcount:
+                        self._mark(("written", th), wall, mono)
+                        self._mark(("seen", th), wall, mono)
+                        return _user(r), r["csrf"]
+                except sqlite3.OperationalError as exc:  # a full disk, a long lock: the session holds on regardless
+                    log.debug("session not refreshed: %s", exc)  # (a page on a full disk must still say it is full)
+            self._mark(("seen", th), r["last_seen"], mono, only_over=r["last_seen"])
         return _user(r), r["csrf"]
 
     def end_session(self, token: str) -> None:
@@ -554,10 +637,10 @@ class Accounts:
 
     def other_sessions(self, user: User, token: str) -> int:
         """How many other live log-ins ``user`` has (other browsers, other devices)."""
-        now = time.time()
-        return self.store.query("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND token_hash != ? "
-                                "AND last_seen >= ? AND created >= ?",
-                                (user.id, _token_hash(token), now - self.idle_s, now - self.max_age_s))[0][0]
+        now = self._now()
+        rows = self.store.query("SELECT token_hash, created, last_seen FROM sessions WHERE user_id = ? "
+                                "AND token_hash != ?", (user.id, _token_hash(token)))
+        return sum(not self._expired(r["token_hash"], r["created"], r["last_seen"], now) for r in rows)
 
     def end_other_sessions(self, user: User, token: str) -> int:
         """Log ``user`` out everywhere but this session (a browser left logged in somewhere)."""
@@ -567,12 +650,26 @@ class Accounts:
     def purge_sessions(self) -> int:
         """Delete expired sessions and failed log-ins past the throttle's window; returns
         how many rows went. A failed log-in names what was typed and the address: the
-        caller empties the write-ahead log after (``Store.forget_deleted``) when any went."""
-        now = time.time()
-        gone = self.store.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
-                                  (now - self.idle_s, now - self.max_age_s)).rowcount
-        return gone + self.store.execute("DELETE FROM login_failures WHERE t < ?",
-                                         (now - max(self.throttle.window_s, self.throttle.lock_s),)).rowcount
+        caller empties the write-ahead log after (``Store.forget_deleted``) when any went.
+        Judged as a log-in would judge them (on the monotonic clock), so a clock step
+        purges nothing that is still live."""
+        now, horizon = self._now(), max(self.throttle.window_s, self.throttle.lock_s)
+        with self._seen_lock:
+            known = set(self._seen_at)
+        sessions = self.store.query("SELECT token_hash, created, last_seen FROM sessions")
+        ended = [(r["token_hash"],) for r in sessions if self._expired(r["token_hash"], r["created"], r["last_seen"], now)]
+        failures = self.store.query("SELECT id, t FROM login_failures")
+        old = [(r["id"],) for r in failures
+               if self._elapsed(("failure", r["id"]), r["t"], now, future=0.0) >= horizon]
+        gone = 0
+        if ended or old:
+            with self.store.transaction() as conn:
+                gone = conn.executemany("DELETE FROM sessions WHERE token_hash = ?", ended).rowcount
+                gone += conn.executemany("DELETE FROM login_failures WHERE id = ?", old).rowcount
+        self._forget(known, ("created", "seen", "written", "confirmed"),
+                     {r["token_hash"] for r in self.store.query("SELECT token_hash FROM sessions")})
+        self._forget(known, ("failure",), {r["id"] for r in self.store.query("SELECT id FROM login_failures")})
+        return gone
 
     def count_admins(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")[0][0]
