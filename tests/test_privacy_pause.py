@@ -291,6 +291,31 @@ def test_a_pause_keeps_its_time_across_a_clock_step_and_a_restart():
     assert switch.active is None and saved[-1] is None
 
 
+def test_a_pause_that_cannot_be_saved_says_so_once_not_each_minute(caplog):
+    """A pause is saved again each minute: a full disk must not put the same warning in the
+    journal every minute of an hour-long pause."""
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    mono, fails = [0.0], [True]
+
+    def keep(pause):
+        if fails[0]:
+            raise OSError("database or disk is full")
+
+    switch = PrivacySwitch(lambda: 60.0, clock=lambda: mono[0], keep=keep)
+    switch.pause("button")
+    for _ in range(5):
+        mono[0] += 61
+        assert switch.active is not None
+    assert sum("could not be saved" in r.message for r in caplog.records) == 1
+    fails[0] = False
+    mono[0] += 61
+    assert switch.active is not None  # saved again: a later failure is news
+    fails[0] = True
+    switch.resume()
+    assert sum("could not be saved" in r.message for r in caplog.records) == 2
+
+
 def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
     factory = MockFactory(pin_class=MockPWMPin)
     try:

@@ -95,6 +95,7 @@ class PrivacySwitch:
         self._keep_lock = threading.Lock()  # saves one at a time, each the state at its moment: the last one wins
         self._pause: Pause | None = None
         self._saved_mono = 0.0  # when ``_kept`` last saved (monotonic)
+        self._unsaved = False  # the last save failed (said once)
 
     def _start(self, by: str, owner: int | None = None, owner_created: float | None = None) -> Pause:
         if self._pause is None:
@@ -132,7 +133,11 @@ class PrivacySwitch:
             try:
                 self.keep(pause)
             except Exception as exc:  # noqa: BLE001 - a full or locked database must not undo the press
-                log.warning("the privacy pause could not be saved (%s): a restart now would end it", exc)
+                if not self._unsaved:  # once, not at each minute's save while the disk stays full
+                    log.warning("the privacy pause could not be saved (%s): a restart now would end it", exc)
+                self._unsaved = True
+            else:
+                self._unsaved = False
 
     def restore(self, saved) -> Pause | None:
         """The pause ``keep`` saved before a restart, on again unless its time ran out; None
