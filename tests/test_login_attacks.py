@@ -103,6 +103,24 @@ def test_an_admin_unlocks_a_locked_user_and_a_password_reset_unlocks_too(web):
     assert login_from(web, "127.0.0.1", "sam", "fresh-pw-2468") == 303
 
 
+def test_a_lock_shorter_than_the_window_ends_when_due(web):
+    """With ``login.lock_minutes`` under ``login.window_minutes`` (say 5 and 15) a lock lasted
+    the whole window, each attempt told "Too many log-ins ... are being checked at once: try
+    again in a moment": the failures still in the window were taken for guesses in flight.
+    Once the lock is over one attempt is checked; a wrong one locks the name again."""
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=0.5, window_s=900)
+    for i in range(3):
+        assert login_from(web, "127.0.0.2", "sam", f"guess-{i}-xx") == 401
+    assert login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 429
+    wait_for(lambda: login_from(web, "127.0.0.2", "sam", "guess-3-xx") == 401, timeout=5, every=0.1,
+             what="the 0.5 s lock to end")
+    assert login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 429  # locked again at once
+    wait_for(lambda: login_from(web, "127.0.0.2", "sam", STUDENT_PW) == 303, timeout=5, every=0.1,
+             what="the second lock to end")
+
+
 def test_a_clock_step_neither_lifts_a_lock_nor_stretches_it(web, monkeypatch):
     """A name locked after too many guesses was free again seconds later when NTP stepped a
     Pi's stale clock forward by days, and a clock stepped back kept it locked for the step.

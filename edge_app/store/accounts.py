@@ -349,7 +349,8 @@ class Accounts:
                     wait = delay - last
                     return LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
                                           "before trying again.", wait)
-            if n + self._pending.get(key, 0) >= lock_after:
+            pending = self._pending.get(key, 0)  # failures past a lock shorter than the window are not in flight
+            if pending and n + pending >= lock_after:
                 return LoginThrottled(f"Too many log-ins for {who} are being checked at once: "
                                       "try again in a moment.", 1.0)
         return None
