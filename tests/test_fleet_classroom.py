@@ -30,6 +30,7 @@ from edge_app.store import database
 from edge_app.store.database import Store
 
 broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
+tls_broker = mqtt_broker.tls_broker
 KEEPALIVE = 5
 
 
@@ -924,6 +925,52 @@ def test_log_out_needs_the_sessions_token_and_ends_it(classroom):
     r = s.post(f"{classroom.url}/logout", data={"csrf": s.csrf}, allow_redirects=False, timeout=5)
     assert r.status_code == 303 and r.headers["Location"].endswith("/login")
     assert s.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
+
+
+def test_a_stop_while_the_broker_hangs_is_bounded(tls_broker, tmp_path, monkeypatch, caplog):
+    """paho's loop_stop() waits for its network thread without a limit, and that thread may
+    hang in a TLS handshake with a frozen broker (here SIGSTOPped: TCP connects, nothing
+    answers) for paho's connect_timeout (here 30 s): the classroom's stop waited for it, past
+    systemd's TimeoutStopSec (15 s), whose SIGKILL ended it. The stop now waits a bounded time
+    and says so."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    settings = mqtt(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca), device_id="classroom")
+    service = ClassroomService(settings, tmp_path / "classroom", port=0)
+    service.subscriber.client.connect_timeout = 30
+    stopper = threading.Thread(target=service.stop, daemon=True)
+    tls_broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        service.start()
+        wait_for(lambda: _connection_open_to(tls_broker.tls_port), what="paho in the TLS handshake")
+        with caplog.at_level("WARNING", logger="edge_app.fleet.classroom.subscriber"):
+            began = time.monotonic()
+            stopper.start()
+            stopper.join(20)
+            took = time.monotonic() - began
+        assert not stopper.is_alive() and took < 4, f"the stop waited {took:.1f} s on the hung connection"
+        assert "did not stop within" in caplog.text
+        assert requests_refused(service.url)  # the page's server stopped too
+    finally:
+        tls_broker.proc.send_signal(signal.SIGCONT)
+        stopper.join(40)
+
+
+def _connection_open_to(port: int) -> bool:
+    """Whether a TCP connection to 127.0.0.1:``port`` is established (the kernel's table: a
+    SIGSTOPped broker still completes the handshake)."""
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+            return True
+    return False
+
+
+def requests_refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
 
 
 # ------------------------------------------------------------------ a desk's clock

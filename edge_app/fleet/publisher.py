@@ -528,29 +528,12 @@ class Publisher:
         self._settle()
 
     def _stop_network(self, limit: float) -> None:
-        """paho's ``loop_stop()``, waited on for ``limit`` at most. It joins paho's network
-        thread without a limit, and that thread may be in a connection attempt that hangs (a
-        TLS handshake with a frozen broker, a connect into a dead network, a DNS look-up: paho's
-        connect_timeout or the resolver's time each) or wait for acknowledgements a hung link
-        never brings: the service's stop waited past systemd's TimeoutStopSec, and its SIGKILL
-        lost the rest of the stop. After ``limit`` an open connection is cut; a thread still
-        busy is left (a daemon: it ends with the process). Nothing is lost: what the broker did
-        not acknowledge stays in the outbox for the next start."""
-        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
-        stopper.start()
-        stopper.join(limit)
-        if not stopper.is_alive():
-            return
-        sock = self.client.socket()
-        if isinstance(sock, socket.socket):  # a connection that takes no more: its read fails now, the thread ends
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            stopper.join(1.0)
-        log.warning("mqtt: the connection to %s did not stop within %.1f s (a hung network or broker?): %s; what "
-                    "the broker did not acknowledge stays in the outbox and goes out after the next start",
-                    self.settings.broker, limit, "it was cut" if not stopper.is_alive() else "left to end by itself")
+        """``stop_network``. Nothing is lost: what the broker did not acknowledge stays in the
+        outbox for the next start."""
+        if done := stop_network(self.client, limit):
+            log.warning("mqtt: the connection to %s did not stop within %.1f s (a hung network or broker?): %s; "
+                        "what the broker did not acknowledge stays in the outbox and goes out after the next start",
+                        self.settings.broker, limit, done)
 
     def _pending_or_waiting(self) -> bool:
         return bool(self._pending) or bool(self.outbox.after(self._cursor, 1))
@@ -572,6 +555,29 @@ class Publisher:
     def snapshot(self) -> BrokerStatus:
         self.status.backlog = self.outbox.count()
         return self.status
+
+
+def stop_network(client: mqtt.Client, limit: float) -> str:
+    """paho's ``loop_stop()``, waited on for ``limit`` at most; "" when it stopped, else what
+    became of it. It joins paho's network thread without a limit, and that thread may be in a
+    connection attempt that hangs (a TLS handshake with a frozen broker, a connect into a dead
+    network, a DNS look-up: paho's connect_timeout or the resolver's time each) or wait for
+    acknowledgements a hung link never brings: a service's stop waited past systemd's
+    TimeoutStopSec, and its SIGKILL lost the rest of the stop. After ``limit`` an open
+    connection is cut; a thread still busy is left (a daemon: it ends with the process)."""
+    stopper = threading.Thread(target=client.loop_stop, name="mqtt-stop", daemon=True)
+    stopper.start()
+    stopper.join(limit)
+    if not stopper.is_alive():
+        return ""
+    sock = client.socket()
+    if isinstance(sock, socket.socket):  # a connection that takes no more: its read fails now, the thread ends
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        stopper.join(1.0)
+    return "it was cut" if not stopper.is_alive() else "left to end by itself"
 
 
 def installation_id(data_dir: Path) -> str:

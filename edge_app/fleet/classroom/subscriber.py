@@ -6,7 +6,17 @@ import os
 import time
 
 from edge_app.fleet.classroom.model import Classroom
-from edge_app.fleet.publisher import BrokerStatus, FailureLog, closed_text, failure_text, make_client, refusal_text, waiting_hint
+from edge_app.fleet.publisher import (
+    NETWORK_STOP_S,
+    BrokerStatus,
+    FailureLog,
+    closed_text,
+    failure_text,
+    make_client,
+    refusal_text,
+    stop_network,
+    waiting_hint,
+)
 from edge_app.fleet.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -94,7 +104,11 @@ class Subscriber:
         self.client.loop_start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = NETWORK_STOP_S) -> None:
+        """Disconnect, waiting ``timeout`` at most (``stop_network``): a connection that hangs
+        (a TLS handshake with a frozen broker) held the service's stop until systemd killed it."""
         self._stopping = True  # every clean stop logged "lost the connection (Normal disconnection); retrying"
         self.client.disconnect()
-        self.client.loop_stop()
+        if done := stop_network(self.client, timeout):
+            log.warning("mqtt: the connection to %s did not stop within %.1f s (a hung network or broker?): %s",
+                        self.settings.broker, timeout, done)
