@@ -1669,6 +1669,19 @@ def test_the_classroom_server_serves_the_icon_its_pages_link(classroom):
     assert svg.status_code == 200 and svg.content.lstrip().startswith(b"<svg")
 
 
+def test_the_page_s_script_and_styles_are_checked_again_at_each_load(classroom):
+    """Served with no cache control, a browser kept the classroom.js it had (for as long as
+    its own guess allows) after an upgrade: the old script against the new API until a hard
+    reload. Each load now asks again; unchanged, the answer is a bodiless 304."""
+    for name in ("classroom.js", "classroom.css", "app.css"):
+        r = requests.get(f"{classroom.url}/static/{name}", timeout=5)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-cache", name
+        again = requests.get(f"{classroom.url}/static/{name}", timeout=5,
+                             headers={"If-None-Match": r.headers["ETag"],
+                                      "If-Modified-Since": r.headers["Last-Modified"]})
+        assert again.status_code == 304 and not again.content, name
+
+
 def test_the_page_draws_a_level_it_does_not_know_in_the_neutral_look(classroom):
     now = time.time()
     assert classroom.classroom.apply_state("desk-9", state(level="Sleepy", since=str(now - 5), seq="1"))

@@ -175,6 +175,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def headers():
         cacheable = request.path.startswith("/static/") or request.path == "/favicon.ico"  # no one's data in them
         hardening.set_security_headers(no_store=not cacheable, hsts=ctx.secure_cookie)
+        if cacheable:  # asked again at each page load (a 304 while unchanged): after an upgrade a browser kept
+            response.set_header("Cache-Control", "no-cache")  # the old classroom.js against the new API for hours
 
     @app.hook("before_request")
     def known_host():
