@@ -147,6 +147,27 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
 
 
+def test_no_exported_cell_starts_a_formula_in_a_comma_or_a_semicolon_locale(store, tmp_path):
+    """A photo named "a;=2+3;b.jpg": Excel in a German or French locale splits the CSV on
+    ";" (the csv module quotes no field for it), and "=2+3" (or =HYPERLINK) ran as a formula.
+    Read with either separator, no cell starts with = + - @ or a tab."""
+    from edge_app.web.upload import safe_filename
+    user = store.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('-ann', 'x', 'student', 0)").lastrowid
+    names = ["a;=2+3;b.jpg", 'x;"=HYPERLINK(""http://evil"")".jpg', "c, @SUM(1).jpg", "d;\t=1.jpg", "e; -2+3;+1.jpg"]
+    for name in names:
+        store.add_upload(user, safe_filename(name), 10, 10, [])
+    out = tmp_path / "log.csv"
+    assert export_csv(store.data_dir, 0, out) == len(names)
+    text = out.read_text(encoding="utf-8-sig")
+    for delimiter in (",", ";"):
+        cells = [cell for row in csv.reader(io.StringIO(text), delimiter=delimiter) for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and cell], delimiter
+    # the names read as they were, the formula starts shown as text
+    files = {row["file"] for row in csv.DictReader(io.StringIO(text))}
+    assert {"a;'=2+3;b.jpg", "c, '@SUM(1).jpg", "d;'=1.jpg", "e; '-2+3;'+1.jpg"} < files
+    assert {row["user"] for row in csv.DictReader(io.StringIO(text))} == {"'-ann"}
+
+
 def test_present_seconds_are_exported_also_from_a_database_this_version_has_not_opened(store, tmp_path):
     """``present_s`` (migration 10) is the CSV's last column. An export run after an update,
     before the service's first start has migrated the database, finds no such column: its

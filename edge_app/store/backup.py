@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -32,11 +33,19 @@ EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "us
                   *GROUP_COLUMNS.values()]
 
 
+# Where a spreadsheet may begin a cell inside one of our fields: the field's start, or after
+# a "," (English locales' list separator), a ";" (German, French: Excel splits the BOM-marked
+# file on it, and the csv module quotes no field for it) or a tab; blanks and quotes before
+# the formula character do not stop Excel.
+_CELL_START = re.compile(r"""(^|[,;\t\r\n])([ "]*)(?=[=+\-@\t\r])""")
+
+
 def csv_safe(value):
-    """Spreadsheet formula injection: a text cell never starts with = + - @ (a user name
-    or a file name is chosen by a user)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    """Spreadsheet formula injection: no cell a text field can make starts with = + - @
+    (a user name or a file name is chosen by a user): a photo named "a;=2+3;b.jpg" opened
+    in a ";" locale made the cell "=2+3". Each such start gets a "'" (shown as text)."""
+    if isinstance(value, str):
+        return _CELL_START.sub(lambda m: m.group(1) + m.group(2) + "'", value)
     return value
 
 
