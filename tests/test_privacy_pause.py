@@ -289,7 +289,7 @@ def test_a_pause_keeps_its_time_across_a_clock_step_and_a_restart():
 def test_a_pause_that_cannot_be_saved_says_so_once_not_each_minute(caplog):
     """A pause is saved again each minute: a full disk must not put the same warning in the
     journal every minute of an hour-long pause."""
-    from edge_app.runtime.privacy import PrivacySwitch
+    from edge_app.runtime.privacy import RESAVE_S, PrivacySwitch
 
     mono, fails = [0.0], [True]
 
@@ -297,14 +297,14 @@ def test_a_pause_that_cannot_be_saved_says_so_once_not_each_minute(caplog):
         if fails[0]:
             raise OSError("database or disk is full")
 
-    switch = PrivacySwitch(lambda: 60.0, clock=lambda: mono[0], keep=keep)
+    switch = PrivacySwitch(lambda: 120.0, clock=lambda: mono[0], keep=keep)
     switch.pause("button")
     for _ in range(5):
-        mono[0] += 61
+        mono[0] += RESAVE_S + 1
         assert switch.active is not None
     assert sum("could not be saved" in r.message for r in caplog.records) == 1
     fails[0] = False
-    mono[0] += 61
+    mono[0] += RESAVE_S + 1
     assert switch.active is not None  # saved again: a later failure is news
     fails[0] = True
     switch.resume()

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 # The wall clock moved this much more (or less) than the monotonic clock: a step (a time
 # server, an admin), not NTP's slewing (at most 0.5 ms a second). The pause's times follow it.
 JUMP_S = 5.0
-RESAVE_S = 60.0  # a pause on is saved again this often: after a power cut, what it had left a minute ago
+# a pause on is saved again this often: after a power cut it runs at most what it had left
+# then. Not each minute: the paused loop already writes a sign of life a minute (SD cards wear)
+RESAVE_S = 600.0
 
 
 def boot_id() -> str | None:
@@ -133,7 +135,7 @@ class PrivacySwitch:
             try:
                 self.keep(pause)
             except Exception as exc:  # noqa: BLE001 - a full or locked database must not undo the press
-                if not self._unsaved:  # once, not at each minute's save while the disk stays full
+                if not self._unsaved:  # once, not at each periodic save while the disk stays full
                     log.warning("the privacy pause could not be saved (%s): a restart now would end it", exc)
                 self._unsaved = True
             else:
@@ -149,7 +151,7 @@ class PrivacySwitch:
         (a time server, days forward) or be stale (days back): the pause ends at the later of
         its saved ``until`` and when it was last saved plus what it had left then, but runs
         at most what it had left then (``left``, saved at each change, each clock step and
-        each minute): the time the device was off counts as nothing when the clock cannot
+        each ``RESAVE_S``): the time the device was off counts as nothing when the clock cannot
         tell it, so a pause is never shorter, and never longer than its limit of running time
         plus the time off."""
         try:
