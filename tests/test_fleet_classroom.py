@@ -1017,6 +1017,31 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
 
 
+def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_path, monkeypatch, page):
+    """An upgrade restarts the service; an open page's stream reconnected to the new release
+    and its old classroom.js went on running against the new API until someone reloaded the
+    page. The stream's first update names the release: another one reloads the page."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    settings, data = mqtt(broker, device_id="classroom"), tmp_path / "classroom"
+    port = mqtt_broker.free_port()  # not 0: the new service binds the port the page knows (SO_REUSEADDR)
+    old = ClassroomService(settings, data, port=port).start()
+    try:
+        log_in_page(page, old.url)
+        page.locator("#conn", has_text="Live").wait_for(timeout=5_000)
+        assert page.locator("script[data-build]").get_attribute("data-build") == classroom_app.BUILD
+        page.evaluate("window.oldPage = true")
+    finally:
+        old.stop()
+    monkeypatch.setattr(classroom_app, "BUILD", "next-release")  # what the upgrade brings
+    new = ClassroomService(settings, data, port=port).start()
+    try:
+        page.locator("script[data-build='next-release']").wait_for(state="attached", timeout=10_000)
+        assert page.evaluate("window.oldPage") is None  # a new page, not the old one's tag changed
+        page.locator("#conn", has_text="Live").wait_for(timeout=5_000)  # the same log-in, the new release's script
+    finally:
+        new.stop()
+
+
 def test_a_desk_known_only_from_the_broker_is_not_heard_yet_in_chromium(broker, tmp_path, monkeypatch, page):
     """The broker's stored "online" of a desk that has sent nothing else: the page said
     "last heard" a second ago at the service's start, for a desk perhaps dead for hours."""

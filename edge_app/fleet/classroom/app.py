@@ -7,6 +7,7 @@ Events carrying only the desks that changed, so a class of hundreds stays cheap.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -34,6 +35,19 @@ DEVICE_VIEWS = HERE.parent.parent / "web" / "views"  # and the templates both ap
 # what the templates shared with a device (log-in, Your account) say here
 SHARED_VIEW_VALUES = {"layout": "layout.tpl", "place": "this classroom page", "home_link": "Back to the classroom"}
 COOKIE = "ee_classroom"
+
+
+def _build() -> str:
+    """This release's page: its script and styles (a version string stays one between builds of it)."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in (HERE / "static" / "classroom.js", HERE / "static" / "classroom.css", DEVICE_STATIC / "app.css"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# in the page and each stream's first update: after an upgrade the service restarts and an open page's stream
+# reconnects to it, its old classroom.js running against the new API; the page reloads itself instead
+BUILD = _build()
 VIEWERS = ("admin", "instructor")
 # the longest a stream stays silent: an update with no desks then (the page takes 3 missed for a lost connection;
 # a comment line would be invisible to it); also how soon a closed page's stream is noticed and its place freed
@@ -221,7 +235,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def classroom_page():
         user, csrf = require_viewer()
         return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(),
-                    known={*LEVELS, WAITING, "Offline"})
+                    known={*LEVELS, WAITING, "Offline"}, build=BUILD)
 
     @app.get("/api/classroom")
     def api_classroom():
@@ -267,6 +281,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                     continue
                 quiet_since = time.monotonic()
                 data = ctx.classroom.snapshot(since=version if version >= 0 else None)
+                if version < 0:
+                    data["build"] = BUILD
                 version = data["version"]
                 yield f"data: {json.dumps(data)}\n\n"
 

@@ -14,6 +14,8 @@
   let longAbsent = 300;  // seconds "Absent" after which a desk is an empty seat, ordered after the working ones
   let broker = null;  // the classroom service's link to the broker: {connected, error}; null before the first event
   const $ = (id) => document.getElementById(id);
+  // the release this script came with (app.BUILD): a stream from another names its own
+  const BUILD = document.currentScript ? document.currentScript.dataset.build : "";
   const threshold = $("threshold");
   // the alert threshold in minutes: a box left empty or negative (or half typed) keeps the last good
   // value, never none at all ("No desk right now" over a class not engaged for ten minutes)
@@ -190,6 +192,21 @@
       ": reconnecting…" + AS_THEY_WERE;
     connect();
   }
+  // the server was upgraded while this page was open (its stream reconnected to the new release): this script
+  // would go on running against the new API, so the page reloads; not over what someone typed in a form, nor
+  // twice for one release (a proxy in front of two servers), where it asks instead
+  function upgraded(stream, build) {
+    stream.close();
+    const typed = [...document.querySelectorAll("form input")].some((i) =>
+      i.type === "checkbox" ? i.checked !== i.defaultChecked : i.value !== i.defaultValue);
+    if (!typed && sessionStorage.getItem("ee-reloaded-for") !== build) {
+      sessionStorage.setItem("ee-reloaded-for", build);
+      window.location.reload();
+      return;
+    }
+    $("conn").classList.add("warn");
+    $("conn").textContent = "The classroom server was upgraded: reload this page for its new version." + AS_THEY_WERE;
+  }
   function connect() {
     const stream = source = new EventSource("/api/classroom/events");
     heard = since();
@@ -228,6 +245,7 @@
     stream.onmessage = (event) => {
       heard = since();
       const data = JSON.parse(event.data);
+      if (data.build && BUILD && data.build !== BUILD) { upgraded(stream, data.build); return; }
       offset = data.now - Date.now() / 1000;
       if (data.full) desks.clear();
       for (const d of data.desks) desks.set(d.device_id, d);

@@ -46,4 +46,4 @@
   </details>
   % end
 </div>
-<script src="/static/classroom.js"></script>
+<script src="/static/classroom.js?v={{build}}" data-build="{{build}}"></script>
