@@ -130,3 +130,49 @@ def test_a_large_body_is_refused_before_it_is_read_except_where_uploads_go(make_
     assert raw_request(appliance.url, b"POST /api/login HTTP/1.1\r\n" + big).startswith(b"HTTP/1.1 413")
     # an upload path reads on: here the app refuses the anonymous caller itself
     assert raw_request(appliance.url, b"POST /api/analyze HTTP/1.1\r\n" + big).startswith(b"HTTP/1.1 401")
+
+
+def readme_proxy_headers(host: str, client: str) -> dict[str, str]:
+    """The headers the README's nginx lines (``proxy_set_header``) make nginx send for a
+    browser that opened https://``host``."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("- **Behind a reverse proxy**"):readme.index("- **Hostile clients:**")]
+    values = {"host": host, "scheme": "https", "proxy_add_x_forwarded_for": client}
+    return {name: values[var] for name, var in re.findall(r"proxy_set_header ([\w-]+) \$(\w+);", section)}
+
+
+def test_behind_a_trusted_tls_proxy_forms_work_with_a_secure_cookie_and_hsts(make_appliance, cfg):
+    """nginx for TLS set up as the README said: the browser's "Origin: https://desk..." was
+    compared with the plain HTTP the app saw, so the log-in and every form got 403 "sent from
+    another site"; told https (X-Forwarded-Proto), the cookie still had no Secure and no HSTS
+    was sent. From anyone but a trusted proxy, X-Forwarded-Proto and -Host are ignored."""
+    from tests.test_web_attacks import call_wsgi
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.trusted_proxies": "127.0.0.1",
+                                                             "web.allowed_hosts": "desk.school.example"}),
+                               with_loop=False)
+    creds = {"username": "admin", "password": ADMIN_PASSWORD}
+    headers = readme_proxy_headers("desk.school.example", "198.51.100.7")
+    assert {"Host", "X-Forwarded-Proto", "X-Forwarded-For"} <= set(headers)
+    r = requests.post(f"{appliance.url}/api/login", json=creds, headers={**headers, "Origin": "https://desk.school.example"},
+                      timeout=10)
+    assert r.status_code == 200, r.text
+    assert "secure" in r.headers["Set-Cookie"].lower() and "max-age=" in r.headers["Strict-Transport-Security"]
+    # a proxy that names the host in X-Forwarded-Host instead of passing Host on
+    r = requests.post(f"{appliance.url}/api/login", json=creds, timeout=10,
+                      headers={"X-Forwarded-Host": "desk.school.example", "X-Forwarded-Proto": "https",
+                               "Origin": "https://desk.school.example"})
+    assert r.status_code == 200 and "secure" in r.headers["Set-Cookie"].lower()
+    # plain HTTP through the same proxy: no Secure cookie (the browser would drop it), no HSTS
+    r = requests.post(f"{appliance.url}/api/login", json=creds, timeout=10,
+                      headers={**headers, "X-Forwarded-Proto": "http", "Origin": "http://desk.school.example"})
+    assert r.status_code == 200 and "secure" not in r.headers["Set-Cookie"].lower()
+    assert "Strict-Transport-Security" not in r.headers
+    # another machine's X-Forwarded-Proto / -Host mean nothing: the scheme is still http
+    assert call_wsgi(appliance.app, "/api/login", REQUEST_METHOD="POST", HTTP_X_FORWARDED_PROTO="https",
+                     HTTP_ORIGIN="https://127.0.0.1").startswith("403")
+    assert call_wsgi(appliance.app, "/api/login", REQUEST_METHOD="POST", HTTP_X_FORWARDED_HOST="desk.school.example",
+                     HTTP_ORIGIN="http://desk.school.example").startswith("403")

@@ -23,6 +23,7 @@ from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
 from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
+from edge_app.web.proxies import over_tls
 
 COOKIE = "ee_session"
 
@@ -168,11 +169,18 @@ class Guard:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.secure_cookie = bool(ctx.cfg.web.tls_cert)
+        self.tls = bool(ctx.cfg.web.tls_cert)
         self.notes = OutcomeNotes()
         # a form held back for the password (``require_recent_password(keep=...)``): memory only,
         # a few, for minutes: a class list names students, and is never written to disk
         self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT)
+
+    @property
+    def secure_cookie(self) -> bool:
+        """This request came over TLS, the server's own or a trusted proxy's: the session
+        cookie is Secure and HSTS is sent. Behind nginx for TLS (``web.trusted_proxies``) it
+        was neither, as web.tls_cert alone decided."""
+        return self.tls or over_tls()
 
     def current(self) -> tuple[User, str] | None:
         """The logged-in user and their CSRF token, or None."""

@@ -8,6 +8,13 @@ header too, so it is believed only from the addresses listed in ``web.trusted_pr
 (``engage-edge classroom --trusted-proxies``), none by default. The list is read from the
 right: the proxy appends the address it saw, so the first address from the right that is
 not a trusted proxy is the client, whatever a client wrote to the left of it.
+
+A proxy that ends TLS also says how the browser connected (``X-Forwarded-Proto: https``)
+and, unless it passes the ``Host`` on, the name it was asked for (``X-Forwarded-Host``):
+from a trusted proxy these become the request's scheme and Host, so the ``Origin`` check
+compares what the browser sent with what it opened, and the session cookie is Secure and
+HSTS sent. Bottle believes both headers from anyone; here they are dropped from everyone
+else, so a client cannot change the scheme or the host the app sees.
 """
 from __future__ import annotations
 
@@ -59,13 +66,35 @@ class TrustedProxies:
 
     def install(self, app: bottle.Bottle) -> None:
         """Resolve the client before anything reads it: ``REMOTE_ADDR`` becomes the client,
-        ``ee.peer`` keeps the socket's peer. Install before the app's other hooks."""
-        if not self:
-            return
+        ``ee.peer`` keeps the socket's peer; a trusted proxy's scheme and host become the
+        request's, and nobody else's. Install before the app's other hooks."""
 
         @app.hook("before_request")
         def forwarded_client():
             env = request.environ
+            proto, host = env.pop("HTTP_X_FORWARDED_PROTO", ""), env.pop("HTTP_X_FORWARDED_HOST", "")
+            if not self:
+                return
             peer = env.get("ee.peer") or env.get("REMOTE_ADDR") or ""
             env["ee.peer"] = peer
             env["REMOTE_ADDR"] = self.client(peer, env.get("HTTP_X_FORWARDED_FOR", ""))
+            if self.trusts(peer):
+                scheme = _last(proto).lower()
+                if scheme in ("http", "https"):
+                    env["wsgi.url_scheme"] = scheme
+                if _last(host):
+                    env["HTTP_HOST"] = _last(host)
+
+
+def _last(header: str) -> str:
+    """The value the nearest proxy wrote (the last of a list a chain of proxies appended)."""
+    return header.rsplit(",", 1)[-1].strip()
+
+
+def over_tls() -> bool:
+    """The browser's connection to us is HTTPS: the server's own TLS, or a trusted proxy's
+    (``install``); False outside a request."""
+    try:
+        return request.environ.get("wsgi.url_scheme") == "https"
+    except RuntimeError:  # no request under way
+        return False
