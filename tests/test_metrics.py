@@ -156,3 +156,36 @@ def test_healthz_and_the_pages_name_the_build_to_admins_only(web_appliance):
     admin = login(url)
     assert admin.get(f"{url}/healthz", timeout=10).json()["version"] == __version__
     assert f"engage-edge {__version__} ·" in admin.get(f"{url}/admin", timeout=10).text
+
+
+def test_healthz_shows_the_broker_links_counts_and_names_to_admins_and_this_machine_only(make_appliance, cfg):
+    """With MQTT on, /healthz's mqtt.sent grew by one per state message: polling it without a
+    log-in told anyone on the network when the student at the desk came, went or changed, and
+    it named the broker, the device id and the broker user. Without a log-in, from another
+    machine: connected and whether a backlog waits, no more."""
+    import json
+    import socket
+    import wsgiref.util
+
+    from conftest import login
+
+    with socket.socket() as s:  # a broker port where nothing answers (no DNS): the names are what matter
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.host": "127.0.0.1", "mqtt.port": port,
+                                                             "mqtt.username": "desk-07-user"}), with_loop=False)
+
+    def healthz_from_another_machine(cookie: str = "") -> dict:
+        env: dict = {"PATH_INFO": "/healthz", "REMOTE_ADDR": "192.0.2.10", "HTTP_HOST": "127.0.0.1",
+                     **({"HTTP_COOKIE": cookie} if cookie else {})}
+        wsgiref.util.setup_testing_defaults(env)
+        return json.loads(b"".join(appliance.app(env, lambda status, headers, exc_info=None: None)))
+
+    anonymous = healthz_from_another_machine()
+    assert anonymous["mqtt"] == {"enabled": True, "connected": False, "backlog_waiting": False}
+    assert f"127.0.0.1:{port}" not in json.dumps(anonymous) and "desk-07-user" not in json.dumps(anonymous)
+    admin = login(appliance.url)
+    for full in (healthz_from_another_machine("; ".join(f"{k}={v}" for k, v in admin.cookies.items()))["mqtt"],
+                 requests.get(f"{appliance.url}/healthz", timeout=10).json()["mqtt"]):  # a watchdog on the device
+        assert full["sent"] == 0 and full["broker"] == f"127.0.0.1:{port}" and full["device_id"]
+        assert "desk-07-user" in full["text"] and full["backlog_waiting"] is False

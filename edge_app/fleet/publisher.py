@@ -630,13 +630,20 @@ def discovery_messages(settings: MqttSettings, model: str) -> list[tuple[str, di
     ]
 
 
-def status_of(publisher: Publisher | None) -> dict:
-    """The broker part of /healthz (also the admin page and /metrics)."""
+def status_of(publisher: Publisher | None, full: bool = True) -> dict:
+    """The broker part of /healthz (also the admin page). Not ``full`` (/healthz without a
+    log-in, off this machine): connected, and whether messages wait, no more: ``sent`` (and
+    the backlog's count while offline) grows by one per state message, so polling it told
+    anyone when the student at the desk came, went or changed, and the broker, the device id
+    and the broker user (in ``text`` and ``error`` too) name the link to whoever asks."""
     if publisher is None:
         return {"enabled": False}
     s = publisher.snapshot()
+    if not full:
+        return {"enabled": True, "connected": s.connected, "backlog_waiting": s.backlog > 0}
     return {"enabled": True, "broker": s.broker, "device_id": s.device_id, "connected": s.connected,
-            "backlog": s.backlog, "sent": s.sent, "error": s.reason(), "text": s.text()}
+            "backlog": s.backlog, "backlog_waiting": s.backlog > 0, "sent": s.sent, "error": s.reason(),
+            "text": s.text()}
 
 
 def publisher_for(cfg: Config, store: Store, model_version: Callable[[], str], loop=None) -> Publisher | None:

@@ -1,6 +1,7 @@
 """Health for machines: ``/healthz`` (JSON, 503 when degraded, for watchdogs and load
 balancers; the build's version to logged-in admins only: the exact build marks an unpatched
-desk) and ``/metrics`` (Prometheus text, loopback and admins only by default)."""
+desk; the broker link's details and counts to admins and this machine only) and ``/metrics``
+(Prometheus text, loopback and admins only by default)."""
 from __future__ import annotations
 
 import json
@@ -90,7 +91,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "fps": round(h.fps, 2) if h else 0.0,
             "frames": h.frames if h else 0,
             "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
-            "mqtt": mqtt_status(ctx.publisher),  # the classroom broker: connection and backlog
+            # the classroom broker: to anyone, connected and whether a backlog waits; its counts (one
+            # per state message: when the student comes, goes, changes) and names as /metrics has them
+            "mqtt": mqtt_status(ctx.publisher, full=from_this_machine() or _admin(guard)),
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),
         }
