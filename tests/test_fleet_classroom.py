@@ -1330,9 +1330,10 @@ def test_a_message_resent_after_a_dropped_link_is_not_taken_for_a_clock_error():
     assert room.apply_state("desk-1", state(level="Distracted", since=str(t0 + 4), seq="2", sent=str(t0 + 4)))
     desk = room.snapshot()["desks"][0]
     assert desk["clock_skew"] == 0 and desk["since"] == t0 + 4  # "Distracted for 96 s", as it has been
+    assert desk["disengaged_since"] == t0 + 100  # the alert's stretch: from its latest possible start while unsure
     room.apply_minute("desk-1", minute(clock[0] - 60, 3, clock[0], distracted_s=60.0))  # on time: the clock is right
     desk = room.snapshot()["desks"][0]
-    assert desk["clock_skew"] == 0 and desk["since"] == t0 + 4
+    assert desk["clock_skew"] == 0 and desk["since"] == t0 + 4 and desk["disengaged_since"] == t0 + 4
 
 
 def test_a_desk_clock_set_by_a_time_server_keeps_the_shown_state_dated_right():
@@ -1382,6 +1383,23 @@ def test_a_desk_clock_step_keeps_the_disengaged_stretch_and_its_alert_where_they
         assert room.apply_heartbeat("desk-1", beat(level="Not engaged", since=t0 + 30, seq=2, sent=clock[0]))
         assert stretch() == pytest.approx((clock[0] - t0 - 30, clock[0] - t0 + 60))
     assert room.snapshot()["desks"][0]["clock_skew"] == 0
+    # a desk days ahead, set back: the first message after the step (a reading that may be a late message's)
+    # neither begins a stretch days ago nor shows its state for days, and the next one settles it
+    ahead = [classroom_model.Classroom(clock=lambda: clock[0]) for _ in range(2)]
+    for room, before in zip(ahead, ("Distracted", "Engaged")):
+        t1 = clock[0]
+        assert room.apply_state("desk-1", state(level=before, since=str(t1 + DAYS_3 - 60), seq="1",
+                                                sent=str(t1 + DAYS_3)))
+        clock[0] = t1 + 30
+        assert room.apply_state("desk-1", state(level="Not engaged", since=str(t1 + 30), seq="2", sent=str(t1 + 30)))
+        desk = room.snapshot()["desks"][0]
+        assert t1 - 60 <= desk["since"] <= t1 + 30 and desk["disengaged_since"] == (t1 - 60 if before == "Distracted"
+                                                                                     else t1 + 30)
+        clock[0] = t1 + 60
+        assert room.apply_heartbeat("desk-1", beat(level="Not engaged", since=t1 + 30, seq=2, sent=t1 + 60))
+        desk = room.snapshot()["desks"][0]
+        assert desk["clock_skew"] == 0 and desk["since"] == t1 + 30
+        assert desk["disengaged_since"] == (t1 - 60 if before == "Distracted" else t1 + 30)
     # a minute row sent right after a step counts in the last ten minutes (dated by the old skew: days ahead)
     room2 = classroom_model.Classroom(clock=lambda: clock[0])
     assert room2.apply_state("desk-2", state(level="Engaged", since=str(clock[0] - DAYS_3 - 60), seq="1",

@@ -108,6 +108,7 @@ class Desk:
     # messages and a clock step ago, so it keeps its own reading, not the current state's (``_redate``)
     device_disengaged: float | None = None
     disengaged_sample: float | None = None
+    disengaged_unsure: bool = False  # dated by a reading not confirmed yet, at its latest (``_offset``)
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
@@ -153,7 +154,7 @@ class Desk:
         """Forget the alert levels before the current one (states may have been missed)."""
         if self.level in ALERT_LEVELS and self.device_disengaged is not None:
             self.device_disengaged, self.disengaged_since = self.device_since, self.since
-            self.disengaged_sample = self.state_sample
+            self.disengaged_sample, self.disengaged_unsure = self.state_sample, False
 
 
 class Classroom:
@@ -533,9 +534,9 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "minutes", "minute_seq", "minute_start", "recent_cache",
-          "skew_known", "pending_skew", "state_sample", "heard", "tokens", "tokens_at", "held", "held_back",
-          "held_logged")  # bookkeeping, not for the page
+HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "minutes",
+          "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
+          "tokens_at", "held", "held_back", "held_logged")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
@@ -574,12 +575,16 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     """Show ``state`` (its message ``data``, its clock reading ``skew``, already measured) on ``desk``."""
     level, since, seq = state
     ours = since + _offset(desk, skew)
+    unsure = ours != (start := since + _offset(desk, skew, latest=True))
+    if unsure and desk.since is not None:
+        ours = max(ours, desk.since)  # not before the state it follows: a clock set back is not "for 72 h"
     if level not in ALERT_LEVELS:
         desk.device_disengaged = desk.disengaged_since = None
-    elif desk.level not in ALERT_LEVELS or desk.disengaged_since is None or desk.disengaged_since > ours:
+    elif desk.level not in ALERT_LEVELS or desk.disengaged_since is None or desk.disengaged_since > start:
         # a stretch begins (a moved clock cannot make it begin later than now); compared on our clock: the
         # stretch's start may be stamped by the desk's clock before a time server stepped it
-        desk.device_disengaged, desk.disengaged_sample, desk.disengaged_since = since, skew, ours
+        desk.device_disengaged, desk.disengaged_sample, desk.disengaged_since = since, skew, start
+        desk.disengaged_unsure = unsure
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
     desk.since = ours
     desk.label = _text(data.get("label"), 120) or level
@@ -594,8 +599,13 @@ def _text(value, limit: int) -> str:
 
 def _measure_clock(desk: Desk, skew: float | None) -> None:
     """A live message read the desk's clock (``skew``), before anything it carries is dated."""
+    doubted = desk.pending_skew is not None
     if _observe_skew(desk, skew):
         _redate(desk)
+    elif doubted and desk.pending_skew is None and desk.disengaged_unsure and desk.device_disengaged is not None:
+        # the skew in use holds: the reading that began the stretch came with a message paho held back
+        desk.disengaged_since = desk.device_disengaged + _offset(desk, desk.disengaged_sample)
+        desk.disengaged_unsure = False
 
 
 def _redate(desk: Desk) -> None:
@@ -612,20 +622,23 @@ def _redate(desk: Desk) -> None:
     if desk.device_since is not None and now_measured(desk.state_sample):
         desk.since = desk.device_since + skew
     if desk.device_disengaged is not None and now_measured(desk.disengaged_sample):
-        desk.disengaged_since = desk.device_disengaged + skew
+        desk.disengaged_since, desk.disengaged_unsure = desk.device_disengaged + skew, False
 
 
-def _offset(desk: Desk, sample: float | None) -> float:
+def _offset(desk: Desk, sample: float | None, latest: bool = False) -> float:
     """What to add to a time the desk sent with a message that read ``sample`` (``_skew``),
     after ``_observe_skew`` has taken it. A reading the skew in use disagrees with is
     either a message paho held back (``sent`` old: the reading too high, the skew right) or
     a clock a time server just stepped (the reading right), told apart only by the next
-    message; the lower of the two never dates a time later than the message came, so a
-    desk stepped forward is not "for -72 h" until then, and a late message keeps its time."""
+    message. The reading never dates a time later than the message came: below the skew
+    (a clock stepped forward) it is taken, so that is not "for -72 h" until then; above it,
+    the skew, so a late message keeps its time, or with ``latest`` the reading, for the
+    start of a stretch: a clock set back must not make it begin days ago ("Needs attention")."""
     skew = desk.clock_skew
     if sample is None or abs(sample - skew) <= CLOCK_SKEW_S:
         return skew
-    return min(skew, sample if abs(sample) > CLOCK_SKEW_S else 0.0)
+    reading = sample if abs(sample) > CLOCK_SKEW_S else 0.0
+    return reading if latest else min(skew, reading)
 
 
 def _interval(value) -> float | None:
