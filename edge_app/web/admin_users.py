@@ -8,6 +8,7 @@ from under them, and their password changes on Your account (it asks for the old
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,7 +24,7 @@ from edge_app.web.resubmit import Submissions, new_attempt
 log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
 MAX_CLASS = 100  # names in one list: each is one password hash (scrypt) while the admin waits
-SHEET_KEEP_S = 600  # a class's passwords, for a second send of its form (a double click, a reload)
+SHEET_KEEP_S = 60.0  # a class's passwords, for a second send of its form (a double click, a reload at once)
 
 
 def temporary() -> bool:
@@ -54,12 +55,45 @@ def created(user) -> str:
         "; they choose their own password at the first log-in." if user.must_change_password else ".")
 
 
+class ClassSheets:
+    """The passwords of a class just made, for its form sent again within ``SHEET_KEEP_S``
+    (a second click while they hash, a reload at once), in memory only. Kept for 10 minutes
+    and dropped only when the next class was made, Back and "Confirm form resubmission" in
+    an admin's browser left open showed every new student's password again, and they stayed
+    in the process until a restart: now a timer drops each sheet when its time is up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sheets: dict[tuple[int, str], tuple[float, list]] = {}
+
+    def put(self, key: tuple[int, str], made: list) -> None:
+        keep_s = SHEET_KEEP_S
+        with self._lock:
+            self._sheets[key] = entry = (time.monotonic() + keep_s, made)
+        timer = threading.Timer(keep_s, self._drop, (key, entry))
+        timer.daemon = True  # a stop does not wait for it: the process's memory goes with it
+        timer.start()
+
+    def get(self, key: tuple[int, str]) -> list | None:
+        with self._lock:
+            found = self._sheets.get(key)
+        return found[1] if found is not None and time.monotonic() < found[0] else None
+
+    def _drop(self, key: tuple[int, str], entry: tuple[float, list]) -> None:
+        with self._lock:
+            if self._sheets.get(key) is entry:  # not a later sheet under the same key
+                del self._sheets[key]
+
+    def __len__(self) -> int:
+        return len(self._sheets)
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     # "Add user" clicked twice (or its answer reloaded) sends the form twice: the second is
     # answered with the first's outcome, not "already exists" under an account just made
     submissions = Submissions()
     class_submissions = Submissions()  # the same for Add a class, whose answer is the only copy of the passwords
-    class_sheets: dict[tuple[int, str], tuple[float, list]] = {}
+    class_sheets = app.config["admin_users.class_sheets"] = ClassSheets()  # (there for tests to look in)
 
     @app.get("/admin/users")
     def users_page():
@@ -126,8 +160,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         attempt, form = request.forms.get("attempt") or "", "\n".join(names).lower()
         if class_submissions.claim(me.id, attempt, form) is not None:
             sheet = class_sheets.get((me.id, attempt[:64]))
-            if sheet is not None and time.monotonic() - sheet[0] < SHEET_KEEP_S:
-                return guard.page("admin_users_created", title="Students created", made=sheet[1], again=True)
+            if sheet is not None:
+                return guard.page("admin_users_created", title="Students created", made=sheet, again=True)
             guard.flash_redirect("/admin/users", "These students were created when this list was first sent, and "
                                  "their first passwords shown then. A lost one: Reset password on their row.")
         try:
@@ -146,11 +180,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         for user, _ in made:
             ctx.store.audit(me.username, "created user", user.username, "role student, temporary password, from a list")
         log.info("admin %s created %d students from a list", me.username, len(made))
-        if attempt:  # the sheet for a second send of this very form, for a few minutes, in memory only
-            now = time.monotonic()
-            for key in [k for k, (t, _) in class_sheets.items() if now - t >= SHEET_KEEP_S]:
-                del class_sheets[key]
-            class_sheets[(me.id, attempt[:64])] = (now, made)
+        if attempt:  # the sheet for a second send of this very form, for a minute, in memory only
+            class_sheets.put((me.id, attempt[:64]), made)
         class_submissions.done(me.id, attempt, made[0][0].id, form)
         guard.forget_kept_forms("/admin/users")  # the list kept over a confirmation did its job
         return guard.page("admin_users_created", title="Students created", made=made, again=False)
