@@ -40,3 +40,15 @@ def test_favicon_is_served_to_anyone_and_cached(web_appliance):
                          timeout=5)
     assert again.status_code == 304 and not again.content
     assert requests.head(url, timeout=5).status_code == 200
+
+
+def test_the_pages_scripts_and_styles_are_checked_again_at_each_load(web_appliance):
+    """Served with no cache control, a browser kept the scripts it had after an upgrade
+    (for as long as its own guess allowed): old state.js against the new API until a hard
+    reload. Each load now asks again; unchanged, the answer is a bodiless 304."""
+    for name in ("app.css", "state.js", "live.js", "dashboard.js", "glance.js", "reflow.js"):
+        r = requests.get(f"{web_appliance.url}/static/{name}", timeout=5)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-cache", name
+        again = requests.get(f"{web_appliance.url}/static/{name}", timeout=5,
+                             headers={"If-None-Match": r.headers["ETag"], "If-Modified-Since": r.headers["Last-Modified"]})
+        assert again.status_code == 304 and not again.content, name
