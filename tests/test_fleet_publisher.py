@@ -564,6 +564,26 @@ def test_a_stop_while_the_broker_hangs_is_bounded(tls_broker, store, caplog):
         stopper.join(40)
 
 
+def test_the_settings_pages_connection_check_is_bounded_when_the_broker_hangs(tls_broker):
+    """The Settings page's "Test connection" waited its time for an answer, then for paho's
+    network thread without a limit: a TLS handshake with a frozen broker held the admin's
+    page (and a web thread) for paho's connect_timeout more, a DNS look-up longer."""
+    import signal
+
+    from edge_app.fleet.publisher import check_connection
+
+    tls_broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        ok, text = check_connection(settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca)),
+                                    timeout=0.5)
+        took = time.monotonic() - began
+    finally:
+        tls_broker.proc.send_signal(signal.SIGCONT)
+    assert not ok and "no answer" in text
+    assert took < 3, f"the check took {took:.1f} s"
+
+
 def test_a_stop_cuts_a_connection_that_takes_nothing_more(broker, store, caplog):
     """Connected to a broker that froze (SIGSTOPped) with more to send than the socket's
     buffers hold, paho's network thread neither sends its disconnect nor ends until the

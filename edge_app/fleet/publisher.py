@@ -697,7 +697,7 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool
                            f"{waiting_hint(settings)}")
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network(client, 1.0)  # a handshake that hangs must not hold the admin's page (a web thread) too
     if result[0]:
         return False, result[0]
     who = f" (user {settings.username})" if settings.username else ""
