@@ -355,7 +355,8 @@ class WebSettings(Section):
 @dataclass(frozen=True)
 class LoginSettings(Section):
     """Failed log-ins, counted per user name from one address and per client address: a
-    slow-down, then a lock; a ceiling per name from all addresses together."""
+    slow-down, then a lock; a ceiling per name from all addresses together that slows. A
+    browser that has logged in as a name before is judged by its own failures only."""
 
     window_minutes: int = setting(15, "Failures older than this are forgotten.", Range(1, 1440, "minutes"))
     slow_after_user: int = setting(3, "After this many failures for a name from one address, each attempt first waits "
@@ -367,8 +368,11 @@ class LoginSettings(Section):
     lock_after_user: int = setting(8, "This many failures lock the name for lock_minutes.", Range(1, 1000))
     lock_after_address: int = setting(25, "This many failures lock the address for lock_minutes.", Range(1, 10000))
     lock_minutes: int = setting(15, "How long a lock lasts.", Range(1, 1440, "minutes"))
-    lock_after_user_global: int = setting(100, "Failures for one name from all addresses together that lock it "
-                                               "everywhere.", Range(1, 100000))
+    lock_after_user_global: int = setting(100, "Failures for one name from all addresses together after which "
+                                               "browsers that have not logged in as it before wait between "
+                                               "attempts (first_delay_s, doubling up to max_delay_s; not a lock, so "
+                                               "guessing from many addresses cannot lock its owner out).",
+                                          Range(1, 100000))
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@ client socket bound to 127.0.0.2 reaches the server on 127.0.0.1 as another peer
 from __future__ import annotations
 
 import http.client
+import json
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from http.cookies import SimpleCookie
 
 import pytest
 
 from edge_app.store import accounts as accounts_mod
 from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy
-from tests.conftest import login, wait_for
+from tests.conftest import ADMIN_PASSWORD, login, wait_for
 
 STUDENT_PW = "student-pw-123"
 
@@ -33,6 +35,25 @@ def login_from(appliance, address: str, username: str, password: str) -> int:
         body = urllib.parse.urlencode({"username": username, "password": password, "next": "/"})
         conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
         return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def log_in_from(appliance, address: str, username: str, password: str,
+                known: str | None = None) -> tuple[int, str | None, str]:
+    """POST /api/login from ``address`` with a browser's known-browser cookie (or none):
+    (status, the known-browser cookie it was given, the error text)."""
+    conn = http.client.HTTPConnection("127.0.0.1", appliance.server.port, timeout=30, source_address=(address, 0))
+    try:
+        headers = {"Content-Type": "application/json", **({"Cookie": f"ee_session_known={known}"} if known else {})}
+        conn.request("POST", "/api/login", json.dumps({"username": username, "password": password}), headers)
+        r = conn.getresponse()
+        cookies = SimpleCookie()
+        for header in r.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+        given = cookies["ee_session_known"].value if "ee_session_known" in cookies else None
+        body = r.read()
+        return r.status, given, json.loads(body).get("error", "") if r.status != 200 else ""
     finally:
         conn.close()
 
@@ -61,14 +82,65 @@ def test_guesses_from_another_address_do_not_lock_out_the_real_user(web):
     assert login_from(web, "127.0.0.1", "sam", STUDENT_PW) == 303  # sam at their own desk is not
 
 
-def test_a_global_ceiling_stops_a_guesser_who_moves_between_addresses(web):
+def test_a_global_ceiling_slows_a_guesser_who_moves_between_addresses(web):
     web.accounts.create_user("sam", STUDENT_PW, "student")
     web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=4,
-                                           lock_after_address=1000, lock_s=600, lock_after_user_global=9)
+                                           lock_after_address=1000, lock_s=600, lock_after_user_global=9,
+                                           base_delay_s=30)
     for i in range(9):  # three failures from each of three addresses: under every per-address limit
         assert login_from(web, f"127.0.0.{2 + i % 3}", "sam", f"attacker-{i}") == 401
     assert login_from(web, "127.0.0.9", "sam", STUDENT_PW) == 429
-    assert "sam" in web.accounts.locked_users()
+    assert "sam" not in web.accounts.locked_users()  # slowed, not locked: the Users page has nothing to unlock
+
+
+def test_guesses_from_many_addresses_cannot_lock_the_admin_out_of_their_own_browser(web):
+    """The security review's attack: 8 wrong passwords for admin from each of 13 addresses (extra
+    DHCP leases, classmates' phones) passed the ceiling per name from all addresses, which then
+    refused admin everywhere for 15 minutes, the right password too, and told them to ask an
+    admin. Here with lower limits, from real loopback addresses: the guessing stays bounded, a
+    browser admin has logged in with before still gets in, and a refusal says what works."""
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=600, lock_after_user_global=6,
+                                           base_delay_s=30, max_delay_s=60)
+    status, desk, _ = log_in_from(web, "127.0.0.20", "admin", ADMIN_PASSWORD)  # the admin's own browser, once
+    assert status == 200 and desk
+    statuses, refusals = [], []
+    for attacker in range(2, 9):  # seven addresses, each until it is refused
+        for guess in range(5):
+            status, _, error = log_in_from(web, f"127.0.0.{attacker}", "admin", f"guess-{attacker}-{guess}")
+            statuses.append(status)
+            if status == 429:
+                refusals.append(error)
+                break
+    assert statuses.count(401) == 6, statuses  # the ceiling: then one guess per delay, from anywhere
+    assert "until" in refusals[0] and "engage-edge passwd" in refusals[0] and "Users page" in refusals[0]
+    assert "many addresses" in refusals[-1] and "browser that has logged in" in refusals[-1]
+
+    # the admin's browser, from its own address or another, is judged by its own failures only
+    assert log_in_from(web, "127.0.0.20", "admin", ADMIN_PASSWORD, known=desk)[0] == 200
+    assert log_in_from(web, "127.0.0.30", "admin", ADMIN_PASSWORD, known=desk)[0] == 200
+    # the device's own console too (a kiosk's browser that lost its cookies)
+    assert log_in_from(web, "127.0.0.1", "admin", ADMIN_PASSWORD)[0] == 200
+    # a stranger, right password or not, still waits; so does a forged or another name's cookie
+    for known in (None, "x" * 12 + ":" + "y" * 16 + ":" + "z" * 22):
+        assert log_in_from(web, "127.0.0.9", "admin", ADMIN_PASSWORD, known=known)[0] == 429
+    # a password typed again inside admin's session (confirming it for a change) is not slowed either
+    admin = web.accounts.find("admin")
+    assert web.accounts.confirm(web.accounts.start_session(admin)[0], admin, ADMIN_PASSWORD, "127.0.0.9")
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    _, sams, _ = log_in_from(web, "127.0.0.20", "sam", STUDENT_PW)
+    assert log_in_from(web, "127.0.0.9", "admin", ADMIN_PASSWORD, known=sams)[0] == 429
+
+    # guesses in the known browser lock that browser only, and say where else to go
+    for guess in range(3):
+        assert log_in_from(web, "127.0.0.20", "admin", f"stolen-cookie-{guess}", known=desk)[0] == 401
+    status, _, error = log_in_from(web, "127.0.0.20", "admin", ADMIN_PASSWORD, known=desk)
+    assert status == 429 and "in this browser" in error and "Another browser" in error
+    # a new password ends what every browser was known by
+    _, shared, _ = log_in_from(web, "127.0.0.1", "admin", ADMIN_PASSWORD, known=sams)  # one browser, two names
+    assert web.accounts.known_browser("admin", shared) and web.accounts.known_browser("sam", shared)
+    web.accounts.set_password(admin.id, "brand-new-admin-pw")
+    assert web.accounts.known_browser("admin", shared) is None and web.accounts.known_browser("sam", shared)
 
 
 def test_a_crafted_user_name_cannot_reach_another_users_counter(web):

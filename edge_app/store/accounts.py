@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_app.addresses import client_key
+from edge_app.addresses import client_key, ip_of
 from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
 
@@ -62,17 +62,22 @@ class LoginThrottled(AuthError):
 @dataclass
 class ThrottlePolicy:
     """Failed log-ins within ``window_s``, counted per user name *from one address*, per
-    client address, and per user name from all addresses together.
+    client address, and per user name from all addresses together; a browser that has
+    logged in as a name before (``Accounts.remember_browser``) is counted only by its own
+    failures for that name.
 
     After ``slow_after_*`` failures every further attempt must wait ``base_delay_s``,
     doubling with each failure (up to ``max_delay_s``); at ``lock_after_*`` failures the
-    name (from that address), or the address, is locked for ``lock_s``. Counting a name
-    per address means a student guessing from their laptop cannot lock the teacher out
-    of their own desk; ``lock_after_user_global`` is the ceiling that still stops a
-    guesser who moves between addresses. An address gets more slack than a name: one
-    classroom may share it. Attempts while waiting or locked are refused without
-    checking the password, and every attempt is counted before the password is
-    checked, so parallel guesses cannot slip past the limit.
+    name (from that address, or in that browser), or the address, is locked for ``lock_s``.
+    Counting a name per address means a student guessing from their laptop cannot lock
+    the teacher out of their own desk; ``lock_after_user_global`` is the ceiling that still
+    stops a guesser who moves between addresses: past it, browsers the name has not logged
+    in from (and addresses other than the machine's own console) are slowed, one attempt
+    per ``max_delay_s`` at most, never locked, so guesses from a dozen borrowed addresses
+    cannot shut the owner out, and the owner's own browser is not held up at all. An
+    address gets more slack than a name: one classroom may share it. Attempts while
+    waiting or locked are refused without checking the password, and every attempt is
+    counted before the password is checked, so parallel guesses cannot slip past the limit.
     """
 
     window_s: float = 900.0
@@ -134,6 +139,38 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+@dataclass(frozen=True)
+class _Counter:
+    """One counter of failed log-ins an attempt feeds: its key in ``login_failures``, after
+    how many failures it slows and locks (``lock_after`` None: it only slows), who it is
+    named as in a refusal, and whether it can refuse this attempt (``judged``)."""
+
+    key: str
+    slow_after: int
+    lock_after: int | None
+    who: str
+    judged: bool = True
+
+
+def _console(address: str | None) -> bool:
+    """The machine's own console (a kiosk browser on the device): 127.0.0.1 or ::1. Not the rest
+    of 127.0.0.0/8, which no browser of its own uses."""
+    ip = ip_of(address or "")
+    return ip is not None and str(ip) in ("127.0.0.1", "::1")
+
+
+def _way_back(counter: _Counter) -> str:
+    """What still works while ``counter`` is locked: not "ask an admin" alone, since the one
+    locked out may be the admin."""
+    if counter.who == "your address":
+        return "A browser that has logged in as that user before still gets in, from here too."
+    elsewhere = ("Another browser" if "browser" in counter.who else "A browser") + \
+        " that has logged in as this user before still gets in."
+    return (f"{elsewhere} An admin can unlock the name on the Users page; an admin locked out of their own name "
+            "can set its password on the machine itself with engage-edge passwd (README: 'Lost the first-start "
+            "admin password').")
 
 
 # Passwords that guessing tools try first (and that a class would guess); compared
@@ -234,6 +271,10 @@ PASSWORD_CHANGE_PENDING = ("choose your own password first: the one you logged i
 # so a start whose output nobody saw (a busy port, a service's journal) cannot lose it.
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
 
+# The key that signs known-browser cookies (``Accounts.remember_browser``), beside the database
+BROWSER_KEY_FILE = "known-browsers.key"
+KNOWN_NAMES_PER_BROWSER = 8  # names one browser's cookie remembers (a shared classroom computer)
+
 
 class Accounts:
     """Users, throttled log-ins and sessions of one process (web worker threads share it).
@@ -262,6 +303,8 @@ class Accounts:
         # keys the counters of names no account has: kept in memory only, so a copied database
         # cannot be searched for what was typed there (a password in the name field)
         self._unknown_key = secrets.token_bytes(32)
+        self._browser_key: bytes | None = None  # read (or made) at first use: see _browser_secret
+        self._browser_lock = threading.Lock()
 
     def _counted_name(self, username: str) -> str:
         """The name part of a throttle key: an account's own (lower-case) name, which the
@@ -312,16 +355,113 @@ class Accounts:
         it, else "an unknown user name" (what was typed may be a password, typed in the wrong field)."""
         return repr(username) if self.find(username) is not None else "an unknown user name"
 
+    # ------------------------------------------------------------ known browsers
+    @property
+    def browser_key_path(self):
+        return self.store.data_dir / BROWSER_KEY_FILE
+
+    def _browser_secret(self) -> bytes:
+        """The key that signs known-browser cookies: made once per data directory (mode 0600,
+        never in the database, so a copied database cannot mint them), kept across restarts
+        so a reboot does not make the owner's browser a stranger."""
+        with self._browser_lock:
+            if self._browser_key is None:
+                path = self.browser_key_path
+                try:
+                    self._browser_key = bytes.fromhex(path.read_text().strip())
+                except FileNotFoundError:
+                    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                    atomic_write(tmp, secrets.token_hex(32) + "\n", mode=0o600)
+                    try:  # a link never replaces: two processes making it at once agree on the first one
+                        os.link(tmp, path)
+                    except FileExistsError:
+                        pass
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    self._browser_key = bytes.fromhex(path.read_text().strip())
+            return self._browser_key
+
+    def _browser_mac(self, name: str, nonce: str, password_hash: str) -> str:
+        """The signature of one cookie entry: over the password's hash too, so a new password
+        (their own change, an admin's reset, engage-edge passwd) or a deleted account ends it."""
+        digest = hmac.new(self._browser_secret(), f"{name}\n{nonce}\n{password_hash}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+    def _name_tag(self, name: str) -> str:
+        """How a cookie entry names its user: keyed, so a shared computer's cookies do not list
+        who logged in there."""
+        return hmac.new(self._browser_secret(), f"name\n{name}".encode(), hashlib.sha256).hexdigest()[:12]
+
+    def _browser_entries(self, cookie: str | None) -> list[tuple[str, str, str]]:
+        """(name tag, nonce, signature) of each well-formed entry of a known-browser cookie."""
+        entries = []
+        for part in (cookie or "").split("|")[:KNOWN_NAMES_PER_BROWSER]:
+            fields = part.split(":")
+            if len(fields) == 3 and all(re.fullmatch(r"[A-Za-z0-9_-]{8,32}", f) for f in fields):
+                entries.append((fields[0], fields[1], fields[2]))
+        return entries
+
+    def known_browser(self, username: str, cookie: str | None) -> str | None:
+        """The id of this browser for ``username`` when its cookie (``remember_browser``) says
+        it has logged in as that account with its current password; else None."""
+        if not cookie or not USERNAME.fullmatch(username or ""):
+            return None
+        rows = self.store.query("SELECT password_hash FROM users WHERE username = ?", (username,))
+        if not rows:
+            return None
+        name = _throttle_name(username)
+        tag = self._name_tag(name)
+        for entry_tag, nonce, mac in self._browser_entries(cookie):
+            if entry_tag == tag and hmac.compare_digest(mac, self._browser_mac(name, nonce, rows[0]["password_hash"])):
+                return hashlib.sha256(nonce.encode()).hexdigest()[:16]
+        return None
+
+    def remember_browser(self, user: User, cookie: str | None) -> str:
+        """The known-browser cookie's new value once ``user`` has logged in with this browser:
+        its entry for them kept (its failures stay its own) or made, first; at most
+        ``KNOWN_NAMES_PER_BROWSER`` names (a shared computer), the oldest dropped. Nothing is
+        stored on the server: the signature, over the password's hash, is the record."""
+        name = _throttle_name(user.username)
+        if name == "~invalid":  # a name made before names were matched whole: throttled as before
+            return cookie or ""
+        rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
+        if not rows:
+            return cookie or ""
+        tag, password_hash = self._name_tag(name), rows[0]["password_hash"]
+        entries = self._browser_entries(cookie)
+        mine = [e for e in entries if e[0] == tag and hmac.compare_digest(e[2], self._browser_mac(name, e[1], password_hash))]
+        if mine:
+            entry = mine[0]
+        else:
+            nonce = secrets.token_urlsafe(12)
+            entry = (tag, nonce, self._browser_mac(name, nonce, password_hash))
+        others = [e for e in entries if e[0] != tag]
+        return "|".join(":".join(e) for e in [entry, *others][:KNOWN_NAMES_PER_BROWSER])
+
     # ------------------------------------------------------------ throttled log-in
-    def _keys(self, username: str, address: str | None) -> list[tuple[str, int, int, str]]:
-        """(key, slow after, lock after, who) for each counter an attempt feeds."""
+    def _keys(self, username: str, address: str | None, browser: str | None = None,
+              session: str | None = None) -> list[_Counter]:
+        """The counters an attempt feeds. ``browser``: the cookie of a browser that may have
+        logged in as this name before; when it has, only its own failures count (guesses from
+        elsewhere cannot lock the owner's browser out, and it cannot guess faster than a name
+        from one address). ``session``: the password typed again inside a live session
+        (confirm, Your account): counted for that session, not against the name everywhere."""
         p, name = self.throttle, self._counted_name(username)
+        known = self.known_browser(username, browser)
+        if known is not None:
+            return [_Counter("user:" + name + "|browser:" + known, p.slow_after, p.lock_after_user,
+                             "this user name in this browser")]
         address = client_key(address) if address else address  # an IPv6 /64 is one client
-        keys = [("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user, "this user name"),
-                ("user:" + name, p.lock_after_user_global, p.lock_after_user_global,
-                 "this user name (from every address)")]
+        keys = [_Counter("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user,
+                         "this user name from your address")]
+        if session is not None:
+            keys.append(_Counter("user:" + name + "|session:" + _token_hash(session)[:16], p.slow_after,
+                                 p.lock_after_user, "this user name in this log-in"))
+        else:  # the console (a kiosk on the device) feeds the ceiling but is not held by it: it is one address
+            keys.append(_Counter("user:" + name, p.lock_after_user_global, None,
+                                 "this user name from many addresses", judged=not _console(address)))
         if address:
-            keys.append(("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
+            keys.append(_Counter("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
         return keys
 
     def _failure_ages(self, rows, now: tuple[float, float]) -> list[float]:
@@ -331,45 +471,57 @@ class Accounts:
         ages = (self._elapsed(("failure", r["id"]), r["t"], now, future=0.0) for r in rows)
         return [age for age in ages if age < horizon]
 
-    def _refusal(self, username: str, address: str | None) -> LoginThrottled | None:
+    def _until(self, wait: float) -> str:
+        """``wait`` from now as the clock on the wall reads it."""
+        return time.strftime("%H:%M", time.localtime(self.wall() + wait))
+
+    def _refusal(self, counters: list[_Counter]) -> LoginThrottled | None:
         """Why this attempt must not be checked now, or None. Attempts still being checked
         (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
         p, now = self.throttle, self._now()
-        for key, slow_after, lock_after, who in self._keys(username, address):
+        for c in counters:
+            if not c.judged:
+                continue
             # every row of the key (purged past the horizon): a stepped clock makes stored times say nothing
-            ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (key,)), now)
+            ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (c.key,)), now)
             n, last = len(ages), min(ages, default=0.0)
-            if n >= lock_after and last < p.lock_s:
+            if c.lock_after is not None and n >= c.lock_after and last < p.lock_s:
                 wait = p.lock_s - last
-                return LoginThrottled(f"Too many failed log-ins for {who}: log-in is locked for {_wait_text(wait)}. "
-                                      "Ask an admin to unlock it (Users page) if you have forgotten the password.", wait)
-            if n >= slow_after:
-                delay = min(p.base_delay_s * 2 ** (n - slow_after), p.max_delay_s)
+                return LoginThrottled(f"Too many failed log-ins for {c.who}: log-in is locked for {_wait_text(wait)} "
+                                      f"(until {self._until(wait)}). {_way_back(c)}", wait)
+            if n >= c.slow_after:
+                delay = min(p.base_delay_s * 2 ** min(n - c.slow_after, 64), p.max_delay_s)
                 if last < delay:
                     wait = delay - last
-                    return LoginThrottled(f"Too many failed log-ins for {who}: wait {_wait_text(wait)} "
-                                          "before trying again.", wait)
-            pending = self._pending.get(key, 0)  # failures past a lock shorter than the window are not in flight
-            if pending and n + pending >= lock_after:
-                return LoginThrottled(f"Too many log-ins for {who} are being checked at once: "
+                    also = (" A browser that has logged in as this user before is not held up."
+                            if c.lock_after is None else "")
+                    return LoginThrottled(f"Too many failed log-ins for {c.who}: wait {_wait_text(wait)} "
+                                          f"before trying again.{also}", wait)
+            pending = self._pending.get(c.key, 0)  # failures past a lock shorter than the window are not in flight
+            if pending and n + pending >= (c.slow_after if c.lock_after is None else c.lock_after):
+                return LoginThrottled(f"Too many log-ins for {c.who} are being checked at once: "
                                       "try again in a moment.", 1.0)
         return None
 
-    def check_throttle(self, username: str, address: str | None) -> None:
+    def check_throttle(self, username: str, address: str | None, browser: str | None = None) -> None:
         """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
-        refusal = self._refusal(username, address)
+        refusal = self._refusal(self._keys(username, address, browser))
         if refusal:
             raise refusal
 
-    def login(self, username: str, password: str, address: str | None = None) -> User | None:
+    def login(self, username: str, password: str, address: str | None = None, browser: str | None = None,
+              session: str | None = None) -> User | None:
         """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``.
+        ``browser``: the known-browser cookie sent (``remember_browser``); ``session``: the
+        password typed again inside that live session (see ``_keys``).
 
         The attempt is counted (as pending, under one lock with the throttle check)
         *before* the password is checked: forty parallel guesses are forty counted
         attempts, not forty checks against a count of zero."""
-        keys = [key for key, *_ in self._keys(username, address)]
+        counters = self._keys(username, address, browser, session)
+        keys = [c.key for c in counters]
         with self._pending_lock:
-            refusal = self._refusal(username, address)
+            refusal = self._refusal(counters)
             if refusal is not None:
                 raise refusal
             for key in keys:
@@ -395,10 +547,11 @@ class Accounts:
                     if not self._pending[key]:
                         del self._pending[key]
 
-    def _login_quietly(self, username: str, password: str, address: str | None) -> User | None:
+    def _login_quietly(self, username: str, password: str, address: str | None,
+                       session: str | None = None) -> User | None:
         """``login`` for a password typed again inside a session: a disabled account is None."""
         try:
-            return self.login(username, password, address)
+            return self.login(username, password, address, session=session)
         except AccountDisabled:
             return None
 
@@ -409,30 +562,31 @@ class Accounts:
                                   ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
 
     def locked_users(self) -> set[str]:
-        """User names locked now, from any address (for the admin's Users page)."""
+        """User names locked now from some address or browser (for the admin's Users page);
+        the ceiling over all addresses slows, it locks no one."""
         p, now = self.throttle, self._now()
         by_key: dict[str, list] = {}
         for r in self.store.query("SELECT id, key, t FROM login_failures "
-                                  "WHERE key LIKE 'user:%' AND key NOT LIKE 'user:#%'"):  # '#': names no account has
+                                  "WHERE key LIKE 'user:%|%' AND key NOT LIKE 'user:#%'"):  # '#': names no account has
             by_key.setdefault(r["key"], []).append(r)
         locked = set()
         for key, rows in by_key.items():
             ages = self._failure_ages(rows, now)
-            lock_after = p.lock_after_user if "|" in key else p.lock_after_user_global
-            if len(ages) >= lock_after and min(ages, default=p.lock_s) < p.lock_s:
+            if len(ages) >= p.lock_after_user and min(ages, default=p.lock_s) < p.lock_s:
                 locked.add(key[5:].split("|", 1)[0])
         return locked
 
     def change_password(self, user: User, current: str, new: str, again: str | None = None,
-                        address: str | None = None) -> User:
+                        address: str | None = None, session: str | None = None) -> User:
         """A user's own change (the account pages): check ``current`` (and ``again``, the
         form's second entry) and set ``new``; every session of the user ends, so the caller
         starts a fresh one for the returned, updated user. ``current`` is checked as a
         log-in from ``address``, throttled and counted: a stolen session cannot be used to
-        guess the password behind it faster than the log-in page allows."""
+        guess the password behind it faster than the log-in page allows. ``session``: the
+        session's cookie, counted in place of the name from every address (``_keys``)."""
         if again is not None and new != again:
             raise AuthError("the two new passwords differ", "again")
-        if self._login_quietly(user.username, current, address) is None:
+        if self._login_quietly(user.username, current, address, session) is None:
             raise AuthError("the current password is wrong", "current")
         if new == current:
             raise AuthError("the new password must differ from the current one", "new")
@@ -589,7 +743,7 @@ class Accounts:
     def confirm(self, token: str, user: User, password: str, address: str | None = None) -> bool:
         """The session's user typed their password again: throttled like a log-in (a stolen
         session cannot guess it faster), and on success the session counts as confirmed now."""
-        again = self._login_quietly(user.username, password, address)
+        again = self._login_quietly(user.username, password, address, session=token)
         if again is None or again.id != user.id:
             return False
         (wall, mono), th = self._now(), _token_hash(token)

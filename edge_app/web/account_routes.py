@@ -45,9 +45,27 @@ def changed_mark(csrf: str, changed: str) -> str:
     return hmac.new(csrf.encode(), f"password changed|{changed}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
+KNOWN_BROWSER_DAYS = 365  # how long a browser stays known without logging in again (Chrome keeps 400 at most)
+
+
 def install(app: bottle.Bottle, site: Site) -> None:
     """Routes ``/login``, ``/api/login``, ``/logout``, ``/account`` and ``/account/sessions``."""
     accounts = site.accounts
+    known_cookie = site.cookie + "_known"  # ee_session_known, ee_classroom_known
+
+    def sent_browser() -> str | None:
+        return request.get_cookie(known_cookie)
+
+    def remember_browser(user: User) -> None:
+        """This browser has logged in as ``user``: from now on only its own failures count
+        against it for that name (``Accounts.remember_browser``), so guesses from elsewhere
+        cannot lock them out here. Kept past log-out; Secure whenever the session cookie is
+        (the server's own TLS)."""
+        value = accounts.remember_browser(user, sent_browser())
+        if value:
+            response.set_cookie(known_cookie, value, httponly=True, samesite="strict", path="/",
+                                secure=request.environ.get("wsgi.url_scheme") == "https",
+                                max_age=KNOWN_BROWSER_DAYS * 86400)
 
     def asked_next(value: str | None) -> dict:
         return {"next": safe_next(value or "/")} if site.with_next else {}
@@ -78,7 +96,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
         password = request.forms.getunicode("password", "")
         nxt = asked_next(request.forms.getunicode("next"))
         try:
-            user = accounts.login(username, password, client_address())
+            user = accounts.login(username, password, client_address(), sent_browser())
         except LoginThrottled as exc:
             hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %s from %s: throttled",
                                     accounts.log_name(username), address=client_address())
@@ -95,6 +113,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
             return login_page(401, error="Wrong user name or password.", username=username, invalid="credentials",
                               **nxt)
         site.start_session(user)
+        remember_browser(user)
         return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
 
     @app.post("/api/login")
@@ -105,7 +124,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
             return hardening.json_error(400, 'send JSON {"username": ..., "password": ...} or a form')
         try:
             username = typed_name(str(data.get("username", "")))
-            user = accounts.login(username, str(data.get("password", "")), client_address())
+            user = accounts.login(username, str(data.get("password", "")), client_address(), sent_browser())
         except LoginThrottled as exc:
             hardening.REFUSALS.line(log, logging.WARNING, "log-in refused for %s from %s: throttled (API)",
                                     accounts.log_name(username), address=client_address())
@@ -119,6 +138,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
                                     address=client_address())
             return hardening.json_error(401, "wrong user name or password")
         csrf = site.start_session(user)
+        remember_browser(user)
         response.content_type = "application/json"
         return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,
                            "must_change_password": user.must_change_password})
@@ -175,12 +195,14 @@ def install(app: bottle.Bottle, site: Site) -> None:
         others = 0 if given else accounts.other_sessions(user, request.get_cookie(site.cookie) or "")  # all end
         try:
             user = accounts.change_password(user, form.getunicode("current", ""), form.getunicode("new", ""),
-                                            form.getunicode("again", ""), client_address())
+                                            form.getunicode("again", ""), client_address(),
+                                            request.get_cookie(site.cookie))
         except AuthError as exc:  # the field at fault marked and focused; a throttle is the current password's
             field = "current" if isinstance(exc, LoginThrottled) else exc.field or "new"
             return HTTPResponse(account(user, error=f"Not changed: {str(exc).rstrip('.')}.", done=False, invalid=field,
                                         **nxt), 429 if isinstance(exc, LoginThrottled) else 400)
         csrf = site.start_session(user)  # every old session ended with the change: a fresh one here
+        remember_browser(user)  # the new password ended every browser's entry for them: this one stays known
         changed = "first" if given else str(others)
         query = {**nxt, "changed": changed, "mark": changed_mark(csrf, changed)}
         # post/redirect/get: a reload shows the outcome again instead of sending the form with a stale token
