@@ -60,6 +60,8 @@ def test_form_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(ap
     cookie = r.headers["Set-Cookie"]
     assert "ee_session=" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
     assert "Secure" not in cookie  # plain HTTP on loopback: a Secure cookie would never come back
+    known = next(c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("ee_session_known="))
+    assert "HttpOnly" in known and "samesite=strict" in known.lower() and "admin" not in known  # names no one
     assert "bottle" not in cookie.lower() and "!" not in cookie.split(";")[0]  # not bottle's pickled signed cookie
     s = requests.Session()
     s.cookies.set("ee_session", r.cookies["ee_session"])
@@ -177,8 +179,9 @@ def test_cookie_is_secure_under_tls(make_appliance, cfg, tmp_path):
     r = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
                       verify=False, timeout=10)
     assert r.status_code == 200
-    cookie = r.headers["Set-Cookie"]
-    assert "Secure" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    cookies = {c.split("=", 1)[0]: c for c in r.raw.headers.getlist("Set-Cookie")}
+    for name in ("ee_session", "ee_session_known"):  # the known-browser cookie keeps the same rules
+        assert "Secure" in cookies[name] and "HttpOnly" in cookies[name] and "samesite=strict" in cookies[name].lower()
 
 
 # ------------------------------------------------------------ expiry
