@@ -16,6 +16,7 @@ import pytest
 
 from edge_app.store import accounts as accounts_mod
 from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy
+from edge_app.store.database import Store
 from tests.conftest import ADMIN_PASSWORD, login, wait_for
 
 STUDENT_PW = "student-pw-123"
@@ -253,3 +254,16 @@ def test_common_passwords_are_refused_with_a_reason(web, weak):
         web.accounts.create_user("kim", weak, "student")
     assert web.accounts.find("kim") is None
     web.accounts.create_user("kim", "correct horse battery", "student")
+
+
+def test_a_damaged_known_browser_key_is_made_anew_and_never_fails_a_log_in(tmp_path):
+    """known-browsers.key half-written or edited: made anew (browsers log in once more to be
+    known), not a 500 at every log-in."""
+    store = Store(tmp_path)
+    (tmp_path / "known-browsers.key").write_text("not a key\n")
+    accounts = Accounts(store)
+    user = accounts.create_user("sam", STUDENT_PW, "student")
+    cookie = accounts.remember_browser(user, "garbage|x:y:z")
+    assert accounts.known_browser("sam", cookie) and accounts.known_browser("sam", "garbage") is None
+    assert len(bytes.fromhex((tmp_path / "known-browsers.key").read_text())) == 32
+    assert Accounts(store).known_browser("sam", cookie)  # the same key after a restart

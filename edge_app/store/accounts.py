@@ -363,23 +363,41 @@ class Accounts:
     def _browser_secret(self) -> bytes:
         """The key that signs known-browser cookies: made once per data directory (mode 0600,
         never in the database, so a copied database cannot mint them), kept across restarts
-        so a reboot does not make the owner's browser a stranger."""
+        so a reboot does not make the owner's browser a stranger. A damaged file is made
+        anew (browsers log in once more to be known); an unreadable one leaves a key for this
+        process only, and a log-in never fails for it."""
         with self._browser_lock:
             if self._browser_key is None:
                 path = self.browser_key_path
                 try:
-                    self._browser_key = bytes.fromhex(path.read_text().strip())
-                except FileNotFoundError:
-                    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-                    atomic_write(tmp, secrets.token_hex(32) + "\n", mode=0o600)
-                    try:  # a link never replaces: two processes making it at once agree on the first one
-                        os.link(tmp, path)
-                    except FileExistsError:
-                        pass
-                    finally:
-                        tmp.unlink(missing_ok=True)
-                    self._browser_key = bytes.fromhex(path.read_text().strip())
+                    self._browser_key = self._read_browser_key(path)
+                except OSError as exc:
+                    log.error("%s cannot be read or written (%s): browsers known before are strangers again after "
+                              "each restart; let the service's user own it", path, exc.strerror or exc)
+                    self._browser_key = secrets.token_bytes(32)
             return self._browser_key
+
+    @staticmethod
+    def _read_browser_key(path) -> bytes:
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+            if len(key) == 32:
+                return key
+            log.warning("%s is damaged: a new one is made, so browsers log in once more to be known", path)
+            atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600)
+        except FileNotFoundError:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            atomic_write(tmp, secrets.token_hex(32) + "\n", mode=0o600)
+            try:  # a link never replaces: two processes making it at once agree on the first one
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        except ValueError:  # not hex (a half-written copy, an edit)
+            log.warning("%s is damaged: a new one is made, so browsers log in once more to be known", path)
+            atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600)
+        return bytes.fromhex(path.read_text().strip())
 
     def _browser_mac(self, name: str, nonce: str, password_hash: str) -> str:
         """The signature of one cookie entry: over the password's hash too, so a new password
