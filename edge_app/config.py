@@ -341,8 +341,10 @@ class WebSettings(Section):
     tls_key: str = setting("", "PEM private key path, goes with tls_cert.")
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
-    trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client, "
-                                       "comma-separated (e.g. 127.0.0.1 for nginx on this machine). List the proxies "
+    trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client "
+                                       "(and X-Forwarded-Proto/-Host how and by which name it connected; from anyone "
+                                       "else those headers are ignored), comma-separated (e.g. 127.0.0.1 for nginx on "
+                                       "this machine). List the proxies "
                                        "only: any host listed, or inside a network listed, can claim to be anyone. "
                                        "Empty: the socket's peer is the client, as without a proxy.",
                                    Networks())
