@@ -161,6 +161,27 @@ def test_a_desk_name_or_label_that_is_not_text_is_not_shown():
     assert renamed == "Row 2, seat 1"  # a name in text still renames it
 
 
+def test_a_desks_name_and_label_keep_no_invisible_or_direction_changing_character():
+    """A desk's own broker account may send any name: with a right-to-left override, zero-width
+    or control characters it read as another seat's name (or reversed one) on the instructor's
+    page while differing from it unseen. Those characters are taken out, white space (line
+    separators too) becomes single spaces, and a name or label is bounded."""
+    room = classroom_model.Classroom()
+    sent = time.time()
+    payload = json.dumps({"level": "Engaged", "since": sent, "seq": 1, "sent": sent,
+                          "desk": "\u202eRow 1,\u2028\u200b seat\t1\x07\u2066\ufeff",
+                          "label": "Engaged\u202e" + "e\u0301\u0301\u0301\u0301\u0301" + "x" * 200})
+    assert room.apply_state("desk-08", payload.encode())
+    desk = room.snapshot()["desks"][0]
+    assert desk["desk"] == "Row 1, seat 1", ascii(desk["desk"])
+    assert desk["label"] == ("Engaged" + "e\u0301\u0301\u0301" + "x" * 200)[:120], ascii(desk["label"])
+    beat = {"heartbeat_s": 30, "sent": sent, "desk": "\u200b" * 10 + "Row 2 " + "9" * 100}
+    assert room.apply_heartbeat("desk-08", json.dumps(beat).encode())  # a rename by heartbeat alike
+    assert room.snapshot()["desks"][0]["desk"] == ("Row 2 " + "9" * 100)[:64]
+    assert room.apply_heartbeat("desk-08", json.dumps({**beat, "desk": "\u202e\u200b \u2029"}).encode())
+    assert room.snapshot()["desks"][0]["desk"] == ""  # nothing visible: the tile shows the device id
+
+
 NATURAL_ORDER = ["Row 1, seat 2", "Row 2, seat 1", "row 2, seat 10", "Row 10, seat 1"]
 
 

@@ -29,7 +29,10 @@ that was not seen.
 
 Anyone who may publish to the broker can send anything, so a message is applied only
 when it is what a desk sends: a known level, a finite time, a device id a device may
-have, a small payload; and the number of desks is bounded (``MAX_DESKS``).
+have, a small payload; and the number of desks is bounded (``MAX_DESKS``). A desk's own
+account may still send any words it likes (its ACL lets it write only its own topics, not
+choose what it says there): a name or label keeps no invisible or direction-changing
+character (``_text``).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field, fields
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,11 @@ MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carr
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
 PAGE_STATES = (WAITING, "Offline")  # the page's own words for a desk, never a level a desk may send
+# what a desk's name or label loses (``_text``): invisible format characters (a right-to-left override turns
+# "1 taes" into "seat 1", a zero-width space makes a copy of another desk's name differ from it unseen), control
+# characters, lone surrogates; line and paragraph separators (as all white space) become one space
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+MAX_MARKS = 3  # combining marks on one character: more draw over the tiles around it
 MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
 # Page updates one desk's messages may cause: 10 a second, after a burst of 30 (a desk sends under one a second:
 # a state held 1.5 s at least, a minute row, a heartbeat; its backlog after an outage comes at once). Past it the
@@ -592,9 +601,25 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
 
 
 def _text(value, limit: int) -> str:
-    """A desk's name or label: text, cut to ``limit``; anything else (a list, a number, null:
-    no desk sends one) is none, never shown as Python writes it."""
-    return value[:limit] if isinstance(value, str) else ""
+    """A desk's name or label as the page may show it: text, without the characters of
+    ``HIDDEN_CATEGORIES`` (a desk's account can send any), white space as single spaces, at
+    most ``MAX_MARKS`` combining marks on a character, cut to ``limit``; anything else (a
+    list, a number, null: no desk sends one) is none, never shown as Python writes it."""
+    if not isinstance(value, str):
+        return ""
+    kept, marks = [], 0
+    for char in value[:8 * limit]:  # what a name padded with thousands of invisible characters needs looked at
+        if char.isspace():
+            kept.append(" ")
+            marks = 0
+            continue
+        category = unicodedata.category(char)
+        if category in HIDDEN_CATEGORIES:
+            continue
+        marks = marks + 1 if category in ("Mn", "Me") else 0
+        if marks <= MAX_MARKS:
+            kept.append(char)
+    return " ".join("".join(kept).split())[:limit].rstrip()
 
 
 def _measure_clock(desk: Desk, skew: float | None) -> None:
