@@ -608,6 +608,7 @@ def state(level="Engaged", since="1700000000.5", seq="1", **extra) -> bytes:
     ("desk-1", state(level="x" * 5000)),  # not a level either
     ("desk-1", state(level="Offline")),  # the page's own words: counted offline while online
     ("desk-1", state(level="Waiting for a first reading")),
+    ("desk-1", state(level="Unknown state")),
     ("desk-1", b"[" * 200000),
     ("desk-1", b"{}"),
     ("desk-1", state(level="[]").replace(b'"[]"', b"[]")),  # a list: unhashable, was a logged traceback
@@ -623,9 +624,11 @@ def test_a_message_no_desk_would_send_is_dropped(device_id, payload):
     assert room.apply_state("desk-1", state()) is True  # and a real one still counts
 
 
-def test_a_level_this_page_does_not_know_is_shown_by_its_name_last_and_never_alerted():
+def test_a_level_this_page_does_not_know_is_kept_last_counted_unknown_and_never_alerted():
     """A newer desk's level ("Present" was one): an older page refused its every state and
-    heartbeat, kept its last known level and then showed it "Offline", though it was there."""
+    heartbeat, kept its last known level and then showed it "Offline", though it was there.
+    It is kept (the page shows it marked unknown), but counted as "Unknown state", never under
+    its own words: a desk's account sent "Fire alarm evacuate now" into the count line."""
     now = 1_800_000_000.0
     room = classroom_model.Classroom(clock=lambda: now)
     assert room.apply_state("desk-1", state(level="Sleepy", since=str(now - 600), seq="1")) is True
@@ -633,7 +636,9 @@ def test_a_level_this_page_does_not_know_is_shown_by_its_name_last_and_never_ale
     assert room.apply_heartbeat("desk-1", state(level="Sleepy", since=str(now - 600), seq="1", heartbeat_s="30"))
     snap = room.snapshot()
     assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # after every level it knows
-    assert snap["desks"][1]["level"] == "Sleepy" and snap["counts"]["Sleepy"] == 1
+    assert snap["desks"][1]["level"] == "Sleepy"  # for scripts, and for the page to quote
+    assert snap["counts"]["Unknown state"] == 1 and "Sleepy" not in snap["counts"]
+    assert "Unknown state" not in classroom_model.Classroom().snapshot()["counts"]  # only when a desk has one
     assert "Sleepy" not in classroom_model.ALERT_LEVELS
 
 
@@ -1729,5 +1734,6 @@ def test_the_page_draws_a_level_it_does_not_know_in_the_neutral_look(classroom):
     now = time.time()
     assert classroom.classroom.apply_state("desk-9", state(level="Sleepy", since=str(now - 5), seq="1"))
     page = login(classroom.url).get(f"{classroom.url}/", timeout=5).text
-    assert '<li class="count lvl-other"><span class="n">1</span> Sleepy</li>' in page
+    assert '<li class="count lvl-other"><span class="n">1</span> Unknown state</li>' in page
+    assert "Sleepy" not in page  # a desk's own words are no count (classroom.js quotes them on its tile)
     assert '<li class="count lvl-engaged">' in page  # the levels it knows keep their own

@@ -32,7 +32,8 @@ when it is what a desk sends: a known level, a finite time, a device id a device
 have, a small payload; and the number of desks is bounded (``MAX_DESKS``). A desk's own
 account may still send any words it likes (its ACL lets it write only its own topics, not
 choose what it says there): a name or label keeps no invisible or direction-changing
-character (``_text``).
+character (``_text``), and a level the page does not know is counted as ``UNKNOWN``, never
+under its own words, so no desk can put an announcement in the count line.
 """
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ ALERT_LEVELS = ("Not engaged", "Distracted")
 # an empty seat: a desk "Absent" this long is ordered after the working desks (before the offline ones), not among
 # those needing the instructor; classroom.js reads it from the snapshot (``long_absent_s``) to order them alike
 LONG_ABSENT_S = 300.0
-# a level this page does not know (a newer desk's: "Present" was one) is shown by its name,
-# last in the order, never an alert: an older page refused such desks' every state and
+# a level this page does not know (a newer desk's: "Present" was one) is applied, last in the order, never an
+# alert, and shown marked as unknown, counted as ``UNKNOWN``: an older page refused such desks' every state and
 # heartbeat, showed their last known level, then "Offline", though they were there
 LEVEL_TEXT = re.compile(r"[A-Za-z][A-Za-z -]{0,39}")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
@@ -70,7 +71,10 @@ MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
-PAGE_STATES = (WAITING, "Offline")  # the page's own words for a desk, never a level a desk may send
+# the count of online desks on a level this page does not know: under the desk's own words, one desk's account
+# put "Fire alarm evacuate now" in the instructor's count line (classroom.js says the level, marked unknown)
+UNKNOWN = "Unknown state"
+PAGE_STATES = (WAITING, "Offline", UNKNOWN)  # the page's own words for a desk, never a level a desk may send
 # what a desk's name or label loses (``_text``): invisible format characters (a right-to-left override turns
 # "1 taes" into "seat 1", a zero-width space makes a copy of another desk's name differ from it unseen), control
 # characters, lone surrogates; line and paragraph separators (as all white space) become one space
@@ -447,8 +451,9 @@ class Classroom:
             if since is not None and since < self.removed:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
-                shown = (d.level or WAITING) if d.online else "Offline"
-                counts[shown] = counts.get(shown, 0) + 1  # a level this page does not know: its own count
+                shown = (d.level if d.level in ATTENTION else UNKNOWN if d.level else WAITING) if d.online \
+                    else "Offline"
+                counts[shown] = counts.get(shown, 0) + 1  # UNKNOWN only when a desk has such a level
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=lambda d: d.sort_key(now))

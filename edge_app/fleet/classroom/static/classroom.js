@@ -32,6 +32,11 @@
   const KNOWN = new Set([...ORDER, WAITING, "Offline"]);
   // a level this page does not know (a newer desk's) has the neutral "other" look
   const cls = (level) => "lvl-" + (KNOWN.has(level) ? level.toLowerCase().replace(/ /g, "-") : "other");
+  // ... and is said to be unknown, its words quoted and cut short: a desk's account may send any words as its
+  // level ("Fire alarm evacuate now"), which must not read as a level or an announcement (counted: model.UNKNOWN)
+  const UNKNOWN_CHARS = 16;
+  const levelText = (level) => KNOWN.has(level) ? level : "Unknown state: \u201c" +
+    (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
   const now = () => Date.now() / 1000 + offset;
   function ago(seconds) {
     seconds = Math.max(0, Math.round(seconds));
@@ -113,7 +118,7 @@
       li.dataset.level = d.level;
       li.dataset.online = d.online;
       li.append(el("span", "name", d.desk || d.device_id),
-        el("span", "level", d.level || (d.online ? WAITING : "No reading yet")));
+        el("span", "level", d.level ? levelText(d.level) : d.online ? WAITING : "No reading yet"));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
       if (d.since && stretch(d) < d.since) {
