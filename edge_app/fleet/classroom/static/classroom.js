@@ -37,6 +37,19 @@
   const UNKNOWN_CHARS = 16;
   const levelText = (level) => KNOWN.has(level) ? level : "Unknown state: \u201c" +
     (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
+  // Two desks showing the same name (a desk's account may copy another seat's) are told apart by their device
+  // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
+  // case, accents, white space and compatibility forms (full-width letters) aside (the server has taken out
+  // invisible characters already, model._text).
+  const lookalike = (name) => name.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase().replace(/\s+/gu, " ").trim();
+  function namesOf(list) {
+    const seen = new Map();
+    for (const d of list) { const k = lookalike(d.desk || d.device_id); seen.set(k, (seen.get(k) || 0) + 1); }
+    return new Map(list.map((d) => {
+      const name = d.desk || d.device_id;
+      return [d.device_id, seen.get(lookalike(name)) > 1 && name !== d.device_id ? name + " (" + d.device_id + ")" : name];
+    }));
+  }
   const now = () => Date.now() / 1000 + offset;
   function ago(seconds) {
     seconds = Math.max(0, Math.round(seconds));
@@ -111,13 +124,14 @@
     const t = now();
     const byAttention = [...desks.values()].sort((a, b) => compare(a, b, t));  // the alerts' order, always
     const list = seatOrder.checked ? [...byAttention].sort(bySeat) : byAttention;
+    const names = namesOf(list);
     const ul = $("desks");
     ul.replaceChildren(...list.map((d) => {
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
       li.dataset.online = d.online;
-      li.append(el("span", "name", d.desk || d.device_id),
+      li.append(el("span", "name", names.get(d.device_id)),
         el("span", "level", d.level ? levelText(d.level) : d.online ? WAITING : "No reading yet"));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
@@ -147,7 +161,7 @@
       " engaged while students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
-    showAlerts(alerts.map((d) => [d.device_id, (d.desk || d.device_id) + ": " + d.level + (stretch(d) < d.since ?
+    showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
       " now, not engaged or distracted for " : " for ") + ago(t - stretch(d))]));
   }
   // The alert list is a live region: a screen reader reads out what is added to it. It is
