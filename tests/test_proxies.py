@@ -93,6 +93,13 @@ def test_the_classroom_page_counts_the_proxys_clients(broker, tmp_path, monkeypa
         assert [proxied_login(service.url, "198.51.100.7", f"name{i}", "wrong-guess-1")
                 for i in range(3)] == [401, 401, 429]
         assert proxied_login(service.url, "198.51.100.8", "admin", ADMIN_PASSWORD) == 200
+        # behind nginx for TLS the session cookie is Secure and HSTS is sent (the certificate option alone decided)
+        host = service.url.split("://", 1)[1]
+        r = requests.post(f"{service.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                          headers={"X-Forwarded-For": "198.51.100.9", "X-Forwarded-Proto": "https",
+                                   "Origin": f"https://{host}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert "secure" in r.headers["Set-Cookie"].lower() and "max-age=" in r.headers["Strict-Transport-Security"]
     finally:
         service.stop()
 

@@ -25,7 +25,7 @@ from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
 from edge_app.web.hardening import json_error
-from edge_app.web.proxies import TrustedProxies
+from edge_app.web.proxies import TrustedProxies, over_tls
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -120,6 +120,12 @@ class ClassroomContext:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime, whatever the wall clock does
 
+    def secure(self) -> bool:
+        """This request came over TLS, the server's own (``--https-cert``: ``secure_cookie``) or
+        a trusted proxy's: the session cookie is Secure and HSTS is sent. Behind nginx for TLS
+        it was neither, as the certificate option alone decided."""
+        return self.secure_cookie or over_tls()
+
 
 def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     app = bottle.Bottle()
@@ -181,14 +187,14 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     def start_session(user: User) -> str:
         token, csrf = ctx.accounts.start_session(user)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure_cookie, path="/",
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure(), path="/",
                             max_age=int(ctx.accounts.max_age_s))
         return csrf
 
     @app.hook("after_request")
     def headers():
         cacheable = request.path.startswith("/static/") or request.path == "/favicon.ico"  # no one's data in them
-        hardening.set_security_headers(no_store=not cacheable, hsts=ctx.secure_cookie)
+        hardening.set_security_headers(no_store=not cacheable, hsts=ctx.secure())
         if cacheable:  # asked again at each page load (a 304 while unchanged): after an upgrade a browser kept
             response.set_header("Cache-Control", "no-cache")  # the old classroom.js against the new API for hours
 
@@ -418,16 +424,16 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.error(400)
     def bad_request(err):
-        return hardening.bad_request(err, hsts=ctx.secure_cookie)
+        return hardening.bad_request(err, hsts=ctx.secure())
 
     @app.error(500)
     def server_error(err):
-        message = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure_cookie)
+        message = hardening.disk_full(err, ctx.accounts.store, hsts=ctx.secure())
         if message:
             if hardening.wants_html():
                 return as_page(507, "The disk is full", message)
             return json.dumps({"error": message})
-        return hardening.server_error(err, "engage-classroom", hsts=ctx.secure_cookie,
+        return hardening.server_error(err, "engage-classroom", hsts=ctx.secure(),
                                       page=lambda _device_words: as_page(500, "Something went wrong", SERVER_ERROR_PAGE))
 
     return app
