@@ -28,6 +28,7 @@ setup(
         "edge_app.models": ["shipped/*.tflite", "shipped/*.json", "shipped/*.png", "shipped/LICENSE-*", "shipped/NOTICE-*"],
         "edge_app.vision": ["photos/*.jpg", "photos/*.json", "photos/PROVENANCE.md"],
         "edge_app.web": ["views/*.tpl", "static/*"],
+        "edge_app.fleet.classroom": ["views/*.tpl", "static/*"],
     },
     install_requires=[
         # aarch64 (Pi OS bookworm): numpy 1.x, so apt's numpy (1.24) serves the venv as it serves apt's

@@ -96,6 +96,12 @@ def test_installed_wheel_finds_its_model_and_photos_outside_the_checkout(wheel, 
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
                              "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    # every file of the package the checkout has is in the install (the classroom's page and
+    # scripts were not: an installed classroom answered its page with an error)
+    tracked = subprocess.run(["git", "ls-files", "edge_app"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    missing = [name for name in tracked if not (target / name).is_file()]
+    assert missing == [], f"not in the wheel (setup.py package_data): {missing}"
     probe = r"""
 import importlib, json, pkgutil, sys
 import edge_app
