@@ -121,6 +121,13 @@ def _user(r) -> User:
     return User(r["id"], r["username"], r["role"], bool(r["disabled"]), bool(r["must_change_password"]))
 
 
+def account_created(store: Store, user: User) -> float | None:
+    """When ``user``'s account was made: with its id, what names it for good (SQLite gives
+    the id of the account with the highest id to the next one made after it is deleted)."""
+    rows = store.query("SELECT created FROM users WHERE id = ?", (user.id,))
+    return rows[0]["created"] if rows else None
+
+
 def hash_password(password: str) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)

@@ -14,7 +14,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app.runtime.privacy import Pause
-from edge_app.store.accounts import User
+from edge_app.store.accounts import User, account_created
 from edge_app.web.guard import Guard, json_error, safe_next
 
 RESUME_ANY = ("admin", "instructor")  # roles that resume anyone's pause (the teacher in the room)
@@ -25,13 +25,6 @@ def local_path(value: str, default: str = "/live") -> str:
     another site ("//evil", "https://...", "/\\evil", and "/<tab>/evil", which a browser
     reads as "//evil" once it drops the tab). The log-in's ``next`` rule (``safe_next``)."""
     return value if value.startswith("/") and safe_next(value) == value else default
-
-
-def account_created(store, user: User) -> float | None:
-    """When ``user``'s account was made: with its id, what names it for good (SQLite gives
-    the id of the account with the highest id to the next one made after it is deleted)."""
-    rows = store.query("SELECT created FROM users WHERE id = ?", (user.id,))
-    return rows[0]["created"] if rows else None
 
 
 def is_owner(user: User, created: float | None, pause: Pause) -> bool:
