@@ -342,9 +342,9 @@ class WebSettings(Section):
     metrics_public: bool = setting(False, "True: /metrics answers anyone on the network (it shows the live state); "
                                           "false: loopback and admins only.")
     trusted_proxies: str = setting("", "Reverse proxies in front of the web UI whose X-Forwarded-For names the client "
-                                       "(and X-Forwarded-Proto/-Host how and by which name it connected; from anyone "
-                                       "else those headers are ignored), comma-separated (e.g. 127.0.0.1 for nginx on "
-                                       "this machine). List the proxies "
+                                       "(and X-Forwarded-Proto how it connected; from anyone else those headers are "
+                                       "ignored, X-Forwarded-Host from everyone: the proxy passes Host on), "
+                                       "comma-separated (e.g. 127.0.0.1 for nginx on this machine). List the proxies "
                                        "only: any host listed, or inside a network listed, can claim to be anyone. "
                                        "Empty: the socket's peer is the client, as without a proxy.",
                                    Networks())

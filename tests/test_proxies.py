@@ -141,13 +141,13 @@ def test_a_large_body_is_refused_before_it_is_read_except_where_uploads_go(make_
 
 def readme_proxy_headers(host: str, client: str) -> dict[str, str]:
     """The headers the README's nginx lines (``proxy_set_header``) make nginx send for a
-    browser that opened https://``host``."""
+    browser that opened https://``host`` (a port in it: nginx listening there)."""
     import re
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme[readme.index("- **Behind a reverse proxy**"):readme.index("- **Hostile clients:**")]
-    values = {"host": host, "scheme": "https", "proxy_add_x_forwarded_for": client}
+    values = {"host": host.split(":")[0], "http_host": host, "scheme": "https", "proxy_add_x_forwarded_for": client}
     return {name: values[var] for name, var in re.findall(r"proxy_set_header ([\w-]+) \$(\w+);", section)}
 
 
@@ -162,17 +162,22 @@ def test_behind_a_trusted_tls_proxy_forms_work_with_a_secure_cookie_and_hsts(mak
                                                              "web.allowed_hosts": "desk.school.example"}),
                                with_loop=False)
     creds = {"username": "admin", "password": ADMIN_PASSWORD}
+    for opened in ("desk.school.example", "desk.school.example:8443"):  # nginx on 443, and on the desk's own port
+        headers = readme_proxy_headers(opened, "198.51.100.7")
+        assert {"Host", "X-Forwarded-Proto", "X-Forwarded-For"} <= set(headers)
+        r = requests.post(f"{appliance.url}/api/login", json=creds, headers={**headers, "Origin": f"https://{opened}"},
+                          timeout=10)
+        assert r.status_code == 200, (opened, r.text)
+        assert "secure" in r.headers["Set-Cookie"].lower() and "max-age=" in r.headers["Strict-Transport-Security"]
     headers = readme_proxy_headers("desk.school.example", "198.51.100.7")
-    assert {"Host", "X-Forwarded-Proto", "X-Forwarded-For"} <= set(headers)
-    r = requests.post(f"{appliance.url}/api/login", json=creds, headers={**headers, "Origin": "https://desk.school.example"},
-                      timeout=10)
-    assert r.status_code == 200, r.text
-    assert "secure" in r.headers["Set-Cookie"].lower() and "max-age=" in r.headers["Strict-Transport-Security"]
-    # a proxy that names the host in X-Forwarded-Host instead of passing Host on
+    # X-Forwarded-Host is believed from no one: nginx passes a client's own on, and a rebinding
+    # page's script naming the desk there got past the allowed-host check (GETs need no Origin)
     r = requests.post(f"{appliance.url}/api/login", json=creds, timeout=10,
                       headers={"X-Forwarded-Host": "desk.school.example", "X-Forwarded-Proto": "https",
                                "Origin": "https://desk.school.example"})
-    assert r.status_code == 200 and "secure" in r.headers["Set-Cookie"].lower()
+    assert r.status_code == 403
+    rebound = {**headers, "Host": "rebind.attacker.example", "X-Forwarded-Host": "desk.school.example"}
+    assert requests.get(f"{appliance.url}/healthz", headers=rebound, timeout=10).status_code == 400
     # plain HTTP through the same proxy: no Secure cookie (the browser would drop it), no HSTS
     r = requests.post(f"{appliance.url}/api/login", json=creds, timeout=10,
                       headers={**headers, "X-Forwarded-Proto": "http", "Origin": "http://desk.school.example"})

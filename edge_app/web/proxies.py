@@ -9,12 +9,14 @@ header too, so it is believed only from the addresses listed in ``web.trusted_pr
 right: the proxy appends the address it saw, so the first address from the right that is
 not a trusted proxy is the client, whatever a client wrote to the left of it.
 
-A proxy that ends TLS also says how the browser connected (``X-Forwarded-Proto: https``)
-and, unless it passes the ``Host`` on, the name it was asked for (``X-Forwarded-Host``):
-from a trusted proxy these become the request's scheme and Host, so the ``Origin`` check
-compares what the browser sent with what it opened, and the session cookie is Secure and
-HSTS sent. Bottle believes both headers from anyone; here they are dropped from everyone
-else, so a client cannot change the scheme or the host the app sees.
+A proxy that ends TLS also says how the browser connected (``X-Forwarded-Proto: https``):
+from a trusted proxy this becomes the request's scheme, so the ``Origin`` check compares
+what the browser sent with what it opened, and the session cookie is Secure and HSTS sent.
+The name the browser opened comes in ``Host``, which the proxy passes on (nginx:
+``proxy_set_header Host $http_host``). ``X-Forwarded-Host`` is believed from nobody: nginx
+passes a client's own on unchanged, and a rebinding page's script could then name the
+desk's address there and get past the allowed-host check. Bottle believes both headers
+from anyone; here they are dropped, so a client cannot change the scheme or the host.
 """
 from __future__ import annotations
 
@@ -66,13 +68,14 @@ class TrustedProxies:
 
     def install(self, app: bottle.Bottle) -> None:
         """Resolve the client before anything reads it: ``REMOTE_ADDR`` becomes the client,
-        ``ee.peer`` keeps the socket's peer; a trusted proxy's scheme and host become the
-        request's, and nobody else's. Install before the app's other hooks."""
+        ``ee.peer`` keeps the socket's peer; a trusted proxy's scheme becomes the request's,
+        and nobody else's. Install before the app's other hooks."""
 
         @app.hook("before_request")
         def forwarded_client():
             env = request.environ
-            proto, host = env.pop("HTTP_X_FORWARDED_PROTO", ""), env.pop("HTTP_X_FORWARDED_HOST", "")
+            proto = env.pop("HTTP_X_FORWARDED_PROTO", "")
+            env.pop("HTTP_X_FORWARDED_HOST", None)  # from no one (see above): the Host stays the one sent
             if not self:
                 return
             peer = env.get("ee.peer") or env.get("REMOTE_ADDR") or ""
@@ -82,8 +85,6 @@ class TrustedProxies:
                 scheme = _last(proto).lower()
                 if scheme in ("http", "https"):
                     env["wsgi.url_scheme"] = scheme
-                if _last(host):
-                    env["HTTP_HOST"] = _last(host)
 
 
 def _last(header: str) -> str:
