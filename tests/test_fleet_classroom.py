@@ -352,9 +352,49 @@ def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(b
 
         wait_for(lambda: "refused the log-in" in reason(), what="the refusal in /healthz")
         assert "--mqtt-user" in reason() and "--mqtt-password-file" in reason() and "mqtt.username" not in reason()
+        status, anonymous = from_another_machine(service, "/healthz")  # the reason names the broker: not to anyone
+        assert status.startswith("503") and "refused" not in anonymous and service.settings.broker not in anonymous
+        assert json.loads(anonymous)["reasons"] == ["mqtt: not connected to the broker (why: for an admin logged in, "
+                                                    "or on this server)"]
         assert stays(lambda: "refused the log-in" in service.subscriber.status.error, 1.5), service.subscriber.status.error
     finally:
         service.stop()
+
+
+def from_another_machine(service: ClassroomService, path: str, cookie: str = "") -> tuple[str, str]:
+    """A browser's GET straight into the WSGI app from a peer that is not loopback (status, body)."""
+    import wsgiref.util
+
+    env: dict = {"PATH_INFO": path, "REMOTE_ADDR": "192.0.2.10", "HTTP_HOST": "127.0.0.1", "HTTP_ACCEPT": "text/html",
+                 **({"HTTP_COOKIE": cookie} if cookie else {})}
+    wsgiref.util.setup_testing_defaults(env)
+    status: list[str] = []
+    body = b"".join(service.app(env, lambda s, h, exc_info=None: status.append(s)))
+    return status[0], body.decode()
+
+
+def test_healthz_and_the_footer_name_the_build_broker_and_desks_to_admins_and_this_machine_only(classroom, devices):
+    """The classroom's /healthz gave anyone on the school's network the exact build (an unpatched
+    server's mark), the broker's name and error text and the device ids of desks held back, and
+    every page's footer the build, where a device's hides them. Monitoring keeps status,
+    connected, desks and uptime."""
+    from edge_app import __version__
+
+    devices("desk-h")
+    wait_for(lambda: len(classroom.classroom) == 1)
+    status, body = from_another_machine(classroom, "/healthz")
+    anonymous = json.loads(body)
+    assert status.startswith("200") and set(anonymous) == {"status", "connected", "desks", "uptime_s"}, anonymous
+    assert anonymous["connected"] is True and anonymous["desks"] == 1
+    assert str(classroom.subscriber.status.broker) not in body and __version__ not in body
+    assert f"engage-edge {__version__}" not in from_another_machine(classroom, "/login")[1]
+    admin = login(classroom.url)
+    cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
+    for full in (json.loads(from_another_machine(classroom, "/healthz", cookie)[1]),
+                 requests.get(f"{classroom.url}/healthz", timeout=5).json()):  # curl on the server, a watchdog
+        assert full["version"] == __version__ and full["broker"] == classroom.subscriber.status.broker
+        assert full["held_back"] == {} and full["error"] == ""
+    assert f"engage-edge {__version__} ·" in from_another_machine(classroom, "/", cookie)[1]
 
 
 @pytest.mark.parametrize("flags, said, not_said", [

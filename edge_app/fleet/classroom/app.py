@@ -24,6 +24,7 @@ from edge_app.fleet.classroom.model import LEVELS, WAITING, Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
+from edge_app.web.guard import from_this_machine
 from edge_app.web.hardening import json_error
 from edge_app.web.proxies import TrustedProxies, over_tls
 
@@ -388,15 +389,24 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.get("/healthz")
     def healthz():
+        """For monitoring, to anyone: whether the broker link is up, how many desks, uptime. The
+        build (an unpatched server's mark), the broker's name, the error text and the desks held
+        back (device ids) only to a logged-in admin and to this machine (curl here, a watchdog),
+        as a device's /healthz: it gave them to anyone on the school's network."""
         response.content_type = "application/json"
         b = ctx.broker
-        body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "broker": b.broker, "connected": b.connected,
-                "error": b.reason(), "desks": len(ctx.classroom), "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
-                "version": __version__,
-                # desks sending past their pace (model.DESK_UPDATES_PER_S), most first: which one floods the pages
-                "held_back": ctx.classroom.held_back()}
+        found = current()
+        full = from_this_machine() or bool(found and found[0].is_admin and not found[0].must_change_password)
+        body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "connected": b.connected,
+                                   "desks": len(ctx.classroom),
+                                   "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1)}
+        if full:
+            body.update(broker=b.broker, error=b.reason(), version=__version__,
+                        # desks sending past their pace (model.DESK_UPDATES_PER_S), most first: which one floods the pages
+                        held_back=ctx.classroom.held_back())
         if not b.connected:
-            body["reasons"] = [f"mqtt: {b.reason() or 'connecting to ' + b.broker}"]
+            body["reasons"] = [f"mqtt: {b.reason() or 'connecting to ' + b.broker}" if full else
+                               "mqtt: not connected to the broker (why: for an admin logged in, or on this server)"]
             response.status = 503
         return json.dumps(body)
 

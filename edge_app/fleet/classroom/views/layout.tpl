@@ -24,6 +24,6 @@
 <main id="main">
 {{!base}}
 </main>
-<footer>engage-edge {{version}} · desks report an engagement level only: no images, no names</footer>
+<footer>engage-edge{{' ' + version if user and user.is_admin else ''}} · desks report an engagement level only: no images, no names</footer>
 </body>
 </html>
