@@ -757,5 +757,25 @@ def test_a_restore_is_refused_while_the_service_runs(running, tmp_path):
         refused = _cli("restore", "--data-dir", running.data_dir, saved)
     finally:
         os.close(held)
-    assert refused.returncode == 2 and "stop it first (sudo systemctl stop engage-edge)" in refused.stderr
+    assert refused.returncode == 2 and "stop it first (sudo systemctl stop engage-edge" in refused.stderr
     assert not (running.data_dir / "engage.db.old").exists()
+
+
+def test_a_restore_is_refused_while_the_classroom_page_runs(tmp_path, monkeypatch):
+    """The classroom service held nothing a restore looks for: the restore moved its database
+    aside and the running page went on writing log-ins and accounts into the moved file."""
+    from edge_app.fleet.classroom.service import ClassroomService
+    from edge_app.fleet.settings import MqttSettings
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "a-first-admin-password-1")
+    data = tmp_path / "classroom"
+    service = ClassroomService(MqttSettings(host="127.0.0.1", port=1, device_id="classroom"), data, port=0)
+    saved = backup(data, tmp_path / "c.db")
+    service.start()
+    try:
+        refused = _cli("restore", "--data-dir", data, saved)
+    finally:
+        service.stop()
+    assert refused.returncode == 2 and "engage-classroom" in refused.stderr and "nothing was changed" in refused.stderr
+    assert not (data / "engage.db.old").exists()
+    assert _cli("restore", "--keep-device-id", "--data-dir", data, saved).returncode == 0  # stopped: it goes ahead

@@ -291,25 +291,41 @@ def _setting(conn: sqlite3.Connection, key: str):
     return json.loads(row[0]) if row else None
 
 
+def hold_in_use(data: Path) -> int:
+    """Mark the data directory in use by a running service (the classroom page) until the
+    returned descriptor is closed, as the device's appliance holds ``images/``
+    (``leftovers.hold_images``): a restore then refuses to swap the database under it, which
+    went on writing to the moved-aside file. A shared advisory lock; a start during a
+    restore waits for it."""
+    fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextlib.contextmanager
 def _service_stopped(data: Path):
-    """Held while the database is swapped: an appliance holds ``images/`` shared while it runs
-    (``leftovers.hold_images``), so a running service refuses the restore, and one started
-    meanwhile waits for it."""
-    images = data / "images"
-    if not images.is_dir():
-        yield
-        return
-    fd = os.open(images, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    """Held while the database is swapped: a running service holds its data directory
+    (``hold_in_use``, the classroom) or ``images/`` (``leftovers.hold_images``, a device)
+    shared, so a running service refuses the restore, and one started meanwhile waits for it."""
+    held: list[int] = []
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackupError(f"engage-edge is running on {data}: stop it first (sudo systemctl stop engage-edge), "
-                              "restore, then start it; nothing was changed") from None
+        for folder in (data, data / "images"):
+            if not folder.is_dir():
+                continue
+            held.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            try:
+                fcntl.flock(held[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BackupError(f"engage-edge is running on {data}: stop it first (sudo systemctl stop engage-edge, "
+                                  "or engage-classroom), restore, then start it; nothing was changed") from None
         yield
     finally:
-        os.close(fd)
+        for fd in held:
+            os.close(fd)
 
 
 def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, file_mqtt: tuple[str, str],

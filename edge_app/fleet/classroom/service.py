@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 from pathlib import Path
@@ -58,10 +59,13 @@ class ClassroomService:
         self.host, self.port, self.threads, self.max_pages = host, port, threads_for(max_pages), max_pages
         self.tls_cert, self.tls_key, self.trusted_proxies = tls_cert, tls_key, trusted_proxies
         self.server: Any = None  # edge_app.web.app.Server once started
+        self._in_use: int | None = None  # backup.hold_in_use's descriptor while running: no restore under it
 
     def start(self) -> "ClassroomService":
+        from edge_app.store.backup import hold_in_use
         from edge_app.web.server import Server
 
+        self._in_use = hold_in_use(self.store.data_dir)
         self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key,
                              self.trusted_proxies).start()
         self.subscriber.start()
@@ -101,6 +105,9 @@ class ClassroomService:
         if self.server:
             self.server.stop()
         self.store.close()
+        if self._in_use is not None:
+            os.close(self._in_use)
+            self._in_use = None
 
 
 def reachable_addresses() -> list[str]:
