@@ -122,6 +122,7 @@ detect_platform() {
     fi
 }
 
+PLATFORM_GIVEN="$PLATFORM"
 if [ -z "$PLATFORM" ]; then
     PLATFORM="$(detect_platform)"
 fi
@@ -129,8 +130,13 @@ case "$PLATFORM" in
     pi) EXTRA=pi; BACKEND=gpio ;;
     jetson) EXTRA=jetson; BACKEND=jetson ;;
     *)
-        echo "error: this is neither a Raspberry Pi nor a Jetson (no /proc/device-tree/model match);" \
-             "pass --platform pi or --platform jetson" >&2
+        if [ -n "$PLATFORM_GIVEN" ]; then
+            echo "error: --platform $PLATFORM_GIVEN is not a platform this installs: pass --platform pi" \
+                 "(Raspberry Pi) or --platform jetson (Jetson)" >&2
+        else
+            echo "error: this is neither a Raspberry Pi nor a Jetson (no /proc/device-tree/model match);" \
+                 "pass --platform pi or --platform jetson" >&2
+        fi
         exit 2 ;;
 esac
 
