@@ -30,10 +30,13 @@ lint: $(VENV)/.test-installed
 bench: $(VENV)/.run-installed
 	$(VENV)/bin/engage-edge bench $(ARGS)
 
+# Debian's python3 has venv in its stdlib; python3-venv adds ensurepip, which venv runs: without it
+# `-m venv --help` passes and `-m venv` fails, so ensurepip is what is looked for.
 $(VENV)/.venv-created:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "engage-edge needs Python 3.11 or newer"' || \
 		{ echo "error: $(PYTHON) is older than 3.11; install python3.11+ (apt install python3 python3-venv)"; exit 2; }
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv; }
+	@$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv; } || \
+		{ echo "error: $(PYTHON) has no ensurepip, which creating .venv needs: sudo apt-get install python3-venv (or run make as root)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	touch $@

@@ -110,6 +110,38 @@ def test_an_option_without_its_value_is_refused_with_a_message(args, wants):
     assert f"{args[-1] or '--wheel'} needs a value" in result.stderr and wants in result.stderr
 
 
+
+@pytest.mark.parametrize("uid", ["0", "1000"], ids=["root", "a-user"])
+def test_make_installs_python3_venv_when_ensurepip_is_missing(tmp_path, uid):
+    """Debian's python3 without python3-venv has venv (in its stdlib) but no ensurepip: the
+    Makefile probed ``-m venv --help``, which passed, so apt-get never ran and making .venv
+    failed with "ensurepip is not available". A python3 here hides its ensurepip; ``id``,
+    ``apt-get`` and the venv step itself are stand-ins that record what ran."""
+    log, fake = tmp_path / "ran.log", tmp_path / "bin"
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "ensurepip.py").write_text("raise ImportError('no ensurepip: python3-venv is missing')\n")
+    fake.mkdir()
+    scripts = {"id": f'echo {uid}\n',
+               "apt-get": f'echo "apt-get $*" >> {log}\n',
+               "python3": f'if [ "$1 $2" = "-m venv" ] && [ "$3" != --help ]; then echo "venv $3" >> {log}; exit 0; fi\n'
+                          f'PYTHONPATH={tmp_path / "hidden"} exec {sys.executable} "$@"\n'}
+    for name, body in scripts.items():
+        (fake / name).write_text("#!/bin/sh\n" + body)
+        (fake / name).chmod(0o755)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    result = subprocess.run(["make", "-s", f"PYTHON={fake / 'python3'}", f"VENV={venv}", "PIP=true", f"{venv}/.venv-created"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    ran = log.read_text().splitlines() if log.exists() else []
+    if uid == "0":
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ran == ["apt-get update -qq", "apt-get install -y -qq python3-venv", f"venv {venv}"]
+    else:  # no apt-get without root: what to install, before a venv half made
+        assert result.returncode != 0 and ran == [], (ran, result.stdout, result.stderr)
+        assert "has no ensurepip" in result.stdout and "sudo apt-get install python3-venv" in result.stdout
+
+
 def test_real_run_needs_root():
     cmd = ["bash", str(INSTALL), "--platform", "pi"]
     if os.geteuid() == 0:  # as root (CI), try it as nobody
