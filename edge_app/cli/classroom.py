@@ -136,7 +136,10 @@ def add_command(sub) -> None:
                    help="DNS names the page is opened by besides this machine's own (comma-separated, e.g. "
                         "classroom.school.lan); other names are refused (no DNS rebinding), IP addresses always work")
     p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES", type=_networks,
-                   help="reverse proxies in front of the page whose X-Forwarded-For names the client (comma-separated "
-                        "addresses, e.g. 127.0.0.1 for nginx on this machine): the log-in throttle then counts each "
-                        "client, not the proxy. List the proxies only: a host listed can claim to be anyone")
+                   help="reverse proxies in front of the page whose X-Forwarded-For names the client (and "
+                        "X-Forwarded-Proto how it connected: behind a TLS proxy the session cookie is then Secure and "
+                        "HSTS is sent; from anyone else those headers are ignored, X-Forwarded-Host from everyone: the "
+                        "proxy passes Host on), comma-separated (e.g. 127.0.0.1 for nginx on this machine): the log-in "
+                        "throttle then counts each client, not the proxy. List the proxies only: any host listed, or "
+                        "inside a network listed, can claim to be anyone")
     p.set_defaults(func=cmd_classroom)
