@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ADMIN_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +146,40 @@ def test_the_scripting_example_answers_as_shown(make_appliance, cfg, grace_path)
     r = s.delete(f"{app.url}/api/uploads/{result['upload_id']}", headers={"X-CSRF-Token": got["csrf"]}, timeout=10)
     shown_delete = json.loads(answers[2].split("   ")[0])
     assert set(r.json()) == set(shown_delete) and r.json()["deleted"] == result["upload_id"]
+
+
+def test_the_broker_certificate_recipe_makes_files_mosquitto_serves_and_clients_accept(tmp_path):
+    """The README's openssl lines (step 1 of Classroom), run as written less sudo: a real
+    Mosquitto serves the certificate, a client holding ``school-ca.pem`` accepts it for
+    broker.school.lan, strictly as Python 3.13's default context checks (a CA with no key
+    usage is refused there), and for no other name; the key is readable by the group
+    ``mosquitto``, as Mosquitto reads it after dropping root (0600 stopped it)."""
+    import grp
+    import socket
+    import ssl
+
+    from mqtt_broker import Broker
+
+    block = readme_block("The broker's TLS certificate first", "sh").replace("\\\n", " ")
+    lines = [line for line in block.splitlines() if line.startswith("sudo openssl") or line.startswith("sudo chgrp")]
+    assert len(lines) == 4, block
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for line in lines:
+        subprocess.run(line.replace("sudo ", ""), shell=True, cwd=certs, check=True, capture_output=True, timeout=60)
+    key = (certs / "server.key").stat()
+    assert key.st_mode & 0o777 == 0o640 and grp.getgrgid(key.st_gid).gr_name == "mosquitto"
+    b = Broker(tmp_path / "broker", tls=True)
+    b._tls_files = {"ca": certs / "school-ca.pem", "cert": certs / "server.pem", "key": certs / "server.key"}
+    b.start()
+    try:
+        context = ssl.create_default_context(cafile=str(certs / "school-ca.pem"))
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        with socket.create_connection(("127.0.0.1", b.tls_port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="broker.school.lan") as tls:
+            assert tls.getpeercert()["subjectAltName"] == (("DNS", "broker.school.lan"),)
+        with socket.create_connection(("127.0.0.1", b.tls_port), timeout=10) as raw, \
+                pytest.raises(ssl.SSLCertVerificationError, match="broker.other.lan"):
+            context.wrap_socket(raw, server_hostname="broker.other.lan")
+    finally:
+        b.stop()
