@@ -371,9 +371,12 @@ class LoginSettings(Section):
     lock_after_address: int = setting(25, "This many failures lock the address for lock_minutes.", Range(1, 10000))
     lock_minutes: int = setting(15, "How long a lock lasts.", Range(1, 1440, "minutes"))
     lock_after_user_global: int = setting(100, "Failures for one name from all addresses together after which "
-                                               "browsers that have not logged in as it before wait between "
-                                               "attempts (first_delay_s, doubling up to max_delay_s; not a lock, so "
-                                               "guessing from many addresses cannot lock its owner out).",
+                                               "an address that has failed for it, in a browser that has not "
+                                               "logged in as it before, waits from the newest failure by anyone "
+                                               "(first_delay_s, doubling up to max_delay_s). An address with no "
+                                               "failure of its own for the name is checked anyway (its owner on a "
+                                               "new laptop), once: a wrong password makes it wait too. Not a lock, "
+                                               "so guessing from many addresses cannot lock its owner out.",
                                           Range(1, 100000))
 
 

@@ -71,11 +71,18 @@ class ThrottlePolicy:
     name (from that address, or in that browser), or the address, is locked for ``lock_s``.
     Counting a name per address means a student guessing from their laptop cannot lock
     the teacher out of their own desk; ``lock_after_user_global`` is the ceiling that still
-    stops a guesser who moves between addresses: past it, browsers the name has not logged
-    in from (and addresses other than the machine's own console) are slowed, one attempt
-    per ``max_delay_s`` at most, never locked, so guesses from a dozen borrowed addresses
-    cannot shut the owner out, and the owner's own browser is not held up at all. An
-    address gets more slack than a name: one classroom may share it. Attempts while
+    slows a guesser who moves between addresses: past it, an attempt from an address that
+    has failed for the name within the window, in a browser the name has not logged in
+    from, waits (``base_delay_s`` doubling to ``max_delay_s``, judged from the newest
+    failure by anyone), never locked. An address with no failure of its own for the name
+    in the window is checked anyway, so the owner on a new laptop or a private window gets
+    in while others guess; its one wrong password makes it wait like the rest. So past the
+    ceiling a guesser gets one attempt per wait plus one per fresh address per window
+    (an IPv6 /64 is one address), and each address still locks at ``lock_after_user``;
+    failures age out after ``window_s``, so each window the same addresses are fresh again
+    and the count under the ceiling starts over. The owner's own browser and the machine's
+    console are not held up at all. An address gets more slack than a name: one classroom
+    may share it. Attempts while
     waiting or locked are refused without checking the password, and every attempt is
     counted before the password is checked, so parallel guesses cannot slip past the limit.
     """
@@ -152,13 +159,15 @@ def verify_password(password: str, stored: str) -> bool:
 class _Counter:
     """One counter of failed log-ins an attempt feeds: its key in ``login_failures``, after
     how many failures it slows and locks (``lock_after`` None: it only slows), who it is
-    named as in a refusal, and whether it can refuse this attempt (``judged``)."""
+    named as in a refusal, and whether it can refuse this attempt (``judged``; ``fresh_from``:
+    not while the attempt's own counter for the name from its address is clean)."""
 
     key: str
     slow_after: int
     lock_after: int | None
     who: str
     judged: bool = True
+    fresh_from: str | None = None  # not judged while this key has no failure in the window and none in flight
 
 
 def _console(address: str | None) -> bool:
@@ -483,8 +492,11 @@ class Accounts:
             keys.append(_Counter("user:" + name + "|session:" + _token_hash(session)[:16], p.slow_after,
                                  p.lock_after_user, "this user name in this log-in"))
         else:  # the console (a kiosk on the device) feeds the ceiling but is not held by it: it is one address
+            # nor is an address that has not failed for this name (the owner on a new laptop): it is
+            # checked once, and a wrong password makes it wait like the rest
             keys.append(_Counter("user:" + name, p.lock_after_user_global, None,
-                                 "this user name from many addresses", judged=not _console(address)))
+                                 "this user name from many addresses", judged=not _console(address),
+                                 fresh_from=keys[0].key if address else None))
         if address:
             keys.append(_Counter("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
         return keys
@@ -500,12 +512,20 @@ class Accounts:
         """``wait`` from now as the clock on the wall reads it."""
         return time.strftime("%H:%M", time.localtime(self.wall() + wait))
 
+    def _fresh(self, key: str, now: tuple[float, float]) -> bool:
+        """No failure of ``key`` within the window and no attempt of it being checked: one at a
+        time, so parallel guesses from a new address get one check between them, not eight."""
+        if self._pending.get(key):
+            return False
+        ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (key,)), now)
+        return all(age >= self.throttle.window_s for age in ages)
+
     def _refusal(self, counters: list[_Counter]) -> LoginThrottled | None:
         """Why this attempt must not be checked now, or None. Attempts still being checked
         (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
         p, now = self.throttle, self._now()
         for c in counters:
-            if not c.judged:
+            if not c.judged or (c.fresh_from is not None and self._fresh(c.fresh_from, now)):
                 continue
             # every row of the key (purged past the horizon): a stepped clock makes stored times say nothing
             ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (c.key,)), now)
