@@ -441,3 +441,20 @@ def test_empty_seats_are_left_out_of_the_class_figure_and_ordered_after_the_work
         assert tiles["Row 2"].inner_text() == "Last 1 min: 100% engaged while there"
         assert tiles["Row 1"].inner_text() == "Last 1 min: away the whole time"
         assert "Absent" in (tiles["Row 3"].get_attribute("title") or "")  # what it counts, on hover
+
+
+def test_a_desk_back_at_its_pace_is_no_longer_counted_as_flooding_with_no_page_open():
+    """Held back once (a backlog replayed after an outage), a desk stayed "held" until an open
+    page's stream released it: with no page open (between lessons) every later message at
+    its normal pace was counted and logged as flooding, all day."""
+    t = [1000.0]
+    room = classroom_model.Classroom(clock=lambda: t[0], monotonic=lambda: t[0])
+    beat = lambda: room.apply_heartbeat("desk-07", json.dumps({"heartbeat_s": 30, "sent": t[0]}).encode())  # noqa: E731
+    for _ in range(int(classroom_model.DESK_UPDATE_BURST) + 10):  # a burst all at once
+        beat()
+    burst = room.held_back()["desk-07"]
+    assert burst > 0
+    for _ in range(180):  # then one a second for three minutes, nobody watching
+        t[0] += 1.0
+        beat()
+    assert room.held_back()["desk-07"] == burst

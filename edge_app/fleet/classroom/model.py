@@ -206,8 +206,9 @@ class Classroom:
         if desk.tokens_at is not None:
             desk.tokens = min(DESK_UPDATE_BURST, desk.tokens + (now - desk.tokens_at) * DESK_UPDATES_PER_S)
         desk.tokens_at = now
-        if desk.tokens >= 1.0 and not desk.held:
-            desk.tokens -= 1.0
+        if desk.tokens >= 1.0:  # a held desk back at its pace is released here too: with no page open nothing
+            desk.tokens -= 1.0  # calls wait_change, and it was counted (and logged) as flooding all day
+            desk.held = False
             self._changed(desk)
             return
         desk.held_back += 1
