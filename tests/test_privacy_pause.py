@@ -131,7 +131,7 @@ def test_only_who_paused_or_a_teacher_resumes_and_another_student_is_told_until_
     assert f'id="paused">{seen["label"]}</span>' in header and 'id="privacy-button"' not in header
     assert 'value="resume"' in mia.get(f"{app.url}/upload", timeout=10).text  # hers: the button
     r = ben.post(f"{app.url}/api/resume", timeout=10)
-    assert r.status_code == 403 and r.json()["paused"] is True
+    assert r.status_code == 403 and r.headers["Content-Type"] == "application/json" and r.json()["paused"] is True
     assert "paused by someone else" in r.json()["error"] and time.strftime("%H:%M", time.localtime(until)) in r.json()["error"]
     page = ben.post(f"{app.url}/privacy", data={"csrf": ben.csrf, "do": "resume", "back": "/upload"},
                     allow_redirects=False, timeout=10)

@@ -84,7 +84,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if error:
             body["error"] = error
         response.content_type = "application/json"
-        return json.dumps(body) if status_code == 200 else HTTPResponse(json.dumps(body), status_code)
+        if status_code == 200:
+            return json.dumps(body)
+        return HTTPResponse(json.dumps(body), status_code, {"Content-Type": "application/json"})  # its own headers
 
     @app.get("/api/privacy")
     def api_status():
