@@ -716,6 +716,10 @@ def test_a_backup_restored_on_another_desk_does_not_keep_its_device_id(tmp_path)
     (b.data_dir / "engage.db.old").unlink()
     replacing = _cli("restore", "--keep-device-id", "--data-dir", b.data_dir, tmp_path / "a.db")
     assert replacing.returncode == 0 and _overrides(b.data_dir)["mqtt.device_id"] == "desk-07"
+    # the live database keeps no stamp of A: a copy of it made by other means (install.sh's
+    # fallback) restored here later dropped B's device_id as "made on another desk"
+    with contextlib.closing(sqlite3.connect(b.data_dir / "engage.db")) as live:
+        assert live.execute("SELECT value FROM settings WHERE key = 'backup.made_on'").fetchone() is None
     # a backup of a restored database names the desk it is made on, or none, never the one restored from
     from edge_app.fleet.publisher import INSTALLATION_FILE, installation_id
 

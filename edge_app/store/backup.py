@@ -419,6 +419,10 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
                                       "`engage-edge backup` wrote; nothing was changed")
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
+                with conn:  # a live database names no desk it was backed up on: a copy made of it by other
+                    # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
+                    # later dropped this desk's own device_id
+                    conn.execute("DELETE FROM settings WHERE key = ?", (MADE_ON_KEY,))
             for path, old in aside:
                 os.replace(path, old)
             os.replace(tmp, data / DB_NAME)
