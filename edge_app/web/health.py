@@ -97,8 +97,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),
         }
-        if _admin(guard):  # the exact build marks an unpatched desk: for its admins, not the whole network
-            body["version"] = __version__
+        if from_this_machine() or _admin(guard):  # the exact build marks an unpatched desk: for its admins and
+            body["version"] = __version__  # the device itself, as the broker's details (and the classroom's)
         if reasons:
             response.status = 503
         return json.dumps(body)
