@@ -169,7 +169,7 @@ def test_a_desks_name_and_label_keep_no_invisible_or_direction_changing_characte
     room = classroom_model.Classroom()
     sent = time.time()
     payload = json.dumps({"level": "Engaged", "since": sent, "seq": 1, "sent": sent,
-                          "desk": "\u202eRow 1,\u2028\u200b seat\t1\x07\u2066\ufeff",
+                          "desk": "\u202eRow 1,\u2028\u200b seat\t1\x07\u2066\ufeff\u3164\u2800",
                           "label": "Engaged\u202e" + "e\u0301\u0301\u0301\u0301\u0301" + "x" * 200})
     assert room.apply_state("desk-08", payload.encode())
     desk = room.snapshot()["desks"][0]

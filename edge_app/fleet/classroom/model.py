@@ -79,6 +79,9 @@ PAGE_STATES = (WAITING, "Offline", UNKNOWN)  # the page's own words for a desk, 
 # "1 taes" into "seat 1", a zero-width space makes a copy of another desk's name differ from it unseen), control
 # characters, lone surrogates; line and paragraph separators (as all white space) become one space
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# letters that draw nothing (Hangul fillers, the blank braille cell): "Row 1, seat 1" plus one of them looked
+# like another desk's name and was not told apart from it
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 MAX_MARKS = 3  # combining marks on one character: more draw over the tiles around it
 MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
 # Page updates one desk's messages may cause: 10 a second, after a burst of 30 (a desk sends under one a second:
@@ -608,7 +611,7 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
 
 def _text(value, limit: int) -> str:
     """A desk's name or label as the page may show it: text, without the characters of
-    ``HIDDEN_CATEGORIES`` (a desk's account can send any), white space as single spaces, at
+    ``HIDDEN_CATEGORIES`` or ``BLANK_LETTERS`` (a desk's account can send any), white space as single spaces, at
     most ``MAX_MARKS`` combining marks on a character, cut to ``limit``; anything else (a
     list, a number, null: no desk sends one) is none, never shown as Python writes it."""
     if not isinstance(value, str):
@@ -620,7 +623,7 @@ def _text(value, limit: int) -> str:
             marks = 0
             continue
         category = unicodedata.category(char)
-        if category in HIDDEN_CATEGORIES:
+        if category in HIDDEN_CATEGORIES or char in BLANK_LETTERS:
             continue
         marks = marks + 1 if category in ("Mn", "Me") else 0
         if marks <= MAX_MARKS:
