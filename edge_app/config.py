@@ -274,12 +274,13 @@ class IndicatorSettings(Section):
                                     Range(0, 27, "a BCM GPIO number", also=(-1, "no button")))
     buzzer_active: bool = setting(True, "Active buzzer (on/off); false: passive, driven as a tone (Pi only).")
     buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state and alerts are still "
-                                 "recorded.", label="Buzzer on")
+                                 "recorded (with a frame if privacy.snapshot_on_alert is on).", label="Buzzer on")
     buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted for this long sounds the buzzer and logs "
                                           "an alert.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
     buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
     buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
-    quiet_hours: str = setting("", 'No buzzer in these hours (alerts are still recorded), e.g. "22:00-07:00", on '
+    quiet_hours: str = setting("", 'No buzzer in these hours (alerts are still recorded, with a frame if '
+                                   'privacy.snapshot_on_alert is on), e.g. "22:00-07:00", on '
                                    "the device's clock in its time zone (sudo timedatectl set-timezone "
                                    "Europe/Berlin); empty: none.",
                                Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
@@ -386,8 +387,9 @@ class PrivacySettings(Section):
 
     keep_uploads: str = setting("thumbnail", "thumbnail: a small copy; none: only the results; full: the whole photo.",
                                 OneOf(("thumbnail", "none", "full")), label="Uploaded images kept")
-    snapshot_on_alert: bool = setting(False, "Store one live frame when an alert fires (off: live frames are never "
-                                             "stored).", label="Snapshot on alert")
+    snapshot_on_alert: bool = setting(False, "Store one live frame when an alert fires, also with the buzzer muted "
+                                             "or in quiet hours (off: live frames are never stored).",
+                                      label="Snapshot on alert")
     max_pause_minutes: float = setting(0.0, "A student's pause (privacy switch) ends by itself after this many minutes; "
                                             "0: only when resumed.", Range(0, 1440, "minutes"))
     live_video: str = setting("admins", "Who may watch the live camera picture (/live): admins, or everyone logged "
