@@ -21,6 +21,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.store.accounts import AccountDisabled, Accounts, AuthError, LoginThrottled, User
 from edge_app.web import hardening
 from edge_app.web.guard import client_address, safe_next
+from edge_app.web.proxies import over_tls
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,12 @@ def install(app: bottle.Bottle, site: Site) -> None:
     def remember_browser(user: User) -> None:
         """This browser has logged in as ``user``: from now on only its own failures count
         against it for that name (``Accounts.remember_browser``), so guesses from elsewhere
-        cannot lock them out here. Kept past log-out; Secure whenever the session cookie is
-        (the server's own TLS)."""
+        cannot lock them out here. Kept past log-out; Secure over TLS (the server's own or a
+        trusted proxy's), as the session cookie is."""
         value = accounts.remember_browser(user, sent_browser())
         if value:
             response.set_cookie(known_cookie, value, httponly=True, samesite="strict", path="/",
-                                secure=request.environ.get("wsgi.url_scheme") == "https",
+                                secure=over_tls(),
                                 max_age=KNOWN_BROWSER_DAYS * 86400)
 
     def asked_next(value: str | None) -> dict:
