@@ -204,3 +204,15 @@ def test_deleting_someone_elses_photo_asks_for_the_password_and_ones_own_does_no
     assert r.status_code == 303 and not kept(mine)
     assert admin.post(f"{appliance.url}/api/confirm", json={"password": ADMIN_PASSWORD}, timeout=10).ok
     assert admin.delete(f"{appliance.url}/api/uploads/{theirs}", timeout=10).status_code == 200 and not kept(theirs)
+
+
+def test_a_kept_class_list_leaves_memory_when_its_time_is_up_without_another_request():
+    """A class list kept over a password confirmation went only when a later form was kept:
+    an admin who confirmed and walked away left up to a class of names in memory until then."""
+    from edge_app.web.guard import OutcomeNotes
+    from tests.conftest import wait_for
+
+    kept = OutcomeNotes(keep_s=0.2, most=5, expire_by_timer=True)
+    kept.add("session-secret", "/admin/users", '{"names": "anna\\nben"}')
+    assert len(kept) == 1
+    wait_for(lambda: len(kept) == 0, timeout=5, what="the kept list dropped by its timer")

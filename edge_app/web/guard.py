@@ -121,21 +121,34 @@ class OutcomeNotes:
     them all (the page then shows no message)."""
 
     def __init__(self, keep_s: float = NOTE_KEPT_S, most: int = NOTES_KEPT,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, expire_by_timer: bool = False):
         self.keep_s, self.most, self._clock = keep_s, most, clock
         self._notes: OrderedDict[str, tuple[bytes, str, str, float]] = OrderedDict()  # id -> owner, kind, text, until
         self._lock = threading.Lock()
+        # notes that hold what must not outstay its time (a kept class list of students' names) go when it is
+        # up, not at the next note: an admin who confirmed and walked away left the names in memory until then
+        self.expire_by_timer = expire_by_timer
 
-    def add(self, owner: str, kind: str, message: str) -> str:
-        """Keep ``message`` for the session whose secret is ``owner``; its id."""
-        note_id = secrets.token_urlsafe(16)
+    def purge(self) -> None:
+        """Drop the notes whose time is up."""
         now = self._clock()
         with self._lock:
             while self._notes and next(iter(self._notes.values()))[3] <= now:  # oldest first: expired ones lead
                 self._notes.popitem(last=False)
+
+    def add(self, owner: str, kind: str, message: str) -> str:
+        """Keep ``message`` for the session whose secret is ``owner``; its id."""
+        note_id = secrets.token_urlsafe(16)
+        self.purge()
+        now = self._clock()
+        with self._lock:
             self._notes[note_id] = (_owner_key(owner), kind, message, now + self.keep_s)
             while len(self._notes) > self.most:
                 self._notes.popitem(last=False)
+        if self.expire_by_timer:
+            timer = threading.Timer(self.keep_s + 0.05, self.purge)
+            timer.daemon = True
+            timer.start()
         return note_id
 
     def read(self, owner: str, note_id: str) -> tuple[str, str] | None:
@@ -173,7 +186,7 @@ class Guard:
         self.notes = OutcomeNotes()
         # a form held back for the password (``require_recent_password(keep=...)``): memory only,
         # a few, for minutes: a class list names students, and is never written to disk
-        self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT)
+        self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT, expire_by_timer=True)
 
     @property
     def secure_cookie(self) -> bool:
