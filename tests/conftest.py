@@ -255,6 +255,16 @@ def mounted_tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def fill_up(path: Path) -> None:
+    """Write ``path`` until its file system is full (a ``mounted_tmpfs``): a disk with no room left."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
 def browser_login(page, base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
     """Log ``page`` in through the real form, as a person would."""
     page.goto(f"{base_url}/login")

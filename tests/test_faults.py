@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import login, mounted_tmpfs, stays, wait_for
+from conftest import fill_up, login, mounted_tmpfs, stays, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.indicators import Indicator
@@ -950,11 +950,7 @@ def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg,
     with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
         conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"), "indicators.backend": "console"})
         Store(disk / "data").close()  # made while there was room, closed cleanly: no -wal or -shm left
-        with open(disk / "filler", "wb") as f:
-            with pytest.raises(OSError):
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+        fill_up(disk / "filler")
         started: list = []
         thread = threading.Thread(target=lambda: started.append(appliance_when_there_is_room(conf, None, wait_s=0.2)),
                                   daemon=True)

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import ADMIN_PASSWORD, wait_for
+from conftest import ADMIN_PASSWORD, fill_up, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.watchdog import Notifier
@@ -239,11 +239,7 @@ def test_the_build_after_a_wait_for_disk_space_feeds_the_watchdog_for_a_bounded_
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping due every 0.1 s
     with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
         conf = config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data")})
-        with open(disk / "filler", "wb") as f:
-            with pytest.raises(OSError):
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+        fill_up(disk / "filler")
         started: list = []
         thread = threading.Thread(target=lambda: started.append(
             appliance_when_there_is_room(conf, None, wait_s=0.2, build_pings_s=1.5)), daemon=True)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD, login, mounted_tmpfs, wait_for
+from tests.conftest import ADMIN_PASSWORD, fill_up, login, mounted_tmpfs, wait_for
 
 STUDENT_PW = "student-pw-123"
 
@@ -244,12 +244,7 @@ def test_a_disk_that_fills_during_an_upload_leaves_no_orphan(make_appliance, cfg
     web = make_appliance(full, with_loop=False)
     s = login(web.url)
     ballast = tiny_disk / "ballast"
-    with open(ballast, "wb", buffering=0) as f:  # fill the disk to within a few kB
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-        except OSError:
-            pass
+    fill_up(ballast)
     statuses = []
     for _ in range(3):
         r = s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
