@@ -106,6 +106,17 @@ def from_this_machine() -> bool:
     return is_loopback(client_address()) and is_loopback(request.environ.get("ee.peer") or client_address())
 
 
+def admin_past_given_password(found: tuple[User, str] | None) -> bool:
+    """``found`` (a request's log-in, or None) is an admin who has chosen their own password."""
+    return bool(found and found[0].is_admin and not found[0].must_change_password)
+
+
+def told_details(found: tuple[User, str] | None) -> bool:
+    """Whether ``/healthz`` (device and classroom alike) tells this request the build, the
+    broker's names and counts: the machine itself and a logged-in admin, not the network."""
+    return from_this_machine() or admin_past_given_password(found)
+
+
 NOTE_KEPT_S = 10 * 60  # a reload of the page a form led to says what happened for this long
 NOTES_KEPT = 500  # at most, per process: a client sending forms in a loop cannot grow memory
 FORM_KEPT_S = 10 * 60  # a form sent while the password was stale, for its page once it is confirmed

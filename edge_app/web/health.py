@@ -14,13 +14,12 @@ from edge_app import __version__
 from edge_app.device import clock
 from edge_app.fleet.publisher import status_of as mqtt_status
 from edge_app.runtime.health import CameraState, StoreState
-from edge_app.web.guard import Guard, from_this_machine, json_error
+from edge_app.web.guard import Guard, admin_past_given_password, from_this_machine, json_error, told_details
 
 
 def _admin(guard: Guard) -> bool:
     """Whether a logged-in admin (past a given password) asks."""
-    found = guard.current()
-    return bool(found and found[0].is_admin and not found[0].must_change_password)
+    return admin_past_given_password(guard.current())
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
@@ -55,6 +54,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         h = ctx.loop.health if ctx.loop else None
         paused = ctx.loop.privacy.active if ctx.loop else None
+        told = told_details(guard.current())  # the build and the broker's details: see guard.told_details
         reasons = []
         if h and h.camera not in (CameraState.OK, CameraState.PAUSED):  # a pause is the student's choice, not a fault
             reasons.append(f"camera {h.camera}: {h.camera_error}".rstrip(": "))
@@ -93,12 +93,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1),
             # the classroom broker: to anyone, connected and whether a backlog waits; its counts (one
             # per state message: when the student comes, goes, changes) and names as /metrics has them
-            "mqtt": mqtt_status(ctx.publisher, full=from_this_machine() or _admin(guard)),
+            "mqtt": mqtt_status(ctx.publisher, full=told),
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),
         }
-        if from_this_machine() or _admin(guard):  # the exact build marks an unpatched desk: for its admins and
-            body["version"] = __version__  # the device itself, as the broker's details (and the classroom's)
+        if told:  # the exact build marks an unpatched desk: for its admins and the device itself
+            body["version"] = __version__
         if reasons:
             response.status = 503
         return json.dumps(body)

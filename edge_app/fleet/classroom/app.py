@@ -24,7 +24,7 @@ from edge_app.fleet.classroom.model import LEVELS, WAITING, Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
-from edge_app.web.guard import from_this_machine
+from edge_app.web.guard import told_details
 from edge_app.web.hardening import json_error
 from edge_app.web.proxies import TrustedProxies, over_tls
 
@@ -396,7 +396,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         b = ctx.broker
         found = current()
-        full = from_this_machine() or bool(found and found[0].is_admin and not found[0].must_change_password)
+        full = told_details(found)
         body: dict[str, object] = {"status": "ok" if b.connected else "degraded", "connected": b.connected,
                                    "desks": len(ctx.classroom),
                                    "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1)}
