@@ -255,6 +255,15 @@ def mounted_tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def wait_in_page(page, expression: str, arg=None, timeout: float = 15.0):
+    """Wait until ``expression`` (or the function it names, given ``arg``) is truthy in
+    ``page``, asking from here at each poll (``page.evaluate``). Playwright's
+    ``wait_for_function`` polls inside the page with ``eval``, which the app's CSP (no
+    'unsafe-eval') refuses once the first look was false: a page slow under load failed
+    with "EvalError ... violates the Content Security Policy" (microsoft/playwright#36986)."""
+    return wait_for(lambda: page.evaluate(expression, arg), timeout, what=expression)
+
+
 def fill_up(path: Path) -> None:
     """Write ``path`` until its file system is full (a ``mounted_tmpfs``): a disk with no room left."""
     with open(path, "wb", buffering=0) as f:

@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, browser_login
+from tests.conftest import ADMIN_PASSWORD, browser_login, wait_in_page
 from tests.test_browser import STUDENT, STUDENT_PW, server  # noqa: F401 - the shared module fixture
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -180,7 +180,7 @@ def test_tables_reflow_on_a_phone(browser, with_data, path, table):  # noqa: F81
 def focused_id(page) -> str:
     """The id of the element with the focus, once the browser has rendered the page (autofocus
     lands then: wait for it, do not race it)."""
-    page.wait_for_function("() => document.activeElement && document.activeElement.id !== ''", timeout=5000)
+    wait_in_page(page, "() => document.activeElement && document.activeElement.id !== ''", timeout=5)
     return page.evaluate("document.activeElement.id")
 
 

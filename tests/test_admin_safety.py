@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge_app.vision.classifier import SHIPPED_MANIFEST
-from tests.conftest import ADMIN_PASSWORD, login
+from tests.conftest import ADMIN_PASSWORD, login, wait_in_page
 
 PW = "student-pw-123"
 
@@ -267,7 +267,7 @@ def test_model_page_fits_and_shows_its_pictures(browser, appliance, artifacts, w
         page.goto(f"{appliance.url}/admin/model")
         for img in page.locator("#plots img").all():
             img.scroll_into_view_if_needed()
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            wait_in_page(page, "img => img.complete && img.naturalWidth > 0", img.element_handle())
             assert img.bounding_box()["width"] <= width
         assert page.locator("#plots img").count() == 2
         assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing off to the side

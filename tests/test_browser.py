@@ -14,7 +14,7 @@ import pytest
 
 from edge_app import config as config_mod
 from edge_app.engagement import GROUPS
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for, wait_in_page
 
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
@@ -236,11 +236,11 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     # its log and quiet hours do; it drew the browser's ("from 02:50" beside the log's 01:50)
     page = new_page(timezone_id="Pacific/Kiritimati")  # an admin: the picture is theirs (privacy.live_video)
     page.goto(f"{server.url}/live")
-    page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
+    wait_in_page(page, "document.getElementById('stream').naturalWidth > 0", timeout=15)
     assert page.locator("#stream").evaluate("img => img.naturalWidth") == server.cfg.camera.width
-    page.wait_for_function("document.getElementById('timeline-svg') !== null")
+    wait_in_page(page, "document.getElementById('timeline-svg') !== null")
     assert page.locator("#state").inner_text() not in ("", "no camera loop")
-    page.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)
+    wait_in_page(page, "Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15)
     labels = set(page.locator("#timeline-svg text").evaluate_all("els => els.map(e => e.textContent)"))
     now = time.time()
     device = {time.strftime("%H:%M", time.localtime(now - m)) for m in range(-60, 15 * 60)}
@@ -249,7 +249,7 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     # a student's account sees the state and the chart, not whoever sits at the desk now
     student = new_page(STUDENT, STUDENT_PW)
     student.goto(f"{server.url}/live")
-    student.wait_for_function("Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15000)
+    wait_in_page(student, "Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15)
     assert student.locator("#stream").count() == 0 and "admins only" in student.locator("#no-stream").inner_text()
     assert student.console_errors == []
 
@@ -305,7 +305,7 @@ def test_a_log_date_that_is_not_a_day_is_shown_to_the_admin_to_fix(new_page, ser
     assert note.is_visible() and "From was '31/01/2026', which is not a date" in note.inner_text()
     assert page.get_by_label("To", exact=True).input_value() == "2026-01-05"  # shown, not blanked
     assert page.get_by_label("User").input_value() == STUDENT
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'f-from'")
+    wait_in_page(page, "document.activeElement && document.activeElement.id === 'f-from'")
     page.screenshot(path=str(shots / "admin-log-bad-date.png"), full_page=True)
     field.fill("2026-01-01")
     page.get_by_role("button", name="Filter").click()
@@ -447,7 +447,7 @@ def test_an_open_live_page_does_not_keep_its_session_alive(new_page, server):
     alone, goes to the log-in page once the idle time is up."""
     page = new_page()  # an admin: the stream is theirs to watch (privacy.live_video)
     page.goto(f"{server.url}/live")
-    page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
+    wait_in_page(page, "document.getElementById('stream').naturalWidth > 0")
     idle = server.accounts.idle_s
     server.accounts.idle_s = 2.0
     try:
@@ -470,10 +470,10 @@ def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_
     assert error.startswith("Nothing saved: Absent after (seconds): ") and "engagement." not in error
     assert field.get_attribute("aria-invalid") == "true" and field.input_value() == "-5"
     # autofocus lands when the browser next renders the page: wait for it, do not race it
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'engagement-absent_after_s'")
+    wait_in_page(page, "document.activeElement && document.activeElement.id === 'engagement-absent_after_s'")
     assert "settings-error" in field.get_attribute("aria-describedby").split()
     page.get_by_label("Absent after (seconds)").fill(str(server.cfg.engagement.absent_after_s))
     page.get_by_label("anger").fill("Cross")
     page.get_by_role("button", name="Save settings").click()
     assert page.locator("#settings-error").inner_text().startswith("Nothing saved: anger: 'Cross' is not allowed")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'map-anger'")
+    wait_in_page(page, "document.activeElement && document.activeElement.id === 'map-anger'")
