@@ -187,11 +187,12 @@ def test_a_desk_cannot_pass_words_off_as_a_level_or_another_seat_s_name_in_chrom
     in the count line as if it were a level, and one naming itself as another seat gave two tiles
     one name: the instructor could go to the wrong student. An unknown level is said to be one,
     cut short, in the neutral look, counted as "Unknown state"; two desks showing one name are
-    told apart by their device ids, on the tiles (in seat order too) and in the alerts."""
+    told apart by their device ids, on the tiles (in seat order too) and in the alerts, also
+    when the copy spells a letter with its Cyrillic twin."""
     since = time.time() - 120
     with mqtt_broker.publisher(broker, client_id="room-spoof") as client:
         for device_id, name, level in (("desk-01", "Row 1, seat 1", "Not engaged"), ("desk-02", "Row 2", "Engaged"),
-                                       ("desk-08", "row 1,  seat 1\u202e", "Fire alarm evacuate now")):
+                                       ("desk-08", "r\u043ew 1,  seat 1\u202e", "Fire alarm evacuate now")):
             payload = json.dumps({"level": level, "since": since, "seq": 1, "sent": time.time(), "desk": name})
             mqtt_broker.send(client, f"engage/{device_id}/availability", "online")
             mqtt_broker.send(client, f"engage/{device_id}/state", payload, retain=False)
@@ -200,7 +201,7 @@ def test_a_desk_cannot_pass_words_off_as_a_level_or_another_seat_s_name_in_chrom
         page.dispatch_event("#threshold", "change")
         page.locator("li.desk").nth(2).wait_for(timeout=10_000)
     assert page.locator("li.desk .name").all_inner_texts() == [
-        "Row 1, seat 1 (desk-01)", "Row 2", "row 1, seat 1 (desk-08)"]  # the unknown level last
+        "Row 1, seat 1 (desk-01)", "Row 2", "r\u043ew 1, seat 1 (desk-08)"]  # the unknown level last
     spoof = page.locator("li.desk[data-device='desk-08']")
     assert spoof.locator(".level").inner_text() == "Unknown state: \u201cFire alarm evac\u2026\u201d"
     assert "lvl-other" in spoof.get_attribute("class")
@@ -208,8 +209,8 @@ def test_a_desk_cannot_pass_words_off_as_a_level_or_another_seat_s_name_in_chrom
     assert "1 Unknown state" in counts and "Fire" not in counts, counts
     assert page.locator("#alerts li.alert").all_inner_texts() == ["Row 1, seat 1 (desk-01): Not engaged for 2 min"]
     page.check("#seat-order")
-    assert page.locator("li.desk .name").all_inner_texts() == [
-        "Row 1, seat 1 (desk-01)", "row 1, seat 1 (desk-08)", "Row 2"]
+    assert page.locator("li.desk .name").all_inner_texts() == [  # a Cyrillic "o" sorts after Latin letters
+        "Row 1, seat 1 (desk-01)", "Row 2", "r\u043ew 1, seat 1 (desk-08)"]
 
 
 NATURAL_ORDER = ["Row 1, seat 2", "Row 2, seat 1", "row 2, seat 10", "Row 10, seat 1"]

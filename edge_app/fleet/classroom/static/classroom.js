@@ -39,9 +39,18 @@
     (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
   // Two desks showing the same name (a desk's account may copy another seat's) are told apart by their device
   // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
-  // case, accents, white space and compatibility forms (full-width letters) aside (the server has taken out
-  // invisible characters already, model._text).
-  const lookalike = (name) => name.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase().replace(/\s+/gu, " ").trim();
+  // case, accents, white space, compatibility forms (full-width letters) and the Cyrillic and Greek letters
+  // drawn like Latin ones ("R\u043ew 1" with a Cyrillic o) aside (the server has taken out invisible characters
+  // already, model._text). The letters are the common ones of Unicode's confusables list (TR39), lower case.
+  const LATIN_TWINS = new Map(Object.entries({
+    "\u0430": "a", "\u0432": "b", "\u0435": "e", "\u043a": "k", "\u043c": "m", "\u043d": "h",
+    "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0442": "t", "\u0443": "y", "\u0445": "x", "\u0455": "s",
+    "\u0456": "i", "\u0458": "j", "\u04bb": "h", "\u04cf": "l", "\u0501": "d", "\u051b": "q",
+    "\u051d": "w", "\u04af": "y", "\u03b1": "a", "\u03b2": "b", "\u03b5": "e", "\u03b6": "z", "\u03b7": "h",
+    "\u03b9": "i", "\u03ba": "k", "\u03bc": "m", "\u03bd": "v", "\u03bf": "o", "\u03c1": "p", "\u03c4": "t",
+    "\u03c5": "u", "\u03c7": "x", "\u03f2": "c"}));
+  const lookalike = (name) => [...name.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase()]
+    .map((c) => LATIN_TWINS.get(c) || c).join("").replace(/\s+/gu, " ").trim();
   function namesOf(list) {
     const seen = new Map();
     for (const d of list) { const k = lookalike(d.desk || d.device_id); seen.set(k, (seen.get(k) || 0) + 1); }
