@@ -765,6 +765,27 @@ def test_a_restore_is_refused_while_the_service_runs(running, tmp_path):
     assert not (running.data_dir / "engage.db.old").exists()
 
 
+def test_a_restore_that_fails_part_way_puts_every_file_back(running, tmp_path):
+    """A step failing after engage.db was moved aside (here a file that cannot be moved: a
+    mount point) left the database moved away and nothing in its place, while the message
+    said the database in use was as it was. The very files moved are put back under their
+    names, no .old is left, and the message says so (exit 1)."""
+    data = running.data_dir
+    saved = backup(data, tmp_path / "b.db")
+    with mounted_tmpfs(data / "engage.db-journal", "64k"):
+        before = {p.name: p.stat().st_ino for p in data.glob("engage.db*")}
+        assert {"engage.db", "engage.db-wal", "engage.db-shm", "engage.db-journal"} == before.keys()
+        failed = _cli("restore", "--data-dir", data, saved)
+        after = {p.name: p.stat().st_ino for p in data.glob("engage.db*")}
+    assert failed.returncode == 1, failed.stderr
+    assert f"moving {data / 'engage.db-journal'} aside: Device or resource busy; " in failed.stderr
+    assert "every file moved aside was put back, so nothing was changed: the database " \
+        "in use is as it was" in failed.stderr, failed.stderr
+    assert after == before, "the files in use are back under their own names, and no .old is left"
+    (data / "engage.db-journal").rmdir()
+    assert _alerts(data) == 50
+
+
 def test_a_restore_is_refused_while_the_classroom_page_runs(tmp_path, monkeypatch):
     """The classroom service held nothing a restore looks for: the restore moved its database
     aside and the running page went on writing log-ins and accounts into the moved file."""

@@ -375,6 +375,51 @@ def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, f
     return lines
 
 
+def _swap(data: Path, tmp: Path, aside: list[tuple[Path, Path]], name: str) -> None:
+    """Move the live files aside and ``tmp`` into place, all or nothing: a failure part-way
+    (an I/O error, a file that cannot be moved, a signal) left engage.db moved aside and
+    nothing in its place, while the message said the database in use was as it was. Every
+    file moved is put back, in reverse; if even that fails, the CopyFailed says where each
+    file is and how to put it back (the service must not start on a half-restored folder)."""
+    db = data / DB_NAME
+    moved: list[tuple[Path, Path]] = []
+    placed = False
+    step = ""
+    try:
+        for path, old in aside:
+            step = f"moving {path} aside"
+            os.replace(path, old)
+            moved.append((path, old))
+        step = f"moving the backup to {db}"
+        os.replace(tmp, db)
+        placed = True
+        step = f"writing {data}"
+        fsync_dir(data)
+    except BaseException as exc:
+        why = f"{step}: " + (_failed(exc, data) if isinstance(exc, OSError) else f"stopped ({type(exc).__name__})")
+        extra = placed and db not in [path for path, _ in moved]  # there was no database: none is left
+        try:
+            if extra:
+                db.unlink()
+                extra = False
+            while moved:
+                path, old = moved[-1]
+                os.replace(old, path)
+                moved.pop()
+        except OSError as again:
+            undo = "; ".join([f"rm {db}"] * extra + [f"mv -f {old} {path}" for path, old in reversed(moved)])
+            raise CopyFailed(f"restoring {name} failed: {why}; putting the database as it was back failed too "
+                             f"({_failed(again, data)}): {data} is half restored. Do not start the service; put the "
+                             f"database back by hand ({undo}), then restore again") from None
+        with contextlib.suppress(OSError):
+            fsync_dir(data)
+        if not isinstance(exc, OSError):
+            raise  # Ctrl-C, a hang-up: the command ends as it would have, the database in use as it was
+        raise CopyFailed(f"restoring {name} failed: {why}; every file moved aside was put back, so nothing was "
+                         f"changed: the database in use is as it was. Check {data} (ls -la) and restore "
+                         "again") from None
+
+
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             file_mqtt: tuple[str, str] = ("", "")) -> list[str]:
     """Put the backup ``source`` (an open binary file: opened by the caller, who may read it
@@ -423,17 +468,13 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
                     conn.execute("DELETE FROM settings WHERE key = ?", (MADE_ON_KEY,))
-            for path, old in aside:
-                os.replace(path, old)
-            os.replace(tmp, data / DB_NAME)
-            fsync_dir(data)
+            _swap(data, tmp, aside, name)
         except sqlite3.Error as exc:
             raise BackupError(f"{name} cannot be read as a database ({exc}): give a file `engage-edge backup` wrote; "
                               "nothing was changed") from None
-        except OSError as exc:
-            raise CopyFailed(f"restoring {name} failed: {_failed(exc, data)}; "
-                             f"{'the database in use is as it was' if tmp.exists() else 'see ' + DB_NAME + '.old'}") \
-                from None
+        except OSError as exc:  # before anything was moved: _swap says its own failures
+            raise CopyFailed(f"restoring {name} failed: {_failed(exc, data)}; nothing was changed: the database in "
+                             "use is as it was") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
