@@ -732,6 +732,36 @@ def test_a_backup_restored_on_another_desk_does_not_keep_its_device_id(tmp_path)
         assert stamp == ((json.dumps(installation_id(b.data_dir)),) if named else None)
 
 
+def test_a_backup_copied_into_place_by_hand_is_settled_at_start(tmp_path, caplog):
+    """A backup copied over engage.db by hand (not `engage-edge restore`) kept its 'made on'
+    stamp and another desk's mqtt.device_id: desk B published as desk A. At start the same
+    rule as `restore` applies (another desk's dropped, this desk's kept), it is logged, and
+    the stamp goes."""
+    from edge_app import config as config_mod
+    from edge_app.web.admin_settings import with_saved_settings
+
+    a = _desk(tmp_path / "a", {"mqtt.host": "broker.school.lan", "mqtt.device_id": "desk-07"})
+    a.close()
+    b = _desk(tmp_path / "b", {}, published=False)
+    b.close()
+    assert _cli("backup", "--data-dir", a.data_dir, tmp_path / "a.db").returncode == 0
+    for desk, device_id, said in ((b, None, "made on another desk); dropped mqtt.device_id = 'desk-07'"),
+                                  (a, "desk-07", "made on this desk); kept mqtt.device_id = 'desk-07'")):
+        (desk.data_dir / "engage.db").write_bytes((tmp_path / "a.db").read_bytes())  # by hand
+        started = Store(desk.data_dir)
+        try:
+            caplog.clear()
+            cfg = with_saved_settings(started, config_mod.defaults())
+            assert started.get_setting("backup.made_on") is None
+        finally:
+            started.close()
+        assert cfg.mqtt.device_id != "desk-07" if device_id is None else cfg.mqtt.device_id == device_id
+        assert _overrides(desk.data_dir).get("mqtt.device_id") == device_id
+        assert _overrides(desk.data_dir)["mqtt.host"] == "broker.school.lan"
+        assert "put in place by hand, not with `engage-edge restore`" in caplog.text and said in caplog.text, \
+            caplog.text
+
+
 def test_a_backup_that_cannot_say_its_desk_is_restored_only_as_told(tmp_path):
     """A backup from before backups named their desk, of one that never published: whether its
     device_id is another desk's cannot be told, so the restore asks (exit 2, nothing changed)."""

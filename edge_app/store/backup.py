@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -25,6 +26,8 @@ from pathlib import Path
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, fsync_dir, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS
+
+log = logging.getLogger(__name__)
 
 # One CSV format for `engage-edge export` and the web log's "Download CSV": the same
 # columns, kinds ("state" a live state change, "minute", "alert", "upload" one face) and
@@ -373,6 +376,25 @@ def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, f
         lines.append(f"the desk label {overrides[DESK]!r} came with the backup: change it on Admin > Classroom if "
                      "it names the other desk")
     return lines
+
+
+def settle_hand_restore(store, file_mqtt: tuple[str, str] = ("", "")) -> None:
+    """At start: a backup copied into place by hand (not with ``engage-edge restore``) still
+    carries its 'made on' stamp, and another desk's ``mqtt.device_id`` came along with it, so
+    two desks published as one. What ``restore`` does is done here, by the same rule
+    (``_device_id_to_keep``: made on this installation, kept; on another, dropped), logged,
+    and the stamp goes, as a live database carries none."""
+    from edge_app.web.admin_settings import SETTINGS_KEY
+
+    conn = store.connect()
+    made_on = _setting(conn, MADE_ON_KEY)
+    if made_on is None:
+        return
+    here = _installation(store.data_dir, create=True) or ""
+    told = _device_id_to_keep(conn, here, None, file_mqtt, SETTINGS_KEY)
+    conn.execute("DELETE FROM settings WHERE key = ?", (MADE_ON_KEY,))
+    log.warning("the database is a backup put in place by hand, not with `engage-edge restore` (made on %s)%s",
+                "this desk" if made_on == here else "another desk", "".join(f"; {line}" for line in told))
 
 
 def _swap(data: Path, tmp: Path, aside: list[tuple[Path, Path]], name: str) -> None:

@@ -29,8 +29,10 @@ LABELS = {dotted: label for dotted, label, *_ in SETTINGS}
 def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Config:
     """``cfg`` with the admin's saved settings applied (a bad saved value is skipped, logged)."""
     from edge_app.fleet.admin_page import move_saved_password
+    from edge_app.store.backup import settle_hand_restore
 
     move_saved_password(store, cfg, SETTINGS_KEY)
+    settle_hand_restore(store, (cfg.mqtt.device_id, cfg.mqtt.username))  # another desk's device_id: dropped
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
     file_cfg = cfg
     for dotted, value in saved.items():
