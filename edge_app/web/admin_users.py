@@ -8,8 +8,6 @@ from under them, and their password changes on Your account (it asks for the old
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from urllib.parse import parse_qsl, urlencode
 
 import bottle
@@ -18,6 +16,7 @@ from bottle import HTTPResponse, request
 from edge_app.engagement import GROUPS
 from edge_app.store import reports
 from edge_app.store.accounts import ROLES, AuthError
+from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard
 from edge_app.web.resubmit import Submissions, new_attempt
 
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 IRREVERSIBLE = ("delete-data", "delete")  # asked first, on a page that says what is lost
 MAX_CLASS = 100  # names in one list: each is one password hash (scrypt) while the admin waits
 SHEET_KEEP_S = 60.0  # a class's passwords, for a second send of its form (a double click, a reload at once)
+SHEETS_KEPT = 10  # classes made within that minute, at most: a script sending lists in a loop cannot grow memory
 
 
 def temporary() -> bool:
@@ -60,29 +60,17 @@ class ClassSheets:
     (a second click while they hash, a reload at once), in memory only. Kept for 10 minutes
     and dropped only when the next class was made, Back and "Confirm form resubmission" in
     an admin's browser left open showed every new student's password again, and they stayed
-    in the process until a restart: now a timer drops each sheet when its time is up."""
+    in the process until a restart: now each sheet leaves memory when its time is up. Keyed
+    by (the admin's user id, the form's attempt token): only the admin who sent it sees it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sheets: dict[tuple[int, str], tuple[float, list]] = {}
+        self._sheets: ExpiringMap[tuple[int, str], list] = ExpiringMap(SHEET_KEEP_S, SHEETS_KEPT)
 
     def put(self, key: tuple[int, str], made: list) -> None:
-        keep_s = SHEET_KEEP_S
-        with self._lock:
-            self._sheets[key] = entry = (time.monotonic() + keep_s, made)
-        timer = threading.Timer(keep_s, self._drop, (key, entry))
-        timer.daemon = True  # a stop does not wait for it: the process's memory goes with it
-        timer.start()
+        self._sheets.put(key, made, keep_s=SHEET_KEEP_S)  # read at each put: tests shorten it
 
     def get(self, key: tuple[int, str]) -> list | None:
-        with self._lock:
-            found = self._sheets.get(key)
-        return found[1] if found is not None and time.monotonic() < found[0] else None
-
-    def _drop(self, key: tuple[int, str], entry: tuple[float, list]) -> None:
-        with self._lock:
-            if self._sheets.get(key) is entry:  # not a later sheet under the same key
-                del self._sheets[key]
+        return self._sheets.get(key)
 
     def __len__(self) -> int:
         return len(self._sheets)
