@@ -212,7 +212,7 @@ def test_a_kept_class_list_leaves_memory_when_its_time_is_up_without_another_req
     from edge_app.web.guard import OutcomeNotes
     from tests.conftest import wait_for
 
-    kept = OutcomeNotes(keep_s=0.2, most=5, expire_by_timer=True)
+    kept = OutcomeNotes(keep_s=0.2, most=5)
     kept.add("session-secret", "/admin/users", '{"names": "anna\\nben"}')
     assert len(kept) == 1
     wait_for(lambda: len(kept) == 0, timeout=5, what="the kept list dropped by its timer")

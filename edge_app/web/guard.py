@@ -10,9 +10,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from typing import Callable, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -22,6 +20,7 @@ from bottle import HTTPResponse, request, response
 from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
+from edge_app.web.expiring import ExpiringMap
 from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
 from edge_app.web.proxies import over_tls
 
@@ -129,55 +128,33 @@ class OutcomeNotes:
     student's name sits in a shared computer's browser history or a proxy's access log.
     A note is read back only by the session that made it (a forged or shared link shows
     nothing), for ``keep_s``; the oldest are dropped past ``most``, and a restart forgets
-    them all (the page then shows no message)."""
+    them all (the page then shows no message). A note leaves memory when its time is up,
+    not at the next note: a kept class list of students' names stayed there, after an
+    admin confirmed and walked away, until another form came."""
 
     def __init__(self, keep_s: float = NOTE_KEPT_S, most: int = NOTES_KEPT,
-                 clock: Callable[[], float] = time.monotonic, expire_by_timer: bool = False):
-        self.keep_s, self.most, self._clock = keep_s, most, clock
-        self._notes: OrderedDict[str, tuple[bytes, str, str, float]] = OrderedDict()  # id -> owner, kind, text, until
-        self._lock = threading.Lock()
-        # notes that hold what must not outstay its time (a kept class list of students' names) go when it is
-        # up, not at the next note: an admin who confirmed and walked away left the names in memory until then
-        self.expire_by_timer = expire_by_timer
-
-    def purge(self) -> None:
-        """Drop the notes whose time is up."""
-        now = self._clock()
-        with self._lock:
-            while self._notes and next(iter(self._notes.values()))[3] <= now:  # oldest first: expired ones lead
-                self._notes.popitem(last=False)
+                 clock: Callable[[], float] = time.monotonic):
+        self.keep_s, self.most = keep_s, most
+        self._notes: ExpiringMap[str, tuple[bytes, str, str]] = ExpiringMap(keep_s, most, clock)  # id -> owner, kind, text
 
     def add(self, owner: str, kind: str, message: str) -> str:
         """Keep ``message`` for the session whose secret is ``owner``; its id."""
         note_id = secrets.token_urlsafe(16)
-        self.purge()
-        now = self._clock()
-        with self._lock:
-            self._notes[note_id] = (_owner_key(owner), kind, message, now + self.keep_s)
-            while len(self._notes) > self.most:
-                self._notes.popitem(last=False)
-        if self.expire_by_timer:
-            timer = threading.Timer(self.keep_s + 0.05, self.purge)
-            timer.daemon = True
-            timer.start()
+        self._notes.put(note_id, (_owner_key(owner), kind, message))
         return note_id
 
     def read(self, owner: str, note_id: str) -> tuple[str, str] | None:
         """(kind, message) of the note ``note_id`` when ``owner``'s session made it and it
         has not expired; else None. Reading keeps it: a reload shows it again."""
-        with self._lock:
-            found = self._notes.get(note_id)
-        if (found is None or not owner or found[3] <= self._clock()
-                or not hmac.compare_digest(found[0], _owner_key(owner))):
+        found = self._notes.get(note_id)
+        if found is None or not owner or not hmac.compare_digest(found[0], _owner_key(owner)):
             return None
         return found[1], found[2]
 
     def drop(self, owner: str, kind: str) -> None:
         """Forget ``owner``'s notes of ``kind`` now, before they expire."""
         key = _owner_key(owner)
-        with self._lock:
-            for note_id in [i for i, (o, k, _, _) in self._notes.items() if k == kind and hmac.compare_digest(o, key)]:
-                del self._notes[note_id]
+        self._notes.remove_if(lambda _, note: note[1] == kind and hmac.compare_digest(note[0], key))
 
     def __len__(self) -> int:
         return len(self._notes)
@@ -197,7 +174,7 @@ class Guard:
         self.notes = OutcomeNotes()
         # a form held back for the password (``require_recent_password(keep=...)``): memory only,
         # a few, for minutes: a class list names students, and is never written to disk
-        self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT, expire_by_timer=True)
+        self.kept_forms = OutcomeNotes(keep_s=FORM_KEPT_S, most=FORMS_KEPT)
 
     @property
     def secure_cookie(self) -> bool:
