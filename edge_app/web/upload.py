@@ -13,7 +13,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
+from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
@@ -90,42 +90,22 @@ class FreshPictures:
     ``keep_s``, at most ``most`` at once, by the user who sent it; a reload shows the stored result."""
 
     def __init__(self, keep_s: float = 60.0, most: int = 8, clock: Callable[[], float] = time.monotonic):
-        self.keep_s, self.most, self._clock = keep_s, most, clock
-        self._held: OrderedDict[tuple[int, int], tuple[str, list[str], str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.keep_s, self.most = keep_s, most
+        # a result page never asked for (a closed tab) must not keep a student's photo in memory
+        # until eight more uploads push it out: with keep_uploads = none no copy outlives keep_s
+        self._held: ExpiringMap[tuple[int, int], tuple[str, list[str], str]] = ExpiringMap(keep_s, most, clock)
 
     def put(self, user_id: int, upload_id: int, preview: str, thumbs: list[str], unsaved: str = "") -> None:
         """``unsaved``: why the photo that was to be kept could not be written (else ""),
         for this first showing to say so instead of blaming the privacy setting."""
-        with self._lock:
-            self._forget_expired()
-            self._held[(user_id, upload_id)] = (preview, thumbs, unsaved, self._clock() + self.keep_s)
-            while len(self._held) > self.most:
-                self._held.popitem(last=False)
-        # a result page never asked for (a closed tab) must not keep a student's photo in memory
-        # until eight more uploads push it out: with keep_uploads = none no copy outlives keep_s
-        timer = threading.Timer(self.keep_s + 0.1, self.forget_expired)
-        timer.daemon = True
-        timer.start()
+        self._held.put((user_id, upload_id), (preview, thumbs, unsaved))
 
     def take(self, user_id: int, upload_id: int) -> tuple[str, list[str], str] | None:
         """(preview, thumbs, unsaved) for this user's upload, once; None when taken, expired or not theirs."""
-        with self._lock:
-            found = self._held.pop((user_id, upload_id), None)
-            self._forget_expired()
-        return (found[0], found[1], found[2]) if found is not None and found[3] > self._clock() else None
+        return self._held.pop((user_id, upload_id))
 
     def __len__(self) -> int:
         return len(self._held)
-
-    def forget_expired(self) -> None:
-        with self._lock:
-            self._forget_expired()
-
-    def _forget_expired(self) -> None:
-        now = self._clock()
-        for key in [k for k, (_, _, _, until) in self._held.items() if until <= now]:
-            del self._held[key]
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
