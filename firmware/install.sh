@@ -283,11 +283,32 @@ if [ -e "$VENV/bin/engage-edge" ]; then
         OLD_BROKEN="\`$VENV/bin/engage-edge --version\` fails: ${OLD_BROKEN:-no message}"
     fi
 fi
+# The release installed, by name, for the copy's file name and the notes: the one that ran
+# says its version; one that cannot start is read from its installed metadata, never run
+# (its copy was named -unknown, though the venv still said what it held).
+OLD_RELEASE="$OLD_VERSION"
+if [ -z "$OLD_RELEASE" ]; then
+    for meta in "$VENV"/lib/python3*/site-packages/engage_edge-*.dist-info/METADATA; do
+        [ -f "$meta" ] || continue
+        # the header's Version line (the headers end at the first blank line), as a file name may hold it
+        OLD_RELEASE="$(sed -n '/^$/q; /^Version:/{s/^Version:[[:space:]]*//p;q;}' "$meta" | tr -cd '0-9A-Za-z.+-')" \
+            || OLD_RELEASE=""  # unreadable: named -unknown, as before
+        # the build, as `engage-edge --version` adds it (edge_app/__init__.py's build_version)
+        build="$(dirname "$(dirname "$meta")")/edge_app/BUILD"
+        if [ -n "$OLD_RELEASE" ] && [ -f "$build" ]; then
+            build="$(head -c 4096 "$build" | tr -d '\n' | tr -cs '0-9A-Za-z.-' '-' | cut -c 1-64)" || build=""
+            build="${build#-}"
+            build="${build%-}"
+            OLD_RELEASE="$OLD_RELEASE${build:++$build}"
+        fi
+        if [ -n "$OLD_RELEASE" ]; then break; fi
+    done
+fi
 if [ -f "$DATA_DIR/engage.db" ] && [ "$BACKUP" = 0 ]; then
     note "--no-backup: $DATA_DIR/engage.db is not backed up; the new release's first start migrates it one way," \
-         "so ${OLD_VERSION:-the release before} cannot open these records again"
+         "so ${OLD_RELEASE:-the release before} cannot open these records again"
 elif [ -f "$DATA_DIR/engage.db" ]; then
-    UPGRADE_BACKUP="$DATA_DIR/engage-before-upgrade-$(date +%Y%m%d-%H%M%S)-${OLD_VERSION:-unknown}.db"
+    UPGRADE_BACKUP="$DATA_DIR/engage-before-upgrade-$(date +%Y%m%d-%H%M%S)-${OLD_RELEASE:-unknown}.db"
     MADE_BY=""
     if [ -n "$OLD_VERSION" ]; then
         if run runuser -u "$SERVICE_USER" -- "$VENV/bin/engage-edge" backup --data-dir "$DATA_DIR" "$UPGRADE_BACKUP"; then
@@ -341,7 +362,7 @@ PY
         fi
     fi
     note "backup made by $MADE_BY: $UPGRADE_BACKUP"
-    note "to go back to ${OLD_VERSION:-the previous release}: restore $UPGRADE_BACKUP (firmware/README.md)"
+    note "to go back to ${OLD_RELEASE:-the previous release}: restore $UPGRADE_BACKUP (firmware/README.md)"
     # This copy and the one before it, not one per upgrade for ever: each is the whole database
     # (accounts, states, failed log-ins), which neither retention nor deleting a user reaches.
     PREVIOUS=()
@@ -469,7 +490,7 @@ fi
 
 echo
 if [ "$DRY_RUN" = 0 ]; then
-    echo "installed: $("$VENV/bin/engage-edge" --version)${OLD_VERSION:+ (was $OLD_VERSION)}"
+    echo "installed: $("$VENV/bin/engage-edge" --version)${OLD_RELEASE:+ (was $OLD_RELEASE)}"
 fi
 echo "done. Web UI: https://$HOST.local:8443/ (self-signed certificate: accept it once, or install your own)"
 echo "first start: the admin password is in the journal once: journalctl -u engage-edge | grep 'first start'"

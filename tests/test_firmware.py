@@ -284,17 +284,34 @@ BROKEN_VENV = " && ".join([
     "echo db > /var/lib/engage-edge/engage.db"])
 
 
-def test_an_upgrade_over_a_venv_that_no_longer_starts_backs_up_with_the_system_python(tmp_path):
+@pytest.mark.parametrize("metadata", [True, False], ids=["metadata", "no-metadata"])
+def test_an_upgrade_over_a_venv_that_no_longer_starts_backs_up_with_the_system_python(tmp_path, metadata):
     """apt replaced the Python the venv was built on: the old release could not start to make
     the backup, and install.sh stopped the upgrade that would repair it, blaming disk space.
-    The system's python3 makes the copy instead, the venv is made again, and both say why."""
-    result = _dry_run_on_a_device(tmp_path, BROKEN_VENV)
+    The system's python3 makes the copy instead, the venv is made again, and both say why.
+    The copy is named by the old release's version, read from its installed metadata without
+    running it (it was -unknown), and -unknown only when the venv cannot say."""
+    from edge_app import build_version
+
+    setup, named = BROKEN_VENV, "unknown"
+    if metadata:  # this release's own metadata stands in for the old one's, with a build as install.sh records it
+        dist = next(Path(sys.prefix).glob("lib/python3*/site-packages/engage_edge-*.dist-info"))
+        installed = tmp_path / "site-packages"
+        shutil.copytree(dist, installed / dist.name)
+        (installed / "edge_app").mkdir()
+        (installed / "edge_app" / "BUILD").write_text(" v0.1.0-12-g1a2b3c4-dirty (x)\n")
+        named = build_version(installed / "edge_app")
+        assert named.startswith(f"{VERSION}+v0.1.0-12-g1a2b3c4-dirty"), named
+        setup += (" && mkdir -p /opt/engage-edge/venv/lib/python3.11 && "
+                  f"cp -r {installed} /opt/engage-edge/venv/lib/python3.11/site-packages")
+    result = _dry_run_on_a_device(tmp_path, setup)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "engage-edge backup" not in out, out
     copy = re.search(r"\[dry-run\] runuser -u engage -- /usr/bin/python3 - /var/lib/engage-edge/engage.db "
-                     r"(/var/lib/engage-edge/engage-before-upgrade-\d{8}-\d{6}-unknown\.db)\n", out)
-    assert copy, out
+                     r"(/var/lib/engage-edge/engage-before-upgrade-\d{8}-\d{6}-(\S+)\.db)\n", out)
+    assert copy and copy.group(2) == named, out
+    assert f"to go back to {named if metadata else 'the previous release'}: restore {copy.group(1)}" in out
     why = next(line for line in out.splitlines() if "backing up with the system's python3" in line)
     assert "the release installed does not start" in why and "No module named 'edge_app'" in why, why
     assert "backup made by the system's python3 (SQLite's backup API): /var/lib/engage-edge/engage-before-upgrade-" in out
