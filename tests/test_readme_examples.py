@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_PASSWORD
+from conftest import ADMIN_PASSWORD, skip_unless_ci, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,6 +146,61 @@ def test_the_scripting_example_answers_as_shown(make_appliance, cfg, grace_path)
     r = s.delete(f"{app.url}/api/uploads/{result['upload_id']}", headers={"X-CSRF-Token": got["csrf"]}, timeout=10)
     shown_delete = json.loads(answers[2].split("   ")[0])
     assert set(r.json()) == set(shown_delete) and r.json()["deleted"] == result["upload_id"]
+
+
+def test_the_broker_accounts_recipe_leaves_files_only_mosquitto_reads(tmp_path):
+    """The README's accounts, listener and ACL lines, run as written less sudo (in a folder
+    for /etc/mosquitto, on a loopback port without TLS): the password file and the ACL are
+    mosquitto's own and closed to other users, as Mosquitto 2.0.16+ asks ("Future versions
+    will refuse to load this file"), and a real Mosquitto started as root, which reads them
+    after dropping to `mosquitto`, lets a desk in with its password and no one with another.
+    mosquitto_passwd alone left the password hashes 0644 for every user (0600 root from 2.0.16,
+    which the broker cannot open)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from mqtt_broker import MOSQUITTO, free_port
+
+    if os.geteuid() != 0:
+        skip_unless_ci("the recipe gives files to the user mosquitto: root only (CI runs as root)")
+    owner = pwd.getpwnam("mosquitto")
+    block = readme_block("Then the accounts, the listener and the ACL", "sh")
+    port = free_port()
+    listener = "listener 8883\ncertfile /etc/mosquitto/certs/server.pem\nkeyfile /etc/mosquitto/certs/server.key\n"
+    assert listener in block and block.count("sudo mosquitto_passwd") == 2, block
+    etc = Path(tempfile.mkdtemp(prefix="etc-mosquitto-", dir="/tmp"))  # /tmp/pytest-of-root is closed to mosquitto
+    try:
+        etc.chmod(0o755)
+        (etc / "conf.d").mkdir(mode=0o755)
+        script = (block.replace(listener, f"listener {port} 127.0.0.1\n")  # TLS: the certificate recipe's test
+                  .replace("sudo mosquitto_passwd", "printf '%s\\n' desk-pass-1 desk-pass-1 | mosquitto_passwd")
+                  .replace("sudo systemctl restart mosquitto", "").replace("sudo ", "")
+                  .replace("/etc/mosquitto/", f"{etc}/"))
+        made = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        for name in ("passwd", "engage.acl"):
+            st = (etc / name).stat()
+            assert (st.st_uid, st.st_gid) == (owner.pw_uid, owner.pw_gid), name
+            assert st.st_mode & 0o007 == 0, f"{name} is {oct(st.st_mode & 0o777)}: others may read it"
+        broker = subprocess.Popen([MOSQUITTO, "-c", str(etc / "conf.d" / "engage.conf")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        try:
+            def publish(user: str, password: str) -> int:
+                return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password,
+                                       "-t", f"engage/{user}/state", "-m", "{}"], capture_output=True,
+                                      timeout=30).returncode
+
+            wait_for(lambda: broker.poll() is not None or publish("desk-07", "desk-pass-1") == 0, timeout=15,
+                     what="the desk let in")
+            assert broker.poll() is None, broker.communicate()[0]
+            assert publish("desk-07", "another-pass") != 0 and publish("classroom", "desk-pass-1") == 0
+        finally:
+            broker.terminate()
+            log = broker.communicate(timeout=30)[0]
+        assert "Unable to open" not in log and "Warning" not in log, log
+    finally:
+        shutil.rmtree(etc)
 
 
 def test_the_broker_certificate_recipe_makes_files_mosquitto_serves_and_clients_accept(tmp_path):
