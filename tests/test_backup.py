@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -337,6 +338,55 @@ def test_restoring_a_backup_as_the_readme_says_after_a_crash(store, tmp_path):
     assert (store.data_dir / "engage.db.old").exists() and (store.data_dir / "engage.db-wal.old").read_bytes() == \
         crashed["engage.db-wal"], "the database as it was is kept beside it"
     assert stat.S_IMODE((store.data_dir / "engage.db").stat().st_mode) == 0o600
+
+
+def test_going_back_to_the_previous_release_as_the_readme_says(cfg, make_appliance, caplog):
+    """firmware/README.md's "Going back to the previous release", run as written on a data
+    directory (less sudo and systemctl; this release stands in for the old one, so its
+    `git checkout ... && install.sh --no-start` line is left out: it reinstalls the
+    package). The backup install.sh made is the database afterwards, what was logged since is
+    in the .new files, and a photo kept since goes at the first start, as the README says
+    (no row of the backup names it)."""
+    import grp
+    import pwd
+
+    data = Path(cfg.store.data_dir)
+    store = Store(data)
+    for i in range(10):
+        store.log_alert(1000.0 + i, "Not engaged")
+    readme = (Path(__file__).resolve().parent.parent / "firmware" / "README.md").read_text()
+    section = readme.split("**Going back to the previous release.**", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    named = re.search(r"/var/lib/engage-edge/(engage-before-upgrade-\S+\.db)", block)
+    assert named, block
+    made = _cli("backup", "--data-dir", data, data / named.group(1))  # as install.sh has the old release make it
+    assert made.returncode == 0, made.stderr
+    for i in range(5):  # the newer release's records
+        store.log_alert(2000.0 + i, "Not engaged")
+    (data / "images").mkdir(exist_ok=True)
+    (data / "images" / "kept-since.jpg").write_bytes(b"a photo kept after the backup")
+    store.add_upload(None, "kept-since.jpg", 10, 10, [], image_path="kept-since.jpg")
+    store.close()  # systemctl stop
+
+    lines = [line.replace("sudo ", "") for line in block.splitlines()
+             if "systemctl" not in line and not line.startswith("git checkout")]
+    assert len(lines) == len(block.splitlines()) - 3, block  # stop, the old release's install, start
+    me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+    script = "\n".join(lines).replace("/var/lib/engage-edge", str(data)).replace("-o engage -g engage",
+                                                                                 f"-o {me} -g {group}")
+    result = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((data / "engage.db").stat().st_mode) == 0o600
+
+    with caplog.at_level("INFO"):
+        make_appliance(cfg, with_loop=False)  # systemctl start
+    assert _alerts(data) == 10, "the database is the backup's"
+    with contextlib.closing(sqlite3.connect(data / "engage.db.new")) as newer:
+        assert newer.execute("SELECT count(*) FROM alerts").fetchone()[0] == 15, "the newer records are in .new"
+    assert not (data / "images" / "kept-since.jpg").exists(), "a photo no row of the backup names goes at start"
+    assert "removed 1 image file(s)" in caplog.text
+    said = " ".join(section.split("| What |", 1)[0].split())
+    assert "kept since the backup (uploads, alert snapshots) are deleted at the first start" in said
 
 
 def _cli(*args, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
