@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from edge_app.addresses import client_key, ip_of
 from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
+from edge_app.store.known_browsers import BROWSER_KEY_FILE, KnownBrowsers
 
 if TYPE_CHECKING:
     from edge_app.config import LoginSettings
@@ -287,10 +288,6 @@ PASSWORD_CHANGE_PENDING = ("choose your own password first: the one you logged i
 # so a start whose output nobody saw (a busy port, a service's journal) cannot lose it.
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
 
-# The key that signs known-browser cookies (``Accounts.remember_browser``), beside the database
-BROWSER_KEY_FILE = "known-browsers.key"
-KNOWN_NAMES_PER_BROWSER = 8  # names one browser's cookie remembers (a shared classroom computer)
-
 
 class Accounts:
     """Users, throttled log-ins and sessions of one process (web worker threads share it).
@@ -319,8 +316,7 @@ class Accounts:
         # keys the counters of names no account has: kept in memory only, so a copied database
         # cannot be searched for what was typed there (a password in the name field)
         self._unknown_key = secrets.token_bytes(32)
-        self._browser_key: bytes | None = None  # read (or made) at first use: see _browser_secret
-        self._browser_lock = threading.Lock()
+        self.browsers = KnownBrowsers(store.data_dir / BROWSER_KEY_FILE)  # the signed known-browser cookies
 
     def _counted_name(self, username: str) -> str:
         """The name part of a throttle key: an account's own (lower-case) name, which the
@@ -372,69 +368,6 @@ class Accounts:
         return repr(username) if self.find(username) is not None else "an unknown user name"
 
     # ------------------------------------------------------------ known browsers
-    @property
-    def browser_key_path(self):
-        return self.store.data_dir / BROWSER_KEY_FILE
-
-    def _browser_secret(self) -> bytes:
-        """The key that signs known-browser cookies: made once per data directory (mode 0600,
-        never in the database, so a copied database cannot mint them), kept across restarts
-        so a reboot does not make the owner's browser a stranger. A damaged file is made
-        anew (browsers log in once more to be known); an unreadable one leaves a key for this
-        process only, and a log-in never fails for it."""
-        with self._browser_lock:
-            if self._browser_key is None:
-                path = self.browser_key_path
-                try:
-                    self._browser_key = self._read_browser_key(path)
-                except OSError as exc:
-                    log.error("%s cannot be read or written (%s): browsers known before are strangers again after "
-                              "each restart; let the service's user own it", path, exc.strerror or exc)
-                    self._browser_key = secrets.token_bytes(32)
-            return self._browser_key
-
-    @staticmethod
-    def _read_browser_key(path) -> bytes:
-        try:
-            key = bytes.fromhex(path.read_text().strip())
-            if len(key) == 32:
-                return key
-            log.warning("%s is damaged: a new one is made, so browsers log in once more to be known", path)
-            atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600)
-        except FileNotFoundError:
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            atomic_write(tmp, secrets.token_hex(32) + "\n", mode=0o600)
-            try:  # a link never replaces: two processes making it at once agree on the first one
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
-        except ValueError:  # not hex (a half-written copy, an edit)
-            log.warning("%s is damaged: a new one is made, so browsers log in once more to be known", path)
-            atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600)
-        return bytes.fromhex(path.read_text().strip())
-
-    def _browser_mac(self, name: str, nonce: str, password_hash: str) -> str:
-        """The signature of one cookie entry: over the password's hash too, so a new password
-        (their own change, an admin's reset, engage-edge passwd) or a deleted account ends it."""
-        digest = hmac.new(self._browser_secret(), f"{name}\n{nonce}\n{password_hash}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
-
-    def _name_tag(self, name: str) -> str:
-        """How a cookie entry names its user: keyed, so a shared computer's cookies do not list
-        who logged in there."""
-        return hmac.new(self._browser_secret(), f"name\n{name}".encode(), hashlib.sha256).hexdigest()[:12]
-
-    def _browser_entries(self, cookie: str | None) -> list[tuple[str, str, str]]:
-        """(name tag, nonce, signature) of each well-formed entry of a known-browser cookie."""
-        entries = []
-        for part in (cookie or "").split("|")[:KNOWN_NAMES_PER_BROWSER]:
-            fields = part.split(":")
-            if len(fields) == 3 and all(re.fullmatch(r"[A-Za-z0-9_-]{8,32}", f) for f in fields):
-                entries.append((fields[0], fields[1], fields[2]))
-        return entries
-
     def known_browser(self, username: str, cookie: str | None) -> str | None:
         """The id of this browser for ``username`` when its cookie (``remember_browser``) says
         it has logged in as that account with its current password; else None."""
@@ -443,34 +376,19 @@ class Accounts:
         rows = self.store.query("SELECT password_hash FROM users WHERE username = ?", (username,))
         if not rows:
             return None
-        name = _throttle_name(username)
-        tag = self._name_tag(name)
-        for entry_tag, nonce, mac in self._browser_entries(cookie):
-            if entry_tag == tag and hmac.compare_digest(mac, self._browser_mac(name, nonce, rows[0]["password_hash"])):
-                return hashlib.sha256(nonce.encode()).hexdigest()[:16]
-        return None
+        return self.browsers.browser_id(_throttle_name(username), cookie, rows[0]["password_hash"])
 
     def remember_browser(self, user: User, cookie: str | None) -> str:
-        """The known-browser cookie's new value once ``user`` has logged in with this browser:
-        its entry for them kept (its failures stay its own) or made, first; at most
-        ``KNOWN_NAMES_PER_BROWSER`` names (a shared computer), the oldest dropped. Nothing is
-        stored on the server: the signature, over the password's hash, is the record."""
+        """The known-browser cookie's new value once ``user`` has logged in with this browser
+        (``KnownBrowsers.remember``). Nothing is stored on the server: the signature, over
+        the password's hash, is the record."""
         name = _throttle_name(user.username)
         if name == "~invalid":  # a name made before names were matched whole: throttled as before
             return cookie or ""
         rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
         if not rows:
             return cookie or ""
-        tag, password_hash = self._name_tag(name), rows[0]["password_hash"]
-        entries = self._browser_entries(cookie)
-        mine = [e for e in entries if e[0] == tag and hmac.compare_digest(e[2], self._browser_mac(name, e[1], password_hash))]
-        if mine:
-            entry = mine[0]
-        else:
-            nonce = secrets.token_urlsafe(12)
-            entry = (tag, nonce, self._browser_mac(name, nonce, password_hash))
-        others = [e for e in entries if e[0] != tag]
-        return "|".join(":".join(e) for e in [entry, *others][:KNOWN_NAMES_PER_BROWSER])
+        return self.browsers.remember(name, cookie, rows[0]["password_hash"])
 
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None, browser: str | None = None,
