@@ -184,6 +184,7 @@ def test_present_seconds_are_exported_also_from_a_database_this_version_has_not_
     store.close()
     with sqlite3.connect(store.path) as conn:  # the database as version 9 left it
         conn.execute("ALTER TABLE minute_stats DROP COLUMN present_s")
+        conn.execute("ALTER TABLE users DROP COLUMN browsers_generation")  # and without what later versions added
         conn.execute("PRAGMA user_version = 9")
     assert export_csv(store.data_dir, parse_since("2026-02-01"), out) == 1
     row = next(csv.DictReader(out.open(encoding="utf-8-sig")))

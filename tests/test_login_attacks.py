@@ -154,6 +154,29 @@ def test_guesses_from_many_addresses_cannot_lock_the_admin_out_of_their_own_brow
     assert web.accounts.known_browser("admin", shared) is None and web.accounts.known_browser("sam", shared)
 
 
+def test_log_out_everywhere_else_makes_the_other_known_browsers_strangers_again(web):
+    """A student whose laptop was lost logs out everywhere else from the desk: the laptop was
+    logged out but stayed a known browser, so whoever has it was still judged by its own
+    failures only, not with the guesses from its address. Now it is a stranger again; the
+    browser that logged out everywhere else stays known."""
+    web.accounts.create_user("sam", STUDENT_PW, "student")
+    web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=3,
+                                           lock_after_address=1000, lock_s=600)
+    _, laptop, _ = log_in_from(web, "127.0.0.2", "sam", STUDENT_PW)
+    for guess in range(3):  # the name is locked from 127.0.0.3, for strangers
+        assert log_in_from(web, "127.0.0.3", "sam", f"guess-{guess}-xx")[0] == 401
+    assert log_in_from(web, "127.0.0.3", "sam", STUDENT_PW)[0] == 429
+    assert log_in_from(web, "127.0.0.3", "sam", STUDENT_PW, known=laptop)[0] == 200  # known: not held up
+
+    desk = login(web.url, "sam", STUDENT_PW)
+    r = desk.post(f"{web.url}/account/sessions", data={"csrf": desk.csrf}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and "ee_session_known" in r.headers.get("Set-Cookie", "")
+    status, _, error = log_in_from(web, "127.0.0.3", "sam", STUDENT_PW, known=laptop)
+    assert status == 429 and "from your address" in error  # the laptop counts with everyone's failures there
+    assert web.accounts.known_browser("sam", laptop) is None
+    assert log_in_from(web, "127.0.0.3", "sam", STUDENT_PW, known=desk.cookies["ee_session_known"])[0] == 200
+
+
 def test_while_many_addresses_keep_guessing_the_owner_gets_in_from_a_new_browser_and_address(web):
     """The second review's attack: past the ceiling over all addresses, one wrong guess each
     time the wait ran out kept it running, and the wait was judged from anyone's newest

@@ -370,13 +370,15 @@ class Accounts:
     # ------------------------------------------------------------ known browsers
     def known_browser(self, username: str, cookie: str | None) -> str | None:
         """The id of this browser for ``username`` when its cookie (``remember_browser``) says
-        it has logged in as that account with its current password; else None."""
+        it has logged in as that account with its current password, and not before its user
+        last logged out everywhere else (``end_other_sessions``); else None."""
         if not cookie or not USERNAME.fullmatch(username or ""):
             return None
-        rows = self.store.query("SELECT password_hash FROM users WHERE username = ?", (username,))
+        rows = self.store.query("SELECT password_hash, browsers_generation FROM users WHERE username = ?", (username,))
         if not rows:
             return None
-        return self.browsers.browser_id(_throttle_name(username), cookie, rows[0]["password_hash"])
+        return self.browsers.browser_id(_throttle_name(username), cookie, rows[0]["password_hash"],
+                                        rows[0]["browsers_generation"])
 
     def remember_browser(self, user: User, cookie: str | None) -> str:
         """The known-browser cookie's new value once ``user`` has logged in with this browser
@@ -385,10 +387,10 @@ class Accounts:
         name = _throttle_name(user.username)
         if name == "~invalid":  # a name made before names were matched whole: throttled as before
             return cookie or ""
-        rows = self.store.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
+        rows = self.store.query("SELECT password_hash, browsers_generation FROM users WHERE id = ?", (user.id,))
         if not rows:
             return cookie or ""
-        return self.browsers.remember(name, cookie, rows[0]["password_hash"])
+        return self.browsers.remember(name, cookie, rows[0]["password_hash"], rows[0]["browsers_generation"])
 
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None, browser: str | None = None,
@@ -761,9 +763,13 @@ class Accounts:
         return sum(not self._expired(r["token_hash"], r["created"], r["last_seen"], now) for r in rows)
 
     def end_other_sessions(self, user: User, token: str) -> int:
-        """Log ``user`` out everywhere but this session (a browser left logged in somewhere)."""
-        return self.store.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
-                                  (user.id, _token_hash(token))).rowcount
+        """Log ``user`` out everywhere but this session (a browser left logged in somewhere, a
+        lost laptop), and make every browser known for them a stranger again: its guesses then
+        count with everyone's. The caller gives this browser a fresh entry (``remember_browser``)."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE users SET browsers_generation = browsers_generation + 1 WHERE id = ?", (user.id,))
+            return conn.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
+                                (user.id, _token_hash(token))).rowcount
 
     def purge_sessions(self) -> int:
         """Delete expired sessions and failed log-ins past the throttle's window; returns

@@ -211,6 +211,12 @@ MIGRATIONS: list[str] = [
     DROP TABLE alerts;
     ALTER TABLE alerts_new RENAME TO alerts;
     """,
+    # 12: known-browser cookies are signed with this number too (store/known_browsers.py), and
+    # "Log out everywhere else" raises it: a lost laptop's browser is a stranger again, not
+    # only logged out. Cookies signed before (number 0) stay valid.
+    """
+    ALTER TABLE users ADD COLUMN browsers_generation INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group

@@ -4,7 +4,8 @@ A browser known for a name is throttled by its own failures only (``accounts.Thr
 so guesses from elsewhere cannot lock the owner out of it. Nothing is stored on the server:
 each cookie entry is signed with a key kept beside the database (never in it, so a copied
 database cannot mint entries) and over the account's password hash, so a new password or a
-deleted account ends it. ``Accounts`` decides whose entry to check or issue; this module only
+deleted account ends it, and over the account's generation number, which "Log out everywhere
+else" raises. ``Accounts`` decides whose entry to check or issue; this module only
 keeps the key and reads and writes the cookie.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ _FIELD = re.compile(r"[A-Za-z0-9_-]{8,32}")
 
 class KnownBrowsers:
     """The key file at ``key_path`` and the cookies it signs. Entries name a user by ``name``
-    (the caller's normalised user name) and are signed over ``password_hash``."""
+    (the caller's normalised user name) and are signed over ``password_hash`` and
+    ``generation`` (raised to cancel every entry for that user at once)."""
 
     def __init__(self, key_path: Path):
         self.key_path = key_path
@@ -77,10 +79,12 @@ class KnownBrowsers:
             atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600)
         return bytes.fromhex(path.read_text().strip())
 
-    def _mac(self, name: str, nonce: str, password_hash: str) -> str:
+    def _mac(self, name: str, nonce: str, password_hash: str, generation: int) -> str:
         """The signature of one cookie entry: over the password's hash too, so a new password
-        (their own change, an admin's reset, engage-edge passwd) or a deleted account ends it."""
-        digest = hmac.new(self._secret(), f"{name}\n{nonce}\n{password_hash}".encode(), hashlib.sha256)
+        (their own change, an admin's reset, engage-edge passwd) or a deleted account ends it;
+        and over the account's ``generation`` when not 0 (entries made before it existed stay valid)."""
+        message = f"{name}\n{nonce}\n{password_hash}" + (f"\n{generation}" if generation else "")
+        digest = hmac.new(self._secret(), message.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
 
     def _name_tag(self, name: str) -> str:
@@ -98,25 +102,25 @@ class KnownBrowsers:
                 entries.append((fields[0], fields[1], fields[2]))
         return entries
 
-    def browser_id(self, name: str, cookie: str | None, password_hash: str) -> str | None:
+    def browser_id(self, name: str, cookie: str | None, password_hash: str, generation: int = 0) -> str | None:
         """The id of this browser for ``name`` when its cookie holds a valid entry for it; else None."""
         tag = self._name_tag(name)
         for entry_tag, nonce, mac in self._entries(cookie):
-            if entry_tag == tag and hmac.compare_digest(mac, self._mac(name, nonce, password_hash)):
+            if entry_tag == tag and hmac.compare_digest(mac, self._mac(name, nonce, password_hash, generation)):
                 return hashlib.sha256(nonce.encode()).hexdigest()[:16]
         return None
 
-    def remember(self, name: str, cookie: str | None, password_hash: str) -> str:
+    def remember(self, name: str, cookie: str | None, password_hash: str, generation: int = 0) -> str:
         """The cookie's new value once ``name`` has logged in with this browser: its valid entry
         for them kept (its failures stay its own) or made, first; at most
         ``KNOWN_NAMES_PER_BROWSER`` names (a shared computer), the oldest dropped."""
         tag = self._name_tag(name)
         entries = self._entries(cookie)
-        mine = [e for e in entries if e[0] == tag and hmac.compare_digest(e[2], self._mac(name, e[1], password_hash))]
+        mine = [e for e in entries if e[0] == tag and hmac.compare_digest(e[2], self._mac(name, e[1], password_hash, generation))]
         if mine:
             entry = mine[0]
         else:
             nonce = secrets.token_urlsafe(12)
-            entry = (tag, nonce, self._mac(name, nonce, password_hash))
+            entry = (tag, nonce, self._mac(name, nonce, password_hash, generation))
         others = [e for e in entries if e[0] != tag]
         return "|".join(":".join(e) for e in [entry, *others][:KNOWN_NAMES_PER_BROWSER])

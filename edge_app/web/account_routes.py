@@ -178,10 +178,12 @@ def install(app: bottle.Bottle, site: Site) -> None:
 
     @app.post("/account/sessions")
     def end_other_sessions():
-        """Log out this user's other browsers (one left logged in on a classroom computer)."""
+        """Log out this user's other browsers (one left logged in on a classroom computer, a lost
+        laptop), which are no longer known browsers either."""
         user = site.viewer()
         site.check_form()
         ended = accounts.end_other_sessions(user, request.get_cookie(site.cookie))
+        remember_browser(user)  # every browser known for them is a stranger again, this one excepted
         log.info("%s logged out %d other session(s) from %s", user.username, ended, client_address())
         return bottle.redirect(f"/account?ended={ended}")
 
