@@ -130,8 +130,9 @@ def _user(r) -> User:
 
 
 def account_created(store: Store, user: User) -> float | None:
-    """When ``user``'s account was made: with its id, what names it for good (SQLite gives
-    the id of the account with the highest id to the next one made after it is deleted)."""
+    """When ``user``'s account was made: with its id, what names it for good (before schema 13,
+    SQLite gave the id of the account with the highest id to the next one made after it was
+    deleted, and a pause saved then may name such an id)."""
     rows = store.query("SELECT created FROM users WHERE id = ?", (user.id,))
     return rows[0]["created"] if rows else None
 

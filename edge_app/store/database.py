@@ -217,6 +217,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN browsers_generation INTEGER NOT NULL DEFAULT 0;
     """,
+    # 13: an account's number is never given again (as 8 did for uploads): once the account
+    # with the highest id was deleted, the next one made got its id, which sessions, audit
+    # lines and a saved privacy pause name. Rows keep their ids; sessions and uploads keep
+    # pointing at them (foreign keys name the table, which is back under its name)
+    """
+    CREATE TABLE users_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('student', 'admin', 'instructor')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_login REAL,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        browsers_generation INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO users_new (id, username, password_hash, role, disabled, created, last_login, must_change_password,
+                           browsers_generation)
+        SELECT id, username, password_hash, role, disabled, created, last_login, must_change_password,
+               browsers_generation FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    """,
 ]
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group

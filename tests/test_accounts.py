@@ -1,0 +1,64 @@
+"""Accounts on a real SQLite store, without a web server: what the users table keeps."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from edge_app.store.accounts import Accounts, AuthError, hash_password
+from edge_app.store.database import DB_NAME, MIGRATIONS, Store
+
+RELEASED_SCHEMA = 11  # the schema of the release before users got AUTOINCREMENT (migration 13)
+
+
+def test_a_deleted_accounts_id_is_never_given_again_also_in_a_database_from_the_last_release(tmp_path):
+    """Without AUTOINCREMENT, deleting the account with the highest id gave that id to the
+    next account made, and sessions, audit lines and a saved privacy pause name ids. A
+    database from the last release is migrated once, keeping every row, its id, the name's
+    uniqueness and the foreign keys of sessions and uploads."""
+    data = tmp_path / "data"
+    data.mkdir()
+    conn = sqlite3.connect(data / DB_NAME)
+    with conn:
+        for number, sql in enumerate(MIGRATIONS[:RELEASED_SCHEMA], 1):
+            conn.executescript(f"{sql}; PRAGMA user_version = {number};")
+        conn.execute("INSERT INTO users(id, username, password_hash, role, created, last_login, must_change_password) "
+                     "VALUES (1, 'admin', ?, 'admin', 10.0, 20.0, 0)", (hash_password("admin-pw-123"),))
+        conn.execute("INSERT INTO users(id, username, password_hash, role, disabled, created, must_change_password) "
+                     "VALUES (2, 'Ann', ?, 'student', 1, 11.0, 1)", (hash_password("ann-pw-1234"),))
+        conn.execute("INSERT INTO sessions(token_hash, user_id, csrf, created, last_seen, confirmed) "
+                     "VALUES ('t', 2, 'c', 1, 1, 1)")
+        conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
+                     "VALUES (4, 2, 1.0, 'p.jpg', 10, 10, 0)")
+        before = [tuple(r) for r in conn.execute("SELECT * FROM users ORDER BY id")]
+    conn.close()
+
+    store = Store(data)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        assert [tuple(r)[:8] for r in store.query("SELECT * FROM users ORDER BY id")] == before
+        accounts = Accounts(store)
+        assert accounts.authenticate("admin", "admin-pw-123").id == 1
+        with pytest.raises(AuthError, match="already exists"):  # the name stays unique in any letter case
+            accounts.create_user("ann", "another-pw-5678")
+        assert store.query("PRAGMA foreign_key_check") == []
+        for table in ("sessions", "uploads"):
+            assert [(r["table"], r["on_delete"]) for r in store.query(f"PRAGMA foreign_key_list({table})")] \
+                == [("users", "CASCADE")]
+
+        accounts.delete_user(2)  # the highest id; its session and upload go with it
+        assert store.query("SELECT COUNT(*) FROM sessions")[0][0] == 0
+        assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+        assert accounts.create_user("ben", "ben-pw-12345").id == 3
+    finally:
+        store.close()
+
+    again = Store(data)  # the next start migrates nothing
+    try:
+        assert again.schema_version() == len(MIGRATIONS)
+        assert [r["username"] for r in again.query("SELECT username FROM users ORDER BY id")] == ["admin", "ben"]
+        accounts = Accounts(again)
+        accounts.delete_user(3)
+        assert accounts.create_user("cleo", "cleo-pw-12345").id == 4
+    finally:
+        again.close()
