@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from edge_app.store.accounts import Accounts, AuthError, hash_password
+from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy, hash_password
 from edge_app.store.database import DB_NAME, MIGRATIONS, Store
 
 RELEASED_SCHEMA = 11  # the schema of the release before users got AUTOINCREMENT (migration 13)
@@ -62,3 +62,30 @@ def test_a_deleted_accounts_id_is_never_given_again_also_in_a_database_from_the_
         assert accounts.create_user("cleo", "cleo-pw-12345").id == 4
     finally:
         again.close()
+
+
+def test_past_the_ceiling_over_all_addresses_the_refusal_says_what_works_and_not_whether_the_name_exists(tmp_path):
+    """The owner of a name a class is guessing from many addresses, whose own try from here
+    failed once, was told only to wait 30 seconds, which others' next guess starts over.
+    It names what works; a name no account has gets the very same words."""
+    store = Store(tmp_path)
+    try:
+        accounts = Accounts(store, throttle=ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=100,
+                                                           lock_after_address=1000, lock_after_user_global=4,
+                                                           base_delay_s=30, max_delay_s=60))
+        accounts.create_user("sam", "sam-pw-12345")
+        said = []
+        for name in ("sam", "nobody"):
+            for guess in range(4):  # the ceiling, from four addresses
+                assert accounts.login(name, f"guess-{guess}-xx", f"10.0.0.{2 + guess}") is None
+            with pytest.raises(LoginThrottled) as refused:  # the owner, from an address that guessed
+                accounts.login(name, "sam-pw-12345", "10.0.0.2")
+            said.append(str(refused.value))
+        assert said[0] == said[1]
+        assert "many addresses" in said[0] and "longer while others keep guessing" in said[0]
+        assert "browser that has logged in as this user before" in said[0]
+        assert "new password on the Users page" in said[0] and "engage-edge passwd" in said[0]
+        accounts.set_password(accounts.find("sam").id, "sam-new-pw-678")  # as the refusal says: that lifts it
+        assert accounts.login("sam", "sam-new-pw-678", "10.0.0.2").username == "sam"
+    finally:
+        store.close()

@@ -125,6 +125,7 @@ def test_guesses_from_many_addresses_cannot_lock_the_admin_out_of_their_own_brow
     assert statuses[-2:] == [401, 429], statuses
     assert "until" in refusals[0] and "engage-edge passwd" in refusals[0] and "Users page" in refusals[0]
     assert "many addresses" in refusals[-1] and "browser that has logged in" in refusals[-1]
+    assert "Users page" in refusals[-1] and "engage-edge passwd" in refusals[-1]  # what else works
 
     # the admin's browser, from its own address or another, is judged by its own failures only
     assert log_in_from(web, "127.0.0.20", "admin", ADMIN_PASSWORD, known=desk)[0] == 200

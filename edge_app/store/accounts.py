@@ -191,6 +191,18 @@ def _way_back(counter: _Counter) -> str:
             "admin password').")
 
 
+# What the refusal past the ceiling over all addresses says beyond its wait: the wait is
+# judged from anyone's newest failure, so while a class keeps guessing the owner's next try
+# from here may be refused again. The same words for every name (one no account has too),
+# so they tell nothing about which names exist. Not "unlock": the ceiling slows, it locks
+# nothing (``locked_users``), so the Users page offers no unlock for it, while a password
+# set there or with passwd forgets every failure for the name (``set_password``).
+CEILING_WAY_BACK = (", and longer while others keep guessing. A browser that has logged in as this user before is "
+                    "not held up. An admin can give the name a new password on the Users page, which lifts this; an "
+                    "admin held up on their own name can set its password on the machine itself with engage-edge "
+                    "passwd (README: 'Lost the first-start admin password').")
+
+
 # Passwords that guessing tools try first (and that a class would guess); compared
 # case-insensitively. Short on purpose: the length rule does most of the work.
 COMMON_PASSWORDS = frozenset("""
@@ -459,10 +471,9 @@ class Accounts:
                 delay = min(p.base_delay_s * 2 ** min(n - c.slow_after, 64), p.max_delay_s)
                 if last < delay:
                     wait = delay - last
-                    also = (" A browser that has logged in as this user before is not held up."
-                            if c.lock_after is None else "")
                     return LoginThrottled(f"Too many failed log-ins for {c.who}: wait {_wait_text(wait)} "
-                                          f"before trying again.{also}", wait)
+                                          f"before trying again{CEILING_WAY_BACK if c.lock_after is None else '.'}",
+                                          wait)
             pending = self._pending.get(c.key, 0)  # failures past a lock shorter than the window are not in flight
             if pending and n + pending >= (c.slow_after if c.lock_after is None else c.lock_after):
                 return LoginThrottled(f"Too many log-ins for {c.who} are being checked at once: "
