@@ -49,7 +49,7 @@ class Pause:
     resumed) and what started it ("web", "button"). ``public`` never says who, it is a
     student's choice: ``owner`` (the account id that paused from the web; None for the
     button) and ``owner_created`` (that account's creation time: SQLite gives a deleted
-    account's id to the next one, which must not own its pause) stay on the device, for who
+    account's id to the next one in a database from before schema 13, which must not own its pause) stay on the device, for who
     may resume it, and go with the pause."""
 
     since: float

@@ -7,7 +7,8 @@
   % others = get('others', 0)
   % if others:
   <p id="sessions-others">You are also logged in on {{others}} other browser{{'' if others == 1 else 's'}}. Not you, or
-    a computer you left? Log them out; this browser stays logged in.</p>
+    a computer you left? Log them out (they are also no longer spared the waits after wrong passwords
+    there); this browser stays logged in.</p>
   <form method="post" action="/account/sessions" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <button type="submit" class="secondary" id="sessions-end">Log out everywhere else</button>
