@@ -126,10 +126,11 @@ def test_the_logged_change_is_dated_when_the_level_began_as_api_state_says(cfg, 
         store.close()
 
 
-def test_a_model_with_other_labels_restarts_the_state_and_logs_it(cfg, tmp_path, face_jpeg):
-    """A flashed model whose labels differ restarts the smoothing at Absent; that is a change
-    like any other, logged (and so published), or the log and the classroom would keep the
-    level from before the swap until the next change."""
+def test_a_model_with_other_labels_keeps_the_level_shown_until_the_new_model_says_another(cfg, tmp_path, face_jpeg):
+    """A flashed model whose labels differ restarts the smoothing, but the level shown stays
+    until the new model's frames hold another: the fresh tracker's "Absent" was logged and
+    published, a student sitting there recorded as gone at every model flash. The new
+    model's level is then a change like any other, logged."""
     import json
     import shutil
 
@@ -151,11 +152,18 @@ def test_a_model_with_other_labels_restarts_the_state_and_logs_it(cfg, tmp_path,
         for _ in range(30):
             clock["t"] += 0.1
             loop.process(face)
-        assert loop.state.level != ABSENT
+        before = loop.state.level
+        assert before != ABSENT
         loop.set_classifier(EmotionClassifier(other / "emotion.json"))
-        assert loop.state.level == ABSENT
+        assert loop.state.level == before
+        for _ in range(30):  # the reversed labels read the same face as another level
+            clock["t"] += 0.1
+            loop.process(face)
+        after = loop.state.level
+        assert after not in (before, ABSENT)
         assert loop.flush(10)
-        assert store.query("SELECT level FROM state_changes ORDER BY id DESC LIMIT 1")[0][0] == ABSENT
+        levels = [r[0] for r in store.query("SELECT level FROM state_changes ORDER BY id")]
+        assert levels[-2:] == [before, after] and ABSENT not in levels[1:], levels
     finally:
         loop.stop()
         store.close()

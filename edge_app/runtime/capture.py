@@ -17,7 +17,7 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -599,23 +599,19 @@ class CaptureLoop:
             log.warning("the camera did not close within %g s (a hung driver?): stopping without it", timeout)
 
     def set_classifier(self, classifier: EmotionClassifier) -> None:
-        """Swap in a newly flashed model; a different label set restarts the smoothing."""
-        restarted = False
+        """Swap in a newly flashed model. A different label set restarts the smoothing (the
+        history is in the old labels), but the level shown stays until the new model's frames
+        have held another one for ``min_hold_s``: a fresh tracker's "Absent", logged and
+        published, said a student sitting there had left whenever a model was flashed."""
         with self.state_lock:
             if list(classifier.labels) != list(self.classifier.labels):
-                # while paused the desk stays "Paused" (the resume restarts the tracker anyway): the
-                # tracker still holds the level from before the pause, and an "Absent" shown and logged
-                # now would be a state nobody saw, with the camera off
-                paused = self.snapshot.level == PAUSED
-                restarted = not paused and self.tracker.state.level != ABSENT
+                # while paused the tracker still holds the level from before the pause, and the
+                # resume restarts it anyway (at Absent, as every resume does)
+                shown = replace(self.tracker.state, probabilities={})
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
-                if not paused:
-                    self.snapshot = StateSnapshot.of(self.tracker.state, seq=self.snapshot.seq)
+                self.tracker.state = shown
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
-        if restarted:  # the fresh tracker's Absent is a change like any other: logged and published
-            self._log("log_state_change", self.wall(), ABSENT, ABSENT, None, None)
-            self.metrics.state.state(ABSENT)
 
     @property
     def cfg(self) -> Config:
