@@ -510,6 +510,9 @@ def test_a_full_disk_refuses_the_model_with_what_to_do_and_the_running_one_stays
         assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 1
         err = capsys.readouterr().err
         assert "Traceback" not in err and "is full" in err and "free some space" in err and "unchanged" in err, err
+        need = re.search(r"\(([\d.]+) MB free; the flash needs about ([\d.]+) MB", err)
+        assert need and float(need[2]) == pytest.approx(2 * model.stat().st_size / 1e6, abs=0.1), err
+        assert float(need[1]) == pytest.approx(flash.free_mb(models), abs=0.2), err  # no staged copy still held
         assert _state(models) == before and not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
         assert json.loads((models / "current.json").read_text())["sha256"] == first["sha256"]
         filler.unlink()  # space returns: the same command works
@@ -694,6 +697,12 @@ def test_an_install_killed_part_way_leaves_nothing_behind_the_next_one(cfg, vari
     models = flash.models_dir(cfg)
     assert list(models.glob(".staging-*")) and list(models.glob(".*.tmp")), "the kill left them"
     assert not (models / "current.json").exists(), "killed before the commit point: nothing installed"
+    with pytest.raises(flash.NothingToRollBack):  # a roll-back, even one refused, sweeps them too
+        flash.rollback(cfg)
+    assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
+    child = subprocess.run([sys.executable, "-c", KILLED_INSTALL, str(model), str(manifest), str(conf)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9 and list(models.glob(".staging-*")), child.stderr
     flash.install(*variant(2), cfg)
     assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
 

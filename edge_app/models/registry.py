@@ -297,8 +297,9 @@ def _check_readable(path: Path, what: str, missing: str) -> None:
         raise FlashError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
-def _write_failed(directory: Path, exc: OSError) -> FlashError:
-    """A write into the models directory failed before the commit point: say why and what to do."""
+def _write_failed(directory: Path, exc: OSError, need_bytes: int | None = None) -> FlashError:
+    """A write into the models directory failed before the commit point: say why and what to do
+    (``need_bytes``: about what the change needs there, said beside what is free)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = next((p for p in (directory, *directory.parents) if p.is_dir()), directory)
         mb = free_mb(where)
@@ -312,7 +313,9 @@ def _write_failed(directory: Path, exc: OSError) -> FlashError:
             return FlashError(f"the file system holding {directory} has no free inodes: it can hold no more files{free}. "
                               f"Delete files that are no longer needed (`df -i {where}` counts them; many small files, "
                               "old backups or exports) and try again")
-        free = f" ({mb:.1f} MB free)" if mb is not None else ""
+        needs = f"; the flash needs about {need_bytes / 1e6:.1f} MB (a checked copy, then the model's own)" \
+            if need_bytes else ""
+        free = f" ({mb:.1f} MB free{needs})" if mb is not None else ""
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -655,8 +658,14 @@ def _cleanup(directory: Path) -> None:
         if path.name not in keep:
             with contextlib.suppress(OSError):
                 path.unlink()
-    # what an install killed part-way left (its staging copy, a half-written temp file):
-    # under the lock no other install is using them, and each can be a whole model
+    _sweep_leftovers(directory)
+
+
+def _sweep_leftovers(directory: Path) -> None:
+    """What an install killed part-way left (its staging copy, a half-written temp file):
+    under the lock no other install is using them, and each can be a whole model. Swept at
+    the start of every install and roll-back too, so a desk whose flashes keep being
+    refused or killed does not fill its data disk with copies."""
     for path in directory.glob(".staging-*"):
         shutil.rmtree(path, ignore_errors=True)
     for path in directory.glob(".*.tmp"):
@@ -712,12 +721,16 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
     model_file = Path(model_file)
     manifest_file = Path(manifest_file) if manifest_file else model_file.with_suffix(".json")
     directory = models_dir(cfg)
+    need: int | None = None
     with _locked(directory):
         try:  # a full disk or a folder this user may not write: refused, the running model untouched
             _settle(directory)
+            _sweep_leftovers(directory)
             with tempfile.TemporaryDirectory(prefix=".staging-", dir=directory) as staging:
-                raw, _ = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
-                                  allow_slow=allow_slow)
+                # only the manifest is kept: the staged classifier maps the staged copy, whose space a
+                # full disk's refusal would not count as free while it lived
+                raw = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
+                               allow_slow=allow_slow)[0]
                 running = _adopt_running(directory, cfg)
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:
@@ -726,7 +739,9 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
         except OSError as exc:
             with contextlib.suppress(OSError):
                 _cleanup(directory)  # the new model's copy, which nothing names
-            raise _write_failed(directory, exc) from None
+            with contextlib.suppress(OSError):
+                need = 2 * model_file.stat().st_size
+            raise _write_failed(directory, exc, need) from None
         _after_commit(directory, "installed", raw, by)
         _cleanup(directory)
     log.info("model %s installed (sha256 %s)", raw["model"], raw["sha256"][:12])
@@ -742,6 +757,7 @@ def rollback(cfg: Config, by: str = "") -> dict:
             _settle(directory)
         except OSError as exc:
             raise _write_failed(directory, exc) from None
+        _sweep_leftovers(directory)
         if not prev_path.is_file():
             raise NothingToRollBack(f"there is no previous model in {directory} to roll back to")
         try:
