@@ -60,7 +60,11 @@ def test_laptop_selftest_passes_with_demo_and_console(tmp_path, golden_manifest,
     conf = write_config(tmp_path, golden_manifest)
     assert main(["selftest", "--source", "demo", "--config", conf, "--step", "0.01"]) == 0
     out = capsys.readouterr().out
-    assert status_lines(out) == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK}
+    # the stand-ins pass their checks but say they are no hardware, here and in the verdict
+    assert status_lines(out) == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK} | dict.fromkeys(
+        ["camera", "led", "buzzer"], "WARN")
+    assert "the demo source: no camera was checked" in out and 'backend = "console": no LED or buzzer' in out
+    assert "self-test passed, but no hardware was checked for: camera, led, buzzer" in out
     assert "LED green" in out and "LED amber" in out and "LED red" in out and "LED violet" in out
     assert "grey (slow blink)" in out and "blue (slow pulse)" in out
     assert "fast red blink" in out and "BUZZER" in out and "golden check passed" in out
@@ -198,7 +202,9 @@ def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manif
                                      "model.manifest": str(golden_manifest), "store.data_dir": str(tmp_path / "d")})
         out = io.StringIO()
         results = selftest.run(cfg, "demo", step_s=0.05, out=out, pin_factory=factory)
-        assert {r.name: r.status for r in results} == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK}, out.getvalue()
+        assert {r.name: r.status for r in results} == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK, "camera": "WARN"}, \
+            out.getvalue()  # the pins are driven (mock ones): only the demo camera is no hardware
+        assert "self-test passed, but no hardware was checked for: camera\n" in out.getvalue()
         red, green, blue, buzzer = (factory.pin(n) for n in (17, 27, 22, 23))
         assert 0.4 in [round(s.state, 3) for s in green.states]  # amber
         assert 1.0 in [s.state for s in green.states] and 1.0 in [s.state for s in blue.states]
