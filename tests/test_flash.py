@@ -227,6 +227,8 @@ def _config_file(tmp_path: Path, cfg: Config) -> Path:
 
 
 def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
+    """install, list (with the accuracy models are compared by, per model and per history line)
+    and rollback from the command line."""
     conf = _config_file(tmp_path, cfg)
     model, manifest = variant(1)
     assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
@@ -239,7 +241,12 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert main(["model", "list", "--config", str(conf)]) == 0
     out = capsys.readouterr().out
     assert "* current" in out and "previous" in out and "golden=yes" in out
+    current = next(line for line in out.splitlines() if line.startswith("* current"))
+    # the figure models are compared by, and not the evaluation's own file name beside the installed one
+    assert re.search(r"accuracy \d+\.\d% on \d+ FER\+ test faces, macro-F1 0\.\d{3}", current), current
+    assert "model=" not in current and "sha256=" not in current, current
     assert "history (newest first):" in out
+    assert re.search(r"installed emotion-\w+\.tflite  sha256 \w{12}  accuracy \d+\.\d%", out), out
     assert "installed emotion-" in out and "by command line" in out  # who flashed it, from this shell
     assert main(["model", "rollback", "--config", str(conf)]) == 0
     assert main(["model", "list", "--json", "--config", str(conf)]) == 0

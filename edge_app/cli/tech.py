@@ -164,8 +164,7 @@ def cmd_model_list(args) -> int:
         if "error" in r:
             print(f"{r['role']:<9} {r['path']}: {'' if 'pinned' in r['role'] else 'unreadable: '}{r['error']}")
             continue
-        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in r["metrics"].items() if not isinstance(v, (dict, list))) or "no metrics"
+        metrics = _metrics_summary(r["metrics"])
         mark = "*" if r["active"] else " "
         overruled = "  (not run while model.manifest pins another)" if r["role"] == "current" and cfg.model.manifest else ""
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
@@ -184,10 +183,36 @@ def cmd_model_list(args) -> int:
     for h in changes[:10]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
         ms = h.get("ms_per_face")
-        speed = f"  {ms:.2f} ms/face" if isinstance(ms, (int, float)) and not isinstance(ms, bool) else ""
-        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{speed}  "
-              f"by {h.get('by') or '?'}")
+        speed = f"  {ms:.2f} ms/face" if _number(ms) else ""
+        accuracy = f"  accuracy {h['accuracy']:.1%}" if _number(h.get("accuracy")) else ""
+        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{accuracy}"
+              f"{speed}  by {h.get('by') or '?'}")
     return EXIT_OK
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# what an evaluation says about its own file (the name it had when evaluated, its hash, its
+# input): the row already names the installed file, and these read as another model's
+_METRICS_OF_THE_FILE = ("model", "sha256", "input", "format", "output_dtype", "views", "split")
+
+
+def _metrics_summary(metrics: dict) -> str:
+    """The number a technician compares models by first (FER+ test accuracy by the official
+    rule, and macro-F1), then the evaluation's other plain figures."""
+    found = metrics.get("official")
+    official: dict = found if isinstance(found, dict) else {}
+    head = []
+    if _number(official.get("accuracy")):
+        images = f" on {official['images']} FER+ test faces" if _number(official.get("images")) else ""
+        head.append(f"accuracy {official['accuracy']:.1%}{images}")
+    if _number(official.get("macro_f1")):
+        head.append(f"macro-F1 {official['macro_f1']:.3f}")
+    rest = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            if k not in _METRICS_OF_THE_FILE and not isinstance(v, (dict, list))]
+    return ", ".join(head + rest) or "no metrics"
 
 
 def cmd_model_golden(args) -> int:
