@@ -82,6 +82,26 @@ def test_shipped_manifest_carries_a_current_golden_record():
     assert ok, reason
 
 
+def test_labels_in_the_wrong_order_are_refused_even_with_golden_data_recorded_from_them(cfg, variant, golden_manifest):
+    """A manifest listing happiness and sadness swapped (52% on FER+ test: smiling students
+    logged as sad) was refused for its golden data, but `engage-edge model golden`, the fix
+    the refusal names, recorded the smiling astronaut as "sadness" and the next install
+    passed. The reference photographs' own expressions (faces.EXPRESSIONS) now refuse it at
+    both steps, saying what to look at; the shipped labels pass."""
+    labels = list(golden_manifest["labels"])
+    h, s = labels.index("happiness"), labels.index("sadness")
+    labels[h], labels[s] = labels[s], labels[h]
+    model, manifest = variant(3, labels=labels)
+    with pytest.raises(flash.FlashError, match=r"reads astronaut\.jpg .*happiness.* as sadness on 7 of 7 cuts.*order"):
+        flash.write_golden(manifest)
+    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
+    manifest.write_text(json.dumps(forged))
+    with pytest.raises(flash.FlashError, match="golden check failed: it reads astronaut.jpg"):
+        flash.install(model, manifest, cfg)
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+    assert flash.truth_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
+
+
 def test_golden_record_of_another_face_set_is_refused_with_the_fix():
     clf = flash.EmotionClassifier(SHIPPED_MANIFEST)
     old = {"source": "skimage.data.lfw_subset", "indices": list(range(flash.GOLDEN_COUNT)), "labels": ["neutral"] * flash.GOLDEN_COUNT}

@@ -157,6 +157,30 @@ def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.
     return "", probs
 
 
+def truth_problem(clf: EmotionClassifier) -> str:
+    """'' or how the model misreads what the reference photographs plainly show
+    (``faces.EXPRESSIONS``): fewer than a majority of a photograph's cuts read as its
+    expression. The labels the manifest gives in the wrong order (happiness and sadness
+    swapped) still pass a golden record made from the same manifest; this does not. The
+    shipped and the paper's model read all 7 cuts of each as shown (the paper's model: 3
+    sad + 4 neutral for Thompson, both counted)."""
+    from edge_app.vision.faces import EXPRESSIONS, cuts
+
+    faces = golden_faces()
+    read: dict[str, list[str]] = {}
+    for cut, face in zip(cuts(), faces):
+        read.setdefault(cut.photo, []).append(clf.labels[int(clf.probabilities(face).argmax())])
+    for photo_name, labels in read.items():
+        shown = EXPRESSIONS[photo_name]
+        agree = sum(label in shown for label in labels)
+        if agree * 2 <= len(labels):
+            most = max(set(labels), key=labels.count)
+            return (f"it reads {photo_name} (a reference photograph that shows {' or '.join(shown)}) as {most} on "
+                    f"{labels.count(most)} of {len(labels)} cuts: are the manifest's labels in the order of the "
+                    "network's outputs, and its input scale and offset the ones it was trained with?")
+    return ""
+
+
 def golden_problem(clf: EmotionClassifier) -> str:
     """'' or why no golden data may be recorded from this model: its output over all the
     reference faces is broken (``output_problem``) or names fewer than
@@ -169,7 +193,7 @@ def golden_problem(clf: EmotionClassifier) -> str:
     if len(named) < GOLDEN_MIN_CLASSES:
         return (f"it names only {named} for the {len(probs)} reference faces, which show at least "
                 f"{GOLDEN_MIN_CLASSES} different expressions: the model is broken (or not a FER+ emotion model)")
-    return ""
+    return truth_problem(clf)
 
 
 def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict:
@@ -276,6 +300,9 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     agreement = 1 - len(wrong) / len(indices)
     if agreement < need:
         return False, f"golden check failed ({len(wrong)} of {len(indices)} reference faces differ: {'; '.join(wrong[:3])})"
+    misread = truth_problem(clf)  # golden data recorded from the same wrong manifest agrees with it
+    if misread:
+        return False, f"golden check failed: {misread}"
     return True, f"golden check passed ({len(indices) - len(wrong)}/{len(indices)} reference faces)"
 
 
@@ -878,4 +905,4 @@ class ModelWatcher:
 
 
 __all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
-           "write_golden", "golden_check", "golden_problem", "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
+           "write_golden", "golden_check", "golden_problem", "truth_problem", "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
