@@ -266,12 +266,34 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert re.search(r"accuracy \d+\.\d% on \d+ FER\+ test faces, macro-F1 0\.\d{3}", current), current
     assert "model=" not in current and "sha256=" not in current, current
     assert "history (newest first):" in out
-    assert re.search(r"installed emotion-\w+\.tflite  sha256 \w{12}  accuracy \d+\.\d%", out), out
+    assert re.search(r"installed emotion-\w+\.tflite  sha256 \w{12}  manifest \w{12}  accuracy \d+\.\d%", out), out
     assert "installed emotion-" in out and "by command line" in out  # who flashed it, from this shell
     assert main(["model", "rollback", "--config", str(conf)]) == 0
     assert main(["model", "list", "--json", "--config", str(conf)]) == 0
     rows = {r["role"]: r for r in json.loads(capsys.readouterr().out.split("\n", 1)[1])}
     assert rows["previous"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_the_same_model_file_with_another_manifest_is_an_install_to_roll_back_from(cfg, variant):
+    """Installing the same .tflite with a changed manifest (a corrected scale, other views)
+    did not keep the running manifest as the one to roll back to, as the file's hash was the
+    same: the roll-back jumped two installs back, a second one brought the changed manifest
+    again, and the history showed the two installs as one row twice. An install is now the
+    file and its manifest."""
+    first = flash.install(*variant(1, version="a"), cfg)
+    second = flash.install(*variant(1, version="b"), cfg)  # the same bytes, another manifest
+    assert second["sha256"] == first["sha256"]
+    assert flash.manifest_digest(second) != flash.manifest_digest(first)
+    rows = {r["role"]: r for r in flash.listing(cfg)}
+    assert rows["previous"]["manifest"] == flash.manifest_digest(first), rows
+    back = flash.rollback(cfg)
+    assert back["version"] == "a"
+    rows = {r["role"]: r for r in flash.listing(cfg)}
+    assert rows["current"]["manifest"] == flash.manifest_digest(first)
+    assert rows["previous"]["manifest"] == flash.manifest_digest(second)
+    assert [h["manifest"] for h in flash.history(cfg)[:3]] == [flash.manifest_digest(x) for x in (first, second, first)]
+    flash.install(*variant(1, version="a"), cfg)  # the running install again: it is not kept as its own previous
+    assert flash.rollback(cfg)["version"] == "b"
 
 
 def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, variant, tmp_path, capsys):

@@ -168,6 +168,7 @@ def cmd_model_list(args) -> int:
         mark = "*" if r["active"] else " "
         overruled = "  (not run while model.manifest pins another)" if r["role"] == "current" and cfg.model.manifest else ""
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
+              f"{'manifest ' + r['manifest'] + '  ' if r.get('manifest') else ''}"
               f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  "
               f"{metrics}{overruled}")
     # what this command reads is the config; the service may have started with another one
@@ -185,7 +186,8 @@ def cmd_model_list(args) -> int:
         ms = h.get("ms_per_face")
         speed = f"  {ms:.2f} ms/face" if _number(ms) else ""
         accuracy = f"  accuracy {h['accuracy']:.1%}" if _number(h.get("accuracy")) else ""
-        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{accuracy}"
+        manifest = f"  manifest {h['manifest']}" if isinstance(h.get("manifest"), str) else ""
+        print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{manifest}{accuracy}"
               f"{speed}  by {h.get('by') or '?'}")
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -631,7 +632,7 @@ def _swap(directory: Path, new: dict, previous: dict | None) -> None:
         # atomic_write may fail after its rename (syncing the folder on a dying card, a
         # Ctrl-C then): current.json names the new model, so the change is made and must be
         # finished, not reported "unchanged" with the old model's file deleted under it
-        if (_read(directory / CURRENT) or {}).get("sha256") != new.get("sha256"):
+        if _read(directory / CURRENT) != new:
             with contextlib.suppress(OSError):
                 pending.unlink()
             raise
@@ -648,12 +649,25 @@ def _swap(directory: Path, new: dict, previous: dict | None) -> None:
         raise interrupted
 
 
+# what an install stamps on a manifest of its own (when, how fast here): not what the model is
+_STAMPS = ("installed", "measured")
+
+
+def manifest_digest(raw: dict) -> str:
+    """What identifies an install: the model file (its sha256 is in the manifest) and how it
+    is read (labels, input scale and offset, views), not when it was installed. The same
+    .tflite with a corrected manifest is another install: one identified by the file's hash
+    alone was not kept to roll back to."""
+    kept = {k: v for k, v in raw.items() if k not in _STAMPS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def _staged_previous(directory: Path) -> dict | None:
     """The previous manifest a swap cut short after its commit point left staged (one that
     names another model than the current one), or None."""
     staged, current = _read(directory / PENDING), _read(directory / CURRENT)
-    if staged is None or current is None or staged.get("sha256") == current.get("sha256"):
-        return None  # cut short before the commit point: the current model is still the one staged
+    if staged is None or current is None or staged == current:
+        return None  # cut short before the commit point: the current manifest is still the one staged
     return staged
 
 
@@ -708,6 +722,7 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     official: dict = metrics["official"] if isinstance(metrics.get("official"), dict) else {}
     measured: dict = raw["measured"] if isinstance(raw.get("measured"), dict) else {}
     entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
+             "manifest": manifest_digest(raw),
              "version": str(raw.get("version") or "")[:MAX_TEXT],
              "accuracy": official["accuracy"] if _is_number(official.get("accuracy"), 0, 1) else None,
              "ms_per_face": measured.get("ms_per_face"), "by": by}
@@ -762,7 +777,8 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:
                     atomic_write(target, (Path(staging) / raw["model"]).read_bytes())
-            _swap(directory, raw, running if running is not None and running.get("sha256") != raw["sha256"] else None)
+            _swap(directory, raw, running if running is not None and manifest_digest(running) != manifest_digest(raw)
+                  else None)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 _cleanup(directory)  # the new model's copy, which nothing names
@@ -798,7 +814,7 @@ def rollback(cfg: Config, by: str = "") -> dict:
             # not kept as the previous one, which could never run)
             log.warning("the current model's manifest %s is unreadable (%s): rolling back over it", cur_path, exc)
             current = None
-        if isinstance(current, dict) and isinstance(previous, dict) and previous.get("sha256") == current.get("sha256"):
+        if isinstance(current, dict) and isinstance(previous, dict) and manifest_digest(previous) == manifest_digest(current):
             raise NothingToRollBack(f"{prev_path} names the model that runs now ({current.get('model')}, sha256 "
                                     f"{str(current.get('sha256'))[:12]}): there is nothing different to roll back to")
         EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
@@ -831,10 +847,11 @@ def listing(cfg: Config) -> list[dict]:
             continue
         rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
-                     "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden"))})
+                     "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden")),
+                     "manifest": manifest_digest(raw)})
     if cfg.model.manifest:
         pinned = {"role": "pinned by model.manifest", "path": str(active), "active": active.is_file(),
-                  "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False}
+                  "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False, "manifest": ""}
         if not active.is_file():  # nothing runs: the device does not start with it
             pinned["error"] = "no such file: the device will not start; fix or clear model.manifest in the config"
         rows.insert(0, pinned)
@@ -905,4 +922,5 @@ class ModelWatcher:
 
 
 __all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
-           "write_golden", "golden_check", "golden_problem", "truth_problem", "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
+           "write_golden", "golden_check", "golden_problem", "truth_problem", "manifest_digest",
+           "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

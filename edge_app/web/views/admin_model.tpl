@@ -119,7 +119,7 @@
     <tbody>
     % for h in history:
       <tr><td>{{local_time(h['t'], '%Y-%m-%d %H:%M') if isinstance(h.get('t'), (int, float)) else ''}}</td>
-      <td>{{h.get('action', '')}} <code>{{h.get('model') or ''}}</code>{{' (' + str(h['version']) + ')' if h.get('version') else ''}} <span class="hint">{{str(h.get('sha256', ''))[:12]}}</span></td>
+      <td>{{h.get('action', '')}} <code>{{h.get('model') or ''}}</code>{{' (' + str(h['version']) + ')' if h.get('version') else ''}} <span class="hint">{{str(h.get('sha256', ''))[:12]}}{{', manifest ' + str(h['manifest']) if h.get('manifest') else ''}}</span></td>
       <td>{{pct(h.get('accuracy'))}}</td><td>{{'%.2f ms' % h['ms_per_face'] if isinstance(h.get('ms_per_face'), (int, float)) and not isinstance(h.get('ms_per_face'), bool) else '–'}}</td><td>{{h.get('by') or '–'}}</td></tr>
     % end
     </tbody>
