@@ -296,6 +296,24 @@ def test_the_same_model_file_with_another_manifest_is_an_install_to_roll_back_fr
     assert flash.rollback(cfg)["version"] == "b"
 
 
+def test_a_flashed_desk_is_told_when_its_release_ships_another_model(cfg, variant, tmp_path, capsys):
+    """A desk flashed once keeps its flashed model across upgrades (a technician's choice
+    stays), but nothing said the package had brought another: model list and the service's
+    start now say so, with the command that runs the shipped one; once it runs, nothing."""
+    conf = _config_file(tmp_path, cfg)
+    flash.install(*variant(1), cfg)
+    note = flash.shipped_not_running(cfg)
+    shipped_model = SHIPPED_MANIFEST.parent / json.loads(SHIPPED_MANIFEST.read_text())["model"]
+    assert "this release ships the model" in note and f"engage-edge model install {shipped_model}" in note, note
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    assert "note: this release ships the model" in capsys.readouterr().out
+    assert main(["model", "install", str(shipped_model), "--config", str(conf)]) == 0  # the command it names
+    assert flash.shipped_not_running(cfg) == ""
+    capsys.readouterr()
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, variant, tmp_path, capsys):
     """With model.manifest set, an install warned that the pin keeps another model running;
     a rollback said only "rolled back to X", which does not run either. Neither said that

@@ -178,6 +178,9 @@ def cmd_model_list(args) -> int:
     else:
         print("(* = active: a running engage-edge switches to it within a few seconds, unless it started while "
               "model.manifest pinned another model: then at its next start, sudo systemctl restart engage-edge)")
+    note = flash.shipped_not_running(cfg)
+    if note:
+        print("note: " + note)
     changes = flash.history(cfg)
     if changes:
         print("history (newest first):")

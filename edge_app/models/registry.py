@@ -105,6 +105,28 @@ def active_manifest(cfg: Config) -> Path:
     return current if current.is_file() else SHIPPED_MANIFEST
 
 
+def shipped_not_running(cfg: Config) -> str:
+    """'' or a note that this release's shipped model is not the one running: a desk flashed
+    once (even with an earlier release's shipped model, copied in at the first install) keeps
+    its flashed model across upgrades, and nothing said a newer one had come with the package.
+    Only said, never acted on: a model a technician flashed on purpose stays."""
+    current = active_manifest(cfg)
+    if current == SHIPPED_MANIFEST:
+        return ""
+    try:
+        running, shipped = json.loads(current.read_text()), json.loads(SHIPPED_MANIFEST.read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(running, dict) or not isinstance(shipped, dict) or running.get("sha256") == shipped.get("sha256"):
+        return ""
+    version = f" {str(shipped.get('version'))[:MAX_TEXT]}" if shipped.get("version") else ""
+    how = "clear model.manifest" if cfg.model.manifest else \
+        f"engage-edge model install {SHIPPED_MANIFEST.parent / str(shipped.get('model'))}"
+    return (f"this release ships the model{version} (sha256 {str(shipped.get('sha256'))[:12]}), but "
+            f"{running.get('model')} (sha256 {str(running.get('sha256'))[:12]}) runs, from {current}: to run the shipped "
+            f"one, {how}")
+
+
 def way_out(cfg: Config) -> str:
     """What a technician can do when the appliance cannot load its emotion model: '' unless
     it is a flashed model (``current.json``) that no longer loads. A bad block or a cut
@@ -923,4 +945,5 @@ class ModelWatcher:
 
 __all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
            "write_golden", "golden_check", "golden_problem", "truth_problem", "manifest_digest",
+           "shipped_not_running",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

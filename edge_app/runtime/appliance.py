@@ -49,8 +49,11 @@ def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> lis
 
 def classifier_from_config(cfg: Config) -> EmotionClassifier:
     """The active model: model.manifest if pinned, else the flashed one, else the shipped one."""
-    from edge_app.models.registry import active_manifest
+    from edge_app.models.registry import active_manifest, shipped_not_running
 
+    note = shipped_not_running(cfg)
+    if note:
+        log.info("%s", note)
     return EmotionClassifier(active_manifest(cfg), cfg.model.threads)
 
 
