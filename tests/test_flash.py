@@ -541,6 +541,28 @@ def test_web_rollback_with_nothing_to_roll_back_to_says_so(web_appliance):
     assert "no previous model" in error and "unchanged" in error
 
 
+def test_a_model_the_service_cannot_load_is_said_on_healthz_and_the_model_page(web_appliance, variant, cfg):
+    """A model installed from the command line that the service then cannot load (damaged
+    since, or checked by another user) was kept out silently: only a web install's own
+    answer said so, while model list called it active. /healthz is degraded and the model
+    page says which model still runs, until a good one is active again."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    flash.install(*variant(1), cfg)
+    assert appliance.model_watcher.check()
+    current = flash.models_dir(cfg) / "current.json"
+    good = current.read_text()
+    current.write_text(json.dumps({**json.loads(good), "sha256": "0" * 64}))  # damaged behind the installer's back
+    appliance.model_watcher.check()
+    r = requests.get(f"{appliance.url}/healthz", timeout=10)
+    reason = next(x for x in r.json()["reasons"] if x.startswith("model:"))
+    assert r.status_code == 503 and "could not be loaded" in reason and "still running emotion-" in reason, reason
+    error = s.get(f"{appliance.url}/admin/model", timeout=10).text.split('id="model-error">', 1)[1].split("</p>", 1)[0]
+    assert "could not be loaded" in error and "this device still runs emotion-" in error, error
+    current.write_text(good + "\n")  # a good manifest again (a new write: the watcher looks once more)
+    assert appliance.model_watcher.check()
+    assert not [x for x in requests.get(f"{appliance.url}/healthz", timeout=10).json()["reasons"] if x.startswith("model:")]
+
+
 def test_cli_flashes_are_in_the_history_too(cfg, variant):
     model, manifest = variant(2)
     flash.install(model, manifest, cfg, by="command line (tech)")

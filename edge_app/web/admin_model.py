@@ -128,6 +128,16 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return watcher.last_error
         return ""
 
+    def not_picked_up() -> str:
+        """'' or that the active manifest names a model the service could not load (one a
+        command-line install checked as another user, a file damaged since): it runs the old
+        one, which only a web install's own answer said."""
+        watcher = getattr(ctx, "model_watcher", None)
+        if watcher is None or not watcher.last_error:
+            return ""
+        return (f"The installed model could not be loaded ({watcher.last_error}); this device still runs "
+                f"{running_text()}. Roll back, or install another model.")
+
     def running_text() -> str:
         m = ctx.analyzer.classifier.manifest
         version = m.raw.get("version")
@@ -148,8 +158,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         rows = flash.listing(ctx.cfg)
         previous = next((r for r in rows if r["role"] == "previous" and "error" not in r), None)
         current = next((r for r in rows if r["role"] == "current" and "error" not in r), None)
-        if previous is not None and current is not None and previous["sha256"] == current["sha256"]:
-            previous = None  # the current model itself: nothing to go back to
+        if previous is not None and current is not None and previous["manifest"] == current["manifest"]:
+            previous = None  # the current install itself: nothing to go back to (the same file read otherwise is another)
+        if not error:
+            error = not_picked_up()
         pinned = bool(ctx.cfg.model.manifest)
         return guard.page("admin_model", title="Model", manifest=m, size_mb=size_mb, info=summary(m.metrics, m.labels),
                           speed=measured(m.raw), plots=plot_files(m), history=flash.history(ctx.cfg), previous=previous,

@@ -73,6 +73,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except OSError as exc:
             free_mb = None
             reasons.append(f"disk: {ctx.store.data_dir} is not accessible: {exc}")
+        watcher = getattr(ctx, "model_watcher", None)
+        if watcher is not None and watcher.last_error:  # the model named as active is not the one running
+            reasons.append(f"model: the installed model could not be loaded ({watcher.last_error}); still running "
+                           f"{ctx.analyzer.classifier.manifest.model_path.name}: roll back (engage-edge model rollback) "
+                           "or install another")
         try:
             ctx.store.schema_version()
         except Exception as exc:  # sqlite3.Error, StoreError
