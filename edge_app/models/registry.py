@@ -61,6 +61,12 @@ GOLDEN_COUNT = 8
 # slack for an int8 model on another CPU's kernels).
 GOLDEN_MIN_FACES = 8
 GOLDEN_MIN_AGREEMENT = 0.875
+# A golden record also keeps each face's probability of its label; a model reading a face more
+# than this far from it is read otherwise than recorded: a manifest's input scale and offset
+# for [-1, 1] on a network trained on [0, 1] kept every label (8/8) but moved two of the eight
+# by 0.10-0.12 (73% on FER+ test instead of 86%). The same int8 model moves by one or two
+# steps of 1/256 at most between machines.
+GOLDEN_PROBABILITY_TOLERANCE = 0.08
 # The reference faces show neutral, happy and sad expressions: golden data (and a model)
 # naming fewer emotions for them is a broken model's, which says the same of every face.
 GOLDEN_MIN_CLASSES = 3
@@ -227,11 +233,12 @@ def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict
     It records what the model says, whatever that is; ``golden_check`` refuses golden data
     naming fewer than ``GOLDEN_MIN_CLASSES`` emotions."""
     clf = EmotionClassifier(manifest_path)
-    scored = []
+    scored, sure = [], {}
     for i, face in enumerate(golden_faces()):
         p = clf.probabilities(face)
         top = np.sort(p)[::-1]
         scored.append((float(top[0] - top[1]), i, clf.labels[int(p.argmax())]))
+        sure[i] = round(float(top[0]), 3)
     by_label: dict[str, list[tuple[float, int, str]]] = {}
     for item in sorted(scored, reverse=True):
         by_label.setdefault(item[2], []).append(item)
@@ -242,7 +249,7 @@ def compute_golden(manifest_path: Path | str, count: int = GOLDEN_COUNT) -> dict
                 chosen.append(queue.pop(0))
     chosen.sort(key=lambda c: c[1])
     return {"source": GOLDEN_SOURCE, "indices": [c[1] for c in chosen], "labels": [c[2] for c in chosen],
-            "min_agreement": 1.0}
+            "probabilities": [sure[c[1]] for c in chosen], "min_agreement": 1.0}
 
 
 def write_golden(manifest_path: Path | str) -> dict:
@@ -323,6 +330,18 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
     agreement = 1 - len(wrong) / len(indices)
     if agreement < need:
         return False, f"golden check failed ({len(wrong)} of {len(indices)} reference faces differ: {'; '.join(wrong[:3])})"
+    recorded = golden.get("probabilities")
+    if recorded is not None:  # golden data recorded before these were kept has none
+        if not isinstance(recorded, list) or len(recorded) != len(indices) or not all(_is_number(x, 0, 1) for x in recorded):
+            return False, ("the manifest's golden data is malformed: probabilities must pair up with the faces, each "
+                           f"from 0 to 1, not {str(recorded)[:80]}")
+        moved = [f"face {i}: {label} {float(p[clf.labels.index(label)]):.2f}, recorded {float(r):.2f}"
+                 for i, label, p, r in zip(indices, labels, probs, recorded)
+                 if label in clf.labels and abs(float(p[clf.labels.index(label)]) - float(r)) > GOLDEN_PROBABILITY_TOLERANCE]
+        if moved:
+            return False, (f"golden check failed ({len(moved)} of {len(indices)} reference faces are read otherwise than "
+                           f"recorded: {'; '.join(moved[:3])}): is the manifest's input scale and offset (pixel * scale + "
+                           "offset) the one the model was trained with?")
     misread = truth_problem(clf)  # golden data recorded from the same wrong manifest agrees with it
     if misread:
         return False, f"golden check failed: {misread}"
