@@ -673,7 +673,7 @@ def _swap(directory: Path, new: dict, previous: dict | None) -> None:
         # atomic_write may fail after its rename (syncing the folder on a dying card, a
         # Ctrl-C then): current.json names the new model, so the change is made and must be
         # finished, not reported "unchanged" with the old model's file deleted under it
-        if _read(directory / CURRENT) != new:
+        if manifest_digest(_read(directory / CURRENT) or {}) != manifest_digest(new):
             with contextlib.suppress(OSError):
                 pending.unlink()
             raise
@@ -707,8 +707,8 @@ def _staged_previous(directory: Path) -> dict | None:
     """The previous manifest a swap cut short after its commit point left staged (one that
     names another model than the current one), or None."""
     staged, current = _read(directory / PENDING), _read(directory / CURRENT)
-    if staged is None or current is None or staged == current:
-        return None  # cut short before the commit point: the current manifest is still the one staged
+    if staged is None or current is None or manifest_digest(staged) == manifest_digest(current):
+        return None  # cut short before the commit point: the current install is still the one staged
     return staged
 
 
