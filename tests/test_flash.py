@@ -815,6 +815,25 @@ def test_an_install_killed_part_way_leaves_nothing_behind_the_next_one(cfg, vari
     assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
 
 
+def test_the_service_start_sweeps_what_a_killed_flash_left_unless_a_flash_runs(cfg, variant, tmp_path):
+    """A desk whose last flash was killed kept the staging copy (a whole model) until its next
+    install, which may never come; the service's start sweeps it, but not while an install
+    holds the lock (its staging folder is in use then)."""
+    from edge_app.runtime.appliance import classifier_from_config
+
+    conf = _config_file(tmp_path, cfg)
+    model, manifest = variant(1)
+    child = subprocess.run([sys.executable, "-c", KILLED_INSTALL, str(model), str(manifest), str(conf)],
+                           capture_output=True, text=True, timeout=120)
+    models = flash.models_dir(cfg)
+    assert child.returncode == -9 and list(models.glob(".staging-*/*.tflite")), child.stderr
+    with flash._locked(models):  # an install from the command line is validating now
+        classifier_from_config(cfg)
+        assert list(models.glob(".staging-*/*.tflite")), "swept from under a running install"
+    classifier_from_config(cfg)  # the service starts
+    assert not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
+
+
 def test_an_install_over_a_damaged_model_keeps_the_good_one_to_roll_back_to(cfg, variant, tmp_path, capsys):
     """The running model's file damaged (an SD card's bad block): installing a new one kept
     the damaged model as the one to roll back to, and dropped the good previous one, so

@@ -755,6 +755,29 @@ def _sweep_leftovers(directory: Path) -> None:
             path.unlink()
 
 
+def sweep_at_start(cfg: Config) -> None:
+    """What a flash killed part-way left (``_sweep_leftovers``), swept when the service starts:
+    a desk whose last flash was killed kept a whole model's copy until its next install, which
+    may never come. Only when no install or roll-back holds the lock now (one from the command
+    line may be validating in its staging folder); never blocks, never fails the start."""
+    directory = models_dir(cfg)
+    try:
+        fd = os.open(directory / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # never flashed here (no lock, no leftovers), or a lock this user cannot open
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        log.info("a model install or roll-back is under way: its staging folder in %s is left to it", directory)
+        return
+    try:
+        _sweep_leftovers(directory)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 # ------------------------------------------------------------------ history
 def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     """Remember an install or roll-back in ``history.json`` (under the lock; the web page
@@ -964,5 +987,5 @@ class ModelWatcher:
 
 __all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
            "write_golden", "golden_check", "golden_problem", "truth_problem", "manifest_digest",
-           "shipped_not_running",
+           "shipped_not_running", "sweep_at_start",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]

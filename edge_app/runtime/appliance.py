@@ -49,8 +49,9 @@ def demo_picks(classifier: EmotionClassifier, mapping: Mapping[str, str]) -> lis
 
 def classifier_from_config(cfg: Config) -> EmotionClassifier:
     """The active model: model.manifest if pinned, else the flashed one, else the shipped one."""
-    from edge_app.models.registry import active_manifest, shipped_not_running
+    from edge_app.models.registry import active_manifest, shipped_not_running, sweep_at_start
 
+    sweep_at_start(cfg)  # a flash killed part-way left a whole model's staging copy
     note = shipped_not_running(cfg)
     if note:
         log.info("%s", note)
