@@ -27,7 +27,7 @@ from edge_app.engagement import Group
 from edge_app.runtime import capture
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.live import PLACEHOLDER_GREY
-from edge_app.store.database import Store
+from edge_app.store.database import GROUP_COLUMNS, Store
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import CameraError, DemoSource, FrameSource
@@ -190,12 +190,15 @@ def test_a_flapping_camera_logs_a_bounded_number_of_lines(fast_cfg, caplog):
         loop.stop()
 
 
-def test_the_time_of_a_camera_fault_counts_for_no_state(fast_cfg):
+def test_the_time_of_a_camera_fault_counts_for_no_state_and_the_minute_so_far_is_written_at_once(fast_cfg, tmp_path):
     """After a fault, the first frame credited up to 5 s of the time without frames to the
-    state from before it: seconds of "Engaged" with no camera."""
+    state from before it: seconds of "Engaged" with no camera. And the minute so far stayed
+    in memory for the whole fault (in no report or classroom page; lost to a power cut
+    then): it is written when the fault begins, as a pause does."""
     clock = {"now": 6000.0}
     source = FaultySource(frame_s=0)
-    loop = CaptureLoop(fast_cfg, source, FaceDetector.from_config(fast_cfg), EmotionClassifier(), None,
+    store = Store(tmp_path / "data")
+    loop = CaptureLoop(fast_cfg, source, FaceDetector.from_config(fast_cfg), EmotionClassifier(), store,
                        RecordingIndicator(), clock=lambda: clock["now"], wall=lambda: clock["now"])
 
     def frames(n: int) -> None:
@@ -203,18 +206,26 @@ def test_the_time_of_a_camera_fault_counts_for_no_state(fast_cfg):
             assert loop.step()
             clock["now"] += 0.1
 
+    def minute() -> tuple[int, float]:
+        assert loop.writer.drain(10)  # what is written, not the row flush() would write now
+        frames_, *seconds = store.query("SELECT frames, " + ", ".join(GROUP_COLUMNS.values())
+                                        + " FROM minute_stats")[0]
+        return frames_, round(sum(seconds), 2)
+
     try:
         frames(10)  # 6000.0 .. 6000.9: nine spans of 0.1 s between them
         source.mode = "raise"
         assert not loop.step()
+        assert minute() == (10, 0.9)  # written as the fault began, not at its end
         clock["now"] += 3.0  # three seconds without a frame
         source.mode = "ok"
         frames(10)
         row = loop.minutes.flush()
-        assert row["frames"] == 20
-        assert sum(row[g] for g in Group) == pytest.approx(1.8)  # 9 + 9 spans, the fault in neither
+        assert row["frames"] == 10
+        assert sum(row[g] for g in Group) == pytest.approx(0.9)  # 9 spans after it, the fault in neither
     finally:
         loop.stop()
+        store.close()
 
 
 def test_grey_frames_with_a_channel_axis_are_processed(fast_cfg):

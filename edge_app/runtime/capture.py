@@ -497,6 +497,11 @@ class CaptureLoop:
             self._fault_log.begin()
         if self._fault_began is None:
             self._fault_began = (now, self.wall())
+            # the minute so far is written now, as a pause does: held in memory for the whole
+            # fault, it was in no report or classroom page, and lost to a power cut meanwhile
+            row = self.minutes.flush()
+            if row:
+                self._log("log_minute", row)
             self.minutes.gap()  # no frames: the time until the next one counts for no group, not the last
         self._log_fault(reason, now)
         self.health.camera, self.health.camera_error = CameraState.FAULT, reason
