@@ -115,10 +115,31 @@ def test_an_input_scale_the_model_was_not_trained_with_is_refused_by_the_recorde
         flash.install(model, manifest, cfg)
     assert not (flash.models_dir(cfg) / "current.json").exists()
     old = {k: v for k, v in golden_manifest["golden"].items() if k != "probabilities"}
-    assert flash.golden_check(flash.EmotionClassifier(manifest), old)[0]  # what the probabilities add
+    ok, reason = flash.golden_check(flash.EmotionClassifier(manifest), old)  # without them: the input's range
+    assert not ok and "128 of the 256 pixel values are cut off" in reason, reason
     forged = {**golden_manifest["golden"], "probabilities": [2.0] * len(old["indices"])}
     ok, reason = flash.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), forged)
     assert not ok and "probabilities must pair up" in reason
+
+
+def test_golden_data_recorded_from_a_wrong_input_scale_is_refused_by_the_models_input_range(cfg, variant,
+                                                                                           golden_manifest):
+    """`engage-edge model golden` on the [-1, 1] manifest recorded its labels and probabilities
+    (it reads the reference photographs as surely as the right one does) and the install passed:
+    73% on FER+ test. The int8 model's input is quantised for [0, 1], which the manifest's range
+    contradicts (half the pixel values cut off): refused at both steps, naming the right scale.
+    The shipped manifest and a small offset (-0.1: nothing lost on FER+ test) pass."""
+    model, manifest = variant(5, input={**golden_manifest["input"], "scale": 2 / 255, "offset": -1.0})
+    with pytest.raises(flash.FlashError, match=r"no golden data written.*-1 to 1.*quantised for 0 to 1.*scale 0\.00392157"):
+        flash.write_golden(manifest)
+    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
+    manifest.write_text(json.dumps(forged))
+    with pytest.raises(flash.FlashError, match="golden check failed: its manifest reads pixels 0-255 as -1 to 1"):
+        flash.install(model, manifest, cfg)
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+    assert flash.input_range_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
+    _, shifted = variant(6, input={**golden_manifest["input"], "offset": -0.1})
+    assert flash.input_range_problem(flash.EmotionClassifier(shifted)) == ""
 
 
 def test_golden_record_of_another_face_set_is_refused_with_the_fix():
