@@ -129,8 +129,9 @@ def test_the_logged_change_is_dated_when_the_level_began_as_api_state_says(cfg, 
 def test_a_model_with_other_labels_keeps_the_level_shown_until_the_new_model_says_another(cfg, tmp_path, face_jpeg):
     """A flashed model whose labels differ restarts the smoothing, but the level shown stays
     until the new model's frames hold another: the fresh tracker's "Absent" was logged and
-    published, a student sitting there recorded as gone at every model flash. The new
-    model's level is then a change like any other, logged."""
+    published, a student sitting there recorded as gone at every model flash (the broker is
+    sent the logged rows, so no row is no message). A look away just after the flash is
+    judged as before it, and the new model's level is then a change like any other, logged."""
     import json
     import shutil
 
@@ -155,6 +156,11 @@ def test_a_model_with_other_labels_keeps_the_level_shown_until_the_new_model_say
         before = loop.state.level
         assert before != ABSENT
         loop.set_classifier(EmotionClassifier(other / "emotion.json"))
+        assert loop.state.level == before
+        blank = np.full_like(face, 128)
+        for _ in range(20):  # a look away of 2 s, under absent_after_s, as before the flash
+            clock["t"] += 0.1
+            loop.process(blank)
         assert loop.state.level == before
         for _ in range(30):  # the reversed labels read the same face as another level
             clock["t"] += 0.1

@@ -612,9 +612,13 @@ class CaptureLoop:
             if list(classifier.labels) != list(self.classifier.labels):
                 # while paused the tracker still holds the level from before the pause, and the
                 # resume restarts it anyway (at Absent, as every resume does)
-                shown = replace(self.tracker.state, probabilities={})
+                old = self.tracker
                 self.tracker = EngagementTracker.from_config(self.cfg, classifier.labels, start=self.clock())
-                self.tracker.state = shown
+                self.tracker.state = replace(old.state, probabilities={})
+                # when a face was last seen is no label's: without it the first frames without a
+                # face (a look away of 2 s) counted from long ago, and logged "Absent" after all
+                for seen in ("_last_face", "_last_frontal", "_last_sure"):
+                    setattr(self.tracker, seen, getattr(old, seen))
             self.classifier = classifier
         self.metrics.set_model(classifier.manifest)
 
