@@ -491,6 +491,13 @@ fi
 echo
 if [ "$DRY_RUN" = 0 ]; then
     echo "installed: $("$VENV/bin/engage-edge" --version)${OLD_RELEASE:+ (was $OLD_RELEASE)}"
+    # a desk flashed with a technician's own model keeps it across the upgrade: say so when
+    # this release ships another one (the service logs it too, `model list` prints it)
+    MODEL_NOTE="$(runuser -u "$SERVICE_USER" -- "$VENV/bin/engage-edge" model list --config "$CONF" 2>/dev/null \
+        | sed -n 's/^note: //p')" || true
+    if [ -n "$MODEL_NOTE" ]; then
+        echo "model: $MODEL_NOTE (as $SERVICE_USER: sudo -u $SERVICE_USER ...)"
+    fi
 fi
 echo "done. Web UI: https://$HOST.local:8443/ (self-signed certificate: accept it once, or install your own)"
 echo "first start: the admin password is in the journal once: journalctl -u engage-edge | grep 'first start'"

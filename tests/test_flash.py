@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -352,6 +353,46 @@ def test_a_flashed_desk_is_told_when_its_release_ships_another_model(cfg, varian
     capsys.readouterr()
     assert main(["model", "list", "--config", str(conf)]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_an_upgrade_runs_its_shipped_model_in_place_of_an_earlier_releases_copy(cfg, variant, tmp_path, capsys,
+                                                                                monkeypatch, caplog):
+    """A desk flashed once had the shipped model copied in (the model to roll back to); rolled
+    back to it, it kept that copy across every upgrade, however new the shipped model. A copy
+    of an earlier release's shipped model now gives way to the release's own (said at start
+    and in model list); a technician's own model stays, and the roll-back order holds."""
+    from edge_app.runtime.appliance import classifier_from_config
+
+    conf = _config_file(tmp_path, cfg)
+    old_shipped = json.loads(SHIPPED_MANIFEST.read_text())["sha256"]
+    flash.install(*variant(1), cfg)
+    assert flash.rollback(cfg)["sha256"] == old_shipped  # the first install copied the shipped model in
+    models = flash.models_dir(cfg)
+    assert flash.history(cfg)[0]["shipped"] and json.loads((models / "current.json").read_text())["shipped"]
+    assert flash.active_manifest(cfg) == models / "current.json" and flash.shipped_not_running(cfg) == ""
+
+    new_model, new_manifest = variant(2)  # the upgrade: the package now ships another model
+    monkeypatch.setattr(flash, "SHIPPED_MANIFEST", new_manifest)
+    assert flash.active_manifest(cfg) == new_manifest
+    with caplog.at_level(logging.INFO, logger="edge_app"):
+        assert classifier_from_config(cfg).manifest.sha256 == json.loads(new_manifest.read_text())["sha256"]
+    assert "this release's shipped model" in caplog.text and "runs in place of" in caplog.text, caplog.text
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\* shipped ", out, re.M) and "note: this release's shipped model" in out, out
+
+    new_sha = json.loads(new_manifest.read_text())["sha256"]
+    own = flash.rollback(cfg)  # to the technician's own model: it stays, and says the shipped one waits
+    assert "shipped" not in own and flash.active_manifest(cfg) == models / "current.json"
+    assert "this release ships the model" in flash.shipped_not_running(cfg)
+    assert json.loads((models / "previous.json").read_text())["sha256"] == new_sha  # what ran, not the old copy
+    assert flash.rollback(cfg)["sha256"] == new_sha
+    assert flash.active_manifest(cfg) == models / "current.json" and flash.shipped_not_running(cfg) == ""
+
+    _, next_manifest = variant(4)  # the release after: an install keeps the model that ran to roll back to
+    monkeypatch.setattr(flash, "SHIPPED_MANIFEST", next_manifest)
+    flash.install(*variant(3), cfg)
+    assert json.loads((models / "previous.json").read_text())["sha256"] == json.loads(next_manifest.read_text())["sha256"]
 
 
 def test_install_and_rollback_both_warn_when_a_pinned_model_overrules_them(cfg, variant, tmp_path, capsys):

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_app import RELEASE
 from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fsutil import atomic_write, free_mb, fsync_dir, owner_name, user_name
@@ -112,28 +113,64 @@ def models_dir(cfg: Config) -> Path:
 
 def active_manifest(cfg: Config) -> Path:
     """What the appliance runs: ``model.manifest`` if set (a pin), else the installed
-    ``current.json``, else the shipped model."""
+    ``current.json``, else the shipped model. A ``current.json`` that is only a copy of an
+    earlier release's shipped model (``_earlier_shipped``) gives way to this release's: a
+    desk flashed once kept the old model across every upgrade."""
     if cfg.model.manifest:
         return Path(cfg.model.manifest).expanduser()
     current = models_dir(cfg) / CURRENT
-    return current if current.is_file() else SHIPPED_MANIFEST
+    if not current.is_file() or _earlier_shipped(_read(current)):
+        return SHIPPED_MANIFEST
+    return current
+
+
+def _as_installed(raw: dict) -> dict:
+    """A manifest as an install stores it: its model named by the file's sha256."""
+    return {**raw, "model": f"emotion-{str(raw.get('sha256'))[:12]}.tflite"}
+
+
+def _shipped_digest() -> str:
+    """The ``manifest_digest`` this release's shipped model has once copied into models/."""
+    raw = _read(SHIPPED_MANIFEST)
+    return manifest_digest(_as_installed(raw)) if raw else ""
+
+
+def _stamp_if_shipped(raw: dict) -> dict:
+    """``raw`` marked as this release's shipped model when it is (the same file, read the same
+    way), so a later release can tell it from a technician's own model (``_earlier_shipped``)."""
+    return {**raw, "shipped": RELEASE} if manifest_digest(raw) == _shipped_digest() else raw
+
+
+def _earlier_shipped(raw: dict | None) -> bool:
+    """Is ``raw`` a copy of another release's shipped model (copied in at a first install as
+    the model to roll back to, or installed as the shipped one), not this release's?"""
+    return raw is not None and bool(raw.get("shipped")) and manifest_digest(raw) != _shipped_digest()
 
 
 def shipped_not_running(cfg: Config) -> str:
-    """'' or a note that this release's shipped model is not the one running: a desk flashed
-    once (even with an earlier release's shipped model, copied in at the first install) keeps
-    its flashed model across upgrades, and nothing said a newer one had come with the package.
-    Only said, never acted on: a model a technician flashed on purpose stays."""
+    """'' or a note on this release's shipped model (logged at start, printed by ``model
+    list``): that it runs in place of an earlier release's shipped model that ``current.json``
+    names, or that it does not run because a model a technician flashed runs (that one stays:
+    only said, never acted on)."""
     current = active_manifest(cfg)
-    if current == SHIPPED_MANIFEST:
-        return ""
     try:
-        running, shipped = json.loads(current.read_text()), json.loads(SHIPPED_MANIFEST.read_text())
+        shipped = json.loads(SHIPPED_MANIFEST.read_text())
     except (OSError, ValueError):
         return ""
-    if not isinstance(running, dict) or not isinstance(shipped, dict) or running.get("sha256") == shipped.get("sha256"):
+    if not isinstance(shipped, dict):
         return ""
     version = f" {str(shipped.get('version'))[:MAX_TEXT]}" if shipped.get("version") else ""
+    if current == SHIPPED_MANIFEST:
+        flashed = _read(models_dir(cfg) / CURRENT)
+        if cfg.model.manifest or flashed is None or not _earlier_shipped(flashed):
+            return ""
+        return (f"this release's shipped model{version} (sha256 {str(shipped.get('sha256'))[:12]}) runs in place of "
+                f"release {str(flashed.get('shipped'))[:MAX_TEXT]}'s shipped model {flashed.get('model')} (sha256 "
+                f"{str(flashed.get('sha256'))[:12]}) that {models_dir(cfg) / CURRENT} names; "
+                "'engage-edge model rollback' returns to the model before that one")
+    running = _read(current)
+    if running is None or running.get("sha256") == shipped.get("sha256"):
+        return ""
     how = "clear model.manifest" if cfg.model.manifest else \
         f"engage-edge model install {SHIPPED_MANIFEST.parent / str(shipped.get('model'))}"
     return (f"this release ships the model{version} (sha256 {str(shipped.get('sha256'))[:12]}), but "
@@ -664,14 +701,14 @@ def _adopt_running(directory: Path, cfg: Config) -> dict | None:
     loads (a damaged file kept as the previous model would push out the good one there)."""
     current = directory / CURRENT
     try:
-        if current.is_file():
+        if current.is_file() and (cfg.model.manifest or active_manifest(cfg) == current):
             EmotionClassifier(current)  # intact and loadable, as rollback will need it
             return json.loads(current.read_text())
-        m = Manifest.load(active_manifest(cfg))
+        m = Manifest.load(active_manifest(cfg))  # the shipped model (also in place of an earlier release's)
         name = f"emotion-{m.sha256[:12]}.tflite"
         if not (directory / name).is_file():
             atomic_write(directory / name, m.model_path.read_bytes())
-        return {**m.raw, "model": name}
+        return _stamp_if_shipped({**m.raw, "model": name})
     except (OSError, ValueError, ModelError) as exc:
         log.warning("the running model cannot be kept for rollback: %s", exc)
         return None
@@ -721,7 +758,7 @@ def _swap(directory: Path, new: dict, previous: dict | None) -> None:
 
 
 # what an install stamps on a manifest of its own (when, how fast here): not what the model is
-_STAMPS = ("installed", "measured")
+_STAMPS = ("installed", "measured", "shipped")
 
 
 def manifest_digest(raw: dict) -> str:
@@ -820,6 +857,8 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
              "version": str(raw.get("version") or "")[:MAX_TEXT],
              "accuracy": official["accuracy"] if _is_number(official.get("accuracy"), 0, 1) else None,
              "ms_per_face": measured.get("ms_per_face"), "by": by}
+    if raw.get("shipped"):  # a release's shipped model, not a technician's own
+        entry["shipped"] = str(raw["shipped"])[:MAX_TEXT]
     rows = [{**r, "version": str(r.get("version") or "")[:MAX_TEXT]} for r in history_of(directory)]  # older, uncapped
     atomic_write(directory / HISTORY, (json.dumps([entry, *rows][:HISTORY_KEEP], indent=2) + "\n").encode())
 
@@ -867,6 +906,7 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
                 # full disk's refusal would not count as free while it lived
                 raw = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
                                allow_slow=allow_slow)[0]
+                raw = _stamp_if_shipped(raw)
                 running = _adopt_running(directory, cfg)
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:
@@ -908,6 +948,12 @@ def rollback(cfg: Config, by: str = "") -> dict:
             # not kept as the previous one, which could never run)
             log.warning("the current model's manifest %s is unreadable (%s): rolling back over it", cur_path, exc)
             current = None
+        if isinstance(current, dict) and _earlier_shipped(current) and not cfg.model.manifest:
+            # this release's shipped model runs in its place: that one is what a roll-back leaves
+            current = _adopt_running(directory, cfg) or current
+        if isinstance(previous, dict) and _earlier_shipped(previous):
+            # chosen on purpose now: runs, not passed over for this release's shipped model
+            previous = {k: v for k, v in previous.items() if k != "shipped"}
         if isinstance(current, dict) and isinstance(previous, dict) and manifest_digest(previous) == manifest_digest(current):
             raise NothingToRollBack(f"{prev_path} names the model that runs now ({current.get('model')}, sha256 "
                                     f"{str(current.get('sha256'))[:12]}): there is nothing different to roll back to")
