@@ -644,6 +644,62 @@ def test_a_model_the_service_cannot_load_is_said_on_healthz_and_the_model_page(w
     assert not [x for x in requests.get(f"{appliance.url}/healthz", timeout=10).json()["reasons"] if x.startswith("model:")]
 
 
+WATCH_AS_SERVICE = """
+import json, sys
+from edge_app import config
+from edge_app.models.registry import ModelWatcher
+w = ModelWatcher(config.load(sys.argv[1]), lambda clf: None, retry_s=0)
+print("ready", flush=True)
+for _ in sys.stdin:  # the test says when to look
+    print(json.dumps([w.check(), w.last_error]), flush=True)
+"""
+
+
+def test_a_model_the_service_user_may_not_read_is_said_and_picked_up_once_readable():
+    """The service runs as its own user; a model file it may not read (installed by root, a
+    chmod) raised PermissionError past the watcher's ModelError: logged as "model watcher:
+    ...", last_error left empty, so /healthz and the model page said nothing while model
+    list called the new model active. It is now the watcher's error, and once the file is
+    made readable the next look picks it up."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the watcher as the service's own user needs root (CI runs as root)")
+    nobody = 65534
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # reachable by its user, unlike pytest's tmp_path
+        os.chmod(top, 0o755)
+        models = Path(top) / "models"
+        models.mkdir()
+        raw = json.loads(SHIPPED_MANIFEST.read_text())
+        model = models / raw["model"]
+        shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], model)
+        model.chmod(0o600)  # root's, as a copy made by root with a strict umask
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[model]\nmanifest = "{models / "emotion.json"}"\n[store]\ndata_dir = "{Path(top) / "data"}"\n')
+        watcher = subprocess.Popen(["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups",
+                                    sys.executable, "-c", WATCH_AS_SERVICE, str(conf)],
+                                   cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert watcher.stdin and watcher.stdout
+
+        def look() -> list:
+            watcher.stdin.write("\n")
+            watcher.stdin.flush()
+            line = watcher.stdout.readline()
+            assert line, watcher.stderr.read() if watcher.stderr else ""
+            return json.loads(line)
+
+        try:
+            assert watcher.stdout.readline() == "ready\n", watcher.stderr.read() if watcher.stderr else ""
+            (models / "emotion.json").write_text(json.dumps(raw))  # the install's manifest appears
+            picked, error = look()
+            assert not picked and "Permission denied" in error and str(model) in error, error
+            assert "the service runs as nobody: make the file readable to it" in error, error
+            model.chmod(0o644)
+            assert look() == [True, ""]  # tried again: the watcher loads it now
+        finally:
+            watcher.kill()
+            watcher.wait(10)
+
+
 def test_cli_flashes_are_in_the_history_too(cfg, variant):
     model, manifest = variant(2)
     flash.install(model, manifest, cfg, by="command line (tech)")

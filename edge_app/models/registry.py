@@ -1001,17 +1001,22 @@ def listing(cfg: Config) -> list[dict]:
 # ------------------------------------------------------------------ hot pick-up
 class ModelWatcher:
     """Notices a new active manifest (one ``stat`` per ``interval``) and hands a freshly
-    loaded classifier to ``on_change``; a model that fails to load is logged and the
-    running one kept."""
+    loaded classifier to ``on_change``; a model that fails to load is logged, kept in
+    ``last_error`` (/healthz and the model page say it) and the running one kept. It is
+    tried again every ``retry_s``: a file made readable, or put right, is then picked up."""
 
-    def __init__(self, cfg: Config, on_change, interval: float = 1.0, threads: int | None = None):
-        self.cfg, self.on_change, self.interval = cfg, on_change, interval
+    RETRY_S = 30.0
+
+    def __init__(self, cfg: Config, on_change, interval: float = 1.0, threads: int | None = None,
+                 retry_s: float = RETRY_S):
+        self.cfg, self.on_change, self.interval, self.retry_s = cfg, on_change, interval, retry_s
         self.threads = threads or cfg.model.threads
         self._seen = self._signature()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.last_error = ""
+        self._failed_at = 0.0  # time.monotonic() of the last failed load
 
     def _signature(self):
         path = active_manifest(self.cfg)
@@ -1029,14 +1034,20 @@ class ModelWatcher:
 
     def _check(self) -> bool:
         sig = self._signature()
-        if sig == self._seen:
+        if sig == self._seen and not (self.last_error and time.monotonic() - self._failed_at >= self.retry_s):
             return False
         self._seen = sig
         try:
             clf = EmotionClassifier(sig[0], self.threads)
-        except ModelError as exc:
-            self.last_error = str(exc)
-            log.error("new model not picked up, keeping the running one: %s", exc)
+        except (ModelError, OSError) as exc:
+            # OSError: a model file the service's user may not read (a command-line install as
+            # root, a chmod), which escaped as "model watcher: ..." with last_error left empty
+            error = str(exc)
+            if isinstance(exc, PermissionError):
+                error += f" (the service runs as {user_name()}: make the file readable to it)"
+            if error != self.last_error:  # a retry failing alike is not logged again
+                log.error("new model not picked up, keeping the running one: %s", error)
+            self.last_error, self._failed_at = error, time.monotonic()
             return False
         self.last_error = ""
         self.on_change(clf)
