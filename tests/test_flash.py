@@ -369,6 +369,8 @@ def test_an_upgrade_runs_its_shipped_model_in_place_of_an_earlier_releases_copy(
     assert flash.rollback(cfg)["sha256"] == old_shipped  # the first install copied the shipped model in
     models = flash.models_dir(cfg)
     assert flash.history(cfg)[0]["shipped"] and json.loads((models / "current.json").read_text())["shipped"]
+    rows = {r["role"]: r for r in flash.listing(cfg)}
+    assert rows["current"]["manifest"] == rows["shipped"]["manifest"]  # the same install, said the same
     assert flash.active_manifest(cfg) == models / "current.json" and flash.shipped_not_running(cfg) == ""
 
     new_model, new_manifest = variant(2)  # the upgrade: the package now ships another model

@@ -988,7 +988,7 @@ def listing(cfg: Config) -> list[dict]:
         rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
                      "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden")),
-                     "manifest": manifest_digest(raw)})
+                     "manifest": manifest_digest(_as_installed(raw) if role == "shipped" else raw)})
     if cfg.model.manifest:
         pinned = {"role": "pinned by model.manifest", "path": str(active), "active": active.is_file(),
                   "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False, "manifest": ""}
