@@ -85,6 +85,19 @@ def test_shipped_manifest_carries_a_current_golden_record():
     assert ok, reason
 
 
+def _refused_also_with_golden_data_recorded_from_it(model: Path, manifest: Path, cfg: Config, at_recording: str,
+                                                    at_install: str) -> None:
+    """``engage-edge model golden`` refuses the manifest (``at_recording``), and golden data
+    recorded from it anyway does not get it installed (``at_install``): nothing changes."""
+    with pytest.raises(flash.FlashError, match=at_recording):
+        flash.write_golden(manifest)
+    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
+    manifest.write_text(json.dumps(forged))
+    with pytest.raises(flash.FlashError, match=at_install):
+        flash.install(model, manifest, cfg)
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+
 def test_labels_in_the_wrong_order_are_refused_even_with_golden_data_recorded_from_them(cfg, variant, golden_manifest):
     """A manifest listing happiness and sadness swapped (52% on FER+ test: smiling students
     logged as sad) was refused for its golden data, but `engage-edge model golden`, the fix
@@ -95,13 +108,9 @@ def test_labels_in_the_wrong_order_are_refused_even_with_golden_data_recorded_fr
     h, s = labels.index("happiness"), labels.index("sadness")
     labels[h], labels[s] = labels[s], labels[h]
     model, manifest = variant(3, labels=labels)
-    with pytest.raises(flash.FlashError, match=r"reads astronaut\.jpg .*happiness.* as sadness on 7 of 7 cuts.*order"):
-        flash.write_golden(manifest)
-    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
-    manifest.write_text(json.dumps(forged))
-    with pytest.raises(flash.FlashError, match="golden check failed: it reads astronaut.jpg"):
-        flash.install(model, manifest, cfg)
-    assert not (flash.models_dir(cfg) / "current.json").exists()
+    _refused_also_with_golden_data_recorded_from_it(
+        model, manifest, cfg, r"reads astronaut\.jpg .*happiness.* as sadness on 7 of 7 cuts.*order",
+        "golden check failed: it reads astronaut.jpg")
     assert flash.truth_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
 
 
@@ -131,13 +140,9 @@ def test_golden_data_recorded_from_a_wrong_input_scale_is_refused_by_the_models_
     contradicts (half the pixel values cut off): refused at both steps, naming the right scale.
     The shipped manifest and a small offset (-0.1: nothing lost on FER+ test) pass."""
     model, manifest = variant(5, input={**golden_manifest["input"], "scale": 2 / 255, "offset": -1.0})
-    with pytest.raises(flash.FlashError, match=r"no golden data written.*-1 to 1.*quantised for 0 to 1.*scale 0\.00392157"):
-        flash.write_golden(manifest)
-    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
-    manifest.write_text(json.dumps(forged))
-    with pytest.raises(flash.FlashError, match="golden check failed: its manifest reads pixels 0-255 as -1 to 1"):
-        flash.install(model, manifest, cfg)
-    assert not (flash.models_dir(cfg) / "current.json").exists()
+    _refused_also_with_golden_data_recorded_from_it(
+        model, manifest, cfg, r"no golden data written.*-1 to 1.*quantised for 0 to 1.*scale 0\.00392157",
+        "golden check failed: its manifest reads pixels 0-255 as -1 to 1")
     assert flash.input_range_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
     _, shifted = variant(6, input={**golden_manifest["input"], "offset": -0.1})
     assert flash.input_range_problem(flash.EmotionClassifier(shifted)) == ""
