@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -130,8 +131,19 @@ def _as_installed(raw: dict) -> dict:
 
 
 def _shipped_digest() -> str:
-    """The ``manifest_digest`` this release's shipped model has once copied into models/."""
-    raw = _read(SHIPPED_MANIFEST)
+    """The ``manifest_digest`` this release's shipped model has once copied into models/.
+    ``active_manifest`` asks it once a second (the model watcher) for a stamped copy: the
+    package's manifest is read and hashed again only when its file changes."""
+    try:
+        st = SHIPPED_MANIFEST.stat()
+    except OSError:
+        return ""
+    return _digest_of_shipped(SHIPPED_MANIFEST, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest_of_shipped(path: Path, mtime_ns: int, size: int) -> str:
+    raw = _read(path)
     return manifest_digest(_as_installed(raw)) if raw else ""
 
 
@@ -153,11 +165,8 @@ def shipped_not_running(cfg: Config) -> str:
     names, or that it does not run because a model a technician flashed runs (that one stays:
     only said, never acted on)."""
     current = active_manifest(cfg)
-    try:
-        shipped = json.loads(SHIPPED_MANIFEST.read_text())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(shipped, dict):
+    shipped = _read(SHIPPED_MANIFEST)
+    if shipped is None:
         return ""
     version = f" {str(shipped.get('version'))[:MAX_TEXT]}" if shipped.get("version") else ""
     if current == SHIPPED_MANIFEST:
