@@ -176,6 +176,8 @@ def test_every_one_means_plain_detection_on_every_frame(detector, face, backgrou
     assert steps(tracker, [frame] * 4) == ["full"] * 4
     assert frontal.calls == [(240, 320)] * 4
     assert tracker.faces == FaceDetector().detect(frame)
+    assert steps(tracker, [background, frame]) == ["full"] * 2  # the student leaves and comes back
+    assert tracker.faces == FaceDetector().detect(frame)
 
 
 def test_a_turned_away_face_is_followed_with_the_profile_cascade(detector):

@@ -97,7 +97,7 @@ class FaceTracker:
     def _main_first(self, faces: list[Face]) -> list[Face]:
         """``faces`` (biggest first) with the face followed so far first, when it is
         among them and none is more than ``SWITCH_AREA`` times its area."""
-        if not self.faces:
+        if not self.faces or not faces:  # nobody followed, or nobody found (the student left)
             return faces
         followed = self.faces[0].box
         same = max(faces, key=lambda f: _iou(f.box, followed))
