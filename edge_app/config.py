@@ -275,8 +275,8 @@ class IndicatorSettings(Section):
     buzzer_active: bool = setting(True, "Active buzzer (on/off); false: passive, driven as a tone (Pi only).")
     buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state and alerts are still "
                                  "recorded (with a frame if privacy.snapshot_on_alert is on).", label="Buzzer on")
-    buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted for this long sounds the buzzer and logs "
-                                          "an alert.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
+    buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted (in any mix) for this long sounds the "
+                                          "buzzer and logs an alert, once per stretch.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
     buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
     buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
     quiet_hours: str = setting("", 'No buzzer in these hours (alerts are still recorded, with a frame if '

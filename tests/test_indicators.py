@@ -23,7 +23,7 @@ from edge_app.device.indicators import (
     in_quiet_hours,
     make_indicator,
 )
-from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, Group
+from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, Group
 
 RED, GREEN, BLUE, BUZZER = 17, 27, 22, 23
 
@@ -434,8 +434,27 @@ def test_buzzer_waits_for_sustained_disengagement():
 def test_buzzer_cooldown_between_stretches():
     p, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
     assert p.alert_due(20, "Not engaged", since=10, memory=m)
+    assert not p.alert_due(80, "Engaged", since=80 - 5, memory=m)  # the stretch ends
     assert not p.alert_due(100, DISTRACTED, since=80, memory=m)  # a new stretch, inside the cooldown
     assert p.alert_due(141, DISTRACTED, since=80, memory=m)  # cooldown over
+
+
+def test_moving_between_alert_levels_is_one_stretch():
+    """Looking down ("Not engaged"), then away ("Distracted"), every 20 s: each level's own
+    ``since`` never reached 30 s, so a student disengaged for minutes never set the buzzer
+    off. The stretch is timed from its first alert level, and alerted once."""
+    p, m = BuzzerPolicy(after_s=30, cooldown_s=0), AlertMemory()
+    due = [t for t in range(100, 400) if p.alert_due(float(t), ("Not engaged", DISTRACTED)[(t - 100) // 20 % 2],
+                                                      since=float(t - (t - 100) % 20), memory=m)]
+    assert due == [130]
+    assert not p.alert_due(400, "Partially engaged", since=400, memory=m)  # a state outside the alert levels ends it
+    assert not p.alert_due(420, DISTRACTED, since=410, memory=m)
+    assert p.alert_due(440, "Not engaged", since=430, memory=m)  # the new stretch, from 410
+    for other in ("Engaged", PRESENT, ABSENT, PAUSED):
+        m = AlertMemory()
+        assert not p.alert_due(10, "Not engaged", since=0, memory=m)
+        assert not p.alert_due(20, other, since=20, memory=m)
+        assert not p.alert_due(45, DISTRACTED, since=21, memory=m), other  # 45 s since the first, 24 in this stretch
 
 
 def test_a_new_policy_keeps_the_memory_and_never_changes():
@@ -444,6 +463,7 @@ def test_a_new_policy_keeps_the_memory_and_never_changes():
     assert old.alert_due(20, "Not engaged", since=10, memory=m)
     new = BuzzerPolicy(after_s=5, cooldown_s=60)
     assert not new.alert_due(21, "Not engaged", since=10, memory=m)  # same stretch: once
+    assert not new.alert_due(30, "Engaged", since=30, memory=m)
     assert not new.alert_due(50, DISTRACTED, since=40, memory=m)  # inside the new cooldown
     assert new.alert_due(81, DISTRACTED, since=40, memory=m)
     with pytest.raises(dataclasses.FrozenInstanceError):

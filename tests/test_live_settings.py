@@ -7,6 +7,7 @@ import io
 import threading
 
 import cv2
+import numpy as np
 import pytest
 
 from edge_app import config as config_mod
@@ -18,9 +19,14 @@ from edge_app.vision.sources import DemoSource
 
 
 def variant(cfg, tag: str, buzzer: bool):
-    """Every emotion maps to "Not engaged - <tag>"; the buzzer sounds at once, or never."""
+    """Every emotion maps to "Not engaged - <tag>"; the buzzer sounds at once, or never. A
+    frame without a face is "Absent" half a second after a face: it ends a disengaged
+    stretch, so the next face's alert level begins a new one (alerted once per stretch);
+    every frame is searched whole, so the face after one is seen at once."""
     every = {f"engagement.mapping.{e}": f"Not engaged - {tag}" for e in cfg.engagement.mapping}
     return config_mod.with_changes(cfg, {**every, "engagement.min_hold_s": 0.0, "engagement.ema_half_life_s": 0.0,
+                                         "engagement.absent_after_s": 0.5, "detector.detect_every": 1,
+                                         "detector.full_detect_every": 1,
                                          "indicators.buzzer": buzzer, "indicators.buzzer_after_s": 0.0,
                                          "indicators.buzzer_cooldown_s": 0.0})
 
@@ -30,6 +36,10 @@ def face_frame(grace_path):
     frame = cv2.imread(str(grace_path))
     assert FaceDetector().detect(frame), "the test photo must show a frontal face"
     return frame
+
+
+def no_face(frame):
+    return np.zeros_like(frame)
 
 
 def make_loop(cfg, wall) -> tuple[CaptureLoop, io.StringIO]:
@@ -55,13 +65,14 @@ def test_a_change_landing_mid_frame_applies_from_the_next_frame_whole(cfg, face_
     loop, out = make_loop(loud, wall_that_changes_settings)
     seen = []
     for i in range(6):
-        switch_to[0] = silent if i % 2 == 0 else loud
-        state, _ = loop.process(face_frame, now=10.0 + i)
-        beeps = out.getvalue().count("BUZZER")
-        seen.append((state.level, beeps - beeps_before))
-        beeps_before = beeps
-    # frame 0 started under A (loud), frame 1 under B (silent), and so on
-    assert seen == [("Not engaged - A", 1), ("Not engaged - B", 0)] * 3
+        switch_to[0] = silent if i % 2 == 0 else loud  # a face frame, then a frame without one: both switch
+        for frame, now in ((face_frame, 10.0 + 2 * i), (no_face(face_frame), 11.0 + 2 * i)):
+            state, _ = loop.process(frame, now=now)
+            beeps = out.getvalue().count("BUZZER")
+            seen.append((state.level, beeps - beeps_before))
+            beeps_before = beeps
+    # face frame 0 started under A (loud), face frame 1 under B (silent), and so on
+    assert seen == [("Not engaged - A", 1), ("Absent", 0), ("Not engaged - B", 0), ("Absent", 0)] * 3
 
 
 def test_settings_hammered_from_another_thread_never_tear_a_frame(cfg, face_frame):
@@ -78,12 +89,14 @@ def test_settings_hammered_from_another_thread_never_tear_a_frame(cfg, face_fram
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:
-        for i in range(40):
+        for i in range(40):  # a face, then none: every face begins a disengaged stretch
+            frame = face_frame if i % 2 == 0 else no_face(face_frame)
             before = out.getvalue().count("BUZZER")
-            state, changed = loop.process(face_frame, now=10.0 + i)
+            state, changed = loop.process(frame, now=10.0 + i)
             beeped = out.getvalue().count("BUZZER") - before
-            # A beeps when its stretch begins (once per stretch); B never beeps
-            assert beeped == (1 if state.level.endswith("A") and changed else 0), (i, state.level, changed, beeped)
+            assert changed and state.level.startswith("Not engaged - " if i % 2 == 0 else "Absent"), (i, state.level)
+            # A beeps as its stretch begins; B never beeps
+            assert beeped == (1 if state.level.endswith("A") else 0), (i, state.level, beeped)
     finally:
         stop.set()
         thread.join(5)

@@ -106,10 +106,17 @@ def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
 @dataclass
 class AlertMemory:
     """What ``BuzzerPolicy`` remembers between frames: owned by the capture loop's thread,
-    kept across settings changes (a new policy does not restart the cooldown)."""
+    kept across settings changes (a new policy does not restart the cooldown).
+
+    ``stretch_since``: when the current disengaged stretch began. A student moving between
+    "Not engaged" and "Distracted" (looking down, then away) is disengaged all along; each
+    level's own ``since`` restarts at every move, so timing that never reached ``after_s``
+    and the buzzer never sounded. Any other state ends the stretch. The classroom view
+    times its "Needs attention" the same way (``fleet.classroom.model.Desk.stretch``)."""
 
     last_alert: float = -1e18
-    alerted_since: float | None = None
+    alerted_since: float | None = None  # the stretch that was alerted (its start)
+    stretch_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,15 +139,20 @@ class BuzzerPolicy:
         return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer)
 
     def alert_due(self, now: float, group: str, since: float, memory: AlertMemory) -> bool:
-        """True once per disengaged stretch that lasts ``after_s``, outside the cooldown;
-        records the alert in ``memory``."""
+        """True once per disengaged stretch (alert levels in any mix, from the first one's
+        ``since``) that lasts ``after_s``, outside the cooldown; called on every frame, it
+        records the stretch and the alert in ``memory``."""
         if group not in ALERT_GROUPS:
+            memory.stretch_since = None
             return False
-        if now - since < self.after_s or memory.alerted_since == since:
+        if memory.stretch_since is None:
+            memory.stretch_since = since
+        began = memory.stretch_since
+        if now - began < self.after_s or memory.alerted_since == began:
             return False
         if now - memory.last_alert < self.cooldown_s:
             return False
-        memory.last_alert, memory.alerted_since = now, since
+        memory.last_alert, memory.alerted_since = now, began
         return True
 
     def may_sound(self, wall: dt.datetime | None = None) -> bool:
