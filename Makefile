@@ -14,10 +14,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: $(VENV)/.run-installed
 	$(VENV)/bin/engage-edge run --source demo $(ARGS)
 
-# pytest-xdist: one worker per core (at most 4), a test file per worker so a file's
-# module fixtures (an appliance, a broker) start once. On CI's two cores this halves the
-# suite's wall time; PYTEST_WORKERS=-n0 runs it in one process.
-PYTEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
+# pytest-xdist: four workers, a test file per worker so a file's module fixtures (an
+# appliance, a broker) start once. Four even on CI's two cores: much of the suite waits
+# (on a browser, a broker, a subprocess), and two workers used 1.2 cores of 2 (measured
+# 2026-11-28 on two cores: 7 min 33 s with two workers, 5 min 54 s with four).
+# PYTEST_WORKERS=-n0 runs it in one process.
+PYTEST_WORKERS ?= -n 4 --dist loadfile
 
 test: $(VENV)/.test-installed deps-test lint
 	$(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
