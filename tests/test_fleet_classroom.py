@@ -1149,18 +1149,32 @@ def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroo
 def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices, page):
     """The instructor clears the "Alert after" box to type another number (or leaves it
     empty): the alerts kept the last good threshold; they said "No desk right now" over a
-    student not engaged for minutes (no number compares as reached)."""
+    student not engaged for minutes (no number compares as reached). A box that is not a
+    number keeps what was typed and says why beside it, tied to the box for a screen reader
+    (a number box reverted it silently, and on an English page read "1,5" as 15)."""
     store, _ = devices("desk-n", "Row 3, seat 1")
     store.log_state_change(time.time() - 180, "Not engaged", "Not engaged", None, None)
     log_in_page(page, classroom.url)
     page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
     page.fill("#threshold", "")  # half-way through typing a new number: the page redraws every second
     assert stays(lambda: page.locator("#alerts li.alert").count() == 1, 2.5)
+    note = page.locator("#threshold-note")
+    assert note.is_hidden() and page.get_attribute("#threshold", "aria-describedby") == "threshold-note"
     page.dispatch_event("#threshold", "change")  # left empty
-    assert page.input_value("#threshold") == "2" and page.locator("#alerts li.alert").count() == 1
-    page.fill("#threshold", "-5")
+    assert page.locator("#alerts li.alert").count() == 1 and page.get_attribute("#threshold", "aria-invalid") == "true"
+    assert note.inner_text() == "Type a number of minutes from 0 to 120 (like 1.5): the alerts still come after 2 min."
+    for wrong in ("-5", "2 min", "1e3", "121"):
+        page.fill("#threshold", wrong)
+        page.dispatch_event("#threshold", "change")
+        assert page.input_value("#threshold") == wrong and note.is_visible(), wrong
+        assert note.inner_text().startswith(f"\u201c{wrong}\u201d is not a number of minutes from 0 to 120"), wrong
+    page.fill("#threshold", "3,5")  # a decimal comma: three and a half minutes, not 35
     page.dispatch_event("#threshold", "change")
-    assert page.input_value("#threshold") == "2"
+    assert note.is_hidden() and page.get_attribute("#threshold", "aria-invalid") == "false"
+    page.locator("#alerts li.none", has_text="No desk right now.").wait_for()
+    page.fill("#threshold", "2.5")
+    page.dispatch_event("#threshold", "change")
+    page.locator("#alerts li.alert", has_text="Row 3, seat 1").wait_for()
     page.fill("#threshold", "10")
     page.dispatch_event("#threshold", "change")
     page.locator("#alerts li.none", has_text="No desk right now.").wait_for()
@@ -1205,23 +1219,45 @@ def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, de
 
 
 def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, devices, page):
-    """"Needs attention" is a polite live region: a screen reader reads out what is added to
-    it. The page redraws every second; rebuilding the list each time had it read every
-    alerting desk out again each second. Only a change reaches it: a desk joining or a
-    duration moving on (here after a minute at most), and then only that desk's item."""
+    """The page redraws every second. "Needs attention" was a polite live region: rebuilt each
+    time, it had every alerting desk read out again each second, and touched only where it
+    changed, still each desk again every minute its duration moved on, and the whole list as
+    the page opened. A screen reader is now told once: how many desks need attention as the
+    page opens, then each desk that joins, by name and level. The list, the tiles and the
+    counts keep their items from one redraw to the next (a reader's place in them is kept),
+    and "Live" is not written again at each of the server's updates."""
     store, _ = devices("desk-n", "Row 3, seat 1")
     other, _ = devices("desk-d", "Row 3, seat 2")
     store.log_state_change(time.time() - 200, "Not engaged", "Not engaged", None, None)  # "for 3 min" for 40 s
     log_in_page(page, classroom.url)
     page.locator("#alerts li.alert", has_text="Row 3, seat 1: Not engaged for 3 min").wait_for(timeout=10_000)
-    page.evaluate("""() => { window.alertChanges = [];
-      new MutationObserver((records) => window.alertChanges.push(...records.map((r) => r.type)))
-        .observe(document.getElementById("alerts"), {childList: true, subtree: true, characterData: true}); }""")
+    page.locator("#conn", has_text="Live").wait_for()
+    said = page.locator("#alerts-said")
+    assert said.get_attribute("role") == "status" and page.get_attribute("#alerts", "aria-live") is None
+    assert said.inner_text() == "1 desk needs attention: Row 3, seat 1, Not engaged."
+    page.evaluate("""() => { window.changes = {};
+      for (const id of ["alerts", "alerts-said", "conn", "desks", "counts"]) {
+        window.changes[id] = 0;
+        new MutationObserver((records) => { window.changes[id] += records.length; })
+          .observe(document.getElementById(id), {childList: true, subtree: true, characterData: true}); } }""")
     first = page.evaluate_handle("document.querySelector('#alerts li.alert')")
-    assert stays(lambda: page.evaluate("window.alertChanges.length") == 0, 3.0)  # three redraws, nothing new
+    tile = page.evaluate_handle("document.querySelector('#desks li.desk[data-device=desk-n]')")
+    chip = page.evaluate_handle("document.querySelector('#counts li[data-level=\"Not engaged\"]')")
+    # three redraws: nothing new in the alerts; on the tiles only the seconds of "last heard"
+    assert stays(lambda: page.evaluate("window.changes.alerts + window.changes['alerts-said']") == 0, 3.0)
+    assert page.evaluate("window.changes.counts") == 0
     other.log_state_change(time.time() - 300, "Distracted", "Distracted", None, None)
     page.locator("#alerts li.alert", has_text="Row 3, seat 2: Distracted for 5 min").wait_for(timeout=10_000)
+    assert said.inner_text() == "Needs attention: Row 3, seat 2, Distracted."  # once, without its time
     assert page.evaluate("(li) => li.isConnected && li.textContent", first) == "Row 3, seat 1: Not engaged for 3 min"
+    assert page.evaluate("(li) => li.isConnected && li.dataset.level", tile) == "Not engaged"
+    assert page.evaluate("(li) => li.isConnected", chip)
+    assert page.evaluate("window.changes.conn") == 0  # the update that brought the desk said "Live" again: not written
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    page.locator("#desks li.desk[data-device='desk-n'][data-level='Engaged']").wait_for(timeout=10_000)
+    assert page.evaluate("(li) => li.isConnected && li.matches('.lvl-engaged')", tile)  # the same tile, its new level
+    assert page.locator("#alerts li.alert").all_inner_texts() == ["Row 3, seat 2: Distracted for 5 min"]
+    assert said.inner_text() == "Needs attention: Row 3, seat 2, Distracted."  # a desk leaving is not announced
 
 
 def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, page):

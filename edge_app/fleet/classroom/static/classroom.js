@@ -17,15 +17,29 @@
   // the release this script came with (app.BUILD): a stream from another names its own
   const BUILD = document.currentScript ? document.currentScript.dataset.build : "";
   const threshold = $("threshold");
-  // the alert threshold in minutes: a box left empty or negative (or half typed) keeps the last good
-  // value, never none at all ("No desk right now" over a class not engaged for ten minutes)
-  const minutes = (text) => { const n = parseFloat(text); return Number.isFinite(n) && n >= 0 ? n : null; };
+  const thresholdNote = $("threshold-note");
+  // the alert threshold in minutes, 0 to 120, with a decimal point or comma ("1,5" where that is how people
+  // write it: a number box on an English page read it as 15, silently). A box left empty or wrong keeps the
+  // last good value, never none at all ("No desk right now" over a class not engaged for ten minutes), and
+  // says so beside the box, tied to it for a screen reader (aria-describedby, aria-invalid).
+  const MAX_MIN = 120;
+  const minutes = (text) => {
+    const t = String(text ?? "").trim().replace(",", ".");
+    const n = /^(\d+\.?\d*|\.\d+)$/.test(t) ? Number(t) : NaN;
+    return Number.isFinite(n) && n <= MAX_MIN ? n : null;
+  };
   let limitMin = minutes(localStorage.getItem("ee-alert-min")) ?? minutes(threshold.value) ?? 2;
-  threshold.value = limitMin;
+  threshold.value = String(limitMin);
   threshold.addEventListener("change", () => {
     const n = minutes(threshold.value);
-    if (n === null) threshold.value = limitMin;
-    else localStorage.setItem("ee-alert-min", String(limitMin = n));
+    const wrong = n === null;
+    threshold.setAttribute("aria-invalid", String(wrong));
+    thresholdNote.hidden = !wrong;
+    const typed = threshold.value.trim();
+    const rule = "a number of minutes from 0 to " + MAX_MIN + " (like 1.5)";
+    thresholdNote.textContent = !wrong ? "" : (typed ? "\u201c" + typed.slice(0, 20) + "\u201d is not " + rule :
+      "Type " + rule) + ": the alerts still come after " + limitMin + " min.";
+    if (!wrong) localStorage.setItem("ee-alert-min", String(limitMin = n));
     render();
   });
 
@@ -129,13 +143,42 @@
     }
     return [span, bar];
   }
+  // Each desk keeps its tile (and each count its chip) from one redraw to the next, changed only where
+  // its words changed: the page redraws every second, and rebuilding every tile each time lost a screen
+  // reader's place (and a selection) in the list every second.
+  let tiles = new Map();  // device id -> its item in #desks
+  let chips = new Map();  // level -> its item in #counts
+  const shell = (e) => e.cloneNode(false).outerHTML;
+  function patch(old, fresh) {
+    if (old.className !== fresh.className) old.className = fresh.className;
+    for (const [k, v] of Object.entries(fresh.dataset)) if (old.dataset[k] !== v) old.dataset[k] = v;
+    const was = [...old.children], now = [...fresh.children];
+    if (was.length !== now.length || was.some((e, i) => e.className !== now[i].className)) {
+      old.replaceChildren(...now);
+      return old;
+    }
+    now.forEach((e, i) => {
+      if (was[i].outerHTML === e.outerHTML) return;
+      if (!e.children.length && !was[i].children.length && shell(was[i]) === shell(e)) was[i].textContent = e.textContent;
+      else was[i].replaceWith(e);
+    });
+    return old;
+  }
+  // ``fresh``: key -> a new item; the list keeps the items it had for those keys, in the new order
+  function keep(ul, had, fresh, empty) {
+    const kept = new Map([...fresh].map(([key, li]) => [key, had.has(key) ? patch(had.get(key), li) : li]));
+    const items = [...kept.values()];
+    if (!items.length && empty) items.push(ul.querySelector("li.empty") || empty());
+    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
+    return kept;
+  }
   function render() {
     const t = now();
     const byAttention = [...desks.values()].sort((a, b) => compare(a, b, t));  // the alerts' order, always
     const list = seatOrder.checked ? [...byAttention].sort(bySeat) : byAttention;
     const names = namesOf(list);
     const ul = $("desks");
-    ul.replaceChildren(...list.map((d) => {
+    const fresh = new Map(list.map((d) => {
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
@@ -152,16 +195,16 @@
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
       if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
-      return li;
+      return [d.device_id, li];
     }));
-    if (!list.length) ul.append(el("li", "empty", "No desk has reported yet."));
+    tiles = keep(ul, tiles, fresh, () => el("li", "empty", "No desk has reported yet."));
     const c = $("counts");
-    c.replaceChildren(...Object.entries(counts).map(([level, n]) => {
+    chips = keep(c, chips, new Map(Object.entries(counts).map(([level, n]) => {
       const li = el("li", "count " + cls(level));
       li.dataset.level = level;
-      li.append(el("span", "n", String(n)), document.createTextNode(" " + level));
-      return li;
-    }));
+      li.append(el("span", "n", String(n)), el("span", "what", " " + level));
+      return [level, li];
+    })));
     const r = classRecent;
     // of the time students were there (model._class_summary): empty seats are no one's disengagement; over the
     // minutes there are (two minutes into a lesson: "last 2 min"), counted as the tiles count theirs
@@ -171,14 +214,33 @@
     const limit = limitMin * 60;
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
     showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
-      " now, not engaged or distracted for " : " for ") + ago(t - stretch(d))]));
+      " now, not engaged or distracted for " : " for ") + ago(t - stretch(d)), names.get(d.device_id) + ", " + d.level]));
   }
-  // The alert list is a live region: a screen reader reads out what is added to it. It is
-  // touched only where it changed (a desk joins or leaves, a duration moves on), never
-  // rebuilt at every second's redraw, which had every desk in it read out again each second.
+  // What a screen reader is told: a desk that joins "Needs attention", by name and level, once (the list
+  // itself was the live region: every minute a duration moved on, its desk was read out again, and the
+  // whole list as the page opened). On opening, how many desks need attention; the list has the rest.
+  let alertsHeard = false;  // the first state from the server has come (the page joined the class)
+  let alertsSaid = false;  // ... and what needed attention then has been said
+  const NAMED = 3;
+  function sayAlerts(rows, added) {
+    let words = "";
+    if (!alertsSaid) {
+      if (!alertsHeard) return;
+      alertsSaid = true;
+      words = rows.length === 1 ? "1 desk needs attention: " + rows[0][2] + "." :
+        rows.length ? rows.length + " desks need attention." : "";
+    } else if (added.length) {
+      words = "Needs attention: " + added.slice(0, NAMED).map((r) => r[2]).join("; ") +
+        (added.length > NAMED ? "; and " + (added.length - NAMED) + " more desks." : ".");
+    }
+    if (words) $("alerts-said").textContent = words;
+  }
+  // The alert list is touched only where it changed (a desk joins or leaves, a duration moves on), never
+  // rebuilt at every second's redraw: a screen reader's place in it is kept.
   let alertItems = new Map();  // device id -> its item in the list
   function showAlerts(rows) {
     const ul = $("alerts");
+    sayAlerts(rows, rows.filter(([id]) => !alertItems.has(id)));
     const items = rows.map(([id, text]) => {
       const li = alertItems.get(id) || el("li", "alert");
       if (li.textContent !== text) li.textContent = text;
@@ -192,15 +254,24 @@
   // its desk last sent, and the page must say so rather than pass it off as the class now. The
   // instructor gets what to do; the reason as the server has it (paho's "Unspecified error", a
   // refused log-in) is for whoever fixes it, so it goes on a line of its own.
+  // #conn is a status region: it is written only when what it says changes (each of the server's
+  // updates, every 5 s at least, wrote "Live" again, and a screen reader may read every write out).
+  const SAYS_DOWN = "Not receiving the desks: the classroom server has lost its link to the message broker that " +
+    "brings their states. It tries again by itself; until then each tile shows what its desk last sent, not what " +
+    "happens now. If this lasts more than a few minutes, tell your school's technician or whoever runs the " +
+    "classroom server.";
   function showLink() {
+    const conn = $("conn");
     const down = broker !== null && !broker.connected;
-    $("conn").classList.toggle("warn", down);
-    if (!down) { $("conn").textContent = "Live"; return; }
-    $("conn").replaceChildren(el("span", "says", "Not receiving the desks: the classroom server has lost its link " +
-      "to the message broker that brings their states. It tries again by itself; until then each tile shows what " +
-      "its desk last sent, not what happens now. If this lasts more than a few minutes, tell your school's " +
-      "technician or whoever runs the classroom server."),
-      el("span", "detail", "For a technician: " + (broker.error || "connecting to the broker")));
+    conn.classList.toggle("warn", down);
+    if (!down) {
+      if (conn.textContent !== "Live") conn.textContent = "Live";
+      return;
+    }
+    const detail = "For a technician: " + (broker.error || "connecting to the broker");
+    if (conn.textContent !== SAYS_DOWN + detail) {
+      conn.replaceChildren(el("span", "says", SAYS_DOWN), el("span", "detail", detail));
+    }
   }
   // The server sends an update at least every 5 s (app.KEEPALIVE_S), one with no desks when nothing changed. A
   // stream silent for three of them is a connection lost with neither end told (a laptop that slept, a Wi-Fi
@@ -274,6 +345,7 @@
       heard = since();
       const data = JSON.parse(event.data);
       if (data.build && BUILD && data.build !== BUILD) { upgraded(stream, data.build); return; }
+      alertsHeard = true;
       offset = data.now - Date.now() / 1000;
       if (data.full) desks.clear();
       for (const d of data.desks) desks.set(d.device_id, d);

@@ -14,10 +14,13 @@
     <div class="head-row">
       <h2 id="alerts-h">Needs attention</h2>
       <label class="threshold" for="threshold">Alert after
-        <input id="threshold" type="number" min="0" max="120" step="0.5" value="2" inputmode="decimal"> min
+        <input id="threshold" type="text" value="2" inputmode="decimal" size="5" autocomplete="off"
+               aria-describedby="threshold-note"> min
         "Not engaged" or "Distracted"</label>
     </div>
-    <ul id="alerts" aria-live="polite"><li class="none">No desk right now.</li></ul>
+    <p id="threshold-note" class="threshold-note" hidden></p>
+    <ul id="alerts"><li class="none">No desk right now.</li></ul>
+    <p id="alerts-said" class="sr-only" role="status"></p>
   </section>
   <section aria-labelledby="desks-h">
     <h2 id="desks-h" class="sr-only">Desks</h2>
