@@ -2,7 +2,7 @@
 <section class="card">
   <div class="head-row">
     <h1>Live</h1>
-    <p class="state">Now: <strong id="state" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong>
+    <p class="state"><span role="status">Now: <strong id="state" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong></span>
     · <a href="/glance">Desk view</a></p>
   </div>
   <div class="split">
