@@ -62,7 +62,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         except ValueError as exc:
             return HTTPResponse(guard.page("error", title="Bad filter", message=f"No CSV: {exc}."), 400)
         out = io.StringIO()
-        # the format of `engage-edge export`: same columns, kinds and times
+        # the rows this page shows (state changes and uploads, as filtered) in the format of `engage-edge export`:
+        # its columns, kinds and times; the minute rows and alerts come with the export
         backup.write_log_csv(out, (backup.log_row("state" if r["kind"] == "live" else "upload", r["t"], r["level"],
                                                   r["grp"], r["emotion"], r["confidence"], r["username"],
                                                   r["filename"]) for r in rows))
