@@ -63,6 +63,8 @@ def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
     wait_for(lambda: source.closes >= 1, what="the camera released")
     reads, frames = source.reads, app.loop.health.frames
     assert stays(lambda: source.reads == reads and app.loop.health.frames == frames, 1.5)  # nothing read, nothing analysed
+    state = s.get(f"{app.url}/api/state", timeout=10).json()
+    assert state["level"] == "Paused" and state["for_s"] >= 1.5, state  # no frames, yet the pause goes on being timed
 
     health = requests.get(f"{app.url}/healthz", timeout=10)
     assert health.status_code == 200, health.text  # a pause is no fault: no watchdog restarts it

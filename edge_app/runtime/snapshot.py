@@ -48,18 +48,22 @@ class StateSnapshot:
                    None if frame_probabilities is None else tuple(float(p) for p in frame_probabilities),
                    state.since if t is None else t, seq)
 
-    def public(self, wall_offset: float) -> dict:
+    def public(self, wall_offset: float, now: float | None = None) -> dict:
         """The JSON body of ``/api/state`` (without the loop's health fields). ``since`` and
         ``t`` are wall-clock Unix times there (loop clock + ``wall_offset``, which is
         ``time.time() - time.monotonic()`` now): a monotonic reading means nothing to a
         client, and the loop's own clock must stay monotonic (a clock step must not end a
-        state). ``since_iso`` is ``since`` as local ISO 8601, as the log and CSV show it."""
+        state). ``since_iso`` is ``since`` as local ISO 8601, as the log and CSV show it.
+        ``for_s``: how long the level has held until ``now`` (the loop clock; by default the
+        frame's time): a pause or a lost camera has no frames, and "Paused" for an hour said
+        0 s by its frame's time."""
         since = self.since + wall_offset
+        until = self.t if now is None else max(now, self.t)
         return {"level": self.level, "group": self.group, "emotion": self.emotion,
                 # no face read (Absent, Distracted, Present): no confidence, as the log has it, not 0.0
                 "confidence": round(self.confidence, 3) if self.emotion is not None else None,
                 "since": round(since, 3),
-                "since_iso": iso_local(since), "for_s": round(self.t - self.since, 1),
+                "since_iso": iso_local(since), "for_s": round(until - self.since, 1),
                 "t": round(self.t + wall_offset, 3), "seq": self.seq, "probabilities": dict(self.probabilities)}
 
 

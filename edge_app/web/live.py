@@ -76,7 +76,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return json.dumps({"level": None})
         loop = ctx.loop
         # one frame's frozen state (fields never mix frames), its loop-clock times as wall clock
-        state = loop.snapshot.public(loop.wall() - loop.clock())
+        now = loop.clock()
+        state = loop.snapshot.public(loop.wall() - now, now)
         return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
