@@ -649,15 +649,29 @@ def test_after_a_crash_the_last_state_ends_when_the_loop_was_last_seen_not_at_th
         store.close()
 
 
-def test_a_start_after_a_clean_stop_dates_its_absent_now(cfg, tmp_path):
+def test_a_start_after_a_clean_stop_holds_the_stop_s_absent(cfg, tmp_path):
+    """A clean stop logs Absent, and the next start logged Absent again, dated at itself:
+    the log read "Absent 16:00, Absent 08:00", two changes over a desk empty all along. The
+    start shows the stop's Absent, as of the stop (as /api/state says), and logs nothing."""
     store = Store(tmp_path / "db")
     try:
         loop = _loop(cfg, store, wall=lambda: 1_700_000_000.0).start()
         wait_for(lambda: loop.state.level != "Absent", what="a state from the demo's face")
         loop.stop()
+        stopped = store.query("SELECT id, level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        assert (stopped["level"], stopped["t"]) == ("Absent", 1_700_000_000.0)
         later = 1_700_050_000.0
-        rows = _start_and_stop_empty(cfg, store, later)
-        assert [(r["level"], r["t"]) for r in rows] == [("Absent", later)]  # the start's, dated now
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
+        try:
+            wait_for(lambda: loop.health.frames > 2, what="frames of the empty chair")
+            assert loop.flush(10)
+            now = loop.clock()
+            state = loop.snapshot.public(later - now, now)
+            assert state["level"] == "Absent" and state["since"] == pytest.approx(stopped["t"], abs=1), state
+            assert state["for_s"] == pytest.approx(later - stopped["t"], abs=1)
+        finally:
+            loop.stop()
+        assert store.query("SELECT MAX(id) FROM state_changes")[0][0] == stopped["id"]  # no second Absent
     finally:
         store.close()
 

@@ -360,8 +360,10 @@ class CaptureLoop:
         cam = self.cfg.camera
         backoff = cam.retry_initial_s
         now = self.wall()
-        began = self._absent_since(now)
-        if self.privacy.active is None or began < now:  # a paused start logs "Paused" itself, after
+        began, logged = self._absent_since(now)
+        if logged:  # the log ends "Absent" (a clean stop's): it holds on from then, not logged twice
+            self._absent_from(began, self.clock() - (now - began), log_it=False)
+        elif self.privacy.active is None or began < now:  # a paused start logs "Paused" itself, after
             # the tracker's first state, logged and published like any change: otherwise the log,
             # the timeline and the classroom's retained state kept the level from before a
             # restart (an empty desk shown "Engaged for 14 h") until the first change. After a
@@ -400,44 +402,51 @@ class CaptureLoop:
                 return
             self._stop.wait(min(1.0, left))
 
-    def _absent_since(self, now: float) -> float:
-        """When the Absent logged at start began: ``now``, unless the last run ended by a
-        crash or a power loss (its last level is not Absent, which a clean stop logs). Then
-        the student's last state ended when the loop was last seen alive, not at this start:
-        "Not engaged" from 14:05 until 08:00 the next morning would be a made-up record
-        about a minor. The same for a pause (``_hold_paused`` notes once a minute that it is
-        alive); a pause ended by a clean stop runs on until this start, as before."""
+    def _absent_since(self, now: float) -> tuple[float, bool]:
+        """When the start's Absent began, and whether the log has it already. The log ends
+        "Absent" (a clean stop logs it, or the student had left): that row, which this
+        start does not log again (a log of Absent at 16:00, Absent at 08:00 read as two
+        changes, and the desk was empty all along). The last run ended by a crash or a power
+        loss (another level last): the student's state ended when the loop was last seen
+        alive, not at this start: "Not engaged" from 14:05 until 08:00 the next morning
+        would be a made-up record about a minor. The same for a pause (``_hold_paused``
+        notes once a minute that it is alive); a pause ended by a clean stop runs on until
+        this start, as before. Otherwise ``now``."""
         if self.writer is None or self.writer.pending():
-            return now  # rows of this process still queued: not a run that ended unseen
+            return now, False  # rows of this process still queued: not a run that ended unseen
         try:
             last = self.writer.store.last_sign_of_life(now)  # never after this start
         except Exception as exc:  # an unreadable log must not stop the loop: the start's time, as before
             log.warning("could not read the last logged state (%s): the start's Absent is dated now", exc)
-            return now
+            return now, False
+        if last is not None and last.level == ABSENT:
+            return min(last.began, now), True
         if last is None or not last.crashed:
-            return now
+            return now, False
         # no level in the line: the journal outlives store.retention_days, and a student's
         # state is a record about a minor (the log, which retention bounds, has it)
         log.warning("the last run ended without a clean stop (crash or power loss): logged Absent as of %s, when it "
                     "was last seen running", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
-        return last.seen
+        return last.seen, False
 
     # ------------------------------------------------------------ the privacy switch
-    def _absent_from(self, wall: float, since: float) -> None:
+    def _absent_from(self, wall: float, since: float, log_it: bool = True) -> None:
         """Absent, begun before now (``wall``; ``since`` on the loop clock): the tracker starts
-        afresh there, so /api/state, the log and MQTT give one time for it."""
+        afresh there, so /api/state, the log and MQTT give one time for it (``log_it``
+        False: the log has it already)."""
         with self.state_lock:
             self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
-        self._show(ABSENT, wall, since)
+        self._show(ABSENT, wall, since, log_it)
 
-    def _show(self, level: str, wall: float, since: float | None = None) -> None:
+    def _show(self, level: str, wall: float, since: float | None = None, log_it: bool = True) -> None:
         """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics.
         ``since``: when it began on the loop clock, where that is not now."""
         with self.state_lock:
             began = self.clock() if since is None else since
             self.snapshot = StateSnapshot.of(EngagementState(level, began), seq=self.snapshot.seq + 1)
         self.indicator.show(level)
-        self._log("log_state_change", wall, level, level, None, None)
+        if log_it:
+            self._log("log_state_change", wall, level, level, None, None)
         self.metrics.state.state(level)
 
     def _hold_paused(self) -> None:

@@ -289,6 +289,7 @@ class LastRun(NamedTuple):
     level: str  # the last level it logged
     seen: float  # the latest time a row shows it running
     crashed: bool  # it ended without a clean stop: a crash or a power loss
+    began: float = 0.0  # when that level began (the row's own time)
 
 
 class Store:
@@ -493,7 +494,7 @@ class Store:
             if not isinstance(mark, dict) or mark.get("pause") != began or mark.get("stopped"):
                 # stopped cleanly, or paused by a version that wrote no sign of life: nothing
                 # says the pause ended before the next start
-                return LastRun(level, began, crashed=False)
+                return LastRun(level, began, crashed=False, began=began)
             seen = float(mark["seen"])
         else:
             minute = self.query("SELECT MAX(minute) FROM minute_stats")[0][0]
@@ -501,7 +502,7 @@ class Store:
             seen = max((minute + 60) if minute is not None else 0, alert or 0)
         if now is not None:
             seen = min(seen, now)
-        return LastRun(level, max(began, seen), crashed=level != Group.ABSENT)
+        return LastRun(level, max(began, seen), crashed=level != Group.ABSENT, began=began)
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
