@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 
 import bottle
@@ -245,6 +246,12 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     now = time.time()
     device = {time.strftime("%H:%M", time.localtime(now - m)) for m in range(-60, 15 * 60)}
     assert labels & device and not labels - device - {"now"} - {str(g) for g in GROUPS}, labels
+    # the chart in words for a screen reader: the time in each level, the latest change in the device's time
+    words = page.get_attribute("#timeline", "aria-label")
+    latest = re.fullmatch(r"Last 10 minutes: (.+)\. Latest change: (.+) at (\d\d:\d\d) \(the device's time, .+\)\.", words)
+    assert latest and latest.group(3) in device, words
+    spans = dict(re.fullmatch(r"(.+) (\d+ (?:s|min))", part).groups() for part in latest.group(1).split(", "))
+    assert latest.group(2) in spans, words  # the level it changed to has its time
     page.screenshot(path=str(shots / "live.png"), full_page=True)
     # a student's account sees the state and the chart, not whoever sits at the desk now
     student = new_page(STUDENT, STUDENT_PW)

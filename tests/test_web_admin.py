@@ -284,6 +284,14 @@ def test_todays_bar_is_filled_to_100_percent(quiet):
     bar = page.split('<div class="stack"', 1)[1].split("</div>", 1)[0]
     widths = {cls: int(w) for cls, w in re.findall(r'class="seg (g-[a-z-]+) w(\d+)"', bar)}
     assert widths == {"g-engaged": 55, "g-partially-engaged": 15, "g-not-engaged": 15, "g-absent": 15}
+    # in words too, for a screen reader (the bar is colour only), and the 14 days as a table
+    assert bar.startswith(' role="img" aria-label="Live time today, 1 min: Engaged 52%, Partially engaged 16%, '
+                          'Not engaged 16%, Absent 16%"'), bar
+    table = page.split('id="days-table"', 1)[1].split("</table>", 1)[0]
+    today = table.split(f"<th scope=\"row\">{dt.date.today():%a %d %b}</th>", 1)[1].split("</tr>", 1)[0]
+    heads = re.findall(r'<th scope="col">([^<]+)</th>', table)[1:]
+    assert dict(zip(heads, re.findall(r"<td>(\d+)</td>", today))) == {
+        "Engaged": "1", "Partially engaged": "0", "Not engaged": "0", "Present": "0", "Distracted": "0", "Absent": "0"}
 
 
 @pytest.mark.parametrize("seconds, widths", [

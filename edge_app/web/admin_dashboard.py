@@ -91,6 +91,15 @@ def stack_widths(seconds: dict, steps: int = 20) -> dict:
     return {g: u * 100 // steps for g, u in units.items()}
 
 
+def shares_in_words(seconds: dict, total_s: float) -> str:
+    """Today's bar for a screen reader (the bar is colour only): every group with time,
+    its share in percent, as the bar draws them."""
+    minutes = total_s / 60
+    span = f"{minutes:.0f} min" if minutes >= 1 or total_s == 0 else f"{total_s:.0f} s"
+    parts = [f"{g} {s / total_s * 100:.0f}%" for g, s in seconds.items() if s > 0 and total_s > 0]
+    return f"Live time today, {span}: " + ", ".join(parts)
+
+
 def today_tiles(today: dict) -> dict[str, str]:
     """Today's figures as the tiles show them: the page and ``/api/admin/today`` (which
     dashboard.js polls, so the tiles keep up with the day) format them here, once."""
@@ -120,6 +129,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
                           day=int(start),
                           widths=stack_widths(today["seconds"]),
+                          bar_words=shares_in_words(today["seconds"], sum(today["seconds"].values())),
                           days=days, alerts=alerts, snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
                           snapshots_stored=reports.stored_snapshots(ctx.store),
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"

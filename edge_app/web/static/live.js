@@ -33,6 +33,25 @@
     return "g-" + g.replace(/ /g, "-").toLowerCase();
   }
 
+  function span(seconds) {
+    return seconds < 60 ? Math.round(seconds) + " s" : Math.round(seconds / 60) + " min";
+  }
+
+  // the chart for a screen reader (it is colour and position only): the time in each level, the latest change
+  function inWords(data) {
+    const seconds = {}, pts = data.points;
+    for (let i = 0; i < pts.length; i++) {
+      const t0 = Math.max(pts[i].t, data.from), t1 = i + 1 < pts.length ? pts[i + 1].t : data.now;
+      if (t1 > t0) seconds[pts[i].level] = (seconds[pts[i].level] || 0) + t1 - t0;
+    }
+    const levels = Object.keys(seconds).sort(function (a, b) { return seconds[b] - seconds[a]; });
+    if (!levels.length) return "Last " + MINUTES + " minutes: no state logged yet";
+    const last = pts[pts.length - 1];
+    return "Last " + MINUTES + " minutes: " + levels.map(function (l) { return l + " " + span(seconds[l]); }).join(", ") +
+      ". Latest change: " + last.level + " at " + fmt(Math.max(last.t, data.from)) +
+      (data.zone ? " (the device's time, " + data.zone + ")" : "") + ".";
+  }
+
   function draw(data, labelWidth) {
     const GROUPS = data.groups;  // the rows, in the device's order
     if (typeof data.utc_offset_s === "number") offset = data.utc_offset_s;
@@ -67,6 +86,7 @@
       segments++;
     }
     chartEl.replaceChildren(svg);
+    chartEl.setAttribute("aria-label", inWords(data));
     // the row names in this browser's font: widen their column once if one would be cut off
     const need = Math.ceil(Math.max.apply(null, names.map(function (t) { return t.getComputedTextLength(); }))) + 10;
     if (!labelWidth && need > left) return draw(data, need);

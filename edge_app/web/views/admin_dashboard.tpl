@@ -26,7 +26,7 @@
   % if today['total_s'] == 0:
   <p class="empty">No live time recorded today yet: the figures fill in minute by minute while the camera loop runs.</p>
   % else:
-  <div class="stack" aria-label="Share of today's live time per engagement level">
+  <div class="stack" role="img" aria-label="{{bar_words}}">
     % for g in groups:
     % if g in widths:
     <span class="seg {{g.css_class}} w{{widths[g]}}" title="{{g}}: {{'%.0f' % (today['seconds'][g] / 60)}} min"></span>
@@ -43,6 +43,28 @@
     <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
     % end
   </ul>
+  <details class="as-table" id="days-table">
+    <summary>The same as a table</summary>
+    <div class="table-wrap">
+    <table class="numbers">
+      <caption class="sr-only">Minutes per engagement level per day, last {{len(days)}} days</caption>
+      <thead><tr><th scope="col">Day</th>
+        % for g in groups:
+        <th scope="col">{{g}}</th>
+        % end
+      </tr></thead>
+      <tbody>
+      % for d in days:
+      <tr><th scope="row">{{d['day'].strftime('%a %d %b')}}</th>
+        % for g in groups:
+        <td>{{'%.0f' % (d['seconds'].get(g, 0) / 60)}}</td>
+        % end
+      </tr>
+      % end
+      </tbody>
+    </table>
+    </div>
+  </details>
   % if not any(d['total_s'] for d in days):
   <p class="empty">No live time recorded in the last 14 days.</p>
   % end

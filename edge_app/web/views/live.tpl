@@ -23,7 +23,7 @@
     </div>
     <div>
       <h2>Last <span id="minutes">10</span> minutes</h2>
-      <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes"></div>
+      <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes: loading"></div>
       <ul class="legend" aria-hidden="true">
         % for g in groups:
         <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
