@@ -536,6 +536,24 @@ def test_admin_adds_instructors_in_chromium(classroom, page):
     page.locator("#add-result", has_text="Added mr-kay").wait_for()
     assert "choose their own" not in page.inner_text("#add-result")
     assert not classroom.accounts.find("mr-kay").must_change_password
+    # a refusal is tied to the field at fault, for a screen reader, which gets the focus
+    name, password = form.get_by_label("User name"), form.get_by_label("Password", exact=True)
+    name.fill("mr-kay")
+    password.fill("a-good-long-one-3")
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Not added: the user 'mr-kay' already exists.").wait_for()
+    assert name.get_attribute("aria-invalid") == "true" and name.get_attribute("aria-describedby") == "add-result"
+    assert name.evaluate("(e) => e === document.activeElement") and password.get_attribute("aria-invalid") is None
+    name.fill("ms-nu")
+    password.fill("short")
+    page.evaluate("document.getElementById('add-instructor').noValidate = true")  # the server's own check
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Not added: the password must have at least 8 characters.").wait_for()
+    assert password.get_attribute("aria-invalid") == "true" and name.get_attribute("aria-invalid") is None
+    password.fill("a-good-long-one-3")
+    form.get_by_role("button", name="Add").click()
+    page.locator("#add-result", has_text="Added ms-nu").wait_for()
+    assert password.get_attribute("aria-invalid") is None and password.get_attribute("aria-describedby") is None
 
 
 def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom, page):

@@ -625,7 +625,7 @@ def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
     assert done(r) == "New password set for kim; their sessions ended; they choose their own at the next log-in."
     assert appliance.accounts.find("kim").must_change_password
     r = act(f"/admin/users/{kim_id}/password", password="another-note-4", temporary="maybe")
-    assert "Password not reset: temporary must be on or off" in r.text
+    assert "Password of kim not reset: temporary must be on or off" in r.text  # which row's, in a list of many
     assert appliance.accounts.authenticate("kim", "another-note-3")
     r = act(f"/admin/users/{kim_id}/password", password="another-note-4")  # the box left unchecked
     assert done(r) == "New password set for kim; their sessions ended."

@@ -207,7 +207,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 must_change = temporary()
                 ctx.accounts.set_password(user_id, request.forms.getunicode("password", ""), must_change=must_change)
             except AuthError as exc:
-                guard.flash_redirect(back, f"Password not reset: {exc}.", error=True)
+                guard.flash_redirect(back, f"Password of {target.username} not reset: {exc}.", error=True)
             message = f"New password set for {target.username}; their sessions ended" + (
                 "; they choose their own at the next log-in." if must_change else ".")
             audit = ("reset password of", "temporary password" if must_change else "")

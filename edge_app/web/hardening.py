@@ -102,9 +102,10 @@ SERVER_ERROR_PAGE = ("Something went wrong on the device, so what you asked for 
                      "details: journalctl -u {service}).")
 
 
-def json_error(status: int, message: str) -> HTTPResponse:
-    """A refusal scripts and pages read alike: ``{"error": message}`` with ``status``."""
-    return HTTPResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"})
+def json_error(status: int, message: str, **more) -> HTTPResponse:
+    """A refusal scripts and pages read alike: ``{"error": message}`` with ``status`` (and
+    ``more``, e.g. the ``field`` a page's form marks)."""
+    return HTTPResponse(json.dumps({"error": message, **more}), status, {"Content-Type": "application/json"})
 
 
 def cross_site() -> bool:

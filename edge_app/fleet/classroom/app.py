@@ -340,11 +340,11 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         try:
             temporary = data.get("temporary", True)
             if not isinstance(temporary, bool):
-                raise AuthError("temporary must be true or false")
+                raise AuthError("temporary must be true or false", "temporary")
             made = ctx.accounts.create_user(str(data.get("username", "")), str(data.get("password", "")), "instructor",
                                             must_change=temporary)
-        except AuthError as exc:
-            return json_error(400, str(exc))
+        except AuthError as exc:  # the field at fault: the page marks it (a password rule names none)
+            return json_error(400, str(exc), field=exc.field or "password")
         log.info("instructor %r added by %s", made.username, admin.username)
         response.status = 201
         response.content_type = "application/json"

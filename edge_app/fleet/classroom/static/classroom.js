@@ -418,6 +418,19 @@
       result.textContent = r.ok ? done : data.error;
       if (r.ok) loadInstructors();
     }
+    // a refusal names the field at fault: marked and described by the message, and focused to correct it
+    function markField(name) {
+      for (const input of form.querySelectorAll("input")) {
+        if (input.name === name) {
+          input.setAttribute("aria-invalid", "true");
+          input.setAttribute("aria-describedby", "add-result");
+        } else {
+          input.removeAttribute("aria-invalid");
+          input.removeAttribute("aria-describedby");
+        }
+      }
+      if (name && form.elements[name]) form.elements[name].focus();
+    }
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       if (!(await confirmFirst($("add-result")))) return;
@@ -426,8 +439,10 @@
       const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body), headers});
       const data = await r.json();
       if (r.status === 403) askForPassword(data);
-      $("add-result").textContent = !r.ok ? data.error : "Added " + data.user +
+      $("add-result").textContent = r.status === 403 ? data.error : !r.ok ? "Not added: " + data.error + "." :
+        "Added " + data.user +
         (data.temporary ? ": they choose their own password at the first log-in." : ".");
+      if (r.status !== 403) markField(r.ok ? "" : data.field);
       if (r.ok) {
         form.reset();
         loadInstructors();
