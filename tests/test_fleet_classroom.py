@@ -476,6 +476,8 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     assert share.evaluate("e => e.getBoundingClientRect().width / e.parentElement.clientWidth") > 0.7  # across the tile
     assert share.get_attribute("aria-label") == (
         "Last 1 minutes: Engaged 75%, Partially engaged 0%, Not engaged 25%, Present 0%, Distracted 0%, Absent 0%")
+    parts = share.locator(".part").evaluate_all("ps => ps.map((p) => [p.title, getComputedStyle(p).borderLeftWidth])")
+    assert parts == [["Engaged 75%", "0px"], ["Not engaged 25%", "2px"]], parts  # a white line between the two
     # the minutes there are, not always "10" (two minutes into a lesson it said "last 10 min")
     assert page.inner_text("#class-recent") == "Class, last 1 min: 75% engaged while students were there (1 desk)"
     page.fill("#threshold", "0")

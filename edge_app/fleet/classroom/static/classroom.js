@@ -139,6 +139,7 @@
       if (!r.seconds[g]) continue;
       const part = el("span", "part " + cls(g));
       part.style.flexGrow = String(r.seconds[g]);
+      part.title = g + " " + pct(share(r, g));  // the colours alone tell some of them apart poorly
       bar.append(part);
     }
     return [span, bar];
