@@ -187,16 +187,12 @@ def cmd_model_list(args) -> int:
     for h in changes[:10]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
         ms = h.get("ms_per_face")
-        speed = f"  {ms:.2f} ms/face" if _number(ms) else ""
-        accuracy = f"  accuracy {h['accuracy']:.1%}" if _number(h.get("accuracy")) else ""
+        speed = f"  {ms:.2f} ms/face" if flash.is_number(ms) else ""
+        accuracy = f"  accuracy {h['accuracy']:.1%}" if flash.is_number(h.get("accuracy")) else ""
         manifest = f"  manifest {h['manifest']}" if isinstance(h.get("manifest"), str) else ""
         print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{manifest}{accuracy}"
               f"{speed}  by {h.get('by') or '?'}")
     return EXIT_OK
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # what an evaluation says about its own file (the name it had when evaluated, its hash, its
@@ -207,13 +203,15 @@ _METRICS_OF_THE_FILE = ("model", "sha256", "input", "format", "output_dtype", "v
 def _metrics_summary(metrics: dict) -> str:
     """The number a technician compares models by first (FER+ test accuracy by the official
     rule, and macro-F1), then the evaluation's other plain figures."""
+    from edge_app.models import registry as flash
+
     found = metrics.get("official")
     official: dict = found if isinstance(found, dict) else {}
     head = []
-    if _number(official.get("accuracy")):
-        images = f" on {official['images']} FER+ test faces" if _number(official.get("images")) else ""
+    if flash.is_number(official.get("accuracy")):
+        images = f" on {official['images']} FER+ test faces" if flash.is_number(official.get("images")) else ""
         head.append(f"accuracy {official['accuracy']:.1%}{images}")
-    if _number(official.get("macro_f1")):
+    if flash.is_number(official.get("macro_f1")):
         head.append(f"macro-F1 {official['macro_f1']:.3f}")
     rest = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
             if k not in _METRICS_OF_THE_FILE and not isinstance(v, (dict, list))]

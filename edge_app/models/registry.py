@@ -407,7 +407,7 @@ def golden_check(clf: EmotionClassifier, golden: dict | None) -> tuple[bool, str
         return False, f"golden check failed ({len(wrong)} of {len(indices)} reference faces differ: {'; '.join(wrong[:3])})"
     recorded = golden.get("probabilities")
     if recorded is not None:  # golden data recorded before these were kept has none
-        if not isinstance(recorded, list) or len(recorded) != len(indices) or not all(_is_number(x, 0, 1) for x in recorded):
+        if not isinstance(recorded, list) or len(recorded) != len(indices) or not all(is_number(x, 0, 1) for x in recorded):
             return False, ("the manifest's golden data is malformed: probabilities must pair up with the faces, each "
                            f"from 0 to 1, not {str(recorded)[:80]}")
         moved = [f"face {i}: {label} {float(p[clf.labels.index(label)]):.2f}, recorded {float(r):.2f}"
@@ -484,7 +484,9 @@ def _short(value) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+def is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A finite number (not a bool, a string, NaN) from ``low`` to ``high``: what a manifest's
+    or an evaluation's figures must be before anyone shows or compares them."""
     return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
             and low <= value <= high)
 
@@ -508,7 +510,7 @@ def metrics_problem(metrics: dict) -> str:
         if not isinstance(latency, dict):
             return f"metrics.latency must be an object (median_ms, p95_ms, ...), not {_short(latency)}"
         for key in ("median_ms", "p95_ms", "mean_ms"):
-            if latency.get(key) is not None and not _is_number(latency[key], 0):
+            if latency.get(key) is not None and not is_number(latency[key], 0):
                 return f"metrics.latency.{key} must be a number of milliseconds, not {_short(latency[key])}"
     for rule in ("official", "argmax"):
         block = metrics.get(rule)
@@ -517,7 +519,7 @@ def metrics_problem(metrics: dict) -> str:
         if not isinstance(block, dict):
             return f"metrics.{rule} must be an object (accuracy, per_class, confusion, ...), not {_short(block)}"
         for key in ("accuracy", "macro_f1"):
-            if block.get(key) is not None and not _is_number(block[key], 0, 1):
+            if block.get(key) is not None and not is_number(block[key], 0, 1):
                 return f"metrics.{rule}.{key} must be a share from 0 to 1, not {_short(block[key])}"
         if block.get("images") is not None and not _is_count(block["images"]):
             return f"metrics.{rule}.images must be a count of faces, not {_short(block['images'])}"
@@ -526,7 +528,7 @@ def metrics_problem(metrics: dict) -> str:
             return f"metrics.{rule}.per_class must map each emotion to its scores, not {_short(per_class)}"
         for label, row in per_class.items():
             for key in ("precision", "recall", "f1"):
-                if row.get(key) is not None and not _is_number(row[key], 0, 1):
+                if row.get(key) is not None and not is_number(row[key], 0, 1):
                     return f"metrics.{rule}.per_class.{label}.{key} must be a share from 0 to 1, not {_short(row[key])}"
             if row.get("support") is not None and not _is_count(row["support"]):
                 return f"metrics.{rule}.per_class.{label}.support must be a count of faces, not {_short(row['support'])}"
@@ -864,7 +866,7 @@ def _record(directory: Path, action: str, raw: dict, by: str) -> None:
     entry = {"t": time.time(), "action": action, "model": raw.get("model"), "sha256": raw.get("sha256", ""),
              "manifest": manifest_digest(raw),
              "version": str(raw.get("version") or "")[:MAX_TEXT],
-             "accuracy": official["accuracy"] if _is_number(official.get("accuracy"), 0, 1) else None,
+             "accuracy": official["accuracy"] if is_number(official.get("accuracy"), 0, 1) else None,
              "ms_per_face": measured.get("ms_per_face"), "by": by}
     if raw.get("shipped"):  # a release's shipped model, not a technician's own
         entry["shipped"] = str(raw["shipped"])[:MAX_TEXT]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import tempfile
 from pathlib import Path
 
@@ -88,9 +87,7 @@ def measured(raw: dict) -> dict | None:
 
 def _number(value) -> float | None:
     """A finite number from a manifest, or None (a string, a bool, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return value
+    return value if flash.is_number(value) else None
 
 
 @functools.cache
