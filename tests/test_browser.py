@@ -146,6 +146,7 @@ def test_upload_a_face_photo_and_see_the_table(new_page, server, grace_path, sho
     page.screenshot(path=str(shots / "upload-results.png"), full_page=True)
     page.get_by_role("link", name="Back to your photos").click()
     assert "grace_hopper.jpg" in page.locator("#history").inner_text()
+    assert page.inner_text("#history-zone") == f"({time.strftime('%Z')})"  # the device's zone, as the log's
     assert not page.console_errors, page.console_errors  # e.g. nothing blocked by the CSP
 
 
@@ -247,6 +248,7 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     device = {time.strftime("%H:%M", time.localtime(now - m)) for m in range(-60, 15 * 60)}
     assert labels & device and not labels - device - {"now"} - {str(g) for g in GROUPS}, labels
     # the chart in words for a screen reader: the time in each level, the latest change in the device's time
+    assert page.inner_text("#timeline-zone") == f"({time.strftime('%Z')})"  # the device's, not the browser's
     words = page.get_attribute("#timeline", "aria-label")
     latest = re.fullmatch(r"Last 10 minutes: (.+)\. Latest change: (.+) at (\d\d:\d\d) \(the device's time, .+\)\.", words)
     assert latest and latest.group(3) in device, words

@@ -1,4 +1,5 @@
 % rebase('base.tpl', title=title)
+% import time as _t
 <section class="card">
   <div class="head-row">
     <h1>Live</h1>
@@ -22,7 +23,7 @@
       % end
     </div>
     <div>
-      <h2>Last <span id="minutes">10</span> minutes</h2>
+      <h2>Last <span id="minutes">10</span> minutes <span class="hint" id="timeline-zone" title="the times are this device's, as in its log">({{_t.strftime('%Z')}})</span></h2>
       <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes: loading"></div>
       <ul class="legend" aria-hidden="true">
         % for g in groups:

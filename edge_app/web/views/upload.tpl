@@ -30,7 +30,7 @@
   % end
   <div class="table-wrap">
   <table id="history">
-    <thead><tr><th scope="col">When</th><th scope="col">File</th><th scope="col">Faces</th><th scope="col">Engagement</th></tr></thead>
+    <thead><tr><th scope="col">When <span class="hint" id="history-zone" title="this device's time zone">({{_t.strftime('%Z')}})</span></th><th scope="col">File</th><th scope="col">Faces</th><th scope="col">Engagement</th></tr></thead>
     <tbody>
     % for h in history['rows']:
       <tr><td><a href="/uploads/{{h['id']}}">{{local_time(h['created'], '%d %b %H:%M')}}</a></td><td><a href="/uploads/{{h['id']}}">{{h['filename']}}</a></td><td>{{h['face_count']}}</td><td>{{h['levels'] or 'no face'}}</td></tr>
