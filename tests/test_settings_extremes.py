@@ -18,6 +18,7 @@ from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.demo import CYCLE_S, DemoScene
 from edge_app.vision.detector import FaceDetector
 from edge_app.vision.sources import DemoSource
+from edge_app.vision.stills import Analyzer
 
 SECTIONS = ("detector", "engagement")
 BUZZER = ("buzzer_after_s", "buzzer_cooldown_s")
@@ -89,7 +90,13 @@ def run_frames(cfg, frames, classifier) -> set:
 
 @pytest.mark.parametrize("key, value", extremes(), ids=lambda v: str(v))
 def test_every_allowed_value_keeps_every_frame_working(key, value, frames, classifier):
-    assert run_frames(config_mod.load(None, {key: value}), frames, classifier)  # allowed: the config takes it
+    cfg = config_mod.load(None, {key: value})  # allowed: the config takes it
+    assert run_frames(cfg, frames, classifier)
+    if key.startswith("detector."):  # uploads are read with the same settings: a photo, a tiny one, a blank one
+        analyzer = Analyzer(FaceDetector.from_config(cfg), classifier, cfg.engagement.mapping,
+                            cfg.engagement.min_confidence)
+        for _, still in (frames[0], (0, frames[0][1][:20, :30]), (0, np.zeros((480, 640, 3), np.uint8))):
+            assert isinstance(analyzer.analyze(still), list)
 
 
 @pytest.mark.parametrize("changes", [c for _, c in together()], ids=[name for name, _ in together()])
