@@ -65,6 +65,7 @@ def test_laptop_selftest_passes_with_demo_and_console(tmp_path, golden_manifest,
         ["camera", "led", "buzzer"], "WARN")
     assert "the demo source: no camera was checked" in out and 'backend = "console": no LED or buzzer' in out
     assert "self-test passed, but no hardware was checked for: camera, led, buzzer" in out
+    assert "look at the LED" not in out and "listen" not in out  # nothing there to look at or hear
     assert "LED green" in out and "LED amber" in out and "LED red" in out and "LED violet" in out
     assert "grey (slow blink)" in out and "blue (slow pulse)" in out
     assert "fast red blink" in out and "BUZZER" in out and "golden check passed" in out

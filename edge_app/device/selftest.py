@@ -94,7 +94,9 @@ def _pins_hint(holder: str | None) -> str:
     return ""
 
 
-def check_led(indicator, step_s: float) -> str:
+def check_led(indicator, step_s: float, driven: bool = True) -> str:
+    """Every state's look in turn, then the fault blink. ``driven``: a real LED (not the
+    console's printed one), which the technician is asked to look at."""
     for group in GROUPS:
         indicator.show(group)
         time.sleep(step_s * (2 if group in (ABSENT, PAUSED) else 1))
@@ -103,13 +105,13 @@ def check_led(indicator, step_s: float) -> str:
     time.sleep(max(step_s, 2 * sum(patterns.fault_blink)) if patterns else step_s)
     indicator.fault(False)
     shown = ", ".join(COLOUR_NAMES[g] for g in GROUPS)
-    return f"showed {shown}, fast red blink (fault): each different (look at the LED)"
+    return f"showed {shown}, fast red blink (fault)" + (": each different (look at the LED)" if driven else "")
 
 
-def check_buzzer(indicator, cfg: Config) -> str:
+def check_buzzer(indicator, cfg: Config, driven: bool = True) -> str:
     indicator.beep()
     time.sleep(cfg.indicators.buzzer_beep_s * 4)
-    return "chirped twice (listen)"
+    return "chirped twice (listen)" if driven else "an alert's two beeps"
 
 
 def check_model(cfg: Config) -> str:
@@ -232,9 +234,9 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
                 print(f"{r.status} {r.name}: {r.detail}", file=out, flush=True)
     if indicator is not None:
         printed = CONSOLE_CAVEAT if isinstance(indicator, ConsoleIndicator) else ""
-        attempt("led", check_led, indicator, step_s, caveat=printed)
+        attempt("led", check_led, indicator, step_s, not printed, caveat=printed)
         if buzzer:
-            attempt("buzzer", check_buzzer, indicator, cfg, caveat=printed)
+            attempt("buzzer", check_buzzer, indicator, cfg, not printed, caveat=printed)
         else:
             results.append(Result("buzzer", "SKIP", "--no-buzzer"))
             print("SKIP buzzer: --no-buzzer", file=out, flush=True)
