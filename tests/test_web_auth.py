@@ -764,13 +764,36 @@ def test_log_out_everywhere_else_ends_the_other_browsers_only(appliance):
                      timeout=10).status_code == 403
     r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=1")
-    assert "Logged out 1 other browser." in here.get(r.headers["Location"], timeout=10).text
+    assert "Logged out 1 other browser; every other browser you logged in from is a stranger again." in \
+        here.get(r.headers["Location"], timeout=10).text
     assert left_behind.get(f"{appliance.url}/api/state", timeout=10).status_code == 401
     assert here.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
     assert admin.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
     assert "Only here." in here.get(f"{appliance.url}/account", timeout=10).text
     forged = here.get(f"{appliance.url}/account?ended=<b>999999</b>", timeout=10).text
     assert "sessions-ended" not in forged  # only a count this page wrote itself is shown
+
+
+def test_with_no_other_log_in_open_the_other_browsers_can_still_be_forgotten(appliance):
+    """A lost laptop whose log-in has already ended stays a known browser (spared the waits
+    after wrong passwords for the name), and "Log out everywhere else" was offered only
+    while another log-in was open: nothing short of a new password made it a stranger. With
+    none open, the page offers to forget every other browser."""
+    add_student(appliance)
+    laptop = login(appliance.url, "sam", STUDENT_PW)
+    lost = laptop.cookies["ee_session_known"]
+    assert laptop.post(f"{appliance.url}/logout", data={"csrf": laptop.csrf}, timeout=10).status_code == 200
+    assert appliance.accounts.known_browser("sam", lost)  # logged out, still known
+    here = login(appliance.url, "sam", STUDENT_PW)
+    page = here.get(f"{appliance.url}/account", timeout=10).text
+    assert 'id="sessions-none">Only here.' in page and 'id="sessions-forget"' in page
+    r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=0")
+    assert "Every other browser you logged in from is a stranger again." in \
+        here.get(r.headers["Location"], timeout=10).text
+    assert appliance.accounts.known_browser("sam", lost) is None
+    assert appliance.accounts.known_browser("sam", here.cookies["ee_session_known"])  # this one stays known
+    assert here.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
 
 
 def test_after_a_password_change_the_account_page_counts_no_other_browser(appliance):

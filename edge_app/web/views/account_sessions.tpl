@@ -2,7 +2,7 @@
   <h2>Where you are logged in</h2>
   % ended = get('ended', None)
   % if ended is not None:
-  <p class="ok" role="status" id="sessions-ended">Logged out {{ended}} other browser{{'' if ended == 1 else 's'}}.</p>
+  <p class="ok" role="status" id="sessions-ended">{{'Logged out %d other browser%s; every' % (ended, '' if ended == 1 else 's') if ended else 'Every'}} other browser you logged in from is a stranger again.</p>
   % end
   % others = get('others', 0)
   % if others:
@@ -14,5 +14,11 @@
     <button type="submit" class="secondary" id="sessions-end">Log out everywhere else</button>
   </form>
   % else:
-  <p class="hint" id="sessions-none">Only here.</p>
+  <p id="sessions-none">Only here. A browser you logged in from before (a lost laptop too) is still spared the waits
+    after wrong passwords for your name until you change your password, or until you make every other browser a
+    stranger again.</p>
+  <form method="post" action="/account/sessions" class="row">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <button type="submit" class="secondary" id="sessions-forget">Forget every other browser</button>
+  </form>
   % end
