@@ -880,6 +880,28 @@ def test_a_history_that_cannot_be_written_does_not_turn_a_made_change_into_a_ref
     assert json.loads((models / "current.json").read_text())["sha256"] == back["sha256"] != raw["sha256"]
 
 
+def test_a_change_the_history_missed_is_recorded_at_the_next_start(cfg, variant, monkeypatch):
+    """A flash killed (or a power cut) between current.json, its commit point, and the
+    history, or a history a full disk refused, left the history a change behind: the model
+    page and `model list` named the model before as the last change. The start records the
+    model in use, once; a history that is up to date is left alone."""
+    models = flash.models_dir(cfg)
+    first = flash.install(*variant(1), cfg)
+    flash.sweep_at_start(cfg)
+    assert [h["action"] for h in flash.history(cfg)] == ["installed"]  # up to date: nothing added
+    with monkeypatch.context() as m:
+        m.setattr(flash, "_record", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        second = flash.install(*variant(2), cfg)
+    assert json.loads((models / "current.json").read_text())["sha256"] == second["sha256"] != first["sha256"]
+    assert [h["sha256"] for h in flash.history(cfg)] == [first["sha256"]]  # a change behind
+    flash.sweep_at_start(cfg)
+    flash.sweep_at_start(cfg)
+    rows = flash.history(cfg)
+    assert [(h["action"], h["sha256"]) for h in rows] == [(flash.FOUND_IN_USE, second["sha256"]),
+                                                         ("installed", first["sha256"])]
+    assert rows[0]["by"] == flash.UNRECORDED_BY and rows[0]["manifest"] == flash.manifest_digest(second)
+
+
 def test_rollback_recovers_from_a_damaged_current_manifest(cfg, variant, tmp_path, capsys):
     """A current.json that is no longer JSON stops the appliance from loading its model; the
     Troubleshooting way out, `engage-edge model rollback`, refused ("manifests ... are

@@ -836,8 +836,10 @@ def _sweep_leftovers(directory: Path) -> None:
 def sweep_at_start(cfg: Config) -> None:
     """What a flash killed part-way left (``_sweep_leftovers``), swept when the service starts:
     a desk whose last flash was killed kept a whole model's copy until its next install, which
-    may never come. Only when no install or roll-back holds the lock now (one from the command
-    line may be validating in its staging folder); never blocks, never fails the start."""
+    may never come; and the model in use recorded in the history if its change never was
+    (``_record_unrecorded``). Only when no install or roll-back holds the lock now (one from
+    the command line may be validating in its staging folder); never blocks, never fails the
+    start."""
     directory = models_dir(cfg)
     try:
         fd = os.open(directory / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -851,9 +853,32 @@ def sweep_at_start(cfg: Config) -> None:
         return
     try:
         _sweep_leftovers(directory)
+        _record_unrecorded(directory)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+FOUND_IN_USE = "found in use"
+UNRECORDED_BY = "the start: its change was not recorded (a flash cut short, or a full disk)"
+
+
+def _record_unrecorded(directory: Path) -> None:
+    """The model in use, recorded when the history's newest row names another: a flash killed
+    (or the power cut) between its commit point and its history, or a history a full disk
+    refused, left the history a change behind, and the model page and ``model list`` showed
+    the model before as the last change. Logged, never raised: it must not fail the start."""
+    current = _read(directory / CURRENT)
+    if current is None:
+        return
+    rows = history_of(directory)
+    newest = rows[0] if rows else {}
+    if newest.get("manifest") == manifest_digest(current) or (
+            "manifest" not in newest and newest.get("sha256") == current.get("sha256")):  # a row from before digests
+        return
+    log.warning("model %s is in use but its change is not in %s (a flash cut short, or a full disk): recorded now",
+                current.get("model"), directory / HISTORY)
+    _after_commit(directory, FOUND_IN_USE, current, UNRECORDED_BY)
 
 
 # ------------------------------------------------------------------ history
