@@ -67,6 +67,10 @@ def built() -> dict[str, bytes]:
         return tf.nn.softmax(tf.matmul(tf.reshape(x, (1, -1)), w[:-1]) + w[-1])
 
     @tf.function(input_signature=[spec])
+    def logits(x):  # the read-out without its softmax
+        return tf.matmul(tf.reshape(x, (1, -1)), w[:-1]) + w[-1]
+
+    @tf.function(input_signature=[spec])
     def slow(x):
         h = tf.nn.relu(tf.nn.conv2d(x, first, 1, "SAME"))
         for k in wide:
@@ -74,7 +78,7 @@ def built() -> dict[str, bytes]:
         return readout(x) + tf.reduce_mean(h) * 1e-9
 
     return {name: tflite(fn) for name, fn in (("nan", nan), ("inf", inf), ("constant", constant),
-                                              ("readout", readout), ("slow", slow))}
+                                              ("readout", readout), ("logits", logits), ("slow", slow))}
 
 
 def _model(directory: Path, name: str, data: bytes, **changes) -> tuple[Path, Path]:
@@ -125,6 +129,22 @@ def test_a_model_with_broken_outputs_gets_no_golden_data_and_is_never_installed(
     raw["golden"] = golden_manifest["golden"]  # a sound record (three emotions): the outputs themselves are refused
     manifest.write_text(json.dumps(raw))
     _refused(cfg, model, manifest, "golden check failed: " + says)
+
+
+def test_a_model_that_gives_logits_is_refused(cfg, built, tmp_path, capsys, golden_manifest):  # noqa: F811
+    """A model converted without its softmax gives logits: it installed, and the classifier
+    cut off the negative ones and scaled the rest to add up to 1, so every confidence (the
+    engagement rules' min_confidence, the smoothing) meant something else. Its golden data
+    is not recorded and it is not installed, with what to do."""
+    model, manifest = _model(tmp_path, "logits", built["logits"])
+    assert main(["model", "golden", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"its output for reference face \d+ is not probabilities \(from -?[\d.e-]+ to [\d.e-]+, adding up "
+                     r"to -?[\d.e-]+\): the model gives logits or scores; it needs a softmax as its last layer", err), err
+    raw = json.loads(manifest.read_text())
+    raw["golden"] = golden_manifest["golden"]
+    manifest.write_text(json.dumps(raw))
+    _refused(cfg, model, manifest, "golden check failed: its output for reference face \\d+ is not probabilities")
 
 
 def test_a_sound_model_records_golden_data_over_three_emotions(tmp_path, built):

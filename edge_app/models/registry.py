@@ -83,6 +83,10 @@ MAX_CUT_OFF_PIXELS = 0.25
 # The largest change of any emotion's probability across the reference faces below which a
 # model's output counts as the same for every face (constant logits; a NaN made uniform).
 MIN_OUTPUT_SPREAD = 0.01
+# a model's outputs must be probabilities (the engagement rules' min_confidence and the
+# smoothing read them as such): each from 0 to 1 and adding up to 1, give or take an int8
+# output's rounding (a step of 1/256 each)
+PROBABILITY_SLACK, PROBABILITY_SUM_SLACK = 0.01, 0.05
 # A candidate is timed against the model running now, per face with all its views (the live
 # loop does that for every face of every frame): a model 100 times slower took the loop from
 # 15 FPS to 2 after its hot swap. More than MAX_SLOWDOWN times slower is refused unless the
@@ -232,6 +236,13 @@ def output_problem(clf: EmotionClassifier, indices: list[int]) -> tuple[str, np.
             shown = ", ".join(f"{v:g}" for v in raw[~np.isfinite(raw)][:3])
             return (f"its output for reference face {i} is not a finite number ({shown}): the model is broken "
                     "(a NaN or an overflow in its layers)"), np.empty(0)
+        sums = raw.sum(axis=1)
+        if raw.min() < -PROBABILITY_SLACK or raw.max() > 1 + PROBABILITY_SLACK or \
+                np.abs(sums - 1).max() > PROBABILITY_SUM_SLACK:
+            return (f"its output for reference face {i} is not probabilities (from {raw.min():.3g} to "
+                    f"{raw.max():.3g}, adding up to {sums[np.abs(sums - 1).argmax()]:.3g}): the model gives logits "
+                    "or scores; it needs a softmax as its last layer (add it before converting), or the device "
+                    "reads every face's confidence wrong"), np.empty(0)
     probs = np.array([clf.probabilities(faces[i]) for i in indices])
     spread = float((probs.max(axis=0) - probs.min(axis=0)).max()) if len(indices) > 1 else 1.0
     if spread < MIN_OUTPUT_SPREAD:
