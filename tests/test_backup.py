@@ -375,19 +375,30 @@ def test_going_back_to_the_previous_release_as_the_readme_says(cfg, make_applian
     me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
     script = "\n".join(lines).replace("/var/lib/engage-edge", str(data)).replace("-o engage -g engage",
                                                                                  f"-o {me} -g {group}")
+    (data / "engage.db-journal").write_bytes(b"a rollback journal a crash left beside the database")
     result = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE((data / "engage.db").stat().st_mode) == 0o600
+    assert not (data / "engage.db-journal").exists(), "a journal left beside the old database goes with it"
 
     with caplog.at_level("INFO"):
-        make_appliance(cfg, with_loop=False)  # systemctl start
+        app = make_appliance(cfg, with_loop=False)  # systemctl start
     assert _alerts(data) == 10, "the database is the backup's"
-    with contextlib.closing(sqlite3.connect(data / "engage.db.new")) as newer:
-        assert newer.execute("SELECT count(*) FROM alerts").fetchone()[0] == 15, "the newer records are in .new"
+    newer_files = sorted(data.glob("engage.db.new-*"))
+    assert len(newer_files) == 1 and sorted(p.name for p in data.glob("engage.db-journal.new-*"))
+    with contextlib.closing(sqlite3.connect(newer_files[0])) as newer:
+        assert newer.execute("SELECT count(*) FROM alerts").fetchone()[0] == 15, "the newer records are in .new-<date>"
     assert not (data / "images" / "kept-since.jpg").exists(), "a photo no row of the backup names goes at start"
     assert "removed 1 image file(s)" in caplog.text
     said = " ".join(section.split("| What |", 1)[0].split())
     assert "kept since the backup (uploads, alert snapshots) are deleted at the first start" in said
+
+    app.stop()  # going back again later (another date in the stamp) keeps the first go-back's files
+    again = script.replace("stamp=$(date +%Y%m%d-%H%M%S)", "stamp=20991231-235959")
+    assert again != script
+    result = subprocess.run(["bash", "-euc", again], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert newer_files[0].exists() and len(list(data.glob("engage.db.new-*"))) == 2
 
 
 def _cli(*args, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
