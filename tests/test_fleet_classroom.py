@@ -1188,10 +1188,11 @@ def test_an_emptied_alert_threshold_does_not_empty_the_alerts(classroom, devices
         page.dispatch_event("#threshold", "change")
         assert page.input_value("#threshold") == wrong and note.is_visible(), wrong
         assert note.inner_text().startswith(f"\u201c{wrong}\u201d is not a number of minutes from 0 to 120"), wrong
-    page.fill("#threshold", "3,5")  # a decimal comma: three and a half minutes, not 35
+    page.fill("#threshold", "4,5")  # a decimal comma: four and a half minutes, not 45
     page.dispatch_event("#threshold", "change")
     assert note.is_hidden() and page.get_attribute("#threshold", "aria-invalid") == "false"
     page.locator("#alerts li.none", has_text="No desk right now.").wait_for()
+    assert page.evaluate("localStorage.getItem('ee-alert-min')") == "4.5"
     page.fill("#threshold", "2.5")
     page.dispatch_event("#threshold", "change")
     page.locator("#alerts li.alert", has_text="Row 3, seat 1").wait_for()
