@@ -184,43 +184,46 @@ def install(app, ctx, h) -> None:
             hint = TYPE_AGAIN if request.forms.getunicode("mqtt.password") else ""
             return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
                           status=200 if ok else 502, values=shown, password_hint=hint, base=base)
-        changes, conflicts = own_changes(sent, base, before, LABELS)
-        if conflicts:
-            return render("Nothing saved: another admin changed these settings since you opened this page: "
-                          + "; ".join(conflicts) + ". Your values are below: save again to keep them.", ok=False,
-                          status=409, values=shown, base=before)
-        if not changes:
-            h.flash_redirect("/admin/classroom", "Nothing to save: no setting was changed.")
-        try:
-            candidate = config_mod.with_changes(ctx.cfg, changes)
-        except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
-            message, invalid = in_the_forms_words(str(exc), LABELS)
-            return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
-                          invalid=invalid)
-        withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)
-        if withheld:  # the publisher's next connect would send it there
-            return render(f"Nothing saved: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
-                          values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
-                          password_needed=True)
-        settings = MqttSettings.from_config(candidate)
-        before_cfg = ctx.cfg
-        apply_settings(ctx, password_to_file(ctx.cfg, changes))
-        forgotten = ""
-        if "mqtt.password" in changes and not changes["mqtt.password"]:
-            forgotten = (" The saved password was deleted." if forget_password_file(before_cfg)
-                         else " The password in the config file is no longer used.")
-        restart_publisher(ctx, ctx.cfg)
-        log.info("admin %s changed the classroom broker settings", me.username)
-        ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
-                        (f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
-                        + (", saved password deleted" if forgotten else ", new password saved"
-                           if changes.get("mqtt.password") else "")
-                        + "".join(f"; {LABELS.get(k, k)}: {before[k]!r} -> {v!r}" for k, v in changes.items()
-                                  if k in before and before[k] != v))
-        # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
-        h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
-                                                         if settings.enabled else " MQTT is off.")
-                         + forgotten)
+        with ctx.settings_lock:  # as the settings page: what the changes are judged against holds until saved
+            before = shown_now(ctx.cfg)
+            base = read_base(request.forms.getunicode("base"), before)
+            changes, conflicts = own_changes(sent, base, before, LABELS)
+            if conflicts:
+                return render("Nothing saved: another admin changed these settings since you opened this page: "
+                              + "; ".join(conflicts) + ". Your values are below: save again to keep them.", ok=False,
+                              status=409, values=shown, base=before)
+            if not changes:
+                h.flash_redirect("/admin/classroom", "Nothing to save: no setting was changed.")
+            try:
+                candidate = config_mod.with_changes(ctx.cfg, changes)
+            except config_mod.ConfigError as exc:  # only theirs over another admin's: checked together again
+                message, invalid = in_the_forms_words(str(exc), LABELS)
+                return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
+                              invalid=invalid)
+            withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)
+            if withheld:  # the publisher's next connect would send it there
+                return render(f"Nothing saved: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
+                              values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
+                              password_needed=True)
+            settings = MqttSettings.from_config(candidate)
+            before_cfg = ctx.cfg
+            apply_settings(ctx, password_to_file(ctx.cfg, changes))
+            forgotten = ""
+            if "mqtt.password" in changes and not changes["mqtt.password"]:
+                forgotten = (" The saved password was deleted." if forget_password_file(before_cfg)
+                             else " The password in the config file is no longer used.")
+            restart_publisher(ctx, ctx.cfg)
+            log.info("admin %s changed the classroom broker settings", me.username)
+            ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
+                            (f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
+                            + (", saved password deleted" if forgotten else ", new password saved"
+                               if changes.get("mqtt.password") else "")
+                            + "".join(f"; {LABELS.get(k, k)}: {before[k]!r} -> {v!r}" for k, v in changes.items()
+                                      if k in before and before[k] != v))
+            # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
+            h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
+                                                             if settings.enabled else " MQTT is off.")
+                             + forgotten)
 
 
 def password_to_file(cfg: Config, changes: dict) -> dict:

@@ -96,7 +96,8 @@ class Appliance:
                            publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
-        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: self.cfg.store.retention_days)
+        self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,
+                                                                 lambda: self.cfg.store.retention_days)
         self._images_held: int | None = None  # hold_images' descriptor, while this appliance may write images
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart

@@ -28,6 +28,7 @@ class Housekeeping:
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
         self.every_s, self.first_after_s = every_s, first_after_s
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ``soon``: run now, not at the hour
         self._thread: threading.Thread | None = None
         self.runs = 0  # completed runs, failed ones included (tests wait on it)
 
@@ -51,9 +52,18 @@ class Housekeeping:
 
     def _run(self) -> None:
         wait = self.first_after_s
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(wait)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             self.run_once()
             wait = self.every_s
+
+    def soon(self) -> None:
+        """Run now, not at the next hour: an admin who shortens the retention is told the
+        older records go, and they did only up to an hour later."""
+        self._wake.set()
 
     def start(self) -> "Housekeeping":
         self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
@@ -65,5 +75,6 @@ class Housekeeping:
         reopen the database its service is closing, nor delete images after the service
         released them."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)

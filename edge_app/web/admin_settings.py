@@ -3,6 +3,7 @@ and saved in the database so they outlive restarts (``with_saved_settings`` at s
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,12 +104,16 @@ def use_file_settings(ctx) -> list[str]:
 def apply_settings(ctx, changes: dict) -> None:
     """Validate ``changes`` (dotted keys) into a new config, persist them, then hand the
     new config whole to the web context, the analyzer and the loop. The old config object
-    is never edited: the loop may be reading it. Raises ``ConfigError``, changing nothing."""
+    is never edited: the loop may be reading it. Raises ``ConfigError``, changing nothing.
+    Callers hold ``ctx.settings_lock`` from reading the settings they compare to this."""
     new = config_mod.with_changes(ctx.cfg, changes)
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     saved.update(changes)
     ctx.store.set_setting(SETTINGS_KEY, saved)
+    shorter = new.store.retention_days < ctx.cfg.store.retention_days
     _run_on(ctx, new)
+    if shorter and getattr(ctx, "housekeeping", None) is not None:
+        ctx.housekeeping.soon()  # the records past the new retention go now, as the page says
 
 
 def _run_on(ctx, new: config_mod.Config) -> None:
@@ -123,9 +128,15 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
     if kind is bool:
         return ticked(raw)
     raw = (raw or "").strip()
+    if "_" in raw:  # Python reads "1_0" as 10; a person typed something else
+        raise config_mod.ConfigError(f"{label}: {raw!r} is not a number")
     if kind is float:
+        if THOUSANDS.fullmatch(raw):  # "1,200": twelve hundred in English, 1.2 in German
+            whole, part = raw.lstrip("+").split(",")
+            raise config_mod.ConfigError(f"{label}: {raw!r} could be {whole}{part} or {whole}.{part}: write it "
+                                         f"without the comma ({whole}{part}) or with a point ({whole}.{part})")
         try:  # a decimal comma ("5,5"): what a German or French phone's number keyboard offers
-            return float(raw.replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw)
+            return float(raw.replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw) + 0.0  # no -0.0
         except ValueError:
             raise config_mod.ConfigError(f"{label}: {raw!r} is not a number") from None
     if kind is int:
@@ -134,6 +145,9 @@ def _parse_setting(dotted: str, label: str, kind, raw: str | None):
         except ValueError:
             raise config_mod.ConfigError(f"{label}: {raw!r} is not a whole number") from None
     return raw
+
+
+THOUSANDS = re.compile(r"\+?\d{1,3},\d{3}")
 
 
 def _in_the_forms_words(message: str) -> tuple[str, str]:
@@ -179,7 +193,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
-        changed = use_file_settings(ctx)
+        with ctx.settings_lock:
+            changed = use_file_settings(ctx)
         if changed:
             log.info("admin %s handed settings back to the config file", me.username)
             ctx.store.audit(me.username, "used the config file's settings", "", "; ".join(changed))
@@ -191,11 +206,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         me = guard.require_user(admin=True)
         guard.check_csrf()
         guard.require_recent_password()
-                # what the admin typed, shown again beside the error
+        # what the admin typed, shown again beside the error
         shown: dict[str, Any] = {dotted: ticked(request.forms.getunicode(dotted)) if kind is bool
                  else request.forms.getunicode(dotted, "") for dotted, _, kind, _ in SETTINGS}
         shown["engagement.mapping"] = {emotion: request.forms.getunicode(f"map.{emotion}", "").strip()
                                        for emotion in ctx.cfg.engagement.mapping}
+        with ctx.settings_lock:  # what the changes are judged against stays so until they are saved
+            return _save(me, shown)
+
+    def _save(me, shown: dict):
         before = settings_values()
         base = read_base(request.forms.getunicode("base"), before)
         try:
@@ -229,7 +248,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
         guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." + snapshot_notice(
-            before.get("privacy.snapshot_on_alert"), changes.get("privacy.snapshot_on_alert")) if changed
+            before.get("privacy.snapshot_on_alert"), changes.get("privacy.snapshot_on_alert")) + retention_notice(
+            before.get("store.retention_days"), changes.get("store.retention_days")) if changed
                              else "Nothing to save: no setting was changed.")
 
     def snapshot_notice(was, now) -> str:
@@ -243,8 +263,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if now is False and was:
             stored = reports.stored_snapshots(ctx.store)
             if stored:
-                return (f" Snapshots are off. The {stored} frame{'s' if stored != 1 else ''} already stored stay{'s' if stored == 1 else ''} "
-                        f"{days} days unless you delete them on the Alerts page (/admin/alerts).")
+                return (f" Snapshots are off. The {stored} frame{'s' if stored != 1 else ''} already stored "
+                        f"{'are' if stored != 1 else 'is'} deleted {days} days after {'each was' if stored != 1 else 'it was'} "
+                        f"taken, unless you delete {'it' if stored == 1 else 'them'} sooner on the Alerts page "
+                        "(/admin/alerts).")
+        return ""
+
+    def retention_notice(was, now) -> str:
+        if isinstance(was, int) and isinstance(now, int) and now < was:
+            return f" Records older than {now} days are being deleted now."
         return ""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,10 @@ class Context:
     model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime: a clock step (NTP on a Pi) does not move it
     file_cfg: Config | None = None  # the config file's own values, before the admin's saved settings
+    housekeeping: Any = None  # edge_app.store.housekeeping.Housekeeping: a shorter retention is applied at once
+    # one settings save at a time (the settings and classroom pages, "use the file's values"): two admins saving
+    # at the same instant each read the saved settings, then wrote them back whole, and one change was lost
+    settings_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 HOST_REFUSED_PAGE = ("This device does not answer to the name in your address bar, to keep other sites' pages "

@@ -13,7 +13,7 @@
   % if message:
   <p class="{{'ok' if ok else 'error'}}" role="{{'status' if ok else 'alert'}}" id="mqtt-message">{{message}}</p>
   % end
-  <form method="post" action="/admin/classroom" id="mqtt-form">
+  <form method="post" action="/admin/classroom" id="mqtt-form" autocomplete="off">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="base" value="{{base}}">
     <div class="grid2">

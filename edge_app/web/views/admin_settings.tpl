@@ -22,7 +22,7 @@
     </form>
   </div>
   % end
-  <form method="post" action="/admin/settings" id="settings">
+  <form method="post" action="/admin/settings" id="settings" autocomplete="off">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="base" value="{{base}}">
     <fieldset>
