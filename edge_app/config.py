@@ -37,7 +37,9 @@ from edge_app.fleet.settings import TOPIC_ID as MQTT_TOPIC_ID
 from edge_app.fleet.settings import check_together as check_mqtt
 
 DEVICE_CONFIG = Path("/etc/engage-edge/config.toml")
-QUIET_HOURS = re.compile(r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+# two different times: "22:00-22:00" read as an empty span, never quiet, and said nothing
+QUIET_HOURS = re.compile(r"^$|^(?!(\d\d:\d\d)-\1$)([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+MAX_LEVEL_CHARS = 60
 # web.allowed_hosts: names as a browser's Host header carries them, without its port; a URL or
 # "name:8443" listed there could never match, and every request under it got the refusal
 _HOST_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
@@ -203,6 +205,11 @@ class ModelSettings(Section):
     threads: int = setting(1, "CPU threads for one inference.", Range(1, 8))
 
 
+def _starts_with_a_group(level: str) -> bool:
+    """``level`` begins with an LED group as a word: "Engaged - curious", not "Engagedly bored"."""
+    return any(level.startswith(g) and (len(level) == len(g) or not level[len(g)].isalnum()) for g in LEVEL_GROUPS)
+
+
 @dataclass(frozen=True)
 class Levels:
     """Each emotion the model knows maps to a level that starts with an LED group."""
@@ -212,11 +219,14 @@ class Levels:
         for emotion, level in mapping.items():
             if emotion not in known:
                 raise ConfigError(f"engagement.mapping.{emotion} is not an emotion the model knows; use one of {sorted(known)}")
-            if not isinstance(level, str) or not level.startswith(LEVEL_GROUPS):
+            if not isinstance(level, str) or not _starts_with_a_group(level):
                 raise ConfigError(
                     f"engagement.mapping.{emotion} = {level!r} is not allowed: a level must start with "
-                    + ", ".join(f'"{g}"' for g in LEVEL_GROUPS)
+                    + ", ".join(f'"{g}"' for g in LEVEL_GROUPS) + ' as a word ("Engaged - curious")'
                 )
+            if len(level) > MAX_LEVEL_CHARS:  # it is shown on every page, logged at every change, sent to the classroom
+                raise ConfigError(f"engagement.mapping.{emotion} = {level[:20]!r}... is not allowed: a level has at "
+                                  f"most {MAX_LEVEL_CHARS} characters")
 
 
 DEFAULT_MAPPING: Mapping[str, str] = MappingProxyType({
@@ -276,14 +286,17 @@ class IndicatorSettings(Section):
     buzzer: bool = setting(True, "Off mutes the buzzer; the LED still shows the state and alerts are still "
                                  "recorded (with a frame if privacy.snapshot_on_alert is on).", label="Buzzer on")
     buzzer_after_s: float = setting(30.0, "Sustained Not engaged or Distracted (in any mix) for this long sounds the "
-                                          "buzzer and logs an alert, once per stretch.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
+                                          "buzzer and logs an alert, once per stretch and at most once every "
+                                          "buzzer_cooldown_s (2 minutes by default): a stretch that reaches it "
+                                          "sooner alerts when that time is up.", Range(0, 3600, "seconds"), label="Alert after (seconds)")
     buzzer_cooldown_s: float = setting(120.0, "At least this long between two alerts.", Range(0, 86400, "seconds"))
     buzzer_beep_s: float = setting(0.3, "Length of each of the two beeps of an alert.", Range(0.01, 10, "seconds"))
     quiet_hours: str = setting("", 'No buzzer in these hours (alerts are still recorded, with a frame if '
                                    'privacy.snapshot_on_alert is on), e.g. "22:00-07:00", on '
                                    "the device's clock in its time zone (sudo timedatectl set-timezone "
                                    "Europe/Berlin); empty: none.",
-                               Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM", e.g. "22:00-07:00"'), label="Quiet hours")
+                               Matches(QUIET_HOURS, 'empty or "HH:MM-HH:MM" from one time to another, e.g. "22:00-07:00" (all day: '
+                                                       'turn the buzzer off)'), label="Quiet hours")
     amber_green: float = setting(0.4, "Amber is full red plus this much green (PWM, RGB LED).", Range(0.0, 1.0, "a level"))
     brightness: float = setting(1.0, "Scales every colour (PWM).", Range(0.0, 1.0, "a level", above=True))
     violet_red: float = setting(0.5, '"Distracted" is violet: full blue plus this much red (PWM).',

@@ -180,6 +180,16 @@ def test_binary_file_is_a_config_error(tmp_path):
     ('[indicators]\nquiet_hours = "22-07"\n', None, "indicators.quiet_hours", "'22-07'", "HH:MM-HH:MM"),
     ('[indicators]\nquiet_hours = "25:00-07:00"\n', None, "indicators.quiet_hours", "'25:00-07:00'", "HH:MM-HH:MM"),
     ('[indicators]\nquiet_hours = "22:00-07:60"\n', None, "indicators.quiet_hours", "'22:00-07:60'", "HH:MM-HH:MM"),
+    # the same time twice read as an empty span: never quiet, and nothing said so
+    ('[indicators]\nquiet_hours = "22:00-22:00"\n', None, "indicators.quiet_hours", "'22:00-22:00'",
+     "from one time to another"),
+    ('[indicators]\nquiet_hours = "00:00-00:00"\n', None, "indicators.quiet_hours", "'00:00-00:00'",
+     "(all day: turn the buzzer off)"),
+    # a level begins with its group as a word, and is short enough to show and send
+    ('[engagement.mapping]\nfear = "Engagedly bored"\n', None, "engagement.mapping.fear", "'Engagedly bored'",
+     'as a word ("Engaged - curious")'),
+    (f'[engagement.mapping]\nfear = "Not engaged - {"x" * 47}"\n', None, "engagement.mapping.fear",
+     "'Not engaged - xxxxxx'...", "at most 60 characters"),
     ('[engagement.mapping]\nhappiness = "Bored"\n', None, "engagement.mapping.happiness", "'Bored'", '"Partially engaged"'),
     ('[engagement.mapping]\nsadness = "engaged"\n', None, "engagement.mapping.sadness", "'engaged'", '"Not engaged"'),
     ('[engagement.mapping]\nboredom = "Not engaged"\n', None, "engagement.mapping.boredom", "", "happiness"),
@@ -200,6 +210,11 @@ def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, text, overrides
 def test_good_allowed_hosts_are_accepted(tmp_path):
     for spec in ("", "desk-07.school.lan", " desk-07.school.lan, desk-07 ", "desk-07.school.lan.", "10.0.0.7"):
         assert load_text(tmp_path, f'[web]\nallowed_hosts = "{spec}"\n').web.allowed_hosts == spec
+
+
+def test_good_levels_are_accepted(tmp_path):
+    for level in ("Engaged", "Engaged - curious", "Engaged: curious", "Not engaged-bored", f"Partially engaged {'x' * 42}"):
+        assert load_text(tmp_path, f'[engagement.mapping]\nfear = "{level}"\n').engagement.mapping["fear"] == level
 
 
 def test_good_quiet_hours_are_accepted(tmp_path):
