@@ -640,6 +640,24 @@ def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_p
         assert "cannot write the CSV to standard output: the disk is full" in r.stderr
 
 
+def test_a_backup_that_runs_out_of_room_part_way_says_the_disk_is_full(store, tmp_path):
+    """With a little more free than the database (not enough for the copy and its journal),
+    SQLite's answer was passed on as it came: "backup ... failed: disk I/O error", which
+    reads as a broken stick. It is the full disk, with what the copy needs beside what is
+    free."""
+    for i in range(3000):
+        store.log_state_change(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    size = (store.data_dir / "engage.db").stat().st_size
+    with mounted_tmpfs(tmp_path / "stick", "2m") as stick:
+        fs = os.statvfs(stick)
+        (stick / "filler").write_bytes(b"\0" * (fs.f_bavail * fs.f_frsize - size - 8192))  # the database and 8 kB
+        r = _cli("backup", stick / "b.db", "--data-dir", store.data_dir, "--config", _empty(tmp_path))
+        assert r.returncode == 1, r.stderr
+        assert re.search(r"failed: the disk is full \(it needs about [\d.]+ MB, [\d.]+ MB free there\): free some "
+                         r"space or write to another disk; nothing was written there", r.stderr), r.stderr
+        assert sorted(p.name for p in stick.iterdir()) == ["filler"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_an_export_stopped_half_way_leaves_no_half_file(store, tmp_path, sig):
     """Ctrl-C, `kill`, or the technician's SSH session dropping (SIGHUP) while a long export

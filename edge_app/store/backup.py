@@ -207,16 +207,27 @@ def _is_database(path: Path) -> bool:
         return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
-def _failed(exc: BaseException, where: Path | int) -> str:
+def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = None) -> str:
     """Why a write failed; a full disk says how much is free there and what to do.
-    ``where``: the file system's folder, or the file descriptor written to."""
+    ``where``: the file system's folder, or the file descriptor written to; ``needed_mb``:
+    about what the write needs there (a backup: the database), said beside what is free."""
     import errno
 
-    if getattr(exc, "errno", None) != errno.ENOSPC and "disk is full" not in str(exc):
-        return str(getattr(exc, "strerror", None) or exc)
     mb = free_mb(where)
-    free = f" ({mb:.1f} MB free there)" if mb is not None else ""
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc)
+    # SQLite says "disk I/O error" when the room runs out part-way through a copy (a little
+    # more free than the database, not enough for the copy and its journal)
+    ran_out = (isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_IOERR
+               and needed_mb is not None and mb is not None and mb < needed_mb)
+    if not (full or ran_out):
+        return str(getattr(exc, "strerror", None) or exc)
+    need = f"it needs about {needed_mb:.1f} MB, " if needed_mb is not None else ""
+    free = f" ({need}{mb:.1f} MB free there)" if mb is not None else ""
     return f"the disk is full{free}: free some space or write to another disk"
+
+
+SQLITE_IOERR = 10
+JOURNAL_ROOM = 1.1  # a copy, and its journal while the copy's stamp is written
 
 
 def _damaged(db: Path, exc: sqlite3.Error) -> str | None:
@@ -267,7 +278,8 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
         damaged = _damaged(db, exc) if isinstance(exc, sqlite3.Error) else None
         if damaged:
             raise CopyFailed(f"cannot back up: {damaged}; nothing was written at {dest}") from None
-        raise CopyFailed(f"backup to {dest} failed: {_failed(exc, dest.absolute().parent)}; "
+        needed = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists()) / 1e6
+        raise CopyFailed(f"backup to {dest} failed: {_failed(exc, dest.absolute().parent, needed * JOURNAL_ROOM)}; "
                          "nothing was written there") from None
     finally:
         src.close()
