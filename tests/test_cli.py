@@ -210,6 +210,26 @@ def test_run_without_its_camera_yet_serves_and_waits_for_it(tmp_path):
     assert "warning: camera: no camera at /dev/video97" in err and "Starting without it" in err
 
 
+def test_run_on_every_interface_says_where_others_reach_it_and_warns_of_plain_http(tmp_path):
+    """`run --host 0.0.0.0` printed "web UI at http://127.0.0.1:...", which every other
+    computer reads as itself, and nothing said that passwords and students' photos then
+    cross the LAN unencrypted (the classroom command said both)."""
+    import socket
+
+    conf = tmp_path / "run.toml"
+    conf.write_text('[indicators]\nbackend = "none"\n')
+    env = {**os.environ, "ENGAGE_ADMIN_PASSWORD": "Dove-Lantern-Quiet-8"}
+    with service_process("run", "--config", conf, "--source", "demo", "--host", "0.0.0.0", "--port", 0,
+                         "--data-dir", tmp_path / "data", env=env) as proc:
+        assert proc.stdout is not None
+        line = next(line for line in proc.stdout if "web UI at" in line)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert f"web UI at http://{socket.gethostname()}:" in line and "127.0.0.1" not in line, line
+    assert "warning: the web UI is served over plain HTTP on 0.0.0.0" in err and "web.tls_cert" in err, err
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
 def test_gpio_indicators_without_a_pin_driver_say_what_to_install_not_a_traceback(tmp_path):
     """gpiozero installed, no pin driver it can load (lgpio missing, not a Pi): the start
     ended in a traceback saying gpiozero was missing and to pip install it. Now exit 2

@@ -158,7 +158,9 @@ def cmd_run(args) -> int:
                   "until that first log-in)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at {appliance.url}")
+        say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at " + " or ".join(appliance.urls()))
+        if warning := appliance.plain_http_warning():
+            print(warning, file=sys.stderr, flush=True)
         if appliance.generated_password:
             say(first_start_message(appliance.generated_password, appliance.accounts.first_password_path))
         from edge_app.device.watchdog import Notifier

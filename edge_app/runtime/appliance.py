@@ -24,6 +24,7 @@ from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source
 from edge_app.vision.stills import Analyzer
+from edge_app.web import reach
 from edge_app.web.app import UPLOAD_PATHS, Context, make_app
 from edge_app.web.server import Server
 
@@ -138,10 +139,22 @@ class Appliance:
 
     @property
     def url(self) -> str:
+        """The web UI on this machine (what its own tools and the tests open)."""
         web = self.cfg.web
-        scheme = "https" if web.tls_cert else "http"
-        host = "127.0.0.1" if web.host in ("0.0.0.0", "") else web.host
-        return f"{scheme}://{host}:{self.server.port if self.server else web.port}"
+        return reach.local_url(web.host, self.server.port if self.server else web.port, bool(web.tls_cert))
+
+    def urls(self) -> list[str]:
+        """Where people open the web UI (``web.reach.urls``): on every interface, the addresses
+        other computers reach it by, not 127.0.0.1."""
+        web = self.cfg.web
+        return reach.urls(web.host, self.server.port if self.server else web.port, bool(web.tls_cert))
+
+    def plain_http_warning(self) -> str:
+        web = self.cfg.web
+        return reach.plain_http_warning(web.host, bool(web.tls_cert), "the web UI",
+                                        "log-in passwords, students' photos and their results",
+                                        "Set web.tls_cert and web.tls_key, or serve it on 127.0.0.1 behind a reverse "
+                                        "proxy with TLS (README: Security)")
 
     def stop(self) -> None:
         self.housekeeping.stop()

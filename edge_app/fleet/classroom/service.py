@@ -1,9 +1,7 @@
 """``engage-edge classroom``: the broker subscriber and the web page, wired and run together."""
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +13,7 @@ from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
 from edge_app.store.housekeeping import Housekeeping
+from edge_app.web import reach
 from edge_app.web.hardening import AllowedHosts
 from edge_app.web.proxies import TrustedProxies
 
@@ -75,28 +74,18 @@ class ClassroomService:
     @property
     def url(self) -> str:
         """The page on this machine (what its own tools and the tests open)."""
-        scheme = "https" if self.tls_cert else "http"
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"{scheme}://{_bracketed(host)}:{self.server.port if self.server else self.port}"
+        return reach.local_url(self.host, self.server.port if self.server else self.port, bool(self.tls_cert))
 
     def urls(self) -> list[str]:
-        """Where instructors open the page: on every interface (``--host 0.0.0.0``), this
-        machine's host name and the addresses other computers reach it by (it printed
-        127.0.0.1, which every other computer reads as itself); else the address it serves."""
-        scheme, port = "https" if self.tls_cert else "http", self.server.port if self.server else self.port
-        if self.host not in ("0.0.0.0", "", "::"):
-            return [self.url]
-        addresses = [a for a in reachable_addresses() if self.host == "::" or ":" not in a]  # 0.0.0.0: IPv4 only
-        return [f"{scheme}://{_bracketed(h)}:{port}" for h in [socket.gethostname(), *addresses]]
+        """Where instructors open the page (``web.reach.urls``)."""
+        return reach.urls(self.host, self.server.port if self.server else self.port, bool(self.tls_cert))
 
     def plain_http_warning(self) -> str:
         """A warning when the page is served without TLS on an address other computers reach:
         passwords and the class then cross the network readable by anyone on it."""
-        if self.tls_cert or _loopback(self.host):
-            return ""
-        return (f"warning: the page is served over plain HTTP on {self.host or '0.0.0.0'}: log-in passwords and "
-                "the class cross the network unencrypted. Give --https-cert and --https-key, or serve it on "
-                "127.0.0.1 behind a reverse proxy with TLS (README: Security)")
+        return reach.plain_http_warning(self.host, bool(self.tls_cert), "the page", "log-in passwords and the class",
+                                        "Give --https-cert and --https-key, or serve it on 127.0.0.1 behind a reverse "
+                                        "proxy with TLS (README: Security)")
 
     def stop(self) -> None:
         self.housekeeping.stop()
@@ -108,40 +97,3 @@ class ClassroomService:
         if self._in_use is not None:
             os.close(self._in_use)
             self._in_use = None
-
-
-def reachable_addresses() -> list[str]:
-    """This machine's addresses other computers may reach it by: the one its default route
-    leaves from (a UDP "connection" sends nothing) and those its host name resolves to,
-    loopback left out."""
-    found: list[str] = []
-    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                s.connect((probe, 9))
-                found.append(s.getsockname()[0])
-        except OSError:  # no route of that family (a machine with no network yet)
-            pass
-    try:
-        found += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)]
-    except OSError:
-        pass
-    addresses = []
-    for a in found:
-        a = a.split("%")[0]  # an IPv6 address's zone
-        if a not in addresses and not _loopback(a) and not ipaddress.ip_address(a).is_link_local:
-            addresses.append(a)
-    return addresses
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "" (every interface) or a name
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
