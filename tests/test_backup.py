@@ -640,6 +640,19 @@ def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_p
         assert "cannot write the CSV to standard output: the disk is full" in r.stderr
 
 
+def test_an_export_of_a_database_a_newer_release_wrote_is_refused_as_run_refuses_it(store, tmp_path):
+    """`run` stops on a database of a newer schema; `export` wrote a CSV of it and exited 0,
+    reading columns whose meaning the newer release may have changed."""
+    store.log_state_change(1_780_000_000.0, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    store.close()
+    with contextlib.closing(sqlite3.connect(store.data_dir / "engage.db")) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    out = tmp_path / "log.csv"
+    r = _cli("export", "--since", "2020-01-01", "--out", out, "--data-dir", store.data_dir, "--config", _empty(tmp_path))
+    assert r.returncode == 2 and "has schema version 99, newer than this engage-edge" in r.stderr, r.stderr
+    assert "export it with the release that wrote it; nothing was written" in r.stderr and not out.exists()
+
+
 def test_a_backup_that_runs_out_of_room_part_way_says_the_disk_is_full(store, tmp_path):
     """With a little more free than the database (not enough for the copy and its journal),
     SQLite's answer was passed on as it came: "backup ... failed: disk I/O error", which
