@@ -272,7 +272,7 @@ def test_rollback_refuses_a_damaged_previous_model(cfg, variant):
     assert (models / "current.json").read_bytes() == current_before
 
 
-def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant):
+def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant, tmp_path, capsys):
     got = []
     watcher = flash.ModelWatcher(cfg, got.append)
     flash.install(*variant(1), cfg)
@@ -281,9 +281,18 @@ def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant):
     current = flash.models_dir(cfg) / "current.json"
     raw = json.loads(current.read_text())
     raw["sha256"] = "0" * 64
+    good = current.read_text()
     current.write_text(json.dumps(raw))  # damaged behind the installer's back
     assert not watcher.check() and "does not match" in watcher.last_error
     assert len(got) == 1
+    # `model list`, another process, is told too (it called the damaged model active, and nothing more)
+    assert "does not match" in flash.load_error(cfg)
+    conf = _config_file(tmp_path, cfg)
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    assert "note: the running engage-edge could not load the active (*) model" in capsys.readouterr().out
+    current.write_text(good)  # put right: picked up, and the note goes
+    assert watcher.check() and len(got) == 2 and flash.load_error(cfg) == ""
+    assert not (flash.models_dir(cfg) / flash.LOAD_ERROR).exists()
 
 
 def _config_file(tmp_path: Path, cfg: Config) -> Path:

@@ -181,6 +181,10 @@ def cmd_model_list(args) -> int:
     note = flash.shipped_not_running(cfg)
     if note:
         print("note: " + note)
+    failed = flash.load_error(cfg)
+    if failed:  # the running service said so; this command alone cannot know
+        print(f"note: the running engage-edge could not load the active (*) model and still runs the one before it: "
+              f"{failed}. Roll back (engage-edge model rollback), or install a good model")
     changes = flash.history(cfg)
     if changes:
         print("history (newest first):")

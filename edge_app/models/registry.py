@@ -1046,6 +1046,36 @@ def listing(cfg: Config) -> list[dict]:
 
 
 # ------------------------------------------------------------------ hot pick-up
+LOAD_ERROR = "load-error.json"
+
+
+def _note_load_error(cfg: Config, signature, error: str) -> None:
+    """Leave the running service's failure to load the active manifest (``signature``: what
+    its file was then) where `engage-edge model list`, another process, reads it; an empty
+    ``error`` removes it. Best effort: it never stops the watcher."""
+    path = models_dir(cfg) / LOAD_ERROR
+    try:
+        if not error:
+            path.unlink(missing_ok=True)
+        elif path.parent.is_dir():
+            atomic_write(path, (json.dumps({"signature": list(signature), "error": error}) + "\n").encode())
+    except OSError as exc:
+        log.debug("could not note the model load error in %s: %s", path, exc)
+
+
+def load_error(cfg: Config) -> str:
+    """Why the running service could not load the active manifest, as it noted it, when
+    that file is still as it was then; else "". `model list` marked such a model active and
+    said nothing (only /healthz and the model page knew)."""
+    try:
+        noted = json.loads((models_dir(cfg) / LOAD_ERROR).read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(noted, dict) or noted.get("signature") != list(ModelWatcher.signature_of(cfg)):
+        return ""  # changed since (installed again, rolled back): the service looks at it again
+    return str(noted.get("error", ""))
+
+
 class ModelWatcher:
     """Notices a new active manifest (one ``stat`` per ``interval``) and hands a freshly
     loaded classifier to ``on_change``; a model that fails to load is logged, kept in
@@ -1066,7 +1096,12 @@ class ModelWatcher:
         self._failed_at = 0.0  # time.monotonic() of the last failed load
 
     def _signature(self):
-        path = active_manifest(self.cfg)
+        return self.signature_of(self.cfg)
+
+    @staticmethod
+    def signature_of(cfg: Config) -> tuple:
+        """The active manifest as the watcher tells it changed: its path and its file's identity."""
+        path = active_manifest(cfg)
         try:
             st = path.stat()
             return str(path), st.st_ino, st.st_mtime_ns, st.st_size
@@ -1094,8 +1129,11 @@ class ModelWatcher:
                 error += f" (the service runs as {user_name()}: make the file readable to it)"
             if error != self.last_error:  # a retry failing alike is not logged again
                 log.error("new model not picked up, keeping the running one: %s", error)
+                _note_load_error(self.cfg, sig, error)
             self.last_error, self._failed_at = error, time.monotonic()
             return False
+        if self.last_error:
+            _note_load_error(self.cfg, None, "")
         self.last_error = ""
         self.on_change(clf)
         log.info("now running model %s (sha256 %s)", clf.manifest.model_path.name, clf.manifest.sha256[:12])
@@ -1121,5 +1159,5 @@ class ModelWatcher:
 
 __all__ = ["FlashError", "NothingToRollBack", "install", "rollback", "way_out", "listing", "history", "compute_golden",
            "write_golden", "golden_check", "golden_problem", "truth_problem", "manifest_digest",
-           "shipped_not_running", "sweep_at_start",
+           "shipped_not_running", "sweep_at_start", "load_error",
            "active_manifest", "models_dir", "ModelWatcher", "KNOWN_LABELS"]
