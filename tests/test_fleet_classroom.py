@@ -1226,6 +1226,8 @@ def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, de
     page.dispatch_event("#threshold", "change")
     wait_for(lambda: page.locator("#alerts li.alert").count() == 2)
     assert page.locator("#alerts li.alert").first.inner_text().startswith("Row 10: Not engaged")  # attention first
+    # both joined at once (the threshold lowered): said together, once, without their times
+    assert page.inner_text("#alerts-said") == "Needs attention: Row 10, Not engaged; Row 2, Distracted."
     stores["desk-s1"].log_state_change(time.time(), "Not engaged", "Not engaged", None, None)  # Row 1 drifts off
     page.locator("li.desk[data-device='desk-s1'][data-level='Not engaged']").wait_for(timeout=10_000)
     assert order() == ["desk-s1", "desk-s2", "desk-s10"]  # it stays in its place

@@ -232,7 +232,8 @@
         rows.length ? rows.length + " desks need attention." : "";
     } else if (added.length) {
       words = "Needs attention: " + added.slice(0, NAMED).map((r) => r[2]).join("; ") +
-        (added.length > NAMED ? "; and " + (added.length - NAMED) + " more desks." : ".");
+        (added.length > NAMED ? "; and " + (added.length - NAMED) + (added.length - NAMED === 1 ? " more desk." :
+          " more desks.") : ".");
     }
     if (words) $("alerts-said").textContent = words;
   }
