@@ -80,3 +80,29 @@ def test_a_database_whose_uploads_cannot_be_read_keeps_every_image_and_still_sta
 
     assert stored_files(store.data_dir / "images") == ["uploads/1.jpg"]
     assert "removed nothing" in caplog.text
+
+
+def test_a_photo_deleted_while_it_is_stored_leaves_no_image(make_appliance, face_jpeg):
+    """An upload's row is stored first, its kept image after; "Delete all my photos" (or an
+    admin's Delete data) landing between the two removed the row, and the image was then
+    written for no row: beyond every later delete and the retention purge until a restart
+    (a review found 40 of 40 left by deletes pressed during uploads). The delete here lands
+    exactly there, from inside the image write."""
+    from tests.conftest import login
+
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user("sam", "student-pw-123", "student")
+    sam = appliance.accounts.find("sam")
+    real_write = appliance.store.write_image
+
+    def write_after_a_delete(relative: str, data: bytes) -> str:
+        appliance.store.delete_user_data(sam.id)  # the delete commits first
+        return real_write(relative, data)
+
+    appliance.store.write_image = write_after_a_delete
+    s = login(appliance.url, "sam", "student-pw-123")
+    r = s.post(f"{appliance.url}/api/analyze", data={"csrf": s.csrf},
+               files={"image": ("student.jpg", face_jpeg, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
+    assert stored_files(appliance.store.data_dir / "images") == []  # its image did not outlive it

@@ -558,9 +558,10 @@ class Store:
             )
         return upload_id
 
-    def set_upload_image(self, upload_id: int, relative: str) -> None:
-        """Record the kept image (under ``images/``) of an upload."""
-        self.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (relative, upload_id))
+    def set_upload_image(self, upload_id: int, relative: str) -> bool:
+        """Record the kept image (under ``images/``) of an upload; False when the upload is
+        gone (deleted while its image was written): the caller removes the image then."""
+        return self.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (relative, upload_id)).rowcount == 1
 
     # ------------------------------------------------------------ housekeeping
     def purge(self, retention_days: int, now: float | None = None) -> int:

@@ -188,7 +188,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 if not ok:
                     raise OSError("the photo could not be encoded as JPEG")
                 ctx.store.write_image(relative, buf.tobytes())
-                ctx.store.set_upload_image(upload_id, relative)
+                if not ctx.store.set_upload_image(upload_id, relative):
+                    # deleted while it was analysed ("Delete all my photos", an admin's Delete data): its
+                    # image stayed, named by no row, beyond every later delete and retention until a restart
+                    ctx.store.remove_image(relative)
+                    log.info("upload %d was deleted while it was stored: its image is not kept", upload_id)
             except (OSError, sqlite3.Error) as exc:  # never an image that no row points to
                 # said on the result page too: "not kept (privacy setting)" hid a full disk from the admin
                 log.warning("upload %d: its image was not saved (%s), only its results: keep_uploads = %s; "
