@@ -353,9 +353,18 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         page.get_by_label("Password").fill(STUDENT_PW)
         page.get_by_role("button", name="Log in").click()
         page.goto(f"{app.url}/upload")
+        # the button's promise names the time limit an admin set (it said "until you resume" alone)
+        assert page.get_by_role("button", name="Pause camera").get_attribute("title") == (
+            "Nothing is filmed or analysed until you resume, for 30 minutes at most")
         page.get_by_role("button", name="Pause camera").click()
         page.wait_for_url(f"{app.url}/upload")  # back where the student was
-        assert page.locator("#paused").inner_text() == "Camera paused"
+
+        def own_label() -> str:  # the student who paused is told when the camera comes back by itself
+            until = time.localtime(app.loop.privacy.active.until)
+            return "Camera paused until " + time.strftime("%H:%M" if until[:3] == time.localtime()[:3] else
+                                                          "%d %b %H:%M", until)
+
+        assert page.locator("#paused").inner_text() == own_label()
         wait_for(lambda: app.loop.state.level == "Paused", what="paused from the page")
         shots = artifacts / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
@@ -368,7 +377,7 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         loads = page.evaluate("performance.getEntriesByType('navigation').length")
         assert other.post(f"{app.url}/api/pause", timeout=10).ok
         page.get_by_role("button", name="Resume camera").wait_for()
-        assert page.locator("#paused").inner_text() == "Camera paused"
+        assert page.locator("#paused").inner_text() == own_label()  # drawn by the page's script this time
         assert other.post(f"{app.url}/api/resume", timeout=10).ok
         page.get_by_role("button", name="Pause camera").wait_for()
         assert page.locator("#paused").count() == 0
@@ -381,6 +390,7 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         assert ben.post(f"{app.url}/api/resume", timeout=10).ok
         page.get_by_role("button", name="Pause camera").wait_for()  # and the button back when it ends
         assert page.locator("#paused").count() == 0
+        assert page.get_by_role("button", name="Pause camera").get_attribute("title").endswith("30 minutes at most")
         assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
     finally:
         context.close()

@@ -53,6 +53,20 @@ def until_text(pause: Pause) -> str:
     return " until " + time.strftime(fmt, time.localtime(pause.until))
 
 
+def own_pause(pause: Pause) -> str:
+    """The header's words for a pause this user may resume: when it ends by itself too (the
+    owner saw only "Camera paused", and the camera came back on at the limit unannounced)."""
+    return "Camera paused" + until_text(pause)
+
+
+def pause_title() -> str:
+    """The Pause button's promise, with the pause's time limit when an admin set one."""
+    limit = bottle.request.app.config["ctx"].cfg.privacy.max_pause_minutes
+    if not limit:
+        return "Nothing is filmed or analysed until you resume"
+    return f"Nothing is filmed or analysed until you resume, for {limit:g} minutes at most"
+
+
 def someone_elses(pause: Pause) -> str:
     """The header's words for a pause this user may not resume (never who paused)."""
     return "Camera paused by someone else" + until_text(pause)
@@ -80,7 +94,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             created = account_created(ctx.store, user)
             can = may_resume(user, created, pause)
             body |= {"pause": pause.public(), "yours": is_owner(user, created, pause), "can_resume": can,
-                     "label": "Camera paused" if can else someone_elses(pause)}
+                     "label": own_pause(pause) if can else someone_elses(pause)}
         if error:
             body["error"] = error
         response.content_type = "application/json"

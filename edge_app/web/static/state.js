@@ -52,7 +52,7 @@
         pill.id = "paused";
         if (button) button.before(pill); else form.appendChild(pill);
       }
-      const text = canResume ? "Camera paused" : label;
+      const text = label;  // the server's words: "Camera paused until 14:05", or someone else's pause
       if (pill.textContent !== text) pill.textContent = text;
     } else if (pill) {
       pill.remove();
@@ -72,7 +72,7 @@
     if ((button.value === "resume") === paused && button.textContent) return;
     button.value = paused ? "resume" : "pause";
     button.textContent = paused ? "Resume camera" : "Pause camera";
-    if (paused) button.removeAttribute("title"); else button.title = "Nothing is filmed or analysed until you resume";
+    if (paused) button.removeAttribute("title"); else button.title = form.dataset.pauseTitle || "";
   }
 
   // while paused: whose pause it is, asked once per Paused state (its seq) rather than each second

@@ -21,17 +21,18 @@
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
     <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
     % if camera_switch:
-    <form method="post" action="/privacy" class="inline privacy">
+    % from edge_app.web.privacy import pause_title
+    <form method="post" action="/privacy" class="inline privacy" data-pause-title="{{pause_title()}}">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <input type="hidden" name="back" value="{{path}}">
-      % from edge_app.web.privacy import header_may_resume, someone_elses
+      % from edge_app.web.privacy import header_may_resume, own_pause, someone_elses
       % if paused and header_may_resume(user, paused):
-      <span class="pill g-paused" id="paused">Camera paused</span>
+      <span class="pill g-paused" id="paused">{{own_pause(paused)}}</span>
       <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
       % elif paused:
       <span class="pill g-paused" id="paused">{{someone_elses(paused)}}</span>
       % else:
-      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="Nothing is filmed or analysed until you resume">Pause camera</button>
+      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="{{pause_title()}}">Pause camera</button>
       % end
     </form>
     % end
