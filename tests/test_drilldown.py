@@ -145,3 +145,17 @@ def test_api_state_since_is_wall_clock(appliance):
     assert before - 60 <= state["t"] <= time.time() and state["t"] >= state["since"]
     assert dt.datetime.fromisoformat(state["since_iso"]).timestamp() == pytest.approx(state["since"], abs=1)
     assert state["t"] - state["since"] - 0.1 <= state["for_s"] <= time.time() - state["since"] + 0.1  # until now
+
+
+def test_the_face_s_expression_in_api_state_is_for_those_who_see_the_picture(appliance):
+    """Every account got each frame's emotion, confidence and all eight probabilities of
+    whoever sits at the desk now, which no page shows: the picture itself is held back
+    from students (privacy.live_video), so is its expression. The level stays for all."""
+    appliance.accounts.create_user("sam", STUDENT_PW, "student")
+    admin, sam = login(appliance.url), login(appliance.url, "sam", STUDENT_PW)
+    seen = wait_for(lambda: (b := admin.get(f"{appliance.url}/api/state", timeout=10).json())["emotion"] and b,
+                    timeout=60, what="a face read by the admin's view")
+    assert seen["probabilities"] and seen["confidence"] is not None
+    theirs = sam.get(f"{appliance.url}/api/state", timeout=10).json()
+    assert (theirs["emotion"], theirs["confidence"], theirs["probabilities"]) == (None, None, {})
+    assert theirs["level"] and theirs["group"] and theirs["since"]  # the state itself, as on every page

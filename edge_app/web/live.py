@@ -70,7 +70,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/api/state")
     def api_state():
-        guard.require_user()
+        user = guard.require_user()
         response.content_type = "application/json"
         if not ctx.loop:
             return json.dumps({"level": None})
@@ -78,6 +78,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         # one frame's frozen state (fields never mix frames), its loop-clock times as wall clock
         now = loop.clock()
         state = loop.snapshot.public(loop.wall() - now, now)
+        if not may_watch(user):  # the face's expression is the picture's, held back as it is: whoever sits there
+            # now (every account saw each frame's emotion and all eight probabilities; no page shows them)
+            state |= {"emotion": None, "confidence": None, "probabilities": {}}
         return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
