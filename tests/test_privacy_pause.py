@@ -445,3 +445,24 @@ def test_the_header_button_never_leads_off_the_device(paused_app):
     r = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "resume", "back": "/upload?x=1"},
                allow_redirects=False, timeout=10)
     assert r.headers["Location"].endswith("/upload?x=1"), "a page of the device is still where it goes back to"
+
+
+def test_a_student_still_on_a_given_password_can_pause_but_resumes_after_choosing_their_own(paused_app):
+    """A student on the password they were given (Add a class) is sent to Your account until
+    they choose their own, and its header had no Pause button (POST /api/pause: 403) while
+    the camera went on analysing them. Pausing films less: allowed; resuming waits."""
+    app, _ = paused_app()
+    app.accounts.create_user("dora", "given-note-pw-1", "student", must_change=True)
+    dora = login(app.url, "dora", "given-note-pw-1")
+    page = dora.get(f"{app.url}/account", timeout=10).text
+    assert 'id="privacy-button"' in page and ">Pause camera</button>" in page
+    r = dora.post(f"{app.url}/api/pause", timeout=10)
+    assert r.status_code == 200 and r.json()["paused"] is True
+    wait_for(lambda: app.loop.state.level == "Paused", what="paused by a student on a given password")
+    page = dora.get(f"{app.url}/account", timeout=10).text
+    assert 'id="paused">Camera paused</span>' in page and "Resume camera" not in page  # not before their own
+    assert dora.post(f"{app.url}/api/resume", timeout=10).status_code == 403
+    assert app.loop.privacy.active is not None
+    r = dora.post(f"{app.url}/account", data={"csrf": dora.csrf, "current": "given-note-pw-1", "new": "doras-own-pw-2",
+                                              "again": "doras-own-pw-2"}, timeout=10)
+    assert r.status_code == 200 and "Resume camera" in r.text  # theirs to resume now

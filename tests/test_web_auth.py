@@ -641,20 +641,23 @@ def test_a_password_an_admin_chose_is_replaced_at_the_first_log_in(appliance):
 
 
 def test_a_given_password_shows_nothing_live_until_replaced(make_appliance):
-    """The account page's header (the only page such a user gets) carries no live state and
-    no camera switch: whoever read the note could see them; a form sent meanwhile leads to
-    /account without a way back to the form's own address."""
+    """The account page's header (the only page such a user gets) carries no live state:
+    whoever read the note could see it; a form sent meanwhile leads to /account without a
+    way back to the form's own address. Its Pause button stays (pausing films less:
+    test_privacy_pause), and a pause sent from elsewhere goes to /account too."""
     appliance = make_appliance()  # with the capture loop: its state is what must not show
     base = appliance.url
     appliance.accounts.create_user("kim", "from-the-admin-1", "student", must_change=True)
     s = requests.Session()
     r = s.post(f"{base}/login", data={"username": "kim", "password": "from-the-admin-1"}, timeout=10)
     assert 'id="account-first"' in r.text
-    assert 'id="state-dot"' not in r.text and 'id="privacy-button"' not in r.text
+    assert 'id="state-dot"' not in r.text and 'id="state"' not in r.text and 'id="privacy-button"' in r.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
-    r = s.post(f"{base}/privacy", data={"csrf": csrf, "do": "pause", "back": "/"}, allow_redirects=False, timeout=10)
-    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/account")
-    assert not appliance.loop.privacy.active
+    r = s.post(f"{base}/privacy", data={"csrf": csrf, "do": "resume", "back": "/"}, allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/account")  # resuming waits
+    r = s.post(f"{base}/privacy", data={"csrf": csrf, "do": "pause", "back": "/upload"}, timeout=10)
+    assert "/account" in r.url and appliance.loop.privacy.active  # paused, and on to /account
+    assert 'id="state-dot"' not in r.text
     r = s.post(f"{base}/account", data={"csrf": csrf, "current": "from-the-admin-1", "new": "kims-own-words-2",
                                         "again": "kims-own-words-2"}, timeout=10)
     assert 'id="account-done"' in r.text

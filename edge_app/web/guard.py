@@ -316,7 +316,8 @@ class Guard:
         # nothing live for a user still on a given password (whoever read the note could see
         # it): /account is the only page they get, and its header shows no state and no switch
         viewer = found is not None and not found[0].must_change_password
-        values.setdefault("camera_switch", loop is not None and viewer)  # the header's pause button
+        # the header's pause button: for them too (pausing films less; resuming waits for their own password)
+        values.setdefault("camera_switch", loop is not None and found is not None)
         values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
         now = loop.state if viewer and loop is not None else None

@@ -67,6 +67,11 @@ def pause_title() -> str:
     return f"Nothing is filmed or analysed until you resume, for {limit:g} minutes at most"
 
 
+def header_words(user: User, pause: Pause) -> str:
+    """The header's words for ``pause``: its end for one this user may resume, else whose."""
+    return own_pause(pause) if header_may_resume(user, pause) else someone_elses(pause)
+
+
 def someone_elses(pause: Pause) -> str:
     """The header's words for a pause this user may not resume (never who paused)."""
     return "Camera paused by someone else" + until_text(pause)
@@ -108,7 +113,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.post("/api/pause")
     def api_pause():
-        user = guard.require_user()
+        # a student still on the password they were given may pause (it only films less); resuming
+        # waits for their own password
+        user = guard.require_user(given_password_ok=True)
         guard.check_csrf()
         switch().pause("web", owner=user.id, owner_created=account_created(ctx.store, user))
         return status(user)
@@ -124,9 +131,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.post("/privacy")
     def form():
         """The header's button: pause or resume, then back to the page it was pressed on."""
-        user = guard.require_user()
-        guard.check_csrf()
         action = request.forms.get("do", "")
+        user = guard.require_user(given_password_ok=action == "pause")  # as /api/pause
+        guard.check_csrf()
         if action not in ("pause", "resume"):
             raise json_error(400, 'do must be "pause" or "resume"')
         s, created = switch(), account_created(ctx.store, user)

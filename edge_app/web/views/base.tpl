@@ -25,12 +25,12 @@
     <form method="post" action="/privacy" class="inline privacy" data-pause-title="{{pause_title()}}">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <input type="hidden" name="back" value="{{path}}">
-      % from edge_app.web.privacy import header_may_resume, own_pause, someone_elses
-      % if paused and header_may_resume(user, paused):
-      <span class="pill g-paused" id="paused">{{own_pause(paused)}}</span>
+      % from edge_app.web.privacy import header_may_resume, header_words
+      % if paused and header_may_resume(user, paused) and not user.must_change_password:
+      <span class="pill g-paused" id="paused">{{header_words(user, paused)}}</span>
       <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
       % elif paused:
-      <span class="pill g-paused" id="paused">{{someone_elses(paused)}}</span>
+      <span class="pill g-paused" id="paused">{{header_words(user, paused)}}</span>
       % else:
       <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="{{pause_title()}}">Pause camera</button>
       % end
