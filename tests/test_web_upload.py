@@ -5,6 +5,7 @@ nothing, and leave the server serving."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import logging
 import re
@@ -727,3 +728,25 @@ def test_a_picture_never_asked_for_leaves_memory_when_its_time_is_up():
     assert len(held) == 1
     wait_for(lambda: len(held) == 0, 5, what="the picture to be forgotten with no further upload or view")
     assert held.take(1, 7) is None
+
+
+@pytest.mark.parametrize("keep, says", [
+    ("thumbnail", "A small copy of each photo (at most 320 pixels wide) and its results are kept for 7 days"),
+    ("none", "Only the results of each photo are kept (not the photo) for 7 days"),
+    ("full", "Each photo and its results are kept for 7 days"),
+])
+def test_the_upload_page_says_what_is_kept_for_how_long_and_who_sees_it(make_appliance, cfg, keep, says):
+    """It said only that the photo is never sent anywhere: a student read that nothing is
+    kept, while a copy, its results and the desk's states stay for the retention period."""
+    from edge_app import config as config_mod
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"privacy.keep_uploads": keep, "store.retention_days": 7}),
+                               with_loop=False)
+    appliance.accounts.create_user("ann", STUDENT_PW, "student")
+    ann = login(appliance.url, "ann", STUDENT_PW)
+    page = html.unescape(ann.get(f"{appliance.url}/upload", timeout=10).text)
+    kept = page.split('id="what-is-kept">', 1)[1].split("</p>", 1)[0]
+    assert kept.startswith(says + ": you and this device's admins can see them"), kept
+    assert "The desk's engagement states are logged for 7 days too (admins see the log)." in kept
+    live = " ".join(ann.get(f"{appliance.url}/live", timeout=10).text.split())  # "not stored" is the frames alone
+    assert "they are not stored. The states below are logged for 7 days (admins see the log)." in live

@@ -222,10 +222,22 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         return (f"Accepted: {ACCEPTED_TEXT} files up to {limits.max_bytes // 1048576} MB "
                 f"and {limits.max_pixels // 1_000_000} megapixels.")
 
+    def what_is_kept() -> str:
+        """What this device keeps of a student's photos and of the desk, for how long, and who
+        sees it: the upload page said only that nothing is sent anywhere."""
+        days, keep = ctx.cfg.store.retention_days, ctx.cfg.privacy.keep_uploads
+        photo = {"none": "Only the results of each photo are kept (not the photo)",
+                 "thumbnail": "A small copy of each photo (at most 320 pixels wide) and its results are kept",
+                 "full": "Each photo and its results are kept"}[keep]
+        classroom = " and instructors see the state now in their classroom view" if ctx.cfg.mqtt.host else ""
+        return (f"{photo} for {days} days: you and this device's admins can see them, and you can delete your "
+                f"photos below at any time. The desk's engagement states are logged for {days} days too (admins see "
+                f"the log{classroom}).")
+
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history
         and a fresh form: a new ``attempt`` token each time it is shown."""
-        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(),
+        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), kept=what_is_kept(),
                     history=my_uploads(user, history_page), attempt=new_attempt(),
                     **{"error": "", **values})
         return body if status == 200 else HTTPResponse(body, status)

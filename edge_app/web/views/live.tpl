@@ -19,7 +19,8 @@
         this on): it stays on this device for {{retention_days}} days unless an admin deletes it. Other frames are
         shown here only.</p>
       % else:
-      <p class="hint" id="stream-note">Frames are shown here only; they are not stored.</p>
+      <p class="hint" id="stream-note">Frames are shown here only; they are not stored. The states below are
+        logged for {{retention_days}} days (admins see the log).</p>
       % end
     </div>
     <div>

@@ -3,6 +3,7 @@
 <section class="card">
   <h1>Analyse a photo</h1>
   <p class="hint">{{accepted}} The photo is analysed on this device and never sent anywhere.</p>
+  <p class="hint" id="what-is-kept">{{kept}}</p>
   % if get('done'):
   <p class="ok" role="status" id="upload-done">{{done}}</p>
   % end
