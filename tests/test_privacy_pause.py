@@ -188,6 +188,10 @@ def test_a_pause_outlives_a_restart_and_ends_only_when_resumed(paused_app, make_
     assert stays(lambda: source.reads == 0 and again.loop.health.frames == 0, 1.5)  # never read a frame
     body = requests.get(f"{again.url}/healthz", timeout=10).json()
     assert body["camera"] == "paused" and body["paused"]["since"] == since and body["paused"]["by"] == "web"
+    # one "Paused" row for the pause, not one more per restart; /api/state dates it from the press
+    assert [r["level"] for r in again.store.query("SELECT level FROM state_changes ORDER BY id")].count("Paused") == 1
+    state = login(again.url, STUDENT, STUDENT_PW).get(f"{again.url}/api/state", timeout=10).json()
+    assert state["level"] == "Paused" and abs(state["since"] - since) < 2, (state, since)
     again.accounts.create_user("ben", "ben-password-1", "student")  # the pause is still the student's after a restart
     assert login(again.url, "ben", "ben-password-1").post(f"{again.url}/api/resume", timeout=10).status_code == 403
     s = login(again.url, STUDENT, STUDENT_PW)

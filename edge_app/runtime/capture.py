@@ -194,6 +194,7 @@ class CaptureLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: _FrameReader | None = None
+        self._paused_since: float | None = None  # wall time of the "Paused" a restart found logged (_absent_since)
         self._fps_window: collections.deque = collections.deque()
         self._source_dropped = 0
         self._fault_began: tuple[float, float] | None = None  # (loop clock, wall) of a fault's first failed read
@@ -419,6 +420,8 @@ class CaptureLoop:
         except Exception as exc:  # an unreadable log must not stop the loop: the start's time, as before
             log.warning("could not read the last logged state (%s): the start's Absent is dated now", exc)
             return now, False
+        if last is not None and last.level == PAUSED and not last.crashed and self.privacy.active is not None:
+            self._paused_since = min(last.began, now)  # the pause a clean stop kept goes on: logged once
         if last is not None and last.level == ABSENT:
             return min(last.began, now), True
         if last is None or not last.crashed:
@@ -467,7 +470,11 @@ class CaptureLoop:
         self._fps_window.clear()
         self.metrics.camera.state(CameraState.PAUSED)
         self.metrics.fps.set(0.0)
-        self._show(PAUSED, wall)
+        kept, self._paused_since = self._paused_since, None
+        if kept is not None:  # the log ends with this pause's "Paused" (a restart during it): not a second row
+            self._show(PAUSED, wall, self.clock() - (wall - kept), log_it=False)
+        else:
+            self._show(PAUSED, wall)
         self._log("note_paused_alive", wall, wall)  # a crash within the first minute is dated too
         log.info("paused by the privacy switch: no frame is read until it is resumed")
         released = False
