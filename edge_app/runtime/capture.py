@@ -412,7 +412,8 @@ class CaptureLoop:
         alive, not at this start: "Not engaged" from 14:05 until 08:00 the next morning
         would be a made-up record about a minor. The same for a pause (``_hold_paused``
         notes once a minute that it is alive); a pause ended by a clean stop runs on until
-        this start, as before. Otherwise ``now``."""
+        this start, as before, and its row is not logged again (``_paused_since``, which
+        ``_hold_paused`` takes). Otherwise ``now``."""
         if self.writer is None or self.writer.pending():
             return now, False  # rows of this process still queued: not a run that ended unseen
         try:
