@@ -216,6 +216,9 @@ def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
     desk = login(appliance.url)
     assert stays(lambda: desk.get(f"{appliance.url}/api/state?view=desk", timeout=10).status_code == 200,
                  seconds=2.5, every=0.25)
+    # ... and the page says so: a student who leaves it open on the desk leaves their log-in to the next
+    note = " ".join(desk.get(f"{appliance.url}/glance", timeout=10).text.split())
+    assert "While this page is open, you stay logged in on this browser: log out when you leave the desk." in note
 
 
 def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance):

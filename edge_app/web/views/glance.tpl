@@ -16,7 +16,8 @@
     <p class="glance-word" id="glance-word">{{word}}</p>
     <p class="glance-detail" id="glance-detail">{{detail}}</p>
   </div>
-  <p class="glance-note" id="glance-note">Updated every second from this device. Nothing is recorded by this page.</p>
+  <p class="glance-note" id="glance-note">Updated every second from this device. While this page is open, you stay logged in
+    on this browser: log out when you leave the desk.</p>
 </main>
 <nav class="glance-tools" aria-label="Desk view">
   <button type="button" id="fullscreen" class="secondary">Full screen</button>
