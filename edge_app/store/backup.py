@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, fsync_dir, user_name
-from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, MIGRATIONS
+from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, newer_schema
 
 log = logging.getLogger(__name__)
 
@@ -540,10 +540,9 @@ def export_rows(data_dir: Path | str, since: float):
     db = Path(data_dir).expanduser() / DB_NAME
     conn = _open(db)
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):  # as the service refuses to start on it: its columns may mean other things
-            raise BackupError(f"{db} has schema version {version}, newer than this engage-edge ({len(MIGRATIONS)}): "
-                              "export it with the release that wrote it; nothing was written")
+        newer = newer_schema(db, conn.execute("PRAGMA user_version").fetchone()[0])  # as the service refuses it
+        if newer:
+            raise BackupError(f"{newer}: export it with the release that wrote it; nothing was written")
         for t, level, grp, emotion, conf in conn.execute(
                 "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
             yield log_row("state", t, level, grp, emotion, conf)

@@ -283,6 +283,14 @@ PAUSE_SEEN_KEY = "loop.pause_seen"
 PAUSE_KEY = "privacy.pause"
 
 
+def newer_schema(path: Path, version: int) -> str:
+    """"" or how the database at ``path`` (its ``user_version``) is a newer release's: the
+    service will not run on it, nor the export read it (its columns may mean other things)."""
+    if version <= len(MIGRATIONS):
+        return ""
+    return f"{path} has schema version {version}, newer than this engage-edge ({len(MIGRATIONS)})"
+
+
 class LastRun(NamedTuple):
     """How the capture loop's last run ended, as the log tells it (``last_sign_of_life``)."""
 
@@ -408,9 +416,9 @@ class Store:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self.schema_version()
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self.path} has schema version {version}, newer than this engage-edge "
-                             f"({len(MIGRATIONS)}): upgrade engage-edge or restore an older backup")
+        newer = newer_schema(self.path, version)
+        if newer:
+            raise StoreError(f"{newer}: upgrade engage-edge or restore an older backup")
         for number in range(version + 1, len(MIGRATIONS) + 1):
             try:
                 conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
