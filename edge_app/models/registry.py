@@ -1067,11 +1067,8 @@ def load_error(cfg: Config) -> str:
     """Why the running service could not load the active manifest, as it noted it, when
     that file is still as it was then; else "". `model list` marked such a model active and
     said nothing (only /healthz and the model page knew)."""
-    try:
-        noted = json.loads((models_dir(cfg) / LOAD_ERROR).read_text())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(noted, dict) or noted.get("signature") != list(ModelWatcher.signature_of(cfg)):
+    noted = _read(models_dir(cfg) / LOAD_ERROR)
+    if noted is None or noted.get("signature") != list(ModelWatcher.signature_of(cfg)):
         return ""  # changed since (installed again, rolled back): the service looks at it again
     return str(noted.get("error", ""))
 
