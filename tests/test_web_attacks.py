@@ -356,11 +356,27 @@ def test_a_form_body_that_cannot_be_read_is_a_400_not_a_server_error(web, caplog
     in or not (200 requests: 700 kB), past the refused log-ins' line budgets."""
     s = login(web.url)
     for session, path in ((requests, "/login"), (requests, "/api/login"), (s, "/logout"), (s, "/admin/settings"),
-                          (s, "/api/analyze")):
+                          (s, "/api/analyze"), (s, "/upload")):
+        # s sends the right token: the answer must be about the form, never "wrong token, reload the page"
         r = session.post(f"{web.url}{path}", data=body, headers={"Content-Type": content_type}, timeout=10)
-        assert r.status_code in (400, 403), (path, r.status_code, r.text[:200])
-        assert r.headers["Content-Type"].startswith("application/json") and r.json()["error"]
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        assert r.headers["Content-Type"].startswith("application/json") and "could not be read" in r.json()["error"]
         assert r.headers.get("X-Content-Type-Options") == "nosniff"
+    assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("filename", [b"a\x00b.jpg", "caf\u00e9.jpg".encode("latin-1")])
+def test_an_upload_whose_file_name_cannot_be_read_is_a_400_not_a_stale_form(web, face_jpeg, filename, caplog):
+    """A NUL or a Latin-1 byte in a part's file name: bottle cannot read the form, and the
+    upload said "missing or wrong X-CSRF-Token" (a page: "reload the page"), the token right."""
+    s = login(web.url)
+    body = (b'--XX\r\nContent-Disposition: form-data; name="image"; filename="' + filename +
+            b'"\r\nContent-Type: image/jpeg\r\n\r\n' + face_jpeg + b"\r\n--XX--\r\n")
+    for path in ("/api/analyze", "/upload"):
+        r = s.post(f"{web.url}{path}", data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"},
+                   timeout=10)
+        assert r.status_code == 400 and "could not be read" in r.json()["error"], (path, r.status_code, r.text[:200])
+    assert web.store.query("SELECT COUNT(*) AS n FROM uploads")[0]["n"] == 0
     assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
 
 

@@ -132,8 +132,14 @@ def readable_form(skip_paths: tuple[str, ...] = ()) -> None:
     try:
         request.forms  # noqa: B018 - parsed now, kept for the route
     except FORM_ERRORS as exc:
-        raise json_error(400, f"the form could not be read ({type(exc).__name__}): send it as UTF-8, "
-                              "as a browser does") from None
+        raise unreadable_form(exc) from None
+
+
+def unreadable_form(exc: Exception) -> HTTPResponse:
+    """The 400 for a form body bottle cannot parse (a bogus charset, bytes not in it, a
+    control character in a part's header such as a file name with a NUL)."""
+    return json_error(400, f"the form could not be read ({type(exc).__name__}): send it as UTF-8, as a browser does, "
+                           "with plain file names")
 
 
 def bad_request(err, hsts: bool = False) -> str:
@@ -146,11 +152,13 @@ def bad_request(err, hsts: bool = False) -> str:
 
 def csrf_sent_matches(expected: str) -> bool:
     """The request carries the session's CSRF token: a script sends it as X-CSRF-Token, a
-    form as its ``csrf`` field; whichever is sent must match (a malformed form body does not)."""
+    form as its ``csrf`` field; whichever is sent must match. A form body that cannot be read
+    is answered 400 (``unreadable_form``), not "wrong token": the token was often right, and
+    "reload the page" cannot mend a file name with a NUL in it."""
     try:
         sent = [v for v in (request.headers.get("X-CSRF-Token"), request.forms.get("csrf")) if v is not None]
-    except FORM_ERRORS:
-        return False
+    except FORM_ERRORS as exc:
+        raise unreadable_form(exc) from None
     return bool(sent) and all(hmac.compare_digest(str(v).encode(), expected.encode()) for v in sent)
 
 
