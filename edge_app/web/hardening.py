@@ -80,14 +80,26 @@ def confirm_answer(accounts, token: str, user, address: str) -> HTTPResponse | s
     return json.dumps({"confirmed": True, "valid_minutes": round(accounts.confirm_s / 60)})
 
 
+DRAIN_S = 5.0  # the longest a refusal reads a body it will drop, whatever its size
+
+
 def drain_body(cap: int) -> None:
-    """Read (and drop) an oversized body up to ``cap`` so the client sees our answer, not a reset."""
+    """Read (and drop) a refused body, up to ``cap`` bytes and ``DRAIN_S`` seconds, so a
+    client that sends the whole body before it reads (``requests``, a browser's form) sees
+    our answer, not a reset; past either the connection is closed (Linux still hands the
+    client the answer it received). A client that stops sending is simply left: its
+    timeout or reset is not a server error for the journal. What is left unread closes the
+    connection (``http_limits``: cheroot would read all of it, as large as declared)."""
     stream, left = request.environ["wsgi.input"], min(request.content_length, cap)
-    while left > 0:
-        chunk = stream.read(min(left, 1 << 20))
-        if not chunk:
-            break
-        left -= len(chunk)
+    end = time.monotonic() + DRAIN_S
+    try:
+        while left > 0 and time.monotonic() < end:
+            chunk = stream.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except OSError:  # timed out or reset: the client went; the refusal is answered to no one
+        pass
 
 
 def wants_html() -> bool:
