@@ -377,6 +377,16 @@ def test_every_bad_upload_gets_an_error_page_from_the_form(appliance, admin_sess
     assert upload_count(appliance) == 0 and stored_files(appliance) == []
 
 
+def test_two_files_in_the_image_field_are_refused_not_one_picked(appliance, admin_session, face_jpeg):
+    """Bottle keeps the last of two: which photo was analysed and stored depended on the order sent."""
+    two = [("image", ("a.jpg", face_jpeg, "image/jpeg")), ("image", ("b.jpg", face_jpeg, "image/jpeg"))]
+    r = admin_session.post(f"{appliance.url}/api/analyze", files=two, timeout=60)
+    assert r.status_code == 400 and "2 files in the field 'image'" in r.json()["error"], r.text[:200]
+    r = admin_session.post(f"{appliance.url}/upload", data={"csrf": admin_session.csrf}, files=two, timeout=60)
+    assert r.status_code == 400 and "send one photo per upload" in r.text
+    assert upload_count(appliance) == 0 and stored_files(appliance) == []
+
+
 def test_an_oversized_upload_is_refused_with_413(make_appliance, cfg, face_jpeg):
     small = config_mod.with_changes(cfg, {"web.max_upload_mb": 1})
     appliance = make_appliance(small, with_loop=False)

@@ -160,10 +160,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def _read_upload() -> tuple[bytes, str | None]:
         """The bytes and client file name of the multipart field ``image``, or ``ImageRejected``."""
         try:
-            field = request.files.get("image")
+            fields = request.files.getall("image")
         except FORM_ERRORS as exc:  # a malformed multipart body (bottle decodes text parts)
             raise ImageRejected(f"the upload form could not be read ({type(exc).__name__}): send the image "
                                 "as a file in the multipart field 'image'") from None
+        if len(fields) > 1:  # bottle keeps the last: which photo was analysed depended on the order sent
+            raise ImageRejected(f"the form sends {len(fields)} files in the field 'image': send one photo per upload")
+        field = fields[0] if fields else None
         if field is None or not hasattr(field, "file"):
             raise ImageRejected(f"no file in the form field 'image': choose a {ACCEPTED_TEXT} file")
         return field.file.read(limits.max_bytes + 1), field.raw_filename
