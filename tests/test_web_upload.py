@@ -781,3 +781,75 @@ def test_the_upload_page_says_what_is_kept_for_how_long_and_who_sees_it(make_app
     assert "The desk's engagement states are logged for 7 days too (admins see the log)." in kept
     live = " ".join(ann.get(f"{appliance.url}/live", timeout=10).text.split())  # "not stored" is the frames alone
     assert "they are not stored. The states below are logged for 7 days (admins see the log)." in live
+
+
+# ------------------------------------------------------------ large photos: boxes in the photo's own pixels
+def _face_placed(face_jpeg: bytes, size: tuple[int, int], at: tuple[int, int], scale: int) -> np.ndarray:
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((size[1], size[0], 3), 128, np.uint8)
+    canvas[at[1]:at[1] + face.shape[0], at[0]:at[0] + face.shape[1]] = face
+    return canvas
+
+
+def test_a_large_photo_gets_its_boxes_and_size_in_its_own_pixels(web_appliance, face_jpeg):
+    """A 7000 px photo is analysed from a 3 MP copy; the API gave the copy's boxes and said
+    the photo was 1750 wide, so a script drawing the box on its photo drew it a quarter off."""
+    s = login(web_appliance.url)
+    alone = s.post(f"{web_appliance.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=60).json()
+    (x, y, w, h), = [f["box"] for f in alone["faces"]]
+    at, scale = (3000, 2000), 4
+    ok, big = cv2.imencode(".jpg", _face_placed(face_jpeg, (7000, 5000), at, scale), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    r = s.post(f"{web_appliance.url}/api/analyze", files={"image": ("big.jpg", big.tobytes())}, timeout=120).json()
+    assert (r["width"], r["height"]) == (7000, 5000)
+    (box,) = [f["box"] for f in r["faces"]]
+    centre, size = (at[0] + scale * (x + w / 2), at[1] + scale * (y + h / 2)), scale * w
+    # the same face (the detector frames it a little differently at another size): before, [926, 648, 180, 180]
+    assert abs(box[0] + box[2] / 2 - centre[0]) < 0.05 * size and abs(box[1] + box[3] / 2 - centre[1]) < 0.05 * size
+    assert 0.8 * size < box[2] < 1.2 * size, (box, centre, size)
+    page = s.get(f"{web_appliance.url}/uploads/{r['upload_id']}", timeout=30)
+    assert "7000 × 5000" in html.unescape(page.text) or "7000 x 5000" in page.text
+
+
+def test_a_turned_photo_reports_its_upright_size(web_appliance, face_jpeg):
+    """EXIF orientation 6 (a phone held upright): the photo is seen 3000 wide, 4000 high."""
+    s = login(web_appliance.url)
+    upright = _face_placed(face_jpeg, (3000, 4000), (1000, 2000), 3)
+    stored = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)  # as the camera wrote it: 4000 wide
+    image = Image.fromarray(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=80, exif=exif)
+    r = s.post(f"{web_appliance.url}/api/analyze", files={"image": ("turned.jpg", buf.getvalue())}, timeout=120).json()
+    assert (r["width"], r["height"]) == (3000, 4000)
+    (box,) = [f["box"] for f in r["faces"]]
+    assert 1000 < box[0] < 2000 and 2000 < box[1] < 3000 and box[2] > 500, box  # where it is, seen upright
+
+
+def test_a_photo_just_over_the_analysis_size_is_not_halved():
+    """reduce() by whole steps took a 3.1 MP photo to 0.8 MP: small faces were lost."""
+    from edge_app.vision.stills import ANALYSIS_PIXELS, decode_photo
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2048, 1536), (90, 120, 150)).save(buf, format="PNG")
+    bgr, size = decode_photo(buf.getvalue())
+    assert size == (2048, 1536)
+    assert 0.9 * ANALYSIS_PIXELS <= bgr.shape[0] * bgr.shape[1] <= ANALYSIS_PIXELS
+
+
+def test_a_transparent_picture_is_analysed_as_it_is_seen(face_jpeg):
+    """A fully transparent PNG still holds a face in its colours: the sender sees an empty
+    picture, and it was analysed (and a copy kept) as the face."""
+    from edge_app.vision.stills import decode_image
+
+    face = Image.open(io.BytesIO(face_jpeg)).convert("RGBA")
+    hidden = face.copy()
+    hidden.putalpha(0)
+    buf = io.BytesIO()
+    hidden.save(buf, format="PNG")
+    assert (decode_image(buf.getvalue()) == 255).all()  # white, as a browser shows it on a white page
+    shown = io.BytesIO()
+    face.save(shown, format="PNG")  # opaque: the face itself
+    assert np.abs(decode_image(shown.getvalue()).astype(int)
+                  - cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)).max() <= 2

@@ -333,8 +333,9 @@ def cmd_analyze(args) -> int:
         Analyzer,
         ImageRejected,
         Limits,
-        decode_image,
+        decode_photo,
         read_image_file,
+        scale_boxes,
     )
 
     cfg = _config(args)
@@ -345,8 +346,9 @@ def cmd_analyze(args) -> int:
     failed = False
     for path in _image_files(args.images):
         try:
-            faces = analyzer.analyze(decode_image(read_image_file(path, limits), limits))
-            results.append({"image": str(path), "faces": faces})
+            bgr, (width, _) = decode_photo(read_image_file(path, limits), limits)
+            # boxes in the file's own pixels, as an image viewer shows it, not the analysed copy's
+            results.append({"image": str(path), "faces": scale_boxes(analyzer.analyze(bgr), bgr.shape[1], width)})
         except ImageRejected as exc:
             failed = True
             results.append({"image": str(path), "error": str(exc)})

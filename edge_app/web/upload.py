@@ -24,7 +24,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app.store import reports
 from edge_app.store.accounts import User
-from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_image
+from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_photo, scale_boxes
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
@@ -173,11 +173,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
 
     def _analyze_upload(user: User, data: bytes, raw_name: str | None, form: str | None) -> tuple[dict, int]:
         """Decode and analyse an upload and store its results; returns (result, upload id)."""
-        bgr = decode_image(data, limits)
-        faces = ctx.analyzer.analyze(bgr)
+        bgr, (width, height) = decode_photo(data, limits)
+        found = ctx.analyzer.analyze(bgr)  # boxes in the analysed copy's pixels (thumbnails are cut from it)
+        faces = scale_boxes(found, bgr.shape[1], width)  # ... reported and stored in the photo's own
         name = safe_filename(raw_name)
         try:
-            upload_id = ctx.store.add_upload(user.id, name, bgr.shape[1], bgr.shape[0], faces, form_key=form)
+            upload_id = ctx.store.add_upload(user.id, name, width, height, faces, form_key=form)
         except sqlite3.OperationalError as exc:  # SQLITE_FULL within the threshold's margin, or locked
             log.warning("upload not stored: %s", exc)
             raise ImageRejected(f"the results could not be stored ({exc}): the device's disk may be full. "
@@ -203,9 +204,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                             ctx.store.data_dir)
                 ctx.store.remove_image(relative)
                 unsaved = str(exc) or type(exc).__name__
-        thumbs = [data_uri(face_crop(bgr, f["box"], 96)) for f in faces]
-        return {"faces": faces, "width": bgr.shape[1], "height": bgr.shape[0],
-                "preview": data_uri(annotated(bgr, faces, bgr.shape[1])),
+        thumbs = [data_uri(face_crop(bgr, f["box"], 96)) for f in found]
+        return {"faces": faces, "width": width, "height": height,
+                "preview": data_uri(annotated(bgr, found, bgr.shape[1])),
                 "thumbs": thumbs, "filename": name, "upload_id": upload_id, "unsaved": unsaved}, upload_id
 
     def my_uploads(user: User, page_no: int = 1) -> dict:
