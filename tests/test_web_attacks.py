@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
+from edge_app.web.upload import MIN_BODY_BYTES
 from tests.conftest import ADMIN_PASSWORD, fill_up, login, mounted_tmpfs, wait_for
 
 STUDENT_PW = "student-pw-123"
@@ -328,17 +329,59 @@ def test_uploads_held_at_once_are_bounded_by_size_and_per_user(web, face_jpeg):
 
 
 def test_the_upload_budget_counts_bytes_in_all_and_per_user():
-    from edge_app.web.upload import MIN_BODY_BYTES, UploadBudget
+    from edge_app.web.upload import UploadBudget, UploadBusy
 
     budget = UploadBudget(total_bytes=30 * MIN_BODY_BYTES, per_user_bytes=20 * MIN_BODY_BYTES)
     size = 10 * MIN_BODY_BYTES
-    with budget.hold(1, size) as a, budget.hold(1, size) as b, budget.hold(1, size) as c:
-        assert (a, b, c) == (True, True, False)  # her share is two
-        with budget.hold(2, size) as d, budget.hold(3, 1) as e:
-            assert d and not e  # the whole budget is three, however small the next
-        with budget.hold(3, 1) as f:
-            assert f and budget.in_hand(3) == MIN_BODY_BYTES
-    assert budget.in_hand() == 0 and budget.in_hand(1) == 0
+    with budget.hold(1) as a, budget.hold(1) as b:
+        assert a and b and budget.in_hand(1) == 2 * MIN_BODY_BYTES  # each holds only a small start
+        a(size // 2)
+        a(size // 2)  # (the start counts towards what arrives)
+        assert budget.in_hand(1) == size + MIN_BODY_BYTES
+        with budget.hold(1) as c:
+            b(size // 2)
+            with pytest.raises(UploadBusy):
+                c(size)  # her share is two bodies: a third is refused as its bytes come ...
+        b(size // 2)
+        with budget.hold(1) as d:
+            assert d is None  # ... or at once, with no room left for its start
+        with budget.hold(2) as e, budget.hold(3) as f:
+            e(size // 2)  # someone else's photo gets in ...
+            with pytest.raises(UploadBusy):
+                f(size)  # ... up to the whole budget (three bodies)
+    assert budget.in_hand() == 0 and budget.in_hand(1) == 0 and budget.in_hand(3) == 0
+    with budget.hold(4) as f, budget.hold(5) as g:
+        f(20 * MIN_BODY_BYTES)
+        g(10 * MIN_BODY_BYTES)
+        with budget.hold(6) as h:
+            assert h is None  # not even a small start left: answered unread
+
+
+def test_slow_uploads_hold_what_they_sent_not_what_they_declared(web, face_jpeg):
+    """Two students' scripts declared 10 MB each and sent 1.5 kB a second: counted by what
+    they declared, they held the whole upload budget for hours and everyone's ordinary
+    photos were refused as "busy"."""
+    for name in ("ann", "ben"):
+        web.accounts.create_user(name, STUDENT_PW)
+    slow = []
+    try:
+        for name in ("ann", "ann", "ben"):
+            s = login(web.url, name, STUDENT_PW)
+            sock = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
+            sock.sendall((f"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ee_session="
+                          f"{s.cookies['ee_session']}\r\nX-CSRF-Token: {s.csrf}\r\nContent-Type: multipart/form-data;"
+                          f" boundary=b0\r\nContent-Length: {10 << 20}\r\n\r\n--b0\r\n").encode())
+            slow.append(sock)
+        budget = web.app.config["engage.upload_budget"]
+        wait_for(lambda: budget.in_hand() >= 3 * MIN_BODY_BYTES, what="the three slow uploads started")
+        for sock in slow:
+            sock.sendall(b"a" * 1500)
+        photo = face_jpeg + b"\0" * (3 << 20)  # an ordinary 3 MB photo, from the admin
+        r = login(web.url).post(f"{web.url}/api/analyze", files={"image": ("p.jpg", photo, "image/jpeg")}, timeout=60)
+        assert r.status_code == 200, r.text[:200]
+    finally:
+        for sock in slow:
+            sock.close()
 
 
 BOGUS_CHARSET = "multipart/form-data; boundary=XX; charset=nonexistent"

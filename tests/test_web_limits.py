@@ -231,6 +231,20 @@ def test_a_slow_but_steady_upload_is_not_cut(web):
         s.close()
 
 
+def test_a_body_sent_fast_and_then_stopped_is_cut_after_the_grace(web):
+    """A second per kB received, earned up front: 60 kB sent at once, then nothing, held
+    the thread a minute (a 10 MB upload: three hours, with its share of the upload budget)."""
+    deadlines = web.server.deadlines
+    deadlines.body_grace_s = 0.5
+    s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
+    try:
+        s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 60001\r\n\r\n" + b"x" * 60_000)  # all but the last byte, then it stops
+        wait_for(lambda: deadlines.closed_bodies == 1, timeout=5, what="the stopped body cut")
+    finally:
+        s.close()
+
+
 def test_refusals_are_logged_at_most_once_a_minute_with_their_count(caplog):
     """An attack repeats a refusal many times a second; the journal (on an SD card) gets a
     line at first and then one per interval with how many came, none lost."""

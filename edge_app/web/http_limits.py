@@ -9,10 +9,11 @@ Here the head is capped at ``HEAD_LIMIT_BYTES`` (414 for the request line, 431 f
 headers, answered before more is buffered), and a watchdog thread closes a connection
 that has not finished its head ``HEAD_DEADLINE_S`` after it started. A request *body* may
 take longer (an upload on weak Wi-Fi), so it gets Apache mod_reqtimeout's rule instead:
-``BODY_GRACE_S`` to start, one more second for every ``BODY_MIN_RATE`` bytes received; a
-body sent a byte every few seconds is cut after the grace, from however many addresses it
-comes; and a body over ``SMALL_BODY_BYTES`` is refused unread except on the paths that
-take uploads; a chunked body (no length declared) is refused with 411 wherever it is sent.
+``BODY_GRACE_S`` to start, one more second for every ``BODY_MIN_RATE`` bytes received (but
+never more than the grace ahead: a fast start buys no long stop); a body sent a byte every
+few seconds is cut after the grace, from however many addresses it comes; and a body
+over ``SMALL_BODY_BYTES`` is refused unread except on the paths that take uploads; a
+chunked body (no length declared) is refused with 411 wherever it is sent.
 Header names with an underscore are dropped (``X_Forwarded_For`` would
 pass for ``X-Forwarded-For``, see ``web/proxies.py``). The listen backlog is deep enough
 for a classroom's burst of log-ins, and one
@@ -97,12 +98,19 @@ class Deadlines:
         return self._add(sock, "head", lambda now: now > end)
 
     def watch_body(self, request: cheroot_server.HTTPRequest) -> int:
-        """Watch a request whose body is about to be read (until ``done``)."""
-        start, counted = time.monotonic(), request.conn.rfile.arrived
+        """Watch a request whose body is about to be read (until ``done``). The time it has
+        earned is never more than ``body_grace_s`` ahead: with no such cap, a body sent fast
+        up to its last byte earned a second per kB of it (a 10 MB upload: 3 hours) and could
+        then stop and hold its thread, and its share of the upload budget, that long."""
+        counted = request.conn.rfile.arrived
+        state = {"deadline": time.monotonic() + self.body_grace_s, "seen": 0}
 
         def overdue(now: float) -> bool:
             received = request.conn.rfile.arrived - counted
-            return _body_pending(request) and now - start > self.body_grace_s + received / self.body_min_rate
+            earned = (received - state["seen"]) / self.body_min_rate
+            state["seen"] = received
+            state["deadline"] = min(state["deadline"] + earned, now + self.body_grace_s)
+            return _body_pending(request) and now > state["deadline"]
 
         return self._add(request.conn.socket, "body", overdue)
 

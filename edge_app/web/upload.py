@@ -42,12 +42,17 @@ HISTORY_PAGE = 10  # photos per page of a user's history on /upload (?page=N for
 
 
 class UploadBudget:
-    """The upload bodies held at once, by declared size. Each stays in memory about three
-    times (the request body, its multipart part, the bytes analysed) until its analysis is
-    done, and only the decoding was one at a time: one student's 24 uploads of 10 MB at once
-    took the service to 900 MB, past its MemoryMax (600 MB), and systemd killed it for
-    everyone. Past the budget, or past one user's share of it (so one user's uploads never
-    shut out everyone else's), an upload is answered 503 unread; its sender tries again."""
+    """The upload bodies held at once, counted by the bytes that have arrived. Each stays in
+    memory about three times (the request body, its multipart part, the bytes analysed)
+    until its analysis is done, and only the decoding was one at a time: one student's 24
+    uploads of 10 MB at once took the service to 900 MB, past its MemoryMax (600 MB), and
+    systemd killed it for everyone. Past the budget, or past one user's share of it (so one
+    user's uploads never shut out everyone else's), an upload is answered 503; its sender
+    tries again.
+
+    An upload holds what it has sent, not what it declared: counted by declared size, two
+    students whose scripts declared 10 MB and sent 1.5 kB a second held the whole budget
+    for hours, and everyone's ordinary photos were refused as "busy"."""
 
     def __init__(self, total_bytes: int, per_user_bytes: int):
         self.total_bytes, self.per_user_bytes = total_bytes, per_user_bytes
@@ -60,25 +65,75 @@ class UploadBudget:
         with self._lock:
             return self._held if user_id is None else self._by_user.get(user_id, 0)
 
-    @contextmanager
-    def hold(self, user_id: int, declared: int) -> Iterator[bool]:
-        """Yields whether the body may be read now (False: answer ``BUSY``, read nothing)."""
-        size = max(declared, MIN_BODY_BYTES)
+    def _take(self, user_id: int, size: int) -> bool:
         with self._lock:
             mine = self._by_user.get(user_id, 0)
-            ok = self._held + size <= self.total_bytes and mine + size <= self.per_user_bytes
-            if ok:
-                self._held += size
-                self._by_user[user_id] = mine + size
+            if self._held + size > self.total_bytes or mine + size > self.per_user_bytes:
+                return False
+            self._held += size
+            self._by_user[user_id] = mine + size
+            return True
+
+    def _give_back(self, user_id: int, size: int) -> None:
+        with self._lock:
+            self._held -= size
+            self._by_user[user_id] -= size
+            if not self._by_user[user_id]:
+                del self._by_user[user_id]
+
+    @contextmanager
+    def hold(self, user_id: int) -> Iterator[Callable[[int], None] | None]:
+        """Yields ``charge`` (None: no room even for a small upload: answer ``BUSY``, read
+        nothing). The upload holds ``MIN_BODY_BYTES`` from the start and every byte past
+        them as it arrives: ``charge(n)`` counts ``n`` more, or raises ``UploadBusy``."""
+        if not self._take(user_id, MIN_BODY_BYTES):
+            yield None
+            return
+        held, received = MIN_BODY_BYTES, 0
+
+        def charge(n: int) -> None:
+            nonlocal held, received
+            received += n
+            more = received - held
+            if more > 0:
+                if not self._take(user_id, more):
+                    raise UploadBusy
+                held += more
+
         try:
-            yield ok
+            yield charge
         finally:
-            if ok:
-                with self._lock:
-                    self._held -= size
-                    self._by_user[user_id] -= size
-                    if not self._by_user[user_id]:
-                        del self._by_user[user_id]
+            self._give_back(user_id, held)
+
+
+class UploadBusy(Exception):
+    """The budget had no room for the rest of an upload's body (``UploadBudget.hold``)."""
+
+
+class ChargedInput:
+    """A request body that counts each read against the upload budget (``charge``). Once
+    refused it reads on uncharged: the refusal drains what it can so its sender reads why."""
+
+    def __init__(self, inner, charge: Callable[[int], None]):
+        self.inner, self.charge, self.refused = inner, charge, False
+
+    def _counted(self, data: bytes) -> bytes:
+        if not self.refused:
+            try:
+                self.charge(len(data))
+            except UploadBusy:
+                self.refused = True
+                raise
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._counted(self.inner.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._counted(self.inner.readline(size))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 class FreshPictures:
@@ -257,12 +312,16 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
         if too_large:
             return upload_form(user, 413, error=f"Not analysed: {too_large}.")
-        with budget.hold(user.id, request.content_length) as ok:  # before the form is read: that reads the body
-            if not ok:
+        with budget.hold(user.id) as charge:  # before the form is read: that reads the body
+            try:
+                if charge is None:
+                    raise UploadBusy
+                request.environ["wsgi.input"] = ChargedInput(request.environ["wsgi.input"], charge)
+                return _upload_form_sent(user)
+            except UploadBusy:
                 refusal = upload_form(user, BUSY, error=f"Not analysed: {busy()}.", about_the_file=False)
                 refusal.set_header("Retry-After", str(BUSY_RETRY_S))
                 return refusal
-            return _upload_form_sent(user)
 
     def _upload_form_sent(user: User):
         """``POST /upload`` once its body may be read: the CSRF check, the file, its analysis."""
@@ -403,14 +462,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the token: reading it reads the body
         if too_large:
             return json_error(413, f"{too_large}. {accepted}")
-        with budget.hold(user.id, request.content_length) as ok:  # before the token: reading it reads the body
-            if not ok:
+        with budget.hold(user.id) as charge:  # before the token: reading it reads the body
+            try:
+                if charge is None:
+                    raise UploadBusy
+                request.environ["wsgi.input"] = ChargedInput(request.environ["wsgi.input"], charge)
+                guard.check_csrf()
+                result, upload_id = analyze_upload(user)
+            except UploadBusy:
                 refusal = json_error(BUSY, f"{busy()}.")
                 refusal.set_header("Retry-After", str(BUSY_RETRY_S))
                 return refusal
-            guard.check_csrf()
-            try:
-                result, upload_id = analyze_upload(user)
             except ImageRejected as exc:
                 status = exc.args[1] if len(exc.args) > 1 else 400
                 # which files are accepted helps with a refused file, not with a full disk
