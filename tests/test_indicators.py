@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import sys
 import threading
 import time
 import warnings
@@ -524,3 +526,72 @@ def test_the_console_led_keeps_student_states_out_of_a_journal(capsys):
     shown.show("Not engaged")
     shown.beep()
     assert "LED red: Not engaged" in given.getvalue() and "BUZZER" in given.getvalue()
+
+
+# lgpio is not installed here: this stand-in does at import what lg does (reads LG_WD, else
+# the current folder; moves there; opens its pipe there, failing as the real one does, with
+# the handle -3, where the folder cannot take it), so gpiozero's own driver search runs over it
+LGPIO_PROBE = '''
+import os
+import sys
+import types
+first = "_lgpio" not in sys.modules  # lg's C library: loaded once, its folder fixed then
+wd = os.environ.get("LG_WD") or os.getcwd()
+with open({seen!r}, "a") as f:
+    f.write(wd + "\\n")
+if first:
+    sys.modules["_lgpio"] = types.ModuleType("_lgpio")
+    try:
+        os.chdir(wd)
+    except OSError:
+        pass
+if not (os.path.isdir(wd) and os.access(wd, os.W_OK)):
+    raise FileNotFoundError(2, "No such file or directory", ".lgd-nfy-3")
+raise RuntimeError("not a Raspberry Pi")
+'''
+
+
+@pytest.fixture
+def lgpio_probe(tmp_path, monkeypatch):
+    from gpiozero import Device
+
+    seen = tmp_path / "lgpio-saw"
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "lgpio.py").write_text(LGPIO_PROBE.format(seen=str(seen)))
+    monkeypatch.syspath_prepend(str(probe))
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.delenv("LG_WD", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    start = tmp_path / "technicians-home"  # where a technician ran the command from
+    start.mkdir()
+    monkeypatch.chdir(start)
+    yield seen
+    assert "lgpio" not in sys.modules
+    sys.modules.pop("_lgpio", None)
+
+
+def test_lgpio_makes_its_pipe_in_the_data_folder_not_where_the_command_was_run(tmp_path, lgpio_probe):
+    """`runuser -u engage -- engage-edge selftest` from /home/...: lgpio made its .lgd-nfy
+    pipe in the current folder, which the service user may not write, and the LED check
+    failed. It now loads with LG_WD at the data folder; the current folder stays the user's."""
+    cfg = gpio_cfg(tmp_path)
+    (tmp_path / "d").mkdir()
+    with warnings.catch_warnings(), pytest.raises(IndicatorError) as err:
+        warnings.simplefilter("ignore")
+        make_indicator(cfg)
+    assert lgpio_probe.read_text().splitlines()[0] == str(tmp_path / "d")
+    assert os.getcwd() == str(tmp_path / "technicians-home")
+    assert "python3-lgpio" in str(err.value)  # this stand-in is no Pi: the usual advice
+
+
+def test_an_lgpio_pipe_that_cannot_be_made_names_the_folder_not_a_package_to_install(tmp_path, lgpio_probe, monkeypatch):
+    """The failure said to install python3-lgpio and join the gpio group: both done, wrong advice."""
+    monkeypatch.setenv("LG_WD", str(tmp_path / "gone"))  # the user's own setting is kept
+    with warnings.catch_warnings(), pytest.raises(IndicatorError) as err:
+        warnings.simplefilter("ignore")
+        make_indicator(gpio_cfg(tmp_path))
+    assert lgpio_probe.read_text().splitlines()[0] == str(tmp_path / "gone")
+    said = str(err.value)
+    assert ".lgd-nfy" in said and f"working folder {tmp_path / 'gone'}" in said and "set LG_WD to a folder" in said
+    assert "python3-lgpio" not in said

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
+import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, Group
@@ -397,9 +400,73 @@ class IndicatorError(RuntimeError):
     """The configured LED/buzzer backend cannot drive its pins here (the message says why)."""
 
 
+LGPIO_PIPES = ".lgd-nfy"  # lgpio's notification pipe files, made in its working folder
+
+
+def _lgpio_folder(cfg: Config) -> Path | None:
+    """A folder this user may write: the data folder (the service's own), else a private one in /tmp."""
+    from edge_app.config import data_dir
+
+    data = data_dir(cfg)
+    if data.is_dir() and os.access(data, os.W_OK | os.X_OK):
+        return data
+    private = Path(tempfile.gettempdir()) / f"engage-edge-lgpio-{os.getuid()}"
+    try:
+        private.mkdir(mode=0o700, exist_ok=True)
+        if private.stat().st_uid == os.getuid() and os.access(private, os.W_OK | os.X_OK):
+            return private
+    except OSError:
+        pass
+    return None
+
+
+def prepare_lgpio(cfg: Config) -> None:
+    """Load lgpio with a working folder this user may write, before gpiozero picks a pin driver.
+
+    lgpio makes its notification pipe (``.lgd-nfy<N>``) in its working folder, ``LG_WD`` or
+    else the current one (gpiozero issue #1106): a self-test run as the service user from a
+    technician's home folder failed its LED check. An ``LG_WD`` already set is kept. lgpio
+    also changes the process's current folder to it; that is undone, so relative paths
+    (``--source clip.mp4``) still mean what the user typed."""
+    if "lgpio" in sys.modules:
+        return
+    if not os.environ.get("LG_WD"):
+        folder = _lgpio_folder(cfg)
+        if folder is not None:
+            os.environ["LG_WD"] = str(folder)
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # a folder deleted under the shell: nothing to come back to
+        cwd = None
+    try:
+        import lgpio  # noqa: F401  (it reads LG_WD once, when loaded)
+    except Exception:  # not installed, not a Pi, or no pipe: gpiozero tries it again and says why
+        pass
+    finally:
+        if cwd is not None:
+            try:
+                os.chdir(cwd)
+            except OSError:
+                pass
+
+
+def _no_pin_driver(tried: str) -> str:
+    """What to do when gpiozero found no pin driver; why lgpio failed when it names its pipe."""
+    if LGPIO_PIPES in tried:
+        folder = os.environ.get("LG_WD") or "the current folder"
+        return (f"indicators.backend = \"gpio\": lgpio could not make its notification pipe ({LGPIO_PIPES}*) in its "
+                f"working folder {folder} ({tried}): set LG_WD to a folder this user may write (the service's data "
+                "folder, e.g. LG_WD=/var/lib/engage-edge) or run the command from one")
+    return (f"indicators.backend = \"gpio\": gpiozero found no GPIO pin driver it can use ({tried}): "
+            "on a Raspberry Pi install python3-lgpio (apt) and add the service user to the gpio group; on "
+            "another machine set indicators.backend = \"console\" or \"none\"")
+
+
 def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
     backend = cfg.indicators.backend
     if backend == "gpio":
+        if pin_factory is None:
+            prepare_lgpio(cfg)
         # gpiozero warns once per pin driver it falls back from: passed on when a driver then
         # works (why lgpio was passed over), folded into the one message when none does (8
         # lines of warnings came before the line that says what to do)
@@ -413,10 +480,7 @@ def make_indicator(cfg: Config, pin_factory=None) -> Indicator:
                               if type(w.message).__name__ == "PinFactoryFallback")
             caught = [w for w in caught if type(w.message).__name__ != "PinFactoryFallback"]
             if (getattr(exc, "name", None) or "").split(".")[0] != "gpiozero":  # it is there; no pin driver it can use
-                raise IndicatorError(
-                    f"indicators.backend = \"gpio\": gpiozero found no GPIO pin driver it can use ({tried or exc}): "
-                    "on a Raspberry Pi install python3-lgpio (apt) and add the service user to the gpio group; on "
-                    "another machine set indicators.backend = \"console\" or \"none\"") from None
+                raise IndicatorError(_no_pin_driver(tried or str(exc))) from None
             raise IndicatorError("indicators.backend = \"gpio\" needs gpiozero: pip install 'engage-edge[pi]'") from None
         finally:
             for w in caught:

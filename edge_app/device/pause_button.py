@@ -36,4 +36,8 @@ def pause_button_for(cfg, switch, pin_factory=None) -> PauseButton | None:
         log.warning("indicators.pause_button_pin is set but only the gpio backend reads a button "
                     "(backend is %r): use the web page's Pause camera button", i.backend)
         return None
+    if pin_factory is None:
+        from edge_app.device.indicators import prepare_lgpio
+
+        prepare_lgpio(cfg)  # as for the LED: lgpio's pipe in a folder this user may write
     return PauseButton(i.pause_button_pin, switch, pin_factory)
