@@ -350,6 +350,12 @@ def test_the_upload_budget_counts_bytes_in_all_and_per_user():
             with pytest.raises(UploadBusy):
                 f(size)  # ... up to the whole budget (three bodies)
     assert budget.in_hand() == 0 and budget.in_hand(1) == 0 and budget.in_hand(3) == 0
+    big = 10 << 20  # declared: a user's large uploads take turns, two at once, whatever they have sent
+    with budget.hold(7, big) as g, budget.hold(7, big) as h:
+        with budget.hold(7, big) as i, budget.hold(7, 500_000) as j, budget.hold(8, big) as k:
+            assert g and h and i is None and j and k  # a small photo of hers, and another user's, get in
+    with budget.hold(7, big) as g:
+        assert g  # her turn again
     with budget.hold(4) as f, budget.hold(5) as g:
         f(20 * MIN_BODY_BYTES)
         g(10 * MIN_BODY_BYTES)

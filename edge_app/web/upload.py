@@ -38,6 +38,7 @@ BUSY_RETRY_S = 5
 BODIES_IN_HAND = 3  # upload bodies of the largest size allowed that may be held at once ...
 BODIES_PER_USER = 2  # ... and of them, by one user (small photos: many more at once)
 MIN_BODY_BYTES = 64 * 1024  # a tiny upload counts as this much (its parts and headers)
+LARGE_BODY_BYTES = 1024 * 1024  # past this, an upload takes one of its user's few turns (UploadBudget)
 HISTORY_PAGE = 10  # photos per page of a user's history on /upload (?page=N for older ones)
 
 
@@ -52,13 +53,18 @@ class UploadBudget:
 
     An upload holds what it has sent, not what it declared: counted by declared size, two
     students whose scripts declared 10 MB and sent 1.5 kB a second held the whole budget
-    for hours, and everyone's ordinary photos were refused as "busy"."""
+    for hours, and everyone's ordinary photos were refused as "busy". A slow sender only
+    holds its own turn: one user may have at most ``large_per_user`` uploads over
+    ``LARGE_BODY_BYTES`` under way at once, and the next is refused unread (24 such uploads
+    read at once, each into its own thread's malloc arena, doubled the service's peak memory
+    while the budget refused them one chunk at a time)."""
 
-    def __init__(self, total_bytes: int, per_user_bytes: int):
-        self.total_bytes, self.per_user_bytes = total_bytes, per_user_bytes
+    def __init__(self, total_bytes: int, per_user_bytes: int, large_per_user: int = BODIES_PER_USER):
+        self.total_bytes, self.per_user_bytes, self.large_per_user = total_bytes, per_user_bytes, large_per_user
         self._lock = threading.Lock()
         self._held = 0
         self._by_user: dict[int, int] = {}
+        self._large: dict[int, int] = {}
 
     def in_hand(self, user_id: int | None = None) -> int:
         """Bytes held in all (``user_id`` None), or for that user's uploads."""
@@ -82,11 +88,23 @@ class UploadBudget:
                 del self._by_user[user_id]
 
     @contextmanager
-    def hold(self, user_id: int) -> Iterator[Callable[[int], None] | None]:
-        """Yields ``charge`` (None: no room even for a small upload: answer ``BUSY``, read
-        nothing). The upload holds ``MIN_BODY_BYTES`` from the start and every byte past
-        them as it arrives: ``charge(n)`` counts ``n`` more, or raises ``UploadBusy``."""
-        if not self._take(user_id, MIN_BODY_BYTES):
+    def hold(self, user_id: int, declared: int = 0) -> Iterator[Callable[[int], None] | None]:
+        """Yields ``charge`` (None: answer ``BUSY``, read nothing: no room even for a small
+        upload, or the user's large uploads under way already). The upload holds
+        ``MIN_BODY_BYTES`` from the start and every byte past them as it arrives:
+        ``charge(n)`` counts ``n`` more, or raises ``UploadBusy``."""
+        large = declared > LARGE_BODY_BYTES
+        with self._lock:
+            if large and self._large.get(user_id, 0) >= self.large_per_user:
+                ok = False
+            else:
+                ok = True
+                if large:
+                    self._large[user_id] = self._large.get(user_id, 0) + 1
+        if ok and not self._take(user_id, MIN_BODY_BYTES):
+            self._end_large(user_id, large)
+            ok = False
+        if not ok:
             yield None
             return
         held, received = MIN_BODY_BYTES, 0
@@ -104,6 +122,14 @@ class UploadBudget:
             yield charge
         finally:
             self._give_back(user_id, held)
+            self._end_large(user_id, large)
+
+    def _end_large(self, user_id: int, large: bool) -> None:
+        if large:
+            with self._lock:
+                self._large[user_id] -= 1
+                if not self._large[user_id]:
+                    del self._large[user_id]
 
 
 class UploadBusy(Exception):
@@ -312,7 +338,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the form is parsed (so no CSRF check is possible or needed: nothing is stored)
         if too_large:
             return upload_form(user, 413, error=f"Not analysed: {too_large}.")
-        with budget.hold(user.id) as charge:  # before the form is read: that reads the body
+        with budget.hold(user.id, request.content_length) as charge:  # before the form is read: that reads the body
             try:
                 if charge is None:
                     raise UploadBusy
@@ -462,7 +488,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         too_large = oversized()  # before the token: reading it reads the body
         if too_large:
             return json_error(413, f"{too_large}. {accepted}")
-        with budget.hold(user.id) as charge:  # before the token: reading it reads the body
+        with budget.hold(user.id, request.content_length) as charge:  # before the token: reading it reads the body
             try:
                 if charge is None:
                     raise UploadBusy
