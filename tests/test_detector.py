@@ -160,3 +160,16 @@ def test_uploads_analysed_at_once_each_get_their_own_faces(grace):
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_two_views_of_one_face_framed_apart_give_one_face():
+    """A tile framed Grace Hopper 40 px lower and a size smaller than the whole photo did
+    (IoU 0.30, at the merge's threshold): an upload reported her twice, one of them "Uncertain"."""
+    from edge_app.vision.detector import _iou, _merge
+
+    tile, whole = Face((562, 366, 106, 106), score=0.6), Face((582, 323, 99, 99), score=0.8)
+    assert _iou(tile.box, whole.box) <= 0.3
+    assert _merge([tile, whole]) == [whole]
+    # two faces side by side, or one a little behind the other, stay two
+    left, right = Face((100, 100, 100, 100), score=0.9), Face((170, 120, 100, 100), score=0.7)
+    assert _merge([left, right]) == [left, right]
