@@ -244,6 +244,32 @@ def test_gpio_indicators_without_a_pin_driver_say_what_to_install_not_a_tracebac
     assert "Traceback" not in r.stderr and "pip install" not in r.stderr
 
 
+@pytest.mark.timeout(180)
+def test_a_first_start_that_fails_after_making_the_admin_still_leaves_its_password_in_the_journal(tmp_path):
+    """indicators.backend = "gpio" without a pin driver: the first start made the admin and
+    its password file, then exited 2 saying nothing of it, and the start that then worked
+    said nothing either: `journalctl -u engage-edge | grep 'first start'` found nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ENGAGE_ADMIN_PASSWORD", "GPIOZERO_PIN_FACTORY")}
+    conf = tmp_path / "gpio.toml"
+    conf.write_text('[indicators]\nbackend = "gpio"\n')
+    r = subprocess.run([*COMMAND, "run", "--config", str(conf), "--source", "demo", "--data-dir", str(tmp_path / "data"),
+                        "--port", "0"], capture_output=True, text=True, timeout=60,
+                       env={**env, "GPIOZERO_PIN_FACTORY": "lgpio"})
+    assert r.returncode == 2 and "found no GPIO pin driver" in r.stderr, r.stderr
+    m = re.search(r"first start: log in as 'admin' with password: (\S+)", r.stderr)
+    assert m, r.stderr
+    kept = tmp_path / "data" / "first-admin-password.txt"
+    assert kept.read_text().splitlines()[0] == m.group(1) and str(kept) in r.stderr
+    conf.write_text('[indicators]\nbackend = "none"\n')  # the technician's fix; the next start works
+    env["PYTHONUNBUFFERED"] = "1"
+    with service_process("run", "--config", conf, "--source", "demo", "--data-dir", tmp_path / "data",
+                         "--port", "0", env=env) as proc:
+        served_at(proc)
+        line = next(line for line in proc.stdout if "first start" in line)
+        stops_cleanly(proc, signal.SIGTERM, timeout=20)
+    assert f"log in as 'admin' with password: {m.group(1)}" in line
+
+
 def test_run_on_a_busy_port_says_so(tmp_path, empty_config):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -53,6 +53,29 @@ def first_start_message(password: str, kept_at: Path) -> str:
             "set ENGAGE_ADMIN_PASSWORD before the first start to choose it)")
 
 
+def first_password_waiting(data_dir: Path) -> str | None:
+    """The first start's message while its generated password is unused: every start says it
+    (its file is deleted at the first log-in), so a first start that failed after making the
+    admin (no pin driver, no camera), and the start that then works, still leave it in the
+    journal where the install tells the technician to look."""
+    from edge_app.store.accounts import FIRST_PASSWORD_FILE
+
+    kept = data_dir / FIRST_PASSWORD_FILE
+    try:
+        password = kept.read_text().split("\n", 1)[0].strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first_start_message(password, kept) if password else None
+
+
+def _failed_start(cfg: Config, message: str, code: int) -> int:
+    """An error that ends a start: its message, then the unused first password, if any."""
+    print(message, file=sys.stderr)
+    if waiting := first_password_waiting(config_mod.data_dir(cfg)):
+        print(waiting, file=sys.stderr)
+    return code
+
+
 class StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM, asked for once; ``wait()`` returns when it came. Installed
     before a service starts its threads: a Ctrl-C that came between the start and the wait
@@ -134,35 +157,26 @@ def cmd_run(args) -> int:
         appliance.start()
     except CameraError as exc:
         _fault_led(cfg)
-        print(f"error: camera: {exc}", file=sys.stderr)
-        return EXIT_CAMERA
+        return _failed_start(cfg, f"error: camera: {exc}", EXIT_CAMERA)
     except ModelError as exc:
         _fault_led(cfg)
         from edge_app.models.registry import way_out
 
         hint = way_out(cfg)
-        print(f"error: {exc}" + (f"\n{hint}" if hint else ""), file=sys.stderr)
-        return EXIT_USAGE
+        return _failed_start(cfg, f"error: {exc}" + (f"\n{hint}" if hint else ""), EXIT_USAGE)
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         _fault_led(cfg)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed_start(cfg, f"error: {exc}", EXIT_USAGE)
     except IndicatorError as exc:  # no LED to show a fault on
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed_start(cfg, f"error: {exc}", EXIT_USAGE)
     except OSError as exc:  # the port is taken, or not allowed
-        print(cannot_serve(cfg.web.host, cfg.web.port, exc), file=sys.stderr)
-        if appliance is not None and appliance.generated_password:  # created now, never shown again
-            print(f"first start: log in as 'admin' with password: {appliance.generated_password}\n"
-                  f"(also kept in {appliance.accounts.first_password_path}, mode 0600, "
-                  "until that first log-in)", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed_start(cfg, cannot_serve(cfg.web.host, cfg.web.port, exc), EXIT_USAGE)
     try:
         say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at " + " or ".join(appliance.urls()))
         if warning := appliance.plain_http_warning():
             print(warning, file=sys.stderr, flush=True)
-        if appliance.generated_password:
-            say(first_start_message(appliance.generated_password, appliance.accounts.first_password_path))
+        if waiting := first_password_waiting(appliance.store.data_dir):
+            say(waiting)
         from edge_app.device.watchdog import Notifier
 
         notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
