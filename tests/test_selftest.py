@@ -22,7 +22,7 @@ from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 from tests.conftest import mounted_tmpfs, skip_unless_ci
 
-CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk"]
+CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk", "web"]
 # the clock check reads this machine's kernel: a clock no time server set is a WARN (tests/test_clock.py)
 CLOCK = {True: "PASS", False: "WARN", None: "SKIP"}[clock.synchronized()]
 
@@ -157,6 +157,31 @@ def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp
                f"({db.parent}, not engage.db)" in line, line
         assert "chown" not in line and "read-write" not in line
     assert db.is_file()
+
+
+def test_https_files_the_service_could_not_load_fail_the_web_check(tmp_path, golden_manifest, capsys):
+    """The self-test passed while the service could not start: it exited 2 "HTTPS key ...
+    cannot be read" (or its key was another pair's), which no check had looked at."""
+    pairs = []
+    for name in ("school", "other"):
+        cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=desk",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        pairs.append((cert, key))
+    (cert, key), (_, other_key) = pairs
+    base = write_config(tmp_path, golden_manifest)
+    for tls_key, said in ((tmp_path / "gone.pem", f"the HTTPS key {tmp_path / 'gone.pem'} cannot be read"),
+                          (other_key, "the key is not the certificate's own"),
+                          (key, None)):
+        conf = tmp_path / "web.toml"
+        conf.write_text(Path(base).read_text() + f'[web]\ntls_cert = "{cert}"\ntls_key = "{tls_key}"\n')
+        code = main(["selftest", "--source", "demo", "--no-buzzer", "--config", str(conf), "--step", "0.01"])
+        out = capsys.readouterr().out
+        if said:
+            assert code == 1 and status_lines(out)["web"] == "FAIL" and said in out, out
+            assert "self-test FAILED: web" in out
+        else:
+            assert code == 0 and status_lines(out)["web"] == "PASS" and "HTTPS on 127.0.0.1:" in out, out
 
 
 def test_model_without_golden_data_fails_the_model_check(tmp_path):

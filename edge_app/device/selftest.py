@@ -2,7 +2,7 @@
 
 Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), the
 model's golden check, the configured face detector finding the face in a shipped portrait,
-a database write, free disk space, and whether a time server has
+a database write, free disk space, the web UI's HTTPS files, and whether a time server has
 set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a
 device stop the service first (``sudo systemctl stop engage-edge``): the camera and the
 GPIO pins are exclusive.
@@ -29,7 +29,7 @@ SERVICE_HOLDS = "is the engage-edge service running and holding"
 # what the checks load: run as root, the command loads them before it becomes the service's user
 CHECK_MODULES = ("sqlite3", "fcntl", "edge_app.vision.sources", "edge_app.models.registry", "edge_app.vision.classifier",
                  "edge_app.vision.detector", "edge_app.vision.faces", "edge_app.store.database",
-                 "edge_app.device.indicators")
+                 "edge_app.device.indicators", "edge_app.web.server", "ssl", "cheroot.ssl.builtin")
 
 
 # a laptop's stand-ins pass their checks, but a PASS would read as "the camera/LED works" to
@@ -185,6 +185,19 @@ def check_disk(cfg: Config) -> str:
     return f"{free_mb:.0f} MB free on {data}"
 
 
+def check_web(cfg: Config) -> str:
+    """The HTTPS certificate and key as the service loads them at its start (read by this
+    user, a PEM pair that belongs together): a key the service user may not read passed
+    the self-test, and the service then exited 2."""
+    web = cfg.web
+    if not web.tls_cert:
+        return f"plain HTTP on {web.host}:{web.port} (no web.tls_cert)"
+    from edge_app.web.server import tls_adapter
+
+    tls_adapter(web.tls_cert, web.tls_key)  # a CertificateError names the file and what to do
+    return f"HTTPS on {web.host}:{web.port}: {web.tls_cert} and its key {web.tls_key} load"
+
+
 def check_clock() -> Result:
     synced = clock.synchronized()
     if synced is None:
@@ -245,6 +258,7 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
     attempt("detector", check_detector, cfg)
     attempt("database", check_database, cfg)
     attempt("disk", check_disk, cfg)
+    attempt("web", check_web, cfg)
     results.append(check_clock())
     print(f"{results[-1].status} clock: {results[-1].detail}", file=out, flush=True)
     failed = [r.name for r in results if r.status == "FAIL"]
