@@ -640,7 +640,17 @@ def _unreadable(path: Path, exc: OSError) -> ConfigError:
             if group != "root" and pwd.getpwnam(group):
                 run_as = f"sudo -u {group} engage-edge ..."
         except KeyError:
-            pass
+            group = str(gid)
+        if gid == os.getegid() or gid in os.getgroups():
+            # this user is in the group that should read it (the service's user): its mode
+            # lost the group's read; what install.sh gives it (firmware/install.sh)
+            if candidate == path.absolute():
+                fix = f"sudo chown root:{group} {candidate} && sudo chmod 0640 {candidate}"
+            else:
+                fix = f"sudo chmod 0750 {candidate}"
+            return ConfigError(f"config file {path} cannot be read by {user_name()!r} ({exc.strerror}), though it is in "
+                               f"its group {group!r}: give the group read access again, as the installer sets it: "
+                               f"{fix}")
         break
     return ConfigError(f"config file {path} cannot be read by {user_name()!r} ({exc.strerror}): run the command as "
                        f"a user who may read it, as the service does ({run_as}), or name another file with --config")

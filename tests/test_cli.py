@@ -565,6 +565,30 @@ def test_a_device_config_hidden_from_the_user_says_whom_to_run_as(device_dirs, g
            "run the command as a user who may read it, as the service does (sudo -u daemon engage-edge ...)" in r.stderr
 
 
+def test_a_device_config_its_own_group_may_not_read_says_how_to_restore_its_mode(device_dirs):
+    """config.toml at 0600 read as the service's user: "run the command as a user who may
+    read it, as the service does (sudo -u engage ...)" - it was that user. It now says to
+    give the group back its read, as install.sh sets it (root:engage 0640)."""
+    top, _, _ = device_dirs
+    etc = top / "etc" / "engage-edge"
+    etc.mkdir(parents=True)
+    conf = etc / "config.toml"
+    conf.write_text("")
+    for path, mode in ((etc, 0o750), (conf, 0o600)):  # the mode an editor's save left
+        os.chown(path, 0, 1)  # root:daemon, as root:engage
+        path.chmod(mode)
+    r = subprocess.run(["setpriv", "--reuid=1", "--regid=1", "--clear-groups", sys.executable, "-c", DEVICE_CONFIG_AT,
+                        str(conf), "export", "--since", "2026-01-01"], capture_output=True, text=True, timeout=60, cwd=top)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"sudo chown root:daemon {conf} && sudo chmod 0640 {conf}" in r.stderr, r.stderr
+    assert "run the command as a user who may read it" not in r.stderr
+    conf.chmod(0o640)
+    etc.chmod(0o700)  # the folder, then
+    r = subprocess.run(["setpriv", "--reuid=1", "--regid=1", "--clear-groups", sys.executable, "-c", DEVICE_CONFIG_AT,
+                        str(conf), "export", "--since", "2026-01-01"], capture_output=True, text=True, timeout=60, cwd=top)
+    assert r.returncode == 2 and f"sudo chmod 0750 {etc}" in r.stderr, r.stderr
+
+
 def test_analyze_of_a_file_it_may_not_read_names_it_and_says_what_to_do(tmp_path):
     """'Permission denied' named neither the file nor the way out (a photo copied in by root,
     analysed as the service user). Root reads every file, so the error is built here as
