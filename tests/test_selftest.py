@@ -138,6 +138,13 @@ def test_under_systemd_a_read_only_data_directory_names_the_sandboxs_drop_in(tmp
         assert "Read-only file system" in message and "sudo systemctl edit engage-edge" in message, message
         assert "ReadWritePaths=" + str(ro) in message and "The service's sandbox" in message, message
     assert not any("ReadWritePaths" in message for message in messages[False]), messages[False]
+    # an existing folder on a read-only mount is said as such, with its real path (it said
+    # "cannot create the data directory", and "sudo chown -R engage: DIR", a placeholder)
+    disk, created, existing = messages[False]
+    assert existing.startswith(f"the data directory {ro / 'made'} is not writable (Read-only file system)"), existing
+    assert "mounted read-only: mount it read-write" in existing
+    assert f"check that {ro} is on a file system mounted read-write" in created, created
+    assert not any("DIR" in message for message in messages[False] + messages[True])
 
 
 def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp_path, golden_manifest, capsys):

@@ -97,6 +97,22 @@ def test_a_new_data_dir_is_readable_by_its_owner_only(tmp_path):
     assert (tmp_path / "fresh" / "images").stat().st_mode & 0o777 == 0o700
     assert kept.stat().st_mode & 0o777 == 0o750
 
+def test_a_new_database_and_its_wal_files_are_readable_by_their_owner_only(tmp_path):
+    """A self-test run from a shell (umask 022) before the service's first start made
+    engage.db, -wal and -shm 0644; the docs say 0600 (the service's UMask=0077 did)."""
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "d")
+        try:
+            store.set_setting("probe", 1)
+            files = [tmp_path / "d" / name for name in ("engage.db", "engage.db-wal", "engage.db-shm")]
+            assert [f.stat().st_mode & 0o777 for f in files] == [0o600] * 3
+        finally:
+            store.close()
+    finally:
+        os.umask(old)
+
+
 def test_schema_version_and_migrating_twice_is_a_no_op(tmp_path, store):
     assert store.schema_version() == len(MIGRATIONS) >= 1
     store.log_state_change(time.time(), "Absent", "Absent", None, None)

@@ -313,12 +313,16 @@ class Store:
             wrong = not_a_folder(self.data_dir, exc)
             if wrong:
                 raise StoreError(wrong) from None
-            raise StoreError(f"cannot create the data directory {self.data_dir} ({exc.strerror or exc}): check that its "
-                             "file system is mounted read-write and that the service user may write to its parent "
-                             "(sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir."
+            if self.data_dir.is_dir():  # it is there: its images folder could not be made in it
+                raise StoreError(self._not_writable(exc)) from None
+            parent = next((p for p in self.data_dir.parents if p.is_dir()), self.data_dir.parent)
+            raise StoreError(f"cannot create the data directory {self.data_dir} ({exc.strerror or exc}): check that "
+                             f"{parent} is on a file system mounted read-write and that {user_name()!r}, who runs "
+                             f"engage-edge, may write to it, or choose another --data-dir / store.data_dir."
                              + sandbox_hint(self.data_dir, exc)) from None
         self._check_writable()
         self.path = self.data_dir / DB_NAME
+        self._create_private()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -334,11 +338,7 @@ class Store:
             with tempfile.TemporaryFile(dir=self.data_dir):
                 pass
         except OSError as exc:
-            raise StoreError(
-                f"the data directory {self.data_dir} is not writable ({exc.strerror or exc}): the database and kept "
-                "images live there. Check that its file system is not mounted read-only and that the service user "
-                "owns it (sudo chown -R engage: DIR), or choose another --data-dir / store.data_dir."
-                + sandbox_hint(self.data_dir, exc)) from None
+            raise StoreError(self._not_writable(exc)) from None
         # a folder the service may write can still hold files it may not: a technician's
         # command run as plain root (sudo engage-edge ...) that created the database or the
         # images folder; SQLite then says only "attempt to write a readonly database"
@@ -354,6 +354,31 @@ class Store:
                     f"run as plain root, `sudo engage-edge ...`, leaves such files): give the data directory back to "
                     f"its user (sudo chown -R {keeper}: {self.data_dir}) and run technician commands as that user "
                     f"(sudo -u {keeper} ...)") from None
+
+    def _not_writable(self, exc: OSError) -> str:
+        """An existing data directory this user cannot write in, and what to do about it."""
+        import errno
+
+        d, user = self.data_dir, user_name()
+        if exc.errno == errno.EROFS:
+            fix = "its file system is mounted read-only: mount it read-write"
+        else:
+            fix = f"let {user!r}, who runs engage-edge, own it (sudo chown -R {user}: {d})"
+        return (f"the data directory {d} is not writable ({exc.strerror or exc}): the database and kept images live "
+                f"there. {fix[0].upper()}{fix[1:]}, or choose another --data-dir / store.data_dir."
+                + sandbox_hint(d, exc))
+
+    def _create_private(self) -> None:
+        """A new database is its user's alone, whoever creates it: SQLite makes the file with
+        the process's umask (0644 from a shell: a self-test before the first start), and its
+        -wal and -shm files take the database file's mode. An empty file is an empty
+        database to SQLite. An existing one keeps the mode it was given."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError:
+            pass  # SQLite's own open says what is wrong, as before
 
     # ------------------------------------------------------------ connections
     def connect(self) -> sqlite3.Connection:
