@@ -1031,6 +1031,34 @@ def test_a_flashed_model_that_no_longer_loads_says_to_roll_back_at_start(cfg, va
     flash.EmotionClassifier(flash.active_manifest(cfg))  # loads again
 
 
+def test_with_the_previous_model_damaged_too_no_advice_sends_the_technician_to_a_rollback(cfg, variant, tmp_path,
+                                                                                        capsys):
+    """A truncated running model stopped the start advising `model rollback`, which, its
+    previous model damaged too, said only "does not match its manifest"; `model list` showed
+    the damaged model as active with golden=yes. Each now says what brings the device back."""
+    flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    models = flash.models_dir(cfg)
+    for manifest in ("current.json", "previous.json"):
+        model = models / json.loads((models / manifest).read_text())["model"]
+        model.write_bytes(model.read_bytes()[:1000])  # cut short
+    conf = _config_file(tmp_path, cfg)
+    conf.write_text(conf.read_text() + '[indicators]\nbackend = "console"\n')
+    assert main(["run", "--config", str(conf), "--source", "demo", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "rollback" not in err and "nor does the earlier one" in err and "engage-edge model install" in err, err
+    assert main(["model", "rollback", "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert "does not match its manifest" in err and "the previous one cannot run" in err, err
+    assert f"(the shipped one: {SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})" in err
+    assert main(["model", "list", "--config", str(conf)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for role in ("current", "previous"):
+        line = next(line for line in lines if line[2:].startswith(role))
+        assert "DAMAGED, cannot run:" in line and "does not match its manifest" in line, line
+    assert "DAMAGED" not in next(line for line in lines if line[2:].startswith("shipped"))
+
+
 ODD_METRICS = [
     ("evaluated", 1764000000, "metrics.evaluated must be text of at most 64 characters"),
     ("latency", {"median_ms": "fast"}, "metrics.latency.median_ms must be a number of milliseconds, not 'fast'"),

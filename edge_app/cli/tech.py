@@ -144,8 +144,9 @@ def cmd_model_rollback(args) -> int:
               "engage-edge model install MODEL.tflite --manifest MODEL.json (the shipped one: "
               f"{SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})", file=sys.stderr)
         return EXIT_FAILED
-    except flash.ModelError as exc:
-        print(f"rollback refused: {exc}", file=sys.stderr)
+    except flash.ModelError as exc:  # the previous model is damaged too: rolling back cannot mend it
+        print(f"rollback refused: {exc}\nthe running model is unchanged; the previous one cannot run: "
+              + flash.INSTALL_A_GOOD_ONE, file=sys.stderr)
         return EXIT_FAILED
     print(f"rolled back to {raw.get('model')} (sha256 {raw.get('sha256', '')[:12]})")
     _warn_if_pinned(cfg, "rolled-back")
@@ -170,7 +171,7 @@ def cmd_model_list(args) -> int:
         print(f"{mark} {r['role']:<9} {r['model'] or r['path']}  sha256 {r['sha256'][:12]}  "
               f"{'manifest ' + r['manifest'] + '  ' if r.get('manifest') else ''}"
               f"{'installed ' + r['installed'] if r['installed'] else ''}  golden={'yes' if r['golden'] else 'no'}  "
-              f"{metrics}{overruled}")
+              f"{metrics}{overruled}" + (f"  DAMAGED, cannot run: {r['damaged']}" if r.get("damaged") else ""))
     # what this command reads is the config; the service may have started with another one
     if cfg.model.manifest:
         print("(* = active: pinned by model.manifest, which engage-edge reads at its start; installs and roll-backs "

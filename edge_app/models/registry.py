@@ -204,12 +204,31 @@ def way_out(cfg: Config) -> str:
         return ""  # it loads: the start failed on something else
     except ModelError:
         pass
-    if _previous_path(current.parent).is_file():
-        return ("the flashed model does not load: 'sudo -u engage engage-edge model rollback' "
-                "returns to the model that ran before it")
-    return ("the flashed model does not load and there is no earlier one to roll back to: install a good "
-            "one with 'sudo -u engage engage-edge model install MODEL.tflite --manifest MANIFEST.json' "
-            f"(the shipped one: {SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})")
+    previous = _previous_path(current.parent)
+    if not previous.is_file():
+        return f"the flashed model does not load and there is no earlier one to roll back to: {INSTALL_A_GOOD_ONE}"
+    why = damage(previous)
+    if why:  # a rollback would be refused: say what works
+        return f"the flashed model does not load, nor does the earlier one ({why}): {INSTALL_A_GOOD_ONE}"
+    return ("the flashed model does not load: 'sudo -u engage engage-edge model rollback' "
+            "returns to the model that ran before it")
+
+
+# a flashed model (current.json) runs instead of the shipped one whatever the package holds
+# (a reinstalled wheel too): installing the shipped one is the way back to it
+INSTALL_A_GOOD_ONE = ("install a good one with 'sudo -u engage engage-edge model install MODEL.tflite --manifest "
+                      f"MANIFEST.json' (the shipped one: {SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest "
+                      f"{SHIPPED_MANIFEST})")
+
+
+def damage(manifest: Path) -> str:
+    """'' when the model a manifest names loads and matches it, else why not (a cut or
+    overwritten file: a bad block, a copy cut short)."""
+    try:
+        EmotionClassifier(manifest)
+    except ModelError as exc:
+        return str(exc)
+    return ""
 
 
 # ------------------------------------------------------------------ golden faces
@@ -1035,7 +1054,8 @@ def listing(cfg: Config) -> list[dict]:
         rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
                      "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden")),
-                     "manifest": manifest_digest(_as_installed(raw) if role == "shipped" else raw)})
+                     "manifest": manifest_digest(_as_installed(raw) if role == "shipped" else raw),
+                     "damaged": damage(path)})  # its golden record says nothing of the file on disk now
     if cfg.model.manifest:
         pinned = {"role": "pinned by model.manifest", "path": str(active), "active": active.is_file(),
                   "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False, "manifest": ""}
