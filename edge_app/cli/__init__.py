@@ -179,7 +179,7 @@ def cmd_run(args) -> int:
             say(waiting)
         from edge_app.device.watchdog import Notifier
 
-        notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG only while frames flow
+        notifier = Notifier.from_env()  # systemd Type=notify: READY now, WATCHDOG while the loop goes round (camera fault too)
         if appliance.loop:
             notifier.attach(appliance.loop)
         notifier.ready(f"serving {appliance.url}")
