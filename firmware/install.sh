@@ -234,7 +234,7 @@ step "3/9 device access: udev rules$( [ "$PLATFORM" = pi ] && echo ', camera boo
 if [ -f "$UDEV_DST" ] && cmp -s "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"; then
     note "$UDEV_DST is up to date"
 else
-    run install -m 0644 "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"
+    run install -D -m 0644 "$SRC_DIR/firmware/99-engage-edge.rules" "$UDEV_DST"  # -D: an image without rules.d yet
     if [ -S /run/udev/control ]; then
         run udevadm control --reload-rules
         run udevadm trigger --subsystem-match=gpio --subsystem-match=video4linux --subsystem-match=media
@@ -304,6 +304,8 @@ if [ -z "$OLD_RELEASE" ]; then
         if [ -n "$OLD_RELEASE" ]; then break; fi
     done
 fi
+HAD_DATABASE=0  # an upgrade: its admin and password are kept, no first start to look for
+if [ -f "$DATA_DIR/engage.db" ]; then HAD_DATABASE=1; fi
 if [ -f "$DATA_DIR/engage.db" ] && [ "$BACKUP" = 0 ]; then
     note "--no-backup: $DATA_DIR/engage.db is not backed up; the new release's first start migrates it one way," \
          "so ${OLD_RELEASE:-the release before} cannot open these records again"
@@ -500,5 +502,10 @@ if [ "$DRY_RUN" = 0 ]; then
     fi
 fi
 echo "done. Web UI: https://$HOST.local:8443/ (self-signed certificate: accept it once, or install your own)"
-echo "first start: the admin password is in the journal once: journalctl -u engage-edge | grep 'first start'"
+if [ "$HAD_DATABASE" = 0 ] || [ -f "$DATA_DIR/first-admin-password.txt" ]; then
+    echo "first start: the admin password is in the journal (each start says it until the first log-in):" \
+        "journalctl -u engage-edge | grep 'first start'"
+else
+    echo "accounts kept: log in as before (a lost admin password: sudo -u $SERVICE_USER engage-edge passwd admin)"
+fi
 echo "check the hardware: sudo systemctl stop engage-edge && sudo -u $SERVICE_USER $VENV/bin/engage-edge selftest; sudo systemctl start engage-edge"

@@ -270,6 +270,8 @@ def test_an_upgrade_backs_the_database_up_first_named_with_the_old_version(tmp_p
     assert backup and backup.group(2) == old_version, out
     assert out.index(backup.group(0)) < out.index("pip install --quiet --upgrade pip") < out.index("pip wheel")
     assert f"to go back to {old_version}: restore {backup.group(1)}" in out
+    # an upgrade keeps its admin: no first-start password to look for in the journal
+    assert "grep 'first start'" not in out and "accounts kept: log in as before" in out
     # this copy and the one before it stay; older ones went (each a whole database that retention never reaches)
     removed = re.findall(r"\[dry-run\] rm -f -- /var/lib/engage-edge/(engage-before-upgrade-\S+)\n", out)
     assert removed == ["engage-before-upgrade-20260701-080000-0.1.0.db", "engage-before-upgrade-20260801-080000-0.1.0.db"]
@@ -393,6 +395,7 @@ def test_a_first_install_has_nothing_to_back_up_and_the_build_is_named_by_its_co
     `engage-edge --version` (and, to admins, /healthz) show after the release."""
     out = dry_run("--platform", "pi").stdout
     assert "runuser" not in out and "backup" not in out.split("==> 6/9")[0]
+    assert "journalctl -u engage-edge | grep 'first start'" in out and "accounts kept" not in out
     described = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                                text=True, timeout=60)
     if described.returncode == 0:
