@@ -95,7 +95,7 @@ def test_the_first_start_lines_are_what_make_run_prints(tmp_path):
     (the home folder, port and password are this run's)."""
     from edge_app import __version__
 
-    shown = readme_block("On the first start it prints the admin login once:").rstrip("\n").split("\n")
+    shown = readme_block("On the first start it prints the admin login (and again at each start until that first log-in):").rstrip("\n").split("\n")
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "ENGAGE_ADMIN_PASSWORD"}
     env.update(HOME=str(home), PYTHONUNBUFFERED="1")
