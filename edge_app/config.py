@@ -542,25 +542,47 @@ def defaults() -> Config:
     return Config()
 
 
-def _merge(base: dict, override: dict) -> None:
-    """Apply a TOML-shaped ``override`` onto plain ``base`` dicts, checking names and types."""
+def _merge(base: dict, override: dict, problems: list[str] | None = None) -> None:
+    """Apply a TOML-shaped ``override`` onto plain ``base`` dicts, checking names and types.
+    ``problems``: collect what is wrong there (and go on) instead of raising at the first, so
+    a technician mending a file sees every mistake in it at once, not one per start."""
+    def bad(message: str) -> None:
+        if problems is None:
+            raise ConfigError(message)
+        problems.append(message)
+
     sections = _sections()
     for name, table in override.items():
         if name not in sections:
-            raise ConfigError(f"{name} = {table!r} is not a known setting; allowed here: {', '.join(sorted(sections))}")
+            bad(f"{name} = {table!r} is not a known setting; allowed here: {', '.join(sorted(sections))}")
+            continue
         if not isinstance(table, dict):
-            raise ConfigError(f"{name} must be a [{name}] table, not {table!r}")
+            bad(f"{name} must be a [{name}] table, not {table!r}")
+            continue
         kinds = _types(sections[name])
+        fields = {f.name: f for f in dataclasses.fields(sections[name])}
         for key, value in table.items():
             full = f"{name}.{key}"
             if key not in kinds:
-                raise ConfigError(f"{full} = {value!r} is not a known setting; allowed here: {', '.join(sorted(kinds))}")
-            if full == "engagement.mapping":
+                bad(f"{full} = {value!r} is not a known setting; allowed here: {', '.join(sorted(kinds))}")
+            elif full == "engagement.mapping":
                 if not isinstance(value, dict):
-                    raise ConfigError(f"{full} must be a table of emotion = \"level\"")
-                base[name][key] = {**base[name][key], **value}
+                    bad(f"{full} must be a table of emotion = \"level\"")
+                else:
+                    base[name][key] = {**base[name][key], **value}
             else:
-                base[name][key] = _coerce(full, value, kinds[key])
+                try:
+                    base[name][key] = _coerce(full, value, kinds[key])
+                    _check_value(full, base[name][key], fields[key], kinds[key])  # its range, here: all at once
+                except ConfigError as exc:
+                    bad(str(exc))
+
+
+def _in_file(path: Path, problems: list[str]) -> str:
+    """What is wrong in the config file ``path``, all of it, naming the file."""
+    if len(problems) == 1:
+        return f"{problems[0]} (in {path})"
+    return f"{len(problems)} settings in {path} are not allowed:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 def _nested(dotted: str, value: Any) -> dict:
@@ -603,7 +625,10 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        _merge(tables, user)
+        problems: list[str] = []
+        _merge(tables, user, problems)
+        if problems:
+            raise ConfigError(_in_file(path, problems))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _merge(tables, _nested(dotted, value))

@@ -131,6 +131,21 @@ def test_with_changes_returns_a_validated_copy(tmp_path):
         config_mod.with_changes(cfg, {"web.stream_fps": 0})
 
 
+def test_every_mistake_in_a_file_is_named_at_once_with_the_file(tmp_path):
+    """A technician mending a device's file saw one mistake per start (a restart each, the
+    service giving up after five), and not which file was read."""
+    path = tmp_path / "config.toml"
+    path.write_text('[camera]\nsorce = "demo"\nfps = 500\n[web]\nport = "x"\n[wbe]\nport = 1\n')
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(path)
+    lines = str(err.value).split("\n")
+    assert lines[0] == f"4 settings in {path} are not allowed:"
+    assert [line.split(" ", 4)[3] for line in lines[1:]] == ["camera.sorce", "camera.fps", "web.port", "wbe"]
+    path.write_text("[camera]\nfps = 500\n")
+    with pytest.raises(ConfigError, match=f"use an integer from 1 to 120 \\(in {path}\\)$"):
+        config_mod.load(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist") as err:
         config_mod.load(tmp_path / "nope.toml")
