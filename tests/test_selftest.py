@@ -166,6 +166,18 @@ def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp
     assert db.is_file()
 
 
+def test_a_data_directory_with_no_database_says_a_new_one_was_made(tmp_path, golden_manifest, capsys):
+    """A mistyped --data-dir made a new database and said only "writable, integrity ok"."""
+    conf = write_config(tmp_path, golden_manifest)
+    args = ["selftest", "--source", "demo", "--config", conf, "--step", "0", "--no-buzzer", "--data-dir"]
+    assert main([*args, str(tmp_path / "dta")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS database"))
+    assert "a NEW, empty database" in line and "check --data-dir" in line
+    assert main([*args, str(tmp_path / "dta")]) == 0  # there now: the usual line
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS database"))
+    assert "NEW" not in line
+
+
 def test_https_files_the_service_could_not_load_fail_the_web_check(tmp_path, golden_manifest, capsys):
     """The self-test passed while the service could not start: it exited 2 "HTTPS key ...
     cannot be read" (or its key was another pair's), which no check had looked at."""

@@ -154,9 +154,14 @@ def check_detector(cfg: Config) -> str:
 
 
 def check_database(cfg: Config) -> str:
-    from edge_app.store.database import Store
+    """The database writes and reads back. One that was not there is created (the service
+    would create it too), and the line says so: a mistyped --data-dir passed as a plain
+    "writable", the device's real data elsewhere."""
+    from edge_app.store.database import DB_NAME, Store
 
-    store = Store(config_mod.data_dir(cfg))
+    data = config_mod.data_dir(cfg)
+    new = not (data / DB_NAME).exists()
+    store = Store(data)
     try:
         stamp = time.time()
         store.set_setting("selftest.last", stamp)
@@ -164,6 +169,9 @@ def check_database(cfg: Config) -> str:
             raise RuntimeError("a written setting did not read back")
         if not store.integrity_ok():
             raise RuntimeError(f"{store.path} fails PRAGMA integrity_check: restore a backup (firmware/README.md, 'Restoring a backup')")
+        if new:
+            return (f"{store.path} writable, integrity ok - a NEW, empty database: none was there. If this device "
+                    "has run before, its data is in another folder: check --data-dir or store.data_dir")
         return f"{store.path} writable, integrity ok"
     finally:
         store.close()
