@@ -58,6 +58,10 @@ DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # levels the tracker sets i
 PRESENT = Group.PRESENT  # a frontal face whose emotion stays unsure, after "Absent" or "Distracted"
 NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT)  # the tracker's own levels: no emotion goes with them
 PAUSED = Group.PAUSED  # set by the capture loop while the privacy switch is on, never by the tracker
+# set by the capture loop when no frame has come for as long as no face counts as Absent: in the
+# Absent group (no minute counts it; the LED blinks the fault), its words say why, so an instructor
+# reading "Absent" on the classroom page does not take a student at a desk with a dead camera for gone
+CAMERA_FAULT = f"{Group.ABSENT.value} - camera not working"
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 NO_FACE = "No face"  # the log's and the export's label for a kept photo in which no face was found; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick

@@ -261,9 +261,11 @@ def test_after_a_camera_fault_or_a_pause_the_first_frame_is_searched_whole(fast_
 
 def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast_cfg, tmp_path):
     """With the camera gone for longer than absent_after_s, the device logs (and shows and
-    publishes) Absent, dated as the tracker dates one; before, the state from before the
-    fault ran on in the log, the timeline and the classroom for as long as it lasted. A
-    fault shorter than that logs nothing; once frames are back, the face's state returns."""
+    publishes) "Absent - camera not working", dated as the tracker dates an Absent; before,
+    the state from before the fault ran on in the log, the timeline and the classroom for as
+    long as it lasted, and then a plain "Absent" told an instructor that a student at a desk
+    with a dead camera had gone. A fault shorter than that logs nothing; once frames are
+    back, the face's state returns."""
     # the hold a new state needs before it shows, shortened as absent_after_s is (1.5 s by
     # default): each of the three state changes waited out the full hold. absent_after_s is
     # 2 s so the short fault (0.3 s, plus its detection and up to retry_max_s 0.4 s before
@@ -281,10 +283,12 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
         source.mode = "raise"
         wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
         fault_wall = time.time()
-        wait_for(lambda: loop.state.level == "Absent", what="Absent during a long fault")
+        wait_for(lambda: loop.state.level == "Absent - camera not working", what="Absent during a long fault")
+        assert loop.state.group == "Absent"
         assert loop.flush(10)
-        last = store.query("SELECT t, level FROM state_changes ORDER BY id DESC LIMIT 1")[0]
-        assert last["level"] == "Absent" and fault_wall - 0.5 < last["t"] - 2.0 < fault_wall + 0.5
+        last = store.query("SELECT t, level, grp FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        assert (last["level"], last["grp"]) == ("Absent - camera not working", "Absent")
+        assert fault_wall - 0.5 < last["t"] - 2.0 < fault_wall + 0.5
         shown = loop.state.since + (time.time() - loop.clock())  # /api/state's "since", in wall-clock time
         assert abs(shown - last["t"]) < 0.05, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
         source.mode = "ok"
@@ -1009,3 +1013,18 @@ def test_a_start_on_a_full_disk_waits_for_room_instead_of_exiting(tmp_path, cfg,
         finally:
             appliance.stop()
 
+
+
+def test_a_run_that_died_during_a_camera_fault_is_not_read_as_a_crash_over_a_level(tmp_path):
+    """The last row "Absent - camera not working" ended nothing: the next start must not log
+    an Absent dated at that row's own time (a second row over the camera's words)."""
+    from edge_app.engagement import CAMERA_FAULT
+
+    store = Store(tmp_path / "db")
+    try:
+        store.log_state_change(1_700_000_000.0, "Engaged - likes the topic", "Engaged", "happiness", 0.9)
+        store.log_state_change(1_700_000_100.0, CAMERA_FAULT, "Absent", None, None)
+        last = store.last_sign_of_life(1_700_003_600.0)
+        assert last is not None and last.level == CAMERA_FAULT and not last.crashed
+    finally:
+        store.close()

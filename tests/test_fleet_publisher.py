@@ -53,6 +53,24 @@ def change(store: Store, i: int, t0: float = 1_700_000_000.0) -> None:
     store.log_state_change(t0 + i, f"{group} - label {i}", group, "sadness", 0.9)
 
 
+def test_a_camera_fault_leaves_in_words_the_classroom_can_show(broker, store):
+    """The loop's own "Absent - camera not working" names no emotion: it leaves whole, so an
+    instructor does not read a plain "Absent" for a student at a desk with a dead camera."""
+    from edge_app.engagement import CAMERA_FAULT
+
+    pub = Publisher(settings(broker), store, lambda: "model-v3").start()
+    listener = Listener(broker, ["engage/+/state"])
+    try:
+        wait_for(lambda: pub.status.connected)
+        store.log_state_change(1_700_000_000.0, CAMERA_FAULT, "Absent", None, None)
+        wait_for(lambda: listener.payloads("engage/desk-07/state"))
+        state = listener.json("engage/desk-07/state")[-1]
+        assert (state["level"], state["label"]) == ("Absent", "Absent - camera not working")
+    finally:
+        listener.close()
+        pub.stop()
+
+
 def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
     pub = Publisher(settings(broker), store, lambda: "model-v3").start()
     try:

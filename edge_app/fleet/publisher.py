@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_app.engagement import CAMERA_FAULT, GROUPS
 from edge_app.episodes import EpisodeLog
 from edge_app.fleet.settings import MqttSettings
 from edge_app.fsutil import atomic_write
@@ -325,10 +326,11 @@ class Publisher:
         if message.kind == "state":
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
-            if not self.settings.include_emotion:
+            if not self.settings.include_emotion and _names_an_emotion(body.get("label", "")):
                 # the configured engagement text names the emotion one-to-one with the default mapping
                 # ("Engaged - likes the topic": happiness): only the level leaves, as the label too (Home
-                # Assistant's attributes and older classroom pages keep the field they read)
+                # Assistant's attributes and older classroom pages keep the field they read). A level
+                # the loop sets itself names none ("Absent - camera not working") and leaves whole
                 body["label"] = body.get("level", "")
             body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
@@ -702,3 +704,9 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool
         return False, result[0]
     who = f" (user {settings.username})" if settings.username else ""
     return True, f"connected to {settings.broker} as {settings.device_id}{who}"
+
+
+def _names_an_emotion(label: str) -> bool:
+    """Might ``label`` name an emotion? Any text but a group's own name and the loop's
+    camera-fault level (``CAMERA_FAULT``) may: the configured levels' words are free."""
+    return label != CAMERA_FAULT and label not in GROUPS

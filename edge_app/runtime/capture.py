@@ -26,6 +26,7 @@ from edge_app.config import Config
 from edge_app.device.indicators import AlertMemory, BuzzerPolicy, Indicator
 from edge_app.engagement import (
     ABSENT,
+    CAMERA_FAULT,
     DISTRACTED,
     PAUSED,
     UNCERTAIN,
@@ -34,6 +35,7 @@ from edge_app.engagement import (
     EngagementTracker,
     MinuteAggregator,
     Observation,
+    group_of,
 )
 from edge_app.episodes import EpisodeLog
 from edge_app.runtime.health import CameraState, Health
@@ -434,24 +436,25 @@ class CaptureLoop:
         return last.seen, False
 
     # ------------------------------------------------------------ the privacy switch
-    def _absent_from(self, wall: float, since: float, log_it: bool = True) -> None:
-        """Absent, begun before now (``wall``; ``since`` on the loop clock): the tracker starts
-        afresh there, so /api/state, the log and MQTT give one time for it (``log_it``
-        False: the log has it already)."""
+    def _absent_from(self, wall: float, since: float, log_it: bool = True, level: str = ABSENT) -> None:
+        """Absent (or ``level`` of its group), begun before now (``wall``; ``since`` on the loop
+        clock): the tracker starts afresh there, so /api/state, the log and MQTT give one time
+        for it (``log_it`` False: the log has it already)."""
         with self.state_lock:
             self.tracker = EngagementTracker.from_config(self.cfg, self.classifier.labels, start=since)
-        self._show(ABSENT, wall, since, log_it)
+        self._show(level, wall, since, log_it)
 
     def _show(self, level: str, wall: float, since: float | None = None, log_it: bool = True) -> None:
         """A state the loop sets itself (not the tracker): snapshot, LED, log, metrics.
         ``since``: when it began on the loop clock, where that is not now."""
+        group = group_of(level)
         with self.state_lock:
             began = self.clock() if since is None else since
             self.snapshot = StateSnapshot.of(EngagementState(level, began), seq=self.snapshot.seq + 1)
-        self.indicator.show(level)
+        self.indicator.show(group)
         if log_it:
-            self._log("log_state_change", wall, level, level, None, None)
-        self.metrics.state.state(level)
+            self._log("log_state_change", wall, level, group, None, None)
+        self.metrics.state.state(group)
 
     def _hold_paused(self) -> None:
         """While the privacy switch is on: "Paused" everywhere, the camera released, no
@@ -528,12 +531,14 @@ class CaptureLoop:
         self.indicator.fault(True, reason)
         self.faces.reset()  # the next frame may show another scene: search it whole, not near the old face
         absent_after = self.rules.engagement.absent_after_s
-        if now - self._fault_began[0] >= absent_after and self.snapshot.level not in (ABSENT, PAUSED):
+        if now - self._fault_began[0] >= absent_after and self.snapshot.level not in (CAMERA_FAULT, PAUSED):
             # no frame for as long as no face counts as Absent: the last state must not run on
             # in the log, the timeline and the classroom for the whole fault (hours of
             # "Engaged" with no camera); dated as the tracker dates an Absent, and /api/state
-            # says the same "since" (not when a retry saw it, up to one retry interval later)
-            self._absent_from(self._fault_began[1] + absent_after, self._fault_began[0] + absent_after)
+            # says the same "since" (not when a retry saw it, up to one retry interval later).
+            # Said as the camera's fault, not a plain "Absent": the student may well be there
+            self._absent_from(self._fault_began[1] + absent_after, self._fault_began[0] + absent_after,
+                              level=CAMERA_FAULT)
         if self._reader is not None and self._reader.busy_since is not None:
             return  # a read is still in progress: never close the device under it
         try:

@@ -518,10 +518,10 @@ class Store:
         change: a pause or a stop writes the minute it is in, whose end a run that died
         within it never reached, and a clock set back (a Pi without RTC boots with the time
         of its last shutdown) puts every earlier row in its future."""
-        last = self.query("SELECT level, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
+        last = self.query("SELECT level, grp, t FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
         if not last:
             return None
-        level, began = last[0]["level"], last[0]["t"]
+        level, group, began = last[0]["level"], last[0]["grp"], last[0]["t"]
         if level == Group.PAUSED:
             mark = self.get_setting(PAUSE_SEEN_KEY)
             if not isinstance(mark, dict) or mark.get("pause") != began or mark.get("stopped"):
@@ -535,7 +535,8 @@ class Store:
             seen = max((minute + 60) if minute is not None else 0, alert or 0)
         if now is not None:
             seen = min(seen, now)
-        return LastRun(level, max(began, seen), crashed=level != Group.ABSENT, began=began)
+        # an Absent of any words ("Absent - camera not working" too) ended nothing a crash could run on
+        return LastRun(level, max(began, seen), crashed=group != Group.ABSENT, began=began)
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
