@@ -54,9 +54,9 @@ def devices(broker, tmp_path):
     """Factory: a simulated desk (its own store and the real publisher)."""
     made = []
 
-    def make(device_id: str, desk: str = "") -> tuple[Store, Publisher]:
+    def make(device_id: str, desk: str = "", **settings) -> tuple[Store, Publisher]:
         store = Store(tmp_path / device_id)
-        pub = Publisher(mqtt(broker, device_id=device_id, desk=desk), store, lambda: "model-v3").start()
+        pub = Publisher(mqtt(broker, device_id=device_id, desk=desk, **settings), store, lambda: "model-v3").start()
         made.append((store, pub))
         wait_for(lambda: pub.status.connected)
         return store, pub
@@ -1107,18 +1107,24 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
         new.stop()
 
 
-def test_a_desk_known_only_from_the_broker_is_not_heard_yet_in_chromium(broker, tmp_path, monkeypatch, page):
-    """The broker's stored "online" of a desk that has sent nothing else: the page said
-    "last heard" a second ago at the service's start, for a desk perhaps dead for hours."""
+def test_a_desk_known_only_from_the_broker_is_offline_and_not_alerted_in_chromium(broker, tmp_path, monkeypatch,
+                                                                                  page):
+    """The broker's stored "online" and a three-day-old "Not engaged" of a desk that sends
+    nothing else: the page said "last heard" a second ago at the service's start, then
+    counted it online and alerted "Not engaged for 72 h"."""
+    old = time.time() - DAYS_3
     with mqtt_broker.publisher(broker, client_id="desk-quiet") as client:
         mqtt_broker.send(client, "engage/desk-quiet/availability", "online", retain=True)
+        mqtt_broker.send(client, "engage/desk-quiet/state", state(level="Not engaged", since=str(old)), retain=True)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
     try:
         log_in_page(page, service.url)
-        tile = page.locator("li.desk[data-device='desk-quiet']")
+        tile = page.locator("li.desk.offline[data-device='desk-quiet']")
         tile.wait_for(timeout=10_000)
-        assert "not heard yet" in tile.inner_text() and "last heard" not in tile.inner_text()
+        assert "last heard 72 h 0 min ago" in tile.inner_text(), tile.inner_text()
+        assert page.locator("#alerts li.alert").count() == 0
+        assert page.inner_text("#counts li[data-level='Offline'] .n") == "1"
     finally:
         service.stop()
 
@@ -1127,11 +1133,18 @@ def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom
     """The broker restarts mid-lesson: the tiles can only show what each desk last sent, so
     the page must stop saying "Live" and tell the instructor, then say "Live" again once the
     service has reconnected (it said "Live" throughout, over desks frozen in place)."""
-    store, _ = devices("desk-b", "Row 1, seat 2")
+    store, pub_b = devices("desk-b", "Row 1, seat 2")
     store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    c, pub_c = devices("desk-c", "Row 1, seat 3")
+    c.log_state_change(time.time() - 300, "Not engaged", "Not engaged", None, None)
     log_in_page(page, classroom.url)
     page.wait_for_selector("li.desk[data-device='desk-b'][data-level='Engaged']", timeout=10_000)
+    page.locator("#alerts li.alert", has_text="Row 1, seat 3").wait_for(timeout=10_000)
     assert page.inner_text("#conn") == "Live"
+    # what a screen reader is told from here on, and the alert's own item
+    page.evaluate("""() => { window.said = [];
+      new MutationObserver(() => window.said.push(document.getElementById('alerts-said').textContent))
+        .observe(document.getElementById('alerts-said'), {childList: true, characterData: true, subtree: true}); }""")
     assert requests.get(f"{classroom.url}/healthz", timeout=5).json()["connected"] is True
     broker.stop()
     page.locator("#conn.warn", has_text="Not receiving the desks").wait_for(timeout=10_000)
@@ -1141,6 +1154,16 @@ def test_an_open_page_says_when_the_broker_is_gone_and_when_it_is_back(classroom
     broker.start()
     page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=20_000)
     assert page.locator("li.desk[data-device='desk-b'][data-level='Engaged']").count() == 1
+    # the reconnection was no news for the instructor: every desk was marked offline and came back one by one,
+    # and the page said each alerting desk again ("Needs attention" 15 times in a second with 35 desks)
+    s = login(classroom.url)
+    wait_for(lambda: pub_b.status.connected and pub_c.status.connected, timeout=40, what="the desks reconnected")
+    wait_for(lambda: desks(s, classroom.url)["desk-c"]["online"], what="desk-c online")
+    version = s.get(f"{classroom.url}/api/classroom", timeout=5).json()["version"]
+    wait_for(lambda: int(page.evaluate("document.body.dataset.version")) >= version, what="the page up to date")
+    assert page.evaluate("window.said") == []
+    assert page.locator("#alerts li.alert", has_text="Row 1, seat 3").count() == 1
+    assert page.locator("li.desk.offline").count() == 0
 
 
 def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroom, broker, devices):
@@ -1149,8 +1172,8 @@ def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroo
     dead one never will, so it must not stay green and counted on the page for the rest of
     the day (it did: only an "offline" message cleared the flag)."""
     s = login(classroom.url)
-    a, pub_a = devices("desk-a", "Row 1, seat 1")
-    b, pub_b = devices("desk-b", "Row 1, seat 2")
+    a, pub_a = devices("desk-a", "Row 1, seat 1", heartbeat_s=0.5)  # shortened: the default is 30 s
+    b, pub_b = devices("desk-b", "Row 1, seat 2", heartbeat_s=0.5)
     a.log_state_change(time.time(), "Engaged", "Engaged", None, None)
     b.log_state_change(time.time(), "Engaged", "Engaged", None, None)
     wait_for(lambda: all(d["online"] for d in desks(s, classroom.url).values()) and len(desks(s, classroom.url)) == 2)
@@ -1160,6 +1183,8 @@ def test_a_desk_that_died_while_the_broker_was_away_is_not_shown_online(classroo
     broker.start()
     wait_for(lambda: pub_a.status.connected and classroom.subscriber.status.connected, timeout=40)
     wait_for(lambda: desks(s, classroom.url)["desk-a"]["online"], timeout=20)
+    # the broker's replay is no word from the dead one: it is held to its heartbeat
+    wait_for(lambda: desks(s, classroom.url)["desk-b"]["online"] is False, timeout=20)
     found = desks(s, classroom.url)
     assert found["desk-a"]["online"] and found["desk-b"]["online"] is False, found
     body = s.get(f"{classroom.url}/api/classroom", timeout=5).json()
@@ -1597,17 +1622,17 @@ def test_a_desk_without_heartbeats_is_never_timed_out_and_none_is_while_the_brok
     assert new["online"] and new["heartbeat_s"] is None
 
 
-def test_a_dead_desks_retained_messages_at_the_classrooms_start_time_out():
-    """The classroom (re)starts after a broker crash kept a dead desk's "online": the retained
-    state says it beats every 30 s, so it is offline once that long has passed unheard."""
+def test_a_dead_desks_retained_messages_at_the_classrooms_start_do_not_show_it_online():
+    """The classroom (re)starts after a broker crash kept a dead desk's "online" and its state:
+    it was online until its heartbeat was overdue; now it is offline until it is heard."""
     t0 = 1_800_000_000.0
     clock = [t0]
     room = classroom_model.Classroom(clock=lambda: clock[0])
     room.set_link(True)
     assert room.apply_state("dead", state(level="Engaged", since=str(t0 - 900), sent=str(t0 - 800),
                                           heartbeat_s="30"), retained=True)
-    room.apply_availability("dead", b"online")  # retained too, replayed at the subscription
-    assert room.snapshot()["desks"][0]["online"]
+    room.apply_availability("dead", b"online", retained=True)  # replayed at the subscription
+    assert not room.snapshot()["desks"][0]["online"]
     clock[0] += classroom_model.silent_after(30)
     assert not room.snapshot()["desks"][0]["online"]
 
@@ -1691,13 +1716,128 @@ def test_a_stored_online_is_not_a_desk_heard_now():
     room.apply_availability("desk-1", b"online", retained=True)
     room.apply_availability("desk-2", b"online", retained=True)  # no state kept for it at all
     shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
-    assert shown["desk-1"]["online"] and shown["desk-1"]["last_seen"] == now[0] - 3600
-    assert shown["desk-2"]["online"] and shown["desk-2"]["last_seen"] == 0  # the page: "not heard yet"
-    mono[0] += classroom_model.silent_after(30) + 1  # a dead desk that beat every 30 s stays silent
-    assert {d["device_id"]: d for d in room.snapshot()["desks"]}["desk-1"]["online"] is False
+    assert not shown["desk-1"]["online"] and shown["desk-1"]["last_seen"] == now[0] - 3600
+    assert "desk-2" not in shown  # a stored "online" alone is no desk
     now[0] += 5
     room.apply_availability("desk-2", b"online")  # live: the desk itself, now
-    assert {d["device_id"]: d for d in room.snapshot()["desks"]}["desk-2"]["last_seen"] == now[0]
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert shown["desk-2"]["online"] and shown["desk-2"]["last_seen"] == now[0]
+
+
+def test_a_days_old_retained_desk_is_offline_and_never_alerts():
+    """The reviewer's retired desks: the broker kept each one's "online" and a state three
+    days old (one from firmware with no heartbeat, one beating every 30 s). At the
+    classroom's start both were counted online, sorted first, and one alerted "Not engaged
+    for 72 h" for ever. The broker's stored copies are not the desk: it is online once it
+    is heard live (its heartbeat, a state, a minute row, its own "online" as it connects)."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    old = now[0] - DAYS_3
+    room.apply_state("old-a", state(level="Not engaged", since=str(old), seq="5", sent=str(old)), retained=True)
+    room.apply_availability("old-a", b"online", retained=True)
+    room.apply_state("old-b", state(level="Distracted", since=str(old), seq="5", sent=str(old), heartbeat_s="30"),
+                     retained=True)
+    room.apply_availability("old-b", b"online", retained=True)
+    assert room.apply_state("live", state(level="Engaged", since=str(now[0] - 60), seq="2", sent=str(now[0])))
+    snap = room.snapshot()
+    assert {d["device_id"]: d["online"] for d in snap["desks"]} == {"live": True, "old-a": False, "old-b": False}
+    assert [d["device_id"] for d in snap["desks"]][0] == "live"  # the retired ones last, with the offline
+    assert snap["counts"]["Offline"] == 2 and snap["counts"]["Engaged"] == 1
+    mono[0] += 3 * 86400  # and so they stay: nothing of theirs is ever heard
+    now[0] += 3 * 86400
+    assert not any(d["online"] for d in room.snapshot()["desks"] if d["device_id"] != "live")
+    # a desk that is there says so within a heartbeat (or, with none, its next minute row)
+    assert room.apply_heartbeat("old-b", beat(level="Distracted", since=old, seq=5, sent=now[0]))
+    assert room.apply_minute("old-a", minute(now[0] - 60, 6, now[0], not_engaged_s=60.0))
+    assert all(d["online"] for d in room.snapshot()["desks"])
+
+
+def test_a_stored_online_with_nothing_else_is_no_desk_and_a_silent_new_one_is_not_waited_for_ever():
+    """A retained "online" and no state (someone cleared only the state topic; a test client
+    that published "online" and left cleanly) made a "Waiting for a first reading" tile,
+    counted online for ever. Alone it is no desk at all. A desk heard saying "online" that
+    then says nothing, no heartbeat announced, is waited for as long as a running desk
+    takes to send its first minute row, not for ever."""
+    now = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: now[0])
+    room.set_link(True)
+    room.apply_availability("ghost", b"online", retained=True)
+    snap = room.snapshot()
+    assert len(room) == 0 and snap["desks"] == [] and snap["counts"][classroom_model.WAITING] == 0
+    room.apply_availability("stray", b"online")  # live: a client connecting now
+    assert room.snapshot()["counts"][classroom_model.WAITING] == 1
+    version = room.snapshot()["version"]
+    now[0] += classroom_model.silent_after(classroom_model.FIRST_READING_S)
+    assert room.wait_change(version, 0) > version  # an open page is told
+    snap = room.snapshot()
+    assert snap["counts"][classroom_model.WAITING] == 0 and snap["counts"]["Offline"] == 1
+    assert room.apply_state("stray", state(level="Engaged", since=str(now[0]), seq="1", sent=str(now[0])))
+    assert room.snapshot()["desks"][0]["online"]  # its first reading, heard: there after all
+
+
+def test_a_reconnection_to_the_broker_changes_nothing_for_the_desks_still_there():
+    """The broker restarted (or the service's link dropped) mid-lesson: every desk was marked
+    offline at the reconnection and came back one by one as the broker replayed its
+    "online", so the page emptied and refilled its alert list and said 15 desks "Needs
+    attention" again in one second; the alerts that spanned both levels restarted too. Now a
+    desk stays as it was until it is heard (or its silence, or the broker, says otherwise),
+    and a stretch restarts only when a state was missed."""
+    t0 = 1_800_000_000.0
+    now, mono = [t0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    for device_id, extra in (("beats", {"heartbeat_s": "30"}), ("old", {}), ("dies", {"heartbeat_s": "30"}),
+                             ("lost", {}), ("moved", {"heartbeat_s": "30"})):
+        assert room.apply_state(device_id, state(level="Distracted", since=str(t0 - 600), seq="1",
+                                                 sent=str(t0), **extra))
+        assert room.apply_state(device_id, state(level="Not engaged", since=str(t0 - 300), seq="2",
+                                                 sent=str(t0), **extra))
+    before = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert all(d["online"] and d["disengaged_since"] == t0 - 600 for d in before.values())
+    room.set_link(False, "lost the connection")
+    now[0] += 20
+    mono[0] += 20
+    seen = room.snapshot()["version"]
+    room.set_link(True)
+    # the broker replays what it kept; the "lost" desk's "online" it lost (no persistence), and "moved" changed
+    for device_id in ("beats", "old", "dies", "moved"):
+        room.apply_availability(device_id, b"online", retained=True)
+    for device_id in ("beats", "old", "dies", "lost"):
+        extra = {"heartbeat_s": "30"} if device_id in ("beats", "dies") else {}
+        assert not room.apply_state(device_id, state(level="Not engaged", since=str(t0 - 300), seq="2",
+                                                     sent=str(t0), **extra), retained=True)  # a copy: none missed
+    assert room.apply_state("moved", state(level="Not engaged", since=str(t0 + 10), seq="4", sent=str(t0 + 10),
+                                           heartbeat_s="30"), retained=True)  # seq 3 was missed: Engaged, perhaps
+    assert room.apply_heartbeat("beats", beat(level="Not engaged", since=t0 - 300, seq=2, sent=now[0]))
+    update = room.snapshot(since=seen)
+    assert sorted(d["device_id"] for d in update["desks"]) == ["beats", "moved"]  # the changed ones, no other
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert all(d["online"] for d in shown.values())
+    assert {k: d["disengaged_since"] for k, d in shown.items()} == {
+        "beats": t0 - 600, "old": t0 - 600, "dies": t0 - 600, "lost": t0 - 600, "moved": t0 + 10}
+    # then the silent ones go: "dies" by its heartbeat, "lost" (none) once the broker's replay and its own
+    # reconnection are overdue; "old" the broker still holds "online" for, as before the outage
+    mono[0] += classroom_model.CONFIRM_S
+    now[0] += classroom_model.CONFIRM_S
+    assert {d["device_id"] for d in room.snapshot()["desks"] if not d["online"]} == {"lost"}
+    mono[0] += classroom_model.silent_after(30)
+    now[0] += classroom_model.silent_after(30)
+    assert room.apply_heartbeat("beats", beat(level="Not engaged", since=t0 - 300, seq=2, sent=now[0]))
+    assert room.apply_heartbeat("moved", beat(level="Not engaged", since=t0 + 10, seq=4, sent=now[0]))
+    assert {d["device_id"] for d in room.snapshot()["desks"] if not d["online"]} == {"lost", "dies"}
+    # Mosquitto sends each desk's will as it shuts down: a desk that reconnected to it since is replayed "online"
+    room.apply_availability("beats", b"offline")
+    room.set_link(False, "lost the connection")
+    room.set_link(True)
+    room.apply_availability("beats", b"online", retained=True)
+    room.apply_availability("old", b"online", retained=True)
+    room.apply_availability("dies", b"online", retained=True)  # it beats no more: ...
+    assert {d["device_id"] for d in room.snapshot()["desks"] if not d["online"]} == {"lost"}
+    mono[0] += classroom_model.silent_after(30)
+    now[0] += classroom_model.silent_after(30)
+    assert room.apply_heartbeat("beats", beat(level="Not engaged", since=t0 - 300, seq=2, sent=now[0]))
+    assert {d["device_id"] for d in room.snapshot()["desks"] if not d["online"]} == {"lost", "dies", "moved"}
 
 
 def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offline(tmp_path, monkeypatch):

@@ -376,8 +376,13 @@ def test_a_student_moving_between_the_alert_levels_is_disengaged_all_along():
     assert room.apply_state("flip", flip("Not engaged", now, 7, now))
     room.set_link(True)
     room.set_link(False, "lost the connection")
-    room.set_link(True)  # states sent while the service was away were missed
-    assert shown()["disengaged_since"] == now
+    room.set_link(True)  # states sent while the service was away may have been missed ...
+    assert room.apply_state("flip", flip("Not engaged", now, 7, now), retained=True) is False  # ... none was
+    assert shown()["disengaged_since"] == now - 1
+    room.set_link(False, "lost the connection")
+    room.set_link(True)
+    assert room.apply_state("flip", flip("Distracted", now + 5, 9, now + 5), retained=True)  # seq 8 was missed
+    assert shown()["disengaged_since"] == now + 5
     # a desk clock three days behind: the stretch is dated by the same correction as the level
     behind = now - 3 * 86400
     assert room.apply_state("late", flip("Distracted", behind - 200, 1, behind))

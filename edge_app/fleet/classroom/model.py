@@ -8,13 +8,26 @@ the moment.
 Thread-safe: paho's network thread applies messages, web threads read snapshots and
 wait for the next change (``wait_change``) to push it to the page over SSE.
 
-A desk is online from its ``online`` (or any live message) until its ``offline`` (its
-last will, or a clean stop). A will can be lost (a broker that crashed keeps the
-retained ``online`` it last saved, and the desk died meanwhile), and a paused or steady
-desk sends nothing else for hours, so a desk that announces a heartbeat (``heartbeat_s``,
-in its state and heartbeat messages) repeats itself that often, and one silent for
-``silent_after`` of it is shown offline as if its will had come. A desk that announces none (older firmware,
-``mqtt.heartbeat_s = 0``) is never timed out.
+A desk is online from a live message (its own ``online`` as it connects, a state, a
+heartbeat, a minute row) until its ``offline`` (its last will, or a clean stop). The
+broker's stored copies (retained: replayed at each subscription) are not the desk: a
+broker that crashed keeps the ``online`` it last saved, the desk's will lost with it, so a
+desk retired days ago was shown online, alerting "Not engaged for 72 h" for ever. They
+show what a desk last sent, offline, until it is heard; alone, a stored ``online`` is no
+desk at all. A live desk is heard within its heartbeat (at once as it connects) or its
+next minute row. A paused or steady desk sends nothing else for hours, so a desk that
+announces a heartbeat (``heartbeat_s``, in its state and heartbeat messages) repeats
+itself that often, and one silent for ``silent_after`` of it is shown offline as if its
+will had come. A desk that announces none (older firmware, ``mqtt.heartbeat_s = 0``) is
+not timed out once it has a state; one with none yet is held to the minute row a
+running desk sends (``FIRST_READING_S``), not waited for for ever.
+
+When the service's own link to the broker comes back, nothing changes for a desk that is
+still there: it stays as it was (each desk marked offline at the reconnection came back
+one by one, and the page said every alert again) and has to be heard again, its silence
+timed from the reconnection: by its heartbeat, else (``CONFIRM_S``) by the broker
+replaying its ``online`` (the broker that kept the desk's will would have sent it) or the
+desk's own reconnection.
 
 "Needs attention" times a student's disengaged stretch (``disengaged_since``), not the
 current level's own ``since``: a student who moves between "Not engaged" and "Distracted"
@@ -23,9 +36,10 @@ between those two alert levels and nothing else: any other level ends it, "Prese
 expression that could not be read) included, since it is no evidence of disengagement
 and the device's smoothing already keeps flicker out of its state changes. It counts only
 changes this service saw one after another: a desk that went offline (its will, its
-clean stop, its silence) or a broker link that was lost (states may have been missed)
-restarts it at the current level's ``since``, which may alert later, never on a stretch
-that was not seen.
+clean stop, its silence) restarts it at the current level's ``since``, and after a broker
+link that was lost the first state newer than the one shown (one was missed) begins a
+stretch of its own; either may alert later, never on a stretch that was not seen. A copy
+of the state shown (the broker's replay, a heartbeat) says none was missed.
 
 Anyone who may publish to the broker can send anything, so a message is applied only
 when it is what a desk sends: a known level, a finite time, a device id a device may
@@ -93,6 +107,13 @@ DESK_UPDATES_PER_S = 10.0
 DESK_UPDATE_BURST = 30.0
 OVER_RATE_LOG_S = 60.0  # a desk held back is logged at most this often
 SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, plus half of one and a second
+# a desk with no heartbeat and no state yet is held to the minute row a running desk sends each minute: a client
+# that said "online" and left (a technician's test, a desk cleared by hand) was "Waiting for a first reading" for ever
+FIRST_READING_S = 60.0
+# after the service's link to the broker came back, a desk with no heartbeat stays online this long unless the
+# broker replays its "online" (at the subscription) or the desk itself is heard: its own reconnection after a
+# broker restart comes within the publisher's longest back-off (publisher.RECONNECT_MAX_S, 30 s)
+CONFIRM_S = 35.0
 # the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
 # each alone finite was not enough: 1.7e308 plus a clock correction is infinity, which no page reads as JSON
 LATEST_TIME = 1e10
@@ -130,6 +151,8 @@ class Desk:
     minute_start: float | None = None
     heartbeat_s: float | None = None  # the interval the desk announced (None: it sends no heartbeat)
     heard: float | None = None  # ``last_seen`` by our monotonic clock: what its silence is timed from
+    unconfirmed: bool = False  # online when the link to the broker came back, not heard or replayed since
+    gap: bool = False  # the link was lost since the state shown: a newer one may follow others missed
     recent_cache: tuple | None = None  # (minute_seq, valid until, summary): every page update reads it for every desk
     tokens: float = DESK_UPDATE_BURST  # page updates this desk may cause now (Classroom._announce)
     tokens_at: float | None = None  # when (monotonic) they were last counted
@@ -278,15 +301,15 @@ class Classroom:
             self._reason = reason
             link = {"connected": connected, "error": "" if connected else error}
             if connected and not self._link["connected"]:
-                # (re)connected: a desk is online again when the broker or the desk says so (the retained
-                # availability replayed at subscription, or the desk's own "online" as it reconnects); one that
-                # died while the broker was away never will, and its will went with the broker
+                # (re)connected: each desk stays as it was, nothing for the pages to say, until it is heard or
+                # the broker replays its "online" (``_due``); one that died while the broker was away never will
+                # be, and its will went with the broker. No desk could be heard meanwhile: silence is timed from now
+                now = self.monotonic()
                 for desk in self._desks.values():
-                    was = (desk.online, desk.disengaged_since)
-                    desk.online = False
-                    desk.restart_stretch()  # states sent while we were away were missed
-                    if (desk.online, desk.disengaged_since) != was:
-                        self._changed(desk)
+                    desk.gap = True  # states sent while we were away may have been missed (``_set_state``)
+                    if desk.online:
+                        desk.unconfirmed, desk.heard = True, max(desk.heard or now, now)
+                        self._watch(desk)
             if link != self._link:
                 self._link = link
                 self.version += 1
@@ -318,6 +341,8 @@ class Classroom:
             if desk is None:
                 return False
             if not _newer(desk, state):
+                if state[2] == desk.seq:
+                    desk.gap = False  # the state shown, again: none was missed
                 return False  # a retained or repeated copy of an older change
             _measure_clock(desk, skew)
             _set_state(desk, data, state, skew)
@@ -357,6 +382,8 @@ class Classroom:
             if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
                 _set_state(desk, data, state, skew)
             else:
+                if state is not None and state[2] == desk.seq:
+                    desk.gap = False  # the state shown: none was missed
                 if "desk" in data:
                     desk.desk = _text(data["desk"], 64)
             desk.heartbeat_s = every
@@ -366,14 +393,14 @@ class Classroom:
 
     def _heard(self, desk: Desk, now: float) -> None:
         """A live message from ``desk``: it is there now (holding the lock); ``now``: the wall clock."""
-        desk.online, desk.last_seen, desk.heard = True, now, self.monotonic()
+        desk.online, desk.last_seen, desk.heard, desk.unconfirmed = True, now, self.monotonic(), False
         self._watch(desk)
 
     def _watch(self, desk: Desk) -> None:
         """Keep the soonest moment an online desk can be overdue (holding the lock). It may
         be early (the desk was heard since): ``_expire_silent`` then looks and sets it again."""
-        if desk.online and desk.heartbeat_s and desk.heard is not None:
-            self._next_silence = min(self._next_silence, desk.heard + silent_after(desk.heartbeat_s))
+        if (due := _due(desk)) is not None:
+            self._next_silence = min(self._next_silence, due)
 
     def apply_minute(self, device_id: str, payload: bytes) -> bool:
         """A ``<prefix>/<id>/minute`` message; False when malformed, repeated, or not recent.
@@ -421,20 +448,29 @@ class Classroom:
         """``online`` or ``offline`` (the device's last will, or its clean stop).
 
         ``retained``: the broker's stored copy (a restart of this service, a reconnection):
-        the desk said so when it connected, perhaps hours ago, so it is not "heard" now; a
-        desk that beats must prove it within its silence limit all the same."""
+        the desk said so when it connected, perhaps days ago, so it is no sign of a desk this
+        service has not heard live (alone it makes no desk). For one it has, it is the
+        broker saying it holds no will of the desk's: online when the link came back, it
+        stays so; offline (Mosquitto sends every desk's will as it shuts down) it reconnected
+        since. Either way a desk with a heartbeat must still beat (``_due``)."""
         if not DEVICE_ID.fullmatch(device_id):
             return
         online = payload.strip() == b"online"
         with self._cond:
+            if online and retained:
+                known = self._desks.get(device_id)
+                if known is None or known.heard is None:
+                    return
+                if not known.online:
+                    known.online, known.heard = True, self.monotonic()  # its last_seen stays what we know of it
+                    self._announce(known)
+                known.unconfirmed = False
+                self._watch(known)
+                return
             desk = self._desk(device_id) if online else self._desks.get(device_id)  # an unknown desk going offline: nothing to show
             if desk is None:
                 return
-            if online and retained:
-                desk.online, desk.heard = True, self.monotonic()  # its last_seen stays what we know of it
-                self._watch(desk)
-                self._announce(desk)
-            elif online:
+            if online:
                 self._heard(desk, self.clock())
                 self._announce(desk)
             elif desk.online:
@@ -523,20 +559,18 @@ class Classroom:
                 self._next_expiry = min(self._next_expiry, desk.recent_cache[1])
 
     def _expire_silent(self, now: float) -> None:
-        """Offline, each online desk that announced a heartbeat and has been silent for
-        ``silent_after`` it by the monotonic clock (``now``; holding the lock): its will was
-        lost, or it hangs. Not while the service itself has no link to the broker: then no
+        """Offline, each online desk silent past ``_due`` by the monotonic clock (``now``;
+        holding the lock): its will was lost, or it hangs. Not while the service itself has no link to the broker: then no
         desk can be heard, and the page says so instead; at the reconnection every desk
         starts again from its availability."""
         if now < self._next_silence or not self._link["connected"]:
             return
         self._next_silence = math.inf
         for desk in self._desks.values():
-            if not desk.online or not desk.heartbeat_s or desk.heard is None:
+            if (due := _due(desk)) is None:
                 continue
-            due = desk.heard + silent_after(desk.heartbeat_s)
             if now >= due:
-                desk.online = False
+                desk.online = desk.unconfirmed = False
                 desk.restart_stretch()
                 self._changed(desk)
             else:
@@ -554,8 +588,20 @@ class Classroom:
 
 HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
-          "tokens_at", "held", "held_back", "held_logged")  # bookkeeping, not for the page
+          "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
+
+
+def _due(desk: Desk) -> float | None:
+    """When (monotonic) an online desk not heard since is offline, or None: never timed out.
+    By its heartbeat; with none, by the minute row a running desk sends while it has no
+    state yet (``FIRST_READING_S``), or by ``CONFIRM_S`` while a reconnection is unconfirmed."""
+    if not desk.online or desk.heard is None:
+        return None
+    every = desk.heartbeat_s or (None if desk.level else FIRST_READING_S)
+    if every:
+        return desk.heard + silent_after(every)
+    return desk.heard + CONFIRM_S if desk.unconfirmed else None
 
 
 def natural_key(name: str) -> tuple:
@@ -592,6 +638,8 @@ def _newer(desk: Desk, state: tuple[str, float, int]) -> bool:
 def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: float | None) -> None:
     """Show ``state`` (its message ``data``, its clock reading ``skew``, already measured) on ``desk``."""
     level, since, seq = state
+    if desk.gap:  # the state before this one may not be the one shown: what the stretch was is unknown
+        desk.gap, desk.device_disengaged, desk.disengaged_since = False, None, None
     ours = since + _offset(desk, skew)
     unsure = ours != (start := since + _offset(desk, skew, latest=True))
     if unsure and desk.since is not None:

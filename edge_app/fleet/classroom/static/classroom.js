@@ -215,15 +215,20 @@
     const limit = limitMin * 60;
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
     showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
-      " now, not engaged or distracted for " : " for ") + ago(t - stretch(d)), names.get(d.device_id) + ", " + d.level]));
+      " now, not engaged or distracted for " : " for ") + ago(t - stretch(d)), names.get(d.device_id) + ", " + d.level,
+      stretch(d)]));
   }
   // What a screen reader is told: a desk that joins "Needs attention", by name and level, once (the list
   // itself was the live region: every minute a duration moved on, its desk was read out again, and the
   // whole list as the page opened). On opening, how many desks need attention; the list has the rest.
+  // Once per disengaged stretch: a desk that leaves the list and comes back on the same stretch (its will, sent as
+  // the broker shut down, then its "online" again) was said again, every alerting desk at each broker restart.
+  const saidFor = new Map();  // device id -> the start of the stretch it was said (or counted) for
   let alertsHeard = false;  // the first state from the server has come (the page joined the class)
   let alertsSaid = false;  // ... and what needed attention then has been said
   const NAMED = 3;
-  function sayAlerts(rows, added) {
+  function sayAlerts(rows) {
+    const added = rows.filter(([id, , , start]) => saidFor.get(id) !== start);
     let words = "";
     if (!alertsSaid) {
       if (!alertsHeard) return;
@@ -236,13 +241,14 @@
           " more desks.") : ".");
     }
     if (words) $("alerts-said").textContent = words;
+    if (alertsSaid) for (const [id, , , start] of rows) saidFor.set(id, start);
   }
   // The alert list is touched only where it changed (a desk joins or leaves, a duration moves on), never
   // rebuilt at every second's redraw: a screen reader's place in it is kept.
   let alertItems = new Map();  // device id -> its item in the list
   function showAlerts(rows) {
     const ul = $("alerts");
-    sayAlerts(rows, rows.filter(([id]) => !alertItems.has(id)));
+    sayAlerts(rows);
     const items = rows.map(([id, text]) => {
       const li = alertItems.get(id) || el("li", "alert");
       if (li.textContent !== text) li.textContent = text;
