@@ -698,6 +698,9 @@ def test_a_level_this_page_does_not_know_is_kept_last_counted_unknown_and_never_
     assert [d["device_id"] for d in snap["desks"]] == ["desk-2", "desk-1"]  # after every level it knows
     assert snap["desks"][1]["level"] == "Sleepy"  # for scripts, and for the page to quote
     assert snap["counts"]["Unknown state"] == 1 and "Sleepy" not in snap["counts"]
+    room.apply_availability("desk-3", b"online")
+    # as the README has it: after the levels (last in the order, as its tile), then the page's own words
+    assert list(room.snapshot()["counts"])[-3:] == ["Unknown state", classroom_model.WAITING, "Offline"]
     assert "Unknown state" not in classroom_model.Classroom().snapshot()["counts"]  # only when a desk has one
     assert "Sleepy" not in classroom_model.ALERT_LEVELS
 
@@ -1245,6 +1248,8 @@ def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, de
 
     wait_for(lambda: order() == ["desk-s10", "desk-s2", "desk-s1"], timeout=10, what="the attention order")
     assert not page.is_checked("#seat-order")  # the default
+    box = page.locator("#seat-order").bounding_box()
+    assert box["width"] >= 24 and box["height"] >= 24, box  # a touch target (WCAG 2.5.8); it was 19 x 19 px
     page.check("#seat-order")
     assert order() == ["desk-s1", "desk-s2", "desk-s10"]  # by name, as desks are numbered: Row 2 before Row 10
     page.fill("#threshold", "0")

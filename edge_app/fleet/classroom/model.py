@@ -482,9 +482,7 @@ class Classroom:
         """The page's and ``/api/classroom``'s data: desks in attention order and counts per level.
 
         ``since``: only the desks changed after that version (the live page's updates)."""
-        counts = {level: 0 for level in reversed(LEVELS)}
-        counts[WAITING] = 0  # online, no state yet: counted, so the counts add up to the desks shown
-        counts["Offline"] = 0
+        tally = dict.fromkeys(LEVELS, 0)
         with self._cond:
             now = self.clock()
             self._expire_silent(self.monotonic())  # a script polling the API sees a silent desk offline too
@@ -493,7 +491,13 @@ class Classroom:
             for d in self._desks.values():
                 shown = (d.level if d.level in ATTENTION else UNKNOWN if d.level else WAITING) if d.online \
                     else "Offline"
-                counts[shown] = counts.get(shown, 0) + 1  # UNKNOWN only when a desk has such a level
+                tally[shown] = tally.get(shown, 0) + 1
+            # the levels, then (only while a desk has one) UNKNOWN, last in the order as its tiles, then the page's
+            # own words: WAITING (online, no state yet: counted, so the counts add up to the desks shown), "Offline"
+            counts = {level: tally[level] for level in reversed(LEVELS)}
+            if tally.get(UNKNOWN):
+                counts[UNKNOWN] = tally[UNKNOWN]
+            counts[WAITING], counts["Offline"] = tally.get(WAITING, 0), tally.get("Offline", 0)
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             desks.sort(key=lambda d: d.sort_key(now))
