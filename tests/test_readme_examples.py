@@ -84,8 +84,8 @@ def test_the_configuration_error_example_is_what_run_prints(tmp_path):
     message, section, key, value = found.groups()
     bad = tmp_path / "config.toml"
     bad.write_text(f"[{section}]\n{key} = {value}\n")
-    r = subprocess.run([sys.executable, "-m", "edge_app", "run", "--config", str(bad), "--data-dir", str(tmp_path / "d")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "edge_app", "run", "--config", "config.toml", "--data-dir", str(tmp_path / "d")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert message in r.stderr.splitlines(), r.stderr
 
