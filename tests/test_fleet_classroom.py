@@ -16,7 +16,7 @@ import time
 import mqtt_broker
 import pytest
 import requests
-from conftest import ADMIN_PASSWORD, login, stays, wait_for
+from conftest import ADMIN_PASSWORD, login, stays, wait_for, wait_in_page
 from mqtt_broker import PASSWORD, USER
 from test_accessibility import serious_violations
 
@@ -1083,6 +1083,28 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
         tile.wait_for(timeout=10_000)
         text = tile.inner_text()
         assert "desk clock off by 72 h 0 min" in text and "for 3 min" in text, text  # not "for 72 h 3 min"
+
+
+def test_a_desk_whose_camera_stopped_says_so_and_no_other_words_are_shown(classroom, broker, devices, page):
+    """A dead camera's desk read "Absent" (the student gone) for a student sitting there. The
+    words come from the desk's own publisher; any other label stays unshown (a desk's account
+    may send any text)."""
+    from edge_app.engagement import CAMERA_FAULT
+
+    store, _ = devices("desk-cam", desk="Row 1, seat 1")
+    store.log_state_change(time.time() - 60, CAMERA_FAULT, "Absent", None, None)
+    with mqtt_broker.publisher(broker, client_id="desk-odd") as client:
+        t = time.time()
+        mqtt_broker.send(client, "engage/desk-odd/availability", "online")
+        mqtt_broker.send(client, "engage/desk-odd/state", json.dumps(
+            {"level": "Absent", "label": "Absent - fire alarm, leave now", "since": t - 60, "seq": 1,
+             "desk": "Row 1, seat 2", "sent": t, "heartbeat_s": 30}), retain=False)
+        log_in_page(page, classroom.url)
+        for device, words in (("desk-cam", "Absent - camera not working"), ("desk-odd", "Absent")):
+            level = page.locator(f"li.desk[data-device='{device}'] .level")
+            wait_in_page(page, f"document.querySelector(\"li.desk[data-device='{device}'] .level\")"
+                               f"?.textContent === {json.dumps(words)}")
+            assert level.inner_text() == words
 
 
 def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_path, monkeypatch, page):

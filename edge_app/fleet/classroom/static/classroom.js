@@ -51,6 +51,11 @@
   const UNKNOWN_CHARS = 16;
   const levelText = (level) => KNOWN.has(level) ? level : "Unknown state: \u201c" +
     (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
+  // A desk whose camera stopped sends "Absent" with these words as its label (engagement.CAMERA_FAULT): shown
+  // as sent, so a student at a desk with a dead camera does not read as gone. Only these exact words: a label
+  // is any text a desk's account sends
+  const CAMERA_FAULT = "Absent - camera not working";
+  const stateText = (d) => d.level === "Absent" && d.label === CAMERA_FAULT ? CAMERA_FAULT : levelText(d.level);
   // Two desks showing the same name (a desk's account may copy another seat's) are told apart by their device
   // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
   // case, accents, white space, compatibility forms (full-width letters) and the Cyrillic and Greek letters
@@ -185,7 +190,7 @@
       li.dataset.level = d.level;
       li.dataset.online = d.online;
       li.append(el("span", "name", names.get(d.device_id)),
-        el("span", "level", d.level ? levelText(d.level) : d.online ? WAITING : "No reading yet"));
+        el("span", "level", d.level ? stateText(d) : d.online ? WAITING : "No reading yet"));
       if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
       if (d.since && stretch(d) < d.since) {
