@@ -500,7 +500,14 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
     assert serious_violations(page) == []  # axe-core, as for the device's pages
     (artifacts / "screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-phone.png"), full_page=True)
-    page.set_viewport_size({"width": 1920, "height": 1080})  # a projector
+    page.set_viewport_size({"width": 360, "height": 640})  # a small phone: nine chips, zeros too, filled its first
+    # screen and no desk showed; the levels no desk is on are left out there
+    shown = page.evaluate("[...document.querySelectorAll('#counts li.count')].filter((c) => c.offsetParent)"
+                          ".map((c) => c.dataset.level)")
+    assert set(shown) == {"Not engaged", "Offline"}, shown
+    assert page.evaluate("document.querySelector('#desks li.desk').getBoundingClientRect().top") < 640
+    page.set_viewport_size({"width": 1920, "height": 1080})  # a projector: every count, zeros too
+    assert page.evaluate("[...document.querySelectorAll('#counts li.count')].every((c) => c.offsetParent)")
     assert serious_violations(page) == []
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))
 

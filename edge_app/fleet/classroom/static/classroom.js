@@ -206,7 +206,7 @@
     tiles = keep(ul, tiles, fresh, () => el("li", "empty", "No desk has reported yet."));
     const c = $("counts");
     chips = keep(c, chips, new Map(Object.entries(counts).map(([level, n]) => {
-      const li = el("li", "count " + cls(level));
+      const li = el("li", "count " + cls(level) + (n ? "" : " zero"));  // a phone hides the noughts (classroom.css)
       li.dataset.level = level;
       li.append(el("span", "n", String(n)), el("span", "what", " " + level));
       return [level, li];
