@@ -506,6 +506,12 @@ def test_page_updates_live_in_chromium(classroom, devices, page, artifacts):
                           ".map((c) => c.dataset.level)")
     assert set(shown) == {"Not engaged", "Offline"}, shown
     assert page.evaluate("document.querySelector('#desks li.desk').getBoundingClientRect().top") < 640
+    page.set_viewport_size({"width": 360, "height": 320})  # the phone turned: the tiles below the alerts
+    page.evaluate("window.scrollTo(0, 0)")
+    tile_top = "document.querySelector(\"li.desk[data-device='desk-p']\").getBoundingClientRect().top"
+    assert page.evaluate(tile_top) > 320
+    page.click("#alerts li.alert a")  # an alert leads to its desk's tile
+    wait_in_page(page, f"{tile_top} >= 0 && {tile_top} < 320")
     page.set_viewport_size({"width": 1920, "height": 1080})  # a projector: every count, zeros too
     assert page.evaluate("[...document.querySelectorAll('#counts li.count')].every((c) => c.offsetParent)")
     assert serious_violations(page) == []

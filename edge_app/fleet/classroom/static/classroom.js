@@ -55,6 +55,7 @@
   // as sent, so a student at a desk with a dead camera does not read as gone. Only these exact words: a label
   // is any text a desk's account sends
   const CAMERA_FAULT = "Absent - camera not working";
+  const tileId = (deviceId) => "tile-" + deviceId;  // an alert links to its desk's tile
   const stateText = (d) => d.level === "Absent" && d.label === CAMERA_FAULT ? CAMERA_FAULT : levelText(d.level);
   // Two desks showing the same name (a desk's account may copy another seat's) are told apart by their device
   // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
@@ -186,6 +187,7 @@
     const ul = $("desks");
     const fresh = new Map(list.map((d) => {
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
+      li.id = tileId(d.device_id);
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
       li.dataset.online = d.online;
@@ -256,7 +258,13 @@
     sayAlerts(rows);
     const items = rows.map(([id, text]) => {
       const li = alertItems.get(id) || el("li", "alert");
-      if (li.textContent !== text) li.textContent = text;
+      let a = li.firstElementChild;
+      if (!a) {  // a link to the desk's tile: on a phone the alerts fill the screen above the tiles
+        a = document.createElement("a");
+        a.href = "#" + encodeURIComponent(tileId(id));
+        li.replaceChildren(a);
+      }
+      if (a.textContent !== text) a.textContent = text;
       return li;
     });
     alertItems = new Map(rows.map(([id], i) => [id, items[i]]));
