@@ -398,7 +398,7 @@ class LoginSettings(Section):
 class PrivacySettings(Section):
     """What is kept of faces (this device films minors)."""
 
-    keep_uploads: str = setting("thumbnail", "thumbnail: a small copy; none: only the results; full: the whole photo.",
+    keep_uploads: str = setting("thumbnail", "thumbnail: a small copy; none: only the results; full: the photo as analysed (at most 3 megapixels).",
                                 OneOf(("thumbnail", "none", "full")), label="Uploaded images kept")
     snapshot_on_alert: bool = setting(False, "Store one live frame when an alert fires, also with the buzzer muted "
                                              "or in quiet hours (off: live frames are never stored).",

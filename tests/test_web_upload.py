@@ -764,7 +764,7 @@ def test_a_picture_never_asked_for_leaves_memory_when_its_time_is_up():
 @pytest.mark.parametrize("keep, says", [
     ("thumbnail", "A small copy of each photo (at most 320 pixels wide) and its results are kept for 7 days"),
     ("none", "Only the results of each photo are kept (not the photo) for 7 days"),
-    ("full", "Each photo and its results are kept for 7 days"),
+    ("full", "Each photo (at most 3 megapixels, as analysed) and its results are kept for 7 days"),
 ])
 def test_the_upload_page_says_what_is_kept_for_how_long_and_who_sees_it(make_appliance, cfg, keep, says):
     """It said only that the photo is never sent anywhere: a student read that nothing is

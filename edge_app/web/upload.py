@@ -313,7 +313,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         days, keep = ctx.cfg.store.retention_days, ctx.cfg.privacy.keep_uploads
         photo = {"none": "Only the results of each photo are kept (not the photo)",
                  "thumbnail": "A small copy of each photo (at most 320 pixels wide) and its results are kept",
-                 "full": "Each photo and its results are kept"}[keep]
+                 "full": "Each photo (at most 3 megapixels, as analysed) and its results are kept"}[keep]
         classroom = " and instructors see the state now in their classroom view" if ctx.cfg.mqtt.host else ""
         return (f"{photo} for {days} days: you and this device's admins can see them, and you can delete your "
                 f"photos below at any time. The desk's engagement states are logged for {days} days too (admins see "
