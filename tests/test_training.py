@@ -1097,6 +1097,14 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     # a fixture's few faces are not FER+'s test split: its figures would stand as the headline
     assert ship.main([*this, "--run", str(run)]) == 2
     assert not (dest / "emotion-int8.tflite").exists()
+    # FER+'s figures with no run: the manifest would carry a headline and no recipe that rebuilds it
+    whole = json.loads((out / "tiny-int8-test.json").read_text())
+    for rule, n in ship.FERPLUS_TEST_IMAGES.items():
+        whole[rule]["images"] = n
+    (out / "tiny-int8-whole.json").write_text(json.dumps(whole))
+    with pytest.raises(ship.ShipError, match="give --run"):
+        ship.ship(root / "tiny-int8.tflite", out / "tiny-int8-whole.json", dest, name="emotion-int8.tflite")
+    assert not (dest / "emotion-int8.tflite").exists()
     # a run of another architecture is not this model's recipe
     other_run = root / "other-run"
     other_run.mkdir(exist_ok=True)
@@ -1129,6 +1137,34 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     flip = views_json(VIEW_PRESETS["flip"])
     assert shipped["inference"] == {"views": flip} and shipped["metrics"]["views"] == flip
     assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.views == VIEW_PRESETS["flip"]
+
+
+def test_ship_refuses_a_model_worse_than_the_one_it_replaces_unless_asked(tmp_path):
+    """The float paper baseline (80.8%) replaced edge-v3 (85.8%) as emotion-int8.tflite
+    through training.ship, and nothing said so."""
+    from training import ship
+
+    shipped = tmp_path / "emotion-int8.json"
+    shipped.write_text(json.dumps({"metrics": {"official": {"accuracy": 0.8575}}}))
+    worse, better = {"official": {"accuracy": 0.8081}}, {"official": {"accuracy": 0.8612}}
+    with pytest.raises(ship.ShipError, match=r"80\.81% .* below the 85\.75% .* --allow-worse"):
+        ship.check_not_worse(worse, shipped, allow_worse=False)
+    ship.check_not_worse(worse, shipped, allow_worse=True)
+    ship.check_not_worse(better, shipped, allow_worse=False)
+    ship.check_not_worse(worse, tmp_path / "nothing-there.json", allow_worse=False)  # a first model
+
+
+def test_ship_refuses_a_float_model_named_int8(tiny_run):
+    from training import evaluate, ship
+
+    root, _ = tiny_run
+    out = root / "float-eval"
+    assert evaluate.main([str(root / "tiny-float.tflite"), "--data", str(root), "--out", str(out),
+                          "--latency-runs", "0"]) == 0
+    with pytest.raises(ship.ShipError, match="is float32, but it would be shipped as emotion-int8.tflite"):
+        ship.ship(root / "tiny-float.tflite", out / "tiny-float-test.json", root / "named", name="emotion-int8.tflite",
+                  other_test_set=True)
+    assert not (root / "named" / "emotion-int8.tflite").exists()
 
 
 def test_ship_gives_the_device_the_input_rule_the_evaluation_used(tiny_run):

@@ -10,8 +10,9 @@ links them there). With ``--dest DIR`` (e.g. ``models/baseline``) everything goe
 The metrics must be of this very file (their sha256 is checked) and on the whole FER+ test
 split (3,137 faces by the official rule, 3,545 by argmax: a half-extracted label.csv gave
 a headline figure on 431 of them); ``--other-test-set`` ships an evaluation on another set
-(a fixture, another dataset), and the manifest says so. A ``--run`` must be of the same
-architecture. Everything is staged beside the destination and moved into place at the end, so a failed
+(a fixture, another dataset), and the manifest says so. A ``--run`` (required with FER+'s
+test split: the manifest records its recipe) must be of the same architecture, and a model
+scoring below the one it replaces needs ``--allow-worse``. Everything is staged beside the destination and moved into place at the end, so a failed
 step leaves the shipped model as it was.
 """
 from __future__ import annotations
@@ -74,8 +75,34 @@ def plots_dir_for(dest: Path) -> Path:
     return dest
 
 
+def _headline(metrics: dict) -> float | None:
+    """An evaluation's FER+ test accuracy by the official rule, or None (another test set)."""
+    if metrics.get("test_set") == "other":
+        return None
+    accuracy = (metrics.get("official") or {}).get("accuracy")
+    return float(accuracy) if isinstance(accuracy, (int, float)) else None
+
+
+def check_not_worse(candidate: dict, replaced: Path, allow_worse: bool) -> None:
+    """A model that scores below the one it replaces is shipped only when asked for: the
+    float paper baseline (80.8%) replaced edge-v3 (85.8%) as "emotion-int8.tflite" and
+    nothing said so. A guard, not the choice (that is made on validation): the test
+    figures are the ones both manifests carry."""
+    if allow_worse or not replaced.is_file():
+        return
+    try:
+        before = _headline(json.loads(replaced.read_text()).get("metrics") or {})
+    except (OSError, ValueError):
+        return  # a manifest that cannot be read is being replaced: nothing to compare with
+    after = _headline(candidate)
+    if before is not None and after is not None and after < before - 0.0005:
+        raise ShipError(f"this model scores {after:.2%} on FER+ test (official rule), below the {before:.2%} of the "
+                        f"model it would replace ({replaced}): nothing was shipped. Pass --allow-worse to ship it "
+                        "anyway (a smaller or faster model on purpose; say why in the model card)")
+
+
 def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
-         version: str = "", name: str | None = None, other_test_set: bool = False) -> Path:
+         version: str = "", name: str | None = None, other_test_set: bool = False, allow_worse: bool = False) -> Path:
     model, metrics_path, dest = Path(model).expanduser(), Path(metrics_path).expanduser(), Path(dest)
     plots_dest = plots_dir_for(dest)
     source_manifest = model.with_suffix(".json")
@@ -96,6 +123,15 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
                         "--other-test-set for an evaluation on another set, which the manifest then records")
     base = json.loads(source_manifest.read_text())
     name = name or model.name
+    precision = str(base.get("precision", ""))
+    if "int8" in name and precision and precision != "int8":
+        raise ShipError(f"{model.name} is {precision}, but it would be shipped as {name}: give it a name that "
+                        "says what it is (--name)")
+    if not other_test_set:
+        if run is None:  # the card's figures with no recipe to rebuild them: the manifest records the run's
+            raise ShipError("give --run, the training run this model came from: its manifest records the recipe "
+                            "(and replay command) that rebuilds it")
+        check_not_worse(metrics, dest / Path(name).with_suffix(".json"), allow_worse)
     extra = {k: base[k] for k in ("architecture", "precision", "parameters", "inference") if k in base}
     try:
         asked, evaluated = views_from_inference(base.get("inference", {})), views_from_inference(metrics)
@@ -164,9 +200,12 @@ def main(argv=None) -> int:
     p.add_argument("--version", default="", help="model version string")
     p.add_argument("--other-test-set", action="store_true",
                    help="the evaluation is not on FER+'s whole test split (a fixture, another dataset); recorded")
+    p.add_argument("--allow-worse", action="store_true",
+                   help="ship it even though it scores below the model it replaces (say why in the model card)")
     args = p.parse_args(argv)
     try:
-        manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name, args.other_test_set)
+        manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name, args.other_test_set,
+                        args.allow_worse)
     except (ShipError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
