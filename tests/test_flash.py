@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import html
 import json
 import logging
 import os
@@ -329,6 +330,22 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert rows["previous"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
 
 
+def test_an_install_scoring_below_the_model_it_replaces_says_so(cfg, variant, tmp_path, capsys, golden_manifest):
+    """The float paper baseline (80.8%) flashed over edge-v3 (85.8%) said only "installed"."""
+    conf = _config_file(tmp_path, cfg)
+    metrics = golden_manifest["metrics"]
+    lower = {**metrics, "official": {**metrics["official"], "accuracy": 0.8081}}
+    model, manifest = variant(1, metrics=lower)
+    assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "note: it scores 80.8% on FER+ test, below the 85.8% of the model it replaced: " \
+           "'engage-edge model rollback' returns to that one" in out, out
+    higher, _ = variant(2)  # the shipped figures again: above what runs now, no note
+    assert main(["model", "install", str(higher), "--manifest", str(higher.with_suffix(".json")),
+                 "--config", str(conf)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_the_same_model_file_with_another_manifest_is_an_install_to_roll_back_from(cfg, variant):
     """Installing the same .tflite with a changed manifest (a corrected scale, other views)
     did not keep the running manifest as the one to roll back to, as the file's hash was the
@@ -629,6 +646,14 @@ def test_web_install_shows_the_new_model_running_and_rolls_back(web_appliance, v
 
     r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": "stale"}, allow_redirects=False, timeout=10)
     assert r.status_code == 403 and appliance.analyzer.classifier.manifest.sha256 == shipped_sha
+
+    # a model scoring below the one it replaces: installed, and the page says so
+    metrics = appliance.analyzer.classifier.manifest.raw["metrics"]
+    model, manifest = variant(3, metrics={**metrics, "official": {**metrics["official"], "accuracy": 0.8081}})
+    r = s.post(f"{appliance.url}/admin/model/install", data={"csrf": s.csrf}, timeout=30,
+               files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
+    done = html.unescape(r.text.split('id="model-done">', 1)[1].split("</", 1)[0])
+    assert "Installed and running" in done and "it scores 80.8% on FER+ test, below the 85.8%" in done, done
 
 
 def test_web_rollback_with_nothing_to_roll_back_to_says_so(web_appliance):

@@ -276,10 +276,13 @@ def test_training_ship_refuses_a_model_the_flash_tool_would_refuse(built, tmp_pa
                   **{rule: {"images": n, "accuracy": 0.5} for rule, n in ship.FERPLUS_TEST_IMAGES.items()}}
     metrics = tmp_path / "constant-test.json"
     metrics.write_text(json.dumps(evaluation))
+    run = tmp_path / "run"  # FER+'s figures ship with the run's recipe
+    run.mkdir()
+    (run / "config.json").write_text("{}")
     with pytest.raises(ship.ShipError, match="the flash tool would refuse this model: its output is the same"):
-        ship.ship(model, metrics, tmp_path / "package")
+        ship.ship(model, metrics, tmp_path / "package", run=run)
     assert not (tmp_path / "package" / "constant.json").exists()
     sound, sound_manifest = _model(tmp_path, "readout", built["readout"])
     metrics.write_text(json.dumps({**evaluation, "sha256": json.loads(sound_manifest.read_text())["sha256"]}))
-    shipped = json.loads(ship.ship(sound, metrics, tmp_path / "package").read_text())
+    shipped = json.loads(ship.ship(sound, metrics, tmp_path / "package", run=run).read_text())
     assert len(set(shipped["golden"]["labels"])) >= 3

@@ -108,6 +108,7 @@ def cmd_model_install(args) -> int:
     cfg = _config(args)
     by = _by()
     _as_data_owner(cfg)
+    before = flash.running_manifest(cfg)
     try:
         raw = flash.install(args.file, args.manifest, cfg, by=by, allow_slow=args.allow_slow)
     except flash.ModelError as exc:
@@ -118,6 +119,8 @@ def cmd_model_install(args) -> int:
              f"{measured['its_ms_per_face']:.2f} ms)" if measured else "")
     print(f"installed {raw['model']} (sha256 {raw['sha256'][:12]}{speed}) into {flash.models_dir(cfg)}; "
           "a running engage-edge picks it up within a few seconds")
+    if note := flash.lower_accuracy_note(before, raw):
+        print(f"note: {note}")
     _warn_if_pinned(cfg, "installed")
     return EXIT_OK
 

@@ -116,6 +116,35 @@ def models_dir(cfg: Config) -> Path:
     return config_mod.data_dir(cfg) / "models"
 
 
+def headline_accuracy(raw: dict) -> float | None:
+    """A manifest's FER+ test accuracy by the official rule (None: not measured on it)."""
+    metrics = raw.get("metrics") or {}
+    accuracy = (metrics.get("official") or {}).get("accuracy")
+    if metrics.get("test_set") == "other" or accuracy is None or not is_number(accuracy):
+        return None
+    return float(accuracy)
+
+
+def lower_accuracy_note(before: dict | None, after: dict) -> str:
+    """The words that say an installed model scores below the one it replaced, else "":
+    a flash of the float paper baseline (80.8%) over edge-v3 (85.8%) said only "installed".
+    A note, not a refusal: an older or smaller model may be flashed on purpose."""
+    was, now = (headline_accuracy(before) if before else None), headline_accuracy(after)
+    if was is None or now is None or now >= was - 0.0005:
+        return ""
+    return (f"it scores {now:.1%} on FER+ test, below the {was:.1%} of the model it replaced: "
+            "'engage-edge model rollback' returns to that one")
+
+
+def running_manifest(cfg: Config) -> dict | None:
+    """The active manifest's contents (before a flash, to compare with), None if unreadable."""
+    try:
+        raw = json.loads(active_manifest(cfg).read_text())
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
 def active_manifest(cfg: Config) -> Path:
     """What the appliance runs: ``model.manifest`` if set (a pin), else the installed
     ``current.json``, else the shipped model. A ``current.json`` that is only a copy of an

@@ -194,6 +194,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             model_path, manifest_path = Path(tmp) / "model.tflite", Path(tmp) / "manifest.json"
             model.save(str(model_path))
             manifest.save(str(manifest_path))
+            before = flash.running_manifest(ctx.cfg)
             try:
                 raw = flash.install(model_path, manifest_path, ctx.cfg, by=me.username)
             except flash.ModelError as exc:
@@ -213,7 +214,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if problem:
             back(f"Installed {raw['model']}, but the running appliance could not load it ({problem}): roll back.",
                  error=True)
-        back(f"Installed and running: {running_text()}.")
+        note = flash.lower_accuracy_note(before, raw)
+        back(f"Installed and running: {running_text()}." + (f" Note: {note}." if note else ""))
 
     @app.post("/admin/model/rollback")
     def admin_model_rollback():
