@@ -590,6 +590,8 @@ def test_resume_refuses_arguments_that_change_the_run(tiny_run, eager_steps, sma
     with open(run / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
+    # where the run stops now, not where its first leg stopped: a shipped manifest copies it
+    assert json.loads((run / "config.json").read_text())["stop_after"] == 2
     from training import train
 
     unbudgeted = train.parse_args(["--out", str(run), "--arch", "edge", "--epochs", "2"])
@@ -1336,3 +1338,20 @@ def test_a_runs_library_versions_name_the_tensorflow_it_ran_on():
         import tensorflow as tf
 
         assert tf.__version__ in (versions.get("tensorflow"), versions.get("tensorflow-cpu")), versions
+
+
+def test_a_run_resumes_on_the_pack_of_its_folder_and_back():
+    """A pack leaves out beforehand what no label rule can use: the same images trained on came
+    with 45 dropped from the pack and 147 from the folder, and the resume was refused as
+    "other images or labels"."""
+    from argparse import Namespace
+
+    from training.train import check_resumed_data
+
+    args = Namespace(data="ferplus-pack.npz", out="run")
+    recorded = {"data_digest": "28e060718b171ab1", "sizes": {"train": 28411, "train_dropped": 147, "valid": 3191}}
+    check_resumed_data(args, recorded, {"train": 28411, "train_dropped": 45, "valid": 3191}, "28e060718b171ab1")
+    with pytest.raises(SystemExit, match="gives other images or labels"):
+        check_resumed_data(args, recorded, {"train": 28400, "train_dropped": 45, "valid": 3191}, "28e060718b171ab1")
+    with pytest.raises(SystemExit, match="gives other images or labels"):
+        check_resumed_data(args, recorded, {"train": 28411, "train_dropped": 45, "valid": 3191}, "another")

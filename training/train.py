@@ -227,9 +227,14 @@ def same_setting(key: str, recorded: Any, given: Any) -> bool:
 
 def check_resumed_data(args, recorded: dict[str, Any], sizes: dict[str, int], digest: str) -> None:
     """Refuses to resume on other images or labels than the run was trained on; --data may
-    lie elsewhere now (a copy, another machine). A run recorded by an older version has
-    no digest: its sizes are compared."""
-    if recorded.get("data_digest", digest) == digest and recorded.get("sizes", sizes) == sizes:
+    lie elsewhere now (a copy, another machine, the folder's ``training.data pack``). A run
+    recorded by an older version has no digest: its sizes are compared."""
+    def trained_on(counts: dict) -> dict:
+        # not "train_dropped": a data pack leaves out beforehand what no label rule can use, so the
+        # same images trained on come with 45 dropped from a pack and 147 from the folder
+        return {k: v for k, v in counts.items() if k != "train_dropped"}
+
+    if recorded.get("data_digest", digest) == digest and trained_on(recorded.get("sizes", sizes)) == trained_on(sizes):
         return
     raise SystemExit(f"--data {args.data} gives other images or labels than the run in {args.out} was trained on "
                      f"(recorded: --data {recorded.get('data')}, sizes {recorded.get('sizes')}; given: sizes {sizes}): "
@@ -847,6 +852,10 @@ def train(args) -> Path:
         if not args.time_budget:
             config["replay"] = replay_command(args, args.epochs)
         atomic_write(out / "config.json", json.dumps(config, indent=2) + "\n")
+    elif recorded.get("stop_after") != args.stop_after:
+        # where this leg stops: a run resumed to its end still said "stop_after": 2, and a model
+        # shipped from it claimed its run had stopped at epoch 2
+        atomic_write(out / "config.json", json.dumps({**recorded, "stop_after": args.stop_after}, indent=2) + "\n")
 
     if teacher is not None:
         taught = teacher(augmented) if online else teacher(augmented, training=False)
