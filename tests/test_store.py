@@ -592,3 +592,70 @@ def test_a_class_is_created_whole_or_not_at_all(store):
     made = accounts.create_students(["ann", "bo", "cy"])
     assert [u.username for u, _ in made] == ["ann", "bo", "cy"]
     assert all(accounts.find(u.username).must_change_password for u, _ in made)
+
+
+def _fill_old_log(store: Store, rows: int = 20_000) -> None:
+    t0 = time.time() - 400 * 86400
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(t0 + i, "Engaged - likes the topic", "Engaged", "happiness", 0.9) for i in range(rows)])
+    store.forget_deleted()
+
+
+def test_a_purge_gives_the_freed_space_back_to_the_disk(tmp_path):
+    """Lowering store.retention_days is the way out of a full disk, and it freed nothing: a
+    10-year database purged to 30 days stayed 254 MB (and so did its backups)."""
+    store = Store(tmp_path / "data")
+    try:
+        _fill_old_log(store)
+        before = store.path.stat().st_size
+        assert before > 1_000_000
+        assert store.purge(30) == 20_000
+        assert store.path.stat().st_size < before / 5
+        assert store.query("PRAGMA freelist_count")[0][0] == 0
+    finally:
+        store.close()
+
+
+def _made_the_old_way(data: Path) -> Path:
+    """A database as releases before 2026-11-28 made it: purged space stays in the file."""
+    store = Store(data)
+    _fill_old_log(store)
+    store.close()
+    conn = sqlite3.connect(data / "engage.db")
+    conn.execute("PRAGMA auto_vacuum = NONE")
+    conn.execute("VACUUM")
+    conn.close()
+    return data / "engage.db"
+
+
+def test_an_old_database_is_made_to_give_space_back_at_a_start_with_room(tmp_path):
+    path = _made_the_old_way(tmp_path / "data")
+    assert sqlite3.connect(path).execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    store = Store(tmp_path / "data")
+    try:
+        assert store.query("PRAGMA auto_vacuum")[0][0] == 2
+        assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 20_000  # nothing lost on the way
+        before = path.stat().st_size
+        store.purge(30)
+        assert path.stat().st_size < before / 5
+    finally:
+        store.close()
+
+
+def test_an_old_database_waits_for_room_before_it_is_rewritten(tmp_path, caplog):
+    """The rewrite needs about three times the database free; on a fuller disk the start goes
+    on as before and says when it will happen."""
+    import logging
+
+    with mounted_tmpfs(tmp_path / "small", "40m") as small:
+        path = _made_the_old_way(small / "data")
+        with caplog.at_level(logging.INFO, logger="edge_app.store.database"):
+            store = Store(small / "data")
+        try:
+            assert store.query("PRAGMA auto_vacuum")[0][0] == 0
+            assert "cannot give purged space back to the disk yet" in caplog.text
+            assert store.purge(30) == 20_000  # the purge itself works as before
+        finally:
+            store.close()
+        assert path.is_file()

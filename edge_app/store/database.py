@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -22,6 +23,8 @@ from typing import NamedTuple
 from edge_app.engagement import Group
 from edge_app.fsutil import atomic_write, owner_name, sandbox_hint, user_name
 from edge_app.store.outbox import queue_message
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "engage.db"
 BUSY_TIMEOUT_MS = 5000
@@ -433,11 +436,50 @@ class Store:
 
     def migrate(self) -> None:
         conn = self.connect()
+        if self.schema_version() == 0 and not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new database: before its first table
         conn.execute("PRAGMA foreign_keys = OFF")  # a table rebuilt by a migration must not cascade-delete
         try:
             self._migrate(conn)
         finally:
             conn.execute("PRAGMA foreign_keys = ON")
+        self._make_shrinkable(conn)
+
+    def _make_shrinkable(self, conn: sqlite3.Connection) -> None:
+        """A database made before the purge gave space back (``auto_vacuum`` none) is turned
+        into one that can (``give_back_space``), once, at a start with room for it: a VACUUM
+        writes the whole database again (into the log, and a temporary copy), so it waits for
+        a start with three times its size free. Without it, lowering the retention freed no
+        disk: a 10-year database purged to 30 days stayed 254 MB, and so did its backups."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            return
+        size = self.path.stat().st_size
+        if self.free_mb() * 1e6 < 3 * size + 50e6:
+            log.info("%s cannot give purged space back to the disk yet (%.0f MB): it will be made able at a start "
+                     "with %.0f MB free", self.path, size / 1e6, (3 * size + 50e6) / 1e6)
+            return
+        try:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+        except sqlite3.Error as exc:  # a full disk after all, a reader: the next start tries again
+            log.warning("%s was not made able to give purged space back (%s): the next start tries again", self.path, exc)
+            return
+        self.forget_deleted()  # the log the VACUUM wrote, emptied
+        log.info("%s now gives purged space back to the disk (%.0f MB -> %.0f MB)", self.path, size / 1e6,
+                 self.path.stat().st_size / 1e6)
+
+    def give_back_space(self, step_pages: int = 2048) -> int:
+        """Return the pages a purge freed to the disk, ``step_pages`` (8 MB) a transaction, so a
+        writer waits for one step at most; the file shrinks at the checkpoint that follows.
+        Returns the pages given back."""
+        conn = self.connect()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return 0
+        given = 0
+        while (free := conn.execute("PRAGMA freelist_count").fetchone()[0]) > 0:
+            conn.execute(f"PRAGMA incremental_vacuum({min(free, step_pages)})").fetchall()
+            given += min(free, step_pages)
+        return given
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self.schema_version()
@@ -611,6 +653,8 @@ class Store:
                 ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
             removed += self._purge_table(table, column, before, image)
         removed += self._purge_pause_mark(cutoff)
+        if removed:
+            self.give_back_space()  # lowering the retention is the way out of a full disk: it must free the disk
         if removed or self._forget_pending:  # pending: a reader deferred an earlier delete's checkpoint
             self.forget_deleted()
         return removed
