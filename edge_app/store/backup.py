@@ -261,6 +261,7 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     except BackupError:
         src.close()
         raise
+    tmp = None
     try:  # 0600 as the database itself: every record and the password hashes, not for other users
         with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
@@ -275,6 +276,11 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             if result != "ok":
                 raise CopyFailed(f"the copy failed its integrity check: {result}")
     except (sqlite3.Error, OSError) as exc:
+        for leftover in ([f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"] if tmp else []):
+            # the copy is in WAL mode, the source's: a stick that filled up as its stamp was
+            # written kept the copy's -wal and -shm beside no copy (atomic_path removes the copy)
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
         damaged = _damaged(db, exc) if isinstance(exc, sqlite3.Error) else None
         if damaged:
             raise CopyFailed(f"cannot back up: {damaged}; nothing was written at {dest}") from None
