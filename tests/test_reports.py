@@ -172,3 +172,86 @@ def test_upload_history_and_the_stored_image_paths(store, people):
     alert_id = reports.recent_alerts(store)[0]["id"]
     assert reports.alert_snapshot_path(store, alert_id) == "alerts/5.jpg"
     assert reports.alert_snapshot_path(store, alert_id + 1) is None
+
+
+def _ties(store, people) -> None:
+    """Rows sharing their time: live changes, and photos whose faces share the photo's."""
+    t = 1_700_000_000.0
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(t - (i % 3), f"Engaged {i}", Group.ENGAGED, "happiness", 0.5) for i in range(8)]
+                         + [(t - 5, "Absent", Group.ABSENT, None, None)])
+    for k, name in enumerate(("ana", "ben", "ana")):
+        upload = store.add_upload(people[name].id, f"p{k}.jpg", 10, 10,
+                                  [face(f"Engaged f{j}") for j in range(3)] if k != 1 else [])
+        store.execute("UPDATE uploads SET created = ? WHERE id = ?", (t - k, upload))
+
+
+def test_every_page_is_its_slice_of_the_whole_log_ties_in_the_order_stored(store, people):
+    """A page near the end is read from the oldest row back, one near the start from the
+    newest: both are slices of one order, in which the rows of one time come live first,
+    then each photo's faces as stored (as the sort of the whole log gave them before)."""
+    _ties(store, people)
+    everything, total = reports.query_log(store, LogFilter())
+    key = [(r["t"], r["kind"], r["level"], r["upload_id"]) for r in everything]
+    assert total == len(everything) == 9 + 3 + 1 + 3
+    t = 1_700_000_000.0
+    assert key[:6] == [(t, "live", f"Engaged {i}", None) for i in (0, 3, 6)] + [(t, "upload", f"Engaged f{j}", 1)
+                                                                                for j in range(3)]
+    assert [(r["t"], r["kind"], r["level"]) for r in everything if r["t"] == t - 1] == [
+        (t - 1, "live", "Engaged 1"), (t - 1, "live", "Engaged 4"), (t - 1, "live", "Engaged 7"),
+        (t - 1, "upload", "No face")]
+    assert [(r["t"], r["level"]) for r in reports.log_rows(store, LogFilter())] == [(r["t"], r["level"])
+                                                                                   for r in everything]
+    for size in (1, 3, 4, 5):
+        pages = [reports.query_log(store, LogFilter(), page, size) for page in range(1, total // size + 3)]
+        assert all(n == total for _, n in pages)
+        assert [(r["t"], r["kind"], r["level"], r["upload_id"]) for rows, _ in pages for r in rows] == key, size
+    for flt in (LogFilter(user="ana"), LogFilter(kind="live"), LogFilter(level="Engaged"), LogFilter(emotion="happiness")):
+        whole, n = reports.query_log(store, flt)
+        pages = [r for page in range(1, n + 2) for r in reports.query_log(store, flt, page, 2)[0]]
+        assert [tuple(r) for r in pages] == [tuple(r) for r in whole] and n == len(whole), flt
+
+
+@pytest.mark.parametrize("flt", [LogFilter(), LogFilter(level="Engaged"), LogFilter(emotion="happiness"),
+                                 LogFilter(kind="live"), LogFilter(date_from="2023-11-01", date_to="2023-11-30"),
+                                 LogFilter(level="Absent", date_from="2023-11-01")], ids=repr)
+def test_a_log_page_reads_state_changes_in_index_order_without_sorting_the_log(store, people, flt):
+    """ORDER BY over the union of state changes and uploads sorted the whole log for every
+    page ("USE TEMP B-TREE FOR ORDER BY": ten years' 2.6 million rows, 3 s a page). The
+    page's own statement, as query_log runs it, reads both halves from an index in time
+    order (what is sorted is only rows of one time, "RIGHT PART OF ORDER BY")."""
+    _ties(store, people)
+    statements: list[str] = []
+    store.connect().set_trace_callback(statements.append)
+    try:
+        rows, total = reports.query_log(store, flt, page=1)
+    finally:
+        store.connect().set_trace_callback(None)
+    assert rows and total
+    page_sql = [s for s in statements if " LIMIT " in s]
+    assert len(page_sql) == 1, statements
+    plan = [r["detail"] for r in store.query("EXPLAIN QUERY PLAN " + page_sql[0])]
+    assert plan[:2] == ["MERGE (UNION ALL)", "LEFT"] and "RIGHT" in plan, plan  # the halves merged, each in order
+    live, uploads = plan[2:plan.index("RIGHT")], plan[plan.index("RIGHT") + 1:]
+    assert "USE TEMP B-TREE FOR ORDER BY" not in live, plan
+    assert [step for step in live if "state_changes" in step and "USING" in step and "INDEX" in step], plan
+    if flt == LogFilter():  # uploads by time too (an emotion's are found through their faces, and sorted)
+        assert "USE TEMP B-TREE FOR ORDER BY" not in uploads and "SCAN u USING INDEX uploads_created" in uploads, plan
+
+
+def test_the_log_s_emotions_are_found_without_reading_every_row(store, people):
+    """The filter's choices: every emotion logged, live or in a photo, each once."""
+    _ties(store, people)
+    store.log_state_change(1.0, "Not engaged", Group.NOT_ENGAGED, "sadness", 0.5)
+    store.add_upload(people["ben"].id, "b.jpg", 10, 10, [face("Engaged", "contempt")])
+    statements: list[str] = []
+    store.connect().set_trace_callback(statements.append)
+    try:
+        assert reports.log_emotions(store) == ["contempt", "happiness", "sadness"]
+    finally:
+        store.connect().set_trace_callback(None)
+    plan = [r["detail"] for r in store.query("EXPLAIN QUERY PLAN " + statements[-1])]
+    # SELECT DISTINCT read all ten years' state changes (0.3 s on every log page); each step is one index search
+    assert not [step for step in plan if step.startswith("SCAN state_changes")], plan
+    assert "SEARCH state_changes USING COVERING INDEX state_changes_emotion (emotion>?)" in plan, plan
