@@ -11,6 +11,8 @@ import contextlib
 import csv
 import datetime as dt
 import fcntl
+import io
+import itertools
 import json
 import logging
 import math
@@ -21,6 +23,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
@@ -52,11 +55,34 @@ def csv_safe(value):
     return value
 
 
-def write_log_csv(target, rows) -> None:
-    """``rows`` (dicts keyed by ``EXPORT_COLUMNS``, missing keys empty) as CSV to ``target``."""
+def write_log_csv(target, rows) -> int:
+    """``rows`` (dicts keyed by ``EXPORT_COLUMNS``, missing keys empty) as CSV to ``target``,
+    each written as it comes (an iterator of ten years' rows is never held whole); returns
+    how many."""
     writer = csv.DictWriter(target, EXPORT_COLUMNS, restval="")
     writer.writeheader()
-    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    count = 0
+    for row in rows:
+        writer.writerow({k: csv_safe(v) for k, v in row.items()})
+        count += 1
+    return count
+
+
+def log_csv_chunks(rows, rows_per_chunk: int = 500) -> Iterator[str]:
+    """``write_log_csv``'s text in pieces of ``rows_per_chunk`` rows, the header in the
+    first: a web download streamed as it is read. The first piece comes after its rows are
+    read, so a failing query is an error page, not a cut-off file."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, restval="")
+    writer.writeheader()
+    for count, row in enumerate(rows, 1):
+        writer.writerow({k: csv_safe(v) for k, v in row.items()})
+        if count % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
 
 
 def group_label(level: str) -> str:
@@ -584,21 +610,25 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = _folder_named(out)
         out = _check_destination(out, db, replaces="export")
-    rows = list(export_rows(data_dir, since))
+    # written as read: a list of ten years' rows took 2.2 GB. The first row is read before a
+    # byte is written, so a database that cannot be read (a newer schema) still writes nothing.
+    reader = export_rows(data_dir, since)
+    first = next(reader, None)
+    rows = itertools.chain([first], reader) if first is not None else iter(())
     if out is None:
         try:
-            write_log_csv(sys.stdout, rows)
+            count = write_log_csv(sys.stdout, rows)
             sys.stdout.flush()
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise CopyFailed(f"cannot write the CSV to standard output: {_failed(exc, sys.stdout.fileno())}") from None
-        return len(rows)
+        return count
     try:
         # 0600, as a backup: students' names and states, not for every user of the machine; with a
         # byte order mark (utf-8-sig), as the web's CSV, or Excel on Windows reads "Müller" as "MÃ¼ller"
         with atomic_path(out, 0o600) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-            write_log_csv(f, rows)
+            count = write_log_csv(f, rows)
     except OSError as exc:
         raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None
-    return len(rows)
+    return count
