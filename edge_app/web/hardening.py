@@ -150,8 +150,8 @@ def readable_form(skip_paths: tuple[str, ...] = ()) -> None:
 def unreadable_form(exc: Exception) -> HTTPResponse:
     """The 400 for a form body bottle cannot parse (a bogus charset, bytes not in it, a
     control character in a part's header such as a file name with a NUL)."""
-    return json_error(400, f"the form could not be read ({type(exc).__name__}): send it as UTF-8, as a browser does, "
-                           "with plain file names")
+    return json_error(400, f"the form could not be read ({type(exc).__name__}): send its text as UTF-8 and each file "
+                           "with a plain file name, as a browser does (a file part with no file name is read as text)")
 
 
 def bad_request(err, hsts: bool = False) -> str:
