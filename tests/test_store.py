@@ -659,3 +659,37 @@ def test_an_old_database_waits_for_room_before_it_is_rewritten(tmp_path, caplog)
         finally:
             store.close()
         assert path.is_file()
+
+
+def test_the_log_indexes_wait_for_room_and_never_stop_a_start(tmp_path, caplog):
+    """The admin log's indexes add about half again to a long-kept database: on a full disk a
+    start goes on without them (as a migration, their failure stopped the service)."""
+    import logging
+
+    from conftest import fill_up
+
+    with mounted_tmpfs(tmp_path / "card", "40m") as card:
+        Store(card / "data").close()
+        conn = sqlite3.connect(card / "data" / DB_NAME)
+        for name in ("state_changes_grp", "state_changes_emotion", "uploads_created"):
+            conn.execute(f"DROP INDEX {name}")  # as a release before them left it
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(i, "Engaged - likes the topic", "Engaged", "happiness", 0.9) for i in range(100_000)])
+        conn.commit()
+        conn.close()
+        fill_up(card / "filler")
+        os.truncate(card / "filler", os.path.getsize(card / "filler") - 1_000_000)  # room to open, not for an index
+        with caplog.at_level(logging.WARNING, logger="edge_app.store.database"):
+            store = Store(card / "data")
+        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'state_changes_grp'"
+        try:
+            assert "an index of the admin log was not made" in caplog.text
+            assert not store.query(indexes)
+        finally:
+            store.close()
+        (card / "filler").unlink()
+        store = Store(card / "data")  # a start with room
+        try:
+            assert store.query(indexes)
+        finally:
+            store.close()

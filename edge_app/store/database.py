@@ -243,15 +243,18 @@ MIGRATIONS: list[str] = [
     DROP TABLE users;
     ALTER TABLE users_new RENAME TO users;
     """,
-    # 14: the admin log's pages filtered by level or emotion, and its uploads, read in time
-    # order from an index (reports.query_log); without them a page of ten years' log sorted
-    # or counted every row (2-3 s a page). About a quarter more database each.
-    """
-    CREATE INDEX IF NOT EXISTS state_changes_grp ON state_changes(grp, t);
-    CREATE INDEX IF NOT EXISTS state_changes_emotion ON state_changes(emotion, t);
-    CREATE INDEX IF NOT EXISTS uploads_created ON uploads(created);
-    """,
 ]
+
+# The admin log's pages filtered by level or emotion, and its uploads, read in time order from
+# an index (reports.query_log); without them a page of ten years' log sorted or counted every
+# row (2-3 s a page). About a quarter more database each, so not a migration: made at a start
+# with room for them (a full disk then starts without them, slower, rather than not at all),
+# and an older release, going back, opens the database as its own (the schema is the same).
+SPEED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS state_changes_grp ON state_changes(grp, t)",
+    "CREATE INDEX IF NOT EXISTS state_changes_emotion ON state_changes(emotion, t)",
+    "CREATE INDEX IF NOT EXISTS uploads_created ON uploads(created)",
+)
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
     Group.ENGAGED: "engaged_s",
@@ -452,6 +455,13 @@ class Store:
         finally:
             conn.execute("PRAGMA foreign_keys = ON")
         self._make_shrinkable(conn)
+        for sql in SPEED_INDEXES:
+            try:
+                conn.execute(sql)
+            except sqlite3.Error as exc:  # a full disk: the log's pages are slower until a start with room
+                log.warning("%s: an index of the admin log was not made (%s): its filtered pages are slower until a "
+                            "start with room for it", self.path, exc)
+                break
 
     def _make_shrinkable(self, conn: sqlite3.Connection) -> None:
         """A database made before the purge gave space back (``auto_vacuum`` none) is turned
