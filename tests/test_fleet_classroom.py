@@ -1816,6 +1816,28 @@ def test_a_stored_online_with_nothing_else_is_no_desk_and_a_silent_new_one_is_no
     assert room.snapshot()["desks"][0]["online"]  # its first reading, heard: there after all
 
 
+def test_the_wills_a_broker_sends_as_it_shuts_down_take_no_desk_offline():
+    """Mosquitto sends each connected desk's will ("offline") as it shuts down, then closes the
+    classroom's link: the desks whose will came first went Offline for the whole outage, and
+    out of the alerts (8 of 35, at random), though nothing was known of them. An "offline"
+    well before the link was lost is a desk that went."""
+    t0 = 1_800_000_000.0
+    now, mono = [t0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    for device_id in ("early", "at-shutdown", "still-on"):
+        assert room.apply_state(device_id, state(level="Distracted", since=str(t0 - 600), seq="1", sent=str(t0)))
+        assert room.apply_state(device_id, state(level="Not engaged", since=str(t0 - 300), seq="2", sent=str(t0)))
+    room.apply_availability("early", b"offline")  # a student shut it down a minute before
+    mono[0] += 60
+    room.apply_availability("at-shutdown", b"offline")  # the broker's shutdown: its will ...
+    mono[0] += 0.2
+    room.set_link(False, "lost the connection")  # ... and the link, a moment later
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert {k: d["online"] for k, d in shown.items()} == {"early": False, "at-shutdown": True, "still-on": True}
+    assert shown["at-shutdown"]["disengaged_since"] == t0 - 600  # its alert's stretch as it was
+
+
 def test_a_reconnection_to_the_broker_changes_nothing_for_the_desks_still_there():
     """The broker restarted (or the service's link dropped) mid-lesson: every desk was marked
     offline at the reconnection and came back one by one as the broker replayed its

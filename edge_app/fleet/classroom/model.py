@@ -69,6 +69,7 @@ ALERT_LEVELS = ("Not engaged", "Distracted")
 # an empty seat: a desk "Absent" this long is ordered after the working desks (before the offline ones), not among
 # those needing the instructor; classroom.js reads it from the snapshot (``long_absent_s``) to order them alike
 LONG_ABSENT_S = 300.0
+WILL_BURST_S = 5.0  # an "offline" this long before the link to the broker is lost may be its shutdown's (set_link)
 # a level this page does not know (a newer desk's: "Present" was one) is applied, last in the order, never an
 # alert, and shown marked as unknown, counted as ``UNKNOWN``: an older page refused such desks' every state and
 # heartbeat, showed their last known level, then "Offline", though they were there
@@ -159,6 +160,9 @@ class Desk:
     held: bool = False  # a change of this desk the pages have not been told of yet
     held_back: int = 0  # its messages past DESK_UPDATES_PER_S since this service started (/healthz)
     held_logged: float | None = None  # when (monotonic) that was last logged
+    # when (monotonic) a live "offline" took it offline, and its alert stretch then: Mosquitto sends every desk's
+    # will as it shuts down, so an "offline" just before the link is lost says nothing of the desk (``set_link``)
+    went_offline: tuple | None = None
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that began in the last ``RECENT_S``, or None."""
@@ -300,6 +304,17 @@ class Classroom:
         with self._cond:
             self._reason = reason
             link = {"connected": connected, "error": "" if connected else error}
+            if not connected and self._link["connected"]:
+                # the broker shutting down sends every connected desk's will, then closes this link: the desks
+                # whose "offline" came just before are as unknown as the others, shown as they were (8 of 35
+                # went Offline for the outage, and out of the alerts, at random). Confirmed after it (``_due``)
+                now = self.monotonic()
+                for desk in self._desks.values():
+                    if not desk.online and desk.went_offline and now - desk.went_offline[0] <= WILL_BURST_S:
+                        (_, desk.device_disengaged, desk.disengaged_since, desk.disengaged_sample,
+                         desk.disengaged_unsure) = desk.went_offline
+                        desk.online, desk.went_offline = True, None
+                        self._announce(desk)
             if connected and not self._link["connected"]:
                 # (re)connected: each desk stays as it was, nothing for the pages to say, until it is heard or
                 # the broker replays its "online" (``_due``); one that died while the broker was away never will
@@ -471,9 +486,12 @@ class Classroom:
             if desk is None:
                 return
             if online:
+                desk.went_offline = None
                 self._heard(desk, self.clock())
                 self._announce(desk)
             elif desk.online:
+                desk.went_offline = (self.monotonic(), desk.device_disengaged, desk.disengaged_since,
+                                     desk.disengaged_sample, desk.disengaged_unsure)
                 desk.online = False
                 desk.restart_stretch()
                 self._announce(desk)
@@ -590,7 +608,7 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "minutes",
+HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
           "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
