@@ -691,5 +691,8 @@ def test_the_log_indexes_wait_for_room_and_never_stop_a_start(tmp_path, caplog):
         store = Store(card / "data")  # a start with room
         try:
             assert store.query(indexes)
+            plan = " ".join(r[3] for r in store.query("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM alerts WHERE t >= ? "
+                                                      "AND t < ?", (0, 1)))
+            assert "USING COVERING INDEX alerts_t" in plan, plan  # a dashboard day's alerts, not every alert
         finally:
             store.close()

@@ -254,6 +254,9 @@ SPEED_INDEXES = (
     "CREATE INDEX IF NOT EXISTS state_changes_grp ON state_changes(grp, t)",
     "CREATE INDEX IF NOT EXISTS state_changes_emotion ON state_changes(emotion, t)",
     "CREATE INDEX IF NOT EXISTS uploads_created ON uploads(created)",
+    # the dashboard counts each of 15 days' alerts, the alerts page pages them newest first, and
+    # the purge deletes by time: at the buzzer's cooldown a decade could hold 550,000
+    "CREATE INDEX IF NOT EXISTS alerts_t ON alerts(t)",
 )
 
 GROUP_COLUMNS = {  # minute_stats' seconds column for each engagement group
