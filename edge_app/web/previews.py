@@ -6,7 +6,7 @@ import base64
 
 import cv2
 
-from edge_app.vision.stills import draw_faces
+from edge_app.vision.stills import draw_faces, scale_boxes
 
 
 def data_uri(bgr) -> str:
@@ -41,9 +41,5 @@ def annotated(image, faces: list[dict], width: int, shown_px: int = 960):
     """``image`` (the photo, or what was kept of it) with its faces drawn, at most
     ``shown_px`` wide; ``faces``' boxes are in pixels of the photo ``width`` wide."""
     shown = min(shown_px, width)
-    return draw_faces(at_width(image, shown), scale_faces(faces, width, shown), copy=False)
+    return draw_faces(at_width(image, shown), scale_boxes(faces, width, shown), copy=False)
 
-
-def scale_faces(faces: list[dict], from_w: int, to_w: int) -> list[dict]:
-    s = to_w / from_w
-    return [{**f, "box": [int(v * s) for v in f["box"]]} for f in faces]

@@ -28,7 +28,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
-from edge_app.web.previews import annotated, data_uri, face_crop, scale_faces, thumbnail
+from edge_app.web.previews import annotated, data_uri, face_crop, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
 log = logging.getLogger(__name__)
@@ -470,7 +470,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             except ValueError:
                 kept = None
             if kept is not None:
-                faces = scale_faces(stored["faces"], stored["width"], kept.shape[1])
+                faces = scale_boxes(stored["faces"], stored["width"], kept.shape[1])
                 thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
                 # at the first result page's size, not the kept thumbnail's: labels beside their faces
                 preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
