@@ -71,21 +71,29 @@ class UploadBudget:
         with self._lock:
             return self._held if user_id is None else self._by_user.get(user_id, 0)
 
-    def _take(self, user_id: int, size: int) -> bool:
+    def _take(self, user_id: int, size: int, large: bool = False) -> bool:
+        """Hold ``size`` more bytes for ``user_id`` (and, ``large``, one of their turns), or nothing."""
         with self._lock:
             mine = self._by_user.get(user_id, 0)
-            if self._held + size > self.total_bytes or mine + size > self.per_user_bytes:
+            if (self._held + size > self.total_bytes or mine + size > self.per_user_bytes
+                    or (large and self._large.get(user_id, 0) >= self.large_per_user)):
                 return False
             self._held += size
             self._by_user[user_id] = mine + size
+            if large:
+                self._large[user_id] = self._large.get(user_id, 0) + 1
             return True
 
-    def _give_back(self, user_id: int, size: int) -> None:
+    def _give_back(self, user_id: int, size: int, large: bool) -> None:
         with self._lock:
             self._held -= size
             self._by_user[user_id] -= size
             if not self._by_user[user_id]:
                 del self._by_user[user_id]
+            if large:
+                self._large[user_id] -= 1
+                if not self._large[user_id]:
+                    del self._large[user_id]
 
     @contextmanager
     def hold(self, user_id: int, declared: int = 0) -> Iterator[Callable[[int], None] | None]:
@@ -94,17 +102,7 @@ class UploadBudget:
         ``MIN_BODY_BYTES`` from the start and every byte past them as it arrives:
         ``charge(n)`` counts ``n`` more, or raises ``UploadBusy``."""
         large = declared > LARGE_BODY_BYTES
-        with self._lock:
-            if large and self._large.get(user_id, 0) >= self.large_per_user:
-                ok = False
-            else:
-                ok = True
-                if large:
-                    self._large[user_id] = self._large.get(user_id, 0) + 1
-        if ok and not self._take(user_id, MIN_BODY_BYTES):
-            self._end_large(user_id, large)
-            ok = False
-        if not ok:
+        if not self._take(user_id, MIN_BODY_BYTES, large):
             yield None
             return
         held, received = MIN_BODY_BYTES, 0
@@ -121,15 +119,7 @@ class UploadBudget:
         try:
             yield charge
         finally:
-            self._give_back(user_id, held)
-            self._end_large(user_id, large)
-
-    def _end_large(self, user_id: int, large: bool) -> None:
-        if large:
-            with self._lock:
-                self._large[user_id] -= 1
-                if not self._large[user_id]:
-                    del self._large[user_id]
+            self._give_back(user_id, held, large)
 
 
 class UploadBusy(Exception):
