@@ -27,6 +27,8 @@ DATA_DIR=/var/lib/engage-edge
 SERVICE_USER=engage
 UNIT=engage-edge.service
 UNIT_DST="/etc/systemd/system/$UNIT"
+FAULT_UNIT=engage-edge-fault.service  # the LED's fault blink once the service has stopped for good (its OnFailure=)
+FAULT_UNIT_DST="/etc/systemd/system/$FAULT_UNIT"
 UDEV_DST=/etc/udev/rules.d/99-engage-edge.rules
 BOOT_MARK="# --- engage-edge BEGIN ---"
 
@@ -457,6 +459,7 @@ fi
 # ------------------------------------------------------------------ 8. systemd unit
 step "8/9 systemd unit $UNIT_DST"
 run install -m 0644 "$SRC_DIR/systemd/$UNIT" "$UNIT_DST"
+run install -m 0644 "$SRC_DIR/systemd/$FAULT_UNIT" "$FAULT_UNIT_DST"  # not enabled: the service's failure starts it
 if [ "$PLATFORM" = jetson ]; then
     # nvarguscamerasrc talks to nvargus-daemon through /tmp/argus_socket, and older
     # Jetson.GPIO writes sysfs: loosen exactly those two, and allow the NVIDIA devices.
@@ -471,6 +474,13 @@ ProtectKernelTunables=no
 DeviceAllow=char-nvhost* rw
 DeviceAllow=char-nvmap rw
 DeviceAllow=char-nvgpu* rw
+EOF
+    # older Jetson.GPIO drives the LED through sysfs: the fault light too
+    run install -d -m 0755 "$FAULT_UNIT_DST.d"
+    write_file "$FAULT_UNIT_DST.d/10-jetson.conf" 0644 root:root <<'EOF'
+# engage-edge's fault light on Jetson (written by firmware/install.sh)
+[Service]
+ProtectKernelTunables=no
 EOF
 fi
 if [ -d /run/systemd/system ]; then

@@ -599,3 +599,26 @@ def test_analyze_of_a_file_it_may_not_read_names_it_and_says_what_to_do(tmp_path
     photo = tmp_path / "root-only.jpg"
     said = _unreadable(photo, PermissionError(13, "Permission denied", str(photo)), ACCEPTED_TEXT)
     assert str(photo) in said and "may not read" in said and "chmod" in said
+
+
+@pytest.mark.parametrize("config", ['[indicators]\nbackend = "console"\n', '[indicators]\nbackend = "consol"\n'])
+def test_the_fault_light_blinks_until_stopped_even_with_a_config_the_service_refused(tmp_path, config):
+    """systemd's engage-edge-fault.service runs it once the service has stopped for good (the
+    LED went dark: a desk that read as switched off); a config the service could not read is
+    no reason to stay dark (the defaults' indicator, the console here, shows the fault)."""
+    conf = tmp_path / "config.toml"
+    conf.write_text(config)
+    proc = subprocess.Popen([*ENGAGE_EDGE, "fault-light", "--config", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        shown = proc.stdout.readline()
+        assert "LED fast red blink: fault: the engage-edge service has stopped" in shown, shown
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        assert ("consol" in err) == ("consol\"" in config)  # the refused config is named, not passed over
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -65,9 +65,11 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
                      "write /etc/engage-edge/config.toml", f'backend = "{backend}"',
                      'data_dir = "/var/lib/engage-edge"', 'host = "0.0.0.0"', "tls_cert =",
                      "openssl req -x509", "/etc/systemd/system/engage-edge.service",
+                     "/etc/systemd/system/engage-edge-fault.service",  # the LED's fault once the service gave up
                      "systemctl enable engage-edge.service", "systemctl restart engage-edge.service",
                      "/etc/udev/rules.d/99-engage-edge.rules"]:
         assert expected in out, f"{expected!r} missing from the dry run:\n{out}"
+    assert "systemctl enable engage-edge-fault" not in out  # started by the service's failure only
     assert " -e " not in out and "/opt/engage-edge/src" not in out, \
         "the device gets the wheel, not an editable checkout"
     actions = [l for l in out.splitlines() if l.startswith(("    + ", "    wrote "))]
@@ -78,6 +80,7 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
         assert "boot-config.txt" in out or "already has the engage-edge block" in out
     else:
         assert "10-jetson.conf" in out and "PrivateTmp=no" in out and "nvarguscamerasrc" in out
+        assert "/etc/systemd/system/engage-edge-fault.service.d/10-jetson.conf" in out
 
 
 def test_a_given_wheel_is_installed_instead_of_building_one(tmp_path):

@@ -27,13 +27,19 @@ def unit_values(text: str) -> dict[str, list[str]]:
     return values
 
 
-def local_copy(tmp_path: Path, text: str | None = None) -> Path:
-    """The unit with ExecStart pointing at this checkout's engage-edge (verify wants it to exist)."""
+FAULT_UNIT = ROOT / "systemd" / "engage-edge-fault.service"
+
+
+def local_copy(tmp_path: Path, text: str | None = None, unit: Path = UNIT) -> Path:
+    """The unit with ExecStart pointing at this checkout's engage-edge (verify wants it to exist),
+    and the other unit beside it (the service names its fault light, which names the service)."""
     exe = Path(sys.executable).parent / "engage-edge"
     assert exe.is_file(), "install the package into the venv first (pip install -e .)"
-    copy = tmp_path / UNIT.name
-    copy.write_text((text or UNIT.read_text()).replace(f"ExecStart={DEVICE_EXEC}", f"ExecStart={exe}"))
-    return copy
+    for each in (UNIT, FAULT_UNIT):
+        copy = tmp_path / each.name
+        body = text if (each == unit and text is not None) else each.read_text()
+        copy.write_text(body.replace(f"ExecStart={DEVICE_EXEC}", f"ExecStart={exe}"))
+    return tmp_path / unit.name
 
 
 def verify(path: Path) -> subprocess.CompletedProcess:
@@ -45,6 +51,20 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     result = verify(local_copy(tmp_path))
     problems = [l for l in (result.stdout + result.stderr).splitlines() if UNIT.name in l]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_the_fault_light_unit_verifies_and_is_started_by_the_services_failure_only(tmp_path):
+    """systemd gave up restarting the service and the LED went dark: a desk that read as switched
+    off. The service's OnFailure= starts the fault light; starting the service stops it."""
+    result = verify(local_copy(tmp_path, unit=FAULT_UNIT))
+    problems = [l for l in (result.stdout + result.stderr).splitlines() if "engage-edge" in l]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+    service, fault = unit_values(UNIT.read_text()), unit_values(FAULT_UNIT.read_text())
+    assert service["OnFailure"] == ["engage-edge-fault.service"]
+    assert fault["Conflicts"] == ["engage-edge.service"] and fault["After"] == ["engage-edge.service"]
+    assert fault["ExecStart"] == [f"{DEVICE_EXEC} fault-light --config /etc/engage-edge/config.toml"]
+    assert fault["User"] == ["engage"] and "WantedBy" not in fault  # never enabled on its own
+    assert fault["DeviceAllow"] == ["char-gpiochip rw", "char-*gpiomem rw"] and fault["PrivateNetwork"] == ["yes"]
 
 
 def test_verify_would_catch_a_broken_unit(tmp_path):

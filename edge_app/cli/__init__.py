@@ -338,6 +338,31 @@ def _fault_led(cfg: Config) -> None:
         ind.close()
 
 
+def cmd_fault_light(args) -> int:
+    """``engage-edge fault-light``: the LED's fault blink until stopped. systemd starts it
+    (engage-edge-fault.service, the service unit's ``OnFailure=``) once it has given up
+    restarting the service: the LED went dark then, which reads as a desk switched off.
+    A config the service could not read is no reason to stay dark: the defaults' LED then."""
+    try:
+        cfg = _config(args)
+    except config_mod.ConfigError as exc:
+        print(f"warning: configuration: {exc}: the default indicator shows the fault", file=sys.stderr)
+        cfg = config_mod.defaults()
+    stop = StopRequest()
+    indicator = _fault_shown(cfg, "the engage-edge service has stopped: see journalctl -u engage-edge")
+    if indicator is None:
+        print(f"error: the {cfg.indicators.backend} indicator cannot be driven: nothing to show the fault on",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print("the LED blinks the fault until engage-edge starts again (journalctl -u engage-edge says why it stopped)")
+    try:
+        stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            indicator.close()
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ analyze
 def cmd_analyze(args) -> int:
     from edge_app.runtime.appliance import classifier_from_config
@@ -448,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default models/baseline/paper-float.json, if there; a FILE named here must load)")
     be.set_defaults(func=lambda args: __import__("edge_app.runtime.bench", fromlist=["main"]).main(args))
 
+    fl = sub.add_parser("fault-light", help="blink the LED's fault until stopped (systemd's engage-edge-fault.service "
+                        "runs it when the service has stopped for good)")
+    fl.add_argument("--config", type=Path)
+    fl.set_defaults(func=cmd_fault_light)
+
     from edge_app.cli import (
         tech as tech_commands,  # model install/rollback/list/golden, selftest, export, backup
     )
@@ -492,7 +522,7 @@ def main(argv=None) -> int:
             signal.signal(sig, handler)
 
 
-SERVICES = ("run", "classroom")  # they stop on SIGTERM themselves (StopRequest)
+SERVICES = ("run", "classroom", "fault-light")  # they stop on SIGTERM themselves (StopRequest)
 
 
 def _end_cleanly_on_hangup() -> dict:
