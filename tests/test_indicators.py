@@ -64,13 +64,15 @@ def check_blink(changes: list, on_s: float, off_s: float, on_level: float = 1.0,
 
     gpiozero's blink thread waits each period out relative to the last change, so a busy
     machine makes a change late, never early: a gap may run over by a scheduling delay
-    (0.2 s seen on a loaded 2-core CI machine, 0.22 s with other jobs beside the suite: 0.4
-    allowed) but not fall short."""
+    (0.2 s seen on a loaded 2-core CI machine, 0.22 s with other jobs beside the suite, 0.42 s
+    with the whole suite on four workers there: 1 s allowed; a blink that stops never changes
+    at all, which the callers' waits catch) but not fall short, which is what a blink
+    restarted by every frame's show() does."""
     assert len(changes) >= minimum, changes
     for (_, prev), (gap, value) in zip(changes, changes[1:]):
         assert value in (0.0, on_level) and value != prev, changes
         expected = on_s if prev == on_level else off_s  # how long the previous state lasted
-        assert expected - min(0.03, expected * 0.5) < gap < expected + max(0.4, expected * 0.5), (gap, expected, changes)
+        assert expected - min(0.03, expected * 0.5) < gap < expected + max(1.0, expected * 0.5), (gap, expected, changes)
 
 
 @pytest.mark.parametrize("group, expected", [
