@@ -70,6 +70,9 @@ def make_appliance(cfg, monkeypatch):
     started = []
 
     def make(config: config_mod.Config | None = None, **kwargs):
+        # a device whose clock a time server has set (this machine's own may say it is not: the
+        # retention purge would then wait), unless a test says otherwise
+        kwargs.setdefault("clock_set", lambda: True)
         appliance = Appliance(config if config is not None else cfg, **kwargs).start()
         started.append(appliance)
         return appliance

@@ -696,3 +696,29 @@ def test_the_log_indexes_wait_for_room_and_never_stop_a_start(tmp_path, caplog):
             assert "USING COVERING INDEX alerts_t" in plan, plan  # a dashboard day's alerts, not every alert
         finally:
             store.close()
+
+
+def test_the_retention_purge_waits_for_a_clock_a_time_server_has_set(tmp_path, caplog):
+    """A Pi without a clock of its own that started 40 days ahead purged with a 30-day
+    retention as if today's rows were weeks old: all of them went, and stayed gone once the
+    clock was corrected. Until a time server has set the clock, nothing past retention is
+    deleted (sessions and failed log-ins still are: they only end early)."""
+    import logging
+
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.housekeeping import Housekeeping
+
+    store = Store(tmp_path / "data")
+    try:
+        t0 = time.time() - 400 * 86400
+        store.log_state_change(t0, "Engaged - likes the topic", "Engaged", "happiness", 0.9)
+        synced = [False]
+        keeper = Housekeeping(store, Accounts(store), lambda: 30, clock_set=lambda: synced[0])
+        with caplog.at_level(logging.WARNING, logger="edge_app.store.housekeeping"):
+            assert keeper.run_once() == 0 and keeper.run_once() == 0
+        assert caplog.text.count("until a time server has set the clock") == 1  # said once, not hourly
+        assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1
+        synced[0] = True
+        assert keeper.run_once() == 1  # set: what is past retention goes, as before
+    finally:
+        store.close()

@@ -61,7 +61,9 @@ def classifier_from_config(cfg: Config) -> EmotionClassifier:
 
 class Appliance:
     def __init__(self, cfg: Config, source: FrameSource | None = None, indicator: Indicator | None = None,
-                 with_loop: bool = True, pin_factory=None):
+                 with_loop: bool = True, pin_factory=None, clock_set=None):
+        """``clock_set``: whether a time server has set the clock (default ``clock.synchronized``);
+        the retention purge waits for it."""
         self.store = Store(config_mod.data_dir(cfg))
         from edge_app.web.admin_settings import (
             with_saved_settings,  # the admin's settings page outlives restarts
@@ -97,8 +99,11 @@ class Appliance:
                            publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
+        from edge_app.device import clock
+
         self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,
-                                                                 lambda: self.cfg.store.retention_days)
+                                                                 lambda: self.cfg.store.retention_days,
+                                                                 clock_set=clock_set or clock.synchronized)
         self._images_held: int | None = None  # hold_images' descriptor, while this appliance may write images
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart

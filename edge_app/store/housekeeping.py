@@ -24,9 +24,14 @@ class Housekeeping:
     asked each time, so a setting saved on the admin page takes effect at the next run."""
 
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
-                 every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S):
+                 every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
+                 clock_set: Callable[[], bool | None] | None = None):
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
         self.every_s, self.first_after_s = every_s, first_after_s
+        # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
+        # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
+        self.clock_set = clock_set or (lambda: None)
+        self._said_waiting = False
         self._stop = threading.Event()
         self._wake = threading.Event()  # ``soon``: run now, not at the hour
         self._thread: threading.Thread | None = None
@@ -36,7 +41,15 @@ class Housekeeping:
         """One clean-up; returns the rows past retention removed. A failure is logged, not
         raised: the next run tries again (a locked or full database is passing)."""
         try:
-            removed = self.store.purge(self.retention_days())
+            if self.clock_set() is False:  # no time server yet: the clock may be days ahead
+                if not self._said_waiting:
+                    log.warning("retention: nothing past store.retention_days is deleted until a time server has set "
+                                "the clock (a clock days ahead would delete today's rows)")
+                    self._said_waiting = True
+                removed = 0
+            else:
+                self._said_waiting = False
+                removed = self.store.purge(self.retention_days())
             if self._stop.is_set():  # stopping: the store is about to close
                 return removed
             if self.accounts.purge_sessions():  # after the store's own purge, whose checkpoint came before these
