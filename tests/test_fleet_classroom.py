@@ -1381,6 +1381,25 @@ def minute(start: float, seq: int, sent: float | None = None, **seconds) -> byte
     return json.dumps(body).encode()
 
 
+def test_the_last_ten_minutes_after_this_servers_clock_is_set_back():
+    """The classroom server's clock set back an hour: the rows received before it were dated
+    "in the future" and stayed in the tile's last ten minutes for an hour, 'Engaged' for a
+    student absent for the last nineteen."""
+    now = 1_800_000_000.0
+    clock = [now]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room.apply_state("desk-1", state(since=str(now - 1200), seq="1", sent=str(now)))
+    for i in range(10):  # ten engaged minutes, by the server's clock as it was
+        assert room.apply_minute("desk-1", minute(now - 600 + 60 * i, 2 + i, now, engaged_s=60.0))
+    back = now - 3600  # the server's clock set back an hour (the desk's with it: a time server fixed both)
+    for i in range(10):  # then ten absent minutes
+        t = back + 60 * i
+        clock[0] = t + 60
+        assert room.apply_minute("desk-1", minute(t, 20 + i, clock[0], absent_s=60.0))
+    recent = {d["device_id"]: d for d in room.snapshot()["desks"]}["desk-1"]["recent"]
+    assert recent["minutes"] == 10 and recent["seconds"]["Engaged"] == 0.0 and recent["seconds"]["Absent"] == 600.0
+
+
 def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
     now = 1_800_000_000.0
     clock = [now]

@@ -169,14 +169,18 @@ class Desk:
         cached = self.recent_cache
         if cached is not None and cached[0] == self.minute_seq and now < cached[1]:
             return cached[2]
-        starts = [start for start in self.minutes if start >= now - RECENT_S]
+        # not after now either: rows kept from before this server's clock was set back are no later minutes
+        starts = [start for start in self.minutes if now - RECENT_S <= start <= now + CLOCK_SKEW_S]
         summary = {"minutes": len(starts), **_summary([self.minutes[t] for t in starts])} if starts else None
         # the same until a new row comes or the oldest counted one leaves the window
         self.recent_cache = (self.minute_seq, min(starts) + RECENT_S if starts else math.inf, summary)
         return summary
 
-    def forget_minutes_before(self, t: float) -> None:
-        for start in [start for start in self.minutes if start < t]:
+    def forget_old_minutes(self, now: float) -> None:
+        """Drop the rows out of the last ``RECENT_S``: older ones, and ones dated after now
+        (this server's clock set back an hour kept "Engaged" rows in every tile's last ten
+        minutes for an hour while the student was away)."""
+        for start in [start for start in self.minutes if not now - RECENT_S <= start <= now + CLOCK_SKEW_S]:
             del self.minutes[start]
 
     def sort_key(self, now: float) -> tuple:
@@ -452,7 +456,7 @@ class Classroom:
                 row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
                 for group, value in seconds.items():
                     row[group] += float(value)
-            desk.forget_minutes_before(now - RECENT_S)
+            desk.forget_old_minutes(now)
             while len(desk.minutes) > MAX_MINUTE_ROWS:
                 del desk.minutes[min(desk.minutes)]
             if recent or news:  # a backlog of old minutes after an outage is not a page update each
@@ -573,7 +577,7 @@ class Classroom:
                 continue
             cached = desk.recent_cache
             ran_out = cached is not None and cached[0] == desk.minute_seq and now >= cached[1]
-            desk.forget_minutes_before(now - RECENT_S)
+            desk.forget_old_minutes(now)
             desk.recent(now)  # recomputed if it ran out: fewer minutes, or none
             if ran_out:
                 self._changed(desk)
