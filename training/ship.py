@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from edge_app.fsutil import atomic_write
+from edge_app.models.registry import headline_accuracy
 from edge_app.vision.classifier import sha256_file, views_from_inference, views_json
 from training.quantize import write_manifest
 
@@ -75,14 +76,6 @@ def plots_dir_for(dest: Path) -> Path:
     return dest
 
 
-def _headline(metrics: dict) -> float | None:
-    """An evaluation's FER+ test accuracy by the official rule, or None (another test set)."""
-    if metrics.get("test_set") == "other":
-        return None
-    accuracy = (metrics.get("official") or {}).get("accuracy")
-    return float(accuracy) if isinstance(accuracy, (int, float)) else None
-
-
 def check_not_worse(candidate: dict, replaced: Path, allow_worse: bool) -> None:
     """A model that scores below the one it replaces is shipped only when asked for: the
     float paper baseline (80.8%) replaced edge-v3 (85.8%) as "emotion-int8.tflite" and
@@ -91,10 +84,10 @@ def check_not_worse(candidate: dict, replaced: Path, allow_worse: bool) -> None:
     if allow_worse or not replaced.is_file():
         return
     try:
-        before = _headline(json.loads(replaced.read_text()).get("metrics") or {})
-    except (OSError, ValueError):
+        before = headline_accuracy(json.loads(replaced.read_text()))
+    except (OSError, ValueError, AttributeError):
         return  # a manifest that cannot be read is being replaced: nothing to compare with
-    after = _headline(candidate)
+    after = headline_accuracy({"metrics": candidate})
     if before is not None and after is not None and after < before - 0.0005:
         raise ShipError(f"this model scores {after:.2%} on FER+ test (official rule), below the {before:.2%} of the "
                         f"model it would replace ({replaced}): nothing was shipped. Pass --allow-worse to ship it "
