@@ -170,7 +170,8 @@ class Indicator:
 
     def fault(self, on: bool, reason: str = "") -> None: ...
 
-    def beep(self) -> None: ...
+    def beep(self, wait: bool = False) -> None:
+        """Two short beeps, in the background (``wait``: return once they are over)."""
 
     def close(self) -> None: ...
 
@@ -205,9 +206,17 @@ class ConsoleIndicator(Indicator):
             self._fault = on
             self._say(f"LED fast red blink: fault: {reason}" if on else "fault cleared")
 
-    def beep(self) -> None:
+    def beep(self, wait: bool = False) -> None:
         if self.states:
             self._say("BUZZER: sustained disengagement")
+
+
+def _run(chirp, wait: bool) -> None:
+    """``chirp`` in a thread of its own (the capture loop must not wait), or here with ``wait``."""
+    if wait:
+        chirp()
+    else:
+        threading.Thread(target=chirp, name="buzzer", daemon=True).start()
 
 
 def _a_terminal(stream) -> bool:
@@ -283,9 +292,9 @@ class GpioIndicator(_PatternIndicator):
         else:
             self.led.color = look.colour
 
-    def beep(self) -> None:
+    def beep(self, wait: bool = False) -> None:
         if hasattr(self.buzzer, "beep"):
-            self.buzzer.beep(on_time=self.beep_s, off_time=self.beep_s, n=2)
+            self.buzzer.beep(on_time=self.beep_s, off_time=self.beep_s, n=2, background=not wait)
         else:  # TonalBuzzer (passive): two short tones in a background thread
             def chirp():
                 for _ in range(2):
@@ -294,7 +303,7 @@ class GpioIndicator(_PatternIndicator):
                     self.buzzer.stop()
                     time.sleep(self.beep_s)
 
-            threading.Thread(target=chirp, name="buzzer", daemon=True).start()
+            _run(chirp, wait)
 
     def close(self) -> None:
         for device in (self.led, self.buzzer):
@@ -374,7 +383,7 @@ class JetsonIndicator(_PatternIndicator):
         self._blink = (stop, thread)
         thread.start()
 
-    def beep(self) -> None:
+    def beep(self, wait: bool = False) -> None:
         def chirp():
             for _ in range(2):
                 self.output(self.buzzer_pin, True)
@@ -382,7 +391,7 @@ class JetsonIndicator(_PatternIndicator):
                 self.output(self.buzzer_pin, False)
                 time.sleep(self.beep_s)
 
-        threading.Thread(target=chirp, name="buzzer", daemon=True).start()
+        _run(chirp, wait)
 
     def close(self) -> None:
         with self._lock:

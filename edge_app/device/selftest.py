@@ -108,9 +108,8 @@ def check_led(indicator, step_s: float, driven: bool = True) -> str:
     return f"showed {shown}, fast red blink (fault)" + (": each different (look at the LED)" if driven else "")
 
 
-def check_buzzer(indicator, cfg: Config, driven: bool = True) -> str:
-    indicator.beep()
-    time.sleep(cfg.indicators.buzzer_beep_s * 4)
+def check_buzzer(indicator, driven: bool = True) -> str:
+    indicator.beep(wait=True)  # over before the pins are closed: a fixed sleep of its length cut the second beep
     return "chirped twice (listen)" if driven else "an alert's two beeps"
 
 
@@ -257,7 +256,7 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
         printed = CONSOLE_CAVEAT if isinstance(indicator, ConsoleIndicator) else ""
         attempt("led", check_led, indicator, step_s, not printed, caveat=printed)
         if buzzer:
-            attempt("buzzer", check_buzzer, indicator, cfg, not printed, caveat=printed)
+            attempt("buzzer", check_buzzer, indicator, not printed, caveat=printed)
         else:
             results.append(Result("buzzer", "SKIP", "--no-buzzer"))
             print("SKIP buzzer: --no-buzzer", file=out, flush=True)
