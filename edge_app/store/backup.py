@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, fsync_dir, user_name
-from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, newer_schema
+from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, SQLITE_IOERR, newer_schema
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,18 @@ def csv_safe(value):
 
 def write_log_csv(target, rows) -> int:
     """``rows`` (dicts keyed by ``EXPORT_COLUMNS``, missing keys empty) as CSV to ``target``,
-    each written as it comes (an iterator of ten years' rows is never held whole); returns
+    written as they come (``log_csv_chunks``: ten years' rows are never held whole); returns
     how many."""
-    writer = csv.DictWriter(target, EXPORT_COLUMNS, restval="")
-    writer.writeheader()
     count = 0
-    for row in rows:
-        writer.writerow({k: csv_safe(v) for k, v in row.items()})
-        count += 1
+
+    def counted():
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield row
+
+    for chunk in log_csv_chunks(counted()):
+        target.write(chunk)
     return count
 
 
@@ -252,7 +256,6 @@ def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = Non
     return f"the disk is full{free}: free some space or write to another disk"
 
 
-SQLITE_IOERR = 10
 JOURNAL_ROOM = 1.1  # a copy, and its journal while the copy's stamp is written
 
 
