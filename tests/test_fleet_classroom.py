@@ -2057,3 +2057,19 @@ def test_the_page_draws_a_level_it_does_not_know_in_the_neutral_look(classroom):
     assert '<li class="count lvl-other"><span class="n">1</span> Unknown state</li>' in page
     assert "Sleepy" not in page  # a desk's own words are no count (classroom.js quotes them on its tile)
     assert '<li class="count lvl-engaged">' in page  # the levels it knows keep their own
+
+
+def test_a_steady_desk_shows_ten_minutes_at_every_moment_of_a_minute():
+    """The page says "last 10 min": a desk sending a row as each minute ends showed nine of
+    them for all but an instant of each minute (rows counted by their start)."""
+    start = 1_800_000_000.0
+    clock = [start]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    assert room.apply_state("desk-1", state(since=str(start), seq="1", sent=str(start)))
+    for i in range(15):  # fifteen minutes, each row sent two seconds after its minute ends
+        clock[0] = start + 60 * (i + 1) + 2
+        assert room.apply_minute("desk-1", minute(start + 60 * i, 2 + i, clock[0], engaged_s=60.0))
+    for into in (2.0, 15.0, 30.0, 45.0, 59.0):  # across the last minute, before the next row
+        clock[0] = start + 60 * 15 + into
+        recent = room.snapshot()["desks"][0]["recent"]
+        assert recent["minutes"] == 10 and recent["observed_s"] == 600.0, into

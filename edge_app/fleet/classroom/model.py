@@ -79,7 +79,8 @@ MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come f
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 NUMBERS = re.compile(r"(\d+)")  # the numbers in a desk's name, for its place in the order
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
-RECENT_S = 600.0  # "the last 10 minutes": minute rows that began earlier are forgotten
+RECENT_S = 600.0  # "the last 10 minutes": minute rows that ended earlier are forgotten (``_recent``)
+MINUTE_S = 60.0  # what one minute row covers: it is sent as its minute ends
 # a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
 MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_engaged_s": "Not engaged",
                  "distracted_s": "Distracted", "absent_s": "Absent", "present_s": "Present"}  # none from older desks
@@ -165,22 +166,21 @@ class Desk:
     went_offline: tuple | None = None
 
     def recent(self, now: float) -> dict | None:
-        """Seconds per group over the minutes that began in the last ``RECENT_S``, or None."""
+        """Seconds per group over the minutes that ended in the last ``RECENT_S``, or None."""
         cached = self.recent_cache
         if cached is not None and cached[0] == self.minute_seq and now < cached[1]:
             return cached[2]
-        # not after now either: rows kept from before this server's clock was set back are no later minutes
-        starts = [start for start in self.minutes if now - RECENT_S <= start <= now + CLOCK_SKEW_S]
+        starts = [start for start in self.minutes if _recent(start, now)]
         summary = {"minutes": len(starts), **_summary([self.minutes[t] for t in starts])} if starts else None
         # the same until a new row comes or the oldest counted one leaves the window
-        self.recent_cache = (self.minute_seq, min(starts) + RECENT_S if starts else math.inf, summary)
+        self.recent_cache = (self.minute_seq, _leaves_window(min(starts)) if starts else math.inf, summary)
         return summary
 
     def forget_old_minutes(self, now: float) -> None:
         """Drop the rows out of the last ``RECENT_S``: older ones, and ones dated after now
         (this server's clock set back an hour kept "Engaged" rows in every tile's last ten
         minutes for an hour while the student was away)."""
-        for start in [start for start in self.minutes if not now - RECENT_S <= start <= now + CLOCK_SKEW_S]:
+        for start in [start for start in self.minutes if not _recent(start, now)]:
             del self.minutes[start]
 
     def sort_key(self, now: float) -> tuple:
@@ -450,9 +450,9 @@ class Classroom:
             ours = start + _offset(desk, skew)
             news = not desk.online  # a desk sending minutes is there, whatever their dates
             self._heard(desk, now)
-            recent = now - RECENT_S <= ours <= now + CLOCK_SKEW_S
+            recent = _recent(ours, now)
             if recent:  # two rows for one minute (the device restarted within it) add up
-                self._next_expiry = min(self._next_expiry, ours + RECENT_S)  # when pages must drop it again
+                self._next_expiry = min(self._next_expiry, _leaves_window(ours))  # when pages must drop it again
                 row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
                 for group, value in seconds.items():
                     row[group] += float(value)
@@ -758,6 +758,19 @@ def _interval(value) -> float | None:
     except OverflowError:
         return None
     return value if math.isfinite(value) and 0 < value <= MAX_HEARTBEAT_S else None
+
+
+def _recent(start: float, now: float) -> bool:
+    """A minute row (its ``start`` by our clock) counts in "the last 10 minutes" when its
+    minute ended in them: counted by start, a steady desk showed nine minutes, not ten, for
+    all but an instant of each minute. Not after now either: rows kept from before this
+    server's clock was set back are no later minutes."""
+    return now - RECENT_S < start + MINUTE_S and start <= now + CLOCK_SKEW_S
+
+
+def _leaves_window(start: float) -> float:
+    """When a row starting at ``start`` stops counting (``_recent``)."""
+    return start + MINUTE_S + RECENT_S
 
 
 def _seconds_ok(value) -> bool:
