@@ -369,6 +369,7 @@
       alertsHeard = true;
       offset = data.now - Date.now() / 1000;
       if (data.full) desks.clear();
+      for (const id of data.gone || []) desks.delete(id);  // cleared from the broker, or made room for another
       for (const d of data.desks) desks.set(d.device_id, d);
       counts = data.counts;
       classRecent = data.recent;
