@@ -288,7 +288,8 @@ class Classroom:
         if now < self._next_release:
             return
         self._next_release = math.inf
-        for desk in [*self._desks.values(), *self._gone.values()]:
+        paced: list[Desk | _Gone] = [*self._desks.values(), *self._gone.values()]
+        for desk in paced:
             if not desk.held:
                 continue
             tokens = min(DESK_UPDATE_BURST, desk.tokens + (now - (now if desk.tokens_at is None else desk.tokens_at)) * DESK_UPDATES_PER_S)
@@ -304,7 +305,8 @@ class Classroom:
     def held_back(self, most: int = 10) -> dict[str, int]:
         """The desks whose messages came past ``DESK_UPDATES_PER_S``, most first: how many (``/healthz``)."""
         with self._cond:
-            over = sorted((d for d in [*self._desks.values(), *self._gone.values()] if d.held_back),
+            paced: list[Desk | _Gone] = [*self._desks.values(), *self._gone.values()]
+            over = sorted((d for d in paced if d.held_back),
                           key=lambda d: -d.held_back)[:most]
             return {d.device_id: d.held_back for d in over}
 
