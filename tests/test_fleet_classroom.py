@@ -21,6 +21,7 @@ from mqtt_broker import PASSWORD, USER
 from test_accessibility import serious_violations
 
 from edge_app.config import LoginSettings
+from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
 from edge_app.fleet.classroom.service import ClassroomService
@@ -339,11 +340,14 @@ def test_on_every_interface_the_command_says_the_address_others_reach_and_warns_
         here.store.close()
 
 
-def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(broker, tmp_path, monkeypatch):
+def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(broker, tmp_path, monkeypatch, caplog):
     """A wrong broker password: /healthz says the broker refused the log-in and names the
     classroom's options. It named a device's mqtt.username keys, and the disconnect that
-    follows each refusal replaced it at once with "lost the connection (Unspecified error)"."""
+    follows each refusal replaced it at once with "lost the connection (Unspecified error)".
+    The log says it once a minute, not at every retry (an ERROR line each time, for days)."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setattr(publisher_module, "RECONNECT_MAX_S", 1)  # a retry each second
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.subscriber")
     service = ClassroomService(mqtt(broker, password="not-the-password"), tmp_path / "classroom", port=0).start()
     try:
         def reason() -> str:
@@ -357,6 +361,9 @@ def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(b
         assert json.loads(anonymous)["reasons"] == ["mqtt: not connected to the broker (why: for an admin logged in, "
                                                     "or on this server)"]
         assert stays(lambda: "refused the log-in" in service.subscriber.status.error, 1.5), service.subscriber.status.error
+        wait_for(lambda: broker.log.read_text().count("not authorised") >= 3, what="three refused log-ins")
+        said = [r for r in caplog.records if "refused the log-in" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
     finally:
         service.stop()
 
@@ -2104,3 +2111,23 @@ def test_a_steady_desk_shows_ten_minutes_at_every_moment_of_a_minute():
         clock[0] = start + 60 * 15 + into
         recent = room.snapshot()["desks"][0]["recent"]
         assert recent["minutes"] == 10 and recent["observed_s"] == 600.0, into
+
+
+def test_new_desks_turned_away_at_the_limit_are_logged_once_a_minute(monkeypatch, caplog):
+    """A broker without the README's ACL: 20,000 made-up desk ids past the limit wrote a
+    warning each, 14 MB of log in 20 s."""
+    monkeypatch.setattr(classroom_model, "MAX_DESKS", 2)
+    mono = [100.0]
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0, monotonic=lambda: mono[0])
+    for i in range(2):
+        assert room.apply_state(f"desk-{i}", state(since="1799999990", sent="1800000000"))
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    for i in range(500):
+        assert not room.apply_state(f"fake-{i}", state(since="1799999990", sent="1800000000"))
+    lines = [r.getMessage() for r in caplog.records if "all online" in r.getMessage()]
+    assert len(lines) == 1 and "fake-0" in lines[0], lines
+    mono[0] += 61
+    assert not room.apply_state("fake-x", state(since="1799999990", sent="1800000000"))
+    lines = [r.getMessage() for r in caplog.records if "all online" in r.getMessage()]
+    assert len(lines) == 2 and "501 so far" in lines[1], lines
+

@@ -241,6 +241,8 @@ class Classroom:
         self._link = {"connected": False, "error": ""}
         self._reason = None  # the link's own account of why it is down, read at each snapshot (BrokerStatus.reason)
         self._next_release = math.inf  # the soonest moment (monotonic) a desk held back may tell the pages again
+        self._refused = 0  # new desks turned away while ``MAX_DESKS`` were all online, and when (monotonic) last logged
+        self._refused_logged: float | None = None
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -318,7 +320,15 @@ class Classroom:
         if len(self._desks) >= MAX_DESKS:
             offline = [d for d in self._desks.values() if not d.online]
             if not offline:
-                log.warning("classroom: %d desks already, all online; ignoring a new one (%s)", MAX_DESKS, device_id)
+                self._refused += 1
+                now = self.monotonic()
+                if self._refused_logged is None or now - self._refused_logged >= OVER_RATE_LOG_S:
+                    # at most once a minute: a broker without the README's ACL let 20,000 made-up desks
+                    # write 14 MB of these lines in 20 s
+                    self._refused_logged = now
+                    log.warning("classroom: %d desks already, all online; ignoring new ones (%d so far, the latest "
+                                "%s): does a client without the README's ACL publish as made-up desks?",
+                                MAX_DESKS, self._refused, device_id)
                 return None
             # never heard live (only a retained state) and longest silent first
             self._drop(min(offline, key=lambda d: (d.last_seen, d.since or 0.0)).device_id, paced=False)

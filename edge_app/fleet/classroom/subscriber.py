@@ -47,7 +47,7 @@ class Subscriber:
         if reason_code.is_failure:
             self.status.connected = False
             self.status.error = refusal_text(self.settings, reason_code, REFUSED_FIX)
-            log.error("mqtt: %s", self.status.error)
+            self.failures(self.status.error)  # at most once a minute: a wrong password is refused at every retry
             self._tell_pages()
             return
         self.status.connected, self.status.error = True, ""
