@@ -617,6 +617,34 @@ def test_an_export_does_not_replace_a_database_or_a_folder(store, tmp_path, caps
     assert old_csv.read_text(encoding="utf-8-sig").startswith("kind,time,level")
 
 
+def test_an_export_replaces_only_an_earlier_export_or_an_empty_file(store, tmp_path, capsys):
+    """`export --out cfg.toml` (a name typed wrong) replaced the config with CSV, exit 0,
+    though the README promises exit 2 for a file that is not an earlier export. A file whose
+    first line is not the export's header is refused and kept; an earlier export (the same
+    name every day, with its byte order mark) and an empty file are replaced."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    config, notes = tmp_path / "cfg.toml", tmp_path / "notes.txt"
+    config.write_text('[store]\nretention_days = 30\n')
+    notes.write_text("kind words for the class\n")  # "kind" alone is not the header
+    for kept in (config, notes):
+        before = kept.read_text()
+        assert main(["export", "--since", "2026-11-21", "--out", str(kept), *args]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {kept} exists and is not an earlier export" in err and "choose another name" in err, err
+        assert kept.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    daily = tmp_path / "daily.csv"
+    assert main(["export", "--since", "2020-01-01", "--out", str(daily), *args]) == 0
+    store.log_alert(1_780_000_000.0, "Not engaged")
+    assert main(["export", "--since", "2020-01-01", "--out", str(daily), *args]) == 0  # yesterday's, replaced
+    assert [r["kind"] for r in csv.DictReader(daily.open(encoding="utf-8-sig"))] == ["alert"]
+    empty = tmp_path / "empty.csv"
+    empty.touch()
+    assert main(["export", "--since", "2020-01-01", "--out", str(empty), *args]) == 0
+    assert empty.read_text(encoding="utf-8-sig").startswith("kind,time,level")
+
+
 def test_a_full_disk_is_said_as_such_with_exit_1_and_leaves_nothing(store, tmp_path):
     """`export > /mnt/usb/log.csv` on a full stick was a traceback (OSError: [Errno 28]);
     --out said 'No space left on device' with exit 2 (bad usage); a backup 'database or disk

@@ -129,8 +129,9 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     Nothing is replaced that must not be: the live database or its -wal and -shm files (the
     newest records are in the WAL), a device or a pipe (run as root, the rename put a plain
     file in the place of /dev/null or /dev/stdout), and what ``replaces`` refuses: a backup
-    replaces only an earlier backup (a database) or an empty file, an export anything but a
-    database (``--out backup.db`` for ``--out log.csv``).
+    replaces only an earlier backup (a database) or an empty file, an export only an earlier
+    export (``_is_export``) or an empty file (``--out cfg.toml`` for ``--out log.csv`` replaced
+    the config with a CSV).
 
     A symbolic link is checked where it points, as it is written there (``_through_link``);
     a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant).
@@ -185,6 +186,10 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     if replaces == "export" and is_database:
         raise BackupError(f"{named} is a database (a backup?), not a CSV file: the export would replace it; "
                           "choose another name (e.g. log.csv)")
+    if replaces == "export" and st.st_size and not _is_export(target):
+        raise BackupError(f"{named} exists and is not an earlier export (its first line is not the export's header, "
+                          f"{','.join(EXPORT_COLUMNS[:3])},...): the export would replace it; choose another name "
+                          "(e.g. log.csv), or move that file away first if it is no longer needed")
     return target
 
 
@@ -235,6 +240,15 @@ def _is_database(path: Path) -> bool:
     """An SQLite database by its first 16 bytes (an earlier backup, or the live one)."""
     with open(path, "rb") as f:
         return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def _is_export(path: Path) -> bool:
+    """An earlier export (ours or the web log's "Download CSV") by its first line: the header
+    starts ``kind,time`` (byte order mark or not). Only the first two columns are compared,
+    so an export an older release wrote, with fewer columns after them, is one too."""
+    with open(path, "rb") as f:
+        first = f.read(256).decode("utf-8-sig", errors="replace").splitlines()[:1]
+    return bool(first) and first[0].split(",")[:2] == EXPORT_COLUMNS[:2]
 
 
 def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = None) -> str:
