@@ -994,3 +994,23 @@ def test_a_shorter_retention_deletes_the_older_records_now(make_appliance):
     assert r.status_code == 200 and "Records older than 7 days are being deleted now." in r.text
     wait_for(lambda: appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 0, timeout=20,
              what="the 20-day-old row deleted")
+
+
+def test_a_shorter_retention_with_the_clock_unset_says_deleting_waits_for_a_time_server(make_appliance):
+    """With no time server yet the clean-up deletes nothing (a clock days ahead would delete
+    today's rows), yet the page said "Records older than 7 days are being deleted now."
+    It says deleting waits for the clock, and what to do."""
+    appliance = make_appliance(with_loop=False, clock_set=lambda: False)
+    wait_for(lambda: appliance.housekeeping.runs >= 1, what="the start's clean-up")
+    appliance.store.log_state_change(time.time() - 20 * 86400, "Engaged", "Engaged", None, None)
+    s = login(appliance.url)
+    runs = appliance.housekeeping.runs
+    r = s.post(f"{appliance.url}/admin/settings", timeout=10,
+               data=settings_form(appliance, csrf=s.csrf, **{"store.retention_days": "7"}))
+    text = html.unescape(r.text)
+    assert r.status_code == 200 and appliance.cfg.store.retention_days == 7
+    assert "being deleted now" not in text
+    assert "Records older than 7 days are not deleted yet: no time server has set this device's clock" in text
+    assert "deleting waits until one has" in text and "timesyncd.conf" in text
+    wait_for(lambda: appliance.housekeeping.runs > runs, what="the clean-up the save started")
+    assert appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1  # as the page says: still there

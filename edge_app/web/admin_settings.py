@@ -11,6 +11,7 @@ import bottle
 from bottle import HTTPResponse, request
 
 from edge_app import config as config_mod
+from edge_app.device import clock
 from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store import reports
 from edge_app.store.database import Store
@@ -270,9 +271,17 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return ""
 
     def retention_notice(was, now) -> str:
-        if isinstance(was, int) and isinstance(now, int) and now < was:
-            return f" Records older than {now} days are being deleted now."
-        return ""
+        """What a shorter retention does now, as the clean-up does it: until a time server has
+        set the clock it deletes nothing (``Housekeeping.run_once``), and "being deleted now"
+        left an admin believing the older records were gone."""
+        if not (isinstance(was, int) and isinstance(now, int) and now < was):
+            return ""
+        keeper = getattr(ctx, "housekeeping", None)
+        if (keeper.clock_set() if keeper is not None else clock.synchronized()) is False:
+            return (f" Records older than {now} days are not deleted yet: no time server has set this device's clock "
+                    "since it started (it has no battery clock), and a clock days ahead would delete today's records, "
+                    f"so deleting waits until one has. To fix it, {clock.WHAT_TO_DO}.")
+        return f" Records older than {now} days are being deleted now."
 
 
 def _label(dotted: str) -> str:
