@@ -4,8 +4,13 @@ between deleting a row and its file leaves a file no retention purge or "Delete 
 photo" ever finds. The next start removes it."""
 from __future__ import annotations
 
+import dataclasses
+import os
+
+import pytest
+
 from edge_app import config as config_mod
-from edge_app.store.database import Store
+from edge_app.store.database import Store, StoreError
 
 
 def stored_files(images) -> list[str]:
@@ -47,17 +52,56 @@ def test_the_audit_log_naming_students_is_kept_a_year_as_the_readme_says(tmp_pat
     store.close()
 
 
-def test_a_second_start_on_a_running_devices_data_leaves_its_images_alone(cfg, make_appliance):
-    """`engage-edge run` typed while the service runs (it then stops on the taken port) must
-    not remove the photo the running one has just written and is about to record: the
-    cleanup runs only when no other appliance uses the data directory."""
+def test_a_second_start_on_a_running_devices_data_is_refused_and_leaves_its_images_alone(cfg, make_appliance):
+    """`engage-edge run` typed while the service runs must not remove the photo the running
+    one has just written and is about to record; on another port it ran beside it, both
+    logging into one log (with a made-up crash "Absent"). It is refused before it logs,
+    opens the camera or drives a pin."""
     running = make_appliance(with_loop=False)
     upload = running.store.add_upload(None, "in_flight.jpg", 10, 10, [])
     running.store.write_image(f"uploads/{upload}.jpg", b"written, its row not yet told")
+    other = dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, port=0))
 
-    make_appliance(with_loop=False)
+    with pytest.raises(StoreError, match="engage-edge is already running on .*: stop it first"):
+        make_appliance(other)  # with its capture loop
 
     assert stored_files(running.store.data_dir / "images") == [f"uploads/{upload}.jpg"]
+    assert running.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 0
+    running.stop()
+    make_appliance(other, with_loop=False)  # once it has stopped, a start goes ahead
+
+
+@pytest.mark.parametrize("left", ["engage.db-wal", "engage.db.old", "images/uploads/12.jpg"])
+def test_a_data_directory_whose_database_went_missing_is_not_started_afresh(tmp_path, left):
+    """engage.db moved away (a restore stopped by a power cut between its two moves, fsck,
+    a technician) with its -wal, the copy a restore moved aside, or kept photos still there:
+    a new empty database took in the stale -wal (the newest rows it alone held were then
+    checkpointed away for good) and the start deleted every kept photo."""
+    data = tmp_path / "data"
+    store = Store(data)
+    store.log_state_change(1_800_000_000.0, "Engaged", "Engaged", "neutral", 0.9)
+    store.write_image("uploads/12.jpg", b"a kept photo")
+    store.close()
+    (data / left).parent.mkdir(parents=True, exist_ok=True)
+    (data / left).write_bytes(b"what is left")
+    os.replace(data / "engage.db", tmp_path / "moved.db")
+    before = {p.relative_to(data).as_posix(): p.read_bytes() for p in data.rglob("*") if p.is_file()}
+
+    with pytest.raises(StoreError, match="engage.db is missing, but") as refused:
+        Store(data)
+
+    assert {p.relative_to(data).as_posix(): p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert not (data / "engage.db").exists()
+    if left == "engage.db.old":  # a restore's copy: how to put it back
+        assert 'for f in engage.db*.old; do mv -n "$f" "${f%.old}"; done' in str(refused.value)
+    assert "engage-edge restore FILE" in str(refused.value)
+
+
+def test_a_new_data_directory_and_one_with_only_empty_folders_start_afresh(tmp_path):
+    data = tmp_path / "data"
+    (data / "images" / "uploads").mkdir(parents=True)
+    Store(data).close()
+    assert (data / "engage.db").is_file()
 
 
 def test_a_database_whose_uploads_cannot_be_read_keeps_every_image_and_still_starts(cfg, make_appliance, caplog):

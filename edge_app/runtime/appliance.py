@@ -63,8 +63,25 @@ class Appliance:
     def __init__(self, cfg: Config, source: FrameSource | None = None, indicator: Indicator | None = None,
                  with_loop: bool = True, pin_factory=None, clock_set=None):
         """``clock_set``: whether a time server has set the clock (default ``clock.synchronized``);
-        the retention purge waits for it."""
+        the retention purge waits for it. StoreError when another appliance runs on the same
+        data directory (``hold_images``), before this one opens a camera or a pin or logs."""
         self.store = Store(config_mod.data_dir(cfg))
+        try:
+            # before anything writes images: a file no row names is a killed write's
+            self._images_held: int | None = hold_images(self.store)
+        except BaseException:
+            self.store.close()
+            raise
+        try:
+            self._build(cfg, source, indicator, with_loop, pin_factory, clock_set)
+        except BaseException:
+            os.close(self._images_held)
+            self._images_held = None
+            self.store.close()
+            raise
+
+    def _build(self, cfg: Config, source: FrameSource | None, indicator: Indicator | None, with_loop: bool,
+               pin_factory, clock_set) -> None:
         from edge_app.web.admin_settings import (
             with_saved_settings,  # the admin's settings page outlives restarts
         )
@@ -104,7 +121,6 @@ class Appliance:
         self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,
                                                                  lambda: self.cfg.store.retention_days,
                                                                  clock_set=clock_set or clock.synchronized)
-        self._images_held: int | None = None  # hold_images' descriptor, while this appliance may write images
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart
         )
@@ -122,7 +138,7 @@ class Appliance:
             self.loop.set_classifier(classifier)
 
     def start(self) -> "Appliance":
-        if self._images_held is None:  # before anything writes images: a file no row names is a killed write's
+        if self._images_held is None:  # started again after a stop
             self._images_held = hold_images(self.store)
         if self.publisher:
             self.publisher.start()

@@ -339,6 +339,9 @@ class Store:
                              + sandbox_hint(self.data_dir, exc)) from None
         self._check_writable()
         self.path = self.data_dir / DB_NAME
+        lost = self._lost_database()
+        if lost:
+            raise StoreError(lost)
         self._create_private()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -385,6 +388,32 @@ class Store:
                 f"there. {fix[0].upper()}{fix[1:]}, or choose another --data-dir / store.data_dir."
                 + sandbox_hint(d, exc))
 
+    def _lost_database(self) -> str | None:
+        """Why no new database may be made here, or None. engage.db missing from a folder that
+        still holds its -wal or -shm, a copy a restore moved aside, or kept photos is a database
+        lost (a restore stopped by a power cut between its two moves, fsck, a file moved by hand),
+        not a first start: a new empty one took in the stale -wal (the newest rows it alone held
+        were then checkpointed away) and the start deleted every kept photo, as no row named them."""
+        if os.path.lexists(self.path):
+            return None
+        beside = [self.data_dir / f"{DB_NAME}{end}" for end in ("-wal", "-shm", ".old", "-wal.old", "-shm.old")]
+        found = [p.name for p in beside if os.path.lexists(p)]
+        photo = next((Path(folder) / files[0] for folder, _dirs, files in os.walk(self.data_dir / "images") if files),
+                     None)
+        if photo is not None:
+            found.append(f"kept photos (such as {photo.relative_to(self.data_dir)})")
+        if not found:
+            return None
+        old = self.data_dir / f"{DB_NAME}.old"
+        back = (f"If a restore was stopped part-way, put the database it moved aside back: cd {self.data_dir} && "
+                f"for f in {DB_NAME}*.old; do mv -n \"$f\" \"${{f%.old}}\"; done. " if os.path.lexists(old) else "")
+        return (f"{self.path} is missing, but {self.data_dir} still holds {', '.join(found)}: the database was lost "
+                "or moved (a restore stopped part-way, a power cut, a file moved by hand), and a new empty one would "
+                "take in what is left of it and delete the kept photos no row names, so engage-edge does not start. "
+                f"{back}Otherwise put {DB_NAME} back, or restore a backup (engage-edge restore FILE; firmware/README.md, "
+                "'Restoring a backup'); to start afresh on purpose, move the whole data directory away (or choose "
+                "another --data-dir / store.data_dir).")
+
     def _create_private(self) -> None:
         """A new database is its user's alone, whoever creates it: SQLite makes the file with
         the process's umask (0644 from a shell: a self-test before the first start), and its
@@ -417,7 +446,7 @@ class Store:
                 if full:
                     raise StoreError(f"{self.path} cannot be opened: {exc}: {full}", disk_full=True) from None
                 raise StoreError(f"{self.path} cannot be opened as a database: {exc}. "
-                                 "Restore a backup (engage-edge backup; the steps, with the -wal and -shm files: "
+                                 "Restore a backup (engage-edge restore FILE; the steps, with the -wal and -shm files: "
                                  "firmware/README.md, 'Restoring a backup') or move the file away, and the images folder "
                                  "beside it, to start afresh (a start deletes kept photos that no row names).") from None
             self._local.conn = conn

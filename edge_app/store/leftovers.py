@@ -60,18 +60,27 @@ def remove_unrecorded_images(store: "Store") -> int:
 
 def hold_images(store: "Store") -> int:
     """Mark ``images/`` in use by this appliance until the returned descriptor is closed,
-    removing the images no row names first when no other appliance uses it: a second
-    ``engage-edge run`` on a running device's data (stopped later by the taken port) would
-    otherwise remove the photo the running one has written and not yet recorded. An
-    advisory lock on the folder: shared while running, exclusive for the cleanup."""
+    removing the images no row names first. StoreError when another appliance runs on the
+    same data directory: a second ``engage-edge run`` on another port ran beside it, both
+    logging states into one log (and a made-up crash "Absent"), and its cleanup would remove
+    the photo the running one has written and not yet recorded. An advisory lock on the
+    folder: shared while running, exclusive for the cleanup and for a restore, whose end a
+    start waits for."""
+    from edge_app.store.database import StoreError
+
     fd = os.open(Path(store.data_dir) / "images", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("another engage-edge uses %s: images no row names are left for its next start", store.data_dir)
-        else:
-            remove_unrecorded_images(store)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a restore (or another start's cleanup) holds it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # shared with a running appliance
+                raise StoreError(f"engage-edge is already running on {store.data_dir} (the service, or another "
+                                 "`engage-edge run`): stop it first (sudo systemctl stop engage-edge), or give this "
+                                 "one another --data-dir / store.data_dir") from None
+        remove_unrecorded_images(store)
         fcntl.flock(fd, fcntl.LOCK_SH)  # from now on this appliance may be writing images
     except BaseException:
         os.close(fd)
