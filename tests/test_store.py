@@ -722,3 +722,18 @@ def test_the_retention_purge_waits_for_a_clock_a_time_server_has_set(tmp_path, c
         assert keeper.run_once() == 1  # set: what is past retention goes, as before
     finally:
         store.close()
+
+
+def test_a_saved_setting_that_cannot_be_read_is_ignored_not_a_failed_start(cfg, make_appliance, caplog):
+    """A damaged row of the admin's saved settings (a bad block, a hand edit) ended the start
+    in a JSONDecodeError traceback: the device starts on its config file, and says so."""
+    from edge_app.web.admin_settings import SETTINGS_KEY as OVERRIDES_KEY
+
+    store = Store(cfg.store.data_dir)
+    store.set_setting(OVERRIDES_KEY, {"store.retention_days": 7})
+    store.execute("UPDATE settings SET value = ? WHERE key = ?", ('{"store.retention_days": ', OVERRIDES_KEY))
+    store.close()
+    with caplog.at_level("WARNING", logger="edge_app.store.database"):
+        running = make_appliance(with_loop=False)
+    assert running.cfg.store.retention_days == cfg.store.retention_days
+    assert f"the saved setting '{OVERRIDES_KEY}'" in caplog.text and "Admin > Settings" in caplog.text

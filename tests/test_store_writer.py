@@ -149,3 +149,32 @@ def test_shutdown_waits_briefly_when_the_disk_fills_during_it(tmp_path, caplog):
     assert any("1 rows not written" in r.getMessage() for r in caplog.records)
     assert store.query("SELECT count(*) FROM state_changes")[0][0] == 0
     store.close()
+
+
+def test_a_damaged_database_says_what_to_do(tmp_path, caplog):
+    """A bad block under the log's table (a failing SD card): the start does not read it,
+    so logging paused with only "database disk image is malformed" in /healthz and the
+    journal, while the newest rows waited in memory and were lost at the stop."""
+    store = Store(tmp_path / "db")
+    for n in range(300):  # the table spans pages of its own, beyond the schema's first page
+        store.log_state_change(1_800_000_000.0 + n, *GOOD)
+    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = 'state_changes'")[0][0]
+    page_size = store.query("PRAGMA page_size")[0][0]
+    store.close()
+    with open(store.path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    store = Store(tmp_path / "db")
+    health = Health()
+    w = StoreWriter(store, health, Metrics(), min_free_mb=0, retry_initial_s=0.05, retry_max_s=0.05)
+    try:
+        with caplog.at_level(logging.WARNING):
+            w.put("log_state_change", 1_800_000_999.0, *GOOD)
+            assert not w.drain(2.0, paused_wait=0.5)
+        assert health.store == "error" and "malformed" in health.store_error
+        assert "the database is damaged" in health.store_error and "engage-edge restore FILE" in health.store_error
+        assert "engage-edge backup FILE" in caplog.text
+    finally:
+        w.close(1, paused_wait=0.1)
+        store.close()

@@ -87,7 +87,7 @@ class StoreWriter:
                     self._reject(method, args, exc)
                 else:  # locked, busy, full, I/O: the same row again later
                     self.metrics.store_failures.inc()
-                    self._status(_store_status(exc), str(exc))
+                    self._status(_store_status(exc), _reason(exc, self._backlog))
                     with self._cond:
                         self._busy = False
                         self._cond.notify_all()
@@ -151,7 +151,7 @@ class StoreWriter:
 
 
 # SQLite primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte
-SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 5, 6, 11, 13, 26
 PERMANENT_CODES = {18: "SQLITE_TOOBIG", 19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH", 25: "SQLITE_RANGE"}
 # raised by Python while binding a row's values (no SQLite code): the row is malformed
 BAD_ROW_ERRORS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, TypeError, ValueError, KeyError, OverflowError)
@@ -184,6 +184,18 @@ def _store_status(exc: Exception) -> StoreState:
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
         return StoreState.LOCKED
     return StoreState.ERROR
+
+
+def _reason(exc: Exception, backlog: int) -> str:
+    """What /healthz and the log say of a failed write: a damaged database (a bad block on
+    the SD card) also says what to do, as the start does of a file it cannot open; it said
+    only "database disk image is malformed" while rows waited and were then lost."""
+    if _primary_code(exc) not in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return str(exc)
+    return (f"{exc}: the database is damaged (often a failing SD card). The newest {backlog} rows wait in memory "
+            "and are lost at a stop. Copy off what can be read (engage-edge backup FILE), then stop the service, "
+            "restore the latest good backup (engage-edge restore FILE; firmware/README.md, 'Restoring a backup') and, "
+            "if it happens again, replace the card")
 
 
 def _short(value, limit: int = 80) -> str:

@@ -567,8 +567,18 @@ class Store:
 
     # ------------------------------------------------------------ settings
     def get_setting(self, key: str, default=None):
+        """A saved setting, or ``default``; an unreadable one (damage, a hand edit) is logged
+        and read as unset: a start ended in a JSONDecodeError traceback. Saving it again
+        replaces it."""
         row = self.connect().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError, RecursionError) as exc:
+            log.warning("the saved setting %r in %s cannot be read (%s): it is ignored until it is saved again (for "
+                        "the admin's settings: Admin > Settings, Save)", key, self.path, exc)
+            return default
 
     def set_setting(self, key: str, value) -> None:
         self.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
