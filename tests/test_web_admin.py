@@ -755,6 +755,51 @@ def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_i
     assert "indicators.quiet_hours" in again.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
 
 
+def test_with_no_config_file_the_notice_sends_nobody_to_edit_one(make_appliance, tmp_path, monkeypatch):
+    """Running on the defaults, the notice said "used instead of the defaults (an edit there
+    changes nothing ...)": there is no file to edit. It says there is none and that this page
+    is where these are changed; its button and message speak of the default values."""
+    from edge_app import config as config_mod
+
+    monkeypatch.setattr(config_mod, "DEVICE_CONFIG", tmp_path / "no-such" / "config.toml")
+    cfg = config_mod.load(None, {"store.data_dir": str(tmp_path / "data"), "web.port": 0, "indicators.backend": "none"})
+    appliance = make_appliance(cfg, with_loop=False)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/settings"
+    assert s.post(url, data=settings_form(appliance, csrf=s.csrf, **{"store.retention_days": "60"}),
+                  timeout=10).status_code == 200
+    page = html.unescape(s.get(url, timeout=10).text)
+    notice = page.split('id="settings-overridden"')[1].split("</div>")[0]
+    assert "Keep data for (days)" in notice and "60" in notice
+    assert "an edit there changes nothing" not in notice
+    assert f"This device has no config file ({tmp_path / 'no-such' / 'config.toml'})" in notice
+    assert "this page is where they are changed" in " ".join(notice.split())
+    assert "Use the default values" in notice
+    r = s.post(f"{url}/use-file", data={"csrf": s.csrf}, timeout=10)
+    assert r.status_code == 200 and "The default values are used now." in html.unescape(r.text)
+    assert appliance.cfg.store.retention_days == 30
+
+
+def test_each_field_says_what_it_takes_before_an_error(quiet):
+    """"Keep data for (days)" showed its 1 to 3650 only in the error after a wrong value.
+    Each number or text field shows what it takes, from the rule its error quotes, tied to
+    the field (aria-describedby) for a screen reader."""
+    page = html.unescape(login(quiet.url).get(f"{quiet.url}/admin/settings", timeout=10).text)
+    for key, words in (("store.retention_days", "days from 1 to 3650"),
+                       ("engagement.ema_half_life_s", "seconds from 0 to 60"),
+                       ("engagement.absent_after_s", "seconds above 0, at most 3600"),
+                       ("indicators.buzzer_after_s", "seconds from 0 to 3600"),
+                       ("indicators.quiet_hours", 'empty or "HH:MM-HH:MM"')):
+        fid = key.replace(".", "-")
+        field = re.search(rf'<input id="{fid}"[^>]*>', page)
+        assert field, key
+        described = re.search(r'aria-describedby="([^"]*)"', field.group(0)).group(1).split()
+        assert f"{fid}-allowed" in described, field.group(0)
+        hint = re.search(rf'<small id="{fid}-allowed"[^>]*>(.*?)</small>', page, re.S)
+        assert hint and hint.group(1).startswith(f"Allowed: {words}"), (key, hint and hint.group(1))
+    assert 'id="privacy-keep_uploads-allowed"' not in page  # a choice offers only what is allowed
+
+
 def test_turning_frame_storage_on_or_off_says_what_it_means(quiet):
     """It answered "Saved." alone: nothing said whole frames of students are now kept, for
     how long, and where to delete them; turned off, that the stored ones stay."""

@@ -2,6 +2,7 @@
 and saved in the database so they outlive restarts (``with_saved_settings`` at start-up)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -25,6 +26,21 @@ SETTINGS_KEY = "config_overrides"
 # kind: float, int, bool, str or a tuple of choices
 SETTINGS: list[config_mod.AdminSetting] = config_mod.admin_settings()
 LABELS = {dotted: label for dotted, label, *_ in SETTINGS}
+
+
+def allowed_hint(dotted: str, kind) -> str:
+    """What a setting takes ("days from 1 to 3650"), from the schema rule its error quotes:
+    shown beside the field before a wrong value, not only in the error after it. Empty for
+    a choice or a box to tick (the form offers only what is allowed)."""
+    if kind is bool or isinstance(kind, tuple):
+        return ""
+    section, key = dotted.split(".")
+    fields = {f.name: f for f in dataclasses.fields(type(getattr(config_mod.defaults(), section)))}
+    rule = fields[key].metadata.get("rule")
+    return rule.allowed(kind) if rule is not None else ""
+
+
+ALLOWED = {dotted: allowed_hint(dotted, kind) for dotted, _, kind, _ in SETTINGS}
 
 
 # ------------------------------------------------------------ settings persistence
@@ -180,7 +196,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         body = guard.page("admin_settings", title="Settings", settings=SETTINGS, values=values, mapping=mapping,
                           levels=levels, error=error, done=done, base=base_field(base or now),
                           invalid=invalid, overridden=[(_label(k), now_v, was) for k, now_v, was in page_differences(ctx)],
-                          config_file=file_source(ctx.file_cfg) if ctx.file_cfg is not None else "")
+                          config_file=file_source(ctx.file_cfg) if ctx.file_cfg is not None else "",
+                          no_config_file=_no_config_file(ctx), device_config=config_mod.DEVICE_CONFIG,
+                          allowed=ALLOWED)
         return HTTPResponse(body, status) if status != 200 else body
 
     @app.get("/admin/settings")
@@ -199,8 +217,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if changed:
             log.info("admin %s handed settings back to the config file", me.username)
             ctx.store.audit(me.username, "used the config file's settings", "", "; ".join(changed))
-        guard.flash_redirect("/admin/settings", "The config file's values are used now." if changed
-                             else "Nothing to hand back: no saved setting differs from the config file.")
+        file = "default" if _no_config_file(ctx) else "config file's"
+        guard.flash_redirect("/admin/settings", f"The {file} values are used now." if changed
+                             else f"Nothing to hand back: no saved setting differs from the {file} values.")
 
     @app.post("/admin/settings")
     def save_settings():
@@ -282,6 +301,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                     "since it started (it has no battery clock), and a clock days ahead would delete today's records, "
                     f"so deleting waits until one has. To fix it, {clock.WHAT_TO_DO}.")
         return f" Records older than {now} days are being deleted now."
+
+
+def _no_config_file(ctx) -> bool:
+    """Running on the defaults, with no config file: the page must not send an admin to edit one."""
+    return ctx.file_cfg is not None and ctx.file_cfg.source == "defaults"
 
 
 def _label(dotted: str) -> str:

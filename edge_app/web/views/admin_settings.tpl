@@ -10,7 +10,12 @@
   % end
   % if overridden:
   <div class="notice" id="settings-overridden">
+    % if no_config_file:
+    <p>Saved on this page, so used instead of the defaults. This device has no config file ({{device_config}}), so
+      this page is where they are changed:</p>
+    % else:
     <p>Saved on this page, so used instead of {{config_file}} (an edit there changes nothing while these are saved):</p>
+    % end
     <ul>
     % for label, used, there in overridden:
       <li>{{label}}: <strong>{{used}}</strong> (there: {{there}})</li>
@@ -18,7 +23,7 @@
     </ul>
     <form method="post" action="/admin/settings/use-file">
       <input type="hidden" name="csrf" value="{{csrf}}">
-      <button type="submit" class="secondary">Use the values of {{config_file}}</button>
+      <button type="submit" class="secondary">{{'Use the default values' if no_config_file else 'Use the values of ' + config_file}}</button>
     </form>
   </div>
   % end
@@ -31,7 +36,7 @@
       % for key, label, kind, help in settings:
       % fid = key.replace('.', '-')
       % bad = ' aria-invalid="true" autofocus' if invalid == key else ''
-      % described = ('settings-error ' if invalid == key else '') + fid + '-help'
+      % described = ('settings-error ' if invalid == key else '') + fid + '-help' + (' ' + fid + '-allowed' if allowed[key] else '')
       <div class="field">
       % if kind is bool:
         <label class="check" for="{{fid}}"><input id="{{fid}}" name="{{key}}" type="checkbox" {{'checked' if values[key] else ''}} aria-describedby="{{described}}"{{!bad}}> {{label}}</label>
@@ -51,6 +56,9 @@
           <span id="device-clock">The device's clock reads {{_t.strftime('%H:%M %Z', _t.localtime())}} now.</span>
         % end
         </small>
+        % if allowed[key]:
+        <small id="{{fid}}-allowed" class="hint">Allowed: {{allowed[key]}}.</small>
+        % end
       </div>
       % end
       </div>
