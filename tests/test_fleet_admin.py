@@ -456,3 +456,23 @@ def test_an_admin_sets_the_heartbeat_on_the_page(make_appliance, cfg):
     earlier = {k: v for k, v in page_form(r.text).items() if k != "mqtt.heartbeat_s"}  # a page from before the field
     r = save(s, url, {**earlier, "mqtt.desk": "Row 9"})
     assert "Saved" in r.text and appliance.ctx.cfg.mqtt.heartbeat_s == 0 and appliance.ctx.cfg.mqtt.desk == "Row 9"
+
+
+def test_test_connection_while_the_desk_is_connected_does_not_log_in_again(broker, make_appliance):
+    """A test logging in with the user name the desk is connected with ends the desk's own
+    connection under the README's broker set-up (one connection per user name): the page
+    answers with the live connection for the same login, and says "Not tested" for another
+    password of that user, instead of logging in. (tests/test_broker_acl.py shows, on the
+    README's broker, that the live connection is not ended.)"""
+    appliance = make_appliance(with_loop=False)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/classroom"
+    assert s.post(url, data=form(s, broker, "save"), timeout=10).status_code == 200
+    wait_for(lambda: appliance.ctx.publisher.status.connected, what="the desk connected")
+    r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": ""}), timeout=10)  # the saved password
+    assert r.status_code == 200, r.text
+    assert f"Test: Connected to 127.0.0.1:{broker.port} as desk-11 (user {USER}): this desk&#039;s own connection" \
+        in r.text
+    r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": "a-new-password"}), timeout=10)
+    assert r.status_code == 409 and "Not tested: this desk is connected to" in r.text, r.text
+    assert "Test failed" not in r.text and "a-new-password" not in r.text

@@ -179,9 +179,12 @@ def install(app, ctx, h) -> None:
                 return render(f"Not tested: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
                               values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
                               password_needed=True)
-            ok, text = check_connection(settings)
+            ok, text = check_connection(settings, running=ctx.publisher)  # never ends the desk's live connection
             # a typed password is never sent back to the page, so Save after a Test would keep the old one
             hint = TYPE_AGAIN if request.forms.getunicode("mqtt.password") else ""
+            if ok is None:
+                return render(f"Not tested: {text}.", ok=False, status=409, values=shown, password_hint=hint,
+                              base=base)
             return render(("Test: " + text[0].upper() + text[1:]) if ok else f"Test failed: {text}.", ok=ok,
                           status=200 if ok else 502, values=shown, password_hint=hint, base=base)
         with ctx.settings_lock:  # as the settings page: what the changes are judged against holds until saved

@@ -36,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.engagement import CAMERA_FAULT, GROUPS
 from edge_app.episodes import EpisodeLog
-from edge_app.fleet.settings import MqttSettings
+from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
 from edge_app.store.database import Store
 from edge_app.store.outbox import Message, Outbox
@@ -666,10 +666,46 @@ def model_version(manifest) -> str:
     return str(raw.get("version") or str(manifest.sha256)[:12])
 
 
-def check_connection(settings: MqttSettings, timeout: float = 5.0) -> tuple[bool, str]:
-    """Try the broker once with these settings (a separate client id: the live link stays up)."""
+def holds_login(running: Publisher | None, settings: MqttSettings) -> bool:
+    """Whether ``running`` is logged in now to the broker of ``settings`` (host and port) with
+    its user name: a broker that keeps one connection per user name (the README's
+    ``use_username_as_clientid true``) would end that connection for a second log-in."""
+    if running is None or not running.status.connected or not settings.username:
+        return False
+    live = running.settings
+    return (host_key(live.host), live.port, live.username) == (host_key(settings.host), settings.port,
+                                                               settings.username)
+
+
+def same_login(a: MqttSettings, b: MqttSettings) -> bool:
+    """Whether ``a`` and ``b`` log in alike: the same broker, user, password and TLS files."""
+    def key(s: MqttSettings) -> tuple:
+        return host_key(s.host), s.port, s.username, s.password, s.tls_ca, s.tls_cert, s.tls_key
+    return key(a) == key(b)
+
+
+def check_connection(settings: MqttSettings, timeout: float = 5.0,
+                     running: Publisher | None = None) -> tuple[bool | None, str]:
+    """Try the broker once with these settings: (True, what connected), (False, why not), or
+    (None, why it was not tried). ``running``: the desk's publisher. While it is logged in to
+    this broker as this user, a test logging in again would end its connection under the
+    README's broker set-up (one connection per user name): its will says "offline" and the
+    classroom shows the desk offline and back at each press of Test. So it logs in no second
+    time: the same login is answered by the live connection, another (a new password or TLS
+    file for the same user) is not tried. Elsewhere a separate client id keeps the live link up
+    on a broker that does not tie ids to user names."""
     import threading as _threading
 
+    if holds_login(running, settings):
+        assert running is not None
+        who = f" (user {settings.username})"
+        if same_login(running.settings, settings):
+            return True, (f"connected to {settings.broker} as {settings.device_id}{who}: this desk's own connection, "
+                          "up now (a second log-in with its user name would end it)")
+        return None, (f"this desk is connected to {settings.broker} as {settings.username} now, and a test with another "
+                      "password or TLS file for that user would end its connection (the broker keeps one per user "
+                      "name; the classroom would show the desk offline): Save to use these settings, and the status "
+                      "above says whether the broker accepts them")
     done = _threading.Event()
     result: list[str] = []
     try:
