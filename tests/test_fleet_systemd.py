@@ -30,6 +30,7 @@ def test_classroom_unit_runs_the_classroom_command_hardened(tmp_path):
     v = unit_values(UNIT.read_text())
     assert v["ExecStart"][0].startswith(f"{DEVICE_EXEC} classroom --data-dir /var/lib/engage-classroom")
     assert v["User"] == ["engage-classroom"] and v["Restart"] == ["on-failure"]
+    assert v["MemoryMax"] == ["600M"] and v["MemoryHigh"] == ["400M"]  # a flood is restarted, not the server's memory
     assert ANALYZE, MISSING
     result = subprocess.run([ANALYZE, "security", "--offline=true", str(local_copy(tmp_path))],
                             capture_output=True, text=True, timeout=60)
