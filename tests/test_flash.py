@@ -364,8 +364,42 @@ def test_the_same_model_file_with_another_manifest_is_an_install_to_roll_back_fr
     assert rows["current"]["manifest"] == flash.manifest_digest(first)
     assert rows["previous"]["manifest"] == flash.manifest_digest(second)
     assert [h["manifest"] for h in flash.history(cfg)[:3]] == [flash.manifest_digest(x) for x in (first, second, first)]
-    flash.install(*variant(1, version="a"), cfg)  # the running install again: it is not kept as its own previous
+    with pytest.raises(flash.AlreadyInstalled):  # the running install again: nothing changes, previous stays
+        flash.install(*variant(1, version="a"), cfg)
     assert flash.rollback(cfg)["version"] == "b"
+
+
+def test_installing_the_installed_model_again_changes_nothing_but_mends_a_damaged_file(cfg, variant):
+    """The same file and manifest installed again wrote current.json anew and an "installed"
+    row that changed nothing. It is refused as already installed, nothing written; with its
+    file damaged since (a bad block), the same install is no longer the same: it mends it."""
+    model, manifest = variant(1)
+    first = flash.install(model, manifest, cfg)
+    directory = flash.models_dir(cfg)
+    before = _state(directory)
+    with pytest.raises(flash.AlreadyInstalled) as refused:
+        flash.install(model, manifest, cfg)
+    assert (f"{first['model']} (version {first['version']}), sha256 {first['sha256'][:12]}, is already the installed "
+            "model") in str(refused.value)
+    assert "nothing was changed" in str(refused.value)
+    assert _state(directory) == before and len(flash.history(cfg)) == 1
+
+    installed = directory / first["model"]
+    installed.write_bytes(installed.read_bytes()[:-16] + b"\1" * 16)  # damaged in place
+    flash.install(model, manifest, cfg)
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() == first["sha256"]
+    assert [h["action"] for h in flash.history(cfg)] == ["installed", "installed"]
+
+
+def test_installing_the_shipped_model_over_itself_changes_nothing(cfg, tmp_path):
+    """A fresh desk runs the shipped model; installing that very model copied it in, wrote an
+    "installed" row and still had nothing to roll back to."""
+    shipped = json.loads(SHIPPED_MANIFEST.read_text())
+    model, manifest = _write_model(tmp_path, "same", (SHIPPED_MANIFEST.parent / shipped["model"]).read_bytes(), shipped)
+    with pytest.raises(flash.AlreadyInstalled):
+        flash.install(model, manifest, cfg)
+    assert not flash.models_dir(cfg).exists() or not list(flash.models_dir(cfg).glob("*.json"))
+    assert flash.history(cfg) == []
 
 
 def test_a_flashed_desk_is_told_when_its_release_ships_another_model(cfg, variant, tmp_path, capsys):
@@ -654,6 +688,38 @@ def test_web_install_shows_the_new_model_running_and_rolls_back(web_appliance, v
                files={"model": (model.name, model.read_bytes()), "manifest": (manifest.name, manifest.read_bytes())})
     done = html.unescape(r.text.split('id="model-done">', 1)[1].split("</", 1)[0])
     assert "Installed and running" in done and "it scores 80.8% on FER+ test, below the 85.8%" in done, done
+
+
+def test_web_install_of_the_running_model_says_so_and_changes_nothing(web_appliance, cfg, tmp_path):
+    """Installing, on /admin/model, the shipped model that runs said "Installed and running",
+    added a History row that changed nothing and still offered nothing to roll back to. It
+    says the model is already the running one: no history, no swap."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    shipped = json.loads(SHIPPED_MANIFEST.read_text())
+    model = SHIPPED_MANIFEST.parent / shipped["model"]
+    r = s.post(f"{appliance.url}/admin/model/install", data={"csrf": s.csrf}, timeout=30,
+               files={"model": (model.name, model.read_bytes()), "manifest": ("m.json", SHIPPED_MANIFEST.read_bytes())})
+    assert r.status_code == 200 and r.url.split("?")[0].endswith("/admin/model")
+    done = html.unescape(r.text.split('id="model-done">', 1)[1].split("</p>", 1)[0])
+    assert "Installed" not in done and "is already the running model, from the same file and manifest" in done, done
+    assert f"version {shipped['version']}" in done and "Nothing was changed" in done
+    assert 'id="history-empty"' in r.text and 'id="no-previous"' in r.text
+    assert flash.history(cfg) == [] and not (flash.models_dir(cfg) / "current.json").exists()
+    assert "installed model" not in s.get(f"{appliance.url}/admin/audit", timeout=10).text
+
+
+def test_the_roll_back_button_names_the_models_version(web_appliance, cfg, variant):
+    """Two installs of one model file with other manifests share its file name: the Roll back
+    button named only the file, the same for both. It names the previous one's version."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    flash.install(*variant(1, version="2026.10-a"), cfg)
+    flash.install(*variant(1, version="2026.11-b"), cfg)
+    appliance.model_watcher.check()
+    page = html.unescape(s.get(f"{appliance.url}/admin/model", timeout=10).text)
+    button = page.split('id="rollback-model"', 1)[1].split("</button>", 1)[0]
+    name = flash.history(cfg)[0]["model"]
+    assert f"Roll back to {name} (version 2026.10-a)" in button, button
+    assert "version 2026.10-a" in page.split('id="rollback-model"', 1)[0].rsplit("<p>", 1)[1]
 
 
 def test_web_rollback_with_nothing_to_roll_back_to_says_so(web_appliance):

@@ -111,6 +111,17 @@ class NothingToRollBack(FlashError):
     """No previous model, or one that is the model running now: a rollback changes nothing."""
 
 
+class AlreadyInstalled(FlashError):
+    """The model offered is the installed one (the same file and manifest, its file intact):
+    an install changes nothing, so it makes no swap and no history entry. Installed again,
+    it was its own "previous" in nothing but name and the history said something changed.
+    ``installed``: that install's manifest."""
+
+    def __init__(self, message: str, installed: dict):
+        super().__init__(message)
+        self.installed = installed
+
+
 # ------------------------------------------------------------------ where things are
 def models_dir(cfg: Config) -> Path:
     return config_mod.data_dir(cfg) / "models"
@@ -152,10 +163,34 @@ def active_manifest(cfg: Config) -> Path:
     desk flashed once kept the old model across every upgrade."""
     if cfg.model.manifest:
         return Path(cfg.model.manifest).expanduser()
+    return _installed(cfg)
+
+
+def _installed(cfg: Config) -> Path:
+    """What runs unless ``model.manifest`` pins another: ``current.json``, or the shipped
+    model (also in place of an earlier release's copy). What an install replaces."""
     current = models_dir(cfg) / CURRENT
     if not current.is_file() or _earlier_shipped(_read(current)):
         return SHIPPED_MANIFEST
     return current
+
+
+def _same_install(cfg: Config, raw: dict) -> dict | None:
+    """The installed manifest when ``raw`` (validated) is that install again: the same
+    ``manifest_digest`` and the file it names still whole. A damaged file is not the same:
+    installing the model again is how it is mended."""
+    path = _installed(cfg)
+    now = _read(path)
+    if now is None:
+        return None
+    shipped = path == SHIPPED_MANIFEST
+    if manifest_digest(_as_installed(now) if shipped else now) != manifest_digest(raw):
+        return None
+    try:
+        whole = sha256_file(path.parent / str(now.get("model"))) == raw["sha256"]
+    except OSError:
+        return None
+    return now if whole else None
 
 
 def _as_installed(raw: dict) -> dict:
@@ -1002,6 +1037,12 @@ def install(model_file: Path | str, manifest_file: Path | str | None, cfg: Confi
                 raw = validate(model_file, manifest_file, Path(staging), running=active_manifest(cfg),
                                allow_slow=allow_slow)[0]
                 raw = _stamp_if_shipped(raw)
+                same = _same_install(cfg, raw)
+                if same is not None:
+                    version = f" (version {str(same['version'])[:MAX_TEXT]})" if same.get("version") else ""
+                    raise AlreadyInstalled(f"{raw['model']}{version}, sha256 {raw['sha256'][:12]}, is already the "
+                                           "installed model, from the same file and manifest: nothing was changed "
+                                           "(to run another model, install that one)", same)
                 running = _adopt_running(directory, cfg)
                 target = directory / raw["model"]
                 if not target.is_file() or sha256_file(target) != raw["sha256"]:
@@ -1082,12 +1123,13 @@ def listing(cfg: Config) -> list[dict]:
             continue
         rows.append({"role": role, "path": str(path), "active": path.resolve() == active.resolve(),
                      "model": raw.get("model"), "sha256": raw.get("sha256", ""), "installed": raw.get("installed", ""),
+                     "version": str(raw.get("version") or "")[:MAX_TEXT],  # two manifests of one file told apart
                      "metrics": raw.get("metrics", {}), "golden": bool(raw.get("golden")),
                      "manifest": manifest_digest(_as_installed(raw) if role == "shipped" else raw),
                      "damaged": damage(path)})  # its golden record says nothing of the file on disk now
     if cfg.model.manifest:
         pinned = {"role": "pinned by model.manifest", "path": str(active), "active": active.is_file(),
-                  "model": None, "sha256": "", "installed": "", "metrics": {}, "golden": False, "manifest": ""}
+                  "model": None, "sha256": "", "installed": "", "version": "", "metrics": {}, "golden": False, "manifest": ""}
         if not active.is_file():  # nothing runs: the device does not start with it
             pinned["error"] = "no such file: the device will not start; fix or clear model.manifest in the config"
         rows.insert(0, pinned)

@@ -197,6 +197,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             before = flash.running_manifest(ctx.cfg)
             try:
                 raw = flash.install(model_path, manifest_path, ctx.cfg, by=me.username)
+            except flash.AlreadyInstalled as exc:
+                running = ctx.analyzer.classifier.manifest
+                if not ctx.cfg.model.manifest and running.sha256 == exc.installed.get("sha256"):
+                    back(f"Nothing to install: {running_text()} is already the running model, from the same file "
+                         "and manifest. Nothing was changed.")
+                back(f"Nothing installed: {exc}.", error=True)  # pinned, or not loaded: said as it is
             except flash.ModelError as exc:
                 # the uploads' own names, never this temporary folder's; back to the model page to try again
                 reason = (str(exc).replace(str(manifest_path), manifest.raw_filename or "the manifest")

@@ -101,10 +101,12 @@
   <p class="hint">The config's <code>model.manifest</code> pins this model, so installs and roll-backs here do not change what runs.</p>
   % end
   % if previous:
-  <p>The previous model is <code>{{previous['model']}}</code> (sha256 {{previous['sha256'][:12]}}{{', installed ' + previous['installed'] if previous['installed'] else ''}}). Rolling back runs it again at once; the current model becomes the one to roll back to.</p>
+  % # the version (or, without one, the manifest's digest): one model file may come with two manifests
+  % named = previous['model'] + (' (version ' + previous['version'] + ')' if previous.get('version') else ' (manifest ' + previous['manifest'] + ')')
+  <p>The previous model is <code>{{previous['model']}}</code> ({{'version ' + previous['version'] + ', ' if previous.get('version') else ''}}sha256 {{previous['sha256'][:12]}}, manifest {{previous['manifest']}}{{', installed ' + previous['installed'] if previous['installed'] else ''}}). Rolling back runs it again at once; the current model becomes the one to roll back to.</p>
   <form method="post" action="/admin/model/rollback" id="rollback-model">
     <input type="hidden" name="csrf" value="{{csrf}}">
-    <button type="submit" class="secondary">Roll back to {{previous['model']}}</button>
+    <button type="submit" class="secondary">Roll back to {{named}}</button>
   </form>
   % else:
   <p class="empty" id="no-previous">There is no previous model to roll back to: one appears after the first install.</p>
