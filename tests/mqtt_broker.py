@@ -48,8 +48,9 @@ def unique_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def make_ca(folder: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1/localhost (PEM files in ``folder``)."""
+def make_ca(folder: Path, server_days: int = 2) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost (PEM files in ``folder``);
+    ``server_days`` -1: one that expired a day ago."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
     ext = folder / "san.cnf"
@@ -62,7 +63,7 @@ def make_ca(folder: Path) -> dict[str, Path]:
         "-subj", "/CN=engage-test-ca")
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
     run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
-        "-days", "2", "-extfile", str(ext))
+        "-days", str(server_days), "-extfile", str(ext))
     return {"ca": ca, "cert": cert, "key": key}
 
 

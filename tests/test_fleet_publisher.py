@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -548,6 +549,19 @@ def _connection_open_to(port: int) -> bool:
         if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
             return True
     return False
+
+
+def test_an_expired_broker_certificate_is_named_with_its_fix(tls_broker, tmp_path):
+    """The CA and the host name were right: the message sent the technician to check them,
+    not to renew the certificate (or to look at a clock that is wrong)."""
+    expired = mqtt_broker.make_ca(tmp_path / "expired", server_days=-1)
+    tls_broker.stop()
+    for name in ("ca", "cert", "key"):  # the broker's own files, replaced by a set whose server certificate expired
+        shutil.copyfile(expired[name], tls_broker._tls_files[name])
+    tls_broker.start()
+    ok, text = check_connection(settings(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca)))
+    assert not ok and "has expired" in text and "clock" in text and "renew it" in text, text
+    assert "is the CA that signed" not in text
 
 
 def test_a_stop_while_the_broker_hangs_is_bounded(tls_broker, store, caplog):

@@ -118,10 +118,20 @@ class Client(mqtt.Client):
             raise
 
 
+CERT_NOT_YET_VALID, CERT_EXPIRED = 9, 10  # OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID and _HAS_EXPIRED
+
+
 def failure_text(settings: MqttSettings, exc: BaseException | None, names: dict[str, str] = DEVICE_NAMES) -> str:
     """Why a connection attempt failed, in plain words, and what to check (``names``: the
     settings as the reader sets them: the device's keys, the classroom's flags)."""
     where, host, port, ca = settings.broker, names["host"], names["port"], names["tls_ca"]
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (CERT_EXPIRED, CERT_NOT_YET_VALID):
+        # the CA and the name were right: checking them (what the message below says) led nowhere
+        when = "has expired" if exc.verify_code == CERT_EXPIRED else "is not valid yet"
+        return (f"the TLS certificate of {where} {when} ({exc.verify_message}), or this machine's clock is wrong: "
+                f"check the date here (timedatectl: a time server set it?), then the certificate's dates on the broker "
+                "(openssl x509 -noout -dates -in server.pem); renew it as README 'Classroom' says (run the last three "
+                "commands of its certificate steps again and restart Mosquitto); retrying")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"the TLS certificate of {where} was not accepted ({exc.verify_message or exc}): check that {ca} "
                 f"({settings.tls_ca}) is the CA that signed the broker's certificate and that {host} is a name "
