@@ -89,3 +89,75 @@ def test_past_the_ceiling_over_all_addresses_the_refusal_says_what_works_and_not
         assert accounts.login("sam", "sam-new-pw-678", "10.0.0.2").username == "sam"
     finally:
         store.close()
+
+
+def test_a_name_needs_a_letter_or_digit_and_a_password_must_not_be_the_name(tmp_path):
+    """".." and "--" passed the character rule (read as a path, or as nothing, in the log and
+    audit); a password equal to the name, in any case, is the first one a guesser types."""
+    store = Store(tmp_path)
+    try:
+        accounts = Accounts(store)
+        for name in ("..", "--", "__", ".-_.", "..........."):
+            with pytest.raises(AuthError, match="at least one a letter or digit") as refused:
+                accounts.create_user(name, "a-good-pass-phrase")
+            assert refused.value.field == "username"
+        with pytest.raises(AuthError, match=r"line 2 \('\.\.'\): .*at least one a letter or digit"):
+            accounts.create_students(["mia.k", ".."])
+        assert accounts.create_user("a.", "a-good-pass-phrase").username == "a."  # one letter is enough
+        with pytest.raises(AuthError, match="must not be the user name"):
+            accounts.create_user("Quentin.Blake", "quentin.BLAKE")
+        ann = accounts.create_user("annabelle", "a-good-pass-phrase")
+        with pytest.raises(AuthError, match="must not be the user name"):
+            accounts.set_password(ann.id, "ANNABELLE")
+        assert accounts.authenticate("annabelle", "a-good-pass-phrase")  # nothing changed
+        token, _ = accounts.start_session(ann)
+        with pytest.raises(AuthError, match="must not be the user name"):  # their own change, through set_password
+            accounts.change_password(ann, "a-good-pass-phrase", "AnnaBelle", session=token)
+        assert accounts.find("quentin.blake") is None
+    finally:
+        store.close()
+
+
+def test_a_class_lists_generated_passwords_are_never_a_students_name(tmp_path, monkeypatch):
+    """A generated first password passes the rules for its student: drawn again when it
+    happens to be the name (a list may hold "abcd-efgh-jkmn")."""
+    from edge_app.store import accounts as accounts_mod
+
+    drawn = iter(["abcd-efgh-jkmn", "wxyz-2345-6789"])
+    monkeypatch.setattr(accounts_mod, "temporary_password", lambda: next(drawn))
+    store = Store(tmp_path)
+    try:
+        ((user, password),) = Accounts(store).create_students(["ABCD-efgh-jkmn"])
+        assert password == "wxyz-2345-6789" and Accounts(store).authenticate(user.username, password)
+    finally:
+        store.close()
+
+
+def test_a_role_change_keeps_the_data_ends_sessions_when_rights_shrink_and_keeps_the_last_admin(tmp_path):
+    store = Store(tmp_path)
+    try:
+        accounts = Accounts(store)
+        admin = accounts.create_user("admin", "admin-pass-123", "admin")
+        sam = accounts.create_user("sam", "sams-pass-123")
+        sam_token, _ = accounts.start_session(sam)
+        assert accounts.set_role(sam.id, "instructor").role == "instructor"
+        assert accounts.session_user(sam_token) is not None  # more rights: still logged in
+        assert accounts.set_role(sam.id, "admin").is_admin
+        assert accounts.session_user(sam_token)[0].is_admin
+        admin_token, _ = accounts.start_session(admin)
+        accounts.set_role(admin.id, "instructor")  # sam is an admin: admin may go
+        assert accounts.session_user(admin_token) is None  # fewer rights: logged out at once
+        assert accounts.session_user(sam_token) is not None
+        with pytest.raises(AuthError, match="sam is the last admin: make another user an admin first"):
+            accounts.set_role(sam.id, "student")
+        accounts.set_role(admin.id, "admin")
+        accounts.set_disabled(admin.id, True)  # a disabled admin manages nothing: sam is still the last
+        with pytest.raises(AuthError, match="last admin"):
+            accounts.set_role(sam.id, "student")
+        assert accounts.get(sam.id).is_admin and accounts.session_user(sam_token) is not None
+        with pytest.raises(AuthError, match="the role must be one of"):
+            accounts.set_role(sam.id, "superuser")
+        with pytest.raises(AuthError, match="no longer exists"):
+            accounts.set_role(9999, "student")
+    finally:
+        store.close()

@@ -33,8 +33,17 @@ log = logging.getLogger(__name__)
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")  # always fullmatch: "$" would let a final newline in
+USERNAME_RULE = "a user name has 2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit"
 MIN_PASSWORD = 8
 ROLES = ("student", "admin", "instructor")  # instructor: the classroom service (edge_app/fleet/classroom)
+# what each role may do, least first: an instructor also resumes anyone's pause (web/privacy)
+RIGHTS = {"student": 0, "instructor": 1, "admin": 2}
+
+
+def valid_username(name: str) -> bool:
+    """A name a new account may take: ``USERNAME`` with a letter or digit in it. ".." or "--"
+    passed the character rule, and read as a path or as nothing in the log and audit."""
+    return bool(USERNAME.fullmatch(name or "")) and any(c.isascii() and c.isalnum() for c in name)
 
 
 class AuthError(ValueError):
@@ -241,7 +250,21 @@ def temporary_password() -> str:
     return "-".join("".join(secrets.choice(PASSWORD_LETTERS) for _ in range(4)) for _ in range(3))
 
 
-def check_password_rules(password: str) -> None:
+def _temporary_password_for(username: str) -> str:
+    """A ``temporary_password`` that passes ``check_password_rules`` for ``username`` (a
+    class list may name a student "abcd-efgh-jkmn"; drawn again then, never refused)."""
+    while True:
+        password = temporary_password()
+        try:
+            check_password_rules(password, username)
+        except AuthError:
+            continue
+        return password
+
+
+def check_password_rules(password: str, username: str) -> None:
+    """Refuse a password an attacker tries first; ``username``: whose it is, as the name
+    itself is the first guess at a log-in page."""
     if not _has_utf8(password):  # no UTF-8 form, so no hash
         raise AuthError("the password holds a character that is not text (a lone UTF-16 surrogate)")
     if len(password) < MIN_PASSWORD:
@@ -249,6 +272,8 @@ def check_password_rules(password: str) -> None:
     if password.lower() in COMMON_PASSWORDS or len(set(password)) < 3:
         raise AuthError("that password is among the first ones an attacker tries: choose a less common one "
                         "(a few unrelated words work well)")
+    if username and password.lower() == username.lower():
+        raise AuthError("the password must not be the user name: it is the first one an attacker tries")
 
 
 _DUMMY_HASH: list[str] = []
@@ -572,11 +597,11 @@ class Accounts:
 
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
-        if not USERNAME.fullmatch(username or ""):
-            raise AuthError("a user name has 2-32 letters, digits, dots, dashes or underscores", "username")
+        if not valid_username(username):
+            raise AuthError(USERNAME_RULE, "username")
         if role not in ROLES:
             raise AuthError(f"role must be one of {ROLES}", "role")
-        check_password_rules(password)
+        check_password_rules(password, username)
         if self.find(username):
             raise AuthError(f"the user {username!r} already exists", "username")
         try:
@@ -593,9 +618,8 @@ class Accounts:
         line, so the list is corrected and sent again whole."""
         problems, seen = [], set()
         for line, name in enumerate(names, 1):
-            if not USERNAME.fullmatch(name):
-                problems.append(f"line {line} ({name[:40]!r}): a user name has 2-32 letters, digits, dots, dashes "
-                                "or underscores")
+            if not valid_username(name):
+                problems.append(f"line {line} ({name[:40]!r}): {USERNAME_RULE}")
             elif name.lower() in seen:
                 problems.append(f"line {line} ({name}): twice in the list")
             elif self.find(name):
@@ -603,7 +627,7 @@ class Accounts:
             seen.add(name.lower())
         if problems:
             raise AuthError("; ".join(problems), "names")
-        passwords = [temporary_password() for _ in names]
+        passwords = [_temporary_password_for(name) for name in names]
         hashes = [hash_password(pw) for pw in passwords]  # before the write lock: scrypt is the slow part
         made = []
         try:
@@ -631,15 +655,36 @@ class Accounts:
         """Set a password and end the user's sessions. ``must_change``: the password was
         chosen for them (an admin's reset, a technician's), so every page but /account
         waits until they choose their own; their own change (``change_password``) clears it."""
-        check_password_rules(password)
+        user = self.get(user_id)
+        check_password_rules(password, user.username if user else "")
         self.store.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
                            (hash_password(password), int(must_change), user_id))
         self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-        user = self.get(user_id)
         if user:  # a new password from an admin also lifts a lock on the name
             self.unlock(user.username)
         if user and user.username == "admin":  # a generated first-start password waiting on disk no longer works
             self.first_password_path.unlink(missing_ok=True)
+
+    def set_role(self, user_id: int, role: str) -> User:
+        """Give ``user_id`` another role, keeping their uploads (deleting and recreating the
+        account lost them). Fewer rights end their sessions at once, as disabling does: the
+        role is read at each request, but a page an admin left open keeps their forms'
+        confirmed password. The last enabled admin keeps the role (no one could manage users);
+        checked in the write itself, so two admins demoting each other at once cannot both win."""
+        if role not in ROLES:
+            raise AuthError(f"the role must be one of {', '.join(ROLES)}", "role")
+        with self.store.transaction() as conn:
+            row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+            if row is None:
+                raise AuthError("that user no longer exists")
+            before = _user(row)
+            if before.is_admin and role != "admin" and not before.disabled and conn.execute(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0] <= 1:
+                raise AuthError(f"{before.username} is the last admin: make another user an admin first", "role")
+            conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+            if RIGHTS[role] < RIGHTS[before.role]:
+                conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        return User(before.id, before.username, role, before.disabled, before.must_change_password)
 
     def set_disabled(self, user_id: int, disabled: bool) -> None:
         self.store.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
@@ -682,7 +727,7 @@ class Accounts:
         chosen = os.environ.get("ENGAGE_ADMIN_PASSWORD", "")  # empty (a unit file's bare line): not chosen
         if chosen:
             try:
-                check_password_rules(chosen)
+                check_password_rules(chosen, "admin")
             except AuthError as exc:
                 raise AuthError(f"ENGAGE_ADMIN_PASSWORD: {exc}; set another, or unset it to have one generated "
                                 "and printed") from None
