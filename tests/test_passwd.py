@@ -147,3 +147,60 @@ def test_run_as_root_it_works_as_the_database_owner(monkeypatch):
         assert r.returncode == 0, r.stderr
         owners = {p.name: p.stat().st_uid for p in data.iterdir()}
         assert set(owners.values()) == {nobody}, owners
+
+
+def test_the_password_cannot_be_the_user_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    store = Store(tmp_path)
+    try:
+        Accounts(store).ensure_admin()
+        Accounts(store).create_user("sam.jones", "sams-own-pass-1")
+    finally:
+        store.close()
+    r = passwd("sam.jones", "--data-dir", tmp_path, stdin="Sam.Jones\n")
+    assert r.returncode == 1 and "must not be the user name" in r.stderr and "nothing changed" in r.stderr
+    store = Store(tmp_path)
+    try:
+        assert Accounts(store).authenticate("sam.jones", "sams-own-pass-1")
+    finally:
+        store.close()
+
+
+def role(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, "role", *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_a_role_is_changed_on_the_machine_keeping_the_data_and_the_last_admin(make_appliance, cfg):
+    """`engage-edge role USER ROLE`, beside passwd: the Users page's Change role for a device
+    whose admins are gone; a demoted admin's open session ends at once, as on that page."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user("bo", "bos-own-pass-1", "admin")
+    sam = appliance.accounts.create_user("sam", "sams-own-pass-1", "student")
+    appliance.store.add_upload(sam.id, "p.jpg", 64, 64, [])
+    bo_session = login(appliance.url, "bo", "bos-own-pass-1")
+    data = cfg.store.data_dir
+
+    r = role("sam", "instructor", "--data-dir", data)
+    assert r.returncode == 0, r.stderr
+    assert "the role of 'sam' is now instructor" in r.stdout and "logged out" not in r.stdout
+    assert appliance.accounts.find("sam").role == "instructor"
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (sam.id,))[0][0] == 1
+
+    r = role("bo", "student", "--data-dir", data)
+    assert r.returncode == 0 and "their sessions were logged out" in r.stdout, r.stderr
+    assert bo_session.get(f"{appliance.url}/api/admin/today", timeout=10).status_code == 401
+
+    last = role("admin", "student", "--data-dir", data)
+    assert last.returncode == 1 and "admin is the last admin" in last.stderr and "nothing changed" in last.stderr
+    unknown = role("nobody", "admin", "--data-dir", data)
+    assert unknown.returncode == 1 and "no user 'nobody'" in unknown.stderr
+    bad = role("sam", "overlord", "--data-dir", data)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    for r in (last, unknown, bad):
+        assert "Traceback" not in r.stderr
+    assert appliance.accounts.find("admin").is_admin
+    audit = appliance.store.query("SELECT actor, action, target, detail FROM audit ORDER BY id")
+    assert [(a["action"], a["target"], a["detail"]) for a in audit] == [
+        ("changed role of", "sam", "student to instructor, engage-edge role"),
+        ("changed role of", "bo", "admin to student, engage-edge role")]
+    assert audit[0]["actor"].startswith("command line")

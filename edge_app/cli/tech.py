@@ -1,5 +1,5 @@
 """Technician subcommands of ``engage-edge``: model install/rollback/list/golden, selftest,
-export, backup, restore and passwd. Registered by ``cli.build_parser``; heavy imports happen per command."""
+export, backup, restore, passwd and role. Registered by ``cli.build_parser``; heavy imports happen per command."""
 from __future__ import annotations
 
 import argparse
@@ -340,11 +340,11 @@ def _become_owner(path: Path) -> None:
         os.setuid(st.st_uid)
 
 
-def cmd_passwd(args) -> int:
-    """Set a user's password on this machine: the way back in when the admin password is
-    lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
+def _users_store(args):
+    """(data directory, its open Store) for a user command, or the exit code after saying
+    why not: no database there (a mistyped directory is not made into a fresh device), or
+    one it cannot use. Run as the database's owner, so the files stay the service's."""
     from edge_app import config as config_mod
-    from edge_app.store.accounts import Accounts, AuthError
     from edge_app.store.database import DB_NAME, Store, StoreError
 
     data = Path(args.data_dir).expanduser() if args.data_dir else config_mod.data_dir(_config(args))
@@ -353,22 +353,40 @@ def cmd_passwd(args) -> int:
               "--data-dir (a device's store.data_dir; a classroom page's --data-dir, e.g. /var/lib/engage-classroom)",
               file=sys.stderr)
         return EXIT_USAGE
-    actor = _by()
     try:
         _become_owner(data / DB_NAME)
-        store = Store(data)
+        return data, Store(data)
     except StoreError as exc:  # a database it cannot use: exit 2, as `run` says of the same file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _named_user(accounts, username: str, data: Path):
+    """The user ``username``, or None after naming the users there are."""
+    user = accounts.find(username)
+    if user is None:
+        names = ", ".join(u.username for u in accounts.list_users()) or "none"
+        print(f"error: no user {username!r} in {data} (its users: {names})", file=sys.stderr)
+    return user
+
+
+def cmd_passwd(args) -> int:
+    """Set a user's password on this machine: the way back in when the admin password is
+    lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
+    from edge_app.store.accounts import Accounts, AuthError
+
+    actor = _by()
+    opened = _users_store(args)
+    if isinstance(opened, int):
+        return opened
+    data, store = opened
     try:
         accounts = Accounts(store)
-        user = accounts.find(args.username)
+        user = _named_user(accounts, args.username, data)
         if user is None:
-            names = ", ".join(u.username for u in accounts.list_users()) or "none"
-            print(f"error: no user {args.username!r} in {data} (its users: {names})", file=sys.stderr)
             return EXIT_FAILED
         password = _read_new_password(user.username, args.stdin)
         if password is None:
@@ -389,6 +407,38 @@ def cmd_passwd(args) -> int:
     return EXIT_OK
 
 
+def cmd_role(args) -> int:
+    """Give a user another role on this machine, keeping their uploads: the Users page's
+    Change role, for a device whose admins are gone. Fewer rights end their sessions; the
+    last admin keeps the role (``Accounts.set_role``)."""
+    from edge_app.store.accounts import RIGHTS, Accounts, AuthError
+
+    actor = _by()
+    opened = _users_store(args)
+    if isinstance(opened, int):
+        return opened
+    data, store = opened
+    try:
+        accounts = Accounts(store)
+        user = _named_user(accounts, args.username, data)
+        if user is None:
+            return EXIT_FAILED
+        if user.role == args.role:
+            print(f"the role of {user.username!r} is {args.role} already; nothing changed")
+            return EXIT_OK
+        try:
+            accounts.set_role(user.id, args.role)
+        except AuthError as exc:
+            print(f"refused: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        store.audit(actor, "changed role of", user.username, f"{user.role} to {args.role}, engage-edge role")
+    finally:
+        store.close()
+    print(f"the role of {user.username!r} is now {args.role} in {data}"
+          + ("; their sessions were logged out" if RIGHTS[args.role] < RIGHTS[user.role] else ""))
+    return EXIT_OK
+
+
 def _step_seconds(text: str) -> float:
     """--step: 0 to 5 seconds. '--step -1' ran the self-test and failed its LED line ('sleep
     length must be non-negative'), blaming a good LED; '--step 1e9' waited for years."""
@@ -402,6 +452,7 @@ def _step_seconds(text: str) -> float:
 
 
 def add_commands(sub) -> None:
+    from edge_app.store.accounts import ROLES
     model = sub.add_parser("model", help="install, roll back or list emotion models, or record a manifest's golden data")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     inst = msub.add_parser("install", help="validate a .tflite model and make it the running one")
@@ -462,3 +513,9 @@ def add_commands(sub) -> None:
                     "log-in (for a password you hand to someone else)")
     _common(pw)
     pw.set_defaults(func=_guarded(cmd_passwd))
+    ro = sub.add_parser("role", help="give a user another role on this machine (student, instructor, admin), "
+                        "keeping their data")
+    ro.add_argument("username", help="the user, e.g. anna.schmidt")
+    ro.add_argument("role", choices=ROLES, help="the new role")
+    _common(ro)
+    ro.set_defaults(func=_guarded(cmd_role))
