@@ -133,6 +133,103 @@ def test_the_audit_log_says_who_did_what_when(appliance):
     assert len(audit_rows(past)) == 5 and "Page 1 of 1" in past and 'id="audit-empty"' not in past
 
 
+def role_form(page: str, user_id: int) -> str:
+    """The row's Change role form, as the page serves it (empty when there is none)."""
+    start = page.find(f'action="/admin/users/{user_id}/role')
+    return page[start:page.index("</form>", start)] if start >= 0 else ""
+
+
+def test_an_admin_changes_a_role_keeping_the_uploads_and_a_demoted_admin_is_out_at_once(appliance):
+    """A student made an instructor, an admin made a student: before, only deleting and
+    recreating the account did it, which lost their uploads. Fewer rights end the user's
+    open sessions at once; more rights leave them logged in. Audited like every action."""
+    bo = appliance.accounts.create_user("bo", PW, "admin")
+    ann = appliance.accounts.create_user("ann", PW)
+    add_uploads(appliance, ann, 3, kept=1)
+    s = login(appliance.url)
+    del s.headers["X-CSRF-Token"]  # a browser's form carries only its hidden field
+    bo_session, ann_session = login(appliance.url, "bo", PW), login(appliance.url, "ann", PW)
+    assert bo_session.get(f"{appliance.url}/admin", timeout=10).status_code == 200
+
+    page = s.get(f"{appliance.url}/admin/users", timeout=10).text
+    assert 'name="role"' in role_form(page, ann.id) and ">Change role<" in role_form(page, ann.id)
+    assert '<option value="student" selected>' in role_form(page, ann.id)
+    assert role_form(page, appliance.accounts.find("admin").id) == ""  # not on the admin's own row
+
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/role", data={"csrf": s.csrf, "role": "instructor"}, timeout=10)
+    assert "The role of ann is now instructor." in r.text and r.history
+    assert appliance.accounts.get(ann.id).role == "instructor"
+    assert ann_session.get(f"{appliance.url}/api/state", timeout=10).status_code == 200  # more rights: still in
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (ann.id,))[0][0] == 3
+
+    r = s.post(f"{appliance.url}/admin/users/{bo.id}/role", data={"csrf": s.csrf, "role": "student"}, timeout=10)
+    assert "The role of bo is now student; their sessions ended" in r.text
+    gone = bo_session.get(f"{appliance.url}/admin", allow_redirects=False, timeout=10)
+    assert gone.status_code == 303 and "/login" in gone.headers["Location"]  # out at once, not at the next log-in
+    assert bo_session.get(f"{appliance.url}/api/admin/today", timeout=10).status_code == 401
+    again = login(appliance.url, "bo", PW)  # logged in again: a student now
+    assert again.get(f"{appliance.url}/admin", allow_redirects=False, timeout=10).status_code == 403
+
+    rows = audit_rows(s.get(f"{appliance.url}/admin/audit", timeout=10).text)
+    assert "changed role of <strong>bo</strong>" in rows[0] and "admin to student" in rows[0]
+    assert "changed role of <strong>ann</strong>" in rows[1] and "student to instructor" in rows[1]
+
+
+def test_a_role_change_is_refused_for_oneself_without_csrf_or_a_confirmed_password(appliance):
+    """The same guards as disabling: one's own role (a slip would lock the admin out of this
+    page; another admin changes it), a forged form, a browser left logged in."""
+    ann = appliance.accounts.create_user("ann", PW)
+    admin = appliance.accounts.find("admin")
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/admin/users/{admin.id}/role", data={"csrf": s.csrf, "role": "student"}, timeout=10)
+    assert "You cannot change your own role: another admin changes it." in r.text
+    assert appliance.accounts.get(admin.id).role == "admin"
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/role", data={"csrf": "stale", "role": "admin"},
+               headers={"X-CSRF-Token": "stale"}, timeout=10)
+    assert r.status_code == 403 and appliance.accounts.get(ann.id).role == "student"
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/role", data={"csrf": s.csrf, "role": "overlord"}, timeout=10)
+    assert "Role of ann not changed: the role must be one of student, admin, instructor." in r.text
+    appliance.store.execute("UPDATE sessions SET confirmed = confirmed - 3600")  # the password typed an hour ago
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/role", data={"csrf": s.csrf, "role": "admin"},
+               allow_redirects=False, timeout=10)
+    assert r.status_code == 403 and "Confirm your password" in r.text
+    assert appliance.accounts.get(ann.id).role == "student"
+    assert not appliance.store.query("SELECT 1 FROM audit")
+
+
+def test_a_deletion_says_one_upload_not_1_uploads(appliance):
+    ann, bo = appliance.accounts.create_user("ann", PW), appliance.accounts.create_user("bo", PW)
+    add_uploads(appliance, ann, 1, kept=0)
+    add_uploads(appliance, bo, 1, kept=0)
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/admin/users/{bo.id}/delete-data", data={"csrf": s.csrf, "confirm": "yes"}, timeout=10)
+    assert "Deleted 1 upload and their images for bo." in r.text
+    r = s.post(f"{appliance.url}/admin/users/{ann.id}/delete", data={"csrf": s.csrf, "confirm": "yes"}, timeout=10)
+    assert "Deleted ann and 1 upload." in r.text
+    rows = audit_rows(s.get(f"{appliance.url}/admin/audit", timeout=10).text)
+    assert "student, 1 upload<" in rows[0] and ">1 upload<" in rows[1], rows
+
+
+def test_the_users_page_says_its_engagement_is_from_uploaded_photos(appliance):
+    """Its "Engaged share" and "Mostly" count faces in the photos each user uploaded; the
+    desk's live engagement belongs to no account. The filter offered Absent, Distracted and
+    Paused, which no uploaded face has: "?level=Paused" always read "No users match"."""
+    ann = appliance.accounts.create_user("ann", PW)
+    add_uploads(appliance, ann, 1, kept=0)
+    s = login(appliance.url)
+    page = s.get(f"{appliance.url}/admin/users", timeout=10).text
+    head = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert "Engaged share (uploaded photos)" in head and "Mostly (uploaded photos)" in head
+    note = page.split('id="users-uploads-only">', 1)[1].split("</p>", 1)[0]
+    assert 'href="/admin"' in note and 'href="/admin/log"' in note and "live" in note
+    select = page.split('id="u-level"', 1)[1].split("</select>", 1)[0]
+    offered = [v for v in select.split('value="')[1:]]
+    assert [v.split('"', 1)[0] for v in offered] == ["", "Engaged", "Partially engaged", "Not engaged", "none"]
+    old_link = s.get(f"{appliance.url}/admin/users", params={"level": "Paused"}, timeout=10).text
+    assert 'id="users-empty"' not in old_link and 'data-user="ann"' in old_link
+    assert "'Paused' is no level a face in an uploaded photo has" in old_link.replace("&#039;", "'")
+
+
 def test_settings_changes_are_audited_with_what_changed(appliance):
     from edge_app.web.admin_settings import SETTINGS
 
@@ -257,6 +354,28 @@ def test_a_new_user_chooses_their_own_password_in_the_browser(browser, appliance
         assert not appliance.accounts.find("lee").must_change_password
     finally:
         student.close()
+        context.close()
+
+
+def test_change_role_in_the_browser_and_a_name_without_letters_is_caught_in_the_form(browser, appliance):
+    """Manage -> a role -> Change role, as the admin clicks it; the form's own name check
+    (its pattern) refuses ".." before sending, and takes "a." as the server does."""
+    appliance.accounts.create_user("ann", PW)
+    context, page = admin_page(browser, appliance, viewport={"width": 1366, "height": 850})
+    try:
+        page.goto(f"{appliance.url}/admin/users")
+        row = page.locator('tr[data-user="ann"]')
+        row.get_by_text("Manage").click()
+        row.get_by_label("Role of ann").select_option("instructor")
+        row.get_by_role("button", name="Change role of ann").click()
+        assert page.locator("#users-done").inner_text() == "The role of ann is now instructor."
+        assert appliance.accounts.find("ann").role == "instructor"
+        assert page.locator('tr[data-user="ann"] td').nth(1).inner_text() == "instructor"
+        name = page.locator("#n-username")
+        for typed, mismatch in (("..", True), ("-_.", True), ("a.", False), ("ann.k-2", False)):
+            name.fill(typed)
+            assert name.evaluate("e => e.validity.patternMismatch") is mismatch, typed
+    finally:
         context.close()
 
 

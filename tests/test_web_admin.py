@@ -636,7 +636,7 @@ def test_the_users_filter_is_kept_after_each_action(quiet):
     assert 'id="confirm-delete"' in confirm
     assert 'href="/admin/users?level=Not+engaged&amp;q=kept+too"' in confirm  # its Cancel too
     page = send(confirm, f"/admin/users/{bob}/delete-data", confirm="yes")
-    assert "Deleted 1 uploads" in page and 'data-user="ann"' not in page
+    assert "Deleted 1 upload and" in page and 'data-user="ann"' not in page
 
 
 def test_admin_deletes_one_students_data(quiet, face_jpeg):

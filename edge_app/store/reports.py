@@ -226,9 +226,12 @@ def stored_snapshots(store: Store) -> int:
 
 
 def student_summaries(store: Store) -> list[dict]:
-    """Per user: uploads, faces, faces per engagement group, the dominant group and the
-    engaged share. An unsure face ("Uncertain") counts in ``faces`` and ``unsure`` but in
-    no group nor share: its level is a guess, so it is no "Not engaged" either."""
+    """Per user, from the photos they uploaded: uploads, faces, faces per engagement group,
+    the dominant group and the engaged share. Live engagement is the desk's, no account's
+    (the dashboard and log), so a user's "dominant" is only ever a level an emotion maps to
+    (``LEVEL_GROUPS``), never Absent, Distracted or Paused. An unsure face ("Uncertain")
+    counts in ``faces`` and ``unsure`` but in no group nor share: its level is a guess, so
+    it is no "Not engaged" either."""
     rows = store.query(
         f"SELECT us.id, us.username, us.role, us.disabled, us.must_change_password, us.last_login, us.created, "
         "(SELECT COUNT(*) FROM uploads WHERE user_id = us.id) AS uploads, "  # not per group: an upload spans groups

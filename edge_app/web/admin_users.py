@@ -1,5 +1,5 @@
 """Admin user management: the users page with per-user summaries, creating users, and
-the per-user actions (disable, enable, reset password, delete data, delete). The two
+the per-user actions (change role, disable, enable, reset password, delete data, delete). The two
 deletions cannot be undone, so they first show a page naming what will be lost and act
 only on its confirmation; every action is written to the audit log (``/admin/audit``).
 An admin's own row offers only what makes sense for the account they are using: their
@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlencode
 import bottle
 from bottle import HTTPResponse, request
 
-from edge_app.engagement import GROUPS
+from edge_app.engagement import LEVEL_GROUPS
 from edge_app.store import reports
-from edge_app.store.accounts import ROLES, AuthError
+from edge_app.store.accounts import RIGHTS, ROLES, AuthError
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard
 from edge_app.web.resubmit import Submissions, new_attempt
@@ -47,6 +47,11 @@ def page_query() -> str:
     kept = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
             if k not in ("note", "done", "error", "sig")]
     return "?" + urlencode(kept) if kept else ""
+
+
+def uploads(n: int) -> str:
+    """"1 upload", "3 uploads": the outcome of a deletion read "and 1 uploads"."""
+    return f"{n} upload{'' if n == 1 else 's'}"
 
 
 def created(user) -> str:
@@ -95,11 +100,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     def render(me, typed: dict | None = None, done: str = "", error: str = "") -> str:
         """The users page; ``typed``: the add form's fields as sent, kept beside an error."""
-        level = request.query.getunicode("level", "")
+        level = request.query.getunicode("level", "") or ""
         people = reports.student_summaries(ctx.store)
-        if level:
+        # an uploaded face is one of LEVEL_GROUPS or unsure; "Paused" (an old link) matched no one, said as such
+        level_note = "" if level in ("", "none", *LEVEL_GROUPS) else (
+            f"{level!r} is no level a face in an uploaded photo has ({', '.join(LEVEL_GROUPS)}): showing every user.")
+        if level and not level_note:
             people = [u for u in people if u["dominant"] == level or (level == "none" and u["dominant"] is None)]
-        return guard.page("admin_users", title="Users", people=people, level=level, groups=GROUPS, roles=ROLES,
+        return guard.page("admin_users", title="Users", people=people, level="" if level_note else level,
+                          level_note=level_note, groups=LEVEL_GROUPS, roles=ROLES,
                           me=me, locked=ctx.accounts.locked_users(), typed=typed or {}, done=done, error=error,
                           query=page_query(), attempt=new_attempt())
 
@@ -185,6 +194,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             guard.flash_redirect(back, "That user no longer exists.", error=True)
         if target.id == me.id and action in ("disable", "delete"):
             guard.flash_redirect(back, "You cannot disable or delete your own account.", error=True)
+        if target.id == me.id and action == "role":  # an admin demoting themselves by a slip locks them out of here
+            guard.flash_redirect(back, "You cannot change your own role: another admin changes it.", error=True)
         if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
             guard.flash_redirect(back, "Change your own password on Your account: it asks for the current one.",
                            error=True)
@@ -211,6 +222,18 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             message = f"New password set for {target.username}; their sessions ended" + (
                 "; they choose their own at the next log-in." if must_change else ".")
             audit = ("reset password of", "temporary password" if must_change else "")
+        elif action == "role":
+            role = request.forms.getunicode("role", "") or ""
+            if role == target.role:
+                guard.flash_redirect(back, f"The role of {target.username} is {role} already; nothing changed.")
+            try:
+                ctx.accounts.set_role(user_id, role)
+            except AuthError as exc:
+                guard.flash_redirect(back, f"Role of {target.username} not changed: {exc}.", error=True)
+            fewer = RIGHTS[role] < RIGHTS[target.role]
+            message = f"The role of {target.username} is now {role}" + (
+                "; their sessions ended, so they log in again with the new role." if fewer else ".")
+            audit = ("changed role of", f"{target.role} to {role}")
         elif action == "unlock":
             n = ctx.accounts.unlock(target.username)
             message = f"Unlocked {target.username}: {n} failed log-ins forgotten."
@@ -218,13 +241,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif action == "delete-data":  # an admin's own photos too ("Delete my photos"): their account stays
             n = ctx.store.delete_user_data(user_id)
             message = (f"Deleted {n} of your uploads and their images; your account stays." if target.id == me.id
-                       else f"Deleted {n} uploads and their images for {target.username}.")
-            audit = ("deleted data of", f"{n} uploads")
+                       else f"Deleted {uploads(n)} and their images for {target.username}.")
+            audit = ("deleted data of", uploads(n))
         elif action == "delete":
             n = ctx.store.delete_user_data(user_id)
             ctx.accounts.delete_user(user_id)
-            message = f"Deleted {target.username} and {n} uploads."
-            audit = ("deleted user", f"{target.role}, {n} uploads")
+            message = f"Deleted {target.username} and {uploads(n)}."
+            audit = ("deleted user", f"{target.role}, {uploads(n)}")
         else:
             return HTTPResponse(guard.page("error", title="Unknown action",
                                            message=f"{action!r} is not a user action."), 404)

@@ -8,8 +8,11 @@
   % if error:
   <p class="error" role="alert" id="users-error">{{error}}</p>
   % end
+  <p class="hint" id="users-uploads-only">Engaged share and Mostly count the faces in the photos each user uploaded.
+    The desk's live engagement belongs to no account: it is on the <a href="/admin">dashboard</a> and in the
+    <a href="/admin/log">log</a>.</p>
   <form method="get" action="/admin/users" class="filters">
-    <div><label for="u-level">Mostly</label>
+    <div><label for="u-level">Mostly (uploaded photos)</label>
       <select id="u-level" name="level"><option value="">Any engagement</option>
       % for g in groups:
         <option value="{{g}}" {{'selected' if level == g else ''}}>{{g}}</option>
@@ -18,12 +21,15 @@
       </select></div>
     <div class="actions"><button type="submit">Filter</button></div>
   </form>
+  % if level_note:
+  <p class="hint" role="status" id="u-level-note">{{level_note}}</p>
+  % end
   % if not people:
   <p class="empty" id="users-empty">No users match this filter.</p>
   % else:
   <div class="table-wrap">
   <table id="users">
-    <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Photos</th><th scope="col">Engaged share</th><th scope="col">Mostly</th><th scope="col">Last log-in</th><th scope="col">Actions</th></tr></thead>
+    <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Photos</th><th scope="col">Engaged share (uploaded photos)</th><th scope="col">Mostly (uploaded photos)</th><th scope="col">Last log-in</th><th scope="col">Actions</th></tr></thead>
     <tbody>
     % for u in people:
       <tr data-user="{{u['username']}}">
@@ -51,6 +57,18 @@
           </form>
           % else:
           <p class="hint"><a href="/account">Change your password</a> (it asks for the current one)</p>
+          % end
+          % if u['id'] != me.id:
+          <form method="post" action="/admin/users/{{u['id']}}/role{{query}}" class="row">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <label class="sr-only" for="role-{{u['id']}}">Role of {{u['username']}}</label>
+            <select id="role-{{u['id']}}" name="role">
+            % for r in roles:
+              <option value="{{r}}"{{' selected' if u['role'] == r else ''}}>{{r}}</option>
+            % end
+            </select>
+            <button type="submit" class="secondary">Change role<span class="sr-only"> of {{u['username']}}</span></button>
+          </form>
           % end
           % if u['username'].lower() in locked:
           <form method="post" action="/admin/users/{{u['id']}}/unlock{{query}}" class="inline">
@@ -97,8 +115,8 @@
     % err = lambda field: 'users-error' if invalid == field else ''
     % told = lambda *ids: ' aria-describedby="' + ' '.join(i for i in ids if i) + '"' if any(ids) else ''
     <label for="n-username">User name</label>
-    <input id="n-username" name="username" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required pattern="[A-Za-z0-9_.\-]{2,32}" title="2-32 letters, digits, dots, dashes or underscores" value="{{typed.get('username', '')}}"{{!told('n-username-hint', err('username'))}}{{!bad('username')}}>
-    <p class="hint" id="n-username-hint">2-32 letters, digits, dots, dashes or underscores</p>
+    <input id="n-username" name="username" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required pattern="(?=.*[A-Za-z0-9])[A-Za-z0-9_.\-]{2,32}" title="2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit" value="{{typed.get('username', '')}}"{{!told('n-username-hint', err('username'))}}{{!bad('username')}}>
+    <p class="hint" id="n-username-hint">2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit</p>
     <label for="n-password">Password (at least 8 characters)</label>
     <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required{{!told(err('password'))}}{{!bad('password')}}>
     <label class="check"><input id="n-temporary" type="checkbox" name="temporary"{{' checked' if typed.get('temporary', True) else ''}}{{!told(err('temporary'))}}{{!bad('temporary')}}> They choose their own password at the first log-in</label>
