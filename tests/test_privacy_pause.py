@@ -10,7 +10,7 @@ import time
 import mqtt_broker
 import pytest
 import requests
-from conftest import login, stays, wait_for
+from conftest import browser_login, login, stays, wait_for, wait_in_page
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from mqtt_broker import PASSWORD, USER, Listener
 
@@ -398,6 +398,65 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
     finally:
         context.close()
+
+
+def test_pausing_on_a_class_password_sheet_keeps_the_sheet(paused_app, browser):
+    """"Pause camera" on the answer to a form (the one-time password sheet after Add a class)
+    sent the browser to a GET of that path: "Not a page to open", and the passwords, shown
+    once, were gone (Back: ERR_CACHE_MISS). The button pauses in place and the sheet stays."""
+    app, _ = paused_app()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        browser_login(page, app.url)
+        page.goto(f"{app.url}/admin/users")
+        page.get_by_label("Class list").fill("lea.b\ntom.k")
+        page.get_by_role("button", name="Add students").click()
+        page.wait_for_url(f"{app.url}/admin/users/class")
+        sheet = page.locator("#class-passwords").inner_text()
+        assert "lea.b" in sheet and "tom.k" in sheet
+        loads = page.evaluate("performance.getEntriesByType('navigation').length")
+        page.get_by_role("button", name="Pause camera").click()
+        page.get_by_role("button", name="Resume camera").wait_for()
+        assert page.locator("#paused").inner_text() == "Camera paused"
+        wait_for(lambda: app.loop.privacy.active is not None, what="paused from the sheet")
+        assert page.url == f"{app.url}/admin/users/class" and page.locator("#class-passwords").inner_text() == sheet
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == loads  # no page left
+        assert context.pages == [page]  # pressed in place: not the form's fallback, in a tab of its own
+        wait_in_page(page, "document.activeElement && document.activeElement.id === 'privacy-button'")
+        page.get_by_role("button", name="Resume camera").click()
+        page.get_by_role("button", name="Pause camera").wait_for()
+        wait_for(lambda: app.loop.privacy.active is None, what="resumed from the sheet")
+        assert page.locator("#class-passwords").inner_text() == sheet and page.locator("#paused").count() == 0
+    finally:
+        context.close()
+
+
+def test_without_javascript_the_answer_to_a_form_is_not_left_for_a_get_of_its_path(paused_app):
+    """The header's form names the page to go back to only when a GET opens it again (its
+    query kept, less a one-time note); on the answer to a form it names none and opens its
+    answer in a tab of its own, which says the camera paused, so the answer stays in its tab."""
+    app, _ = paused_app()
+    s = login(app.url)
+    r = s.post(f"{app.url}/admin/users/class", data={"csrf": s.csrf, "names": "lea.b"}, timeout=30)
+    assert r.status_code == 200 and 'id="class-passwords"' in r.text
+    header = r.text.split('action="/privacy"', 1)[1].split("</form>", 1)[0]
+    assert 'name="back" value=""' in header and 'target="_blank"' in header
+    gone = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "pause", "back": ""}, allow_redirects=False,
+                  timeout=10)
+    assert gone.status_code == 303 and gone.headers["Location"].split("?")[0].endswith("/upload")
+    assert app.loop.privacy.active is not None
+    page = s.get(gone.headers["Location"], timeout=10).text
+    assert "Camera paused: nothing is filmed or analysed until you resume it" in page
+    assert "it stays in the tab you pressed it in" in page
+
+    listed = s.get(f"{app.url}/admin/log?user=lea.b&note=abc&page=2", timeout=10).text
+    header = listed.split('action="/privacy"', 1)[1].split("</form>", 1)[0]
+    assert 'name="back" value="/admin/log?user=lea.b&amp;page=2"' in header and "target=" not in header
+    back = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "resume", "back": "/admin/log?user=lea.b&page=2"},
+                  allow_redirects=False, timeout=10)
+    assert back.status_code == 303 and back.headers["Location"].endswith("/admin/log?user=lea.b&page=2")
 
 
 def test_the_classroom_counts_a_paused_desk():

@@ -27,6 +27,22 @@ def local_path(value: str, default: str = "/live") -> str:
     return value if value.startswith("/") and safe_next(value) == value else default
 
 
+def page_back() -> str:
+    """Where the header's button (without JavaScript) leads back to: this page and its query
+    (less a one-time ``note``) when a GET opens it again, else "": the answer to a form (a
+    class's password sheet, "Confirm your password", a 400 page) led back to a GET of its
+    path, "Not a page to open", and the sheet was lost with it."""
+    if request.method not in ("GET", "HEAD"):
+        return ""
+    query = "&".join(p for p in request.query_string.split("&") if p and not p.startswith("note="))
+    return request.path + (f"?{query}" if query else "")
+
+
+PAUSED_ELSEWHERE = ("Camera paused: nothing is filmed or analysed until you resume it (the button at the top). The page "
+                    "you pressed it on answered a form, so it could not be opened again here: it stays in the tab you "
+                    "pressed it in.")
+
+
 def is_owner(user: User, created: float | None, pause: Pause) -> bool:
     """Whether ``pause`` is ``user``'s (``created``: ``account_created``): their id, and their
     account, not a later one given the id of its deleted owner (a pause saved before pauses
@@ -142,4 +158,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif (kept := s.resume(lambda pause: may_resume(user, created, pause))) is not None:
             return HTTPResponse(guard.page("error", title="Camera paused by someone else", message=not_yours(kept)),
                                 403)
-        raise bottle.redirect(local_path(request.forms.getunicode("back", "") or ""), 303)
+        back = request.forms.getunicode("back", "") or ""
+        if back:
+            raise bottle.redirect(local_path(back), 303)
+        # pressed on the answer to a form (``page_back``), in a tab of its own: a page that says so
+        guard.flash_redirect("/upload", PAUSED_ELSEWHERE if action == "pause" else "Camera on again.")

@@ -77,8 +77,12 @@
 
   // while paused: whose pause it is, asked once per Paused state (its seq) rather than each second
   let pauseShown = null;
+  let pressed = null;  // {paused, at}: what this page's own press made, before the loop says so too
+  const SETTLE_MS = 3000;
   async function followSwitch(state) {
     if (!document.querySelector("form.privacy")) return;  // a page without the header's switch
+    // a poll answered just before the loop took the press in: not drawn back for that moment
+    if (pressed && Date.now() - pressed.at < SETTLE_MS && (state.camera === "paused") !== pressed.paused) return;
     if (state.camera !== "paused") {
       pauseShown = null;
       showSwitch(false, true, "");
@@ -90,6 +94,45 @@
     const p = await r.json();
     pauseShown = state.seq;
     showSwitch(p.paused, p.can_resume !== false, p.label || "Camera paused");
+  }
+
+  // the header's button pauses or resumes in place (/api/pause, /api/resume) and redraws the
+  // header from the answer: sent as a form, it left the page it was pressed on, and the answer
+  // to a form (a class's one-time password sheet) cannot be opened again. Without an answer
+  // to read (a network error, a session ended), the form goes as a form after all.
+  const switchForm = document.querySelector("form.privacy");
+  let switching = false;
+  if (switchForm) {
+    switchForm.addEventListener("submit", async function (e) {
+      const action = e.submitter ? e.submitter.value : "";
+      if (action !== "pause" && action !== "resume") return;
+      e.preventDefault();  // runs before the document's "sending" listener: nothing leaves this page
+      if (switching) return;  // a second click while the first is on its way
+      switching = true;
+      let answer = null;
+      try {
+        const r = await fetch("/api/" + action, {
+          method: "POST", credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRF-Token": switchForm.elements.csrf.value } });
+        if (r.ok || r.status === 403) answer = await r.json();  // 403: someone else's pause, said in its label
+      } catch (err) { answer = null; }
+      switching = false;
+      if (answer && typeof answer.paused === "boolean") {
+        pauseShown = null;  // the next poll asks again whose pause it is
+        pressed = { paused: answer.paused, at: Date.now() };
+        showSwitch(answer.paused, answer.can_resume !== false, answer.label || "Camera paused");
+        const again = document.getElementById("privacy-button");
+        if (again) again.focus();  // where the keyboard was, now "Resume camera" (or "Pause camera")
+        return;
+      }
+      const field = document.createElement("input");
+      field.type = "hidden";
+      field.name = "do";
+      field.value = action;
+      switchForm.appendChild(field);
+      sending = true;
+      switchForm.submit();
+    });
   }
 
   function describe(s) {

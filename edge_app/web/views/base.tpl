@@ -21,10 +21,12 @@
     <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
     <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
     % if camera_switch:
-    % from edge_app.web.privacy import pause_title
-    <form method="post" action="/privacy" class="inline privacy" data-pause-title="{{pause_title()}}">
+    % from edge_app.web.privacy import page_back, pause_title
+    % back = page_back()
+    % # state.js presses it in place; without it, the answer to a form (no page to open again) stays in its tab
+    <form method="post" action="/privacy" class="inline privacy" data-pause-title="{{pause_title()}}"{{!'' if back else ' target="_blank"'}}>
       <input type="hidden" name="csrf" value="{{csrf}}">
-      <input type="hidden" name="back" value="{{path}}">
+      <input type="hidden" name="back" value="{{back}}">
       % from edge_app.web.privacy import header_may_resume, header_words
       % if paused and header_may_resume(user, paused) and not user.must_change_password:
       <span class="pill g-paused" id="paused">{{header_words(user, paused)}}</span>
