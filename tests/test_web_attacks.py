@@ -147,8 +147,9 @@ def test_hsts_is_sent_under_tls_only(make_appliance, cfg, tmp_path, web):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    tls = make_appliance(config_mod.with_changes(cfg, {"web.tls_cert": str(cert), "web.tls_key": str(key)}),
-                         with_loop=False)
+    tls = make_appliance(config_mod.with_changes(cfg, {"web.tls_cert": str(cert), "web.tls_key": str(key),
+                                                       "store.data_dir": str(tmp_path / "tls-data")}),
+                         with_loop=False)  # its own data: a second appliance on a running one's is refused
     r = requests.get(f"{tls.url}/login", verify=False, timeout=10)
     assert "max-age=" in r.headers["Strict-Transport-Security"]
 
