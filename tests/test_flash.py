@@ -309,6 +309,9 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     model, manifest = variant(1)
     assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
     assert "installed" in capsys.readouterr().out
+    # the same again (a provisioning script run twice): what was asked for is so, exit 0, nothing changed
+    assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+    assert "is already the installed model" in capsys.readouterr().out and len(flash.history(cfg)) == 1
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(model.read_bytes()[:1000])
     assert main(["model", "install", str(broken), "--manifest", str(manifest), "--config", str(conf)]) == 1

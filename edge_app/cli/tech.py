@@ -111,6 +111,9 @@ def cmd_model_install(args) -> int:
     before = flash.running_manifest(cfg)
     try:
         raw = flash.install(args.file, args.manifest, cfg, by=by, allow_slow=args.allow_slow)
+    except flash.AlreadyInstalled as exc:  # what was asked for is so: a provisioning script run again goes on
+        print(exc)
+        return EXIT_OK
     except flash.ModelError as exc:
         print(f"refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
