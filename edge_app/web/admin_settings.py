@@ -61,8 +61,8 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
     # said once at each start: a technician who edits the config file sees why an edit does nothing
     where = file_source(file_cfg)
     for dotted, now, was in differences(cfg, file_cfg, saved):
-        log.info("setting %s = %r was saved on an admin page and is used instead of %s's %r "
-                 "(Admin > Settings can hand it back)", dotted, now, where, was)
+        log.info("setting %s = %r was saved on an admin page and is used instead of %r, from %s "
+                 "(Admin > Settings can hand it back)", dotted, now, was, where)
     return cfg
 
 
