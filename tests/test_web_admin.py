@@ -736,7 +736,7 @@ def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_i
     again = make_appliance(cfg)
     assert again.cfg.indicators.quiet_hours == "22:00-07:00"  # the admin's, as before
     said = [r.getMessage() for r in caplog.records if "saved on an admin page" in r.getMessage()]
-    assert any("indicators.quiet_hours = '22:00-07:00'" in m and f"{conf}'s '21:00-06:00'" in m for m in said), said
+    assert any("indicators.quiet_hours = '22:00-07:00'" in m and f"instead of '21:00-06:00', from {conf}" in m for m in said), said
     assert any("engagement.mapping.fear" in m for m in said), said
     s = login(again.url)
     url = f"{again.url}/admin/settings"
