@@ -984,3 +984,100 @@ def test_a_long_export_is_written_as_it_is_read_in_the_same_bytes(store, tmp_pat
     whole = io.StringIO()
     write_log_csv(whole, list(export_rows(store.data_dir, 0)))
     assert out.read_bytes() == ("\ufeff" + whole.getvalue()).encode()
+
+
+@contextlib.contextmanager
+def _copied_to_a_read_only_card(tmp_path: Path, data: Path, names: list[str]):
+    """``names`` of ``data`` copied, as they are, onto a card the kernel then remounted
+    read-only (as it does a failing SD card): its folder, and what it holds, for comparing after."""
+    import shutil
+
+    with mounted_tmpfs(tmp_path / "card", "16m") as card:
+        copy = card / "data"
+        copy.mkdir()
+        for name in names:
+            shutil.copy2(data / name, copy / name)
+        subprocess.run(["mount", "-o", "remount,ro", str(card)], check=True)
+        yield copy
+
+
+def _as_they_are(folder: Path) -> dict:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def _csv_kinds(path: Path) -> list[str]:
+    return [r["kind"] for r in csv.DictReader(path.open(encoding="utf-8-sig"))]
+
+
+def test_a_card_remounted_read_only_is_still_backed_up_and_exported(running, tmp_path):
+    """A dying SD card is remounted read-only by the kernel, exactly when its records must
+    be rescued: backup and export said 'unable to open database file' (SQLite's usual open
+    makes a -wal and a -shm beside the database), though every row was readable. Stopped
+    cleanly (no -wal), the file is the whole database and is read as it is, writing nothing."""
+    running.close()  # the last connection's close folds the -wal into engage.db and removes it
+    assert sorted(p.name for p in running.data_dir.glob("engage.db*")) == ["engage.db"]
+    with _copied_to_a_read_only_card(tmp_path, running.data_dir, ["engage.db"]) as card:
+        before = _as_they_are(card)
+        args = ["--data-dir", card, "--config", _empty(tmp_path)]
+        r = _cli("backup", tmp_path / "b.db", *args)
+        assert r.returncode == 0, r.stderr
+        assert f"the file system holding {card} is mounted read-only" in r.stderr, r.stderr
+        r = _cli("export", "--since", "2020-01-01", "--out", tmp_path / "log.csv", *args)
+        assert r.returncode == 0, r.stderr
+        assert _as_they_are(card) == before
+    assert _alerts_in(tmp_path / "b.db") == 50
+    assert _csv_kinds(tmp_path / "log.csv") == ["alert"] * 50
+
+
+def test_a_read_only_card_with_its_wal_and_shm_is_read_with_the_wal(running, tmp_path):
+    """Remounted read-only while the service ran, the card keeps engage.db-wal (the newest
+    records) and engage.db-shm: SQLite reads them read-only (mode=ro builds the WAL's index
+    in memory when the -shm cannot be written), so nothing in the -wal is missed, as an
+    immutable open of engage.db alone would miss it (none of these 50 alerts is in engage.db)."""
+    with contextlib.closing(sqlite3.connect(f"file:{running.path}?immutable=1", uri=True)) as conn:
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
+    with _copied_to_a_read_only_card(tmp_path, running.data_dir, ["engage.db", "engage.db-wal", "engage.db-shm"]) as card:
+        before = _as_they_are(card)
+        args = ["--data-dir", card, "--config", _empty(tmp_path)]
+        r = _cli("backup", tmp_path / "b.db", *args)
+        assert r.returncode == 0, r.stderr
+        r = _cli("export", "--since", "2020-01-01", "--out", tmp_path / "log.csv", *args)
+        assert r.returncode == 0, r.stderr
+        assert _as_they_are(card) == before
+    assert _alerts_in(tmp_path / "b.db") == 50
+    assert _csv_kinds(tmp_path / "log.csv") == ["alert"] * 50
+
+
+def test_a_read_only_card_whose_wal_cannot_be_read_says_to_copy_the_files_off(running, tmp_path):
+    """A -wal with records but no -shm beside it cannot be read in place (SQLite must write a
+    -shm first), and engage.db alone lacks the -wal's rows: instead of 'unable to open
+    database file', the technician is told the card is read-only and how to copy the files
+    off together; from that copy, made as firmware/README.md says, the backup has every record."""
+    with _copied_to_a_read_only_card(tmp_path, running.data_dir, ["engage.db", "engage.db-wal"]) as card:
+        before = _as_they_are(card)
+        args = ["--config", _empty(tmp_path)]
+        for command in (["backup", tmp_path / "b.db"], ["export", "--since", "2020-01-01", "--out", tmp_path / "l.csv"]):
+            r = _cli(*command, "--data-dir", card, *args)
+            assert r.returncode == 2, r.stderr
+            assert f"the file system holding {card} is mounted read-only" in r.stderr, r.stderr
+            assert f"the newest records are in {card / 'engage.db-wal'}" in r.stderr, r.stderr
+            assert f"cp -a {card / 'engage.db'} {card / 'engage.db-wal'} " in r.stderr, r.stderr
+            assert ("/media/usb/rescue/), then run this command again on that copy, with sudo and --data-dir "
+                    "/media/usb/rescue; nothing was written") in r.stderr, r.stderr
+            assert "unable to open database file" not in r.stderr
+        assert not (tmp_path / "b.db").exists() and not (tmp_path / "l.csv").exists()
+        assert _as_they_are(card) == before
+        # firmware/README.md's steps, run as written (less sudo), the card's folder for /var/lib/engage-edge
+        readme = (Path(__file__).resolve().parent.parent / "firmware" / "README.md").read_text()
+        block = readme.split("**A card mounted read-only.**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+        script = block.replace("sudo ", "").replace("/var/lib/engage-edge", str(card)) \
+            .replace("/media/usb", str(tmp_path / "usb")) \
+            .replace("engage-edge backup", f"{Path(sys.executable).parent / 'engage-edge'} backup --config {args[1]}")
+        r = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    assert _alerts_in(tmp_path / "usb" / "backup.db") == 50, "the -wal's records came along"
+
+
+def _alerts_in(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT count(*) FROM alerts").fetchone()[0]

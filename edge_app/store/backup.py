@@ -286,9 +286,59 @@ def _damaged(db: Path, exc: sqlite3.Error) -> str | None:
 def _open(db: Path) -> sqlite3.Connection:
     if not db.is_file():
         raise BackupError(f"no database at {db}: check --data-dir or store.data_dir")
+    why = _unwritable(db)
+    if why:
+        return _open_read_only(db, why)
     conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
+
+
+def _unwritable(db: Path) -> str:
+    """Why nothing may be written beside ``db`` ("" when it may): a dying SD card the kernel
+    remounted read-only, or a folder or file this user may not write. SQLite's usual open
+    then failed ("unable to open database file": it makes a -wal and a -shm first), the
+    records unreadable just when they must be rescued."""
+    folder = db.absolute().parent
+    if os.access(folder, os.W_OK | os.X_OK) and os.access(db, os.W_OK):
+        return ""
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return (f"the file system holding {folder} is mounted read-only (the kernel does that to a failing SD "
+                    "card: `dmesg` says why)")
+    return f"{user_name()!r}, who runs this command, may not write {db if os.access(folder, os.W_OK) else folder}"
+
+
+def _open_read_only(db: Path, why: str) -> sqlite3.Connection:
+    """``db`` read where nothing may be written, writing nothing. With a -wal or -shm there
+    (the service stopped by the remount or a crash), read-only (mode=ro): SQLite then builds
+    the WAL's index in memory from a -shm it may not write, so the -wal's newest records come
+    along. Without a -wal, or an empty one, engage.db is the whole database, read as it is
+    (immutable: no -shm needed). A -wal with records that cannot be read in place (no -shm
+    beside it) is never left out silently: the BackupError says to copy the files off."""
+    db = db.absolute()
+    wal, shm = (db.with_name(db.name + end) for end in ("-wal", "-shm"))
+    uri = db.as_uri()
+    if wal.exists() or shm.exists():
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the open is lazy: the files are read here
+            log.warning("%s: reading %s read-only, writing nothing there", why, db)
+            return conn
+        except sqlite3.Error:
+            conn.close()
+    try:
+        has_records = wal.stat().st_size > 0
+    except FileNotFoundError:
+        has_records = False
+    if has_records:
+        present = " ".join(str(p) for p in (db, wal, shm) if p.exists())
+        raise BackupError(f"{why}, and the newest records are in {wal}, which SQLite cannot read there without "
+                          "writing beside it: copy the database's files off together, as they are, to another disk "
+                          f"(sudo mkdir -p /media/usb/rescue && sudo cp -a {present} /media/usb/rescue/), then run this "
+                          "command again on that copy, with sudo and --data-dir /media/usb/rescue; nothing was written")
+    log.warning("%s: reading %s as it is (it has no -wal), writing nothing there", why, db)
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 def backup(data_dir: Path | str, dest: Path | str) -> Path:
