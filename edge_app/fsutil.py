@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -33,14 +35,18 @@ def fsync_dir(path: Path | str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp", held: bool = False) -> Iterator[Path]:
     """Yield an empty temp file's path beside ``path``; fill it in the ``with`` block (any
     writer: open(), SQLite, a library's save()). On a clean exit it replaces ``path``; on an
     exception it is deleted and ``path`` keeps its old content. ``suffix`` is the temp
-    name's ending, for writers that insist on one (Keras wants ``.keras``)."""
+    name's ending, for writers that insist on one (Keras wants ``.keras``). With ``held``
+    the temp file is locked (flock) until it is renamed or deleted, so that
+    ``remove_stale_temps`` tells one being written from one a writer killed outright left."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    fd, name = _held_temp(path, suffix) if held else tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
+                                                                     dir=path.parent)
+    if not held:
+        os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
@@ -52,7 +58,81 @@ def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp") -> It
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        if held:
+            os.close(fd)  # after the writer's own descriptors: closing drops this process's fcntl locks on it
     fsync_dir(path.parent)
+
+
+def _held_temp(path: Path, suffix: str) -> tuple[int, str]:
+    """``atomic_path``'s temp file, created and locked: a sweep that found it in the moment
+    between the two may have removed it, so it is made again until the one locked is there."""
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while such a sweep holds it
+        except OSError:
+            return fd, name  # no flock here (some network file systems): a sweep cannot lock it either, so keeps it
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(name)):
+                return fd, name
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+SIDE_FILES = ("-journal", "-wal", "-shm")  # SQLite's, beside a database written into a temp file
+
+
+def remove_stale_temps(path: Path | str, suffix: str = ".tmp") -> list[Path]:
+    """Remove the temp files (``atomic_path(held=True)``, named for ``path`` and ``suffix``)
+    that writers killed outright (kill -9, a power cut) left beside ``path``, with SQLite's
+    files beside them; returns what went. A backup's is a whole copy of the database,
+    students' records and password hashes, hidden, and kept for ever. One still being
+    written is locked by its writer and kept, whatever its age: a long backup's integrity
+    check writes nothing for minutes, so an age would not tell."""
+    path = Path(path)
+    folder = path.parent
+    temp = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")  # mkstemp's 8 characters
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        main = next((name[:-len(end)] for end in SIDE_FILES if name.endswith(end)), name)
+        if not temp.fullmatch(main):
+            continue
+        if main != name:  # a side file without its temp file: a writer that ended before removing it
+            if not os.path.lexists(folder / main) and _unlinked(folder / name):
+                removed.append(folder / name)
+            continue
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone meanwhile, or not a file a writer here made
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a writer still at work: kept
+            if not os.path.samestat(os.fstat(fd), os.lstat(folder / name)):
+                continue
+            removed += [folder / (name + end) for end in SIDE_FILES if _unlinked(folder / (name + end))]
+            if _unlinked(folder / name):
+                removed.append(folder / name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed %s, left by a write to %s killed before its end", ", ".join(p.name for p in removed), path)
+    return removed
+
+
+def _unlinked(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _chmod(tmp: Path, mode: int, path: Path) -> None:

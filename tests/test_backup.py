@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import mounted_tmpfs, wait_for
+from conftest import ENGAGE_EDGE, mounted_tmpfs, wait_for
 
 from edge_app.cli import main
 from edge_app.store.backup import BackupError, backup, export_csv, parse_since
@@ -1081,3 +1081,153 @@ def test_a_read_only_card_whose_wal_cannot_be_read_says_to_copy_the_files_off(ru
 def _alerts_in(db: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+
+
+def _ballast(store: Store, mb: int) -> None:
+    """``mb`` megabytes more database: a backup's copy of it takes long enough to be stopped part-way."""
+    with store.transaction() as conn:
+        conn.execute("CREATE TABLE ballast(b BLOB)")
+        conn.executemany("INSERT INTO ballast VALUES (zeroblob(?))", [(1 << 20,)] * mb)
+
+
+def _frozen_mid_write(proc: subprocess.Popen, folder: Path, pattern: str) -> Path:
+    """Stop ``proc`` (SIGSTOP) once its temp file matching ``pattern`` in ``folder`` holds
+    data: frozen part-way through its copy, at a moment that does not depend on timing."""
+    def writing():
+        for path in folder.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size > 0:
+                    return path
+        return proc.poll() is not None
+
+    found = wait_for(writing, timeout=60, every=0.001, what=f"{pattern} being written")
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert proc.poll() is None and isinstance(found, Path), "it ended before it could be stopped part-way"
+    return found
+
+
+def _killed_mid_write(command: list, folder: Path, pattern: str) -> None:
+    proc = subprocess.Popen([*ENGAGE_EDGE, *map(str, command)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _frozen_mid_write(proc, folder, pattern)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_a_backup_removes_what_killed_backups_left(store, tmp_path):
+    """`kill -9` of a backup (15 times) left 9 hidden .b.db.XXXX.tmp files and a -journal,
+    906 MB, each a whole copy of the students' records and password hashes; the next backup
+    kept them all. It removes them now, and only them: another name's temp file stays."""
+    _ballast(store, 64)
+    out = tmp_path / "bk"
+    out.mkdir()
+    args = ["--data-dir", store.data_dir, "--config", _empty(tmp_path)]
+    _killed_mid_write(["backup", out / "b.db", *args], out, ".b.db.*.tmp")
+    assert len(list(out.glob(".b.db.*.tmp"))) == 1  # and its -journal, when the kill came after SQLite made one
+    another = out / ".other.db.abcd1234.tmp"  # the temp name of a backup to other.db: not this one's
+    another.write_bytes(b"x")
+    r = _cli("backup", out / "b.db", *args)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [another.name, "b.db"]
+    assert _integrity(out / "b.db") == "ok"
+
+
+def test_an_export_removes_what_killed_exports_left(store, tmp_path):
+    """A killed export's hidden temp file is part of the log (names and states), kept for ever
+    as a backup's was."""
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",
+                         [(1_780_000_000.0 + i, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+                          for i in range(150_000)])
+    out = tmp_path / "out"
+    out.mkdir()
+    command = ["export", "--since", "2020-01-01", "--out", out / "log.csv", "--data-dir", store.data_dir,
+               "--config", _empty(tmp_path)]
+    _killed_mid_write(command, out, ".log.csv.*.tmp")
+    assert len(list(out.glob(".log.csv.*.tmp"))) == 1
+    r = _cli(*command)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["log.csv"]
+
+
+def test_a_backup_under_way_keeps_its_temp_file_through_another_backups_sweep(store, tmp_path):
+    """Two backups into one folder at once (a cron job and a technician): the second removes
+    killed backups' temp files, never the first's, which it is still writing (locked while
+    written, however long its integrity check takes): the first ends whole."""
+    _ballast(store, 64)
+    out = tmp_path / "bk"
+    out.mkdir()
+    first = subprocess.Popen([*ENGAGE_EDGE, "backup", str(out / "b.db"), "--data-dir", str(store.data_dir),
+                              "--config", str(_empty(tmp_path))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        writing = _frozen_mid_write(first, out, ".b.db.*.tmp")
+        inode = writing.stat().st_ino
+        other = Store(tmp_path / "other")  # a second desk's data, backed up into the same name meanwhile
+        other.close()
+        r = _cli("backup", out / "b.db", "--data-dir", other.data_dir, "--config", _empty(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert writing.stat().st_ino == inode, "the backup under way kept its temp file"
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["b.db"]
+    with contextlib.closing(sqlite3.connect(f"file:{out / 'b.db'}?mode=ro", uri=True)) as conn:
+        assert conn.execute("SELECT count(*) FROM ballast").fetchone()[0] == 64, "the first backup's, whole"
+
+
+def test_a_restore_removes_what_a_killed_restore_left(running, tmp_path):
+    """A restore killed while it copied the backup in left .engage.db.XXXX.restore (a whole
+    database) in the data directory for good. The next restore removes it: it runs only
+    while nothing else can (no service, no other restore), so every such file is a leftover."""
+    saved = backup(running.data_dir, tmp_path / "good.db")
+    big = tmp_path / "big.db"  # a large file that starts as a database: copied in whole before it is checked
+    with open(big, "wb") as f:
+        f.write(b"SQLite format 3\x00")
+        f.truncate(256 << 20)
+    data = running.data_dir
+    _killed_mid_write(["restore", "--data-dir", data, big], data, ".engage.db.*.restore")
+    assert len(list(data.glob(".engage.db.*.restore"))) == 1
+    r = _cli("restore", "--data-dir", data, saved)
+    assert r.returncode == 0, r.stderr
+    assert list(data.glob(".engage.db.*")) == []
+    assert _alerts(data) == 50
+
+
+def _integrity(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def test_a_temp_file_swept_before_its_backup_locked_it_is_made_again(store, tmp_path, monkeypatch):
+    """The moment between a backup's creating its temp file and locking it: another backup's
+    sweep finding it there may remove it (it is not locked yet), and the copy went into a
+    file of that name made anew, unlocked, for the next sweep to remove part-way. The backup
+    makes another temp file, and the one it writes is locked throughout."""
+    import tempfile
+
+    from edge_app.fsutil import remove_stale_temps
+
+    made, swept = [], []
+    mkstemp, connect = tempfile.mkstemp, sqlite3.connect
+
+    def swept_at_once(*args, **kwargs):
+        fd, name = mkstemp(*args, **kwargs)
+        made.append(name)
+        if len(made) == 1:
+            assert remove_stale_temps(tmp_path / "b.db") == [Path(name)]  # the other sweep, in that moment
+        return fd, name
+
+    def swept_while_written(database, *args, **kwargs):
+        conn = connect(database, *args, **kwargs)
+        if str(database).endswith(".tmp"):
+            swept.append(remove_stale_temps(tmp_path / "b.db"))  # a sweep while the copy is written
+        return conn
+
+    monkeypatch.setattr(tempfile, "mkstemp", swept_at_once)
+    monkeypatch.setattr(sqlite3, "connect", swept_while_written)
+    assert backup(store.data_dir, tmp_path / "b.db") == tmp_path / "b.db"
+    assert len(made) == 2 and swept == [[]]
+    assert _integrity(tmp_path / "b.db") == "ok" and not list(tmp_path.glob(".b.db.*"))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
-from edge_app.fsutil import atomic_path, free_mb, fsync_dir, user_name
+from edge_app.fsutil import atomic_path, free_mb, fsync_dir, remove_stale_temps, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, SQLITE_IOERR, newer_schema
 
 log = logging.getLogger(__name__)
@@ -354,9 +354,10 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
     except BackupError:
         src.close()
         raise
+    remove_stale_temps(dest)  # a killed backup's hidden whole copy, kept for ever, filling the stick
     tmp = None
     try:  # 0600 as the database itself: every record and the password hashes, not for other users
-        with atomic_path(dest, 0o600) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
+        with atomic_path(dest, 0o600, held=True) as tmp, contextlib.closing(sqlite3.connect(tmp)) as out:
             # one step: a WAL read snapshot, so writers carry on and a write can't restart it
             src.backup(out)
             made_on = _installation(db.parent, create=False)
@@ -553,6 +554,16 @@ def _swap(data: Path, tmp: Path, aside: list[tuple[Path, Path]], name: str) -> N
                          "again") from None
 
 
+RESTORE_SUFFIX = ".restore"
+
+
+def remove_restore_leftovers(data: Path) -> list[Path]:
+    """What a restore killed outright left in the data directory (``.engage.db.*.restore``:
+    a whole database). Call only while no restore can run: under ``_service_stopped``, or at a
+    service's start once it holds its data directory (a restore then refuses, or waits)."""
+    return remove_stale_temps(data / DB_NAME, RESTORE_SUFFIX)
+
+
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             file_mqtt: tuple[str, str] = ("", "")) -> list[str]:
     """Put the backup ``source`` (an open binary file: opened by the caller, who may read it
@@ -579,8 +590,9 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             raise BackupError(f"{old} is there from an earlier restore: delete it once the database in use works (or "
                               "move it elsewhere), then restore again; nothing was changed")
     with _service_stopped(data):
+        remove_restore_leftovers(data)
         here = _installation(data, create=True) or ""
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=".restore", dir=data)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=RESTORE_SUFFIX, dir=data)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:  # mkstemp's file is 0600 already
@@ -677,6 +689,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = _folder_named(out)
         out = _check_destination(out, db, replaces="export")
+        remove_stale_temps(out)  # a killed export's hidden part of the log
     # written as read: a list of ten years' rows took 2.2 GB. The first row is read before a
     # byte is written, so a database that cannot be read (a newer schema) still writes nothing.
     reader = export_rows(data_dir, since)
@@ -694,7 +707,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     try:
         # 0600, as a backup: students' names and states, not for every user of the machine; with a
         # byte order mark (utf-8-sig), as the web's CSV, or Excel on Windows reads "Müller" as "MÃ¼ller"
-        with atomic_path(out, 0o600) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
+        with atomic_path(out, 0o600, held=True) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
             count = write_log_csv(f, rows)
     except OSError as exc:
         raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None
