@@ -2131,3 +2131,17 @@ def test_new_desks_turned_away_at_the_limit_are_logged_once_a_minute(monkeypatch
     lines = [r.getMessage() for r in caplog.records if "all online" in r.getMessage()]
     assert len(lines) == 2 and "501 so far" in lines[1], lines
 
+
+
+def test_a_killed_restores_copy_is_removed_when_the_classroom_starts(broker, tmp_path, monkeypatch):
+    """As on a device: a restore killed outright left a whole database hidden in the data
+    directory, and only another restore removed it."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    data = tmp_path / "classroom"
+    Store(data).close()
+    (data / ".engage.db.k3x9q2ab.restore").write_bytes(b"a whole database")
+    service = ClassroomService(mqtt(broker), data, port=0).start()
+    try:
+        assert not [p.name for p in data.iterdir() if ".restore" in p.name]
+    finally:
+        service.stop()

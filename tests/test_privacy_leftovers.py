@@ -150,3 +150,17 @@ def test_a_photo_deleted_while_it_is_stored_leaves_no_image(make_appliance, face
     assert r.status_code == 200, r.text
     assert appliance.store.query("SELECT COUNT(*) FROM uploads")[0][0] == 0
     assert stored_files(appliance.store.data_dir / "images") == []  # its image did not outlive it
+
+
+def test_a_killed_restores_copy_is_removed_at_the_next_start(cfg, make_appliance):
+    """A restore killed outright leaves its whole database (students' records, password
+    hashes) hidden beside engage.db; only another restore removed it, so it stayed for ever."""
+    data = config_mod.data_dir(cfg)
+    Store(data).close()
+    left = data / ".engage.db.k3x9q2ab.restore"
+    left.write_bytes(b"a whole database")
+    (data / ".engage.db.k3x9q2ab.restore-journal").write_bytes(b"its journal")
+
+    make_appliance(with_loop=False)
+
+    assert sorted(p.name for p in data.iterdir() if ".restore" in p.name) == []

@@ -81,6 +81,12 @@ def hold_images(store: "Store") -> int:
                                  "`engage-edge run`): stop it first (sudo systemctl stop engage-edge), or give this "
                                  "one another --data-dir / store.data_dir") from None
         remove_unrecorded_images(store)
+        from edge_app.store.backup import remove_restore_leftovers
+
+        # a restore killed outright left a whole database, hidden, kept for ever unless restored again;
+        # none can run while this is held
+        for path in remove_restore_leftovers(Path(store.data_dir)):
+            log.info("removed %s, left by a restore that was stopped part-way", path)
         fcntl.flock(fd, fcntl.LOCK_SH)  # from now on this appliance may be writing images
     except BaseException:
         os.close(fd)

@@ -1,6 +1,7 @@
 """``engage-edge classroom``: the broker subscriber and the web page, wired and run together."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from edge_app.config import LoginSettings
 
 
+log = logging.getLogger(__name__)
 MAX_PAGES = 16  # live pages open at once, by default: every open page holds a server thread
 MOST_PAGES = 500  # what --max-pages may ask: 1,032 threads; past it, run one service per school or building
 
@@ -61,10 +63,12 @@ class ClassroomService:
         self._in_use: int | None = None  # backup.hold_in_use's descriptor while running: no restore under it
 
     def start(self) -> "ClassroomService":
-        from edge_app.store.backup import hold_in_use
+        from edge_app.store.backup import hold_in_use, remove_restore_leftovers
         from edge_app.web.server import Server
 
         self._in_use = hold_in_use(self.store.data_dir)
+        for path in remove_restore_leftovers(self.store.data_dir):  # no restore runs while it is held
+            log.info("removed %s, left by a restore that was stopped part-way", path)
         self.server = Server(self.app, self.host, self.port, self.threads, self.tls_cert, self.tls_key,
                              self.trusted_proxies).start()
         self.subscriber.start()
