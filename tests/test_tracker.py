@@ -204,7 +204,8 @@ def test_a_turned_away_face_is_followed_with_the_profile_cascade(detector):
 
 def test_a_newcomer_is_found_at_the_next_whole_frame_detection(detector, face, background):
     """Between whole-frame detections only the main face is looked for; the periodic
-    whole-frame pass is what finds someone who sat down meanwhile."""
+    whole-frame pass is what finds someone who sat down meanwhile (and leaves them second:
+    ``test_a_bigger_neighbour_leaning_in_...``)."""
     newcomer = cv2.resize(face, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_LINEAR)
     nh, nw = newcomer.shape
     tracker = FaceTracker(detector, detect_every=3, full_every=6)
@@ -217,14 +218,53 @@ def test_a_newcomer_is_found_at_the_next_whole_frame_detection(detector, face, b
         assert len(faces) == 1 and faces[0].box[0] < 200
     faces = tracker.update(both)
     assert tracker.last_step == "full" and len(faces) == 2
-    assert near(faces[0].box, (380 + nw / 2, 120 + nh / 2))  # the bigger face is the main face now
+    assert faces[0].box[0] < 200 and near(faces[1].box, (380 + nw / 2, 120 + nh / 2))
+
+
+def test_a_bigger_neighbour_leaning_in_does_not_take_the_desk(detector, face, background):
+    """A neighbour leaning in beside the student, their face 1.3 times as wide (1.7 times the
+    area): the biggest face won at 1.4 times the area, so the desk's state, log and buzzer
+    became the neighbour's. The student keeps the desk while still there, also leaning back
+    (their face shrinking beside the neighbour's); the neighbour takes over once the
+    student has gone."""
+    neighbour = cv2.resize(cv2.flip(face, 1), None, fx=1.3, fy=1.3, interpolation=cv2.INTER_LINEAR)
+    nh, nw = neighbour.shape
+    back = cv2.resize(face, None, fx=0.85, fy=0.85, interpolation=cv2.INTER_AREA)
+    tracker = FaceTracker(detector, detect_every=3, full_every=4)
+    assert tracker.update(scene(background, (face, (40, 150))))[0].box[0] < 200
+    both = scene(background, (face, (40, 150)), (neighbour, (380, 100)))
+    leaning_back = scene(background, (back, (52, 162)), (neighbour, (380, 100)))
+    assert FaceDetector().detect(both)[0].box[0] > 200  # a search alone puts the neighbour first
+    full = 0
+    for frame in [both] * 12 + [leaning_back] * 12:
+        faces = tracker.update(frame)
+        full += tracker.last_step == "full"
+        assert faces[0].box[0] < 200, (tracker.last_step, faces)
+    assert full >= 4 and len(faces) == 2
+    for _ in range(4):  # the student leaves: the neighbour is the main face from the next pass
+        faces = tracker.update(scene(background, (neighbour, (380, 100))))
+    assert len(faces) == 1 and near(faces[0].box, (380 + nw / 2, 100 + nh / 2))
+
+
+def test_a_student_sitting_down_in_front_of_a_small_face_takes_the_desk(detector, face, background):
+    """A face found before the student sat down (a photo on the wall behind, someone across
+    the room) is followed until then; a face more than ``SWITCH_AREA`` times its area is
+    nearer the camera, the desk's, and takes over at the next whole-frame pass."""
+    poster = cv2.resize(face, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)  # about Haar's smallest here
+    student = cv2.resize(face, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+    tracker = FaceTracker(detector, detect_every=3, full_every=4)
+    (followed,) = tracker.update(scene(background, (poster, (470, 40))))
+    assert followed.box[0] > 400
+    for _ in range(4):
+        faces = tracker.update(scene(background, (poster, (470, 40)), (student, (40, 150))))
+    assert tracker.last_step == "full" and len(faces) == 2
+    assert faces[0].box[0] < 200 and faces[0].box[2] > 2 * faces[1].box[2]  # the student's, twice as wide
 
 
 def test_the_followed_face_stays_the_main_face_beside_one_about_its_size(detector, face, background):
     """Two students of about the same size in view: the whole-frame detections keep to the
     face being followed, so the state is one student's, not a blend of two that flips at
-    every whole-frame pass. A face clearly bigger (``test_a_newcomer_...``) or the followed
-    face leaving still changes the main face."""
+    every whole-frame pass. The followed face leaving still changes the main face."""
     neighbour = cv2.resize(face, None, fx=1.1, fy=1.1, interpolation=cv2.INTER_LINEAR)
     nh, nw = neighbour.shape
     tracker = FaceTracker(detector, detect_every=3, full_every=4)

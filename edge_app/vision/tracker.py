@@ -17,11 +17,14 @@ from edge_app.vision.detector import Detector, Face, _iou
 
 MATCH_MIN = 0.55  # template-match score below which the face counts as lost
 # A whole-frame detection keeps the face being followed as the main face (the one that
-# drives the state) while it is still there and no other face is more than this many
-# times its area: two students of about the same size in view, one leaning in and out,
-# made the main face hop between them at every whole-frame detection, and the state
-# averaged two students' emotions.
-SWITCH_AREA = 1.4  # (18% wider; one step of the Haar pyramid is 1.15 wider)
+# drives the state) while it is still there: the biggest face won at 1.4 times the area,
+# so a neighbour leaning in beside the student took the desk, and the student's log and
+# buzzer had the neighbour's expression. Another face takes over only once the followed
+# one has gone, or when it is more than this many times its area (twice as wide): a
+# neighbour beside the student sits about as far from the camera, while a face half as
+# wide is further back (a poster or photo on the wall, someone across the room) and was
+# followed only because it was found before the student sat down.
+SWITCH_AREA = 4.0
 SAME_FACE_IOU = 0.3  # a face found overlapping the followed one this much (IoU) is that face
 
 
@@ -96,7 +99,8 @@ class FaceTracker:
 
     def _main_first(self, faces: list[Face]) -> list[Face]:
         """``faces`` (biggest first) with the face followed so far first, when it is
-        among them and none is more than ``SWITCH_AREA`` times its area."""
+        among them and none is more than ``SWITCH_AREA`` times its area (a face further
+        back, followed only until the student came)."""
         if not self.faces or not faces:  # nobody followed, or nobody found (the student left)
             return faces
         followed = self.faces[0].box
