@@ -187,6 +187,8 @@ def test_pause_button_toggles_the_privacy_switch(factory, tmp_path):
 
     switch = PrivacySwitch()
     button = pause_button_for(gpio_cfg(tmp_path, pause_button_pin=5), switch, pin_factory=factory)
+    ticks = iter(range(100))
+    button.clock = lambda: float(next(ticks))  # a press a second after the last: not chatter (REPRESS_S)
     pin = factory.pin(5)
     assert switch.active is None
     pin.drive_low()

@@ -318,12 +318,53 @@ def test_a_pause_that_cannot_be_saved_says_so_once_not_each_minute(caplog):
     assert sum("could not be saved" in r.message for r in caplog.records) == 2
 
 
+class Ticks:
+    """The desk button's clock, moved by hand: a second a call unless set (``t``)."""
+
+    def __init__(self, step: float = 1.0):
+        self.t, self.step = 1000.0, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def test_a_chattering_desk_button_toggles_once():
+    """Pin 24 low 20 ms, high 30 ms, low 20 ms (a chattering switch, or a quick double press)
+    got past the 50 ms debounce: it resumed and paused again within 0.1 s, the camera live in
+    between and "Paused, Absent, Paused" in the log. A press within ``REPRESS_S`` of the last
+    toggle toggles nothing; a press after it does."""
+    from edge_app.device.pause_button import REPRESS_S, PauseButton
+    from edge_app.runtime.privacy import PrivacySwitch
+
+    factory = MockFactory()
+    changes: list = []
+    switch = PrivacySwitch(keep=changes.append)
+    clock = Ticks(step=0.0)
+    button = PauseButton(24, switch, pin_factory=factory, clock=clock)
+    pin = factory.pin(24)
+    try:
+        for t, drive in ((0.0, pin.drive_low), (0.02, pin.drive_high), (0.05, pin.drive_low), (0.07, pin.drive_high)):
+            clock.t = 1000.0 + t
+            drive()
+            assert switch.active is not None, t  # paused at the first edge, and never resumed
+        assert len(changes) == 1 and changes[0] is not None  # one pause, nothing else
+        clock.t = 1000.0 + REPRESS_S + 0.1  # a deliberate second press resumes
+        pin.drive_low()
+        assert switch.active is None and changes[-1] is None and len(changes) == 2
+        pin.drive_high()
+    finally:
+        button.close()
+        factory.reset()
+
+
 def test_the_desk_button_pauses_and_the_led_pulses_blue(make_appliance, cfg):
     factory = MockFactory(pin_class=MockPWMPin)
     try:
         config = config_mod.with_changes(cfg, {"indicators.backend": "gpio", "indicators.pause_button_pin": 24,
                                                "indicators.paused_pulse_s": 0.4})
         app = make_appliance(config, pin_factory=factory)
+        app.pause_button.clock = Ticks()  # each press a second after the last: none is taken for chatter
         wait_for(lambda: app.loop.health.frames > 3, what="frames flowing")
         button, blue = factory.pin(24), factory.pin(22)
         button.drive_low()  # pressed: the button connects the pin to ground
