@@ -4,7 +4,8 @@ Emotion probabilities are averaged over time with an exponential moving average 
 half-life in seconds, so the smoothing is the same at any frame rate), mapped to a level
 through the configured table, and a new level is only shown once it has held for
 ``min_hold_s`` (hysteresis): one odd frame never flips the LED. "Distracted" means only a
-turned-away (profile) face has been seen for a while, "Absent" no face at all.
+turned-away (profile) face has been seen for a while, "Absent" no face at all ("Absent - too
+dark to see" when the frames were too dark to find one).
 
 A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
 counts as present and frontal, but its probabilities are not smoothed in and a shown
@@ -56,12 +57,17 @@ if TYPE_CHECKING:
 GROUPS = tuple(Group)
 DISTRACTED, ABSENT = Group.DISTRACTED, Group.ABSENT  # levels the tracker sets itself, with PRESENT
 PRESENT = Group.PRESENT  # a frontal face whose emotion stays unsure, after "Absent" or "Distracted"
-NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT)  # the tracker's own levels: no emotion goes with them
 PAUSED = Group.PAUSED  # set by the capture loop while the privacy switch is on, never by the tracker
 # set by the capture loop when no frame has come for as long as no face counts as Absent: in the
 # Absent group (no minute counts it; the LED blinks the fault), its words say why, so an instructor
 # reading "Absent" on the classroom page does not take a student at a desk with a dead camera for gone
 CAMERA_FAULT = f"{Group.ABSENT.value} - camera not working"
+# set by the tracker instead of "Absent" when the frames without a face were too dark for one
+# to be found (``Observation.dark``): lights off read as an empty chair. Absent's group, as above
+TOO_DARK = f"{Group.ABSENT.value} - too dark to see"
+ABSENT_REASONS = (CAMERA_FAULT, TOO_DARK)  # Absent levels whose words say why (and name no emotion)
+ABSENT_PAIR = {ABSENT, TOO_DARK}  # what the tracker says of frames without a face
+NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT, TOO_DARK)  # the tracker's own levels: no emotion goes with them
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 NO_FACE = "No face"  # the log's and the export's label for a kept photo in which no face was found; never a state
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
@@ -95,6 +101,7 @@ class Observation:
     t: float
     kind: str | None  # "frontal", "profile" or None (no face)
     probabilities: np.ndarray | None = None
+    dark: bool = False  # no face, in a frame too dark for one to be found (the capture loop's rule)
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ class EngagementTracker:
             return None
         if t - self._last_face >= self.rules.absent_after_s:
             self._ema = None
-            return ABSENT
+            return TOO_DARK if obs.dark else ABSENT
         return None  # a short gap keeps the current state
 
     def _unsure(self, t: float) -> str | None:
@@ -216,7 +223,7 @@ class EngagementTracker:
             # change under way keeps its start, or one such frame in every min_hold_s kept
             # the LED on the old state for good; only a face contradicts Absent, and only
             # a frontal face Distracted
-            if self._pending is not None and (self._pending[0] == ABSENT and obs.kind is not None or
+            if self._pending is not None and (self._pending[0] in ABSENT_PAIR and obs.kind is not None or
                                               self._pending[0] == DISTRACTED and obs.kind == "frontal"):
                 self._pending = None
             return self.state, False
@@ -224,7 +231,9 @@ class EngagementTracker:
             self._pending = None
             self._refresh_emotion()
             return self.state, False
-        if (self._pending is None or self._pending[0] != candidate
+        # "Absent" and "too dark" are one change under way (the empty frames' light near the rule's
+        # line): each restarting the other's count kept the last face's level on for good
+        if (self._pending is None or self._pending[0] != candidate and {self._pending[0], candidate} != ABSENT_PAIR
                 or obs.t - self._pending[2] > self.rules.min_hold_s):  # a gap longer than the hold starts it again
             self._pending = (candidate, obs.t, obs.t)
         self._pending = (candidate, self._pending[1], obs.t)

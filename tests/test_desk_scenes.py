@@ -96,3 +96,24 @@ def test_a_bigger_neighbour_leaning_in_leaves_the_desk_to_the_student(loop):
     assert logged(loop)[-1].startswith("Engaged")
     levels = drive(loop, desk(neighbour), 50, 65)  # the student leaves: the neighbour is who is there
     assert levels[-1].startswith("Not engaged"), sorted(set(levels))
+
+
+
+def test_the_lights_off_read_too_dark_to_see_not_an_empty_chair(loop):
+    """The lights off (frames at 2-3% of the light, the face no longer found) were logged
+    "Absent" and blinked grey as an empty chair does. They say "Absent - too dark to see" (in
+    the Absent group, as a dead camera's words: no minute counts it as engagement); at a tenth
+    of the light, where faces are still read, a desk nobody sits at is plain "Absent"."""
+    student = ("grace", 320, 240, 300)
+    assert drive(loop, desk(student), 0, 10)[-1].startswith("Engaged")
+    assert drive(loop, desk(student, light=0.02), 10, 25)[-1] == "Absent - too dark to see"  # the lights go off
+    assert loop.state.group == "Absent" and loop.indicator.beeps == 0
+    assert drive(loop, desk(light=0.03), 25, 35)[-1] == "Absent - too dark to see"  # the student leaves, unseen
+    assert drive(loop, desk(), 35, 45)[-1] == "Absent"  # lights on: an empty chair
+    assert drive(loop, desk(student, light=0.1), 45, 55)[-1].startswith("Engaged")  # dim: the face is read
+    assert drive(loop, desk(light=0.1), 55, 70)[-1] == "Absent"  # and the chair is seen empty
+    rows = loop.writer.store.query("SELECT level, grp FROM state_changes ORDER BY id")
+    assert [(r["level"][:7], r["grp"]) for r in rows] == [
+        ("Engaged", "Engaged"), ("Absent - too dark to see"[:7], "Absent"), ("Absent", "Absent"),
+        ("Engaged", "Engaged"), ("Absent", "Absent")]
+    assert rows[1]["level"] == "Absent - too dark to see"

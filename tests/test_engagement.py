@@ -11,6 +11,7 @@ from edge_app.engagement import (
     ABSENT,
     DISTRACTED,
     GROUPS,
+    TOO_DARK,
     EngagementTracker,
     MinuteAggregator,
     Observation,
@@ -121,6 +122,38 @@ def test_no_face_becomes_absent():
     # a face coming back starts afresh (old probabilities are forgotten)
     changes = feed(tr, 12.0, 14.0, 10, "frontal", "sadness")
     assert [level for _, level in changes] == [ANGRY]  # sadness -> "Not engaged"
+
+
+def test_no_face_in_frames_too_dark_is_absent_too_dark_to_see():
+    """Frames the capture loop finds too dark for a face (``Observation.dark``) were "Absent",
+    an empty chair. They are "Absent - too dark to see", of the Absent group, with no emotion,
+    dated as Absent is; lights on again over an empty desk make it plain "Absent", and a face
+    its level again (an unsure one "Present", as after Absent)."""
+    tr = tracker(absent_after_s=5.0, min_hold_s=1.0, min_confidence=0.5)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    changes = [(t, tr.state.since) for t in np.arange(3.0, 12.0, 0.1) if tr.update(Observation(t, None, dark=True))[1]]
+    assert tr.state.level == TOO_DARK and tr.state.group == ABSENT and tr.state.emotion is None
+    assert changes == [(pytest.approx(8.9), pytest.approx(7.9))]  # 5 s after the last face, shown 1 s later
+    assert [level for _, level in feed(tr, 12.0, 14.0, 10, None)] == [ABSENT]  # the lights on: an empty chair
+    assert [level for _, level in feed(tr, 14.0, 16.0, 10, "frontal", "sadness")] == [ANGRY]
+    feed(tr, 16.0, 24.0, 10, None)
+    for t in np.arange(24.0, 26.0, 0.1):
+        tr.update(Observation(t, None, dark=True))
+    assert tr.state.level == TOO_DARK
+    for t in np.arange(26.0, 28.0, 0.1):
+        tr.update(Observation(t, "frontal", onehot("anger", 0.3)))
+    assert tr.state.level == "Present"
+
+
+def test_frames_near_the_darkness_line_still_lead_to_absent():
+    """Frames without a face whose light is near the loop's darkness line, one dark and the
+    next not: "Absent" and "too dark" are one change under way, or each restarted the
+    other's hold and the student's last level stayed on for good."""
+    tr = tracker(absent_after_s=5.0, min_hold_s=1.0)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    for i in range(90):
+        tr.update(Observation(3.0 + i / 10, None, dark=i % 2 == 0))
+    assert tr.state.group == ABSENT and tr.state.since == pytest.approx(7.9)
 
 
 def test_a_short_gap_keeps_the_state():

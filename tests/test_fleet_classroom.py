@@ -1137,13 +1137,15 @@ def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page
 
 
 def test_a_desk_whose_camera_stopped_says_so_and_no_other_words_are_shown(classroom, broker, devices, page):
-    """A dead camera's desk read "Absent" (the student gone) for a student sitting there. The
-    words come from the desk's own publisher; any other label stays unshown (a desk's account
-    may send any text)."""
-    from edge_app.engagement import CAMERA_FAULT
+    """A dead camera's desk read "Absent" (the student gone) for a student sitting there, and
+    so did a desk with the lights off. The words come from the desk's own publisher; any other
+    label stays unshown (a desk's account may send any text)."""
+    from edge_app.engagement import CAMERA_FAULT, TOO_DARK
 
     store, _ = devices("desk-cam", desk="Row 1, seat 1")
     store.log_state_change(time.time() - 60, CAMERA_FAULT, "Absent", None, None)
+    dark, _ = devices("desk-dark", desk="Row 1, seat 3")
+    dark.log_state_change(time.time() - 60, TOO_DARK, "Absent", None, None)
     with mqtt_broker.publisher(broker, client_id="desk-odd") as client:
         t = time.time()
         mqtt_broker.send(client, "engage/desk-odd/availability", "online")
@@ -1151,7 +1153,8 @@ def test_a_desk_whose_camera_stopped_says_so_and_no_other_words_are_shown(classr
             {"level": "Absent", "label": "Absent - fire alarm, leave now", "since": t - 60, "seq": 1,
              "desk": "Row 1, seat 2", "sent": t, "heartbeat_s": 30}), retain=False)
         log_in_page(page, classroom.url)
-        for device, words in (("desk-cam", "Absent - camera not working"), ("desk-odd", "Absent")):
+        for device, words in (("desk-cam", "Absent - camera not working"), ("desk-dark", "Absent - too dark to see"),
+                              ("desk-odd", "Absent")):
             level = page.locator(f"li.desk[data-device='{device}'] .level")
             wait_in_page(page, f"document.querySelector(\"li.desk[data-device='{device}'] .level\")"
                                f"?.textContent === {json.dumps(words)}")

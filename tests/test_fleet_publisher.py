@@ -54,19 +54,22 @@ def change(store: Store, i: int, t0: float = 1_700_000_000.0) -> None:
     store.log_state_change(t0 + i, f"{group} - label {i}", group, "sadness", 0.9)
 
 
-def test_a_camera_fault_leaves_in_words_the_classroom_can_show(broker, store):
-    """The loop's own "Absent - camera not working" names no emotion: it leaves whole, so an
-    instructor does not read a plain "Absent" for a student at a desk with a dead camera."""
-    from edge_app.engagement import CAMERA_FAULT
+@pytest.mark.parametrize("words", ["Absent - camera not working", "Absent - too dark to see"])
+def test_a_camera_fault_leaves_in_words_the_classroom_can_show(broker, store, words):
+    """The loop's own "Absent - camera not working" (and the tracker's "Absent - too dark to
+    see") names no emotion: it leaves whole, so an instructor does not read a plain "Absent"
+    for a student at a desk with a dead camera or the lights off."""
+    from edge_app.engagement import ABSENT_REASONS
 
+    assert words in ABSENT_REASONS
     pub = Publisher(settings(broker), store, lambda: "model-v3").start()
     listener = Listener(broker, ["engage/+/state"])
     try:
         wait_for(lambda: pub.status.connected)
-        store.log_state_change(1_700_000_000.0, CAMERA_FAULT, "Absent", None, None)
+        store.log_state_change(1_700_000_000.0, words, "Absent", None, None)
         wait_for(lambda: listener.payloads("engage/desk-07/state"))
         state = listener.json("engage/desk-07/state")[-1]
-        assert (state["level"], state["label"]) == ("Absent", "Absent - camera not working")
+        assert (state["level"], state["label"]) == ("Absent", words)
     finally:
         listener.close()
         pub.stop()

@@ -39,7 +39,7 @@ def face_frame(grace_path):
 
 
 def no_face(frame):
-    return np.zeros_like(frame)
+    return np.full_like(frame, 120)  # a plain wall: a black frame is "Absent - too dark to see"
 
 
 def make_loop(cfg, wall) -> tuple[CaptureLoop, io.StringIO]:

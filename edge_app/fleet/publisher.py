@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_app.engagement import CAMERA_FAULT, GROUPS
+from edge_app.engagement import ABSENT_REASONS, GROUPS
 from edge_app.episodes import EpisodeLog
 from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
@@ -340,7 +340,7 @@ class Publisher:
                 # the configured engagement text names the emotion one-to-one with the default mapping
                 # ("Engaged - likes the topic": happiness): only the level leaves, as the label too (Home
                 # Assistant's attributes and older classroom pages keep the field they read). A level
-                # the loop sets itself names none ("Absent - camera not working") and leaves whole
+                # the loop sets itself names none ("Absent - camera not working", "- too dark to see") and leaves whole
                 body["label"] = body.get("level", "")
             body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
@@ -753,6 +753,7 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0,
 
 
 def _names_an_emotion(label: str) -> bool:
-    """Might ``label`` name an emotion? Any text but a group's own name and the loop's
-    camera-fault level (``CAMERA_FAULT``) may: the configured levels' words are free."""
-    return label != CAMERA_FAULT and label not in GROUPS
+    """Might ``label`` name an emotion? Any text but a group's own name and the Absent levels
+    whose words say why (``ABSENT_REASONS``: a dead camera, too dark) may: the configured
+    levels' words are free."""
+    return label not in ABSENT_REASONS and label not in GROUPS

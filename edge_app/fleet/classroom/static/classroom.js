@@ -51,12 +51,12 @@
   const UNKNOWN_CHARS = 16;
   const levelText = (level) => KNOWN.has(level) ? level : "Unknown state: \u201c" +
     (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
-  // A desk whose camera stopped sends "Absent" with these words as its label (engagement.CAMERA_FAULT): shown
-  // as sent, so a student at a desk with a dead camera does not read as gone. Only these exact words: a label
-  // is any text a desk's account sends
-  const CAMERA_FAULT = "Absent - camera not working";
+  // A desk whose camera stopped, or sees too dark a room, sends "Absent" with these words as its label
+  // (engagement.ABSENT_REASONS): shown as sent, so a student at a desk with a dead camera or the lights off does
+  // not read as gone. Only these exact words: a label is any text a desk's account sends
+  const ABSENT_REASONS = new Set(["Absent - camera not working", "Absent - too dark to see"]);
   const tileId = (deviceId) => "tile-" + deviceId;  // an alert links to its desk's tile
-  const stateText = (d) => d.level === "Absent" && d.label === CAMERA_FAULT ? CAMERA_FAULT : levelText(d.level);
+  const stateText = (d) => d.level === "Absent" && ABSENT_REASONS.has(d.label) ? d.label : levelText(d.level);
   // Two desks showing the same name (a desk's account may copy another seat's) are told apart by their device
   // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
   // case, accents, white space, compatibility forms (full-width letters) and the Cyrillic and Greek letters
