@@ -154,4 +154,5 @@ def test_uploads_report_unsure_faces_as_uncertain(make_appliance, cfg, face_jpeg
         page = s.post(f"{appliance.url}/upload", data={"csrf": s.csrf},
                       files={"image": ("g.jpg", face_jpeg, "image/jpeg")}, timeout=60)
         assert ("the emotion is too unsure to count" in page.text) is uncertain
+        appliance.stop()  # the next one uses the same data: a second appliance on a running one's is refused
 
