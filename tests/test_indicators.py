@@ -22,6 +22,8 @@ from edge_app.device.indicators import (
     GpioIndicator,
     IndicatorError,
     JetsonIndicator,
+    Look,
+    Patterns,
     in_quiet_hours,
     make_indicator,
 )
@@ -135,18 +137,117 @@ def look_on_pins(factory, ind, group, window=0.5) -> frozenset:
 
 
 def test_every_state_looks_different_on_the_led(factory, tmp_path):
-    """An instructor tells each state apart: no two states (and not the fault) share a look."""
-    ind = GpioIndicator.from_config(gpio_cfg(tmp_path, absent_blink_on_s=0.1, absent_blink_off_s=0.1,
-                                             paused_pulse_s=0.3), pin_factory=factory)
+    """An instructor tells each state apart: no two states share the colours the pins go
+    through, but "Not engaged" and the fault (both red and dark), which differ in rhythm
+    (test_not_engaged_flashes_twice_then_rests)."""
+    ind = GpioIndicator(pin_factory=factory, patterns=FAST)
     looks = {g: look_on_pins(factory, ind, g) for g in Group}
     ind.fault(True)
     looks["fault"] = look_on_pins(factory, ind, Group.ENGAGED)
     ind.close()
     for a in looks:
         for b in looks:
-            if a != b:
+            if a != b and {a, b} != {Group.NOT_ENGAGED, "fault"}:
                 assert looks[a] != looks[b], (a, b, looks[a])
-    assert len({next(iter(v)) for g, v in looks.items() if len(v) == 1}) == 5  # five steady colours
+    assert looks[Group.NOT_ENGAGED] == looks["fault"] == {(1.0, 0.0, 0.0), (0.0, 0.0, 0.0)}
+    assert len({next(iter(v)) for g, v in looks.items() if len(v) == 1}) == 3  # green, teal and violet steady
+
+
+# the patterns at a tenth of their length, so a test sees several periods in a second
+FAST = Patterns(absent_blink=(0.1, 0.1), paused_pulse=(0.15, 0.15), partial_breathe=(0.2, 0.2),
+                not_engaged_flash=(0.02, 0.03), not_engaged_rest=0.1)
+LOOKS = [*Group, "fault"]
+# Machado et al. 2009, severity 1, on linear RGB: how a protan and a deutan eye (together one man in
+# twelve) see a colour
+CVD = {"protan": ((0.152286, 1.052583, -0.204868), (0.114503, 0.786281, 0.099216), (-0.003882, -0.048116, 1.051998)),
+       "deutan": ((0.367322, 0.860646, -0.227968), (0.280085, 0.672501, 0.047413), (-0.011820, 0.042940, 0.968881))}
+
+
+def rhythm(look: Look, pwm: bool) -> tuple:
+    """A look without its hue: how bright (a share of its brightest) for how long, one period."""
+    peak = max(look.colour)
+    return tuple((round(max(c) / peak, 2), round(s, 3)) for c, s in look.steps(pwm))
+
+
+def seen_by(kind: str, colour) -> tuple[float, ...]:
+    """The chromaticity (r, g, b summing to 1) a colour-blind eye of ``kind`` sees."""
+    sim = [max(0.0, sum(m * c for m, c in zip(row, colour))) for row in CVD[kind]]
+    return tuple(v / sum(sim) for v in sim)
+
+
+@pytest.mark.parametrize("pwm", [True, False], ids=["gpio", "jetson"])
+def test_the_engagement_levels_differ_without_their_hue(pwm):
+    """Green, amber and red are one yellow to a protan or deutan eye (hue differences of
+    0.002 to 0.035 under the simulation), and the fault was red like "Not engaged": the
+    three levels and the fault each have a rhythm no other state has, and the states
+    that share one (steady, or a blink) are far apart for those eyes too."""
+    patterns = Patterns()
+    looks = {g: patterns.look_of(None if g == "fault" else g, g == "fault") for g in LOOKS}
+    rhythms = {g: rhythm(look, pwm) for g, look in looks.items()}
+    for level in (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED, "fault"):
+        assert [g for g in LOOKS if rhythms[g] == rhythms[level]] == [level] or level == Group.ENGAGED, level
+    assert [g for g in LOOKS if rhythms[g] == ()] == [Group.ENGAGED, Group.PRESENT, Group.DISTRACTED]
+    for a in LOOKS:
+        for b in LOOKS[LOOKS.index(a) + 1:]:
+            if rhythms[a] == rhythms[b]:
+                for kind in CVD:
+                    ca, cb = seen_by(kind, looks[a].colour), seen_by(kind, looks[b].colour)
+                    distance = sum((x - y) ** 2 for x, y in zip(ca, cb)) ** 0.5
+                    assert distance > 0.15, (kind, a, b, distance)
+
+
+def test_not_engaged_flashes_twice_then_rests(factory, tmp_path):
+    """Two short red flashes, then dark: on the pin, on and off times of 0.02, 0.03, 0.02,
+    0.13 s (FAST), repeated; the fault's blink is even (0.1, 0.1)."""
+    ind = GpioIndicator(pin_factory=factory, patterns=FAST)
+    red = factory.pin(RED)
+    start = len(red.states)
+    ind.show(Group.NOT_ENGAGED)
+    changes = changes_after(red, start, 10)
+    ind.close()
+    assert [v for _, v in changes[:9]] == [1.0, 0.0] * 4 + [1.0]
+    gaps = [gap for gap, _ in changes[1:9]]  # how long each previous state lasted: on, off, on, rest, ...
+    for gap, expected in zip(gaps, [0.02, 0.03, 0.02, 0.13] * 2):
+        assert expected - 0.01 < gap < expected + 1.0, (gaps, expected)
+    assert min(gaps[3], gaps[7]) > max(gaps[1], gaps[5]) + 0.05, gaps  # the rest is longer than the flashes' gap
+    assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
+
+
+def test_partially_engaged_breathes_and_is_never_dark(factory, tmp_path):
+    """Amber fading between full and a fifth: levels in between, which no blink has, and
+    never off, which the paused pulse is; green keeps amber's share of red."""
+    ind = GpioIndicator(pin_factory=factory, patterns=FAST)
+    red, green = factory.pin(RED), factory.pin(GREEN)
+    start, green_start = len(red.states), len(green.states)
+    ind.show(Group.PARTIALLY_ENGAGED)
+    wait_for(lambda: sum(1 for _, v in transitions(red, start) if 0.25 < v < 0.95) >= 10
+             and [v for _, v in transitions(red, start)].count(1.0) >= 2, what="red breathing up and down twice")
+    ind.close()
+    reds = [v for _, v in transitions(red, start)][:-1]  # the last is close() turning it off
+    assert min(reds) == pytest.approx(0.2, abs=0.05) and max(reds) == 1.0
+    greens = [v for _, v in transitions(green, green_start)][:-1]
+    assert max(greens) == pytest.approx(0.4) and min(greens) == pytest.approx(0.08, abs=0.03)
+
+
+def test_jetson_breathe_is_a_wink_not_a_blink(factory, tmp_path):
+    """No PWM: "Partially engaged" stays on and goes dark briefly (0.34 s on, 0.06 s off at
+    FAST), not the even blink of "Absent" or "Paused"."""
+    pins = {n: factory.pin(n) for n in (RED, GREEN, BLUE, BUZZER)}
+    for p in pins.values():
+        p.function = "output"
+
+    def output(number, on):
+        pins[number].state = on
+
+    ind = JetsonIndicator(output=output, patterns=FAST)
+    start = len(pins[RED].states)
+    ind.show(Group.PARTIALLY_ENGAGED)
+    assert levels(factory) == (1.0, 1.0, 0.0)
+    changes = changes_after(pins[RED], start, 6)
+    ind.close()
+    for (_, prev), (gap, _) in zip(changes, changes[1:6]):
+        expected = 0.34 if prev == 1.0 else 0.06
+        assert expected - 0.01 < gap < expected + 1.0, (changes, expected)
 
 
 def css_colour(group: Group) -> tuple[float, float, float]:
@@ -207,12 +308,12 @@ def test_fault_is_a_fast_red_blink_that_overrides_and_then_restores(factory, tmp
     red = factory.pin(RED)
     start = len(red.states)
     ind.fault(True, "no camera")
-    ind.show("Not engaged")  # the state changes under the fault: still the fault pattern
+    ind.show(DISTRACTED)  # the state changes under the fault: still the fault pattern
     check_blink(changes_after(red, start, 7), 0.1, 0.1, minimum=6)
-    assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
+    assert factory.pin(GREEN).state == 0
     ind.fault(False)
     # the state that arrived during the fault, steady: no blink left over (one blink is 0.2 s)
-    assert stays(lambda: levels(factory) == (1.0, 0.0, 0.0), 0.3)
+    assert stays(lambda: levels(factory) == (0.5, 0.0, 1.0), 0.3)
     ind.close()
 
 
@@ -359,9 +460,9 @@ def test_jetson_joins_the_old_blink_before_a_new_colour(factory, tmp_path):
     assert not slow[0].is_alive()  # joined: it can write nothing more
     assert levels(factory) == (0.0, 1.0, 0.0)
     ind.fault(True)
-    ind.show("Not engaged")
+    ind.show(DISTRACTED)
     ind.fault(False)
-    assert levels(factory) == (1.0, 0.0, 0.0)
+    assert levels(factory) == (1.0, 0.0, 1.0)
     assert not [t for t in threading.enumerate() if t.name == "led-blink"]
     ind.close()
     assert levels(factory) == (0.0, 0.0, 0.0)
@@ -376,8 +477,9 @@ def test_jetson_close_ends_the_blink_thread(factory, tmp_path):
         pins[number].state = on
 
     ind = JetsonIndicator.from_config(gpio_cfg(tmp_path), output=output)
+    before = set(threading.enumerate())
     ind.fault(True)
-    blinking = [t for t in threading.enumerate() if t.name == "led-blink"]
+    blinking = [t for t in threading.enumerate() if t.name == "led-blink" and t not in before]
     assert len(blinking) == 1
     ind.close()
     assert not blinking[0].is_alive()
@@ -529,7 +631,7 @@ def test_the_console_led_keeps_student_states_out_of_a_journal(capsys):
     shown = ConsoleIndicator(given)
     shown.show("Not engaged")
     shown.beep()
-    assert "LED red: Not engaged" in given.getvalue() and "BUZZER" in given.getvalue()
+    assert "LED red (double flash): Not engaged" in given.getvalue() and "BUZZER" in given.getvalue()
 
 
 # lgpio is not installed here: this stand-in does at import what lg does (reads LG_WD, else

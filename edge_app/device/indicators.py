@@ -5,11 +5,16 @@ tells them apart across the room: green engaged, amber partially engaged, red no
 engaged, teal present with an expression it cannot read (green and blue), violet
 distracted (red and blue), slow grey blink (dim white) absent, slow blue
 pulse paused (the student's privacy switch), fast red blink fault (no camera, model
-error). The buzzer only sounds after sustained disengagement (``BuzzerPolicy``), never in
-quiet hours or when muted. Pins, mixes and timings come from ``[indicators]``.
+error). The three engagement levels also differ without their colour, for the one man in
+twelve who cannot tell red, amber and green apart (protan or deutan: the three are one
+yellow to him): engaged is steady, partially engaged breathes slowly (never dark), not
+engaged flashes twice every two seconds; a fault's fast blink is the only other blink in
+red. Teal, violet and grey differ from those on the blue-yellow axis, which such eyes
+keep. The buzzer only sounds after sustained disengagement (``BuzzerPolicy``), never in
+quiet hours or when muted. Pins, mixes and most timings come from ``[indicators]``.
 
 The capture loop calls ``show(group)`` on every frame: an unchanged group returns after
-one comparison, so a running blink is never restarted and no pin is touched.
+one comparison, so a running pattern is never restarted and no pin is touched.
 """
 from __future__ import annotations
 
@@ -33,19 +38,52 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
-COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber", DISTRACTED: "violet",
-                                Group.NOT_ENGAGED: "red", PRESENT: "teal", ABSENT: "grey (slow blink)",
-                                PAUSED: "blue (slow pulse)"}
+COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber (slow breathe)",
+                                DISTRACTED: "violet", Group.NOT_ENGAGED: "red (double flash)", PRESENT: "teal",
+                                ABSENT: "grey (slow blink)", PAUSED: "blue (slow pulse)"}
+FADE_FPS = 25  # PWM steps a second in a fade (gpiozero's own pulse uses 25)
+Colour = tuple[float, float, float]
+Step = tuple[Colour, float]  # a colour and the seconds it is held
+
+
+def _mix(a: Colour, b: Colour, t: float) -> Colour:
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t)
 
 
 @dataclass(frozen=True)
 class Look:
     """How the LED shows one state: a colour (RGB levels 0..1), steady, blinking (on, off
-    seconds) or pulsing (fade in, fade out seconds; a blink where there is no PWM)."""
+    seconds; ``flashes`` of them, then ``rest`` seconds more dark) or pulsing (fade in, fade
+    out seconds, down to ``floor`` of the colour; a blink where there is no PWM)."""
 
-    colour: tuple[float, float, float]
+    colour: Colour
     blink: tuple[float, float] | None = None
     pulse: tuple[float, float] | None = None
+    flashes: int = 1
+    rest: float = 0.0
+    floor: float = 0.0
+
+    def steps(self, pwm: bool = True) -> tuple[Step, ...]:
+        """One period of the pattern as colours held for seconds, from its brightest (on the
+        pins as soon as a state is shown), repeated; none for a steady light. Without PWM a
+        pulse to dark is a blink, and one that never goes dark (a breathe) stays on with a
+        short dark wink, so it is neither steady nor a blink of its own."""
+        c = self.colour
+        if self.pulse:
+            fade_in, fade_out = self.pulse
+            if not pwm:
+                if self.floor > 0:
+                    period = fade_in + fade_out
+                    return ((c, period * 0.85), (OFF, period * 0.15))
+                return ((c, fade_in), (OFF, fade_out))
+            low = (c[0] * self.floor, c[1] * self.floor, c[2] * self.floor)
+            n_out, n_in = max(1, round(fade_out * FADE_FPS)), max(1, round(fade_in * FADE_FPS))
+            return (tuple((_mix(c, low, i / n_out), fade_out / n_out) for i in range(n_out))
+                    + tuple((_mix(low, c, i / n_in), fade_in / n_in) for i in range(n_in)))
+        if self.blink:
+            on, off = self.blink
+            return ((c, on), (OFF, off)) * (self.flashes - 1) + ((c, on), (OFF, off + self.rest))
+        return ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +98,14 @@ class Patterns:
     grey_level: float = 0.3
     paused_pulse: tuple[float, float] = (1.0, 1.0)
     teal_green: float = 0.6  # "Present": blue with this much green, apart from blue (paused) and green
+    # the engagement levels' own patterns, not only hues (red, amber and green are one yellow to a
+    # protan or deutan eye): "Partially engaged" breathes between full and a fifth over 4 s (calm,
+    # never dark, so not the paused pulse nor a blink), "Not engaged" flashes twice every 2 s (not the
+    # absent 1 s blink nor the fault's 5 Hz one); "Engaged" stays steady
+    partial_breathe: tuple[float, float] = (2.0, 2.0)
+    breathe_floor: float = 0.2
+    not_engaged_flash: tuple[float, float] = (0.2, 0.3)
+    not_engaged_rest: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Patterns":
@@ -88,6 +134,10 @@ class Patterns:
             return Look(self.colour(ABSENT), blink=self.absent_blink)
         if group == PAUSED:
             return Look(self.colour(PAUSED), pulse=self.paused_pulse)
+        if group == Group.PARTIALLY_ENGAGED:
+            return Look(self.colour(group), pulse=self.partial_breathe, floor=self.breathe_floor)
+        if group == Group.NOT_ENGAGED:
+            return Look(self.colour(group), blink=self.not_engaged_flash, flashes=2, rest=self.not_engaged_rest)
         return Look(self.colour(group))
 
 
@@ -227,16 +277,52 @@ def _a_terminal(stream) -> bool:
 
 
 class _PatternIndicator(Indicator):
-    """State bookkeeping shared by the hardware backends; they implement ``_apply``."""
+    """State bookkeeping and the pattern thread shared by the hardware backends; they
+    implement ``_write`` (one colour on the pins) and say whether they have ``pwm``."""
+
+    pwm = True
 
     def __init__(self, patterns: Patterns):
         self.patterns = patterns
         self._group: str | None = None
         self._fault = False
         self._lock = threading.Lock()
+        self._blink: tuple[threading.Event, threading.Thread] | None = None
+
+    def _write(self, colour: Colour) -> None:
+        raise NotImplementedError
+
+    def _stop_blink(self) -> None:
+        """End the running pattern and wait for its thread, so no write of the old pattern
+        can land after the new colour (the thread only ever waits or writes: it ends at once)."""
+        if self._blink is not None:
+            stop, thread = self._blink
+            self._blink = None
+            stop.set()
+            thread.join()
 
     def _apply(self, look: Look) -> None:
-        raise NotImplementedError
+        """``look`` on the pins: its first step before this returns, the rest in a thread."""
+        steps = look.steps(self.pwm)
+        self._stop_blink()
+        self._write(steps[0][0] if steps else look.colour)
+        if not steps:
+            return
+        stop = threading.Event()
+
+        def run():
+            i = 0
+            while not stop.wait(steps[i][1]):
+                i = (i + 1) % len(steps)
+                try:
+                    self._write(steps[i][0])
+                except Exception as exc:  # noqa: BLE001 - pins closed under it (a stop): nothing left to show
+                    log.debug("LED pattern ended: %s", exc)
+                    return
+
+        thread = threading.Thread(target=run, name="led-blink", daemon=True)
+        self._blink = (stop, thread)
+        thread.start()
 
     def _render(self) -> None:
         self._apply(self.patterns.look_of(self._group, self._fault))
@@ -263,9 +349,11 @@ class GpioIndicator(_PatternIndicator):
     """gpiozero RGB LED (or three LEDs) and buzzer; gpiozero picks lgpio/RPi.GPIO/mock.
 
     Every channel is PWM, so amber is red plus some green, violet half red plus blue, grey
-    all three dimmed, and "Paused" fades blue in and out. One common-cathode RGB LED
-    (``rgb_led = true``) and three separate LEDs (``false``) get the same three signals:
-    gpiozero's ``RGBLED`` drives any three pins, and blinks and pulses keep each level."""
+    all three dimmed, "Paused" fades blue in and out and "Partially engaged" breathes. One
+    common-cathode RGB LED (``rgb_led = true``) and three separate LEDs (``false``) get the
+    same three signals: gpiozero's ``RGBLED`` drives any three pins, and every pattern keeps
+    each level, so on three LEDs the levels differ by which LEDs light (red; red and a dimmer
+    green; green) as well as by pattern."""
 
     def __init__(self, red=17, green=27, blue=22, buzzer=23, rgb=True, active_buzzer=True,
                  beep_s=0.3, pin_factory=None, patterns: Patterns | None = None):
@@ -284,13 +372,8 @@ class GpioIndicator(_PatternIndicator):
         return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.rgb_led,
                    i.buzzer_active, i.buzzer_beep_s, pin_factory, Patterns.from_config(cfg))
 
-    def _apply(self, look: Look) -> None:
-        if look.blink:
-            self.led.blink(on_time=look.blink[0], off_time=look.blink[1], on_color=look.colour, off_color=OFF)
-        elif look.pulse:
-            self.led.pulse(fade_in_time=look.pulse[0], fade_out_time=look.pulse[1], on_color=look.colour, off_color=OFF)
-        else:
-            self.led.color = look.colour
+    def _write(self, colour: Colour) -> None:
+        self.led.color = colour
 
     def beep(self, wait: bool = False) -> None:
         if hasattr(self.buzzer, "beep"):
@@ -306,6 +389,8 @@ class GpioIndicator(_PatternIndicator):
             _run(chirp, wait)
 
     def close(self) -> None:
+        with self._lock:
+            self._stop_blink()
         for device in (self.led, self.buzzer):
             try:
                 device.close()
@@ -318,8 +403,11 @@ class JetsonIndicator(_PatternIndicator):
     does not run there). Pins are BCM numbers, as on a Pi (Jetson.GPIO maps them to the
     same header positions). The header pins used have no PWM, so a channel is on or off:
     amber is red and green fully on, violet red and blue, grey white, and the "Paused"
-    pulse a slow blue blink; blinking and beeping run in a background thread.
+    pulse a slow blue blink and the "Partially engaged" breathe a light that winks dark;
+    patterns and beeping run in a background thread.
     Only an active buzzer is supported. ``output(pin, bool)`` replaces Jetson.GPIO (tests)."""
+
+    pwm = False
 
     def __init__(self, red=17, green=27, blue=22, buzzer=23, beep_s=0.3, patterns: Patterns | None = None,
                  output=None):
@@ -339,7 +427,6 @@ class JetsonIndicator(_PatternIndicator):
             self._gpio = GPIO
             output = lambda pin, on: GPIO.output(pin, GPIO.HIGH if on else GPIO.LOW)  # noqa: E731
         self.output = output
-        self._blink: tuple[threading.Event, threading.Thread] | None = None
         self._out_lock = threading.Lock()
 
     @classmethod
@@ -350,38 +437,10 @@ class JetsonIndicator(_PatternIndicator):
         return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.buzzer_beep_s,
                    Patterns.from_config(cfg), output)
 
-    def _write(self, colour) -> None:
+    def _write(self, colour: Colour) -> None:
         with self._out_lock:
             for pin, level in zip(self.pins, colour):
                 self.output(pin, level > 0)
-
-    def _stop_blink(self) -> None:
-        """End the running blink and wait for its thread, so no write of the old pattern
-        can land after the new colour (the thread only ever waits or writes: it ends at once)."""
-        if self._blink is not None:
-            stop, thread = self._blink
-            self._blink = None
-            stop.set()
-            thread.join()
-
-    def _apply(self, look: Look) -> None:
-        colour, blink = look.colour, look.blink or look.pulse  # no PWM: a pulse is a blink, a level on or off
-        self._stop_blink()
-        self._write(colour)  # the first phase is on the pins before show() or fault() returns
-        if not blink:
-            return
-        stop = threading.Event()
-
-        def run():
-            while not stop.wait(blink[0]):
-                self._write(OFF)
-                if stop.wait(blink[1]):
-                    return
-                self._write(colour)
-
-        thread = threading.Thread(target=run, name="led-blink", daemon=True)
-        self._blink = (stop, thread)
-        thread.start()
 
     def beep(self, wait: bool = False) -> None:
         def chirp():
