@@ -21,7 +21,7 @@ from PIL import Image
 
 from edge_app import config as config_mod
 from edge_app.store.database import Store
-from tests.conftest import login, wait_for
+from tests.conftest import ADMIN_PASSWORD, login, wait_for
 
 
 @pytest.fixture
@@ -779,8 +779,31 @@ def test_the_upload_page_says_what_is_kept_for_how_long_and_who_sees_it(make_app
     kept = page.split('id="what-is-kept">', 1)[1].split("</p>", 1)[0]
     assert kept.startswith(says + ": you and this device's admins can see them"), kept
     assert "The desk's engagement states are logged for 7 days too (admins see the log)." in kept
-    live = " ".join(ann.get(f"{appliance.url}/live", timeout=10).text.split())  # "not stored" is the frames alone
-    assert "they are not stored. The states below are logged for 7 days (admins see the log)." in live
+    live = " ".join(html.unescape(ann.get(f"{appliance.url}/live", timeout=10).text).split())
+    # "not stored" is the frames alone; a student never shown the picture is not told it is "shown here"
+    assert "The camera's frames are not stored. The desk's engagement states are logged for 7 days (admins see the log)." in live
+    assert "shown here" not in live
+
+
+@pytest.mark.parametrize("mqtt_host", ["", "broker.school.lan"])
+def test_live_and_upload_say_alike_who_sees_the_state(make_appliance, cfg, mqtt_host):
+    """With a classroom broker set, /upload said instructors see the state now while /live
+    said only admins see the log; and /live told a student "Frames are shown here only" on
+    a device that shows them no frame."""
+    from edge_app import config as config_mod
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"mqtt.host": mqtt_host, "mqtt.device_id": "desk-07",
+                                                             "store.retention_days": 7}), with_loop=False)
+    appliance.accounts.create_user("ann", STUDENT_PW, "student")
+    classroom = "and instructors see the state now in their classroom view"
+    for who, password, watches in (("ann", STUDENT_PW, False), ("admin", ADMIN_PASSWORD, True)):
+        s = login(appliance.url, who, password)
+        live = " ".join(html.unescape(s.get(f"{appliance.url}/live", timeout=10).text).split())
+        note = live.split('id="stream-note">', 1)[1].split("</p>", 1)[0]
+        kept = " ".join(html.unescape(s.get(f"{appliance.url}/upload", timeout=10).text).split())
+        assert (classroom in note) == bool(mqtt_host), note
+        assert (classroom in kept) == bool(mqtt_host), kept
+        assert ("Frames are shown here only" in note) == watches, (who, note)
 
 
 # ------------------------------------------------------------ large photos: boxes in the photo's own pixels

@@ -22,6 +22,15 @@ from edge_app.web.guard import COOKIE, Guard, json_error
 SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
 
+def states_logged(cfg, too: bool = False) -> str:
+    """Who sees the desk's engagement states and for how long, in one wording for every page
+    that says it: /live told a student the states went to the admins' log only, while with
+    ``mqtt`` set the instructors' classroom view shows them as they change."""
+    classroom = " and instructors see the state now in their classroom view" if cfg.mqtt.host else ""
+    return (f"The desk's engagement states are logged for {cfg.store.retention_days} days{' too' if too else ''} "
+            f"(admins see the log{classroom}).")
+
+
 class ViewerSlots:
     """A bounded number of concurrent MJPEG viewers."""
 
@@ -60,7 +69,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
                           snapshots_on=ctx.cfg.privacy.snapshot_on_alert, retention_days=ctx.cfg.store.retention_days,
-                          watch=may_watch(user))
+                          watch=may_watch(user), states_note=states_logged(ctx.cfg))
 
     @app.get("/glance")
     def glance_page():

@@ -28,6 +28,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
+from edge_app.web.live import states_logged
 from edge_app.web.previews import annotated, data_uri, face_crop, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
@@ -304,10 +305,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         photo = {"none": "Only the results of each photo are kept (not the photo)",
                  "thumbnail": "A small copy of each photo (at most 320 pixels wide) and its results are kept",
                  "full": "Each photo (at most 3 megapixels, as analysed) and its results are kept"}[keep]
-        classroom = " and instructors see the state now in their classroom view" if ctx.cfg.mqtt.host else ""
         return (f"{photo} for {days} days: you and this device's admins can see them, and you can delete your "
-                f"photos below at any time. The desk's engagement states are logged for {days} days too (admins see "
-                f"the log{classroom}).")
+                f"photos below at any time. {states_logged(ctx.cfg, too=True)}")
 
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history
