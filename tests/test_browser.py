@@ -230,6 +230,11 @@ def test_a_bad_upload_shows_its_error(new_page, server, tmp_path, shots):
     text = error.inner_text()
     assert "not a JPEG, PNG or WebP image" in text and "Accepted" in text
     assert page.locator("#faces").count() == 0
+    # as on the log-in page: the field says it is wrong and why, and the keyboard is on it to choose again
+    field = page.locator("#image")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert field.get_attribute("aria-describedby") == "upload-error"
+    wait_in_page(page, "document.activeElement && document.activeElement.id === 'image'")
     page.screenshot(path=str(shots / "upload-error.png"), full_page=True)
 
 

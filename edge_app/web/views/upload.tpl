@@ -16,7 +16,9 @@
     <input type="hidden" name="attempt" value="{{get('attempt', '')}}">
     <div>
       <label for="image">Photo</label>
-      <input id="image" name="image" type="file" accept="image/jpeg,image/png,image/webp" required>
+      % # as login.tpl: the refusal is read with the field, and the keyboard is on it to choose again
+      % told = (' aria-describedby="upload-error" autofocus' + (' aria-invalid="true"' if get('about_the_file', True) else '')) if error else ''
+      <input id="image" name="image" type="file" accept="image/jpeg,image/png,image/webp" required{{!told}}>
     </div>
     <button type="submit">Analyse</button>
   </form>
