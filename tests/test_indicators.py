@@ -542,7 +542,7 @@ def test_buzzer_waits_for_sustained_disengagement():
 def test_buzzer_cooldown_between_stretches():
     p, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
     assert p.alert_due(20, "Not engaged", since=10, memory=m)
-    assert not p.alert_due(80, "Engaged", since=80 - 5, memory=m)  # the stretch ends
+    assert not p.alert_due(80, "Engaged", since=20, memory=m)  # a minute engaged: the stretch ends
     assert not p.alert_due(100, DISTRACTED, since=80, memory=m)  # a new stretch, inside the cooldown
     assert p.alert_due(141, DISTRACTED, since=80, memory=m)  # cooldown over
 
@@ -555,25 +555,55 @@ def test_moving_between_alert_levels_is_one_stretch():
     due = [t for t in range(100, 400) if p.alert_due(float(t), ("Not engaged", DISTRACTED)[(t - 100) // 20 % 2],
                                                       since=float(t - (t - 100) % 20), memory=m)]
     assert due == [130]
-    assert not p.alert_due(400, "Partially engaged", since=400, memory=m)  # a state outside the alert levels ends it
-    assert not p.alert_due(420, DISTRACTED, since=410, memory=m)
-    assert p.alert_due(440, "Not engaged", since=430, memory=m)  # the new stretch, from 410
+    assert not p.alert_due(400, "Partially engaged", since=400, memory=m)  # a minute outside the alert levels ends it
+    assert not p.alert_due(460, "Partially engaged", since=400, memory=m)
+    assert not p.alert_due(480, DISTRACTED, since=470, memory=m)
+    assert p.alert_due(500, "Not engaged", since=490, memory=m)  # the new stretch, from 470
     for other in ("Engaged", PRESENT, ABSENT, PAUSED):
         m = AlertMemory()
         assert not p.alert_due(10, "Not engaged", since=0, memory=m)
-        assert not p.alert_due(20, other, since=20, memory=m)
-        assert not p.alert_due(45, DISTRACTED, since=21, memory=m), other  # 45 s since the first, 24 in this stretch
+        assert not p.alert_due(90, other, since=20, memory=m)  # 70 s of it: the stretch is over
+        assert not p.alert_due(115, DISTRACTED, since=91, memory=m), other  # 24 s in this stretch
+
+
+def test_a_glance_up_does_not_start_a_new_stretch():
+    """40 s sad, 3 s neutral, over and over for 20 minutes: each glance up ended the
+    stretch, so the buzzer sounded every cooldown (10 times). A break shorter than a
+    minute is part of the stretch (alerted once) and not counted in it; a minute ends it."""
+    p, m = BuzzerPolicy(after_s=30, cooldown_s=120), AlertMemory()
+    due = []
+    for t in range(0, 1200):  # one frame a second
+        cycle, at = divmod(t, 43)
+        group, since = ("Not engaged", cycle * 43) if at < 40 else ("Engaged", cycle * 43 + 40)
+        if p.alert_due(float(t), group, since=float(since), memory=m):
+            due.append(t)
+    assert due == [30]
+    for t in range(1200, 1261):  # back for a minute: the stretch is over
+        assert not p.alert_due(float(t), "Engaged", since=1200.0, memory=m)
+    assert not p.alert_due(1290, "Not engaged", since=1261, memory=m)
+    assert p.alert_due(1291, "Not engaged", since=1261, memory=m)  # a new stretch, 30 s in
+
+
+def test_a_break_does_not_count_towards_the_alert():
+    """20 s disengaged, 50 s paused (the student's privacy switch), 9 s disengaged: one
+    stretch, but 29 s of it disengaged, so no alert yet; the 30th second alerts."""
+    p, m = BuzzerPolicy(after_s=30, cooldown_s=0), AlertMemory()
+    assert not p.alert_due(19, "Not engaged", since=0, memory=m)
+    assert not p.alert_due(69, PAUSED, since=20, memory=m)
+    assert not p.alert_due(79, DISTRACTED, since=70, memory=m)
+    assert p.alert_due(80, DISTRACTED, since=70, memory=m)
+    assert not p.alert_due(81, "Not engaged", since=81, memory=m)  # once per stretch
 
 
 def test_a_new_policy_keeps_the_memory_and_never_changes():
     """Settings arrive as a new policy; the cooldown and "once per stretch" carry over."""
     old, m = BuzzerPolicy(after_s=10, cooldown_s=120), AlertMemory()
     assert old.alert_due(20, "Not engaged", since=10, memory=m)
-    new = BuzzerPolicy(after_s=5, cooldown_s=60)
+    new = BuzzerPolicy(after_s=5, cooldown_s=100)
     assert not new.alert_due(21, "Not engaged", since=10, memory=m)  # same stretch: once
-    assert not new.alert_due(30, "Engaged", since=30, memory=m)
-    assert not new.alert_due(50, DISTRACTED, since=40, memory=m)  # inside the new cooldown
-    assert new.alert_due(81, DISTRACTED, since=40, memory=m)
+    assert not new.alert_due(90, "Engaged", since=30, memory=m)  # a minute engaged ends it
+    assert not new.alert_due(119, DISTRACTED, since=95, memory=m)  # inside the new cooldown
+    assert new.alert_due(121, DISTRACTED, since=95, memory=m)  # the old one's ran to 140
     with pytest.raises(dataclasses.FrozenInstanceError):
         old.after_s = 0  # type: ignore[misc]
     assert old == BuzzerPolicy(after_s=10, cooldown_s=120)
