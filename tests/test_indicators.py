@@ -614,9 +614,43 @@ def test_a_new_policy_keeps_the_memory_and_never_changes():
 def test_quiet_hours_across_midnight(hhmm, quiet):
     wall = dt.datetime.combine(NOON.date(), dt.time.fromisoformat(hhmm))
     assert in_quiet_hours("22:00-07:00", wall) is quiet
-    p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00")
+    p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00", clock_set=lambda: True)
     assert p.may_sound(wall) is (not quiet)
     assert p.alert_due(10, "Not engaged", since=0, memory=AlertMemory())  # quiet or not: the alert is due
+
+
+def test_quiet_hours_wait_for_a_clock_a_time_server_has_set(caplog, monkeypatch):
+    """A Pi without a battery-backed clock boots at whatever time it last saved: quiet
+    hours judged on it could buzz at night. Until a time server has set the clock, a
+    policy with quiet hours stays quiet (the alert is still due, so recorded), and says
+    why once; without quiet hours the clock does not matter."""
+    import logging
+
+    from edge_app.device import indicators
+
+    monkeypatch.setattr(indicators, "_unsynchronized_said", False)  # said already by another test's loop
+    synced = {"now": False}
+    p = BuzzerPolicy(after_s=1, cooldown_s=0, quiet_hours="22:00-07:00", clock_set=lambda: synced["now"])
+    with caplog.at_level(logging.WARNING, logger="edge_app.device.indicators"):
+        assert not p.may_sound(NOON) and not p.may_sound(NOON)  # noon by a clock nobody has set
+        assert p.alert_due(10, "Not engaged", since=0, memory=AlertMemory())
+        said = [r.getMessage() for r in caplog.records if "quiet" in r.getMessage()]
+        assert len(said) == 1 and "no time server has set the clock" in said[0], said
+        synced["now"] = True
+        assert p.may_sound(NOON) and not p.may_sound(NOON.replace(hour=23))
+    assert BuzzerPolicy(quiet_hours="", clock_set=lambda: False).may_sound(NOON)
+    assert BuzzerPolicy(quiet_hours="22:00-07:00", clock_set=lambda: None).may_sound(NOON)  # cannot tell: trusted
+
+
+def test_the_loops_policy_asks_the_kernel_whether_the_clock_is_set(monkeypatch, tmp_path):
+    """A policy built from the config (the capture loop's) asks ``clock.synchronized``."""
+    from edge_app.device import clock
+
+    policy = BuzzerPolicy.from_config(gpio_cfg(tmp_path, quiet_hours="22:00-07:00"))
+    monkeypatch.setattr(clock, "synchronized", lambda: False)
+    assert not policy.may_sound(NOON)
+    monkeypatch.setattr(clock, "synchronized", lambda: True)
+    assert policy.may_sound(NOON)
 
 
 def test_quiet_hours_within_a_day_and_mute():

@@ -26,10 +26,11 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from edge_app.device import clock
 from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, Group
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ class AlertMemory:
     break_s: float = 0.0  # the stretch's earlier breaks, which do not count towards after_s
 
 
+_unsynchronized_said = False  # the quiet-hours warning below, once until the clock is set
+
+
 @dataclass(frozen=True)
 class BuzzerPolicy:
     """Decides when an alert is due (a disengaged state held ``after_s``, once per
@@ -189,17 +193,24 @@ class BuzzerPolicy:
     quiet hours or when muted (``enabled``). Muting silences the buzzer, not the record:
     a due alert is logged (and its frame kept, if an admin turned that on) either way.
 
+    Quiet hours are judged on the device's clock, which on a Pi without a battery-backed
+    clock is wrong until a time server sets it (it may boot at 14:00 at 3 a.m.): while
+    ``clock_set`` (default ``clock.synchronized``) says it is not set, a policy with quiet
+    hours stays quiet, as in them. None (a system that cannot tell) trusts the clock, as
+    the retention purge does.
+
     Immutable: new settings are a new policy; what it remembers lives in ``AlertMemory``."""
 
     after_s: float = 30.0
     cooldown_s: float = 120.0
     quiet_hours: str = ""
     enabled: bool = True
+    clock_set: Callable[[], bool | None] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_config(cls, cfg: "Config") -> "BuzzerPolicy":
+    def from_config(cls, cfg: "Config", clock_set: Callable[[], bool | None] | None = None) -> "BuzzerPolicy":
         i = cfg.indicators
-        return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer)
+        return cls(i.buzzer_after_s, i.buzzer_cooldown_s, i.quiet_hours, i.buzzer, clock_set)
 
     def alert_due(self, now: float, group: str, since: float, memory: AlertMemory) -> bool:
         """True once per disengaged stretch (alert levels in any mix, from the first one's
@@ -227,8 +238,21 @@ class BuzzerPolicy:
         return True
 
     def may_sound(self, wall: dt.datetime | None = None) -> bool:
-        """The buzzer is on and ``wall`` (the device's clock) is outside quiet hours."""
-        return self.enabled and not in_quiet_hours(self.quiet_hours, wall or dt.datetime.now())
+        """The buzzer is on and ``wall`` (the device's clock, known to be set) is outside quiet hours."""
+        global _unsynchronized_said
+        if not self.enabled:
+            return False
+        if not self.quiet_hours:
+            return True
+        if (self.clock_set or clock.synchronized)() is False:
+            if not _unsynchronized_said:
+                _unsynchronized_said = True
+                log.warning("buzzer kept quiet: indicators.quiet_hours = %r, and %s, so whether it is quiet "
+                            "hours is unknown (alerts are still recorded); %s", self.quiet_hours,
+                            clock.UNSYNCHRONIZED, clock.WHAT_TO_DO)
+            return False
+        _unsynchronized_said = False
+        return not in_quiet_hours(self.quiet_hours, wall or dt.datetime.now())
 
 
 class Indicator:
