@@ -12,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from edge_app.engagement import GROUPS
 from tests.conftest import ADMIN_PASSWORD, browser_login, wait_in_page
 from tests.test_browser import STUDENT, STUDENT_PW, server  # noqa: F401 - the shared module fixture
 
@@ -241,4 +242,51 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
                    f"Delete user {STUDENT}"):
         assert page.get_by_role("button", name=button, exact=True).count() == 1, button
     assert not serious_violations(page)
+    page.context.close()
+
+
+def _contrast(css_colour: str, against=(255, 255, 255)) -> float:
+    """WCAG contrast ratio of a computed ``rgb(r, g, b)`` colour against ``against``."""
+    def luminance(rgb) -> float:
+        c = [v / 255 for v in rgb]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+    rgb = [int(float(v)) for v in css_colour[css_colour.index("(") + 1:css_colour.index(")")].split(",")[:3]]
+    a, b = luminance(rgb), luminance(against)
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+def test_every_state_colour_in_a_chart_reaches_3_to_1_on_white(browser, with_data):  # noqa: F811
+    """The "Partially engaged" amber bars and legend swatch were 2.0:1 on the white card, under
+    the 3:1 a graphic needs (WCAG 1.4.11): each one's fill or its edge must reach 3:1."""
+    page = log_in(browser, with_data, DESKTOP)
+    page.goto(with_data.url + "/live")
+    page.locator("#timeline-svg").wait_for()
+    found = page.evaluate("""groups => groups.map(cls => {
+        const svg = document.getElementById('timeline-svg');
+        const rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+        rect.setAttribute('class', 'seg-rect ' + cls);  // as live.js draws a bar of that state
+        svg.appendChild(rect);
+        const r = getComputedStyle(rect), s = getComputedStyle(document.querySelector('.legend .swatch.' + cls));
+        const shadow = (s.boxShadow.match(/rgba?\\([^)]*\\)/) || [''])[0];
+        const out = {cls: cls, bar: [r.fill, r.stroke === 'none' ? '' : r.stroke], swatch: [s.backgroundColor, shadow]};
+        rect.remove();
+        return out; })""", [g.css_class for g in GROUPS])
+    for f in found:
+        for what in ("bar", "swatch"):
+            best = max(_contrast(c) for c in f[what] if c.startswith("rgb"))
+            assert best >= 3, f"{f['cls']}'s {what} is {best:.1f}:1 on white ({f[what]})"
+    page.context.close()
+
+
+def test_a_grid_table_scrolls_by_itself_not_the_page_at_320px(browser, with_data):  # noqa: F811
+    """/admin/model's per-class figures stay a table on a phone (row headers): the phone rule
+    made every table's wrapper overflow visibly, so the whole page scrolled sideways at 320 px."""
+    page = log_in(browser, with_data, {"width": 320, "height": 700})
+    page.goto(with_data.url + "/admin/model")
+    page.locator("#per-class").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0, \
+        "the page scrolls sideways at 320 px"
+    wrap = page.locator("#per-class").locator("xpath=ancestor::div[contains(@class,'table-wrap')][1]")
+    assert wrap.evaluate("w => getComputedStyle(w).overflowX") == "auto"
     page.context.close()
