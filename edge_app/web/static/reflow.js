@@ -2,7 +2,7 @@
 // 600 px, so no column (a user's "Manage") ends up off-screen; this labels each cell
 // with its column's heading, which the card shows in front of the value. Tables with row
 // headers (a confusion matrix, per-class figures) are grids meant to be read across and
-// down: they stay tables.
+// down: they stay tables, and scroll sideways inside their wrapper, not the page.
 (function () {
   "use strict";
   document.querySelectorAll(".table-wrap table").forEach(function (table) {
@@ -14,5 +14,7 @@
       });
     });
     table.classList.add("reflow");
+    const wrap = table.closest(".table-wrap");  // its cards need no scroll bar; an unreflowed grid keeps its own
+    if (wrap) wrap.classList.add("reflows");
   });
 })();
