@@ -568,8 +568,8 @@ def test_moving_between_alert_levels_is_one_stretch():
 
 def test_a_glance_up_does_not_start_a_new_stretch():
     """40 s sad, 3 s neutral, over and over for 20 minutes: each glance up ended the
-    stretch, so the buzzer sounded every cooldown (10 times). A break shorter than a
-    minute is part of the stretch (alerted once) and not counted in it; a minute ends it."""
+    stretch, so the buzzer sounded every cooldown (10 times). A break shorter than
+    after_s (at most a minute) is part of the stretch (alerted once) and not counted in it."""
     p, m = BuzzerPolicy(after_s=30, cooldown_s=120), AlertMemory()
     due = []
     for t in range(0, 1200):  # one frame a second
@@ -578,21 +578,26 @@ def test_a_glance_up_does_not_start_a_new_stretch():
         if p.alert_due(float(t), group, since=float(since), memory=m):
             due.append(t)
     assert due == [30]
-    for t in range(1200, 1261):  # back for a minute: the stretch is over
+    for t in range(1200, 1261):  # back for a minute (30 s would do): the stretch is over
         assert not p.alert_due(float(t), "Engaged", since=1200.0, memory=m)
     assert not p.alert_due(1290, "Not engaged", since=1261, memory=m)
     assert p.alert_due(1291, "Not engaged", since=1261, memory=m)  # a new stretch, 30 s in
 
 
 def test_a_break_does_not_count_towards_the_alert():
-    """20 s disengaged, 50 s paused (the student's privacy switch), 9 s disengaged: one
+    """20 s disengaged, 25 s paused (the student's privacy switch), 9 s disengaged: one
     stretch, but 29 s of it disengaged, so no alert yet; the 30th second alerts."""
     p, m = BuzzerPolicy(after_s=30, cooldown_s=0), AlertMemory()
     assert not p.alert_due(19, "Not engaged", since=0, memory=m)
-    assert not p.alert_due(69, PAUSED, since=20, memory=m)
-    assert not p.alert_due(79, DISTRACTED, since=70, memory=m)
-    assert p.alert_due(80, DISTRACTED, since=70, memory=m)
-    assert not p.alert_due(81, "Not engaged", since=81, memory=m)  # once per stretch
+    assert not p.alert_due(44, PAUSED, since=20, memory=m)
+    assert not p.alert_due(54, DISTRACTED, since=45, memory=m)
+    assert p.alert_due(55, DISTRACTED, since=45, memory=m)
+    assert not p.alert_due(56, "Not engaged", since=56, memory=m)  # once per stretch
+    assert not p.alert_due(86, "Engaged", since=56, memory=m)  # 30 s back (after_s): a return, not a glance
+    assert p.alert_due(117, "Not engaged", since=87, memory=m)  # a new stretch
+    at_once, m = BuzzerPolicy(after_s=0, cooldown_s=0), AlertMemory()  # no break to bridge
+    assert at_once.alert_due(1, "Not engaged", since=1, memory=m) and not at_once.alert_due(2, ABSENT, since=2, memory=m)
+    assert at_once.alert_due(3, "Not engaged", since=3, memory=m)
 
 
 def test_a_new_policy_keeps_the_memory_and_never_changes():

@@ -39,10 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
-# Other states for this long end a disengaged stretch; a shorter break (a look up at the board, a
-# 3 s glance) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
-# and over, buzzed every cooldown (10 times in 20 minutes). A minute is twice the default
-# buzzer_after_s: back for longer than it took to alert is a return, not a glance.
+# Other states for buzzer_after_s (at most this long) end a disengaged stretch; a shorter break (a
+# 3 s glance up) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
+# and over, buzzed every cooldown (10 times in 20 minutes). Back for as long as it takes to alert
+# is a return, not a glance; an alert at once (buzzer_after_s = 0) has no break to bridge.
 STRETCH_BREAK_S = 60.0
 COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber (slow breathe)",
                                 DISTRACTED: "violet", Group.NOT_ENGAGED: "red (double flash)", PRESENT: "teal",
@@ -170,8 +170,8 @@ class AlertMemory:
     ``stretch_since``: when the current disengaged stretch began. A student moving between
     "Not engaged" and "Distracted" (looking down, then away) is disengaged all along; each
     level's own ``since`` restarts at every move, so timing that never reached ``after_s``
-    and the buzzer never sounded. Other states for ``STRETCH_BREAK_S`` end the stretch; a
-    shorter break is not counted in it (``break_s``: a pause is not disengagement) and does
+    and the buzzer never sounded. Other states for ``after_s`` (at most ``STRETCH_BREAK_S``)
+    end the stretch; a shorter break is not counted in it (``break_s``: a pause is not disengagement) and does
     not end it, so a stretch is alerted, and logged, once however often the student glances
     up. (The classroom view's "Needs attention", ``fleet.classroom.model.Desk.stretch``,
     still ends at any other level.)"""
@@ -214,14 +214,14 @@ class BuzzerPolicy:
 
     def alert_due(self, now: float, group: str, since: float, memory: AlertMemory) -> bool:
         """True once per disengaged stretch (alert levels in any mix, from the first one's
-        ``since``, through breaks shorter than ``STRETCH_BREAK_S``) with ``after_s`` on alert
+        ``since``, through breaks shorter than ``after_s`` or a minute) with ``after_s`` on alert
         levels, outside the cooldown; called on every frame, it records the stretch and the
         alert in ``memory``."""
         if group not in ALERT_GROUPS:
             if memory.stretch_since is not None:
                 if memory.break_since is None:
                     memory.break_since = min(since, now)
-                if now - memory.break_since >= STRETCH_BREAK_S:
+                if now - memory.break_since >= min(self.after_s, STRETCH_BREAK_S):
                     memory.stretch_since = memory.break_since = None
             return False
         if memory.break_since is not None:  # back within the break: the same stretch
