@@ -498,3 +498,45 @@ def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_
     page.get_by_role("button", name="Save settings").click()
     assert page.locator("#settings-error").inner_text().startswith("Nothing saved: anger: 'Cross' is not allowed")
     wait_in_page(page, "document.activeElement && document.activeElement.id === 'map-anger'")
+
+
+def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make_appliance, browser, tmp_path):
+    """/upload left unused past web.session_idle_minutes turned into "Log in - Your session
+    ended" with no warning, the chosen photo lost (WCAG 2.2.1). A minute before, it says so
+    with "Stay logged in", which restarts the idle timer on the device as the user's own doing.
+    The page's clock and the device's session clock are both moved on by the test."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    ahead = [0.0]  # how far the test moved the device's session clock on
+    appliance.accounts.wall = lambda: time.time() + ahead[0]
+    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    idle = appliance.accounts.idle_s
+
+    def later(seconds: float) -> None:
+        ahead[0] += seconds
+        page.clock.fast_forward(int(seconds * 1000))
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.clock.install()
+    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
+    page.goto(f"{appliance.url}/upload")
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    page.get_by_label("Photo").set_input_files(str(photo))
+    warning = page.locator("#idle-warning")
+    later(idle - 75)
+    assert warning.inner_text().strip() == "", "warned too early"
+    later(15)  # a minute left: at least 20 s of warning, as WCAG 2.2.1 asks
+    assert "you will be logged out in 1 minute" in warning.inner_text()
+    assert warning.get_attribute("role") == "status"  # told politely, the focus left where it was
+    page.get_by_role("button", name="Stay logged in").click()
+    wait_in_page(page, "document.getElementById('idle-warning').textContent === ''")
+    later(120)  # past the first deadline: the click kept the log-in on the device
+    assert page.evaluate("fetch('/api/session').then(r => r.status)") == 200
+    assert "/upload" in page.url and page.get_by_label("Photo").evaluate("f => f.files.length") == 1
+    later(idle)  # left alone again: the page, asked, finds it ended and shows the log-in and why
+    page.wait_for_url(lambda url: "/login" in url)
+    assert "session ended" in page.locator("#login-ended").inner_text()
+    context.close()

@@ -195,6 +195,22 @@ def test_idle_session_expires(appliance):
     assert appliance.store.query("SELECT COUNT(*) FROM sessions")[0][0] == 0  # the expired row is gone
 
 
+def test_stay_logged_in_needs_the_csrf_token_and_restarts_the_idle_timer(appliance):
+    """The idle warning's "Stay logged in" (POST /api/session) is the user's own doing: it
+    keeps the session on, and only from this site's page that holds the session's token."""
+    s = login(appliance.url)
+    bare = requests.Session()
+    bare.cookies.update(s.cookies)
+    assert bare.post(f"{appliance.url}/api/session", timeout=10).status_code == 403  # no X-CSRF-Token
+    appliance.store.execute("UPDATE sessions SET last_seen = last_seen - 10")
+    r = s.post(f"{appliance.url}/api/session", timeout=10)
+    assert r.status_code == 200 and r.json() == {"idle_s": appliance.accounts.idle_s}
+    appliance.accounts.idle_s = 5  # the 10 s before would have ended it: the post started the timer again
+    assert s.get(f"{appliance.url}/api/session", timeout=10).status_code == 200
+    s.post(f"{appliance.url}/logout", data={"csrf": s.csrf}, timeout=10)
+    assert s.post(f"{appliance.url}/api/session", timeout=10).status_code == 401
+
+
 def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
     """Every open page polls /api/state each second (and the live page its timeline and
     stream, the dashboard its tiles), and each poll restarted the idle timer: a classroom
@@ -202,7 +218,8 @@ def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
     session; what the user does (a page, a form) keeps it alive."""
     appliance.accounts.idle_s = 1.5
     polled = login(appliance.url)
-    polls = ("/api/state", "/api/timeline?minutes=1", "/api/privacy", "/api/admin/today", "/live.mjpg")
+    polls = ("/api/state", "/api/timeline?minutes=1", "/api/privacy", "/api/admin/today", "/live.mjpg",
+             "/api/session")  # the idle warning's "still on?" asks without keeping it on
 
     def ended() -> bool:
         answers = [polled.get(appliance.url + path, timeout=10).status_code for path in polls]

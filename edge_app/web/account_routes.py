@@ -50,7 +50,7 @@ KNOWN_BROWSER_DAYS = 365  # how long a browser stays known without logging in ag
 
 
 def install(app: bottle.Bottle, site: Site) -> None:
-    """Routes ``/login``, ``/api/login``, ``/logout``, ``/account`` and ``/account/sessions``."""
+    """Routes ``/login``, ``/api/login``, ``/logout``, ``/account``, ``/account/sessions`` and ``/api/session``."""
     accounts = site.accounts
     known_cookie = site.cookie + "_known"  # ee_session_known, ee_classroom_known
 
@@ -186,6 +186,25 @@ def install(app: bottle.Bottle, site: Site) -> None:
         remember_browser(user)  # every browser known for them is a stranger again, this one excepted
         log.info("%s logged out %d other session(s) from %s", user.username, ended, client_address())
         return bottle.redirect(f"/account?ended={ended}")
+
+    @app.get("/api/session")
+    def session_alive():
+        """Whether this session is still on, for a page whose idle warning ran out: asked
+        without restarting the idle timer (a page left open must still time out)."""
+        site.viewer()
+        response.content_type = "application/json"
+        return json.dumps({"idle_s": accounts.idle_s})
+
+    @app.post("/api/session")
+    def stay_logged_in():
+        """The idle warning's "Stay logged in" (static/session.js): the user's own doing, so
+        the idle timer starts again; a page with a chosen file or a typed form keeps it
+        (WCAG 2.2.1) instead of turning into the log-in page."""
+        site.viewer()
+        site.check_origin()
+        site.check_form()
+        response.content_type = "application/json"
+        return json.dumps({"idle_s": accounts.idle_s})
 
     @app.post("/account")
     def change_password():

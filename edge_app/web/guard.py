@@ -35,7 +35,8 @@ def wants_json() -> bool:
 # timeline, dashboard.js's tiles, the live stream): these check the session without
 # starting its idle timer again, so ``web.session_idle_minutes`` ends a session on a
 # classroom computer left on a page, not only in a closed tab.
-BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today", "/api/privacy", "/live.mjpg"})
+BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today", "/api/privacy", "/live.mjpg",
+                              "/api/session"})
 
 
 def background_request() -> bool:
@@ -321,6 +322,7 @@ class Guard:
         values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
         now = loop.state if viewer and loop is not None else None
+        values.setdefault("idle_s", int(self.ctx.accounts.idle_s))  # when the page warns (views/idle_warning.tpl)
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, local_time=local_time, **values)
 

@@ -37,3 +37,4 @@
   </div>
 </section>
 <script src="/static/live.js"></script>
+% include('idle_warning.tpl')

@@ -57,3 +57,4 @@
     % end
   </div>
 </section>
+% include('idle_warning.tpl')

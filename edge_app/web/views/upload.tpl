@@ -62,3 +62,4 @@
   </details>
   % end
 </section>
+% include('idle_warning.tpl')
