@@ -540,3 +540,37 @@ def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make
     page.wait_for_url(lambda url: "/login" in url)
     assert "session ended" in page.locator("#login-ended").inner_text()
     context.close()
+
+
+@pytest.mark.parametrize("path", ["/live", "/glance"])
+def test_a_screen_reader_hears_a_state_only_once_it_has_lasted(new_page, server, path):
+    """Every change was announced (five in 30 s as a student shifted in the chair), talking
+    over the lesson: the words on screen follow each second, the live region only a state
+    that has lasted 10 s. The page's clock and its /api/state answers are the test's."""
+    import json
+
+    page = new_page(STUDENT, STUDENT_PW)
+    now = {"level": "Engaged - paying attention", "group": "Engaged"}
+    page.route("**/api/state*", lambda route: route.fulfill(
+        content_type="application/json", body=json.dumps({**now, "camera": "ok", "seq": 1})))
+    page.clock.install()
+    page.goto(server.url + path)
+    shown = "#state" if path == "/live" else "#glance-word"
+    heard = page.locator("[data-announce-state]")
+
+    def then(level: str, group: str, ms: int) -> None:
+        now.update(level=level, group=group)
+        page.clock.run_for(ms)
+
+    then("Engaged - paying attention", "Engaged", 1500)
+    for level, group in [("Not engaged - bored", "Not engaged"), ("Distracted", "Distracted")] * 3:
+        then(level, group, 2000)
+        wait_in_page(page, "([sel, words]) => words.includes(document.querySelector(sel).textContent)",
+                     [shown, [level, level.split(" - ")[0]]])  # the poll's answer, drawn on screen at once
+        assert heard.inner_text() == "", "a passing state was announced"
+    then("Absent", "Absent", 2000)
+    wait_in_page(page, "sel => document.querySelector(sel).textContent === 'Absent'", shown)
+    page.clock.run_for(10000)
+    wait_in_page(page, "() => document.querySelector('[data-announce-state]').textContent === 'Now: Absent'")
+    # the words on screen are no live region of their own any more
+    assert page.locator(shown).evaluate("el => el.closest('[role=status], [aria-live]') === null")

@@ -18,7 +18,26 @@
 
   function targets() { return document.querySelectorAll("[data-live-state]"); }
 
+  // What a screen reader hears (an element with data-announce-state, a polite live region):
+  // only a state that has lasted SETTLED_MS. Each change was announced (five in 30 s as a
+  // student shifted in the chair), talking over the lesson; the text on screen still
+  // follows every second.
+  const SETTLED_MS = 10000;
+  let heard = null, settling = null, settleTimer = null;
+  function announceLater(text) {
+    if (text === settling) return;
+    settling = text;
+    clearTimeout(settleTimer);
+    if (heard === null) { heard = text; return; }  // the page's first state: on screen, not news
+    settleTimer = setTimeout(function () {
+      if (settling === heard) return;
+      heard = settling;
+      document.querySelectorAll("[data-announce-state]").forEach(function (el) { el.textContent = "Now: " + heard; });
+    }, SETTLED_MS);
+  }
+
   function show(text, group, camera) {
+    announceLater(text);
     targets().forEach(function (el) {
       if (el.textContent !== text) el.textContent = text;
       el.dataset.group = group;

@@ -12,10 +12,11 @@
 <main class="glance-field">
   <h1 class="sr-only">Engagement now</h1>
   % word, _, detail = (state.level if state else 'no camera loop').partition(' - ')
-  <div role="status" aria-atomic="true">
+  <div>
     <p class="glance-word" id="glance-word">{{word}}</p>
     <p class="glance-detail" id="glance-detail">{{detail}}</p>
   </div>
+  <p class="sr-only" role="status" data-announce-state></p>
   <p class="glance-note" id="glance-note">Updated every second from this device. While this page is open, you stay logged in
     on this browser: log out when you leave the desk.</p>
 </main>
