@@ -770,3 +770,16 @@ def test_an_lgpio_pipe_that_cannot_be_made_names_the_folder_not_a_package_to_ins
     said = str(err.value)
     assert ".lgd-nfy" in said and f"working folder {tmp_path / 'gone'}" in said and "set LG_WD to a folder" in said
     assert "python3-lgpio" not in said
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_the_devices_loop_asks_the_appliances_clock_before_quiet_hours(cfg, make_appliance, synced):
+    """Quiet hours wait for a clock a time server has set; the loop is told by the appliance
+    (as the retention purge is), and keeps it through a settings change."""
+    now = dt.datetime.now()
+    later = f"{(now + dt.timedelta(hours=2)):%H:00}-{(now + dt.timedelta(hours=3)):%H:00}"  # not now
+    appliance = make_appliance(config_mod.with_changes(cfg, {"indicators.quiet_hours": later}),
+                               clock_set=lambda: synced)
+    assert appliance.loop.rules.buzzer.may_sound() is synced
+    appliance.loop.apply_config(appliance.cfg)
+    assert appliance.loop.rules.buzzer.may_sound() is synced

@@ -106,7 +106,7 @@ class Appliance:
                 source = make_source(spec, cfg, **extra)
             self.indicator = indicator or make_indicator(cfg, pin_factory)
             self.loop = CaptureLoop(cfg, source, detector_from_config(cfg), self.classifier, self.store,
-                                    self.indicator, self.live)
+                                    self.indicator, self.live, clock_set=clock_set)  # quiet hours wait for it too
             from edge_app.device.pause_button import pause_button_for
 
             self.pause_button = pause_button_for(cfg, self.loop.privacy, pin_factory)

@@ -174,15 +174,18 @@ class LoopRules:
     buzzer: BuzzerPolicy
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "LoopRules":
-        return cls(cfg, EngagementRules.from_config(cfg), BuzzerPolicy.from_config(cfg))
+    def from_config(cls, cfg: Config, clock_set=None) -> "LoopRules":
+        """``clock_set``: whether a time server has set the clock (quiet hours wait for it)."""
+        return cls(cfg, EngagementRules.from_config(cfg), BuzzerPolicy.from_config(cfg, clock_set))
 
 
 class CaptureLoop:
     def __init__(self, cfg: Config, source: FrameSource, detector: Detector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
-                 clock=time.monotonic, wall=time.time, on_alive=None, metrics: Metrics | None = None):
-        self.rules = LoopRules.from_config(cfg)  # replaced whole by apply_config, never edited
+                 clock=time.monotonic, wall=time.time, on_alive=None, metrics: Metrics | None = None,
+                 clock_set=None):
+        self.clock_set = clock_set  # None: BuzzerPolicy asks clock.synchronized
+        self.rules = LoopRules.from_config(cfg, clock_set)  # replaced whole by apply_config, never edited
         self.source, self.detector, self.classifier = source, detector, classifier
         self.store, self.indicator = store, indicator
         self.live = live or LiveFrame()
@@ -666,7 +669,7 @@ class CaptureLoop:
         """New engagement and buzzer settings from the admin page: one reference swap,
         picked up by the next frame whole. The shown state, the smoothing history and
         the alert cooldown are kept; nothing the loop thread is reading is edited."""
-        self.rules = LoopRules.from_config(cfg)
+        self.rules = LoopRules.from_config(cfg, self.clock_set)
 
     @property
     def state(self) -> StateSnapshot:
