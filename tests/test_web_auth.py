@@ -828,3 +828,13 @@ def test_after_a_password_change_the_account_page_counts_no_other_browser(applia
     # this browser's fresh session is not "another"; the one elsewhere was logged out, and is said so once
     assert 'id="sessions-none">Only here.' in r.text and 'id="sessions-others"' not in r.text
     assert "1 other browser was logged out" in r.text
+
+
+def test_every_logged_in_page_carries_the_idle_warning_and_the_log_in_page_none(appliance):
+    """The warning was on /upload, /live and the result page only: an admin typing a class
+    list or settings lost them the same way."""
+    s = login(appliance.url)
+    for path in ("/upload", "/live", "/account", "/admin", "/admin/settings", "/admin/users", "/admin/log"):
+        text = s.get(f"{appliance.url}{path}", timeout=10).text
+        assert text.count('id="idle-warning"') == 1, path
+    assert 'id="idle-warning"' not in requests.get(f"{appliance.url}/login", timeout=10).text

@@ -58,6 +58,7 @@
 % end
 <main id="main">
 {{!base}}
+% include('idle_warning.tpl')
 </main>
 <footer>engage-edge{{' ' + version if user and user.is_admin else ''}} · analysed on this device; no face images leave it</footer>
 % if user and now:

@@ -38,4 +38,3 @@
   </div>
 </section>
 <script src="/static/live.js"></script>
-% include('idle_warning.tpl')

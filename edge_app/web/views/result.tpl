@@ -57,4 +57,3 @@
     % end
   </div>
 </section>
-% include('idle_warning.tpl')

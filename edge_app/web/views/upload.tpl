@@ -62,4 +62,3 @@
   </details>
   % end
 </section>
-% include('idle_warning.tpl')
