@@ -616,7 +616,14 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
         try:
             # utf-8-sig: a file saved by an editor that begins UTF-8 with a byte-order mark (Notepad)
             # reads as the same file; TOML itself has no BOM, and tomllib calls it an invalid statement
-            user = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+            text = path.read_text(encoding="utf-8-sig")
+            if not text.strip():
+                # a file zeroed by a power cut while it was saved read as "all defaults": another data
+                # directory (an empty log, a new admin password), plain HTTP on 127.0.0.1, the wrong camera
+                raise ConfigError(f"config file {path} is empty (a power cut while it was being saved?): put its "
+                                  "settings back (from a copy or the device's provisioning, firmware/README.md), or, "
+                                  "to run on the defaults, write one comment line in it (# defaults)")
+            user = tomllib.loads(text)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except PermissionError as exc:

@@ -56,7 +56,7 @@ def cfg(tmp_path) -> config_mod.Config:
     """Defaults (an empty config file, so a device's /etc config never leaks in) with a
     private data dir, any free port and no indicator output."""
     empty = tmp_path / "config.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     return config_mod.load(empty, {"store.data_dir": str(tmp_path / "data"), "web.port": 0,
                                    "indicators.backend": "none"})
 

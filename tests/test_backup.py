@@ -112,7 +112,7 @@ def test_cli_backup(store, tmp_path, capsys):
 
 def _empty(tmp_path: Path) -> Path:
     path = tmp_path / "empty.toml"
-    path.write_text("")
+    path.write_text("# defaults\n")
     return path
 
 

@@ -86,7 +86,7 @@ def account(b: Broker, user: str, **kw) -> MqttSettings:
 def device(b: Broker, user: str, folder: Path) -> MqttSettings:
     """A device's settings as its config file gives them: the account, no device_id."""
     empty = folder / "config.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     cfg = config_mod.load(empty, {"mqtt.host": "127.0.0.1", "mqtt.port": b.port, "mqtt.username": user,
                                   "mqtt.password": ACCOUNTS[user], "mqtt.desk": "Row 1", "mqtt.keepalive_s": 5})
     return MqttSettings.from_config(cfg)
@@ -151,7 +151,7 @@ def test_a_device_writes_only_its_own_desk_and_the_classroom_only_reads(school_b
 
 def test_device_id_defaults_to_the_broker_user_name_then_the_host_name(tmp_path):
     empty = tmp_path / "config.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
 
     def device_id(**mqtt_keys) -> str:
         cfg = config_mod.load(empty, {f"mqtt.{k}": v for k, v in mqtt_keys.items()})
@@ -247,7 +247,7 @@ def test_the_desks_own_messages_all_pass_the_limit_and_the_acl(school_broker, tm
     store = Store(tmp_path / "desk")
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "config.toml").write_text("")
+    (folder / "config.toml").write_text("# defaults\n")
     cfg = config_mod.load(folder / "config.toml", {
         "mqtt.host": "127.0.0.1", "mqtt.port": school_broker.port, "mqtt.username": LONGEST,
         "mqtt.password": ACCOUNTS[LONGEST], "mqtt.desk": "\U0001F600" * 64, "mqtt.keepalive_s": 5,

@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     from edge_app.runtime.appliance import Appliance
 
     tmp = tmp_path_factory.mktemp("browser")
-    (tmp / "config.toml").write_text("")
+    (tmp / "config.toml").write_text("# defaults\n")
     cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
                                                 "indicators.backend": "none"})
     with admin_password_env():

@@ -26,7 +26,7 @@ LEVELS = ("Engaged", "Partially engaged", "Not engaged")
 def empty_config(tmp_path) -> Path:
     """An empty config file, so a device's /etc/engage-edge/config.toml never leaks in."""
     path = tmp_path / "config.toml"
-    path.write_text("")
+    path.write_text("# defaults\n")
     return path
 
 
@@ -551,7 +551,7 @@ def test_a_device_config_hidden_from_the_user_says_whom_to_run_as(device_dirs, g
     top, _, _ = device_dirs
     etc = top / "etc" / "engage-edge"
     etc.mkdir(parents=True)
-    (etc / "config.toml").write_text("")
+    (etc / "config.toml").write_text("# defaults\n")
     for path, mode in ((etc, 0o750), (etc / "config.toml", 0o640)):
         os.chown(path, 0, 1)  # root:daemon
         path.chmod(mode)
@@ -573,7 +573,7 @@ def test_a_device_config_its_own_group_may_not_read_says_how_to_restore_its_mode
     etc = top / "etc" / "engage-edge"
     etc.mkdir(parents=True)
     conf = etc / "config.toml"
-    conf.write_text("")
+    conf.write_text("# defaults\n")
     for path, mode in ((etc, 0o750), (conf, 0o600)):  # the mode an editor's save left
         os.chown(path, 0, 1)  # root:daemon, as root:engage
         path.chmod(mode)

@@ -273,3 +273,16 @@ def test_two_features_on_one_pin_are_refused_naming_both_keys(tmp_path, text, ke
         load_text(tmp_path, text)
     assert key in str(err.value) and other in str(err.value) and "firmware/README.md" in str(err.value)
     assert load_text(tmp_path, '[indicators]\npause_button_pin = 24\n').indicators.pause_button_pin == 24
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "\ufeff"])
+def test_an_empty_config_file_is_an_error_not_all_defaults(tmp_path, text):
+    """A config file zeroed by a power cut while it was saved read as "all defaults": another
+    data directory (an empty log, a new admin password), plain HTTP on 127.0.0.1, the wrong
+    camera. A file of one comment is the way to ask for the defaults."""
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(config_mod.ConfigError, match="is empty .*# defaults"):
+        config_mod.load(path)
+    path.write_text("# defaults\n")
+    assert config_mod.load(path).web.port == config_mod.defaults().web.port

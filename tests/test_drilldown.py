@@ -113,7 +113,7 @@ def test_the_web_csv_and_the_export_command_have_one_format(web, face_jpeg, tmp_
     web_rows = list(csv.DictReader(io.StringIO(web_text)))
     out = tmp_path / "export.csv"
     empty = tmp_path / "empty.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     assert main(["export", "--since", "2020-01-01", "--out", str(out), "--data-dir", str(cfg.store.data_dir),
                  "--config", str(empty)]) == 0
     assert out.read_bytes().startswith(codecs.BOM_UTF8)  # the export command's file too

@@ -629,7 +629,7 @@ def test_after_a_crash_the_last_state_ends_when_the_loop_was_last_seen_not_at_th
     the night). The next start dates its Absent at the last sign of life, the end of the
     last minute row the dead run wrote; a clean stop (Absent last) is dated as before."""
     db, config_file = tmp_path / "db", tmp_path / "config.toml"
-    config_file.write_text("")
+    config_file.write_text("# defaults\n")
     child = subprocess.Popen([sys.executable, "-c", KILLED_LOOP, str(db), str(config_file)],
                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
     store = Store(db)
@@ -779,7 +779,7 @@ def test_after_a_crash_during_a_pause_the_pause_ends_when_the_loop_was_last_seen
     dates its Absent when the paused loop was last seen, to the minute, and is paused again
     (a pause outlives a restart, a crash too)."""
     db, config_file = tmp_path / "db", tmp_path / "config.toml"
-    config_file.write_text("")
+    config_file.write_text("# defaults\n")
     end = 1_700_000_000.0 + 600  # ten minutes of pause on the child's clock
     child = subprocess.Popen([sys.executable, "-c", PAUSED_THEN_KILLED, str(db), str(config_file), str(end)],
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -83,7 +83,7 @@ def web(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("fuzz")
     empty = tmp / "config.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     cfg = config_mod.load(empty, {"store.data_dir": str(tmp / "data"), "web.port": 0, "indicators.backend": "none",
                                   "web.max_upload_mb": 1})
     mp = pytest.MonkeyPatch()

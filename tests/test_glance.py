@@ -54,7 +54,7 @@ def server(tmp_path_factory, scene):
     from edge_app.runtime.appliance import Appliance
 
     tmp = tmp_path_factory.mktemp("glance")
-    (tmp / "config.toml").write_text("")
+    (tmp / "config.toml").write_text("# defaults\n")
     cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
                                                 "indicators.backend": "none", "engagement.absent_after_s": 1.0,
                                                 "engagement.min_hold_s": 0.3})

@@ -44,7 +44,7 @@ def test_a_read_only_data_dir_is_named_as_such_not_as_a_corrupt_database(read_on
     assert "not writable" in str(err.value) and "read-only" in str(err.value)
     assert "Restore a backup" not in str(err.value)
     empty = tmp_path / "empty.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     r = subprocess.run([sys.executable, "-m", "edge_app", "run", "--config", str(empty), "--source", "demo",
                         "--port", "0", "--data-dir", str(read_only_dir)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "is not writable" in r.stderr and "Restore a backup" not in r.stderr

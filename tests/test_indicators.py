@@ -41,7 +41,7 @@ def factory():
 
 def gpio_cfg(tmp_path, **changes) -> config_mod.Config:
     empty = tmp_path / "c.toml"
-    empty.write_text("")
+    empty.write_text("# defaults\n")
     return config_mod.load(empty, {"indicators.backend": "gpio", "store.data_dir": str(tmp_path / "d"),
                                    **{f"indicators.{k}": v for k, v in changes.items()}})
 

@@ -30,7 +30,7 @@ def console_example(command: str) -> tuple[list[str], list[str]]:
 def test_the_analyze_example_is_what_analyze_prints(tmp_path):
     args, printed = console_example("analyze")
     empty = tmp_path / "config.toml"
-    empty.write_text("")  # the defaults, as on a fresh checkout (never a device's /etc config)
+    empty.write_text("# defaults\n")  # the defaults, as on a fresh checkout (never a device's /etc config)
     r = subprocess.run([sys.executable, "-m", "edge_app", "analyze", *args, "--config", str(empty)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

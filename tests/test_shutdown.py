@@ -205,7 +205,7 @@ def test_a_stop_whose_camera_never_closes_still_finishes(make_appliance, cfg):
 def demo_run(tmp_path: Path):
     """A real ``engage-edge run`` on the demo source, with its data in ``tmp_path``."""
     config = tmp_path / "config.toml"
-    config.write_text("")
+    config.write_text("# defaults\n")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENGAGE_ADMIN_PASSWORD": ADMIN_PASSWORD}
     with service_process("run", "--config", config, "--source", "demo", "--port", "0",
                          "--data-dir", tmp_path / "data", env=env) as proc:
