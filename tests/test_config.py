@@ -20,7 +20,8 @@ def write(tmp_path, text: str, name: str = "config.toml"):
 
 
 def load_text(tmp_path, text: str, overrides=None) -> config_mod.Config:
-    return config_mod.load(write(tmp_path, text), overrides)
+    """``text`` "" is the defaults: a file of one comment (an empty file is an error)."""
+    return config_mod.load(write(tmp_path, text or "# defaults\n"), overrides)
 
 
 def test_defaults_are_the_shipped_file(tmp_path):
