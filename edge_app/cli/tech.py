@@ -367,30 +367,41 @@ def _users_store(args):
         return EXIT_FAILED
 
 
-def _named_user(accounts, username: str, data: Path):
-    """The user ``username``, or None after naming the users there are."""
-    user = accounts.find(username)
-    if user is None:
-        names = ", ".join(u.username for u in accounts.list_users()) or "none"
-        print(f"error: no user {username!r} in {data} (its users: {names})", file=sys.stderr)
-    return user
+def _user_at(args):
+    """(data directory, its open Store, its Accounts, the user ``args.username``) for a user
+    command, or the exit code after saying why not (``_users_store``; no such user: the
+    users there are named)."""
+    from edge_app.store.accounts import Accounts
 
-
-def cmd_passwd(args) -> int:
-    """Set a user's password on this machine: the way back in when the admin password is
-    lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
-    from edge_app.store.accounts import Accounts, AuthError
-
-    actor = _by()
     opened = _users_store(args)
     if isinstance(opened, int):
         return opened
     data, store = opened
     try:
         accounts = Accounts(store)
-        user = _named_user(accounts, args.username, data)
+        user = accounts.find(args.username)
         if user is None:
+            names = ", ".join(u.username for u in accounts.list_users()) or "none"
+            print(f"error: no user {args.username!r} in {data} (its users: {names})", file=sys.stderr)
+            store.close()
             return EXIT_FAILED
+    except BaseException:
+        store.close()
+        raise
+    return data, store, accounts, user
+
+
+def cmd_passwd(args) -> int:
+    """Set a user's password on this machine: the way back in when the admin password is
+    lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
+    from edge_app.store.accounts import AuthError
+
+    actor = _by()
+    opened = _user_at(args)
+    if isinstance(opened, int):
+        return opened
+    data, store, accounts, user = opened
+    try:
         password = _read_new_password(user.username, args.stdin)
         if password is None:
             print("refused: the two passwords differ; nothing changed", file=sys.stderr)
@@ -414,18 +425,14 @@ def cmd_role(args) -> int:
     """Give a user another role on this machine, keeping their uploads: the Users page's
     Change role, for a device whose admins are gone. Fewer rights end their sessions; the
     last admin keeps the role (``Accounts.set_role``)."""
-    from edge_app.store.accounts import RIGHTS, Accounts, AuthError
+    from edge_app.store.accounts import RIGHTS, AuthError
 
     actor = _by()
-    opened = _users_store(args)
+    opened = _user_at(args)
     if isinstance(opened, int):
         return opened
-    data, store = opened
+    data, store, accounts, user = opened
     try:
-        accounts = Accounts(store)
-        user = _named_user(accounts, args.username, data)
-        if user is None:
-            return EXIT_FAILED
         if user.role == args.role:
             print(f"the role of {user.username!r} is {args.role} already; nothing changed")
             return EXIT_OK
