@@ -284,3 +284,15 @@ def browser_login(page, base_url: str, username: str = "admin", password: str = 
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_load_state()
+
+
+def damage_table(store, table: str) -> None:
+    """A bad block under ``table`` (a failing SD card): its root page overwritten on disk,
+    the rest of the database intact. Closes ``store``; fill the table past one page first."""
+    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))[0][0]
+    page_size = store.query("PRAGMA page_size")[0][0]
+    store.close()
+    with open(store.path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)

@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 import pytest
+from conftest import damage_table
 
 from edge_app import config as config_mod
 from edge_app.store.database import Store, StoreError
@@ -112,13 +113,7 @@ def test_a_database_whose_uploads_cannot_be_read_keeps_every_image_and_still_sta
     for n in range(300):  # the table spans pages of its own, beyond the schema's first page
         store.add_upload(None, f"photo{n}.jpg", 10, 10, [])
     store.write_image("uploads/1.jpg", b"a kept photo")
-    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = 'uploads'")[0][0]
-    page_size = store.query("PRAGMA page_size")[0][0]
-    store.close()
-    with open(store.path, "r+b") as f:
-        f.seek((root - 1) * page_size)
-        f.write(b"\xff" * page_size)
+    damage_table(store, "uploads")
 
     make_appliance(with_loop=False)
 

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 
 import pytest
+from conftest import damage_table
 
 from edge_app.runtime.health import Health
 from edge_app.runtime.metrics import Metrics
@@ -158,13 +159,7 @@ def test_a_damaged_database_says_what_to_do(tmp_path, caplog):
     store = Store(tmp_path / "db")
     for n in range(300):  # the table spans pages of its own, beyond the schema's first page
         store.log_state_change(1_800_000_000.0 + n, *GOOD)
-    store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    root = store.query("SELECT rootpage FROM sqlite_master WHERE name = 'state_changes'")[0][0]
-    page_size = store.query("PRAGMA page_size")[0][0]
-    store.close()
-    with open(store.path, "r+b") as f:
-        f.seek((root - 1) * page_size)
-        f.write(b"\xff" * page_size)
+    damage_table(store, "state_changes")
     store = Store(tmp_path / "db")
     health = Health()
     w = StoreWriter(store, health, Metrics(), min_free_mb=0, retry_initial_s=0.05, retry_max_s=0.05)
