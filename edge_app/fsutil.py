@@ -45,10 +45,10 @@ def atomic_path(path: Path | str, mode: int = 0o644, suffix: str = ".tmp", held:
     path = Path(path)
     fd, name = _held_temp(path, suffix) if held else tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
                                                                      dir=path.parent)
-    if not held:
-        os.close(fd)
     tmp = Path(name)
     try:
+        if not held:
+            os.close(fd)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -70,14 +70,20 @@ def _held_temp(path: Path, suffix: str) -> tuple[int, str]:
     while True:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while such a sweep holds it
-        except OSError:
-            return fd, name  # no flock here (some network file systems): a sweep cannot lock it either, so keeps it
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(name)):
-                return fd, name
-        except FileNotFoundError:
-            pass
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while such a sweep holds it
+            except OSError:
+                return fd, name  # no flock here (some network file systems): a sweep cannot lock it either, so keeps it
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(name)):
+                    return fd, name
+            except FileNotFoundError:
+                pass
+        except BaseException:  # Ctrl-C or a hang-up here, before atomic_path's own clean-up: the file goes too
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            os.close(fd)
+            raise
         os.close(fd)
 
 

@@ -101,3 +101,19 @@ def test_a_file_system_without_unix_permissions_still_gets_the_file(tmp_path, re
         assert result.returncode != 0 and "Input/output error" in result.stderr, result.stderr[-2000:]
         assert target.read_bytes() == b"yesterday"
     assert [p.name for p in tmp_path.iterdir()] == ["backup.db"]
+
+
+def test_ctrl_c_while_a_held_temp_file_is_being_locked_leaves_no_file(tmp_path, monkeypatch):
+    """The export's temp file appears, then is locked: Ctrl-C (or a hang-up) in between came
+    before atomic_path's own clean-up, and left half an export hidden beside its destination
+    (CI's two cores hit it: the test stops the export as soon as its file appears)."""
+    from edge_app import fsutil
+
+    def interrupted(fd, op):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fsutil.fcntl, "flock", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "log.csv", held=True):
+            pass
+    assert list(tmp_path.iterdir()) == []
