@@ -308,3 +308,13 @@ def test_desk_view_shows_a_pause_as_paused(new_page, server, scene):
     finally:
         student.post(f"{server.url}/api/resume", headers={"X-CSRF-Token": csrf}, timeout=10)
     wait_for(lambda: glance_text(page) == server.loop.state.level != "Paused", what="back to the state after resuming")
+
+
+def test_the_desk_view_logs_out_as_its_note_asks(new_page, server):
+    """The desk view says "log out when you leave the desk" and had no way to: it keeps the
+    log-in alive while open, so a student leaving it open left the next one logged in."""
+    page = new_page(STUDENT, STUDENT_PW)
+    assert page.goto(f"{server.url}/glance").status == 200
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login**")
+    assert page.goto(f"{server.url}/glance").url.split("?")[0].endswith("/login")

@@ -23,6 +23,11 @@
 <nav class="glance-tools" aria-label="Desk view">
   <button type="button" id="fullscreen" class="secondary">Full screen</button>
   <a href="/live" class="button secondary">Back to Live</a>
+  % # the note above says to log out when leaving the desk: the page had no way to
+  <form method="post" action="/logout" class="inline">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <button type="submit" class="secondary">Log out</button>
+  </form>
 </nav>
 <script src="/static/state.js"></script>
 <script src="/static/glance.js"></script>
