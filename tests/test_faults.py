@@ -756,6 +756,8 @@ deadline = time.monotonic() + 60
 while loop.state.level == "Absent" and time.monotonic() < deadline:  # the demo's face: a state to pause from
     time.sleep(0.05)
 loop.privacy.pause("button")
+while loop.state.level != "Paused" and time.monotonic() < deadline:  # the pause logged at its start, not
+    time.sleep(0.01)                                                  # minutes into a clock already moving
 while t["now"] < end:  # ten seconds of the device's clock every few ms: minutes of pause in a moment
     with looked:
         t["now"] += 10
