@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from edge_app import config as config_mod
 from edge_app.cli import main
 from edge_app.device import clock, selftest
+from edge_app.device.indicators import make_indicator
 from edge_app.models import registry as flash
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
@@ -258,6 +259,33 @@ def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manif
         assert sum(1 for s in red.states if s.state == 1.0) >= 3  # red, amber and the fault blink
         assert [s.state for s in buzzer.states[1:]] == [1, 0, 1, 0]
         assert red.state == green.state == blue.state == 0  # closed: all off
+    finally:
+        factory.reset()
+
+
+def test_by_default_each_look_is_shown_for_its_whole_pattern(tmp_path):
+    """The self-test showed each look for 0.4 s: a technician asked whether "Partially
+    engaged" breathes, "Not engaged" flashes twice and "Paused" pulses saw a fifth of a
+    breathe, one flash and half a pulse. Each look now runs one whole period of its pattern."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        cfg = config_mod.load(None, {"indicators.backend": "gpio", "store.data_dir": str(tmp_path / "d")})
+        indicator = make_indicator(cfg, factory)
+        red, green, blue = (factory.pin(n) for n in (17, 27, 22))
+        try:
+            assert "amber (slow breathe)" in selftest.check_led(indicator, None)
+        finally:
+            indicator.close()
+        assert 0.2 in [round(s.state, 3) for s in red.states]  # amber's breathe reached its floor (a fifth)
+        assert 0.08 in [round(s.state, 3) for s in green.states]
+        # a mock pin's state is recorded with how long the one before it was held: a full red
+        # held 0.2 s then off is one of Not engaged's flashes (the fault's are 0.1 s)
+        flashes = [s for s, prev in zip(red.states[1:], red.states) if prev.state == 1.0 and s.state == 0.0
+                   and s.timestamp >= 0.15]
+        assert len(flashes) >= 2, red.states  # both flashes of the double flash
+        levels = [s.state for s in blue.states]
+        bottom = next(i for i, level in enumerate(levels) if 0 < level < 0.1)  # Paused's pulse faded out
+        assert any(0.5 < level < 0.95 for level in levels[bottom:]), levels  # and in again
     finally:
         factory.reset()
 

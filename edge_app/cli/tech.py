@@ -457,7 +457,8 @@ def _step_seconds(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 <= value <= 5:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 5 (default 0.4)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 5 (default: each look's "
+                                         "whole pattern)")
     return value
 
 
@@ -486,7 +487,8 @@ def add_commands(sub) -> None:
     st = sub.add_parser("selftest", help="check camera, LED, buzzer, model, face detector, database and disk")
     st.add_argument("--source", help="camera source to test (default: camera.source)")
     st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
-    st.add_argument("--step", type=_step_seconds, default=0.4, help="seconds per LED colour, 0 to 5 (default 0.4)")
+    st.add_argument("--step", type=_step_seconds, default=None,
+                    help="seconds per LED look, 0 to 5 (default: each look's whole pattern, about 12 s in all)")
     _common(st)
     st.set_defaults(func=_guarded(cmd_selftest))
 

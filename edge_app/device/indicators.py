@@ -91,6 +91,10 @@ class Look:
             return ((c, on), (OFF, off)) * (self.flashes - 1) + ((c, on), (OFF, off + self.rest))
         return ()
 
+    def period(self) -> float:
+        """Seconds until the pattern repeats; 0 for a steady light."""
+        return sum(seconds for _, seconds in self.steps())
+
 
 @dataclass(frozen=True)
 class Patterns:

@@ -94,15 +94,25 @@ def _pins_hint(holder: str | None) -> str:
     return ""
 
 
-def check_led(indicator, step_s: float, driven: bool = True) -> str:
-    """Every state's look in turn, then the fault blink. ``driven``: a real LED (not the
-    console's printed one), which the technician is asked to look at."""
+STEADY_S = 1.5  # how long the self-test shows a steady look when each look is shown whole
+
+
+def check_led(indicator, step_s: float | None, driven: bool = True) -> str:
+    """Every state's look in turn, then the fault blink. ``step_s`` None: each look for one
+    whole period of its pattern (a steady one for ``STEADY_S``), so the technician sees the
+    breathe, the double flash and the pulse they will be asked about, not 0.4 s of each; a
+    number: that many seconds each (Absent and Paused twice as long). ``driven``: a real LED
+    (not the console's printed one), which the technician is asked to look at."""
+    patterns = getattr(indicator, "patterns", None)
     for group in GROUPS:
         indicator.show(group)
-        time.sleep(step_s * (2 if group in (ABSENT, PAUSED) else 1))
+        if step_s is None:
+            time.sleep((patterns.look_of(group, False).period() or STEADY_S) if patterns else STEADY_S)
+        else:
+            time.sleep(step_s * (2 if group in (ABSENT, PAUSED) else 1))
     indicator.fault(True, "self-test")
-    patterns = getattr(indicator, "patterns", None)  # show at least two fault blinks
-    time.sleep(max(step_s, 2 * sum(patterns.fault_blink)) if patterns else step_s)
+    fault = 2 * sum(patterns.fault_blink) if patterns else 0.4  # show at least two fault blinks
+    time.sleep(fault if step_s is None else max(step_s, fault))
     indicator.fault(False)
     shown = ", ".join(COLOUR_NAMES[g] for g in GROUPS)
     return f"showed {shown}, fast red blink (fault)" + (": each different (look at the LED)" if driven else "")
@@ -214,9 +224,10 @@ def check_clock() -> Result:
     return Result("clock", "WARN", f"{clock.UNSYNCHRONIZED}: {clock.WHAT_TO_DO}")
 
 
-def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float = 0.4, out=None,
+def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float | None = None, out=None,
         pin_factory=None) -> list[Result]:
-    """Run every check, print one line each to ``out``; returns the results."""
+    """Run every check, print one line each to ``out``; returns the results. ``step_s``:
+    seconds per LED look (None: each look's whole pattern, about 12 s in all)."""
     from edge_app.device.indicators import ConsoleIndicator, make_indicator
 
     out = out or sys.stdout
