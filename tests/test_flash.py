@@ -302,6 +302,17 @@ def _config_file(tmp_path: Path, cfg: Config) -> Path:
     return path
 
 
+def test_a_first_install_makes_a_private_data_folder(variant, tmp_path, capsys):
+    """A model installed before the device's first start made its data folder 0755, and the
+    store then kept it so: the students' log in a folder every local user may list and enter."""
+    data = tmp_path / "new" / "data"
+    conf = tmp_path / "cli.toml"
+    conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+    model, manifest = variant(1)
+    assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 0
+    assert oct(data.stat().st_mode & 0o777) == oct(0o700)
+
+
 def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     """install, list (with the accuracy models are compared by, per model and per history line)
     and rollback from the command line."""

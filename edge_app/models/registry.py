@@ -773,8 +773,12 @@ def _open_lock_readonly(path: Path) -> int:
 
 @contextlib.contextmanager
 def _locked(directory: Path):
-    """One install or rollback at a time (CLI and web upload may race)."""
+    """One install or rollback at a time (CLI and web upload may race). A data folder made
+    here (a first install before the first start) is private, as the store makes it: its
+    database will hold the students' log."""
     try:
+        if not directory.parent.exists():
+            directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_failed(directory, exc) from None
