@@ -70,6 +70,9 @@ ABSENT_PAIR = {ABSENT, TOO_DARK}  # what the tracker says of frames without a fa
 NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT, TOO_DARK)  # the tracker's own levels: no emotion goes with them
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 NO_FACE = "No face"  # the log's and the export's label for a kept photo in which no face was found; never a state
+# the longest break (other states) a disengaged stretch survives, on the desk's buzzer and on the
+# classroom page alike: a glance up, not a return (device/indicators.py, fleet/classroom/model.py)
+STRETCH_BREAK_S = 60.0
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
 
 

@@ -349,8 +349,9 @@ def flip(level: str, since: float, seq: int, sent: float, **extra) -> bytes:
 def test_a_student_moving_between_the_alert_levels_is_disengaged_all_along():
     """"Needs attention" timed each level's own ``since``: a student moving between "Not
     engaged" and "Distracted" every 90 s was never flagged against a 2-minute threshold.
-    The model keeps when the stretch of alert levels began; any other level ends it, and a
-    desk that went offline (or states the service may have missed) restarts it."""
+    The model keeps when the stretch of alert levels began (a short break of other levels is
+    not counted in it), and a desk that went offline (or states the service may have missed)
+    restarts it."""
     now = 1_800_000_000.0
     clock = [now]
     room = classroom_model.Classroom(clock=lambda: clock[0])
@@ -367,9 +368,9 @@ def test_a_student_moving_between_the_alert_levels_is_disengaged_all_along():
     assert room.apply_state("steady", flip("Distracted", now - 100, 1, now))
     assert [d["device_id"] for d in room.snapshot()["desks"]] == ["flip", "steady"]
     assert room.apply_state("flip", flip("Present", now - 5, 4, now))  # an expression not read: no evidence
-    assert shown()["disengaged_since"] is None
+    assert shown()["disengaged_since"] is None  # a break: not shown as disengaged
     assert room.apply_state("flip", flip("Not engaged", now - 2, 5, now))
-    assert shown()["disengaged_since"] == now - 2  # a new stretch
+    assert shown()["disengaged_since"] == now - 167  # the same stretch, less its 3 s break
     assert room.apply_state("flip", flip("Distracted", now - 1, 6, now))
     room.apply_availability("flip", b"offline")  # its will: what it did meanwhile is unknown
     assert shown()["disengaged_since"] == now - 1
@@ -388,6 +389,45 @@ def test_a_student_moving_between_the_alert_levels_is_disengaged_all_along():
     assert room.apply_state("late", flip("Distracted", behind - 200, 1, behind))
     assert room.apply_state("late", flip("Not engaged", behind - 30, 2, behind))
     assert shown("late")["disengaged_since"] == now - 200 and shown("late")["since"] == now - 30
+
+
+def test_a_glance_up_does_not_end_a_stretch_but_a_return_does():
+    """40 s sad, a 3 s glance up, over and over: each glance ended the stretch, so the page
+    never flagged the student against a 2-minute threshold, while the desk's own buzzer
+    (which bridges breaks shorter than STRETCH_BREAK_S) sounded. The page times the stretch
+    as the desk does: short breaks not counted, a break of a minute or more ends it, and so
+    does a desk going offline during a break (what it did meanwhile is unknown)."""
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+
+    def shown() -> dict:
+        return {d["device_id"]: d for d in room.snapshot()["desks"]}["glance"]
+
+    seq, t = 0, t0
+    for _ in range(4):  # 4 x (40 s Not engaged, 3 s Engaged)
+        for level, lasts in (("Not engaged", 40), ("Engaged", 3)):
+            seq += 1
+            clock[0] = t
+            assert room.apply_state("glance", flip(level, t, seq, t))
+            t += lasts
+    clock[0] = t
+    assert room.apply_state("glance", flip("Not engaged", t, seq + 1, t))
+    assert shown()["disengaged_since"] == t0 + 4 * 3  # 160 s disengaged: past a 2-minute threshold
+    assert room.snapshot()["desks"][0]["device_id"] == "glance"
+
+    def then(level: str, at: float, number: int) -> None:
+        clock[0] = at
+        assert room.apply_state("glance", flip(level, at, number, at))
+
+    then("Engaged", t + 10, seq + 2)  # a return: a break of a whole minute ends it
+    then("Distracted", t + 70, seq + 3)
+    assert shown()["disengaged_since"] == t + 70
+    then("Present", t + 80, seq + 4)  # offline during a break: the stretch ends with it
+    room.apply_availability("glance", b"offline")
+    room.apply_availability("glance", b"online")
+    then("Not engaged", t + 85, seq + 5)
+    assert shown()["disengaged_since"] == t + 85
 
 
 def test_the_page_alerts_on_a_student_moving_between_the_alert_levels(classroom, broker, page):

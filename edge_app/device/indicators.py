@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge_app.device import clock
-from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, Group
+from edge_app.engagement import ABSENT, DISTRACTED, PAUSED, PRESENT, STRETCH_BREAK_S, Group
 
 if TYPE_CHECKING:
     from edge_app.config import Config
@@ -39,11 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
-# Other states for buzzer_after_s (at most this long) end a disengaged stretch; a shorter break (a
-# 3 s glance up) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
+# Other states for buzzer_after_s (at most STRETCH_BREAK_S) end a disengaged stretch; a shorter break
+# (a 3 s glance up) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
 # and over, buzzed every cooldown (10 times in 20 minutes). Back for as long as it takes to alert
 # is a return, not a glance; an alert at once (buzzer_after_s = 0) has no break to bridge.
-STRETCH_BREAK_S = 60.0
 COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber (slow breathe)",
                                 DISTRACTED: "violet", Group.NOT_ENGAGED: "red (double flash)", PRESENT: "teal",
                                 ABSENT: "grey (slow blink)", PAUSED: "blue (slow pulse)"}

@@ -32,14 +32,15 @@ desk's own reconnection.
 "Needs attention" times a student's disengaged stretch (``disengaged_since``), not the
 current level's own ``since``: a student who moves between "Not engaged" and "Distracted"
 every 90 s was never flagged against a 2-minute threshold. The stretch survives moves
-between those two alert levels and nothing else: any other level ends it, "Present" (an
-expression that could not be read) included, since it is no evidence of disengagement
-and the device's smoothing already keeps flicker out of its state changes. It counts only
-changes this service saw one after another: a desk that went offline (its will, its
-clean stop, its silence) restarts it at the current level's ``since``, and after a broker
-link that was lost the first state newer than the one shown (one was missed) begins a
-stretch of its own; either may alert later, never on a stretch that was not seen. A copy
-of the state shown (the broker's replay, a heartbeat) says none was missed.
+between those two alert levels, and a break of other levels shorter than
+``STRETCH_BREAK_S``, as the desk's buzzer does (40 s sad, a 3 s glance up, over and over,
+was never flagged at all): the break is not counted in it ("Present", an expression that
+could not be read, is no evidence of disengagement), and a longer one ends it. It counts
+only changes this service saw one after another: a desk that went offline (its will, its
+clean stop, its silence) restarts it at the current level's ``since`` (or ends it, during a
+break), and after a broker link that was lost the first state newer than the one shown (one
+was missed) begins a stretch of its own; either may alert later, never on a stretch that
+was not seen. A copy of the state shown (the broker's replay, a heartbeat) says none was missed.
 
 Anyone who may publish to the broker can send anything, so a message is applied only
 when it is what a desk sends: a known level, a finite time, a device id a device may
@@ -59,6 +60,8 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field, fields
+
+from edge_app.engagement import STRETCH_BREAK_S
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,7 @@ class Desk:
     device_disengaged: float | None = None
     disengaged_sample: float | None = None
     disengaged_unsure: bool = False  # dated by a reading not confirmed yet, at its latest (``_offset``)
+    break_since: float | None = None  # a break in the stretch: when it began, by the desk's clock (_set_state)
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
     minute_start: float | None = None
@@ -197,11 +201,19 @@ class Desk:
         """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
         return self.disengaged_since if self.level in ALERT_LEVELS and self.disengaged_since else self.since
 
+    def shown_stretch(self) -> float | None:
+        """``disengaged_since`` as the pages see it: none off the alert levels (a break's
+        stretch is kept here until it goes on or ends, not shown as disengagement)."""
+        return self.disengaged_since if self.level in ALERT_LEVELS else None
+
     def restart_stretch(self) -> None:
         """Forget the alert levels before the current one (states may have been missed)."""
+        self.break_since = None
         if self.level in ALERT_LEVELS and self.device_disengaged is not None:
             self.device_disengaged, self.disengaged_since = self.device_since, self.since
             self.disengaged_sample, self.disengaged_unsure = self.state_sample, False
+        elif self.level not in ALERT_LEVELS:  # a break's stretch: whether it went on is unknown
+            self.device_disengaged = self.disengaged_since = None
 
 
 @dataclass
@@ -379,7 +391,7 @@ class Classroom:
                 for desk in self._desks.values():
                     if not desk.online and desk.went_offline and now - desk.went_offline[0] <= WILL_BURST_S:
                         (_, desk.device_disengaged, desk.disengaged_since, desk.disengaged_sample,
-                         desk.disengaged_unsure) = desk.went_offline
+                         desk.disengaged_unsure, desk.break_since) = desk.went_offline
                         desk.online, desk.went_offline = True, None
                         self._announce(desk)
             if connected and not self._link["connected"]:
@@ -558,7 +570,7 @@ class Classroom:
                 self._announce(desk)
             elif desk.online:
                 desk.went_offline = (self.monotonic(), desk.device_disengaged, desk.disengaged_since,
-                                     desk.disengaged_sample, desk.disengaged_unsure)
+                                     desk.disengaged_sample, desk.disengaged_unsure, desk.break_since)
                 desk.online = False
                 desk.restart_stretch()
                 self._announce(desk)
@@ -588,7 +600,8 @@ class Classroom:
             gone = [] if since is None else [g.device_id for g in self._gone.values()
                                              if g.told is not None and g.told > since]
             desks.sort(key=lambda d: d.sort_key(now))
-            rows = [{**{f: getattr(d, f) for f in SHOWN}, "recent": d.recent(now)} for d in desks]
+            rows = [{**{f: getattr(d, f) for f in SHOWN}, "disengaged_since": d.shown_stretch(),
+                     "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
             if not link["connected"] and not link["error"] and self._reason is not None:
                 link["error"] = self._reason()
@@ -677,7 +690,7 @@ class Classroom:
             return len(self._desks)
 
 
-HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "minutes",
+HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "break_since", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
           "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
@@ -730,18 +743,29 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     """Show ``state`` (its message ``data``, its clock reading ``skew``, already measured) on ``desk``."""
     level, since, seq = state
     if desk.gap:  # the state before this one may not be the one shown: what the stretch was is unknown
-        desk.gap, desk.device_disengaged, desk.disengaged_since = False, None, None
+        desk.gap, desk.device_disengaged, desk.disengaged_since, desk.break_since = False, None, None, None
     ours = since + _offset(desk, skew)
     unsure = ours != (start := since + _offset(desk, skew, latest=True))
     if unsure and desk.since is not None:
         ours = max(ours, desk.since)  # not before the state it follows: a clock set back is not "for 72 h"
+    began, began_device = desk.disengaged_since, desk.device_disengaged  # the stretch so far, if any
     if level not in ALERT_LEVELS:
-        desk.device_disengaged = desk.disengaged_since = None
-    elif desk.level not in ALERT_LEVELS or desk.disengaged_since is None or desk.disengaged_since > start:
+        if began is not None and desk.level in ALERT_LEVELS:
+            desk.break_since = since  # a break: the stretch goes on if an alert level is back soon enough
+        elif desk.break_since is None:
+            desk.device_disengaged = desk.disengaged_since = None
+    elif (began is not None and began_device is not None and desk.break_since is not None
+          and 0 <= since - desk.break_since < STRETCH_BREAK_S):
+        # back from a short break (timed on the desk's clock, as its states are): the same stretch, the
+        # break not counted in it, as the desk's buzzer times it (indicators.BuzzerPolicy)
+        pause = since - desk.break_since
+        desk.device_disengaged, desk.disengaged_since = began_device + pause, min(began + pause, start)
+        desk.break_since = None
+    elif began is None or desk.level not in ALERT_LEVELS or began > start:
         # a stretch begins (a moved clock cannot make it begin later than now); compared on our clock: the
         # stretch's start may be stamped by the desk's clock before a time server stepped it
         desk.device_disengaged, desk.disengaged_sample, desk.disengaged_since = since, skew, start
-        desk.disengaged_unsure = unsure
+        desk.disengaged_unsure, desk.break_since = unsure, None
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
     desk.since = ours
     desk.label = _text(data.get("label"), 120) or level
