@@ -719,6 +719,10 @@ def test_a_browser_gets_error_pages_in_plain_words_and_a_script_json(appliance, 
     assert r.status_code == 500 and r.headers["Content-Type"].startswith("text/html")
     assert "Something went wrong" in r.text and "try again" in r.text and "ZeroDivisionError" not in r.text
     assert "Content-Security-Policy" in r.headers and "ZeroDivisionError" in caplog.text  # the details: the log
+    assert "journalctl -u engage-edge" in r.text  # where they are, for an admin; a student is spared the command
+    add_student(appliance)
+    r = login(appliance.url, "sam", STUDENT_PW).get(f"{appliance.url}/test-fails", headers=BROWSER, timeout=10)
+    assert r.status_code == 500 and "tell whoever looks after the device" in r.text and "journalctl" not in r.text
     r = s.get(f"{appliance.url}/test-fails", timeout=10)  # a script
     assert r.status_code == 500 and "internal error" in r.json()["error"]
     r = requests.get(f"{appliance.url}/login", headers={**BROWSER, "Host": "evil.example"}, timeout=10)

@@ -170,8 +170,13 @@ def make_app(ctx: Context) -> bottle.Bottle:
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie, page=error_page)
 
     def error_page(message: str) -> str:
-        """The 500 page: with the header of whoever is logged in, or without when that fails."""
+        """The 500 page: with the header of whoever is logged in, or without when that fails.
+        Where the log is and the command that reads it are for an admin: a student was told
+        "journalctl -u engage-edge"."""
         try:
+            found = guard.current()
+            if not (found and found[0].is_admin):
+                message = hardening.SERVER_ERROR_PAGE
             return guard.page("error", title="Something went wrong", message=message)
         except Exception:  # the database may be what failed
             return guard.bare_page("Something went wrong", message)

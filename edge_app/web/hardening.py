@@ -110,8 +110,8 @@ def wants_html() -> bool:
 
 
 SERVER_ERROR_PAGE = ("Something went wrong on the device, so what you asked for may not have been done. Go back "
-                     "and try again; if it happens again, tell whoever looks after the device (its log has the "
-                     "details: journalctl -u {service}).")
+                     "and try again; if it happens again, tell whoever looks after the device.")
+SERVER_ERROR_LOG = " Its log has the details: journalctl -u {service}."  # for an admin, not a student
 
 
 def json_error(status: int, message: str, **more) -> HTTPResponse:
@@ -264,7 +264,7 @@ def server_error(err, service: str, hsts: bool = False, page: Callable[[str], st
     set_security_headers(hsts=hsts)
     if page is not None and wants_html():
         try:
-            body = page(SERVER_ERROR_PAGE.format(service=service))
+            body = page(SERVER_ERROR_PAGE + SERVER_ERROR_LOG.format(service=service))
             response.content_type = "text/html; charset=UTF-8"
             return body
         except Exception:  # whatever broke may break the page too: JSON then
