@@ -21,7 +21,7 @@
     <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>
     <div class="tile"><span class="label">Alerts raised</span><strong data-tile id="alerts">{{tiles['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
     <div class="tile"><span class="label">Photos analysed</span><strong data-tile id="uploads">{{tiles['uploads']}}</strong><span class="hint">uploads today</span></div>
-    <div class="tile"><span class="label">Now</span><strong class="small" id="now" role="status" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="hint">{{!'<a href="/glance">desk view</a>' if state else ''}}</span></div>
+    <div class="tile"><span class="label">Now</span><strong class="small" id="now" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong><span class="sr-only" role="status" data-announce-state></span><span class="hint">{{!'<a href="/glance">desk view</a>' if state else ''}}</span></div>
   </div>
   % if today['total_s'] == 0:
   <p class="empty">No live time recorded today yet: the figures fill in minute by minute while the camera loop runs.</p>
