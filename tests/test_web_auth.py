@@ -791,7 +791,7 @@ def test_log_out_everywhere_else_ends_the_other_browsers_only(appliance):
                      timeout=10).status_code == 403
     r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=1")
-    assert "Logged out 1 other browser; every other browser you logged in from is a stranger again." in \
+    assert "Logged out 1 other browser; every other browser you logged in from now waits after wrong passwords for your name, like anyone else's." in \
         here.get(r.headers["Location"], timeout=10).text
     assert left_behind.get(f"{appliance.url}/api/state", timeout=10).status_code == 401
     assert here.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
@@ -816,7 +816,7 @@ def test_with_no_other_log_in_open_the_other_browsers_can_still_be_forgotten(app
     assert 'id="sessions-none">Only here.' in page and 'id="sessions-forget"' in page
     r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=0")
-    assert "Every other browser you logged in from is a stranger again." in \
+    assert "Every other browser you logged in from now waits after wrong passwords for your name, like anyone else's." in \
         here.get(r.headers["Location"], timeout=10).text
     assert appliance.accounts.known_browser("sam", lost) is None
     assert appliance.accounts.known_browser("sam", here.cookies["ee_session_known"])  # this one stays known
