@@ -791,8 +791,9 @@ def test_log_out_everywhere_else_ends_the_other_browsers_only(appliance):
                      timeout=10).status_code == 403
     r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=1")
-    assert "Logged out 1 other browser; every other browser you logged in from now waits after wrong passwords for your name, like anyone else's." in \
-        here.get(r.headers["Location"], timeout=10).text
+    said = here.get(r.headers["Location"], timeout=10).text
+    assert ("Logged out 1 other browser; every other browser you logged in from now waits after wrong passwords "
+            "for your name, like anyone else's.") in said
     assert left_behind.get(f"{appliance.url}/api/state", timeout=10).status_code == 401
     assert here.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
     assert admin.get(f"{appliance.url}/api/state", timeout=10).status_code == 200
