@@ -280,15 +280,16 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
         assert stays(lambda: loop.state.level != "Absent", 0.3)
         source.mode = "ok"
         assert stays(lambda: loop.state.level != "Absent", 2.0)  # past when Absent would show had the fault counted
+        before = time.time()  # the fault begins between these two: a late wake-up widens the bracket, never breaks it
         source.mode = "raise"
         wait_for(lambda: loop.health.camera == "fault", what="the fault seen")
-        fault_wall = time.time()
+        after = time.time()
         wait_for(lambda: loop.state.level == "Absent - camera not working", what="Absent during a long fault")
         assert loop.state.group == "Absent"
         assert loop.flush(10)
         last = store.query("SELECT t, level, grp FROM state_changes ORDER BY id DESC LIMIT 1")[0]
         assert (last["level"], last["grp"]) == ("Absent - camera not working", "Absent")
-        assert fault_wall - 0.5 < last["t"] - 2.0 < fault_wall + 0.5
+        assert before - 0.05 <= last["t"] - 2.0 <= after + 0.05, (before, last["t"] - 2.0, after)
         shown = loop.state.since + (time.time() - loop.clock())  # /api/state's "since", in wall-clock time
         assert abs(shown - last["t"]) < 0.05, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
         source.mode = "ok"

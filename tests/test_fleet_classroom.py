@@ -1171,7 +1171,7 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
     old = ClassroomService(settings, data, port=port).start()
     try:
         log_in_page(page, old.url)
-        page.locator("#conn", has_text="Live").wait_for(timeout=5_000)
+        page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
         assert page.locator("script[data-build]").get_attribute("data-build") == classroom_app.BUILD
         page.evaluate("window.oldPage = true")
     finally:
@@ -1181,7 +1181,7 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
     try:
         page.locator("script[data-build='next-release']").wait_for(state="attached", timeout=10_000)
         assert page.evaluate("window.oldPage") is None  # a new page, not the old one's tag changed
-        page.locator("#conn", has_text="Live").wait_for(timeout=5_000)  # the same log-in, the new release's script
+        page.locator("#conn", has_text="Live").wait_for(timeout=15_000)  # the same log-in, the new release's script
     finally:
         new.stop()
 
@@ -1409,7 +1409,7 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     page.clock.run_for(9_000)  # not before its 10 s
     assert "not answering" in page.inner_text("#conn")
     page.clock.run_for(1_000)
-    page.locator("#conn", has_text="Live").wait_for(timeout=5_000)
+    page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
 
 
 # ------------------------------------------------------------------ the last ten minutes
@@ -1987,7 +1987,7 @@ def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offlin
                  and len(desks(s, service.url)) == 2, what="both desks paused")
         # heard again and again, with no state or minute row sent: "last heard" does not grow
         wait_for(lambda: desks(s, service.url)["desk-p"]["last_seen"] > t + 4 * every, what="a heartbeat heard")
-        assert abs(desks(s, service.url)["desk-p"]["last_seen"] - time.time()) < 3 * every
+        assert abs(desks(s, service.url)["desk-p"]["last_seen"] - time.time()) < 3 * every + 2  # + 2 s: a loaded machine
         acknowledged = time.time()
         wait_for(lambda: not doomed.query("SELECT COUNT(*) FROM outbox")[0][0])
         db = b.folder / "mosquitto.db"
@@ -2015,7 +2015,7 @@ def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offlin
         assert time.monotonic() - back < classroom_model.silent_after(every) + 5
         found = desks(s, service.url)
         assert found["desk-p"]["online"] and found["desk-p"]["level"] == "Paused", found
-        assert abs(found["desk-p"]["last_seen"] - time.time()) < 3 * every
+        assert abs(found["desk-p"]["last_seen"] - time.time()) < 3 * every + 2  # + 2 s: a loaded machine
         assert found["desk-d"]["last_seen"] < acknowledged + 5  # "last heard" before the crash: why it is offline
         counts = s.get(f"{service.url}/api/classroom", timeout=5).json()["counts"]
         assert counts["Paused"] == 1 and counts["Offline"] == 1

@@ -513,6 +513,7 @@ def test_wrong_tls_settings_are_named_not_taken_for_an_unreachable_broker(tls_br
         wait_for(lambda: "closed the connection before answering" in sub.status.reason())
         assert "without --tls-ca" in sub.status.reason()
         assert sub.classroom.snapshot()["broker"]["error"] == sub.status.reason()
+        wait_for(lambda: logged("before answering") == 1)  # the status is set before its line is logged
         assert stays(lambda: logged("not accepted") == 1 and logged("before answering") == 1, 2.5)  # retried since
     finally:
         pub.stop()

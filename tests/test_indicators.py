@@ -124,7 +124,7 @@ def test_paused_is_a_slow_blue_pulse(factory, tmp_path):
     ind.close()
 
 
-def look_on_pins(factory, ind, group, window=0.5) -> frozenset:
+def look_on_pins(factory, ind, group, window=1.5) -> frozenset:
     """Every (r, g, b) the pins showed for ``group`` over ``window`` seconds, as levels
     rounded to a tenth: a steady colour is one triple, a blink two, a pulse many."""
     seen: set = set()
@@ -203,13 +203,15 @@ def test_not_engaged_flashes_twice_then_rests(factory, tmp_path):
     red = factory.pin(RED)
     start = len(red.states)
     ind.show(Group.NOT_ENGAGED)
-    changes = changes_after(red, start, 10)
+    changes = changes_after(red, start, 18)
     ind.close()
-    assert [v for _, v in changes[:9]] == [1.0, 0.0] * 4 + [1.0]
-    gaps = [gap for gap, _ in changes[1:9]]  # how long each previous state lasted: on, off, on, rest, ...
-    for gap, expected in zip(gaps, [0.02, 0.03, 0.02, 0.13] * 2):
+    assert [v for _, v in changes[:17]] == [1.0, 0.0] * 8 + [1.0]
+    gaps = [gap for gap, _ in changes[1:17]]  # how long each previous state lasted: on, off, on, rest, ...
+    for gap, expected in zip(gaps, [0.02, 0.03, 0.02, 0.13] * 4):
         assert expected - 0.01 < gap < expected + 1.0, (gaps, expected)
-    assert min(gaps[3], gaps[7]) > max(gaps[1], gaps[5]) + 0.05, gaps  # the rest is longer than the flashes' gap
+    # the rest is longer than the flashes' gap: a busy machine only makes a gap late, never early,
+    # so the shortest of each kind is the pattern's own (the longest may be a scheduling delay)
+    assert min(gaps[3::4]) > min(gaps[1::4]) + 0.05, gaps
     assert factory.pin(GREEN).state == 0 and factory.pin(BLUE).state == 0
 
 
@@ -414,9 +416,12 @@ def test_jetson_backend_drives_the_same_pins(factory, tmp_path):
     assert levels(factory) == (1.0, 0.0, 1.0)  # violet without PWM: red + blue
     start = len(pins[BLUE].states)
     ind.show(ABSENT)
-    for _ in range(300):
+
+    def shown_until_blinked():  # as the capture loop does, many times per blink, until it has blinked
         ind.show(ABSENT)
-        time.sleep(0.002)
+        return len(pins[BLUE].states) - start >= 4
+
+    wait_for(shown_until_blinked, every=0.002, what="blue blinking under show() every frame")
     check_blink(transitions(pins[BLUE], start), 0.1, 0.1)
     assert len(pins[RED].states) > 3  # grey without PWM: white, so red blinks too
     ind.fault(True)

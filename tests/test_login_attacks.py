@@ -186,7 +186,7 @@ def test_while_many_addresses_keep_guessing_the_owner_gets_in_from_a_new_browser
     failed for the name is checked now; one that guessed still waits."""
     web.accounts.throttle = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=100,
                                            lock_after_address=1000, lock_s=600, lock_after_user_global=6,
-                                           base_delay_s=1.0, max_delay_s=1.0)
+                                           base_delay_s=3.0, max_delay_s=3.0)  # time for a slow hash
     for guess in range(6):  # the burst: three addresses
         assert log_in_from(web, f"127.0.0.{2 + guess % 3}", "admin", f"burst-{guess}")[0] == 401
     guessed: list[str] = []
@@ -204,7 +204,7 @@ def test_while_many_addresses_keep_guessing_the_owner_gets_in_from_a_new_browser
         try:
             for owner in (40, 41):  # each a browser admin never logged in with, on a fresh address
                 seen = len(guessed)
-                wait_for(lambda seen=seen: len(guessed) > seen, timeout=5)  # a guess just now: the wait runs a second
+                wait_for(lambda seen=seen: len(guessed) > seen, timeout=10)  # a guess just now: the wait runs 3 s
                 status, known, error = log_in_from(web, f"127.0.0.{owner}", "admin", ADMIN_PASSWORD)
                 assert status == 200 and known, error
                 status, _, error = log_in_from(web, "127.0.0.2", "admin", ADMIN_PASSWORD)

@@ -110,7 +110,7 @@ def test_a_slow_stage_drops_frames_instead_of_queueing_them(cfg):
     assert loop.metrics.registry.get_sample_value("engage_frames_dropped_total") == h.dropped
     # the loop counts the source's drops at each frame it takes; a read still under way at
     # the stop (its thread finishes it unwatched) adds its own few after the last count
-    assert h.dropped <= source.dropped <= h.dropped + 10
+    assert h.dropped <= source.dropped <= h.dropped + 60  # 30 a second: a last read up to 2 s late
 
 
 def _wsgi_get(app, path: str, remote_addr: str, cookie: str = "") -> tuple[str, bytes]:
