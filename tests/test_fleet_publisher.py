@@ -7,6 +7,7 @@ import logging
 import shutil
 import socket
 import time
+import types
 from pathlib import Path
 
 import mqtt_broker
@@ -25,6 +26,7 @@ from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.publisher import Publisher, check_connection, make_client, status_of
 from edge_app.fleet.settings import MqttSettings
 from edge_app.runtime.capture import CaptureLoop
+from edge_app.runtime.snapshot import StateSnapshot
 from edge_app.store.backup import backup
 from edge_app.store.database import DB_NAME, Store
 from edge_app.vision.classifier import EmotionClassifier
@@ -234,6 +236,46 @@ def test_emotion_only_when_the_admin_turns_it_on(broker, store):
         listener.close()
 
 
+@pytest.mark.parametrize("include_emotion", [False, True])
+def test_a_change_of_expression_within_a_level_stays_on_the_desk(broker, store, include_emotion):
+    """With the emotion kept on the desk (the default), a student going from "Engaged -
+    paying attention" to "Engaged - likes the topic" sent the broker a second "Engaged" with a
+    new ``since``: when the student's expression changed left the desk after all, and the
+    classroom said "Engaged for 10 s" of a student engaged all lesson. Only a change of what
+    leaves is sent now: by the outbox, at a (re)start, and by the heartbeat."""
+    t0 = 1_700_000_000.0
+    store.log_state_change(t0, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    store.log_state_change(t0 + 5, "Engaged - likes the topic", "Engaged", "happiness", 0.9)
+    listener = Listener(broker, ["engage/+/state", "engage/+/heartbeat"])
+    pub = Publisher(settings(broker, heartbeat_s=0.2, include_emotion=include_emotion), store)
+    looks = types.SimpleNamespace(snapshot=StateSnapshot("Engaged - surprised", since=12.0), wall=lambda: t0 + 100,
+                                  clock=lambda: 100.0)  # what the capture loop shows: surprised since t0 + 12
+    pub.follow(looks)
+    pub.start()
+    try:
+        wait_for(lambda: listener.subscribed and pub.status.connected)
+        first = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]  # a start in the middle of it
+        assert (first["level"], first["since"]) == ("Engaged", t0 if not include_emotion else t0 + 5)
+        for dt, label, emotion in ((9, "Engaged - paying attention", "neutral"), (12, "Engaged - surprised", "surprise")):
+            store.log_state_change(t0 + dt, label, "Engaged", emotion, 0.9)
+        beat = wait_for(lambda: [h for h in listener.json("engage/desk-07/heartbeat")
+                                 if h.get("seq", -1) > first["seq"] or not include_emotion and "since" in h])[-1]
+        assert beat["since"] == (t0 if not include_emotion else t0 + 12), beat
+        store.log_state_change(t0 + 20, "Not engaged", "Not engaged", "sadness", 0.9)
+        wait_for(lambda: listener.json("engage/desk-07/state")[-1]["level"] == "Not engaged")
+        sent = [(s["level"], s["label"], s["since"]) for s in listener.json("engage/desk-07/state")]
+        if include_emotion:
+            assert [since - t0 for _, _, since in sent] == [5, 9, 12, 20]
+        else:
+            assert sent == [("Engaged", "Engaged", t0), ("Not engaged", "Not engaged", t0 + 20)]
+            assert all(h.get("since", t0) == t0 for h in listener.json("engage/desk-07/heartbeat")
+                       if h.get("level") == "Engaged")
+        wait_for(lambda: pub.snapshot().backlog == 0, what="the rows not sent are not kept either")
+    finally:
+        pub.stop()
+        listener.close()
+
+
 def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
     b = Broker(tmp_path / "broker", persistence=True).start()
     listener = Listener(b, ["engage/+/state", "engage/+/minute"], client_id="instructor", persistent=True)
@@ -249,12 +291,15 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, store):
         store.log_minute({"minute": 28_333_334 * 60, "frames": 900, "faces": 880, "Engaged": 40.0, "Not engaged": 20.0})
         assert wait_for(lambda: pub.snapshot().backlog == 8)
         b.start()
-        wait_for(lambda: len(listener.json("engage/desk-07/state", live_only=True)) >= 8, timeout=40)
+        # each once, in order; the sixth "Engaged" after the fifth is the same words (only its label,
+        # which names the emotion, differs): it stays on the desk
+        sent = [i for i in range(8) if i != 6]
+        wait_for(lambda: len(listener.json("engage/desk-07/state", live_only=True)) >= len(sent), timeout=40)
         states = listener.json("engage/desk-07/state", live_only=True)
         seqs = [s["seq"] for s in states]
-        assert seqs == sorted(set(seqs)) and len(seqs) == 8  # each once, in order
+        assert seqs == sorted(set(seqs)) and len(seqs) == len(sent)
         assert [(s["level"], s["since"]) for s in states] == [(LEVELS[i % len(LEVELS)], 1_700_000_000.0 + i)
-                                                               for i in range(8)]
+                                                               for i in sent]
         minute = wait_for(lambda: listener.json("engage/desk-07/minute"))[0]
         assert minute["start"] == 28_333_334 * 60 and minute["engaged_s"] == 40.0
         wait_for(lambda: pub.snapshot().backlog == 0)

@@ -629,6 +629,21 @@ def _made_the_old_way(data: Path) -> Path:
     return data / "engage.db"
 
 
+def test_a_new_database_gives_space_back_from_its_start_without_a_rewrite(tmp_path, caplog):
+    """auto_vacuum was set after WAL mode had written the new file's first page, so SQLite
+    ignored it: every new device ran the one-time rewrite meant for old databases at its
+    first start (and logged it, a puzzle for its technician)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="edge_app.store.database"):
+        store = Store(tmp_path / "data")
+    try:
+        assert store.query("PRAGMA auto_vacuum")[0][0] == 2 and store.query("PRAGMA journal_mode")[0][0] == "wal"
+        assert "purged space" not in caplog.text
+    finally:
+        store.close()
+
+
 def test_an_old_database_is_made_to_give_space_back_at_a_start_with_room(tmp_path):
     path = _made_the_old_way(tmp_path / "data")
     assert sqlite3.connect(path).execute("PRAGMA auto_vacuum").fetchone()[0] == 0

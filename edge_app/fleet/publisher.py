@@ -336,18 +336,31 @@ class Publisher:
         if message.kind == "state":
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
-            if not self.settings.include_emotion and _names_an_emotion(body.get("label", "")):
-                # the configured engagement text names the emotion one-to-one with the default mapping
-                # ("Engaged - likes the topic": happiness): only the level leaves, as the label too (Home
-                # Assistant's attributes and older classroom pages keep the field they read). A level
-                # the loop sets itself names none ("Absent - camera not working", "- too dark to see") and leaves whole
-                body["label"] = body.get("level", "")
+            body["label"] = self._shown_label(body)
             body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
             return self.settings.topic("state"), json.dumps(body), True
         body.update(seq=message.seq, desk=self.settings.desk, sent=sent)
         return self.settings.topic(message.kind), json.dumps(body), False
+
+    def _shown_label(self, body: dict) -> str:
+        """A state's ``label`` as it leaves. The configured engagement text names the emotion
+        one-to-one with the default mapping ("Engaged - likes the topic": happiness): without
+        ``include_emotion`` only the level leaves, as the label too (Home Assistant's
+        attributes and older classroom pages keep the field they read). A level the loop sets
+        itself names none ("Absent - camera not working", "- too dark to see") and leaves whole."""
+        label = body.get("label", "")
+        if not self.settings.include_emotion and _names_an_emotion(label):
+            return body.get("level", "")
+        return label
+
+    def _no_news(self, a: dict, b: dict) -> bool:
+        """State ``b`` after ``a`` leaves as the same words while the emotion stays on the
+        desk (``include_emotion`` off): only the expression changed within a level ("Engaged -
+        paying attention" to "- likes the topic", and back), which is no news for the broker."""
+        return (not self.settings.include_emotion and a.get("level") == b.get("level")
+                and self._shown_label(a) == self._shown_label(b))
 
     def follow(self, loop) -> None:
         """Heartbeats carry what ``loop`` (the capture loop) shows now, not only what reached
@@ -376,6 +389,9 @@ class Publisher:
         if last is not None and last.body.get("level") == live["level"] and last.body.get("label") == live["label"] \
                 and abs(float(last.body.get("since", 0.0)) - live["since"]) <= LIVE_SINCE_SLACK_S:
             return last  # the same state: the very message, so a receiver that has it drops it
+        if last is not None and self._no_news(last.body, live) \
+                and live["since"] > float(last.body.get("since", 0.0)):
+            return last  # nor is the broker told when, by a heartbeat
         return Message(last.seq if last is not None else 0, time.time(), "state", live)
 
     def heartbeat_payload(self) -> str:
@@ -409,7 +425,7 @@ class Publisher:
     def _logged_state(self) -> Message | None:
         """The student's state now (``Outbox.current_state``), or None when unreadable."""
         try:
-            return self.outbox.current_state()
+            return self.outbox.current_state(self._no_news if not self.settings.include_emotion else None)
         except Exception as exc:  # noqa: BLE001 - a locked or damaged database: the next change brings a state
             log.warning("mqtt: could not read the current state to publish: %s", exc)
             return None
@@ -484,6 +500,14 @@ class Publisher:
         if room <= 0:
             return
         for message in self.outbox.after(self._cursor, room):
+            if message.kind == "state" and self._last_state is not None \
+                    and self._no_news(self._last_state.body, message.body):
+                # only the expression changed, which stays on the desk (include_emotion off): a message
+                # for it told the broker when the student's expression changed, and restarted the
+                # level's "since" on the classroom page ("Engaged for 10 s" of a student engaged all lesson)
+                self.outbox.ack([message.seq])
+                self._cursor = message.seq
+                continue
             topic, payload, retain = self.payload(message)
             info = self.client.publish(topic, payload, qos=1, retain=retain)  # paho queues it if the link drops
             self._pending[info.mid] = message.seq

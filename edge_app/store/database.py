@@ -436,6 +436,10 @@ class Store:
                                        check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    # a new database gives purged space back from its start: set after WAL (which writes
+                    # its first page) it was ignored, and every new device ran the one-time VACUUM
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
@@ -478,9 +482,7 @@ class Store:
         return self.connect().execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> None:
-        conn = self.connect()
-        if self.schema_version() == 0 and not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new database: before its first table
+        conn = self.connect()  # a new database is made able to give purged space back there
         conn.execute("PRAGMA foreign_keys = OFF")  # a table rebuilt by a migration must not cascade-delete
         try:
             self._migrate(conn)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from edge_app.store.database import Store
 
 
+RUN_LOOKED_AT = 200  # rows ``current_state`` looks back for when the state it reports began
+
+
 def queue_message(conn: sqlite3.Connection, t: float, kind: str, body: dict) -> None:
     """Queue one message inside the caller's transaction."""
     conn.execute("INSERT INTO outbox(t, kind, body) VALUES (?, ?, ?)", (t, kind, json.dumps(body)))
@@ -46,17 +49,26 @@ class Outbox:
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]
 
-    def current_state(self) -> Message | None:
+    def current_state(self, same=None) -> Message | None:
         """The newest logged state as the state message it was queued as, with the newest seq
         issued (a receiver holding it already drops the copy); None with nothing logged. A
         publisher started on a running device (the admin page changed the broker, the desk's
         name or its topics) has sent no state itself, and without this its heartbeats and
         its re-publish at connection carried none: the new desk showed "Waiting for a first
-        reading" until the student's state next changed, hours later for a steady one."""
-        rows = self.store.query("SELECT t, level, grp, emotion FROM state_changes ORDER BY t DESC, id DESC LIMIT 1")
+        reading" until the student's state next changed, hours later for a steady one.
+        ``same(older, newer)``: whether an older state's message said the same as the newest
+        (then the state began with it; the last ``RUN_LOOKED_AT`` rows are looked at)."""
+        rows = self.store.query("SELECT t, level, grp, emotion FROM state_changes ORDER BY t DESC, id DESC LIMIT ?",
+                                (RUN_LOOKED_AT if same else 1,))
         if not rows:
             return None
         issued = self.store.query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-        row = rows[0]
-        return Message(issued[0][0] if issued else 0, row["t"], "state",
-                       {"level": row["grp"], "label": row["level"], "since": row["t"], "emotion": row["emotion"]})
+
+        def body(row) -> dict:
+            return {"level": row["grp"], "label": row["level"], "since": row["t"], "emotion": row["emotion"]}
+        newest = body(rows[0])
+        for row in rows[1:]:
+            if not same or not same(body(row), newest):
+                break
+            newest["since"] = row["t"]
+        return Message(issued[0][0] if issued else 0, newest["since"], "state", newest)
