@@ -291,7 +291,7 @@ def test_a_long_camera_fault_is_logged_absent_not_the_last_state_running_on(fast
         assert (last["level"], last["grp"]) == ("Absent - camera not working", "Absent")
         assert before - 0.05 <= last["t"] - 2.0 <= after + 0.05, (before, last["t"] - 2.0, after)
         shown = loop.state.since + (time.time() - loop.clock())  # /api/state's "since", in wall-clock time
-        assert abs(shown - last["t"]) < 0.05, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
+        assert abs(shown - last["t"]) < 0.1, (shown, last["t"])  # the same moment, not when a retry saw it (0.24 s later)
         source.mode = "ok"
         wait_for(lambda: loop.state.level != "Absent", what="the face's state once frames are back")
     finally:
@@ -916,7 +916,8 @@ def test_after_a_crash_the_api_state_dates_absent_as_the_log_does(make_appliance
     logged = app.store.query("SELECT level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
     assert (logged["level"], logged["t"]) == ("Absent", ended)
     state = login(app.url).get(f"{app.url}/api/state", timeout=10).json()
-    assert state["level"] == "Absent" and abs(state["since"] - ended) < 0.01, (state, ended)
+    # to the second (the wall clock and the loop's are read one after the other: a loaded machine parts them)
+    assert state["level"] == "Absent" and abs(state["since"] - ended) < 1.0, (state, ended)
     assert state["for_s"] >= 3599
 
 
