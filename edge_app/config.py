@@ -775,7 +775,18 @@ def default_toml_path() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_app.config", description=__doc__.split("\n")[0])
     parser.add_argument("--write-defaults", action="store_true", help="regenerate edge_app/default_config.toml")
+    parser.add_argument("--check", type=Path, metavar="FILE",
+                        help="whether this release accepts FILE (exit 0), or what to change in it (exit 2): "
+                             "firmware/install.sh asks before it restarts an upgraded service")
     args = parser.parse_args(argv)
+    if args.check:
+        try:
+            load(args.check)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.check}: accepted")
+        return 0
     if args.write_defaults:
         default_toml_path().write_text(render_default_toml())
         print(f"wrote {default_toml_path()}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,23 @@ def test_the_settings_page_fields_come_from_the_schema():
         section, key = s.key.split(".")
         field = {f.name: f for f in dataclasses.fields(getattr(config_mod.defaults(), section))}[key]
         assert s.help == field.metadata["doc"] and s.label
+
+
+def test_check_says_whether_this_release_takes_a_kept_config(tmp_path, capsys):
+    """An upgrade keeps /etc/engage-edge/config.toml, and a value an older release took
+    ("12:00-12:00" quiet hours) is refused now: install.sh restarted into a service that
+    exited 2, five times. It asks ``--check`` first, which names what to change."""
+    kept = tmp_path / "config.toml"
+    kept.write_text('[indicators]\nquiet_hours = "12:00-12:00"\n')
+    assert config_mod.main(["--check", str(kept)]) == 2
+    err = capsys.readouterr().err
+    assert "indicators.quiet_hours = '12:00-12:00' is not allowed" in err and str(kept) in err
+    kept.write_text('[indicators]\nquiet_hours = "22:00-07:00"\n')
+    assert config_mod.main(["--check", str(kept)]) == 0
+    assert capsys.readouterr().out == f"{kept}: accepted\n"
+    install = (Path(__file__).resolve().parents[1] / "firmware" / "install.sh").read_text()
+    step9 = install.split("9. enable and start", 1)[1]
+    assert step9.index("edge_app.config --check") < step9.index("systemctl restart"), "checked before the restart"
 
 
 def test_write_defaults_regenerates_the_file(tmp_path, monkeypatch):
