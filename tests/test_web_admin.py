@@ -712,6 +712,27 @@ def test_settings_apply_to_the_running_loop_and_persist(make_appliance, cfg):
     assert again.cfg.engagement.mapping["fear"] == "Not engaged - scared"
 
 
+def test_one_saved_emotion_level_refused_now_keeps_the_others(tmp_path, caplog):
+    """An older release took a 67-character level for sadness; at the upgrade the whole saved
+    mapping was dropped with it, and fear went back from the admin's "Not engaged - scared" to
+    the default, with no word on the settings page. Only the refused emotion is left out."""
+    from edge_app import config as config_mod
+    from edge_app.store.database import Store
+    from edge_app.web.admin_settings import SETTINGS_KEY, with_saved_settings
+
+    store = Store(tmp_path / "d")
+    try:
+        store.set_setting(SETTINGS_KEY, {"engagement.mapping": {"fear": "Not engaged - scared",
+                                                                "sadness": "Not engaged - " + "looking out" * 5}})
+        with caplog.at_level(logging.WARNING):
+            cfg = with_saved_settings(store, config_mod.load(None))
+        assert cfg.engagement.mapping["fear"] == "Not engaged - scared"
+        assert cfg.engagement.mapping["sadness"] == "Not engaged"  # the default, and the warning says why
+        assert "ignoring a saved setting: engagement.mapping.sadness" in caplog.text
+    finally:
+        store.close()
+
+
 def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_it(make_appliance, tmp_path, caplog):
     """A setting saved on this page wins over the config file at every start, and nothing
     said so: a technician's edit of /etc/engage-edge/config.toml did nothing and nobody

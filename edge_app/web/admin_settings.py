@@ -54,10 +54,15 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
     file_cfg = cfg
     for dotted, value in saved.items():
-        try:
-            cfg = config_mod.with_changes(cfg, {dotted: value})
-        except config_mod.ConfigError as exc:
-            log.warning("ignoring a saved setting: %s", exc)
+        # the emotion mapping one emotion at a time: a level an older release took (67 characters)
+        # cost the admin every other emotion's saved level too
+        parts = [{dotted: {emotion: level}} for emotion, level in value.items()] \
+            if dotted == "engagement.mapping" and isinstance(value, dict) else [{dotted: value}]
+        for part in parts:
+            try:
+                cfg = config_mod.with_changes(cfg, part)
+            except config_mod.ConfigError as exc:
+                log.warning("ignoring a saved setting: %s", exc)
     # said once at each start: a technician who edits the config file sees why an edit does nothing
     where = file_source(file_cfg)
     for dotted, now, was in differences(cfg, file_cfg, saved):
