@@ -212,9 +212,11 @@ def _database_before(directory, migration: int):
         yield conn
 
 
-def test_migrating_uploads_keeps_their_numbers_faces_and_cascades(tmp_path):
+def test_migrating_uploads_keeps_their_numbers_faces_and_cascades(tmp_path, caplog):
     """A database from before migration 8 keeps every upload and face, under the same
-    numbers, and deleting still takes an upload's faces and a user's uploads with it."""
+    numbers, and deleting still takes an upload's faces and a user's uploads with it. The
+    log says which schemas the start migrated between, for a technician after an upgrade."""
+    caplog.set_level("INFO", logger="edge_app.store.database")
     with _database_before(tmp_path / "old", migration=8) as conn:
         for upload_id in (3, 9):
             conn.execute("INSERT INTO uploads(id, user_id, created, filename, width, height, face_count) "
@@ -224,6 +226,7 @@ def test_migrating_uploads_keeps_their_numbers_faces_and_cascades(tmp_path):
     store = Store(tmp_path / "old")
     try:
         assert store.schema_version() == len(MIGRATIONS)
+        assert f"from schema 7 to {len(MIGRATIONS)}" in caplog.text
         assert [tuple(r) for r in store.query("SELECT id, user_id FROM uploads ORDER BY id")] == [(3, 5), (9, 5)]
         assert [r[0] for r in store.query("SELECT upload_id FROM upload_faces ORDER BY upload_id")] == [3, 9]
         assert store.delete_upload(9)

@@ -538,6 +538,10 @@ class Store:
         newer = newer_schema(self.path, version)
         if newer:
             raise StoreError(f"{newer}: upgrade engage-edge or restore an older backup")
+        if 0 < version < len(MIGRATIONS):  # a new database (version 0) is made, not upgraded
+            log.info("%s: migrating the database from schema %d to %d: an older release cannot open it after "
+                     "(to go back, restore the backup install.sh made before the upgrade)", self.path, version,
+                     len(MIGRATIONS))
         for number in range(version + 1, len(MIGRATIONS) + 1):
             try:
                 conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
