@@ -199,7 +199,7 @@ class Desk:
 
     def stretch(self) -> float | None:
         """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
-        return self.disengaged_since if self.level in ALERT_LEVELS and self.disengaged_since else self.since
+        return self.shown_stretch() or self.since
 
     def shown_stretch(self) -> float | None:
         """``disengaged_since`` as the pages see it: none off the alert levels (a break's
