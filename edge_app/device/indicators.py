@@ -177,7 +177,7 @@ class AlertMemory:
     end the stretch; a shorter break is not counted in it (``break_s``: a pause is not disengagement) and does
     not end it, so a stretch is alerted, and logged, once however often the student glances
     up. (The classroom view's "Needs attention", ``fleet.classroom.model.Desk.stretch``,
-    still ends at any other level.)"""
+    likewise bridges breaks shorter than ``engagement.STRETCH_BREAK_S``.)"""
 
     last_alert: float = -1e18
     alerted_since: float | None = None  # the stretch that was alerted (its start)
