@@ -1233,3 +1233,83 @@ def test_a_temp_file_swept_before_its_backup_locked_it_is_made_again(store, tmp_
     assert backup(store.data_dir, tmp_path / "b.db") == tmp_path / "b.db"
     assert len(made) == 2 and swept == [[]]
     assert _integrity(tmp_path / "b.db") == "ok" and not list(tmp_path.glob(".b.db.*"))
+
+
+def _people(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """The restored database's user names, upload file names and audit actions."""
+    with contextlib.closing(sqlite3.connect(data_dir / "engage.db")) as conn:
+        return ([r[0] for r in conn.execute("SELECT username FROM users ORDER BY id")],
+                [r[0] for r in conn.execute("SELECT filename FROM uploads ORDER BY id")],
+                [f"{r[0]} {r[1]}" for r in conn.execute("SELECT action, target FROM audit ORDER BY t")])
+
+
+def test_a_restore_keeps_deleted_accounts_and_photos_deleted(tmp_path):
+    """A data-protection officer's finding: an older backup restored brought back a student
+    deleted on an erasure request (her account, password hash and photos' results), and the
+    audit's record of the deletion went with the newer database. Restored now, what was
+    deleted since the backup is deleted again: the account (the admin's audited deletion,
+    the same account by id and creation time, not a later one of that name), a photo the
+    student deleted herself, and the audit rows since come along. --bring-back-deleted
+    keeps them (undoing a mistaken deletion)."""
+    from edge_app.store.accounts import Accounts
+
+    store = Store(tmp_path / "desk")
+    accounts = Accounts(store)
+    admin = accounts.create_user("head", "head-password-1", role="admin")
+    anna = accounts.create_user("anna.schmidt", "anna-password-1")
+    ben = accounts.create_user("ben.mueller", "ben-password-1")
+    store.add_upload(anna.id, "anna_selfie.jpg", 10, 10, [{"box": [1, 2, 3, 4], "emotion": "happiness",
+                     "confidence": 0.8, "probabilities": {"happiness": 0.8}, "engagement": "Engaged"}])
+    ben_photo = store.add_upload(ben.id, "ben_photo.jpg", 10, 10, [])
+    store.add_upload(ben.id, "ben_kept.jpg", 10, 10, [])
+    saved = backup(store.data_dir, tmp_path / "before.db")
+
+    store.delete_user_data(anna.id)  # as Admin > Users > Delete does, audited
+    accounts.delete_user(anna.id)
+    store.audit(admin.username, "deleted user", "anna.schmidt", "student, 1 upload")
+    store.delete_upload(ben_photo)  # ben's own deletion: not audited
+    store.add_upload(ben.id, "ben_after.jpg", 10, 10, [])
+    store.close()
+
+    again = tmp_path / "again"
+    again.mkdir()
+    for name in ("engage.db", "engage.db-wal"):
+        if (tmp_path / "desk" / name).exists():
+            (again / name).write_bytes((tmp_path / "desk" / name).read_bytes())
+    r = _cli("restore", "--keep-device-id", "--data-dir", tmp_path / "desk", saved)
+    assert r.returncode == 0, r.stderr
+    assert "deleted again 1 account(s) (anna.schmidt) and 2 upload(s)" in r.stdout
+    users, files, audit = _people(tmp_path / "desk")
+    assert users == ["head", "ben.mueller"] and files == ["ben_kept.jpg"]
+    assert "deleted user anna.schmidt" in audit
+    with contextlib.closing(sqlite3.connect(tmp_path / "desk" / "engage.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM upload_faces").fetchone()[0] == 0
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert b"anna_selfie" not in (tmp_path / "desk" / "engage.db").read_bytes()  # zeroed, not just unlinked
+
+    for name in ("engage.db", "engage.db-wal", "engage.db-shm", "engage.db.old", "engage.db-wal.old",
+                 "engage.db-shm.old"):
+        (tmp_path / "desk" / name).unlink(missing_ok=True)
+    for copied in again.iterdir():
+        (tmp_path / "desk" / copied.name).write_bytes(copied.read_bytes())
+    r = _cli("restore", "--keep-device-id", "--bring-back-deleted", "--data-dir", tmp_path / "desk", saved)
+    assert r.returncode == 0, r.stderr
+    assert "brought back 1 account(s) (anna.schmidt) and 2 upload(s)" in r.stdout
+    users, files, _ = _people(tmp_path / "desk")
+    assert "anna.schmidt" in users and files == ["anna_selfie.jpg", "ben_photo.jpg", "ben_kept.jpg"]
+
+
+def test_a_restore_onto_a_new_database_says_deletions_since_are_unknown(tmp_path):
+    """On a new card (a database that is not the backup's carried on) nothing can tell what
+    was deleted since: nothing is deleted, and the technician is told to check."""
+    from edge_app.store.accounts import Accounts
+
+    old = Store(tmp_path / "old")
+    Accounts(old).create_user("anna.schmidt", "anna-password-1")
+    old.close()
+    saved = backup(tmp_path / "old", tmp_path / "old.db")
+    Store(tmp_path / "new").close()
+    r = _cli("restore", "--keep-device-id", "--data-dir", tmp_path / "new", saved)
+    assert r.returncode == 0, r.stderr
+    assert "deleted since the backup was made is back" in r.stdout
+    assert "anna.schmidt" in _people(tmp_path / "new")[0]

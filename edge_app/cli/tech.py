@@ -304,7 +304,8 @@ def cmd_restore(args) -> int:
             _become_owner(data)  # the files it writes stay the service's (run with plain sudo)
         try:
             told = backup.restore(data, source, keep_device_id=args.keep_device_id,
-                                  file_mqtt=(cfg.mqtt.device_id, cfg.mqtt.username))
+                                  file_mqtt=(cfg.mqtt.device_id, cfg.mqtt.username),
+                                  bring_back_deleted=args.bring_back_deleted)
         except backup.BackupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
@@ -514,6 +515,9 @@ def add_commands(sub) -> None:
                        "replaces); by default another desk's is dropped, or two desks publish as one")
     which.add_argument("--drop-device-id", dest="keep_device_id", action="store_false", default=None,
                        help="drop the backup's mqtt.device_id (a desk cloned from an older release's backup)")
+    rs.add_argument("--bring-back-deleted", action="store_true",
+                    help="also bring back the accounts and uploads deleted since the backup was made (to undo a "
+                    "mistaken deletion); by default they are deleted again, so an erasure request stays done")
     _common(rs)
     rs.set_defaults(func=_guarded(cmd_restore))
 

@@ -564,14 +564,94 @@ def remove_restore_leftovers(data: Path) -> list[Path]:
     return remove_stale_temps(data / DB_NAME, RESTORE_SUFFIX)
 
 
+def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int]] | None:
+    """The accounts and uploads in the backup ``restored`` that the database in use
+    (``current``) no longer has because they were deleted (or purged) since the backup: an
+    erasure request that a restore must not undo. Accounts by the audit's "deleted user" rows
+    after the account was made (the row names it, and the same id and creation time shows it
+    is the same account, not a new one of that name); uploads by number, those at or below the
+    highest number the database in use has given that it no longer holds (numbers are never
+    reused). None when ``current`` is missing or unreadable, or is not this backup's own
+    database carried on (no account of the backup in it, as on a new card): then nothing is
+    known of what was deleted since."""
+    if not current.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
+            ours = {(r[0], r[1]) for r in now.execute("SELECT id, created FROM users")}
+            theirs = restored.execute("SELECT id, username, created FROM users").fetchall()
+            if not any((uid, created) in ours for uid, _, created in theirs):
+                return None
+            deleted_names = ({(r[0].casefold(), r[1]) for r in now.execute(
+                "SELECT target, t FROM audit WHERE action = 'deleted user'")} if _table_exists(now, "audit") else set())
+            accounts = [(uid, name) for uid, name, created in theirs if (uid, created) not in ours
+                        and any(n == name.casefold() and t >= created for n, t in deleted_names)]
+            kept = {r[0] for r in now.execute("SELECT id FROM uploads")}
+            top = now.execute("SELECT seq FROM sqlite_sequence WHERE name = 'uploads'").fetchone() \
+                if _table_exists(now, "sqlite_sequence") else None
+            highest = max([top[0] if top else 0, *kept], default=0)
+            uploads = [r[0] for r in restored.execute("SELECT id FROM uploads WHERE id <= ? ORDER BY id", (highest,))
+                       if r[0] not in kept]
+            return accounts, uploads
+    except sqlite3.Error as exc:
+        log.warning("restore: %s could not be read to see what was deleted since the backup (%s)", current, exc)
+        return None
+
+
+def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: bool) -> list[str]:
+    """Delete again in ``restored`` what was deleted since the backup (``_erased_since``):
+    a student's erasure request, or photos past retention, must not come back with a
+    restore. ``bring_back`` keeps them (a restore made to undo a mistaken deletion). The
+    audit rows written since the backup come along too, so the record of the deletions is
+    not lost with them. Returns what to tell the technician."""
+    erased = _erased_since(current, restored)
+    if erased is None:
+        return ["the database in use does not show what was deleted since the backup (it is missing, unreadable, or "
+                "a new one): any account or photo deleted since the backup was made is back; delete it again "
+                "(Admin > Users) if it was an erasure request"]
+    accounts, uploads = erased
+    if not (accounts or uploads):
+        return []
+    names = ", ".join(name for _, name in accounts)
+    what = " and ".join(part for part in (f"{len(accounts)} account(s) ({names})" if accounts else "",
+                                          f"{len(uploads)} upload(s)" if uploads else "") if part)
+    if bring_back:
+        return [f"brought back {what} deleted since the backup was made (as --bring-back-deleted asks)"]
+    restored.execute("PRAGMA foreign_keys = ON")  # a user's uploads, sessions and an upload's faces go with them
+    restored.execute("PRAGMA secure_delete = ON")  # zeroed in the file, as a deletion on the device is
+    with restored:
+        for upload_id in uploads:
+            restored.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        for uid, _ in accounts:
+            restored.execute("DELETE FROM uploads WHERE user_id = ?", (uid,))
+            restored.execute("DELETE FROM users WHERE id = ?", (uid,))
+        if _table_exists(restored, "audit"):
+            _carry_audit(current, restored)
+    return [f"deleted again {what} deleted since the backup was made: a deletion (an erasure request, retention) "
+            "stays done; to undo a mistaken deletion, restore with --bring-back-deleted"]
+
+
+def _carry_audit(current: Path, restored: sqlite3.Connection) -> None:
+    newest = restored.execute("SELECT max(t) FROM audit").fetchone()[0] or 0.0
+    with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
+        rows = now.execute("SELECT t, actor, action, target, detail FROM audit WHERE t > ? ORDER BY t",
+                           (newest,)).fetchall()
+    restored.executemany("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)", rows)
+
+
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
-            file_mqtt: tuple[str, str] = ("", "")) -> list[str]:
+            file_mqtt: tuple[str, str] = ("", ""), bring_back_deleted: bool = False) -> list[str]:
     """Put the backup ``source`` (an open binary file: opened by the caller, who may read it
     when the data's owner may not) in place of ``<data_dir>/engage.db``. The database, its
     ``-wal`` and ``-shm`` go aside as ``.old`` (a backup copied over engage.db alone gets the
     old WAL applied to it); the restored file is checked first and renamed into place, mode
-    0600. Refused, changing nothing, while the service runs. Returns what to tell the
-    technician (``_device_id_to_keep``)."""
+    0600. Refused, changing nothing, while the service runs. Accounts and uploads deleted
+    since the backup are deleted again unless ``bring_back_deleted`` (``_carry_erasures``).
+    Returns what to tell the technician."""
     from edge_app.web.admin_settings import SETTINGS_KEY
 
     data = Path(data_dir).expanduser()
@@ -609,6 +689,7 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
                                       "`engage-edge backup` wrote; nothing was changed")
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
+                told += _carry_erasures(data / DB_NAME, conn, bring_back_deleted)
                 with conn:  # a live database names no desk it was backed up on: a copy made of it by other
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
