@@ -326,6 +326,12 @@ class StoreSettings(Section):
                                   label="Keep data for (days)")
     min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
                                Range(0, 100000, "megabytes"))
+    trust_device_clock: bool = setting(False, "Delete records past retention_days, and keep quiet hours, by this "
+                                       "device's own clock even before a time server has set it: only for a device "
+                                       "whose clock keeps time by itself (a Jetson, a Pi 5 with its clock battery) "
+                                       "on a network with no time server. Off: both wait for a time server (a Pi "
+                                       "without a battery starts on the time it last saved, and a clock days ahead "
+                                       "would delete today's records).")
 
 
 @dataclass(frozen=True)

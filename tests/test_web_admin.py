@@ -1080,3 +1080,45 @@ def test_a_shorter_retention_with_the_clock_unset_says_deleting_waits_for_a_time
     assert "deleting waits until one has" in text and "timesyncd.conf" in text
     wait_for(lambda: appliance.housekeeping.runs > runs, what="the clean-up the save started")
     assert appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1  # as the page says: still there
+
+
+def test_pages_say_nothing_is_deleted_while_the_clean_up_waits_for_a_time_server(make_appliance, monkeypatch):
+    """A data-protection officer's finding: on a device no time server had set, nothing was
+    deleted for weeks, yet /live and /upload told every student "logged for 1 days". While
+    the clean-up waits, they say so; once the clock is set, the plain days again."""
+    from edge_app.device import clock
+
+    synced = [False]
+    monkeypatch.setattr(clock, "synchronized", lambda: synced[0])
+    appliance = make_appliance(with_loop=False, clock_set=None)  # the device's own rule: clock.rule
+    s = login(appliance.url)
+    for page in ("/live", "/upload"):
+        text = html.unescape(s.get(f"{appliance.url}{page}", timeout=10).text)
+        assert "30 days once this device's clock is set" in text and "until then nothing is deleted" in text, page
+    synced[0] = True
+    text = html.unescape(s.get(f"{appliance.url}/live", timeout=10).text)
+    assert "logged for 30 days (admins see the log" in text and "clock is set" not in text
+
+
+def test_trust_device_clock_lets_retention_run_without_a_time_server(cfg, make_appliance, monkeypatch):
+    """A Jetson or a Pi 5 with its clock battery on a school network with no time server kept
+    every record for ever: the clean-up waited for a time server that never came. With
+    store.trust_device_clock the device's own clock is believed (quiet hours too)."""
+    import dataclasses
+
+    from edge_app.device import clock
+
+    monkeypatch.setattr(clock, "synchronized", lambda: False)
+    trusting = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, trust_device_clock=True))
+    for config, left in ((cfg, 1), (trusting, 0)):
+        appliance = make_appliance(config, with_loop=False, clock_set=None)
+        keeper = appliance.housekeeping
+        wait_for(lambda k=keeper: k.runs >= 1, what="the start's clean-up")
+        appliance.store.log_state_change(time.time() - 40 * 86400, "Engaged", "Engaged", None, None)
+        runs = keeper.runs
+        keeper.soon()
+        wait_for(lambda k=keeper, r=runs: k.runs > r, what="a clean-up")
+        assert appliance.store.query("SELECT COUNT(*) FROM state_changes WHERE t < ?",
+                                     (time.time() - 30 * 86400,))[0][0] == left
+        assert appliance.housekeeping.clock_set() is (left == 0)  # the rule the capture loop's quiet hours get too
+        appliance.stop()

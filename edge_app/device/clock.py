@@ -39,3 +39,11 @@ def synchronized() -> bool | None:
     cannot tell (not Linux)."""
     state = read_state()
     return None if state is None else state != TIME_ERROR
+
+
+def rule(trusted: bool):
+    """What the retention purge and quiet hours ask before going by the clock: whether a time
+    server has set it, or always yes where ``store.trust_device_clock`` says the device's own
+    clock keeps time (a battery-backed one on a network without a time server, where
+    waiting kept every record for ever)."""
+    return (lambda: True) if trusted else (lambda: synchronized())  # looked up at each call

@@ -62,8 +62,9 @@ def classifier_from_config(cfg: Config) -> EmotionClassifier:
 class Appliance:
     def __init__(self, cfg: Config, source: FrameSource | None = None, indicator: Indicator | None = None,
                  with_loop: bool = True, pin_factory=None, clock_set=None):
-        """``clock_set``: whether a time server has set the clock (default ``clock.synchronized``);
-        the retention purge waits for it. StoreError when another appliance runs on the same
+        """``clock_set``: whether the clock may be trusted (default ``clock.rule``: a time server
+        has set it, or ``store.trust_device_clock``); the retention purge and quiet hours wait
+        for it. StoreError when another appliance runs on the same
         data directory (``hold_images``), before this one opens a camera or a pin or logs."""
         self.store = Store(config_mod.data_dir(cfg))
         try:
@@ -87,6 +88,9 @@ class Appliance:
         )
 
         file_cfg, cfg = cfg, with_saved_settings(self.store, cfg)
+        from edge_app.device import clock
+
+        clock_set = clock_set or clock.rule(cfg.store.trust_device_clock)
         web = cfg.web
         self.accounts = Accounts(self.store, web.session_idle_minutes * 60, web.session_max_hours * 3600,
                                  ThrottlePolicy.from_config(cfg.login), confirm_s=web.confirm_password_minutes * 60)
@@ -116,11 +120,9 @@ class Appliance:
                            publisher=self.publisher, file_cfg=file_cfg)
         self.app = make_app(self.ctx)
         self.server: Server | None = None
-        from edge_app.device import clock
-
         self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,
                                                                  lambda: self.cfg.store.retention_days,
-                                                                 clock_set=clock_set or clock.synchronized)
+                                                                 clock_set=clock_set)
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart
         )

@@ -134,4 +134,5 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                           snapshots_stored=reports.stored_snapshots(ctx.store),
                           state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
                           health=ctx.loop.health if ctx.loop else None,
-                          clock_unset=clock.synchronized() is False, clock_help=clock.WHAT_TO_DO)
+                          clock_unset=clock.synchronized() is False, clock_help=clock.WHAT_TO_DO,
+                          clock_trusted=ctx.cfg.store.trust_device_clock)

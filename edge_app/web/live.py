@@ -22,12 +22,25 @@ from edge_app.web.guard import COOKIE, Guard, json_error
 SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
 
-def states_logged(cfg, too: bool = False) -> str:
+def kept_for(ctx) -> str:
+    """How long records stay, as the pages tell students: "30 days", and while the clean-up
+    waits for a time server (``Housekeeping.run_once``) that nothing is deleted yet. /live
+    promised "1 days" on a device that had deleted nothing for weeks."""
+    n = ctx.cfg.store.retention_days
+    days = f"{n} day" + ("" if n == 1 else "s")
+    keeper = getattr(ctx, "housekeeping", None)
+    if keeper is not None and keeper.clock_set() is False:
+        return (f"{days} once this device's clock is set (it has not reached a time server yet: until then nothing "
+                "is deleted, and its admin is told)")
+    return days
+
+
+def states_logged(ctx, too: bool = False) -> str:
     """Who sees the desk's engagement states and for how long, in one wording for every page
     that says it: /live told a student the states went to the admins' log only, while with
     ``mqtt`` set the instructors' classroom view shows them as they change."""
-    classroom = " and instructors see the state now in their classroom view" if cfg.mqtt.host else ""
-    return (f"The desk's engagement states are logged for {cfg.store.retention_days} days{' too' if too else ''} "
+    classroom = " and instructors see the state now in their classroom view" if ctx.cfg.mqtt.host else ""
+    return (f"The desk's engagement states are logged for {kept_for(ctx)}{' too' if too else ''} "
             f"(admins see the log{classroom}).")
 
 
@@ -68,8 +81,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def live_page():
         user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
-                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, retention_days=ctx.cfg.store.retention_days,
-                          watch=may_watch(user), states_note=states_logged(ctx.cfg))
+                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, kept_for=kept_for(ctx),
+                          watch=may_watch(user), states_note=states_logged(ctx))
 
     @app.get("/glance")
     def glance_page():

@@ -28,7 +28,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
-from edge_app.web.live import states_logged
+from edge_app.web.live import kept_for, states_logged
 from edge_app.web.previews import annotated, data_uri, face_crop, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
@@ -301,12 +301,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     def what_is_kept() -> str:
         """What this device keeps of a student's photos and of the desk, for how long, and who
         sees it: the upload page said only that nothing is sent anywhere."""
-        days, keep = ctx.cfg.store.retention_days, ctx.cfg.privacy.keep_uploads
+        keep = ctx.cfg.privacy.keep_uploads
         photo = {"none": "Only the results of each photo are kept (not the photo)",
                  "thumbnail": "A small copy of each photo (at most 320 pixels wide) and its results are kept",
                  "full": "Each photo (at most 3 megapixels, as analysed) and its results are kept"}[keep]
-        return (f"{photo} for {days} days: you and this device's admins can see them, and you can delete your "
-                f"photos below at any time. {states_logged(ctx.cfg, too=True)}")
+        return (f"{photo} for {kept_for(ctx)}: you and this device's admins can see them, and you can delete your "
+                f"photos below at any time. {states_logged(ctx, too=True)}")
 
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history

@@ -18,7 +18,7 @@
       % # per viewer: a student who is never shown the picture is not told "frames are shown here"
       % if snapshots_on:
       <p class="hint" id="stream-note"><strong>One frame is stored when an alert fires</strong> (an admin turned
-        this on): it stays on this device for {{retention_days}} days unless an admin deletes it.
+        this on): it stays on this device for {{kept_for}} unless an admin deletes it.
         {{'Other frames are shown here only.' if watch else 'No other frame is stored.'}} {{states_note}}</p>
       % else:
       <p class="hint" id="stream-note">{{'Frames are shown here only; they are not stored.' if watch else 'The camera\'s frames are not stored.'}}
