@@ -550,6 +550,31 @@ def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_t
         store.close()
 
 
+def test_a_deferred_checkpoint_is_retried_while_the_purge_waits_for_the_clock(tmp_path):
+    """A data-protection officer's finding: the hourly clean-up skipped the purge, the only
+    place a delete's deferred checkpoint was retried, while no time server had set the clock,
+    so a deleted photo's name stayed in the write-ahead log for as long as that lasted."""
+    import sqlite3
+
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.housekeeping import Housekeeping
+
+    store = Store(tmp_path / "data")
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        upload = store.add_upload(None, "Carla_Wagner.jpg", 10, 10, [face()])
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM uploads").fetchall()
+        assert store.delete_upload(upload)
+        reader.execute("COMMIT")
+        assert _traces(store, b"Carla_Wagner.jpg")  # the reader deferred it
+        assert Housekeeping(store, Accounts(store), lambda: 30, clock_set=lambda: False).run_once() == 0
+        assert _traces(store, b"Carla_Wagner.jpg") == []
+    finally:
+        reader.close()
+        store.close()
+
+
 def test_housekeeping_stop_waits_for_a_purge_under_way(tmp_path):
     """The service closed its store while a purge still ran: the purge reopened the
     database, and that connection was never closed."""

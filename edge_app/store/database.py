@@ -805,6 +805,10 @@ class Store:
             self.forget_deleted()
         return removed
 
+    def forgetting_deferred(self) -> bool:
+        """Whether a reader deferred the last ``forget_deleted`` (the log still holds what it removed)."""
+        return self._forget_pending
+
     def forget_deleted(self) -> None:
         """After a delete that names someone (a photo's file name, a user): secure_delete has
         zeroed the rows in the database's pages, but the write-ahead log still holds those

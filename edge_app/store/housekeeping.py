@@ -52,8 +52,10 @@ class Housekeeping:
                 removed = self.store.purge(self.retention_days())
             if self._stop.is_set():  # stopping: the store is about to close
                 return removed
-            if self.accounts.purge_sessions():  # after the store's own purge, whose checkpoint came before these
-                self.store.forget_deleted()  # the names typed and addresses: zeroed, and gone from the log too
+            if self.accounts.purge_sessions() or self.store.forgetting_deferred():  # after the store's own purge
+                # (its checkpoint came before these): the names typed and addresses, zeroed, go from the log too;
+                # and a delete's checkpoint a reader deferred is retried also while the purge waits for the clock
+                self.store.forget_deleted()
             if removed:
                 log.info("retention: removed %d old rows", removed)
             return removed
