@@ -732,3 +732,19 @@ def test_unreadable_tls_files_are_a_clear_configuration_error(store, tmp_path):
     with pytest.raises(config_mod.ConfigError, match="mqtt.tls_ca"):
         Publisher(MqttSettings(host="127.0.0.1", port=8883, tls_ca=str(missing), device_id="desk-12"), store)
     assert store.outbox_enabled is False  # nothing queues for a publisher that never started
+
+
+def test_a_broker_on_another_machine_without_tls_is_warned_of_at_start(store, caplog):
+    """A data-protection officer's finding: the web UI warns when it is served without TLS,
+    the MQTT link (the desk label, the broker password, every state) said it only on the
+    admin page. A broker on this machine needs no warning; one elsewhere without TLS gets it."""
+    import logging
+
+    for host, warned in (("127.0.0.1", False), ("broker.invalid", True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="edge_app.fleet.publisher"):
+            publisher = Publisher(MqttSettings(host=host, port=1883, device_id="desk-12"), store).start()
+            publisher.stop(timeout=0.5)
+        assert ("reached without TLS" in caplog.text) is warned, (host, caplog.text)
+        if warned:
+            assert "mqtt.tls_ca" in caplog.text

@@ -538,6 +538,12 @@ class Publisher:
             self.status.error = self.settings.password_missing
             log.error("mqtt: %s", self.settings.password_missing)
             return self
+        from edge_app.web.reach import is_local
+
+        if not self.settings.tls_ca and not is_local(self.settings.host):  # as the web UI warns of plain HTTP
+            log.warning("mqtt: the broker %s:%s is reached without TLS: the desk label, its broker log-in and its "
+                        "states cross the network unencrypted. Set mqtt.tls_ca (and the broker's TLS port, usually "
+                        "8883; README, Classroom)", self.settings.host, self.settings.port)
         self.status.connecting_since = time.monotonic()
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
         self.client.loop_start()
