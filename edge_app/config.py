@@ -413,7 +413,8 @@ class PrivacySettings(Section):
                                             "0: only when resumed.", Range(0, 1440, "minutes"))
     live_video: str = setting("admins", "Who may watch the live camera picture (/live): admins, or everyone logged "
                                         "in. A desk is often shared: with everyone, any student's account shows "
-                                        "whoever sits there now. The state and its chart are shown to all.",
+                                        "whoever sits there now. The state's level and its chart are shown to all; the "
+                                        "level's words that name the expression only with the picture.",
                               OneOf(("admins", "everyone")), label="Live picture shown to")
 
 

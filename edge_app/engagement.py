@@ -70,6 +70,21 @@ ABSENT_PAIR = {ABSENT, TOO_DARK}  # what the tracker says of frames without a fa
 NO_EXPRESSION = (PRESENT, DISTRACTED, ABSENT, TOO_DARK)  # the tracker's own levels: no emotion goes with them
 UNCERTAIN = "Uncertain"  # a face's label (uploads, live overlay) when its emotion is unsure; never a state
 NO_FACE = "No face"  # the log's and the export's label for a kept photo in which no face was found; never a state
+
+
+def names_an_emotion(label: str) -> bool:
+    """Might ``label`` name an emotion? Any text but a group's own name and the Absent levels
+    whose words say why (``ABSENT_REASONS``: a dead camera, too dark) may: the configured
+    levels' words are free ("Engaged - likes the topic" is happiness under the default mapping)."""
+    return label not in ABSENT_REASONS and label not in GROUPS
+
+
+def level_words(label: str, group: str, with_emotion: bool) -> str:
+    """A state as shown to someone who may (``with_emotion``) or may not see the emotion: the
+    label, or its group where the label might name the emotion."""
+    return label if with_emotion or not names_an_emotion(label) else group
+
+
 # the longest break (other states) a disengaged stretch survives, on the desk's buzzer and on the
 # classroom page alike: a glance up, not a return (device/indicators.py, fleet/classroom/model.py)
 STRETCH_BREAK_S = 60.0

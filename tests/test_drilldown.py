@@ -159,3 +159,27 @@ def test_the_face_s_expression_in_api_state_is_for_those_who_see_the_picture(app
     theirs = sam.get(f"{appliance.url}/api/state", timeout=10).json()
     assert (theirs["emotion"], theirs["confidence"], theirs["probabilities"]) == (None, None, {})
     assert theirs["level"] and theirs["group"] and theirs["since"]  # the state itself, as on every page
+
+
+def test_the_level_s_words_that_name_the_emotion_are_for_those_who_see_the_picture(appliance):
+    """A data-protection officer's finding: /api/state held the emotion back from students,
+    yet its level said "Engaged - likes the topic" (happiness under the default mapping),
+    and /api/timeline, /live and the desk view said it too. Those who may not see the
+    picture get the level's group, as the broker does without include_emotion; an admin
+    gets the words."""
+    from edge_app.engagement import names_an_emotion
+
+    appliance.accounts.create_user("sam", STUDENT_PW, "student")
+    admin, sam = login(appliance.url), login(appliance.url, "sam", STUDENT_PW)
+    seen = wait_for(lambda: (b := admin.get(f"{appliance.url}/api/state", timeout=10).json())["emotion"]
+                    and names_an_emotion(b["level"]) and b, timeout=60, what="a face read, in the mapping's words")
+    words = seen["level"]
+    theirs = wait_for(lambda: (b := sam.get(f"{appliance.url}/api/state", timeout=10).json())["seq"] >= seen["seq"]
+                      and b, what="the student's read of the same state or a later one")
+    assert theirs["level"] == theirs["group"] or not names_an_emotion(theirs["level"]), theirs
+    timeline = [p["level"] for p in sam.get(f"{appliance.url}/api/timeline", timeout=10).json()["points"]]
+    assert timeline and not any(names_an_emotion(level) for level in timeline), timeline
+    assert words in [p["level"] for p in admin.get(f"{appliance.url}/api/timeline", timeout=10).json()["points"]]
+    for page in ("/live", "/glance"):
+        body = sam.get(f"{appliance.url}{page}", timeout=10).text
+        assert " - likes the topic" not in body and " - paying attention" not in body, page

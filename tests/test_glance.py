@@ -107,7 +107,9 @@ def test_desk_view_is_the_state_as_a_full_screen_colour_field(new_page, server, 
     level = show(server, scene, True)
     page = new_page(STUDENT, STUDENT_PW, viewport={"width": 1366, "height": 850})
     assert page.goto(f"{server.url}/glance").status == 200
-    wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
+    # a student's account is shown the level, not the configured words that name the emotion
+    # ("Engaged - likes the topic" is happiness), which only those who may see the picture get
+    wait_for(lambda: glance_text(page) == server.loop.state.group, what="the desk view shows the state")
     assert text_of(page, "#glance-word") == server.loop.state.group
     word = page.locator("#glance-word")
     assert float(word.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 96  # readable across a room
@@ -220,7 +222,8 @@ def test_header_dot_is_the_real_state_and_leads_to_the_desk_view(new_page, serve
     page.goto(f"{server.url}/upload")
     dot = page.locator("#state-dot")
     wait_for(lambda: dot.get_attribute("data-group") == server.loop.state.group, what="the dot has the state's group")
-    assert server.loop.state.level in dot.inner_text()  # its text for screen readers (visually hidden)
+    # its text for screen readers (visually hidden): the level, not words that name the expression (a student)
+    assert f"Now: {server.loop.state.group} (" in dot.inner_text()
     lit = dot.evaluate("e => getComputedStyle(e).backgroundColor")
     show(server, scene, False)
     wait_for(lambda: dot.get_attribute("data-group") == ABSENT, what="the dot follows to Absent")

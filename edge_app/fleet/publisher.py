@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_app.engagement import ABSENT_REASONS, GROUPS
+from edge_app.engagement import names_an_emotion
 from edge_app.episodes import EpisodeLog
 from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
@@ -351,7 +351,7 @@ class Publisher:
         attributes and older classroom pages keep the field they read). A level the loop sets
         itself names none ("Absent - camera not working", "- too dark to see") and leaves whole."""
         label = body.get("label", "")
-        if not self.settings.include_emotion and _names_an_emotion(label):
+        if not self.settings.include_emotion and names_an_emotion(label):
             return body.get("level", "")
         return label
 
@@ -782,8 +782,3 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0,
     return True, f"connected to {settings.broker} as {settings.device_id}{who}"
 
 
-def _names_an_emotion(label: str) -> bool:
-    """Might ``label`` name an emotion? Any text but a group's own name and the Absent levels
-    whose words say why (``ABSENT_REASONS``: a dead camera, too dark) may: the configured
-    levels' words are free."""
-    return label not in ABSENT_REASONS and label not in GROUPS

@@ -11,7 +11,7 @@ import hmac
 import json
 import secrets
 import time
-from typing import Callable, NoReturn
+from typing import Callable, NamedTuple, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 import bottle
@@ -19,6 +19,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
 from edge_app.addresses import is_loopback
+from edge_app.engagement import level_words
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
@@ -166,6 +167,12 @@ def _owner_key(owner: str) -> bytes:
     return hashlib.sha256(owner.encode()).digest()
 
 
+class ShownState(NamedTuple):
+    """The loop's state as one viewer is shown it (``Guard.shown_state``)."""
+    level: str
+    group: str
+
+
 class Guard:
     """The checks and renderers routes call; built once by ``make_app`` from the context."""
 
@@ -183,6 +190,17 @@ class Guard:
         cookie is Secure and HSTS is sent. Behind nginx for TLS (``web.trusted_proxies``) it
         was neither, as web.tls_cert alone decided."""
         return self.tls or over_tls()
+
+    def sees_picture(self, user: User) -> bool:
+        """The camera picture shows whoever sits at the desk now, a minor: by default only an
+        admin sees it (``privacy.live_video``), and with it the face's expression, also in the
+        words of the level that name it ("Engaged - likes the topic"); every account sees the
+        level itself."""
+        return user.is_admin or self.ctx.cfg.privacy.live_video == "everyone"
+
+    def shown_state(self, user: User, state) -> ShownState:
+        """``state`` (the loop's) as ``user`` is shown it (``sees_picture``)."""
+        return ShownState(level_words(state.level, state.group, self.sees_picture(user)), state.group)
 
     def current(self) -> tuple[User, str] | None:
         """The logged-in user and their CSRF token, or None."""
@@ -321,7 +339,7 @@ class Guard:
         values.setdefault("camera_switch", loop is not None and found is not None)
         values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
-        now = loop.state if viewer and loop is not None else None
+        now = self.shown_state(found[0], loop.state) if found is not None and viewer and loop is not None else None
         values.setdefault("idle_s", int(self.ctx.accounts.idle_s))  # when the page warns (views/idle_warning.tpl)
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, local_time=local_time, **values)

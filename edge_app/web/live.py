@@ -13,7 +13,7 @@ import time
 import bottle
 from bottle import request, response
 
-from edge_app.engagement import ABSENT, GROUPS
+from edge_app.engagement import ABSENT, GROUPS, level_words
 from edge_app.runtime.capture import LiveFrame
 from edge_app.runtime.live import mjpeg_stream
 from edge_app.store import reports
@@ -72,23 +72,30 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     viewers = ViewerSlots(ctx.cfg.web.max_viewers, ctx.live)
     app.config["viewers"] = viewers
 
-    def may_watch(user) -> bool:
-        """The camera picture shows whoever sits at the desk now, a minor: by default only an
-        admin sees it (``privacy.live_video``); every account sees the state."""
-        return user.is_admin or ctx.cfg.privacy.live_video == "everyone"
+    may_watch = guard.sees_picture
+
+    def shown(user, label: str, group: str) -> str:
+        """A level as ``user`` is shown it: the configured words name the emotion ("Engaged -
+        likes the topic" is happiness), held back from whoever may not see the picture, as
+        ``/api/state``'s emotion is and as the broker gets it without ``include_emotion``."""
+        return level_words(label, group, may_watch(user))
+
+    def state_words(user) -> str:
+        return guard.shown_state(user, ctx.loop.state).level if ctx.loop else "no camera loop"
 
     @app.get("/live")
     def live_page():
         user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
-                          snapshots_on=ctx.cfg.privacy.snapshot_on_alert, kept_for=kept_for(ctx),
-                          watch=may_watch(user), states_note=states_logged(ctx))
+                          level=state_words(user), snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
+                          kept_for=kept_for(ctx), watch=may_watch(user), states_note=states_logged(ctx))
 
     @app.get("/glance")
     def glance_page():
         """The desk view: the state as a full-screen colour field, readable across a room."""
-        guard.require_user()
-        return guard.page("glance", title="Desk view", state=ctx.loop.state if ctx.loop else None)
+        user = guard.require_user()
+        return guard.page("glance", title="Desk view", state=ctx.loop.state if ctx.loop else None,
+                          level=state_words(user))
 
     @app.get("/api/state")
     def api_state():
@@ -102,13 +109,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         state = loop.snapshot.public(loop.wall() - now, now)
         if not may_watch(user):  # the face's expression is the picture's, held back as it is: whoever sits there
             # now (every account saw each frame's emotion and all eight probabilities; no page shows them)
-            state |= {"emotion": None, "confidence": None, "probabilities": {}}
+            state |= {"emotion": None, "confidence": None, "probabilities": {},
+                      "level": shown(user, state["level"], state["group"])}
         return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
     def api_timeline():
         """The engagement level over the last minutes: the state changes, for the live chart."""
-        guard.require_user()
+        user = guard.require_user()
         try:
             minutes = min(60, max(1, int(request.query.get("minutes", 10))))
         except ValueError:
@@ -122,6 +130,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif ctx.loop and ctx.started > cutoff:
             points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
         points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
+        for point in points:
+            point["level"] = shown(user, point["level"], point["group"])
         points.sort(key=lambda p: p["t"])  # the start's Absent may come after rows of the run before
         response.content_type = "application/json"
         # the device's clock time, not the browser's: the log, the CSV and quiet hours are in the

@@ -11,7 +11,7 @@
 <body class="glance" id="glance" data-group="{{state.group if state else ''}}">
 <main class="glance-field">
   <h1 class="sr-only">Engagement now</h1>
-  % word, _, detail = (state.level if state else 'no camera loop').partition(' - ')
+  % word, _, detail = level.partition(' - ')
   <div>
     <p class="glance-word" id="glance-word">{{word}}</p>
     <p class="glance-detail" id="glance-detail">{{detail}}</p>

@@ -3,7 +3,7 @@
 <section class="card">
   <div class="head-row">
     <h1>Live</h1>
-    <p class="state"><span>Now: <strong id="state" data-live-state data-group="{{state.group if state else ''}}">{{state.level if state else 'no camera loop'}}</strong></span>
+    <p class="state"><span>Now: <strong id="state" data-live-state data-group="{{state.group if state else ''}}">{{level}}</strong></span>
     <span class="sr-only" role="status" data-announce-state></span>
     · <a href="/glance">Desk view</a></p>
   </div>
