@@ -342,7 +342,8 @@ class WebSettings(Section):
     port: int = setting(8080, "TCP port to listen on.", Range(1, 65535, "a port", also=(0, "any free port")))
     threads: int = setting(96, "HTTP worker threads: each live-stream viewer, upload and slow client holds one "
                                "(96 keep log-in quick while 64 slow clients hold connections).", Range(4, 256))
-    max_viewers: int = setting(4, "Concurrent live streams; the next one gets 503.", Range(0, 64))
+    max_viewers: int = setting(4, "Concurrent live streams; the next one gets 503. An account that is not an admin "
+                                   "holds one at a time, and those accounts leave the last one for an admin.", Range(0, 64))
     analysis_workers: int = setting(1, "Uploads analysed at once; more wait their turn (the live loop keeps its CPU).",
                                     Range(1, 16))
     stream_fps: int = setting(10, "Frame rate of the live stream.", Range(1, 60))

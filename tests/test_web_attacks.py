@@ -197,6 +197,37 @@ def test_the_live_picture_is_for_admins_unless_set_otherwise(appliance):
     assert wait_for(lambda: appliance.app.config["viewers"].count == 0, timeout=10)
 
 
+def test_one_student_cannot_take_every_live_view_place(make_appliance, cfg):
+    """A hostile-client review: with the picture shown to everyone, one student opening four
+    streams took all of web.max_viewers and the admin got 503. A student holds one stream;
+    students together leave the last place for an admin."""
+    from edge_app.web.admin_settings import apply_settings
+
+    appliance = make_appliance(config_mod.with_changes(cfg, {"web.max_viewers": 3}))
+    apply_settings(appliance.ctx, {"privacy.live_video": "everyone"})
+    for name in ("kim", "lou", "max"):
+        appliance.accounts.create_user(name, STUDENT_PW, "student")
+    kim, lou, max_ = (login(appliance.url, n, STUDENT_PW) for n in ("kim", "lou", "max"))
+    admin = login(appliance.url)
+    open_streams = []
+    try:
+        first = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
+        open_streams.append(first)
+        assert first.status_code == 200
+        second = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
+        assert second.status_code == 503 and "watching the live view already" in second.json()["error"]
+        open_streams.append(lou.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30))
+        assert open_streams[-1].status_code == 200
+        third = max_.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
+        assert third.status_code == 503 and "kept for an admin" in third.json()["error"]
+        open_streams.append(admin.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30))
+        assert open_streams[-1].status_code == 200  # the place kept for them
+    finally:
+        for r in open_streams:
+            r.close()
+    assert wait_for(lambda: appliance.app.config["viewers"].count == 0, timeout=15)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 12 MB tmpfs for the data directory."""

@@ -63,6 +63,11 @@ def test_form_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(ap
     known = next(c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("ee_session_known="))
     assert "HttpOnly" in known and "samesite=strict" in known.lower() and "admin" not in known  # names no one
     assert "bottle" not in cookie.lower() and "!" not in cookie.split(";")[0]  # not bottle's pickled signed cookie
+    # ends with the browser (a shared school computer: closing it left the log-in for 12 h); the
+    # session's own limits are the server's
+    session = next(c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("ee_session="))
+    assert "max-age" not in session.lower() and "expires" not in session.lower(), session
+    assert r.headers["Server"] == "engage-edge"  # not cheroot's exact build, as /healthz hides ours
     s = requests.Session()
     s.cookies.set("ee_session", r.cookies["ee_session"])
     page = s.get(f"{appliance.url}/admin", timeout=10)
@@ -843,3 +848,21 @@ def test_every_logged_in_page_carries_the_idle_warning_and_the_log_in_page_none(
         text = s.get(f"{appliance.url}{path}", timeout=10).text
         assert text.count('id="idle-warning"') == 1, path
     assert 'id="idle-warning"' not in requests.get(f"{appliance.url}/login", timeout=10).text
+
+
+def test_logging_in_again_ends_the_session_this_browser_had(appliance):
+    """A hostile-client review: logging in again in a browser (someone else at a shared
+    computer, or the same person) left its previous session's token valid for its whole
+    lifetime, for whoever had copied it. The new log-in ends it; others' sessions stay."""
+    appliance.accounts.create_user("sam", STUDENT_PW, "student")
+    elsewhere = login(appliance.url, "sam", STUDENT_PW)  # another browser of sam's
+    browser = requests.Session()
+    first = browser.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                         timeout=10)
+    old_token = first.cookies["ee_session"]
+    again = browser.post(f"{appliance.url}/api/login", json={"username": "sam", "password": STUDENT_PW}, timeout=10)
+    assert again.status_code == 200 and again.cookies["ee_session"] != old_token
+    assert requests.get(f"{appliance.url}/api/session", cookies={"ee_session": old_token},
+                        timeout=10).status_code == 401
+    assert browser.get(f"{appliance.url}/api/session", timeout=10).status_code == 200
+    assert elsewhere.get(f"{appliance.url}/api/session", timeout=10).status_code == 200

@@ -80,6 +80,15 @@ def install(app: bottle.Bottle, site: Site) -> None:
             return raw
         return name
 
+    def start_session(user: User) -> str:
+        """A new session for ``user``, ending the one this browser had: logging in again (as
+        someone else on a shared computer, or the same person) left the old token valid for
+        its whole lifetime, for whoever had copied it."""
+        previous = request.get_cookie(site.cookie)
+        if previous:
+            accounts.end_session(previous)
+        return site.start_session(user)
+
     def login_page(status: int = 200, **values):
         body = site.page("login", title="Log in", **values)
         return HTTPResponse(body, status) if status != 200 else body
@@ -113,7 +122,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
                                     address=client_address())
             return login_page(401, error="Wrong user name or password.", username=username, invalid="credentials",
                               **nxt)
-        site.start_session(user)
+        start_session(user)
         remember_browser(user)
         return bottle.redirect(site.after_login(user, nxt.get("next", "/")))
 
@@ -138,7 +147,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
             hardening.REFUSALS.line(log, logging.INFO, "failed login for %s from %s (API)", accounts.log_name(username),
                                     address=client_address())
             return hardening.json_error(401, "wrong user name or password")
-        csrf = site.start_session(user)
+        csrf = start_session(user)
         remember_browser(user)
         response.content_type = "application/json"
         return json.dumps({"user": user.username, "role": user.role, "csrf": csrf,

@@ -295,8 +295,9 @@ class Guard:
                                          "it was refused. Open this device's page directly and try again."), 403)
 
     def set_session_cookie(self, token: str) -> None:
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=self.secure_cookie, path="/",
-                            max_age=int(self.ctx.accounts.max_age_s))
+        """No Max-Age: the cookie ends when the browser is closed (a shared school computer),
+        and the session itself at its idle or absolute limit on the server (``Accounts``)."""
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=self.secure_cookie, path="/")
 
     # ------------------------------------------------------------ the outcome of a form, on the next page
     def flash_redirect(self, path: str, message: str, error: bool = False) -> NoReturn:

@@ -45,25 +45,45 @@ def states_logged(ctx, too: bool = False) -> str:
 
 
 class ViewerSlots:
-    """A bounded number of concurrent MJPEG viewers."""
+    """A bounded number of concurrent MJPEG viewers (``web.max_viewers``). With the picture
+    shown to everyone (``privacy.live_video``), one student opening four tabs took every slot
+    and the admin got 503: an account that is not an admin holds one stream at a time, and
+    those accounts together leave the last slot free for an admin."""
 
     def __init__(self, limit: int, live: LiveFrame | None):
         self.limit, self.live = limit, live
         self._lock = threading.Lock()
         self.count = 0
+        self._by_user: dict[int, int] = {}
+        self._others = 0  # streams held by accounts that are not admins
 
-    def acquire(self) -> bool:
+    def acquire(self, user) -> str | None:
+        """Take a slot for ``user``; None when taken, else why not (for the 503)."""
         with self._lock:
             if self.count >= self.limit:
-                return False
+                return f"the live view already has {self.limit} viewers; try again later"
+            if not user.is_admin:
+                if self._by_user.get(user.id, 0) >= 1:
+                    return "you are watching the live view already (another tab or window): close it first"
+                if self.limit > 1 and self._others >= self.limit - 1:
+                    return "the live view's other places are taken; the last is kept for an admin"
+                self._others += 1
+            self._by_user[user.id] = self._by_user.get(user.id, 0) + 1
             self.count += 1
             if self.live:
                 self.live.viewers = self.count
-            return True
+            return None
 
-    def release(self) -> None:
+    def release(self, user) -> None:
         with self._lock:
             self.count = max(0, self.count - 1)
+            left = self._by_user.get(user.id, 0) - 1
+            if left > 0:
+                self._by_user[user.id] = left
+            else:
+                self._by_user.pop(user.id, None)
+            if not user.is_admin:
+                self._others = max(0, self._others - 1)
             if self.live:
                 self.live.viewers = self.count
 
@@ -141,12 +161,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/live.mjpg")
     def live_stream():
-        if not may_watch(guard.require_user()):
+        user = guard.require_user()
+        if not may_watch(user):
             return json_error(403, "on this device the live picture is shown to admins only (privacy.live_video)")
         if ctx.live is None or ctx.loop is None:
             return json_error(503, "no live camera loop is running")
-        if not viewers.acquire():
-            return json_error(503, f"the live view already has {viewers.limit} viewers; try again later")
+        refused = viewers.acquire(user)
+        if refused:
+            return json_error(503, refused)
         response.content_type = "multipart/x-mixed-replace; boundary=frame"
         response.set_header("Cache-Control", "no-store")
 
@@ -163,6 +185,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                         checked = time.monotonic()
                     yield part
             finally:
-                viewers.release()
+                viewers.release(user)
 
         return frames()

@@ -52,6 +52,7 @@ class Server:
         # stop() waits for the connection selector's next wake-up: 0.1 s (cheroot's default
         # is 0.5 s) makes a service stop or restart quick; idle wake-ups cost next to nothing
         self.httpd.expiration_interval = 0.1
+        self.httpd.server_name = "engage-edge"  # the Server header said "Cheroot/11.1.2": an exact build, as /healthz hides ours
         # one address: half the threads at most, but never fewer than the ~6 connections a
         # browser opens to one host (unless the pool itself is smaller)
         self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))

@@ -188,8 +188,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     def start_session(user: User) -> str:
         token, csrf = ctx.accounts.start_session(user)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure(), path="/",
-                            max_age=int(ctx.accounts.max_age_s))
+        # no Max-Age: it ends when the browser is closed, the session at its limits on the server
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure(), path="/")
         return csrf
 
     @app.hook("after_request")
