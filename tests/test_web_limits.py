@@ -187,6 +187,34 @@ def test_one_address_sending_bodies_slowly_cannot_take_every_worker(web):
             s.close()
 
 
+def test_two_addresses_holding_their_shares_leave_the_device_threads_for_others(make_appliance, cfg):
+    """A hostile-client review: one address could keep half the threads busy, so a student's
+    laptop and phone (two addresses) took them all and the page waited 8-23 s for everyone
+    else. On a device an address keeps a quarter: two take half, the others still get in."""
+    from edge_app import config as config_mod
+
+    web = make_appliance(config_mod.with_changes(cfg, {"web.threads": 32}), with_loop=False)
+    peers = web.server.peer_limits
+    peers.exempt_loopback = False  # the attacker's two addresses and the student's are all on loopback
+    slow = []
+    try:
+        for attacker in ("127.0.0.1", "127.0.0.3"):
+            for _ in range(20):  # more than a quarter of the 32 threads each
+                s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10, source_address=(attacker, 0))
+                s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                          b"\r\nContent-Length: 60000\r\n\r\nusername=")  # and then nothing
+                slow.append(s)
+        wait_for(lambda: peers.busy("127.0.0.1") == peers.busy("127.0.0.3") == 8, what="both shares taken")
+        t0 = time.monotonic()
+        student = socket.create_connection(("127.0.0.1", web.server.port), timeout=10, source_address=("127.0.0.2", 0))
+        student.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert student.recv(100).startswith(b"HTTP/1.1 200") and time.monotonic() - t0 < 3
+        student.close()
+    finally:
+        for s in slow:
+            s.close()
+
+
 def test_bodies_sent_a_byte_at_a_time_from_many_addresses_are_cut(web):
     """The per-address share does not help when each slow body comes from its own address
     (a laptop can hold many IPv6 addresses): a body must keep arriving at a minimum rate."""

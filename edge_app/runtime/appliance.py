@@ -148,8 +148,9 @@ class Appliance:
             self.loop.start()
         web = self.cfg.web
         try:
+            # a quarter of the threads an address: a laptop and a phone that each held half took them all
             self.server = Server(self.app, web.host, web.port, web.threads, web.tls_cert, web.tls_key,
-                                 web.trusted_proxies, UPLOAD_PATHS).start()
+                                 web.trusted_proxies, UPLOAD_PATHS, peer_share=4).start()
         except BaseException:  # e.g. the port is taken: the caller exits, so no loop may be left mid-inference
             if self.loop:
                 self.loop.stop()

@@ -17,7 +17,8 @@ chunked body (no length declared) is refused with 411 wherever it is sent.
 Header names with an underscore are dropped (``X_Forwarded_For`` would
 pass for ``X-Forwarded-For``, see ``web/proxies.py``). The listen backlog is deep enough
 for a classroom's burst of log-ins, and one
-client address may keep at most half the threads busy (``PeerLimits``); past that it is
+client address may keep at most a share of the threads busy (``PeerLimits``: a quarter on
+a device, half on the classroom page); past that it is
 answered 503 at once, and everyone else still gets in. Frigate puts nginx in front for
 the same reasons; for one desk device these limits and a larger thread pool
 (``web.threads``) are enough, as ``tools/attack.py`` measures.

@@ -42,7 +42,9 @@ class Server:
     """cheroot's threaded WSGI server in a background thread (HTTPS when configured)."""
 
     def __init__(self, app, host: str, port: int, threads: int = 24, tls_cert: str = "", tls_key: str = "",
-                 trusted_proxies: str = "", large_body_paths: tuple[str, ...] = ()):
+                 trusted_proxies: str = "", large_body_paths: tuple[str, ...] = (), peer_share: int = 2):
+        """``peer_share``: one client address keeps at most 1/``peer_share`` of the threads
+        busy (the classroom page: half, its pages behind a school's NAT; a device: a quarter)."""
         from cheroot import wsgi
 
         from edge_app.web import http_limits
@@ -53,9 +55,9 @@ class Server:
         # is 0.5 s) makes a service stop or restart quick; idle wake-ups cost next to nothing
         self.httpd.expiration_interval = 0.1
         self.httpd.server_name = "engage-edge"  # the Server header said "Cheroot/11.1.2": an exact build, as /healthz hides ours
-        # one address: half the threads at most, but never fewer than the ~6 connections a
+        # one address: its share of the threads at most, but never fewer than the ~6 connections a
         # browser opens to one host (unless the pool itself is smaller)
-        self.peer_limits = http_limits.PeerLimits(max(threads // 2, min(threads, 6)))
+        self.peer_limits = http_limits.PeerLimits(max(threads // peer_share, min(threads, 6)))
         self.peer_limits.exempt_proxies = TrustedProxies(trusted_proxies)  # everyone behind one shares its address
         # head size, head and body time, body size outside the uploads' paths, listen backlog
         self.deadlines = http_limits.apply(self.httpd, self.peer_limits, large_body_paths=large_body_paths)
