@@ -1122,3 +1122,36 @@ def test_trust_device_clock_lets_retention_run_without_a_time_server(cfg, make_a
                                      (time.time() - 30 * 86400,))[0][0] == left
         assert appliance.housekeeping.clock_set() is (left == 0)  # the rule the capture loop's quiet hours get too
         appliance.stop()
+
+
+def test_every_student_goes_at_the_end_of_a_term_after_one_confirmation(quiet):
+    """An end-of-year review: removing a class meant thirty Delete buttons, each with its own
+    confirmation page. One form deletes every student account and its photos, after a page
+    that names them; admins and instructors stay, a student added after that page stays too,
+    and each deletion is audited."""
+    store, accounts = quiet.store, quiet.accounts
+    kids = [accounts.create_user(f"pupil{i}", f"pupil-pw-{i}-x", "student") for i in range(3)]
+    teacher = accounts.create_user("ms.lee", "teacher-pw-1x", "instructor")
+    photo = store.add_upload(kids[0].id, "pupil0.jpg", 10, 10, [face("happiness", "Engaged - likes the topic")])
+    store.add_upload(teacher.id, "lee.jpg", 10, 10, [])
+    admin = login(quiet.url)
+    page = admin.post(f"{quiet.url}/admin/users/students/delete", data={"csrf": admin.csrf}, timeout=10)
+    assert page.status_code == 200 and 'id="confirm-delete"' in page.text
+    assert "pupil0, pupil1, pupil2" in page.text and "ms.lee" not in page.text.split('id="confirm-losses"')[1][:400]
+    assert accounts.find("pupil0") is not None  # asked first: nothing gone yet
+    late = accounts.create_user("newcomer", "newcomer-pw-1x", "student")  # added while the page was open
+    ids = re.findall(r'name="user" value="(\d+)"', page.text)
+    done = admin.post(f"{quiet.url}/admin/users/students/delete",
+                      data={"csrf": admin.csrf, "confirm": "yes", "user": ids}, timeout=10)
+    assert done.status_code == 200 and "Deleted 3 student accounts and 1 upload." in html.unescape(done.text)
+    assert [u.username for u in (accounts.find(n) for n in ("pupil0", "pupil1", "pupil2")) if u] == []
+    assert accounts.find("newcomer") is not None and accounts.find("ms.lee") is not None
+    assert accounts.find("admin") is not None and late.id
+    assert store.query("SELECT COUNT(*) FROM uploads WHERE id = ?", (photo,))[0][0] == 0
+    assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 1  # the instructor's
+    audited = {r["target"] for r in store.query("SELECT target FROM audit WHERE action = 'deleted user'")}
+    assert audited == {"pupil0", "pupil1", "pupil2"}
+    nobody_else = login(quiet.url, "ms.lee", "teacher-pw-1x")
+    refused = nobody_else.post(f"{quiet.url}/admin/users/students/delete",
+                               data={"csrf": nobody_else.csrf, "confirm": "yes", "user": [str(late.id)]}, timeout=10)
+    assert refused.status_code == 403 and accounts.find("newcomer") is not None

@@ -330,6 +330,16 @@ def user_data_counts(store: Store, user_id: int) -> dict:
     return {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
 
 
+def students_to_remove(store: Store) -> tuple[list[sqlite3.Row], dict]:
+    """The student accounts (id, username) and what deleting them all removes (the counts of
+    ``user_data_counts``): the end of a term's "Delete every student"."""
+    people = store.query("SELECT id, username FROM users WHERE role = 'student' ORDER BY username")
+    row = store.query(
+        "SELECT COUNT(*) AS uploads, COALESCE(SUM(face_count), 0) AS faces, COUNT(image_path) AS images FROM uploads "
+        "WHERE user_id IN (SELECT id FROM users WHERE role = 'student')")[0]
+    return people, {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
+
+
 def audit_log(store: Store, page: int = 1, page_size: int = 50) -> tuple[list[sqlite3.Row], int]:
     """(rows, total) of the admins' audit log, newest first."""
     total = store.query("SELECT COUNT(*) FROM audit")[0][0]

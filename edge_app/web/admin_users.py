@@ -183,6 +183,32 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.forget_kept_forms("/admin/users")  # the list kept over a confirmation did its job
         return guard.page("admin_users_created", title="Students created", made=made, again=False)
 
+    @app.post("/admin/users/students/delete")
+    def delete_students():
+        """Every student account and its photos at once, for the end of a term: thirty Delete
+        buttons, each with its own confirmation, was the only way. Asked first, naming each;
+        only the students named on that page go (one added since stays), each audited."""
+        me = guard.require_user(admin=True)
+        guard.check_csrf()
+        guard.require_recent_password()
+        people, counts = reports.students_to_remove(ctx.store)
+        if request.forms.getunicode("confirm") != "yes":
+            if not people:
+                guard.flash_redirect("/admin/users", "There is no student account to delete.")
+            return guard.page("admin_confirm_students", title="Delete every student", people=people, counts=counts)
+        asked = {int(v) for v in request.forms.getall("user") if v.isdigit()}
+        gone = photos = 0
+        for person in people:
+            if person["id"] not in asked:
+                continue
+            n = ctx.store.delete_user_data(person["id"])
+            ctx.accounts.delete_user(person["id"])
+            ctx.store.audit(me.username, "deleted user", person["username"], f"student, {uploads(n)}, every student")
+            gone, photos = gone + 1, photos + n
+        log.info("admin %s deleted %d students and %d uploads", me.username, gone, photos)
+        guard.flash_redirect("/admin/users", f"Deleted {gone} student account{'' if gone == 1 else 's'} and "
+                             f"{uploads(photos)}.")
+
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):
         me = guard.require_user(admin=True)

@@ -138,4 +138,11 @@
       they choose their own at the first log-in. One name that is taken or not allowed creates none, and is named.</p>
     <button type="submit">Add students</button>
   </form>
+  <h2>End of a term</h2>
+  <form method="post" action="/admin/users/students/delete" id="delete-students" class="stacked">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <p class="hint" id="delete-students-hint">Every student account and its photos, at once: the next page names
+      them and asks first. Admins and instructors stay.</p>
+    <button type="submit" class="danger" aria-describedby="delete-students-hint">Delete every student…</button>
+  </form>
 </section>
