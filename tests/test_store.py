@@ -525,28 +525,37 @@ def test_purged_failed_log_ins_leave_no_trace_in_the_database_files(tmp_path):
         store.close()
 
 
-def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_the_name(tmp_path):
-    """A reader holding a snapshot (a backup, an export) made the delete's checkpoint wait
-    out the whole busy timeout, the web request and every writer with it; the delete now
-    returns at once and the next purge empties the log the reader held."""
+def _delete_while_a_reader_holds_the_log(store: Store, filename: str) -> float:
+    """Delete a new upload named ``filename`` while a reader holds a snapshot (a backup, an
+    export), which defers the delete's checkpoint; returns the seconds the delete took."""
     import sqlite3
 
-    from edge_app.store.database import BUSY_TIMEOUT_MS
-
-    store = Store(tmp_path / "data")
     reader = sqlite3.connect(store.path, isolation_level=None)
     try:
-        upload = store.add_upload(None, "Anna_Schmidt.jpg", 10, 10, [face()])
+        upload = store.add_upload(None, filename, 10, 10, [face()])
         reader.execute("BEGIN")
         reader.execute("SELECT COUNT(*) FROM uploads").fetchall()
         began = time.monotonic()
         assert store.delete_upload(upload)
-        assert time.monotonic() - began < BUSY_TIMEOUT_MS / 1000 / 2
+        took = time.monotonic() - began
         reader.execute("COMMIT")
+        return took
+    finally:
+        reader.close()
+
+
+def test_a_delete_while_a_reader_holds_the_log_neither_waits_for_it_nor_leaves_the_name(tmp_path):
+    """A reader holding a snapshot (a backup, an export) made the delete's checkpoint wait
+    out the whole busy timeout, the web request and every writer with it; the delete now
+    returns at once and the next purge empties the log the reader held."""
+    from edge_app.store.database import BUSY_TIMEOUT_MS
+
+    store = Store(tmp_path / "data")
+    try:
+        assert _delete_while_a_reader_holds_the_log(store, "Anna_Schmidt.jpg") < BUSY_TIMEOUT_MS / 1000 / 2
         assert store.purge(30) == 0  # nothing old: only the deferred checkpoint
         assert _traces(store, b"Anna_Schmidt.jpg") == []
     finally:
-        reader.close()
         store.close()
 
 
@@ -554,24 +563,16 @@ def test_a_deferred_checkpoint_is_retried_while_the_purge_waits_for_the_clock(tm
     """A data-protection officer's finding: the hourly clean-up skipped the purge, the only
     place a delete's deferred checkpoint was retried, while no time server had set the clock,
     so a deleted photo's name stayed in the write-ahead log for as long as that lasted."""
-    import sqlite3
-
     from edge_app.store.accounts import Accounts
     from edge_app.store.housekeeping import Housekeeping
 
     store = Store(tmp_path / "data")
-    reader = sqlite3.connect(store.path, isolation_level=None)
     try:
-        upload = store.add_upload(None, "Carla_Wagner.jpg", 10, 10, [face()])
-        reader.execute("BEGIN")
-        reader.execute("SELECT COUNT(*) FROM uploads").fetchall()
-        assert store.delete_upload(upload)
-        reader.execute("COMMIT")
+        _delete_while_a_reader_holds_the_log(store, "Carla_Wagner.jpg")
         assert _traces(store, b"Carla_Wagner.jpg")  # the reader deferred it
         assert Housekeeping(store, Accounts(store), lambda: 30, clock_set=lambda: False).run_once() == 0
         assert _traces(store, b"Carla_Wagner.jpg") == []
     finally:
-        reader.close()
         store.close()
 
 
