@@ -93,6 +93,7 @@ def desks_worker(ids: list[str], broker_port: int, folder: str, duration: float,
     heapq.heapify(queue)
     made = 0
     last: dict[str, float] = {}
+    shown: dict[int, str] = {}  # each desk's level now
     while queue:
         when, i = heapq.heappop(queue)
         if when - start > duration:
@@ -100,7 +101,10 @@ def desks_worker(ids: list[str], broker_port: int, folder: str, duration: float,
         delay = when - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        group, label = rng.choice(LEVELS)
+        # another level than the desk's last: the same one again leaves no message (with the emotion kept
+        # on the desk, only a change of what leaves is sent), and would count as a change lost
+        group, label = rng.choice([level for level in LEVELS if level[0] != shown.get(i)])
+        shown[i] = group
         t = time.time()
         desks[i][0].log_state_change(t, label, group, None, None)  # the capture loop's write: row + outbox
         last[ids[i]] = t
