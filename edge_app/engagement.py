@@ -106,6 +106,16 @@ class EngagementState:
     emotion: str | None = None
     confidence: float = 0.0
     probabilities: dict[str, float] = field(default_factory=dict)
+    # when the level's words without the emotion (``level_words``) began: "Engaged - paying attention"
+    # to "- likes the topic" is no change to whoever may not see the emotion, and a ``since`` that
+    # restarted there told them when the expression changed (None: ``since``)
+    words_since: float | None = None
+
+    def after(self, level: str, since: float) -> "EngagementState":
+        """The state that follows this one at ``since``, keeping ``words_since`` while the
+        level's words without the emotion stay the same."""
+        same = level_words(level, group_of(level), False) == level_words(self.level, self.group, False)
+        return EngagementState(level, since, words_since=(self.words_since or self.since) if same else since)
 
     @property
     def group(self) -> Group:
@@ -256,7 +266,7 @@ class EngagementTracker:
             self._pending = (candidate, obs.t, obs.t)
         self._pending = (candidate, self._pending[1], obs.t)
         if obs.t - self._pending[1] >= self.rules.min_hold_s:
-            self.state = EngagementState(candidate, self._pending[1])
+            self.state = self.state.after(candidate, self._pending[1])
             self._pending = None
             self._refresh_emotion()
             return self.state, True

@@ -179,6 +179,7 @@ def test_the_level_s_words_that_name_the_emotion_are_for_those_who_see_the_pictu
     assert theirs["level"] == theirs["group"] or not names_an_emotion(theirs["level"]), theirs
     timeline = [p["level"] for p in sam.get(f"{appliance.url}/api/timeline", timeout=10).json()["points"]]
     assert timeline and not any(names_an_emotion(level) for level in timeline), timeline
+    assert all(a != b for a, b in zip(timeline, timeline[1:])), timeline  # no expression change shows as a point
     assert words in [p["level"] for p in admin.get(f"{appliance.url}/api/timeline", timeout=10).json()["points"]]
     for page in ("/live", "/glance"):
         body = sam.get(f"{appliance.url}{page}", timeout=10).text

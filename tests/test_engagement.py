@@ -345,3 +345,25 @@ def test_a_wall_clock_set_back_far_gives_rows_of_a_minute_each():
     assert [r["minute"] for r in rows] == [6000, 6060, 5460, 5520]
     assert sum(r["Engaged"] for r in rows) == pytest.approx(139.0)
     assert all(r["Engaged"] <= 60.0 for r in rows)
+
+
+def test_a_change_of_expression_within_a_level_keeps_the_moment_its_words_began():
+    """A viewer who may not see the emotion is shown "Engaged", not "Engaged - likes the
+    topic"; a ``since`` that restarted at "paying attention" -> "likes the topic" still told
+    them when the expression changed. ``words_since`` keeps the moment the level's words
+    without the emotion began, and restarts when those change; /api/state gives it to them."""
+    from edge_app.runtime.snapshot import StateSnapshot
+
+    tr = tracker()
+    changes = feed(tr, 0.0, 5.0, 10, "frontal", "neutral")
+    assert changes[-1][1] == "Engaged - paying attention"
+    engaged_at = tr.state.since
+    changes = feed(tr, 5.0, 12.0, 10, "frontal", "happiness")
+    assert changes[-1][1] == HAPPY and tr.state.since > engaged_at
+    assert tr.state.words_since == engaged_at  # still "Engaged" to them
+    shown = StateSnapshot.of(tr.state, t=12.0).public(0.0, 12.0, with_emotion=False)
+    assert shown["level"] == "Engaged" and shown["since"] == engaged_at and shown["emotion"] is None
+    assert shown["for_s"] == pytest.approx(12.0 - engaged_at, abs=0.05)
+    assert StateSnapshot.of(tr.state, t=12.0).public(0.0, 12.0)["since"] == tr.state.since  # an admin's
+    changes = feed(tr, 12.0, 20.0, 10, "frontal", "anger")
+    assert changes[-1][1] == ANGRY and tr.state.words_since == tr.state.since  # new words: a new moment

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from edge_app.engagement import EngagementState, group_of
+from edge_app.engagement import EngagementState, group_of, level_words
 
 
 def _frozen(d: Mapping) -> Mapping:
@@ -33,6 +33,7 @@ class StateSnapshot:
     frame_probabilities: tuple[float, ...] | None = None  # the main face in this frame, unsmoothed
     t: float = 0.0  # loop clock of the frame (same clock as ``since``)
     seq: int = 0  # frames processed before this snapshot was made (0: none yet)
+    words_since: float | None = None  # when the level's words without the emotion began (None: ``since``)
 
     @property
     def group(self) -> str:
@@ -46,9 +47,9 @@ class StateSnapshot:
         return cls(state.level, state.since, state.emotion, state.confidence, _frozen(state.probabilities),
                    tuple(_frozen(f) for f in faces),
                    None if frame_probabilities is None else tuple(float(p) for p in frame_probabilities),
-                   state.since if t is None else t, seq)
+                   state.since if t is None else t, seq, state.words_since)
 
-    def public(self, wall_offset: float, now: float | None = None) -> dict:
+    def public(self, wall_offset: float, now: float | None = None, with_emotion: bool = True) -> dict:
         """The JSON body of ``/api/state`` (without the loop's health fields). ``since`` and
         ``t`` are wall-clock Unix times there (loop clock + ``wall_offset``, which is
         ``time.time() - time.monotonic()`` now): a monotonic reading means nothing to a
@@ -56,14 +57,22 @@ class StateSnapshot:
         state). ``since_iso`` is ``since`` as local ISO 8601, as the log and CSV show it.
         ``for_s``: how long the level has held until ``now`` (the loop clock; by default the
         frame's time): a pause or a lost camera has no frames, and "Paused" for an hour said
-        0 s by its frame's time."""
-        since = self.since + wall_offset
+        0 s by its frame's time. Without ``with_emotion`` (a viewer who may not see the
+        picture) the emotion, its confidence and probabilities are held back, the level is its
+        words without the emotion (``level_words``), and ``since`` is when those began."""
+        began = self.since if with_emotion or self.words_since is None else self.words_since
+        since = began + wall_offset
         until = self.t if now is None else max(now, self.t)
+        if not with_emotion:
+            return {"level": level_words(self.level, self.group, False), "group": self.group, "emotion": None,
+                    "confidence": None, "since": round(since, 3), "since_iso": iso_local(since),
+                    "for_s": round(until - began, 1), "t": round(self.t + wall_offset, 3), "seq": self.seq,
+                    "probabilities": {}}
         return {"level": self.level, "group": self.group, "emotion": self.emotion,
                 # no face read (Absent, Distracted, Present): no confidence, as the log has it, not 0.0
                 "confidence": round(self.confidence, 3) if self.emotion is not None else None,
                 "since": round(since, 3),
-                "since_iso": iso_local(since), "for_s": round(until - self.since, 1),
+                "since_iso": iso_local(since), "for_s": round(until - began, 1),
                 "t": round(self.t + wall_offset, 3), "seq": self.seq, "probabilities": dict(self.probabilities)}
 
 

@@ -126,11 +126,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         loop = ctx.loop
         # one frame's frozen state (fields never mix frames), its loop-clock times as wall clock
         now = loop.clock()
-        state = loop.snapshot.public(loop.wall() - now, now)
-        if not may_watch(user):  # the face's expression is the picture's, held back as it is: whoever sits there
-            # now (every account saw each frame's emotion and all eight probabilities; no page shows them)
-            state |= {"emotion": None, "confidence": None, "probabilities": {},
-                      "level": shown(user, state["level"], state["group"])}
+        # the face's expression is the picture's, held back as it is from whoever may not see that: the
+        # emotion, its probabilities, the level's words that name it, and the moment it changed
+        state = loop.snapshot.public(loop.wall() - now, now, with_emotion=may_watch(user))
         return json.dumps({**state, "camera": ctx.loop.health.camera, "fps": round(ctx.loop.health.fps, 1)})
 
     @app.get("/api/timeline")
@@ -150,9 +148,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif ctx.loop and ctx.started > cutoff:
             points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
         points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
+        points.sort(key=lambda p: p["t"])  # the start's Absent may come after rows of the run before
         for point in points:
             point["level"] = shown(user, point["level"], point["group"])
-        points.sort(key=lambda p: p["t"])  # the start's Absent may come after rows of the run before
+        if not may_watch(user):  # a change of expression within a level is no change to them
+            points = [p for i, p in enumerate(points) if i == 0 or p["level"] != points[i - 1]["level"]]
         response.content_type = "application/json"
         # the device's clock time, not the browser's: the log, the CSV and quiet hours are in the
         # device's zone, and a chart drawn in the viewer's said "from 02:50" beside a log's 01:50
