@@ -1294,9 +1294,10 @@ def test_a_restore_keeps_deleted_accounts_and_photos_deleted(tmp_path):
         (tmp_path / "desk" / copied.name).write_bytes(copied.read_bytes())
     r = _cli("restore", "--keep-device-id", "--bring-back-deleted", "--data-dir", tmp_path / "desk", saved)
     assert r.returncode == 0, r.stderr
-    assert "brought back 1 account(s) (anna.schmidt) and 2 upload(s)" in r.stdout
-    users, files, _ = _people(tmp_path / "desk")
+    assert "brought back 1 account(s) (anna.schmidt) and 2 upload(s)" in r.stdout and "results only" in r.stdout
+    users, files, audit = _people(tmp_path / "desk")
     assert "anna.schmidt" in users and files == ["anna_selfie.jpg", "ben_photo.jpg", "ben_kept.jpg"]
+    assert "deleted user anna.schmidt" in audit  # the record of what was done stays, whatever comes back
 
 
 def test_a_restore_onto_a_new_database_says_deletions_since_are_unknown(tmp_path):

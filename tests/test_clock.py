@@ -41,6 +41,7 @@ def test_the_dashboard_and_healthz_say_whether_times_can_be_trusted(make_applian
     if banner:
         assert "Times may be wrong" in page and "timesyncd.conf" in page
         assert "nothing past the retention period is deleted" in page  # as students' pages say
+        assert "store.trust_device_clock = true" in page  # what a device with a battery clock does
 
 
 def test_the_selftest_warns_but_passes(tmp_path, monkeypatch, capsys):

@@ -606,21 +606,25 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
     """Delete again in ``restored`` what was deleted since the backup (``_erased_since``):
     a student's erasure request, or photos past retention, must not come back with a
     restore. ``bring_back`` keeps them (a restore made to undo a mistaken deletion). The
-    audit rows written since the backup come along too, so the record of the deletions is
-    not lost with them. Returns what to tell the technician."""
+    audit rows written since the backup come along either way, so the record of what admins
+    did, the deletions above all, is not lost. Returns what to tell the technician."""
     erased = _erased_since(current, restored)
     if erased is None:
         return ["the database in use does not show what was deleted since the backup (it is missing, unreadable, or "
                 "a new one): any account or photo deleted since the backup was made is back; delete it again "
                 "(Admin > Users) if it was an erasure request"]
     accounts, uploads = erased
+    with restored:  # what admins did since is kept whatever comes back: the record of a deletion above all
+        if _table_exists(restored, "audit"):
+            _carry_audit(current, restored)
     if not (accounts or uploads):
         return []
     names = ", ".join(name for _, name in accounts)
     what = " and ".join(part for part in (f"{len(accounts)} account(s) ({names})" if accounts else "",
                                           f"{len(uploads)} upload(s)" if uploads else "") if part)
     if bring_back:
-        return [f"brought back {what} deleted since the backup was made (as --bring-back-deleted asks)"]
+        return [f"brought back {what} deleted since the backup was made (as --bring-back-deleted asks); a brought-back "
+                "upload has its results only: its kept image was deleted with it"]
     restored.execute("PRAGMA foreign_keys = ON")  # a user's uploads, sessions and an upload's faces go with them
     restored.execute("PRAGMA secure_delete = ON")  # zeroed in the file, as a deletion on the device is
     with restored:
@@ -629,8 +633,6 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
         for uid, _ in accounts:
             restored.execute("DELETE FROM uploads WHERE user_id = ?", (uid,))
             restored.execute("DELETE FROM users WHERE id = ?", (uid,))
-        if _table_exists(restored, "audit"):
-            _carry_audit(current, restored)
     return [f"deleted again {what} deleted since the backup was made: a deletion (an erasure request, retention) "
             "stays done; to undo a mistaken deletion, restore with --bring-back-deleted"]
 

@@ -44,7 +44,8 @@ class Housekeeping:
             if self.clock_set() is False:  # no time server yet: the clock may be days ahead
                 if not self._said_waiting:
                     log.warning("retention: nothing past store.retention_days is deleted until a time server has set "
-                                "the clock (a clock days ahead would delete today's rows)")
+                                "the clock (a clock days ahead would delete today's rows); a device whose clock keeps "
+                                "time by itself on a network with no time server: set store.trust_device_clock = true")
                     self._said_waiting = True
                 removed = 0
             else:

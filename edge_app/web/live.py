@@ -60,11 +60,11 @@ class ViewerSlots:
     def acquire(self, user) -> str | None:
         """Take a slot for ``user``; None when taken, else why not (for the 503)."""
         with self._lock:
+            if not user.is_admin and self._by_user.get(user.id, 0) >= 1:
+                return "you are watching the live view already (another tab or window): close it first"
             if self.count >= self.limit:
                 return f"the live view already has {self.limit} viewers; try again later"
             if not user.is_admin:
-                if self._by_user.get(user.id, 0) >= 1:
-                    return "you are watching the live view already (another tab or window): close it first"
                 if self.limit > 1 and self._others >= self.limit - 1:
                     return "the live view's other places are taken; the last is kept for an admin"
                 self._others += 1
