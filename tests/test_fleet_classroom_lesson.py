@@ -504,3 +504,29 @@ def test_a_desk_back_at_its_pace_is_no_longer_counted_as_flooding_with_no_page_o
         t[0] += 1.0
         beat()
     assert room.held_back()["desk-07"] == burst
+
+
+def test_no_alert_is_raised_from_time_the_page_did_not_see(classroom, broker, page):
+    """An instructor's review: with no word from the desks (the broker gone, or the page's
+    stream frozen) the page still raised "Row 1, seat 1: Distracted for 43 s" from time
+    nobody saw, and a screen reader announced it. While the page is blind, a desk only stays
+    on the alert list it was on; once the desks are heard again, the alert comes."""
+    now = time.time()
+    with mqtt_broker.publisher(broker, client_id="blind-sim") as client:
+        mqtt_broker.send(client, "engage/blind/availability", "online")
+        mqtt_broker.send(client, "engage/blind/state", flip("Distracted", now - 40, 1, now))
+        open_page(page, classroom.url)
+        page.locator("li.desk[data-device='blind'][data-level='Distracted']").wait_for(timeout=10_000)
+    page.fill("#threshold", "1")
+    page.dispatch_event("#threshold", "change")
+    alerts = page.locator("#alerts li.alert")
+    assert alerts.count() == 0  # 40 s of 60
+    broker.stop()
+    page.locator("#conn.warn", has_text="Not receiving the desks").wait_for(timeout=10_000)
+    page.fill("#threshold", "0.5")
+    page.dispatch_event("#threshold", "change")
+    assert stays(lambda: alerts.count() == 0, 2.5)  # past 30 s now, but not seen
+    broker.start()
+    page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=20_000)
+    alerts.first.wait_for(timeout=10_000)
+    assert alerts.first.inner_text().startswith("Flip: Distracted for")

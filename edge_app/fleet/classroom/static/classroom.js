@@ -220,7 +220,11 @@
       "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(shareThere(r)) +
       " engaged while students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
-    const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) && t - stretch(d) >= limit);
+    // no new alert from time nobody saw: while the page hears nothing from the server, or the server nothing from
+    // the broker, a desk only stays on the list it was on (one reached "Distracted for 43 s" during a silence)
+    const blind = since() - heard >= SILENT_MS || (broker !== null && !broker.connected);
+    const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) &&
+      t - stretch(d) >= limit && (!blind || alertItems.has(d.device_id)));
     showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
       " now, not engaged or distracted for " : " for ") + ago(t - stretch(d)), names.get(d.device_id) + ", " + d.level,
       stretch(d)]));
