@@ -15,6 +15,8 @@
   <p>What stays (for an erasure request, this is not all of it):</p>
   <ul id="confirm-kept">
     <li>the audit log's lines naming these students: kept a year, so a deletion stays accountable</li>
+    <li>alert frames, if an admin turned their storing on: they show the desk, not an account (delete them on
+      <a href="/admin/alerts">Alerts</a>)</li>
     <li>backups and CSV exports made before now, wherever they were copied</li>
     <li>the system journal's security lines naming the accounts, until journald's size limit drops them</li>
   </ul>
