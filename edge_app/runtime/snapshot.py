@@ -63,17 +63,15 @@ class StateSnapshot:
         began = self.since if with_emotion or self.words_since is None else self.words_since
         since = began + wall_offset
         until = self.t if now is None else max(now, self.t)
-        if not with_emotion:
-            return {"level": level_words(self.level, self.group, False), "group": self.group, "emotion": None,
-                    "confidence": None, "since": round(since, 3), "since_iso": iso_local(since),
-                    "for_s": round(until - began, 1), "t": round(self.t + wall_offset, 3), "seq": self.seq,
-                    "probabilities": {}}
-        return {"level": self.level, "group": self.group, "emotion": self.emotion,
+        emotion = self.emotion if with_emotion else None
+        return {"level": self.level if with_emotion else level_words(self.level, self.group, False),
+                "group": self.group, "emotion": emotion,
                 # no face read (Absent, Distracted, Present): no confidence, as the log has it, not 0.0
-                "confidence": round(self.confidence, 3) if self.emotion is not None else None,
+                "confidence": round(self.confidence, 3) if emotion is not None else None,
                 "since": round(since, 3),
                 "since_iso": iso_local(since), "for_s": round(until - began, 1),
-                "t": round(self.t + wall_offset, 3), "seq": self.seq, "probabilities": dict(self.probabilities)}
+                "t": round(self.t + wall_offset, 3), "seq": self.seq,
+                "probabilities": dict(self.probabilities) if with_emotion else {}}
 
 
 def iso_local(t: float) -> str:

@@ -54,21 +54,19 @@ class ViewerSlots:
         self.limit, self.live = limit, live
         self._lock = threading.Lock()
         self.count = 0
-        self._by_user: dict[int, int] = {}
-        self._others = 0  # streams held by accounts that are not admins
+        self._others: set[int] = set()  # the accounts, not admins, watching now (one stream each)
 
     def acquire(self, user) -> str | None:
         """Take a slot for ``user``; None when taken, else why not (for the 503)."""
         with self._lock:
-            if not user.is_admin and self._by_user.get(user.id, 0) >= 1:
+            if not user.is_admin and user.id in self._others:
                 return "you are watching the live view already (another tab or window): close it first"
             if self.count >= self.limit:
                 return f"the live view already has {self.limit} viewers; try again later"
             if not user.is_admin:
-                if self.limit > 1 and self._others >= self.limit - 1:
+                if self.limit > 1 and len(self._others) >= self.limit - 1:
                     return "the live view's other places are taken; the last is kept for an admin"
-                self._others += 1
-            self._by_user[user.id] = self._by_user.get(user.id, 0) + 1
+                self._others.add(user.id)
             self.count += 1
             if self.live:
                 self.live.viewers = self.count
@@ -77,13 +75,8 @@ class ViewerSlots:
     def release(self, user) -> None:
         with self._lock:
             self.count = max(0, self.count - 1)
-            left = self._by_user.get(user.id, 0) - 1
-            if left > 0:
-                self._by_user[user.id] = left
-            else:
-                self._by_user.pop(user.id, None)
             if not user.is_admin:
-                self._others = max(0, self._others - 1)
+                self._others.discard(user.id)
             if self.live:
                 self.live.viewers = self.count
 
