@@ -115,7 +115,8 @@ class EngagementState:
         """The state that follows this one at ``since``, keeping ``words_since`` while the
         level's words without the emotion stay the same."""
         same = level_words(level, group_of(level), False) == level_words(self.level, self.group, False)
-        return EngagementState(level, since, words_since=(self.words_since or self.since) if same else since)
+        began = self.since if self.words_since is None else self.words_since  # 0.0 is a time (a tracker's start)
+        return EngagementState(level, since, words_since=began if same else since)
 
     @property
     def group(self) -> Group:
