@@ -322,22 +322,23 @@ def alert_snapshot_path(store: Store, alert_id: int) -> str | None:
 
 
 # ------------------------------------------------------------ what a deletion would remove, and the audit log
+def _upload_counts(store: Store, where: str, params=()) -> dict:
+    """Uploads, faces analysed and kept images among the uploads ``where`` selects."""
+    row = store.query("SELECT COUNT(*) AS uploads, COALESCE(SUM(face_count), 0) AS faces, "
+                      f"COUNT(image_path) AS images FROM uploads WHERE {where}", params)[0]
+    return {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
+
+
 def user_data_counts(store: Store, user_id: int) -> dict:
     """What deleting a user's data removes: uploads, faces analysed and kept images."""
-    row = store.query(
-        "SELECT COUNT(*) AS uploads, COALESCE(SUM(face_count), 0) AS faces, "
-        "COUNT(image_path) AS images FROM uploads WHERE user_id = ?", (user_id,))[0]
-    return {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
+    return _upload_counts(store, "user_id = ?", (user_id,))
 
 
 def students_to_remove(store: Store) -> tuple[list[sqlite3.Row], dict]:
     """The student accounts (id, username) and what deleting them all removes (the counts of
     ``user_data_counts``): the end of a term's "Delete every student"."""
     people = store.query("SELECT id, username FROM users WHERE role = 'student' ORDER BY username")
-    row = store.query(
-        "SELECT COUNT(*) AS uploads, COALESCE(SUM(face_count), 0) AS faces, COUNT(image_path) AS images FROM uploads "
-        "WHERE user_id IN (SELECT id FROM users WHERE role = 'student')")[0]
-    return people, {"uploads": row["uploads"], "faces": row["faces"], "images": row["images"]}
+    return people, _upload_counts(store, "user_id IN (SELECT id FROM users WHERE role = 'student')")
 
 
 def audit_log(store: Store, page: int = 1, page_size: int = 50) -> tuple[list[sqlite3.Row], int]:
