@@ -568,14 +568,14 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
-def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int]] | None:
+def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int], list] | None:
     """The accounts and uploads in the backup ``restored`` that the database in use
     (``current``) no longer has because they were deleted (or purged) since the backup: an
     erasure request that a restore must not undo. Accounts by the audit's "deleted user" rows
     after the account was made (the row names it, and the same id and creation time shows it
     is the same account, not a new one of that name); uploads by number, those at or below the
     highest number the database in use has given that it no longer holds (numbers are never
-    reused). None when ``current`` is missing or unreadable, or is not this backup's own
+    reused); and the audit rows written since the backup's newest. None when ``current`` is missing or unreadable, or is not this backup's own
     database carried on (no account of the backup in it, as on a new card): then nothing is
     known of what was deleted since."""
     if not current.is_file():
@@ -596,7 +596,12 @@ def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tup
             highest = max([top[0] if top else 0, *kept], default=0)
             uploads = [r[0] for r in restored.execute("SELECT id FROM uploads WHERE id <= ? ORDER BY id", (highest,))
                        if r[0] not in kept]
-            return accounts, uploads
+            audit: list = []
+            if _table_exists(now, "audit") and _table_exists(restored, "audit"):
+                newest = restored.execute("SELECT max(t) FROM audit").fetchone()[0] or 0.0
+                audit = now.execute("SELECT t, actor, action, target, detail FROM audit WHERE t > ? ORDER BY t",
+                                    (newest,)).fetchall()
+            return accounts, uploads, audit
     except sqlite3.Error as exc:
         log.warning("restore: %s could not be read to see what was deleted since the backup (%s)", current, exc)
         return None
@@ -613,10 +618,9 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
         return ["the database in use does not show what was deleted since the backup (it is missing, unreadable, or "
                 "a new one): any account or photo deleted since the backup was made is back; delete it again "
                 "(Admin > Users) if it was an erasure request"]
-    accounts, uploads = erased
+    accounts, uploads, audit = erased
     with restored:  # what admins did since is kept whatever comes back: the record of a deletion above all
-        if _table_exists(restored, "audit"):
-            _carry_audit(current, restored)
+        restored.executemany("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)", audit)
     if not (accounts or uploads):
         return []
     names = ", ".join(name for _, name in accounts)
@@ -635,14 +639,6 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
             restored.execute("DELETE FROM users WHERE id = ?", (uid,))
     return [f"deleted again {what} deleted since the backup was made: a deletion (an erasure request, retention) "
             "stays done; to undo a mistaken deletion, restore with --bring-back-deleted"]
-
-
-def _carry_audit(current: Path, restored: sqlite3.Connection) -> None:
-    newest = restored.execute("SELECT max(t) FROM audit").fetchone()[0] or 0.0
-    with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
-        rows = now.execute("SELECT t, actor, action, target, detail FROM audit WHERE t > ? ORDER BY t",
-                           (newest,)).fetchall()
-    restored.executemany("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)", rows)
 
 
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
