@@ -90,6 +90,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                                "online": True, "last_seen": pytest.approx(time.time(), abs=10),
                                "clock_skew": 0.0,  # its clock is this machine's
                                "heartbeat_s": 30.0,  # the interval its state announces (MqttSettings' default)
+                               "shared": False,  # one device sends as desk-a
                                "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
@@ -400,7 +401,7 @@ def test_healthz_and_the_footer_name_the_build_broker_and_desks_to_admins_and_th
     for full in (json.loads(from_another_machine(classroom, "/healthz", cookie)[1]),
                  requests.get(f"{classroom.url}/healthz", timeout=5).json()):  # curl on the server, a watchdog
         assert full["version"] == __version__ and full["broker"] == classroom.subscriber.status.broker
-        assert full["held_back"] == {} and full["error"] == ""
+        assert full["held_back"] == {} and full["shared"] == [] and full["error"] == ""
     assert f"engage-edge {__version__} ·" in from_another_machine(classroom, "/", cookie)[1]
 
 
@@ -1115,12 +1116,96 @@ def test_a_desk_whose_clock_is_off_is_corrected_by_its_sent_time():
     assert room.snapshot()["desks"][0]["since"] == pytest.approx(now + 10)
 
 
+def test_a_desk_id_two_devices_send_as_is_marked_and_a_restart_is_not(caplog):
+    """Two devices with one device id (a cloned card) are dropped in turn by the broker: their
+    messages alternate between two publisher runs. A restart's new run never goes back."""
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    t = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: t[0])
+
+    def beat(run: str | None, seconds: float = 1.0) -> None:
+        t[0] += seconds
+        body = {"heartbeat_s": 30, "desk": "Row 1", "sent": t[0], **({"run": run} if run else {})}
+        assert room.apply_heartbeat("desk-1", json.dumps(body).encode())
+
+    def shared() -> bool:
+        return room.snapshot()["desks"][0]["shared"]
+
+    for run in ("aaaa", "aaaa", "bbbb", "bbbb", None, "bbbb"):  # a restart (new run), then older firmware: one device
+        beat(run)
+        assert not shared()
+    beat("cccc")  # a new run alone may be a restart too
+    assert not shared() and room.shared() == []
+    version = room.version
+    beat("bbbb")  # ... but bbbb back after it: two devices
+    assert shared() and room.shared() == ["desk-1"] and room.version > version
+    said = [r.getMessage() for r in caplog.records if "two devices send as desk desk-1" in r.getMessage()]
+    assert len(said) == 1 and "mqtt.device_id" in said[0]
+    beat("cccc")
+    beat("bbbb", classroom_model.SHARED_WINDOW_S - 10)  # still coming in turn
+    assert shared() and len([r for r in caplog.records if "two devices" in r.getMessage()]) == 1  # logged once
+    beat("bbbb", 20)  # the other one renamed: bbbb alone, but within the window of the last return
+    assert shared()
+    beat("bbbb", classroom_model.SHARED_WINDOW_S)  # alone for the window: one device again
+    assert not shared() and room.shared() == []
+    # three devices on one id come back in turn too; a state message counts as a heartbeat does
+    for run in ("d1", "d2", "d3"):
+        t[0] += 1
+        assert room.apply_state("desk-2", state(seq=str(int(t[0])), since=str(t[0]), sent=str(t[0]), run=f'"{run}"'))
+    assert "desk-2" not in room.shared()
+    t[0] += 1
+    room.apply_state("desk-2", state(seq="1", since="1", sent=str(t[0]), run='"d1"'))  # its own older seq: not shown
+    assert room.shared() == ["desk-2"]  # but d1 is back: marked all the same
+    # a retained copy is no live device: a replay of another run marks nothing
+    t[0] += 1
+    room.apply_state("desk-3", state(seq="1", since=str(t[0]), sent=str(t[0]), run='"e1"'))
+    room.apply_state("desk-3", state(seq="2", since=str(t[0]), sent=str(t[0]), run='"e2"'))
+    room.apply_state("desk-3", state(seq="1", since=str(t[0]), run='"e1"'), retained=True)
+    assert "desk-3" not in room.shared()
+
+
 @pytest.mark.parametrize("sent", ["true", '"1800000000"', "1e400", "1" + "0" * 400, "null", "[]"])
 def test_a_sent_time_no_desk_would_send_corrects_nothing(sent):
     room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
     assert room.apply_state("desk-1", state(since="1700000000.5", sent=sent))  # the state itself still counts
     desk = room.snapshot()["desks"][0]
     assert desk["since"] == 1700000000.5 and desk["clock_skew"] == 0
+
+
+def test_a_card_cloned_with_its_device_id_is_named_on_the_tile_and_in_healthz_in_chromium(
+        classroom, broker, devices, page, tmp_path, caplog):
+    """Real publishers: a desk restarted is one device; a second one with the same device id
+    and login (a card cloned with its configuration) makes the broker drop each in turn, and
+    the tile, /healthz and the log say so instead of showing one healthy desk."""
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    beat = dict(heartbeat_s=0.3)
+    store, pub = devices("desk-twin", "Row 4, seat 2", **beat)
+    store.log_state_change(time.time(), "Engaged", "Engaged", "neutral", 0.9)
+    s = login(classroom.url)
+    wait_for(lambda: desks(s, classroom.url).get("desk-twin", {}).get("level") == "Engaged")
+    pub.stop()  # a restart: a new publisher run on the same card
+    again = Publisher(mqtt(broker, device_id="desk-twin", desk="Row 4, seat 2", **beat), store, lambda: "v").start()
+    clone_store = Store(tmp_path / "clone")
+    clone = None
+    try:
+        wait_for(lambda: again.status.connected)
+        assert stays(lambda: desks(s, classroom.url)["desk-twin"]["shared"] is False, 1.5)
+        clone_store.log_state_change(time.time(), "Not engaged", "Not engaged", "sad", 0.9)
+        clone = Publisher(mqtt(broker, device_id="desk-twin", desk="Row 4, seat 2", **beat), clone_store,
+                          lambda: "v").start()
+        wait_for(lambda: desks(s, classroom.url)["desk-twin"]["shared"], timeout=30, what="the desk marked shared")
+        assert classroom.classroom.shared() == ["desk-twin"]
+        assert requests.get(f"{classroom.url}/healthz", timeout=5).json()["shared"] == ["desk-twin"]
+        assert any("two devices send as desk desk-twin" in r.getMessage() for r in caplog.records)
+        log_in_page(page, classroom.url)
+        tile = page.locator("li.desk[data-device='desk-twin'] .meta.shared")
+        tile.wait_for(timeout=10_000)
+        assert tile.inner_text().startswith("Two devices use this desk's ID")
+    finally:
+        again.stop()
+        if clone is not None:
+            clone.stop()
+        clone_store.close()
 
 
 def test_the_page_shows_a_desk_clock_off_in_its_own_time(classroom, broker, page):

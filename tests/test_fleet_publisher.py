@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 import time
@@ -94,7 +95,8 @@ def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
             assert state["desk"] == "Row 2, seat 4" and state["model"] == "model-v3"
             assert state["since"] == 1_700_000_001.0 and state["seq"] >= 1
             # no emotion, no confidence; heartbeat_s: the interval of its heartbeats (since 2026-11-27)
-            assert set(state) == {"level", "label", "since", "seq", "desk", "model", "sent", "heartbeat_s"}
+            assert set(state) == {"level", "label", "since", "seq", "desk", "model", "sent", "run", "heartbeat_s"}
+            assert state["run"] == pub.run and re.fullmatch(r"[0-9a-f]{8}", pub.run)  # this start's tag, nothing more
             assert state["heartbeat_s"] == 30
             assert abs(state["sent"] - time.time()) < 60  # this clock as the message left
             assert all(retain for t, _, retain in late.messages)
@@ -119,7 +121,8 @@ def test_a_heartbeat_repeats_the_current_state_and_is_never_stored(broker, store
     pub = Publisher(settings(broker, heartbeat_s=0.2), store, lambda: "model-v3").start()
     try:
         first = wait_for(lambda: listener.json("engage/desk-07/heartbeat"))[0]  # at once, before any state
-        assert set(first) == {"heartbeat_s", "desk", "sent"} and first["heartbeat_s"] == 0.2
+        assert set(first) == {"heartbeat_s", "desk", "sent", "run"} and first["heartbeat_s"] == 0.2
+        assert first["run"] == pub.run
         assert first["desk"] == "Row 2, seat 4" and abs(first["sent"] - time.time()) < 60
         store.log_state_change(time.time(), "Paused", "Paused", None, None)  # the student pauses: nothing changes now
         state = wait_for(lambda: listener.json("engage/desk-07/state"))[-1]

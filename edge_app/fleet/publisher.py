@@ -246,6 +246,10 @@ class Publisher:
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
         self._lost_reason = ""
         self.installation = installation_id(store.data_dir)
+        # this run's tag, in every message: two devices given one device id come in turn under it, which a
+        # classroom tells from one desk restarting (classroom model ``_note_run``); random, so a card cloned with
+        # its installation id is told apart too, and it names nothing
+        self.run = secrets.token_hex(4)
         self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None
         self._clearing: list[mqtt.MQTTMessageInfo] = []  # the clearing publishes, until acknowledged
         self._home_recorded = False  # the current topics are in the store (sender thread)
@@ -337,11 +341,11 @@ class Publisher:
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
             body["label"] = self._shown_label(body)
-            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent)
+            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent, run=self.run)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
             return self.settings.topic("state"), json.dumps(body), True
-        body.update(seq=message.seq, desk=self.settings.desk, sent=sent)
+        body.update(seq=message.seq, desk=self.settings.desk, sent=sent, run=self.run)
         return self.settings.topic(message.kind), json.dumps(body), False
 
     def _shown_label(self, body: dict) -> str:
@@ -402,7 +406,7 @@ class Publisher:
         if state is not None:
             return self.payload(state)[1]
         return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self.settings.desk,
-                           "sent": round(time.time(), 3)})
+                           "sent": round(time.time(), 3), "run": self.run})
 
     def _run(self) -> None:
         while not self._stop.is_set():

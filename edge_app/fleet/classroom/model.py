@@ -122,6 +122,15 @@ CONFIRM_S = 35.0
 # the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
 # each alone finite was not enough: 1.7e308 plus a clock correction is infinity, which no page reads as JSON
 LATEST_TIME = 1e10
+# Two devices given one device id (a card cloned with its config, a technician's slip) log in as one client: the
+# broker drops each as the other connects, about every second, and the page showed one healthy desk whose name and
+# level flipped, the other student with no tile and nothing to say why. Each run of a desk's publisher tags its
+# messages with a random ``run``; a run heard again after another one was heard since (within SHARED_WINDOW_S)
+# is two devices at once (a restart's new run never goes back to the old one). The tile says so (``shared``) until
+# SHARED_WINDOW_S passes with no such return, and the service logs it for the technician.
+RUN_TAG = re.compile(r"[0-9a-f]{1,32}")
+SHARED_WINDOW_S = 300.0
+MAX_RUNS = 8  # runs remembered per desk: three devices on one id come back in turn too
 
 
 def silent_after(heartbeat_s: float) -> float:
@@ -168,6 +177,10 @@ class Desk:
     # when (monotonic) a live "offline" took it offline, and its alert stretch then: Mosquitto sends every desk's
     # will as it shuts down, so an "offline" just before the link is lost says nothing of the desk (``set_link``)
     went_offline: tuple | None = None
+    shared: bool = False  # two devices send as this device id (``_note_run``): the tile says so
+    run: str = ""  # the publisher run of the latest live message
+    runs: dict = field(default_factory=dict)  # the runs heard live lately -> when (monotonic) last, MAX_RUNS at most
+    shared_seen: float | None = None  # when (monotonic) a run came back last: two devices were heard then
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that ended in the last ``RECENT_S``, or None."""
@@ -324,6 +337,11 @@ class Classroom:
                           key=lambda d: -d.held_back)[:most]
             return {d.device_id: d.held_back for d in over}
 
+    def shared(self) -> list[str]:
+        """The device ids two devices send as now (``_note_run``), for ``/healthz``."""
+        with self._cond:
+            return sorted(d.device_id for d in self._desks.values() if d.shared)
+
     def _desk(self, device_id: str) -> Desk | None:
         """The desk for ``device_id``, added if there is room (call holding the lock)."""
         desk = self._desks.get(device_id)
@@ -434,6 +452,8 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
+            if not retained and _note_run(desk, data, self.monotonic()):
+                self._announce(desk)
             if not _newer(desk, state):
                 if state[2] == desk.seq:
                     desk.gap = False  # the state shown, again: none was missed
@@ -472,6 +492,7 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
+            _note_run(desk, data, self.monotonic())  # announced below, as every heartbeat is
             _measure_clock(desk, skew)
             if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
                 _set_state(desk, data, state, skew)
@@ -518,7 +539,10 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
+            shared_changed = _note_run(desk, data, self.monotonic())
             if seq <= desk.minute_seq and desk.minute_start is not None and start <= desk.minute_start:
+                if shared_changed:
+                    self._announce(desk)
                 return False  # a repeated copy (QoS 1 delivers at least once)
             desk.minute_seq, desk.minute_start = seq, start
             _measure_clock(desk, skew)
@@ -534,7 +558,7 @@ class Classroom:
             desk.forget_old_minutes(now)
             while len(desk.minutes) > MAX_MINUTE_ROWS:
                 del desk.minutes[min(desk.minutes)]
-            if recent or news:  # a backlog of old minutes after an outage is not a page update each
+            if recent or news or shared_changed:  # a backlog of old minutes after an outage is not a page update each
                 self._announce(desk)
         return recent
 
@@ -692,7 +716,7 @@ class Classroom:
 
 HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "break_since", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
-          "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap")  # bookkeeping, not for the page
+          "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap", "run", "runs", "shared_seen")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
@@ -706,6 +730,28 @@ def _due(desk: Desk) -> float | None:
     if every:
         return desk.heard + silent_after(every)
     return desk.heard + CONFIRM_S if desk.unconfirmed else None
+
+
+def _note_run(desk: Desk, data, now: float) -> bool:
+    """A live message's publisher ``run`` (``RUN_TAG``; ``now``: monotonic, holding the lock):
+    a run that was heard lately, then another, comes back only when two devices send as this
+    desk. True when the desk's ``shared`` changed. A message with no run (older firmware)
+    tells nothing."""
+    was = desk.shared
+    run = data.get("run") if isinstance(data, dict) else None
+    if isinstance(run, str) and RUN_TAG.fullmatch(run):
+        last = desk.runs.get(run)
+        if run != desk.run and last is not None and now - last <= SHARED_WINDOW_S:
+            desk.shared_seen = now
+        desk.run, desk.runs[run] = run, now
+        while len(desk.runs) > MAX_RUNS:
+            del desk.runs[min(desk.runs, key=desk.runs.__getitem__)]
+    desk.shared = desk.shared_seen is not None and now - desk.shared_seen <= SHARED_WINDOW_S
+    if desk.shared and not was:
+        log.warning("classroom: two devices send as desk %s (their messages come in turn, and the broker drops "
+                    "each as the other connects): its tile mixes two students. Give each device its own "
+                    "mqtt.device_id (firmware/README, \"Provisioning many desks\")", desk.device_id)
+    return desk.shared != was
 
 
 def natural_key(name: str) -> tuple:

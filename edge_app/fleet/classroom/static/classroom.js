@@ -202,6 +202,9 @@
       li.append(el("span", "meta heard", d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
+      // two devices send as this desk (model._note_run): what it shows comes from either, in turn
+      if (d.shared) li.append(el("span", "meta shared", "Two devices use this desk's ID: its level mixes two students. " +
+        "Ask a technician to give each its own"));
       if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
       return [d.device_id, li];
     }));
