@@ -62,6 +62,7 @@ def devices(broker, tmp_path):
         wait_for(lambda: pub.status.connected)
         return store, pub
 
+    make.made = made  # type: ignore[attr-defined]
     yield make
     for store, pub in made:
         pub.stop()
@@ -531,11 +532,11 @@ def test_page_updates_live_in_chromium(classroom, broker, devices, page, artifac
     assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
 
 
-def log_in_page(page, url: str) -> None:
-    """Open the page and log in as the admin."""
+def log_in_page(page, url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Open the page and log in (as the admin unless told)."""
     page.goto(f"{url}/")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
+    page.fill("#username", username)
+    page.fill("#password", password)
     page.click("button[type=submit]")
 
 
@@ -815,6 +816,87 @@ def test_a_desk_clearing_and_resending_its_state_fast_does_not_send_every_page_e
     final = room.snapshot(since=update["version"])
     assert version > update["version"] and final["gone"] == ["desk-7"] and not final["full"]
     assert "desk-7" not in {d["device_id"] for d in room.snapshot()["desks"]} and len(room) == 49
+
+
+def test_offline_desks_removed_by_hand_stay_off_until_heard_again():
+    t = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: t[0])
+    kept: list[dict] = []
+    room.on_cleared = kept.append
+    for device_id in ("desk-on", "desk-old", "desk-renamed"):
+        assert room.apply_state(device_id, state(since=str(t[0] - 60), sent=str(t[0])))
+    for device_id in ("desk-old", "desk-renamed"):
+        room.apply_availability(device_id, b"offline")
+    version = room.version
+    assert room.remove_offline() == ["desk-old", "desk-renamed"]
+    update = room.snapshot(since=version)
+    assert sorted(update["gone"]) == ["desk-old", "desk-renamed"] and update["counts"]["Offline"] == 0
+    assert [d["device_id"] for d in room.snapshot()["desks"]] == ["desk-on"]  # an online desk is never removed
+    assert set(kept[-1]) == {"desk-old", "desk-renamed"}
+    # the broker's stored copies, replayed at a resubscription, do not bring them back
+    assert not room.apply_state("desk-old", state(seq="9", since=str(t[0]), sent=str(t[0])), retained=True)
+    room.apply_availability("desk-old", b"online", retained=True)
+    assert len(room) == 1
+    # nor after a restart: the new service reads the record back
+    restarted = classroom_model.Classroom(clock=lambda: t[0])
+    restarted.set_cleared({**kept[-1], "bad id!": 1.0, "desk-x": "soon"})  # a damaged record: the good part counts
+    assert set(restarted.cleared()) == {"desk-old", "desk-renamed"}
+    assert not restarted.apply_state("desk-renamed", state(), retained=True) and len(restarted) == 0
+    # a desk heard live is back at once, and no longer on the record
+    t[0] += 5
+    heartbeat = {"heartbeat_s": 30, "desk": "Row 9", "sent": t[0]}
+    assert room.apply_heartbeat("desk-old", json.dumps(heartbeat).encode())
+    assert room.snapshot()["desks"][-1]["device_id"] == "desk-old" and set(kept[-1]) == {"desk-renamed"}
+    room.remove("desk-renamed")  # its stored state deleted on the broker: nothing left to keep off
+    assert kept[-1] == {} and room.remove_offline() == []
+
+
+def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps_them_off(
+        broker, devices, page, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    data = tmp_path / "classroom"
+    service = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0).start()
+    try:
+        wait_for(lambda: service.subscriber.status.connected)
+        service.accounts.create_user("mrs-lee", "lesson-plan-42", "instructor")
+        for device_id, level in (("desk-now", "Engaged"), ("desk-last-class", "Not engaged")):
+            store, _ = devices(device_id, device_id)
+            store.log_state_change(time.time(), level, level, None, None)
+        s = login(service.url, "mrs-lee", "lesson-plan-42")
+        wait_for(lambda: len(desks(s, service.url)) == 2)
+        last_store, last_pub = devices.made[-1]
+        last_pub.stop()  # its class ended: offline, its state still stored on the broker
+        wait_for(lambda: desks(s, service.url)["desk-last-class"]["online"] is False)
+        assert s.post(f"{service.url}/api/classroom/remove-offline", headers={"X-CSRF-Token": "stale"},
+                      timeout=5).status_code == 403
+        assert "desk-last-class" in desks(s, service.url)
+        log_in_page(page, service.url, "mrs-lee", "lesson-plan-42")
+        button = page.locator("#remove-offline")
+        button.wait_for(timeout=10_000)
+        assert button.inner_text() == "Remove the offline desk"
+        button.click()
+        page.locator("li.desk[data-device='desk-last-class']").wait_for(state="detached", timeout=10_000)
+        assert page.locator("#remove-offline-result").inner_text().startswith("Removed 1 offline desk")
+        assert page.locator("#remove-offline-row").is_hidden()
+        assert page.locator("li.desk[data-device='desk-now']").is_visible()
+        assert list(desks(s, service.url)) == ["desk-now"]
+        assert [tuple(r) for r in service.store.query("SELECT actor, detail FROM audit WHERE action = 'removed offline desks'")] == \
+            [("mrs-lee", "desk-last-class")]
+    finally:
+        service.stop()
+    again = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0).start()
+    try:
+        wait_for(lambda: again.subscriber.status.connected)
+        s = login(again.url, "mrs-lee", "lesson-plan-42")
+        wait_for(lambda: "desk-now" in desks(s, again.url))
+        assert stays(lambda: "desk-last-class" not in desks(s, again.url), 1.0)  # its stored copy stays off
+        back = Publisher(mqtt(broker, device_id="desk-last-class"), last_store, lambda: "v").start()
+        try:  # the next lesson at that desk: heard live, it is back
+            wait_for(lambda: desks(s, again.url).get("desk-last-class", {}).get("online"), what="the desk is back")
+        finally:
+            back.stop()
+    finally:
+        again.stop()
 
 
 def test_a_desk_cleared_from_the_broker_leaves_the_page(classroom, broker, devices):

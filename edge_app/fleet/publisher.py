@@ -467,7 +467,11 @@ class Publisher:
         if self.store.get_setting(PUBLISHED_UNDER_KEY) != here:
             self.store.set_setting(PUBLISHED_UNDER_KEY, here)
         if self._moved_from is not None:
-            log.info("mqtt: cleared this desk's retained messages under %s/%s/ (it now publishes under %s/%s/)",
+            # acknowledged is all a broker says: under an ACL that no longer lets this log-in write there (a new
+            # account with the new id) it dropped them unseen, and said nothing of it (MQTT 3.1.1)
+            log.info("mqtt: cleared this desk's retained messages under %s/%s/ (it now publishes under %s/%s/); if "
+                     "the classroom page still shows the old desk, the broker's ACL kept this log-in from clearing "
+                     "them: Remove the offline desks on the page takes it off",
                      self._moved_from.topic_prefix, self._moved_from.device_id,
                      self.settings.topic_prefix, self.settings.device_id)
         self._moved_from, self._clearing, self._home_recorded = None, [], True

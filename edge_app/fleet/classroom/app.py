@@ -295,6 +295,22 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
         return stream()
 
+    @app.post("/api/classroom/remove-offline")
+    def remove_offline():
+        """An instructor or admin takes every offline desk off the page (last class's desks, a
+        renamed desk's old id): for every viewer, until a desk is heard again (model.remove_offline)."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
+            return json_error(403, "missing or stale X-CSRF-Token: reload the page")
+        removed = ctx.classroom.remove_offline()
+        if removed:
+            log.info("%d offline desk(s) removed from the page by %s: %s", len(removed), user.username,
+                     ", ".join(removed))
+            ctx.accounts.store.audit(user.username, "removed offline desks", "", ", ".join(removed)[:2000])
+        response.content_type = "application/json"
+        return json.dumps({"removed": removed})
+
     @app.post("/api/confirm")
     def confirm():
         """The viewer types their password again (JSON {"password"}): an admin's change

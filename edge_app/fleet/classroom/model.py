@@ -59,6 +59,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from edge_app.engagement import STRETCH_BREAK_S
@@ -268,6 +269,11 @@ class Classroom:
         self._next_release = math.inf  # the soonest moment (monotonic) a desk held back may tell the pages again
         self._refused = 0  # new desks turned away while ``MAX_DESKS`` were all online, and when (monotonic) last logged
         self._refused_logged: float | None = None
+        # desks taken off the page while offline (``remove_offline``): device id -> when, by our clock. The broker's
+        # stored copies of them are not shown again; a live message brings one back. ``on_cleared`` keeps them
+        # (the service's database), so a restart does not bring last class's desks back from the broker either
+        self._cleared: dict[str, float] = {}
+        self.on_cleared: Callable[[dict[str, float]], None] | None = None
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -430,10 +436,62 @@ class Classroom:
     def remove(self, device_id: str) -> bool:
         """A desk cleared from the broker (an empty retained state: retired or renamed)."""
         with self._cond:
+            if self._cleared.pop(device_id, None) is not None:  # nothing of it left to keep off the page
+                self._save_cleared()
             if device_id not in self._desks:
                 return False
             self._drop(device_id)
             return True
+
+    def remove_offline(self) -> list[str]:
+        """Take every offline desk off the page (an instructor's "Remove offline desks"): the
+        last class's desks, a renamed desk's old id whose stored state the broker keeps. Their
+        stored copies are not shown again, after a restart either (``on_cleared``); a desk heard
+        live comes back at once. Returns the device ids removed."""
+        with self._cond:
+            gone = sorted(d.device_id for d in self._desks.values() if not d.online)
+            now = self.clock()
+            for device_id in gone:
+                self._drop(device_id, paced=False)
+                self._cleared[device_id] = now
+            while len(self._cleared) > MAX_DESKS:  # the longest cleared is forgotten: its stored copy may show again
+                del self._cleared[min(self._cleared, key=self._cleared.__getitem__)]
+            if gone:
+                self._save_cleared()
+            return gone
+
+    def set_cleared(self, cleared: dict) -> None:
+        """The desks removed by hand before a restart (``on_cleared``'s record), before any message."""
+        kept = {}
+        for device_id, when in cleared.items():
+            if DEVICE_ID.fullmatch(str(device_id)) and isinstance(when, (int, float)) and not isinstance(when, bool):
+                kept[str(device_id)] = float(when)
+        with self._cond:
+            self._cleared = kept
+
+    def cleared(self) -> dict[str, float]:
+        with self._cond:
+            return dict(self._cleared)
+
+    def _admit(self, device_id: str, live: bool) -> bool:
+        """Whether a message of ``device_id`` may show it (holding the lock): a desk removed by
+        hand only by a live one, which ends its removal."""
+        if device_id not in self._cleared:
+            return True
+        if not live:
+            return False
+        del self._cleared[device_id]
+        self._save_cleared()
+        return True
+
+    def _save_cleared(self) -> None:
+        if self.on_cleared is None:
+            return
+        try:
+            self.on_cleared(dict(self._cleared))
+        except Exception as exc:  # noqa: BLE001 - a locked or full database: the page is right, a restart may differ
+            log.warning("classroom: could not keep the list of desks removed from the page (%s): after a restart "
+                        "the broker's stored copies of them may show again", exc)
 
     def apply_state(self, device_id: str, payload: bytes, retained: bool = False) -> bool:
         """A ``<prefix>/<id>/state`` message; False when it is malformed or older than what we have.
@@ -449,6 +507,8 @@ class Classroom:
         now = self.clock()
         skew = None if retained else _skew(data.get("sent"), now)  # a retained copy was sent long ago
         with self._cond:
+            if not self._admit(device_id, live=not retained):
+                return False
             desk = self._desk(device_id)
             if desk is None:
                 return False
@@ -489,6 +549,7 @@ class Classroom:
         now = self.clock()
         skew = _skew(data.get("sent"), now)  # never retained: always a live message
         with self._cond:
+            self._admit(device_id, live=True)
             desk = self._desk(device_id)
             if desk is None:
                 return False
@@ -536,6 +597,7 @@ class Classroom:
         now = self.clock()
         skew = _skew(data.get("sent"), now)  # never retained: always a live message
         with self._cond:
+            self._admit(device_id, live=True)
             desk = self._desk(device_id)
             if desk is None:
                 return False
@@ -585,6 +647,8 @@ class Classroom:
                 known.unconfirmed = False
                 self._watch(known)
                 return
+            if online:
+                self._admit(device_id, live=True)
             desk = self._desk(device_id) if online else self._desks.get(device_id)  # an unknown desk going offline: nothing to show
             if desk is None:
                 return

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 16  # live pages open at once, by default: every open page holds a server thread
+CLEARED_KEY = "classroom.removed_desks"  # device id -> when it was removed from the page (model.remove_offline)
 MOST_PAGES = 500  # what --max-pages may ask: 1,032 threads; past it, run one service per school or building
 
 
@@ -48,6 +49,10 @@ class ClassroomService:
         self.store = Store(data_dir)
         throttle = ThrottlePolicy.from_config(login if login is not None else config_mod.defaults().login)
         self.accounts = Accounts(self.store, throttle=throttle)
+        # the desks an instructor removed from the page, kept: a restart does not bring them back from the broker
+        saved = self.store.get_setting(CLEARED_KEY, {})
+        self.classroom.set_cleared(saved if isinstance(saved, dict) else {})
+        self.classroom.on_cleared = lambda cleared: self.store.set_setting(CLEARED_KEY, cleared)
         self.generated_password = self.accounts.ensure_admin()
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there

@@ -216,6 +216,11 @@
       li.append(el("span", "n", String(n)), el("span", "what", " " + level));
       return [level, li];
     })));
+    // offline desks (last class's, a renamed desk's old id): one button takes them off the page
+    const offline = counts.Offline || 0;
+    $("remove-offline-row").hidden = !offline;
+    const label = offline === 1 ? "Remove the offline desk" : "Remove the " + offline + " offline desks";
+    if (offline && $("remove-offline").textContent !== label) $("remove-offline").textContent = label;
     const r = classRecent;
     // of the time students were there (model._class_summary): empty seats are no one's disengagement; over the
     // minutes there are (two minutes into a lesson: "last 2 min"), counted as the tiles count theirs
@@ -387,6 +392,19 @@
       render();
     };
   }
+  $("remove-offline").addEventListener("click", async () => {
+    const button = $("remove-offline");
+    button.disabled = true;
+    const r = await fetch("/api/classroom/remove-offline",
+      {method: "POST", headers: {"X-CSRF-Token": button.dataset.csrf}}).catch(() => null);
+    button.disabled = false;
+    const data = r ? await r.json().catch(() => ({})) : {};
+    const n = (data.removed || []).length;
+    $("remove-offline-result").textContent = !(r && r.ok) ? "Not removed: " + (data.error || "the classroom server " +
+      "did not answer") + "." : n ? "Removed " + n + (n === 1 ? " offline desk" : " offline desks") +
+      " from the page, for everyone who has it open. A desk comes back as soon as it is heard again." :
+      "No desk was offline any more.";
+  });
   const form = $("add-instructor");
   if (form) {
     const headers = {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf};

@@ -26,6 +26,10 @@
     <h2 id="desks-h" class="sr-only">Desks</h2>
     <p class="seat-order"><label><input id="seat-order" type="checkbox"> Seat order: each desk keeps its place, by
       desk name</label> <span class="hint">(off: the desks that need you first)</span></p>
+    <p class="remove-offline" id="remove-offline-row" hidden><button type="button" id="remove-offline" class="secondary"
+      data-csrf="{{csrf}}">Remove the offline desks</button> <span class="hint">(the last class&#8217;s desks, an
+      old name: each comes back when it is heard again)</span></p>
+    <p id="remove-offline-result" class="remove-offline-result" role="status"></p>
     <ul id="desks" class="desks" aria-live="off">
       % if not snapshot['desks']:
       <li class="empty">No desk has reported yet. Devices appear here once they publish to the broker.</li>
