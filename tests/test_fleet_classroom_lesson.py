@@ -4,6 +4,7 @@ Chromium; Playwright's clock moves the page's own timers on where a test would w
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import threading
@@ -117,10 +118,20 @@ def test_a_page_whose_connection_died_unnoticed_says_so_and_reconnects(classroom
         assert page.inner_text("#conn") == "Live"  # a quiet classroom is not yet a lost one
         page.clock.run_for(4_000)
         text = page.inner_text("#conn")
-        assert "No word from the classroom server" in text and "as they were" in text, text
+        assert "No word from the classroom server since " in text and "as they were" in text, text
+        # the time it was last heard, which stays true as it goes on (a "for 15 s" written once did not count on)
+        assert re.search(r"since \d{1,2}:\d{2}:\d{2}", text), text
+        # the tiles are the class as it was: grey, their durations stopped where the page last knew them
+        assert page.locator("#desks.stale").count() == 1
+        tile = "li.desk[data-device='desk-s']"
+        frozen = page.inner_text(f"{tile} .since")
+        page.clock.run_for(120_000)
+        assert page.inner_text(f"{tile} .since") == frozen, frozen  # not two minutes more of what nobody saw
+        assert page.get_attribute(tile, "data-level") == "Partially engaged"
         relay.network_back()
         page.locator("li.desk[data-device='desk-s'][data-level='Distracted']").wait_for(timeout=10_000)
         page.locator("#conn", has_text="Live").wait_for(timeout=5_000)
+        page.locator("#desks:not(.stale)").wait_for(timeout=5_000)
     finally:
         relay.close()
 

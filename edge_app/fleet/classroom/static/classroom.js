@@ -179,8 +179,19 @@
     if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
     return kept;
   }
+  // While the page is blind (no word from the server for SILENT_MS, or the server none from the broker) the tiles are
+  // the class as it was: their durations stop where the page last knew them (a tile said "Engaged for 9 min" of a
+  // student nobody had seen for 8) and they turn grey (classroom.css .stale), the level still in words.
+  let asOf = null;  // the server's time the page went blind at; null while it sees the desks
+  let lastWord = null;  // when (the page's monotonic clock) the latest update came, on any stream
   function render() {
-    const t = now();
+    // silent: nothing for SILENT_MS, or a stream opening again after that (``heard`` restarts with each stream)
+    const silent = since() - heard >= SILENT_MS || (lastWord !== null && (!source || source.readyState !== EventSource.OPEN));
+    const blind = silent || (broker !== null && !broker.connected);
+    if (!blind) asOf = null;
+    else if (asOf === null) asOf = now() - (lastWord === null ? 0 : (since() - lastWord) / 1000);
+    const t = asOf ?? now();
+    $("desks").classList.toggle("stale", blind);
     const byAttention = [...desks.values()].sort((a, b) => compare(a, b, t));  // the alerts' order, always
     const list = seatOrder.checked ? [...byAttention].sort(bySeat) : byAttention;
     const names = namesOf(list);
@@ -230,7 +241,6 @@
     const limit = limitMin * 60;
     // no new alert from time nobody saw: while the page hears nothing from the server, or the server nothing from
     // the broker, a desk only stays on the list it was on (one reached "Distracted for 43 s" during a silence)
-    const blind = since() - heard >= SILENT_MS || (broker !== null && !broker.connected);
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) &&
       t - stretch(d) >= limit && (!blind || alertItems.has(d.device_id)));
     showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
@@ -289,10 +299,10 @@
   // refused log-in) is for whoever fixes it, so it goes on a line of its own.
   // #conn is a status region: it is written only when what it says changes (each of the server's
   // updates, every 5 s at least, wrote "Live" again, and a screen reader may read every write out).
-  const SAYS_DOWN = "Not receiving the desks: the classroom server has lost its link to the message broker that " +
-    "brings their states. It tries again by itself; until then each tile shows what its desk last sent, not what " +
-    "happens now. If this lasts more than a few minutes, tell your school's technician or whoever runs the " +
-    "classroom server.";
+  // the lead in bold, the rest smaller: on a phone the whole of it pushed every tile off the first screen
+  const SAYS_LEAD = "Not receiving the desks: the tiles show what each desk last sent, not what happens now.";
+  const SAYS_MORE = " The classroom server has lost its link to the message broker and tries again by itself. If " +
+    "this lasts more than a few minutes, tell your school's technician or whoever runs the classroom server.";
   function showLink() {
     const conn = $("conn");
     const down = broker !== null && !broker.connected;
@@ -302,8 +312,10 @@
       return;
     }
     const detail = "For a technician: " + (broker.error || "connecting to the broker");
-    if (conn.textContent !== SAYS_DOWN + detail) {
-      conn.replaceChildren(el("span", "says", SAYS_DOWN), el("span", "detail", detail));
+    if (conn.textContent !== SAYS_LEAD + SAYS_MORE + detail) {
+      const says = el("span", "says", "");
+      says.append(el("strong", "lead", SAYS_LEAD), el("span", "more", SAYS_MORE));
+      conn.replaceChildren(says, el("span", "detail", detail));
     }
   }
   // The server sends an update at least every 5 s (app.KEEPALIVE_S), one with no desks when nothing changed. A
@@ -320,8 +332,10 @@
     if (!source || source.readyState !== EventSource.OPEN || since() - heard < SILENT_MS) return;
     source.close();
     $("conn").classList.add("warn");
-    $("conn").textContent = "No word from the classroom server for " + ago((since() - heard) / 1000) +
-      ": reconnecting…" + AS_THEY_WERE;
+    // the time it was last heard, which stays true (a "for 15 s" written once did not count on; rewritten every
+    // second, a screen reader would read the status out every second)
+    $("conn").textContent = "No word from the classroom server since " +
+      new Date(Date.now() - (since() - heard)).toLocaleTimeString() + ": reconnecting…" + AS_THEY_WERE;
     connect();
   }
   // the server was upgraded while this page was open (its stream reconnected to the new release): this script
@@ -375,7 +389,7 @@
         " newer classroom pages open, the most at once. Close one you do not need, then reload this page." + AS_THEY_WERE;
     });
     stream.onmessage = (event) => {
-      heard = since();
+      heard = lastWord = since();
       const data = JSON.parse(event.data);
       if (data.build && BUILD && data.build !== BUILD) { upgraded(stream, data.build); return; }
       alertsHeard = true;
