@@ -4,6 +4,8 @@ read or analysed, the camera is released, the LED pulses blue, and "Paused" is t
 in /api/state, the log (state changes, so also the MQTT outbox) and /healthz."""
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
 
@@ -572,3 +574,50 @@ def test_a_student_still_on_a_given_password_can_pause_but_resumes_after_choosin
     r = dora.post(f"{app.url}/account", data={"csrf": dora.csrf, "current": "given-note-pw-1", "new": "doras-own-pw-2",
                                               "again": "doras-own-pw-2"}, timeout=10)
     assert r.status_code == 200 and "Resume camera" in r.text  # theirs to resume now
+
+
+def test_a_deleted_students_pause_stays_on_and_anyone_at_the_desk_may_resume_it(paused_app, make_appliance, cfg):
+    """End of term: a student paused the camera (no time limit), then the admin deleted every
+    student. The pause stayed theirs, so the next student at the desk could not resume it, all
+    summer. Deleting the account must not switch the camera on either: the pause stays on,
+    anyone's to resume, and a restart keeps it so."""
+    app, _ = paused_app()
+    mia = login(app.url, STUDENT, STUDENT_PW)
+    assert mia.post(f"{app.url}/api/pause", timeout=10).json()["paused"] is True
+    other = app.accounts.create_user("ben", "ben-password-1", "student")
+    ben = login(app.url, "ben", "ben-password-1")
+    assert ben.post(f"{app.url}/api/resume", timeout=10).status_code == 403  # hers, while she has an account
+    admin = login(app.url)
+    page = admin.post(f"{app.url}/admin/users/students/delete", data={"csrf": admin.csrf}, timeout=10)
+    ids = [i for i in re.findall(r'name="user" value="(\d+)"', page.text) if int(i) != other.id]
+    done = admin.post(f"{app.url}/admin/users/students/delete",
+                      data={"csrf": admin.csrf, "confirm": "yes", "user": ids}, timeout=10)
+    said = html.unescape(done.text)
+    assert "Deleted 1 student account" in said and "The camera pause mia started stays on" in said, said
+    pause = app.loop.privacy.active
+    assert pause is not None and pause.owner is None  # on, and no one's
+    assert app.accounts.find(STUDENT) is None
+    # kept so over a restart: the next student at the desk resumes it
+    app.stop()
+    again = make_appliance(cfg, source=CountingDemo(width=320, height=240, fps=15))
+    assert again.loop.privacy.active is not None
+    ben = login(again.url, "ben", "ben-password-1")
+    seen = ben.get(f"{again.url}/api/privacy", timeout=10).json()
+    assert seen["paused"] is True and seen["can_resume"] is True
+    assert ben.post(f"{again.url}/api/resume", timeout=10).json()["paused"] is False
+
+
+def test_deleting_one_account_disowns_only_its_own_pause(paused_app):
+    app, _ = paused_app()
+    ben = app.accounts.create_user("ben", "ben-password-1", "student")
+    login(app.url, STUDENT, STUDENT_PW).post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+    admin = login(app.url)
+    gone = admin.post(f"{app.url}/admin/users/{ben.id}/delete", data={"csrf": admin.csrf, "confirm": "yes"},
+                      timeout=10)
+    assert "Deleted ben" in html.unescape(gone.text) and "camera pause" not in gone.text
+    assert app.loop.privacy.active.owner is not None  # mia's still: ben's deletion changes nothing of it
+    mia = app.accounts.find(STUDENT)
+    gone = admin.post(f"{app.url}/admin/users/{mia.id}/delete", data={"csrf": admin.csrf, "confirm": "yes"},
+                      timeout=10)
+    assert "The camera pause mia started stays on" in html.unescape(gone.text)
+    assert app.loop.privacy.active is not None and app.loop.privacy.active.owner is None

@@ -210,6 +210,19 @@ class PrivacySwitch:
         self._kept()
         return None
 
+    def disown(self, whose: Callable[[Pause], bool]) -> bool:
+        """The pause on, if ``whose`` says it is the account being deleted, stays on but is no
+        one's from now on (anyone at the desk resumes it, as a button's): a student deleted at
+        the end of term left the desk paused all summer, which only a teacher could end, and
+        ending it instead would switch the camera on over whoever sits there. True if it was theirs."""
+        with self._lock:
+            pause = self._pause
+            if pause is None or pause.owner is None or not whose(pause):
+                return False
+            self._pause = replace(pause, owner=None, owner_created=None)
+        self._kept()
+        return True
+
     def toggle(self, by: str) -> Pause | None:
         """The button: pause if running, resume if paused; returns the pause now on."""
         with self._lock:

@@ -18,6 +18,7 @@ from edge_app.store import reports
 from edge_app.store.accounts import RIGHTS, ROLES, AuthError
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard
+from edge_app.web.privacy import disown_pause
 from edge_app.web.resubmit import Submissions, new_attempt
 
 log = logging.getLogger(__name__)
@@ -198,16 +199,19 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return guard.page("admin_confirm_students", title="Delete every student", people=people, counts=counts)
         asked = {int(v) for v in request.forms.getall("user") if v.isdigit()}
         gone = photos = 0
+        kept_pause = ""
         for person in people:
             if person["id"] not in asked:
                 continue
+            if (account := ctx.accounts.get(person["id"])) is not None:
+                kept_pause = disown_pause(ctx, account) or kept_pause
             n = ctx.store.delete_user_data(person["id"])
             ctx.accounts.delete_user(person["id"])
             ctx.store.audit(me.username, "deleted user", person["username"], f"student, {uploads(n)}, every student")
             gone, photos = gone + 1, photos + n
         log.info("admin %s deleted %d students and %d uploads", me.username, gone, photos)
         guard.flash_redirect("/admin/users", f"Deleted {gone} student account{'' if gone == 1 else 's'} and "
-                             f"{uploads(photos)}.")
+                             f"{uploads(photos)}.{kept_pause}")
 
     @app.post("/admin/users/<user_id:int>/<action>")
     def user_action(user_id, action):
@@ -270,9 +274,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                        else f"Deleted {uploads(n)} and their images for {target.username}.")
             audit = ("deleted data of", uploads(n))
         elif action == "delete":
+            kept_pause = disown_pause(ctx, target)
             n = ctx.store.delete_user_data(user_id)
             ctx.accounts.delete_user(user_id)
-            message = f"Deleted {target.username} and {uploads(n)}."
+            message = f"Deleted {target.username} and {uploads(n)}.{kept_pause}"
             audit = ("deleted user", f"{target.role}, {uploads(n)}")
         else:
             return HTTPResponse(guard.page("error", title="Unknown action",

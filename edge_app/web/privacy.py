@@ -50,6 +50,17 @@ def is_owner(user: User, created: float | None, pause: Pause) -> bool:
     return pause.owner == user.id and (pause.owner_created is None or pause.owner_created == created)
 
 
+def disown_pause(ctx, user: User) -> str:
+    """Before ``user``'s account is deleted: a pause of theirs stays on, anyone's to resume
+    (``PrivacySwitch.disown``). The words for the admin when there was one, else ""."""
+    if ctx.loop is None:
+        return ""
+    created = account_created(ctx.store, user)
+    if not ctx.loop.privacy.disown(lambda pause: is_owner(user, created, pause)):
+        return ""
+    return f" The camera pause {user.username} started stays on: anyone at the desk can now resume it."
+
+
 def may_resume(user: User, created: float | None, pause: Pause) -> bool:
     """Whether ``user`` may end ``pause``: theirs, one without an owner, or a teacher's role."""
     return pause.owner is None or user.role in RESUME_ANY or is_owner(user, created, pause)
