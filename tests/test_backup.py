@@ -21,7 +21,7 @@ import pytest
 from conftest import ENGAGE_EDGE, mounted_tmpfs, wait_for
 
 from edge_app.cli import main
-from edge_app.store.backup import BackupError, backup, export_csv, parse_since
+from edge_app.store.backup import BackupError, backup, export_csv, iso_time, parse_since
 from edge_app.store.database import Store
 
 
@@ -146,6 +146,50 @@ def test_export_writes_state_changes_minutes_alerts_and_upload_faces_since_a_dat
 
     assert export_csv(store.data_dir, parse_since("2026-03-01")) == 0  # nothing that recent: header only
     assert capsys.readouterr().out.strip().startswith("kind,time,level")
+
+
+def test_export_ends_at_until_and_writes_the_audit_log_and_the_accounts_for_a_records_office(store, tmp_path, capsys):
+    """A school's records office asks for one school year (--since and --until, the end not
+    included: two consecutive years share no row), what admins changed in it (--what audit)
+    and who has an account (--what accounts), each a CSV a spreadsheet opens."""
+    for day in ("2026-08-31T15:00", "2026-09-01T09:00", "2027-06-30T23:59", "2027-07-01T00:00"):
+        store.log_state_change(_ts(day), "Engaged", "Engaged", None, None)
+        store.log_alert(_ts(day), "Not engaged")
+    for minute in ("2026-08-31T23:59", "2026-09-01T00:00", "2027-06-30T23:59", "2027-07-01T00:00"):
+        store.log_minute({"minute": int(_ts(minute)), "frames": 10, "faces": 10, "Engaged": 60.0})
+    store.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, 'admin', 'deleted user', 'mia', "
+                  "'=cmd')", (_ts("2026-10-01T08:00"),))
+    store.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, 'admin', 'added user', 'ben', '')",
+                  (_ts("2027-08-01T08:00"),))
+    store.execute("INSERT INTO users(username, password_hash, role, created, last_login, must_change_password) "
+                  "VALUES ('ben', 'secret-hash', 'student', ?, NULL, 1)", (_ts("2026-09-02T08:00"),))
+    common = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    year, audit, accounts = (tmp_path / name for name in ("year.csv", "audit.csv", "accounts.csv"))
+    assert main(["export", "--since", "2026-09-01", "--until", "2027-07-01", "--out", str(year), *common]) == 0
+    rows = list(csv.DictReader(year.open(encoding="utf-8-sig")))
+    assert [(r["kind"], r["time"][:16]) for r in rows] == [
+        ("state", "2026-09-01T09:00"), ("state", "2027-06-30T23:59"),
+        ("minute", "2026-09-01T00:00"), ("minute", "2027-06-30T23:59"),
+        ("alert", "2026-09-01T09:00"), ("alert", "2027-06-30T23:59")]
+    assert main(["export", "--what", "audit", "--since", "2026-09-01", "--until", "2027-07-01", "--out", str(audit),
+                 *common]) == 0
+    rows = list(csv.DictReader(audit.open(encoding="utf-8-sig")))
+    assert [(r["actor"], r["action"], r["target"], r["detail"]) for r in rows] == [
+        ("admin", "deleted user", "mia", "'=cmd")]  # no formula in a spreadsheet either
+    assert main(["export", "--what", "accounts", "--out", str(accounts), *common]) == 0  # no --since: who is there now
+    assert main(["export", "--what", "accounts", "--out", str(accounts), *common]) == 0  # an earlier one: replaced
+    text = accounts.read_text(encoding="utf-8-sig")
+    assert "secret-hash" not in text
+    assert list(csv.DictReader(io.StringIO(text))) == [
+        {"username": "ben", "role": "student", "created": iso_time(_ts("2026-09-02T08:00")), "last_login": "",
+         "disabled": "no", "must_change_password": "yes"}]
+    capsys.readouterr()
+    assert main(["export", "--what", "audit", *common]) == 2  # what period: said, nothing written
+    assert "--since is needed for the audit" in capsys.readouterr().err
+    assert main(["export", "--since", "2027-07-01", "--until", "2026-09-01", *common]) == 2
+    assert "is not after --since" in capsys.readouterr().err
+    assert main(["export", "--since", "2026-09-01", "--until", "next june", *common]) == 2
+    assert "--until 'next june' is not a date" in capsys.readouterr().err
 
 
 def test_no_exported_cell_starts_a_formula_in_a_comma_or_a_semicolon_locale(store, tmp_path):

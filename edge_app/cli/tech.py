@@ -261,7 +261,13 @@ def cmd_export(args) -> int:
     if args.out == "-":  # the Unix convention for standard output, not a file named "-"
         args.out = None
     try:
-        n = backup.export_csv(config_mod.data_dir(cfg), backup.parse_since(args.since), args.out)
+        if args.since is None and args.what != "accounts":
+            raise backup.BackupError(f"--since is needed for the {args.what}: the first day to export, YYYY-MM-DD")
+        since = backup.parse_since(args.since) if args.since is not None else -math.inf
+        until = backup.parse_since(args.until, "--until") if args.until is not None else math.inf
+        if until <= since:
+            raise backup.BackupError(f"--until {args.until} is not after --since {args.since}: nothing to export")
+        n = backup.export_csv(config_mod.data_dir(cfg), since, args.out, until, args.what)
     except backup.BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
         print(f"error: {exc}", file=sys.stderr)
         if args.out is None and isinstance(exc, backup.CopyFailed):
@@ -493,8 +499,14 @@ def add_commands(sub) -> None:
     _common(st)
     st.set_defaults(func=_guarded(cmd_selftest))
 
-    ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads) as CSV")
-    ex.add_argument("--since", required=True, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)")
+    ex = sub.add_parser("export", help="write the logs (state changes, minutes, alerts, uploads), the audit log or "
+                        "the accounts as CSV")
+    ex.add_argument("--since", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time); needed but for --what accounts")
+    ex.add_argument("--until", help="the end, not included: YYYY-MM-DD (that day's midnight) or YYYY-MM-DDTHH:MM "
+                    "(default: now)")
+    ex.add_argument("--what", choices=("log", "audit", "accounts"), default="log",
+                    help="log (default): the engagement log; audit: what admins changed; accounts: who has an "
+                    "account now (name, role, created, last log-in; no password)")
     ex.add_argument("--out", help="CSV file, written whole or not at all; never a database or a device "
                     "(default, or -: standard output)")
     _common(ex)

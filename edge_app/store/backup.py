@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 # times (local ISO 8601 with the UTC offset), so one spreadsheet reads both.
 EXPORT_COLUMNS = ["kind", "time", "level", "group", "emotion", "confidence", "user", "file", "frames", "faces",
                   *GROUP_COLUMNS.values()]
+# ``export --what audit``: what admins changed, for a records office (the web's Audit page, whole); and
+# ``--what accounts``: who has an account now (no password hash, no session)
+AUDIT_COLUMNS = ["time", "actor", "action", "target", "detail"]
+ACCOUNT_COLUMNS = ["username", "role", "created", "last_login", "disabled", "must_change_password"]
+EXPORTS = {"log": EXPORT_COLUMNS, "audit": AUDIT_COLUMNS, "accounts": ACCOUNT_COLUMNS}
 
 
 # Where a spreadsheet may begin a cell inside one of our fields: the field's start, or after
@@ -55,7 +60,7 @@ def csv_safe(value):
     return value
 
 
-def write_log_csv(target, rows) -> int:
+def write_log_csv(target, rows, columns: list[str] = EXPORT_COLUMNS) -> int:
     """``rows`` (dicts keyed by ``EXPORT_COLUMNS``, missing keys empty) as CSV to ``target``,
     written as they come (``log_csv_chunks``: ten years' rows are never held whole); returns
     how many."""
@@ -67,17 +72,17 @@ def write_log_csv(target, rows) -> int:
             count += 1
             yield row
 
-    for chunk in log_csv_chunks(counted()):
+    for chunk in log_csv_chunks(counted(), columns=columns):
         target.write(chunk)
     return count
 
 
-def log_csv_chunks(rows, rows_per_chunk: int = 500) -> Iterator[str]:
+def log_csv_chunks(rows, rows_per_chunk: int = 500, columns: list[str] = EXPORT_COLUMNS) -> Iterator[str]:
     """``write_log_csv``'s text in pieces of ``rows_per_chunk`` rows, the header in the
     first: a web download streamed as it is read. The first piece comes after its rows are
     read, so a failing query is an error page, not a cut-off file."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, restval="")
+    writer = csv.DictWriter(buffer, columns, restval="")
     writer.writeheader()
     for count, row in enumerate(rows, 1):
         writer.writerow({k: csv_safe(v) for k, v in row.items()})
@@ -244,11 +249,12 @@ def _is_database(path: Path) -> bool:
 
 def _is_export(path: Path) -> bool:
     """An earlier export (ours or the web log's "Download CSV") by its first line: the header
-    starts ``kind,time`` (byte order mark or not). Only the first two columns are compared,
+    starts ``kind,time`` (``time,actor`` for the audit log, ``username,role`` for the accounts; byte
+    order mark or not). Only the first two columns are compared,
     so an export an older release wrote, with fewer columns after them, is one too."""
     with open(path, "rb") as f:
         first = f.read(256).decode("utf-8-sig", errors="replace").splitlines()[:1]
-    return bool(first) and first[0].split(",")[:2] == EXPORT_COLUMNS[:2]
+    return bool(first) and any(first[0].split(",")[:2] == columns[:2] for columns in EXPORTS.values())
 
 
 def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = None) -> str:
@@ -708,16 +714,16 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
     return told
 
 
-def parse_since(text: str) -> float:
+def parse_since(text: str, flag: str = "--since") -> float:
     """``YYYY-MM-DD`` or an ISO date-time (local time unless it names a zone) -> epoch seconds."""
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise BackupError(f"--since {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+        raise BackupError(f"{flag} {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
     try:
         return when.timestamp()
     except (OverflowError, ValueError):  # 0001-01-01 in a zone east of UTC: before every row
-        return -math.inf
+        return -math.inf if when.year < 2 else math.inf
 
 
 def iso_time(t: float) -> str:
@@ -725,16 +731,35 @@ def iso_time(t: float) -> str:
     return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def export_rows(data_dir: Path | str, since: float):
-    """Log rows since ``since``: state changes, minute aggregates, alerts and uploads' faces."""
+def export_rows(data_dir: Path | str, since: float, until: float = math.inf, what: str = "log"):
+    """Log rows from ``since`` up to ``until`` (not included): state changes, minute aggregates,
+    alerts and uploads' faces; with ``what`` "audit" the audit log's rows, "accounts" the
+    accounts now (``since``/``until``: none left out)."""
     db = Path(data_dir).expanduser() / DB_NAME
     conn = _open(db)
+    until = min(until, 1e18)  # SQLite compares with a number, not infinity's text
     try:
         newer = newer_schema(db, conn.execute("PRAGMA user_version").fetchone()[0])  # as the service refuses it
         if newer:
             raise BackupError(f"{newer}: export it with the release that wrote it; nothing was written")
+        if what == "audit":
+            for t, actor, action, target, detail in conn.execute(
+                    "SELECT t, actor, action, target, detail FROM audit WHERE t >= ? AND t < ? ORDER BY t, id",
+                    (since, until)):
+                yield {"time": iso_time(t), "actor": actor, "action": action, "target": target, "detail": detail}
+            return
+        if what == "accounts":
+            have = {r[1] for r in conn.execute("PRAGMA table_info(users)")}
+            must = "must_change_password" if "must_change_password" in have else "0"
+            for name, role, created, last, disabled, change in conn.execute(
+                    f"SELECT username, role, created, last_login, disabled, {must} FROM users ORDER BY username"):
+                yield {"username": name, "role": role, "created": iso_time(created),
+                       "last_login": iso_time(last) if last else "", "disabled": "yes" if disabled else "no",
+                       "must_change_password": "yes" if change else "no"}
+            return
         for t, level, grp, emotion, conf in conn.execute(
-                "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? ORDER BY t", (since,)):
+                "SELECT t, level, grp, emotion, confidence FROM state_changes WHERE t >= ? AND t < ? ORDER BY t",
+                (since, until)):
             yield log_row("state", t, level, grp, emotion, conf)
         # a database not yet opened by this version (exported before the service's first
         # start after an update) lacks the newer columns: it has no seconds there
@@ -743,15 +768,16 @@ def export_rows(data_dir: Path | str, since: float):
         # a minute row overlapping ``since``, and none that ended before it (a day's export
         # repeated the previous day's 23:59 row, counted twice in a sum over both)
         for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
-                                "WHERE minute > ? ORDER BY minute", (since - 60,)):
+                                "WHERE minute > ? AND minute < ? ORDER BY minute", (since - 60, until)):
             yield {"kind": "minute", "time": iso_time(row[0]), "frames": row[1], "faces": row[2],
                    **dict(zip(GROUP_COLUMNS.values(), row[3:]))}
-        for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? ORDER BY t", (since,)):
+        for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? AND t < ? ORDER BY t", (since, until)):
             yield {"kind": "alert", "time": iso_time(t), "level": level, "group": group_label(level)}
         for created, engagement, emotion, conf, user, filename in conn.execute(
                 "SELECT u.created, COALESCE(f.engagement, ?), f.emotion, f.confidence, us.username, u.filename "
                 "FROM uploads u LEFT JOIN upload_faces f ON f.upload_id = u.id LEFT JOIN users us ON us.id = u.user_id "
-                "WHERE u.created >= ? ORDER BY u.created, f.id", (NO_FACE, since)):  # a photo with no face: one row
+                "WHERE u.created >= ? AND u.created < ? ORDER BY u.created, f.id",
+                (NO_FACE, since, until)):  # a photo with no face: one row
             yield log_row("upload", created, engagement, group_label(engagement), emotion, conf, user, filename)
     except sqlite3.Error as exc:
         raise BackupError(f"reading the log failed: {_damaged(db, exc) or exc}") from None
@@ -759,7 +785,8 @@ def export_rows(data_dir: Path | str, since: float):
         conn.close()
 
 
-def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None) -> int:
+def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None, until: float = math.inf,
+               what: str = "log") -> int:
     """Write the log as CSV to ``out`` (stdout when None); returns the number of rows.
     A file appears whole or not at all (an interrupted export leaves no half a file); a
     write that fails (a full disk) is a CopyFailed, standard output's too, so a redirect
@@ -771,12 +798,13 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
         remove_stale_temps(out)  # a killed export's hidden part of the log
     # written as read: a list of ten years' rows took 2.2 GB. The first row is read before a
     # byte is written, so a database that cannot be read (a newer schema) still writes nothing.
-    reader = export_rows(data_dir, since)
+    reader = export_rows(data_dir, since, until, what)
+    columns = EXPORTS[what]
     first = next(reader, None)
     rows = itertools.chain([first], reader) if first is not None else iter(())
     if out is None:
         try:
-            count = write_log_csv(sys.stdout, rows)
+            count = write_log_csv(sys.stdout, rows, columns)
             sys.stdout.flush()
         except BrokenPipeError:
             raise
@@ -787,7 +815,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
         # 0600, as a backup: students' names and states, not for every user of the machine; with a
         # byte order mark (utf-8-sig), as the web's CSV, or Excel on Windows reads "Müller" as "MÃ¼ller"
         with atomic_path(out, 0o600, held=True) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-            count = write_log_csv(f, rows)
+            count = write_log_csv(f, rows, columns)
     except OSError as exc:
         raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None
     return count
