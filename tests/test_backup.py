@@ -1358,3 +1358,31 @@ def test_a_restore_onto_a_new_database_says_deletions_since_are_unknown(tmp_path
     assert r.returncode == 0, r.stderr
     assert "deleted since the backup was made is back" in r.stdout
     assert "anna.schmidt" in _people(tmp_path / "new")[0]
+
+
+def test_a_backup_restored_on_a_new_card_keeps_no_path_to_pictures_left_on_the_old_one(tmp_path):
+    """A dead card replaced: the backup (the database only) names alert frames and kept
+    photos that stayed on the old card, and the admin's pages showed a broken picture for
+    each. Restored, those rows keep their results without the path; a picture that is
+    there (the same card) keeps it."""
+    from edge_app.store.accounts import Accounts
+
+    old = Store(tmp_path / "old")
+    ann = Accounts(old).create_user("ann", "ann-password-1")
+    kept = old.write_image("alerts/a1.jpg", b"\xff\xd8frame")
+    old.log_alert(1_800_000_000.0, "Not engaged", kept)
+    old.log_alert(1_800_000_100.0, "Not engaged", old.write_image("alerts/a2.jpg", b"\xff\xd8frame"))
+    photo = old.add_upload(ann.id, "ann.jpg", 10, 10, [])
+    old.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (old.write_image("uploads/ann.jpg", b"jpg"), photo))
+    old.close()
+    saved = backup(tmp_path / "old", tmp_path / "old.db")
+    new = tmp_path / "new"
+    Store(new).close()
+    (new / "images" / "alerts").mkdir(parents=True, exist_ok=True)
+    (new / "images" / kept).write_bytes(b"\xff\xd8frame")  # one frame copied over by hand: it stays shown
+    r = _cli("restore", "--keep-device-id", "--data-dir", new, saved)
+    assert r.returncode == 0, r.stderr
+    assert "1 alert frame(s) and 1 kept photo(s) the backup names are not in" in r.stdout, r.stdout
+    with contextlib.closing(sqlite3.connect(new / "engage.db")) as conn:
+        assert conn.execute("SELECT snapshot_path FROM alerts ORDER BY t").fetchall() == [(kept,), (None,)]
+        assert conn.execute("SELECT filename, image_path FROM uploads").fetchall() == [("ann.jpg", None)]

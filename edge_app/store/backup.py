@@ -647,6 +647,25 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
             "stays done; to undo a mistaken deletion, restore with --bring-back-deleted"]
 
 
+def _forget_missing_pictures(data: Path, restored: sqlite3.Connection) -> list[str]:
+    """A backup is the database only: restored on a new card (a dead one replaced), the
+    alerts' stored frames and the uploads' kept images it names stayed on the old card, and
+    the admin's pages showed a broken picture for each. Their rows keep their results; the
+    path to nothing goes. Returns what to tell the technician."""
+    root = data / "images"
+    gone = {}
+    for table, column in (("alerts", "snapshot_path"), ("uploads", "image_path")):
+        rows = restored.execute(f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()
+        gone[table] = [row_id for row_id, relative in rows if not (root / str(relative)).is_file()]
+        with restored:
+            restored.executemany(f"UPDATE {table} SET {column} = NULL WHERE id = ?", [(i,) for i in gone[table]])
+    if not (gone["alerts"] or gone["uploads"]):
+        return []
+    return [f"{len(gone['alerts'])} alert frame(s) and {len(gone['uploads'])} kept photo(s) the backup names are not "
+            f"in {root} (a backup holds the database only: they stayed where it was made): their results stay, "
+            "without the picture"]
+
+
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             file_mqtt: tuple[str, str] = ("", ""), bring_back_deleted: bool = False) -> list[str]:
     """Put the backup ``source`` (an open binary file: opened by the caller, who may read it
@@ -694,6 +713,7 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                                       "`engage-edge backup` wrote; nothing was changed")
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
                 told += _carry_erasures(data / DB_NAME, conn, bring_back_deleted)
+                told += _forget_missing_pictures(data, conn)
                 with conn:  # a live database names no desk it was backed up on: a copy made of it by other
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
