@@ -1369,6 +1369,9 @@ def test_a_desk_known_only_from_the_broker_is_offline_and_not_alerted_in_chromiu
         tile = page.locator("li.desk.offline[data-device='desk-quiet']")
         tile.wait_for(timeout=10_000)
         assert "last heard 72 h 0 min ago" in tile.inner_text(), tile.inner_text()
+        # led by "Offline", its last level after it, and no "for 72 h" of a level nobody has seen since
+        assert tile.locator(".level").inner_text() == "Offline"
+        assert "last: Not engaged" in tile.inner_text() and "for 72 h" not in tile.inner_text(), tile.inner_text()
         assert page.locator("#alerts li.alert").count() == 0
         assert page.inner_text("#counts li[data-level='Offline'] .n") == "1"
     finally:

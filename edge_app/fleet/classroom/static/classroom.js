@@ -202,11 +202,14 @@
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
       li.dataset.online = d.online;
+      // an offline tile leads with "Offline", its last level after it, and no "for": it led with "Engaged
+      // (offline)" and "for 3 h" kept growing, read at a glance as a student engaged for three hours
       li.append(el("span", "name", names.get(d.device_id)),
-        el("span", "level", d.level ? stateText(d) : d.online ? WAITING : "No reading yet"));
-      if (d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
+        el("span", "level", d.online ? (d.level ? stateText(d) : WAITING) : "Offline"));
+      if (!d.online && d.level) li.append(el("span", "meta last", "last: " + stateText(d)));
+      if (d.online && d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
-      if (d.since && stretch(d) < d.since) {
+      if (d.online && d.since && stretch(d) < d.since) {
         li.append(el("span", "meta disengaged", "not engaged or distracted for " + ago(t - stretch(d))));
       }
       // a desk known only from the broker's stored copies has not been heard by this service yet
