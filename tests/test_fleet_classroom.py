@@ -851,6 +851,37 @@ def test_offline_desks_removed_by_hand_stay_off_until_heard_again():
     assert kept[-1] == {} and room.remove_offline() == []
 
 
+def test_the_rooms_listed_desks_have_tiles_before_they_are_heard():
+    """An instructor's review: the fifth student's desk never came up and nothing on the page
+    said so. Listed, a desk has a tile from the start ("not heard yet", counted offline);
+    heard, it is a desk as any; Remove the offline desks leaves the listed ones; a retained
+    state cleared on the broker leaves its tile, as never heard."""
+    t = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: t[0])
+    room.apply_state("desk-9", state(since=str(t[0]), sent=str(t[0])))
+    room.apply_availability("desk-9", b"offline")
+    kept: list[dict] = []
+    room.on_cleared = kept.append
+    assert room.remove_offline() == ["desk-9"]
+    assert room.set_expected(["desk-10", "desk-2", "desk-2", "bad id", "desk-9"]) == ["desk-2", "desk-9", "desk-10"]
+    assert kept[-1] == {}  # desk-9 listed now: no longer kept off the page
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert set(shown) == {"desk-2", "desk-9", "desk-10"}
+    assert all(not d["online"] and d["last_seen"] == 0.0 and d["level"] == "" for d in shown.values())
+    assert room.snapshot()["counts"]["Offline"] == 3
+    assert room.apply_state("desk-9", state(since=str(t[0]), sent=str(t[0])), retained=True)  # its stored copy shows
+    heartbeat = {"heartbeat_s": 30, "desk": "Row 1, seat 2", "sent": t[0]}
+    assert room.apply_heartbeat("desk-2", json.dumps(heartbeat).encode())
+    assert {d["device_id"]: d["online"] for d in room.snapshot()["desks"]}["desk-2"] is True
+    room.apply_state("desk-x", state(since=str(t[0]), sent=str(t[0])))
+    room.apply_availability("desk-x", b"offline")
+    assert room.remove_offline() == ["desk-x"]  # not the listed desk-9 or desk-10, offline as they are
+    assert room.remove("desk-9") and "desk-9" in {d["device_id"] for d in room.snapshot()["desks"]}
+    assert room.snapshot()["desks"][-1]["last_seen"] == 0.0
+    assert room.set_expected([]) == [] and len(room) == 3  # unlisted, a known desk stays until removed
+    assert room.remove_offline() == ["desk-10", "desk-9"]
+
+
 def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps_them_off(
         broker, devices, page, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -882,6 +913,20 @@ def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps
         assert list(desks(s, service.url)) == ["desk-now"]
         assert [tuple(r) for r in service.store.query("SELECT actor, detail FROM audit WHERE action = 'removed offline desks'")] == \
             [("mrs-lee", "desk-last-class")]
+        # the room's desks, listed on the page: one never heard gets its tile at once
+        page.locator(".expected-desks summary").click()
+        page.fill("#expected-desks", "desk-now\ndesk-missing, desk 7")
+        page.click("#expected-form button[type=submit]")
+        wait_in_page(page, "document.getElementById('expected-result').textContent.startsWith('Not saved: not a device ID')")
+        assert page.locator("li.desk[data-device='desk-missing']").count() == 0  # nothing saved
+        page.fill("#expected-desks", "desk-now\ndesk-missing")
+        page.click("#expected-form button[type=submit]")
+        missing = page.locator("li.desk[data-device='desk-missing']")
+        missing.wait_for(timeout=10_000)
+        assert missing.locator(".level").inner_text() == "Offline" and "not heard yet" in missing.inner_text()
+        assert page.locator("#expected-result").inner_text().startswith("Saved: 2 desks")
+        assert s.post(f"{service.url}/api/classroom/expected", json={"desks": ["x"]},
+                      headers={"X-CSRF-Token": "stale"}, timeout=5).status_code == 403
     finally:
         service.stop()
     again = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0).start()
@@ -890,6 +935,7 @@ def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps
         s = login(again.url, "mrs-lee", "lesson-plan-42")
         wait_for(lambda: "desk-now" in desks(s, again.url))
         assert stays(lambda: "desk-last-class" not in desks(s, again.url), 1.0)  # its stored copy stays off
+        assert "desk-missing" in desks(s, again.url)  # the room's list, kept
         back = Publisher(mqtt(broker, device_id="desk-last-class"), last_store, lambda: "v").start()
         try:  # the next lesson at that desk: heard live, it is back
             wait_for(lambda: desks(s, again.url).get("desk-last-class", {}).get("online"), what="the desk is back")

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.fleet.classroom.model import LEVELS, WAITING, Classroom
+from edge_app.fleet.classroom.model import DEVICE_ID, LEVELS, MAX_DESKS, WAITING, Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
@@ -120,6 +121,7 @@ class ClassroomContext:
     max_streams: int = 16  # live pages at once (--max-pages); the server has threads for them (service.threads_for)
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime, whatever the wall clock does
+    save_expected: Callable[[list[str]], None] = lambda desks: None  # keeps the room's desk list (service.EXPECTED_KEY)
 
     def secure(self) -> bool:
         """This request came over TLS, the server's own (``--https-cert``: ``secure_cookie``) or
@@ -241,7 +243,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.get("/")
     def classroom_page():
         user, csrf = require_viewer()
-        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(),
+        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(), expected=ctx.classroom.expected(),
                     known={*LEVELS, WAITING, "Offline"}, build=BUILD)
 
     @app.get("/api/classroom")
@@ -310,6 +312,36 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
             ctx.accounts.store.audit(user.username, "removed offline desks", "", ", ".join(removed)[:2000])
         response.content_type = "application/json"
         return json.dumps({"removed": removed})
+
+    @app.post("/api/classroom/expected")
+    def set_expected():
+        """The room's desks (JSON {"desks": [device ids]}): each has a tile from now on, "not
+        heard yet" until it is. An instructor's or an admin's, as the page's other settings."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
+            return json_error(403, "missing or stale X-CSRF-Token: reload the page")
+        data = hardening.json_object(request)
+        desks = data.get("desks") if data is not None else None
+        if not isinstance(desks, list) or not all(isinstance(d, str) for d in desks):
+            return json_error(400, 'send JSON {"desks": ["desk-01", "desk-02", ...]}')
+        wrong = [d for d in desks if not DEVICE_ID.fullmatch(d)]
+        if wrong:
+            return json_error(400, f"not a device ID: {', '.join(repr(hardening.cut(d)) for d in wrong[:5])} (a device ID "
+                                   "has 1-64 letters, digits, dots, dashes and underscores, as the desk's mqtt.device_id)")
+        if len(set(desks)) > MAX_DESKS:
+            return json_error(400, f"at most {MAX_DESKS} desks")
+        kept = ctx.classroom.set_expected(desks)
+        try:
+            ctx.save_expected(kept)
+        except Exception as exc:  # noqa: BLE001 - shown now, not kept over a restart: say so
+            log.warning("classroom: the room's desk list could not be saved: %s", exc)
+            return json_error(503, "the list is shown but could not be saved (the server's disk?): it is lost at "
+                                   "the next restart; try again")
+        log.info("the room's desk list set by %s: %d desks", user.username, len(kept))
+        ctx.accounts.store.audit(user.username, "set the room's desks", "", ", ".join(kept)[:2000])
+        response.content_type = "application/json"
+        return json.dumps({"desks": kept})
 
     @app.post("/api/confirm")
     def confirm():

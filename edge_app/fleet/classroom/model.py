@@ -274,6 +274,9 @@ class Classroom:
         # (the service's database), so a restart does not bring last class's desks back from the broker either
         self._cleared: dict[str, float] = {}
         self.on_cleared: Callable[[dict[str, float]], None] | None = None
+        # the room's desks as an admin or instructor listed them (``set_expected``): each has a tile from the start,
+        # "not heard yet" until it is, so a desk that never came up (unplugged, a wrong device id) is seen missing
+        self._expected: set[str] = set()
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -354,7 +357,7 @@ class Classroom:
         if desk is not None:
             return desk
         if len(self._desks) >= MAX_DESKS:
-            offline = [d for d in self._desks.values() if not d.online]
+            offline = [d for d in self._desks.values() if not d.online and d.device_id not in self._expected]
             if not offline:
                 self._refused += 1
                 now = self.monotonic()
@@ -440,6 +443,10 @@ class Classroom:
                 self._save_cleared()
             if device_id not in self._desks:
                 return False
+            if device_id in self._expected:  # still one of the room's desks: its tile stays, as never heard
+                fresh = self._desks[device_id] = Desk(device_id)
+                self._changed(fresh)
+                return True
             self._drop(device_id)
             return True
 
@@ -449,7 +456,7 @@ class Classroom:
         stored copies are not shown again, after a restart either (``on_cleared``); a desk heard
         live comes back at once. Returns the device ids removed."""
         with self._cond:
-            gone = sorted(d.device_id for d in self._desks.values() if not d.online)
+            gone = sorted(d.device_id for d in self._desks.values() if not d.online and d.device_id not in self._expected)
             now = self.clock()
             for device_id in gone:
                 self._drop(device_id, paced=False)
@@ -459,6 +466,27 @@ class Classroom:
             if gone:
                 self._save_cleared()
             return gone
+
+    def set_expected(self, device_ids) -> list[str]:
+        """The desks this room should have (``_expected``), in name order; each not known yet
+        gets a tile now, offline and never heard. A desk dropped from the list stays while it is
+        known (Remove the offline desks takes an offline one away). Returns the list kept."""
+        kept = sorted({str(i) for i in device_ids if DEVICE_ID.fullmatch(str(i))}, key=natural_key)[:MAX_DESKS]
+        with self._cond:
+            self._expected = set(kept)
+            listed = [device_id for device_id in self._cleared if device_id in self._expected]
+            for device_id in listed:  # removed by hand once, listed now: shown again
+                del self._cleared[device_id]
+            if listed:
+                self._save_cleared()
+            for device_id in kept:
+                if device_id not in self._desks and (desk := self._desk(device_id)) is not None:
+                    self._changed(desk)
+            return kept
+
+    def expected(self) -> list[str]:
+        with self._cond:
+            return sorted(self._expected, key=natural_key)
 
     def set_cleared(self, cleared: dict) -> None:
         """The desks removed by hand before a restart (``on_cleared``'s record), before any message."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_PAGES = 16  # live pages open at once, by default: every open page holds a server thread
 CLEARED_KEY = "classroom.removed_desks"  # device id -> when it was removed from the page (model.remove_offline)
+EXPECTED_KEY = "classroom.expected_desks"  # the room's desks (device ids), as last saved on the page
 MOST_PAGES = 500  # what --max-pages may ask: 1,032 threads; past it, run one service per school or building
 
 
@@ -53,6 +54,8 @@ class ClassroomService:
         saved = self.store.get_setting(CLEARED_KEY, {})
         self.classroom.set_cleared(saved if isinstance(saved, dict) else {})
         self.classroom.on_cleared = lambda cleared: self.store.set_setting(CLEARED_KEY, cleared)
+        listed = self.store.get_setting(EXPECTED_KEY, [])
+        self.classroom.set_expected(listed if isinstance(listed, list) else [])
         self.generated_password = self.accounts.ensure_admin()
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there
@@ -60,7 +63,8 @@ class ClassroomService:
         self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
-                               trusted_proxies=TrustedProxies(trusted_proxies))
+                               trusted_proxies=TrustedProxies(trusted_proxies),
+                               save_expected=lambda desks: self.store.set_setting(EXPECTED_KEY, desks))
         self.app = make_classroom_app(ctx)
         self.host, self.port, self.threads, self.max_pages = host, port, threads_for(max_pages), max_pages
         self.tls_cert, self.tls_key, self.trusted_proxies = tls_cert, tls_key, trusted_proxies

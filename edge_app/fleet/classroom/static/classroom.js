@@ -422,6 +422,20 @@
       " from the page, for everyone who has it open. A desk comes back as soon as it is heard again." :
       "No desk was offline any more.";
   });
+  $("expected-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const list = $("expected-form");
+    // one per line, or commas: "desk 7" stays one entry (refused: no device ID has a space), not "desk" and "7"
+    const desks = $("expected-desks").value.split(/[\n,;]+/).map((d) => d.trim()).filter(Boolean);
+    const r = await fetch("/api/classroom/expected", {method: "POST", body: JSON.stringify({desks}),
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": list.dataset.csrf}}).catch(() => null);
+    const data = r ? await r.json().catch(() => ({})) : {};
+    if (r && r.ok) $("expected-desks").value = data.desks.join("\n");
+    $("expected-result").textContent = !(r && r.ok) ? "Not saved: " + (data.error || "the classroom server did " +
+      "not answer") + "." : data.desks.length ? "Saved: " + data.desks.length + (data.desks.length === 1 ? " desk" :
+      " desks") + ". One not heard yet shows \u201cOffline\u201d and \u201cnot heard yet\u201d." :
+      "Saved: no list. Only the desks heard are shown.";
+  });
   const form = $("add-instructor");
   if (form) {
     const headers = {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf};

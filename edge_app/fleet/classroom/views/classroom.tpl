@@ -36,6 +36,18 @@
       % end
     </ul>
   </section>
+  <details class="card expected-desks">
+    <summary>Desks in this room</summary>
+    <p class="hint">The device IDs of this room's desks (each desk's <code>mqtt.device_id</code>, as its tile names it
+      before it sends its name). Each has a tile from then on, even before it is heard, so a desk that does not come up
+      is seen missing: &#8220;Offline&#8221;, &#8220;not heard yet&#8221;.</p>
+    <form id="expected-form" data-csrf="{{csrf}}">
+      <label for="expected-desks">Device IDs, one per line or separated by commas</label>
+      <textarea id="expected-desks" name="desks" rows="4" spellcheck="false" autocomplete="off">{{'\n'.join(expected)}}</textarea>
+      <button type="submit">Save the list</button>
+      <p id="expected-result" role="status"></p>
+    </form>
+  </details>
   % if user.role == 'admin':
   <details class="card admin-tools">
     <summary>Instructors</summary>
