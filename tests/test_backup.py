@@ -183,6 +183,23 @@ def test_export_ends_at_until_and_writes_the_audit_log_and_the_accounts_for_a_re
     assert list(csv.DictReader(io.StringIO(text))) == [
         {"username": "ben", "role": "student", "created": iso_time(_ts("2026-09-02T08:00")), "last_login": "",
          "disabled": "no", "must_change_password": "yes"}]
+    roster = tmp_path / "class-roster.csv"  # a school's own file that merely begins like an accounts export
+    roster.write_text("username,role,first name,last name,parent email\nben,student,Ben,M,b@example.org\n")
+    assert main(["export", "--what", "accounts", "--out", str(roster), *common]) == 2
+    assert "parent email" in roster.read_text()
+    assert main(["export", "--what", "audit", "--since", "2026-09-01", "--out", str(year), *common]) == 2
+    assert main(["export", "--since", "2026-09-01", "--out", str(accounts), *common]) == 2  # nor one kind for another
+    assert "earlier export of this kind" in capsys.readouterr().err
+    assert main(["export", "--what", "accounts", "--since", "2026-09-01", *common]) == 2  # not "accounts of a year"
+    assert "accounts there are now" in capsys.readouterr().err
+    # a period ending at a moment within a minute: the minute row over it goes to the next period, not to both
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["export", "--since", "2027-06-30", "--until", "2027-06-30T23:59:30", "--out", str(first), *common]) == 0
+    assert main(["export", "--since", "2027-06-30T23:59:30", "--until", "2027-07-02", "--out", str(second),
+                 *common]) == 0
+    minutes = [[r["time"][:16] for r in csv.DictReader(f.open(encoding="utf-8-sig")) if r["kind"] == "minute"]
+               for f in (first, second)]
+    assert minutes == [[], ["2027-06-30T23:59", "2027-07-01T00:00"]]
     capsys.readouterr()
     assert main(["export", "--what", "audit", *common]) == 2  # what period: said, nothing written
     assert "--since is needed for the audit" in capsys.readouterr().err
@@ -1386,3 +1403,50 @@ def test_a_backup_restored_on_a_new_card_keeps_no_path_to_pictures_left_on_the_o
     with contextlib.closing(sqlite3.connect(new / "engage.db")) as conn:
         assert conn.execute("SELECT snapshot_path FROM alerts ORDER BY t").fetchall() == [(kept,), (None,)]
         assert conn.execute("SELECT filename, image_path FROM uploads").fetchall() == [("ann.jpg", None)]
+
+
+def test_a_backup_restored_over_another_desks_database_shows_none_of_its_pictures(tmp_path):
+    """A desk set up from another's backup: both number their uploads from 1, and the
+    backup's upload 1 (mia's) kept the path of this desk's own upload 1, so Admin > Log showed
+    ben's face as mia's photo, and deleting hers would delete his file."""
+    from edge_app.store.accounts import Accounts
+
+    other = Store(tmp_path / "other")
+    mia = Accounts(other).create_user("mia", "mia-password-1")
+    photo = other.add_upload(mia.id, "mia.jpg", 10, 10, [])
+    other.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (f"uploads/{photo}.jpg", photo))
+    other.close()
+    saved = backup(tmp_path / "other", tmp_path / "other.db")
+    here = Store(tmp_path / "here")
+    ben = Accounts(here).create_user("ben", "ben-password-1")
+    own = here.add_upload(ben.id, "ben.jpg", 10, 10, [])
+    here.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (here.write_image(f"uploads/{own}.jpg", b"ben"), own))
+    here.close()
+    assert own == photo  # the same number, the same path
+    r = _cli("restore", "--keep-device-id", "--data-dir", tmp_path / "here", saved)
+    assert r.returncode == 0, r.stderr
+    assert "1 picture path(s) of the backup name files of the database in use" in r.stdout, r.stdout
+    with contextlib.closing(sqlite3.connect(tmp_path / "here" / "engage.db")) as conn:
+        assert conn.execute("SELECT filename, image_path FROM uploads").fetchall() == [("mia.jpg", None)]
+
+
+def test_pictures_deleted_on_this_card_since_the_backup_are_said_so(tmp_path):
+    """On the same card the pictures a backup names and the card no longer has were deleted
+    since (by an admin, by retention), not left on another card; one brought back with
+    --bring-back-deleted is said once, as brought back without its image."""
+    from edge_app.store.accounts import Accounts
+
+    store = Store(tmp_path / "desk")
+    ann = Accounts(store).create_user("ann", "ann-password-1")
+    store.log_alert(1_800_000_000.0, "Not engaged", store.write_image("alerts/a1.jpg", b"\xff\xd8frame"))
+    photo = store.add_upload(ann.id, "ann.jpg", 10, 10, [])
+    store.execute("UPDATE uploads SET image_path = ? WHERE id = ?", (store.write_image("uploads/ann.jpg", b"j"), photo))
+    saved = backup(store.data_dir, tmp_path / "before.db")
+    assert store.delete_alert_snapshots(None) == 1
+    store.delete_upload(photo)
+    store.close()
+    r = _cli("restore", "--keep-device-id", "--bring-back-deleted", "--data-dir", tmp_path / "desk", saved)
+    assert r.returncode == 0, r.stderr
+    assert "brought back 1 upload(s)" in r.stdout and "its kept image was deleted with it" in r.stdout
+    assert "1 alert frame(s) and 0 kept photo(s) the backup names were deleted since it was made" in r.stdout, r.stdout
+    assert "stayed where it was made" not in r.stdout

@@ -621,3 +621,26 @@ def test_deleting_one_account_disowns_only_its_own_pause(paused_app):
                       timeout=10)
     assert "The camera pause mia started stays on" in html.unescape(gone.text)
     assert app.loop.privacy.active is not None and app.loop.privacy.active.owner is None
+
+
+def test_a_pause_pressed_while_the_account_is_being_deleted_is_disowned_too(paused_app):
+    """Deleting a student's photos (zeroed in the file) takes seconds: a press of theirs in
+    that time was still theirs, and kept the desk paused for them alone."""
+    app, _ = paused_app()
+    mia = app.accounts.find(STUDENT)
+    app.accounts.create_user("ben", "ben-password-1", "student")
+    s = login(app.url, STUDENT, STUDENT_PW)
+    real = app.store.delete_user_data
+
+    def press_meanwhile(user_id):  # the student presses Pause while the deletion runs
+        s.post(f"{app.url}/api/pause", timeout=10).raise_for_status()
+        return real(user_id)
+
+    app.store.delete_user_data = press_meanwhile
+    admin = login(app.url)
+    gone = admin.post(f"{app.url}/admin/users/{mia.id}/delete", data={"csrf": admin.csrf, "confirm": "yes"},
+                      timeout=10)
+    assert "The camera pause mia started stays on" in html.unescape(gone.text)
+    assert app.loop.privacy.active is not None and app.loop.privacy.active.owner is None
+    assert login(app.url, "ben", "ben-password-1").post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False
+    assert s.post(f"{app.url}/api/pause", timeout=10).status_code in (401, 403)  # her session went with her account

@@ -263,6 +263,10 @@ def cmd_export(args) -> int:
     try:
         if args.since is None and args.what != "accounts":
             raise backup.BackupError(f"--since is needed for the {args.what}: the first day to export, YYYY-MM-DD")
+        if args.what == "accounts" and (args.since is not None or args.until is not None):
+            raise backup.BackupError("--what accounts lists the accounts there are now, whenever they were made: give "
+                                     "no --since or --until (the audit log, --what audit, says who was added or "
+                                     "deleted in a period)")
         since = backup.parse_since(args.since) if args.since is not None else -math.inf
         until = backup.parse_since(args.until, "--until") if args.until is not None else math.inf
         if until <= since:

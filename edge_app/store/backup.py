@@ -127,7 +127,7 @@ def _folder_named(dest: Path | str) -> Path:
     return path
 
 
-def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
+def _check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] = EXPORT_COLUMNS) -> Path:
     """The folder ``dest`` goes in exists and this user may write there, or a BackupError
     says what to do (``sudo -u engage`` cannot write in the technician's own home).
 
@@ -135,8 +135,8 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     newest records are in the WAL), a device or a pipe (run as root, the rename put a plain
     file in the place of /dev/null or /dev/stdout), and what ``replaces`` refuses: a backup
     replaces only an earlier backup (a database) or an empty file, an export only an earlier
-    export (``_is_export``) or an empty file (``--out cfg.toml`` for ``--out log.csv`` replaced
-    the config with a CSV).
+    export of the same kind (``_is_export``: ``header``, its columns) or an empty file (``--out
+    cfg.toml`` for ``--out log.csv`` replaced the config with a CSV).
 
     A symbolic link is checked where it points, as it is written there (``_through_link``);
     a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant).
@@ -191,10 +191,10 @@ def _check_destination(dest: Path, db: Path, *, replaces: str) -> Path:
     if replaces == "export" and is_database:
         raise BackupError(f"{named} is a database (a backup?), not a CSV file: the export would replace it; "
                           "choose another name (e.g. log.csv)")
-    if replaces == "export" and st.st_size and not _is_export(target):
-        raise BackupError(f"{named} exists and is not an earlier export (its first line is not the export's header, "
-                          f"{','.join(EXPORT_COLUMNS[:3])},...): the export would replace it; choose another name "
-                          "(e.g. log.csv), or move that file away first if it is no longer needed")
+    if replaces == "export" and st.st_size and not _is_export(target, header):
+        raise BackupError(f"{named} exists and is not an earlier export of this kind (its first line is not this "
+                          f"export's header, {','.join(header[:3])},...): the export would replace it; choose another "
+                          "name (e.g. log.csv), or move that file away first if it is no longer needed")
     return target
 
 
@@ -247,14 +247,15 @@ def _is_database(path: Path) -> bool:
         return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
-def _is_export(path: Path) -> bool:
-    """An earlier export (ours or the web log's "Download CSV") by its first line: the header
-    starts ``kind,time`` (``time,actor`` for the audit log, ``username,role`` for the accounts; byte
-    order mark or not). Only the first two columns are compared,
-    so an export an older release wrote, with fewer columns after them, is one too."""
+def _is_export(path: Path, header: list[str] = EXPORT_COLUMNS) -> bool:
+    """An earlier export of the same kind (ours, or for the log the web's "Download CSV") by
+    its first line, byte order mark or not: ``header``'s columns, or the first of them (at
+    least two: an export an older release wrote had fewer after them). A school's roster
+    "username,role,first name,..." is no accounts export, nor a log export an audit one."""
     with open(path, "rb") as f:
-        first = f.read(256).decode("utf-8-sig", errors="replace").splitlines()[:1]
-    return bool(first) and any(first[0].split(",")[:2] == columns[:2] for columns in EXPORTS.values())
+        first = f.read(1024).decode("utf-8-sig", errors="replace").splitlines()[:1]
+    columns = first[0].split(",") if first else []
+    return len(columns) >= 2 and columns == header[:len(columns)]
 
 
 def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = None) -> str:
@@ -613,13 +614,13 @@ def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tup
         return None
 
 
-def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: bool) -> list[str]:
+def _carry_erasures(erased, restored: sqlite3.Connection, bring_back: bool) -> list[str]:
     """Delete again in ``restored`` what was deleted since the backup (``_erased_since``):
     a student's erasure request, or photos past retention, must not come back with a
     restore. ``bring_back`` keeps them (a restore made to undo a mistaken deletion). The
     audit rows written since the backup come along either way, so the record of what admins
-    did, the deletions above all, is not lost. Returns what to tell the technician."""
-    erased = _erased_since(current, restored)
+    did, the deletions above all, is not lost. ``erased``: ``_erased_since``'s answer. Returns
+    what to tell the technician."""
     if erased is None:
         return ["the database in use does not show what was deleted since the backup (it is missing, unreadable, or "
                 "a new one): any account or photo deleted since the backup was made is back; delete it again "
@@ -647,23 +648,62 @@ def _carry_erasures(current: Path, restored: sqlite3.Connection, bring_back: boo
             "stays done; to undo a mistaken deletion, restore with --bring-back-deleted"]
 
 
-def _forget_missing_pictures(data: Path, restored: sqlite3.Connection) -> list[str]:
-    """A backup is the database only: restored on a new card (a dead one replaced), the
-    alerts' stored frames and the uploads' kept images it names stayed on the old card, and
-    the admin's pages showed a broken picture for each. Their rows keep their results; the
-    path to nothing goes. Returns what to tell the technician."""
+PICTURES = (("alerts", "snapshot_path"), ("uploads", "image_path"))  # rows naming a file under images/
+
+
+def _pictures_in_use(current: Path) -> set[str]:
+    """The picture paths the database in use names: its own alerts' frames and kept photos."""
+    if not current.is_file():
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
+            return {row[0] for table, column in PICTURES if _table_exists(now, table)
+                    for row in now.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL")}
+    except sqlite3.Error:  # a damaged database (why one restores): its files are as likely the backup's own
+        return set()
+
+
+def _forget_missing_pictures(data: Path, restored: sqlite3.Connection, erased, brought_back: bool) -> list[str]:
+    """A row of the backup keeps its picture's path only where that picture is this row's.
+
+    A backup is the database only: restored on a new card (a dead one replaced), its alerts'
+    frames and kept photos stayed on the old card, and the admin's pages showed a broken picture
+    for each. Restored over another database (a desk set up from another's backup, a new card
+    used for a day), a path may name that database's own file: upload 1 of the backup showed
+    the other desk's upload 1, another student's face, and deleting it would delete theirs. So
+    when the database in use is not this backup's own (``erased`` None) a path it names is not
+    the backup's; one no row of it names (copied over by hand) is. Their rows keep their
+    results; the path goes. Returns what to tell the technician."""
     root = data / "images"
-    gone = {}
-    for table, column in (("alerts", "snapshot_path"), ("uploads", "image_path")):
+    own = erased is not None
+    foreign = set() if own else _pictures_in_use(data / DB_NAME)
+    back = set(erased[1]) if own and brought_back else set()  # said already: "its kept image was deleted with it"
+    missing = {"alerts": 0, "uploads": 0}
+    taken = 0
+    for table, column in PICTURES:
         rows = restored.execute(f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()
-        gone[table] = [row_id for row_id, relative in rows if not (root / str(relative)).is_file()]
+        drop = []
+        for row_id, relative in rows:
+            if str(relative) in foreign:
+                drop.append(row_id)
+                taken += 1
+            elif not (root / str(relative)).is_file():
+                drop.append(row_id)
+                if not (table == "uploads" and row_id in back):
+                    missing[table] += 1
         with restored:
-            restored.executemany(f"UPDATE {table} SET {column} = NULL WHERE id = ?", [(i,) for i in gone[table]])
-    if not (gone["alerts"] or gone["uploads"]):
-        return []
-    return [f"{len(gone['alerts'])} alert frame(s) and {len(gone['uploads'])} kept photo(s) the backup names are not "
-            f"in {root} (a backup holds the database only: they stayed where it was made): their results stay, "
-            "without the picture"]
+            restored.executemany(f"UPDATE {table} SET {column} = NULL WHERE id = ?", [(i,) for i in drop])
+    told = []
+    if missing["alerts"] or missing["uploads"]:
+        what = f"{missing['alerts']} alert frame(s) and {missing['uploads']} kept photo(s) the backup names"
+        told.append(f"{what} were deleted since it was made: their results stay, without the picture" if own else
+                    f"{what} are not in {root} (a backup holds the database only: they stayed where it was made): "
+                    "their results stay, without the picture")
+    if taken:
+        told.append(f"{taken} picture path(s) of the backup name files of the database in use, which is not this "
+                    "backup's own (another desk's, or a new card's): they are its pictures, not the backup's, so "
+                    "those rows keep their results without a picture")
+    return told
 
 
 def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
@@ -712,8 +752,9 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
                                       "`engage-edge backup` wrote; nothing was changed")
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
-                told += _carry_erasures(data / DB_NAME, conn, bring_back_deleted)
-                told += _forget_missing_pictures(data, conn)
+                erased = _erased_since(data / DB_NAME, conn)
+                told += _carry_erasures(erased, conn, bring_back_deleted)
+                told += _forget_missing_pictures(data, conn, erased, bring_back_deleted)
                 with conn:  # a live database names no desk it was backed up on: a copy made of it by other
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
@@ -786,9 +827,10 @@ def export_rows(data_dir: Path | str, since: float, until: float = math.inf, wha
         have = {r[1] for r in conn.execute("PRAGMA table_info(minute_stats)")}
         cols = [c if c in have else f"0 AS {c}" for c in GROUP_COLUMNS.values()]
         # a minute row overlapping ``since``, and none that ended before it (a day's export
-        # repeated the previous day's 23:59 row, counted twice in a sum over both)
+        # repeated the previous day's 23:59 row, counted twice in a sum over both); one overlapping
+        # ``until`` is the next period's (its ``since``), so two periods never share a row
         for row in conn.execute(f"SELECT minute, frames, faces, {', '.join(cols)} FROM minute_stats "
-                                "WHERE minute > ? AND minute < ? ORDER BY minute", (since - 60, until)):
+                                "WHERE minute > ? AND minute <= ? ORDER BY minute", (since - 60, until - 60)):
             yield {"kind": "minute", "time": iso_time(row[0]), "frames": row[1], "faces": row[2],
                    **dict(zip(GROUP_COLUMNS.values(), row[3:]))}
         for t, level in conn.execute("SELECT t, level FROM alerts WHERE t >= ? AND t < ? ORDER BY t", (since, until)):
@@ -814,7 +856,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     db = Path(data_dir).expanduser() / DB_NAME
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = _folder_named(out)
-        out = _check_destination(out, db, replaces="export")
+        out = _check_destination(out, db, replaces="export", header=EXPORTS[what])
         remove_stale_temps(out)  # a killed export's hidden part of the log
     # written as read: a list of ten years' rows took 2.2 GB. The first row is read before a
     # byte is written, so a database that cannot be read (a newer schema) still writes nothing.

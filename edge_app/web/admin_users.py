@@ -18,7 +18,7 @@ from edge_app.store import reports
 from edge_app.store.accounts import RIGHTS, ROLES, AuthError
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard
-from edge_app.web.privacy import disown_pause
+from edge_app.web.privacy import disown_pause, pauses_of
 from edge_app.web.resubmit import Submissions, new_attempt
 
 log = logging.getLogger(__name__)
@@ -203,10 +203,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         for person in people:
             if person["id"] not in asked:
                 continue
-            if (account := ctx.accounts.get(person["id"])) is not None:
-                kept_pause = disown_pause(ctx, account) or kept_pause
+            account = ctx.accounts.get(person["id"])
+            theirs = pauses_of(ctx, account) if account is not None else None
             n = ctx.store.delete_user_data(person["id"])
             ctx.accounts.delete_user(person["id"])
+            if theirs is not None:  # after: a press while their photos were being deleted was still theirs
+                kept_pause = disown_pause(ctx, theirs, person["username"]) or kept_pause
             ctx.store.audit(me.username, "deleted user", person["username"], f"student, {uploads(n)}, every student")
             gone, photos = gone + 1, photos + n
         log.info("admin %s deleted %d students and %d uploads", me.username, gone, photos)
@@ -274,9 +276,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                        else f"Deleted {uploads(n)} and their images for {target.username}.")
             audit = ("deleted data of", uploads(n))
         elif action == "delete":
-            kept_pause = disown_pause(ctx, target)
+            theirs = pauses_of(ctx, target)
             n = ctx.store.delete_user_data(user_id)
             ctx.accounts.delete_user(user_id)
+            kept_pause = disown_pause(ctx, theirs, target.username)  # after: no press of theirs can follow
             message = f"Deleted {target.username} and {uploads(n)}.{kept_pause}"
             audit = ("deleted user", f"{target.role}, {uploads(n)}")
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import bottle
 from bottle import HTTPResponse, request, response
@@ -50,15 +51,20 @@ def is_owner(user: User, created: float | None, pause: Pause) -> bool:
     return pause.owner == user.id and (pause.owner_created is None or pause.owner_created == created)
 
 
-def disown_pause(ctx, user: User) -> str:
-    """Before ``user``'s account is deleted: a pause of theirs stays on, anyone's to resume
-    (``PrivacySwitch.disown``). The words for the admin when there was one, else ""."""
-    if ctx.loop is None:
-        return ""
+def pauses_of(ctx, user: User) -> Callable[[Pause], bool]:
+    """Whether a pause is ``user``'s, by their id and their account's creation time, read now:
+    before the account is deleted (``disown_pause``)."""
     created = account_created(ctx.store, user)
-    if not ctx.loop.privacy.disown(lambda pause: is_owner(user, created, pause)):
+    return lambda pause: is_owner(user, created, pause)
+
+
+def disown_pause(ctx, theirs: Callable[[Pause], bool], username: str) -> str:
+    """Once an account is deleted (its sessions with it: no pause of theirs can start after):
+    a pause of theirs (``theirs``: ``pauses_of``, taken before) stays on, anyone's to resume
+    (``PrivacySwitch.disown``). The words for the admin when there was one, else ""."""
+    if ctx.loop is None or not ctx.loop.privacy.disown(theirs):
         return ""
-    return f" The camera pause {user.username} started stays on: anyone at the desk can now resume it."
+    return f" The camera pause {username} started stays on: anyone at the desk can now resume it."
 
 
 def may_resume(user: User, created: float | None, pause: Pause) -> bool:
