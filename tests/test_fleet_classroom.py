@@ -523,6 +523,10 @@ def test_page_updates_live_in_chromium(classroom, broker, devices, page, artifac
     wait_in_page(page, f"{tile_top} >= 0 && {tile_top} < 320")
     page.set_viewport_size({"width": 1920, "height": 1080})  # a projector: every count, zeros too
     assert page.evaluate("[...document.querySelectorAll('#counts li.count')].every((c) => c.offsetParent)")
+    # read from the back of the room: a tile's small print 18 px at least (it was 14), its level 24
+    sizes = page.evaluate("['.meta', '.level'].map((s) => parseFloat(getComputedStyle("
+                          "document.querySelector('#desks li.desk ' + s)).fontSize))")
+    assert sizes[0] >= 18 and sizes[1] >= 24, sizes
     assert serious_violations(page) == []
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-projector.png"))
     with mqtt_broker.publisher(broker, client_id="technician") as tech:  # desk-q retired: cleared from the broker
