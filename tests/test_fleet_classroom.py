@@ -92,6 +92,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                                "clock_skew": 0.0,  # its clock is this machine's
                                "heartbeat_s": 30.0,  # the interval its state announces (MqttSettings' default)
                                "shared": False,  # one device sends as desk-a
+                               "listed": False,  # not on the room's list (none was given)
                                "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
@@ -855,6 +856,22 @@ def test_offline_desks_removed_by_hand_stay_off_until_heard_again():
     assert kept[-1] == {} and room.remove_offline() == []
 
 
+def test_a_removed_desk_heard_again_shows_its_stored_state_refused_meanwhile():
+    """A desk without heartbeats sends its state only when it changes: removed, then its
+    "Not engaged" stored on the broker while the service restarted, it came back on its next
+    minute row as "Waiting for a first reading", out of the alerts."""
+    t = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: t[0])
+    room.set_cleared({"desk-7": t[0] - 3600})
+    stored = state(level="Not engaged", since=str(t[0] - 200), seq="4", sent=str(t[0] - 200))
+    assert not room.apply_state("desk-7", stored, retained=True) and len(room) == 0
+    minute = {"start": t[0] - 60, "seq": 9, "engaged_s": 0, "not_engaged_s": 60, "sent": t[0]}
+    room.apply_minute("desk-7", json.dumps(minute).encode())  # heard live: back, with its stored state
+    desk = room.snapshot()["desks"][0]
+    assert desk["online"] and desk["level"] == "Not engaged" and desk["since"] == pytest.approx(t[0] - 200)
+    assert room.cleared() == {}
+
+
 def test_the_rooms_listed_desks_have_tiles_before_they_are_heard():
     """An instructor's review: the fifth student's desk never came up and nothing on the page
     said so. Listed, a desk has a tile from the start ("not heard yet", counted offline);
@@ -928,6 +945,8 @@ def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps
         missing = page.locator("li.desk[data-device='desk-missing']")
         missing.wait_for(timeout=10_000)
         assert missing.locator(".level").inner_text() == "Offline" and "not heard yet" in missing.inner_text()
+        # offline, but listed: not one the button removes, so not offered (it offered it, then said none was offline)
+        assert page.locator("#remove-offline-row").is_hidden()
         assert page.locator("#expected-result").inner_text().startswith("Saved: 2 desks")
         assert s.post(f"{service.url}/api/classroom/expected", json={"desks": ["x"]},
                       headers={"X-CSRF-Token": "stale"}, timeout=5).status_code == 403
@@ -1280,6 +1299,12 @@ def test_a_desk_id_two_devices_send_as_is_marked_and_a_restart_is_not(caplog):
     assert shared()
     beat("bbbb", classroom_model.SHARED_WINDOW_S)  # alone for the window: one device again
     assert not shared() and room.shared() == []
+    beat("cccc")
+    beat("bbbb")  # two again; then both go quiet (taken away): the mark ends all the same, the pages told
+    assert room.shared() == ["desk-1"]
+    version = room.version
+    t[0] += classroom_model.SHARED_WINDOW_S + 1
+    assert room.wait_change(version, 0) > version and not shared() and room.shared() == []
     # three devices on one id come back in turn too; a state message counts as a heartbeat does
     for run in ("d1", "d2", "d3"):
         t[0] += 1

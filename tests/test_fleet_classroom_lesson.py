@@ -136,6 +136,43 @@ def test_a_page_whose_connection_died_unnoticed_says_so_and_reconnects(classroom
         relay.close()
 
 
+def test_a_stream_that_opens_and_sends_nothing_leaves_the_page_blind(classroom, devices, page):
+    """The server's stream stops sending (a hung server thread, a proxy that buffers): the
+    page went grey after 15 s and reconnected, but as the new stream opened, before any word
+    came on it, it said "Live" again over coloured tiles, every 16 s. Silence is counted from
+    the last update: the page stays blind until one comes."""
+    store, _ = devices("desk-h", "Row 5, seat 1")
+    store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
+    page.clock.install()
+    open_page(page, classroom.url)
+    page.locator("li.desk[data-device='desk-h'][data-level='Engaged']").wait_for(timeout=10_000)
+    hung, calls = threading.Event(), []
+    real_wait = classroom.classroom.wait_change
+
+    def hanging(version, timeout):
+        calls.append(version)
+        while hung.is_set():
+            time.sleep(0.05)
+        return real_wait(version, timeout)
+
+    hung.set()
+    classroom.classroom.wait_change = hanging
+    try:
+        before = len(calls)
+        page.clock.run_for(16_000)  # nothing for 15 s: the page reconnects by itself
+        wait_for(lambda: len(calls) > before + 1, what="the new stream open at the server")
+        for _ in range(3):  # a new stream that says nothing: still blind, whatever the clock
+            page.clock.run_for(1_000)
+            assert page.locator("#desks.stale").count() == 1
+            assert "No word from the classroom server since" in page.inner_text("#conn")
+    finally:
+        hung.clear()
+        classroom.classroom.wait_change = real_wait
+    page.clock.run_for(20_000)
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+    page.locator("#desks:not(.stale)").wait_for(timeout=5_000)
+
+
 def test_a_quiet_classroom_still_sends_its_pages_a_word_every_few_seconds(classroom, monkeypatch):
     """What lets a page tell a quiet classroom from a lost connection: with no desk changing,
     the stream still carries an update (no desks in it) every ``KEEPALIVE_S``. It carried a

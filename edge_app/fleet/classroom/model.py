@@ -277,6 +277,11 @@ class Classroom:
         # the room's desks as an admin or instructor listed them (``set_expected``): each has a tile from the start,
         # "not heard yet" until it is, so a desk that never came up (unplugged, a wrong device id) is seen missing
         self._expected: set[str] = set()
+        # the broker's stored state of each desk removed by hand, refused while it is off the page: applied when
+        # the desk is heard again (a desk without heartbeats sends its state only when it changes, and came back
+        # "Waiting for a first reading", a disengaged student missing from the alerts)
+        self._held_states: dict[str, bytes] = {}
+        self._next_unshare = math.inf  # the soonest moment (monotonic) a desk marked ``shared`` may be one device again
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -349,7 +354,30 @@ class Classroom:
     def shared(self) -> list[str]:
         """The device ids two devices send as now (``_note_run``), for ``/healthz``."""
         with self._cond:
+            self._expire_shared(self.monotonic())
             return sorted(d.device_id for d in self._desks.values() if d.shared)
+
+    def _note_run(self, desk: Desk, data) -> bool:
+        """``_note_run`` of a live message (holding the lock), and when the mark may end."""
+        changed = _note_run(desk, data, self.monotonic())
+        if desk.shared and desk.shared_seen is not None:
+            self._next_unshare = min(self._next_unshare, desk.shared_seen + SHARED_WINDOW_S)
+        return changed
+
+    def _expire_shared(self, now: float) -> None:
+        """Unmark each desk two devices have not sent as for ``SHARED_WINDOW_S`` (holding the
+        lock; ``now``: monotonic): one fixed, or both gone quiet, said no more."""
+        if now <= self._next_unshare:
+            return
+        self._next_unshare = math.inf
+        for desk in self._desks.values():
+            if not desk.shared or desk.shared_seen is None:
+                continue
+            if now - desk.shared_seen > SHARED_WINDOW_S:
+                desk.shared = False
+                self._changed(desk)
+            else:
+                self._next_unshare = min(self._next_unshare, desk.shared_seen + SHARED_WINDOW_S)
 
     def _desk(self, device_id: str) -> Desk | None:
         """The desk for ``device_id``, added if there is room (call holding the lock)."""
@@ -439,6 +467,7 @@ class Classroom:
     def remove(self, device_id: str) -> bool:
         """A desk cleared from the broker (an empty retained state: retired or renamed)."""
         with self._cond:
+            self._held_states.pop(device_id, None)
             if self._cleared.pop(device_id, None) is not None:  # nothing of it left to keep off the page
                 self._save_cleared()
             if device_id not in self._desks:
@@ -462,7 +491,9 @@ class Classroom:
                 self._drop(device_id, paced=False)
                 self._cleared[device_id] = now
             while len(self._cleared) > MAX_DESKS:  # the longest cleared is forgotten: its stored copy may show again
-                del self._cleared[min(self._cleared, key=self._cleared.__getitem__)]
+                oldest = min(self._cleared, key=self._cleared.__getitem__)
+                del self._cleared[oldest]
+                self._held_states.pop(oldest, None)
             if gone:
                 self._save_cleared()
             return gone
@@ -473,14 +504,14 @@ class Classroom:
         known (Remove the offline desks takes an offline one away). Returns the list kept."""
         kept = sorted({str(i) for i in device_ids if DEVICE_ID.fullmatch(str(i))}, key=natural_key)[:MAX_DESKS]
         with self._cond:
-            self._expected = set(kept)
-            listed = [device_id for device_id in self._cleared if device_id in self._expected]
-            for device_id in listed:  # removed by hand once, listed now: shown again
-                del self._cleared[device_id]
-            if listed:
-                self._save_cleared()
+            moved, self._expected = self._expected ^ set(kept), set(kept)
+            for device_id in [d for d in self._cleared if d in self._expected]:  # removed by hand once, listed now
+                self._restore(device_id)
             for device_id in kept:
                 if device_id not in self._desks and (desk := self._desk(device_id)) is not None:
+                    self._changed(desk)
+            for device_id in moved:  # on or off the list: the pages' Remove button counts them differently
+                if (desk := self._desks.get(device_id)) is not None:
                     self._changed(desk)
             return kept
 
@@ -508,9 +539,17 @@ class Classroom:
             return True
         if not live:
             return False
+        self._restore(device_id)
+        return True
+
+    def _restore(self, device_id: str) -> None:
+        """A desk removed by hand is back on the page (holding the lock): with the stored state
+        refused meanwhile, which may be its latest (a live message after it wins as newer)."""
         del self._cleared[device_id]
         self._save_cleared()
-        return True
+        held = self._held_states.pop(device_id, None)
+        if held is not None:
+            self.apply_state(device_id, held, retained=True)
 
     def _save_cleared(self) -> None:
         if self.on_cleared is None:
@@ -536,11 +575,12 @@ class Classroom:
         skew = None if retained else _skew(data.get("sent"), now)  # a retained copy was sent long ago
         with self._cond:
             if not self._admit(device_id, live=not retained):
+                self._held_states[device_id] = payload  # the newest stored copy, for when it is heard again
                 return False
             desk = self._desk(device_id)
             if desk is None:
                 return False
-            if not retained and _note_run(desk, data, self.monotonic()):
+            if not retained and self._note_run(desk, data):
                 self._announce(desk)
             if not _newer(desk, state):
                 if state[2] == desk.seq:
@@ -581,7 +621,7 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
-            _note_run(desk, data, self.monotonic())  # announced below, as every heartbeat is
+            self._note_run(desk, data)  # announced below, as every heartbeat is
             _measure_clock(desk, skew)
             if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
                 _set_state(desk, data, state, skew)
@@ -629,7 +669,7 @@ class Classroom:
             desk = self._desk(device_id)
             if desk is None:
                 return False
-            shared_changed = _note_run(desk, data, self.monotonic())
+            shared_changed = self._note_run(desk, data)
             if seq <= desk.minute_seq and desk.minute_start is not None and start <= desk.minute_start:
                 if shared_changed:
                     self._announce(desk)
@@ -699,6 +739,7 @@ class Classroom:
         with self._cond:
             now = self.clock()
             self._expire_silent(self.monotonic())  # a script polling the API sees a silent desk offline too
+            self._expire_shared(self.monotonic())
             if since is not None and since < self.removed:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
@@ -717,7 +758,7 @@ class Classroom:
                                              if g.told is not None and g.told > since]
             desks.sort(key=lambda d: d.sort_key(now))
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "disengaged_since": d.shown_stretch(),
-                     "recent": d.recent(now)} for d in desks]
+                     "listed": d.device_id in self._expected, "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
             if not link["connected"] and not link["error"] and self._reason is not None:
                 link["error"] = self._reason()
@@ -754,6 +795,7 @@ class Classroom:
             now = self.clock()
             self._expire_recent(now)
             self._expire_silent(self.monotonic())
+            self._expire_shared(self.monotonic())
             self._release_held()
             if self.version == version and not self.closed:
                 # back at a held desk's release, not only at the next change or the timeout

@@ -185,8 +185,11 @@
   let asOf = null;  // the server's time the page went blind at; null while it sees the desks
   let lastWord = null;  // when (the page's monotonic clock) the latest update came, on any stream
   function render() {
-    // silent: nothing for SILENT_MS, or a stream opening again after that (``heard`` restarts with each stream)
-    const silent = since() - heard >= SILENT_MS || (lastWord !== null && (!source || source.readyState !== EventSource.OPEN));
+    // silent: no update for SILENT_MS (the server sends one every 5 s at least), or no stream open, since the first
+    // word: measured from the last update, not from a stream's opening (one that opened and sent nothing showed the
+    // tiles live again at each reconnection, every 16 s)
+    const silent = lastWord !== null && (since() - lastWord >= SILENT_MS || !source ||
+      source.readyState !== EventSource.OPEN);
     const blind = silent || (broker !== null && !broker.connected);
     if (!blind) asOf = null;
     else if (asOf === null) asOf = now() - (lastWord === null ? 0 : (since() - lastWord) / 1000);
@@ -230,8 +233,9 @@
       li.append(el("span", "n", String(n)), el("span", "what", " " + level));
       return [level, li];
     })));
-    // offline desks (last class's, a renamed desk's old id): one button takes them off the page
-    const offline = counts.Offline || 0;
+    // offline desks (last class's, a renamed desk's old id): one button takes them off the page; not the room's
+    // listed desks, which it leaves (counted, the button offered three, took one, then said none was offline)
+    const offline = [...desks.values()].filter((d) => !d.online && !d.listed).length;
     $("remove-offline-row").hidden = !offline;
     const label = offline === 1 ? "Remove the offline desk" : "Remove the " + offline + " offline desks";
     if (offline && $("remove-offline").textContent !== label) $("remove-offline").textContent = label;
@@ -359,7 +363,8 @@
   function connect() {
     const stream = source = new EventSource("/api/classroom/events");
     heard = since();
-    stream.onopen = () => { heard = since(); showLink(); };
+    // "Live" only once an update comes on it (onmessage): a stream that opens and sends nothing is no news
+    stream.onopen = () => { heard = since(); };
     stream.onerror = async () => {
       $("conn").classList.remove("warn");
       if (stream.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
