@@ -443,6 +443,12 @@ def test_a_form_body_that_cannot_be_read_is_a_400_not_a_server_error(web, caplog
         assert r.status_code == 400, (path, r.status_code, r.text[:200])
         assert r.headers["Content-Type"].startswith("application/json") and "could not be read" in r.json()["error"]
         assert r.headers.get("X-Content-Type-Options") == "nosniff"
+        if not path.startswith("/api/"):  # a browser's form (a photo cut short by a dropped Wi-Fi): a page, not JSON
+            r = session.post(f"{web.url}{path}", data=body, timeout=10,
+                             headers={"Content-Type": content_type, "Accept": "text/html,application/xhtml+xml"})
+            assert r.status_code == 400 and r.headers["Content-Type"].startswith("text/html"), (path, r.text[:200])
+            assert "The form could not be read" in r.text and "Go back and send it again" in r.text, r.text[:300]
+            assert r.headers.get("X-Content-Type-Options") == "nosniff"
     assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
 
 
@@ -477,6 +483,10 @@ def test_the_classroom_page_reads_no_unreadable_form_either(tmp_path, monkeypatc
             r = requests.post(f"{service.url}{path}", data=FORM_BODY, headers={"Content-Type": BOGUS_CHARSET},
                               timeout=10)
             assert r.status_code == 400 and "could not be read" in r.json()["error"], r.text[:200]
+        r = requests.post(f"{service.url}/login", data=FORM_BODY, timeout=10,
+                          headers={"Content-Type": BOGUS_CHARSET, "Accept": "text/html"})  # a browser: a page
+        assert r.status_code == 400 and r.headers["Content-Type"].startswith("text/html"), r.text[:200]
+        assert "The classroom server could not read what was sent" in r.text
     finally:
         service.server.stop()
         service.store.close()

@@ -153,6 +153,9 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.error(400)
     def bad_request(err):
+        if hardening.wants_html():  # a browser's form cut short: a page with a way back, not a line of JSON
+            hardening.set_security_headers(hsts=guard.secure_cookie)
+            return guard.page("error", title=hardening.BAD_REQUEST_TITLE, message=hardening.bad_request_words(err))
         return hardening.bad_request(err, hsts=guard.secure_cookie)
 
     @app.error(500)

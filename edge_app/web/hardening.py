@@ -149,14 +149,27 @@ def readable_form(skip_paths: tuple[str, ...] = ()) -> None:
 
 def unreadable_form(exc: Exception) -> HTTPResponse:
     """The 400 for a form body bottle cannot parse (a bogus charset, bytes not in it, a
-    control character in a part's header such as a file name with a NUL)."""
-    return json_error(400, f"the form could not be read ({type(exc).__name__}): send its text as UTF-8 and each file "
-                           "with a plain file name, as a browser does (a file part with no file name is read as text)")
+    control character in a part's header such as a file name with a NUL). To a browser, an
+    HTTPError: the app's 400 handler draws it as a page (``bad_request``)."""
+    message = (f"the form could not be read ({type(exc).__name__}): send its text as UTF-8 and each file with a plain "
+               "file name, as a browser does (a file part with no file name is read as text)")
+    return HTTPError(400, message) if wants_html() else json_error(400, message)
+
+
+BAD_REQUEST_TITLE = "The form could not be read"
+
+
+def bad_request_words(err) -> str:
+    """What a browser's page says for a 400 (a form cut short: a connection that dropped while
+    a photo was being sent): what went wrong, and what to do."""
+    return (f"The device could not read what was sent ({err.body}). Go back and send it again; if the connection "
+            "is unsteady (Wi-Fi far away), try once it is better.")
 
 
 def bad_request(err, hsts: bool = False) -> str:
     """Bottle's own 400 (a multipart body without a boundary, cut short) in the app's words:
-    JSON, with the headers every answer carries."""
+    JSON, with the headers every answer carries. A browser's page is the app's (``wants_html``:
+    bad_request_words), not a line of JSON."""
     set_security_headers(hsts=hsts)
     response.content_type = "application/json"
     return json.dumps({"error": f"the request could not be read: {err.body}"})

@@ -484,6 +484,10 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
 
     @app.error(400)
     def bad_request(err):
+        if hardening.wants_html():  # a browser's form cut short: a page with a way back, not a line of JSON
+            hardening.set_security_headers(hsts=ctx.secure())
+            return as_page(400, hardening.BAD_REQUEST_TITLE, hardening.bad_request_words(err).replace(
+                "The device", "The classroom server"))
         return hardening.bad_request(err, hsts=ctx.secure())
 
     @app.error(500)
