@@ -57,6 +57,9 @@ DISCOVERY_PREFIX = "homeassistant"
 LOG_QUIET_S = 600.0
 LOG_LONG_S = 60.0
 FAILURE_LOG_S = 60.0  # a connection that keeps failing: each distinct reason logged at most once a minute
+# this many drops of an answered connection within DROPS_WINDOW_S: the admin page and /healthz say what it may be
+# (two devices with one device id: the broker drops each as the other connects, every second or two)
+MANY_DROPS, DROPS_WINDOW_S = 10, 600.0
 CONNECTING_HINT_S = 10.0  # "connecting" with no answer for this long says what to check instead
 DEVICE_NAMES = {"host": "mqtt.host", "port": "mqtt.port", "tls_ca": "mqtt.tls_ca"}  # settings, as a message names them
 LIVE_SINCE_SLACK_S = 1.0  # the loop's state and the one logged for it: their "since" differ by clock drift, no more
@@ -83,6 +86,7 @@ class BrokerStatus:
     sent: int = 0
     connecting_since: float | None = None  # monotonic: the start, while nothing has answered yet
     waiting_hint: str = ""  # what to check when "connecting" lasts CONNECTING_HINT_S with no answer
+    drops: int = 0  # connections lost in the last DROPS_WINDOW_S (``Publisher.snapshot``)
 
     def reason(self) -> str:
         """Why it is not connected: the error, or once "connecting" has lasted with no answer
@@ -99,8 +103,17 @@ class BrokerStatus:
         if not self.enabled:
             return "MQTT is off (set mqtt.host to publish to a classroom broker)"
         if self.connected:
-            return f"connected to {self.broker}{who} (device {self.device_id})"
-        return f"not connected to {self.broker}{who}: {self.reason() or 'connecting'}"
+            return f"connected to {self.broker}{who} (device {self.device_id}){self.drops_text()}"
+        return f"not connected to {self.broker}{who}: {self.reason() or 'connecting'}{self.drops_text()}"
+
+    def drops_text(self) -> str:
+        """What many drops of the connection may mean, or "" (``MANY_DROPS``)."""
+        if self.drops < MANY_DROPS:
+            return ""
+        return (f"; the connection dropped {self.drops} times in the last {DROPS_WINDOW_S / 60:.0f} minutes: if another "
+                f"device uses this desk's device ID ({self.device_id}: a card cloned with its settings), the broker "
+                "drops each as the other connects; give each its own mqtt.device_id (the classroom page marks such a "
+                "desk too)")
 
 
 class Client(mqtt.Client):
@@ -244,6 +257,7 @@ class Publisher:
         self.loss_log = EpisodeLog(LOG_QUIET_S, LOG_LONG_S)  # a link that keeps dropping: bounded lines
         self._log_lock = threading.Lock()  # losses are logged from paho's thread and the sender's
         self._lost_since: float | None = None  # monotonic time of the last loss, until reconnected
+        self._drops: collections.deque[float] = collections.deque()  # when (monotonic) answered connections dropped
         self._lost_reason = ""
         self.installation = installation_id(store.data_dir)
         # this run's tag, in every message: two devices given one device id come in turn under it, which a
@@ -303,6 +317,7 @@ class Publisher:
             with self._log_lock:
                 self._lost_since, self._lost_reason = time.monotonic(), str(reason_code)
                 self.loss_log.begin()
+                self._drops.append(self._lost_since)
             self.status.error = f"lost the connection ({reason_code}); retrying"
             self._log_loss()
         self.status.connected = False
@@ -604,6 +619,10 @@ class Publisher:
 
     def snapshot(self) -> BrokerStatus:
         self.status.backlog = self.outbox.count()
+        with self._log_lock:
+            while self._drops and time.monotonic() - self._drops[0] > DROPS_WINDOW_S:
+                self._drops.popleft()
+            self.status.drops = len(self._drops)
         return self.status
 
 
