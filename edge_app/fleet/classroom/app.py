@@ -225,6 +225,15 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         """Browsers ask for it whatever a page links: a 404 was an error in every page's console."""
         return bottle.static_file("favicon.ico", root=str(DEVICE_STATIC), mimetype="image/vnd.microsoft.icon")
 
+    def require_viewer_change() -> User:
+        """A viewer's change on this page (a script's POST): same origin, a logged-in instructor
+        or admin, and the session's CSRF token; raises the JSON refusal."""
+        same_origin()
+        user, csrf = require_viewer(api=True)
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
+            raise json_error(403, "missing or stale X-CSRF-Token: reload the page, or log in again")
+        return user
+
     def check_form() -> None:
         """A form (or script) of this site, with the session's CSRF token."""
         same_origin()
@@ -301,10 +310,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def remove_offline():
         """An instructor or admin takes every offline desk off the page (last class's desks, a
         renamed desk's old id): for every viewer, until a desk is heard again (model.remove_offline)."""
-        same_origin()
-        user, csrf = require_viewer(api=True)
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
-            return json_error(403, "missing or stale X-CSRF-Token: reload the page")
+        user = require_viewer_change()
         removed = ctx.classroom.remove_offline()
         if removed:
             log.info("%d offline desk(s) removed from the page by %s: %s", len(removed), user.username,
@@ -317,10 +323,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def set_expected():
         """The room's desks (JSON {"desks": [device ids]}): each has a tile from now on, "not
         heard yet" until it is. An instructor's or an admin's, as the page's other settings."""
-        same_origin()
-        user, csrf = require_viewer(api=True)
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
-            return json_error(403, "missing or stale X-CSRF-Token: reload the page")
+        user = require_viewer_change()
         data = hardening.json_object(request)
         desks = data.get("desks") if data is not None else None
         if not isinstance(desks, list) or not all(isinstance(d, str) for d in desks):
@@ -347,22 +350,16 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def confirm():
         """The viewer types their password again (JSON {"password"}): an admin's change
         needs it once the log-in is older than the confirmation window."""
-        same_origin()
-        user, csrf = require_viewer(api=True)
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
-            return json_error(403, "missing or stale X-CSRF-Token: log in again")
+        user = require_viewer_change()
         return hardening.confirm_answer(ctx.accounts, request.get_cookie(COOKIE), user,
                                         request.environ.get("REMOTE_ADDR") or "unknown")
 
     def require_admin_change(what: str) -> User:
-        """An admin's change on this page: same origin, the session's CSRF token, and a
-        password typed recently (a browser left logged in); raises the JSON refusal."""
-        same_origin()
-        user, csrf = require_viewer(api=True)
+        """An admin's change on this page: ``require_viewer_change``, and a password typed
+        recently (a browser left logged in); raises the JSON refusal."""
+        user = require_viewer_change()
         if user.role != "admin":
             raise json_error(403, f"only an admin {what}")
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), csrf.encode()):
-            raise json_error(403, "missing or stale X-CSRF-Token: log in again")
         if not ctx.accounts.recently_confirmed(request.get_cookie(COOKIE)):
             raise HTTPResponse(json.dumps({"error": "Type your own password to confirm, then try again (it was last "
                                                     f"typed over {round(ctx.accounts.confirm_s / 60)} minutes ago).",
