@@ -575,42 +575,61 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
-def _erased_since(current: Path, restored: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int], list] | None:
+@contextlib.contextmanager
+def _database_in_use(current: Path):
+    """The database a restore replaces, opened once and read-only (what was deleted since the
+    backup, which pictures are its own); None when it is missing or cannot be opened."""
+    if not current.is_file():
+        yield None
+        return
+    try:
+        conn = sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        log.warning("restore: %s could not be opened (%s)", current, exc)
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _erased_since(now: sqlite3.Connection | None,
+                  restored: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int], list] | None:
     """The accounts and uploads in the backup ``restored`` that the database in use
-    (``current``) no longer has because they were deleted (or purged) since the backup: an
+    (``now``: ``_database_in_use``) no longer has because they were deleted (or purged) since the backup: an
     erasure request that a restore must not undo. Accounts by the audit's "deleted user" rows
     after the account was made (the row names it, and the same id and creation time shows it
     is the same account, not a new one of that name); uploads by number, those at or below the
     highest number the database in use has given that it no longer holds (numbers are never
-    reused); and the audit rows written since the backup's newest. None when ``current`` is missing or unreadable, or is not this backup's own
+    reused); and the audit rows written since the backup's newest. None when the database in use is missing or unreadable, or is not this backup's own
     database carried on (no account of the backup in it, as on a new card): then nothing is
     known of what was deleted since."""
-    if not current.is_file():
+    if now is None:
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
-            ours = {(r[0], r[1]) for r in now.execute("SELECT id, created FROM users")}
-            theirs = restored.execute("SELECT id, username, created FROM users").fetchall()
-            if not any((uid, created) in ours for uid, _, created in theirs):
-                return None
-            deleted_names = ({(r[0].casefold(), r[1]) for r in now.execute(
-                "SELECT target, t FROM audit WHERE action = 'deleted user'")} if _table_exists(now, "audit") else set())
-            accounts = [(uid, name) for uid, name, created in theirs if (uid, created) not in ours
-                        and any(n == name.casefold() and t >= created for n, t in deleted_names)]
-            kept = {r[0] for r in now.execute("SELECT id FROM uploads")}
-            top = now.execute("SELECT seq FROM sqlite_sequence WHERE name = 'uploads'").fetchone() \
-                if _table_exists(now, "sqlite_sequence") else None
-            highest = max([top[0] if top else 0, *kept], default=0)
-            uploads = [r[0] for r in restored.execute("SELECT id FROM uploads WHERE id <= ? ORDER BY id", (highest,))
-                       if r[0] not in kept]
-            audit: list = []
-            if _table_exists(now, "audit") and _table_exists(restored, "audit"):
-                newest = restored.execute("SELECT max(t) FROM audit").fetchone()[0] or 0.0
-                audit = now.execute("SELECT t, actor, action, target, detail FROM audit WHERE t > ? ORDER BY t",
-                                    (newest,)).fetchall()
-            return accounts, uploads, audit
+        ours = {(r[0], r[1]) for r in now.execute("SELECT id, created FROM users")}
+        theirs = restored.execute("SELECT id, username, created FROM users").fetchall()
+        if not any((uid, created) in ours for uid, _, created in theirs):
+            return None
+        deleted_names = ({(r[0].casefold(), r[1]) for r in now.execute(
+            "SELECT target, t FROM audit WHERE action = 'deleted user'")} if _table_exists(now, "audit") else set())
+        accounts = [(uid, name) for uid, name, created in theirs if (uid, created) not in ours
+                    and any(n == name.casefold() and t >= created for n, t in deleted_names)]
+        kept = {r[0] for r in now.execute("SELECT id FROM uploads")}
+        top = now.execute("SELECT seq FROM sqlite_sequence WHERE name = 'uploads'").fetchone() \
+            if _table_exists(now, "sqlite_sequence") else None
+        highest = max([top[0] if top else 0, *kept], default=0)
+        uploads = [r[0] for r in restored.execute("SELECT id FROM uploads WHERE id <= ? ORDER BY id", (highest,))
+                   if r[0] not in kept]
+        audit: list = []
+        if _table_exists(now, "audit") and _table_exists(restored, "audit"):
+            newest = restored.execute("SELECT max(t) FROM audit").fetchone()[0] or 0.0
+            audit = now.execute("SELECT t, actor, action, target, detail FROM audit WHERE t > ? ORDER BY t",
+                                (newest,)).fetchall()
+        return accounts, uploads, audit
     except sqlite3.Error as exc:
-        log.warning("restore: %s could not be read to see what was deleted since the backup (%s)", current, exc)
+        log.warning("restore: the database in use could not be read to see what was deleted since the backup (%s)", exc)
         return None
 
 
@@ -651,19 +670,20 @@ def _carry_erasures(erased, restored: sqlite3.Connection, bring_back: bool) -> l
 PICTURES = (("alerts", "snapshot_path"), ("uploads", "image_path"))  # rows naming a file under images/
 
 
-def _pictures_in_use(current: Path) -> set[str]:
-    """The picture paths the database in use names: its own alerts' frames and kept photos."""
-    if not current.is_file():
+def _pictures_in_use(now: sqlite3.Connection | None) -> set[str]:
+    """The picture paths the database in use (``_database_in_use``) names: its own alerts'
+    frames and kept photos."""
+    if now is None:
         return set()
     try:
-        with contextlib.closing(sqlite3.connect(f"{current.absolute().as_uri()}?mode=ro", uri=True)) as now:
-            return {row[0] for table, column in PICTURES if _table_exists(now, table)
-                    for row in now.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL")}
+        return {row[0] for table, column in PICTURES if _table_exists(now, table)
+                for row in now.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL")}
     except sqlite3.Error:  # a damaged database (why one restores): its files are as likely the backup's own
         return set()
 
 
-def _forget_missing_pictures(data: Path, restored: sqlite3.Connection, erased, brought_back: bool) -> list[str]:
+def _forget_missing_pictures(data: Path, restored: sqlite3.Connection, erased, foreign: set[str],
+                             brought_back: bool) -> list[str]:
     """A row of the backup keeps its picture's path only where that picture is this row's.
 
     A backup is the database only: restored on a new card (a dead one replaced), its alerts'
@@ -671,12 +691,11 @@ def _forget_missing_pictures(data: Path, restored: sqlite3.Connection, erased, b
     for each. Restored over another database (a desk set up from another's backup, a new card
     used for a day), a path may name that database's own file: upload 1 of the backup showed
     the other desk's upload 1, another student's face, and deleting it would delete theirs. So
-    when the database in use is not this backup's own (``erased`` None) a path it names is not
-    the backup's; one no row of it names (copied over by hand) is. Their rows keep their
-    results; the path goes. Returns what to tell the technician."""
+    when the database in use is not this backup's own (``erased`` None) a path it names
+    (``foreign``: ``_pictures_in_use``) is not the backup's; one no row of it names (copied over
+    by hand) is. Their rows keep their results; the path goes. Returns what to tell the technician."""
     root = data / "images"
     own = erased is not None
-    foreign = set() if own else _pictures_in_use(data / DB_NAME)
     back = set(erased[1]) if own and brought_back else set()  # said already: "its kept image was deleted with it"
     missing = {"alerts": 0, "uploads": 0}
     taken = 0
@@ -752,9 +771,11 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
                                       "`engage-edge backup` wrote; nothing was changed")
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
-                erased = _erased_since(data / DB_NAME, conn)
+                with _database_in_use(data / DB_NAME) as now:  # read once
+                    erased = _erased_since(now, conn)
+                    foreign = _pictures_in_use(now) if erased is None else set()
                 told += _carry_erasures(erased, conn, bring_back_deleted)
-                told += _forget_missing_pictures(data, conn, erased, bring_back_deleted)
+                told += _forget_missing_pictures(data, conn, erased, foreign, bring_back_deleted)
                 with conn:  # a live database names no desk it was backed up on: a copy made of it by other
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
