@@ -165,6 +165,11 @@ def test_a_stream_that_opens_and_sends_nothing_leaves_the_page_blind(classroom, 
             page.clock.run_for(1_000)
             assert page.locator("#desks.stale").count() == 1
             assert "No word from the classroom server since" in page.inner_text("#conn")
+        said = page.inner_text("#conn")
+        before = len(calls)
+        page.clock.run_for(16_000)  # and again: the time it says is still the last update's, not the last opening's
+        wait_for(lambda: len(calls) > before, what="another new stream at the server")
+        assert page.inner_text("#conn") == said, (said, page.inner_text("#conn"))
     finally:
         hung.clear()
         classroom.classroom.wait_change = real_wait

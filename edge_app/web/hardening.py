@@ -151,9 +151,10 @@ def unreadable_form(exc: Exception) -> HTTPResponse:
     """The 400 for a form body bottle cannot parse (a bogus charset, bytes not in it, a
     control character in a part's header such as a file name with a NUL). To a browser, an
     HTTPError: the app's 400 handler draws it as a page (``bad_request``)."""
-    message = (f"the form could not be read ({type(exc).__name__}): send its text as UTF-8 and each file with a plain "
-               "file name, as a browser does (a file part with no file name is read as text)")
-    return HTTPError(400, message) if wants_html() else json_error(400, message)
+    if wants_html():  # a browser's form cut short or garbled on the way: the page says to send it again
+        return HTTPError(400, f"the form could not be read ({type(exc).__name__})")
+    return json_error(400, f"the form could not be read ({type(exc).__name__}): send its text as UTF-8 and each file "
+                           "with a plain file name, as a browser does (a file part with no file name is read as text)")
 
 
 BAD_REQUEST_TITLE = "The form could not be read"
