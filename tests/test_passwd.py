@@ -204,3 +204,33 @@ def test_a_role_is_changed_on_the_machine_keeping_the_data_and_the_last_admin(ma
         ("changed role of", "sam", "student to instructor, engage-edge role"),
         ("changed role of", "bo", "admin to student, engage-edge role")]
     assert audit[0]["actor"].startswith("command line")
+
+
+def adduser(*args, stdin: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, "adduser", *map(str, args)], input=stdin, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_an_account_is_made_on_the_machine_for_a_provisioning_script(make_appliance, cfg):
+    """Provisioning thirty desks, a school's script makes each desk's instructor account on the
+    machine (the Users page's Add, one desk at a time, was the only way), audited as Add is."""
+    appliance = make_appliance(with_loop=False)
+    data = cfg.store.data_dir
+    r = adduser("ms.lee", "--role", "instructor", "--temporary", "--data-dir", data, stdin=NEW + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "instructor 'ms.lee' added" in r.stdout and "choose their own password" in r.stdout
+    lee = requests.post(f"{appliance.url}/api/login", json={"username": "ms.lee", "password": NEW}, timeout=10)
+    assert lee.status_code == 200 and lee.json()["must_change_password"] is True  # the running device knows her
+    assert appliance.accounts.find("ms.lee").role == "instructor"
+    again = adduser("MS.LEE", "--data-dir", data, stdin=NEW + "\n")  # names are one whatever their case
+    assert again.returncode == 1 and "has an account" in again.stderr and "nothing changed" in again.stderr
+    weak = adduser("sam", "--data-dir", data, stdin="sam\n")
+    assert weak.returncode == 1 and "refused:" in weak.stderr and appliance.accounts.find("sam") is None
+    spaced = adduser("Anna Schmidt", "--data-dir", data, stdin=NEW + "\n")
+    assert spaced.returncode == 1 and "refused:" in spaced.stderr
+    for r in (again, weak, spaced):
+        assert "Traceback" not in r.stderr
+    audit = appliance.store.query("SELECT actor, action, target, detail FROM audit")
+    assert [(a["action"], a["target"], a["detail"]) for a in audit] == [
+        ("created user", "ms.lee", "role instructor, engage-edge adduser, temporary password")]
+    assert audit[0]["actor"].startswith("command line")

@@ -432,6 +432,42 @@ def cmd_passwd(args) -> int:
     return EXIT_OK
 
 
+def cmd_adduser(args) -> int:
+    """Make an account on this machine (a script provisioning many desks: each desk's
+    instructor, a second admin), as the Users page's Add does; the password as ``passwd``
+    reads it. Deleting stays on the Users page: it asks first, names what goes, and frees a
+    camera pause the account holds in the running service."""
+    from edge_app.store.accounts import Accounts, AuthError
+
+    actor = _by()
+    opened = _users_store(args)
+    if isinstance(opened, int):
+        return opened
+    data, store = opened
+    try:
+        accounts = Accounts(store)
+        if accounts.find(args.username) is not None:
+            print(f"refused: {args.username!r} has an account in {data} already (engage-edge passwd sets its "
+                  "password, engage-edge role its role); nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        password = _read_new_password(args.username, args.stdin)
+        if password is None:
+            print("refused: the two passwords differ; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            user = accounts.create_user(args.username, password, args.role, must_change=args.temporary)
+        except AuthError as exc:
+            print(f"refused: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
+        store.audit(actor, "created user", user.username,
+                    f"role {user.role}, engage-edge adduser" + (", temporary password" if args.temporary else ""))
+    finally:
+        store.close()
+    print(f"{user.role} {user.username!r} added in {data}"
+          + ("; they choose their own password at the first log-in" if args.temporary else ""))
+    return EXIT_OK
+
+
 def cmd_role(args) -> int:
     """Give a user another role on this machine, keeping their uploads: the Users page's
     Change role, for a device whose admins are gone. Fewer rights end their sessions; the
@@ -545,6 +581,16 @@ def add_commands(sub) -> None:
                     "log-in (for a password you hand to someone else)")
     _common(pw)
     pw.set_defaults(func=_guarded(cmd_passwd))
+    au = sub.add_parser("adduser", help="make an account on this machine (student, instructor, admin), as the Users "
+                        "page's Add does; the password from standard input or typed twice")
+    au.add_argument("username", help="the new user, e.g. anna.schmidt")
+    au.add_argument("--role", choices=ROLES, default="student", help="its role (default: student)")
+    au.add_argument("--stdin", action="store_true", help="read the password from one line of standard input "
+                    "(the default when standard input is not a terminal)")
+    au.add_argument("--temporary", action="store_true", help="the user must choose their own password at the first "
+                    "log-in (for a password you hand to someone else)")
+    _common(au)
+    au.set_defaults(func=_guarded(cmd_adduser))
     ro = sub.add_parser("role", help="give a user another role on this machine (student, instructor, admin), "
                         "keeping their data")
     ro.add_argument("username", help="the user, e.g. anna.schmidt")
