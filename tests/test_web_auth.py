@@ -163,6 +163,20 @@ def test_log_out_with_a_session_that_already_ended_goes_to_the_log_in(appliance)
     assert "Form expired" not in here.get(r.headers["Location"], timeout=10).text
 
 
+def test_a_form_from_before_logging_in_again_says_what_happened_and_what_to_do(appliance):
+    """Logging in again (in another tab) ends the earlier session; a form still open from it
+    said "The form was stale: reload the page and try again", which told a student nothing."""
+    s = login(appliance.url)
+    old_csrf = s.csrf
+    again = s.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10)
+    assert again.ok and again.json()["csrf"] != old_csrf
+    del s.headers["X-CSRF-Token"]  # a browser's form: the token in the form only, the one its page was drawn with
+    r = s.post(f"{appliance.url}/uploads/delete-all", data={"csrf": old_csrf}, timeout=10,
+               headers={"Accept": "text/html"})
+    assert r.status_code == 403 and "Form expired" in r.text, r.text[:300]
+    assert "opened before your current log-in" in r.text and "send it again" in r.text and "stale" not in r.text
+
+
 @pytest.mark.parametrize("bad", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "evil.example",
                                  "/\r\nLocation: http://evil.example", "javascript:alert(1)", "/\tevil"])
 def test_next_that_is_not_a_local_path_goes_home(appliance, bad):

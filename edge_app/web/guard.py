@@ -21,6 +21,7 @@ from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.engagement import level_words
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
+from edge_app.web import hardening
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
 from edge_app.web.proxies import over_tls
@@ -242,8 +243,8 @@ class Guard:
         if not found or not csrf_sent_matches(found[1]):
             if wants_json():
                 raise json_error(403, "missing or wrong X-CSRF-Token: send the csrf value that /api/login returned")
-            raise HTTPResponse(self.page("error", title="Form expired",
-                                         message="The form was stale: reload the page and try again."), 403)
+            raise HTTPResponse(self.page("error", title=hardening.STALE_FORM_TITLE,
+                                         message=hardening.STALE_FORM_WORDS), 403)
 
     def require_recent_password(self, keep: dict[str, str] | None = None) -> None:
         """An admin's change goes through only when they typed their password within

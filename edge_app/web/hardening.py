@@ -158,6 +158,12 @@ def unreadable_form(exc: Exception) -> HTTPResponse:
 
 
 BAD_REQUEST_TITLE = "The form could not be read"
+# a form whose CSRF token is not the session's: the page was opened before this log-in (logged in again in another
+# tab, which ends the earlier session) or the log-in ended; "The form was stale" told a student nothing of either
+STALE_FORM_TITLE = "Form expired"
+STALE_FORM_WORDS = ("This form came from a page opened before your current log-in (you logged in again, perhaps in "
+                    "another tab, or your log-in ended), so nothing was changed. Reload the page, log in if it asks, "
+                    "and send it again.")
 
 
 def bad_request_words(err) -> str:

@@ -239,8 +239,8 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         same_origin()
         found = current()
         if not found or not hardening.csrf_sent_matches(found[1]):
-            raise HTTPResponse(page("message", title="Form expired",
-                                    message="The form was stale: reload the page and try again."), 403)
+            raise HTTPResponse(page("message", title=hardening.STALE_FORM_TITLE, message=hardening.STALE_FORM_WORDS),
+                               403)
 
     account_routes.install(app, account_routes.Site(
         accounts=ctx.accounts, cookie=COOKIE, page=page,
