@@ -162,7 +162,7 @@ BAD_REQUEST_TITLE = "The form could not be read"
 # tab, which ends the earlier session) or the log-in ended; "The form was stale" told a student nothing of either
 STALE_FORM_TITLE = "Form expired"
 STALE_FORM_WORDS = ("This form came from a page opened before your current log-in (you logged in again, perhaps in "
-                    "another tab, or your log-in ended), so nothing was changed. Reload the page, log in if it asks, "
+                    "another tab, or your log-in ended), so nothing was changed: reload the page, log in if it asks, "
                     "and send it again.")
 
 
