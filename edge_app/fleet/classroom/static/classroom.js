@@ -339,9 +339,9 @@
     if (!source || source.readyState !== EventSource.OPEN || since() - heard < SILENT_MS) return;
     source.close();
     $("conn").classList.add("warn");
-    // the time it was last heard, which stays true (a "for 15 s" written once did not count on; rewritten every
-    // second, a screen reader would read the status out every second)
-    // the last update's time, not the last stream's opening: a stream that opens and says nothing moved it on
+    // the time of the last update, which stays true (a "for 15 s" written once did not count on; rewritten every
+    // second, a screen reader would read the status out every second), not of the last stream's opening (one that
+    // opens and says nothing moved it on)
     $("conn").textContent = "No word from the classroom server since " +
       new Date(Date.now() - (since() - (lastWord ?? heard))).toLocaleTimeString() + ": reconnecting…" + AS_THEY_WERE;
     connect();
