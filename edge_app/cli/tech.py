@@ -378,10 +378,9 @@ def _users_store(args):
         return EXIT_FAILED
 
 
-def _user_at(args):
-    """(data directory, its open Store, its Accounts, the user ``args.username``) for a user
-    command, or the exit code after saying why not (``_users_store``; no such user: the
-    users there are named)."""
+def _accounts_at(args):
+    """(data directory, its open Store, its Accounts) for a user command, or the exit code
+    after saying why not (``_users_store``)."""
     from edge_app.store.accounts import Accounts
 
     opened = _users_store(args)
@@ -389,7 +388,21 @@ def _user_at(args):
         return opened
     data, store = opened
     try:
-        accounts = Accounts(store)
+        return data, store, Accounts(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _user_at(args):
+    """(data directory, its open Store, its Accounts, the user ``args.username``) for a user
+    command, or the exit code after saying why not (``_accounts_at``; no such user: the
+    users there are named)."""
+    opened = _accounts_at(args)
+    if isinstance(opened, int):
+        return opened
+    data, store, accounts = opened
+    try:
         user = accounts.find(args.username)
         if user is None:
             names = ", ".join(u.username for u in accounts.list_users()) or "none"
@@ -432,20 +445,28 @@ def cmd_passwd(args) -> int:
     return EXIT_OK
 
 
+def _password_flags(parser, which: str) -> None:
+    """``--stdin`` and ``--temporary``, as ``passwd`` and ``adduser`` read a password
+    (``which``: the log-in at which a temporary one is replaced, "next" or "first")."""
+    parser.add_argument("--stdin", action="store_true", help="read the new password from one line of standard input "
+                        "(the default when standard input is not a terminal)")
+    parser.add_argument("--temporary", action="store_true", help=f"the user must choose their own password at the "
+                        f"{which} log-in (for a password you hand to someone else)")
+
+
 def cmd_adduser(args) -> int:
     """Make an account on this machine (a script provisioning many desks: each desk's
     instructor, a second admin), as the Users page's Add does; the password as ``passwd``
     reads it. Deleting stays on the Users page: it asks first, names what goes, and frees a
     camera pause the account holds in the running service."""
-    from edge_app.store.accounts import Accounts, AuthError
+    from edge_app.store.accounts import AuthError
 
     actor = _by()
-    opened = _users_store(args)
+    opened = _accounts_at(args)
     if isinstance(opened, int):
         return opened
-    data, store = opened
+    data, store, accounts = opened
     try:
-        accounts = Accounts(store)
         if accounts.find(args.username) is not None:
             print(f"refused: {args.username!r} has an account in {data} already (engage-edge passwd sets its "
                   "password, engage-edge role its role); nothing changed", file=sys.stderr)
@@ -575,20 +596,14 @@ def add_commands(sub) -> None:
 
     pw = sub.add_parser("passwd", help="set a user's password on this machine (a lost admin password), keeping all data")
     pw.add_argument("username", help="the user, e.g. admin")
-    pw.add_argument("--stdin", action="store_true", help="read the new password from one line of standard input "
-                    "(the default when standard input is not a terminal)")
-    pw.add_argument("--temporary", action="store_true", help="the user must choose their own password at the next "
-                    "log-in (for a password you hand to someone else)")
+    _password_flags(pw, "next")
     _common(pw)
     pw.set_defaults(func=_guarded(cmd_passwd))
     au = sub.add_parser("adduser", help="make an account on this machine (student, instructor, admin), as the Users "
                         "page's Add does; the password from standard input or typed twice")
     au.add_argument("username", help="the new user, e.g. anna.schmidt")
     au.add_argument("--role", choices=ROLES, default="student", help="its role (default: student)")
-    au.add_argument("--stdin", action="store_true", help="read the password from one line of standard input "
-                    "(the default when standard input is not a terminal)")
-    au.add_argument("--temporary", action="store_true", help="the user must choose their own password at the first "
-                    "log-in (for a password you hand to someone else)")
+    _password_flags(au, "first")
     _common(au)
     au.set_defaults(func=_guarded(cmd_adduser))
     ro = sub.add_parser("role", help="give a user another role on this machine (student, instructor, admin), "
