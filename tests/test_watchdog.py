@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import ADMIN_PASSWORD, fill_up, wait_for
+from conftest import ADMIN_PASSWORD, fill_up, stays, wait_for
 
 from edge_app import config as config_mod
 from edge_app.device.watchdog import Notifier
@@ -253,7 +253,12 @@ def test_the_build_after_a_wait_for_disk_space_feeds_the_watchdog_for_a_bounded_
             said: list[str] = []
             wait_for(lambda: said.append(capsys.readouterr().err) or "no more watchdog pings" in "".join(said), 5,
                      what="the pings' bound reached")
+            # the last ping goes out just before the bound's line, and may still be on its way to the listener:
+            # counted once a message sent after the line has come (a socket's datagrams come in order)
+            assert Notifier.from_env().status("bound reached")
+            listener.wait_for("STATUS=bound reached")
             fed = len(listener.pings())
+            assert stays(lambda: len(listener.pings()) == fed, 0.5), "pings must stop at the bound while the build hangs"
             assert Notifier.from_env().status("end of test")  # in order behind any ping sent before it
             listener.wait_for("STATUS=end of test")
             assert len(listener.pings()) == fed, "pings must stop at the bound while the build hangs"
