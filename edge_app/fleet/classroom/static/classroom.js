@@ -415,31 +415,34 @@
       render();
     };
   }
+  // A viewer's change (app.require_viewer_change): [done, the answer's JSON ({} when none came), why it was not
+  // done: the server's words, or that it did not answer]
+  async function change(path, csrf, body) {
+    const r = await fetch(path, {method: "POST", body: body === undefined ? undefined : JSON.stringify(body),
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}}).catch(() => null);
+    const data = r ? await r.json().catch(() => ({})) : {};
+    return [Boolean(r && r.ok), data, data.error || "the classroom server did not answer"];
+  }
   $("remove-offline").addEventListener("click", async () => {
     const button = $("remove-offline");
     button.disabled = true;
-    const r = await fetch("/api/classroom/remove-offline",
-      {method: "POST", headers: {"X-CSRF-Token": button.dataset.csrf}}).catch(() => null);
+    const [ok, data, why] = await change("/api/classroom/remove-offline", button.dataset.csrf);
     button.disabled = false;
-    const data = r ? await r.json().catch(() => ({})) : {};
     const n = (data.removed || []).length;
-    $("remove-offline-result").textContent = !(r && r.ok) ? "Not removed: " + (data.error || "the classroom server " +
-      "did not answer") + "." : n ? "Removed " + n + (n === 1 ? " offline desk" : " offline desks") +
+    $("remove-offline-result").textContent = !ok ? "Not removed: " + why + "." : n ? "Removed " + n +
+      (n === 1 ? " offline desk" : " offline desks") +
       " from the page, for everyone who has it open. A desk comes back as soon as it is heard again." :
       "No desk was offline any more.";
   });
   $("expected-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const list = $("expected-form");
     // one per line, or commas: "desk 7" stays one entry (refused: no device ID has a space), not "desk" and "7"
     const desks = $("expected-desks").value.split(/[\n,;]+/).map((d) => d.trim()).filter(Boolean);
-    const r = await fetch("/api/classroom/expected", {method: "POST", body: JSON.stringify({desks}),
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": list.dataset.csrf}}).catch(() => null);
-    const data = r ? await r.json().catch(() => ({})) : {};
-    if (r && r.ok) $("expected-desks").value = data.desks.join("\n");
-    $("expected-result").textContent = !(r && r.ok) ? "Not saved: " + (data.error || "the classroom server did " +
-      "not answer") + "." : data.desks.length ? "Saved: " + data.desks.length + (data.desks.length === 1 ? " desk" :
-      " desks") + ". One not heard yet shows \u201cOffline\u201d and \u201cnot heard yet\u201d." :
+    const [ok, data, why] = await change("/api/classroom/expected", $("expected-form").dataset.csrf, {desks});
+    if (ok) $("expected-desks").value = data.desks.join("\n");
+    $("expected-result").textContent = !ok ? "Not saved: " + why + "." : data.desks.length ? "Saved: " +
+      data.desks.length + (data.desks.length === 1 ? " desk" : " desks") +
+      ". One not heard yet shows \u201cOffline\u201d and \u201cnot heard yet\u201d." :
       "Saved: no list. Only the desks heard are shown.";
   });
   const form = $("add-instructor");
