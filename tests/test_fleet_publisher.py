@@ -593,6 +593,35 @@ def test_clean_stop_says_offline(broker, store):
     listener.close()
 
 
+def test_a_stop_just_as_the_broker_goes_is_a_clean_stop(broker, store):
+    """The link can end between the publisher's last look at it and its "offline": paho has
+    closed the socket, its callback has not yet said so. The stop then raised paho's
+    "The client is not currently connected" (seen in CI) and the rest of the stop (paho's
+    thread, the outbox's close) never ran. The broker sends the device's last will,
+    "offline", for a link that ends that way: the stop goes on. Here the callback is held
+    back on the lock it takes, as a busy thread would."""
+    import threading
+
+    pub = Publisher(settings(broker), store).start()
+    failures: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            pub.stop(timeout=0.5)
+        except BaseException as exc:  # noqa: BLE001 - what the service's stop would have died of
+            failures.append(exc)
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    wait_for(lambda: pub.status.connected)
+    with pub._log_lock:  # paho's on_disconnect waits here, its socket already closed
+        broker.stop()
+        wait_for(lambda: pub.client.socket() is None, what="paho closed the lost connection")
+        assert pub.status.connected  # the moment the stop came in CI
+        stopper.start()
+        stopper.join(20)  # the callback is let go once the stop is over
+    assert not stopper.is_alive() and not failures, failures
+
+
 def _connection_open_to(port: int) -> bool:
     """Whether some TCP connection to 127.0.0.1:``port`` is established (/proc/net/tcp: the
     kernel's table; a broker stopped by SIGSTOP still completes the connection's handshake)."""

@@ -588,7 +588,8 @@ class Publisher:
             self._thread.join(timeout)
         if self.status.connected:
             info = self.client.publish(self.settings.topic("availability"), "offline", qos=1, retain=True)
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:  # else the link just ended: the broker sends the will, "offline"
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self._stop_network(max(NETWORK_STOP_S, deadline - time.monotonic()))
         self._settle()
