@@ -326,6 +326,10 @@ class StoreSettings(Section):
                                   label="Keep data for (days)")
     min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
                                Range(0, 100000, "megabytes"))
+    reserve_mb: int = setting(16, "Disk held in the data directory's file 'reserve' (only with three times as "
+                              "much free), given up at the first write that finds the disk full, so that an admin "
+                              "can still log in and lower retention_days; kept again once there is room. 0: none.",
+                              Range(0, 1024, "megabytes"))
     trust_device_clock: bool = setting(False, "Delete records past retention_days, and keep quiet hours, by this "
                                        "device's own clock even before a time server has set it: only for a device "
                                        "whose clock keeps time by itself (a Jetson, a Pi 5 with its clock battery) "

@@ -781,3 +781,27 @@ def test_a_saved_setting_that_cannot_be_read_is_ignored_not_a_failed_start(cfg, 
         running = make_appliance(with_loop=False)
     assert running.cfg.store.retention_days == cfg.store.retention_days
     assert f"the saved setting '{OVERRIDES_KEY}'" in caplog.text and "Admin > Settings" in caplog.text
+
+
+def test_the_reserve_follows_its_setting_and_is_taken_only_with_room_to_spare(tmp_path):
+    """``store.reserve_mb`` changed: the reserve is remade at its new size; 0 lets go of it.
+    On a disk with less than three times its size free none is taken."""
+    from edge_app.store.database import RESERVE_NAME
+
+    store = Store(tmp_path / "d")
+    reserve = tmp_path / "d" / RESERVE_NAME
+    try:
+        assert store.keep_reserve(2 << 20) and reserve.stat().st_size == 2 << 20
+        assert store.keep_reserve(1 << 20) and reserve.stat().st_size == 1 << 20
+        assert not store.keep_reserve(0) and not reserve.exists()
+        assert store.release_reserve() == 0  # none held: nothing to give up
+        with mounted_tmpfs(tmp_path / "small", "8m") as small:
+            tight = Store(small / "d")
+            try:
+                assert not tight.keep_reserve(3 << 20) and not (small / "d" / RESERVE_NAME).exists()
+                assert tight.keep_reserve(2 << 20)
+                assert tight.release_reserve() >= 2 << 20 and not (small / "d" / RESERVE_NAME).exists()
+            finally:
+                tight.close()
+    finally:
+        store.close()

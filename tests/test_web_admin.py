@@ -21,7 +21,7 @@ from edge_app.web.admin_dashboard import day_bounds, stack_widths
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
 from edge_app.web.guard import OutcomeNotes
-from tests.conftest import login, mounted_tmpfs, wait_for
+from tests.conftest import ADMIN_PASSWORD, fill_up, login, mounted_tmpfs, wait_for
 
 PW = "student-pw-123"
 
@@ -332,6 +332,46 @@ def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, 
         r = student.delete(f"{appliance.url}/api/uploads/{unkept}", timeout=10)
         assert r.status_code == 507 and "is full" in r.json()["error"], r.text
         os.remove(disk / "filler")
+        appliance.stop()
+
+
+def test_on_a_card_with_no_byte_free_the_reserve_lets_an_admin_in_to_shorten_the_retention(make_appliance, cfg,
+                                                                                          tmp_path):
+    """A card filled by something else (a backup written beside the database, a technician's
+    copy) left no byte for a session's row: the admin could not log in, nor save the shorter
+    retention the full-disk page suggests. The running service keeps a few megabytes in a
+    reserve file, given up the first time a write finds the disk full, so the next try works;
+    it is kept again once there is room."""
+    from edge_app import config as config_mod
+    from edge_app.store.database import RESERVE_NAME
+
+    with mounted_tmpfs(tmp_path / "disk", "64m") as disk:
+        appliance = make_appliance(config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"),
+                                                                  "store.min_free_mb": 0}), with_loop=False)
+        reserve = disk / "data" / RESERVE_NAME
+        wait_for(lambda: reserve.exists() and appliance.housekeeping.runs, what="the reserve kept at the first clean-up")
+        assert reserve.stat().st_blocks * 512 >= 16 << 20 == appliance.cfg.store.reserve_mb << 20  # not sparse
+        appliance.store.forget_deleted()  # the write-ahead log emptied: a log-in must grow it
+        fill_up(disk / "backup-beside")
+
+        r = requests.post(f"{appliance.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                          timeout=10)
+        assert r.status_code == 507, r.text
+        said = r.json()["error"]
+        assert "is full" in said and "kept in reserve" in said and "try again now" in said, said
+        assert not reserve.exists()
+        admin = login(appliance.url)  # the next try works
+        r = admin.post(f"{appliance.url}/admin/settings", timeout=10,
+                       data=settings_form(appliance, **{"store.retention_days": "7", "csrf": admin.csrf}))
+        assert r.status_code == 200 and appliance.cfg.store.retention_days == 7, r.text[:300]
+
+        runs = appliance.housekeeping.runs
+        appliance.housekeeping.soon()  # still full: no reserve is taken from what little there is
+        wait_for(lambda: appliance.housekeeping.runs > runs)
+        assert not reserve.exists()
+        os.remove(disk / "backup-beside")  # the admin freed the room
+        appliance.housekeeping.soon()
+        wait_for(lambda: reserve.exists(), what="the reserve kept again")
         appliance.stop()
 
 

@@ -9,6 +9,7 @@ instead of failing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -40,6 +41,12 @@ PURGE_BATCH = 2000
 WAL_LIMIT_BYTES = 8 * 1024 * 1024
 SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (an extended code's low byte)
 FULL_BELOW_BYTES = 1_000_000  # an I/O error on a disk with less free than this is the disk being full
+# A card filled by something else (a backup written beside the database) left no byte for a
+# session's row: an admin could not log in to lower the retention. The running service keeps
+# ``store.reserve_mb`` in a file (``keep_reserve``), given up at the first write that finds the
+# disk full (``release_reserve``), so the next try works; kept again once there is room.
+RESERVE_NAME = "reserve"
+RESERVE_ROOM = 3  # the reserve is taken only with this many times its size free (not from a nearly full card)
 
 MIGRATIONS: list[str] = [
     # 1: the foundation schema
@@ -377,8 +384,6 @@ class Store:
 
     def _not_writable(self, exc: OSError) -> str:
         """An existing data directory this user cannot write in, and what to do about it."""
-        import errno
-
         d, user = self.data_dir, user_name()
         if exc.errno == errno.EROFS:
             fix = "its file system is mounted read-only: mount it read-write"
@@ -830,6 +835,53 @@ class Store:
 
     def free_mb(self) -> float:
         return shutil.disk_usage(self.data_dir).free / 1e6
+
+    def keep_reserve(self, size: int) -> bool:
+        """Hold ``size`` bytes of the disk in the data directory's ``reserve`` file (really
+        allocated, not sparse) when there is room for it (``RESERVE_ROOM`` times as much);
+        whether it is held. 0 lets go of one held. Called by the running service's clean-up,
+        not by technician commands."""
+        path = self.data_dir / RESERVE_NAME
+        partial = path.with_name(f".{RESERVE_NAME}.tmp")
+        try:
+            if path.exists():
+                if path.stat().st_size == size:
+                    return True
+                path.unlink()  # store.reserve_mb was changed
+            if size <= 0 or shutil.disk_usage(self.data_dir).free < RESERVE_ROOM * size:
+                return False
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    block = bytes(1 << 20)  # a file system without fallocate: written out
+                    for start in range(0, size, len(block)):
+                        os.write(fd, block[:size - start])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, path)
+            return True
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            log.warning("could not keep %d MB in reserve for a full disk in %s: %s", size >> 20, self.data_dir, exc)
+            return False
+
+    def release_reserve(self) -> int:
+        """Give up the reserve (the disk is full); the bytes freed, 0 when none was held."""
+        path = self.data_dir / RESERVE_NAME
+        try:
+            size = path.stat().st_blocks * 512
+            path.unlink()
+        except OSError:
+            return 0
+        log.warning("the disk holding %s is full: gave up the %d MB kept in reserve, so that an admin can log in and "
+                    "free space (it is kept again once there is room)", self.data_dir, size >> 20)
+        return size
 
     def integrity_ok(self) -> bool:
         return self.connect().execute("PRAGMA integrity_check").fetchone()[0] == "ok"

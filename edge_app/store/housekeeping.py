@@ -1,5 +1,6 @@
 """The hourly clean-up of a running service's database: rows and kept images past
-retention, the audit log past its year, expired sessions and old failed log-ins.
+retention, the audit log past its year, expired sessions and old failed log-ins; and
+the disk's reserve (``Store.keep_reserve``) kept again once there is room for it.
 
 The device and the classroom page each run one. Without it the classroom server kept
 every failed log-in's user name and address, and every expired session, for as long as
@@ -11,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from edge_app.config import StoreSettings
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 
@@ -25,8 +27,9 @@ class Housekeeping:
 
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
                  every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
-                 clock_set: Callable[[], bool | None] | None = None):
+                 clock_set: Callable[[], bool | None] | None = None, reserve_mb: Callable[[], int] | None = None):
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
+        self.reserve_mb = reserve_mb or (lambda: StoreSettings().reserve_mb)  # asked each run, as the retention
         self.every_s, self.first_after_s = every_s, first_after_s
         # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
@@ -59,6 +62,7 @@ class Housekeeping:
                 self.store.forget_deleted()
             if removed:
                 log.info("retention: removed %d old rows", removed)
+            self.store.keep_reserve(self.reserve_mb() << 20)  # after the purge: room it freed may hold it
             return removed
         except Exception as exc:
             log.warning("retention purge failed: %s", exc)

@@ -270,6 +270,11 @@ def disk_full(err, store, hsts: bool = False) -> str | None:
     set_security_headers(hsts=hsts)
     response.status = 507  # Insufficient Storage
     response.content_type = "application/json"  # a page may replace it with its own
+    freed = store.release_reserve()
+    if freed:
+        return (f"Not done, the database could not be written: {advice}. {freed >> 20} MB kept in reserve for this "
+                "has been freed: try again now (log in, then lower the retention or free space at once: anything "
+                "else writing to the disk may take it)")
     return f"Not done, the database could not be written: {advice}."
 
 
