@@ -54,11 +54,12 @@ def astronaut_png() -> bytes:
 @pytest.fixture
 def cfg(tmp_path) -> config_mod.Config:
     """Defaults (an empty config file, so a device's /etc config never leaks in) with a
-    private data dir, any free port and no indicator output."""
+    private data dir, any free port, no indicator output and a 1 MB disk reserve (the
+    default 16 MB in each of a run's hundreds of data directories held 2.7 GB of disk)."""
     empty = tmp_path / "config.toml"
     empty.write_text("# defaults\n")
     return config_mod.load(empty, {"store.data_dir": str(tmp_path / "data"), "web.port": 0,
-                                   "indicators.backend": "none"})
+                                   "indicators.backend": "none", "store.reserve_mb": 1})
 
 
 @pytest.fixture

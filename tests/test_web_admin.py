@@ -347,7 +347,8 @@ def test_on_a_card_with_no_byte_free_the_reserve_lets_an_admin_in_to_shorten_the
 
     with mounted_tmpfs(tmp_path / "disk", "64m") as disk:
         appliance = make_appliance(config_mod.with_changes(cfg, {"store.data_dir": str(disk / "data"),
-                                                                  "store.min_free_mb": 0}), with_loop=False)
+                                                                  "store.min_free_mb": 0, "store.reserve_mb": 16}),
+                                   with_loop=False)
         reserve = disk / "data" / RESERVE_NAME
         wait_for(lambda: reserve.exists() and appliance.housekeeping.runs, what="the reserve kept at the first clean-up")
         assert reserve.stat().st_blocks * 512 >= 16 << 20 == appliance.cfg.store.reserve_mb << 20  # not sparse
