@@ -1008,7 +1008,7 @@ def test_a_restore_is_refused_while_the_classroom_page_runs(tmp_path, monkeypatc
 
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", "a-first-admin-password-1")
     data = tmp_path / "classroom"
-    service = ClassroomService(MqttSettings(host="127.0.0.1", port=1, device_id="classroom"), data, port=0)
+    service = ClassroomService(MqttSettings(host="127.0.0.1", port=1, device_id="classroom"), data, port=0, reserve_mb=1)
     saved = backup(data, tmp_path / "c.db")
     service.start()
     try:

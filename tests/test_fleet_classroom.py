@@ -44,7 +44,7 @@ def mqtt(b, **kw) -> MqttSettings:
 @pytest.fixture
 def classroom(broker, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     wait_for(lambda: service.subscriber.status.connected)
     yield service
     service.stop()
@@ -93,6 +93,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                                "heartbeat_s": 30.0,  # the interval its state announces (MqttSettings' default)
                                "shared": False,  # one device sends as desk-a
                                "listed": False,  # not on the room's list (none was given)
+                               "checking": False,  # heard live, not only from the broker's stored copies
                                "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
@@ -116,7 +117,7 @@ def test_the_classroom_service_purges_old_failed_log_ins_and_expired_sessions(br
     """A failed log-in keeps the name typed and the address it came from: the device purges
     them within the hour, the classroom server kept them for as long as it ran."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1)
     store = service.store
     old = time.time() - 400 * 86400
     store.execute("INSERT INTO login_failures(key, t) VALUES ('user:anna.schmidt|10.0.0.7', ?), "
@@ -175,7 +176,7 @@ def test_a_locked_name_is_told_when_to_come_back(broker, tmp_path, monkeypatch):
     """A script guessing an instructor's password gets 429 with Retry-After, as on a device."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
-                               login=LoginSettings(slow_after_user=100, lock_after_user=2, lock_minutes=5)).start()
+                               login=LoginSettings(slow_after_user=100, lock_after_user=2, lock_minutes=5), reserve_mb=1).start()
     try:
         guesses = [requests.post(f"{service.url}/api/login", json={"username": "admin", "password": f"guess-{i}"},
                                  timeout=5) for i in range(3)]
@@ -189,7 +190,7 @@ def test_only_the_servers_own_names_are_answered(broker, tmp_path, monkeypatch):
     """No DNS rebinding: a page elsewhere cannot reach the classroom under a name of its own."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
-                               allowed_hosts="classroom.school.lan").start()
+                               allowed_hosts="classroom.school.lan", reserve_mb=1).start()
     try:
         port = service.server.port
         for host, allowed in [("evil.example", False), (f"evil.example:{port}", False), ("", False),
@@ -266,7 +267,7 @@ def test_an_instructor_changes_their_own_password(classroom):
 
 def test_the_generated_admin_password_must_be_replaced_first(broker, tmp_path, monkeypatch):
     monkeypatch.delenv("ENGAGE_ADMIN_PASSWORD", raising=False)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     try:
         url, generated = service.url, service.generated_password
         assert generated
@@ -329,8 +330,8 @@ def test_classroom_command_refuses_bad_broker_settings(tmp_path):
 def test_on_every_interface_the_command_says_the_address_others_reach_and_warns_of_plain_http(tmp_path):
     """``--host 0.0.0.0`` printed "page at http://127.0.0.1:8090", which every other computer
     reads as itself; and nothing said that passwords then cross the LAN unencrypted."""
-    everywhere = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "a", host="0.0.0.0", port=8090)
-    here = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "b", port=8090)
+    everywhere = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "a", host="0.0.0.0", port=8090, reserve_mb=1)
+    here = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "b", port=8090, reserve_mb=1)
     try:
         urls = everywhere.urls()
         assert urls[0] == f"http://{socket.gethostname()}:8090" and not any("127.0.0.1" in u for u in urls), urls
@@ -351,7 +352,7 @@ def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(b
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.setattr(publisher_module, "RECONNECT_MAX_S", 1)  # a retry each second
     caplog.set_level("WARNING", logger="edge_app.fleet.classroom.subscriber")
-    service = ClassroomService(mqtt(broker, password="not-the-password"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(broker, password="not-the-password"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     try:
         def reason() -> str:
             health = requests.get(f"{service.url}/healthz", timeout=5).json()
@@ -907,7 +908,7 @@ def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps
         broker, devices, page, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     data = tmp_path / "classroom"
-    service = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0).start()
+    service = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0, reserve_mb=1).start()
     try:
         wait_for(lambda: service.subscriber.status.connected)
         service.accounts.create_user("mrs-lee", "lesson-plan-42", "instructor")
@@ -952,7 +953,7 @@ def test_an_instructor_removes_the_offline_desks_in_chromium_and_a_restart_keeps
                       headers={"X-CSRF-Token": "stale"}, timeout=5).status_code == 403
     finally:
         service.stop()
-    again = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0).start()
+    again = ClassroomService(mqtt(broker, device_id="classroom"), data, port=0, reserve_mb=1).start()
     try:
         wait_for(lambda: again.subscriber.status.connected)
         s = login(again.url, "mrs-lee", "lesson-plan-42")
@@ -1000,7 +1001,7 @@ def test_a_hostile_retained_message_does_not_stop_the_classroom(broker, tmp_path
     ghost = minute(time.time() - 60, 2, time.time(), engaged_s=60.0)
     attacker.client.publish("engage/ghost/minute", ghost, qos=1, retain=True).wait_for_publish(5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     try:
         s = login(service.url)
         store, _ = devices("desk-ok")
@@ -1116,7 +1117,7 @@ def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, 
     monkeypatch.setattr(classroom_app, "SESSION_RECHECK_S", 0.5)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0,
-                               max_pages=8).start()
+                               max_pages=8, reserve_mb=1).start()
     opened = []
     try:
         admin = login(service.url)
@@ -1206,7 +1207,7 @@ def test_a_stop_while_the_broker_hangs_is_bounded(tls_broker, tmp_path, monkeypa
     and says so."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     settings = mqtt(tls_broker, port=tls_broker.tls_port, tls_ca=str(tls_broker.ca), device_id="classroom")
-    service = ClassroomService(settings, tmp_path / "classroom", port=0)
+    service = ClassroomService(settings, tmp_path / "classroom", port=0, reserve_mb=1)
     service.subscriber.client.connect_timeout = 30
     stopper = threading.Thread(target=service.stop, daemon=True)
     tls_broker.proc.send_signal(signal.SIGSTOP)
@@ -1416,7 +1417,7 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     settings, data = mqtt(broker, device_id="classroom"), tmp_path / "classroom"
     port = mqtt_broker.free_port()  # not 0: the new service binds the port the page knows (SO_REUSEADDR)
-    old = ClassroomService(settings, data, port=port).start()
+    old = ClassroomService(settings, data, port=port, reserve_mb=1).start()
     try:
         log_in_page(page, old.url)
         page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
@@ -1425,7 +1426,7 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
     finally:
         old.stop()
     monkeypatch.setattr(classroom_app, "BUILD", "next-release")  # what the upgrade brings
-    new = ClassroomService(settings, data, port=port).start()
+    new = ClassroomService(settings, data, port=port, reserve_mb=1).start()
     try:
         page.locator("script[data-build='next-release']").wait_for(state="attached", timeout=10_000)
         assert page.evaluate("window.oldPage") is None  # a new page, not the old one's tag changed
@@ -1438,23 +1439,70 @@ def test_a_desk_known_only_from_the_broker_is_offline_and_not_alerted_in_chromiu
                                                                                   page):
     """The broker's stored "online" and a three-day-old "Not engaged" of a desk that sends
     nothing else: the page said "last heard" a second ago at the service's start, then
-    counted it online and alerted "Not engaged for 72 h"."""
+    counted it online and alerted "Not engaged for 72 h". It is "Checking" until its
+    heartbeat is overdue (here 1 s: 3.5 s), never counted online nor alerted, then Offline."""
     old = time.time() - DAYS_3
     with mqtt_broker.publisher(broker, client_id="desk-quiet") as client:
         mqtt_broker.send(client, "engage/desk-quiet/availability", "online", retain=True)
-        mqtt_broker.send(client, "engage/desk-quiet/state", state(level="Not engaged", since=str(old)), retain=True)
+        mqtt_broker.send(client, "engage/desk-quiet/state", state(level="Not engaged", since=str(old), heartbeat_s="1"),
+                         retain=True)
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     try:
         log_in_page(page, service.url)
         tile = page.locator("li.desk.offline[data-device='desk-quiet']")
         tile.wait_for(timeout=10_000)
+        wait_in_page(page, "() => document.querySelector(\"li.desk[data-device='desk-quiet'] .level\")"
+                           ".textContent === 'Offline'")  # once its heartbeat is overdue
         assert "last heard 72 h 0 min ago" in tile.inner_text(), tile.inner_text()
         # led by "Offline", its last level after it, and no "for 72 h" of a level nobody has seen since
         assert tile.locator(".level").inner_text() == "Offline"
         assert "last: Not engaged" in tile.inner_text() and "for 72 h" not in tile.inner_text(), tile.inner_text()
         assert page.locator("#alerts li.alert").count() == 0
         assert page.inner_text("#counts li[data-level='Offline'] .n") == "1"
+    finally:
+        service.stop()
+
+
+def test_at_the_classrooms_start_a_desk_the_broker_says_was_online_is_checked_not_offline_in_chromium(
+        broker, tmp_path, monkeypatch, page):
+    """The classroom service restarted mid-lesson: every desk read "Offline" until its next
+    heartbeat (up to 30 s), and "Remove the offline desks" offered to take the whole class
+    off the page. A desk whose stored "online" and state the broker replays is "Checking",
+    never counted online or alerted, not offered for removal, until it is heard; one whose
+    stored availability is "offline" is Offline at once."""
+    now = time.time()
+    with mqtt_broker.publisher(broker, client_id="desks") as client:
+        mqtt_broker.send(client, "engage/desk-live/availability", "online", retain=True)
+        mqtt_broker.send(client, "engage/desk-live/state", state(level="Not engaged", since=str(now - 600),
+                                                                 seq="4", heartbeat_s="30"), retain=True)
+        mqtt_broker.send(client, "engage/desk-gone/state", state(level="Engaged", since=str(now - 900),
+                                                                 heartbeat_s="30"), retain=True)
+        mqtt_broker.send(client, "engage/desk-gone/availability", "offline", retain=True)
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
+    try:
+        log_in_page(page, service.url)
+        checking = page.locator("li.desk.checking[data-device='desk-live']")
+        checking.wait_for(timeout=10_000)
+        page.locator("li.desk.offline[data-device='desk-gone']").wait_for(timeout=10_000)
+        assert checking.locator(".level").inner_text() == "Checking"
+        assert "last: Not engaged" in checking.inner_text() and "waiting to hear it" in checking.inner_text()
+        assert page.locator("li.desk[data-device='desk-gone'] .level").inner_text() == "Offline"
+        assert page.inner_text("#counts li[data-level='Checking'] .n") == "1"
+        assert page.inner_text("#counts li[data-level='Offline'] .n") == "1"
+        assert page.locator("#alerts li.alert").count() == 0
+        assert page.inner_text("#remove-offline") == "Remove the offline desk"  # desk-gone only
+        s = login(service.url)
+        r = s.post(f"{service.url}/api/classroom/remove-offline", timeout=10)
+        assert r.status_code == 200 and r.json()["removed"] == ["desk-gone"], r.text
+        with mqtt_broker.publisher(broker, client_id="desk-live") as client:  # its next heartbeat
+            mqtt_broker.send(client, "engage/desk-live/heartbeat",
+                             beat(level="Not engaged", since=now - 600, seq=4, sent=time.time()), retain=False)
+        page.locator("li.desk.lvl-not-engaged[data-device='desk-live']").wait_for(timeout=10_000)
+        assert page.locator("li.desk.checking").count() == 0
+        assert page.locator("#counts li[data-level='Checking']").count() == 0
+        page.locator("#alerts li.alert", has_text="desk-live").wait_for(timeout=10_000)  # 10 min disengaged
     finally:
         service.stop()
 
@@ -2094,14 +2142,60 @@ def test_a_days_old_retained_desk_is_offline_and_never_alerts():
     snap = room.snapshot()
     assert {d["device_id"]: d["online"] for d in snap["desks"]} == {"live": True, "old-a": False, "old-b": False}
     assert [d["device_id"] for d in snap["desks"]][0] == "live"  # the retired ones last, with the offline
-    assert snap["counts"]["Offline"] == 2 and snap["counts"]["Engaged"] == 1
+    # "Checking" first (their stored "online" is all a live desk's would be), never online nor alerting
+    assert snap["counts"][classroom_model.CHECKING] == 2 and snap["counts"]["Offline"] == 0
+    assert snap["counts"]["Engaged"] == 1 and not snap["counts"]["Not engaged"] and not snap["counts"]["Distracted"]
     mono[0] += 3 * 86400  # and so they stay: nothing of theirs is ever heard
     now[0] += 3 * 86400
-    assert not any(d["online"] for d in room.snapshot()["desks"] if d["device_id"] != "live")
+    snap = room.snapshot()
+    assert not any(d["online"] or d["checking"] for d in snap["desks"] if d["device_id"] != "live")
+    assert snap["counts"]["Offline"] == 2 and classroom_model.CHECKING not in snap["counts"]
     # a desk that is there says so within a heartbeat (or, with none, its next minute row)
     assert room.apply_heartbeat("old-b", beat(level="Distracted", since=old, seq=5, sent=now[0]))
     assert room.apply_minute("old-a", minute(now[0] - 60, 6, now[0], not_engaged_s=60.0))
     assert all(d["online"] for d in room.snapshot()["desks"])
+
+
+def test_a_desk_checking_after_a_start_is_offline_once_its_heartbeat_or_minute_row_is_overdue():
+    """``CHECKING``: the broker's stored "online" before or after its stored state; with a
+    heartbeat announced, until it is overdue; without one, until a minute row would have come
+    (FIRST_READING_S); an open page is told when it ends; a live message ends it at once."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    room.apply_availability("beats", b"online", retained=True)  # its "online" first: no desk yet
+    assert len(room) == 0
+    room.apply_state("beats", state(since=str(now[0] - 60), heartbeat_s="30"), retained=True)
+    room.apply_state("quiet", state(since=str(now[0] - 60)), retained=True)  # no heartbeat
+    room.apply_availability("quiet", b"online", retained=True)
+    room.apply_state("heard", state(since=str(now[0] - 60), heartbeat_s="30"), retained=True)
+    room.apply_availability("heard", b"online", retained=True)
+
+    def checking():
+        return {d["device_id"] for d in room.snapshot()["desks"] if d["checking"]}
+
+    assert checking() == {"beats", "quiet", "heard"} and room.remove_offline() == []
+    assert room.apply_heartbeat("heard", beat(sent=now[0]))  # heard live: online, no longer checking
+    assert checking() == {"beats", "quiet"}
+    version = room.snapshot()["version"]
+    mono[0] += classroom_model.FIRST_READING_S
+    assert room.wait_change(version, 0) > version and checking() == {"beats"}  # an open page is told
+    mono[0] += classroom_model.silent_after(30) - classroom_model.FIRST_READING_S
+    assert checking() == set()  # all offline now ("heard" too: no heartbeat of its since)
+    assert room.remove_offline() == ["beats", "heard", "quiet"]
+
+
+def test_a_stored_offline_ends_a_desks_check():
+    """Retained copies come in any order: a desk checking whose stored availability turns
+    out "offline" (or its will comes) is Offline at once."""
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
+    room.set_link(True)
+    room.apply_state("desk-1", state(heartbeat_s="30"), retained=True)
+    room.apply_availability("desk-1", b"online", retained=True)
+    assert room.snapshot()["desks"][0]["checking"]
+    room.apply_availability("desk-1", b"offline")  # its will
+    desk = room.snapshot()["desks"][0]
+    assert not desk["checking"] and not desk["online"] and room.snapshot()["counts"]["Offline"] == 1
 
 
 def test_a_stored_online_with_nothing_else_is_no_desk_and_a_silent_new_one_is_not_waited_for_ever():
@@ -2222,7 +2316,7 @@ def test_a_paused_desk_stays_heard_and_one_that_died_with_the_broker_goes_offlin
     every = 0.5  # mqtt.heartbeat_s, shortened: the device's default is 30 s
     b = mqtt_broker.Broker(tmp_path / "broker", persistence=True, extra=("autosave_interval 1",)).start()
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(b, device_id="classroom"), tmp_path / "classroom", port=0).start()
+    service = ClassroomService(mqtt(b, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     made = []
     try:
         for device_id in ("desk-p", "desk-d"):
@@ -2394,7 +2488,7 @@ def test_a_killed_restores_copy_is_removed_when_the_classroom_starts(broker, tmp
     data = tmp_path / "classroom"
     Store(data).close()
     (data / ".engage.db.k3x9q2ab.restore").write_bytes(b"a whole database")
-    service = ClassroomService(mqtt(broker), data, port=0).start()
+    service = ClassroomService(mqtt(broker), data, port=0, reserve_mb=1).start()
     try:
         assert not [p.name for p in data.iterdir() if ".restore" in p.name]
     finally:

@@ -88,7 +88,7 @@ def test_the_classroom_page_counts_the_proxys_clients(broker, tmp_path, monkeypa
     login = config_mod.with_changes(config_mod.defaults(), {"login.slow_after_address": 2,
                                                             "login.first_delay_s": 30.0}).login
     service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, login=login,
-                               trusted_proxies="127.0.0.1").start()
+                               trusted_proxies="127.0.0.1", reserve_mb=1).start()
     try:
         assert [proxied_login(service.url, "198.51.100.7", f"name{i}", "wrong-guess-1")
                 for i in range(3)] == [401, 401, 429]

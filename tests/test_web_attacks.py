@@ -476,7 +476,7 @@ def test_the_classroom_page_reads_no_unreadable_form_either(tmp_path, monkeypatc
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     from edge_app.web.server import Server
 
-    service = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "classroom", port=0)
+    service = ClassroomService(MqttSettings(host="127.0.0.1", port=1), tmp_path / "classroom", port=0, reserve_mb=1)
     service.server = Server(service.app, "127.0.0.1", 0, 8).start()  # the page only: no broker needed
     try:
         for path in ("/login", "/api/login"):

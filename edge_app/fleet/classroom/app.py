@@ -21,7 +21,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
-from edge_app.fleet.classroom.model import DEVICE_ID, LEVELS, MAX_DESKS, WAITING, Classroom
+from edge_app.fleet.classroom.model import CHECKING, DEVICE_ID, LEVELS, MAX_DESKS, WAITING, Classroom
 from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
@@ -253,7 +253,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     def classroom_page():
         user, csrf = require_viewer()
         return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(), expected=ctx.classroom.expected(),
-                    known={*LEVELS, WAITING, "Offline"}, build=BUILD)
+                    known={*LEVELS, WAITING, CHECKING, "Offline"}, build=BUILD)
 
     @app.get("/api/classroom")
     def api_classroom():

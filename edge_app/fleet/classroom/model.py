@@ -91,10 +91,17 @@ MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
+# A desk this service has not heard yet whose stored copies on the broker say it was online when it last spoke
+# (its retained "online": no will was sent) and what it showed: at a start of this service every desk of a class
+# in progress showed "Offline" until its next heartbeat (up to 30 s), and "Remove the offline desks" offered to
+# take the whole class off the page. It is "Checking" (not online, never alerting: the stored "online" of a desk
+# that died with a crashed broker looks the same) until it is heard, or its heartbeat (without one, its next
+# minute row, FIRST_READING_S) is overdue; then Offline. Its retained "offline", or none, is Offline at once.
+CHECKING = "Checking"
 # the count of online desks on a level this page does not know: under the desk's own words, one desk's account
 # put "Fire alarm evacuate now" in the instructor's count line (classroom.js says the level, marked unknown)
 UNKNOWN = "Unknown state"
-PAGE_STATES = (WAITING, "Offline", UNKNOWN)  # the page's own words for a desk, never a level a desk may send
+PAGE_STATES = (WAITING, "Offline", UNKNOWN, CHECKING)  # the page's own words for a desk, never a level a desk may send
 # what a desk's name or label loses (``_text``): invisible format characters (a right-to-left override turns
 # "1 taes" into "seat 1", a zero-width space makes a copy of another desk's name differ from it unseen), control
 # characters, lone surrogates; line and paragraph separators (as all white space) become one space
@@ -182,6 +189,7 @@ class Desk:
     run: str = ""  # the publisher run of the latest live message
     runs: dict = field(default_factory=dict)  # the runs heard live lately -> when (monotonic) last, MAX_RUNS at most
     shared_seen: float | None = None  # when (monotonic) a run came back last: two devices were heard then
+    checking_until: float | None = None  # CHECKING until then (monotonic), unless heard: its stored copies said online
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that ended in the last ``RECENT_S``, or None."""
@@ -282,6 +290,8 @@ class Classroom:
         # "Waiting for a first reading", a disengaged student missing from the alerts)
         self._held_states: dict[str, bytes] = {}
         self._next_unshare = math.inf  # the soonest moment (monotonic) a desk marked ``shared`` may be one device again
+        # desks whose retained "online" came before their retained state (``CHECKING``): the state makes the desk
+        self._stored_online: set[str] = set()
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -485,7 +495,8 @@ class Classroom:
         stored copies are not shown again, after a restart either (``on_cleared``); a desk heard
         live comes back at once. Returns the device ids removed."""
         with self._cond:
-            gone = sorted(d.device_id for d in self._desks.values() if not d.online and d.device_id not in self._expected)
+            gone = sorted(d.device_id for d in self._desks.values()
+                          if not d.online and d.checking_until is None and d.device_id not in self._expected)
             now = self.clock()
             for device_id in gone:
                 self._drop(device_id, paced=False)
@@ -594,6 +605,9 @@ class Classroom:
             else:
                 if not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
                     desk.last_seen = state[1] + desk.clock_skew  # its since, as shown
+                if desk.heard is None and device_id in self._stored_online:  # its "online" came first
+                    self._stored_online.discard(device_id)
+                    self._check(desk)
                 self._watch(desk)
             self._announce(desk)
         return True
@@ -638,7 +652,15 @@ class Classroom:
     def _heard(self, desk: Desk, now: float) -> None:
         """A live message from ``desk``: it is there now (holding the lock); ``now``: the wall clock."""
         desk.online, desk.last_seen, desk.heard, desk.unconfirmed = True, now, self.monotonic(), False
+        desk.checking_until = None
         self._watch(desk)
+
+    def _check(self, desk: Desk) -> None:
+        """``desk``, known only from the broker's stored copies, which say it was online: CHECKING
+        until it is heard or its heartbeat is overdue (holding the lock)."""
+        wait = silent_after(desk.heartbeat_s) if desk.heartbeat_s else FIRST_READING_S
+        desk.checking_until = self.monotonic() + wait
+        self._next_silence = min(self._next_silence, desk.checking_until)
 
     def _watch(self, desk: Desk) -> None:
         """Keep the soonest moment an online desk can be overdue (holding the lock). It may
@@ -705,9 +727,18 @@ class Classroom:
             return
         online = payload.strip() == b"online"
         with self._cond:
+            if retained:
+                self._stored_online.discard(device_id)
             if online and retained:
                 known = self._desks.get(device_id)
-                if known is None or known.heard is None:
+                if known is None:  # no desk alone; its stored state (when it comes) makes one, CHECKING
+                    if len(self._stored_online) < MAX_DESKS:
+                        self._stored_online.add(device_id)
+                    return
+                if known.heard is None:
+                    if known.checking_until is None:
+                        self._check(known)
+                        self._announce(known)
                     return
                 if not known.online:
                     known.online, known.heard = True, self.monotonic()  # its last_seen stays what we know of it
@@ -720,6 +751,9 @@ class Classroom:
             desk = self._desk(device_id) if online else self._desks.get(device_id)  # an unknown desk going offline: nothing to show
             if desk is None:
                 return
+            if not online and desk.checking_until is not None:  # offline after all (its will, or stored so)
+                desk.checking_until = None
+                self._announce(desk)
             if online:
                 desk.went_offline = None
                 self._heard(desk, self.clock())
@@ -744,20 +778,24 @@ class Classroom:
                 since = None  # a desk that page shows is gone: send everything (the page starts afresh on "full")
             for d in self._desks.values():
                 shown = (d.level if d.level in ATTENTION else UNKNOWN if d.level else WAITING) if d.online \
-                    else "Offline"
+                    else CHECKING if d.checking_until is not None else "Offline"
                 tally[shown] = tally.get(shown, 0) + 1
             # the levels, then (only while a desk has one) UNKNOWN, last in the order as its tiles, then the page's
             # own words: WAITING (online, no state yet: counted, so the counts add up to the desks shown), "Offline"
             counts = {level: tally[level] for level in reversed(LEVELS)}
             if tally.get(UNKNOWN):
                 counts[UNKNOWN] = tally[UNKNOWN]
-            counts[WAITING], counts["Offline"] = tally.get(WAITING, 0), tally.get("Offline", 0)
+            counts[WAITING] = tally.get(WAITING, 0)
+            if tally.get(CHECKING):  # only while this service has just started
+                counts[CHECKING] = tally[CHECKING]
+            counts["Offline"] = tally.get("Offline", 0)
             summary = self._class_summary(now)
             desks = [d for d in self._desks.values() if since is None or d.changed > since]
             gone = [] if since is None else [g.device_id for g in self._gone.values()
                                              if g.told is not None and g.told > since]
             desks.sort(key=lambda d: d.sort_key(now))
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "disengaged_since": d.shown_stretch(),
+                     "checking": d.checking_until is not None,
                      "listed": d.device_id in self._expected, "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
             if not link["connected"] and not link["error"] and self._reason is not None:
@@ -829,6 +867,12 @@ class Classroom:
             return
         self._next_silence = math.inf
         for desk in self._desks.values():
+            if desk.checking_until is not None:  # not heard in time: Offline now
+                if now >= desk.checking_until:
+                    desk.checking_until = None
+                    self._changed(desk)
+                else:
+                    self._next_silence = min(self._next_silence, desk.checking_until)
             if (due := _due(desk)) is None:
                 continue
             if now >= due:
@@ -850,7 +894,8 @@ class Classroom:
 
 HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "break_since", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
-          "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap", "run", "runs", "shared_seen")  # bookkeeping, not for the page
+          "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap", "run", "runs", "shared_seen",
+          "checking_until")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 

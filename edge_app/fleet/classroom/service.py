@@ -39,7 +39,8 @@ def threads_for(max_pages: int) -> int:
 class ClassroomService:
     def __init__(self, settings: MqttSettings, data_dir: Path, host: str = "127.0.0.1", port: int = 8090,
                  login: LoginSettings | None = None, tls_cert: str = "", tls_key: str = "",
-                 max_pages: int = MAX_PAGES, allowed_hosts: str = "", trusted_proxies: str = ""):
+                 max_pages: int = MAX_PAGES, allowed_hosts: str = "", trusted_proxies: str = "",
+                 reserve_mb: int | None = None):
         from edge_app import config as config_mod
 
         self.settings = settings
@@ -60,7 +61,8 @@ class ClassroomService:
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there
         retention = config_mod.defaults().store.retention_days
-        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention)
+        reserve = config_mod.defaults().store.reserve_mb if reserve_mb is None else reserve_mb  # (a test's: 1)
+        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention, reserve_mb=lambda: reserve)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
                                trusted_proxies=TrustedProxies(trusted_proxies),

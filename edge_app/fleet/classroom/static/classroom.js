@@ -43,7 +43,9 @@
     render();
   });
 
-  const KNOWN = new Set([...ORDER, WAITING, "Offline"]);
+  // a desk not heard yet that the broker's stored copies say was online: this service has just started (model.CHECKING)
+  const CHECKING = "Checking";
+  const KNOWN = new Set([...ORDER, WAITING, CHECKING, "Offline"]);
   // a level this page does not know (a newer desk's) has the neutral "other" look
   const cls = (level) => "lvl-" + (KNOWN.has(level) ? level.toLowerCase().replace(/ /g, "-") : "other");
   // ... and is said to be unknown, its words quoted and cut short: a desk's account may send any words as its
@@ -200,7 +202,7 @@
     const names = namesOf(list);
     const ul = $("desks");
     const fresh = new Map(list.map((d) => {
-      const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : "offline"));
+      const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : d.checking ? "offline checking" : "offline"));
       li.id = tileId(d.device_id);
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
@@ -208,7 +210,8 @@
       // an offline tile leads with "Offline", its last level after it, and no "for": it led with "Engaged
       // (offline)" and "for 3 h" kept growing, read at a glance as a student engaged for three hours
       li.append(el("span", "name", names.get(d.device_id)),
-        el("span", "level", d.online ? (d.level ? stateText(d) : WAITING) : "Offline"));
+        el("span", "level", d.online ? (d.level ? stateText(d) : WAITING) : d.checking ? CHECKING : "Offline"));
+      if (d.checking) li.append(el("span", "meta checking", "online when it last spoke; waiting to hear it"));
       if (!d.online && d.level) li.append(el("span", "meta last", "last: " + stateText(d)));
       if (d.online && d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
@@ -235,7 +238,7 @@
     })));
     // offline desks (last class's, a renamed desk's old id): one button takes them off the page; not the room's
     // listed desks, which it leaves (counted, the button offered three, took one, then said none was offline)
-    const offline = [...desks.values()].filter((d) => !d.online && !d.listed).length;
+    const offline = [...desks.values()].filter((d) => !d.online && !d.checking && !d.listed).length;
     $("remove-offline-row").hidden = !offline;
     const label = offline === 1 ? "Remove the offline desk" : "Remove the " + offline + " offline desks";
     if (offline && $("remove-offline").textContent !== label) $("remove-offline").textContent = label;
