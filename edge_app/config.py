@@ -327,8 +327,9 @@ class StoreSettings(Section):
     min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
                                Range(0, 100000, "megabytes"))
     reserve_mb: int = setting(16, "Disk held in the data directory's file 'reserve' (only with three times as "
-                              "much free), given up at the first write that finds the disk full, so that an admin "
-                              "can still log in and lower retention_days; kept again once there is room. 0: none.",
+                              "much free, and min_free_mb still free with it taken), given up at the first write "
+                              "that finds the disk full, so that an admin can still log in and lower "
+                              "retention_days; kept again once there is room. 0: none.",
                               Range(0, 1024, "megabytes"))
     trust_device_clock: bool = setting(False, "Delete records past retention_days, and keep quiet hours, by this "
                                        "device's own clock even before a time server has set it: only for a device "

@@ -799,6 +799,13 @@ def test_the_reserve_follows_its_setting_and_is_taken_only_with_room_to_spare(tm
             tight = Store(small / "d")
             try:
                 assert not tight.keep_reserve(3 << 20) and not (small / "d" / RESERVE_NAME).exists()
+                # nor when, taken, it would leave less than store.min_free_mb: logging would pause for it
+                free = shutil.disk_usage(small).free
+                assert not tight.keep_reserve(2 << 20, keep_free=free - (1 << 20))
+                assert not (small / "d" / RESERVE_NAME).exists()
+                assert tight.keep_reserve(2 << 20, keep_free=free - (3 << 20))
+                assert shutil.disk_usage(small).free >= free - (3 << 20)
+                tight.release_reserve()
                 assert tight.keep_reserve(2 << 20)
                 assert tight.release_reserve() >= 2 << 20 and not (small / "d" / RESERVE_NAME).exists()
             finally:

@@ -836,11 +836,12 @@ class Store:
     def free_mb(self) -> float:
         return shutil.disk_usage(self.data_dir).free / 1e6
 
-    def keep_reserve(self, size: int) -> bool:
+    def keep_reserve(self, size: int, keep_free: int = 0) -> bool:
         """Hold ``size`` bytes of the disk in the data directory's ``reserve`` file (really
-        allocated, not sparse) when there is room for it (``RESERVE_ROOM`` times as much);
-        whether it is held. 0 lets go of one held. Called by the running service's clean-up,
-        not by technician commands."""
+        allocated, not sparse) when there is room for it: ``RESERVE_ROOM`` times as much free,
+        and ``keep_free`` (``store.min_free_mb``) still free once it is taken, or logging would
+        pause for it. Whether it is held; 0 lets go of one held. Called by the running
+        service's clean-up, not by technician commands."""
         path = self.data_dir / RESERVE_NAME
         partial = path.with_name(f".{RESERVE_NAME}.tmp")
         try:
@@ -848,7 +849,8 @@ class Store:
                 if path.stat().st_size == size:
                     return True
                 path.unlink()  # store.reserve_mb was changed
-            if size <= 0 or shutil.disk_usage(self.data_dir).free < RESERVE_ROOM * size:
+            free = shutil.disk_usage(self.data_dir).free
+            if size <= 0 or free < RESERVE_ROOM * size or free - size < keep_free:
                 return False
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:

@@ -61,7 +61,8 @@ class ClassroomService:
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there
         retention = config_mod.defaults().store.retention_days
-        reserve = config_mod.defaults().store.reserve_mb if reserve_mb is None else reserve_mb  # (a test's: 1)
+        store = config_mod.defaults().store
+        reserve = (store.reserve_mb if reserve_mb is None else reserve_mb, store.min_free_mb)  # (a test's: 1 MB)
         self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention, reserve_mb=lambda: reserve)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
