@@ -2158,8 +2158,9 @@ def test_a_days_old_retained_desk_is_offline_and_never_alerts():
 
 def test_a_desk_checking_after_a_start_is_offline_once_its_heartbeat_or_minute_row_is_overdue():
     """``CHECKING``: the broker's stored "online" before or after its stored state; with a
-    heartbeat announced, until it is overdue; without one, until a minute row would have come
-    (FIRST_READING_S); an open page is told when it ends; a live message ends it at once."""
+    heartbeat announced, until it is overdue; without one, until its minute row is
+    (``silent_after(FIRST_READING_S)``); an open page is told when it ends; a live message
+    ends it at once."""
     now, mono = [1_800_000_000.0], [100.0]
     room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
     room.set_link(True)
@@ -2178,9 +2179,9 @@ def test_a_desk_checking_after_a_start_is_offline_once_its_heartbeat_or_minute_r
     assert room.apply_heartbeat("heard", beat(sent=now[0]))  # heard live: online, no longer checking
     assert checking() == {"beats", "quiet"}
     version = room.snapshot()["version"]
-    mono[0] += classroom_model.FIRST_READING_S
-    assert room.wait_change(version, 0) > version and checking() == {"beats"}  # an open page is told
-    mono[0] += classroom_model.silent_after(30) - classroom_model.FIRST_READING_S
+    mono[0] += classroom_model.silent_after(30)
+    assert room.wait_change(version, 0) > version and checking() == {"quiet"}  # an open page is told
+    mono[0] += classroom_model.silent_after(classroom_model.FIRST_READING_S) - classroom_model.silent_after(30)
     assert checking() == set()  # all offline now ("heard" too: no heartbeat of its since)
     assert room.remove_offline() == ["beats", "heard", "quiet"]
 
@@ -2196,6 +2197,63 @@ def test_a_stored_offline_ends_a_desks_check():
     room.apply_availability("desk-1", b"offline")  # its will
     desk = room.snapshot()["desks"][0]
     assert not desk["checking"] and not desk["online"] and room.snapshot()["counts"]["Offline"] == 1
+
+
+def test_a_desk_checking_when_the_broker_link_drops_is_checked_again_when_it_returns():
+    """(The reviewer's) the link dropped while a desk was Checking: at its return the window
+    had passed during the outage, when no desk could be heard, and the desk went Offline at
+    once, offered for removal. It is checked afresh, as an online desk's silence is timed
+    from the reconnection."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    room.apply_state("desk-1", state(since=str(now[0] - 60), heartbeat_s="30"), retained=True)
+    room.apply_availability("desk-1", b"online", retained=True)
+    room.set_link(False, "lost")
+    mono[0] += 120
+    room.set_link(True)
+    room.apply_state("desk-1", state(since=str(now[0] - 60), heartbeat_s="30"), retained=True)  # the replay
+    room.apply_availability("desk-1", b"online", retained=True)
+    snap = room.snapshot()
+    assert snap["desks"][0]["checking"] and snap["counts"]["Offline"] == 0 and room.remove_offline() == []
+
+
+def test_a_live_will_between_a_desks_stored_copies_makes_it_offline_not_checking():
+    """(The reviewer's) stored "online", then the desk's will (live "offline"), then its
+    stored state: it showed Checking for a minute and more, though its will had come."""
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0)
+    room.set_link(True)
+    room.apply_availability("desk-1", b"online", retained=True)
+    room.apply_availability("desk-1", b"offline")  # its will
+    room.apply_state("desk-1", state(heartbeat_s="30"), retained=True)
+    desk = room.snapshot()["desks"][0]
+    assert not desk["checking"] and not desk["online"] and room.remove_offline() == ["desk-1"]
+
+
+def test_a_checking_desk_without_heartbeats_is_given_a_minute_rows_grace_and_is_not_evicted(monkeypatch):
+    """(The reviewer's) a desk with no heartbeat was Checking for exactly 60 s, then Offline
+    until its minute row came a moment later (a flicker): it is given as long as a silent
+    new desk is (``silent_after(FIRST_READING_S)``). And at ``MAX_DESKS`` a month-old stored
+    desk no longer makes room by evicting a desk being checked."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    room.apply_state("quiet", state(since=str(now[0] - 60)), retained=True)
+    room.apply_availability("quiet", b"online", retained=True)
+    mono[0] += classroom_model.FIRST_READING_S + 0.5
+    assert room.snapshot()["desks"][0]["checking"]
+    mono[0] += classroom_model.silent_after(classroom_model.FIRST_READING_S) - classroom_model.FIRST_READING_S
+    assert not room.snapshot()["desks"][0]["checking"]
+
+    monkeypatch.setattr(classroom_model, "MAX_DESKS", 2)
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    # a desk steady for two months (a weekend's Absent would do) was the longest silent: evicted first
+    room.apply_state("checked", state(since=str(now[0] - 60 * 86400), heartbeat_s="30"), retained=True)
+    room.apply_availability("checked", b"online", retained=True)
+    room.apply_state("old", state(since=str(now[0] - 30 * 86400)), retained=True)  # offline: its stored copy only
+    assert room.apply_state("older", state(since=str(now[0] - 40 * 86400)), retained=True)  # takes old's place
+    assert {d["device_id"] for d in room.snapshot()["desks"]} == {"checked", "older"}
 
 
 def test_a_stored_online_with_nothing_else_is_no_desk_and_a_silent_new_one_is_not_waited_for_ever():

@@ -96,7 +96,8 @@ WAITING = "Waiting for a first reading"  # an online desk with no state yet (jus
 # in progress showed "Offline" until its next heartbeat (up to 30 s), and "Remove the offline desks" offered to
 # take the whole class off the page. It is "Checking" (not online, never alerting: the stored "online" of a desk
 # that died with a crashed broker looks the same) until it is heard, or its heartbeat (without one, its next
-# minute row, FIRST_READING_S) is overdue; then Offline. Its retained "offline", or none, is Offline at once.
+# minute row) is overdue (``_check``); then Offline. Its retained "offline", or none, is Offline at once; a
+# reconnection of this service checks it afresh, as an online desk's silence is timed from it.
 CHECKING = "Checking"
 # the count of online desks on a level this page does not know: under the desk's own words, one desk's account
 # put "Fire alarm evacuate now" in the instructor's count line (classroom.js says the level, marked unknown)
@@ -211,13 +212,13 @@ class Desk:
 
     def sort_key(self, now: float) -> tuple:
         """Online desks that need attention first (longest in that state, or disengaged stretch,
-        first), then empty seats (``LONG_ABSENT_S``), offline last (classroom.js ``compare``
-        orders them the same way)."""
+        first), then empty seats (``LONG_ABSENT_S``), then the desks being checked (``CHECKING``),
+        offline last (classroom.js ``compare`` orders them the same way)."""
         name = self.desk or self.device_id
         rank = ATTENTION.get(self.level, len(LEVELS))
         if self.level == "Absent" and self.since is not None and now - self.since >= LONG_ABSENT_S:
             rank = len(LEVELS) + 1  # after every level, a newer desk's unknown one too
-        return (not self.online, rank, self.stretch() or 0.0, natural_key(name), name)
+        return (not self.online, self.checking_until is None, rank, self.stretch() or 0.0, natural_key(name), name)
 
     def stretch(self) -> float | None:
         """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
@@ -395,7 +396,8 @@ class Classroom:
         if desk is not None:
             return desk
         if len(self._desks) >= MAX_DESKS:
-            offline = [d for d in self._desks.values() if not d.online and d.device_id not in self._expected]
+            offline = [d for d in self._desks.values()
+                       if not d.online and d.checking_until is None and d.device_id not in self._expected]
             if not offline:
                 self._refused += 1
                 now = self.monotonic()
@@ -466,6 +468,8 @@ class Classroom:
                 now = self.monotonic()
                 for desk in self._desks.values():
                     desk.gap = True  # states sent while we were away may have been missed (``_set_state``)
+                    if desk.checking_until is not None:  # it could not be heard meanwhile either
+                        self._check(desk)
                     if desk.online:
                         desk.unconfirmed, desk.heard = True, max(desk.heard or now, now)
                         self._watch(desk)
@@ -658,7 +662,7 @@ class Classroom:
     def _check(self, desk: Desk) -> None:
         """``desk``, known only from the broker's stored copies, which say it was online: CHECKING
         until it is heard or its heartbeat is overdue (holding the lock)."""
-        wait = silent_after(desk.heartbeat_s) if desk.heartbeat_s else FIRST_READING_S
+        wait = silent_after(desk.heartbeat_s or FIRST_READING_S)  # with no heartbeat, its next minute row
         desk.checking_until = self.monotonic() + wait
         self._next_silence = min(self._next_silence, desk.checking_until)
 
@@ -727,17 +731,17 @@ class Classroom:
             return
         online = payload.strip() == b"online"
         with self._cond:
-            if retained:
-                self._stored_online.discard(device_id)
+            self._stored_online.discard(device_id)  # what it says now replaces a stored "online" still waiting
             if online and retained:
                 known = self._desks.get(device_id)
                 if known is None:  # no desk alone; its stored state (when it comes) makes one, CHECKING
                     if len(self._stored_online) < MAX_DESKS:
                         self._stored_online.add(device_id)
                     return
-                if known.heard is None:
-                    if known.checking_until is None:
-                        self._check(known)
+                if known.heard is None:  # at the start, or replayed at a reconnection: checked afresh
+                    was = known.checking_until
+                    self._check(known)
+                    if was is None or was <= self.monotonic():
                         self._announce(known)
                     return
                 if not known.online:

@@ -95,7 +95,7 @@
   function rank(d, t) {
     const i = ORDER.indexOf(d.level);
     const empty = d.level === "Absent" && d.since && t - d.since >= longAbsent;
-    return [d.online ? 0 : 1, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i, stretch(d) || 0];
+    return [d.online ? 0 : d.checking ? 1 : 2, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i, stretch(d) || 0];
   }
   // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, model.natural_key)
   const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
