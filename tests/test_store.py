@@ -795,6 +795,9 @@ def test_the_reserve_follows_its_setting_and_is_taken_only_with_room_to_spare(tm
         assert store.keep_reserve(1 << 20) and reserve.stat().st_size == 1 << 20
         assert not store.keep_reserve(0) and not reserve.exists()
         assert store.release_reserve() == 0  # none held: nothing to give up
+        partial = tmp_path / "d" / f".{RESERVE_NAME}.tmp"  # a reserve being made when its process was killed
+        partial.write_bytes(bytes(1 << 20))
+        assert store.release_reserve() >= 1 << 20 and not partial.exists()
         with mounted_tmpfs(tmp_path / "small", "8m") as small:
             tight = Store(small / "d")
             try:
