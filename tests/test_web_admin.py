@@ -331,6 +331,8 @@ def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, 
         # no picture to free room with (not kept): said as a full disk to a script too
         r = student.delete(f"{appliance.url}/api/uploads/{unkept}", timeout=10)
         assert r.status_code == 507 and "is full" in r.json()["error"], r.text
+        # whom to tell, not an admin's commands
+        assert "Tell your teacher" in r.json()["error"] and "journalctl" not in r.json()["error"], r.text
         os.remove(disk / "filler")
         appliance.stop()
 

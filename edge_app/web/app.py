@@ -160,7 +160,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
 
     @app.error(500)
     def server_error(err):
-        message = hardening.disk_full(err, ctx.store, hsts=guard.secure_cookie)
+        message = hardening.disk_full(err, ctx.store, hsts=guard.secure_cookie, admin=may_be_admin)
         if message:
             if not wants_json():
                 try:
@@ -171,6 +171,14 @@ def make_app(ctx: Context) -> bottle.Bottle:
                     log.warning("the disk-full page could not be drawn", exc_info=True)
             return json.dumps({"error": message})
         return hardening.server_error(err, "engage-edge", hsts=guard.secure_cookie, page=error_page)
+
+    def may_be_admin() -> bool:
+        """Whether the user is an admin, or may be one (not logged in, or unknown)."""
+        try:
+            found = guard.current()
+        except Exception:  # noqa: BLE001 - the database may be what failed
+            return True
+        return not found or found[0].is_admin
 
     def error_page(message: str) -> str:
         """The 500 page: with the header of whoever is logged in, or without when that fails.

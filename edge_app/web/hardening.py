@@ -257,12 +257,18 @@ def throttled(exc, page: str | None = None) -> HTTPResponse:
                         {"Content-Type": "application/json", **headers})
 
 
-def disk_full(err, store, hsts: bool = False) -> str | None:
+DISK_FULL_OTHERS = ("Not done: the device's disk is full, nothing was changed. Tell your teacher or the school's "
+                    "technician; it works again once space is freed")
+
+
+def disk_full(err, store, hsts: bool = False, admin: Callable[[], bool] = lambda: True) -> str | None:
     """What to tell the user when the unexpected error is a full disk (``store``'s advice:
     how much is free, what to delete), logged once without a traceback, the answer made a
     507 with the headers every answer carries; None otherwise. Before, a delete or a
     settings save on a full card said "internal error, please report it", and the admin
-    could not learn that the card was the cause."""
+    could not learn that the card was the cause. ``admin``: whether the user is an admin or
+    may be one (not logged in: the log-in page); anyone else is told whom to tell, not an
+    admin's commands."""
     advice = store.disk_full_advice(getattr(err, "exception", None))
     if not advice:
         return None
@@ -271,6 +277,8 @@ def disk_full(err, store, hsts: bool = False) -> str | None:
     response.status = 507  # Insufficient Storage
     response.content_type = "application/json"  # a page may replace it with its own
     freed = store.release_reserve()
+    if not admin():
+        return ("Try again now: room was just made. " if freed else "") + DISK_FULL_OTHERS
     if freed:
         return (f"Not done, the database could not be written: {advice}. {freed >> 20} MB kept in reserve for this "
                 "has been freed: try again now (log in, then lower the retention or free space at once: anything "
