@@ -1493,6 +1493,10 @@ def test_at_the_classrooms_start_a_desk_the_broker_says_was_online_is_checked_no
         assert page.inner_text("#counts li[data-level='Offline'] .n") == "1"
         assert page.locator("#alerts li.alert").count() == 0
         assert page.inner_text("#remove-offline") == "Remove the offline desk"  # desk-gone only
+        for selector in ("li.desk.checking", "#counts li.count"):  # readable, as every tile and chip
+            ratios = page.evaluate(f"(sel) => [...document.querySelectorAll(sel)].map({CONTRAST_JS})", selector)
+            assert ratios and min(ratios) >= 4.5, (selector, ratios)
+        assert serious_violations(page) == []
         s = login(service.url)
         r = s.post(f"{service.url}/api/classroom/remove-offline", timeout=10)
         assert r.status_code == 200 and r.json()["removed"] == ["desk-gone"], r.text
