@@ -2555,3 +2555,29 @@ def test_a_killed_restores_copy_is_removed_when_the_classroom_starts(broker, tmp
         assert not [p.name for p in data.iterdir() if ".restore" in p.name]
     finally:
         service.stop()
+
+
+def test_on_a_full_disk_the_classroom_gives_up_its_reserve_and_no_device_advice(broker, tmp_path, monkeypatch):
+    """The classroom server's database (accounts, the audit log) has no retention to lower:
+    its full-disk answer said "lower store.retention_days", a device's setting. It holds a
+    reserve as the device does, given up at the first write that finds the disk full."""
+    from conftest import fill_up, mounted_tmpfs
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    with mounted_tmpfs(tmp_path / "disk", "64m") as disk:
+        service = ClassroomService(mqtt(broker, device_id="classroom"), disk / "classroom", port=0,
+                                   reserve_mb=16).start()
+        try:
+            reserve = disk / "classroom" / database.RESERVE_NAME
+            wait_for(lambda: reserve.exists(), what="the reserve kept at the first clean-up")
+            service.store.forget_deleted()  # the write-ahead log emptied: a log-in must grow it
+            fill_up(disk / "filler")
+            r = requests.post(f"{service.url}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                              timeout=10)
+            said = r.json()["error"]
+            assert r.status_code == 507 and "is full" in said and "try again now" in said, r.text
+            assert "retention" not in said, said
+            assert not reserve.exists()
+            login(service.url)  # the next try works
+        finally:
+            service.stop()

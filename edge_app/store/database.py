@@ -356,6 +356,9 @@ class Store:
         self.outbox_enabled = False  # set when [mqtt] is on: live rows also queue a message for the broker
         self.outbox_event = threading.Event()  # set on each queued message: wakes the MQTT publisher
         self._forget_pending = False  # a delete's checkpoint was deferred by a reader (forget_deleted)
+        # whether store.retention_days bounds this database, and so is a way out of a full disk: not the
+        # classroom server's (accounts and its audit log, kept for the default time)
+        self.retention_setting = True
         self.migrate()
 
     def _check_writable(self) -> None:
@@ -573,8 +576,8 @@ class Store:
         if code == SQLITE_IOERR and free >= FULL_BELOW_BYTES:
             return None
         return (f"the disk holding {self.data_dir} is full ({free / 1e6:.1f} MB free; the database is not damaged, "
-                "do not restore a backup): free some space (old backups or exports, `sudo journalctl --vacuum-size=50M`) "
-                "or lower store.retention_days, then try again")
+                "do not restore a backup): free some space (old backups or exports, `sudo journalctl --vacuum-size=50M`)"
+                + (" or lower store.retention_days" if self.retention_setting else "") + ", then try again")
 
     # ------------------------------------------------------------ settings
     def get_setting(self, key: str, default=None):

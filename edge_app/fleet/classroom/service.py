@@ -49,6 +49,7 @@ class ClassroomService:
         self.classroom = Classroom()
         self.subscriber = Subscriber(settings, self.classroom)
         self.store = Store(data_dir)
+        self.store.retention_setting = False  # a full disk's advice: no retention to lower here
         throttle = ThrottlePolicy.from_config(login if login is not None else config_mod.defaults().login)
         self.accounts = Accounts(self.store, throttle=throttle)
         # the desks an instructor removed from the page, kept: a restart does not bring them back from the broker
@@ -61,8 +62,8 @@ class ClassroomService:
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there
         retention = config_mod.defaults().store.retention_days
-        store = config_mod.defaults().store
-        reserve = (store.reserve_mb if reserve_mb is None else reserve_mb, store.min_free_mb)  # (a test's: 1 MB)
+        # (store.reserve_mb, no floor to keep free: no logging here pauses below store.min_free_mb); a test's: 1 MB
+        reserve = (config_mod.defaults().store.reserve_mb if reserve_mb is None else reserve_mb, 0)
         self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention, reserve_mb=lambda: reserve)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
