@@ -437,6 +437,42 @@ def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(c
         store.close()
 
 
+def test_the_first_start_after_a_restore_says_so_not_crash_or_power_loss(cfg, tmp_path, caplog):
+    """A backup of a running device, restored: the next start said "the last run ended
+    without a clean stop (crash or power loss)", and a technician went looking for a crash
+    that never happened. The rows end where the backup was made: it logs Absent from then
+    (the time in between is not in these records) and says that a restore is why."""
+    from edge_app.store.backup import backup, restore
+
+    store = Store(tmp_path / "db")
+    made = time.time() - 3600
+    store.log_state_change(made - 120, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    store.log_minute({"minute": (made // 60 - 1) * 60, "frames": 900, "faces": 880, "Engaged": 60.0})
+    copy = backup(tmp_path / "db", tmp_path / "backup.db")
+    store.close()
+    with open(copy, "rb") as source:
+        restore(tmp_path / "db", source)
+    store = Store(tmp_path / "db")
+    loop = _loop(cfg, store, source=EmptyChair()).start()
+    try:
+        wait_for(lambda: loop.health.frames > 5)
+        assert loop.flush(10)
+        latest = store.query("SELECT level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
+        assert latest["level"] == "Absent" and latest["t"] < made
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "crash or power loss" not in said and "restored from a backup" in said, said
+    finally:
+        loop.stop()
+        store.close()
+    store = Store(tmp_path / "db")  # and a crash after the restore is one again
+    try:
+        store.log_state_change(time.time(), "Engaged - paying attention", "Engaged", "neutral", 0.9)
+        last = store.last_sign_of_life(time.time())
+        assert last.crashed and not last.restored
+    finally:
+        store.close()
+
+
 def test_free_space_threshold_pauses_logging_and_resumes(cfg, tmp_path):
     store = Store(tmp_path / "db")
     loop = _loop(config_mod.with_changes(cfg, {"store.min_free_mb": 100000}), store, wall=minute_wall())

@@ -445,6 +445,10 @@ class CaptureLoop:
             return min(last.began, now), True
         if last is None or not last.crashed:
             return now, False
+        if last.restored:
+            log.warning("the database was restored from a backup: its records end at %s, when the backup was made; "
+                        "logged Absent from then", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
+            return last.seen, False
         # no level in the line: the journal outlives store.retention_days, and a student's
         # state is a record about a minor (the log, which retention bounds, has it)
         log.warning("the last run ended without a clean stop (crash or power loss): logged Absent as of %s, when it "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, fsync_dir, remove_stale_temps, user_name
-from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, SQLITE_IOERR, newer_schema
+from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, RESTORED_KEY, SQLITE_IOERR, newer_schema
 
 log = logging.getLogger(__name__)
 
@@ -780,6 +780,9 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     # means (install.sh's fallback) would carry the other desk's stamp, and restoring it here
                     # later dropped this desk's own device_id
                     conn.execute("DELETE FROM settings WHERE key = ?", (MADE_ON_KEY,))
+                    # the records end where the backup was made: the next start says why, not "a crash"
+                    conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)",
+                                 (RESTORED_KEY, json.dumps({"at": time.time()})))
             _swap(data, tmp, aside, name)
         except sqlite3.Error as exc:
             raise BackupError(f"{name} cannot be read as a database ({exc}): give a file `engage-edge backup` wrote; "

@@ -46,6 +46,7 @@ FULL_BELOW_BYTES = 1_000_000  # an I/O error on a disk with less free than this 
 # ``store.reserve_mb`` in a file (``keep_reserve``), given up at the first write that finds the
 # disk full (``release_reserve``), so the next try works; kept again once there is room.
 RESERVE_NAME = "reserve"
+RESTORED_KEY = "backup.restored_at"  # written by a restore: the next start's Absent is no crash (last_sign_of_life)
 RESERVE_ROOM = 3  # the reserve is taken only with this many times its size free (not from a nearly full card)
 
 MIGRATIONS: list[str] = [
@@ -322,6 +323,7 @@ class LastRun(NamedTuple):
     seen: float  # the latest time a row shows it running
     crashed: bool  # it ended without a clean stop: a crash or a power loss
     began: float = 0.0  # when that level began (the row's own time)
+    restored: bool = False  # not a crash: the records end where a backup restored since was made
 
 
 class Store:
@@ -651,8 +653,11 @@ class Store:
             seen = max((minute + 60) if minute is not None else 0, alert or 0)
         if now is not None:
             seen = min(seen, now)
+        restored = self.get_setting(RESTORED_KEY)
+        restored = isinstance(restored, dict) and isinstance(restored.get("at"), (int, float)) \
+            and restored["at"] >= max(began, seen)  # nothing logged since the restore
         # an Absent of any words ("Absent - camera not working" too) ended nothing a crash could run on
-        return LastRun(level, max(began, seen), crashed=group != Group.ABSENT, began=began)
+        return LastRun(level, max(began, seen), crashed=group != Group.ABSENT, began=began, restored=restored)
 
     def log_minute(self, row: dict) -> None:
         cols = [GROUP_COLUMNS[g] for g in GROUP_COLUMNS]
