@@ -1435,6 +1435,16 @@ def test_an_open_page_reloads_itself_when_the_server_is_upgraded(broker, tmp_pat
         new.stop()
 
 
+def started_after_stored(broker, tmp_path, monkeypatch, stored: dict) -> ClassroomService:
+    """A classroom service started after the broker kept ``stored`` (topic -> payload, retained):
+    what it finds at a (re)start mid-lesson."""
+    with mqtt_broker.publisher(broker, client_id="stored") as client:
+        for topic, payload in stored.items():
+            mqtt_broker.send(client, topic, payload, retain=True)
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    return ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
+
+
 def test_a_desk_known_only_from_the_broker_is_offline_and_not_alerted_in_chromium(broker, tmp_path, monkeypatch,
                                                                                   page):
     """The broker's stored "online" and a three-day-old "Not engaged" of a desk that sends
@@ -1442,12 +1452,9 @@ def test_a_desk_known_only_from_the_broker_is_offline_and_not_alerted_in_chromiu
     counted it online and alerted "Not engaged for 72 h". It is "Checking" until its
     heartbeat is overdue (here 1 s: 3.5 s), never counted online nor alerted, then Offline."""
     old = time.time() - DAYS_3
-    with mqtt_broker.publisher(broker, client_id="desk-quiet") as client:
-        mqtt_broker.send(client, "engage/desk-quiet/availability", "online", retain=True)
-        mqtt_broker.send(client, "engage/desk-quiet/state", state(level="Not engaged", since=str(old), heartbeat_s="1"),
-                         retain=True)
-    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
+    service = started_after_stored(broker, tmp_path, monkeypatch, {
+        "engage/desk-quiet/availability": "online",
+        "engage/desk-quiet/state": state(level="Not engaged", since=str(old), heartbeat_s="1")})
     try:
         log_in_page(page, service.url)
         tile = page.locator("li.desk.offline[data-device='desk-quiet']")
@@ -1472,15 +1479,11 @@ def test_at_the_classrooms_start_a_desk_the_broker_says_was_online_is_checked_no
     never counted online or alerted, not offered for removal, until it is heard; one whose
     stored availability is "offline" is Offline at once."""
     now = time.time()
-    with mqtt_broker.publisher(broker, client_id="desks") as client:
-        mqtt_broker.send(client, "engage/desk-live/availability", "online", retain=True)
-        mqtt_broker.send(client, "engage/desk-live/state", state(level="Not engaged", since=str(now - 600),
-                                                                 seq="4", heartbeat_s="30"), retain=True)
-        mqtt_broker.send(client, "engage/desk-gone/state", state(level="Engaged", since=str(now - 900),
-                                                                 heartbeat_s="30"), retain=True)
-        mqtt_broker.send(client, "engage/desk-gone/availability", "offline", retain=True)
-    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    service = ClassroomService(mqtt(broker, device_id="classroom"), tmp_path / "classroom", port=0, reserve_mb=1).start()
+    service = started_after_stored(broker, tmp_path, monkeypatch, {
+        "engage/desk-live/availability": "online",
+        "engage/desk-live/state": state(level="Not engaged", since=str(now - 600), seq="4", heartbeat_s="30"),
+        "engage/desk-gone/state": state(level="Engaged", since=str(now - 900), heartbeat_s="30"),
+        "engage/desk-gone/availability": "offline"})
     try:
         log_in_page(page, service.url)
         checking = page.locator("li.desk.checking[data-device='desk-live']")
