@@ -123,8 +123,8 @@ class Appliance:
         self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,
                                                                  lambda: self.cfg.store.retention_days,
                                                                  clock_set=clock_set,
-                                                                 reserve_mb=lambda: (self.cfg.store.reserve_mb,
-                                                                                     self.cfg.store.min_free_mb))
+                                                                 reserve=lambda: (self.cfg.store.reserve_mb,
+                                                                                  self.cfg.store.min_free_mb))
         from edge_app.models.registry import (
             ModelWatcher,  # a flashed model is picked up without a restart
         )

@@ -28,10 +28,10 @@ class Housekeeping:
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
                  every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
                  clock_set: Callable[[], bool | None] | None = None,
-                 reserve_mb: Callable[[], tuple[int, int]] | None = None):
+                 reserve: Callable[[], tuple[int, int]] | None = None):
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
         # (store.reserve_mb, store.min_free_mb), asked each run as the retention is
-        self.reserve_mb = reserve_mb or (lambda: (StoreSettings().reserve_mb, StoreSettings().min_free_mb))
+        self.reserve = reserve or (lambda: (StoreSettings().reserve_mb, StoreSettings().min_free_mb))
         self.every_s, self.first_after_s = every_s, first_after_s
         # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
@@ -64,7 +64,7 @@ class Housekeeping:
                 self.store.forget_deleted()
             if removed:
                 log.info("retention: removed %d old rows", removed)
-            reserve, min_free = self.reserve_mb()
+            reserve, min_free = self.reserve()
             self.store.keep_reserve(reserve << 20, min_free << 20)  # after the purge: room it freed may hold it
             return removed
         except Exception as exc:

@@ -396,8 +396,7 @@ class Classroom:
         if desk is not None:
             return desk
         if len(self._desks) >= MAX_DESKS:
-            offline = [d for d in self._desks.values()
-                       if not d.online and d.checking_until is None and d.device_id not in self._expected]
+            offline = self._removable()
             if not offline:
                 self._refused += 1
                 now = self.monotonic()
@@ -499,8 +498,7 @@ class Classroom:
         stored copies are not shown again, after a restart either (``on_cleared``); a desk heard
         live comes back at once. Returns the device ids removed."""
         with self._cond:
-            gone = sorted(d.device_id for d in self._desks.values()
-                          if not d.online and d.checking_until is None and d.device_id not in self._expected)
+            gone = sorted(d.device_id for d in self._removable())
             now = self.clock()
             for device_id in gone:
                 self._drop(device_id, paced=False)
@@ -512,6 +510,13 @@ class Classroom:
             if gone:
                 self._save_cleared()
             return gone
+
+    def _removable(self) -> list[Desk]:
+        """The desks that may leave the page (holding the lock): offline, not being checked
+        (``CHECKING``), not one of the room's listed desks. Remove the offline desks takes them;
+        a new desk past ``MAX_DESKS`` takes the place of one."""
+        return [d for d in self._desks.values()
+                if not d.online and d.checking_until is None and d.device_id not in self._expected]
 
     def set_expected(self, device_ids) -> list[str]:
         """The desks this room should have (``_expected``), in name order; each not known yet

@@ -64,7 +64,7 @@ class ClassroomService:
         retention = config_mod.defaults().store.retention_days
         # (store.reserve_mb, no floor to keep free: no logging here pauses below store.min_free_mb); a test's: 1 MB
         reserve = (config_mod.defaults().store.reserve_mb if reserve_mb is None else reserve_mb, 0)
-        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention, reserve_mb=lambda: reserve)
+        self.housekeeping = Housekeeping(self.store, self.accounts, lambda: retention, reserve=lambda: reserve)
         ctx = ClassroomContext(self.classroom, self.accounts, self.subscriber.status, bool(tls_cert), time.time(),
                                AllowedHosts.with_names(allowed_hosts), max_streams=max(1, max_pages),
                                trusted_proxies=TrustedProxies(trusted_proxies),
