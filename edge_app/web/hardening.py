@@ -280,10 +280,10 @@ def disk_full(err, store, hsts: bool = False, admin: Callable[[], bool] = lambda
     if not admin():
         return ("Try again now: room was just made. " if freed else "") + DISK_FULL_OTHERS
     if freed:
+        way_out = "lower the retention or free space" if store.retention_setting else "free space"
         return (f"Not done, the database could not be written: {advice}. {freed >> 20} MB kept in reserve for this "
-                "has been freed: try again now (log in, then " + ("lower the retention or " if store.retention_setting
-                                                                   else "") +
-                "free space at once: anything else writing to the disk may take it)")
+                f"has been freed: try again now (log in, then {way_out} at once: anything else writing to the disk "
+                "may take it)")
     return f"Not done, the database could not be written: {advice}."
 
 
