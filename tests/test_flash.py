@@ -22,7 +22,10 @@ from conftest import login, mounted_tmpfs, skip_unless_ci, wait_for
 from edge_app import config as config_mod
 from edge_app.cli import main
 from edge_app.config import Config
+from edge_app.fsutil import free_mb
+from edge_app.models import checks
 from edge_app.models import registry as flash
+from edge_app.models.watcher import LOAD_ERROR, ModelWatcher, load_error
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 
 
@@ -42,7 +45,7 @@ def golden_manifest(tmp_path_factory) -> dict:
     raw = json.loads(SHIPPED_MANIFEST.read_text())
     data = (SHIPPED_MANIFEST.parent / raw["model"]).read_bytes()
     _, path = _write_model(d, "shipped", data, raw)
-    flash.write_golden(path)
+    checks.write_golden(path)
     return json.loads(path.read_text())
 
 
@@ -68,7 +71,7 @@ def _state(directory: Path) -> dict:
 
 def test_golden_data_is_recorded_and_checked(golden_manifest):
     g = golden_manifest["golden"]
-    assert len(g["indices"]) == len(g["labels"]) == flash.GOLDEN_COUNT
+    assert len(g["indices"]) == len(g["labels"]) == checks.GOLDEN_COUNT
     assert set(g["labels"]) <= set(golden_manifest["labels"])
 
 
@@ -77,12 +80,12 @@ def test_shipped_manifest_carries_a_current_golden_record():
     `engage-edge model golden` when the reference faces or the model change), spread over
     the labels the shipped photos show, and the shipped model passes it."""
     raw = json.loads(SHIPPED_MANIFEST.read_text())
-    today = flash.compute_golden(SHIPPED_MANIFEST)
+    today = checks.compute_golden(SHIPPED_MANIFEST)
     assert raw["golden"]["probabilities"] == pytest.approx(today.pop("probabilities"), abs=0.002)  # rounded to 0.001
     assert {k: v for k, v in raw["golden"].items() if k != "probabilities"} == today
-    assert raw["golden"]["source"] == flash.GOLDEN_SOURCE
+    assert raw["golden"]["source"] == checks.GOLDEN_SOURCE
     assert len(set(raw["golden"]["labels"])) >= 3, raw["golden"]
-    ok, reason = flash.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), raw["golden"])
+    ok, reason = checks.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), raw["golden"])
     assert ok, reason
 
 
@@ -91,8 +94,8 @@ def _refused_also_with_golden_data_recorded_from_it(model: Path, manifest: Path,
     """``engage-edge model golden`` refuses the manifest (``at_recording``), and golden data
     recorded from it anyway does not get it installed (``at_install``): nothing changes."""
     with pytest.raises(flash.FlashError, match=at_recording):
-        flash.write_golden(manifest)
-    forged = {**json.loads(manifest.read_text()), "golden": flash.compute_golden(manifest)}  # recorded anyway
+        checks.write_golden(manifest)
+    forged = {**json.loads(manifest.read_text()), "golden": checks.compute_golden(manifest)}  # recorded anyway
     manifest.write_text(json.dumps(forged))
     with pytest.raises(flash.FlashError, match=at_install):
         flash.install(model, manifest, cfg)
@@ -112,7 +115,7 @@ def test_labels_in_the_wrong_order_are_refused_even_with_golden_data_recorded_fr
     _refused_also_with_golden_data_recorded_from_it(
         model, manifest, cfg, r"reads astronaut\.jpg .*happiness.* as sadness on 7 of 7 cuts.*order",
         "golden check failed: it reads astronaut.jpg")
-    assert flash.truth_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
+    assert checks.truth_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
 
 
 def test_an_input_scale_the_model_was_not_trained_with_is_refused_by_the_recorded_probabilities(cfg, variant,
@@ -126,10 +129,10 @@ def test_an_input_scale_the_model_was_not_trained_with_is_refused_by_the_recorde
         flash.install(model, manifest, cfg)
     assert not (flash.models_dir(cfg) / "current.json").exists()
     old = {k: v for k, v in golden_manifest["golden"].items() if k != "probabilities"}
-    ok, reason = flash.golden_check(flash.EmotionClassifier(manifest), old)  # without them: the input's range
+    ok, reason = checks.golden_check(flash.EmotionClassifier(manifest), old)  # without them: the input's range
     assert not ok and "128 of the 256 pixel values are cut off" in reason, reason
     forged = {**golden_manifest["golden"], "probabilities": [2.0] * len(old["indices"])}
-    ok, reason = flash.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), forged)
+    ok, reason = checks.golden_check(flash.EmotionClassifier(SHIPPED_MANIFEST), forged)
     assert not ok and "probabilities must pair up" in reason
 
 
@@ -144,15 +147,15 @@ def test_golden_data_recorded_from_a_wrong_input_scale_is_refused_by_the_models_
     _refused_also_with_golden_data_recorded_from_it(
         model, manifest, cfg, r"no golden data written.*-1 to 1.*quantised for 0 to 1.*scale 0\.00392157",
         "golden check failed: its manifest reads pixels 0-255 as -1 to 1")
-    assert flash.input_range_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
+    assert checks.input_range_problem(flash.EmotionClassifier(SHIPPED_MANIFEST)) == ""
     _, shifted = variant(6, input={**golden_manifest["input"], "offset": -0.1})
-    assert flash.input_range_problem(flash.EmotionClassifier(shifted)) == ""
+    assert checks.input_range_problem(flash.EmotionClassifier(shifted)) == ""
 
 
 def test_golden_record_of_another_face_set_is_refused_with_the_fix():
     clf = flash.EmotionClassifier(SHIPPED_MANIFEST)
-    old = {"source": "skimage.data.lfw_subset", "indices": list(range(flash.GOLDEN_COUNT)), "labels": ["neutral"] * flash.GOLDEN_COUNT}
-    ok, reason = flash.golden_check(clf, old)
+    old = {"source": "skimage.data.lfw_subset", "indices": list(range(checks.GOLDEN_COUNT)), "labels": ["neutral"] * checks.GOLDEN_COUNT}
+    ok, reason = checks.golden_check(clf, old)
     assert not ok and "lfw_subset" in reason and "engage-edge model golden" in reason
 
 
@@ -275,7 +278,7 @@ def test_rollback_refuses_a_damaged_previous_model(cfg, variant):
 
 def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant, tmp_path, capsys):
     got = []
-    watcher = flash.ModelWatcher(cfg, got.append)
+    watcher = ModelWatcher(cfg, got.append)
     flash.install(*variant(1), cfg)
     assert watcher.check() and got[-1].manifest.path == flash.models_dir(cfg) / "current.json"
     assert not watcher.check()  # unchanged: nothing reloaded
@@ -287,13 +290,13 @@ def test_watcher_keeps_running_model_when_current_is_broken(cfg, variant, tmp_pa
     assert not watcher.check() and "does not match" in watcher.last_error
     assert len(got) == 1
     # `model list`, another process, is told too (it called the damaged model active, and nothing more)
-    assert "does not match" in flash.load_error(cfg)
+    assert "does not match" in load_error(cfg)
     conf = _config_file(tmp_path, cfg)
     assert main(["model", "list", "--config", str(conf)]) == 0
     assert "note: the running engage-edge could not load the active (*) model" in capsys.readouterr().out
     current.write_text(good)  # put right: picked up, and the note goes
-    assert watcher.check() and len(got) == 2 and flash.load_error(cfg) == ""
-    assert not (flash.models_dir(cfg) / flash.LOAD_ERROR).exists()
+    assert watcher.check() and len(got) == 2 and load_error(cfg) == ""
+    assert not (flash.models_dir(cfg) / LOAD_ERROR).exists()
 
 
 def _config_file(tmp_path: Path, cfg: Config) -> Path:
@@ -768,7 +771,7 @@ def test_a_model_the_service_cannot_load_is_said_on_healthz_and_the_model_page(w
 WATCH_AS_SERVICE = """
 import json, sys
 from edge_app import config
-from edge_app.models.registry import ModelWatcher
+from edge_app.models.watcher import ModelWatcher
 w = ModelWatcher(config.load(sys.argv[1]), lambda clf: None, retry_s=0)
 print("ready", flush=True)
 for _ in sys.stdin:  # the test says when to look
@@ -859,7 +862,7 @@ def test_a_full_disk_refuses_the_model_with_what_to_do_and_the_running_one_stays
         assert "Traceback" not in err and "is full" in err and "free some space" in err and "unchanged" in err, err
         need = re.search(r"\(([\d.]+) MB free; the flash needs about ([\d.]+) MB", err)
         assert need and float(need[2]) == pytest.approx(2 * model.stat().st_size / 1e6, abs=0.1), err
-        assert float(need[1]) == pytest.approx(flash.free_mb(models), abs=0.2), err  # no staged copy still held
+        assert float(need[1]) == pytest.approx(free_mb(models), abs=0.2), err  # no staged copy still held
         assert _state(models) == before and not list(models.glob(".staging-*")) and not list(models.glob(".*.tmp"))
         assert json.loads((models / "current.json").read_text())["sha256"] == first["sha256"]
         filler.unlink()  # space returns: the same command works

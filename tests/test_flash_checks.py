@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge_app.cli import main
+from edge_app.models import checks
 from edge_app.models import registry as flash
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 from tests.test_flash import _state, golden_manifest, shipped_bytes, variant  # noqa: F401 (fixtures)
@@ -53,7 +54,7 @@ def built() -> dict[str, bytes]:
     def constant(x):
         return tf.nn.softmax(mean(x) * 0.0 + tf.constant([[3.0, 1, 0, 0, 0, 0, 0, 0]]))
 
-    faces = flash.golden_faces()
+    faces = checks.golden_faces()
     x = np.stack([cv2.resize(f, (48, 48), interpolation=cv2.INTER_AREA) for f in faces]).reshape(len(faces), -1) / 255
     photo = np.arange(len(faces)) // (len(faces) // 3)  # the reference faces: seven cuts of each photograph
     target = np.eye(8)[np.array([0, 1, 3])[photo]] * 4  # neutral, happiness, sadness
@@ -121,7 +122,7 @@ def test_a_model_with_broken_outputs_gets_no_golden_data_and_is_never_installed(
     assert "golden" not in json.loads(manifest.read_text())
 
     raw = json.loads(manifest.read_text())
-    raw["golden"] = flash.compute_golden(manifest)  # what the broken model says of the faces: one emotion
+    raw["golden"] = checks.compute_golden(manifest)  # what the broken model says of the faces: one emotion
     assert len(set(raw["golden"]["labels"])) == 1
     manifest.write_text(json.dumps(raw))
     _refused(cfg, model, manifest, r"records only \['neutral'\] for its reference faces; at least 3 different")
@@ -151,9 +152,9 @@ def test_a_sound_model_records_golden_data_over_three_emotions(tmp_path, built):
     """The check is not against float models or one view: the read-out tells the three
     photographs apart, so its own golden data is recorded and passes."""
     _, manifest = _model(tmp_path, "readout", built["readout"])
-    golden = flash.write_golden(manifest)
+    golden = checks.write_golden(manifest)
     assert set(golden["labels"]) == {"neutral", "happiness", "sadness"}
-    ok, reason = flash.golden_check(flash.EmotionClassifier(manifest), golden)
+    ok, reason = checks.golden_check(flash.EmotionClassifier(manifest), golden)
     assert ok, reason
 
 
@@ -185,7 +186,7 @@ def test_golden_indices_are_eight_different_whole_numbers(cfg, variant, indices,
 
 # the slow model's read-out names each photograph's seven cuts alike: golden data written out
 # (recording it would run the slow model 42 times)
-SLOW_GOLDEN = {"source": flash.GOLDEN_SOURCE, "indices": [0, 1, 2, 7, 8, 14, 15, 16],
+SLOW_GOLDEN = {"source": checks.GOLDEN_SOURCE, "indices": [0, 1, 2, 7, 8, 14, 15, 16],
                "labels": ["neutral"] * 3 + ["happiness"] * 2 + ["sadness"] * 3, "min_agreement": 1.0}
 
 
@@ -210,14 +211,14 @@ def test_a_model_far_slower_than_the_running_one_is_refused_unless_allowed(cfg, 
                       r"model running now \(emotion-int8.tflite\), both measured here", err)
     assert found, err
     ms, ref_ms = float(found.group(1)), float(found.group(3))
-    assert ms > flash.MAX_SLOWDOWN * ref_ms
+    assert ms > checks.MAX_SLOWDOWN * ref_ms
     assert f"--manifest {manifest} --allow-slow` on the device" in err and "the running model is unchanged" in err
     assert not (models / "current.json").exists()
 
     assert main([*argv, "--allow-slow"]) == 0
     assert "ms per face here (emotion-int8.tflite: " in capsys.readouterr().out
     measured = json.loads((models / "current.json").read_text())["measured"]
-    assert measured["ms_per_face"] > flash.MAX_SLOWDOWN * measured["its_ms_per_face"] > 0
+    assert measured["ms_per_face"] > checks.MAX_SLOWDOWN * measured["its_ms_per_face"] > 0
     assert measured["compared_with"] == "emotion-int8.tflite" and measured["views"] == 1
     assert flash.history(cfg)[0]["ms_per_face"] == measured["ms_per_face"]
     assert main(["model", "list", "--config", str(conf)]) == 0

@@ -111,12 +111,12 @@ assert Path(edge_app.__file__).resolve().is_relative_to(target), edge_app.__file
 for mod in pkgutil.walk_packages(edge_app.__path__, "edge_app."):
     if mod.name != "edge_app.__main__":
         importlib.import_module(mod.name)
-from edge_app.models import registry
+from edge_app.models import checks
 from edge_app.vision import classifier, demo, faces
 assert classifier.SHIPPED_MANIFEST.resolve().is_relative_to(target), classifier.SHIPPED_MANIFEST
 clf = classifier.EmotionClassifier()
 assert clf.manifest.model_path.resolve().is_relative_to(target)
-ok, reason = registry.golden_check(clf, json.loads(classifier.SHIPPED_MANIFEST.read_text())["golden"])
+ok, reason = checks.golden_check(clf, json.loads(classifier.SHIPPED_MANIFEST.read_text())["golden"])
 assert ok, reason
 from edge_app.runtime import bench
 assert bench.default_paper_manifest() == Path.cwd() / "models" / "baseline" / "paper-float.json"  # a checkout's

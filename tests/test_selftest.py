@@ -21,7 +21,7 @@ from edge_app.cli import main
 from edge_app.device import clock, selftest
 from edge_app.device.indicators import make_indicator
 from edge_app.engagement import PAUSED, Group
-from edge_app.models import registry as flash
+from edge_app.models import checks
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 from tests.conftest import mounted_tmpfs, skip_unless_ci
@@ -39,7 +39,7 @@ def golden_manifest(tmp_path_factory):
     shutil.copy(SHIPPED_MANIFEST.parent / raw["model"], d / raw["model"])
     path = d / SHIPPED_MANIFEST.name
     path.write_text(json.dumps(raw))
-    flash.write_golden(path)
+    checks.write_golden(path)
     return path
 
 

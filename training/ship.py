@@ -62,7 +62,7 @@ def golden_for(manifest_path: Path, other_test_set: bool = False):
     than three emotions over the reference faces) is not shipped: every device would refuse
     it at install and at its self-test. A fixture (``other_test_set``) is recorded as it is."""
     try:
-        from edge_app.models.registry import compute_golden, golden_problem
+        from edge_app.models.checks import compute_golden, golden_problem
         from edge_app.vision.classifier import EmotionClassifier
     except ImportError:
         return None

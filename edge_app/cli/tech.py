@@ -161,6 +161,8 @@ def cmd_model_rollback(args) -> int:
 
 def cmd_model_list(args) -> int:
     from edge_app.models import registry as flash
+    from edge_app.models.checks import is_number
+    from edge_app.models.watcher import load_error
 
     cfg = _config(args)
     rows = flash.listing(cfg)
@@ -188,7 +190,7 @@ def cmd_model_list(args) -> int:
     note = flash.shipped_not_running(cfg)
     if note:
         print("note: " + note)
-    failed = flash.load_error(cfg)
+    failed = load_error(cfg)
     if failed:  # the running service said so; this command alone cannot know
         print(f"note: the running engage-edge could not load the active (*) model and still runs the one before it: "
               f"{failed}. Roll back (engage-edge model rollback), or install a good model")
@@ -198,8 +200,8 @@ def cmd_model_list(args) -> int:
     for h in changes[:10]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h["t"])) if isinstance(h.get("t"), (int, float)) else "?"
         ms = h.get("ms_per_face")
-        speed = f"  {ms:.2f} ms/face" if flash.is_number(ms) else ""
-        accuracy = f"  accuracy {h['accuracy']:.1%}" if flash.is_number(h.get("accuracy")) else ""
+        speed = f"  {ms:.2f} ms/face" if is_number(ms) else ""
+        accuracy = f"  accuracy {h['accuracy']:.1%}" if is_number(h.get("accuracy")) else ""
         manifest = f"  manifest {h['manifest']}" if isinstance(h.get("manifest"), str) else ""
         print(f"  {when}  {h.get('action')} {h.get('model')}  sha256 {str(h.get('sha256', ''))[:12]}{manifest}{accuracy}"
               f"{speed}  by {h.get('by') or '?'}")
@@ -214,15 +216,15 @@ _METRICS_OF_THE_FILE = ("model", "sha256", "input", "format", "output_dtype", "v
 def _metrics_summary(metrics: dict) -> str:
     """The number a technician compares models by first (FER+ test accuracy by the official
     rule, and macro-F1), then the evaluation's other plain figures."""
-    from edge_app.models import registry as flash
+    from edge_app.models.checks import is_number
 
     found = metrics.get("official")
     official: dict = found if isinstance(found, dict) else {}
     head = []
-    if flash.is_number(official.get("accuracy")):
-        images = f" on {official['images']} FER+ test faces" if flash.is_number(official.get("images")) else ""
+    if is_number(official.get("accuracy")):
+        images = f" on {official['images']} FER+ test faces" if is_number(official.get("images")) else ""
         head.append(f"accuracy {official['accuracy']:.1%}{images}")
-    if flash.is_number(official.get("macro_f1")):
+    if is_number(official.get("macro_f1")):
         head.append(f"macro-F1 {official['macro_f1']:.3f}")
     rest = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
             if k not in _METRICS_OF_THE_FILE and not isinstance(v, (dict, list))]
@@ -230,9 +232,9 @@ def _metrics_summary(metrics: dict) -> str:
 
 
 def cmd_model_golden(args) -> int:
-    from edge_app.models import registry as flash
+    from edge_app.models.checks import write_golden
 
-    golden = flash.write_golden(args.manifest)
+    golden = write_golden(args.manifest)
     print(f"golden data written to {args.manifest}: faces {golden['indices']} -> {golden['labels']}")
     return EXIT_OK
 

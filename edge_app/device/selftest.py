@@ -124,7 +124,8 @@ def check_buzzer(indicator, driven: bool = True) -> str:
 
 
 def check_model(cfg: Config) -> str:
-    from edge_app.models.registry import CURRENT, active_manifest, golden_check
+    from edge_app.models.checks import golden_check
+    from edge_app.models.registry import CURRENT, active_manifest
     from edge_app.vision.classifier import EmotionClassifier, ModelError
 
     path = active_manifest(cfg)

@@ -125,9 +125,7 @@ class Appliance:
                                                                  clock_set=clock_set,
                                                                  reserve=lambda: (self.cfg.store.reserve_mb,
                                                                                   self.cfg.store.min_free_mb))
-        from edge_app.models.registry import (
-            ModelWatcher,  # a flashed model is picked up without a restart
-        )
+        from edge_app.models.watcher import ModelWatcher  # a flashed model is picked up without a restart
 
         self.model_watcher = self.ctx.model_watcher = ModelWatcher(cfg, self._use_classifier)
 

@@ -18,6 +18,7 @@ import bottle
 from bottle import HTTPResponse, request
 
 from edge_app.models import registry as flash
+from edge_app.models.checks import MAX_MODEL_BYTES, is_number
 from edge_app.vision.classifier import SHIPPED_MANIFEST, Manifest
 from edge_app.web.guard import Guard
 from edge_app.web.hardening import drain_body
@@ -27,7 +28,7 @@ RULES = (("official", "FER+ official rule"), ("argmax", "majority vote"))  # how
 
 
 # a model, its manifest (well under 1 MB) and the form around them
-UPLOAD_LIMIT = flash.MAX_MODEL_BYTES + 2 * 1024 * 1024
+UPLOAD_LIMIT = MAX_MODEL_BYTES + 2 * 1024 * 1024
 
 
 def summary(metrics: dict, labels: list[str]) -> dict | None:
@@ -87,7 +88,7 @@ def measured(raw: dict) -> dict | None:
 
 def _number(value) -> float | None:
     """A finite number from a manifest, or None (a string, a bool, NaN)."""
-    return value if flash.is_number(value) else None
+    return value if is_number(value) else None
 
 
 @functools.cache
@@ -181,7 +182,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             # and a wrong file picked by mistake (a video) could fill the disk the database is on
             drain_body(UPLOAD_LIMIT)
             return HTTPResponse(render(error=f"Model refused: the upload is {request.content_length / 1e6:.1f} MB; "
-                                             f"a model is at most {flash.MAX_MODEL_BYTES >> 20} MB (the shipped one is "
+                                             f"a model is at most {MAX_MODEL_BYTES >> 20} MB (the shipped one is "
                                              "0.2 MB). Choose the .tflite file and its .json manifest. The running "
                                              "model is unchanged."), 413)
         guard.check_csrf()

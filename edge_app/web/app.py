@@ -61,7 +61,7 @@ class Context:
     live: LiveFrame | None = None
     started: float = 0.0  # wall clock, for what is shown in wall time
     publisher: Any = None  # edge_app.fleet.publisher.Publisher when [mqtt] is on
-    model_watcher: Any = None  # edge_app.models.registry.ModelWatcher: the model page swaps a flashed model at once
+    model_watcher: Any = None  # edge_app.models.watcher.ModelWatcher: the model page swaps a flashed model at once
     started_monotonic: float = field(default_factory=time.monotonic)  # uptime: a clock step (NTP on a Pi) does not move it
     file_cfg: Config | None = None  # the config file's own values, before the admin's saved settings
     housekeeping: Any = None  # edge_app.store.housekeeping.Housekeeping: a shorter retention is applied at once
