@@ -265,6 +265,12 @@ def test_live_page_shows_frames_and_the_timeline(new_page, server, shots):
     student.goto(f"{server.url}/live")
     wait_in_page(student, "Number(document.getElementById('timeline').dataset.segments) > 0", timeout=15)
     assert student.locator("#stream").count() == 0 and "admins only" in student.locator("#no-stream").inner_text()
+    # ... from their log-in on: the desk is shared, its minutes before are another student's
+    own = student.get_attribute("#timeline", "aria-label")
+    since = re.match(r"Since you logged in at (\d\d:\d\d): ", own)
+    assert since and since.group(1) in device, own
+    assert student.locator("#own-from").count() == 1 and student.locator("#timeline-own").is_visible()
+    assert page.locator("#own-from").count() == 0 and page.locator("#timeline-own").count() == 0
     assert student.console_errors == []
 
 

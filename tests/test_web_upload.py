@@ -558,6 +558,31 @@ def test_live_page_and_timeline(appliance, admin_session):
     assert js.status_code == 200 and "/api/timeline" in js.text
 
 
+def test_a_students_chart_begins_at_their_log_in(appliance, admin_session):
+    """A desk is shared: a student who logged in at the start of their lesson saw on the
+    Live page's chart the last minutes of whoever sat there before (the API gives an hour).
+    Their chart begins at their log-in, the level then first; an instructor's and an
+    admin's keep the desk's whole span."""
+    appliance.accounts.create_user("sam", "sam-password-1", "student")
+    appliance.accounts.create_user("ines", "ines-password-1", "instructor")
+    now = time.time()
+    appliance.store.log_state_change(now - 240, "Not engaged - bored", "Not engaged", "sadness", 0.7)  # the one before
+    sam = login(appliance.url, "sam", "sam-password-1")
+    logged_in = time.time()
+    own = sam.get(f"{appliance.url}/api/timeline?minutes=10", timeout=10).json()
+    assert own["from"] == pytest.approx(own["now"] - 600, abs=1)  # the same ten minutes' axis
+    assert own["own_from"] == pytest.approx(logged_in, abs=2) and own["points"], own
+    assert own["points"][0]["t"] == own["own_from"] and all(p["t"] >= own["own_from"] for p in own["points"])
+    at_log_in = appliance.store.query("SELECT grp FROM state_changes WHERE t <= ? ORDER BY t DESC LIMIT 1", (own["own_from"],))
+    assert own["points"][0]["group"] == at_log_in[0]["grp"]  # the level when they logged in
+    for viewer in (admin_session, login(appliance.url, "ines", "ines-password-1")):
+        whole = viewer.get(f"{appliance.url}/api/timeline?minutes=10", timeout=10).json()
+        assert whole["own_from"] is None and min(p["t"] for p in whole["points"]) <= now - 240, whole["points"]
+    page = sam.get(f"{appliance.url}/live", timeout=10).text
+    assert "begins when you logged in" in page
+    assert "begins when you logged in" not in admin_session.get(f"{appliance.url}/live", timeout=10).text
+
+
 def test_the_timeline_after_a_restart_is_in_time_order(make_appliance, cfg):
     """The run before logged "Engaged" 5 minutes ago; this one started now. The chart draws
     from each point to the next, so a point out of order loses a stretch or draws one twice."""

@@ -809,6 +809,11 @@ class Accounts:
             self._mark(("seen", th), r["last_seen"], mono, only_over=r["last_seen"])
         return _user(r), r["csrf"]
 
+    def session_started(self, token: str | None) -> float | None:
+        """When this session's log-in was (wall clock), or None for no such session."""
+        rows = self.store.query("SELECT created FROM sessions WHERE token_hash = ?", (_token_hash(token or ""),))
+        return rows[0]["created"] if rows else None
+
     def end_session(self, token: str) -> None:
         self.store.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
 

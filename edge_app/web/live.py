@@ -93,6 +93,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         ``/api/state``'s emotion is and as the broker gets it without ``include_emotion``."""
         return level_words(label, group, may_watch(user))
 
+    def own_chart_from(user) -> float | None:
+        """Where a student's chart begins: their log-in. A desk is shared, so the minutes before
+        it are most likely another student's (the reason the picture is admins' by default);
+        instructors and admins, who look after the desk, see its whole span (None)."""
+        if user.role != "student":
+            return None
+        return ctx.accounts.session_started(request.get_cookie(COOKIE))
+
     def state_words(user) -> str:
         return guard.shown_state(user, ctx.loop.state).level if ctx.loop else "no camera loop"
 
@@ -101,7 +109,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
                           level=state_words(user), snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
-                          kept_for=kept_for(ctx), watch=may_watch(user), states_note=states_logged(ctx))
+                          kept_for=kept_for(ctx), watch=may_watch(user), states_note=states_logged(ctx),
+                          own_chart=own_chart_from(user) is not None)
 
     @app.get("/glance")
     def glance_page():
@@ -134,11 +143,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return json_error(400, "minutes must be a whole number from 1 to 60")
         now = time.time()
         cutoff = now - minutes * 60
-        before, rows = reports.timeline(ctx.store, cutoff)
+        own_from = own_chart_from(user)
+        start = max(cutoff, own_from or cutoff)
+        before, rows = reports.timeline(ctx.store, start)
         points = []
         if before:
-            points.append({"t": cutoff, "level": before["level"], "group": before["grp"]})
-        elif ctx.loop and ctx.started > cutoff:
+            points.append({"t": start, "level": before["level"], "group": before["grp"]})
+        elif ctx.loop and ctx.started > start:
             points.append({"t": ctx.started, "level": ABSENT, "group": ABSENT})
         points += [{"t": r["t"], "level": r["level"], "group": r["grp"]} for r in rows]
         points.sort(key=lambda p: p["t"])  # the start's Absent may come after rows of the run before
@@ -149,7 +160,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         response.content_type = "application/json"
         # the device's clock time, not the browser's: the log, the CSV and quiet hours are in the
         # device's zone, and a chart drawn in the viewer's said "from 02:50" beside a log's 01:50
-        return json.dumps({"from": cutoff, "now": now, "points": points, "groups": list(GROUPS),
+        return json.dumps({"from": cutoff, "now": now, "own_from": own_from, "points": points, "groups": list(GROUPS),
                            "utc_offset_s": time.localtime(now).tm_gmtoff, "zone": time.strftime("%Z", time.localtime(now))})
 
     @app.get("/live.mjpg")

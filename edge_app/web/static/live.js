@@ -45,9 +45,12 @@
       if (t1 > t0) seconds[pts[i].level] = (seconds[pts[i].level] || 0) + t1 - t0;
     }
     const levels = Object.keys(seconds).sort(function (a, b) { return seconds[b] - seconds[a]; });
-    if (!levels.length) return "Last " + MINUTES + " minutes: no state logged yet";
+    // a student's chart begins at their log-in (the desk is shared): said, as the line drawn there shows it
+    const own = typeof data.own_from === "number" && data.own_from > data.from;
+    const heading = own ? "Since you logged in at " + fmt(data.own_from) : "Last " + MINUTES + " minutes";
+    if (!levels.length) return heading + ": no state logged yet";
     const last = pts[pts.length - 1];
-    return "Last " + MINUTES + " minutes: " + levels.map(function (l) { return l + " " + span(seconds[l]); }).join(", ") +
+    return heading + ": " + levels.map(function (l) { return l + " " + span(seconds[l]); }).join(", ") +
       ". Latest change: " + last.level + " at " + fmt(Math.max(last.t, data.from)) +
       (data.zone ? " (the device's time, " + data.zone + ")" : "") + ".";
   }
@@ -71,6 +74,12 @@
       const t = data.now - m * 60;
       svg.appendChild(el("text", { x: x(t), y: H - 6, "text-anchor": m === 0 ? "end" : "middle", "font-size": 12, fill: "#5b6576" },
                          m === 0 ? "now" : fmt(t)));
+    }
+    if (typeof data.own_from === "number" && data.own_from > data.from) {  // where a student's own chart begins
+      const at = x(data.own_from);
+      const mark = el("line", { x1: at, x2: at, y1: top, y2: H - bottom, stroke: "#5b6576", "stroke-dasharray": "4 3", id: "own-from" });
+      mark.appendChild(el("title", {}, "you logged in at " + fmt(data.own_from)));
+      svg.appendChild(mark);
     }
     const pts = data.points;
     let segments = 0;

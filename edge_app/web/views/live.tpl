@@ -34,6 +34,10 @@
         % end
       </ul>
       <p class="hint" id="timeline-empty" hidden>No state changes yet: the chart fills as the loop runs.</p>
+      % if own_chart:
+      <p class="hint" id="timeline-own">Your chart begins when you logged in: this desk is shared, and what it showed
+        before is another student's.</p>
+      % end
     </div>
   </div>
 </section>
