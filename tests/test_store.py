@@ -18,7 +18,8 @@ import pytest
 from conftest import mounted_tmpfs, skip_unless_ci
 
 from edge_app.store import reports
-from edge_app.store.database import DB_NAME, MIGRATIONS, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
+from edge_app.store.database import DB_NAME, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
+from edge_app.store.schema import MIGRATIONS
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
 from edge_app.fsutil import atomic_path, free_mb, fsync_dir, remove_stale_temps, user_name
-from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, GROUP_COLUMNS, RESTORED_KEY, SQLITE_IOERR, newer_schema
+from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, RESTORED_KEY, SQLITE_IOERR, newer_schema
+from edge_app.store.schema import GROUP_COLUMNS
 
 log = logging.getLogger(__name__)
 

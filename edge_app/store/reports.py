@@ -14,7 +14,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 from edge_app.engagement import GROUPS, NO_FACE, UNCERTAIN, Group
-from edge_app.store.database import GROUP_COLUMNS, Store
+from edge_app.store.database import Store
+from edge_app.store.schema import GROUP_COLUMNS
 
 # ------------------------------------------------------------ the unified log
 DATE_FIELDS = (("date_from", "from", "From"), ("date_to", "to", "To"))  # attribute, query key, the form's label
