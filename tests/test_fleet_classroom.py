@@ -24,6 +24,7 @@ from edge_app.config import LoginSettings
 from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
+from edge_app.fleet.classroom.levels import ALERT_LEVELS, CHECKING, WAITING
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
@@ -733,9 +734,9 @@ def test_a_level_this_page_does_not_know_is_kept_last_counted_unknown_and_never_
     assert snap["counts"]["Unknown state"] == 1 and "Sleepy" not in snap["counts"]
     room.apply_availability("desk-3", b"online")
     # as the README has it: after the levels (last in the order, as its tile), then the page's own words
-    assert list(room.snapshot()["counts"])[-3:] == ["Unknown state", classroom_model.WAITING, "Offline"]
+    assert list(room.snapshot()["counts"])[-3:] == ["Unknown state", WAITING, "Offline"]
     assert "Unknown state" not in classroom_model.Classroom().snapshot()["counts"]  # only when a desk has one
-    assert "Sleepy" not in classroom_model.ALERT_LEVELS
+    assert "Sleepy" not in ALERT_LEVELS
 
 
 @pytest.mark.parametrize("sent", ["-1.7e308", "1.7e308", "-1"])
@@ -1961,14 +1962,14 @@ def test_a_desk_online_with_no_state_yet_is_counted_as_waiting_for_a_first_readi
     room.apply_availability("desk-gone", b"offline")  # gone before its first reading: offline, as any desk
     snap = room.snapshot()
     counts = snap["counts"]
-    assert counts[classroom_model.WAITING] == 2 and counts["Engaged"] == 1 and counts["Offline"] == 1
+    assert counts[WAITING] == 2 and counts["Engaged"] == 1 and counts["Offline"] == 1
     assert sum(counts.values()) == len(snap["desks"]) == 4
-    assert list(counts)[-2:] == [classroom_model.WAITING, "Offline"]  # after the levels, before offline
+    assert list(counts)[-2:] == [WAITING, "Offline"]  # after the levels, before offline
     shown = {d["device_id"]: d for d in snap["desks"]}
     assert shown["desk-new2"]["desk"] == "Row 4, seat 1" and shown["desk-new2"]["level"] == ""
     assert room.apply_state("desk-new", state(level="Absent"))  # its first reading
     counts = room.snapshot()["counts"]
-    assert counts[classroom_model.WAITING] == 1 and counts["Absent"] == 1
+    assert counts[WAITING] == 1 and counts["Absent"] == 1
 
 
 def test_a_heartbeat_keeps_a_quiet_desk_heard_and_silence_takes_it_offline():
@@ -2150,13 +2151,13 @@ def test_a_days_old_retained_desk_is_offline_and_never_alerts():
     assert {d["device_id"]: d["online"] for d in snap["desks"]} == {"live": True, "old-a": False, "old-b": False}
     assert [d["device_id"] for d in snap["desks"]][0] == "live"  # the retired ones last, with the offline
     # "Checking" first (their stored "online" is all a live desk's would be), never online nor alerting
-    assert snap["counts"][classroom_model.CHECKING] == 2 and snap["counts"]["Offline"] == 0
+    assert snap["counts"][CHECKING] == 2 and snap["counts"]["Offline"] == 0
     assert snap["counts"]["Engaged"] == 1 and not snap["counts"]["Not engaged"] and not snap["counts"]["Distracted"]
     mono[0] += 3 * 86400  # and so they stay: nothing of theirs is ever heard
     now[0] += 3 * 86400
     snap = room.snapshot()
     assert not any(d["online"] or d["checking"] for d in snap["desks"] if d["device_id"] != "live")
-    assert snap["counts"]["Offline"] == 2 and classroom_model.CHECKING not in snap["counts"]
+    assert snap["counts"]["Offline"] == 2 and CHECKING not in snap["counts"]
     # a desk that is there says so within a heartbeat (or, with none, its next minute row)
     assert room.apply_heartbeat("old-b", beat(level="Distracted", since=old, seq=5, sent=now[0]))
     assert room.apply_minute("old-a", minute(now[0] - 60, 6, now[0], not_engaged_s=60.0))
@@ -2274,14 +2275,14 @@ def test_a_stored_online_with_nothing_else_is_no_desk_and_a_silent_new_one_is_no
     room.set_link(True)
     room.apply_availability("ghost", b"online", retained=True)
     snap = room.snapshot()
-    assert len(room) == 0 and snap["desks"] == [] and snap["counts"][classroom_model.WAITING] == 0
+    assert len(room) == 0 and snap["desks"] == [] and snap["counts"][WAITING] == 0
     room.apply_availability("stray", b"online")  # live: a client connecting now
-    assert room.snapshot()["counts"][classroom_model.WAITING] == 1
+    assert room.snapshot()["counts"][WAITING] == 1
     version = room.snapshot()["version"]
     now[0] += classroom_model.silent_after(classroom_model.FIRST_READING_S)
     assert room.wait_change(version, 0) > version  # an open page is told
     snap = room.snapshot()
-    assert snap["counts"][classroom_model.WAITING] == 0 and snap["counts"]["Offline"] == 1
+    assert snap["counts"][WAITING] == 0 and snap["counts"]["Offline"] == 1
     assert room.apply_state("stray", state(level="Engaged", since=str(now[0]), seq="1", sent=str(now[0])))
     assert room.snapshot()["desks"][0]["online"]  # its first reading, heard: there after all
 

@@ -41,14 +41,6 @@ clean stop, its silence) restarts it at the current level's ``since`` (or ends i
 break), and after a broker link that was lost the first state newer than the one shown (one
 was missed) begins a stretch of its own; either may alert later, never on a stretch that
 was not seen. A copy of the state shown (the broker's replay, a heartbeat) says none was missed.
-
-Anyone who may publish to the broker can send anything, so a message is applied only
-when it is what a desk sends: a known level, a finite time, a device id a device may
-have, a small payload; and the number of desks is bounded (``MAX_DESKS``). A desk's own
-account may still send any words it likes (its ACL lets it write only its own topics, not
-choose what it says there): a name or label keeps no invisible or direction-changing
-character (``_text``), and a level the page does not know is counted as ``UNKNOWN``, never
-under its own words, so no desk can put an announcement in the count line.
 """
 from __future__ import annotations
 
@@ -58,28 +50,19 @@ import math
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from edge_app.engagement import STRETCH_BREAK_S
+from edge_app.fleet.classroom.levels import ALERT_LEVELS, ATTENTION, CHECKING, LEVELS, UNKNOWN, WAITING
+from edge_app.fleet.classroom.messages import DEVICE_ID, MAX_PAYLOAD, heartbeat_interval, parse_json, parse_state, shown_text, valid_desk_time
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially engaged", "Engaged")
-# Paused: the student's privacy switch; Present: a face whose expression cannot be read
-ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
-ALERT_LEVELS = ("Not engaged", "Distracted")
 # an empty seat: a desk "Absent" this long is ordered after the working desks (before the offline ones), not among
 # those needing the instructor; classroom.js reads it from the snapshot (``long_absent_s``) to order them alike
 LONG_ABSENT_S = 300.0
 WILL_BURST_S = 5.0  # an "offline" this long before the link to the broker is lost may be its shutdown's (set_link)
-# a level this page does not know (a newer desk's: "Present" was one) is applied, last in the order, never an
-# alert, and shown marked as unknown, counted as ``UNKNOWN``: an older page refused such desks' every state and
-# heartbeat, showed their last known level, then "Offline", though they were there
-LEVEL_TEXT = re.compile(r"[A-Za-z][A-Za-z -]{0,39}")
-DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a device's mqtt.device_id may be (edge_app.fleet.settings)
-MAX_PAYLOAD = 65536  # bytes: a desk's state message is about 200 (labels come from its config, unbounded there)
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 NUMBERS = re.compile(r"(\d+)")  # the numbers in a desk's name, for its place in the order
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
@@ -90,28 +73,6 @@ MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_
                  "distracted_s": "Distracted", "absent_s": "Absent", "present_s": "Present"}  # none from older desks
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
 MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
-WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
-# A desk this service has not heard yet whose stored copies on the broker say it was online when it last spoke
-# (its retained "online": no will was sent) and what it showed: at a start of this service every desk of a class
-# in progress showed "Offline" until its next heartbeat (up to 30 s), and "Remove the offline desks" offered to
-# take the whole class off the page. It is "Checking" (not online, never alerting: the stored "online" of a desk
-# that died with a crashed broker looks the same) until it is heard, or its heartbeat (without one, its next
-# minute row) is overdue (``_check``); then Offline. Its retained "offline", or none, is Offline at once; a
-# reconnection of this service checks it afresh, as an online desk's silence is timed from it.
-CHECKING = "Checking"
-# the count of online desks on a level this page does not know: under the desk's own words, one desk's account
-# put "Fire alarm evacuate now" in the instructor's count line (classroom.js says the level, marked unknown)
-UNKNOWN = "Unknown state"
-PAGE_STATES = (WAITING, "Offline", UNKNOWN, CHECKING)  # the page's own words for a desk, never a level a desk may send
-# what a desk's name or label loses (``_text``): invisible format characters (a right-to-left override turns
-# "1 taes" into "seat 1", a zero-width space makes a copy of another desk's name differ from it unseen), control
-# characters, lone surrogates; line and paragraph separators (as all white space) become one space
-HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-# letters that draw nothing (Hangul fillers, the blank braille cell): "Row 1, seat 1" plus one of them looked
-# like another desk's name and was not told apart from it
-BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-MAX_MARKS = 3  # combining marks on one character: more draw over the tiles around it
-MAX_HEARTBEAT_S = 3600.0  # the longest interval a device may announce (config: mqtt.heartbeat_s)
 # Page updates one desk's messages may cause: 10 a second, after a burst of 30 (a desk sends under one a second:
 # a state held 1.5 s at least, a minute row, a heartbeat; its backlog after an outage comes at once). Past it the
 # messages are still applied, nothing is lost, but the pages hear of that desk at this pace: each message woke every
@@ -128,9 +89,6 @@ FIRST_READING_S = 60.0
 # broker replays its "online" (at the subscription) or the desk itself is heard: its own reconnection after a
 # broker restart comes within the publisher's longest back-off (publisher.RECONNECT_MAX_S, 30 s)
 CONFIRM_S = 35.0
-# the times a desk may send (Unix seconds: 1970 to 2286, a Pi without a clock starts at 1970);
-# each alone finite was not enough: 1.7e308 plus a clock correction is infinity, which no page reads as JSON
-LATEST_TIME = 1e10
 # Two devices given one device id (a card cloned with its config, a technician's slip) log in as one client: the
 # broker drops each as the other connects, about every second, and the page showed one healthy desk whose name and
 # level flipped, the other student with no tile and nothing to say why. Each run of a desk's publisher tags its
@@ -587,8 +545,8 @@ class Classroom:
         desk last showed, not that it is there now (its ``availability`` says that)."""
         if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
             return False
-        data = _json(payload)
-        state = _state_of(data)
+        data = parse_json(payload)
+        state = parse_state(data)
         if state is None:
             return False
         now = self.clock()
@@ -608,7 +566,7 @@ class Classroom:
                 return False  # a retained or repeated copy of an older change
             _measure_clock(desk, skew)
             _set_state(desk, data, state, skew)
-            desk.heartbeat_s = _interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
+            desk.heartbeat_s = heartbeat_interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
                 self._heard(desk, now)
             else:
@@ -631,10 +589,10 @@ class Classroom:
         could not be told from it."""
         if not DEVICE_ID.fullmatch(device_id) or len(payload) > MAX_PAYLOAD:
             return False
-        data = _json(payload)
-        if not isinstance(data, dict) or (every := _interval(data.get("heartbeat_s"))) is None:
+        data = parse_json(payload)
+        if not isinstance(data, dict) or (every := heartbeat_interval(data.get("heartbeat_s"))) is None:
             return False
-        state = _state_of(data) if "level" in data else None
+        state = parse_state(data) if "level" in data else None
         if "level" in data and state is None:
             return False  # a state no desk would send: the whole message is suspect
         now = self.clock()
@@ -652,7 +610,7 @@ class Classroom:
                 if state is not None and state[2] == desk.seq:
                     desk.gap = False  # the state shown: none was missed
                 if "desk" in data:
-                    desk.desk = _text(data["desk"], 64)
+                    desk.desk = shown_text(data["desk"], 64)
             desk.heartbeat_s = every
             self._heard(desk, now)
             self._announce(desk)
@@ -690,7 +648,7 @@ class Classroom:
             seconds = {group: data.get(name, 0.0) for name, group in MINUTE_FIELDS.items()}
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError, AttributeError):
             return False
-        if not _time_ok(start) or not all(_seconds_ok(v) for v in seconds.values()) \
+        if not valid_desk_time(start) or not all(_seconds_ok(v) for v in seconds.values()) \
                 or sum(seconds.values()) > MAX_MINUTE_S:
             return False
         now = self.clock()
@@ -948,25 +906,6 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(NUMBERS.split(name)))
 
 
-def _json(payload: bytes):
-    """The payload as JSON, or None when it is none (or too deep to parse)."""
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _state_of(data) -> tuple[str, float, int] | None:
-    """(level, since, seq) of a state as a desk sends it, or None."""
-    try:
-        level, since, seq = data["level"], float(data["since"]), int(data["seq"])
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-    if not isinstance(level, str) or not LEVEL_TEXT.fullmatch(level) or level in PAGE_STATES or not _time_ok(since):
-        return None
-    return level, since, seq
-
-
 def _newer(desk: Desk, state: tuple[str, float, int]) -> bool:
     """Whether ``state`` is later than the one the desk shows (not a retained or repeated copy)."""
     _, since, seq = state
@@ -1002,30 +941,8 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
         desk.disengaged_unsure, desk.break_since = unsure, None
     desk.level, desk.device_since, desk.seq, desk.state_sample = level, since, seq, skew
     desk.since = ours
-    desk.label = _text(data.get("label"), 120) or level
-    desk.desk = _text(data.get("desk"), 64)
-
-
-def _text(value, limit: int) -> str:
-    """A desk's name or label as the page may show it: text, without the characters of
-    ``HIDDEN_CATEGORIES`` or ``BLANK_LETTERS`` (a desk's account can send any), white space as single spaces, at
-    most ``MAX_MARKS`` combining marks on a character, cut to ``limit``; anything else (a
-    list, a number, null: no desk sends one) is none, never shown as Python writes it."""
-    if not isinstance(value, str):
-        return ""
-    kept, marks = [], 0
-    for char in value[:8 * limit]:  # what a name padded with thousands of invisible characters needs looked at
-        if char.isspace():
-            kept.append(" ")
-            marks = 0
-            continue
-        category = unicodedata.category(char)
-        if category in HIDDEN_CATEGORIES or char in BLANK_LETTERS:
-            continue
-        marks = marks + 1 if category in ("Mn", "Me") else 0
-        if marks <= MAX_MARKS:
-            kept.append(char)
-    return " ".join("".join(kept).split())[:limit].rstrip()
+    desk.label = shown_text(data.get("label"), 120) or level
+    desk.desk = shown_text(data.get("desk"), 64)
 
 
 def _measure_clock(desk: Desk, skew: float | None) -> None:
@@ -1070,17 +987,6 @@ def _offset(desk: Desk, sample: float | None, latest: bool = False) -> float:
         return skew
     reading = sample if abs(sample) > CLOCK_SKEW_S else 0.0
     return reading if latest else min(skew, reading)
-
-
-def _interval(value) -> float | None:
-    """A heartbeat interval as a desk announces it (seconds), or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) and 0 < value <= MAX_HEARTBEAT_S else None
 
 
 def _recent(start: float, now: float) -> bool:
@@ -1151,9 +1057,4 @@ def _skew(sent, now: float) -> float | None:
         sent = float(sent)  # an integer too large for a float raises
     except OverflowError:
         return None
-    return now - sent if _time_ok(sent) else None
-
-
-def _time_ok(t: float) -> bool:
-    """A time a desk's clock can show (NaN and infinity are not: broken JSON)."""
-    return 0.0 <= t <= LATEST_TIME
+    return now - sent if valid_desk_time(sent) else None

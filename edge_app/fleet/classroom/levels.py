@@ -1,0 +1,21 @@
+"""The levels a desk's state may have, in the order the instructor needs them, and the
+page's own words for a desk, which no desk may send (``messages.parse_state``)."""
+from __future__ import annotations
+
+LEVELS = ("Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially engaged", "Engaged")
+# Paused: the student's privacy switch; Present: a face whose expression cannot be read
+ATTENTION = {level: rank for rank, level in enumerate(LEVELS)}  # lower: needs the instructor sooner
+ALERT_LEVELS = ("Not engaged", "Distracted")
+WAITING = "Waiting for a first reading"  # an online desk with no state yet (just started): its count and tile
+# A desk this service has not heard yet whose stored copies on the broker say it was online when it last spoke
+# (its retained "online": no will was sent) and what it showed: at a start of this service every desk of a class
+# in progress showed "Offline" until its next heartbeat (up to 30 s), and "Remove the offline desks" offered to
+# take the whole class off the page. It is "Checking" (not online, never alerting: the stored "online" of a desk
+# that died with a crashed broker looks the same) until it is heard, or its heartbeat (without one, its next
+# minute row) is overdue (``Classroom._check``); then Offline. Its retained "offline", or none, is Offline at once; a
+# reconnection of this service checks it afresh, as an online desk's silence is timed from it.
+CHECKING = "Checking"
+# the count of online desks on a level this page does not know: under the desk's own words, one desk's account
+# put "Fire alarm evacuate now" in the instructor's count line (classroom.js says the level, marked unknown)
+UNKNOWN = "Unknown state"
+PAGE_STATES = (WAITING, "Offline", UNKNOWN, CHECKING)  # the page's own words for a desk, never a level a desk may send
