@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from edge_app.engagement import STRETCH_BREAK_S
+from edge_app.fleet.classroom.desk_clock import CLOCK_SKEW_S, measure_clock, skew_reading, time_correction
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, ATTENTION, CHECKING, LEVELS, UNKNOWN, WAITING
 from edge_app.fleet.classroom.messages import DEVICE_ID, MAX_PAYLOAD, heartbeat_interval, parse_json, parse_state, shown_text, valid_desk_time
 
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 # those needing the instructor; classroom.js reads it from the snapshot (``long_absent_s``) to order them alike
 LONG_ABSENT_S = 300.0
 WILL_BURST_S = 5.0  # an "offline" this long before the link to the broker is lost may be its shutdown's (set_link)
-CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 NUMBERS = re.compile(r"(\d+)")  # the numbers in a desk's name, for its place in the order
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
 RECENT_S = 600.0  # "the last 10 minutes": minute rows that ended earlier are forgotten (``_recent``)
@@ -126,7 +126,7 @@ class Desk:
     # messages and a clock step ago, so it keeps its own reading, not the current state's (``_redate``)
     device_disengaged: float | None = None
     disengaged_sample: float | None = None
-    disengaged_unsure: bool = False  # dated by a reading not confirmed yet, at its latest (``_offset``)
+    disengaged_unsure: bool = False  # dated by a reading not confirmed yet, at its latest (``time_correction``)
     break_since: float | None = None  # a break in the stretch: when it began, by the desk's clock (_set_state)
     minutes: dict = field(default_factory=dict)  # minute start (our clock) -> seconds per group, the last RECENT_S
     minute_seq: int = -1  # the latest minute message's seq and start by the desk's clock: repeats are dropped
@@ -550,7 +550,7 @@ class Classroom:
         if state is None:
             return False
         now = self.clock()
-        skew = None if retained else _skew(data.get("sent"), now)  # a retained copy was sent long ago
+        skew = None if retained else skew_reading(data.get("sent"), now)  # a retained copy was sent long ago
         with self._cond:
             if not self._admit(device_id, live=not retained):
                 self._held_states[device_id] = payload  # the newest stored copy, for when it is heard again
@@ -564,7 +564,7 @@ class Classroom:
                 if state[2] == desk.seq:
                     desk.gap = False  # the state shown, again: none was missed
                 return False  # a retained or repeated copy of an older change
-            _measure_clock(desk, skew)
+            measure_clock(desk, skew)
             _set_state(desk, data, state, skew)
             desk.heartbeat_s = heartbeat_interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
@@ -596,14 +596,14 @@ class Classroom:
         if "level" in data and state is None:
             return False  # a state no desk would send: the whole message is suspect
         now = self.clock()
-        skew = _skew(data.get("sent"), now)  # never retained: always a live message
+        skew = skew_reading(data.get("sent"), now)  # never retained: always a live message
         with self._cond:
             self._admit(device_id, live=True)
             desk = self._desk(device_id)
             if desk is None:
                 return False
             self._note_run(desk, data)  # announced below, as every heartbeat is
-            _measure_clock(desk, skew)
+            measure_clock(desk, skew)
             if state is not None and _newer(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
                 _set_state(desk, data, state, skew)
             else:
@@ -652,7 +652,7 @@ class Classroom:
                 or sum(seconds.values()) > MAX_MINUTE_S:
             return False
         now = self.clock()
-        skew = _skew(data.get("sent"), now)  # never retained: always a live message
+        skew = skew_reading(data.get("sent"), now)  # never retained: always a live message
         with self._cond:
             self._admit(device_id, live=True)
             desk = self._desk(device_id)
@@ -664,8 +664,8 @@ class Classroom:
                     self._announce(desk)
                 return False  # a repeated copy (QoS 1 delivers at least once)
             desk.minute_seq, desk.minute_start = seq, start
-            _measure_clock(desk, skew)
-            ours = start + _offset(desk, skew)
+            measure_clock(desk, skew)
+            ours = start + time_correction(desk, skew)
             news = not desk.online  # a desk sending minutes is there, whatever their dates
             self._heard(desk, now)
             recent = _recent(ours, now)
@@ -917,8 +917,8 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     level, since, seq = state
     if desk.gap:  # the state before this one may not be the one shown: what the stretch was is unknown
         desk.gap, desk.device_disengaged, desk.disengaged_since, desk.break_since = False, None, None, None
-    ours = since + _offset(desk, skew)
-    unsure = ours != (start := since + _offset(desk, skew, latest=True))
+    ours = since + time_correction(desk, skew)
+    unsure = ours != (start := since + time_correction(desk, skew, latest=True))
     if unsure and desk.since is not None:
         ours = max(ours, desk.since)  # not before the state it follows: a clock set back is not "for 72 h"
     began, began_device = desk.disengaged_since, desk.device_disengaged  # the stretch so far, if any
@@ -943,50 +943,6 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     desk.since = ours
     desk.label = shown_text(data.get("label"), 120) or level
     desk.desk = shown_text(data.get("desk"), 64)
-
-
-def _measure_clock(desk: Desk, skew: float | None) -> None:
-    """A live message read the desk's clock (``skew``), before anything it carries is dated."""
-    doubted = desk.pending_skew is not None
-    if _observe_skew(desk, skew):
-        _redate(desk)
-    elif doubted and desk.pending_skew is None and desk.disengaged_unsure and desk.device_disengaged is not None:
-        # the skew in use holds: the reading that began the stretch came with a message paho held back
-        desk.disengaged_since = desk.device_disengaged + _offset(desk, desk.disengaged_sample)
-        desk.disengaged_unsure = False
-
-
-def _redate(desk: Desk) -> None:
-    """The skew in use changed: each stored time sent under the clock now measured is dated
-    again by it (a retained copy, applied before any live reading; a message read as the
-    first reading was outvoted by). One sent under another clock keeps its time on ours: a
-    Pi started days behind, then stepped by a time server, began its stretch before the
-    step; re-dated by the new skew it began days ago, "Needs attention" at once."""
-    skew = desk.clock_skew
-
-    def now_measured(sample: float | None) -> bool:
-        return sample is None or abs(sample - skew) <= CLOCK_SKEW_S
-
-    if desk.device_since is not None and now_measured(desk.state_sample):
-        desk.since = desk.device_since + skew
-    if desk.device_disengaged is not None and now_measured(desk.disengaged_sample):
-        desk.disengaged_since, desk.disengaged_unsure = desk.device_disengaged + skew, False
-
-
-def _offset(desk: Desk, sample: float | None, latest: bool = False) -> float:
-    """What to add to a time the desk sent with a message that read ``sample`` (``_skew``),
-    after ``_observe_skew`` has taken it. A reading the skew in use disagrees with is
-    either a message paho held back (``sent`` old: the reading too high, the skew right) or
-    a clock a time server just stepped (the reading right), told apart only by the next
-    message. The reading never dates a time later than the message came: below the skew
-    (a clock stepped forward) it is taken, so that is not "for -72 h" until then; above it,
-    the skew, so a late message keeps its time, or with ``latest`` the reading, for the
-    start of a stretch: a clock set back must not make it begin days ago ("Needs attention")."""
-    skew = desk.clock_skew
-    if sample is None or abs(sample - skew) <= CLOCK_SKEW_S:
-        return skew
-    reading = sample if abs(sample) > CLOCK_SKEW_S else 0.0
-    return reading if latest else min(skew, reading)
 
 
 def _recent(start: float, now: float) -> bool:
@@ -1023,38 +979,3 @@ def _summary(rows: list[dict]) -> dict:
     return {"seconds": seconds, "observed_s": total,
             "engaged_share": round(seconds["Engaged"] / total, 3) if total else None,
             "there_s": there, "engaged_share_there": round(seconds["Engaged"] / there, 3) if there > 0 else None}
-
-
-def _observe_skew(desk: Desk, sample: float | None) -> bool:
-    """Take one live message's reading of our clock minus the desk's; True when the skew
-    used for the desk's times changed. The first reading is taken at once (a Pi days
-    behind must not show "Not engaged for 72 h"); after that, a different one is taken
-    only when the next message agrees: a message paho re-sent after a dropped link
-    carries its old ``sent`` and would otherwise pass for a clock 96 s off."""
-    if sample is None:
-        return False
-    value = sample if abs(sample) > CLOCK_SKEW_S else 0.0
-    if not desk.skew_known:
-        desk.skew_known, desk.pending_skew = True, None
-        changed, desk.clock_skew = value != desk.clock_skew, value
-        return changed
-    if abs(sample - desk.clock_skew) <= CLOCK_SKEW_S:
-        desk.pending_skew = None
-        return False
-    if desk.pending_skew is not None and abs(sample - desk.pending_skew) <= CLOCK_SKEW_S:
-        desk.pending_skew, desk.clock_skew = None, value
-        return True
-    desk.pending_skew = sample
-    return False
-
-
-def _skew(sent, now: float) -> float | None:
-    """Our clock minus the desk's, from the ``sent`` time of a message just received
-    (its own clock as it left; delivery takes milliseconds), or None without one."""
-    if isinstance(sent, bool) or not isinstance(sent, (int, float)):
-        return None
-    try:
-        sent = float(sent)  # an integer too large for a float raises
-    except OverflowError:
-        return None
-    return now - sent if valid_desk_time(sent) else None
