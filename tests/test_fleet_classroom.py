@@ -25,6 +25,7 @@ from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, CHECKING, WAITING
+from edge_app.fleet.classroom.minute_rows import MAX_MINUTE_ROWS, MINUTE_FIELDS
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
@@ -1723,7 +1724,7 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""
     body = {"start": start, "seq": seq, "frames": 900, "faces": 880, "desk": "Row 1",
-            **{name: seconds.get(name, 0.0) for name in classroom_model.MINUTE_FIELDS}}
+            **{name: seconds.get(name, 0.0) for name in MINUTE_FIELDS}}
     if sent is not None:
         body["sent"] = sent
     return json.dumps(body).encode()
@@ -1813,7 +1814,7 @@ def test_made_up_minutes_cannot_grow_a_desks_memory():
     for i in range(500):  # a forger with the desk's account, a new start each time
         room.apply_minute("desk-1", minute(now - 500 + i, i + 1, now, engaged_s=1.0))
     recent = room.snapshot()["desks"][0]["recent"]
-    assert recent["minutes"] == classroom_model.MAX_MINUTE_ROWS
+    assert recent["minutes"] == MAX_MINUTE_ROWS
 
 
 def test_an_open_page_drops_the_figure_when_a_desk_stops_sending_minutes():

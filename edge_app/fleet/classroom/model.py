@@ -1,10 +1,5 @@
 """What the instructor sees: one record per desk, fed by the broker, read by the page.
 
-Besides each desk's state, the desks' minute rows (seconds per engagement group) of the
-last ``RECENT_S`` are kept in memory, never on disk: each tile and the class as a whole
-show how much of the last ten minutes was engaged, a steadier figure than the state of
-the moment.
-
 Thread-safe: paho's network thread applies messages, web threads read snapshots and
 wait for the next change (``wait_change``) to push it to the page over SSE.
 
@@ -54,9 +49,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from edge_app.engagement import STRETCH_BREAK_S
-from edge_app.fleet.classroom.desk_clock import CLOCK_SKEW_S, measure_clock, skew_reading, time_correction
+from edge_app.fleet.classroom.desk_clock import measure_clock, skew_reading, time_correction
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, ATTENTION, CHECKING, LEVELS, UNKNOWN, WAITING
 from edge_app.fleet.classroom.messages import DEVICE_ID, MAX_PAYLOAD, heartbeat_interval, parse_json, parse_state, shown_text, valid_desk_time
+from edge_app.fleet.classroom.minute_rows import (
+    MAX_MINUTE_ROWS,
+    MAX_MINUTE_S,
+    MINUTE_FIELDS,
+    counts_as_recent,
+    minute_seconds_ok,
+    stops_counting_at,
+    summarise_minutes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,6 @@ LONG_ABSENT_S = 300.0
 WILL_BURST_S = 5.0  # an "offline" this long before the link to the broker is lost may be its shutdown's (set_link)
 NUMBERS = re.compile(r"(\d+)")  # the numbers in a desk's name, for its place in the order
 MAX_DESKS = 1000  # a school's broker, not one room; past it the longest-offline desk makes room, or nothing is added
-RECENT_S = 600.0  # "the last 10 minutes": minute rows that ended earlier are forgotten (``_recent``)
-MINUTE_S = 60.0  # what one minute row covers: it is sent as its minute ends
-# a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
-MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_engaged_s": "Not engaged",
-                 "distracted_s": "Distracted", "absent_s": "Absent", "present_s": "Present"}  # none from older desks
-MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
-MAX_MINUTE_ROWS = 20  # per desk: ten minutes' rows and their repeats; a flood of made-up starts cannot grow it
 # Page updates one desk's messages may cause: 10 a second, after a burst of 30 (a desk sends under one a second:
 # a state held 1.5 s at least, a minute row, a heartbeat; its backlog after an outage comes at once). Past it the
 # messages are still applied, nothing is lost, but the pages hear of that desk at this pace: each message woke every
@@ -155,17 +152,17 @@ class Desk:
         cached = self.recent_cache
         if cached is not None and cached[0] == self.minute_seq and now < cached[1]:
             return cached[2]
-        starts = [start for start in self.minutes if _recent(start, now)]
-        summary = {"minutes": len(starts), **_summary([self.minutes[t] for t in starts])} if starts else None
+        starts = [start for start in self.minutes if counts_as_recent(start, now)]
+        summary = {"minutes": len(starts), **summarise_minutes([self.minutes[t] for t in starts])} if starts else None
         # the same until a new row comes or the oldest counted one leaves the window
-        self.recent_cache = (self.minute_seq, _leaves_window(min(starts)) if starts else math.inf, summary)
+        self.recent_cache = (self.minute_seq, stops_counting_at(min(starts)) if starts else math.inf, summary)
         return summary
 
     def forget_old_minutes(self, now: float) -> None:
         """Drop the rows out of the last ``RECENT_S``: older ones, and ones dated after now
         (this server's clock set back an hour kept "Engaged" rows in every tile's last ten
         minutes for an hour while the student was away)."""
-        for start in [start for start in self.minutes if not _recent(start, now)]:
+        for start in [start for start in self.minutes if not counts_as_recent(start, now)]:
             del self.minutes[start]
 
     def sort_key(self, now: float) -> tuple:
@@ -648,7 +645,7 @@ class Classroom:
             seconds = {group: data.get(name, 0.0) for name, group in MINUTE_FIELDS.items()}
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError, AttributeError):
             return False
-        if not valid_desk_time(start) or not all(_seconds_ok(v) for v in seconds.values()) \
+        if not valid_desk_time(start) or not all(minute_seconds_ok(v) for v in seconds.values()) \
                 or sum(seconds.values()) > MAX_MINUTE_S:
             return False
         now = self.clock()
@@ -668,9 +665,9 @@ class Classroom:
             ours = start + time_correction(desk, skew)
             news = not desk.online  # a desk sending minutes is there, whatever their dates
             self._heard(desk, now)
-            recent = _recent(ours, now)
+            recent = counts_as_recent(ours, now)
             if recent:  # two rows for one minute (the device restarted within it) add up
-                self._next_expiry = min(self._next_expiry, _leaves_window(ours))  # when pages must drop it again
+                self._next_expiry = min(self._next_expiry, stops_counting_at(ours))  # when pages must drop it again
                 row = desk.minutes.setdefault(ours, dict.fromkeys(MINUTE_FIELDS.values(), 0.0))
                 for group, value in seconds.items():
                     row[group] += float(value)
@@ -774,7 +771,7 @@ class Classroom:
         """The class: the online desks' last minutes together, each desk counting by its
         seconds; computed once per change and second, not once per open page (holding the lock).
 
-        The page shows its ``engaged_share_there``, of the time students were there (``_summary``):
+        The page shows its ``engaged_share_there``, of the time students were there (``summarise_minutes``):
         an empty seat's "Absent" minutes made two engaged students and two empty seats "50% engaged"
         (a paused desk's are not counted either: it sends none). ``minutes``: the most any desk counts,
         so two minutes into a lesson the page says "last 2 min", not "last 10 min"."""
@@ -785,7 +782,7 @@ class Classroom:
         summary = None
         if recent:
             summary = {"desks": len(recent), "minutes": max(r["minutes"] for r in recent),
-                       **_summary([r["seconds"] for r in recent])}
+                       **summarise_minutes([r["seconds"] for r in recent])}
         self._class_recent = (self.version, int(now), summary)
         return summary
 
@@ -943,39 +940,3 @@ def _set_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     desk.since = ours
     desk.label = shown_text(data.get("label"), 120) or level
     desk.desk = shown_text(data.get("desk"), 64)
-
-
-def _recent(start: float, now: float) -> bool:
-    """A minute row (its ``start`` by our clock) counts in "the last 10 minutes" when its
-    minute ended in them: counted by start, a steady desk showed nine minutes, not ten, for
-    all but an instant of each minute. Not after now either: rows kept from before this
-    server's clock was set back are no later minutes."""
-    return now - RECENT_S < start + MINUTE_S and start <= now + CLOCK_SKEW_S
-
-
-def _leaves_window(start: float) -> float:
-    """When a row starting at ``start`` stops counting (``_recent``)."""
-    return start + MINUTE_S + RECENT_S
-
-
-def _seconds_ok(value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value) and 0 <= value <= MAX_MINUTE_S
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _summary(rows: list[dict]) -> dict:
-    """Seconds per group summed over ``rows``, their total and the engaged share of it
-    (``engaged_share``: what the API always said, "Absent" included, as a device's reports
-    count), and the time there (``there_s``: "Absent" left out) with the engaged share of
-    that (``engaged_share_there``, None for an empty seat): the one the page shows, for a
-    desk and for the class alike, so a tile and the class line count the same way."""
-    seconds = {group: round(sum(r[group] for r in rows), 2) for group in MINUTE_FIELDS.values()}
-    total = round(sum(seconds.values()), 2)
-    there = round(total - seconds["Absent"], 2)
-    return {"seconds": seconds, "observed_s": total,
-            "engaged_share": round(seconds["Engaged"] / total, 3) if total else None,
-            "there_s": there, "engaged_share_there": round(seconds["Engaged"] / there, 3) if there > 0 else None}
