@@ -24,6 +24,7 @@ from edge_app.config import LoginSettings
 from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
+from edge_app.fleet.classroom.desk import DESK_UPDATE_BURST, DESK_UPDATES_PER_S, SHARED_WINDOW_S
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, CHECKING, WAITING
 from edge_app.fleet.classroom.minute_rows import MAX_MINUTE_ROWS, MINUTE_FIELDS
 from edge_app.fleet.classroom.service import ClassroomService
@@ -815,7 +816,7 @@ def test_a_desk_clearing_and_resending_its_state_fast_does_not_send_every_page_e
         room.remove("desk-7")
         room.apply_state("desk-7", state(since="1799999990", sent="1800000000"))
     room.remove("desk-7")
-    assert room.version - before <= classroom_model.DESK_UPDATE_BURST + 1  # 1,001 without its pace
+    assert room.version - before <= DESK_UPDATE_BURST + 1  # 1,001 without its pace
     assert room.held_back()["desk-7"] >= 900
     update = room.snapshot(since=page["version"])
     assert not update["full"] and len(update["desks"]) <= 1  # at most desk-7 again, never all 50
@@ -1055,7 +1056,7 @@ def test_a_desk_flooding_the_classroom_is_paced_and_loses_nothing(classroom, bro
         reader.join(10)
         assert not reader.is_alive(), "the page never heard of the newest state"
     updates = room.version - before
-    assert updates <= classroom_model.DESK_UPDATE_BURST + classroom_model.DESK_UPDATES_PER_S * (
+    assert updates <= DESK_UPDATE_BURST + DESK_UPDATES_PER_S * (
         time.monotonic() - started + 1) + 5, updates  # 300 without the pace
     held = requests.get(f"{url}/healthz", timeout=5).json()["held_back"]
     assert held["flood"] >= 300 - updates and "desk-ok" not in held
@@ -1273,7 +1274,7 @@ def test_a_desk_whose_clock_is_off_is_corrected_by_its_sent_time():
 def test_a_desk_id_two_devices_send_as_is_marked_and_a_restart_is_not(caplog):
     """Two devices with one device id (a cloned card) are dropped in turn by the broker: their
     messages alternate between two publisher runs. A restart's new run never goes back."""
-    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.desk")
     t = [1_800_000_000.0]
     room = classroom_model.Classroom(clock=lambda: t[0])
 
@@ -1296,17 +1297,17 @@ def test_a_desk_id_two_devices_send_as_is_marked_and_a_restart_is_not(caplog):
     said = [r.getMessage() for r in caplog.records if "two devices send as desk desk-1" in r.getMessage()]
     assert len(said) == 1 and "mqtt.device_id" in said[0]
     beat("cccc")
-    beat("bbbb", classroom_model.SHARED_WINDOW_S - 10)  # still coming in turn
+    beat("bbbb", SHARED_WINDOW_S - 10)  # still coming in turn
     assert shared() and len([r for r in caplog.records if "two devices" in r.getMessage()]) == 1  # logged once
     beat("bbbb", 20)  # the other one renamed: bbbb alone, but within the window of the last return
     assert shared()
-    beat("bbbb", classroom_model.SHARED_WINDOW_S)  # alone for the window: one device again
+    beat("bbbb", SHARED_WINDOW_S)  # alone for the window: one device again
     assert not shared() and room.shared() == []
     beat("cccc")
     beat("bbbb")  # two again; then both go quiet (taken away): the mark ends all the same, the pages told
     assert room.shared() == ["desk-1"]
     version = room.version
-    t[0] += classroom_model.SHARED_WINDOW_S + 1
+    t[0] += SHARED_WINDOW_S + 1
     assert room.wait_change(version, 0) > version and not shared() and room.shared() == []
     # three devices on one id come back in turn too; a state message counts as a heartbeat does
     for run in ("d1", "d2", "d3"):
@@ -1337,7 +1338,7 @@ def test_a_card_cloned_with_its_device_id_is_named_on_the_tile_and_in_healthz_in
     """Real publishers: a desk restarted is one device; a second one with the same device id
     and login (a card cloned with its configuration) makes the broker drop each in turn, and
     the tile, /healthz and the log say so instead of showing one healthy desk."""
-    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.desk")
     beat = dict(heartbeat_s=0.3)
     store, pub = devices("desk-twin", "Row 4, seat 2", **beat)
     store.log_state_change(time.time(), "Engaged", "Engaged", "neutral", 0.9)
@@ -2536,7 +2537,7 @@ def test_new_desks_turned_away_at_the_limit_are_logged_once_a_minute(monkeypatch
     room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0, monotonic=lambda: mono[0])
     for i in range(2):
         assert room.apply_state(f"desk-{i}", state(since="1799999990", sent="1800000000"))
-    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.model")
+    caplog.set_level("WARNING", logger="edge_app.fleet.classroom.desk")
     for i in range(500):
         assert not room.apply_state(f"fake-{i}", state(since="1799999990", sent="1800000000"))
     lines = [r.getMessage() for r in caplog.records if "all online" in r.getMessage()]

@@ -17,6 +17,7 @@ from conftest import ADMIN_PASSWORD, login, stays, wait_for
 
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
+from edge_app.fleet.classroom.desk import DESK_UPDATE_BURST
 from edge_app.fleet.publisher import Publisher
 from edge_app.store.database import Store
 
@@ -549,7 +550,7 @@ def test_a_desk_back_at_its_pace_is_no_longer_counted_as_flooding_with_no_page_o
     t = [1000.0]
     room = classroom_model.Classroom(clock=lambda: t[0], monotonic=lambda: t[0])
     beat = lambda: room.apply_heartbeat("desk-07", json.dumps({"heartbeat_s": 30, "sent": t[0]}).encode())  # noqa: E731
-    for _ in range(int(classroom_model.DESK_UPDATE_BURST) + 10):  # a burst all at once
+    for _ in range(int(DESK_UPDATE_BURST) + 10):  # a burst all at once
         beat()
     burst = room.held_back()["desk-07"]
     assert burst > 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from edge_app.fleet.classroom.messages import valid_desk_time
 
 if TYPE_CHECKING:
-    from edge_app.fleet.classroom.model import Desk
+    from edge_app.fleet.classroom.desk import Desk  # desk.py imports this module: for the type only
 
 CLOCK_SKEW_S = 60.0  # a desk whose clock is further off than this from ours has its times corrected (and shown)
 
