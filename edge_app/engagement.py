@@ -86,7 +86,7 @@ def level_words(label: str, group: str, with_emotion: bool) -> str:
 
 
 # the longest break (other states) a disengaged stretch survives, on the desk's buzzer and on the
-# classroom page alike: a glance up, not a return (device/indicators.py, fleet/classroom/model.py)
+# classroom page alike: a glance up, not a return (device/indicators.py, fleet/classroom/desk.py)
 STRETCH_BREAK_S = 60.0
 LEVEL_GROUPS = (Group.ENGAGED, Group.PARTIALLY_ENGAGED, Group.NOT_ENGAGED)  # what the emotion mapping may pick
 

@@ -176,7 +176,7 @@ class AlertMemory:
     and the buzzer never sounded. Other states for ``after_s`` (at most ``STRETCH_BREAK_S``)
     end the stretch; a shorter break is not counted in it (``break_s``: a pause is not disengagement) and does
     not end it, so a stretch is alerted, and logged, once however often the student glances
-    up. (The classroom view's "Needs attention", ``fleet.classroom.model.Desk.stretch``,
+    up. (The classroom view's "Needs attention", ``fleet.classroom.desk.Desk.stretch``,
     likewise bridges breaks shorter than ``engagement.STRETCH_BREAK_S``.)"""
 
     last_alert: float = -1e18

@@ -262,7 +262,7 @@ class Publisher:
         self._lost_reason = ""
         self.installation = installation_id(store.data_dir)
         # this run's tag, in every message: two devices given one device id come in turn under it, which a
-        # classroom tells from one desk restarting (classroom model ``_note_run``); random, so a card cloned with
+        # classroom tells from one desk restarting (classroom ``desk.note_run``); random, so a card cloned with
         # its installation id is told apart too, and it names nothing
         self.run = secrets.token_hex(4)
         self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None

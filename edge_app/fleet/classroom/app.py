@@ -449,9 +449,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
                                    "uptime_s": round(time.monotonic() - ctx.started_monotonic, 1)}
         if full:
             body.update(broker=b.broker, error=b.reason(), version=__version__,
-                        # desks sending past their pace (model.DESK_UPDATES_PER_S), most first: which one floods the pages
+                        # desks sending past their pace (desk.DESK_UPDATES_PER_S), most first: which one floods the pages
                         held_back=ctx.classroom.held_back(),
-                        # device ids two devices send as (model._note_run): give each its own mqtt.device_id
+                        # device ids two devices send as (desk.note_run): give each its own mqtt.device_id
                         shared=ctx.classroom.shared())
         if not b.connected:
             body["reasons"] = [f"mqtt: {b.reason() or 'connecting to ' + b.broker}" if full else

@@ -5,7 +5,7 @@
   const ORDER = ["Not engaged", "Distracted", "Absent", "Paused", "Present", "Partially engaged", "Engaged"];
   const ALERTING = ["Not engaged", "Distracted"];
   const GROUPS = ["Engaged", "Partially engaged", "Not engaged", "Present", "Distracted", "Absent"];  // a minute row's seconds
-  // an online desk with no state yet (just started): its tile says so in words, as its count does (model.WAITING)
+  // an online desk with no state yet (just started): its tile says so in words, as its count does (levels.WAITING)
   const WAITING = "Waiting for a first reading";
   const desks = new Map();
   let counts = {};
@@ -43,13 +43,13 @@
     render();
   });
 
-  // a desk not heard yet that the broker's stored copies say was online: this service has just started (model.CHECKING)
+  // a desk not heard yet that the broker's stored copies say was online: this service has just started (levels.CHECKING)
   const CHECKING = "Checking";
   const KNOWN = new Set([...ORDER, WAITING, CHECKING, "Offline"]);
   // a level this page does not know (a newer desk's) has the neutral "other" look
   const cls = (level) => "lvl-" + (KNOWN.has(level) ? level.toLowerCase().replace(/ /g, "-") : "other");
   // ... and is said to be unknown, its words quoted and cut short: a desk's account may send any words as its
-  // level ("Fire alarm evacuate now"), which must not read as a level or an announcement (counted: model.UNKNOWN)
+  // level ("Fire alarm evacuate now"), which must not read as a level or an announcement (counted: levels.UNKNOWN)
   const UNKNOWN_CHARS = 16;
   const levelText = (level) => KNOWN.has(level) ? level : "Unknown state: \u201c" +
     (level.length > UNKNOWN_CHARS ? level.slice(0, UNKNOWN_CHARS - 1).trimEnd() + "\u2026" : level) + "\u201d";
@@ -63,7 +63,7 @@
   // ids, on the tiles and in the alerts: "Row 1, seat 1 (desk-08)". Names that look the same count as the same:
   // case, accents, white space, compatibility forms (full-width letters) and the Cyrillic and Greek letters
   // drawn like Latin ones ("R\u043ew 1" with a Cyrillic o) aside (the server has taken out invisible characters
-  // already, model._text). The letters are the common ones of Unicode's confusables list (TR39), lower case.
+  // already, messages.shown_text). The letters are the common ones of Unicode's confusables list (TR39), lower case.
   const LATIN_TWINS = new Map(Object.entries({
     "\u0430": "a", "\u0432": "b", "\u0435": "e", "\u043a": "k", "\u043c": "m", "\u043d": "h",
     "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0442": "t", "\u0443": "y", "\u0445": "x", "\u0455": "s",
@@ -89,15 +89,15 @@
     return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
   }
   // what the alert times: on an alert level, the whole stretch of alert levels (a student moving between
-  // "Not engaged" and "Distracted" is disengaged all along: model.Desk.stretch), else the level's own time
+  // "Not engaged" and "Distracted" is disengaged all along: desk.Desk.stretch), else the level's own time
   const stretch = (d) => (ALERTING.includes(d.level) && d.disengaged_since) || d.since;
-  // as the server orders them (model.Desk.sort_key): an empty seat (long "Absent") after every working desk
+  // as the server orders them (desk.Desk.sort_key): an empty seat (long "Absent") after every working desk
   function rank(d, t) {
     const i = ORDER.indexOf(d.level);
     const empty = d.level === "Absent" && d.since && t - d.since >= longAbsent;
     return [d.online ? 0 : d.checking ? 1 : 2, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i, stretch(d) || 0];
   }
-  // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, model.natural_key)
+  // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, desk.natural_key)
   const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
   function compare(a, b, t) {
     const x = rank(a, t), y = rank(b, t);
@@ -125,7 +125,7 @@
   // one share, from the seconds, for the words and the bar's label alike (engaged_share is
   // rounded already: rounded again, the words said 44% where the label said 43%)
   const share = (r, group) => r.observed_s ? r.seconds[group] / r.observed_s : 0;
-  // engaged of the time there ("Absent" left out), as the class line counts (model._summary): a student there
+  // engaged of the time there ("Absent" left out), as the class line counts (minute_rows.summarise_minutes): a student there
   // for all the minutes they were there read "50% engaged" on their tile and counted 100% in the class's
   const shareThere = (r) => r.there_s > 0 ? r.seconds.Engaged / r.there_s : 0;
   const THERE_TILE = "Of the time the student was at the desk: minutes \u201cAbsent\u201d are left out, as in the " +
@@ -222,7 +222,7 @@
       li.append(el("span", "meta heard", d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
-      // two devices send as this desk (model._note_run): what it shows comes from either, in turn
+      // two devices send as this desk (desk.note_run): what it shows comes from either, in turn
       if (d.shared) li.append(el("span", "meta shared", "Two devices use this desk's ID: its level mixes two students. " +
         "Ask a technician to give each its own"));
       if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
@@ -243,7 +243,7 @@
     const label = offline === 1 ? "Remove the offline desk" : "Remove the " + offline + " offline desks";
     if (offline && $("remove-offline").textContent !== label) $("remove-offline").textContent = label;
     const r = classRecent;
-    // of the time students were there (model._class_summary): empty seats are no one's disengagement; over the
+    // of the time students were there (model.Classroom._class_summary): empty seats are no one's disengagement; over the
     // minutes there are (two minutes into a lesson: "last 2 min"), counted as the tiles count theirs
     $("class-recent").textContent = r && r.there_s > 0 ?
       "Class, last " + Math.min(10, r.minutes || 10) + " min: " + pct(shareThere(r)) +
