@@ -30,7 +30,7 @@ from edge_app.fleet.classroom.minute_rows import MAX_MINUTE_ROWS, MINUTE_FIELDS
 from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
-from edge_app.store import database
+from edge_app.store import database, schema
 from edge_app.store.database import Store
 
 broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
@@ -434,7 +434,7 @@ def test_users_survive_the_instructor_role_migration(tmp_path):
     path = tmp_path / "old" / database.DB_NAME
     path.parent.mkdir()
     conn = sqlite3.connect(path)
-    for number, sql in enumerate(database.MIGRATIONS[:2], 1):
+    for number, sql in enumerate(schema.MIGRATIONS[:2], 1):
         conn.executescript(f"{sql}; PRAGMA user_version = {number};")
     conn.execute("INSERT INTO users(id, username, password_hash, role, created) VALUES (7, 'lea', 'h', 'student', 1)")
     conn.execute("INSERT INTO sessions VALUES ('t', 7, 'c', 1, 1)")
@@ -443,7 +443,7 @@ def test_users_survive_the_instructor_role_migration(tmp_path):
     conn.close()
     store = Store(path.parent)
     try:
-        assert store.schema_version() == len(database.MIGRATIONS)
+        assert store.schema_version() == len(schema.MIGRATIONS)
         assert store.query("SELECT COUNT(*) FROM sessions")[0][0] == 1
         assert store.query("SELECT COUNT(*) FROM uploads WHERE user_id = 7")[0][0] == 1
         store.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('t', 'h', 'instructor', 1)")

@@ -190,7 +190,7 @@ def show_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
 
 
 def note_run(desk: Desk, data, now: float) -> bool:
-    """A live message's publisher ``run`` (``RUN_TAG``; ``now``: monotonic, holding the lock):
+    """A live message's publisher ``run`` (``RUN_TAG``; ``now``: monotonic; the caller holds the Classroom's lock):
     a run that was heard lately, then another, comes back only when two devices send as this
     desk. True when the desk's ``shared`` changed. A message with no run (older firmware)
     tells nothing."""

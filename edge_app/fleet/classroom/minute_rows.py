@@ -13,7 +13,7 @@ from edge_app.fleet.classroom.desk_clock import CLOCK_SKEW_S
 
 RECENT_S = 600.0  # "the last 10 minutes": minute rows that ended earlier are forgotten (``counts_as_recent``)
 MINUTE_S = 60.0  # what one minute row covers: it is sent as its minute ends
-# a minute row's seconds per group, as a device sends them (store.database.GROUP_COLUMNS), and the group each counts for
+# a minute row's seconds per group, as a device sends them (store.schema.GROUP_COLUMNS), and the group each counts for
 MINUTE_FIELDS = {"engaged_s": "Engaged", "partial_s": "Partially engaged", "not_engaged_s": "Not engaged",
                  "distracted_s": "Distracted", "absent_s": "Absent", "present_s": "Present"}  # none from older desks
 MAX_MINUTE_S = 120.0  # seconds one row may hold (a minute has 60; a device carries up to 5 s of a gap over)
