@@ -78,6 +78,27 @@ def test_a_camera_fault_leaves_in_words_the_classroom_can_show(broker, store, wo
         pub.stop()
 
 
+def test_a_damaged_outbox_row_is_dropped_and_the_messages_after_it_still_go(broker, store, caplog):
+    """A row whose body is no longer JSON (a bad block on the card) made every read of the
+    outbox fail: the publisher said "outbox not readable now" on every wake and sent nothing
+    after it, for good. It is dropped, said once, and the next state still reaches the broker."""
+    store.outbox_enabled = True  # as a Publisher sets it
+    store.execute("INSERT INTO outbox(t, kind, body) VALUES (?, ?, ?)", (1_700_000_000.0, "state", "{truncated"))
+    pub = Publisher(settings(broker), store, lambda: "model-v3").start()
+    listener = Listener(broker, ["engage/+/state"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge_app"):
+            wait_for(lambda: pub.status.connected)
+            change(store, 1)
+            wait_for(lambda: any(s["since"] == 1_700_000_001.0 for s in listener.json("engage/desk-07/state")))
+            wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
+        dropped = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+        assert len(dropped) == 1 and "outbox" in dropped[0], caplog.text
+    finally:
+        listener.close()
+        pub.stop()
+
+
 def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
     pub = Publisher(settings(broker), store, lambda: "model-v3").start()
     try:

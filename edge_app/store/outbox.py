@@ -7,6 +7,7 @@ describes (``queue_message``), and deleted only once the broker has acknowledged
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from edge_app.store.database import Store
 
 
+log = logging.getLogger(__name__)
 RUN_LOOKED_AT = 200  # rows ``current_state`` looks back for when the state it reports began
 
 
@@ -36,9 +38,26 @@ class Outbox:
         self.store = store
 
     def after(self, seq: int, limit: int = 100) -> list[Message]:
-        """Waiting messages with a seq above ``seq``, oldest first."""
+        """Waiting messages with a seq above ``seq``, oldest first. A row that no longer reads
+        as a message (a bad block on the card) is dropped and said: it made every read fail,
+        and nothing after it was ever sent."""
         rows = self.store.query("SELECT id, t, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (seq, limit))
-        return [Message(r["id"], r["t"], r["kind"], json.loads(r["body"])) for r in rows]
+        messages, damaged = [], []
+        for r in rows:
+            try:
+                body = json.loads(r["body"])
+            except (TypeError, ValueError):
+                body = None
+            if isinstance(body, dict):
+                messages.append(Message(r["id"], r["t"], r["kind"], body))
+            else:
+                damaged.append(r["id"])
+        if damaged:
+            log.warning("outbox: dropped %d damaged message(s) (seq %s) that no longer read as JSON; the states after "
+                        "them are sent, and the broker keeps the newest: run `engage-edge selftest` to check the card",
+                        len(damaged), ", ".join(map(str, damaged[:5])))
+            self.ack(damaged)
+        return messages
 
     def ack(self, seqs: list[int]) -> None:
         """The broker has these: forget them."""
