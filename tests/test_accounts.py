@@ -134,6 +134,30 @@ def test_a_class_lists_generated_passwords_are_never_a_students_name(tmp_path, m
         store.close()
 
 
+def test_the_last_enabled_admin_is_neither_disabled_nor_deleted(tmp_path):
+    """Only the pages counted the admins, before the change: two admins disabling each other
+    at once both passed the count and left the device with none. The change itself refuses."""
+    store = Store(tmp_path)
+    try:
+        accounts = Accounts(store)
+        ann = accounts.create_user("ann", "anns-pass-123", "admin")
+        bob = accounts.create_user("bob", "bobs-pass-123", "admin")
+        accounts.set_disabled(ann.id, True)  # bob is still there
+        with pytest.raises(AuthError, match="bob is the last admin and cannot be disabled"):
+            accounts.set_disabled(bob.id, True)
+        with pytest.raises(AuthError, match="bob is the last admin and cannot be deleted"):
+            accounts.delete_user(bob.id)
+        assert not accounts.get(bob.id).disabled
+        accounts.delete_user(ann.id)  # a disabled admin manages nothing: it may go
+        assert accounts.get(ann.id) is None
+        sam = accounts.create_user("sam", "sams-pass-123")
+        accounts.set_disabled(sam.id, True)  # students come and go as before
+        accounts.delete_user(sam.id)
+        assert [u.username for u in accounts.list_users()] == ["bob"]
+    finally:
+        store.close()
+
+
 def test_a_role_change_keeps_the_data_ends_sessions_when_rights_shrink_and_keeps_the_last_admin(tmp_path):
     store = Store(tmp_path)
     try:

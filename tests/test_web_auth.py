@@ -725,6 +725,26 @@ def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
     assert appliance.accounts.find("admin") is not None
 
 
+def test_two_admins_disabling_each_other_at_once_leave_one(appliance, monkeypatch):
+    """Each admin's page counted two admins, then each disabled the other: none was left. The
+    second change, landing after the first, is refused with the reason."""
+    bob = appliance.accounts.create_user("bob", "bobs-pass-123", "admin")
+    ann = appliance.accounts.find("admin")
+    as_bob = login(appliance.url, "bob", "bobs-pass-123")
+    counted = appliance.accounts.count_admins
+
+    def count_then_the_other_lands():  # bob's page reads two admins; the admin's own change lands right after
+        n = counted()
+        appliance.accounts.set_disabled(bob.id, True)
+        return n
+
+    monkeypatch.setattr(appliance.accounts, "count_admins", count_then_the_other_lands)
+    r = as_bob.post(f"{appliance.url}/admin/users/{ann.id}/disable", data={"csrf": as_bob.csrf}, timeout=10)
+    assert r.status_code == 200 and "Log in" in r.text  # bob is disabled now: his page ends, no 500
+    assert not appliance.accounts.get(ann.id).disabled and appliance.accounts.get(bob.id).disabled
+    assert not appliance.store.query("SELECT * FROM audit WHERE action = 'disabled user' AND actor = 'bob'")
+
+
 # ------------------------------------------------------------ every route guarded
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what chromium sends
 

@@ -304,6 +304,16 @@ def _throttle_name(username: str | None) -> str:
     return (username or "").lower() if USERNAME.fullmatch(username or "") else "~invalid"
 
 
+def _keep_an_admin(conn: sqlite3.Connection, user_id: int, change: str) -> None:
+    """AuthError when ``user_id`` is the last enabled admin (no one could manage users after
+    it is ``change``d). Checked in the write itself, as ``Accounts.set_role`` does: the pages'
+    own count came before it, so two admins disabling each other at once both passed it."""
+    row = conn.execute("SELECT username, role, disabled FROM users WHERE id = ?", (user_id,)).fetchone()
+    if row is not None and row["role"] == "admin" and not row["disabled"] and conn.execute(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0] <= 1:
+        raise AuthError(f"{row['username']} is the last admin and cannot be {change}: make another user an admin first")
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -657,9 +667,10 @@ class Accounts:
         waits until they choose their own; their own change (``change_password``) clears it."""
         user = self.get(user_id)
         check_password_rules(password, user.username if user else "")
-        self.store.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
-                           (hash_password(password), int(must_change), user_id))
-        self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        with self.store.transaction() as conn:  # one write: a new password never leaves the old sessions (a thief's) alive
+            conn.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
+                         (hash_password(password), int(must_change), user_id))
+            conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         if user:  # a new password from an admin also lifts a lock on the name
             self.unlock(user.username)
         if user and user.username == "admin":  # a generated first-start password waiting on disk no longer works
@@ -687,15 +698,24 @@ class Accounts:
         return User(before.id, before.username, role, before.disabled, before.must_change_password)
 
     def set_disabled(self, user_id: int, disabled: bool) -> None:
-        self.store.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
-        if disabled:
-            self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        """Disable (ending their sessions) or enable an account; the last enabled admin is not
+        disabled (``_keep_an_admin``)."""
+        with self.store.transaction() as conn:
+            if disabled:
+                _keep_an_admin(conn, user_id, "disabled")
+            conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+            if disabled:
+                conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
 
     def delete_user(self, user_id: int) -> None:
+        """Delete an account (its uploads are the store's: ``Store.delete_user_data``); the last
+        enabled admin is not deleted (``_keep_an_admin``)."""
         user = self.get(user_id)
+        with self.store.transaction() as conn:
+            _keep_an_admin(conn, user_id, "deleted")
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
         if user:  # its failed log-ins name it: they go with it
             self.unlock(user.username)
-        self.store.execute("DELETE FROM users WHERE id = ?", (user_id,))
         self.store.forget_deleted()  # the name must not stay readable in the write-ahead log
 
     def authenticate(self, username: str, password: str) -> User | None:

@@ -238,7 +238,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             return guard.page("admin_confirm", title="Confirm deletion", target=target, action=action,
                               counts=reports.user_data_counts(ctx.store, user_id), query=page_query())
         if action == "disable":
-            ctx.accounts.set_disabled(user_id, True)
+            try:
+                ctx.accounts.set_disabled(user_id, True)
+            except AuthError as exc:  # the count above was read before another admin's change landed
+                guard.flash_redirect(back, f"{target.username} was not disabled: {exc}.", error=True)
             message = f"Disabled {target.username}: they are logged out and cannot log in."
             audit = ("disabled user", "")
         elif action == "enable":
@@ -278,7 +281,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         elif action == "delete":
             theirs = pauses_of(ctx, target)
             n = ctx.store.delete_user_data(user_id)
-            ctx.accounts.delete_user(user_id)
+            try:
+                ctx.accounts.delete_user(user_id)
+            except AuthError as exc:  # the count above was read before another admin's change landed
+                ctx.store.audit(me.username, "deleted data of", target.username, uploads(n))
+                guard.flash_redirect(back, f"{target.username} was not deleted: {exc} (their {uploads(n)} were).",
+                                     error=True)
             kept_pause = disown_pause(ctx, theirs, target.username)  # after: no press of theirs can follow
             message = f"Deleted {target.username} and {uploads(n)}.{kept_pause}"
             audit = ("deleted user", f"{target.role}, {uploads(n)}")
