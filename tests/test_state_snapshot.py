@@ -175,6 +175,49 @@ def test_a_model_with_other_labels_keeps_the_level_shown_until_the_new_model_say
         store.close()
 
 
+def test_a_model_with_fewer_labels_swapped_in_during_a_frames_inference_keeps_the_loop_reading(cfg, face_jpeg):
+    """The loop read its model once per frame, but the tracker under the lock: a model with
+    fewer labels (FER's 7 after FER+'s 8) swapped in by the model watcher while a frame's
+    inference ran fed the old model's 8 probabilities to the new 7-label tracker, and every
+    frame after failed ("operands could not be broadcast"), the state frozen while the
+    student sat there. That frame is dropped; the next is the new model's."""
+    real = EmotionClassifier()
+
+    class Fewer:  # the shipped network read as a model of one label fewer
+        manifest, labels = real.manifest, list(real.labels[:-1])
+
+        def probabilities(self, crop):
+            p = real.probabilities(crop)[:-1]
+            return p / p.sum()
+
+    class SwappedDuringInference:  # the old model: the watcher's swap lands while it reads a face
+        manifest, labels, armed = real.manifest, real.labels, False
+
+        def probabilities(self, crop):
+            if self.armed:
+                self.armed = False
+                loop.set_classifier(Fewer())
+            return real.probabilities(crop)
+
+    clock = {"t": 100.0}
+    old = SwappedDuringInference()
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), FaceDetector.from_config(cfg), old, None, NullIndicator(),
+                       clock=lambda: clock["t"])
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        for _ in range(30):
+            clock["t"] += 0.1
+            loop.process(face)
+        old.armed = True
+        for _ in range(30):  # the same student, the new model
+            clock["t"] += 0.1
+            snapshot, _ = loop.process(face)
+        assert len(loop.classifier.labels) == len(real.labels) - 1
+        assert set(snapshot.probabilities) == set(loop.classifier.labels) and snapshot.emotion in loop.classifier.labels
+    finally:
+        loop.stop()
+
+
 def test_a_model_flashed_during_a_pause_leaves_the_desk_paused(cfg, tmp_path, face_jpeg):
     """A model with other labels flashed while the privacy switch is on (an admin's upload,
     the student paused) restarted the tracker, which still held the level from before the

@@ -264,6 +264,11 @@ class CaptureLoop:
         t2 = time.perf_counter()
         obs = Observation(now, main.kind if main else None, probs, main is None and too_dark(gray))
         with self.state_lock:
+            if probs is not None and classifier is not self.classifier:
+                # a flashed model was swapped in during this frame's inference: the tracker may be the new
+                # model's (its labels), which cannot read the old one's probabilities (one label fewer
+                # failed every frame after); the frame is dropped, the next is the new model's
+                return self.snapshot, False
             tracked, changed = self.tracker.update(obs, rules.engagement)
             for f in faces:
                 f.setdefault("engagement", tracked.level)
