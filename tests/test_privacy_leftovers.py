@@ -159,3 +159,49 @@ def test_a_killed_restores_copy_is_removed_at_the_next_start(cfg, make_appliance
     make_appliance(with_loop=False)
 
     assert sorted(p.name for p in data.iterdir() if ".restore" in p.name) == []
+
+
+def test_a_new_live_viewer_never_gets_a_frame_from_before_they_watched():
+    """The loop publishes frames only while someone watches, and the last one stayed: the next
+    viewer, hours later, was sent it at once (a student who has since left, or one filmed just
+    before they pressed Pause). With no viewer no frame is kept, and a stream begins with a
+    frame published after it opened."""
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from edge_app.runtime.live import LiveFrame, mjpeg_stream
+
+    def frame(value: int) -> np.ndarray:
+        return np.full((48, 64, 3), value, np.uint8)
+
+    def shade(part: bytes) -> int:
+        jpeg = part[part.index(b"\r\n\r\n") + 4:-2]
+        return int(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).mean())
+
+    live = LiveFrame(placeholder_every_s=30)
+    live.viewers = 1
+    live.publish(frame(30))  # the student watched before
+    assert live.jpeg(0) is not None
+    live.viewers = 0  # ... and left: nothing of that frame stays
+    assert live.jpeg(0, timeout=0.1) is None
+    live.viewers = 1  # a viewer, later
+    parts = mjpeg_stream(live, lambda: "ok", fps=15)
+    later = threading.Timer(0.3, live.publish, (frame(220),))
+    later.start()
+    try:
+        assert shade(next(parts)) > 200  # the frame after they came, never the one from before
+    finally:
+        later.cancel()
+        live.close()
+    # another viewer joining one who watches waits for the next frame too
+    live = LiveFrame(placeholder_every_s=30)
+    live.viewers = 2
+    live.publish(frame(30))
+    parts = mjpeg_stream(live, lambda: "ok", fps=15)
+    threading.Timer(0.3, live.publish, (frame(220),)).start()
+    try:
+        assert shade(next(parts)) > 200
+    finally:
+        live.close()

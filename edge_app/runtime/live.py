@@ -31,7 +31,8 @@ class LiveFrame:
         self._seq = 0
         self._jpeg: tuple[int, bytes] | None = None
         self._placeholders: dict[tuple, bytes] = {}
-        self.viewers = 0
+        self._size = (480, 640)  # the last frame's height and width, for a placeholder of its size
+        self._viewers = 0
         self.closed = False  # set at shutdown: the streams end instead of holding the web server's stop
 
     def close(self) -> None:
@@ -42,7 +43,21 @@ class LiveFrame:
             self._cond.notify_all()
 
     def wanted(self) -> bool:
-        return self.viewers > 0
+        return self._viewers > 0
+
+    @property
+    def viewers(self) -> int:
+        return self._viewers
+
+    @viewers.setter
+    def viewers(self, count: int) -> None:
+        """How many streams are open (``web.live.ViewerSlots``). With none, the last frame goes:
+        it stayed in memory and was the next viewer's first, hours later (a student who had
+        left, or one filmed just before pressing Pause)."""
+        with self._cond:
+            self._viewers = count
+            if count <= 0:
+                self._frame, self._jpeg = None, None
 
     @property
     def seq(self) -> int:
@@ -51,7 +66,9 @@ class LiveFrame:
 
     def publish(self, frame: np.ndarray) -> None:
         with self._cond:
-            self._frame = frame
+            if self._viewers <= 0:  # the last viewer left while the loop annotated it
+                return
+            self._frame, self._size = frame, frame.shape[:2]
             self._seq += 1
             self._cond.notify_all()
 
@@ -75,8 +92,7 @@ class LiveFrame:
     def placeholder(self, status: str) -> bytes:
         """A grey JPEG saying the camera is unavailable and why (``status``), the size of
         the last frame; made once per size and status."""
-        frame = self._frame
-        h, w = frame.shape[:2] if frame is not None else (480, 640)
+        h, w = self._size
         key = (h, w, status)
         if key not in self._placeholders:
             img = np.full((h, w, 3), PLACEHOLDER_GREY, np.uint8)
@@ -105,11 +121,12 @@ def mjpeg_stream(live: LiveFrame, camera: Callable[[], str], fps: float, stall_s
     when the camera is ok yet no frame came for ``stall_s`` (the loop has stopped), or at
     once when ``live`` is closed (the service stops)."""
     interval = 1.0 / fps
-    seq, sent = 0, 0.0
+    # a frame published after the stream opened, never one from before: it may show who sat there then
+    seq, sent = live.seq, 0.0
     last_frame = time.monotonic()
     wait = live.placeholder_every_s
     if camera() != CameraState.OK:
-        seq, wait = live.seq, 0.0  # no stale frame from before the fault: say why at once
+        wait = 0.0  # say why at once
     while not live.closed:
         got = live.jpeg(seq, timeout=wait)
         if live.closed:
