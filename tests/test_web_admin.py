@@ -971,6 +971,9 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
     for n in (1, 2):
         appliance.store.log_alert(time.time() - 60 * n, "Not engaged",
                                   appliance.store.write_image(f"alerts/older-{n}.jpg", b"\xff\xd8\xff\xd9"))
+    for hostile in ("9" * 25, "1_0", " 7"):  # SQLite's integers end at 19 digits (a 500); int() reads "1_0" as 10
+        r = s.post(f"{appliance.url}/admin/alerts/delete-snapshots", data={"csrf": s.csrf, "alert": hostile}, timeout=10)
+        assert r.status_code == 200 and "No such alert" in r.text, (hostile, r.status_code)
     r = s.post(f"{appliance.url}/admin/alerts/delete-snapshots", data={"csrf": s.csrf}, timeout=10)
     assert r.status_code == 200 and "Deleted every alert snapshot" in r.text
     assert not list((appliance.store.data_dir / "images" / "alerts").glob("older-*.jpg"))

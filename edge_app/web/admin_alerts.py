@@ -35,10 +35,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.check_csrf()
         guard.require_recent_password()  # as every admin change: not a browser left logged in
         which = request.forms.get("alert", "")
-        try:
-            alert_id = int(which) if which else None
-        except ValueError:
+        if which and not (which.isascii() and which.isdigit() and len(which) <= 18):  # an id SQLite can hold
             guard.flash_redirect("/admin/alerts", f"No such alert: {which[:20]!r}.", error=True)
+        alert_id = int(which) if which else None
         removed = ctx.store.delete_alert_snapshots(alert_id)
         what = f"the snapshot of alert #{alert_id}" if alert_id is not None else "every alert snapshot"
         if removed:

@@ -99,7 +99,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         instructors and admins, who look after the desk, see its whole span (None)."""
         if user.role != "student":
             return None
-        return ctx.accounts.session_started(request.get_cookie(COOKIE))
+        # a session ended since this request began (a log-out in another tab) has no start: nothing before now
+        return ctx.accounts.session_started(request.get_cookie(COOKIE)) or time.time()
 
     def state_words(user) -> str:
         return guard.shown_state(user, ctx.loop.state).level if ctx.loop else "no camera loop"
