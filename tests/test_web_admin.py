@@ -819,6 +819,32 @@ def test_settings_saved_here_over_the_config_file_are_shown_and_can_go_back_to_i
     assert "indicators.quiet_hours" in again.store.query("SELECT detail FROM audit ORDER BY id DESC LIMIT 1")[0][0]
 
 
+def test_handing_settings_back_to_the_file_does_what_saving_them_does(make_appliance, tmp_path):
+    """"Use the config file's values" ran on them without what a save does: a shorter retention
+    from the file waited up to an hour for the clean-up, and frame storage turned on by the file
+    was not said to the admin who turned it on."""
+    from edge_app import config as config_mod
+
+    conf = tmp_path / "config.toml"
+    conf.write_text("[store]\nretention_days = 7\n[privacy]\nsnapshot_on_alert = true\n")
+    cfg = config_mod.load(conf, {"store.data_dir": str(tmp_path / "data"), "web.port": 0, "indicators.backend": "none"})
+    appliance = make_appliance(cfg, with_loop=False)
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/settings"
+    assert s.post(url, data=settings_form(appliance, csrf=s.csrf, **{"store.retention_days": "60",
+                                                                      "privacy.snapshot_on_alert": ""}),
+                  timeout=10).status_code == 200
+    assert appliance.cfg.store.retention_days == 60 and not appliance.cfg.privacy.snapshot_on_alert
+    wait_for(lambda: appliance.housekeeping.runs >= 1, what="the start's clean-up")
+    appliance.store.log_state_change(time.time() - 20 * 86400, "Engaged", "Engaged", None, None)
+    r = s.post(f"{url}/use-file", data={"csrf": s.csrf}, timeout=10)
+    text = " ".join(html.unescape(r.text).split())
+    assert r.status_code == 200 and "config file's values are used now" in text
+    assert "Records older than 7 days are being deleted now." in text and "Snapshots are on" in text, text
+    wait_for(lambda: appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 0, timeout=20,
+             what="the 20-day-old row deleted")
+
+
 def test_with_no_config_file_the_notice_sends_nobody_to_edit_one(make_appliance, tmp_path, monkeypatch):
     """Running on the defaults, the notice said "used instead of the defaults (an edit there
     changes nothing ...)": there is no file to edit. It says there is none and that this page

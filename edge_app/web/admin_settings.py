@@ -132,18 +132,20 @@ def apply_settings(ctx, changes: dict) -> None:
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     saved.update(changes)
     ctx.store.set_setting(SETTINGS_KEY, saved)
-    shorter = new.store.retention_days < ctx.cfg.store.retention_days
     _run_on(ctx, new)
-    if shorter and getattr(ctx, "housekeeping", None) is not None:
-        ctx.housekeeping.soon()  # the records past the new retention go now, as the page says
 
 
 def _run_on(ctx, new: config_mod.Config) -> None:
-    """Hand ``new`` whole to the web context, the analyzer and the loop (never edited in place)."""
+    """Hand ``new`` whole to the web context, the analyzer and the loop (never edited in place).
+    A shorter retention starts a clean-up: the records past it go now, as the page says, from a
+    save or from the config file's values handed back alike."""
+    shorter = new.store.retention_days < ctx.cfg.store.retention_days
     ctx.cfg = new
     ctx.analyzer.mapping = dict(new.engagement.mapping)
     if ctx.loop is not None and hasattr(ctx.loop, "apply_config"):
         ctx.loop.apply_config(new)
+    if shorter and getattr(ctx, "housekeeping", None) is not None:
+        ctx.housekeeping.soon()
 
 
 def _parse_setting(dotted: str, label: str, kind, raw: str | None):
@@ -218,12 +220,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.check_csrf()
         guard.require_recent_password()
         with ctx.settings_lock:
+            before = settings_values()
             changed = use_file_settings(ctx)
+            after = settings_values()
         if changed:
             log.info("admin %s handed settings back to the config file", me.username)
             ctx.store.audit(me.username, "used the config file's settings", "", "; ".join(changed))
         file = "default" if _no_config_file(ctx) else "config file's"
-        guard.flash_redirect("/admin/settings", f"The {file} values are used now." if changed
+        guard.flash_redirect("/admin/settings", f"The {file} values are used now." + notices(before, after) if changed
                              else f"Nothing to hand back: no saved setting differs from the {file} values.")
 
     @app.post("/admin/settings")
@@ -272,10 +276,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             log.info("admin %s changed settings", me.username)
             ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
-        guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." + snapshot_notice(
-            before.get("privacy.snapshot_on_alert"), changes.get("privacy.snapshot_on_alert")) + retention_notice(
-            before.get("store.retention_days"), changes.get("store.retention_days")) if changed
-                             else "Nothing to save: no setting was changed.")
+        guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." + notices(before, changes)
+                             if changed else "Nothing to save: no setting was changed.")
+
+    def notices(before: dict, now: dict) -> str:
+        """What the admin is told of frame storage and retention after a change (``now``: the
+        values changed, or all of them)."""
+        return (snapshot_notice(before.get("privacy.snapshot_on_alert"), now.get("privacy.snapshot_on_alert"))
+                + retention_notice(before.get("store.retention_days"), now.get("store.retention_days")))
 
     def snapshot_notice(was, now) -> str:
         """What turning frame storage on or off means, said where the admin did it: storing
