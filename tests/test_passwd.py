@@ -234,3 +234,48 @@ def test_an_account_is_made_on_the_machine_for_a_provisioning_script(make_applia
     assert [(a["action"], a["target"], a["detail"]) for a in audit] == [
         ("created user", "ms.lee", "role instructor, engage-edge adduser, temporary password")]
     assert audit[0]["actor"].startswith("command line")
+
+
+def test_on_a_full_disk_the_user_commands_say_what_to_do_and_give_up_the_reserve(tmp_path):
+    """A full card is when a technician reaches for `passwd` (the admin cannot log in to free
+    space), and it ended in sqlite3's "database or disk is full" traceback. The command says
+    so, nothing changed, and gives up the room the running service keeps, so it works when run
+    again; without a reserve, it says what to free."""
+    from conftest import fill_up, mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "card", "4m") as card:
+        data = card / "data"
+        store = Store(data)
+        Accounts(store).create_user("admin", "the-old-pass-1", "admin")
+        assert store.keep_reserve(1 << 20)
+        store.close()
+        fill_up(card / "filler")
+
+        r = passwd("admin", "--data-dir", data, "--stdin", stdin=NEW + "\n")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "the disk is full" in r.stderr and "run the command again now" in r.stderr and "nothing changed" in r.stderr
+        assert not (data / "reserve").exists()
+        r = passwd("admin", "--data-dir", data, "--stdin", stdin=NEW + "\n")
+        assert r.returncode == 0, r.stderr
+        store = Store(data)
+        try:
+            assert Accounts(store).authenticate("admin", NEW) is not None
+        finally:
+            store.close()
+
+        (card / "filler").unlink()  # room again, and the service keeps its reserve
+        running = Store(data)  # as the service holds it: the write-ahead log and its index are there
+        try:
+            assert running.keep_reserve(1 << 20)
+            fill_up(card / "filler-2")
+            r = passwd("admin", "--data-dir", data, "--stdin", stdin="a-third-pass-phrase-9\n")  # opens, cannot write
+            assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+            assert "run the command again now" in r.stderr and "nothing changed" in r.stderr, r.stderr
+            assert not (data / "reserve").exists()
+        finally:
+            running.close()
+        fill_up(card / "filler-3")  # and now no reserve is left
+        r = subprocess.run([*COMMAND, "adduser", "ines", "--role", "instructor", "--data-dir", str(data), "--stdin"],
+                           input="ines-pass-phrase-1\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "is full" in r.stderr and "free some space" in r.stderr and "nothing changed" in r.stderr

@@ -1,5 +1,5 @@
 """Technician subcommands of ``engage-edge``: model install/rollback/list/golden, selftest,
-export, backup, restore, passwd and role. Registered by ``cli.build_parser``; heavy imports happen per command."""
+export, backup, restore, passwd, adduser and role. Registered by ``cli.build_parser``; heavy imports happen per command."""
 from __future__ import annotations
 
 import argparse
@@ -361,7 +361,7 @@ def _users_store(args):
     why not: no database there (a mistyped directory is not made into a fresh device), or
     one it cannot use. Run as the database's owner, so the files stay the service's."""
     from edge_app import config as config_mod
-    from edge_app.store.database import DB_NAME, Store, StoreError
+    from edge_app.store.database import DB_NAME, Store, StoreError, release_reserve
 
     data = Path(args.data_dir).expanduser() if args.data_dir else config_mod.data_dir(_config(args))
     if not (data / DB_NAME).is_file():
@@ -373,6 +373,9 @@ def _users_store(args):
         _become_owner(data / DB_NAME)
         return data, Store(data)
     except StoreError as exc:  # a database it cannot use: exit 2, as `run` says of the same file
+        if exc.disk_full:  # not the database's fault: exit 1, and the running service's reserve makes room
+            print(f"error: {FULL_AND_FREED if release_reserve(data) else exc}; nothing changed", file=sys.stderr)
+            return EXIT_FAILED
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
@@ -417,9 +420,38 @@ def _user_at(args):
     return data, store, accounts, user
 
 
+FULL_AND_FREED = ("the disk is full: the room the running service keeps for this was given up, so run the command "
+                  "again now; then free some space (old backups or exports, `sudo journalctl --vacuum-size=50M`)")
+
+
+def _not_written(store, exc) -> int:
+    """A user command's change could not be written, so nothing changed: a full disk is said with
+    what to do, giving up the running service's reserve when there is one so that the command
+    works when run again (a full disk is when a technician reaches for ``passwd``); any other
+    database error is said as it is. Never a traceback."""
+    advice = store.disk_full_advice(exc)
+    if advice and store.release_reserve():
+        advice = FULL_AND_FREED
+    print(f"error: {advice or f'the database could not be written ({exc})'}; nothing changed", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _audited(store, *row: str) -> None:
+    """The audit row of a change already made; one that cannot be written is said, not raised."""
+    import sqlite3
+
+    try:
+        store.audit(*row)
+    except sqlite3.Error as exc:
+        print(f"warning: the change was made, but its audit log row could not be written: "
+              f"{store.disk_full_advice(exc) or exc}", file=sys.stderr)
+
+
 def cmd_passwd(args) -> int:
     """Set a user's password on this machine: the way back in when the admin password is
     lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
+    import sqlite3
+
     from edge_app.store.accounts import AuthError
 
     actor = _by()
@@ -437,8 +469,10 @@ def cmd_passwd(args) -> int:
         except AuthError as exc:
             print(f"refused: {exc}; nothing changed", file=sys.stderr)
             return EXIT_FAILED
-        store.audit(actor, "set password of", user.username,
-                    "engage-edge passwd" + (", temporary password" if args.temporary else ""))
+        except sqlite3.Error as exc:
+            return _not_written(store, exc)
+        _audited(store, actor, "set password of", user.username,
+                 "engage-edge passwd" + (", temporary password" if args.temporary else ""))
     finally:
         store.close()
     print(f"password of {user.username!r} set in {data}; their sessions were logged out"
@@ -461,6 +495,8 @@ def cmd_adduser(args) -> int:
     instructor, a second admin), as the Users page's Add does; the password as ``passwd``
     reads it. Deleting stays on the Users page: it asks first, names what goes, and frees a
     camera pause the account holds in the running service."""
+    import sqlite3
+
     from edge_app.store.accounts import AuthError
 
     actor = _by()
@@ -482,8 +518,10 @@ def cmd_adduser(args) -> int:
         except AuthError as exc:
             print(f"refused: {exc}; nothing changed", file=sys.stderr)
             return EXIT_FAILED
-        store.audit(actor, "created user", user.username,
-                    f"role {user.role}, engage-edge adduser" + (", temporary password" if args.temporary else ""))
+        except sqlite3.Error as exc:
+            return _not_written(store, exc)
+        _audited(store, actor, "created user", user.username,
+                 f"role {user.role}, engage-edge adduser" + (", temporary password" if args.temporary else ""))
     finally:
         store.close()
     print(f"{user.role} {user.username!r} added in {data}"
@@ -495,6 +533,8 @@ def cmd_role(args) -> int:
     """Give a user another role on this machine, keeping their uploads: the Users page's
     Change role, for a device whose admins are gone. Fewer rights end their sessions; the
     last admin keeps the role (``Accounts.set_role``)."""
+    import sqlite3
+
     from edge_app.store.accounts import RIGHTS, AuthError
 
     actor = _by()
@@ -511,7 +551,9 @@ def cmd_role(args) -> int:
         except AuthError as exc:
             print(f"refused: {exc}; nothing changed", file=sys.stderr)
             return EXIT_FAILED
-        store.audit(actor, "changed role of", user.username, f"{user.role} to {args.role}, engage-edge role")
+        except sqlite3.Error as exc:
+            return _not_written(store, exc)
+        _audited(store, actor, "changed role of", user.username, f"{user.role} to {args.role}, engage-edge role")
     finally:
         store.close()
     print(f"the role of {user.username!r} is now {args.role} in {data}"

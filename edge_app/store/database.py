@@ -655,24 +655,30 @@ class Store:
             return False
 
     def release_reserve(self) -> int:
-        """Give up the reserve (the disk is full); the bytes freed, 0 when none was held. A
-        reserve half made when its process was killed goes too."""
-        size = 0
-        for path in (self.data_dir / RESERVE_NAME, self.data_dir / f".{RESERVE_NAME}.tmp"):
-            try:
-                blocks = path.stat().st_blocks * 512
-                path.unlink()
-                size += blocks
-            except OSError:
-                pass
-        if not size:
-            return 0
-        log.warning("the disk holding %s is full: gave up the %d MB kept in reserve, so that an admin can log in and "
-                    "free space (it is kept again once there is room)", self.data_dir, size >> 20)
-        return size
+        """Give up the reserve (the disk is full); the bytes freed, 0 when none was held."""
+        return release_reserve(self.data_dir)
 
     def integrity_ok(self) -> bool:
         return self.connect().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def release_reserve(data_dir: Path) -> int:
+    """Give up the reserve in ``data_dir`` (the disk is full), also when its database cannot even
+    be opened; the bytes freed, 0 when none was held. A reserve half made when its process was
+    killed goes too."""
+    size = 0
+    for path in (data_dir / RESERVE_NAME, data_dir / f".{RESERVE_NAME}.tmp"):
+        try:
+            blocks = path.stat().st_blocks * 512
+            path.unlink()
+            size += blocks
+        except OSError:
+            pass
+    if not size:
+        return 0
+    log.warning("the disk holding %s is full: gave up the %d MB kept in reserve, so that an admin can log in and "
+                "free space (it is kept again once there is room)", data_dir, size >> 20)
+    return size
 
 
 class _Transaction:
