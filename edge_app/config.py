@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import ipaddress
 import json
 import re
 import sys
 import textwrap
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -47,7 +48,12 @@ HOST_NAMES = re.compile(rf"\s*(?:{_HOST_NAME})?\s*(?:,\s*(?:{_HOST_NAME})?\s*)*"
 
 
 class ConfigError(ValueError):
-    """A configuration problem a person can fix; the message says how."""
+    """A configuration problem a person can fix; the message says how. ``problems``: each of
+    several found at once (the whole configuration's checks), for a message naming the file."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 # ------------------------------------------------------------ declarative constraints
@@ -476,19 +482,32 @@ class Config(Section):
     source: str = field(default="defaults", compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def check(test: Callable[[], None]) -> None:  # every problem, not the first: all said at once
+            try:
+                test()
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+
         for name in _field_names(Config):
             section = getattr(self, name)
             kinds = _types(section.__class__)
             for f in dataclasses.fields(section):
-                _check_value(f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name])
+                check(functools.partial(_check_value, f"{name}.{f.name}", getattr(section, f.name), f, kinds[f.name]))
         if self.camera.retry_max_s < self.camera.retry_initial_s:
-            raise ConfigError("camera.retry_max_s must be at least camera.retry_initial_s")
+            problems.append(f"camera.retry_max_s = {self.camera.retry_max_s!r} is not allowed: it must be at least "
+                            f"camera.retry_initial_s ({self.camera.retry_initial_s!r})")
         if self.login.max_delay_s < self.login.first_delay_s:
-            raise ConfigError("login.max_delay_s must be at least login.first_delay_s")
+            problems.append(f"login.max_delay_s = {self.login.max_delay_s!r} is not allowed: it must be at least "
+                            f"login.first_delay_s ({self.login.first_delay_s!r})")
         if bool(self.web.tls_cert) != bool(self.web.tls_key):
-            raise ConfigError("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
-        _check_pins(self.indicators)
-        check_mqtt(self.mqtt, ConfigError)
+            problems.append("web.tls_cert and web.tls_key go together: set both PEM paths or neither")
+        check(functools.partial(_check_pins, self.indicators))
+        check(functools.partial(check_mqtt, self.mqtt, ConfigError))
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} settings are not allowed:\n"
+                              + "\n".join(f"  - {p}" for p in problems), problems)
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""
@@ -581,8 +600,14 @@ def _merge(base: dict, override: dict, problems: list[str] | None = None) -> Non
             elif full == "engagement.mapping":
                 if not isinstance(value, dict):
                     bad(f"{full} must be a table of emotion = \"level\"")
-                else:
-                    base[name][key] = {**base[name][key], **value}
+                    continue
+                for emotion, level in value.items():  # each emotion's level, here: all at once
+                    try:
+                        fields[key].metadata["rule"].check_mapping({emotion: level})
+                    except ConfigError as exc:
+                        bad(str(exc))
+                    else:
+                        base[name][key] = {**base[name][key], emotion: level}
             else:
                 try:
                     base[name][key] = _coerce(full, value, kinds[key])
@@ -647,8 +672,12 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         problems: list[str] = []
         _merge(tables, user, problems)
+        try:  # and what only the whole file says (two settings that contradict each other), named with it too
+            _build(tables, str(path))
+        except ConfigError as exc:
+            problems += [problem for problem in exc.problems if problem not in problems]
         if problems:
-            raise ConfigError(_in_file(path, problems))
+            raise ConfigError(_in_file(path, problems), problems)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _merge(tables, _nested(dotted, value))

@@ -266,12 +266,28 @@ def test_a_table_where_a_value_belongs_and_vice_versa(tmp_path):
 
 
 def test_cross_field_rules(tmp_path):
-    with pytest.raises(ConfigError, match="camera.retry_max_s must be at least camera.retry_initial_s"):
+    with pytest.raises(ConfigError, match=r"camera.retry_max_s = 5.0 is not allowed: it must be at least "
+                                          r"camera.retry_initial_s \(10.0\) \(in .*config.toml\)"):
         load_text(tmp_path, "[camera]\nretry_initial_s = 10.0\nretry_max_s = 5.0\n")
-    with pytest.raises(ConfigError, match="login.max_delay_s must be at least login.first_delay_s"):
+    with pytest.raises(ConfigError, match="login.max_delay_s = 5.0 is not allowed: it must be at least login.first_delay_s"):
         load_text(tmp_path, "[login]\nfirst_delay_s = 10.0\nmax_delay_s = 5.0\n")
     with pytest.raises(ConfigError, match="tls_cert and web.tls_key go together"):
         load_text(tmp_path, '[web]\ntls_cert = "/etc/cert.pem"\n')
+
+
+def test_every_mistake_in_a_file_is_named_at_once_with_the_file(tmp_path):
+    """The README promises every mistake in the file at once, naming it: an emotion's level and
+    the rules between two settings were checked only after the rest, one per start and with no
+    file named ("camera.retry_max_s must be at least camera.retry_initial_s": in which file?)."""
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, '[web]\nport = 99999\ntls_cert = "/etc/cert.pem"\n[engagement.mapping]\nfear = "Scared"\n'
+                            'anger = "Bored"\n[camera]\nretry_initial_s = 10.0\nretry_max_s = 5.0\n')
+    text = str(err.value)
+    assert text.startswith("5 settings in ") and "config.toml are not allowed:" in text, text
+    for said in ("web.port = 99999", "engagement.mapping.fear = 'Scared'", "engagement.mapping.anger = 'Bored'",
+                 "camera.retry_max_s = 5.0", "web.tls_cert and web.tls_key go together"):
+        assert text.count(said) == 1, (said, text)
+    assert len(err.value.problems) == 5
 
 
 def test_data_dir_expands_the_home_directory(tmp_path, monkeypatch):
