@@ -275,7 +275,7 @@ def test_cross_field_rules(tmp_path):
         load_text(tmp_path, '[web]\ntls_cert = "/etc/cert.pem"\n')
 
 
-def test_every_mistake_in_a_file_is_named_at_once_with_the_file(tmp_path):
+def test_emotion_levels_and_contradicting_settings_are_named_with_the_rest(tmp_path):
     """The README promises every mistake in the file at once, naming it: an emotion's level and
     the rules between two settings were checked only after the rest, one per start and with no
     file named ("camera.retry_max_s must be at least camera.retry_initial_s": in which file?)."""

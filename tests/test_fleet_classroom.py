@@ -1109,6 +1109,18 @@ def test_a_browser_gets_error_pages_in_words_and_scripts_json(classroom, monkeyp
     assert "--allowed-hosts" in r.text and '<a href="/">' not in r.text  # no link on under the refused name
 
 
+@pytest.mark.parametrize("given", ["https://classroom.school.lan", "classroom.school.lan:8090", "classroom/"])
+def test_allowed_hosts_that_could_never_match_are_refused_at_the_start(given, capsys):
+    """`--allowed-hosts https://classroom.school.lan` took any text: no request's Host is ever
+    that, so every page was refused, and the start said nothing. Refused there, with what to write."""
+    from edge_app.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classroom", "--mqtt-host", "localhost", "--allowed-hosts", given])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{given!r} is not host names" in err and "classroom.school.lan" in err, err
+
+
 def test_open_event_streams_are_bounded_per_log_in_and_in_all(broker, tmp_path, monkeypatch, page):
     """Each open page holds a server thread: one cookie opening streams without end took
     every thread, and the log-in page with them, from everyone. Past 6 pages a log-in's

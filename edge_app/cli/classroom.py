@@ -47,6 +47,17 @@ def in_flags(message: str) -> str:
     return named.replace(" (empty: off)", "")  # a device's MQTT is off without a host; this command needs one
 
 
+def _host_names(text: str) -> str:
+    """--allowed-hosts: refused at once when it is not names (a URL, or "name:8090", could never
+    match a request's Host, and every request was refused with no word at start-up)."""
+    from edge_app.config import HOST_NAMES
+
+    if not HOST_NAMES.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not host names: give names separated by commas, without "
+                                         '"https://", a "/" or a ":port", e.g. classroom.school.lan,classroom')
+    return text
+
+
 def _networks(text: str) -> str:
     """--trusted-proxies: refused at once when an entry is no address or network."""
     from edge_app.config import ip_networks
@@ -132,7 +143,7 @@ def add_command(sub) -> None:
                    help="live classroom pages open at once, on every computer together (each holds a server "
                         "thread; past it a new page waits for a free place): one per instructor's screen")
     p.add_argument("--data-dir", default=DEFAULT_DATA, help="where the classroom's accounts live")
-    p.add_argument("--allowed-hosts", default="", metavar="NAMES",
+    p.add_argument("--allowed-hosts", default="", metavar="NAMES", type=_host_names,
                    help="DNS names the page is opened by besides this machine's own (comma-separated, e.g. "
                         "classroom.school.lan); other names are refused (no DNS rebinding), IP addresses always work")
     p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES", type=_networks,
