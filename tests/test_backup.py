@@ -21,7 +21,8 @@ import pytest
 from conftest import ENGAGE_EDGE, mounted_tmpfs, wait_for
 
 from edge_app.cli import main
-from edge_app.store.backup import BackupError, backup, export_csv, iso_time, parse_since
+from edge_app.store.backup import backup, export_csv, iso_time, parse_since
+from edge_app.store.copying import BackupError
 from edge_app.store.database import Store
 
 

@@ -258,27 +258,28 @@ def cmd_selftest(args) -> int:
 def cmd_export(args) -> int:
     from edge_app import config as config_mod
     from edge_app.store import backup
+    from edge_app.store.copying import BackupError, CopyFailed
 
     cfg = _config(args)
     if args.out == "-":  # the Unix convention for standard output, not a file named "-"
         args.out = None
     try:
         if args.since is None and args.what != "accounts":
-            raise backup.BackupError(f"--since is needed for the {args.what}: the first day to export, YYYY-MM-DD")
+            raise BackupError(f"--since is needed for the {args.what}: the first day to export, YYYY-MM-DD")
         if args.what == "accounts" and (args.since is not None or args.until is not None):
-            raise backup.BackupError("--what accounts lists the accounts there are now, whenever they were made: give "
-                                     "no --since or --until (the audit log, --what audit, says who was added or "
-                                     "deleted in a period)")
+            raise BackupError("--what accounts lists the accounts there are now, whenever they were made: give "
+                              "no --since or --until (the audit log, --what audit, says who was added or "
+                              "deleted in a period)")
         since = backup.parse_since(args.since) if args.since is not None else -math.inf
         until = backup.parse_since(args.until, "--until") if args.until is not None else math.inf
         if until <= since:
-            raise backup.BackupError(f"--until {args.until} is not after --since {args.since}: nothing to export")
+            raise BackupError(f"--until {args.until} is not after --since {args.since}: nothing to export")
         n = backup.export_csv(config_mod.data_dir(cfg), since, args.out, until, args.what)
-    except backup.BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
+    except BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
         print(f"error: {exc}", file=sys.stderr)
-        if args.out is None and isinstance(exc, backup.CopyFailed):
+        if args.out is None and isinstance(exc, CopyFailed):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
-        return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
+        return EXIT_FAILED if isinstance(exc, CopyFailed) else EXIT_USAGE
     if args.out:
         print(f"{n} rows written to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -287,13 +288,14 @@ def cmd_export(args) -> int:
 def cmd_backup(args) -> int:
     from edge_app import config as config_mod
     from edge_app.store import backup
+    from edge_app.store.copying import BackupError, CopyFailed
 
     cfg = _config(args)
     try:
         dest = backup.backup(config_mod.data_dir(cfg), args.path)
-    except backup.BackupError as exc:  # exit 2 for a wrong data directory or destination, as for export
+    except BackupError as exc:  # exit 2 for a wrong data directory or destination, as for export
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
+        return EXIT_FAILED if isinstance(exc, CopyFailed) else EXIT_USAGE
     print(f"backup written to {dest} (integrity ok)")
     return EXIT_OK
 
@@ -303,6 +305,7 @@ def cmd_restore(args) -> int:
     ``.old``; another desk's ``mqtt.device_id`` does not come along (``backup.restore``)."""
     from edge_app import config as config_mod
     from edge_app.store import backup
+    from edge_app.store.copying import BackupError, CopyFailed
 
     cfg = _config(args)
     data = config_mod.data_dir(cfg)
@@ -318,9 +321,9 @@ def cmd_restore(args) -> int:
             told = backup.restore(data, source, keep_device_id=args.keep_device_id,
                                   file_mqtt=(cfg.mqtt.device_id, cfg.mqtt.username),
                                   bring_back_deleted=args.bring_back_deleted)
-        except backup.BackupError as exc:
+        except BackupError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED if isinstance(exc, backup.CopyFailed) else EXIT_USAGE
+            return EXIT_FAILED if isinstance(exc, CopyFailed) else EXIT_USAGE
     print(f"restored {args.backup} as {data / 'engage.db'} (integrity ok)")
     for line in told:
         print(line)

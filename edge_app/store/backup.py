@@ -27,8 +27,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge_app.engagement import NO_FACE, UNCERTAIN, group_of
-from edge_app.fsutil import atomic_path, free_mb, fsync_dir, remove_stale_temps, user_name
-from edge_app.store.database import BUSY_TIMEOUT_MS, DB_NAME, RESTORED_KEY, SQLITE_IOERR, newer_schema
+from edge_app.fsutil import atomic_path, fsync_dir, remove_stale_temps, user_name
+from edge_app.store.copying import (
+    SQLITE_HEADER,
+    BackupError,
+    CopyFailed,
+    damaged_database,
+    folder_named,
+    is_database_file,
+    open_database,
+    through_link,
+    why_write_failed,
+)
+from edge_app.store.database import DB_NAME, RESTORED_KEY, newer_schema
 from edge_app.store.schema import GROUP_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -109,25 +120,6 @@ def log_row(kind: str, t: float, level: str, group: str, emotion: str | None, co
             "user": user or "", "file": file or ""}
 
 
-class BackupError(RuntimeError):
-    """The backup or export cannot be done as asked (no database there, a bad date, a
-    destination that cannot be written); the message says why (the source is untouched)."""
-
-
-class CopyFailed(BackupError):
-    """The copy itself failed (an I/O error, a copy that fails its integrity check)."""
-
-
-def _folder_named(dest: Path | str) -> Path:
-    """``dest`` as a path; one written as a folder (a trailing slash) must be one: Path
-    drops the slash, and ``backup /media/usb/backups/`` before that folder existed wrote a
-    file named ``backups``."""
-    path = Path(dest).expanduser()
-    if str(dest).endswith(("/", os.sep)) and not os.path.isdir(path):
-        raise BackupError(f"there is no folder {path}: create it (mkdir -p {path}) or give a file name")
-    return path
-
-
 def _check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] = EXPORT_COLUMNS) -> Path:
     """The folder ``dest`` goes in exists and this user may write there, or a BackupError
     says what to do (``sudo -u engage`` cannot write in the technician's own home).
@@ -139,12 +131,12 @@ def _check_destination(dest: Path, db: Path, *, replaces: str, header: list[str]
     export of the same kind (``_is_export``: ``header``, its columns) or an empty file (``--out
     cfg.toml`` for ``--out log.csv`` replaced the config with a CSV).
 
-    A symbolic link is checked where it points, as it is written there (``_through_link``);
+    A symbolic link is checked where it points, as it is written there (``through_link``);
     a link to nothing is refused, as cp refuses it (an old link, to a place no longer meant).
     Returns that place: the write goes where the checks looked, not where the link points
     by then."""
     link = os.path.islink(dest)
-    target = _through_link(dest)
+    target = through_link(dest)
     if link and not os.path.exists(target):
         raise BackupError(f"{dest} is a link to a file that does not exist ({target}): nothing is written through "
                           f"it; create that file first (touch {target}) or give another name")
@@ -182,7 +174,7 @@ def _check_destination(dest: Path, db: Path, *, replaces: str, header: list[str]
                           "by one: give a file name" + (", or leave out --out to write the CSV to standard output"
                                                        if replaces == "export" else ""))
     try:
-        is_database = _is_database(target)
+        is_database = is_database_file(target)
     except OSError as exc:
         raise BackupError(f"{named} exists and cannot be read ({exc.strerror}), so it cannot be checked before it is "
                           "replaced: choose another name") from None
@@ -199,55 +191,6 @@ def _check_destination(dest: Path, db: Path, *, replaces: str, header: list[str]
     return target
 
 
-MAX_LINKS = 40  # the kernel's own limit on links followed in one path (ELOOP)
-
-
-def _through_link(dest: Path) -> Path:
-    """Where writing ``dest`` lands: a symbolic link's target, as cp writes through a link.
-    The temp file goes beside the target and is renamed over it; beside the link, the rename
-    put a plain file in the link's place and left the file it points to as it was.
-
-    The links are read here, one at a time, so the kernel never follows them, and its
-    fs.protected_symlinks (which keeps ``sudo cp x /tmp/evil`` off /etc/shadow) would not
-    apply: each hop is held to the same rule (``_may_follow``), whether the sysctl is on or not."""
-    path = dest
-    for _ in range(MAX_LINKS):
-        if not os.path.islink(path):
-            return path
-        _may_follow(path, dest)
-        path = Path(os.path.dirname(path), os.readlink(path))  # a relative target is from the link's folder
-    raise BackupError(f"{dest} is a link to a link to ... ({MAX_LINKS} or more: links in a loop?): nothing is "
-                      f"written through it; check it with `ls -l {dest}` or give another name")
-
-
-def _may_follow(link: Path, dest: Path) -> None:
-    """The kernel's rule for fs.protected_symlinks: a link in a sticky folder every user may
-    write (/tmp) is followed only by its owner or when the folder's owner made it. Another
-    user's link there may point at any file (/etc/shadow) that root, running the command
-    with sudo, would replace."""
-    folder = os.stat(os.path.dirname(link) or ".")
-    owner = os.lstat(link).st_uid
-    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
-    if shared and owner not in (os.geteuid(), folder.st_uid):
-        import pwd
-
-        with contextlib.suppress(KeyError):
-            owner = pwd.getpwuid(owner).pw_name  # type: ignore[assignment]
-        hop = f"{dest} leads to {link}, " if link != dest else f"{link} is "
-        raise BackupError(f"{hop}a link that belongs to another user ({owner}) in a folder every user "
-                          f"may write ({os.path.dirname(link)}): it may point at a file not meant for this (as "
-                          "the kernel, nothing here follows such a link); give a name in a folder of your own")
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def _is_database(path: Path) -> bool:
-    """An SQLite database by its first 16 bytes (an earlier backup, or the live one)."""
-    with open(path, "rb") as f:
-        return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-
-
 def _is_export(path: Path, header: list[str] = EXPORT_COLUMNS) -> bool:
     """An earlier export of the same kind (ours, or for the log the web's "Download CSV") by
     its first line, byte order mark or not: ``header``'s columns, or the first of them (at
@@ -259,104 +202,17 @@ def _is_export(path: Path, header: list[str] = EXPORT_COLUMNS) -> bool:
     return len(columns) >= 2 and columns == header[:len(columns)]
 
 
-def _failed(exc: BaseException, where: Path | int, needed_mb: float | None = None) -> str:
-    """Why a write failed; a full disk says how much is free there and what to do.
-    ``where``: the file system's folder, or the file descriptor written to; ``needed_mb``:
-    about what the write needs there (a backup: the database), said beside what is free."""
-    import errno
-
-    mb = free_mb(where)
-    full = getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc)
-    # SQLite says "disk I/O error" when the room runs out part-way through a copy (a little
-    # more free than the database, not enough for the copy and its journal)
-    ran_out = (isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_IOERR
-               and needed_mb is not None and mb is not None and mb < needed_mb)
-    if not (full or ran_out):
-        return str(getattr(exc, "strerror", None) or exc)
-    need = f"it needs about {needed_mb:.1f} MB, " if needed_mb is not None else ""
-    free = f" ({need}{mb:.1f} MB free there)" if mb is not None else ""
-    return f"the disk is full{free}: free some space or write to another disk"
-
-
 JOURNAL_ROOM = 1.1  # a copy, and its journal while the copy's stamp is written
-
-
-def _damaged(db: Path, exc: sqlite3.Error) -> str | None:
-    """What to say when ``exc`` says the device's database itself is damaged (SQLITE_CORRUPT,
-    SQLITE_NOTADB), else None: 'backup to b.db failed: file is not a database' read as if
-    the destination were at fault."""
-    if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in (11, 26):
-        return None
-    return (f"the device's database {db} is damaged ({exc}): restore the latest good backup, moving the damaged "
-            "files aside first as the steps say (firmware/README.md, 'Restoring a backup')")
-
-
-def _open(db: Path) -> sqlite3.Connection:
-    if not db.is_file():
-        raise BackupError(f"no database at {db}: check --data-dir or store.data_dir")
-    why = _unwritable(db)
-    if why:
-        return _open_read_only(db, why)
-    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def _unwritable(db: Path) -> str:
-    """Why nothing may be written beside ``db`` ("" when it may): a dying SD card the kernel
-    remounted read-only, or a folder or file this user may not write. SQLite's usual open
-    then failed ("unable to open database file": it makes a -wal and a -shm first), the
-    records unreadable just when they must be rescued."""
-    folder = db.absolute().parent
-    if os.access(folder, os.W_OK | os.X_OK) and os.access(db, os.W_OK):
-        return ""
-    with contextlib.suppress(OSError):
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return (f"the file system holding {folder} is mounted read-only (the kernel does that to a failing SD "
-                    "card: `dmesg` says why)")
-    return f"{user_name()!r}, who runs this command, may not write {db if os.access(folder, os.W_OK) else folder}"
-
-
-def _open_read_only(db: Path, why: str) -> sqlite3.Connection:
-    """``db`` read where nothing may be written, writing nothing. With a -wal or -shm there
-    (the service stopped by the remount or a crash), read-only (mode=ro): SQLite then builds
-    the WAL's index in memory from a -shm it may not write, so the -wal's newest records come
-    along. Without a -wal, or an empty one, engage.db is the whole database, read as it is
-    (immutable: no -shm needed). A -wal with records that cannot be read in place (no -shm
-    beside it) is never left out silently: the BackupError says to copy the files off."""
-    db = db.absolute()
-    wal, shm = (db.with_name(db.name + end) for end in ("-wal", "-shm"))
-    uri = db.as_uri()
-    if wal.exists() or shm.exists():
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the open is lazy: the files are read here
-            log.warning("%s: reading %s read-only, writing nothing there", why, db)
-            return conn
-        except sqlite3.Error:
-            conn.close()
-    try:
-        has_records = wal.stat().st_size > 0
-    except FileNotFoundError:
-        has_records = False
-    if has_records:
-        present = " ".join(str(p) for p in (db, wal, shm) if p.exists())
-        raise BackupError(f"{why}, and the newest records are in {wal}, which SQLite cannot read there without "
-                          "writing beside it: copy the database's files off together, as they are, to another disk "
-                          f"(sudo mkdir -p /media/usb/rescue && sudo cp -a {present} /media/usb/rescue/), then run this "
-                          "command again on that copy, with sudo and --data-dir /media/usb/rescue; nothing was written")
-    log.warning("%s: reading %s as it is (it has no -wal), writing nothing there", why, db)
-    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 def backup(data_dir: Path | str, dest: Path | str) -> Path:
     """Copy ``<data_dir>/engage.db`` to ``dest`` (a file, or a directory to put a dated file in)."""
     db = Path(data_dir).expanduser() / DB_NAME
-    dest = _folder_named(dest)
+    dest = folder_named(dest)
     if os.path.isdir(dest):  # never raises: a folder this user may not enter is said below
         # a link to the folder is held to the same rule as a link to a file (_may_follow)
-        dest = _through_link(dest) / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
-    src = _open(db)
+        dest = through_link(dest) / f"engage-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    src = open_database(db)
     try:
         dest = _check_destination(dest, db, replaces="backup")
     except BackupError:
@@ -383,11 +239,11 @@ def backup(data_dir: Path | str, dest: Path | str) -> Path:
             # written kept the copy's -wal and -shm beside no copy (atomic_path removes the copy)
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
-        damaged = _damaged(db, exc) if isinstance(exc, sqlite3.Error) else None
+        damaged = damaged_database(db, exc) if isinstance(exc, sqlite3.Error) else None
         if damaged:
             raise CopyFailed(f"cannot back up: {damaged}; nothing was written at {dest}") from None
         needed = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists()) / 1e6
-        raise CopyFailed(f"backup to {dest} failed: {_failed(exc, dest.absolute().parent, needed * JOURNAL_ROOM)}; "
+        raise CopyFailed(f"backup to {dest} failed: {why_write_failed(exc, dest.absolute().parent, needed * JOURNAL_ROOM)}; "
                          "nothing was written there") from None
     finally:
         src.close()
@@ -538,7 +394,7 @@ def _swap(data: Path, tmp: Path, aside: list[tuple[Path, Path]], name: str) -> N
         step = f"writing {data}"
         fsync_dir(data)
     except BaseException as exc:
-        why = f"{step}: " + (_failed(exc, data) if isinstance(exc, OSError) else f"stopped ({type(exc).__name__})")
+        why = f"{step}: " + (why_write_failed(exc, data) if isinstance(exc, OSError) else f"stopped ({type(exc).__name__})")
         extra = placed and db not in [path for path, _ in moved]  # there was no database: none is left
         try:
             if extra:
@@ -551,7 +407,7 @@ def _swap(data: Path, tmp: Path, aside: list[tuple[Path, Path]], name: str) -> N
         except OSError as again:
             undo = "; ".join([f"rm {db}"] * extra + [f"mv -f {old} {path}" for path, old in reversed(moved)])
             raise CopyFailed(f"restoring {name} failed: {why}; putting the database as it was back failed too "
-                             f"({_failed(again, data)}): {data} is half restored. Do not start the service; put the "
+                             f"({why_write_failed(again, data)}): {data} is half restored. Do not start the service; put the "
                              f"database back by hand ({undo}), then restore again") from None
         with contextlib.suppress(OSError):
             fsync_dir(data)
@@ -789,7 +645,7 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             raise BackupError(f"{name} cannot be read as a database ({exc}): give a file `engage-edge backup` wrote; "
                               "nothing was changed") from None
         except OSError as exc:  # before anything was moved: _swap says its own failures
-            raise CopyFailed(f"restoring {name} failed: {_failed(exc, data)}; nothing was changed: the database in "
+            raise CopyFailed(f"restoring {name} failed: {why_write_failed(exc, data)}; nothing was changed: the database in "
                              "use is as it was") from None
         finally:
             with contextlib.suppress(OSError):
@@ -822,7 +678,7 @@ def export_rows(data_dir: Path | str, since: float, until: float = math.inf, wha
     alerts and uploads' faces; with ``what`` "audit" the audit log's rows, "accounts" the
     accounts now (``since``/``until``: none left out)."""
     db = Path(data_dir).expanduser() / DB_NAME
-    conn = _open(db)
+    conn = open_database(db)
     until = min(until, 1e18)  # SQLite compares with a number, not infinity's text
     try:
         newer = newer_schema(db, conn.execute("PRAGMA user_version").fetchone()[0])  # as the service refuses it
@@ -867,7 +723,7 @@ def export_rows(data_dir: Path | str, since: float, until: float = math.inf, wha
                 (NO_FACE, since, until)):  # a photo with no face: one row
             yield log_row("upload", created, engagement, group_label(engagement), emotion, conf, user, filename)
     except sqlite3.Error as exc:
-        raise BackupError(f"reading the log failed: {_damaged(db, exc) or exc}") from None
+        raise BackupError(f"reading the log failed: {damaged_database(db, exc) or exc}") from None
     finally:
         conn.close()
 
@@ -880,7 +736,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     into a full disk is said as such, not a traceback (a closed pipe stays BrokenPipeError)."""
     db = Path(data_dir).expanduser() / DB_NAME
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
-        out = _folder_named(out)
+        out = folder_named(out)
         out = _check_destination(out, db, replaces="export", header=EXPORTS[what])
         remove_stale_temps(out)  # a killed export's hidden part of the log
     # written as read: a list of ten years' rows took 2.2 GB. The first row is read before a
@@ -896,7 +752,7 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise CopyFailed(f"cannot write the CSV to standard output: {_failed(exc, sys.stdout.fileno())}") from None
+            raise CopyFailed(f"cannot write the CSV to standard output: {why_write_failed(exc, sys.stdout.fileno())}") from None
         return count
     try:
         # 0600, as a backup: students' names and states, not for every user of the machine; with a
@@ -904,5 +760,5 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
         with atomic_path(out, 0o600, held=True) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
             count = write_log_csv(f, rows, columns)
     except OSError as exc:
-        raise CopyFailed(f"cannot write {out}: {_failed(exc, out.absolute().parent)}; nothing was written") from None
+        raise CopyFailed(f"cannot write {out}: {why_write_failed(exc, out.absolute().parent)}; nothing was written") from None
     return count
