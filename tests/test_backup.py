@@ -21,9 +21,10 @@ import pytest
 from conftest import ENGAGE_EDGE, mounted_tmpfs, wait_for
 
 from edge_app.cli import main
-from edge_app.store.backup import backup, export_csv, iso_time, parse_since
+from edge_app.store.backup import backup
 from edge_app.store.copying import BackupError
 from edge_app.store.database import Store
+from edge_app.store.export import export_csv, iso_time, parse_since
 
 
 @pytest.fixture
@@ -1027,7 +1028,7 @@ def test_a_long_export_is_written_as_it_is_read_in_the_same_bytes(store, tmp_pat
     of the file it writes, and the file is byte for byte what the whole list gave."""
     import tracemalloc
 
-    from edge_app.store.backup import export_rows, write_log_csv
+    from edge_app.store.export import export_rows, write_log_csv
 
     with store.transaction() as conn:
         conn.executemany("INSERT INTO state_changes(t, level, grp, emotion, confidence) VALUES (?, ?, ?, ?, ?)",

@@ -64,7 +64,7 @@ def test_a_photo_in_which_no_face_was_found_is_in_the_log_and_the_export(store, 
     """It is kept (its file name, its thumbnail) like any other photo: before, the log, its
     CSV and ``engage-edge export`` showed only faces, so a student's photo with none could
     not be found, not even under their name, while the dashboard counted it."""
-    from edge_app.store.backup import export_rows
+    from edge_app.store.export import export_rows
 
     store.add_upload(people["ana"].id, "ana_at_desk.jpg", 10, 10, [])
     store.add_upload(people["ben"].id, "ben.jpg", 10, 10, [face("Engaged")])

@@ -161,10 +161,10 @@ def test_csv_exports_the_filtered_rows(quiet):
 
 def _log_csv_built_whole(store, flt) -> bytes:
     """The log's CSV as the download was before it streamed: every row read, then written."""
-    from edge_app.store import backup, reports
+    from edge_app.store import export, reports
 
     whole = io.StringIO()
-    backup.write_log_csv(whole, (backup.log_row("state" if r["kind"] == "live" else "upload", r["t"], r["level"],
+    export.write_log_csv(whole, (export.log_row("state" if r["kind"] == "live" else "upload", r["t"], r["level"],
                                                 r["grp"], r["emotion"], r["confidence"], r["username"], r["filename"])
                                  for r in reports.query_log(store, flt)[0]))
     return ("\ufeff" + whole.getvalue()).encode()

@@ -257,7 +257,7 @@ def cmd_selftest(args) -> int:
 
 def cmd_export(args) -> int:
     from edge_app import config as config_mod
-    from edge_app.store import backup
+    from edge_app.store import export
     from edge_app.store.copying import BackupError, CopyFailed
 
     cfg = _config(args)
@@ -270,11 +270,11 @@ def cmd_export(args) -> int:
             raise BackupError("--what accounts lists the accounts there are now, whenever they were made: give "
                               "no --since or --until (the audit log, --what audit, says who was added or "
                               "deleted in a period)")
-        since = backup.parse_since(args.since) if args.since is not None else -math.inf
-        until = backup.parse_since(args.until, "--until") if args.until is not None else math.inf
+        since = export.parse_since(args.since) if args.since is not None else -math.inf
+        until = export.parse_since(args.until, "--until") if args.until is not None else math.inf
         if until <= since:
             raise BackupError(f"--until {args.until} is not after --since {args.since}: nothing to export")
-        n = backup.export_csv(config_mod.data_dir(cfg), since, args.out, until, args.what)
+        n = export.export_csv(config_mod.data_dir(cfg), since, args.out, until, args.what)
     except BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
         print(f"error: {exc}", file=sys.stderr)
         if args.out is None and isinstance(exc, CopyFailed):

@@ -12,7 +12,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app.engagement import GROUPS
-from edge_app.store import backup, reports
+from edge_app.store import export, reports
 from edge_app.store.reports import LogFilter
 from edge_app.web.guard import Guard, json_error, page_at_most_last, requested_page
 
@@ -43,7 +43,7 @@ def log_csv_body(store, flt: LogFilter) -> Iterator[bytes]:
     `engage-edge export --out` does)."""
     rows = reports.log_rows(store, flt)
     try:
-        chunks = backup.log_csv_chunks(backup.log_row("state" if r["kind"] == "live" else "upload", r["t"],
+        chunks = export.log_csv_chunks(export.log_row("state" if r["kind"] == "live" else "upload", r["t"],
                                                       r["level"], r["grp"], r["emotion"], r["confidence"],
                                                       r["username"], r["filename"]) for r in rows)
         for number, chunk in enumerate(chunks):
