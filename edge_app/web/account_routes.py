@@ -35,7 +35,6 @@ class Site:
     check_origin: Callable[[], None]  # a request sent from this site's own pages, or raise
     check_form: Callable[[], None]  # ... and carrying the session's CSRF token, or raise
     start_session: Callable[[User], str]  # a new session (its cookie set): its CSRF token
-    remember: Callable[[User, str], None]  # this request now belongs to that user and token
     after_login: Callable[[User, str], str]  # where a browser goes once logged in (user, the asked-for page)
     with_next: bool = True  # pages carry ``next``: where to go on afterwards
 

@@ -47,7 +47,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         accounts=ctx.accounts, cookie=COOKIE, page=page,
         viewer=lambda: guard.require_user(given_password_ok=True),  # /account is where a given password is replaced
         check_origin=guard.check_same_origin, check_form=guard.check_csrf, start_session=start_session,
-        remember=guard.remember,
         after_login=after_login))
 
     @app.get("/confirm")

@@ -212,10 +212,6 @@ class Guard:
             request.environ["ee.user"] = cached
         return cached or None
 
-    def remember(self, user: User, csrf: str) -> None:
-        """This request now belongs to ``user`` (after a session change mid-request)."""
-        request.environ["ee.user"] = (user, csrf)
-
     def require_user(self, admin: bool = False, given_password_ok: bool = False) -> User:
         """The logged-in user, or the way to log in. A user still on a password given to
         them (the generated first-start one, printed to the console and the service's

@@ -247,7 +247,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     account_routes.install(app, account_routes.Site(
         accounts=ctx.accounts, cookie=COOKIE, page=page,
         viewer=lambda: require_viewer(given_password_ok=True)[0], check_origin=same_origin, check_form=check_form,
-        start_session=start_session, remember=lambda user, csrf: request.environ.__setitem__("ee.user", (user, csrf)),
+        start_session=start_session,
         after_login=lambda user, nxt: "/",  # the classroom; it sends a given password on to /account
         with_next=False))
 
