@@ -305,7 +305,6 @@ class CaptureLoop:
                   "track": detect_s if self.faces.last_step not in ("full", "roi") else 0.0,
                   "classify": t2 - t1, "state": t3 - t2, "store": t4 - t3}
         self.metrics.record_frame(stages, capture_s + (t4 - t0), t3 - captured, inference_s)
-        self.health.stage_ms = {k: v * 1000 for k, v in stages.items()}
         self.health.faces = len(boxes)
         return state, changed
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class CameraState(enum.StrEnum):
@@ -38,4 +38,3 @@ class Health:
     errors: int = 0
     faces: int = 0
     last_frame: float = 0.0  # time.monotonic() at the latest frame (0: none yet)
-    stage_ms: dict = field(default_factory=dict)
