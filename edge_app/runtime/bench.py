@@ -78,9 +78,6 @@ class ClipSource(FrameSource):
         self.index += 1
         return frame
 
-    def rewind(self) -> None:
-        self.index = 0
-
 
 def make_clip(directory: Path, frames: int, clip: Path | None = None, width: int = 640, height: int = 480) -> tuple[np.ndarray, dict]:
     """Write ``frames`` frames (from ``clip``, or the demo source) to a raw memory-mapped file."""

@@ -85,7 +85,6 @@ class Metrics:
             "file": Path(manifest.model_path).name,
             "architecture": str(raw.get("architecture", "") or ""),
         })
-        self._model_manifest = manifest
 
     def keep_samples(self) -> dict[str, list[float]]:
         """Also keep every observation in memory (the benchmark; never on the device); returns

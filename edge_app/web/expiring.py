@@ -63,11 +63,6 @@ class ExpiringMap(Generic[K, V]):
             for key in [k for k, (_, v) in self._entries.items() if test(k, v)]:
                 del self._entries[key]
 
-    def purge(self) -> None:
-        """Drop the entries whose time is up (the timer does, at that time)."""
-        with self._lock:
-            self._sweep(self._clock())
-
     def __len__(self) -> int:
         """Entries in memory (an expired one until the timer drops it, an instant later)."""
         return len(self._entries)
