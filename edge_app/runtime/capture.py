@@ -272,7 +272,7 @@ class CaptureLoop:
             tracked, changed = self.tracker.update(obs, rules.engagement)
             for f in faces:
                 f.setdefault("engagement", tracked.level)
-            state = StateSnapshot.of(tracked, faces, probs, now, self.snapshot.seq + 1)
+            state = StateSnapshot.of(tracked, faces, now, self.snapshot.seq + 1)
         self.snapshot = state  # one reference assignment: readers see this frame or the previous one, whole
         self.indicator.show(state.group)
         t3 = time.perf_counter()  # the state is on the LED

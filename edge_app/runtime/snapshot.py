@@ -30,7 +30,6 @@ class StateSnapshot:
     confidence: float = 0.0
     probabilities: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # smoothed
     faces: tuple[Mapping[str, Any], ...] = ()
-    frame_probabilities: tuple[float, ...] | None = None  # the main face in this frame, unsmoothed
     t: float = 0.0  # loop clock of the frame (same clock as ``since``)
     seq: int = 0  # frames processed before this snapshot was made (0: none yet)
     words_since: float | None = None  # when the level's words without the emotion began (None: ``since``)
@@ -40,14 +39,11 @@ class StateSnapshot:
         return group_of(self.level)
 
     @classmethod
-    def of(cls, state: EngagementState, faces=(), frame_probabilities=None, t: float | None = None,
-           seq: int = 0) -> "StateSnapshot":
+    def of(cls, state: EngagementState, faces=(), t: float | None = None, seq: int = 0) -> "StateSnapshot":
         """Copy the tracker's (mutable) state and this frame's faces into a frozen snapshot
         (``t`` defaults to when the state began: no frame yet)."""
         return cls(state.level, state.since, state.emotion, state.confidence, _frozen(state.probabilities),
-                   tuple(_frozen(f) for f in faces),
-                   None if frame_probabilities is None else tuple(float(p) for p in frame_probabilities),
-                   state.since if t is None else t, seq, state.words_since)
+                   tuple(_frozen(f) for f in faces), state.since if t is None else t, seq, state.words_since)
 
     def public(self, wall_offset: float, now: float | None = None, with_emotion: bool = True) -> dict:
         """The JSON body of ``/api/state`` (without the loop's health fields). ``since`` and
