@@ -397,7 +397,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if pictures is not None:
             view["preview"], view["thumbs"], view["unsaved"] = pictures
         return page("upload_result", title=f"Results for {stored['filename']}", result=view,
-                    deletable=True, done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
+                    done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
         """Delete one upload for its owner or an admin (audited when it is someone else's).

@@ -6,7 +6,6 @@
 <p class="ok" role="status" id="result-done">{{done}}</p>
 % end
 % include('result.tpl', result=result)
-% if get('deletable'):
 <section class="card" id="delete-upload">
   <details>
     <summary>Delete this photo</summary>
@@ -17,4 +16,3 @@
     </form>
   </details>
 </section>
-% end
