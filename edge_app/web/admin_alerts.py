@@ -21,10 +21,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/alerts")
     def alerts_page():
         guard.require_user(admin=True)
-        rows, total, page_no, pages = page_at_most_last(lambda n: reports.alerts_page(ctx.store, n, PAGE_SIZE),
-                                                        requested_page(), PAGE_SIZE)
+        rows, _total, page_no, pages = page_at_most_last(lambda n: reports.alerts_page(ctx.store, n, PAGE_SIZE),
+                                                         requested_page(), PAGE_SIZE)
         outcome = guard.flash()
-        return guard.page("admin_alerts", title="Alerts", rows=rows, total=total, page_no=page_no, pages=pages,
+        return guard.page("admin_alerts", title="Alerts", rows=rows, page_no=page_no, pages=pages,
                           stored=reports.stored_snapshots(ctx.store), storing=ctx.cfg.privacy.snapshot_on_alert,
                           retention_days=ctx.cfg.store.retention_days, done=outcome["done"], error=outcome["error"])
 

@@ -14,6 +14,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/admin/audit")
     def audit_page():
         guard.require_user(admin=True)
-        rows, total, page_no, pages = page_at_most_last(lambda n: reports.audit_log(ctx.store, n, PAGE_SIZE),
-                                                        requested_page(), PAGE_SIZE)
-        return guard.page("admin_audit", title="Audit log", rows=rows, total=total, page_no=page_no, pages=pages)
+        rows, _total, page_no, pages = page_at_most_last(lambda n: reports.audit_log(ctx.store, n, PAGE_SIZE),
+                                                         requested_page(), PAGE_SIZE)
+        return guard.page("admin_audit", title="Audit log", rows=rows, page_no=page_no, pages=pages)
