@@ -137,7 +137,6 @@ class OutcomeNotes:
 
     def __init__(self, keep_s: float = NOTE_KEPT_S, most: int = NOTES_KEPT,
                  clock: Callable[[], float] = time.monotonic):
-        self.keep_s, self.most = keep_s, most
         self._notes: ExpiringMap[str, tuple[bytes, str, str]] = ExpiringMap(keep_s, most, clock)  # id -> owner, kind, text
 
     def add(self, owner: str, kind: str, message: str) -> str:

@@ -162,7 +162,6 @@ class FreshPictures:
     ``keep_s``, at most ``most`` at once, by the user who sent it; a reload shows the stored result."""
 
     def __init__(self, keep_s: float = 60.0, most: int = 8, clock: Callable[[], float] = time.monotonic):
-        self.keep_s, self.most = keep_s, most
         # a result page never asked for (a closed tab) must not keep a student's photo in memory
         # until eight more uploads push it out: with keep_uploads = none no copy outlives keep_s
         self._held: ExpiringMap[tuple[int, int], tuple[str, list[str], str]] = ExpiringMap(keep_s, most, clock)
