@@ -75,7 +75,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.post("/api/confirm")
     def api_confirm():
-        guard.check_same_origin()
         user = guard.require_user()
         guard.check_csrf()
         return hardening.confirm_answer(ctx.accounts, request.get_cookie(COOKIE), user, client_address())
