@@ -15,7 +15,8 @@ from edge_app.config import Config
 from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import Group, group_of
 from edge_app.fleet.publisher import model_version, publisher_for
-from edge_app.runtime.capture import CaptureLoop, LiveFrame
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.runtime.live import LiveFrame
 from edge_app.store.accounts import Accounts, ThrottlePolicy
 from edge_app.store.database import Store
 from edge_app.store.housekeeping import Housekeeping

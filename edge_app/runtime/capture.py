@@ -74,7 +74,7 @@ CLOSE_WAIT_S = 2.0  # the longest a stop waits for the camera to close (a wedged
 # still read, and 2 with the lights off (3%). A median, not a mean: a lit screen or a lamp in
 # view does not hide a dark room. Only on frames without a face, every 4th row and column: 40 us
 DARK_MEDIAN = 7
-__all__ = ["STAGES", "CaptureLoop", "Health", "LiveFrame", "StateSnapshot", "StoreWriter"]
+__all__ = ["STAGES", "CaptureLoop", "Health", "StateSnapshot", "StoreWriter"]
 
 
 def too_dark(gray: np.ndarray) -> bool:

@@ -21,7 +21,8 @@ from bottle import request, response
 
 from edge_app.config import Config
 from edge_app.fleet import admin_page as fleet_admin
-from edge_app.runtime.capture import CaptureLoop, LiveFrame
+from edge_app.runtime.capture import CaptureLoop
+from edge_app.runtime.live import LiveFrame
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.vision.stills import Analyzer, Limits

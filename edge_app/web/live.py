@@ -14,8 +14,7 @@ import bottle
 from bottle import request, response
 
 from edge_app.engagement import ABSENT, GROUPS, level_words
-from edge_app.runtime.capture import LiveFrame
-from edge_app.runtime.live import mjpeg_stream
+from edge_app.runtime.live import LiveFrame, mjpeg_stream
 from edge_app.store import reports
 from edge_app.web.guard import COOKIE, Guard, json_error
 
