@@ -1,7 +1,8 @@
 """Photo upload: the upload page with the user's history, and the JSON ``/api/analyze``.
 
-Uploads are validated (size, pixels, format) before decoding, analysed one at a time at a
-lower thread priority, and kept only as ``privacy.keep_uploads`` says.
+Uploads are validated (size, pixels, format) before decoding, analysed at most
+``web.analysis_workers`` at once (default 1) at a lower thread priority, and kept only as
+``privacy.keep_uploads`` says.
 """
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
 
     def analyze_upload(user: User, sent: tuple[bytes, str | None] | None = None,
                        form: str | None = None) -> tuple[dict, int]:
-        """One upload at a time (``web.analysis_workers``): the others wait their turn, so a
+        """At most ``web.analysis_workers`` uploads at once (default 1): the others wait their turn, so a
         burst of uploads never starves the live capture loop of CPU. ``sent``: the file's
         bytes and name when the caller has read them already (``_read_upload``); ``form``:
         the sending form's ``resubmit.form_key``, stored with the upload."""
