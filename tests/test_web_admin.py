@@ -238,6 +238,7 @@ def test_image_previews_only_for_admins_and_never_outside_the_store(quiet, face_
     assert f'src="/admin/image/{upload_id}"' in log_page
     img = admin.get(f"{quiet.url}/admin/image/{upload_id}", timeout=10)
     assert img.status_code == 200 and img.headers["Content-Type"] == "image/jpeg" and img.content[:3] == b"\xff\xd8\xff"
+    assert img.headers["Cache-Control"] == "no-store"  # a picture of a minor: never cached (the app's hook)
     assert ann.get(f"{quiet.url}/admin/image/{upload_id}", timeout=10).status_code == 403
     # a tampered row pointing outside images/ is refused
     quiet.store.execute("UPDATE uploads SET image_path = '../engage.db' WHERE id = ?", (upload_id,))
@@ -972,7 +973,7 @@ def test_live_frames_are_stored_only_when_snapshot_on_alert_is_on(make_appliance
     wait_for(lambda: appliance.store.image_file(alert["snapshot_path"]).exists(), 5, what="the snapshot file")
     assert f'href="/admin/alert/{alert["id"]}.jpg"' in dashboard
     r = s.get(f"{appliance.url}/admin/alert/{alert['id']}.jpg", timeout=10)
-    assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
+    assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff" and r.headers["Cache-Control"] == "no-store"
 
     # every stored frame can be found and deleted (the dashboard showed five, nothing deleted one)
     page = s.get(f"{appliance.url}/admin/alerts", timeout=10).text

@@ -99,30 +99,26 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         return json.dumps({"total": total, "page": page_no, "page_size": PAGE_SIZE,
                            "rows": [{k: r[k] for k in keys} for r in rows]})
 
-    @app.get("/admin/image/<upload_id:int>")
-    def stored_image(upload_id):
-        guard.require_user(admin=True)
-        relative = reports.upload_image_path(ctx.store, upload_id)
+    def stored_jpeg(relative: str | None, title: str, message: str) -> HTTPResponse:
+        """The JPEG kept at ``relative`` (under the store's image folder), or 404: a page
+        saying ``message`` when none is stored, "refused" for a path outside that folder.
+        Never cached: the app's after_request hook sends ``Cache-Control: no-store``."""
         if not relative:
-            return HTTPResponse(guard.page("error", title="No image", message="No image is stored for this upload "
-                                           "(the privacy setting may keep none, or it was purged)."), 404)
-        try:
-            path = ctx.store.image_file(relative)
-        except ValueError:
-            return HTTPResponse("refused", 404)
-        resp = bottle.static_file(path.name, root=str(path.parent), mimetype="image/jpeg")
-        resp.set_header("Cache-Control", "private, no-store")
-        return resp
-
-    @app.get("/admin/alert/<alert_id:int>.jpg")
-    def alert_snapshot(alert_id):
-        guard.require_user(admin=True)
-        relative = reports.alert_snapshot_path(ctx.store, alert_id)
-        if not relative:
-            return HTTPResponse(guard.page("error", title="No snapshot",
-                                           message="No snapshot is stored for this alert."), 404)
+            return HTTPResponse(guard.page("error", title=title, message=message), 404)
         try:
             path = ctx.store.image_file(relative)
         except ValueError:
             return HTTPResponse("refused", 404)
         return bottle.static_file(path.name, root=str(path.parent), mimetype="image/jpeg")
+
+    @app.get("/admin/image/<upload_id:int>")
+    def stored_image(upload_id):
+        guard.require_user(admin=True)
+        return stored_jpeg(reports.upload_image_path(ctx.store, upload_id), "No image",
+                           "No image is stored for this upload (the privacy setting may keep none, or it was purged).")
+
+    @app.get("/admin/alert/<alert_id:int>.jpg")
+    def alert_snapshot(alert_id):
+        guard.require_user(admin=True)
+        return stored_jpeg(reports.alert_snapshot_path(ctx.store, alert_id), "No snapshot",
+                           "No snapshot is stored for this alert.")
