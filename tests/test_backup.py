@@ -948,6 +948,39 @@ def test_a_backup_copied_into_place_by_hand_is_settled_at_start(tmp_path, caplog
             caplog.text
 
 
+def test_a_backup_piped_in_is_restored_and_nothing_of_the_old_database_stays_beside_it(tmp_path):
+    """`cat backup.db | engage-edge restore /dev/stdin` ended in "File or stream is not seekable"
+    (a traceback); and the look at the database in use made its -wal and -shm after the list of
+    what goes aside was made, so they stayed beside the restored database."""
+    a = _desk(tmp_path / "a", {"mqtt.host": "broker.school.lan"})
+    a.log_alert(1_780_000_000.0, "Not engaged")
+    a.close()
+    b = _desk(tmp_path / "b", {}, published=False)
+    b.close()
+    assert not (b.data_dir / "engage.db-wal").exists()  # stopped cleanly: only the database
+    assert _cli("backup", "--data-dir", a.data_dir, tmp_path / "a.db").returncode == 0
+    script = Path(sys.executable).parent / "engage-edge"
+    piped = subprocess.run(f"cat {tmp_path / 'a.db'} | {script} restore --keep-device-id --data-dir {b.data_dir} /dev/stdin",
+                           shell=True, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "Traceback" not in piped.stderr, piped.stderr
+    assert _alerts(b.data_dir) == 1
+    left = sorted(p.name for p in b.data_dir.iterdir() if p.name.startswith("engage.db"))
+    assert left == ["engage.db", "engage.db.old"], left
+
+
+def test_a_restore_onto_a_read_only_card_says_so_and_changes_nothing(tmp_path):
+    """A card gone read-only (the failing card a restore is often for): the restore's scratch
+    copy was made before the part that says "nothing was changed", and it ended in a traceback."""
+    with mounted_tmpfs(tmp_path / "card", "8m") as card:
+        desk = _desk(card / "data", {})
+        desk.close()
+        assert _cli("backup", "--data-dir", card / "data", tmp_path / "b.db").returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(card)], check=True)
+        r = _cli("restore", "--data-dir", card / "data", tmp_path / "b.db")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "Read-only file system" in r.stderr and "nothing was changed" in r.stderr, r.stderr
+
+
 def test_a_backup_that_cannot_say_its_desk_is_restored_only_as_told(tmp_path):
     """A backup from before backups named their desk, of one that never published: whether its
     device_id is another desk's cannot be told, so the restore asks (exit 2, nothing changed)."""

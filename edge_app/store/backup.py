@@ -428,24 +428,27 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
     name = getattr(source, "name", "the backup")
     if not data.is_dir():
         raise BackupError(f"no data directory {data}: check --data-dir or store.data_dir")
-    if source.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+    head = source.read(len(SQLITE_HEADER))  # kept, not read again: a backup piped in (/dev/stdin) cannot seek
+    if head != SQLITE_HEADER:
         raise BackupError(f"{name} is not a database: give a file `engage-edge backup` wrote; nothing was changed")
-    source.seek(0)
     live = [data / (DB_NAME + end) for end in ("", "-wal", "-shm", "-journal")]
     if any(os.path.realpath(name) == os.path.realpath(p) for p in live):
         raise BackupError(f"{name} is the live database itself: give a backup")
-    aside = [(p, p.with_name(p.name + ".old")) for p in live if os.path.lexists(p)]
-    for _, old in aside:
+    for old in (p.with_name(p.name + ".old") for p in live):
         if os.path.lexists(old):
             raise BackupError(f"{old} is there from an earlier restore: delete it once the database in use works (or "
                               "move it elsewhere), then restore again; nothing was changed")
+    aside: list[tuple[Path, Path]] = []
+    existed = [p for p in live if os.path.lexists(p)]  # what goes aside: the database in use as it was
     with _service_stopped(data):
-        remove_restore_leftovers(data)
-        here = _installation(data, create=True) or ""
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=RESTORE_SUFFIX, dir=data)
-        tmp = Path(tmp_name)
-        try:
+        tmp: Path | None = None
+        try:  # from the first write: a card gone read-only is said, "nothing was changed", not a traceback
+            remove_restore_leftovers(data)
+            here = _installation(data, create=True) or ""
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=RESTORE_SUFFIX, dir=data)
+            tmp = Path(tmp_name)
             with os.fdopen(fd, "wb") as out:  # mkstemp's file is 0600 already
+                out.write(head)
                 while chunk := source.read(1 << 20):
                     out.write(chunk)
                 out.flush()
@@ -471,6 +474,11 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                     # the records end where the backup was made: the next start says why, not "a crash"
                     conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)",
                                  (RESTORED_KEY, json.dumps({"at": time.time()})))
+            # the look at the database in use above, read only, made its -wal (empty) and -shm when they were not
+            # there (stopped cleanly): they stayed beside the restored database, another database's files
+            for made in (p for p in live if p not in existed):
+                made.unlink(missing_ok=True)
+            aside = [(p, p.with_name(p.name + ".old")) for p in existed]
             _swap(data, tmp, aside, name)
         except sqlite3.Error as exc:
             raise BackupError(f"{name} cannot be read as a database ({exc}): give a file `engage-edge backup` wrote; "
@@ -479,8 +487,9 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             raise CopyFailed(f"restoring {name} failed: {why_write_failed(exc, data)}; nothing was changed: the database in "
                              "use is as it was") from None
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
     if aside:
         told.append(f"the database as it was: {', '.join(str(old) for _, old in aside)} (delete once the restored "
                     "one works)")
