@@ -531,6 +531,20 @@ def test_a_https_key_the_service_user_may_not_read_says_to_let_it(device_dirs):
         in r.stderr and "--port" not in r.stderr, r.stderr
 
 
+def test_a_file_error_at_the_start_names_the_file_not_the_port():
+    """Every OSError of the start was said as the port's: "cannot serve on 127.0.0.1:0:
+    Permission denied. Choose another --port" for a file the service may not open. A socket's
+    error names no file; a file's is said with its name (what the start's own checks do not
+    already say in their words)."""
+    from edge_app.cli import cannot_serve
+
+    taken = OSError(98, "Address already in use")
+    assert cannot_serve("127.0.0.1", 8080, taken) == ("error: cannot serve on 127.0.0.1:8080: Address already in use. "
+                                                     "Choose another --port or stop the other program.")
+    said = cannot_serve("127.0.0.1", 0, PermissionError(13, "Permission denied", "/var/lib/engage-edge/images"))
+    assert said.startswith("error: /var/lib/engage-edge/images: Permission denied") and "--port" not in said, said
+
+
 DEVICE_CONFIG_AT = """
 import sys
 from pathlib import Path

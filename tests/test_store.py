@@ -150,6 +150,12 @@ def test_a_data_dir_that_cannot_be_created(tmp_path):
         Store(blocker / "data")
     with pytest.raises(StoreError, match="/file is a file, not a folder: give the folder the database lives in with"):
         Store(blocker)
+    # the data directory is fine: a file is where its images/ folder belongs (it said the directory was a file)
+    Store(tmp_path / "desk").close()
+    (tmp_path / "desk" / "images").rmdir()
+    (tmp_path / "desk" / "images").write_text("x")
+    with pytest.raises(StoreError, match=r"/desk/images is a file where engage-edge keeps a folder: move it away \(mv "):
+        Store(tmp_path / "desk")
 
 
 def test_upload_with_faces(store):

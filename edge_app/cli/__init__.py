@@ -32,6 +32,9 @@ def cannot_serve(host: str, port: int, exc: OSError) -> str:
 
     if isinstance(exc, CertificateError):
         return f"error: {exc}"
+    if exc.filename is not None:  # a file or folder, not the port (a socket's error names none)
+        return (f"error: {exc.filename}: {exc.strerror or exc}: check that the user running engage-edge may use it "
+                f"(ls -ld {exc.filename})")
     return f"error: cannot serve on {host}:{port}: {exc.strerror or exc}. Choose another --port or stop the other program."
 
 

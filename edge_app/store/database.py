@@ -65,6 +65,10 @@ def not_a_folder(data_dir: Path, exc: OSError) -> str | None:
     advice (mount read-write, chown) would send the technician the wrong way."""
     if not isinstance(exc, (FileExistsError, NotADirectoryError)):
         return None
+    inside = Path(exc.filename) if exc.filename else data_dir
+    if inside.parent == data_dir and data_dir.is_dir():  # its images/ folder is a file: not the directory's fault
+        return (f"{inside} is a file where engage-edge keeps a folder: move it away (mv {inside} {inside}.moved) "
+                "and start again")
     which = "is a file" if isinstance(exc, FileExistsError) else "lies under a file"
     hint = f" ({data_dir.parent}, not {data_dir.name})" if data_dir.name == DB_NAME else ""
     return (f"the data directory {data_dir} {which}, not a folder: give the folder the database lives in{hint} "
