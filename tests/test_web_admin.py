@@ -354,7 +354,7 @@ def test_on_a_card_with_no_byte_free_the_reserve_lets_an_admin_in_to_shorten_the
                                    with_loop=False)
         reserve = disk / "data" / RESERVE_NAME
         wait_for(lambda: reserve.exists() and appliance.housekeeping.runs, what="the reserve kept at the first clean-up")
-        assert reserve.stat().st_blocks * 512 >= 16 << 20 == appliance.cfg.store.reserve_mb << 20  # not sparse
+        assert reserve.stat().st_blocks * 512 >= 16e6 == appliance.cfg.store.reserve_mb * 1e6  # not sparse
         appliance.store.forget_deleted()  # the write-ahead log emptied: a log-in must grow it
         fill_up(disk / "backup-beside")
 

@@ -655,7 +655,7 @@ class Store:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 partial.unlink()
-            log.warning("could not keep %d MB in reserve for a full disk in %s: %s", size >> 20, self.data_dir, exc)
+            log.warning("could not keep %.0f MB in reserve for a full disk in %s: %s", size / 1e6, self.data_dir, exc)
             return False
 
     def release_reserve(self) -> int:
@@ -680,8 +680,8 @@ def release_reserve(data_dir: Path) -> int:
             pass
     if not size:
         return 0
-    log.warning("the disk holding %s is full: gave up the %d MB kept in reserve, so that an admin can log in and "
-                "free space (it is kept again once there is room)", data_dir, size >> 20)
+    log.warning("the disk holding %s is full: gave up the %.0f MB kept in reserve, so that an admin can log in and "
+                "free space (it is kept again once there is room)", data_dir, size / 1e6)
     return size
 
 

@@ -65,7 +65,8 @@ class Housekeeping:
             if removed:
                 log.info("retention: removed %d old rows", removed)
             reserve, min_free = self.reserve()
-            self.store.keep_reserve(reserve << 20, min_free << 20)  # after the purge: room it freed may hold it
+            # after the purge: room it freed may hold it. In MB of 10^6 bytes, as free space is counted and said
+            self.store.keep_reserve(int(reserve * 1e6), int(min_free * 1e6))
             return removed
         except Exception as exc:
             log.warning("retention purge failed: %s", exc)
