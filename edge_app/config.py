@@ -280,7 +280,8 @@ class IndicatorSettings(Section):
     backend: str = setting("console", '"console" (prints; states only to a terminal, never into a journal), '
                                       '"gpio" (gpiozero pins), "jetson" (Jetson.GPIO) or "none".',
                            OneOf(("console", "gpio", "jetson", "none")))
-    rgb_led: bool = setting(True, "One common-cathode RGB LED; false: three separate LEDs.")
+    rgb_led: bool = setting(True, "One common-cathode RGB LED; false: three separate LEDs. Both are driven alike (the "
+                                  "same three signals); which one is wired is recorded here for the technician.")
     led_red_pin: int = setting(17, "BCM pin of the red LED.", Range(0, 27, "a BCM GPIO number"))
     led_green_pin: int = setting(27, "BCM pin of the green LED.", Range(0, 27, "a BCM GPIO number"))
     led_blue_pin: int = setting(22, "BCM pin of the blue LED.", Range(0, 27, "a BCM GPIO number"))

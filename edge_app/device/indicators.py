@@ -150,10 +150,6 @@ class Patterns:
         return Look(self.colour(group))
 
 
-# Kept for callers that want the default colours without a config.
-COLOURS = {g: Patterns().colour(g) for g in COLOUR_NAMES}
-
-
 def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
     """``spec`` "HH:MM-HH:MM" (may wrap midnight); empty means never quiet."""
     if not spec:
@@ -400,12 +396,11 @@ class GpioIndicator(_PatternIndicator):
     each level, so on three LEDs the levels differ by which LEDs light (red; red and a dimmer
     green; green) as well as by pattern."""
 
-    def __init__(self, red=17, green=27, blue=22, buzzer=23, rgb=True, active_buzzer=True,
+    def __init__(self, red=17, green=27, blue=22, buzzer=23, active_buzzer=True,
                  beep_s=0.3, pin_factory=None, patterns: Patterns | None = None):
         from gpiozero import RGBLED, Buzzer, TonalBuzzer
 
         super().__init__(patterns or Patterns())
-        self._rgb = rgb
         self.led: Any = RGBLED(red, green, blue, pin_factory=pin_factory)
         self.buzzer = (Buzzer(buzzer, pin_factory=pin_factory) if active_buzzer
                        else TonalBuzzer(buzzer, pin_factory=pin_factory))
@@ -414,7 +409,7 @@ class GpioIndicator(_PatternIndicator):
     @classmethod
     def from_config(cls, cfg: Config, pin_factory=None) -> "GpioIndicator":
         i = cfg.indicators
-        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin, i.rgb_led,
+        return cls(i.led_red_pin, i.led_green_pin, i.led_blue_pin, i.buzzer_pin,
                    i.buzzer_active, i.buzzer_beep_s, pin_factory, Patterns.from_config(cfg))
 
     def _write(self, colour: Colour) -> None:
