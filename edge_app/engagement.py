@@ -10,8 +10,7 @@ dark to see" when the frames were too dark to find one).
 A face whose most likely emotion is below ``min_confidence`` is "Uncertain": the face
 counts as present and frontal, but its probabilities are not smoothed in and a shown
 engagement level stays as it was for a while - a guess is never logged as an engagement
-record. Such
-a frame, like a short gap without a face, says nothing of the level: a change under way
+record. Such a frame, like a short gap without a face, says nothing of the level: a change under way
 keeps counting towards ``min_hold_s`` through it (only a gap longer than the hold restarts
 it). It does say that a student faces the camera, though: from "Absent" or "Distracted",
 unsure faces lead to "Present" (there, expression unknown), or a student in bad light

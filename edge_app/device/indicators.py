@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFF = (0.0, 0.0, 0.0)
 ALERT_GROUPS = (Group.NOT_ENGAGED, DISTRACTED)
-# Other states for buzzer_after_s (at most STRETCH_BREAK_S) end a disengaged stretch; a shorter break
-# (a 3 s glance up) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
-# and over, buzzed every cooldown (10 times in 20 minutes). Back for as long as it takes to alert
-# is a return, not a glance; an alert at once (buzzer_after_s = 0) has no break to bridge.
 COLOUR_NAMES: dict[str, str] = {Group.ENGAGED: "green", Group.PARTIALLY_ENGAGED: "amber (slow breathe)",
                                 DISTRACTED: "violet", Group.NOT_ENGAGED: "red (double flash)", PRESENT: "teal",
                                 ABSENT: "grey (slow blink)", PAUSED: "blue (slow pulse)"}
@@ -161,6 +157,10 @@ def in_quiet_hours(spec: str, now: dt.datetime) -> bool:
     return start <= t < end if start <= end else (t >= start or t < end)
 
 
+# Other states for buzzer_after_s (at most STRETCH_BREAK_S) end a disengaged stretch; a shorter break
+# (a 3 s glance up) does not, so it cannot buy a student a fresh alert: 40 s sad and 3 s neutral, over
+# and over, buzzed every cooldown (10 times in 20 minutes). Back for as long as it takes to alert
+# is a return, not a glance; an alert at once (buzzer_after_s = 0) has no break to bridge.
 @dataclass
 class AlertMemory:
     """What ``BuzzerPolicy`` remembers between frames: owned by the capture loop's thread,

@@ -854,7 +854,8 @@ class Accounts:
                                 (user.id, _token_hash(token))).rowcount
 
     def purge_sessions(self) -> int:
-        """Delete expired sessions and failed log-ins past the throttle's window; returns
+        """Delete expired sessions and failed log-ins past the throttle's window or its lock,
+        whichever is longer (a lock must outlive the failures that made it); returns
         how many rows went. A failed log-in names what was typed and the address: the
         caller empties the write-ahead log after (``Store.forget_deleted``) when any went.
         Judged as a log-in would judge them (on the monotonic clock), so a clock step

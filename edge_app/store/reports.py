@@ -1,7 +1,7 @@
 """Read-only queries the web UI shows: the unified log, day summaries, the timeline,
 upload history, per-user summaries and the image paths behind them.
 
-They live beside the schema (``database``) so a table change is one package's concern;
+They live beside the schema (``schema``) so a table change is one package's concern;
 the web routes only format what these return.
 """
 from __future__ import annotations
