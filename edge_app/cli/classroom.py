@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from edge_app.cli import EXIT_OK, EXIT_USAGE, StopRequest, cannot_serve, first_start_message, say
+from edge_app.config import MqttSection
+
+DESK_MQTT = MqttSection()  # a desk's defaults: the page listens where the desks send by default
 
 DEFAULT_DATA = "~/.local/share/engage-classroom"
 
@@ -133,8 +136,8 @@ def add_command(sub) -> None:
     p.add_argument("--tls-key", type=Path, help="its key (PEM)")
     p.add_argument("--mqtt-user", help="broker user name (password: --mqtt-password-file or ENGAGE_MQTT_PASSWORD)")
     p.add_argument("--mqtt-password-file", type=Path, help="a file holding the broker password")
-    p.add_argument("--topic-prefix", default="engage", help="the desks' mqtt.topic_prefix")
-    p.add_argument("--keepalive", type=int, default=30, help="MQTT keep-alive, seconds")
+    p.add_argument("--topic-prefix", default=DESK_MQTT.topic_prefix, help="the desks' mqtt.topic_prefix")
+    p.add_argument("--keepalive", type=int, default=DESK_MQTT.keepalive_s, help="MQTT keep-alive, seconds")
     p.add_argument("--host", default="127.0.0.1", help="address for the page (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8090, help="port for the page (0: any free port)")
     p.add_argument("--https-cert", type=Path, help="serve the page over HTTPS with this certificate (PEM) ...")

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # one set of exit codes for every command
+
 if TYPE_CHECKING:
     from edge_app.config import Config
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _config(args, overrides: dict | None = None) -> Config:
