@@ -827,6 +827,25 @@ def test_a_desk_clearing_and_resending_its_state_fast_does_not_send_every_page_e
     assert "desk-7" not in {d["device_id"] for d in room.snapshot()["desks"]} and len(room) == 49
 
 
+def test_a_listed_desk_clearing_and_resending_its_state_fast_keeps_its_pace():
+    """A desk on the room's list is kept as never heard when its state is cleared, as a new
+    record: with a fresh burst of page updates, told to the pages at once. One such desk
+    clearing and resending woke every page at each message (2,000 updates for 1,000 pairs)
+    and was never counted as held back."""
+    mono = [0.0]
+    room = classroom_model.Classroom(clock=lambda: 1_800_000_000.0, monotonic=lambda: mono[0])
+    room.set_expected(["desk-7"])
+    before = room.version
+    for _ in range(500):  # within one instant
+        room.remove("desk-7")
+        room.apply_state("desk-7", state(since="1799999990", sent="1800000000"))
+    assert room.version - before <= DESK_UPDATE_BURST + 1, room.version - before
+    assert room.held_back()["desk-7"] >= 900
+    mono[0] += 10.0  # at its pace the last word reaches the pages
+    assert room.wait_change(room.version, 0) > before
+    assert [d["level"] for d in room.snapshot()["desks"] if d["device_id"] == "desk-7"] == ["Engaged"]
+
+
 def test_offline_desks_removed_by_hand_stay_off_until_heard_again():
     t = [1_800_000_000.0]
     room = classroom_model.Classroom(clock=lambda: t[0])

@@ -141,7 +141,6 @@ class Classroom:
     def _changed(self, desk: Desk) -> None:
         self.version += 1
         desk.changed = self.version
-        self.updated = time.perf_counter()
         self._cond.notify_all()
 
     def _announce(self, desk: Desk) -> None:
@@ -330,8 +329,13 @@ class Classroom:
             if device_id not in self._desks:
                 return False
             if device_id in self._expected:  # still one of the room's desks: its tile stays, as never heard
-                fresh = self._desks[device_id] = Desk(device_id)
-                self._changed(fresh)
+                old, fresh = self._desks[device_id], Desk(device_id)
+                # ... at the old record's pace: a fresh burst and an update at once at each clearing let one
+                # listed desk clearing and resending its state wake every page at every message
+                fresh.tokens, fresh.tokens_at, fresh.held_back, fresh.held_logged = (
+                    old.tokens, old.tokens_at, old.held_back, old.held_logged)
+                self._desks[device_id] = fresh
+                self._announce(fresh)
                 return True
             self._drop(device_id)
             return True
