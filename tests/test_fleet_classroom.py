@@ -788,6 +788,27 @@ def test_retired_desks_retained_on_the_broker_do_not_crowd_out_a_live_one(monkey
     assert shown["retired-2"]["last_seen"] == 1002  # heard when it changed state, not "56 years ago"
 
 
+def test_a_desk_known_only_from_the_broker_makes_room_before_one_heard_live(monkeypatch):
+    """The rule says: never heard live (only a stored state), then the longest silent. A stored
+    state's time counted as when it was last seen, so a desk heard an hour ago went before a
+    stored copy from this morning, and one dated 2286 was "last heard 0 s ago" and never went."""
+    monkeypatch.setattr(classroom_model, "MAX_DESKS", 3)
+    now = [1_800_000_000.0]
+    room = classroom_model.Classroom(clock=lambda: now[0])
+    assert room.apply_state("heard-live", state(since=str(now[0] - 7200), sent=str(now[0] - 3600)))
+    now[0] += 3600  # heard an hour ago, then its will
+    room.apply_availability("heard-live", b"offline")
+    assert room.apply_state("stored-only", state(since=str(now[0] - 600)), retained=True)
+    assert room.apply_state("stored-future", state(since="9900000000"), retained=True)
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert shown["stored-future"]["last_seen"] <= now[0]  # not "in 2286"
+    assert room.apply_state("new-live", state(since=str(now[0]), sent=str(now[0])))
+    room.apply_availability("new-live", b"offline")
+    assert room.apply_state("another", state(since=str(now[0]), sent=str(now[0])))
+    kept = sorted(d["device_id"] for d in room.snapshot()["desks"])
+    assert kept == ["another", "heard-live", "new-live"], kept  # the stored-only desks made room, oldest first
+
+
 def test_a_page_learns_that_a_desk_was_removed(monkeypatch):
     monkeypatch.setattr(classroom_model, "MAX_DESKS", 2)
     room = classroom_model.Classroom()

@@ -252,7 +252,7 @@ class Classroom:
                                 MAX_DESKS, self._refused, device_id)
                 return None
             # never heard live (only a retained state) and longest silent first
-            self._drop(min(offline, key=lambda d: (d.last_seen, d.since or 0.0)).device_id, paced=False)
+            self._drop(min(offline, key=lambda d: (d.heard is not None, d.last_seen, d.since or 0.0)).device_id, paced=False)
         desk = self._desks[device_id] = Desk(device_id)
         if (gone := self._gone.pop(device_id, None)) is not None:  # back: at the pace it had, not a fresh burst
             desk.tokens, desk.tokens_at, desk.held_back, desk.held_logged = (gone.tokens, gone.tokens_at,
@@ -461,7 +461,8 @@ class Classroom:
                 self._heard(desk, now)
             else:
                 if not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
-                    desk.last_seen = state[1] + desk.clock_skew  # its since, as shown
+                    # its since, as shown; never later than now (a stored copy dated 2286 was "last heard 0 s ago")
+                    desk.last_seen = min(state[1] + desk.clock_skew, now)
                 if desk.heard is None and device_id in self._stored_online:  # its "online" came first
                     self._stored_online.discard(device_id)
                     self._check(desk)
