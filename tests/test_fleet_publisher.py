@@ -99,6 +99,28 @@ def test_a_damaged_outbox_row_is_dropped_and_the_messages_after_it_still_go(brok
         pub.stop()
 
 
+def test_a_failure_while_connecting_is_logged_and_the_desk_keeps_sending(broker, store, caplog):
+    """The model's version, asked as the link came up, raising (a manifest being swapped) ended
+    paho's network thread: no sends and no reconnection for good, while the status said
+    connected and the outbox grew. It is logged; the desk connects and sends as before."""
+    def model_version() -> str:
+        raise OSError("the manifest is being replaced")
+
+    pub = Publisher(settings(broker), store, model_version).start()
+    listener = Listener(broker, ["engage/+/state", "homeassistant/sensor/#"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge_app"):
+            wait_for(lambda: pub.status.connected)
+            change(store, 1)
+            wait_for(lambda: listener.payloads("engage/desk-07/state"), what="the state sent")
+            wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0, what="the outbox emptied")
+        assert pub.client._thread is not None and pub.client._thread.is_alive()  # paho's network thread
+        assert "the manifest is being replaced" in caplog.text
+    finally:
+        listener.close()
+        pub.stop()
+
+
 def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
     pub = Publisher(settings(broker), store, lambda: "model-v3").start()
     try:

@@ -276,6 +276,7 @@ class Publisher:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.suppress_exceptions = True  # a callback's error is logged by paho; its network thread goes on
 
     # ------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -297,7 +298,7 @@ class Publisher:
                               for topic in retained_topics(self._moved_from) if topic not in retained_topics(self.settings)]
         self.status.connected, self.status.error = True, ""
         client.publish(self.settings.topic("availability"), "online", qos=1, retain=True)
-        for topic, config in discovery_messages(self.settings, self.model_version()):
+        for topic, config in discovery_messages(self.settings, self._model_version()):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._restate = self._last_state is not None  # a first connection has none to repeat
         self._next_beat = 0.0  # a heartbeat at once: a classroom learns the interval before it counts on it
@@ -346,6 +347,16 @@ class Publisher:
         self._acked.append(mid)
         self._wake.set()
 
+    def _model_version(self) -> str:
+        """The running model's version for a message, or "" when it cannot be read now (said at most
+        once a minute): raised in paho's callback it ended its network thread (no sends, no
+        reconnection, "connected" for good), and in the sender thread no state left again."""
+        try:
+            return self.model_version()
+        except Exception as exc:  # noqa: BLE001 - the message goes without it; nothing else changes
+            self.failures(f"the running model's version could not be read ({exc}): messages name no model meanwhile")
+            return ""
+
     # ------------------------------------------------------------ the sender thread
     def payload(self, message: Message) -> tuple[str, str, bool]:
         """(topic, JSON payload, retain) for one outbox row. ``sent`` is this device's
@@ -357,7 +368,7 @@ class Publisher:
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
             body["label"] = self._shown_label(body)
-            body.update(seq=message.seq, desk=self.settings.desk, model=self.model_version(), sent=sent, run=self.run)
+            body.update(seq=message.seq, desk=self.settings.desk, model=self._model_version(), sent=sent, run=self.run)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
             return self.settings.topic("state"), json.dumps(body), True
@@ -417,7 +428,7 @@ class Publisher:
     def heartbeat_payload(self) -> str:
         """The state the desk shows now (``_beat_state``: as published, with a fresh ``sent``
         and the same ``seq``, so a receiver that has it drops the state and keeps the sign of
-        life), or only ``{"heartbeat_s", "desk", "sent"}`` before there is one."""
+        life), or only ``{"heartbeat_s", "desk", "sent", "run"}`` before there is one."""
         state = self._beat_state()
         if state is not None:
             return self.payload(state)[1]
@@ -584,15 +595,16 @@ class Publisher:
                 time.sleep(0.05)
         self._stop.set()
         self._wake.set()
-        if self._thread:
-            self._thread.join(timeout)
+        if self._thread:  # what is left of the stop's time, not all of it again (README: up to 3 s)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         if self.status.connected:
             info = self.client.publish(self.settings.topic("availability"), "offline", qos=1, retain=True)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:  # else the link just ended: the broker sends the will, "offline"
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self._stop_network(max(NETWORK_STOP_S, deadline - time.monotonic()))
-        self._settle()
+        if not (self._thread and self._thread.is_alive()):  # a sender still stuck (a locked database) settles itself
+            self._settle()
 
     def _stop_network(self, limit: float) -> None:
         """``stop_network``. Nothing is lost: what the broker did not acknowledge stays in the
