@@ -612,6 +612,19 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     assert requests.post(f"{classroom.url}/api/login", json={"username": "mr-gone", "password": "gone-password-1"},
                          timeout=5).status_code == 403
     assert "disabled: cannot log in" in row.inner_text()
+    # a dropped connection, then a reverse proxy's HTML error page: the button said nothing at all
+    thrown: list[str] = []
+    page.on("pageerror", lambda error: thrown.append(str(error)))  # an unhandled rejection among them
+    page.route("**/api/instructors/mr-gone", lambda route: route.abort())
+    row.get_by_role("button", name="Enable mr-gone").click()
+    page.locator("#instructors-result", has_text="the classroom server did not answer").wait_for()
+    page.unroute("**/api/instructors/mr-gone")
+    page.route("**/api/instructors/mr-gone", lambda route: route.fulfill(status=502, content_type="text/html",
+                                                                          body="<html>Bad Gateway</html>"))
+    row.get_by_role("button", name="Enable mr-gone").click()
+    page.locator("#instructors-result", has_text="the classroom server answered 502").wait_for()
+    page.unroute("**/api/instructors/mr-gone")
+    assert classroom.accounts.find("mr-gone").disabled and thrown == [], thrown
     row.get_by_role("button", name="Enable mr-gone").click()
     page.locator("#instructors-result", has_text="Enabled mr-gone").wait_for()
     assert not classroom.accounts.find("mr-gone").disabled

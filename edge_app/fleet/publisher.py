@@ -775,7 +775,6 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0,
     time: the same login is answered by the live connection, another (a new password or TLS
     file for the same user) is not tried. Elsewhere a separate client id keeps the live link up
     on a broker that does not tie ids to user names."""
-    import threading as _threading
 
     if holds_login(running, settings):
         assert running is not None
@@ -787,7 +786,7 @@ def check_connection(settings: MqttSettings, timeout: float = 5.0,
                       "password or TLS file for that user would end its connection (the broker keeps one per user "
                       "name; the classroom would show the desk offline): Save to use these settings, and the status "
                       "above says whether the broker accepts them")
-    done = _threading.Event()
+    done = threading.Event()
     result: list[str] = []
     try:
         client = make_client(settings, f"engage-edge-{settings.device_id}-check")

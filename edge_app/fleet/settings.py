@@ -59,7 +59,7 @@ def default_device_id(username: str = "") -> str:
     """The broker user name when it can be a topic level, else the host name made
     topic-safe ('desk-07.school.lan' -> 'desk-07').
 
-    The user name first: the README's broker ACL (``pattern write engage/%u/#``) lets a
+    The user name first: the README's broker ACL (``pattern write engage/%u/state`` and its other topics) lets a
     device write only under its own user name, and the broker drops anything else
     without telling the device, so a desk whose topic name differs never shows up."""
     if username and TOPIC_ID.match(username):

@@ -420,11 +420,17 @@
   }
   // A viewer's change (app.require_viewer_change): [done, the answer's JSON ({} when none came), why it was not
   // done: the server's words, or that it did not answer]
-  async function change(path, csrf, body) {
-    const r = await fetch(path, {method: "POST", body: body === undefined ? undefined : JSON.stringify(body),
+  // [ok, its JSON, why not, status]: a dropped connection or a reverse proxy's HTML error page is said, never a
+  // button that does nothing (the instructors' buttons threw an unhandled rejection and said nothing)
+  async function ask(method, path, csrf, body) {
+    const r = await fetch(path, {method, body: body === undefined || body === null ? undefined : JSON.stringify(body),
       headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}}).catch(() => null);
     const data = r ? await r.json().catch(() => ({})) : {};
-    return [Boolean(r && r.ok), data, data.error || "the classroom server did not answer"];
+    const why = data.error || (r ? "the classroom server answered " + r.status : "the classroom server did not answer");
+    return [Boolean(r && r.ok), data, why, r ? r.status : 0];
+  }
+  function change(path, csrf, body) {
+    return ask("POST", path, csrf, body);
   }
   $("remove-offline").addEventListener("click", async () => {
     const button = $("remove-offline");
@@ -450,16 +456,16 @@
   });
   const form = $("add-instructor");
   if (form) {
-    const headers = {"Content-Type": "application/json", "X-CSRF-Token": form.dataset.csrf};
+    const csrf = form.dataset.csrf;
     const mine = $("confirm-mine");
     // an old log-in: the admin's own password first (the form's "Your own password" field),
     // for adding as for disabling or removing
     async function confirmFirst(result) {
       if (mine.hidden || !form.mine.value) return true;
-      const c = await fetch("/api/confirm", {method: "POST", headers, body: JSON.stringify({password: form.mine.value})});
+      const [ok, , why] = await ask("POST", "/api/confirm", csrf, {password: form.mine.value});
       form.mine.value = "";
-      if (!c.ok) {
-        result.textContent = "Not done: " + (await c.json()).error + ".";
+      if (!ok) {
+        result.textContent = "Not done: " + why + ".";
         return false;
       }
       mine.hidden = true;
@@ -474,9 +480,9 @@
     }
     const list = $("instructors");
     async function loadInstructors() {
-      const r = await fetch("/api/instructors");
-      if (!r.ok) return;
-      const found = (await r.json()).instructors;
+      const [ok, data] = await ask("GET", "/api/instructors", csrf);
+      if (!ok) return;
+      const found = data.instructors;
       list.replaceChildren(...found.map((i) => {
         const li = el("li", "instructor" + (i.disabled ? " disabled" : ""));
         li.dataset.user = i.user;
@@ -501,12 +507,10 @@
     async function act(method, user, body, done) {
       const result = $("instructors-result");
       if (!(await confirmFirst(result))) return;
-      const r = await fetch("/api/instructors/" + encodeURIComponent(user),
-        {method, headers, body: body ? JSON.stringify(body) : undefined});
-      const data = await r.json();
-      if (r.status === 403) askForPassword(data);
-      result.textContent = r.ok ? done : data.error;
-      if (r.ok) loadInstructors();
+      const [ok, data, why, status] = await ask(method, "/api/instructors/" + encodeURIComponent(user), csrf, body);
+      if (status === 403) askForPassword(data);
+      result.textContent = ok ? done : "Not done: " + why + ".";
+      if (ok) loadInstructors();
     }
     // a refusal names the field at fault: marked and described by the message, and focused to correct it
     function markField(name) {
@@ -526,14 +530,13 @@
       if (!(await confirmFirst($("add-result")))) return;
       const body = {username: form.username.value, password: form.password.value,
                     temporary: form.temporary.checked};
-      const r = await fetch("/api/instructors", {method: "POST", body: JSON.stringify(body), headers});
-      const data = await r.json();
-      if (r.status === 403) askForPassword(data);
-      $("add-result").textContent = r.status === 403 ? data.error : !r.ok ? "Not added: " + data.error + "." :
+      const [ok, data, why, status] = await ask("POST", "/api/instructors", csrf, body);
+      if (status === 403) askForPassword(data);
+      $("add-result").textContent = status === 403 ? why : !ok ? "Not added: " + why + "." :
         "Added " + data.user +
         (data.temporary ? ": they choose their own password at the first log-in." : ".");
-      if (r.status !== 403) markField(r.ok ? "" : data.field);
-      if (r.ok) {
+      if (status !== 403) markField(ok ? "" : data.field);
+      if (ok) {
         form.reset();
         loadInstructors();
       }
