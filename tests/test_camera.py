@@ -3,6 +3,7 @@ cv2.VideoWriter, and the clear errors for sources that are not there."""
 from __future__ import annotations
 
 import glob
+import sys
 from pathlib import Path
 
 import cv2
@@ -254,3 +255,70 @@ def test_picamera2_without_the_library_says_how_to_install(cfg):
             assert "camera" in str(exc)
         finally:
             src.close()
+
+
+class _OneCamera:
+    """A stand-in for picamera2 (no double of it runs off a Pi) holding libcamera's rule that
+    matters here: one process at a time holds the camera until ``close``; ``fail`` names the
+    calls that raise once, as a driver's error would."""
+
+    held = 0
+    fail: set = set()
+
+    @staticmethod
+    def global_camera_info():
+        return [{"Model": "imx708"}]
+
+    def __init__(self):
+        if _OneCamera.held:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+        _OneCamera.held += 1
+
+    def _maybe_fail(self, call):
+        if call in _OneCamera.fail:
+            _OneCamera.fail.discard(call)
+            raise RuntimeError(f"{call} failed")
+
+    def create_video_configuration(self, **kwargs):
+        return kwargs
+
+    def configure(self, config):
+        self._maybe_fail("configure")
+
+    def start(self):
+        self._maybe_fail("start")
+
+    def capture_array(self, stream):
+        return np.zeros((480, 640, 3), np.uint8)
+
+    def stop(self):
+        self._maybe_fail("stop")
+
+    def close(self):
+        _OneCamera.held -= 1
+
+
+@pytest.mark.parametrize("failing", ["configure", "start", "stop"])
+def test_a_pi_camera_that_fails_to_start_or_stop_is_let_go(monkeypatch, failing):
+    """A Pi camera whose start failed (or whose stop raised) stayed held by this process: every
+    retry then said "Device or resource busy" until the service was restarted."""
+    import types
+
+    from edge_app.vision.sources import Picamera2Source
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=_OneCamera))
+    monkeypatch.setattr(_OneCamera, "held", 0)
+    monkeypatch.setattr(_OneCamera, "fail", {failing})
+    src = Picamera2Source()
+    if failing == "stop":
+        src.open()
+        with pytest.raises(RuntimeError, match="stop failed"):
+            src.close()
+    else:
+        with pytest.raises(CameraError, match=f"{failing} failed"):
+            src.open()
+    assert _OneCamera.held == 0
+    src.open()  # the retry gets the camera
+    assert src.read().shape == (480, 640, 3)
+    src.close()
+    assert _OneCamera.held == 0

@@ -5,6 +5,7 @@ owns retries and back-off, so a source only has to report faults clearly.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -150,17 +151,15 @@ class OpenCVSource(FrameSource):
                     f"no camera at /dev/video{index}: plug in a USB camera (check `ls /dev/video*`), "
                     "or run with --source demo"
                 )
-            cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
-            cap.set(cv2.CAP_PROP_FPS, self.fps)
-            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones (latency)
+            cap = self._camera(cv2.VideoCapture(index, cv2.CAP_V4L2))
         elif "!" in self.spec:
             cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
-        else:
-            if self.is_device and not Path(self.spec).exists():
+        elif self.is_device:  # /dev/video0 is the camera "0" is: the same settings (it was opened without them)
+            if not Path(self.spec).exists():
                 raise CameraError(f"no camera at {self.spec}: plug in a USB camera (check `ls /dev/video*`), "
                                   "or run with --source demo")
+            cap = self._camera(cv2.VideoCapture(self.spec, cv2.CAP_V4L2))
+        else:
             if self.is_file and not Path(self.spec).is_file():
                 raise CameraError(f"video file {self.spec} does not exist", lasting=True)
             cap = cv2.VideoCapture(self.spec)
@@ -173,6 +172,14 @@ class OpenCVSource(FrameSource):
             own = cap.get(cv2.CAP_PROP_FPS)
             self.rate = own if 0 < own <= 240 else float(self.fps)  # 0 or nonsense: the file does not say
             self._next = None
+
+    def _camera(self, cap: cv2.VideoCapture) -> cv2.VideoCapture:
+        """A camera asked for the configured size and rate, and for the newest frame only."""
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        cap.set(cv2.CAP_PROP_FPS, self.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones (latency)
+        return cap
 
     def read(self) -> np.ndarray:
         if self.cap is None:
@@ -232,15 +239,21 @@ class Picamera2Source(FrameSource):
             if not Picamera2.global_camera_info():
                 raise CameraError("no Raspberry Pi camera detected: check the ribbon cable and `rpicam-hello --list-cameras`")
             cam = Picamera2()
+        except CameraError:
+            raise
+        except Exception as exc:  # libcamera raises many kinds
+            raise CameraError(f"the Pi camera failed to start: {exc}") from exc
+        try:
             config = cam.create_video_configuration(
                 main={"size": (self.width, self.height), "format": "RGB888"},
                 controls={"FrameRate": self.fps},
             )
             cam.configure(config)
             cam.start()
-        except CameraError:
-            raise
-        except Exception as exc:  # libcamera raises many kinds
+        except Exception as exc:
+            # let it go: held by this process, every retry said "Device or resource busy" until a restart
+            with contextlib.suppress(Exception):
+                cam.close()
             raise CameraError(f"the Pi camera failed to start: {exc}") from exc
         self.cam = cam
 
@@ -261,9 +274,11 @@ class Picamera2Source(FrameSource):
         if self.cam is not None:
             try:
                 self.cam.stop()
-                self.cam.close()
-            finally:
-                self.cam = None
+            finally:  # closed even when its stop failed: else the camera stayed held (the next open "busy")
+                try:
+                    self.cam.close()
+                finally:
+                    self.cam = None
 
 
 def _picamera2_present() -> bool:
