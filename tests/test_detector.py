@@ -173,3 +173,27 @@ def test_two_views_of_one_face_framed_apart_give_one_face():
     # two faces side by side, or one a little behind the other, stay two
     left, right = Face((100, 100, 100, 100), score=0.9), Face((170, 120, 100, 100), score=0.7)
     assert _merge([left, right]) == [left, right]
+
+
+HAAR_GONE = """
+import sys, cv2
+cv2.data.haarcascades = sys.argv[1]  # an OpenCV whose cascade files are missing
+from edge_app.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_missing_haar_cascades_stop_the_start_with_what_to_do(tmp_path):
+    """With detector.backend = "haar", cascade files that cannot be loaded ended the start in a
+    DetectorError traceback (no fault light, no message in the journal's words): it is said as a
+    model's error is, and the start stops with exit 2."""
+    import subprocess
+    import sys
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[detector]\nbackend = "haar"\n[store]\ndata_dir = "{tmp_path / "data"}"\n'
+                    '[indicators]\nbackend = "none"\n[web]\nport = 0\n')
+    r = subprocess.run([sys.executable, "-c", HAAR_GONE, str(tmp_path / "no-cascades") + "/", "run", "--config", str(conf),
+                        "--source", "demo"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error: the Haar cascade" in r.stderr and "could not be loaded" in r.stderr, r.stderr

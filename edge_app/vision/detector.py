@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from edge_app.config import Config
+from edge_app.vision.classifier import ModelError
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class Face:
         return Face(box, self.kind, self.score, kp)
 
 
-class DetectorError(RuntimeError):
-    pass
+class DetectorError(ModelError):
+    """The face detector cannot be made (its cascade files missing): said and handled as a model
+    that does not load is, not a traceback."""
 
 
 def _cascade(name: str) -> cv2.CascadeClassifier:
@@ -55,7 +57,8 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     cascades = cv2.data.haarcascades  # type: ignore[attr-defined]  # in the OpenCV wheels, not in their stubs
     cascade = cv2.CascadeClassifier(cascades + name)
     if cascade.empty():
-        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cascades}")
+        raise DetectorError(f"the Haar cascade {name} could not be loaded from {cascades}: reinstall OpenCV (pip install "
+                            "--force-reinstall 'opencv-python-headless>=4.10,<5'), or set detector.backend = \"blazeface\"")
     return cascade
 
 
