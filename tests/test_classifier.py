@@ -99,6 +99,22 @@ def test_classify_is_consistent_and_deterministic(classifier, grace_crop):
     assert classifier.classify(grace_crop) == (emotion, confidence, probabilities)
 
 
+def test_a_face_of_another_type_is_scored_itself_not_the_face_before(classifier):
+    """cv2.resize into the model's buffer made a new array for a colour or float face, and the
+    buffer kept the face before: raw_outputs of a colour face, or probabilities of a float one,
+    gave the previous face's answer."""
+    from edge_app.models.checks import golden_faces
+
+    faces = golden_faces()
+    first, other = faces[0], faces[7]
+    assert not np.allclose(classifier.probabilities(first), classifier.probabilities(other))
+    classifier.probabilities(first)
+    assert np.allclose(classifier.probabilities(other.astype(np.float32)), classifier.probabilities(other))
+    classifier.raw_outputs(first)
+    colour = cv2.cvtColor(other, cv2.COLOR_GRAY2BGR)
+    assert np.allclose(classifier.raw_outputs(colour), classifier.raw_outputs(other))
+
+
 def test_colour_crop_equals_its_grayscale(classifier, grace_path):
     bgr = cv2.imread(str(grace_path))[100:340, 150:380]
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)

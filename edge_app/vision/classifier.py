@@ -233,12 +233,20 @@ class EmotionClassifier:
             q = np.round(x / self._in_scale + self._in_zero)
             self._buffer[0, :, :, 0] = np.clip(q, info.min, info.max)
 
+    def _take(self, face: np.ndarray) -> None:
+        """``face`` (grayscale or BGR, any size) into the model's crop buffer (holding the lock).
+        Written into it, not through ``dst``: cv2.resize makes a new array whenever the result's
+        type differs (a float or colour face), and the buffer kept the previous face, scored again."""
+        if face.dtype != np.uint8:  # pixels 0-255 given as another type
+            face = np.clip(np.rint(face), 0, 255).astype(np.uint8)
+        if face.ndim == 3:
+            face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+        self._crop[...] = cv2.resize(face, self.manifest.size[::-1], interpolation=cv2.INTER_AREA)
+
     def probabilities(self, gray_face: np.ndarray) -> np.ndarray:
-        if gray_face.ndim == 3:
-            gray_face = cv2.cvtColor(gray_face, cv2.COLOR_BGR2GRAY)
         views = self.manifest.views
         with self._lock:
-            cv2.resize(gray_face, self.manifest.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
+            self._take(gray_face)
             total = np.zeros(len(self.labels), np.float32)
             for view in views:
                 self._fill_input(view.apply(self._crop))
@@ -250,7 +258,7 @@ class EmotionClassifier:
         each, dequantized), before ``probabilities`` makes probabilities of it: there a NaN
         reads as "no answer", a uniform output, so the flash tool's checks look here."""
         with self._lock:
-            cv2.resize(gray_face, self.manifest.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
+            self._take(gray_face)
             rows = []
             for view in self.manifest.views:
                 self._fill_input(view.apply(self._crop))
