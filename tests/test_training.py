@@ -1083,7 +1083,7 @@ def test_evaluate_reports_both_rules_plots_and_latency(tiny_run):
 
 
 def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
-    from edge_app.vision.classifier import EmotionClassifier
+    from edge_app.vision.classifier import EmotionClassifier, sha256_file
     from training import evaluate, ship
 
     root, run = tiny_run
@@ -1139,6 +1139,28 @@ def test_ship_puts_an_evaluated_model_with_its_metrics_in_place(tiny_run):
     flip = views_json(VIEW_PRESETS["flip"])
     assert shipped["inference"] == {"views": flip} and shipped["metrics"]["views"] == flip
     assert EmotionClassifier(root / "flip-shipped" / "tiny-flip.json").manifest.views == VIEW_PRESETS["flip"]
+
+    # the disk full as the new manifest is written: the new model stood beside the old manifest, which every
+    # device refuses (its sha256); the pair shipped before stays whole
+    real_write = ship.atomic_write
+
+    def full_at_the_manifest(path, data, mode=0o644):
+        if Path(path).suffix == ".json":
+            raise OSError(28, "No space left on device", str(path))
+        real_write(path, data, mode)
+
+    assert evaluate.main([str(root / "tiny-float.tflite"), "--data", str(root), "--out", str(out), "--latency-runs", "0"]) == 0
+    pair = root / "pair-shipped"
+    ship.ship(root / "tiny-float.tflite", out / "tiny-float-test.json", pair, name="net.tflite", other_test_set=True)
+    before = sha256_file(pair / "net.tflite")
+    ship.atomic_write = full_at_the_manifest
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            ship.ship(root / "tiny-int8.tflite", out / "tiny-int8-test.json", pair, name="net.tflite", other_test_set=True)
+    finally:
+        ship.atomic_write = real_write
+    assert sha256_file(pair / "net.tflite") == before == json.loads((pair / "net.json").read_text())["sha256"]
+    EmotionClassifier(pair / "net.json")  # the pair shipped before, whole
 
 
 def test_ship_refuses_a_model_worse_than_the_one_it_replaces_unless_asked(tmp_path):

@@ -18,6 +18,7 @@ step leaves the shipped model as it was.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -177,9 +178,26 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         for png in plots.values():
             atomic_write(plots_dest / png, (stage / png).read_bytes())
         # the manifest last: it is what the device reads, so it never names a missing model
-        for staged in (staged_model, staged_manifest):
-            atomic_write(dest / staged.name, staged.read_bytes())
+        _write_pair(dest, (staged_model, staged_manifest))
     return dest / staged_manifest.name
+
+
+def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
+    """The model, then its manifest, into ``dest``; if the manifest cannot be written (a full
+    disk), the pair there before is put back: the new model beside the old manifest was refused
+    by every device (sha256), and the docstring promises the shipped model as it was."""
+    before = {path.name: (dest / path.name).read_bytes() for path in staged if (dest / path.name).is_file()}
+    try:
+        for path in staged:
+            atomic_write(dest / path.name, path.read_bytes())
+    except OSError:
+        for path in staged:
+            with contextlib.suppress(OSError):  # best effort: the error said is the first one
+                if path.name in before:
+                    atomic_write(dest / path.name, before[path.name])
+                else:
+                    (dest / path.name).unlink(missing_ok=True)
+        raise
 
 
 def main(argv=None) -> int:
