@@ -32,7 +32,6 @@ from training.quantize import write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's model
-CARD_DIR = REPO / "models"  # MODEL_CARD.md
 # the run's recipe in the shipped manifest: every argument that changes what a run computes
 # (a distilled or averaged model records its teacher and window), the plan a budget fixed
 # with its replay command, and where and with what it ran
@@ -57,16 +56,14 @@ def test_set_of(metrics: dict) -> dict[str, int | None]:
     return {rule: (metrics.get(rule) or {}).get("images") for rule in FERPLUS_TEST_IMAGES}
 
 
-def golden_for(manifest_path: Path, other_test_set: bool = False):
-    """The flash tool's golden record for this model, when the device code provides one. A
-    model whose output the flash tool would refuse (NaN, the same for every face, fewer
-    than three emotions over the reference faces) is not shipped: every device would refuse
-    it at install and at its self-test. A fixture (``other_test_set``) is recorded as it is."""
-    try:
-        from edge_app.models.checks import compute_golden, golden_problem
-        from edge_app.vision.classifier import EmotionClassifier
-    except ImportError:
-        return None
+def golden_for(manifest_path: Path, other_test_set: bool = False) -> dict:
+    """The flash tool's golden record for this model. A model whose output the flash tool
+    would refuse (NaN, the same for every face, fewer than three emotions over the reference
+    faces) is not shipped: every device would refuse it at install and at its self-test. A
+    fixture (``other_test_set``) is recorded as it is."""
+    from edge_app.models.checks import compute_golden, golden_problem
+    from edge_app.vision.classifier import EmotionClassifier
+
     if not other_test_set and (problem := golden_problem(EmotionClassifier(manifest_path))):
         raise ShipError(f"the flash tool would refuse this model: {problem}; nothing was shipped")
     return compute_golden(manifest_path)
@@ -168,10 +165,8 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         metrics.pop("json", None)
         staged_manifest = write_manifest(staged_model, metrics, extra)
         manifest = json.loads(staged_manifest.read_text())
-        golden = golden_for(staged_manifest, other_test_set)
-        if golden is not None:
-            manifest["golden"] = golden
-            staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["golden"] = golden_for(staged_manifest, other_test_set)
+        staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
         plots_dest.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ import numpy as np
 from edge_app.fsutil import atomic_path, atomic_write, fsync_dir
 from training import data as fer
 from training import distill
-from training.models import build
+from training.models import INPUT_OFFSET, INPUT_SCALE, build
 
 DEFAULTS = {
     # the seed paper's recipe, kept as it was described
@@ -250,11 +250,11 @@ def make_arrays(args):
     if args.limit:
         train, valid = train.subset(np.arange(min(args.limit, len(train)))), valid.subset(np.arange(min(args.limit, len(valid))))
     targets, usable = fer.training_targets(train, args.labels)
-    x_train = train.images[usable][..., None].astype(np.float32) / 255.0
+    x_train = train.images[usable][..., None].astype(np.float32) * INPUT_SCALE + INPUT_OFFSET  # the manifest's rule
     y_train = targets[usable]
     v_labels = fer.majority_labels(valid.votes)
     keep = v_labels >= 0
-    x_valid, y_valid = valid.images[keep][..., None].astype(np.float32) / 255.0, fer.one_hot(v_labels[keep])
+    x_valid, y_valid = valid.images[keep][..., None].astype(np.float32) * INPUT_SCALE + INPUT_OFFSET, fer.one_hot(v_labels[keep])
     sizes = {"train": int(len(x_train)), "train_dropped": int((~usable).sum()), "valid": int(len(x_valid))}
     return (x_train, y_train), (x_valid, y_valid), sizes
 

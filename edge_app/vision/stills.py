@@ -28,7 +28,6 @@ from edge_app.vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_TEXT = "JPEG, PNG or WebP"
 # ISO base media brands (the ``ftyp`` box) of HEIF images: what an iPhone saves by default
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
