@@ -196,8 +196,8 @@ class DetectorSettings(Section):
     scale_factor: float = setting(1.15, "Haar cascade pyramid step: smaller finds more sizes, slower.", Range(1.01, 2.0))
     min_neighbors: int = setting(5, "Overlapping detections a face needs: higher means fewer false faces.", Range(1, 20))
     min_face_px: int = setting(40, "Smallest face, in full-frame pixels.", Range(12, 1000))
-    profile: bool = setting(True, 'Also report turned-away faces ("Distracted"); BlazeFace tells them by their ear and eye '
-                                  "keypoints.")
+    profile: bool = setting(True, 'Also report turned-away faces ("Distracted"); BlazeFace tells them by the head\'s yaw, '
+                                  "from its face check's landmarks.")
     detect_every: int = setting(3, "Run the detector every Nth frame, track the boxes in between.", Range(1, 30))
     full_detect_every: int = setting(30, "Between these, detection only searches around the tracked face.", Range(1, 600))
 

@@ -1019,6 +1019,25 @@ def test_a_change_the_history_missed_is_recorded_at_the_next_start(cfg, variant,
     assert rows[0]["by"] == flash.UNRECORDED_BY and rows[0]["manifest"] == flash.manifest_digest(second)
 
 
+def test_a_model_copy_a_killed_flash_left_is_swept_at_the_start(cfg, variant):
+    """A flash killed after its model's copy was in place, before the commit point, left a
+    whole model file that nothing names: the start's sweep said it took what a killed flash
+    left, yet only the staging and temp files went, and the copy stayed until the next install.
+    A file that a damaged manifest may name is kept (a rollback or a restored manifest needs it)."""
+    flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    models = flash.models_dir(cfg)
+    named = sorted(p.name for p in models.glob("emotion-*.tflite"))
+    orphan = models / "emotion-0123456789ab.tflite"
+    orphan.write_bytes((models / named[0]).read_bytes()[:4096])  # killed part-way through its copy
+    flash.sweep_at_start(cfg)
+    assert sorted(p.name for p in models.glob("emotion-*.tflite")) == named
+    orphan.write_bytes(b"a copy")
+    (models / "previous.json").write_bytes(b'{"model": "emotion-')  # damaged: which file it names is unknown
+    flash.sweep_at_start(cfg)
+    assert orphan.exists() and all((models / name).exists() for name in named)
+
+
 def test_rollback_recovers_from_a_damaged_current_manifest(cfg, variant, tmp_path, capsys):
     """A current.json that is no longer JSON stops the appliance from loading its model; the
     Troubleshooting way out, `engage-edge model rollback`, refused ("manifests ... are

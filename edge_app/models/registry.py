@@ -406,7 +406,13 @@ def sweep_at_start(cfg: Config) -> None:
         log.info("a model install or roll-back is under way: its staging folder in %s is left to it", directory)
         return
     try:
-        _sweep_leftovers(directory)
+        # the model files no manifest names go too (a copy made before a killed flash's commit point), but only
+        # when every manifest there reads: a damaged one may name one of them, which a rollback would need
+        names = [directory / name for name in (CURRENT, PREVIOUS, PENDING) if (directory / name).exists()]
+        if all(read_json(path) is not None for path in names):
+            _cleanup(directory)
+        else:
+            _sweep_leftovers(directory)
         _record_unrecorded(directory)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
