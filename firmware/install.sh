@@ -494,12 +494,12 @@ step "9/9 enable and start the service"
 run systemctl enable "$UNIT"
 # the kept config, as the new release reads it: a value an older release accepted may be refused
 # now, and a restart would leave the desk down (five tries, then the fault light) with only
-# systemd's "Job failed"; the running service keeps the old release until it is fixed
+# systemd's "Job failed"; the running service goes on, over the new release's files, until it is fixed
 if [ "$DRY_RUN" = 0 ] && ! runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m edge_app.config --check "$CONF" >/dev/null; then
     echo "install.sh: this release refuses $CONF (above): edit it (sudo nano $CONF), then check it with" >&2
     echo "  sudo -u $SERVICE_USER $VENV/bin/python -m edge_app.config --check $CONF" >&2
-    echo "and start the new release with: sudo systemctl restart $UNIT (the service was not restarted;" >&2
-    echo "a running one keeps the old release until then)" >&2
+    echo "and start the new release with: sudo systemctl restart $UNIT (the service was not restarted:" >&2
+    echo "a running one goes on, but its package files are the new release's already: restart it soon)" >&2
     exit 1
 fi
 if [ "$START" = 1 ]; then

@@ -33,7 +33,9 @@ class FaceTracker:
         self.detector = detector
         self.detect_every, self.full_every = max(1, detect_every), max(1, full_every)
         self.faces: list[Face] = []
-        self.last_step = "none"  # "full", "roi", "track": what the last update did (for stage timing)
+        # what the last update did (for stage timing): "full", "roi" (a detection), "track", "idle" (nobody there,
+        # no search this frame), "none" (no update yet); the loop counts the last two with "track"
+        self.last_step = "none"
         self._n = 0  # frames since the last full detection
         self._k = self.detect_every  # frames since the last detection of any kind
         self._template: np.ndarray | None = None
