@@ -241,6 +241,24 @@ def test_camera_on_a_machine_without_one(cfg):
     assert "/dev/video" in message and "--source demo" in message
 
 
+def test_the_camera_found_is_a_node_that_gives_video():
+    """A Pi 4 with no camera has codec and ISP nodes (/dev/video10 and up): `camera` opened
+    /dev/video10 and said "cannot open video source '10'", not "no camera found"; and a USB
+    camera's metadata node is no camera either. (This machine has no V4L2 node: the choice is
+    checked on the answers a Pi gives, and the asking on nodes that are not V4L2.)"""
+    from edge_app.vision.sources import camera_node, captures
+
+    pi4 = {"video10": False, "video11": False, "video12": False, "video18": False, "video31": False}
+    assert camera_node(pi4, pi4.get) is None
+    with_usb = {**pi4, "video2": True, "video3": False}
+    assert camera_node(with_usb, with_usb.get) == "video2"
+    metadata_first = {"video0": False, "video1": True}
+    assert camera_node(metadata_first, metadata_first.get) == "video1"
+    unknown = {"video10": False, "video4": None}  # a node this user may not open may be a camera: tried
+    assert camera_node(unknown, unknown.get) == "video4"
+    assert captures("/dev/null") is None and captures("/no/such/node") is None
+
+
 def test_picamera2_without_the_library_says_how_to_install(cfg):
     try:
         import picamera2  # noqa: F401

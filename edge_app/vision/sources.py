@@ -294,6 +294,45 @@ def _picamera2_present() -> bool:
         return False
 
 
+VIDIOC_QUERYCAP = 0x80685600  # _IOR('V', 0, struct v4l2_capability), 104 bytes
+V4L2_CAP_VIDEO_CAPTURE, V4L2_CAP_DEVICE_CAPS = 0x00000001, 0x80000000
+
+
+def captures(path: str) -> bool | None:
+    """Whether the V4L2 node ``path`` gives video frames (a camera), by its capabilities; None
+    when it cannot be asked (this user may not open it). A Pi has codec and ISP nodes
+    (/dev/video10 and up) and a USB camera a metadata node beside its own: none gives frames."""
+    import fcntl
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = bytearray(104)
+        fcntl.ioctl(fd, VIDIOC_QUERYCAP, info)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    caps, device_caps = struct.unpack_from("<II", info, 84)
+    return bool((device_caps if caps & V4L2_CAP_DEVICE_CAPS else caps) & V4L2_CAP_VIDEO_CAPTURE)
+
+
+def camera_node(names, gives_video) -> str | None:
+    """The first of the ``video*`` device names (video2 before video10) that gives video, else
+    the first that could not be asked (it may be a camera), else None."""
+    unknown = None
+    for name in sorted(names, key=lambda n: (len(n), n)):
+        answer = gives_video(name)
+        if answer:
+            return name
+        if answer is None and unknown is None:
+            unknown = name
+    return unknown
+
+
 class AnyCamera(FrameSource):
     """``camera.source = "camera"``: whichever camera there is, found again at each open,
     so a camera plugged in after the start (or a USB one in place of the ribbon) is used
@@ -313,13 +352,14 @@ class AnyCamera(FrameSource):
         if _picamera2_present():
             return Picamera2Source(**self.size)
         found = [p for p in os.listdir("/dev") if p.startswith("video")] if os.path.isdir("/dev") else []
-        devices = sorted(found, key=lambda name: (len(name), name))  # video2 before video10
-        if not devices:
+        device = camera_node(found, lambda name: captures(f"/dev/{name}"))
+        if device is None:
             raise CameraError(
-                "no camera found: no Raspberry Pi camera and no /dev/video* device. Connect a camera, "
-                "or use --source demo (built-in demo) or --source PATH (a video file)"
+                "no camera found: no Raspberry Pi camera and no /dev/video* device that gives video (a Pi's codec "
+                "and ISP nodes do not). Connect a camera, or use --source demo (built-in demo) or --source PATH "
+                "(a video file)"
             )
-        return OpenCVSource(devices[0].removeprefix("video") or "0", loop=False, **self.size)
+        return OpenCVSource(device.removeprefix("video") or "0", loop=False, **self.size)
 
     def open(self) -> None:
         if self.inner is None:
