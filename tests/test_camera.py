@@ -257,6 +257,12 @@ def test_the_camera_found_is_a_node_that_gives_video():
     unknown = {"video10": False, "video4": None}  # a node this user may not open may be a camera: tried
     assert camera_node(unknown, unknown.get) == "video4"
     assert captures("/dev/null") is None and captures("/no/such/node") is None
+    # what a Pi 4's nodes answer: its ISP says "video capture" of its output nodes, and is no camera
+    from edge_app.vision.sources import V4L2_CAP_VIDEO_CAPTURE, gives_video
+
+    assert not gives_video("bcm2835-isp", V4L2_CAP_VIDEO_CAPTURE) and not gives_video("bcm2835-codec", 0x4000)
+    assert not gives_video("uvcvideo", 0x00800000)  # a USB camera's metadata node
+    assert gives_video("uvcvideo", V4L2_CAP_VIDEO_CAPTURE)
 
 
 def test_picamera2_without_the_library_says_how_to_install(cfg):

@@ -317,7 +317,19 @@ def captures(path: str) -> bool | None:
     finally:
         os.close(fd)
     caps, device_caps = struct.unpack_from("<II", info, 84)
-    return bool((device_caps if caps & V4L2_CAP_DEVICE_CAPS else caps) & V4L2_CAP_VIDEO_CAPTURE)
+    return gives_video(info[:16].split(b"\0", 1)[0].decode("ascii", "replace"),
+                       device_caps if caps & V4L2_CAP_DEVICE_CAPS else caps)
+
+
+# drivers whose capture nodes are no camera: a Pi's ISP and codecs say "video capture" of their
+# output nodes too (bcm2835-isp's /dev/video14, 15, 21 and 22 on a Pi 4), and the Pi 5's camera front end and
+# back end are libcamera's to drive (picamera2), not OpenCV's
+NOT_CAMERAS = ("bcm2835-isp", "bcm2835-codec", "rpi-hevc-dec", "pispbe", "rp1-cfe")
+
+
+def gives_video(driver: str, caps: int) -> bool:
+    """Whether a V4L2 node of ``driver`` with capabilities ``caps`` is a camera to read frames from."""
+    return bool(caps & V4L2_CAP_VIDEO_CAPTURE) and driver not in NOT_CAMERAS
 
 
 def camera_node(names, gives_video) -> str | None:
