@@ -121,6 +121,24 @@ def test_a_failure_while_connecting_is_logged_and_the_desk_keeps_sending(broker,
         pub.stop()
 
 
+def test_an_error_in_a_broker_callback_is_in_the_log(broker, store, caplog, monkeypatch):
+    """paho's callbacks no longer end its network thread on an error; paho logs it, but only
+    through a logger it is given: without one a fault while connecting left nothing in the journal."""
+    from edge_app.fleet import publisher
+
+    def broken(*args):
+        raise RuntimeError("discovery could not be built")
+
+    monkeypatch.setattr(publisher, "discovery_messages", broken)
+    pub = Publisher(settings(broker), store, lambda: "model-v3").start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="edge_app"):
+            wait_for(lambda: "discovery could not be built" in caplog.text, what="the callback's error logged")
+        assert pub.client._thread is not None and pub.client._thread.is_alive()
+    finally:
+        pub.stop()
+
+
 def test_state_is_retained_with_discovery_and_nothing_private(broker, store):
     pub = Publisher(settings(broker), store, lambda: "model-v3").start()
     try:

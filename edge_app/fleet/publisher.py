@@ -276,7 +276,10 @@ class Publisher:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
-        self.client.suppress_exceptions = True  # a callback's error is logged by paho; its network thread goes on
+        # a callback's error is logged (through this module's logger: paho logs nowhere by itself), and its
+        # network thread goes on: raised, it ended that thread for good while the status said connected
+        self.client.suppress_exceptions = True
+        self.client.enable_logger(log)
 
     # ------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -452,6 +455,10 @@ class Publisher:
                 log.warning("mqtt: outbox not readable now: %s", exc)
             if self.status.connected:  # also when the database failed: the desk is there, and says so
                 self._beat()
+        try:  # a sender that was stuck past the stop (a locked database) settles what was acknowledged meanwhile
+            self._settle()
+        except Exception as exc:  # noqa: BLE001 - kept for the next start: receivers drop a resent seq
+            log.warning("mqtt: acknowledged messages kept for the next start: %s", exc)
 
     def _logged_state(self) -> Message | None:
         """The student's state now (``Outbox.current_state``), or None when unreadable."""
@@ -604,7 +611,7 @@ class Publisher:
         self.client.disconnect()
         self._stop_network(max(NETWORK_STOP_S, deadline - time.monotonic()))
         if not (self._thread and self._thread.is_alive()):  # a sender still stuck (a locked database) settles itself
-            self._settle()
+            self._settle()                                    # as it ends (``_run``)
 
     def _stop_network(self, limit: float) -> None:
         """``stop_network``. Nothing is lost: what the broker did not acknowledge stays in the
