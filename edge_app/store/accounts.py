@@ -567,11 +567,12 @@ class Accounts:
         except AccountDisabled:
             return None
 
-    def unlock(self, username: str) -> int:
-        """Forget every failed log-in for ``username`` (an admin's unlock); returns how many."""
+    def unlock(self, username: str, conn: sqlite3.Connection | None = None) -> int:
+        """Forget every failed log-in for ``username`` (an admin's unlock); returns how many.
+        ``conn``: inside the caller's transaction (a new password's)."""
         name = _throttle_name(username)
-        return self.store.execute("DELETE FROM login_failures WHERE key = ? OR key LIKE ? ESCAPE '\\'",
-                                  ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
+        return (conn or self.store.connect()).execute("DELETE FROM login_failures WHERE key = ? OR key LIKE ? ESCAPE '\\'",
+                                                      ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
 
     def locked_users(self) -> set[str]:
         """User names locked now from some address or browser (for the admin's Users page);
@@ -671,8 +672,8 @@ class Accounts:
             conn.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
                          (hash_password(password), int(must_change), user_id))
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-        if user:  # a new password from an admin also lifts a lock on the name
-            self.unlock(user.username)
+            if user:  # a new password from an admin also lifts a lock on the name (in the same write: a failure
+                self.unlock(user.username, conn)  # after the commit said "nothing changed" of a changed password)
         if user and user.username == "admin":  # a generated first-start password waiting on disk no longer works
             self.first_password_path.unlink(missing_ok=True)
 
