@@ -676,7 +676,10 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
         try:  # and what only the whole file says (two settings that contradict each other), named with it too
             _build(tables, str(path))
         except ConfigError as exc:
-            problems += [problem for problem in exc.problems if problem not in problems]
+            # not about a value refused above: its default stands in for it here, a value the file never gave
+            refused = {problem.split(" ", 1)[0] for problem in problems}
+            problems += [problem for problem in exc.problems
+                         if problem not in problems and not any(key in problem for key in refused)]
         if problems:
             raise ConfigError(_in_file(path, problems), problems)
     for dotted, value in (overrides or {}).items():

@@ -288,6 +288,10 @@ def test_emotion_levels_and_contradicting_settings_are_named_with_the_rest(tmp_p
                  "camera.retry_max_s = 5.0", "web.tls_cert and web.tls_key go together"):
         assert text.count(said) == 1, (said, text)
     assert len(err.value.problems) == 5
+    # a value refused is not judged again by its default against another setting ("retry_max_s = 30.0": not in the file)
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, '[camera]\nretry_initial_s = 60.0\nretry_max_s = "x"\n')
+    assert err.value.problems == ["camera.retry_max_s = 'x' is not allowed: expected a number"], err.value.problems
 
 
 def test_data_dir_expands_the_home_directory(tmp_path, monkeypatch):

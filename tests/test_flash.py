@@ -1033,6 +1033,9 @@ def test_a_model_copy_a_killed_flash_left_is_swept_at_the_start(cfg, variant):
     flash.sweep_at_start(cfg)
     assert sorted(p.name for p in models.glob("emotion-*.tflite")) == named
     orphan.write_bytes(b"a copy")
+    pinned = config_mod.with_changes(cfg, {"model.manifest": str(models / "pinned.json")})
+    flash.sweep_at_start(pinned)  # a pinned manifest kept in the folder may name it: the service would not start
+    assert orphan.exists()
     (models / "previous.json").write_bytes(b'{"model": "emotion-')  # damaged: which file it names is unknown
     flash.sweep_at_start(cfg)
     assert orphan.exists() and all((models / name).exists() for name in named)

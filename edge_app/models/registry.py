@@ -409,7 +409,8 @@ def sweep_at_start(cfg: Config) -> None:
         # the model files no manifest names go too (a copy made before a killed flash's commit point), but only
         # when every manifest there reads: a damaged one may name one of them, which a rollback would need
         names = [directory / name for name in (CURRENT, PREVIOUS, PENDING) if (directory / name).exists()]
-        if all(read_json(path) is not None for path in names):
+        # a model.manifest pinned by the config may name a file here too (its manifest kept in this folder)
+        if not cfg.model.manifest and all(read_json(path) is not None for path in names):
             _cleanup(directory)
         else:
             _sweep_leftovers(directory)
