@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -180,8 +181,14 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
 def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
     """The model, then its manifest, into ``dest``; if the manifest cannot be written (a full
     disk), the pair there before is put back: the new model beside the old manifest was refused
-    by every device (sha256), and the docstring promises the shipped model as it was."""
-    before = {path.name: (dest / path.name).read_bytes() for path in staged if (dest / path.name).is_file()}
+    by every device (sha256), and the docstring promises the shipped model as it was. The pair
+    before is kept by a second name in the staging folder (a hard link: it takes no room, which
+    a full disk has none of), and put back by renaming."""
+    before = {}
+    for path in staged:
+        if (dest / path.name).is_file():
+            before[path.name] = path.with_name(f"before-{path.name}")
+            os.link(dest / path.name, before[path.name])
     try:
         for path in staged:
             atomic_write(dest / path.name, path.read_bytes())
@@ -189,7 +196,7 @@ def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
         for path in staged:
             with contextlib.suppress(OSError):  # best effort: the error said is the first one
                 if path.name in before:
-                    atomic_write(dest / path.name, before[path.name])
+                    os.replace(before[path.name], dest / path.name)
                 else:
                     (dest / path.name).unlink(missing_ok=True)
         raise
