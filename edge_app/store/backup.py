@@ -439,8 +439,8 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
             raise BackupError(f"{old} is there from an earlier restore: delete it once the database in use works (or "
                               "move it elsewhere), then restore again; nothing was changed")
     aside: list[tuple[Path, Path]] = []
-    existed = [p for p in live if os.path.lexists(p)]  # what goes aside: the database in use as it was
     with _service_stopped(data):
+        existed = [p for p in live if os.path.lexists(p)]  # what goes aside: the database in use as it was
         tmp: Path | None = None
         try:  # from the first write: a card gone read-only is said, "nothing was changed", not a traceback
             remove_restore_leftovers(data)
