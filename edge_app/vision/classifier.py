@@ -234,14 +234,14 @@ class EmotionClassifier:
             self._buffer[0, :, :, 0] = np.clip(q, info.min, info.max)
 
     def _take(self, face: np.ndarray) -> None:
-        """``face`` (grayscale or BGR, any size) into the model's crop buffer (holding the lock).
-        Written into it, not through ``dst``: cv2.resize makes a new array whenever the result's
-        type differs (a float or colour face), and the buffer kept the previous face, scored again."""
+        """``face`` (grayscale or BGR, any size) into the model's crop buffer (holding the lock),
+        made 8-bit grey first: cv2.resize's ``dst`` is used only when the result's type matches it,
+        else it makes a new array, and the buffer kept the previous face, scored again."""
         if face.dtype != np.uint8:  # pixels 0-255 given as another type
             face = np.clip(np.rint(face), 0, 255).astype(np.uint8)
         if face.ndim == 3:
             face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
-        self._crop[...] = cv2.resize(face, self.manifest.size[::-1], interpolation=cv2.INTER_AREA)
+        cv2.resize(face, self.manifest.size[::-1], dst=self._crop, interpolation=cv2.INTER_AREA)
 
     def probabilities(self, gray_face: np.ndarray) -> np.ndarray:
         views = self.manifest.views
