@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shlex
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -441,8 +442,6 @@ def _not_written(store, exc) -> int:
 
 def _audited(store, *row: str) -> None:
     """The audit row of a change already made; one that cannot be written is said, not raised."""
-    import sqlite3
-
     try:
         store.audit(*row)
     except sqlite3.Error as exc:
@@ -453,8 +452,6 @@ def _audited(store, *row: str) -> None:
 def cmd_passwd(args) -> int:
     """Set a user's password on this machine: the way back in when the admin password is
     lost (a device or, with ``--data-dir``, a classroom page), without losing any data."""
-    import sqlite3
-
     from edge_app.store.accounts import AuthError
 
     actor = _by()
@@ -498,8 +495,6 @@ def cmd_adduser(args) -> int:
     instructor, a second admin), as the Users page's Add does; the password as ``passwd``
     reads it. Deleting stays on the Users page: it asks first, names what goes, and frees a
     camera pause the account holds in the running service."""
-    import sqlite3
-
     from edge_app.store.accounts import AuthError
 
     actor = _by()
@@ -536,8 +531,6 @@ def cmd_role(args) -> int:
     """Give a user another role on this machine, keeping their uploads: the Users page's
     Change role, for a device whose admins are gone. Fewer rights end their sessions; the
     last admin keeps the role (``Accounts.set_role``)."""
-    import sqlite3
-
     from edge_app.store.accounts import RIGHTS, AuthError
 
     actor = _by()
