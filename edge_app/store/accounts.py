@@ -304,14 +304,21 @@ def _throttle_name(username: str | None) -> str:
     return (username or "").lower() if USERNAME.fullmatch(username or "") else "~invalid"
 
 
-def _keep_an_admin(conn: sqlite3.Connection, user_id: int, change: str) -> None:
-    """AuthError when ``user_id`` is the last enabled admin (no one could manage users after
-    it is ``change``d). Checked in the write itself, as ``Accounts.set_role`` does: the pages'
-    own count came before it, so two admins disabling each other at once both passed it."""
-    row = conn.execute("SELECT username, role, disabled FROM users WHERE id = ?", (user_id,)).fetchone()
-    if row is not None and row["role"] == "admin" and not row["disabled"] and conn.execute(
+def _user_in(conn: sqlite3.Connection, user_id: int) -> User | None:
+    """The account ``user_id`` as the caller's transaction sees it, or None."""
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+    return _user(row) if row is not None else None
+
+
+def _keep_an_admin(conn: sqlite3.Connection, user: User | None, change: str = "", field: str = "") -> None:
+    """AuthError when ``user`` is the last enabled admin: no one could manage users after it is
+    ``change``d (disabled, deleted; or given another role). Checked in the write itself (the
+    caller's transaction): the pages' own count came before it, so two admins demoting or
+    disabling each other at once both passed it."""
+    if user is not None and user.is_admin and not user.disabled and conn.execute(
             "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0] <= 1:
-        raise AuthError(f"{row['username']} is the last admin and cannot be {change}: make another user an admin first")
+        raise AuthError(f"{user.username} is the last admin" + (f" and cannot be {change}" if change else "")
+                        + ": make another user an admin first", field)
 
 
 def _like_escape(text: str) -> str:
@@ -686,13 +693,11 @@ class Accounts:
         if role not in ROLES:
             raise AuthError(f"the role must be one of {', '.join(ROLES)}", "role")
         with self.store.transaction() as conn:
-            row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
-            if row is None:
+            before = _user_in(conn, user_id)
+            if before is None:
                 raise AuthError("that user no longer exists")
-            before = _user(row)
-            if before.is_admin and role != "admin" and not before.disabled and conn.execute(
-                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0] <= 1:
-                raise AuthError(f"{before.username} is the last admin: make another user an admin first", "role")
+            if role != "admin":
+                _keep_an_admin(conn, before, field="role")
             conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
             if RIGHTS[role] < RIGHTS[before.role]:
                 conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
@@ -703,7 +708,7 @@ class Accounts:
         disabled (``_keep_an_admin``)."""
         with self.store.transaction() as conn:
             if disabled:
-                _keep_an_admin(conn, user_id, "disabled")
+                _keep_an_admin(conn, _user_in(conn, user_id), "disabled")
             conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
             if disabled:
                 conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
@@ -711,9 +716,9 @@ class Accounts:
     def delete_user(self, user_id: int) -> None:
         """Delete an account (its uploads are the store's: ``Store.delete_user_data``); the last
         enabled admin is not deleted (``_keep_an_admin``)."""
-        user = self.get(user_id)
         with self.store.transaction() as conn:
-            _keep_an_admin(conn, user_id, "deleted")
+            user = _user_in(conn, user_id)
+            _keep_an_admin(conn, user, "deleted")
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
         if user:  # its failed log-ins name it: they go with it
             self.unlock(user.username)
