@@ -507,8 +507,7 @@ class Config(Section):
         check(functools.partial(_check_pins, self.indicators))
         check(functools.partial(check_mqtt, self.mqtt, ConfigError))
         if problems:
-            raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} settings are not allowed:\n"
-                              + "\n".join(f"  - {p}" for p in problems), problems)
+            raise ConfigError(_in_file(None, problems), problems)
 
     def to_dict(self) -> dict:
         """Plain nested dicts (what a TOML file holds), without ``source``."""
@@ -617,11 +616,13 @@ def _merge(base: dict, override: dict, problems: list[str] | None = None) -> Non
                     bad(str(exc))
 
 
-def _in_file(path: Path, problems: list[str]) -> str:
-    """What is wrong in the config file ``path``, all of it, naming the file."""
+def _in_file(path: Path | None, problems: list[str]) -> str:
+    """What is wrong in the config file ``path``, all of it, naming the file (None: a config
+    built without one, as from the settings pages)."""
     if len(problems) == 1:
-        return f"{problems[0]} (in {path})"
-    return f"{len(problems)} settings in {path} are not allowed:\n" + "\n".join(f"  - {p}" for p in problems)
+        return problems[0] + (f" (in {path})" if path is not None else "")
+    where = f" in {path}" if path is not None else ""
+    return f"{len(problems)} settings{where} are not allowed:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 def _nested(dotted: str, value: Any) -> dict:
