@@ -83,6 +83,16 @@ def silent_after(heartbeat_s: float) -> float:
     return SILENT_BEATS * heartbeat_s + SILENT_GRACE_S
 
 
+PACE = ("tokens", "tokens_at", "held_back", "held_logged")  # a desk's pace: what a new record of it keeps
+
+
+def _keep_pace(record, of) -> None:
+    """``record`` goes on at the pace ``of`` (an earlier record of the same desk: a Desk or a
+    ``_Gone``) had, not with a fresh burst of page updates and an empty held-back count."""
+    for name in PACE:
+        setattr(record, name, getattr(of, name))
+
+
 @dataclass
 class _Gone:
     """A desk forgotten (``Classroom._drop``): when the pages were told, and its pace then."""
@@ -255,8 +265,7 @@ class Classroom:
             self._drop(min(offline, key=lambda d: (d.heard is not None, d.last_seen, d.since or 0.0)).device_id, paced=False)
         desk = self._desks[device_id] = Desk(device_id)
         if (gone := self._gone.pop(device_id, None)) is not None:  # back: at the pace it had, not a fresh burst
-            desk.tokens, desk.tokens_at, desk.held_back, desk.held_logged = (gone.tokens, gone.tokens_at,
-                                                                             gone.held_back, gone.held_logged)
+            _keep_pace(desk, gone)
             desk.changed = gone.told or 0  # the pages that missed the removal get the desk when it next changes
         return desk
 
@@ -266,8 +275,7 @@ class Classroom:
         there again, hundreds of times a second, sent every open page every desk at each removal
         (292 MB in 10 s for a school of 1,000 desks)."""
         desk = self._desks.pop(device_id)
-        gone = self._gone[device_id] = _Gone(device_id, desk.tokens, desk.tokens_at, desk.held_back,
-                                              desk.held_logged)
+        gone = self._gone[device_id] = _Gone(device_id, **{name: getattr(desk, name) for name in PACE})
         if not paced or self._spend(gone):
             self._tell_gone(gone)
         else:
@@ -332,8 +340,7 @@ class Classroom:
                 old, fresh = self._desks[device_id], Desk(device_id)
                 # ... at the old record's pace: a fresh burst and an update at once at each clearing let one
                 # listed desk clearing and resending its state wake every page at every message
-                fresh.tokens, fresh.tokens_at, fresh.held_back, fresh.held_logged = (
-                    old.tokens, old.tokens_at, old.held_back, old.held_logged)
+                _keep_pace(fresh, old)
                 self._desks[device_id] = fresh
                 self._announce(fresh)
                 return True
