@@ -94,6 +94,50 @@ def test_uploads_are_decoded_on_the_analysis_threads_only(make_appliance, face_j
     assert len(set(seen)) <= web.cfg.web.analysis_workers
 
 
+def test_an_upload_in_analysis_when_the_device_stops_is_stored_before_the_store_closes(make_appliance, face_jpeg):
+    """The stop closed the store under an analysis still in hand: its row was lost to a
+    closed-database error. The stop now waits for it, and no analysis thread outlives the stop."""
+    import sqlite3
+    import threading
+
+    import requests
+
+    from tests.conftest import login
+
+    web = make_appliance(with_loop=False)
+    s = login(web.url)
+    analysing, release = threading.Event(), threading.Event()
+    real = web.analyzer.analyze
+
+    def held(bgr):
+        analysing.set()
+        release.wait(60)
+        return real(bgr)
+
+    def send():
+        try:
+            s.post(f"{web.url}/api/analyze", files={"image": ("g.jpg", face_jpeg)}, timeout=120)
+        except requests.RequestException:  # the stopping server cuts the connection: expected
+            pass
+
+    web.analyzer.analyze = held
+    threading.Thread(target=send, daemon=True).start()
+    assert analysing.wait(60)
+    stopper = threading.Thread(target=web.stop)
+    stopper.start()
+    while True:  # the analysis goes on once the web server has stopped serving
+        try:
+            requests.get(f"{web.url}/login", timeout=2)
+        except requests.ConnectionError:
+            break
+    release.set()
+    stopper.join(60)
+    assert not stopper.is_alive()
+    with sqlite3.connect(web.store.path) as db:
+        assert db.execute("SELECT count(*) FROM uploads").fetchone()[0] == 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("upload-analysis")]
+
+
 def test_a_png_too_large_to_decode_whole_is_refused_before_decoding():
     from edge_app.vision.stills import ImageRejected, Limits
 

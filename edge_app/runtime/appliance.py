@@ -187,6 +187,7 @@ class Appliance:
         self.live.close()  # the live viewers' endless streams end, so the server stops at once
         if self.server:
             self.server.stop()
+        self.app.config["engage.analysis"].close()  # an upload in hand is stored before the store closes
         if self.pause_button:
             self.pause_button.close()
         if self.loop:

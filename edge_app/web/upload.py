@@ -180,13 +180,39 @@ class FreshPictures:
         return len(self._held)
 
 
+class AnalysisPool:
+    """The threads uploads are decoded and analysed on, never the web workers: at most
+    ``workers`` at once, and their memory comes from the same few malloc arenas each time
+    (24 web threads each decoding once grew 24 arenas: 2.7 GB). ``close`` waits for the
+    analysis in hand, so the appliance's stop closes the store after its last write, not
+    under it (the upload's row was lost with a closed-database error); the next upload
+    after a restart starts the threads again."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._threads: ThreadPoolExecutor | None = None
+
+    def run(self, task: Callable, *args):
+        """``task(*args)`` on an analysis thread; its result, or its exception raised here."""
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="upload-analysis",
+                                                   initializer=_lower_thread_priority)
+            future = self._threads.submit(_analyzed_and_trimmed, task, *args)
+        return future.result()
+
+    def close(self) -> None:
+        """Let the analysis in hand finish, drop those still waiting, end the threads."""
+        with self._lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
     page = guard.page
-    # Uploads are decoded and analysed on these threads only, never on the web workers: at
-    # most web.analysis_workers at once, and their memory comes from the same few malloc
-    # arenas each time (24 web threads each decoding once grew 24 arenas: 2.7 GB).
-    analysis = ThreadPoolExecutor(ctx.cfg.web.analysis_workers, thread_name_prefix="upload-analysis",
-                                  initializer=_lower_thread_priority)
+    analysis = app.config["engage.analysis"] = AnalysisPool(ctx.cfg.web.analysis_workers)
     # a reloaded result page gets the first result, not a second copy (after a restart too: the
     # uploads table keeps each upload's form key)
     submissions = Submissions(recorded=lambda user_id, key: reports.upload_of_form(ctx.store, user_id, key))
@@ -216,7 +242,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         if free_mb < floor:  # a student can do nothing about it: who can
             raise ImageRejected("the device's disk is nearly full: nothing was analysed or stored. Tell your teacher "
                                 "or the school's technician; photos can be analysed again once space is freed", DISK_FULL)
-        return analysis.submit(_analyzed_and_trimmed, _analyze_upload, user, data, raw_name, form).result()
+        return analysis.run(_analyze_upload, user, data, raw_name, form)
 
     def oversized() -> str | None:
         """Why this body is refused unread, or None. Ask before the CSRF check: the token is
