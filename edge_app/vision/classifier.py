@@ -165,9 +165,9 @@ class Manifest:
             inp = raw["input"]
             if not isinstance(inp, dict):
                 raise ValueError(f"input must be an object, not {str(inp)[:80]}")
-            size = tuple(int(v) for v in inp["size"])
-            if inp.get("channels", 1) != 1 or len(size) != 2:
-                raise ModelError(f"{path}: input must be one-channel (grayscale) HxW")
+            size = _input_size(inp.get("size"))
+            if inp.get("channels", 1) != 1:
+                raise ModelError(f"{path}: input must be one-channel (grayscale): input.channels is 1 or left out")
             unknown = [l for l in labels if l not in KNOWN_LABELS]
             if unknown or not labels:
                 raise ModelError(f"{path}: labels {unknown or labels} are not FER+ emotions {KNOWN_LABELS}")
@@ -175,13 +175,24 @@ class Manifest:
             if not isinstance(raw["model"], str) or not isinstance(raw.get("metrics", {}), dict):
                 raise ValueError("model must be a file name and metrics an object")
             for key in ("scale", "offset"):
-                value = inp[key]
+                value = inp.get(key)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < 1e6:
                     raise ValueError(f"input.{key} must be a finite number, not {value!r}")
             return cls(path, path.parent / raw["model"], labels, size, float(inp["scale"]), float(inp["offset"]),
                        str(raw["sha256"]).lower(), raw.get("metrics", {}), raw, views)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        except KeyError as exc:
+            raise ModelError(f"{path}: the manifest has no {exc.args[0]!r} field") from None
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"{path}: manifest field missing or wrong: {exc}") from None
+
+
+def _input_size(size) -> tuple[int, int]:
+    """The manifest's ``input.size``, [height, width] in pixels; ValueError naming it else
+    (junk there said "'NoneType' object is not iterable" or "invalid literal for int()")."""
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in size)):
+        raise ValueError(f"input.size must be [height, width] in pixels (e.g. [48, 48]), not {str(size)[:80]}")
+    return size[0], size[1]
 
 
 class EmotionClassifier:
