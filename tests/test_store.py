@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import mounted_tmpfs, skip_unless_ci
+from conftest import fill_up, mounted_tmpfs, skip_unless_ci
 
 from edge_app.store import reports
 from edge_app.store.database import DB_NAME, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
@@ -405,34 +405,18 @@ def test_threads_share_the_file_with_their_own_connections(store):
     assert len({id(c) for c in connections}) == 4 and store.connect() not in connections  # one per thread
 
 
-def test_a_full_disk_is_not_reported_as_a_damaged_database(tmp_path, monkeypatch):
+def test_a_full_disk_is_not_reported_as_a_damaged_database(tmp_path):
     """On a full card SQLite fails to grow its -shm file ("disk I/O error") or to write
     ("database or disk is full"): the answer is to free space, never to restore a backup
     or move the (intact) database away."""
-    from edge_app.store import database
-
-    Store(tmp_path).close()
-    real_connect = sqlite3.connect
-
-    class FullDisk:
-        def __init__(self, conn):
-            self.conn = conn
-            self.row_factory = None
-
-        def execute(self, sql, *args):
-            if "journal_mode" in sql:
-                exc = sqlite3.OperationalError("disk I/O error")
-                exc.sqlite_errorcode = 10 | (19 << 8)  # SQLITE_IOERR_SHMSIZE
-                raise exc
-            return self.conn.execute(sql, *args)
-
-    monkeypatch.setattr(database.sqlite3, "connect", lambda *a, **k: FullDisk(real_connect(*a, **k)))
-    monkeypatch.setattr(database.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
-    with pytest.raises(StoreError) as raised:
-        Store(tmp_path)
-    message = str(raised.value)
-    assert "is full" in message and "free some space" in message
-    assert "Restore a backup" not in message and "move the file away" not in message
+    with mounted_tmpfs(tmp_path / "card", "2m") as card:
+        Store(card / "data").close()
+        fill_up(card / "filler")
+        with pytest.raises(StoreError) as raised:
+            Store(card / "data")
+        message = str(raised.value)
+        assert "is full" in message and "free some space" in message, message
+        assert "Restore a backup" not in message and "move the file away" not in message
 
 
 def test_an_uploads_form_key_goes_with_its_row(tmp_path):
