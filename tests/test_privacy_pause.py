@@ -632,9 +632,9 @@ def test_a_pause_pressed_while_the_account_is_being_deleted_is_disowned_too(paus
     s = login(app.url, STUDENT, STUDENT_PW)
     real = app.store.delete_user_data
 
-    def press_meanwhile(user_id):  # the student presses Pause while the deletion runs
+    def press_meanwhile(user_id, also=None):  # the student presses Pause while the deletion runs
         s.post(f"{app.url}/api/pause", timeout=10).raise_for_status()
-        return real(user_id)
+        return real(user_id, also)
 
     app.store.delete_user_data = press_meanwhile
     admin = login(app.url)

@@ -717,7 +717,9 @@ def test_a_name_made_before_names_were_matched_whole_still_logs_in(appliance):
         appliance.accounts.create_user("another\n", "another-pass-1")
 
 
-def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
+def test_admin_cannot_remove_themself(appliance):
+    """Nor, so, the last admin from the page: the one acting is an enabled admin, so another is
+    the last only when the acting one is disabled in the meantime (the next test)."""
     admin = login(appliance.url)
     me = appliance.accounts.find("admin")
     r = admin.post(f"{appliance.url}/admin/users/{me.id}/delete", data={"csrf": admin.csrf}, timeout=10)
@@ -725,24 +727,30 @@ def test_admin_cannot_remove_themself_or_the_last_admin(appliance):
     assert appliance.accounts.find("admin") is not None
 
 
-def test_two_admins_disabling_each_other_at_once_leave_one(appliance, monkeypatch):
-    """Each admin's page counted two admins, then each disabled the other: none was left. The
-    second change, landing after the first, is refused with the reason."""
+@pytest.mark.parametrize("action", ["disable", "delete"])
+def test_two_admins_removing_each_other_at_once_leave_one(appliance, monkeypatch, action):
+    """Each admin's page saw two admins, then each disabled (or deleted) the other: none was
+    left. The second change, landing after the first, is refused in its own write; a refused
+    deletion had deleted the account's photos before its account was checked: they stay."""
     bob = appliance.accounts.create_user("bob", "bobs-pass-123", "admin")
     ann = appliance.accounts.find("admin")
+    appliance.store.add_upload(ann.id, "ann.jpg", 10, 10, [])
     as_bob = login(appliance.url, "bob", "bobs-pass-123")
-    counted = appliance.accounts.count_admins
+    owner, name = (appliance.accounts, "set_disabled") if action == "disable" else (appliance.store, "delete_user_data")
+    write = getattr(owner, name)
 
-    def count_then_the_other_lands():  # bob's page reads two admins; the admin's own change lands right after
-        n = counted()
-        appliance.accounts.set_disabled(bob.id, True)
-        return n
+    def the_other_lands_first(user_id, *args, **kwargs):  # ann disables bob just before bob's write
+        if user_id == ann.id:
+            appliance.accounts.set_disabled(bob.id, True)
+        return write(user_id, *args, **kwargs)
 
-    monkeypatch.setattr(appliance.accounts, "count_admins", count_then_the_other_lands)
-    r = as_bob.post(f"{appliance.url}/admin/users/{ann.id}/disable", data={"csrf": as_bob.csrf}, timeout=10)
+    monkeypatch.setattr(owner, name, the_other_lands_first)
+    r = as_bob.post(f"{appliance.url}/admin/users/{ann.id}/{action}", data={"csrf": as_bob.csrf, "confirm": "yes"},
+                    timeout=10)
     assert r.status_code == 200 and "Log in" in r.text  # bob is disabled now: his page ends, no 500
     assert not appliance.accounts.get(ann.id).disabled and appliance.accounts.get(bob.id).disabled
-    assert not appliance.store.query("SELECT * FROM audit WHERE action = 'disabled user' AND actor = 'bob'")
+    assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (ann.id,))[0][0] == 1
+    assert not appliance.store.query("SELECT * FROM audit WHERE actor = 'bob'")
 
 
 # ------------------------------------------------------------ every route guarded

@@ -713,16 +713,24 @@ class Accounts:
             if disabled:
                 conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
 
-    def delete_user(self, user_id: int) -> None:
-        """Delete an account (its uploads are the store's: ``Store.delete_user_data``); the last
-        enabled admin is not deleted (``_keep_an_admin``)."""
-        with self.store.transaction() as conn:
+    def delete_user(self, user_id: int) -> int:
+        """Delete an account with its uploads and their kept images, in one write; returns the
+        uploads deleted. The last enabled admin is not deleted (``_keep_an_admin``), nor its
+        photos: two admins deleting each other at once lost the refused one's photos, deleted
+        before its account was checked."""
+        gone: list[User] = []
+
+        def the_account(conn: sqlite3.Connection) -> None:
             user = _user_in(conn, user_id)
             _keep_an_admin(conn, user, "deleted")
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-        if user:  # its failed log-ins name it: they go with it
+            gone[:] = [user] if user else []
+
+        uploads = self.store.delete_user_data(user_id, also=the_account)
+        for user in gone:  # its failed log-ins name it: they go with it
             self.unlock(user.username)
         self.store.forget_deleted()  # the name must not stay readable in the write-ahead log
+        return uploads
 
     def authenticate(self, username: str, password: str) -> User | None:
         rows = self.store.query(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?",
@@ -883,6 +891,3 @@ class Accounts:
                      {r["token_hash"] for r in self.store.query("SELECT token_hash FROM sessions")})
         self._forget(known, ("failure",), {r["id"] for r in self.store.query("SELECT id FROM login_failures")})
         return gone
-
-    def count_admins(self) -> int:
-        return self.store.query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")[0][0]

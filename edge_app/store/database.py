@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -565,30 +566,34 @@ class Store:
         """Remove one upload, its faces and its kept image file; False when there is none."""
         return self._delete_uploads("id = ?", upload_id) > 0
 
-    def delete_user_data(self, user_id: int) -> int:
-        """Remove one user's uploads, their faces and kept image files; returns uploads removed."""
-        return self._delete_uploads("user_id = ?", user_id)
+    def delete_user_data(self, user_id: int, also: Callable[[sqlite3.Connection], object] | None = None) -> int:
+        """Remove one user's uploads, their faces and kept image files; returns uploads removed.
+        ``also(conn)`` runs in the same transaction (deleting the account itself): when it
+        raises, nothing is deleted, image files included."""
+        return self._delete_uploads("user_id = ?", user_id, also)
 
-    def _delete_uploads(self, where: str, key: int) -> int:
+    def _delete_uploads(self, where: str, key: int, also: Callable[[sqlite3.Connection], object] | None = None) -> int:
         """Delete the uploads ``where`` names (their faces go with them, ON DELETE CASCADE),
         then their kept images; returns how many. On a full disk (in WAL mode a delete needs
         room too) the images go first, which frees some, and the rows are tried again: a
         student asking for a photo to go gets its picture gone even when the row must wait."""
         try:
-            return self._delete_uploads_once(where, key)
+            return self._delete_uploads_once(where, key, also)
         except sqlite3.Error as exc:
             if not self.disk_full_advice(exc):
                 raise
             for (path,) in self.query(f"SELECT image_path FROM uploads WHERE {where} AND image_path IS NOT NULL",
                                       (key,)):
                 self.remove_image(path)
-            return self._delete_uploads_once(where, key)
+            return self._delete_uploads_once(where, key, also)
 
-    def _delete_uploads_once(self, where: str, key: int) -> int:
+    def _delete_uploads_once(self, where: str, key: int, also: Callable[[sqlite3.Connection], object] | None) -> int:
         with self.transaction() as conn:
             paths = [r[0] for r in conn.execute(
                 f"SELECT image_path FROM uploads WHERE {where} AND image_path IS NOT NULL", (key,))]
             removed = conn.execute(f"DELETE FROM uploads WHERE {where}", (key,)).rowcount
+            if also is not None:
+                also(conn)
         for path in paths:  # after the commit: a failed delete must not leave a row without its image
             self.remove_image(path)
         if removed:

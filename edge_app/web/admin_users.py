@@ -205,8 +205,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 continue
             account = ctx.accounts.get(person["id"])
             theirs = pauses_of(ctx, account) if account is not None else None
-            n = ctx.store.delete_user_data(person["id"])
-            ctx.accounts.delete_user(person["id"])
+            n = ctx.accounts.delete_user(person["id"])
             if theirs is not None:  # after: a press while their photos were being deleted was still theirs
                 kept_pause = disown_pause(ctx, theirs, person["username"]) or kept_pause
             ctx.store.audit(me.username, "deleted user", person["username"], f"student, {uploads(n)}, every student")
@@ -231,9 +230,6 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
             guard.flash_redirect(back, "Change your own password on Your account: it asks for the current one.",
                            error=True)
-        if (target.is_admin and not target.disabled and action in ("disable", "delete")
-                and ctx.accounts.count_admins() <= 1):
-            guard.flash_redirect(back, "This is the last admin: create another admin first.", error=True)
         if action in IRREVERSIBLE and request.forms.getunicode("confirm") != "yes":
             return guard.page("admin_confirm", title="Confirm deletion", target=target, action=action,
                               counts=reports.user_data_counts(ctx.store, user_id), query=page_query())
@@ -280,13 +276,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             audit = ("deleted data of", uploads(n))
         elif action == "delete":
             theirs = pauses_of(ctx, target)
-            n = ctx.store.delete_user_data(user_id)
             try:
-                ctx.accounts.delete_user(user_id)
-            except AuthError as exc:  # the count above was read before another admin's change landed
-                ctx.store.audit(me.username, "deleted data of", target.username, uploads(n))
-                guard.flash_redirect(back, f"{target.username} was not deleted: {exc} (their {uploads(n)} were).",
-                                     error=True)
+                n = ctx.accounts.delete_user(user_id)
+            except AuthError as exc:  # another admin's change landed after this page's own checks
+                guard.flash_redirect(back, f"{target.username} was not deleted: {exc}. Nothing was deleted.", error=True)
             kept_pause = disown_pause(ctx, theirs, target.username)  # after: no press of theirs can follow
             message = f"Deleted {target.username} and {uploads(n)}.{kept_pause}"
             audit = ("deleted user", f"{target.role}, {uploads(n)}")
