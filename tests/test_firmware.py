@@ -189,14 +189,18 @@ def test_readme_wiring_matches_the_default_pins():
     assert "Your own TLS certificate" in readme
 
 
-def test_prove_arm64_refuses_bad_usage_before_touching_anything():
-    """tools/prove-arm64.sh (run by hand, not here) stops on bad options and never roots in a system folder."""
+def test_prove_arm64_refuses_bad_usage_before_touching_anything(tmp_path):
+    """tools/prove-arm64.sh (run by hand, not here) stops on bad options and never roots in a system folder,
+    however it is spelt: `/usr/` and `/opt/engage-edge/..` once passed the guard, and build_root deleted them."""
     script = ["bash", str(ROOT / "tools" / "prove-arm64.sh")]
     result = subprocess.run([*script, "--frobnicate"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown option" in result.stderr
     if os.geteuid() == 0:
-        result = subprocess.run([*script, "--root", "/usr"], capture_output=True, text=True, timeout=60)
-        assert result.returncode == 2 and "system directory" in result.stderr
+        (tmp_path / "link").symlink_to("/usr")
+        for root in ("/usr", "/usr/", "/opt/engage-edge/..", "/bin", "/var/tmp/", str(tmp_path / "link")):
+            result = subprocess.run([*script, "--root", root], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2 and "system directory" in result.stderr, (root, result.stderr)
+            assert f"--root {os.path.realpath(root)} " in result.stderr, (root, result.stderr)
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *script],
                                 capture_output=True, text=True, timeout=60)
     else:

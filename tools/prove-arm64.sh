@@ -56,15 +56,25 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# The folder itself, not its spelling: `/usr/`, `/opt/engage-edge/..` or a link to /usr
+# passed the system-folder guard below and were then deleted by build_root.
+ROOT="$(realpath -m -- "$ROOT")"
 REPORT="${REPORT:-$(dirname "$ROOT")/report.md}"
 STATE="$(dirname "$ROOT")/last-run"
 
 die() { echo "error: $*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "building a root and chrooting need root: run it with sudo"
+# /bin, /lib and /sbin resolve to their /usr folders on a merged-/usr host.
+HOMES=("$(realpath -m -- "${HOME:-/}")")
+[ -z "${SUDO_USER:-}" ] || HOMES+=("$(realpath -m -- "$(getent passwd "$SUDO_USER" | cut -d: -f6)/")")
 case "$ROOT" in
-    /|/bin|/boot|/dev|/etc|/home|/lib*|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/var) die "--root $ROOT is a system directory: choose a folder of its own" ;;
+    /|/bin|/boot|/dev|/etc|/home|/lib*|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/bin|/usr/lib*|/usr/local|/usr/sbin|/var|/var/tmp)
+        die "--root $ROOT is a system directory: choose a folder of its own" ;;
 esac
+for home in "${HOMES[@]}"; do
+    [ "$ROOT" != "$home" ] || die "--root $ROOT is a home directory: choose a folder of its own"
+done
 for tool in debootstrap chroot findmnt update-binfmts; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install debootstrap qemu-user-static binfmt-support"
 done
