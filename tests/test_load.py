@@ -22,3 +22,9 @@ def test_viewers_and_uploads_are_all_answered_and_nothing_leaks(make_appliance, 
     assert report["sqlite_fds_after"] <= 3 * report["threads_after"], report  # one connection per thread at most
     assert report["loop_alive"]
     assert appliance.loop.health.frames > 0
+
+
+def test_the_tools_own_config_loads(tmp_path):
+    """main() wrote an empty config file, which config.load refuses: every run of the tool crashed."""
+    cfg = load_tool("load_test").appliance_config(tmp_path, viewers=8)
+    assert cfg.store.data_dir == str(tmp_path / "data") and cfg.web.port == 0 and cfg.web.max_viewers == 8

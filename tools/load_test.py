@@ -203,6 +203,19 @@ def run_load(appliance, password: str, viewers: int, uploaders: int, seconds: fl
     return report
 
 
+def appliance_config(tmp: Path, viewers: int):
+    """The appliance's config in ``tmp``: defaults but its own data folder, a free port and room for ``viewers``.
+
+    The file says ``# defaults``: an empty config file is refused (a power cut's mark), which crashed every run."""
+    from edge_app import config as config_mod
+
+    conf = tmp / "config.toml"
+    conf.write_text("# defaults\n")
+    return config_mod.load(conf, {"store.data_dir": str(tmp / "data"), "web.port": 0,
+                                  "indicators.backend": "none", "web.max_viewers": max(4, viewers),
+                                  "privacy.keep_uploads": "none"})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--viewers", type=int, default=8)
@@ -217,7 +230,6 @@ def main(argv=None) -> int:
                                      args.image.read_bytes())))
         return 0
 
-    from edge_app import config as config_mod
     from edge_app.runtime.appliance import Appliance
     from edge_app.vision.faces import PHOTOS
 
@@ -225,12 +237,7 @@ def main(argv=None) -> int:
     password = "load-test-password-1"
     os.environ["ENGAGE_ADMIN_PASSWORD"] = password
     with tempfile.TemporaryDirectory(prefix="engage-load-") as tmp:
-        conf = Path(tmp) / "config.toml"
-        conf.write_text("")
-        cfg = config_mod.load(conf, {"store.data_dir": str(Path(tmp) / "data"), "web.port": 0,
-                                     "indicators.backend": "none", "web.max_viewers": max(4, args.viewers),
-                                     "privacy.keep_uploads": "none"})
-        appliance = Appliance(cfg).start()
+        appliance = Appliance(appliance_config(Path(tmp), args.viewers)).start()
         try:
             report = run_load(appliance, password, args.viewers, args.uploaders, args.seconds, image)
         finally:
