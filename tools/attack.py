@@ -506,9 +506,10 @@ def systemd_score(t: Target) -> Result:
             out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(copy)], capture_output=True,
                                  text=True, timeout=60).stdout
         except FileNotFoundError:
-            return Result("13 systemd-analyze security", "< 2.0", "systemd-analyze missing", False)
+            return Result("13 systemd-analyze security", "at most 2.0", "systemd-analyze missing", False)
     score = float(out.rsplit("Overall exposure level for", 1)[1].split(":", 1)[1].split()[0])
-    return Result("13 systemd-analyze security", "< 2.0", f"{score}", score < 2.0, numbers={"systemd_exposure": score})
+    # at most 2.0, as README and tests/test_systemd.py say: the unit scores 2.0 since reading the clock state is allowed
+    return Result("13 systemd-analyze security", "at most 2.0", f"{score}", score <= 2.0, numbers={"systemd_exposure": score})
 
 
 ATTACKS = {"xff": metrics_xff, "header": big_header, "slow": slow_clients, "slowbody": slow_bodies, "uploads": big_uploads,
