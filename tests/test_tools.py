@@ -13,6 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import attack  # noqa: E402
 
 
+def test_attack_refuses_an_unknown_name_and_lists_the_real_ones(capsys):
+    """`--only headr` was a KeyError traceback, after nothing had started."""
+    with pytest.raises(SystemExit) as exit_:
+        attack.main(["--only", "header,headr"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no attack named headr;" in err and ",".join(attack.ATTACKS) in err, err
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is missing (apt-get install systemd)")
 def test_attack_passes_the_unit_at_its_documented_score():
     """README says "at most 2.0" and the unit scores 2.0: the check asked for less than 2.0, so it always failed."""

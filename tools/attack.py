@@ -524,7 +524,11 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="comma-separated: " + ",".join(ATTACKS))
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
-    chosen = [ATTACKS[name] for name in (args.only.split(",") if args.only else ATTACKS)]
+    names = args.only.split(",") if args.only else list(ATTACKS)
+    unknown = [name for name in names if name not in ATTACKS]
+    if unknown:
+        p.error(f"--only: no attack named {', '.join(unknown)}; the attacks are {','.join(ATTACKS)}")
+    chosen = [ATTACKS[name] for name in names]
     with tempfile.TemporaryDirectory(prefix="engage-attack-") as tmp:
         proc, target = start_appliance(Path(tmp))
         try:
