@@ -27,3 +27,10 @@ def test_attack_passes_the_unit_at_its_documented_score():
     """README says "at most 2.0" and the unit scores 2.0: the check asked for less than 2.0, so it always failed."""
     result = attack.systemd_score(None)
     assert result.ok and result.expected == "at most 2.0", result
+
+
+def test_attack_xff_keeps_its_data_in_the_runs_folder(tmp_path):
+    """The spoofed-/metrics check ran an appliance on a mkdtemp of its own, never removed."""
+    result = attack.metrics_xff(attack.Target("", 0, 0, tmp_path))
+    assert result.ok, result
+    assert [p.name for p in tmp_path.iterdir()] == ["xff-data"]

@@ -46,6 +46,7 @@ class Target:
     url: str
     pid: int
     port: int
+    tmp: Path  # the run's own folder, removed at its end
 
     def status(self, key: str) -> int:
         for line in open(f"/proc/{self.pid}/status"):
@@ -95,7 +96,7 @@ def start_appliance(tmp: Path) -> tuple[subprocess.Popen, Target]:
     proc = subprocess.Popen([sys.executable, "-m", "edge_app", "run", "--source", "demo", "--config", str(cfg),
                              "--port", str(port), "--data-dir", str(tmp / "data")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = Target(f"http://127.0.0.1:{port}", proc.pid, port)
+    target = Target(f"http://127.0.0.1:{port}", proc.pid, port, tmp)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -143,13 +144,14 @@ def metrics_xff(t: Target) -> Result:
     """A loopback peer is always allowed, so the spoof is checked in-process over WSGI
     from a documentation address (192.0.2.10): no traffic leaves this machine."""
     code = ("import wsgiref.util, sys; from edge_app import config; from edge_app.runtime.appliance import Appliance\n"
-            "import tempfile; d = tempfile.mkdtemp(); cfg = config.load(None, {'store.data_dir': d, 'web.port': 0, "
+            "cfg = config.load(None, {'store.data_dir': sys.argv[1], 'web.port': 0, "
             "'indicators.backend': 'none'})\n"
             "a = Appliance(cfg, with_loop=False); env = {'PATH_INFO': '/metrics', 'REMOTE_ADDR': '192.0.2.10', "
             "'HTTP_HOST': '127.0.0.1', 'HTTP_X_FORWARDED_FOR': '127.0.0.1'}\n"
             "wsgiref.util.setup_testing_defaults(env); out = []\n"
             "b''.join(a.app(env, lambda s, h, e=None: out.append(s))); print(out[0])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    # its data folder lies in the run's own (a mkdtemp of its own was never removed)
+    r = subprocess.run([sys.executable, "-c", code, str(t.tmp / "xff-data")], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(ROOT), "ENGAGE_ADMIN_PASSWORD": PASSWORD})
     status = (r.stdout.strip().splitlines() or ["no answer: " + r.stderr[-200:]])[-1]
     return Result("1 /metrics with X-Forwarded-For: 127.0.0.1", "403", status, status.startswith("403"))
