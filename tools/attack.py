@@ -549,7 +549,11 @@ def main(argv=None) -> int:
                 print(f"  {results[-1].attack}: {results[-1].got}", flush=True)
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # hung: killed, not left running on a deleted data folder
+                proc.kill()
+                proc.wait()
     print(f"\nidle loop: {idle_fps:.1f} FPS\n")
     print(f"{'attack':<58} {'expected':<36} {'got':<58} {'loop FPS':>8}  ok")
     for r in results:
