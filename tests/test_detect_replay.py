@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import detect_replay  # noqa: E402
 
 from edge_app.vision import faces  # noqa: E402
+from edge_app.vision.detector import Face  # noqa: E402
+from edge_app.vision.detector import _merge as detector_merge  # noqa: E402
 
 
 def frames() -> list[np.ndarray]:
@@ -45,3 +47,20 @@ def test_replaying_the_detectors_own_rule_finds_what_the_detector_finds():
             assert np.allclose(a, b, atol=2), (a, b)
         found_any += len(direct)
     assert found_any >= 2  # both portraits: the comparison is not between two empty lists
+
+
+def test_replay_merges_a_face_centred_inside_another_as_the_detector_does():
+    """The detector also merges a box centred inside another (``_centred_in``) whatever their
+    IoU; the replay merged by IoU alone and kept a second face the detector drops."""
+    def cand(box, score):
+        return detect_replay.Cand(box, score, np.zeros((6, 2), np.float32), ok=True)
+
+    big, inside = cand((100.0, 100.0, 300.0, 300.0), 0.9), cand((180.0, 180.0, 240.0, 240.0), 0.8)  # IoU 0.09
+    apart = cand((400.0, 100.0, 500.0, 200.0), 0.7)  # another face: kept
+    frame = detect_replay.View(0, 0, 0, {False: [big, apart], True: []})
+    tile = detect_replay.View(160, 0, 320, {False: [inside], True: []})
+    kept = detect_replay.search([frame, tile], lambda c, v, flip, views: True)
+    assert [c.box for c in kept] == [big.box, apart.box]
+    direct = detector_merge([Face((100, 100, 200, 200), score=0.9), Face((400, 100, 100, 100), score=0.7),
+                             Face((180, 180, 60, 60), score=0.8)])
+    assert [f.box for f in direct] == [detect_replay._face(c).box for c in kept]

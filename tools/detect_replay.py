@@ -42,6 +42,8 @@ from edge_app.vision.detector import (  # noqa: E402
     SECOND_LOOK_PRESENCE,
     TILE_MAX_FACE,
     BlazeFaceDetector,
+    Face,
+    _merge,
     believed,
     plausible,
     tile_grid,
@@ -172,18 +174,24 @@ def now(c: Cand, v: View, flip: bool, views: list[View]) -> bool:
 def search(views: list[View], rule: Rule) -> list[Cand]:
     """The full search of ``BlazeFaceDetector.detect(tiles=True)`` replayed with ``rule``
     as the last check (the rule also says how wide a tile's faces may be, ``fits``):
-    each view upright, mirrored when upright kept nothing; merged."""
-    faces: list[tuple[Cand, View]] = []
+    each view upright, mirrored when upright kept nothing; merged by the detector's own
+    ``_merge`` (overlap or one centred in the other: IoU alone kept faces it drops)."""
+    faces: list[tuple[Face, Cand]] = []
     for v in views:
         kept = [c for c in v.passes[False] if c.ok and rule(c, v, False, views)]
         if not kept:
             kept = [c for c in v.passes[True] if c.ok and rule(c, v, True, views)]
-        faces += [(c, v) for c in kept]
-    out: list[Cand] = []
-    for c, _ in sorted(faces, key=lambda cv: -cv[0].score):
-        if all(_iou(c.box, k.box) <= 0.3 for k in out):
-            out.append(c)
-    return out
+        faces += [(_face(c), c) for c in kept]
+    cand = {id(f): c for f, c in faces}
+    return [cand[id(f)] for f in _merge([f for f, _ in faces])]
+
+
+def _face(c: Cand) -> Face:
+    """``c`` as the detector reports it (box rounded and clipped to the 640x480 frame, score
+    rounded), so that ``_merge`` sees what it sees in ``detect``."""
+    x0, y0, x1, y1 = c.box
+    left, top = max(0, round(x0)), max(0, round(y0))
+    return Face((left, top, min(640, round(x1)) - left, min(480, round(y1)) - top), c.kind, round(c.score, 4))
 
 
 def _box(c: Cand) -> tuple[float, float, float, float]:
