@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -64,3 +65,14 @@ def test_replay_merges_a_face_centred_inside_another_as_the_detector_does():
     direct = detector_merge([Face((100, 100, 200, 200), score=0.9), Face((400, 100, 100, 100), score=0.7),
                              Face((180, 180, 60, 60), score=0.8)])
     assert [f.box for f in direct] == [detect_replay._face(c).box for c in kept]
+
+
+def test_a_wrong_data_folder_or_recording_is_a_usage_error(tmp_path, capsys):
+    """--data without FER+ in it was a FileNotFoundError traceback after the usage check passed."""
+    for argv, said in ((["--data", str(tmp_path), "--out", str(tmp_path / "r.pkl")], "FER2013Valid/label.csv is missing: extract"),
+                       (["--replay", str(tmp_path / "r31.pkl")], "no recording")):
+        with pytest.raises(SystemExit) as exit_:
+            detect_replay.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and said in err, err
+    assert list(tmp_path.iterdir()) == []

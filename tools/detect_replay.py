@@ -221,7 +221,7 @@ def score_rule(data: list[dict], rule: Rule, show: bool = False) -> tuple[int, i
     return found, total, fp, negs
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path)
     ap.add_argument("--split", default="FER2013Valid", choices=["FER2013Valid"],
@@ -231,8 +231,11 @@ def main() -> int:
     ap.add_argument("--negatives", type=int, default=500)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--replay", type=Path, nargs="+")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.replay:
+        missing = [str(p) for p in args.replay if not p.is_file()]
+        if missing:
+            ap.error(f"--replay: no recording {', '.join(missing)}: make one with --data DIR/ferplus --out FILE")
         data = [pickle.loads(p.read_bytes()) for p in args.replay]
         for name, rule in RULES.items():
             f, t, fp, n = score_rule(data, rule, show=name in ("before (presence >= 0.9)", "now (detector.believed)"))
@@ -240,6 +243,8 @@ def main() -> int:
         return 0
     if not args.data or not args.out:
         ap.error("--data and --out (record) or --replay FILE ...")
+    if not (args.data / args.split / "label.csv").is_file():  # as detect_bench: not a FileNotFoundError traceback
+        ap.error(f"{args.data}/{args.split}/label.csv is missing: extract ../shared/data/ferplus.tar.gz (see its README)")
     positives, negatives = build(args.data, args.faces, args.negatives, args.seed, args.split)
     pos_views = _record_all([p[0] for p in positives])
     neg_views = _record_all(negatives)
