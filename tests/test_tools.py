@@ -3,6 +3,7 @@ parts, never a whole run (those take minutes and print figures, they are not tes
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +35,23 @@ def test_attack_xff_keeps_its_data_in_the_runs_folder(tmp_path):
     result = attack.metrics_xff(attack.Target("", 0, 0, tmp_path))
     assert result.ok, result
     assert [p.name for p in tmp_path.iterdir()] == ["xff-data"]
+
+
+def test_soak_ends_the_appliance_when_it_fails_midway(monkeypatch):
+    """Nothing ended the child `engage-edge run` on an error: it ran for ever, on a deleted data folder."""
+    import soak
+
+    started, real_popen = [], subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def broken(pid):
+        raise RuntimeError("the soak's own error")
+
+    monkeypatch.setattr(soak.subprocess, "Popen", popen)
+    monkeypatch.setattr(soak, "rss_mb", broken)
+    with pytest.raises(RuntimeError, match="the soak's own error"):
+        soak.main(["--warmup", "0"])
+    assert len(started) == 1 and started[0].returncode is not None  # waited for: ended, not left running

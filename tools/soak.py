@@ -53,55 +53,58 @@ def main(argv=None) -> int:
         cmd = [sys.executable, "-m", "edge_app", "run", "--config", str(cfg), "--source", "demo",
                "--port", "0", "--data-dir", str(Path(tmp) / "data")]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out = proc.stdout
-        assert out is not None  # stdout=PIPE
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = out.readline()
-            if not line:
-                break
-            m = re.search(r"web UI at (\S+)", line)
-            if m:
-                url = m.group(1)
-        if url is None:
-            proc.kill()
-            print("error: engage-edge run did not start:", out.read(), file=sys.stderr)
-            return 1
-        # keep reading its output so a full pipe never blocks it
-        import threading
-
-        threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
-        time.sleep(args.warmup)
-        start = rss_mb(proc.pid)
-        t_start = time.monotonic()
-        print(f"pid {proc.pid} at {url}; after {args.warmup:.0f} s warm-up: RSS {start:.1f} MB, "
-              f"threads/fds {threads_fds(proc.pid)}", flush=True)
-        samples = [start]
-        end_at = t_start + args.minutes * 60
-        while time.monotonic() < end_at:
-            time.sleep(min(args.every, max(0.0, end_at - time.monotonic())))
-            if proc.poll() is not None:
-                print(f"error: engage-edge exited with {proc.returncode} during the soak", file=sys.stderr)
+        try:
+            out = proc.stdout
+            assert out is not None  # stdout=PIPE
+            url = None
+            deadline = time.monotonic() + 60
+            while url is None and time.monotonic() < deadline:
+                line = out.readline()
+                if not line:
+                    break
+                m = re.search(r"web UI at (\S+)", line)
+                if m:
+                    url = m.group(1)
+            if url is None:
+                proc.kill()
+                print("error: engage-edge run did not start:", out.read(), file=sys.stderr)
                 return 1
-            samples.append(rss_mb(proc.pid))
-            print(f"  {time.monotonic() - t_start:6.0f} s  RSS {samples[-1]:.1f} MB", flush=True)
-        end = rss_mb(proc.pid)
-        tf = threads_fds(proc.pid)
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
-                health = json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            health = json.loads(exc.read())
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-            metrics = r.read().decode()
-        frames = re.search(r"^engage_frames_captured_total (\S+)", metrics, re.M)
-        dropped = re.search(r"^engage_frames_dropped_total (\S+)", metrics, re.M)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            # keep reading its output so a full pipe never blocks it
+            import threading
+
+            threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
+            time.sleep(args.warmup)
+            start = rss_mb(proc.pid)
+            t_start = time.monotonic()
+            print(f"pid {proc.pid} at {url}; after {args.warmup:.0f} s warm-up: RSS {start:.1f} MB, "
+                  f"threads/fds {threads_fds(proc.pid)}", flush=True)
+            samples = [start]
+            end_at = t_start + args.minutes * 60
+            while time.monotonic() < end_at:
+                time.sleep(min(args.every, max(0.0, end_at - time.monotonic())))
+                if proc.poll() is not None:
+                    print(f"error: engage-edge exited with {proc.returncode} during the soak", file=sys.stderr)
+                    return 1
+                samples.append(rss_mb(proc.pid))
+                print(f"  {time.monotonic() - t_start:6.0f} s  RSS {samples[-1]:.1f} MB", flush=True)
+            end = rss_mb(proc.pid)
+            tf = threads_fds(proc.pid)
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
+                    health = json.loads(r.read())
+            except urllib.error.HTTPError as exc:
+                health = json.loads(exc.read())
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            frames = re.search(r"^engage_frames_captured_total (\S+)", metrics, re.M)
+            dropped = re.search(r"^engage_frames_dropped_total (\S+)", metrics, re.M)
+        finally:  # however the soak ends (an error, Ctrl-C), the appliance ends with it, not left running on a deleted folder
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     growth = end - start
     report = {"minutes": args.minutes, "rss_start_mb": round(start, 1), "rss_end_mb": round(end, 1),
               "rss_max_mb": round(max(samples + [end]), 1), "growth_mb": round(growth, 1),
