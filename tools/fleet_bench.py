@@ -205,10 +205,13 @@ def run(n: int, duration: float, mean_gap: float, workers: int, heartbeat_s: flo
             p.join(10)
             if p.is_alive():
                 p.kill()
-        classroom.terminate()
-        classroom.wait(10)
-        broker.terminate()
-        broker.wait(10)
+        for child in (classroom, broker):  # a hung one is killed, not left running on a deleted folder
+            child.terminate()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         shutil.rmtree(folder, ignore_errors=True)
 
 
