@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import requests
 from PIL import Image
 
@@ -25,6 +26,19 @@ def test_the_icon_in_the_repository_is_the_one_drawn_here():
         image = icon.convert("RGBA")
         assert image.getpixel((size // 2, size // 2)) == (0x10, 0x7C, 0x10, 255)  # icon.svg's green
         assert image.getpixel((0, 0))[3] == 0  # a disc: the corners are clear
+
+
+def test_only_the_drawing_command_rewrites_the_icon(monkeypatch, tmp_path, capsys):
+    """Any argument but --check (--help, a typo: --chekc) rewrote the icon in the repository."""
+    tool = drawer()
+    monkeypatch.setattr(tool, "OUT", tmp_path / "favicon.ico")
+    for argv in (["--help"], ["--chekc"]):
+        with pytest.raises(SystemExit):
+            tool.main(argv)
+    assert not tool.OUT.exists()
+    assert tool.main(["--check"]) == 1 and not tool.OUT.exists()
+    assert tool.main([]) == 0 and tool.main(["--check"]) == 0
+    assert "usage:" in capsys.readouterr().out
 
 
 def test_favicon_is_served_to_anyone_and_cached(web_appliance):

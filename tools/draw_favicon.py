@@ -8,6 +8,7 @@ Usage: python tools/draw_favicon.py [--check]   (--check: exit 1 if the file dif
 """
 from __future__ import annotations
 
+import argparse
 import struct
 import sys
 from pathlib import Path
@@ -55,8 +56,12 @@ def draw() -> bytes:
 
 
 def main(argv: list[str]) -> int:
+    # argparse: any other word (--help, a typo of --check) rewrote the icon
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="only compare: exit 1 if the file differs from what this draws")
+    args = p.parse_args(argv)
     icon = draw()
-    if "--check" in argv:
+    if args.check:
         if not OUT.exists() or OUT.read_bytes() != icon:
             print(f"{OUT} is not what tools/draw_favicon.py draws: run it without --check", file=sys.stderr)
             return 1
