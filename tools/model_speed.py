@@ -41,25 +41,27 @@ def time_one(manifest: Path, faces: int, warmup: int) -> dict:
     return {"times": times, "views": len(classifier.manifest.views)}
 
 
-def measure(manifests: list[Path], rounds: int, faces: int, warmup: int) -> dict[str, dict]:
-    """Median and p95 milliseconds per face for each model over all rounds."""
-    samples: dict[str, list[float]] = {str(m): [] for m in manifests}
-    views: dict[str, int] = {}
+def measure(manifests: list[Path], rounds: int, faces: int, warmup: int) -> list[dict]:
+    """Median and p95 milliseconds per face for each model over all rounds, in the order given:
+    a row per position, so a model timed against itself (a baseline check) is two rows, not one."""
+    samples: list[list[float]] = [[] for _ in manifests]
+    views = [0] * len(manifests)
     for _ in range(rounds):
-        for manifest in manifests:
+        for i, manifest in enumerate(manifests):
             out = subprocess.run([sys.executable, __file__, "--child", str(manifest), "--faces", str(faces),
                                   "--warmup", str(warmup)], capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"timing {manifest} failed:\n{out.stderr.strip()[-2000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
-            samples[str(manifest)] += result["times"]
-            views[str(manifest)] = result["views"]
-    base = float(np.median(samples[str(manifests[0])]))
-    report = {}
-    for name, times in samples.items():
+            samples[i] += result["times"]
+            views[i] = result["views"]
+    base = float(np.median(samples[0]))
+    report = []
+    for manifest, times, n_views in zip(manifests, samples, views):
         ms = np.asarray(times) * 1000
-        report[name] = {"median_ms": round(float(np.median(ms)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4),
-                        "views": views[name], "ratio": round(float(np.median(times)) / base, 3), "faces": len(times)}
+        report.append({"model": str(manifest), "median_ms": round(float(np.median(ms)), 4),
+                       "p95_ms": round(float(np.percentile(ms, 95)), 4), "views": n_views,
+                       "ratio": round(float(np.median(times)) / base, 3), "faces": len(times)})
     return report
 
 
@@ -84,8 +86,8 @@ def main(argv=None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{'model':<48} {'views':>5} {'median ms':>10} {'p95 ms':>8} {'x baseline':>10}")
-    for name, r in report.items():
-        print(f"{name:<48} {r['views']:>5} {r['median_ms']:>10.4f} {r['p95_ms']:>8.4f} {r['ratio']:>10.3f}")
+    for r in report:
+        print(f"{r['model']:<48} {r['views']:>5} {r['median_ms']:>10.4f} {r['p95_ms']:>8.4f} {r['ratio']:>10.3f}")
     return 0
 
 
