@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -55,3 +57,21 @@ def test_soak_ends_the_appliance_when_it_fails_midway(monkeypatch):
     with pytest.raises(RuntimeError, match="the soak's own error"):
         soak.main(["--warmup", "0"])
     assert len(started) == 1 and started[0].returncode is not None  # waited for: ended, not left running
+
+
+def fer_folder(folder: Path, n: int) -> Path:
+    """``n`` 48x48 noise images in FER+'s layout (no face on any)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"fer{i:07d}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    return folder
+
+
+def test_fer_yaw_counts_the_images_it_read(tmp_path):
+    """"images" said --limit (2500 by default) however few the split held."""
+    import fer_yaw
+
+    rows, images = fer_yaw.measure(fer_folder(tmp_path / "FER2013Train", 3), 0, 2500)
+    assert images == 3 and rows == []
+    assert all(a[1] == b[0] for a, b in zip(fer_yaw.BANDS, fer_yaw.BANDS[1:]))  # no yaw left out of the sheet

@@ -32,13 +32,16 @@ from fer_framing import best_detection  # noqa: E402
 from edge_app.vision.blazeface import BlazeFace, FaceCheck  # noqa: E402
 from edge_app.vision.detector import TURNED_AWAY, TURNED_AWAY_YAW, ear_asymmetry  # noqa: E402
 
-BANDS = ((0, 10), (15, 20), (20, 25), (25, 30), (30, 35), (35, 40), (40, 50), (50, 90))
+BANDS = ((0, 10), (10, 15), (15, 20), (20, 25), (25, 30), (30, 35), (35, 40), (40, 50), (50, 90))
 
 
-def measure(folder: Path, start: int, limit: int) -> list[dict]:
+def measure(folder: Path, start: int, limit: int) -> tuple[list[dict], int]:
+    """The faces the face check believes, and how many images were read (fewer than
+    ``limit`` past the end of the split)."""
     net, check = BlazeFace(), FaceCheck()
     rows = []
-    for name in sorted(p.name for p in folder.glob("*.png"))[start:start + limit]:
+    names = sorted(p.name for p in folder.glob("*.png"))[start:start + limit]
+    for name in names:
         best = best_detection(net, cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), 0.5)
         if best is None:
             continue
@@ -46,7 +49,7 @@ def measure(folder: Path, start: int, limit: int) -> list[dict]:
         look = check.look(canvas, d.box, d.keypoints[0], d.keypoints[1])
         if look.presence >= check.presence_min:
             rows.append({"name": name, "yaw": look.yaw, "ear": ear_asymmetry(d.keypoints)})
-    return rows
+    return rows, len(names)
 
 
 def summary(rows: list[dict], images: int) -> dict:
@@ -74,11 +77,11 @@ def main() -> int:
     if not folder.is_dir():
         print(f"error: {folder} does not exist: extract ../shared/data/ferplus.tar.gz (see its README)", file=sys.stderr)
         return 2
-    rows = measure(folder, args.start, args.limit)
+    rows, images = measure(folder, args.start, args.limit)
     if not rows:
         print("error: no faces found; is --data the ferplus/ folder?", file=sys.stderr)
         return 1
-    print(json.dumps(summary(rows, args.limit), indent=2))
+    print(json.dumps(summary(rows, images), indent=2))
     if args.sheet:
         lines = []
         for lo, hi in BANDS:
