@@ -75,3 +75,13 @@ def test_fer_yaw_counts_the_images_it_read(tmp_path):
     rows, images = fer_yaw.measure(fer_folder(tmp_path / "FER2013Train", 3), 0, 2500)
     assert images == 3 and rows == []
     assert all(a[1] == b[0] for a, b in zip(fer_yaw.BANDS, fer_yaw.BANDS[1:]))  # no yaw left out of the sheet
+
+
+def test_fer_framing_says_when_no_face_was_measured(tmp_path):
+    """No face measured (--limit 0, a folder without faces) was an IndexError traceback."""
+    import fer_framing
+
+    folder = fer_folder(tmp_path / "FER2013Train", 2)
+    for limit in (0, 2):
+        with pytest.raises(SystemExit, match=r"no frontal face measured in \d images .*--limit above 0"):
+            fer_framing.measure(folder, limit)

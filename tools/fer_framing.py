@@ -67,6 +67,9 @@ def measure(folder: Path, limit: int, min_score: float = 0.6, ear_rule: bool = F
         kp = (d.keypoints - PAD) / (48 * UP)  # fractions of the 48x48 crop
         eyes.append(kp[:2])
         mouths.append(kp[3])
+    if not eyes:  # nothing to average: an IndexError further down
+        raise SystemExit(f"error: no frontal face measured in {len(names)} images of {folder} ({turned} turned away, "
+                         f"{doubted} doubted by the face check): is --data the ferplus/ folder, and --limit above 0?")
     e = np.asarray(eyes)
     right, left = e[:, 0], e[:, 1]
     mid = (right + left) / 2
