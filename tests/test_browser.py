@@ -535,7 +535,8 @@ def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make
     later(idle - 75)
     assert warning.inner_text().strip() == "", "warned too early"
     later(15)  # a minute left: at least 20 s of warning, as WCAG 2.2.1 asks
-    assert "you will be logged out in 1 minute" in warning.inner_text()
+    wait_in_page(page, "document.getElementById('idle-warning').textContent.includes('logged out in 1 minute')")
+    assert "the device's time)" in warning.inner_text()  # when, by the device's clock, not the laptop's zone
     assert warning.get_attribute("role") == "status"  # told politely, the focus left where it was
     page.get_by_role("button", name="Stay logged in").click()
     wait_in_page(page, "document.getElementById('idle-warning').textContent === ''")
@@ -545,6 +546,43 @@ def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make
     later(idle)  # left alone again: the page, asked, finds it ended and shows the log-in and why
     page.wait_for_url(lambda url: "/login" in url)
     assert "session ended" in page.locator("#login-ended").inner_text()
+    context.close()
+
+
+def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_own_count(make_appliance, browser):
+    """The page counted from its own load: with the same log-in used in another tab since, it
+    warned of a log-out that was not coming (and, the warning's time up, took the idle time
+    from then on, past the session's real end). It asks the device how long is left."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    ahead = [0.0]
+    appliance.accounts.wall = lambda: time.time() + ahead[0]
+    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    idle = appliance.accounts.idle_s
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.clock.install()
+    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
+    page.goto(f"{appliance.url}/upload")
+
+    def later(seconds: float) -> None:
+        ahead[0] += seconds
+        page.clock.fast_forward(int(seconds * 1000))
+
+    later(300)
+    other = context.new_page()  # the same log-in, used in another tab: the session's idle timer restarts
+    other.goto(f"{appliance.url}/account")
+    other.close()
+    with page.expect_response(lambda r: r.url.endswith("/api/session")) as asked:
+        later(idle - 300 - 60)  # this page's own count says a minute is left; the device says six
+    assert asked.value.json()["left_s"] == pytest.approx(360, abs=5)
+    later(90)  # past this page's own deadline: no warning, still on the page
+    assert page.locator("#idle-warning").inner_text().strip() == "" and page.url.endswith("/upload")
+    later(300 - 90)  # a minute before the session really ends: now it warns
+    wait_in_page(page, "document.getElementById('idle-warning').textContent.includes('logged out in 1 minute')")
+    later(70)
+    page.wait_for_url(lambda url: "/login" in url)
     context.close()
 
 

@@ -843,6 +843,18 @@ class Accounts:
             self._mark(("seen", th), r["last_seen"], mono, only_over=r["last_seen"])
         return _user(r), r["csrf"]
 
+    def session_left_s(self, token: str | None) -> float | None:
+        """Seconds until this session ends by itself (idle, or past its lifetime) unless the
+        user does something first; None when it has ended. Read without restarting the idle
+        timer: a page's warning asks it, and another tab or a pause pressed in place may
+        have restarted the timer since that page was loaded."""
+        th, now = _token_hash(token or ""), self._now()
+        rows = self.store.query("SELECT created, last_seen FROM sessions WHERE token_hash = ?", (th,))
+        if not rows or self._expired(th, rows[0]["created"], rows[0]["last_seen"], now):
+            return None
+        return max(0.0, min(self.idle_s - self._elapsed(("seen", th), rows[0]["last_seen"], now, future=math.inf),
+                            self.max_age_s - self._elapsed(("created", th), rows[0]["created"], now, future=math.inf)))
+
     def session_started(self, token: str | None) -> float | None:
         """When this session's log-in was (wall clock), or None for no such session."""
         rows = self.store.query("SELECT created FROM sessions WHERE token_hash = ?", (_token_hash(token or ""),))

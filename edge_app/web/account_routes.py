@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -195,13 +196,22 @@ def install(app: bottle.Bottle, site: Site) -> None:
         log.info("%s logged out %d other session(s) from %s", user.username, ended, client_address())
         return bottle.redirect(f"/account?ended={ended}")
 
+    def session_times() -> str:
+        """``idle_s``, and ``left_s`` with ``ends`` (the device's clock, "14:05"): when this
+        session ends unless the user does something. A page's own count from its load was
+        wrong once another tab, or a pause pressed in place, restarted the timer since."""
+        left = accounts.session_left_s(request.get_cookie(site.cookie)) or 0.0
+        response.content_type = "application/json"
+        return json.dumps({"idle_s": accounts.idle_s, "left_s": round(left, 1),
+                           "ends": time.strftime("%H:%M", time.localtime(accounts.wall() + left))})
+
     @app.get("/api/session")
     def session_alive():
-        """Whether this session is still on, for a page whose idle warning ran out: asked
-        without restarting the idle timer (a page left open must still time out)."""
+        """Whether this session is still on and for how long, for a page about to warn or whose
+        warning ran out: asked without restarting the idle timer (a page left open must still
+        time out)."""
         site.viewer()
-        response.content_type = "application/json"
-        return json.dumps({"idle_s": accounts.idle_s})
+        return session_times()
 
     @app.post("/api/session")
     def stay_logged_in():
@@ -211,8 +221,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
         site.viewer()
         site.check_origin()
         site.check_form()
-        response.content_type = "application/json"
-        return json.dumps({"idle_s": accounts.idle_s})
+        return session_times()
 
     @app.post("/account")
     def change_password():

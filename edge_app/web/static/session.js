@@ -3,8 +3,10 @@
 // left open — a file chosen on /upload, a form half typed — quietly turned into the log-in
 // page. A minute before that (half the time for a shorter one; WCAG 2.2.1 asks for 20 s) it
 // says so politely, with "Stay logged in", which asks the server (POST /api/session, with
-// the CSRF token) and counts as the user's own doing. When the time is up, the page asks
-// whether the session is still on (another tab may have kept it) before it shows the log-in.
+// the CSRF token) and counts as the user's own doing. Before it warns, and when the time is
+// up, the page asks the server how long the session has left (GET /api/session's left_s):
+// another tab, or a pause pressed in place, may have restarted its timer since this page
+// was loaded, and a page counting from its own load warned too early, or too late.
 (function () {
   "use strict";
   const box = document.getElementById("idle-warning");
@@ -18,8 +20,20 @@
   document.addEventListener("submit", function (e) { if (!e.defaultPrevented) { sending = true; arm(); } });
   window.addEventListener("pageshow", function (e) { if (e.persisted) { sending = false; arm(); } });
 
-  function at(ms) {
-    return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  // GET /api/session: {left_s, ends} while the session is on, else null; "gone" when it ended
+  async function ask() {
+    let r = null;
+    try {
+      r = await fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    } catch (e) { return null; }
+    if (r.status === 401) return "gone";
+    if (!r.ok) return null;
+    try { return await r.json(); } catch (e) { return null; }
+  }
+
+  // the server's count: a deadline from its left_s (another tab may have moved it on)
+  function follow(answer) {
+    if (answer && typeof answer.left_s === "number") deadline = Date.now() + answer.left_s * 1000;
   }
 
   function arm() {
@@ -38,12 +52,18 @@
     }
   }
 
-  function warn() {
+  async function warn() {
     if (sending) return;
-    const seconds = Math.round((deadline - Date.now()) / 1000);
+    const answer = await ask();
+    if (sending) return;
+    if (answer === "gone") { showLogin(); return; }
+    follow(answer);
+    if (Date.now() < deadline - warnMs - 1000) { arm(); return; }  // kept on meanwhile: not yet
+    const seconds = Math.max(0, Math.round((deadline - Date.now()) / 1000));
     const text = document.createElement("p");
     text.textContent = "Nothing has happened on this page for a while: you will be logged out in " +
-      (seconds >= 60 ? "1 minute" : seconds + " seconds") + " (at " + at(deadline) + ").";
+      (seconds >= 60 ? "1 minute" : seconds + " seconds") +
+      (answer && answer.ends ? " (at " + answer.ends + ", the device's time)" : "") + ".";
     const button = document.createElement("button");
     button.type = "button";
     button.id = "stay-logged-in";
@@ -62,6 +82,7 @@
     } catch (e) { r = null; }
     if (r && r.ok) {
       deadline = Date.now() + idleMs;
+      try { follow(await r.json()); } catch (e) { /* the idle time from now, as asked */ }
       clear();
       arm();
       return;
@@ -72,17 +93,15 @@
 
   async function ended() {
     if (sending) return;
-    let r = null;
-    try {
-      r = await fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
-    } catch (e) { r = null; }
-    if (r && r.ok) {  // kept on by this user elsewhere (another tab): at most idle from now on
-      deadline = Date.now() + idleMs;
-      clear();
+    const answer = await ask();
+    if (answer === "gone") { showLogin(); return; }
+    if (answer) {  // kept on by this user elsewhere (another tab): until the server's own deadline
+      follow(answer);
+      deadline = Math.max(deadline, Date.now() + 1000);  // a second at least: never a tight loop of asking
+      if (Date.now() < deadline - warnMs) clear();  // kept on for longer than the warning's minute
       arm();
       return;
     }
-    if (r && r.status === 401) { showLogin(); return; }
     timer = setTimeout(ended, 5000);  // no answer (the device restarting): ask again
   }
 
