@@ -250,6 +250,29 @@ def test_a_device_that_stops_answering_is_not_shown_as_a_state(new_page, server,
     assert "No connection" in text_of(page, "#now")
 
 
+def test_a_request_the_device_never_answers_is_given_up_and_the_view_goes_on(new_page, server, scene):
+    """Wi-Fi that lost a request's packets left it unanswered for minutes, and every later poll
+    waited on it: the desk view showed its last state ("Engaged") all that time. The state
+    turns to "No connection" on its own clock, and the request is given up, so polls go on."""
+    show(server, scene, True)
+    page = new_page()
+    page.clock.install()
+    page.goto(f"{server.url}/glance")
+    wait_for(lambda: glance_text(page) == server.loop.state.level, what="the desk view shows the state")
+    held: list = []
+    page.context.route("**/api/state*", lambda route: held.append(route))  # asked, never answered
+    page.clock.fast_forward(6_000)
+    wait_for(lambda: "No connection" in glance_text(page), what="the desk view says it lost the device")
+    assert held
+    page.context.unroute("**/api/state*")  # the network is back
+
+    def answered_again() -> bool:
+        page.clock.run_for(1_000)
+        return glance_text(page) == server.loop.state.level
+
+    wait_for(answered_again, timeout=20, what="the held request given up and the next poll answered")
+
+
 def test_desk_view_is_for_logged_in_users_only(server):
     r = requests.get(f"{server.url}/glance", allow_redirects=False, timeout=10)
     assert r.status_code in (302, 303) and "/login" in r.headers["Location"]

@@ -445,6 +445,32 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         context.close()
 
 
+def test_a_refused_resume_leaves_the_keyboard_on_the_words_that_say_why(paused_app, browser):
+    """The student's own pause ended and another's began before the page's next poll: "Resume
+    camera", pressed, is refused and goes; the keyboard was left on <body>, the reason unread."""
+    app, _ = paused_app()
+    app.accounts.create_user("ben", "ben-password-1", "student")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        browser_login(page, app.url, STUDENT, STUDENT_PW)
+        page.goto(f"{app.url}/upload")
+        page.get_by_role("button", name="Pause camera").click()
+        page.get_by_role("button", name="Resume camera").wait_for()
+        page.clock.install()  # the page's polls wait: the changes below are not drawn before the press
+        assert login(app.url, STUDENT, STUDENT_PW).post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False
+        assert login(app.url, "ben", "ben-password-1").post(f"{app.url}/api/pause", timeout=10).ok
+        page.get_by_role("button", name="Resume camera").click()
+        page.locator("#privacy-button").wait_for(state="detached")
+        wait_in_page(page, "document.activeElement && document.activeElement.id === 'paused'")
+        assert page.locator("#paused").inner_text().startswith("Camera paused by someone else")
+        assert "ask them" in page.locator("#paused").get_attribute("title")
+        assert app.loop.privacy.active is not None  # ben's pause holds
+    finally:
+        context.close()
+
+
 def test_pausing_on_a_class_password_sheet_keeps_the_sheet(paused_app, browser):
     """"Pause camera" on the answer to a form (the one-time password sheet after Add a class)
     sent the browser to a GET of that path: "Not a page to open", and the passwords, shown

@@ -62,7 +62,7 @@
     const seconds = Math.max(0, Math.round((deadline - Date.now()) / 1000));
     const text = document.createElement("p");
     text.textContent = "Nothing has happened on this page for a while: you will be logged out in " +
-      (seconds >= 60 ? "1 minute" : seconds + " seconds") +
+      (seconds >= 55 ? "1 minute" : seconds + " seconds") +  // (asked, the server's count is a moment less)
       (answer && answer.ends ? " (at " + answer.ends + ", the device's time)" : "") + ".";
     const button = document.createElement("button");
     button.type = "button";

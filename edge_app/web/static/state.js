@@ -8,13 +8,21 @@
   "use strict";
   const EVERY_MS = 1000;
   const STALE_MS = 5000;  // no answer for this long: the shown state is no longer trusted
+  const ASK_MS = 4000;  // a request unanswered this long is given up (Wi-Fi that drops packets held
+  // one for minutes, and with it every later poll: the desk view showed "Engaged" all that time)
   let lastOk = Date.now();
   let timer = null;
   let busy = false;
   let sending = false;  // a form is on its way: its answer says what became of it (e.g. "not saved")
 
-  document.addEventListener("submit", function (e) { if (!e.defaultPrevented) sending = true; });
+  // a form sent into another tab (target="_blank") leaves this page where it is: nothing on its way here
+  function leaves(form) { return !form.target || form.target === "_self"; }
+  document.addEventListener("submit", function (e) { if (!e.defaultPrevented && leaves(e.target)) sending = true; });
   window.addEventListener("pageshow", function (e) { if (e.persisted) sending = false; });  // back to it
+
+  function ask(url, options) {
+    return fetch(url, Object.assign({ credentials: "same-origin", signal: AbortSignal.timeout(ASK_MS) }, options));
+  }
 
   function targets() { return document.querySelectorAll("[data-live-state]"); }
 
@@ -108,9 +116,12 @@
       return;
     }
     if (pauseShown === state.seq) return;
-    const r = await fetch("/api/privacy", { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!r.ok) return;  // asked again at the next poll
-    const p = await r.json();
+    let p = null;
+    try {
+      const r = await ask("/api/privacy", { headers: { Accept: "application/json" } });
+      if (!r.ok) return;  // asked again at the next poll
+      p = await r.json();
+    } catch (e) { return; }  // no answer in time: asked again at the next poll
     pauseShown = state.seq;
     showSwitch(p.paused, p.can_resume !== false, p.label || "Camera paused");
   }
@@ -130,9 +141,8 @@
       switching = true;
       let answer = null;
       try {
-        const r = await fetch("/api/" + action, {
-          method: "POST", credentials: "same-origin",
-          headers: { Accept: "application/json", "X-CSRF-Token": switchForm.elements.csrf.value } });
+        const r = await ask("/api/" + action, {
+          method: "POST", headers: { Accept: "application/json", "X-CSRF-Token": switchForm.elements.csrf.value } });
         if (r.ok || r.status === 403) answer = await r.json();  // 403: someone else's pause, said in its label
       } catch (err) { answer = null; }
       switching = false;
@@ -141,7 +151,13 @@
         pressed = { paused: answer.paused, at: Date.now() };
         showSwitch(answer.paused, answer.can_resume !== false, answer.label || "Camera paused");
         const again = document.getElementById("privacy-button");
-        if (again) again.focus();  // where the keyboard was, now "Resume camera" (or "Pause camera")
+        if (again) { again.focus(); return; }  // where the keyboard was, now "Resume camera" (or "Pause camera")
+        const pill = document.getElementById("paused");  // refused (someone else paused meanwhile): the button
+        if (pill) {  // is gone, and the keyboard goes to the words that say why, not lost on <body>
+          pill.tabIndex = -1;
+          if (answer.error) pill.title = answer.error;
+          pill.focus();
+        }
         return;
       }
       const field = document.createElement("input");
@@ -149,7 +165,7 @@
       field.name = "do";
       field.value = action;
       switchForm.appendChild(field);
-      sending = true;
+      if (leaves(switchForm)) sending = true;  // (submit() fires no submit event)
       switchForm.submit();
     });
   }
@@ -168,31 +184,37 @@
     try {
       // the desk view is left open on purpose: its poll keeps its log-in (the others do not)
       const url = document.getElementById("glance") ? "/api/state?view=desk" : "/api/state";
-      const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const r = await ask(url, { headers: { Accept: "application/json" } });
       if (r.status === 401) {  // the session ended (idle, logged out elsewhere): this page again, which the
         // server sends to the log-in with why ("Your session ended") and the way back; a bare /login
         // here looked as if the student had never been logged in. Not while a form is on its way:
         // going there cut the form's answer short, and the log-in page no longer said it was not saved
-        if (!sending) window.location.replace(window.location.pathname + window.location.search);
-        return;
-      }
-      if (r.ok) {
+        // (the polls go on meanwhile: a form stopped in the browser leaves this page here, and its
+        // state must turn to "No connection" rather than stay as it was)
+        if (!sending) { window.location.replace(window.location.pathname + window.location.search); return; }
+      } else if (r.ok) {
         const state = await r.json();
         const shown = describe(state);
         show(shown[0], shown[1], undefined);
         lastOk = Date.now();
         if (state.camera) await followSwitch(state);
       }
-    } catch (e) { /* the device may be restarting: the stale check below covers it */
+    } catch (e) { /* the device may be restarting, or no answer in time: the stale check covers it */
     } finally { busy = false; }
-    if (Date.now() - lastOk > STALE_MS) show("No connection to the device", "", "unknown");
+    staleCheck();
     schedule();
+  }
+
+  function staleCheck() {
+    if (Date.now() - lastOk > STALE_MS) show("No connection to the device", "", "unknown");
   }
 
   function schedule() {
     if (timer === null && document.visibilityState !== "hidden") timer = setTimeout(poll, EVERY_MS);
   }
 
+  // also on its own clock: whatever a request does, an old state is not shown as the current one
+  setInterval(function () { if (document.visibilityState !== "hidden") staleCheck(); }, EVERY_MS);
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState !== "hidden" && timer === null) { lastOk = Date.now(); poll(); }
   });
