@@ -338,7 +338,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history
         and a fresh form: a new ``attempt`` token each time it is shown."""
         body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), kept=what_is_kept(),
-                    history=my_uploads(user, history_page), attempt=new_attempt(),
+                    max_bytes=limits.max_bytes, history=my_uploads(user, history_page), attempt=new_attempt(),
                     **{"error": "", **values})
         return body if status == 200 else HTTPResponse(body, status)
 

@@ -11,7 +11,7 @@
   % # which files are accepted helps with a refused file, not with a full disk or a deleted photo
   <p class="error" role="alert" id="upload-error">{{error}}{{(' ' + accepted) if get('about_the_file', True) else ''}}</p>
   % end
-  <form method="post" action="/upload" enctype="multipart/form-data" class="row">
+  <form method="post" action="/upload" enctype="multipart/form-data" class="row" id="upload-form" data-max-bytes="{{max_bytes}}" data-accepted="{{accepted}}">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <input type="hidden" name="attempt" value="{{get('attempt', '')}}">
     <div>
@@ -22,6 +22,7 @@
     </div>
     <button type="submit">Analyse</button>
   </form>
+  <script src="/static/upload.js"></script>
 </section>
 <section class="card" id="your-photos">
   <h2>Your photos</h2>
