@@ -9,7 +9,8 @@
   const chartEl = document.getElementById("timeline");
   const emptyEl = document.getElementById("timeline-empty");
   const stream = document.getElementById("stream");
-  const note = document.getElementById("stream-note");
+  const streamSays = document.getElementById("stream-status");  // what became of the picture (not #stream-note:
+  // that is the privacy statement, which an error must not replace)
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVGNS, name);
@@ -27,6 +28,12 @@
     }
     const d = new Date((t + offset) * 1000);
     return d.getUTCHours().toString().padStart(2, "0") + ":" + d.getUTCMinutes().toString().padStart(2, "0");
+  }
+
+  function fmtSeconds(ms) {  // a moment of this page's clock as the device's time of day, to the second
+    const t = ms / 1000;
+    return fmt(t) + ":" + new Date((offset === null ? t : t + offset) * 1000)[offset === null ? "getSeconds" : "getUTCSeconds"]()
+      .toString().padStart(2, "0");
   }
 
   function groupClass(g) {  // the group's colour, from app.css
@@ -113,13 +120,150 @@
   }
   window.addEventListener("resize", function () { if (latest) draw(latest); });
 
-  if (stream) {  // none for an account that may not watch (privacy.live_video)
-    stream.addEventListener("error", function () {
-      note.textContent = "The live view is not available right now (too many viewers, or the camera is off). " +
-                         "Reload the page to try again.";
-      note.className = "error";
+  // The live picture, read from /live.mjpg by fetch rather than by the <img> itself: an <img>
+  // showing an MJPEG stream keeps its last frame and fires no event when the stream ends (the
+  // device's loop stalled, the session recheck ended it, a restart), so a frozen picture
+  // passed for live beside a state that kept changing. Read here, each frame is seen: without
+  // one for STREAM_STALE_MS (the device sends a placeholder every 2 s during a camera fault),
+  // or when the stream ends, the picture is marked as stopped, in words, and asked for again
+  // with back-off. A 401 (the session ended) or 403 (the picture is not theirs) stops it; a
+  // hidden tab lets go of its stream, and so of its viewer slot, until it is shown again.
+  const STREAM_STALE_MS = 6000;
+  const RETRY_MS = [2000, 4000, 8000, 16000, 30000];
+  const MAX_HEADER = 4096;
+
+  function startStream() {
+    let sessionEnded = false;  // a 401: state.js takes the page to the log-in; nothing here asks again
+    let controller = null, watchdog = null, retryTimer = null, tries = 0, lastFrame = 0, generation = 0, frames = 0;
+    let shownUrl = null;
+    const spent = [];  // frames' blob URLs replaced, freed once the next has drawn
+
+    function tell(text, kind) {
+      if (streamSays.textContent !== text) streamSays.textContent = text;
+      streamSays.className = text ? kind || "error" : "";  // an empty live region stays in place, unstyled
+      stream.classList.toggle("stale", !!text && frames > 0);
+    }
+
+    function stop() {  // the connection and every timer
+      generation++;
+      if (controller) controller.abort();
+      controller = null;
+      clearTimeout(watchdog);
+      clearTimeout(retryTimer);
+      watchdog = retryTimer = null;
+    }
+
+    function shows() {
+      return lastFrame ? " The picture shows " + fmtSeconds(lastFrame) + ", not now." : "";
+    }
+
+    function retry(why) {
+      stop();
+      if (sessionEnded) { tell("The live picture stopped: your session ended."); return; }
+      if (document.visibilityState === "hidden") return;  // asked again when the tab is shown
+      const wait = RETRY_MS[Math.min(tries, RETRY_MS.length - 1)];
+      tries++;
+      tell(why + shows() + " Trying again in " + wait / 1000 + " s.");
+      retryTimer = setTimeout(connect, wait);
+    }
+
+    function stopped() { retry("The live picture stopped."); }
+
+    function armWatchdog(gen) {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(function () { if (gen === generation) stopped(); }, STREAM_STALE_MS);
+    }
+
+    function show(bytes, gen) {
+      if (gen !== generation) return;
+      const url = URL.createObjectURL(new Blob([bytes], { type: "image/jpeg" }));
+      if (shownUrl) spent.push(shownUrl);
+      shownUrl = url;
+      stream.src = url;
+      frames++;
+      stream.dataset.frames = String(frames);
+      tries = 0;
+      lastFrame = Date.now();
+      tell("");
+      armWatchdog(gen);
+    }
+    stream.addEventListener("load", function () { while (spent.length) URL.revokeObjectURL(spent.shift()); });
+
+    function headerEnd(buf) {  // where a part's headers end (CRLF CRLF), or -1
+      for (let i = 0; i + 3 < buf.length; i++) {
+        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+      }
+      return -1;
+    }
+
+    // multipart/x-mixed-replace as the device sends it (runtime/live.py _part): "--frame", the
+    // part's headers with its Content-Length, a blank line, the JPEG, CRLF
+    async function readParts(reader, gen) {
+      const words = new TextDecoder();
+      let buf = new Uint8Array(0);
+      for (;;) {
+        const got = await reader.read();
+        if (got.done || gen !== generation) return;
+        const joined = new Uint8Array(buf.length + got.value.length);
+        joined.set(buf);
+        joined.set(got.value, buf.length);
+        buf = joined;
+        for (;;) {
+          const end = headerEnd(buf);
+          if (end < 0) {
+            if (buf.length > MAX_HEADER) throw new Error("no part header");
+            break;
+          }
+          const length = /content-length:\s*(\d+)/i.exec(words.decode(buf.subarray(0, end)));
+          if (!length) throw new Error("a part without its length");
+          const start = end + 4, finish = start + Number(length[1]);
+          if (buf.length < finish) break;
+          show(buf.slice(start, finish), gen);
+          buf = buf.slice(finish);
+        }
+      }
+    }
+
+    async function connect() {
+      stop();
+      const gen = generation;
+      controller = new AbortController();
+      armWatchdog(gen);  // also for a device that takes the connection and says nothing
+      let r;
+      try {
+        r = await fetch("/live.mjpg", { credentials: "same-origin", cache: "no-store", signal: controller.signal });
+      } catch (e) {
+        if (gen === generation) retry("The live picture is not available: the device did not answer.");
+        return;
+      }
+      if (gen !== generation) return;
+      if (r.status === 401) { sessionEnded = true; retry(""); return; }
+      if (!r.ok || !r.body) {
+        let why = "";
+        try { why = (await r.json()).error || ""; } catch (e) { why = ""; }
+        if (gen !== generation) return;
+        if (r.status === 403) { stop(); tell("The live picture is not shown to you" + (why ? ": " + why : "") + "."); return; }
+        // 503: the viewers' places are taken, or this page's own last stream has not let go of its place yet
+        retry("The live picture is not available right now" + (why ? " (" + why + ")" : "") + ".");
+        return;
+      }
+      try {
+        await readParts(r.body.getReader(), gen);
+      } catch (e) { /* cut off, or let go of here (abort) */ }
+      if (gen === generation) stopped();
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") { stop(); return; }
+      if (sessionEnded || controller) return;
+      tries = 0;
+      if (frames) tell("Reconnecting to the live picture." + shows(), "hint");
+      connect();
     });
+    tell("Connecting to the live picture.", "hint");
+    connect();
   }
 
+  if (stream && streamSays) startStream();  // none for an account that may not watch (privacy.live_video)
   pollTimeline();
 })();

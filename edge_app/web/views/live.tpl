@@ -10,7 +10,11 @@
   <div class="split">
     <div>
       % if watch:
-      <img id="stream" src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480">
+      % # live.js reads the stream and draws each frame here, so that it sees the stream end (an <img> does not)
+      <img id="stream" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480"
+           aria-describedby="stream-status">
+      <noscript><img src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480"></noscript>
+      <p id="stream-status" role="status"></p>
       % else:
       <p class="empty" id="no-stream">The live picture is shown to admins only on this device: it shows whoever sits
         at the desk now. The state and the chart are here.</p>
