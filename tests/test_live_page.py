@@ -138,7 +138,7 @@ def test_a_refused_stream_keeps_the_privacy_statement_and_tries_again(page, serv
     assert text(page, "#stream-status") == "" and text(page, "#stream-note") == note
 
 
-@pytest.mark.parametrize("which", ["/live.mjpg"])
+@pytest.mark.parametrize("which", ["/live.mjpg", "/api/timeline"])
 def test_an_ended_session_stops_the_picture_and_the_chart(page, server, which):
     """After a 401 neither asks again (state.js takes the page to the log-in): the chart asked
     every 5 s for ever, also after the session had ended."""
@@ -158,18 +158,34 @@ def test_an_ended_session_stops_the_picture_and_the_chart(page, server, which):
 
 
 def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, server):
-    """A background /live tab held a viewer's place (and the device's encoder) while nobody looked."""
+    """A background /live tab asked the database every 5 s for ever and held a viewer's place."""
     asked = []
-    page.on("request", lambda r: asked.append(r.url) if "/live.mjpg" in r.url else None)
+    page.on("request", lambda r: asked.append(r.url) if "/api/timeline" in r.url or "/live.mjpg" in r.url else None)
     page.goto(f"{server.url}/live")
     wait_in_page(page, "Number(document.getElementById('stream').dataset.frames) > 0")
+    wait_in_page(page, "document.getElementById('timeline-svg') !== null")
     hide(page, True)
     seen, shown = len(asked), frames(page)
     # the stream let go of at once (its viewer's place with it): no frame comes
     assert stays(lambda: frames(page) == shown, 1.0), frames(page) - shown
     page.clock.fast_forward(60_000)
     assert stays(lambda: page.evaluate("1") and len(asked) == seen, 0.5), asked[seen:]  # nothing asked for
-    with page.expect_request(lambda r: "/live.mjpg" in r.url):
+    with page.expect_request(lambda r: "/api/timeline" in r.url):
         hide(page, False)  # at once, not after the next 5 s
     wait_in_page(page, "Number(document.getElementById('stream').dataset.frames) > 0 && "
                        "document.getElementById('stream-status').textContent === ''")
+
+
+def test_a_chart_the_device_stopped_answering_for_says_so(page, server):
+    """The chart kept its old "now" with no word that it had stopped following."""
+    page.goto(f"{server.url}/live")
+    wait_in_page(page, "document.getElementById('timeline-svg') !== null")
+    assert text(page, "#timeline-stale") == ""
+    page.route("**/api/timeline*", lambda route: route.abort("connectionrefused"))
+    for _ in range(4):  # 20 s of polls that fail
+        page.clock.fast_forward(5_000)
+    wait_in_page(page, "document.getElementById('timeline-stale').textContent.includes('not up to date')")
+    assert "stale" in page.get_attribute("#timeline", "class")
+    page.unroute("**/api/timeline*")
+    page.clock.fast_forward(5_000)
+    wait_in_page(page, "document.getElementById('timeline-stale').textContent === ''")

@@ -11,6 +11,8 @@
   const stream = document.getElementById("stream");
   const streamSays = document.getElementById("stream-status");  // what became of the picture (not #stream-note:
   // that is the privacy statement, which an error must not replace)
+  const chartSays = document.getElementById("timeline-stale");
+  let sessionEnded = false;  // a 401: state.js takes the page to the log-in; nothing here asks again
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVGNS, name);
@@ -110,13 +112,40 @@
     emptyEl.hidden = segments > 0;
   }
 
-  let latest = null;
+  // The chart asks again every 5 s while the tab is shown: a background tab asked the device's
+  // database every 5 s for ever, also after the session had ended. When the device stops
+  // answering, the chart says since when (its "now" would otherwise stay where it was).
+  const TIMELINE_MS = 5000, TIMELINE_STALE_MS = 15000;
+  let latest = null, lastTimeline = Date.now(), timelineTimer = null, timelineBusy = false;
+
+  function chartAge() {
+    if (!chartSays) return;
+    const old = Date.now() - lastTimeline > TIMELINE_STALE_MS;
+    const text = old ? "This chart is not up to date: the device last answered at " + fmtSeconds(lastTimeline) +
+      ". It is asked again every few seconds." : "";
+    if (chartSays.textContent !== text) chartSays.textContent = text;
+    chartSays.className = old ? "error" : "";
+    chartEl.classList.toggle("stale", old);
+  }
+
   async function pollTimeline() {
+    timelineTimer = null;
+    if (timelineBusy || sessionEnded) return;
+    timelineBusy = true;
     try {
       const r = await fetch("/api/timeline?minutes=" + MINUTES, { credentials: "same-origin" });
-      if (r.ok) { latest = await r.json(); draw(latest); }
-    } catch (e) { /* retry below */ }
-    setTimeout(pollTimeline, 5000);
+      if (r.status === 401) { sessionEnded = true; return; }  // state.js shows the log-in page, saying why
+      if (r.ok) { latest = await r.json(); lastTimeline = Date.now(); draw(latest); }
+    } catch (e) { /* the device may be restarting: asked again below */
+    } finally { timelineBusy = false; }
+    chartAge();
+    scheduleTimeline();
+  }
+
+  function scheduleTimeline() {
+    if (timelineTimer === null && !sessionEnded && document.visibilityState !== "hidden") {
+      timelineTimer = setTimeout(pollTimeline, TIMELINE_MS);
+    }
   }
   window.addEventListener("resize", function () { if (latest) draw(latest); });
 
@@ -133,7 +162,6 @@
   const MAX_HEADER = 4096;
 
   function startStream() {
-    let sessionEnded = false;  // a 401: state.js takes the page to the log-in; nothing here asks again
     let controller = null, watchdog = null, retryTimer = null, tries = 0, lastFrame = 0, generation = 0, frames = 0;
     let shownUrl = null;
     const spent = [];  // frames' blob URLs replaced, freed once the next has drawn
@@ -263,6 +291,15 @@
     tell("Connecting to the live picture.", "hint");
     connect();
   }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") {
+      clearTimeout(timelineTimer);
+      timelineTimer = null;
+    } else if (timelineTimer === null) {
+      pollTimeline();  // at once: the chart may be minutes old
+    }
+  });
 
   if (stream && streamSays) startStream();  // none for an account that may not watch (privacy.live_video)
   pollTimeline();

@@ -37,6 +37,7 @@
         <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
         % end
       </ul>
+      <p id="timeline-stale" role="status"></p>
       <p class="hint" id="timeline-empty" hidden>No state changes yet: the chart fills as the loop runs.</p>
       % if own_chart:
       <p class="hint" id="timeline-own">Your chart begins when you logged in: this desk is shared, and what it showed
