@@ -133,7 +133,8 @@
     if (timelineBusy || sessionEnded) return;
     timelineBusy = true;
     try {
-      const r = await fetch("/api/timeline?minutes=" + MINUTES, { credentials: "same-origin" });
+      const r = await fetch("/api/timeline?minutes=" + MINUTES,  // given up unanswered (a held request held every later one)
+                            { credentials: "same-origin", signal: AbortSignal.timeout(TIMELINE_MS) });
       if (r.status === 401) { sessionEnded = true; return; }  // state.js shows the log-in page, saying why
       if (r.ok) { latest = await r.json(); lastTimeline = Date.now(); draw(latest); }
     } catch (e) { /* the device may be restarting: asked again below */
