@@ -223,9 +223,11 @@ def test_stay_logged_in_needs_the_csrf_token_and_restarts_the_idle_timer(applian
     assert bare.post(f"{appliance.url}/api/session", timeout=10).status_code == 403  # no X-CSRF-Token
     appliance.store.execute("UPDATE sessions SET last_seen = last_seen - 10")
     r = s.post(f"{appliance.url}/api/session", timeout=10)
-    assert r.status_code == 200 and r.json() == {"idle_s": appliance.accounts.idle_s}
+    assert r.status_code == 200 and r.json()["idle_s"] == appliance.accounts.idle_s
+    assert r.json()["left_s"] == pytest.approx(appliance.accounts.idle_s, abs=2)  # a whole idle time again
     appliance.accounts.idle_s = 5  # the 10 s before would have ended it: the post started the timer again
-    assert s.get(f"{appliance.url}/api/session", timeout=10).status_code == 200
+    left = s.get(f"{appliance.url}/api/session", timeout=10)
+    assert left.status_code == 200 and 0 < left.json()["left_s"] <= 5
     s.post(f"{appliance.url}/logout", data={"csrf": s.csrf}, timeout=10)
     assert s.post(f"{appliance.url}/api/session", timeout=10).status_code == 401
 
