@@ -5,8 +5,9 @@ import sqlite3
 
 import pytest
 
-from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy, hash_password
+from edge_app.store.accounts import Accounts, AuthError, hash_password
 from edge_app.store.database import DB_NAME, Store
+from edge_app.store.login_throttle import LoginThrottled, ThrottlePolicy
 from edge_app.store.schema import MIGRATIONS
 
 RELEASED_SCHEMA = 11  # the schema of the release before users got AUTOINCREMENT (migration 13)

@@ -15,8 +15,9 @@ from http.cookies import SimpleCookie
 import pytest
 
 from edge_app.store import accounts as accounts_mod
-from edge_app.store.accounts import Accounts, AuthError, LoginThrottled, ThrottlePolicy
+from edge_app.store.accounts import Accounts, AuthError
 from edge_app.store.database import Store
+from edge_app.store.login_throttle import LoginThrottled, ThrottlePolicy
 from tests.conftest import ADMIN_PASSWORD, login, wait_for
 
 STUDENT_PW = "student-pw-123"

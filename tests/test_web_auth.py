@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from edge_app import config as config_mod
-from edge_app.store.accounts import Accounts, AuthError, ThrottlePolicy, hash_password
+from edge_app.store.accounts import Accounts, AuthError, hash_password
+from edge_app.store.login_throttle import ThrottlePolicy
 from edge_app.web import hardening
 from tests.conftest import ADMIN_PASSWORD, login, stays, wait_for
 

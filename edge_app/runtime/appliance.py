@@ -17,10 +17,11 @@ from edge_app.engagement import Group, group_of
 from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.live import LiveFrame
-from edge_app.store.accounts import Accounts, ThrottlePolicy
+from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.store.housekeeping import Housekeeping
 from edge_app.store.leftovers import hold_images
+from edge_app.store.login_throttle import ThrottlePolicy
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import detector_from_config
 from edge_app.vision.sources import FrameSource, make_source

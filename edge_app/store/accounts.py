@@ -2,7 +2,8 @@
 
 Passwords: hashlib.scrypt (memory-hard), salted, never logged. Sessions: a random token
 in an HttpOnly cookie; only its SHA-256 is stored, so a copied database gives no live
-session. Each session carries its own CSRF token for state-changing forms.
+session. Each session carries its own CSRF token for state-changing forms. Failed log-ins
+are counted and refused in ``login_throttle``; ``Accounts.login`` checks a password behind it.
 """
 from __future__ import annotations
 
@@ -19,15 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from edge_app.addresses import client_key, ip_of
 from edge_app.fsutil import atomic_write
+from edge_app.store.auth_error import AuthError
 from edge_app.store.database import Store
 from edge_app.store.known_browsers import BROWSER_KEY_FILE, KnownBrowsers
-
-if TYPE_CHECKING:
-    from edge_app.config import LoginSettings
+from edge_app.store.login_throttle import LoginThrottle, ThrottlePolicy, _Counter
 
 log = logging.getLogger(__name__)
 
@@ -46,75 +44,9 @@ def valid_username(name: str) -> bool:
     return bool(USERNAME.fullmatch(name or "")) and any(c.isascii() and c.isalnum() for c in name)
 
 
-class AuthError(ValueError):
-    """A user-facing account problem (bad name, weak password, unknown user). ``field``: the
-    form field at fault, for the page to mark and focus ("username", "role", "current",
-    "new", "again"); empty for the password being set (each form names its own field)."""
-
-    def __init__(self, message: str, field: str = ""):
-        super().__init__(message)
-        self.field = field
-
-
 class AccountDisabled(AuthError):
     """The right password for an account an admin has disabled: said as such, so the
     student asks an admin instead of trying passwords (only the password's owner learns it)."""
-
-
-class LoginThrottled(AuthError):
-    """Too many failed log-ins: the message says how long to wait (``retry_after`` seconds)."""
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass
-class ThrottlePolicy:
-    """Failed log-ins within ``window_s``, counted per user name *from one address*, per
-    client address, and per user name from all addresses together; a browser that has
-    logged in as a name before (``Accounts.remember_browser``) is counted only by its own
-    failures for that name.
-
-    After ``slow_after_*`` failures every further attempt must wait ``base_delay_s``,
-    doubling with each failure (up to ``max_delay_s``); at ``lock_after_*`` failures the
-    name (from that address, or in that browser), or the address, is locked for ``lock_s``.
-    Counting a name per address means a student guessing from their laptop cannot lock
-    the teacher out of their own desk; ``lock_after_user_global`` is the ceiling that still
-    slows a guesser who moves between addresses: past it, an attempt from an address that
-    has failed for the name within the window, in a browser the name has not logged in
-    from, waits (``base_delay_s`` doubling to ``max_delay_s``, judged from the newest
-    failure by anyone), never locked. An address with no failure of its own for the name
-    in the window is checked anyway, so the owner on a new laptop or a private window gets
-    in while others guess; its one wrong password makes it wait like the rest. So past the
-    ceiling a guesser gets one attempt per wait plus one per fresh address per window
-    (an IPv6 /64 is one address), and each address still locks at ``lock_after_user``;
-    failures age out after ``window_s``, so each window the same addresses are fresh again
-    and the count under the ceiling starts over. The owner's own browser and the machine's
-    console are not held up at all. An address gets more slack than a name: one classroom
-    may share it. Attempts while
-    waiting or locked are refused without checking the password, and every attempt is
-    counted before the password is checked, so parallel guesses cannot slip past the limit.
-    """
-
-    window_s: float = 900.0
-    slow_after: int = 3
-    slow_after_address: int = 10
-    base_delay_s: float = 1.0
-    max_delay_s: float = 30.0
-    lock_after_user: int = 8
-    lock_after_address: int = 25
-    lock_s: float = 900.0
-    lock_after_user_global: int = 100
-
-    @classmethod
-    def from_config(cls, login: LoginSettings) -> "ThrottlePolicy":
-        """The policy of the config file's ``[login]`` section."""
-        return cls(window_s=login.window_minutes * 60.0, slow_after=login.slow_after_user,
-                   slow_after_address=login.slow_after_address, base_delay_s=login.first_delay_s,
-                   max_delay_s=login.max_delay_s, lock_after_user=login.lock_after_user,
-                   lock_after_address=login.lock_after_address, lock_s=login.lock_minutes * 60.0,
-                   lock_after_user_global=login.lock_after_user_global)
 
 
 @dataclass
@@ -164,52 +96,6 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
-
-
-@dataclass(frozen=True)
-class _Counter:
-    """One counter of failed log-ins an attempt feeds: its key in ``login_failures``, after
-    how many failures it slows and locks (``lock_after`` None: it only slows), who it is
-    named as in a refusal, and whether it can refuse this attempt (``judged``; ``fresh_from``:
-    not while the attempt's own counter for the name from its address is clean)."""
-
-    key: str
-    slow_after: int
-    lock_after: int | None
-    who: str
-    judged: bool = True
-    fresh_from: str | None = None  # not judged while this key has no failure in the window and none in flight
-
-
-def _console(address: str | None) -> bool:
-    """The machine's own console (a kiosk browser on the device): 127.0.0.1 or ::1. Not the rest
-    of 127.0.0.0/8, which no browser of its own uses."""
-    ip = ip_of(address or "")
-    return ip is not None and str(ip) in ("127.0.0.1", "::1")
-
-
-def _way_back(counter: _Counter) -> str:
-    """What still works while ``counter`` is locked: not "ask an admin" alone, since the one
-    locked out may be the admin."""
-    if counter.who == "your address":
-        return "A browser that has logged in as that user before still gets in, from here too."
-    elsewhere = ("Another browser" if "browser" in counter.who else "A browser") + \
-        " that has logged in as this user before still gets in."
-    return (f"{elsewhere} An admin can unlock the name on the Users page; an admin locked out of their own name "
-            "can set its password on the machine itself with engage-edge passwd (README: 'Lost the first-start "
-            "admin password').")
-
-
-# What the refusal past the ceiling over all addresses says beyond its wait: the wait is
-# judged from anyone's newest failure, so while a class keeps guessing the owner's next try
-# from here may be refused again. The same words for every name (one no account has too),
-# so they tell nothing about which names exist. Not "unlock": the ceiling slows, it locks
-# nothing (``locked_users``), so the Users page offers no unlock for it, while a password
-# set there or with passwd forgets every failure for the name (``set_password``).
-CEILING_WAY_BACK = (", and longer while others keep guessing. A browser that has logged in as this user before is "
-                    "not held up. An admin can give the name a new password on the Users page, which lifts this; an "
-                    "admin held up on their own name can set its password on the machine itself with engage-edge "
-                    "passwd (README: 'Lost the first-start admin password').")
 
 
 # Passwords that guessing tools try first (and that a class would guess); compared
@@ -321,18 +207,6 @@ def _keep_an_admin(conn: sqlite3.Connection, user: User | None, change: str = ""
                         + ": make another user an admin first", field)
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _wait_text(seconds: float) -> str:
-    seconds = max(1, int(seconds + 0.999))
-    if seconds >= 90:
-        minutes = (seconds + 59) // 60
-        return f"{minutes} minutes"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
 # What a user still on a password someone else chose (the generated first-start one, or
 # one an admin or technician set for them) is told by every page but the account page,
 # on a device and on the classroom page alike
@@ -345,7 +219,8 @@ FIRST_PASSWORD_FILE = "first-admin-password.txt"
 
 
 class Accounts:
-    """Users, throttled log-ins and sessions of one process (web worker threads share it).
+    """Users and sessions of one process (web worker threads share it), and log-ins behind its
+    ``login_throttle``.
 
     Idle timeouts, the sessions' lifetime, log-in locks and the confirmation window are
     measured on ``monotonic`` while the process runs: a Pi that booted with a stale clock
@@ -365,22 +240,19 @@ class Accounts:
         self._seen_at: dict[tuple[str, Hashable], tuple[float, float]] = {}
         self._seen_lock = threading.Lock()
         self.confirm_s = confirm_s  # an admin's change asks for the password typed within this (0: never)
-        self.throttle = throttle or ThrottlePolicy()
-        self._pending: dict[str, int] = {}  # throttle key -> attempts being checked now (one web process)
-        self._pending_lock = threading.Lock()
-        # keys the counters of names no account has: kept in memory only, so a copied database
-        # cannot be searched for what was typed there (a password in the name field)
-        self._unknown_key = secrets.token_bytes(32)
+        # the failed log-ins, judged on this clock (a lambda: ``wall`` as set when it is read, which may be replaced)
+        self.login_throttle = LoginThrottle(store, throttle or ThrottlePolicy(), self._now, self._elapsed, self._mark,
+                                            lambda: self.wall())
         self.browsers = KnownBrowsers(store.data_dir / BROWSER_KEY_FILE)  # the signed known-browser cookies
 
-    def _counted_name(self, username: str) -> str:
-        """The name part of a throttle key: an account's own (lower-case) name, which the
-        Users page unlocks; for a name no account has, a keyed digest, so what was typed (often
-        a password in the wrong field) is never stored, and it is throttled as much as a real name."""
-        name = _throttle_name(username)
-        if self.find(username) is not None:
-            return name
-        return "#" + hmac.new(self._unknown_key, name.encode(), hashlib.sha256).hexdigest()[:32]
+    @property
+    def throttle(self) -> ThrottlePolicy:
+        """The log-in throttle's policy (``LoginThrottle.policy``); setting it replaces the policy."""
+        return self.login_throttle.policy
+
+    @throttle.setter
+    def throttle(self, policy: ThrottlePolicy) -> None:
+        self.login_throttle.policy = policy
 
     # ------------------------------------------------------------ elapsed time
     def _now(self) -> tuple[float, float]:
@@ -450,121 +322,27 @@ class Accounts:
     # ------------------------------------------------------------ throttled log-in
     def _keys(self, username: str, address: str | None, browser: str | None = None,
               session: str | None = None) -> list[_Counter]:
-        """The counters an attempt feeds. ``browser``: the cookie of a browser that may have
-        logged in as this name before; when it has, only its own failures count (guesses from
-        elsewhere cannot lock the owner's browser out, and it cannot guess faster than a name
-        from one address). ``session``: the password typed again inside a live session
-        (confirm, Your account): counted for that session, not against the name everywhere."""
-        p, name = self.throttle, self._counted_name(username)
-        known = self.known_browser(username, browser)
-        if known is not None:
-            return [_Counter("user:" + name + "|browser:" + known, p.slow_after, p.lock_after_user,
-                             "this user name in this browser")]
-        address = client_key(address) if address else address  # an IPv6 /64 is one client
-        keys = [_Counter("user:" + name + "|" + (address or ""), p.slow_after, p.lock_after_user,
-                         "this user name from your address")]
-        if session is not None:
-            keys.append(_Counter("user:" + name + "|session:" + _token_hash(session)[:16], p.slow_after,
-                                 p.lock_after_user, "this user name in this log-in"))
-        else:  # the console (a kiosk on the device) feeds the ceiling but is not held by it: it is one address
-            # nor is an address that has not failed for this name (the owner on a new laptop): it is
-            # checked once, and a wrong password makes it wait like the rest
-            keys.append(_Counter("user:" + name, p.lock_after_user_global, None,
-                                 "this user name from many addresses", judged=not _console(address),
-                                 fresh_from=keys[0].key if address else None))
-        if address:
-            keys.append(_Counter("addr:" + address, p.slow_after_address, p.lock_after_address, "your address"))
-        return keys
-
-    def _failure_ages(self, rows, now: tuple[float, float]) -> list[float]:
-        """Seconds since each failed log-in (rows of ``id``, ``t``) still inside the throttle's
-        horizon; one stored in the future counts as just now (a lock is never cut short)."""
-        horizon = max(self.throttle.window_s, self.throttle.lock_s)
-        ages = (self._elapsed(("failure", r["id"]), r["t"], now, future=0.0) for r in rows)
-        return [age for age in ages if age < horizon]
-
-    def _until(self, wait: float) -> str:
-        """``wait`` from now as the clock on the wall reads it."""
-        return time.strftime("%H:%M", time.localtime(self.wall() + wait))
-
-    def _fresh(self, key: str, now: tuple[float, float]) -> bool:
-        """No failure of ``key`` within the window and no attempt of it being checked: one at a
-        time, so parallel guesses from a new address get one check between them, not eight."""
-        if self._pending.get(key):
-            return False
-        ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (key,)), now)
-        return all(age >= self.throttle.window_s for age in ages)
-
-    def _refusal(self, counters: list[_Counter]) -> LoginThrottled | None:
-        """Why this attempt must not be checked now, or None. Attempts still being checked
-        (``_pending``) count towards the locks, so parallel guesses cannot overtake them."""
-        p, now = self.throttle, self._now()
-        for c in counters:
-            if not c.judged or (c.fresh_from is not None and self._fresh(c.fresh_from, now)):
-                continue
-            # every row of the key (purged past the horizon): a stepped clock makes stored times say nothing
-            ages = self._failure_ages(self.store.query("SELECT id, t FROM login_failures WHERE key = ?", (c.key,)), now)
-            n, last = len(ages), min(ages, default=0.0)
-            if c.lock_after is not None and n >= c.lock_after and last < p.lock_s:
-                wait = p.lock_s - last
-                return LoginThrottled(f"Too many failed log-ins for {c.who}: log-in is locked for {_wait_text(wait)} "
-                                      f"(until {self._until(wait)}). {_way_back(c)}", wait)
-            if n >= c.slow_after:
-                delay = min(p.base_delay_s * 2 ** min(n - c.slow_after, 64), p.max_delay_s)
-                if last < delay:
-                    wait = delay - last
-                    return LoginThrottled(f"Too many failed log-ins for {c.who}: wait {_wait_text(wait)} "
-                                          f"before trying again{CEILING_WAY_BACK if c.lock_after is None else '.'}",
-                                          wait)
-            pending = self._pending.get(c.key, 0)  # failures past a lock shorter than the window are not in flight
-            if pending and n + pending >= (c.slow_after if c.lock_after is None else c.lock_after):
-                return LoginThrottled(f"Too many log-ins for {c.who} are being checked at once: "
-                                      "try again in a moment.", 1.0)
-        return None
+        """The counters an attempt feeds (``LoginThrottle.counters``). ``browser``: the cookie of
+        a browser that may have logged in as this name before; ``session``: the password typed
+        again inside a live session (confirm, Your account)."""
+        account = self.find(username) is not None
+        return self.login_throttle.counters(_throttle_name(username), account, address, self.known_browser(username, browser),
+                                            None if session is None else _token_hash(session)[:16])
 
     def check_throttle(self, username: str, address: str | None, browser: str | None = None) -> None:
         """Raise ``LoginThrottled`` when this user name or address must wait or is locked."""
-        refusal = self._refusal(self._keys(username, address, browser))
-        if refusal:
-            raise refusal
+        self.login_throttle.check(self._keys(username, address, browser))
 
     def login(self, username: str, password: str, address: str | None = None, browser: str | None = None,
               session: str | None = None) -> User | None:
-        """``authenticate`` behind the throttle: a user, None (wrong), or ``LoginThrottled``.
-        ``browser``: the known-browser cookie sent (``remember_browser``); ``session``: the
-        password typed again inside that live session (see ``_keys``).
-
-        The attempt is counted (as pending, under one lock with the throttle check)
-        *before* the password is checked: forty parallel guesses are forty counted
-        attempts, not forty checks against a count of zero."""
-        counters = self._keys(username, address, browser, session)
-        keys = [c.key for c in counters]
-        with self._pending_lock:
-            refusal = self._refusal(counters)
-            if refusal is not None:
-                raise refusal
-            for key in keys:
-                self._pending[key] = self._pending.get(key, 0) + 1
-        try:
-            user = self.authenticate(username, password)
-            if user is None:
-                wall, mono = self._now()
-                with self.store.transaction() as conn:
-                    ids = [conn.execute("INSERT INTO login_failures(key, t) VALUES (?, ?)", (key, wall)).lastrowid
-                           for key in keys]
-                for failure in ids:
-                    self._mark(("failure", failure), wall, mono)
-            else:
-                self.store.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
-                if user.username == "admin":
-                    self.first_password_path.unlink(missing_ok=True)  # seen and used: no copy left lying around
-            return user
-        finally:
-            with self._pending_lock:
-                for key in keys:
-                    self._pending[key] -= 1
-                    if not self._pending[key]:
-                        del self._pending[key]
+        """``authenticate`` behind the throttle (``LoginThrottle.attempt``): a user, None (wrong),
+        or ``LoginThrottled``. ``browser``: the known-browser cookie sent (``remember_browser``);
+        ``session``: the password typed again inside that live session (see ``_keys``)."""
+        user = self.login_throttle.attempt(self._keys(username, address, browser, session),
+                                           lambda: self.authenticate(username, password))
+        if user is not None and user.username == "admin":
+            self.first_password_path.unlink(missing_ok=True)  # seen and used: no copy left lying around
+        return user
 
     def _login_quietly(self, username: str, password: str, address: str | None,
                        session: str | None = None) -> User | None:
@@ -577,24 +355,11 @@ class Accounts:
     def unlock(self, username: str, conn: sqlite3.Connection | None = None) -> int:
         """Forget every failed log-in for ``username`` (an admin's unlock); returns how many.
         ``conn``: inside the caller's transaction (a new password's)."""
-        name = _throttle_name(username)
-        return (conn or self.store.connect()).execute("DELETE FROM login_failures WHERE key = ? OR key LIKE ? ESCAPE '\\'",
-                                                      ("user:" + name, "user:" + _like_escape(name) + "|%")).rowcount
+        return self.login_throttle.unlock(_throttle_name(username), conn)
 
     def locked_users(self) -> set[str]:
-        """User names locked now from some address or browser (for the admin's Users page);
-        the ceiling over all addresses slows, it locks no one."""
-        p, now = self.throttle, self._now()
-        by_key: dict[str, list] = {}
-        for r in self.store.query("SELECT id, key, t FROM login_failures "
-                                  "WHERE key LIKE 'user:%|%' AND key NOT LIKE 'user:#%'"):  # '#': names no account has
-            by_key.setdefault(r["key"], []).append(r)
-        locked = set()
-        for key, rows in by_key.items():
-            ages = self._failure_ages(rows, now)
-            if len(ages) >= p.lock_after_user and min(ages, default=p.lock_s) < p.lock_s:
-                locked.add(key[5:].split("|", 1)[0])
-        return locked
+        """User names locked now from some address or browser (for the admin's Users page)."""
+        return self.login_throttle.locked_users()
 
     def change_password(self, user: User, current: str, new: str, again: str | None = None,
                         address: str | None = None, session: str | None = None) -> User:
@@ -886,20 +651,18 @@ class Accounts:
         caller empties the write-ahead log after (``Store.forget_deleted``) when any went.
         Judged as a log-in would judge them (on the monotonic clock), so a clock step
         purges nothing that is still live."""
-        now, horizon = self._now(), max(self.throttle.window_s, self.throttle.lock_s)
+        now = self._now()
         with self._seen_lock:
             known = set(self._seen_at)
         sessions = self.store.query("SELECT token_hash, created, last_seen FROM sessions")
         ended = [(r["token_hash"],) for r in sessions if self._expired(r["token_hash"], r["created"], r["last_seen"], now)]
-        failures = self.store.query("SELECT id, t FROM login_failures")
-        old = [(r["id"],) for r in failures
-               if self._elapsed(("failure", r["id"]), r["t"], now, future=0.0) >= horizon]
+        old = self.login_throttle.expired(now)
         gone = 0
         if ended or old:
             with self.store.transaction() as conn:
                 gone = conn.executemany("DELETE FROM sessions WHERE token_hash = ?", ended).rowcount
-                gone += conn.executemany("DELETE FROM login_failures WHERE id = ?", old).rowcount
+                gone += self.login_throttle.delete(conn, old)
         self._forget(known, ("created", "seen", "written", "confirmed"),
                      {r["token_hash"] for r in self.store.query("SELECT token_hash FROM sessions")})
-        self._forget(known, ("failure",), {r["id"] for r in self.store.query("SELECT id FROM login_failures")})
+        self._forget(known, ("failure",), self.login_throttle.failure_ids())
         return gone

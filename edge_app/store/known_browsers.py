@@ -1,6 +1,6 @@
 """Known browsers: the signed cookie that says which user names a browser has logged in as.
 
-A browser known for a name is throttled by its own failures only (``accounts.ThrottlePolicy``),
+A browser known for a name is throttled by its own failures only (``login_throttle.ThrottlePolicy``),
 so guesses from elsewhere cannot lock the owner out of it. Nothing is stored on the server:
 each cookie entry is signed with a key kept beside the database (never in it, so a copied
 database cannot mint entries) and over the account's password hash, so a new password or a

@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 import bottle
 from bottle import HTTPResponse, request, response
 
-from edge_app.store.accounts import AccountDisabled, Accounts, AuthError, LoginThrottled, User
+from edge_app.store.accounts import AccountDisabled, Accounts, AuthError, User
+from edge_app.store.login_throttle import LoginThrottled
 from edge_app.web import hardening
 from edge_app.web.guard import client_address, safe_next
 from edge_app.web.proxies import over_tls

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import bottle
 from bottle import HTTPResponse, request
 
-from edge_app.store.accounts import LoginThrottled
+from edge_app.store.login_throttle import LoginThrottled
 from edge_app.web import account_routes, hardening
 from edge_app.web.guard import COOKIE, Guard, account_url, client_address, safe_next
 

@@ -18,7 +18,7 @@ from bottle import HTTPError, HTTPResponse, MultipartError, request, response
 
 from edge_app.addresses import client_key
 from edge_app.config import Config
-from edge_app.store.accounts import LoginThrottled
+from edge_app.store.login_throttle import LoginThrottled
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ REFUSALS = RefusalLog()  # the lines of every refused log-in and password check 
 
 
 def throttled(exc, page: str | None = None) -> HTTPResponse:
-    """429 for a throttled log-in (``accounts.LoginThrottled``): the log-in ``page`` with
+    """429 for a throttled log-in (``login_throttle.LoginThrottled``): the log-in ``page`` with
     its message, or JSON for a script; Retry-After either way."""
     headers = {"Retry-After": str(int(exc.retry_after) + 1)}
     if page is not None:

@@ -11,9 +11,10 @@ from edge_app.fleet.classroom.app import ClassroomContext, make_classroom_app
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.settings import MqttSettings
-from edge_app.store.accounts import Accounts, ThrottlePolicy
+from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.store.housekeeping import Housekeeping
+from edge_app.store.login_throttle import ThrottlePolicy
 from edge_app.web import reach
 from edge_app.web.hardening import AllowedHosts
 from edge_app.web.proxies import TrustedProxies
