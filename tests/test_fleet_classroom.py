@@ -21,6 +21,7 @@ from mqtt_broker import PASSWORD, USER
 from test_accessibility import serious_violations
 
 from edge_app.config import LoginSettings
+from edge_app.fleet import broker_link
 from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
@@ -353,7 +354,7 @@ def test_a_refused_broker_log_in_is_the_reason_the_page_gives_in_its_own_terms(b
     follows each refusal replaced it at once with "lost the connection (Unspecified error)".
     The log says it once a minute, not at every retry (an ERROR line each time, for days)."""
     monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.setattr(publisher_module, "RECONNECT_MAX_S", 1)  # a retry each second
+    monkeypatch.setattr(broker_link, "RECONNECT_MAX_S", 1)  # a retry each second
     caplog.set_level("WARNING", logger="edge_app.fleet.classroom.subscriber")
     service = ClassroomService(mqtt(broker, password="not-the-password"), tmp_path / "classroom", port=0, reserve_mb=1).start()
     try:
@@ -1429,7 +1430,7 @@ def test_a_card_cloned_with_its_device_id_is_named_on_the_tile_and_in_healthz_in
         tile.wait_for(timeout=10_000)
         assert tile.inner_text().startswith("Two devices use this desk's ID")
         # the device's own admin page says what its dropping connection may be (3 drops here, 10 in 10 min there)
-        monkeypatch.setattr(publisher_module, "MANY_DROPS", 3)
+        monkeypatch.setattr(broker_link, "MANY_DROPS", 3)
         wait_for(lambda: "another device uses this desk's device ID (desk-twin" in again.snapshot().text(),
                  timeout=30, what="the device's status names the likely cause")
         assert publisher_module.status_of(again)["text"] == again.snapshot().text()

@@ -21,10 +21,12 @@ from mqtt_broker import PASSWORD, USER, Broker, Listener
 from edge_app import config as config_mod
 from edge_app.device.indicators import make_indicator
 from edge_app.engagement import Group, MinuteAggregator
+from edge_app.fleet import broker_link
 from edge_app.fleet import publisher as publisher_mod
+from edge_app.fleet.broker_link import make_client
 from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.classroom.subscriber import Subscriber
-from edge_app.fleet.publisher import Publisher, check_connection, make_client, status_of
+from edge_app.fleet.publisher import Publisher, check_connection, status_of
 from edge_app.fleet.settings import MqttSettings
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.snapshot import StateSnapshot
@@ -632,7 +634,7 @@ def test_wrong_tls_settings_are_named_not_taken_for_an_unreachable_broker(tls_br
 def test_a_broker_that_never_answers_is_not_connecting_for_ever(store, monkeypatch):
     """A port that takes the connection and never answers the log-in left "connecting" on
     the page and /healthz with no reason at all; after a while it says what to check."""
-    monkeypatch.setattr(publisher_mod, "CONNECTING_HINT_S", 0.3)  # the product's 10 s, shortened
+    monkeypatch.setattr(broker_link, "CONNECTING_HINT_S", 0.3)  # the product's 10 s, shortened
     with socket.create_server(("127.0.0.1", 0)) as silent:  # listening, never accepting: TCP connects, no answer
         room = Classroom()
         sub = Subscriber(MqttSettings(host="127.0.0.1", port=silent.getsockname()[1], keepalive_s=30), room).start()

@@ -21,10 +21,10 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app import __version__
+from edge_app.fleet.broker_link import BrokerStatus
 from edge_app.fleet.classroom.levels import CHECKING, LEVELS, WAITING
 from edge_app.fleet.classroom.messages import DEVICE_ID
 from edge_app.fleet.classroom.model import MAX_DESKS, Classroom
-from edge_app.fleet.publisher import BrokerStatus
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
 from edge_app.web.guard import told_details

@@ -74,7 +74,7 @@ SILENT_BEATS, SILENT_GRACE_S = 2.5, 1.0  # offline after two heartbeats missed, 
 FIRST_READING_S = 60.0
 # after the service's link to the broker came back, a desk with no heartbeat stays online this long unless the
 # broker replays its "online" (at the subscription) or the desk itself is heard: its own reconnection after a
-# broker restart comes within the publisher's longest back-off (publisher.RECONNECT_MAX_S, 30 s)
+# broker restart comes within the publisher's longest back-off (broker_link.RECONNECT_MAX_S, 30 s)
 CONFIRM_S = 35.0
 
 

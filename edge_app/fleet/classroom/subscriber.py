@@ -5,8 +5,7 @@ import logging
 import os
 import time
 
-from edge_app.fleet.classroom.model import Classroom
-from edge_app.fleet.publisher import (
+from edge_app.fleet.broker_link import (
     NETWORK_STOP_S,
     BrokerStatus,
     FailureLog,
@@ -17,6 +16,7 @@ from edge_app.fleet.publisher import (
     stop_network,
     waiting_hint,
 )
+from edge_app.fleet.classroom.model import Classroom
 from edge_app.fleet.settings import MqttSettings
 
 log = logging.getLogger(__name__)
