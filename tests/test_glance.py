@@ -7,6 +7,7 @@ source the test switches between a real face photograph and an empty scene, so t
 changes when the test says, not when the demo timeline happens to get there."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -18,7 +19,8 @@ import requests
 from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
 from edge_app.vision.sources import FrameSource
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, stays, wait_for
+from edge_app.web.admin_dashboard import day_bounds
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, stays, wait_for, wait_in_page
 from tests.test_browser import STUDENT, STUDENT_PW
 
 # a group's colour as the page paints it (app.css --engaged ...), to see the field change
@@ -313,6 +315,68 @@ def test_a_dashboard_left_open_past_midnight_reloads_for_the_new_day(new_page, s
         page.clock.fast_forward(10_000)
     assert page.evaluate("window.drawn === undefined")  # drawn again
     assert page.get_attribute("#today-tiles", "data-day") == day
+
+
+def poll_dashboard(page) -> None:
+    """Bring the dashboard's next 10 s poll of /api/admin/today now (``page.clock`` installed)."""
+    with page.expect_response(lambda r: "/api/admin/today" in r.url):
+        page.clock.fast_forward(10_000)
+
+
+def test_an_open_dashboard_shows_the_store_warning_when_the_disk_fills_and_drops_it_when_fixed(new_page, server, scene):
+    """The store warning was drawn once: a disk that filled after the dashboard was opened
+    never showed (the log silently stopped), and one fixed since kept its warning. It comes
+    and goes with the device now, announced, and with no reload (which would keep the
+    session alive for ever)."""
+    page = new_page()
+    page.clock.install()
+    page.goto(f"{server.url}/admin")
+    assert page.locator("#store-warning").count() == 0
+    page.evaluate("window.sameDocument = true")
+    writer = server.loop.writer
+    floor, retry = writer.min_free_mb, (writer.retry_initial_s, writer.retry_max_s)
+    writer.retry_initial_s = writer.retry_max_s = 0.05
+    writer.min_free_mb = 10 ** 9  # "nearly full", as any disk is below this
+    try:
+        show(server, scene, False)  # a state change to write
+        wait_for(lambda: server.loop.health.store == "disk full", what="logging paused for the disk")
+        poll_dashboard(page)
+        wait_in_page(page, "document.getElementById('store-warning') !== null")
+        warning = page.locator("#store-warning")
+        assert warning.get_attribute("role") == "alert"  # announced as it appears
+        assert "nearly full" in warning.inner_text() and "not being recorded" in warning.inner_text()
+    finally:
+        writer.min_free_mb = floor  # space returns
+    wait_for(lambda: server.loop.health.store == "ok", what="logging resumed")
+    writer.retry_initial_s, writer.retry_max_s = retry
+    show(server, scene, True)
+    poll_dashboard(page)
+    wait_in_page(page, "document.getElementById('store-warning') === null")
+    assert page.evaluate("window.sameDocument === true")  # no reload
+
+
+def test_an_open_dashboard_lists_a_new_alert_and_its_bar_follows_the_day(new_page, server):
+    """"Recent alerts" kept the list it was drawn with while the "Alerts raised" tile went
+    up, and the Today bar (or its "No live time recorded today yet") kept its load-time
+    shares beside a changing "Engaged share" tile. Both follow now, without a reload; what
+    the desk wrote is shown as text (escaped by the template), never as markup."""
+    page = new_page()
+    page.clock.install()
+    page.goto(f"{server.url}/admin")
+    page.evaluate("window.sameDocument = true")
+    alerts_before = int(text_of(page, "#alerts"))
+    level = "Not engaged <b>test</b>"
+    server.store.log_alert(time.time(), level)
+    server.store.log_minute({"minute": int(day_bounds()[0]), "frames": 1, "faces": 0, "Absent": 50_000.0})  # most of today: absent
+    poll_dashboard(page)
+    wait_for(lambda: int(text_of(page, "#alerts")) == alerts_before + 1, what="the Alerts raised tile counts it")
+    first = "document.querySelector('[data-piece=alerts] li')?.textContent ?? ''"
+    wait_for(lambda: level in page.evaluate(first), what="the new alert listed first in Recent alerts")
+    assert page.locator("[data-piece=alerts] b").count() == 0  # text, not markup
+    shares = wait_in_page(page, "document.querySelector('[data-piece=bar] .stack')?.getAttribute('aria-label')")
+    absent = re.search(r"Absent (\d+)%", shares)
+    assert absent and int(absent.group(1)) >= 90, shares
+    assert page.evaluate("window.sameDocument === true")  # no reload
 
 
 def test_desk_view_shows_a_pause_as_paused(new_page, server, scene):

@@ -265,6 +265,25 @@ def test_dashboard_summarises_today(quiet):
     assert "<svg" in page and "Minutes per engagement level per day" in page
 
 
+def test_the_dashboard_api_sends_the_pages_own_pieces(quiet):
+    """/api/admin/today sends the dashboard's parts drawn from the day's data (dashboard.js
+    swaps in those whose version changed): each is the page's own HTML, letter for letter,
+    with the page's version; the tiles' fields stay as scripts read them."""
+    s = login(quiet.url)
+    quiet.store.log_alert(time.time(), "Not engaged <script>")
+    for _ in range(2):  # the two on one day (a run across midnight: again, on the new day)
+        page = s.get(f"{quiet.url}/admin", timeout=10).text
+        today = s.get(f"{quiet.url}/api/admin/today", timeout=10).json()
+        if f'data-day="{today["day"]}"' in page:
+            break
+    assert {"engaged-share", "absent", "alerts", "uploads", "day"} <= set(today)
+    assert set(today["pieces"]) == {"clock", "store", "bar", "days", "alerts"}
+    for name, piece in today["pieces"].items():
+        assert f'<div data-piece="{name}" data-version="{piece["version"]}">{piece["html"]}</div>' in page
+    assert "Not engaged &lt;script&gt;" in today["pieces"]["alerts"]["html"]  # escaped by the template
+    assert "<script>" not in today["pieces"]["alerts"]["html"]
+
+
 def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cfg, tmp_path):
     """Below store.min_free_mb the loop stops logging: the dashboard said only "No live time
     recorded today yet: the figures fill in minute by minute", so the log silently stopped.

@@ -7,6 +7,7 @@ added later without a check is still refused to students and anonymous users.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 
 import bottle
@@ -14,7 +15,7 @@ from bottle import response
 
 from edge_app.device import clock
 from edge_app.store import reports
-from edge_app.web.guard import Guard
+from edge_app.web.guard import Guard, local_time
 
 
 def _midnight(days_ago: int = 0, today: dt.date | None = None) -> float:
@@ -109,30 +110,54 @@ def today_tiles(today: dict) -> dict[str, str]:
             "uploads": str(today["uploads"])}
 
 
+# The parts of the dashboard drawn from what changes during a day, each its own template
+# (views/dashboard_<name>.tpl): the page draws them, and /api/admin/today sends them again,
+# rendered by the same templates from the same values, so an open dashboard (dashboard.js)
+# swaps in the ones that changed. Without it a full disk after the page loaded never showed,
+# "Recent alerts" kept its old list beside a growing "Alerts raised" tile, and the Today bar
+# kept its load-time shares. No reload: a page load restarts the session's idle timer.
+PIECES = ("clock", "store", "bar", "days", "alerts")
+
+
+def piece_values(ctx) -> dict:
+    """Everything the dashboard draws from the store, the loop and the clock, as of now."""
+    start, end = day_bounds()
+    today = reports.day_summary(ctx.store, start, end)
+    svg, days = days_chart(ctx.store)
+    return {"today": today, "tiles": today_tiles(today), "day": int(start), "chart": svg, "days": days,
+            "widths": stack_widths(today["seconds"]),
+            "bar_words": shares_in_words(today["seconds"], sum(today["seconds"].values())),
+            "alerts": reports.recent_alerts(ctx.store, 5), "snapshots_on": ctx.cfg.privacy.snapshot_on_alert,
+            "snapshots_stored": reports.stored_snapshots(ctx.store),
+            "groups": tuple(today["seconds"]),  # the measured groups: not "Paused"
+            "health": ctx.loop.health if ctx.loop else None,
+            "clock_unset": clock.synchronized() is False, "clock_help": clock.WHAT_TO_DO,
+            "clock_trusted": ctx.cfg.store.trust_device_clock}
+
+
+def render_pieces(values: dict) -> dict[str, dict[str, str]]:
+    """Each piece's HTML (the templates escape every stored value) and a version: a short
+    hash of that HTML, so the page replaces a piece only when it reads otherwise."""
+    pieces = {}
+    for name in PIECES:
+        html = bottle.template(f"dashboard_{name}", local_time=local_time, **values)
+        pieces[name] = {"html": html, "version": hashlib.sha256(html.encode()).hexdigest()[:16]}
+    return pieces
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/api/admin/today")
     def api_today():
         guard.require_user(admin=True)
         response.content_type = "application/json"
-        start, end = day_bounds()
-        # "day": the page compares it with its own, and reloads once midnight has passed
-        return json.dumps({**today_tiles(reports.day_summary(ctx.store, start, end)), "day": int(start)})
+        values = piece_values(ctx)
+        # "day": the page compares it with its own, and reloads once midnight has passed;
+        # "pieces": the page's parts drawn from the day's data, which it swaps in when changed
+        return json.dumps({**values["tiles"], "day": values["day"], "pieces": render_pieces(values)})
 
     @app.get("/admin")
     def dashboard():
         guard.require_user(admin=True)
-        start, end = day_bounds()
-        today = reports.day_summary(ctx.store, start, end)
-        svg, days = days_chart(ctx.store)
-        alerts = reports.recent_alerts(ctx.store, 5)
-        state = ctx.loop.state if ctx.loop else None
-        return guard.page("admin_dashboard", title="Dashboard", today=today, tiles=today_tiles(today), chart=svg,
-                          day=int(start),
-                          widths=stack_widths(today["seconds"]),
-                          bar_words=shares_in_words(today["seconds"], sum(today["seconds"].values())),
-                          days=days, alerts=alerts, snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
-                          snapshots_stored=reports.stored_snapshots(ctx.store),
-                          state=state, groups=tuple(today["seconds"]),  # the measured groups: not "Paused"
-                          health=ctx.loop.health if ctx.loop else None,
-                          clock_unset=clock.synchronized() is False, clock_help=clock.WHAT_TO_DO,
-                          clock_trusted=ctx.cfg.store.trust_device_clock)
+        values = piece_values(ctx)
+        return guard.page("admin_dashboard", title="Dashboard", pieces=render_pieces(values),
+                          state=ctx.loop.state if ctx.loop else None, **values)

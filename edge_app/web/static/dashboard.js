@@ -1,11 +1,33 @@
-// The dashboard's "Today" tiles keep up with the day without a reload: every tile marked
-// data-tile takes its text from /api/admin/today (formatted by the device, keyed by the
-// tile's id). Once the device's day is another than the page's (midnight has passed), the
-// page reloads: its day bar and 14-day chart are drawn once, and would mix two days.
+// The dashboard keeps up with the day without a reload: every tile marked data-tile takes
+// its text from /api/admin/today (formatted by the device, keyed by the tile's id), and every
+// part marked data-piece (the store and clock warnings, the Today bar, the 14-day chart, the
+// recent alerts) its HTML, which the device renders with the page's own templates
+// (views/dashboard_*.tpl, every stored value escaped there) with a version: a piece is
+// replaced only when its version changed, and not while the keyboard focus or a selection
+// is in it (the next poll does it). No reload: a page load restarts the session's idle
+// timer, and this poll does not. Once the device's day is another than the page's
+// (midnight has passed), the page does reload, for the new day.
 // The "Now" tile is state.js's, every second.
 (function () {
   "use strict";
   const EVERY_MS = 10000;
+  function swapPieces(pieces) {
+    if (!pieces) return;
+    const sel = window.getSelection ? window.getSelection() : null;
+    document.querySelectorAll("[data-piece]").forEach(function (box) {
+      const piece = pieces[box.dataset.piece];
+      if (!piece || typeof piece.html !== "string" || piece.version === box.dataset.version) return;
+      if (box.contains(document.activeElement)) return;  // under the keyboard: not now
+      if (sel && !sel.isCollapsed && box.contains(sel.anchorNode)) return;  // being selected (to copy): not now
+      const open = Array.from(box.querySelectorAll("details[open][id]"), function (d) { return d.id; });
+      box.innerHTML = piece.html;  // the device's own template output, escaped there
+      open.forEach(function (id) {  // an open table stays open
+        const d = document.getElementById(id);
+        if (d && box.contains(d)) d.open = true;
+      });
+      box.dataset.version = piece.version;
+    });
+  }
   async function poll() {
     if (document.visibilityState !== "hidden") {
       try {
@@ -24,6 +46,7 @@
           document.querySelectorAll("[data-tile]").forEach(function (el) {
             if (tiles[el.id] !== undefined && el.textContent !== tiles[el.id]) el.textContent = tiles[el.id];
           });
+          swapPieces(tiles.pieces);
         }
       } catch (e) { /* the device may be restarting: try again */ }
     }
