@@ -701,12 +701,14 @@ def test_a_start_after_a_clean_stop_holds_the_stop_s_absent(cfg, tmp_path):
         loop.stop()
         stopped = store.query("SELECT id, level, t FROM state_changes ORDER BY id DESC LIMIT 1")[0]
         assert (stopped["level"], stopped["t"]) == ("Absent", 1_700_000_000.0)
-        later = 1_700_050_000.0
-        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: later).start()
+        started = time.monotonic()  # the wall clock runs on from here (a frozen one drifted from the loop's
+        # clock by however long a loaded machine took to the check: "since" came out seconds early)
+        loop = _loop(cfg, store, source=EmptyChair(), wall=lambda: 1_700_050_000.0 + time.monotonic() - started).start()
         try:
             wait_for(lambda: loop.health.frames > 2, what="frames of the empty chair")
             assert loop.flush(10)
             now = loop.clock()
+            later = 1_700_050_000.0 + now - started
             state = loop.snapshot.public(later - now, now)
             assert state["level"] == "Absent" and state["since"] == pytest.approx(stopped["t"], abs=1), state
             assert state["for_s"] == pytest.approx(later - stopped["t"], abs=1)
