@@ -621,6 +621,28 @@ def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_o
     context.close()
 
 
+def test_a_page_shown_again_after_its_session_ended_asks_and_goes_to_the_log_in(make_appliance, browser):
+    """A laptop's lid closed over the session's end: the suspended page's timers had not run, so
+    it woke as it was and the next form went to the log-in, its input lost. Shown again, it asks."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    ahead = [0.0]
+    appliance.accounts.wall = lambda: time.time() + ahead[0]
+    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.clock.install()
+    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
+    page.goto(f"{appliance.url}/upload")
+    page.clock.pause_at(int(time.time() * 1000) + 1000)  # the page's timers asleep with the laptop ...
+    ahead[0] += appliance.accounts.idle_s + 60  # ... while the device's clock runs past the session's end
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the lid opened
+    page.wait_for_url(lambda url: "/login" in url)
+    assert "session ended" in page.locator("#login-ended").inner_text()
+    context.close()
+
+
 @pytest.mark.parametrize("path", ["/live", "/glance"])
 def test_a_screen_reader_hears_a_state_only_once_it_has_lasted(new_page, server, path):
     """Every change was announced (five in 30 s as a student shifted in the chair), talking

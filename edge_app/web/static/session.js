@@ -39,8 +39,23 @@
   function arm() {
     clearTimeout(timer);
     const warnAt = deadline - warnMs;
-    timer = Date.now() < warnAt ? setTimeout(warn, warnAt - Date.now()) : setTimeout(ended, deadline - Date.now());
+    if (Date.now() < warnAt) timer = setTimeout(warn, warnAt - Date.now());
+    else if (!box.classList.contains("on")) timer = setTimeout(warn, 0);  // inside the warning's minute, unwarned
+    else timer = setTimeout(ended, deadline - Date.now());
   }
+
+  // A laptop's lid closed for an hour: a suspended page's timers do not run on time, so the page
+  // woke as it was, its session long ended, and the next form went to the log-in. Shown again,
+  // it asks the server at once.
+  document.addEventListener("visibilitychange", async function () {
+    if (document.visibilityState !== "visible" || sending) return;
+    const answer = await ask();
+    if (answer === "gone") { showLogin(); return; }
+    if (!answer || sending) return;
+    follow(answer);
+    if (Date.now() < deadline - warnMs) clear();
+    arm();
+  });
 
   function clear() {
     const had = box.contains(document.activeElement);
