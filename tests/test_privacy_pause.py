@@ -445,6 +445,19 @@ def test_the_header_button_pauses_and_resumes_in_a_browser(paused_app, artifacts
         context.close()
 
 
+def test_a_form_that_asks_the_switch_for_something_else_is_told_in_words(paused_app):
+    """Not a "pause" or "resume" (a hand-made form): a browser got a line of JSON as the page."""
+    app, _ = paused_app()
+    s = login(app.url, STUDENT, STUDENT_PW)
+    page = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "explode"}, timeout=10,
+                  headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 400 and page.headers["Content-Type"].startswith("text/html")
+    assert 'must be "pause" or "resume"' in html.unescape(page.text) and "Pause camera button" in page.text
+    script = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "explode"}, timeout=10)
+    assert script.status_code == 400 and 'must be "pause" or "resume"' in script.json()["error"]
+    assert app.loop.privacy.active is None
+
+
 def test_a_refused_resume_leaves_the_keyboard_on_the_words_that_say_why(paused_app, browser):
     """The student's own pause ended and another's began before the page's next poll: "Resume
     camera", pressed, is refused and goes; the keyboard was left on <body>, the reason unread."""

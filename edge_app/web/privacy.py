@@ -17,6 +17,7 @@ from bottle import HTTPResponse, request, response
 from edge_app.runtime.privacy import Pause
 from edge_app.store.accounts import User, account_created
 from edge_app.web.guard import Guard, json_error, safe_next
+from edge_app.web.hardening import wants_html
 
 RESUME_ANY = ("admin", "instructor")  # roles that resume anyone's pause (the teacher in the room)
 
@@ -167,8 +168,12 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         action = request.forms.get("do", "")
         user = guard.require_user(given_password_ok=action == "pause")  # as /api/pause
         guard.check_csrf()
-        if action not in ("pause", "resume"):
-            raise json_error(400, 'do must be "pause" or "resume"')
+        if action not in ("pause", "resume"):  # never from the header's button: a hand-made form
+            message = 'the form\'s "do" must be "pause" or "resume": use the Pause camera button at the top of a page'
+            if wants_html():
+                raise HTTPResponse(guard.page("error", title="Not a camera switch", message=message[0].upper() + message[1:] + "."),
+                                   400)
+            raise json_error(400, message)
         s, created = switch(), account_created(ctx.store, user)
         if action == "pause":
             s.pause("web", owner=user.id, owner_created=created)
