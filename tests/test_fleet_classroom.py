@@ -608,6 +608,8 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     assert "can log in" in row.inner_text()
     row.get_by_role("button", name="Disable mr-gone").click()
     page.locator("#instructors-result", has_text="Disabled mr-gone").wait_for()
+    # the list drawn anew took the pressed button with it: the keyboard is on the same user's new one, not the page's top
+    wait_in_page(page, "document.activeElement.textContent === 'Enable mr-gone'")
     assert classroom.accounts.find("mr-gone").disabled
     assert teacher.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401  # their session ended
     assert requests.post(f"{classroom.url}/api/login", json={"username": "mr-gone", "password": "gone-password-1"},
@@ -632,6 +634,7 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Remove mr-gone").click()
     page.locator("#instructors-result", has_text="Removed mr-gone").wait_for()
+    wait_in_page(page, "document.activeElement.id === 'instructors-result'")  # what was done, the user gone
     assert classroom.accounts.find("mr-gone") is None
     page.locator("#instructors li.none", has_text="No instructor yet").wait_for()
     assert serious_violations(page) == []

@@ -488,7 +488,7 @@
         li.dataset.user = i.user;
         li.append(el("span", "name", i.user), el("span", "meta", i.disabled ? "disabled: cannot log in"
           : i.temporary ? "has not chosen a password yet" : "can log in"));
-        const toggle = el("button", "secondary", (i.disabled ? "Enable " : "Disable ") + i.user);
+        const toggle = el("button", "secondary toggle", (i.disabled ? "Enable " : "Disable ") + i.user);
         toggle.type = "button";
         toggle.addEventListener("click", () => act("POST", i.user, {disabled: !i.disabled},
           (i.disabled ? "Enabled " : "Disabled ") + i.user + "."));
@@ -510,7 +510,14 @@
       const [ok, data, why, status] = await ask(method, "/api/instructors/" + encodeURIComponent(user), csrf, body);
       if (status === 403) askForPassword(data);
       result.textContent = ok ? done : "Not done: " + why + ".";
-      if (ok) loadInstructors();
+      if (!ok) return;
+      await loadInstructors();
+      // the list is drawn anew, the button pressed with it: the keyboard goes to the same user's new one (Enable for
+      // Disable), or to the words saying what was done when the user is gone, not back to the page's top
+      if (document.activeElement && document.activeElement !== document.body) return;  // it has moved on meanwhile
+      const row = [...list.children].find((li) => li.dataset.user === user);
+      const toggle = row && row.querySelector("button.toggle");
+      (toggle || result).focus();
     }
     // a refusal names the field at fault: marked and described by the message, and focused to correct it
     function markField(name) {

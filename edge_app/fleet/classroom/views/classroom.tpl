@@ -52,7 +52,7 @@
   <details class="card admin-tools">
     <summary>Instructors</summary>
     <ul id="instructors" class="instructors" aria-label="Instructor accounts"></ul>
-    <p id="instructors-result" role="status"></p>
+    <p id="instructors-result" role="status" tabindex="-1"></p>
     <h3>Add an instructor</h3>
     <form id="add-instructor" class="row" data-csrf="{{csrf}}">
       <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
