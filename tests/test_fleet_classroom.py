@@ -1767,6 +1767,21 @@ def test_the_alert_list_is_not_rebuilt_while_nothing_in_it_changes(classroom, de
     assert said.inner_text() == "Needs attention: Row 3, seat 2, Distracted."  # a desk leaving is not announced
 
 
+def test_an_alert_keeps_the_keyboard_when_another_goes_before_it(classroom, devices, page):
+    """Tabbed to an alert's link, the instructor lost it to the page's top as soon as another
+    desk's alert went before it: the list was rebuilt whole in its new order."""
+    a, _ = devices("desk-a", "Row A")
+    b, _ = devices("desk-b", "Row B")
+    a.log_state_change(time.time() - 300, "Distracted", "Distracted", None, None)
+    log_in_page(page, classroom.url)
+    page.locator("#alerts a", has_text="Row A").wait_for(timeout=10_000)
+    page.focus("#alerts a")
+    b.log_state_change(time.time() - 200, "Not engaged", "Not engaged", None, None)  # first in the list: its level
+    page.locator("#alerts li:first-child a", has_text="Row B").wait_for(timeout=10_000)
+    assert page.evaluate("document.activeElement.textContent").startswith("Row A")
+    assert page.locator("#alerts li.alert").all_inner_texts() == ["Row B: Not engaged for 3 min", "Row A: Distracted for 5 min"]
+
+
 def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, page):
     """Behind a reverse proxy (README: nginx), a classroom service restarting answers 502:
     the page told the instructor to close another classroom page, which is no help and not

@@ -173,12 +173,31 @@
     });
     return old;
   }
+  // ``ul`` holds ``items``, in that order: only the items out of place move, and never the one holding the keyboard's
+  // focus (an element moved, or taken out, loses it): the others move around it. Rebuilt whole, the list lost the
+  // focus of an alert's link to the page's top whenever two alerts changed places.
+  function arrange(ul, items) {
+    const listed = new Set(items);
+    for (const li of [...ul.children]) if (!listed.has(li)) li.remove();
+    const held = items.find((li) => li.parentNode === ul && li.contains(document.activeElement));
+    const at = held ? items.indexOf(held) : items.length;
+    let next = null;  // after the held one (or all of them), from the last: each just before the one after it
+    for (let i = items.length - 1; i > at; i--) {
+      if (items[i].parentNode !== ul || items[i].nextSibling !== next) ul.insertBefore(items[i], next);
+      next = items[i];
+    }
+    next = held || null;  // before it, likewise
+    for (let i = at - 1; i >= 0; i--) {
+      if (items[i].parentNode !== ul || items[i].nextSibling !== next) ul.insertBefore(items[i], next);
+      next = items[i];
+    }
+  }
   // ``fresh``: key -> a new item; the list keeps the items it had for those keys, in the new order
   function keep(ul, had, fresh, empty) {
     const kept = new Map([...fresh].map(([key, li]) => [key, had.has(key) ? patch(had.get(key), li) : li]));
     const items = [...kept.values()];
     if (!items.length && empty) items.push(ul.querySelector("li.empty") || empty());
-    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
+    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) arrange(ul, items);
     return kept;
   }
   // While the page is blind (no word from the server for SILENT_MS, or the server none from the broker) the tiles are
@@ -301,7 +320,7 @@
     });
     alertItems = new Map(rows.map(([id], i) => [id, items[i]]));
     if (!items.length) items.push(ul.querySelector("li.none") || el("li", "none", "No desk right now."));
-    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
+    if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) arrange(ul, items);
   }
   // "Live" only while the service hears the broker: in an outage every tile is frozen at what
   // its desk last sent, and the page must say so rather than pass it off as the class now. The
