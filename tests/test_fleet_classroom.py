@@ -1805,6 +1805,95 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
 
 
+def one_update(build: str = classroom_app.BUILD) -> dict:
+    """A stream that sends one update (no desks) and ends: the browser opens it again after 1 s."""
+    message = {"desks": [], "gone": [], "counts": {}, "recent": None, "now": time.time(), "version": 1, "full": True,
+               "broker": {"connected": True, "error": ""}, "long_absent_s": 300, "build": build}
+    return {"status": 200, "headers": {"Content-Type": "text/event-stream"},
+            "body": "retry: 1000\n\ndata: " + json.dumps(message) + "\n\n"}
+
+
+def test_a_refused_stream_tries_again_while_wi_fi_holds_its_check(classroom, page):
+    """A proxy's 502 on the stream during a restart: the page asks /api/classroom why, and Wi-Fi
+    held that request unanswered. Its retry was set after the answer, so it never came: the page
+    said "Reconnecting…" for the rest of the lesson. The retry is set first, and the page stays
+    marked blind meanwhile (warn, and the whole class greyed, not the tiles only)."""
+    page.clock.install()
+    held: list = []
+    streams: list = []
+
+    def events(route):  # one update, then the proxy's 502, then the service again
+        streams.append(route)
+        if len(streams) == 1:
+            route.fulfill(**one_update())
+        elif len(streams) == 2:
+            route.fulfill(status=502, body="bad gateway")
+        else:
+            route.continue_()
+
+    page.route("**/api/classroom/events", events)
+    page.route("**/api/classroom", lambda route: held.append(route))  # never answered
+    log_in_page(page, classroom.url)
+    wait_for(lambda: page.evaluate("1") and held, what="the stream refused and its check held")
+    page.locator("#conn.warn").wait_for(timeout=5_000)
+    page.locator(".classroom.stale").wait_for(timeout=5_000)
+    assert page.evaluate("getComputedStyle(document.querySelector('.alerts')).filter") == "grayscale(1)"
+    page.clock.run_for(10_000)  # the retry, whatever became of the held check
+    page.locator("#conn:not(.warn)", has_text="Live").wait_for(timeout=15_000)
+    page.locator(".classroom:not(.stale)").wait_for(timeout=5_000)
+    assert len(streams) == 3
+
+
+def test_a_change_unanswered_is_given_up_and_said(classroom, page):
+    """A change whose request Wi-Fi held: the button stayed disabled and nothing was said. It is
+    given up after 8 s, as not answered, and the button is usable again."""
+    log_in_page(page, classroom.url)
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+    page.route("**/api/classroom/expected", lambda route: None)  # held, never answered
+    page.locator(".expected-desks summary").click()
+    page.fill("#expected-desks", "desk-1")
+    page.click("#expected-form button[type=submit]")
+    page.locator("#expected-result", has_text="Not saved: the classroom server did not answer").wait_for(timeout=15_000)
+    assert page.locator("#expected-form button[type=submit]").is_enabled()
+
+
+def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
+    """The page reloads itself for a new release, not over what someone typed: it looked at the
+    form's inputs only, and the room's desk list is a textarea."""
+    builds = [classroom_app.BUILD]
+    page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1])))
+    log_in_page(page, classroom.url)
+    wait_in_page(page, "document.body.dataset.version === '1'")  # an update came (its stream ends at once: no "Live")
+    page.locator(".expected-desks summary").click()
+    page.fill("#expected-desks", "desk-01\ndesk-02")
+    page.evaluate("window.sameDocument = true")
+    builds.append("next-release")
+    page.locator("#conn", has_text="The classroom server was upgraded").wait_for(timeout=10_000)
+    assert page.evaluate("window.sameDocument === true") and page.input_value("#expected-desks") == "desk-01\ndesk-02"
+
+
+def test_a_tab_hidden_for_a_minute_gives_its_stream_back(classroom, page):
+    """Forgotten tabs held live places (6 a log-in, 16 in all): a projector's page waited for
+    one. A tab hidden for a minute closes its stream, and opens one again when shown."""
+    admin = login(classroom.url)
+    pages_open = lambda: admin.get(f"{classroom.url}/api/classroom", timeout=5).json()["pages"]["open"]  # noqa: E731
+    page.clock.install()
+    log_in_page(page, classroom.url)
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+    assert pages_open() == 1
+    hide = """(hidden) => { Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+      document.dispatchEvent(new Event("visibilitychange")); }"""
+    page.evaluate(hide, True)
+    page.clock.run_for(59_000)
+    assert "Paused" not in page.inner_text("#conn")  # a glance at another tab keeps it
+    page.clock.run_for(2_000)
+    page.locator("#conn", has_text="Paused while this tab was hidden").wait_for(timeout=5_000)
+    wait_for(lambda: pages_open() == 0, what="the place given back")
+    page.evaluate(hide, False)
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+    wait_for(lambda: pages_open() == 1, what="a place taken again")
+
+
 # ------------------------------------------------------------------ the last ten minutes
 def minute(start: float, seq: int, sent: float | None = None, **seconds) -> bytes:
     """A minute row as a device publishes it (store.database.log_minute + publisher)."""

@@ -3,6 +3,7 @@ page open, desks that send what no desk should. A real Mosquitto, the real servi
 Chromium; Playwright's clock moves the page's own timers on where a test would wait."""
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import socket
@@ -108,7 +109,8 @@ def test_a_page_whose_connection_died_unnoticed_says_so_and_reconnects(classroom
     try:
         store, _ = devices("desk-s", "Row 4, seat 1")
         store.log_state_change(time.time(), "Engaged", "Engaged", None, None)
-        page.clock.install()  # the page's timers, moved on by the test instead of waited out
+        # the page's timers, moved on by the test instead of waited out; and the laptop's clock three hours off
+        page.clock.install(time=datetime.datetime.now() - datetime.timedelta(hours=3))
         open_page(page, f"http://127.0.0.1:{relay.port}")
         page.locator("li.desk[data-device='desk-s'][data-level='Engaged']").wait_for(timeout=10_000)
         store.log_state_change(time.time(), "Partially engaged", "Partially engaged", None, None)
@@ -121,7 +123,15 @@ def test_a_page_whose_connection_died_unnoticed_says_so_and_reconnects(classroom
         text = page.inner_text("#conn")
         assert "No word from the classroom server since " in text and "as they were" in text, text
         # the time it was last heard, which stays true as it goes on (a "for 15 s" written once did not count on)
-        assert re.search(r"since \d{1,2}:\d{2}:\d{2}", text), text
+        said = re.search(r"since (\d{1,2}):(\d{2}):\d{2}\s*([AP]M)?", text)
+        assert said, text
+        # ... by the server's clock, as the rest of the page (it said the laptop's: three hours off)
+        hour, minute, half = int(said[1]), int(said[2]), said[3]
+        hour = hour % 12 + (12 if half == "PM" else 0) if half else hour
+        server = time.localtime()
+        assert abs((hour * 60 + minute) - (server.tm_hour * 60 + server.tm_min)) % 1440 in (0, 1, 1439), (text, server)
+        # the whole class is shown as it was: the counts and "Needs attention" too, not only the tiles
+        assert page.locator(".classroom.stale").count() == 1 and page.locator("#conn.warn").count() == 1
         # the tiles are the class as it was: grey, their durations stopped where the page last knew them
         assert page.locator("#desks.stale").count() == 1
         tile = "li.desk[data-device='desk-s']"

@@ -666,7 +666,9 @@ class Classroom:
             if not link["connected"] and not link["error"] and self._reason is not None:
                 link["error"] = self._reason()
         return {"desks": rows, "gone": gone, "counts": counts, "recent": summary, "now": now, "version": version,
-                "full": since is None, "broker": link, "long_absent_s": LONG_ABSENT_S}
+                "full": since is None, "broker": link, "long_absent_s": LONG_ABSENT_S,
+                # the server's zone: a time of day on the page is the server's (its clock is, by "now"), not the laptop's
+                "utc_offset_s": time.localtime(now).tm_gmtoff}
 
     def _class_summary(self, now: float) -> dict | None:
         """The class: the online desks' last minutes together, each desk counting by its

@@ -82,6 +82,10 @@
     }));
   }
   const now = () => Date.now() / 1000 + offset;
+  let zoneOffset = null;  // the server's UTC offset (s), from its updates: a time of day is the server's, not the laptop's
+  // a moment (the server's epoch seconds) as the server's time of day, in this browser's way of writing one
+  const serverTime = (t) => zoneOffset === null ? new Date(t * 1000).toLocaleTimeString() :
+    new Date((t + zoneOffset) * 1000).toLocaleTimeString(undefined, {timeZone: "UTC"});
   function ago(seconds) {
     seconds = Math.max(0, Math.round(seconds));
     if (seconds < 60) return seconds + " s";
@@ -216,6 +220,8 @@
     else if (asOf === null) asOf = now() - (lastWord === null ? 0 : (since() - lastWord) / 1000);
     const t = asOf ?? now();
     $("desks").classList.toggle("stale", blind);
+    // ... and so do the counts, the class line and "Needs attention" ("No desk right now" is no news either)
+    document.querySelector(".classroom").classList.toggle("stale", blind);
     const byAttention = [...desks.values()].sort((a, b) => compare(a, b, t));  // the alerts' order, always
     const list = seatOrder.checked ? [...byAttention].sort(bySeat) : byAttention;
     const names = namesOf(list);
@@ -351,6 +357,8 @@
   // stream silent for three of them is a connection lost with neither end told (a laptop that slept, a Wi-Fi
   // that dropped): an event stream only receives, so the browser would wait on it for ever under "Live".
   const SILENT_MS = 15000;
+  const ANSWER_MS = 8000;  // the longest this page waits for the answer to a request (``ask``, a refused stream's check)
+  const answerIn = () => AbortSignal.timeout(ANSWER_MS);
   let source = null;
   // the latest word from the server on the current stream, on the page's monotonic clock: a laptop's clock
   // stepped forward by a time server is not silence
@@ -365,16 +373,20 @@
     // second, a screen reader would read the status out every second), not of the last stream's opening (one that
     // opens and says nothing moved it on)
     $("conn").textContent = "No word from the classroom server since " +
-      new Date(Date.now() - (since() - (lastWord ?? heard))).toLocaleTimeString() + ": reconnecting…" + AS_THEY_WERE;
+      serverTime(now() - (since() - (lastWord ?? heard)) / 1000) + ": reconnecting…" + AS_THEY_WERE;
     connect();
   }
+  // a form's field changed from what it was given (the room's desk list is a textarea: a list being typed was lost
+  // by the reload)
+  const edited = (i) => i.type === "checkbox" || i.type === "radio" ? i.checked !== i.defaultChecked :
+    i.tagName === "SELECT" ? [...i.options].some((o) => o.selected !== o.defaultSelected) : i.value !== i.defaultValue;
   // the server was upgraded while this page was open (its stream reconnected to the new release): this script
   // would go on running against the new API, so the page reloads; not over what someone typed in a form, nor
   // twice for one release (a proxy in front of two servers), where it asks instead
   function upgraded(stream, build) {
     stream.close();
-    const typed = [...document.querySelectorAll("form input")].some((i) =>
-      i.type === "checkbox" ? i.checked !== i.defaultChecked : i.value !== i.defaultValue);
+    stopped = true;
+    const typed = [...document.querySelectorAll("form input, form textarea, form select")].some(edited);
     if (!typed && sessionStorage.getItem("ee-reloaded-for") !== build) {
       sessionStorage.setItem("ee-reloaded-for", build);
       window.location.reload();
@@ -383,21 +395,46 @@
     $("conn").classList.add("warn");
     $("conn").textContent = "The classroom server was upgraded: reload this page for its new version." + AS_THEY_WERE;
   }
+  // A tab hidden for HIDDEN_MS gives its stream's place back (one log-in has STREAMS_PER_SESSION, the server
+  // --max-pages: forgotten tabs took them all and a projector's page waited for a place) and takes one again when
+  // shown. Not a page stopped for good (another page took its place, an upgrade): that one stays stopped.
+  const HIDDEN_MS = 60000;
+  let stopped = false, resting = false, restTimer = null;
+  document.addEventListener("visibilitychange", () => {
+    clearTimeout(restTimer);
+    if (document.hidden) {
+      restTimer = setTimeout(() => {
+        if (stopped || !document.hidden) return;
+        resting = true;
+        if (source) source.close();
+        $("conn").classList.add("warn");
+        $("conn").textContent = "Paused while this tab was hidden: reconnecting when it is shown…" + AS_THEY_WERE;
+      }, HIDDEN_MS);
+    } else if (resting) {
+      resting = false;
+      $("conn").textContent = "Reconnecting…" + AS_THEY_WERE;
+      connect();
+    }
+  });
   function connect() {
+    if (resting || stopped) return;  // a retry set before the tab rested (or the page stopped) opens nothing
+    if (source) source.close();  // one stream a page: a retry due as a rested tab came back replaces it
     const stream = source = new EventSource("/api/classroom/events");
     heard = since();
     // "Live" only once an update comes on it (onmessage): a stream that opens and sends nothing is no news
     stream.onopen = () => { heard = since(); };
     stream.onerror = async () => {
-      $("conn").classList.remove("warn");
+      $("conn").classList.add("warn");  // blind until a word comes (showLink then says "Live")
       if (stream.readyState !== EventSource.CLOSED) {  // a dropped line: the browser reconnects by itself
         $("conn").textContent = "Reconnecting…" + AS_THEY_WERE;
         return;
       }
-      // refused: logged out (back to the log-in page) or too many pages open (try again soon)
-      const r = await fetch("/api/classroom").catch(() => null);
+      // refused: logged out (back to the log-in page) or too many pages open (try again soon). The next try is set
+      // first: a request Wi-Fi held unanswered left the page saying "Reconnecting…" for good, its retry never set
+      const retry = setTimeout(connect, 10000);
+      const r = await fetch("/api/classroom", {signal: answerIn()}).catch(() => null);
       // the server sends "/" on to the log-in, or to Your account for a password to replace
-      if (r && (r.status === 401 || r.status === 403)) { window.location.href = "/"; return; }
+      if (r && (r.status === 401 || r.status === 403)) { clearTimeout(retry); window.location.href = "/"; return; }
       // the data answers but the live stream was refused: the server's live pages are all open (a log-in's own
       // seventh ends its oldest instead); nothing at all (a reverse proxy's 502 while the service restarts): not the
       // instructor's doing either. Closing a page helps only when this log-in has others open.
@@ -409,12 +446,12 @@
         "Waiting for a free place: all " + (pages ? pages.max + " " : "") + "live pages the classroom server allows " +
           "are open on other screens. This page tries again every 10 s; whoever runs the server can allow more " +
           "(--max-pages).";
-      setTimeout(connect, 10000);
     };
     // a newer page of this log-in took this one's place (one log-in holds app.STREAMS_PER_SESSION): stop here, or
     // the browser's own reconnection would take the next oldest page's place, and that one the next's, all lesson
     stream.addEventListener("ended", (event) => {
       stream.close();
+      stopped = true;
       $("conn").classList.add("warn");
       $("conn").textContent = "This page stopped updating: your log-in has " + JSON.parse(event.data).pages +
         " newer classroom pages open, the most at once. Close one you do not need, then reload this page." + AS_THEY_WERE;
@@ -425,6 +462,7 @@
       if (data.build && BUILD && data.build !== BUILD) { upgraded(stream, data.build); return; }
       alertsHeard = true;
       offset = data.now - Date.now() / 1000;
+      if (typeof data.utc_offset_s === "number") zoneOffset = data.utc_offset_s;
       if (data.full) desks.clear();
       for (const id of data.gone || []) desks.delete(id);  // cleared from the broker, or made room for another
       for (const d of data.desks) desks.set(d.device_id, d);
@@ -441,12 +479,20 @@
   // done: the server's words, or that it did not answer]
   // [ok, its JSON, why not, status]: a dropped connection or a reverse proxy's HTML error page is said, never a
   // button that does nothing (the instructors' buttons threw an unhandled rejection and said nothing)
+  // A request unanswered for ANSWER_MS is given up (its answer's body too), said as "did not answer": a request flaky
+  // Wi-Fi held kept the buttons disabled and said nothing, for as long as it was held
   async function ask(method, path, csrf, body) {
     const r = await fetch(path, {method, body: body === undefined || body === null ? undefined : JSON.stringify(body),
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}}).catch(() => null);
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, signal: answerIn()}).catch(() => null);
     const data = r ? await r.json().catch(() => ({})) : {};
     const why = data.error || (r ? "the classroom server answered " + r.status : "the classroom server did not answer");
     return [Boolean(r && r.ok), data, why, r ? r.status : 0];
+  }
+  // a button disabled while its request was on its way, usable again; the keyboard back on it if it lost it then
+  function enable(button) {
+    const lost = !document.activeElement || document.activeElement === document.body;
+    button.disabled = false;
+    if (lost) button.focus();
   }
   function change(path, csrf, body) {
     return ask("POST", path, csrf, body);
