@@ -1857,6 +1857,23 @@ def test_a_change_unanswered_is_given_up_and_said(classroom, page):
     assert page.locator("#expected-form button[type=submit]").is_enabled()
 
 
+def test_add_instructor_waits_for_the_answer(classroom, page):
+    """A second click on Add sent it again: "already exists" replaced "Added"."""
+    open_admin_tools(page, classroom.url)
+    form = page.locator("#add-instructor")
+    held: list = []
+    page.route("**/api/instructors", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    form.get_by_label("User name").fill("ms-lee")
+    form.get_by_label("Password", exact=True).fill("on-the-note-1")
+    form.get_by_role("button", name="Add").click()
+    wait_for(lambda: page.evaluate("1") and held, what="the POST on its way")
+    assert form.get_by_role("button", name="Add").is_disabled()
+    form.get_by_label("User name").press("Enter")  # sent again by the keyboard: not while the first is on its way
+    held[0].continue_()
+    page.locator("#add-result", has_text="Added ms-lee").wait_for(timeout=10_000)
+    assert len(held) == 1 and form.get_by_role("button", name="Add").is_enabled()
+
+
 def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     """The page reloads itself for a new release, not over what someone typed: it looked at the
     form's inputs only, and the room's desk list is a textarea."""

@@ -597,8 +597,19 @@
       }
       if (name && form.elements[name]) form.elements[name].focus();
     }
+    const add = form.querySelector("button[type=submit]");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      // one at a time: a second click's POST came back "already exists" and its "Not added" replaced "Added"
+      if (add.disabled) return;
+      add.disabled = true;
+      try {
+        await addInstructor();
+      } finally {
+        enable(add);
+      }
+    });
+    async function addInstructor() {
       if (!(await confirmFirst($("add-result")))) return;
       const body = {username: form.username.value, password: form.password.value,
                     temporary: form.temporary.checked};
@@ -612,7 +623,7 @@
         form.reset();
         loadInstructors();
       }
-    });
+    }
     loadInstructors();
   }
   connect();
