@@ -1857,6 +1857,50 @@ def test_a_change_unanswered_is_given_up_and_said(classroom, page):
     assert page.locator("#expected-form button[type=submit]").is_enabled()
 
 
+def test_the_room_list_box_follows_other_instructors_and_keeps_what_is_typed(classroom, page):
+    """The room's desk list was put in the box once, as the page loaded: a save from a page left
+    open overwrote another instructor's newer list unseen, and a save's answer replaced what was
+    typed while it was on its way; a second click sent it twice. The box now follows the list
+    while nobody edits it, a save made from an older list is refused (409, its text kept), and
+    the button waits for the answer."""
+    admin = login(classroom.url)
+    log_in_page(page, classroom.url)
+    page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
+    page.locator(".expected-desks summary").click()
+    box, save = page.locator("#expected-desks"), page.locator("#expected-form button[type=submit]")
+    held: list = []
+    hold = [True]
+    page.route("**/api/classroom/expected", lambda route: held.append(route) if hold[-1] else route.continue_())
+    box.fill("desk-1")
+    save.click()
+    wait_for(lambda: page.evaluate("1") and held, what="the save on its way")
+    assert save.is_disabled()  # not sent twice
+    box.fill("desk-1\ndesk-2")  # typed while it is on its way
+    hold.append(False)
+    held[0].continue_()
+    page.locator("#expected-result", has_text="Saved: 1 desk").wait_for(timeout=10_000)
+    assert box.input_value() == "desk-1\ndesk-2" and save.is_enabled()  # what was typed meanwhile stays
+    # another instructor's list, saved meanwhile (an API caller without a version: replaced, as always)
+    r = admin.post(f"{classroom.url}/api/classroom/expected", json={"desks": ["desk-9"]},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert r.status_code == 200 and r.json()["desks"] == ["desk-9"]
+    save.click()  # from this page's older list
+    page.locator("#expected-result", has_text="Not saved: someone changed this room's list").wait_for(timeout=10_000)
+    assert "desk-9" in page.inner_text("#expected-result") and box.input_value() == "desk-1\ndesk-2"
+    assert classroom.classroom.expected() == ["desk-9"]
+    save.click()  # seen now: this one replaces it
+    page.locator("#expected-result", has_text="Saved: 2 desks").wait_for(timeout=10_000)
+    assert classroom.classroom.expected() == ["desk-1", "desk-2"]
+    r = admin.post(f"{classroom.url}/api/classroom/expected", json={"desks": ["desk-3"]},
+                   headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    wait_in_page(page, "document.getElementById('expected-desks').value === 'desk-3'")  # not edited here: it follows
+    stale = admin.post(f"{classroom.url}/api/classroom/expected", json={"desks": ["x"], "version": r.json()["version"] + "0"},
+                       headers={"X-CSRF-Token": admin.csrf}, timeout=5)
+    assert stale.status_code == 409 and stale.json()["desks"] == ["desk-3"]
+    assert admin.post(f"{classroom.url}/api/classroom/expected", json={"desks": ["x"], "version": r.json()["version"]},
+                      headers={"X-CSRF-Token": admin.csrf}, timeout=5).json()["desks"] == ["x"]
+
+
 def test_add_instructor_waits_for_the_answer(classroom, page):
     """A second click on Add sent it again: "already exists" replaced "Added"."""
     open_admin_tools(page, classroom.url)

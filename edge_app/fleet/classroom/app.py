@@ -24,7 +24,7 @@ from edge_app import __version__
 from edge_app.fleet.broker_link import BrokerStatus
 from edge_app.fleet.classroom.levels import CHECKING, LEVELS, WAITING
 from edge_app.fleet.classroom.messages import DEVICE_ID
-from edge_app.fleet.classroom.model import MAX_DESKS, Classroom
+from edge_app.fleet.classroom.model import MAX_DESKS, Classroom, expected_version
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, Accounts, AuthError, User
 from edge_app.web import account_routes, hardening
 from edge_app.web.guard import told_details
@@ -254,8 +254,9 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.get("/")
     def classroom_page():
         user, csrf = require_viewer()
-        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(), expected=ctx.classroom.expected(),
-                    known={*LEVELS, WAITING, CHECKING, "Offline"}, build=BUILD)
+        expected = ctx.classroom.expected()
+        return page("classroom", title="Classroom", snapshot=ctx.classroom.snapshot(), expected=expected,
+                    expected_version=expected_version(expected), known={*LEVELS, WAITING, CHECKING, "Offline"}, build=BUILD)
 
     @app.get("/api/classroom")
     def api_classroom():
@@ -324,19 +325,30 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
     @app.post("/api/classroom/expected")
     def set_expected():
         """The room's desks (JSON {"desks": [device ids]}): each has a tile from now on, "not
-        heard yet" until it is. An instructor's or an admin's, as the page's other settings."""
+        heard yet" until it is. An instructor's or an admin's, as the page's other settings.
+        ``"version"`` (optional): the version of the list the change was made from (the page's, from
+        its updates' ``expected``); a change made from an older list is refused (409), the list that
+        another instructor saved meanwhile not overwritten unseen. Without it the list is replaced."""
         user = require_viewer_change()
         data = hardening.json_object(request)
         desks = data.get("desks") if data is not None else None
-        if not isinstance(desks, list) or not all(isinstance(d, str) for d in desks):
-            return json_error(400, 'send JSON {"desks": ["desk-01", "desk-02", ...]}')
+        base = data.get("version") if data is not None else None
+        if not isinstance(desks, list) or not all(isinstance(d, str) for d in desks) or \
+                (base is not None and not isinstance(base, str)):
+            return json_error(400, 'send JSON {"desks": ["desk-01", "desk-02", ...]} (and "version": the list\'s you changed)')
         wrong = [d for d in desks if not DEVICE_ID.fullmatch(d)]
         if wrong:
             return json_error(400, f"not a device ID: {', '.join(repr(hardening.cut(d)) for d in wrong[:5])} (a device ID "
                                    "has 1-64 letters, digits, dots, dashes and underscores, as the desk's mqtt.device_id)")
         if len(set(desks)) > MAX_DESKS:
             return json_error(400, f"at most {MAX_DESKS} desks")
-        kept = ctx.classroom.set_expected(desks)
+        kept = ctx.classroom.set_expected(desks, base)
+        if kept is None:  # saved from a page that had not seen the newest list: it is told which that is
+            now = ctx.classroom.expected()
+            raise HTTPResponse(json.dumps({
+                "error": "someone changed this room's list after this page showed it; it is now: " +
+                         (", ".join(now[:20]) + (f" and {len(now) - 20} more" if len(now) > 20 else "") if now else "no list"),
+                "desks": now, "version": expected_version(now)}), 409, {"Content-Type": "application/json"})
         try:
             ctx.save_expected(kept)
         except Exception as exc:  # noqa: BLE001 - shown now, not kept over a restart: say so
@@ -346,7 +358,7 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         log.info("the room's desk list set by %s: %d desks", user.username, len(kept))
         ctx.accounts.store.audit(user.username, "set the room's desks", "", ", ".join(kept)[:2000])
         response.content_type = "application/json"
-        return json.dumps({"desks": kept})
+        return json.dumps({"desks": kept, "version": expected_version(kept)})
 
     @app.post("/api/confirm")
     def confirm():

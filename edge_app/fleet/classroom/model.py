@@ -30,6 +30,7 @@ desk's own reconnection.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -105,6 +106,12 @@ class _Gone:
     held: bool = False
 
 
+def expected_version(listed: list[str]) -> str:
+    """The room's desk list's version, from its contents (the same over a restart): a page's save names the
+    list it was made from, and one made from an older list is refused (``Classroom.set_expected``)."""
+    return hashlib.sha256("\n".join(listed).encode()).hexdigest()[:16]
+
+
 class Classroom:
     """``clock``: the wall clock, for every time shown or compared with a desk's own (``since``,
     ``last_seen``, minute rows). ``monotonic``: what a heartbeat desk's silence is timed by, so
@@ -140,6 +147,7 @@ class Classroom:
         # the room's desks as an admin or instructor listed them (``set_expected``): each has a tile from the start,
         # "not heard yet" until it is, so a desk that never came up (unplugged, a wrong device id) is seen missing
         self._expected: set[str] = set()
+        self._expected_changed = 0  # the version the list last changed at: the pages' updates after it carry it
         # the broker's stored state of each desk removed by hand, refused while it is off the page: applied when
         # the desk is heard again (a desk without heartbeats sends its state only when it changes, and came back
         # "Waiting for a first reading", a disengaged student missing from the alerts)
@@ -373,12 +381,18 @@ class Classroom:
         return [d for d in self._desks.values()
                 if not d.online and d.checking_until is None and d.device_id not in self._expected]
 
-    def set_expected(self, device_ids) -> list[str]:
+    def set_expected(self, device_ids, base: str | None = None) -> list[str] | None:
         """The desks this room should have (``_expected``), in name order; each not known yet
         gets a tile now, offline and never heard. A desk dropped from the list stays while it is
-        known (Remove the offline desks takes an offline one away). Returns the list kept."""
+        known (Remove the offline desks takes an offline one away). Returns the list kept.
+
+        ``base``: the list's version (``expected_version``) the change was made from: None (nothing
+        changed) when the list has changed since, another instructor's newer list not overwritten
+        unseen by a page that loaded it before. Without it the list is set whatever it was."""
         kept = sorted({str(i) for i in device_ids if DEVICE_ID.fullmatch(str(i))}, key=natural_key)[:MAX_DESKS]
         with self._cond:
+            if base is not None and base != expected_version(sorted(self._expected, key=natural_key)):
+                return None
             moved, self._expected = self._expected ^ set(kept), set(kept)
             for device_id in [d for d in self._cleared if d in self._expected]:  # removed by hand once, listed now
                 self._restore(device_id)
@@ -388,6 +402,10 @@ class Classroom:
             for device_id in moved:  # on or off the list: the pages' Remove button counts them differently
                 if (desk := self._desks.get(device_id)) is not None:
                     self._changed(desk)
+            if moved:  # the pages' updates carry the new list (``snapshot``), for the box that shows it
+                self.version += 1
+                self._expected_changed = self.version
+                self._cond.notify_all()
             return kept
 
     def expected(self) -> list[str]:
@@ -663,12 +681,16 @@ class Classroom:
                      "checking": d.checking_until is not None,
                      "listed": d.device_id in self._expected, "recent": d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
+            listed = sorted(self._expected, key=natural_key) if since is None or self._expected_changed > since else None
             if not link["connected"] and not link["error"] and self._reason is not None:
                 link["error"] = self._reason()
-        return {"desks": rows, "gone": gone, "counts": counts, "recent": summary, "now": now, "version": version,
-                "full": since is None, "broker": link, "long_absent_s": LONG_ABSENT_S,
-                # the server's zone: a time of day on the page is the server's (its clock is, by "now"), not the laptop's
-                "utc_offset_s": time.localtime(now).tm_gmtoff}
+        found = {"desks": rows, "gone": gone, "counts": counts, "recent": summary, "now": now, "version": version,
+                 "full": since is None, "broker": link, "long_absent_s": LONG_ABSENT_S,
+                 # the server's zone: a time of day on the page is the server's (its clock is, by "now"), not the laptop's
+                 "utc_offset_s": time.localtime(now).tm_gmtoff}
+        if listed is not None:  # the room's list, in full snapshots and in the updates after it changed
+            found["expected"] = {"desks": listed, "version": expected_version(listed)}
+        return found
 
     def _class_summary(self, now: float) -> dict | None:
         """The class: the online desks' last minutes together, each desk counting by its

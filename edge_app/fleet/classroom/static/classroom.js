@@ -470,6 +470,7 @@
       classRecent = data.recent;
       longAbsent = data.long_absent_s ?? longAbsent;
       broker = data.broker;
+      if (data.expected) showListed(data.expected);
       document.body.dataset.version = data.version;
       showLink();
       render();
@@ -508,13 +509,35 @@
       " from the page, for everyone who has it open. A desk comes back as soon as it is heard again." :
       "No desk was offline any more.";
   });
+  // The room's desk list: the box shows the newest (another instructor's too, as the stream brings it) while nobody
+  // edits it here; a save names the version it was made from, and one made from an older list is refused (409)
+  // instead of overwriting the newer one unseen. What is typed while a save is on its way stays.
+  const listBox = $("expected-desks");
+  const listSave = $("expected-form").querySelector("button[type=submit]");
+  function showListed(listed) {
+    if (listSave.disabled || edited(listBox) || listBox.dataset.version === listed.version) return;
+    listBox.value = listBox.defaultValue = listed.desks.join("\n");
+    listBox.dataset.version = listed.version;
+  }
   $("expected-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (listSave.disabled) return;
     // one per line, or commas: "desk 7" stays one entry (refused: no device ID has a space), not "desk" and "7"
-    const desks = $("expected-desks").value.split(/[\n,;]+/).map((d) => d.trim()).filter(Boolean);
-    const [ok, data, why] = await change("/api/classroom/expected", $("expected-form").dataset.csrf, {desks});
-    if (ok) $("expected-desks").value = data.desks.join("\n");
-    $("expected-result").textContent = !ok ? "Not saved: " + why + "." : data.desks.length ? "Saved: " +
+    const sent = listBox.value;
+    const desks = sent.split(/[\n,;]+/).map((d) => d.trim()).filter(Boolean);
+    listSave.disabled = true;  // one save at a time: a second one's answer overwrote the first's
+    const [ok, data, why, status] = await change("/api/classroom/expected", $("expected-form").dataset.csrf,
+      {desks, version: listBox.dataset.version});
+    enable(listSave);
+    if (ok) {
+      listBox.defaultValue = data.desks.join("\n");  // what is saved; the box still shows what was typed meanwhile
+      if (listBox.value === sent) listBox.value = listBox.defaultValue;
+      listBox.dataset.version = data.version;
+    } else if (status === 409 && data.version) {  // saved again, it replaces that list: the instructor has seen it now
+      listBox.dataset.version = data.version;
+    }
+    $("expected-result").textContent = status === 409 ? "Not saved: " + why + ". Your list is still in the box: " +
+      "check it, then save again to replace theirs." : !ok ? "Not saved: " + why + "." : data.desks.length ? "Saved: " +
       data.desks.length + (data.desks.length === 1 ? " desk" : " desks") +
       ". One not heard yet shows \u201cOffline\u201d and \u201cnot heard yet\u201d." :
       "Saved: no list. Only the desks heard are shown.";

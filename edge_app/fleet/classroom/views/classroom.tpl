@@ -43,7 +43,8 @@
       is seen missing: &#8220;Offline&#8221;, &#8220;not heard yet&#8221;.</p>
     <form id="expected-form" data-csrf="{{csrf}}">
       <label for="expected-desks">Device IDs, one per line or separated by commas</label>
-      <textarea id="expected-desks" name="desks" rows="4" spellcheck="false" autocomplete="off">{{'\n'.join(expected)}}</textarea>
+      <textarea id="expected-desks" name="desks" rows="4" spellcheck="false" autocomplete="off"
+        data-version="{{expected_version}}">{{'\n'.join(expected)}}</textarea>
       <button type="submit">Save the list</button>
       <p id="expected-result" role="status"></p>
     </form>
