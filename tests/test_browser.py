@@ -621,6 +621,36 @@ def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_o
     context.close()
 
 
+def test_near_the_end_of_a_log_ins_lifetime_the_warning_offers_no_stay(make_appliance, browser):
+    """web.session_max_hours ends a log-in whatever is done: "Stay logged in" there did nothing
+    (the warning came back at once), and a page counting only the idle time warned too late."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+    appliance.accounts.max_age_s = 600  # ten minutes a log-in, the idle time-out 30
+    ahead = [0.0]
+    appliance.accounts.wall = lambda: time.time() + ahead[0]
+    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.clock.install()
+    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
+    page.goto(f"{appliance.url}/upload")
+
+    def later(seconds: float) -> None:
+        ahead[0] += seconds
+        page.clock.fast_forward(int(seconds * 1000))
+
+    later(600 - 75)
+    assert page.locator("#idle-warning").inner_text().strip() == ""
+    later(15)
+    wait_in_page(page, "document.getElementById('idle-warning').textContent.includes('as long as a log-in may')")
+    assert page.get_by_role("button", name="Stay logged in").count() == 0
+    later(70)
+    page.wait_for_url(lambda url: "/login" in url)
+    context.close()
+
+
 def test_a_page_shown_again_after_its_session_ended_asks_and_goes_to_the_log_in(make_appliance, browser):
     """A laptop's lid closed over the session's end: the suspended page's timers had not run, so
     it woke as it was and the next form went to the log-in, its input lost. Shown again, it asks."""

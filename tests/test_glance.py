@@ -275,6 +275,24 @@ def test_a_request_the_device_never_answers_is_given_up_and_the_view_goes_on(new
     wait_for(answered_again, timeout=20, what="the held request given up and the next poll answered")
 
 
+def test_the_desk_view_runs_in_a_browser_without_abort_signal_timeout(new_page, server, scene):
+    """AbortSignal.timeout came with Safari 16 and Chrome 103: on a school's iPad on iPadOS 15
+    every poll threw before it was sent, and the desk view said "No connection" for good."""
+    show(server, scene, True)
+    page = new_page()
+    page.clock.install()  # (before: the fake clock brings an AbortSignal.timeout of its own)
+    page.add_init_script("delete AbortSignal.timeout")  # as an older browser has it
+    page.goto(f"{server.url}/glance")
+    assert page.evaluate("typeof AbortSignal.timeout") == "undefined"
+    page.clock.fast_forward(6_000)  # polls that failed would leave "No connection" by now
+
+    def polled() -> bool:
+        page.clock.run_for(1_000)
+        return glance_text(page) == server.loop.state.level
+
+    wait_for(polled, timeout=20, what="the desk view's polls answered")
+
+
 def test_desk_view_is_for_logged_in_users_only(server):
     r = requests.get(f"{server.url}/glance", allow_redirects=False, timeout=10)
     assert r.status_code in (302, 303) and "/login" in r.headers["Location"]

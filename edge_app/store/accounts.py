@@ -608,17 +608,19 @@ class Accounts:
             self._mark(("seen", th), r["last_seen"], mono, only_over=r["last_seen"])
         return _user(r), r["csrf"]
 
-    def session_left_s(self, token: str | None) -> float | None:
-        """Seconds until this session ends by itself (idle, or past its lifetime) unless the
-        user does something first; None when it has ended. Read without restarting the idle
-        timer: a page's warning asks it, and another tab or a pause pressed in place may
+    def session_time_left(self, token: str | None) -> tuple[float, str] | None:
+        """(seconds, which limit) until this session ends by itself unless the user does
+        something: "idle" (anything the user does restarts it) or "lifetime" (nothing does:
+        ``max_age_s`` after the log-in); None when it has ended. Read without restarting the
+        idle timer: a page's warning asks it, and another tab or a pause pressed in place may
         have restarted the timer since that page was loaded."""
         th, now = _token_hash(token or ""), self._now()
         rows = self.store.query("SELECT created, last_seen FROM sessions WHERE token_hash = ?", (th,))
         if not rows or self._expired(th, rows[0]["created"], rows[0]["last_seen"], now):
             return None
-        return max(0.0, min(self.idle_s - self._elapsed(("seen", th), rows[0]["last_seen"], now, future=math.inf),
-                            self.max_age_s - self._elapsed(("created", th), rows[0]["created"], now, future=math.inf)))
+        idle = self.idle_s - self._elapsed(("seen", th), rows[0]["last_seen"], now, future=math.inf)
+        lifetime = self.max_age_s - self._elapsed(("created", th), rows[0]["created"], now, future=math.inf)
+        return (max(0.0, idle), "idle") if idle <= lifetime else (max(0.0, lifetime), "lifetime")
 
     def session_started(self, token: str | None) -> float | None:
         """When this session's log-in was (wall clock), or None for no such session."""

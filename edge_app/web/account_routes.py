@@ -199,11 +199,13 @@ def install(app: bottle.Bottle, site: Site) -> None:
 
     def session_times() -> str:
         """``idle_s``, and ``left_s`` with ``ends`` (the device's clock, "14:05"): when this
-        session ends unless the user does something. A page's own count from its load was
-        wrong once another tab, or a pause pressed in place, restarted the timer since."""
-        left = accounts.session_left_s(request.get_cookie(site.cookie)) or 0.0
+        session ends unless the user does something, and ``limit``, which limit that is ("idle",
+        or "lifetime": web.session_max_hours, which nothing the user does moves). A page's own
+        count from its load was wrong once another tab, or a pause pressed in place, restarted
+        the timer since."""
+        left, limit = accounts.session_time_left(request.get_cookie(site.cookie)) or (0.0, "idle")
         response.content_type = "application/json"
-        return json.dumps({"idle_s": accounts.idle_s, "left_s": round(left, 1),
+        return json.dumps({"idle_s": accounts.idle_s, "left_s": round(left, 1), "limit": limit,
                            "ends": time.strftime("%H:%M", time.localtime(accounts.wall() + left))})
 
     @app.get("/api/session")

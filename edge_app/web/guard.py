@@ -337,7 +337,9 @@ class Guard:
         values.setdefault("paused", loop.privacy.active if loop is not None else None)
         # the header dot: the loop's state now (state.js keeps it fresh); no loop, no dot
         now = self.shown_state(found[0], loop.state) if found is not None and viewer and loop is not None else None
-        values.setdefault("idle_s", int(self.ctx.accounts.idle_s))  # when the page warns (views/idle_warning.tpl)
+        values.setdefault("idle_s", int(self.ctx.accounts.idle_s))  # when the page warns (views/idle_warning.tpl) ...
+        left = self.ctx.accounts.session_time_left(request.get_cookie(COOKIE)) if found is not None else None
+        values.setdefault("session_left_s", int(left[0]) if left else None)  # ... sooner near web.session_max_hours
         return bottle.template(name, user=found[0] if found else None, csrf=found[1] if found else "",
                                version=__version__, path=request.path, now=now, local_time=local_time, **values)
 

@@ -21,6 +21,15 @@
     return node;
   }
 
+  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
+  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
+  function giveUpAfter(ms) {
+    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
+    const c = new AbortController();
+    setTimeout(function () { c.abort(); }, ms);
+    return c.signal;
+  }
+
   let offset = null;  // the device's UTC offset (s), from /api/timeline: times are the device's, as in its log
 
   function fmt(t) {
@@ -134,7 +143,7 @@
     timelineBusy = true;
     try {
       const r = await fetch("/api/timeline?minutes=" + MINUTES,  // given up unanswered (a held request held every later one)
-                            { credentials: "same-origin", signal: AbortSignal.timeout(TIMELINE_MS) });
+                            { credentials: "same-origin", signal: giveUpAfter(TIMELINE_MS) });
       if (r.status === 401) { sessionEnded = true; return; }  // state.js shows the log-in page, saying why
       if (r.ok) { latest = await r.json(); lastTimeline = Date.now(); draw(latest); }
     } catch (e) { /* the device may be restarting: asked again below */

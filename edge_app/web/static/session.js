@@ -14,17 +14,31 @@
   const idleMs = Number(box.dataset.idleS) * 1000;
   if (!(idleMs > 0)) return;
   const warnMs = Math.min(60000, idleMs / 2);
-  let deadline = Date.now() + idleMs;  // this page's load was the user's own doing: the timer started then
+  // this page's load was the user's own doing: the idle timer started then, unless the log-in's
+  // lifetime (web.session_max_hours) ends sooner, as the page's data-left-s says
+  const leftMs = box.dataset.leftS === "" ? NaN : Number(box.dataset.leftS) * 1000;
+  let deadline = Date.now() + (leftMs >= 0 ? Math.min(idleMs, leftMs) : idleMs);
   let timer = null;
   let sending = false;  // a form on its way: its answer, not this script, says what became of it
   document.addEventListener("submit", function (e) { if (!e.defaultPrevented) { sending = true; arm(); } });
   window.addEventListener("pageshow", function (e) { if (e.persisted) { sending = false; arm(); } });
 
+  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
+  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
+  function giveUpAfter(ms) {
+    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
+    const c = new AbortController();
+    setTimeout(function () { c.abort(); }, ms);
+    return c.signal;
+  }
+  const ASK_MS = 4000;
+
   // GET /api/session: {left_s, ends} while the session is on, else null; "gone" when it ended
   async function ask() {
     let r = null;
     try {
-      r = await fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      r = await fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" },
+                                        signal: giveUpAfter(ASK_MS) });  // held by Wi-Fi: the page's own count
     } catch (e) { return null; }
     if (r.status === 401) return "gone";
     if (!r.ok) return null;
@@ -75,16 +89,22 @@
     follow(answer);
     if (Date.now() < deadline - warnMs - 1000) { arm(); return; }  // kept on meanwhile: not yet
     const seconds = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    const when = (seconds >= 55 ? "1 minute" : seconds + " seconds") +  // (asked, the server's count is a moment less)
+      (answer && answer.ends ? " (at " + answer.ends + ", the device's time)" : "");
     const text = document.createElement("p");
-    text.textContent = "Nothing has happened on this page for a while: you will be logged out in " +
-      (seconds >= 55 ? "1 minute" : seconds + " seconds") +  // (asked, the server's count is a moment less)
-      (answer && answer.ends ? " (at " + answer.ends + ", the device's time)" : "") + ".";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.id = "stay-logged-in";
-    button.textContent = "Stay logged in";
-    button.addEventListener("click", stay);
-    box.replaceChildren(text, button);
+    if (answer && answer.limit === "lifetime") {  // web.session_max_hours: nothing keeps it, so no button offers to
+      text.textContent = "This log-in has lasted as long as a log-in may: you will be logged out in " + when +
+        ". Finish or save what you are doing, then log in again.";
+      box.replaceChildren(text);
+    } else {
+      text.textContent = "Nothing has happened on this page for a while: you will be logged out in " + when + ".";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.id = "stay-logged-in";
+      button.textContent = "Stay logged in";
+      button.addEventListener("click", stay);
+      box.replaceChildren(text, button);
+    }
     box.classList.add("on");
     timer = setTimeout(ended, deadline - Date.now());
   }

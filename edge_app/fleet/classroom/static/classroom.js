@@ -358,7 +358,15 @@
   // that dropped): an event stream only receives, so the browser would wait on it for ever under "Live".
   const SILENT_MS = 15000;
   const ANSWER_MS = 8000;  // the longest this page waits for the answer to a request (``ask``, a refused stream's check)
-  const answerIn = () => AbortSignal.timeout(ANSWER_MS);
+  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
+  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
+  function giveUpAfter(ms) {
+    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
+    const c = new AbortController();
+    setTimeout(function () { c.abort(); }, ms);
+    return c.signal;
+  }
+  const answerIn = () => giveUpAfter(ANSWER_MS);
   let source = null;
   // the latest word from the server on the current stream, on the page's monotonic clock: a laptop's clock
   // stepped forward by a time server is not silence
