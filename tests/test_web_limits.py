@@ -239,19 +239,21 @@ def test_bodies_sent_a_byte_at_a_time_from_many_addresses_are_cut(web):
 
 
 def test_a_slow_but_steady_upload_is_not_cut(web):
-    """Past the grace, a body that keeps coming (weak Wi-Fi) gets a second per kB received."""
+    """Past the grace, a body that keeps coming (weak Wi-Fi) gets a second per kB received.
+    (A grace of 0.6 s: at 0.25 s a loaded two-core CI machine, the server in this process,
+    once let a gap between two of these sends pass it and the body was cut.)"""
     deadlines = web.server.deadlines
-    deadlines.body_grace_s = 0.25
+    deadlines.body_grace_s = 0.6
     body = b'{"username": "nobody", "password": "' + b"x" * 60_000 + b'"}'
     s = socket.create_connection(("127.0.0.1", web.server.port), timeout=10)
     try:
         s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
         t0 = time.monotonic()
-        for i in range(0, len(body), 3000):  # about 30 kB/s for 2 s, eight times the grace
+        for i in range(0, len(body), 3000):  # about 30 kB/s for 2 s, more than three times the grace
             s.sendall(body[i:i + 3000])
             time.sleep(0.1)
-        assert time.monotonic() - t0 > 4 * deadlines.body_grace_s
+        assert time.monotonic() - t0 > 3 * deadlines.body_grace_s
         answer = s.recv(200)
         assert answer.startswith(b"HTTP/1.1 401"), answer
         assert deadlines.closed_bodies == 0
