@@ -806,3 +806,31 @@ def test_the_reserve_follows_its_setting_and_is_taken_only_with_room_to_spare(tm
                 tight.close()
     finally:
         store.close()
+
+
+def test_a_deletion_refused_on_a_full_disk_keeps_the_photos(tmp_path):
+    """On a full disk a deletion removes the images first, to free room for its rows. Given
+    the account's own check too (the last admin), that check came after the images were gone:
+    a refused deletion kept the account and lost its photos. The check comes first."""
+    from edge_app.store.accounts import Accounts, AuthError
+
+    def the_last_admin(conn):
+        raise AuthError("ann is the last admin and cannot be deleted: make another user an admin first")
+
+    with mounted_tmpfs(tmp_path / "card", "8m") as card:
+        store = Store(card / "data")
+        try:
+            ann = Accounts(store).create_user("ann", "ann-pass-phrase-1", "admin").id
+            upload = store.add_upload(ann, "ann.jpg", 10, 10, [])
+            store.set_upload_image(upload, store.write_image(f"{upload}.jpg", b"\xff\xd8" + b"x" * 1000))
+            for i in range(300):  # a year's photos: their delete fills more pages than the cache holds ...
+                store.add_upload(ann, f"photo-{i}-{'n' * 200}.jpg", 10, 10, [])
+            store.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # ... so it writes to the log before the
+            store.connect().execute("PRAGMA cache_size = 2")  # commit (a small cache: soon), and there is no room
+            fill_up(card / "filler")
+            with pytest.raises(AuthError):
+                store.delete_user_data(ann, also=the_last_admin)
+            assert store.image_file(f"{upload}.jpg").is_file()
+            assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 301
+        finally:
+            store.close()

@@ -591,9 +591,10 @@ class Store:
         with self.transaction() as conn:
             paths = [r[0] for r in conn.execute(
                 f"SELECT image_path FROM uploads WHERE {where} AND image_path IS NOT NULL", (key,))]
-            removed = conn.execute(f"DELETE FROM uploads WHERE {where}", (key,)).rowcount
-            if also is not None:
-                also(conn)
+            removed = conn.execute(f"SELECT COUNT(*) FROM uploads WHERE {where}", (key,)).fetchone()[0]
+            if also is not None:  # first: a refusal (the last admin) comes before any write, so a full disk's
+                also(conn)  # retry, which removes the images first, only ever follows a check that passed
+            conn.execute(f"DELETE FROM uploads WHERE {where}", (key,))  # (those an account's row took are gone)
         for path in paths:  # after the commit: a failed delete must not leave a row without its image
             self.remove_image(path)
         if removed:
