@@ -267,3 +267,14 @@ def test_crop_face_is_clipped_to_the_frame():
     assert crop_face(gray, (-10, -5, 30, 40)).shape == (35, 20)
     assert crop_face(gray, (70, 90, 30, 40)).shape == (10, 10)
     assert crop_face(gray, (200, 200, 30, 40)).size == 0
+
+
+def test_a_size_written_as_whole_floats_loads(model_copy):
+    """[48.0, 48.0], as an exporter in another language writes it, loaded before sizes were
+    checked strictly; a flashed model with it must still load after an upgrade."""
+    manifest, _, raw = model_copy
+    rewrite_manifest(manifest, input={**raw["input"], "size": [48.0, 48.0]})
+    assert EmotionClassifier(manifest).manifest.size == (48, 48)
+    rewrite_manifest(manifest, input={**raw["input"], "size": [48.5, 48]})
+    with pytest.raises(ModelError, match=r"input.size must be \[height, width\]"):
+        EmotionClassifier(manifest)

@@ -189,10 +189,12 @@ class Manifest:
 def _input_size(size) -> tuple[int, int]:
     """The manifest's ``input.size``, [height, width] in pixels; ValueError naming it else
     (junk there said "'NoneType' object is not iterable" or "invalid literal for int()")."""
-    if not (isinstance(size, list) and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in size)):
+    def whole(v) -> bool:  # 48, or 48.0 as an exporter in another language writes it
+        return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+
+    if not (isinstance(size, list) and len(size) == 2 and all(whole(v) and 0 < v <= 4096 for v in size)):
         raise ValueError(f"input.size must be [height, width] in pixels (e.g. [48, 48]), not {str(size)[:80]}")
-    return size[0], size[1]
+    return int(size[0]), int(size[1])
 
 
 class EmotionClassifier:
