@@ -1247,3 +1247,44 @@ def test_every_student_goes_at_the_end_of_a_term_after_one_confirmation(quiet):
     refused = nobody_else.post(f"{quiet.url}/admin/users/students/delete",
                                data={"csrf": nobody_else.csrf, "confirm": "yes", "user": [str(late.id)]}, timeout=10)
     assert refused.status_code == 403 and accounts.find("newcomer") is not None
+
+
+def test_the_days_chart_is_drawn_at_most_once_a_minute(tmp_path):
+    """42 queries, asked by every open dashboard every 10 s beside the camera loop: drawn
+    again once its minute is up (or the day is another), not at each poll."""
+    from edge_app.store.database import Store
+    from edge_app.web.admin_dashboard import RecentDaysChart
+
+    store = Store(tmp_path / "d")
+    try:
+        minute = (time.time() // 60 - 5) * 60
+        store.log_minute({"minute": minute, "frames": 40, "faces": 40, "Engaged": 20.0})
+        once, fresh = RecentDaysChart(store), RecentDaysChart(store, every_s=0)
+        first, first_fresh = once(), fresh()
+        store.log_minute({"minute": minute + 60, "frames": 40, "faces": 40, "Engaged": 40.0})
+        assert once() == first  # within its minute: as drawn
+        again = fresh()
+        assert again != first_fresh and again[1][-1]["seconds"]["Engaged"] == 60.0  # its minute up: drawn anew
+    finally:
+        store.close()
+
+
+def test_a_full_disks_warning_is_not_announced_again_for_its_changing_figure():
+    """While the disk is full its warning says "12.3 MB free", a figure that changes at every
+    poll: swapped in each time, its role="alert" was read out every 10 s."""
+    from types import SimpleNamespace
+
+    import edge_app.web.app  # noqa: F401 (the views' folder, as the running app has it)
+    from edge_app.web.admin_dashboard import render_pieces
+
+    def store_piece(free: str) -> dict:
+        health = SimpleNamespace(store="disk full", store_error=f"{free} MB free, below store.min_free_mb = 200")
+        values = {"health": health, "today": {"seconds": {}, "total_s": 0.0}, "tiles": {}, "day": 0, "chart": "",
+                  "days": [], "widths": {}, "bar_words": "", "alerts": [], "snapshots_on": False, "snapshots_stored": 0,
+                  "groups": (), "clock_unset": False, "clock_help": "", "clock_trusted": False}
+        return render_pieces(values)["store"]
+
+    full, fuller = store_piece("12.3"), store_piece("11.9")
+    assert "12.3 MB free" in full["html"] and 'role="alert"' in full["html"]
+    assert full["version"] == fuller["version"]
+    assert store_piece("1").get("version") == full["version"] and "disk is nearly full" in full["html"]
