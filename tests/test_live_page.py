@@ -189,3 +189,31 @@ def test_a_chart_the_device_stopped_answering_for_says_so(page, server):
     page.unroute("**/api/timeline*")
     page.clock.fast_forward(5_000)
     wait_in_page(page, "document.getElementById('timeline-stale').textContent === ''")
+
+
+def test_shown_again_at_once_the_stream_still_held_is_not_another_tab(page, server):
+    """Hidden, the page lets go of its stream, but the device notices only at its next frame
+    (2 s apart while the camera is paused): shown again before that, the refusal told the
+    student to close "another tab or window" they did not have. It says it is reconnecting."""
+    refusal = "you are watching the live view already (another tab or window): close it first"
+    held = {"on": False}
+
+    def stream(route):
+        if held["on"]:
+            held["on"] = False  # the device has noticed by the next try
+            route.fulfill(status=503, content_type="application/json", body=json.dumps({"error": refusal}))
+        else:
+            route.continue_()
+
+    page.route("**/live.mjpg*", stream)
+    page.goto(f"{server.url}/live")
+    wait_in_page(page, "Number(document.getElementById('stream').dataset.frames) > 0")
+    hide(page, True)
+    held["on"] = True
+    hide(page, False)
+    wait_in_page(page, "document.getElementById('stream-status').textContent.startsWith('Reconnecting')")
+    assert "another tab" not in text(page, "#stream-status")
+    shown = frames(page)
+    page.clock.fast_forward(2_000)
+    wait_in_page(page, f"Number(document.getElementById('stream').dataset.frames) > {shown}")
+    assert text(page, "#stream-status") == ""

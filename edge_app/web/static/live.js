@@ -174,6 +174,8 @@
   function startStream() {
     let controller = null, watchdog = null, retryTimer = null, tries = 0, lastFrame = 0, generation = 0, frames = 0;
     let shownUrl = null;
+    let letGoAt = -Infinity;  // when this page let go of its stream (a hidden tab)
+    const LET_GO_MS = 6000;  // how long the device may take to notice it (a frame or a placeholder, 2 s apart)
     const spent = [];  // frames' blob URLs replaced, freed once the next has drawn
 
     function tell(text, kind) {
@@ -282,6 +284,14 @@
         if (gen !== generation) return;
         if (r.status === 403) { stop(); tell("The live picture is not shown to you" + (why ? ": " + why : "") + "."); return; }
         // 503: the viewers' places are taken, or this page's own last stream has not let go of its place yet
+        // (the device notices a closed stream at its next frame, 2 s apart while the camera is paused):
+        // shown again that soon, the student is not told to close another tab they do not have
+        if (Date.now() - letGoAt < LET_GO_MS) {
+          stop();
+          tell("Reconnecting to the live picture." + shows(), "hint");
+          retryTimer = setTimeout(connect, RETRY_MS[0]);
+          return;
+        }
         retry("The live picture is not available right now" + (why ? " (" + why + ")" : "") + ".");
         return;
       }
@@ -292,7 +302,7 @@
     }
 
     document.addEventListener("visibilitychange", function () {
-      if (document.visibilityState === "hidden") { stop(); return; }
+      if (document.visibilityState === "hidden") { stop(); letGoAt = Date.now(); return; }
       if (sessionEnded || controller) return;
       tries = 0;
       if (frames) tell("Reconnecting to the live picture." + shows(), "hint");
