@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import mounted_tmpfs
+from conftest import mounted_tmpfs, wait_for
 from PIL import Image
 
 from edge_app.models import registry as flash
@@ -168,3 +168,39 @@ def test_a_jpeg_of_very_many_scans_is_refused_before_decoding():
     assert decode_image(ordinary).shape == (480, 640, 3)
     with pytest.raises(ImageRejected, match=r"written in \d+ scans .* the limit is 100"):
         decode_image(_progressive_jpeg(MAX_JPEG_SCANS))
+
+
+def test_an_upload_still_waiting_its_turn_when_the_device_stops_is_told_so():
+    """The stop drops uploads still waiting for an analysis thread: their requests got a
+    CancelledError (a 500 and a traceback); they are told the device is stopping."""
+    import threading
+
+    from edge_app.vision.stills import ImageRejected
+    from edge_app.web.upload import AnalysisPool
+
+    pool, started, release = AnalysisPool(1), threading.Event(), threading.Event()
+    outcome: list = []
+
+    def first():
+        started.set()
+        release.wait(30)
+        return "analysed"
+
+    def second():
+        try:
+            outcome.append(pool.run(lambda: "analysed too"))
+        except ImageRejected as exc:
+            outcome.append(exc)
+
+    threading.Thread(target=lambda: pool.run(first), daemon=True).start()
+    assert started.wait(30)
+    waiting = threading.Thread(target=second, daemon=True)
+    waiting.start()
+    wait_for(lambda: pool._threads._work_queue.qsize() == 1, what="the second upload queued behind the first")
+    closing = threading.Thread(target=pool.close)
+    closing.start()
+    release.set()
+    closing.join(30)
+    waiting.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ImageRejected), outcome
+    assert outcome[0].args[1] == 503 and "stopping" in outcome[0].args[0]

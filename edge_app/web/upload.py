@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal
 
@@ -200,7 +200,11 @@ class AnalysisPool:
                 self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="upload-analysis",
                                                    initializer=_lower_thread_priority)
             future = self._threads.submit(_analyzed_and_trimmed, task, *args)
-        return future.result()
+        try:
+            return future.result()
+        except CancelledError:  # still waiting its turn when the device stopped: said, not a traceback
+            raise ImageRejected("the device is stopping, so this photo was not analysed or stored: send it again "
+                                "in a minute", 503) from None
 
     def close(self) -> None:
         """Let the analysis in hand finish, drop those still waiting, end the threads."""
