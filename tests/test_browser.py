@@ -541,28 +541,49 @@ def test_a_refused_setting_is_named_as_the_form_names_it_and_gets_the_focus(new_
     wait_in_page(page, "document.activeElement && document.activeElement.id === 'map-anger'")
 
 
-def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make_appliance, browser, tmp_path):
+@pytest.fixture
+def idle_page(make_appliance, browser):
+    """Factory: a student's /upload page on a device of its own, and ``later(seconds)``, which
+    moves the page's clock (Playwright's) and the device's session clock on together (with
+    ``page_too=False``, the device's alone: a laptop asleep). ``accounts``: Accounts
+    attributes to set first (``max_age_s``)."""
+    contexts = []
+
+    def make(**accounts):
+        appliance = make_appliance(with_loop=False)
+        appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+        for name, value in accounts.items():
+            setattr(appliance.accounts, name, value)
+        ahead = [0.0]  # how far the test moved the device's session clock on
+        appliance.accounts.wall = lambda: time.time() + ahead[0]
+        appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.clock.install()
+        browser_login(page, appliance.url, STUDENT, STUDENT_PW)
+        page.goto(f"{appliance.url}/upload")
+
+        def later(seconds: float, page_too: bool = True) -> None:
+            ahead[0] += seconds
+            if page_too:
+                page.clock.fast_forward(int(seconds * 1000))
+
+        return appliance, page, later
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(idle_page, tmp_path):
     """/upload left unused past web.session_idle_minutes turned into "Log in - Your session
     ended" with no warning, the chosen photo lost (WCAG 2.2.1). A minute before, it says so
     with "Stay logged in", which restarts the idle timer on the device as the user's own doing.
     The page's clock and the device's session clock are both moved on by the test."""
-    appliance = make_appliance(with_loop=False)
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    ahead = [0.0]  # how far the test moved the device's session clock on
-    appliance.accounts.wall = lambda: time.time() + ahead[0]
-    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    appliance, page, later = idle_page()
     idle = appliance.accounts.idle_s
-
-    def later(seconds: float) -> None:
-        ahead[0] += seconds
-        page.clock.fast_forward(int(seconds * 1000))
-
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.clock.install()
-    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
-    page.goto(f"{appliance.url}/upload")
     photo = tmp_path / "me.jpg"
     photo.write_bytes(b"\xff\xd8\xff")
     page.get_by_label("Photo").set_input_files(str(photo))
@@ -581,30 +602,15 @@ def test_an_idle_page_warns_a_minute_before_its_log_in_ends_and_can_keep_it(make
     later(idle)  # left alone again: the page, asked, finds it ended and shows the log-in and why
     page.wait_for_url(lambda url: "/login" in url)
     assert "session ended" in page.locator("#login-ended").inner_text()
-    context.close()
 
 
-def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_own_count(make_appliance, browser):
+def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_own_count(idle_page):
     """The page counted from its own load: with the same log-in used in another tab since, it
     warned of a log-out that was not coming (and, the warning's time up, took the idle time
     from then on, past the session's real end). It asks the device how long is left."""
-    appliance = make_appliance(with_loop=False)
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    ahead = [0.0]
-    appliance.accounts.wall = lambda: time.time() + ahead[0]
-    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
+    appliance, page, later = idle_page()
     idle = appliance.accounts.idle_s
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.clock.install()
-    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
-    page.goto(f"{appliance.url}/upload")
-
-    def later(seconds: float) -> None:
-        ahead[0] += seconds
-        page.clock.fast_forward(int(seconds * 1000))
-
+    context = page.context
     later(300)
     other = context.new_page()  # the same log-in, used in another tab: the session's idle timer restarts
     other.goto(f"{appliance.url}/account")
@@ -618,29 +624,12 @@ def test_an_idle_warning_follows_the_sessions_time_on_the_device_not_the_pages_o
     wait_in_page(page, "document.getElementById('idle-warning').textContent.includes('logged out in 1 minute')")
     later(70)
     page.wait_for_url(lambda url: "/login" in url)
-    context.close()
 
 
-def test_near_the_end_of_a_log_ins_lifetime_the_warning_offers_no_stay(make_appliance, browser):
+def test_near_the_end_of_a_log_ins_lifetime_the_warning_offers_no_stay(idle_page):
     """web.session_max_hours ends a log-in whatever is done: "Stay logged in" there did nothing
     (the warning came back at once), and a page counting only the idle time warned too late."""
-    appliance = make_appliance(with_loop=False)
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    appliance.accounts.max_age_s = 600  # ten minutes a log-in, the idle time-out 30
-    ahead = [0.0]
-    appliance.accounts.wall = lambda: time.time() + ahead[0]
-    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.clock.install()
-    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
-    page.goto(f"{appliance.url}/upload")
-
-    def later(seconds: float) -> None:
-        ahead[0] += seconds
-        page.clock.fast_forward(int(seconds * 1000))
-
+    _, page, later = idle_page(max_age_s=600)  # ten minutes a log-in, the idle time-out 30
     later(600 - 75)
     assert page.locator("#idle-warning").inner_text().strip() == ""
     later(15)
@@ -648,29 +637,17 @@ def test_near_the_end_of_a_log_ins_lifetime_the_warning_offers_no_stay(make_appl
     assert page.get_by_role("button", name="Stay logged in").count() == 0
     later(70)
     page.wait_for_url(lambda url: "/login" in url)
-    context.close()
 
 
-def test_a_page_shown_again_after_its_session_ended_asks_and_goes_to_the_log_in(make_appliance, browser):
+def test_a_page_shown_again_after_its_session_ended_asks_and_goes_to_the_log_in(idle_page):
     """A laptop's lid closed over the session's end: the suspended page's timers had not run, so
     it woke as it was and the next form went to the log-in, its input lost. Shown again, it asks."""
-    appliance = make_appliance(with_loop=False)
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    ahead = [0.0]
-    appliance.accounts.wall = lambda: time.time() + ahead[0]
-    appliance.accounts.monotonic = lambda: time.monotonic() + ahead[0]
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.clock.install()
-    browser_login(page, appliance.url, STUDENT, STUDENT_PW)
-    page.goto(f"{appliance.url}/upload")
+    appliance, page, later = idle_page()
     page.clock.pause_at(int(time.time() * 1000) + 1000)  # the page's timers asleep with the laptop ...
-    ahead[0] += appliance.accounts.idle_s + 60  # ... while the device's clock runs past the session's end
+    later(appliance.accounts.idle_s + 60, page_too=False)  # ... while the device's clock runs past the session's end
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the lid opened
     page.wait_for_url(lambda url: "/login" in url)
     assert "session ended" in page.locator("#login-ended").inner_text()
-    context.close()
 
 
 @pytest.mark.parametrize("path", ["/live", "/glance"])
