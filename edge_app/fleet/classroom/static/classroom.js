@@ -600,7 +600,15 @@
       }));
       if (!found.length) list.append(el("li", "none", "No instructor yet."));
     }
+    // a user's change on its way: a second press waits for it (Remove pressed twice said "Removed" and then
+    // replaced it with the second's "no such instructor")
+    const acting = new Set();
     async function act(method, user, body, done) {
+      if (acting.has(user)) return;
+      acting.add(user);
+      try { await actNow(method, user, body, done); } finally { acting.delete(user); }
+    }
+    async function actNow(method, user, body, done) {
       const result = $("instructors-result");
       if (!(await confirmFirst(result))) return;
       const [ok, data, why, status] = await ask(method, "/api/instructors/" + encodeURIComponent(user), csrf, body);
