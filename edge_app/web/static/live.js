@@ -21,15 +21,6 @@
     return node;
   }
 
-  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
-  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
-  function giveUpAfter(ms) {
-    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
-    const c = new AbortController();
-    setTimeout(function () { c.abort(); }, ms);
-    return c.signal;
-  }
-
   let offset = null;  // the device's UTC offset (s), from /api/timeline: times are the device's, as in its log
 
   function fmt(t) {

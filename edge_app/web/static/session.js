@@ -23,15 +23,7 @@
   document.addEventListener("submit", function (e) { if (!e.defaultPrevented) { sending = true; arm(); } });
   window.addEventListener("pageshow", function (e) { if (e.persisted) { sending = false; arm(); } });
 
-  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
-  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
-  function giveUpAfter(ms) {
-    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
-    const c = new AbortController();
-    setTimeout(function () { c.abort(); }, ms);
-    return c.signal;
-  }
-  const ASK_MS = 4000;
+  const ASK_MS = 4000;  // unanswered this long, the page goes by its own count (giveUpAfter: static/net.js)
 
   // GET /api/session: {left_s, ends} while the session is on, else null; "gone" when it ended
   async function ask() {

@@ -20,16 +20,7 @@
   document.addEventListener("submit", function (e) { if (!e.defaultPrevented && leaves(e.target)) sending = true; });
   window.addEventListener("pageshow", function (e) { if (e.persisted) sending = false; });  // back to it
 
-  // AbortSignal.timeout where the browser has it (Safari 16, Chrome 103); else the same by hand: a
-  // school's older iPad (iPadOS 15) threw at the call, and every request failed before it was sent
-  function giveUpAfter(ms) {
-    if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
-    const c = new AbortController();
-    setTimeout(function () { c.abort(); }, ms);
-    return c.signal;
-  }
-
-  function ask(url, options) {
+  function ask(url, options) {  // giveUpAfter: static/net.js
     return fetch(url, Object.assign({ credentials: "same-origin", signal: giveUpAfter(ASK_MS) }, options));
   }
 

@@ -7,6 +7,7 @@
 <link rel="stylesheet" href="/static/app.css">
 <link rel="icon" href="/favicon.ico" sizes="32x32">
 <link rel="icon" href="/static/icon.svg" type="image/svg+xml">
+<script src="/static/net.js"></script>
 </head>
 <body class="glance" id="glance" data-group="{{state.group if state else ''}}">
 <main class="glance-field">
