@@ -120,9 +120,18 @@ def test_an_upload_in_analysis_when_the_device_stops_is_stored_before_the_store_
         except requests.RequestException:  # the stopping server cuts the connection: expected
             pass
 
+    answers: list = []
+
+    def send_second():  # queued behind the first: told the device is stopping, while the server still answers
+        answers.append(s.post(f"{web.url}/api/analyze", files={"image": ("h.jpg", face_jpeg)}, timeout=120))
+
     web.analyzer.analyze = held
     threading.Thread(target=send, daemon=True).start()
     assert analysing.wait(60)
+    second = threading.Thread(target=send_second, daemon=True)
+    second.start()
+    pool = web.app.config["engage.analysis"]
+    wait_for(lambda: pool._threads._work_queue.qsize() == 1, what="the second upload waiting its turn")
     stopper = threading.Thread(target=web.stop)
     stopper.start()
     while True:  # the analysis goes on once the web server has stopped serving
@@ -133,6 +142,9 @@ def test_an_upload_in_analysis_when_the_device_stops_is_stored_before_the_store_
     release.set()
     stopper.join(60)
     assert not stopper.is_alive()
+    second.join(30)
+    assert answers and answers[0].status_code == 503 and "stopping" in answers[0].json()["error"]
+    assert answers[0].headers["Retry-After"] == "60" and "Accepted" not in answers[0].json()["error"]
     with sqlite3.connect(web.store.path) as db:
         assert db.execute("SELECT count(*) FROM uploads").fetchone()[0] == 1
     assert not [t for t in threading.enumerate() if t.name.startswith("upload-analysis")]

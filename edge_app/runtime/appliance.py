@@ -186,6 +186,7 @@ class Appliance:
         self.housekeeping.stop()
         self.model_watcher.stop()
         self.live.close()  # the live viewers' endless streams end, so the server stops at once
+        self.app.config["engage.analysis"].refuse_waiting()  # told while the server still answers them
         if self.server:
             self.server.stop()
         self.app.config["engage.analysis"].close()  # an upload in hand is stored before the store closes

@@ -188,14 +188,19 @@ class AnalysisPool:
     under it (the upload's row was lost with a closed-database error); the next upload
     after a restart starts the threads again."""
 
+    STOPPING = ("the device is stopping, so this photo was not analysed or stored: send it again in a minute", 503)
+
     def __init__(self, workers: int):
         self.workers = workers
         self._lock = threading.Lock()
         self._threads: ThreadPoolExecutor | None = None
+        self._stopping = False
 
     def run(self, task: Callable, *args):
         """``task(*args)`` on an analysis thread; its result, or its exception raised here."""
         with self._lock:
+            if self._stopping:
+                raise ImageRejected(*self.STOPPING)
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="upload-analysis",
                                                    initializer=_lower_thread_priority)
@@ -203,15 +208,27 @@ class AnalysisPool:
         try:
             return future.result()
         except CancelledError:  # still waiting its turn when the device stopped: said, not a traceback
-            raise ImageRejected("the device is stopping, so this photo was not analysed or stored: send it again "
-                                "in a minute", 503) from None
+            raise ImageRejected(*self.STOPPING) from None
+
+    def refuse_waiting(self) -> None:
+        """The stop's first step, while the web server still answers: uploads waiting their turn,
+        and any sent now, are told the device is stopping (after the server's stop their
+        connections were already shut, and the students saw a dropped connection)."""
+        with self._lock:
+            self._stopping = True
+            threads = self._threads
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Let the analysis in hand finish, drop those still waiting, end the threads."""
+        """Let the analysis in hand finish, drop those still waiting, end the threads; a start
+        after this one's stop starts them again."""
         with self._lock:
             threads, self._threads = self._threads, None
         if threads is not None:
             threads.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._stopping = False
 
 
 def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
@@ -374,7 +391,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
 
         def refused(exc: ImageRejected) -> HTTPResponse:
             status = exc.args[1] if len(exc.args) > 1 else 400
-            return upload_form(user, status, error=f"Not analysed: {exc.args[0]}.", about_the_file=status != DISK_FULL)
+            answer = upload_form(user, status, error=f"Not analysed: {exc.args[0]}.",
+                                 about_the_file=status not in (DISK_FULL, BUSY))  # the device's state, not the file's
+            if status == BUSY:
+                answer.set_header("Retry-After", "60")
+            return answer
 
         try:
             sent = _read_upload()
@@ -518,8 +539,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 return refusal
             except ImageRejected as exc:
                 status = exc.args[1] if len(exc.args) > 1 else 400
-                # which files are accepted helps with a refused file, not with a full disk
-                return json_error(status, f"{exc.args[0]}." + ("" if status == DISK_FULL else f" {accepted}"))
+                # which files are accepted helps with a refused file, not with a full disk or a stopping device
+                refusal = json_error(status, f"{exc.args[0]}." + ("" if status in (DISK_FULL, BUSY) else f" {accepted}"))
+                if status == BUSY:
+                    refusal.set_header("Retry-After", "60")
+                return refusal
         response.content_type = "application/json"
         return json.dumps({"faces": result["faces"], "width": result["width"], "height": result["height"],
                            "upload_id": upload_id})
