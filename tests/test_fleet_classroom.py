@@ -633,6 +633,7 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     row.get_by_role("button", name="Enable mr-gone").click()
     wait_for(lambda: len(held) == 1, what="the first Enable sent")
     row.get_by_role("button", name="Enable mr-gone").click()
+    page.locator("#instructors-result", has_text="A change to mr-gone is on its way").wait_for()
     held[0].continue_()
     page.locator("#instructors-result", has_text="Enabled mr-gone").wait_for()
     assert len(held) == 1

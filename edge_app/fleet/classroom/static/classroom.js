@@ -591,6 +591,7 @@
         const remove = el("button", "secondary", "Remove " + i.user);
         remove.type = "button";
         remove.addEventListener("click", () => {
+          if (onItsWay(i.user)) return;  // before asking: a confirmed removal must not be dropped unsaid
           if (window.confirm("Remove " + i.user + "? Their pages close now and they can no longer log in.")) {
             act("DELETE", i.user, null, "Removed " + i.user + ".");
           }
@@ -600,11 +601,16 @@
       }));
       if (!found.length) list.append(el("li", "none", "No instructor yet."));
     }
-    // a user's change on its way: a second press waits for it (Remove pressed twice said "Removed" and then
-    // replaced it with the second's "no such instructor")
+    // a user's change on its way: another press for that user is refused, saying so (Remove pressed twice said
+    // "Removed" and then replaced it with the second's "no such instructor")
     const acting = new Set();
+    function onItsWay(user) {
+      if (!acting.has(user)) return false;
+      $("instructors-result").textContent = "A change to " + user + " is on its way: press again once it is done.";
+      return true;
+    }
     async function act(method, user, body, done) {
-      if (acting.has(user)) return;
+      if (onItsWay(user)) return;
       acting.add(user);
       try { await actNow(method, user, body, done); } finally { acting.delete(user); }
     }
