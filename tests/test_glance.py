@@ -363,6 +363,13 @@ def test_an_open_dashboard_shows_the_store_warning_when_the_disk_fills_and_drops
         warning = page.locator("#store-warning")
         assert warning.get_attribute("role") == "alert"  # announced as it appears
         assert "nearly full" in warning.inner_text() and "not being recorded" in warning.inner_text()
+        # its figure changes at every poll: kept up beside the warning, which is not swapped in (and read out) again
+        page.evaluate("document.getElementById('store-warning').readOut = 1")
+        writer.min_free_mb = 2 * 10 ** 9
+        wait_for(lambda: "2e+09" in server.loop.health.store_error, what="the warning's new figure")
+        poll_dashboard(page)
+        wait_in_page(page, "document.querySelector('[data-figure=store-free]').textContent.includes('2e+09')")
+        assert page.evaluate("document.getElementById('store-warning').readOut === 1")
     finally:
         writer.min_free_mb = floor  # space returns
     wait_for(lambda: server.loop.health.store == "ok", what="logging resumed")

@@ -297,7 +297,9 @@ def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cf
         wait_for(lambda: appliance.loop.health.store == "disk full", what="the loop's first row waiting for space")
         page = s.get(f"{appliance.url}/admin", timeout=10).text
         warning = html.unescape(page.split('id="store-warning">', 1)[1].split("</p>", 1)[0])
-        assert "not being recorded" in warning and "nearly full" in warning and "100" in warning
+        assert "not being recorded" in warning and "nearly full" in warning
+        free = html.unescape(page.split('data-figure="store-free">', 1)[1].split("</span>", 1)[0])
+        assert "MB free" in free and "100" in free  # the figure, beside the warning
         assert "Users page" in warning and "Keep data for (days)" in warning  # what to do, in the page's words
         appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
         wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
@@ -1287,4 +1289,6 @@ def test_a_full_disks_warning_is_not_announced_again_for_its_changing_figure():
     full, fuller = store_piece("12.3"), store_piece("11.9")
     assert "12.3 MB free" in full["html"] and 'role="alert"' in full["html"]
     assert full["version"] == fuller["version"]
+    alert = re.search(r'<p class="error" role="alert".*?</p>', full["html"], re.S).group(0)
+    assert "MB free" not in alert  # the figure beside the alert, kept up in place: not read out again
     assert store_piece("1").get("version") == full["version"] and "disk is nearly full" in full["html"]

@@ -11,12 +11,25 @@
 (function () {
   "use strict";
   const EVERY_MS = 10000;
+  // A piece whose version leaves its figures out (the full disk's warning: a role="alert" swapped in
+  // for each new "MB free" was read out at every poll) has them, marked data-figure, outside that
+  // alert: they follow here in place, the warning itself unswapped.
+  function figures(box, html) {
+    if (!box.querySelector("[data-figure]")) return;
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    fresh.content.querySelectorAll("[data-figure]").forEach(function (f) {
+      const here = box.querySelector('[data-figure="' + f.dataset.figure + '"]');
+      if (here && here.textContent !== f.textContent) here.textContent = f.textContent;
+    });
+  }
   function swapPieces(pieces) {
     if (!pieces) return;
     const sel = window.getSelection ? window.getSelection() : null;
     document.querySelectorAll("[data-piece]").forEach(function (box) {
       const piece = pieces[box.dataset.piece];
-      if (!piece || typeof piece.html !== "string" || piece.version === box.dataset.version) return;
+      if (!piece || typeof piece.html !== "string") return;
+      if (piece.version === box.dataset.version) { figures(box, piece.html); return; }
       if (box.contains(document.activeElement)) return;  // under the keyboard: not now
       if (sel && !sel.isCollapsed && box.contains(sel.anchorNode)) return;  // being selected (to copy): not now
       const open = Array.from(box.querySelectorAll("details[open][id]"), function (d) { return d.id; });
@@ -31,7 +44,8 @@
   async function poll() {
     if (document.visibilityState !== "hidden") {
       try {
-        const r = await fetch("/api/admin/today", { credentials: "same-origin" });
+        // given up unanswered (giveUpAfter: static/net.js): a request Wi-Fi held stopped every later poll
+        const r = await fetch("/api/admin/today", { credentials: "same-origin", signal: giveUpAfter(8000) });
         if (r.status === 401) {  // the session ended (this poll does not keep it alive): the page again,
           window.location.replace(window.location.pathname + window.location.search);  // which says so
           return;

@@ -3,9 +3,11 @@
   % if health and health.store != 'ok':
   <p class="error" role="alert" id="store-warning"><strong>The live state is not being recorded:</strong>
     % if health.store == 'disk full':
-    the device's disk is nearly full ({{health.store_error}}). State changes, minutes and alerts wait in memory
+    the device's disk is nearly full. State changes, minutes and alerts wait in memory
     (the oldest are lost once too many wait) and uploads are refused until there is room: delete old data on the <a href="/admin/users">Users page</a> or
     lower Keep data for (days) in <a href="/admin/settings">Settings</a>.</p>
+  % # the figure outside the alert, kept up in place (static/dashboard.js): its changes are not read out
+  <p class="hint" id="store-free">Now: <span data-figure="store-free">{{health.store_error}}</span>.</p>
     % else:
     the database cannot be written ({{health.store}}: {{health.store_error}}). The service's journal says more.</p>
     % end
