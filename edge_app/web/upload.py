@@ -37,6 +37,20 @@ log = logging.getLogger(__name__)
 DISK_FULL = 507  # Insufficient Storage: the device, not the file, is the problem
 BUSY = 503
 BUSY_RETRY_S = 5
+STOPPING_RETRY_S = 60  # a refusal from a stopping device (``AnalysisPool.STOPPING``): a restart takes about that
+
+
+def refusal_of(exc: ImageRejected) -> tuple[int, bool]:
+    """(HTTP status, whether it is about the file): a full disk or a stopping device is the
+    device's state, so no "Accepted: ..." follows it and the file field is not marked."""
+    status = exc.args[1] if len(exc.args) > 1 else 400
+    return status, status not in (DISK_FULL, BUSY)
+
+
+def say_when_to_retry(refusal: HTTPResponse, status: int) -> HTTPResponse:
+    if status == BUSY:
+        refusal.set_header("Retry-After", str(STOPPING_RETRY_S))
+    return refusal
 BODIES_IN_HAND = 3  # upload bodies of the largest size allowed that may be held at once ...
 BODIES_PER_USER = 2  # ... and of them, by one user (small photos: many more at once)
 MIN_BODY_BYTES = 64 * 1024  # a tiny upload counts as this much (its parts and headers)
@@ -390,12 +404,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         guard.check_csrf()
 
         def refused(exc: ImageRejected) -> HTTPResponse:
-            status = exc.args[1] if len(exc.args) > 1 else 400
-            answer = upload_form(user, status, error=f"Not analysed: {exc.args[0]}.",
-                                 about_the_file=status not in (DISK_FULL, BUSY))  # the device's state, not the file's
-            if status == BUSY:
-                answer.set_header("Retry-After", "60")
-            return answer
+            status, about_the_file = refusal_of(exc)
+            return say_when_to_retry(upload_form(user, status, error=f"Not analysed: {exc.args[0]}.",
+                                                 about_the_file=about_the_file), status)
 
         try:
             sent = _read_upload()
@@ -538,12 +549,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 refusal.set_header("Retry-After", str(BUSY_RETRY_S))
                 return refusal
             except ImageRejected as exc:
-                status = exc.args[1] if len(exc.args) > 1 else 400
-                # which files are accepted helps with a refused file, not with a full disk or a stopping device
-                refusal = json_error(status, f"{exc.args[0]}." + ("" if status in (DISK_FULL, BUSY) else f" {accepted}"))
-                if status == BUSY:
-                    refusal.set_header("Retry-After", "60")
-                return refusal
+                status, about_the_file = refusal_of(exc)
+                return say_when_to_retry(json_error(status, f"{exc.args[0]}." + (f" {accepted}" if about_the_file else "")),
+                                         status)
         response.content_type = "application/json"
         return json.dumps({"faces": result["faces"], "width": result["width"], "height": result["height"],
                            "upload_id": upload_id})
