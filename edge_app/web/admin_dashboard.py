@@ -143,12 +143,12 @@ class RecentDaysChart:
         return chart
 
 
-def piece_values(ctx, days_chart_now=None) -> dict:
-    """Everything the dashboard draws from the store, the loop and the clock, as of now
-    (the 14-day chart from ``days_chart_now``, a ``RecentDaysChart``, when given)."""
+def piece_values(ctx, recent_days: RecentDaysChart) -> dict:
+    """Everything the dashboard draws from the store, the loop and the clock, as of now (the
+    14-day chart as ``recent_days`` last drew it)."""
     start, end = day_bounds()
     today = reports.day_summary(ctx.store, start, end)
-    svg, days = days_chart_now() if days_chart_now else days_chart(ctx.store)
+    svg, days = recent_days()
     return {"today": today, "tiles": today_tiles(today), "day": int(start), "chart": svg, "days": days,
             "widths": stack_widths(today["seconds"]),
             "bar_words": shares_in_words(today["seconds"], sum(today["seconds"].values())),
