@@ -57,11 +57,17 @@
     if (document.visibilityState !== "visible" || sending) return;
     const answer = await ask();
     if (answer === "gone") { showLogin(); return; }
-    if (!answer || sending) return;
+    if (answer && !sending) keptOn(answer);
+  });
+
+  // the session is still on, for left_s more: the warning goes if that is past its minute, and the
+  // page waits again (a second at least: never a tight loop of asking)
+  function keptOn(answer) {
     follow(answer);
+    deadline = Math.max(deadline, Date.now() + 1000);
     if (Date.now() < deadline - warnMs) clear();
     arm();
-  });
+  }
 
   function clear() {
     const had = box.contains(document.activeElement);
@@ -122,13 +128,7 @@
     if (sending) return;
     const answer = await ask();
     if (answer === "gone") { showLogin(); return; }
-    if (answer) {  // kept on by this user elsewhere (another tab): until the server's own deadline
-      follow(answer);
-      deadline = Math.max(deadline, Date.now() + 1000);  // a second at least: never a tight loop of asking
-      if (Date.now() < deadline - warnMs) clear();  // kept on for longer than the warning's minute
-      arm();
-      return;
-    }
+    if (answer) { keptOn(answer); return; }  // kept on by this user elsewhere (another tab): the server's deadline
     timer = setTimeout(ended, 5000);  // no answer (the device restarting): ask again
   }
 
