@@ -596,7 +596,7 @@ def add_commands(sub) -> None:
     st.add_argument("--source", help="camera source to test (default: camera.source)")
     st.add_argument("--no-buzzer", action="store_true", help="skip the buzzer chirp")
     st.add_argument("--step", type=_step_seconds, default=None,
-                    help="seconds per LED look, 0 to 5 (default: each look's whole pattern, about 12 s in all)")
+                    help="seconds per LED look, 0 to 5 (default: each look's whole pattern, about 15 s in all)")
     _common(st)
     st.set_defaults(func=_guarded(cmd_selftest))
 

@@ -228,7 +228,7 @@ def check_clock() -> Result:
 def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: float | None = None, out=None,
         pin_factory=None) -> list[Result]:
     """Run every check, print one line each to ``out``; returns the results. ``step_s``:
-    seconds per LED look (None: each look's whole pattern, about 12 s in all)."""
+    seconds per LED look (None: each look's whole pattern, about 15 s in all)."""
     from edge_app.device.indicators import ConsoleIndicator, make_indicator
 
     out = out or sys.stdout
