@@ -401,6 +401,8 @@ def test_an_open_dashboard_lists_a_new_alert_and_its_bar_follows_the_day(new_pag
     shares = wait_in_page(page, "document.querySelector('[data-piece=bar] .stack')?.getAttribute('aria-label')")
     absent = re.search(r"Absent (\d+)%", shares)
     assert absent and int(absent.group(1)) >= 90, shares
+    legend = page.locator("[data-piece=bar] .legend").inner_text()  # the colours in words, seen
+    assert f"Absent {absent.group(1)}%" in legend, legend
     assert page.evaluate("window.sameDocument === true")  # no reload
 
 

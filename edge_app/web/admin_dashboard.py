@@ -95,13 +95,18 @@ def stack_widths(seconds: dict, steps: int = 20) -> dict:
     return {g: u * 100 // steps for g, u in units.items()}
 
 
+def shares(seconds: dict, total_s: float) -> list[tuple]:
+    """Every group with time today and its share in whole percent, in the bar's order: the
+    bar's legend (its colours told apart by their words, for a red-green colour-blind admin)."""
+    return [(g, f"{s / total_s * 100:.0f}%") for g, s in seconds.items() if s > 0 and total_s > 0]
+
+
 def shares_in_words(seconds: dict, total_s: float) -> str:
-    """Today's bar for a screen reader (the bar is colour only): every group with time,
-    its share in percent, as the bar draws them."""
+    """Today's bar for a screen reader: every group with time, its share in percent, as the
+    bar draws them."""
     minutes = total_s / 60
     span = f"{minutes:.0f} min" if minutes >= 1 or total_s == 0 else f"{total_s:.0f} s"
-    parts = [f"{g} {s / total_s * 100:.0f}%" for g, s in seconds.items() if s > 0 and total_s > 0]
-    return f"Live time today, {span}: " + ", ".join(parts)
+    return f"Live time today, {span}: " + ", ".join(f"{g} {share}" for g, share in shares(seconds, total_s))
 
 
 def today_tiles(today: dict) -> dict[str, str]:
@@ -152,6 +157,7 @@ def piece_values(ctx, recent_days: RecentDaysChart) -> dict:
     return {"today": today, "tiles": today_tiles(today), "day": int(start), "chart": svg, "days": days,
             "widths": stack_widths(today["seconds"]),
             "bar_words": shares_in_words(today["seconds"], sum(today["seconds"].values())),
+            "bar_shares": shares(today["seconds"], sum(today["seconds"].values())),
             "alerts": reports.recent_alerts(ctx.store, 5), "snapshots_on": ctx.cfg.privacy.snapshot_on_alert,
             "snapshots_stored": reports.stored_snapshots(ctx.store),
             "groups": tuple(today["seconds"]),  # the measured groups: not "Paused"
