@@ -689,6 +689,43 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
     return _build(tables, str(path) if path else "defaults")
 
 
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")  # "Raspberry Pi 5 Model B Rev 1.0", "NVIDIA Jetson Orin Nano ..."
+
+
+def board_indicator() -> str:
+    """The indicator backend this board's LED is on ("gpio" on a Raspberry Pi, "jetson" on a
+    Jetson, else "console"): for the fault light when the config cannot say."""
+    try:
+        model = DEVICE_TREE_MODEL.read_bytes().decode("ascii", "replace")
+    except OSError:
+        return "console"
+    return "gpio" if "Raspberry Pi" in model else "jetson" if "Jetson" in model else "console"
+
+
+def indicators_of(path: Path | None) -> Config:
+    """The defaults with only the ``[indicators]`` settings of ``path`` that are allowed, for a
+    config the service refused (a typo in ``web.port``): its fault light blinks on the LED the
+    file names, not on the defaults' console, which left a wired desk dark. A file that cannot
+    be read at all: the board's LED (``board_indicator``)."""
+    tables = defaults().to_dict()
+    if path is None and _device_config_present():
+        path = DEVICE_CONFIG
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8-sig")).get("indicators") if path else None
+        if not isinstance(table, dict):
+            raise ConfigError("no [indicators] table")
+        for key, value in table.items():  # each allowed value; a refused one keeps its default
+            try:
+                _merge(defaults().to_dict(), {"indicators": {key: value}})
+            except ConfigError:
+                continue
+            _merge(tables, {"indicators": {key: value}})
+        return _build(tables, f"{path} ([indicators] only)")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        tables["indicators"]["backend"] = board_indicator()
+        return _build(tables, "defaults (the board's LED)")
+
+
 def _device_config_present() -> bool:
     """The device's file is there, readable or not. Behind /etc/engage-edge (root:engage,
     0750) a technician's own account cannot even see it: is_file() then raised

@@ -615,6 +615,45 @@ def test_analyze_of_a_file_it_may_not_read_names_it_and_says_what_to_do(tmp_path
     assert str(photo) in said and "may not read" in said and "chmod" in said
 
 
+def test_the_fault_light_of_a_refused_config_blinks_on_the_led_its_indicators_name(tmp_path):
+    """A wired desk whose config the service refused for a typo elsewhere (web.port): the fault
+    light fell back to the defaults' console indicator and the LED stayed dark. Its pins here
+    are gpiozero's mock PWM pins, chosen through gpiozero's own environment variables."""
+    conf = tmp_path / "config.toml"
+    conf.write_text('[indicators]\nbackend = "gpio"\n[web]\nport = "eighty"\n')
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
+    proc = subprocess.Popen([*ENGAGE_EDGE, "fault-light", "--config", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("the LED blinks the fault until engage-edge starts again")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "web.port" in err and "on the gpio indicator" in err, err
+        assert "[indicator]" not in out  # not the console's printed LED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize(("model", "backend"), [(b"Raspberry Pi 5 Model B Rev 1.0\0", "gpio"),
+                                                (b"NVIDIA Jetson Orin Nano Developer Kit\0", "jetson"), (None, "console")])
+def test_a_config_file_that_is_not_toml_leaves_the_fault_on_the_boards_led(tmp_path, monkeypatch, model, backend):
+    from edge_app import config as config_mod
+
+    tree = tmp_path / "model"
+    if model is not None:
+        tree.write_bytes(model)
+    monkeypatch.setattr(config_mod, "DEVICE_TREE_MODEL", tree)
+    broken = tmp_path / "config.toml"
+    broken.write_text("[indicators\nbackend = gpio\n")
+    assert config_mod.indicators_of(broken).indicators.backend == backend
+    fine = tmp_path / "fine.toml"
+    fine.write_text('[indicators]\nbackend = "none"\nbuzzer_pin = 99999\n[camera]\nsource = 5\n')
+    assert config_mod.indicators_of(fine).indicators.backend == "none"  # the file's word, its bad pin left out
+
+
 @pytest.mark.parametrize("config", ['[indicators]\nbackend = "console"\n', '[indicators]\nbackend = "consol"\n'])
 def test_the_fault_light_blinks_until_stopped_even_with_a_config_the_service_refused(tmp_path, config):
     """systemd's engage-edge-fault.service runs it once the service has stopped for good (the

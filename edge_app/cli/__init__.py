@@ -345,12 +345,14 @@ def cmd_fault_light(args) -> int:
     """``engage-edge fault-light``: the LED's fault blink until stopped. systemd starts it
     (engage-edge-fault.service, the service unit's ``OnFailure=``) once it has given up
     restarting the service: the LED went dark then, which reads as a desk switched off.
-    A config the service could not read is no reason to stay dark: the defaults' LED then."""
+    A config the service could not read is no reason to stay dark: the LED its [indicators]
+    name (or, a file that cannot be read, the board's) shows the fault then."""
     try:
         cfg = _config(args)
     except config_mod.ConfigError as exc:
-        print(f"warning: configuration: {exc}: the default indicator shows the fault", file=sys.stderr)
-        cfg = config_mod.defaults()
+        cfg = config_mod.indicators_of(getattr(args, "config", None))
+        print(f"warning: configuration: {exc}: the fault shows on the {cfg.indicators.backend} indicator "
+              f"({cfg.source})", file=sys.stderr)
     stop = StopRequest()
     indicator = _fault_shown(cfg, "the engage-edge service has stopped: see journalctl -u engage-edge")
     if indicator is None:
