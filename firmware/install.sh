@@ -14,7 +14,7 @@
 # the old release cannot open the migrated database again.
 #
 #   sudo firmware/install.sh [--dry-run] [--platform pi|jetson] [--wheel FILE] [--no-start] [--no-apt] [--no-backup]
-set -euo pipefail
+set -Eeuo pipefail
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX=/opt/engage-edge
@@ -66,7 +66,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-step() { printf '\n==> %s\n' "$*"; }
+STEP="the checks before step 1"
+step() { STEP="$*"; printf '\n==> %s\n' "$*"; }
+# A command that fails ends the script (set -e): say where, and that running it again is safe
+# (a school proxy that apt or pip cannot pass ended it with only that tool's words).
+trap 'echo "install.sh stopped in step $STEP: \"$BASH_COMMAND\" failed (above); the steps before it are done," \
+          "nothing after it; fix the cause and run install.sh again (safe to repeat)" >&2' ERR
 note() { printf '    %s\n' "$*"; }
 
 # A command as one line a person can copy: plain words as they are, others shell-quoted.
@@ -184,6 +189,39 @@ for there in cert.pem key.pem; do
     fi
 done
 
+# What this release's wheels need, checked before anything is changed (a half-provisioned desk
+# with a long pip error otherwise): a 64-bit OS, and a Python its pinned wheels exist for.
+# Prints why this system cannot take it, or nothing.
+unsupported_here() {
+    local arch py
+    arch="$(dpkg --print-architecture 2>/dev/null || uname -m)"
+    case "$arch" in
+        armhf|armel|armv7l|armv6l|i386)
+            echo "this is a 32-bit system ($arch): engage-edge needs a 64-bit OS (ai-edge-litert has no 32-bit" \
+                 "wheel): flash Raspberry Pi OS (64-bit) Bookworm"
+            return ;;
+    esac
+    py="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || return 0  # step 1 installs it
+    case "$py" in
+        3.11|3.12) ;;
+        3.13)
+            if [ "$arch" = arm64 ] || [ "$arch" = aarch64 ]; then
+                echo "python3 is $py (Raspberry Pi OS trixie?): on arm64 this release uses numpy 1.x, which apt's" \
+                     "picamera2 needs and which has no wheel for Python $py: flash Raspberry Pi OS (Legacy, 64-bit) Bookworm"
+            fi ;;
+        *)
+            echo "python3 is $py: engage-edge needs Python 3.11 to 3.13 (JetPack 6 has 3.10: a Jetson needs an" \
+                 "image with Python 3.11 or later; a Raspberry Pi, Raspberry Pi OS (64-bit) Bookworm)" ;;
+    esac
+}
+WHY_NOT="$(unsupported_here)"
+if [ -n "$WHY_NOT" ] && [ "$DRY_RUN" = 1 ]; then
+    echo "note: a real run would stop here: $WHY_NOT; nothing would be changed"
+elif [ -n "$WHY_NOT" ]; then
+    echo "error: $WHY_NOT; nothing was changed" >&2
+    exit 2
+fi
+
 HOST="$(hostname 2>/dev/null || cat /etc/hostname)"
 [ "$DRY_RUN" = 1 ] && echo "engage-edge install: DRY RUN - nothing is changed"
 echo "engage-edge install: platform $PLATFORM, host $HOST, source $SRC_DIR"
@@ -216,7 +254,7 @@ fi
 if [ "$PLATFORM" = jetson ]; then
     note "Jetson: for a CSI camera set camera.source to a pipeline such as"
     note "  nvarguscamerasrc ! video/x-raw(memory:NVMM),width=640,height=480,framerate=15/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
-    note "and check: python3 -c 'import cv2; print(cv2.getBuildInformation())' | grep GStreamer"
+    note "and check (the venv's OpenCV, which the service uses): $VENV/bin/python -c 'import cv2; print(cv2.getBuildInformation())' | grep GStreamer"
 fi
 
 # ------------------------------------------------------------------ 2. user and groups
@@ -387,7 +425,8 @@ elif [ -x "$VENV/bin/python" ]; then
 else
     run python3 -m venv --system-site-packages "$VENV"
 fi
-run "$VENV/bin/pip" install --quiet --upgrade pip
+# a newer pip when the network allows; an offline upgrade (--wheel, its dependencies met) goes on without
+run "$VENV/bin/pip" install --quiet --upgrade pip || note "pip was not upgraded (no network?): going on with the venv's own"
 if [ -n "$WHEEL_IN" ]; then
     run install -m 0644 "$WHEEL_IN" "$WHEEL"
 else
@@ -472,7 +511,8 @@ ProtectKernelTunables=no
 # the Tegra GPU/ISP/video nodes the camera pipeline opens; if the journal shows a device
 # denied, add it here with `sudo systemctl edit engage-edge`
 DeviceAllow=char-nvhost* rw
-DeviceAllow=char-nvmap rw
+# /dev/nvmap is a misc device (major 10): by its path, as no char-nvmap group matches it
+DeviceAllow=/dev/nvmap rw
 DeviceAllow=char-nvgpu* rw
 EOF
     # older Jetson.GPIO drives the LED through sysfs: the fault light too
@@ -502,8 +542,12 @@ if [ "$DRY_RUN" = 0 ] && ! runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m e
     echo "a running one goes on, but its package files are the new release's already: restart it soon)" >&2
     exit 1
 fi
-if [ "$START" = 1 ]; then
-    # restart, so an upgrade (a second run) takes effect too
+if [ "$START" = 1 ] && [ ! -d /run/systemd/system ]; then
+    note "systemd is not running (a chroot or an image being built): the service starts at the device's boot"
+elif [ "$START" = 1 ]; then
+    # a desk that gave up (five failed starts in 10 minutes: the fault light) refuses any start until
+    # then; this run is the fix, so its count is cleared. Then restart, so an upgrade takes effect too
+    run systemctl reset-failed "$UNIT"
     run systemctl restart "$UNIT"
 else
     # restart, not start: on an upgrade a running service ignores start and keeps the old package
@@ -528,4 +572,6 @@ if [ "$HAD_DATABASE" = 0 ] || [ -f "$DATA_DIR/first-admin-password.txt" ]; then
 else
     echo "accounts kept: log in as before (a lost admin password: sudo -u $SERVICE_USER engage-edge passwd admin)"
 fi
-echo "check the hardware: sudo systemctl stop engage-edge && sudo -u $SERVICE_USER $VENV/bin/engage-edge selftest; sudo systemctl start engage-edge"
+# the fault light (engage-edge-fault) holds the LED's pins too: a self-test beside it found them taken
+echo "check the hardware: sudo systemctl stop engage-edge $FAULT_UNIT && sudo -u $SERVICE_USER $VENV/bin/engage-edge selftest;" \
+     "sudo systemctl start engage-edge"

@@ -28,8 +28,14 @@ VERSION = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group
 WHEEL = f"/opt/engage-edge/wheels/engage_edge-{VERSION}-py3-none-any.whl"
 
 
-def dry_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(INSTALL), "--dry-run", *args], capture_output=True, text=True, timeout=60)
+def dry_run(*args: str, systemd: bool = True, path: str | None = None) -> subprocess.CompletedProcess:
+    """install.sh --dry-run on a machine whose systemd runs (or, ``systemd`` False, a chroot's):
+    /run is a private tmpfs with or without /run/systemd/system, as systemd tells it is running.
+    ``path``: a folder put first on PATH (a system's own python3 or dpkg)."""
+    script = f"mount -t tmpfs tmpfs /run && {'mkdir -p /run/systemd/system && ' if systemd else ''}exec bash \"$@\""
+    env = {**os.environ, "PATH": f"{path}:{os.environ['PATH']}"} if path else None
+    return subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(INSTALL), "--dry-run", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("script", [INSTALL, *sorted((ROOT / "tools").glob("*.sh"))], ids=lambda p: p.name)
@@ -66,7 +72,9 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
                      'data_dir = "/var/lib/engage-edge"', 'host = "0.0.0.0"', "tls_cert =",
                      "openssl req -x509", "/etc/systemd/system/engage-edge.service",
                      "/etc/systemd/system/engage-edge-fault.service",  # the LED's fault once the service gave up
-                     "systemctl enable engage-edge.service", "systemctl restart engage-edge.service",
+                     "systemctl enable engage-edge.service",
+                     # a desk that gave up (the fault light) refuses a start for 10 minutes unless its count is cleared
+                     "systemctl reset-failed engage-edge.service\n[dry-run] systemctl restart engage-edge.service",
                      "/etc/udev/rules.d/99-engage-edge.rules"]:
         assert expected in out, f"{expected!r} missing from the dry run:\n{out}"
     assert "systemctl enable engage-edge-fault" not in out  # started by the service's failure only
@@ -81,6 +89,34 @@ def test_dry_run_previews_every_step_and_changes_nothing(platform, extra, backen
     else:
         assert "10-jetson.conf" in out and "PrivateTmp=no" in out and "nvarguscamerasrc" in out
         assert "/etc/systemd/system/engage-edge-fault.service.d/10-jetson.conf" in out
+
+
+def test_in_a_chroot_the_service_is_enabled_but_not_started():
+    """An image builder's chroot has no running systemd: a restart there failed the whole run."""
+    result = dry_run("--platform", "pi", systemd=False)
+    assert result.returncode == 0, result.stderr
+    assert "[dry-run] systemctl enable engage-edge.service" in result.stdout
+    assert "[dry-run] systemctl restart" not in result.stdout and "the service starts at the device's boot" in result.stdout
+
+
+@pytest.mark.parametrize(("arch", "python", "said"), [
+    ("armhf", "3.11", "32-bit system (armhf)"), ("arm64", "3.13", "python3 is 3.13 (Raspberry Pi OS trixie?)"),
+    ("arm64", "3.10", "python3 is 3.10: engage-edge needs Python 3.11 to 3.13"), ("arm64", "3.11", None)])
+def test_a_system_the_wheels_do_not_exist_for_is_named_before_anything_changes(tmp_path, arch, python, said):
+    """A 32-bit Pi OS, trixie's Python 3.13 (numpy 1.x has no wheel for it) or JetPack's 3.10
+    failed in step 5's pip after the user, groups and udev rules were made; a real run stops
+    before step 1 (a dry run says it would). The system's dpkg and python3 are stand-ins here."""
+    for name, says in (("dpkg", arch), ("python3", python)):
+        (tmp_path / name).write_text(f"#!/bin/sh\necho {says}\n")
+        (tmp_path / name).chmod(0o755)
+    result = dry_run("--platform", "pi", "--no-apt", path=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    stop = [line for line in result.stdout.splitlines() if line.startswith("note: a real run would stop here")]
+    if said is None:
+        assert not stop, stop
+    else:
+        assert len(stop) == 1 and said in stop[0], result.stdout
+        assert result.stdout.index(stop[0]) < result.stdout.index("==> 1/9"), "said before anything is changed"
 
 
 def test_a_given_wheel_is_installed_instead_of_building_one(tmp_path):

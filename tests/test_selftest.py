@@ -353,7 +353,7 @@ def test_pins_held_by_another_process_say_to_stop_the_service(tmp_path, golden_m
         results = {r.name: r for r in selftest.run(cfg, "demo", step_s=0, out=out, pin_factory=factory)}
         assert results["led"].status == "FAIL" and "GPIO busy" in results["led"].detail
         assert "held by another process" in results["led"].detail
-        assert "sudo systemctl stop engage-edge" in results["led"].detail, out.getvalue()
+        assert "sudo systemctl stop engage-edge engage-edge-fault" in results["led"].detail, out.getvalue()  # the fault light holds them too
         assert results["buzzer"].status == "SKIP" and "LED" in results["buzzer"].detail, out.getvalue()
         assert "SKIP buzzer:" in out.getvalue()
     finally:

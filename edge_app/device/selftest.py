@@ -4,7 +4,7 @@ Camera frames, the LED cycling through its colours, a buzzer chirp (skippable), 
 model's golden check, the configured face detector finding the face in a shipped portrait,
 a database write, free disk space, the web UI's HTTPS files, and whether a time server has
 set the clock (WARN, not FAIL, when not: the device works, its times may be wrong). On a
-device stop the service first (``sudo systemctl stop engage-edge``): the camera and the
+device stop the service first (``sudo systemctl stop engage-edge engage-edge-fault``): the camera and the
 GPIO pins are exclusive.
 Runs on a laptop too, with ``--source demo`` and the console indicator.
 """
@@ -90,7 +90,8 @@ def _pins_hint(holder: str | None) -> str:
         return (" (held by this process, not by the service: each [indicators] pin must be a pin of its own; "
                 "the wiring: firmware/README.md)")
     if holder == "another process":
-        return f" (held by another process: {SERVICE_HOLDS} the pins? stop it first: sudo systemctl stop engage-edge)"
+        return (f" (held by another process: {SERVICE_HOLDS} the pins, or its fault light? stop both first: "
+                "sudo systemctl stop engage-edge engage-edge-fault)")
     return ""
 
 
