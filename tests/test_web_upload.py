@@ -548,6 +548,11 @@ def test_live_page_and_timeline(appliance, admin_session):
     page = admin_session.get(f"{appliance.url}/live", timeout=10)
     assert page.status_code == 200 and 'src="/live.mjpg"' in page.text and 'id="timeline"' in page.text
     assert "<script>" not in page.text  # the CSP forbids inline scripts: the chart comes from /static
+    # without JavaScript: no empty <img> beside the <noscript> one (a broken box), and the chart's place
+    # says why it is empty, not "loading" for ever; live.js puts the picture in and the chart over the words
+    outside = re.sub(r"<template\b.*?</template>|<noscript>.*?</noscript>", "", page.text, flags=re.S)
+    assert "<img" not in outside and '<template id="stream-template"><img id="stream"' in page.text
+    assert "loading" not in page.text and "The chart needs JavaScript" in page.text and 'href="/admin/log"' in page.text
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     appliance.store.log_state_change(time.time() - 30, "Not engaged", "Not engaged", "sadness", 0.6)
     t = admin_session.get(f"{appliance.url}/api/timeline?minutes=5", timeout=10).json()
@@ -583,6 +588,7 @@ def test_a_students_chart_begins_at_their_log_in(appliance, admin_session):
         assert whole["own_from"] is None and min(p["t"] for p in whole["points"]) <= now - 240, whole["points"]
     page = sam.get(f"{appliance.url}/live", timeout=10).text
     assert "begins when you logged in" in page
+    assert "The chart needs JavaScript" in page and "/admin/log" not in page  # no page of an admin's
     assert "begins when you logged in" not in admin_session.get(f"{appliance.url}/live", timeout=10).text
 
 

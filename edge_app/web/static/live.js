@@ -8,10 +8,17 @@
   const MINUTES = 10;
   const chartEl = document.getElementById("timeline");
   const emptyEl = document.getElementById("timeline-empty");
-  const stream = document.getElementById("stream");
+  // the picture is the page's <template> until here: without JavaScript, an empty <img> showed a broken box
+  const streamTemplate = document.getElementById("stream-template");
+  const stream = streamTemplate ? streamTemplate.content.firstElementChild.cloneNode(true) : null;
+  if (stream) streamTemplate.replaceWith(stream);
   const streamSays = document.getElementById("stream-status");  // what became of the picture (not #stream-note:
   // that is the privacy statement, which an error must not replace)
   const chartSays = document.getElementById("timeline-stale");
+  // the page's words for a browser without JavaScript give way to the chart, said as loading until drawn
+  chartEl.replaceChildren();
+  chartEl.setAttribute("role", "img");
+  chartEl.setAttribute("aria-label", "Engagement level over the last minutes: loading");
   let sessionEnded = false;  // a 401: state.js takes the page to the log-in; nothing here asks again
 
   function el(name, attrs, text) {

@@ -10,9 +10,10 @@
   <div class="split">
     <div>
       % if watch:
-      % # live.js reads the stream and draws each frame here, so that it sees the stream end (an <img> does not)
-      <img id="stream" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480"
-           aria-describedby="stream-status">
+      % # live.js reads the stream and draws each frame in this picture, so that it sees the stream end (an <img>
+      % # does not); a <template> until then: without JavaScript an empty <img> showed a broken box above the real one
+      <template id="stream-template"><img id="stream" alt="Live camera view with faces and engagement marked" class="stream"
+           width="640" height="480" aria-describedby="stream-status"></template>
       <noscript><img src="/live.mjpg" alt="Live camera view with faces and engagement marked" class="stream" width="640" height="480"></noscript>
       <p id="stream-status" role="status"></p>
       % else:
@@ -31,7 +32,9 @@
     </div>
     <div>
       <h2>Last <span id="minutes">10</span> minutes <span class="hint" id="timeline-zone" title="the times are this device's, as in its log">({{_t.strftime('%Z')}})</span></h2>
-      <div id="timeline" class="timeline" role="img" aria-label="Engagement level over the last minutes: loading"></div>
+      % # live.js draws the chart here (its role and words with it); without JavaScript it said "loading" for ever
+      <div id="timeline" class="timeline"><p class="hint" id="timeline-nojs">The chart needs JavaScript, which is off in
+        this browser.{{!' The state changes are listed in the <a href="/admin/log">log</a>.' if user.is_admin else ''}}</p></div>
       <ul class="legend" aria-hidden="true">
         % for g in groups:
         <li><span class="swatch {{g.css_class}}"></span>{{g}}</li>
