@@ -895,6 +895,20 @@ def test_every_logged_in_page_carries_the_idle_warning_and_the_log_in_page_none(
     assert 'id="idle-warning"' not in requests.get(f"{appliance.url}/login", timeout=10).text
 
 
+def test_the_menus_say_their_current_item_and_list_every_admin_page(appliance):
+    """The current item was an underline and a colour only (nothing a screen reader says), and
+    /admin/alerts, where stored snapshots are seen and deleted, was missing from the admin menu."""
+    s = login(appliance.url)
+    page = s.get(f"{appliance.url}/admin/alerts", timeout=10).text
+    menu = re.search(r'<nav aria-label="Main">.*?</nav>', page, re.S).group(0)
+    sub = re.search(r'<nav class="sub" aria-label="Admin">.*?</nav>', page, re.S).group(0)
+    assert '<a href="/admin/alerts" class="on" aria-current="page">Alerts</a>' in sub and sub.count("aria-current") == 1
+    assert '<a href="/admin" class="on" aria-current="true">Admin</a>' in menu and menu.count("aria-current") == 1
+    assert ">Classroom broker</a>" in sub  # the tab named as its page's heading
+    page = s.get(f"{appliance.url}/upload", timeout=10).text
+    assert '<a href="/upload" class="on" aria-current="page">Upload</a>' in page and page.count("aria-current") == 1
+
+
 def test_logging_in_again_ends_the_session_this_browser_had(appliance):
     """A hostile-client review: logging in again in a browser (someone else at a shared
     computer, or the same person) left its previous session's token valid for its whole

@@ -18,9 +18,13 @@
   % end
   </div>
   % if user:
+  % # the menu's current item, said as well as underlined: the page itself, or the section it is in
+  % def current(href, here):
+  %   return ('class="on" aria-current="%s"' % ('page' if path == href else 'true')) if here else ''
+  % end
   <nav aria-label="Main">
-    <a href="/upload" class="{{'on' if path.startswith('/upload') else ''}}">Upload</a>
-    <a href="/live" class="{{'on' if path.startswith('/live') else ''}}">Live</a>
+    <a href="/upload" {{!current('/upload', path.startswith('/upload'))}}>Upload</a>
+    <a href="/live" {{!current('/live', path.startswith('/live'))}}>Live</a>
     % if camera_switch:
     % from edge_app.web.privacy import page_back, pause_title
     % back = page_back()
@@ -40,9 +44,9 @@
     </form>
     % end
     % if user.is_admin:
-    <a href="/admin" class="{{'on' if path.startswith('/admin') else ''}}">Admin</a>
+    <a href="/admin" {{!current('/admin', path.startswith('/admin'))}}>Admin</a>
     % end
-    <a href="/account" class="{{'on' if path.startswith('/account') else ''}}" title="Your account" aria-label="Your account: {{user.username}}">{{user.username}}</a>
+    <a href="/account" {{!current('/account', path.startswith('/account'))}} title="Your account" aria-label="Your account: {{user.username}}">{{user.username}}</a>
     <form method="post" action="/logout" class="inline">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <button type="submit" class="link">Log out</button>
@@ -52,8 +56,8 @@
 </header>
 % if user and user.is_admin and path.startswith('/admin'):
 <nav class="sub" aria-label="Admin">
-  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom'), ('/admin/model', 'Model'), ('/admin/audit', 'Audit')):
-  <a href="{{href}}" class="{{'on' if path == href else ''}}">{{label}}</a>
+  % for href, label in (('/admin', 'Dashboard'), ('/admin/log', 'Log'), ('/admin/alerts', 'Alerts'), ('/admin/users', 'Users'), ('/admin/settings', 'Settings'), ('/admin/classroom', 'Classroom broker'), ('/admin/model', 'Model'), ('/admin/audit', 'Audit')):
+  <a href="{{href}}" {{!current(href, path == href)}}>{{label}}</a>
   % end
 </nav>
 % end
