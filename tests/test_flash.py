@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -685,6 +686,7 @@ def test_web_install_shows_the_new_model_running_and_rolls_back(web_appliance, v
     assert 'action="/admin/model/rollback"' in r.text
     history = r.text.split('id="model-history"', 1)[1].split("</table>", 1)[0]
     assert "installed" in history and new_sha[:12] in history and "admin" in history
+    assert f'When <span class="hint">({time.strftime("%Z")})</span>' in history  # the device's zone, as the log's
 
     r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=30)
     assert r.status_code == 200 and appliance.analyzer.classifier.manifest.sha256 == shipped_sha

@@ -490,6 +490,7 @@ def test_the_dashboards_alerts_name_the_zone_of_a_time_from_the_other_side(quiet
     finally:
         quiet.store.execute("DELETE FROM alerts WHERE t = ?", (other,))
     assert f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other))} {zone_other}: Not engaged" in page
+    assert f'Recent alerts <span class="hint">({zone_now})</span>' in page  # the zone of the others, as the log's
 
 
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/model"])
@@ -659,6 +660,7 @@ def test_user_list_with_engagement_summary_and_filter(quiet):
     s = login(quiet.url)
     page = s.get(f"{quiet.url}/admin/users", timeout=10).text
     assert 'data-user="ann"' in page and 'data-user="bob"' in page
+    assert f'Last log-in <span class="hint">({time.strftime("%Z")})</span>' in page  # the device's zone, as the log's
     engaged = s.get(f"{quiet.url}/admin/users", params={"level": "Engaged"}, timeout=10).text
     assert 'data-user="ann"' in engaged and 'data-user="bob"' not in engaged
     not_engaged = s.get(f"{quiet.url}/admin/users", params={"level": "Not engaged"}, timeout=10).text

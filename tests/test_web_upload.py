@@ -103,6 +103,8 @@ def test_upload_form_shows_a_table_per_face(appliance, admin_session, face_jpeg)
     assert [h.status_code for h in r.history] == [303] and r.url == f"{appliance.url}/uploads/{upload_id}"
     assert r.status_code == 200
     assert 'id="faces"' in r.text
+    # when, to the minute, in the device's zone (a sentence has no column heading to name it)
+    assert re.search(r'id="result-when">Analysed \d\d \w{3} \d{4} \d\d:\d\d ' + re.escape(time.strftime("%Z")), r.text)
     assert r.text.count('class="face"') == 1  # one face thumbnail per row
     mapping = appliance.cfg.engagement.mapping
     assert any(level in r.text for level in mapping.values())
@@ -205,6 +207,8 @@ def test_every_photo_in_a_long_history_can_be_found_opened_and_deleted(appliance
 
     first = ann.get(f"{appliance.url}/upload", timeout=10).text
     assert len(listed(first)) == 10 and "Photos 1 to 10 of your 12" in first
+    created = appliance.store.query("SELECT created FROM uploads WHERE id = ?", (older[-1],))[0][0]
+    assert time.strftime("%d %b %Y %H:%M<", time.localtime(created)) in first  # with its year
     assert 'href="/upload?page=2#your-photos"' in first and "Page 1 of 2" in first
     second = ann.get(f"{appliance.url}/upload", params={"page": 2}, timeout=10).text
     assert [int(i) for i in listed(second)] == older[1::-1]  # the two oldest, newest first

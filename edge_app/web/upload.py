@@ -524,7 +524,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                 thumbs = [data_uri(face_crop(kept, f["box"], 96)) for f in faces]
                 # at the first result page's size, not the kept thumbnail's: labels beside their faces
                 preview = data_uri(annotated(kept, stored["faces"], stored["width"]))
-        when = local_time(stored["created"], "%d %b %Y %H:%M")
+        # the zone named always: in a sentence there is no column heading to name it, as the tables do
+        when = time.strftime("%d %b %Y %H:%M %Z", time.localtime(stored["created"]))
         # not kept while the setting keeps photos: the setting was "none" then, or the write failed
         return {**stored, "preview": preview, "thumbs": thumbs, "when": when, "owner": stored["username"] or "",
                 "kept": bool(preview), "keeps_now": ctx.cfg.privacy.keep_uploads != "none"}

@@ -18,7 +18,7 @@
   <div data-piece="days" data-version="{{pieces['days']['version']}}">{{!pieces['days']['html']}}</div>
 </section>
 <section class="card">
-  <h2>Recent alerts</h2>
+  <h2>Recent alerts <span class="hint">({{_t.strftime('%Z')}})</span></h2>
   <div data-piece="alerts" data-version="{{pieces['alerts']['version']}}">{{!pieces['alerts']['html']}}</div>
   <p><a href="/admin/alerts">All alerts</a> · <a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
 </section>

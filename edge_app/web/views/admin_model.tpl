@@ -117,7 +117,7 @@
   % else:
   <div class="table-wrap">
   <table id="model-history">
-    <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">Time per face</th><th scope="col">By</th></tr></thead>
+    <thead><tr><th scope="col">When <span class="hint">({{_t.strftime('%Z')}})</span></th><th scope="col">What</th><th scope="col">Accuracy</th><th scope="col">Time per face</th><th scope="col">By</th></tr></thead>
     <tbody>
     % for h in history:
       <tr><td>{{local_time(h['t'], '%Y-%m-%d %H:%M') if isinstance(h.get('t'), (int, float)) else ''}}</td>

@@ -29,7 +29,7 @@
   % else:
   <div class="table-wrap">
   <table id="users">
-    <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Photos</th><th scope="col">Engaged share (uploaded photos)</th><th scope="col">Mostly (uploaded photos)</th><th scope="col">Last log-in</th><th scope="col">Actions</th></tr></thead>
+    <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Photos</th><th scope="col">Engaged share (uploaded photos)</th><th scope="col">Mostly (uploaded photos)</th><th scope="col">Last log-in <span class="hint">({{_t.strftime('%Z')}})</span></th><th scope="col">Actions</th></tr></thead>
     <tbody>
     % for u in people:
       <tr data-user="{{u['username']}}">

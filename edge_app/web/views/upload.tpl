@@ -37,7 +37,7 @@
     <thead><tr><th scope="col">When <span class="hint" id="history-zone" title="this device's time zone">({{_t.strftime('%Z')}})</span></th><th scope="col">File</th><th scope="col">Faces</th><th scope="col">Engagement</th></tr></thead>
     <tbody>
     % for h in history['rows']:
-      <tr><td><a href="/uploads/{{h['id']}}">{{local_time(h['created'], '%d %b %H:%M')}}</a></td><td><a href="/uploads/{{h['id']}}">{{h['filename']}}</a></td><td>{{h['face_count']}}</td><td>{{h['levels'] or 'no face'}}</td></tr>
+      <tr><td><a href="/uploads/{{h['id']}}">{{local_time(h['created'], '%d %b %Y %H:%M')}}</a></td><td><a href="/uploads/{{h['id']}}">{{h['filename']}}</a></td><td>{{h['face_count']}}</td><td>{{h['levels'] or 'no face'}}</td></tr>
     % end
     </tbody>
   </table>
