@@ -166,6 +166,16 @@ def test_instructor_accounts(classroom):
                        headers={"X-CSRF-Token": admin.csrf, "Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["error"].startswith("send JSON")
     assert classroom.accounts.find("ms-lee3") is None
+    # without classroom.js the forms are posted, not sent as a GET with the password in the address, and change nothing
+    page, desks = admin.get(f"{classroom.url}/", timeout=5).text, classroom.classroom.expected()
+    for form in ("add-instructor", "expected-form"):
+        tag = re.search(rf'<form id="{form}"[^>]*>', page).group(0)
+        assert 'method="post"' in tag, tag
+        action = re.search(r'action="([^"]+)"', tag).group(1)
+        r = requests.post(f"{classroom.url}{action}", cookies=admin.cookies, timeout=5, headers={"Accept": "text/html"},
+                          data={"username": "ms-nojs", "password": "nojs-password-1", "desks": "desk-9"})
+        assert r.status_code == 400 and "needs JavaScript" in r.text and "nojs" not in r.url
+    assert classroom.accounts.find("ms-nojs") is None and classroom.classroom.expected() == desks
 
 
 

@@ -360,6 +360,15 @@ def make_classroom_app(ctx: ClassroomContext) -> bottle.Bottle:
         response.content_type = "application/json"
         return json.dumps({"desks": kept, "version": expected_version(kept)})
 
+    @app.post("/needs-javascript")
+    def needs_javascript():
+        """Where the page's forms go when classroom.js did not run (blocked, or not loaded): they
+        are the script's, sent as JSON with the CSRF header. Posted here, nothing is changed and
+        no field is used or logged (a new instructor's password among them)."""
+        raise error_page(400, "This form needs JavaScript", "Nothing was changed: this page's forms are sent by its "
+                         "script, which did not run in this browser (it may be blocked, or did not load). Reload the "
+                         "page, or use a browser with JavaScript on.")
+
     @app.post("/api/confirm")
     def confirm():
         """The viewer types their password again (JSON {"password"}): an admin's change

@@ -41,7 +41,9 @@
     <p class="hint">The device IDs of this room's desks (each desk's <code>mqtt.device_id</code>, as its tile names it
       before it sends its name). Each has a tile from then on, even before it is heard, so a desk that does not come up
       is seen missing: &#8220;Offline&#8221;, &#8220;not heard yet&#8221;.</p>
-    <form id="expected-form" data-csrf="{{csrf}}">
+    % # the page's forms are classroom.js's (JSON, with the CSRF header); without it they post to a page that says so:
+    % # with no method they were GETs, a new instructor's password put in the address, the history and the logs
+    <form id="expected-form" method="post" action="/needs-javascript" data-csrf="{{csrf}}">
       <label for="expected-desks">Device IDs, one per line or separated by commas</label>
       <textarea id="expected-desks" name="desks" rows="4" spellcheck="false" autocomplete="off"
         data-version="{{expected_version}}">{{'\n'.join(expected)}}</textarea>
@@ -55,7 +57,7 @@
     <ul id="instructors" class="instructors" aria-label="Instructor accounts"></ul>
     <p id="instructors-result" role="status" tabindex="-1"></p>
     <h3>Add an instructor</h3>
-    <form id="add-instructor" class="row" data-csrf="{{csrf}}">
+    <form id="add-instructor" class="row" method="post" action="/needs-javascript" data-csrf="{{csrf}}">
       <label>User name <input name="username" required minlength="2" maxlength="32" autocomplete="off"></label>
       <label>Password <input name="password" type="password" required minlength="8" autocomplete="new-password"></label>
       <label><input name="temporary" type="checkbox" checked> They choose their own at the first log-in</label>
