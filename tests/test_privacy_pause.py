@@ -527,6 +527,7 @@ def test_without_javascript_the_answer_to_a_form_is_not_left_for_a_get_of_its_pa
     assert r.status_code == 200 and 'id="class-passwords"' in r.text
     header = r.text.split('action="/privacy"', 1)[1].split("</form>", 1)[0]
     assert 'name="back" value=""' in header and 'target="_blank"' in header
+    assert "Pause camera<noscript> (opens in a new tab)</noscript>" in header  # said, as it goes there without script
     gone = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "pause", "back": ""}, allow_redirects=False,
                   timeout=10)
     assert gone.status_code == 303 and gone.headers["Location"].split("?")[0].endswith("/upload")
@@ -538,6 +539,7 @@ def test_without_javascript_the_answer_to_a_form_is_not_left_for_a_get_of_its_pa
     listed = s.get(f"{app.url}/admin/log?user=lea.b&note=abc&page=2", timeout=10).text
     header = listed.split('action="/privacy"', 1)[1].split("</form>", 1)[0]
     assert 'name="back" value="/admin/log?user=lea.b&amp;page=2"' in header and "target=" not in header
+    assert "new tab" not in header
     back = s.post(f"{app.url}/privacy", data={"csrf": s.csrf, "do": "resume", "back": "/admin/log?user=lea.b&page=2"},
                   allow_redirects=False, timeout=10)
     assert back.status_code == 303 and back.headers["Location"].endswith("/admin/log?user=lea.b&page=2")

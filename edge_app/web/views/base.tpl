@@ -28,18 +28,20 @@
     % if camera_switch:
     % from edge_app.web.privacy import page_back, pause_title
     % back = page_back()
-    % # state.js presses it in place; without it, the answer to a form (no page to open again) stays in its tab
+    % # state.js presses it in place; without it, the answer to a form (no page to open again) stays in its tab,
+    % # the button saying so (WCAG 3.2.5: no new tab unannounced)
+    % new_tab = '' if back else '<noscript> (opens in a new tab)</noscript>'
     <form method="post" action="/privacy" class="inline privacy" data-pause-title="{{pause_title()}}"{{!'' if back else ' target="_blank"'}}>
       <input type="hidden" name="csrf" value="{{csrf}}">
       <input type="hidden" name="back" value="{{back}}">
       % from edge_app.web.privacy import header_may_resume, header_words
       % if paused and header_may_resume(user, paused) and not user.must_change_password:
       <span class="pill g-paused" id="paused">{{header_words(user, paused)}}</span>
-      <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera</button>
+      <button type="submit" name="do" value="resume" class="link" id="privacy-button">Resume camera{{!new_tab}}</button>
       % elif paused:
       <span class="pill g-paused" id="paused">{{header_words(user, paused)}}</span>
       % else:
-      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="{{pause_title()}}">Pause camera</button>
+      <button type="submit" name="do" value="pause" class="link" id="privacy-button" title="{{pause_title()}}">Pause camera{{!new_tab}}</button>
       % end
     </form>
     % end
