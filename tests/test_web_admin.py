@@ -75,6 +75,9 @@ def test_log_filters(quiet):
     s = login(quiet.url)
     get = lambda q: s.get(f"{quiet.url}/admin/log", params=q, timeout=10)  # noqa: E731
     assert rows_of(get({}).text) == 7  # 4 upload faces + 3 live changes
+    # each row's source in the filter's words ("Live state changes", "Uploads"), not the database's
+    assert re.findall(r"</td><td>(Live|Upload|live|upload)</td>", get({}).text).count("Live") == 3
+    assert get({"kind": "upload"}).text.count("</td><td>Upload</td>") == 4
     assert rows_of(get({"user": "bob"}).text) == 2
     assert rows_of(get({"level": "Not engaged"}).text) == 3  # bob's two faces and one live change
     assert rows_of(get({"level": "Engaged", "kind": "upload"}).text) == 2
@@ -652,6 +655,7 @@ def test_a_log_filter_with_a_value_the_lists_lack_shows_that_value_not_any(quiet
 def test_dashboard_empty_state(quiet):
     page = login(quiet.url).get(f"{quiet.url}/admin", timeout=10).text
     assert "No live time recorded today yet" in page and "No alerts yet" in page
+    assert '<a href="/admin/users">Users</a></p>' in page  # named as the page it opens (all users, not students)
 
 
 # ------------------------------------------------------------ users

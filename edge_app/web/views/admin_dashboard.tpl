@@ -20,6 +20,6 @@
 <section class="card">
   <h2>Recent alerts <span class="hint">({{_t.strftime('%Z')}})</span></h2>
   <div data-piece="alerts" data-version="{{pieces['alerts']['version']}}">{{!pieces['alerts']['html']}}</div>
-  <p><a href="/admin/alerts">All alerts</a> · <a href="/admin/log">Open the full log</a> · <a href="/admin/users">Students</a></p>
+  <p><a href="/admin/alerts">All alerts</a> · <a href="/admin/log">Open the full log</a> · <a href="/admin/users">Users</a></p>
 </section>
 <script src="/static/dashboard.js"></script>

@@ -1,5 +1,7 @@
 % rebase('base.tpl', title=title)
 % import time as _t
+% # a row's source in the filter's words (short), not the stored "live"/"upload"
+% source_words = {'live': 'Live', 'upload': 'Upload'}
 <section class="card">
   <h1>Log</h1>
   <form method="get" action="/admin/log" class="filters" id="filters">
@@ -84,7 +86,7 @@
       % else:
         {{local_time(r['t'])}}
       % end
-      </td><td>{{r['kind']}}</td><td>{{r['username'] or ''}}</td>
+      </td><td>{{source_words.get(r['kind'], r['kind'])}}</td><td>{{r['username'] or ''}}</td>
       <td><span class="pill g-{{r['grp'].replace(' ', '-').lower()}}">{{r['level']}}</span></td><td>{{r['emotion'] or ''}}</td><td>{{'%.0f%%' % (r['confidence'] * 100) if r['confidence'] is not None else ''}}</td>
       <td>
       % if r['image_path']:
