@@ -860,7 +860,7 @@ def test_export_to_dash_writes_standard_output(store, tmp_path, capsys):
 
 
 def _desk(path: Path, overrides: dict, *, published: bool = True) -> Store:
-    """A desk's data directory whose admin saved ``overrides`` on Admin > Classroom; with
+    """A desk's data directory whose admin saved ``overrides`` on Admin > Classroom broker; with
     ``published``, it has run its publisher (its installation id is made)."""
     from edge_app.fleet.publisher import installation_id
 

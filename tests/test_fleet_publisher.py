@@ -466,7 +466,7 @@ def test_a_broker_that_lost_its_retained_state_gets_it_again(tmp_path, store):
 
 
 def test_a_desk_renamed_on_the_admin_page_publishes_its_state_under_the_new_name_at_once(broker, store):
-    """Admin > Classroom restarts the publisher with the new desk name (or broker, or
+    """Admin > Classroom broker restarts the publisher with the new desk name (or broker, or
     topics): the new one had sent no state itself, so the desk showed "Waiting for a first
     reading" under its new name until the student's state next changed, hours later for a
     steady desk. It starts from the state the store logged last."""

@@ -45,7 +45,7 @@ def check_together(section: MqttSection, error: type[Exception]) -> None:
         raise error("set mqtt.password or mqtt.password_file, not both")
 
 
-PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600: where Admin > Classroom keeps the password
+PASSWORD_FILE = "mqtt-password"  # in the data directory, mode 0600: where Admin > Classroom broker keeps the password
 
 
 def _page_written(cfg: Config) -> bool:
@@ -110,9 +110,9 @@ class MqttSettings:
 
                     raise ConfigError(f"mqtt.password_file {m.password_file} cannot be read: {exc.strerror or exc}; "
                                       "check the path and that the service user may read it") from None
-                # the Admin > Classroom page's own file: its setting lives in the database and
+                # the Admin > Classroom broker page's own file: its setting lives in the database and
                 # travels with a backup, the file does not (a restore onto a new card)
-                missing = (f"the broker password saved on Admin > Classroom ({m.password_file}) is missing, as after "
+                missing = (f"the broker password saved on Admin > Classroom broker ({m.password_file}) is missing, as after "
                            "a backup is restored on another card: type it there again; not connecting until then")
         return cls(host=m.host, port=m.port, tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
                    username=m.username, password=password, device_id=m.device_id or default_device_id(m.username),

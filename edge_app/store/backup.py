@@ -140,7 +140,7 @@ def _service_stopped(data: Path):
 
 def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, file_mqtt: tuple[str, str],
                        overrides_key: str) -> list[str]:
-    """Whether the backup's ``mqtt.device_id`` (saved on Admin > Classroom) stays: a backup of
+    """Whether the backup's ``mqtt.device_id`` (saved on Admin > Classroom broker) stays: a backup of
     desk A restored on desk B (a desk cloned) kept A's topic name, and both published as desk
     A on the classroom page. It stays when the backup was made on this installation (or
     ``keep``); another desk's is dropped, so this desk is named as when it is unset (the config
@@ -160,7 +160,7 @@ def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, f
         origin = published.get("written_by") if isinstance(published, dict) else None
     if keep is None:
         if origin is None:
-            raise BackupError(f"the backup sets {DEVICE_ID} = {device_id!r} (saved on Admin > Classroom) and does not "
+            raise BackupError(f"the backup sets {DEVICE_ID} = {device_id!r} (saved on Admin > Classroom broker) and does not "
                               "say which desk it was made on: if it is this desk's own (or of a desk this one replaces), "
                               "restore with --keep-device-id; if it is another desk's (a desk cloned), with "
                               "--drop-device-id, or two desks publish as one; nothing was changed")
@@ -175,12 +175,12 @@ def _device_id_to_keep(conn: sqlite3.Connection, here: str, keep: bool | None, f
         conn.execute("UPDATE settings SET value = ? WHERE key = ?", (json.dumps(overrides), overrides_key))
     name = file_mqtt[0] or default_device_id(str(overrides.get("mqtt.username") or file_mqtt[1]))
     lines = [f"dropped {DEVICE_ID} = {device_id!r} ({why}), so two desks do not publish as one: this desk publishes "
-             f"as {name!r}, as when it is unset; to name it otherwise, use Admin > Classroom"]
+             f"as {name!r}, as when it is unset; to name it otherwise, use Admin > Classroom broker"]
     if overrides.get("mqtt.username") and not file_mqtt[0]:
         lines.append(f"the broker user name {overrides['mqtt.username']!r} came with the backup (its password did "
-                     "not): if it is the other desk's account, type this desk's own on Admin > Classroom")
+                     "not): if it is the other desk's account, type this desk's own on Admin > Classroom broker")
     if overrides.get(DESK):
-        lines.append(f"the desk label {overrides[DESK]!r} came with the backup: change it on Admin > Classroom if "
+        lines.append(f"the desk label {overrides[DESK]!r} came with the backup: change it on Admin > Classroom broker if "
                      "it names the other desk")
     return lines
 
