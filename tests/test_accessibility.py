@@ -169,6 +169,21 @@ def test_tables_reflow_on_a_phone(browser, with_data, path, table):  # noqa: F81
         box = cell.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, f"a cell of {table} is off-screen"
         assert cell.get_attribute("data-label"), "each cell says which column it is"
+    # a cell is as tall as its column's name in front of it: "Engaged share (uploaded photos)", three lines in its
+    # 7.5rem, was laid over the cell (position:absolute) and overprinted the names below it. A ::before has no box
+    # to measure, so a copy of its text, in its font and width, says how tall it needs to be
+    assert not page.evaluate("""t => [...document.querySelectorAll(t + ' tbody td[data-label]')].flatMap(td => {
+        const b = getComputedStyle(td, '::before'), s = getComputedStyle(td), probe = document.createElement('div');
+        for (const p of ['font-family', 'font-size', 'font-weight', 'line-height', 'width', 'overflow-wrap'])
+          probe.style.setProperty(p, b.getPropertyValue(p));
+        probe.style.position = 'absolute';
+        probe.textContent = td.dataset.label;
+        td.appendChild(probe);
+        const needs = probe.getBoundingClientRect().height;
+        probe.remove();
+        const has = td.getBoundingClientRect().height - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom);
+        return has + 0.5 < needs ? [`${td.dataset.label}: ${has.toFixed(1)}px tall, its name needs ${needs.toFixed(1)}`] : [];
+        })""", table), f"a column's name in {table} runs over the next one"
     if table == "#users":
         manage = page.locator("#users summary").first
         box = manage.bounding_box()
