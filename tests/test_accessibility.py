@@ -240,6 +240,20 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
     assert page.locator("#new").get_attribute("aria-invalid") is None
 
     page.goto(server.url + "/admin/users")
+    # a field's edge is what shows where to type: 3:1 against inside and outside (WCAG 1.4.11); #c8ced8 was 1.6:1
+    edges = page.evaluate("""sels => sels.map(sel => {
+        const el = document.querySelector(sel);
+        let n = el.parentElement, out = 'rgb(255, 255, 255)';
+        for (; n; n = n.parentElement) {
+          const c = getComputedStyle(n).backgroundColor;
+          if (c.startsWith('rgb(')) { out = c; break; } }
+        const st = getComputedStyle(el);
+        return [sel, st.borderTopColor, st.backgroundColor, out]; })""",
+                          ["#n-username", "#n-password", "#n-role", "#c-names", "#u-level"])
+    for sel, edge, inside, outside in edges:
+        for behind in (inside, outside):
+            rgb = tuple(int(float(v)) for v in behind[behind.index("(") + 1:behind.index(")")].split(",")[:3])
+            assert _contrast(edge, rgb) >= 3, f"{sel}'s edge {edge} is {_contrast(edge, rgb):.2f}:1 on {behind}"
     name = page.get_by_label("User name")
     assert name.get_attribute("aria-describedby") == "n-username-hint"
     assert "2-32 letters, digits, dots, dashes or underscores" in page.locator("#n-username-hint").inner_text()
