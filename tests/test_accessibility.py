@@ -148,6 +148,15 @@ def test_charts_are_readable_on_a_phone(browser, with_data):  # noqa: F811
     sizes = rendered_font_sizes(page, "svg.chart")
     assert sizes and min(sizes) >= 11, f"the 14-day chart's text is {min(sizes):.1f}px on a phone"
     assert not overlapping(page, "svg.chart text[text-anchor=middle]"), "the dates run into each other"
+    # the Now tile's words in each state's colour on the tile's grey (16 px bold: 4.5:1); --paused was 4.37:1.
+    # Set and read in one call: state.js sets the tile's group at each poll
+    for group, colour, tile in page.evaluate("""groups => groups.map(g => {
+            const now = document.getElementById('now');
+            now.dataset.group = g;
+            return [g, getComputedStyle(now).color, getComputedStyle(now.closest('.tile')).backgroundColor]; })""",
+                                             [g.value for g in GROUPS]):
+        rgb = tuple(int(v) for v in tile[tile.index("(") + 1:tile.index(")")].split(","))
+        assert _contrast(colour, rgb) >= 4.5, f"Now: {group} is {_contrast(colour, rgb):.2f}:1 on its tile"
     page.goto(with_data.url + "/live")
     page.locator("#timeline-svg").wait_for()
     sizes = rendered_font_sizes(page, "#timeline-svg")
