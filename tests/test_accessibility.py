@@ -280,6 +280,11 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
     for button in (f"Reset password of {STUDENT}", f"Disable {STUDENT}", f"Delete their data ({STUDENT})",
                    f"Delete user {STUDENT}"):
         assert page.get_by_role("button", name=button, exact=True).count() == 1, button
+    # the new password's label is seen too, not only heard (WCAG 3.3.2): sighted users had just the placeholder
+    assert row.get_by_label(f"New password for {STUDENT}", exact=True).count() == 1
+    shown = row.locator("label", has_text="New password").evaluate(
+        "l => { const r = l.getBoundingClientRect(); return r.width > 40 && r.height > 10 && l.checkVisibility(); }")
+    assert shown, "the new password's label is visually hidden"
     assert not serious_violations(page)
     page.context.close()
 

@@ -50,8 +50,8 @@
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/password{{query}}" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <label class="sr-only" for="pw-{{u['id']}}">New password for {{u['username']}}</label>
-            <input id="pw-{{u['id']}}" name="password" type="password" placeholder="new password" minlength="8" autocomplete="new-password" required>
+            <div><label for="pw-{{u['id']}}">New password<span class="sr-only"> for {{u['username']}}</span></label>
+            <input id="pw-{{u['id']}}" name="password" type="password" minlength="8" autocomplete="new-password" required></div>
             <label class="check"><input type="checkbox" name="temporary" checked> they choose their own at the next log-in</label>
             <button type="submit" class="secondary">Reset password<span class="sr-only"> of {{u['username']}}</span></button>
           </form>
