@@ -431,6 +431,21 @@ def test_the_desk_view_logs_out_as_its_note_asks(new_page, server):
     log-in alive while open, so a student leaving it open left the next one logged in."""
     page = new_page(STUDENT, STUDENT_PW)
     assert page.goto(f"{server.url}/glance").status == 200
+    note = page.locator("#glance-note")  # shown by the script (without it, not true)
+    assert note.is_visible() and "log out when you leave the desk" in note.inner_text()
+    assert page.locator("#fullscreen").is_visible() == page.evaluate("document.fullscreenEnabled")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login**")
     assert page.goto(f"{server.url}/glance").url.split("?")[0].endswith("/login")
+
+
+def test_the_desk_view_without_javascript_offers_only_what_works(new_page, server):
+    """With JavaScript off, the desk view's "Full screen" did nothing and its note said
+    "Updated every second" and "you stay logged in" of a page that did neither: the button
+    and that note come with the script, and a note without it says to reload."""
+    page = new_page(STUDENT, STUDENT_PW, java_script_enabled=False)
+    assert page.goto(f"{server.url}/glance").status == 200
+    assert not page.locator("#fullscreen").is_visible()
+    shown = page.locator("body").inner_text()
+    assert "Updated every second" not in shown and "stay logged in" not in shown
+    assert "reload" in shown.lower()

@@ -14,7 +14,9 @@
     if (detail.textContent !== small) detail.textContent = small;
     page.dataset.group = e.detail.group;
   });
-  if (!document.fullscreenEnabled) button.hidden = true;
+  // both come hidden (with JavaScript off the button did nothing, and the page neither updated nor kept the log-in)
+  button.hidden = !document.fullscreenEnabled;
+  document.getElementById("glance-note").hidden = false;
   button.addEventListener("click", function () {
     if (document.fullscreenElement) document.exitFullscreen();
     else document.documentElement.requestFullscreen().catch(function () { button.hidden = true; });

@@ -18,11 +18,13 @@
     <p class="glance-detail" id="glance-detail">{{detail}}</p>
   </div>
   <p class="sr-only" role="status" data-announce-state></p>
-  <p class="glance-note" id="glance-note">Updated every second from this device. While this page is open, you stay logged in
+  % # the script updates the page and keeps the log-in alive: without it, neither is true (glance.js shows this note)
+  <p class="glance-note" id="glance-note" hidden>Updated every second from this device. While this page is open, you stay logged in
     on this browser: log out when you leave the desk.</p>
+  <noscript><p class="glance-note">This view does not update itself with JavaScript off: reload the page to see the state now.</p></noscript>
 </main>
 <nav class="glance-tools" aria-label="Desk view">
-  <button type="button" id="fullscreen" class="secondary">Full screen</button>
+  <button type="button" id="fullscreen" class="secondary" hidden>Full screen</button>
   <a href="/live" class="button secondary">Back to Live</a>
   % # the note above says to log out when leaving the desk: the page had no way to
   <form method="post" action="/logout" class="inline">
