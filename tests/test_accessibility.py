@@ -237,6 +237,16 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
     page = log_in(browser, server, DESKTOP)
     # not "Your account (admin)": axe drops words in brackets when it checks the label holds the visible text
     assert page.get_by_role("link", name="Your account: admin", exact=True).count() == 1
+    # the header's buttons ("Pause camera", "Log out") look like buttons, an edge round them, not like its links
+    # (they were underlined, its links not): the edge 3:1 on the header, the button 24 px tall to touch (WCAG 2.5.8)
+    buttons = page.eval_on_selector_all("header.top button", """bs => bs.map(b => { const s = getComputedStyle(b);
+        return [b.textContent.trim(), s.textDecorationLine, s.borderTopStyle, parseFloat(s.borderTopWidth), s.borderTopColor,
+                getComputedStyle(b.closest('header')).backgroundColor, b.getBoundingClientRect().height]; })""")
+    assert any(b[0] == "Log out" for b in buttons), buttons
+    for text, line, style, width, edge, header, height in buttons:
+        behind = tuple(int(v) for v in header[header.index("(") + 1:header.index(")")].split(","))
+        assert line == "none" and style == "solid" and width >= 1 and _contrast(edge, behind) >= 3, (text, line, edge)
+        assert height >= 24, (text, height)
     page.goto(server.url + "/account")
     page.get_by_label("Current password").fill(ADMIN_PASSWORD)
     page.get_by_label("New password (at least 8 characters)").fill("a-new-password-1")
