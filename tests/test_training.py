@@ -1178,6 +1178,32 @@ def test_ship_refuses_a_model_worse_than_the_one_it_replaces_unless_asked(tmp_pa
     ship.check_not_worse(worse, tmp_path / "nothing-there.json", allow_worse=False)  # a first model
 
 
+def test_ship_interrupted_between_model_and_manifest_leaves_the_pair_before(tmp_path, monkeypatch):
+    """Ctrl-C after the new model is in place and before its manifest: the new model beside
+    the old manifest is refused by every device (sha256); the pair before is put back."""
+    from training import ship
+
+    dest, stage = tmp_path / "dest", tmp_path / "stage"
+    dest.mkdir(), stage.mkdir()
+    (dest / "net.tflite").write_bytes(b"old model")
+    (dest / "net.json").write_text('{"sha256": "old"}')
+    (stage / "net.tflite").write_bytes(b"new model")
+    (stage / "net.json").write_text('{"sha256": "new"}')
+    real_write, calls = ship.atomic_write, []
+
+    def interrupted_at_the_manifest(path, data, mode=0o644):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_write(path, data, mode)
+
+    monkeypatch.setattr(ship, "atomic_write", interrupted_at_the_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        ship._write_pair(dest, (stage / "net.tflite", stage / "net.json"))
+    assert len(calls) == 2
+    assert (dest / "net.tflite").read_bytes() == b"old model" and (dest / "net.json").read_text() == '{"sha256": "old"}'
+
+
 def test_ship_refuses_a_float_model_named_int8(tiny_run):
     from training import evaluate, ship
 

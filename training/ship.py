@@ -180,10 +180,11 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
 
 def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
     """The model, then its manifest, into ``dest``; if the manifest cannot be written (a full
-    disk), the pair there before is put back: the new model beside the old manifest was refused
-    by every device (sha256), and the docstring promises the shipped model as it was. The pair
-    before is kept by a second name in the staging folder (a hard link: it takes no room, which
-    a full disk has none of), and put back by renaming."""
+    disk) or the process is stopped in between (Ctrl-C), the pair there before is put back: the
+    new model beside the old manifest was refused by every device (sha256), and the docstring
+    promises the shipped model as it was. The pair before is kept by a second name in the
+    staging folder (a hard link: it takes no room, which a full disk has none of), and put back
+    by renaming."""
     before = {}
     for path in staged:
         if (dest / path.name).is_file():
@@ -192,7 +193,7 @@ def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
     try:
         for path in staged:
             atomic_write(dest / path.name, path.read_bytes())
-    except OSError:
+    except BaseException:  # a KeyboardInterrupt between the two left the mismatched pair too
         for path in staged:
             with contextlib.suppress(OSError):  # best effort: the error said is the first one
                 if path.name in before:
