@@ -1178,6 +1178,36 @@ def test_ship_refuses_a_model_worse_than_the_one_it_replaces_unless_asked(tmp_pa
     ship.check_not_worse(worse, tmp_path / "nothing-there.json", allow_worse=False)  # a first model
 
 
+def test_ship_of_another_test_set_replaces_no_fer_measured_model_nor_the_package(tmp_path, monkeypatch):
+    """A model evaluated on a fixture (--other-test-set) replaced the shipped 85.75% model
+    with its 0.0%, exit 0: it has no FER+ figure to compare, so it is refused where a model
+    measured on FER+ test stands, and in the device package, unless --allow-worse."""
+    from edge_app.vision.classifier import sha256_file
+    from training import ship
+
+    model = tmp_path / "fixture-int8.tflite"
+    model.write_bytes(b"a fixture's model")
+    rule = {"scale": 1 / 255, "offset": 0.0}
+    model.with_suffix(".json").write_text(json.dumps({"precision": "int8", "input": {"size": [48, 48], **rule}}))
+    metrics = tmp_path / "fixture-test.json"
+    metrics.write_text(json.dumps({"sha256": sha256_file(model), "split": "test", "input": rule,
+                                   "official": {"images": 5, "accuracy": 0.0}, "argmax": {"images": 6, "accuracy": 0.0}}))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "emotion-int8.tflite").write_bytes(b"the FER+ model")
+    measured = json.dumps({"model": "emotion-int8.tflite", "metrics": {"official": {"images": 3137, "accuracy": 0.8575}}})
+    (dest / "emotion-int8.json").write_text(measured)
+    with pytest.raises(ship.ShipError, match=r"measured on FER\+ test \(85\.75%.* --allow-worse"):
+        ship.ship(model, metrics, dest, name="emotion-int8.tflite", other_test_set=True)
+    assert (dest / "emotion-int8.json").read_text() == measured
+    assert (dest / "emotion-int8.tflite").read_bytes() == b"the FER+ model"
+    package = tmp_path / "package"
+    monkeypatch.setattr(ship, "MODELS_DIR", package)
+    with pytest.raises(ship.ShipError, match="device package's model folder.* --allow-worse"):
+        ship.ship(model, metrics, package / ".." / "package", name="emotion-int8.tflite", other_test_set=True)
+    assert not package.exists()
+
+
 def test_ship_interrupted_between_model_and_manifest_leaves_the_pair_before(tmp_path, monkeypatch):
     """Ctrl-C after the new model is in place and before its manifest: the new model beside
     the old manifest is refused by every device (sha256); the pair before is put back."""

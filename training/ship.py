@@ -10,7 +10,8 @@ links them there). With ``--dest DIR`` (e.g. ``models/baseline``) everything goe
 The metrics must be of this very file (their sha256 is checked) and on the whole FER+ test
 split (3,137 faces by the official rule, 3,545 by argmax: a half-extracted label.csv gave
 a headline figure on 431 of them); ``--other-test-set`` ships an evaluation on another set
-(a fixture, another dataset), and the manifest says so. A ``--run`` (required with FER+'s
+(a fixture, another dataset), and the manifest says so; it neither goes into the device
+package nor replaces a model measured on FER+ test unless ``--allow-worse`` is given. A ``--run`` (required with FER+'s
 test split: the manifest records its recipe) must be of the same architecture, and a model
 scoring below the one it replaces needs ``--allow-worse``. Everything is staged beside the destination and moved into place at the end, so a failed
 step leaves the shipped model as it was.
@@ -61,7 +62,7 @@ def golden_for(manifest_path: Path, other_test_set: bool = False) -> dict:
     """The flash tool's golden record for this model. A model whose output the flash tool
     would refuse (NaN, the same for every face, fewer than three emotions over the reference
     faces) is not shipped: every device would refuse it at install and at its self-test. A
-    fixture (``other_test_set``) is recorded as it is."""
+    fixture (``other_test_set``) shipped outside the device package is recorded as it is."""
     from edge_app.models.checks import compute_golden, golden_problem
     from edge_app.vision.classifier import EmotionClassifier
 
@@ -91,6 +92,32 @@ def check_not_worse(candidate: dict, replaced: Path, allow_worse: bool) -> None:
         raise ShipError(f"this model scores {after:.2%} on FER+ test (official rule), below the {before:.2%} of the "
                         f"model it would replace ({replaced}): nothing was shipped. Pass --allow-worse to ship it "
                         "anyway (a smaller or faster model on purpose; say why in the model card)")
+
+
+def into_package(dest: Path) -> bool:
+    """Whether ``dest`` is the device package's model folder (what every device installs)."""
+    return Path(dest).expanduser().resolve() == MODELS_DIR.resolve()
+
+
+def check_other_test_set(dest: Path, replaced: Path, allow_worse: bool) -> None:
+    """An evaluation on another set (``--other-test-set``) has no FER+ figure to compare with,
+    so it does not replace a model measured on FER+'s test split, nor go into the device
+    package, unless asked: a fixture's model replaced the shipped 85.75% one with its 0.0%
+    and exit 0."""
+    if allow_worse:
+        return
+    if into_package(dest):
+        raise ShipError(f"{dest} is the device package's model folder, and this evaluation is not on FER+'s whole test "
+                        "split: nothing was shipped. Ship it elsewhere with --dest, or pass --allow-worse to put it "
+                        "in the package anyway")
+    try:
+        before = headline_accuracy(json.loads(replaced.read_text()))
+    except (OSError, ValueError, AttributeError):
+        return  # nothing there, or a manifest that cannot be read: nothing measured to lose
+    if before is not None:
+        raise ShipError(f"{replaced} is a model measured on FER+ test ({before:.2%}, official rule); this evaluation is "
+                        "on another set, so nothing says it is not worse: nothing was shipped. Give another --name or "
+                        "--dest, or pass --allow-worse to replace it anyway")
 
 
 def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | None = None,
@@ -124,6 +151,8 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             raise ShipError("give --run, the training run this model came from: its manifest records the recipe "
                             "(and replay command) that rebuilds it")
         check_not_worse(metrics, dest / Path(name).with_suffix(".json"), allow_worse)
+    else:
+        check_other_test_set(dest, dest / Path(name).with_suffix(".json"), allow_worse)
     extra = {k: base[k] for k in ("architecture", "precision", "parameters", "inference") if k in base}
     try:
         asked, evaluated = views_from_inference(base.get("inference", {})), views_from_inference(metrics)
@@ -166,7 +195,7 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         metrics.pop("json", None)
         staged_manifest = write_manifest(staged_model, metrics, extra)
         manifest = json.loads(staged_manifest.read_text())
-        manifest["golden"] = golden_for(staged_manifest, other_test_set)
+        manifest["golden"] = golden_for(staged_manifest, other_test_set and not into_package(dest))
         staged_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         if manifest["sha256"] != sha256_file(staged_model) or manifest["sha256"] != digest:
             raise ShipError("the staged model does not match its manifest; nothing was shipped")
@@ -215,7 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--other-test-set", action="store_true",
                    help="the evaluation is not on FER+'s whole test split (a fixture, another dataset); recorded")
     p.add_argument("--allow-worse", action="store_true",
-                   help="ship it even though it scores below the model it replaces (say why in the model card)")
+                   help="ship it even though it scores below the model it replaces, or (with --other-test-set) replaces "
+                        "a model measured on FER+ test or goes into the device package (say why in the model card)")
     args = p.parse_args(argv)
     try:
         manifest = ship(args.model, args.metrics, args.dest, args.run, args.version, args.name, args.other_test_set,
