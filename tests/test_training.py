@@ -996,6 +996,25 @@ def test_a_network_file_that_cannot_serve_leaves_nothing_in_out(tiny_run, eager_
     assert json.loads((out / "config.json").read_text())["arch"] == "edge"
 
 
+def test_quantize_with_unreadable_metrics_writes_nothing(tmp_path):
+    """A bad --metrics path was read after the new model was written: the new model stood
+    beside the old manifest, which the device refuses (sha256). The metrics are read first."""
+    from training import quantize
+
+    network = tmp_path / "net.keras"
+    small_edge_network().save(network)
+    out = tmp_path / "models" / "net.tflite"
+    out.parent.mkdir()
+    out.write_bytes(b"old model")
+    out.with_suffix(".json").write_text('{"sha256": "old"}')
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    for metrics in (tmp_path / "missing.json", junk):
+        assert quantize.main([str(network), "--float", "--out", str(out), "--metrics", str(metrics)]) == 2
+        assert out.read_bytes() == b"old model" and out.with_suffix(".json").read_text() == '{"sha256": "old"}'
+    assert sorted(p.name for p in out.parent.iterdir()) == ["net.json", "net.tflite"]  # no staging left behind
+
+
 def test_int8_model_is_fully_integer_and_accepted_by_the_device_runtime(tiny_run):
     from edge_app.vision.classifier import EmotionClassifier, sha256_file
 
@@ -1229,7 +1248,7 @@ def test_ship_interrupted_between_model_and_manifest_leaves_the_pair_before(tmp_
 
     monkeypatch.setattr(ship, "atomic_write", interrupted_at_the_manifest)
     with pytest.raises(KeyboardInterrupt):
-        ship._write_pair(dest, (stage / "net.tflite", stage / "net.json"))
+        ship.write_pair(dest, (stage / "net.tflite", stage / "net.json"))
     assert len(calls) == 2
     assert (dest / "net.tflite").read_bytes() == b"old model" and (dest / "net.json").read_text() == '{"sha256": "old"}'
 

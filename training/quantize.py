@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,33 @@ def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict |
     return out
 
 
+def read_metrics(path: Path) -> dict:
+    """The evaluation to embed, read before anything is written: a bad --metrics path left
+    the new model beside the old manifest, which the device refuses (sha256)."""
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--metrics {path} cannot be read as training.evaluate's JSON ({exc}); nothing was written. "
+                         "Give the evaluation's .json, or leave --metrics out") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"--metrics {path} is not training.evaluate's JSON (an object); nothing was written")
+    return metrics
+
+
+def write_model_and_manifest(out: Path, tflite: bytes, metrics: dict | None, extra: dict) -> Path:
+    """The model and its manifest into place as a pair (staged beside ``out``, then moved, the
+    pair before put back on a failure between): the device refuses a model beside another's
+    manifest."""
+    from training.ship import write_pair  # ship imports this module
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
+        staged = Path(tmp) / out.name
+        staged.write_bytes(tflite)
+        write_pair(out.parent, (staged, write_manifest(staged, metrics, extra)))
+    return out.with_suffix(".json")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.quantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,22 +143,24 @@ def main(argv=None) -> int:
     if not args.model.is_file():
         print(f"error: {args.model} does not exist", file=sys.stderr)
         return 2
+    try:
+        metrics = read_metrics(args.metrics) if args.metrics else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     model = keras.models.load_model(args.model, compile=False)
     try:
         tflite = convert_float(model) if args.float32 else convert(model, representative_images(args.data, args.samples))
     except fer.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, tflite)
-    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = {"architecture": model.name, "precision": "float32" if args.float32 else "int8",
              "parameters": int(model.count_params())}
     if args.version:
         extra["version"] = args.version
     if args.views != VIEW_PRESETS["single"]:
         extra["inference"] = {"views": views_json(args.views)}
-    manifest = write_manifest(args.out, metrics, extra)
+    manifest = write_model_and_manifest(args.out, tflite, metrics, extra)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {manifest}")
     return 0
 

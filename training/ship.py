@@ -203,11 +203,11 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         for png in plots.values():
             atomic_write(plots_dest / png, (stage / png).read_bytes())
         # the manifest last: it is what the device reads, so it never names a missing model
-        _write_pair(dest, (staged_model, staged_manifest))
+        write_pair(dest, (staged_model, staged_manifest))
     return dest / staged_manifest.name
 
 
-def _write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
+def write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
     """The model, then its manifest, into ``dest``; if the manifest cannot be written (a full
     disk) or the process is stopped in between (Ctrl-C), the pair there before is put back: the
     new model beside the old manifest was refused by every device (sha256), and the docstring
