@@ -116,6 +116,33 @@ def test_cached_arrays_equal_decoded_ones(generated):
     assert first.names == again.names
 
 
+def test_a_damaged_cache_entry_is_removed_and_the_data_decoded_again(generated, capsys):
+    """The cache's name is the digest of the source: a truncated or overwritten entry was read
+    again, with a traceback, on every later run."""
+    root, _ = generated
+    original = fer.load_split(root, "valid")
+    (entry,) = (root / "npz").glob("valid-*.npz")
+    whole = entry.read_bytes()
+    wrong_shapes = root / "wrong.npz"
+    np.savez(wrong_shapes, images=np.zeros((2, 4), np.uint8), votes=np.zeros((2, 10), np.int16), names=np.array(["a", "b"]))
+    for damage in (whole[: len(whole) // 2], b"junk" * 10, whole[:-200], wrong_shapes.read_bytes()):
+        entry.write_bytes(damage)
+        again = fer.load_split(root, "valid")
+        np.testing.assert_array_equal(again.images, original.images)
+        np.testing.assert_array_equal(again.votes, original.votes)
+        assert again.names == original.names
+        assert f"the decoded cache {entry} is damaged" in capsys.readouterr().err
+        assert entry.read_bytes() == whole, "the damaged entry was not replaced"
+
+
+def test_a_damaged_pack_says_to_write_it_again(generated):
+    root, _ = generated
+    pack = fer.write_pack(root, root / "pack.npz")
+    pack.write_bytes(pack.read_bytes()[:1000])
+    with pytest.raises(fer.DataError, match="the file is damaged; write it again with python -m training.data pack"):
+        fer.load_split(pack, "train")
+
+
 def test_cache_is_keyed_by_content_not_by_path(generated, tmp_path):
     import shutil
 

@@ -15,6 +15,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +258,27 @@ def _cache_path(kind: str, root: Path, split: str) -> Path:
     return cache / f"{split}-{content_key(kind, root, split)}.npz"
 
 
+# what np.load raises on a truncated or overwritten .npz (a full disk, a killed copy)
+DAMAGED_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_cache(cached: Path) -> Split | None:
+    """The decoded split cached in ``cached``, or None after removing a damaged file: its name
+    is the digest of the source, so a bad one was read again, and failed, on every later run."""
+    try:
+        with np.load(cached, allow_pickle=False) as z:
+            images, votes, names = z["images"], z["votes"], z["names"]
+        if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or votes.shape != (len(images), 10) \
+                or names.shape != (len(images),):
+            raise ValueError(f"arrays of shapes {images.shape}, {votes.shape}, {names.shape}")
+    except DAMAGED_NPZ as exc:
+        print(f"note: the decoded cache {cached} is damaged ({type(exc).__name__}: {exc}); removed, decoding the "
+              "data again", file=sys.stderr)
+        cached.unlink(missing_ok=True)
+        return None
+    return Split(images, votes, [str(n) for n in names])
+
+
 def load_split(path: Path, split: str, cache: bool = True) -> Split:
     """Load ``split`` (train/valid/test) from either layout, caching decoded arrays
     under a digest of the source bytes (``content_key``)."""
@@ -264,9 +288,8 @@ def load_split(path: Path, split: str, cache: bool = True) -> Split:
     if kind == "pack":
         return load_pack_split(root, split)
     cached = _cache_path(kind, root, split)
-    if cache and cached.is_file():
-        with np.load(cached) as z:
-            return Split(z["images"], z["votes"], list(z["names"]))
+    if cache and cached.is_file() and (hit := _read_cache(cached)) is not None:
+        return hit
     if kind == "folder":
         data = load_folder_split(root, split)
     else:
@@ -314,17 +337,21 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
 def load_pack_split(pack: Path, split: str) -> Split:
     import cv2
 
-    with np.load(pack) as z:
-        if f"{split}_webp" not in z:
-            raise DataError(f"{pack} holds no {split!r} split; pack it with --splits")
-        blob, offsets = z[f"{split}_webp"], z[f"{split}_offsets"]
-        images = [cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])]
-        broken = [i for i, img in enumerate(images) if img is None]
-        if broken:
-            raise DataError(f"{pack}: {len(broken)} {split} images (the first: #{broken[0]}) are not readable WebP: the "
-                            "file is damaged; write it again with python -m training.data pack")
-        return Split(np.stack([img for img in images if img is not None]), z[f"{split}_votes"],
-                     [n.decode() for n in z[f"{split}_names"]])
+    try:
+        with np.load(pack, allow_pickle=False) as z:
+            arrays = {key: z[f"{split}_{key}"] for key in ("webp", "offsets", "votes", "names") if f"{split}_{key}" in z}
+    except DAMAGED_NPZ as exc:  # a traceback, where the other damage says what to do
+        raise DataError(f"{pack} cannot be read ({type(exc).__name__}: {exc}): the file is damaged; write it again "
+                        "with python -m training.data pack") from None
+    if "webp" not in arrays:
+        raise DataError(f"{pack} holds no {split!r} split; pack it with --splits")
+    blob, offsets = arrays["webp"], arrays["offsets"]
+    images = [cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])]
+    broken = [i for i, img in enumerate(images) if img is None]
+    if broken:
+        raise DataError(f"{pack}: {len(broken)} {split} images (the first: #{broken[0]}) are not readable WebP: the "
+                        "file is damaged; write it again with python -m training.data pack")
+    return Split(np.stack([img for img in images if img is not None]), arrays["votes"], [n.decode() for n in arrays["names"]])
 
 
 def default_data_dir() -> Path:
