@@ -116,6 +116,21 @@ def test_cached_arrays_equal_decoded_ones(generated):
     assert first.names == again.names
 
 
+def test_csv_files_of_different_lengths_are_refused_naming_both(generated):
+    """zip() stopped at the shorter of fer2013.csv and fer2013new.csv: a cut-short download
+    lost the test split's last images and nothing said so."""
+    root, _ = generated
+    total = sum(SPLIT_SIZES.values()) + len(SPLIT_SIZES)  # a removed image per split is a row too
+    for name, kept in (("fer2013new.csv", total - 3), ("fer2013.csv", total - 1)):
+        path = root / "csv" / name
+        whole = path.read_text()
+        path.write_text("".join(whole.splitlines(keepends=True)[: kept + 1]))
+        counts = (kept, total) if name == "fer2013.csv" else (total, kept)
+        with pytest.raises(fer.DataError, match=rf"fer2013\.csv has {counts[0]} rows and .*fer2013new\.csv has {counts[1]}"):
+            fer.load_split(root / "csv", "train", cache=False)
+        path.write_text(whole)
+
+
 def test_a_damaged_cache_entry_is_removed_and_the_data_decoded_again(generated, capsys):
     """The cache's name is the digest of the source: a truncated or overwritten entry was read
     again, with a traceback, on every later run."""

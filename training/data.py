@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import os
 import sys
 import zipfile
@@ -173,6 +174,17 @@ def load_folder_split(root: Path, split: str) -> Split:
     return Split(np.stack(images), np.asarray(votes, np.int16), names)
 
 
+def _rows_differ(fer2013_csv: Path, ferplus_csv: Path) -> DataError:
+    """The two CSV files are row for row the same images: of different lengths, one is cut
+    short or not the public file (zip stopped at the shorter and said nothing)."""
+    counts = []
+    for path in (fer2013_csv, ferplus_csv):
+        with open(path, newline="") as f:
+            counts.append(sum(1 for row in csv.reader(f) if row) - 1)  # less the header
+    return DataError(f"{fer2013_csv} has {counts[0]} rows and {ferplus_csv} has {counts[1]}: they must have one row per "
+                     "image each, in the same order; download them again (one is cut short or another file)")
+
+
 def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
     """Read one split straight from ``fer2013.csv`` + ``fer2013new.csv`` (same row order)."""
     usage = CSV_USAGE[split]
@@ -184,7 +196,9 @@ def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
             raise DataError(f"{ferplus_csv} does not start with the FER+ header 'Usage,Image name,...'")
         if not pix_rows.fieldnames or "pixels" not in pix_rows.fieldnames:
             raise DataError(f"{fer2013_csv} has no 'pixels' column: is it fer2013.csv?")
-        for n, (pix, new) in enumerate(zip(pix_rows, new_rows)):
+        for n, (pix, new) in enumerate(itertools.zip_longest(pix_rows, new_rows)):
+            if pix is None or new is None:
+                raise _rows_differ(fer2013_csv, ferplus_csv)
             if len(new) != 12:
                 raise DataError(f"{ferplus_csv} row {n + 2} has {len(new)} columns, expected 12; use the unmodified file")
             if new[0] != usage or not new[1].strip():
