@@ -45,6 +45,28 @@ def test_prepare_packs_the_data_and_says_what_would_travel(carried):
     assert "a device call would send" in message and "MiB" in message
 
 
+def test_prepare_makes_the_pack_again_when_the_data_changed(tmp_path, monkeypatch):
+    """A pack in .gpu was reused whatever --data now held: the GPU trained on the old data."""
+    import csv
+
+    monkeypatch.setenv("ENGAGE_DATA_CACHE", str(tmp_path / "npz"))
+    write_ferplus(tmp_path, seed=4)
+    carry, pack = tmp_path / "carry", tmp_path / "carry" / fer.PACK_NAME
+    assert "made)" in gpu_plan.prepare(tmp_path, carry, wheels=False)
+    assert "kept)" in gpu_plan.prepare(tmp_path, carry, wheels=False)
+    label_file = tmp_path / "ferplus" / "FER2013Train" / "label.csv"
+    with open(label_file, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0][2:12] = ["10"] + ["0"] * 9  # the first image's votes, all neutral now
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert "made again: the one there was of other data" in gpu_plan.prepare(tmp_path, carry, wheels=False)
+    assert fer.load_pack_split(pack, "train").votes[0].tolist() == [10] + [0] * 9
+    pack.write_bytes(b"damaged")
+    assert "made again" in gpu_plan.prepare(tmp_path, carry, wheels=False)
+    assert fer.pack_source_of(pack) == fer.pack_source(tmp_path)
+
+
 def test_teachers_then_students_then_scores_on_validation(carried, tmp_path, monkeypatch):
     root, carry, _ = carried
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import json
 import os
 import sys
 import zipfile
@@ -225,6 +226,7 @@ def load_csv_split(fer2013_csv: Path, ferplus_csv: Path, split: str) -> Split:
 
 
 PACK_NAME = "ferplus-pack.npz"
+PACK_FORMAT = 1  # raised when write_pack changes what a pack holds: a pack of an older one is made again
 
 
 def find_layout(path: Path) -> tuple[str, Path]:
@@ -317,6 +319,27 @@ def load_split(path: Path, split: str, cache: bool = True) -> Split:
 
 # ---------------------------------------------------------------- pack (carry to a GPU machine)
 
+def pack_source(data_dir: Path, splits=("train", "valid")) -> dict:
+    """What a pack of ``splits`` from ``data_dir`` is made of (the content keys of its sources)
+    and by which pack format: a pack whose record differs is of other data or older code."""
+    kind, root = find_layout(data_dir)
+    if kind == "pack":
+        keys = {split: hashlib.sha256(root.read_bytes()).hexdigest()[:16] for split in splits}
+    else:
+        keys = {split: content_key(kind, root, split) for split in splits}
+    return {"format": PACK_FORMAT, "splits": keys}
+
+
+def pack_source_of(pack: Path) -> dict | None:
+    """The ``pack_source`` a pack was written with; None for a pack without one (older code)
+    or one that cannot be read."""
+    try:
+        with np.load(pack, allow_pickle=False) as z:
+            return json.loads(str(z["source"])) if "source" in z else None
+    except DAMAGED_NPZ:
+        return None
+
+
 def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
     """Write ``splits`` into one file of lossless WebP images plus votes and names.
 
@@ -328,7 +351,7 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
     """
     import cv2
 
-    arrays = {}
+    arrays = {"source": np.array(json.dumps(pack_source(data_dir, splits)))}
     for split in splits:
         data = load_split(data_dir, split)
         data = data.subset(used_by_a_rule(data.votes))

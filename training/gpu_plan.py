@@ -96,12 +96,16 @@ def download_wheels(folder: Path) -> None:
 def prepare(data: Path, carry: Path, wheels: bool = True) -> str:
     carry.mkdir(parents=True, exist_ok=True)
     pack = carry / fer.PACK_NAME
-    if not pack.is_file():
+    made = "made"
+    if pack.is_file():
+        made = "kept" if fer.pack_source_of(pack) == fer.pack_source(data) else \
+            "made again: the one there was of other data than --data, by older code, or damaged"
+    if made != "kept":
         fer.write_pack(data, pack)
     if wheels:
         download_wheels(carry / "wheels")
     size = travel_size(carry)
-    lines = [f"{carry}: the FER+ pack ({pack.stat().st_size / 1e6:.1f} MB)"
+    lines = [f"{carry}: the FER+ pack ({pack.stat().st_size / 1e6:.1f} MB, {made})"
              + (" and the wheels" if wheels else "") + f"; a device call would send {size / 2**20:.1f} MiB "
              f"of {CARRY_LIMIT / 2**20:.0f} MiB"]
     if size > CARRY_LIMIT:
