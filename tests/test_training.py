@@ -272,6 +272,26 @@ def test_strict_argmax_rule():
     assert fer.argmax_labels(VOTE_ROWS).tolist() == [0, 0, 0, -1, -1, 1, 0, 7, 6, -1]
 
 
+def test_argmax_ties_go_to_the_first_column_and_are_also_counted_either_way():
+    """np.argmax gives a tie in the top vote to the first column (neutral): the argmax figure
+    keeps that definition, and the evaluation says beside it how many images tie and the
+    accuracy that counts any tied top class right."""
+    from training import evaluate
+
+    votes = np.array([[4, 4, 0, 0, 0, 0, 0, 0, 2, 0],   # neutral and happiness tied: labelled neutral
+                      [0, 6, 0, 0, 0, 0, 0, 0, 0, 4],   # happiness
+                      [5, 0, 0, 0, 0, 0, 0, 0, 5, 0],   # neutral tied with unknown: labelled neutral
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]])  # not a face: dropped
+    assert fer.argmax_labels(votes).tolist() == [0, 1, 0, -1]
+    probs = np.eye(8, dtype=np.float32)[[1, 1, 0, 0]]  # says happiness on the first tie
+    result = evaluate.score(votes, probs)
+    assert result["argmax"]["images"] == 3 and result["argmax"]["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert result["argmax_ties_either"] == {"images": 3, "tied_images": 2, "accuracy": 1.0}
+    shown = evaluate.summary({"model": "m.tflite", "format": "tflite", "file_bytes": 1, "split": "test", **result,
+                              "plots": {}, "json": "m-test.json"})
+    assert "counting any of the tied top classes right: 100.00% (2 of 3 images tied)" in shown
+
+
 def test_soft_labels_are_the_vote_distribution_without_outliers():
     targets, usable = fer.soft_labels(VOTE_ROWS)
     assert usable.tolist() == [True, True, True, False, False, False, False, True, True, False]
