@@ -289,7 +289,7 @@ def test_argmax_ties_go_to_the_first_column_and_are_also_counted_either_way():
     assert result["argmax_ties_either"] == {"images": 3, "tied_images": 2, "accuracy": 1.0}
     shown = evaluate.summary({"model": "m.tflite", "format": "tflite", "file_bytes": 1, "split": "test", **result,
                               "plots": {}, "json": "m-test.json"})
-    assert "counting any of the tied top classes right: 100.00% (2 of 3 images tied)" in shown
+    assert "any tied top class counted right: 100.00% (2 of 3 images tied;" in shown
 
 
 def test_soft_labels_are_the_vote_distribution_without_outliers():

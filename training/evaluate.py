@@ -352,8 +352,8 @@ def summary(result: dict) -> str:
                      f"macro-F1 {r['macro_f1']:.3f}")
     ties = result.get("argmax_ties_either")
     if ties:
-        lines.append(f"  argmax rule with a tie's first class (neutral first); counting any of the tied top classes "
-                     f"right: {100 * ties['accuracy']:.2f}% ({ties['tied_images']} of {ties['images']} images tied)")
+        lines.append(f"  argmax   rule, any tied top class counted right: {100 * ties['accuracy']:.2f}% ({ties['tied_images']} "
+                     f"of {ties['images']} images tied; the line above gives a tie to the first class, neutral first)")
     copies = result.get("training_copies")
     if isinstance(copies, dict):
         lines.append(f"  official rule without the {copies['copies']['images']} images that copy a training image: "
