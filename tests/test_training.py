@@ -465,6 +465,30 @@ def test_resume_continues_the_run(tiny_run, eager_steps, small_edge):
     assert train_on(root, *args, "--resume") == 0
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+    assert json.loads((run / "config.json").read_text())["resumed_at"] == [1]  # its replay is not this run exactly
+
+
+def test_a_resumed_leg_draws_afresh_and_says_it_was_resumed(tmp_path):
+    """A resume seeded again with the run's seed: the epochs after it repeated epoch 1's
+    shuffle and augmentation draws. A run that is not resumed is seeded as before."""
+    import keras
+
+    from training import train
+    from training.augment import make_augmenter
+
+    face = keras.Input((48, 48, 1))
+    trainer = keras.Model(face, make_augmenter(1234, 0.7)(face))
+    states = lambda: [v.numpy().tolist() for v in trainer.non_trainable_variables  # noqa: E731
+                      if v.path.endswith("seed_generator_state")]
+    keras.utils.set_random_seed(1234)
+    first_leg, initial = np.random.random(3), states()
+    assert train.reseed_resumed(trainer, 1234, 5) == train.leg_seed(1234, 5) != train.leg_seed(1234, 6)
+    assert not np.allclose(np.random.random(3), first_leg)
+    assert len(initial) == 2 and states() != initial
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 1234}))
+    train.record_resume(tmp_path, 5)
+    train.record_resume(tmp_path, 9)
+    assert json.loads((tmp_path / "config.json").read_text()) == {"seed": 1234, "resumed_at": [5, 9]}
 
 
 def test_time_budget_stops_the_run_once_no_further_epoch_fits(tiny_run, eager_steps, small_edge, monkeypatch, capsys):

@@ -39,7 +39,7 @@ MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's mo
 # with its replay command, and where and with what it ran
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "limit",
             "warmup", "teacher", "teacher_views", "distill_alpha", "temperature", "logit_adjust", "average_last",
-            "stop_after", "time_budget", "planned_epochs", "cut_short_at_epoch", "replay",
+            "stop_after", "time_budget", "planned_epochs", "cut_short_at_epoch", "replay", "resumed_at",
             "git_commit", "sizes", "keras", "backend", "versions", "started")
 
 
@@ -176,6 +176,11 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             raise ShipError(f"{run} trained '{config.get('arch')}', but {source_manifest.name} is '{base['architecture']}': "
                             "give the run this model came from")
         extra["training"] = {k: config[k] for k in RUN_KEYS if k in config}
+        if config.get("resumed_at"):
+            extra["training"]["replay_exact"] = False  # said where the replay command is read
+            extra["training"]["replay_note"] = (f"resumed after epoch(s) {config['resumed_at']}: the replay command runs "
+                                                "unbroken, with other draws after each resume; it rebuilds this run "
+                                                "only approximately")
 
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".ship-") as tmp:

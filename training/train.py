@@ -726,6 +726,34 @@ def replay_command(args, epochs: int, stop_after: int = 0) -> str:
     return " ".join(parts + ["--data DATA", "--out RUN"])
 
 
+def leg_seed(seed: int, first_epoch: int) -> int:
+    """The seed of the draws (shuffle, augmentation) of a leg resumed after ``first_epoch``
+    epochs: the run's own seed again made every resumed leg repeat epoch 1's draws."""
+    return int(np.random.SeedSequence([seed, first_epoch]).generate_state(1)[0] % 2**31)
+
+
+def reseed_resumed(trainer, seed: int, done: int) -> int:
+    """Seeds a resumed leg afresh: the global generators and the augmentation layers' own
+    (their state is not in the backup, and restarted at the run's seed). Returns the seed."""
+    import keras
+
+    fresh = leg_seed(seed, done)
+    keras.utils.set_random_seed(fresh)
+    states = [v for v in trainer.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    for i, state in enumerate(states):
+        state.assign(np.array([fresh + i, 0], dtype=state.dtype))
+    return fresh
+
+
+def record_resume(out: Path, done: int) -> None:
+    """config.json lists the epochs after which the run was resumed: its replay command runs
+    unbroken, so its draws after each resume differ and it rebuilds the run only approximately."""
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    config["resumed_at"] = [*config.get("resumed_at", []), done]
+    atomic_write(path, json.dumps(config, indent=2) + "\n")
+
+
 def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None, fixed: bool = True) -> None:
     """Adds the plan and its replay command to config.json; ``fixed=False`` (``plan_fixed``:
     false) for that of a budgeted run that stopped before its plan was fixed, which a
@@ -868,6 +896,9 @@ def train(args) -> Path:
         trainer = keras.Model(face, net(augmented), name=f"{net.name}-training")
         trainer.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     done, history, lost = restore_backup(trainer, out / BACKUP_DIR) if args.resume else (0, [], 0)
+    if done:
+        reseed_resumed(trainer, args.seed, done)
+        record_resume(out, done)
     history, best_so_far = reconcile_outputs(out, net, done, history)
     callbacks = make_callbacks(args, net, out, history, best_so_far, lost)
     schedule = callbacks[0]
