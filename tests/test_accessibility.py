@@ -273,6 +273,9 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
         for behind in (inside, outside):
             rgb = tuple(int(float(v)) for v in behind[behind.index("(") + 1:behind.index(")")].split(",")[:3])
             assert _contrast(edge, rgb) >= 3, f"{sel}'s edge {edge} is {_contrast(edge, rgb):.2f}:1 on {behind}"
+    # the class list is as wide as its form's other fields (it kept the browser's 20 columns, ~200 px)
+    widths = page.evaluate("['#c-names', '#new-class button'].map(s => document.querySelector(s).getBoundingClientRect().width)")
+    assert widths[0] == pytest.approx(widths[1], abs=1), widths
     name = page.get_by_label("User name")
     assert name.get_attribute("aria-describedby") == "n-username-hint"
     assert "2-32 letters, digits, dots, dashes or underscores" in page.locator("#n-username-hint").inner_text()
