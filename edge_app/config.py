@@ -721,7 +721,8 @@ def indicators_of(path: Path | None) -> Config:
                 continue
             _merge(tables, {"indicators": {key: value}})
         return _build(tables, f"{path} ([indicators] only)")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):  # a pin clash too: none of them
+        tables = defaults().to_dict()
         tables["indicators"]["backend"] = board_indicator()
         return _build(tables, "defaults (the board's LED)")
 

@@ -652,6 +652,9 @@ def test_a_config_file_that_is_not_toml_leaves_the_fault_on_the_boards_led(tmp_p
     fine = tmp_path / "fine.toml"
     fine.write_text('[indicators]\nbackend = "none"\nbuzzer_pin = 99999\n[camera]\nsource = 5\n')
     assert config_mod.indicators_of(fine).indicators.backend == "none"  # the file's word, its bad pin left out
+    clash = tmp_path / "clash.toml"  # each pin allowed alone, two on one GPIO: refused together
+    clash.write_text('[indicators]\nbackend = "none"\npause_button_pin = 17\n')
+    assert config_mod.indicators_of(clash).indicators.backend == backend
 
 
 @pytest.mark.parametrize("config", ['[indicators]\nbackend = "console"\n', '[indicators]\nbackend = "consol"\n'])
