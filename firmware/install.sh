@@ -70,8 +70,11 @@ STEP="the checks before step 1"
 step() { STEP="$*"; printf '\n==> %s\n' "$*"; }
 # A command that fails ends the script (set -e): say where, and that running it again is safe
 # (a school proxy that apt or pip cannot pass ended it with only that tool's words).
-trap 'echo "install.sh stopped in step $STEP: \"$BASH_COMMAND\" failed (above); the steps before it are done," \
-          "nothing after it; fix the cause and run install.sh again (safe to repeat)" >&2' ERR
+# Only the script's own shell: set -E hands the trap to command substitutions too, whose failure
+# (a version asked for a line) does not stop it. `run` names its command ($BASH_COMMAND is "$@" there).
+LAST=""
+trap '[ "$BASHPID" = "$$" ] && echo "install.sh stopped in step $STEP: \"${LAST:-$BASH_COMMAND}\" failed (above); the steps" \
+          "before it are done, nothing after it; fix the cause and run install.sh again (safe to repeat)" >&2' ERR
 note() { printf '    %s\n' "$*"; }
 
 # A command as one line a person can copy: plain words as they are, others shell-quoted.
@@ -93,8 +96,11 @@ run() {
         printf '[dry-run]%s' "$(show_cmd "$@")"
         printf '\n'
     else
-        printf '    +%s\n' "$(show_cmd "$@")"
+        LAST="$(show_cmd "$@")"
+        LAST="${LAST# }"
+        printf '    + %s\n' "$LAST"
         "$@"
+        LAST=""
     fi
 }
 
@@ -547,7 +553,7 @@ if [ "$START" = 1 ] && [ ! -d /run/systemd/system ]; then
 elif [ "$START" = 1 ]; then
     # a desk that gave up (five failed starts in 10 minutes: the fault light) refuses any start until
     # then; this run is the fix, so its count is cleared. Then restart, so an upgrade takes effect too
-    run systemctl reset-failed "$UNIT"
+    run systemctl reset-failed "$UNIT" || true  # a unit systemd has not loaded yet has no count to clear
     run systemctl restart "$UNIT"
 else
     # restart, not start: on an upgrade a running service ignores start and keeps the old package

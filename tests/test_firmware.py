@@ -254,6 +254,32 @@ def test_no_start_says_how_to_run_the_new_package_after_an_upgrade_too():
     assert "sudo systemctl restart engage-edge.service" in note, note
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real run needs root (CI runs as root); its folders are overlaid here")
+def test_a_real_run_stopped_by_a_failed_command_says_which_step_and_that_it_may_run_again(tmp_path):
+    """A school proxy apt cannot pass ended the run with apt's words only. Here apt-get (a
+    stand-in on PATH, as dpkg-query saying nothing is installed) fails in step 1, before
+    anything is changed; /etc, /opt and /var/lib are overlaid in a private mount namespace all the same."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in (("dpkg", "echo arm64"), ("python3", "echo 3.11"), ("dpkg-query", "exit 1"),
+                       ("apt-get", "echo 'E: Could not connect to deb.debian.org' >&2; exit 100")):
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    mounts = []
+    for i, folder in enumerate(("/etc", "/opt", "/var/lib")):
+        upper, work = tmp_path / f"upper{i}", tmp_path / f"work{i}"
+        upper.mkdir(), work.mkdir()
+        mounts.append(f"mount -t overlay overlay -o lowerdir={folder},upperdir={upper},workdir={work} {folder}")
+    script = f"{' && '.join(mounts)} && exec bash {INSTALL} --platform pi"
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert result.returncode == 100, result.stderr
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith('install.sh stopped in step 1/9 Debian packages: "apt-get update" failed'), said
+    assert "run install.sh again (safe to repeat)" in said and "==> 2/9" not in result.stdout
+    assert not [p for i in range(3) for p in (tmp_path / f"upper{i}").iterdir()]  # nothing was changed
+
+
 def _dry_run_on_a_device(tmp_path: Path, setup: str, host: str = "", args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """A dry run on a machine already provisioned as ``setup`` (shell commands) makes it: /etc,
     /opt and /var/lib are overlaid in a private mount namespace (the host's are never
