@@ -65,6 +65,9 @@ def test_prepare_makes_the_pack_again_when_the_data_changed(tmp_path, monkeypatc
     pack.write_bytes(b"damaged")
     assert "made again" in gpu_plan.prepare(tmp_path, carry, wheels=False)
     assert fer.pack_source_of(pack) == fer.pack_source(tmp_path)
+    # the data gone (a checkout without the tarball): the pack there is kept, unchecked, and said so
+    assert "kept: its data was not checked" in gpu_plan.prepare(tmp_path / "no-data", carry, wheels=False)
+    assert fer.pack_source_of(pack) == fer.pack_source(tmp_path)
 
 
 def test_teachers_then_students_then_scores_on_validation(carried, tmp_path, monkeypatch):

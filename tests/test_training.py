@@ -466,6 +466,8 @@ def test_resume_continues_the_run(tiny_run, eager_steps, small_edge):
     with open(run / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
     assert json.loads((run / "config.json").read_text())["resumed_at"] == [1]  # its replay is not this run exactly
+    assert train_on(root, *args, "--resume") == 0  # finished: trains nothing, so no resume to record
+    assert json.loads((run / "config.json").read_text())["resumed_at"] == [1]
 
 
 def test_a_resumed_leg_draws_afresh_and_says_it_was_resumed(tmp_path):

@@ -98,9 +98,16 @@ def prepare(data: Path, carry: Path, wheels: bool = True) -> str:
     pack = carry / fer.PACK_NAME
     made = "made"
     if pack.is_file():
-        made = "kept" if fer.pack_source_of(pack) == fer.pack_source(data) else \
-            "made again: the one there was of other data than --data, by older code, or damaged"
-    if made != "kept":
+        try:
+            source = fer.pack_source(data)
+        except fer.DataError:  # no data here (a checkout without the tarball): the pack there is all there is
+            if fer.pack_source_of(pack) is None:
+                raise
+            source, made = None, f"kept: its data was not checked, as {data} holds none"
+        if source is not None:
+            made = "kept" if fer.pack_source_of(pack) == source else \
+                "made again: the one there was of other data than --data, by older code, or damaged"
+    if not made.startswith("kept"):
         fer.write_pack(data, pack)
     if wheels:
         download_wheels(carry / "wheels")

@@ -898,7 +898,6 @@ def train(args) -> Path:
     done, history, lost = restore_backup(trainer, out / BACKUP_DIR) if args.resume else (0, [], 0)
     if done:
         reseed_resumed(trainer, args.seed, done)
-        record_resume(out, done)
     history, best_so_far = reconcile_outputs(out, net, done, history)
     callbacks = make_callbacks(args, net, out, history, best_so_far, lost)
     schedule = callbacks[0]
@@ -906,6 +905,8 @@ def train(args) -> Path:
     epochs = schedule.planned if schedule.fixed else args.epochs
     if args.stop_after:
         epochs = min(epochs, args.stop_after)
+    if done and done < epochs:  # a resume of a finished run trains nothing: its replay stays exact
+        record_resume(out, done)
     print(f"training {args.arch} on {sizes['train']} images ({args.labels} labels), "
           f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}"
           + (f"; resuming after epoch {done}" if done else ""), flush=True)
