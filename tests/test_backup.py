@@ -544,6 +544,54 @@ def test_a_backup_replaces_an_earlier_backup_but_not_another_file(store, tmp_pat
     assert _is_engage_backup(empty)
 
 
+def test_nothing_is_written_into_the_images_folder_whose_unrecorded_files_the_next_start_deletes(store, tmp_path,
+                                                                                                   capsys):
+    """`backup <data>/images/` and `export --out <data>/images/log.csv` succeeded, and the
+    service's next start deleted them (leftovers.remove_unrecorded_images): a backup lost."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    images = store.data_dir / "images"
+    (images / "2026").mkdir()
+    via = tmp_path / "pictures"
+    via.symlink_to(images)
+    for command in (["backup", str(images)], ["backup", str(images / "2026" / "b.db")], ["backup", str(via / "b.db")],
+                    ["export", "--since", "2020-01-01", "--out", str(images / "log.csv")]):
+        assert main([*command, *args]) == 2, command
+        err = capsys.readouterr().err
+        assert "inside the data directory's images folder" in err and "choose a folder outside it" in err, err
+    assert [p for p in images.rglob("*") if p.is_file()] == []
+    assert main(["backup", str(store.data_dir / "b.db"), *args]) == 0  # beside it, in the data directory: kept
+
+
+def test_a_backup_never_replaces_a_live_database_or_a_database_that_is_no_backup(store, tmp_path, capsys):
+    """`backup` replaced any SQLite file: another data directory's live engage.db, or a
+    school's grades.db, though it promises to replace only an earlier backup."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    other = Store(tmp_path / "other")  # another data directory's live database, in WAL mode
+    other.log_alert(1_780_000_000.0, "Not engaged")
+    other.close()
+    renamed = tmp_path / "desk.db"  # a live database under another name, its -wal beside it
+    renamed.write_bytes((other.data_dir / "engage.db").read_bytes())
+    Path(f"{renamed}-wal").touch()
+    for live, why in ((other.data_dir / "engage.db", "named engage.db"), (renamed, "-wal beside it")):
+        before = live.read_bytes()
+        assert main(["backup", str(live), *args]) == 2
+        err = capsys.readouterr().err
+        assert "looks like a data directory's live database" in err and why in err, err
+        assert live.read_bytes() == before
+    wal_mode = tmp_path / "wal-mode.db"  # engage-edge's tables, but in WAL mode as a live database is
+    wal_mode.write_bytes((other.data_dir / "engage.db").read_bytes())
+    grades = tmp_path / "grades.db"
+    with contextlib.closing(sqlite3.connect(grades)) as conn, conn:
+        conn.execute("CREATE TABLE grades (student TEXT, grade TEXT)")
+    for kept in (wal_mode, grades):
+        before = kept.read_bytes()
+        assert main(["backup", str(kept), *args]) == 2
+        assert "is a database but not an earlier engage-edge backup" in capsys.readouterr().err
+        assert kept.read_bytes() == before
+    assert main(["backup", str(tmp_path / "b.db"), *args]) == 0
+    assert main(["backup", str(tmp_path / "b.db"), *args]) == 0  # an earlier backup is replaced
+
+
 def test_a_backup_to_a_symbolic_link_writes_through_it_as_cp_does(store, tmp_path, capsys):
     """`backup latest.db`, a link the technician keeps to the stick's nightly.db: the rename
     put a plain file in the link's place and left nightly.db as it was. The copy now goes

@@ -147,6 +147,12 @@ def check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] 
     if os.path.realpath(target) in live:
         raise BackupError(f"{dest} is {'a link to ' if link else ''}the live database's own file: writing there "
                           "would lose the device's records; choose a name of its own (e.g. backup.db)")
+    images = os.path.realpath(db.with_name("images"))
+    if os.path.commonpath([images, os.path.realpath(folder)]) == images:
+        # the service's next start removes every file there that no row names (store/leftovers.py)
+        raise BackupError(f"cannot write {named}: it is inside the data directory's images folder ({images}), whose "
+                          "files the service deletes at its next start unless a record names them: choose a folder "
+                          "outside it (e.g. the data directory itself, or a USB stick)")
     if not os.access(folder, os.W_OK | os.X_OK):
         with contextlib.suppress(OSError):  # a USB stick mounted read-only: no user may write there, root neither
             if os.statvfs(folder).f_flag & os.ST_RDONLY:
@@ -174,6 +180,8 @@ def check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] 
     if replaces == "backup" and st.st_size and not is_database:
         raise BackupError(f"{named} exists and is not a database: a backup would replace it; choose another name, "
                           "or a folder for a dated file")
+    if replaces == "backup" and st.st_size:
+        _check_earlier_backup(target, named)
     if replaces == "export" and is_database:
         raise BackupError(f"{named} is a database (a backup?), not a CSV file: the export would replace it; "
                           "choose another name (e.g. log.csv)")
@@ -182,6 +190,42 @@ def check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] 
                           f"export's header, {','.join(header[:3])},...): the export would replace it; choose another "
                           "name (e.g. log.csv), or move that file away first if it is no longer needed")
     return target
+
+
+def _check_earlier_backup(target: Path, named: str) -> None:
+    """A database a backup may replace is an earlier backup, or a BackupError says why not:
+    another data directory's live engage.db (named so, or with its -wal or -shm beside it: the
+    newest records are there) or any other database (a school's grades.db) was replaced whole.
+    A backup carries no mark of its own (its "made on" stamp only where the desk ever
+    published), so one is known by what ``backup`` makes: engage-edge's tables, in one
+    self-contained file (journal_mode=delete; a live database is in WAL mode, closed or not)."""
+    beside = [f"{target}{end}" for end in ("-wal", "-shm", "-journal") if os.path.lexists(f"{target}{end}")]
+    if target.name == DB_NAME or beside:
+        why = f"{', '.join(beside)} beside it" if beside else f"named {DB_NAME}"
+        raise BackupError(f"{named} looks like a data directory's live database ({why}): a backup would replace its "
+                          "records; choose another name (e.g. backup.db), or a folder for a dated file")
+    if not _is_backup(target):
+        raise BackupError(f"{named} is a database but not an earlier engage-edge backup (it lacks engage-edge's tables, "
+                          "or is in WAL mode as a live database is): a backup would replace it; choose another name, "
+                          "or move that file away first if it is no longer needed")
+
+
+BACKUP_TABLES = {"settings", "users", "uploads", "alerts"}  # what every engage-edge database has
+
+
+def _is_backup(path: Path) -> bool:
+    """A file ``backup`` wrote: engage-edge's tables (``BACKUP_TABLES``), not in WAL mode
+    (bytes 18 and 19 of the header: 2 in WAL mode). Read as it is, writing nothing beside it."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[18] == 2 or header[19] == 2:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return BACKUP_TABLES <= tables
 
 
 def _is_export(path: Path, header: list[str] = EXPORT_COLUMNS) -> bool:
