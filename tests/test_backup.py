@@ -592,6 +592,33 @@ def test_a_backup_never_replaces_a_live_database_or_a_database_that_is_no_backup
     assert main(["backup", str(tmp_path / "b.db"), *args]) == 0  # an earlier backup is replaced
 
 
+def test_an_empty_destination_or_a_closed_standard_output_is_refused(store, tmp_path, capsys, monkeypatch):
+    """`backup ""` wrote a dated backup into the current directory (Path("") is "."), exit 0;
+    `export --since ... >&-` (Python then has no sys.stdout) ended in an AttributeError."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    for command in (["backup", ""], ["export", "--since", "2020-01-01", "--out", ""]):
+        assert main([*command, *args]) == 2
+        assert "no destination given (an empty name): give a file or a folder" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == before
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["export", "--since", "2020-01-01", *args]) == 2
+    assert "standard output is closed: give --out FILE" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs Linux's /proc")
+def test_a_file_of_the_kernels_own_file_systems_is_refused_as_no_file_on_a_disk(store, tmp_path, capsys):
+    """`export --out /proc/version` said "No such file or directory" with exit 1 (the code of a
+    full disk): it is no file on a disk, a destination never to be written (exit 2)."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    for command in (["export", "--since", "2020-01-01", "--out", "/proc/version"], ["backup", "/proc/version"],
+                    ["backup", "/proc/"]):
+        assert main([*command, *args]) == 2, command
+        err = capsys.readouterr().err
+        assert "is on the kernel's proc file system, not a file on a disk" in err, err
+
+
 def test_a_backup_to_a_symbolic_link_writes_through_it_as_cp_does(store, tmp_path, capsys):
     """`backup latest.db`, a link the technician keeps to the stick's nightly.db: the rename
     put a plain file in the link's place and left nightly.db as it was. The copy now goes

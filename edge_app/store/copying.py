@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -31,6 +32,9 @@ def folder_named(dest: Path | str) -> Path:
     """``dest`` as a path; one written as a folder (a trailing slash) must be one: Path
     drops the slash, and ``backup /media/usb/backups/`` before that folder existed wrote a
     file named ``backups``."""
+    if not str(dest).strip():  # Path("") is ".": `backup ""` wrote a dated file into the current directory
+        raise BackupError("no destination given (an empty name): give a file or a folder, e.g. /media/usb/backup.db "
+                          "or /media/usb/")
     path = Path(dest).expanduser()
     if str(dest).endswith(("/", os.sep)) and not os.path.isdir(path):
         raise BackupError(f"there is no folder {path}: create it (mkdir -p {path}) or give a file name")
@@ -75,6 +79,33 @@ def _may_follow(link: Path, dest: Path) -> None:
         raise BackupError(f"{hop}a link that belongs to another user ({owner}) in a folder every user "
                           f"may write ({os.path.dirname(link)}): it may point at a file not meant for this (as "
                           "the kernel, nothing here follows such a link); give a name in a folder of your own")
+
+
+# the kernel's own file systems: a name there is no file on a disk (`export --out /proc/version`
+# said "No such file or directory", exit 1, as if the write had failed)
+KERNEL_FILE_SYSTEMS = {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs",
+                       "efivarfs", "pstore", "bpf", "fusectl"}
+
+
+def kernel_file_system(folder: Path) -> str | None:
+    """The type of the kernel file system ``folder`` lies on (``KERNEL_FILE_SYSTEMS``: /proc,
+    /sys), else None; None too when /proc/self/mountinfo cannot be read."""
+    where = os.path.realpath(folder)
+    best, kind = "", None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields, _, rest = line.partition(" - ")
+                parts = fields.split()
+                if len(parts) < 5 or not rest:
+                    continue
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])  # \040: a blank
+                inside = where == point or where.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, rest.split()[0]
+    except OSError:
+        return None
+    return kind if kind in KERNEL_FILE_SYSTEMS else None
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -30,6 +30,7 @@ from edge_app.store.copying import (
     damaged_database,
     folder_named,
     is_database_file,
+    kernel_file_system,
     open_database,
     through_link,
     why_write_failed,
@@ -147,6 +148,10 @@ def check_destination(dest: Path, db: Path, *, replaces: str, header: list[str] 
     if os.path.realpath(target) in live:
         raise BackupError(f"{dest} is {'a link to ' if link else ''}the live database's own file: writing there "
                           "would lose the device's records; choose a name of its own (e.g. backup.db)")
+    kernel = kernel_file_system(folder)
+    if kernel:
+        raise BackupError(f"cannot write {named}: {folder} is on the kernel's {kernel} file system, not a file on a "
+                          "disk: give a file on a disk (e.g. in /tmp, or on a USB stick)")
     images = os.path.realpath(db.with_name("images"))
     if os.path.commonpath([images, os.path.realpath(folder)]) == images:
         # the service's next start removes every file there that no row names (store/leftovers.py)
@@ -318,6 +323,9 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     write that fails (a full disk) is a CopyFailed, standard output's too, so a redirect
     into a full disk is said as such, not a traceback (a closed pipe stays BrokenPipeError)."""
     db = Path(data_dir).expanduser() / DB_NAME
+    stdout = sys.stdout
+    if out is None and stdout is None:  # started with it closed (>&-): Python has no sys.stdout
+        raise BackupError("standard output is closed: give --out FILE (or open it: > log.csv)")
     if out is not None:  # a wrong --out is said at once, not after reading a year of rows
         out = folder_named(out)
         out = check_destination(out, db, replaces="export", header=EXPORTS[what])
@@ -330,12 +338,12 @@ def export_csv(data_dir: Path | str, since: float, out: Path | str | None = None
     rows = itertools.chain([first], reader) if first is not None else iter(())
     if out is None:
         try:
-            count = write_log_csv(sys.stdout, rows, columns)
-            sys.stdout.flush()
+            count = write_log_csv(stdout, rows, columns)
+            stdout.flush()
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise CopyFailed(f"cannot write the CSV to standard output: {why_write_failed(exc, sys.stdout.fileno())}") from None
+            raise CopyFailed(f"cannot write the CSV to standard output: {why_write_failed(exc, stdout.fileno())}") from None
         return count
     try:
         # 0600, as a backup: students' names and states, not for every user of the machine; with a
