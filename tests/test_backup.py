@@ -1560,3 +1560,49 @@ def test_pictures_deleted_on_this_card_since_the_backup_are_said_so(tmp_path):
     assert "brought back 1 upload(s)" in r.stdout and "its kept image was deleted with it" in r.stdout
     assert "1 alert frame(s) and 0 kept photo(s) the backup names were deleted since it was made" in r.stdout, r.stdout
     assert "stayed where it was made" not in r.stdout
+
+
+def test_a_restore_refuses_a_newer_releases_backup_and_a_database_that_is_no_backup(store, tmp_path, capsys):
+    """A backup with a newer schema was restored (exit 0) and the device then would not start;
+    a database with a settings table but no users was blamed on the database in use ("the
+    database in use could not be read ... no such table: users"). Both are refused first."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    store.log_alert(1_780_000_000.0, "Not engaged")
+    store.close()
+    newer = backup(store.data_dir, tmp_path / "newer.db")
+    with contextlib.closing(sqlite3.connect(newer)) as conn:
+        conn.execute("PRAGMA user_version = 9999")
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
+    before = sorted(os.listdir(store.data_dir))
+    live = (store.data_dir / "engage.db").read_bytes()
+    assert main(["restore", str(newer), *args]) == 2
+    err = capsys.readouterr().err
+    assert "was made by a newer release of engage-edge" in err and "upgrade engage-edge first" in err, err
+    assert main(["restore", str(other), *args]) == 2
+    err = capsys.readouterr().err
+    assert "is not an engage-edge database (it has no alerts, uploads, users table)" in err, err
+    assert "database in use" not in err
+    assert main(["restore", str(tmp_path), *args]) == 2
+    assert f"{tmp_path} is a folder: name the backup file in it" in capsys.readouterr().err
+    assert sorted(os.listdir(store.data_dir)) == before and (store.data_dir / "engage.db").read_bytes() == live
+
+
+def test_an_old_file_from_an_earlier_restore_is_never_said_to_be_deleted_while_the_database_in_use_is_broken(
+        store, tmp_path, capsys):
+    """With engage.db.old there, restore said "delete it once the database in use works",
+    even when the database in use does not open: the .old then holds the only good records."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    saved = backup(store.data_dir, tmp_path / "b.db")
+    store.close()
+    db = store.data_dir / "engage.db"
+    db.with_name("engage.db.old").write_bytes(db.read_bytes())
+    assert main(["restore", str(saved), *args]) == 2
+    err = capsys.readouterr().err
+    assert "first check that the database in use works" in err and "nothing was changed" in err, err
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # a database in use that does not open
+    assert main(["restore", str(saved), *args]) == 2
+    err = capsys.readouterr().err
+    assert "the database in use does not open" in err and "keep them" in err and "delete" not in err, err
+    assert "mv -f engage.db.old engage.db" in err

@@ -312,6 +312,10 @@ def cmd_restore(args) -> int:
     data = config_mod.data_dir(cfg)
     try:
         source = open(Path(args.backup).expanduser(), "rb")  # noqa: SIM115 - read as the caller, before the switch
+    except IsADirectoryError:
+        print(f"error: {args.backup} is a folder: name the backup file in it (ls {shlex.quote(str(args.backup))}; "
+              "`engage-edge backup` names them engage-YYYYMMDD-HHMMSS.db)", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"error: cannot read {args.backup}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,8 +28,8 @@ from edge_app.store.copying import (
     through_link,
     why_write_failed,
 )
-from edge_app.store.database import DB_NAME, RESTORED_KEY
-from edge_app.store.export import check_destination
+from edge_app.store.database import DB_NAME, RESTORED_KEY, newer_schema
+from edge_app.store.export import BACKUP_TABLES, check_destination
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,19 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
+def _does_not_open(db: Path) -> str:
+    """Why the database in use cannot be used (missing, unreadable, a newer release's), or
+    "" when it opens; read as it is (immutable), writing nothing beside it."""
+    if not db.is_file():
+        return f"there is no {db}"
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro&immutable=1", uri=True)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return newer_schema(db, conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        return f"{db}: {exc}"
+
+
 @contextlib.contextmanager
 def _database_in_use(current: Path):
     """The database a restore replaces, opened once and read-only (what was deleted since the
@@ -436,15 +449,22 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
         raise BackupError(f"{name} is the live database itself: give a backup")
     for old in (p.with_name(p.name + ".old") for p in live):
         if os.path.lexists(old):
-            raise BackupError(f"{old} is there from an earlier restore: delete it once the database in use works (or "
-                              "move it elsewhere), then restore again; nothing was changed")
+            broken = _does_not_open(data / DB_NAME)
+            if broken:  # the .old may hold the only good records: never say to delete it then
+                raise BackupError(f"{old} is there from an earlier restore, and the database in use does not open "
+                                  f"({broken}): the .old files may be the only good copy of the records, so keep them. "
+                                  f"To go back to them, put them back in place (stop the service; in {data}: mv -f "
+                                  f"{DB_NAME}.old {DB_NAME}, and the same for a -wal.old or -shm.old); or move them to "
+                                  "another disk, then restore again; nothing was changed")
+            raise BackupError(f"{old} is there from an earlier restore: first check that the database in use works (the "
+                              "service starts, its log and accounts are there); then move the .old files elsewhere (or "
+                              "delete them), and restore again; nothing was changed")
     aside: list[tuple[Path, Path]] = []
     with _service_stopped(data):
         existed = [p for p in live if os.path.lexists(p)]  # what goes aside: the database in use as it was
         tmp: Path | None = None
         try:  # from the first write: a card gone read-only is said, "nothing was changed", not a traceback
             remove_restore_leftovers(data)
-            here = _installation(data, create=True) or ""
             fd, tmp_name = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=RESTORE_SUFFIX, dir=data)
             tmp = Path(tmp_name)
             with os.fdopen(fd, "wb") as out:  # mkstemp's file is 0600 already
@@ -458,9 +478,15 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                 if result != "ok":
                     raise BackupError(f"{name} fails its integrity check ({result}): restore another backup; "
                                       "nothing was changed")
-                if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'settings'").fetchone():
-                    raise BackupError(f"{name} is not an engage-edge database (no settings table): give a file "
-                                      "`engage-edge backup` wrote; nothing was changed")
+                newer = newer_schema(Path(name), conn.execute("PRAGMA user_version").fetchone()[0])
+                if newer:  # the service would not start on it
+                    raise BackupError(f"{name} was made by a newer release of engage-edge ({newer}): upgrade "
+                                      "engage-edge first, then restore it; nothing was changed")
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if missing := sorted(BACKUP_TABLES - tables):  # its own fault, before the database in use is read
+                    raise BackupError(f"{name} is not an engage-edge database (it has no {', '.join(missing)} "
+                                      "table): give a file `engage-edge backup` wrote; nothing was changed")
+                here = _installation(data, create=True) or ""  # made once the backup is known to be one
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
                 with _database_in_use(data / DB_NAME) as now:  # read once
                     erased = _erased_since(now, conn)
