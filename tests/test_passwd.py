@@ -279,3 +279,42 @@ def test_on_a_full_disk_the_user_commands_say_what_to_do_and_give_up_the_reserve
                            input="ines-pass-phrase-1\n", capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert "is full" in r.stderr and "free some space" in r.stderr and "nothing changed" in r.stderr
+
+
+def test_no_password_given_is_said_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    """Ctrl-D at the password prompt (getpass raises EOFError) printed an EOFError traceback;
+    an empty or closed standard input is the same: no password came. In-process: getpass is
+    given the Ctrl-D it reads from the terminal."""
+    import getpass
+    import io
+
+    from edge_app.cli import main
+
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    store = Store(tmp_path)
+    try:
+        Accounts(store).ensure_admin()
+    finally:
+        store.close()
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def ctrl_d(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr(getpass, "getpass", ctrl_d)
+    runs = [(Terminal(), ["passwd", "admin"]), (Terminal(), ["adduser", "ines"]), (io.StringIO(""), ["passwd", "admin"]),
+            (io.StringIO(""), ["adduser", "ines", "--stdin"]), (None, ["passwd", "admin", "--stdin"])]
+    for stdin, command in runs:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert main([*command, "--data-dir", str(tmp_path)]) == 1, command
+        err = capsys.readouterr().err
+        assert "no password given" in err and "nothing changed" in err and "Traceback" not in err, err
+    store = Store(tmp_path)
+    try:
+        assert Accounts(store).authenticate("admin", ADMIN_PASSWORD)
+        assert Accounts(store).find("ines") is None
+    finally:
+        store.close()

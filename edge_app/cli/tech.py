@@ -336,11 +336,28 @@ def cmd_restore(args) -> int:
 
 
 # ------------------------------------------------------------------ passwd
+NO_PASSWORD = "refused: no password given (standard input ended, or Ctrl-D at the prompt); nothing changed"
+
+
+def _no_password() -> int:
+    """Said when ``_read_new_password`` got none (EOFError); on a new line after a prompt."""
+    prompted = sys.stdin is not None and sys.stdin.isatty()
+    print(("\n" if prompted else "") + NO_PASSWORD, file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _read_new_password(username: str, from_stdin: bool) -> str | None:
     """The new password: one line of standard input (a script, a pipe), or typed twice
-    without echo at a terminal; None when the two typed differ."""
+    without echo at a terminal; None when the two typed differ. EOFError when none comes:
+    standard input closed or empty, or Ctrl-D at the prompt (the caller says so, not a
+    traceback)."""
+    if sys.stdin is None:  # started with it closed (<&-)
+        raise EOFError
     if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:  # nothing at all, not even an empty line
+            raise EOFError
+        return line.rstrip("\r\n")
     import getpass
 
     first = getpass.getpass(f"new password for {username!r}: ")
@@ -464,7 +481,10 @@ def cmd_passwd(args) -> int:
         return opened
     data, store, accounts, user = opened
     try:
-        password = _read_new_password(user.username, args.stdin)
+        try:
+            password = _read_new_password(user.username, args.stdin)
+        except EOFError:
+            return _no_password()
         if password is None:
             print("refused: the two passwords differ; nothing changed", file=sys.stderr)
             return EXIT_FAILED
@@ -511,7 +531,10 @@ def cmd_adduser(args) -> int:
             print(f"refused: {args.username!r} has an account in {data} already (engage-edge passwd sets its "
                   "password, engage-edge role its role); nothing changed", file=sys.stderr)
             return EXIT_FAILED
-        password = _read_new_password(args.username, args.stdin)
+        try:
+            password = _read_new_password(args.username, args.stdin)
+        except EOFError:
+            return _no_password()
         if password is None:
             print("refused: the two passwords differ; nothing changed", file=sys.stderr)
             return EXIT_FAILED
