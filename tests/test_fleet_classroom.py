@@ -440,6 +440,19 @@ def test_the_classroom_command_names_its_own_flags_in_its_errors(flags, said, no
     assert not (tmp_path / "c").exists()  # refused before a database and a first-start password were made
 
 
+@pytest.mark.parametrize("port", ["65536", "-5", "http"])
+def test_a_page_port_out_of_range_is_refused_before_anything_is_made(port, tmp_path, capsys):
+    """`--port 65536` created the data directory and the first admin, then ended in an
+    OverflowError traceback from bind()."""
+    from edge_app.cli import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["classroom", "--mqtt-host", "127.0.0.1", "--data-dir", str(tmp_path / "c"), f"--port={port}"])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and f"{port!r} is not a port: a whole number from 1 to 65535" in err, err
+    assert not (tmp_path / "c").exists()
+
+
 def test_users_survive_the_instructor_role_migration(tmp_path):
     """Schema 4 rebuilds the users table; sessions and uploads that point at users stay."""
     path = tmp_path / "old" / database.DB_NAME

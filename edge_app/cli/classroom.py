@@ -86,6 +86,18 @@ def _pages(text: str) -> int:
     return n
 
 
+def _page_port(text: str) -> int:
+    """--port: 0 (any free port) to 65535, refused before anything is made ('--port 65536'
+    created the data directory and the first admin, then ended in an OverflowError)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: a whole number from 1 to 65535 (0: any free port)")
+    return n
+
+
 def cmd_classroom(args) -> int:
     from edge_app.config import ConfigError
     from edge_app.fleet.classroom.service import ClassroomService
@@ -139,7 +151,7 @@ def add_command(sub) -> None:
     p.add_argument("--topic-prefix", default=DESK_MQTT.topic_prefix, help="the desks' mqtt.topic_prefix")
     p.add_argument("--keepalive", type=int, default=DESK_MQTT.keepalive_s, help="MQTT keep-alive, seconds")
     p.add_argument("--host", default="127.0.0.1", help="address for the page (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8090, help="port for the page (0: any free port)")
+    p.add_argument("--port", type=_page_port, default=8090, help="port for the page (0: any free port)")
     p.add_argument("--https-cert", type=Path, help="serve the page over HTTPS with this certificate (PEM) ...")
     p.add_argument("--https-key", type=Path, help="... and this key")
     p.add_argument("--max-pages", type=_pages, default=16, metavar="N",
