@@ -22,6 +22,7 @@ from edge_app.device import clock, selftest
 from edge_app.device.indicators import make_indicator
 from edge_app.engagement import PAUSED, Group
 from edge_app.models import checks
+from edge_app.store.database import Store
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
 from edge_app.vision.classifier import SHIPPED_MANIFEST
 from tests.conftest import mounted_tmpfs, skip_unless_ci
@@ -46,6 +47,7 @@ def golden_manifest(tmp_path_factory):
 def write_config(tmp_path, golden_manifest, **extra) -> str:
     lines = ['[indicators]', 'backend = "console"', 'buzzer_beep_s = 0.02', '[model]', f'manifest = "{golden_manifest}"',
              '[store]', f'data_dir = "{tmp_path / "data"}"']
+    Store(tmp_path / "data").close()  # a device that has run: a missing database is a WARN
     path = tmp_path / "selftest.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -85,6 +87,7 @@ def test_no_buzzer_skips_the_chirp(tmp_path, golden_manifest, capsys):
 
 def test_failures_give_fail_lines_and_a_nonzero_exit(tmp_path, capsys):
     path = tmp_path / "nogolden.toml"
+    Store(tmp_path / "data").close()
     path.write_text(f'[indicators]\nbackend = "none"\n[store]\ndata_dir = "{tmp_path / "data"}"\n'
                     f'[model]\nmanifest = "{tmp_path / "missing.json"}"\n')
     assert main(["selftest", "--source", str(tmp_path / "no-such-video.mp4"), "--config", str(path),
@@ -170,16 +173,23 @@ def test_a_data_directory_given_as_the_database_file_says_to_give_its_folder(tmp
     assert db.is_file()
 
 
-def test_a_data_directory_with_no_database_says_a_new_one_was_made(tmp_path, golden_manifest, capsys):
-    """A mistyped --data-dir made a new database and said only "writable, integrity ok"."""
+def test_a_data_directory_with_no_database_is_a_warning_and_nothing_is_made(tmp_path, golden_manifest, capsys):
+    """A mistyped --data-dir made a new empty database there and passed ("a NEW, empty
+    database"): the device's real data was elsewhere, and a folder was left behind. Now
+    nothing is made, and the line is a WARN naming the place."""
     conf = write_config(tmp_path, golden_manifest)
     args = ["selftest", "--source", "demo", "--config", conf, "--step", "0", "--no-buzzer", "--data-dir"]
-    assert main([*args, str(tmp_path / "dta")]) == 0
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS database"))
-    assert "a NEW, empty database" in line and "check --data-dir" in line
-    assert main([*args, str(tmp_path / "dta")]) == 0  # there now: the usual line
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS database"))
-    assert "NEW" not in line
+    for missing in (tmp_path / "dta", tmp_path / "empty"):
+        if missing.name == "empty":
+            missing.mkdir()  # a folder, no database
+        assert main([*args, str(missing)]) == 0
+        out = capsys.readouterr().out
+        line = next(line for line in out.splitlines() if line.startswith("WARN database"))
+        assert f"no database at {missing / 'engage.db'} (a mistyped --data-dir" in line and "nothing was created" in line
+        assert status_lines(out)["disk"] == "PASS"
+    assert not (tmp_path / "dta").exists() and list((tmp_path / "empty").iterdir()) == []
+    assert main([*args, str(tmp_path / "data")]) == 0  # there: the usual line
+    assert "PASS database" in capsys.readouterr().out
 
 
 def test_https_files_the_service_could_not_load_fail_the_web_check(tmp_path, golden_manifest, capsys):
@@ -247,6 +257,7 @@ def test_a_damaged_model_file_fails_the_model_check_with_what_to_do(tmp_path, go
 def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manifest):
     factory = MockFactory(pin_class=MockPWMPin)
     try:
+        Store(tmp_path / "d").close()
         cfg = config_mod.load(None, {"indicators.backend": "gpio", "indicators.buzzer_beep_s": 0.02,
                                      "model.manifest": str(golden_manifest), "store.data_dir": str(tmp_path / "d")})
         out = io.StringIO()
@@ -390,10 +401,10 @@ def test_selftest_as_plain_root_writes_as_the_data_directorys_owner(tmp_path, go
     nobody = 65534
     with tempfile.TemporaryDirectory(dir="/tmp") as top:  # reachable by its user, unlike pytest's tmp_path
         data = Path(top) / "data"
-        data.mkdir()
+        Store(data).close()  # the service's (a selftest makes no database: a mistyped --data-dir is a WARN)
         model = Path(top) / "model"
         shutil.copytree(golden_manifest.parent, model)
-        for path in [Path(top), data, model, *model.iterdir()]:
+        for path in [Path(top), data, *data.iterdir(), model, *model.iterdir()]:
             os.chown(path, nobody, nobody)
         conf = tmp_path / "selftest.toml"
         conf.write_text(f'[indicators]\nbackend = "console"\n[model]\nmanifest = "{model / golden_manifest.name}"\n'

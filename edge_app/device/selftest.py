@@ -164,14 +164,49 @@ def check_detector(cfg: Config) -> str:
                        "the [detector] settings in the config (min_score, min_face_px) or reinstall engage-edge")
 
 
+class CheckWarning(Exception):
+    """A check that found something to say but nothing broken: a WARN line."""
+
+
+def _missing_data_dir(data: Path) -> Path | None:
+    """The nearest folder that exists above ``data`` when ``data`` does not exist (and no file
+    stands in its way: that is said by trying, which creates nothing), else None. RuntimeError
+    when the service could not create it there (a read-only file system, a folder this user may
+    not write): said as creating it would say it, creating nothing."""
+    import errno
+    import os
+
+    if data.exists():
+        return None
+    parent = next((p for p in data.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        return None  # a file where a folder goes: Store or mkdir says so, creating nothing
+    code = 0
+    try:
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+    except OSError:
+        pass
+    if not code and not os.access(parent, os.W_OK | os.X_OK):
+        code = errno.EACCES
+    if code:
+        exc = OSError(code, os.strerror(code), str(parent))
+        raise RuntimeError(f"cannot create {data} ({exc.strerror}): mount its file system read-write or choose "
+                           "another store.data_dir." + sandbox_hint(data, exc))
+    return parent
+
+
 def check_database(cfg: Config) -> str:
-    """The database writes and reads back. One that was not there is created (the service
-    would create it too), and the line says so: a mistyped --data-dir passed as a plain
-    "writable", the device's real data elsewhere."""
+    """The database writes and reads back. One that is not there is not created: a mistyped
+    --data-dir made a new empty database there and passed as "writable", the device's real
+    data elsewhere; it is a WARN that names the place (the service creates it at its start)."""
     from edge_app.store.database import DB_NAME, Store
 
     data = config_mod.data_dir(cfg)
-    new = not (data / DB_NAME).exists()
+    if _missing_data_dir(data) is not None or (data.is_dir() and not (data / DB_NAME).exists()):
+        raise CheckWarning(f"no database at {data / DB_NAME} (a mistyped --data-dir or store.data_dir?); nothing was "
+                           "created: if this device has run before, its data is in another folder; a new device's "
+                           "service creates it at its first start")
     store = Store(data)
     try:
         stamp = time.time()
@@ -180,9 +215,6 @@ def check_database(cfg: Config) -> str:
             raise RuntimeError("a written setting did not read back")
         if not store.integrity_ok():
             raise RuntimeError(f"{store.path} fails PRAGMA integrity_check: restore a backup (firmware/README.md, 'Restoring a backup')")
-        if new:
-            return (f"{store.path} writable, integrity ok - a NEW, empty database: none was there. If this device "
-                    "has run before, its data is in another folder: check --data-dir or store.data_dir")
         return f"{store.path} writable, integrity ok"
     finally:
         store.close()
@@ -190,18 +222,21 @@ def check_database(cfg: Config) -> str:
 
 def check_disk(cfg: Config) -> str:
     data = config_mod.data_dir(cfg)
-    try:
-        data.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from edge_app.store.database import not_a_folder
+    where = _missing_data_dir(data)  # measured where it would be made, making nothing
+    if where is None:
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from edge_app.store.database import not_a_folder
 
-        raise RuntimeError(not_a_folder(data, exc) or f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
-                           "choose another store.data_dir." + sandbox_hint(data, exc)) from None
-    free_mb = shutil.disk_usage(data).free / 1e6
+            raise RuntimeError(not_a_folder(data, exc) or f"cannot create {data} ({exc.strerror or exc}): mount its file system read-write or "
+                               "choose another store.data_dir." + sandbox_hint(data, exc)) from None
+        where = data
+    free_mb = shutil.disk_usage(where).free / 1e6
     need = max(cfg.store.min_free_mb * 2, 100)
     if free_mb < need:
-        raise RuntimeError(f"only {free_mb:.0f} MB free on {data} (need {need} MB): free space or lower store.retention_days")
-    return f"{free_mb:.0f} MB free on {data}"
+        raise RuntimeError(f"only {free_mb:.0f} MB free on {where} (need {need} MB): free space or lower store.retention_days")
+    return f"{free_mb:.0f} MB free on {where}" + (f" (where {data} would be made)" if where != data else "")
 
 
 def check_web(cfg: Config) -> str:
@@ -239,6 +274,8 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
         """PASS, or WARN with ``caveat`` when what passed is not the device's hardware."""
         try:
             results.append(Result(name, "WARN" if caveat else "PASS", check(*args) + caveat))
+        except CheckWarning as exc:
+            results.append(Result(name, "WARN", str(exc)))
         except Exception as exc:  # every failure becomes a FAIL line, never a traceback
             detail = str(exc) or type(exc).__name__
             if not str(exc):
