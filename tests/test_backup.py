@@ -1606,3 +1606,24 @@ def test_an_old_file_from_an_earlier_restore_is_never_said_to_be_deleted_while_t
     err = capsys.readouterr().err
     assert "the database in use does not open" in err and "keep them" in err and "delete" not in err, err
     assert "mv -f engage.db.old engage.db" in err
+
+
+def test_a_since_in_the_future_is_warned_of_and_until_has_no_end_by_default(store, tmp_path, capsys):
+    """`--since 2062-01-01` (a mistyped year) wrote a header and no rows, exit 0, with no word;
+    and --until's help said "(default: now)" while the export has no end: a row timed after
+    now (a clock set wrong, then right) is exported."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    later = time.time() + 3600
+    store.log_alert(later, "Not engaged")
+    out = tmp_path / "log.csv"
+    assert main(["export", "--since", "2020-01-01", "--out", str(out), *args]) == 0
+    assert "alert" in _csv_kinds(out)  # no end: the row an hour from now is there
+    assert "warning" not in capsys.readouterr().err
+    assert main(["export", "--since", dt.date.fromtimestamp(later + 86400 * 400).isoformat(), "--out", str(out),
+                 *args]) == 0
+    assert "is in the future: nothing has been logged since then, so no rows (a mistyped year?)" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    export_help = " ".join(capsys.readouterr().out.split())
+    assert "default: now" not in export_help and "(default: no end, every row from --since on)" in export_help

@@ -275,6 +275,9 @@ def cmd_export(args) -> int:
         until = export.parse_since(args.until, "--until") if args.until is not None else math.inf
         if until <= since:
             raise BackupError(f"--until {args.until} is not after --since {args.since}: nothing to export")
+        if since > time.time():  # '--since 2062-01-01' for 2026: a header and no rows, exit 0
+            print(f"warning: --since {args.since} is in the future: nothing has been logged since then, so no rows "
+                  "(a mistyped year?)", file=sys.stderr)
         n = export.export_csv(config_mod.data_dir(cfg), since, args.out, until, args.what)
     except BackupError as exc:  # as for backup: 1 when the writing failed, 2 for what was asked
         print(f"error: {exc}", file=sys.stderr)
@@ -631,7 +634,7 @@ def add_commands(sub) -> None:
                         "the accounts as CSV")
     ex.add_argument("--since", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time); needed but for --what accounts")
     ex.add_argument("--until", help="the end, not included: YYYY-MM-DD (that day's midnight) or YYYY-MM-DDTHH:MM "
-                    "(default: now)")
+                    "(default: no end, every row from --since on)")
     ex.add_argument("--what", choices=("log", "audit", "accounts"), default="log",
                     help="log (default): the engagement log; audit: what admins changed; accounts: who has an "
                     "account now (name, role, created, last log-in; no password)")
