@@ -298,6 +298,10 @@ def test_form_errors_mark_and_focus_their_field_and_buttons_name_their_user(brow
     shown = row.locator("label", has_text="New password").evaluate(
         "l => { const r = l.getBoundingClientRect(); return r.width > 40 && r.height > 10 && l.checkVisibility(); }")
     assert shown, "the new password's label is visually hidden"
+    assert row.get_by_label(f"Role of {STUDENT}", exact=True).count() == 1
+    shown = row.locator("label", has_text="Role").evaluate(
+        "l => { const r = l.getBoundingClientRect(); return r.width > 20 && r.height > 10 && l.checkVisibility(); }")
+    assert shown, "the role's label is visually hidden"
     assert not serious_violations(page)
     page.context.close()
 

@@ -61,12 +61,12 @@
           % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/role{{query}}" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
-            <label class="sr-only" for="role-{{u['id']}}">Role of {{u['username']}}</label>
+            <div><label for="role-{{u['id']}}">Role<span class="sr-only"> of {{u['username']}}</span></label>
             <select id="role-{{u['id']}}" name="role">
             % for r in roles:
               <option value="{{r}}"{{' selected' if u['role'] == r else ''}}>{{r}}</option>
             % end
-            </select>
+            </select></div>
             <button type="submit" class="secondary">Change role<span class="sr-only"> of {{u['username']}}</span></button>
           </form>
           % end
