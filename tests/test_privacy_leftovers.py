@@ -161,6 +161,27 @@ def test_a_killed_restores_copy_is_removed_at_the_next_start(cfg, make_appliance
     assert sorted(p.name for p in data.iterdir() if ".restore" in p.name) == []
 
 
+def test_a_frame_encoded_as_the_last_viewer_leaves_is_not_kept(monkeypatch):
+    """The JPEG was cached after the encoding, outside the lock: a last viewer leaving during it
+    cleared the frame, then the cache put its JPEG back, kept until a later viewer's frame."""
+    import numpy as np
+
+    from edge_app.runtime import live as live_mod
+
+    live = live_mod.LiveFrame()
+    live.viewers = 1
+    live.publish(np.full((48, 64, 3), 90, np.uint8))
+    encode = live_mod.cv2.imencode
+
+    def left_meanwhile(*args):
+        live.viewers = 0  # the viewer's stream closed while this frame was being encoded
+        return encode(*args)
+
+    monkeypatch.setattr(live_mod.cv2, "imencode", left_meanwhile)
+    assert live.jpeg(0) is not None  # the stream that asked still gets it
+    assert live._jpeg is None and live._frame is None  # nothing of it stays
+
+
 def test_a_new_live_viewer_never_gets_a_frame_from_before_they_watched():
     """The loop publishes frames only while someone watches, and the last one stayed: the next
     viewer, hours later, was sent it at once (a student who has since left, or one filmed just

@@ -91,6 +91,34 @@ def test_a_student_pauses_and_nothing_is_captured_until_resumed(paused_app):
     assert page.status_code == 200 and '<span class="pill g-paused">Paused</span>' in page.text  # the admin's log
 
 
+def test_a_frame_read_before_the_pause_and_analysed_after_it_is_not_shown(cfg):
+    """POST /api/pause answers once the switch is set; a frame the loop had read just before
+    was still analysed, drawn on and sent to the open live viewers 0.05-0.15 s after the
+    student was told the camera was paused. Here the pause comes while that frame's face is
+    being read (the classifier presses it)."""
+    from edge_app.device.indicators import ConsoleIndicator
+    from edge_app.runtime.appliance import classifier_from_config
+    from edge_app.runtime.capture import CaptureLoop
+    from edge_app.runtime.live import LiveFrame
+    from edge_app.vision.detector import detector_from_config
+
+    live = LiveFrame()
+    live.viewers = 1
+    classifier = classifier_from_config(cfg)
+    loop = CaptureLoop(cfg, DemoSource(realtime=False), detector_from_config(cfg), classifier, None,
+                       ConsoleIndicator(), live=live)
+    assert loop.step() and live.seq == 1  # watched: a frame is shown
+    read = classifier.probabilities
+
+    def paused_while_reading(face):
+        loop.privacy.pause("student")
+        return read(face)
+
+    classifier.probabilities = paused_while_reading
+    assert loop.step()
+    assert loop.privacy.active is not None and live.seq == 1  # that frame was not shown
+
+
 def test_the_classroom_gets_paused_on_the_state_topic(paused_app, broker):
     app, _ = paused_app(**{"mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.username": USER,
                            "mqtt.password": PASSWORD, "mqtt.device_id": "desk-09"})

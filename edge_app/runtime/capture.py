@@ -281,7 +281,8 @@ class CaptureLoop:
             if rules.buzzer.may_sound():  # muted or quiet hours: no sound, but the alert is recorded
                 self.indicator.beep()
             snapshot = None
-            if rules.cfg.privacy.snapshot_on_alert:  # off by default: live frames are never stored
+            # off by default: live frames are never stored; nor is one read before a pause pressed since
+            if rules.cfg.privacy.snapshot_on_alert and self.privacy.active is None:
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:
                     snapshot = f"alerts/{int(wall * 1000)}.jpg"
@@ -296,7 +297,9 @@ class CaptureLoop:
         row = self.minutes.add(wall, state.group, main is not None, mono_t=now)
         if row:
             self._log("log_minute", row)
-        if self.live.wanted():
+        # a frame read before the student's pause, processed after it: not shown once the pause was
+        # confirmed (the viewers see the "camera paused" placeholder next)
+        if self.live.wanted() and self.privacy.active is None:
             self.live.publish(self._annotate(frame, faces, state))
         t4 = time.perf_counter()
         detect_s = t1 - t0

@@ -86,8 +86,11 @@ class LiveFrame:
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return None
-        self._jpeg = (seq, buf.tobytes())
-        return self._jpeg
+        encoded = (seq, buf.tobytes())
+        with self._cond:  # kept only while watched: the last viewer may have left during the encoding
+            if self._viewers > 0 and self._seq == seq:
+                self._jpeg = encoded
+        return encoded
 
     def placeholder(self, status: str) -> bytes:
         """A grey JPEG saying the camera is unavailable and why (``status``), the size of
