@@ -185,6 +185,7 @@ def test_the_live_picture_is_for_admins_unless_set_otherwise(appliance):
     kim = login(appliance.url, "kim", STUDENT_PW)
     refused = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
     assert refused.status_code == 403 and "admins only" in refused.json()["error"]
+    assert refused.headers["Cache-Control"] == "no-store"  # as every other answer of the device
     assert 'id="no-stream"' in kim.get(f"{appliance.url}/live", timeout=10).text
     apply_settings(appliance.ctx, {"privacy.live_video": "everyone"})
     r = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)

@@ -231,6 +231,8 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     page = ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
     assert f'action="/uploads/{upload_id}/delete"' in page and "Delete it for good" in page
     assert re.findall(r"<h1[^>]*>([^<]*)</h1>", page) == ["Results for me.jpg"]  # the page's own heading
+    # ... but not its title, which a shared computer's browser history keeps after the photo is deleted
+    assert "me.jpg" not in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
     assert requests.delete(f"{appliance.url}/api/uploads/{upload_id}", timeout=10).status_code == 401  # no log-in
     # someone else's photo: the same "not found" as for none, by the form and by the API
     r = bob.post(f"{appliance.url}/uploads/{upload_id}/delete", data={"csrf": bob.csrf}, timeout=10)

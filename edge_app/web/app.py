@@ -97,7 +97,7 @@ def make_app(ctx: Context) -> bottle.Bottle:
     def headers():
         cacheable = request.path.startswith("/static/") or request.path == "/favicon.ico"  # no one's data in them
         hardening.set_security_headers(images="data: blob:", hsts=guard.secure_cookie,
-                                       no_store=request.path != "/live.mjpg" and not cacheable)
+                                       no_store=not cacheable)
         if request.path.startswith("/static/"):  # asked again at each load (a 304 while unchanged): after an
             response.set_header("Cache-Control", "no-cache")  # upgrade a browser kept the old scripts for hours
 

@@ -458,7 +458,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         pictures = fresh.take(user.id, upload_id)  # just analysed: drawn from the photo itself
         if pictures is not None:
             view["preview"], view["thumbs"], view["unsaved"] = pictures
-        return page("upload_result", title=f"Results for {stored['filename']}", result=view,
+        # the title names no file: a shared computer's browser history keeps it after the photo is gone
+        return page("upload_result", title=f"Photo {upload_id}: results", result=view,
                     done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
