@@ -53,12 +53,21 @@ def test_one_bad_row_is_set_aside_and_logging_goes_on(writer, caplog, bad_row, r
     assert any("set aside" in m and bad_row[0] in m and reason in m for m in logged), logged
 
 
-def test_an_image_row_is_logged_by_its_size_not_its_bytes(writer, caplog):
+def test_an_alert_refused_for_good_takes_its_frame_with_it_and_keeps_only_its_size(writer, caplog):
+    """An alert's camera frame and its row are one write: a frame kept without the row that
+    names it is never reached by the retention purge. Neither the log nor the rows set aside
+    (kept in memory for a technician) hold the frame's bytes."""
     caplog.set_level(logging.ERROR, logger="edge_app.runtime.store_writer")
-    writer.put("log_alert", 2**70, "Not engaged", b"\xff\xd8" * 5000)
+    writer.put("log_alert", 2**70, "Not engaged", "alerts/1.jpg", b"\xff\xd8" * 5000)
     assert writer.drain(10)
     (message,) = [r.getMessage() for r in caplog.records]
     assert "<10000 bytes>" in message and "\\xff" not in message
+    assert writer.rejected[0][1][-1] == "<10000 bytes>"
+    assert not writer.store.image_file("alerts/1.jpg").exists()
+    writer.put("log_alert", 2.0, "Not engaged", "alerts/2.jpg", b"\xff\xd8\xff\xd9")
+    assert writer.drain(10)
+    assert writer.store.image_file("alerts/2.jpg").read_bytes() == b"\xff\xd8\xff\xd9"
+    assert [tuple(r) for r in writer.store.query("SELECT t, snapshot_path FROM alerts")] == [(2.0, "alerts/2.jpg")]
 
 
 # ------------------------------------------------------------------ classification on real SQLite errors

@@ -280,14 +280,15 @@ class CaptureLoop:
         if rules.buzzer.alert_due(now, state.group, state.since, self.alerts):
             if rules.buzzer.may_sound():  # muted or quiet hours: no sound, but the alert is recorded
                 self.indicator.beep()
-            snapshot = None
+            snapshot, jpeg = None, None
             # off by default: live frames are never stored; nor is one read before a pause pressed since
             if rules.cfg.privacy.snapshot_on_alert and self.privacy.active is None:
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:
-                    snapshot = f"alerts/{int(wall * 1000)}.jpg"
-                    self._log("write_image", snapshot, buf.tobytes())
-            self._log("log_alert", wall, state.level, snapshot)
+                    snapshot, jpeg = f"alerts/{int(wall * 1000)}.jpg", buf.tobytes()
+            # the frame and its row as one queued write: queued apart, a full backlog could drop the
+            # row and keep the frame, which no row named for the retention purge to find
+            self._log("log_alert", wall, state.level, snapshot, jpeg)
         if changed:  # logged (and published) as of when the level began, as /api/state says, not min_hold_s later
             began = wall - (now - state.since)
             # no face read (Absent, Distracted, Present): no confidence, not a made-up 0.0

@@ -110,7 +110,8 @@ class StoreWriter:
     def _reject(self, method: str, args: tuple, exc: Exception) -> None:
         """Set a row SQLite will never accept aside, so the rows behind it are written."""
         self.metrics.store_rejected.inc()
-        self.rejected.append((method, args, str(exc)))
+        # kept for a technician without an image's bytes (an alert's camera frame): its size says enough
+        self.rejected.append((method, tuple(f"<{len(a)} bytes>" if isinstance(a, bytes) else a for a in args), str(exc)))
         shown = ", ".join(_short(a) for a in args)
         log.error("a %s row was refused for good and set aside (%s: %s); logging goes on. Row: (%s)",
                   method, type(exc).__name__, exc, shown)

@@ -454,8 +454,18 @@ class Store:
                 queue_message(conn, row["minute"], "minute", {"start": row["minute"], **body})
         self.outbox_event.set()
 
-    def log_alert(self, t: float, level: str, snapshot_path: str | None = None) -> None:
-        self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
+    def log_alert(self, t: float, level: str, snapshot_path: str | None = None, snapshot: bytes | None = None) -> None:
+        """The alert's row, with its camera frame (``snapshot``, the JPEG) written first under
+        ``snapshot_path``: one call, so a frame is never kept without the row that names it
+        (the retention purge finds frames by their rows). A row refused takes its frame with it."""
+        if snapshot is not None and snapshot_path is not None:
+            self.write_image(snapshot_path, snapshot)
+        try:
+            self.execute("INSERT INTO alerts(t, level, snapshot_path) VALUES (?, ?, ?)", (t, level, snapshot_path))
+        except BaseException:
+            if snapshot is not None and snapshot_path is not None:
+                self.remove_image(snapshot_path)
+            raise
 
     def delete_alert_snapshots(self, alert_id: int | None = None) -> int:
         """Delete the stored camera frames of one alert (``alert_id``) or of all; the alerts
