@@ -1589,6 +1589,36 @@ def test_a_restore_refuses_a_newer_releases_backup_and_a_database_that_is_no_bac
     assert sorted(os.listdir(store.data_dir)) == before and (store.data_dir / "engage.db").read_bytes() == live
 
 
+def test_a_backup_from_before_the_audit_table_is_restored_and_keeps_the_audit_since(tmp_path, capsys):
+    """A first release's backup (schema 4, before the audit table), restored on the desk it was
+    made on after an upgrade, was refused, "no such table: audit", though `engage-edge backup`
+    wrote it: the audit rows since were carried into a copy without the table. The copy is
+    brought to this release's schema first."""
+    from edge_app.store.schema import MIGRATIONS
+
+    old = tmp_path / "first-release.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        for number in range(1, 5):
+            conn.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+        with conn:
+            conn.execute("INSERT INTO users(username, password_hash, role, created) VALUES ('head', 'x', 'admin', 1.0)")
+            conn.execute("INSERT INTO alerts(t, level) VALUES (1780000000.0, 'Not engaged')")
+    data = tmp_path / "desk"
+    data.mkdir()
+    (data / "engage.db").write_bytes(old.read_bytes())
+    upgraded = Store(data)  # the desk's database carried on to this release
+    upgraded.audit("head", "deleted user", "anna.schmidt", "student, 1 upload")
+    upgraded.close()
+    args = ["--keep-device-id", "--data-dir", str(data), "--config", str(_empty(tmp_path))]
+    assert main(["restore", str(old), *args]) == 0, capsys.readouterr().err
+    restored = Store(data)
+    try:
+        assert restored.query("SELECT level FROM alerts")[0][0] == "Not engaged"
+        assert [tuple(r) for r in restored.query("SELECT action, target FROM audit")] == [("deleted user", "anna.schmidt")]
+    finally:
+        restored.close()
+
+
 def test_an_old_file_from_an_earlier_restore_is_never_said_to_be_deleted_while_the_database_in_use_is_broken(
         store, tmp_path, capsys):
     """With engage.db.old there, restore said "delete it once the database in use works",

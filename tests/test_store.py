@@ -834,3 +834,19 @@ def test_a_deletion_refused_on_a_full_disk_keeps_the_photos(tmp_path):
             assert store.query("SELECT COUNT(*) FROM uploads")[0][0] == 301
         finally:
             store.close()
+
+
+def test_a_database_at_the_schema_number_once_given_to_the_log_indexes_opens(tmp_path):
+    """Four commits of 2026-11-28 made the admin log's indexes as migration 14, then moved them
+    out of the migrations: a database one of them opened said schema 14 and every later release
+    refused it as "newer than this engage-edge". That number stays taken."""
+    first = Store(tmp_path / "d")
+    first.log_alert(1_780_000_000.0, "Not engaged")
+    first.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "d" / "engage.db")) as conn:
+        conn.execute("PRAGMA user_version = 14")
+    again = Store(tmp_path / "d")
+    try:
+        assert again.schema_version() >= 14 and again.query("SELECT level FROM alerts")[0][0] == "Not engaged"
+    finally:
+        again.close()

@@ -28,7 +28,7 @@ from edge_app.store.copying import (
     through_link,
     why_write_failed,
 )
-from edge_app.store.database import DB_NAME, RESTORED_KEY, newer_schema
+from edge_app.store.database import DB_NAME, RESTORED_KEY, MigrationFailed, apply_migrations, newer_schema
 from edge_app.store.export import BACKUP_TABLES, check_destination
 
 log = logging.getLogger(__name__)
@@ -486,6 +486,15 @@ def restore(data_dir: Path | str, source, *, keep_device_id: bool | None = None,
                 if missing := sorted(BACKUP_TABLES - tables):  # its own fault, before the database in use is read
                     raise BackupError(f"{name} is not an engage-edge database (it has no {', '.join(missing)} "
                                       "table): give a file `engage-edge backup` wrote; nothing was changed")
+                # an older release's backup, brought to this schema first: what was deleted since is carried
+                # into its tables (a backup from before the audit table failed there), and the start has nothing to do
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                try:
+                    if version > 0:
+                        apply_migrations(conn, version)
+                except MigrationFailed as failed:
+                    raise BackupError(f"{name} could not be brought to this release's schema (step {failed.number}: "
+                                      f"{failed.__cause__}): restore another backup; nothing was changed") from None
                 here = _installation(data, create=True) or ""  # made once the backup is known to be one
                 told = _device_id_to_keep(conn, here, keep_device_id, file_mqtt, SETTINGS_KEY)
                 with _database_in_use(data / DB_NAME) as now:  # read once

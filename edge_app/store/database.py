@@ -86,6 +86,27 @@ PAUSE_SEEN_KEY = "loop.pause_seen"
 PAUSE_KEY = "privacy.pause"
 
 
+class MigrationFailed(Exception):
+    """Migration ``number`` failed (its cause is SQLite's error); the ones before it stay."""
+
+    def __init__(self, number: int):
+        super().__init__(number)
+        self.number = number
+
+
+def apply_migrations(conn: sqlite3.Connection, version: int) -> None:
+    """Bring the database on ``conn`` from schema ``version`` to this release's, one
+    migration per transaction: killed between two, the next start goes on from there. Also a
+    restore's copy of an older backup, before what was deleted since is carried into it."""
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise MigrationFailed(number) from exc
+
+
 def newer_schema(path: Path, version: int) -> str:
     """"" or how the database at ``path`` (its ``user_version``) is a newer release's: the
     service will not run on it, nor the export read it (its columns may mean other things)."""
@@ -330,15 +351,13 @@ class Store:
             log.info("%s: migrating the database from schema %d to %d: an older release cannot open it after "
                      "(to go back, restore the backup install.sh made before the upgrade)", self.path, version,
                      len(MIGRATIONS))
-        for number in range(version + 1, len(MIGRATIONS) + 1):
-            try:
-                conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                full = self.disk_full_advice(exc)
-                raise StoreError(f"migrating {self.path} to schema {number} failed: {exc}"
-                                 + (f": {full}" if full else ""), disk_full=bool(full)) from exc
+        try:
+            apply_migrations(conn, version)
+        except MigrationFailed as failed:
+            exc = failed.__cause__
+            full = self.disk_full_advice(exc)
+            raise StoreError(f"migrating {self.path} to schema {failed.number} failed: {exc}"
+                             + (f": {full}" if full else ""), disk_full=bool(full)) from exc
 
     def disk_full_advice(self, exc: BaseException | None) -> str | None:
         """What to do when ``exc`` comes from a full disk (SQLITE_FULL, or an I/O error such as
