@@ -437,6 +437,32 @@ def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(c
         store.close()
 
 
+def test_the_first_start_after_an_upgrade_does_not_call_a_clean_stop_a_crash(cfg, tmp_path, caplog):
+    """Releases before the Absent a clean stop logs: the first start of an upgrade said "crash
+    or power loss" of a device stopped cleanly for it. It says the release before did not record
+    how it stopped (the database is one an older schema's, upgraded at this open)."""
+    import contextlib
+    import sqlite3
+
+    from edge_app.store.schema import MIGRATIONS
+
+    store = Store(tmp_path / "db")
+    store.log_state_change(time.time() - 600, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+    store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "db" / "engage.db")) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")  # as the release before this one left it
+    store = Store(tmp_path / "db")
+    loop = _loop(cfg, store, source=EmptyChair()).start()
+    try:
+        wait_for(lambda: loop.health.frames > 5)
+        assert loop.flush(10)
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "crash or power loss" not in said and "the release before this upgrade did not record" in said, said
+    finally:
+        loop.stop()
+        store.close()
+
+
 def test_the_first_start_after_a_restore_says_so_not_crash_or_power_loss(cfg, tmp_path, caplog):
     """A backup of a running device, restored: the next start said "the last run ended
     without a clean stop (crash or power loss)", and a technician went looking for a crash

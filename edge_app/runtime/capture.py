@@ -457,6 +457,10 @@ class CaptureLoop:
             log.warning("the database was restored from a backup: its records end at %s, when the backup was made; "
                         "logged Absent from then", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
             return last.seen, False
+        if self.writer.store.migrated_from is not None:  # an older release, stopped cleanly or not: it did not say
+            log.warning("the release before this upgrade did not record how its last run ended: logged Absent as of %s, "
+                        "when it was last seen running", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
+            return last.seen, False
         # no level in the line: the journal outlives store.retention_days, and a student's
         # state is a record about a minor (the log, which retention bounds, has it)
         log.warning("the last run ended without a clean stop (crash or power loss): logged Absent as of %s, when it "

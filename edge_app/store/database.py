@@ -160,6 +160,7 @@ class Store:
         # whether store.retention_days bounds this database, and so is a way out of a full disk: not the
         # classroom server's (accounts and its audit log, kept for the default time)
         self.retention_setting = True
+        self.migrated_from: int | None = None  # the schema an older release left, when this open upgraded it
         self.migrate()
 
     def _check_writable(self) -> None:
@@ -348,6 +349,7 @@ class Store:
         if newer:
             raise StoreError(f"{newer}: upgrade engage-edge or restore an older backup")
         if 0 < version < len(MIGRATIONS):  # a new database (version 0) is made, not upgraded
+            self.migrated_from = version
             log.info("%s: migrating the database from schema %d to %d: an older release cannot open it after "
                      "(to go back, restore the backup install.sh made before the upgrade)", self.path, version,
                      len(MIGRATIONS))
