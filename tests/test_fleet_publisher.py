@@ -843,3 +843,17 @@ def test_a_broker_on_another_machine_without_tls_is_warned_of_at_start(store, ca
         assert ("reached without TLS" in caplog.text) is warned, (host, caplog.text)
         if warned:
             assert "mqtt.tls_ca" in caplog.text
+
+
+def test_pahos_line_at_each_retry_while_the_broker_is_away_stays_out_of_the_journal(store, caplog):
+    """paho said "Client is not connected" at each retry of a broker outage (about 720 lines a
+    day at its longest back-off, into the journal on the SD card); its other lines, a callback's
+    error among them, still go through."""
+    from edge_app.fleet import publisher
+
+    pub = Publisher(MqttSettings(host="127.0.0.1", port=1, device_id="desk-07"), store, lambda: "model-v3")
+    assert pub.client.logger is publisher.PAHO_LOG
+    with caplog.at_level(logging.DEBUG, logger="edge_app"):
+        publisher.PAHO_LOG.error("Client is not connected. Socket: None). Last known Connection State: MQTT_CS_CONNECTING")
+        publisher.PAHO_LOG.error("Caught exception in on_connect: discovery could not be built")
+    assert [r.getMessage() for r in caplog.records] == ["Caught exception in on_connect: discovery could not be built"]

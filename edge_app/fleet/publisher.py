@@ -57,6 +57,17 @@ if TYPE_CHECKING:
     from edge_app.config import Config
 
 log = logging.getLogger(__name__)
+
+
+def _not_every_retry(record: logging.LogRecord) -> bool:
+    """paho's "Client is not connected" at each of its retries while the broker is away (about
+    720 lines a day at its longest back-off, a weekend's worth in the journal on the SD card): the
+    outage is said once, and when it ends, by this module's own lines."""
+    return not str(record.msg).startswith("Client is not connected")
+
+
+PAHO_LOG = log.getChild("paho")  # paho's own lines (a callback's error among them), less its retries' noise
+PAHO_LOG.addFilter(_not_every_retry)
 WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
 DISCOVERY_PREFIX = "homeassistant"
 # A link that keeps dropping (two devices with one mqtt.device_id: the broker drops each in
@@ -119,7 +130,7 @@ class Publisher:
         # a callback's error is logged (through this module's logger: paho logs nowhere by itself), and its
         # network thread goes on: raised, it ended that thread for good while the status said connected
         self.client.suppress_exceptions = True
-        self.client.enable_logger(log)
+        self.client.enable_logger(PAHO_LOG)
 
     # ------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
