@@ -346,21 +346,25 @@ def test_a_grid_table_and_a_long_name_scroll_nothing_sideways_at_320px(browser, 
     A user name of 32 letters, the most allowed, in the header, on Your account and in the list
     of students to delete, pushed the page 115-173 px wider than a 320 px phone."""
     longest = "W" * 32
-    with_data.accounts.create_user(longest, "long-name-pw-1", "admin")
-    with_data.accounts.create_user("M" * 32, "long-name-pw-2", "student")
-    page = log_in(browser, with_data, {"width": 320, "height": 700}, longest, "long-name-pw-1")
-    wider = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    page.goto(with_data.url + "/admin/model")
-    page.locator("#per-class").wait_for()
-    assert page.evaluate(wider) <= 0, "the page scrolls sideways at 320 px"
-    wrap = page.locator("#per-class").locator("xpath=ancestor::div[contains(@class,'table-wrap')][1]")
-    assert wrap.evaluate("w => getComputedStyle(w).overflowX") == "auto"
-    for path in ("/upload", "/account"):
-        page.goto(with_data.url + path)
-        assert page.evaluate(wider) <= 0, f"{path} scrolls sideways at 320 px with a 32-letter name"
-    page.goto(with_data.url + "/admin/users")
-    page.get_by_role("button", name="Delete every student").click()  # its first step only names them
-    page.locator("#confirm-losses").wait_for()
-    assert "M" * 32 in page.locator("#confirm-losses").inner_text()
-    assert page.evaluate(wider) <= 0, "the students to delete, named, scroll sideways at 320 px"
-    page.context.close()
+    made = [with_data.accounts.create_user(longest, "long-name-pw-1", "admin"),
+            with_data.accounts.create_user("M" * 32, "long-name-pw-2", "student")]
+    try:  # the module's server is shared: the accounts go again, whichever test runs after this one
+        page = log_in(browser, with_data, {"width": 320, "height": 700}, longest, "long-name-pw-1")
+        wider = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        page.goto(with_data.url + "/admin/model")
+        page.locator("#per-class").wait_for()
+        assert page.evaluate(wider) <= 0, "the page scrolls sideways at 320 px"
+        wrap = page.locator("#per-class").locator("xpath=ancestor::div[contains(@class,'table-wrap')][1]")
+        assert wrap.evaluate("w => getComputedStyle(w).overflowX") == "auto"
+        for path in ("/upload", "/account"):
+            page.goto(with_data.url + path)
+            assert page.evaluate(wider) <= 0, f"{path} scrolls sideways at 320 px with a 32-letter name"
+        page.goto(with_data.url + "/admin/users")
+        page.get_by_role("button", name="Delete every student").click()  # its first step only names them
+        page.locator("#confirm-losses").wait_for()
+        assert "M" * 32 in page.locator("#confirm-losses").inner_text()
+        assert page.evaluate(wider) <= 0, "the students to delete, named, scroll sideways at 320 px"
+        page.context.close()
+    finally:
+        for user in made:
+            with_data.accounts.delete_user(user.id)
