@@ -789,6 +789,18 @@ def test_a_level_this_page_does_not_know_is_kept_last_counted_unknown_and_never_
     assert "Sleepy" not in ALERT_LEVELS
 
 
+def test_desks_on_one_level_since_the_same_second_go_by_name():
+    """Two desks "Engaged for 3 min" went in the order of the milliseconds between their
+    messages, not by name as the README says: times are compared in whole seconds."""
+    now = 1_800_000_000.0
+    room = classroom_model.Classroom(clock=lambda: now)
+    for device_id, name, since in (("desk-b", "Row 10", now - 180.7), ("desk-a", "Row 2", now - 180.2),
+                                   ("desk-c", "Row 1", now - 179.5)):
+        assert room.apply_state(device_id, state(since=str(since), desk=json.dumps(name)))
+    # Row 10 and Row 2 began in the same second (by name: "Row 2" first); Row 1 a second later
+    assert [d["desk"] for d in room.snapshot()["desks"]] == ["Row 2", "Row 10", "Row 1"]
+
+
 @pytest.mark.parametrize("sent", ["-1.7e308", "1.7e308", "-1"])
 def test_a_clock_reading_no_desk_could_send_never_makes_a_page_unreadable(sent):
     """``since`` and ``sent`` were each checked finite, but one message with a since of
@@ -2270,6 +2282,32 @@ def test_a_heartbeat_keeps_a_quiet_desk_heard_and_silence_takes_it_offline():
     assert room.snapshot()["desks"][0]["online"]  # back
 
 
+def test_a_desk_stopped_cleanly_is_switched_off_not_absent():
+    """A clean stop (the end of the day) sends "Absent" and then "offline": the tile read "Offline,
+    last: Absent", a student who left. An "offline" soon after a live plain "Absent" says
+    "switched off"; an "Absent" held for a while, or a camera's, stays what it was."""
+    now, mono = [1_800_000_000.0], [100.0]
+    room = classroom_model.Classroom(clock=lambda: now[0], monotonic=lambda: mono[0])
+    room.set_link(True)
+    for device_id in ("stopped", "left", "dark"):
+        assert room.apply_state(device_id, state(level="Engaged", since=str(now[0] - 60), seq="1", heartbeat_s="30"))
+    assert room.apply_state("left", state(level="Absent", since=str(now[0]), seq="2", heartbeat_s="30"))
+    now[0] += 30
+    mono[0] += 30
+    assert room.apply_heartbeat("left", beat(level="Absent", since=now[0] - 30, seq=2, sent=now[0]))
+    assert room.apply_state("stopped", state(level="Absent", since=str(now[0]), seq="2", heartbeat_s="30"))
+    assert room.apply_state("dark", state(level="Absent", since=str(now[0]), seq="2", heartbeat_s="30",
+                                          label='"Absent - too dark to see"'))  # then its power cut: the will
+    mono[0] += 2
+    for device_id in ("stopped", "left", "dark"):
+        room.apply_availability(device_id, b"offline")
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert {k: (d["online"], d["switched_off"]) for k, d in shown.items()} == {
+        "stopped": (False, True), "left": (False, False), "dark": (False, False)}
+    room.apply_availability("stopped", b"online")  # switched on again
+    assert room.snapshot()["desks"][0]["switched_off"] is False
+
+
 def test_a_desk_without_heartbeats_is_never_timed_out_and_none_is_while_the_broker_is_away():
     """Older firmware (or mqtt.heartbeat_s = 0) announces no heartbeat: its silence means
     nothing, so it stays as its availability says. And while the service has no link to
@@ -2614,6 +2652,9 @@ def test_a_reconnection_to_the_broker_changes_nothing_for_the_desks_still_there(
     assert sorted(d["device_id"] for d in update["desks"]) == ["beats", "moved"]  # the changed ones, no other
     shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
     assert all(d["online"] for d in shown.values())
+    # "moved" sent its state (and its heartbeat, missed) while the service had lost the broker: it was heard when it
+    # changed, not "last heard" at the outage's start, older than its own state; the copies say nothing new
+    assert shown["moved"]["last_seen"] == t0 + 10 and shown["old"]["last_seen"] == t0
     assert {k: d["disengaged_since"] for k, d in shown.items()} == {
         "beats": t0 - 600, "old": t0 - 600, "dies": t0 - 600, "lost": t0 - 600, "moved": t0 + 10}
     # then the silent ones go: "dies" by its heartbeat, "lost" (none) once the broker's replay and its own

@@ -48,6 +48,9 @@ DESK_UPDATE_BURST = 30.0
 # SHARED_WINDOW_S passes with no such return, and the service logs it for the technician.
 RUN_TAG = re.compile(r"[0-9a-f]{1,32}")
 SHARED_WINDOW_S = 300.0
+# A desk stopped cleanly (the end of the day, a restart) sends "Absent", the rest of its outbox (up to 3 s), then
+# "offline": an "offline" this soon after a live plain "Absent" is such a stop
+SWITCHED_OFF_S = 10.0
 MAX_RUNS = 8  # runs remembered per desk: three devices on one id come back in turn too
 
 
@@ -95,6 +98,10 @@ class Desk:
     runs: dict = field(default_factory=dict)  # the runs heard live lately -> when (monotonic) last, MAX_RUNS at most
     shared_seen: float | None = None  # when (monotonic) a run came back last: two devices were heard then
     checking_until: float | None = None  # CHECKING until then (monotonic), unless heard: its stored copies said online
+    state_heard: float | None = None  # when (monotonic) its current state came live (not a stored copy)
+    # offline by its own "offline" just after a live "Absent" (SWITCHED_OFF_S): a clean stop logs "Absent" and then says
+    # "offline"; the tile says "last: desk switched off", not "last: Absent", read as a student who left
+    switched_off: bool = False
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that ended in the last ``RECENT_S``, or None."""
@@ -117,12 +124,14 @@ class Desk:
     def sort_key(self, now: float) -> tuple:
         """Online desks that need attention first (longest in that state, or disengaged stretch,
         first), then empty seats (``LONG_ABSENT_S``), then the desks being checked (``CHECKING``),
-        offline last (classroom.js ``compare`` orders them the same way)."""
+        offline last (classroom.js ``compare`` orders them the same way). Times are compared in whole
+        seconds, as the tiles show them: desks "for 3 min" since the same second go by name, not by
+        the milliseconds between their messages."""
         name = self.desk or self.device_id
         rank = ATTENTION.get(self.level, len(LEVELS))
         if self.level == "Absent" and self.since is not None and now - self.since >= LONG_ABSENT_S:
             rank = len(LEVELS) + 1  # after every level, a newer desk's unknown one too
-        return (not self.online, self.checking_until is None, rank, self.stretch() or 0.0, natural_key(name), name)
+        return (not self.online, self.checking_until is None, rank, math.floor(self.stretch() or 0.0), natural_key(name), name)
 
     def stretch(self) -> float | None:
         """When what the alert times began: the disengaged stretch on an alert level, else ``since``."""
@@ -146,7 +155,7 @@ class Desk:
 HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "break_since", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
           "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap", "run", "runs", "shared_seen",
-          "checking_until")  # bookkeeping, not for the page
+          "checking_until", "state_heard")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 

@@ -39,12 +39,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_app.engagement import ABSENT_REASONS
 from edge_app.fleet.classroom.desk import (
     DESK_UPDATE_BURST,
     DESK_UPDATES_PER_S,
     LONG_ABSENT_S,
     SHARED_WINDOW_S,
     SHOWN,
+    SWITCHED_OFF_S,
     Desk,
     is_newer_state,
     natural_key,
@@ -317,7 +319,7 @@ class Classroom:
                     if not desk.online and desk.went_offline and now - desk.went_offline[0] <= WILL_BURST_S:
                         (_, desk.device_disengaged, desk.disengaged_since, desk.disengaged_sample,
                          desk.disengaged_unsure, desk.break_since) = desk.went_offline
-                        desk.online, desk.went_offline = True, None
+                        desk.online, desk.went_offline, desk.switched_off = True, None, False
                         self._announce(desk)
             if connected and not self._link["connected"]:
                 # (re)connected: each desk stays as it was, nothing for the pages to say, until it is heard or
@@ -484,10 +486,14 @@ class Classroom:
             desk.heartbeat_s = heartbeat_interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
                 self._heard(desk, now)
+                desk.state_heard = desk.heard
             else:
-                if not desk.last_seen:  # never heard live: it was there when it changed to this state, at least
-                    # its since, as shown; never later than now (a stored copy dated 2286 was "last heard 0 s ago")
-                    desk.last_seen = min(state[1] + desk.clock_skew, now)
+                # it was there when it changed to this state, at least: its since, as shown (a stored copy newer than
+                # the state shown was sent while this service had lost the broker, its on-connect heartbeat missed:
+                # "last heard" stayed at the outage's start, older than the state); never later than now (a stored
+                # copy dated 2286 was "last heard 0 s ago")
+                desk.last_seen = max(desk.last_seen, min(state[1] + desk.clock_skew, now))
+                desk.state_heard = None
                 if desk.heard is None and device_id in self._stored_online:  # its "online" came first
                     self._stored_online.discard(device_id)
                     self._check(desk)
@@ -522,6 +528,7 @@ class Classroom:
             measure_clock(desk, skew)
             if state is not None and is_newer_state(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
                 show_state(desk, data, state, skew)
+                desk.state_heard = self.monotonic()
             else:
                 if state is not None and state[2] == desk.seq:
                     desk.gap = False  # the state shown: none was missed
@@ -535,6 +542,7 @@ class Classroom:
     def _heard(self, desk: Desk, now: float) -> None:
         """A live message from ``desk``: it is there now (holding the lock); ``now``: the wall clock."""
         desk.online, desk.last_seen, desk.heard, desk.unconfirmed = True, now, self.monotonic(), False
+        desk.switched_off = False
         desk.checking_until = None
         self._watch(desk)
 
@@ -645,6 +653,8 @@ class Classroom:
                 desk.went_offline = (self.monotonic(), desk.device_disengaged, desk.disengaged_since,
                                      desk.disengaged_sample, desk.disengaged_unsure, desk.break_since)
                 desk.online = False
+                desk.switched_off = (desk.level == "Absent" and desk.label not in ABSENT_REASONS and
+                                     desk.state_heard is not None and self.monotonic() - desk.state_heard <= SWITCHED_OFF_S)
                 desk.restart_stretch()
                 self._announce(desk)
 
