@@ -3,6 +3,7 @@ with SIGKILL going offline, and the live page in headless Chromium."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -1737,7 +1738,7 @@ def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, de
     for device_id, name, level in (("desk-s1", "Row 1", "Engaged"), ("desk-s2", "Row 2", "Distracted"),
                                    ("desk-s10", "Row 10", "Not engaged")):
         stores[device_id], _ = devices(device_id, name)
-        stores[device_id].log_state_change(now - 60, level, level, None, None)
+        stores[device_id].log_state_change(now - (90 if device_id == "desk-s10" else 60), level, level, None, None)
     log_in_page(page, classroom.url)
 
     def order() -> list[str]:
@@ -1752,7 +1753,7 @@ def test_seat_order_keeps_each_tile_in_its_place_and_is_remembered(classroom, de
     page.fill("#threshold", "0")
     page.dispatch_event("#threshold", "change")
     wait_for(lambda: page.locator("#alerts li.alert").count() == 2)
-    assert page.locator("#alerts li.alert").first.inner_text().startswith("Row 10: Not engaged")  # attention first
+    assert page.locator("#alerts li.alert").first.inner_text().startswith("Row 10: Not engaged")  # the longest first
     # both joined at once (the threshold lowered): said together, once, without their times
     assert page.inner_text("#alerts-said") == "Needs attention: Row 10, Not engaged; Row 2, Distracted."
     stores["desk-s1"].log_state_change(time.time(), "Not engaged", "Not engaged", None, None)  # Row 1 drifts off
@@ -1819,10 +1820,10 @@ def test_an_alert_keeps_the_keyboard_when_another_goes_before_it(classroom, devi
     log_in_page(page, classroom.url)
     page.locator("#alerts a", has_text="Row A").wait_for(timeout=10_000)
     page.focus("#alerts a")
-    b.log_state_change(time.time() - 200, "Not engaged", "Not engaged", None, None)  # first in the list: its level
+    b.log_state_change(time.time() - 400, "Not engaged", "Not engaged", None, None)  # first in the list: longer
     page.locator("#alerts li:first-child a", has_text="Row B").wait_for(timeout=10_000)
     assert page.evaluate("document.activeElement.textContent").startswith("Row A")
-    assert page.locator("#alerts li.alert").all_inner_texts() == ["Row B: Not engaged for 3 min", "Row A: Distracted for 5 min"]
+    assert page.locator("#alerts li.alert").all_inner_texts() == ["Row B: Not engaged for 6 min", "Row A: Distracted for 5 min"]
 
 
 def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, page):
@@ -1848,9 +1849,9 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
 
 
-def one_update(build: str = classroom_app.BUILD) -> dict:
-    """A stream that sends one update (no desks) and ends: the browser opens it again after 1 s."""
-    message = {"desks": [], "gone": [], "counts": {}, "recent": None, "now": time.time(), "version": 1, "full": True,
+def one_update(build: str = classroom_app.BUILD, desks: list | None = None) -> dict:
+    """A stream that sends one update (``desks``, none unless told) and ends: the browser opens it again after 1 s."""
+    message = {"desks": desks or [], "gone": [], "counts": {}, "recent": None, "now": time.time(), "version": 1, "full": True,
                "broker": {"connected": True, "error": ""}, "long_absent_s": 300, "build": build}
     return {"status": 200, "headers": {"Content-Type": "text/event-stream"},
             "body": "retry: 1000\n\ndata: " + json.dumps(message) + "\n\n"}
@@ -1961,13 +1962,52 @@ def test_add_instructor_waits_for_the_answer(classroom, page):
     assert len(held) == 1 and form.get_by_role("button", name="Add").is_enabled()
 
 
+def made_up_desks() -> list[dict]:
+    """Desks as the server sends them, for what a tile and the alerts make of them (``one_update``)."""
+    now = time.time()
+    second = math.floor(now) - 100  # two desks on one level since one second, 0.5 s apart: by name
+    recent = {"minutes": 4, "seconds": {"Engaged": 144.0, "Absent": 0.0}, "observed_s": 240.0, "engaged_share": 0.6,
+              "there_s": 240.0, "engaged_share_there": 0.6}
+
+    def desk(device_id, name, level, since, **extra):
+        return {"device_id": device_id, "desk": name, "level": level, "label": level, "since": since,
+                "disengaged_since": since if level in ALERT_LEVELS else None, "online": True, "last_seen": now - 2,
+                "clock_skew": 0, "heartbeat_s": 30, "shared": False, "listed": False, "checking": False,
+                "recent": None, "switched_off": False, **extra}
+
+    return [desk("d-ne", "Row 3", "Not engaged", now - 180), desk("d-di", "Row 4", "Distracted", now - 840),
+            desk("d-10", "Row 10", "Engaged", second + 0.1), desk("d-2", "Row 2", "Engaged", second + 0.6),
+            desk("d-quiet", "Row 5", "Engaged", now - 300, last_seen=now - 60),  # its heartbeat overdue
+            desk("d-pause", "Row 6", "Paused", now - 240, recent=recent),
+            desk("d-off", "Row 7", "Absent", now - 600, online=False, switched_off=True)]
+
+
 def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     """The page reloads itself for a new release, not over what someone typed: it looked at the
-    form's inputs only, and the room's desk list is a textarea."""
+    form's inputs only, and the room's desk list is a textarea.
+
+    And how the tiles and the alerts read the desks the server sends (``made_up_desks``): the
+    alerts longest disengaged first ("Distracted for 14 min" was listed below "Not engaged for
+    3 min"); desks on one level since one second by name (the milliseconds ordered them); a desk
+    whose heartbeat is overdue greyed, "not heard for", its "for" stopped (a full-colour
+    "Engaged" counting on, until the server took it offline); a paused desk without its last
+    minutes (the student's privacy); a desk stopped cleanly "switched off", not "Absent"."""
     builds = [classroom_app.BUILD]
-    page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1])))
+    page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1], made_up_desks())))
     log_in_page(page, classroom.url)
     wait_in_page(page, "document.body.dataset.version === '1'")  # an update came (its stream ends at once: no "Live")
+    page.locator("#desks li.desk[data-device='d-off']").wait_for(timeout=10_000)
+    assert page.locator("#alerts li.alert").all_inner_texts() == ["Row 4: Distracted for 14 min",
+                                                                  "Row 3: Not engaged for 3 min"]
+    order = page.evaluate("[...document.querySelectorAll('#desks li.desk')].map((li) => li.dataset.device)")
+    assert order.index("d-2") == order.index("d-10") - 1, order  # "Row 2" before "Row 10"
+    quiet = page.locator("li.desk[data-device='d-quiet']")
+    assert "quiet" in quiet.get_attribute("class") and quiet.locator(".since").count() == 0
+    assert quiet.locator(".heard").inner_text() == "not heard for 1 min"
+    assert "quiet" not in page.get_attribute("li.desk[data-device='d-2']", "class")
+    assert page.locator("li.desk[data-device='d-pause'] .level").inner_text() == "Paused"
+    assert page.locator("li.desk[data-device='d-pause'] .recent, li.desk[data-device='d-pause'] .share").count() == 0
+    assert page.inner_text("li.desk[data-device='d-off'] .last") == "last: desk switched off"
     page.locator(".expected-desks summary").click()
     page.fill("#expected-desks", "desk-01\ndesk-02")
     page.evaluate("window.sameDocument = true")

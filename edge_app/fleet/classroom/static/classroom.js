@@ -95,11 +95,13 @@
   // what the alert times: on an alert level, the whole stretch of alert levels (a student moving between
   // "Not engaged" and "Distracted" is disengaged all along: desk.Desk.stretch), else the level's own time
   const stretch = (d) => (ALERTING.includes(d.level) && d.disengaged_since) || d.since;
-  // as the server orders them (desk.Desk.sort_key): an empty seat (long "Absent") after every working desk
+  // as the server orders them (desk.Desk.sort_key): an empty seat (long "Absent") after every working desk; times in
+  // whole seconds, as the tiles show them (two desks "for 3 min" went by the milliseconds between them, not by name)
   function rank(d, t) {
     const i = ORDER.indexOf(d.level);
     const empty = d.level === "Absent" && d.since && t - d.since >= longAbsent;
-    return [d.online ? 0 : d.checking ? 1 : 2, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i, stretch(d) || 0];
+    return [d.online ? 0 : d.checking ? 1 : 2, empty ? ORDER.length + 1 : i < 0 ? ORDER.length : i,
+      Math.floor(stretch(d) || 0)];
   }
   // ties by name as people number desks: "Row 2" before "Row 10" (as the server orders them, desk.natural_key)
   const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
@@ -209,6 +211,7 @@
   // student nobody had seen for 8) and they turn grey (classroom.css .stale), the level still in words.
   let asOf = null;  // the server's time the page went blind at; null while it sees the desks
   let lastWord = null;  // when (the page's monotonic clock) the latest update came, on any stream
+  const QUIET_S = 5;  // a desk's heartbeat this late (server time) greys its tile: its level is no longer news
   function render() {
     // silent: no update for SILENT_MS (the server sends one every 5 s at least), or no stream open, since the first
     // word: measured from the last update, not from a stream's opening (one that opened and sent nothing showed the
@@ -227,7 +230,12 @@
     const names = namesOf(list);
     const ul = $("desks");
     const fresh = new Map(list.map((d) => {
-      const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) : d.checking ? "offline checking" : "offline"));
+      // online, but its heartbeat overdue (QUIET_S late; the server takes it offline only at 2.5 of them, 35 to 77 s):
+      // greyed and dashed, its durations stopped, "not heard for 40 s" (a desk that died stayed a full-colour
+      // "Engaged" tile, its "for" still counting, until then)
+      const quiet = d.online && d.heartbeat_s && d.last_seen && t - d.last_seen > d.heartbeat_s + QUIET_S;
+      const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) + (quiet ? " quiet" : "") :
+        d.checking ? "offline checking" : "offline"));
       li.id = tileId(d.device_id);
       li.dataset.device = d.device_id;
       li.dataset.level = d.level;
@@ -237,20 +245,24 @@
       li.append(el("span", "name", names.get(d.device_id)),
         el("span", "level", d.online ? (d.level ? stateText(d) : WAITING) : d.checking ? CHECKING : "Offline"));
       if (d.checking) li.append(el("span", "meta checking", "online when it last spoke; waiting to hear it"));
-      if (!d.online && d.level) li.append(el("span", "meta last", "last: " + stateText(d)));
-      if (d.online && d.since) li.append(el("span", "meta since", "for " + ago(t - d.since)));
+      // a clean stop sends "Absent" just before its "offline" (the server's switched_off): not a student who left
+      if (!d.online && d.level) li.append(el("span", "meta last", "last: " + (d.switched_off ? "desk switched off" :
+        stateText(d))));
+      if (d.online && d.since && !quiet) li.append(el("span", "meta since", "for " + ago(t - d.since)));
       // moved between the two alert levels: how long it has been either (what the alert counts)
-      if (d.online && d.since && stretch(d) < d.since) {
+      if (d.online && d.since && stretch(d) < d.since && !quiet) {
         li.append(el("span", "meta disengaged", "not engaged or distracted for " + ago(t - stretch(d))));
       }
       // a desk known only from the broker's stored copies has not been heard by this service yet
-      li.append(el("span", "meta heard", d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
+      li.append(el("span", "meta heard", quiet ? "not heard for " + ago(t - d.last_seen) :
+        d.last_seen ? "last heard " + ago(t - d.last_seen) + " ago" : "not heard yet"));
       // the desk's clock is off (a Pi no time server has set): its times were corrected by the server
       if (Math.abs(d.clock_skew || 0) >= 60) li.append(el("span", "meta clock", "desk clock off by " + ago(Math.abs(d.clock_skew))));
       // two devices send as this desk (desk.note_run): what it shows comes from either, in turn
       if (d.shared) li.append(el("span", "meta shared", "Two devices use this desk's ID: its level mixes two students. " +
         "Ask a technician to give each its own"));
-      if (d.online && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
+      // not on a paused desk: the student asked for privacy, and the minutes before the pause read as now
+      if (d.online && d.level !== "Paused" && d.recent && d.recent.engaged_share !== null) li.append(...recentOf(d.recent));
       return [d.device_id, li];
     }));
     tiles = keep(ul, tiles, fresh, () => el("li", "empty", "No desk has reported yet."));
@@ -278,6 +290,10 @@
     // the broker, a desk only stays on the list it was on (one reached "Distracted for 43 s" during a silence)
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) &&
       t - stretch(d) >= limit && (!blind || alertItems.has(d.device_id)));
+    // longest disengaged first, whatever the level: "Distracted for 14 min" went below "Not engaged for 3 min", though
+    // the alert counts both as one stretch; the same second by name, as the tiles
+    alerts.sort((a, b) => Math.floor(stretch(a)) - Math.floor(stretch(b)) ||
+      byName.compare(names.get(a.device_id), names.get(b.device_id)));
     showAlerts(alerts.map((d) => [d.device_id, names.get(d.device_id) + ": " + d.level + (stretch(d) < d.since ?
       " now, not engaged or distracted for " : " for ") + ago(t - stretch(d)), names.get(d.device_id) + ", " + d.level,
       stretch(d)]));
