@@ -1962,8 +1962,9 @@ def test_add_instructor_waits_for_the_answer(classroom, page):
     assert len(held) == 1 and form.get_by_role("button", name="Add").is_enabled()
 
 
-def made_up_desks() -> list[dict]:
-    """Desks as the server sends them, for what a tile and the alerts make of them (``one_update``)."""
+def made_up_desks(engaged: int = 0) -> list[dict]:
+    """Desks as the server sends them, for what a tile and the alerts make of them (``one_update``); or ``engaged``
+    desks "Engaged" with their last minutes, a class's worth of tiles."""
     now = time.time()
     second = math.floor(now) - 100  # two desks on one level since one second, 0.5 s apart: by name
     recent = {"minutes": 4, "seconds": {"Engaged": 144.0, "Absent": 0.0}, "observed_s": 240.0, "engaged_share": 0.6,
@@ -1975,6 +1976,8 @@ def made_up_desks() -> list[dict]:
                 "clock_skew": 0, "heartbeat_s": 30, "shared": False, "listed": False, "checking": False,
                 "recent": None, "switched_off": False, **extra}
 
+    if engaged:
+        return [desk(f"s-{i}", f"Seat {i}", "Engaged", now - 60 * i, recent=recent) for i in range(1, engaged + 1)]
     return [desk("d-ne", "Row 3", "Not engaged", now - 180), desk("d-di", "Row 4", "Distracted", now - 840),
             desk("d-10", "Row 10", "Engaged", second + 0.1), desk("d-2", "Row 2", "Engaged", second + 0.6),
             desk("d-quiet", "Row 5", "Engaged", now - 300, last_seen=now - 60),  # its heartbeat overdue
@@ -1993,7 +1996,8 @@ def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     "Engaged" counting on, until the server took it offline); a paused desk without its last
     minutes (the student's privacy); a desk stopped cleanly "switched off", not "Absent"."""
     builds = [classroom_app.BUILD]
-    page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1], made_up_desks())))
+    desks_now = made_up_desks()
+    page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1], desks_now)))
     log_in_page(page, classroom.url)
     wait_in_page(page, "document.body.dataset.version === '1'")  # an update came (its stream ends at once: no "Live")
     page.locator("#desks li.desk[data-device='d-off']").wait_for(timeout=10_000)
@@ -2008,6 +2012,15 @@ def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     assert page.locator("li.desk[data-device='d-pause'] .level").inner_text() == "Paused"
     assert page.locator("li.desk[data-device='d-pause'] .recent, li.desk[data-device='d-pause'] .share").count() == 0
     assert page.inner_text("li.desk[data-device='d-off'] .last") == "last: desk switched off"
+    # a projector: the page the whole width, and with many desks smaller tiles: 31 on about one screen (10 showed)
+    desks_now.extend(made_up_desks(24))
+    page.locator("#desks li.desk[data-device='s-24']").wait_for(timeout=10_000)
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    assert page.evaluate("document.querySelectorAll('#desks li.desk').length") == 31
+    bottom = page.evaluate("Math.max(...[...document.querySelectorAll('#desks li.desk')].map((li) => "
+                           "li.getBoundingClientRect().bottom))")
+    assert bottom <= 1.2 * 1080, bottom  # the last row's top on the first screen (in a 1600-px column: two screens)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.locator(".expected-desks summary").click()
     page.fill("#expected-desks", "desk-01\ndesk-02")
     page.evaluate("window.sameDocument = true")

@@ -211,6 +211,7 @@
   // student nobody had seen for 8) and they turn grey (classroom.css .stale), the level still in words.
   let asOf = null;  // the server's time the page went blind at; null while it sees the desks
   let lastWord = null;  // when (the page's monotonic clock) the latest update came, on any stream
+  const COMPACT_FROM = 12;  // more desks than this: smaller tiles (classroom.css .compact)
   const QUIET_S = 5;  // a desk's heartbeat this late (server time) greys its tile: its level is no longer news
   function render() {
     // silent: no update for SILENT_MS (the server sends one every 5 s at least), or no stream open, since the first
@@ -266,6 +267,7 @@
       return [d.device_id, li];
     }));
     tiles = keep(ul, tiles, fresh, () => el("li", "empty", "No desk has reported yet."));
+    ul.classList.toggle("compact", desks.size > COMPACT_FROM);  // smaller tiles: a class of 30 on one screen
     const c = $("counts");
     chips = keep(c, chips, new Map(Object.entries(counts).map(([level, n]) => {
       const li = el("li", "count " + cls(level) + (n ? "" : " zero"));  // a phone hides the noughts (classroom.css)
