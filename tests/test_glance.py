@@ -432,7 +432,7 @@ def test_the_desk_view_logs_out_as_its_note_asks(new_page, server):
     page = new_page(STUDENT, STUDENT_PW)
     assert page.goto(f"{server.url}/glance").status == 200
     note = page.locator("#glance-note")  # shown by the script (without it, not true)
-    assert note.is_visible() and "log out when you leave the desk" in note.inner_text()
+    assert note.is_visible() and "Your log-in ends as on any other page" in note.inner_text()  # a student's
     assert page.locator("#fullscreen").is_visible() == page.evaluate("document.fullscreenEnabled")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login**")

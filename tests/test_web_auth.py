@@ -258,6 +258,15 @@ def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
     # ... and the page says so: a student who leaves it open on the desk leaves their log-in to the next
     note = " ".join(desk.get(f"{appliance.url}/glance", timeout=10).text.split())
     assert "While this page is open, you stay logged in on this browser: log out when you leave the desk." in note
+    # not a student's: left open anywhere in the room, it read whoever sat at the desk all day (another minor)
+    appliance.accounts.create_user("sam", "sam-password-1", "student")
+    student = login(appliance.url, "sam", "sam-password-1")
+    wait_for(lambda: student.get(f"{appliance.url}/api/state?view=desk", timeout=10).status_code == 401,
+             timeout=10, every=0.2, what="the student's desk view to time out as any page")
+    student = login(appliance.url, "sam", "sam-password-1")
+    note = " ".join(student.get(f"{appliance.url}/glance", timeout=10).text.split())
+    assert "you stay logged in" not in note and "Your log-in ends as on any other page" in note
+    assert 'id="idle-warning"' in note  # warned a minute before, as on any page
 
 
 def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance):

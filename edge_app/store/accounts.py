@@ -577,11 +577,11 @@ class Accounts:
         return (self._elapsed(("seen", th), last_seen, now, future=math.inf) > self.idle_s
                 or self._elapsed(("created", th), created, now, future=math.inf) > self.max_age_s)
 
-    def session_user(self, token: str | None, refresh: bool = True) -> tuple[User, str] | None:
+    def session_user(self, token: str | None, refresh: bool | Callable[[User], bool] = True) -> tuple[User, str] | None:
         """The live session's user and CSRF token. ``refresh``: the request is the user's
         own doing (a page, a form), so the idle timer starts again; a page's background
         poll (the header's state each second, the live stream's re-check) passes False,
-        or a page left open would never time out."""
+        or a page left open would never time out; or it is asked of the user (by role)."""
         if not token:
             return None
         th, now = _token_hash(token), self._now()
@@ -594,6 +594,8 @@ class Accounts:
         if r["disabled"] or self._expired(th, r["created"], r["last_seen"], now):
             self.end_session(token)
             return None
+        if callable(refresh):
+            refresh = refresh(_user(r))
         if refresh:  # the idle timer restarts here, in memory; the row follows at most every 30 s: fewer writes
             wall, mono = now
             if self._elapsed(("written", th), r["last_seen"], now, future=math.inf) > min(30.0, self.idle_s / 4):

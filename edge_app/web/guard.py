@@ -42,13 +42,21 @@ BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today",
 
 
 def background_request() -> bool:
-    """A page's own poll, not something the user did (see ``BACKGROUND_PATHS``). Except the
-    desk view's (``/api/state?view=desk``): a display on a tablet by the instructor's desk is
-    there to be left open, and the classroom page, left open for a lesson, is the same; both
-    still end after ``web.session_max_hours``."""
-    if request.path == "/api/state" and request.query.get("view") == "desk":
-        return False
+    """A page's own poll, not something the user did (see ``BACKGROUND_PATHS``)."""
     return request.method in ("GET", "HEAD") and request.path in BACKGROUND_PATHS
+
+
+def desk_view_poll() -> bool:
+    """The desk view's poll (``/api/state?view=desk``)."""
+    return request.path == "/api/state" and request.query.get("view") == "desk"
+
+
+def keeps_a_display_on(user: User) -> bool:
+    """Whether ``user``'s desk view keeps their log-in alive: a display on a tablet by the
+    instructor's desk is there to be left open (as the classroom page is for a lesson; both
+    still end after ``web.session_max_hours``). Not a student's: one left open anywhere in the
+    room read, all day, the level of whoever sat at the desk, another minor's record."""
+    return user.role != "student"
 
 
 
@@ -206,8 +214,8 @@ class Guard:
         """The logged-in user and their CSRF token, or None."""
         cached = request.environ.get("ee.user")
         if cached is None:
-            cached = self.ctx.accounts.session_user(request.get_cookie(COOKIE),
-                                                    refresh=not background_request()) or False
+            refresh = keeps_a_display_on if desk_view_poll() else not background_request()
+            cached = self.ctx.accounts.session_user(request.get_cookie(COOKIE), refresh=refresh) or False
             request.environ["ee.user"] = cached
         return cached or None
 

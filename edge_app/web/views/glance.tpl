@@ -19,8 +19,13 @@
   </div>
   <p class="sr-only" role="status" data-announce-state></p>
   % # the script updates the page and keeps the log-in alive: without it, neither is true (glance.js shows this note)
+  % if user.role != 'student':
   <p class="glance-note" id="glance-note" hidden>Updated every second from this device. While this page is open, you stay logged in
     on this browser: log out when you leave the desk.</p>
+  % else:
+  <p class="glance-note" id="glance-note" hidden>Updated every second from this device. Your log-in ends as on any other page
+    when you have not used it for a while.</p>
+  % end
   <noscript><p class="glance-note">This view does not update itself with JavaScript off: reload the page to see the state now.</p></noscript>
 </main>
 <nav class="glance-tools" aria-label="Desk view">
@@ -32,6 +37,9 @@
     <button type="submit" class="secondary">Log out</button>
   </form>
 </nav>
+% if user.role == 'student':  # the log-in ends unused as on any page: said a minute before, as there
+% include('idle_warning.tpl')
+% end
 <script src="/static/state.js"></script>
 <script src="/static/glance.js"></script>
 </body>
