@@ -99,6 +99,7 @@ def test_api_needs_a_login_and_lists_desks_attention_first(classroom, devices):
                                "shared": False,  # one device sends as desk-a
                                "listed": False,  # not on the room's list (none was given)
                                "checking": False,  # heard live, not only from the broker's stored copies
+                               "switched_off": False,  # online: not a desk stopped cleanly
                                "recent": None}  # no minute row yet
     body = s.get(f"{url}/api/classroom", timeout=5).json()
     assert [d["device_id"] for d in body["desks"]] == ["desk-b", "desk-a"]  # the one needing attention first
