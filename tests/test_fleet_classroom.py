@@ -1982,6 +1982,8 @@ def made_up_desks(engaged: int = 0) -> list[dict]:
     return [desk("d-ne", "Row 3", "Not engaged", now - 180), desk("d-di", "Row 4", "Distracted", now - 840),
             desk("d-10", "Row 10", "Engaged", second + 0.1), desk("d-2", "Row 2", "Engaged", second + 0.6),
             desk("d-quiet", "Row 5", "Engaged", now - 300, last_seen=now - 60),  # its heartbeat overdue
+            # ... and one on an alert level: no new alert from a desk gone quiet (nobody saw its last minute)
+            desk("d-quiet-ne", "Row 8", "Not engaged", now - 900, last_seen=now - 60),
             desk("d-pause", "Row 6", "Paused", now - 240, recent=recent),
             desk("d-off", "Row 7", "Absent", now - 600, online=False, switched_off=True)]
 
@@ -1995,7 +1997,8 @@ def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     3 min"); desks on one level since one second by name (the milliseconds ordered them); a desk
     whose heartbeat is overdue greyed, "not heard for", its "for" stopped (a full-colour
     "Engaged" counting on, until the server took it offline); a paused desk without its last
-    minutes (the student's privacy); a desk stopped cleanly "switched off", not "Absent"."""
+    minutes (the student's privacy); a desk stopped cleanly "switched off", not "Absent"; a
+    quiet desk on an alert level not newly in "Needs attention"."""
     builds = [classroom_app.BUILD]
     desks_now = made_up_desks()
     page.route("**/api/classroom/events", lambda route: route.fulfill(**one_update(builds[-1], desks_now)))
@@ -2013,11 +2016,11 @@ def test_a_typed_room_list_is_not_lost_to_an_upgrade_reload(classroom, page):
     assert page.locator("li.desk[data-device='d-pause'] .level").inner_text() == "Paused"
     assert page.locator("li.desk[data-device='d-pause'] .recent, li.desk[data-device='d-pause'] .share").count() == 0
     assert page.inner_text("li.desk[data-device='d-off'] .last") == "last: desk switched off"
-    # a projector: the page the whole width, and with many desks smaller tiles: 31 on about one screen (10 showed)
+    # a projector: the page the whole width, and with many desks smaller tiles: 32 on about one screen (10 of 31 showed)
     desks_now.extend(made_up_desks(24))
     page.locator("#desks li.desk[data-device='s-24']").wait_for(timeout=10_000)
     page.set_viewport_size({"width": 1920, "height": 1080})
-    assert page.evaluate("document.querySelectorAll('#desks li.desk').length") == 31
+    assert page.evaluate("document.querySelectorAll('#desks li.desk').length") == 32
     bottom = page.evaluate("Math.max(...[...document.querySelectorAll('#desks li.desk')].map((li) => "
                            "li.getBoundingClientRect().bottom))")
     assert bottom <= 1.2 * 1080, bottom  # the last row's top on the first screen (in a 1600-px column: two screens)

@@ -213,6 +213,7 @@
   let lastWord = null;  // when (the page's monotonic clock) the latest update came, on any stream
   const COMPACT_FROM = 12;  // more desks than this: smaller tiles (classroom.css .compact)
   const QUIET_S = 5;  // a desk's heartbeat this late (server time) greys its tile: its level is no longer news
+  const isQuiet = (d, t) => !!(d.online && d.heartbeat_s && d.last_seen && t - d.last_seen > d.heartbeat_s + QUIET_S);
   function render() {
     // silent: no update for SILENT_MS (the server sends one every 5 s at least), or no stream open, since the first
     // word: measured from the last update, not from a stream's opening (one that opened and sent nothing showed the
@@ -234,7 +235,7 @@
       // online, but its heartbeat overdue (QUIET_S late; the server takes it offline only at 2.5 of them, 35 to 77 s):
       // greyed and dashed, its durations stopped, "not heard for 40 s" (a desk that died stayed a full-colour
       // "Engaged" tile, its "for" still counting, until then)
-      const quiet = d.online && d.heartbeat_s && d.last_seen && t - d.last_seen > d.heartbeat_s + QUIET_S;
+      const quiet = isQuiet(d, t);
       const li = el("li", "desk " + (d.online ? cls(d.level || WAITING) + (quiet ? " quiet" : "") :
         d.checking ? "offline checking" : "offline"));
       li.id = tileId(d.device_id);
@@ -289,9 +290,10 @@
       " engaged while students were there (" + r.desks + (r.desks === 1 ? " desk)" : " desks)") : "";
     const limit = limitMin * 60;
     // no new alert from time nobody saw: while the page hears nothing from the server, or the server nothing from
-    // the broker, a desk only stays on the list it was on (one reached "Distracted for 43 s" during a silence)
+    // the broker, or the desk has gone quiet, a desk only stays on the list it was on (one reached "Distracted for
+    // 43 s" during a silence)
     const alerts = byAttention.filter((d) => d.online && ALERTING.includes(d.level) && stretch(d) &&
-      t - stretch(d) >= limit && (!blind || alertItems.has(d.device_id)));
+      t - stretch(d) >= limit && (!(blind || isQuiet(d, t)) || alertItems.has(d.device_id)));
     // longest disengaged first, whatever the level: "Distracted for 14 min" went below "Not engaged for 3 min", though
     // the alert counts both as one stretch; the same second by name, as the tiles
     alerts.sort((a, b) => Math.floor(stretch(a)) - Math.floor(stretch(b)) ||
