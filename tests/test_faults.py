@@ -437,27 +437,32 @@ def test_a_restart_logs_its_first_state_instead_of_keeping_the_one_from_before(c
         store.close()
 
 
-def test_the_first_start_after_an_upgrade_does_not_call_a_clean_stop_a_crash(cfg, tmp_path, caplog):
+@pytest.mark.parametrize("before", [-1, 0])  # schema CLEAN_STOP_SCHEMA + before
+def test_the_first_start_after_an_upgrade_does_not_call_a_clean_stop_a_crash(cfg, tmp_path, caplog, before):
     """Releases before the Absent a clean stop logs: the first start of an upgrade said "crash
     or power loss" of a device stopped cleanly for it. It says the release before did not record
-    how it stopped (the database is one an older schema's, upgraded at this open)."""
+    how it stopped (the database is one an older schema's, upgraded at this open); an upgrade from
+    a release that does log it says a crash as before."""
     import contextlib
     import sqlite3
 
-    from edge_app.store.schema import MIGRATIONS
+    from edge_app.runtime.capture import CLEAN_STOP_SCHEMA
 
     store = Store(tmp_path / "db")
     store.log_state_change(time.time() - 600, "Engaged - paying attention", "Engaged", "neutral", 0.9)
     store.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "db" / "engage.db")) as conn:
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")  # as the release before this one left it
+        conn.execute(f"PRAGMA user_version = {CLEAN_STOP_SCHEMA + before}")  # as an older release left it
     store = Store(tmp_path / "db")
     loop = _loop(cfg, store, source=EmptyChair()).start()
     try:
         wait_for(lambda: loop.health.frames > 5)
         assert loop.flush(10)
         said = " ".join(r.getMessage() for r in caplog.records)
-        assert "crash or power loss" not in said and "the release before this upgrade did not record" in said, said
+        if before < 0:  # before the clean stop's Absent: a clean stop there left the same rows as a crash
+            assert "crash or power loss" not in said and "the release before this upgrade did not record" in said, said
+        else:  # that release logs a clean stop: what it did not log was a crash
+            assert "crash or power loss" in said and "did not record" not in said, said
     finally:
         loop.stop()
         store.close()

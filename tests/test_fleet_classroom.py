@@ -2363,6 +2363,18 @@ def test_a_desk_stopped_cleanly_is_switched_off_not_absent():
         "stopped": (False, True), "left": (False, False), "dark": (False, False)}
     room.apply_availability("stopped", b"online")  # switched on again
     assert room.snapshot()["desks"][0]["switched_off"] is False
+    # stopped cleanly again; its "online" replayed by the broker at a reconnection, then it dies unheard:
+    # silence takes it offline, and that is no clean stop
+    assert room.apply_state("stopped", state(level="Absent", since=str(now[0]), seq="3", heartbeat_s="30"))
+    room.apply_availability("stopped", b"offline")
+    mono[0] += 60
+    now[0] += 60
+    room.apply_availability("stopped", b"online", retained=True)
+    assert {d["device_id"]: d["switched_off"] for d in room.snapshot()["desks"]}["stopped"] is False
+    mono[0] += 200
+    now[0] += 200
+    shown = {d["device_id"]: d for d in room.snapshot()["desks"]}
+    assert shown["stopped"]["online"] is False and shown["stopped"]["switched_off"] is False
 
 
 def test_a_desk_without_heartbeats_is_never_timed_out_and_none_is_while_the_broker_is_away():

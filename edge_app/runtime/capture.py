@@ -179,6 +179,9 @@ class LoopRules:
         return cls(cfg, EngagementRules.from_config(cfg), BuzzerPolicy.from_config(cfg, clock_set))
 
 
+CLEAN_STOP_SCHEMA = 13  # the schema of the first releases that log Absent at a clean stop
+
+
 class CaptureLoop:
     def __init__(self, cfg: Config, source: FrameSource, detector: Detector, classifier: EmotionClassifier,
                  store: Store | None, indicator: Indicator, live: LiveFrame | None = None,
@@ -457,7 +460,10 @@ class CaptureLoop:
             log.warning("the database was restored from a backup: its records end at %s, when the backup was made; "
                         "logged Absent from then", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
             return last.seen, False
-        if self.writer.store.migrated_from is not None:  # an older release, stopped cleanly or not: it did not say
+        # a release from before schema 13 (2026-11-28) logged no Absent at a clean stop: stopped cleanly or not, it
+        # did not say. Schema 13's first releases did not either, but the number cannot tell them apart: a crash then
+        migrated = self.writer.store.migrated_from
+        if migrated is not None and migrated < CLEAN_STOP_SCHEMA:
             log.warning("the release before this upgrade did not record how its last run ended: logged Absent as of %s, "
                         "when it was last seen running", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.seen)))
             return last.seen, False

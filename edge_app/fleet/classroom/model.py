@@ -633,6 +633,7 @@ class Classroom:
                     return
                 if not known.online:
                     known.online, known.heard = True, self.monotonic()  # its last_seen stays what we know of it
+                    known.switched_off = False  # online again: whatever ends it next says what it was
                     self._announce(known)
                 known.unconfirmed = False
                 self._watch(known)
@@ -776,6 +777,7 @@ class Classroom:
                 continue
             if now >= due:
                 desk.online = desk.unconfirmed = False
+                desk.switched_off = False  # fell silent: not a clean stop
                 desk.restart_stretch()
                 self._changed(desk)
             else:
