@@ -2117,6 +2117,12 @@ def test_the_last_ten_minutes_of_each_desk_and_of_the_class():
         "seconds": {"Engaged": 135.0, "Partially engaged": 0.0, "Not engaged": 80.0, "Distracted": 10.0, "Absent": 5.0,
                     "Present": 10.0}}
     assert "minutes" not in {k for d in snap["desks"] for k in d if k != "recent"}  # no bookkeeping on the page
+    # a student's pause: their minutes from before it are in neither their desk's answer nor the class's
+    assert room.apply_state("desk-2", state(level="Paused", since=str(now - DAYS_3), seq="2", sent=str(now - DAYS_3)))
+    snap = room.snapshot()
+    assert {d["device_id"]: d["recent"] for d in snap["desks"]}["desk-2"] is None and snap["recent"]["desks"] == 1
+    assert room.apply_state("desk-2", state(level="Not engaged", since=str(now - DAYS_3), seq="3", sent=str(now - DAYS_3)))
+    assert room.snapshot()["recent"]["desks"] == 2
     room.apply_availability("desk-2", b"offline")  # the class is the desks there now
     assert room.snapshot()["recent"]["desks"] == 1
     clock[0] += 600  # ten minutes on with no more rows: nothing recent is left

@@ -690,7 +690,9 @@ class Classroom:
             desks.sort(key=lambda d: d.sort_key(now))
             rows = [{**{f: getattr(d, f) for f in SHOWN}, "disengaged_since": d.shown_stretch(),
                      "checking": d.checking_until is not None,
-                     "listed": d.device_id in self._expected, "recent": d.recent(now)} for d in desks]
+                     "listed": d.device_id in self._expected,
+                     # a paused desk's minutes before its pause read as now: the student asked for privacy
+                     "recent": None if d.level == "Paused" else d.recent(now)} for d in desks]
             version, link = self.version, dict(self._link)
             listed = sorted(self._expected, key=natural_key) if since is None or self._expected_changed > since else None
             if not link["connected"] and not link["error"] and self._reason is not None:
@@ -709,12 +711,13 @@ class Classroom:
 
         The page shows its ``engaged_share_there``, of the time students were there (``summarise_minutes``):
         an empty seat's "Absent" minutes made two engaged students and two empty seats "50% engaged"
-        (a paused desk's are not counted either: it sends none). ``minutes``: the most any desk counts,
+        (a paused desk's are not counted either, those from before its pause neither: the student asked
+        for privacy). ``minutes``: the most any desk counts,
         so two minutes into a lesson the page says "last 2 min", not "last 10 min"."""
         version, second, summary = self._class_recent
         if version == self.version and second == int(now):
             return summary
-        recent = [r for d in self._desks.values() if d.online and (r := d.recent(now))]
+        recent = [r for d in self._desks.values() if d.online and d.level != "Paused" and (r := d.recent(now))]
         summary = None
         if recent:
             summary = {"desks": len(recent), "minutes": max(r["minutes"] for r in recent),
