@@ -213,7 +213,7 @@ unsupported_here() {
         3.13)
             if [ "$arch" = arm64 ] || [ "$arch" = aarch64 ]; then
                 echo "python3 is $py (Raspberry Pi OS trixie?): on arm64 this release uses numpy 1.x, which apt's" \
-                     "picamera2 needs and which has no wheel for Python $py: flash Raspberry Pi OS (Legacy, 64-bit) Bookworm"
+                     "picamera2 needs and which has no wheel for Python $py: flash Raspberry Pi OS (Legacy, 64-bit) Bookworm (a Jetson: an image with Python 3.11 or 3.12)"
             fi ;;
         *)
             echo "python3 is $py: engage-edge needs Python 3.11 to 3.13 (JetPack 6 has 3.10: a Jetson needs an" \

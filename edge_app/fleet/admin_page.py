@@ -140,7 +140,7 @@ def install(app, ctx, h) -> None:
         ``invalid``: the field at fault (``mqtt.<key>``), marked and focused the same way."""
         saved = ("A password is saved for " + describe_broker(ctx.cfg.mqtt) + "." if has_saved_password(ctx.cfg)
                  else "No password is saved.")
-        body = h.page("admin_classroom", title="Classroom", fields=FIELDS, values=values or saved_values(ctx.cfg),
+        body = h.page("admin_classroom", title="Classroom broker", fields=FIELDS, values=values or saved_values(ctx.cfg),
                       status=status_of(ctx.publisher), message=message, ok=ok, password_hint=password_hint,
                       password_saved=saved, password_needed=password_needed, invalid=invalid,
                       base=base_field(base or shown_now(ctx.cfg)))

@@ -182,7 +182,7 @@
     if (busy) return;
     busy = true;
     try {
-      // the desk view is left open on purpose: its poll keeps its log-in (the others do not)
+      // the desk view is left open on purpose: its poll keeps an instructor's or admin's log-in (not a student's; the others do not)
       const url = document.getElementById("glance") ? "/api/state?view=desk" : "/api/state";
       const r = await ask(url, { headers: { Accept: "application/json" } });
       if (r.status === 401) {  // the session ended (idle, logged out elsewhere): this page again, which the
