@@ -57,6 +57,29 @@ def test_admin_tests_and_saves_the_broker(broker, make_appliance):
     kept = Path(saved["mqtt.password_file"])
     assert kept.read_text().strip() == PASSWORD and kept.stat().st_mode & 0o777 == 0o600
 
+    # a broker CA file that is not there (or not PEM): saved, it stopped the publisher and every later start
+    running = appliance.ctx.publisher
+    for ca in ("/nonexistent/ca.pem", "/etc/hostname"):
+        r = s.post(url, data=form(s, broker, "save", **{"mqtt.tls_ca": ca, "mqtt.port": "8883"}), timeout=10)
+        assert r.status_code == 400 and "Nothing saved" in r.text and "TLS files cannot be used" in r.text, r.text
+    assert appliance.ctx.publisher is running and running.status.connected  # the one running goes on
+    assert appliance.store.get_setting("config_overrides")["mqtt.tls_ca"] == ""  # as saved before
+
+
+def test_broker_settings_saved_that_cannot_be_used_leave_the_device_starting_without_them(make_appliance, cfg, caplog):
+    """A CA file saved on the page that later went (or one saved by an earlier release, which did not
+    check it) stopped the device at every start, its web page too, and editing the config file could
+    not help (the database's value wins). The device starts without the classroom connection."""
+    from edge_app.store.database import Store
+
+    earlier = Store(config_mod.data_dir(cfg))
+    earlier.set_setting("config_overrides", {"mqtt.host": "127.0.0.1", "mqtt.tls_ca": "/nonexistent/ca.pem"})
+    earlier.close()
+    appliance = make_appliance(with_loop=False)
+    assert appliance.ctx.publisher is None
+    assert "correct them on that page" in caplog.text and "TLS files cannot be used" in caplog.text
+    assert requests.get(f"{appliance.url}/healthz", timeout=5).status_code == 200
+
 
 def test_a_password_saved_by_an_earlier_release_leaves_the_database_at_start(make_appliance, cfg):
     from edge_app import config as config_mod

@@ -23,6 +23,7 @@ from bottle import HTTPResponse, request
 
 from edge_app import config as config_mod
 from edge_app.config import Config
+from edge_app.fleet.broker_link import make_client
 from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
 from edge_app.fleet.settings import PASSWORD_FILE, MqttSettings, host_key
 from edge_app.fsutil import atomic_write
@@ -209,6 +210,13 @@ def install(app, ctx, h) -> None:
                               values=shown, password_hint=type_password_for(candidate.mqtt), base=base,
                               password_needed=True)
             settings = MqttSettings.from_config(candidate)
+            if settings.enabled:  # a CA file that is not there or not PEM passed the form, stopped the publisher and,
+                try:              # saved, every later start of the device: refused here, nothing saved
+                    make_client(settings, "engage-edge-check")
+                except config_mod.ConfigError as exc:
+                    message, invalid = in_the_forms_words(str(exc), LABELS)
+                    return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
+                                  invalid=invalid or "mqtt.tls_ca")
             before_cfg = ctx.cfg
             apply_settings(ctx, password_to_file(ctx.cfg, changes))
             forgotten = ""
@@ -274,9 +282,12 @@ def shown_now(cfg: Config) -> dict[str, Any]:
 
 
 def restart_publisher(ctx, cfg: Config) -> None:
-    """Stop the running publisher (if any) and start one with ``cfg`` (none when host is empty)."""
+    """Start a publisher with ``cfg`` (none when host is empty) in place of the running one: the
+    new one is made first, so settings it cannot use (``ConfigError``) leave the old one running."""
+    new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest), ctx.loop)
     if ctx.publisher is not None:
         ctx.publisher.stop(timeout=1.0)
         ctx.store.outbox_enabled = False
-    new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest), ctx.loop)
+    if new is not None:
+        ctx.store.outbox_enabled = True
     ctx.publisher = new.start() if new else None

@@ -5,13 +5,14 @@ what the end-to-end tests start on a loopback port.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Mapping
 
 from edge_app import config as config_mod
-from edge_app.config import Config
+from edge_app.config import Config, ConfigError
 from edge_app.device.indicators import Indicator, make_indicator
 from edge_app.engagement import Group, group_of
 from edge_app.fleet.publisher import model_version, publisher_for
@@ -98,7 +99,7 @@ class Appliance:
                                  ThrottlePolicy.from_config(cfg.login), confirm_s=web.confirm_password_minutes * 60)
         self.classifier = classifier_from_config(cfg)  # before the admin: a model error must not eat its password
         detector = detector_from_config(cfg)  # likewise a corrupt detector file
-        self.publisher = publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))  # [mqtt], ditto
+        self.publisher = self._publisher(file_cfg, cfg)
         self.generated_password = self.accounts.ensure_admin()
         mapping = cfg.engagement.mapping
         self.analyzer = Analyzer(detector, self.classifier, mapping, cfg.engagement.min_confidence)
@@ -130,6 +131,20 @@ class Appliance:
         from edge_app.models.watcher import ModelWatcher  # a flashed model is picked up without a restart
 
         self.model_watcher = self.ctx.model_watcher = ModelWatcher(cfg, self._use_classifier)
+
+    def _publisher(self, file_cfg: Config, cfg: Config):
+        """The [mqtt] publisher. Broker files the config file names that cannot be used stop the
+        start (a technician's file, exit 2); the same from settings saved on Admin > Classroom broker
+        do not (the web page would be down with the device, the database's value winning over any
+        file edit): the device runs without the classroom connection, and says why."""
+        try:
+            return publisher_for(cfg, self.store, lambda: model_version(self.classifier.manifest))
+        except ConfigError as exc:
+            if dataclasses.astuple(cfg.mqtt) == dataclasses.astuple(file_cfg.mqtt):
+                raise
+            log.error("the classroom broker settings saved on Admin > Classroom broker cannot be used (%s): the desk "
+                      "runs without sending to the classroom; correct them on that page", exc)
+            return None
 
     @property
     def cfg(self) -> Config:
