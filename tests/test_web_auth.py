@@ -267,6 +267,7 @@ def test_a_pages_background_polls_do_not_keep_an_idle_session_alive(appliance):
     note = " ".join(student.get(f"{appliance.url}/glance", timeout=10).text.split())
     assert "you stay logged in" not in note and "Your log-in ends as on any other page" in note
     assert 'id="idle-warning"' in note  # warned a minute before, as on any page
+    assert "A computer's guess from a facial expression at one moment" in note  # the full-screen level, explained
 
 
 def test_session_expires_after_its_absolute_lifetime_even_while_active(appliance):

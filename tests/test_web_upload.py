@@ -57,7 +57,7 @@ def bad_uploads(face_jpeg: bytes) -> dict[str, tuple[str, bytes, str]]:
         "truncated JPEG": ("cut.jpg", face_jpeg[: len(face_jpeg) // 3], "JPEG file is incomplete or damaged"),
         "corrupt JPEG": ("junk.jpg", face_jpeg[:20] + bytes(range(256)) * 40, "JPEG file is incomplete or damaged"),
         "iPhone HEIC": ("IMG_0001.HEIC", IPHONE_HEIC_START + bytes(2000), "HEIC format"),
-        "huge declared size": ("huge.png", huge_header_png(), "limit is 40 MP"),
+        "huge declared size": ("huge.png", huge_header_png(), "limit is 40 MP: take it at a lower resolution"),
         "decompression bomb": ("bomb.png", bomb_png(), "limit is 40 MP"),
     }
 
@@ -230,6 +230,7 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     assert len(files) == 2 and stored(appliance, upload_id) == (1, 1)
     page = ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
     assert f'action="/uploads/{upload_id}/delete"' in page and "Delete it for good" in page
+    assert "it can be wrong, and it is not a judgement of anyone" in page  # a level read by a student about themselves
     assert re.findall(r"<h1[^>]*>([^<]*)</h1>", page) == ["Results for me.jpg"]  # the page's own heading
     # ... but not its title, which a shared computer's browser history keeps after the photo is deleted
     assert "me.jpg" not in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
@@ -303,7 +304,7 @@ def test_a_student_deletes_all_their_photos_and_only_theirs(appliance, face_jpeg
     assert len(stored_files(appliance)) == 13
     r = eve.post(f"{appliance.url}/uploads/delete-all", data={"csrf": eve.csrf}, timeout=10)
     assert r.status_code == 200 and "/upload?note=" in r.url
-    assert 'id="upload-done">All your photos and their results were deleted.' in r.text and "You have not analysed any photos yet" in r.text
+    assert 'id="upload-done">All your photos and their results were deleted.' in r.text and "You have no photos stored" in r.text
     eve_id = appliance.accounts.find("eve").id
     assert appliance.store.query("SELECT COUNT(*) FROM uploads WHERE user_id = ?", (eve_id,))[0][0] == 0
     assert stored(appliance, first) == (0, 0)
@@ -554,6 +555,7 @@ def test_live_page_and_timeline(appliance, admin_session):
     page = admin_session.get(f"{appliance.url}/live", timeout=10)
     assert page.status_code == 200 and 'src="/live.mjpg"' in page.text and 'id="timeline"' in page.text
     assert "<script>" not in page.text  # the CSP forbids inline scripts: the chart comes from /static
+    assert 'id="state-meaning"' in page.text and "not a judgement of anyone" in page.text
     # without JavaScript: no empty <img> beside the <noscript> one (a broken box), and the chart's place
     # says why it is empty, not "loading" for ever; live.js puts the picture in and the chart over the words
     outside = re.sub(r"<template\b.*?</template>|<noscript>.*?</noscript>", "", page.text, flags=re.S)

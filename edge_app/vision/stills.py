@@ -162,9 +162,10 @@ def decode_photo(data: bytes, limits: Limits | None = None) -> tuple[np.ndarray,
             img: Image.Image = Image.open(io.BytesIO(data), formats=[kind])
             w, h = img.size
             if w <= 0 or h <= 0 or w * h > limits.max_pixels:
-                raise ImageRejected(
-                    f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
-                    f"{limits.max_pixels / 1e6:.0f} MP")
+                raise ImageRejected(  # as a student reads it: what is wrong, and what to do
+                    f"the photo is too big: {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); the limit is "
+                    f"{limits.max_pixels / 1e6:.0f} MP: take it at a lower resolution, or crop or resize it, "
+                    "then try again")
             if kind != "JPEG" and w * h > FULL_DECODE_PIXELS:
                 raise ImageRejected(
                     f"the {kind} image has {w}x{h} pixels ({w * h / 1e6:.0f} MP); {kind} images are decoded whole, "
@@ -187,7 +188,8 @@ def decode_photo(data: bytes, limits: Limits | None = None) -> tuple[np.ndarray,
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRejected(f"the image is too large to decode safely; the limit is {limits.max_pixels / 1e6:.0f} MP") from None
+        raise ImageRejected(f"the photo is too big; the limit is {limits.max_pixels / 1e6:.0f} MP: take it at a lower "
+                            "resolution, or crop or resize it, then try again") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # the decoder's own words ("image file is truncated (89 bytes not processed)") are for the log,
         # not for a student, who needs to know what to do

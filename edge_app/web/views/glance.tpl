@@ -26,6 +26,7 @@
   <p class="glance-note" id="glance-note" hidden>Updated every second from this device. Your log-in ends as on any other page
     when you have not used it for a while.</p>
   % end
+  <p class="glance-note" id="state-meaning">A computer's guess from a facial expression at one moment: it can be wrong, and it is not a judgement of anyone.</p>
   <noscript><p class="glance-note">This view does not update itself with JavaScript off: reload the page to see the state now.</p></noscript>
 </main>
 <nav class="glance-tools" aria-label="Desk view">

@@ -7,6 +7,7 @@
     <span class="sr-only" role="status" data-announce-state></span>
     · <a href="/glance">Desk view</a></p>
   </div>
+  <p class="hint" id="state-meaning">A computer's guess from a facial expression at one moment: it can be wrong, and it is not a judgement of anyone.</p>
   <div class="split">
     <div>
       % if watch:

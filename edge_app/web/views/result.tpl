@@ -54,6 +54,7 @@
       </tbody>
     </table>
     </div>
+    <p class="hint" id="state-meaning">A computer's guess from a facial expression at one moment: it can be wrong, and it is not a judgement of anyone.</p>
     % end
   </div>
 </section>

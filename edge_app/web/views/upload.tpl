@@ -2,7 +2,8 @@
 % import time as _t
 <section class="card">
   <h1>Analyse a photo</h1>
-  <p class="hint">{{accepted}} The photo is analysed on this device and never sent anywhere.</p>
+  <p class="hint">{{accepted}} The photo is analysed on this device and never sent anywhere. Only send photos of
+    yourself, or of people who said yes: every face in it is analysed and kept with your photo.</p>
   <p class="hint" id="what-is-kept">{{kept}}</p>
   % if get('done'):
   <p class="ok" role="status" id="upload-done">{{done}}</p>
@@ -27,7 +28,7 @@
 <section class="card" id="your-photos">
   <h2>Your photos</h2>
   % if not history['rows']:
-  <p class="empty">You have not analysed any photos yet. Your results will be listed here.</p>
+  <p class="empty">You have no photos stored. The ones you analyse are listed here.</p>
   % else:
   % if history['pages'] > 1:
   <p class="hint" id="history-count">Photos {{history['first']}} to {{history['last']}} of your {{history['total']}}, newest first. Open a photo to see its results or delete it.</p>
