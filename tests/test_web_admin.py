@@ -1185,19 +1185,29 @@ def test_a_shorter_retention_with_the_clock_unset_says_deleting_waits_for_a_time
 def test_pages_say_nothing_is_deleted_while_the_clean_up_waits_for_a_time_server(make_appliance, monkeypatch):
     """A data-protection officer's finding: on a device no time server had set, nothing was
     deleted for weeks, yet /live and /upload told every student "logged for 1 days". While
-    the clean-up waits, they say so; once the clock is set, the plain days again."""
+    the clean-up waits, they say so; once the clock is set, the plain days again. Said once
+    a paragraph (it was said twice on /upload), and to a student in plain words: the time
+    server is the admin's to act on."""
     from edge_app.device import clock
 
     synced = [False]
     monkeypatch.setattr(clock, "synchronized", lambda: synced[0])
     appliance = make_appliance(with_loop=False, clock_set=None)  # the device's own rule: clock.rule
-    s = login(appliance.url)
+    appliance.accounts.create_user("ann", PW, "student")
+    s, ann = login(appliance.url), login(appliance.url, "ann", PW)
     for page in ("/live", "/upload"):
-        text = html.unescape(s.get(f"{appliance.url}{page}", timeout=10).text)
+        text = " ".join(html.unescape(s.get(f"{appliance.url}{page}", timeout=10).text).split())
         assert "30 days once this device's clock is set" in text and "until then nothing is deleted" in text, page
+        assert text.count("clock is set") == 1, page
+        plain = " ".join(html.unescape(ann.get(f"{appliance.url}{page}", timeout=10).text).split())
+        assert "kept for 30 days" in plain and "then deleted automatically" in plain, page
+        assert plain.count("Right now nothing is deleted yet") == 1, page
+        assert "time server" not in plain and "clock is set" not in plain, page
     synced[0] = True
     text = html.unescape(s.get(f"{appliance.url}/live", timeout=10).text)
     assert "logged for 30 days (admins see the log" in text and "clock is set" not in text
+    plain = html.unescape(ann.get(f"{appliance.url}/upload", timeout=10).text)
+    assert "then deleted automatically" in plain and "nothing is deleted yet" not in plain
 
 
 def test_trust_device_clock_lets_retention_run_without_a_time_server(cfg, make_appliance, monkeypatch):

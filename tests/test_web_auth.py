@@ -875,6 +875,7 @@ def test_with_no_other_log_in_open_the_other_browsers_can_still_be_forgotten(app
     here = login(appliance.url, "sam", STUDENT_PW)
     page = here.get(f"{appliance.url}/account", timeout=10).text
     assert 'id="sessions-none">Only here.' in page and 'id="sessions-forget"' in page
+    assert "can still keep trying passwords for your name when others would have to wait" in " ".join(page.split())
     r = here.post(f"{appliance.url}/account/sessions", data={"csrf": here.csrf}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].endswith("/account?ended=0")
     assert "Every other browser you logged in from now waits after wrong passwords for your name, like anyone else's." in \

@@ -231,6 +231,8 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     page = ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).text
     assert f'action="/uploads/{upload_id}/delete"' in page and "Delete it for good" in page
     assert "it can be wrong, and it is not a judgement of anyone" in page  # a level read by a student about themselves
+    days = appliance.cfg.store.retention_days  # plain words where a student reads them, not "the retention period"
+    assert f"deleted from this device now, instead of automatically after {days} days" in page
     assert re.findall(r"<h1[^>]*>([^<]*)</h1>", page) == ["Results for me.jpg"]  # the page's own heading
     # ... but not its title, which a shared computer's browser history keeps after the photo is deleted
     assert "me.jpg" not in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
@@ -250,7 +252,8 @@ def test_a_student_deletes_their_own_photo_and_no_one_elses(appliance, face_jpeg
     assert "The photo and its results were deleted." in ann.get(r.headers["Location"], timeout=10).text
     assert stored(appliance, upload_id) == (0, 0)
     assert [f for f in files if f.exists()] == stored_files(appliance) and len(stored_files(appliance)) == 1  # bob's
-    assert ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10).status_code == 404
+    gone = ann.get(f"{appliance.url}/uploads/{upload_id}", timeout=10)
+    assert gone.status_code == 404 and f"deleted, by hand or automatically after {days} days" in gone.text
     assert appliance.store.query("SELECT COUNT(*) FROM audit")[0][0] == 0  # one's own photo: not an admin's change
     # the page says only what this session's own form led to: a link cannot make it say something else
     crafted = ann.get(f"{appliance.url}/upload", params={"done": "Your password expired", "sig": "0" * 32}, timeout=10)
@@ -820,11 +823,12 @@ def test_the_upload_page_says_what_is_kept_for_how_long_and_who_sees_it(make_app
     ann = login(appliance.url, "ann", STUDENT_PW)
     page = html.unescape(ann.get(f"{appliance.url}/upload", timeout=10).text)
     kept = page.split('id="what-is-kept">', 1)[1].split("</p>", 1)[0]
-    assert kept.startswith(says + ": you and this device's admins can see them"), kept
-    assert "The desk's engagement states are logged for 7 days too (admins see the log)." in kept
+    assert kept.startswith(says + ", then deleted automatically: you and this device's admins can see them"), kept
+    assert kept.endswith("The desk's engagement states are kept for 7 days too (admins see the log)."), kept
     live = " ".join(html.unescape(ann.get(f"{appliance.url}/live", timeout=10).text).split())
     # "not stored" is the frames alone; a student never shown the picture is not told it is "shown here"
-    assert "The camera's frames are not stored. The desk's engagement states are logged for 7 days (admins see the log)." in live
+    assert ("The camera's frames are not stored. The desk's engagement states are kept for 7 days, then deleted "
+            "automatically (admins see the log).") in live
     assert "shown here" not in live
 
 

@@ -21,26 +21,50 @@ from edge_app.web.guard import COOKIE, Guard, json_error
 SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
 
-def kept_for(ctx) -> str:
-    """How long records stay, as the pages tell students: "30 days", and while the clean-up
-    waits for a time server (``Housekeeping.run_once``) that nothing is deleted yet. /live
-    promised "1 days" on a device that had deleted nothing for weeks."""
+def days_kept(ctx) -> str:
+    """``store.retention_days`` in words: "30 days", "1 day"."""
     n = ctx.cfg.store.retention_days
-    days = f"{n} day" + ("" if n == 1 else "s")
+    return f"{n} day" + ("" if n == 1 else "s")
+
+
+def clock_waits(ctx) -> bool:
+    """Whether the clean-up waits for a time server (``Housekeeping.run_once``): nothing is deleted yet."""
     keeper = getattr(ctx, "housekeeping", None)
-    if keeper is not None and keeper.clock_set() is False:
+    return keeper is not None and keeper.clock_set() is False
+
+
+# a student's words for ``clock_waits``, once a paragraph: the admin's ("a time server") is for who can act on it
+CLOCK_WAITS_PLAIN = ("Right now nothing is deleted yet: this device is waiting to learn the right time from the "
+                     "network, and its admin has been told.")
+
+
+def kept_for(ctx, admin: bool = True) -> str:
+    """How long records stay: "30 days", and for an admin, while the clean-up waits for a
+    time server, that nothing is deleted yet. /live promised "1 days" on a device that had
+    deleted nothing for weeks. A student reads the days alone here and ``CLOCK_WAITS_PLAIN``
+    once at the end of the paragraph (``states_logged``): the admin's words, said twice in
+    one paragraph, told a 12-year-old about time servers they cannot do anything about."""
+    days = days_kept(ctx)
+    if admin and clock_waits(ctx):
         return (f"{days} once this device's clock is set (it has not reached a time server yet: until then nothing "
                 "is deleted, and its admin is told)")
     return days
 
 
-def states_logged(ctx, too: bool = False) -> str:
+def states_logged(ctx, too: bool = False, admin: bool = True, said: bool = False) -> str:
     """Who sees the desk's engagement states and for how long, in one wording for every page
     that says it: /live told a student the states went to the admins' log only, while with
-    ``mqtt`` set the instructors' classroom view shows them as they change."""
+    ``mqtt`` set the instructors' classroom view shows them as they change. ``said``: the
+    paragraph gave the admin's clock words already (``kept_for``), so not again; a student's
+    plain words end with ``CLOCK_WAITS_PLAIN`` when it applies."""
     classroom = " and instructors see the state now in their classroom view" if ctx.cfg.mqtt.host else ""
-    return (f"The desk's engagement states are logged for {kept_for(ctx)}{' too' if too else ''} "
-            f"(admins see the log{classroom}).")
+    also = " too" if too else ""
+    if admin:
+        days = days_kept(ctx) if said else kept_for(ctx)
+        return f"The desk's engagement states are logged for {days}{also} (admins see the log{classroom})."
+    deleted = "" if too else ", then deleted automatically"
+    waits = " " + CLOCK_WAITS_PLAIN if clock_waits(ctx) else ""
+    return f"The desk's engagement states are kept for {days_kept(ctx)}{also}{deleted} (admins see the log{classroom}).{waits}"
 
 
 class ViewerSlots:
@@ -109,7 +133,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         user = guard.require_user()
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
                           level=state_words(user), snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
-                          kept_for=kept_for(ctx), watch=may_watch(user), states_note=states_logged(ctx),
+                          kept_for=kept_for(ctx, user.is_admin), watch=may_watch(user),
+                          # the frame's sentence before it gave the admin's clock words already
+                          states_note=states_logged(ctx, admin=user.is_admin, said=ctx.cfg.privacy.snapshot_on_alert),
                           own_chart=own_chart_from(user) is not None)
 
     @app.get("/glance")

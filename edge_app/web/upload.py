@@ -29,7 +29,7 @@ from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
-from edge_app.web.live import kept_for, states_logged
+from edge_app.web.live import days_kept, kept_for, states_logged
 from edge_app.web.previews import annotated, data_uri, face_crop, thumbnail
 from edge_app.web.resubmit import Submissions, form_key, new_attempt
 
@@ -359,20 +359,23 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
         return (f"Accepted: {ACCEPTED_TEXT} files up to {limits.max_bytes // 1048576} MB "
                 f"and {limits.max_pixels // 1_000_000} megapixels.")
 
-    def what_is_kept() -> str:
+    def what_is_kept(user: User) -> str:
         """What this device keeps of a student's photos and of the desk, for how long, and who
-        sees it: the upload page said only that nothing is sent anywhere."""
+        sees it: the upload page said only that nothing is sent anywhere. The clock's words
+        once: the admin's where it applies, a student's plain ones at the end."""
         keep = ctx.cfg.privacy.keep_uploads
         photo = {"none": "Only the results of each photo are kept (not the photo)",
                  "thumbnail": "A small copy of each photo (at most 320 pixels wide) and its results are kept",
                  "full": "Each photo (at most 3 megapixels, as analysed) and its results are kept"}[keep]
-        return (f"{photo} for {kept_for(ctx)}: you and this device's admins can see them, and you can delete your "
-                f"photos below at any time. {states_logged(ctx, too=True)}")
+        admin = user.is_admin
+        days = kept_for(ctx) if admin else f"{kept_for(ctx, admin=False)}, then deleted automatically"
+        return (f"{photo} for {days}: you and this device's admins can see them, and you can delete your "
+                f"photos below at any time. {states_logged(ctx, too=True, admin=admin, said=True)}")
 
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history
         and a fresh form: a new ``attempt`` token each time it is shown."""
-        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), kept=what_is_kept(),
+        body = page("upload", title="Analyse a photo", accepted=upload_limits_text(), kept=what_is_kept(user),
                     max_bytes=limits.max_bytes, history=my_uploads(user, history_page), attempt=new_attempt(),
                     **{"error": "", **values})
         return body if status == 200 else HTTPResponse(body, status)
@@ -444,7 +447,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
 
     def not_found() -> HTTPResponse:
         return HTTPResponse(page("error", title="No such result", message="There is no stored result with this "
-                                 "number for you: it may have been deleted or removed by the retention period."), 404)
+                                 "number for you: it may have been deleted, by hand or automatically after "
+                                 f"{days_kept(ctx)}."), 404)
 
     @app.get("/uploads/<upload_id:int>")
     def upload_result(upload_id):
@@ -460,7 +464,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             view["preview"], view["thumbs"], view["unsaved"] = pictures
         # the title names no file: a shared computer's browser history keeps it after the photo is gone
         return page("upload_result", title=f"Photo {upload_id}: results", result=view,
-                    done=guard.flash()["done"], from_log=stored["user_id"] != user.id)
+                    done=guard.flash()["done"], from_log=stored["user_id"] != user.id, days_kept=days_kept(ctx))
 
     def delete_stored(user: User, upload_id: int) -> dict | None:
         """Delete one upload for its owner or an admin (audited when it is someone else's).

@@ -13,8 +13,9 @@
     <button type="submit" class="secondary" id="sessions-end">Log out everywhere else</button>
   </form>
   % else:
-  <p id="sessions-none">Only here. A browser you logged in from before (a lost laptop too) may still try passwords
-    for your name without the waits others get, until you change your password or press the button below.</p>
+  % # a known browser is slowed down by its own wrong passwords only (store/known_browsers.py)
+  <p id="sessions-none">Only here. A browser you logged in from before (even a lost laptop) can still keep trying
+    passwords for your name when others would have to wait, until you change your password or press the button below.</p>
   <form method="post" action="/account/sessions" class="row">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <button type="submit" class="secondary" id="sessions-forget">Forget every other browser</button>

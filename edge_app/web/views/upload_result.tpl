@@ -9,7 +9,7 @@
 <section class="card" id="delete-upload">
   <details>
     <summary>Delete this photo</summary>
-    <p class="hint">The photo{{' (as kept)' if result['preview'] else ''}}, the faces found in it and their results are removed from this device now, not at the end of the retention period. This cannot be undone.</p>
+    <p class="hint">The photo{{' (as kept)' if result['preview'] else ''}}, the faces found in it and their results are deleted from this device now, instead of automatically after {{days_kept}}. This cannot be undone.</p>
     <form method="post" action="/uploads/{{result['id']}}/delete">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <button type="submit" class="danger" id="delete-upload-button">Delete it for good</button>
