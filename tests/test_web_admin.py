@@ -1203,6 +1203,8 @@ def test_pages_say_nothing_is_deleted_while_the_clean_up_waits_for_a_time_server
         assert "kept for 30 days" in plain and "then deleted automatically" in plain, page
         assert plain.count("Right now nothing is deleted yet") == 1, page
         assert "time server" not in plain and "clock is set" not in plain, page
+    plain = html.unescape(ann.get(f"{appliance.url}/privacy", timeout=10).text)
+    assert plain.count("Right now nothing is deleted yet") == 1 and "time server" not in plain
     synced[0] = True
     text = html.unescape(s.get(f"{appliance.url}/live", timeout=10).text)
     assert "logged for 30 days (admins see the log" in text and "clock is set" not in text

@@ -146,7 +146,8 @@ def test_a_student_logging_in_on_an_admin_pages_log_in_goes_to_their_own_start_p
                                            ("https://evil.example/live", "/"), (None, "/")])
 def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_not_to_a_405(appliance, referer, back):
     """"Pause camera" clicked on /live after logging out elsewhere: the log-in must lead back
-    to /live, the page the form was on, not to /privacy, which answers a GET with 405."""
+    to /live, the page the form was on, not to /privacy (a GET there is the privacy page, not
+    the pause the student pressed)."""
     headers = {"Referer": referer.format(url=appliance.url)} if referer else {}
     r = requests.post(f"{appliance.url}/privacy", data={"csrf": "stale"}, headers=headers, allow_redirects=False,
                       timeout=10)

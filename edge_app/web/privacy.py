@@ -4,7 +4,8 @@ pause is theirs: on a shared desk the next student must not switch the camera ba
 over them, so only the one who paused, an instructor or an admin resumes it (a pause from
 the desk's button, or saved before pauses had owners, anyone). The header offers "Resume
 camera" only to those; the others read until when it stays off. The capture loop does the
-pausing (``runtime.privacy``); this only presses it."""
+pausing (``runtime.privacy``); this only presses it. A GET of /privacy (the switch's form
+target) is the page a student reads about what this device keeps and who sees it."""
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ from bottle import HTTPResponse, request, response
 
 from edge_app.runtime.privacy import Pause
 from edge_app.store.accounts import User, account_created
+from edge_app.store.database import AUDIT_KEEP_DAYS
 from edge_app.web.guard import Guard, json_error, safe_next
 from edge_app.web.hardening import wants_html
+from edge_app.web.live import clock_waits, days_kept
 
 RESUME_ANY = ("admin", "instructor")  # roles that resume anyone's pause (the teacher in the room)
 
@@ -118,6 +121,23 @@ def not_yours(pause: Pause) -> str:
             "can resume it: ask them.")
 
 
+def about_page(ctx) -> dict[str, object]:
+    """What ``views/privacy_page.tpl`` says, read from this device's settings now (``ctx.cfg``,
+    which Settings replaces on save): the page must be true for this device, not for the
+    defaults."""
+    cfg = ctx.cfg
+    limit = cfg.privacy.max_pause_minutes
+    audit_days = max(cfg.store.retention_days, AUDIT_KEEP_DAYS)  # ``Store.purge``
+    return {"days": days_kept(ctx), "waits": clock_waits(ctx), "keep": cfg.privacy.keep_uploads,
+            "snapshots": cfg.privacy.snapshot_on_alert, "picture_to_all": cfg.privacy.live_video == "everyone",
+            "classroom": bool(cfg.mqtt.host), "with_emotion": cfg.mqtt.include_emotion,
+            "alert_after": f"{cfg.indicators.buzzer_after_s:g}", "beeps": cfg.indicators.buzzer,
+            "pause_limit": f"{limit:g}" if limit else "", "camera": ctx.loop is not None,
+            "audit_for": "a year" if audit_days == AUDIT_KEEP_DAYS else f"{audit_days} days",
+            # only the gpio backend reads the desk's button (device/pause_button.py)
+            "desk_button": cfg.indicators.pause_button_pin >= 0 and cfg.indicators.backend == "gpio"}
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def switch():
         if ctx.loop is None:
@@ -161,6 +181,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         created = account_created(ctx.store, user)  # read before: the switch's lock is held while it judges
         kept = switch().resume(lambda pause: may_resume(user, created, pause))
         return status(user, 403, not_yours(kept)) if kept is not None else status(user)
+
+    @app.get("/privacy")
+    def about():
+        """The page a student reads: what this device keeps about them, for how long, who sees
+        it, what leaves the device, the pause and how to get things deleted. The address was
+        the header button's form target only ("Not a page to open"); its POST is unchanged."""
+        guard.require_user()
+        return guard.page("privacy_page", title="Your privacy", **about_page(ctx))
 
     @app.post("/privacy")
     def form():

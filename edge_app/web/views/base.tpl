@@ -67,7 +67,8 @@
 {{!base}}
 % include('idle_warning.tpl')
 </main>
-<footer>engage-edge{{' ' + version if user and user.is_admin else ''}} · analysed on this device; no face images leave it</footer>
+% # the privacy page's link for whoever may open it (logged in: the log-in page would only send them back here)
+<footer>engage-edge{{' ' + version if user and user.is_admin else ''}} · analysed on this device; no face images leave it{{!' · <a href="/privacy" id="privacy-link">Your privacy</a>' if user else ''}}</footer>
 % if user and now:
 <script src="/static/state.js"></script>
 % end
