@@ -353,6 +353,13 @@ def test_a_full_disk_says_so_and_a_photo_asked_to_go_still_goes(make_appliance, 
         r = admin.get(f"{appliance.url}/admin/settings", timeout=10)  # a page that only reads still opens
         assert r.status_code == 200 and "Keep data for" in r.text
         assert appliance.cfg.store.retention_days == 30  # not half applied
+        fill()  # the broker's password, written to its file beside the database: 500 "internal error" on a full disk
+        r = admin.post(f"{appliance.url}/admin/classroom", timeout=10, data={
+            "csrf": admin.csrf, "action": "save", "mqtt.host": "127.0.0.1", "mqtt.port": "1883", "mqtt.username": "desk",
+            "mqtt.password": "pw-new-1", "mqtt.device_id": "desk-1", "mqtt.desk": "Row 1", "mqtt.topic_prefix": "engage",
+            "mqtt.tls_ca": ""})
+        assert r.status_code == 507 and "is full" in r.text and "report it" not in r.text, r.text[:300]
+        assert not appliance.cfg.mqtt.host  # nothing applied
         # no picture to free room with (not kept): said as a full disk to a script too
         r = student.delete(f"{appliance.url}/api/uploads/{unkept}", timeout=10)
         assert r.status_code == 507 and "is full" in r.json()["error"], r.text

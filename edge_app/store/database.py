@@ -364,10 +364,14 @@ class Store:
     def disk_full_advice(self, exc: BaseException | None) -> str | None:
         """What to do when ``exc`` comes from a full disk (SQLITE_FULL, or an I/O error such as
         growing the -shm file with next to nothing free), else None: the database is not
-        damaged, so restoring a backup or moving it away would only lose data."""
-        if not isinstance(exc, sqlite3.Error):
+        damaged, so restoring a backup or moving it away would only lose data. A file of the data
+        directory's written beside it (the broker password, ENOSPC) is the same full disk."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            code = SQLITE_FULL
+        elif not isinstance(exc, sqlite3.Error):
             return None
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        else:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         if code not in (SQLITE_IOERR, SQLITE_FULL):
             return None
         try:
