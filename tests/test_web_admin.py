@@ -1317,3 +1317,22 @@ def test_a_full_disks_warning_is_not_announced_again_for_its_changing_figure():
     alert = re.search(r'<p class="error" role="alert".*?</p>', full["html"], re.S).group(0)
     assert "MB free" not in alert  # the figure beside the alert, kept up in place: not read out again
     assert store_piece("1").get("version") == full["version"] and "disk is nearly full" in full["html"]
+
+
+def test_a_settings_save_whose_audit_row_cannot_be_written_changes_nothing(appliance):
+    """On a card with a few kB free the settings row was written and applied, then its audit row
+    failed: "Not done" was answered for a change that had been made, and no one could tell who made
+    it. The two are one write: here the audit table refuses (a trigger stands in for the full disk)."""
+    s = login(appliance.url)
+    appliance.store.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'no room'); END")
+    try:
+        r = s.post(f"{appliance.url}/admin/settings", timeout=10,
+                   data=settings_form(appliance, **{"store.retention_days": "40", "csrf": s.csrf}))
+        assert r.status_code >= 500
+        assert appliance.cfg.store.retention_days == 30 and not appliance.store.get_setting("config_overrides")
+    finally:
+        appliance.store.execute("DROP TRIGGER refuse_audit")
+    r = s.post(f"{appliance.url}/admin/settings", timeout=10,
+               data=settings_form(appliance, **{"store.retention_days": "40", "csrf": s.csrf}))
+    assert r.status_code == 200 and appliance.cfg.store.retention_days == 40
+    assert "store.retention_days: 30 -> 40" in appliance.store.query("SELECT detail FROM audit")[-1][0]

@@ -218,19 +218,21 @@ def install(app, ctx, h) -> None:
                     return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
                                   invalid=invalid or "mqtt.tls_ca")
             before_cfg = ctx.cfg
-            apply_settings(ctx, password_to_file(ctx.cfg, changes))
+            forgets = "mqtt.password" in changes and not changes["mqtt.password"]
+            deletes_file = forgets and page_password_file(before_cfg) is not None
+            detail = ((f"publishing to {settings.broker}" if settings.enabled else "MQTT off")  # never the password
+                      + (", saved password deleted" if deletes_file else ", new password saved"
+                         if changes.get("mqtt.password") else "")
+                      + "".join(f"; {LABELS.get(k, k)}: {before[k]!r} -> {v!r}" for k, v in changes.items()
+                                if k in before and before[k] != v))
+            # saved with its audit row in one write: on a full disk "not done" was saved and applied, unaudited
+            apply_settings(ctx, password_to_file(ctx.cfg, changes), (me.username, "changed classroom settings", "", detail))
             forgotten = ""
-            if "mqtt.password" in changes and not changes["mqtt.password"]:
+            if forgets:
                 forgotten = (" The saved password was deleted." if forget_password_file(before_cfg)
                              else " The password in the config file is no longer used.")
             restart_publisher(ctx, ctx.cfg)
             log.info("admin %s changed the classroom broker settings", me.username)
-            ctx.store.audit(me.username, "changed classroom settings", "",  # never the broker password
-                            (f"publishing to {settings.broker}" if settings.enabled else "MQTT off")
-                            + (", saved password deleted" if forgotten else ", new password saved"
-                               if changes.get("mqtt.password") else "")
-                            + "".join(f"; {LABELS.get(k, k)}: {before[k]!r} -> {v!r}" for k, v in changes.items()
-                                      if k in before and before[k] != v))
             # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
             h.flash_redirect("/admin/classroom", "Saved." + (" Publishing to " + settings.broker + "."
                                                              if settings.enabled else " MQTT is off.")
@@ -248,12 +250,18 @@ def password_to_file(cfg: Config, changes: dict) -> dict:
     return {**changes, "mqtt.password": "", "mqtt.password_file": str(path)}
 
 
+def page_password_file(cfg: Config) -> Path | None:
+    """The password file this page wrote, when ``cfg`` uses it (not one a technician named)."""
+    path = config_mod.data_dir(cfg) / PASSWORD_FILE
+    return path if cfg.mqtt.password_file and Path(cfg.mqtt.password_file) == path else None
+
+
 def forget_password_file(cfg: Config) -> bool:
     """"No password" saved: delete the password file this page wrote, if ``cfg`` used it;
     False when it did not (a password or file a technician put in the config file is
     theirs, and stays there, overridden)."""
-    path = config_mod.data_dir(cfg) / PASSWORD_FILE
-    if not cfg.mqtt.password_file or Path(cfg.mqtt.password_file) != path:
+    path = page_password_file(cfg)
+    if path is None:
         return False
     path.unlink(missing_ok=True)
     return True

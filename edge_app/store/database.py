@@ -399,9 +399,15 @@ class Store:
                         "the admin's settings: Admin > Settings, Save)", key, self.path, exc)
             return default
 
-    def set_setting(self, key: str, value) -> None:
-        self.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                     (key, json.dumps(value)))
+    def set_setting(self, key: str, value, audit: tuple[str, str, str, str] | None = None) -> None:
+        """Save a setting; with ``audit`` (actor, action, target, detail), its audit row in the same
+        write: on a full disk a save answered "not done" had been saved and applied, unaudited."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                         "excluded.value", (key, json.dumps(value)))
+            if audit is not None:
+                conn.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                             (time.time(), *audit))
 
     # ------------------------------------------------------------ audit
     def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:

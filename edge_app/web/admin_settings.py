@@ -123,15 +123,28 @@ def use_file_settings(ctx) -> list[str]:
     return [f"{dotted}: {now!r} -> {was!r}" for dotted, now, was in rows]
 
 
-def apply_settings(ctx, changes: dict) -> None:
-    """Validate ``changes`` (dotted keys) into a new config, persist them, then hand the
-    new config whole to the web context, the analyzer and the loop. The old config object
-    is never edited: the loop may be reading it. Raises ``ConfigError``, changing nothing.
-    Callers hold ``ctx.settings_lock`` from reading the settings they compare to this."""
+def changes_in_words(before: dict, changes: dict) -> list[str]:
+    """The audit's words for ``changes`` from ``before``: only the emotions whose level changed."""
+    changed = []
+    for k, v in changes.items():
+        old = before.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            changed += [f"{k}.{e}: {old.get(e)!r} -> {v.get(e)!r}" for e in v if old.get(e) != v.get(e)]
+        elif old != v:
+            changed.append(f"{k}: {old!r} -> {v!r}")
+    return changed
+
+
+def apply_settings(ctx, changes: dict, audit: tuple[str, str, str, str] | None = None) -> None:
+    """Validate ``changes`` (dotted keys) into a new config, persist them (with their ``audit``
+    row, in one write), then hand the new config whole to the web context, the analyzer and
+    the loop. The old config object is never edited: the loop may be reading it. Raises
+    ``ConfigError``, changing nothing. Callers hold ``ctx.settings_lock`` from reading the
+    settings they compare to this."""
     new = config_mod.with_changes(ctx.cfg, changes)
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
     saved.update(changes)
-    ctx.store.set_setting(SETTINGS_KEY, saved)
+    ctx.store.set_setting(SETTINGS_KEY, saved, audit)
     _run_on(ctx, new)
 
 
@@ -259,22 +272,15 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 return render_settings(error="Nothing saved: another admin changed settings since you opened this "
                                              "page: " + "; ".join(conflicts) + ". Your values are below: save again "
                                              "to keep them.", status=409, values=shown, base=before)
+            changed = changes_in_words(before, changes)
             if changes:
-                apply_settings(ctx, changes)
+                apply_settings(ctx, changes, (me.username, "changed settings", "", "; ".join(changed)) if changed else None)
         except config_mod.ConfigError as exc:
             text, invalid = _in_the_forms_words(str(exc))
             return render_settings(error=f"Nothing saved: {text}.", status=400, values=shown, base=base,
                                    invalid=invalid)
-        changed = []
-        for k, v in changes.items():
-            old = before.get(k)
-            if isinstance(v, dict) and isinstance(old, dict):  # the mapping: only the emotions whose level changed
-                changed += [f"{k}.{e}: {old.get(e)!r} -> {v.get(e)!r}" for e in v if old.get(e) != v.get(e)]
-            elif old != v:
-                changed.append(f"{k}: {old!r} -> {v!r}")
-        if changed:
+        if changed:  # audited with the save itself
             log.info("admin %s changed settings", me.username)
-            ctx.store.audit(me.username, "changed settings", "", "; ".join(changed))
         # to a page of its own (post, redirect, get): a reload or Back then sends nothing again
         guard.flash_redirect("/admin/settings", "Saved. The live loop uses the new settings now." + notices(before, changes)
                              if changed else "Nothing to save: no setting was changed.")
