@@ -2159,12 +2159,14 @@ def test_made_up_minutes_cannot_grow_a_desks_memory():
 
 
 def test_an_open_page_drops_the_figure_when_a_desk_stops_sending_minutes():
-    """A paused desk (or one whose camera failed) sends no minute rows: ten minutes on, the
-    pages that showed "Last 10 min: 100% engaged" get the desk again, without it."""
+    """A desk whose camera failed (or a paused one, whose figure is not shown at all) sends no
+    minute rows: ten minutes on, the pages that showed "Last 10 min: 100% engaged" get the desk
+    again, without it."""
     now = 1_800_000_000.0
     clock = [now]
     room = classroom_model.Classroom(clock=lambda: clock[0])
-    assert room.apply_state("desk-1", state(level="Paused", since=str(now - 5), seq="1", sent=str(now)))
+    assert room.apply_state("desk-1", state(level="Absent", since=str(now - 5), seq="1", sent=str(now),
+                                            label='"Absent - camera not working"'))
     assert room.apply_minute("desk-1", minute(now - 65, 2, now, engaged_s=60.0))
     page = room.snapshot()  # what an open page shows now
     assert page["desks"][0]["recent"]["engaged_share"] == 1.0 and page["recent"]["desks"] == 1
