@@ -295,7 +295,5 @@ def restart_publisher(ctx, cfg: Config) -> None:
     new = publisher_for(cfg, ctx.store, lambda: model_version(ctx.analyzer.classifier.manifest), ctx.loop)
     if ctx.publisher is not None:
         ctx.publisher.stop(timeout=1.0)
-        ctx.store.outbox_enabled = False
-    if new is not None:
-        ctx.store.outbox_enabled = True
+    ctx.store.outbox_enabled = new is not None  # the old one's stop turned it off
     ctx.publisher = new.start() if new else None

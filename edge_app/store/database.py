@@ -86,6 +86,11 @@ PAUSE_SEEN_KEY = "loop.pause_seen"
 PAUSE_KEY = "privacy.pause"
 
 
+def _insert_audit(conn: sqlite3.Connection, actor: str, action: str, target: str, detail: str) -> None:
+    conn.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                 (time.time(), actor, action, target, detail))
+
+
 class MigrationFailed(Exception):
     """Migration ``number`` failed (its cause is SQLite's error); the ones before it stay."""
 
@@ -367,7 +372,7 @@ class Store:
         damaged, so restoring a backup or moving it away would only lose data. A file of the data
         directory's written beside it (the broker password, ENOSPC) is the same full disk."""
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            code = SQLITE_FULL
+            code = SQLITE_IOERR  # said only when this disk is the full one (not an upload's temporary file's)
         elif not isinstance(exc, sqlite3.Error):
             return None
         else:
@@ -406,15 +411,14 @@ class Store:
             conn.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                          "excluded.value", (key, json.dumps(value)))
             if audit is not None:
-                conn.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                             (time.time(), *audit))
+                _insert_audit(conn, *audit)
 
     # ------------------------------------------------------------ audit
     def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
         """Record an admin's change. Kept at least ``AUDIT_KEEP_DAYS`` (longer than a short
         retention), so a deletion stays accountable after the data it removed is gone."""
-        self.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                     (time.time(), actor, action, target, detail))
+        with self.transaction() as conn:
+            _insert_audit(conn, actor, action, target, detail)
 
     # ------------------------------------------------------------ live loop
     def log_state_change(self, t: float, level: str, group: str, emotion: str | None, confidence: float | None) -> None:
