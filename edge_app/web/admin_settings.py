@@ -108,19 +108,22 @@ def page_differences(ctx) -> list[tuple[str, Any, Any]]:
     return differences(ctx.cfg, ctx.file_cfg, mine)
 
 
-def use_file_settings(ctx) -> list[str]:
+def use_file_settings(ctx, actor: str | None = None) -> list[str]:
     """Forget the settings page's saved settings the config file says otherwise, and run on
-    the file's values (the loop at once); returns what changed, as the audit log words it."""
+    the file's values (the loop at once); returns what changed, as the audit log words it.
+    ``actor``: the admin, audited in the same write."""
     rows = page_differences(ctx)
     if not rows:
         return []
     keys = {dotted if dotted.count(".") == 1 else dotted.rsplit(".", 1)[0] for dotted, _, _ in rows}
     values = {k: value_of(ctx.file_cfg, k) for k in keys}
     new = config_mod.with_changes(ctx.cfg, {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()})
+    changed = [f"{dotted}: {now!r} -> {was!r}" for dotted, now, was in rows]
     saved = ctx.store.get_setting(SETTINGS_KEY, {}) or {}
-    ctx.store.set_setting(SETTINGS_KEY, {k: v for k, v in saved.items() if k not in keys})
+    ctx.store.set_setting(SETTINGS_KEY, {k: v for k, v in saved.items() if k not in keys},
+                          None if actor is None else (actor, "used the config file's settings", "", "; ".join(changed)))
     _run_on(ctx, new)
-    return [f"{dotted}: {now!r} -> {was!r}" for dotted, now, was in rows]
+    return changed
 
 
 def changes_in_words(before: dict, changes: dict) -> list[str]:
@@ -234,11 +237,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_recent_password()
         with ctx.settings_lock:
             before = settings_values()
-            changed = use_file_settings(ctx)
+            changed = use_file_settings(ctx, me.username)  # audited in the same write
             after = settings_values()
         if changed:
             log.info("admin %s handed settings back to the config file", me.username)
-            ctx.store.audit(me.username, "used the config file's settings", "", "; ".join(changed))
         file = "default" if _no_config_file(ctx) else "config file's"
         guard.flash_redirect("/admin/settings", f"The {file} values are used now." + notices(before, after) if changed
                              else f"Nothing to hand back: no saved setting differs from the {file} values.")
