@@ -1312,7 +1312,7 @@ def test_log_out_needs_the_sessions_token_and_ends_it(classroom):
     assert s.post(f"{classroom.url}/logout", data={}, timeout=5).status_code == 403
     assert s.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 200  # still logged in
     r = s.post(f"{classroom.url}/logout", data={"csrf": s.csrf}, allow_redirects=False, timeout=5)
-    assert r.status_code == 303 and r.headers["Location"].endswith("/login")
+    assert r.status_code == 303 and r.headers["Location"].endswith("/login?out=1")
     assert s.get(f"{classroom.url}/api/classroom", timeout=5).status_code == 401
 
 

@@ -98,7 +98,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
     def show_login():
         ended = request.query.get("ended", "")  # the session this browser had is over (web.guard)
         return login_page(error="", ended=ended if ended in ("page", "form") else "",
-                          **asked_next(request.query.getunicode("next")))
+                          logged_out=request.query.get("out") == "1", **asked_next(request.query.getunicode("next")))
 
     @app.post("/login")
     def login():
@@ -159,12 +159,12 @@ def install(app: bottle.Bottle, site: Site) -> None:
         token = request.get_cookie(site.cookie)
         if not accounts.session_user(token):  # ended already (elsewhere, or it expired): nothing to check or end
             response.delete_cookie(site.cookie, path="/")
-            return bottle.redirect("/login")
+            return bottle.redirect("/login?out=1")
         site.check_form()
         if token:
             accounts.end_session(token)
         response.delete_cookie(site.cookie, path="/")
-        return bottle.redirect("/login")
+        return bottle.redirect("/login?out=1")  # the page says so: on a shared desk, the reassurance is the point
 
     def account(user: User, **values) -> str:
         values.setdefault("others", accounts.other_sessions(user, request.get_cookie(site.cookie)))

@@ -7,6 +7,8 @@
   % end
   % if error:
   <p class="error" role="alert" id="login-error">{{error}}</p>
+  % elif get('logged_out'):
+  <p class="ok" role="status" id="login-out">You are logged out: the next person at this computer cannot use your log-in.</p>
   % end
   <form method="post" action="/login" class="stacked">
     <input type="hidden" name="next" value="{{get('next', '/')}}">
