@@ -327,7 +327,8 @@ def pack_source(data_dir: Path, splits=("train", "valid")) -> dict:
     and by which pack format: a pack whose record differs is of other data or older code."""
     kind, root = find_layout(data_dir)
     if kind == "pack":
-        keys = {split: hashlib.sha256(root.read_bytes()).hexdigest()[:16] for split in splits}
+        digest = hashlib.sha256(root.read_bytes()).hexdigest()[:16]  # one file for every split: read once
+        keys = {split: digest for split in splits}
     else:
         keys = {split: content_key(kind, root, split) for split in splits}
     return {"format": PACK_FORMAT, "splits": keys}
@@ -343,7 +344,7 @@ def pack_source_of(pack: Path) -> dict | None:
         return None
 
 
-def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
+def write_pack(data_dir: Path, out: Path, splits=("train", "valid"), source: dict | None = None) -> Path:
     """Write ``splits`` into one file of lossless WebP images plus votes and names.
 
     FER+ as 48x48 PNGs is ~60 MB; lossless WebP makes the training and validation splits
@@ -354,7 +355,8 @@ def write_pack(data_dir: Path, out: Path, splits=("train", "valid")) -> Path:
     """
     import cv2
 
-    arrays = {"source": np.array(json.dumps(pack_source(data_dir, splits)))}
+    # ``source``: the caller's ``pack_source`` of the same data (gpu_plan prepare has just read it all)
+    arrays = {"source": np.array(json.dumps(source or pack_source(data_dir, splits)))}
     for split in splits:
         data = load_split(data_dir, split)
         data = data.subset(used_by_a_rule(data.votes))

@@ -96,7 +96,7 @@ def download_wheels(folder: Path) -> None:
 def prepare(data: Path, carry: Path, wheels: bool = True) -> str:
     carry.mkdir(parents=True, exist_ok=True)
     pack = carry / fer.PACK_NAME
-    made = "made"
+    made, source = "made", None
     if pack.is_file():
         try:
             source = fer.pack_source(data)
@@ -108,7 +108,7 @@ def prepare(data: Path, carry: Path, wheels: bool = True) -> str:
             made = "kept" if fer.pack_source_of(pack) == source else \
                 "made again: the one there was of other data than --data, by older code, or damaged"
     if not made.startswith("kept"):
-        fer.write_pack(data, pack)
+        fer.write_pack(data, pack, source=source)
     if wheels:
         download_wheels(carry / "wheels")
     size = travel_size(carry)
