@@ -329,7 +329,8 @@ class StoreSettings(Section):
                             "service (systemd/engage-edge.service) may write only in /var/lib/engage-edge and cannot "
                             "see /home: another folder needs ReadWritePaths=DIR in a drop-in (sudo systemctl edit "
                             "engage-edge; firmware/README.md).")
-    retention_days: int = setting(30, "Rows and kept images older than this are deleted.", Range(1, 3650, "days"),
+    retention_days: int = setting(30, "Rows and kept images older than this are deleted (until a time server has set "
+                                  "the clock, older by the days this device has been switched on).", Range(1, 3650, "days"),
                                   label="Keep data for (days)")
     min_free_mb: int = setting(50, "Below this much free disk, logging pauses (health turns degraded).",
                                Range(0, 100000, "megabytes"))
@@ -341,8 +342,9 @@ class StoreSettings(Section):
     trust_device_clock: bool = setting(False, "Delete records past retention_days, and keep quiet hours, by this "
                                        "device's own clock even before a time server has set it: only for a device "
                                        "whose clock keeps time by itself (a Jetson, a Pi 5 with its clock battery) "
-                                       "on a network with no time server. Off: both wait for a time server (a Pi "
-                                       "without a battery starts on the time it last saved, and a clock days ahead "
+                                       "on a network with no time server. Off: until a time server has set the clock, "
+                                       "retention counts the days the device is switched on and quiet hours wait (a "
+                                       "Pi without a battery starts on the time it last saved, and a clock days ahead "
                                        "would delete today's records).")
 
 

@@ -42,7 +42,7 @@ def test_the_privacy_page_is_for_any_logged_in_user_linked_from_every_page_and_t
                  "Only you, a teacher or an admin can switch it back on", "ask your teacher or the admin"):
         assert said in text, said
     assert "anyone" not in text  # no button on the desk (indicators.backend "none")
-    assert "Right now nothing is deleted yet" not in text  # this device's clock is set
+    assert "it counts only the days it is switched on" not in text  # this device's clock is set
     assert not [word for word in JARGON if word.lower() in text.lower()], text
     # the POST is the header's pause button as before: pressed here, it comes back here
     r = ann.post(f"{app.url}/privacy", data={"csrf": ann.csrf, "do": "pause", "back": "/privacy"},

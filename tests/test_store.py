@@ -751,12 +751,119 @@ def test_the_retention_purge_waits_for_a_clock_a_time_server_has_set(tmp_path, c
         keeper = Housekeeping(store, Accounts(store), lambda: 30, clock_set=lambda: synced[0])
         with caplog.at_level(logging.WARNING, logger="edge_app.store.housekeeping"):
             assert keeper.run_once() == 0 and keeper.run_once() == 0
-        assert caplog.text.count("until a time server has set the clock") == 1  # said once, not hourly
-        assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1
+        assert caplog.text.count("no time server has set the clock, so records are deleted once this device has run") == 1
+        assert store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1  # its clock's 400 days are not its own
         synced[0] = True
         assert keeper.run_once() == 1  # set: what is past retention goes, as before
     finally:
         store.close()
+
+
+class DeskWithoutTimeServer:
+    """A Pi on a school network that blocks time servers, as the clean-up sees it: its wall
+    clock is ``off_s`` from the real time (set at each start: the time it last saved), its
+    monotonic clock counts from each start, and it may be switched off for days."""
+
+    def __init__(self, data_dir, off_s: float = 0.0):
+        from edge_app.store.accounts import Accounts
+        from edge_app.store.housekeeping import Housekeeping
+        from edge_app.store.running_time import RunningTime
+
+        self.real, self.off_s, self.mono = 1_800_000_000.0, off_s, 0.0
+        self.store = Store(data_dir)
+        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: False,
+                                   running=RunningTime(self.store, lambda: self.mono, self.wall))
+
+    def wall(self) -> float:
+        return self.real + self.off_s
+
+    def run(self, days: float, log_every_h: float = 6.0) -> None:
+        """Switched on for ``days``: a state row and a clean-up every ``log_every_h`` hours."""
+        for _ in range(round(days * 24 / log_every_h)):
+            self.real += log_every_h * 3600
+            self.mono += log_every_h * 3600
+            self.store.log_state_change(self.wall(), "Engaged - likes the topic", "Engaged", "happiness", 0.9)
+            self.keeper.run_once()
+
+    def restart(self, off_for_days: float = 0.0, off_s: float | None = None) -> None:
+        from edge_app.store.accounts import Accounts
+        from edge_app.store.housekeeping import Housekeeping
+        from edge_app.store.running_time import RunningTime
+
+        self.real += off_for_days * 86400
+        self.off_s = self.off_s if off_s is None else off_s
+        self.mono = 0.0  # a new boot
+        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: False,
+                                   running=RunningTime(self.store, lambda: self.mono, self.wall))
+
+    def kept(self) -> list[float]:
+        """The stamps of the state rows kept, oldest made first."""
+        return [r[0] for r in self.store.query("SELECT t FROM state_changes ORDER BY id")]
+
+
+def test_without_a_time_server_records_go_once_the_device_has_run_the_retention_since(tmp_path):
+    """On a school network that blocks time servers, a Pi's clock is never set, and the
+    clean-up kept every record for ever (it waited for a time server). It now deletes by the
+    device's running time: a record goes once the device has run 30 days since it was made,
+    days switched off not counted, so never sooner than by the calendar."""
+    desk = DeskWithoutTimeServer(tmp_path / "d")
+    try:
+        desk.run(days=20)
+        desk.restart(off_for_days=10)  # a holiday: switched off, so no running time
+        desk.run(days=9.5)
+        assert len(desk.kept()) == 118  # 29.5 running days: nothing is 30 days old yet
+        desk.run(days=1)
+        # 30.5 running days: the first row (made at 0.25) is past 30; the second is exactly 30 days old
+        assert len(desk.kept()) == 118 + 4 - 1
+        desk.run(days=60)
+        assert len(desk.kept()) == 121  # bounded: the last 30 running days, 4 rows a day, and one exactly 30 days old
+        assert desk.store.query("SELECT COUNT(*) FROM running_marks")[0][0] <= 365 * 4 + 2  # the audit's year at most
+    finally:
+        desk.store.close()
+
+
+def test_a_clock_days_ahead_or_set_back_deletes_no_record_early(tmp_path):
+    """The reason the clean-up waited: a Pi that started 40 days ahead judged today's rows
+    40 days old. By running time, rows made before the jump and after it go when the device
+    has run 30 days since each. A clock set back (to an old saved time) stamps newer rows
+    with older times than rows before it: those stay too."""
+    desk = DeskWithoutTimeServer(tmp_path / "d")
+    try:
+        desk.run(days=5)
+        desk.restart(off_s=40 * 86400)  # the next start is 40 days ahead
+        desk.run(days=24)
+        assert len(desk.kept()) == 29 * 4  # all 29 running days' rows: none is 30 days old
+        desk.restart(off_s=10 * 86400)  # and the next 30 days back: its rows are stamped before the last ones
+        desk.run(days=10.5)
+        stamps = desk.kept()
+        assert len(stamps) == 29 * 4 + 42 - 20  # the first 5 days' rows went; every row of the last 30 running days stays
+        desk.run(days=60)
+        assert len(desk.kept()) == 121  # bounded again: the last 30 running days (and one exactly that old)
+    finally:
+        desk.store.close()
+
+
+def test_the_running_time_carries_on_over_a_restart_and_a_full_disk_still_purges(tmp_path):
+    """A restart starts the monotonic clock again: the running time carries on from the newest
+    mark. A mark the database cannot take (a full disk) does not stop the purge, which is
+    what makes room."""
+    from edge_app.store.running_time import RunningTime
+
+    desk = DeskWithoutTimeServer(tmp_path / "d")
+    try:
+        desk.run(days=2)
+        before = desk.keeper.running.now()
+        desk.restart(off_for_days=3)
+        assert desk.keeper.running.now() == before  # the days off are not running time
+        desk.mono = 3600.0
+        assert desk.keeper.running.now() == before + 3600
+        assert RunningTime(desk.store).now() >= before  # a plain start carries on as well
+        desk.store.execute("CREATE TRIGGER full BEFORE INSERT ON running_marks BEGIN "
+                           "SELECT RAISE(ABORT, 'database or disk is full'); END")
+        desk.run(days=40)  # no new marks: the old ones still date the first rows
+        assert len(desk.kept()) < 42 * 4
+    finally:
+        desk.store.close()
 
 
 def test_a_saved_setting_that_cannot_be_read_is_ignored_not_a_failed_start(cfg, make_appliance, caplog):
@@ -840,13 +947,11 @@ def test_a_database_at_the_schema_number_once_given_to_the_log_indexes_opens(tmp
     """Four commits of 2026-11-28 made the admin log's indexes as migration 14, then moved them
     out of the migrations: a database one of them opened said schema 14 and every later release
     refused it as "newer than this engage-edge". That number stays taken."""
-    first = Store(tmp_path / "d")
-    first.log_alert(1_780_000_000.0, "Not engaged")
-    first.close()
-    with contextlib.closing(sqlite3.connect(tmp_path / "d" / "engage.db")) as conn:
-        conn.execute("PRAGMA user_version = 14")
+    with _database_before(tmp_path / "d", migration=14) as conn:
+        conn.execute("INSERT INTO alerts(t, level) VALUES (1780000000.0, 'Not engaged')")
+        conn.execute("PRAGMA user_version = 14")  # as one of those commits left it
     again = Store(tmp_path / "d")
     try:
-        assert again.schema_version() >= 14 and again.query("SELECT level FROM alerts")[0][0] == "Not engaged"
+        assert again.schema_version() == len(MIGRATIONS) and again.query("SELECT level FROM alerts")[0][0] == "Not engaged"
     finally:
         again.close()

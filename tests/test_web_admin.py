@@ -1169,10 +1169,10 @@ def test_a_shorter_retention_deletes_the_older_records_now(make_appliance):
              what="the 20-day-old row deleted")
 
 
-def test_a_shorter_retention_with_the_clock_unset_says_deleting_waits_for_a_time_server(make_appliance):
-    """With no time server yet the clean-up deletes nothing (a clock days ahead would delete
-    today's rows), yet the page said "Records older than 7 days are being deleted now."
-    It says deleting waits for the clock, and what to do."""
+def test_a_shorter_retention_with_the_clock_unset_says_the_days_are_running_days(make_appliance):
+    """With no time server yet the clean-up goes by the device's running days, not by its
+    clock (a clock days ahead would delete today's rows), yet the page said "Records older
+    than 7 days are being deleted now." It says how the days are counted, and what to do."""
     appliance = make_appliance(with_loop=False, clock_set=lambda: False)
     wait_for(lambda: appliance.housekeeping.runs >= 1, what="the start's clean-up")
     appliance.store.log_state_change(time.time() - 20 * 86400, "Engaged", "Engaged", None, None)
@@ -1183,18 +1183,19 @@ def test_a_shorter_retention_with_the_clock_unset_says_deleting_waits_for_a_time
     text = html.unescape(r.text)
     assert r.status_code == 200 and appliance.cfg.store.retention_days == 7
     assert "being deleted now" not in text
-    assert "Records older than 7 days are not deleted yet: no time server has set this device's clock" in text
-    assert "deleting waits until one has" in text and "timesyncd.conf" in text
+    assert "Records are deleted once this device has been switched on 7 days since they were made: no time server" in text
+    assert "the days it is switched off do not count until one has" in text and "timesyncd.conf" in text
     wait_for(lambda: appliance.housekeeping.runs > runs, what="the clean-up the save started")
-    assert appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1  # as the page says: still there
+    # as the page says: the device has not run 7 days since, whatever its clock says of the row
+    assert appliance.store.query("SELECT COUNT(*) FROM state_changes")[0][0] == 1
 
 
-def test_pages_say_nothing_is_deleted_while_the_clean_up_waits_for_a_time_server(make_appliance, monkeypatch):
+def test_pages_say_the_days_are_running_days_while_no_time_server_has_set_the_clock(make_appliance, monkeypatch):
     """A data-protection officer's finding: on a device no time server had set, nothing was
     deleted for weeks, yet /live and /upload told every student "logged for 1 days". While
-    the clean-up waits, they say so; once the clock is set, the plain days again. Said once
-    a paragraph (it was said twice on /upload), and to a student in plain words: the time
-    server is the admin's to act on."""
+    the clean-up counts the device's running days, they say so; once the clock is set, the
+    plain days again. Said once a paragraph (it was said twice on /upload), and to a student
+    in plain words: the time server is the admin's to act on."""
     from edge_app.device import clock
 
     synced = [False]
@@ -1204,19 +1205,19 @@ def test_pages_say_nothing_is_deleted_while_the_clean_up_waits_for_a_time_server
     s, ann = login(appliance.url), login(appliance.url, "ann", PW)
     for page in ("/live", "/upload"):
         text = " ".join(html.unescape(s.get(f"{appliance.url}{page}", timeout=10).text).split())
-        assert "30 days once this device's clock is set" in text and "until then nothing is deleted" in text, page
-        assert text.count("clock is set") == 1, page
+        assert "30 days of this device being switched on (no time server has set its clock yet" in text, page
+        assert text.count("days it is switched off do not count") == 1, page
         plain = " ".join(html.unescape(ann.get(f"{appliance.url}{page}", timeout=10).text).split())
         assert "kept for 30 days" in plain and "then deleted automatically" in plain, page
-        assert plain.count("Right now nothing is deleted yet") == 1, page
-        assert "time server" not in plain and "clock is set" not in plain, page
-    plain = html.unescape(ann.get(f"{appliance.url}/privacy", timeout=10).text)
-    assert plain.count("Right now nothing is deleted yet") == 1 and "time server" not in plain
+        assert plain.count("it counts only the days it is switched on") == 1, page
+        assert "time server" not in plain and "switched off do not count" not in plain, page
+    plain = " ".join(html.unescape(ann.get(f"{appliance.url}/privacy", timeout=10).text).split())
+    assert plain.count("it counts only the days it is switched on") == 1 and "time server" not in plain
     synced[0] = True
     text = html.unescape(s.get(f"{appliance.url}/live", timeout=10).text)
-    assert "logged for 30 days (admins see the log" in text and "clock is set" not in text
+    assert "logged for 30 days (admins see the log" in text and "switched on" not in text
     plain = html.unescape(ann.get(f"{appliance.url}/upload", timeout=10).text)
-    assert "then deleted automatically" in plain and "nothing is deleted yet" not in plain
+    assert "then deleted automatically" in plain and "days it is switched on" not in plain
 
 
 def test_trust_device_clock_lets_retention_run_without_a_time_server(cfg, make_appliance, monkeypatch):

@@ -86,6 +86,11 @@ PAUSE_SEEN_KEY = "loop.pause_seen"
 PAUSE_KEY = "privacy.pause"
 
 
+def audit_days(retention_days: int) -> int:
+    """How long the audit log is kept: a year, or the retention when that is longer."""
+    return max(retention_days, AUDIT_KEEP_DAYS)
+
+
 def _insert_audit(conn: sqlite3.Connection, actor: str, action: str, target: str, detail: str) -> None:
     conn.execute("INSERT INTO audit(t, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
                  (time.time(), actor, action, target, detail))
@@ -546,15 +551,21 @@ class Store:
         """Delete rows and kept images older than ``retention_days``; returns rows removed
         (in batches of ``PURGE_BATCH``: a writer waits for one batch at most)."""
         now = time.time() if now is None else now
-        cutoff = now - retention_days * 86400
-        audit_cutoff = now - max(retention_days, AUDIT_KEEP_DAYS) * 86400
+        return self.purge_before(now - retention_days * 86400, now - audit_days(retention_days) * 86400)
+
+    def purge_before(self, cutoff: float | None, audit_cutoff: float | None) -> int:
+        """Delete rows and kept images stamped before ``cutoff`` (the audit's before
+        ``audit_cutoff``); None: none is old enough yet. ``purge`` gives them by the calendar,
+        ``RunningTime.cutoff`` by the device's running time while its clock is not set."""
         removed = 0
         for table, column, before, image in (
                 ("uploads", "created", cutoff, "image_path"), ("alerts", "t", cutoff, "snapshot_path"),
                 ("state_changes", "t", cutoff, None), ("minute_stats", "minute", cutoff, None),
                 ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
-            removed += self._purge_table(table, column, before, image)
-        removed += self._purge_pause_mark(cutoff)
+            if before is not None:
+                removed += self._purge_table(table, column, before, image)
+        if cutoff is not None:
+            removed += self._purge_pause_mark(cutoff)
         if removed:
             self.give_back_space()  # lowering the retention is the way out of a full disk: it must free the disk
         if removed or self._forget_pending:  # pending: a reader deferred an earlier delete's checkpoint

@@ -1,5 +1,6 @@
 """The hourly clean-up of a running service's database: rows and kept images past
-retention, the audit log past its year, expired sessions and old failed log-ins; and
+retention (by the calendar, or by the device's running time while no time server has set
+its clock: ``running_time``), the audit log past its year, expired sessions and old failed log-ins; and
 the disk's reserve (``Store.keep_reserve``) kept again once there is room for it.
 
 The device and the classroom page each run one. Without it the classroom server kept
@@ -9,12 +10,14 @@ it ran: the device purged them, the classroom (the same accounts tables) never d
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 
 from edge_app.config import StoreSettings
 from edge_app.store.accounts import Accounts
-from edge_app.store.database import Store
+from edge_app.store.database import Store, audit_days
+from edge_app.store.running_time import RunningTime
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600.0
@@ -28,7 +31,7 @@ class Housekeeping:
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
                  every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
                  clock_set: Callable[[], bool | None] | None = None,
-                 reserve: Callable[[], tuple[int, int]] | None = None):
+                 reserve: Callable[[], tuple[int, int]] | None = None, running: RunningTime | None = None):
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
         # (store.reserve_mb, store.min_free_mb), asked each run as the retention is
         self.reserve = reserve or (lambda: (StoreSettings().reserve_mb, StoreSettings().min_free_mb))
@@ -37,6 +40,7 @@ class Housekeeping:
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
         self.clock_set = clock_set or (lambda: None)
         self._said_waiting = False
+        self.running = running or RunningTime(store)  # retention's clock while the wall clock is not set
         self._stop = threading.Event()
         self._wake = threading.Event()  # ``soon``: run now, not at the hour
         self._thread: threading.Thread | None = None
@@ -46,21 +50,27 @@ class Housekeeping:
         """One clean-up; returns the rows past retention removed. A failure is logged, not
         raised: the next run tries again (a locked or full database is passing)."""
         try:
+            self._mark()
+            days = self.retention_days()
             if self.clock_set() is False:  # no time server yet: the clock may be days ahead
                 if not self._said_waiting:
-                    log.warning("retention: nothing past store.retention_days is deleted until a time server has set "
-                                "the clock (a clock days ahead would delete today's rows); a device whose clock keeps "
-                                "time by itself on a network with no time server: set store.trust_device_clock = true")
+                    log.warning("retention: no time server has set the clock, so records are deleted once this device "
+                                "has run store.retention_days since they were made (by the calendar, longer while it "
+                                "is switched off; a clock days ahead would delete today's rows); a device whose clock "
+                                "keeps time by itself on a network with no time server: set "
+                                "store.trust_device_clock = true")
                     self._said_waiting = True
-                removed = 0
+                removed = self.store.purge_before(self.running.cutoff(days * 86400),
+                                                  self.running.cutoff(audit_days(days) * 86400))
             else:
                 self._said_waiting = False
-                removed = self.store.purge(self.retention_days())
+                removed = self.store.purge(days)
+            self.running.forget_before(audit_days(days) * 86400)
             if self._stop.is_set():  # stopping: the store is about to close
                 return removed
             if self.accounts.purge_sessions() or self.store.forgetting_deferred():  # after the store's own purge
                 # (its checkpoint came before these): the names typed and addresses, zeroed, go from the log too;
-                # and a delete's checkpoint a reader deferred is retried also while the purge waits for the clock
+                # and a delete's checkpoint a reader deferred is retried also when the purge removed nothing
                 self.store.forget_deleted()
             if removed:
                 log.info("retention: removed %d old rows", removed)
@@ -73,6 +83,14 @@ class Housekeeping:
             return 0
         finally:
             self.runs += 1
+
+    def _mark(self) -> None:
+        """The hourly mark of the running time: a database that cannot take one (a full disk)
+        still has its rows past retention deleted, which is the way to make room."""
+        try:
+            self.running.mark()
+        except sqlite3.Error as exc:
+            log.debug("retention: the running time was not marked (%s)", exc)
 
     def _run(self) -> None:
         wait = self.first_after_s

@@ -312,15 +312,16 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     def retention_notice(was, now) -> str:
         """What a shorter retention does now, as the clean-up does it: until a time server has
-        set the clock it deletes nothing (``Housekeeping.run_once``), and "being deleted now"
-        left an admin believing the older records were gone."""
+        set the clock it counts the device's running days (``Housekeeping.run_once``), and
+        "being deleted now" left an admin believing the older records were gone by the calendar."""
         if not (isinstance(was, int) and isinstance(now, int) and now < was):
             return ""
         keeper = getattr(ctx, "housekeeping", None)
         if (keeper.clock_set() if keeper is not None else clock.synchronized()) is False:
-            return (f" Records older than {now} days are not deleted yet: no time server has set this device's clock "
-                    "since it started (it has no battery clock), and a clock days ahead would delete today's records, "
-                    f"so deleting waits until one has. To fix it, {clock.WHAT_TO_DO}.")
+            return (f" Records are deleted once this device has been switched on {now} days since they were made: no "
+                    "time server has set its clock since it started (it has no battery clock), and a clock days ahead "
+                    "would delete today's records, so the days it is switched off do not count until one has "
+                    f"(records stay longer than by the calendar). To fix it, {clock.WHAT_TO_DO}.")
         return f" Records older than {now} days are being deleted now."
 
 

@@ -28,26 +28,27 @@ def days_kept(ctx) -> str:
 
 
 def clock_waits(ctx) -> bool:
-    """Whether the clean-up waits for a time server (``Housekeeping.run_once``): nothing is deleted yet."""
+    """Whether the clean-up goes by the device's running time, no time server having set its
+    clock (``Housekeeping.run_once``): records may stay longer than the days say."""
     keeper = getattr(ctx, "housekeeping", None)
     return keeper is not None and keeper.clock_set() is False
 
 
 # a student's words for ``clock_waits``, once a paragraph: the admin's ("a time server") is for who can act on it
-CLOCK_WAITS_PLAIN = ("Right now nothing is deleted yet: this device is waiting to learn the right time from the "
-                     "network, and its admin has been told.")
+CLOCK_WAITS_PLAIN = ("Right now this device does not know the date for sure, so it counts only the days it is "
+                     "switched on: things may stay a little longer. Its admin has been told.")
 
 
 def kept_for(ctx, admin: bool = True) -> str:
-    """How long records stay: "30 days", and for an admin, while the clean-up waits for a
-    time server, that nothing is deleted yet. /live promised "1 days" on a device that had
+    """How long records stay: "30 days", and for an admin, while no time server has set the
+    clock, that the days are the device's running days. /live promised "1 days" on a device that had
     deleted nothing for weeks. A student reads the days alone here and ``CLOCK_WAITS_PLAIN``
     once at the end of the paragraph (``states_logged``): the admin's words, said twice in
     one paragraph, told a 12-year-old about time servers they cannot do anything about."""
     days = days_kept(ctx)
     if admin and clock_waits(ctx):
-        return (f"{days} once this device's clock is set (it has not reached a time server yet: until then nothing "
-                "is deleted, and its admin is told)")
+        return (f"{days} of this device being switched on (no time server has set its clock yet, so days it is "
+                "switched off do not count, and its admin is told)")
     return days
 
 

@@ -17,7 +17,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app.runtime.privacy import Pause
 from edge_app.store.accounts import User, account_created
-from edge_app.store.database import AUDIT_KEEP_DAYS
+from edge_app.store.database import AUDIT_KEEP_DAYS, audit_days
 from edge_app.web.guard import Guard, json_error, safe_next
 from edge_app.web.hardening import wants_html
 from edge_app.web.live import clock_waits, days_kept
@@ -127,13 +127,13 @@ def about_page(ctx) -> dict[str, object]:
     defaults."""
     cfg = ctx.cfg
     limit = cfg.privacy.max_pause_minutes
-    audit_days = max(cfg.store.retention_days, AUDIT_KEEP_DAYS)  # ``Store.purge``
+    audit_for = audit_days(cfg.store.retention_days)  # ``Store.purge``
     return {"days": days_kept(ctx), "waits": clock_waits(ctx), "keep": cfg.privacy.keep_uploads,
             "snapshots": cfg.privacy.snapshot_on_alert, "picture_to_all": cfg.privacy.live_video == "everyone",
             "classroom": bool(cfg.mqtt.host), "with_emotion": cfg.mqtt.include_emotion,
             "alert_after": f"{cfg.indicators.buzzer_after_s:g}", "beeps": cfg.indicators.buzzer,
             "pause_limit": f"{limit:g}" if limit else "", "camera": ctx.loop is not None,
-            "audit_for": "a year" if audit_days == AUDIT_KEEP_DAYS else f"{audit_days} days",
+            "audit_for": "a year" if audit_for == AUDIT_KEEP_DAYS else f"{audit_for} days",
             # only the gpio backend reads the desk's button (device/pause_button.py)
             "desk_button": cfg.indicators.pause_button_pin >= 0 and cfg.indicators.backend == "gpio"}
 

@@ -6,9 +6,10 @@
     % if clock_trusted:
     Old records are deleted, and quiet hours kept, by its own clock (store.trust_device_clock).
     % else:
-    Until one has, nothing past the retention period is deleted (a Raspberry Pi has no battery clock, and a
-    clock days ahead would delete today's records; students' pages say so), and with quiet hours set the
-    buzzer stays silent.
+    Until one has, a record is deleted once this device has been switched on for the retention period since
+    it was made: days it is off do not count, so records stay longer than by the calendar (a Raspberry Pi has no
+    battery clock, and a clock days ahead would delete today's records; students' pages say so), and with quiet
+    hours set the buzzer stays silent.
     % end
     To fix it, {{clock_help}}.
     % if not clock_trusted:

@@ -45,8 +45,8 @@
       This list is kept for {{audit_for}}.</li>
   </ul>
   % if waits:
-  <p id="privacy-clock">Right now nothing is deleted yet: this device is waiting to learn the right time from the
-    network, and its admin has been told.</p>
+  <p id="privacy-clock">Right now this device does not know the date for sure, so it counts only the days it is
+    switched on: things may stay a little longer. Its admin has been told.</p>
   % end
   <p class="hint">The camera's other pictures are never kept: they are only looked at, then thrown away.</p>
 
