@@ -27,10 +27,13 @@ class RunningTime:
     def __init__(self, store: Store, monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time):
         self.store, self.monotonic, self.wall = store, monotonic, wall
-        newest = store.query("SELECT MAX(running_s) FROM running_marks")[0][0]
-        self._base, self._started = float(newest or 0.0), monotonic()
+        self._started = monotonic()
+        self._base: float | None = None  # read at the first use: a database that cannot be read now may be later
 
     def now(self) -> float:
+        if self._base is None:
+            newest = self.store.query("SELECT MAX(running_s) FROM running_marks")[0][0]
+            self._base = float(newest or 0.0)
         return self._base + self.monotonic() - self._started
 
     def mark(self) -> float:
