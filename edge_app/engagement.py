@@ -169,6 +169,7 @@ class EngagementTracker:
         self._last_face = -1e18
         self._last_sure = -1e18  # the last frontal face whose emotion was sure
         self._pending: tuple[str, float, float] | None = None  # (level, since, last frame that showed it)
+        self._prev_t: float | None = None  # the previous frame's time: no gap lies between it and this one
 
     @classmethod
     def from_config(cls, cfg: "Config", labels: list[str], start: float = 0.0) -> "EngagementTracker":
@@ -232,17 +233,30 @@ class EngagementTracker:
         been gone that long: logged for ten unreadable minutes, "Not engaged" was a made-up
         record (and sounded the buzzer). Otherwise the student is present."""
         pending = self._pending
-        if pending is not None and pending[0] not in NO_EXPRESSION and t - pending[2] <= self.rules.min_hold_s:
+        if pending is not None and pending[0] not in NO_EXPRESSION and self._unbroken(pending, t):
             return None
         if self.state.level in NO_EXPRESSION or t - self._last_sure >= self.rules.absent_after_s:
             return PRESENT
         return None
+
+    def _unbroken(self, pending: tuple[str, float, float], t: float) -> bool:
+        """Does a change under way still count at ``t``? Yes when the previous frame showed
+        it, or one did within ``min_hold_s``; a longer gap of frames saying nothing starts
+        it again. Frames further apart than the hold (camera.fps = 1 with a hold of 0.5 s, a
+        slow loop) are no gap: each restarted the count, and the state never changed."""
+        return pending[2] == self._prev_t or t - pending[2] <= self.rules.min_hold_s
 
     def update(self, obs: Observation, rules: EngagementRules | None = None) -> tuple[EngagementState, bool]:
         """Feed one frame; returns the shown state and whether it just changed.
 
         ``rules``: the settings to judge this frame (and the next ones) by; the shown state
         and the smoothing history carry over, only the rules change."""
+        try:
+            return self._update(obs, rules)
+        finally:
+            self._prev_t = obs.t
+
+    def _update(self, obs: Observation, rules: EngagementRules | None) -> tuple[EngagementState, bool]:
         if rules is not None and rules is not self.rules:
             self.rules = self._checked(rules)
         candidate = self._candidate(obs)
@@ -262,7 +276,7 @@ class EngagementTracker:
         # "Absent" and "too dark" are one change under way (the empty frames' light near the rule's
         # line): each restarting the other's count kept the last face's level on for good
         if (self._pending is None or self._pending[0] != candidate and {self._pending[0], candidate} != ABSENT_PAIR
-                or obs.t - self._pending[2] > self.rules.min_hold_s):  # a gap longer than the hold starts it again
+                or not self._unbroken(self._pending, obs.t)):  # a gap longer than the hold starts it again
             self._pending = (candidate, obs.t, obs.t)
         self._pending = (candidate, self._pending[1], obs.t)
         if obs.t - self._pending[1] >= self.rules.min_hold_s:

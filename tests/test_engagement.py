@@ -367,3 +367,15 @@ def test_a_change_of_expression_within_a_level_keeps_the_moment_its_words_began(
     assert StateSnapshot.of(tr.state, t=12.0).public(0.0, 12.0)["since"] == tr.state.since  # an admin's
     changes = feed(tr, 12.0, 20.0, 10, "frontal", "anger")
     assert changes[-1][1] == ANGRY and tr.state.words_since == tr.state.since  # new words: a new moment
+
+
+@pytest.mark.parametrize("hold, every_s", [(0.5, 1.0), (1.5, 2.0)])
+def test_frames_further_apart_than_the_hold_still_change_the_state(hold, every_s):
+    """camera.fps = 1 with min_hold_s = 0.5 (both allowed), or a loop slowed below one frame
+    per min_hold_s: each frame that showed the new level restarted its count, as if a gap
+    without a word had come between, so the state never left "Absent" (nor came back to it)."""
+    tr = tracker(ema_half_life_s=0.0, min_hold_s=hold)
+    changes = feed(tr, 0.0, 10 * every_s, 1 / every_s, "frontal", "happiness")
+    assert changes == [(pytest.approx(every_s), HAPPY)] and tr.state.since == pytest.approx(0.0)
+    changes = feed(tr, 10 * every_s, 30 * every_s, 1 / every_s, None)
+    assert [level for _, level in changes] == [ABSENT]
