@@ -209,7 +209,8 @@ class EngagementTracker:
         t = obs.t
         if obs.kind == "frontal" and obs.probabilities is not None:
             self._last_frontal = self._last_face = t
-            if float(obs.probabilities.max()) < self.rules.min_confidence:
+            # not a number (a float model gone wrong) is no answer: smoothed in, it stayed in the average for good
+            if not np.isfinite(obs.probabilities).all() or float(obs.probabilities.max()) < self.rules.min_confidence:
                 return self._unsure(t)
             self._last_sure = t
             ema = self._smooth(t, obs.probabilities)

@@ -156,3 +156,18 @@ def test_uploads_report_unsure_faces_as_uncertain(make_appliance, cfg, face_jpeg
         assert ("the emotion is too unsure to count" in page.text) is uncertain
         appliance.stop()  # the next one uses the same data: a second appliance on a running one's is refused
 
+
+
+@pytest.mark.parametrize("min_confidence", [0.5, 0.0])
+def test_a_frame_of_not_a_number_is_unsure_not_the_average_for_good(min_confidence):
+    """One frame whose probabilities held a NaN (a float model gone wrong) read as sure: it
+    went into the average, which stayed NaN until the student left, and the state turned
+    to the first label's level with confidence NaN (no valid JSON for the API or MQTT)."""
+    tr = EngagementTracker(KNOWN_LABELS, MAPPING, min_hold_s=1.0, min_confidence=min_confidence)
+    assert run(tr, 0, 3, probs("happiness", 0.9)) == ["Engaged - likes the topic"]
+    bad = probs("happiness", 0.9)
+    bad[KNOWN_LABELS.index("sadness")] = np.nan
+    tr.update(Observation(3.0, "frontal", bad))
+    assert run(tr, 3.1, 6, probs("happiness", 0.9)) == []
+    assert tr.state.level == "Engaged - likes the topic" and tr.state.confidence == pytest.approx(0.9)
+    assert all(np.isfinite(v) for v in tr.state.probabilities.values())
