@@ -274,7 +274,7 @@ class FaceCheck:
 class BlazeFace:
     """``detect(image) -> [Detection]`` in image pixels, best first.
 
-    The image (grayscale or BGR) is letterboxed into the square input, so faces keep
+    The image (grayscale, BGR or BGRA) is letterboxed into the square input, so faces keep
     their shape; a grayscale image is given to the network as three equal channels (the
     capture loop works in grayscale, and so does the emotion model)."""
 
@@ -296,6 +296,8 @@ class BlazeFace:
     def detect(self, image: np.ndarray, min_score: float = 0.5) -> list[Detection]:
         m = self.manifest
         h, w = image.shape[:2]
+        if h == 0 or w == 0:  # no pixels, no face (as Haar says), not a division by zero
+            return []
         scale = m.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -307,7 +309,7 @@ class BlazeFace:
             if small.ndim == 2:
                 region[:] = (small.astype(np.float32) * m.scale + m.offset)[:, :, None]
             else:
-                region[:] = small[:, :, ::-1].astype(np.float32) * m.scale + m.offset  # BGR -> RGB
+                region[:] = small[:, :, 2::-1].astype(np.float32) * m.scale + m.offset  # BGR(A) -> RGB
             self.interpreter.set_tensor(self._in["index"], buf)
             self.interpreter.invoke()
             raw_boxes = self.interpreter.get_tensor(self._boxes_out["index"])[0]

@@ -129,6 +129,8 @@ class FaceDetector(Detector):
 
         ``detect_width`` and ``min_face_px`` override the live settings (stills); Haar
         searches every scale anyway, so ``tiles`` changes nothing."""
+        if frame.size == 0:  # no pixels (OpenCV cannot convert them): no face
+            return []
         with self._lock:
             return self._detect(frame, detect_width, min_face_px)
 
@@ -353,6 +355,8 @@ class BlazeFaceDetector(Detector):
         next ``TILES_PER_SEARCH`` of them in turn, so the live loop, which searches an
         empty scene every few frames, covers them all within about a second and never
         pays for all at once."""
+        if frame.size == 0:  # no pixels (OpenCV cannot convert them): no face, as Haar says
+            return []
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         min_px = min_face_px or self.min_face_px
         # the full search (stills) also looks at the mirror image of each view that shows
