@@ -20,6 +20,7 @@ from edge_app.vision.classifier import (
     Manifest,
     ModelError,
     View,
+    as_probabilities,
     crop_face,
     parse_views,
     sha256_file,
@@ -139,6 +140,20 @@ def test_input_follows_the_manifest_scale_and_offset(classifier):
         info = np.iinfo(classifier._buffer.dtype)
         expected = np.clip(np.round((pixel * m.scale + m.offset) / scale + zero), info.min, info.max)
         assert np.all(classifier._buffer == expected)
+
+
+@pytest.mark.parametrize("raw, sure", [([np.inf, 1, 0, 0], False), ([np.nan, 1, 0, 0], False), ([0, 0, 0, 0], False),
+                                       ([-1, -2, 0, 0], False), ([3, 1, 0, 0], True)])
+def test_an_output_that_is_no_answer_is_a_uniform_one(raw, sure):
+    """A float model's infinity gave NaN probabilities: the upload answered "confidence": NaN,
+    which is not JSON. Whatever the output, the probabilities are finite and sum to 1; no
+    answer is a uniform one (unsure), an answer keeps its proportions."""
+    p = as_probabilities(np.array(raw, np.float32))
+    assert np.isfinite(p).all() and abs(float(p.sum()) - 1) < 1e-6
+    json.loads(json.dumps([float(v) for v in p], allow_nan=False))
+    assert (float(p.max()) > 0.5) is sure
+    if sure:
+        assert p.tolist() == pytest.approx([0.75, 0.25, 0, 0])
 
 
 def test_threads_setting_is_accepted():

@@ -289,14 +289,24 @@ class EmotionClassifier:
 
     def _run(self) -> np.ndarray:
         """Invoke the model on the input buffer; its output as probabilities summing to 1."""
-        p = np.clip(self._invoke(), 0, None)
-        total = float(p.sum())
-        return p / total if total > 0 else np.full(len(p), 1.0 / len(p), np.float32)
+        return as_probabilities(self._invoke())
 
     def classify(self, gray_face: np.ndarray) -> tuple[str, float, dict[str, float]]:
         p = self.probabilities(gray_face)
         i = int(p.argmax())
         return self.labels[i], float(p[i]), {l: round(float(v), 4) for l, v in zip(self.labels, p)}
+
+
+def as_probabilities(raw: np.ndarray) -> np.ndarray:
+    """A model's output as probabilities summing to 1; an output that is no answer (all zero
+    or below, a NaN, an infinity from a float model gone wrong) is a uniform one, which reads
+    as unsure. An infinity divided through gave NaN: "confidence": NaN is not JSON, and the
+    upload's answer failed to parse."""
+    p = np.clip(raw.astype(np.float32), 0, None)
+    total = float(p.sum())
+    if not np.isfinite(total) or total <= 0:
+        return np.full(len(p), 1.0 / len(p), np.float32)
+    return p / total
 
 
 def crop_face(gray: np.ndarray, box) -> np.ndarray:
