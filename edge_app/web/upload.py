@@ -478,8 +478,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
             return None
         if stored["user_id"] != user.id:
             when = local_time(stored["created"], "%Y-%m-%d %H:%M")
+            # the photo by its number, not its file's name ("anna crying.jpg"): the audit is kept a year, and
+            # a deleted photo's name must not outlive it there (the privacy page says the list holds the student's name)
             ctx.store.audit(user.username, "deleted upload", stored["username"] or "",
-                            f"{stored['filename']} of {when}, {len(stored['faces'])} face(s)")
+                            f"photo {upload_id} of {when}, {len(stored['faces'])} face(s)")
         log.info("upload %d deleted by %s", upload_id, user.username)
         return stored
 
