@@ -1407,3 +1407,53 @@ def test_a_shape_refusal_names_plain_numbers(cfg, variant):
     with pytest.raises(flash.FlashError) as refused:
         flash.install(model, manifest, cfg)
     assert "output shape (1, 8) does not match 7 labels" in str(refused.value) and "np." not in str(refused.value)
+
+
+def test_a_read_only_models_disk_says_to_mount_it_read_write_and_blames_no_model(cfg, variant, tmp_path, capsys):
+    """A data disk mounted read-only (fsck found errors, a card gone read-only) refused an
+    install with "cannot open the lock file ...: Read-only file system" and nothing to do, and
+    a rollback added "the previous one cannot run: install a good one", though that model was
+    fine. Both say the file system is read-only and to mount it read-write; nothing changes."""
+    with mounted_tmpfs(tmp_path / "ro", "16m") as disk:
+        conf = tmp_path / "ro.toml"
+        conf.write_text(f'[store]\ndata_dir = "{disk / "data"}"\n')
+        small = config_mod.load(conf)
+        flash.install(*variant(1), small)
+        models = flash.models_dir(small)
+        before = _state(models)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        model, manifest = variant(2)
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 1
+        err = capsys.readouterr().err
+        assert f"the file system holding {models} is mounted read-only" in err and "mount it read-write" in err, err
+        assert "unchanged" in err and "Traceback" not in err
+        assert main(["model", "rollback", "--config", str(conf)]) == 1
+        err = capsys.readouterr().err
+        assert "is mounted read-only" in err and "unchanged" in err, err
+        assert "cannot run" not in err and "install a good one" not in err, err
+        assert _state(models) == before
+
+
+def test_a_models_folder_its_owner_may_not_write_says_chmod_not_chown(variant):
+    """A models folder made read-only by its own user (chmod a-w) was answered "give it back to
+    'nobody' (sudo chown -R nobody: ...)", which changes nothing: it says to let the owner write."""
+    if os.geteuid() != 0:
+        skip_unless_ci("running the command as another user needs root (CI runs as root)")
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # reachable by the other user
+        os.chmod(top, 0o755)
+        data = Path(top) / "data"
+        (data / "models").mkdir(parents=True)
+        for path in (data, data / "models"):
+            os.chown(path, 65534, 65534)
+        (data / "models").chmod(0o555)
+        conf = Path(top) / "device.toml"
+        conf.write_text(f'[store]\ndata_dir = "{data}"\n')
+        model, manifest = (Path(shutil.copy(p, top)) for p in variant(1))
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            str(Path(sys.executable).parent / "engage-edge"), "model", "install", str(model),
+                            "--manifest", str(manifest), "--config", str(conf)], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})  # this checkout
+        assert r.returncode == 1 and f"let its owner write in it again (sudo chmod u+rwx {data / 'models'})" in r.stderr, \
+            r.stderr
+        assert "chown" not in r.stderr and "unchanged" in r.stderr
+        assert list((data / "models").iterdir()) == []

@@ -151,9 +151,12 @@ def cmd_model_rollback(args) -> int:
               "engage-edge model install MODEL.tflite --manifest MODEL.json (the shipped one: "
               f"{SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST})", file=sys.stderr)
         return EXIT_FAILED
-    except flash.ModelError as exc:  # the previous model is damaged too: rolling back cannot mend it
+    except flash.PreviousUnusable as exc:  # the previous model is damaged too: rolling back cannot mend it
         print(f"rollback refused: {exc}\nthe running model is unchanged; the previous one cannot run: "
               + flash.INSTALL_A_GOOD_ONE, file=sys.stderr)
+        return EXIT_FAILED
+    except flash.ModelError as exc:  # a models folder it may not write, a read-only disk: the previous model is fine
+        print(f"rollback refused: {exc}\nthe running model is unchanged", file=sys.stderr)
         return EXIT_FAILED
     print(f"rolled back to {raw.get('model')} (sha256 {raw.get('sha256', '')[:12]})")
     _warn_if_pinned(cfg, "rolled-back")

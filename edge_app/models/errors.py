@@ -18,6 +18,12 @@ class NothingToRollBack(FlashError):
     """No previous model, or one that is the model running now: a rollback changes nothing."""
 
 
+class PreviousUnusable(FlashError):
+    """The model to roll back to cannot run (its manifest unreadable, its file damaged): a
+    rollback cannot mend it, installing a good model can. Told apart from a rollback refused
+    for any other reason (a models folder it may not write), whose previous model is fine."""
+
+
 class AlreadyInstalled(FlashError):
     """The model offered is the installed one (the same file and manifest, its file intact):
     an install changes nothing, so it makes no swap and no history entry. Installed again,
@@ -68,13 +74,33 @@ def write_failed(directory: Path, exc: OSError, need_bytes: int | None = None) -
         free = f" ({mb:.1f} MB free{needs})" if mb is not None else ""
         return FlashError(f"the disk holding {directory} is full{free}: free some space (old backups or "
                           "exports, `sudo journalctl --vacuum-size=50M`) and try again")
+    if exc.errno == errno.EROFS:  # "writing in ... failed: Read-only file system" said nothing to do
+        return FlashError(f"the file system holding {directory} is mounted read-only ({exc.strerror}; `findmnt -T "
+                          f"{directory}` names it): mount it read-write and try again")
     if exc.errno in (errno.EACCES, errno.EPERM):
         owner, service = owner_name(directory), owner_name(directory.parent)  # the data directory's: the service's
         if owner != service:  # left to root by a flash run as root: the service's web page cannot flash any more
             fix = f"give it back to {service!r}, who owns {directory.parent}: sudo chown -R {service}: {directory}"
         elif owner != user_name():
             fix = f"run the command as that user (sudo -u {owner} engage-edge ...)"
+        elif _owner_may_not_write(directory):  # its mode (chmod a-w): giving it to its own owner changed nothing
+            fix = f"let its owner write in it again (sudo chmod u+rwx {_existing(directory)})"
         else:
             fix = f"give it back to {owner!r} (sudo chown -R {owner}: {directory})"
         return FlashError(f"{user_name()!r} may not write in {directory} ({exc.strerror}): it belongs to {owner!r}; {fix}")
     return FlashError(f"writing in {directory} failed: {exc.strerror or exc}")
+
+
+def _existing(directory: Path) -> Path:
+    """``directory``, or the nearest folder above it that exists (a models folder not made yet)."""
+    return next((p for p in (directory, *directory.parents) if p.is_dir()), directory)
+
+
+def _owner_may_not_write(directory: Path) -> bool:
+    """Does the mode of ``directory`` (or the folder a first install would make it in) deny its
+    owner writing in it? Read from the mode bits, not ``os.access``, which says yes to root."""
+    try:
+        mode = _existing(directory).stat().st_mode
+    except OSError:
+        return False
+    return mode & 0o300 != 0o300

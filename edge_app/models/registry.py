@@ -34,7 +34,7 @@ from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fsutil import atomic_write, fsync_dir
 from edge_app.models.checks import MAX_TEXT, is_number, validate
-from edge_app.models.errors import AlreadyInstalled, FlashError, NothingToRollBack, write_failed
+from edge_app.models.errors import AlreadyInstalled, FlashError, NothingToRollBack, PreviousUnusable, write_failed
 from edge_app.vision.classifier import SHIPPED_MANIFEST, EmotionClassifier, Manifest, ModelError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,8 @@ def _locked(directory: Path):
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FlashError(f"{path} is a symbolic link, which is refused: remove it (rm {path}) and try again") from None
+        if exc.errno == errno.EROFS:  # a read-only mount: said with what to do, as any other write there
+            raise write_failed(directory, exc) from None
         raise FlashError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -543,7 +545,7 @@ def rollback(cfg: Config, by: str = "") -> dict:
         try:
             previous = json.loads(prev_path.read_text())
         except (OSError, ValueError) as exc:
-            raise FlashError(f"the previous model's manifest {prev_path} is unreadable: {exc}") from None
+            raise PreviousUnusable(f"the previous model's manifest {prev_path} is unreadable: {exc}") from None
         try:
             current = json.loads(cur_path.read_text()) if cur_path.is_file() else None
         except (OSError, ValueError) as exc:
@@ -560,7 +562,10 @@ def rollback(cfg: Config, by: str = "") -> dict:
         if isinstance(current, dict) and isinstance(previous, dict) and manifest_digest(previous) == manifest_digest(current):
             raise NothingToRollBack(f"{prev_path} names the model that runs now ({current.get('model')}, sha256 "
                                     f"{str(current.get('sha256'))[:12]}): there is nothing different to roll back to")
-        EmotionClassifier(prev_path)  # still intact and loadable? (ModelError says why not)
+        try:
+            EmotionClassifier(prev_path)  # still intact and loadable?
+        except ModelError as exc:
+            raise PreviousUnusable(str(exc)) from None
         try:
             if current is not None:
                 _swap(directory, previous, current)
