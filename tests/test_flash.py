@@ -645,6 +645,25 @@ def test_admin_web_upload_installs_and_refuses(web_appliance, variant, cfg):
     assert anonymous.status_code in (401, 403) or "/login" in anonymous.headers["Location"]
 
 
+def test_a_web_refusal_names_the_files_as_the_admin_uploaded_them(web_appliance, variant, cfg):
+    """The checks name the files they were given: on the web page those are the upload's saved
+    copies, so a wrong label or metric was said of "manifest manifest.json", a file the admin
+    never chose. Every refusal names the uploaded file."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    model, manifest = variant(1)
+    raw = json.loads(manifest.read_text())
+    for changes, says in (({"labels": [*raw["labels"][:-1], "boredom"]}, "lesson-7.json: labels ['boredom']"),
+                          ({"metrics": {"official": {"accuracy": 5}}}, "manifest lesson-7.json: metrics.official.accuracy"),
+                          ({"input": {**raw["input"], "size": [64, 64]}}, "edge-v4.tflite: input shape")):
+        r = s.post(f"{appliance.url}/admin/model/install", data={"csrf": s.csrf}, timeout=30,
+                   files={"model": ("edge-v4.tflite", model.read_bytes()),
+                          "manifest": ("lesson-7.json", json.dumps({**raw, **changes}).encode())})
+        error = html.unescape(r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0])
+        assert r.status_code == 400 and says in error, error
+        assert "manifest.json" not in error and "model.tflite" not in error, error
+    assert not (flash.models_dir(cfg) / "current.json").exists()
+
+
 def test_admin_web_upload_too_big_is_refused_unread(web_appliance, variant, cfg, monkeypatch):
     """A file far over a model's size (a video picked by mistake) is refused before the
     form is read: reading it would first copy it whole into a temporary file."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -114,6 +115,16 @@ def plot_files(manifest: Manifest) -> dict[str, Path]:
     return found
 
 
+def as_uploaded(text: str, names: dict[Path, str]) -> str:
+    """A refusal as the admin knows the files: each saved upload's path, or its bare name in
+    the temporary folder (``model.tflite``, ``manifest.json``), becomes the name it was uploaded
+    under. In one pass, so an uploaded name is never replaced again; "manifest manifest.json:
+    labels ..." named no file the admin had chosen."""
+    shown = {**{str(path): name for path, name in names.items()}, **{path.name: name for path, name in names.items()}}
+    pattern = "|".join(re.escape(key) for key in sorted(shown, key=len, reverse=True))
+    return re.sub(pattern, lambda m: shown[m.group()], text)
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     def back(message: str, error: bool = False) -> None:
         guard.flash_redirect("/admin/model", message, error)
@@ -206,9 +217,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 back(f"Nothing installed: {exc}.", error=True)  # pinned, or not loaded: said as it is
             except flash.ModelError as exc:
                 # the uploads' own names, never this temporary folder's; back to the model page to try again
-                reason = (str(exc).replace(str(manifest_path), manifest.raw_filename or "the manifest")
-                          .replace(str(model_path), model.raw_filename or "the model")
-                          .replace("model.tflite", model.raw_filename or "the model"))
+                reason = as_uploaded(str(exc), {model_path: model.raw_filename or "the model",
+                                                manifest_path: manifest.raw_filename or "the manifest"})
                 # on the model page itself, its form there to try again (400 for a script)
                 return HTTPResponse(render(error=f"Model refused: {reason}. The running model is unchanged."), 400)
         log.info("admin %s installed model %s", me.username, raw["sha256"][:12])
