@@ -1476,3 +1476,41 @@ def test_a_models_folder_its_owner_may_not_write_says_chmod_not_chown(variant):
             r.stderr
         assert "chown" not in r.stderr and "unchanged" in r.stderr
         assert list((data / "models").iterdir()) == []
+
+
+def test_ctrl_c_during_an_install_or_rollback_says_whether_the_model_changed(cfg, variant, tmp_path, capsys,
+                                                                             monkeypatch):
+    """Ctrl-C (or a dropped SSH session) during `model install` or `model rollback` ended it
+    with exit 130 and not a word: the technician could not tell which model now runs. Cut
+    short before the commit point it says nothing changed; after it, which model is installed."""
+    conf = _config_file(tmp_path, cfg)
+    first = flash.install(*variant(1), cfg)
+    models = flash.models_dir(cfg)
+    before = _state(models)
+
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    model, manifest = variant(2)
+    with monkeypatch.context() as m:
+        m.setattr(checks, "golden_check", interrupt)  # while the candidate is checked
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 130
+    assert capsys.readouterr().err.endswith("interrupted: nothing was installed; the running model is unchanged\n")
+    assert {k: v for k, v in _state(models).items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
+
+    with monkeypatch.context() as m:
+        m.setattr(flash, "_record", interrupt)  # the commit point passed, its history row not yet written
+        assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 130
+        err = capsys.readouterr().err
+        new = json.loads((models / "current.json").read_text())
+        assert new["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert f"interrupted after the change was made: {new['model']} (sha256 {new['sha256'][:12]}) is now the " \
+               "installed model" in err and "'engage-edge model rollback' returns to the one before" in err, err
+        assert main(["model", "rollback", "--config", str(conf)]) == 130
+        err = capsys.readouterr().err
+        assert f"interrupted after the change was made: {first['model']} (sha256 {first['sha256'][:12]}) runs again" \
+               in err, err
+        m.setattr(flash, "_settle", interrupt)  # before anything is changed
+        assert main(["model", "rollback", "--config", str(conf)]) == 130
+        assert capsys.readouterr().err.endswith("interrupted: not rolled back; the running model is unchanged\n")
+    assert json.loads((models / "current.json").read_text())["sha256"] == first["sha256"]

@@ -112,6 +112,9 @@ def cmd_model_install(args) -> int:
     before = flash.running_manifest(cfg)
     try:
         raw = flash.install(args.file, args.manifest, cfg, by=by, allow_slow=args.allow_slow)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or the SSH session dropped (SystemExit: see cli.main)
+        _say_interrupted(cfg, before, "nothing was installed", "is now the installed model")
+        raise
     except flash.AlreadyInstalled as exc:  # what was asked for is so: a provisioning script run again goes on
         print(exc)
         return EXIT_OK
@@ -129,6 +132,22 @@ def cmd_model_install(args) -> int:
     return EXIT_OK
 
 
+def _say_interrupted(cfg, before: dict | None, unchanged: str, changed: str) -> None:
+    """Say whether an install or rollback cut short by Ctrl-C or a hang-up changed the model:
+    it ended with exit 130 and not a word, the technician left to guess what runs. Either the
+    change was made whole or not at all (``registry._swap``)."""
+    from edge_app.models import registry as flash
+
+    after = flash.running_manifest(cfg)
+    if after is not None and (before is None or flash.manifest_digest(after) != flash.manifest_digest(before)):
+        said = (f"interrupted after the change was made: {after.get('model')} (sha256 {str(after.get('sha256'))[:12]}) "
+                f"{changed}; 'engage-edge model list' shows it, 'engage-edge model rollback' returns to the one before")
+    else:
+        said = f"interrupted: {unchanged}; the running model is unchanged"
+    with contextlib.suppress(OSError):  # a hang-up's terminal may be gone
+        print(said, file=sys.stderr, flush=True)
+
+
 def _warn_if_pinned(cfg, done: str) -> None:
     """An install or rollback changes the current model, which a pinned one overrules."""
     if cfg.model.manifest:  # a running service read the pin at its start: clearing it alone changes nothing
@@ -142,8 +161,12 @@ def cmd_model_rollback(args) -> int:
     cfg = _config(args)
     by = _by()
     _as_data_owner(cfg)
+    before = flash.running_manifest(cfg)
     try:
         raw = flash.rollback(cfg, by=by)
+    except (KeyboardInterrupt, SystemExit):
+        _say_interrupted(cfg, before, "not rolled back", "runs again: rolled back")
+        raise
     except flash.NothingToRollBack as exc:  # what to do instead, as the web page and a failed start say
         from edge_app.vision.classifier import SHIPPED_MANIFEST
 
