@@ -767,6 +767,44 @@ def test_web_rollback_with_nothing_to_roll_back_to_says_so(web_appliance):
     assert "no previous model" in error and "unchanged" in error
 
 
+def test_the_model_page_does_not_offer_a_damaged_previous_model(web_appliance, variant, cfg):
+    """A previous model whose file was damaged since (`model list` marks it DAMAGED) was offered
+    by the page's Roll back button as any other, and pressing it said only "does not match its
+    manifest". The page says it cannot run and that installing a good model is the way on."""
+    appliance, s = web_appliance, login(web_appliance.url)
+    flash.install(*variant(1), cfg)
+    flash.install(*variant(2), cfg)
+    appliance.model_watcher.check()
+    models = flash.models_dir(cfg)
+    previous = json.loads((models / "previous.json").read_text())
+    (models / previous["model"]).write_bytes(b"\0" * 100)
+    page = html.unescape(s.get(f"{appliance.url}/admin/model", timeout=10).text)
+    said = page.split('id="previous-damaged">', 1)[1].split("</p>", 1)[0]
+    assert f"{previous['model']}</code> (sha256 {previous['sha256'][:12]}), cannot run:" in said, said
+    assert "does not match its manifest" in said and "install a good one below" in said
+    assert 'id="rollback-model"' not in page
+    r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=30)  # a form left open before
+    error = html.unescape(r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0])
+    assert "the previous model cannot run" in error and "install a good model below" in error, error
+
+
+def test_a_web_rollback_overruled_by_a_pinned_model_says_so(make_appliance, variant, cfg, tmp_path):
+    """With model.manifest set, the page's Roll back said "Rolled back. Running: <the pinned
+    model>", as if the roll-back ran; the install beside it said the pin keeps another model."""
+    pinned = config_mod.load(tmp_path / "config.toml", {"store.data_dir": str(cfg.store.data_dir), "web.port": 0,
+                                                        "indicators.backend": "none", "store.reserve_mb": 1,
+                                                        "model.manifest": str(SHIPPED_MANIFEST)})
+    flash.install(*variant(1), pinned)
+    first = flash.install(*variant(2), pinned)
+    appliance = make_appliance(pinned, with_loop=False)
+    s = login(appliance.url)
+    r = s.post(f"{appliance.url}/admin/model/rollback", data={"csrf": s.csrf}, timeout=30)
+    error = html.unescape(r.text.split('id="model-error">', 1)[1].split("</p>", 1)[0])
+    back = flash.history(pinned)[0]["model"]
+    assert back != first["model"] and f"Rolled back to {back}, but model.manifest in the config pins another" in error
+    assert "clear it and restart" in error and "Running: emotion-int8.tflite" in error, error
+
+
 def test_a_model_the_service_cannot_load_is_said_on_healthz_and_the_model_page(web_appliance, variant, cfg):
     """A model installed from the command line that the service then cannot load (damaged
     since, or checked by another user) was kept out silently: only a web install's own

@@ -242,10 +242,16 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_recent_password()
         try:
             raw = flash.rollback(ctx.cfg, by=me.username)
+        except flash.PreviousUnusable as exc:  # rolling back cannot mend it: what can
+            back(f"Not rolled back: the previous model cannot run ({exc}). The running model is unchanged; to run "
+                 "another, install a good model below.", error=True)
         except flash.ModelError as exc:
             back(f"Not rolled back: {exc}. The running model is unchanged.", error=True)
         log.info("admin %s rolled back to model %s", me.username, raw.get("model"))
         ctx.store.audit(me.username, "rolled back model to", str(raw.get("model")), f"sha256 {raw.get('sha256', '')[:12]}")
+        if ctx.cfg.model.manifest:  # said "Rolled back. Running: <the pinned model>", as if the roll-back ran
+            back(f"Rolled back to {raw.get('model')}, but model.manifest in the config pins another model: clear it "
+                 f"and restart to run it. Running: {running_text()}.", error=True)
         problem = pick_up()
         if problem:
             back(f"Rolled back, but the running appliance could not load {raw.get('model')} ({problem}).", error=True)

@@ -100,7 +100,9 @@
   % if pinned:
   <p class="hint">The config's <code>model.manifest</code> pins this model, so installs and roll-backs here do not change what runs.</p>
   % end
-  % if previous:
+  % if previous and previous.get('damaged'):
+  <p class="error" id="previous-damaged">The previous model, <code>{{previous['model']}}</code> (sha256 {{previous['sha256'][:12]}}), cannot run: {{previous['damaged']}}. Rolling back cannot mend it; to run another model, install a good one below.</p>
+  % elif previous:
   % # the version (or, without one, the manifest's digest): one model file may come with two manifests
   % named = previous['model'] + (' (version ' + previous['version'] + ')' if previous.get('version') else ' (manifest ' + previous['manifest'] + ')')
   <p>The previous model is <code>{{previous['model']}}</code> ({{'version ' + previous['version'] + ', ' if previous.get('version') else ''}}sha256 {{previous['sha256'][:12]}}, manifest {{previous['manifest']}}{{', installed ' + previous['installed'] if previous['installed'] else ''}}). Rolling back runs it again at once; the current model becomes the one to roll back to.</p>
