@@ -2,6 +2,7 @@
 laptop with the demo source and console indicator, and drives real (mock-factory) pins."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -414,3 +415,30 @@ def test_selftest_as_plain_root_writes_as_the_data_directorys_owner(tmp_path, go
         assert status_lines(r.stdout)["database"] == "PASS", r.stdout + r.stderr
         owners = {p.name: p.stat().st_uid for p in data.iterdir()}
         assert "engage.db" in owners and "images" in owners and set(owners.values()) == {nobody}, owners
+
+
+def test_a_damaged_flashed_model_is_sent_to_what_brings_it_back(tmp_path):
+    """A flashed model that no longer loads failed the model check with "engage-edge model
+    rollback, or engage-edge model install a good model" also when the model before it was
+    damaged too, so the rollback advised was refused. The check says what works: the rollback
+    while the earlier model loads, else installing the shipped model (its paths named)."""
+    from edge_app.models import registry as flash
+
+    cfg = config_mod.load(None, {"store.data_dir": str(tmp_path / "d")})
+    models = flash.models_dir(cfg)
+    raw = json.loads(SHIPPED_MANIFEST.read_text())
+    for n in (1, 2):  # two installs of the shipped network (padded: a file of its own), as `model install` makes them
+        data = (SHIPPED_MANIFEST.parent / raw["model"]).read_bytes() + b"\0" * (16 * n)
+        model, manifest = tmp_path / f"m{n}.tflite", tmp_path / f"m{n}.json"
+        model.write_bytes(data)
+        manifest.write_text(json.dumps({**raw, "model": model.name, "sha256": hashlib.sha256(data).hexdigest()}))
+        flash.install(model, manifest, cfg)
+    damaged = [models / json.loads((models / name).read_text())["model"] for name in ("current.json", "previous.json")]
+    damaged[0].write_bytes(b"\0" * 100)
+    with pytest.raises(RuntimeError, match="does not match its manifest.*model rollback' returns to the model that ran"):
+        selftest.check_model(cfg)
+    damaged[1].write_bytes(b"\0" * 100)
+    with pytest.raises(RuntimeError) as failed:
+        selftest.check_model(cfg)
+    assert "nor does the earlier one" in str(failed.value) and "rollback" not in str(failed.value), failed.value
+    assert f"{SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST}" in str(failed.value)

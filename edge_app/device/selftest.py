@@ -126,7 +126,7 @@ def check_buzzer(indicator, driven: bool = True) -> str:
 
 def check_model(cfg: Config) -> str:
     from edge_app.models.checks import golden_check
-    from edge_app.models.registry import CURRENT, active_manifest
+    from edge_app.models.registry import CURRENT, active_manifest, way_out
     from edge_app.vision.classifier import EmotionClassifier, ModelError
 
     path = active_manifest(cfg)
@@ -135,8 +135,8 @@ def check_model(cfg: Config) -> str:
     except ModelError as exc:
         if cfg.model.manifest:
             fix = "fix or remove model.manifest in the config (it pins this file)"
-        elif path.name == CURRENT:
-            fix = "engage-edge model rollback, or engage-edge model install a good model"
+        elif path.name == CURRENT:  # a rollback only when the model before loads: it was advised when it did not
+            fix = way_out(cfg) or "engage-edge model rollback, or engage-edge model install a good model"
         else:
             fix = "reinstall engage-edge to restore the shipped model"
         raise RuntimeError(f"{exc}: {fix}") from None
