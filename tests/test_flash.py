@@ -332,6 +332,10 @@ def test_cli_install_list_rollback(cfg, variant, tmp_path, capsys):
     assert main(["model", "install", str(broken), "--manifest", str(manifest), "--config", str(conf)]) == 1
     err = capsys.readouterr().err
     assert "refused" in err and "does not match its manifest" in err and "unchanged" in err
+    # the manifest named as the model (its .json is what a technician sees beside it): told which file to name
+    assert main(["model", "install", str(manifest), "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert f"{manifest.name} is the manifest: name the model file (the .tflite)" in err and "does not match" not in err
     assert main(["model", "list", "--config", str(conf)]) == 0
     out = capsys.readouterr().out
     assert "* current" in out and "previous" in out and "golden=yes" in out

@@ -431,6 +431,10 @@ def validate(model_file: Path, manifest_file: Path, staging: Path, *, running: P
     size = model_file.stat().st_size
     if size == 0 or size > MAX_MODEL_BYTES:
         raise FlashError(f"{model_file.name} is {size} bytes: a model must be above 0 and at most {MAX_MODEL_BYTES >> 20} MB")
+    if model_file.resolve() == manifest_file.resolve():  # ``model install X.json``: the manifest named as the model
+        raise FlashError(f"{model_file.name} is the manifest: name the model file (the .tflite) to install, "
+                         f"e.g. engage-edge model install {model_file.with_suffix('.tflite')} (its .json beside it is "
+                         "read as its manifest)")
     size = manifest_file.stat().st_size
     if size > MAX_MANIFEST_BYTES:  # it is kept twice (current, previous) and read by every page view
         raise FlashError(f"manifest {manifest_file.name} is {size / 1e6:.1f} MB: a manifest is at most "

@@ -133,7 +133,7 @@
 </section>
 <section class="card">
   <h2>Install a new model</h2>
-  <p class="hint">Upload the int8 <code>.tflite</code> file and its manifest <code>.json</code>. The device checks both (sha256, labels, a test inference) before switching, and keeps the current model to roll back to.</p>
+  <p class="hint">Upload the model's <code>.tflite</code> file (int8, as training's quantize step makes it, or float) and its manifest <code>.json</code>. The device checks both (sha256, labels, a test inference) before switching, and keeps the current model to roll back to.</p>
   <form method="post" action="/admin/model/install" enctype="multipart/form-data" id="install-model" class="stacked narrow-left">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <label for="model">Model file (.tflite)</label>
