@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fill_up, mounted_tmpfs, skip_unless_ci
+from conftest import fill_up, mounted_tmpfs, skip_unless_ci, wait_for
 
 from edge_app.store import reports
 from edge_app.store.database import DB_NAME, PAUSE_SEEN_KEY, WAL_LIMIT_BYTES, Store, StoreError
@@ -841,6 +841,47 @@ def test_a_clock_days_ahead_or_set_back_deletes_no_record_early(tmp_path):
         assert len(desk.kept()) == 121  # bounded again: the last 30 running days (and one exactly that old)
     finally:
         desk.store.close()
+
+
+def test_a_desk_on_for_one_lesson_a_day_counts_its_lessons(tmp_path):
+    """Marked only at each hourly clean-up (the first a second after the start), a desk
+    switched on for one 45-minute lesson a day counted about a second a day: nothing was ever
+    old enough to go. The running time is marked every few minutes between clean-ups (a
+    power cut loses that much at most) and at a stop, and the table still grows by a row an
+    hour, not a row a mark."""
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.housekeeping import Housekeeping
+    from edge_app.store.running_time import RunningTime
+
+    store = Store(tmp_path / "d")
+    mono = [0.0]
+
+    def newest() -> float:
+        return store.query("SELECT MAX(running_s) FROM running_marks")[0][0] or 0.0
+
+    def lesson(mark_every_s: float, stop: bool = True) -> Housekeeping:
+        mono[0] = 0.0  # each start is a new boot
+        keeper = Housekeeping(store, Accounts(store), lambda: 30, first_after_s=3600, clock_set=lambda: False,
+                              running=RunningTime(store, lambda: mono[0]), mark_every_s=mark_every_s).start()
+        start = newest()
+        for minutes in (15, 30, 45):
+            mono[0] = minutes * 60.0
+            if not stop:
+                wait_for(lambda m=minutes: newest() >= start + m * 60, what="a mark between clean-ups")
+        if stop:
+            keeper.stop()
+        return keeper
+
+    try:
+        for _ in range(3):
+            lesson(mark_every_s=3600)  # no mark between clean-ups: the stop's mark keeps the lesson
+        assert newest() == 3 * 45 * 60
+        running = lesson(mark_every_s=0.01, stop=False)  # marked while it runs, before any stop: a power cut now
+        assert newest() == 4 * 45 * 60  # would lose nothing of this lesson
+        running.stop()
+        assert store.query("SELECT COUNT(*) FROM running_marks")[0][0] == 4  # a row per lesson, not per mark
+    finally:
+        store.close()
 
 
 def test_the_running_time_carries_on_over_a_restart_and_a_full_disk_still_purges(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 from edge_app.config import StoreSettings
@@ -21,6 +22,9 @@ from edge_app.store.running_time import RunningTime
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600.0
+# the running time is marked this often between clean-ups: a power cut loses this much of it at most
+# (marked only hourly, a desk on for one 45-minute lesson a day counted a second a day, and kept everything)
+MARK_EVERY_S = 600.0
 FIRST_AFTER_S = 1.0  # soon after a start: a device that was off for a month is cleaned up now, not in an hour
 
 
@@ -31,11 +35,12 @@ class Housekeeping:
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
                  every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
                  clock_set: Callable[[], bool | None] | None = None,
-                 reserve: Callable[[], tuple[int, int]] | None = None, running: RunningTime | None = None):
+                 reserve: Callable[[], tuple[int, int]] | None = None, running: RunningTime | None = None,
+                 mark_every_s: float = MARK_EVERY_S):
         self.store, self.accounts, self.retention_days = store, accounts, retention_days
         # (store.reserve_mb, store.min_free_mb), asked each run as the retention is
         self.reserve = reserve or (lambda: (StoreSettings().reserve_mb, StoreSettings().min_free_mb))
-        self.every_s, self.first_after_s = every_s, first_after_s
+        self.every_s, self.first_after_s, self.mark_every_s = every_s, first_after_s, mark_every_s
         # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
         self.clock_set = clock_set or (lambda: None)
@@ -85,22 +90,26 @@ class Housekeeping:
             self.runs += 1
 
     def _mark(self) -> None:
-        """The hourly mark of the running time: a database that cannot take one (a full disk)
-        still has its rows past retention deleted, which is the way to make room."""
+        """Mark the running time (``RunningTime.mark``): at each clean-up, every ``mark_every_s``
+        between them and at a stop. A database that cannot take one (a full disk) still has its
+        rows past retention deleted, which is the way to make room."""
         try:
             self.running.mark()
         except sqlite3.Error as exc:
             log.debug("retention: the running time was not marked (%s)", exc)
 
     def _run(self) -> None:
-        wait = self.first_after_s
+        next_run = time.monotonic() + self.first_after_s
         while True:
-            self._wake.wait(wait)
+            woken = self._wake.wait(max(0.0, min(next_run - time.monotonic(), self.mark_every_s)))
             if self._stop.is_set():
                 return
-            self._wake.clear()
-            self.run_once()
-            wait = self.every_s
+            if woken or time.monotonic() >= next_run:
+                self._wake.clear()
+                self.run_once()
+                next_run = time.monotonic() + self.every_s
+            else:  # between clean-ups: what the device ran is kept, a stop without a word loses this much at most
+                self._mark()
 
     def soon(self) -> None:
         """Run now, not at the next hour: an admin who shortens the retention is told the
@@ -120,3 +129,5 @@ class Housekeeping:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+            if not self._thread.is_alive():  # the store is still open: its service stops this first
+                self._mark()  # the time run since the last mark counts (a desk on for one lesson a day)
