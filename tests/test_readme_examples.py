@@ -247,3 +247,26 @@ def test_the_broker_certificate_recipe_makes_files_mosquitto_serves_and_clients_
             context.wrap_socket(raw, server_hostname="broker.other.lan")
     finally:
         b.stop()
+
+
+def test_the_quick_start_quotes_the_retention_warning_a_start_logs(tmp_path, caplog):
+    """The Quick start quotes the warning a start logs while no time server has set the
+    clock; a newcomer searching their console for it must find those words (it quoted the
+    warning of before 2026-11-29, when nothing past retention was deleted)."""
+    import logging
+
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.database import Store
+    from edge_app.store.housekeeping import Housekeeping
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"a `WARNING \.\.\. (retention: .*?)(?: \.\.\.)?` follows at each start", readme)
+    assert found, "the Quick start no longer quotes the retention warning"
+    store = Store(tmp_path / "data")
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge_app.store.housekeeping"):
+            Housekeeping(store, Accounts(store), lambda: 30, clock_set=lambda: False).run_once()
+    finally:
+        store.close()
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention:")]
+    assert logged and found.group(1) in logged[0], (found.group(1), logged)
