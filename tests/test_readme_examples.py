@@ -270,3 +270,18 @@ def test_the_quick_start_quotes_the_retention_warning_a_start_logs(tmp_path, cap
         store.close()
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention:")]
     assert logged and found.group(1) in logged[0], (found.group(1), logged)
+
+
+def test_the_repository_layout_names_every_module_and_unit():
+    """The layout table is where a newcomer looks for the file that does X: every module of
+    the device package and every systemd unit is named there (the running-time retention
+    clock and the fault-light unit were not)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| `edge_app/` |"))
+    named = set(re.findall(r"`([\w/.-]+)`", row))
+    unnamed = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "edge_app").rglob("*.py"))
+               if p.stem not in {"__init__", "__main__"} and p.stem not in named]
+    assert unnamed == [], f"README's layout does not name {unnamed}"
+    units = next(line for line in lines if line.startswith("| `systemd/` |"))
+    missing = [p.name for p in sorted((ROOT / "systemd").glob("*.service")) if f"`{p.name}`" not in units]
+    assert missing == [], f"README's layout does not name {missing}"
