@@ -285,3 +285,37 @@ def test_the_repository_layout_names_every_module_and_unit():
     units = next(line for line in lines if line.startswith("| `systemd/` |"))
     missing = [p.name for p in sorted((ROOT / "systemd").glob("*.service")) if f"`{p.name}`" not in units]
     assert missing == [], f"README's layout does not name {missing}"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_contents_list_every_section_in_order_and_links_resolve():
+    """A newcomer finds a section from the contents at the top: it lists every ``##``
+    section in the order they come, and every ``(#anchor)`` link of the README lands on a
+    heading (a renamed section left links to nowhere)."""
+    readme = (ROOT / "README.md").read_text()
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    sections = [github_anchor(h) for h in re.findall(r"^## (.*)$", prose, re.M) if h.strip() != "Contents"]
+    contents = re.search(r"^## Contents\n(.*?)^## ", prose, re.S | re.M)
+    assert contents, "README has no ## Contents"
+    assert re.findall(r"\]\(#([\w-]+)\)", contents.group(1)) == sections
+    headings = {github_anchor(h) for h in re.findall(r"^#+ (.*)$", prose, re.M)}
+    assert {a for a in re.findall(r"\]\(#([\w-]+)\)", prose) if a not in headings} == set()
+
+
+def test_on_a_device_says_what_install_sh_ends_with():
+    """"On a device" tells the technician what install.sh's last lines say: the web UI's
+    address, the journal line with the first admin password, and the reboot a Pi needs for
+    its camera setting (the README ended at install.sh, the password and the reboot left to
+    firmware/README.md)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    section = readme[readme.index("## On a device"):readme.index("## Classroom")]
+    script = (ROOT / "firmware/install.sh").read_text()
+    journal = re.search(r'"(journalctl -u engage-edge \| grep \'first start\')"', script)
+    assert journal and f"`{journal.group(1)}`" in section
+    assert 'echo "done. Web UI: https://$HOST.local:8443/' in script and "`https://<hostname>.local:8443/`" in section
+    assert "appended the camera setting to $BOOT_CONFIG: reboot once" in script
+    assert "sudo reboot # once, on a Pi, when it says it appended the camera setting" in section
