@@ -30,6 +30,7 @@ from edge_app.fleet.classroom.desk import DESK_UPDATE_BURST, DESK_UPDATES_PER_S,
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, CHECKING, WAITING
 from edge_app.fleet.classroom.minute_rows import MAX_MINUTE_ROWS, MINUTE_FIELDS
 from edge_app.fleet.classroom.service import ClassroomService
+from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store import database, schema
@@ -2475,6 +2476,96 @@ def test_a_heartbeat_brings_a_state_the_page_missed_and_no_older_one():
     assert room.apply_heartbeat("desk-1", beat(level="Engaged", since=t0 - 60, seq=4, desk="Row 1", sent=clock[0]))
     desk = room.snapshot()["desks"][0]
     assert (desk["level"], desk["since"], desk["last_seen"]) == ("Distracted", t0 + 10, t0 + 60)
+
+
+class Watched(classroom_model.Classroom):
+    """A classroom that notes each state a desk's state or heartbeat message leaves it showing
+    as its current one (online), as a page could show it at that moment."""
+
+    def __init__(self):
+        super().__init__()
+        self.shown: list[tuple[str, float | None]] = []
+
+    def apply_state(self, device_id, payload, retained=False):
+        done = super().apply_state(device_id, payload, retained)
+        self._note(device_id)
+        return done
+
+    def apply_heartbeat(self, device_id, payload):
+        done = super().apply_heartbeat(device_id, payload)
+        self._note(device_id)
+        return done
+
+    def _note(self, device_id):
+        with self._cond:
+            desk = self._desks.get(device_id)
+            if desk is not None and desk.online and desk.level and (not self.shown or self.shown[-1] != (desk.level, desk.device_since)):
+                self.shown.append((desk.level, desk.device_since))
+
+
+def test_a_desk_back_from_its_own_outage_shows_its_state_now_not_its_backlog(broker, tmp_path):
+    """A desk back from an outage of its own sends the states it kept in order (history: Home
+    Assistant and the broker's retained copy take them so), and its heartbeat came after the
+    first hundred: the classroom showed each as the desk's current one, "Engaged for 55 min",
+    then "Distracted for 30 min" (in the alerts) over a student not engaged for a minute.
+    The heartbeat now goes first with the state shown now, marked ``ahead``; the older ones
+    only bring its disengaged stretch up to date (Distracted, then Not engaged: 30 min)."""
+    room = Watched()
+    sub = Subscriber(mqtt(broker, device_id="classroom"), room).start()
+    store = Store(tmp_path / "desk-1")
+    now = time.time()
+    before = Publisher(mqtt(broker, device_id="desk-1", heartbeat_s=30), store)
+    store.log_state_change(now - 3600, "Not engaged", "Not engaged", "sadness", 0.9)
+    before.start()
+    after = None
+    try:
+        wait_for(lambda: room.shown == [("Not engaged", now - 3600)], what="the state before the outage")
+        before.stop()
+        wait_for(lambda: not room.snapshot()["desks"][0]["online"], what="the desk gone")
+        for dt, level in ((3300, "Engaged"), (1800, "Distracted"), (60, "Not engaged")):
+            store.log_state_change(now - dt, level, level, "neutral", 0.9)
+        store.log_minute({"minute": int(now // 60 - 1) * 60, "frames": 900, "faces": 880, "Not engaged": 60.0})
+        room.shown.clear()
+        after = Publisher(mqtt(broker, device_id="desk-1", heartbeat_s=30), store).start()
+        wait_for(lambda: after.snapshot().backlog == 0, what="the backlog sent")
+        desk = wait_for(lambda: [d for d in room.snapshot()["desks"] if d["online"] and d["since"] == now - 60
+                                 and d["disengaged_since"] == now - 1800], what="the stretch caught up")[0]
+        assert desk["level"] == "Not engaged" and room.shown == [("Not engaged", now - 60)]
+    finally:
+        if after is not None:
+            after.stop()
+        before.stop()
+        sub.stop()
+        store.close()
+
+
+def test_states_older_than_one_sent_ahead_are_its_history():
+    """A heartbeat's state sent ``ahead`` of its backlog is shown at once, its stretch begun at
+    its own ``since`` until the older states it is ahead of come: they are not shown, and
+    once they reach it the stretch is the one they give. A state newer than it ends that."""
+    t0 = 1_800_000_000.0
+    clock = [t0 - 3590]
+    room = classroom_model.Classroom(clock=lambda: clock[0])
+    room.apply_state("d", state(level="Not engaged", since=str(t0 - 3600), seq="1", sent=str(clock[0])))
+    room.apply_availability("d", b"offline")  # the desk's outage
+    clock[0] = t0
+    room.apply_availability("d", b"online")
+    room.apply_heartbeat("d", beat(level="Not engaged", label="Not engaged", since=t0 - 60, seq=9, sent=t0, ahead=True))
+
+    def shown() -> tuple:
+        d = room.snapshot()["desks"][0]
+        return d["level"], d["since"], d["disengaged_since"]
+    assert shown() == ("Not engaged", t0 - 60, t0 - 60)  # the stretch before the outage is not taken as going on
+    for seq, level, ago in ((4, "Engaged", 3300), (6, "Distracted", 1800)):
+        assert not room.apply_state("d", state(level=level, since=str(t0 - ago), seq=str(seq), sent=str(t0)))
+        assert shown() == ("Not engaged", t0 - 60, t0 - 60)
+    assert not room.apply_state("d", state(level="Not engaged", since=str(t0 - 60), seq="8", sent=str(t0)))
+    assert shown() == ("Not engaged", t0 - 60, t0 - 1800)  # Distracted, then Not engaged: one stretch
+    # a desk whose newer state comes before its backlog reaches the one sent ahead keeps the stretch it has
+    room.apply_heartbeat("e", beat(level="Distracted", since=t0 - 30, seq=9, sent=t0, ahead=True))
+    assert room.apply_state("e", state(level="Engaged", since=str(t0 - 5), seq="10", sent=str(t0)))
+    assert not room.apply_state("e", state(level="Distracted", since=str(t0 - 30), seq="8", sent=str(t0)))
+    assert [d["level"] for d in room.snapshot()["desks"] if d["device_id"] == "e"] == ["Engaged"]
 
 
 @pytest.mark.parametrize("payload", [

@@ -266,6 +266,25 @@ def test_a_desk_whose_disk_is_full_beats_with_the_state_it_shows(broker, store, 
         sub.stop()
 
 
+def test_a_heartbeat_before_the_backlog_carries_the_newest_state_ahead_of_it(tmp_path, store):
+    """While states wait in the outbox (the desk's own outage, a restart), a heartbeat carries
+    the newest logged one under the newest ``seq`` issued, so a classroom drops the waiting ones
+    as older copies, and says ``ahead`` when it skips some (the classroom takes them as history);
+    with only its own message waiting it skips none."""
+    pub = Publisher(MqttSettings(host="127.0.0.1", port=1, device_id="desk-07", heartbeat_s=30), store)
+    change(store, 1)
+    beat = json.loads(pub.heartbeat_payload())
+    assert (beat["level"], beat["since"], beat["seq"]) == (LEVELS[1], 1_700_000_001.0, 1) and "ahead" not in beat
+    change(store, 2)
+    store.log_minute({"minute": 28_333_334 * 60, "frames": 900, "faces": 880, "Engaged": 40.0})
+    beat = json.loads(pub.heartbeat_payload())
+    assert (beat["level"], beat["since"], beat["seq"], beat["ahead"]) == (LEVELS[2], 1_700_000_002.0, 3, True)
+    pub._cursor = 3  # all handed to the broker: the last state published again, as before
+    pub._last_state = pub.outbox.after(1, 1)[0]
+    beat = json.loads(pub.heartbeat_payload())
+    assert (beat["since"], beat["seq"]) == (1_700_000_002.0, 2) and "ahead" not in beat
+
+
 def test_no_heartbeat_when_it_is_turned_off(broker, store):
     """``mqtt.heartbeat_s = 0``: the device publishes as before, and its state says nothing
     of a heartbeat, so no classroom expects one (config: 0, or 5 s to an hour)."""

@@ -212,10 +212,11 @@ class Publisher:
             return ""
 
     # ------------------------------------------------------------ the sender thread
-    def payload(self, message: Message) -> tuple[str, str, bool]:
+    def payload(self, message: Message, ahead: bool = False) -> tuple[str, str, bool]:
         """(topic, JSON payload, retain) for one outbox row. ``sent`` is this device's
         clock as the message leaves: a receiver compares it with its own to correct the
-        row's times when this clock is off (a Pi no time server has set yet)."""
+        row's times when this clock is off (a Pi no time server has set yet). ``ahead``: a
+        heartbeat's state sent before older ones (``heartbeat_payload``)."""
         body = dict(message.body)
         sent = round(time.time(), 3)
         if message.kind == "state":
@@ -225,6 +226,8 @@ class Publisher:
             body.update(seq=message.seq, desk=self.settings.desk, model=self._model_version(), sent=sent, run=self.run)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
+            if ahead:
+                body["ahead"] = True
             return self.settings.topic("state"), json.dumps(body), True
         body.update(seq=message.seq, desk=self.settings.desk, sent=sent, run=self.run)
         return self.settings.topic(message.kind), json.dumps(body), False
@@ -258,34 +261,54 @@ class Publisher:
                     "emotion": snap.emotion}
         self._live = live
 
-    def _beat_state(self) -> Message | None:
-        """The state a heartbeat carries: the last one published while the loop still shows it,
-        else the loop's own under the last ``seq`` published. It takes no new ``seq``: the
-        outbox alone numbers messages, so the rows a full disk held back still go out after
-        it, each newer by its ``seq``, the newest last."""
-        last = self._last_state
+    def _beat_state(self) -> tuple[Message | None, bool]:
+        """The state a heartbeat carries: the newest known (``_newest_state``) while the loop
+        still shows it, else the loop's own under that state's ``seq``, and whether states older
+        than it are still to be sent. It takes no new ``seq``: the outbox alone numbers
+        messages, so the rows a full disk held back still go out after it, each newer by its
+        ``seq``, the newest last."""
+        last, waiting = self._newest_state()
         try:
             live = self._live() if self._live is not None else None
         except Exception as exc:  # noqa: BLE001 - a loop being replaced: this beat carries the logged state
             log.debug("mqtt: the loop's state is not readable now: %s", exc)
             live = None
         if live is None:
-            return last
+            return last, waiting > 1
         if last is not None and last.body.get("level") == live["level"] and last.body.get("label") == live["label"] \
                 and abs(float(last.body.get("since", 0.0)) - live["since"]) <= LIVE_SINCE_SLACK_S:
-            return last  # the same state: the very message, so a receiver that has it drops it
+            return last, waiting > 1  # the same state: the very message, so a receiver that has it drops it
         if last is not None and self._no_news(last.body, live) \
                 and live["since"] > float(last.body.get("since", 0.0)):
-            return last  # nor is the broker told when, by a heartbeat
-        return Message(last.seq if last is not None else 0, time.time(), "state", live)
+            return last, waiting > 1  # nor is the broker told when, by a heartbeat
+        return Message(last.seq if last is not None else 0, time.time(), "state", live), waiting > 0
+
+    def _newest_state(self) -> tuple[Message | None, int]:
+        """The newest state known and how many state messages wait to be handed to the broker.
+        With none waiting, the last one published. With some (the backlog of the desk's own
+        outage, or of its restart), the newest logged one under the newest ``seq`` issued: a
+        heartbeat that repeated the last state published, and came after the backlog's first
+        hundred messages, let a classroom show each waiting state in turn as the desk's
+        current one ("Not engaged for 55 min", over for as long) until the backlog's last."""
+        last = self._last_state
+        try:
+            waiting = self.outbox.states_after(self._cursor)
+        except Exception as exc:  # noqa: BLE001 - a locked database: this beat carries the last state published
+            log.debug("mqtt: the outbox is not readable now: %s", exc)
+            return last, 0
+        if not waiting:
+            return last, 0
+        return self._logged_state() or last, waiting
 
     def heartbeat_payload(self) -> str:
         """The state the desk shows now (``_beat_state``: as published, with a fresh ``sent``
         and the same ``seq``, so a receiver that has it drops the state and keeps the sign of
-        life), or only ``{"heartbeat_s", "desk", "sent", "run"}`` before there is one."""
-        state = self._beat_state()
+        life), or only ``{"heartbeat_s", "desk", "sent", "run"}`` before there is one. With
+        ``"ahead": true`` when older states are still to be sent (an outage's backlog): a
+        receiver shows this one and takes those as its history, not as news."""
+        state, ahead = self._beat_state()
         if state is not None:
-            return self.payload(state)[1]
+            return self.payload(state, ahead)[1]
         return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self.settings.desk,
                            "sent": round(time.time(), 3), "run": self.run})
 
@@ -295,6 +318,8 @@ class Publisher:
             self._wake.clear()
             if not self.status.connected:
                 self._log_loss()  # an outage kept out of the log while the link flapped, once it lasts
+            else:  # also when the database fails: the desk is there, and says so
+                self._beat()  # before the backlog: at a (re)connection the state the desk shows now goes first
             try:
                 self._settle()
                 if self.status.connected:
@@ -304,8 +329,6 @@ class Publisher:
                 self.status.backlog = self.outbox.count()
             except Exception as exc:  # a locked or failing database: try again on the next wake-up
                 log.warning("mqtt: outbox not readable now: %s", exc)
-            if self.status.connected:  # also when the database failed: the desk is there, and says so
-                self._beat()
         try:  # a sender that was stuck past the stop (a locked database) settles what was acknowledged meanwhile
             self._settle()
         except Exception as exc:  # noqa: BLE001 - kept for the next start: receivers drop a resent seq

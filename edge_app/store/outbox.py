@@ -68,6 +68,10 @@ class Outbox:
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]
 
+    def states_after(self, seq: int) -> int:
+        """How many state messages wait with a seq above ``seq`` (not handed to the broker yet)."""
+        return self.store.query("SELECT COUNT(*) FROM outbox WHERE id > ? AND kind = 'state'", (seq,))[0][0]
+
     def current_state(self, same=None) -> Message | None:
         """The newest logged state as the state message it was queued as, with the newest seq
         issued (a receiver holding it already drops the copy); None with nothing logged. A

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from edge_app.engagement import STRETCH_BREAK_S
 from edge_app.fleet.classroom.desk_clock import time_correction
@@ -102,6 +102,9 @@ class Desk:
     # offline by its own "offline" just after a live "Absent" (SWITCHED_OFF_S): a clean stop logs "Absent" and then says
     # "offline"; the tile says "last: desk switched off", not "last: Absent", read as a student who left
     switched_off: bool = False
+    # the desk as it was before a heartbeat's state sent ahead of its backlog (``start_catch_up``), taking the
+    # backlog's states as they come, until it reaches the state shown: the stretch it then has is the desk's
+    catchup: Desk | None = None
 
     def recent(self, now: float) -> dict | None:
         """Seconds per group over the minutes that ended in the last ``RECENT_S``, or None."""
@@ -144,7 +147,7 @@ class Desk:
 
     def restart_stretch(self) -> None:
         """Forget the alert levels before the current one (states may have been missed)."""
-        self.break_since = None
+        self.break_since, self.catchup = None, None
         if self.level in ALERT_LEVELS and self.device_disengaged is not None:
             self.device_disengaged, self.disengaged_since = self.device_since, self.since
             self.disengaged_sample, self.disengaged_unsure = self.state_sample, False
@@ -155,7 +158,7 @@ class Desk:
 HIDDEN = ("went_offline", "seq", "changed", "device_since", "device_disengaged", "disengaged_sample", "disengaged_unsure", "break_since", "minutes",
           "minute_seq", "minute_start", "recent_cache", "skew_known", "pending_skew", "state_sample", "heard", "tokens",
           "tokens_at", "held", "held_back", "held_logged", "unconfirmed", "gap", "run", "runs", "shared_seen",
-          "checking_until", "state_heard")  # bookkeeping, not for the page
+          "checking_until", "state_heard", "catchup")  # bookkeeping, not for the page
 SHOWN = [f.name for f in fields(Desk) if f.name not in HIDDEN]
 
 
@@ -196,6 +199,35 @@ def show_state(desk: Desk, data: dict, state: tuple[str, float, int], skew: floa
     desk.since = ours
     desk.label = shown_text(data.get("label"), 120) or level
     desk.desk = shown_text(data.get("desk"), 64)
+
+
+STRETCH = ("device_disengaged", "disengaged_since", "disengaged_sample", "disengaged_unsure", "break_since")
+
+
+def start_catch_up(desk: Desk) -> None:
+    """A heartbeat's state came ``ahead`` of older ones still to come (the backlog a desk kept
+    through its own outage, sent in order after it): it is shown at once, its stretch begun
+    afresh (those between were not seen), and a copy of the desk as it was takes the older
+    ones (``catch_up``). Shown one by one, they put each old state on the page as the desk's
+    current one ("Not engaged for 55 min") until the backlog's last."""
+    desk.catchup = replace(desk, catchup=None)
+    desk.gap = True
+
+
+def catch_up(desk: Desk, data: dict, state: tuple[str, float, int], skew: float | None) -> bool:
+    """One of the older states after a state sent ``ahead`` (``start_catch_up``): applied to the
+    copy. True once the copy has reached the state shown, whose stretch becomes the one the
+    states seen one after another give (a break, or the stretch going on through the outage)."""
+    copy = desk.catchup
+    if copy is None or not is_newer_state(copy, state):
+        return False
+    show_state(copy, data, state, skew)
+    if (copy.level, copy.device_since) != (desk.level, desk.device_since):
+        return False
+    for name in STRETCH:
+        setattr(desk, name, getattr(copy, name))
+    desk.catchup = None
+    return True
 
 
 def note_run(desk: Desk, data, now: float) -> bool:

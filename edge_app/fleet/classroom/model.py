@@ -48,10 +48,12 @@ from edge_app.fleet.classroom.desk import (
     SHOWN,
     SWITCHED_OFF_S,
     Desk,
+    catch_up,
     is_newer_state,
     natural_key,
     note_run,
     show_state,
+    start_catch_up,
 )
 from edge_app.fleet.classroom.desk_clock import measure_clock, skew_reading, time_correction
 from edge_app.fleet.classroom.levels import ATTENTION, CHECKING, LEVELS, UNKNOWN, WAITING
@@ -328,6 +330,7 @@ class Classroom:
                 now = self.monotonic()
                 for desk in self._desks.values():
                     desk.gap = True  # states sent while we were away may have been missed (``show_state``)
+                    desk.catchup = None  # ... and a backlog being caught up may lack some
                     if desk.checking_until is not None:  # it could not be heard meanwhile either
                         self._check(desk)
                     if desk.online:
@@ -480,8 +483,11 @@ class Classroom:
             if not is_newer_state(desk, state):
                 if state[2] == desk.seq:
                     desk.gap = False  # the state shown, again: none was missed
+                if not retained and catch_up(desk, data, state, skew):  # the backlog behind a state sent ahead
+                    self._announce(desk)
                 return False  # a retained or repeated copy of an older change
             measure_clock(desk, skew)
+            desk.catchup = None  # newer than the state sent ahead: what came before it is no longer shown
             show_state(desk, data, state, skew)
             desk.heartbeat_s = heartbeat_interval(data.get("heartbeat_s"))  # none: this firmware sends no heartbeat
             if not retained:
@@ -527,6 +533,10 @@ class Classroom:
             self._note_run(desk, data)  # announced below, as every heartbeat is
             measure_clock(desk, skew)
             if state is not None and is_newer_state(desk, state):  # a state the page missed (QoS 0 or not, the newest wins)
+                if data.get("ahead") is True:  # older states follow it: history, not news (``start_catch_up``)
+                    start_catch_up(desk)
+                else:
+                    desk.catchup = None
                 show_state(desk, data, state, skew)
                 desk.state_heard = self.monotonic()
             else:
