@@ -26,6 +26,7 @@ from edge_app.fleet import broker_link
 from edge_app.fleet import publisher as publisher_module
 from edge_app.fleet.classroom import app as classroom_app
 from edge_app.fleet.classroom import model as classroom_model
+from edge_app.fleet.classroom import service as service_module
 from edge_app.fleet.classroom.desk import DESK_UPDATE_BURST, DESK_UPDATES_PER_S, SHARED_WINDOW_S
 from edge_app.fleet.classroom.levels import ALERT_LEVELS, CHECKING, WAITING
 from edge_app.fleet.classroom.minute_rows import MAX_MINUTE_ROWS, MINUTE_FIELDS
@@ -33,7 +34,7 @@ from edge_app.fleet.classroom.service import ClassroomService
 from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.publisher import Publisher
 from edge_app.fleet.settings import MqttSettings
-from edge_app.store import database, schema
+from edge_app.store import database, desk_names, schema
 from edge_app.store.database import Store
 
 broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
@@ -2476,6 +2477,40 @@ def test_a_heartbeat_brings_a_state_the_page_missed_and_no_older_one():
     assert room.apply_heartbeat("desk-1", beat(level="Engaged", since=t0 - 60, seq=4, desk="Row 1", sent=clock[0]))
     desk = room.snapshot()["desks"][0]
     assert (desk["level"], desk["since"], desk["last_seen"]) == ("Distracted", t0 + 10, t0 + 60)
+
+
+def test_a_listed_desk_keeps_the_name_it_last_told_over_a_restart(tmp_path, monkeypatch):
+    """The room's list keeps device ids; a desk's name came only in its messages, and the
+    broker's retained copy of them is gone after its restart without persistence: with the
+    classroom server restarted too, a listed desk not running showed as its bare id until it
+    spoke. The server keeps the name each listed desk last told (not any other desk's), written
+    at most once a minute (two devices on one id flip it each second) and at its stop."""
+    monkeypatch.setenv("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    data, t0, link = tmp_path / "classroom", time.time(), MqttSettings(host="127.0.0.1", port=1, device_id="classroom")
+    service = ClassroomService(link, data, port=0, reserve_mb=1)  # not started: the broker has nothing for it
+    try:
+        room = service.classroom
+        room.set_expected(["desk-1", "desk-2"])
+        service.store.set_setting(service_module.EXPECTED_KEY, room.expected())
+        room.apply_state("desk-1", state(desk='"Row 1, seat 1"', sent=str(t0)))
+        room.apply_state("desk-9", state(desk='"Row 9"', sent=str(t0)))  # not one of the room's
+        wait_for(lambda: service.store.get_setting(desk_names.KEY) == {"desk-1": "Row 1, seat 1"}, what="written at once")
+        room.apply_heartbeat("desk-1", beat(desk="Row 1, seat 4", sent=t0))  # renamed within the minute: it waits
+        assert stays(lambda: service.store.get_setting(desk_names.KEY) == {"desk-1": "Row 1, seat 1"}, 0.2)
+    finally:
+        service.stop()  # ... for the stop at the latest
+    again = ClassroomService(link, data, port=0, reserve_mb=1)
+    try:
+        tiles = {d["device_id"]: d for d in again.classroom.snapshot()["desks"]}
+        assert (tiles["desk-1"]["desk"], tiles["desk-1"]["online"], tiles["desk-2"]["desk"]) == ("Row 1, seat 4", False, "")
+        assert "desk-9" not in tiles
+        again.classroom.apply_state("desk-1", state(seq="2", since=str(t0), sent=str(t0)))  # heard again, unnamed now
+        again.classroom.set_expected(["desk-2", "desk-9"])  # listed once heard: its name comes from its tile
+        assert [d["desk"] for d in again.classroom.snapshot()["desks"] if d["device_id"] == "desk-1"] == [""]
+        assert again.classroom.names() == {}
+    finally:
+        again.stop()
+    assert Store(data).get_setting(desk_names.KEY) == {}
 
 
 class Watched(classroom_model.Classroom):

@@ -159,6 +159,11 @@ class Classroom:
         self._next_unshare = math.inf  # the soonest moment (monotonic) a desk marked ``shared`` may be one device again
         # desks whose retained "online" came before their retained state (``CHECKING``): the state makes the desk
         self._stored_online: set[str] = set()
+        # the name each listed desk last told (device id -> name): shown for it before it is heard again, after a
+        # restart of the broker (without persistence: its retained state gone) and of this service; ``on_names``
+        # keeps them (``store.desk_names``)
+        self._names: dict[str, str] = {}
+        self.on_names: Callable[[dict[str, str]], None] | None = None
 
     def _changed(self, desk: Desk) -> None:
         self.version += 1
@@ -275,7 +280,7 @@ class Classroom:
                 return None
             # never heard live (only a retained state) and longest silent first
             self._drop(min(offline, key=lambda d: (d.heard is not None, d.last_seen, d.since or 0.0)).device_id, paced=False)
-        desk = self._desks[device_id] = Desk(device_id)
+        desk = self._desks[device_id] = Desk(device_id, desk=self._names.get(device_id, ""))
         if (gone := self._gone.pop(device_id, None)) is not None:  # back: at the pace it had, not a fresh burst
             _keep_pace(desk, gone)
             desk.changed = gone.told or 0  # the pages that missed the removal get the desk when it next changes
@@ -350,7 +355,7 @@ class Classroom:
             if device_id not in self._desks:
                 return False
             if device_id in self._expected:  # still one of the room's desks: its tile stays, as never heard
-                old, fresh = self._desks[device_id], Desk(device_id)
+                old, fresh = self._desks[device_id], Desk(device_id, desk=self._names.get(device_id, ""))
                 # ... at the old record's pace: a fresh burst and an update at once at each clearing let one
                 # listed desk clearing and resending its state wake every page at every message
                 _keep_pace(fresh, old)
@@ -399,6 +404,11 @@ class Classroom:
             if base is not None and base != expected_version(sorted(self._expected, key=natural_key)):
                 return None
             moved, self._expected = self._expected ^ set(kept), set(kept)
+            names = {d: n for d, n in self._names.items() if d in self._expected}  # only the listed desks' names
+            names.update({d: desk.desk for d in kept if (desk := self._desks.get(d)) is not None and desk.desk and not desk.shared})
+            if names != self._names:
+                self._names = names
+                self._save_names()
             for device_id in [d for d in self._cleared if d in self._expected]:  # removed by hand once, listed now
                 self._restore(device_id)
             for device_id in kept:
@@ -504,6 +514,7 @@ class Classroom:
                     self._stored_online.discard(device_id)
                     self._check(desk)
                 self._watch(desk)
+            self._keep_name(desk)
             self._announce(desk)
         return True
 
@@ -546,8 +557,34 @@ class Classroom:
                     desk.desk = shown_text(data["desk"], 64)
             desk.heartbeat_s = every
             self._heard(desk, now)
+            self._keep_name(desk)
             self._announce(desk)
         return True
+
+    def set_names(self, names: dict) -> None:
+        """The names the listed desks last told before a restart (``on_names``' record), before any message."""
+        kept = {str(k): name for k, v in names.items() if DEVICE_ID.fullmatch(str(k)) and (name := shown_text(v, 64))}
+        with self._cond:
+            self._names = dict(list(kept.items())[:MAX_DESKS])
+
+    def names(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._names)
+
+    def _keep_name(self, desk: Desk) -> None:
+        """The name a listed desk tells now, kept when it changed (holding the lock). Not while two
+        devices send as it (``shared``): its name flips between theirs, neither is its own."""
+        if desk.device_id not in self._expected or desk.shared or self._names.get(desk.device_id, "") == desk.desk:
+            return
+        if desk.desk:
+            self._names[desk.device_id] = desk.desk
+        else:
+            self._names.pop(desk.device_id, None)
+        self._save_names()
+
+    def _save_names(self) -> None:
+        if self.on_names is not None:
+            self.on_names(dict(self._names))  # ``DeskNames.remember``: never waits on the database
 
     def _heard(self, desk: Desk, now: float) -> None:
         """A live message from ``desk``: it is there now (holding the lock); ``now``: the wall clock."""

@@ -13,6 +13,7 @@ from edge_app.fleet.classroom.subscriber import Subscriber
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
+from edge_app.store.desk_names import DeskNames
 from edge_app.store.housekeeping import Housekeeping
 from edge_app.store.login_throttle import ThrottlePolicy
 from edge_app.web import reach
@@ -57,8 +58,12 @@ class ClassroomService:
         saved = self.store.get_setting(CLEARED_KEY, {})
         self.classroom.set_cleared(saved if isinstance(saved, dict) else {})
         self.classroom.on_cleared = lambda cleared: self.store.set_setting(CLEARED_KEY, cleared)
+        # the name each listed desk last told, for its tile until it is heard: before the list, which gives them
+        self.names = DeskNames(self.store)
+        self.classroom.set_names(self.names.load())
         listed = self.store.get_setting(EXPECTED_KEY, [])
         self.classroom.set_expected(listed if isinstance(listed, list) else [])
+        self.classroom.on_names = self.names.remember
         self.generated_password = self.accounts.ensure_admin()
         # the page's database holds accounts and the audit log, no student's record: the
         # device's default retention bounds what little else could be there
@@ -111,6 +116,7 @@ class ClassroomService:
         self.classroom.close()  # ends the pages' live streams, so the server stops at once
         if self.server:
             self.server.stop()
+        self.names.close()  # the names not written yet (at most a minute's), before the database closes
         self.store.close()
         if self._in_use is not None:
             os.close(self._in_use)
