@@ -785,6 +785,13 @@ class DeskWithoutTimeServer:
             self.store.log_state_change(self.wall(), "Engaged - likes the topic", "Engaged", "happiness", 0.9)
             self.keeper.run_once()
 
+    def log_then_clean_up(self, after_s: float) -> None:
+        """A state row now, and the clean-up ``after_s`` later (before any mark between)."""
+        self.store.log_state_change(self.wall(), "Engaged - likes the topic", "Engaged", "happiness", 0.9)
+        self.real += after_s
+        self.mono += after_s
+        self.keeper.run_once()
+
     def restart(self, off_for_days: float = 0.0, off_s: float | None = None) -> None:
         from edge_app.store.accounts import Accounts
         from edge_app.store.housekeeping import Housekeeping
@@ -839,6 +846,28 @@ def test_a_clock_days_ahead_or_set_back_deletes_no_record_early(tmp_path):
         assert len(stamps) == 29 * 4 + 42 - 20  # the first 5 days' rows went; every row of the last 30 running days stays
         desk.run(days=60)
         assert len(desk.kept()) == 121  # bounded again: the last 30 running days (and one exactly that old)
+    finally:
+        desk.store.close()
+
+
+@pytest.mark.parametrize("at_a_start", [True, False])
+def test_a_record_made_just_after_the_clock_was_set_back_stays(tmp_path, at_a_start):
+    """A record made after the clock was set back further than the retention, before the
+    next mark (a start's first second; a technician's ``date -s`` minutes before the next
+    mark), was stamped below every mark's time, and went at the next clean-up, seconds old.
+    A mark's floor, the lowest stamp a record since the mark before can have, keeps it."""
+    desk = DeskWithoutTimeServer(tmp_path / "d", off_s=40 * 86400)
+    try:
+        desk.run(days=35)
+        if at_a_start:
+            desk.restart(off_s=0.0)  # the next start 40 days back
+        else:
+            desk.off_s = 0.0  # sudo date -s, 40 days back, while running
+        stamp = desk.wall()
+        desk.log_then_clean_up(after_s=1.0 if at_a_start else 120.0)
+        assert stamp in desk.kept()
+        desk.run(days=1)
+        assert stamp in desk.kept()  # a day later: the device has not run 30 days since
     finally:
         desk.store.close()
 

@@ -6,10 +6,13 @@ that blocks time servers it stays wrong. Deleting by that clock could delete tod
 records (a clock days ahead), so the clean-up waited for a time server, and a network
 without one kept every record for ever. Running time is counted on the monotonic clock,
 which no clock step moves, and marked against the wall clock every few minutes and at a
-stop (``running_marks``, a row an hour). A record stamped before a mark is at least as old as
-the device has run since that mark; switched off, it runs no time. So a record goes
+stop (``running_marks``, a row an hour). A record stamped before the lowest time any later
+record could have been stamped with (``floor``) was made before that mark, so it is at least
+as old as the device has run since; switched off, it runs no time. So a record goes
 never sooner than by the calendar, and at the latest once the device has run the
-retention period since it was made.
+retention period since it was made, as long as its clock goes on at each start from about
+where it stopped (Pi OS saves it: fake-hwclock, systemd-timesyncd). A clock that starts from
+one same time at every start stamps each day's records alike, and then they stay.
 """
 from __future__ import annotations
 
@@ -24,47 +27,70 @@ ROW_EVERY_S = 3600.0  # marks closer than this to the newest row move it on inst
 class RunningTime:
     """The device's running time, in seconds, carried on from the newest mark in ``store``
     (what ran after it before a power cut is not counted: a record is then kept a little
-    longer, never deleted sooner)."""
+    longer, never deleted sooner).
+
+    Each mark keeps, beside the wall time it was made at, a ``floor``: the lowest time a
+    record made since the mark before could be stamped with. Normally that mark's own wall
+    time; after the clock was set back in between (a technician's ``date -s``, a start on
+    an older saved time), the wall time now less the running time since the mark before,
+    as the clock has run at most that long since it was set."""
 
     def __init__(self, store: Store, monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time):
         self.store, self.monotonic, self.wall = store, monotonic, wall
         self._started = monotonic()
         self._base: float | None = None  # read at the first use: a database that cannot be read now may be later
-        self._row: tuple[float, float] | None = None  # this process's newest row: (running time it began at, now)
+        self._last: tuple[float, float, float] | None = None  # the newest mark: (running_s, wall, floor)
+        self._row_began: float | None = None  # the running time this process's newest row was added at
+
+    def _newest(self) -> tuple[float, float, float] | None:
+        rows = self.store.query("SELECT running_s, wall, floor FROM running_marks ORDER BY running_s DESC LIMIT 1")
+        return (float(rows[0][0]), float(rows[0][1]), float(rows[0][2])) if rows else None
 
     def now(self) -> float:
         if self._base is None:
-            newest = self.store.query("SELECT MAX(running_s) FROM running_marks")[0][0]
-            self._base = float(newest or 0.0)
+            self._last = self._newest()
+            self._base = self._last[0] if self._last is not None else 0.0
         return self._base + self.monotonic() - self._started
+
+    def _lowest_since(self, last: tuple[float, float, float] | None, running: float, wall: float) -> float:
+        """The lowest stamp a record made between ``last`` and now could have."""
+        if last is None:
+            return wall
+        return min(last[1], wall - (running - last[0]))
 
     def mark(self) -> float:
         """Mark the running time against the wall clock now; returns the running time. Within
-        ``ROW_EVERY_S`` of this process's newest row that row is moved on (a newer mark
-        replaces it), so the table grows by a row an hour whatever the marks' pace."""
+        ``ROW_EVERY_S`` of this process's newest row that row is moved on (its floor the
+        lower of both spans'), so the table grows by a row an hour whatever the marks' pace."""
         running, wall = self.now(), self.wall()
-        if self._row is not None and running - self._row[0] < ROW_EVERY_S:
-            moved = self.store.execute("UPDATE running_marks SET running_s = ?, wall = ? WHERE running_s = ?",
-                                       (running, wall, self._row[1])).rowcount
+        last = self._last
+        floor = self._lowest_since(last, running, wall)
+        if last is not None and self._row_began is not None and running - self._row_began < ROW_EVERY_S:
+            floor = min(floor, last[2])
+            moved = self.store.execute("UPDATE running_marks SET running_s = ?, wall = ?, floor = ? WHERE running_s = ?",
+                                       (running, wall, floor, last[0])).rowcount
             if moved:
-                self._row = (self._row[0], running)
+                self._last = (running, wall, floor)
                 return running
-        self.store.execute("INSERT OR REPLACE INTO running_marks(running_s, wall) VALUES (?, ?)", (running, wall))
-        self._row = (running, running)
+        self.store.execute("INSERT OR REPLACE INTO running_marks(running_s, wall, floor) VALUES (?, ?, ?)",
+                           (running, wall, floor))
+        self._last, self._row_began = (running, wall, floor), running
         return running
 
     def cutoff(self, age_s: float) -> float | None:
         """The wall time before which every record was made at least ``age_s`` of running
-        time ago; None while no mark is that old. The lowest wall time of the marks since
-        the one chosen (and of now): a clock set back after it (a Pi restarting on the time it
-        last saved) stamps newer records with older times, which must not go with it."""
+        time ago; None while no mark is that old. The lowest floor of the marks after the one
+        chosen, and of now: a clock set back after it stamps newer records with older times,
+        which must not go with it."""
+        now = self.now()
         chosen = self.store.query("SELECT running_s FROM running_marks WHERE running_s <= ? "
-                                  "ORDER BY running_s DESC LIMIT 1", (self.now() - age_s,))
+                                  "ORDER BY running_s DESC LIMIT 1", (now - age_s,))
         if not chosen:
             return None
-        lowest = self.store.query("SELECT MIN(wall) FROM running_marks WHERE running_s >= ?", (chosen[0][0],))[0][0]
-        return min(lowest, self.wall())
+        later = self.store.query("SELECT MIN(floor) FROM running_marks WHERE running_s > ?", (chosen[0][0],))[0][0]
+        since_last = self._lowest_since(self._newest(), now, self.wall())
+        return since_last if later is None else min(later, since_last)
 
     def forget_before(self, age_s: float) -> int:
         """Drop the marks no cutoff up to ``age_s`` needs (all but the newest one at least that

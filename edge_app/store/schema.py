@@ -221,7 +221,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS running_marks (
         running_s REAL PRIMARY KEY,
-        wall REAL NOT NULL
+        wall REAL NOT NULL,
+        floor REAL NOT NULL
     );
     """,
 ]
