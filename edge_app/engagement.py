@@ -240,6 +240,12 @@ class EngagementTracker:
             return PRESENT
         return None
 
+    def gap(self) -> None:
+        """No frames for a while (a camera fault): the next frame follows none, so a change
+        under way before it counts again only within ``min_hold_s``. One odd frame, a fault
+        of seconds, and one more such frame changed the state, dated from before the fault."""
+        self._prev_t = None
+
     def _unbroken(self, pending: tuple[str, float, float], t: float) -> bool:
         """Does a change under way still count at ``t``? Yes when the previous frame showed
         it, or one did within ``min_hold_s``; a longer gap of frames saying nothing starts

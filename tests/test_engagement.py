@@ -379,3 +379,18 @@ def test_frames_further_apart_than_the_hold_still_change_the_state(hold, every_s
     assert changes == [(pytest.approx(every_s), HAPPY)] and tr.state.since == pytest.approx(0.0)
     changes = feed(tr, 10 * every_s, 30 * every_s, 1 / every_s, None)
     assert [level for _, level in changes] == [ABSENT]
+
+
+def test_a_camera_fault_between_two_odd_frames_does_not_change_the_state():
+    """Frames further apart than the hold count as following each other, but not across a
+    camera fault: one angry frame, four seconds without a camera, one more angry frame
+    changed "Engaged" to "Not engaged", dated from before the fault."""
+    tr = tracker(ema_half_life_s=0.0, min_hold_s=1.5)
+    feed(tr, 0.0, 3.0, 10, "frontal", "happiness")
+    assert tr.state.level == HAPPY
+    assert not tr.update(Observation(3.0, "frontal", onehot("anger")))[1]
+    tr.gap()  # the capture loop's camera fault
+    state, changed = tr.update(Observation(7.0, "frontal", onehot("anger")))
+    assert not changed and state.level == HAPPY
+    feed(tr, 7.1, 9.0, 10, "frontal", "anger")  # the hold counted from the first frame after the fault
+    assert tr.state.level == ANGRY and tr.state.since == pytest.approx(7.0)

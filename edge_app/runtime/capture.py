@@ -561,6 +561,7 @@ class CaptureLoop:
             if row:
                 self._log("log_minute", row)
             self.minutes.gap()  # no frames: the time until the next one counts for no group, not the last
+            self.tracker.gap()  # ... and the next frame follows none: a change under way needs its hold again
         self._log_fault(reason, now)
         self.health.camera, self.health.camera_error = CameraState.FAULT, reason
         self.health.camera_faults += 1
