@@ -769,9 +769,9 @@ class DeskWithoutTimeServer:
         from edge_app.store.housekeeping import Housekeeping
         from edge_app.store.running_time import RunningTime
 
-        self.real, self.off_s, self.mono = 1_800_000_000.0, off_s, 0.0
+        self.real, self.off_s, self.mono, self.synced = 1_800_000_000.0, off_s, 0.0, False
         self.store = Store(data_dir)
-        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: False,
+        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: self.synced,
                                    running=RunningTime(self.store, lambda: self.mono, self.wall))
 
     def wall(self) -> float:
@@ -800,7 +800,7 @@ class DeskWithoutTimeServer:
         self.real += off_for_days * 86400
         self.off_s = self.off_s if off_s is None else off_s
         self.mono = 0.0  # a new boot
-        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: False,
+        self.keeper = Housekeeping(self.store, Accounts(self.store), lambda: 30, clock_set=lambda: self.synced,
                                    running=RunningTime(self.store, lambda: self.mono, self.wall))
 
     def kept(self) -> list[float]:
@@ -868,6 +868,28 @@ def test_a_record_made_just_after_the_clock_was_set_back_stays(tmp_path, at_a_st
         assert stamp in desk.kept()
         desk.run(days=1)
         assert stamp in desk.kept()  # a day later: the device has not run 30 days since
+    finally:
+        desk.store.close()
+
+
+def test_a_time_server_reached_at_last_does_not_make_weeks_of_records_look_old(tmp_path):
+    """A Pi ran for weeks on a clock 60 days behind (switched off nights and weekends, each
+    start on the time it last saved); then the school's time server was named. Its step
+    forward made every record of those weeks look over 30 days old, and the next clean-up
+    deleted them all. Records stamped before the clock was set go by running time still;
+    those stamped after, by the calendar."""
+    desk = DeskWithoutTimeServer(tmp_path / "d", off_s=-60 * 86400)
+    try:
+        desk.run(days=10)
+        unsynced = desk.kept()
+        desk.off_s, desk.synced = 0.0, True  # the time server steps the clock 60 days forward
+        desk.run(days=1)
+        assert desk.kept()[:40] == unsynced  # still there: the device has run 11 days since the first
+        desk.run(days=25)  # 36 running days: the first 6 days' records are 30 running days old
+        kept = desk.kept()
+        assert kept[0] == unsynced[6 * 4 - 1] and len(kept) == 4 * 30 + 1  # and one exactly 30 days old
+        desk.run(days=40)
+        assert len(desk.kept()) == 4 * 30 + 1  # now by the calendar: the last 30 days
     finally:
         desk.store.close()
 

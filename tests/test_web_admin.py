@@ -1229,7 +1229,10 @@ def test_trust_device_clock_lets_retention_run_without_a_time_server(cfg, make_a
     from edge_app.device import clock
 
     monkeypatch.setattr(clock, "synchronized", lambda: False)
-    trusting = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, trust_device_clock=True))
+    # a device of its own: one trusted after running untrusted judges the records stamped before by its
+    # running time still (``Housekeeping._purge_by_calendar``), as those of any clock set late
+    trusting = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, trust_device_clock=True,
+                                                                  data_dir=f"{cfg.store.data_dir}-trusting"))
     for config, left in ((cfg, 1), (trusting, 0)):
         appliance = make_appliance(config, with_loop=False, clock_set=None)
         keeper = appliance.housekeeping

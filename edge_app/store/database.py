@@ -553,17 +553,20 @@ class Store:
         now = time.time() if now is None else now
         return self.purge_before(now - retention_days * 86400, now - audit_days(retention_days) * 86400)
 
-    def purge_before(self, cutoff: float | None, audit_cutoff: float | None) -> int:
+    def purge_before(self, cutoff: float | None, audit_cutoff: float | None,
+                     kept: tuple[float, float] | None = None, audit_kept: tuple[float, float] | None = None) -> int:
         """Delete rows and kept images stamped before ``cutoff`` (the audit's before
         ``audit_cutoff``); None: none is old enough yet. ``purge`` gives them by the calendar,
-        ``RunningTime.cutoff`` by the device's running time while its clock is not set."""
+        ``RunningTime.cutoff`` by the device's running time while its clock is not set.
+        ``kept`` (``audit_kept``): rows stamped from its first time to before its second stay
+        (stamped by a clock not set yet, and not old enough by running time)."""
         removed = 0
-        for table, column, before, image in (
-                ("uploads", "created", cutoff, "image_path"), ("alerts", "t", cutoff, "snapshot_path"),
-                ("state_changes", "t", cutoff, None), ("minute_stats", "minute", cutoff, None),
-                ("outbox", "t", cutoff, None), ("audit", "t", audit_cutoff, None)):
+        for table, column, before, image, keep in (
+                ("uploads", "created", cutoff, "image_path", kept), ("alerts", "t", cutoff, "snapshot_path", kept),
+                ("state_changes", "t", cutoff, None, kept), ("minute_stats", "minute", cutoff, None, kept),
+                ("outbox", "t", cutoff, None, kept), ("audit", "t", audit_cutoff, None, audit_kept)):
             if before is not None:
-                removed += self._purge_table(table, column, before, image)
+                removed += self._purge_table(table, column, before, image, keep)
         if cutoff is not None:
             removed += self._purge_pause_mark(cutoff)
         if removed:
@@ -582,13 +585,16 @@ class Store:
         return self.execute("DELETE FROM settings WHERE key = ? AND value = ?",
                             (PAUSE_SEEN_KEY, json.dumps(mark))).rowcount
 
-    def _purge_table(self, table: str, column: str, before: float, image: str | None) -> int:
+    def _purge_table(self, table: str, column: str, before: float, image: str | None,
+                     keep: tuple[float, float] | None = None) -> int:
         removed = 0
         extra = f", {image}" if image else ""
+        lo, hi = keep if keep is not None else (before, before)  # an empty range: none kept
         while True:
             with self.transaction() as conn:
-                rows = conn.execute(f"SELECT rowid{extra} FROM {table} WHERE {column} < ? LIMIT ?",
-                                    (before, PURGE_BATCH)).fetchall()
+                rows = conn.execute(f"SELECT rowid{extra} FROM {table} WHERE {column} < ? "
+                                    f"AND NOT ({column} >= ? AND {column} < ?) LIMIT ?",
+                                    (before, lo, hi, PURGE_BATCH)).fetchall()
                 conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
             for row in rows:  # after the commit: a failed delete must not leave a row without its image
                 if image and row[1]:

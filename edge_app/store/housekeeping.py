@@ -10,6 +10,7 @@ it ran: the device purged them, the classroom (the same accounts tables) never d
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Housekeeping:
         self.every_s, self.first_after_s, self.mark_every_s = every_s, first_after_s, mark_every_s
         # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
+        self.marking = clock_set is not None or running is not None  # a device: its running time is marked
         self.clock_set = clock_set or (lambda: None)
         self._said_waiting = False
         self.running = running or RunningTime(store)  # retention's clock while the wall clock is not set
@@ -54,9 +56,10 @@ class Housekeeping:
         """One clean-up; returns the rows past retention removed. A failure is logged, not
         raised: the next run tries again (a locked or full database is passing)."""
         try:
-            self._mark()
+            clock_set = self.clock_set()
+            self._mark(clock_set)
             days = self.retention_days()
-            if self.clock_set() is False:  # no time server yet: the clock may be days ahead
+            if clock_set is False:  # no time server yet: the clock may be days ahead
                 if not self._said_waiting:
                     log.warning("retention: no time server has set the clock, so records are deleted once this device "
                                 "has run store.retention_days since they were made (by the calendar, longer while it "
@@ -68,8 +71,9 @@ class Housekeeping:
                                                   self.running.cutoff(audit_days(days) * 86400))
             else:
                 self._said_waiting = False
-                removed = self.store.purge(days)
-            self.running.forget_before(audit_days(days) * 86400)
+                removed = self._purge_by_calendar(days)
+            if self.marking:
+                self.running.forget_before(audit_days(days) * 86400)
             if self._stop.is_set():  # stopping: the store is about to close
                 return removed
             if self.accounts.purge_sessions() or self.store.forgetting_deferred():  # after the store's own purge
@@ -88,12 +92,30 @@ class Housekeeping:
         finally:
             self.runs += 1
 
-    def _mark(self) -> None:
+    def _purge_by_calendar(self, days: int) -> int:
+        """Rows past ``days`` by the calendar, the clock set; but not those stamped before it
+        was (``RunningTime.synced_since``) that the device has not run ``days`` since: a Pi
+        that ran for weeks on a clock behind, the school's time server named at last, had the
+        step forward make every record of those weeks look old at once, and deleted them."""
+        now = self.running.wall()  # the clock the marks are read on
+        since = self.running.synced_since() if self.marking else None
+        if since is None:
+            return self.store.purge(days, now)
+        kept = []
+        for age in (days * 86400, audit_days(days) * 86400):
+            by_running = self.running.cutoff(age)
+            kept.append((-math.inf if by_running is None else by_running, since))
+        return self.store.purge_before(now - days * 86400, now - audit_days(days) * 86400, kept[0], kept[1])
+
+    def _mark(self, clock_set: bool | None = None) -> None:
         """Mark the running time (``RunningTime.mark``): at each clean-up, every ``mark_every_s``
         between them and at a stop. A database that cannot take one (a full disk) still has its
-        rows past retention deleted, which is the way to make room."""
+        rows past retention deleted, which is the way to make room. Only where a clock rule was
+        given (the device; the classroom server's clock is its host's)."""
+        if not self.marking:
+            return
         try:
-            self.running.mark()
+            self.running.mark(synced=(self.clock_set() if clock_set is None else clock_set) is not False)
         except Exception as exc:  # noqa: BLE001 - a full disk, a database that cannot be opened now: the next mark
             log.debug("retention: the running time was not marked (%s)", exc)
 

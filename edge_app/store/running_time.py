@@ -59,24 +59,35 @@ class RunningTime:
             return wall
         return min(last[1], wall - (running - last[0]))
 
-    def mark(self) -> float:
-        """Mark the running time against the wall clock now; returns the running time. Within
-        ``ROW_EVERY_S`` of this process's newest row that row is moved on (its floor the
-        lower of both spans'), so the table grows by a row an hour whatever the marks' pace."""
+    def mark(self, synced: bool = False) -> float:
+        """Mark the running time against the wall clock now (``synced``: a time server has
+        set it); returns the running time. Within ``ROW_EVERY_S`` of this process's newest
+        row that row is moved on (its floor the lower of both spans', synced only if both
+        were), so the table grows by a row an hour whatever the marks' pace."""
         running, wall = self.now(), self.wall()
         last = self._last
         floor = self._lowest_since(last, running, wall)
         if last is not None and self._row_began is not None and running - self._row_began < ROW_EVERY_S:
             floor = min(floor, last[2])
-            moved = self.store.execute("UPDATE running_marks SET running_s = ?, wall = ?, floor = ? WHERE running_s = ?",
-                                       (running, wall, floor, last[0])).rowcount
+            moved = self.store.execute("UPDATE running_marks SET running_s = ?, wall = ?, floor = ?, synced = synced AND ? "
+                                       "WHERE running_s = ?", (running, wall, floor, int(synced), last[0])).rowcount
             if moved:
                 self._last = (running, wall, floor)
                 return running
-        self.store.execute("INSERT OR REPLACE INTO running_marks(running_s, wall, floor) VALUES (?, ?, ?)",
-                           (running, wall, floor))
+        self.store.execute("INSERT OR REPLACE INTO running_marks(running_s, wall, floor, synced) VALUES (?, ?, ?, ?)",
+                           (running, wall, floor, int(synced)))
         self._last, self._row_began = (running, wall, floor), running
         return running
+
+    def synced_since(self) -> float | None:
+        """The wall time from which records were stamped by a clock a time server had set:
+        the first mark made so after the newest one made without; None when every mark was
+        made so (or none was). Records stamped before it may be stamped by a clock that was
+        behind (a Pi starting on the time it last saved, for weeks): by their stamps, the
+        time server's step made them all look old at once."""
+        rows = self.store.query("SELECT MIN(wall) FROM running_marks WHERE synced = 1 AND running_s > "
+                                "(SELECT MAX(running_s) FROM running_marks WHERE synced = 0)")
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     def cutoff(self, age_s: float) -> float | None:
         """The wall time before which every record was made at least ``age_s`` of running

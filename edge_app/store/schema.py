@@ -222,7 +222,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE IF NOT EXISTS running_marks (
         running_s REAL PRIMARY KEY,
         wall REAL NOT NULL,
-        floor REAL NOT NULL
+        floor REAL NOT NULL,
+        synced INTEGER NOT NULL DEFAULT 0
     );
     """,
 ]
