@@ -1432,16 +1432,22 @@ def test_free_text_in_a_manifest_is_bounded(cfg, variant):
     assert flash.history(cfg)[0]["version"] == "2026.11-edge-v3"
 
 
+def _one_installed_on(disk: Path, variant) -> tuple[Path, Path, dict]:
+    """A config whose data directory is on ``disk`` (its file beside the disk, not on it), one
+    model installed there: (config file, models folder, its state)."""
+    conf = disk.parent / f"{disk.name}.toml"
+    conf.write_text(f'[store]\ndata_dir = "{disk / "data"}"\n')
+    small = config_mod.load(conf)
+    flash.install(*variant(1), small)
+    models = flash.models_dir(small)
+    return conf, models, _state(models)
+
+
 def test_a_file_system_out_of_inodes_is_said_as_such(cfg, variant, tmp_path, capsys):
     """With no inodes left (many small files) the refusal said "the disk holding ... is full
     (12637.9 MB free)", which read as a lie; it says the file system has no free inodes."""
     with mounted_tmpfs(tmp_path / "few", "8m,nr_inodes=64") as disk:
-        conf = tmp_path / "few.toml"
-        conf.write_text(f'[store]\ndata_dir = "{disk / "data"}"\n')
-        small = config_mod.load(conf)
-        flash.install(*variant(1), small)
-        models = flash.models_dir(small)
-        before = _state(models)
+        conf, models, before = _one_installed_on(disk, variant)
         n = 0
         with pytest.raises(OSError) as full:
             while True:
@@ -1476,12 +1482,7 @@ def test_a_read_only_models_disk_says_to_mount_it_read_write_and_blames_no_model
     a rollback added "the previous one cannot run: install a good one", though that model was
     fine. Both say the file system is read-only and to mount it read-write; nothing changes."""
     with mounted_tmpfs(tmp_path / "ro", "16m") as disk:
-        conf = tmp_path / "ro.toml"
-        conf.write_text(f'[store]\ndata_dir = "{disk / "data"}"\n')
-        small = config_mod.load(conf)
-        flash.install(*variant(1), small)
-        models = flash.models_dir(small)
-        before = _state(models)
+        conf, models, before = _one_installed_on(disk, variant)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         model, manifest = variant(2)
         assert main(["model", "install", str(model), "--manifest", str(manifest), "--config", str(conf)]) == 1
