@@ -59,6 +59,22 @@ def test_soak_ends_the_appliance_when_it_fails_midway(monkeypatch):
     assert len(started) == 1 and started[0].returncode is not None  # waited for: ended, not left running
 
 
+def test_soak_reads_the_growth_per_hour_through_the_noise_and_names_the_database_files(tmp_path):
+    """One sample's swing (malloc giving memory back, then taking it again) made the first and
+    last samples of a run say 240 MB an hour of a service that stayed flat."""
+    import os
+
+    import soak
+
+    flat = [{"s": s, "rss": 400.0 + (15 if i % 2 else 0)} for i, s in enumerate(range(0, 300, 30))]
+    flat[-1]["rss"] = 420.0  # a high sample last
+    assert abs(soak.per_hour(flat, "rss")) < 100 < (420 - 400) / (270 / 3600)  # the fit, and what the ends said
+    assert soak.per_hour([{"s": 0, "fds": 10}, {"s": 1800, "fds": 15}, {"s": 3600, "fds": 20}], "fds") == 10.0
+    with open(tmp_path / "engage.db-wal", "w"), open(tmp_path / "other", "w"):
+        kinds = soak.fd_kinds(os.getpid())
+    assert kinds["engage.db*"] == 1 and kinds["file"] >= 1, kinds
+
+
 def fer_folder(folder: Path, n: int) -> Path:
     """``n`` 48x48 noise images in FER+'s layout (no face on any)."""
     folder.mkdir(parents=True)
