@@ -876,3 +876,21 @@ def test_pahos_line_at_each_retry_while_the_broker_is_away_stays_out_of_the_jour
         publisher.PAHO_LOG.error("Client is not connected. Socket: None). Last known Connection State: MQTT_CS_CONNECTING")
         publisher.PAHO_LOG.error("Caught exception in on_connect: discovery could not be built")
     assert [r.getMessage() for r in caplog.records] == ["Caught exception in on_connect: discovery could not be built"]
+
+
+def test_dropped_connections_are_forgotten_past_their_window_without_anyone_asking(store, monkeypatch):
+    """Every dropped connection was kept until /healthz or the broker page asked: two desks
+    given one id drop each other about every second, 86,000 a day on a desk nobody polls. The
+    list keeps only the drops of the last ``DROPS_WINDOW_S``, whoever asks."""
+    from edge_app.fleet import publisher as publisher_mod
+    from edge_app.fleet.broker_link import DROPS_WINDOW_S
+
+    now = [1000.0]
+    monkeypatch.setattr(publisher_mod.time, "monotonic", lambda: now[0])
+    pub = Publisher(MqttSettings(host="127.0.0.1", port=1, device_id="desk-07"), store)
+    for _ in range(1000):  # a drop a second, for 1000 s
+        pub._answered, pub.status.connected = True, True  # (paho's on_connect)
+        pub._on_disconnect(None, None, None, "session taken over", None)
+        now[0] += 1.0
+    assert len(pub._drops) <= DROPS_WINDOW_S + 1
+    assert pub.snapshot().drops == len(pub._drops) > 100  # what /healthz says is as before
