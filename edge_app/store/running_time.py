@@ -95,19 +95,23 @@ class RunningTime:
         chosen, and of now: a clock set back after it stamps newer records with older times,
         which must not go with it."""
         now = self.now()
-        chosen = self.store.query("SELECT running_s FROM running_marks WHERE running_s <= ? "
-                                  "ORDER BY running_s DESC LIMIT 1", (now - age_s,))
-        if not chosen:
+        chosen = self._newest_at_most(now - age_s)
+        if chosen is None:
             return None
-        later = self.store.query("SELECT MIN(floor) FROM running_marks WHERE running_s > ?", (chosen[0][0],))[0][0]
+        later = self.store.query("SELECT MIN(floor) FROM running_marks WHERE running_s > ?", (chosen,))[0][0]
         since_last = self._lowest_since(self._newest(), now, self.wall())
         return since_last if later is None else min(later, since_last)
 
     def forget_before(self, age_s: float) -> int:
         """Drop the marks no cutoff up to ``age_s`` needs (all but the newest one at least that
         old, and those after it); returns how many went."""
-        chosen = self.store.query("SELECT running_s FROM running_marks WHERE running_s <= ? "
-                                  "ORDER BY running_s DESC LIMIT 1", (self.now() - age_s,))
-        if not chosen:
+        chosen = self._newest_at_most(self.now() - age_s)
+        if chosen is None:
             return 0
-        return self.store.execute("DELETE FROM running_marks WHERE running_s < ?", (chosen[0][0],)).rowcount
+        return self.store.execute("DELETE FROM running_marks WHERE running_s < ?", (chosen,)).rowcount
+
+    def _newest_at_most(self, running: float) -> float | None:
+        """The running time of the newest mark made at ``running`` or before; None if none was."""
+        rows = self.store.query("SELECT running_s FROM running_marks WHERE running_s <= ? "
+                                "ORDER BY running_s DESC LIMIT 1", (running,))
+        return float(rows[0][0]) if rows else None
