@@ -756,11 +756,12 @@ def test_the_log_indexes_wait_for_room_and_never_stop_a_start(tmp_path, caplog):
             store.close()
 
 
-def test_the_retention_purge_waits_for_a_clock_a_time_server_has_set(tmp_path, caplog):
+def test_without_a_time_server_the_purge_goes_by_running_time_not_the_clock(tmp_path, caplog):
     """A Pi without a clock of its own that started 40 days ahead purged with a 30-day
     retention as if today's rows were weeks old: all of them went, and stayed gone once the
-    clock was corrected. Until a time server has set the clock, nothing past retention is
-    deleted (sessions and failed log-ins still are: they only end early)."""
+    clock was corrected. Until a time server has set the clock, records go by the device's
+    running time, not by their stamps: a row its clock says is 400 days old stays until the
+    device has run 30 days (sessions and failed log-ins go as before: they only end early)."""
     import logging
 
     from edge_app.store.accounts import Accounts

@@ -4,8 +4,9 @@
 Reports resident memory (VmRSS from /proc), threads, open file descriptors, the
 database's write-ahead log and the lines the service logged, after a warm-up, then every
 ``--every`` seconds, and at the end; fails (exit 1) when the end RSS exceeds ``--max-mb``
-or grew more than ``--max-growth-mb`` over the run, or when threads or descriptors kept
-growing past the warm-up (a leak a school term of uptime would turn into a dead desk).
+or grew more than ``--max-growth-mb`` over the run, or when threads, descriptors or
+temporary files kept growing over the run's second half (a pool filling up in the first is
+not a leak; one a school term of uptime would turn into a dead desk is).
 It also reads /healthz and /metrics at the end, so a loop that died or stalled shows up too.
 
 ``--load`` adds clients that do what a term of classes does, over and over: log in and

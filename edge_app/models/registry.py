@@ -562,10 +562,9 @@ def rollback(cfg: Config, by: str = "") -> dict:
         if isinstance(current, dict) and isinstance(previous, dict) and manifest_digest(previous) == manifest_digest(current):
             raise NothingToRollBack(f"{prev_path} names the model that runs now ({current.get('model')}, sha256 "
                                     f"{str(current.get('sha256'))[:12]}): there is nothing different to roll back to")
-        try:
-            EmotionClassifier(prev_path)  # still intact and loadable?
-        except ModelError as exc:
-            raise PreviousUnusable(str(exc)) from None
+        why = damage(prev_path)  # still intact and loadable?
+        if why:
+            raise PreviousUnusable(why)
         try:
             if current is not None:
                 _swap(directory, previous, current)

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KEY = "classroom.desk_names"
 WRITE_EVERY_S = 60.0
-MAX_NAMES = 1000  # the classroom's desks at most (fleet.classroom.model.MAX_DESKS)
-MAX_NAME = 64  # characters, as the page cuts a desk's name
 
 
 class DeskNames:
@@ -35,19 +33,16 @@ class DeskNames:
         self._thread: threading.Thread | None = None  # the one writer (one database connection), from the first name
         self._closed = False
 
-    def load(self) -> dict[str, str]:
-        """The names kept, or none: a damaged or hand-edited row is read as far as it makes sense."""
+    def load(self) -> dict:
+        """The names kept, or none; checked and cut by who takes them (``Classroom.set_names``)."""
         saved = self.store.get_setting(KEY, {})
-        if not isinstance(saved, dict):
-            return {}
-        names = {k: v[:MAX_NAME] for k, v in saved.items() if isinstance(k, str) and isinstance(v, str) and v}
-        return dict(list(names.items())[:MAX_NAMES])
+        return saved if isinstance(saved, dict) else {}
 
     def remember(self, names: dict[str, str]) -> None:
         """Keep ``names`` (all of them, replacing what is kept): written now, or once the last
         write is ``every_s`` old. Never waits on the database."""
         with self._cond:
-            self._pending = dict(list(names.items())[:MAX_NAMES])
+            self._pending = dict(names)  # the classroom's: checked, at most its desks
             if self._closed:
                 return
             if self._thread is None:

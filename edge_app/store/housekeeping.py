@@ -1,6 +1,6 @@
 """The hourly clean-up of a running service's database: rows and kept images past
 retention (by the calendar, or by the device's running time while no time server has set
-its clock: ``running_time``), the audit log past its year, expired sessions and old failed log-ins; and
+its clock, and for the records stamped before one did: ``running_time``), the audit log past its year, expired sessions and old failed log-ins; and
 the disk's reserve (``Store.keep_reserve``) kept again once there is room for it.
 
 The device and the classroom page each run one. Without it the classroom server kept
@@ -30,7 +30,8 @@ FIRST_AFTER_S = 1.0  # soon after a start: a device that was off for a month is 
 
 class Housekeeping:
     """A daemon thread that purges ``store`` every ``every_s``; ``retention_days`` is
-    asked each time, so a setting saved on the admin page takes effect at the next run."""
+    asked each time, so a setting saved on the admin page takes effect at the next run. On a
+    device (given ``clock_set``) it also marks the running time every ``mark_every_s`` and at a stop."""
 
     def __init__(self, store: Store, accounts: Accounts, retention_days: Callable[[], int],
                  every_s: float = PURGE_EVERY_S, first_after_s: float = FIRST_AFTER_S,
@@ -41,9 +42,9 @@ class Housekeeping:
         # (store.reserve_mb, store.min_free_mb), asked each run as the retention is
         self.reserve = reserve or (lambda: (StoreSettings().reserve_mb, StoreSettings().min_free_mb))
         self.every_s, self.first_after_s, self.mark_every_s = every_s, first_after_s, mark_every_s
+        self.marking = clock_set is not None  # a device, given its clock's rule: its running time is marked
         # ``clock.synchronized``: False while no time server has set the clock. A Pi without a clock
         # of its own that starts days ahead purged a day's retention as weeks old: today's rows went
-        self.marking = clock_set is not None or running is not None  # a device: its running time is marked
         self.clock_set = clock_set or (lambda: None)
         self._said_waiting = False
         self.running = running or RunningTime(store)  # retention's clock while the wall clock is not set
@@ -57,7 +58,7 @@ class Housekeeping:
         raised: the next run tries again (a locked or full database is passing)."""
         try:
             clock_set = self.clock_set()
-            self._mark(clock_set)
+            self._mark(lambda: clock_set)  # the answer this run goes by
             days = self.retention_days()
             if clock_set is False:  # no time server yet: the clock may be days ahead
                 if not self._said_waiting:
@@ -107,7 +108,7 @@ class Housekeeping:
             kept.append((-math.inf if by_running is None else by_running, since))
         return self.store.purge_before(now - days * 86400, now - audit_days(days) * 86400, kept[0], kept[1])
 
-    def _mark(self, clock_set: bool | None = None) -> None:
+    def _mark(self, clock_set: Callable[[], bool | None] | None = None) -> None:
         """Mark the running time (``RunningTime.mark``): at each clean-up, every ``mark_every_s``
         between them and at a stop. A database that cannot take one (a full disk) still has its
         rows past retention deleted, which is the way to make room. Only where a clock rule was
@@ -115,7 +116,7 @@ class Housekeeping:
         if not self.marking:
             return
         try:
-            self.running.mark(synced=(self.clock_set() if clock_set is None else clock_set) is not False)
+            self.running.mark(synced=(clock_set or self.clock_set)() is not False)
         except Exception as exc:  # noqa: BLE001 - a full disk, a database that cannot be opened now: the next mark
             log.debug("retention: the running time was not marked (%s)", exc)
 

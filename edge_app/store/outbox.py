@@ -68,9 +68,12 @@ class Outbox:
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM outbox")[0][0]
 
-    def states_after(self, seq: int) -> int:
-        """How many state messages wait with a seq above ``seq`` (not handed to the broker yet)."""
-        return self.store.query("SELECT COUNT(*) FROM outbox WHERE id > ? AND kind = 'state'", (seq,))[0][0]
+    def states_after(self, seq: int, most: int = 2) -> int:
+        """How many state messages wait with a seq above ``seq`` (not handed to the broker yet),
+        counted up to ``most`` (a heartbeat asks whether none, one or more: a month's backlog
+        is not counted every 30 s)."""
+        return self.store.query("SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE id > ? AND kind = 'state' LIMIT ?)",
+                                (seq, most))[0][0]
 
     def current_state(self, same=None) -> Message | None:
         """The newest logged state as the state message it was queued as, with the newest seq

@@ -1,5 +1,5 @@
 """How long this device has been switched on, kept across restarts: the retention's clock
-while no time server has set the wall clock.
+while no time server has set the wall clock, and for the records stamped before one did.
 
 A Pi has no battery clock: it starts on the time it last saved, and on a school network
 that blocks time servers it stays wrong. Deleting by that clock could delete today's
@@ -99,7 +99,7 @@ class RunningTime:
         if chosen is None:
             return None
         later = self.store.query("SELECT MIN(floor) FROM running_marks WHERE running_s > ?", (chosen,))[0][0]
-        since_last = self._lowest_since(self._newest(), now, self.wall())
+        since_last = self._lowest_since(self._last, now, self.wall())  # ``now()`` read it, ``mark`` keeps it
         return since_last if later is None else min(later, since_last)
 
     def forget_before(self, age_s: float) -> int:

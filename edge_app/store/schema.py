@@ -214,7 +214,7 @@ MIGRATIONS: list[str] = [
     # migration 14, then moved them to SPEED_INDEXES, made at every open; a database one of them
     # opened says 14 and was refused as "newer than this engage-edge". The number stays taken.
     "SELECT 1",
-    # 15: the device's running time marked against its clock, hourly (store/running_time.py): while no
+    # 15: the device's running time marked against its clock, a row an hour (store/running_time.py): while no
     # time server has set the clock, retention deletes by how long the device has run since a record
     # was made. It waited for a time server instead, and a school network without one kept every
     # record for ever

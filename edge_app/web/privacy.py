@@ -20,7 +20,7 @@ from edge_app.store.accounts import User, account_created
 from edge_app.store.database import AUDIT_KEEP_DAYS, audit_days
 from edge_app.web.guard import Guard, json_error, safe_next
 from edge_app.web.hardening import wants_html
-from edge_app.web.live import clock_waits, days_kept
+from edge_app.web.live import CLOCK_WAITS_PLAIN, clock_waits, days_kept
 
 RESUME_ANY = ("admin", "instructor")  # roles that resume anyone's pause (the teacher in the room)
 
@@ -128,7 +128,7 @@ def about_page(ctx) -> dict[str, object]:
     cfg = ctx.cfg
     limit = cfg.privacy.max_pause_minutes
     audit_for = audit_days(cfg.store.retention_days)  # ``Store.purge``
-    return {"days": days_kept(ctx), "waits": clock_waits(ctx), "keep": cfg.privacy.keep_uploads,
+    return {"days": days_kept(ctx), "waits": clock_waits(ctx), "clock_words": CLOCK_WAITS_PLAIN, "keep": cfg.privacy.keep_uploads,
             "snapshots": cfg.privacy.snapshot_on_alert, "picture_to_all": cfg.privacy.live_video == "everyone",
             "classroom": bool(cfg.mqtt.host), "with_emotion": cfg.mqtt.include_emotion,
             "alert_after": f"{cfg.indicators.buzzer_after_s:g}", "beeps": cfg.indicators.buzzer,

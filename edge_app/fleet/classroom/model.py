@@ -280,7 +280,7 @@ class Classroom:
                 return None
             # never heard live (only a retained state) and longest silent first
             self._drop(min(offline, key=lambda d: (d.heard is not None, d.last_seen, d.since or 0.0)).device_id, paced=False)
-        desk = self._desks[device_id] = Desk(device_id, desk=self._names.get(device_id, ""))
+        desk = self._desks[device_id] = self._new_desk(device_id)
         if (gone := self._gone.pop(device_id, None)) is not None:  # back: at the pace it had, not a fresh burst
             _keep_pace(desk, gone)
             desk.changed = gone.told or 0  # the pages that missed the removal get the desk when it next changes
@@ -355,7 +355,7 @@ class Classroom:
             if device_id not in self._desks:
                 return False
             if device_id in self._expected:  # still one of the room's desks: its tile stays, as never heard
-                old, fresh = self._desks[device_id], Desk(device_id, desk=self._names.get(device_id, ""))
+                old, fresh = self._desks[device_id], self._new_desk(device_id)
                 # ... at the old record's pace: a fresh burst and an update at once at each clearing let one
                 # listed desk clearing and resending its state wake every page at every message
                 _keep_pace(fresh, old)
@@ -560,6 +560,10 @@ class Classroom:
             self._keep_name(desk)
             self._announce(desk)
         return True
+
+    def _new_desk(self, device_id: str) -> Desk:
+        """A desk's record afresh, under the name it last told (``set_names``) until it is heard."""
+        return Desk(device_id, desk=self._names.get(device_id, ""))
 
     def set_names(self, names: dict) -> None:
         """The names the listed desks last told before a restart (``on_names``' record), before any message."""

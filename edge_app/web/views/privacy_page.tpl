@@ -45,8 +45,7 @@
       This list is kept for {{audit_for}}.</li>
   </ul>
   % if waits:
-  <p id="privacy-clock">Right now this device does not know the date for sure, so it counts only the days it is
-    switched on: things may stay a little longer. Its admin has been told.</p>
+  <p id="privacy-clock">{{clock_words}}</p>
   % end
   <p class="hint">The camera's other pictures are never kept: they are only looked at, then thrown away.</p>
 
