@@ -35,6 +35,16 @@ def grace_path() -> Path:
     return Path(str(PHOTOS / "grace_hopper.jpg"))
 
 
+@pytest.fixture(scope="module")
+def grace(grace_path):
+    """That portrait decoded (BGR), one copy per test module."""
+    import cv2
+
+    img = cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
 @pytest.fixture(scope="session")
 def face_jpeg(grace_path) -> bytes:
     """A real face photograph (the shipped Grace Hopper portrait) as JPEG bytes."""

@@ -71,10 +71,6 @@ def detector() -> BlazeFaceDetector:
     return BlazeFaceDetector()
 
 
-@pytest.fixture(scope="module")
-def grace(grace_path) -> np.ndarray:
-    return cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
-
 
 # ------------------------------------------------------------ decoder, no model
 def test_anchors_follow_the_two_grids():

@@ -23,13 +23,6 @@ def detector() -> FaceDetector:
 
 
 @pytest.fixture(scope="module")
-def grace(grace_path) -> np.ndarray:
-    img = cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
-    assert img is not None
-    return img
-
-
-@pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     return shipped.photo("astronaut.jpg").copy()
 

@@ -16,10 +16,6 @@ def net() -> BlazeFace:
     return BlazeFace()
 
 
-@pytest.fixture(scope="module")
-def grace(grace_path) -> np.ndarray:
-    return cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
-
 
 @pytest.mark.parametrize("shape", [(0, 0), (0, 40), (40, 0), (0, 0, 3)])
 def test_a_picture_without_pixels_has_no_face_with_either_detector(shape):
