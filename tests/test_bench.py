@@ -141,3 +141,15 @@ def test_the_paper_model_is_found_in_the_checkout():
     install looks in the checkout it is run from: tests/test_packaging.py)."""
     assert bench.default_paper_manifest() == ROOT / "models" / "baseline" / "paper-float.json"
     assert bench.default_paper_manifest().is_file()
+
+
+def test_the_paper_model_passes_the_flash_tools_checks(cfg):
+    """Its manifest carried golden data from before the reference faces changed, so
+    `model install` refused the paper's model until a technician ran `model golden` on it:
+    the baseline must install as it is shipped in the checkout."""
+    from edge_app.models import registry
+
+    baseline = ROOT / "models" / "baseline"
+    registry.install(baseline / "paper-float.tflite", baseline / "paper-float.json", cfg)
+    current = json.loads((registry.models_dir(cfg) / "current.json").read_text())
+    assert current["sha256"] == json.loads((baseline / "paper-float.json").read_text())["sha256"]
