@@ -30,6 +30,7 @@ from edge_app.runtime.live import PLACEHOLDER_GREY
 from edge_app.store.database import GROUP_COLUMNS, Store
 from edge_app.vision.classifier import EmotionClassifier
 from edge_app.vision.detector import FaceDetector
+from edge_app.vision.faces import photo
 from edge_app.vision.sources import CameraError, DemoSource, FrameSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,6 +256,50 @@ def test_after_a_camera_fault_or_a_pause_the_first_frame_is_searched_whole(fast_
         threading.Timer(0.2, loop.privacy.resume).start()
         loop._hold_paused()  # returns once resumed
         assert loop.step() and loop.faces.last_step == "full"
+    finally:
+        loop.stop()
+
+
+class PhotoSource(FrameSource):
+    """A camera that sees one of the shipped photographs, the one ``shown`` names."""
+
+    name = "photos"
+
+    def __init__(self, shown: str):
+        self.shown = shown
+        self.mode = "ok"
+
+    def read(self):
+        if self.mode == "raise":
+            raise CameraError("the camera went away (test)")
+        return photo(self.shown).copy()
+
+
+def test_a_camera_fault_between_two_odd_frames_leaves_the_loops_state_as_it_was(fast_cfg):
+    """The capture loop tells its tracker of a camera fault: one frightened frame, four
+    seconds without a camera, one more such frame changed "Engaged" to "Partially engaged",
+    dated from before the fault, as if the two frames had followed each other."""
+    cfg = config_mod.with_changes(fast_cfg, {"engagement.ema_half_life_s": 0.0, "engagement.min_hold_s": 1.5})
+    clock = {"now": 100.0}
+    source = PhotoSource("grace_hopper.jpg")  # neutral: "Engaged"
+    loop = _loop(cfg, None, source, wall=lambda: clock["now"], clock=lambda: clock["now"])
+
+    def frame(seconds_after: float) -> str:
+        clock["now"] += seconds_after
+        assert loop.step()
+        return loop.state.level
+
+    try:
+        for _ in range(30):
+            level = frame(0.1)
+        assert level.startswith("Engaged")
+        source.shown = "duchenne_fright.jpg"  # fear: "Partially engaged"
+        assert frame(0.1) == level
+        source.mode = "raise"
+        assert not loop.step()
+        source.mode = "ok"
+        assert frame(4.0) == level  # the count starts again at the first frame after the fault
+        assert frame(1.6).startswith("Partially engaged")  # ... and holds from there
     finally:
         loop.stop()
 
