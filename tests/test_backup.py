@@ -619,6 +619,26 @@ def test_a_file_of_the_kernels_own_file_systems_is_refused_as_no_file_on_a_disk(
         assert "is on the kernel's proc file system, not a file on a disk" in err, err
 
 
+def _dev_is_devtmpfs() -> bool:
+    try:
+        return any(line.split()[4] == "/dev" and " - devtmpfs " in line for line in open("/proc/self/mountinfo"))
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _dev_is_devtmpfs(), reason="needs /dev mounted as devtmpfs (a Pi's, a Linux machine's)")
+def test_a_backup_into_dev_is_refused_not_kept_in_memory_until_the_next_reboot(store, tmp_path, capsys):
+    """Run as root, `backup /dev/engage.db` wrote the backup into devtmpfs, memory that the next
+    reboot empties: a technician who believed the device backed up had nothing."""
+    args = ["--data-dir", str(store.data_dir), "--config", str(_empty(tmp_path))]
+    name = f"/dev/engage-test-{os.getpid()}.db"
+    for command in (["backup", name], ["export", "--since", "2020-01-01", "--out", name + ".csv"]):
+        assert main([*command, *args]) == 2, command
+        err = capsys.readouterr().err
+        assert "is on the kernel's devtmpfs file system, not a file on a disk" in err, err
+    assert not os.path.exists(name) and not os.path.exists(name + ".csv")
+
+
 def test_a_backup_to_a_symbolic_link_writes_through_it_as_cp_does(store, tmp_path, capsys):
     """`backup latest.db`, a link the technician keeps to the stick's nightly.db: the rename
     put a plain file in the link's place and left nightly.db as it was. The copy now goes

@@ -82,14 +82,15 @@ def _may_follow(link: Path, dest: Path) -> None:
 
 
 # the kernel's own file systems: a name there is no file on a disk (`export --out /proc/version`
-# said "No such file or directory", exit 1, as if the write had failed)
-KERNEL_FILE_SYSTEMS = {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs",
-                       "efivarfs", "pstore", "bpf", "fusectl"}
+# said "No such file or directory", exit 1, as if the write had failed; `backup /dev/engage.db`, run
+# as root, wrote the backup into memory (devtmpfs), gone at the next reboot)
+KERNEL_FILE_SYSTEMS = {"proc", "sysfs", "devtmpfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+                       "configfs", "efivarfs", "pstore", "bpf", "fusectl"}
 
 
 def kernel_file_system(folder: Path) -> str | None:
     """The type of the kernel file system ``folder`` lies on (``KERNEL_FILE_SYSTEMS``: /proc,
-    /sys), else None; None too when /proc/self/mountinfo cannot be read."""
+    /sys, /dev), else None; None too when /proc/self/mountinfo cannot be read."""
     where = os.path.realpath(folder)
     best, kind = "", None
     try:
