@@ -3096,3 +3096,43 @@ def test_on_a_full_disk_the_classroom_gives_up_its_reserve_and_no_device_advice(
             login(service.url)  # the next try works
         finally:
             service.stop()
+
+
+def test_every_state_a_tile_can_show_has_its_words_in_the_key():
+    """"Present" and "Checking" were on the tiles and counts and explained nowhere. The key
+    is made from ``levels.KEY``: a level or page state added without its words fails here."""
+    from edge_app.fleet.classroom.levels import KEY, LEVELS, PAGE_STATES
+
+    named = [level for level, _ in KEY]
+    assert sorted(named) == sorted({*LEVELS, *PAGE_STATES}), named  # each once, none missing
+    assert all(meaning.strip() for _, meaning in KEY)
+
+
+def test_the_key_explains_present_and_checking_in_the_tiles_colours_in_chromium(classroom, devices, page):
+    """The key names every state in the colour its tiles and counts have: each level style in
+    the page's stylesheet (``.lvl-…``) has its entry, so a state styled for the tiles but left
+    out of the key fails here; a real "Present" tile has its key chip's colour."""
+    store, _ = devices("desk-u", "Row 3, seat 1")
+    store.log_state_change(time.time(), "Present", "Present", None, None)  # a face, its expression not read
+    log_in_page(page, classroom.url)
+    tile = page.locator("li.desk[data-device='desk-u'][data-level='Present']")
+    tile.wait_for(timeout=10_000)
+    page.click("#key summary")
+    entries = page.evaluate("[...document.querySelectorAll('#key dt')].map((e) => ["
+                            "e.innerText, e.nextElementSibling.innerText])")
+    meaning = dict(entries)
+    assert "expression cannot be read" in meaning["Present"], entries
+    assert "has not heard the desk yet" in meaning["Checking"], entries
+    # every level style the tiles and counts use (classroom.css), and the key's chips' classes
+    styled = page.evaluate(r"""[...document.styleSheets].flatMap((s) => [...s.cssRules])
+        .flatMap((r) => (r.selectorText || '').match(/\.lvl-[\w-]+/g) || []).map((c) => c.slice(1))""")
+    keyed = page.evaluate("[...document.querySelectorAll('#key .chip')].map((c) => [...c.classList]"
+                          ".find((k) => k.startsWith('lvl-')))")
+    assert set(styled) - set(keyed) == set(), (styled, keyed)
+    colour = "(e) => getComputedStyle(e).backgroundColor"
+    present_chip = page.locator("#key .chip", has_text="Present")
+    assert tile.evaluate(colour) == present_chip.evaluate(colour) == "rgb(14, 116, 144)"  # teal, as the tile
+    ratios = page.evaluate(f"[...document.querySelectorAll('#key .chip')].map({CONTRAST_JS})")
+    assert ratios and min(ratios) >= 4.5, ratios
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
+    assert serious_violations(page) == []

@@ -36,6 +36,17 @@
       % end
     </ul>
   </section>
+  % # each state in the colour and marking its count and tiles have (levels.KEY): "Present" and "Checking" were explained nowhere
+  % from edge_app.fleet.classroom.levels import KEY
+  <details class="card key" id="key">
+    <summary>What each state means</summary>
+    <dl class="key-list">
+      % for level, meaning in KEY:
+      <dt><span class="chip lvl-{{level.lower().replace(' ', '-') if level in known else 'other'}}">{{level}}</span></dt>
+      <dd>{{meaning}}</dd>
+      % end
+    </dl>
+  </details>
   <details class="card expected-desks">
     <summary>Desks in this room</summary>
     <p class="hint">The device IDs of this room's desks (each desk's <code>mqtt.device_id</code>, as its tile names it
