@@ -368,3 +368,31 @@ def test_a_grid_table_and_a_long_name_scroll_nothing_sideways_at_320px(browser, 
     finally:
         for user in made:
             with_data.accounts.delete_user(user.id)
+
+
+# each filter select as it is, its text's width beside the width the browser gives a select of its own choosing
+# (width auto, nothing limiting it): that one shows its widest option whole, the arrow beside it
+SELECTS_CUT = """() => [...document.querySelectorAll('form.filters select')].flatMap((s) => {
+    const free = s.cloneNode(true);
+    free.removeAttribute('id');
+    free.style.cssText = 'position:absolute; left:0; top:0; width:auto; max-width:none; min-width:0; flex:none';
+    s.form.appendChild(free);
+    const needs = free.getBoundingClientRect().width;
+    free.remove();
+    const box = s.getBoundingClientRect();
+    return box.width + 0.5 < needs || box.left < 0 || box.right > innerWidth ?
+        [`${s.id}: ${box.width.toFixed(0)} px wide from ${box.left.toFixed(0)}, its widest option needs ${needs.toFixed(0)}`] : [];
+})"""
+
+
+@pytest.mark.parametrize("path", ["/admin/users", "/admin/log"])
+def test_the_filters_dropdowns_show_their_words_whole_at_320px(browser, with_data, path):  # noqa: F811
+    """At 320 px the Users and Log filters were two to a row, each select cut to ~130 px:
+    "Partially engaged", "Live state changes", "Any engagement" lost their ends behind the
+    arrow (WCAG 1.4.10, reflow at 320 CSS px). A filter takes the row it needs."""
+    page = log_in(browser, with_data, {"width": 320, "height": 700})
+    page.goto(with_data.url + path)
+    assert page.locator("form.filters select").count() >= 1
+    assert page.evaluate(SELECTS_CUT) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    page.context.close()
