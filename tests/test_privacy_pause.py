@@ -713,3 +713,48 @@ def test_a_pause_pressed_while_the_account_is_being_deleted_is_disowned_too(paus
     assert app.loop.privacy.active is not None and app.loop.privacy.active.owner is None
     assert login(app.url, "ben", "ben-password-1").post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False
     assert s.post(f"{app.url}/api/pause", timeout=10).status_code in (401, 403)  # her session went with her account
+
+
+def test_a_pause_whose_request_fails_says_so_on_the_page_and_opens_no_tab(paused_app, browser):
+    """With JavaScript on, a pause whose request failed went as the form after all: on the
+    answer to a form (a class's password sheet) that opened a tab of its own, unannounced,
+    on a page saying the camera had paused; with the device out of reach, the browser's error
+    page. The page it was pressed on says the camera may not be paused, the button kept for
+    another try; an answer that refuses says why and what to do."""
+    app, _ = paused_app()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        browser_login(page, app.url)
+        page.goto(f"{app.url}/admin/users")
+        page.get_by_label("Class list").fill("lea.b")
+        page.get_by_role("button", name="Add students").click()
+        page.wait_for_url(f"{app.url}/admin/users/class")
+        sheet = page.locator("#class-passwords").inner_text()
+        page.evaluate("window.sameDocument = true")  # a reload or another page drops it
+        page.route("**/api/pause", lambda route: route.abort())  # the device out of reach
+        page.get_by_role("button", name="Pause camera").click()
+        said = page.get_by_role("alert").filter(has_text="The camera may not be paused")
+        said.wait_for()
+        assert said.inner_text() == "The camera may not be paused: no answer came from the device. Press Pause camera again."
+        assert context.pages == [page]  # no tab of its own
+        assert page.evaluate("window.sameDocument === true") and page.url == f"{app.url}/admin/users/class"
+        assert page.locator("#class-passwords").inner_text() == sheet
+        assert page.evaluate("document.activeElement.id") == "privacy-button"  # there to press again
+        assert app.loop.privacy.active is None
+        page.unroute("**/api/pause")
+        page.route("**/api/pause", lambda route: route.fulfill(status=401, content_type="application/json",
+                                                                 body='{"error": "log in first"}'))
+        page.get_by_role("button", name="Pause camera").click()
+        page.get_by_role("alert").filter(has_text="your log-in has ended").wait_for()
+        assert page.get_by_role("alert").inner_text() == (
+            "The camera is not paused: your log-in has ended. Log in again, then press Pause camera.")  # one note
+        page.unroute("**/api/pause")
+        page.get_by_role("button", name="Pause camera").click()  # it answers again
+        page.get_by_role("button", name="Resume camera").wait_for()
+        assert page.locator("#privacy-error").count() == 0  # the note goes with what it said
+        wait_for(lambda: app.loop.privacy.active is not None, what="paused at the second press")
+        assert context.pages == [page] and page.evaluate("window.sameDocument === true")
+    finally:
+        context.close()

@@ -70,6 +70,8 @@
   function showSwitch(paused, canResume, label) {
     const form = document.querySelector("form.privacy");
     if (!form) return;
+    const failed = document.getElementById("privacy-error");  // a press whose answer never came (switchFailed):
+    if (failed && failed.dataset.paused === String(paused)) failed.remove();  // it did switch after all
     let button = document.getElementById("privacy-button");
     let pill = document.getElementById("paused");
     if (paused) {
@@ -128,8 +130,8 @@
 
   // the header's button pauses or resumes in place (/api/pause, /api/resume) and redraws the
   // header from the answer: sent as a form, it left the page it was pressed on, and the answer
-  // to a form (a class's one-time password sheet) cannot be opened again. Without an answer
-  // to read (a network error, a session ended), the form goes as a form after all.
+  // to a form (a class's one-time password sheet) cannot be opened again. Without an answer to
+  // read (a network error, a session ended), the page says so where it is (switchFailed).
   const switchForm = document.querySelector("form.privacy");
   let switching = false;
   if (switchForm) {
@@ -139,14 +141,16 @@
       e.preventDefault();  // runs before the document's "sending" listener: nothing leaves this page
       if (switching) return;  // a second click while the first is on its way
       switching = true;
-      let answer = null;
+      let answer = null, status = 0;  // status: the refusal's HTTP status; 0 while no answer could be read
       try {
         const r = await ask("/api/" + action, {
           method: "POST", headers: { Accept: "application/json", "X-CSRF-Token": switchForm.elements.csrf.value } });
+        status = r.ok ? 0 : r.status;
         if (r.ok || r.status === 403) answer = await r.json();  // 403: someone else's pause, said in its label
       } catch (err) { answer = null; }
       switching = false;
       if (answer && typeof answer.paused === "boolean") {
+        forgetFailure();
         pauseShown = null;  // the next poll asks again whose pause it is
         pressed = { paused: answer.paused, at: Date.now() };
         showSwitch(answer.paused, answer.can_resume !== false, answer.label || "Camera paused");
@@ -160,14 +164,35 @@
         }
         return;
       }
-      const field = document.createElement("input");
-      field.type = "hidden";
-      field.name = "do";
-      field.value = action;
-      switchForm.appendChild(field);
-      if (leaves(switchForm)) sending = true;  // (submit() fires no submit event)
-      switchForm.submit();
+      switchFailed(action, status);
     });
+  }
+
+  // A press that did not switch the camera, said on the page it was pressed on, what it means for the student
+  // first; the button stays, under the keyboard, for another try. The form went as a form instead: on the answer
+  // to a form (a class's password sheet) that opened a tab of its own, unannounced, and with the device out of
+  // reach it put the browser's error page in place of this one. An alert, made anew each time: said again.
+  function switchFailed(action, status) {
+    const pausing = action === "pause";
+    const press = pausing ? "Pause camera" : "Resume camera";
+    const now = status === 0 ? (pausing ? "The camera may not be paused" : "The camera may still be paused") :
+      (pausing ? "The camera is not paused" : "The camera is still paused");
+    const why = status === 0 ? "no answer came from the device. Press " + press + " again." :
+      status === 401 ? "your log-in has ended. Log in again, then press " + press + "." :
+      "the device answered with an error (" + status + "). Reload this page, then press " + press + " again.";
+    forgetFailure();
+    const note = document.createElement("p");
+    note.id = "privacy-error";
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    note.dataset.paused = String(pausing);  // what the press asked for: the note goes once the camera is so
+    note.textContent = now + ": " + why;
+    (document.getElementById("main") || document.body).prepend(note);
+  }
+
+  function forgetFailure() {
+    const note = document.getElementById("privacy-error");
+    if (note) note.remove();
   }
 
   function describe(s) {
