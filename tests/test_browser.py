@@ -645,7 +645,9 @@ def test_a_page_shown_again_after_its_session_ended_asks_and_goes_to_the_log_in(
     from playwright.sync_api import Error as PlaywrightError
 
     appliance, page, later = idle_page()  # (no capture loop: no state poll on the page to go to the log-in instead)
-    page.clock.pause_at(int(time.time() * 1000) + 1000)  # the page's timers asleep with the laptop ...
+    # the page's timers asleep with the laptop ... (a number is seconds: in milliseconds the clock jumped to the
+    # year 58881, firing the page's timer for its warning, whose own ask went to the log-in without this feature)
+    page.clock.pause_at(time.time() + 1)
     later(appliance.accounts.idle_s + 60, page_too=False)  # ... while the device's clock runs past the session's end
     try:
         page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the lid opened
