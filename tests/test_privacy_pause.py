@@ -496,10 +496,14 @@ def test_a_refused_resume_leaves_the_keyboard_on_the_words_that_say_why(paused_a
         page = context.new_page()
         page.set_default_timeout(15000)
         browser_login(page, app.url, STUDENT, STUDENT_PW)
+        # the page's polls wait: the changes below are not drawn before the press. Installed alone, the clock
+        # ran on in real time, and a loaded machine's slow log-ins let a poll draw Ben's pause first: no
+        # "Resume camera" to press (CI-like). Paused before the page loads, no poll is sent after the press.
+        page.clock.install()
+        page.clock.pause_at(time.time() + 1)
         page.goto(f"{app.url}/upload")
         page.get_by_role("button", name="Pause camera").click()
         page.get_by_role("button", name="Resume camera").wait_for()
-        page.clock.install()  # the page's polls wait: the changes below are not drawn before the press
         assert login(app.url, STUDENT, STUDENT_PW).post(f"{app.url}/api/resume", timeout=10).json()["paused"] is False
         assert login(app.url, "ben", "ben-password-1").post(f"{app.url}/api/pause", timeout=10).ok
         page.get_by_role("button", name="Resume camera").click()
