@@ -1834,7 +1834,10 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     the page told the instructor to close another classroom page, which is no help and not
     the cause; it says the server is not answering, and comes back by itself. Its retry
     waits 10 s of the page's own clock: Playwright's clock runs it on at once."""
-    page.clock.install()  # the page's timers and Date, moved on only by the test (a library's double)
+    page.clock.install()  # the page's timers and Date, moved on only by the test (a library's double) ...
+    # ... once paused: installed alone it ran on in real time, and a second lost on a loaded machine before
+    # run_for(9_000) brought the 10 s retry, and "Live", early
+    page.clock.pause_at(time.time() + 1)
     log_in_page(page, classroom.url)
     page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
 
@@ -1846,8 +1849,8 @@ def test_a_server_not_answering_is_not_blamed_on_other_open_pages(classroom, pag
     page.locator("#conn", has_text="The classroom server is not answering (HTTP 502)").wait_for(timeout=10_000)
     assert "close another" not in page.inner_text("#conn")
     page.unroute("**/api/classroom**", bad_gateway)
-    page.clock.run_for(9_000)  # not before its 10 s
-    assert "not answering" in page.inner_text("#conn")
+    page.clock.run_for(9_000)  # not before its 10 s (a retry sooner would have its answer, "Live", within the second)
+    assert stays(lambda: "not answering" in page.inner_text("#conn"), 1.0)
     page.clock.run_for(1_000)
     page.locator("#conn", has_text="Live").wait_for(timeout=15_000)
 
@@ -2041,6 +2044,7 @@ def test_a_tab_hidden_for_a_minute_gives_its_stream_back(classroom, page):
     admin = login(classroom.url)
     pages_open = lambda: admin.get(f"{classroom.url}/api/classroom", timeout=5).json()["pages"]["open"]  # noqa: E731
     page.clock.install()
+    page.clock.pause_at(time.time() + 1)  # not running on in real time: a second lost before run_for(59_000) hid it a minute
     log_in_page(page, classroom.url)
     page.locator("#conn", has_text="Live").wait_for(timeout=10_000)
     assert pages_open() == 1
