@@ -35,7 +35,7 @@ def page(browser, server):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15000)
-    page.clock.install()  # Playwright's clock: the page's timers run when the test moves it on
+    page.clock.install()  # Playwright's clock: runs in real time as installed; run_for/fast_forward move it on at once (pause_at stops it)
     browser_login(page, server.url, "admin", ADMIN_PASSWORD)
     yield page
     context.close()
