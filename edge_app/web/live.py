@@ -21,6 +21,31 @@ from edge_app.web.guard import COOKIE, Guard, json_error
 SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
 
+def _zone_at(t: float) -> dict:
+    lt = time.localtime(t)
+    return {"utc_offset_s": lt.tm_gmtoff, "zone": lt.tm_zone}
+
+
+def zone_spans(start: float, end: float) -> list[dict]:
+    """The device's UTC offsets over [``start``, ``end``], earliest first: each as ``from``
+    (when it took effect, ``start`` for the first), ``utc_offset_s`` and ``zone``. The chart
+    drew every time in the offset of its "now": in the ten minutes after the clocks went
+    forward its axis read "02:55" (an hour that never was) where the log has 01:55, and after
+    they went back an hour off the other way. A span of an hour or so holds one change at
+    most; the change is found to the second (zones change on whole seconds)."""
+    first, last = _zone_at(start), _zone_at(end)
+    if first == last:
+        return [{"from": start, **first}]
+    before, after = int(start), int(end) + 1  # _zone_at(before) is the first's, _zone_at(after) the last's
+    while after - before > 1:
+        mid = (before + after) // 2
+        if _zone_at(mid) == first:
+            before = mid
+        else:
+            after = mid
+    return [{"from": start, **first}, {"from": float(after), **last}]
+
+
 def days_kept(ctx) -> str:
     """``store.retention_days`` in words: "30 days", "1 day"."""
     n = ctx.cfg.store.retention_days
@@ -186,9 +211,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             points = [p for i, p in enumerate(points) if i == 0 or p["level"] != points[i - 1]["level"]]
         response.content_type = "application/json"
         # the device's clock time, not the browser's: the log, the CSV and quiet hours are in the
-        # device's zone, and a chart drawn in the viewer's said "from 02:50" beside a log's 01:50
+        # device's zone, and a chart drawn in the viewer's said "from 02:50" beside a log's 01:50;
+        # "zones": its offsets over the chart's span, as the clocks may have changed within it
         return json.dumps({"from": cutoff, "now": now, "own_from": own_from, "points": points, "groups": list(GROUPS),
-                           "utc_offset_s": time.localtime(now).tm_gmtoff, "zone": time.strftime("%Z", time.localtime(now))})
+                           "zones": zone_spans(cutoff, now), **_zone_at(now)})
 
     @app.get("/live.mjpg")
     def live_stream():

@@ -28,21 +28,37 @@
     return node;
   }
 
-  let offset = null;  // the device's UTC offset (s), from /api/timeline: times are the device's, as in its log
+  // The device's UTC offsets over the chart's span (/api/timeline's "zones", earliest first):
+  // times are the device's, as in its log, each in the offset in force then. One offset (the
+  // one now) for all put the ten minutes after the clocks changed an hour off: "02:55" on the
+  // axis (an hour that never was) where the log has 01:55.
+  let zones = null;
+  const zoneEl = document.getElementById("timeline-zone");
+
+  function zoneAt(t) {  // the span in force at t (before the first: the first)
+    let found = zones[0];
+    for (const z of zones) if (z.from <= t) found = z;
+    return found;
+  }
+
+  function clockOf(t) {  // t as a Date whose UTC fields read the device's clock (its own fields: the browser's)
+    return zones ? new Date((t + zoneAt(t).utc_offset_s) * 1000) : new Date(t * 1000);
+  }
 
   function fmt(t) {
-    if (offset === null) {
-      const d = new Date(t * 1000);
-      return d.getHours().toString().padStart(2, "0") + ":" + d.getMinutes().toString().padStart(2, "0");
-    }
-    const d = new Date((t + offset) * 1000);
-    return d.getUTCHours().toString().padStart(2, "0") + ":" + d.getUTCMinutes().toString().padStart(2, "0");
+    const d = clockOf(t);
+    const [h, m] = zones ? [d.getUTCHours(), d.getUTCMinutes()] : [d.getHours(), d.getMinutes()];
+    return h.toString().padStart(2, "0") + ":" + m.toString().padStart(2, "0");
   }
 
   function fmtSeconds(ms) {  // a moment of this page's clock as the device's time of day, to the second
-    const t = ms / 1000;
-    return fmt(t) + ":" + new Date((offset === null ? t : t + offset) * 1000)[offset === null ? "getSeconds" : "getUTCSeconds"]()
-      .toString().padStart(2, "0");
+    const d = clockOf(ms / 1000);
+    return fmt(ms / 1000) + ":" + (zones ? d.getUTCSeconds() : d.getSeconds()).toString().padStart(2, "0");
+  }
+
+  function named(t) {  // fmt, with its zone where that is not the one in force now (the log's way)
+    const z = zones && zoneAt(t), now = zones && zones[zones.length - 1];
+    return fmt(t) + (z && z.zone !== now.zone ? " " + z.zone : "");
   }
 
   function groupClass(g) {  // the group's colour, from app.css
@@ -63,17 +79,21 @@
     const levels = Object.keys(seconds).sort(function (a, b) { return seconds[b] - seconds[a]; });
     // a student's chart begins at their log-in (the desk is shared): said, as the line drawn there shows it
     const own = typeof data.own_from === "number" && data.own_from > data.from;
-    const heading = own ? "Since you logged in at " + fmt(data.own_from) : "Last " + MINUTES + " minutes";
+    const heading = own ? "Since you logged in at " + named(data.own_from) : "Last " + MINUTES + " minutes";
     if (!levels.length) return heading + ": no state logged yet";
-    const last = pts[pts.length - 1];
+    const last = pts[pts.length - 1], at = Math.max(last.t, data.from);
     return heading + ": " + levels.map(function (l) { return l + " " + span(seconds[l]); }).join(", ") +
-      ". Latest change: " + last.level + " at " + fmt(Math.max(last.t, data.from)) +
-      (data.zone ? " (the device's time, " + data.zone + ")" : "") + ".";
+      ". Latest change: " + last.level + " at " + fmt(at) + (zones ? " (the device's time, " + zoneAt(at).zone + ")" : "") + ".";
   }
 
   function draw(data, labelWidth) {
     const GROUPS = data.groups;  // the rows, in the device's order
-    if (typeof data.utc_offset_s === "number") offset = data.utc_offset_s;
+    if (Array.isArray(data.zones) && data.zones.length) {
+      zones = data.zones;
+      // the heading's zone was the page's, as loaded: the zones of the span now ("CEST, then CET" across a change)
+      const said = "(" + zones.map(function (z) { return z.zone; }).join(", then ") + ")";
+      if (zoneEl && zoneEl.textContent !== said) zoneEl.textContent = said;
+    }
     const W = Math.max(280, Math.round(chartEl.clientWidth || 600)), H = 200, top = 8, bottom = 24;
     const left = labelWidth || 124, right = 22;
     const rowH = (H - top - bottom) / GROUPS.length;
@@ -94,7 +114,7 @@
     if (typeof data.own_from === "number" && data.own_from > data.from) {  // where a student's own chart begins
       const at = x(data.own_from);
       const mark = el("line", { x1: at, x2: at, y1: top, y2: H - bottom, stroke: "#5b6576", "stroke-dasharray": "4 3", id: "own-from" });
-      mark.appendChild(el("title", {}, "you logged in at " + fmt(data.own_from)));
+      mark.appendChild(el("title", {}, "you logged in at " + named(data.own_from)));
       svg.appendChild(mark);
     }
     const pts = data.points;
@@ -106,7 +126,7 @@
       if (row < 0) continue;
       const r = el("rect", { x: x(t0), y: top + row * rowH + 3, width: Math.max(1, x(t1) - x(t0)),
                              height: rowH - 6, rx: 3, "class": "seg-rect " + groupClass(pts[i].group) });
-      r.appendChild(el("title", {}, pts[i].level + " from " + fmt(t0)));
+      r.appendChild(el("title", {}, pts[i].level + " from " + named(t0)));
       svg.appendChild(r);
       segments++;
     }

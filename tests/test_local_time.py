@@ -1,0 +1,132 @@
+"""Times of day on the pages when the clocks change (daylight saving time): every time a
+person reads is the device's, in the offset in force at that time, and the zone a heading
+names is the one in force now.
+
+The device's zone is set with POSIX TZ rules (no tz database needed): Central European
+time, or made-up zones whose clocks changed minutes ago, so the real clock meets a change."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+import pytest
+
+from edge_app import config as config_mod
+from edge_app.web.live import zone_spans
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, login, wait_in_page
+
+BERLIN = "CET-1CEST,M3.5.0,M10.5.0/3"  # Central European time: the last Sundays of March and October
+AUTUMN_CHANGE = 1792890000.0  # 2026-10-25 01:00 UTC: 03:00 CEST becomes 02:00 CET
+SPRING_CHANGE = 1774746000.0  # 2026-03-29 01:00 UTC: 02:00 CET becomes 03:00 CEST
+
+
+@contextlib.contextmanager
+def device_zone(rule: str):
+    """The process's (the device's) local zone set to ``rule``, and back afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = rule
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def went_forward_at(t: int) -> str:
+    """A zone, "XST" (UTC), whose clocks go forward an hour to "XDT" at ``t`` (its day of the
+    year counted from 0, as the "n" form of the rule counts it; back half a year later)."""
+    u = time.gmtime(t)
+    day = u.tm_yday - 1
+    return f"XST0XDT-1,{day}/{u.tm_hour}:{u.tm_min:02d}:{u.tm_sec:02d},{(day + 180) % 365}/0"
+
+
+@pytest.mark.parametrize("change, before, after", [(AUTUMN_CHANGE, (7200, "CEST"), (3600, "CET")),
+                                                   (SPRING_CHANGE, (3600, "CET"), (7200, "CEST"))])
+def test_the_offsets_over_a_span_name_the_change_to_the_second(change, before, after):
+    with device_zone(BERLIN):
+        assert zone_spans(change - 300.5, change + 299.5) == [
+            {"from": change - 300.5, "utc_offset_s": before[0], "zone": before[1]},
+            {"from": change, "utc_offset_s": after[0], "zone": after[1]}]
+        assert zone_spans(change, change + 600) == [{"from": change, "utc_offset_s": after[0], "zone": after[1]}]
+        assert zone_spans(change - 600, change - 1) == [{"from": change - 600, "utc_offset_s": before[0],
+                                                         "zone": before[1]}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from edge_app.runtime.appliance import Appliance
+
+    tmp = tmp_path_factory.mktemp("local-time")
+    (tmp / "config.toml").write_text("# defaults\n")
+    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
+                                                "indicators.backend": "none", "store.reserve_mb": 1})
+    with admin_password_env():
+        appliance = Appliance(cfg, clock_set=lambda: True, with_loop=False).start()
+    yield appliance
+    appliance.stop()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(timezone_id="Pacific/Honolulu")  # UTC-10: not the device's zone
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.clock.install()
+    browser_login(page, server.url, "admin", ADMIN_PASSWORD)
+    yield page
+    context.close()
+
+
+def test_the_timeline_gives_the_offsets_in_force_over_its_minutes(server):
+    """/api/timeline gave one offset, the one now, for its whole span."""
+    change = int(time.time()) - 300
+    with device_zone(went_forward_at(change)):
+        t = login(server.url).get(f"{server.url}/api/timeline?minutes=10", timeout=10).json()
+    assert t["zones"] == [{"from": t["from"], "utc_offset_s": 0, "zone": "XST"},
+                          {"from": change, "utc_offset_s": 3600, "zone": "XDT"}]
+    assert (t["utc_offset_s"], t["zone"]) == (3600, "XDT")  # the one now, as before
+
+
+def _timeline(change: float, before: tuple[int, str], after: tuple[int, str]) -> dict:
+    """/api/timeline's answer five minutes after ``change``: Engaged from two minutes before it,
+    Absent from a minute after it."""
+    now = change + 300
+    return {"from": now - 600, "now": now, "own_from": None, "groups": ["Engaged", "Absent"],
+            "points": [{"t": now - 600, "level": "Engaged", "group": "Engaged"},
+                       {"t": change - 120, "level": "Engaged - paying attention", "group": "Engaged"},
+                       {"t": change + 60, "level": "Absent", "group": "Absent"}],
+            "zones": [{"from": now - 600, "utc_offset_s": before[0], "zone": before[1]},
+                      {"from": change, "utc_offset_s": after[0], "zone": after[1]}],
+            "utc_offset_s": after[0], "zone": after[1]}
+
+
+@pytest.mark.parametrize("change, before, after, ticks, titles, latest", [
+    # the clocks went back at 03:00 CEST: the axis reads 02:55 CEST ... 02:59, then 02:01 CET, as the log does
+    (AUTUMN_CHANGE, (7200, "CEST"), (3600, "CET"), ["02:55", "02:57", "02:59", "02:01", "02:03", "now"],
+     ["Engaged from 02:55 CEST", "Engaged - paying attention from 02:58 CEST", "Absent from 02:01"], "02:01"),
+    # they went forward at 02:00 CET: 01:55 ... 01:59, then 03:01 CEST (the chart said 02:55, an hour that never was)
+    (SPRING_CHANGE, (3600, "CET"), (7200, "CEST"), ["01:55", "01:57", "01:59", "03:01", "03:03", "now"],
+     ["Engaged from 01:55 CET", "Engaged - paying attention from 01:58 CET", "Absent from 03:01"], "03:01"),
+])
+def test_the_live_chart_tells_each_time_in_the_offset_in_force_then(page, server, change, before, after, ticks,
+                                                                   titles, latest):
+    """The chart drew every time in the offset of its "now": in the ten minutes after the clocks
+    changed its times before the change were an hour off the log's. The browser is in another zone
+    (UTC-10): the times are the device's."""
+    page.route("**/api/timeline*", lambda route: route.fulfill(
+        content_type="application/json", body=json.dumps(_timeline(change, before, after))))
+    page.set_viewport_size({"width": 1600, "height": 900})  # a chart wide enough for a time every 2 minutes
+    page.goto(f"{server.url}/live")
+    wait_in_page(page, "Number(document.getElementById('timeline').dataset.segments) === 3")
+    shown = page.locator("#timeline-svg > text").evaluate_all("els => els.map(e => e.textContent)")
+    assert shown[2:] == ticks[::-1]  # after the two rows' names: from now back
+    assert page.locator("#timeline-svg rect title").evaluate_all("els => els.map(e => e.textContent)") == titles
+    assert page.inner_text("#timeline-zone") == f"({before[1]}, then {after[1]})"
+    words = page.get_attribute("#timeline", "aria-label")
+    assert words.endswith(f"Latest change: Absent at {latest} (the device's time, {after[1]})."), words
