@@ -130,3 +130,26 @@ def test_the_live_chart_tells_each_time_in_the_offset_in_force_then(page, server
     assert page.inner_text("#timeline-zone") == f"({before[1]}, then {after[1]})"
     words = page.get_attribute("#timeline", "aria-label")
     assert words.endswith(f"Latest change: Absent at {latest} (the device's time, {after[1]})."), words
+
+
+def test_an_open_dashboard_is_drawn_again_when_the_clocks_change(page, server):
+    """The dashboard's "Recent alerts (XST)" heading names the zone in force and each alert of
+    another zone says its own; kept up by its poll, the list was drawn again in the new offset
+    while the heading, drawn once, still named the old zone: an alert after the change read an
+    hour off. The page is drawn again, as at midnight, once the zone in force is another."""
+    now = time.time()
+    server.store.log_alert(now - 60, "Not engaged")
+    try:
+        with device_zone("XST0"):
+            page.goto(f"{server.url}/admin")
+            heading = page.get_by_role("heading", name="Recent alerts")
+            assert heading.inner_text() == "Recent alerts (XST)"
+            first = page.locator("[data-piece=alerts] li").first
+            assert first.inner_text().startswith(time.strftime("%Y-%m-%d %H:%M:%S: ", time.localtime(now - 60)))
+            with device_zone(went_forward_at(int(now) - 30)):  # the clocks went forward half a minute ago
+                with page.expect_navigation():
+                    page.clock.fast_forward(10_000)  # the next poll
+                assert heading.inner_text() == "Recent alerts (XDT)"
+                assert first.inner_text().startswith(time.strftime("%Y-%m-%d %H:%M:%S XST: ", time.localtime(now - 60)))
+    finally:
+        server.store.execute("DELETE FROM alerts")

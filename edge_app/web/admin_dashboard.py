@@ -154,7 +154,10 @@ def piece_values(ctx, recent_days: RecentDaysChart) -> dict:
     start, end = day_bounds()
     today = reports.day_summary(ctx.store, start, end)
     svg, days = recent_days()
-    return {"today": today, "tiles": today_tiles(today), "day": int(start), "chart": svg, "days": days,
+    # "zone": the one in force now, which the page's headings name; at a change of the clocks the
+    # page is drawn again (dashboard.js), or "Recent alerts (CET)" headed alerts drawn in CEST
+    return {"today": today, "tiles": today_tiles(today), "day": int(start), "zone": time.strftime("%Z"),
+            "chart": svg, "days": days,
             "widths": stack_widths(today["seconds"]),
             "bar_words": shares_in_words(today["seconds"], sum(today["seconds"].values())),
             "bar_shares": shares(today["seconds"], sum(today["seconds"].values())),
@@ -187,9 +190,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         guard.require_user(admin=True)
         response.content_type = "application/json"
         values = piece_values(ctx, recent_days)
-        # "day": the page compares it with its own, and reloads once midnight has passed;
-        # "pieces": the page's parts drawn from the day's data, which it swaps in when changed
-        return json.dumps({**values["tiles"], "day": values["day"], "pieces": render_pieces(values)})
+        # "day" and "zone": the page compares them with its own, and reloads once midnight has passed
+        # or the clocks have changed; "pieces": the page's parts drawn from the day's data, which it
+        # swaps in when changed
+        return json.dumps({**values["tiles"], "day": values["day"], "zone": values["zone"],
+                           "pieces": render_pieces(values)})
 
     @app.get("/admin")
     def dashboard():

@@ -6,7 +6,7 @@
 // replaced only when its version changed, and not while the keyboard focus or a selection
 // is in it (the next poll does it). No reload: a page load restarts the session's idle
 // timer, and this poll does not. Once the device's day is another than the page's
-// (midnight has passed), the page does reload, for the new day.
+// (midnight has passed), or its zone (the clocks changed), the page does reload.
 // The "Now" tile is state.js's, every second.
 (function () {
   "use strict";
@@ -53,7 +53,9 @@
         if (r.ok) {
           const tiles = await r.json();
           const shown = document.getElementById("today-tiles");
-          if (shown && tiles.day !== undefined && String(tiles.day) !== shown.dataset.day) {
+          // a new day, or the clocks changed (its headings name the zone the page was drawn in): drawn again
+          if (shown && ((tiles.day !== undefined && String(tiles.day) !== shown.dataset.day) ||
+                        (tiles.zone !== undefined && tiles.zone !== shown.dataset.zone))) {
             window.location.reload();
             return;
           }

@@ -4,7 +4,7 @@
   <h1>Today</h1>
   <div data-piece="clock" data-version="{{pieces['clock']['version']}}">{{!pieces['clock']['html']}}</div>
   <div data-piece="store" data-version="{{pieces['store']['version']}}">{{!pieces['store']['html']}}</div>
-  <div class="tiles" id="today-tiles" data-day="{{day}}">
+  <div class="tiles" id="today-tiles" data-day="{{day}}" data-zone="{{zone}}">
     <div class="tile"><span class="label">Engaged share</span><strong data-tile id="engaged-share">{{tiles['engaged-share']}}</strong><span class="hint">of live time tracked</span></div>
     <div class="tile"><span class="label">Time absent</span><strong data-tile id="absent">{{tiles['absent']}}</strong><span class="hint">hours:minutes</span></div>
     <div class="tile"><span class="label">Alerts raised</span><strong data-tile id="alerts">{{tiles['alerts']}}</strong><span class="hint">buzzer alerts</span></div>
