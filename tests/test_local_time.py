@@ -14,6 +14,8 @@ import time
 import pytest
 
 from edge_app import config as config_mod
+from edge_app.store import export, reports
+from edge_app.store.database import Store
 from edge_app.web.live import zone_spans
 from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, login, wait_in_page
 
@@ -56,6 +58,30 @@ def test_the_offsets_over_a_span_name_the_change_to_the_second(change, before, a
         assert zone_spans(change, change + 600) == [{"from": change, "utc_offset_s": after[0], "zone": after[1]}]
         assert zone_spans(change - 600, change - 1) == [{"from": change - 600, "utc_offset_s": before[0],
                                                          "zone": before[1]}]
+
+
+def test_the_day_the_clocks_go_back_is_25_hours_in_the_log_filter_and_the_export(tmp_path):
+    """A check of what is right: "2026-10-25" in the log's filter and in the export's --since and
+    --until is its 25 hours, each minute once, the repeated hour told apart by its offset."""
+    store = Store(tmp_path / "data")
+    try:
+        day = AUTUMN_CHANGE - 2 * 3600  # 00:00 CEST
+        for minute in range(-60, 26 * 60, 1):  # from 23:00 the day before to 01:00 the day after
+            store.log_minute({"minute": int(day) + minute * 60, "frames": 1, "faces": 0, "Engaged": 60.0})
+        store.log_state_change(AUTUMN_CHANGE - 1800, "Absent", "Absent", None, None)  # 02:30 CEST
+        store.log_state_change(AUTUMN_CHANGE + 1800, "Absent", "Absent", None, None)  # 02:30 CET
+        with device_zone(BERLIN):
+            flt = reports.LogFilter(date_from="2026-10-25", date_to="2026-10-25")
+            rows, total = reports.query_log(store, flt)
+            assert total == 2
+            since, until = export.parse_since("2026-10-25"), export.parse_since("2026-10-26")
+            out = list(export.export_rows(store.data_dir, since, until))
+    finally:
+        store.close()
+    minutes = [r["time"] for r in out if r["kind"] == "minute"]
+    assert len(minutes) == len(set(minutes)) == 25 * 60
+    assert (minutes[0], minutes[-1]) == ("2026-10-25T00:00:00+02:00", "2026-10-25T23:59:00+01:00")
+    assert [r["time"] for r in out if r["kind"] == "state"] == ["2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00"]
 
 
 @pytest.fixture(scope="module")
