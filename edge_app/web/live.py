@@ -22,6 +22,7 @@ SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its vi
 
 
 def _zone_at(t: float) -> dict:
+    """The device's UTC offset and zone name at ``t``, as /api/timeline sends them."""
     lt = time.localtime(t)
     return {"utc_offset_s": lt.tm_gmtoff, "zone": lt.tm_zone}
 
