@@ -135,7 +135,26 @@ class Networks:
         return "IP addresses or networks separated by commas, e.g. \"127.0.0.1, 10.0.0.7\" (empty: none)"
 
 
-Rule = Range | OneOf | Matches | Networks
+@dataclass(frozen=True)
+class ListenAddress:
+    """An address of this machine to serve on: an IP address or a host name, nothing else.
+    "not an address", "0.0.0.0:8443" or "http://desk-07" passed the check, then the start
+    failed at the bind ("Choose another --port"), after the database and the first admin;
+    an empty one ended the start in cheroot's traceback."""
+
+    def check(self, value: Any) -> bool:
+        try:
+            ipaddress.ip_address(str(value))
+        except ValueError:
+            return bool(re.fullmatch(_HOST_NAME, str(value)))
+        return True
+
+    def allowed(self, kind: type) -> str:
+        return ('an IP address of this machine or its host name, without "http://" or a ":port" (that is '
+                'web.port), e.g. "0.0.0.0" or "127.0.0.1"')
+
+
+Rule = Range | OneOf | Matches | Networks | ListenAddress
 
 
 def setting(default: Any, doc: str, rule: Rule | None = None, label: str = "") -> Any:
@@ -352,7 +371,7 @@ class StoreSettings(Section):
 class WebSettings(Section):
     """The web UI the device serves."""
 
-    host: str = setting("127.0.0.1", 'Address to listen on; "0.0.0.0": every network interface.')
+    host: str = setting("127.0.0.1", 'Address to listen on; "0.0.0.0": every network interface.', ListenAddress())
     port: int = setting(8080, "TCP port to listen on.", Range(1, 65535, "a port", also=(0, "any free port")))
     threads: int = setting(96, "HTTP worker threads: each live-stream viewer, upload and slow client holds one "
                                "(96 keep log-in quick while 64 slow clients hold connections).", Range(4, 256))

@@ -26,8 +26,9 @@ from edge_app.config import Config
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CAMERA = 0, 1, 2, 3
 
 
-def cannot_serve(host: str, port: int, exc: OSError) -> str:
-    """What a service says when its port is taken or not allowed, or its HTTPS files unusable."""
+def cannot_serve(host: str, port: int, exc: OSError, host_named: str = "--host") -> str:
+    """What a service says when its port is taken or not allowed, its address not this
+    machine's, or its HTTPS files unusable. ``host_named``: where the address was set."""
     from edge_app.web.server import CertificateError
 
     if isinstance(exc, CertificateError):
@@ -35,7 +36,32 @@ def cannot_serve(host: str, port: int, exc: OSError) -> str:
     if exc.filename is not None:  # a file or folder, not the port (a socket's error names none)
         return (f"error: {exc.filename}: {exc.strerror or exc}: check that the user running engage-edge may use it "
                 f"(ls -ld {exc.filename})")
+    if (why := not_this_machine(host)) is not None:
+        # an address the device had before DHCP gave it another: "Choose another --port" sent
+        # the technician to the port, which was never the trouble
+        return (f"error: cannot serve on {host}:{port}: {why}: set {host_named} to one of its addresses (ip -brief "
+                'address), "0.0.0.0" for every network or "127.0.0.1" for this machine only.')
     return f"error: cannot serve on {host}:{port}: {exc.strerror or exc}. Choose another --port or stop the other program."
+
+
+def not_this_machine(host: str) -> str | None:
+    """Why no server can listen on ``host`` here (a name nobody knows, an address of another
+    machine), or None: it can, so a failed start was the port's."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"{host!r} is no name this machine can look up ({exc.strerror})"
+    last: OSError | None = None
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(address)  # port 0: any free one, so only the address is tried
+            return None
+        except OSError as exc:
+            last = exc
+    return f"{host} is not an address of this machine ({last.strerror if last else 'no address'})"
 
 
 def say(text: str) -> None:
@@ -173,7 +199,8 @@ def cmd_run(args) -> int:
     except IndicatorError as exc:  # no LED to show a fault on
         return _failed_start(cfg, f"error: {exc}", EXIT_USAGE)
     except OSError as exc:  # the port is taken, or not allowed
-        return _failed_start(cfg, cannot_serve(cfg.web.host, cfg.web.port, exc), EXIT_USAGE)
+        return _failed_start(cfg, cannot_serve(cfg.web.host, cfg.web.port, exc, "web.host in the config (or --host)"),
+                                 EXIT_USAGE)
     try:
         say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at " + " or ".join(appliance.urls()))
         if warning := appliance.plain_http_warning():
@@ -457,8 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the appliance: capture loop, indicators and web UI")
     run.add_argument("--config", type=Path, help="TOML config (default: /etc/engage-edge/config.toml if present)")
     run.add_argument("--source", help="demo | camera | picamera2 | device index | video path | URL | GStreamer pipeline")
-    run.add_argument("--host", help="address for the web UI (default 127.0.0.1)")
-    run.add_argument("--port", type=int, help="port for the web UI (default 8080)")
+    # over the config file's web.host and web.port: "(default 8080)" sent a technician whose
+    # device serves on the file's 8443 to the wrong port
+    web = config_mod.defaults().web
+    run.add_argument("--host", help=f"address for the web UI (default: web.host in the config, {web.host} without one)")
+    run.add_argument("--port", type=int, help=f"port for the web UI (default: web.port in the config, {web.port} "
+                     "without one)")
     run.add_argument("--data-dir", type=Path, help="where the database and kept images live")
     run.set_defaults(func=cmd_run)
 
