@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import ipaddress
 import json
@@ -607,7 +608,8 @@ def _merge(base: dict, override: dict, problems: list[str] | None = None) -> Non
     sections = _sections()
     for name, table in override.items():
         if name not in sections:
-            bad(f"{name} = {table!r} is not a known setting; allowed here: {', '.join(sorted(sections))}")
+            bad(f"{name} = {table!r} is not a known setting{_what_to_do(name, sections, None)} (allowed here: "
+                + ", ".join(sorted(sections)) + ")")
             continue
         if not isinstance(table, dict):
             bad(f"{name} must be a [{name}] table, not {table!r}")
@@ -617,7 +619,8 @@ def _merge(base: dict, override: dict, problems: list[str] | None = None) -> Non
         for key, value in table.items():
             full = f"{name}.{key}"
             if key not in kinds:
-                bad(f"{full} = {value!r} is not a known setting; allowed here: {', '.join(sorted(kinds))}")
+                bad(f"{full} = {value!r} is not a known setting{_what_to_do(key, kinds, name)} (allowed here: "
+                    + ", ".join(sorted(kinds)) + ")")
             elif full == "engagement.mapping":
                 if not isinstance(value, dict):
                     bad(f"{full} must be a table of emotion = \"level\"")
@@ -637,6 +640,20 @@ def _merge(base: dict, override: dict, problems: list[str] | None = None) -> Non
                     bad(str(exc))
 
 
+def _what_to_do(name: str, known: Mapping[str, Any], section: str | None) -> str:
+    """For a name no setting has: the one meant ("[camra]": [camera]), the section a key
+    belongs in ("fps" under [web]: [camera]), or to delete it (a key of an older release).
+    Only the list of what is allowed was said, and a key in the wrong section looked right."""
+    homes = [other for other, cls in _sections().items() if other != section and name in _types(cls)]
+    if homes:  # also a key above every [section] line: "port = 8443" at the top of the file
+        return f": it belongs under [{homes[0]}], move it there" if len(homes) == 1 else \
+            f": it is a setting of {' and '.join(f'[{h}]' for h in homes)}: move it under the one meant"
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    if close:
+        return f": did you mean {f'[{close[0]}]' if section is None else close[0]}?"
+    return ": correct it, or delete it if it is a setting of an older release"
+
+
 def _in_file(path: Path | None, problems: list[str]) -> str:
     """What is wrong in the config file ``path``, all of it, naming the file (None: a config
     built without one, as from the settings pages)."""
@@ -644,6 +661,41 @@ def _in_file(path: Path | None, problems: list[str]) -> str:
         return problems[0] + (f" (in {path})" if path is not None else "")
     where = f" in {path}" if path is not None else ""
     return f"{len(problems)} settings{where} are not allowed:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where a config file stops being UTF-8, and how to save it so. Said as Python's
+    "'utf-8' codec can't decode byte 0xe9 in position 43", it named neither the line nor
+    what to do: a level typed with an accent in an editor set to Latin-1, or a file saved
+    as Notepad's "Unicode" (UTF-16)."""
+    raw = exc.object
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return (f"config file {path} is saved as UTF-16 (Notepad's \"Unicode\"): save it as UTF-8 "
+                "(iconv -f UTF-16 -t UTF-8 FILE > NEW, or the editor's Save as)")
+    line = raw[:exc.start].count(b"\n") + 1
+    column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1  # characters
+    return (f"config file {path} is not UTF-8 at line {line}, column {column} (byte 0x{raw[exc.start]:02x}: a "
+            "character saved in another encoding, such as Latin-1): save the file as UTF-8 (iconv -f LATIN1 -t UTF-8 "
+            "FILE > NEW, or the editor's Save as), or retype that character")
+
+
+TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
+SECRET_LINE = re.compile(r"^\s*(\w*password\w*)\s*=", re.IGNORECASE)
+
+
+def _not_toml(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """TOML's own words and place, the line itself, and the usual ways a hand edit breaks
+    TOML: "Invalid value (at line 2, column 10)" did not say that a word needs quotes."""
+    said = f"config file {path} is not valid TOML: {exc}"
+    at = TOML_AT.search(str(exc))
+    lines = text.splitlines()
+    if at and 0 < int(at.group(1)) <= len(lines):
+        line = lines[int(at.group(1)) - 1].strip()
+        secret = SECRET_LINE.match(line)  # a password is never written to the journal
+        said += f"\n  line {at.group(1)}: " + (f"{secret.group(1)} = ..." if secret else line)[:120]
+    return (said + '\n  Text goes in double quotes (source = "camera", host = "0.0.0.0", quiet_hours = "22:00-07:00"), '
+            "true and false in lower case, each key and [section] once; every setting in its form: "
+            "python -m edge_app.config")
 
 
 def _nested(dotted: str, value: Any) -> dict:
@@ -689,10 +741,15 @@ def load(path: Path | None = None, overrides: dict | None = None) -> Config:
             raise ConfigError(f"config file {path} does not exist") from None
         except PermissionError as exc:
             raise _unreadable(path, exc) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a folder, not a file: name the file in it "
+                              f"(--config {path / 'config.toml'})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(_not_utf8(path, exc)) from None
+        except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            raise ConfigError(_not_toml(path, text, exc)) from None
         problems: list[str] = []
         _merge(tables, user, problems)
         try:  # and what only the whole file says (two settings that contradict each other), named with it too

@@ -11,6 +11,7 @@ from conftest import ENGAGE_EDGE
 
 from edge_app import config as config_mod
 from edge_app.cli import build_parser, cannot_serve
+from edge_app.config import ConfigError
 
 
 def check(tmp_path, capsys, data: bytes | str) -> tuple[int, str]:
@@ -63,3 +64,61 @@ def test_the_run_flags_say_the_config_file_is_their_default():
     text = " ".join(run.format_help().split())
     assert "(default: web.port in the config, 8080 without one)" in text, text
     assert "(default: web.host in the config, 127.0.0.1 without one)" in text, text
+
+
+@pytest.mark.parametrize("data, said", [
+    # a level typed with an accent in an editor set to Latin-1
+    ('[web]\nport = 8443\n[engagement.mapping]\nfear = "Not engag\u00e9 - \u00e9"\n'.encode("latin-1"),
+     "is not UTF-8 at line 4, column 18 (byte 0xe9"),
+    # Notepad's "Unicode"
+    ("\ufeff[web]\nport = 8443\n".encode("utf-16-le"), 'is saved as UTF-16 (Notepad\'s "Unicode"): save it as UTF-8'),
+])
+def test_a_file_not_in_utf8_names_the_place_and_how_to_save_it(tmp_path, capsys, data, said):
+    """Said as "cannot be read: 'utf-8' codec can't decode byte 0xe9 in position 43: invalid
+    continuation byte": neither the line nor what to do."""
+    code, err = check(tmp_path, capsys, data)
+    assert code == 2 and said in err and "UTF-8" in err and "codec" not in err, err
+
+
+def test_a_folder_given_as_the_config_says_to_name_the_file(tmp_path, capsys):
+    assert config_mod.main(["--check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {tmp_path} is a folder, not a file: name the file in it (--config {tmp_path / 'config.toml'})" \
+        in err and "Errno" not in err, err
+
+
+@pytest.mark.parametrize("text, said", [
+    ("[camra]\nfps = 10\n", "camra = {'fps': 10} is not a known setting: did you mean [camera]?"),
+    ("[web]\nfps = 10\n", "web.fps = 10 is not a known setting: it belongs under [camera], move it there"),
+    ("[web]\nprot = 8443\n", "web.prot = 8443 is not a known setting: did you mean port?"),
+    ("port = 8443\n[web]\nhost = \"0.0.0.0\"\n", "port = 8443 is not a known setting: it is a setting of [web] and "
+                                                 "[mqtt]: move it under the one meant"),
+    ("[store]\nminute_aggregates = true\n", "store.minute_aggregates = True is not a known setting: correct it, or "
+                                            "delete it if it is a setting of an older release"),
+])
+def test_a_misspelt_or_misplaced_key_says_which_was_meant(tmp_path, capsys, text, said):
+    """Only the list of what is allowed there was said: "fps" under [web] looked right to the
+    technician who wrote it, since [web] has a stream_fps."""
+    code, err = check(tmp_path, capsys, text)
+    assert code == 2 and said in err and "(allowed here: " in err, err
+
+
+@pytest.mark.parametrize("text, line", [
+    ('[web]\nhost = 0.0.0.0\n', "line 2: host = 0.0.0.0"),
+    ('[camera]\nsource = camera\n', "line 2: source = camera"),
+    ('[camera]\nloop = True\n', "line 2: loop = True"),
+    ('[mqtt]\npassword = "s3cret\n', "line 2: password = ..."),  # a password is never written to the journal
+])
+def test_a_toml_mistake_shows_its_line_and_how_to_write_it(tmp_path, capsys, text, line):
+    """"Invalid value (at line 2, column 10)" did not say that a word needs quotes."""
+    code, err = check(tmp_path, capsys, text)
+    assert code == 2 and "is not valid TOML" in err and line in err, err
+    assert 'Text goes in double quotes (source = "camera"' in err and "true and false in lower case" in err, err
+    assert "s3cret" not in err
+
+
+def test_a_value_refused_by_with_changes_is_still_a_config_error():
+    """The suggestions are part of the message, not a new kind of error the settings page
+    would not catch."""
+    with pytest.raises(ConfigError, match="did you mean stream_fps"):
+        config_mod.with_changes(config_mod.defaults(), {"web.stream_fsp": 5})
