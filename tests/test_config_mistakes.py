@@ -3,7 +3,10 @@ refused before the service starts (``--check``, which install.sh runs), with the
 the line and what to write instead, and nothing the file meant is silently replaced."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import re
 import subprocess
 
 import pytest
@@ -115,6 +118,64 @@ def test_a_toml_mistake_shows_its_line_and_how_to_write_it(tmp_path, capsys, tex
     assert code == 2 and "is not valid TOML" in err and line in err, err
     assert 'Text goes in double quotes (source = "camera"' in err and "true and false in lower case" in err, err
     assert "s3cret" not in err
+
+
+def test_a_saved_setting_this_release_refuses_says_what_runs_instead(tmp_path, caplog):
+    """A retention of 5000 days saved on the settings page under an older release: the start
+    warned "ignoring a saved setting: store.retention_days = 5000 is not allowed", and the
+    device deleted after the file's 30 days with no word of the 30. A saved setting this
+    release no longer has was told to be "corrected or deleted" in a file that never held it."""
+    from edge_app.store.database import Store
+    from edge_app.web.admin_settings import SETTINGS_KEY, with_saved_settings
+
+    conf = tmp_path / "config.toml"
+    conf.write_text("[store]\nretention_days = 30\n")
+    store = Store(tmp_path / "data")
+    try:
+        store.set_setting(SETTINGS_KEY, {"store.retention_days": 5000, "engagement.minute_aggregates": True,
+                                         "engagement.mapping": {"fear": "Scared"}})
+        with caplog.at_level(logging.WARNING, logger="edge_app.web.admin_settings"):
+            cfg = with_saved_settings(store, config_mod.load(conf))
+    finally:
+        store.close()
+    assert cfg.store.retention_days == 30
+    said = [r.getMessage() for r in caplog.records]
+    assert any("store.retention_days = 5000 is not allowed" in m and f"store.retention_days is 30, from {conf}, until "
+               "an admin saves another on Admin > Settings" in m for m in said), said
+    assert any("engagement.mapping.fear is 'Partially engaged - confused', from" in m for m in said), said
+    assert "ignoring a saved setting: engagement.minute_aggregates = True: this release has no such setting, so it " \
+           "does nothing" in said, said
+
+
+def test_the_numbers_the_descriptions_quote_are_the_real_defaults():
+    """default_config.toml is generated from the schema, so its values cannot drift; the
+    numbers its prose quotes can ("6.5 s by default", "2 minutes by default", "about 3 MP")."""
+    from edge_app.fleet.classroom.model import SILENT_BEATS, SILENT_GRACE_S
+    from edge_app.vision.stills import ANALYSIS_PIXELS, FULL_DECODE_PIXELS
+
+    d = config_mod.defaults()
+
+    def doc(dotted: str) -> str:
+        section, key = dotted.split(".")
+        return {f.name: f for f in dataclasses.fields(getattr(d, section))}[key].metadata["doc"]
+
+    def number(pattern: str, text: str) -> float:
+        found = re.search(pattern, text)
+        assert found, (pattern, text)
+        return float(found.group(1))
+
+    absent = doc("engagement.absent_after_s")
+    assert number(r"minimum hold: ([\d.]+) s by default", absent) == d.engagement.absent_after_s + d.engagement.min_hold_s
+    assert number(r"\(([\d.]+) minutes by default\)", doc("indicators.buzzer_after_s")) * 60 == \
+        d.indicators.buzzer_cooldown_s
+    assert number(r"\((\d+) keep log-in quick", doc("web.threads")) == d.web.threads
+    assert number(r"falls? below ([\d.]+)", doc("engagement.min_confidence")) == d.engagement.min_confidence
+    assert number(r"about (\d+) MP", doc("web.max_upload_megapixels")) * 1e6 == ANALYSIS_PIXELS
+    assert number(r"limited to (\d+) MP", doc("web.max_upload_megapixels")) * 1e6 == FULL_DECODE_PIXELS
+    assert number(r"at most (\d+) megapixels", doc("privacy.keep_uploads")) * 1e6 == ANALYSIS_PIXELS
+    heartbeat = doc("mqtt.heartbeat_s")
+    assert number(r"silent for ([\d.]+)x this", heartbeat) == SILENT_BEATS
+    assert number(r"\(\+([\d.]+) s\)", heartbeat) == SILENT_GRACE_S
 
 
 def test_a_value_refused_by_with_changes_is_still_a_config_error():

@@ -62,13 +62,29 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
             try:
                 cfg = config_mod.with_changes(cfg, part)
             except config_mod.ConfigError as exc:
-                log.warning("ignoring a saved setting: %s", exc)
+                log.warning("ignoring a saved setting: %s", refused_saved(file_cfg, part, exc))
     # said once at each start: a technician who edits the config file sees why an edit does nothing
     where = file_source(file_cfg)
     for dotted, now, was in differences(cfg, file_cfg, saved):
         log.info("setting %s = %r was saved on an admin page and is used instead of %r, from %s "
                  "(Admin > Settings can hand it back)", dotted, now, was, where)
     return cfg
+
+
+def refused_saved(file_cfg: config_mod.Config, part: dict, exc: config_mod.ConfigError) -> str:
+    """A saved setting this release refuses, what runs in its place and what to do: the
+    warning said only the rule it broke, and a retention of 5000 days saved under an older
+    release became 30 with no word of the 30, nor of where to choose again."""
+    ((dotted, value),) = part.items()
+    try:
+        used = value_of(file_cfg, dotted)
+    except (AttributeError, ValueError):  # a setting this release no longer has
+        shown = "..." if "password" in dotted else repr(value)  # a password is never written to a log
+        return f"{dotted} = {shown}: this release has no such setting, so it does nothing"
+    if isinstance(value, dict) and isinstance(used, Mapping):
+        ((emotion, _),) = value.items()
+        dotted, used = f"{dotted}.{emotion}", used.get(emotion)
+    return f"{exc}; {dotted} is {used!r}, from {file_source(file_cfg)}, until an admin saves another on Admin > Settings"
 
 
 def file_source(cfg: config_mod.Config) -> str:
