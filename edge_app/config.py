@@ -935,6 +935,45 @@ def default_toml_path() -> Path:
     return Path(str(resources.files("edge_app").joinpath("default_config.toml")))
 
 
+# The files a config names, read only at the start: a path mistyped, or under /home (the unit's
+# ProtectHome hides it), passed --check, and install.sh restarted the upgraded service into a start
+# that failed, again and again until the fault light. (The broker's only while MQTT is on; the
+# detector's only for BlazeFace.)
+NAMED_FILES = (("web", "tls_cert"), ("web", "tls_key"), ("model", "manifest"), ("detector", "manifest"),
+               ("mqtt", "tls_ca"), ("mqtt", "tls_cert"), ("mqtt", "tls_key"), ("mqtt", "password_file"))
+
+
+def named_file_problems(cfg: Config) -> list[str]:
+    """What is wrong with the files ``cfg`` names (``NAMED_FILES``), as this user would read
+    them: none there, not a file, not readable, or under /home. A relative path is read from
+    the service's working folder, not from here: left to the start to judge."""
+    import os
+
+    from edge_app.fsutil import user_name
+
+    problems = []
+    for section, key in NAMED_FILES:
+        value = getattr(getattr(cfg, section), key)
+        if not value or section == "mqtt" and not cfg.mqtt.host or section == "detector" and cfg.detector.backend != "blazeface":
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            continue
+        named = f"{section}.{key} = {_toml_value(value)}"
+        if path == Path("/home") or Path("/home") in path.parents:
+            problems.append(f"{named}: the service cannot see files under /home (its unit hides them): copy it to "
+                            "/etc/engage-edge/ (readable by the service's group) and name that path")
+        elif not path.exists():
+            problems.append(f"{named}: there is no such file: correct the path, or copy the file there")
+        elif not path.is_file():
+            problems.append(f"{named}: it is a folder, not a file: name the file in it")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{named}: {user_name()!r}, who runs this check, may not read it: run the check as the "
+                            "service's user (sudo -u engage ...), or let that user read the file (chgrp engage FILE; "
+                            "chmod g+r FILE)")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_app.config", description=__doc__.split("\n")[0])
     parser.add_argument("--write-defaults", action="store_true", help="regenerate edge_app/default_config.toml")
@@ -944,9 +983,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         try:
-            load(args.check)
+            cfg = load(args.check)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        problems = named_file_problems(cfg)
+        if problems:
+            print(f"error: {_in_file(args.check, problems)}", file=sys.stderr)
             return 2
         print(f"{args.check}: accepted")
         return 0

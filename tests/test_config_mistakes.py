@@ -183,3 +183,23 @@ def test_a_value_refused_by_with_changes_is_still_a_config_error():
     would not catch."""
     with pytest.raises(ConfigError, match="did you mean stream_fps"):
         config_mod.with_changes(config_mod.defaults(), {"web.stream_fsp": 5})
+
+
+def test_a_file_the_config_names_that_the_service_could_not_read_is_refused_by_the_check(tmp_path, capsys):
+    """A certificate path mistyped, a folder, or a file under /home (hidden from the service by
+    its unit) passed --check: install.sh restarted the upgraded service into a start that failed
+    again and again. The check names each such file and what to do; files it does not use
+    (the broker's while MQTT is off) are not judged."""
+    cert, key = tmp_path / "desk.crt", tmp_path / "desk.key"
+    cert.write_text("PEM"), key.write_text("PEM")
+    code, err = check(tmp_path, capsys, f'[web]\ntls_cert = "{cert}"\ntls_key = "{tmp_path / "desk-key.pem"}"\n'
+                                        f'[model]\nmanifest = "{tmp_path}"\n[detector]\nmanifest = "/home/tech/face.json"\n'
+                                        f'[mqtt]\ntls_ca = "{tmp_path / "nowhere.pem"}"\n')
+    assert code == 2, err
+    assert f'web.tls_key = "{tmp_path / "desk-key.pem"}": there is no such file: correct the path' in err, err
+    assert f'model.manifest = "{tmp_path}": it is a folder, not a file: name the file in it' in err, err
+    assert 'detector.manifest = "/home/tech/face.json": the service cannot see files under /home' in err, err
+    assert "web.tls_cert" not in err and "mqtt.tls_ca" not in err, err  # a file there; MQTT off: not judged
+    assert check(tmp_path, capsys, f'[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')[0] == 0
+    code, err = check(tmp_path, capsys, f'[mqtt]\nhost = "broker.school.lan"\ntls_ca = "{tmp_path / "nowhere.pem"}"\n')
+    assert code == 2 and "mqtt.tls_ca" in err and "no such file" in err, err
