@@ -672,10 +672,18 @@ def test_corrupt_model_at_start_is_a_clear_error(tmp_path):
     assert str(model) in r.stderr and "not a loadable TFLite model" in r.stderr
     assert "Traceback" not in r.stderr
     assert "LED fast red blink" in r.stdout
+    pinned = "model.manifest in the config names it: correct that path, or empty model.manifest to run the flashed"
+    assert pinned in r.stderr  # which setting named it, and the way back to the usual model
 
     model.write_bytes(b"changed after the manifest was written")  # sha256 mismatch
     r = run_cli("--config", str(conf), tmp_path=tmp_path)
     assert r.returncode == 2 and "does not match its manifest" in r.stderr and "Traceback" not in r.stderr
+    assert pinned in r.stderr
+
+    conf.write_text(f'[detector]\nmanifest = "{tmp_path / "detector" / "face.json"}"\n[indicators]\nbackend = "console"\n')
+    r = run_cli("--config", str(conf), tmp_path=tmp_path)
+    assert r.returncode == 2 and "face detector manifest" in r.stderr and "does not exist" in r.stderr, r.stderr
+    assert "detector.manifest in the config names it" in r.stderr and "model.manifest" not in r.stderr
 
 
 def test_live_view_during_a_camera_fault_shows_a_placeholder_and_frees_a_closed_viewer(make_appliance, fast_cfg):

@@ -97,6 +97,17 @@ def first_password_waiting(data_dir: Path) -> str | None:
     return first_start_message(password, kept) if password else None
 
 
+def _pinned_by_config(cfg: Config, error: str) -> str:
+    """Where a model the start could not load was named, when the config file named it: "model
+    manifest /etc/engage-edge/m.json does not exist" left the technician to find which setting
+    said so, and that emptying it runs the usual model."""
+    for key, value, usual in (("model.manifest", cfg.model.manifest, "the flashed or shipped emotion model"),
+                              ("detector.manifest", cfg.detector.manifest, "the shipped face detector")):
+        if value and str(Path(value).expanduser().parent) in error:  # the manifest, or the model file beside it
+            return f"{key} in the config names it: correct that path, or empty {key} to run {usual}"
+    return ""
+
+
 def _failed_start(cfg: Config, message: str, code: int) -> int:
     """An error that ends a start: its message, then the unused first password, if any."""
     print(message, file=sys.stderr)
@@ -191,7 +202,7 @@ def cmd_run(args) -> int:
         _fault_led(cfg)
         from edge_app.models.registry import way_out
 
-        hint = way_out(cfg)
+        hint = way_out(cfg) or _pinned_by_config(cfg, str(exc))
         return _failed_start(cfg, f"error: {exc}" + (f"\n{hint}" if hint else ""), EXIT_USAGE)
     except (StoreError, AuthError) as exc:  # AuthError: a first start's ENGAGE_ADMIN_PASSWORD
         _fault_led(cfg)
