@@ -70,3 +70,29 @@ def test_the_privacy_page_says_what_this_device_is_set_to(make_appliance, cfg):
         assert said in text, said
     assert "results with their pictures" not in text and "not connected" not in text
     assert not [word for word in JARGON if word.lower() in text.lower()], text
+
+
+def test_pictures_kept_before_a_setting_was_turned_off_are_still_said(make_appliance, cfg, face_jpeg):
+    """Turning pictures with alerts (or kept photos) off keeps the ones taken before until their
+    retention or a delete; the page said "No picture from the camera is kept" over them."""
+    from edge_app.web.admin_settings import apply_settings
+
+    app = make_appliance(config_mod.with_changes(cfg, {"privacy.snapshot_on_alert": True}), with_loop=False)
+    ann = app.accounts.create_user("ann", PW, "student")
+    upload = app.store.add_upload(ann.id, "a.jpg", 10, 10, [])
+    app.store.set_upload_image(upload, app.store.write_image(f"uploads/{upload}.jpg", face_jpeg))
+    app.store.log_alert(1.0e9, "Distracted", "alerts/1.jpg", face_jpeg)
+    apply_settings(app.ctx, {"privacy.snapshot_on_alert": False, "privacy.keep_uploads": "none"})
+    session = login(app.url, "ann", PW)
+    text = page_text(session, app.url)
+    for said in ("No picture from the camera is kept with new alerts", "Pictures from before are still kept",
+                 "1 picture from the camera, showing whoever sat at the desk then, is still kept",
+                 "Your earlier photos are still kept", "results with their pictures", "the alerts and their pictures",
+                 "an admin can delete their pictures sooner"):
+        assert said in text, said
+    assert "No picture from the camera is kept with it" not in text
+    app.store.delete_alert_snapshots()  # gone: the page says what is kept now
+    app.store.delete_user_data(ann.id)
+    text = page_text(session, app.url)
+    assert "No picture from the camera is kept with it" in text and "still kept" not in text
+    assert "with their pictures" not in text and "and their pictures" not in text

@@ -16,6 +16,7 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from edge_app.runtime.privacy import Pause
+from edge_app.store import reports
 from edge_app.store.accounts import User, account_created
 from edge_app.store.database import AUDIT_KEEP_DAYS, audit_days
 from edge_app.web.guard import Guard, json_error, safe_next
@@ -121,15 +122,18 @@ def not_yours(pause: Pause) -> str:
             "can resume it: ask them.")
 
 
-def about_page(ctx) -> dict[str, object]:
+def about_page(ctx, user: User) -> dict[str, object]:
     """What ``views/privacy_page.tpl`` says, read from this device's settings now (``ctx.cfg``,
     which Settings replaces on save): the page must be true for this device, not for the
-    defaults."""
+    defaults. And from what it holds now: pictures kept while a setting kept them stay
+    until their retention or a delete when the admin turns it off, and the page said "No
+    picture from the camera is kept" over a month of alert frames of whoever sat there."""
     cfg = ctx.cfg
     limit = cfg.privacy.max_pause_minutes
     audit_for = audit_days(cfg.store.retention_days)  # ``Store.purge``
     return {"days": days_kept(ctx), "waits": clock_waits(ctx), "clock_words": CLOCK_WAITS_PLAIN, "keep": cfg.privacy.keep_uploads,
-            "snapshots": cfg.privacy.snapshot_on_alert, "picture_to_all": cfg.privacy.live_video == "everyone",
+            "snapshots": cfg.privacy.snapshot_on_alert, "frames_kept": reports.stored_snapshots(ctx.store),
+            "my_pictures": reports.user_data_counts(ctx.store, user.id)["images"], "picture_to_all": cfg.privacy.live_video == "everyone",
             "classroom": bool(cfg.mqtt.host), "with_emotion": cfg.mqtt.include_emotion,
             "alert_after": f"{cfg.indicators.buzzer_after_s:g}", "beeps": cfg.indicators.buzzer,
             "pause_limit": f"{limit:g}" if limit else "", "camera": ctx.loop is not None,
@@ -187,8 +191,8 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         """The page a student reads: what this device keeps about them, for how long, who sees
         it, what leaves the device, the pause and how to get things deleted. The address was
         the header button's form target only ("Not a page to open"); its POST is unchanged."""
-        guard.require_user()
-        return guard.page("privacy_page", title="Your privacy", **about_page(ctx))
+        user = guard.require_user()
+        return guard.page("privacy_page", title="Your privacy", **about_page(ctx, user))
 
     @app.post("/privacy")
     def form():

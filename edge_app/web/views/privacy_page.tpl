@@ -22,7 +22,14 @@
       each photo is kept (made smaller if it is very big), and what was found in it:
       % end
       each face, the feeling the program guessed, how sure it was, and the level. They are kept for {{days}},
-      then deleted automatically.</li>
+      then deleted automatically.
+      % if keep == 'none' and my_pictures:
+      % # kept while the setting kept photos: they stay until deleted, whatever it says now
+      <strong>Your earlier photos are still kept:</strong> {{my_pictures}} of the photos you uploaded while this
+      device kept them {{'has its' if my_pictures == 1 else 'have their'}} picture kept, until
+      {{'it is' if my_pictures == 1 else 'they are'}} deleted like the rest.
+      % end
+      </li>
     <li id="kept-states"><strong>What the desk shows:</strong> each time the level changes, the new level, the
       feeling the program guessed and how sure it was (for example "happiness, 81%"), and for each minute how long
       the desk spent at each level. Your name is not on them, but they are about whoever sat at the desk then. They
@@ -32,10 +39,15 @@
       % if snapshots:
       <strong>An admin has turned on pictures with alerts:</strong> each alert also keeps one picture from the
       camera, showing whoever sits at the desk.
+      % elif frames_kept:
+      % # turned off since: the frames taken before stay until their alerts go or an admin deletes them
+      No picture from the camera is kept with new alerts. <strong>Pictures from before are still kept:</strong>
+      an admin had turned pictures with alerts on, and {{frames_kept}} {{'picture' if frames_kept == 1 else 'pictures'}}
+      from the camera, showing whoever sat at the desk then, {{'is' if frames_kept == 1 else 'are'}} still kept.
       % else:
       No picture from the camera is kept with it.
       % end
-      Alerts are kept for {{days}}, then deleted automatically{{' (an admin can delete their pictures sooner)' if snapshots else ''}}.</li>
+      Alerts are kept for {{days}}, then deleted automatically{{' (an admin can delete their pictures sooner)' if snapshots or frames_kept else ''}}.</li>
     <li id="kept-logins"><strong>Log-ins:</strong> when you last logged in, for as long as your account exists.
       While you are logged in, when you logged in and when you last opened a page (you can see where you are logged
       in on <a href="/account">your account</a>); this goes when you log out or your log-in runs out. A wrong password typed for your name is
@@ -54,8 +66,8 @@
     <li id="who-you"><strong>You</strong> and the admins can see your photos and what was found in them. Other
       students cannot.</li>
     <li id="who-admins"><strong>Admins</strong> can see the log (every level the desk showed, with the guessed
-      feeling and how sure it was, and your photos' results{{' with their pictures' if keep != 'none' else ''}}),
-      the alerts{{' and their pictures' if snapshots else ''}}, and the Users page: each student's last log-in and a
+      feeling and how sure it was, and your photos' results{{' with their pictures' if keep != 'none' or my_pictures else ''}}),
+      the alerts{{' and their pictures' if snapshots or frames_kept else ''}}, and the Users page: each student's last log-in and a
       summary of the photos they uploaded (how many, and how engaged the faces in them looked).</li>
     <li id="who-instructors"><strong>Teachers</strong> with an account here can see the level the desk shows now,
       and a chart of the desk's levels over the last minutes (up to an hour), also from before they logged in.
