@@ -13,7 +13,8 @@ not retained, never stored: the state the desk shows now, every ``mqtt.heartbeat
 the classroom can tell a desk that is paused, or steady for an hour, from one that died
 without its will reaching the page, and sees the student's state while the desk cannot
 log it: a full disk), and Home Assistant discovery under
-``homeassistant/sensor/<id>/...``. No image, crop, probability or name is ever sent.
+``homeassistant/sensor/<id>/...``. No image, crop, probability or name is ever sent: nor
+the desk's label while it holds a student's user name (``names_a_student``).
 
 The link itself (the paho client, what a failed connection says, the status) is
 ``broker_link``'s, shared with the classroom's subscriber.
@@ -24,10 +25,12 @@ import collections
 import hashlib
 import json
 import logging
+import math
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +53,7 @@ from edge_app.fleet.broker_link import (
 )
 from edge_app.fleet.settings import MqttSettings, host_key
 from edge_app.fsutil import atomic_write
+from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
 from edge_app.store.outbox import Message, Outbox
 
@@ -85,6 +89,23 @@ PUBLISHED_UNDER_KEY = "mqtt.published_under"
 # from desk A's backup "moved" A's topics away (cleared them) while A still published there
 INSTALLATION_FILE = "installation-id"  # in the data directory, never in the database (nor a backup): random, once
 MACHINE_ID = Path("/etc/machine-id")
+DESK_CHECK_EVERY_S = 60.0  # how often the desk's label is checked against the student accounts (made at any time)
+NAME_PART_MIN = 3  # a part of a user name ("anna" of "anna.k") this long counts as a name in a label
+
+
+def names_a_student(label: str, usernames: Iterable[str]) -> bool:
+    """Whether ``label`` holds one of ``usernames`` as a word of its own, whole ("anna.k") or
+    a part of it of ``NAME_PART_MIN`` letters or more ("Anna's desk" for "anna.k"), in any case.
+    The label goes to the broker and every classroom screen with the desk's states; the
+    settings say "never a student's name" and nothing held a teacher to it."""
+    text = label.casefold()
+    for name in usernames:
+        name = name.casefold()
+        parts = [p for p in re.split(r"[._-]+", name) if len(p) >= NAME_PART_MIN and not p.isdigit()]
+        for word in {name, *parts}:
+            if re.search(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])", text):
+                return True
+    return False
 
 
 class Publisher:
@@ -118,6 +139,9 @@ class Publisher:
         self.run = secrets.token_hex(4)
         self._moved_from = self._previous_topics(store)  # settings of the old topics to clear, or None
         self._clearing: list[mqtt.MQTTMessageInfo] = []  # the clearing publishes, until acknowledged
+        self._accounts = Accounts(store)
+        self._desk, self._desk_checked, self._desk_said = settings.desk, -math.inf, False
+        self._check_desk()  # before the first message: paho's thread reads only what this found
         self._home_recorded = False  # the current topics are in the store (sender thread)
         self.failures = FailureLog(log)
         self._answered = False  # the broker answered this connection's log-in (paho's thread)
@@ -152,7 +176,7 @@ class Publisher:
                               for topic in retained_topics(self._moved_from) if topic not in retained_topics(self.settings)]
         self.status.connected, self.status.error = True, ""
         client.publish(self.settings.topic("availability"), "online", qos=1, retain=True)
-        for topic, config in discovery_messages(self.settings, self._model_version()):
+        for topic, config in discovery_messages(replace(self.settings, desk=self._desk), self._model_version()):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._restate = self._last_state is not None  # a first connection has none to repeat
         self._next_beat = 0.0  # a heartbeat at once: a classroom learns the interval before it counts on it
@@ -225,14 +249,38 @@ class Publisher:
             if not self.settings.include_emotion or body.get("emotion") is None:
                 body.pop("emotion", None)
             body["label"] = self._shown_label(body)
-            body.update(seq=message.seq, desk=self.settings.desk, model=self._model_version(), sent=sent, run=self.run)
+            body.update(seq=message.seq, desk=self._desk, model=self._model_version(), sent=sent, run=self.run)
             if self.settings.heartbeat_s > 0:  # the promise a classroom holds this desk to, retained with its state
                 body["heartbeat_s"] = self.settings.heartbeat_s
             if ahead:
                 body["ahead"] = True
             return self.settings.topic("state"), json.dumps(body), True
-        body.update(seq=message.seq, desk=self.settings.desk, sent=sent, run=self.run)
+        body.update(seq=message.seq, desk=self._desk, sent=sent, run=self.run)
         return self.settings.topic(message.kind), json.dumps(body), False
+
+    def _check_desk(self) -> None:
+        """The desk's label as it leaves (``_desk``): "" while it names a student account on this
+        device (``names_a_student``; the classroom shows the device id instead), said once.
+        Asked again every ``DESK_CHECK_EVERY_S`` by the sender: accounts are made at any time.
+        While the accounts cannot be read (a locked database) the last answer stands."""
+        label = self.settings.desk
+        if not label or time.monotonic() - self._desk_checked < DESK_CHECK_EVERY_S:
+            return
+        try:
+            students = [u.username for u in self._accounts.list_users() if u.role == "student"]
+        except Exception as exc:  # noqa: BLE001 - a locked or failing database: checked again at the next turn
+            log.debug("mqtt: the desk label was not checked against the accounts now: %s", exc)
+            return
+        self._desk_checked = time.monotonic()
+        if not names_a_student(label, students):
+            self._desk = label
+            return
+        self._desk = ""
+        if not self._desk_said:  # the label stays as set until an admin changes it: said once, not each minute
+            log.warning("mqtt: the desk label (mqtt.desk) holds the user name of a student account on this device, so "
+                        "it is not sent: the classroom shows the device id %r instead. Give the desk a label that names "
+                        'the seat, such as "Row 2, seat 4" (admin page Classroom)', self.settings.device_id)
+            self._desk_said = True
 
     def _shown_label(self, body: dict) -> str:
         """A state's ``label`` as it leaves. The configured engagement text names the emotion
@@ -311,13 +359,14 @@ class Publisher:
         state, ahead = self._beat_state()
         if state is not None:
             return self.payload(state, ahead)[1]
-        return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self.settings.desk,
+        return json.dumps({"heartbeat_s": self.settings.heartbeat_s, "desk": self._desk,
                            "sent": round(time.time(), 3), "run": self.run})
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._until_beat())
             self._wake.clear()
+            self._check_desk()
             if not self.status.connected:
                 self._log_loss()  # an outage kept out of the log while the link flapped, once it lasts
             else:  # also when the database fails: the desk is there, and says so
