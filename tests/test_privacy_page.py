@@ -39,8 +39,11 @@ def test_the_privacy_page_is_for_any_logged_in_user_linked_from_every_page_and_t
                  "can be watched by admins only", "not connected to the school's classroom server",
                  "This list is kept for a year", "nothing about you as a person",
                  "for 20 minutes at most: then it comes back on by itself", "not who pressed it",
-                 "Only you, a teacher or an admin can switch it back on", "ask your teacher or the admin"):
+                 "Only you, a teacher or an admin can switch it back on", "ask your teacher or the admin",
+                 # the log's download and a backup are files off the device: said, each without a picture
+                 "an admin can save the log as a file", "never a picture", "a backup, with no picture in it"):
         assert said in text, said
+    assert "results are only shown on this device's own pages" not in text
     assert "anyone" not in text  # no button on the desk (indicators.backend "none")
     assert "it counts only the days it is switched on" not in text  # this device's clock is set
     assert not [word for word in JARGON if word.lower() in text.lower()], text

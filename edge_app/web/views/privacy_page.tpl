@@ -87,8 +87,12 @@
   </ul>
 
   <h2>What leaves this device</h2>
-  <p id="privacy-leaves">No picture is ever sent anywhere: not the camera's, not your photos. Pictures and
-    results are only shown on this device's own pages, to the people above.
+  % # the log's download (/admin/log.csv, `engage-edge export`) and a backup (`engage-edge backup`) are files off the
+  % # device: "results are only shown on this device's own pages" was untrue of both
+  <p id="privacy-leaves">No picture is ever sent anywhere: not the camera's, not your photos. Pictures are only
+    shown on this device's own pages, to the people above. The results are too, with two exceptions: an admin can
+    save the log as a file (the levels, and your photos' results with your name, never a picture), and the school's
+    technician can copy this device's records to keep them safe (a backup, with no picture in it).
   % if classroom:
     This desk is connected to the school's classroom server. It sends it only the desk's level when it changes,
     and how long each minute was at each level{{', with the feeling the program guessed' if with_emotion else ''}}:
