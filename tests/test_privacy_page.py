@@ -94,8 +94,11 @@ def test_pictures_kept_before_a_setting_was_turned_off_are_still_said(make_appli
                  "an admin can delete their pictures sooner"):
         assert said in text, said
     assert "No picture from the camera is kept with it" not in text
+    upload_page = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", session.get(f"{app.url}/upload", timeout=10).text)).split())
+    assert "1 of your photos, sent while this device kept photos, still has its picture kept" in upload_page
     app.store.delete_alert_snapshots()  # gone: the page says what is kept now
     app.store.delete_user_data(ann.id)
     text = page_text(session, app.url)
     assert "No picture from the camera is kept with it" in text and "still kept" not in text
     assert "with their pictures" not in text and "and their pictures" not in text
+    assert "sent while this device kept photos" not in session.get(f"{app.url}/upload", timeout=10).text

@@ -369,8 +369,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard, limits: Limits) -> None:
                  "full": "Each photo (at most 3 megapixels, as analysed) and its results are kept"}[keep]
         admin = user.is_admin
         days = kept_for(ctx) if admin else f"{kept_for(ctx, admin=False)}, then deleted automatically"
+        earlier = ""
+        if keep == "none":  # turned off since some were kept: those stay until deleted, and "not the photo" denied them
+            n = reports.user_data_counts(ctx.store, user.id)["images"]
+            if n:
+                earlier = (f" {n} of your photos, sent while this device kept photos, still "
+                           f"{'has its' if n == 1 else 'have their'} picture kept, until deleted like the rest.")
         return (f"{photo} for {days}: you and this device's admins can see them, and you can delete your "
-                f"photos below at any time. {states_logged(ctx, too=True, admin=admin, said=True)}")
+                f"photos below at any time.{earlier} {states_logged(ctx, too=True, admin=admin, said=True)}")
 
     def upload_form(user: User, status: int = 200, history_page: int = 1, **values):
         """The upload page (an error or none; a result has a page of its own) with a page of the user's history
