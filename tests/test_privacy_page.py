@@ -96,7 +96,11 @@ def test_pictures_kept_before_a_setting_was_turned_off_are_still_said(make_appli
     assert "No picture from the camera is kept with it" not in text
     upload_page = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", session.get(f"{app.url}/upload", timeout=10).text)).split())
     assert "1 of your photos, sent while this device kept photos, still has its picture kept" in upload_page
+    def live_note() -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", session.get(f"{app.url}/live", timeout=10).text)).split())
+    assert "1 frame stored with alerts while an admin had that on stays on this device for" in live_note()
     app.store.delete_alert_snapshots()  # gone: the page says what is kept now
+    assert "stored with alerts" not in live_note() and "The camera's frames are not stored." in live_note()
     app.store.delete_user_data(ann.id)
     text = page_text(session, app.url)
     assert "No picture from the camera is kept with it" in text and "still kept" not in text

@@ -28,6 +28,10 @@
         {{'Other frames are shown here only.' if watch else 'No other frame is stored.'}} {{states_note}}</p>
       % else:
       <p class="hint" id="stream-note">{{'Frames are shown here only; they are not stored.' if watch else 'The camera\'s frames are not stored.'}}
+        % if frames_kept:
+        {{frames_kept}} {{'frame' if frames_kept == 1 else 'frames'}} stored with alerts while an admin had that on
+        {{'stays' if frames_kept == 1 else 'stay'}} on this device for {{kept_for}} unless an admin deletes {{'it' if frames_kept == 1 else 'them'}}.
+        % end
         {{states_note}}</p>
       % end
     </div>
