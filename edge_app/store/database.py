@@ -175,7 +175,11 @@ class Store:
         # classroom server's (accounts and its audit log, kept for the default time)
         self.retention_setting = True
         self.migrated_from: int | None = None  # the schema an older release left, when this open upgraded it
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:  # refused (a newer release's database, a full disk): its -wal and -shm go now,
+            self.close()  # not whenever the refused store is collected, and nothing of this open stays beside it
+            raise
 
     def _check_writable(self) -> None:
         """A read-only mount or a directory owned by someone else is said as such, not as
