@@ -207,3 +207,62 @@ def test_a_newer_releases_database_is_refused_and_left_byte_for_byte(tmp_path):
     with pytest.raises(StoreError, match="newer than this engage-edge .*: upgrade engage-edge or restore an older backup"):
         Store(data)
     assert {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()} == files
+
+
+# The clean-up of a desk whose photos are past retention, held as it removes the third photo's
+# file: the rows it deleted are committed, most of their files not yet removed
+PURGING_CHILD = r"""
+import sys, time
+from pathlib import Path
+from edge_app.store.database import Store
+
+data, flag = Path(sys.argv[1]), Path(sys.argv[2])
+store = Store(data)
+removing = store.remove_image
+removed = []
+
+def remove_image(relative):
+    removed.append(relative)
+    if len(removed) == 3:
+        flag.touch()
+        time.sleep(600)
+    removing(relative)
+
+store.remove_image = remove_image
+store.purge(30)
+"""
+
+
+def test_a_clean_up_killed_between_its_rows_and_their_photos_leaves_no_photo_after_the_next_start(tmp_path):
+    """kill -9 during the retention clean-up, after it deleted old uploads' rows and before it
+    removed their photos: a student's photo no row names would stay on the card for ever (no
+    clean-up or "Delete" can find it). The next start removes those, and only those."""
+    data = tmp_path / "data"
+    store = Store(data)
+    old, new = [], []
+    for ids, at in ((old, 40), (new, 1)):
+        for _ in range(10):
+            upload = store.add_upload(None, "photo.jpg", 10, 10, [])
+            store.execute("UPDATE uploads SET created = strftime('%s', 'now') - ? * 86400 WHERE id = ?", (at, upload))
+            store.set_upload_image(upload, store.write_image(f"uploads/{upload}.jpg", b"\xff\xd8 a student"))
+            ids.append(upload)
+    store.close()
+    flag = tmp_path / "held"
+    child = subprocess.Popen([sys.executable, "-c", PURGING_CHILD, str(data), str(flag)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: flag.exists() or child.poll() is not None, 30, what="the clean-up removing photos")
+        assert child.poll() is None, child.communicate()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+    images = data / "images" / "uploads"
+    assert len(list(images.iterdir())) == 20 - 2  # the rows went; 8 of their photos are still there
+    store = Store(data)  # the next start
+    try:
+        assert [r[0] for r in store.query("SELECT id FROM uploads ORDER BY id")] == new
+        os.close(hold_images(store))
+        assert sorted(int(p.stem) for p in images.iterdir()) == new
+    finally:
+        store.close()
