@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -264,5 +265,79 @@ def test_a_clean_up_killed_between_its_rows_and_their_photos_leaves_no_photo_aft
         assert [r[0] for r in store.query("SELECT id FROM uploads ORDER BY id")] == new
         os.close(hold_images(store))
         assert sorted(int(p.stem) for p in images.iterdir()) == new
+    finally:
+        store.close()
+
+
+# A service killed (kill -9) with rows only in its write-ahead log, then a restore held after
+# it moved the database aside (argv[3]: how many files), before the backup is put in its place
+KILLED_WRITER = r"""
+import os, signal, sys
+from edge_app.store.database import Store
+
+store = Store(sys.argv[1])
+store.execute("PRAGMA wal_autocheckpoint = 0")  # the newest rows stay in the -wal, as between checkpoints
+store.log_state_change(1_800_000_000.0, "Engaged - paying attention", "Engaged", "neutral", 0.9)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+RESTORING_CHILD = r"""
+import os, sys, time
+from pathlib import Path
+from edge_app.cli import main
+
+flag, moves = Path(sys.argv[1]), int(sys.argv[2])
+replacing = os.replace
+moved = []
+
+def replace(src, dst):
+    replacing(src, dst)
+    if str(dst).endswith(".old"):
+        moved.append(dst)
+        if len(moved) == moves:
+            flag.touch()
+            time.sleep(600)
+
+os.replace = replace
+main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("moves", [1, 2])
+def test_a_restore_killed_between_its_moves_is_put_back_by_the_command_the_start_gives(tmp_path, moves):
+    """A power cut in the middle of `engage-edge restore`, after it moved the database (and
+    perhaps its -wal, which holds the newest rows of a service that was killed) aside and
+    before the backup was in place: the start refuses, and the command its message gives,
+    run as it is, puts the database back with every row, the newest ones too."""
+    data = tmp_path / "data"
+    Store(data).close()
+    saved = tmp_path / "backup.db"
+    from edge_app.store.backup import backup
+
+    backup(data, saved)
+    writer = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(data)], cwd=ROOT, capture_output=True, text=True)
+    assert writer.returncode == -signal.SIGKILL and (data / "engage.db-wal").stat().st_size > 0, writer.stderr
+    config = tmp_path / "config.toml"
+    config.write_text("# defaults\n")
+    flag = tmp_path / "held"
+    child = subprocess.Popen([sys.executable, "-c", RESTORING_CHILD, str(flag), str(moves), "restore", str(saved),
+                              "--data-dir", str(data), "--config", str(config)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: flag.exists() or child.poll() is not None, 30, what="the restore moving files aside")
+        assert child.poll() is None, child.communicate()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+    from edge_app.store.database import StoreError
+
+    with pytest.raises(StoreError, match="engage.db is missing, but") as refused:
+        Store(data)
+    command = re.search(r"put the database it moved aside back: (cd .*?done)\. ", str(refused.value)).group(1)
+    fixed = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stderr
+    store = Store(data)
+    try:
+        assert [r[0] for r in store.query("SELECT t FROM state_changes")] == [1_800_000_000.0]
     finally:
         store.close()
