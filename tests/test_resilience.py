@@ -2,8 +2,8 @@
 at the worst moment of a migration. What was recorded is all there afterwards, the same, and
 the next start works.
 
-The first release's database is made as it made it: migration 1's text (never edited since,
-and ``schema.LATE_COLUMNS`` names the one migration that was), in WAL mode, with the rows its
+The first release's database is made as it made it: migration 1's text (never edited since
+it was released), in WAL mode, with the rows its
 code wrote: an admin and a student with their passwords, a session, uploads with their faces
 and kept photos, the live log, an alert with its camera frame, the admin's saved settings.
 """
