@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -397,13 +398,32 @@ def test_write_image_is_atomic_and_inside_the_store(store):
     assert not list(path.parent.glob("*.tmp"))
 
 
+def test_a_kept_image_is_the_service_users_alone(store):
+    """A student's photo and an alert's frame were written 0644 in a 0755 folder: only the
+    images folder's own 0700 kept other local users out, and any copy keeping permissions lost it."""
+    import stat as stat_mod
+
+    path = store.image_file(store.write_image("alerts/3.jpg", b"frame"))
+    assert stat_mod.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat_mod.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_an_image_that_cannot_be_deleted_is_said(store, caplog):
+    """A failed delete of a kept photo was swallowed without a word."""
+    stuck = store.image_file("uploads/9.jpg")
+    stuck.mkdir(parents=True)  # a folder in the file's place: unlink refuses it, as a failing card would
+    with caplog.at_level(logging.WARNING, logger="edge_app.store.database"):
+        store.remove_image("uploads/9.jpg")
+    assert "could not delete the kept image uploads/9.jpg" in caplog.text and "next start" in caplog.text
+
+
 @pytest.mark.parametrize("bad", ["../engage.db", "../../etc/passwd", "/etc/passwd", "uploads/../../engage.db", "", "."])
 def test_image_file_refuses_path_traversal(store, bad):
     with pytest.raises(ValueError, match="not inside the image store"):
         store.image_file(bad)
     with pytest.raises(ValueError):
         store.write_image(bad, b"x")
-    store.remove_image(bad)  # silently ignored, and nothing outside images/ is removed
+    store.remove_image(bad)  # refused (a warning), and nothing outside images/ is removed
     assert store.path.is_file()
 
 

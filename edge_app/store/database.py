@@ -621,16 +621,22 @@ class Store:
         return path
 
     def remove_image(self, relative: str) -> None:
+        """Delete a kept image; one that cannot be deleted now is said (a photo a student asked
+        to delete stayed on the card without a word) and goes at the next start, as a file no
+        row names (``leftovers``)."""
         try:
             self.image_file(relative).unlink(missing_ok=True)
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:
+            log.warning("could not delete the kept image %s (%s): it is deleted at the next start", relative, exc)
 
     def write_image(self, relative: str, data: bytes) -> str:
-        """Write an image atomically under ``images/``; returns the relative path."""
+        """Write an image atomically under ``images/``; returns the relative path. The engage
+        user's alone (0600, its folder 0700): written 0644, a photo of a student was one copy
+        that keeps permissions away from any local user (the unit's UMask=0077 does not hold
+        against an explicit mode)."""
         path = self.image_file(relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, data, mode=0o600)
         return relative
 
     def delete_upload(self, upload_id: int) -> bool:
