@@ -40,6 +40,28 @@ def test_images_a_killed_process_left_behind_are_gone_after_the_next_start(cfg, 
     assert stored_files(images) == ["alerts/1700000000000.jpg", f"uploads/{kept}.jpg"]
 
 
+def test_rows_naming_pictures_already_deleted_forget_them_at_the_next_start(cfg, make_appliance):
+    """A deletion removes the pictures before their rows forget them: killed between the two
+    (or the update refused by a full disk), the alerts page said "1 snapshot is stored" over a
+    link that answered 404, and the privacy page counted a picture that was gone."""
+    from edge_app.store import reports
+
+    store = Store(config_mod.data_dir(cfg))
+    store.log_alert(1_700_000_000.0, "Not engaged", store.write_image("alerts/1.jpg", b"kept frame"))
+    store.log_alert(1_700_000_060.0, "Distracted", store.write_image("alerts/2.jpg", b"deleted frame"))
+    upload = store.add_upload(None, "a.jpg", 10, 10, [])
+    store.set_upload_image(upload, store.write_image(f"uploads/{upload}.jpg", b"deleted photo"))
+    for name in ("alerts/2.jpg", f"uploads/{upload}.jpg"):  # the files went; the process was killed before the rows
+        store.image_file(name).unlink()
+    store.close()
+
+    app = make_appliance(with_loop=False)
+
+    assert [r[0] for r in app.store.query("SELECT snapshot_path FROM alerts ORDER BY t")] == ["alerts/1.jpg", None]
+    assert app.store.query("SELECT image_path FROM uploads WHERE id = ?", (upload,))[0][0] is None
+    assert reports.stored_snapshots(app.store) == 1
+
+
 def test_the_audit_log_naming_students_is_kept_a_year_as_the_readme_says(tmp_path):
     """The one record the retention period does not bound: an admin's deletion must stay
     accountable after the photo is gone, for a year (README, Privacy), and no longer."""

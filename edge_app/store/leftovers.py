@@ -6,7 +6,8 @@ row without its image). A process killed between the two steps, or halfway throu
 atomic write (its temp file), leaves a photo of a student that neither the retention
 purge nor "Delete this photo" can find: it would stay on the SD card for ever. At start
 nothing is writing images yet, so every file under ``images/`` that no row names is one
-of those.
+of those; and a row that names an image no longer there (a deletion cut short after the
+file went) forgets it.
 """
 from __future__ import annotations
 
@@ -55,7 +56,29 @@ def remove_unrecorded_images(store: "Store") -> int:
     if removed:
         log.info("removed %d image file(s) that no row names (left by a process stopped mid-write or mid-delete)",
                  removed)
+    forget_missing_images(store, root, recorded)
     return removed
+
+
+def forget_missing_images(store: "Store", root: Path, recorded: set[str]) -> int:
+    """Rows that name an image no longer there forget it: a deletion removes the pictures
+    before their rows forget them (a full disk that refuses the update still leaves no
+    picture), so a process killed between the two, or a refused update, left the alerts page
+    saying "N snapshots are stored" over links that answered 404, and the privacy page
+    counting pictures that were gone. Returns how many rows forgot one."""
+    missing = sorted(p for p in recorded if not (root / p).is_file())
+    forgotten = 0
+    try:
+        for path in missing:
+            forgotten += store.execute("UPDATE alerts SET snapshot_path = NULL WHERE snapshot_path = ?", (path,)).rowcount
+            forgotten += store.execute("UPDATE uploads SET image_path = NULL WHERE image_path = ?", (path,)).rowcount
+    except sqlite3.DatabaseError as exc:  # a full disk, a damaged table: they are forgotten at a later start
+        log.warning("could not forget %d deleted image(s) in their rows now (%s); tried again at the next start",
+                    len(missing) - forgotten, exc)
+    if forgotten:
+        log.info("%d row(s) named an image that was already deleted (a deletion cut short): they no longer do",
+                 forgotten)
+    return forgotten
 
 
 def hold_images(store: "Store") -> int:
