@@ -974,6 +974,20 @@ def named_file_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def saved_over(cfg: Config) -> list[str]:
+    """What the admin saved on Admin > Settings that the service uses instead of ``cfg``'s
+    values, and saved values this release refuses: a technician's edit checked "accepted"
+    and, after the restart, changed nothing, the start's log line the only word of why."""
+    from edge_app.store.database import DB_NAME, Store
+    from edge_app.web.admin_settings import SETTINGS_KEY, apply_saved, overridden
+
+    saved = Store.read_setting_only(data_dir(cfg) / DB_NAME, SETTINGS_KEY)
+    if not isinstance(saved, dict) or not saved:
+        return []
+    used, refused = apply_saved(cfg, saved)
+    return overridden(used, cfg, saved) + [f"a saved setting is ignored: {why}" for why in refused]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_app.config", description=__doc__.split("\n")[0])
     parser.add_argument("--write-defaults", action="store_true", help="regenerate edge_app/default_config.toml")
@@ -992,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {_in_file(args.check, problems)}", file=sys.stderr)
             return 2
         print(f"{args.check}: accepted")
+        for line in saved_over(cfg):
+            print(f"note: {line}")
         return 0
     if args.write_defaults:
         default_toml_path().write_text(render_default_toml())

@@ -203,3 +203,36 @@ def test_a_file_the_config_names_that_the_service_could_not_read_is_refused_by_t
     assert check(tmp_path, capsys, f'[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')[0] == 0
     code, err = check(tmp_path, capsys, f'[mqtt]\nhost = "broker.school.lan"\ntls_ca = "{tmp_path / "nowhere.pem"}"\n')
     assert code == 2 and "mqtt.tls_ca" in err and "no such file" in err, err
+
+
+def test_the_check_says_which_of_the_files_values_a_setting_saved_on_the_admin_page_replaces(tmp_path, capsys):
+    """A technician set store.retention_days = 14 in the file, --check said "accepted", the
+    restart changed nothing: the admin had saved 90 on Admin > Settings, which wins, and only the
+    start's log said so. The check says it, reading the database without writing to it."""
+    from edge_app.store.database import Store
+    from edge_app.web.admin_settings import SETTINGS_KEY
+
+    data = tmp_path / "data"
+    store = Store(data)
+    store.set_setting(SETTINGS_KEY, {"store.retention_days": 90, "engagement.mapping": {"fear": "Not engaged - bored"},
+                                     "store.no_such_key": 1})
+    store.close()
+    files = {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()}
+    conf = tmp_path / "config.toml"
+    conf.write_text(f'[store]\ndata_dir = "{data}"\nretention_days = 14\n')
+    assert config_mod.main(["--check", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "note: setting store.retention_days = 90 was saved on an admin page and is used instead of 14" in out, out
+    assert "note: setting engagement.mapping.fear = 'Not engaged - bored' was saved" in out, out
+    assert "note: a saved setting is ignored: store.no_such_key = 1: this release has no such setting" in out, out
+    # nothing written, no -wal or -shm made (made by root, the service could not open its database)
+    assert {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()} == files
+    running = Store(data)  # the service running: a save still in its -wal is read too
+    try:
+        running.set_setting(SETTINGS_KEY, {"store.retention_days": 120})
+        assert config_mod.main(["--check", str(conf)]) == 0
+        assert "store.retention_days = 120 was saved on an admin page" in capsys.readouterr().out
+    finally:
+        running.close()
+    code, _ = check(tmp_path, capsys, f'[store]\ndata_dir = "{tmp_path / "none"}"\n')
+    assert code == 0 and "note:" not in capsys.readouterr().out  # no database yet: nothing saved, nothing said

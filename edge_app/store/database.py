@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from edge_app.engagement import Group
 from edge_app.fsutil import atomic_write, owner_name, sandbox_hint, user_name
@@ -404,6 +404,27 @@ class Store:
                 + (" or lower store.retention_days" if self.retention_setting else "") + ", then try again")
 
     # ------------------------------------------------------------ settings
+    @staticmethod
+    def read_setting_only(db: Path, key: str) -> Any:
+        """A saved setting read without writing anything: no migration, no -wal or -shm made
+        (``config --check`` runs beside a running service, or before an upgrade restarts it,
+        on an older release's database). None: no database, no such setting, or unreadable."""
+        if not db.is_file():
+            return None
+        # a read-only connection to a WAL database makes its -wal and -shm when they are not there: made by
+        # root (sudo ... --check), the service could no longer open its own database. Without them the
+        # file holds everything, read as it is (immutable); with them (the service running) they are used
+        live = all(db.with_name(db.name + end).is_file() for end in ("-wal", "-shm"))
+        try:
+            conn = sqlite3.connect(db.absolute().as_uri() + ("?mode=ro" if live else "?immutable=1"), uri=True, timeout=2)
+            try:
+                row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            finally:
+                conn.close()
+            return json.loads(row[0]) if row else None
+        except (sqlite3.Error, ValueError, TypeError, RecursionError):
+            return None
+
     def get_setting(self, key: str, default=None):
         """A saved setting, or ``default``; an unreadable one (damage, a hand edit) is logged
         and read as unset: a start ended in a JSONDecodeError traceback. Saving it again

@@ -53,6 +53,20 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
     settle_hand_restore(store, (cfg.mqtt.device_id, cfg.mqtt.username))  # another desk's device_id: dropped
     saved = store.get_setting(SETTINGS_KEY, {}) or {}
     file_cfg = cfg
+    cfg, refused = apply_saved(file_cfg, saved)
+    for why in refused:
+        log.warning("ignoring a saved setting: %s", why)
+    # said once at each start: a technician who edits the config file sees why an edit does nothing
+    for line in overridden(cfg, file_cfg, saved):
+        log.info("%s", line)
+    return cfg
+
+
+def apply_saved(file_cfg: config_mod.Config, saved: dict) -> tuple[config_mod.Config, list[str]]:
+    """``file_cfg`` with the admin's saved settings over it, and why each one this release
+    refuses is skipped; no store: the start applies them, and ``config --check`` reads them
+    from a database it may not write."""
+    cfg, refused = file_cfg, []
     for dotted, value in saved.items():
         # the emotion mapping one emotion at a time: a level an older release took (67 characters)
         # cost the admin every other emotion's saved level too
@@ -62,13 +76,15 @@ def with_saved_settings(store: Store, cfg: config_mod.Config) -> config_mod.Conf
             try:
                 cfg = config_mod.with_changes(cfg, part)
             except config_mod.ConfigError as exc:
-                log.warning("ignoring a saved setting: %s", refused_saved(file_cfg, part, exc))
-    # said once at each start: a technician who edits the config file sees why an edit does nothing
+                refused.append(refused_saved(file_cfg, part, exc))
+    return cfg, refused
+
+
+def overridden(cfg: config_mod.Config, file_cfg: config_mod.Config, saved: dict) -> list[str]:
+    """Each saved setting used instead of the config file's value, in words."""
     where = file_source(file_cfg)
-    for dotted, now, was in differences(cfg, file_cfg, saved):
-        log.info("setting %s = %r was saved on an admin page and is used instead of %r, from %s "
-                 "(Admin > Settings can hand it back)", dotted, now, was, where)
-    return cfg
+    return [f"setting {dotted} = {now!r} was saved on an admin page and is used instead of {was!r}, from {where} "
+            "(Admin > Settings can hand it back)" for dotted, now, was in differences(cfg, file_cfg, saved)]
 
 
 def refused_saved(file_cfg: config_mod.Config, part: dict, exc: config_mod.ConfigError) -> str:
