@@ -499,3 +499,17 @@ def test_test_connection_while_the_desk_is_connected_does_not_log_in_again(broke
     r = s.post(url, data=form(s, broker, "test", **{"mqtt.password": "a-new-password"}), timeout=10)
     assert r.status_code == 409 and "Not tested: this desk is connected to" in r.text, r.text
     assert "Test failed" not in r.text and "a-new-password" not in r.text
+
+
+def test_a_desk_label_holding_a_students_name_is_refused_on_the_page(broker, make_appliance):
+    """The publisher withholds such a label and says so once, in the journal, where no admin
+    looks: the admin typing "Anna's desk" is told why, on the page, and nothing is saved."""
+    appliance = make_appliance(with_loop=False)
+    appliance.accounts.create_user("anna.k", "a-student-password", "student")
+    s = login(appliance.url)
+    url = f"{appliance.url}/admin/classroom"
+    r = s.post(url, data=form(s, broker, "save", **{"mqtt.desk": "Anna's desk"}), timeout=10)
+    assert r.status_code == 400 and "Nothing saved: the desk label" in r.text and "Row 2, seat 4" in html.unescape(r.text)
+    assert (appliance.store.get_setting("config_overrides") or {}).get("mqtt.desk") is None
+    r = s.post(url, data=form(s, broker, "save", **{"mqtt.desk": "Row 2, seat 4"}), timeout=10)
+    assert r.status_code == 200 and "Saved" in r.text

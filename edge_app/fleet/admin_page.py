@@ -24,7 +24,7 @@ from bottle import HTTPResponse, request
 from edge_app import config as config_mod
 from edge_app.config import Config
 from edge_app.fleet.broker_link import make_client
-from edge_app.fleet.publisher import check_connection, model_version, publisher_for, status_of
+from edge_app.fleet.publisher import check_connection, model_version, names_a_student, publisher_for, status_of
 from edge_app.fleet.settings import PASSWORD_FILE, MqttSettings, host_key
 from edge_app.fsutil import atomic_write
 from edge_app.web.edits import base_field, in_the_forms_words, own_changes, read_base, ticked
@@ -204,6 +204,13 @@ def install(app, ctx, h) -> None:
                 message, invalid = in_the_forms_words(str(exc), LABELS)
                 return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
                               invalid=invalid)
+            desk = changes.get("mqtt.desk")
+            if desk and names_a_student(desk, [u.username for u in ctx.accounts.list_users() if u.role == "student"]):
+                # the publisher would withhold it (said once in the journal, where no admin looks): said here
+                return render(f"Nothing saved: the desk label {desk!r} holds a student's user name on this device; it "
+                              "goes to the broker and every classroom screen, so it would not be sent. Name the seat "
+                              'instead, e.g. "Row 2, seat 4".', ok=False, status=400, values=shown, base=base,
+                              invalid="mqtt.desk")
             withheld = withheld_password(ctx.cfg, candidate.mqtt, changes)
             if withheld:  # the publisher's next connect would send it there
                 return render(f"Nothing saved: {withheld}. {type_password_for(candidate.mqtt)}", ok=False, status=400,
