@@ -179,3 +179,15 @@ def test_an_open_dashboard_is_drawn_again_when_the_clocks_change(page, server):
                 assert first.inner_text().startswith(time.strftime("%Y-%m-%d %H:%M:%S XST: ", time.localtime(now - 60)))
     finally:
         server.store.execute("DELETE FROM alerts")
+
+
+def test_a_pause_that_ends_after_the_clocks_change_names_its_zone():
+    """A 30-minute pause from 02:50 CEST said "until 02:20" in the hour the clocks go back,
+    a time that seemed to have passed already: across a change the zone is named."""
+    from edge_app.runtime.privacy import Pause
+    from edge_app.web.privacy import until_text
+
+    now = time.time()
+    with device_zone(went_forward_at(int(now) + 600)):  # now XST; in ten minutes XDT
+        assert until_text(Pause(since=now, until=now + 1800, by="web")).endswith(" XDT")
+        assert not until_text(Pause(since=now, until=now + 300, by="web")).endswith("XDT")  # before it: as it was

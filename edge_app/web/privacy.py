@@ -19,7 +19,7 @@ from edge_app.runtime.privacy import Pause
 from edge_app.store import reports
 from edge_app.store.accounts import User, account_created
 from edge_app.store.database import AUDIT_KEEP_DAYS, audit_days
-from edge_app.web.guard import Guard, json_error, safe_next
+from edge_app.web.guard import Guard, json_error, local_time, safe_next
 from edge_app.web.hardening import wants_html
 from edge_app.web.live import CLOCK_WAITS_PLAIN, clock_waits, days_kept
 
@@ -84,11 +84,12 @@ def header_may_resume(user: User, pause: Pause) -> bool:
 
 def until_text(pause: Pause) -> str:
     """" until 14:05" (or " until 29 Nov 14:05"): when the pause ends by itself, on the
-    device's clock; "" when only a resume ends it."""
+    device's clock, its zone named when the clocks change before then (a pause from 02:50
+    CEST said "until 02:20" in the hour the clocks go back); "" when only a resume ends it."""
     if pause.until is None:
         return ""
     fmt = "%H:%M" if time.localtime(pause.until)[:3] == time.localtime()[:3] else "%d %b %H:%M"
-    return " until " + time.strftime(fmt, time.localtime(pause.until))
+    return " until " + local_time(pause.until, fmt)
 
 
 def own_pause(pause: Pause) -> str:
