@@ -49,11 +49,12 @@ class KerasModel:
     def __init__(self, path: Path, views=VIEW_PRESETS["single"]):
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
+        from training.models import INPUT_OFFSET, INPUT_SCALE, NetworkError, load_network
 
-        from training.models import INPUT_OFFSET, INPUT_SCALE
-
-        self.model = keras.models.load_model(path, compile=False)
+        try:
+            self.model = load_network(path)
+        except NetworkError as exc:
+            raise EvaluationError(str(exc)) from None
         self.scale, self.offset = INPUT_SCALE, INPUT_OFFSET
         self.views = tuple(views)
         self.info = {"format": "keras", "architecture": self.model.name,

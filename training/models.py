@@ -5,6 +5,8 @@ offset 0) and end in an 8-way softmax in FER+ order.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 INPUT_SCALE = 1.0 / 255.0
 INPUT_OFFSET = 0.0
 NUM_CLASSES = 8
@@ -96,6 +98,50 @@ def edge_w(num_classes: int = NUM_CLASSES):
 
 
 ARCHITECTURES = {"paper": paper_cnn, "edge": edge_cnn, "edge-w": edge_w, "edge-m": edge_m, "edge-l": edge_l}
+
+
+class NetworkError(ValueError):
+    """A file that is not a network training, quantize and evaluate can take; says why."""
+
+
+def unreadable_network(path: Path, exc: Exception) -> str:
+    """What a file that Keras could not load as a network is, for a message."""
+    if Path(path).suffix == ".tflite":
+        return "a TFLite model (training.quantize's export for the device), which Keras cannot load"
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"not a Keras network that can be read ({type(exc).__name__}: {first})"
+
+
+def load_network(path: Path):
+    """A trained network of this contract (``io_problem``) from a ``.keras`` file, or a
+    ``NetworkError`` that says what the file is: quantize and evaluate showed Keras's
+    traceback for a .tflite or a cut-short file."""
+    import keras
+
+    try:
+        net = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # whatever Keras found wrong with it: say what it is
+        raise NetworkError(f"{path} is {unreadable_network(Path(path), exc)}; pass a run's best.keras "
+                           "(or final.keras / averaged.keras)") from None
+    problem = io_problem(net)
+    if problem:
+        raise NetworkError(f"{path} is not an emotion network of this project: {problem}")
+    return net
+
+
+def io_problem(net) -> str:
+    """What makes ``net`` not a network of this contract (one (48, 48, 1) input, an 8-way
+    output in FER+ order), "" if nothing: the manifest, the evaluation and the device assume
+    it. A 7-class FER2013 network was scored as if its outputs were the first 7 of FER+'s
+    8, and quantised beside a manifest that promised 48x48x1 and 8 labels."""
+    if len(net.inputs) != 1 or len(net.outputs) != 1:
+        return f"it has {len(net.inputs)} inputs and {len(net.outputs)} outputs, not one of each"
+    given, answers = tuple(net.inputs[0].shape[1:]), net.outputs[0].shape
+    if given != (48, 48, 1):
+        return f"it reads faces of shape {given}, not (48, 48, 1) (48x48 grayscale)"
+    if len(answers) != 2 or answers[-1] != NUM_CLASSES:
+        return f"its output has shape {tuple(answers[1:])}, not ({NUM_CLASSES},) (the 8 FER+ emotions)"
+    return ""
 
 
 def build(arch: str):

@@ -29,7 +29,7 @@ from edge_app.vision.classifier import (
     views_json,
 )
 from training import data as fer
-from training.models import INPUT_OFFSET, INPUT_SCALE
+from training.models import INPUT_OFFSET, INPUT_SCALE, NetworkError, load_network
 
 
 def representative_images(data_dir: Path, count: int = 500, seed: int = 0) -> np.ndarray:
@@ -138,7 +138,6 @@ def main(argv=None) -> int:
     add_views_options(p, "tell the device to average each face over these views (one invocation each)")
     args = p.parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
 
     if not args.model.is_file():
         print(f"error: {args.model} does not exist", file=sys.stderr)
@@ -148,7 +147,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    model = keras.models.load_model(args.model, compile=False)
+    try:
+        model = load_network(args.model)  # before anything is written: a wrong network got a manifest that lied
+    except NetworkError as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return 2
     try:
         tflite = convert_float(model) if args.float32 else convert(model, representative_images(args.data, args.samples))
     except fer.DataError as exc:

@@ -41,7 +41,7 @@ import numpy as np
 from edge_app.fsutil import atomic_path, atomic_write, fsync_dir
 from training import data as fer
 from training import distill
-from training.models import INPUT_OFFSET, INPUT_SCALE, build
+from training.models import INPUT_OFFSET, INPUT_SCALE, build, unreadable_network
 
 DEFAULTS = {
     # the seed paper's recipe, kept as it was described
@@ -801,14 +801,6 @@ def warm_start(path: Path, arch: str):
     if net.name != arch:
         raise SystemExit(f"--init-from {path} holds a {net.name!r} network, not {arch!r}; pass --arch {net.name}")
     return net
-
-
-def unreadable_network(path: Path, exc: Exception) -> str:
-    """What a file that Keras could not load as a network is, for a message."""
-    if path.suffix == ".tflite":
-        return "a TFLite model (training.quantize's export for the device), which Keras cannot load"
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return f"not a Keras network that can be read ({type(exc).__name__}: {first})"
 
 
 def load_teachers(args):
