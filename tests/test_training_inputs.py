@@ -3,13 +3,19 @@ shape, a file that is no network, a full disk, a resume under other library vers
 a clear error and loses nothing. Small Keras networks, no training: seconds each."""
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+from conftest import mounted_tmpfs  # noqa: E402
 
+from tests.test_training import write_ferplus  # noqa: E402
 from training import evaluate, quantize  # noqa: E402
 from training.models import NUM_CLASSES  # noqa: E402
 
@@ -59,3 +65,50 @@ def test_a_file_that_is_no_network_says_what_it_is(tmp_path, capsys):
     assert not list(tmp_path.glob("m.*"))
     with pytest.raises(evaluate.EvaluationError, match="not a Keras network that can be read"):
         evaluate.load_model(cut)
+
+
+FULL_DISK_RUN = """
+import os, sys
+from pathlib import Path
+import keras
+from training import models, train
+
+def small():  # a backup of 1.8 MB: a write that fails half-way through a large weight, as edge's did
+    return keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Conv2D(4, 3, strides=4),
+                             keras.layers.Flatten(), keras.layers.Dense(256),
+                             keras.layers.Dense(8, activation="softmax", name="emotion")], name="edge")
+
+models.ARCHITECTURES["edge"] = small
+data, out, filler = sys.argv[1:4]
+run = ["--arch", "edge", "--data", data, "--out", out, "--epochs", "3", "--batch-size", "16"]
+assert train.main(run + ["--stop-after", "1"]) == 0
+with open(filler, "wb", buffering=0) as f:  # the disk fills up while the run goes on
+    try:
+        while True:
+            f.write(bytes(65536))
+    except OSError:
+        pass
+os.truncate(filler, os.path.getsize(filler) - 1_000_000)  # room for half a backup
+print("full:", train.main(run + ["--resume"]), flush=True)
+os.unlink(filler)
+print("room again:", train.main(run + ["--resume"]), flush=True)
+"""
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_resume_goes_on(tmp_path):
+    """A full disk while the run saved its backup was h5py's traceback, then a segfault as
+    Python exited (the half-written file, which Keras left open, flushed to the full disk
+    again), and the half-written backup kept the room the resume needed."""
+    write_ferplus(tmp_path)
+    env = dict(os.environ, ENGAGE_DATA_CACHE=str(tmp_path / "npz"), PYTHONPATH=str(Path(__file__).parent.parent))
+    with mounted_tmpfs(tmp_path / "disk", "8m") as disk:
+        run = disk / "run"
+        r = subprocess.run([sys.executable, "-c", FULL_DISK_RUN, str(tmp_path), str(run), str(disk / "filler")],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]  # 139 was the segfault
+        assert "full: 1" in r.stdout and "room again: 0" in r.stdout, r.stdout
+        assert f"error: the disk holding {run} is full (No space left on device" in r.stderr, r.stderr[-3000:]
+        assert "then run the same command with --resume" in r.stderr and "Traceback" not in r.stderr
+        with open(run / "history.csv", newline="") as f:
+            assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+        assert sorted(p.name for p in (run / "backup").iterdir()) == ["epoch-00002", "epoch-00003"]

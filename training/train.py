@@ -24,6 +24,8 @@ epochs that fit in the given seconds, so a run on a borrowed machine still annea
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.fsutil import atomic_path, atomic_write, fsync_dir
+from edge_app.fsutil import atomic_path, atomic_write, free_mb, fsync_dir
 from training import data as fer
 from training import distill
 from training.models import INPUT_OFFSET, INPUT_SCALE, build, unreadable_network
@@ -550,14 +552,20 @@ def save_backup(trainer, directory: Path, done: int, history: list[dict[str, Any
     directory.mkdir(exist_ok=True)
     final, partial = directory / f"epoch-{done:05d}", directory / f".epoch-{done:05d}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    trainer.save_weights(partial / BACKUP_WEIGHTS)
-    kill_point("backup-writing", done)
-    (partial / BACKUP_STATE).write_text(json.dumps({"epoch": done, "history": history}) + "\n")
-    for name in (BACKUP_WEIGHTS, BACKUP_STATE):
-        with open(partial / name, "rb") as f:
-            os.fsync(f.fileno())
-    fsync_dir(partial)
+    try:
+        partial.mkdir()
+        trainer.save_weights(partial / BACKUP_WEIGHTS)
+        kill_point("backup-writing", done)
+        (partial / BACKUP_STATE).write_text(json.dumps({"epoch": done, "history": history}) + "\n")
+        for name in (BACKUP_WEIGHTS, BACKUP_STATE):
+            with open(partial / name, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(partial)
+    except OSError:
+        # a full disk: the half-written backup took the room a resume needs, until the resume
+        close_h5_files(partial)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if final.exists():  # an unreadable backup of an epoch done again: not the one resumed from
         shutil.rmtree(final)
     os.rename(partial, final)
@@ -566,6 +574,22 @@ def save_backup(trainer, directory: Path, done: int, history: list[dict[str, Any
         shutil.rmtree(old)
     for name in LEGACY_BACKUP:  # an older version's backup, resumed from: replaced by this one
         (directory / name).unlink(missing_ok=True)
+
+
+def close_h5_files(folder: Path) -> None:
+    """Closes the HDF5 files in ``folder`` that a failed ``save_weights`` left open (Keras
+    does not close its store when a write fails): h5py closed them as Python exited, wrote
+    to the full disk again and crashed the process (a segfault, after the error). Each is
+    emptied first, so that closing, which flushes, has room to."""
+    import h5py
+
+    for path in folder.glob("*.h5"):
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        with contextlib.suppress(Exception):  # best effort: the error said is the full disk
+            if Path(os.fsdecode(fid.name)).parent == folder:
+                fid.close()
 
 
 def restore_backup(trainer, directory: Path) -> tuple[int, list[dict[str, Any]] | None, int]:
@@ -937,7 +961,28 @@ def main(argv=None) -> int:
     except fer.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # it was h5py's traceback, then a segfault as Python exited
+        print(f"error: {disk_full(args.out, exc)}", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def disk_full(out: Path, exc: OSError) -> str:
+    """What a run stopped by a full disk says: where, how much room is left, and that
+    nothing done is lost (the backup before the one that failed is whole)."""
+    free = free_mb(out if out.exists() else out.parent)
+    room = f", {free:.0f} MB free there" if free is not None else ""
+    return (f"the disk holding {out} is full ({os.strerror(exc.errno or errno.ENOSPC)}{room}): the run stopped. Its epochs up to the "
+            f"last backup in {out / BACKUP_DIR} are kept; free some space (a backup of this network takes "
+            f"{backup_size(out)}), then run the same command with --resume")
+
+
+def backup_size(out: Path) -> str:
+    sizes = [sum(f.stat().st_size for f in b.iterdir()) for b in (out / BACKUP_DIR).glob("epoch-[0-9]*")]
+    return f"about {max(sizes) / 1e6:.1f} MB" if sizes else "a few MB"
 
 
 if __name__ == "__main__":
