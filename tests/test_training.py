@@ -1540,3 +1540,30 @@ def test_a_run_resumes_on_the_pack_of_its_folder_and_back():
         check_resumed_data(args, recorded, {"train": 28400, "train_dropped": 45, "valid": 3191}, "28e060718b171ab1")
     with pytest.raises(SystemExit, match="gives other images or labels"):
         check_resumed_data(args, recorded, {"train": 28411, "train_dropped": 45, "valid": 3191}, "another")
+
+
+def test_a_resume_on_other_libraries_is_recorded_and_said(tiny_run, eager_steps, small_edge, capsys):
+    """A run resumed after Keras or TensorFlow was upgraded still recorded only the versions it
+    began on, and a model shipped from it claimed them: config.json lists the resumed leg's
+    libraries (resumed_with) and the resume says so, once per change."""
+    from training import ship
+
+    root, _ = tiny_run
+    run = root / "upgraded"
+    args = ["--arch", "edge", "--out", str(run), "--epochs", "3"]
+    assert train_on(root, *args, "--stop-after", "1") == 0
+    config = json.loads((run / "config.json").read_text())
+    now = dict(config["versions"])
+    config["versions"]["keras"] = "3.0.0"  # as if begun before an upgrade
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert train_on(root, *args, "--stop-after", "2", "--resume") == 0
+    assert f"resumed on other libraries than it last ran on (keras 3.0.0 -> {now['keras']})" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["resumed_with"] == [{"after_epoch": 1, "backend": config["backend"], "versions": now}]
+    assert config["versions"]["keras"] == "3.0.0", "the run's start is what the first leg ran on"
+    assert train_on(root, *args, "--resume") == 0  # on the libraries of the leg before: nothing new to record
+    assert "other libraries" not in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["resumed_at"] == [1, 2] and len(config["resumed_with"]) == 1
+    assert "resumed_with" in ship.RUN_KEYS

@@ -40,6 +40,7 @@ MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's mo
 RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augment", "seed", "init_from", "limit",
             "warmup", "teacher", "teacher_views", "distill_alpha", "temperature", "logit_adjust", "average_last",
             "stop_after", "time_budget", "planned_epochs", "cut_short_at_epoch", "replay", "resumed_at",
+            "resumed_with",
             "git_commit", "sizes", "keras", "backend", "versions", "started")
 
 
@@ -180,7 +181,10 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
             extra["training"]["replay_exact"] = False  # said where the replay command is read
             extra["training"]["replay_note"] = (f"resumed after epoch(s) {config['resumed_at']}: the replay command runs "
                                                 "unbroken, with other draws after each resume; it rebuilds this run "
-                                                "only approximately")
+                                                "only approximately"
+                                                + ("; the epochs after epoch(s) "
+                                                   f"{[leg.get('after_epoch') for leg in config['resumed_with']]} ran on "
+                                                   "other libraries (resumed_with)" if config.get("resumed_with") else ""))
 
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".ship-") as tmp:

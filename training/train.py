@@ -769,13 +769,30 @@ def reseed_resumed(trainer, seed: int, done: int) -> int:
     return fresh
 
 
-def record_resume(out: Path, done: int) -> None:
+def record_resume(out: Path, done: int, libraries: dict[str, Any] | None = None) -> None:
     """config.json lists the epochs after which the run was resumed: its replay command runs
-    unbroken, so its draws after each resume differ and it rebuilds the run only approximately."""
+    unbroken, so its draws after each resume differ and it rebuilds the run only approximately.
+    A leg on other libraries (``library_changes``) is listed in ``resumed_with``."""
     path = out / "config.json"
     config = json.loads(path.read_text())
     config["resumed_at"] = [*config.get("resumed_at", []), done]
+    if libraries is not None and library_changes(config, libraries):
+        config["resumed_with"] = [*config.get("resumed_with", []), {"after_epoch": done, **libraries}]
     atomic_write(path, json.dumps(config, indent=2) + "\n")
+
+
+def library_changes(recorded: dict[str, Any], libraries: dict[str, Any]) -> list[str]:
+    """How the backend and the library versions a resumed leg runs on differ from those of
+    the leg before it ("keras 3.14.0 -> 3.15.1"), as config.json records them: a run
+    resumed after an upgrade still recorded only the versions it started on, and the
+    model shipped from it claimed them."""
+    last = (recorded.get("resumed_with") or [recorded])[-1]
+    before = {"backend": last.get("backend"), **(last.get("versions") or {})}
+    now = {"backend": libraries.get("backend"), **(libraries.get("versions") or {})}
+    if "versions" not in last:  # begun by an older version of this code, which recorded less
+        before, now = ({"backend": before["backend"]}, {"backend": now["backend"]}) if before["backend"] else ({}, {})
+    return [f"{name} {before.get(name) or 'none'} -> {now.get(name) or 'none'}"
+            for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
 
 
 def record_plan(args, out: Path, planned: int, cut_short_at: int | None = None, fixed: bool = True) -> None:
@@ -869,8 +886,14 @@ def train(args) -> Path:
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it or choose another --out")
     recorded = read_config(out) if args.resume else None
+    libraries = {"backend": keras.backend.backend(), "versions": library_versions()}
     if recorded is not None:
         check_resume(args, recorded)
+        changed = library_changes(recorded, libraries)
+        if changed:  # before the backup is read: a Keras that cannot read it is the likely cause
+            print(f"note: this run is resumed on other libraries than it last ran on ({'; '.join(changed)}): "
+                  "config.json records them (resumed_with); its epochs before and after differ in what computed "
+                  "them, so no replay rebuilds it exactly", flush=True)
     elif args.time_budget and args.warmup is None:  # --resume of a folder with no run in it: a new run
         args.warmup = BUDGET_WARMUP
     keras.utils.set_random_seed(args.seed)
@@ -891,7 +914,7 @@ def train(args) -> Path:
     if recorded is None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         config.update(git_commit=git_commit(), sizes=sizes, data_digest=digest, keras=keras.__version__,
-                      backend=keras.backend.backend(), versions=library_versions(), python=sys.version.split()[0],
+                      **libraries, python=sys.version.split()[0],
                       started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if not args.time_budget:
             config["replay"] = replay_command(args, args.epochs)
@@ -922,7 +945,7 @@ def train(args) -> Path:
     if args.stop_after:
         epochs = min(epochs, args.stop_after)
     if done and done < epochs:  # a resume of a finished run trains nothing: its replay stays exact
-        record_resume(out, done)
+        record_resume(out, done, libraries)
     print(f"training {args.arch} on {sizes['train']} images ({args.labels} labels), "
           f"validating on {sizes['valid']}; {steps} steps per epoch, backend {keras.backend.backend()}"
           + (f"; resuming after epoch {done}" if done else ""), flush=True)
