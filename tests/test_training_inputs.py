@@ -112,3 +112,28 @@ def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_resume_goes_on(tmp
         with open(run / "history.csv", newline="") as f:
             assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
         assert sorted(p.name for p in (run / "backup").iterdir()) == ["epoch-00002", "epoch-00003"]
+
+
+def test_a_face_box_outside_its_image_or_of_other_than_four_numbers_names_the_row(tmp_path):
+    """label.csv's face box: one outside the image was OpenCV's "!ssize.empty()" traceback out
+    of the resize of an empty crop, and one of three numbers was taken as no box at all (the
+    whole image, silently)."""
+    from training import data as fer
+
+    write_ferplus(tmp_path)
+    label_file = tmp_path / "ferplus" / "FER2013Valid" / "label.csv"
+    with open(label_file, newline="") as f:
+        rows = list(csv.reader(f))
+    for box, said in (("(60, 60, 48, 48)", r"face box \(60, 60, 48, 48\) .* does not lie inside the 48x48 image"),
+                      ("(0, 0, 48)", r"row 2 \(.*\): the face box '\(0, 0, 48\)' \(four numbers\)")):
+        rows[1][1] = box
+        with open(label_file, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        with pytest.raises(fer.DataError, match=said):
+            fer.load_split(tmp_path, "valid", cache=False)
+    rows[1][1] = "(0, 0, 48, 48)"
+    with open(label_file, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (tmp_path / "ferplus" / "FER2013Valid" / rows[1][0]).unlink()
+    with pytest.raises(fer.DataError, match=rf"{rows[1][0]} is missing, though label.csv names it"):
+        fer.load_split(tmp_path, "valid", cache=False)

@@ -131,11 +131,17 @@ def training_targets(split: Split, mode: str) -> tuple[np.ndarray, np.ndarray]:
 def _decode_png(path: Path, box: tuple[int, int, int, int] | None) -> np.ndarray:
     import cv2
 
+    if not path.is_file():
+        raise DataError(f"{path} is missing, though label.csv names it: extract FER+ again")
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
-        raise DataError(f"{path} is not a readable image")
+        raise DataError(f"{path} is not a readable image (damaged or cut short?): extract FER+ again")
     if box is not None:
         x, y, w, h = box
+        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > img.shape[1] or y + h > img.shape[0]:
+            # it was OpenCV's "!ssize.empty()" from the resize of an empty crop
+            raise DataError(f"{path}: label.csv's face box {box} (x, y, w, h) does not lie inside the "
+                            f"{img.shape[1]}x{img.shape[0]} image: repair the row or extract FER+ again")
         if (x, y, w, h) != (0, 0, img.shape[1], img.shape[0]):
             img = img[y : y + h, x : x + w]
     if img.shape != (IMAGE_SIZE, IMAGE_SIZE):
@@ -166,10 +172,12 @@ def load_folder_split(root: Path, split: str) -> Split:
                 raise DataError(f"{label_file}: row {row[:2]} has {len(row)} columns, expected 12")
             try:
                 box, counts = _parse_box(row[1]), [int(c) for c in row[2:]]
+                if box is None:  # a box of other than four numbers was read as no box: the whole image
+                    raise ValueError(row[1])
             except ValueError:
-                raise DataError(f"{label_file} row {reader.line_num} ({row[0]}): the face box {row[1]!r} and the "
-                                f"vote counts {row[2:]} must all be whole numbers; repair the row or extract "
-                                "FER+ again") from None
+                raise DataError(f"{label_file} row {reader.line_num} ({row[0]}): the face box {row[1]!r} (four "
+                                f"numbers) and the vote counts {row[2:]} must all be whole numbers; repair the row "
+                                "or extract FER+ again") from None
             images.append(_decode_png(folder / row[0], box))
             votes.append(counts)
             names.append(row[0])
