@@ -137,3 +137,33 @@ def test_a_face_box_outside_its_image_or_of_other_than_four_numbers_names_the_ro
     (tmp_path / "ferplus" / "FER2013Valid" / rows[1][0]).unlink()
     with pytest.raises(fer.DataError, match=rf"{rows[1][0]} is missing, though label.csv names it"):
         fer.load_split(tmp_path, "valid", cache=False)
+
+
+def test_ship_names_a_metrics_file_or_run_folder_it_cannot_read(tmp_path, capsys):
+    """--metrics that is not an evaluation's JSON was json's bare "Expecting value" (no file
+    named) or, for a list, an AttributeError traceback; a --run folder without config.json was
+    "[Errno 2] No such file or directory". Nothing is shipped in each case."""
+    import json
+
+    from edge_app.vision.classifier import sha256_file
+    from training import ship
+
+    model = tmp_path / "emotion-int8.tflite"
+    model.write_bytes(b"not read: the checks before shipping stop first")
+    rule = {"scale": 1 / 255, "offset": 0.0}
+    model.with_suffix(".json").write_text(json.dumps({"model": model.name, "input": rule}))
+    dest = tmp_path / "dest"
+    for text, said in (("{", "cannot be read as training.evaluate's JSON"), ("[1]", "is not training.evaluate's JSON")):
+        (tmp_path / "m.json").write_text(text)
+        assert ship.main([str(model), "--metrics", str(tmp_path / "m.json"), "--dest", str(dest)]) == 2
+        err = capsys.readouterr().err
+        assert f"--metrics {tmp_path / 'm.json'} {said}" in err and "nothing was written" in err, err
+    metrics = {"sha256": sha256_file(model), "split": "test", "input": rule,
+               "official": {"images": 12}, "argmax": {"images": 12}}
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    assert ship.main([str(model), "--metrics", str(tmp_path / "m.json"), "--dest", str(dest), "--other-test-set",
+                      "--run", str(tmp_path / "no-run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--run {tmp_path / 'no-run'} is not a training run that can be read" in err, err
+    assert "give training.train's --out folder this model came from" in err
+    assert not dest.exists()

@@ -97,14 +97,14 @@ def write_manifest(tflite_path: Path, metrics: dict | None = None, extra: dict |
     return out
 
 
-def read_metrics(path: Path) -> dict:
+def read_metrics(path: Path, remedy: str = "Give the evaluation's .json, or leave --metrics out") -> dict:
     """The evaluation to embed, read before anything is written: a bad --metrics path left
     the new model beside the old manifest, which the device refuses (sha256)."""
     try:
         metrics = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"--metrics {path} cannot be read as training.evaluate's JSON ({exc}); nothing was written. "
-                         "Give the evaluation's .json, or leave --metrics out") from None
+                         f"{remedy}") from None
     if not isinstance(metrics, dict):
         raise ValueError(f"--metrics {path} is not training.evaluate's JSON (an object); nothing was written")
     return metrics

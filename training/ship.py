@@ -30,7 +30,7 @@ from pathlib import Path
 from edge_app.fsutil import atomic_write
 from edge_app.models.registry import headline_accuracy
 from edge_app.vision.classifier import sha256_file, views_from_inference, views_json
-from training.quantize import write_manifest
+from training.quantize import read_metrics, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "edge_app" / "models" / "shipped"  # the device package's model
@@ -128,7 +128,10 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
     source_manifest = model.with_suffix(".json")
     if not model.is_file() or not source_manifest.is_file():
         raise ShipError(f"{model} and its manifest {source_manifest.name} must both exist (training.quantize writes them)")
-    metrics = json.loads(metrics_path.read_text())
+    try:
+        metrics = read_metrics(metrics_path, "Give the .json that training.evaluate wrote for this model")
+    except ValueError as exc:  # it was json's bare "Expecting value" with no file named, or a traceback for a list
+        raise ShipError(str(exc)) from None
     digest = sha256_file(model)
     if metrics.get("sha256") != digest:
         raise ShipError(f"{metrics_path} evaluates another file (sha256 {str(metrics.get('sha256'))[:12]}..., "
@@ -172,7 +175,7 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
     if version:
         extra["version"] = version
     if run is not None:
-        config = json.loads((Path(run).expanduser() / "config.json").read_text())
+        config = read_run_config(Path(run).expanduser())
         if "architecture" in base and config.get("arch") not in (None, base["architecture"]):
             raise ShipError(f"{run} trained '{config.get('arch')}', but {source_manifest.name} is '{base['architecture']}': "
                             "give the run this model came from")
@@ -214,6 +217,20 @@ def ship(model: Path, metrics_path: Path, dest: Path = MODELS_DIR, run: Path | N
         # the manifest last: it is what the device reads, so it never names a missing model
         write_pair(dest, (staged_model, staged_manifest))
     return dest / staged_manifest.name
+
+
+def read_run_config(run: Path) -> dict:
+    """The run's config.json, whose recipe the manifest records; a clear error for a folder
+    that is not a run (it was "[Errno 2] No such file or directory: .../config.json")."""
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ShipError(f"--run {run} is not a training run that can be read ({run / 'config.json'}: "
+                        f"{getattr(exc, 'strerror', None) or exc}): give training.train's --out folder this "
+                        "model came from; nothing was shipped") from None
+    if not isinstance(config, dict):
+        raise ShipError(f"--run {run}: its config.json is not a run's; nothing was shipped")
+    return config
 
 
 def write_pair(dest: Path, staged: tuple[Path, Path]) -> None:
