@@ -167,3 +167,17 @@ def test_ship_names_a_metrics_file_or_run_folder_it_cannot_read(tmp_path, capsys
     assert f"--run {tmp_path / 'no-run'} is not a training run that can be read" in err, err
     assert "give training.train's --out folder this model came from" in err
     assert not dest.exists()
+
+
+def test_the_replay_of_a_run_on_another_backend_names_it():
+    """A run on a GPU machine trains with JAX: its replay command said nothing of it, and
+    replayed on TensorFlow (training.train's default) it computed other numbers."""
+    import shlex
+
+    from training import train
+
+    args = train.parse_args(["--out", "O", "--epochs", "5"])
+    words = shlex.split(train.replay_command(args, 5, backend="jax"))
+    assert words[:4] == ["KERAS_BACKEND=jax", "python", "-m", "training.train"], words
+    assert train.parse_args(words[4:]).epochs == 5
+    assert train.replay_command(args, 5, backend="tensorflow").startswith("python -m training.train ")

@@ -726,10 +726,17 @@ def kill_point(name: str, done: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def replay_command(args, epochs: int, stop_after: int = 0) -> str:
-    """The command that rebuilds this run with a fixed epoch count (no time budget)."""
-    parts = ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
-             f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
+def replay_command(args, epochs: int, stop_after: int = 0, backend: str | None = None) -> str:
+    """The command that rebuilds this run with a fixed epoch count (no time budget), on the
+    Keras backend it ran on (``KERAS_BACKEND=jax`` before it unless TensorFlow, the default
+    here): a GPU run's replay ran on TensorFlow, which computes other numbers."""
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    parts = [] if backend == "tensorflow" else [f"KERAS_BACKEND={backend}"]
+    parts += ["python -m training.train", f"--arch {args.arch}", f"--labels {args.labels}", f"--epochs {epochs}",
+              f"--batch-size {args.batch_size}", f"--lr {args.lr}", f"--augment {args.augment}", f"--seed {args.seed}"]
     if args.warmup:
         parts.append(f"--warmup {args.warmup}")
     if args.teacher:
