@@ -181,3 +181,18 @@ def test_the_replay_of_a_run_on_another_backend_names_it():
     assert words[:4] == ["KERAS_BACKEND=jax", "python", "-m", "training.train"], words
     assert train.parse_args(words[4:]).epochs == 5
     assert train.replay_command(args, 5, backend="tensorflow").startswith("python -m training.train ")
+
+
+def test_a_run_folder_in_the_checkout_that_git_would_commit_is_refused():
+    """--out models/edge wrote megabytes of checkpoints each epoch where `git add -A` takes them
+    and where a GPU call carries them (64 MiB in all); runs/ is the ignored place for them."""
+    from training import train
+
+    repo = Path(train.__file__).resolve().parent.parent
+    said = train.out_in_checkout(repo / "models" / "edge")
+    assert "lies inside the checkout" in said and "--out runs/edge (ignored)" in said, said
+    with pytest.raises(SystemExit, match="lies inside the checkout"):
+        train.train(train.parse_args(["--out", str(repo / "models" / "edge"), "--data", "/nowhere"]))
+    assert not (repo / "models" / "edge").exists()
+    assert train.out_in_checkout(repo / "runs" / "edge") == ""  # ignored
+    assert train.out_in_checkout(repo.parent / "runs-beside-the-checkout" / "edge") == ""

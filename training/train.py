@@ -78,6 +78,27 @@ def git_commit() -> str:
         return "unknown"
 
 
+def out_in_checkout(out: Path) -> str:
+    """What is wrong with ``out`` as a run folder inside this checkout that git does not
+    ignore, "" if nothing: a run's checkpoints (megabytes each epoch) went into ``git add -A``,
+    and into what a GPU call carries (64 MiB), beside the code. ``runs/`` is ignored for them."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        inside = out.expanduser().resolve().relative_to(repo)
+    except ValueError:
+        return ""
+    try:
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"{inside.as_posix()}/"], cwd=repo,
+                                 capture_output=True, timeout=10).returncode
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if ignored != 1:  # 0: ignored; 128: no git or not a checkout, nothing to commit by mistake
+        return ""
+    return (f"--out {out} lies inside the checkout ({repo}) where git does not ignore it: its checkpoints would "
+            f"be committed with the code and carried to a GPU call. Use --out runs/{out.name} (ignored) or a "
+            "folder outside the checkout, e.g. ~/runs/" + out.name)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -890,6 +911,8 @@ def train(args) -> Path:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     out: Path = args.out
+    if problem := out_in_checkout(out):
+        raise SystemExit(problem)
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it or choose another --out")
     recorded = read_config(out) if args.resume else None
