@@ -196,3 +196,21 @@ def test_a_run_folder_in_the_checkout_that_git_would_commit_is_refused():
     assert not (repo / "models" / "edge").exists()
     assert train.out_in_checkout(repo / "runs" / "edge") == ""  # ignored
     assert train.out_in_checkout(repo.parent / "runs-beside-the-checkout" / "edge") == ""
+
+
+def test_a_teacher_overwritten_between_two_legs_is_refused_on_resume(tmp_path):
+    """The replay command names --init-from and --teacher by path only: config.json records
+    their sha256 (input_files), and a resume whose teacher file now holds another network
+    (the same path, other bytes) is refused, where it distilled the rest of the run from it."""
+    from training import ship, train
+
+    teacher = small_network(tmp_path / "t.keras")
+    start = small_network(tmp_path / "start.keras")
+    args = train.parse_args(["--out", str(tmp_path / "run"), "--teacher", str(teacher), "--init-from", str(start)])
+    recorded = {"input_files": train.input_files(args)}
+    assert set(recorded["input_files"]) == {str(teacher), str(start)} and "input_files" in ship.RUN_KEYS
+    train.check_resumed_teachers(args, recorded)  # the same files: resumes
+    small_network(start, classes=NUM_CLASSES)  # the first weights: the backup has replaced them
+    small_network(teacher, face=(48, 48, 1), name="edge-l")  # another network at the teacher's path
+    with pytest.raises(SystemExit, match=rf"--teacher {teacher} holds another network than the run"):
+        train.check_resumed_teachers(args, recorded)

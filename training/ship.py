@@ -41,7 +41,7 @@ RUN_KEYS = ("arch", "labels", "epochs", "batch_size", "lr", "optimizer", "augmen
             "warmup", "teacher", "teacher_views", "distill_alpha", "temperature", "logit_adjust", "average_last",
             "stop_after", "time_budget", "planned_epochs", "cut_short_at_epoch", "replay", "resumed_at",
             "resumed_with",
-            "git_commit", "sizes", "keras", "backend", "versions", "started")
+            "git_commit", "sizes", "input_files", "keras", "backend", "versions", "started")
 
 
 # the FER+ test split as Microsoft's layout gives it, by the two label rules training.evaluate

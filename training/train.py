@@ -248,6 +248,35 @@ def same_setting(key: str, recorded: Any, given: Any) -> bool:
                                            for a, b in zip(before, now))
 
 
+def input_files(args) -> dict[str, str]:
+    """The sha256 of each network file the run starts from or learns from (--init-from, a
+    trained --teacher), by the path given: the replay command names them by path only, and
+    a teacher overwritten between two legs changed the targets of the rest of the run."""
+    from training.models import ARCHITECTURES
+
+    paths = [str(args.init_from)] if args.init_from else []
+    if args.teacher and args.teacher not in ARCHITECTURES:
+        paths += distill.teacher_files(args.teacher)
+    return {path: hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+            for path in paths if Path(path).expanduser().is_file()}
+
+
+def check_resumed_teachers(args, recorded: dict[str, Any]) -> None:
+    """Refuses to resume a distillation whose teacher file now holds another network than the
+    run began with (the same path, other bytes); --init-from only set the first weights, which
+    the backup has replaced, so it may have changed."""
+    before = recorded.get("input_files")
+    if not before or not args.teacher:
+        return
+    now = input_files(args)
+    changed = [f for f in distill.teacher_files(args.teacher)
+               if f in now and list(before.values()).count(now[f]) == 0]
+    if changed:
+        raise SystemExit(f"--teacher {', '.join(changed)} holds another network than the run in {args.out} began "
+                         "with (its sha256 differs from config.json's input_files): resume it with the teacher it "
+                         "was recorded with, or start a new run in a new --out")
+
+
 def check_resumed_data(args, recorded: dict[str, Any], sizes: dict[str, int], digest: str) -> None:
     """Refuses to resume on other images or labels than the run was trained on; --data may
     lie elsewhere now (a copy, another machine, the folder's ``training.data pack``). A run
@@ -919,6 +948,7 @@ def train(args) -> Path:
     libraries = {"backend": keras.backend.backend(), "versions": library_versions()}
     if recorded is not None:
         check_resume(args, recorded)
+        check_resumed_teachers(args, recorded)
         changed = library_changes(recorded, libraries)
         if changed:  # before the backup is read: a Keras that cannot read it is the likely cause
             print(f"note: this run is resumed on other libraries than it last ran on ({'; '.join(changed)}): "
@@ -943,7 +973,8 @@ def train(args) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if recorded is None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        config.update(git_commit=git_commit(), sizes=sizes, data_digest=digest, keras=keras.__version__,
+        config.update(git_commit=git_commit(), sizes=sizes, data_digest=digest, input_files=input_files(args),
+                      keras=keras.__version__,
                       **libraries, python=sys.version.split()[0],
                       started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if not args.time_budget:
