@@ -1202,6 +1202,8 @@ def test_pages_say_the_days_are_running_days_while_no_time_server_has_set_the_cl
     monkeypatch.setattr(clock, "synchronized", lambda: synced[0])
     appliance = make_appliance(with_loop=False, clock_set=None)  # the device's own rule: clock.rule
     appliance.accounts.create_user("ann", PW, "student")
+    # a frame kept while pictures with alerts were on: /live's sentence on it gives the clock words too
+    appliance.store.log_alert(time.time(), "Distracted", "alerts/1.jpg", b"frame")
     s, ann = login(appliance.url), login(appliance.url, "ann", PW)
     for page in ("/live", "/upload"):
         text = " ".join(html.unescape(s.get(f"{appliance.url}{page}", timeout=10).text).split())

@@ -158,13 +158,14 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/live")
     def live_page():
         user = guard.require_user()
+        # turned off since: the frames taken before stay, and "not stored" alone denied them
+        frames_kept = 0 if ctx.cfg.privacy.snapshot_on_alert else reports.stored_snapshots(ctx.store)
         return guard.page("live", title="Live", state=ctx.loop.state if ctx.loop else None, groups=GROUPS,
                           level=state_words(user), snapshots_on=ctx.cfg.privacy.snapshot_on_alert,
-                          # turned off since: the frames taken before stay, and "not stored" alone denied them
-                          frames_kept=0 if ctx.cfg.privacy.snapshot_on_alert else reports.stored_snapshots(ctx.store),
-                          kept_for=kept_for(ctx, user.is_admin), watch=may_watch(user),
-                          # the frame's sentence before it gave the admin's clock words already
-                          states_note=states_logged(ctx, admin=user.is_admin, said=ctx.cfg.privacy.snapshot_on_alert),
+                          frames_kept=frames_kept, kept_for=kept_for(ctx, user.is_admin), watch=may_watch(user),
+                          # the frames' sentence before it gave the admin's clock words already (kept_for)
+                          states_note=states_logged(ctx, admin=user.is_admin,
+                                                    said=ctx.cfg.privacy.snapshot_on_alert or frames_kept > 0),
                           own_chart=own_chart_from(user) is not None)
 
     @app.get("/glance")
