@@ -686,6 +686,25 @@ def test_corrupt_model_at_start_is_a_clear_error(tmp_path):
     assert "detector.manifest in the config names it" in r.stderr and "model.manifest" not in r.stderr
 
 
+def test_a_model_that_does_not_load_is_blamed_on_the_setting_that_named_it(cfg):
+    """Both manifests in one folder: a face detector that did not load was said to be named by
+    model.manifest (the first whose folder the error held); and a relative model.manifest,
+    whose folder is ".", took the blame for any model that failed (every sentence has a ".")."""
+    from edge_app.cli import _pinned_by_config
+
+    both = config_mod.with_changes(cfg, {"model.manifest": "/etc/engage-edge/emotion.json",
+                                         "detector.manifest": "/etc/engage-edge/face.json"})
+    said = _pinned_by_config(both, "face detector file /etc/engage-edge/face.tflite (named by "
+                                   "/etc/engage-edge/face.json) does not exist; copy it there")
+    assert said.startswith("detector.manifest in the config names it: "), said
+    said = _pinned_by_config(both, "model manifest /etc/engage-edge/emotion.json does not exist")
+    assert said.startswith("model.manifest in the config names it: "), said
+    said = _pinned_by_config(both, "/etc/engage-edge/face.tflite does not match its manifest: sha256 1234...")
+    assert said.startswith("model.manifest or detector.manifest in the config names it"), said  # not one, wrongly
+    relative = config_mod.with_changes(cfg, {"model.manifest": "emotion.json"})
+    assert _pinned_by_config(relative, "face detector manifest /opt/face/face.json does not exist.") == ""
+
+
 def test_live_view_during_a_camera_fault_shows_a_placeholder_and_frees_a_closed_viewer(make_appliance, fast_cfg):
     """A stream that wrote nothing during a fault never noticed a closed tab: its viewer
     slot and worker thread stayed taken. The placeholder keeps writing, so they are freed."""

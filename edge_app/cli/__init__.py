@@ -100,11 +100,21 @@ def first_password_waiting(data_dir: Path) -> str | None:
 def _pinned_by_config(cfg: Config, error: str) -> str:
     """Where a model the start could not load was named, when the config file named it: "model
     manifest /etc/engage-edge/m.json does not exist" left the technician to find which setting
-    said so, and that emptying it runs the usual model."""
-    for key, value, usual in (("model.manifest", cfg.model.manifest, "the flashed or shipped emotion model"),
-                              ("detector.manifest", cfg.detector.manifest, "the shipped face detector")):
-        if value and str(Path(value).expanduser().parent) in error:  # the manifest, or the model file beside it
-            return f"{key} in the config names it: correct that path, or empty {key} to run {usual}"
+    said so, and that emptying it runs the usual model. The manifest named in the error, else
+    the folder it lies in (the model file beside it); both manifests in one folder: both named,
+    as "does not match its manifest" cannot tell whose file it was."""
+    pinned = [(key, Path(value).expanduser(), usual) for key, value, usual in (
+        ("model.manifest", cfg.model.manifest, "the flashed or shipped emotion model"),
+        ("detector.manifest", cfg.detector.manifest, "the shipped face detector")) if value]
+    found = [p for p in pinned if str(p[1]) in error]
+    if not found:  # a relative manifest's folder is "." (in every sentence): named only by its own path
+        found = [p for p in pinned if p[1].parent != Path(".") and f"{p[1].parent}{os.sep}" in error]
+    if len(found) == 1:
+        (key, _, usual), = found
+        return f"{key} in the config names it: correct that path, or empty {key} to run {usual}"
+    if found:
+        return ("model.manifest or detector.manifest in the config names it (the two lie in one folder): correct "
+                "that path, or empty the setting to run the flashed or shipped model, or the shipped face detector")
     return ""
 
 
