@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import logging
 
+import mqtt_broker
 import pytest
+from conftest import wait_for
+from mqtt_broker import PASSWORD, USER, Listener
 
 from edge_app.fleet import publisher as publisher_mod
 from edge_app.fleet.publisher import Publisher, names_a_student
 from edge_app.fleet.settings import MqttSettings
 from edge_app.store.accounts import Accounts
 from edge_app.store.database import Store
+
+broker = mqtt_broker.broker  # fixture: a real Mosquitto per test
 
 
 @pytest.fixture
@@ -54,3 +59,31 @@ def test_a_desk_label_holding_a_students_name_is_not_sent_and_the_admin_is_told_
     accounts.create_user("ben", "student-pw-123", "student")
     seat._check_desk()
     assert payloads(seat, store)[0]["desk"] == ""
+
+
+def test_a_label_that_comes_to_name_a_student_goes_from_the_brokers_kept_copies(broker, store, monkeypatch):
+    """Checked again each minute, the label left the next heartbeat, but the broker kept it in
+    the desk's retained state and its Home Assistant discovery: every classroom screen or
+    subscriber that came later was given "Row 2, Ben" until the desk's next reconnection or
+    change of level (a paused desk: hours). Both are sent again, without it."""
+    monkeypatch.setattr(publisher_mod, "DESK_CHECK_EVERY_S", 0.0)  # each wake-up of the sender (a second)
+    pub = Publisher(MqttSettings(host="127.0.0.1", port=broker.port, username=USER, password=PASSWORD,
+                                 device_id="desk-08", desk="Row 2, Ben", keepalive_s=5), store).start()
+    try:
+        wait_for(lambda: pub.status.connected, what="connected")
+        store.log_state_change(1_700_000_000.0, "Engaged", "Engaged", None, None)
+        wait_for(lambda: store.query("SELECT COUNT(*) FROM outbox")[0][0] == 0, what="the state sent")
+        Accounts(store).create_user("ben", "student-pw-123", "student")
+        discovery = "homeassistant/sensor/desk-08/engagement/config"
+
+        def kept_copies() -> tuple[str, str] | None:  # (the retained state's desk, discovery's name) a newcomer gets
+            late = Listener(broker, ["engage/desk-08/state", discovery])
+            try:
+                wait_for(lambda: late.payloads("engage/desk-08/state") and late.payloads(discovery),
+                         what="the retained copies")
+                return late.json("engage/desk-08/state")[-1]["desk"], late.json(discovery)[-1]["device"]["name"]
+            finally:
+                late.close()
+        wait_for(lambda: kept_copies() == ("", "desk-08"), timeout=10, what="the broker's copies without the label")
+    finally:
+        pub.stop()

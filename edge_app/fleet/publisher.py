@@ -262,7 +262,8 @@ class Publisher:
         """The desk's label as it leaves (``_desk``): "" while it names a student account on this
         device (``names_a_student``; the classroom shows the device id instead), said once.
         Asked again every ``DESK_CHECK_EVERY_S`` by the sender: accounts are made at any time.
-        While the accounts cannot be read (a locked database) the last answer stands."""
+        While the accounts cannot be read (a locked database) the last answer stands. A change
+        while connected sends the retained messages that carry it again (``_relabel``)."""
         label = self.settings.desk
         if not label or time.monotonic() - self._desk_checked < DESK_CHECK_EVERY_S:
             return
@@ -272,15 +273,25 @@ class Publisher:
             log.debug("mqtt: the desk label was not checked against the accounts now: %s", exc)
             return
         self._desk_checked = time.monotonic()
-        if not names_a_student(label, students):
-            self._desk = label
+        was, self._desk = self._desk, "" if names_a_student(label, students) else label
+        if self._desk != was and self.status.connected:
+            self._relabel()
+        if self._desk:
             return
-        self._desk = ""
         if not self._desk_said:  # the label stays as set until an admin changes it: said once, not each minute
             log.warning("mqtt: the desk label (mqtt.desk) holds the user name of a student account on this device, so "
                         "it is not sent: the classroom shows the device id %r instead. Give the desk a label that names "
                         'the seat, such as "Row 2, seat 4" (admin page Classroom)', self.settings.device_id)
             self._desk_said = True
+
+    def _relabel(self) -> None:
+        """The broker's retained copies of the label, sent again with the one in force: its
+        discovery config, and the state (at the sender's next turn, ``_state_again``). Only the
+        heartbeat changed, and the broker gave "Row 2, Ben" to every classroom screen and
+        subscriber that came later, until the desk reconnected or its level changed."""
+        for topic, config in discovery_messages(replace(self.settings, desk=self._desk), self._model_version()):
+            self.client.publish(topic, json.dumps(config), qos=1, retain=True)
+        self._restate = self._last_state is not None
 
     def _shown_label(self, body: dict) -> str:
         """A state's ``label`` as it leaves. The configured engagement text names the emotion
