@@ -236,3 +236,14 @@ def test_the_check_says_which_of_the_files_values_a_setting_saved_on_the_admin_p
         running.close()
     code, _ = check(tmp_path, capsys, f'[store]\ndata_dir = "{tmp_path / "none"}"\n')
     assert code == 0 and "note:" not in capsys.readouterr().out  # no database yet: nothing saved, nothing said
+
+
+def test_a_refused_saved_password_is_never_quoted(tmp_path):
+    """The warning for a saved value this release refuses quoted the value and the file's: a
+    damaged saved broker password of the wrong type would have gone to the journal."""
+    from edge_app.web.admin_settings import refused_saved
+
+    secret = "s3cret-broker-pass"
+    cfg = config_mod.load(None, {"mqtt.password": secret + "-file"})
+    said = refused_saved(cfg, {"mqtt.password": [secret]}, ConfigError(f"mqtt.password = {[secret]!r} is not a string"))
+    assert secret not in said and "mqtt.password: the saved value is not allowed" in said

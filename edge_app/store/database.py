@@ -647,7 +647,9 @@ class Store:
         row names (``leftovers``)."""
         try:
             self.image_file(relative).unlink(missing_ok=True)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # a name outside images/: nothing there is this store's to delete
+            log.warning("did not delete %r: %s", relative, exc)
+        except OSError as exc:
             log.warning("could not delete the kept image %s (%s): it is deleted at the next start", relative, exc)
 
     def write_image(self, relative: str, data: bytes) -> str:

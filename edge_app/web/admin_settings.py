@@ -92,6 +92,9 @@ def refused_saved(file_cfg: config_mod.Config, part: dict, exc: config_mod.Confi
     warning said only the rule it broke, and a retention of 5000 days saved under an older
     release became 30 with no word of the 30, nor of where to choose again."""
     ((dotted, value),) = part.items()
+    if "password" in dotted:  # never written to a log, the refusal's words included (they quote the value)
+        return (f"{dotted}: the saved value is not allowed; the config file's is used until an admin saves another "
+                "on Admin > Classroom broker")
     try:
         used = value_of(file_cfg, dotted)
     except (AttributeError, ValueError):  # a setting this release no longer has
