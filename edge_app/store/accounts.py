@@ -18,6 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")  # always fullmatch: "$" would let a final newline in
-USERNAME_RULE = "a user name has 2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit"
+USERNAME_RULE = ("a user name has 2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit; "
+                 "letters a-z only: no accents, no spaces")
 MIN_PASSWORD = 8
 ROLES = ("student", "admin", "instructor")  # instructor: the classroom service (edge_app/fleet/classroom)
 # what each role may do, least first: an instructor also resumes anyone's pause (web/privacy)
@@ -43,6 +45,31 @@ def valid_username(name: str) -> bool:
     """A name a new account may take: ``USERNAME`` with a letter or digit in it. ".." or "--"
     passed the character rule, and read as a path or as nothing in the log and audit."""
     return bool(USERNAME.fullmatch(name or "")) and any(c.isascii() and c.isalnum() for c in name)
+
+
+# letters NFKD does not split into a plain letter and an accent
+_SPELLED_OUT = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ı": "i",
+                              "ð": "d", "ŧ": "t", "ħ": "h"})
+
+
+def suggested_username(name: str, taken: Callable[[str], bool] = lambda _: False) -> str | None:
+    """A user name like ``name`` that the rules allow ("Zoë Müller" -> "zoe.muller"), for a
+    refusal to offer: a class list is pasted from the school's list of real names, and "a
+    user name has 2-32 letters ..." alone left the admin to guess why "Zoë" is no letter.
+    ``taken``: a name that may not be offered (an account's, another line's): a digit is
+    added then. None when nothing close would do (a line of commas, a name of symbols)."""
+    if any(sep in name for sep in ",;"):  # several names on one line (or "Schmidt, Anna"): no one name is right
+        return None
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name.lower().translate(_SPELLED_OUT))
+                    if not unicodedata.combining(c))
+    plain = re.sub(r"[^a-z0-9_.-]", "", re.sub(r"\s+", ".", plain.strip()))
+    plain = re.sub(r"\.{2,}", ".", plain).strip("._-")[:32].strip("._-")
+    if not valid_username(plain):
+        return None
+    for candidate in (plain, *(f"{plain[:31]}{n}" for n in range(2, 10))):
+        if not taken(candidate):
+            return candidate
+    return None
 
 
 class AccountDisabled(AuthError):
@@ -412,7 +439,8 @@ class Accounts:
     # ------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str = "student", must_change: bool = False) -> User:
         if not valid_username(username):
-            raise AuthError(USERNAME_RULE, "username")
+            offer = suggested_username(username, lambda name: self.find(name) is not None)
+            raise AuthError(USERNAME_RULE + (f"; {offer!r} would do" if offer else ""), "username")
         if role not in ROLES:
             raise AuthError(f"role must be one of {ROLES}", "role")
         check_password_rules(password, username)
@@ -425,22 +453,37 @@ class Accounts:
                 raise AuthError(f"the user {username!r} already exists", "username") from None
             raise
 
-    def create_students(self, names: list[str]) -> list[tuple[User, str]]:
+    def create_students(self, names: list[str], lines: list[int] | None = None) -> list[tuple[User, str]]:
         """A class at once: a student account for each name, each with a generated password
         they replace at their first log-in; returns (user, password) to be handed out once.
         All names are checked first: one bad or taken name creates none and is named with its
-        line, so the list is corrected and sent again whole."""
-        problems, seen = [], set()
-        for line, name in enumerate(names, 1):
+        line, so the list is corrected and sent again whole. ``lines``: each name's line in
+        what the admin typed (empty lines skipped there; else 1, 2, ...): "line 5" named the
+        fifth name, on the sixth line of a list with an empty one."""
+        lines = lines or list(range(1, len(names) + 1))
+        wanted = {name.lower() for name in names}
+        problems, seen, offered, existing, bad = [], set(), set(), 0, False
+
+        def unavailable(name: str) -> bool:  # an account's, or a name on the list or offered for another line
+            return name in wanted or name in offered or self.find(name) is not None
+
+        for line, name in zip(lines, names):
             if not valid_username(name):
-                problems.append(f"line {line} ({name[:40]!r}): {USERNAME_RULE}")
+                bad, offer = True, suggested_username(name, unavailable)
+                offered.add(offer)
+                problems.append(f"line {line} ({name[:40]!r}): not a user name" + (
+                    f": {offer} would do" if offer else ": one name a line" if any(c in name for c in ",;") else ""))
             elif name.lower() in seen:
                 problems.append(f"line {line} ({name}): twice in the list")
             elif self.find(name):
+                existing += 1
                 problems.append(f"line {line} ({name}): the user already exists")
             seen.add(name.lower())
+        if names and existing == len(names):  # the same list again: a second send after the sheet's minute, another day
+            raise AuthError("every name on the list has an account already: was this list sent before? Their first "
+                            "passwords were shown then; a lost one is reset on the student's row", "names")
         if problems:
-            raise AuthError("; ".join(problems), "names")
+            raise AuthError("; ".join(problems) + (f" ({USERNAME_RULE})" if bad else ""), "names")
         passwords = [_temporary_password_for(name) for name in names]
         hashes = [hash_password(pw) for pw in passwords]  # before the write lock: scrypt is the slow part
         made = []

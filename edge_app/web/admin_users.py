@@ -152,7 +152,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         text = request.forms.getunicode("names", "") or ""
         # a list pasted from a spreadsheet must not be lost to the password asked again
         guard.require_recent_password(keep={"names": text})
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+        # each name with its line as the admin sees it in the box: empty lines are counted there
+        lines, names = map(list, zip(*[(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
+                                       if line.strip()])) if text.strip() else ([], [])
         # clicked twice while 30 passwords hash, or the sheet reloaded: the second send got
         # "already exists" and the browser dropped the first answer, the only one with the passwords
         attempt, form = request.forms.get("attempt") or "", "\n".join(names).lower()
@@ -167,7 +169,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
                 raise AuthError("the list is empty: write one user name a line", "names")
             if len(names) > MAX_CLASS:
                 raise AuthError(f"at most {MAX_CLASS} names at once ({len(names)} given)", "names")
-            made = ctx.accounts.create_students(names)
+            made = ctx.accounts.create_students(names, lines)
         except AuthError as exc:
             class_submissions.failed(me.id, attempt, form)
             return HTTPResponse(render(me, {"names": text, "invalid": "names"}, error=f"No student created: {exc}."),

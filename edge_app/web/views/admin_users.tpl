@@ -115,8 +115,8 @@
     % err = lambda field: 'users-error' if invalid == field else ''
     % told = lambda *ids: ' aria-describedby="' + ' '.join(i for i in ids if i) + '"' if any(ids) else ''
     <label for="n-username">User name</label>
-    <input id="n-username" name="username" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required pattern="(?=.*[A-Za-z0-9])[A-Za-z0-9_.\-]{2,32}" title="2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit" value="{{typed.get('username', '')}}"{{!told('n-username-hint', err('username'))}}{{!bad('username')}}>
-    <p class="hint" id="n-username-hint">2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit</p>
+    <input id="n-username" name="username" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required pattern="(?=.*[A-Za-z0-9])[A-Za-z0-9_.\-]{2,32}" title="2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit; letters a-z only: no accents, no spaces" value="{{typed.get('username', '')}}"{{!told('n-username-hint', err('username'))}}{{!bad('username')}}>
+    <p class="hint" id="n-username-hint">2-32 letters, digits, dots, dashes or underscores, at least one a letter or digit; letters a-z only: no accents, no spaces</p>
     <label for="n-password">Password (at least 8 characters)</label>
     <input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required{{!told(err('password'))}}{{!bad('password')}}>
     <label class="check"><input id="n-temporary" type="checkbox" name="temporary"{{' checked' if typed.get('temporary', True) else ''}}{{!told(err('temporary'))}}{{!bad('temporary')}}> They choose their own password at the first log-in</label>
@@ -135,7 +135,8 @@
     <label for="c-names">Class list: each student's log-in name on a line of its own</label>
     <textarea id="c-names" name="names" rows="8" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required{{!told('c-names-hint', err('names'))}}{{!bad('names')}}>{{typed.get('names', '')}}</textarea>
     <p class="hint" id="c-names-hint">Each gets a generated password, shown once on the next page to print or copy;
-      they choose their own at the first log-in. One name that is taken or not allowed creates none, and is named.</p>
+      they choose their own at the first log-in. One name that is taken or not allowed creates none, and is named
+      (with one that would do: user names have the letters a-z only, no accents or spaces).</p>
     <button type="submit">Add students</button>
   </form>
   <h2>End of a term</h2>

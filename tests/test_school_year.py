@@ -1,0 +1,77 @@
+"""A school year on one device as its admin lives it, over real HTTP: a class made from a
+pasted list of real names in September, students who leave, "Delete every student" in June,
+and a new student next September who gets an old one's user name."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from edge_app.store.accounts import suggested_username
+from tests.conftest import login
+
+
+@pytest.fixture
+def quiet(make_appliance):
+    """The web UI on its store, without the camera loop."""
+    return make_appliance(with_loop=False)
+
+
+def error_of(page: str) -> str:
+    found = re.search(r'id="users-error">(.*?)</p>', page, re.S)
+    assert found, "no error on the page"
+    return html.unescape(found.group(1))
+
+
+@pytest.mark.parametrize("name, offer", [("Zoë Müller", "zoe.muller"), ("Ben Smith", "ben.smith"),
+                                         ("  José-Luis  Ørsted ", "jose-luis.orsted"), ("Günther Weiß", "gunther.weiss"),
+                                         ("Anna\tSchmidt", "anna.schmidt"), ("Schmidt, Anna", None), ("ü", None),
+                                         ("***", None)])
+def test_a_name_with_accents_or_spaces_gets_one_that_would_do(name, offer):
+    assert suggested_username(name) == offer
+
+
+def test_a_suggestion_is_never_a_taken_name():
+    assert suggested_username("Zoë Müller", {"zoe.muller", "zoe.muller2"}.__contains__) == "zoe.muller3"
+
+
+def test_a_pasted_class_list_names_each_refused_line_as_the_box_shows_it_with_a_name_that_would_do(quiet):
+    """A list pasted from the school's register: real names with accents and spaces, a blank
+    line between two halves of the class. The refusal said "line 5" of the name on the box's
+    sixth line (blank lines were not counted), and of "Zoë Müller" only that a user name
+    has "letters", which ë is to a teacher: now each refused line is named by its place in
+    the box, with a user name that would do (not one taken or on the list already)."""
+    s = login(quiet.url)
+    quiet.accounts.create_user("ben.smith", "ben-smith-pw-1")
+    names = "anna.k\nZoë Müller\n\nBen Smith\nzoe.muller\n\nanna.k\nSchmidt, Anna\n"
+    r = s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": names}, timeout=30)
+    assert r.status_code == 400
+    said = error_of(r.text)
+    assert "line 2 ('Zoë Müller'): not a user name: zoe.muller2 would do" in said  # zoe.muller is on line 5
+    assert "line 4 ('Ben Smith'): not a user name: ben.smith2 would do" in said  # ben.smith has an account
+    assert "line 7 (anna.k): twice in the list" in said
+    assert "line 8 ('Schmidt, Anna'): not a user name: one name a line" in said
+    assert "letters a-z only: no accents, no spaces" in said
+    assert html.unescape(r.text).count(names.rstrip("\n")) == 1  # the list comes back as typed, to correct
+    assert quiet.accounts.find("anna.k") is None  # none made
+
+
+def test_a_single_user_name_with_an_accent_gets_one_that_would_do(quiet):
+    s = login(quiet.url)
+    r = s.post(f"{quiet.url}/admin/users", data={"csrf": s.csrf, "username": "Zoë", "password": "zoes-first-pw-1",
+                                                 "role": "student", "temporary": "on"}, timeout=30)
+    assert r.status_code == 400 and "'zoe' would do" in error_of(r.text)
+
+
+def test_a_class_list_sent_again_another_day_says_what_happened(quiet):
+    """The same list sent again after the sheet's minute (the next day, from the same tab):
+    35 lines of "the user already exists" read like 35 problems; it is one."""
+    s = login(quiet.url)
+    names = "\n".join(f"pupil{i:02d}" for i in range(35))
+    assert s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": names}, timeout=60).ok
+    r = s.post(f"{quiet.url}/admin/users/class", data={"csrf": s.csrf, "names": names}, timeout=60)
+    assert r.status_code == 400
+    said = error_of(r.text)
+    assert "every name on the list has an account already: was this list sent before?" in said
+    assert "line" not in said
