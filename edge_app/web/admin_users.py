@@ -246,6 +246,13 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             ctx.accounts.set_disabled(user_id, False)
             message = f"Enabled {target.username}."
             audit = ("enabled user", "")
+        elif action == "password" and not request.forms.getunicode("password"):
+            # none typed: a generated one, on this answer only (a redirect's note is read again on a reload)
+            password = ctx.accounts.give_password(user_id)
+            log.info("admin %s: generated a new password for %s", me.username, target.username)
+            ctx.store.audit(me.username, "reset password of", target.username, "generated temporary password")
+            return guard.page("admin_password_given", title="New password", target=target, password=password,
+                              query=page_query())
         elif action == "password":
             try:
                 must_change = temporary()

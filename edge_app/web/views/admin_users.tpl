@@ -51,7 +51,8 @@
           <form method="post" action="/admin/users/{{u['id']}}/password{{query}}" class="row">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <div><label for="pw-{{u['id']}}">New password<span class="sr-only"> for {{u['username']}}</span></label>
-            <input id="pw-{{u['id']}}" name="password" type="password" minlength="8" autocomplete="new-password" required></div>
+            <input id="pw-{{u['id']}}" name="password" type="password" minlength="8" autocomplete="new-password" aria-describedby="pw-hint-{{u['id']}}">
+            <p class="hint" id="pw-hint-{{u['id']}}">Left empty: a generated one, shown once.</p></div>
             <label class="check"><input type="checkbox" name="temporary" checked> they choose their own at the next log-in</label>
             <button type="submit" class="secondary">Reset password<span class="sr-only"> of {{u['username']}}</span></button>
           </form>
