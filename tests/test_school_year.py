@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import pytest
 
@@ -99,3 +100,36 @@ def test_a_forgotten_password_is_reset_to_a_generated_one_shown_once(quiet):
     audit = quiet.store.query("SELECT action, target, detail FROM audit ORDER BY id DESC LIMIT 1")[0]
     assert tuple(audit) == ("reset password of", "anna.k", "generated temporary password") and given not in str(audit)
     assert given not in s.get(f"{quiet.url}/admin/users", timeout=10).text
+
+
+def test_next_septembers_anna_k_sees_nothing_of_last_years(quiet, face_jpeg):
+    """June: "Delete every student". September: a new student gets the user name a deleted
+    one had. Nothing of the old account reaches the new one: not her photos, her last
+    log-in or her failed log-ins (a lock) on the Users page, nor a session of hers."""
+    store, accounts = quiet.store, quiet.accounts
+    old = accounts.create_user("anna.k", "old-annas-pw-1")
+    store.add_upload(old.id, "june.jpg", 10, 10, [])
+    old_session = login(quiet.url, "anna.k", "old-annas-pw-1")
+    for _ in range(accounts.throttle.lock_after_user):  # someone guessed at her name from one address
+        store.execute("INSERT INTO login_failures(key, t) VALUES ('user:anna.k|10.0.0.9', ?)", (time.time(),))
+    assert "anna.k" in accounts.locked_users()
+    admin = login(quiet.url)
+    page = admin.post(f"{quiet.url}/admin/users/students/delete", data={"csrf": admin.csrf}, timeout=10).text
+    ids = re.findall(r'name="user" value="(\d+)"', page)
+    admin.post(f"{quiet.url}/admin/users/students/delete", data={"csrf": admin.csrf, "confirm": "yes", "user": ids},
+               timeout=10)
+    made = admin.post(f"{quiet.url}/admin/users/class", data={"csrf": admin.csrf, "names": "anna.k"}, timeout=30).text
+    first = re.search(r"<code>([^<]+)</code>", made).group(1)
+    new = accounts.find("anna.k")
+    assert new.id != old.id and accounts.locked_users() == set()
+    row = re.search(r'<tr data-user="anna.k">(.*?)</tr>', admin.get(f"{quiet.url}/admin/users", timeout=10).text,
+                    re.S).group(1)
+    assert "(locked)" not in row and "<td>0</td>" in row and "<td>never</td>" in row
+    assert old_session.get(f"{quiet.url}/api/state", timeout=10).status_code == 401
+    anna = login(quiet.url, "anna.k", first)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', anna.get(f"{quiet.url}/account", timeout=10).text).group(1)
+    anna.post(f"{quiet.url}/account", data={"csrf": csrf, "current": first, "new": "new-annas-pw-2",
+                                            "again": "new-annas-pw-2"}, timeout=10)
+    upload = anna.get(f"{quiet.url}/upload", timeout=10).text
+    assert "june.jpg" not in upload and 'id="history"' not in upload
+    assert 'id="sessions-others"' not in anna.get(f"{quiet.url}/account", timeout=10).text
