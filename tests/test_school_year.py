@@ -133,3 +133,26 @@ def test_next_septembers_anna_k_sees_nothing_of_last_years(quiet, face_jpeg):
     upload = anna.get(f"{quiet.url}/upload", timeout=10).text
     assert "june.jpg" not in upload and 'id="history"' not in upload
     assert 'id="sessions-others"' not in anna.get(f"{quiet.url}/account", timeout=10).text
+
+
+def test_the_printed_class_sheet_says_where_to_log_in_and_prints_the_sheet_alone(quiet, browser):
+    """The sheet a teacher prints and cuts into slips said no address (the class could not find
+    the device), and printed the menu, the camera switch and the footer around the passwords."""
+    from tests.conftest import ADMIN_PASSWORD, browser_login
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        browser_login(page, quiet.url, "admin", ADMIN_PASSWORD)
+        page.goto(f"{quiet.url}/admin/users")
+        page.locator("textarea[name=names]").fill("ada\nbob")
+        page.get_by_role("button", name="Add students").click()
+        page.wait_for_url("**/admin/users/class")
+        assert page.locator("#log-in-at").inner_text() == f"Log in at {quiet.url}/login"
+        page.emulate_media(media="print")
+        assert page.locator("#class-passwords").is_visible() and page.locator("#log-in-at").is_visible()
+        for hidden in ("header.top", "footer", "#shown-once"):
+            assert not page.locator(hidden).is_visible(), hidden
+    finally:
+        context.close()

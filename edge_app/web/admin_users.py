@@ -82,6 +82,13 @@ class ClassSheets:
         return len(self._sheets)
 
 
+def login_address() -> str:
+    """Where the students log in, as the admin's browser reached the device (behind a trusted
+    proxy, its scheme and host): a printed password sheet said no address, and a class could
+    not find the device."""
+    return f"{request.urlparts.scheme}://{request.get_header('Host', '')}/login"
+
+
 def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     # "Add user" clicked twice (or its answer reloaded) sends the form twice: the second is
     # answered with the first's outcome, not "already exists" under an account just made
@@ -161,7 +168,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         if class_submissions.claim(me.id, attempt, form) is not None:
             sheet = class_sheets.get((me.id, attempt[:64]))
             if sheet is not None:
-                return guard.page("admin_users_created", title="Students created", made=sheet, again=True)
+                return guard.page("admin_users_created", title="Students created", login_at=login_address(), made=sheet, again=True)
             guard.flash_redirect("/admin/users", "These students were created when this list was first sent, and "
                                  "their first passwords shown then. A lost one: Reset password on their row.")
         try:
@@ -184,7 +191,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             class_sheets.put((me.id, attempt[:64]), made)
         class_submissions.done(me.id, attempt, made[0][0].id, form)
         guard.forget_kept_forms("/admin/users")  # the list kept over a confirmation did its job
-        return guard.page("admin_users_created", title="Students created", made=made, again=False)
+        return guard.page("admin_users_created", title="Students created", login_at=login_address(), made=made, again=False)
 
     @app.post("/admin/users/students/delete")
     def delete_students():
@@ -252,6 +259,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             log.info("admin %s: generated a new password for %s", me.username, target.username)
             ctx.store.audit(me.username, "reset password of", target.username, "generated temporary password")
             return guard.page("admin_password_given", title="New password", target=target, password=password,
+                              login_at=login_address(),
                               query=page_query())
         elif action == "password":
             try:

@@ -5,6 +5,7 @@
   <p class="ok" role="status">Their sessions ended. They log in with this password and then choose their own.</p>
   <p class="error" id="shown-once"><strong>Shown only here, once:</strong> write it down or print this page (Ctrl+P)
     now. A lost one is reset again on the Users page.</p>
+  <p id="log-in-at">Log in at <strong>{{login_at}}</strong></p>
   <div class="table-wrap">
   <table id="given-password">
     <thead><tr><th scope="col">User name</th><th scope="col">New password</th></tr></thead>

@@ -8,6 +8,7 @@
   <p class="error" id="shown-once"><strong>Shown only here, once:</strong> print this page (Ctrl+P) or copy the list
     now. Each student logs in with this password and then chooses their own; after a minute nobody can see these
     again (a forgotten one is reset on the Users page).</p>
+  <p id="log-in-at">Log in at <strong>{{login_at}}</strong></p>
   <div class="table-wrap">
   <table id="class-passwords">
     <thead><tr><th scope="col">User name</th><th scope="col">First password</th></tr></thead>
