@@ -156,3 +156,23 @@ def test_the_printed_class_sheet_says_where_to_log_in_and_prints_the_sheet_alone
             assert not page.locator(hidden).is_visible(), hidden
     finally:
         context.close()
+
+
+def test_an_admin_logs_a_student_out_of_a_log_in_left_open(quiet):
+    """A student left logged in on a shared computer: the next user acts as them. The admin
+    could only reset the password or disable and enable the account; "Log out" ends their
+    log-ins, the password and the account as they were."""
+    quiet.accounts.create_user("ada", "adas-password-1", "student")
+    left_open = login(quiet.url, "ada", "adas-password-1")
+    assert left_open.get(f"{quiet.url}/api/state", timeout=10).status_code == 200
+    s = login(quiet.url)
+    r = s.post(f"{quiet.url}/admin/users/{quiet.accounts.find('ada').id}/logout",
+               data={"csrf": s.csrf}, timeout=10)
+    assert r.ok and "Logged ada out of 1 browser." in html.unescape(r.text)
+    assert left_open.get(f"{quiet.url}/api/state", timeout=10).status_code == 401
+    assert login(quiet.url, "ada", "adas-password-1").get(f"{quiet.url}/api/state", timeout=10).status_code == 200
+    assert quiet.store.query("SELECT action, detail FROM audit WHERE target = 'ada'")[-1][:] == ("logged out", "1 log-in ended")
+    me = quiet.accounts.find("admin").id
+    r = s.post(f"{quiet.url}/admin/users/{me}/logout", data={"csrf": s.csrf}, timeout=10)
+    assert "use Log out everywhere else on Your account" in html.unescape(r.text)
+    assert s.get(f"{quiet.url}/api/state", timeout=10).status_code == 200  # still logged in

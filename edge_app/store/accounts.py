@@ -731,6 +731,12 @@ class Accounts:
             return conn.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
                                 (user.id, _token_hash(token))).rowcount
 
+    def end_sessions(self, user_id: int) -> int:
+        """Log a user out everywhere (an admin's doing: a student's log-in left open on a shared
+        computer, whose next user would act as them); returns how many log-ins ended. Their
+        password and known browsers stay: nothing of theirs was guessed."""
+        return self.store.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
     def purge_sessions(self) -> int:
         """Delete expired sessions and failed log-ins past the throttle's window or its lock,
         whichever is longer (a lock must outlive the failures that made it); returns

@@ -234,6 +234,9 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             guard.flash_redirect(back, "That user no longer exists.", error=True)
         if target.id == me.id and action in ("disable", "delete"):
             guard.flash_redirect(back, "You cannot disable or delete your own account.", error=True)
+        if target.id == me.id and action == "logout":  # this very log-in too: Your account ends the others
+            guard.flash_redirect(back, "To end your other log-ins, use Log out everywhere else on Your account.",
+                                 error=True)
         if target.id == me.id and action == "role":  # an admin demoting themselves by a slip locks them out of here
             guard.flash_redirect(back, "You cannot change your own role: another admin changes it.", error=True)
         if target.id == me.id and action == "password":  # here no current password is asked: a stolen session
@@ -282,6 +285,11 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             message = f"The role of {target.username} is now {role}" + (
                 "; their sessions ended, so they log in again with the new role." if fewer else ".")
             audit = ("changed role of", f"{target.role} to {role}")
+        elif action == "logout":  # a log-in left open on a shared computer: the next user would act as them
+            n = ctx.accounts.end_sessions(user_id)
+            message = (f"Logged {target.username} out of {n} browser{'' if n == 1 else 's'}." if n
+                       else f"{target.username} was not logged in anywhere; nothing changed.")
+            audit = ("logged out", f"{n} log-in{'' if n == 1 else 's'} ended")
         elif action == "unlock":
             n = ctx.accounts.unlock(target.username)
             message = f"Unlocked {target.username}: {n} failed log-ins forgotten."

@@ -78,6 +78,12 @@
           </form>
           % end
           % if u['id'] != me.id:
+          <form method="post" action="/admin/users/{{u['id']}}/logout{{query}}" class="inline">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <button type="submit" class="secondary">Log out<span class="sr-only"> {{u['username']}}</span></button>
+          </form>
+          % end
+          % if u['id'] != me.id:
           <form method="post" action="/admin/users/{{u['id']}}/{{'enable' if u['disabled'] else 'disable'}}{{query}}" class="inline">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <button type="submit" class="secondary">{{'Enable' if u['disabled'] else 'Disable'}}<span class="sr-only"> {{u['username']}}</span></button>
