@@ -241,6 +241,23 @@ def browser():
 
 
 @contextlib.contextmanager
+def device_zone(rule: str):
+    """The process's (the device's) local zone set to ``rule`` (a POSIX TZ rule such as
+    "CET-1CEST,M3.5.0,M10.5.0/3"), and back afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = rule
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@contextlib.contextmanager
 def admin_password_env():
     """ENGAGE_ADMIN_PASSWORD set while an appliance starts, for module-scoped fixtures
     (``monkeypatch`` is per test)."""

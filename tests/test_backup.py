@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ENGAGE_EDGE, mounted_tmpfs, wait_for
+from conftest import ENGAGE_EDGE, device_zone, mounted_tmpfs, wait_for
 
 from edge_app.cli import main
 from edge_app.store.backup import backup
@@ -308,18 +308,9 @@ def test_export_since_the_first_day_of_the_calendar_exports_everything(store, tm
     Unix time in a zone east of UTC ("year 0 is out of range")."""
     store.log_state_change(1_780_000_000.0, "Absent", "Absent", None, None)
     store.log_minute({"minute": 1_780_000_020, "frames": 10, "faces": 0, "Absent": 60.0})
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
-    time.tzset()
-    try:
+    with device_zone("CET-1CEST,M3.5.0,M10.5.0/3"):
         assert main(["export", "--since", "0001-01-01", "--data-dir", str(store.data_dir),
                      "--config", str(_empty(tmp_path))]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["kind"] for r in rows] == ["state", "minute"]
 

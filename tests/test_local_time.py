@@ -6,9 +6,7 @@ The device's zone is set with POSIX TZ rules (no tz database needed): Central Eu
 time, or made-up zones whose clocks changed minutes ago, so the real clock meets a change."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 
 import pytest
@@ -17,27 +15,11 @@ from edge_app import config as config_mod
 from edge_app.store import export, reports
 from edge_app.store.database import Store
 from edge_app.web.live import zone_spans
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, login, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, device_zone, login, wait_in_page
 
 BERLIN = "CET-1CEST,M3.5.0,M10.5.0/3"  # Central European time: the last Sundays of March and October
 AUTUMN_CHANGE = 1792890000.0  # 2026-10-25 01:00 UTC: 03:00 CEST becomes 02:00 CET
 SPRING_CHANGE = 1774746000.0  # 2026-03-29 01:00 UTC: 02:00 CET becomes 03:00 CEST
-
-
-@contextlib.contextmanager
-def device_zone(rule: str):
-    """The process's (the device's) local zone set to ``rule``, and back afterwards."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = rule
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 def went_forward_at(t: int) -> str:

@@ -516,6 +516,19 @@ def test_a_refused_resume_leaves_the_keyboard_on_the_words_that_say_why(paused_a
         context.close()
 
 
+def on_a_class_sheet(page, url: str, names: str) -> str:
+    """``page``, logged in as the admin, on the one-time password sheet of a class of ``names``
+    (one a line), marked so a reload or another page shows (``window.sameDocument``); its table's text."""
+    page.set_default_timeout(15000)
+    browser_login(page, url)
+    page.goto(f"{url}/admin/users")
+    page.get_by_label("Class list").fill(names)
+    page.get_by_role("button", name="Add students").click()
+    page.wait_for_url(f"{url}/admin/users/class")
+    page.evaluate("window.sameDocument = true")  # a reload or another page drops it
+    return page.locator("#class-passwords").inner_text()
+
+
 def test_pausing_on_a_class_password_sheet_keeps_the_sheet(paused_app, browser):
     """"Pause camera" on the answer to a form (the one-time password sheet after Add a class)
     sent the browser to a GET of that path: "Not a page to open", and the passwords, shown
@@ -524,15 +537,8 @@ def test_pausing_on_a_class_password_sheet_keeps_the_sheet(paused_app, browser):
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.set_default_timeout(15000)
-        browser_login(page, app.url)
-        page.goto(f"{app.url}/admin/users")
-        page.get_by_label("Class list").fill("lea.b\ntom.k")
-        page.get_by_role("button", name="Add students").click()
-        page.wait_for_url(f"{app.url}/admin/users/class")
-        sheet = page.locator("#class-passwords").inner_text()
+        sheet = on_a_class_sheet(page, app.url, "lea.b\ntom.k")
         assert "lea.b" in sheet and "tom.k" in sheet
-        page.evaluate("window.sameDocument = true")  # a reload or another page drops it
         page.get_by_role("button", name="Pause camera").click()
         page.get_by_role("button", name="Resume camera").wait_for()
         assert page.locator("#paused").inner_text() == "Camera paused"
@@ -729,14 +735,7 @@ def test_a_pause_whose_request_fails_says_so_on_the_page_and_opens_no_tab(paused
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.set_default_timeout(15000)
-        browser_login(page, app.url)
-        page.goto(f"{app.url}/admin/users")
-        page.get_by_label("Class list").fill("lea.b")
-        page.get_by_role("button", name="Add students").click()
-        page.wait_for_url(f"{app.url}/admin/users/class")
-        sheet = page.locator("#class-passwords").inner_text()
-        page.evaluate("window.sameDocument = true")  # a reload or another page drops it
+        sheet = on_a_class_sheet(page, app.url, "lea.b")
         page.route("**/api/pause", lambda route: route.abort())  # the device out of reach
         page.get_by_role("button", name="Pause camera").click()
         said = page.get_by_role("alert").filter(has_text="The camera may not be paused")
