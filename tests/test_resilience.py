@@ -83,6 +83,18 @@ def assert_kept(store: Store, before: dict[str, list[tuple]]) -> None:
     assert store.query("PRAGMA foreign_key_check") == [] and store.integrity_ok()
 
 
+
+def killed_once_held(child: subprocess.Popen, flag, what: str) -> None:
+    """SIGKILL ``child`` once it has written ``flag`` (it then holds at the moment chosen), as a
+    power cut would; it must not have ended before."""
+    try:
+        wait_for(lambda: flag.exists() or child.poll() is not None, 30, what=what)
+        assert child.poll() is None, child.communicate()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+
 def test_a_first_release_database_comes_through_every_migration_whole(tmp_path, cfg):
     """A desk set up with the first release and upgraded to this one: every row is there, the
     same, under its number; both can log in with their passwords; the kept photo and the alert's
@@ -251,13 +263,7 @@ def test_a_clean_up_killed_between_its_rows_and_their_photos_leaves_no_photo_aft
     flag = tmp_path / "held"
     child = subprocess.Popen([sys.executable, "-c", PURGING_CHILD, str(data), str(flag)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: flag.exists() or child.poll() is not None, 30, what="the clean-up removing photos")
-        assert child.poll() is None, child.communicate()
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.communicate(timeout=30)
+    killed_once_held(child, flag, "the clean-up removing photos")
     images = data / "images" / "uploads"
     assert len(list(images.iterdir())) == 20 - 2  # the rows went; 8 of their photos are still there
     store = Store(data)  # the next start
@@ -322,13 +328,7 @@ def test_a_restore_killed_between_its_moves_is_put_back_by_the_command_the_start
     child = subprocess.Popen([sys.executable, "-c", RESTORING_CHILD, str(flag), str(moves), "restore", str(saved),
                               "--data-dir", str(data), "--config", str(config)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: flag.exists() or child.poll() is not None, 30, what="the restore moving files aside")
-        assert child.poll() is None, child.communicate()
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.communicate(timeout=30)
+    killed_once_held(child, flag, "the restore moving files aside")
     from edge_app.store.database import StoreError
 
     with pytest.raises(StoreError, match="engage.db is missing, but") as refused:
