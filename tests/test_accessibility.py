@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from edge_app.engagement import GROUPS
-from tests.conftest import ADMIN_PASSWORD, browser_login, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, browser_login, stays, wait_in_page
 from tests.test_browser import STUDENT, STUDENT_PW, server  # noqa: F401 - the shared module fixture
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -396,3 +396,36 @@ def test_the_filters_dropdowns_show_their_words_whole_at_320px(browser, with_dat
     assert page.evaluate(SELECTS_CUT) == []
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.context.close()
+
+
+def test_a_pause_whose_answer_was_lost_says_once_that_it_paused_after_all(browser, server):  # noqa: F811
+    """The pause reached the device, its answer did not: the note told a screen reader "The
+    camera may not be paused ... Press Pause camera again", then went without a word when the
+    next poll found the camera paused. The keyboard was still on the button, now "Resume
+    camera" unheard: pressed again as told, it resumed the camera the student had just paused.
+    The note now says, once, that the camera is paused after all."""
+    page = log_in(browser, server, DESKTOP)
+    try:
+        page.goto(server.url + "/admin/users")
+
+        def answer_lost(route):
+            route.fetch()  # the device takes the press ...
+            route.abort()  # ... and its answer is lost on the way back
+        page.route("**/api/pause", answer_lost)
+        page.get_by_role("button", name="Pause camera").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("alert").filter(has_text="The camera may not be paused").wait_for()
+        said = page.get_by_role("alert").filter(has_text="The camera is paused after all.")
+        said.wait_for()
+        assert page.evaluate("document.activeElement.id") == "privacy-button"
+        assert page.locator("#privacy-button").inner_text() == "Resume camera"
+        page.evaluate("""() => { window.changed = 0; new MutationObserver(() => { window.changed++; })
+            .observe(document.getElementById('privacy-error'), {childList: true, subtree: true, characterData: true}); }""")
+        assert stays(lambda: page.evaluate("window.changed") == 0 and said.count() == 1, 1.5), "said again at a poll"
+        server.loop.privacy.resume()  # from elsewhere (the desk's button): the note is no longer true, and goes
+        page.get_by_role("button", name="Pause camera").wait_for()
+        assert page.locator("#privacy-error").count() == 0
+    finally:
+        server.loop.privacy.resume()
+        page.context.close()
+

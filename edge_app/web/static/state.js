@@ -70,8 +70,7 @@
   function showSwitch(paused, canResume, label) {
     const form = document.querySelector("form.privacy");
     if (!form) return;
-    const failed = document.getElementById("privacy-error");  // a press whose answer never came (switchFailed):
-    if (failed && failed.dataset.paused === String(paused)) failed.remove();  // it did switch after all
+    settleFailure(paused);
     let button = document.getElementById("privacy-button");
     let pill = document.getElementById("paused");
     if (paused) {
@@ -186,8 +185,29 @@
     note.className = "error";
     note.setAttribute("role", "alert");
     note.dataset.paused = String(pausing);  // what the press asked for: the note goes once the camera is so
+    if (status === 0) note.dataset.unanswered = "1";  // ... or says so, when it may have switched (settleFailure)
     note.textContent = now + ": " + why;
     (document.getElementById("main") || document.body).prepend(note);
+  }
+
+  // The camera is as a failed press asked after all. A press whose answer never came (the device took it, its answer
+  // was lost) says so, in its own alert, where the note went without a word: a screen reader had heard "Press Pause
+  // camera again" and was still on the button, now "Resume camera" unheard, and pressed again it resumed the camera
+  // the student had just paused. Said once (settled), that goes when the camera switches again; a note of a press
+  // refused (an answer came) goes at once, as before.
+  function settleFailure(paused) {
+    const note = document.getElementById("privacy-error");
+    if (!note) return;
+    const asked = note.dataset.paused === String(paused);
+    if (note.dataset.settled) {
+      if (!asked) note.remove();  // paused or resumed since: no longer true
+      return;
+    }
+    if (!asked) return;
+    if (!note.dataset.unanswered) { note.remove(); return; }
+    note.dataset.settled = "1";
+    note.className = "ok";
+    note.textContent = paused ? "The camera is paused after all." : "The camera is on again after all.";
   }
 
   function forgetFailure() {
