@@ -429,3 +429,22 @@ def test_a_pause_whose_answer_was_lost_says_once_that_it_paused_after_all(browse
         server.loop.privacy.resume()
         page.context.close()
 
+
+def test_a_printed_password_sheet_is_the_sheet_alone(browser, server):  # noqa: F811
+    """Printed, a reset's password sheet still had the admin pages' menu above it (Dashboard,
+    Log ... Audit, its "Users" link hidden by the print rule for "Back to Users")."""
+    made = server.accounts.create_user("pat.print", "pat-print-pw-1", "student")
+    page = log_in(browser, server, DESKTOP)
+    try:
+        page.goto(server.url + "/admin/users")
+        row = page.locator('tr[data-user="pat.print"]')
+        row.locator("summary").click()
+        row.get_by_role("button", name="Reset password").click()  # left empty: a generated one, shown once
+        page.locator("#given-password").wait_for()
+        page.emulate_media(media="print")
+        assert page.locator("#given-password").is_visible() and page.locator("#log-in-at").is_visible()
+        for hidden in ("header.top", "nav.sub", "footer", "#shown-once"):
+            assert not page.locator(hidden).is_visible(), f"{hidden} is printed"
+    finally:
+        page.context.close()
+        server.accounts.delete_user(made.id)
