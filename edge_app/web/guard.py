@@ -60,6 +60,15 @@ def keeps_a_display_on(user: User) -> bool:
 
 
 
+def admins_only_words(user: User) -> str:
+    """The 403 page for an admin page opened by anyone else: what to do, not only "no". An
+    instructor reached one from a bookmark kept from when they were an admin, or a link an
+    admin sent, and read "This page is for admins only." with nothing to try."""
+    return (f"This page is for admins only, and you are logged in as {user.username} ({user.role}). "
+            "To see it, log out and log in with an admin's account; to have something changed here, "
+            "ask this device's admin.")
+
+
 def safe_next(value: str | None) -> str:
     """``value`` when it is a path on this site, else ``"/"``: the login's ``next`` must
     never send a user to another site (``//host``, ``/\\host``, ``http:``, control bytes)."""
@@ -238,7 +247,7 @@ class Guard:
         if admin and not user.is_admin:
             if wants_json():
                 raise json_error(403, "admins only")
-            raise HTTPResponse(self.page("error", title="Not allowed", message="This page is for admins only."), 403)
+            raise HTTPResponse(self.page("error", title="Not allowed", message=admins_only_words(user)), 403)
         return user
 
     def check_csrf(self) -> None:
