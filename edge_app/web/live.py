@@ -173,7 +173,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
         """The desk view: the state as a full-screen colour field, readable across a room."""
         user = guard.require_user()
         return guard.page("glance", title="Desk view", state=ctx.loop.state if ctx.loop else None,
-                          level=state_words(user))
+                          level=state_words(user), max_hours=ctx.cfg.web.session_max_hours)
 
     @app.get("/api/state")
     def api_state():

@@ -21,7 +21,8 @@
   % # the script updates the page and keeps the log-in alive: without it, neither is true (glance.js shows this note)
   % if user.role != 'student':
   <p class="glance-note" id="glance-note" hidden>Updated every second from this device. While this page is open, you stay logged in
-    on this browser: log out when you leave the desk.</p>
+    on this browser: log out when you leave the desk. A log-in still ends {{max_hours}} hour{{'' if max_hours == 1 else 's'}} after it
+    began: this page says so shortly before.</p>
   % else:
   <p class="glance-note" id="glance-note" hidden>Updated every second from this device. Your log-in ends as on any other page
     when you have not used it for a while.</p>
@@ -38,9 +39,9 @@
     <button type="submit" class="secondary">Log out</button>
   </form>
 </nav>
-% if user.role == 'student':  # the log-in ends unused as on any page: said a minute before, as there
+% # a student's log-in ends unused as on any page, and anyone's at web.session_max_hours, which this page does not
+% # stretch: said a minute before, as there (an instructor's display went to the log-in page unwarned at 12 h)
 % include('idle_warning.tpl')
-% end
 <script src="/static/state.js"></script>
 <script src="/static/glance.js"></script>
 </body>
