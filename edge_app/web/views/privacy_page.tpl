@@ -72,7 +72,10 @@
     <li id="who-instructors"><strong>Teachers</strong> with an account here can see the level the desk shows now,
       and a chart of the desk's levels over the last minutes (up to an hour), also from before they logged in.
       % if classroom:
-      They also see the desk's level on the classroom screen as it changes.
+      % # the classroom page's tiles and alert list (fleet/classroom): the level alone undersold what a teacher sees
+      They also see the desk's level on the classroom screen as it changes, how much of the last ten minutes the
+      desk was engaged, and the desk listed under "Needs attention" once it has been "Not engaged" or "Distracted"
+      for longer than the teacher chose there (2 minutes unless they change it).
       % end
     </li>
     <li id="who-students"><strong>Other students</strong> with an account here can see the level the desk shows
