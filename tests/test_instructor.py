@@ -78,3 +78,14 @@ def test_the_privacy_page_says_what_the_classroom_screen_shows_a_teacher(make_ap
     text = page_text(login(app.url, "ann", "student-pw-123"), app.url)
     teachers = text.split("Teachers", 1)[1].split("Other students", 1)[0]
     assert "how much of the last ten minutes" in teachers and '"Needs attention"' in teachers, teachers
+
+
+def test_each_role_starts_on_its_own_page(web_appliance):
+    """An instructor's start page (after the log-in, "Back to the start page") was "Analyse a
+    photo", written for students; a teacher glances at the desk's state."""
+    for name, role, start in (("ms.lee2", "instructor", "/live"), ("kim.s", "student", "/upload")):
+        web_appliance.accounts.create_user(name, TEACHER_PW, role)
+        r = login(web_appliance.url, name, TEACHER_PW).get(web_appliance.url + "/", timeout=10, allow_redirects=False)
+        assert r.status_code in (302, 303) and r.headers["Location"].endswith(start), (role, r.headers.get("Location"))
+    r = login(web_appliance.url).get(web_appliance.url + "/", timeout=10, allow_redirects=False)
+    assert r.headers["Location"].endswith("/admin")

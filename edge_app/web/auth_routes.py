@@ -27,8 +27,10 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
 
     @app.get("/")
     def index():
+        """A role's start page: an admin's dashboard, a teacher's desk state (an instructor was led
+        to "Analyse a photo", written for students), a student's photo upload."""
         user = guard.require_user()
-        return bottle.redirect("/admin" if user.is_admin else "/upload")
+        return bottle.redirect("/admin" if user.is_admin else "/live" if user.role == "instructor" else "/upload")
 
     def after_login(user, nxt: str) -> str:
         """Where a log-in leads: the page asked for, but a student asked for an admin page (the
