@@ -176,3 +176,24 @@ def test_an_admin_logs_a_student_out_of_a_log_in_left_open(quiet):
     r = s.post(f"{quiet.url}/admin/users/{me}/logout", data={"csrf": s.csrf}, timeout=10)
     assert "use Log out everywhere else on Your account" in html.unescape(r.text)
     assert s.get(f"{quiet.url}/api/state", timeout=10).status_code == 200  # still logged in
+
+
+def test_what_a_users_page_action_did_is_where_the_keyboard_is(quiet, browser):
+    """After Log out, Disable, Reset ... the page loads anew with its "done" words there from the
+    start: a screen reader did not read them, the focus at the top of the page."""
+    from tests.conftest import ADMIN_PASSWORD, browser_login, wait_in_page
+
+    quiet.accounts.create_user("cy", "cys-password-1", "student")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        browser_login(page, quiet.url, "admin", ADMIN_PASSWORD)
+        page.goto(f"{quiet.url}/admin/users")
+        page.locator("details", has_text="cy").first.locator("summary").click()
+        page.get_by_role("button", name="Log out cy").click()
+        page.wait_for_load_state()
+        wait_in_page(page, "document.activeElement && document.activeElement.id === 'users-done'")
+        assert "cy was not logged in anywhere" in page.locator("#users-done").inner_text()
+    finally:
+        context.close()

@@ -3,7 +3,8 @@
 <section class="card">
   <h1>Users</h1>
   % if done:
-  <p class="ok" role="status" id="users-done">{{done}}</p>
+  % # focused: after an action the page loads anew, and a status there from the start was not read out
+  <p class="ok" role="status" id="users-done" tabindex="-1" autofocus>{{done}}</p>
   % end
   % if error:
   <p class="error" role="alert" id="users-error">{{error}}</p>
