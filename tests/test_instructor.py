@@ -89,3 +89,11 @@ def test_each_role_starts_on_its_own_page(web_appliance):
         assert r.status_code in (302, 303) and r.headers["Location"].endswith(start), (role, r.headers.get("Location"))
     r = login(web_appliance.url).get(web_appliance.url + "/", timeout=10, allow_redirects=False)
     assert r.headers["Location"].endswith("/admin")
+
+
+def test_the_log_in_page_names_the_log_ins_lifetime_among_why_a_session_ended(web_appliance):
+    """A desk view left open all day ended at web.session_max_hours, and the log-in page said
+    "idle too long, or logged out from another browser": neither had happened."""
+    r = login(web_appliance.url).get(web_appliance.url + "/login?ended=page", timeout=10)
+    assert "Your session ended (idle too long, 12 hours after the log-in, or logged out from another browser)" \
+        in words(r.text)

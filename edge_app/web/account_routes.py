@@ -97,7 +97,9 @@ def install(app: bottle.Bottle, site: Site) -> None:
     @app.get("/login")
     def show_login():
         ended = request.query.get("ended", "")  # the session this browser had is over (web.guard)
-        return login_page(error="", ended=ended if ended in ("page", "form") else "",
+        hours = accounts.max_age_s / 3600  # a desk view open all day ended at the log-in's lifetime, said as "idle"
+        lifetime = f"{hours:g} hour{'' if hours == 1 else 's'}" if hours >= 1 else f"{accounts.max_age_s / 60:g} minutes"
+        return login_page(error="", ended=ended if ended in ("page", "form") else "", lifetime=lifetime,
                           logged_out=request.query.get("out") == "1", **asked_next(request.query.getunicode("next")))
 
     @app.post("/login")

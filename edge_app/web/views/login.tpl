@@ -2,8 +2,9 @@
 <section class="card narrow">
   <h1>Log in</h1>
   % if get('ended') and not error:
-  <p class="error" role="alert" id="login-ended">Your session ended (idle too long, or logged out from another
-    browser){{', so what you just sent was not saved: log in, then send it again' if ended == 'form' else ': log in again'}}.</p>
+  % # which of these ended it is not known here (the session is gone): all are said, the lifetime too
+  <p class="error" role="alert" id="login-ended">Your session ended (idle too long, {{lifetime}} after the log-in, or
+    logged out from another browser){{', so what you just sent was not saved: log in, then send it again' if ended == 'form' else ': log in again'}}.</p>
   % end
   % if error:
   <p class="error" role="alert" id="login-error">{{error}}</p>
