@@ -97,3 +97,16 @@ def test_the_log_in_page_names_the_log_ins_lifetime_among_why_a_session_ended(we
     r = login(web_appliance.url).get(web_appliance.url + "/login?ended=page", timeout=10)
     assert "Your session ended (idle too long, 12 hours after the log-in, or logged out from another browser)" \
         in words(r.text)
+
+
+def test_while_a_given_password_must_be_replaced_the_menu_offers_no_page_that_leads_back(web_appliance):
+    """During the forced password change the menu showed Upload and Live (and Admin), each of
+    which only led back to Your account."""
+    web_appliance.accounts.create_user("ms.new", TEACHER_PW, "instructor", must_change=True)
+    s = login(web_appliance.url, "ms.new", TEACHER_PW)
+    menu = re.search(r'<nav aria-label="Main">(.*?)</nav>', s.get(web_appliance.url + "/account", timeout=10).text, re.S)
+    assert menu and 'href="/upload"' not in menu.group(1) and 'href="/live"' not in menu.group(1)
+    assert 'href="/account"' in menu.group(1) and "Log out" in menu.group(1)
+    web_appliance.accounts.set_password(web_appliance.accounts.find("ms.new").id, "ms-new-own-pw-1", must_change=False)
+    s = login(web_appliance.url, "ms.new", "ms-new-own-pw-1")
+    assert 'href="/live"' in s.get(web_appliance.url + "/account", timeout=10).text

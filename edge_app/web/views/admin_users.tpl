@@ -4,7 +4,7 @@
   <h1>Users</h1>
   % if done:
   % # focused: after an action the page loads anew, and a status there from the start was not read out
-  <p class="ok" role="status" id="users-done" tabindex="-1" autofocus>{{done}}</p>
+  <p class="ok" role="status" tabindex="-1" autofocus id="users-done">{{done}}</p>
   % end
   % if error:
   <p class="error" role="alert" id="users-error">{{error}}</p>

@@ -23,8 +23,11 @@
   %   return ('class="on" aria-current="%s"' % ('page' if path == href else 'true')) if here else ''
   % end
   <nav aria-label="Main">
+    % # a password given to them is replaced first: every other page led back to Your account
+    % if not user.must_change_password:
     <a href="/upload" {{!current('/upload', path.startswith('/upload'))}}>Upload</a>
     <a href="/live" {{!current('/live', path.startswith('/live'))}}>Live</a>
+    % end
     % if camera_switch:
     % from edge_app.web.privacy import page_back, pause_title
     % back = page_back()
@@ -45,7 +48,7 @@
       % end
     </form>
     % end
-    % if user.is_admin:
+    % if user.is_admin and not user.must_change_password:
     <a href="/admin" {{!current('/admin', path.startswith('/admin'))}}>Admin</a>
     % end
     <a href="/account" {{!current('/account', path.startswith('/account'))}} title="Your account" aria-label="Your account: {{user.username}}">{{user.username}}</a>
