@@ -3,6 +3,7 @@ pasted list of real names in September, students who leave, "Delete every studen
 and a new student next September who gets an old one's user name."""
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import time
@@ -135,17 +136,26 @@ def test_next_septembers_anna_k_sees_nothing_of_last_years(quiet, face_jpeg):
     assert 'id="sessions-others"' not in anna.get(f"{quiet.url}/account", timeout=10).text
 
 
-def test_the_printed_class_sheet_says_where_to_log_in_and_prints_the_sheet_alone(quiet, browser):
-    """The sheet a teacher prints and cuts into slips said no address (the class could not find
-    the device), and printed the menu, the camera switch and the footer around the passwords."""
+@contextlib.contextmanager
+def users_page(app, browser):
+    """A browser page of its own, logged in as the admin, on ``app``'s Users page."""
     from tests.conftest import ADMIN_PASSWORD, browser_login
 
     context = browser.new_context()
     try:
         page = context.new_page()
         page.set_default_timeout(15000)
-        browser_login(page, quiet.url, "admin", ADMIN_PASSWORD)
-        page.goto(f"{quiet.url}/admin/users")
+        browser_login(page, app.url, "admin", ADMIN_PASSWORD)
+        page.goto(f"{app.url}/admin/users")
+        yield page
+    finally:
+        context.close()
+
+
+def test_the_printed_class_sheet_says_where_to_log_in_and_prints_the_sheet_alone(quiet, browser):
+    """The sheet a teacher prints and cuts into slips said no address (the class could not find
+    the device), and printed the menu, the camera switch and the footer around the passwords."""
+    with users_page(quiet, browser) as page:
         page.locator("textarea[name=names]").fill("ada\nbob")
         page.get_by_role("button", name="Add students").click()
         page.wait_for_url("**/admin/users/class")
@@ -154,8 +164,6 @@ def test_the_printed_class_sheet_says_where_to_log_in_and_prints_the_sheet_alone
         assert page.locator("#class-passwords").is_visible() and page.locator("#log-in-at").is_visible()
         for hidden in ("header.top", "footer", "#shown-once"):
             assert not page.locator(hidden).is_visible(), hidden
-    finally:
-        context.close()
 
 
 def test_an_admin_logs_a_student_out_of_a_log_in_left_open(quiet):
@@ -181,19 +189,12 @@ def test_an_admin_logs_a_student_out_of_a_log_in_left_open(quiet):
 def test_what_a_users_page_action_did_is_where_the_keyboard_is(quiet, browser):
     """After Log out, Disable, Reset ... the page loads anew with its "done" words there from the
     start: a screen reader did not read them, the focus at the top of the page."""
-    from tests.conftest import ADMIN_PASSWORD, browser_login, wait_in_page
+    from tests.conftest import wait_in_page
 
     quiet.accounts.create_user("cy", "cys-password-1", "student")
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        browser_login(page, quiet.url, "admin", ADMIN_PASSWORD)
-        page.goto(f"{quiet.url}/admin/users")
+    with users_page(quiet, browser) as page:
         page.locator("details", has_text="cy").first.locator("summary").click()
         page.get_by_role("button", name="Log out cy").click()
         page.wait_for_load_state()
         wait_in_page(page, "document.activeElement && document.activeElement.id === 'users-done'")
         assert "cy was not logged in anywhere" in page.locator("#users-done").inner_text()
-    finally:
-        context.close()
