@@ -205,7 +205,7 @@ def install(app, ctx, h) -> None:
                 return render(f"Nothing saved: {message}.", ok=False, status=400, values=shown, base=base,
                               invalid=invalid)
             desk = changes.get("mqtt.desk")
-            if desk and names_a_student(desk, [u.username for u in ctx.accounts.list_users() if u.role == "student"]):
+            if desk and names_a_student(desk, ctx.accounts.usernames("student")):
                 # the publisher would withhold it (said once in the journal, where no admin looks): said here
                 return render(f"Nothing saved: the desk label {desk!r} holds a student's user name on this device; it "
                               "goes to the broker and every classroom screen, so it would not be sent. Name the seat "

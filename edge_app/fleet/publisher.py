@@ -268,7 +268,7 @@ class Publisher:
         if not label or time.monotonic() - self._desk_checked < DESK_CHECK_EVERY_S:
             return
         try:
-            students = [u.username for u in self._accounts.list_users() if u.role == "student"]
+            students = self._accounts.usernames("student")
         except Exception as exc:  # noqa: BLE001 - a locked or failing database: checked again at the next turn
             log.debug("mqtt: the desk label was not checked against the accounts now: %s", exc)
             return

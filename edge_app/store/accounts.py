@@ -508,6 +508,10 @@ class Accounts:
     def list_users(self) -> list[User]:
         return [_user(r) for r in self.store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")]
 
+    def usernames(self, role: str) -> list[str]:
+        """The user names of one role (the students' a desk label may not hold: fleet/publisher)."""
+        return [u.username for u in self.list_users() if u.role == role]
+
     def set_password(self, user_id: int, password: str, must_change: bool = False) -> None:
         """Set a password and end the user's sessions. ``must_change``: the password was
         chosen for them (an admin's reset, a technician's), so every page but /account
