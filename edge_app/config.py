@@ -949,7 +949,7 @@ def named_file_problems(cfg: Config) -> list[str]:
     the service's working folder, not from here: left to the start to judge."""
     import os
 
-    from edge_app.fsutil import user_name
+    from edge_app.fsutil import HIDDEN_FROM_SERVICE, hidden_from_service, user_name
 
     problems = []
     for section, key in NAMED_FILES:
@@ -960,9 +960,10 @@ def named_file_problems(cfg: Config) -> list[str]:
         if not path.is_absolute():
             continue
         named = f"{section}.{key} = {_toml_value(value)}"
-        if path == Path("/home") or Path("/home") in path.parents:
-            problems.append(f"{named}: the service cannot see files under /home (its unit hides them): copy it to "
-                            "/etc/engage-edge/ (readable by the service's group) and name that path")
+        if hidden_from_service(path):
+            problems.append(f"{named}: the service cannot see files under {', '.join(HIDDEN_FROM_SERVICE)} (its unit "
+                            "hides them): copy it to /etc/engage-edge/ (readable by the service's group) and name "
+                            "that path")
         elif not path.exists():
             problems.append(f"{named}: there is no such file: correct the path, or copy the file there")
         elif not path.is_file():

@@ -205,6 +205,12 @@ SERVICE_WRITABLE = "/var/lib/engage-edge"  # systemd/engage-edge.service: ReadWr
 HIDDEN_FROM_SERVICE = ("/home", "/root", "/run/user")  # ProtectHome=yes
 
 
+def hidden_from_service(path: Path | str) -> bool:
+    """Whether the service's unit hides ``path`` from it (``HIDDEN_FROM_SERVICE``)."""
+    path = Path(path).absolute()
+    return any(path == Path(h) or Path(h) in path.parents for h in HIDDEN_FROM_SERVICE)
+
+
 def sandbox_hint(path: Path | str, exc: OSError) -> str:
     """What to change when the service, run by systemd (``INVOCATION_ID`` set), is refused a
     folder: its unit makes everything but /var/lib/engage-edge read-only and hides /home,
@@ -215,7 +221,7 @@ def sandbox_hint(path: Path | str, exc: OSError) -> str:
         return ""
     path = Path(path).absolute()
     where = f" Run by systemd, the service may write only in {SERVICE_WRITABLE} (its sandbox)"
-    if any(path == Path(h) or Path(h) in path.parents for h in HIDDEN_FROM_SERVICE):
+    if hidden_from_service(path):
         return f"{where}, and /home, /root and /run/user are hidden from it: choose a folder outside them."
     return (f"{where}: to use {path}, add `ReadWritePaths={path}` under [Service] with `sudo systemctl edit "
             f"engage-edge` and restart it (firmware/README.md, \"The service's sandbox\").")
