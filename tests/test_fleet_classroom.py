@@ -19,7 +19,7 @@ import pytest
 import requests
 from conftest import ADMIN_PASSWORD, login, stays, wait_for, wait_in_page
 from mqtt_broker import PASSWORD, USER
-from test_accessibility import serious_violations
+from test_accessibility import serious_violations, small_touch_targets
 
 from edge_app.config import LoginSettings
 from edge_app.fleet import broker_link
@@ -540,6 +540,7 @@ def test_page_updates_live_in_chromium(classroom, broker, devices, page, artifac
         assert ratios and min(ratios) >= 4.5, (selector, ratios)  # WCAG AA for normal text
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
     assert serious_violations(page) == []  # axe-core, as for the device's pages
+    assert small_touch_targets(page) == []
     (artifacts / "screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "screenshots" / "classroom-phone.png"), full_page=True)
     page.set_viewport_size({"width": 360, "height": 640})  # a small phone: nine chips, zeros too, filled its first
@@ -633,6 +634,7 @@ def test_admin_disables_enables_and_removes_an_instructor_in_chromium(classroom,
     open_admin_tools(page, classroom.url)
     row = page.locator("#instructors li[data-user='mr-gone']")
     assert "can log in" in row.inner_text()
+    assert small_touch_targets(page) == []  # the admin tools' buttons and menus, a row's among them
     row.get_by_role("button", name="Disable mr-gone").click()
     page.locator("#instructors-result", has_text="Disabled mr-gone").wait_for()
     # the list drawn anew took the pressed button with it: the keyboard is on the same user's new one, not the page's top
