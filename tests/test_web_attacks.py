@@ -186,6 +186,12 @@ def test_the_live_picture_is_for_admins_unless_set_otherwise(appliance):
     refused = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)
     assert refused.status_code == 403 and "admins only" in refused.json()["error"]
     assert refused.headers["Cache-Control"] == "no-store"  # as every other answer of the device
+    # the address opened in a tab (a bookmark, a link passed on) showed that JSON as text: a page says it
+    tab = kim.get(f"{appliance.url}/live.mjpg", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}, timeout=30)
+    assert tab.status_code == 403 and tab.headers["Content-Type"].startswith("text/html")
+    assert "shown to admins only on this device" in tab.text and "Log out" in tab.text  # the device's own page
+    opened = requests.get(f"{appliance.url}/live.mjpg", headers={"Accept": "text/html"}, allow_redirects=False, timeout=10)
+    assert opened.status_code == 303 and "/login?next=/live.mjpg" in opened.headers["Location"]  # logged out: the way in
     assert 'id="no-stream"' in kim.get(f"{appliance.url}/live", timeout=10).text
     apply_settings(appliance.ctx, {"privacy.live_video": "everyone"})
     r = kim.get(f"{appliance.url}/live.mjpg", stream=True, timeout=30)

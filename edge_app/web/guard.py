@@ -23,7 +23,7 @@ from edge_app.engagement import level_words
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
 from edge_app.web import hardening
 from edge_app.web.expiring import ExpiringMap
-from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error  # the routes import json_error from here too
+from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error, wants_html  # the routes import json_error from here too
 from edge_app.web.proxies import over_tls
 
 COOKIE = "ee_session"
@@ -39,6 +39,12 @@ def wants_json() -> bool:
 # classroom computer left on a page, not only in a closed tab.
 BACKGROUND_PATHS = frozenset({"/api/state", "/api/timeline", "/api/admin/today", "/api/privacy", "/live.mjpg",
                               "/api/session"})
+
+
+def _stream_for_a_picture() -> bool:
+    """The live stream asked for by a page's picture (its error event handles a JSON answer);
+    the same address typed into a tab is a page's request and gets a page."""
+    return request.path == "/live.mjpg" and not wants_html()
 
 
 def background_request() -> bool:
@@ -235,12 +241,12 @@ class Guard:
         choose their own."""
         found = self.current()
         if not found:
-            if wants_json() or request.path in ("/live.mjpg",):
+            if wants_json() or _stream_for_a_picture():
                 raise json_error(401, "log in first")
             raise bottle.redirect("/login?next=" + quote(_come_back(), safe="/") + _ended())
         user = found[0]
         if user.must_change_password and not given_password_ok:
-            if wants_json() or request.path in ("/live.mjpg",):
+            if wants_json() or _stream_for_a_picture():
                 raise json_error(403, PASSWORD_CHANGE_PENDING)
             # come back to a page, never to a form's target (a GET there is a 405)
             raise bottle.redirect(account_url(_come_back()))

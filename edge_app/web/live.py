@@ -17,6 +17,7 @@ from edge_app.engagement import ABSENT, GROUPS, level_words
 from edge_app.runtime.live import LiveFrame, mjpeg_stream
 from edge_app.store import reports
 from edge_app.web.guard import COOKIE, Guard, json_error
+from edge_app.web.hardening import wants_html
 
 SESSION_RECHECK_S = 1.0  # how often the endless MJPEG response re-checks its viewer's session
 
@@ -223,13 +224,24 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
     @app.get("/live.mjpg")
     def live_stream():
         user = guard.require_user()
+
+        def refuse(status: int, message: str, words: str = ""):
+            """JSON for the page's picture (live.js reads it); a page for the address opened in a
+            tab (a bookmark, a link passed on), which showed that JSON as text."""
+            if wants_html():
+                shown = words or message[:1].upper() + message[1:] + "."
+                return bottle.HTTPResponse(guard.page("error", title="No live picture", message=shown), status)
+            return json_error(status, message)
+
         if not may_watch(user):
-            return json_error(403, "on this device the live picture is shown to admins only (privacy.live_video)")
+            return refuse(403, "on this device the live picture is shown to admins only (privacy.live_video)",
+                          "The live picture is shown to admins only on this device: it shows whoever sits at the desk "
+                          "now. The desk's state and its chart are on the Live page.")
         if ctx.live is None or ctx.loop is None:
-            return json_error(503, "no live camera loop is running")
+            return refuse(503, "no live camera loop is running")
         refused = viewers.acquire(user)
         if refused:
-            return json_error(503, refused)
+            return refuse(503, refused)
         response.content_type = "multipart/x-mixed-replace; boundary=frame"
         response.set_header("Cache-Control", "no-store")
 
