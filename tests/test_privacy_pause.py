@@ -648,11 +648,13 @@ def test_a_student_still_on_a_given_password_can_pause_but_resumes_after_choosin
     wait_for(lambda: app.loop.state.level == "Paused", what="paused by a student on a given password")
     page = dora.get(f"{app.url}/account", timeout=10).text
     assert 'id="paused">Camera paused</span>' in page and "Resume camera" not in page  # not before their own
+    assert "you can resume it once you have chosen your own password" in page  # said, not a button gone unexplained
     assert dora.post(f"{app.url}/api/resume", timeout=10).status_code == 403
     assert app.loop.privacy.active is not None
     r = dora.post(f"{app.url}/account", data={"csrf": dora.csrf, "current": "given-note-pw-1", "new": "doras-own-pw-2",
                                               "again": "doras-own-pw-2"}, timeout=10)
     assert r.status_code == 200 and "Resume camera" in r.text  # theirs to resume now
+    assert "account-resume-waits" not in r.text
 
 
 def test_a_deleted_students_pause_stays_on_and_anyone_at_the_desk_may_resume_it(paused_app, make_appliance, cfg):

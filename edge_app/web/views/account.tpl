@@ -12,6 +12,13 @@
     set for you by an admin or a technician,
     % end
     so others may know it.</p>
+  % paused = get('paused')
+  % if paused:
+  % from edge_app.web.privacy import header_may_resume
+  % if header_may_resume(user, paused):
+  <p class="note" id="account-resume-waits">The camera stays paused: you can resume it once you have chosen your own password.</p>
+  % end
+  % end
   % end
   % if done:
   % n = get('logged_out', 0)
