@@ -174,3 +174,26 @@ def test_a_pause_that_ends_after_the_clocks_change_names_its_zone():
     with device_zone(went_forward_at(int(now) + 600)):  # now XST; in ten minutes XDT
         assert until_text(Pause(since=now, until=now + 1800, by="web")).endswith(" XDT")
         assert not until_text(Pause(since=now, until=now + 300, by="web")).endswith("XDT")  # before it: as it was
+
+
+def test_a_log_in_lock_that_ends_after_the_clocks_change_names_its_zone(tmp_path):
+    """A lock from 02:55 CEST said "until 02:10" in the hour the clocks go back, a time that
+    seemed past already: across a change "try again at" names the zone, as a pause's end does."""
+    from edge_app.store.accounts import Accounts
+    from edge_app.store.login_throttle import LoginThrottled, ThrottlePolicy
+
+    store = Store(tmp_path / "data")
+    try:
+        policy = ThrottlePolicy(slow_after=1000, slow_after_address=1000, lock_after_user=1, lock_after_address=1000, lock_s=600)
+        accounts = Accounts(store, throttle=policy)
+        accounts.create_user("sam", "sams-password-1", "student")
+        assert accounts.login("sam", "a-wrong-guess", address="192.0.2.7") is None
+        now = int(time.time())
+        with device_zone(went_forward_at(now + 300)):  # now XST; in five minutes XDT, before the lock ends
+            with pytest.raises(LoginThrottled, match=r"\(until \d\d:\d\d XDT\)"):
+                accounts.check_throttle("sam", "192.0.2.7")
+        with device_zone(went_forward_at(now + 3600)):  # the change after it: the time as it is
+            with pytest.raises(LoginThrottled, match=r"\(until \d\d:\d\d\)"):
+                accounts.check_throttle("sam", "192.0.2.7")
+    finally:
+        store.close()

@@ -13,7 +13,6 @@ import hmac
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from edge_app.addresses import client_key, ip_of
 from edge_app.store.auth_error import AuthError
 from edge_app.store.database import Store
+from edge_app.wall_clock import local_time
 
 if TYPE_CHECKING:
     from edge_app.config import LoginSettings
@@ -206,8 +206,9 @@ class LoginThrottle:
         return [age for age in ages if age < horizon]
 
     def _until(self, wait: float) -> str:
-        """``wait`` from now as the clock on the wall reads it."""
-        return time.strftime("%H:%M", time.localtime(self._wall() + wait))
+        """``wait`` from now as the clock on the wall reads it ("02:10 CET" when the clocks go
+        back before then: a bare "02:10" read at 02:55 CEST looked like the past)."""
+        return local_time(self._wall() + wait, "%H:%M")
 
     def _fresh(self, key: str, now: tuple[float, float]) -> bool:
         """No failure of ``key`` within the window and no attempt of it being checked: one at a

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -21,6 +20,7 @@ from bottle import HTTPResponse, request, response
 
 from edge_app.store.accounts import AccountDisabled, Accounts, AuthError, User
 from edge_app.store.login_throttle import LoginThrottled
+from edge_app.wall_clock import local_time
 from edge_app.web import hardening
 from edge_app.web.guard import client_address, safe_next
 from edge_app.web.proxies import over_tls
@@ -208,7 +208,7 @@ def install(app: bottle.Bottle, site: Site) -> None:
         left, limit = accounts.session_time_left(request.get_cookie(site.cookie)) or (0.0, "idle")
         response.content_type = "application/json"
         return json.dumps({"idle_s": accounts.idle_s, "left_s": round(left, 1), "limit": limit,
-                           "ends": time.strftime("%H:%M", time.localtime(accounts.wall() + left))})
+                           "ends": local_time(accounts.wall() + left, "%H:%M")})
 
     @app.get("/api/session")
     def session_alive():

@@ -18,7 +18,8 @@ from bottle import response
 
 from edge_app.device import clock
 from edge_app.store import reports
-from edge_app.web.guard import Guard, local_time
+from edge_app.wall_clock import local_time
+from edge_app.web.guard import Guard
 
 
 def _midnight(days_ago: int = 0, today: dt.date | None = None) -> float:

@@ -21,6 +21,7 @@ from edge_app import __version__
 from edge_app.addresses import is_loopback
 from edge_app.engagement import level_words
 from edge_app.store.accounts import PASSWORD_CHANGE_PENDING, User
+from edge_app.wall_clock import local_time
 from edge_app.web import hardening
 from edge_app.web.expiring import ExpiringMap
 from edge_app.web.hardening import cross_site, csrf_sent_matches, json_error, wants_html  # the routes import json_error from here too
@@ -388,10 +389,3 @@ def page_at_most_last(fetch: Callable[[int], tuple[list, int]], page_no: int, si
     return rows, total, page_no, pages
 
 
-def local_time(t: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A log time in this device's zone, the zone named when it is not the one in force now
-    (the page's heading names that one): a summer row read in winter says "CEST", and the
-    hour the clocks go back is told apart. Every page that shows a stored time uses it."""
-    when = time.localtime(t)
-    text = time.strftime(fmt, when)
-    return text if when.tm_zone == time.strftime("%Z") else f"{text} {when.tm_zone}"

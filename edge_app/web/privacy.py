@@ -19,7 +19,8 @@ from edge_app.runtime.privacy import Pause
 from edge_app.store import reports
 from edge_app.store.accounts import User, account_created
 from edge_app.store.database import AUDIT_KEEP_DAYS, audit_days
-from edge_app.web.guard import Guard, json_error, local_time, safe_next
+from edge_app.wall_clock import local_time
+from edge_app.web.guard import Guard, json_error, safe_next
 from edge_app.web.hardening import wants_html
 from edge_app.web.live import CLOCK_WAITS_PLAIN, clock_waits, days_kept
 

@@ -26,8 +26,9 @@ from bottle import HTTPResponse, request, response
 from edge_app.store import reports
 from edge_app.store.accounts import User
 from edge_app.vision.stills import ACCEPTED_TEXT, ImageRejected, Limits, decode_photo, scale_boxes
+from edge_app.wall_clock import local_time
 from edge_app.web.expiring import ExpiringMap
-from edge_app.web.guard import Guard, json_error, local_time, page_at_most_last, requested_page
+from edge_app.web.guard import Guard, json_error, page_at_most_last, requested_page
 from edge_app.web.hardening import FORM_ERRORS, drain_body
 from edge_app.web.live import days_kept, kept_for, states_logged
 from edge_app.web.previews import annotated, data_uri, face_crop, thumbnail
