@@ -21,6 +21,7 @@ the many anchors that fire on one face (score-weighted average, as MediaPipe doe
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.vision.classifier import ModelError, load_interpreter_class, sha256_file
+from edge_app.vision.classifier import ModelError, interpreter_for
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "shipped"
 SHIPPED_DETECTOR = SHIPPED / "face_detection_short_range.json"
@@ -172,17 +173,12 @@ def checked_interpreter(model_path: Path, sha256: str, manifest_path: Path, thre
     if not model_path.is_file():
         raise ModelError(f"{what} file {model_path} (named by {manifest_path}) does not exist; "
                          "reinstall engage-edge to restore it")
-    digest = sha256_file(model_path)
+    content = model_path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
     if digest != sha256.lower():
         raise ModelError(f"{model_path} does not match its manifest: sha256 {digest[:12]}..., "
                          f"expected {sha256[:12]}...; reinstall engage-edge to restore the {what}")
-    Interpreter = load_interpreter_class()
-    try:
-        interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
-        raise ModelError(f"{model_path} is not a loadable TFLite model: {exc}") from None
-    return interpreter
+    return interpreter_for(content, model_path, threads)
 
 
 def _read_manifest(path: Path, what: str) -> dict:

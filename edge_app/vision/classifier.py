@@ -41,6 +41,22 @@ def load_interpreter_class():
     return Interpreter
 
 
+def interpreter_for(content: bytes, model_path: Path, threads: int):
+    """The runtime's interpreter over a model's bytes (those whose sha256 was checked),
+    tensors allocated; ``ModelError`` for a file it cannot load. Given the bytes, LiteRT
+    verifies the flatbuffer and raises; given a path, ai-edge-litert 1.4.0 (what a Pi's
+    Python 3.11 gets) maps the file unverified, and a truncated model whose manifest had
+    been made from it crashed the whole process (a segfault, where a model upload's check
+    or the service's start should have said "not a loadable TFLite model")."""
+    Interpreter = load_interpreter_class()
+    try:
+        interpreter = Interpreter(model_content=content, num_threads=threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
+        raise ModelError(f"{model_path} is not a loadable TFLite model: {exc}") from None
+    return interpreter
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -211,15 +227,11 @@ class EmotionClassifier:
         m = self.manifest
         if not m.model_path.is_file():
             raise ModelError(f"model file {m.model_path} (named by {m.path}) does not exist")
-        digest = sha256_file(m.model_path)
+        content = m.model_path.read_bytes()  # hashed and loaded alike: one read, nothing swapped between
+        digest = hashlib.sha256(content).hexdigest()
         if digest != m.sha256:
             raise ModelError(f"{m.model_path} does not match its manifest: sha256 {digest[:12]}..., expected {m.sha256[:12]}...")
-        Interpreter = load_interpreter_class()
-        try:
-            self.interpreter = Interpreter(model_path=str(m.model_path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad flatbuffers
-            raise ModelError(f"{m.model_path} is not a loadable TFLite model: {exc}") from None
+        self.interpreter = interpreter_for(content, m.model_path, threads)
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         expected_in = (1, m.size[0], m.size[1], 1)
