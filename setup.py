@@ -35,7 +35,7 @@ setup(
         # picamera2 and simplejpeg, which numpy 2 breaks ("numpy.dtype size changed", picamera2 #1088):
         # opencv 4.12 and later need numpy 2
         "numpy>=1.24,<2; platform_machine=='aarch64'",
-        "numpy>=1.26; platform_machine!='aarch64'",
+        "numpy>=1.24; platform_machine!='aarch64'",  # 1.24 as well: `make test-pi-versions` runs a Pi's numpy here
         "opencv-python-headless>=4.10,<4.12; platform_machine=='aarch64'",
         "opencv-python-headless>=4.10,<5; platform_machine!='aarch64'",  # 5.x drops CascadeClassifier and the Haar files
         # aarch64 (Pi 4/5, Jetson): 2.2 and 2.3 crash loading the model on an emulated
