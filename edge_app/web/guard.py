@@ -387,5 +387,3 @@ def page_at_most_last(fetch: Callable[[int], tuple[list, int]], page_no: int, si
         page_no = pages
         rows, total = fetch(page_no)
     return rows, total, page_no, pages
-
-
