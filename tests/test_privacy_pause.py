@@ -555,6 +555,30 @@ def test_pausing_on_a_class_password_sheet_keeps_the_sheet(paused_app, browser):
         context.close()
 
 
+def test_pausing_in_place_works_in_a_browser_without_submit_event_submitter(paused_app, browser):
+    """SubmitEvent.submitter came with Safari 15.4: on a school's iPad on iPadOS 15.0-15.3 the
+    header's press was not seen, and went as a form, into a new tab, unannounced (the sheet's
+    button says so only without script). The click says which button it was."""
+    app, _ = paused_app()
+    context = browser.new_context()
+    try:
+        context.add_init_script("delete SubmitEvent.prototype.submitter")  # as an older browser has it
+        page = context.new_page()
+        sheet = on_a_class_sheet(page, app.url, "lea.b")
+        assert page.evaluate("'submitter' in SubmitEvent.prototype") is False
+        page.get_by_role("button", name="Pause camera").click()
+        page.get_by_role("button", name="Resume camera").wait_for()
+        wait_for(lambda: app.loop.privacy.active is not None, what="paused from the sheet")
+        assert context.pages == [page] and page.evaluate("window.sameDocument === true")  # in place, no new tab
+        assert page.locator("#class-passwords").inner_text() == sheet
+        page.get_by_role("button", name="Resume camera").press("Enter")  # the keyboard's press is a click too
+        page.get_by_role("button", name="Pause camera").wait_for()
+        wait_for(lambda: app.loop.privacy.active is None, what="resumed from the sheet")
+        assert context.pages == [page] and page.evaluate("window.sameDocument === true")
+    finally:
+        context.close()
+
+
 def test_without_javascript_the_answer_to_a_form_is_not_left_for_a_get_of_its_path(paused_app):
     """The header's form names the page to go back to only when a GET opens it again (its
     query kept, less a one-time note); on the answer to a form it names none and opens its

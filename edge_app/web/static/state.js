@@ -133,9 +133,15 @@
   // read (a network error, a session ended), the page says so where it is (switchFailed).
   const switchForm = document.querySelector("form.privacy");
   let switching = false;
+  let clicked = null;  // the button a click submits the form with: e.submitter where the browser has none
   if (switchForm) {
+    // SubmitEvent.submitter came with Safari 15.4: on an older iPad (iPadOS 15.0-15.3) the press was not
+    // seen, and went as a form (on a class's password sheet into a new tab, unannounced); the click says it
+    switchForm.addEventListener("click", function (e) { clicked = e.target.closest("button"); });
     switchForm.addEventListener("submit", async function (e) {
-      const action = e.submitter ? e.submitter.value : "";
+      const by = e.submitter || clicked;
+      clicked = null;
+      const action = by ? by.value : "";
       if (action !== "pause" && action !== "resume") return;
       e.preventDefault();  // runs before the document's "sending" listener: nothing leaves this page
       if (switching) return;  // a second click while the first is on its way
