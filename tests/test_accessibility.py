@@ -6,6 +6,7 @@ phone size: no serious or critical violation. Then what axe cannot see: chart te
 enough to read on a phone, tables that reflow so "Manage" stays on screen, badges unclipped."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -345,16 +346,30 @@ def test_every_state_colour_in_a_chart_reaches_3_to_1_on_white(browser, with_dat
     page.context.close()
 
 
-def test_a_grid_table_and_a_long_name_scroll_nothing_sideways_at_320px(browser, with_data):  # noqa: F811
+def without_overflow_wrap_anywhere(page) -> None:
+    """app.css as a browser without ``overflow-wrap:anywhere`` (Safari before 15.4) has it: the
+    declaration dropped, as a browser drops a value it does not know."""
+    def drop(route):
+        css = route.fetch().text()
+        assert "overflow-wrap:anywhere" in css
+        route.fulfill(body=re.sub(r"overflow-wrap:\s*anywhere\s*;?", "", css), content_type="text/css")
+    page.context.route("**/static/app.css", drop)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["", "without-overflow-wrap-anywhere"])
+def test_a_grid_table_and_a_long_name_scroll_nothing_sideways_at_320px(browser, with_data, older):  # noqa: F811
     """/admin/model's per-class figures stay a table on a phone (row headers): the phone rule
     made every table's wrapper overflow visibly, so the whole page scrolled sideways at 320 px.
     A user name of 32 letters, the most allowed, in the header, on Your account and in the list
-    of students to delete, pushed the page 115-173 px wider than a 320 px phone."""
-    longest = "W" * 32
+    of students to delete, pushed the page 115-173 px wider than a 320 px phone; so it did on
+    an iPhone on iOS 15.0-15.3, which drops ``overflow-wrap:anywhere`` (``older``)."""
+    longest, other = ("V" if older else "W") * 32, ("N" if older else "M") * 32  # the module's server is shared
     made = [with_data.accounts.create_user(longest, "long-name-pw-1", "admin"),
-            with_data.accounts.create_user("M" * 32, "long-name-pw-2", "student")]
+            with_data.accounts.create_user(other, "long-name-pw-2", "student")]
     try:  # the module's server is shared: the accounts go again, whichever test runs after this one
         page = log_in(browser, with_data, {"width": 320, "height": 700}, longest, "long-name-pw-1")
+        if older:
+            without_overflow_wrap_anywhere(page)
         wider = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         page.goto(with_data.url + "/admin/model")
         page.locator("#per-class").wait_for()
@@ -367,12 +382,25 @@ def test_a_grid_table_and_a_long_name_scroll_nothing_sideways_at_320px(browser, 
         page.goto(with_data.url + "/admin/users")
         page.get_by_role("button", name="Delete every student").click()  # its first step only names them
         page.locator("#confirm-losses").wait_for()
-        assert "M" * 32 in page.locator("#confirm-losses").inner_text()
+        assert other in page.locator("#confirm-losses").inner_text()
         assert page.evaluate(wider) <= 0, "the students to delete, named, scroll sideways at 320 px"
         page.context.close()
     finally:
         for user in made:
             with_data.accounts.delete_user(user.id)
+
+
+def test_every_overflow_wrap_anywhere_has_a_fallback_for_safari_before_15_4():
+    """The browser test above shows it for app.css; the classroom's tiles (classroom.css) break a
+    long desk name the same way: each rule that says ``overflow-wrap:anywhere`` also says
+    ``word-break:break-word``, which older Safari knows, or its words run out of their box there."""
+    static = Path(__file__).resolve().parent.parent / "edge_app"
+    for css in (static / "web" / "static" / "app.css", static / "fleet" / "classroom" / "static" / "classroom.css"):
+        rules = re.findall(r"([^{}]*)\{([^{}]*)\}", re.sub(r"/\*.*?\*/", "", css.read_text(), flags=re.S))
+        wrapping = [(sel.strip(), body) for sel, body in rules if re.search(r"overflow-wrap:\s*anywhere", body)]
+        assert wrapping, css
+        for sel, body in wrapping:
+            assert re.search(r"word-break:\s*break-word", body), f"{css.name}: {sel} has no word-break:break-word"
 
 
 # each filter select as it is, its text's width beside the width the browser gives a select of its own choosing
