@@ -21,6 +21,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +226,56 @@ def sandbox_hint(path: Path | str, exc: OSError) -> str:
         return f"{where}, and /home, /root and /run/user are hidden from it: choose a folder outside them."
     return (f"{where}: to use {path}, add `ReadWritePaths={path}` under [Service] with `sudo systemctl edit "
             f"engage-edge` and restart it (firmware/README.md, \"The service's sandbox\").")
+
+
+class Mount(NamedTuple):
+    """One line of /proc/self/mountinfo: where it is mounted, its type, and its per-mount
+    and per-file-system options (an overlay's ``upperdir=`` is among the latter)."""
+
+    point: str
+    kind: str
+    options: tuple[str, ...]
+
+
+def mount_of(folder: Path | str) -> Mount | None:
+    """The mount ``folder`` lies on (the deepest mount point above it, links resolved), or
+    None when /proc/self/mountinfo cannot be read (not Linux, a sandbox without /proc)."""
+    where = os.path.realpath(folder)
+    found: Mount | None = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields, _, rest = line.partition(" - ")
+                parts, tail = fields.split(), rest.split()
+                if len(parts) < 6 or len(tail) < 2:
+                    continue
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])  # \040: a blank
+                inside = where == point or where.startswith(point.rstrip("/") + "/")
+                if inside and (found is None or len(point) >= len(found.point)):
+                    options = tuple(parts[5].split(",")) + (tuple(tail[2].split(",")) if len(tail) > 2 else ())
+                    found = Mount(point, tail[0], options)
+    except OSError:
+        return None
+    return found
+
+
+IN_MEMORY_KINDS = ("tmpfs", "ramfs")
+
+
+def lost_at_reboot(folder: Path | str) -> str | None:
+    """Why what is written under ``folder`` is gone at the next reboot, or None: it lies on
+    a file system held in memory, or on an overlay whose writes go to one (Raspberry Pi OS's
+    "Overlay File System", which a school may switch on to spare its SD cards: the device
+    then ran, recorded and took passwords all day and started each morning with none)."""
+    mount = mount_of(folder)
+    if mount is None:
+        return None
+    if mount.kind in IN_MEMORY_KINDS:
+        return f"{mount.point} is a {mount.kind}, held in memory"
+    if mount.kind == "overlay":
+        upper = next((o.partition("=")[2] for o in mount.options if o.startswith("upperdir=")), "")
+        below = mount_of(upper) if upper else None
+        if below is not None and below.kind in IN_MEMORY_KINDS:
+            return (f"{mount.point} is an overlay whose changes are held in memory ({below.kind} at {below.point}; "
+                    "Raspberry Pi OS's Overlay File System does this)")
+    return None

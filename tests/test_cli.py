@@ -289,6 +289,27 @@ def _pair(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.parametrize("command", ["run", "classroom"])
+def test_a_start_whose_data_folder_is_in_memory_warns_that_a_reboot_empties_it(tmp_path, empty_config, command):
+    """A data folder on a tmpfs (or under Pi OS's Overlay File System) served all day and
+    each boot was a first start again, with no word at the start."""
+    from conftest import mounted_tmpfs
+
+    args = (["run", "--config", empty_config, "--source", "demo"] if command == "run"
+            else ["classroom", "--mqtt-host", "127.0.0.1"])
+    with mounted_tmpfs(tmp_path / "ram", "16m") as ram:
+        with service_process(*args, "--data-dir", ram / "data", "--port", 0,
+                             env={**os.environ, "ENGAGE_ADMIN_PASSWORD": "a-chosen-pw-77"}) as proc:
+            served_at(proc)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    who, setting = ("this device", "store.data_dir") if command == "run" else ("the classroom page", "--data-dir")
+    assert (f"warning: nothing {who} records outlives a reboot: its data folder {ram / 'data'} is in memory "
+            f"({ram} is a tmpfs, held in memory)") in err, err
+    assert f"set {setting} to a folder on the SD card or a USB disk" in err, err
+
+
 @pytest.mark.parametrize("mistake", ["another pair's key", "not PEM", "no key file"])
 @pytest.mark.parametrize("command", ["run", "classroom"])
 def test_an_unusable_https_certificate_is_named_not_the_port(tmp_path, empty_config, command, mistake):

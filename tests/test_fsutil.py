@@ -117,3 +117,38 @@ def test_ctrl_c_while_a_held_temp_file_is_being_locked_leaves_no_file(tmp_path, 
         with atomic_path(tmp_path / "log.csv", held=True):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_folder_held_in_memory_is_said_to_be_lost_at_a_reboot(tmp_path):
+    """A school switched on Raspberry Pi OS's Overlay File System to spare its SD cards: the
+    device ran, recorded and took passwords all day, and started each morning with none. A
+    folder on a tmpfs, or under an overlay whose changes go to one, is told apart."""
+    from edge_app.fsutil import lost_at_reboot, mount_of
+    from tests.conftest import mounted_tmpfs
+
+    assert lost_at_reboot(Path(__file__).parent) is None  # the checkout, on a disk
+    with mounted_tmpfs(tmp_path / "ram", "1m") as ram:
+        assert lost_at_reboot(ram / "not-made-yet") == f"{ram} is a tmpfs, held in memory"
+        # the overlay as Pi OS mounts /: the SD card's files below, every change in a tmpfs
+        for folder in (ram / "upper", ram / "work", tmp_path / "card", tmp_path / "root"):
+            folder.mkdir()
+        mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={tmp_path / 'card'},"
+                                  f"upperdir={ram / 'upper'},workdir={ram / 'work'}", str(tmp_path / "root")],
+                                 capture_output=True, text=True)
+        assert mounted.returncode == 0, mounted.stderr
+        try:
+            why = lost_at_reboot(tmp_path / "root" / "var" / "lib" / "engage-edge")
+            assert why is not None and why.startswith(f"{tmp_path / 'root'} is an overlay whose changes are held in memory")
+        finally:
+            subprocess.run(["umount", "-l", str(tmp_path / "root")], check=False)
+    kind = mount_of(tmp_path)
+    if kind is not None and kind.kind not in ("tmpfs", "ramfs"):  # a laptop whose /tmp is a tmpfs has no disk here
+        for folder in ("upper", "work", "card", "root"):
+            (tmp_path / "disk" / folder).mkdir(parents=True)
+        disk = tmp_path / "disk"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={disk / 'card'},upperdir={disk / 'upper'},"
+                        f"workdir={disk / 'work'}", str(disk / "root")], check=True)
+        try:
+            assert lost_at_reboot(disk / "root") is None  # an overlay kept on a disk (a container's root) is kept
+        finally:
+            subprocess.run(["umount", "-l", str(disk / "root")], check=False)

@@ -22,6 +22,7 @@ from edge_app.cli import main
 from edge_app.device import clock, selftest
 from edge_app.device.indicators import make_indicator
 from edge_app.engagement import PAUSED, Group
+from edge_app.fsutil import lost_at_reboot
 from edge_app.models import checks
 from edge_app.store.database import Store
 from edge_app.vision.blazeface import SHIPPED_DETECTOR as DETECTOR_MANIFEST
@@ -31,6 +32,8 @@ from tests.conftest import mounted_tmpfs, skip_unless_ci
 CHECKS = ["camera", "led", "buzzer", "model", "detector", "database", "disk", "web"]
 # the clock check reads this machine's kernel: a clock no time server set is a WARN (tests/test_clock.py)
 CLOCK = {True: "PASS", False: "WARN", None: "SKIP"}[clock.synchronized()]
+# the storage check reads where the tests' data folders are: a laptop whose /tmp is a tmpfs is a WARN
+STORAGE = "WARN" if lost_at_reboot(tempfile.gettempdir()) else "PASS"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def test_laptop_selftest_passes_with_demo_and_console(tmp_path, golden_manifest,
     assert main(["selftest", "--source", "demo", "--config", conf, "--step", "0.01"]) == 0
     out = capsys.readouterr().out
     # the stand-ins pass their checks but say they are no hardware, here and in the verdict
-    assert status_lines(out) == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK} | dict.fromkeys(
+    assert status_lines(out) == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK, "storage": STORAGE} | dict.fromkeys(
         ["camera", "led", "buzzer"], "WARN")
     assert "the demo source: no camera was checked" in out and 'backend = "console": no LED or buzzer' in out
     assert "self-test passed, but no hardware was checked for: camera, led, buzzer" in out
@@ -263,7 +266,7 @@ def test_selftest_walks_the_real_pins_through_the_colours(tmp_path, golden_manif
                                      "model.manifest": str(golden_manifest), "store.data_dir": str(tmp_path / "d")})
         out = io.StringIO()
         results = selftest.run(cfg, "demo", step_s=0.05, out=out, pin_factory=factory)
-        assert {r.name: r.status for r in results} == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK, "camera": "WARN"}, \
+        assert {r.name: r.status for r in results} == dict.fromkeys(CHECKS, "PASS") | {"clock": CLOCK, "storage": STORAGE, "camera": "WARN"}, \
             out.getvalue()  # the pins are driven (mock ones): only the demo camera is no hardware
         assert "self-test passed, but no hardware was checked for: camera\n" in out.getvalue()
         red, green, blue, buzzer = (factory.pin(n) for n in (17, 27, 22, 23))
@@ -442,3 +445,17 @@ def test_a_damaged_flashed_model_is_sent_to_what_brings_it_back(tmp_path):
         selftest.check_model(cfg)
     assert "nor does the earlier one" in str(failed.value) and "rollback" not in str(failed.value), failed.value
     assert f"{SHIPPED_MANIFEST.with_suffix('.tflite')} --manifest {SHIPPED_MANIFEST}" in str(failed.value)
+
+
+def test_a_data_folder_held_in_memory_is_a_warning_with_what_to_do(tmp_path, golden_manifest):
+    """Every check passed on a device whose data folder was in memory: it worked all day and
+    each boot was a first start again. The self-test says so, and what to change."""
+    cfg = config_mod.load(None, {"store.data_dir": str(tmp_path / "data")})
+    kept = selftest.check_storage(cfg)
+    assert kept.status == "PASS" and "kept over a reboot" in kept.detail
+    with mounted_tmpfs(tmp_path / "ram", "4m") as ram:
+        lost = selftest.check_storage(config_mod.load(None, {"store.data_dir": str(ram / "data")}))
+    assert lost.status == "WARN", lost
+    assert lost.detail.startswith(f"nothing this device records outlives a reboot: its data folder {ram / 'data'} is in "
+                                  f"memory ({ram} is a tmpfs, held in memory)"), lost.detail
+    assert "a new admin password" in lost.detail and "set store.data_dir to a folder on the SD card" in lost.detail

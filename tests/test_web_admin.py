@@ -17,6 +17,7 @@ import bottle
 import pytest
 import requests
 
+from edge_app.fsutil import lost_at_reboot
 from edge_app.web.admin_dashboard import day_bounds, stack_widths
 from edge_app.web.admin_log import PAGE_SIZE
 from edge_app.web.admin_settings import SETTINGS
@@ -266,6 +267,8 @@ def test_dashboard_summarises_today(quiet):
     assert 'id="alerts">2<' in page
     assert 'id="absent">0:00<' in page  # 15 s rounds down to 0 minutes
     assert "<svg" in page and "Minutes per engagement level per day" in page
+    if lost_at_reboot(quiet.store.data_dir) is None:  # on a disk (a laptop's /tmp may be a tmpfs)
+        assert 'id="store-in-memory"' not in page
 
 
 def test_the_dashboard_api_sends_the_pages_own_pieces(quiet):
@@ -304,6 +307,10 @@ def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cf
         free = html.unescape(page.split('data-figure="store-free">', 1)[1].split("</span>", 1)[0])
         assert "MB free" in free and "100" in free  # the figure, beside the warning
         assert "Users page" in warning and "Keep data for (days)" in warning  # what to do, in the page's words
+        # a tmpfs is memory, too: what it records is gone at the next reboot, each start a first start again
+        in_memory = html.unescape(page.split('id="store-in-memory">', 1)[1].split("</p>", 1)[0])
+        assert in_memory.startswith("<strong>Nothing this device records outlives a reboot:</strong> its data folder")
+        assert f"{disk} is a tmpfs, held in memory" in in_memory and "set store.data_dir to a folder on" in in_memory
         appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
         wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
         assert 'id="store-warning"' not in s.get(f"{appliance.url}/admin", timeout=10).text

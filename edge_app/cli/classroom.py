@@ -102,7 +102,7 @@ def cmd_classroom(args) -> int:
     from edge_app.config import ConfigError
     from edge_app.fleet.classroom.service import ClassroomService
     from edge_app.store.accounts import FIRST_PASSWORD_FILE, AuthError
-    from edge_app.store.database import StoreError
+    from edge_app.store.database import StoreError, kept_in_memory
 
     settings = settings_from_args(args)
     try:
@@ -129,6 +129,8 @@ def cmd_classroom(args) -> int:
             + " or ".join(service.urls()))
         if warning := service.plain_http_warning():
             print(warning, file=sys.stderr, flush=True)
+        if lost := kept_in_memory(Path(args.data_dir).expanduser(), "the classroom page", "--data-dir"):
+            print(f"warning: {lost}", file=sys.stderr, flush=True)
         if service.generated_password:
             say(first_start_message(service.generated_password, service.accounts.first_password_path))
         stop.wait()

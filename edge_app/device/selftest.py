@@ -252,6 +252,15 @@ def check_web(cfg: Config) -> str:
     return f"HTTPS on {web.host}:{web.port}: {web.tls_cert} and its key {web.tls_key} load"
 
 
+def check_storage(cfg: Config) -> Result:
+    """Whether what the device records outlives a reboot (an overlay or tmpfs under its data
+    folder: a working device that starts every morning empty)."""
+    from edge_app.store.database import kept_in_memory
+
+    lost = kept_in_memory(config_mod.data_dir(cfg))
+    return Result("storage", "WARN", lost) if lost else Result("storage", "PASS", "the data folder is kept over a reboot")
+
+
 def check_clock() -> Result:
     synced = clock.synchronized()
     if synced is None:
@@ -316,8 +325,9 @@ def run(cfg: Config, source: str | None = None, buzzer: bool = True, step_s: flo
     attempt("database", check_database, cfg)
     attempt("disk", check_disk, cfg)
     attempt("web", check_web, cfg)
-    results.append(check_clock())
-    print(f"{results[-1].status} clock: {results[-1].detail}", file=out, flush=True)
+    for result in (check_storage(cfg), check_clock()):
+        results.append(result)
+        print(f"{result.status} {result.name}: {result.detail}", file=out, flush=True)
     failed = [r.name for r in results if r.status == "FAIL"]
     unchecked = [r.name for r in results if r.detail.endswith((DEMO_CAVEAT, CONSOLE_CAVEAT))]
     verdict = f"FAILED: {', '.join(failed)}" if failed else \

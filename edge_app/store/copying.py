@@ -8,12 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import stat
 from pathlib import Path
 
-from edge_app.fsutil import free_mb, user_name
+from edge_app.fsutil import free_mb, mount_of, user_name
 from edge_app.store.database import BUSY_TIMEOUT_MS, SQLITE_IOERR
 
 log = logging.getLogger(__name__)
@@ -91,22 +90,8 @@ KERNEL_FILE_SYSTEMS = {"proc", "sysfs", "devtmpfs", "cgroup", "cgroup2", "debugf
 def kernel_file_system(folder: Path) -> str | None:
     """The type of the kernel file system ``folder`` lies on (``KERNEL_FILE_SYSTEMS``: /proc,
     /sys, /dev), else None; None too when /proc/self/mountinfo cannot be read."""
-    where = os.path.realpath(folder)
-    best, kind = "", None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields, _, rest = line.partition(" - ")
-                parts = fields.split()
-                if len(parts) < 5 or not rest:
-                    continue
-                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])  # \040: a blank
-                inside = where == point or where.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, kind = point, rest.split()[0]
-    except OSError:
-        return None
-    return kind if kind in KERNEL_FILE_SYSTEMS else None
+    mount = mount_of(folder)
+    return mount.kind if mount is not None and mount.kind in KERNEL_FILE_SYSTEMS else None
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge_app.engagement import Group
-from edge_app.fsutil import atomic_write, owner_name, sandbox_hint, user_name
+from edge_app.fsutil import atomic_write, lost_at_reboot, owner_name, sandbox_hint, user_name
 from edge_app.store.outbox import queue_message
 from edge_app.store.schema import GROUP_COLUMNS, MIGRATIONS, SPEED_INDEXES
 
@@ -88,6 +88,19 @@ PAUSE_SEEN_KEY = "loop.pause_seen"
 # {"since", "until", "by", "owner", "owner_created", and what it had left on the monotonic
 # and wall clocks: "boot", "mono_since", "ends_at", "saved_at", "left"}.
 PAUSE_KEY = "privacy.pause"
+
+
+def kept_in_memory(data_dir: Path, who: str = "this device", setting: str = "store.data_dir") -> str | None:
+    """What to tell a technician or an admin when the data folder does not outlive a reboot
+    (``fsutil.lost_at_reboot``), else None: the device works all day and each boot is a
+    first start again (a new admin password, no other account, nothing recorded)."""
+    why = lost_at_reboot(data_dir)
+    if why is None:
+        return None
+    fix = ("turn Raspberry Pi OS's Overlay File System off (sudo raspi-config: Performance Options, Overlay File "
+           "System) and reboot" if "overlay" in why else f"set {setting} to a folder on the SD card or a USB disk")
+    return (f"nothing {who} records outlives a reboot: its data folder {data_dir} is in memory ({why}), so each "
+            f"start is a first start again (a new admin password, no other account, nothing recorded): {fix}")
 
 
 def audit_days(retention_days: int) -> int:

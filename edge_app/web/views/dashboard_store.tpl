@@ -12,3 +12,7 @@
     the database cannot be written ({{health.store}}: {{health.store_error}}). The service's journal says more.</p>
     % end
   % end
+  % if get('lost_at_reboot'):
+  % lost, _, rest = lost_at_reboot.partition(': ')
+  <p class="error" role="alert" id="store-in-memory"><strong>{{lost[0].upper() + lost[1:]}}:</strong> {{rest}}.</p>
+  % end
