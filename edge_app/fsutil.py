@@ -262,11 +262,13 @@ def mount_of(folder: Path | str) -> Mount | None:
 IN_MEMORY_KINDS = ("tmpfs", "ramfs")
 
 
-def lost_at_reboot(folder: Path | str) -> str | None:
+def lost_at_reboot(folder: Path | str, cmdline: Path | str = "/proc/cmdline") -> str | None:
     """Why what is written under ``folder`` is gone at the next reboot, or None: it lies on
     a file system held in memory, or on an overlay whose writes go to one (Raspberry Pi OS's
     "Overlay File System", which a school may switch on to spare its SD cards: the device
-    then ran, recorded and took passwords all day and started each morning with none)."""
+    then ran, recorded and took passwords all day and started each morning with none). That
+    overlay is told by its upper layer's mount, or by ``overlayroot=tmpfs`` on the kernel's
+    command line (``cmdline``), which is how raspi-config switches it on."""
     mount = mount_of(folder)
     if mount is None:
         return None
@@ -275,7 +277,12 @@ def lost_at_reboot(folder: Path | str) -> str | None:
     if mount.kind == "overlay":
         upper = next((o.partition("=")[2] for o in mount.options if o.startswith("upperdir=")), "")
         below = mount_of(upper) if upper else None
-        if below is not None and below.kind in IN_MEMORY_KINDS:
-            return (f"{mount.point} is an overlay whose changes are held in memory ({below.kind} at {below.point}; "
+        try:
+            booted = "overlayroot=tmpfs" in Path(cmdline).read_text(errors="replace").split()
+        except OSError:
+            booted = False
+        if booted or below is not None and below.kind in IN_MEMORY_KINDS:
+            held = f"{below.kind} at {below.point}; " if below is not None and below.kind in IN_MEMORY_KINDS else ""
+            return (f"{mount.point} is an overlay whose changes are held in memory ({held}"
                     "Raspberry Pi OS's Overlay File System does this)")
     return None

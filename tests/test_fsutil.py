@@ -150,5 +150,12 @@ def test_a_data_folder_held_in_memory_is_said_to_be_lost_at_a_reboot(tmp_path):
                         f"workdir={disk / 'work'}", str(disk / "root")], check=True)
         try:
             assert lost_at_reboot(disk / "root") is None  # an overlay kept on a disk (a container's root) is kept
+            # booted by raspi-config's switch (its upper layer's mount may not be in sight): the kernel's command line
+            cmdline = tmp_path / "cmdline"
+            cmdline.write_text("console=tty1 root=PARTUUID=1-02 overlayroot=tmpfs rootwait\n")
+            why = lost_at_reboot(disk / "root", cmdline)
+            assert why == f"{disk / 'root'} is an overlay whose changes are held in memory (Raspberry Pi OS's Overlay File System does this)"
+            cmdline.write_text("console=tty1 root=PARTUUID=1-02 rootwait\n")
+            assert lost_at_reboot(disk / "root", cmdline) is None
         finally:
             subprocess.run(["umount", "-l", str(disk / "root")], check=False)
