@@ -269,6 +269,7 @@ def test_dashboard_summarises_today(quiet):
     assert "<svg" in page and "Minutes per engagement level per day" in page
     if lost_at_reboot(quiet.store.data_dir) is None:  # on a disk (a laptop's /tmp may be a tmpfs)
         assert 'id="store-in-memory"' not in page
+        assert requests.get(f"{quiet.url}/healthz", timeout=10).json()["data_lost_at_reboot"] is False
 
 
 def test_the_dashboard_api_sends_the_pages_own_pieces(quiet):
@@ -311,6 +312,7 @@ def test_dashboard_says_when_logging_is_paused_by_a_full_disk(make_appliance, cf
         in_memory = html.unescape(page.split('id="store-in-memory">', 1)[1].split("</p>", 1)[0])
         assert in_memory.startswith("<strong>Nothing this device records outlives a reboot:</strong> its data folder")
         assert f"{disk} is a tmpfs, held in memory" in in_memory and "set store.data_dir to a folder on" in in_memory
+        assert requests.get(f"{appliance.url}/healthz", timeout=10).json()["data_lost_at_reboot"] is True
         appliance.loop.writer.min_free_mb = 0  # space returns: the warning goes with it
         wait_for(lambda: appliance.loop.health.store == "ok", what="logging resumed")
         assert 'id="store-warning"' not in s.get(f"{appliance.url}/admin", timeout=10).text
