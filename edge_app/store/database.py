@@ -98,7 +98,7 @@ def kept_in_memory(data_dir: Path, who: str = "this device", setting: str = "sto
     if why is None:
         return None
     fix = ("turn Raspberry Pi OS's Overlay File System off (sudo raspi-config: Performance Options, Overlay File "
-           "System) and reboot" if "overlay" in why else f"set {setting} to a folder on the SD card or a USB disk")
+           "System) and reboot" if " is an overlay " in why else f"set {setting} to a folder on the SD card or a USB disk")
     return (f"nothing {who} records outlives a reboot: its data folder {data_dir} is in memory ({why}), so each "
             f"start is a first start again (a new admin password, no other account, nothing recorded): {fix}")
 
