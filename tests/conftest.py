@@ -258,6 +258,25 @@ def device_zone(rule: str):
 
 
 @contextlib.contextmanager
+def module_appliance(tmp_path_factory, name: str, changes: dict | None = None, **kwargs):
+    """A started appliance for a test module's browser tests: its own folder, the default
+    config with ``changes`` over it, on a free loopback port, no LED, the first admin's
+    password ``ADMIN_PASSWORD``; ``kwargs`` go to ``Appliance``. Stopped at the end."""
+    from edge_app.runtime.appliance import Appliance
+
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / "config.toml").write_text("# defaults\n")
+    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
+                                                "indicators.backend": "none", **(changes or {})})
+    with admin_password_env():
+        appliance = Appliance(cfg, **kwargs).start()
+    try:
+        yield appliance
+    finally:
+        appliance.stop()
+
+
+@contextlib.contextmanager
 def admin_password_env():
     """ENGAGE_ADMIN_PASSWORD set while an appliance starts, for module-scoped fixtures
     (``monkeypatch`` is per test)."""

@@ -15,24 +15,16 @@ import pytest
 
 from edge_app import config as config_mod
 from edge_app.engagement import GROUPS
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, wait_for, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, browser_login, module_appliance, wait_for, wait_in_page
 
 STUDENT, STUDENT_PW = "lea", "lea-password-1"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from edge_app.runtime.appliance import Appliance
-
-    tmp = tmp_path_factory.mktemp("browser")
-    (tmp / "config.toml").write_text("# defaults\n")
-    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
-                                                "indicators.backend": "none"})
-    with admin_password_env():
-        appliance = Appliance(cfg).start()
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    yield appliance
-    appliance.stop()
+    with module_appliance(tmp_path_factory, "browser") as appliance:
+        appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+        yield appliance
 
 
 @pytest.fixture

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import requests
 
-from edge_app import config as config_mod
 from edge_app.engagement import ABSENT
 from edge_app.vision.sources import FrameSource
 from edge_app.web.admin_dashboard import day_bounds
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, stays, wait_for, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, browser_login, module_appliance, stays, wait_for, wait_in_page
 from tests.test_browser import STUDENT, STUDENT_PW
 
 # a group's colour as the page paints it (app.css --engaged ...), to see the field change
@@ -53,18 +52,10 @@ def scene(grace_path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, scene):
-    from edge_app.runtime.appliance import Appliance
-
-    tmp = tmp_path_factory.mktemp("glance")
-    (tmp / "config.toml").write_text("# defaults\n")
-    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
-                                                "indicators.backend": "none", "engagement.absent_after_s": 1.0,
-                                                "engagement.min_hold_s": 0.3})
-    with admin_password_env():
-        appliance = Appliance(cfg, source=scene).start()
-    appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
-    yield appliance
-    appliance.stop()
+    with module_appliance(tmp_path_factory, "glance", {"engagement.absent_after_s": 1.0, "engagement.min_hold_s": 0.3},
+                          source=scene) as appliance:
+        appliance.accounts.create_user(STUDENT, STUDENT_PW, "student")
+        yield appliance
 
 
 @pytest.fixture

@@ -12,22 +12,13 @@ import time
 
 import pytest
 
-from edge_app import config as config_mod
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, stays, wait_for, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, browser_login, module_appliance, stays, wait_for, wait_in_page
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from edge_app.runtime.appliance import Appliance
-
-    tmp = tmp_path_factory.mktemp("live-page")
-    (tmp / "config.toml").write_text("# defaults\n")
-    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
-                                                "indicators.backend": "none", "store.reserve_mb": 1})
-    with admin_password_env():
-        appliance = Appliance(cfg, clock_set=lambda: True).start()
-    yield appliance
-    appliance.stop()
+    with module_appliance(tmp_path_factory, "live-page", {"store.reserve_mb": 1}, clock_set=lambda: True) as appliance:
+        yield appliance
 
 
 @pytest.fixture

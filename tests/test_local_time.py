@@ -11,11 +11,10 @@ import time
 
 import pytest
 
-from edge_app import config as config_mod
 from edge_app.store import export, reports
 from edge_app.store.database import Store
 from edge_app.web.live import zone_spans
-from tests.conftest import ADMIN_PASSWORD, admin_password_env, browser_login, device_zone, login, wait_in_page
+from tests.conftest import ADMIN_PASSWORD, browser_login, device_zone, login, module_appliance, wait_in_page
 
 BERLIN = "CET-1CEST,M3.5.0,M10.5.0/3"  # Central European time: the last Sundays of March and October
 AUTUMN_CHANGE = 1792890000.0  # 2026-10-25 01:00 UTC: 03:00 CEST becomes 02:00 CET
@@ -68,16 +67,9 @@ def test_the_day_the_clocks_go_back_is_25_hours_in_the_log_filter_and_the_export
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from edge_app.runtime.appliance import Appliance
-
-    tmp = tmp_path_factory.mktemp("local-time")
-    (tmp / "config.toml").write_text("# defaults\n")
-    cfg = config_mod.load(tmp / "config.toml", {"store.data_dir": str(tmp / "data"), "web.port": 0,
-                                                "indicators.backend": "none", "store.reserve_mb": 1})
-    with admin_password_env():
-        appliance = Appliance(cfg, clock_set=lambda: True, with_loop=False).start()
-    yield appliance
-    appliance.stop()
+    with module_appliance(tmp_path_factory, "local-time", {"store.reserve_mb": 1}, clock_set=lambda: True,
+                          with_loop=False) as appliance:
+        yield appliance
 
 
 @pytest.fixture
