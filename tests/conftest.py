@@ -241,20 +241,30 @@ def browser():
 
 
 @contextlib.contextmanager
-def device_zone(rule: str):
-    """The process's (the device's) local zone set to ``rule`` (a POSIX TZ rule such as
-    "CET-1CEST,M3.5.0,M10.5.0/3"), and back afterwards."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = rule
-    time.tzset()
+def environment_variable(name: str, value: str):
+    """``name`` set to ``value`` in this process's environment, and back as it was (unset
+    too) afterwards: for module-scoped fixtures, where ``monkeypatch`` (per test) cannot."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("TZ", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["TZ"] = old
-        time.tzset()
+            os.environ[name] = old
+
+
+@contextlib.contextmanager
+def device_zone(rule: str):
+    """The process's (the device's) local zone set to ``rule`` (a POSIX TZ rule such as
+    "CET-1CEST,M3.5.0,M10.5.0/3"), and back afterwards."""
+    try:
+        with environment_variable("TZ", rule):
+            time.tzset()
+            yield
+    finally:
+        time.tzset()  # the zone as restored
 
 
 @contextlib.contextmanager
@@ -276,19 +286,9 @@ def module_appliance(tmp_path_factory, name: str, changes: dict | None = None, *
         appliance.stop()
 
 
-@contextlib.contextmanager
 def admin_password_env():
-    """ENGAGE_ADMIN_PASSWORD set while an appliance starts, for module-scoped fixtures
-    (``monkeypatch`` is per test)."""
-    old = os.environ.get("ENGAGE_ADMIN_PASSWORD")
-    os.environ["ENGAGE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ENGAGE_ADMIN_PASSWORD", None)
-        else:
-            os.environ["ENGAGE_ADMIN_PASSWORD"] = old
+    """ENGAGE_ADMIN_PASSWORD set while an appliance starts, for module-scoped fixtures."""
+    return environment_variable("ENGAGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
 
 
 @contextlib.contextmanager
