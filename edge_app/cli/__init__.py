@@ -178,7 +178,7 @@ def _config(args, overrides: dict | None = None) -> Config:
 def cmd_run(args) -> int:
     from edge_app.device.indicators import IndicatorError
     from edge_app.store.accounts import AuthError
-    from edge_app.store.database import StoreError, kept_in_memory
+    from edge_app.store.database import StoreError
     from edge_app.vision.classifier import ModelError
     from edge_app.vision.sources import CameraError, make_source
 
@@ -226,7 +226,7 @@ def cmd_run(args) -> int:
         say(f"engage-edge {__version__} on {cfg.camera.source} source; web UI at " + " or ".join(appliance.urls()))
         if warning := appliance.plain_http_warning():
             print(warning, file=sys.stderr, flush=True)
-        if lost := kept_in_memory(appliance.store.data_dir):
+        if lost := appliance.ctx.lost_at_reboot:
             print(f"warning: {lost}", file=sys.stderr, flush=True)
         if waiting := first_password_waiting(appliance.store.data_dir):
             say(waiting)

@@ -18,7 +18,7 @@ from edge_app.fleet.publisher import model_version, publisher_for
 from edge_app.runtime.capture import CaptureLoop
 from edge_app.runtime.live import LiveFrame
 from edge_app.store.accounts import Accounts
-from edge_app.store.database import Store
+from edge_app.store.database import Store, kept_in_memory
 from edge_app.store.housekeeping import Housekeeping
 from edge_app.store.leftovers import hold_images
 from edge_app.store.login_throttle import ThrottlePolicy
@@ -119,7 +119,7 @@ class Appliance:
             if self.publisher:  # its heartbeats carry what the loop shows, also while the disk is full
                 self.publisher.follow(self.loop)
         self.ctx = Context(cfg, self.store, self.accounts, self.analyzer, self.loop, self.live, time.time(),
-                           publisher=self.publisher, file_cfg=file_cfg)
+                           publisher=self.publisher, file_cfg=file_cfg, lost_at_reboot=kept_in_memory(self.store.data_dir))
         self.app = make_app(self.ctx)
         self.server: Server | None = None
         self.housekeeping = self.ctx.housekeeping = Housekeeping(self.store, self.accounts,

@@ -18,7 +18,6 @@ from bottle import response
 
 from edge_app.device import clock
 from edge_app.store import reports
-from edge_app.store.database import kept_in_memory
 from edge_app.wall_clock import local_time
 from edge_app.web.guard import Guard
 
@@ -168,7 +167,7 @@ def piece_values(ctx, recent_days: RecentDaysChart) -> dict:
             "groups": tuple(today["seconds"]),  # the measured groups: not "Paused"
             "health": ctx.loop.health if ctx.loop else None,
             "clock_unset": clock.synchronized() is False, "clock_help": clock.WHAT_TO_DO,
-            "lost_at_reboot": kept_in_memory(ctx.store.data_dir),
+            "lost_at_reboot": ctx.lost_at_reboot,
             "clock_trusted": ctx.cfg.store.trust_device_clock}
 
 

@@ -69,6 +69,9 @@ class Context:
     # one settings save at a time (the settings and classroom pages, "use the file's values"): two admins saving
     # at the same instant each read the saved settings, then wrote them back whole, and one change was lost
     settings_lock: threading.Lock = field(default_factory=threading.Lock)
+    # why the data folder is gone at the next reboot (store.database.kept_in_memory), or None: judged once at
+    # the start, as a mount does not change under a running service, not at each dashboard poll or /healthz
+    lost_at_reboot: str | None = None
 
 
 HOST_REFUSED_PAGE = ("This device does not answer to the name in your address bar, to keep other sites' pages "

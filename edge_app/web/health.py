@@ -13,7 +13,6 @@ from bottle import response
 from edge_app import __version__
 from edge_app.device import clock
 from edge_app.fleet.publisher import status_of as mqtt_status
-from edge_app.fsutil import lost_at_reboot
 from edge_app.runtime.health import CameraState, StoreState
 from edge_app.web.guard import Guard, admin_past_given_password, from_this_machine, json_error, told_details
 
@@ -103,7 +102,7 @@ def install(app: bottle.Bottle, ctx, guard: Guard) -> None:
             # not a reason for "degraded": the device works, only its times may be wrong (device/clock.py)
             "clock_synchronized": clock.synchronized(),
             # nor this: the device works, and a reboot empties it (Pi OS's Overlay File System, a tmpfs)
-            "data_lost_at_reboot": lost_at_reboot(ctx.store.data_dir) is not None,
+            "data_lost_at_reboot": ctx.lost_at_reboot is not None,
         }
         if told:  # the exact build marks an unpatched desk: for its admins and the device itself
             body["version"] = __version__
