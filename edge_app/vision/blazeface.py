@@ -21,7 +21,6 @@ the many anchors that fire on one face (score-weighted average, as MediaPipe doe
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.vision.classifier import ModelError, interpreter_for
+from edge_app.vision.classifier import ModelError, checked_interpreter_for
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "shipped"
 SHIPPED_DETECTOR = SHIPPED / "face_detection_short_range.json"
@@ -173,12 +172,7 @@ def checked_interpreter(model_path: Path, sha256: str, manifest_path: Path, thre
     if not model_path.is_file():
         raise ModelError(f"{what} file {model_path} (named by {manifest_path}) does not exist; "
                          "reinstall engage-edge to restore it")
-    content = model_path.read_bytes()
-    digest = hashlib.sha256(content).hexdigest()
-    if digest != sha256.lower():
-        raise ModelError(f"{model_path} does not match its manifest: sha256 {digest[:12]}..., "
-                         f"expected {sha256[:12]}...; reinstall engage-edge to restore the {what}")
-    return interpreter_for(content, model_path, threads)
+    return checked_interpreter_for(model_path, sha256, threads, f"; reinstall engage-edge to restore the {what}")
 
 
 def _read_manifest(path: Path, what: str) -> dict:

@@ -41,6 +41,17 @@ def load_interpreter_class():
     return Interpreter
 
 
+def checked_interpreter_for(model_path: Path, sha256: str, threads: int, fix: str = ""):
+    """The interpreter for ``model_path`` once its bytes match the manifest's ``sha256``
+    (``fix``: what to do when they do not, after the mismatch), hashed and loaded from one
+    read: nothing can change between the check and the load."""
+    content = model_path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != sha256.lower():
+        raise ModelError(f"{model_path} does not match its manifest: sha256 {digest[:12]}..., expected {sha256[:12]}...{fix}")
+    return interpreter_for(content, model_path, threads)
+
+
 def interpreter_for(content: bytes, model_path: Path, threads: int):
     """The runtime's interpreter over a model's bytes (those whose sha256 was checked),
     tensors allocated; ``ModelError`` for a file it cannot load. Given the bytes, LiteRT
@@ -227,11 +238,7 @@ class EmotionClassifier:
         m = self.manifest
         if not m.model_path.is_file():
             raise ModelError(f"model file {m.model_path} (named by {m.path}) does not exist")
-        content = m.model_path.read_bytes()  # hashed and loaded alike: one read, nothing swapped between
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != m.sha256:
-            raise ModelError(f"{m.model_path} does not match its manifest: sha256 {digest[:12]}..., expected {m.sha256[:12]}...")
-        self.interpreter = interpreter_for(content, m.model_path, threads)
+        self.interpreter = checked_interpreter_for(m.model_path, m.sha256, threads)
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         expected_in = (1, m.size[0], m.size[1], 1)
